@@ -1,0 +1,329 @@
+//! `intelmesh bench …`: throughput figures on this machine. Each prints a human summary and,
+//! as its last line, one JSON object.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use ed25519_dalek::{Signature, VerifyingKey};
+use intelmesh_core::entry::{sha256, signed_message};
+use intelmesh_core::verify::{verify_batch, VerifyConfig};
+use intelmesh_core::{
+    Distribution, KeyId, KeyRegistry, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry,
+};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{SledStore, Store, StoreConfig};
+use prost::Message;
+use rayon::prelude::*;
+
+const ORIGINS: usize = 16;
+/// Entries per rayon task: large enough for batch verification to pay off.
+const VERIFY_CHUNK: usize = 128;
+
+#[derive(Subcommand)]
+pub enum Which {
+    /// The receiving path for entries from a peer: decode, batch-verify, chain check, durable
+    /// append (flush per batch), index update; plus the verify and store ceilings.
+    Ingest {
+        /// How many signed upserts to generate and ingest.
+        #[arg(long, default_value_t = 200_000)]
+        updates: usize,
+        /// Entries per received batch (one flush each).
+        #[arg(long, default_value_t = 4096)]
+        batch: usize,
+        /// Where to put the stores (default: a temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(which: Which) -> anyhow::Result<()> {
+    match which {
+        Which::Ingest {
+            updates,
+            batch,
+            dir,
+            json,
+        } => ingest(updates, batch, dir, json),
+    }
+}
+
+fn ingest(updates: usize, batch: usize, dir: Option<PathBuf>, json: bool) -> anyhow::Result<()> {
+    if updates < ORIGINS {
+        bail!("--updates must be at least {ORIGINS} (one per origin)");
+    }
+    if batch == 0 {
+        bail!("--batch must be at least 1");
+    }
+    let tmp = match &dir {
+        Some(d) => tempfile::tempdir_in(d),
+        None => tempfile::tempdir(),
+    }
+    .context("creating the bench directory")?;
+    let say = |line: String| {
+        if !json {
+            println!("{line}");
+        }
+    };
+
+    let t = Instant::now();
+    let (signers, wire) = generate(updates);
+    let mut keys = StaticKeys::default();
+    for s in &signers {
+        keys.insert(s.org().clone(), s.verifying_key());
+    }
+    let batches = interleave(&wire, batch);
+    say(format!(
+        "generated {updates} signed upserts from {ORIGINS} origins in {:.1}s ({} MiB on the wire, {} batches)",
+        t.elapsed().as_secs_f64(),
+        wire.iter().flatten().map(Vec::len).sum::<usize>() >> 20,
+        batches.len()
+    ));
+
+    let rate = measure_receive(&batches, &keys, tmp.path().join("node"))?;
+    say(format!("receive path: {rate:.0} updates/s"));
+    let store_alone = measure_store_path(&batches, &keys, tmp.path().join("alone"))?;
+    say(format!(
+        "store path alone (chain check, append, index, flush; pre-verified): {store_alone:.0}/s"
+    ));
+    let verify_ceiling = measure_verify(&wire, &keys)?;
+    say(format!(
+        "ceiling, ed25519 batch verify on {} threads: {verify_ceiling:.0}/s",
+        rayon::current_num_threads()
+    ));
+    let store_ceiling = measure_store(&batches, tmp.path().join("raw"))?;
+    say(format!(
+        "ceiling, sled batch insert + flush: {store_ceiling:.0}/s"
+    ));
+    let ratio = rate / verify_ceiling.min(store_ceiling);
+    println!(
+        "{}",
+        serde_json::json!({
+            "bench": "ingest",
+            "updates": updates,
+            "rate": rate.round(),
+            "verify_ceiling": verify_ceiling.round(),
+            "store_ceiling": store_ceiling.round(),
+            "ratio": (ratio * 1000.0).round() / 1000.0,
+        })
+    );
+    Ok(())
+}
+
+/// Signs `n` upserts spread over the origins, each origin's chain on its own core.
+fn generate(n: usize) -> (Vec<Signer>, Vec<Vec<Vec<u8>>>) {
+    let signers: Vec<Signer> = (0..ORIGINS)
+        .map(|i| Signer::generate(OrgId::parse(&format!("BENCH-{i:02}")).expect("valid org id")))
+        .collect();
+    let dist = Distribution {
+        tlp: Tlp::Green,
+        recipients: vec![],
+    };
+    let now = intelmesh_core::now_unix_ms();
+    let wire = signers
+        .par_iter()
+        .enumerate()
+        .map(|(o, signer)| {
+            let count = n / ORIGINS + usize::from(o < n % ORIGINS);
+            let mut head = None;
+            (0..count)
+                .map(|i| {
+                    let payload = sample_upsert((i * ORIGINS + o) as u64);
+                    let (entry, next) = signer.sign_next(head, now, &dist, &payload);
+                    head = Some(next);
+                    entry.encode_to_vec()
+                })
+                .collect()
+        })
+        .collect();
+    (signers, wire)
+}
+
+/// A realistic upsert; `n` picks the type and makes the value unique.
+fn sample_upsert(n: u64) -> pb::Payload {
+    let (ty, value) = match n % 4 {
+        0 => (
+            pb::IndicatorType::Ipv4,
+            Ipv4Addr::from(0x0B00_0000 + n as u32).to_string(),
+        ),
+        1 => (pb::IndicatorType::Domain, format!("c2-{n}.bad-example.com")),
+        2 => (
+            pb::IndicatorType::Sha256,
+            hex::encode(sha256(&n.to_be_bytes())),
+        ),
+        _ => (
+            pb::IndicatorType::Url,
+            format!("http://drop-{n}.bad-example.net/gate.php"),
+        ),
+    };
+    pb::Payload {
+        body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
+            indicator: Some(pb::IndicatorRef {
+                r#type: ty as i32,
+                value,
+            }),
+            confidence: 80,
+            valid_from_unix_ms: 1_700_000_000_000,
+            valid_until_unix_ms: Some(1_900_000_000_000),
+            tags: vec!["botnet".into(), format!("campaign-{}", n % 97)],
+            threat_types: vec!["c2".into()],
+            description: "observed beaconing in incident response".into(),
+            external_references: vec![],
+        })),
+    }
+}
+
+/// Cuts the origins' logs into peer batches: each batch holds the next run of every origin.
+fn interleave(wire: &[Vec<Vec<u8>>], batch: usize) -> Vec<Vec<&[u8]>> {
+    let per_origin = (batch / wire.len()).max(1);
+    let longest = wire.iter().map(Vec::len).max().unwrap_or(0);
+    (0..longest.div_ceil(per_origin))
+        .map(|b| {
+            wire.iter()
+                .flat_map(|log| log.iter().skip(b * per_origin).take(per_origin))
+                .map(Vec::as_slice)
+                .collect()
+        })
+        .collect()
+}
+
+/// Decodes and verifies on all cores while a store thread appends the previous batch.
+fn measure_receive(
+    batches: &[Vec<&[u8]>],
+    keys: &StaticKeys,
+    path: PathBuf,
+) -> anyhow::Result<f64> {
+    let store = SledStore::open(StoreConfig::new(path))?;
+    let total: usize = batches.iter().map(Vec::len).sum();
+    let t = Instant::now();
+    let (tx, rx) = sync_channel::<Vec<VerifiedEntry>>(2);
+    let appended = std::thread::scope(|s| -> anyhow::Result<usize> {
+        let writer = std::thread::Builder::new()
+            .name("store".into())
+            .spawn_scoped(s, move || -> anyhow::Result<usize> {
+                let mut appended = 0;
+                let mut busy = std::time::Duration::ZERO;
+                for batch in rx {
+                    let t = Instant::now();
+                    appended += store.apply(batch)?.appended();
+                    busy += t.elapsed();
+                }
+                tracing::debug!(store_busy_s = busy.as_secs_f64(), "store thread");
+                Ok(appended)
+            })?;
+        let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
+        for batch in batches {
+            let verified: Vec<VerifiedEntry> = batch
+                .par_chunks(VERIFY_CHUNK)
+                .map(|chunk| {
+                    let decoded: Vec<pb::SignedEntry> = chunk
+                        .iter()
+                        .filter_map(|bytes| pb::SignedEntry::decode(*bytes).ok())
+                        .collect();
+                    verify_batch(decoded, keys, &cfg)
+                })
+                .flatten_iter()
+                .filter_map(Result::ok)
+                .collect();
+            if tx.send(verified).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("store thread panicked"))?
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    if appended != total {
+        bail!("only {appended} of {total} entries were appended");
+    }
+    Ok(total as f64 / secs)
+}
+
+/// The store's part of the receiving path on its own, with entries verified beforehand.
+fn measure_store_path(
+    batches: &[Vec<&[u8]>],
+    keys: &StaticKeys,
+    path: PathBuf,
+) -> anyhow::Result<f64> {
+    let store = SledStore::open(StoreConfig::new(path))?;
+    let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
+    let verified: Vec<Vec<VerifiedEntry>> = batches
+        .iter()
+        .map(|b| {
+            let decoded = b
+                .iter()
+                .filter_map(|bytes| pb::SignedEntry::decode(*bytes).ok())
+                .collect();
+            intelmesh_core::verify::verify_batch_parallel(decoded, keys, &cfg, VERIFY_CHUNK)
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect()
+        })
+        .collect();
+    let total: usize = verified.iter().map(Vec::len).sum();
+    let t = Instant::now();
+    for batch in verified {
+        store.apply(batch)?;
+    }
+    Ok(total as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Raw ed25519 batch verification of the same signatures on all cores: the crypto ceiling.
+fn measure_verify(wire: &[Vec<Vec<u8>>], keys: &StaticKeys) -> anyhow::Result<f64> {
+    let mut items: Vec<(Vec<u8>, Signature, VerifyingKey)> = Vec::new();
+    for bytes in wire.iter().flatten() {
+        let e = pb::SignedEntry::decode(bytes.as_slice())?;
+        let h = pb::EntryHeader::decode(e.header.as_ref())?;
+        let org = OrgId::parse(&h.origin)?;
+        let key_id = KeyId(h.key_id.as_slice().try_into().context("key id length")?);
+        let key = keys
+            .key(&org, &key_id)
+            .context("bench origin without key")?;
+        items.push((
+            signed_message(&e.header),
+            Signature::from_slice(&e.signature)?,
+            key,
+        ));
+    }
+    let t = Instant::now();
+    let all_ok = items.par_chunks(VERIFY_CHUNK).all(|chunk| {
+        let msgs: Vec<&[u8]> = chunk.iter().map(|(m, _, _)| m.as_slice()).collect();
+        let sigs: Vec<Signature> = chunk.iter().map(|(_, s, _)| *s).collect();
+        let vks: Vec<VerifyingKey> = chunk.iter().map(|(_, _, k)| *k).collect();
+        ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_ok()
+    });
+    let secs = t.elapsed().as_secs_f64();
+    if !all_ok {
+        bail!("a bench signature failed to verify");
+    }
+    Ok(items.len() as f64 / secs)
+}
+
+/// Raw sled: the same entry bytes, same batches, apply_batch + flush each: the disk ceiling.
+fn measure_store(batches: &[Vec<&[u8]>], path: PathBuf) -> anyhow::Result<f64> {
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(256 << 20)
+        .open()?;
+    let total: usize = batches.iter().map(Vec::len).sum();
+    let t = Instant::now();
+    let mut n: u64 = 0;
+    for batch in batches {
+        let mut b = sled::Batch::default();
+        for bytes in batch {
+            n += 1;
+            b.insert(&n.to_be_bytes(), *bytes);
+        }
+        db.apply_batch(b)?;
+        db.flush()?;
+    }
+    Ok(total as f64 / t.elapsed().as_secs_f64())
+}

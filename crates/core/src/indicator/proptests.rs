@@ -1,0 +1,126 @@
+//! Properties of normalization: canonical values are fixed points, the cosmetic differences
+//! between reporters (case, padding, quotes, defanging) vanish, clean values survive refanging
+//! untouched, and no input panics.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+
+use super::{detect, normalize, refang, IndicatorType};
+
+fn label() -> impl Strategy<Value = String> {
+    "[a-z0-9]([a-z0-9_-]{0,12}[a-z0-9])?".prop_filter("not punycode", |l| !l.starts_with("xn--"))
+}
+
+fn domain() -> impl Strategy<Value = String> {
+    (prop::collection::vec(label(), 1..4), "[a-z]{2,8}")
+        .prop_map(|(labels, tld)| format!("{}.{tld}", labels.join(".")))
+}
+
+fn ipv4() -> impl Strategy<Value = Ipv4Addr> {
+    any::<[u8; 4]>().prop_map(Ipv4Addr::from)
+}
+
+fn ipv6() -> impl Strategy<Value = Ipv6Addr> {
+    any::<[u16; 8]>().prop_map(Ipv6Addr::from)
+}
+
+fn url() -> impl Strategy<Value = String> {
+    let host = prop_oneof![domain(), ipv4().prop_map(|a| a.to_string())];
+    let port = prop::option::of(1u16..);
+    let path = prop::collection::vec("[a-zA-Z0-9._~%-]{0,8}", 0..4);
+    let query = prop::option::of("[a-zA-Z0-9=&%]{0,12}");
+    let scheme = prop::sample::select(vec!["http", "https", "ftp", "tcp"]);
+    (scheme, host, port, path, query).prop_map(|(scheme, host, port, path, query)| {
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{scheme}://{host}{port}/{}{query}", path.join("/"))
+    })
+}
+
+/// Clean values of every type, as a reporter might write them.
+fn typed_value() -> impl Strategy<Value = (IndicatorType, String)> {
+    let hash = |len: usize| prop::collection::vec(any::<u8>(), len).prop_map(hex::encode_upper);
+    let email = ("[a-z0-9]([a-z0-9._+-]{0,10}[a-z0-9])?", domain())
+        .prop_filter("no doubled dot", |(local, _)| !local.contains(".."))
+        .prop_map(|(local, domain)| format!("{local}@{domain}"));
+    prop_oneof![
+        ipv4().prop_map(|a| (IndicatorType::Ipv4, a.to_string())),
+        ipv6().prop_map(|a| (IndicatorType::Ipv6, a.to_string())),
+        (ipv4(), 0u8..=32).prop_map(|(a, p)| (IndicatorType::Cidr, format!("{a}/{p}"))),
+        (ipv6(), 0u8..=128).prop_map(|(a, p)| (IndicatorType::Cidr, format!("{a}/{p}"))),
+        domain().prop_map(|d| (IndicatorType::Domain, d)),
+        url().prop_map(|u| (IndicatorType::Url, u)),
+        email.prop_map(|e| (IndicatorType::Email, e)),
+        hash(16).prop_map(|h| (IndicatorType::Md5, h)),
+        hash(20).prop_map(|h| (IndicatorType::Sha1, h)),
+        hash(32).prop_map(|h| (IndicatorType::Sha256, h)),
+    ]
+}
+
+/// Strings made of the characters the rules care about, to reach their edge cases.
+fn tricky() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-zA-Z0-9.:/@%_\\[\\](){}?#'\" \t-]{0,40}",
+        "(hxxps?|fxp|http|[.]|\\[dot\\]|\\[|\\]|\\(|\\)|[a-z]|[.]|:|/|@|%2e|\t){0,20}",
+        "\\PC{0,24}",
+    ]
+}
+
+proptest! {
+    #[test]
+    fn clean_values_are_accepted_and_fixed((ty, raw) in typed_value()) {
+        let indicator = normalize(ty, &raw);
+        prop_assert!(indicator.is_ok(), "{ty} {raw:?}: {indicator:?}");
+        let Ok(indicator) = indicator else { unreachable!() };
+        prop_assert_eq!(normalize(ty, indicator.value()), Ok(indicator.clone()));
+        prop_assert_eq!(refang(indicator.value()), indicator.value());
+        if ty != IndicatorType::Url {
+            prop_assert_eq!(refang(&raw), raw.as_str());
+        }
+    }
+
+    #[test]
+    fn cosmetic_differences_vanish(
+        (ty, raw) in typed_value(),
+        upper in any::<bool>(),
+        defang in any::<bool>(),
+        pad in prop::sample::select(vec!["", " ", "\t", "\u{a0}", "\u{feff}"]),
+        quote in prop::sample::select(vec!["", "\"", "'"]),
+    ) {
+        let mut variant = raw.clone();
+        if upper && ty != IndicatorType::Url {
+            variant = variant.to_uppercase();
+        }
+        if defang && ty != IndicatorType::Url {
+            variant = variant.replace('.', "[.]").replace('@', "[at]");
+        }
+        let variant = format!("{pad}{quote}{variant}{quote}{pad}");
+        prop_assert_eq!(normalize(ty, &variant), normalize(ty, &raw), "variant {:?}", variant);
+    }
+
+    #[test]
+    fn detect_agrees_with_normalize((ty, raw) in typed_value()) {
+        let detected = detect(&raw);
+        prop_assert_eq!(detected.as_ref().map(|i| i.ty()), Ok(ty));
+        prop_assert_eq!(detected, normalize(ty, &raw));
+    }
+
+    #[test]
+    fn refang_is_idempotent(raw in tricky()) {
+        let once = refang(&raw).into_owned();
+        prop_assert_eq!(refang(&once), once.as_str());
+    }
+
+    #[test]
+    fn any_input_is_safe_and_canonical_values_are_fixed(raw in tricky()) {
+        for ty in IndicatorType::ALL {
+            if let Ok(indicator) = normalize(ty, &raw) {
+                prop_assert_eq!(normalize(ty, indicator.value()), Ok(indicator.clone()));
+            }
+        }
+        if let Ok(indicator) = detect(&raw) {
+            prop_assert_eq!(detect(indicator.value()), Ok(indicator.clone()));
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! URLs: parsed and serialized by the `url` crate (WHATWG rules), with the host held to the
+//! same rules as the domain and IP types and the fragment dropped.
+//!
+//! The `url` crate already lower-cases scheme and host, converts IDNs to punycode, drops the
+//! default port of http, https, ftp, ws and wss and percent-encodes what needs it; its output
+//! is the canonical form. Percent-escapes already present are kept as written (`%3f` stays
+//! lower case), as the `url` crate does.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+use url::{Host, Url};
+
+use super::{domain, NormalizeError};
+
+/// Schemes whose URLs locate a network resource. Others (`mailto`, `magnet`, `javascript`,
+/// `file`, `data`) name no host one could block.
+const SCHEMES: &[&str] = &[
+    "http", "https", "ftp", "ftps", "sftp", "ws", "wss", "tcp", "udp", "dns", "smb",
+];
+
+/// Schemes the WHATWG parser knows, whose hosts it lower-cases and converts to punycode.
+/// The others get an opaque host, which is checked here instead.
+const SPECIAL: &[&str] = &["http", "https", "ftp", "ws", "wss"];
+
+pub(crate) fn url(value: &str) -> Result<String, NormalizeError> {
+    let full = match scheme_of(value) {
+        Some(scheme) => {
+            let scheme = scheme.to_ascii_lowercase();
+            if !SCHEMES.contains(&scheme.as_str()) {
+                return Err(NormalizeError::UnsupportedScheme { scheme });
+            }
+            Cow::Borrowed(value)
+        }
+        // `/wp-login.php` is a path, yet `http:///wp-login.php` would parse with host
+        // `wp-login.php`.
+        None if value.starts_with(['/', '\\']) => {
+            return Err(NormalizeError::MissingHost {
+                value: value.to_owned(),
+            })
+        }
+        // Lists often leave the scheme off (`host/path`, `host:port/path`); http is what a
+        // browser would assume.
+        None => Cow::Owned(format!("http://{value}")),
+    };
+    let invalid = |reason: String| NormalizeError::InvalidUrl {
+        value: value.to_owned(),
+        reason,
+    };
+    let mut url = Url::parse(&full).map_err(|err| invalid(err.to_string()))?;
+    url.set_fragment(None);
+    if let Some(host) = canonical_host(&url, value)? {
+        url.set_host(Some(&host))
+            .map_err(|err| invalid(err.to_string()))?;
+    }
+    Ok(url.into())
+}
+
+/// The scheme of `value`, if it starts with one.
+///
+/// `host:port` also starts with letters and a colon, so a colon followed by digits only is a
+/// port, not a scheme.
+fn scheme_of(value: &str) -> Option<&str> {
+    let (head, rest) = value.split_once(':')?;
+    let mut chars = head.chars();
+    let first_alpha = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    if !first_alpha || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) {
+        return None;
+    }
+    if rest.starts_with("//") {
+        return Some(head);
+    }
+    let port = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let is_port = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    (!is_port && !head.contains('.')).then_some(head)
+}
+
+/// The host to put in place of the parsed one, if it is not canonical yet.
+fn canonical_host(url: &Url, shown: &str) -> Result<Option<String>, NormalizeError> {
+    let missing = || NormalizeError::MissingHost {
+        value: shown.to_owned(),
+    };
+    let host = match url.host() {
+        None => return Err(missing()),
+        Some(Host::Ipv4(_) | Host::Ipv6(_)) => return Ok(None),
+        Some(Host::Domain(host)) => host,
+    };
+    if host.is_empty() {
+        return Err(missing());
+    }
+    let canonical = if SPECIAL.contains(&url.scheme()) {
+        let name = host.strip_suffix('.').unwrap_or(host);
+        domain::check_ascii(name, host)?;
+        Cow::Borrowed(name)
+    } else {
+        let decoded = percent_decode(host).ok_or_else(|| NormalizeError::InvalidUrl {
+            value: shown.to_owned(),
+            reason: "the host is not UTF-8 once percent-decoded".to_owned(),
+        })?;
+        match decoded.parse::<Ipv4Addr>() {
+            Ok(addr) => Cow::Owned(addr.to_string()),
+            Err(_) => Cow::Owned(domain::domain(&decoded)?),
+        }
+    };
+    Ok((canonical != host).then(|| canonical.into_owned()))
+}
+
+/// Decodes `%XX` escapes; the `url` crate escapes non-ASCII in opaque hosts.
+fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
+    if !s.contains('%') {
+        return Some(Cow::Borrowed(s));
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            // from_str_radix alone would take a sign: "%+f".
+            .filter(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}

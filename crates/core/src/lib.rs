@@ -1,0 +1,24 @@
+//! intelmesh's core: the indicator model, log entries, signing, verification and chain rules.
+//!
+//! Nothing here does I/O: every function takes plain values and returns plain values, so the
+//! protocol rules are tested without sockets or disks. Storage lives in `intelmesh-store`,
+//! transport in `intelmesh-node`.
+
+pub mod chain;
+pub mod entry;
+pub mod indicator;
+pub mod sign;
+pub mod verify;
+
+pub use entry::{Distribution, Hash, Head, KeyId, OrgId, Tlp};
+pub use indicator::{Indicator, IndicatorType};
+pub use sign::Signer;
+pub use verify::{KeyRegistry, StaticKeys, VerifiedEntry, VerifyConfig, VerifyError};
+
+/// Milliseconds since the Unix epoch, from the system clock. The one clock read of the core,
+/// kept here so callers pass plain values to everything else.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

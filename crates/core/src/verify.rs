@@ -1,0 +1,482 @@
+//! Verification of received entries: sizes, well-formedness, payload binding, clock skew and
+//! ed25519 signatures, one entry at a time or in batches.
+//!
+//! An entry that passes is a [`VerifiedEntry`]; the store only accepts those, so nothing
+//! unverified can reach the log. Chain rules (gaps, forks) need the stored heads and live in
+//! [`crate::chain`].
+
+use std::collections::HashMap;
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use intelmesh_proto::v1 as pb;
+use prost::Message;
+use rayon::prelude::*;
+
+use crate::entry::{
+    header_hash, sha256, signed_message, Distribution, Hash, Header, KeyId, OrgId, Tlp,
+    MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, ZERO_HASH,
+};
+use crate::indicator::{normalize, Indicator, IndicatorType, NormalizeError};
+
+/// Where verifying keys come from: a config file now, the hub's roster later.
+pub trait KeyRegistry: Sync {
+    /// The key `origin` signs with under `key_id`, if it is known and not revoked.
+    fn key(&self, origin: &OrgId, key_id: &KeyId) -> Option<VerifyingKey>;
+}
+
+/// A fixed set of (org, key) pairs.
+#[derive(Clone, Debug, Default)]
+pub struct StaticKeys {
+    keys: HashMap<(OrgId, KeyId), VerifyingKey>,
+}
+
+impl StaticKeys {
+    pub fn insert(&mut self, org: OrgId, key: VerifyingKey) {
+        self.keys.insert((org, KeyId::of(&key)), key);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&OrgId, &VerifyingKey)> {
+        self.keys.iter().map(|((org, _), key)| (org, key))
+    }
+}
+
+impl KeyRegistry for StaticKeys {
+    fn key(&self, origin: &OrgId, key_id: &KeyId) -> Option<VerifyingKey> {
+        // Cloning the OrgId for the lookup is cheap next to a signature check.
+        self.keys.get(&(origin.clone(), *key_id)).copied()
+    }
+}
+
+/// What the receiver allows; `now_unix_ms` is passed in so verification stays pure.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifyConfig {
+    pub now_unix_ms: i64,
+    /// How far in the future `issued_at` may be before the entry is refused.
+    pub max_clock_skew_ms: i64,
+}
+
+impl VerifyConfig {
+    pub const DEFAULT_SKEW_MS: i64 = 5 * 60 * 1000;
+
+    pub fn at(now_unix_ms: i64) -> VerifyConfig {
+        VerifyConfig {
+            now_unix_ms,
+            max_clock_skew_ms: Self::DEFAULT_SKEW_MS,
+        }
+    }
+}
+
+/// The decoded, checked content of a payload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Payload {
+    pub indicator: Indicator,
+    pub body: pb::payload::Body,
+}
+
+/// An entry whose header, payload binding and signature have been checked.
+#[derive(Clone, Debug)]
+pub struct VerifiedEntry {
+    raw: pb::SignedEntry,
+    header: Header,
+    hash: Hash,
+    payload: Option<Payload>,
+    key: VerifyingKey,
+}
+
+impl VerifiedEntry {
+    /// The entry exactly as received, to store and forward byte for byte.
+    pub fn raw(&self) -> &pb::SignedEntry {
+        &self.raw
+    }
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+    /// [`header_hash`] of this entry.
+    pub fn hash(&self) -> &Hash {
+        &self.hash
+    }
+    /// `None` for a withheld stub.
+    pub fn payload(&self) -> Option<&Payload> {
+        self.payload.as_ref()
+    }
+    pub fn key(&self) -> &VerifyingKey {
+        &self.key
+    }
+    pub fn into_raw(self) -> pb::SignedEntry {
+        self.raw
+    }
+    /// Entry, header, header hash, payload and key, for consumers that take them apart.
+    pub fn into_parts(self) -> (pb::SignedEntry, Header, Hash, Option<Payload>, VerifyingKey) {
+        (self.raw, self.header, self.hash, self.payload, self.key)
+    }
+}
+
+/// Why an entry was refused. Each names the origin and seq where they could be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("header of {len} bytes is over the {max}-byte cap")]
+    HeaderTooLarge { len: usize, max: usize },
+    #[error("header bytes do not decode: {reason}")]
+    MalformedHeader { reason: String },
+    #[error("{origin}#{seq}: invalid header: {defect}")]
+    InvalidHeader {
+        origin: String,
+        seq: u64,
+        defect: HeaderDefect,
+    },
+    #[error("{origin}#{seq}: payload of {len} bytes is over the {max}-byte cap")]
+    PayloadTooLarge {
+        origin: OrgId,
+        seq: u64,
+        len: usize,
+        max: usize,
+    },
+    #[error("{origin}#{seq}: payload is {actual} bytes, header says {declared}")]
+    PayloadLengthMismatch {
+        origin: OrgId,
+        seq: u64,
+        declared: u64,
+        actual: u64,
+    },
+    #[error("{origin}#{seq}: payload SHA-256 does not match the header")]
+    PayloadHashMismatch { origin: OrgId, seq: u64 },
+    #[error("{origin}#{seq}: invalid payload: {defect}")]
+    InvalidPayload {
+        origin: OrgId,
+        seq: u64,
+        defect: PayloadDefect,
+    },
+    #[error("{origin}#{seq}: issued at {issued_at_unix_ms} ms, more than {max_skew_ms} ms after now ({now_unix_ms} ms)")]
+    FromFuture {
+        origin: OrgId,
+        seq: u64,
+        issued_at_unix_ms: i64,
+        now_unix_ms: i64,
+        max_skew_ms: i64,
+    },
+    #[error("{origin}#{seq}: unknown signing key {key_id} for this origin")]
+    UnknownKey {
+        origin: OrgId,
+        seq: u64,
+        key_id: KeyId,
+    },
+    #[error("{origin}#{seq}: signature does not verify")]
+    BadSignature { origin: OrgId, seq: u64 },
+}
+
+impl VerifyError {
+    /// A short stable name, for counters and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VerifyError::HeaderTooLarge { .. } => "header_too_large",
+            VerifyError::MalformedHeader { .. } => "malformed_header",
+            VerifyError::InvalidHeader { .. } => "invalid_header",
+            VerifyError::PayloadTooLarge { .. } => "payload_too_large",
+            VerifyError::PayloadLengthMismatch { .. } => "payload_length_mismatch",
+            VerifyError::PayloadHashMismatch { .. } => "payload_hash_mismatch",
+            VerifyError::InvalidPayload { .. } => "invalid_payload",
+            VerifyError::FromFuture { .. } => "from_future",
+            VerifyError::UnknownKey { .. } => "unknown_key",
+            VerifyError::BadSignature { .. } => "bad_signature",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderDefect {
+    #[error("{0}")]
+    Origin(crate::entry::InvalidOrgId),
+    #[error("seq must start at 1")]
+    ZeroSeq,
+    #[error("prev_hash must be 32 bytes, got {0}")]
+    PrevHashLength(usize),
+    #[error("seq 1 must have an all-zero prev_hash")]
+    FirstEntryHasPrev,
+    #[error("payload_sha256 must be 32 bytes, got {0}")]
+    PayloadHashLength(usize),
+    #[error("key_id must be 8 bytes, got {0}")]
+    KeyIdLength(usize),
+    #[error("payload_len {0} is over the cap")]
+    PayloadLenOverCap(u64),
+    #[error("missing or unknown TLP level")]
+    Tlp,
+    #[error("invalid recipient: {0}")]
+    Recipient(crate::entry::InvalidOrgId),
+    #[error("signature must be 64 bytes, got {0}")]
+    SignatureLength(usize),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadDefect {
+    #[error("does not decode: {0}")]
+    Undecodable(String),
+    #[error("no body (upsert, revoke or sighting)")]
+    MissingBody,
+    #[error("no indicator")]
+    MissingIndicator,
+    #[error("unknown indicator type {0}")]
+    UnknownType(i32),
+    #[error("{0}")]
+    InvalidValue(NormalizeError),
+    #[error("value {value:?} is not canonical; sign {canonical:?} instead")]
+    NotCanonical { value: String, canonical: String },
+    #[error("confidence {0} is over 100")]
+    Confidence(u32),
+    #[error("sighting count must be at least 1")]
+    ZeroCount,
+}
+
+/// Checks everything but the signature and returns the entry with the message to verify.
+struct Prechecked {
+    raw: pb::SignedEntry,
+    header: Header,
+    payload: Option<Payload>,
+    key: VerifyingKey,
+    signature: Signature,
+}
+
+fn precheck(
+    raw: pb::SignedEntry,
+    keys: &dyn KeyRegistry,
+    cfg: &VerifyConfig,
+) -> Result<Prechecked, VerifyError> {
+    if raw.header.len() > MAX_HEADER_BYTES {
+        return Err(VerifyError::HeaderTooLarge {
+            len: raw.header.len(),
+            max: MAX_HEADER_BYTES,
+        });
+    }
+    let wire =
+        pb::EntryHeader::decode(raw.header.as_ref()).map_err(|e| VerifyError::MalformedHeader {
+            reason: e.to_string(),
+        })?;
+    let header = check_header(&wire)?;
+    let (origin, seq) = (&header.origin, header.seq);
+    let signature =
+        Signature::from_slice(&raw.signature).map_err(|_| VerifyError::InvalidHeader {
+            origin: origin.to_string(),
+            seq,
+            defect: HeaderDefect::SignatureLength(raw.signature.len()),
+        })?;
+    if header.issued_at_unix_ms > cfg.now_unix_ms.saturating_add(cfg.max_clock_skew_ms) {
+        return Err(VerifyError::FromFuture {
+            origin: origin.clone(),
+            seq,
+            issued_at_unix_ms: header.issued_at_unix_ms,
+            now_unix_ms: cfg.now_unix_ms,
+            max_skew_ms: cfg.max_clock_skew_ms,
+        });
+    }
+    let payload = match &raw.payload {
+        None => None,
+        Some(bytes) => Some(check_payload(&header, bytes)?),
+    };
+    let key = keys
+        .key(origin, &header.key_id)
+        .ok_or_else(|| VerifyError::UnknownKey {
+            origin: origin.clone(),
+            seq,
+            key_id: header.key_id,
+        })?;
+    Ok(Prechecked {
+        raw,
+        header,
+        payload,
+        key,
+        signature,
+    })
+}
+
+fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
+    let fail = |defect| VerifyError::InvalidHeader {
+        origin: wire.origin.chars().take(80).collect(),
+        seq: wire.seq,
+        defect,
+    };
+    let origin = OrgId::parse(&wire.origin).map_err(|e| fail(HeaderDefect::Origin(e)))?;
+    if wire.seq == 0 {
+        return Err(fail(HeaderDefect::ZeroSeq));
+    }
+    let prev_hash: Hash = wire
+        .prev_hash
+        .as_slice()
+        .try_into()
+        .map_err(|_| fail(HeaderDefect::PrevHashLength(wire.prev_hash.len())))?;
+    if wire.seq == 1 && prev_hash != ZERO_HASH {
+        return Err(fail(HeaderDefect::FirstEntryHasPrev));
+    }
+    let payload_sha256: Hash = wire
+        .payload_sha256
+        .as_slice()
+        .try_into()
+        .map_err(|_| fail(HeaderDefect::PayloadHashLength(wire.payload_sha256.len())))?;
+    let key_id: [u8; 8] = wire
+        .key_id
+        .as_slice()
+        .try_into()
+        .map_err(|_| fail(HeaderDefect::KeyIdLength(wire.key_id.len())))?;
+    if wire.payload_len > MAX_PAYLOAD_BYTES as u64 {
+        return Err(fail(HeaderDefect::PayloadLenOverCap(wire.payload_len)));
+    }
+    let dist = wire.distribution.as_ref();
+    let tlp = dist
+        .and_then(|d| Tlp::from_proto(d.tlp))
+        .ok_or_else(|| fail(HeaderDefect::Tlp))?;
+    let recipients = dist
+        .map(|d| d.recipients.iter().map(|r| OrgId::parse(r)).collect())
+        .transpose()
+        .map_err(|e| fail(HeaderDefect::Recipient(e)))?
+        .unwrap_or_default();
+    Ok(Header {
+        origin,
+        seq: wire.seq,
+        prev_hash,
+        payload_sha256,
+        payload_len: wire.payload_len,
+        issued_at_unix_ms: wire.issued_at_unix_ms,
+        key_id: KeyId(key_id),
+        distribution: Distribution { tlp, recipients },
+    })
+}
+
+fn check_payload(header: &Header, bytes: &[u8]) -> Result<Payload, VerifyError> {
+    let (origin, seq) = (header.origin.clone(), header.seq);
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return Err(VerifyError::PayloadTooLarge {
+            origin,
+            seq,
+            len: bytes.len(),
+            max: MAX_PAYLOAD_BYTES,
+        });
+    }
+    if bytes.len() as u64 != header.payload_len {
+        return Err(VerifyError::PayloadLengthMismatch {
+            origin,
+            seq,
+            declared: header.payload_len,
+            actual: bytes.len() as u64,
+        });
+    }
+    if sha256(bytes) != header.payload_sha256 {
+        return Err(VerifyError::PayloadHashMismatch { origin, seq });
+    }
+    decode_payload(bytes).map_err(|defect| VerifyError::InvalidPayload {
+        origin,
+        seq,
+        defect,
+    })
+}
+
+/// Decodes a payload and checks its indicator is in canonical form.
+pub fn decode_payload(bytes: &[u8]) -> Result<Payload, PayloadDefect> {
+    use pb::payload::Body;
+    let payload =
+        pb::Payload::decode(bytes).map_err(|e| PayloadDefect::Undecodable(e.to_string()))?;
+    let body = payload.body.ok_or(PayloadDefect::MissingBody)?;
+    let indicator = match &body {
+        Body::Upsert(u) if u.confidence > 100 => {
+            return Err(PayloadDefect::Confidence(u.confidence))
+        }
+        Body::Sighting(s) if s.count == 0 => return Err(PayloadDefect::ZeroCount),
+        Body::Upsert(pb::IndicatorUpsert { indicator, .. })
+        | Body::Revoke(pb::IndicatorRevoke { indicator, .. })
+        | Body::Sighting(pb::Sighting { indicator, .. }) => {
+            indicator.as_ref().ok_or(PayloadDefect::MissingIndicator)?
+        }
+    };
+    let indicator = canonical_indicator(indicator)?;
+    Ok(Payload { indicator, body })
+}
+
+fn canonical_indicator(wire: &pb::IndicatorRef) -> Result<Indicator, PayloadDefect> {
+    let ty =
+        IndicatorType::from_proto(wire.r#type).ok_or(PayloadDefect::UnknownType(wire.r#type))?;
+    let indicator = normalize(ty, &wire.value).map_err(PayloadDefect::InvalidValue)?;
+    if indicator.value() != wire.value {
+        return Err(PayloadDefect::NotCanonical {
+            value: wire.value.chars().take(256).collect(),
+            canonical: indicator.into_value(),
+        });
+    }
+    Ok(indicator)
+}
+
+fn finish(p: Prechecked) -> VerifiedEntry {
+    VerifiedEntry {
+        hash: header_hash(&p.raw.header),
+        raw: p.raw,
+        header: p.header,
+        payload: p.payload,
+        key: p.key,
+    }
+}
+
+fn verify_one(p: &Prechecked) -> Result<(), VerifyError> {
+    p.key
+        .verify_strict(&signed_message(&p.raw.header), &p.signature)
+        .map_err(|_| VerifyError::BadSignature {
+            origin: p.header.origin.clone(),
+            seq: p.header.seq,
+        })
+}
+
+/// Verifies one entry.
+pub fn verify_entry(
+    raw: pb::SignedEntry,
+    keys: &dyn KeyRegistry,
+    cfg: &VerifyConfig,
+) -> Result<VerifiedEntry, VerifyError> {
+    let p = precheck(raw, keys, cfg)?;
+    verify_one(&p)?;
+    Ok(finish(p))
+}
+
+/// Verifies a batch on the calling thread, with one ed25519 batch check for all signatures.
+/// Results come back in input order. If the batch check fails, each entry is checked alone so
+/// only the bad ones are refused.
+pub fn verify_batch(
+    raws: Vec<pb::SignedEntry>,
+    keys: &dyn KeyRegistry,
+    cfg: &VerifyConfig,
+) -> Vec<Result<VerifiedEntry, VerifyError>> {
+    let checked: Vec<Result<Prechecked, VerifyError>> =
+        raws.into_iter().map(|r| precheck(r, keys, cfg)).collect();
+    let ok: Vec<&Prechecked> = checked.iter().filter_map(|c| c.as_ref().ok()).collect();
+    let messages: Vec<Vec<u8>> = ok.iter().map(|p| signed_message(&p.raw.header)).collect();
+    let msg_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    let sigs: Vec<Signature> = ok.iter().map(|p| p.signature).collect();
+    let vks: Vec<VerifyingKey> = ok.iter().map(|p| p.key).collect();
+    let all_good = ok.is_empty() || ed25519_dalek::verify_batch(&msg_refs, &sigs, &vks).is_ok();
+    checked
+        .into_iter()
+        .map(|c| {
+            let p = c?;
+            if !all_good {
+                verify_one(&p)?;
+            }
+            Ok(finish(p))
+        })
+        .collect()
+}
+
+/// [`verify_batch`] spread over all cores in chunks of `chunk` entries.
+pub fn verify_batch_parallel(
+    raws: Vec<pb::SignedEntry>,
+    keys: &dyn KeyRegistry,
+    cfg: &VerifyConfig,
+    chunk: usize,
+) -> Vec<Result<VerifiedEntry, VerifyError>> {
+    let chunk = chunk.max(1);
+    let mut chunks: Vec<Vec<pb::SignedEntry>> = Vec::with_capacity(raws.len() / chunk + 1);
+    let mut it = raws.into_iter().peekable();
+    while it.peek().is_some() {
+        chunks.push(it.by_ref().take(chunk).collect());
+    }
+    chunks
+        .into_par_iter()
+        .map(|c| verify_batch(c, keys, cfg))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .flatten()
+        .collect()
+}

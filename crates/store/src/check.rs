@@ -1,0 +1,120 @@
+//! `verify-store`: re-verifies every chain and signature and rebuilds the index from the log.
+
+use std::collections::BTreeMap;
+
+use intelmesh_core::entry::{header_hash, ZERO_HASH};
+use intelmesh_core::verify::{verify_entry, KeyRegistry, VerifyConfig};
+use intelmesh_core::OrgId;
+use intelmesh_proto::v1 as pb;
+
+use crate::index::merge_payload;
+use crate::{keys, SledStore, StoreError};
+
+/// What `verify_store` found.
+#[derive(Debug, Default)]
+pub struct StoreCheck {
+    pub origins: usize,
+    pub entries: u64,
+    pub stubs: u64,
+    pub indicators: usize,
+    pub problems: Vec<String>,
+}
+
+impl StoreCheck {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Checks each origin's log (contiguous seqs from 1, prev hashes, signatures against `keys`
+/// or else the keys recorded at acceptance), the heads, and that the stored index equals the
+/// one rebuilt from the log.
+pub fn verify_store(
+    store: &SledStore,
+    keys: Option<&dyn KeyRegistry>,
+) -> Result<StoreCheck, StoreError> {
+    let recorded;
+    let keys: &dyn KeyRegistry = match keys {
+        Some(k) => k,
+        None => {
+            recorded = store.recorded_keys()?;
+            &recorded
+        }
+    };
+    // Stored entries were accepted in the past; their issue time is not re-judged.
+    let cfg = VerifyConfig::at(i64::MAX);
+    let mut check = StoreCheck::default();
+    let mut tails: BTreeMap<OrgId, (u64, [u8; 32])> = BTreeMap::new();
+    let mut rebuilt: BTreeMap<Vec<u8>, pb::IndicatorState> = BTreeMap::new();
+    for item in store.log_entries() {
+        let (origin, seq, raw) = item?;
+        check.entries += 1;
+        let (last_seq, last_hash) = tails.get(&origin).copied().unwrap_or((0, ZERO_HASH));
+        if seq != last_seq + 1 {
+            check
+                .problems
+                .push(format!("{origin}: seq {seq} follows {last_seq}"));
+        }
+        let hash = header_hash(&raw.header);
+        tails.insert(origin.clone(), (seq, hash));
+        let entry = match verify_entry(raw, keys, &cfg) {
+            Ok(e) => e,
+            Err(e) => {
+                // The error names origin and seq itself.
+                check.problems.push(e.to_string());
+                continue;
+            }
+        };
+        let (_, h, _, payload, _) = entry.into_parts();
+        if h.origin != origin || h.seq != seq {
+            check.problems.push(format!(
+                "{origin}#{seq}: stored under the wrong key (header says {}#{})",
+                h.origin, h.seq
+            ));
+        }
+        if h.prev_hash != last_hash {
+            check.problems.push(format!(
+                "{origin}#{seq}: prev_hash does not match #{last_seq}"
+            ));
+        }
+        match payload {
+            Some(p) => merge_payload(rebuilt.entry(keys::index(&p.indicator)).or_default(), &h, p),
+            None => check.stubs += 1,
+        }
+    }
+    check.origins = tails.len();
+    let heads = store.stored_heads()?;
+    for (origin, head) in &heads {
+        match tails.get(origin) {
+            Some((seq, hash)) if *seq == head.seq && *hash == head.hash => {}
+            _ => check.problems.push(format!(
+                "{origin}: head #{} does not match the log tail",
+                head.seq
+            )),
+        }
+    }
+    if heads.len() != tails.len() {
+        check.problems.push(format!(
+            "{} origins have logs but {} have heads",
+            tails.len(),
+            heads.len()
+        ));
+    }
+    let mut stored = BTreeMap::new();
+    for item in store.index_entries() {
+        let (k, v) = item?;
+        stored.insert(k, v);
+    }
+    check.indicators = stored.len();
+    if stored != rebuilt {
+        let differing = rebuilt
+            .iter()
+            .filter(|(k, v)| stored.get(*k) != Some(v))
+            .count()
+            + stored.keys().filter(|k| !rebuilt.contains_key(*k)).count();
+        check.problems.push(format!(
+            "index differs from the one rebuilt from the log at {differing} indicators"
+        ));
+    }
+    Ok(check)
+}

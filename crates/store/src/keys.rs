@@ -1,0 +1,67 @@
+//! Key layout of the single sled tree. Org ids never contain a NUL byte, so `origin 0x00`
+//! ends an origin unambiguously and keys of one origin sort by seq.
+
+use intelmesh_core::{Indicator, KeyId, OrgId};
+
+pub const LOG: u8 = b'L';
+pub const HEAD: u8 = b'H';
+pub const INDEX: u8 = b'I';
+pub const FORK: u8 = b'F';
+pub const FLAG: u8 = b'X';
+pub const KEY: u8 = b'K';
+
+fn with_origin(prefix: u8, origin: &OrgId, extra: usize) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + origin.as_str().len() + extra);
+    k.push(prefix);
+    k.extend_from_slice(origin.as_str().as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn log(origin: &OrgId, seq: u64) -> Vec<u8> {
+    let mut k = with_origin(LOG, origin, 8);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn head(origin: &OrgId) -> Vec<u8> {
+    with_origin(HEAD, origin, 0)
+}
+
+pub fn flag(origin: &OrgId) -> Vec<u8> {
+    with_origin(FLAG, origin, 0)
+}
+
+pub fn fork(origin: &OrgId, seq: u64, conflicting: &[u8; 32]) -> Vec<u8> {
+    let mut k = with_origin(FORK, origin, 40);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(conflicting);
+    k
+}
+
+pub fn signing_key(origin: &OrgId, key_id: &KeyId) -> Vec<u8> {
+    let mut k = with_origin(KEY, origin, 8);
+    k.extend_from_slice(&key_id.0);
+    k
+}
+
+pub fn index(indicator: &Indicator) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + indicator.value().len());
+    k.push(INDEX);
+    k.push(indicator.ty().code());
+    k.extend_from_slice(indicator.value().as_bytes());
+    k
+}
+
+/// The origin named by a key with an origin part (`prefix origin 0x00 …`).
+pub fn origin_of(key: &[u8]) -> Option<OrgId> {
+    let rest = key.get(1..)?;
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    OrgId::parse(std::str::from_utf8(&rest[..end]).ok()?).ok()
+}
+
+/// The seq of a log key.
+pub fn seq_of_log(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}

@@ -1,0 +1,90 @@
+//! Durable storage of the per-origin logs and the state derived from them.
+//!
+//! [`Store`] is what the node programs against; [`SledStore`] keeps everything in one sled tree
+//! under prefixed keys (see `keys`), so that one batch of entries, with their heads, index
+//! updates and fork proofs, is one atomic `apply_batch` followed by a flush: an entry is
+//! reported appended only once it is on disk.
+
+mod apply;
+mod check;
+mod index;
+mod keys;
+mod sled_store;
+
+use std::collections::BTreeMap;
+
+use intelmesh_core::chain::ChainError;
+use intelmesh_core::{Hash, Head, Indicator, OrgId, VerifiedEntry};
+use intelmesh_proto::v1 as pb;
+
+pub use check::{verify_store, StoreCheck};
+pub use index::merge_payload;
+pub use sled_store::{SledStore, StoreConfig};
+
+/// Head seq per origin: what a node holds, and what it tells peers in its hello.
+pub type VersionVector = BTreeMap<OrgId, u64>;
+
+/// What became of one entry handed to [`Store::apply`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Durably appended to its origin's log.
+    Appended,
+    /// Already stored: nothing changed.
+    Duplicate,
+    /// Was stored as a withheld stub; its payload is now stored too.
+    PayloadFilled,
+    /// Its predecessors are missing; kept in memory until they arrive. Not durable yet.
+    Held,
+    /// Verified, but refused by the chain rules.
+    Rejected(ChainError),
+}
+
+/// The result of one [`Store::apply`]: an outcome per input entry, in input order, plus the
+/// entries held by earlier calls that this call made durable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub outcomes: Vec<Outcome>,
+    pub released: Vec<(OrgId, u64)>,
+}
+
+impl ApplyReport {
+    /// Every (origin, seq) that this call made durable, whether given now or held before.
+    pub fn appended(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Appended))
+            .count()
+            + self.released.len()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage I/O: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The node's durable state.
+pub trait Store: Send + Sync {
+    /// Applies verified entries in (origin, seq) order, atomically, and flushes before
+    /// returning: every [`Outcome::Appended`] is durable when this returns `Ok`.
+    fn apply(&self, batch: Vec<VerifiedEntry>) -> Result<ApplyReport, StoreError>;
+    fn head(&self, origin: &OrgId) -> Result<Option<Head>, StoreError>;
+    fn vector(&self) -> Result<VersionVector, StoreError>;
+    /// Up to `limit` entries of `origin` from `from_seq` on, as stored (stubs stay stubs).
+    fn range(
+        &self,
+        origin: &OrgId,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<pb::SignedEntry>, StoreError>;
+    fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError>;
+    fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError>;
+    /// Origins caught equivocating.
+    fn flagged_origins(&self) -> Result<Vec<OrgId>, StoreError>;
+    /// SHA-256 over the heads and the indicator index: equal on two nodes iff they hold the
+    /// same logs and derived the same state.
+    fn state_digest(&self) -> Result<Hash, StoreError>;
+}

@@ -1,0 +1,354 @@
+//! [`SledStore`]: the [`Store`] on sled, with the in-memory hold queue for entries that arrived
+//! before their predecessors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+
+use intelmesh_core::chain::ChainError;
+use intelmesh_core::entry::header_hash;
+use intelmesh_core::{Hash, Head, Indicator, OrgId, StaticKeys, VerifiedEntry};
+use intelmesh_proto::v1 as pb;
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::apply::{Placed, Work};
+use crate::{keys, ApplyReport, Outcome, Store, StoreError, VersionVector};
+
+/// Where and how a store keeps its data.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    /// sled page cache size.
+    pub cache_bytes: u64,
+    /// Most entries held per origin while waiting for predecessors.
+    pub hold_per_origin: usize,
+    /// Most bytes held across all origins.
+    pub hold_total_bytes: usize,
+}
+
+impl StoreConfig {
+    pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
+        StoreConfig {
+            path: path.into(),
+            cache_bytes: 256 << 20,
+            hold_per_origin: 4096,
+            hold_total_bytes: 64 << 20,
+        }
+    }
+}
+
+#[derive(Default)]
+struct HoldQueue {
+    by_origin: HashMap<OrgId, BTreeMap<u64, VerifiedEntry>>,
+    bytes: usize,
+}
+
+fn entry_bytes(e: &VerifiedEntry) -> usize {
+    let raw = e.raw();
+    raw.header.len() + raw.signature.len() + raw.payload.as_ref().map_or(0, |p| p.len())
+}
+
+pub struct SledStore {
+    db: sled::Db,
+    cfg: StoreConfig,
+    /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
+    held: Mutex<HoldQueue>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store and checks every head against its log's tail.
+    pub fn open(cfg: StoreConfig) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(&cfg.path)
+            .cache_capacity(cfg.cache_bytes)
+            .open()?;
+        let store = SledStore {
+            db,
+            cfg,
+            held: Mutex::new(HoldQueue::default()),
+        };
+        store.check_tails()?;
+        Ok(store)
+    }
+
+    fn check_tails(&self) -> Result<(), StoreError> {
+        for (origin, head) in self.heads()? {
+            let tail = self.db.get(keys::log(&origin, head.seq))?.ok_or_else(|| {
+                StoreError::Corrupt(format!("{origin}: head #{} is not in the log", head.seq))
+            })?;
+            let tail = decode_entry(&tail)?;
+            if header_hash(&tail.header) != head.hash {
+                return Err(StoreError::Corrupt(format!(
+                    "{origin}: head #{} hash differs from the logged entry",
+                    head.seq
+                )));
+            }
+            let after = keys::log(&origin, head.seq.saturating_add(1));
+            if self
+                .db
+                .range(after..=keys::log(&origin, u64::MAX))
+                .next()
+                .is_some()
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "{origin}: log has entries past head #{}",
+                    head.seq
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn heads(&self) -> Result<Vec<(OrgId, Head)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.db.scan_prefix([keys::HEAD]) {
+            let (k, v) = kv?;
+            let origin = keys::origin_of(&k)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad head key {k:?}")))?;
+            out.push((origin, decode_head(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// The signing keys recorded when entries were accepted, for offline re-verification.
+    pub fn recorded_keys(&self) -> Result<StaticKeys, StoreError> {
+        let mut reg = StaticKeys::default();
+        for kv in self.db.scan_prefix([keys::KEY]) {
+            let (k, v) = kv?;
+            let origin = keys::origin_of(&k)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad key record {k:?}")))?;
+            let bytes: [u8; 32] = v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt(format!("{origin}: recorded key is not 32 bytes"))
+            })?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes).map_err(|_| {
+                StoreError::Corrupt(format!("{origin}: recorded key is not a valid point"))
+            })?;
+            reg.insert(origin, key);
+        }
+        Ok(reg)
+    }
+
+    /// Every log entry in key order: by origin, then seq.
+    pub(crate) fn log_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(OrgId, u64, pb::SignedEntry), StoreError>> + '_ {
+        self.db.scan_prefix([keys::LOG]).map(|kv| {
+            let (k, v) = kv?;
+            let origin = keys::origin_of(&k)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad log key {k:?}")))?;
+            let seq = keys::seq_of_log(&k)
+                .ok_or_else(|| StoreError::Corrupt(format!("bad log key {k:?}")))?;
+            Ok((origin, seq, decode_entry(&v)?))
+        })
+    }
+
+    /// The stored index, key order.
+    pub(crate) fn index_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, pb::IndicatorState), StoreError>> + '_ {
+        self.db.scan_prefix([keys::INDEX]).map(|kv| {
+            let (k, v) = kv?;
+            Ok((k.to_vec(), decode_state(&v)?))
+        })
+    }
+
+    pub(crate) fn stored_heads(&self) -> Result<Vec<(OrgId, Head)>, StoreError> {
+        self.heads()
+    }
+
+    /// Entries waiting for predecessors.
+    pub fn held_count(&self) -> usize {
+        self.lock().by_origin.values().map(BTreeMap::len).sum()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HoldQueue> {
+        // A panic while holding the lock leaves only the in-memory hold queue behind; it is a
+        // cache of unacknowledged entries, so carrying on with it is safe.
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub(crate) fn decode_entry(bytes: &[u8]) -> Result<pb::SignedEntry, StoreError> {
+    pb::SignedEntry::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("log entry does not decode: {e}")))
+}
+
+pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
+    pb::Head::decode(bytes)
+        .ok()
+        .as_ref()
+        .and_then(Head::from_proto)
+        .ok_or_else(|| StoreError::Corrupt("head record does not decode".into()))
+}
+
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<pb::IndicatorState, StoreError> {
+    pb::IndicatorState::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("index record does not decode: {e}")))
+}
+
+impl Store for SledStore {
+    fn apply(&self, batch: Vec<VerifiedEntry>) -> Result<ApplyReport, StoreError> {
+        let mut held = self.lock();
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (batch[a].header(), batch[b].header());
+            (&x.origin, x.seq).cmp(&(&y.origin, y.seq))
+        });
+        let mut slots: Vec<Option<VerifiedEntry>> = batch.into_iter().map(Some).collect();
+        let mut outcomes: Vec<Outcome> = vec![Outcome::Duplicate; slots.len()];
+        let mut new_holds: Vec<(usize, VerifiedEntry)> = Vec::new();
+        let mut released = Vec::new();
+        let mut work = Work::new(&self.db);
+        for i in order {
+            let Some(entry) = slots[i].take() else {
+                continue;
+            };
+            let origin = entry.header().origin.clone();
+            outcomes[i] = match work.place(entry)? {
+                Placed::Done(o) => o,
+                Placed::Gap(entry) => {
+                    new_holds.push((i, *entry));
+                    Outcome::Held
+                }
+            };
+            if outcomes[i] == Outcome::Appended {
+                release_successors(&mut work, &held, &origin, &mut released)?;
+            }
+        }
+        self.db.apply_batch(work.finish())?;
+        self.db.flush()?;
+
+        // Durable: now update the in-memory hold queue.
+        for (origin, seq) in &released {
+            if let Some(e) = held.by_origin.get_mut(origin).and_then(|q| q.remove(seq)) {
+                held.bytes = held.bytes.saturating_sub(entry_bytes(&e));
+            }
+        }
+        for (i, entry) in new_holds {
+            outcomes[i] = self.hold(&mut held, entry);
+        }
+        held.by_origin.retain(|_, q| !q.is_empty());
+        Ok(ApplyReport { outcomes, released })
+    }
+
+    fn head(&self, origin: &OrgId) -> Result<Option<Head>, StoreError> {
+        match self.db.get(keys::head(origin))? {
+            Some(v) => Ok(Some(decode_head(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn vector(&self) -> Result<VersionVector, StoreError> {
+        Ok(self
+            .heads()?
+            .into_iter()
+            .map(|(origin, head)| (origin, head.seq))
+            .collect())
+    }
+
+    fn range(
+        &self,
+        origin: &OrgId,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<pb::SignedEntry>, StoreError> {
+        self.db
+            .range(keys::log(origin, from_seq.max(1))..=keys::log(origin, u64::MAX))
+            .take(limit)
+            .map(|kv| decode_entry(&kv?.1))
+            .collect()
+    }
+
+    fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError> {
+        match self.db.get(keys::index(indicator))? {
+            Some(v) => Ok(Some(decode_state(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError> {
+        self.db
+            .scan_prefix([keys::FORK])
+            .map(|kv| {
+                pb::ForkProof::decode(kv?.1.as_ref())
+                    .map_err(|e| StoreError::Corrupt(format!("fork proof does not decode: {e}")))
+            })
+            .collect()
+    }
+
+    fn flagged_origins(&self) -> Result<Vec<OrgId>, StoreError> {
+        self.db
+            .scan_prefix([keys::FLAG])
+            .map(|kv| {
+                let (k, _) = kv?;
+                keys::origin_of(&k).ok_or_else(|| StoreError::Corrupt(format!("bad flag {k:?}")))
+            })
+            .collect()
+    }
+
+    fn state_digest(&self) -> Result<Hash, StoreError> {
+        let mut hasher = Sha256::new();
+        for prefix in [keys::HEAD, keys::INDEX] {
+            for kv in self.db.scan_prefix([prefix]) {
+                let (k, v) = kv?;
+                hasher.update((k.len() as u64).to_be_bytes());
+                hasher.update(&k);
+                hasher.update((v.len() as u64).to_be_bytes());
+                hasher.update(&v);
+            }
+        }
+        Ok(hasher.finalize().into())
+    }
+}
+
+impl SledStore {
+    fn hold(&self, held: &mut HoldQueue, e: VerifiedEntry) -> Outcome {
+        let h = e.header().clone();
+        // Held entries the log has meanwhile caught up with are plain duplicates.
+        let head_seq = self.head(&h.origin).ok().flatten().map_or(0, |x| x.seq);
+        if h.seq <= head_seq {
+            return Outcome::Duplicate;
+        }
+        let size = entry_bytes(&e);
+        let queue_len = held.by_origin.get(&h.origin).map_or(0, BTreeMap::len);
+        if queue_len >= self.cfg.hold_per_origin || held.bytes + size > self.cfg.hold_total_bytes {
+            return Outcome::Rejected(ChainError::HoldQueueFull {
+                origin: h.origin,
+                seq: h.seq,
+                head_seq,
+                limit: self.cfg.hold_per_origin,
+            });
+        }
+        let queue = held.by_origin.entry(h.origin.clone()).or_default();
+        if let Some(old) = queue.insert(h.seq, e) {
+            held.bytes = held.bytes.saturating_sub(entry_bytes(&old));
+        }
+        held.bytes += size;
+        Outcome::Held
+    }
+}
+
+/// After `origin` advanced, appends its held successors that now fit.
+fn release_successors(
+    work: &mut Work<'_>,
+    held: &HoldQueue,
+    origin: &OrgId,
+    released: &mut Vec<(OrgId, u64)>,
+) -> Result<(), StoreError> {
+    let Some(queue) = held.by_origin.get(origin) else {
+        return Ok(());
+    };
+    loop {
+        let next = work.head(origin)?.map_or(1, |h| h.seq + 1);
+        let Some(e) = queue.get(&next) else {
+            return Ok(());
+        };
+        match work.place(e.clone())? {
+            Placed::Done(Outcome::Appended) => released.push((origin.clone(), next)),
+            // A held entry that no longer fits (chain break) stays out; sync asks the peer
+            // for the range again.
+            _ => return Ok(()),
+        }
+    }
+}

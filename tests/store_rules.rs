@@ -1,0 +1,255 @@
+//! The chain rules as the sled store applies them: append, duplicate, gap hold and release,
+//! equivocation with fork proof, chain break, bounded hold queue, stub then payload, reopen.
+
+use intelmesh_core::chain::ChainError;
+use intelmesh_core::entry::withheld_stub;
+use intelmesh_core::verify::{verify_batch, verify_entry};
+use intelmesh_core::{
+    Indicator, IndicatorType, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyConfig,
+};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{verify_store, Outcome, SledStore, Store, StoreConfig};
+use intelmesh_tests::{chain, green, registry, seeded_signer, upsert};
+
+struct Fixture {
+    signer: Signer,
+    keys: StaticKeys,
+    _dir: tempfile::TempDir,
+    store: SledStore,
+}
+
+fn fixture(cfg: impl FnOnce(StoreConfig) -> StoreConfig) -> Fixture {
+    let signer = seeded_signer(7, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open(cfg(StoreConfig::new(dir.path()))).expect("open store");
+    Fixture {
+        signer,
+        keys,
+        _dir: dir,
+        store,
+    }
+}
+
+fn verified(f: &Fixture, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
+    verify_batch(
+        raws,
+        &f.keys,
+        &VerifyConfig::at(intelmesh_core::now_unix_ms()),
+    )
+    .into_iter()
+    .map(|r| r.expect("fixture entries verify"))
+    .collect()
+}
+
+fn domain(n: u64) -> Indicator {
+    intelmesh_core::indicator::normalize(IndicatorType::Domain, &format!("d{n}.sg-igci.example"))
+        .expect("valid")
+}
+
+#[test]
+fn appends_in_order_and_duplicates_are_idempotent() {
+    let f = fixture(|c| c);
+    let (entries, head) = chain(&f.signer, None, 5, 8);
+    let report = f.store.apply(verified(&f, entries.clone())).expect("apply");
+    assert_eq!(report.outcomes, vec![Outcome::Appended; 5]);
+    assert_eq!(f.store.head(f.signer.org()).unwrap(), head);
+    let digest = f.store.state_digest().unwrap();
+
+    let again = f
+        .store
+        .apply(verified(&f, entries.clone()))
+        .expect("apply again");
+    assert_eq!(again.outcomes, vec![Outcome::Duplicate; 5]);
+    assert_eq!(
+        f.store.state_digest().unwrap(),
+        digest,
+        "duplicates change nothing"
+    );
+
+    let stored = f.store.range(f.signer.org(), 2, 2).unwrap();
+    assert_eq!(
+        stored,
+        entries[1..3].to_vec(),
+        "range returns the entries byte for byte"
+    );
+    let state = f.store.indicator(&domain(3)).unwrap().expect("indexed");
+    assert_eq!(state.assertions.len(), 1);
+    assert_eq!(state.assertions[0].seq, 3);
+}
+
+#[test]
+fn a_gap_is_held_until_its_predecessors_arrive() {
+    let f = fixture(|c| c);
+    let (entries, _) = chain(&f.signer, None, 4, 8);
+    let late = f.store.apply(verified(&f, entries[2..].to_vec())).unwrap();
+    assert_eq!(late.outcomes, vec![Outcome::Held, Outcome::Held]);
+    assert_eq!(
+        f.store.head(f.signer.org()).unwrap(),
+        None,
+        "held entries are not in the log"
+    );
+    assert_eq!(f.store.held_count(), 2);
+
+    let early = f.store.apply(verified(&f, entries[..2].to_vec())).unwrap();
+    assert_eq!(early.outcomes, vec![Outcome::Appended; 2]);
+    let org = f.signer.org().clone();
+    assert_eq!(early.released, vec![(org.clone(), 3), (org.clone(), 4)]);
+    assert_eq!(f.store.vector().unwrap().get(&org), Some(&4));
+    assert_eq!(f.store.held_count(), 0);
+}
+
+#[test]
+fn the_hold_queue_is_bounded() {
+    let f = fixture(|mut c| {
+        c.hold_per_origin = 2;
+        c
+    });
+    let (entries, _) = chain(&f.signer, None, 5, 8);
+    let report = f.store.apply(verified(&f, entries[2..].to_vec())).unwrap();
+    assert_eq!(report.outcomes[..2], [Outcome::Held, Outcome::Held]);
+    match &report.outcomes[2] {
+        Outcome::Rejected(
+            e @ ChainError::HoldQueueFull {
+                seq: 5, limit: 2, ..
+            },
+        ) => {
+            assert!(e.to_string().contains("hold queue"), "{e}")
+        }
+        other => panic!("expected HoldQueueFull, got {other:?}"),
+    }
+}
+
+#[test]
+fn equivocation_keeps_a_fork_proof_and_flags_the_origin() {
+    let f = fixture(|c| c);
+    let (entries, head1) = chain(&f.signer, None, 1, 8);
+    f.store.apply(verified(&f, entries)).unwrap();
+    let (honest, _) =
+        f.signer
+            .sign_next(head1, 1_700_000_000_002, &green(), &upsert("SG-IGCI", 2, 0));
+    let (other, _) = f.signer.sign_next(
+        head1,
+        1_700_000_000_002,
+        &green(),
+        &upsert("SG-IGCI", 99, 0),
+    );
+    f.store.apply(verified(&f, vec![honest.clone()])).unwrap();
+    let digest = f.store.state_digest().unwrap();
+
+    let report = f.store.apply(verified(&f, vec![other.clone()])).unwrap();
+    let org = f.signer.org().clone();
+    assert_eq!(
+        report.outcomes,
+        vec![Outcome::Rejected(ChainError::Equivocation {
+            origin: org.clone(),
+            seq: 2
+        })]
+    );
+    assert_eq!(
+        f.store.state_digest().unwrap(),
+        digest,
+        "the honest state is untouched"
+    );
+    assert_eq!(f.store.flagged_origins().unwrap(), vec![org]);
+    let proofs = f.store.fork_proofs().unwrap();
+    assert_eq!(proofs.len(), 1);
+    let proof = &proofs[0];
+    assert_eq!((proof.origin.as_str(), proof.seq), ("SG-IGCI", 2));
+    // The proof is two verifiable signed headers: anyone holding the key can check it.
+    for side in [proof.kept.clone(), proof.conflicting.clone()] {
+        let side = side.expect("both sides kept");
+        verify_entry(
+            side,
+            &f.keys,
+            &VerifyConfig::at(intelmesh_core::now_unix_ms()),
+        )
+        .expect("proof side verifies");
+    }
+    assert_eq!(proof.kept.as_ref().unwrap().header, honest.header);
+    assert_eq!(proof.conflicting.as_ref().unwrap().header, other.header);
+}
+
+#[test]
+fn a_wrong_prev_hash_is_a_chain_break() {
+    let f = fixture(|c| c);
+    let (entries, _) = chain(&f.signer, None, 1, 8);
+    f.store.apply(verified(&f, entries)).unwrap();
+    let broken = f.signer.sign_raw(2, [9; 32], 1_700_000_000_002, &green(), {
+        use prost::Message;
+        upsert("SG-IGCI", 2, 0).encode_to_vec()
+    });
+    let report = f.store.apply(verified(&f, vec![broken])).unwrap();
+    let org = OrgId::parse("SG-IGCI").unwrap();
+    let expected = ChainError::ChainBreak {
+        origin: org.clone(),
+        seq: 2,
+    };
+    assert_eq!(report.outcomes, vec![Outcome::Rejected(expected.clone())]);
+    assert!(
+        expected.to_string().starts_with("SG-IGCI#2: chain break"),
+        "{expected}"
+    );
+    assert_eq!(f.store.vector().unwrap().get(&org), Some(&1));
+}
+
+#[test]
+fn a_stub_keeps_the_chain_and_its_payload_can_fill_in_later() {
+    let f = fixture(|c| c);
+    let (entries, _) = chain(&f.signer, None, 2, 8);
+    let stubs: Vec<_> = entries.iter().map(withheld_stub).collect();
+    let report = f.store.apply(verified(&f, stubs)).unwrap();
+    assert_eq!(report.outcomes, vec![Outcome::Appended; 2]);
+    assert_eq!(
+        f.store.indicator(&domain(1)).unwrap(),
+        None,
+        "a stub reveals nothing"
+    );
+
+    let report = f
+        .store
+        .apply(verified(&f, vec![entries[0].clone()]))
+        .unwrap();
+    assert_eq!(report.outcomes, vec![Outcome::PayloadFilled]);
+    assert!(f.store.indicator(&domain(1)).unwrap().is_some());
+    assert_eq!(f.store.indicator(&domain(2)).unwrap(), None);
+    assert!(verify_store(&f.store, Some(&f.keys)).unwrap().is_ok());
+}
+
+#[test]
+fn reopened_store_has_everything_and_verifies() {
+    let signer = seeded_signer(7, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, head) = chain(&signer, None, 50, 100);
+    let digest = {
+        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+        let v = verify_batch(
+            entries.clone(),
+            &keys,
+            &VerifyConfig::at(intelmesh_core::now_unix_ms()),
+        );
+        store
+            .apply(v.into_iter().map(Result::unwrap).collect())
+            .unwrap();
+        store.state_digest().unwrap()
+    };
+    let store = SledStore::open(StoreConfig::new(dir.path())).expect("reopen");
+    assert_eq!(store.state_digest().unwrap(), digest);
+    assert_eq!(store.head(signer.org()).unwrap(), head);
+    assert_eq!(store.range(signer.org(), 1, 100).unwrap(), entries);
+    let check = verify_store(&store, None).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert_eq!(
+        (check.origins, check.entries, check.indicators),
+        (1, 50, 50)
+    );
+    // Verifying against a registry that lacks the key reports every entry.
+    let check = verify_store(&store, Some(&StaticKeys::default())).unwrap();
+    let unknown = check
+        .problems
+        .iter()
+        .filter(|p| p.contains("unknown signing key"))
+        .count();
+    assert_eq!(unknown, 50, "{:?}", check.problems);
+}

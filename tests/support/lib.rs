@@ -1,0 +1,81 @@
+//! Fixtures shared by the cross-crate tests: deterministic signers and payloads.
+
+use ed25519_dalek::SigningKey;
+use intelmesh_core::entry::sha256;
+use intelmesh_core::{Distribution, Head, OrgId, Signer, StaticKeys, Tlp};
+use intelmesh_proto::v1 as pb;
+
+/// A signer whose key is derived from `seed` and `org`, so a second process gets the same one.
+pub fn seeded_signer(seed: u64, org: &str) -> Signer {
+    let mut material = seed.to_be_bytes().to_vec();
+    material.extend_from_slice(org.as_bytes());
+    let key = SigningKey::from_bytes(&sha256(&material));
+    Signer::new(OrgId::parse(org).expect("fixture org ids are valid"), key)
+}
+
+pub fn registry(signers: &[&Signer]) -> StaticKeys {
+    let mut keys = StaticKeys::default();
+    for s in signers {
+        keys.insert(s.org().clone(), s.verifying_key());
+    }
+    keys
+}
+
+pub fn green() -> Distribution {
+    Distribution {
+        tlp: Tlp::Green,
+        recipients: vec![],
+    }
+}
+
+/// An upsert of the domain `n.<org>.example` (canonical), padded with `pad` bytes of text.
+pub fn upsert(org: &str, n: u64, pad: usize) -> pb::Payload {
+    pb::Payload {
+        body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
+            indicator: Some(pb::IndicatorRef {
+                r#type: pb::IndicatorType::Domain as i32,
+                value: format!("d{n}.{}.example", org.to_ascii_lowercase()),
+            }),
+            confidence: (n % 101) as u32,
+            valid_from_unix_ms: 1_700_000_000_000,
+            tags: vec![format!("batch-{}", n / 10)],
+            description: "x".repeat(pad),
+            ..Default::default()
+        })),
+    }
+}
+
+/// The origins the multi-origin fixtures use.
+pub const ORIGINS: [&str; 3] = ["AU-AFP", "BR-PF", "SG-IGCI"];
+
+/// `count` consecutive entries of `signer` after `head`, issued at fixed times, each payload
+/// padded with `pad` bytes.
+pub fn chain(
+    signer: &Signer,
+    head: Option<Head>,
+    count: u64,
+    pad: usize,
+) -> (Vec<pb::SignedEntry>, Option<Head>) {
+    let mut head = head;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let n = head.map_or(1, |h| h.seq + 1);
+        let payload = upsert(signer.org().as_str(), n, pad);
+        let (entry, next) =
+            signer.sign_next(head, 1_700_000_000_000 + n as i64, &green(), &payload);
+        out.push(entry);
+        head = Some(next);
+    }
+    (out, head)
+}
+
+/// Hex SHA-256 over an entry's header, signature and payload bytes: "byte for byte" in one word.
+pub fn entry_digest(e: &pb::SignedEntry) -> String {
+    let mut bytes = e.header.to_vec();
+    bytes.extend_from_slice(&e.signature);
+    if let Some(p) = &e.payload {
+        bytes.push(1);
+        bytes.extend_from_slice(p);
+    }
+    hex::encode(sha256(&bytes))
+}
