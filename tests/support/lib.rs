@@ -1,4 +1,7 @@
-//! Fixtures shared by the cross-crate tests: deterministic signers and payloads.
+//! Fixtures shared by the cross-crate tests: deterministic signers and payloads, and `net`,
+//! a set of real nodes in one process.
+
+pub mod net;
 
 use ed25519_dalek::SigningKey;
 use intelmesh_core::entry::sha256;

@@ -1,7 +1,6 @@
 //! The `intelmesh` command: key generation, store checks and benchmarks.
 
 mod bench;
-mod keyfile;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,7 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen { org, out } => {
             let org = intelmesh_core::OrgId::parse(&org)?;
-            let (private, public) = keyfile::generate(&org, &out)?;
+            let (private, public) = intelmesh_node::keys::generate(&org, &out)?;
             println!(
                 "wrote {} (private, 0600) and {}",
                 private.display(),
@@ -89,7 +88,7 @@ fn verify_store(
     if !data.is_dir() {
         anyhow::bail!("--data {}: no such directory", data.display());
     }
-    let registry = keys.map(keyfile::load_registry).transpose()?;
+    let registry = keys.map(intelmesh_node::keys::load_registry).transpose()?;
     let store = intelmesh_store::SledStore::open(intelmesh_store::StoreConfig::new(data))
         .with_context(|| format!("opening store at {}", data.display()))?;
     let check = intelmesh_store::verify_store(

@@ -1,4 +1,4 @@
-//! Key files: an org's private signing key, and the TOML registry of verifying keys.
+//! Signing-key files and the TOML registry of verifying keys (until the hub roster replaces it).
 //!
 //! Registry format:
 //! ```toml
@@ -57,6 +57,35 @@ struct RegistryFile {
 struct OriginKeys {
     org: String,
     keys: Vec<String>,
+}
+
+/// Reads a private signing key written by [`generate`] or [`write_private`].
+pub fn load_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading signing key {}", path.display()))?;
+    let bytes = hex::decode(text.trim())
+        .with_context(|| format!("signing key {} is not hex", path.display()))?;
+    let Ok(seed) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+        bail!(
+            "signing key {} must hold 32 bytes (64 hex digits)",
+            path.display()
+        );
+    };
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// The registry file text for a set of (org, public key) pairs.
+pub fn registry_toml<'a>(
+    entries: impl IntoIterator<Item = (&'a OrgId, &'a VerifyingKey)>,
+) -> String {
+    let mut out = String::new();
+    for (org, key) in entries {
+        out.push_str(&format!(
+            "[[origin]]\norg = \"{org}\"\nkeys = [\"{}\"]\n\n",
+            hex::encode(key.as_bytes())
+        ));
+    }
+    out
 }
 
 pub fn load_registry(path: &Path) -> anyhow::Result<StaticKeys> {

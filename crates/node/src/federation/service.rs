@@ -1,0 +1,62 @@
+//! The `Federation` gRPC service: authenticates the peer by its certificate and hands the
+//! stream to [`run_link`].
+
+use std::sync::Arc;
+
+use intelmesh_proto::v1 as pb;
+use intelmesh_proto::v1::federation_server::Federation;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::link::run_link;
+use crate::identity::{caller, Identity};
+use crate::state::NodeState;
+
+pub struct FederationService {
+    pub state: Arc<NodeState>,
+}
+
+#[tonic::async_trait]
+impl Federation for FederationService {
+    type SyncStream = ReceiverStream<Result<pb::SyncFrame, Status>>;
+
+    async fn sync(
+        &self,
+        request: Request<Streaming<pb::SyncFrame>>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        let state = Arc::clone(&self.state);
+        let id = caller(&request).map_err(|e| Status::unauthenticated(e.to_string()))?;
+        let Identity::Node(peer) = id else {
+            return Err(Status::permission_denied(
+                "service certificates cannot open Federation",
+            ));
+        };
+        let relay = state.peer_config(&peer).map(|p| p.relay).ok_or_else(|| {
+            Status::permission_denied(format!("{peer} is not a configured peer of {}", state.org))
+        })?;
+        let address = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        if !state.peers.connect(&peer, address) {
+            return Err(Status::already_exists(format!(
+                "a link with {peer} is already up"
+            )));
+        }
+        let (tx, rx) = mpsc::channel(state.cfg.limits.peer_queue_frames);
+        let inbound = request.into_inner();
+        tokio::spawn(async move {
+            let result =
+                run_link(Arc::clone(&state), peer.clone(), relay, inbound, tx.clone()).await;
+            let error = result.err().map(|e| {
+                tracing::warn!(%peer, error = %e, "link ended");
+                // Best effort: the peer may already be gone.
+                let _ = tx.try_send(Err(e.to_status()));
+                e.to_string()
+            });
+            state.peers.disconnect(&peer, error);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

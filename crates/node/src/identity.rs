@@ -1,0 +1,122 @@
+//! Who is on the other end of a TLS connection: the org and kind named in its certificate.
+
+use intelmesh_core::OrgId;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// What a certificate says its holder is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    Node(OrgId),
+    Service { org: OrgId, name: String },
+}
+
+impl Identity {
+    pub fn org(&self) -> &OrgId {
+        match self {
+            Identity::Node(org) | Identity::Service { org, .. } => org,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("no client certificate was presented")]
+    NoCertificate,
+    #[error("certificate does not parse: {0}")]
+    Unparsable(String),
+    #[error("certificate has no spiffe://intelmesh/org/... URI naming its org")]
+    NoIdentity,
+    #[error("certificate names an invalid org id: {0}")]
+    BadOrg(String),
+}
+
+/// Reads the identity from a DER certificate (the leaf the peer presented).
+pub fn identity_of(der: &[u8]) -> Result<Identity, IdentityError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::Unparsable(e.to_string()))?
+        .ok_or(IdentityError::NoIdentity)?;
+    for name in &san.value.general_names {
+        if let GeneralName::URI(uri) = name {
+            if let Some(id) = parse_uri(uri)? {
+                return Ok(id);
+            }
+        }
+    }
+    Err(IdentityError::NoIdentity)
+}
+
+fn parse_uri(uri: &str) -> Result<Option<Identity>, IdentityError> {
+    let Some(rest) = uri.strip_prefix("spiffe://intelmesh/org/") else {
+        return Ok(None);
+    };
+    let mut parts = rest.splitn(3, '/');
+    let org = parts.next().unwrap_or_default();
+    let org = OrgId::parse(org).map_err(|e| IdentityError::BadOrg(e.to_string()))?;
+    match (parts.next(), parts.next()) {
+        (Some("node"), None) => Ok(Some(Identity::Node(org))),
+        (Some("service"), Some(name)) if !name.is_empty() => Ok(Some(Identity::Service {
+            org,
+            name: name.to_string(),
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// The identity of the caller of a tonic request, from its TLS client certificate.
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Identity, IdentityError> {
+    let certs = request.peer_certs().ok_or(IdentityError::NoCertificate)?;
+    let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
+    identity_of(leaf.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::Ca;
+
+    fn der(pem: &str) -> Vec<u8> {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+        p.contents
+    }
+
+    #[test]
+    fn node_and_service_certificates_name_their_org() {
+        let ca = Ca::generate("test CA").unwrap();
+        let org = OrgId::parse("SG-IGCI").unwrap();
+        let node = ca.issue_node(&org).unwrap();
+        assert_eq!(
+            identity_of(&der(&node.cert_pem)),
+            Ok(Identity::Node(org.clone()))
+        );
+        let svc = ca.issue_service(&org, "soc").unwrap();
+        assert_eq!(
+            identity_of(&der(&svc.cert_pem)),
+            Ok(Identity::Service {
+                org,
+                name: "soc".into()
+            })
+        );
+        assert_eq!(
+            identity_of(&der(ca.cert_pem())),
+            Err(IdentityError::NoIdentity)
+        );
+        assert!(matches!(
+            identity_of(b"garbage"),
+            Err(IdentityError::Unparsable(_))
+        ));
+    }
+
+    #[test]
+    fn uris_outside_the_scheme_are_ignored_or_refused() {
+        assert_eq!(parse_uri("https://example.com/"), Ok(None));
+        assert_eq!(parse_uri("spiffe://intelmesh/org/SG-IGCI/other"), Ok(None));
+        assert!(matches!(
+            parse_uri("spiffe://intelmesh/org/bad org/node"),
+            Err(IdentityError::BadOrg(_))
+        ));
+    }
+}

@@ -1,0 +1,162 @@
+//! An intelmesh node: federation links over mutual-TLS gRPC with TLP-aware routing, and the
+//! local API for the agency's services. Thin glue over `intelmesh-core` and `intelmesh-store`:
+//! services decode requests, call plain functions, encode answers.
+
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod federation;
+pub mod identity;
+pub mod keys;
+pub mod pki;
+pub mod provision;
+pub mod route;
+pub mod state;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use intelmesh_core::{OrgId, Signer};
+use intelmesh_proto::v1::federation_server::FederationServer;
+use intelmesh_proto::v1::node_status_server::NodeStatusServer;
+use intelmesh_store::{SledStore, StoreConfig};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+pub use config::NodeConfig;
+pub use state::NodeState;
+
+/// A node that is serving; stop it with [`RunningNode::shutdown`].
+pub struct RunningNode {
+    pub federation_addr: SocketAddr,
+    pub api_addr: SocketAddr,
+    state: Arc<NodeState>,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    pub fn state(&self) -> &Arc<NodeState> {
+        &self.state
+    }
+
+    pub fn org(&self) -> &OrgId {
+        &self.state.org
+    }
+
+    /// Stops listeners and dialers and waits for the servers to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        // Make sure sled's background threads see a final flush.
+        let _ = tokio::task::spawn_blocking(move || {
+            use intelmesh_store::Store;
+            let _ = self.state.store.vector();
+        })
+        .await;
+    }
+}
+
+/// Opens the store and starts both listeners and the dialers.
+pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
+    tls::install_crypto_provider();
+    let org = cfg.org_id()?;
+    let signing_key = keys::load_signing_key(&cfg.signing_key)?;
+    let registry = keys::load_registry(&cfg.keys)?;
+    let store_cfg = StoreConfig::new(&cfg.data_dir);
+    let store = tokio::task::spawn_blocking(move || SledStore::open(store_cfg))
+        .await?
+        .with_context(|| format!("opening store in {}", cfg.data_dir.display()))?;
+    let state = Arc::new(NodeState::new(
+        cfg,
+        store,
+        registry,
+        Signer::new(org, signing_key),
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+
+    let cfg = &state.cfg;
+    let max = cfg.limits.max_message_bytes;
+    let fed_listener = TcpListener::bind(cfg.federation.listen)
+        .await
+        .with_context(|| format!("binding federation.listen {}", cfg.federation.listen))?;
+    let api_listener = TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("binding api.listen {}", cfg.api.listen))?;
+    let federation_addr = fed_listener.local_addr()?;
+    let api_addr = api_listener.local_addr()?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<FederationServer<federation::FederationService>>()
+        .await;
+    health
+        .set_serving::<NodeStatusServer<api::StatusService>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(intelmesh_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+    };
+
+    let federation = FederationServer::new(federation::FederationService {
+        state: Arc::clone(&state),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let fed_server = Server::builder()
+        .tls_config(tls::server_config(&cfg.federation)?)?
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .add_service(health_service.clone())
+        .add_service(reflection()?)
+        .add_service(federation)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(fed_listener),
+            wait_stop(stopped.clone()),
+        );
+
+    let api_server = Server::builder()
+        .tls_config(tls::server_config(&cfg.api)?)?
+        .add_service(health_service)
+        .add_service(reflection()?)
+        .add_service(
+            NodeStatusServer::new(api::StatusService {
+                state: Arc::clone(&state),
+            })
+            .max_decoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), wait_stop(stopped));
+
+    let mut tasks = vec![
+        tokio::spawn(async move {
+            if let Err(e) = fed_server.await {
+                tracing::error!(error = %e, "federation server failed");
+            }
+        }),
+        tokio::spawn(async move {
+            if let Err(e) = api_server.await {
+                tracing::error!(error = %e, "API server failed");
+            }
+        }),
+    ];
+    tasks.extend(federation::dial_peers(&state));
+    tracing::info!(org = %state.org, %federation_addr, %api_addr, "node started");
+    Ok(RunningNode {
+        federation_addr,
+        api_addr,
+        state,
+        stop,
+        tasks,
+    })
+}
+
+async fn wait_stop(mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}

@@ -1,0 +1,186 @@
+//! Provisioning a federation in a directory: CAs, node and service certificates, signing keys,
+//! the key registry and one config per node. Used by `intelmesh demo`, the benches and tests;
+//! real deployments do the same steps with `intelmesh pki` and hand-edited configs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ed25519_dalek::SigningKey;
+use intelmesh_core::OrgId;
+
+use crate::config::{Limits, ListenerConfig, NodeConfig, PeerConfig, Role};
+use crate::pki::Ca;
+
+/// One node to provision.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub org: OrgId,
+    pub role: Role,
+    pub federation: SocketAddr,
+    pub api: SocketAddr,
+}
+
+/// What was written for one node.
+#[derive(Clone, Debug)]
+pub struct ProvisionedNode {
+    pub spec: NodeSpec,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub config: NodeConfig,
+    /// A service client certificate for calling this node's API.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// The CA that signed this node's API server certificate (to trust when calling it).
+    pub api_ca: PathBuf,
+}
+
+pub struct Federation {
+    pub dir: PathBuf,
+    pub nodes: BTreeMap<OrgId, ProvisionedNode>,
+    pub federation_ca: PathBuf,
+}
+
+/// Writes everything for `nodes` linked by `links` (dialer, acceptor) under `dir`.
+pub fn provision(
+    dir: &Path,
+    nodes: &[NodeSpec],
+    links: &[(OrgId, OrgId)],
+    limits: &Limits,
+) -> anyhow::Result<Federation> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let fed_ca = Ca::generate("intelmesh federation CA")?;
+    fed_ca.write(dir, "federation-ca")?;
+    let federation_ca = dir.join("federation-ca.pem");
+
+    let mut keys = Vec::new();
+    for n in nodes {
+        let key = SigningKey::generate(&mut rand::rngs::OsRng);
+        keys.push((n.org.clone(), key));
+    }
+    let public: Vec<(OrgId, ed25519_dalek::VerifyingKey)> = keys
+        .iter()
+        .map(|(o, k)| (o.clone(), k.verifying_key()))
+        .collect();
+    let registry = crate::keys::registry_toml(public.iter().map(|(o, k)| (o, k)));
+    std::fs::write(dir.join("registry.toml"), registry)?;
+
+    let role_of = |org: &OrgId| {
+        nodes
+            .iter()
+            .find(|n| &n.org == org)
+            .map(|n| n.role)
+            .unwrap_or_default()
+    };
+    let mut out = BTreeMap::new();
+    for (n, (_, key)) in nodes.iter().zip(&keys) {
+        let nd = dir.join(n.org.as_str());
+        std::fs::create_dir_all(&nd)?;
+        crate::keys::write_private(&nd.join("signing.key"), key)?;
+        fed_ca.issue_node(&n.org)?.write(&nd, "node")?;
+        let service_ca = Ca::generate(&format!("{} service CA", n.org))?;
+        service_ca.write(&nd, "service-ca")?;
+        service_ca.issue_node(&n.org)?.write(&nd, "api")?;
+        service_ca
+            .issue_service(&n.org, "client")?
+            .write(&nd, "client")?;
+
+        let mut peer = Vec::new();
+        for (dialer, acceptor) in links {
+            if dialer == &n.org {
+                let target = nodes
+                    .iter()
+                    .find(|x| &x.org == acceptor)
+                    .with_context(|| format!("link to unknown node {acceptor}"))?;
+                peer.push(PeerConfig {
+                    org: acceptor.to_string(),
+                    dial: Some(target.federation),
+                    relay: role_of(acceptor) == Role::Hub,
+                });
+            } else if acceptor == &n.org {
+                peer.push(PeerConfig {
+                    org: dialer.to_string(),
+                    dial: None,
+                    relay: role_of(dialer) == Role::Hub,
+                });
+            }
+        }
+        let config = NodeConfig {
+            org: n.org.to_string(),
+            role: n.role,
+            data_dir: nd.join("data"),
+            signing_key: nd.join("signing.key"),
+            keys: dir.join("registry.toml"),
+            roster_version: 1,
+            federation: ListenerConfig {
+                listen: n.federation,
+                client_ca: federation_ca.clone(),
+                cert: nd.join("node.pem"),
+                key: nd.join("node.key"),
+            },
+            api: ListenerConfig {
+                listen: n.api,
+                client_ca: nd.join("service-ca.pem"),
+                cert: nd.join("api.pem"),
+                key: nd.join("api.key"),
+            },
+            peer,
+            limits: limits.clone(),
+        };
+        let config_path = nd.join("node.toml");
+        std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;
+        out.insert(
+            n.org.clone(),
+            ProvisionedNode {
+                spec: n.clone(),
+                dir: nd.clone(),
+                config_path,
+                config,
+                client_cert: nd.join("client.pem"),
+                client_key: nd.join("client.key"),
+                api_ca: nd.join("service-ca.pem"),
+            },
+        );
+    }
+    Ok(Federation {
+        dir: dir.to_path_buf(),
+        nodes: out,
+        federation_ca,
+    })
+}
+
+/// A free loopback port (bound and released; good enough for local demos and tests).
+pub fn free_loopback_addr() -> anyhow::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+/// Specs for a hub and agencies on free loopback ports.
+pub fn loopback_specs(hub: &str, agencies: &[&str]) -> anyhow::Result<Vec<NodeSpec>> {
+    let mut specs = Vec::new();
+    for (i, name) in std::iter::once(hub)
+        .chain(agencies.iter().copied())
+        .enumerate()
+    {
+        specs.push(NodeSpec {
+            org: OrgId::parse(name)?,
+            role: if i == 0 { Role::Hub } else { Role::Agency },
+            federation: free_loopback_addr()?,
+            api: free_loopback_addr()?,
+        });
+    }
+    Ok(specs)
+}
+
+/// Every agency dials the hub.
+pub fn star_links(specs: &[NodeSpec]) -> Vec<(OrgId, OrgId)> {
+    let Some(hub) = specs.iter().find(|s| s.role == Role::Hub) else {
+        return Vec::new();
+    };
+    specs
+        .iter()
+        .filter(|s| s.role != Role::Hub)
+        .map(|s| (s.org.clone(), hub.org.clone()))
+        .collect()
+}

@@ -1,0 +1,120 @@
+//! TLP routing: whether a link may carry an entry's payload or only its withheld stub.
+//!
+//! CLEAR, GREEN and AMBER go to every member in full. AMBER+STRICT and RED go in full only over
+//! a link that reaches the origin or a listed recipient: the peer itself, or, for a relay (the
+//! hub), any member. Everyone else gets the stub: the signed header, which keeps their copy of
+//! the chain complete and verifiable while revealing nothing of the payload.
+
+use intelmesh_core::{OrgId, Tlp};
+use intelmesh_proto::v1 as pb;
+
+/// What a link leads to, from this node's own configuration (never from the peer's claims).
+#[derive(Clone, Debug)]
+pub struct LinkReach {
+    pub peer: OrgId,
+    pub relay: bool,
+}
+
+/// Whether the payload of an entry with this header may travel over `link`.
+pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach) -> bool {
+    let dist = header.distribution.as_ref();
+    let tlp = dist.and_then(|d| Tlp::from_proto(d.tlp));
+    let Some(tlp) = tlp else {
+        // Stored entries were verified, so this cannot happen; withhold if it does.
+        return false;
+    };
+    if !tlp.is_restricted() {
+        return true;
+    }
+    if link.relay || header.origin == link.peer.as_str() {
+        return true;
+    }
+    dist.is_some_and(|d| d.recipients.iter().any(|r| r == link.peer.as_str()))
+}
+
+/// The entry as it may go over `link`: itself, or its withheld stub.
+pub fn for_link(
+    entry: pb::SignedEntry,
+    header: &pb::EntryHeader,
+    link: &LinkReach,
+) -> pb::SignedEntry {
+    if entry.payload.is_none() || payload_may_travel(header, link) {
+        entry
+    } else {
+        intelmesh_core::entry::withheld_stub(&entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(origin: &str, tlp: pb::Tlp, recipients: &[&str]) -> pb::EntryHeader {
+        pb::EntryHeader {
+            origin: origin.into(),
+            distribution: Some(pb::Distribution {
+                tlp: tlp as i32,
+                recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn link(peer: &str, relay: bool) -> LinkReach {
+        LinkReach {
+            peer: OrgId::parse(peer).unwrap(),
+            relay,
+        }
+    }
+
+    #[test]
+    fn open_levels_travel_everywhere() {
+        for tlp in [pb::Tlp::Clear, pb::Tlp::Green, pb::Tlp::Amber] {
+            assert!(payload_may_travel(
+                &header("AU-AFP", tlp, &[]),
+                &link("BR-PF", false)
+            ));
+        }
+    }
+
+    #[test]
+    fn restricted_levels_travel_only_towards_recipients() {
+        for tlp in [pb::Tlp::AmberStrict, pb::Tlp::Red] {
+            let h = header("AU-AFP", tlp, &["BR-PF"]);
+            assert!(
+                payload_may_travel(&h, &link("BR-PF", false)),
+                "to the recipient"
+            );
+            assert!(
+                !payload_may_travel(&h, &link("FR-OCLCTIC", false)),
+                "not to others"
+            );
+            assert!(
+                payload_may_travel(&h, &link("SG-IGCI", true)),
+                "through a relay"
+            );
+            assert!(
+                payload_may_travel(&h, &link("AU-AFP", false)),
+                "back to its origin"
+            );
+        }
+    }
+
+    #[test]
+    fn stubs_replace_withheld_payloads() {
+        let h = header("AU-AFP", pb::Tlp::Red, &["BR-PF"]);
+        let entry = pb::SignedEntry {
+            header: vec![1].into(),
+            signature: vec![2].into(),
+            payload: Some(vec![3].into()),
+        };
+        assert!(for_link(entry.clone(), &h, &link("FR-OCLCTIC", false))
+            .payload
+            .is_none());
+        assert_eq!(for_link(entry.clone(), &h, &link("BR-PF", false)), entry);
+        let missing = header("AU-AFP", pb::Tlp::Unspecified, &[]);
+        assert!(for_link(entry, &missing, &link("BR-PF", true))
+            .payload
+            .is_none());
+    }
+}

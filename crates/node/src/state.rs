@@ -1,0 +1,234 @@
+//! The state a running node shares between its links and its API: store, keys, own signer,
+//! the change signal, and the peer table. Entries enter the store only through [`NodeState`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use intelmesh_core::chain::ChainError;
+use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
+use intelmesh_core::{Distribution, OrgId, Signer, StaticKeys, VerifyError};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{Outcome, SledStore, Store, StoreError, VersionVector};
+use prost::Message;
+
+use crate::config::{NodeConfig, PeerConfig};
+
+/// Entries per rayon task when verifying a received batch.
+const VERIFY_CHUNK: usize = 64;
+
+pub struct NodeState {
+    pub org: OrgId,
+    pub cfg: NodeConfig,
+    pub store: Arc<SledStore>,
+    pub keys: Arc<StaticKeys>,
+    signer: Signer,
+    /// Held while signing and appending own entries, so the head cannot move in between.
+    own: tokio::sync::Mutex<()>,
+    /// Bumped after every apply that changed the log; link senders and watchers wait on it.
+    changed: tokio::sync::watch::Sender<u64>,
+    pub peers: PeerTable,
+}
+
+/// What became of a batch received from a peer.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    pub appended: usize,
+    pub duplicates: usize,
+    pub held: usize,
+    pub refused: Vec<VerifyError>,
+    pub chain_rejected: Vec<ChainError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a worker task failed: {0}")]
+    Join(String),
+    #[error("own entry {seq} was not appended: {outcome:?}")]
+    OwnEntry { seq: u64, outcome: Outcome },
+    #[error("own entry does not verify: {0}")]
+    OwnVerify(VerifyError),
+}
+
+impl NodeState {
+    pub fn new(
+        cfg: NodeConfig,
+        store: SledStore,
+        mut keys: StaticKeys,
+        signer: Signer,
+    ) -> NodeState {
+        // Own entries go through the same verification as everyone else's.
+        keys.insert(signer.org().clone(), signer.verifying_key());
+        let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
+        NodeState {
+            org: signer.org().clone(),
+            cfg,
+            store: Arc::new(store),
+            keys: Arc::new(keys),
+            signer,
+            own: tokio::sync::Mutex::new(()),
+            changed: tokio::sync::watch::channel(0).0,
+            peers,
+        }
+    }
+
+    pub fn peer_config(&self, org: &OrgId) -> Option<&PeerConfig> {
+        self.cfg.peer.iter().find(|p| p.org == org.as_str())
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub fn vector(&self) -> Result<VersionVector, StoreError> {
+        self.store.vector()
+    }
+
+    /// Verifies entries received from a peer (all cores) and applies the good ones durably.
+    pub async fn ingest(
+        self: &Arc<Self>,
+        raws: Vec<pb::SignedEntry>,
+    ) -> Result<IngestReport, NodeError> {
+        let me = Arc::clone(self);
+        let report = tokio::task::spawn_blocking(move || -> Result<IngestReport, NodeError> {
+            let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
+            let mut report = IngestReport::default();
+            let mut good = Vec::with_capacity(raws.len());
+            for r in verify_batch_parallel(raws, me.keys.as_ref(), &cfg, VERIFY_CHUNK) {
+                match r {
+                    Ok(v) => good.push(v),
+                    Err(e) => report.refused.push(e),
+                }
+            }
+            let applied = me.store.apply(good)?;
+            report.appended = applied.released.len();
+            for o in applied.outcomes {
+                match o {
+                    Outcome::Appended | Outcome::PayloadFilled => report.appended += 1,
+                    Outcome::Duplicate => report.duplicates += 1,
+                    Outcome::Held => report.held += 1,
+                    Outcome::Rejected(e) => report.chain_rejected.push(e),
+                }
+            }
+            Ok(report)
+        })
+        .await
+        .map_err(|e| NodeError::Join(e.to_string()))??;
+        if report.appended > 0 {
+            self.bump();
+        }
+        Ok(report)
+    }
+
+    /// Signs payloads as this node's org and appends them; returns their seqs once durable.
+    pub async fn publish(
+        self: &Arc<Self>,
+        items: Vec<(Distribution, pb::Payload)>,
+    ) -> Result<Vec<u64>, NodeError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _own = self.own.lock().await;
+        let me = Arc::clone(self);
+        let seqs = tokio::task::spawn_blocking(move || -> Result<Vec<u64>, NodeError> {
+            let mut head = me.store.head(&me.org)?;
+            let now = intelmesh_core::now_unix_ms();
+            let mut raws = Vec::with_capacity(items.len());
+            let mut seqs = Vec::with_capacity(items.len());
+            for (dist, payload) in &items {
+                let (entry, next) = me.signer.sign_next(head, now, dist, payload);
+                raws.push(entry);
+                seqs.push(next.seq);
+                head = Some(next);
+            }
+            let cfg = VerifyConfig::at(now);
+            let verified = verify_batch_parallel(raws, me.keys.as_ref(), &cfg, VERIFY_CHUNK)
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(NodeError::OwnVerify)?;
+            let report = me.store.apply(verified)?;
+            for (seq, outcome) in seqs.iter().zip(report.outcomes) {
+                if outcome != Outcome::Appended {
+                    return Err(NodeError::OwnEntry { seq: *seq, outcome });
+                }
+            }
+            Ok(seqs)
+        })
+        .await
+        .map_err(|e| NodeError::Join(e.to_string()))??;
+        self.bump();
+        Ok(seqs)
+    }
+}
+
+/// The header of a stored entry, for routing decisions; `None` if it does not decode (the store
+/// only holds verified entries, so that would be corruption).
+pub fn header_of(entry: &pb::SignedEntry) -> Option<pb::EntryHeader> {
+    pb::EntryHeader::decode(entry.header.as_ref()).ok()
+}
+
+/// Live facts about each configured peer, for `status` and for refusing a second link.
+pub struct PeerTable {
+    inner: Mutex<BTreeMap<OrgId, PeerState>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PeerState {
+    pub connected: bool,
+    pub address: String,
+    pub last_heard_unix_ms: i64,
+    pub last_error: String,
+    pub entries_sent: u64,
+    pub entries_received: u64,
+    /// The peer's vector as it last reported it.
+    pub vector: BTreeMap<String, u64>,
+}
+
+impl PeerTable {
+    fn new(orgs: impl Iterator<Item = OrgId>) -> PeerTable {
+        PeerTable {
+            inner: Mutex::new(orgs.map(|o| (o, PeerState::default())).collect()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<OrgId, PeerState>> {
+        // Peer facts are informational; a poisoned lock still holds usable data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the peer connected; false if a link to it is already up.
+    pub fn connect(&self, org: &OrgId, address: String) -> bool {
+        let mut t = self.lock();
+        let s = t.entry(org.clone()).or_default();
+        if s.connected {
+            return false;
+        }
+        s.connected = true;
+        s.address = address;
+        s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
+        true
+    }
+
+    pub fn disconnect(&self, org: &OrgId, error: Option<String>) {
+        let mut t = self.lock();
+        let s = t.entry(org.clone()).or_default();
+        s.connected = false;
+        if let Some(e) = error {
+            s.last_error = e;
+        }
+    }
+
+    pub fn update(&self, org: &OrgId, f: impl FnOnce(&mut PeerState)) {
+        let mut t = self.lock();
+        f(t.entry(org.clone()).or_default());
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<OrgId, PeerState> {
+        self.lock().clone()
+    }
+}
