@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use intelmesh_store::Store;
 use intelmesh_tests::net::{org, TestNet};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -20,4 +21,131 @@ async fn updates_propagate_from_an_agency_through_the_hub_to_all() {
         digests.windows(2).all(|w| w[0] == w[1]),
         "state digests differ"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_agency_catches_up_from_its_vector() {
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF", "FR-OCLCTIC"]).await;
+    let (au, br, fr) = (org("AU-AFP"), org("BR-PF"), org("FR-OCLCTIC"));
+    net.publish_domains(&au, "before", 10).await;
+    net.wait_for(&au, 10, PATIENCE).await.unwrap();
+
+    net.stop(&br).await;
+    net.publish_domains(&au, "during", 300).await;
+    net.publish_domains(&fr, "during", 40).await;
+    net.wait_for(&au, 310, PATIENCE).await.unwrap();
+    net.wait_for(&fr, 40, PATIENCE).await.unwrap();
+
+    net.start(&br).await;
+    assert_eq!(
+        net.vector(&br).get(&au),
+        Some(&10),
+        "restarted from its own durable state"
+    );
+    net.wait_for(&au, 310, PATIENCE).await.unwrap();
+    net.wait_for(&fr, 40, PATIENCE).await.unwrap();
+    net.wait_converged(PATIENCE).await.unwrap();
+    assert_eq!(net.digest(&br), net.digest(&au));
+    let check = intelmesh_store::verify_store(&net.node(&br).state().store, None).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert_eq!(check.entries, 350);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cyclic_topology_stores_each_entry_exactly_once() {
+    use intelmesh_node::provision::{loopback_specs, star_links};
+    let specs = loopback_specs("SG-IGCI", &["AU-AFP", "BR-PF", "FR-OCLCTIC"]).unwrap();
+    let mut links = star_links(&specs);
+    // The agencies also form a ring among themselves: every entry has several paths.
+    links.push((org("AU-AFP"), org("BR-PF")));
+    links.push((org("BR-PF"), org("FR-OCLCTIC")));
+    links.push((org("FR-OCLCTIC"), org("AU-AFP")));
+    let net = TestNet::new(specs, links, intelmesh_tests::net::fast_limits()).await;
+    for o in ["AU-AFP", "BR-PF", "FR-OCLCTIC", "SG-IGCI"] {
+        net.publish_domains(&org(o), "ring", 60).await;
+    }
+    for o in ["AU-AFP", "BR-PF", "FR-OCLCTIC", "SG-IGCI"] {
+        net.wait_for(&org(o), 60, PATIENCE).await.unwrap();
+    }
+    net.wait_converged(PATIENCE).await.unwrap();
+    for (o, node) in &net.running {
+        let store = &node.state().store;
+        let check = intelmesh_store::verify_store(store, None).unwrap();
+        assert!(check.is_ok(), "{o}: {:?}", check.problems);
+        assert_eq!(check.entries, 240, "{o} holds each entry once");
+        assert_eq!(check.indicators, 240, "{o}");
+        assert!(store.fork_proofs().unwrap().is_empty());
+        // Duplicates arrived (several paths) yet each entry was appended once: the number of
+        // entries received as new equals what was missing, not what was sent.
+        let peers = node.state().peers.snapshot();
+        let received: u64 = peers.values().map(|p| p.entries_received).sum();
+        assert_eq!(
+            received, 180,
+            "{o} appended each foreign entry exactly once"
+        );
+    }
+    let digests: Vec<_> = net.running.keys().map(|o| net.digest(o)).collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn red_reaches_only_its_recipients_while_others_keep_complete_chains() {
+    use intelmesh_core::{Distribution, Tlp};
+    let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF", "FR-OCLCTIC"]).await;
+    let (au, br, fr, hub) = (
+        org("AU-AFP"),
+        org("BR-PF"),
+        org("FR-OCLCTIC"),
+        org("SG-IGCI"),
+    );
+    let red = Distribution {
+        tlp: Tlp::Red,
+        recipients: vec![br.clone()],
+    };
+    let secret = intelmesh_tests::net::domain_upsert("secret-c2.example");
+    let open = intelmesh_tests::net::domain_upsert("public-c2.example");
+    let seqs = net
+        .node(&au)
+        .state()
+        .publish(vec![(red, secret), (intelmesh_tests::net::green(), open)])
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![1, 2]);
+    net.wait_for(&au, 2, PATIENCE).await.unwrap();
+
+    let indicator = |v: &str| {
+        intelmesh_core::indicator::normalize(intelmesh_core::IndicatorType::Domain, v).unwrap()
+    };
+    let secret_at = |o: &intelmesh_core::OrgId| {
+        net.node(o)
+            .state()
+            .store
+            .indicator(&indicator("secret-c2.example"))
+            .unwrap()
+    };
+    assert!(secret_at(&br).is_some(), "the recipient has the payload");
+    assert!(secret_at(&au).is_some(), "the origin has it");
+    assert!(
+        secret_at(&fr).is_none(),
+        "a non-recipient has no trace of it"
+    );
+    for o in [&hub, &br, &fr] {
+        assert!(
+            net.node(o)
+                .state()
+                .store
+                .indicator(&indicator("public-c2.example"))
+                .unwrap()
+                .is_some(),
+            "{o} has the GREEN one"
+        );
+    }
+    // FR holds the RED entry as a verifiable stub: the chain is complete.
+    let stored = net.node(&fr).state().store.range(&au, 1, 2).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored[0].payload.is_none(), "RED arrives as a stub");
+    assert!(stored[1].payload.is_some());
+    let check = intelmesh_store::verify_store(&net.node(&fr).state().store, None).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert_eq!(check.stubs, 1);
 }

@@ -47,19 +47,23 @@ impl RunningNode {
         &self.state.org
     }
 
-    /// Stops listeners and dialers and waits for the servers to finish.
+    /// Stops listeners, dialers and links, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.state.stop();
         for t in self.tasks {
             t.abort();
             let _ = t.await;
         }
-        // Make sure sled's background threads see a final flush.
-        let _ = tokio::task::spawn_blocking(move || {
-            use intelmesh_store::Store;
-            let _ = self.state.store.vector();
-        })
-        .await;
+        // Links spawned by the server hold the state until they notice the stop; the store
+        // closes (and sled releases its lock) when the last holder lets go.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while Arc::strong_count(&self.state) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&self.state) > 1 {
+            tracing::warn!("node state still in use after shutdown");
+        }
     }
 }
 

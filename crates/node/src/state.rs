@@ -26,6 +26,8 @@ pub struct NodeState {
     own: tokio::sync::Mutex<()>,
     /// Bumped after every apply that changed the log; link senders and watchers wait on it.
     changed: tokio::sync::watch::Sender<u64>,
+    /// Set when the node shuts down; links end when they see it.
+    stopping: tokio::sync::watch::Sender<bool>,
     pub peers: PeerTable,
 }
 
@@ -69,6 +71,7 @@ impl NodeState {
             signer,
             own: tokio::sync::Mutex::new(()),
             changed: tokio::sync::watch::channel(0).0,
+            stopping: tokio::sync::watch::channel(false).0,
             peers,
         }
     }
@@ -79,6 +82,17 @@ impl NodeState {
 
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
+    }
+
+    /// Tells every link and watcher to end.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`NodeState::stop`] was called.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
     }
 
     fn bump(&self) {

@@ -130,21 +130,30 @@ where
         peer: peer.clone(),
         relay,
     };
-    let mut sender = tokio::spawn(send_loop(
+    let mut sender = AbortOnDrop(tokio::spawn(send_loop(
         Arc::clone(&state),
         link,
         Arc::clone(&known),
         out.clone(),
-    ));
-    let result = tokio::select! {
+    )));
+    tokio::select! {
         r = receive_loop(&state, &peer, &mut inbound, &out, &known) => r,
-        r = &mut sender => match r {
+        r = &mut sender.0 => match r {
             Ok(r) => r,
             Err(e) => Err(LinkError::Local(e.to_string())),
         },
-    };
-    sender.abort();
-    result
+        _ = state.stopped() => Err(LinkError::Local("node is shutting down".into())),
+    }
+}
+
+/// Ends the sender half whenever the link ends, however it ends (even if the link's own
+/// future is dropped mid-way).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The orgs this node relays to: itself, and all its peers if it is a hub.
