@@ -149,3 +149,25 @@ async fn red_reaches_only_its_recipients_while_others_keep_complete_chains() {
     assert!(check.is_ok(), "{:?}", check.problems);
     assert_eq!(check.stubs, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shutdown_releases_the_store_even_with_clients_connected() {
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let au = org("AU-AFP");
+    net.publish_domains(&au, "x", 3).await;
+    // A service keeps an API connection open, with a watch running, across the shutdown.
+    let mut client = net.client(&au).await;
+    let watch = client
+        .watch(intelmesh_proto::v1::WatchRequest {
+            from_start: true,
+            ..Default::default()
+        })
+        .await
+        .expect("watch opens");
+    net.stop(&au).await;
+    let data = &net.fed.nodes[&au].config.data_dir;
+    let reopened = intelmesh_store::SledStore::open(intelmesh_store::StoreConfig::new(data))
+        .expect("the stopped node let go of its store");
+    assert_eq!(reopened.vector().unwrap().get(&au), Some(&3));
+    drop((watch, client));
+}

@@ -16,22 +16,37 @@ async fn api_listener_serves_health_and_reflection() {
     let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
     let au = org("AU-AFP");
     let p = &net.fed.nodes[&au];
-    let channel = api_channel(net.node(&au).api_addr, &au, &p.api_ca, &p.client_cert, &p.client_key)
-        .await
-        .expect("service certificate connects");
+    let channel = api_channel(
+        net.node(&au).api_addr,
+        &au,
+        &p.api_ca,
+        &p.client_cert,
+        &p.client_key,
+    )
+    .await
+    .expect("service certificate connects");
 
     let mut health = HealthClient::new(channel.clone());
     for service in ["", "intelmesh.v1.NodeStatus"] {
         let status = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
             .into_inner()
             .status;
         assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
     }
-    let unknown = health.check(HealthCheckRequest { service: "no.such.Service".into() }).await;
-    assert_eq!(unknown.expect_err("unknown service").code(), tonic::Code::NotFound);
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await;
+    assert_eq!(
+        unknown.expect_err("unknown service").code(),
+        tonic::Code::NotFound
+    );
 
     let mut reflection = ServerReflectionClient::new(channel);
     let request = ServerReflectionRequest {
@@ -43,12 +58,26 @@ async fn api_listener_serves_health_and_reflection() {
         .await
         .expect("reflection stream")
         .into_inner();
-    let response = responses.message().await.expect("reflection answer").expect("one message");
+    let response = responses
+        .message()
+        .await
+        .expect("reflection answer")
+        .expect("one message");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("expected a service list, got {:?}", response.message_response);
+        panic!(
+            "expected a service list, got {:?}",
+            response.message_response
+        );
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in ["intelmesh.v1.NodeStatus", "intelmesh.v1.Indicators", "grpc.health.v1.Health"] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    for expected in [
+        "intelmesh.v1.NodeStatus",
+        "intelmesh.v1.Indicators",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Fixtures shared by the cross-crate tests: deterministic signers and payloads, and `net`,
 //! a set of real nodes in one process.
 
+pub mod api;
 pub mod net;
+pub mod raw_peer;
 
 use ed25519_dalek::SigningKey;
 use intelmesh_core::entry::sha256;

@@ -9,7 +9,9 @@ use intelmesh_node::config::Limits;
 use intelmesh_node::provision::{provision, Federation, NodeSpec};
 use intelmesh_node::RunningNode;
 use intelmesh_proto::v1 as pb;
+use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use intelmesh_store::Store;
+use tonic::transport::Channel;
 
 /// Short timers so failure paths show up within a test's patience.
 pub fn fast_limits() -> Limits {
@@ -70,6 +72,21 @@ impl TestNet {
 
     pub fn node(&self, org: &OrgId) -> &RunningNode {
         &self.running[org]
+    }
+
+    /// An `Indicators` client of `org`'s API, over mTLS with the provisioned service cert.
+    pub async fn client(&self, org: &OrgId) -> IndicatorsClient<Channel> {
+        let p = &self.fed.nodes[org];
+        let channel = intelmesh_node::client::api_channel(
+            self.node(org).api_addr,
+            org,
+            &p.api_ca,
+            &p.client_cert,
+            &p.client_key,
+        )
+        .await
+        .expect("API channel");
+        IndicatorsClient::new(channel)
     }
 
     /// Publishes `n` GREEN upserts of fresh domains at `org`; returns their seqs.

@@ -19,6 +19,9 @@ use intelmesh_store::{SledStore, Store, StoreConfig};
 use prost::Message;
 use rayon::prelude::*;
 
+#[path = "bench_net.rs"]
+mod net;
+
 const ORIGINS: usize = 16;
 /// Entries per rayon task: large enough for batch verification to pay off.
 const VERIFY_CHUNK: usize = 128;
@@ -41,6 +44,46 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// Propagation latency: a hub and agencies in this process over mutual-TLS gRPC on
+    /// 127.0.0.1; one agency gets `Indicators.Submit` calls at a steady rate; latency is from
+    /// the call to the entry being durable at every other node.
+    Propagate {
+        /// Nodes in the federation, hub included (a star: every agency dials the hub).
+        #[arg(long, default_value_t = 10)]
+        nodes: usize,
+        /// Submissions per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// How long to submit.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Submissions per Submit call (one call per tick).
+        #[arg(long, default_value_t = 10)]
+        batch: usize,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Catch-up: a node whose store holds `missing` entries from several origins, and an empty
+    /// node that links to it; rate until their vectors match, and bytes received per byte of
+    /// entries.
+    Catchup {
+        /// Entries the empty node lacks.
+        #[arg(long, default_value_t = 1_000_000)]
+        missing: usize,
+        /// Origins those entries come from.
+        #[arg(long, default_value_t = 16)]
+        origins: usize,
+        /// Most entries per EntryBatch frame (the nodes' `limits.max_batch_entries`).
+        #[arg(long, default_value_t = intelmesh_node::config::Limits::default().max_batch_entries)]
+        batch: usize,
+        /// Where to put the stores (default: a temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -51,6 +94,32 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             dir,
             json,
         } => ingest(updates, batch, dir, json),
+        Which::Propagate {
+            nodes,
+            rate,
+            secs,
+            batch,
+            json,
+        } => net::propagate(net::PropagateOpts {
+            nodes,
+            rate,
+            secs,
+            batch,
+            json,
+        }),
+        Which::Catchup {
+            missing,
+            origins,
+            batch,
+            dir,
+            json,
+        } => net::catchup(net::CatchupOpts {
+            missing,
+            origins,
+            batch,
+            dir,
+            json,
+        }),
     }
 }
 

@@ -1,6 +1,15 @@
-//! The `intelmesh` command: key generation, store checks and benchmarks.
+//! The `intelmesh` command: runs a node, talks to one, provisions certificates, runs the demo
+//! federation, checks stores and measures throughput.
 
 mod bench;
+mod client_cmd;
+mod conn;
+mod corpus_sample;
+mod demo;
+mod input;
+mod pki_cmd;
+mod render;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +21,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "intelmesh",
     version,
-    about = "Federated threat-intelligence sharing mesh"
+    about = "Federated threat-intelligence sharing mesh",
+    after_help = "Try `intelmesh demo` for a local federation of four nodes, no set-up needed."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -21,6 +31,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a node from its config file until SIGINT or SIGTERM.
+    Run(run::RunArgs),
+    /// Sign and publish indicators (or revocations) as the node's org.
+    Submit(client_cmd::SubmitArgs),
+    /// Show the merged view of one indicator: `get TYPE VALUE` or `get VALUE`.
+    Get(client_cmd::GetArgs),
+    /// List indicators matching filters, a page at a time or --all.
+    Query(client_cmd::QueryArgs),
+    /// Check raw values (defanged, any case) in bulk: known or not, with a verdict.
+    Lookup(client_cmd::LookupArgs),
+    /// Follow changes matching filters; each line carries a cursor to resume from.
+    Watch(client_cmd::WatchArgs),
+    /// A node's version vector, state digest and peers.
+    Status(client_cmd::StatusArgs),
+    /// Certificate authorities and certificates for a real federation.
+    Pki {
+        #[command(subcommand)]
+        which: pki_cmd::Pki,
+    },
+    /// Start a hub and agencies as local processes, share real indicators, crash and restart
+    /// one agency, and check that every node converges.
+    Demo(demo::DemoArgs),
     /// Generate an org's ed25519 signing key (private file created 0600).
     Keygen {
         /// Org id, e.g. SG-IGCI.
@@ -46,28 +78,105 @@ enum Command {
     },
 }
 
+/// An error the caller fixes by changing the command line or its input files: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+/// Exit code of an interrupted command (128 + SIGINT), as shells report it.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A node logs what it does; the other commands print their results and log only problems.
+    let default_level = match cli.command {
+        Command::Run(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        // Node logs usually go to files (the demo's, journald): colour codes only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
-    match run(cli) {
+    intelmesh_node::tls::install_crypto_provider();
+    match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let text = one_line(&e);
+            if e.chain().any(|c| c.is::<UsageError>()) {
+                eprintln!("error: {}", without_snippets(&text));
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {text}");
+                ExitCode::FAILURE
+            }
         }
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// The error and its causes joined with `: `, leaving out a cause whose text is already
+/// there (tonic and hyper repeat their sources in their own messages).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Joins a multi-line message into one line, leaving out the source excerpts that parsers
+/// such as toml's draw under a location (`2 | listen = "x"`, `  | ^^^`): the location and the
+/// reason stay.
+fn without_snippets(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| {
+            let gutter = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !l.is_empty() && !gutter.starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => multi_thread()?.block_on(run::run(args)),
+        Command::Submit(args) => current_thread()?.block_on(client_cmd::submit(args)),
+        Command::Get(args) => current_thread()?.block_on(client_cmd::get(args)),
+        Command::Query(args) => current_thread()?.block_on(client_cmd::query(args)),
+        Command::Lookup(args) => current_thread()?.block_on(client_cmd::lookup(args)),
+        Command::Watch(args) => current_thread()?.block_on(client_cmd::watch(args)),
+        Command::Status(args) => current_thread()?.block_on(client_cmd::status(args)),
+        Command::Pki { which } => pki_cmd::run(which),
+        // One thread: the demo's children are spawned from the main thread, which their
+        // parent-death signal is tied to (see `fleet`).
+        Command::Demo(args) => current_thread()?.block_on(demo::run(args)),
         Command::Keygen { org, out } => {
-            let org = intelmesh_core::OrgId::parse(&org)?;
+            let org = intelmesh_core::OrgId::parse(&org).map_err(|e| usage(e.to_string()))?;
             let (private, public) = intelmesh_node::keys::generate(&org, &out)?;
             println!(
                 "wrote {} (private, 0600) and {}",
@@ -81,12 +190,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 fn verify_store(
     data: &std::path::Path,
     keys: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     if !data.is_dir() {
-        anyhow::bail!("--data {}: no such directory", data.display());
+        return Err(usage(format!(
+            "--data {}: no such directory",
+            data.display()
+        )));
     }
     let registry = keys.map(intelmesh_node::keys::load_registry).transpose()?;
     let store = intelmesh_store::SledStore::open(intelmesh_store::StoreConfig::new(data))

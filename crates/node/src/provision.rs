@@ -150,10 +150,30 @@ pub fn provision(
     })
 }
 
-/// A free loopback port (bound and released; good enough for local demos and tests).
+/// Ports handed out by this process, so two nodes of one process never get the same one.
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A free loopback address for a node to listen on later.
+///
+/// Ports come from below the kernel's ephemeral range (Linux: 32768 and up), so the outgoing
+/// connections of other nodes cannot take the port between this check and the node's bind,
+/// and never twice within one process.
 pub fn free_loopback_addr() -> anyhow::Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?)
+    use rand::Rng;
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(20_000..32_000);
+        if handed.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            handed.insert(port);
+            return Ok(l.local_addr()?);
+        }
+    }
+    anyhow::bail!("no free loopback port found in 20000..32000")
 }
 
 /// Specs for a hub and agencies on free loopback ports.

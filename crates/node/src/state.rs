@@ -199,6 +199,9 @@ pub struct PeerState {
     pub last_error: String,
     pub entries_sent: u64,
     pub entries_received: u64,
+    /// Protobuf-encoded size of every frame received from the peer (gRPC message bytes,
+    /// without the 5-byte gRPC prefix, HTTP/2 or TLS framing), hello included.
+    pub bytes_received: u64,
     /// The peer's vector as it last reported it.
     pub vector: BTreeMap<String, u64>,
 }

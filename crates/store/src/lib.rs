@@ -81,6 +81,13 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<pb::SignedEntry>, StoreError>;
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError>;
+    /// Up to `limit` indicator states in index order (type code, then canonical value),
+    /// starting just after `after` (from the first one when `None`): a resumable scan.
+    fn indicators_after(
+        &self,
+        after: Option<&Indicator>,
+        limit: usize,
+    ) -> Result<Vec<pb::IndicatorState>, StoreError>;
     fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError>;
     /// Origins caught equivocating.
     fn flagged_origins(&self) -> Result<Vec<OrgId>, StoreError>;

@@ -267,6 +267,23 @@ impl Store for SledStore {
         }
     }
 
+    fn indicators_after(
+        &self,
+        after: Option<&Indicator>,
+        limit: usize,
+    ) -> Result<Vec<pb::IndicatorState>, StoreError> {
+        use std::ops::Bound;
+        let start = match after {
+            Some(i) => Bound::Excluded(keys::index(i)),
+            None => Bound::Included(vec![keys::INDEX]),
+        };
+        self.db
+            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![keys::INDEX + 1])))
+            .take(limit)
+            .map(|kv| decode_state(&kv?.1))
+            .collect()
+    }
+
     fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError> {
         self.db
             .scan_prefix([keys::FORK])

@@ -1,5 +1,8 @@
 //! The local API: services for this agency's own tooling, on the API listener only.
 
+mod indicators;
 mod status;
+pub mod view;
 
+pub use indicators::IndicatorsService;
 pub use status::StatusService;

@@ -14,6 +14,7 @@ use futures::{Stream, StreamExt};
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
+use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -102,6 +103,10 @@ where
     let first = tokio::time::timeout(limits.dead_after(), inbound.next())
         .await
         .map_err(|_| LinkError::NoHello(limits.dead_after()))?;
+    let hello_bytes = match &first {
+        Some(Ok(f)) => f.encoded_len() as u64,
+        _ => 0,
+    };
     let peer_hello = match first {
         Some(Ok(pb::SyncFrame {
             frame: Some(pb::sync_frame::Frame::Hello(h)),
@@ -120,9 +125,10 @@ where
         .vector
         .map(|v| v.heads.into_iter().collect())
         .unwrap_or_default();
-    state
-        .peers
-        .update(&peer, |p| p.vector = peer_vector.clone());
+    state.peers.update(&peer, |p| {
+        p.vector = peer_vector.clone();
+        p.bytes_received += hello_bytes;
+    });
     let known = Arc::new(Mutex::new(peer_vector));
     tracing::info!(%peer, "link up");
 
@@ -198,8 +204,11 @@ where
             Some(Ok(pb::SyncFrame { frame: None })) => continue,
             Some(Ok(pb::SyncFrame { frame: Some(f) })) => f,
         };
+        // The oneof's size is the frame's encoded size (a SyncFrame holds nothing else).
+        let bytes = f.encoded_len() as u64;
         state.peers.update(peer, |p| {
-            p.last_heard_unix_ms = intelmesh_core::now_unix_ms()
+            p.last_heard_unix_ms = intelmesh_core::now_unix_ms();
+            p.bytes_received += bytes;
         });
         match f {
             pb::sync_frame::Frame::Hello(_) => return Err(LinkError::SecondHello),

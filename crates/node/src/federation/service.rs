@@ -1,11 +1,13 @@
 //! The `Federation` gRPC service: authenticates the peer by its certificate and hands the
 //! stream to [`run_link`].
 
+use std::pin::Pin;
 use std::sync::Arc;
 
+use futures::{Stream, StreamExt};
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::federation_server::Federation;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -19,7 +21,7 @@ pub struct FederationService {
 
 #[tonic::async_trait]
 impl Federation for FederationService {
-    type SyncStream = ReceiverStream<Result<pb::SyncFrame, Status>>;
+    type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SyncFrame, Status>> + Send>>;
 
     async fn sync(
         &self,
@@ -45,18 +47,24 @@ impl Federation for FederationService {
             )));
         }
         let (tx, rx) = mpsc::channel(state.cfg.limits.peer_queue_frames);
+        // The link's final status travels outside the frame queue: when the link ends because
+        // that queue is full (a stalled peer), the status would not fit in it, and the peer
+        // would read a clean close after the queued frames instead of why it was cut.
+        let (end_tx, end_rx) = oneshot::channel::<Status>();
         let inbound = request.into_inner();
         tokio::spawn(async move {
-            let result =
-                run_link(Arc::clone(&state), peer.clone(), relay, inbound, tx.clone()).await;
+            let result = run_link(Arc::clone(&state), peer.clone(), relay, inbound, tx).await;
             let error = result.err().map(|e| {
                 tracing::warn!(%peer, error = %e, "link ended");
-                // Best effort: the peer may already be gone.
-                let _ = tx.try_send(Err(e.to_status()));
+                // The peer may already be gone; then nobody reads it.
+                let _ = end_tx.send(e.to_status());
                 e.to_string()
             });
             state.peers.disconnect(&peer, error);
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        // Queued frames first, then the error status if the link failed; a link that ended
+        // cleanly drops `end_tx` and the stream closes with OK.
+        let end = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).chain(end))))
     }
 }

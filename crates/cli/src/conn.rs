@@ -1,0 +1,249 @@
+//! Which node a client command talks to: the connection options, the `endpoints.json` file that
+//! `intelmesh demo --keep` writes, and opening the mutual-TLS channel to a node's API.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use intelmesh_core::OrgId;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use crate::usage;
+
+/// How to reach a node's API: an endpoints file and an org, or the address and files directly.
+#[derive(Args, Clone, Debug)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["endpoints", "api"]))]
+pub struct ConnectArgs {
+    /// endpoints.json written by `intelmesh demo --keep` (use with --node).
+    #[arg(long, value_name = "FILE", requires = "node", conflicts_with_all = ["api", "node_org", "ca", "cert", "key"])]
+    pub endpoints: Option<PathBuf>,
+    /// Org id of the node to call, as listed in --endpoints (e.g. AU-AFP).
+    #[arg(long, value_name = "ORG")]
+    pub node: Option<String>,
+    /// Address of the node's API listener (api.listen in its config).
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["node_org", "ca", "cert", "key"])]
+    pub api: Option<String>,
+    /// Org id of the node at --api (its certificate must name it).
+    #[arg(long, value_name = "ORG")]
+    pub node_org: Option<String>,
+    /// CA certificate that signed the node's API certificate.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// This service's client certificate (issued by the node's service CA).
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+}
+
+/// A resolved node API to connect to.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub org: OrgId,
+    pub addr: SocketAddr,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `endpoints.json`: how to reach every node of a federation started by `intelmesh demo --keep`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EndpointsFile {
+    /// The federation's directory (configs, certificates, data, logs).
+    pub dir: PathBuf,
+    pub nodes: Vec<NodeEndpoint>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeEndpoint {
+    pub org: String,
+    /// "hub" or "agency".
+    pub role: String,
+    pub federation: SocketAddr,
+    pub api: SocketAddr,
+    /// A service client certificate and key accepted by this node's API.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// The CA of this node's API server certificate.
+    pub api_ca: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    /// The node's process, while it runs detached.
+    #[serde(default)]
+    pub pid: Option<u32>,
+}
+
+impl EndpointsFile {
+    pub fn load(path: &Path) -> anyhow::Result<EndpointsFile> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            usage(format!(
+                "--endpoints {}: {e} (run `intelmesh demo --keep --dir DIR` to write DIR/endpoints.json)",
+                path.display()
+            ))
+        })?;
+        let mut file: EndpointsFile = serde_json::from_str(&text).map_err(|e| {
+            usage(format!(
+                "--endpoints {}: not an endpoints file: {e}",
+                path.display()
+            ))
+        })?;
+        // Relative paths are relative to the file, so a federation directory can be moved.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for n in &mut file.nodes {
+            for p in [
+                &mut n.client_cert,
+                &mut n.client_key,
+                &mut n.api_ca,
+                &mut n.config,
+                &mut n.log,
+            ] {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            }
+        }
+        Ok(file)
+    }
+
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        std::fs::write(path, format!("{text}\n"))
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn node(&self, org: &str) -> anyhow::Result<&NodeEndpoint> {
+        self.nodes.iter().find(|n| n.org == org).ok_or_else(|| {
+            let known: Vec<&str> = self.nodes.iter().map(|n| n.org.as_str()).collect();
+            usage(format!(
+                "--node {org}: no such node in the endpoints file; known: {}",
+                known.join(", ")
+            ))
+        })
+    }
+}
+
+impl NodeEndpoint {
+    pub fn target(&self) -> anyhow::Result<Target> {
+        Ok(Target {
+            org: OrgId::parse(&self.org).map_err(|e| usage(e.to_string()))?,
+            addr: self.api,
+            ca: self.api_ca.clone(),
+            cert: self.client_cert.clone(),
+            key: self.client_key.clone(),
+        })
+    }
+}
+
+impl ConnectArgs {
+    /// Resolves the options to one node, checking what can be checked without the network.
+    pub fn target(&self) -> anyhow::Result<Target> {
+        let target = match (&self.endpoints, &self.api) {
+            (Some(file), _) => {
+                let node = self
+                    .node
+                    .as_deref()
+                    .ok_or_else(|| usage("--endpoints needs --node ORG"))?;
+                EndpointsFile::load(file)?.node(node)?.target()?
+            }
+            (None, Some(api)) => {
+                if self.node.is_some() {
+                    return Err(usage(
+                        "--node goes with --endpoints; with --api name the node's org with --node-org",
+                    ));
+                }
+                let org = self
+                    .node_org
+                    .as_deref()
+                    .ok_or_else(|| usage("--api needs --node-org ORG"))?;
+                let file = |f: &Option<PathBuf>, name: &str| {
+                    f.clone()
+                        .ok_or_else(|| usage(format!("--api needs --{name} FILE")))
+                };
+                Target {
+                    org: OrgId::parse(org).map_err(|e| usage(format!("--node-org: {e}")))?,
+                    addr: resolve(api)?,
+                    ca: file(&self.ca, "ca")?,
+                    cert: file(&self.cert, "cert")?,
+                    key: file(&self.key, "key")?,
+                }
+            }
+            (None, None) => {
+                return Err(usage(
+                    "say which node to call: --endpoints FILE --node ORG, or --api HOST:PORT --node-org ORG --ca FILE --cert FILE --key FILE",
+                ))
+            }
+        };
+        for (what, path) in [
+            ("CA certificate", &target.ca),
+            ("client certificate", &target.cert),
+            ("client key", &target.key),
+        ] {
+            if !path.is_file() {
+                return Err(usage(format!("{what} {}: no such file", path.display())));
+            }
+        }
+        Ok(target)
+    }
+}
+
+fn resolve(api: &str) -> anyhow::Result<SocketAddr> {
+    let mut addrs = api.to_socket_addrs().map_err(|e| {
+        usage(format!(
+            "--api {api}: {e} (expected HOST:PORT, e.g. 127.0.0.1:7701)"
+        ))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| usage(format!("--api {api}: resolves to no address")))
+}
+
+/// Opens a mutual-TLS channel to the node's API.
+pub async fn connect(target: &Target) -> anyhow::Result<Channel> {
+    intelmesh_node::client::api_channel(
+        target.addr,
+        &target.org,
+        &target.ca,
+        &target.cert,
+        &target.key,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot reach the API of node {} at {} (is it running, and are --ca/--cert/--key the ones provisioned for it?)",
+            target.org, target.addr
+        )
+    })
+}
+
+/// A gRPC error as one line, naming the node.
+pub fn rpc_error(target: &Target, what: &str, status: tonic::Status) -> anyhow::Error {
+    let hint = match status.code() {
+        tonic::Code::Unimplemented => " (this node's version does not offer it)",
+        tonic::Code::Unavailable => " (is the node running?)",
+        // TLS 1.3 finishes the handshake before the server checks the client certificate,
+        // so a refused certificate shows up as the first call being cut off.
+        tonic::Code::Cancelled | tonic::Code::Unknown => {
+            " (the node closed the connection: was --cert issued by this node's service CA?)"
+        }
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
+            " (the client certificate must be issued by this node's service CA)"
+        }
+        _ => "",
+    };
+    let line = format!(
+        "{what} at {} ({}) failed: {:?}: {}{hint}",
+        target.org,
+        target.addr,
+        status.code(),
+        status.message()
+    );
+    // The node refused the input itself: that is the caller's to fix, like a bad argument.
+    if status.code() == tonic::Code::InvalidArgument {
+        usage(line)
+    } else {
+        anyhow::anyhow!(line)
+    }
+}

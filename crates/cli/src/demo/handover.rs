@@ -1,0 +1,88 @@
+//! The end of a successful demo: the summary, and with `--keep` the hand-over of the running
+//! nodes (endpoints.json, the pids file, and how to use and stop them).
+
+use std::path::Path;
+
+use anyhow::Context;
+use intelmesh_node::config::Role;
+
+use super::fleet::Fleet;
+use super::probe::fmt_duration;
+use super::{DemoNode, Outcome, AGENCIES, HUB};
+use crate::conn::{EndpointsFile, NodeEndpoint};
+
+pub(super) fn summary(o: &Outcome, nodes: &[DemoNode]) {
+    let orgs: Vec<&str> = nodes.iter().map(|n| n.api.org.as_str()).collect();
+    println!("\nsummary");
+    println!(
+        "  {} nodes ({}), each its own process; every link and API call over mutual TLS",
+        nodes.len(),
+        orgs.join(", ")
+    );
+    println!(
+        "  {} indicators signed at agencies and shared; reached every other node in p50 {}, max {} ({} batches)",
+        o.shared,
+        fmt_duration(o.latency_p50),
+        fmt_duration(o.latency_max),
+        o.batches
+    );
+    println!(
+        "  {} was SIGKILLed, missed {} entries, and caught up {} after its restart",
+        o.victim,
+        o.missed,
+        fmt_duration(o.catch_up)
+    );
+    println!(
+        "  converged: all {} nodes hold {} with state digest {}",
+        nodes.len(),
+        o.vector,
+        o.digest
+    );
+}
+
+/// Hands the running nodes over to the user: endpoints.json, pids, and how to stop them.
+pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Result<()> {
+    // Written before letting go: if writing fails, dropping the fleet still stops the nodes.
+    let pids = fleet.pids();
+    let endpoints = EndpointsFile {
+        dir: dir.to_path_buf(),
+        nodes: nodes
+            .iter()
+            .map(|n| NodeEndpoint {
+                org: n.api.org.to_string(),
+                role: match n.prov.spec.role {
+                    Role::Hub => "hub".to_string(),
+                    Role::Agency => "agency".to_string(),
+                },
+                federation: n.prov.spec.federation,
+                api: n.prov.spec.api,
+                client_cert: n.prov.client_cert.clone(),
+                client_key: n.prov.client_key.clone(),
+                api_ca: n.prov.api_ca.clone(),
+                config: n.prov.config_path.clone(),
+                log: n.log.clone(),
+                pid: pids.get(&n.api.org).copied(),
+            })
+            .collect(),
+    };
+    let endpoints_path = dir.join("endpoints.json");
+    endpoints.write(&endpoints_path)?;
+    let pid_list: Vec<String> = pids.values().map(ToString::to_string).collect();
+    std::fs::write(dir.join("pids"), format!("{}\n", pid_list.join("\n")))
+        .with_context(|| format!("writing {}", dir.join("pids").display()))?;
+    fleet.detach();
+    println!("\nthe federation keeps running:");
+    for (o, pid) in &pids {
+        println!("  {:<11} pid {pid}", o.as_str());
+    }
+    let file = endpoints_path.display();
+    println!("  endpoints: {file}");
+    println!("  try:  intelmesh status --endpoints {file} --node {HUB}");
+    println!(
+        "        intelmesh submit --endpoints {file} --node {} --tlp green 'evil[.]example' 198.51.100.7",
+        AGENCIES[0]
+    );
+    println!("        intelmesh watch --endpoints {file} --node {HUB} --from-start");
+    println!("  stop: kill $(cat {})", dir.join("pids").display());
+    Ok(())
+}

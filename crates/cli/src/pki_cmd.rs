@@ -1,0 +1,180 @@
+//! `intelmesh pki …`: the certificate authorities and certificates of a real federation, and
+//! the key registry built from the members' public keys. Private keys are created 0600 and
+//! never overwritten.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Subcommand;
+use intelmesh_core::OrgId;
+use intelmesh_node::pki::Ca;
+
+use crate::input::parse_org;
+use crate::usage;
+
+#[derive(Subcommand, Debug)]
+pub enum Pki {
+    /// Create a certificate authority: DIR/ca.pem and DIR/ca.key (0600). One for the
+    /// federation (held by the hub operator), and one service CA per agency.
+    InitCa {
+        /// Directory to create the CA in.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The CA's common name.
+        #[arg(long, default_value = "intelmesh federation CA")]
+        name: String,
+    },
+    /// Issue a node certificate for ORG (server and client auth): with the federation CA for
+    /// the federation listener, with the agency's service CA for its API listener.
+    IssueNode {
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[arg(long, value_name = "ORG", value_parser = parse_org)]
+        org: OrgId,
+        /// Directory to write FILE.pem and FILE.key (0600) into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Base name of the files written.
+        #[arg(long, value_name = "FILE", default_value = "node")]
+        file: String,
+    },
+    /// Issue a client certificate for a local service NAME of ORG, to call its node's API.
+    IssueService {
+        /// Directory holding the agency's service CA (ca.pem and ca.key).
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[arg(long, value_name = "ORG", value_parser = parse_org)]
+        org: OrgId,
+        /// The service's name, e.g. `soc-firewall` (letters, digits, `-`, `_`, `.`).
+        #[arg(long)]
+        name: String,
+        /// Directory to write NAME.pem and NAME.key (0600) into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Print the key registry (TOML, the `keys` file of every node) for the members' public
+    /// keys, given as ORG.pub files written by `intelmesh keygen`.
+    Registry {
+        /// ORG.pub files; the org id is the file name without `.pub`.
+        #[arg(value_name = "ORG.pub", required = true)]
+        public_keys: Vec<PathBuf>,
+    },
+}
+
+pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
+    match which {
+        Pki::InitCa { out, name } => {
+            refuse_existing(&out, "ca")?;
+            create_dir(&out)?;
+            Ca::generate(&name)?.write(&out, "ca")?;
+            println!(
+                "wrote {} and {} (private, 0600): CA {name:?}",
+                out.join("ca.pem").display(),
+                out.join("ca.key").display()
+            );
+        }
+        Pki::IssueNode {
+            ca_dir,
+            org,
+            out,
+            file,
+        } => {
+            check_name("--file", &file)?;
+            let ca = load_ca(&ca_dir)?;
+            refuse_existing(&out, &file)?;
+            create_dir(&out)?;
+            ca.issue_node(&org)?.write(&out, &file)?;
+            println!(
+                "wrote {} and {} (private, 0600): node {org}, DNS name {}",
+                out.join(format!("{file}.pem")).display(),
+                out.join(format!("{file}.key")).display(),
+                intelmesh_node::pki::node_dns_name(&org)
+            );
+        }
+        Pki::IssueService {
+            ca_dir,
+            org,
+            name,
+            out,
+        } => {
+            check_name("--name", &name)?;
+            let ca = load_ca(&ca_dir)?;
+            refuse_existing(&out, &name)?;
+            create_dir(&out)?;
+            ca.issue_service(&org, &name)?.write(&out, &name)?;
+            println!(
+                "wrote {} and {} (private, 0600): {}",
+                out.join(format!("{name}.pem")).display(),
+                out.join(format!("{name}.key")).display(),
+                intelmesh_node::pki::service_uri(&org, &name)
+            );
+        }
+        Pki::Registry { public_keys } => print!("{}", registry(&public_keys)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_ca(dir: &Path) -> anyhow::Result<Ca> {
+    let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    for f in [&cert, &key] {
+        if !f.is_file() {
+            return Err(usage(format!(
+                "--ca-dir {}: no {} (create the CA with `intelmesh pki init-ca --out {}`)",
+                dir.display(),
+                f.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+                dir.display()
+            )));
+        }
+    }
+    Ca::load(&cert, &key)
+}
+
+/// Keys are never overwritten: an existing one may be the only copy in use.
+fn refuse_existing(dir: &Path, name: &str) -> anyhow::Result<()> {
+    for ext in ["key", "pem"] {
+        let path = dir.join(format!("{name}.{ext}"));
+        if path.exists() {
+            return Err(usage(format!(
+                "{} already exists; refusing to overwrite (move it away or choose another --out)",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+fn check_name(flag: &str, name: &str) -> anyhow::Result<()> {
+    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > 64 || !name.chars().all(ok) || name.starts_with('.') {
+        return Err(usage(format!(
+            "{flag} {name:?}: use 1 to 64 letters, digits, '-', '_' or '.' (not starting with '.')"
+        )));
+    }
+    Ok(())
+}
+
+fn registry(files: &[PathBuf]) -> anyhow::Result<String> {
+    let mut entries = Vec::new();
+    for f in files {
+        let stem = f
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".pub"))
+            .ok_or_else(|| usage(format!("{}: expected a file named ORG.pub", f.display())))?;
+        let org = OrgId::parse(stem).map_err(|e| usage(format!("{}: {e}", f.display())))?;
+        let text =
+            std::fs::read_to_string(f).map_err(|e| usage(format!("{}: {e}", f.display())))?;
+        let key = intelmesh_node::keys::parse_public_key(&text)
+            .map_err(|e| usage(format!("{}: {e:#}", f.display())))?;
+        entries.push((org, key));
+    }
+    Ok(intelmesh_node::keys::registry_toml(
+        entries.iter().map(|(o, k)| (o, k)),
+    ))
+}

@@ -1,0 +1,318 @@
+//! How API answers are printed: short human lines by default, and JSON values (field names as
+//! in the proto, enums as names, times as Unix milliseconds) for `--json`.
+
+use intelmesh_core::indicator::IndicatorType;
+use intelmesh_core::Tlp;
+use intelmesh_proto::v1 as pb;
+use serde_json::{json, Value};
+
+pub fn type_name(t: i32) -> String {
+    IndicatorType::from_proto(t)
+        .map(|t| t.as_str().to_string())
+        .unwrap_or_else(|| format!("type#{t}"))
+}
+
+pub fn tlp_name(t: i32) -> String {
+    Tlp::from_proto(t)
+        .map(|t| t.as_str().to_string())
+        .unwrap_or_else(|| "UNSPECIFIED".to_string())
+}
+
+pub fn verdict_name(v: i32) -> &'static str {
+    match pb::Verdict::try_from(v) {
+        Ok(pb::Verdict::Unknown) => "unknown",
+        Ok(pb::Verdict::Malicious) => "malicious",
+        Ok(pb::Verdict::Revoked) => "revoked",
+        Ok(pb::Verdict::Seen) => "seen",
+        Ok(pb::Verdict::Unspecified) | Err(_) => "unspecified",
+    }
+}
+
+/// `2024-05-01T12:00:00.250Z`, or `-` for 0.
+pub fn fmt_time(ms: i64) -> String {
+    if ms == 0 {
+        return "-".to_string();
+    }
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+pub fn indicator_text(r: Option<&pb::IndicatorRef>) -> String {
+    match r {
+        Some(r) => format!("{} {}", type_name(r.r#type), r.value),
+        None => "(no indicator)".to_string(),
+    }
+}
+
+fn distribution_text(d: Option<&pb::Distribution>) -> String {
+    match d {
+        Some(d) if d.recipients.is_empty() => tlp_name(d.tlp),
+        Some(d) => format!("{} to {}", tlp_name(d.tlp), d.recipients.join(",")),
+        None => "UNSPECIFIED".to_string(),
+    }
+}
+
+pub fn indicator_json(r: Option<&pb::IndicatorRef>) -> Value {
+    match r {
+        Some(r) => json!({"type": type_name(r.r#type), "value": r.value}),
+        None => Value::Null,
+    }
+}
+
+fn distribution_json(d: Option<&pb::Distribution>) -> Value {
+    match d {
+        Some(d) => json!({"tlp": tlp_name(d.tlp), "recipients": d.recipients}),
+        None => Value::Null,
+    }
+}
+
+pub fn state_json(s: &pb::IndicatorState) -> Value {
+    let assertions: Vec<Value> = s
+        .assertions
+        .iter()
+        .map(|a| {
+            json!({
+                "origin": a.origin,
+                "seq": a.seq,
+                "revoked": a.revoked,
+                "confidence": a.confidence,
+                "distribution": distribution_json(a.distribution.as_ref()),
+                "issued_at_unix_ms": a.issued_at_unix_ms,
+                "valid_from_unix_ms": a.valid_from_unix_ms,
+                "valid_until_unix_ms": a.valid_until_unix_ms,
+                "tags": a.tags,
+                "threat_types": a.threat_types,
+                "description": a.description,
+                "external_references": a.external_references.iter().map(|r| json!({
+                    "source": r.source, "url": r.url, "external_id": r.external_id,
+                })).collect::<Vec<_>>(),
+                "revoke_reason": a.revoke_reason,
+            })
+        })
+        .collect();
+    let sightings: Vec<Value> = s
+        .sightings
+        .iter()
+        .map(|x| {
+            json!({
+                "origin": x.origin,
+                "count": x.count,
+                "first_seen_unix_ms": x.first_seen_unix_ms,
+                "last_seen_unix_ms": x.last_seen_unix_ms,
+                "last_seq": x.last_seq,
+                "distribution": distribution_json(x.distribution.as_ref()),
+            })
+        })
+        .collect();
+    json!({
+        "indicator": indicator_json(s.indicator.as_ref()),
+        "assertions": assertions,
+        "sightings": sightings,
+    })
+}
+
+/// One line per assertion and sighting, indented under the indicator.
+pub fn state_text(s: &pb::IndicatorState) -> String {
+    let mut out = indicator_text(s.indicator.as_ref());
+    for a in &s.assertions {
+        let what = if a.revoked {
+            "REVOKED".to_string()
+        } else {
+            format!("asserts confidence {}", a.confidence)
+        };
+        out.push_str(&format!(
+            "\n  {}#{} {what} {} issued {}",
+            a.origin,
+            a.seq,
+            distribution_text(a.distribution.as_ref()),
+            fmt_time(a.issued_at_unix_ms)
+        ));
+        if !a.tags.is_empty() {
+            out.push_str(&format!(" tags {}", a.tags.join(",")));
+        }
+        if !a.threat_types.is_empty() {
+            out.push_str(&format!(" threats {}", a.threat_types.join(",")));
+        }
+        if let Some(until) = a.valid_until_unix_ms {
+            out.push_str(&format!(" valid until {}", fmt_time(until)));
+        }
+        if a.revoked && !a.revoke_reason.is_empty() {
+            out.push_str(&format!(" reason {:?}", a.revoke_reason));
+        }
+        if !a.description.is_empty() {
+            out.push_str(&format!(" — {}", a.description));
+        }
+    }
+    for x in &s.sightings {
+        out.push_str(&format!(
+            "\n  {} saw it {} time(s), {} .. {} (last #{}) {}",
+            x.origin,
+            x.count,
+            fmt_time(x.first_seen_unix_ms),
+            fmt_time(x.last_seen_unix_ms),
+            x.last_seq,
+            distribution_text(x.distribution.as_ref())
+        ));
+    }
+    out
+}
+
+/// A one-line summary of a state: who asserts it, who revoked it, who saw it.
+pub fn state_summary(s: &pb::IndicatorState) -> String {
+    let mut parts: Vec<String> = s
+        .assertions
+        .iter()
+        .map(|a| {
+            if a.revoked {
+                format!("{}#{} revoked", a.origin, a.seq)
+            } else {
+                format!("{}#{} conf {}", a.origin, a.seq, a.confidence)
+            }
+        })
+        .collect();
+    parts.extend(
+        s.sightings
+            .iter()
+            .map(|x| format!("{} saw {}x", x.origin, x.count)),
+    );
+    if parts.is_empty() {
+        parts.push("nothing visible".to_string());
+    }
+    format!(
+        "{}  [{}]",
+        indicator_text(s.indicator.as_ref()),
+        parts.join("; ")
+    )
+}
+
+pub fn status_json(s: &pb::StatusResponse) -> Value {
+    let peers: Vec<Value> = s
+        .peers
+        .iter()
+        .map(|p| {
+            json!({
+                "org_id": p.org_id,
+                "connected": p.connected,
+                "address": p.address,
+                "lag": p.lag,
+                "last_heard_unix_ms": p.last_heard_unix_ms,
+                "last_error": p.last_error,
+                "entries_sent": p.entries_sent,
+                "entries_received": p.entries_received,
+            })
+        })
+        .collect();
+    json!({
+        "org_id": s.org_id,
+        "vector": sorted_vector(s).into_iter().collect::<serde_json::Map<String, Value>>(),
+        "peers": peers,
+        "state_digest": s.state_digest,
+        "flagged_origins": s.flagged_origins,
+        "held_entries": s.held_entries,
+    })
+}
+
+fn sorted_vector(s: &pb::StatusResponse) -> Vec<(String, Value)> {
+    let mut v: Vec<(String, Value)> = s
+        .vector
+        .iter()
+        .map(|(o, seq)| (o.clone(), json!(seq)))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// `AU-AFP=12 BR-PF=3`, sorted by origin; `(empty)` for a node that holds nothing.
+pub fn vector_text(vector: &std::collections::HashMap<String, u64>) -> String {
+    let mut v: Vec<_> = vector.iter().collect();
+    v.sort();
+    if v.is_empty() {
+        return "(empty)".to_string();
+    }
+    v.iter()
+        .map(|(o, s)| format!("{o}={s}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
+    let mut out = format!(
+        "node {}\n  state digest {}\n  vector {}",
+        s.org_id,
+        s.state_digest,
+        vector_text(&s.vector)
+    );
+    if s.peers.is_empty() {
+        out.push_str("\n  peers: none configured");
+    }
+    for p in &s.peers {
+        let heard = if p.last_heard_unix_ms == 0 {
+            "never heard".to_string()
+        } else {
+            format!(
+                "heard {:.1}s ago",
+                (now_ms - p.last_heard_unix_ms).max(0) as f64 / 1000.0
+            )
+        };
+        out.push_str(&format!(
+            "\n  peer {} {}{} lag {} {}, sent {} received {}",
+            p.org_id,
+            if p.connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            if p.address.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", p.address)
+            },
+            p.lag,
+            heard,
+            p.entries_sent,
+            p.entries_received
+        ));
+        if !p.last_error.is_empty() {
+            out.push_str(&format!(", last error: {}", p.last_error));
+        }
+    }
+    out.push_str(&format!(
+        "\n  flagged origins: {}\n  held entries: {}",
+        if s.flagged_origins.is_empty() {
+            "none".to_string()
+        } else {
+            s.flagged_origins.join(", ")
+        },
+        s.held_entries
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_format_as_utc() {
+        assert_eq!(fmt_time(0), "-");
+        assert_eq!(fmt_time(1_700_000_000_250), "2023-11-14T22:13:20.250Z");
+        assert_eq!(fmt_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

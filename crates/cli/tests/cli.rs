@@ -1,0 +1,357 @@
+//! The `intelmesh` binary as users run it: the demo to convergence, a kept federation driven by
+//! the client commands, and clear errors with exit code 2 for bad input. Every node here is a
+//! real `intelmesh run` process with mutual TLS on 127.0.0.1 and sled in a temp dir.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::{intelmesh, one_error_line, wait_until, Kept, Nodes};
+
+#[test]
+fn demo_runs_to_convergence_and_leaves_no_process_behind() {
+    let out = intelmesh(&["demo"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("converged: all 4 nodes hold"),
+        "no convergence line:\n{stdout}"
+    );
+    // Each node's own Status in the convergence table: the same vector and digest four times.
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("3. convergence"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(table.len(), 4, "{stdout}");
+    let rest = |l: &str| {
+        l.trim_start()
+            .split_once(' ')
+            .map(|(_, r)| r.trim().to_string())
+    };
+    assert!(
+        table.windows(2).all(|w| rest(w[0]) == rest(w[1])),
+        "{table:#?}"
+    );
+    assert!(stdout.contains("was SIGKILLed"), "{stdout}");
+    for pid in support::started_pids(&stdout) {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "node process {pid} outlived the demo"
+        );
+    }
+}
+
+#[test]
+fn a_kept_federation_answers_the_client_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = dir.path().join("fed");
+    let fed_arg = fed.to_str().unwrap();
+    let out = intelmesh(&[
+        "demo",
+        "--keep",
+        "--dir",
+        fed_arg,
+        "--builtin-sample",
+        "--agencies",
+        "2",
+    ]);
+    // Stops the kept nodes however this test ends.
+    let kept = Kept::from_dir(&fed);
+    assert!(
+        out.status.success(),
+        "demo --keep failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let endpoints: Value =
+        serde_json::from_str(&std::fs::read_to_string(fed.join("endpoints.json")).unwrap())
+            .unwrap();
+    let nodes = endpoints["nodes"].as_array().unwrap();
+    let orgs: Vec<&str> = nodes.iter().map(|n| n["org"].as_str().unwrap()).collect();
+    assert_eq!(orgs, ["SG-IGCI", "AU-AFP", "BR-PF"]);
+    assert_eq!(nodes[0]["role"], "hub");
+    for n in nodes {
+        for f in ["client_cert", "client_key", "api_ca", "config", "log"] {
+            assert!(Path::new(n[f].as_str().unwrap()).is_file(), "{f} of {n}");
+        }
+        assert!(kept.pids.contains(&(n["pid"].as_u64().unwrap() as u32)));
+    }
+    assert_eq!(kept.pids.len(), 3);
+
+    let e = fed.join("endpoints.json");
+    let e = e.to_str().unwrap();
+    let json = |args: &[&str]| -> Value {
+        let out = intelmesh(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    let hub = json(&["status", "--endpoints", e, "--node", "SG-IGCI", "--json"]);
+    assert_eq!(hub["org_id"], "SG-IGCI");
+    let au_before = hub["vector"]["AU-AFP"].as_u64().unwrap();
+    assert!(au_before > 0, "the demo published at AU-AFP: {hub}");
+    assert!(hub["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["connected"] == true));
+
+    let submitted = json(&[
+        "submit",
+        "--endpoints",
+        e,
+        "--node",
+        "AU-AFP",
+        "--tlp",
+        "green",
+        "--tag",
+        "cli-test",
+        "--json",
+        "cli-test-c2[.]example",
+        "hxxp://198.51.100.99/gate.php",
+    ]);
+    let assigned = submitted["assigned"].as_array().unwrap();
+    assert_eq!(assigned.len(), 2);
+    assert_eq!(assigned[0]["origin"], "AU-AFP");
+    assert_eq!(assigned[0]["seq"].as_u64().unwrap(), au_before + 1);
+    assert_eq!(assigned[0]["indicator"]["value"], "cli-test-c2.example");
+    assert_eq!(
+        assigned[1]["indicator"]["value"],
+        "http://198.51.100.99/gate.php"
+    );
+
+    // It reaches BR-PF through the hub; Get there shows AU-AFP's assertion.
+    let got = wait_until("the submission reaches BR-PF", || {
+        let v = json(&[
+            "get",
+            "--endpoints",
+            e,
+            "--node",
+            "BR-PF",
+            "domain",
+            "CLI-TEST-C2.example",
+            "--json",
+        ]);
+        (v["found"] == true).then_some(v)
+    });
+    assert_eq!(got["verdict"], "malicious");
+    let assertion = &got["state"]["assertions"][0];
+    assert_eq!(assertion["origin"], "AU-AFP");
+    assert_eq!(assertion["distribution"]["tlp"], "GREEN");
+    assert_eq!(assertion["tags"][0], "cli-test");
+    assert_eq!(got["provenance"][0]["seq"], au_before + 1);
+
+    let looked = json(&[
+        "lookup",
+        "--endpoints",
+        e,
+        "--node",
+        "BR-PF",
+        "--json",
+        "cli-test-c2[.]example",
+        "never-seen.example",
+        "not a value",
+    ]);
+    let results = looked["results"].as_array().unwrap();
+    assert_eq!(results[0]["verdict"], "malicious");
+    assert_eq!(results[0]["origins"][0], "AU-AFP");
+    assert_eq!(results[1]["verdict"], "unknown");
+    assert_ne!(results[2]["error"], "");
+
+    let tagged = json(&[
+        "query",
+        "--endpoints",
+        e,
+        "--node",
+        "SG-IGCI",
+        "--tag",
+        "cli-test",
+        "--all",
+        "--json",
+    ]);
+    assert_eq!(tagged["states"].as_array().unwrap().len(), 2);
+
+    // Watch from the start prints cursors; resuming after the first event continues after it.
+    let watch = |extra: &[&str]| -> Vec<Value> {
+        let mut args = vec![
+            "watch",
+            "--endpoints",
+            e,
+            "--node",
+            "BR-PF",
+            "--origin",
+            "AU-AFP",
+            "--count",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let out = intelmesh(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let first = watch(&["--from-start"]);
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        (first[0]["origin"].as_str(), first[0]["seq"].as_u64()),
+        (Some("AU-AFP"), Some(1))
+    );
+    let cursor = first[0]["cursor"].as_str().unwrap();
+    let resumed = watch(&["--cursor", cursor]);
+    assert_eq!(resumed[0]["seq"], first[1]["seq"]);
+
+    let status_text = intelmesh(&["status", "--endpoints", e, "--node", "BR-PF"]);
+    let text = String::from_utf8_lossy(&status_text.stdout);
+    assert!(text.contains("peer SG-IGCI connected"), "{text}");
+
+    kept.stop();
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    let out = intelmesh(&["run", "--config", d.join("none.toml").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("cannot read config"));
+
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "org = \"AU-AFP\"\nlisten = \"x\"\n").unwrap();
+    let out = intelmesh(&["run", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("bad.toml"));
+
+    let out = intelmesh(&[
+        "status",
+        "--endpoints",
+        d.join("no.json").to_str().unwrap(),
+        "--node",
+        "X",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("demo --keep"));
+
+    // A service certificate made with the pki commands, for a node that is not running.
+    let nodes = Nodes::provision(d, &["SG-IGCI"]);
+    let endpoints = nodes.endpoints_file(d);
+    let out = intelmesh(&["status", "--endpoints", &endpoints, "--node", "XX-NONE"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("known: SG-IGCI"));
+    let out = intelmesh(&["status", "--endpoints", &endpoints, "--node", "SG-IGCI"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "unreachable is not a usage error"
+    );
+    let line = one_error_line(&out);
+    assert!(
+        line.contains("cannot reach the API of node SG-IGCI"),
+        "{line}"
+    );
+
+    let conn = ["--endpoints", endpoints.as_str(), "--node", "SG-IGCI"];
+    let out = intelmesh(&[&["submit"], &conn[..], &["evil.example", "not a value"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("argument 2"));
+    let out = intelmesh(&[&["submit"], &conn[..], &["--type", "ipv4", "evil.example"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    let out = intelmesh(
+        &[
+            &["submit"],
+            &conn[..],
+            &["--tlp", "green", "--recipient", "BR-PF", "a.example"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("--recipient"));
+    let out = intelmesh(&[&["submit"], &conn[..], &["--file", "/no/such/file"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    let out = intelmesh(&[&["get"], &conn[..], &["hash", "abc"]].concat());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("sha256"));
+
+    let out = intelmesh(&["demo", "--agencies", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = intelmesh(&["demo", "--dir", d.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("not empty"));
+    let out = intelmesh(&["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a connection option is required"
+    );
+
+    // Keys are never overwritten.
+    let ca = d.join("SG-IGCI/service-ca");
+    let key_before = std::fs::read(ca.join("ca.key")).unwrap();
+    let out = intelmesh(&["pki", "init-ca", "--out", ca.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("refusing to overwrite"));
+    assert_eq!(std::fs::read(ca.join("ca.key")).unwrap(), key_before);
+}
+
+#[test]
+fn a_federation_made_with_pki_runs_from_the_deploy_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes::provision(dir.path(), &["SG-IGCI", "AU-AFP"]);
+    for org in ["SG-IGCI", "AU-AFP"] {
+        let out = intelmesh(&["run", "--config", &nodes.config(org), "--check"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    nodes.start_all();
+    let hub = nodes.api_args("SG-IGCI");
+    let au = nodes.api_args("AU-AFP");
+    let status = |api: &[String]| -> Value {
+        let mut args = vec!["status".to_string(), "--json".to_string()];
+        args.extend_from_slice(api);
+        let out = support::intelmesh_owned(&args);
+        if !out.status.success() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    wait_until("AU-AFP links to the hub", || {
+        let s = status(&au);
+        (s["peers"][0]["connected"] == true).then_some(())
+    });
+    let mut submit = vec!["submit".to_string(), "--tlp".into(), "green".into()];
+    submit.extend_from_slice(&au);
+    submit.push("203.0.113.200".into());
+    let out = support::intelmesh_owned(&submit);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("AU-AFP#1"));
+    let s = wait_until("the hub holds AU-AFP#1", || {
+        let s = status(&hub);
+        (s["vector"]["AU-AFP"] == 1).then_some(s)
+    });
+    assert_eq!(s["state_digest"], status(&au)["state_digest"]);
+    nodes.stop_all();
+}

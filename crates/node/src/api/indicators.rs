@@ -1,0 +1,431 @@
+//! `Indicators`: the local API's indicator service. Authenticates the caller by its service
+//! certificate, then runs the plain rules of [`super::view`] against the store (on blocking
+//! threads) and [`NodeState::publish`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use intelmesh_core::entry::header_hash;
+use intelmesh_core::indicator::detect;
+use intelmesh_core::verify::decode_payload;
+use intelmesh_core::{now_unix_ms, Indicator, OrgId};
+use intelmesh_proto::v1 as pb;
+use intelmesh_proto::v1::indicators_server::Indicators;
+use intelmesh_store::{Store, StoreError, VersionVector};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::view::{self, Filter, Invalid, Prepared, Publisher};
+use crate::identity::{caller, Identity};
+use crate::state::{header_of, NodeState};
+
+/// Events queued towards one watcher; a slow one makes its task wait, not the queue grow.
+const WATCH_QUEUE: usize = 64;
+/// Log entries one watch step reads before handing its events over.
+const WATCH_STEP_ENTRIES: usize = 512;
+/// Index records read per store call while scanning for a query page.
+const QUERY_CHUNK: usize = 256;
+/// Index records one query call looks at before answering with what it found (and a token).
+const QUERY_SCAN_BUDGET: usize = 20_000;
+
+pub struct IndicatorsService {
+    pub state: Arc<NodeState>,
+}
+
+fn bad(e: Invalid) -> Status {
+    Status::invalid_argument(e.0)
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// The org of the calling service; node certificates have no business on the local API.
+fn reader<T>(request: &Request<T>) -> Result<OrgId, Status> {
+    match caller(request).map_err(|e| Status::unauthenticated(e.to_string()))? {
+        Identity::Service { org, .. } => Ok(org),
+        Identity::Node(org) => Err(Status::permission_denied(format!(
+            "{org} presented a node certificate; the API serves service certificates only"
+        ))),
+    }
+}
+
+impl IndicatorsService {
+    /// Runs `f` on a blocking thread with the node state.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&NodeState) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let state = Arc::clone(&self.state);
+        tokio::task::spawn_blocking(move || f(&state))
+            .await
+            .map_err(internal)?
+            .map_err(internal)
+    }
+
+    /// Checks the caller may publish as this node's org, and gives what submissions need.
+    fn publisher<T>(&self, request: &Request<T>) -> Result<BTreeSet<OrgId>, Status> {
+        let org = reader(request)?;
+        if org != self.state.org {
+            return Err(Status::permission_denied(format!(
+                "services of {org} cannot publish as {}",
+                self.state.org
+            )));
+        }
+        Ok(self.state.keys.iter().map(|(o, _)| o.clone()).collect())
+    }
+
+    async fn publish(&self, items: Vec<Prepared>) -> Result<pb::SubmitResponse, Status> {
+        let indicators: Vec<Indicator> = items.iter().map(|p| p.indicator.clone()).collect();
+        let seqs = self
+            .state
+            .publish(
+                items
+                    .into_iter()
+                    .map(|p| (p.distribution, p.payload))
+                    .collect(),
+            )
+            .await
+            .map_err(internal)?;
+        let assigned = seqs
+            .into_iter()
+            .zip(indicators)
+            .map(|(seq, i)| pb::Assigned {
+                origin: self.state.org.to_string(),
+                seq,
+                indicator: Some(view::to_ref(&i)),
+            })
+            .collect();
+        Ok(pb::SubmitResponse { assigned })
+    }
+}
+
+#[tonic::async_trait]
+impl Indicators for IndicatorsService {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let members = self.publisher(&request)?;
+        let p = Publisher {
+            org: &self.state.org,
+            members: &members,
+            now: now_unix_ms(),
+        };
+        let items = view::submissions(&request.get_ref().submissions, &p).map_err(bad)?;
+        Ok(Response::new(self.publish(items).await?))
+    }
+
+    async fn report_sighting(
+        &self,
+        request: Request<pb::ReportSightingRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let members = self.publisher(&request)?;
+        let p = Publisher {
+            org: &self.state.org,
+            members: &members,
+            now: now_unix_ms(),
+        };
+        let item = view::sighting(request.get_ref(), &p).map_err(bad)?;
+        Ok(Response::new(self.publish(vec![item]).await?))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let reader = reader(&request)?;
+        let req = request.into_inner();
+        let indicator = view::parse_indicator(req.r#type, &req.value).map_err(bad)?;
+        let response = self
+            .blocking(move |s| get(s.store.as_ref(), &reader, &indicator, now_unix_ms()))
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let reader = reader(&request)?;
+        let req = request.into_inner();
+        let filter = Filter::parse(req.filter.as_ref()).map_err(bad)?;
+        let after = view::decode_page_token(&req.page_token).map_err(bad)?;
+        let size = view::page_size(req.page_size);
+        let response = self
+            .blocking(move |s| query(s.store.as_ref(), &reader, &filter, size, after))
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        let reader = reader(&request)?;
+        let values = request.into_inner().values;
+        if values.len() > view::MAX_LOOKUPS {
+            return Err(Status::invalid_argument(format!(
+                "{} values, over the {} allowed per lookup; split the batch",
+                values.len(),
+                view::MAX_LOOKUPS
+            )));
+        }
+        let response = self
+            .blocking(move |s| {
+                let now = now_unix_ms();
+                let results = values
+                    .iter()
+                    .map(|v| match detect(v) {
+                        Err(e) => Ok(view::lookup_error(v, &e)),
+                        Ok(i) => {
+                            let state = s.store.indicator(&i)?;
+                            Ok(view::lookup_known(v, &i, state.as_ref(), &reader, now))
+                        }
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                Ok(pb::LookupResponse { results })
+            })
+            .await?;
+        Ok(Response::new(response))
+    }
+
+    type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let reader = reader(&request)?;
+        let req = request.into_inner();
+        let filter = Filter::parse(req.filter.as_ref()).map_err(bad)?;
+        let cursor = match view::decode_cursor(&req.cursor).map_err(bad)? {
+            Some(c) => c,
+            None if req.from_start => VersionVector::new(),
+            None => self.blocking(|s| s.store.vector()).await?,
+        };
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        let state = Arc::clone(&self.state);
+        tokio::spawn(watch_loop(state, reader, Arc::new(filter), cursor, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// The `Get` answer: the visible state, its verdict, and the entry behind each assertion.
+fn get(
+    store: &dyn Store,
+    reader: &OrgId,
+    indicator: &Indicator,
+    now: i64,
+) -> Result<pb::GetResponse, StoreError> {
+    let state = store
+        .indicator(indicator)?
+        .and_then(|s| view::visible(&s, reader));
+    let mut provenance = Vec::new();
+    for a in state.iter().flat_map(|s| &s.assertions) {
+        let origin = OrgId::parse(&a.origin)
+            .map_err(|e| StoreError::Corrupt(format!("index names a bad origin: {e}")))?;
+        let entry = store.range(&origin, a.seq, 1)?.into_iter().next();
+        let entry = entry
+            .filter(|e| header_of(e).is_some_and(|h| h.seq == a.seq))
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("{origin}#{}: indexed but not in the log", a.seq))
+            })?;
+        provenance.push(pb::Provenance {
+            origin: a.origin.clone(),
+            seq: a.seq,
+            header_hash: hex::encode(header_hash(&entry.header)),
+        });
+    }
+    Ok(pb::GetResponse {
+        found: state.is_some(),
+        verdict: view::verdict(state.as_ref(), now) as i32,
+        state,
+        provenance,
+    })
+}
+
+/// One page of matching indicators in index order, after `after`.
+fn query(
+    store: &dyn Store,
+    reader: &OrgId,
+    filter: &Filter,
+    size: usize,
+    mut after: Option<Indicator>,
+) -> Result<pb::QueryResponse, StoreError> {
+    let mut states = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let chunk = store.indicators_after(after.as_ref(), QUERY_CHUNK)?;
+        let (n, end) = (chunk.len(), chunk.len() < QUERY_CHUNK);
+        let mut last = None;
+        for (i, s) in chunk.into_iter().enumerate() {
+            scanned += 1;
+            last = s.indicator.clone();
+            if let Some(v) = filter.view(&s, reader) {
+                states.push(v);
+            }
+            if states.len() >= size || scanned >= QUERY_SCAN_BUDGET {
+                // A short chunk ends the index: no token when this was its last record.
+                let more = !end || i + 1 < n;
+                let next_page_token = match (more, &last) {
+                    (true, Some(r)) => view::encode_page_token(r),
+                    _ => String::new(),
+                };
+                return Ok(pb::QueryResponse {
+                    states,
+                    next_page_token,
+                });
+            }
+        }
+        if end {
+            return Ok(pb::QueryResponse {
+                states,
+                next_page_token: String::new(),
+            });
+        }
+        let last = last.ok_or_else(|| StoreError::Corrupt("empty index chunk".into()))?;
+        after = Some(view::indicator_of(&last).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "index holds a non-canonical value {:?}",
+                last.value
+            ))
+        })?);
+    }
+}
+
+/// One step of a watch: reads up to [`WATCH_STEP_ENTRIES`] log entries past `cursor` and
+/// turns those `reader` may see and `filter` admits into events. Says whether more remain.
+fn watch_step(
+    store: &dyn Store,
+    reader: &OrgId,
+    filter: &Filter,
+    cursor: &mut VersionVector,
+) -> Result<(Vec<pb::WatchEvent>, bool), StoreError> {
+    let mut events = Vec::new();
+    let mut read = 0;
+    for (origin, head) in store.vector()? {
+        loop {
+            let at = cursor.get(&origin).copied().unwrap_or(0);
+            if at >= head {
+                break;
+            }
+            if read >= WATCH_STEP_ENTRIES {
+                return Ok((events, true));
+            }
+            let entries = store.range(&origin, at + 1, WATCH_STEP_ENTRIES - read)?;
+            if entries.is_empty() {
+                return Err(StoreError::Corrupt(format!(
+                    "{origin}: log ends before its head #{head}"
+                )));
+            }
+            for e in entries {
+                read += 1;
+                let header = header_of(&e).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{origin}: a logged header does not decode"))
+                })?;
+                cursor.insert(origin.clone(), header.seq);
+                if let Some(ev) = watch_event(store, reader, filter, &header, &e, cursor)? {
+                    events.push(ev);
+                }
+            }
+        }
+    }
+    Ok((events, false))
+}
+
+/// The event for one log entry, if it carries a payload the watcher may see and its
+/// indicator's view matches; stubs and the rest only move the cursor.
+fn watch_event(
+    store: &dyn Store,
+    reader: &OrgId,
+    filter: &Filter,
+    header: &pb::EntryHeader,
+    entry: &pb::SignedEntry,
+    cursor: &VersionVector,
+) -> Result<Option<pb::WatchEvent>, StoreError> {
+    let Some(bytes) = entry.payload.as_ref() else {
+        return Ok(None);
+    };
+    if !filter.admits_entry(header, reader) {
+        return Ok(None);
+    }
+    let payload = decode_payload(bytes).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "{}#{}: stored payload {e}",
+            header.origin, header.seq
+        ))
+    })?;
+    let Some(state) = store
+        .indicator(&payload.indicator)?
+        .and_then(|s| filter.view(&s, reader))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(pb::WatchEvent {
+        origin: header.origin.clone(),
+        seq: header.seq,
+        state: Some(state),
+        cursor: view::encode_cursor(cursor),
+        // The store keeps no append time: this is when the watcher read the entry, which
+        // is never before it became durable.
+        durable_at_unix_ms: now_unix_ms(),
+    }))
+}
+
+/// Feeds one watcher: catches up from its cursor, then follows new changes, until the
+/// client goes away or the node stops.
+async fn watch_loop(
+    state: Arc<NodeState>,
+    reader: OrgId,
+    filter: Arc<Filter>,
+    mut cursor: VersionVector,
+    tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
+) {
+    let mut changed = state.subscribe();
+    loop {
+        changed.borrow_and_update();
+        loop {
+            let (st, r, f) = (Arc::clone(&state), reader.clone(), Arc::clone(&filter));
+            let step = tokio::task::spawn_blocking(move || {
+                let mut c = cursor;
+                watch_step(st.store.as_ref(), &r, &f, &mut c).map(|(ev, more)| (ev, more, c))
+            })
+            .await;
+            let (events, more, next) = match step {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => return fail(&state, &tx, internal(e)).await,
+                Err(e) => return fail(&state, &tx, internal(e)).await,
+            };
+            cursor = next;
+            for ev in events {
+                tokio::select! {
+                    sent = tx.send(Ok(ev)) => if sent.is_err() { return },
+                    _ = state.stopped() => return,
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return },
+            _ = tx.closed() => return,
+            _ = state.stopped() => return,
+        }
+    }
+}
+
+/// Tells the watcher why its stream ends (unless it is gone, or the node stops meanwhile).
+async fn fail(
+    state: &NodeState,
+    tx: &mpsc::Sender<Result<pb::WatchEvent, Status>>,
+    status: Status,
+) {
+    tracing::warn!(error = %status.message(), "watch ended");
+    tokio::select! {
+        _ = tx.send(Err(status)) => {}
+        _ = state.stopped() => {}
+    }
+}

@@ -1,0 +1,543 @@
+//! The rules of the `Indicators` API as plain functions, no I/O: what a reader org may see of an
+//! indicator, verdicts, filters, page tokens and watch cursors, and turning raw submissions
+//! into canonical, signable payloads. The service feeds them from the store.
+
+use std::collections::BTreeSet;
+
+use intelmesh_core::entry::{MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES};
+use intelmesh_core::indicator::{detect, normalize, NormalizeError};
+use intelmesh_core::{Distribution, Indicator, IndicatorType, OrgId, Tlp, VerifyConfig};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::VersionVector;
+use prost::Message;
+
+/// Most submissions in one `Submit` call.
+pub const MAX_SUBMISSIONS: usize = 10_000;
+/// Most values in one `Lookup` call.
+pub const MAX_LOOKUPS: usize = 10_000;
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 1_000;
+/// Invalid submissions described in one error; the count says how many more there were.
+const ERRORS_SHOWN: usize = 10;
+
+/// Bad input from an API caller; the message says what is wrong (it becomes InvalidArgument).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+fn invalid(msg: impl Into<String>) -> Invalid {
+    Invalid(msg.into())
+}
+
+pub fn to_ref(i: &Indicator) -> pb::IndicatorRef {
+    pb::IndicatorRef {
+        r#type: i.ty().to_proto() as i32,
+        value: i.value().to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+/// The distribution of a stored record; `None` if missing or unknown, which withholds it.
+fn distribution(d: Option<&pb::Distribution>) -> Option<Distribution> {
+    let d = d?;
+    Some(Distribution {
+        tlp: Tlp::from_proto(d.tlp)?,
+        recipients: d
+            .recipients
+            .iter()
+            .map(|r| OrgId::parse(r))
+            .collect::<Result<_, _>>()
+            .ok()?,
+    })
+}
+
+fn readable(d: Option<&pb::Distribution>, origin: &str, reader: &OrgId) -> bool {
+    match (distribution(d), OrgId::parse(origin)) {
+        (Some(dist), Ok(origin)) => dist.allows(&origin, reader),
+        _ => false,
+    }
+}
+
+fn tlp_within(d: Option<&pb::Distribution>, ceiling: Option<Tlp>) -> bool {
+    match ceiling {
+        None => true,
+        Some(c) => d
+            .and_then(|d| Tlp::from_proto(d.tlp))
+            .is_some_and(|t| t <= c),
+    }
+}
+
+/// What `reader` may see of `state`: the assertions and sightings whose distribution allows
+/// it. `None` when nothing is left, so the indicator is unknown to that reader.
+pub fn visible(state: &pb::IndicatorState, reader: &OrgId) -> Option<pb::IndicatorState> {
+    let mut out = state.clone();
+    out.assertions
+        .retain(|a| readable(a.distribution.as_ref(), &a.origin, reader));
+    out.sightings
+        .retain(|s| readable(s.distribution.as_ref(), &s.origin, reader));
+    (!out.assertions.is_empty() || !out.sightings.is_empty()).then_some(out)
+}
+
+/// Whether an assertion is an unrevoked one inside its validity window at `now`.
+fn in_force(a: &pb::OriginAssertion, now: i64) -> bool {
+    !a.revoked && a.valid_from_unix_ms <= now && a.valid_until_unix_ms.is_none_or(|u| now < u)
+}
+
+/// The verdict on a visible state (see [`visible`]) at `now`.
+pub fn verdict(state: Option<&pb::IndicatorState>, now: i64) -> pb::Verdict {
+    let Some(s) = state.filter(|s| !s.assertions.is_empty() || !s.sightings.is_empty()) else {
+        return pb::Verdict::Unknown;
+    };
+    if s.assertions.iter().any(|a| in_force(a, now)) {
+        pb::Verdict::Malicious
+    } else if !s.assertions.is_empty() && s.assertions.iter().all(|a| a.revoked) {
+        pb::Verdict::Revoked
+    } else {
+        pb::Verdict::Seen
+    }
+}
+
+/// The highest confidence among the assertions in force: what a blocking decision rests on.
+pub fn max_confidence(state: &pb::IndicatorState, now: i64) -> u32 {
+    state
+        .assertions
+        .iter()
+        .filter(|a| in_force(a, now))
+        .map(|a| a.confidence)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Every origin with an assertion or sightings in `state`, sorted.
+pub fn origins(state: &pb::IndicatorState) -> Vec<String> {
+    let set: BTreeSet<&str> = state
+        .assertions
+        .iter()
+        .map(|a| a.origin.as_str())
+        .chain(state.sightings.iter().map(|s| s.origin.as_str()))
+        .collect();
+    set.into_iter().map(str::to_string).collect()
+}
+
+/// The `Lookup` answer for a value that normalized to `indicator`; `state` as stored.
+pub fn lookup_known(
+    input: &str,
+    indicator: &Indicator,
+    state: Option<&pb::IndicatorState>,
+    reader: &OrgId,
+    now: i64,
+) -> pb::LookupResult {
+    let view = state.and_then(|s| visible(s, reader));
+    pb::LookupResult {
+        input: input.to_string(),
+        indicator: Some(to_ref(indicator)),
+        verdict: verdict(view.as_ref(), now) as i32,
+        error: String::new(),
+        max_confidence: view.as_ref().map_or(0, |v| max_confidence(v, now)),
+        origins: view.as_ref().map(origins).unwrap_or_default(),
+    }
+}
+
+/// The `Lookup` answer for a value with no canonical form.
+pub fn lookup_error(input: &str, error: &NormalizeError) -> pb::LookupResult {
+    pb::LookupResult {
+        input: input.to_string(),
+        verdict: pb::Verdict::Unknown as i32,
+        error: format!("{} ({})", error, error.kind()),
+        ..Default::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters
+
+/// A checked `pb::Filter`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    types: BTreeSet<IndicatorType>,
+    /// Lowercase: tags match in any case.
+    tags: BTreeSet<String>,
+    origins: BTreeSet<String>,
+    ceiling: Option<Tlp>,
+    since: i64,
+}
+
+impl Filter {
+    pub fn parse(f: Option<&pb::Filter>) -> Result<Filter, Invalid> {
+        let Some(f) = f else {
+            return Ok(Filter::default());
+        };
+        let types = f
+            .types
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                IndicatorType::from_proto(t).ok_or_else(|| {
+                    invalid(format!("filter.types[{i}]: unknown indicator type {t}"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let origins = f
+            .origins
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                OrgId::parse(o)
+                    .map(|o| o.to_string())
+                    .map_err(|e| invalid(format!("filter.origins[{i}]: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        let ceiling = match f.tlp_ceiling {
+            0 => None,
+            t => Some(
+                Tlp::from_proto(t)
+                    .ok_or_else(|| invalid(format!("filter.tlp_ceiling: unknown TLP level {t}")))?,
+            ),
+        };
+        Ok(Filter {
+            types,
+            tags: f
+                .tags
+                .iter()
+                .map(|t| t.trim().to_lowercase())
+                .filter(|t| !t.is_empty())
+                .collect(),
+            origins,
+            ceiling,
+            since: f.updated_since_unix_ms,
+        })
+    }
+
+    /// What `reader` sees of `state` through this filter: the visible part within the TLP
+    /// ceiling, if that is not empty and matches.
+    pub fn view(&self, state: &pb::IndicatorState, reader: &OrgId) -> Option<pb::IndicatorState> {
+        let mut v = visible(state, reader)?;
+        if self.ceiling.is_some() {
+            v.assertions
+                .retain(|a| tlp_within(a.distribution.as_ref(), self.ceiling));
+            v.sightings
+                .retain(|s| tlp_within(s.distribution.as_ref(), self.ceiling));
+            if v.assertions.is_empty() && v.sightings.is_empty() {
+                return None;
+            }
+        }
+        self.matches(&v).then_some(v)
+    }
+
+    fn matches(&self, s: &pb::IndicatorState) -> bool {
+        let ty = s
+            .indicator
+            .as_ref()
+            .and_then(|i| IndicatorType::from_proto(i.r#type));
+        let type_ok = self.types.is_empty() || ty.is_some_and(|t| self.types.contains(&t));
+        let tags_ok = self.tags.is_empty()
+            || s.assertions
+                .iter()
+                .flat_map(|a| &a.tags)
+                .any(|t| self.tags.contains(&t.to_lowercase()));
+        let origins_ok = self.origins.is_empty()
+            || s.assertions
+                .iter()
+                .any(|a| self.origins.contains(&a.origin))
+            || s.sightings.iter().any(|x| self.origins.contains(&x.origin));
+        let since_ok = self.since <= 0
+            || s.assertions
+                .iter()
+                .any(|a| a.issued_at_unix_ms >= self.since)
+            || s.sightings
+                .iter()
+                .any(|x| x.last_seen_unix_ms >= self.since);
+        type_ok && tags_ok && origins_ok && since_ok
+    }
+
+    /// Whether a log entry may trigger a watch event for `reader`: it may read the entry,
+    /// its level is within the ceiling and its origin is one asked for.
+    pub fn admits_entry(&self, header: &pb::EntryHeader, reader: &OrgId) -> bool {
+        let d = header.distribution.as_ref();
+        readable(d, &header.origin, reader)
+            && tlp_within(d, self.ceiling)
+            && (self.origins.is_empty() || self.origins.contains(&header.origin))
+    }
+}
+
+/// The page size to use for a requested one: 0 means the default, and big ones are capped.
+pub fn page_size(requested: u32) -> usize {
+    match requested as usize {
+        0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Page tokens and cursors
+
+/// A token to resume a scan after `last` (hex of the type code and the canonical value).
+pub fn encode_page_token(last: &pb::IndicatorRef) -> String {
+    let mut bytes = vec![u8::try_from(last.r#type).unwrap_or(0)];
+    bytes.extend_from_slice(last.value.as_bytes());
+    hex::encode(bytes)
+}
+
+/// The indicator a page token resumes after; `None` for the empty token (first page).
+pub fn decode_page_token(token: &str) -> Result<Option<Indicator>, Invalid> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| invalid(format!("page_token is not one this API issued: {why}"));
+    let bytes = hex::decode(token).map_err(|_| bad("not hex"))?;
+    let (&code, value) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+    let ty = IndicatorType::from_code(code).ok_or_else(|| bad("unknown type"))?;
+    let value = std::str::from_utf8(value).map_err(|_| bad("not UTF-8"))?;
+    indicator_of(&pb::IndicatorRef {
+        r#type: ty.to_proto() as i32,
+        value: value.to_string(),
+    })
+    .map(Some)
+    .ok_or_else(|| bad("not a canonical indicator"))
+}
+
+/// The [`Indicator`] a stored reference names, if it is canonical.
+pub fn indicator_of(r: &pb::IndicatorRef) -> Option<Indicator> {
+    let i = normalize(IndicatorType::from_proto(r.r#type)?, &r.value).ok()?;
+    (i.value() == r.value).then_some(i)
+}
+
+/// A watch cursor: hex of the `pb::VersionVector` of seqs already passed, per origin.
+pub fn encode_cursor(v: &VersionVector) -> String {
+    let heads = v.iter().map(|(o, s)| (o.to_string(), *s)).collect();
+    hex::encode(pb::VersionVector { heads }.encode_to_vec())
+}
+
+/// The vector a cursor resumes after; `None` for the empty cursor.
+pub fn decode_cursor(cursor: &str) -> Result<Option<VersionVector>, Invalid> {
+    if cursor.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: String| invalid(format!("cursor is not one this API issued: {why}"));
+    let bytes = hex::decode(cursor).map_err(|_| bad("not hex".into()))?;
+    let v = pb::VersionVector::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
+    v.heads
+        .into_iter()
+        .map(|(o, s)| Ok((OrgId::parse(&o).map_err(|e| bad(e.to_string()))?, s)))
+        .collect::<Result<_, _>>()
+        .map(Some)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Submissions
+
+/// Who publishes, and what it checks submissions against.
+pub struct Publisher<'a> {
+    pub org: &'a OrgId,
+    /// The federation's members: the only orgs a recipient list may name.
+    pub members: &'a BTreeSet<OrgId>,
+    pub now: i64,
+}
+
+/// A submission made canonical: what to sign, and the indicator to answer with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    pub distribution: Distribution,
+    pub payload: pb::Payload,
+    pub indicator: Indicator,
+}
+
+/// Normalizes a raw value of a proto type; unspecified means "detect the type".
+pub fn parse_indicator(ty: i32, raw: &str) -> Result<Indicator, Invalid> {
+    let result = if ty == pb::IndicatorType::Unspecified as i32 {
+        detect(raw)
+    } else {
+        let t = IndicatorType::from_proto(ty)
+            .ok_or_else(|| invalid(format!("unknown indicator type {ty}")))?;
+        normalize(t, raw)
+    };
+    result.map_err(|e| invalid(format!("value: {e} ({})", e.kind())))
+}
+
+fn parse_distribution(
+    d: Option<&pb::Distribution>,
+    p: &Publisher,
+) -> Result<Distribution, Invalid> {
+    let d = d.ok_or_else(|| invalid("distribution is required (a TLP level)"))?;
+    let tlp = Tlp::from_proto(d.tlp).ok_or_else(|| {
+        invalid(match d.tlp {
+            0 => "distribution.tlp is required".to_string(),
+            t => format!("distribution.tlp: unknown TLP level {t}"),
+        })
+    })?;
+    let mut recipients: Vec<OrgId> = Vec::new();
+    for (i, r) in d.recipients.iter().enumerate() {
+        let org =
+            OrgId::parse(r).map_err(|e| invalid(format!("distribution.recipients[{i}]: {e}")))?;
+        if !p.members.contains(&org) {
+            return Err(invalid(format!(
+                "distribution.recipients[{i}]: {org} is not a member of this federation"
+            )));
+        }
+        if !recipients.contains(&org) {
+            recipients.push(org);
+        }
+    }
+    if !recipients.is_empty() && !tlp.is_restricted() {
+        return Err(invalid(format!(
+            "distribution.recipients apply only to AMBER+STRICT and RED; TLP:{tlp} goes to all"
+        )));
+    }
+    Ok(Distribution { tlp, recipients })
+}
+
+/// Checks one `Submit` entry and makes its payload canonical.
+pub fn submission(s: &pb::Submission, p: &Publisher) -> Result<Prepared, Invalid> {
+    use pb::submission::Body;
+    let indicator = parse_indicator(s.r#type, &s.value)?;
+    let distribution = parse_distribution(s.distribution.as_ref(), p)?;
+    let body_ref = |r: &Option<pb::IndicatorRef>| -> Result<(), Invalid> {
+        match r.as_ref().filter(|r| !r.value.is_empty()) {
+            Some(r) if parse_indicator(r.r#type, &r.value).ok().as_ref() != Some(&indicator) => {
+                Err(invalid(
+                    "the body's indicator differs from type and value; leave it unset",
+                ))
+            }
+            _ => Ok(()),
+        }
+    };
+    let body = match s.body.as_ref() {
+        None => return Err(invalid("body is required: an upsert or a revoke")),
+        Some(Body::Upsert(u)) => {
+            body_ref(&u.indicator)?;
+            if u.confidence > 100 {
+                return Err(invalid(format!(
+                    "upsert.confidence {} is over 100",
+                    u.confidence
+                )));
+            }
+            if u.valid_until_unix_ms
+                .is_some_and(|t| t <= u.valid_from_unix_ms)
+            {
+                return Err(invalid("upsert.valid_until must be after valid_from"));
+            }
+            let mut tags: Vec<String> = Vec::new();
+            for t in u.tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+                if !tags.iter().any(|x| x == t) {
+                    tags.push(t.to_string());
+                }
+            }
+            pb::payload::Body::Upsert(pb::IndicatorUpsert {
+                indicator: Some(to_ref(&indicator)),
+                tags,
+                ..u.clone()
+            })
+        }
+        Some(Body::Revoke(r)) => {
+            body_ref(&r.indicator)?;
+            pb::payload::Body::Revoke(pb::IndicatorRevoke {
+                indicator: Some(to_ref(&indicator)),
+                reason: r.reason.clone(),
+            })
+        }
+    };
+    prepared(indicator, distribution, body, p)
+}
+
+/// Checks a `ReportSighting` request and makes its payload canonical.
+pub fn sighting(r: &pb::ReportSightingRequest, p: &Publisher) -> Result<Prepared, Invalid> {
+    let indicator = parse_indicator(r.r#type, &r.value)?;
+    let distribution = parse_distribution(r.distribution.as_ref(), p)?;
+    if r.count == 0 {
+        return Err(invalid("count must be at least 1"));
+    }
+    let seen_at = match r.seen_at_unix_ms {
+        0 => p.now,
+        t if t > p.now.saturating_add(VerifyConfig::DEFAULT_SKEW_MS) => {
+            return Err(invalid(format!(
+                "seen_at {t} is in the future (now is {})",
+                p.now
+            )))
+        }
+        t => t,
+    };
+    let body = pb::payload::Body::Sighting(pb::Sighting {
+        indicator: Some(to_ref(&indicator)),
+        seen_at_unix_ms: seen_at,
+        count: r.count,
+    });
+    prepared(indicator, distribution, body, p)
+}
+
+/// Refuses what receivers would refuse for size, so a publish cannot fail half way.
+fn prepared(
+    indicator: Indicator,
+    distribution: Distribution,
+    body: pb::payload::Body,
+    p: &Publisher,
+) -> Result<Prepared, Invalid> {
+    let payload = pb::Payload { body: Some(body) };
+    let len = payload.encoded_len();
+    if len > MAX_PAYLOAD_BYTES {
+        return Err(invalid(format!(
+            "payload is {len} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit"
+        )));
+    }
+    // The largest header this entry could get: maximal seq and timestamp varints.
+    let header = pb::EntryHeader {
+        origin: p.org.to_string(),
+        seq: u64::MAX,
+        prev_hash: vec![0; 32],
+        payload_sha256: vec![0; 32],
+        payload_len: len as u64,
+        issued_at_unix_ms: i64::MAX,
+        key_id: vec![0; 8],
+        distribution: Some(distribution.to_proto()),
+    };
+    if header.encoded_len() > MAX_HEADER_BYTES {
+        return Err(invalid(format!(
+            "too many recipients: the header would exceed {MAX_HEADER_BYTES} bytes"
+        )));
+    }
+    Ok(Prepared {
+        distribution,
+        payload,
+        indicator,
+    })
+}
+
+/// Checks a whole `Submit` batch: all of it, or an error naming each bad index.
+pub fn submissions(subs: &[pb::Submission], p: &Publisher) -> Result<Vec<Prepared>, Invalid> {
+    if subs.is_empty() {
+        return Err(invalid("no submissions"));
+    }
+    if subs.len() > MAX_SUBMISSIONS {
+        return Err(invalid(format!(
+            "{} submissions, over the {MAX_SUBMISSIONS} allowed per call; split the batch",
+            subs.len()
+        )));
+    }
+    let mut good = Vec::with_capacity(subs.len());
+    let mut errors = Vec::new();
+    for (i, s) in subs.iter().enumerate() {
+        match submission(s, p) {
+            Ok(x) => good.push(x),
+            Err(e) => errors.push(format!("submissions[{i}]: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(good);
+    }
+    let more = errors.len().saturating_sub(ERRORS_SHOWN);
+    let mut msg = format!(
+        "{} of {} submissions are invalid; nothing was published: {}",
+        errors.len(),
+        subs.len(),
+        errors[..errors.len().min(ERRORS_SHOWN)].join("; ")
+    );
+    if more > 0 {
+        msg.push_str(&format!("; and {more} more"));
+    }
+    Err(invalid(msg))
+}
+
+#[cfg(test)]
+#[path = "view_tests.rs"]
+mod tests;

@@ -1,0 +1,579 @@
+//! Unit tests of the API rules in `view.rs`, on plain values.
+
+use super::*;
+use intelmesh_proto::v1::{IndicatorType as Ty, Verdict};
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn org(s: &str) -> OrgId {
+    OrgId::parse(s).unwrap()
+}
+
+fn dist(tlp: pb::Tlp, recipients: &[&str]) -> Option<pb::Distribution> {
+    Some(pb::Distribution {
+        tlp: tlp as i32,
+        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+    })
+}
+
+fn assertion(origin: &str, tlp: pb::Tlp, recipients: &[&str]) -> pb::OriginAssertion {
+    pb::OriginAssertion {
+        origin: origin.into(),
+        seq: 1,
+        confidence: 60,
+        distribution: dist(tlp, recipients),
+        issued_at_unix_ms: NOW - 1000,
+        tags: vec!["Botnet".into()],
+        ..Default::default()
+    }
+}
+
+fn sightings(origin: &str, tlp: pb::Tlp) -> pb::OriginSightings {
+    pb::OriginSightings {
+        origin: origin.into(),
+        count: 2,
+        first_seen_unix_ms: NOW - 5000,
+        last_seen_unix_ms: NOW - 4000,
+        last_seq: 3,
+        distribution: dist(tlp, &[]),
+    }
+}
+
+fn state(
+    ty: Ty,
+    value: &str,
+    a: Vec<pb::OriginAssertion>,
+    s: Vec<pb::OriginSightings>,
+) -> pb::IndicatorState {
+    pb::IndicatorState {
+        indicator: Some(pb::IndicatorRef {
+            r#type: ty as i32,
+            value: value.into(),
+        }),
+        assertions: a,
+        sightings: s,
+    }
+}
+
+fn origins_of(s: &pb::IndicatorState) -> Vec<&str> {
+    s.assertions.iter().map(|a| a.origin.as_str()).collect()
+}
+
+#[test]
+fn restricted_records_are_visible_only_to_origin_and_recipients() {
+    let s = state(
+        Ty::Domain,
+        "evil.example",
+        vec![
+            assertion("AU-AFP", pb::Tlp::Red, &["BR-PF"]),
+            assertion("FR-OCLCTIC", pb::Tlp::Amber, &[]),
+            assertion("SG-IGCI", pb::Tlp::AmberStrict, &[]),
+        ],
+        vec![sightings("AU-AFP", pb::Tlp::Red)],
+    );
+    let br = visible(&s, &org("BR-PF")).unwrap();
+    assert_eq!(origins_of(&br), ["AU-AFP", "FR-OCLCTIC"]);
+    assert!(br.sightings.is_empty(), "RED sighting without BR-PF listed");
+    let au = visible(&s, &org("AU-AFP")).unwrap();
+    assert_eq!(origins_of(&au), ["AU-AFP", "FR-OCLCTIC"]);
+    assert_eq!(au.sightings.len(), 1);
+    let de = visible(&s, &org("DE-BKA")).unwrap();
+    assert_eq!(origins_of(&de), ["FR-OCLCTIC"]);
+
+    let red_only = state(
+        Ty::Domain,
+        "evil.example",
+        vec![assertion("AU-AFP", pb::Tlp::Red, &["BR-PF"])],
+        vec![],
+    );
+    assert_eq!(visible(&red_only, &org("DE-BKA")), None);
+    // A record without a readable distribution is withheld rather than shown.
+    let mut broken = red_only.clone();
+    broken.assertions[0].distribution = None;
+    assert_eq!(visible(&broken, &org("AU-AFP")), None);
+}
+
+#[test]
+fn verdicts_follow_revocation_validity_and_sightings() {
+    let ty = Ty::Ipv4;
+    let live = assertion("AU-AFP", pb::Tlp::Green, &[]);
+    let mut revoked = assertion("BR-PF", pb::Tlp::Green, &[]);
+    revoked.revoked = true;
+    let mut expired = assertion("FR-OCLCTIC", pb::Tlp::Green, &[]);
+    expired.valid_until_unix_ms = Some(NOW);
+    let mut future = assertion("SG-IGCI", pb::Tlp::Green, &[]);
+    future.valid_from_unix_ms = NOW + 1;
+
+    let v = |a: Vec<pb::OriginAssertion>, s: Vec<pb::OriginSightings>| {
+        verdict(Some(&state(ty, "192.0.2.1", a, s)), NOW)
+    };
+    assert_eq!(verdict(None, NOW), Verdict::Unknown);
+    assert_eq!(v(vec![], vec![]), Verdict::Unknown);
+    assert_eq!(
+        v(vec![live.clone(), revoked.clone()], vec![]),
+        Verdict::Malicious
+    );
+    assert_eq!(v(vec![revoked.clone()], vec![]), Verdict::Revoked);
+    assert_eq!(
+        v(
+            vec![revoked.clone()],
+            vec![sightings("AU-AFP", pb::Tlp::Green)]
+        ),
+        Verdict::Revoked
+    );
+    assert_eq!(
+        v(vec![], vec![sightings("AU-AFP", pb::Tlp::Green)]),
+        Verdict::Seen
+    );
+    assert_eq!(v(vec![expired.clone()], vec![]), Verdict::Seen);
+    assert_eq!(v(vec![future.clone()], vec![]), Verdict::Seen);
+    assert_eq!(v(vec![expired, revoked], vec![]), Verdict::Seen);
+}
+
+#[test]
+fn lookup_reports_confidence_in_force_and_visible_origins() {
+    let i = detect("hxxp://Evil[.]Example/x").unwrap();
+    let mut strong = assertion("AU-AFP", pb::Tlp::Red, &[]);
+    strong.confidence = 95;
+    let mut expired = assertion("BR-PF", pb::Tlp::Green, &[]);
+    expired.confidence = 99;
+    expired.valid_until_unix_ms = Some(NOW - 1);
+    let s = state(
+        Ty::Url,
+        i.value(),
+        vec![strong, expired, assertion("SG-IGCI", pb::Tlp::Clear, &[])],
+        vec![sightings("DE-BKA", pb::Tlp::Green)],
+    );
+    let r = lookup_known(
+        "hxxp://Evil[.]Example/x",
+        &i,
+        Some(&s),
+        &org("FR-OCLCTIC"),
+        NOW,
+    );
+    assert_eq!(r.indicator.as_ref().unwrap().value, "http://evil.example/x");
+    assert_eq!(r.verdict, Verdict::Malicious as i32);
+    assert_eq!(
+        r.max_confidence, 60,
+        "the RED 95 is not visible, the 99 expired"
+    );
+    assert_eq!(r.origins, ["BR-PF", "DE-BKA", "SG-IGCI"]);
+    assert!(r.error.is_empty());
+
+    let unknown = lookup_known(
+        "x.example",
+        &detect("x.example").unwrap(),
+        None,
+        &org("AU-AFP"),
+        NOW,
+    );
+    assert_eq!(unknown.verdict, Verdict::Unknown as i32);
+    assert!(unknown.origins.is_empty());
+
+    let e = detect("300.1.2.3").unwrap_err();
+    let r = lookup_error("300.1.2.3", &e);
+    assert!(r.indicator.is_none());
+    assert!(
+        r.error.contains("IPv4") && r.error.contains("invalid_ipv4"),
+        "{}",
+        r.error
+    );
+}
+
+#[test]
+fn filters_match_type_tag_origin_time_and_cut_at_the_ceiling() {
+    let reader = org("SG-IGCI");
+    let s = state(
+        Ty::Domain,
+        "evil.example",
+        vec![
+            assertion("AU-AFP", pb::Tlp::Amber, &[]),
+            assertion("BR-PF", pb::Tlp::Green, &[]),
+        ],
+        vec![sightings("FR-OCLCTIC", pb::Tlp::Clear)],
+    );
+    let f = |f: pb::Filter| Filter::parse(Some(&f)).unwrap();
+    assert_eq!(
+        Filter::parse(None).unwrap().view(&s, &reader),
+        visible(&s, &reader)
+    );
+    let by_type = |t: Ty| pb::Filter {
+        types: vec![t as i32, Ty::Url as i32],
+        ..Default::default()
+    };
+    assert!(f(by_type(Ty::Domain)).view(&s, &reader).is_some());
+    assert!(f(by_type(Ty::Ipv4)).view(&s, &reader).is_none());
+    let tags = |t: &str| pb::Filter {
+        tags: vec![t.into()],
+        ..Default::default()
+    };
+    assert!(
+        f(tags("botnet")).view(&s, &reader).is_some(),
+        "tags in any case"
+    );
+    assert!(f(tags("phishing")).view(&s, &reader).is_none());
+    let from = |o: &str| pb::Filter {
+        origins: vec![o.into()],
+        ..Default::default()
+    };
+    assert!(
+        f(from("FR-OCLCTIC")).view(&s, &reader).is_some(),
+        "sightings count"
+    );
+    assert!(f(from("DE-BKA")).view(&s, &reader).is_none());
+    let since = |t: i64| pb::Filter {
+        updated_since_unix_ms: t,
+        ..Default::default()
+    };
+    assert!(f(since(NOW - 1000)).view(&s, &reader).is_some());
+    assert!(f(since(NOW - 999)).view(&s, &reader).is_none());
+
+    let ceiling = |t: pb::Tlp| pb::Filter {
+        tlp_ceiling: t as i32,
+        ..Default::default()
+    };
+    let green = f(ceiling(pb::Tlp::Green)).view(&s, &reader).unwrap();
+    assert_eq!(origins_of(&green), ["BR-PF"], "the AMBER assertion is cut");
+    assert_eq!(green.sightings.len(), 1);
+    let clear = f(ceiling(pb::Tlp::Clear)).view(&s, &reader).unwrap();
+    assert!(clear.assertions.is_empty());
+    let amber_only = state(
+        Ty::Domain,
+        "a.example",
+        vec![assertion("AU-AFP", pb::Tlp::Amber, &[])],
+        vec![],
+    );
+    assert!(f(ceiling(pb::Tlp::Green))
+        .view(&amber_only, &reader)
+        .is_none());
+    // Tag matching looks only at what survives the ceiling.
+    assert!(f(pb::Filter {
+        tags: vec!["botnet".into()],
+        tlp_ceiling: pb::Tlp::Clear as i32,
+        ..Default::default()
+    })
+    .view(&s, &reader)
+    .is_none());
+}
+
+#[test]
+fn bad_filters_say_which_field_is_wrong() {
+    let err = |f: pb::Filter| Filter::parse(Some(&f)).unwrap_err().0;
+    assert!(err(pb::Filter {
+        types: vec![4, 42],
+        ..Default::default()
+    })
+    .contains("filter.types[1]"));
+    assert!(err(pb::Filter {
+        origins: vec!["bad org".into()],
+        ..Default::default()
+    })
+    .contains("filter.origins[0]"));
+    assert!(err(pb::Filter {
+        tlp_ceiling: 9,
+        ..Default::default()
+    })
+    .contains("tlp_ceiling"));
+}
+
+#[test]
+fn watch_entries_are_admitted_by_visibility_ceiling_and_origin() {
+    let header = |origin: &str, tlp: pb::Tlp, r: &[&str]| pb::EntryHeader {
+        origin: origin.into(),
+        seq: 1,
+        distribution: dist(tlp, r),
+        ..Default::default()
+    };
+    let all = Filter::default();
+    let reader = org("BR-PF");
+    assert!(all.admits_entry(&header("AU-AFP", pb::Tlp::Red, &["BR-PF"]), &reader));
+    assert!(!all.admits_entry(&header("AU-AFP", pb::Tlp::Red, &["FR-OCLCTIC"]), &reader));
+    let green = Filter::parse(Some(&pb::Filter {
+        tlp_ceiling: pb::Tlp::Green as i32,
+        origins: vec!["AU-AFP".into()],
+        ..Default::default()
+    }))
+    .unwrap();
+    assert!(green.admits_entry(&header("AU-AFP", pb::Tlp::Green, &[]), &reader));
+    assert!(!green.admits_entry(&header("AU-AFP", pb::Tlp::Amber, &[]), &reader));
+    assert!(!green.admits_entry(&header("SG-IGCI", pb::Tlp::Green, &[]), &reader));
+}
+
+#[test]
+fn page_sizes_default_and_cap() {
+    assert_eq!(page_size(0), DEFAULT_PAGE_SIZE);
+    assert_eq!(page_size(7), 7);
+    assert_eq!(page_size(5000), MAX_PAGE_SIZE);
+}
+
+#[test]
+fn page_tokens_round_trip_and_refuse_forgeries() {
+    let i = normalize(IndicatorType::Domain, "evil.example").unwrap();
+    let token = encode_page_token(&to_ref(&i));
+    assert_eq!(decode_page_token(&token), Ok(Some(i)));
+    assert_eq!(decode_page_token(""), Ok(None));
+    let forged = hex::encode([&[4u8][..], b"EVIL.example"].concat());
+    for bad in ["zz", "63", &forged, &hex::encode([4u8, 0xff])] {
+        let e = decode_page_token(bad).unwrap_err();
+        assert!(e.0.starts_with("page_token"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn cursors_round_trip_and_refuse_garbage() {
+    let v: VersionVector = [(org("AU-AFP"), 7), (org("BR-PF"), 0)]
+        .into_iter()
+        .collect();
+    assert_eq!(decode_cursor(&encode_cursor(&v)), Ok(Some(v)));
+    assert_eq!(decode_cursor(""), Ok(None));
+    assert!(decode_cursor("not hex").unwrap_err().0.contains("cursor"));
+    assert!(decode_cursor("ffff").is_err());
+    let bad_org = pb::VersionVector {
+        heads: [("bad org".to_string(), 1)].into_iter().collect(),
+    };
+    assert!(decode_cursor(&hex::encode(bad_org.encode_to_vec())).is_err());
+}
+
+fn members() -> BTreeSet<OrgId> {
+    ["AU-AFP", "BR-PF", "SG-IGCI"]
+        .into_iter()
+        .map(org)
+        .collect()
+}
+
+fn upsert(ty: Ty, value: &str, tlp: pb::Tlp, r: &[&str]) -> pb::Submission {
+    pb::Submission {
+        r#type: ty as i32,
+        value: value.into(),
+        distribution: dist(tlp, r),
+        body: Some(pb::submission::Body::Upsert(pb::IndicatorUpsert {
+            confidence: 80,
+            tags: vec![" c2 ".into(), "c2".into(), "".into(), "apt".into()],
+            ..Default::default()
+        })),
+    }
+}
+
+#[test]
+fn submissions_are_made_canonical() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let s = upsert(
+        Ty::Unspecified,
+        " Evil[.]EXAMPLE ",
+        pb::Tlp::Red,
+        &["BR-PF", "BR-PF"],
+    );
+    let got = submission(&s, &p).unwrap();
+    assert_eq!(got.indicator.value(), "evil.example");
+    assert_eq!(got.distribution.recipients, [org("BR-PF")]);
+    let Some(pb::payload::Body::Upsert(u)) = &got.payload.body else {
+        panic!("an upsert: {:?}", got.payload);
+    };
+    assert_eq!(u.indicator.as_ref().unwrap().value, "evil.example");
+    assert_eq!(u.indicator.as_ref().unwrap().r#type, Ty::Domain as i32);
+    assert_eq!(u.tags, ["c2", "apt"]);
+    assert_eq!(u.confidence, 80);
+    // What we sign passes the receivers' payload checks.
+    let bytes = got.payload.encode_to_vec();
+    assert_eq!(
+        intelmesh_core::verify::decode_payload(&bytes)
+            .unwrap()
+            .indicator,
+        got.indicator
+    );
+
+    let revoke = pb::Submission {
+        body: Some(pb::submission::Body::Revoke(pb::IndicatorRevoke {
+            indicator: Some(pb::IndicatorRef {
+                r#type: Ty::Ipv4 as i32,
+                value: "192.0.2.1".into(),
+            }),
+            reason: "false positive".into(),
+        })),
+        ..upsert(Ty::Ipv4, "192[.]0.2.1", pb::Tlp::Green, &[])
+    };
+    let got = submission(&revoke, &p).unwrap();
+    assert!(
+        matches!(got.payload.body, Some(pb::payload::Body::Revoke(ref r)) if r.reason == "false positive")
+    );
+}
+
+#[test]
+fn bad_submissions_say_what_is_wrong() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let ok = || upsert(Ty::Domain, "evil.example", pb::Tlp::Green, &[]);
+    let err = |s: pb::Submission| submission(&s, &p).unwrap_err().0;
+    assert!(err(pb::Submission {
+        value: "not a domain!".into(),
+        ..ok()
+    })
+    .starts_with("value:"));
+    assert!(err(pb::Submission { r#type: 77, ..ok() }).contains("unknown indicator type 77"));
+    assert!(err(pb::Submission {
+        distribution: None,
+        ..ok()
+    })
+    .contains("distribution is required"));
+    assert!(err(pb::Submission {
+        distribution: dist(pb::Tlp::Unspecified, &[]),
+        ..ok()
+    })
+    .contains("tlp is required"));
+    assert!(
+        err(upsert(Ty::Domain, "a.example", pb::Tlp::Red, &["bad org"])).contains("recipients[0]")
+    );
+    assert!(
+        err(upsert(Ty::Domain, "a.example", pb::Tlp::Red, &["XX-NOPE"])).contains("not a member")
+    );
+    assert!(
+        err(upsert(Ty::Domain, "a.example", pb::Tlp::Green, &["BR-PF"]))
+            .contains("only to AMBER+STRICT and RED")
+    );
+    assert!(err(pb::Submission { body: None, ..ok() }).contains("body is required"));
+    let with = |u: pb::IndicatorUpsert| pb::Submission {
+        body: Some(pb::submission::Body::Upsert(u)),
+        ..ok()
+    };
+    assert!(err(with(pb::IndicatorUpsert {
+        confidence: 101,
+        ..Default::default()
+    }))
+    .contains("confidence 101"));
+    assert!(err(with(pb::IndicatorUpsert {
+        valid_from_unix_ms: 5,
+        valid_until_unix_ms: Some(5),
+        ..Default::default()
+    }))
+    .contains("valid_until"));
+    assert!(err(with(pb::IndicatorUpsert {
+        description: "x".repeat(MAX_PAYLOAD_BYTES),
+        ..Default::default()
+    }))
+    .contains("byte limit"));
+    let other = pb::IndicatorRef {
+        r#type: Ty::Domain as i32,
+        value: "other.example".into(),
+    };
+    assert!(err(with(pb::IndicatorUpsert {
+        indicator: Some(other),
+        ..Default::default()
+    }))
+    .contains("differs"));
+    let same = pb::IndicatorRef {
+        r#type: Ty::Domain as i32,
+        value: "EVIL.example".into(),
+    };
+    assert!(submission(
+        &with(pb::IndicatorUpsert {
+            indicator: Some(same),
+            ..Default::default()
+        }),
+        &p
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_batch_is_refused_whole_naming_each_bad_index() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let good = upsert(Ty::Domain, "evil.example", pb::Tlp::Green, &[]);
+    let bad = upsert(Ty::Ipv4, "999.1.1.1", pb::Tlp::Green, &[]);
+    assert_eq!(
+        submissions(&[good.clone(), good.clone()], &p)
+            .unwrap()
+            .len(),
+        2
+    );
+    let e = submissions(&[good.clone(), bad.clone(), good.clone(), bad.clone()], &p)
+        .unwrap_err()
+        .0;
+    assert!(
+        e.starts_with("2 of 4 submissions are invalid; nothing was published"),
+        "{e}"
+    );
+    assert!(
+        e.contains("submissions[1]: value:") && e.contains("submissions[3]"),
+        "{e}"
+    );
+    assert!(!e.contains("submissions[0]"));
+    let many = vec![bad; 15];
+    assert!(submissions(&many, &p)
+        .unwrap_err()
+        .0
+        .ends_with("and 5 more"));
+    assert!(submissions(&[], &p)
+        .unwrap_err()
+        .0
+        .contains("no submissions"));
+    let too_many = vec![good; MAX_SUBMISSIONS + 1];
+    assert!(submissions(&too_many, &p)
+        .unwrap_err()
+        .0
+        .contains("split the batch"));
+}
+
+#[test]
+fn sightings_default_their_time_and_need_a_count() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let req = pb::ReportSightingRequest {
+        r#type: Ty::Unspecified as i32,
+        value: "198.51.100[.]7".into(),
+        count: 3,
+        distribution: dist(pb::Tlp::Amber, &[]),
+        ..Default::default()
+    };
+    let got = sighting(&req, &p).unwrap();
+    assert_eq!(got.indicator.value(), "198.51.100.7");
+    assert_eq!(got.indicator.ty(), IndicatorType::Ipv4);
+    let Some(pb::payload::Body::Sighting(s)) = &got.payload.body else {
+        panic!("a sighting: {:?}", got.payload);
+    };
+    assert_eq!((s.seen_at_unix_ms, s.count), (NOW, 3));
+    let at = sighting(
+        &pb::ReportSightingRequest {
+            seen_at_unix_ms: NOW - 10,
+            ..req.clone()
+        },
+        &p,
+    )
+    .unwrap();
+    assert!(
+        matches!(at.payload.body, Some(pb::payload::Body::Sighting(ref s)) if s.seen_at_unix_ms == NOW - 10)
+    );
+    let err = |r: pb::ReportSightingRequest| sighting(&r, &p).unwrap_err().0;
+    assert!(err(pb::ReportSightingRequest {
+        count: 0,
+        ..req.clone()
+    })
+    .contains("count must be at least 1"));
+    assert!(err(pb::ReportSightingRequest {
+        seen_at_unix_ms: NOW + 3_600_000,
+        ..req.clone()
+    })
+    .contains("future"));
+    assert!(err(pb::ReportSightingRequest {
+        distribution: None,
+        ..req
+    })
+    .contains("distribution"));
+}

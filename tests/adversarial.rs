@@ -1,0 +1,638 @@
+//! A hostile or broken peer against a real node: forged and tampered entries, replays,
+//! equivocation, wrong certificates, floods, stalls and silence. Each test checks the status the
+//! node answers with and that the honest state is untouched (or changed exactly as the rules
+//! say), and where stated that the honest links keep flowing meanwhile.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use intelmesh_core::verify::{verify_batch, VerifyConfig};
+use intelmesh_core::{OrgId, Signer, StaticKeys};
+use intelmesh_node::config::Limits;
+use intelmesh_node::pki::Ca;
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{SledStore, Store, StoreConfig};
+use intelmesh_tests::net::{fast_limits, green, org, TestNet};
+use intelmesh_tests::raw_peer::{
+    check_status, provisioned_signer, signed_chain, Credentials, Next, RawPeer, Target,
+};
+use prost::Message;
+use tonic::Code;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+const HUB: &str = "SG-IGCI";
+const AU: &str = "AU-AFP";
+const BR: &str = "BR-PF";
+
+/// Hub with agencies AU and BR, AU's real node stopped so its certificate and key are free for
+/// the raw peer (the hub accepts one link per peer).
+async fn star_without_au() -> TestNet {
+    let mut net = TestNet::star(HUB, &[AU, BR]).await;
+    net.wait_for_link(&org(HUB), &org(BR)).await;
+    net.stop(&org(AU)).await;
+    net.wait_link_down(&org(HUB), &org(AU)).await;
+    net
+}
+
+trait NetExt {
+    fn target(&self, at: &OrgId) -> Target<'_>;
+    fn creds(&self, of: &OrgId) -> Credentials;
+    async fn open_as(&self, at: &OrgId, of: &OrgId) -> RawPeer;
+    async fn wait_for_link(&self, at: &OrgId, peer: &OrgId);
+    async fn wait_link_down(&self, at: &OrgId, peer: &OrgId) -> String;
+}
+
+impl NetExt for TestNet {
+    fn target(&self, at: &OrgId) -> Target<'_> {
+        Target {
+            addr: self.node(at).federation_addr,
+            org: &self.fed.nodes[at].spec.org,
+            server_ca: &self.fed.federation_ca,
+        }
+    }
+
+    fn creds(&self, of: &OrgId) -> Credentials {
+        Credentials::of_node(&self.fed.nodes[of])
+    }
+
+    /// A raw link into `at` with `of`'s node certificate, after `at` dropped any old link.
+    async fn open_as(&self, at: &OrgId, of: &OrgId) -> RawPeer {
+        self.wait_link_down(at, of).await;
+        RawPeer::open(&self.target(at), &self.creds(of))
+            .await
+            .unwrap_or_else(|e| panic!("opening a link to {at} as {of}: {e:?}"))
+    }
+
+    async fn wait_for_link(&self, at: &OrgId, peer: &OrgId) {
+        wait_until(|| self.peer_state(at, peer).connected, "link up").await;
+    }
+
+    /// Waits until `at` no longer has a link with `peer`; returns the link's last error.
+    async fn wait_link_down(&self, at: &OrgId, peer: &OrgId) -> String {
+        wait_until(|| !self.peer_state(at, peer).connected, "link down").await;
+        self.peer_state(at, peer).last_error
+    }
+}
+
+trait PeerView {
+    fn peer_state(&self, at: &OrgId, peer: &OrgId) -> intelmesh_node::state::PeerState;
+}
+
+impl PeerView for TestNet {
+    fn peer_state(&self, at: &OrgId, peer: &OrgId) -> intelmesh_node::state::PeerState {
+        self.node(at)
+            .state()
+            .peers
+            .snapshot()
+            .get(peer)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+async fn wait_until(mut cond: impl FnMut() -> bool, what: &str) {
+    let start = tokio::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{what}: not within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The state digest of a fresh store holding exactly `entries`: what the node must equal.
+fn reference_digest(entries: &[pb::SignedEntry], signers: &[&Signer]) -> [u8; 32] {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    let mut keys = StaticKeys::default();
+    for s in signers {
+        keys.insert(s.org().clone(), s.verifying_key());
+    }
+    let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
+    let verified = verify_batch(entries.to_vec(), &keys, &cfg)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    store.apply(verified).unwrap();
+    store.state_digest().unwrap()
+}
+
+/// The next entry of `signer` after `head` carrying a sighting of `domain`.
+fn sighting(signer: &Signer, head: intelmesh_core::Head, domain: &str) -> pb::SignedEntry {
+    let payload = pb::Payload {
+        body: Some(pb::payload::Body::Sighting(pb::Sighting {
+            indicator: Some(pb::IndicatorRef {
+                r#type: pb::IndicatorType::Domain as i32,
+                value: domain.into(),
+            }),
+            seen_at_unix_ms: 1_700_000_000_000,
+            count: 3,
+        })),
+    };
+    signer
+        .sign_next(
+            Some(head),
+            intelmesh_core::now_unix_ms(),
+            &green(),
+            &payload,
+        )
+        .0
+}
+
+fn stored(net: &TestNet, at: &OrgId, origin: &OrgId) -> Vec<pb::SignedEntry> {
+    net.node(at).state().store.range(origin, 1, 10_000).unwrap()
+}
+
+fn empty_vector() -> BTreeMap<String, u64> {
+    BTreeMap::new()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_and_tampered_entries_end_the_link_and_change_nothing() {
+    let net = star_without_au().await;
+    let (hub, au) = (org(HUB), org(AU));
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let (good, _) = signed_chain(&signer, None, 1, "good");
+    let impostor = Signer::generate(au.clone());
+    let (own_key, _) = signed_chain(&impostor, None, 1, "forged");
+
+    // The impostor's signature under AU's real key id.
+    let mut header = pb::EntryHeader::decode(own_key[0].header.as_ref()).unwrap();
+    header.key_id = signer.key_id().0.to_vec();
+    let claimed = impostor.sign_header(
+        header.encode_to_vec(),
+        own_key[0].payload.as_ref().map(|p| p.to_vec()),
+    );
+
+    let mut payload = good[0].clone();
+    let mut bytes = payload.payload.as_ref().unwrap().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    payload.payload = Some(bytes.into());
+
+    let mut tampered_header = good[0].clone();
+    let mut h = pb::EntryHeader::decode(good[0].header.as_ref()).unwrap();
+    h.issued_at_unix_ms -= 1;
+    tampered_header.header = h.encode_to_vec().into();
+
+    let cases = [
+        (
+            "another key",
+            own_key[0].clone(),
+            "AU-AFP#1: unknown signing key",
+        ),
+        (
+            "another key, AU's key id",
+            claimed,
+            "AU-AFP#1: signature does not verify",
+        ),
+        (
+            "tampered payload",
+            payload,
+            "AU-AFP#1: payload SHA-256 does not match",
+        ),
+        (
+            "tampered header",
+            tampered_header,
+            "AU-AFP#1: signature does not verify",
+        ),
+    ];
+    let before = net.digest(&hub);
+    for (what, entry, needle) in cases {
+        let mut peer = net.open_as(&hub, &au).await;
+        assert!(peer.hello(AU, empty_vector()).await);
+        assert!(peer.entries(vec![entry]).await);
+        let end = peer.end_status(PATIENCE).await;
+        check_status(&end, Code::InvalidArgument, needle).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            end.message().contains("fails verification"),
+            "{what}: {}",
+            end.message()
+        );
+        assert_eq!(net.digest(&hub), before, "{what}: hub state changed");
+        assert_eq!(net.vector(&hub).get(&au), None, "{what}: AU's log grew");
+        assert!(
+            net.wait_link_down(&hub, &au).await.contains(needle),
+            "{what}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forged_entry_in_a_batch_keeps_only_the_verified_ones_before_it() {
+    let net = star_without_au().await;
+    let (hub, au, br) = (org(HUB), org(AU), org(BR));
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let (good, head) = signed_chain(&signer, None, 2, "good");
+    let impostor = Signer::generate(au.clone());
+    // Seq 3 of AU's chain, chained correctly but signed by someone else under AU's key id.
+    let real3 = signed_chain(&signer, head, 1, "good").0.remove(0);
+    let forged3 = impostor.sign_header(
+        real3.header.to_vec(),
+        real3.payload.as_ref().map(|p| p.to_vec()),
+    );
+
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    assert!(
+        peer.entries(vec![good[0].clone(), good[1].clone(), forged3])
+            .await
+    );
+    let end = peer.end_status(PATIENCE).await;
+    check_status(
+        &end,
+        Code::InvalidArgument,
+        "AU-AFP#3: signature does not verify",
+    )
+    .unwrap();
+
+    // `NodeState::ingest` applies what verified and refuses the rest, then the link ends:
+    // AU#1 and #2 are durable byte for byte, #3 is nowhere.
+    assert_eq!(net.vector(&hub).get(&au), Some(&2));
+    assert_eq!(stored(&net, &hub, &au), good);
+    assert_eq!(net.digest(&hub), reference_digest(&good, &[&signer]));
+    // The verified entries travel on to the other agency like any others.
+    net.wait_for(&au, 2, PATIENCE).await.unwrap();
+    assert_eq!(stored(&net, &br, &au), good);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replayed_entries_are_duplicates_and_the_link_stays_up() {
+    let net = star_without_au().await;
+    let (hub, au) = (org(HUB), org(AU));
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let (mut log, head) = signed_chain(&signer, None, 2, "replay");
+    // A sighting: were a replay merged again, its count would add up and the digest move.
+    log.push(sighting(&signer, head.unwrap(), "replay-1.au-afp.example"));
+
+    let mut peer = net.open_as(&hub, &au).await;
+    let (received_before, error_before) = {
+        let s = net.peer_state(&hub, &au);
+        (s.entries_received, s.last_error)
+    };
+    assert!(peer.hello(AU, empty_vector()).await);
+    assert!(peer.entries(log.clone()).await);
+    peer.until_progress(AU, 3, PATIENCE).await.unwrap();
+    let once = net.digest(&hub);
+    assert_eq!(once, reference_digest(&log, &[&signer]));
+
+    // Replays: the whole batch, then a single old entry, then a new one to prove the link
+    // still takes entries (frames on a link are handled in order).
+    assert!(peer.entries(log.clone()).await);
+    assert!(peer.entries(vec![log[2].clone()]).await);
+    let head = intelmesh_core::Head {
+        seq: 3,
+        hash: intelmesh_core::entry::header_hash(&log[2].header),
+    };
+    let (next, _) = signed_chain(&signer, Some(head), 1, "after");
+    assert!(peer.entries(next.clone()).await);
+    peer.until_progress(AU, 4, PATIENCE).await.unwrap();
+
+    log.extend(next);
+    assert_eq!(net.digest(&hub), reference_digest(&log, &[&signer]));
+    assert_eq!(stored(&net, &hub, &au), log);
+    let state = net.peer_state(&hub, &au);
+    assert!(state.connected, "replays must not cut the link: {state:?}");
+    assert_eq!(
+        state.entries_received - received_before,
+        4,
+        "duplicates are not counted as received"
+    );
+    assert_eq!(state.last_error, error_before, "no new link error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn equivocation_is_refused_proven_and_flagged_and_the_link_stays_up() {
+    let net = star_without_au().await;
+    let (hub, au) = (org(HUB), org(AU));
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let (kept, head) = signed_chain(&signer, None, 1, "kept");
+    let (other, _) = signed_chain(&signer, None, 1, "other");
+    assert_ne!(kept[0].header, other[0].header);
+
+    let mut peer = net.open_as(&hub, &au).await;
+    let error_before = net.peer_state(&hub, &au).last_error;
+    assert!(peer.hello(AU, empty_vector()).await);
+    assert!(peer.entries(kept.clone()).await);
+    peer.until_progress(AU, 1, PATIENCE).await.unwrap();
+    let before = net.digest(&hub);
+
+    assert!(peer.entries(other.clone()).await);
+    let (next, _) = signed_chain(&signer, head, 1, "kept");
+    assert!(peer.entries(next.clone()).await);
+    peer.until_progress(AU, 2, PATIENCE).await.unwrap();
+
+    let store = &net.node(&hub).state().store;
+    let proofs = store.fork_proofs().unwrap();
+    assert_eq!(proofs.len(), 1, "{proofs:?}");
+    let proof = &proofs[0];
+    assert_eq!((proof.origin.as_str(), proof.seq), (AU, 1));
+    assert_eq!(
+        proof.kept.as_ref().map(|e| &e.header),
+        Some(&kept[0].header)
+    );
+    assert_eq!(
+        proof.conflicting.as_ref().map(|e| &e.header),
+        Some(&other[0].header)
+    );
+    assert_eq!(store.flagged_origins().unwrap(), vec![au.clone()]);
+
+    // The second version changed nothing; the chain went on from the first.
+    let mut log = kept;
+    log.extend(next);
+    assert_eq!(stored(&net, &hub, &au), log);
+    assert_ne!(net.digest(&hub), before, "AU#2 was appended");
+    assert_eq!(net.digest(&hub), reference_digest(&log, &[&signer]));
+    let state = net.peer_state(&hub, &au);
+    assert!(state.connected, "a fork is the origin's doing: {state:?}");
+    assert_eq!(state.last_error, error_before, "no new link error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_certificates_and_claims_are_refused() {
+    let net = star_without_au().await;
+    let (hub, au, br) = (org(HUB), org(AU), org(BR));
+    let before = net.digest(&hub);
+    let au_before = net.peer_state(&hub, &au);
+
+    // Another CA's certificate for AU: the TLS handshake fails, no call reaches the service.
+    let rogue = Ca::generate("rogue CA").unwrap();
+    let creds = Credentials::from_issued(&rogue.issue_node(&au).unwrap());
+    let refused = RawPeer::open(&net.target(&hub), &creds)
+        .await
+        .err()
+        .expect("refused");
+    assert!(refused.is_transport_refusal(), "{refused:?}");
+
+    // The hub's own service client certificate: signed by its service CA, which the federation
+    // listener does not trust.
+    let node = &net.fed.nodes[&hub];
+    let creds = Credentials::from_files(&node.client_cert, &node.client_key);
+    let refused = RawPeer::open(&net.target(&hub), &creds)
+        .await
+        .err()
+        .expect("refused");
+    assert!(refused.is_transport_refusal(), "{refused:?}");
+
+    let au_now = net.peer_state(&hub, &au);
+    assert!(
+        !au_now.connected && au_now.last_error == au_before.last_error,
+        "{au_now:?}"
+    );
+
+    // A service certificate from the federation CA itself gets through TLS, not into Federation.
+    let fed_ca = Ca::load(
+        &net.fed.federation_ca,
+        &net.fed.dir.join("federation-ca.key"),
+    )
+    .unwrap();
+    let creds = Credentials::from_issued(&fed_ca.issue_service(&au, "soc").unwrap());
+    let refused = RawPeer::open(&net.target(&hub), &creds)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused
+        .message()
+        .contains("service certificates cannot open Federation"));
+
+    // A valid node certificate of an org the node is not configured to peer with.
+    let creds = Credentials::from_issued(&fed_ca.issue_node(&org("XX-ROGUE")).unwrap());
+    let refused = RawPeer::open(&net.target(&hub), &creds)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused
+        .message()
+        .contains("XX-ROGUE is not a configured peer of SG-IGCI"));
+    // AU is a member, but BR only peers with the hub.
+    let refused = RawPeer::open(&net.target(&br), &net.creds(&au))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused
+        .message()
+        .contains("AU-AFP is not a configured peer of BR-PF"));
+
+    // AU's certificate, claiming to be BR in the hello.
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(BR, empty_vector()).await);
+    let end = peer.end_status(PATIENCE).await;
+    check_status(
+        &end,
+        Code::PermissionDenied,
+        "hello says BR-PF but the certificate says AU-AFP",
+    )
+    .unwrap();
+
+    assert_eq!(net.digest(&hub), before);
+    assert!(
+        net.peer_state(&hub, &br).connected,
+        "BR's link was disturbed"
+    );
+    let seqs = net.publish_domains(&br, "after-certs", 3).await;
+    net.wait_for(&br, seqs[2], PATIENCE).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn protocol_violations_end_the_link_with_invalid_argument() {
+    let net = star_without_au().await;
+    let (hub, au) = (org(HUB), org(AU));
+
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.entries(vec![]).await);
+    let end = peer.end_status(PATIENCE).await;
+    check_status(&end, Code::InvalidArgument, "first frame must be a hello").unwrap();
+
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    assert!(peer.hello(AU, empty_vector()).await);
+    let end = peer.end_status(PATIENCE).await;
+    check_status(&end, Code::InvalidArgument, "second hello").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn floods_are_cut_while_honest_updates_still_flow() {
+    let net = star_without_au().await;
+    let (hub, au, br) = (org(HUB), org(AU), org(BR));
+    let limits = net.node(&hub).state().cfg.limits.clone();
+    let before = net.digest(&hub);
+
+    // BR keeps publishing while the hub is flooded.
+    let br_state = net.node(&br).state().clone();
+    let honest = tokio::spawn(async move {
+        let mut last = 0;
+        for round in 0..10 {
+            let items = (0..5)
+                .map(|i| {
+                    (
+                        green(),
+                        intelmesh_tests::net::domain_upsert(&format!(
+                            "flood-{round}-{i}.br-pf.example"
+                        )),
+                    )
+                })
+                .collect();
+            last = *br_state.publish(items).await.unwrap().last().unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        last
+    });
+
+    // One message over the size cap: tonic refuses to decode it.
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    let huge = pb::SignedEntry {
+        header: vec![0; 16].into(),
+        signature: vec![0; 64].into(),
+        payload: Some(vec![7; limits.max_message_bytes + 1].into()),
+    };
+    assert!(peer.entries(vec![huge]).await);
+    let end = peer.end_status(PATIENCE).await;
+    assert!(
+        matches!(end.code(), Code::OutOfRange | Code::ResourceExhausted),
+        "{:?}: {}",
+        end.code(),
+        end.message()
+    );
+    assert!(end.message().contains("too large"), "{}", end.message());
+
+    // One entry over the batch cap: refused before anything is verified.
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    let many = vec![pb::SignedEntry::default(); limits.max_batch_entries + 1];
+    assert!(peer.entries(many).await);
+    let end = peer.end_status(PATIENCE).await;
+    let needle = format!(
+        "peer sent {} entries in one batch, more than the {} allowed",
+        limits.max_batch_entries + 1,
+        limits.max_batch_entries
+    );
+    check_status(&end, Code::ResourceExhausted, &needle).unwrap();
+
+    let last = honest.await.unwrap();
+    net.wait_for(&br, last, PATIENCE).await.unwrap();
+    assert_eq!(net.vector(&hub).get(&au), None);
+    assert_eq!(net.vector(&hub).get(&br), Some(&last));
+    assert_ne!(net.digest(&hub), before, "BR's updates arrived");
+    assert_eq!(
+        net.digest(&hub),
+        net.digest(&br),
+        "hub holds exactly BR's log"
+    );
+}
+
+/// Limits for the stall test: small frames and a short queue, so the bound on what the node
+/// buffers for one peer is far below the backlog it has for it.
+fn stall_limits() -> Limits {
+    Limits {
+        max_batch_entries: 64,
+        peer_queue_frames: 4,
+        ..fast_limits()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_that_stops_reading_is_cut_and_others_keep_flowing() {
+    let specs = intelmesh_node::provision::loopback_specs(HUB, &[AU, BR]).unwrap();
+    let links = intelmesh_node::provision::star_links(&specs);
+    let mut net = TestNet::new(specs, links, stall_limits()).await;
+    let (hub, au, br) = (org(HUB), org(AU), org(BR));
+    net.stop(&au).await;
+    net.wait_link_down(&hub, &au).await;
+
+    // A backlog of ~9 MB for AU: 4000 entries of ~2.2 KB.
+    const BACKLOG: usize = 4000;
+    for chunk in 0..(BACKLOG / 500) {
+        let items = (0..500)
+            .map(|i| {
+                let mut p = intelmesh_tests::net::domain_upsert(&format!(
+                    "bulk-{chunk}-{i}.sg-igci.example"
+                ));
+                if let Some(pb::payload::Body::Upsert(u)) = &mut p.body {
+                    u.description = "x".repeat(2048);
+                }
+                (green(), p)
+            })
+            .collect();
+        net.node(&hub).state().publish(items).await.unwrap();
+    }
+
+    // AU completes the hello and keeps heartbeating, but never reads a frame.
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    let beats = peer.keep_alive(Duration::from_millis(200));
+    net.wait_for_link(&hub, &au).await;
+
+    // During the stall BR's updates reach the hub, and the hub's reach BR.
+    let seqs = net.publish_domains(&br, "during-stall", 5).await;
+    net.wait_for(&br, seqs[4], PATIENCE).await.unwrap();
+    net.wait_for(&hub, BACKLOG as u64, PATIENCE).await.unwrap();
+
+    let error = net.wait_link_down(&hub, &au).await;
+    assert!(
+        error.contains("peer did not take queued frames for 3s"),
+        "{error}"
+    );
+    let sent = net.peer_state(&hub, &au).entries_sent as usize;
+    // What the hub took from its store for AU is bounded by the queue (4 frames of 64), the
+    // frame being written and the HTTP/2 window (2 MiB ≈ 900 entries): far below the backlog.
+    let limits = stall_limits();
+    let bound = (limits.peer_queue_frames + 2) * limits.max_batch_entries + 1000;
+    assert!(
+        sent <= bound,
+        "hub buffered {sent} entries for a stalled peer (bound {bound})"
+    );
+    assert!(
+        net.peer_state(&hub, &br).connected,
+        "BR's link must survive AU's stall"
+    );
+    let seqs = net.publish_domains(&br, "after-stall", 5).await;
+    net.wait_for(&br, seqs[4], PATIENCE).await.unwrap();
+    beats.abort();
+
+    // Should AU read on, it gets what was queued and then the reason it was cut (not a clean
+    // close).
+    let end = peer.end_status(PATIENCE).await;
+    check_status(
+        &end,
+        Code::DeadlineExceeded,
+        "peer did not take queued frames for 3s",
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silent_peers_are_cut_after_dead_after() {
+    let net = star_without_au().await;
+    let (hub, au, br) = (org(HUB), org(AU), org(BR));
+    let dead_after = net.node(&hub).state().cfg.limits.dead_after();
+    assert_eq!(dead_after, Duration::from_secs(3));
+
+    // Sends nothing at all.
+    let mut peer = net.open_as(&hub, &au).await;
+    let end = peer.end_status(PATIENCE).await;
+    check_status(&end, Code::DeadlineExceeded, "peer sent no hello within 3s").unwrap();
+
+    // Says hello, reads everything, then falls silent.
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    let hello = match peer.next(PATIENCE).await {
+        Next::Frame(pb::sync_frame::Frame::Hello(h)) => h,
+        other => panic!("expected the hub's hello, got {other:?}"),
+    };
+    assert_eq!(hello.org_id, HUB);
+    let end = peer.end_status(PATIENCE).await;
+    check_status(
+        &end,
+        Code::DeadlineExceeded,
+        "nothing heard from the peer for 3s",
+    )
+    .unwrap();
+    let error = net.wait_link_down(&hub, &au).await;
+    assert!(error.contains("nothing heard from the peer"), "{error}");
+    assert!(net.peer_state(&hub, &br).connected);
+}
