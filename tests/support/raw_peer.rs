@@ -7,16 +7,21 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use intelmesh_core::{Head, OrgId, Signer};
+use intelmesh_core::verify::{verify_batch, VerifyConfig};
+use intelmesh_core::{Head, OrgId, Signer, StaticKeys};
 use intelmesh_node::pki::{node_dns_name, Issued};
 use intelmesh_node::provision::ProvisionedNode;
+use intelmesh_node::state::PeerState;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::federation_client::FederationClient;
+use intelmesh_store::{SledStore, Store, StoreConfig};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status, Streaming};
+
+use crate::net::TestNet;
 
 /// A client certificate and key, PEM.
 #[derive(Clone)]
@@ -312,6 +317,86 @@ pub fn signed_chain(
         head = Some(next);
     }
     (out, head)
+}
+
+/// How long the raw-peer helpers wait for the node before failing the test.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Raw links into the nodes of a [`TestNet`], and the peer facts the tests check.
+impl TestNet {
+    /// Where `at`'s federation listener is, and how to verify its certificate.
+    pub fn target(&self, at: &OrgId) -> Target<'_> {
+        Target {
+            addr: self.node(at).federation_addr,
+            org: &self.fed.nodes[at].spec.org,
+            server_ca: &self.fed.federation_ca,
+        }
+    }
+
+    /// The node certificate provisioned for `of`.
+    pub fn creds(&self, of: &OrgId) -> Credentials {
+        Credentials::of_node(&self.fed.nodes[of])
+    }
+
+    /// A raw link into `at` with `of`'s node certificate, after `at` dropped any old link
+    /// with `of` (a node accepts one link per peer).
+    pub async fn open_as(&self, at: &OrgId, of: &OrgId) -> RawPeer {
+        self.wait_link_down(at, of).await;
+        RawPeer::open(&self.target(at), &self.creds(of))
+            .await
+            .unwrap_or_else(|e| panic!("opening a link to {at} as {of}: {e:?}"))
+    }
+
+    /// What `at` knows of its link with `peer`.
+    pub fn peer_state(&self, at: &OrgId, peer: &OrgId) -> PeerState {
+        self.node(at)
+            .state()
+            .peers
+            .snapshot()
+            .get(peer)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn wait_for_link(&self, at: &OrgId, peer: &OrgId) {
+        wait_until(|| self.peer_state(at, peer).connected, "link up").await;
+    }
+
+    /// Waits until `at` no longer has a link with `peer`; returns the link's last error.
+    pub async fn wait_link_down(&self, at: &OrgId, peer: &OrgId) -> String {
+        wait_until(|| !self.peer_state(at, peer).connected, "link down").await;
+        self.peer_state(at, peer).last_error
+    }
+}
+
+/// Polls `cond` every 20 ms; panics naming `what` after [`PATIENCE`].
+pub async fn wait_until(mut cond: impl FnMut() -> bool, what: &str) {
+    let start = tokio::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "{what}: not within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The state digest of a fresh store holding exactly `entries` (all valid, signed by
+/// `signers`): what a node that took exactly these must equal.
+pub fn reference_digest(entries: &[pb::SignedEntry], signers: &[&Signer]) -> [u8; 32] {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SledStore::open(StoreConfig::new(dir.path())).expect("store");
+    let mut keys = StaticKeys::default();
+    for s in signers {
+        keys.insert(s.org().clone(), s.verifying_key());
+    }
+    let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
+    let verified = verify_batch(entries.to_vec(), &keys, &cfg)
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .expect("reference entries verify");
+    store.apply(verified).expect("apply");
+    store.state_digest().expect("digest")
 }
 
 /// Whether a status carries `code` and its message mentions `needle`; a readable diff if not.

@@ -38,6 +38,17 @@ fn bench_dir(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
     .context("creating the bench directory")
 }
 
+/// CPU time (user + system) this process has used so far, all threads.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given, which is zeroed and ours.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0.0;
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn org(name: &str) -> anyhow::Result<OrgId> {
     OrgId::parse(name).with_context(|| format!("bench org id {name}"))
 }
@@ -165,6 +176,7 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut calls = tokio::task::JoinSet::new();
     let started = Instant::now();
+    let cpu = cpu_seconds();
     for call in 0..total_calls {
         interval.tick().await;
         let mut client = client.clone();
@@ -191,6 +203,7 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
     for w in watchers {
         arrivals.push(w.await.context("a watcher failed")??);
     }
+    let cpu = cpu_seconds() - cpu;
     let mut latencies: Vec<f64> = submitted
         .iter()
         .map(|(t, seq)| {
@@ -221,6 +234,10 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
         "submit call → durable at all {} other nodes: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
         o.nodes - 1
     ));
+    say(format!(
+        "CPU (all nodes and the client, this process): {cpu:.1}s, {:.0} µs per submitted entry",
+        cpu * 1e6 / submitted.len().max(1) as f64
+    ));
     shutdown(nodes).await;
     println!(
         "{}",
@@ -233,6 +250,7 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
             "p50_ms": round2(p50),
             "p99_ms": round2(p99),
             "max_ms": round2(max),
+            "cpu_us_per_entry": (cpu * 1e6 / submitted.len().max(1) as f64).round(),
         })
     );
     Ok(())
@@ -398,6 +416,7 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
     let src = start_all(&fed, std::slice::from_ref(&source)).await?;
     let want = src[0].state().store.vector()?;
     let t = Instant::now();
+    let cpu = cpu_seconds();
     let dst = start_all(&fed, std::slice::from_ref(&fresh)).await?;
     let mut last_report = Instant::now();
     loop {
@@ -420,6 +439,7 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
     let link = dst[0]
         .state()
         .peers
@@ -431,6 +451,12 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
     say(format!(
         "caught up {} entries in {secs:.2}s: {rate:.0} entries/s (batches of up to {})",
         o.missing, o.batch
+    ));
+    say(format!(
+        "CPU (both nodes, this process): {cpu:.1}s, {:.1} µs per entry, {:.2} of {} cores busy on average",
+        cpu * 1e6 / o.missing as f64,
+        cpu / secs,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     ));
     say(format!(
         "received {:.1} MiB of gRPC messages (protobuf-encoded SyncFrames, without gRPC/HTTP2/TLS framing) for {:.1} MiB of entries: ratio {ratio:.3}",
@@ -451,6 +477,7 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
             "wire_bytes": link.bytes_received,
             "entry_bytes": entry_bytes,
             "wire_bytes_ratio": (ratio * 1000.0).round() / 1000.0,
+            "cpu_us_per_entry": (cpu * 1e7 / o.missing as f64).round() / 10.0,
         })
     );
     Ok(())
@@ -459,7 +486,11 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
 /// Signs `missing` upserts spread over `signers` (each origin's chain on its own core) and
 /// applies them to the store at `data_dir`, a round at a time. Returns their encoded size.
 fn fill(data_dir: &Path, signers: &[Signer], missing: usize) -> anyhow::Result<u64> {
-    let store = SledStore::open(StoreConfig::new(data_dir))?;
+    // A small page cache: this store is written once, sequentially, then closed.
+    let store = SledStore::open(StoreConfig {
+        cache_bytes: 32 << 20,
+        ..StoreConfig::new(data_dir)
+    })?;
     let mut keys = StaticKeys::default();
     for s in signers {
         keys.insert(s.org().clone(), s.verifying_key());

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::route::{for_link, LinkReach};
-use crate::state::{header_of, NodeState};
+use crate::state::{header_of, Checked, NodeState};
 
 /// How a link ended badly. Each maps to the gRPC status the other side is told.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +183,53 @@ async fn send(
     }
 }
 
+/// How many received frames are prepared ahead of the one being handled: an entry batch is
+/// verified (on all cores) as soon as it is read, so the next batch verifies while the current
+/// one is applied and flushed (one core, then the disk). Bounds what a link holds in memory.
+const VERIFY_AHEAD: usize = 2;
+
+/// A frame from the peer, with an entry batch already verified.
+enum Received {
+    Hello,
+    Heartbeat,
+    Progress(pb::Progress),
+    Batch(Checked),
+}
+
+/// Reads one frame: its encoded size, and what it holds, verifying entry batches (the batch
+/// cap is checked first, so an oversized batch costs no verification).
+async fn prepare(
+    state: Arc<NodeState>,
+    max_batch: usize,
+    item: Result<pb::SyncFrame, Status>,
+) -> Result<Option<(Received, u64)>, LinkError> {
+    let Some(f) = item.map_err(LinkError::Stream)?.frame else {
+        return Ok(None);
+    };
+    // The oneof's size is the frame's encoded size (a SyncFrame holds nothing else).
+    let bytes = f.encoded_len() as u64;
+    let received = match f {
+        pb::sync_frame::Frame::Hello(_) => Received::Hello,
+        pb::sync_frame::Frame::Heartbeat(_) => Received::Heartbeat,
+        pb::sync_frame::Frame::Progress(p) => Received::Progress(p),
+        pb::sync_frame::Frame::Entries(batch) => {
+            let count = batch.entries.len();
+            if count > max_batch {
+                return Err(LinkError::BatchTooLarge {
+                    count,
+                    max: max_batch,
+                });
+            }
+            let checked = state
+                .verify_received(batch.entries)
+                .await
+                .map_err(|e| LinkError::Local(e.to_string()))?;
+            Received::Batch(checked)
+        }
+    };
+    Ok(Some((received, bytes)))
+}
+
 async fn receive_loop<S>(
     state: &Arc<NodeState>,
     peer: &OrgId,
@@ -194,26 +241,28 @@ where
     S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send,
 {
     let limits = state.cfg.limits.clone();
+    let mut frames = inbound
+        .map(|item| prepare(Arc::clone(state), limits.max_batch_entries, item))
+        .buffered(VERIFY_AHEAD);
     loop {
-        let next = tokio::time::timeout(limits.dead_after(), inbound.next())
+        let next = tokio::time::timeout(limits.dead_after(), frames.next())
             .await
             .map_err(|_| LinkError::Dead(limits.dead_after()))?;
-        let f = match next {
+        let (received, bytes) = match next {
             None => return Ok(()),
-            Some(Err(s)) => return Err(LinkError::Stream(s)),
-            Some(Ok(pb::SyncFrame { frame: None })) => continue,
-            Some(Ok(pb::SyncFrame { frame: Some(f) })) => f,
+            Some(r) => match r? {
+                None => continue,
+                Some(x) => x,
+            },
         };
-        // The oneof's size is the frame's encoded size (a SyncFrame holds nothing else).
-        let bytes = f.encoded_len() as u64;
         state.peers.update(peer, |p| {
             p.last_heard_unix_ms = intelmesh_core::now_unix_ms();
             p.bytes_received += bytes;
         });
-        match f {
-            pb::sync_frame::Frame::Hello(_) => return Err(LinkError::SecondHello),
-            pb::sync_frame::Frame::Heartbeat(_) => {}
-            pb::sync_frame::Frame::Progress(p) => {
+        match received {
+            Received::Hello => return Err(LinkError::SecondHello),
+            Received::Heartbeat => {}
+            Received::Progress(p) => {
                 let v: BTreeMap<String, u64> = p
                     .vector
                     .map(|v| v.heads.into_iter().collect())
@@ -221,16 +270,9 @@ where
                 raise(&mut lock(known), &v);
                 state.peers.update(peer, |s| s.vector = v);
             }
-            pb::sync_frame::Frame::Entries(batch) => {
-                let count = batch.entries.len();
-                if count > limits.max_batch_entries {
-                    return Err(LinkError::BatchTooLarge {
-                        count,
-                        max: limits.max_batch_entries,
-                    });
-                }
+            Received::Batch(checked) => {
                 let report = state
-                    .ingest(batch.entries)
+                    .apply_checked(checked)
                     .await
                     .map_err(|e| LinkError::Local(e.to_string()))?;
                 state
