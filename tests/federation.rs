@@ -171,3 +171,43 @@ async fn shutdown_releases_the_store_even_with_clients_connected() {
     assert_eq!(reopened.vector().unwrap().get(&au), Some(&3));
     drop((watch, client));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_never_echoes_a_peers_entries_back_to_it() {
+    use intelmesh_proto::v1 as pb;
+    use intelmesh_tests::raw_peer::{provisioned_signer, signed_chain, Next};
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
+    let (hub, au, br) = (org("SG-IGCI"), org("AU-AFP"), org("BR-PF"));
+    net.wait_for_link(&hub, &br).await;
+    net.stop(&au).await;
+    net.wait_link_down(&hub, &au).await;
+
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let (log, _) = signed_chain(&signer, None, 20, "echo");
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello("AU-AFP", Default::default()).await);
+    assert!(peer.entries(log).await);
+    net.wait_for(&au, 20, PATIENCE).await.unwrap();
+    // Entries do flow towards the raw peer: BR's must arrive, AU's own must not come back.
+    net.publish_domains(&br, "echo", 5).await;
+    let (mut own, mut from_br) = (0, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        match peer.next(Duration::from_millis(300)).await {
+            Next::Frame(pb::sync_frame::Frame::Entries(b)) => {
+                for e in b.entries {
+                    let h = intelmesh_node::state::header_of(&e).expect("header decodes");
+                    if h.origin == "AU-AFP" {
+                        own += 1;
+                    } else if h.origin == "BR-PF" {
+                        from_br += 1;
+                    }
+                }
+            }
+            Next::End(s) => panic!("link ended: {s:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(from_br, 5, "BR's entries reach the peer over this link");
+    assert_eq!(own, 0, "the hub sent AU's own entries back to AU");
+}

@@ -271,6 +271,16 @@ where
                 state.peers.update(peer, |s| s.vector = v);
             }
             Received::Batch(checked) => {
+                // The peer holds what it just sent: never echo it back, even before its next
+                // progress frame says so.
+                let sent: BTreeMap<String, u64> =
+                    checked.good.iter().fold(BTreeMap::new(), |mut m, e| {
+                        let h = e.header();
+                        let seq = m.entry(h.origin.to_string()).or_insert(0);
+                        *seq = (*seq).max(h.seq);
+                        m
+                    });
+                raise(&mut lock(known), &sent);
                 let report = state
                     .apply_checked(checked)
                     .await
