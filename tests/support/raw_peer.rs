@@ -112,9 +112,16 @@ impl Refused {
     pub fn is_transport_refusal(&self) -> bool {
         match self {
             Refused::Connect(_) => true,
-            Refused::Transport(m) => {
-                m.contains("received fatal alert") || m.contains("connection closed")
-            }
+            // Which of these a refused handshake shows depends on timing: the alert, or the
+            // server closing the socket while the client is still writing.
+            Refused::Transport(m) => [
+                "received fatal alert",
+                "connection closed",
+                "broken pipe",
+                "connection reset",
+            ]
+            .iter()
+            .any(|s| m.contains(s)),
             Refused::Status(_) => false,
         }
     }
