@@ -14,6 +14,7 @@ use intelmesh_store::Store;
 use intelmesh_tests::net::{fast_limits, green, org, TestNet};
 use intelmesh_tests::raw_peer::{
     check_status, provisioned_signer, reference_digest, signed_chain, Credentials, Next, RawPeer,
+    Refused,
 };
 use prost::Message;
 use tonic::Code;
@@ -53,6 +54,14 @@ fn sighting(signer: &Signer, head: intelmesh_core::Head, domain: &str) -> pb::Si
             &payload,
         )
         .0
+}
+
+/// The refusal of an attempt that must not get a link.
+fn refusal(attempt: Result<RawPeer, Refused>) -> Refused {
+    match attempt {
+        Ok(_) => panic!("the link was accepted"),
+        Err(r) => r,
+    }
 }
 
 fn stored(net: &TestNet, at: &OrgId, origin: &OrgId) -> Vec<pb::SignedEntry> {
@@ -274,20 +283,14 @@ async fn wrong_certificates_and_claims_are_refused() {
     // Another CA's certificate for AU: the TLS handshake fails, no call reaches the service.
     let rogue = Ca::generate("rogue CA").unwrap();
     let creds = Credentials::from_issued(&rogue.issue_node(&au).unwrap());
-    let refused = RawPeer::open(&net.target(&hub), &creds)
-        .await
-        .err()
-        .expect("refused");
+    let refused = refusal(RawPeer::open(&net.target(&hub), &creds).await);
     assert!(refused.is_transport_refusal(), "{refused:?}");
 
     // The hub's own service client certificate: signed by its service CA, which the federation
     // listener does not trust.
     let node = &net.fed.nodes[&hub];
     let creds = Credentials::from_files(&node.client_cert, &node.client_key);
-    let refused = RawPeer::open(&net.target(&hub), &creds)
-        .await
-        .err()
-        .expect("refused");
+    let refused = refusal(RawPeer::open(&net.target(&hub), &creds).await);
     assert!(refused.is_transport_refusal(), "{refused:?}");
 
     let au_now = net.peer_state(&hub, &au);
@@ -303,34 +306,34 @@ async fn wrong_certificates_and_claims_are_refused() {
     )
     .unwrap();
     let creds = Credentials::from_issued(&fed_ca.issue_service(&au, "soc").unwrap());
-    let refused = RawPeer::open(&net.target(&hub), &creds)
-        .await
-        .err()
-        .expect("refused");
+    let refused = refusal(RawPeer::open(&net.target(&hub), &creds).await);
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(refused
-        .message()
-        .contains("service certificates cannot open Federation"));
+    assert!(
+        refused
+            .message()
+            .contains("service certificates cannot open Federation"),
+        "{refused:?}"
+    );
 
     // A valid node certificate of an org the node is not configured to peer with.
     let creds = Credentials::from_issued(&fed_ca.issue_node(&org("XX-ROGUE")).unwrap());
-    let refused = RawPeer::open(&net.target(&hub), &creds)
-        .await
-        .err()
-        .expect("refused");
+    let refused = refusal(RawPeer::open(&net.target(&hub), &creds).await);
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(refused
-        .message()
-        .contains("XX-ROGUE is not a configured peer of SG-IGCI"));
+    assert!(
+        refused
+            .message()
+            .contains("XX-ROGUE is not a configured peer of SG-IGCI"),
+        "{refused:?}"
+    );
     // AU is a member, but BR only peers with the hub.
-    let refused = RawPeer::open(&net.target(&br), &net.creds(&au))
-        .await
-        .err()
-        .expect("refused");
+    let refused = refusal(RawPeer::open(&net.target(&br), &net.creds(&au)).await);
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
-    assert!(refused
-        .message()
-        .contains("AU-AFP is not a configured peer of BR-PF"));
+    assert!(
+        refused
+            .message()
+            .contains("AU-AFP is not a configured peer of BR-PF"),
+        "{refused:?}"
+    );
 
     // AU's certificate, claiming to be BR in the hello.
     let mut peer = net.open_as(&hub, &au).await;

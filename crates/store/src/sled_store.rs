@@ -59,6 +59,7 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store and checks every head against its log's tail.
     pub fn open(cfg: StoreConfig) -> Result<SledStore, StoreError> {
+        remove_unfinished_snapshots(&cfg.path)?;
         let db = sled::Config::new()
             .path(&cfg.path)
             .cache_capacity(cfg.cache_bytes)
@@ -167,6 +168,31 @@ impl SledStore {
         // cache of unacknowledged entries, so carrying on with it is safe.
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating` and renames it when complete. A kill
+/// in between leaves the partial file behind, and on the next open sled takes it for the newest
+/// snapshot and refuses to start ("Read corrupted data", sled issues #1527 and #1533). Without
+/// the rename it never was a snapshot: removing it lets sled recover from the previous snapshot
+/// and its log, which hold everything flushed.
+fn remove_unfinished_snapshots(dir: &std::path::Path) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::Sled(e.into())),
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| StoreError::Sled(e.into()))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %path.display(), "removing a snapshot left unfinished by a crash");
+            std::fs::remove_file(&path).map_err(|e| StoreError::Sled(e.into()))?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<pb::SignedEntry, StoreError> {

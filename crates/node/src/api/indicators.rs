@@ -64,8 +64,13 @@ impl IndicatorsService {
             .map_err(internal)
     }
 
-    /// Checks the caller may publish as this node's org, and gives what submissions need.
-    fn publisher<T>(&self, request: &Request<T>) -> Result<BTreeSet<OrgId>, Status> {
+    /// Checks the caller may publish as this node's org, prepares its items with `prepare`
+    /// (all validated before anything is signed), and publishes them durably.
+    async fn publish_for<T>(
+        &self,
+        request: &Request<T>,
+        prepare: impl FnOnce(&T, &Publisher) -> Result<Vec<Prepared>, Invalid>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
         let org = reader(request)?;
         if org != self.state.org {
             return Err(Status::permission_denied(format!(
@@ -73,7 +78,14 @@ impl IndicatorsService {
                 self.state.org
             )));
         }
-        Ok(self.state.keys.iter().map(|(o, _)| o.clone()).collect())
+        let members: BTreeSet<OrgId> = self.state.keys.iter().map(|(o, _)| o.clone()).collect();
+        let p = Publisher {
+            org: &self.state.org,
+            members: &members,
+            now: now_unix_ms(),
+        };
+        let items = prepare(request.get_ref(), &p).map_err(bad)?;
+        Ok(Response::new(self.publish(items).await?))
     }
 
     async fn publish(&self, items: Vec<Prepared>) -> Result<pb::SubmitResponse, Status> {
@@ -107,28 +119,16 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let members = self.publisher(&request)?;
-        let p = Publisher {
-            org: &self.state.org,
-            members: &members,
-            now: now_unix_ms(),
-        };
-        let items = view::submissions(&request.get_ref().submissions, &p).map_err(bad)?;
-        Ok(Response::new(self.publish(items).await?))
+        self.publish_for(&request, |r, p| view::submissions(&r.submissions, p))
+            .await
     }
 
     async fn report_sighting(
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let members = self.publisher(&request)?;
-        let p = Publisher {
-            org: &self.state.org,
-            members: &members,
-            now: now_unix_ms(),
-        };
-        let item = view::sighting(request.get_ref(), &p).map_err(bad)?;
-        Ok(Response::new(self.publish(vec![item]).await?))
+        self.publish_for(&request, |r, p| Ok(vec![view::sighting(r, p)?]))
+            .await
     }
 
     async fn get(
