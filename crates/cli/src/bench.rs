@@ -16,6 +16,7 @@ use intelmesh_core::{
 };
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{SledStore, Store, StoreConfig};
+use prost::bytes::Bytes;
 use prost::Message;
 use rayon::prelude::*;
 
@@ -24,7 +25,9 @@ mod net;
 
 const ORIGINS: usize = 16;
 /// Entries per rayon task: large enough for batch verification to pay off.
-const VERIFY_CHUNK: usize = 128;
+/// Entries per ed25519 batch check, in the receiving path and in the verify ceiling alike: the
+/// node's own chunk size, so the ceiling is the same crypto work without the rest of the path.
+const VERIFY_CHUNK: usize = intelmesh_node::state::VERIFY_CHUNK;
 
 #[derive(Subcommand)]
 pub enum Which {
@@ -151,7 +154,7 @@ fn ingest(updates: usize, batch: usize, dir: Option<PathBuf>, json: bool) -> any
     say(format!(
         "generated {updates} signed upserts from {ORIGINS} origins in {:.1}s ({} MiB on the wire, {} batches)",
         t.elapsed().as_secs_f64(),
-        wire.iter().flatten().map(Vec::len).sum::<usize>() >> 20,
+        wire.iter().flatten().map(Bytes::len).sum::<usize>() >> 20,
         batches.len()
     ));
 
@@ -163,7 +166,7 @@ fn ingest(updates: usize, batch: usize, dir: Option<PathBuf>, json: bool) -> any
     ));
     let verify_ceiling = measure_verify(&wire, &keys)?;
     say(format!(
-        "ceiling, ed25519 batch verify on {} threads: {verify_ceiling:.0}/s",
+        "ceiling, ed25519 batch verify on {} threads, {VERIFY_CHUNK} signatures per check: {verify_ceiling:.0}/s",
         rayon::current_num_threads()
     ));
     let store_ceiling = measure_store(&batches, tmp.path().join("raw"))?;
@@ -186,7 +189,7 @@ fn ingest(updates: usize, batch: usize, dir: Option<PathBuf>, json: bool) -> any
 }
 
 /// Signs `n` upserts spread over the origins, each origin's chain on its own core.
-fn generate(n: usize) -> (Vec<Signer>, Vec<Vec<Vec<u8>>>) {
+fn generate(n: usize) -> (Vec<Signer>, Vec<Vec<Bytes>>) {
     let signers: Vec<Signer> = (0..ORIGINS)
         .map(|i| Signer::generate(OrgId::parse(&format!("BENCH-{i:02}")).expect("valid org id")))
         .collect();
@@ -206,7 +209,7 @@ fn generate(n: usize) -> (Vec<Signer>, Vec<Vec<Vec<u8>>>) {
                     let payload = sample_upsert((i * ORIGINS + o) as u64);
                     let (entry, next) = signer.sign_next(head, now, &dist, &payload);
                     head = Some(next);
-                    entry.encode_to_vec()
+                    Bytes::from(entry.encode_to_vec())
                 })
                 .collect()
         })
@@ -249,14 +252,15 @@ fn sample_upsert(n: u64) -> pb::Payload {
 }
 
 /// Cuts the origins' logs into peer batches: each batch holds the next run of every origin.
-fn interleave(wire: &[Vec<Vec<u8>>], batch: usize) -> Vec<Vec<&[u8]>> {
+/// Entries are `Bytes`, as tonic hands them to the node: decoding one shares its buffer.
+fn interleave(wire: &[Vec<Bytes>], batch: usize) -> Vec<Vec<Bytes>> {
     let per_origin = (batch / wire.len()).max(1);
     let longest = wire.iter().map(Vec::len).max().unwrap_or(0);
     (0..longest.div_ceil(per_origin))
         .map(|b| {
             wire.iter()
                 .flat_map(|log| log.iter().skip(b * per_origin).take(per_origin))
-                .map(Vec::as_slice)
+                .cloned()
                 .collect()
         })
         .collect()
@@ -264,7 +268,7 @@ fn interleave(wire: &[Vec<Vec<u8>>], batch: usize) -> Vec<Vec<&[u8]>> {
 
 /// Decodes and verifies on all cores while a store thread appends the previous batch.
 fn measure_receive(
-    batches: &[Vec<&[u8]>],
+    batches: &[Vec<Bytes>],
     keys: &StaticKeys,
     path: PathBuf,
 ) -> anyhow::Result<f64> {
@@ -293,7 +297,7 @@ fn measure_receive(
                 .map(|chunk| {
                     let decoded: Vec<pb::SignedEntry> = chunk
                         .iter()
-                        .filter_map(|bytes| pb::SignedEntry::decode(*bytes).ok())
+                        .filter_map(|bytes| pb::SignedEntry::decode(bytes.clone()).ok())
                         .collect();
                     verify_batch(decoded, keys, &cfg)
                 })
@@ -318,7 +322,7 @@ fn measure_receive(
 
 /// The store's part of the receiving path on its own, with entries verified beforehand.
 fn measure_store_path(
-    batches: &[Vec<&[u8]>],
+    batches: &[Vec<Bytes>],
     keys: &StaticKeys,
     path: PathBuf,
 ) -> anyhow::Result<f64> {
@@ -329,7 +333,7 @@ fn measure_store_path(
         .map(|b| {
             let decoded = b
                 .iter()
-                .filter_map(|bytes| pb::SignedEntry::decode(*bytes).ok())
+                .filter_map(|bytes| pb::SignedEntry::decode(bytes.clone()).ok())
                 .collect();
             intelmesh_core::verify::verify_batch_parallel(decoded, keys, &cfg, VERIFY_CHUNK)
                 .into_iter()
@@ -346,10 +350,10 @@ fn measure_store_path(
 }
 
 /// Raw ed25519 batch verification of the same signatures on all cores: the crypto ceiling.
-fn measure_verify(wire: &[Vec<Vec<u8>>], keys: &StaticKeys) -> anyhow::Result<f64> {
+fn measure_verify(wire: &[Vec<Bytes>], keys: &StaticKeys) -> anyhow::Result<f64> {
     let mut items: Vec<(Vec<u8>, Signature, VerifyingKey)> = Vec::new();
     for bytes in wire.iter().flatten() {
-        let e = pb::SignedEntry::decode(bytes.as_slice())?;
+        let e = pb::SignedEntry::decode(bytes.clone())?;
         let h = pb::EntryHeader::decode(e.header.as_ref())?;
         let org = OrgId::parse(&h.origin)?;
         let key_id = KeyId(h.key_id.as_slice().try_into().context("key id length")?);
@@ -377,7 +381,7 @@ fn measure_verify(wire: &[Vec<Vec<u8>>], keys: &StaticKeys) -> anyhow::Result<f6
 }
 
 /// Raw sled: the same entry bytes, same batches, apply_batch + flush each: the disk ceiling.
-fn measure_store(batches: &[Vec<&[u8]>], path: PathBuf) -> anyhow::Result<f64> {
+fn measure_store(batches: &[Vec<Bytes>], path: PathBuf) -> anyhow::Result<f64> {
     let db = sled::Config::new()
         .path(path)
         .cache_capacity(256 << 20)
@@ -389,7 +393,7 @@ fn measure_store(batches: &[Vec<&[u8]>], path: PathBuf) -> anyhow::Result<f64> {
         let mut b = sled::Batch::default();
         for bytes in batch {
             n += 1;
-            b.insert(&n.to_be_bytes(), *bytes);
+            b.insert(&n.to_be_bytes(), bytes.as_ref());
         }
         db.apply_batch(b)?;
         db.flush()?;

@@ -532,10 +532,11 @@ fn fill(data_dir: &Path, signers: &[Signer], missing: usize) -> anyhow::Result<u
         }
         bytes += raws.iter().map(|e| e.encoded_len() as u64).sum::<u64>();
         let cfg = VerifyConfig::at(now);
-        let verified = verify_batch_parallel(raws, &keys, &cfg, 128)
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()
-            .context("a generated entry does not verify")?;
+        let verified =
+            verify_batch_parallel(raws, &keys, &cfg, intelmesh_node::state::VERIFY_CHUNK)
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .context("a generated entry does not verify")?;
         let appended = store.apply(verified)?.appended();
         if appended != round {
             bail!("only {appended} of {round} generated entries were appended");

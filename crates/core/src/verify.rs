@@ -431,6 +431,22 @@ pub fn verify_entry(
     Ok(finish(p))
 }
 
+/// Reads back an entry this node verified before it stored it: the header and payload are
+/// decoded and checked as on receipt, the signature is not checked again (`verify-store` does
+/// that). Used to rebuild derived state from the log.
+pub fn read_stored(raw: &pb::SignedEntry) -> Result<(Header, Option<Payload>), VerifyError> {
+    let wire =
+        pb::EntryHeader::decode(raw.header.as_ref()).map_err(|e| VerifyError::MalformedHeader {
+            reason: e.to_string(),
+        })?;
+    let header = check_header(&wire)?;
+    let payload = match &raw.payload {
+        None => None,
+        Some(bytes) => Some(check_payload(&header, bytes)?),
+    };
+    Ok((header, payload))
+}
+
 /// Verifies a batch on the calling thread, with one ed25519 batch check for all signatures.
 /// Results come back in input order. If the batch check fails, each entry is checked alone so
 /// only the bad ones are refused.

@@ -1,11 +1,11 @@
 //! One `Store::apply` in progress: chain decisions against the stored heads, with every write
 //! gathered into one sled batch.
 //!
-//! Reads go through to the db once per origin and per indicator; the entries this call wrote
-//! are kept per origin, so later entries of the same call see them.
+//! Heads and segments are read from the db once per call and kept per origin, indicator states
+//! once from the index; later entries of the same call see what earlier ones changed.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use intelmesh_core::chain::{admit, Admission, ChainError, StoredAt};
 use intelmesh_core::entry::{header_hash, withheld_stub};
@@ -13,8 +13,9 @@ use intelmesh_core::{Head, KeyId, OrgId, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::index::merge_payload;
-use crate::sled_store::{decode_entry, decode_head, decode_state};
+use crate::index::{merge_payload, Index};
+use crate::segment::{last_segment, segment_at, Segment};
+use crate::sled_store::decode_head;
 use crate::{keys, Outcome, StoreError};
 
 pub(crate) enum Placed {
@@ -26,24 +27,46 @@ pub(crate) enum Placed {
 /// What this call did to one origin.
 struct OriginWork {
     head: Option<Head>,
-    /// Entries written by this call (appends and payload fills), by seq.
-    written: HashMap<u64, pb::SignedEntry>,
+    /// Segments this call read or changed, by first seq; `true` marks those to write back.
+    segments: BTreeMap<u64, (Segment, bool)>,
+    /// First seq of the segment holding the head, once looked up.
+    tail: Option<u64>,
     /// Key ids recorded by this call.
     keys: Vec<KeyId>,
     head_changed: bool,
 }
 
+impl OriginWork {
+    /// The cached segment holding `seq`.
+    fn cached(&mut self, seq: u64) -> Option<&mut (Segment, bool)> {
+        self.segments
+            .range_mut(..=seq)
+            .next_back()
+            .map(|(_, s)| s)
+            .filter(|(s, _)| s.contains(seq))
+    }
+}
+
+/// What `finish` hands back: the sled writes, and the index states to publish once they are
+/// durable.
+pub(crate) struct Finished {
+    pub(crate) batch: sled::Batch,
+    pub(crate) index: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
 pub(crate) struct Work<'a> {
     db: &'a sled::Db,
+    current: &'a Index,
     batch: sled::Batch,
     origins: HashMap<OrgId, OriginWork>,
     index: HashMap<Vec<u8>, pb::IndicatorState>,
 }
 
 impl<'a> Work<'a> {
-    pub(crate) fn new(db: &'a sled::Db) -> Work<'a> {
+    pub(crate) fn new(db: &'a sled::Db, current: &'a Index) -> Work<'a> {
         Work {
             db,
+            current,
             batch: sled::Batch::default(),
             origins: HashMap::new(),
             index: HashMap::new(),
@@ -58,7 +81,8 @@ impl<'a> Work<'a> {
             };
             let fresh = OriginWork {
                 head,
-                written: HashMap::new(),
+                segments: BTreeMap::new(),
+                tail: None,
                 keys: Vec::new(),
                 head_changed: false,
             };
@@ -73,14 +97,29 @@ impl<'a> Work<'a> {
         Ok(self.origin(origin)?.head)
     }
 
-    fn stored(&mut self, origin: &OrgId, seq: u64) -> Result<Option<pb::SignedEntry>, StoreError> {
-        if let Some(e) = self.origin(origin)?.written.get(&seq) {
-            return Ok(Some(e.clone()));
+    /// The segment holding stored entry `seq` (at most the head), read into this call.
+    fn segment_of(&mut self, origin: &OrgId, seq: u64) -> Result<&mut (Segment, bool), StoreError> {
+        let db = self.db;
+        let o = self.origin(origin)?;
+        if o.cached(seq).is_none() {
+            let seg = segment_at(db, origin, seq)?
+                .filter(|s| s.contains(seq))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "{origin}: #{seq} is below the head but not logged"
+                    ))
+                })?;
+            o.segments.insert(seg.first(), (seg, false));
         }
-        match self.db.get(keys::log(origin, seq))? {
-            Some(v) => Ok(Some(decode_entry(&v)?)),
-            None => Ok(None),
-        }
+        o.cached(seq)
+            .ok_or_else(|| StoreError::Corrupt("segment vanished".into()))
+    }
+
+    fn stored(&mut self, origin: &OrgId, seq: u64) -> Result<pb::SignedEntry, StoreError> {
+        let (seg, _) = self.segment_of(origin, seq)?;
+        seg.get(seq).cloned().ok_or_else(|| {
+            StoreError::Corrupt(format!("{origin}: #{seq} missing from its segment"))
+        })
     }
 
     pub(crate) fn place(&mut self, entry: VerifiedEntry) -> Result<Placed, StoreError> {
@@ -88,7 +127,7 @@ impl<'a> Work<'a> {
         let (origin, seq) = (h.origin.clone(), h.seq);
         let head = self.head(&origin)?;
         let stored = if seq <= head.map_or(0, |x| x.seq) {
-            self.stored(&origin, seq)?
+            Some(self.stored(&origin, seq)?)
         } else {
             None
         };
@@ -111,14 +150,14 @@ impl<'a> Work<'a> {
                     seq,
                     hash: *entry.hash(),
                 };
-                self.write_entry(entry)?;
+                self.write_entry(entry, true)?;
                 let o = self.origin(&origin)?;
                 o.head = Some(new_head);
                 o.head_changed = true;
                 Outcome::Appended
             }
             Admission::FillPayload => {
-                self.write_entry(entry)?;
+                self.write_entry(entry, false)?;
                 Outcome::PayloadFilled
             }
             Admission::Duplicate => Outcome::Duplicate,
@@ -134,16 +173,26 @@ impl<'a> Work<'a> {
         Ok(Placed::Done(outcome))
     }
 
-    fn write_entry(&mut self, entry: VerifiedEntry) -> Result<(), StoreError> {
+    /// Logs `entry`: appended after the head, or replacing the stub stored at its seq.
+    fn write_entry(&mut self, entry: VerifiedEntry, append: bool) -> Result<(), StoreError> {
         let (raw, header, _hash, payload, key) = entry.into_parts();
-        self.batch
-            .insert(keys::log(&header.origin, header.seq), raw.encode_to_vec());
-        let o = self.origin(&header.origin)?;
-        o.written.insert(header.seq, raw);
+        let (origin, seq) = (&header.origin, header.seq);
+        if append {
+            self.append(origin, seq, raw)?;
+        } else {
+            let (seg, dirty) = self.segment_of(origin, seq)?;
+            if !seg.replace(seq, raw) {
+                return Err(StoreError::Corrupt(format!(
+                    "{origin}: #{seq} left its segment"
+                )));
+            }
+            *dirty = true;
+        }
+        let o = self.origin(origin)?;
         if !o.keys.contains(&header.key_id) {
             o.keys.push(header.key_id);
             self.batch.insert(
-                keys::signing_key(&header.origin, &header.key_id),
+                keys::signing_key(origin, &header.key_id),
                 key.as_bytes().to_vec(),
             );
         }
@@ -151,15 +200,45 @@ impl<'a> Work<'a> {
             let state = match self.index.entry(keys::index(&payload.indicator)) {
                 Entry::Occupied(o) => o.into_mut(),
                 Entry::Vacant(v) => {
-                    let loaded = match self.db.get(v.key())? {
-                        Some(bytes) => decode_state(&bytes)?,
-                        None => pb::IndicatorState::default(),
-                    };
+                    let loaded = self.current.get(v.key())?.unwrap_or_default();
                     v.insert(loaded)
                 }
             };
             merge_payload(state, &header, payload);
         }
+        Ok(())
+    }
+
+    /// Adds the entry after the head to the origin's last segment, or starts a new one.
+    fn append(&mut self, origin: &OrgId, seq: u64, raw: pb::SignedEntry) -> Result<(), StoreError> {
+        let db = self.db;
+        let o = self.origin(origin)?;
+        if o.tail.is_none() && o.head.is_some() {
+            let seg = last_segment(db, origin)?
+                .ok_or_else(|| StoreError::Corrupt(format!("{origin}: head without a log")))?;
+            o.tail = Some(seg.first());
+            o.segments.entry(seg.first()).or_insert((seg, false));
+        }
+        let open = o
+            .tail
+            .and_then(|first| o.segments.get(&first))
+            .is_some_and(|(s, _)| !s.is_full());
+        if !open {
+            o.segments.insert(seq, (Segment::new(seq), true));
+            o.tail = Some(seq);
+        }
+        let (seg, dirty) = o
+            .tail
+            .and_then(|first| o.segments.get_mut(&first))
+            .ok_or_else(|| StoreError::Corrupt("tail segment vanished".into()))?;
+        if seg.last_seq() + 1 != seq {
+            return Err(StoreError::Corrupt(format!(
+                "{origin}: appending #{seq} after a segment ending at #{}",
+                seg.last_seq()
+            )));
+        }
+        seg.push(raw);
+        *dirty = true;
         Ok(())
     }
 
@@ -180,17 +259,26 @@ impl<'a> Work<'a> {
             .insert(keys::flag(&h.origin), h.seq.to_be_bytes().to_vec());
     }
 
-    /// The sled batch with the final heads and index states added.
-    pub(crate) fn finish(mut self) -> sled::Batch {
+    /// The sled batch with the changed segments and final heads, and the new index states.
+    pub(crate) fn finish(mut self) -> Finished {
         for (origin, o) in &self.origins {
+            for (first, (seg, dirty)) in &o.segments {
+                if *dirty {
+                    self.batch.insert(keys::log(origin, *first), seg.encode());
+                }
+            }
             if let (true, Some(head)) = (o.head_changed, o.head) {
                 self.batch
                     .insert(keys::head(origin), head.to_proto().encode_to_vec());
             }
         }
-        for (key, state) in self.index {
-            self.batch.insert(key, state.encode_to_vec());
+        Finished {
+            batch: self.batch,
+            index: self
+                .index
+                .into_iter()
+                .map(|(k, state)| (k, state.encode_to_vec()))
+                .collect(),
         }
-        self.batch
     }
 }

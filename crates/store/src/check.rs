@@ -100,11 +100,7 @@ pub fn verify_store(
             heads.len()
         ));
     }
-    let mut stored = BTreeMap::new();
-    for item in store.index_entries() {
-        let (k, v) = item?;
-        stored.insert(k, v);
-    }
+    let stored: BTreeMap<_, _> = store.index_entries()?.into_iter().collect();
     check.indicators = stored.len();
     if stored != rebuilt {
         let differing = rebuilt

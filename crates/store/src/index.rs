@@ -4,9 +4,17 @@
 //! assertion is replaced only by one with a higher seq, sightings add up, and lists stay
 //! sorted by origin. So any delivery order of the same entries gives the same index.
 
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+
 use intelmesh_core::entry::Header;
-use intelmesh_core::verify::Payload;
+use intelmesh_core::verify::{read_stored, Payload};
+use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
+use prost::Message;
+
+use crate::segment::Segment;
+use crate::{keys, StoreError};
 
 /// Folds one verified payload into `state` (a fresh state for a new indicator).
 pub fn merge_payload(state: &mut pb::IndicatorState, header: &Header, payload: Payload) {
@@ -92,4 +100,76 @@ fn add_sighting(state: &mut pb::IndicatorState, header: &Header, s: &pb::Sightin
         agg.last_seq = header.seq;
         agg.distribution = Some(header.distribution.to_proto());
     }
+}
+
+/// The indicator index: encoded [`pb::IndicatorState`] by [`keys::index`] key, in memory.
+///
+/// It is state derived from the log, which is the durable record: it is rebuilt from the log
+/// when the store opens and updated only after a batch is flushed, so a reader never sees an
+/// indicator state that a crash could take back. Values stay encoded to keep memory near the
+/// size of the data.
+#[derive(Default)]
+pub(crate) struct Index {
+    map: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Index {
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<pb::IndicatorState>, StoreError> {
+        self.map.get(key).map(|v| decode_state(v)).transpose()
+    }
+
+    pub(crate) fn insert(&mut self, key: Vec<u8>, state: Vec<u8>) {
+        self.map.insert(key, state);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Encoded states in key order, strictly after `after` when given.
+    pub(crate) fn after(&self, after: Option<&[u8]>) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let start = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        self.map
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .map(|(k, v)| (k.as_slice(), v.as_slice()))
+    }
+
+    /// Folds every full entry of the log into a fresh index.
+    pub(crate) fn rebuild(
+        segments: impl Iterator<Item = Result<(OrgId, Segment), StoreError>>,
+    ) -> Result<Index, StoreError> {
+        let mut states: HashMap<Vec<u8>, pb::IndicatorState> = HashMap::new();
+        for item in segments {
+            let (origin, seg) = item?;
+            for (seq, raw) in seg.into_entries() {
+                if raw.payload.is_none() {
+                    continue;
+                }
+                let (header, payload) = read_stored(&raw).map_err(|e| {
+                    StoreError::Corrupt(format!("{origin}#{seq}: stored entry unreadable: {e}"))
+                })?;
+                if let Some(p) = payload {
+                    merge_payload(
+                        states.entry(keys::index(&p.indicator)).or_default(),
+                        &header,
+                        p,
+                    );
+                }
+            }
+        }
+        Ok(Index {
+            map: states
+                .into_iter()
+                .map(|(k, s)| (k, s.encode_to_vec()))
+                .collect(),
+        })
+    }
+}
+
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<pb::IndicatorState, StoreError> {
+    pb::IndicatorState::decode(bytes)
+        .map_err(|e| StoreError::Corrupt(format!("index record does not decode: {e}")))
 }

@@ -9,6 +9,10 @@ pub const INDEX: u8 = b'I';
 pub const FORK: u8 = b'F';
 pub const FLAG: u8 = b'X';
 pub const KEY: u8 = b'K';
+/// The one key holding the layout version of the store.
+pub const FORMAT: &[u8] = b"V";
+/// Layout version this build reads and writes: 2 since log segments and the in-memory index.
+pub const FORMAT_VERSION: u32 = 2;
 
 fn with_origin(prefix: u8, origin: &OrgId, extra: usize) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + origin.as_str().len() + extra);
@@ -18,6 +22,7 @@ fn with_origin(prefix: u8, origin: &OrgId, extra: usize) -> Vec<u8> {
     k
 }
 
+/// The key of the log segment of `origin` whose first entry is `seq`.
 pub fn log(origin: &OrgId, seq: u64) -> Vec<u8> {
     let mut k = with_origin(LOG, origin, 8);
     k.extend_from_slice(&seq.to_be_bytes());
@@ -45,6 +50,7 @@ pub fn signing_key(origin: &OrgId, key_id: &KeyId) -> Vec<u8> {
     k
 }
 
+/// The key of an indicator in the index (in memory; the `I` prefix keeps digests comparable).
 pub fn index(indicator: &Indicator) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + indicator.value().len());
     k.push(INDEX);
@@ -60,7 +66,7 @@ pub fn origin_of(key: &[u8]) -> Option<OrgId> {
     OrgId::parse(std::str::from_utf8(&rest[..end]).ok()?).ok()
 }
 
-/// The seq of a log key.
+/// The first seq of a log segment key.
 pub fn seq_of_log(key: &[u8]) -> Option<u64> {
     let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
     Some(u64::from_be_bytes(tail))

@@ -1,14 +1,16 @@
 //! Durable storage of the per-origin logs and the state derived from them.
 //!
-//! [`Store`] is what the node programs against; [`SledStore`] keeps everything in one sled tree
-//! under prefixed keys (see `keys`), so that one batch of entries, with their heads, index
-//! updates and fork proofs, is one atomic `apply_batch` followed by a flush: an entry is
-//! reported appended only once it is on disk.
+//! [`Store`] is what the node programs against; [`SledStore`] keeps the logs (in segments, see
+//! `segment`), heads, fork proofs and signing keys in one sled tree under prefixed keys (see
+//! `keys`), so one batch of entries is one atomic `apply_batch` followed by a flush: an entry
+//! is reported appended only once it is on disk. The indicator index is derived from the log
+//! and kept in memory (see `index`).
 
 mod apply;
 mod check;
 mod index;
 mod keys;
+mod segment;
 mod sled_store;
 
 use std::collections::BTreeMap;

@@ -1,9 +1,9 @@
-//! [`SledStore`]: the [`Store`] on sled, with the in-memory hold queue for entries that arrived
-//! before their predecessors.
+//! [`SledStore`]: the [`Store`] on sled, with the in-memory indicator index and the hold queue
+//! for entries that arrived before their predecessors.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use intelmesh_core::chain::ChainError;
 use intelmesh_core::entry::header_hash;
@@ -12,7 +12,9 @@ use intelmesh_proto::v1 as pb;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::apply::{Placed, Work};
+use crate::apply::{Finished, Placed, Work};
+use crate::index::Index;
+use crate::segment::{all_segments, last_segment, segments_from};
 use crate::{keys, ApplyReport, Outcome, Store, StoreError, VersionVector};
 
 /// Where and how a store keeps its data.
@@ -54,6 +56,8 @@ pub struct SledStore {
     cfg: StoreConfig,
     /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
     held: Mutex<HoldQueue>,
+    /// Changed only by `apply`, while it holds `held`, after its batch is flushed.
+    index: RwLock<Index>,
 }
 
 impl SledStore {
@@ -68,32 +72,63 @@ impl SledStore {
             db,
             cfg,
             held: Mutex::new(HoldQueue::default()),
+            index: RwLock::new(Index::default()),
         };
+        store.check_format()?;
         store.check_tails()?;
+        let t = std::time::Instant::now();
+        let index = Index::rebuild(all_segments(&store.db))?;
+        tracing::debug!(
+            indicators = index.len(),
+            ms = t.elapsed().as_millis() as u64,
+            "indicator index rebuilt from the log"
+        );
+        *store.index.write().unwrap_or_else(|p| p.into_inner()) = index;
         Ok(store)
+    }
+
+    /// Stamps a new store with the layout version; refuses one written in another layout.
+    fn check_format(&self) -> Result<(), StoreError> {
+        let found = match self.db.get(keys::FORMAT)? {
+            Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes),
+            None if self.db.first()?.is_none() => {
+                self.db
+                    .insert(keys::FORMAT, &keys::FORMAT_VERSION.to_be_bytes())?;
+                self.db.flush()?;
+                return Ok(());
+            }
+            None => Some(1),
+        };
+        if found != Some(keys::FORMAT_VERSION) {
+            return Err(StoreError::Corrupt(format!(
+                "the store at {} has layout version {}, this build reads version {}: \
+                 move it aside and let the node catch up from its peers",
+                self.cfg.path.display(),
+                found.map_or_else(|| "unreadable".to_string(), |v| v.to_string()),
+                keys::FORMAT_VERSION
+            )));
+        }
+        Ok(())
     }
 
     fn check_tails(&self) -> Result<(), StoreError> {
         for (origin, head) in self.heads()? {
-            let tail = self.db.get(keys::log(&origin, head.seq))?.ok_or_else(|| {
-                StoreError::Corrupt(format!("{origin}: head #{} is not in the log", head.seq))
+            let seg = last_segment(&self.db, &origin)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("{origin}: head #{} but no log", head.seq))
             })?;
-            let tail = decode_entry(&tail)?;
+            if seg.last_seq() != head.seq {
+                return Err(StoreError::Corrupt(format!(
+                    "{origin}: head is #{} but the log ends at #{}",
+                    head.seq,
+                    seg.last_seq()
+                )));
+            }
+            let tail = seg
+                .last()
+                .ok_or_else(|| StoreError::Corrupt(format!("{origin}: empty log segment")))?;
             if header_hash(&tail.header) != head.hash {
                 return Err(StoreError::Corrupt(format!(
                     "{origin}: head #{} hash differs from the logged entry",
-                    head.seq
-                )));
-            }
-            let after = keys::log(&origin, head.seq.saturating_add(1));
-            if self
-                .db
-                .range(after..=keys::log(&origin, u64::MAX))
-                .next()
-                .is_some()
-            {
-                return Err(StoreError::Corrupt(format!(
-                    "{origin}: log has entries past head #{}",
                     head.seq
                 )));
             }
@@ -134,24 +169,25 @@ impl SledStore {
     pub(crate) fn log_entries(
         &self,
     ) -> impl Iterator<Item = Result<(OrgId, u64, pb::SignedEntry), StoreError>> + '_ {
-        self.db.scan_prefix([keys::LOG]).map(|kv| {
-            let (k, v) = kv?;
-            let origin = keys::origin_of(&k)
-                .ok_or_else(|| StoreError::Corrupt(format!("bad log key {k:?}")))?;
-            let seq = keys::seq_of_log(&k)
-                .ok_or_else(|| StoreError::Corrupt(format!("bad log key {k:?}")))?;
-            Ok((origin, seq, decode_entry(&v)?))
+        all_segments(&self.db).flat_map(|item| {
+            let entries: Vec<_> = match item {
+                Ok((origin, seg)) => seg
+                    .into_entries()
+                    .map(|(seq, e)| Ok((origin.clone(), seq, e)))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            entries
         })
     }
 
-    /// The stored index, key order.
-    pub(crate) fn index_entries(
-        &self,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, pb::IndicatorState), StoreError>> + '_ {
-        self.db.scan_prefix([keys::INDEX]).map(|kv| {
-            let (k, v) = kv?;
-            Ok((k.to_vec(), decode_state(&v)?))
-        })
+    /// The index as it stands, key order.
+    pub(crate) fn index_entries(&self) -> Result<Vec<(Vec<u8>, pb::IndicatorState)>, StoreError> {
+        let index = self.read_index();
+        index
+            .after(None)
+            .map(|(k, v)| Ok((k.to_vec(), crate::index::decode_state(v)?)))
+            .collect()
     }
 
     pub(crate) fn stored_heads(&self) -> Result<Vec<(OrgId, Head)>, StoreError> {
@@ -161,6 +197,12 @@ impl SledStore {
     /// Entries waiting for predecessors.
     pub fn held_count(&self) -> usize {
         self.lock().by_origin.values().map(BTreeMap::len).sum()
+    }
+
+    fn read_index(&self) -> RwLockReadGuard<'_, Index> {
+        // The index is replaced entry by entry with complete values; a panic in between leaves
+        // an index that lacks some updates of a flushed batch, which a reopen rebuilds.
+        self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, HoldQueue> {
@@ -195,22 +237,12 @@ fn remove_unfinished_snapshots(dir: &std::path::Path) -> Result<(), StoreError> 
     Ok(())
 }
 
-pub(crate) fn decode_entry(bytes: &[u8]) -> Result<pb::SignedEntry, StoreError> {
-    pb::SignedEntry::decode(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("log entry does not decode: {e}")))
-}
-
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
     pb::Head::decode(bytes)
         .ok()
         .as_ref()
         .and_then(Head::from_proto)
         .ok_or_else(|| StoreError::Corrupt("head record does not decode".into()))
-}
-
-pub(crate) fn decode_state(bytes: &[u8]) -> Result<pb::IndicatorState, StoreError> {
-    pb::IndicatorState::decode(bytes)
-        .map_err(|e| StoreError::Corrupt(format!("index record does not decode: {e}")))
 }
 
 impl Store for SledStore {
@@ -225,7 +257,8 @@ impl Store for SledStore {
         let mut outcomes: Vec<Outcome> = vec![Outcome::Duplicate; slots.len()];
         let mut new_holds: Vec<(usize, VerifiedEntry)> = Vec::new();
         let mut released = Vec::new();
-        let mut work = Work::new(&self.db);
+        let index = self.read_index();
+        let mut work = Work::new(&self.db, &index);
         for i in order {
             let Some(entry) = slots[i].take() else {
                 continue;
@@ -242,8 +275,19 @@ impl Store for SledStore {
                 release_successors(&mut work, &held, &origin, &mut released)?;
             }
         }
-        self.db.apply_batch(work.finish())?;
+        let Finished {
+            batch,
+            index: states,
+        } = work.finish();
+        drop(index);
+        self.db.apply_batch(batch)?;
         self.db.flush()?;
+        {
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            for (key, state) in states {
+                index.insert(key, state);
+            }
+        }
 
         // Durable: now update the in-memory hold queue.
         for (origin, seq) in &released {
@@ -279,18 +323,23 @@ impl Store for SledStore {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<pb::SignedEntry>, StoreError> {
-        self.db
-            .range(keys::log(origin, from_seq.max(1))..=keys::log(origin, u64::MAX))
-            .take(limit)
-            .map(|kv| decode_entry(&kv?.1))
-            .collect()
+        let from_seq = from_seq.max(1);
+        let mut out = Vec::new();
+        for seg in segments_from(&self.db, origin, from_seq)? {
+            for (seq, e) in seg?.into_entries() {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                if seq >= from_seq {
+                    out.push(e);
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError> {
-        match self.db.get(keys::index(indicator))? {
-            Some(v) => Ok(Some(decode_state(&v)?)),
-            None => Ok(None),
-        }
+        self.read_index().get(&keys::index(indicator))
     }
 
     fn indicators_after(
@@ -298,15 +347,11 @@ impl Store for SledStore {
         after: Option<&Indicator>,
         limit: usize,
     ) -> Result<Vec<pb::IndicatorState>, StoreError> {
-        use std::ops::Bound;
-        let start = match after {
-            Some(i) => Bound::Excluded(keys::index(i)),
-            None => Bound::Included(vec![keys::INDEX]),
-        };
-        self.db
-            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![keys::INDEX + 1])))
+        let after = after.map(keys::index);
+        self.read_index()
+            .after(after.as_deref())
             .take(limit)
-            .map(|kv| decode_state(&kv?.1))
+            .map(|(_, v)| crate::index::decode_state(v))
             .collect()
     }
 
@@ -331,15 +376,21 @@ impl Store for SledStore {
     }
 
     fn state_digest(&self) -> Result<Hash, StoreError> {
+        // Under the apply lock, so heads and index are of the same moment.
+        let _applying = self.lock();
         let mut hasher = Sha256::new();
-        for prefix in [keys::HEAD, keys::INDEX] {
-            for kv in self.db.scan_prefix([prefix]) {
-                let (k, v) = kv?;
-                hasher.update((k.len() as u64).to_be_bytes());
-                hasher.update(&k);
-                hasher.update((v.len() as u64).to_be_bytes());
-                hasher.update(&v);
-            }
+        let mut add = |k: &[u8], v: &[u8]| {
+            hasher.update((k.len() as u64).to_be_bytes());
+            hasher.update(k);
+            hasher.update((v.len() as u64).to_be_bytes());
+            hasher.update(v);
+        };
+        for kv in self.db.scan_prefix([keys::HEAD]) {
+            let (k, v) = kv?;
+            add(&k, &v);
+        }
+        for (k, v) in self.read_index().after(None) {
+            add(k, v);
         }
         Ok(hasher.finalize().into())
     }

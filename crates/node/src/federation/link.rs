@@ -186,7 +186,7 @@ async fn send(
 /// How many received frames are prepared ahead of the one being handled: an entry batch is
 /// verified (on all cores) as soon as it is read, so the next batch verifies while the current
 /// one is applied and flushed (one core, then the disk). Bounds what a link holds in memory.
-const VERIFY_AHEAD: usize = 2;
+const VERIFY_AHEAD: usize = 4;
 
 /// A frame from the peer, with an entry batch already verified.
 enum Received {

@@ -1,0 +1,178 @@
+//! The log's unit of storage: a run of consecutive entries of one origin in one sled value.
+//!
+//! A segment is keyed by (origin, seq of its first entry) and entry `i` has seq `first + i`.
+//! Appends fill an origin's last segment up to [`SEGMENT_TARGET_BYTES`], then start a new one,
+//! so a batch costs a few sled writes rather than one per entry, and a range read decodes runs.
+
+use intelmesh_core::OrgId;
+use intelmesh_proto::v1 as pb;
+use prost::bytes::Bytes;
+use prost::Message;
+
+use crate::{keys, StoreError};
+
+/// A segment stops taking entries once it holds this many bytes. sled splits a leaf only past
+/// 16 values and writes any node over 128 KiB to a file of its own, so values stay well under
+/// 128 KiB / 16.
+pub(crate) const SEGMENT_TARGET_BYTES: usize = 6 * 1024;
+
+#[derive(Clone, Debug)]
+pub(crate) struct Segment {
+    first: u64,
+    entries: Vec<pb::SignedEntry>,
+    bytes: usize,
+}
+
+impl Segment {
+    pub(crate) fn new(first: u64) -> Segment {
+        Segment {
+            first,
+            entries: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    pub(crate) fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// Seq of the last entry; `first - 1` when empty.
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.first + self.entries.len() as u64 - 1
+    }
+
+    pub(crate) fn contains(&self, seq: u64) -> bool {
+        seq >= self.first && seq <= self.last_seq()
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Option<&pb::SignedEntry> {
+        self.entries
+            .get(usize::try_from(seq.checked_sub(self.first)?).ok()?)
+    }
+
+    pub(crate) fn last(&self) -> Option<&pb::SignedEntry> {
+        self.entries.last()
+    }
+
+    /// Replaces the entry at `seq` (a stub by its full entry); false if `seq` is not here.
+    pub(crate) fn replace(&mut self, seq: u64, entry: pb::SignedEntry) -> bool {
+        let Some(slot) = seq
+            .checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.entries.get_mut(i))
+        else {
+            return false;
+        };
+        self.bytes = self.bytes - slot.encoded_len() + entry.encoded_len();
+        *slot = entry;
+        true
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.bytes >= SEGMENT_TARGET_BYTES
+    }
+
+    /// Appends the entry with seq `last_seq() + 1`.
+    pub(crate) fn push(&mut self, entry: pb::SignedEntry) {
+        self.bytes += entry.encoded_len();
+        self.entries.push(entry);
+    }
+
+    /// Entries with their seqs.
+    pub(crate) fn into_entries(self) -> impl Iterator<Item = (u64, pb::SignedEntry)> {
+        let first = self.first;
+        self.entries
+            .into_iter()
+            .enumerate()
+            .map(move |(i, e)| (first + i as u64, e))
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(self.bytes + 4 * self.entries.len());
+        for e in &self.entries {
+            prost::encoding::message::encode(1, e, &mut buf);
+        }
+        buf
+    }
+
+    pub(crate) fn decode(first: u64, value: &[u8]) -> Result<Segment, StoreError> {
+        // Entries decoded from one `Bytes` share its buffer instead of copying each field.
+        let seg = pb::LogSegment::decode(Bytes::copy_from_slice(value)).map_err(|e| {
+            StoreError::Corrupt(format!("log segment #{first} does not decode: {e}"))
+        })?;
+        if first == 0 || seg.entries.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "log segment #{first} is empty or starts at seq 0"
+            )));
+        }
+        Ok(Segment {
+            first,
+            bytes: value.len(),
+            entries: seg.entries,
+        })
+    }
+}
+
+fn decode_kv(origin: &OrgId, k: &[u8], v: &[u8]) -> Result<Segment, StoreError> {
+    let first = keys::seq_of_log(k)
+        .ok_or_else(|| StoreError::Corrupt(format!("{origin}: bad log key {k:?}")))?;
+    Segment::decode(first, v)
+}
+
+/// The segment of `origin` that starts at or before `seq` and is closest to it; it holds `seq`
+/// if the log does.
+pub(crate) fn segment_at(
+    db: &sled::Db,
+    origin: &OrgId,
+    seq: u64,
+) -> Result<Option<Segment>, StoreError> {
+    match db
+        .range(keys::log(origin, 0)..=keys::log(origin, seq))
+        .next_back()
+    {
+        Some(kv) => {
+            let (k, v) = kv?;
+            Ok(Some(decode_kv(origin, &k, &v)?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The last segment of `origin`'s log.
+pub(crate) fn last_segment(db: &sled::Db, origin: &OrgId) -> Result<Option<Segment>, StoreError> {
+    segment_at(db, origin, u64::MAX)
+}
+
+/// `origin`'s segments in seq order, from the one holding `from_seq` on.
+pub(crate) fn segments_from<'a>(
+    db: &'a sled::Db,
+    origin: &'a OrgId,
+    from_seq: u64,
+) -> Result<impl Iterator<Item = Result<Segment, StoreError>> + 'a, StoreError> {
+    let start = match db
+        .range(keys::log(origin, 0)..=keys::log(origin, from_seq))
+        .next_back()
+    {
+        Some(kv) => kv?.0.to_vec(),
+        None => keys::log(origin, from_seq),
+    };
+    Ok(db
+        .range(start..=keys::log(origin, u64::MAX))
+        .map(move |kv| {
+            let (k, v) = kv?;
+            decode_kv(origin, &k, &v)
+        }))
+}
+
+/// Every segment in key order: by origin, then seq.
+pub(crate) fn all_segments(
+    db: &sled::Db,
+) -> impl Iterator<Item = Result<(OrgId, Segment), StoreError>> + '_ {
+    db.scan_prefix([keys::LOG]).map(|kv| {
+        let (k, v) = kv?;
+        let origin =
+            keys::origin_of(&k).ok_or_else(|| StoreError::Corrupt(format!("bad log key {k:?}")))?;
+        let seg = decode_kv(&origin, &k, &v)?;
+        Ok((origin, seg))
+    })
+}

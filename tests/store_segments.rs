@@ -1,0 +1,162 @@
+//! The log as stored in segments: range reads and payload fills that cross segment boundaries,
+//! batches that continue a half-full segment, reopen, and refusing a store of another layout.
+
+use intelmesh_core::entry::withheld_stub;
+use intelmesh_core::verify::verify_batch;
+use intelmesh_core::{Indicator, IndicatorType, Signer, StaticKeys, VerifiedEntry, VerifyConfig};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{verify_store, Outcome, SledStore, Store, StoreConfig, StoreError};
+use intelmesh_tests::{chain, registry, seeded_signer};
+
+fn verified(keys: &StaticKeys, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
+    verify_batch(raws, keys, &VerifyConfig::at(intelmesh_core::now_unix_ms()))
+        .into_iter()
+        .map(|r| r.expect("fixture entries verify"))
+        .collect()
+}
+
+fn domain(signer: &Signer, n: u64) -> Indicator {
+    let value = format!(
+        "d{n}.{}.example",
+        signer.org().as_str().to_ascii_lowercase()
+    );
+    intelmesh_core::indicator::normalize(IndicatorType::Domain, &value).expect("valid")
+}
+
+/// Applies `entries` in batches of the given sizes, cycling through them.
+fn apply_in_batches(
+    store: &SledStore,
+    keys: &StaticKeys,
+    entries: &[pb::SignedEntry],
+    sizes: &[usize],
+) {
+    let mut rest = entries;
+    for size in sizes.iter().cycle() {
+        if rest.is_empty() {
+            return;
+        }
+        let (now, later) = rest.split_at((*size).min(rest.len()));
+        let report = store.apply(verified(keys, now.to_vec())).expect("apply");
+        assert_eq!(report.outcomes, vec![Outcome::Appended; now.len()]);
+        rest = later;
+    }
+}
+
+#[test]
+fn range_reads_and_payload_fills_cross_segment_boundaries() {
+    let full_origin = seeded_signer(1, "AU-AFP");
+    let stub_origin = seeded_signer(2, "BR-PF");
+    let keys = registry(&[&full_origin, &stub_origin]);
+    let dir = tempfile::tempdir().unwrap();
+    // About 450 bytes an entry: a few dozen segments per origin.
+    let (full, _) = chain(&full_origin, None, 400, 200);
+    let (withheld, _) = chain(&stub_origin, None, 100, 200);
+    let stubs: Vec<_> = withheld.iter().map(withheld_stub).collect();
+
+    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    // Uneven batches: most of them continue the segment the previous one left half full.
+    apply_in_batches(&store, &keys, &full, &[1, 3, 50, 7, 139, 200]);
+    apply_in_batches(&store, &keys, &stubs, &[33]);
+    // Payloads arrive later for entries deep inside stored segments.
+    let fills = vec![
+        withheld[36].clone(),
+        withheld[37].clone(),
+        withheld[98].clone(),
+    ];
+    let report = store.apply(verified(&keys, fills)).unwrap();
+    assert_eq!(report.outcomes, vec![Outcome::PayloadFilled; 3]);
+
+    let mut expected_stub_log = stubs.clone();
+    for i in [36, 37, 98] {
+        expected_stub_log[i] = withheld[i].clone();
+    }
+    let reads = |store: &SledStore| {
+        for (from, limit) in [
+            (1, 1000),
+            (13, 5),
+            (14, 30),
+            (250, 1000),
+            (400, 1),
+            (401, 5),
+            (0, 3),
+        ] {
+            let first = (from as usize).max(1) - 1;
+            let want: Vec<_> = full.iter().skip(first).take(limit).cloned().collect();
+            let got = store.range(full_origin.org(), from, limit).unwrap();
+            assert_eq!(
+                got, want,
+                "range({from}, {limit}) returns the entries byte for byte"
+            );
+        }
+        assert_eq!(
+            store.range(stub_origin.org(), 1, 1000).unwrap(),
+            expected_stub_log
+        );
+        assert_eq!(
+            store.range(stub_origin.org(), 37, 2).unwrap(),
+            withheld[36..38].to_vec()
+        );
+        assert!(store
+            .indicator(&domain(&stub_origin, 37))
+            .unwrap()
+            .is_some());
+        assert!(store
+            .indicator(&domain(&stub_origin, 99))
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            store.indicator(&domain(&stub_origin, 40)).unwrap(),
+            None,
+            "still a stub"
+        );
+        assert!(store
+            .indicator(&domain(&full_origin, 400))
+            .unwrap()
+            .is_some());
+    };
+    reads(&store);
+    let digest = store.state_digest().unwrap();
+    let check = verify_store(&store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert_eq!(
+        (check.entries, check.stubs, check.indicators),
+        (500, 97, 403)
+    );
+    drop(store);
+
+    let store = SledStore::open(StoreConfig::new(dir.path())).expect("reopen");
+    reads(&store);
+    assert_eq!(
+        store.state_digest().unwrap(),
+        digest,
+        "the index rebuilt on open is the same"
+    );
+    // The reopened store goes on appending after its last segment.
+    let (more, _) = chain(&full_origin, store.head(full_origin.org()).unwrap(), 5, 200);
+    apply_in_batches(&store, &keys, &more, &[5]);
+    assert_eq!(store.range(full_origin.org(), 399, 10).unwrap().len(), 7);
+    assert!(verify_store(&store, Some(&keys)).unwrap().is_ok());
+}
+
+#[test]
+fn a_store_in_another_layout_is_refused_with_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // An earlier layout: entries under per-seq keys and no layout version.
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(
+            b"LAU-AFP\x00\x00\x00\x00\x00\x00\x00\x00\x01",
+            b"old".as_slice(),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    match SledStore::open(StoreConfig::new(dir.path())) {
+        Err(StoreError::Corrupt(msg)) => {
+            assert!(msg.contains("layout version 1"), "{msg}");
+            assert!(msg.contains("catch up from its peers"), "{msg}");
+        }
+        Err(e) => panic!("expected a layout error, got {e}"),
+        Ok(_) => panic!("an old-layout store must not open"),
+    }
+}
