@@ -1,11 +1,14 @@
 //! The log as stored in segments: range reads and payload fills that cross segment boundaries,
 //! batches that continue a half-full segment, reopen, and refusing a store of another layout.
+//! The index snapshot: used after a clean close, ignored when stale or damaged.
 
 use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::verify::verify_batch;
 use intelmesh_core::{Indicator, IndicatorType, Signer, StaticKeys, VerifiedEntry, VerifyConfig};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{verify_store, Outcome, SledStore, Store, StoreConfig, StoreError};
+use intelmesh_store::{
+    verify_store, IndexSource, Outcome, SledStore, Store, StoreConfig, StoreError,
+};
 use intelmesh_tests::{chain, registry, seeded_signer};
 
 fn verified(keys: &StaticKeys, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
@@ -159,4 +162,89 @@ fn a_store_in_another_layout_is_refused_with_what_to_do() {
         Err(e) => panic!("expected a layout error, got {e}"),
         Ok(_) => panic!("an old-layout store must not open"),
     }
+}
+
+/// The snapshot file a closing store writes next to its sled files.
+const SNAPSHOT: &str = "intelmesh-index.snapshot";
+
+fn open(dir: &std::path::Path) -> SledStore {
+    SledStore::open(StoreConfig::new(dir)).expect("open store")
+}
+
+#[test]
+fn a_clean_close_leaves_a_snapshot_that_the_next_open_uses() {
+    let signer = seeded_signer(3, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, head) = chain(&signer, None, 60, 50);
+    let digest = {
+        let store = open(dir.path());
+        assert_eq!(
+            store.index_source(),
+            IndexSource::Rebuilt,
+            "a new store has no snapshot"
+        );
+        apply_in_batches(&store, &keys, &first, &[25]);
+        store.state_digest().unwrap()
+    };
+    let store = open(dir.path());
+    assert_eq!(store.index_source(), IndexSource::Snapshot);
+    assert_eq!(store.state_digest().unwrap(), digest);
+    // The loaded index equals the one rebuilt from the log.
+    let check = verify_store(&store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert_eq!(check.indicators, 60);
+
+    let (more, _) = chain(&signer, head, 10, 50);
+    apply_in_batches(&store, &keys, &more, &[10]);
+    let digest = store.state_digest().unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(
+        store.index_source(),
+        IndexSource::Snapshot,
+        "rewritten at the second close"
+    );
+    assert_eq!(store.state_digest().unwrap(), digest);
+    assert!(store.indicator(&domain(&signer, 70)).unwrap().is_some());
+}
+
+#[test]
+fn a_stale_or_damaged_snapshot_is_ignored_and_the_index_rebuilt() {
+    let signer = seeded_signer(4, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let (first, head) = chain(&signer, None, 30, 50);
+    {
+        let store = open(dir.path());
+        apply_in_batches(&store, &keys, &first, &[30]);
+    }
+    let old_snapshot = std::fs::read(dir.path().join(SNAPSHOT)).expect("written at close");
+
+    // Entries logged after the snapshot, then a crash: the file on disk is the old one.
+    let digest = {
+        let store = open(dir.path());
+        let (more, _) = chain(&signer, head, 5, 50);
+        apply_in_batches(&store, &keys, &more, &[5]);
+        store.state_digest().unwrap()
+    };
+    std::fs::write(dir.path().join(SNAPSHOT), &old_snapshot).unwrap();
+    let store = open(dir.path());
+    assert_eq!(
+        store.index_source(),
+        IndexSource::Rebuilt,
+        "a stale snapshot is not used"
+    );
+    assert_eq!(store.state_digest().unwrap(), digest);
+    assert!(store.indicator(&domain(&signer, 35)).unwrap().is_some());
+    drop(store);
+
+    // A damaged file (one flipped bit inside an index record) is not used either.
+    let mut damaged = std::fs::read(dir.path().join(SNAPSHOT)).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x01;
+    std::fs::write(dir.path().join(SNAPSHOT), &damaged).unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.index_source(), IndexSource::Rebuilt);
+    assert_eq!(store.state_digest().unwrap(), digest);
 }

@@ -158,8 +158,25 @@ fn ingest(updates: usize, batch: usize, dir: Option<PathBuf>, json: bool) -> any
         batches.len()
     ));
 
-    let rate = measure_receive(&batches, &keys, tmp.path().join("node"))?;
-    say(format!("receive path: {rate:.0} updates/s"));
+    let node = SledStore::open(StoreConfig::new(tmp.path().join("node")))?;
+    let cpu = net::cpu_seconds();
+    let rate = measure_receive(&batches, &keys, &node)?;
+    let cpu_us = (net::cpu_seconds() - cpu) * 1e6 / updates as f64;
+    say(format!(
+        "receive path: {rate:.0} updates/s, {cpu_us:.1} µs of CPU per update"
+    ));
+    let t = Instant::now();
+    drop(node);
+    let closed = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let reopened = SledStore::open(StoreConfig::new(tmp.path().join("node")))?;
+    say(format!(
+        "closing that store (index snapshot written): {closed:.2}s; reopening it ({} indicators, index from {:?}): {:.2}s",
+        reopened.indicator_count(),
+        reopened.index_source(),
+        t.elapsed().as_secs_f64()
+    ));
+    drop(reopened);
     let store_alone = measure_store_path(&batches, &keys, tmp.path().join("alone"))?;
     say(format!(
         "store path alone (chain check, append, index, flush; pre-verified): {store_alone:.0}/s"
@@ -183,6 +200,7 @@ fn ingest(updates: usize, batch: usize, dir: Option<PathBuf>, json: bool) -> any
             "verify_ceiling": verify_ceiling.round(),
             "store_ceiling": store_ceiling.round(),
             "ratio": (ratio * 1000.0).round() / 1000.0,
+            "cpu_us_per_update": (cpu_us * 10.0).round() / 10.0,
         })
     );
     Ok(())
@@ -270,9 +288,8 @@ fn interleave(wire: &[Vec<Bytes>], batch: usize) -> Vec<Vec<Bytes>> {
 fn measure_receive(
     batches: &[Vec<Bytes>],
     keys: &StaticKeys,
-    path: PathBuf,
+    store: &SledStore,
 ) -> anyhow::Result<f64> {
-    let store = SledStore::open(StoreConfig::new(path))?;
     let total: usize = batches.iter().map(Vec::len).sum();
     let t = Instant::now();
     let (tx, rx) = sync_channel::<Vec<VerifiedEntry>>(2);

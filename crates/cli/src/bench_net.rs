@@ -39,7 +39,7 @@ fn bench_dir(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
 }
 
 /// CPU time (user + system) this process has used so far, all threads.
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     // SAFETY: getrusage only writes the struct it is given, which is zeroed and ours.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {

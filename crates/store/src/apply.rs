@@ -52,6 +52,8 @@ impl OriginWork {
 pub(crate) struct Finished {
     pub(crate) batch: sled::Batch,
     pub(crate) index: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Some segment was written: the log generation must rise with this batch.
+    pub(crate) log_changed: bool,
 }
 
 pub(crate) struct Work<'a> {
@@ -261,10 +263,12 @@ impl<'a> Work<'a> {
 
     /// The sled batch with the changed segments and final heads, and the new index states.
     pub(crate) fn finish(mut self) -> Finished {
+        let mut log_changed = false;
         for (origin, o) in &self.origins {
             for (first, (seg, dirty)) in &o.segments {
                 if *dirty {
                     self.batch.insert(keys::log(origin, *first), seg.encode());
+                    log_changed = true;
                 }
             }
             if let (true, Some(head)) = (o.head_changed, o.head) {
@@ -273,6 +277,7 @@ impl<'a> Work<'a> {
             }
         }
         Finished {
+            log_changed,
             batch: self.batch,
             index: self
                 .index

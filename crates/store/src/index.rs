@@ -126,6 +126,11 @@ impl Index {
         self.map.len()
     }
 
+    /// Bytes of all keys and values.
+    pub(crate) fn encoded_bytes(&self) -> usize {
+        self.map.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+
     /// Encoded states in key order, strictly after `after` when given.
     pub(crate) fn after(&self, after: Option<&[u8]>) -> impl Iterator<Item = (&[u8], &[u8])> {
         let start = match after {

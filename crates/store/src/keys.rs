@@ -9,6 +9,9 @@ pub const INDEX: u8 = b'I';
 pub const FORK: u8 = b'F';
 pub const FLAG: u8 = b'X';
 pub const KEY: u8 = b'K';
+/// The one key holding the log generation: raised with every change to the log, so an index
+/// snapshot can tell whether it is current.
+pub const GENERATION: &[u8] = b"G";
 /// The one key holding the layout version of the store.
 pub const FORMAT: &[u8] = b"V";
 /// Layout version this build reads and writes: 2 since log segments and the in-memory index.

@@ -12,6 +12,7 @@ mod index;
 mod keys;
 mod segment;
 mod sled_store;
+mod snapshot;
 
 use std::collections::BTreeMap;
 
@@ -21,7 +22,7 @@ use intelmesh_proto::v1 as pb;
 
 pub use check::{verify_store, StoreCheck};
 pub use index::merge_payload;
-pub use sled_store::{SledStore, StoreConfig};
+pub use sled_store::{IndexSource, SledStore, StoreConfig};
 
 /// Head seq per origin: what a node holds, and what it tells peers in its hello.
 pub type VersionVector = BTreeMap<OrgId, u64>;

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use intelmesh_core::chain::ChainError;
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::apply::{Finished, Placed, Work};
 use crate::index::Index;
 use crate::segment::{all_segments, last_segment, segments_from};
+use crate::snapshot;
 use crate::{keys, ApplyReport, Outcome, Store, StoreError, VersionVector};
 
 /// Where and how a store keeps its data.
@@ -58,6 +60,21 @@ pub struct SledStore {
     held: Mutex<HoldQueue>,
     /// Changed only by `apply`, while it holds `held`, after its batch is flushed.
     index: RwLock<Index>,
+    /// The log generation as flushed (see `snapshot`); raised by `apply` under `held`.
+    generation: AtomicU64,
+    /// Where the index came from when the store opened.
+    index_source: IndexSource,
+    /// Generation of the snapshot file on disk when it matches the log, to skip rewriting it.
+    snapshot_at: Option<u64>,
+}
+
+/// Where the index of an opened store came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexSource {
+    /// The snapshot written when the store last closed, nothing logged since.
+    Snapshot,
+    /// A pass over the whole log: first open, or after a crash, or the snapshot was unusable.
+    Rebuilt,
 }
 
 impl SledStore {
@@ -68,22 +85,43 @@ impl SledStore {
             .path(&cfg.path)
             .cache_capacity(cfg.cache_bytes)
             .open()?;
-        let store = SledStore {
+        let mut store = SledStore {
             db,
             cfg,
             held: Mutex::new(HoldQueue::default()),
             index: RwLock::new(Index::default()),
+            generation: AtomicU64::new(0),
+            index_source: IndexSource::Rebuilt,
+            snapshot_at: None,
         };
         store.check_format()?;
         store.check_tails()?;
+        let generation = match store.db.get(keys::GENERATION)? {
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("log generation is not 8 bytes".into()))?,
+            None => 0,
+        };
         let t = std::time::Instant::now();
-        let index = Index::rebuild(all_segments(&store.db))?;
-        tracing::debug!(
+        let index = match snapshot::read(&store.cfg.path, generation) {
+            Ok(index) => {
+                store.index_source = IndexSource::Snapshot;
+                store.snapshot_at = Some(generation);
+                index
+            }
+            Err(why) => {
+                tracing::info!(reason = %why, "rebuilding the indicator index from the log");
+                Index::rebuild(all_segments(&store.db))?
+            }
+        };
+        tracing::info!(
             indicators = index.len(),
+            source = ?store.index_source,
             ms = t.elapsed().as_millis() as u64,
-            "indicator index rebuilt from the log"
+            "indicator index ready"
         );
-        *store.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        *store.generation.get_mut() = generation;
+        *store.index.get_mut().unwrap_or_else(|p| p.into_inner()) = index;
         Ok(store)
     }
 
@@ -194,6 +232,16 @@ impl SledStore {
         self.heads()
     }
 
+    /// Where the index came from when the store opened.
+    pub fn index_source(&self) -> IndexSource {
+        self.index_source
+    }
+
+    /// Indicators in the index.
+    pub fn indicator_count(&self) -> usize {
+        self.read_index().len()
+    }
+
     /// Entries waiting for predecessors.
     pub fn held_count(&self) -> usize {
         self.lock().by_origin.values().map(BTreeMap::len).sum()
@@ -209,6 +257,28 @@ impl SledStore {
         // A panic while holding the lock leaves only the in-memory hold queue behind; it is a
         // cache of unacknowledged entries, so carrying on with it is safe.
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for SledStore {
+    /// Writes the index snapshot, so the next open need not rebuild the index from the log.
+    fn drop(&mut self) {
+        let generation = *self.generation.get_mut();
+        if self.snapshot_at == Some(generation) {
+            return;
+        }
+        let index = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
+        let t = std::time::Instant::now();
+        match snapshot::write(&self.cfg.path, generation, index) {
+            Ok(()) => tracing::info!(
+                indicators = index.len(),
+                ms = t.elapsed().as_millis() as u64,
+                "index snapshot written"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "index snapshot not written; the next open rebuilds the index")
+            }
+        }
     }
 }
 
@@ -276,12 +346,18 @@ impl Store for SledStore {
             }
         }
         let Finished {
-            batch,
+            mut batch,
             index: states,
+            log_changed,
         } = work.finish();
         drop(index);
+        let generation = self.generation.load(Ordering::Acquire) + u64::from(log_changed);
+        if log_changed {
+            batch.insert(keys::GENERATION, &generation.to_be_bytes());
+        }
         self.db.apply_batch(batch)?;
         self.db.flush()?;
+        self.generation.store(generation, Ordering::Release);
         {
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
             for (key, state) in states {
