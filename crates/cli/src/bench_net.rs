@@ -30,23 +30,32 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
-fn bench_dir(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
+/// A fresh directory for a bench's stores, inside `dir` (created if missing) when given.
+pub(crate) fn bench_dir(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
     match dir {
-        Some(d) => tempfile::tempdir_in(d),
-        None => tempfile::tempdir(),
+        Some(d) => std::fs::create_dir_all(d)
+            .and_then(|()| tempfile::tempdir_in(d))
+            .with_context(|| format!("creating a bench directory in {}", d.display())),
+        None => tempfile::tempdir().context("creating the bench directory"),
     }
-    .context("creating the bench directory")
 }
 
 /// CPU time (user + system) this process has used so far, all threads.
 pub(crate) fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given, which is zeroed and ours.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
-        return 0.0;
-    }
+    let Some(usage) = rusage() else { return 0.0 };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Bytes this process has had written to storage so far (the kernel counts 512-byte blocks).
+pub(crate) fn written_bytes() -> u64 {
+    rusage().map_or(0, |u| u64::try_from(u.ru_oublock).unwrap_or(0) * 512)
+}
+
+fn rusage() -> Option<libc::rusage> {
+    // SAFETY: getrusage only writes the struct it is given, which is zeroed and ours.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
 }
 
 fn org(name: &str) -> anyhow::Result<OrgId> {

@@ -105,6 +105,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+        exit_quietly_on_closed_stdout();
+    }
     // A node logs what it does; the other commands print their results and log only problems.
     let default_level = match cli.command {
         Command::Run(_) => "info",
@@ -242,6 +245,17 @@ fn verify_store(
     }
     println!("{} problems", check.problems.len());
     Ok(ExitCode::from(2))
+}
+
+/// Rust ignores SIGPIPE, so `intelmesh query … | head` would panic on the first print after
+/// `head` exits. Restoring the default makes a command end quietly there, as Unix tools do.
+/// Not for `run` and `demo`: a node must outlive whoever reads its log.
+fn exit_quietly_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: sets the disposition of one signal to the default; no handler code of ours runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Signature verification allocates and frees short-lived buffers of a few hundred KiB on every

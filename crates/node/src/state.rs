@@ -18,6 +18,12 @@ use crate::config::{NodeConfig, PeerConfig};
 /// with 256, and a full 1024-entry frame still spreads over 4 tasks.
 pub const VERIFY_CHUNK: usize = 256;
 
+/// How many received batches a link verifies ahead of the one being applied: an entry batch is
+/// verified (on all cores) as soon as it is read, so the next batches verify while the current
+/// one is applied and flushed (one core, then the disk), and no core waits for the slowest
+/// chunk of a batch. Bounds what a link holds in memory.
+pub const VERIFY_AHEAD: usize = 4;
+
 pub struct NodeState {
     pub org: OrgId,
     pub cfg: NodeConfig,

@@ -1,10 +1,10 @@
 //! One `Store::apply` in progress: chain decisions against the stored heads, with every write
 //! gathered into one sled batch.
 //!
-//! Heads and segments are read from the db once per call and kept per origin, indicator states
-//! once from the index; later entries of the same call see what earlier ones changed.
+//! Heads and segments are read from the db once per call and kept per origin; later entries of
+//! the same call see what earlier ones changed. Index updates are only collected here: they are
+//! merged into the index once the batch is durable.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use intelmesh_core::chain::{admit, Admission, ChainError, StoredAt};
@@ -13,7 +13,7 @@ use intelmesh_core::{Head, KeyId, OrgId, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::index::{merge_payload, Index};
+use crate::index::IndexUpdate;
 use crate::segment::{last_segment, segment_at, Segment};
 use crate::sled_store::decode_head;
 use crate::{keys, Outcome, StoreError};
@@ -47,31 +47,29 @@ impl OriginWork {
     }
 }
 
-/// What `finish` hands back: the sled writes, and the index states to publish once they are
-/// durable.
+/// What `finish` hands back: the sled writes, and the index updates to merge once they are
+/// durable, in the order the entries were placed.
 pub(crate) struct Finished {
     pub(crate) batch: sled::Batch,
-    pub(crate) index: Vec<(Vec<u8>, Vec<u8>)>,
+    pub(crate) index: Vec<IndexUpdate>,
     /// Some segment was written: the log generation must rise with this batch.
     pub(crate) log_changed: bool,
 }
 
 pub(crate) struct Work<'a> {
     db: &'a sled::Db,
-    current: &'a Index,
     batch: sled::Batch,
     origins: HashMap<OrgId, OriginWork>,
-    index: HashMap<Vec<u8>, pb::IndicatorState>,
+    index: Vec<IndexUpdate>,
 }
 
 impl<'a> Work<'a> {
-    pub(crate) fn new(db: &'a sled::Db, current: &'a Index) -> Work<'a> {
+    pub(crate) fn new(db: &'a sled::Db, entries: usize) -> Work<'a> {
         Work {
             db,
-            current,
             batch: sled::Batch::default(),
             origins: HashMap::new(),
-            index: HashMap::new(),
+            index: Vec::with_capacity(entries),
         }
     }
 
@@ -199,14 +197,11 @@ impl<'a> Work<'a> {
             );
         }
         if let Some(payload) = payload {
-            let state = match self.index.entry(keys::index(&payload.indicator)) {
-                Entry::Occupied(o) => o.into_mut(),
-                Entry::Vacant(v) => {
-                    let loaded = self.current.get(v.key())?.unwrap_or_default();
-                    v.insert(loaded)
-                }
-            };
-            merge_payload(state, &header, payload);
+            self.index.push(IndexUpdate {
+                key: keys::index(&payload.indicator),
+                header,
+                payload,
+            });
         }
         Ok(())
     }
@@ -279,11 +274,7 @@ impl<'a> Work<'a> {
         Finished {
             log_changed,
             batch: self.batch,
-            index: self
-                .index
-                .into_iter()
-                .map(|(k, state)| (k, state.encode_to_vec()))
-                .collect(),
+            index: self.index,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! assertion is replaced only by one with a higher seq, sightings add up, and lists stay
 //! sorted by origin. So any delivery order of the same entries gives the same index.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
@@ -113,11 +114,42 @@ pub(crate) struct Index {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
+/// One payload to fold into the index, under its [`keys::index`] key.
+pub(crate) struct IndexUpdate {
+    pub(crate) key: Vec<u8>,
+    pub(crate) header: Header,
+    pub(crate) payload: Payload,
+}
+
 impl Index {
+    /// Folds one update into the indicator's state: one search of the map, the state decoded
+    /// only when the indicator is already known.
+    pub(crate) fn merge(&mut self, update: IndexUpdate) -> Result<(), StoreError> {
+        let IndexUpdate {
+            key,
+            header,
+            payload,
+        } = update;
+        match self.map.entry(key) {
+            Entry::Occupied(mut known) => {
+                let mut state = decode_state(known.get())?;
+                merge_payload(&mut state, &header, payload);
+                *known.get_mut() = state.encode_to_vec();
+            }
+            Entry::Vacant(new) => {
+                let mut state = pb::IndicatorState::default();
+                merge_payload(&mut state, &header, payload);
+                new.insert(state.encode_to_vec());
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn get(&self, key: &[u8]) -> Result<Option<pb::IndicatorState>, StoreError> {
         self.map.get(key).map(|v| decode_state(v)).transpose()
     }
 
+    /// Sets one encoded state (loading a snapshot).
     pub(crate) fn insert(&mut self, key: Vec<u8>, state: Vec<u8>) {
         self.map.insert(key, state);
     }
@@ -177,4 +209,75 @@ impl Index {
 pub(crate) fn decode_state(bytes: &[u8]) -> Result<pb::IndicatorState, StoreError> {
     pb::IndicatorState::decode(bytes)
         .map_err(|e| StoreError::Corrupt(format!("index record does not decode: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intelmesh_core::indicator::normalize;
+    use intelmesh_core::{Distribution, IndicatorType, KeyId, Tlp};
+
+    fn upsert(origin: &str, seq: u64, confidence: u32) -> IndexUpdate {
+        let indicator = normalize(IndicatorType::Domain, "c2.example").unwrap();
+        IndexUpdate {
+            key: keys::index(&indicator),
+            header: Header {
+                origin: OrgId::parse(origin).unwrap(),
+                seq,
+                prev_hash: [0; 32],
+                payload_sha256: [0; 32],
+                payload_len: 0,
+                issued_at_unix_ms: 1,
+                key_id: KeyId([0; 8]),
+                distribution: Distribution {
+                    tlp: Tlp::Green,
+                    recipients: vec![],
+                },
+            },
+            payload: Payload {
+                indicator,
+                body: pb::payload::Body::Upsert(pb::IndicatorUpsert {
+                    confidence,
+                    ..Default::default()
+                }),
+            },
+        }
+    }
+
+    fn confidences(index: &Index) -> Vec<(String, u64, u32)> {
+        let key = upsert("XX", 1, 0).key;
+        let state = index.get(&key).unwrap().unwrap();
+        state
+            .assertions
+            .into_iter()
+            .map(|a| (a.origin, a.seq, a.confidence))
+            .collect()
+    }
+
+    #[test]
+    fn merging_keeps_each_origins_latest_assertion() {
+        let mut index = Index::default();
+        for u in [
+            upsert("BB", 2, 60),
+            upsert("AA", 1, 10),
+            upsert("BB", 1, 90),
+        ] {
+            index.merge(u).unwrap();
+        }
+        assert_eq!(index.len(), 1);
+        assert_eq!(
+            confidences(&index),
+            vec![("AA".into(), 1, 10), ("BB".into(), 2, 60)]
+        );
+    }
+
+    #[test]
+    fn merging_into_an_undecodable_state_is_an_error_and_changes_nothing() {
+        let mut index = Index::default();
+        let bad = vec![0xff, 0xff, 0xff];
+        index.insert(upsert("AA", 1, 10).key, bad.clone());
+        let err = index.merge(upsert("AA", 1, 10)).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        assert_eq!(index.after(None).next().map(|(_, v)| v), Some(&bad[..]));
+    }
 }

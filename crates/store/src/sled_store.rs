@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use intelmesh_core::chain::ChainError;
@@ -14,7 +14,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::apply::{Finished, Placed, Work};
-use crate::index::Index;
+use crate::index::{Index, IndexUpdate};
 use crate::segment::{all_segments, last_segment, segments_from};
 use crate::snapshot;
 use crate::{keys, ApplyReport, Outcome, Store, StoreError, VersionVector};
@@ -66,6 +66,9 @@ pub struct SledStore {
     index_source: IndexSource,
     /// Generation of the snapshot file on disk when it matches the log, to skip rewriting it.
     snapshot_at: Option<u64>,
+    /// Cleared when a flushed batch could not be merged into the index in full: the index then
+    /// lacks updates the log holds, so it must not be written as a snapshot of the log.
+    index_complete: AtomicBool,
 }
 
 /// Where the index of an opened store came from.
@@ -90,6 +93,7 @@ impl SledStore {
             cfg,
             held: Mutex::new(HoldQueue::default()),
             index: RwLock::new(Index::default()),
+            index_complete: AtomicBool::new(true),
             generation: AtomicU64::new(0),
             index_source: IndexSource::Rebuilt,
             snapshot_at: None,
@@ -247,9 +251,27 @@ impl SledStore {
         self.lock().by_origin.values().map(BTreeMap::len).sum()
     }
 
+    /// Merges a durable batch's updates into the index, in the order they were placed. The
+    /// write lock is taken per slice of updates so that readers get in between.
+    fn publish_index(&self, updates: Vec<IndexUpdate>) -> Result<(), StoreError> {
+        const PER_LOCK: usize = 256;
+        let mut updates = updates.into_iter().peekable();
+        while updates.peek().is_some() {
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            for u in updates.by_ref().take(PER_LOCK) {
+                if let Err(e) = index.merge(u) {
+                    self.index_complete.store(false, Ordering::Release);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn read_index(&self) -> RwLockReadGuard<'_, Index> {
-        // The index is replaced entry by entry with complete values; a panic in between leaves
-        // an index that lacks some updates of a flushed batch, which a reopen rebuilds.
+        // The index is changed entry by entry with complete values; a panic in between leaves
+        // an index that lacks some updates of a flushed batch, which a reopen rebuilds (no
+        // snapshot is written of it).
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -265,6 +287,12 @@ impl Drop for SledStore {
     fn drop(&mut self) {
         let generation = *self.generation.get_mut();
         if self.snapshot_at == Some(generation) {
+            return;
+        }
+        if self.index.is_poisoned() || !*self.index_complete.get_mut() {
+            tracing::warn!(
+                "the index missed updates; no snapshot written, the next open rebuilds it"
+            );
             return;
         }
         let index = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
@@ -327,8 +355,7 @@ impl Store for SledStore {
         let mut outcomes: Vec<Outcome> = vec![Outcome::Duplicate; slots.len()];
         let mut new_holds: Vec<(usize, VerifiedEntry)> = Vec::new();
         let mut released = Vec::new();
-        let index = self.read_index();
-        let mut work = Work::new(&self.db, &index);
+        let mut work = Work::new(&self.db, slots.len());
         for i in order {
             let Some(entry) = slots[i].take() else {
                 continue;
@@ -350,7 +377,6 @@ impl Store for SledStore {
             index: states,
             log_changed,
         } = work.finish();
-        drop(index);
         let generation = self.generation.load(Ordering::Acquire) + u64::from(log_changed);
         if log_changed {
             batch.insert(keys::GENERATION, &generation.to_be_bytes());
@@ -358,12 +384,7 @@ impl Store for SledStore {
         self.db.apply_batch(batch)?;
         self.db.flush()?;
         self.generation.store(generation, Ordering::Release);
-        {
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            for (key, state) in states {
-                index.insert(key, state);
-            }
-        }
+        self.publish_index(states)?;
 
         // Durable: now update the in-memory hold queue.
         for (origin, seq) in &released {

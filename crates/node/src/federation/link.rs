@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use crate::route::{for_link, LinkReach};
-use crate::state::{header_of, Checked, NodeState};
+use crate::state::{header_of, Checked, NodeState, VERIFY_AHEAD};
 
 /// How a link ended badly. Each maps to the gRPC status the other side is told.
 #[derive(Debug, thiserror::Error)]
@@ -182,11 +182,6 @@ async fn send(
         Err(_) => Err(LinkError::Stalled(limits.stall_after())),
     }
 }
-
-/// How many received frames are prepared ahead of the one being handled: an entry batch is
-/// verified (on all cores) as soon as it is read, so the next batch verifies while the current
-/// one is applied and flushed (one core, then the disk). Bounds what a link holds in memory.
-const VERIFY_AHEAD: usize = 4;
 
 /// A frame from the peer, with an entry batch already verified.
 enum Received {
