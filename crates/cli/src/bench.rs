@@ -169,7 +169,7 @@ fn ingest(o: IngestOpts) -> anyhow::Result<()> {
     let tmp = net::bench_dir(o.dir.as_deref())?;
     let say = |line: String| {
         if !o.json {
-            println!("{line}");
+            out!("{line}");
         }
     };
 
@@ -228,7 +228,7 @@ fn ingest(o: IngestOpts) -> anyhow::Result<()> {
         "store path alone (chain check, append, index, flush; pre-verified): {store_alone:.0}/s"
     ));
     let ratio = best.rate / best.verify.min(best.store);
-    println!(
+    out!(
         "{}",
         serde_json::json!({
             "bench": "ingest",

@@ -131,7 +131,7 @@ type Arrivals = Vec<(u64, Instant)>;
 async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
     let say = |line: String| {
         if !o.json {
-            println!("{line}");
+            out!("{line}");
         }
     };
     let tmp = bench_dir(None)?;
@@ -248,7 +248,7 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
         cpu * 1e6 / submitted.len().max(1) as f64
     ));
     shutdown(nodes).await;
-    println!(
+    out!(
         "{}",
         serde_json::json!({
             "bench": "propagate",
@@ -365,7 +365,7 @@ pub fn catchup(o: CatchupOpts) -> anyhow::Result<()> {
 async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
     let say = |line: String| {
         if !o.json {
-            println!("{line}");
+            out!("{line}");
         }
     };
     let tmp = bench_dir(o.dir.as_deref())?;
@@ -474,7 +474,7 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
     ));
     shutdown(dst).await;
     shutdown(src).await;
-    println!(
+    out!(
         "{}",
         serde_json::json!({
             "bench": "catchup",

@@ -180,7 +180,7 @@ async fn indicators(
 }
 
 fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -254,14 +254,14 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         print_json(&json!({"assigned": items, "skipped": skipped}))?;
     } else {
         for a in &assigned {
-            println!(
+            out!(
                 "{}#{}  {}",
                 a.origin,
                 a.seq,
                 render::indicator_text(a.indicator.as_ref())
             );
         }
-        println!(
+        out!(
             "{} {}{} signed by {} and durable (TLP:{}){}",
             assigned.len(),
             if args.revoke {
@@ -318,16 +318,18 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             "provenance": provenance,
         }))?;
     } else if !response.found {
-        println!("{ty} {value}: not known to {}", target.org);
+        out!("{ty} {value}: not known to {}", target.org);
     } else {
         match &response.state {
-            Some(state) => println!("{}\n  verdict: {verdict}", render::state_text(state)),
-            None => println!("{ty} {value}: verdict {verdict}"),
+            Some(state) => out!("{}\n  verdict: {verdict}", render::state_text(state)),
+            None => out!("{ty} {value}: verdict {verdict}"),
         }
         for p in &response.provenance {
-            println!(
+            out!(
                 "  {}#{} signed entry header sha256 {}",
-                p.origin, p.seq, p.header_hash
+                p.origin,
+                p.seq,
+                p.header_hash
             );
         }
     }
@@ -351,7 +353,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             .into_inner();
         if !args.json {
             for s in &page.states {
-                println!("{}", render::state_summary(s));
+                out!("{}", render::state_summary(s));
             }
         }
         states.extend(page.states);
@@ -364,9 +366,9 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         let items: Vec<_> = states.iter().map(render::state_json).collect();
         print_json(&json!({"states": items, "next_page_token": token}))?;
     } else if token.is_empty() {
-        println!("{} indicators", states.len());
+        out!("{} indicators", states.len());
     } else {
-        println!(
+        out!(
             "{} indicators; more with --page-token {token} (or --all)",
             states.len()
         );
@@ -410,16 +412,16 @@ pub async fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
     }
     for r in &results {
         if !r.error.is_empty() {
-            println!("{}  invalid: {}", r.input, r.error);
+            out!("{}  invalid: {}", r.input, r.error);
         } else if r.origins.is_empty() {
-            println!(
+            out!(
                 "{}  {}  {}",
                 r.input,
                 render::indicator_text(r.indicator.as_ref()),
                 render::verdict_name(r.verdict)
             );
         } else {
-            println!(
+            out!(
                 "{}  {}  {} confidence {} from {}",
                 r.input,
                 render::indicator_text(r.indicator.as_ref()),
@@ -479,7 +481,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
         seen += 1;
         last_cursor.clone_from(&event.cursor);
         if args.json {
-            println!(
+            out!(
                 "{}",
                 json!({
                     "origin": event.origin,
@@ -495,7 +497,7 @@ pub async fn watch(args: WatchArgs) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .map(render::state_summary)
                 .unwrap_or_else(|| "(withheld)".to_string());
-            println!(
+            out!(
                 "{} {}#{} {}  cursor={}",
                 render::fmt_time(event.durable_at_unix_ms),
                 event.origin,
@@ -518,7 +520,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         print_json(&render::status_json(&response))?;
     } else {
-        println!(
+        out!(
             "{}",
             render::status_text(&response, intelmesh_core::now_unix_ms())
         );

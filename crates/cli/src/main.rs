@@ -1,6 +1,15 @@
 //! The `intelmesh` command: runs a node, talks to one, provisions certificates, runs the demo
 //! federation, checks stores and measures throughput.
 
+/// `println!` for a command's results. A reader that went away (`intelmesh query … | head`)
+/// ends the command quietly, as Unix tools do, where `println!` would panic. (Restoring the
+/// default SIGPIPE instead would also kill a command whose gRPC connection closes mid-write.)
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::print_result(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod client_cmd;
 mod conn;
@@ -105,9 +114,6 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
-        exit_quietly_on_closed_stdout();
-    }
     // A node logs what it does; the other commands print their results and log only problems.
     let default_level = match cli.command {
         Command::Run(_) => "info",
@@ -187,7 +193,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keygen { org, out } => {
             let org = intelmesh_core::OrgId::parse(&org).map_err(|e| usage(e.to_string()))?;
             let (private, public) = intelmesh_node::keys::generate(&org, &out)?;
-            println!(
+            out!(
                 "wrote {} (private, 0600) and {}",
                 private.display(),
                 public.display()
@@ -232,29 +238,33 @@ fn verify_store(
             .as_ref()
             .map(|r| r as &dyn intelmesh_core::KeyRegistry),
     )?;
-    println!(
+    out!(
         "{} origins, {} entries ({} withheld stubs), {} indicators",
-        check.origins, check.entries, check.stubs, check.indicators
+        check.origins,
+        check.entries,
+        check.stubs,
+        check.indicators
     );
     if check.is_ok() {
-        println!("store verifies: every chain, signature and index record checks out");
+        out!("store verifies: every chain, signature and index record checks out");
         return Ok(ExitCode::SUCCESS);
     }
     for p in &check.problems {
-        println!("problem: {p}");
+        out!("problem: {p}");
     }
-    println!("{} problems", check.problems.len());
+    out!("{} problems", check.problems.len());
     Ok(ExitCode::from(2))
 }
 
-/// Rust ignores SIGPIPE, so `intelmesh query … | head` would panic on the first print after
-/// `head` exits. Restoring the default makes a command end quietly there, as Unix tools do.
-/// Not for `run` and `demo`: a node must outlive whoever reads its log.
-fn exit_quietly_on_closed_stdout() {
-    #[cfg(unix)]
-    // SAFETY: sets the disposition of one signal to the default; no handler code of ours runs.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+fn print_result(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write the result to standard output: {e}");
+            std::process::exit(74); // EX_IOERR
+        }
     }
 }
 

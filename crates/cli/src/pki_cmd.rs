@@ -69,7 +69,7 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
             refuse_existing(&out, "ca")?;
             create_dir(&out)?;
             Ca::generate(&name)?.write(&out, "ca")?;
-            println!(
+            out!(
                 "wrote {} and {} (private, 0600): CA {name:?}",
                 out.join("ca.pem").display(),
                 out.join("ca.key").display()
@@ -86,7 +86,7 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
             refuse_existing(&out, &file)?;
             create_dir(&out)?;
             ca.issue_node(&org)?.write(&out, &file)?;
-            println!(
+            out!(
                 "wrote {} and {} (private, 0600): node {org}, DNS name {}",
                 out.join(format!("{file}.pem")).display(),
                 out.join(format!("{file}.key")).display(),
@@ -104,7 +104,7 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
             refuse_existing(&out, &name)?;
             create_dir(&out)?;
             ca.issue_service(&org, &name)?.write(&out, &name)?;
-            println!(
+            out!(
                 "wrote {} and {} (private, 0600): {}",
                 out.join(format!("{name}.pem")).display(),
                 out.join(format!("{name}.key")).display(),
