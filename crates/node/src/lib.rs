@@ -13,6 +13,7 @@ pub mod provision;
 pub mod route;
 pub mod state;
 pub mod tls;
+pub mod wants;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,6 +98,13 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         registry,
         Signer::new(org, signing_key),
     ));
+    // In the background: the scan reads the whole log, and nothing waits on it.
+    let scanning = Arc::clone(&state);
+    tokio::spawn(async move {
+        if let Err(e) = state::find_wants(&scanning).await {
+            tracing::warn!(error = %e, "could not look for stubs owed payloads");
+        }
+    });
     let (stop, stopped) = tokio::sync::watch::channel(false);
 
     let cfg = &state.cfg;

@@ -11,7 +11,8 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_store::{Outcome, SledStore, Store, StoreError, VersionVector};
 use prost::Message;
 
-use crate::config::{NodeConfig, PeerConfig};
+use crate::config::{NodeConfig, PeerConfig, Role};
+use crate::wants::{owed, EntryKey, Wants};
 
 /// Entries per rayon task when verifying a received batch. One ed25519 batch check costs less
 /// per signature the more it holds: `bench catchup` ran at 51.5k entries/s with 128 and 61.5k/s
@@ -37,6 +38,8 @@ pub struct NodeState {
     /// Set when the node shuts down; links end when they see it.
     stopping: tokio::sync::watch::Sender<bool>,
     pub peers: PeerTable,
+    /// Stubs held whose payloads this node is owed; links ask their peers for them.
+    pub wants: Wants,
 }
 
 /// What became of a batch received from a peer.
@@ -88,6 +91,7 @@ impl NodeState {
             changed: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
             peers,
+            wants: Wants::default(),
         }
     }
 
@@ -163,7 +167,19 @@ impl NodeState {
                 refused: checked.refused,
                 ..IngestReport::default()
             };
+            let watched = me.stubs_to_watch(&checked.good);
             let applied = me.store.apply(checked.good)?;
+            for (i, key, stub) in watched {
+                match applied.outcomes.get(i) {
+                    Some(Outcome::Appended) if stub => me.wants.add(key),
+                    // A full entry fills the stub, or finds the payload already held (a want
+                    // the start-up scan added just as the payload arrived).
+                    Some(Outcome::PayloadFilled | Outcome::Duplicate) if !stub => {
+                        me.wants.remove(&key)
+                    }
+                    _ => {}
+                }
+            }
             report.appended = applied.released.len();
             for o in applied.outcomes {
                 match o {
@@ -181,6 +197,27 @@ impl NodeState {
             self.bump();
         }
         Ok(report)
+    }
+
+    /// The entries of a batch that change what this node is owed, by position: stubs it may
+    /// hold in full (`true`), and full entries for stubs it is waiting on (`false`).
+    fn stubs_to_watch(&self, batch: &[VerifiedEntry]) -> Vec<(usize, EntryKey, bool)> {
+        let hub = self.cfg.role == Role::Hub;
+        let waiting = !self.wants.is_empty();
+        let key = |e: &VerifiedEntry| (e.header().origin.to_string(), e.header().seq);
+        batch
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                if e.payload().is_none() {
+                    owed(e.header(), &self.org, hub).then(|| (i, key(e), true))
+                } else if waiting && self.wants.contains(&key(e)) {
+                    Some((i, key(e), false))
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Signs payloads as this node's org and appends them; returns their seqs once durable.
@@ -222,6 +259,28 @@ impl NodeState {
         self.bump();
         Ok(seqs)
     }
+}
+
+/// Fills the node's wants from the stubs in its store (they are kept in memory only), and
+/// wakes the links to ask for them.
+pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
+    let me = Arc::clone(state);
+    let found = tokio::task::spawn_blocking(move || {
+        crate::wants::scan(&me.store, &me.org, me.cfg.role == Role::Hub)
+    })
+    .await
+    .map_err(|e| NodeError::Join(e.to_string()))??;
+    if !found.is_empty() {
+        tracing::info!(
+            stubs = found.len(),
+            "asking peers for payloads this node is owed"
+        );
+    }
+    for key in found {
+        state.wants.add(key);
+    }
+    state.bump();
+    Ok(())
 }
 
 /// The header of a stored entry, for routing decisions; `None` if it does not decode (the store

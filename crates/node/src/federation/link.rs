@@ -6,7 +6,7 @@
 //! mechanism gives both catch-up after an outage and live forwarding; and since receivers dedupe
 //! by (origin, seq), cyclic topologies deliver each entry once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -18,8 +18,9 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::route::{for_link, LinkReach};
+use crate::route::{for_link, payload_may_travel, LinkReach};
 use crate::state::{header_of, Checked, NodeState, VERIFY_AHEAD};
+use crate::wants::EntryKey;
 
 /// How a link ended badly. Each maps to the gRPC status the other side is told.
 #[derive(Debug, thiserror::Error)]
@@ -136,14 +137,16 @@ where
         peer: peer.clone(),
         relay,
     };
+    let asked = Arc::new(Asked::default());
     let mut sender = AbortOnDrop(tokio::spawn(send_loop(
         Arc::clone(&state),
         link,
         Arc::clone(&known),
+        Arc::clone(&asked),
         out.clone(),
     )));
     tokio::select! {
-        r = receive_loop(&state, &peer, &mut inbound, &out, &known) => r,
+        r = receive_loop(&state, &peer, &mut inbound, &out, &known, &asked) => r,
         r = &mut sender.0 => match r {
             Ok(r) => r,
             Err(e) => Err(LinkError::Local(e.to_string())),
@@ -189,6 +192,32 @@ enum Received {
     Heartbeat,
     Progress(pb::Progress),
     Batch(Checked),
+    Want(pb::Want),
+}
+
+/// Payloads the peer asked for (`Want`) that this node has not sent yet: it may not hold them in
+/// full yet. Bounded; the sender half serves them as they become available.
+#[derive(Default)]
+struct Asked {
+    keys: Mutex<BTreeSet<EntryKey>>,
+    added: tokio::sync::Notify,
+}
+
+impl Asked {
+    /// Most asks kept per link; a peer asks again on its next link for what was dropped.
+    const MAX: usize = 16_384;
+
+    fn add(&self, want: pb::Want) {
+        let mut keys = lock(&self.keys);
+        for r in want.entries {
+            if keys.len() >= Self::MAX {
+                break;
+            }
+            keys.insert((r.origin, r.seq));
+        }
+        drop(keys);
+        self.added.notify_one();
+    }
 }
 
 /// Reads one frame: its encoded size, and what it holds, verifying entry batches (the batch
@@ -207,6 +236,7 @@ async fn prepare(
         pb::sync_frame::Frame::Hello(_) => Received::Hello,
         pb::sync_frame::Frame::Heartbeat(_) => Received::Heartbeat,
         pb::sync_frame::Frame::Progress(p) => Received::Progress(p),
+        pb::sync_frame::Frame::Want(w) => Received::Want(w),
         pb::sync_frame::Frame::Entries(batch) => {
             let count = batch.entries.len();
             if count > max_batch {
@@ -231,6 +261,7 @@ async fn receive_loop<S>(
     inbound: &mut S,
     out: &Outbound,
     known: &Mutex<BTreeMap<String, u64>>,
+    asked: &Asked,
 ) -> Result<(), LinkError>
 where
     S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send,
@@ -257,6 +288,7 @@ where
         match received {
             Received::Hello => return Err(LinkError::SecondHello),
             Received::Heartbeat => {}
+            Received::Want(w) => asked.add(w),
             Received::Progress(p) => {
                 let v: BTreeMap<String, u64> = p
                     .vector
@@ -325,16 +357,23 @@ async fn send_loop(
     state: Arc<NodeState>,
     link: LinkReach,
     known: Arc<Mutex<BTreeMap<String, u64>>>,
+    asked: Arc<Asked>,
     out: Outbound,
 ) -> Result<(), LinkError> {
     let limits = state.cfg.limits.clone();
+    let max = limits.max_batch_entries;
     let mut changes = state.subscribe();
     let mut last_sent = Instant::now();
     let mut announced = intelmesh_store::VersionVector::new();
+    // What this node asked the peer for on this link; a new link asks again.
+    let mut wanted: BTreeSet<EntryKey> = BTreeSet::new();
     loop {
         changes.borrow_and_update();
         loop {
-            let batch = next_batch(&state, &link, &known, limits.max_batch_entries)?;
+            let mut batch = next_batch(&state, &link, &known, max)?;
+            if batch.len() < max {
+                batch.extend(serve_asked(&state, &link, &asked, max - batch.len())?);
+            }
             if batch.is_empty() {
                 break;
             }
@@ -347,6 +386,20 @@ async fn send_loop(
             )
             .await?;
             state.peers.update(&link.peer, |s| s.entries_sent += n);
+            last_sent = Instant::now();
+        }
+        let owed = state.wants.snapshot();
+        wanted.retain(|k| owed.contains(k));
+        let ask: Vec<EntryKey> = owed.difference(&wanted).take(max).cloned().collect();
+        if !ask.is_empty() {
+            wanted.extend(ask.iter().cloned());
+            let want = pb::Want {
+                entries: ask
+                    .into_iter()
+                    .map(|(origin, seq)| pb::EntryRef { origin, seq })
+                    .collect(),
+            };
+            send(&out, frame(pb::sync_frame::Frame::Want(want)), &limits).await?;
             last_sent = Instant::now();
         }
         // Tell the peer what this node now holds, so it does not send it what arrived by
@@ -374,6 +427,7 @@ async fn send_loop(
                     return Err(LinkError::Local("node is shutting down".into()));
                 }
             }
+            () = asked.added.notified() => {}
             _ = tokio::time::sleep(wait) => {
                 let hb = pb::Heartbeat { sent_at_unix_ms: intelmesh_core::now_unix_ms() };
                 send(&out, frame(pb::sync_frame::Frame::Heartbeat(hb)), &limits).await?;
@@ -420,4 +474,55 @@ fn next_batch(
         known.insert(origin.to_string(), last);
     }
     Ok(batch)
+}
+
+/// Up to `max` full entries the peer asked for that this node now holds and may send over the
+/// link. Asks it can never serve (the payload may not travel over this link) are dropped; the
+/// others wait until this node holds the payload.
+fn serve_asked(
+    state: &NodeState,
+    link: &LinkReach,
+    asked: &Asked,
+    max: usize,
+) -> Result<Vec<pb::SignedEntry>, LinkError> {
+    let mut keys = lock(&asked.keys);
+    if keys.is_empty() || max == 0 {
+        return Ok(Vec::new());
+    }
+    let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
+    let vector = state.vector().map_err(|e| local(&e))?;
+    let mut full = Vec::new();
+    let mut settled = Vec::new();
+    for key in keys.iter() {
+        if full.len() >= max {
+            break;
+        }
+        let Ok(origin) = OrgId::parse(&key.0) else {
+            settled.push(key.clone());
+            continue;
+        };
+        if vector.get(&origin).is_none_or(|head| *head < key.1) {
+            continue;
+        }
+        let Some(entry) = state
+            .store
+            .range(&origin, key.1, 1)
+            .map_err(|e| local(&e))?
+            .pop()
+        else {
+            continue;
+        };
+        let header = header_of(&entry)
+            .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))?;
+        if !payload_may_travel(&header, link) {
+            settled.push(key.clone());
+        } else if entry.payload.is_some() {
+            full.push(entry);
+            settled.push(key.clone());
+        }
+    }
+    for key in &settled {
+        keys.remove(key);
+    }
+    Ok(full)
 }

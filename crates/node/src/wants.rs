@@ -1,0 +1,86 @@
+//! Payloads this node is owed: withheld stubs it holds of entries it may hold in full.
+//!
+//! A stub can arrive before the full entry, from a peer that may not pass the payload on (a
+//! non-recipient in a mesh). Vectors count seqs, so no sender would ever offer the payload
+//! again: the node asks for it instead, with a `Want` frame on each link, and a peer that holds
+//! the payload and may send it over that link answers with the full entry.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use intelmesh_core::entry::Header;
+use intelmesh_core::OrgId;
+use intelmesh_store::{SledStore, Store, StoreError};
+
+/// An entry by origin and seq.
+pub type EntryKey = (String, u64);
+
+/// At most this many payloads are asked for at once; more stubs wait for the next start's scan.
+pub const MAX_WANTS: usize = 65_536;
+
+/// The stubs this node holds and is owed the payloads of.
+#[derive(Default)]
+pub struct Wants {
+    inner: Mutex<BTreeSet<EntryKey>>,
+}
+
+impl Wants {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<EntryKey>> {
+        // A set of keys: a panic elsewhere cannot leave it half-changed.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add(&self, key: EntryKey) {
+        let mut w = self.lock();
+        if w.len() < MAX_WANTS {
+            w.insert(key);
+        }
+    }
+
+    pub fn remove(&self, key: &EntryKey) {
+        self.lock().remove(key);
+    }
+
+    pub fn contains(&self, key: &EntryKey) -> bool {
+        self.lock().contains(key)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    pub fn snapshot(&self) -> BTreeSet<EntryKey> {
+        self.lock().clone()
+    }
+}
+
+/// Whether this node may hold the payload of an entry with this header: it is the origin or a
+/// listed recipient, the TLP is not restricted, or the node is a hub (which relays payloads).
+pub fn owed(header: &Header, me: &OrgId, hub: bool) -> bool {
+    hub || header.distribution.allows(&header.origin, me)
+}
+
+/// The stubs in `store` this node is owed the payloads of, up to [`MAX_WANTS`].
+pub fn scan(store: &SledStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, StoreError> {
+    const CHUNK: usize = 1024;
+    let mut found = Vec::new();
+    for (origin, head) in store.vector()? {
+        let mut next = 1;
+        while next <= head && found.len() < MAX_WANTS {
+            let entries = store.range(&origin, next, CHUNK)?;
+            if entries.is_empty() {
+                break;
+            }
+            next += entries.len() as u64;
+            for raw in entries.iter().filter(|e| e.payload.is_none()) {
+                let (header, _) = intelmesh_core::verify::read_stored(raw).map_err(|e| {
+                    StoreError::Corrupt(format!("{origin}: stored stub unreadable: {e}"))
+                })?;
+                if owed(&header, me, hub) {
+                    found.push((origin.to_string(), header.seq));
+                }
+            }
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,179 @@
+//! A stub that arrives before its payload: the node asks its peers for the payload (`Want`), and
+//! gets it from one that holds it and may send it, whatever order the mesh delivered things in.
+
+use std::time::{Duration, Instant};
+
+use intelmesh_core::indicator::normalize;
+use intelmesh_core::{Distribution, IndicatorType, OrgId, Tlp};
+use intelmesh_node::provision::loopback_specs;
+use intelmesh_store::Store;
+use intelmesh_tests::net::{domain_upsert, fast_limits, org, TestNet};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+const SECRET: &str = "stub-first-c2.example";
+
+fn holds_secret(net: &TestNet, at: &OrgId) -> bool {
+    let indicator = normalize(IndicatorType::Domain, SECRET).unwrap();
+    let store = &net.node(at).state().store;
+    store.indicator(&indicator).unwrap().is_some()
+}
+
+fn stored_is_stub(net: &TestNet, at: &OrgId, origin: &OrgId) -> bool {
+    let entries = net.node(at).state().store.range(origin, 1, 1).unwrap();
+    assert_eq!(entries.len(), 1, "{at} holds {origin}#1");
+    entries[0].payload.is_none()
+}
+
+fn wants(net: &TestNet, at: &OrgId) -> Vec<(String, u64)> {
+    net.node(at).state().wants.snapshot().into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recipient_that_got_the_stub_first_is_sent_the_payload_later() {
+    let specs = loopback_specs("SG-IGCI", &["AU-AFP", "BR-PF", "FR-OCLCTIC"]).unwrap();
+    let (hub, au, br, fr) = (
+        org("SG-IGCI"),
+        org("AU-AFP"),
+        org("BR-PF"),
+        org("FR-OCLCTIC"),
+    );
+    // A ring AU - FR - BR - SG - AU. FR is no recipient: it can pass on only the stub.
+    let links = vec![
+        (au.clone(), fr.clone()),
+        (fr.clone(), br.clone()),
+        (br.clone(), hub.clone()),
+        (au.clone(), hub.clone()),
+    ];
+    let mut net = TestNet::new(specs, links, fast_limits()).await;
+    net.stop(&hub).await;
+    net.stop(&br).await;
+
+    let red = Distribution {
+        tlp: Tlp::Red,
+        recipients: vec![br.clone()],
+    };
+    let seqs = net
+        .node(&au)
+        .state()
+        .publish(vec![(red, domain_upsert(SECRET))])
+        .await
+        .unwrap();
+    assert_eq!(seqs, vec![1]);
+    net.wait_for(&au, 1, PATIENCE).await.unwrap();
+    assert!(stored_is_stub(&net, &fr, &au));
+    assert!(wants(&net, &fr).is_empty(), "FR is owed nothing");
+
+    // BR comes up beside FR only: it gets the stub, and FR may not give it the payload.
+    net.stop(&au).await;
+    net.start(&br).await;
+    net.wait_for(&au, 1, PATIENCE).await.unwrap();
+    assert!(stored_is_stub(&net, &br, &au));
+    let owed = vec![(au.to_string(), 1)];
+    assert_eq!(wants(&net, &br), owed);
+    // Wants live in memory: a restart finds them again in the store (in the background).
+    net.stop(&br).await;
+    net.start(&br).await;
+    let start = Instant::now();
+    while wants(&net, &br) != owed {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the restarted BR forgot its want"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The hub comes back (it relays, so it is owed the payload too, and BR can give it only
+    // the stub), then the origin: the hub gets the payload from AU and passes it to BR.
+    net.start(&hub).await;
+    net.start(&au).await;
+    let start = Instant::now();
+    while !holds_secret(&net, &br) {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "BR never got the payload; it wants {:?}",
+            wants(&net, &br)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!stored_is_stub(&net, &br, &au));
+    assert!(
+        wants(&net, &br).is_empty(),
+        "a filled stub is no longer wanted"
+    );
+    assert!(holds_secret(&net, &hub), "the relay holds it");
+    assert!(
+        !holds_secret(&net, &fr),
+        "FR still has no trace of the payload"
+    );
+    assert!(stored_is_stub(&net, &fr, &au));
+    let check = intelmesh_store::verify_store(&net.node(&br).state().store, None).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert_eq!(check.stubs, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
+    use intelmesh_proto::v1 as pb;
+    use intelmesh_tests::raw_peer::Next;
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF", "FR-OCLCTIC"]).await;
+    let (hub, au, br, fr) = (
+        org("SG-IGCI"),
+        org("AU-AFP"),
+        org("BR-PF"),
+        org("FR-OCLCTIC"),
+    );
+    let red = Distribution {
+        tlp: Tlp::Red,
+        recipients: vec![br.clone()],
+    };
+    let open = intelmesh_tests::net::green();
+    net.node(&au)
+        .state()
+        .publish(vec![
+            (red, domain_upsert(SECRET)),
+            (open, domain_upsert("open-c2.example")),
+        ])
+        .await
+        .unwrap();
+    net.wait_for(&au, 2, PATIENCE).await.unwrap();
+    assert!(holds_secret(&net, &hub));
+
+    // FR, which holds AU#1 as a stub, asks the hub for both payloads over a link of its own.
+    net.stop(&fr).await;
+    let mut peer = net.open_as(&hub, &fr).await;
+    let holds_all = [(au.to_string(), 2)].into_iter().collect();
+    assert!(peer.hello(fr.as_str(), holds_all).await);
+    let ask = |seq| pb::EntryRef {
+        origin: au.to_string(),
+        seq,
+    };
+    let want = pb::Want {
+        entries: vec![ask(1), ask(2)],
+    };
+    assert!(peer.send(pb::sync_frame::Frame::Want(want)).await);
+
+    let mut got = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    while got.is_empty() {
+        assert!(Instant::now() < deadline, "the GREEN payload never came");
+        match peer.next(Duration::from_millis(200)).await {
+            Next::Frame(pb::sync_frame::Frame::Entries(b)) => got.extend(b.entries),
+            Next::End(s) => panic!("link ended: {s:?}"),
+            _ => {}
+        }
+    }
+    // Anything else the hub would send comes right behind; give it a moment to show.
+    while let Next::Frame(f) = peer.next(Duration::from_millis(300)).await {
+        if let pb::sync_frame::Frame::Entries(b) = f {
+            got.extend(b.entries);
+        }
+    }
+    let seqs: Vec<(u64, bool)> = got
+        .iter()
+        .map(|e| {
+            let h = intelmesh_node::state::header_of(e).unwrap();
+            (h.seq, e.payload.is_some())
+        })
+        .collect();
+    assert_eq!(seqs, vec![(2, true)], "only the GREEN payload is sent");
+}
