@@ -40,6 +40,36 @@ pub enum Pki {
         #[arg(long, value_name = "FILE", default_value = "node")]
         file: String,
     },
+    /// Member side: make this node's federation key (FILE.key, 0600, stays here) and a request
+    /// (FILE.csr) to send to the federation CA's holder, who answers with `sign-node`.
+    RequestNode {
+        #[arg(long, value_name = "ORG", value_parser = parse_org)]
+        org: OrgId,
+        /// Directory to write FILE.key (0600) and FILE.csr into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Base name of the files written.
+        #[arg(long, value_name = "FILE", default_value = "node")]
+        file: String,
+    },
+    /// CA side: certify a member's `request-node` request as the node of ORG (writes FILE.pem).
+    /// Only the request's public key is used; a request made for another org is refused.
+    SignNode {
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        #[arg(long, value_name = "ORG", value_parser = parse_org)]
+        org: OrgId,
+        /// The member's request (PEM).
+        #[arg(long, value_name = "FILE.csr")]
+        csr: PathBuf,
+        /// Directory to write FILE.pem into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Base name of the file written.
+        #[arg(long, value_name = "FILE", default_value = "node")]
+        file: String,
+    },
     /// Issue a client certificate for a local service NAME of ORG, to call its node's API.
     IssueService {
         /// Directory holding the agency's service CA (ca.pem and ca.key).
@@ -93,6 +123,46 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
                 intelmesh_node::pki::node_dns_name(&org)
             );
         }
+        Pki::RequestNode { org, out, file } => {
+            check_name("--file", &file)?;
+            refuse_existing(&out, &file)?;
+            let csr_path = out.join(format!("{file}.csr"));
+            refuse_file(&csr_path)?;
+            create_dir(&out)?;
+            let request = intelmesh_node::pki::request_node(&org)?;
+            let key_path = out.join(format!("{file}.key"));
+            intelmesh_node::pki::write_pem(&key_path, &request.key_pem, true)?;
+            intelmesh_node::pki::write_pem(&csr_path, &request.csr_pem, false)?;
+            out!(
+                "wrote {} (private, 0600: keep it here) and {} (send it to the federation CA's holder)",
+                key_path.display(),
+                csr_path.display()
+            );
+        }
+        Pki::SignNode {
+            ca_dir,
+            org,
+            csr,
+            out,
+            file,
+        } => {
+            check_name("--file", &file)?;
+            let ca = load_ca(&ca_dir)?;
+            let cert_path = out.join(format!("{file}.pem"));
+            refuse_file(&cert_path)?;
+            let request = std::fs::read_to_string(&csr)
+                .map_err(|e| usage(format!("--csr {}: {e}", csr.display())))?;
+            let cert = ca
+                .sign_node_request(&org, &request)
+                .map_err(|e| usage(format!("--csr {}: {e:#}", csr.display())))?;
+            create_dir(&out)?;
+            intelmesh_node::pki::write_pem(&cert_path, &cert, false)?;
+            out!(
+                "wrote {}: node {org}, DNS name {} (send it back to the member)",
+                cert_path.display(),
+                intelmesh_node::pki::node_dns_name(&org)
+            );
+        }
         Pki::IssueService {
             ca_dir,
             org,
@@ -134,13 +204,17 @@ fn load_ca(dir: &Path) -> anyhow::Result<Ca> {
 /// Keys are never overwritten: an existing one may be the only copy in use.
 fn refuse_existing(dir: &Path, name: &str) -> anyhow::Result<()> {
     for ext in ["key", "pem"] {
-        let path = dir.join(format!("{name}.{ext}"));
-        if path.exists() {
-            return Err(usage(format!(
-                "{} already exists; refusing to overwrite (move it away or choose another --out)",
-                path.display()
-            )));
-        }
+        refuse_file(&dir.join(format!("{name}.{ext}")))?;
+    }
+    Ok(())
+}
+
+fn refuse_file(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        return Err(usage(format!(
+            "{} already exists; refusing to overwrite (move it away or choose another --out)",
+            path.display()
+        )));
     }
     Ok(())
 }

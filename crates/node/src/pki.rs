@@ -10,8 +10,8 @@ use std::path::Path;
 use anyhow::Context;
 use intelmesh_core::OrgId;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, DnValue,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// A certificate authority able to issue certificates.
@@ -25,6 +25,41 @@ pub struct Ca {
 pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+/// A node's key pair and its request to have the public half certified, PEM encoded.
+pub struct Requested {
+    pub csr_pem: String,
+    pub key_pem: String,
+}
+
+/// A new node key pair for `org` and a certificate request for it. The member keeps the key;
+/// the CA holder signs the request ([`Ca::sign_node_request`]), so the key never travels.
+pub fn request_node(org: &OrgId) -> anyhow::Result<Requested> {
+    let key = KeyPair::generate()?;
+    let csr = node_params(org)?.serialize_request(&key)?;
+    Ok(Requested {
+        csr_pem: csr.pem()?,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+fn node_params(org: &OrgId) -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(vec![node_dns_name(org), "localhost".to_string()])?;
+    params
+        .subject_alt_names
+        .push(SanType::URI(node_uri(org).try_into()?));
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, org.as_str());
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    Ok(params)
 }
 
 impl Ca {
@@ -77,21 +112,29 @@ impl Ca {
 
     /// A node certificate for `org`: server and client auth, for federation or API serving.
     pub fn issue_node(&self, org: &OrgId) -> anyhow::Result<Issued> {
-        let mut params = CertificateParams::new(vec![node_dns_name(org), "localhost".to_string()])?;
-        params
-            .subject_alt_names
-            .push(SanType::URI(node_uri(org).try_into()?));
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
-        params
+        self.sign(node_params(org)?)
+    }
+
+    /// Certifies the key of a node's request ([`request_node`]) as a node of `org`. What the
+    /// certificate says comes from `org`, the CA holder's decision, never from the request: only
+    /// its public key is used. A request made for another org is refused as a likely mix-up.
+    pub fn sign_node_request(&self, org: &OrgId, csr_pem: &str) -> anyhow::Result<String> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .context("not a certificate request signed by its own key (PEM)")?;
+        let asked = csr
+            .params
             .distinguished_name
-            .push(DnType::CommonName, org.as_str());
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        self.sign(params)
+            .get(&DnType::CommonName)
+            .map(dn_text);
+        if asked.as_deref() != Some(org.as_str()) {
+            anyhow::bail!(
+                "the request is for {}, not {org}",
+                asked.unwrap_or_else(|| "no org (it has no common name)".into())
+            );
+        }
+        Ok(node_params(org)?
+            .signed_by(&csr.public_key, &self.issuer)?
+            .pem())
     }
 
     /// A client certificate for a local service of `org` named `name`.
@@ -125,6 +168,14 @@ impl Issued {
     }
 }
 
+fn dn_text(v: &DnValue) -> String {
+    match v {
+        DnValue::Utf8String(s) => s.clone(),
+        DnValue::PrintableString(s) => s.as_str().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 /// The DNS name a dialer expects in a node's certificate.
 pub fn node_dns_name(org: &OrgId) -> String {
     format!(
@@ -155,4 +206,62 @@ pub fn write_pem(path: &Path, pem: &str, private: bool) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(pem.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{identity_of, Identity};
+
+    fn der(pem: &str) -> Vec<u8> {
+        let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).expect("pem");
+        p.contents
+    }
+
+    fn org(name: &str) -> OrgId {
+        OrgId::parse(name).unwrap()
+    }
+
+    #[test]
+    fn a_signed_request_certifies_the_members_own_key_for_its_org() {
+        let ca = Ca::generate("test federation CA").unwrap();
+        let request = request_node(&org("AU-AFP")).unwrap();
+        let cert = der(&ca
+            .sign_node_request(&org("AU-AFP"), &request.csr_pem)
+            .unwrap());
+        assert_eq!(identity_of(&cert), Ok(Identity::Node(org("AU-AFP"))));
+        let (_, x509) = x509_parser::parse_x509_certificate(&cert).unwrap();
+        let key = KeyPair::from_pem(&request.key_pem).unwrap();
+        assert_eq!(
+            x509.public_key().subject_public_key.data.as_ref(),
+            key.public_key_raw(),
+            "the certificate holds the key the member kept"
+        );
+        let ca_der = der(ca.cert_pem());
+        let (_, ca_x509) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+        assert!(x509.verify_signature(Some(ca_x509.public_key())).is_ok());
+    }
+
+    #[test]
+    fn requests_for_another_org_damaged_or_not_requests_are_refused() {
+        let ca = Ca::generate("test federation CA").unwrap();
+        let request = request_node(&org("AU-AFP")).unwrap();
+        let err = ca
+            .sign_node_request(&org("BR-PF"), &request.csr_pem)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the request is for AU-AFP, not BR-PF");
+
+        // One character of the signed body changed: the request's own signature fails.
+        let body_at = request.csr_pem.find('\n').unwrap() + 40;
+        let mut damaged = request.csr_pem.clone().into_bytes();
+        damaged[body_at] = if damaged[body_at] == b'A' { b'B' } else { b'A' };
+        let damaged = String::from_utf8(damaged).unwrap();
+        for bad in [damaged.as_str(), "", "not a request", ca.cert_pem()] {
+            let err = ca.sign_node_request(&org("AU-AFP"), bad).unwrap_err();
+            assert!(
+                err.to_string().starts_with("not a certificate request"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
 }

@@ -78,7 +78,14 @@ pub fn provision(
         let nd = dir.join(n.org.as_str());
         std::fs::create_dir_all(&nd)?;
         crate::keys::write_private(&nd.join("signing.key"), key)?;
-        fed_ca.issue_node(&n.org)?.write(&nd, "node")?;
+        // As members of a real federation do: the node makes its key and a request, and the
+        // federation CA's holder certifies the request; the key never leaves the member.
+        let request = crate::pki::request_node(&n.org)?;
+        crate::pki::Issued {
+            cert_pem: fed_ca.sign_node_request(&n.org, &request.csr_pem)?,
+            key_pem: request.key_pem,
+        }
+        .write(&nd, "node")?;
         let service_ca = Ca::generate(&format!("{} service CA", n.org))?;
         service_ca.write(&nd, "service-ca")?;
         service_ca.issue_node(&n.org)?.write(&nd, "api")?;

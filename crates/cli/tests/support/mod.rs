@@ -177,13 +177,18 @@ impl Nodes {
                 "--name",
                 &format!("{org} service CA"),
             ]);
+            // The federation certificate as deploy/README.md says: the member makes its key
+            // and a request, the hub operator signs the request; the key stays with the member.
+            run_ok(&["pki", "request-node", "--org", org, "--out", s(&nd)]);
             run_ok(&[
                 "pki",
-                "issue-node",
+                "sign-node",
                 "--ca-dir",
                 s(&fed_ca),
                 "--org",
                 org,
+                "--csr",
+                s(&nd.join("node.csr")),
                 "--out",
                 s(&nd),
             ]);
