@@ -40,6 +40,9 @@ pub struct NodeState {
     pub peers: PeerTable,
     /// Stubs held whose payloads this node is owed; links ask their peers for them.
     pub wants: Wants,
+    /// Batches that filled a stub with its payload so far: what a link serving a peer's asks
+    /// watches to know that a stub it holds may have become a full entry.
+    fills: std::sync::atomic::AtomicU64,
 }
 
 /// What became of a batch received from a peer.
@@ -92,6 +95,7 @@ impl NodeState {
             stopping: tokio::sync::watch::channel(false).0,
             peers,
             wants: Wants::default(),
+            fills: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -116,6 +120,11 @@ impl NodeState {
 
     fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// How many applied batches filled stubs with payloads so far.
+    pub fn fills(&self) -> u64 {
+        self.fills.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn vector(&self) -> Result<VersionVector, StoreError> {
@@ -169,6 +178,9 @@ impl NodeState {
             };
             let watched = me.stubs_to_watch(&checked.good);
             let applied = me.store.apply(checked.good)?;
+            if applied.outcomes.contains(&Outcome::PayloadFilled) {
+                me.fills.fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
             for (i, key, stub) in watched {
                 match applied.outcomes.get(i) {
                     Some(Outcome::Appended) if stub => me.wants.add(key),

@@ -18,7 +18,8 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::route::{for_link, payload_may_travel, LinkReach};
+use super::asked::{serve_asked, Asked};
+use crate::route::{for_link, LinkReach};
 use crate::state::{header_of, Checked, NodeState, VERIFY_AHEAD};
 use crate::wants::EntryKey;
 
@@ -193,31 +194,6 @@ enum Received {
     Progress(pb::Progress),
     Batch(Checked),
     Want(pb::Want),
-}
-
-/// Payloads the peer asked for (`Want`) that this node has not sent yet: it may not hold them in
-/// full yet. Bounded; the sender half serves them as they become available.
-#[derive(Default)]
-struct Asked {
-    keys: Mutex<BTreeSet<EntryKey>>,
-    added: tokio::sync::Notify,
-}
-
-impl Asked {
-    /// Most asks kept per link; a peer asks again on its next link for what was dropped.
-    const MAX: usize = 16_384;
-
-    fn add(&self, want: pb::Want) {
-        let mut keys = lock(&self.keys);
-        for r in want.entries {
-            if keys.len() >= Self::MAX {
-                break;
-            }
-            keys.insert((r.origin, r.seq));
-        }
-        drop(keys);
-        self.added.notify_one();
-    }
 }
 
 /// Reads one frame: its encoded size, and what it holds, verifying entry batches (the batch
@@ -474,55 +450,4 @@ fn next_batch(
         known.insert(origin.to_string(), last);
     }
     Ok(batch)
-}
-
-/// Up to `max` full entries the peer asked for that this node now holds and may send over the
-/// link. Asks it can never serve (the payload may not travel over this link) are dropped; the
-/// others wait until this node holds the payload.
-fn serve_asked(
-    state: &NodeState,
-    link: &LinkReach,
-    asked: &Asked,
-    max: usize,
-) -> Result<Vec<pb::SignedEntry>, LinkError> {
-    let mut keys = lock(&asked.keys);
-    if keys.is_empty() || max == 0 {
-        return Ok(Vec::new());
-    }
-    let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
-    let vector = state.vector().map_err(|e| local(&e))?;
-    let mut full = Vec::new();
-    let mut settled = Vec::new();
-    for key in keys.iter() {
-        if full.len() >= max {
-            break;
-        }
-        let Ok(origin) = OrgId::parse(&key.0) else {
-            settled.push(key.clone());
-            continue;
-        };
-        if vector.get(&origin).is_none_or(|head| *head < key.1) {
-            continue;
-        }
-        let Some(entry) = state
-            .store
-            .range(&origin, key.1, 1)
-            .map_err(|e| local(&e))?
-            .pop()
-        else {
-            continue;
-        };
-        let header = header_of(&entry)
-            .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))?;
-        if !payload_may_travel(&header, link) {
-            settled.push(key.clone());
-        } else if entry.payload.is_some() {
-            full.push(entry);
-            settled.push(key.clone());
-        }
-    }
-    for key in &settled {
-        keys.remove(key);
-    }
-    Ok(full)
 }

@@ -1,0 +1,114 @@
+//! Payload asks (`Want`) a peer made on one link, and serving them: full entries this node
+//! holds and may send over the link, as soon as it holds them.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use intelmesh_core::OrgId;
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::Store;
+
+use super::link::LinkError;
+use crate::route::{payload_may_travel, LinkReach};
+use crate::state::{header_of, NodeState};
+use crate::wants::EntryKey;
+
+/// Payloads the peer asked for (`Want`) that this node has not sent yet: it may not hold them in
+/// full yet. Bounded; the sender half serves them as they become available.
+#[derive(Default)]
+pub(super) struct Asked {
+    keys: Mutex<AskedKeys>,
+    pub(super) added: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct AskedKeys {
+    open: BTreeSet<EntryKey>,
+    /// Of `open`, those this node held only as stubs when it had made `fills_at` payload
+    /// fills: not read again until it makes another, so a peer's asks cost no store reads on
+    /// every change.
+    stubs: BTreeSet<EntryKey>,
+    fills_at: u64,
+}
+
+impl Asked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AskedKeys> {
+        // Sets of keys, each change whole: a panic elsewhere leaves them usable.
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Most asks kept per link; a peer asks again on its next link for what was dropped.
+    const MAX: usize = 16_384;
+
+    pub(super) fn add(&self, want: pb::Want) {
+        let mut keys = self.lock();
+        for r in want.entries {
+            if keys.open.len() >= Self::MAX {
+                break;
+            }
+            keys.open.insert((r.origin, r.seq));
+        }
+        drop(keys);
+        self.added.notify_one();
+    }
+}
+
+/// Up to `max` full entries the peer asked for that this node now holds and may send over the
+/// link. Asks it can never serve (the payload may not travel over this link) are dropped; the
+/// others wait until this node holds the payload.
+pub(super) fn serve_asked(
+    state: &NodeState,
+    link: &LinkReach,
+    asked: &Asked,
+    max: usize,
+) -> Result<Vec<pb::SignedEntry>, LinkError> {
+    let mut keys = asked.lock();
+    if keys.open.is_empty() || max == 0 {
+        return Ok(Vec::new());
+    }
+    let fills = state.fills();
+    if fills != keys.fills_at {
+        keys.stubs.clear();
+        keys.fills_at = fills;
+    }
+    let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
+    let vector = state.vector().map_err(|e| local(&e))?;
+    let mut full = Vec::new();
+    let mut settled = Vec::new();
+    let mut stubs = Vec::new();
+    for key in keys.open.iter().filter(|k| !keys.stubs.contains(*k)) {
+        if full.len() >= max {
+            break;
+        }
+        let Ok(origin) = OrgId::parse(&key.0) else {
+            settled.push(key.clone());
+            continue;
+        };
+        if vector.get(&origin).is_none_or(|head| *head < key.1) {
+            continue;
+        }
+        let Some(entry) = state
+            .store
+            .range(&origin, key.1, 1)
+            .map_err(|e| local(&e))?
+            .pop()
+        else {
+            continue;
+        };
+        let header = header_of(&entry)
+            .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))?;
+        if !payload_may_travel(&header, link) {
+            settled.push(key.clone());
+        } else if entry.payload.is_some() {
+            full.push(entry);
+            settled.push(key.clone());
+        } else {
+            stubs.push(key.clone());
+        }
+    }
+    keys.stubs.extend(stubs);
+    for key in &settled {
+        keys.open.remove(key);
+    }
+    Ok(full)
+}
