@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use intelmesh_core::indicator::normalize;
 use intelmesh_core::{Distribution, IndicatorType, OrgId, Tlp};
 use intelmesh_node::provision::loopback_specs;
+use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
+use intelmesh_tests::api::{next_event, value_of, watch};
 use intelmesh_tests::net::{domain_upsert, fast_limits, org, TestNet};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -82,6 +84,10 @@ async fn a_recipient_that_got_the_stub_first_is_sent_the_payload_later() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
+    // A service at BR watches for changes from now on.
+    let mut client = net.client(&br).await;
+    let mut watching = watch(&mut client, pb::Filter::default(), "", false).await;
+
     // The hub comes back (it relays, so it is owed the payload too, and BR can give it only
     // the stub), then the origin: the hub gets the payload from AU and passes it to BR.
     net.start(&hub).await;
@@ -96,6 +102,16 @@ async fn a_recipient_that_got_the_stub_first_is_sent_the_payload_later() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!stored_is_stub(&net, &br, &au));
+    // The watcher learns of the payload when it is filled in, once.
+    let ev = next_event(&mut watching).await;
+    assert_eq!((ev.origin.as_str(), ev.seq), ("AU-AFP", 1));
+    assert_eq!(value_of(ev.state.as_ref().unwrap()), SECRET);
+    let mut resumed = watch(&mut client, pb::Filter::default(), &ev.cursor, false).await;
+    let again = tokio::time::timeout(Duration::from_millis(300), resumed.message()).await;
+    assert!(
+        again.is_err(),
+        "resuming after the fill repeats it: {again:?}"
+    );
     assert!(
         wants(&net, &br).is_empty(),
         "a filled stub is no longer wanted"
@@ -113,7 +129,6 @@ async fn a_recipient_that_got_the_stub_first_is_sent_the_payload_later() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
-    use intelmesh_proto::v1 as pb;
     use intelmesh_tests::raw_peer::Next;
     let mut net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF", "FR-OCLCTIC"]).await;
     let (hub, au, br, fr) = (

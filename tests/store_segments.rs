@@ -7,7 +7,7 @@ use intelmesh_core::verify::verify_batch;
 use intelmesh_core::{Indicator, IndicatorType, Signer, StaticKeys, VerifiedEntry, VerifyConfig};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{
-    verify_store, IndexSource, Outcome, SledStore, Store, StoreConfig, StoreError,
+    verify_store, Fill, IndexSource, Outcome, SledStore, Store, StoreConfig, StoreError,
 };
 use intelmesh_tests::{chain, registry, seeded_signer};
 
@@ -116,6 +116,19 @@ fn range_reads_and_payload_fills_cross_segment_boundaries() {
             .indicator(&domain(&full_origin, 400))
             .unwrap()
             .is_some());
+        // The fills are recorded in order, for watchers, and survive a reopen.
+        let fill = |n, seq| Fill {
+            n,
+            origin: stub_origin.org().clone(),
+            seq,
+        };
+        assert_eq!(store.fill_count(), 3);
+        assert_eq!(
+            store.fills_after(0, 10).unwrap(),
+            vec![fill(1, 37), fill(2, 38), fill(3, 99)]
+        );
+        assert_eq!(store.fills_after(1, 1).unwrap(), vec![fill(2, 38)]);
+        assert_eq!(store.fills_after(3, 10).unwrap(), vec![]);
     };
     reads(&store);
     let digest = store.state_digest().unwrap();

@@ -54,6 +54,8 @@ pub(crate) struct Finished {
     pub(crate) index: Vec<IndexUpdate>,
     /// Some segment was written: the log generation must rise with this batch.
     pub(crate) log_changed: bool,
+    /// Payload fills recorded in the batch, numbered on from the store's count.
+    pub(crate) fills: u64,
 }
 
 pub(crate) struct Work<'a> {
@@ -61,6 +63,8 @@ pub(crate) struct Work<'a> {
     batch: sled::Batch,
     origins: HashMap<OrgId, OriginWork>,
     index: Vec<IndexUpdate>,
+    /// Stubs this call completed, in order.
+    fills: Vec<(OrgId, u64)>,
 }
 
 impl<'a> Work<'a> {
@@ -70,6 +74,7 @@ impl<'a> Work<'a> {
             batch: sled::Batch::default(),
             origins: HashMap::new(),
             index: Vec::with_capacity(entries),
+            fills: Vec::new(),
         }
     }
 
@@ -187,6 +192,7 @@ impl<'a> Work<'a> {
                 )));
             }
             *dirty = true;
+            self.fills.push((origin.clone(), seq));
         }
         let o = self.origin(origin)?;
         if !o.keys.contains(&header.key_id) {
@@ -256,8 +262,9 @@ impl<'a> Work<'a> {
             .insert(keys::flag(&h.origin), h.seq.to_be_bytes().to_vec());
     }
 
-    /// The sled batch with the changed segments and final heads, and the new index states.
-    pub(crate) fn finish(mut self) -> Finished {
+    /// The sled batch with the changed segments, final heads and fills (numbered after the
+    /// store's `fills_made`), and the index updates.
+    pub(crate) fn finish(mut self, fills_made: u64) -> Finished {
         let mut log_changed = false;
         for (origin, o) in &self.origins {
             for (first, (seg, dirty)) in &o.segments {
@@ -271,8 +278,13 @@ impl<'a> Work<'a> {
                     .insert(keys::head(origin), head.to_proto().encode_to_vec());
             }
         }
+        for (n, (origin, seq)) in (fills_made + 1..).zip(&self.fills) {
+            self.batch
+                .insert(keys::fill(n), keys::fill_record(origin, *seq));
+        }
         Finished {
             log_changed,
+            fills: self.fills.len() as u64,
             batch: self.batch,
             index: self.index,
         }

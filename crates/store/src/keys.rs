@@ -9,6 +9,7 @@ pub const INDEX: u8 = b'I';
 pub const FORK: u8 = b'F';
 pub const FLAG: u8 = b'X';
 pub const KEY: u8 = b'K';
+pub const FILL: u8 = b'P';
 /// The one key holding the log generation: raised with every change to the log, so an index
 /// snapshot can tell whether it is current.
 pub const GENERATION: &[u8] = b"G";
@@ -51,6 +52,29 @@ pub fn signing_key(origin: &OrgId, key_id: &KeyId) -> Vec<u8> {
     let mut k = with_origin(KEY, origin, 8);
     k.extend_from_slice(&key_id.0);
     k
+}
+
+/// The key of the `n`th payload fill (a stub completed by its full entry; `n` from 1).
+pub fn fill(n: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(FILL);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// The record of a fill: which entry it completed (seq, then the origin's bytes).
+pub fn fill_record(origin: &OrgId, seq: u64) -> Vec<u8> {
+    let mut v = seq.to_be_bytes().to_vec();
+    v.extend_from_slice(origin.as_str().as_bytes());
+    v
+}
+
+/// The fill number of a fill key, and the entry its record names.
+pub fn parse_fill(key: &[u8], record: &[u8]) -> Option<(u64, OrgId, u64)> {
+    let n = u64::from_be_bytes(key.get(1..9)?.try_into().ok()?);
+    let seq = u64::from_be_bytes(record.get(..8)?.try_into().ok()?);
+    let origin = OrgId::parse(std::str::from_utf8(record.get(8..)?).ok()?).ok()?;
+    Some((n, origin, seq))
 }
 
 /// The key of an indicator in the index (in memory; the `I` prefix keeps digests comparable).

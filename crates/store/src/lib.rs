@@ -61,6 +61,15 @@ impl ApplyReport {
     }
 }
 
+/// A stub the store completed with its full entry. Numbered from 1 in the order they were
+/// made, so a watcher can follow fills as it follows the logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fill {
+    pub n: u64,
+    pub origin: OrgId,
+    pub seq: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage I/O: {0}")]
@@ -97,4 +106,8 @@ pub trait Store: Send + Sync {
     /// SHA-256 over the heads and the indicator index: equal on two nodes iff they hold the
     /// same logs and derived the same state.
     fn state_digest(&self) -> Result<Hash, StoreError>;
+    /// Up to `limit` payload fills after the `after`th, in order.
+    fn fills_after(&self, after: u64, limit: usize) -> Result<Vec<Fill>, StoreError>;
+    /// How many payload fills the store has made.
+    fn fill_count(&self) -> u64;
 }

@@ -17,7 +17,7 @@ use crate::apply::{Finished, Placed, Work};
 use crate::index::{Index, IndexUpdate};
 use crate::segment::{all_segments, last_segment, segments_from};
 use crate::snapshot;
-use crate::{keys, ApplyReport, Outcome, Store, StoreError, VersionVector};
+use crate::{keys, ApplyReport, Fill, Outcome, Store, StoreError, VersionVector};
 
 /// Where and how a store keeps its data.
 #[derive(Clone, Debug)]
@@ -62,6 +62,8 @@ pub struct SledStore {
     index: RwLock<Index>,
     /// The log generation as flushed (see `snapshot`); raised by `apply` under `held`.
     generation: AtomicU64,
+    /// Payload fills made (and flushed); raised by `apply` under `held`.
+    fills: AtomicU64,
     /// Where the index came from when the store opened.
     index_source: IndexSource,
     /// Generation of the snapshot file on disk when it matches the log, to skip rewriting it.
@@ -95,6 +97,7 @@ impl SledStore {
             index: RwLock::new(Index::default()),
             index_complete: AtomicBool::new(true),
             generation: AtomicU64::new(0),
+            fills: AtomicU64::new(0),
             index_source: IndexSource::Rebuilt,
             snapshot_at: None,
         };
@@ -125,6 +128,15 @@ impl SledStore {
             "indicator index ready"
         );
         *store.generation.get_mut() = generation;
+        *store.fills.get_mut() = match store.db.scan_prefix([keys::FILL]).next_back() {
+            Some(kv) => {
+                let (k, v) = kv?;
+                keys::parse_fill(&k, &v)
+                    .ok_or_else(|| StoreError::Corrupt("a fill record does not parse".into()))?
+                    .0
+            }
+            None => 0,
+        };
         *store.index.get_mut().unwrap_or_else(|p| p.into_inner()) = index;
         Ok(store)
     }
@@ -376,7 +388,8 @@ impl Store for SledStore {
             mut batch,
             index: states,
             log_changed,
-        } = work.finish();
+            fills,
+        } = work.finish(self.fills.load(Ordering::Acquire));
         let generation = self.generation.load(Ordering::Acquire) + u64::from(log_changed);
         if log_changed {
             batch.insert(keys::GENERATION, &generation.to_be_bytes());
@@ -384,6 +397,7 @@ impl Store for SledStore {
         self.db.apply_batch(batch)?;
         self.db.flush()?;
         self.generation.store(generation, Ordering::Release);
+        self.fills.fetch_add(fills, Ordering::AcqRel);
         self.publish_index(states)?;
 
         // Durable: now update the in-memory hold queue.
@@ -470,6 +484,28 @@ impl Store for SledStore {
                 keys::origin_of(&k).ok_or_else(|| StoreError::Corrupt(format!("bad flag {k:?}")))
             })
             .collect()
+    }
+
+    fn fills_after(&self, after: u64, limit: usize) -> Result<Vec<Fill>, StoreError> {
+        let start = keys::fill(after.saturating_add(1));
+        self.db
+            .range(start..)
+            .take_while(|kv| {
+                kv.as_ref()
+                    .map_or(true, |(k, _)| k.first() == Some(&keys::FILL))
+            })
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                let (n, origin, seq) = keys::parse_fill(&k, &v)
+                    .ok_or_else(|| StoreError::Corrupt("a fill record does not parse".into()))?;
+                Ok(Fill { n, origin, seq })
+            })
+            .collect()
+    }
+
+    fn fill_count(&self) -> u64 {
+        self.fills.load(Ordering::Acquire)
     }
 
     fn state_digest(&self) -> Result<Hash, StoreError> {

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::view::{self, Filter, Invalid, Prepared, Publisher};
+use super::view::{self, Filter, Invalid, Prepared, Publisher, WatchCursor};
 use crate::identity::{caller, Identity};
 use crate::state::{header_of, NodeState};
 
@@ -200,10 +200,23 @@ impl Indicators for IndicatorsService {
         let reader = reader(&request)?;
         let req = request.into_inner();
         let filter = Filter::parse(req.filter.as_ref()).map_err(bad)?;
+        // A new watcher starts after every fill made so far: replayed entries are read as
+        // they are stored now, filled ones in full.
         let cursor = match view::decode_cursor(&req.cursor).map_err(bad)? {
             Some(c) => c,
-            None if req.from_start => VersionVector::new(),
-            None => self.blocking(|s| s.store.vector()).await?,
+            None => {
+                let from_start = req.from_start;
+                self.blocking(move |s| {
+                    let fills = s.store.fill_count();
+                    let log = if from_start {
+                        VersionVector::new()
+                    } else {
+                        s.store.vector()?
+                    };
+                    Ok(WatchCursor { log, fills })
+                })
+                .await?
+            }
         };
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         let state = Arc::clone(&self.state);
@@ -301,13 +314,13 @@ fn watch_step(
     store: &dyn Store,
     reader: &OrgId,
     filter: &Filter,
-    cursor: &mut VersionVector,
+    cursor: &mut WatchCursor,
 ) -> Result<(Vec<pb::WatchEvent>, bool), StoreError> {
     let mut events = Vec::new();
     let mut read = 0;
     for (origin, head) in store.vector()? {
         loop {
-            let at = cursor.get(&origin).copied().unwrap_or(0);
+            let at = cursor.log.get(&origin).copied().unwrap_or(0);
             if at >= head {
                 break;
             }
@@ -325,14 +338,38 @@ fn watch_step(
                 let header = header_of(&e).ok_or_else(|| {
                     StoreError::Corrupt(format!("{origin}: a logged header does not decode"))
                 })?;
-                cursor.insert(origin.clone(), header.seq);
+                cursor.log.insert(origin.clone(), header.seq);
                 if let Some(ev) = watch_event(store, reader, filter, &header, &e, cursor)? {
                     events.push(ev);
                 }
             }
         }
     }
-    Ok((events, false))
+    // Stubs filled in since: an entry the watcher passed as a stub now has its payload. One
+    // it has not passed yet comes in full with its log.
+    for fill in store.fills_after(cursor.fills, WATCH_STEP_ENTRIES - read)? {
+        read += 1;
+        cursor.fills = fill.n;
+        if cursor.log.get(&fill.origin).is_none_or(|at| *at < fill.seq) {
+            continue;
+        }
+        let entry = store
+            .range(&fill.origin, fill.seq, 1)?
+            .pop()
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "{}#{}: filled but not logged",
+                    fill.origin, fill.seq
+                ))
+            })?;
+        let header = header_of(&entry).ok_or_else(|| {
+            StoreError::Corrupt(format!("{}: a logged header does not decode", fill.origin))
+        })?;
+        if let Some(ev) = watch_event(store, reader, filter, &header, &entry, cursor)? {
+            events.push(ev);
+        }
+    }
+    Ok((events, read >= WATCH_STEP_ENTRIES))
 }
 
 /// The event for one log entry, if it carries a payload the watcher may see and its
@@ -343,7 +380,7 @@ fn watch_event(
     filter: &Filter,
     header: &pb::EntryHeader,
     entry: &pb::SignedEntry,
-    cursor: &VersionVector,
+    cursor: &WatchCursor,
 ) -> Result<Option<pb::WatchEvent>, StoreError> {
     let Some(bytes) = entry.payload.as_ref() else {
         return Ok(None);
@@ -380,7 +417,7 @@ async fn watch_loop(
     state: Arc<NodeState>,
     reader: OrgId,
     filter: Arc<Filter>,
-    mut cursor: VersionVector,
+    mut cursor: WatchCursor,
     tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
 ) {
     let mut changed = state.subscribe();

@@ -304,25 +304,41 @@ pub fn indicator_of(r: &pb::IndicatorRef) -> Option<Indicator> {
     (i.value() == r.value).then_some(i)
 }
 
-/// A watch cursor: hex of the `pb::VersionVector` of seqs already passed, per origin.
-pub fn encode_cursor(v: &VersionVector) -> String {
-    let heads = v.iter().map(|(o, s)| (o.to_string(), *s)).collect();
-    hex::encode(pb::VersionVector { heads }.encode_to_vec())
+/// A watch cursor: hex of the `pb::WatchPosition` of a [`WatchCursor`].
+pub fn encode_cursor(c: &WatchCursor) -> String {
+    let heads = c.log.iter().map(|(o, s)| (o.to_string(), *s)).collect();
+    let position = pb::WatchPosition {
+        heads,
+        fills: c.fills,
+    };
+    hex::encode(position.encode_to_vec())
 }
 
-/// The vector a cursor resumes after; `None` for the empty cursor.
-pub fn decode_cursor(cursor: &str) -> Result<Option<VersionVector>, Invalid> {
+/// The position a cursor resumes after; `None` for the empty cursor.
+pub fn decode_cursor(cursor: &str) -> Result<Option<WatchCursor>, Invalid> {
     if cursor.is_empty() {
         return Ok(None);
     }
     let bad = |why: String| invalid(format!("cursor is not one this API issued: {why}"));
     let bytes = hex::decode(cursor).map_err(|_| bad("not hex".into()))?;
-    let v = pb::VersionVector::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
-    v.heads
+    let p = pb::WatchPosition::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
+    let log = p
+        .heads
         .into_iter()
         .map(|(o, s)| Ok((OrgId::parse(&o).map_err(|e| bad(e.to_string()))?, s)))
-        .collect::<Result<_, _>>()
-        .map(Some)
+        .collect::<Result<_, _>>()?;
+    Ok(Some(WatchCursor {
+        log,
+        fills: p.fills,
+    }))
+}
+
+/// Where a watcher is: the last seq it passed of each origin's log, and how many of the
+/// store's payload fills it has seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchCursor {
+    pub log: VersionVector,
+    pub fills: u64,
 }
 
 // ---------------------------------------------------------------------------------------------

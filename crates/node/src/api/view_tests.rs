@@ -321,15 +321,19 @@ fn page_tokens_round_trip_and_refuse_forgeries() {
 
 #[test]
 fn cursors_round_trip_and_refuse_garbage() {
-    let v: VersionVector = [(org("AU-AFP"), 7), (org("BR-PF"), 0)]
-        .into_iter()
-        .collect();
-    assert_eq!(decode_cursor(&encode_cursor(&v)), Ok(Some(v)));
+    let c = WatchCursor {
+        log: [(org("AU-AFP"), 7), (org("BR-PF"), 0)]
+            .into_iter()
+            .collect(),
+        fills: 3,
+    };
+    assert_eq!(decode_cursor(&encode_cursor(&c)), Ok(Some(c)));
     assert_eq!(decode_cursor(""), Ok(None));
     assert!(decode_cursor("not hex").unwrap_err().0.contains("cursor"));
     assert!(decode_cursor("ffff").is_err());
-    let bad_org = pb::VersionVector {
+    let bad_org = pb::WatchPosition {
         heads: [("bad org".to_string(), 1)].into_iter().collect(),
+        fills: 0,
     };
     assert!(decode_cursor(&hex::encode(bad_org.encode_to_vec())).is_err());
 }
