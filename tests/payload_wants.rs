@@ -162,8 +162,13 @@ async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
         origin: au.to_string(),
         seq,
     };
+    // Malformed asks ride along: they are ignored, the link stays up.
+    let malformed = pb::EntryRef {
+        origin: "no such org!".repeat(1000),
+        seq: 1,
+    };
     let want = pb::Want {
-        entries: vec![ask(1), ask(2)],
+        entries: vec![malformed, ask(0), ask(1), ask(2)],
     };
     assert!(peer.send(pb::sync_frame::Frame::Want(want)).await);
 

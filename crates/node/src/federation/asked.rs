@@ -42,11 +42,15 @@ impl Asked {
 
     pub(super) fn add(&self, want: pb::Want) {
         let mut keys = self.lock();
+        // Only well-formed org ids are kept, so each ask costs a few dozen bytes whatever
+        // the peer sends.
         for r in want.entries {
             if keys.open.len() >= Self::MAX {
                 break;
             }
-            keys.open.insert((r.origin, r.seq));
+            if OrgId::parse(&r.origin).is_ok() && r.seq > 0 {
+                keys.open.insert((r.origin, r.seq));
+            }
         }
         drop(keys);
         self.added.notify_one();
