@@ -197,3 +197,43 @@ async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
         .collect();
     assert_eq!(seqs, vec![(2, true)], "only the GREEN payload is sent");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owed_stub_held_for_a_gap_is_wanted_once_it_is_logged() {
+    use intelmesh_core::entry::withheld_stub;
+    use intelmesh_tests::raw_peer::provisioned_signer;
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
+    let (hub, au, br) = (org("SG-IGCI"), org("AU-AFP"), org("BR-PF"));
+    net.stop(&hub).await;
+    // Two RED entries of AU for BR, signed outside AU's node.
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let red = Distribution {
+        tlp: Tlp::Red,
+        recipients: vec![br.clone()],
+    };
+    let now = intelmesh_core::now_unix_ms();
+    let (first, head) = signer.sign_next(None, now, &red, &domain_upsert("held-1.example"));
+    let (second, _) = signer.sign_next(Some(head), now, &red, &domain_upsert("held-2.example"));
+
+    // Posing as the hub, a link hands BR the stubs out of order: #2 waits for #1.
+    let peer = net.open_as(&br, &hub).await;
+    assert!(peer.hello(hub.as_str(), Default::default()).await);
+    assert!(peer.entries(vec![withheld_stub(&second)]).await);
+    let start = Instant::now();
+    while net.node(&br).state().store.held_count() == 0 {
+        assert!(start.elapsed() < PATIENCE, "BR never held #2");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(wants(&net, &br).is_empty(), "a held stub is not logged yet");
+    assert!(peer.entries(vec![withheld_stub(&first)]).await);
+    let owed: Vec<(String, u64)> = vec![(au.to_string(), 1), (au.to_string(), 2)];
+    let start = Instant::now();
+    while wants(&net, &br) != owed {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "BR wants {:?}",
+            wants(&net, &br)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

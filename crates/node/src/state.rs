@@ -192,6 +192,15 @@ impl NodeState {
                     _ => {}
                 }
             }
+            // Entries held for a gap and appended now: owed stubs among them are wanted too.
+            let hub = me.cfg.role == Role::Hub;
+            for (origin, seq) in &applied.released {
+                for raw in me.store.range(origin, *seq, 1)? {
+                    if crate::wants::owed_stub(&raw, &me.org, hub)?.is_some() {
+                        me.wants.add((origin.to_string(), *seq));
+                    }
+                }
+            }
             report.appended = applied.released.len();
             for o in applied.outcomes {
                 match o {

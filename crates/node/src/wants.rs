@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use intelmesh_core::entry::Header;
 use intelmesh_core::OrgId;
+use intelmesh_proto::v1 as pb;
 use intelmesh_store::{SledStore, Store, StoreError};
 
 /// An entry by origin and seq.
@@ -60,6 +61,16 @@ pub fn owed(header: &Header, me: &OrgId, hub: bool) -> bool {
     hub || header.distribution.allows(&header.origin, me)
 }
 
+/// The seq of a stored entry if it is a stub whose payload this node is owed.
+pub fn owed_stub(raw: &pb::SignedEntry, me: &OrgId, hub: bool) -> Result<Option<u64>, StoreError> {
+    if raw.payload.is_some() {
+        return Ok(None);
+    }
+    let (header, _) = intelmesh_core::verify::read_stored(raw)
+        .map_err(|e| StoreError::Corrupt(format!("stored stub unreadable: {e}")))?;
+    Ok(owed(&header, me, hub).then_some(header.seq))
+}
+
 /// The stubs in `store` this node is owed the payloads of, up to [`MAX_WANTS`].
 pub fn scan(store: &SledStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, StoreError> {
     const CHUNK: usize = 1024;
@@ -72,12 +83,9 @@ pub fn scan(store: &SledStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, S
                 break;
             }
             next += entries.len() as u64;
-            for raw in entries.iter().filter(|e| e.payload.is_none()) {
-                let (header, _) = intelmesh_core::verify::read_stored(raw).map_err(|e| {
-                    StoreError::Corrupt(format!("{origin}: stored stub unreadable: {e}"))
-                })?;
-                if owed(&header, me, hub) {
-                    found.push((origin.to_string(), header.seq));
+            for raw in &entries {
+                if let Some(seq) = owed_stub(raw, me, hub)? {
+                    found.push((origin.to_string(), seq));
                 }
             }
         }
