@@ -8,7 +8,7 @@ use intelmesh_core::chain::ChainError;
 use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
 use intelmesh_core::{Distribution, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyError};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{Outcome, SledStore, Store, StoreError, VersionVector};
+use intelmesh_store::{ApplyReport, Outcome, SledStore, Store, StoreError, VersionVector};
 use prost::Message;
 
 use crate::config::{NodeConfig, PeerConfig, Role};
@@ -178,29 +178,7 @@ impl NodeState {
             };
             let watched = me.stubs_to_watch(&checked.good);
             let applied = me.store.apply(checked.good)?;
-            if applied.outcomes.contains(&Outcome::PayloadFilled) {
-                me.fills.fetch_add(1, std::sync::atomic::Ordering::Release);
-            }
-            for (i, key, stub) in watched {
-                match applied.outcomes.get(i) {
-                    Some(Outcome::Appended) if stub => me.wants.add(key),
-                    // A full entry fills the stub, or finds the payload already held (a want
-                    // the start-up scan added just as the payload arrived).
-                    Some(Outcome::PayloadFilled | Outcome::Duplicate) if !stub => {
-                        me.wants.remove(&key)
-                    }
-                    _ => {}
-                }
-            }
-            // Entries held for a gap and appended now: owed stubs among them are wanted too.
-            let hub = me.cfg.role == Role::Hub;
-            for (origin, seq) in &applied.released {
-                for raw in me.store.range(origin, *seq, 1)? {
-                    if crate::wants::owed_stub(&raw, &me.org, hub)?.is_some() {
-                        me.wants.add((origin.to_string(), *seq));
-                    }
-                }
-            }
+            me.settle_wants(watched, &applied)?;
             report.appended = applied.released.len();
             for o in applied.outcomes {
                 match o {
@@ -218,6 +196,39 @@ impl NodeState {
             self.bump();
         }
         Ok(report)
+    }
+
+    /// Updates the payloads owed after an apply: stubs logged are wanted, filled ones no longer.
+    fn settle_wants(
+        &self,
+        watched: Vec<(usize, EntryKey, bool)>,
+        applied: &ApplyReport,
+    ) -> Result<(), NodeError> {
+        if applied.outcomes.contains(&Outcome::PayloadFilled) {
+            self.fills
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
+        for (i, key, stub) in watched {
+            match applied.outcomes.get(i) {
+                Some(Outcome::Appended) if stub => self.wants.add(key),
+                // A full entry fills the stub, or finds the payload already held (a want the
+                // start-up scan added just as the payload arrived).
+                Some(Outcome::PayloadFilled | Outcome::Duplicate) if !stub => {
+                    self.wants.remove(&key)
+                }
+                _ => {}
+            }
+        }
+        // Entries held for a gap and logged now: owed stubs among them are wanted too.
+        let hub = self.cfg.role == Role::Hub;
+        for (origin, seq) in &applied.released {
+            for raw in self.store.range(origin, *seq, 1)? {
+                if crate::wants::owed_stub(&raw, &self.org, hub)?.is_some() {
+                    self.wants.add((origin.to_string(), *seq));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The entries of a batch that change what this node is owed, by position: stubs it may
