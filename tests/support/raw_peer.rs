@@ -112,13 +112,15 @@ impl Refused {
     pub fn is_transport_refusal(&self) -> bool {
         match self {
             Refused::Connect(_) => true,
-            // Which of these a refused handshake shows depends on timing: the alert, or the
-            // server closing the socket while the client is still writing.
+            // Which of these a refused handshake shows depends on timing: the alert, the
+            // server closing the socket while the client is still writing, or hyper finding
+            // the connection gone before it could send the call at all.
             Refused::Transport(m) => [
                 "received fatal alert",
                 "connection closed",
                 "broken pipe",
                 "connection reset",
+                "connection was not ready",
             ]
             .iter()
             .any(|s| m.contains(s)),
