@@ -27,7 +27,10 @@ fn stored_is_stub(net: &TestNet, at: &OrgId, origin: &OrgId) -> bool {
 }
 
 fn wants(net: &TestNet, at: &OrgId) -> Vec<(String, u64)> {
-    net.node(at).state().wants.snapshot().into_iter().collect()
+    let owed = net.node(at).state().wants.snapshot();
+    owed.into_iter()
+        .map(|(o, seq)| (o.to_string(), seq))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use intelmesh_core::OrgId;
 use intelmesh_node::pki::Ca;
 
@@ -25,32 +25,21 @@ pub enum Pki {
         #[arg(long, default_value = "intelmesh federation CA")]
         name: String,
     },
-    /// Issue a node certificate for ORG (server and client auth): with the federation CA for
-    /// the federation listener, with the agency's service CA for its API listener.
+    /// Issue a node certificate for ORG (server and client auth; writes FILE.pem and FILE.key,
+    /// 0600): with the federation CA for the federation listener, with the agency's service CA
+    /// for its API listener.
     IssueNode {
         /// Directory holding ca.pem and ca.key.
         #[arg(long, value_name = "DIR")]
         ca_dir: PathBuf,
-        #[arg(long, value_name = "ORG", value_parser = parse_org)]
-        org: OrgId,
-        /// Directory to write FILE.pem and FILE.key (0600) into.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Base name of the files written.
-        #[arg(long, value_name = "FILE", default_value = "node")]
-        file: String,
+        #[command(flatten)]
+        node: NodeFiles,
     },
     /// Member side: make this node's federation key (FILE.key, 0600, stays here) and a request
     /// (FILE.csr) to send to the federation CA's holder, who answers with `sign-node`.
     RequestNode {
-        #[arg(long, value_name = "ORG", value_parser = parse_org)]
-        org: OrgId,
-        /// Directory to write FILE.key (0600) and FILE.csr into.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Base name of the files written.
-        #[arg(long, value_name = "FILE", default_value = "node")]
-        file: String,
+        #[command(flatten)]
+        node: NodeFiles,
     },
     /// CA side: certify a member's `request-node` request as the node of ORG (writes FILE.pem).
     /// Only the request's public key is used; a request made for another org is refused.
@@ -58,17 +47,11 @@ pub enum Pki {
         /// Directory holding ca.pem and ca.key.
         #[arg(long, value_name = "DIR")]
         ca_dir: PathBuf,
-        #[arg(long, value_name = "ORG", value_parser = parse_org)]
-        org: OrgId,
         /// The member's request (PEM).
         #[arg(long, value_name = "FILE.csr")]
         csr: PathBuf,
-        /// Directory to write FILE.pem into.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Base name of the file written.
-        #[arg(long, value_name = "FILE", default_value = "node")]
-        file: String,
+        #[command(flatten)]
+        node: NodeFiles,
     },
     /// Issue a client certificate for a local service NAME of ORG, to call its node's API.
     IssueService {
@@ -93,6 +76,25 @@ pub enum Pki {
     },
 }
 
+/// A node of ORG, and where its files go: DIR/FILE.pem, FILE.key or FILE.csr.
+#[derive(Args, Debug)]
+pub struct NodeFiles {
+    #[arg(long, value_name = "ORG", value_parser = parse_org)]
+    org: OrgId,
+    /// Directory to write the node's files into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Base name of the files written.
+    #[arg(long, value_name = "FILE", default_value = "node")]
+    file: String,
+}
+
+impl NodeFiles {
+    fn path(&self, ext: &str) -> PathBuf {
+        self.out.join(format!("{}.{ext}", self.file))
+    }
+}
+
 pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
     match which {
         Pki::InitCa { out, name } => {
@@ -105,62 +107,50 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
                 out.join("ca.key").display()
             );
         }
-        Pki::IssueNode {
-            ca_dir,
-            org,
-            out,
-            file,
-        } => {
-            check_name("--file", &file)?;
+        Pki::IssueNode { ca_dir, node } => {
+            check_name("--file", &node.file)?;
             let ca = load_ca(&ca_dir)?;
-            refuse_existing(&out, &file)?;
-            create_dir(&out)?;
-            ca.issue_node(&org)?.write(&out, &file)?;
+            refuse_existing(&node.out, &node.file)?;
+            create_dir(&node.out)?;
+            ca.issue_node(&node.org)?.write(&node.out, &node.file)?;
             out!(
-                "wrote {} and {} (private, 0600): node {org}, DNS name {}",
-                out.join(format!("{file}.pem")).display(),
-                out.join(format!("{file}.key")).display(),
-                intelmesh_node::pki::node_dns_name(&org)
+                "wrote {} and {} (private, 0600): node {}, DNS name {}",
+                node.path("pem").display(),
+                node.path("key").display(),
+                node.org,
+                intelmesh_node::pki::node_dns_name(&node.org)
             );
         }
-        Pki::RequestNode { org, out, file } => {
-            check_name("--file", &file)?;
-            refuse_existing(&out, &file)?;
-            let csr_path = out.join(format!("{file}.csr"));
-            refuse_file(&csr_path)?;
-            create_dir(&out)?;
-            let request = intelmesh_node::pki::request_node(&org)?;
-            let key_path = out.join(format!("{file}.key"));
-            intelmesh_node::pki::write_pem(&key_path, &request.key_pem, true)?;
-            intelmesh_node::pki::write_pem(&csr_path, &request.csr_pem, false)?;
+        Pki::RequestNode { node } => {
+            check_name("--file", &node.file)?;
+            refuse_existing(&node.out, &node.file)?;
+            refuse_file(&node.path("csr"))?;
+            create_dir(&node.out)?;
+            let request = intelmesh_node::pki::request_node(&node.org)?;
+            intelmesh_node::pki::write_pem(&node.path("key"), &request.key_pem, true)?;
+            intelmesh_node::pki::write_pem(&node.path("csr"), &request.csr_pem, false)?;
             out!(
                 "wrote {} (private, 0600: keep it here) and {} (send it to the federation CA's holder)",
-                key_path.display(),
-                csr_path.display()
+                node.path("key").display(),
+                node.path("csr").display()
             );
         }
-        Pki::SignNode {
-            ca_dir,
-            org,
-            csr,
-            out,
-            file,
-        } => {
-            check_name("--file", &file)?;
+        Pki::SignNode { ca_dir, csr, node } => {
+            check_name("--file", &node.file)?;
             let ca = load_ca(&ca_dir)?;
-            let cert_path = out.join(format!("{file}.pem"));
-            refuse_file(&cert_path)?;
+            refuse_file(&node.path("pem"))?;
             let request = std::fs::read_to_string(&csr)
                 .map_err(|e| usage(format!("--csr {}: {e}", csr.display())))?;
             let cert = ca
-                .sign_node_request(&org, &request)
+                .sign_node_request(&node.org, &request)
                 .map_err(|e| usage(format!("--csr {}: {e:#}", csr.display())))?;
-            create_dir(&out)?;
-            intelmesh_node::pki::write_pem(&cert_path, &cert, false)?;
+            create_dir(&node.out)?;
+            intelmesh_node::pki::write_pem(&node.path("pem"), &cert, false)?;
             out!(
-                "wrote {}: node {org}, DNS name {} (send it back to the member)",
-                cert_path.display(),
-                intelmesh_node::pki::node_dns_name(&org)
+                "wrote {}: node {}, DNS name {} (send it back to the member)",
+                node.path("pem").display(),
+                node.org,
+                intelmesh_node::pki::node_dns_name(&node.org)
             );
         }
         Pki::IssueService {

@@ -40,9 +40,6 @@ pub struct NodeState {
     pub peers: PeerTable,
     /// Stubs held whose payloads this node is owed; links ask their peers for them.
     pub wants: Wants,
-    /// Batches that filled a stub with its payload so far: what a link serving a peer's asks
-    /// watches to know that a stub it holds may have become a full entry.
-    fills: std::sync::atomic::AtomicU64,
 }
 
 /// What became of a batch received from a peer.
@@ -95,7 +92,6 @@ impl NodeState {
             stopping: tokio::sync::watch::channel(false).0,
             peers,
             wants: Wants::default(),
-            fills: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -120,11 +116,6 @@ impl NodeState {
 
     fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
-    }
-
-    /// How many applied batches filled stubs with payloads so far.
-    pub fn fills(&self) -> u64 {
-        self.fills.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn vector(&self) -> Result<VersionVector, StoreError> {
@@ -204,10 +195,6 @@ impl NodeState {
         watched: Vec<(usize, EntryKey, bool)>,
         applied: &ApplyReport,
     ) -> Result<(), NodeError> {
-        if applied.outcomes.contains(&Outcome::PayloadFilled) {
-            self.fills
-                .fetch_add(1, std::sync::atomic::Ordering::Release);
-        }
         for (i, key, stub) in watched {
             match applied.outcomes.get(i) {
                 Some(Outcome::Appended) if stub => self.wants.add(key),
@@ -224,7 +211,7 @@ impl NodeState {
         for (origin, seq) in &applied.released {
             for raw in self.store.range(origin, *seq, 1)? {
                 if crate::wants::owed_stub(&raw, &self.org, hub)?.is_some() {
-                    self.wants.add((origin.to_string(), *seq));
+                    self.wants.add((origin.clone(), *seq));
                 }
             }
         }
@@ -236,7 +223,7 @@ impl NodeState {
     fn stubs_to_watch(&self, batch: &[VerifiedEntry]) -> Vec<(usize, EntryKey, bool)> {
         let hub = self.cfg.role == Role::Hub;
         let waiting = !self.wants.is_empty();
-        let key = |e: &VerifiedEntry| (e.header().origin.to_string(), e.header().seq);
+        let key = |e: &VerifiedEntry| (e.header().origin.clone(), e.header().seq);
         batch
             .iter()
             .enumerate()

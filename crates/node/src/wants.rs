@@ -14,7 +14,7 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_store::{SledStore, Store, StoreError};
 
 /// An entry by origin and seq.
-pub type EntryKey = (String, u64);
+pub type EntryKey = (OrgId, u64);
 
 /// At most this many payloads are asked for at once; more stubs wait for the next start's scan.
 pub const MAX_WANTS: usize = 65_536;
@@ -85,7 +85,7 @@ pub fn scan(store: &SledStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, S
             next += entries.len() as u64;
             for raw in &entries {
                 if let Some(seq) = owed_stub(raw, me, hub)? {
-                    found.push((origin.to_string(), seq));
+                    found.push((origin.clone(), seq));
                 }
             }
         }

@@ -24,9 +24,9 @@ pub(super) struct Asked {
 #[derive(Default)]
 struct AskedKeys {
     open: BTreeSet<EntryKey>,
-    /// Of `open`, those this node held only as stubs when it had made `fills_at` payload
-    /// fills: not read again until it makes another, so a peer's asks cost no store reads on
-    /// every change.
+    /// Of `open`, those this node held only as stubs when its store had made `fills_at`
+    /// payload fills: not read again until it makes another, so a peer's asks cost no store
+    /// reads on every change.
     stubs: BTreeSet<EntryKey>,
     fills_at: u64,
 }
@@ -48,8 +48,8 @@ impl Asked {
             if keys.open.len() >= Self::MAX {
                 break;
             }
-            if OrgId::parse(&r.origin).is_ok() && r.seq > 0 {
-                keys.open.insert((r.origin, r.seq));
+            if let (Ok(origin), true) = (OrgId::parse(&r.origin), r.seq > 0) {
+                keys.open.insert((origin, r.seq));
             }
         }
         drop(keys);
@@ -70,7 +70,7 @@ pub(super) fn serve_asked(
     if keys.open.is_empty() || max == 0 {
         return Ok(Vec::new());
     }
-    let fills = state.fills();
+    let fills = state.store.fill_count();
     if fills != keys.fills_at {
         keys.stubs.clear();
         keys.fills_at = fills;
@@ -84,16 +84,13 @@ pub(super) fn serve_asked(
         if full.len() >= max {
             break;
         }
-        let Ok(origin) = OrgId::parse(&key.0) else {
-            settled.push(key.clone());
-            continue;
-        };
-        if vector.get(&origin).is_none_or(|head| *head < key.1) {
+        let (origin, seq) = key;
+        if vector.get(origin).is_none_or(|head| head < seq) {
             continue;
         }
         let Some(entry) = state
             .store
-            .range(&origin, key.1, 1)
+            .range(origin, *seq, 1)
             .map_err(|e| local(&e))?
             .pop()
         else {

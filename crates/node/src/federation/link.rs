@@ -372,7 +372,10 @@ async fn send_loop(
             let want = pb::Want {
                 entries: ask
                     .into_iter()
-                    .map(|(origin, seq)| pb::EntryRef { origin, seq })
+                    .map(|(origin, seq)| pb::EntryRef {
+                        origin: origin.to_string(),
+                        seq,
+                    })
                     .collect(),
             };
             send(&out, frame(pb::sync_frame::Frame::Want(want)), &limits).await?;
