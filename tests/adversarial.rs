@@ -45,6 +45,7 @@ fn sighting(signer: &Signer, head: intelmesh_core::Head, domain: &str) -> pb::Si
             seen_at_unix_ms: 1_700_000_000_000,
             count: 3,
         })),
+        ..Default::default()
     };
     signer
         .sign_next(
@@ -114,7 +115,7 @@ async fn forged_and_tampered_entries_end_the_link_and_change_nothing() {
         (
             "tampered payload",
             payload,
-            "AU-AFP#1: payload SHA-256 does not match",
+            "AU-AFP#1: payload does not match the header's commitment",
         ),
         (
             "tampered header",

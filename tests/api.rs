@@ -98,6 +98,7 @@ async fn one_bad_submission_refuses_the_batch_and_publishes_nothing() {
                 upsert(Ty::Ipv4, "999.1.1.1", Tlp::Green, &[]),
                 good.clone(),
             ],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -117,6 +118,7 @@ async fn one_bad_submission_refuses_the_batch_and_publishes_nothing() {
     let e = c
         .submit(pb::SubmitRequest {
             submissions: vec![red_to_stranger],
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -448,6 +450,7 @@ async fn node_certificates_cannot_use_the_api() {
     let e = c
         .submit(pb::SubmitRequest {
             submissions: vec![upsert(Ty::Domain, "a.example", Tlp::Green, &[])],
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -175,10 +175,13 @@ fn a_wrong_prev_hash_is_a_chain_break() {
     let f = fixture(|c| c);
     let (entries, _) = chain(&f.signer, None, 1, 8);
     f.store.apply(verified(&f, entries)).unwrap();
-    let broken = f.signer.sign_raw(2, [9; 32], 1_700_000_000_002, &green(), {
-        use prost::Message;
-        upsert("SG-IGCI", 2, 0).encode_to_vec()
-    });
+    let broken = f.signer.sign_raw(
+        2,
+        [9; 32],
+        1_700_000_000_002,
+        &green(),
+        intelmesh_core::payload::seal(&upsert("SG-IGCI", 2, 0), false),
+    );
     let report = f.store.apply(verified(&f, vec![broken])).unwrap();
     let org = OrgId::parse("SG-IGCI").unwrap();
     let expected = ChainError::ChainBreak {

@@ -56,11 +56,14 @@ pub fn sighting(value: &str, count: u64) -> pb::ReportSightingRequest {
 }
 
 pub async fn submit(c: &mut Client, submissions: Vec<pb::Submission>) -> Vec<pb::Assigned> {
-    c.submit(pb::SubmitRequest { submissions })
-        .await
-        .expect("submit")
-        .into_inner()
-        .assigned
+    c.submit(pb::SubmitRequest {
+        submissions,
+        ..Default::default()
+    })
+    .await
+    .expect("submit")
+    .into_inner()
+    .assigned
 }
 
 pub async fn get(c: &mut Client, ty: Ty, value: &str) -> pb::GetResponse {

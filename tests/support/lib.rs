@@ -47,6 +47,7 @@ pub fn upsert(org: &str, n: u64, pad: usize) -> pb::Payload {
             description: "x".repeat(pad),
             ..Default::default()
         })),
+        ..Default::default()
     }
 }
 

@@ -179,5 +179,6 @@ pub fn domain_upsert(domain: &str) -> pb::Payload {
             tags: vec!["test".into()],
             ..Default::default()
         })),
+        ..Default::default()
     }
 }

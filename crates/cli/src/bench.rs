@@ -323,6 +323,7 @@ fn sample_upsert(n: u64) -> pb::Payload {
             description: "observed beaconing in incident response".into(),
             external_references: vec![],
         })),
+        ..Default::default()
     }
 }
 
@@ -451,10 +452,11 @@ fn measure_verify(wire: &[Vec<Bytes>], keys: &StaticKeys) -> anyhow::Result<f64>
     }
     let t = Instant::now();
     let all_ok = items.par_chunks(VERIFY_CHUNK).all(|chunk| {
-        let msgs: Vec<&[u8]> = chunk.iter().map(|(m, _, _)| m.as_slice()).collect();
-        let sigs: Vec<Signature> = chunk.iter().map(|(_, s, _)| *s).collect();
-        let vks: Vec<VerifyingKey> = chunk.iter().map(|(_, _, k)| *k).collect();
-        ed25519_dalek::verify_batch(&msgs, &sigs, &vks).is_ok()
+        let mut batch = intelmesh_core::signature::Batch::default();
+        for (m, s, k) in chunk {
+            batch.queue(k, m, s);
+        }
+        batch.verify()
     });
     let secs = t.elapsed().as_secs_f64();
     if !all_ok {

@@ -335,7 +335,10 @@ fn submit_request(call: u64, batch: usize) -> pb::SubmitRequest {
             })),
         })
         .collect();
-    pb::SubmitRequest { submissions }
+    pb::SubmitRequest {
+        submissions,
+        ..Default::default()
+    }
 }
 
 /// Options of `bench catchup`.

@@ -237,6 +237,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         let response = client
             .submit(pb::SubmitRequest {
                 submissions: chunk.to_vec(),
+                ..Default::default()
             })
             .await
             .map_err(|s| rpc_error(&target, "Submit", s))?

@@ -13,6 +13,8 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 /// Prefix of every signed message, so an intelmesh signature can never be replayed as a
 /// signature over anything else made with the same key.
 pub const SIGNING_CONTEXT: &[u8] = b"intelmesh/v1 entry-header\0";
+/// Prefix of every payload commitment, so it is never the plain hash of the payload bytes.
+pub const COMMITMENT_CONTEXT: &[u8] = b"intelmesh/v1 payload-commitment\0";
 
 /// SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -28,6 +30,15 @@ pub fn header_hash(header_bytes: &[u8]) -> Hash {
     sha256(header_bytes)
 }
 
+/// The header's commitment to `payload` (the payload bytes as sent, nonce included). It hides the
+/// payload from whoever lacks those bytes because the payload carries a fresh random nonce.
+pub fn payload_commitment(payload: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update(COMMITMENT_CONTEXT);
+    h.update(payload);
+    h.finalize().into()
+}
+
 /// The exact message an origin signs: the context prefix, then the header bytes.
 pub fn signed_message(header_bytes: &[u8]) -> Vec<u8> {
     let mut msg = Vec::with_capacity(SIGNING_CONTEXT.len() + header_bytes.len());
@@ -36,16 +47,27 @@ pub fn signed_message(header_bytes: &[u8]) -> Vec<u8> {
     msg
 }
 
-/// A stable organisation id such as `SG-IGCI`: 1 to 64 characters of `A-Z a-z 0-9 - _ .`.
+/// A stable organisation id such as `SG-IGCI`.
+///
+/// One strict form: 1 to 63 characters of `A-Z`, `0-9` and `-`, starting and ending with a
+/// letter or digit. So an org id is also a DNS label once lowercased, and no two org ids map to
+/// the same name anywhere (certificates, DNS names, file names, store keys); a looser form let
+/// `AU-AFP`, `au-afp` and `AU_AFP` share one certificate name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OrgId(String);
 
 impl OrgId {
-    pub const MAX_LEN: usize = 64;
+    pub const MAX_LEN: usize = 63;
 
     pub fn parse(raw: &str) -> Result<OrgId, InvalidOrgId> {
-        let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-        if raw.is_empty() || raw.len() > Self::MAX_LEN || !raw.chars().all(ok_char) {
+        let ok_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-';
+        let bytes = raw.as_bytes();
+        let well_formed = !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw.chars().all(ok_char)
+            && bytes.first() != Some(&b'-')
+            && bytes.last() != Some(&b'-');
+        if !well_formed {
             return Err(InvalidOrgId(raw.chars().take(80).collect()));
         }
         Ok(OrgId(raw.to_string()))
@@ -62,9 +84,31 @@ impl fmt::Display for OrgId {
     }
 }
 
+impl std::str::FromStr for OrgId {
+    type Err = InvalidOrgId;
+
+    fn from_str(s: &str) -> Result<OrgId, InvalidOrgId> {
+        OrgId::parse(s)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid org id {0:?}: use 1 to 64 characters of A-Z, a-z, 0-9, '-', '_' or '.'")]
+#[error("invalid org id {0:?}: use 1 to 63 characters of A-Z, 0-9 and '-', starting and ending with a letter or digit{hint}", hint = InvalidOrgId::hint(.0))]
 pub struct InvalidOrgId(pub String);
+
+impl InvalidOrgId {
+    /// The id it was probably meant to be, when upper case and '-' for '_' make it valid.
+    pub fn suggestion(&self) -> Option<OrgId> {
+        OrgId::parse(&self.0.trim().to_ascii_uppercase().replace('_', "-")).ok()
+    }
+
+    fn hint(raw: &str) -> String {
+        InvalidOrgId(raw.to_string())
+            .suggestion()
+            .map(|s| format!(" (did you mean {s}?)"))
+            .unwrap_or_default()
+    }
+}
 
 /// Identifies a signing key: the first 8 bytes of SHA-256 of the ed25519 public key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -180,7 +224,8 @@ pub struct Header {
     pub origin: OrgId,
     pub seq: u64,
     pub prev_hash: Hash,
-    pub payload_sha256: Hash,
+    /// [`payload_commitment`] of the payload bytes.
+    pub payload_commitment: Hash,
     pub payload_len: u64,
     pub issued_at_unix_ms: i64,
     pub key_id: KeyId,
@@ -193,7 +238,7 @@ impl Header {
             origin: self.origin.0.clone(),
             seq: self.seq,
             prev_hash: self.prev_hash.to_vec(),
-            payload_sha256: self.payload_sha256.to_vec(),
+            payload_commitment: self.payload_commitment.to_vec(),
             payload_len: self.payload_len,
             issued_at_unix_ms: self.issued_at_unix_ms,
             key_id: self.key_id.0.to_vec(),
@@ -239,5 +284,53 @@ pub fn withheld_stub(entry: &pb::SignedEntry) -> pb::SignedEntry {
         header: entry.header.clone(),
         signature: entry.signature.clone(),
         payload: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn org_ids_have_one_strict_form() {
+        for good in [
+            "SG-IGCI",
+            "AU-AFP",
+            "A",
+            "X1",
+            "INTERPOL-7",
+            &"A".repeat(63),
+        ] {
+            assert_eq!(
+                OrgId::parse(good).map(|o| o.to_string()),
+                Ok(good.to_string())
+            );
+        }
+        for bad in [
+            "",
+            "au-afp",
+            "AU_AFP",
+            "AU.AFP",
+            "-AU",
+            "AU-",
+            "AU AFP",
+            "ÄU",
+            &"A".repeat(64),
+        ] {
+            assert!(OrgId::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn a_refused_org_id_suggests_its_strict_form() {
+        let err = OrgId::parse("au_afp").unwrap_err();
+        assert_eq!(err.suggestion(), OrgId::parse("AU-AFP").ok());
+        assert!(err.to_string().ends_with("(did you mean AU-AFP?)"), "{err}");
+        assert_eq!(OrgId::parse("a b").unwrap_err().suggestion(), None);
+    }
+
+    #[test]
+    fn the_commitment_is_not_the_plain_hash() {
+        assert_ne!(payload_commitment(b"x"), sha256(b"x"));
     }
 }

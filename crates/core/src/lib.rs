@@ -6,8 +6,11 @@
 
 pub mod chain;
 pub mod entry;
+pub mod evidence;
 pub mod indicator;
+pub mod payload;
 pub mod sign;
+pub mod signature;
 pub mod verify;
 
 pub use entry::{Distribution, Hash, Head, KeyId, OrgId, Tlp};

@@ -4,7 +4,9 @@ use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::entry::{header_hash, sha256, signed_message, Distribution, Hash, Head, KeyId, OrgId};
+use crate::entry::{
+    header_hash, payload_commitment, signed_message, Distribution, Hash, Head, KeyId, OrgId,
+};
 
 /// An org's signing identity.
 pub struct Signer {
@@ -40,7 +42,8 @@ impl Signer {
         &self.key
     }
 
-    /// Signs `payload` as the entry following `head` and returns it with its new head.
+    /// Signs `payload` as the entry following `head` and returns it with its new head. The
+    /// payload is sealed first: a fresh nonce, and padding for restricted levels.
     pub fn sign_next(
         &self,
         head: Option<Head>,
@@ -49,13 +52,14 @@ impl Signer {
         payload: &pb::Payload,
     ) -> (pb::SignedEntry, Head) {
         let (seq, prev_hash) = crate::entry::next_link(head);
-        let payload = payload.encode_to_vec();
+        let payload = crate::payload::seal(payload, distribution.tlp.is_restricted());
         let entry = self.sign_raw(seq, prev_hash, issued_at_unix_ms, distribution, payload);
         let hash = header_hash(&entry.header);
         (entry, Head { seq, hash })
     }
 
-    /// Signs an entry from its parts exactly as given; tests use it to craft bad entries.
+    /// Signs an entry from its parts exactly as given (payload bytes as they are, no nonce
+    /// added); tests use it to craft bad entries.
     pub fn sign_raw(
         &self,
         seq: u64,
@@ -68,7 +72,7 @@ impl Signer {
             origin: self.org.as_str().to_string(),
             seq,
             prev_hash: prev_hash.to_vec(),
-            payload_sha256: sha256(&payload).to_vec(),
+            payload_commitment: payload_commitment(&payload).to_vec(),
             payload_len: payload.len() as u64,
             issued_at_unix_ms,
             key_id: self.key_id.0.to_vec(),

@@ -5,7 +5,7 @@
 //! unverified can reach the log. Chain rules (gaps, forks) need the stored heads and live in
 //! [`crate::chain`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use intelmesh_proto::v1 as pb;
@@ -13,10 +13,13 @@ use prost::Message;
 use rayon::prelude::*;
 
 use crate::entry::{
-    header_hash, sha256, signed_message, Distribution, Hash, Header, KeyId, OrgId, Tlp,
+    header_hash, payload_commitment, signed_message, Distribution, Hash, Header, KeyId, OrgId, Tlp,
     MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, ZERO_HASH,
 };
 use crate::indicator::{normalize, Indicator, IndicatorType, NormalizeError};
+use crate::payload::{is_bucket, MAX_NONCE_LEN, MIN_NONCE_LEN, PAD_BUCKETS};
+pub use crate::signature::SignatureDefect;
+use crate::signature::{self, check_components};
 
 /// Where verifying keys come from: a config file now, the hub's roster later.
 pub trait KeyRegistry: Sync {
@@ -25,18 +28,34 @@ pub trait KeyRegistry: Sync {
 }
 
 /// A fixed set of (org, key) pairs.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StaticKeys {
     keys: HashMap<(OrgId, KeyId), VerifyingKey>,
+    orgs: BTreeSet<OrgId>,
 }
 
 impl StaticKeys {
     pub fn insert(&mut self, org: OrgId, key: VerifyingKey) {
+        self.orgs.insert(org.clone());
         self.keys.insert((org, KeyId::of(&key)), key);
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&OrgId, &VerifyingKey)> {
         self.keys.iter().map(|((org, _), key)| (org, key))
+    }
+
+    /// The orgs with at least one key: the federation's members.
+    pub fn members(&self) -> &BTreeSet<OrgId> {
+        &self.orgs
+    }
+
+    pub fn is_member(&self, org: &OrgId) -> bool {
+        self.orgs.contains(org)
+    }
+
+    /// Whether `org` may sign with `key`.
+    pub fn holds(&self, org: &OrgId, key: &VerifyingKey) -> bool {
+        self.keys.get(&(org.clone(), KeyId::of(key))) == Some(key)
     }
 }
 
@@ -138,8 +157,8 @@ pub enum VerifyError {
         declared: u64,
         actual: u64,
     },
-    #[error("{origin}#{seq}: payload SHA-256 does not match the header")]
-    PayloadHashMismatch { origin: OrgId, seq: u64 },
+    #[error("{origin}#{seq}: payload does not match the header's commitment")]
+    PayloadCommitmentMismatch { origin: OrgId, seq: u64 },
     #[error("{origin}#{seq}: invalid payload: {defect}")]
     InvalidPayload {
         origin: OrgId,
@@ -162,6 +181,12 @@ pub enum VerifyError {
     },
     #[error("{origin}#{seq}: signature does not verify")]
     BadSignature { origin: OrgId, seq: u64 },
+    #[error("{origin}#{seq}: signature refused: {defect}")]
+    MalformedSignature {
+        origin: OrgId,
+        seq: u64,
+        defect: SignatureDefect,
+    },
 }
 
 impl VerifyError {
@@ -173,12 +198,20 @@ impl VerifyError {
             VerifyError::InvalidHeader { .. } => "invalid_header",
             VerifyError::PayloadTooLarge { .. } => "payload_too_large",
             VerifyError::PayloadLengthMismatch { .. } => "payload_length_mismatch",
-            VerifyError::PayloadHashMismatch { .. } => "payload_hash_mismatch",
+            VerifyError::PayloadCommitmentMismatch { .. } => "payload_commitment_mismatch",
             VerifyError::InvalidPayload { .. } => "invalid_payload",
             VerifyError::FromFuture { .. } => "from_future",
             VerifyError::UnknownKey { .. } => "unknown_key",
             VerifyError::BadSignature { .. } => "bad_signature",
+            VerifyError::MalformedSignature { .. } => "malformed_signature",
         }
+    }
+
+    /// Whether the entry could not be checked at all, rather than proved bad: its key is not
+    /// (yet) in this node's key list. Such an entry may be fine (a member added, or a key
+    /// rotated, somewhere first); a node holds it and checks it again when its keys change.
+    pub fn is_unverifiable_yet(&self) -> bool {
+        matches!(self, VerifyError::UnknownKey { .. })
     }
 }
 
@@ -192,12 +225,14 @@ pub enum HeaderDefect {
     PrevHashLength(usize),
     #[error("seq 1 must have an all-zero prev_hash")]
     FirstEntryHasPrev,
-    #[error("payload_sha256 must be 32 bytes, got {0}")]
-    PayloadHashLength(usize),
+    #[error("payload_commitment must be 32 bytes, got {0}")]
+    PayloadCommitmentLength(usize),
     #[error("key_id must be 8 bytes, got {0}")]
     KeyIdLength(usize),
     #[error("payload_len {0} is over the cap")]
     PayloadLenOverCap(u64),
+    #[error("payload_len {0} of a restricted (AMBER+STRICT or RED) entry is not a padding bucket ({buckets:?})", buckets = PAD_BUCKETS)]
+    UnpaddedRestricted(u64),
     #[error("missing or unknown TLP level")]
     Tlp,
     #[error("invalid recipient: {0}")]
@@ -224,6 +259,8 @@ pub enum PayloadDefect {
     Confidence(u32),
     #[error("sighting count must be at least 1")]
     ZeroCount,
+    #[error("nonce of {0} bytes; it must be {MIN_NONCE_LEN} to {MAX_NONCE_LEN} random bytes")]
+    Nonce(usize),
 }
 
 /// Checks everything but the signature and returns the entry with the message to verify.
@@ -278,6 +315,11 @@ fn precheck(
             seq,
             key_id: header.key_id,
         })?;
+    check_components(&signature, &key).map_err(|defect| VerifyError::MalformedSignature {
+        origin: origin.clone(),
+        seq,
+        defect,
+    })?;
     Ok(Prechecked {
         raw,
         header,
@@ -305,11 +347,11 @@ fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
     if wire.seq == 1 && prev_hash != ZERO_HASH {
         return Err(fail(HeaderDefect::FirstEntryHasPrev));
     }
-    let payload_sha256: Hash = wire
-        .payload_sha256
-        .as_slice()
-        .try_into()
-        .map_err(|_| fail(HeaderDefect::PayloadHashLength(wire.payload_sha256.len())))?;
+    let payload_commitment: Hash = wire.payload_commitment.as_slice().try_into().map_err(|_| {
+        fail(HeaderDefect::PayloadCommitmentLength(
+            wire.payload_commitment.len(),
+        ))
+    })?;
     let key_id: [u8; 8] = wire
         .key_id
         .as_slice()
@@ -327,11 +369,14 @@ fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
         .transpose()
         .map_err(|e| fail(HeaderDefect::Recipient(e)))?
         .unwrap_or_default();
+    if tlp.is_restricted() && !is_bucket(wire.payload_len) {
+        return Err(fail(HeaderDefect::UnpaddedRestricted(wire.payload_len)));
+    }
     Ok(Header {
         origin,
         seq: wire.seq,
         prev_hash,
-        payload_sha256,
+        payload_commitment,
         payload_len: wire.payload_len,
         issued_at_unix_ms: wire.issued_at_unix_ms,
         key_id: KeyId(key_id),
@@ -357,8 +402,8 @@ fn check_payload(header: &Header, bytes: &[u8]) -> Result<Payload, VerifyError> 
             actual: bytes.len() as u64,
         });
     }
-    if sha256(bytes) != header.payload_sha256 {
-        return Err(VerifyError::PayloadHashMismatch { origin, seq });
+    if payload_commitment(bytes) != header.payload_commitment {
+        return Err(VerifyError::PayloadCommitmentMismatch { origin, seq });
     }
     decode_payload(bytes).map_err(|defect| VerifyError::InvalidPayload {
         origin,
@@ -367,11 +412,14 @@ fn check_payload(header: &Header, bytes: &[u8]) -> Result<Payload, VerifyError> 
     })
 }
 
-/// Decodes a payload and checks its indicator is in canonical form.
+/// Decodes a payload and checks its nonce and that its indicator is in canonical form.
 pub fn decode_payload(bytes: &[u8]) -> Result<Payload, PayloadDefect> {
     use pb::payload::Body;
     let payload =
         pb::Payload::decode(bytes).map_err(|e| PayloadDefect::Undecodable(e.to_string()))?;
+    if !(MIN_NONCE_LEN..=MAX_NONCE_LEN).contains(&payload.nonce.len()) {
+        return Err(PayloadDefect::Nonce(payload.nonce.len()));
+    }
     let body = payload.body.ok_or(PayloadDefect::MissingBody)?;
     let indicator = match &body {
         Body::Upsert(u) if u.confidence > 100 => {
@@ -412,12 +460,14 @@ fn finish(p: Prechecked) -> VerifiedEntry {
 }
 
 fn verify_one(p: &Prechecked) -> Result<(), VerifyError> {
-    p.key
-        .verify_strict(&signed_message(&p.raw.header), &p.signature)
-        .map_err(|_| VerifyError::BadSignature {
+    if signature::verify_one(&p.key, &signed_message(&p.raw.header), &p.signature) {
+        Ok(())
+    } else {
+        Err(VerifyError::BadSignature {
             origin: p.header.origin.clone(),
             seq: p.header.seq,
         })
+    }
 }
 
 /// Verifies one entry.
@@ -449,7 +499,8 @@ pub fn read_stored(raw: &pb::SignedEntry) -> Result<(Header, Option<Payload>), V
 
 /// Verifies a batch on the calling thread, with one ed25519 batch check for all signatures.
 /// Results come back in input order. If the batch check fails, each entry is checked alone so
-/// only the bad ones are refused.
+/// only the bad ones are refused. Accepts exactly what [`verify_entry`] accepts, whatever else
+/// is in the batch (see `signature`).
 pub fn verify_batch(
     raws: Vec<pb::SignedEntry>,
     keys: &dyn KeyRegistry,
@@ -457,12 +508,11 @@ pub fn verify_batch(
 ) -> Vec<Result<VerifiedEntry, VerifyError>> {
     let checked: Vec<Result<Prechecked, VerifyError>> =
         raws.into_iter().map(|r| precheck(r, keys, cfg)).collect();
-    let ok: Vec<&Prechecked> = checked.iter().filter_map(|c| c.as_ref().ok()).collect();
-    let messages: Vec<Vec<u8>> = ok.iter().map(|p| signed_message(&p.raw.header)).collect();
-    let msg_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    let sigs: Vec<Signature> = ok.iter().map(|p| p.signature).collect();
-    let vks: Vec<VerifyingKey> = ok.iter().map(|p| p.key).collect();
-    let all_good = ok.is_empty() || ed25519_dalek::verify_batch(&msg_refs, &sigs, &vks).is_ok();
+    let mut batch = signature::Batch::default();
+    for p in checked.iter().filter_map(|c| c.as_ref().ok()) {
+        batch.queue(&p.key, &signed_message(&p.raw.header), &p.signature);
+    }
+    let all_good = batch.verify();
     checked
         .into_iter()
         .map(|c| {

@@ -1,7 +1,7 @@
 //! Every way verification refuses an entry, from crafted input; and that good entries pass.
 
 use ed25519_dalek::SigningKey;
-use intelmesh_core::entry::{sha256, signed_message, MAX_PAYLOAD_BYTES, ZERO_HASH};
+use intelmesh_core::entry::{payload_commitment, signed_message, MAX_PAYLOAD_BYTES, ZERO_HASH};
 use intelmesh_core::verify::{
     verify_batch, verify_batch_parallel, verify_entry, HeaderDefect, PayloadDefect,
 };
@@ -43,8 +43,19 @@ fn domain_upsert(value: &str) -> Vec<u8> {
             confidence: 90,
             ..Default::default()
         })),
+        nonce: vec![7; 16],
+        ..Default::default()
     }
     .encode_to_vec()
+}
+
+/// A payload as signers seal it: with a nonce.
+fn with_nonce(body: pb::payload::Body) -> pb::Payload {
+    pb::Payload {
+        body: Some(body),
+        nonce: vec![7; 16],
+        ..Default::default()
+    }
 }
 
 fn good(s: &Signer) -> pb::SignedEntry {
@@ -56,7 +67,7 @@ fn header_of(s: &Signer, seq: u64, prev: Vec<u8>, payload: &[u8]) -> pb::EntryHe
         origin: s.org().to_string(),
         seq,
         prev_hash: prev,
-        payload_sha256: sha256(payload).to_vec(),
+        payload_commitment: payload_commitment(payload).to_vec(),
         payload_len: payload.len() as u64,
         issued_at_unix_ms: NOW,
         key_id: s.key_id().0.to_vec(),
@@ -134,10 +145,20 @@ fn header_defects_are_named() {
         ),
         (
             pb::EntryHeader {
-                payload_sha256: vec![0; 5],
+                payload_commitment: vec![0; 5],
                 ..base()
             },
-            HeaderDefect::PayloadHashLength(5),
+            HeaderDefect::PayloadCommitmentLength(5),
+        ),
+        (
+            pb::EntryHeader {
+                distribution: Some(pb::Distribution {
+                    tlp: pb::Tlp::Red as i32,
+                    recipients: vec![],
+                }),
+                ..base()
+            },
+            HeaderDefect::UnpaddedRestricted(payload.len() as u64),
         ),
         (
             pb::EntryHeader {
@@ -248,14 +269,14 @@ fn payload_binding_is_checked() {
     let err = check(tampered, &keys).expect_err("tampered payload");
     assert_eq!(
         err,
-        VerifyError::PayloadHashMismatch {
+        VerifyError::PayloadCommitmentMismatch {
             origin: org,
             seq: 1
         }
     );
     assert_eq!(
         err.to_string(),
-        "SG-IGCI#1: payload SHA-256 does not match the header"
+        "SG-IGCI#1: payload does not match the header's commitment"
     );
 }
 
@@ -289,22 +310,30 @@ fn payload_must_be_valid_and_canonical() {
         })
     ));
     assert!(matches!(
-        check(signed(pb::Payload { body: None }.encode_to_vec()), &keys),
+        check(
+            signed(
+                pb::Payload {
+                    body: None,
+                    nonce: vec![7; 16],
+                    ..Default::default()
+                }
+                .encode_to_vec()
+            ),
+            &keys
+        ),
         Err(VerifyError::InvalidPayload {
             defect: PayloadDefect::MissingBody,
             ..
         })
     ));
-    let over_100 = pb::Payload {
-        body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
-            indicator: Some(pb::IndicatorRef {
-                r#type: pb::IndicatorType::Domain as i32,
-                value: "evil.example".into(),
-            }),
-            confidence: 101,
-            ..Default::default()
-        })),
-    };
+    let over_100 = with_nonce(pb::payload::Body::Upsert(pb::IndicatorUpsert {
+        indicator: Some(pb::IndicatorRef {
+            r#type: pb::IndicatorType::Domain as i32,
+            value: "evil.example".into(),
+        }),
+        confidence: 101,
+        ..Default::default()
+    }));
     assert!(matches!(
         check(signed(over_100.encode_to_vec()), &keys),
         Err(VerifyError::InvalidPayload {
@@ -312,16 +341,14 @@ fn payload_must_be_valid_and_canonical() {
             ..
         })
     ));
-    let zero_sighting = pb::Payload {
-        body: Some(pb::payload::Body::Sighting(pb::Sighting {
-            indicator: Some(pb::IndicatorRef {
-                r#type: pb::IndicatorType::Ipv4 as i32,
-                value: "1.2.3.4".into(),
-            }),
-            seen_at_unix_ms: NOW,
-            count: 0,
-        })),
-    };
+    let zero_sighting = with_nonce(pb::payload::Body::Sighting(pb::Sighting {
+        indicator: Some(pb::IndicatorRef {
+            r#type: pb::IndicatorType::Ipv4 as i32,
+            value: "1.2.3.4".into(),
+        }),
+        seen_at_unix_ms: NOW,
+        count: 0,
+    }));
     assert!(matches!(
         check(signed(zero_sighting.encode_to_vec()), &keys),
         Err(VerifyError::InvalidPayload {
@@ -329,12 +356,10 @@ fn payload_must_be_valid_and_canonical() {
             ..
         })
     ));
-    let no_indicator = pb::Payload {
-        body: Some(pb::payload::Body::Revoke(pb::IndicatorRevoke {
-            indicator: None,
-            reason: String::new(),
-        })),
-    };
+    let no_indicator = with_nonce(pb::payload::Body::Revoke(pb::IndicatorRevoke {
+        indicator: None,
+        reason: String::new(),
+    }));
     assert!(matches!(
         check(signed(no_indicator.encode_to_vec()), &keys),
         Err(VerifyError::InvalidPayload {
@@ -342,15 +367,13 @@ fn payload_must_be_valid_and_canonical() {
             ..
         })
     ));
-    let unknown_type = pb::Payload {
-        body: Some(pb::payload::Body::Revoke(pb::IndicatorRevoke {
-            indicator: Some(pb::IndicatorRef {
-                r#type: 42,
-                value: "x".into(),
-            }),
-            reason: String::new(),
-        })),
-    };
+    let unknown_type = with_nonce(pb::payload::Body::Revoke(pb::IndicatorRevoke {
+        indicator: Some(pb::IndicatorRef {
+            r#type: 42,
+            value: "x".into(),
+        }),
+        reason: String::new(),
+    }));
     assert!(matches!(
         check(signed(unknown_type.encode_to_vec()), &keys),
         Err(VerifyError::InvalidPayload {
@@ -358,6 +381,19 @@ fn payload_must_be_valid_and_canonical() {
             ..
         })
     ));
+    for nonce in [0, 15, 65] {
+        let mut p = pb::Payload::decode(domain_upsert("evil.example").as_slice()).unwrap();
+        p.nonce = vec![1; nonce];
+        assert_eq!(
+            check(signed(p.encode_to_vec()), &keys),
+            Err(VerifyError::InvalidPayload {
+                origin: s.org().clone(),
+                seq: 1,
+                defect: PayloadDefect::Nonce(nonce),
+            }),
+            "nonce of {nonce} bytes"
+        );
+    }
 }
 
 #[test]

@@ -88,16 +88,14 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     let org = cfg.org_id()?;
     let signing_key = keys::load_signing_key(&cfg.signing_key)?;
     let registry = keys::load_registry(&cfg.keys)?;
-    let store_cfg = StoreConfig::new(&cfg.data_dir);
+    let store_cfg = StoreConfig::new(&cfg.data_dir).owned_by(org.clone());
     let store = tokio::task::spawn_blocking(move || SledStore::open(store_cfg))
         .await?
         .with_context(|| format!("opening store in {}", cfg.data_dir.display()))?;
-    let state = Arc::new(NodeState::new(
-        cfg,
-        store,
-        registry,
-        Signer::new(org, signing_key),
-    ));
+    let state = Arc::new(
+        NodeState::new(cfg, store, registry, Signer::new(org, signing_key))
+            .context("checking the signing key against the key list")?,
+    );
     // In the background: the scan reads the whole log, and nothing waits on it.
     let scanning = Arc::clone(&state);
     tokio::spawn(async move {

@@ -2,7 +2,7 @@
 //! the change signal, and the peer table. Entries enter the store only through [`NodeState`].
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use intelmesh_core::chain::ChainError;
 use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
@@ -29,7 +29,8 @@ pub struct NodeState {
     pub org: OrgId,
     pub cfg: NodeConfig,
     pub store: Arc<SledStore>,
-    pub keys: Arc<StaticKeys>,
+    /// The members' verifying keys; replaced whole when the key list changes.
+    keys: RwLock<Arc<StaticKeys>>,
     signer: Signer,
     /// Held while signing and appending own entries, so the head cannot move in between.
     own: tokio::sync::Mutex<()>,
@@ -69,30 +70,42 @@ pub enum NodeError {
     OwnEntry { seq: u64, outcome: Outcome },
     #[error("own entry does not verify: {0}")]
     OwnVerify(VerifyError),
+    #[error("this node's signing key {key_id} is not in its key list for {org}: add its public key to the key list (or use the key the list holds) before publishing")]
+    OwnKeyNotListed {
+        org: OrgId,
+        key_id: intelmesh_core::KeyId,
+    },
 }
 
 impl NodeState {
+    /// The state of a node whose key list must hold its own signing key: every other member
+    /// verifies its entries with that list's keys, so a key missing from it would have the
+    /// node sign entries that no member accepts.
     pub fn new(
         cfg: NodeConfig,
         store: SledStore,
-        mut keys: StaticKeys,
+        keys: StaticKeys,
         signer: Signer,
-    ) -> NodeState {
-        // Own entries go through the same verification as everyone else's.
-        keys.insert(signer.org().clone(), signer.verifying_key());
+    ) -> Result<NodeState, NodeError> {
+        own_key_listed(&keys, &signer)?;
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
-        NodeState {
+        Ok(NodeState {
             org: signer.org().clone(),
             cfg,
             store: Arc::new(store),
-            keys: Arc::new(keys),
+            keys: RwLock::new(Arc::new(keys)),
             signer,
             own: tokio::sync::Mutex::new(()),
             changed: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
             peers,
             wants: Wants::default(),
-        }
+        })
+    }
+
+    /// The key list as it is now.
+    pub fn keys(&self) -> Arc<StaticKeys> {
+        Arc::clone(&self.keys.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn peer_config(&self, org: &OrgId) -> Option<&PeerConfig> {
@@ -143,7 +156,8 @@ impl NodeState {
             let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
             let mut checked = Checked::default();
             checked.good.reserve(raws.len());
-            for r in verify_batch_parallel(raws, me.keys.as_ref(), &cfg, VERIFY_CHUNK) {
+            let keys = me.keys();
+            for r in verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK) {
                 match r {
                     Ok(v) => checked.good.push(v),
                     Err(e) => checked.refused.push(e),
@@ -248,6 +262,8 @@ impl NodeState {
             return Ok(Vec::new());
         }
         let _own = self.own.lock().await;
+        let keys = self.keys();
+        own_key_listed(&keys, &self.signer)?;
         let me = Arc::clone(self);
         let seqs = tokio::task::spawn_blocking(move || -> Result<Vec<u64>, NodeError> {
             let mut head = me.store.head(&me.org)?;
@@ -261,7 +277,7 @@ impl NodeState {
                 head = Some(next);
             }
             let cfg = VerifyConfig::at(now);
-            let verified = verify_batch_parallel(raws, me.keys.as_ref(), &cfg, VERIFY_CHUNK)
+            let verified = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK)
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(NodeError::OwnVerify)?;
@@ -277,6 +293,18 @@ impl NodeState {
         .map_err(|e| NodeError::Join(e.to_string()))??;
         self.bump();
         Ok(seqs)
+    }
+}
+
+/// Refuses a signer whose key the key list does not hold for its org.
+fn own_key_listed(keys: &StaticKeys, signer: &Signer) -> Result<(), NodeError> {
+    if keys.holds(signer.org(), &signer.verifying_key()) {
+        Ok(())
+    } else {
+        Err(NodeError::OwnKeyNotListed {
+            org: signer.org().clone(),
+            key_id: signer.key_id(),
+        })
     }
 }
 

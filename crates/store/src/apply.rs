@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use intelmesh_core::chain::{admit, Admission, ChainError, StoredAt};
-use intelmesh_core::entry::{header_hash, withheld_stub};
+use intelmesh_core::entry::header_hash;
+use intelmesh_core::evidence::{chain_break, equivocation};
 use intelmesh_core::{Head, KeyId, OrgId, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
@@ -17,6 +18,10 @@ use crate::index::IndexUpdate;
 use crate::segment::{last_segment, segment_at, Segment};
 use crate::sled_store::decode_head;
 use crate::{keys, Outcome, StoreError};
+
+/// Fork proofs kept per origin: one proves the fork, a few show its extent; an origin that
+/// signs conflicting entries without end cannot grow the store without end.
+pub const MAX_FORK_PROOFS_PER_ORIGIN: usize = 8;
 
 pub(crate) enum Placed {
     Done(Outcome),
@@ -56,6 +61,8 @@ pub(crate) struct Finished {
     pub(crate) log_changed: bool,
     /// Payload fills recorded in the batch, numbered on from the store's count.
     pub(crate) fills: u64,
+    /// Fork proofs recorded in the batch.
+    pub(crate) forks: u64,
 }
 
 pub(crate) struct Work<'a> {
@@ -65,6 +72,8 @@ pub(crate) struct Work<'a> {
     index: Vec<IndexUpdate>,
     /// Stubs this call completed, in order.
     fills: Vec<(OrgId, u64)>,
+    /// Fork proofs found by this call (written at `finish`, within the per-origin cap).
+    forks: Vec<pb::ForkProof>,
 }
 
 impl<'a> Work<'a> {
@@ -75,6 +84,7 @@ impl<'a> Work<'a> {
             origins: HashMap::new(),
             index: Vec::with_capacity(entries),
             fills: Vec::new(),
+            forks: Vec::new(),
         }
     }
 
@@ -168,10 +178,22 @@ impl<'a> Work<'a> {
             Admission::Duplicate => Outcome::Duplicate,
             Admission::Gap { .. } => return Ok(Placed::Gap(Box::new(entry))),
             Admission::Equivocation { .. } => {
-                self.record_fork(&entry, stored);
+                if let Some(stored) = stored {
+                    self.record_equivocation(&stored, &entry);
+                }
                 Outcome::Rejected(ChainError::Equivocation { origin, seq })
             }
             Admission::ChainBreak { .. } => {
+                // The origin signed a successor of another entry than the one stored: as much
+                // a fork as two entries at one seq.
+                if let Some(before) = seq.checked_sub(1).filter(|s| *s > 0) {
+                    let predecessor = self.stored(&origin, before)?;
+                    self.forks.push(chain_break(
+                        &predecessor,
+                        &entry,
+                        intelmesh_core::now_unix_ms(),
+                    ));
+                }
                 Outcome::Rejected(ChainError::ChainBreak { origin, seq })
             }
         };
@@ -245,26 +267,50 @@ impl<'a> Work<'a> {
         Ok(())
     }
 
-    fn record_fork(&mut self, entry: &VerifiedEntry, stored: Option<pb::SignedEntry>) {
-        let h = entry.header();
-        let proof = pb::ForkProof {
-            origin: h.origin.to_string(),
-            seq: h.seq,
-            kept: stored.as_ref().map(withheld_stub),
-            conflicting: Some(withheld_stub(entry.raw())),
-            detected_at_unix_ms: intelmesh_core::now_unix_ms(),
-        };
-        self.batch.insert(
-            keys::fork(&h.origin, h.seq, entry.hash()),
-            proof.encode_to_vec(),
-        );
-        self.batch
-            .insert(keys::flag(&h.origin), h.seq.to_be_bytes().to_vec());
+    /// Keeps the proof that `entry` and `other` (stored, or held) are two entries of one origin
+    /// at one seq.
+    pub(crate) fn record_equivocation(&mut self, other: &pb::SignedEntry, entry: &VerifiedEntry) {
+        self.forks
+            .push(equivocation(other, entry, intelmesh_core::now_unix_ms()));
+    }
+
+    /// Adds the fork proofs of this call to the batch, at most [`MAX_FORK_PROOFS_PER_ORIGIN`]
+    /// per origin, and flags their origins at the first seq found. Returns how many it added.
+    fn write_forks(&mut self) -> Result<u64, StoreError> {
+        let mut added_for: HashMap<OrgId, usize> = HashMap::new();
+        let mut added = 0;
+        for proof in std::mem::take(&mut self.forks) {
+            let (Ok(origin), Some(conflicting)) =
+                (OrgId::parse(&proof.origin), proof.conflicting.as_ref())
+            else {
+                continue;
+            };
+            let key = keys::fork(&origin, proof.seq, &header_hash(&conflicting.header));
+            if self.db.contains_key(&key)? {
+                continue;
+            }
+            let have = match added_for.get(&origin) {
+                Some(n) => *n,
+                None => self.db.scan_prefix(keys::fork_prefix(&origin)).count(),
+            };
+            if have >= MAX_FORK_PROOFS_PER_ORIGIN {
+                continue;
+            }
+            if have == 0 && !self.db.contains_key(keys::flag(&origin))? {
+                self.batch
+                    .insert(keys::flag(&origin), proof.seq.to_be_bytes().to_vec());
+            }
+            added_for.insert(origin, have + 1);
+            self.batch.insert(key, proof.encode_to_vec());
+            added += 1;
+        }
+        Ok(added)
     }
 
     /// The sled batch with the changed segments, final heads and fills (numbered after the
     /// store's `fills_made`), and the index updates.
-    pub(crate) fn finish(mut self, fills_made: u64) -> Finished {
+    pub(crate) fn finish(mut self, fills_made: u64) -> Result<Finished, StoreError> {
+        let forks = self.write_forks()?;
         let mut log_changed = false;
         for (origin, o) in &self.origins {
             for (first, (seg, dirty)) in &o.segments {
@@ -282,11 +328,17 @@ impl<'a> Work<'a> {
             self.batch
                 .insert(keys::fill(n), keys::fill_record(origin, *seq));
         }
-        Finished {
+        Ok(Finished {
             log_changed,
             fills: self.fills.len() as u64,
+            forks,
             batch: self.batch,
             index: self.index,
-        }
+        })
+    }
+
+    /// Adds proofs checked elsewhere (received from peers) to this call's.
+    pub(crate) fn add_forks(&mut self, proofs: impl IntoIterator<Item = pb::ForkProof>) {
+        self.forks.extend(proofs);
     }
 }

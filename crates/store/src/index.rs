@@ -1,8 +1,15 @@
 //! The indicator index: how one entry's payload changes the merged view of its indicator.
 //!
-//! The merge depends only on the entry, never on arrival order across origins: each origin's
-//! assertion is replaced only by one with a higher seq, sightings add up, and lists stay
-//! sorted by origin. So any delivery order of the same entries gives the same index.
+//! Assertions and sightings are kept per origin *and distribution*: a reader may be allowed
+//! some of an origin's entries about an indicator and not others, so what it sees must never
+//! depend on entries it may not read (a RED sighting merged into a GREEN count showed the RED
+//! count and first-seen time to every member). Readers pick what they may see (see the node's
+//! `view`).
+//!
+//! The merge depends only on the entry, never on arrival order across origins: each (origin,
+//! distribution)'s assertion is replaced only by one with a higher seq, sightings add up, and
+//! lists stay sorted by (origin, distribution). So any delivery order of the same entries gives
+//! the same index.
 
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +34,7 @@ pub fn merge_payload(state: &mut pb::IndicatorState, header: &Header, payload: P
         });
     }
     let origin = header.origin.as_str();
+    let distribution = Some(canonical_distribution(&header.distribution));
     match payload.body {
         Body::Upsert(u) => upsert_assertion(
             state,
@@ -35,7 +43,7 @@ pub fn merge_payload(state: &mut pb::IndicatorState, header: &Header, payload: P
                 seq: header.seq,
                 revoked: false,
                 confidence: u.confidence,
-                distribution: Some(header.distribution.to_proto()),
+                distribution,
                 issued_at_unix_ms: header.issued_at_unix_ms,
                 valid_from_unix_ms: u.valid_from_unix_ms,
                 valid_until_unix_ms: u.valid_until_unix_ms,
@@ -52,20 +60,39 @@ pub fn merge_payload(state: &mut pb::IndicatorState, header: &Header, payload: P
                 origin: origin.to_string(),
                 seq: header.seq,
                 revoked: true,
-                distribution: Some(header.distribution.to_proto()),
+                distribution,
                 issued_at_unix_ms: header.issued_at_unix_ms,
                 revoke_reason: r.reason,
                 ..Default::default()
             },
         ),
-        Body::Sighting(s) => add_sighting(state, header, &s),
+        Body::Sighting(s) => add_sighting(state, header, distribution, &s),
     }
 }
 
+/// The distribution with its recipients sorted and deduplicated: one form per audience, so
+/// two entries for the same readers share their slot.
+fn canonical_distribution(d: &intelmesh_core::Distribution) -> pb::Distribution {
+    let mut p = d.to_proto();
+    p.recipients.sort();
+    p.recipients.dedup();
+    p
+}
+
+/// The order of slots: origin, then TLP level, then recipients.
+fn slot<'a>(origin: &'a str, d: Option<&'a pb::Distribution>) -> (&'a str, i32, &'a [String]) {
+    (
+        origin,
+        d.map_or(0, |d| d.tlp),
+        d.map_or(&[][..], |d| d.recipients.as_slice()),
+    )
+}
+
 fn upsert_assertion(state: &mut pb::IndicatorState, new: pb::OriginAssertion) {
+    let key = slot(&new.origin, new.distribution.as_ref());
     match state
         .assertions
-        .binary_search_by(|a| a.origin.as_str().cmp(&new.origin))
+        .binary_search_by(|a| slot(&a.origin, a.distribution.as_ref()).cmp(&key))
     {
         Ok(i) if state.assertions[i].seq < new.seq => state.assertions[i] = new,
         Ok(_) => {}
@@ -73,12 +100,17 @@ fn upsert_assertion(state: &mut pb::IndicatorState, new: pb::OriginAssertion) {
     }
 }
 
-fn add_sighting(state: &mut pb::IndicatorState, header: &Header, s: &pb::Sighting) {
+fn add_sighting(
+    state: &mut pb::IndicatorState,
+    header: &Header,
+    distribution: Option<pb::Distribution>,
+    s: &pb::Sighting,
+) {
     let origin = header.origin.as_str();
-    let i = match state
-        .sightings
-        .binary_search_by(|x| x.origin.as_str().cmp(origin))
-    {
+    let found = state.sightings.binary_search_by(|x| {
+        slot(&x.origin, x.distribution.as_ref()).cmp(&slot(origin, distribution.as_ref()))
+    });
+    let i = match found {
         Ok(i) => i,
         Err(i) => {
             state.sightings.insert(
@@ -87,6 +119,7 @@ fn add_sighting(state: &mut pb::IndicatorState, header: &Header, s: &pb::Sightin
                     origin: origin.to_string(),
                     first_seen_unix_ms: s.seen_at_unix_ms,
                     last_seen_unix_ms: s.seen_at_unix_ms,
+                    distribution,
                     ..Default::default()
                 },
             );
@@ -97,10 +130,7 @@ fn add_sighting(state: &mut pb::IndicatorState, header: &Header, s: &pb::Sightin
     agg.count = agg.count.saturating_add(s.count);
     agg.first_seen_unix_ms = agg.first_seen_unix_ms.min(s.seen_at_unix_ms);
     agg.last_seen_unix_ms = agg.last_seen_unix_ms.max(s.seen_at_unix_ms);
-    if header.seq > agg.last_seq {
-        agg.last_seq = header.seq;
-        agg.distribution = Some(header.distribution.to_proto());
-    }
+    agg.last_seq = agg.last_seq.max(header.seq);
 }
 
 /// The indicator index: encoded [`pb::IndicatorState`] by [`keys::index`] key, in memory.
@@ -218,6 +248,39 @@ mod tests {
     use intelmesh_core::{Distribution, IndicatorType, KeyId, Tlp};
 
     fn upsert(origin: &str, seq: u64, confidence: u32) -> IndexUpdate {
+        update(
+            origin,
+            seq,
+            Tlp::Green,
+            &[],
+            pb::payload::Body::Upsert(pb::IndicatorUpsert {
+                confidence,
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn sighting(origin: &str, seq: u64, tlp: Tlp, recipients: &[&str], seen: i64) -> IndexUpdate {
+        update(
+            origin,
+            seq,
+            tlp,
+            recipients,
+            pb::payload::Body::Sighting(pb::Sighting {
+                seen_at_unix_ms: seen,
+                count: 2,
+                ..Default::default()
+            }),
+        )
+    }
+
+    fn update(
+        origin: &str,
+        seq: u64,
+        tlp: Tlp,
+        recipients: &[&str],
+        body: pb::payload::Body,
+    ) -> IndexUpdate {
         let indicator = normalize(IndicatorType::Domain, "c2.example").unwrap();
         IndexUpdate {
             key: keys::index(&indicator),
@@ -225,22 +288,19 @@ mod tests {
                 origin: OrgId::parse(origin).unwrap(),
                 seq,
                 prev_hash: [0; 32],
-                payload_sha256: [0; 32],
+                payload_commitment: [0; 32],
                 payload_len: 0,
                 issued_at_unix_ms: 1,
                 key_id: KeyId([0; 8]),
                 distribution: Distribution {
-                    tlp: Tlp::Green,
-                    recipients: vec![],
+                    tlp,
+                    recipients: recipients
+                        .iter()
+                        .map(|r| OrgId::parse(r).unwrap())
+                        .collect(),
                 },
             },
-            payload: Payload {
-                indicator,
-                body: pb::payload::Body::Upsert(pb::IndicatorUpsert {
-                    confidence,
-                    ..Default::default()
-                }),
-            },
+            payload: Payload { indicator, body },
         }
     }
 
@@ -269,6 +329,74 @@ mod tests {
             confidences(&index),
             vec![("AA".into(), 1, 10), ("BB".into(), 2, 60)]
         );
+    }
+
+    #[test]
+    fn an_origins_sightings_stay_apart_by_distribution_in_any_order() {
+        let updates = || {
+            vec![
+                sighting("AA", 1, Tlp::Red, &["CC", "BB"], 100),
+                sighting("AA", 2, Tlp::Green, &[], 500),
+                sighting("AA", 3, Tlp::Red, &["BB", "CC"], 50),
+                sighting("AA", 4, Tlp::Green, &[], 700),
+            ]
+        };
+        let mut forward = Index::default();
+        for u in updates() {
+            forward.merge(u).unwrap();
+        }
+        let mut backward = Index::default();
+        for u in updates().into_iter().rev() {
+            backward.merge(u).unwrap();
+        }
+        let key = upsert("XX", 1, 0).key;
+        let state = forward.get(&key).unwrap().unwrap();
+        assert_eq!(state, backward.get(&key).unwrap().unwrap());
+        let seen: Vec<(i32, Vec<String>, u64, i64, i64)> = state
+            .sightings
+            .iter()
+            .map(|s| {
+                let d = s.distribution.clone().unwrap();
+                (
+                    d.tlp,
+                    d.recipients,
+                    s.count,
+                    s.first_seen_unix_ms,
+                    s.last_seen_unix_ms,
+                )
+            })
+            .collect();
+        let both = vec!["BB".to_string(), "CC".to_string()];
+        assert_eq!(
+            seen,
+            vec![
+                (pb::Tlp::Green as i32, vec![], 4, 500, 700),
+                (pb::Tlp::Red as i32, both, 4, 50, 100),
+            ],
+            "GREEN and RED counts never mix; recipients in either order are one audience"
+        );
+    }
+
+    #[test]
+    fn an_origins_assertions_stay_apart_by_distribution() {
+        let mut index = Index::default();
+        index.merge(upsert("AA", 1, 40)).unwrap();
+        index
+            .merge(update(
+                "AA",
+                2,
+                Tlp::Red,
+                &["BB"],
+                pb::payload::Body::Revoke(pb::IndicatorRevoke::default()),
+            ))
+            .unwrap();
+        let state = index.get(&upsert("XX", 1, 0).key).unwrap().unwrap();
+        let kept: Vec<(u64, bool)> = state
+            .assertions
+            .iter()
+            .map(|a| (a.seq, a.revoked))
+            .collect();
+        assert_eq!(kept, vec![(1, false), (2, true)]);
     }
 
     #[test]

@@ -15,8 +15,11 @@ pub const FILL: u8 = b'P';
 pub const GENERATION: &[u8] = b"G";
 /// The one key holding the layout version of the store.
 pub const FORMAT: &[u8] = b"V";
-/// Layout version this build reads and writes: 2 since log segments and the in-memory index.
-pub const FORMAT_VERSION: u32 = 2;
+/// Layout version this build reads and writes: 3 since payload commitments (entries of
+/// version 2 carry a plain payload hash), per-distribution index slots and receipts.
+pub const FORMAT_VERSION: u32 = 3;
+/// The one key holding the org id of the node the store belongs to.
+pub const OWNER: &[u8] = b"O";
 
 fn with_origin(prefix: u8, origin: &OrgId, extra: usize) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + origin.as_str().len() + extra);
@@ -39,6 +42,11 @@ pub fn head(origin: &OrgId) -> Vec<u8> {
 
 pub fn flag(origin: &OrgId) -> Vec<u8> {
     with_origin(FLAG, origin, 0)
+}
+
+/// The prefix of every fork proof of `origin`.
+pub fn fork_prefix(origin: &OrgId) -> Vec<u8> {
+    with_origin(FORK, origin, 0)
 }
 
 pub fn fork(origin: &OrgId, seq: u64, conflicting: &[u8; 32]) -> Vec<u8> {

@@ -8,11 +8,15 @@
 
 mod apply;
 mod check;
+mod hold;
 mod index;
 mod keys;
+mod private_dir;
+pub mod receipt;
 mod segment;
 mod sled_store;
 mod snapshot;
+mod write;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +24,7 @@ use intelmesh_core::chain::ChainError;
 use intelmesh_core::{Hash, Head, Indicator, OrgId, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 
+pub use apply::MAX_FORK_PROOFS_PER_ORIGIN;
 pub use check::{verify_store, StoreCheck};
 pub use index::merge_payload;
 pub use sled_store::{IndexSource, SledStore, StoreConfig};
@@ -76,6 +81,19 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the store at {} is in use by another process (a running node?): stop the node first", .0.display())]
+    InUse(std::path::PathBuf),
+    #[error("the store at {} belongs to {found}, not {expected}: is data_dir the right one for this node?", path.display())]
+    OtherOwner {
+        path: std::path::PathBuf,
+        found: String,
+        expected: OrgId,
+    },
 }
 
 /// The node's durable state.

@@ -1,76 +1,91 @@
 //! [`SledStore`]: the [`Store`] on sled, with the in-memory indicator index and the hold queue
 //! for entries that arrived before their predecessors.
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
-use intelmesh_core::chain::ChainError;
 use intelmesh_core::entry::header_hash;
 use intelmesh_core::{Hash, Head, Indicator, OrgId, StaticKeys, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::apply::{Finished, Placed, Work};
+use crate::hold::{HoldLimits, HoldQueue};
 use crate::index::{Index, IndexUpdate};
 use crate::segment::{all_segments, last_segment, segments_from};
-use crate::snapshot;
-use crate::{keys, ApplyReport, Fill, Outcome, Store, StoreError, VersionVector};
+use crate::write::Extra;
+use crate::{keys, private_dir, receipt, snapshot};
+use crate::{ApplyReport, Fill, Store, StoreError, VersionVector};
 
 /// Where and how a store keeps its data.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
+    /// The data directory: created 0700, its files kept 0600.
     pub path: PathBuf,
+    /// The org of the node the store belongs to. A new store records it; a store recorded for
+    /// another org is refused (a data directory mixed up between nodes). `None`: any store.
+    pub owner: Option<OrgId>,
     /// sled page cache size.
     pub cache_bytes: u64,
     /// Most entries held per origin while waiting for predecessors.
     pub hold_per_origin: usize,
     /// Most bytes held across all origins.
     pub hold_total_bytes: usize,
+    /// How long an entry is held for its predecessors before it is dropped.
+    pub hold_ttl: Duration,
 }
 
 impl StoreConfig {
     pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
         StoreConfig {
             path: path.into(),
+            owner: None,
             cache_bytes: 256 << 20,
             hold_per_origin: 4096,
             hold_total_bytes: 64 << 20,
+            hold_ttl: Duration::from_secs(15 * 60),
+        }
+    }
+
+    /// The same store, recorded for (or checked against) `org`.
+    pub fn owned_by(self, org: OrgId) -> StoreConfig {
+        StoreConfig {
+            owner: Some(org),
+            ..self
+        }
+    }
+
+    pub(crate) fn hold_limits(&self) -> HoldLimits {
+        HoldLimits {
+            per_origin: self.hold_per_origin,
+            total_bytes: self.hold_total_bytes,
+            ttl: self.hold_ttl,
         }
     }
 }
 
-#[derive(Default)]
-struct HoldQueue {
-    by_origin: HashMap<OrgId, BTreeMap<u64, VerifiedEntry>>,
-    bytes: usize,
-}
-
-fn entry_bytes(e: &VerifiedEntry) -> usize {
-    let raw = e.raw();
-    raw.header.len() + raw.signature.len() + raw.payload.as_ref().map_or(0, |p| p.len())
-}
-
 pub struct SledStore {
-    db: sled::Db,
-    cfg: StoreConfig,
+    pub(crate) db: sled::Db,
+    pub(crate) cfg: StoreConfig,
     /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
-    held: Mutex<HoldQueue>,
+    pub(crate) held: Mutex<HoldQueue>,
     /// Changed only by `apply`, while it holds `held`, after its batch is flushed.
     index: RwLock<Index>,
     /// The log generation as flushed (see `snapshot`); raised by `apply` under `held`.
-    generation: AtomicU64,
+    pub(crate) generation: AtomicU64,
     /// Payload fills made (and flushed); raised by `apply` under `held`.
-    fills: AtomicU64,
+    pub(crate) fills: AtomicU64,
+    /// Fork proofs held (and flushed); raised under `held`.
+    pub(crate) forks: AtomicU64,
     /// Where the index came from when the store opened.
     index_source: IndexSource,
     /// Generation of the snapshot file on disk when it matches the log, to skip rewriting it.
     snapshot_at: Option<u64>,
     /// Cleared when a flushed batch could not be merged into the index in full: the index then
     /// lacks updates the log holds, so it must not be written as a snapshot of the log.
-    index_complete: AtomicBool,
+    pub(crate) index_complete: AtomicBool,
 }
 
 /// Where the index of an opened store came from.
@@ -85,11 +100,21 @@ pub enum IndexSource {
 impl SledStore {
     /// Opens (or creates) the store and checks every head against its log's tail.
     pub fn open(cfg: StoreConfig) -> Result<SledStore, StoreError> {
+        private_dir::prepare(&cfg.path)?;
         remove_unfinished_snapshots(&cfg.path)?;
         let db = sled::Config::new()
             .path(&cfg.path)
             .cache_capacity(cfg.cache_bytes)
-            .open()?;
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::InUse(cfg.path.clone())
+                }
+                e => StoreError::Sled(e),
+            })?;
+        // sled creates its files with the process's umask; whatever that was, only the owner
+        // may read the store.
+        private_dir::restrict(&cfg.path)?;
         let mut store = SledStore {
             db,
             cfg,
@@ -98,11 +123,14 @@ impl SledStore {
             index_complete: AtomicBool::new(true),
             generation: AtomicU64::new(0),
             fills: AtomicU64::new(0),
+            forks: AtomicU64::new(0),
             index_source: IndexSource::Rebuilt,
             snapshot_at: None,
         };
         store.check_format()?;
+        store.check_owner()?;
         store.check_tails()?;
+        *store.forks.get_mut() = store.db.scan_prefix([keys::FORK]).count() as u64;
         let generation = match store.db.get(keys::GENERATION)? {
             Some(v) => <[u8; 8]>::try_from(v.as_ref())
                 .map(u64::from_be_bytes)
@@ -163,6 +191,34 @@ impl SledStore {
             )));
         }
         Ok(())
+    }
+
+    /// Records the owner in a new store; refuses a store recorded for another org.
+    fn check_owner(&self) -> Result<(), StoreError> {
+        let Some(owner) = &self.cfg.owner else {
+            return Ok(());
+        };
+        match self.db.get(keys::OWNER)? {
+            None => {
+                self.db.insert(keys::OWNER, owner.as_str().as_bytes())?;
+                self.db.flush()?;
+                Ok(())
+            }
+            Some(v) if v.as_ref() == owner.as_str().as_bytes() => Ok(()),
+            Some(v) => Err(StoreError::OtherOwner {
+                path: self.cfg.path.clone(),
+                found: String::from_utf8_lossy(&v).chars().take(80).collect(),
+                expected: owner.clone(),
+            }),
+        }
+    }
+
+    /// The org the store was recorded for, if any.
+    pub fn owner(&self) -> Result<Option<OrgId>, StoreError> {
+        Ok(self
+            .db
+            .get(keys::OWNER)?
+            .and_then(|v| OrgId::parse(std::str::from_utf8(&v).ok()?).ok()))
     }
 
     fn check_tails(&self) -> Result<(), StoreError> {
@@ -260,12 +316,30 @@ impl SledStore {
 
     /// Entries waiting for predecessors.
     pub fn held_count(&self) -> usize {
-        self.lock().by_origin.values().map(BTreeMap::len).sum()
+        self.lock().len()
+    }
+
+    /// Bytes of the entries waiting for predecessors.
+    pub fn held_bytes(&self) -> usize {
+        self.lock().bytes()
+    }
+
+    /// The receipt of an earlier publication under `key` (see `receipt`).
+    pub fn receipt(&self, key: &[u8]) -> Result<Option<receipt::Receipt>, StoreError> {
+        self.db
+            .get(receipt::key(key))?
+            .map(|v| receipt::decode(&v))
+            .transpose()
+    }
+
+    /// How many fork proofs the store holds.
+    pub fn fork_count(&self) -> u64 {
+        self.forks.load(Ordering::Acquire)
     }
 
     /// Merges a durable batch's updates into the index, in the order they were placed. The
     /// write lock is taken per slice of updates so that readers get in between.
-    fn publish_index(&self, updates: Vec<IndexUpdate>) -> Result<(), StoreError> {
+    pub(crate) fn publish_index(&self, updates: Vec<IndexUpdate>) -> Result<(), StoreError> {
         const PER_LOCK: usize = 256;
         let mut updates = updates.into_iter().peekable();
         while updates.peek().is_some() {
@@ -287,7 +361,7 @@ impl SledStore {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn lock(&self) -> MutexGuard<'_, HoldQueue> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HoldQueue> {
         // A panic while holding the lock leaves only the in-memory hold queue behind; it is a
         // cache of unacknowledged entries, so carrying on with it is safe.
         self.held.lock().unwrap_or_else(|p| p.into_inner())
@@ -357,60 +431,7 @@ pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
 
 impl Store for SledStore {
     fn apply(&self, batch: Vec<VerifiedEntry>) -> Result<ApplyReport, StoreError> {
-        let mut held = self.lock();
-        let mut order: Vec<usize> = (0..batch.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (x, y) = (batch[a].header(), batch[b].header());
-            (&x.origin, x.seq).cmp(&(&y.origin, y.seq))
-        });
-        let mut slots: Vec<Option<VerifiedEntry>> = batch.into_iter().map(Some).collect();
-        let mut outcomes: Vec<Outcome> = vec![Outcome::Duplicate; slots.len()];
-        let mut new_holds: Vec<(usize, VerifiedEntry)> = Vec::new();
-        let mut released = Vec::new();
-        let mut work = Work::new(&self.db, slots.len());
-        for i in order {
-            let Some(entry) = slots[i].take() else {
-                continue;
-            };
-            let origin = entry.header().origin.clone();
-            outcomes[i] = match work.place(entry)? {
-                Placed::Done(o) => o,
-                Placed::Gap(entry) => {
-                    new_holds.push((i, *entry));
-                    Outcome::Held
-                }
-            };
-            if outcomes[i] == Outcome::Appended {
-                release_successors(&mut work, &held, &origin, &mut released)?;
-            }
-        }
-        let Finished {
-            mut batch,
-            index: states,
-            log_changed,
-            fills,
-        } = work.finish(self.fills.load(Ordering::Acquire));
-        let generation = self.generation.load(Ordering::Acquire) + u64::from(log_changed);
-        if log_changed {
-            batch.insert(keys::GENERATION, &generation.to_be_bytes());
-        }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        self.generation.store(generation, Ordering::Release);
-        self.fills.fetch_add(fills, Ordering::AcqRel);
-        self.publish_index(states)?;
-
-        // Durable: now update the in-memory hold queue.
-        for (origin, seq) in &released {
-            if let Some(e) = held.by_origin.get_mut(origin).and_then(|q| q.remove(seq)) {
-                held.bytes = held.bytes.saturating_sub(entry_bytes(&e));
-            }
-        }
-        for (i, entry) in new_holds {
-            outcomes[i] = self.hold(&mut held, entry);
-        }
-        held.by_origin.retain(|_, q| !q.is_empty());
-        Ok(ApplyReport { outcomes, released })
+        self.apply_with(batch, Extra::default())
     }
 
     fn head(&self, origin: &OrgId) -> Result<Option<Head>, StoreError> {
@@ -526,56 +547,5 @@ impl Store for SledStore {
             add(k, v);
         }
         Ok(hasher.finalize().into())
-    }
-}
-
-impl SledStore {
-    fn hold(&self, held: &mut HoldQueue, e: VerifiedEntry) -> Outcome {
-        let h = e.header().clone();
-        // Held entries the log has meanwhile caught up with are plain duplicates.
-        let head_seq = self.head(&h.origin).ok().flatten().map_or(0, |x| x.seq);
-        if h.seq <= head_seq {
-            return Outcome::Duplicate;
-        }
-        let size = entry_bytes(&e);
-        let queue_len = held.by_origin.get(&h.origin).map_or(0, BTreeMap::len);
-        if queue_len >= self.cfg.hold_per_origin || held.bytes + size > self.cfg.hold_total_bytes {
-            return Outcome::Rejected(ChainError::HoldQueueFull {
-                origin: h.origin,
-                seq: h.seq,
-                head_seq,
-                limit: self.cfg.hold_per_origin,
-            });
-        }
-        let queue = held.by_origin.entry(h.origin.clone()).or_default();
-        if let Some(old) = queue.insert(h.seq, e) {
-            held.bytes = held.bytes.saturating_sub(entry_bytes(&old));
-        }
-        held.bytes += size;
-        Outcome::Held
-    }
-}
-
-/// After `origin` advanced, appends its held successors that now fit.
-fn release_successors(
-    work: &mut Work<'_>,
-    held: &HoldQueue,
-    origin: &OrgId,
-    released: &mut Vec<(OrgId, u64)>,
-) -> Result<(), StoreError> {
-    let Some(queue) = held.by_origin.get(origin) else {
-        return Ok(());
-    };
-    loop {
-        let next = work.head(origin)?.map_or(1, |h| h.seq + 1);
-        let Some(e) = queue.get(&next) else {
-            return Ok(());
-        };
-        match work.place(e.clone())? {
-            Placed::Done(Outcome::Appended) => released.push((origin.clone(), next)),
-            // A held entry that no longer fits (chain break) stays out; sync asks the peer
-            // for the range again.
-            _ => return Ok(()),
-        }
     }
 }

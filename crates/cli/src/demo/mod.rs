@@ -465,6 +465,7 @@ async fn submit(
     let mut client = node.api.indicators().await?;
     let request = pb::SubmitRequest {
         submissions: values.iter().map(demo_submission).collect(),
+        ..Default::default()
     };
     let start = Instant::now();
     let response = tokio::time::timeout(PATIENCE, client.submit(request))

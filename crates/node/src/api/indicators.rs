@@ -78,7 +78,7 @@ impl IndicatorsService {
                 self.state.org
             )));
         }
-        let members: BTreeSet<OrgId> = self.state.keys.iter().map(|(o, _)| o.clone()).collect();
+        let members: BTreeSet<OrgId> = self.state.keys().members().clone();
         let p = Publisher {
             org: &self.state.org,
             members: &members,
@@ -109,7 +109,10 @@ impl IndicatorsService {
                 indicator: Some(view::to_ref(&i)),
             })
             .collect();
-        Ok(pb::SubmitResponse { assigned })
+        Ok(pb::SubmitResponse {
+            assigned,
+            replayed: false,
+        })
     }
 }
 

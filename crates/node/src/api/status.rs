@@ -49,6 +49,8 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
             .map(ToString::to_string)
             .collect(),
         held_entries: state.store.held_count() as u64,
+        unverified: Vec::new(),
+        fork_proofs: state.store.fork_count(),
     })
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use intelmesh_core::entry::{MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES};
 use intelmesh_core::indicator::{detect, normalize, NormalizeError};
+use intelmesh_core::payload::sealed_len;
 use intelmesh_core::{Distribution, Indicator, IndicatorType, OrgId, Tlp, VerifyConfig};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::VersionVector;
@@ -489,11 +490,15 @@ fn prepared(
     body: pb::payload::Body,
     p: &Publisher,
 ) -> Result<Prepared, Invalid> {
-    let payload = pb::Payload { body: Some(body) };
-    let len = payload.encoded_len();
+    let payload = pb::Payload {
+        body: Some(body),
+        ..Default::default()
+    };
+    // As signed: with its nonce, and padded to a bucket if restricted.
+    let len = sealed_len(&payload, distribution.tlp.is_restricted());
     if len > MAX_PAYLOAD_BYTES {
         return Err(invalid(format!(
-            "payload is {len} bytes, over the {MAX_PAYLOAD_BYTES}-byte limit"
+            "payload is {len} bytes once sealed, over the {MAX_PAYLOAD_BYTES}-byte limit"
         )));
     }
     // The largest header this entry could get: maximal seq and timestamp varints.
@@ -501,7 +506,7 @@ fn prepared(
         origin: p.org.to_string(),
         seq: u64::MAX,
         prev_hash: vec![0; 32],
-        payload_sha256: vec![0; 32],
+        payload_commitment: vec![0; 32],
         payload_len: len as u64,
         issued_at_unix_ms: i64::MAX,
         key_id: vec![0; 8],

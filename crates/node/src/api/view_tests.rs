@@ -382,8 +382,8 @@ fn submissions_are_made_canonical() {
     assert_eq!(u.indicator.as_ref().unwrap().r#type, Ty::Domain as i32);
     assert_eq!(u.tags, ["c2", "apt"]);
     assert_eq!(u.confidence, 80);
-    // What we sign passes the receivers' payload checks.
-    let bytes = got.payload.encode_to_vec();
+    // What we sign (sealed: nonce, padding) passes the receivers' payload checks.
+    let bytes = intelmesh_core::payload::seal(&got.payload, true);
     assert_eq!(
         intelmesh_core::verify::decode_payload(&bytes)
             .unwrap()

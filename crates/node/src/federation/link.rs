@@ -213,6 +213,7 @@ async fn prepare(
         pb::sync_frame::Frame::Heartbeat(_) => Received::Heartbeat,
         pb::sync_frame::Frame::Progress(p) => Received::Progress(p),
         pb::sync_frame::Frame::Want(w) => Received::Want(w),
+        pb::sync_frame::Frame::Evidence(_) => Received::Heartbeat,
         pb::sync_frame::Frame::Entries(batch) => {
             let count = batch.entries.len();
             if count > max_batch {

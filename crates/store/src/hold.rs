@@ -1,0 +1,122 @@
+//! The hold queue: verified entries that arrived before their predecessors, kept in memory
+//! (never acknowledged) until the gap closes.
+//!
+//! It is fed by peers, so it is bounded three ways: entries per origin, bytes in all, and time
+//! (an entry whose gap does not close within the configured time is dropped; the sync protocol
+//! offers it again). An entry leaves the queue as soon as its origin's log reaches its seq,
+//! whether it is appended then, or turns out to be a duplicate, an equivocation or a chain
+//! break (the store then keeps the proof).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use intelmesh_core::{OrgId, VerifiedEntry};
+
+struct Held {
+    entry: VerifiedEntry,
+    since: Instant,
+}
+
+/// Limits of the hold queue.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HoldLimits {
+    pub(crate) per_origin: usize,
+    pub(crate) total_bytes: usize,
+    pub(crate) ttl: Duration,
+}
+
+#[derive(Default)]
+pub(crate) struct HoldQueue {
+    by_origin: HashMap<OrgId, BTreeMap<u64, Held>>,
+    bytes: usize,
+}
+
+/// What became of an entry offered to the queue.
+#[derive(Debug)]
+pub(crate) enum Offer {
+    Held,
+    /// The same entry is already held.
+    AlreadyHeld,
+    /// Another entry is held at this seq: the origin signed both. The offered entry comes back.
+    Conflicts(Box<VerifiedEntry>),
+    Full,
+}
+
+fn size(e: &VerifiedEntry) -> usize {
+    let raw = e.raw();
+    raw.header.len() + raw.signature.len() + raw.payload.as_ref().map_or(0, |p| p.len())
+}
+
+impl HoldQueue {
+    pub(crate) fn offer(&mut self, e: VerifiedEntry, limits: &HoldLimits, now: Instant) -> Offer {
+        let (origin, seq) = (&e.header().origin, e.header().seq);
+        if let Some(held) = self.by_origin.get(origin).and_then(|q| q.get(&seq)) {
+            return if held.entry.hash() == e.hash() {
+                Offer::AlreadyHeld
+            } else {
+                Offer::Conflicts(Box::new(e))
+            };
+        }
+        let n = self.by_origin.get(origin).map_or(0, BTreeMap::len);
+        let bytes = size(&e);
+        if n >= limits.per_origin || self.bytes + bytes > limits.total_bytes {
+            return Offer::Full;
+        }
+        self.bytes += bytes;
+        self.by_origin.entry(origin.clone()).or_default().insert(
+            seq,
+            Held {
+                entry: e,
+                since: now,
+            },
+        );
+        Offer::Held
+    }
+
+    /// The entry held at (origin, seq).
+    pub(crate) fn get(&self, origin: &OrgId, seq: u64) -> Option<&VerifiedEntry> {
+        self.by_origin.get(origin)?.get(&seq).map(|h| &h.entry)
+    }
+
+    /// Takes out the lowest held entry of `origin` if its seq is at most `upto`.
+    pub(crate) fn take_first_upto(&mut self, origin: &OrgId, upto: u64) -> Option<VerifiedEntry> {
+        let queue = self.by_origin.get_mut(origin)?;
+        let (&seq, _) = queue.first_key_value()?;
+        if seq > upto {
+            return None;
+        }
+        let held = queue.remove(&seq)?;
+        if queue.is_empty() {
+            self.by_origin.remove(origin);
+        }
+        self.bytes = self.bytes.saturating_sub(size(&held.entry));
+        Some(held.entry)
+    }
+
+    /// Drops entries held longer than `ttl`; returns how many.
+    pub(crate) fn expire(&mut self, ttl: Duration, now: Instant) -> usize {
+        let mut dropped = 0;
+        let mut freed = 0;
+        self.by_origin.retain(|_, queue| {
+            queue.retain(|_, h| {
+                let keep = now.saturating_duration_since(h.since) <= ttl;
+                if !keep {
+                    dropped += 1;
+                    freed += size(&h.entry);
+                }
+                keep
+            });
+            !queue.is_empty()
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+        dropped
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.by_origin.values().map(BTreeMap::len).sum()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}

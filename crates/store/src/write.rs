@@ -1,0 +1,195 @@
+//! Every write to the store goes through [`SledStore::apply_with`]: chain decisions, the hold
+//! queue, fork proofs (found here or received), receipts of own publications, then one sled
+//! batch, one flush, and only then the in-memory index and counters.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use intelmesh_core::chain::ChainError;
+use intelmesh_core::evidence::CheckedProof;
+use intelmesh_core::{OrgId, VerifiedEntry};
+use intelmesh_proto::v1 as pb;
+
+use crate::apply::{Finished, Placed, Work};
+use crate::hold::{HoldQueue, Offer};
+use crate::receipt::{self, Receipt, PRUNE_PER_WRITE, RECEIPT_TTL_MS};
+use crate::{keys, ApplyReport, Outcome, SledStore, StoreError};
+
+/// What a write carries besides entries.
+#[derive(Default)]
+pub(crate) struct Extra {
+    /// A receipt to keep under this key, written in the same batch as the entries.
+    receipt: Option<(Vec<u8>, Receipt)>,
+    /// Fork proofs checked elsewhere.
+    forks: Vec<pb::ForkProof>,
+}
+
+impl SledStore {
+    /// Applies the node's own entries and keeps `receipt` under `key` in the same atomic batch,
+    /// so the receipt exists exactly when the entries are durable.
+    pub fn apply_own(
+        &self,
+        batch: Vec<VerifiedEntry>,
+        key: Vec<u8>,
+        receipt: Receipt,
+    ) -> Result<ApplyReport, StoreError> {
+        self.apply_with(
+            batch,
+            Extra {
+                receipt: Some((key, receipt)),
+                forks: Vec::new(),
+            },
+        )
+    }
+
+    /// Keeps fork proofs received from peers (checked by the caller: a [`CheckedProof`] only
+    /// comes from `intelmesh_core::evidence::check`), within the per-origin cap, and flags their
+    /// origins. Returns how many were new.
+    pub fn add_fork_proofs(&self, proofs: Vec<CheckedProof>) -> Result<u64, StoreError> {
+        let before = self.fork_count();
+        self.apply_with(
+            Vec::new(),
+            Extra {
+                receipt: None,
+                forks: proofs.into_iter().map(CheckedProof::into_proof).collect(),
+            },
+        )?;
+        Ok(self.fork_count() - before)
+    }
+
+    pub(crate) fn apply_with(
+        &self,
+        batch: Vec<VerifiedEntry>,
+        extra: Extra,
+    ) -> Result<ApplyReport, StoreError> {
+        let mut held = self.lock();
+        let now = Instant::now();
+        let limits = self.cfg.hold_limits();
+        let expired = held.expire(limits.ttl, now);
+        if expired > 0 {
+            tracing::warn!(
+                expired,
+                "dropped entries held for their predecessors longer than the hold time"
+            );
+        }
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (x, y) = (batch[a].header(), batch[b].header());
+            (&x.origin, x.seq).cmp(&(&y.origin, y.seq))
+        });
+        let mut slots: Vec<Option<VerifiedEntry>> = batch.into_iter().map(Some).collect();
+        let mut outcomes: Vec<Outcome> = vec![Outcome::Duplicate; slots.len()];
+        let mut released = Vec::new();
+        let mut work = Work::new(&self.db, slots.len());
+        work.add_forks(extra.forks);
+        for i in order {
+            let Some(entry) = slots[i].take() else {
+                continue;
+            };
+            let origin = entry.header().origin.clone();
+            outcomes[i] = match work.place(entry)? {
+                Placed::Done(o) => o,
+                Placed::Gap(entry) => hold(&mut work, &mut held, *entry, &limits, now)?,
+            };
+            if outcomes[i] == Outcome::Appended {
+                settle_held(&mut work, &mut held, &origin, &mut released)?;
+            }
+        }
+        let Finished {
+            mut batch,
+            index: states,
+            log_changed,
+            fills,
+            forks,
+        } = work.finish(self.fills.load(Ordering::Acquire))?;
+        if let Some((key, r)) = extra.receipt {
+            self.add_receipt(&mut batch, &key, &r)?;
+        }
+        let generation = self.generation.load(Ordering::Acquire) + u64::from(log_changed);
+        if log_changed {
+            batch.insert(keys::GENERATION, &generation.to_be_bytes());
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        self.generation.store(generation, Ordering::Release);
+        self.fills.fetch_add(fills, Ordering::AcqRel);
+        self.forks.fetch_add(forks, Ordering::AcqRel);
+        self.publish_index(states)?;
+        Ok(ApplyReport { outcomes, released })
+    }
+
+    /// Writes a receipt and prunes a few that are past their time.
+    fn add_receipt(
+        &self,
+        batch: &mut sled::Batch,
+        key: &[u8],
+        r: &Receipt,
+    ) -> Result<(), StoreError> {
+        batch.insert(receipt::key(key), receipt::encode(r));
+        batch.insert(receipt::age_key(r.at_unix_ms, key), &[][..]);
+        let cutoff = r.at_unix_ms.saturating_sub(RECEIPT_TTL_MS);
+        for kv in self
+            .db
+            .scan_prefix(receipt::age_prefix())
+            .take(PRUNE_PER_WRITE)
+        {
+            let (k, _) = kv?;
+            match receipt::parse_age_key(&k) {
+                Some((at, old)) if at < cutoff => {
+                    batch.remove(receipt::key(old));
+                    batch.remove(k);
+                }
+                _ => break,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Holds an entry whose predecessors are missing. A different entry already held at its seq is
+/// an equivocation: both are kept as a proof and neither is held.
+fn hold(
+    work: &mut Work<'_>,
+    held: &mut HoldQueue,
+    entry: VerifiedEntry,
+    limits: &crate::hold::HoldLimits,
+    now: Instant,
+) -> Result<Outcome, StoreError> {
+    let (origin, seq) = (entry.header().origin.clone(), entry.header().seq);
+    Ok(match held.offer(entry, limits, now) {
+        Offer::Held | Offer::AlreadyHeld => Outcome::Held,
+        Offer::Conflicts(entry) => {
+            if let Some(other) = held.get(&origin, seq).map(|o| o.raw().clone()) {
+                work.record_equivocation(&other, &entry);
+            }
+            Outcome::Rejected(ChainError::Equivocation { origin, seq })
+        }
+        Offer::Full => Outcome::Rejected(ChainError::HoldQueueFull {
+            head_seq: work.head(&origin)?.map_or(0, |h| h.seq),
+            origin,
+            seq,
+            limit: limits.per_origin,
+        }),
+    })
+}
+
+/// After `origin` advanced: every held entry the log has now reached leaves the queue, appended
+/// if it is the next one, otherwise found a duplicate, an equivocation or a chain break (whose
+/// proofs `place` keeps).
+fn settle_held(
+    work: &mut Work<'_>,
+    held: &mut HoldQueue,
+    origin: &OrgId,
+    released: &mut Vec<(OrgId, u64)>,
+) -> Result<(), StoreError> {
+    loop {
+        let next = work.head(origin)?.map_or(1, |h| h.seq + 1);
+        let Some(entry) = held.take_first_upto(origin, next) else {
+            return Ok(());
+        };
+        let seq = entry.header().seq;
+        if let Placed::Done(Outcome::Appended) = work.place(entry)? {
+            released.push((origin.clone(), seq));
+        }
+    }
+}
