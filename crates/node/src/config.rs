@@ -82,6 +82,15 @@ pub struct Limits {
     pub stall_after_ms: u64,
     pub backoff_min_ms: u64,
     pub backoff_max_ms: u64,
+    /// Deadline for a whole connection set-up, either side: TCP connect, TLS handshake and the
+    /// opening of the Federation stream. A peer that accepts TCP and never finishes TLS must not
+    /// hold a dialer (or an acceptor's slot) forever.
+    pub connect_timeout_ms: u64,
+    /// Entries kept per origin that cannot be verified yet (their signing key is not in this
+    /// node's key list); checked again when the key list changes.
+    pub unverified_per_origin: usize,
+    /// Bytes of such entries kept across all origins.
+    pub unverified_total_bytes: usize,
 }
 
 impl Default for Limits {
@@ -95,6 +104,9 @@ impl Default for Limits {
             stall_after_ms: 10_000,
             backoff_min_ms: 100,
             backoff_max_ms: 5_000,
+            connect_timeout_ms: 10_000,
+            unverified_per_origin: 1_024,
+            unverified_total_bytes: 16 << 20,
         }
     }
 }
@@ -108,6 +120,9 @@ impl Limits {
     }
     pub fn stall_after(&self) -> Duration {
         Duration::from_millis(self.stall_after_ms)
+    }
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
     }
 }
 
