@@ -195,6 +195,7 @@ impl RawPeer {
             roster_version: 1,
             vector: Some(pb::VersionVector {
                 heads: vector.into_iter().collect(),
+                ..Default::default()
             }),
             reaches: vec![org_id.to_string()],
         }))

@@ -7,12 +7,14 @@ pub mod client;
 pub mod config;
 pub mod federation;
 pub mod identity;
+pub mod key_list;
 pub mod keys;
 pub mod pki;
 pub mod provision;
 pub mod route;
 pub mod state;
 pub mod tls;
+pub mod unverified;
 pub mod wants;
 
 use std::net::SocketAddr;
@@ -103,6 +105,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             tracing::warn!(error = %e, "could not look for stubs owed payloads");
         }
     });
+    tokio::spawn(key_list::watch(Arc::clone(&state)));
     let (stop, stopped) = tokio::sync::watch::channel(false);
 
     let cfg = &state.cfg;

@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use intelmesh_core::chain::ChainError;
+use intelmesh_core::evidence::{self, CheckedProof, EvidenceError};
 use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
-use intelmesh_core::{Distribution, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyError};
+use intelmesh_core::{Distribution, KeyId, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyError};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{ApplyReport, Outcome, SledStore, Store, StoreError, VersionVector};
 use prost::Message;
 
 use crate::config::{NodeConfig, PeerConfig, Role};
+use crate::unverified::{Added, Unverified, UnverifiedLimits};
 use crate::wants::{owed, EntryKey, Wants};
 
 /// Entries per rayon task when verifying a received batch. One ed25519 batch check costs less
@@ -41,6 +43,8 @@ pub struct NodeState {
     pub peers: PeerTable,
     /// Stubs held whose payloads this node is owed; links ask their peers for them.
     pub wants: Wants,
+    /// Entries received that wait for their signing key to appear in the key list.
+    pub unverified: Unverified,
 }
 
 /// What became of a batch received from a peer.
@@ -49,15 +53,39 @@ pub struct IngestReport {
     pub appended: usize,
     pub duplicates: usize,
     pub held: usize,
+    /// Entries kept to be verified once their key is known (see `unverified`).
+    pub unverifiable: usize,
     pub refused: Vec<VerifyError>,
     pub chain_rejected: Vec<ChainError>,
 }
 
-/// Received entries after verification: those that verified, and why the others did not.
+/// Received entries after verification: those that verified, those that cannot be verified
+/// yet (unknown key), and why the others were refused.
 #[derive(Debug, Default)]
 pub struct Checked {
     pub good: Vec<VerifiedEntry>,
+    pub unknown_key: Vec<UnknownKey>,
     pub refused: Vec<VerifyError>,
+}
+
+/// An entry signed with a key not in this node's key list, as its checked header names it.
+#[derive(Debug)]
+pub struct UnknownKey {
+    pub origin: OrgId,
+    pub seq: u64,
+    pub key_id: KeyId,
+    pub entry: pb::SignedEntry,
+}
+
+/// What became of fork proofs received from a peer.
+#[derive(Debug, Default)]
+pub struct EvidenceReport {
+    /// Proofs this node did not hold.
+    pub added: u64,
+    /// Proofs that do not hold up (the peer vouched for a proof it should have checked).
+    pub invalid: Vec<EvidenceError>,
+    /// Proofs naming a key this node does not know yet; skipped.
+    pub unverifiable: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,12 +128,62 @@ impl NodeState {
             stopping: tokio::sync::watch::channel(false).0,
             peers,
             wants: Wants::default(),
+            unverified: Unverified::default(),
         })
     }
 
     /// The key list as it is now.
     pub fn keys(&self) -> Arc<StaticKeys> {
         Arc::clone(&self.keys.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts a new key list in place (checked by the caller).
+    pub(crate) fn set_keys(&self, keys: StaticKeys) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+    }
+
+    pub(crate) fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    pub(crate) fn unverified_limits(&self) -> UnverifiedLimits {
+        UnverifiedLimits {
+            per_origin: self.cfg.limits.unverified_per_origin,
+            total_bytes: self.cfg.limits.unverified_total_bytes,
+        }
+    }
+
+    /// Checks fork proofs received from a peer and keeps the valid new ones (the store caps
+    /// them per origin and flags their origins); wakes the links so they pass them on.
+    pub async fn receive_evidence(
+        self: &Arc<Self>,
+        proofs: Vec<pb::ForkProof>,
+    ) -> Result<EvidenceReport, NodeError> {
+        let me = Arc::clone(self);
+        let report = tokio::task::spawn_blocking(move || -> Result<EvidenceReport, NodeError> {
+            let keys = me.keys();
+            let mut report = EvidenceReport::default();
+            let mut checked: Vec<CheckedProof> = Vec::new();
+            for proof in proofs {
+                match evidence::check(proof, keys.as_ref()) {
+                    Ok(c) => checked.push(c),
+                    Err(e) if e.is_unverifiable_yet() => report.unverifiable += 1,
+                    Err(e) => report.invalid.push(e),
+                }
+            }
+            for c in &checked {
+                let f = c.fork();
+                tracing::debug!(origin = %f.origin, seq = f.seq, kind = f.kind.as_str(), "fork proof received");
+            }
+            report.added = me.store.add_fork_proofs(checked)?;
+            Ok(report)
+        })
+        .await
+        .map_err(|e| NodeError::Join(e.to_string()))??;
+        if report.added > 0 {
+            self.bump();
+        }
+        Ok(report)
     }
 
     pub fn peer_config(&self, org: &OrgId) -> Option<&PeerConfig> {
@@ -157,9 +235,23 @@ impl NodeState {
             let mut checked = Checked::default();
             checked.good.reserve(raws.len());
             let keys = me.keys();
-            for r in verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK) {
+            // Entries share their buffers (`Bytes`): keeping the batch to hand back the entries
+            // whose key is unknown costs a reference count each.
+            let kept = raws.clone();
+            let results = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK);
+            for (r, raw) in results.into_iter().zip(kept) {
                 match r {
                     Ok(v) => checked.good.push(v),
+                    Err(VerifyError::UnknownKey {
+                        origin,
+                        seq,
+                        key_id,
+                    }) => checked.unknown_key.push(UnknownKey {
+                        origin,
+                        seq,
+                        key_id,
+                        entry: raw,
+                    }),
                     Err(e) => checked.refused.push(e),
                 }
             }
@@ -181,6 +273,19 @@ impl NodeState {
                 refused: checked.refused,
                 ..IngestReport::default()
             };
+            let limits = me.unverified_limits();
+            for u in checked.unknown_key {
+                let (origin, seq, key_id) = (u.origin.clone(), u.seq, u.key_id);
+                match me.unverified.add(u.origin, u.seq, u.key_id, u.entry, &limits) {
+                    Added::Kept { new_key } => {
+                        report.unverifiable += 1;
+                        if new_key {
+                            tracing::warn!(%origin, seq, key = %key_id, "entries signed with a key this node's key list does not hold: kept until the list has it");
+                        }
+                    }
+                    Added::Dropped => tracing::warn!(%origin, seq, key = %key_id, "no room for more entries waiting for their key: dropped (sent again when the link restarts)"),
+                }
+            }
             let watched = me.stubs_to_watch(&checked.good);
             let applied = me.store.apply(checked.good)?;
             me.settle_wants(watched, &applied)?;
@@ -297,7 +402,7 @@ impl NodeState {
 }
 
 /// Refuses a signer whose key the key list does not hold for its org.
-fn own_key_listed(keys: &StaticKeys, signer: &Signer) -> Result<(), NodeError> {
+pub(crate) fn own_key_listed(keys: &StaticKeys, signer: &Signer) -> Result<(), NodeError> {
     if keys.holds(signer.org(), &signer.verifying_key()) {
         Ok(())
     } else {

@@ -14,6 +14,7 @@ mod keys;
 mod private_dir;
 pub mod receipt;
 mod segment;
+mod sled_lock;
 mod sled_store;
 mod snapshot;
 mod write;
@@ -102,6 +103,8 @@ pub trait Store: Send + Sync {
     /// returning: every [`Outcome::Appended`] is durable when this returns `Ok`.
     fn apply(&self, batch: Vec<VerifiedEntry>) -> Result<ApplyReport, StoreError>;
     fn head(&self, origin: &OrgId) -> Result<Option<Head>, StoreError>;
+    /// Every origin's head: seq and header hash.
+    fn heads(&self) -> Result<BTreeMap<OrgId, Head>, StoreError>;
     fn vector(&self) -> Result<VersionVector, StoreError>;
     /// Up to `limit` entries of `origin` from `from_seq` on, as stored (stubs stay stubs).
     fn range(

@@ -1,6 +1,7 @@
 //! [`SledStore`]: the [`Store`] on sled, with the in-memory indicator index and the hold queue
 //! for entries that arrived before their predecessors.
 
+use std::mem::ManuallyDrop;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
@@ -67,7 +68,8 @@ impl StoreConfig {
 }
 
 pub struct SledStore {
-    pub(crate) db: sled::Db,
+    /// Dropped by hand in `Drop`, under the process's sled write lock (see `sled_lock`).
+    pub(crate) db: ManuallyDrop<sled::Db>,
     pub(crate) cfg: StoreConfig,
     /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
     pub(crate) held: Mutex<HoldQueue>,
@@ -86,6 +88,8 @@ pub struct SledStore {
     /// Cleared when a flushed batch could not be merged into the index in full: the index then
     /// lacks updates the log holds, so it must not be written as a snapshot of the log.
     pub(crate) index_complete: AtomicBool,
+    /// Set once `open` finished: only then is the index worth a snapshot.
+    opened: bool,
 }
 
 /// Where the index of an opened store came from.
@@ -100,23 +104,9 @@ pub enum IndexSource {
 impl SledStore {
     /// Opens (or creates) the store and checks every head against its log's tail.
     pub fn open(cfg: StoreConfig) -> Result<SledStore, StoreError> {
-        private_dir::prepare(&cfg.path)?;
-        remove_unfinished_snapshots(&cfg.path)?;
-        let db = sled::Config::new()
-            .path(&cfg.path)
-            .cache_capacity(cfg.cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::InUse(cfg.path.clone())
-                }
-                e => StoreError::Sled(e),
-            })?;
-        // sled creates its files with the process's umask; whatever that was, only the owner
-        // may read the store.
-        private_dir::restrict(&cfg.path)?;
+        let db = open_db(&cfg)?;
         let mut store = SledStore {
-            db,
+            db: ManuallyDrop::new(db),
             cfg,
             held: Mutex::new(HoldQueue::default()),
             index: RwLock::new(Index::default()),
@@ -126,9 +116,8 @@ impl SledStore {
             forks: AtomicU64::new(0),
             index_source: IndexSource::Rebuilt,
             snapshot_at: None,
+            opened: false,
         };
-        store.check_format()?;
-        store.check_owner()?;
         store.check_tails()?;
         *store.forks.get_mut() = store.db.scan_prefix([keys::FORK]).count() as u64;
         let generation = match store.db.get(keys::GENERATION)? {
@@ -166,51 +155,8 @@ impl SledStore {
             None => 0,
         };
         *store.index.get_mut().unwrap_or_else(|p| p.into_inner()) = index;
+        store.opened = true;
         Ok(store)
-    }
-
-    /// Stamps a new store with the layout version; refuses one written in another layout.
-    fn check_format(&self) -> Result<(), StoreError> {
-        let found = match self.db.get(keys::FORMAT)? {
-            Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes),
-            None if self.db.first()?.is_none() => {
-                self.db
-                    .insert(keys::FORMAT, &keys::FORMAT_VERSION.to_be_bytes())?;
-                self.db.flush()?;
-                return Ok(());
-            }
-            None => Some(1),
-        };
-        if found != Some(keys::FORMAT_VERSION) {
-            return Err(StoreError::Corrupt(format!(
-                "the store at {} has layout version {}, this build reads version {}: \
-                 move it aside and let the node catch up from its peers",
-                self.cfg.path.display(),
-                found.map_or_else(|| "unreadable".to_string(), |v| v.to_string()),
-                keys::FORMAT_VERSION
-            )));
-        }
-        Ok(())
-    }
-
-    /// Records the owner in a new store; refuses a store recorded for another org.
-    fn check_owner(&self) -> Result<(), StoreError> {
-        let Some(owner) = &self.cfg.owner else {
-            return Ok(());
-        };
-        match self.db.get(keys::OWNER)? {
-            None => {
-                self.db.insert(keys::OWNER, owner.as_str().as_bytes())?;
-                self.db.flush()?;
-                Ok(())
-            }
-            Some(v) if v.as_ref() == owner.as_str().as_bytes() => Ok(()),
-            Some(v) => Err(StoreError::OtherOwner {
-                path: self.cfg.path.clone(),
-                found: String::from_utf8_lossy(&v).chars().take(80).collect(),
-                expected: owner.clone(),
-            }),
-        }
     }
 
     /// The org the store was recorded for, if any.
@@ -332,6 +278,18 @@ impl SledStore {
             .transpose()
     }
 
+    /// The seq at which `origin` was first found to have forked, if it was.
+    pub fn flagged_at(&self, origin: &OrgId) -> Result<Option<u64>, StoreError> {
+        self.db
+            .get(keys::flag(origin))?
+            .map(|v| {
+                <[u8; 8]>::try_from(v.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt(format!("{origin}: flag is not 8 bytes")))
+            })
+            .transpose()
+    }
+
     /// How many fork proofs the store holds.
     pub fn fork_count(&self) -> u64 {
         self.forks.load(Ordering::Acquire)
@@ -369,8 +327,22 @@ impl SledStore {
 }
 
 impl Drop for SledStore {
-    /// Writes the index snapshot, so the next open need not rebuild the index from the log.
+    /// Writes the index snapshot, so the next open need not rebuild the index from the log, then
+    /// closes sled (which flushes) under the process's sled write lock.
     fn drop(&mut self) {
+        self.write_snapshot();
+        let _one_writer = crate::sled_lock::exclusive();
+        // SAFETY: `db` is not used after this; `drop` runs once.
+        unsafe { ManuallyDrop::drop(&mut self.db) };
+    }
+}
+
+impl SledStore {
+    fn write_snapshot(&mut self) {
+        if !self.opened {
+            // Refused while opening: the index was never built, there is nothing to keep.
+            return;
+        }
         let generation = *self.generation.get_mut();
         if self.snapshot_at == Some(generation) {
             return;
@@ -393,6 +365,92 @@ impl Drop for SledStore {
                 tracing::warn!(error = %e, "index snapshot not written; the next open rebuilds the index")
             }
         }
+    }
+}
+
+/// sled's log segment size. sled writes a tree node bigger than a quarter of a segment to a file
+/// of its own (a "blob"), and splits a leaf only past 16 values, whatever their size: with the
+/// default 512 KiB segments, a leaf of log segments holding entries near the 64 KiB payload cap
+/// became a blob, and closing such a store could hang in sled's final flush (seen in the
+/// multi-node tests under load). 8 MiB segments keep any leaf of our values (16 values of at most
+/// about 70 KiB each) inline.
+const SLED_SEGMENT_BYTES: usize = 8 << 20;
+
+/// Opens sled in a private directory and checks (or stamps) its layout version and owner; all
+/// under the process's sled write lock, released before anything can drop a half-open store.
+fn open_db(cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let _one_writer = crate::sled_lock::exclusive();
+    private_dir::prepare(&cfg.path)?;
+    remove_unfinished_snapshots(&cfg.path)?;
+    let db = sled::Config::new()
+        .path(&cfg.path)
+        .cache_capacity(cfg.cache_bytes)
+        .segment_size(SLED_SEGMENT_BYTES)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::InUse(cfg.path.clone())
+            }
+            // Stores of layout 2 and before used sled's default segment size.
+            sled::Error::Unsupported(why) if why.contains("io buffer size") => {
+                StoreError::Corrupt(format!(
+                    "the store at {} was written in an earlier layout (other sled segments), \
+                     this build reads layout version {}: move it aside and let the node catch \
+                     up from its peers",
+                    cfg.path.display(),
+                    keys::FORMAT_VERSION
+                ))
+            }
+            e => StoreError::Sled(e),
+        })?;
+    // sled creates its files with the process's umask; whatever that was, only the owner may
+    // read the store.
+    private_dir::restrict(&cfg.path)?;
+    check_format(&db, cfg)?;
+    check_owner(&db, cfg)?;
+    Ok(db)
+}
+
+/// Stamps a new store with the layout version; refuses one written in another layout.
+fn check_format(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
+    let found = match db.get(keys::FORMAT)? {
+        Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes),
+        None if db.first()?.is_none() => {
+            db.insert(keys::FORMAT, &keys::FORMAT_VERSION.to_be_bytes())?;
+            db.flush()?;
+            return Ok(());
+        }
+        None => Some(1),
+    };
+    if found != Some(keys::FORMAT_VERSION) {
+        return Err(StoreError::Corrupt(format!(
+            "the store at {} has layout version {}, this build reads version {}: \
+             move it aside and let the node catch up from its peers",
+            cfg.path.display(),
+            found.map_or_else(|| "unreadable".to_string(), |v| v.to_string()),
+            keys::FORMAT_VERSION
+        )));
+    }
+    Ok(())
+}
+
+/// Records the owner in a new store; refuses a store recorded for another org.
+fn check_owner(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
+    let Some(owner) = &cfg.owner else {
+        return Ok(());
+    };
+    match db.get(keys::OWNER)? {
+        None => {
+            db.insert(keys::OWNER, owner.as_str().as_bytes())?;
+            db.flush()?;
+            Ok(())
+        }
+        Some(v) if v.as_ref() == owner.as_str().as_bytes() => Ok(()),
+        Some(v) => Err(StoreError::OtherOwner {
+            path: cfg.path.clone(),
+            found: String::from_utf8_lossy(&v).chars().take(80).collect(),
+            expected: owner.clone(),
+        }),
     }
 }
 
@@ -439,6 +497,10 @@ impl Store for SledStore {
             Some(v) => Ok(Some(decode_head(&v)?)),
             None => Ok(None),
         }
+    }
+
+    fn heads(&self) -> Result<std::collections::BTreeMap<OrgId, Head>, StoreError> {
+        Ok(self.stored_heads()?.into_iter().collect())
     }
 
     fn vector(&self) -> Result<VersionVector, StoreError> {

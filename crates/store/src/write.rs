@@ -109,8 +109,11 @@ impl SledStore {
         if log_changed {
             batch.insert(keys::GENERATION, &generation.to_be_bytes());
         }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
+        {
+            let _one_writer = crate::sled_lock::exclusive();
+            self.db.apply_batch(batch)?;
+            self.db.flush()?;
+        }
         self.generation.store(generation, Ordering::Release);
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);

@@ -1,7 +1,7 @@
 //! The local API: services for this agency's own tooling, on the API listener only.
 
 mod indicators;
-mod status;
+pub mod status;
 pub mod view;
 
 pub use indicators::IndicatorsService;

@@ -49,7 +49,7 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
             .map(ToString::to_string)
             .collect(),
         held_entries: state.store.held_count() as u64,
-        unverified: Vec::new(),
+        unverified: state.unverified.summary(),
         fork_proofs: state.store.fork_count(),
     })
 }

@@ -4,11 +4,12 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use intelmesh_core::OrgId;
+use intelmesh_core::{OrgId, StaticKeys};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
 
 use super::link::LinkError;
+use super::sender::Batch;
 use crate::route::{payload_may_travel, LinkReach};
 use crate::state::{header_of, NodeState};
 use crate::wants::EntryKey;
@@ -40,15 +41,18 @@ impl Asked {
     /// Most asks kept per link; a peer asks again on its next link for what was dropped.
     const MAX: usize = 16_384;
 
-    pub(super) fn add(&self, want: pb::Want) {
+    pub(super) fn add(&self, want: pb::Want, members: &StaticKeys) {
         let mut keys = self.lock();
-        // Only well-formed org ids are kept, so each ask costs a few dozen bytes whatever
-        // the peer sends.
+        // Only members' origins are kept, so each ask costs a few dozen bytes whatever the
+        // peer sends, and only for entries that can exist.
         for r in want.entries {
             if keys.open.len() >= Self::MAX {
                 break;
             }
-            if let (Ok(origin), true) = (OrgId::parse(&r.origin), r.seq > 0) {
+            let origin = OrgId::parse(&r.origin)
+                .ok()
+                .filter(|o| members.is_member(o));
+            if let (Some(origin), true) = (origin, r.seq > 0) {
                 keys.open.insert((origin, r.seq));
             }
         }
@@ -57,18 +61,18 @@ impl Asked {
     }
 }
 
-/// Up to `max` full entries the peer asked for that this node now holds and may send over the
-/// link. Asks it can never serve (the payload may not travel over this link) are dropped; the
-/// others wait until this node holds the payload.
+/// Adds to `batch`, as far as it has room, the full entries the peer asked for that this node
+/// now holds and may send over the link. Asks it can never serve (the payload may not travel
+/// over this link) are dropped; the others wait until this node holds the payload.
 pub(super) fn serve_asked(
     state: &NodeState,
     link: &LinkReach,
     asked: &Asked,
-    max: usize,
-) -> Result<Vec<pb::SignedEntry>, LinkError> {
+    batch: &mut Batch,
+) -> Result<(), LinkError> {
     let mut keys = asked.lock();
-    if keys.open.is_empty() || max == 0 {
-        return Ok(Vec::new());
+    if keys.open.is_empty() || batch.is_full() {
+        return Ok(());
     }
     let fills = state.store.fill_count();
     if fills != keys.fills_at {
@@ -77,11 +81,10 @@ pub(super) fn serve_asked(
     }
     let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
     let vector = state.vector().map_err(|e| local(&e))?;
-    let mut full = Vec::new();
     let mut settled = Vec::new();
     let mut stubs = Vec::new();
     for key in keys.open.iter().filter(|k| !keys.stubs.contains(*k)) {
-        if full.len() >= max {
+        if batch.is_full() {
             break;
         }
         let (origin, seq) = key;
@@ -101,7 +104,10 @@ pub(super) fn serve_asked(
         if !payload_may_travel(&header, link) {
             settled.push(key.clone());
         } else if entry.payload.is_some() {
-            full.push(entry);
+            if !batch.fits(&entry) {
+                break;
+            }
+            batch.push(entry);
             settled.push(key.clone());
         } else {
             stubs.push(key.clone());
@@ -111,5 +117,5 @@ pub(super) fn serve_asked(
     for key in &settled {
         keys.open.remove(key);
     }
-    Ok(full)
+    Ok(())
 }

@@ -1,16 +1,21 @@
 //! One peer link, the same on both ends: hello, then each side streams what the other lacks in
-//! (origin, seq) order, acknowledges what it made durable, and stays live.
+//! (origin, seq) order, acknowledges what it made durable, passes on fork proofs, and stays
+//! live. This module holds the hello and the receiving half; `sender` the sending half.
 //!
 //! The sender half wakes on every local change (an own entry, or one received on any link) and
 //! sends, per origin, the range between what the peer holds and what this node holds. So one
 //! mechanism gives both catch-up after an outage and live forwarding; and since receivers dedupe
 //! by (origin, seq), cyclic topologies deliver each entry once.
+//!
+//! What ends a link is what proves the peer wrong: an entry or fork proof that fails
+//! verification under a key this node knows, an oversized batch, a second hello, silence. An
+//! entry signed with a key this node does not know yet proves nothing: it waits (see
+//! `unverified`) and the link carries on, so one entry never cuts an origin off.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use intelmesh_core::evidence::EvidenceError;
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
@@ -18,10 +23,14 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::asked::{serve_asked, Asked};
-use crate::route::{for_link, LinkReach};
-use crate::state::{header_of, Checked, NodeState, VERIFY_AHEAD};
-use crate::wants::EntryKey;
+use super::asked::Asked;
+use super::peer_view::{read_vector, to_wire, PeerView, Reported};
+use super::sender::send_loop;
+use crate::route::LinkReach;
+use crate::state::{Checked, NodeState, VERIFY_AHEAD};
+
+/// Most fork proofs taken from one Evidence frame (each costs two signature checks).
+pub const MAX_PROOFS_PER_FRAME: usize = 256;
 
 /// How a link ended badly. Each maps to the gRPC status the other side is told.
 #[derive(Debug, thiserror::Error)]
@@ -36,8 +45,12 @@ pub enum LinkError {
     SecondHello,
     #[error("peer sent {count} entries in one batch, more than the {max} allowed")]
     BatchTooLarge { count: usize, max: usize },
+    #[error("peer sent {count} fork proofs in one frame, more than the {max} allowed")]
+    TooManyProofs { count: usize, max: usize },
     #[error("peer sent an entry that fails verification: {0}")]
     Forged(intelmesh_core::VerifyError),
+    #[error("peer sent a fork proof that does not hold up: {0}")]
+    BadEvidence(EvidenceError),
     #[error("nothing heard from the peer for {0:?}")]
     Dead(std::time::Duration),
     #[error("peer did not take queued frames for {0:?}")]
@@ -55,10 +68,13 @@ impl LinkError {
         let msg = self.to_string();
         match self {
             LinkError::HelloMismatch { .. } => Status::permission_denied(msg),
-            LinkError::BatchTooLarge { .. } => Status::resource_exhausted(msg),
-            LinkError::Forged(_) | LinkError::HelloExpected | LinkError::SecondHello => {
-                Status::invalid_argument(msg)
+            LinkError::BatchTooLarge { .. } | LinkError::TooManyProofs { .. } => {
+                Status::resource_exhausted(msg)
             }
+            LinkError::Forged(_)
+            | LinkError::BadEvidence(_)
+            | LinkError::HelloExpected
+            | LinkError::SecondHello => Status::invalid_argument(msg),
             LinkError::NoHello(_) | LinkError::Dead(_) | LinkError::Stalled(_) => {
                 Status::deadline_exceeded(msg)
             }
@@ -71,14 +87,17 @@ impl LinkError {
 
 pub type Outbound = mpsc::Sender<Result<pb::SyncFrame, Status>>;
 
-fn to_wire(v: &intelmesh_store::VersionVector) -> pb::VersionVector {
-    pb::VersionVector {
-        heads: v.iter().map(|(o, s)| (o.to_string(), *s)).collect(),
-    }
+pub(super) fn local(e: impl std::fmt::Display) -> LinkError {
+    LinkError::Local(e.to_string())
 }
 
-fn frame(f: pb::sync_frame::Frame) -> Result<pb::SyncFrame, Status> {
+pub(super) fn frame(f: pb::sync_frame::Frame) -> Result<pb::SyncFrame, Status> {
     Ok(pb::SyncFrame { frame: Some(f) })
+}
+
+/// This node's heads as a vector frame body.
+pub(super) fn own_vector(state: &NodeState) -> Result<pb::VersionVector, LinkError> {
+    Ok(to_wire(&state.store.heads().map_err(local)?))
 }
 
 /// Runs a link until it fails or the peer leaves. `peer` is the org its certificate names.
@@ -93,11 +112,10 @@ where
     S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send,
 {
     let limits = state.cfg.limits.clone();
-    let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
     let hello = pb::Hello {
         org_id: state.org.to_string(),
         roster_version: state.cfg.roster_version,
-        vector: Some(to_wire(&state.vector().map_err(|e| local(&e))?)),
+        vector: Some(own_vector(&state)?),
         reaches: reaches(&state),
     };
     send(&out, frame(pb::sync_frame::Frame::Hello(hello)), &limits).await?;
@@ -123,15 +141,9 @@ where
             certified: peer,
         });
     }
-    let peer_vector: BTreeMap<String, u64> = peer_hello
-        .vector
-        .map(|v| v.heads.into_iter().collect())
-        .unwrap_or_default();
-    state.peers.update(&peer, |p| {
-        p.vector = peer_vector.clone();
-        p.bytes_received += hello_bytes;
-    });
-    let known = Arc::new(Mutex::new(peer_vector));
+    let view = Arc::new(PeerView::default());
+    let reported = read_vector(peer_hello.vector, &state.keys());
+    take_in_vector(&state, &peer, &view, &reported, hello_bytes)?;
     tracing::info!(%peer, "link up");
 
     let link = LinkReach {
@@ -142,18 +154,43 @@ where
     let mut sender = AbortOnDrop(tokio::spawn(send_loop(
         Arc::clone(&state),
         link,
-        Arc::clone(&known),
+        Arc::clone(&view),
         Arc::clone(&asked),
         out.clone(),
     )));
     tokio::select! {
-        r = receive_loop(&state, &peer, &mut inbound, &out, &known, &asked) => r,
+        r = receive_loop(&state, &peer, &mut inbound, &out, &view, &asked) => r,
         r = &mut sender.0 => match r {
             Ok(r) => r,
             Err(e) => Err(LinkError::Local(e.to_string())),
         },
         _ = state.stopped() => Err(LinkError::Local("node is shutting down".into())),
     }
+}
+
+/// Takes in a vector the peer reported (hello or progress): what it holds, where its view of
+/// an origin splits from this node's, and the peer facts for status.
+fn take_in_vector(
+    state: &NodeState,
+    peer: &OrgId,
+    view: &PeerView,
+    reported: &Reported,
+    frame_bytes: u64,
+) -> Result<(), LinkError> {
+    if reported.ignored > 0 {
+        tracing::debug!(%peer, ignored = reported.ignored, "vector names origins that are not members; ignored");
+    }
+    view.learn(reported, &state.store.heads().map_err(local)?);
+    let vector = reported
+        .heads
+        .iter()
+        .map(|(o, s)| (o.to_string(), *s))
+        .collect();
+    state.peers.update(peer, |p| {
+        p.vector = vector;
+        p.bytes_received += frame_bytes;
+    });
+    Ok(())
 }
 
 /// Ends the sender half whenever the link ends, however it ends (even if the link's own
@@ -175,7 +212,7 @@ fn reaches(state: &NodeState) -> Vec<String> {
     r
 }
 
-async fn send(
+pub(super) async fn send(
     out: &Outbound,
     item: Result<pb::SyncFrame, Status>,
     limits: &crate::config::Limits,
@@ -194,6 +231,7 @@ enum Received {
     Progress(pb::Progress),
     Batch(Checked),
     Want(pb::Want),
+    Evidence(pb::ForkEvidence),
 }
 
 /// Reads one frame: its encoded size, and what it holds, verifying entry batches (the batch
@@ -213,7 +251,15 @@ async fn prepare(
         pb::sync_frame::Frame::Heartbeat(_) => Received::Heartbeat,
         pb::sync_frame::Frame::Progress(p) => Received::Progress(p),
         pb::sync_frame::Frame::Want(w) => Received::Want(w),
-        pb::sync_frame::Frame::Evidence(_) => Received::Heartbeat,
+        pb::sync_frame::Frame::Evidence(e) => {
+            if e.proofs.len() > MAX_PROOFS_PER_FRAME {
+                return Err(LinkError::TooManyProofs {
+                    count: e.proofs.len(),
+                    max: MAX_PROOFS_PER_FRAME,
+                });
+            }
+            Received::Evidence(e)
+        }
         pb::sync_frame::Frame::Entries(batch) => {
             let count = batch.entries.len();
             if count > max_batch {
@@ -222,10 +268,7 @@ async fn prepare(
                     max: max_batch,
                 });
             }
-            let checked = state
-                .verify_received(batch.entries)
-                .await
-                .map_err(|e| LinkError::Local(e.to_string()))?;
+            let checked = state.verify_received(batch.entries).await.map_err(local)?;
             Received::Batch(checked)
         }
     };
@@ -237,7 +280,7 @@ async fn receive_loop<S>(
     peer: &OrgId,
     inbound: &mut S,
     out: &Outbound,
-    known: &Mutex<BTreeMap<String, u64>>,
+    view: &PeerView,
     asked: &Asked,
 ) -> Result<(), LinkError>
 where
@@ -265,46 +308,44 @@ where
         match received {
             Received::Hello => return Err(LinkError::SecondHello),
             Received::Heartbeat => {}
-            Received::Want(w) => asked.add(w),
+            Received::Want(w) => asked.add(w, &state.keys()),
             Received::Progress(p) => {
-                let v: BTreeMap<String, u64> = p
-                    .vector
-                    .map(|v| v.heads.into_iter().collect())
-                    .unwrap_or_default();
-                raise(&mut lock(known), &v);
-                state.peers.update(peer, |s| s.vector = v);
+                let reported = read_vector(p.vector, &state.keys());
+                take_in_vector(state, peer, view, &reported, 0)?;
+            }
+            Received::Evidence(e) => {
+                let report = state.receive_evidence(e.proofs).await.map_err(local)?;
+                if report.added > 0 {
+                    tracing::warn!(%peer, proofs = report.added, "fork proofs received: origins flagged");
+                }
+                if let Some(e) = report.invalid.into_iter().next() {
+                    return Err(LinkError::BadEvidence(e));
+                }
             }
             Received::Batch(checked) => {
                 // The peer holds what it just sent: never echo it back, even before its next
-                // progress frame says so.
-                let sent: BTreeMap<String, u64> =
-                    checked.good.iter().fold(BTreeMap::new(), |mut m, e| {
-                        let h = e.header();
-                        let seq = m.entry(h.origin.to_string()).or_insert(0);
-                        *seq = (*seq).max(h.seq);
-                        m
-                    });
-                raise(&mut lock(known), &sent);
-                let report = state
-                    .apply_checked(checked)
-                    .await
-                    .map_err(|e| LinkError::Local(e.to_string()))?;
+                // progress frame says so. Entries that wait for a key count too: the peer has
+                // them, this node will take them once it can verify them.
+                for e in &checked.good {
+                    view.raise(&e.header().origin, e.header().seq);
+                }
+                for u in &checked.unknown_key {
+                    view.raise(&u.origin, u.seq);
+                }
+                let report = state.apply_checked(checked).await.map_err(local)?;
                 state
                     .peers
                     .update(peer, |s| s.entries_received += report.appended as u64);
                 for e in &report.chain_rejected {
                     // A fork or chain break is the origin's doing, not necessarily this
-                    // peer's: keep the link, the fork proof is stored.
+                    // peer's: keep the link; the store keeps the proof and links pass it on.
                     tracing::warn!(%peer, error = %e, "entry refused by chain rules");
                 }
                 if let Some(e) = report.refused.into_iter().next() {
                     return Err(LinkError::Forged(e));
                 }
-                let vector = state
-                    .vector()
-                    .map_err(|e| LinkError::Local(e.to_string()))?;
                 let progress = pb::Progress {
-                    vector: Some(to_wire(&vector)),
+                    vector: Some(own_vector(state)?),
                 };
                 send(
                     out,
@@ -315,143 +356,4 @@ where
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Raises each origin in `known` to at least its value in `v`.
-fn raise(known: &mut BTreeMap<String, u64>, v: &BTreeMap<String, u64>) {
-    for (o, s) in v {
-        let e = known.entry(o.clone()).or_insert(0);
-        *e = (*e).max(*s);
-    }
-}
-
-/// Sends what the peer lacks, then waits for local changes; heartbeats while idle.
-async fn send_loop(
-    state: Arc<NodeState>,
-    link: LinkReach,
-    known: Arc<Mutex<BTreeMap<String, u64>>>,
-    asked: Arc<Asked>,
-    out: Outbound,
-) -> Result<(), LinkError> {
-    let limits = state.cfg.limits.clone();
-    let max = limits.max_batch_entries;
-    let mut changes = state.subscribe();
-    let mut last_sent = Instant::now();
-    let mut announced = intelmesh_store::VersionVector::new();
-    // What this node asked the peer for on this link; a new link asks again.
-    let mut wanted: BTreeSet<EntryKey> = BTreeSet::new();
-    loop {
-        changes.borrow_and_update();
-        loop {
-            let mut batch = next_batch(&state, &link, &known, max)?;
-            if batch.len() < max {
-                batch.extend(serve_asked(&state, &link, &asked, max - batch.len())?);
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let n = batch.len() as u64;
-            let entries = pb::EntryBatch { entries: batch };
-            send(
-                &out,
-                frame(pb::sync_frame::Frame::Entries(entries)),
-                &limits,
-            )
-            .await?;
-            state.peers.update(&link.peer, |s| s.entries_sent += n);
-            last_sent = Instant::now();
-        }
-        let owed = state.wants.snapshot();
-        wanted.retain(|k| owed.contains(k));
-        let ask: Vec<EntryKey> = owed.difference(&wanted).take(max).cloned().collect();
-        if !ask.is_empty() {
-            wanted.extend(ask.iter().cloned());
-            let want = pb::Want {
-                entries: ask
-                    .into_iter()
-                    .map(|(origin, seq)| pb::EntryRef {
-                        origin: origin.to_string(),
-                        seq,
-                    })
-                    .collect(),
-            };
-            send(&out, frame(pb::sync_frame::Frame::Want(want)), &limits).await?;
-            last_sent = Instant::now();
-        }
-        // Tell the peer what this node now holds, so it does not send it what arrived by
-        // another path.
-        let vector = state
-            .vector()
-            .map_err(|e| LinkError::Local(e.to_string()))?;
-        if vector != announced {
-            let progress = pb::Progress {
-                vector: Some(to_wire(&vector)),
-            };
-            send(
-                &out,
-                frame(pb::sync_frame::Frame::Progress(progress)),
-                &limits,
-            )
-            .await?;
-            announced = vector;
-            last_sent = Instant::now();
-        }
-        let wait = limits.heartbeat().saturating_sub(last_sent.elapsed());
-        tokio::select! {
-            r = changes.changed() => {
-                if r.is_err() {
-                    return Err(LinkError::Local("node is shutting down".into()));
-                }
-            }
-            () = asked.added.notified() => {}
-            _ = tokio::time::sleep(wait) => {
-                let hb = pb::Heartbeat { sent_at_unix_ms: intelmesh_core::now_unix_ms() };
-                send(&out, frame(pb::sync_frame::Frame::Heartbeat(hb)), &limits).await?;
-                last_sent = Instant::now();
-            }
-        }
-    }
-}
-
-/// Up to `max` entries the peer lacks, origin by origin in seq order, routed for the link.
-/// Marks them as known to the peer (it will have them, or the link breaks and the next hello
-/// tells the truth).
-fn next_batch(
-    state: &NodeState,
-    link: &LinkReach,
-    known: &Mutex<BTreeMap<String, u64>>,
-    max: usize,
-) -> Result<Vec<pb::SignedEntry>, LinkError> {
-    let local = state
-        .vector()
-        .map_err(|e| LinkError::Local(e.to_string()))?;
-    let mut known = lock(known);
-    let mut batch = Vec::new();
-    for (origin, head) in &local {
-        let have = known.get(origin.as_str()).copied().unwrap_or(0);
-        if have >= *head || batch.len() >= max {
-            continue;
-        }
-        let take = (max - batch.len()).min((*head - have) as usize);
-        let entries = state
-            .store
-            .range(origin, have + 1, take)
-            .map_err(|e| LinkError::Local(e.to_string()))?;
-        let mut last = have;
-        for e in entries {
-            let Some(h) = header_of(&e) else {
-                return Err(LinkError::Local(format!(
-                    "stored entry of {origin} does not decode"
-                )));
-            };
-            last = h.seq;
-            batch.push(for_link(e, &h, link));
-        }
-        known.insert(origin.to_string(), last);
-    }
-    Ok(batch)
 }

@@ -4,6 +4,8 @@
 mod asked;
 mod dial;
 pub mod link;
+pub mod peer_view;
+mod sender;
 mod service;
 
 pub use dial::dial_peers;

@@ -1,0 +1,194 @@
+//! What a peer holds, as far as this node knows: its vector, raised by its hello, its progress
+//! frames and what was sent to it; and the seqs where it holds the same height as this node
+//! under another hash (a split view, to expose by sending this node's entry there).
+//!
+//! Vectors come from the peer, so only members' origins are kept: names the key list does not
+//! know are dropped on arrival, and what the view holds is bounded by the federation's size.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use intelmesh_core::{Hash, Head, OrgId, StaticKeys};
+use intelmesh_proto::v1 as pb;
+
+/// A peer's vector as it reported it, members only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    pub heads: BTreeMap<OrgId, u64>,
+    pub hashes: BTreeMap<OrgId, Hash>,
+    /// Names dropped because they are not members (or not org ids at all).
+    pub ignored: usize,
+}
+
+/// Reads a vector from the wire, keeping members' origins only (and 32-byte hashes only).
+pub fn read_vector(wire: Option<pb::VersionVector>, keys: &StaticKeys) -> Reported {
+    let mut out = Reported::default();
+    let Some(wire) = wire else { return out };
+    let member = |name: &str| OrgId::parse(name).ok().filter(|o| keys.is_member(o));
+    for (name, seq) in wire.heads {
+        match member(&name) {
+            Some(o) => {
+                out.heads.insert(o, seq);
+            }
+            None => out.ignored += 1,
+        }
+    }
+    for (name, hash) in wire.head_hashes {
+        if let (Some(o), Ok(h)) = (member(&name), Hash::try_from(hash.as_slice())) {
+            out.hashes.insert(o, h);
+        }
+    }
+    out
+}
+
+/// This node's heads as sent in hellos and progress frames.
+pub fn to_wire(heads: &BTreeMap<OrgId, Head>) -> pb::VersionVector {
+    pb::VersionVector {
+        heads: heads.iter().map(|(o, h)| (o.to_string(), h.seq)).collect(),
+        head_hashes: heads
+            .iter()
+            .map(|(o, h)| (o.to_string(), h.hash.to_vec()))
+            .collect(),
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    known: BTreeMap<OrgId, u64>,
+    diverged: BTreeSet<(OrgId, u64)>,
+}
+
+/// This node's view of one peer on one link.
+#[derive(Default)]
+pub struct PeerView {
+    inner: Mutex<Inner>,
+}
+
+impl PeerView {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Each change is whole under the lock; a panic elsewhere leaves it usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes in what the peer reported: raises what it is known to hold, and notes every origin
+    /// where it is at this node's height with another head hash.
+    pub fn learn(&self, reported: &Reported, ours: &BTreeMap<OrgId, Head>) {
+        let mut inner = self.lock();
+        for (origin, seq) in &reported.heads {
+            let known = inner.known.entry(origin.clone()).or_insert(0);
+            *known = (*known).max(*seq);
+            let split = ours.get(origin).is_some_and(|h| {
+                h.seq == *seq && reported.hashes.get(origin).is_some_and(|x| *x != h.hash)
+            });
+            if split {
+                inner.diverged.insert((origin.clone(), *seq));
+            }
+        }
+    }
+
+    /// Notes that the peer holds `origin` up to `seq` (it sent, or was sent, that far).
+    pub fn raise(&self, origin: &OrgId, seq: u64) {
+        let mut inner = self.lock();
+        let known = inner.known.entry(origin.clone()).or_insert(0);
+        *known = (*known).max(seq);
+    }
+
+    pub fn known(&self, origin: &OrgId) -> u64 {
+        self.lock().known.get(origin).copied().unwrap_or(0)
+    }
+
+    /// The seqs where the peer showed another head than this node's, to send it this node's
+    /// entries there (once each).
+    pub fn take_diverged(&self) -> Vec<(OrgId, u64)> {
+        std::mem::take(&mut self.lock().diverged)
+            .into_iter()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn org(s: &str) -> OrgId {
+        OrgId::parse(s).unwrap()
+    }
+
+    fn members(names: &[&str]) -> StaticKeys {
+        let mut k = StaticKeys::default();
+        for (i, n) in names.iter().enumerate() {
+            k.insert(
+                org(n),
+                SigningKey::from_bytes(&[i as u8 + 1; 32]).verifying_key(),
+            );
+        }
+        k
+    }
+
+    #[test]
+    fn only_members_are_kept_from_a_peers_vector() {
+        let wire = pb::VersionVector {
+            heads: [
+                ("AU".to_string(), 3),
+                ("MADE-UP".into(), 9),
+                ("bad name".into(), 1),
+            ]
+            .into_iter()
+            .collect(),
+            head_hashes: [
+                ("AU".to_string(), vec![1; 32]),
+                ("MADE-UP".into(), vec![2; 32]),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let r = read_vector(Some(wire), &members(&["AU", "BR"]));
+        assert_eq!(r.heads, [(org("AU"), 3)].into_iter().collect());
+        assert_eq!(r.hashes.len(), 1);
+        assert_eq!(r.ignored, 2);
+    }
+
+    #[test]
+    fn a_peer_at_the_same_height_with_another_hash_is_a_split_view() {
+        let view = PeerView::default();
+        let ours: BTreeMap<OrgId, Head> = [
+            (
+                org("AU"),
+                Head {
+                    seq: 4,
+                    hash: [1; 32],
+                },
+            ),
+            (
+                org("BR"),
+                Head {
+                    seq: 2,
+                    hash: [2; 32],
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let reported = Reported {
+            heads: [(org("AU"), 4), (org("BR"), 1)].into_iter().collect(),
+            hashes: [(org("AU"), [9; 32]), (org("BR"), [9; 32])]
+                .into_iter()
+                .collect(),
+            ignored: 0,
+        };
+        view.learn(&reported, &ours);
+        assert_eq!(view.known(&org("AU")), 4);
+        assert_eq!(
+            view.take_diverged(),
+            vec![(org("AU"), 4)],
+            "BR is only behind"
+        );
+        assert!(
+            view.take_diverged().is_empty(),
+            "each divergence is sent once"
+        );
+        view.raise(&org("BR"), 2);
+        assert_eq!(view.known(&org("BR")), 2);
+    }
+}

@@ -1,0 +1,276 @@
+//! The sending half of a link: entries the peer lacks (and this node's entries where the peer
+//! showed a split view), payloads it asked for, fork proofs it has not been sent, asks for
+//! payloads this node is owed, progress, heartbeats.
+//!
+//! Every entry batch fits the message cap by bytes as well as by count: entries may carry
+//! payloads up to 64 KiB, so a batch capped by count alone could exceed the cap, be refused by
+//! the receiver's decoder, and be sent again forever.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use intelmesh_core::entry::header_hash;
+use intelmesh_core::{Hash, OrgId};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::Store;
+use prost::Message;
+
+use super::asked::{serve_asked, Asked};
+use super::link::{frame, local, own_vector, send, LinkError, Outbound};
+use super::peer_view::PeerView;
+use crate::config::Limits;
+use crate::route::{for_link, LinkReach};
+use crate::state::{header_of, NodeState};
+use crate::wants::EntryKey;
+
+/// Room kept in every frame for the frame's own encoding around its entries.
+const FRAME_OVERHEAD: usize = 1024;
+
+/// Entries gathered for one EntryBatch frame, within the link's entry and byte caps.
+pub(super) struct Batch {
+    pub(super) entries: Vec<pb::SignedEntry>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+/// What an entry adds to an EntryBatch: its encoding, tag and length prefix.
+fn cost(e: &pb::SignedEntry) -> usize {
+    let n = e.encoded_len();
+    n + 1 + prost::encoding::encoded_len_varint(n as u64)
+}
+
+impl Batch {
+    pub(super) fn new(limits: &Limits) -> Batch {
+        Batch {
+            entries: Vec::new(),
+            bytes: 0,
+            max_entries: limits.max_batch_entries,
+            max_bytes: limits.max_message_bytes.saturating_sub(FRAME_OVERHEAD),
+        }
+    }
+
+    /// Whether `e` still fits. The message cap is at least 256 KiB and no legal entry comes near
+    /// it, so a frame always takes at least one entry.
+    pub(super) fn fits(&self, e: &pb::SignedEntry) -> bool {
+        self.entries.len() < self.max_entries && self.bytes + cost(e) <= self.max_bytes
+    }
+
+    pub(super) fn push(&mut self, e: pb::SignedEntry) {
+        self.bytes += cost(&e);
+        self.entries.push(e);
+    }
+
+    pub(super) fn is_full(&self) -> bool {
+        self.entries.len() >= self.max_entries
+    }
+}
+
+/// A fork proof's identity: origin, seq, hash of the conflicting header.
+type ProofKey = (String, u64, Hash);
+
+fn proof_key(p: &pb::ForkProof) -> ProofKey {
+    let conflicting = p
+        .conflicting
+        .as_ref()
+        .map_or([0; 32], |c| header_hash(&c.header));
+    (p.origin.clone(), p.seq, conflicting)
+}
+
+/// Sends what the peer lacks, then waits for local changes; heartbeats while idle.
+pub(super) async fn send_loop(
+    state: Arc<NodeState>,
+    link: LinkReach,
+    view: Arc<PeerView>,
+    asked: Arc<Asked>,
+    out: Outbound,
+) -> Result<(), LinkError> {
+    let limits = state.cfg.limits.clone();
+    let mut changes = state.subscribe();
+    let mut last_sent = Instant::now();
+    let mut announced: Option<pb::VersionVector> = None;
+    // What this node asked the peer for on this link; a new link asks again.
+    let mut wanted: BTreeSet<EntryKey> = BTreeSet::new();
+    // Fork proofs sent on this link, and the store's proof count when last looked at.
+    let mut proofs_sent: BTreeSet<ProofKey> = BTreeSet::new();
+    let mut proofs_seen: Option<u64> = None;
+    loop {
+        changes.borrow_and_update();
+        loop {
+            let mut batch = next_batch(&state, &link, &view, &limits)?;
+            if !batch.is_full() {
+                serve_asked(&state, &link, &asked, &mut batch)?;
+            }
+            if batch.entries.is_empty() {
+                break;
+            }
+            let n = batch.entries.len() as u64;
+            let entries = pb::EntryBatch {
+                entries: batch.entries,
+            };
+            send(
+                &out,
+                frame(pb::sync_frame::Frame::Entries(entries)),
+                &limits,
+            )
+            .await?;
+            state.peers.update(&link.peer, |s| s.entries_sent += n);
+            last_sent = Instant::now();
+        }
+        let count = state.store.fork_count();
+        if proofs_seen != Some(count) {
+            for evidence in new_proofs(&state, &mut proofs_sent, &limits)? {
+                send(
+                    &out,
+                    frame(pb::sync_frame::Frame::Evidence(evidence)),
+                    &limits,
+                )
+                .await?;
+                last_sent = Instant::now();
+            }
+            proofs_seen = Some(count);
+        }
+        if let Some(want) = next_want(&state, &mut wanted, limits.max_batch_entries) {
+            send(&out, frame(pb::sync_frame::Frame::Want(want)), &limits).await?;
+            last_sent = Instant::now();
+        }
+        // Tell the peer what this node now holds, so it does not send it what arrived by
+        // another path.
+        let vector = own_vector(&state)?;
+        if announced.as_ref() != Some(&vector) {
+            let progress = pb::Progress {
+                vector: Some(vector.clone()),
+            };
+            send(
+                &out,
+                frame(pb::sync_frame::Frame::Progress(progress)),
+                &limits,
+            )
+            .await?;
+            announced = Some(vector);
+            last_sent = Instant::now();
+        }
+        let wait = limits.heartbeat().saturating_sub(last_sent.elapsed());
+        tokio::select! {
+            r = changes.changed() => {
+                if r.is_err() {
+                    return Err(LinkError::Local("node is shutting down".into()));
+                }
+            }
+            () = asked.added.notified() => {}
+            _ = tokio::time::sleep(wait) => {
+                let hb = pb::Heartbeat { sent_at_unix_ms: intelmesh_core::now_unix_ms() };
+                send(&out, frame(pb::sync_frame::Frame::Heartbeat(hb)), &limits).await?;
+                last_sent = Instant::now();
+            }
+        }
+    }
+}
+
+/// The payloads this node is owed that it has not asked this peer for yet.
+fn next_want(state: &NodeState, wanted: &mut BTreeSet<EntryKey>, max: usize) -> Option<pb::Want> {
+    let owed = state.wants.snapshot();
+    wanted.retain(|k| owed.contains(k));
+    let ask: Vec<EntryKey> = owed.difference(wanted).take(max).cloned().collect();
+    if ask.is_empty() {
+        return None;
+    }
+    wanted.extend(ask.iter().cloned());
+    Some(pb::Want {
+        entries: ask
+            .into_iter()
+            .map(|(origin, seq)| pb::EntryRef {
+                origin: origin.to_string(),
+                seq,
+            })
+            .collect(),
+    })
+}
+
+/// The fork proofs of the store not sent on this link yet, in frames within the byte cap.
+fn new_proofs(
+    state: &NodeState,
+    sent: &mut BTreeSet<ProofKey>,
+    limits: &Limits,
+) -> Result<Vec<pb::ForkEvidence>, LinkError> {
+    let budget = limits.max_message_bytes.saturating_sub(FRAME_OVERHEAD);
+    let mut frames: Vec<pb::ForkEvidence> = Vec::new();
+    let mut bytes = 0;
+    for proof in state.store.fork_proofs().map_err(local)? {
+        if !sent.insert(proof_key(&proof)) {
+            continue;
+        }
+        let size = proof.encoded_len() + 8;
+        let start_new = match frames.last() {
+            None => true,
+            Some(f) => f.proofs.len() >= super::link::MAX_PROOFS_PER_FRAME || bytes + size > budget,
+        };
+        if start_new {
+            frames.push(pb::ForkEvidence::default());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(f) = frames.last_mut() {
+            f.proofs.push(proof);
+        }
+    }
+    Ok(frames)
+}
+
+/// Entries the peer lacks, within the frame's caps: first this node's entries where the peer
+/// showed a split view, then per origin the range after what the peer holds, in seq order,
+/// routed for the link. Marks them as known to the peer (it will have them, or the link breaks
+/// and the next hello tells the truth).
+fn next_batch(
+    state: &NodeState,
+    link: &LinkReach,
+    view: &PeerView,
+    limits: &Limits,
+) -> Result<Batch, LinkError> {
+    let mut batch = Batch::new(limits);
+    for (origin, seq) in view.take_diverged() {
+        if let Some(e) = state.store.range(&origin, seq, 1).map_err(local)?.pop() {
+            let h = decoded(&e, &origin)?;
+            let routed = for_link(e, &h, link);
+            if batch.fits(&routed) {
+                tracing::warn!(peer = %link.peer, %origin, seq, "peer holds another entry at this seq: sending ours so both can prove the fork");
+                batch.push(routed);
+            }
+        }
+    }
+    let heads = state.store.heads().map_err(local)?;
+    for (origin, head) in &heads {
+        let have = view.known(origin);
+        if have >= head.seq {
+            continue;
+        }
+        if batch.is_full() {
+            break;
+        }
+        let take = (limits.max_batch_entries - batch.entries.len()).min((head.seq - have) as usize);
+        let entries = state.store.range(origin, have + 1, take).map_err(local)?;
+        let mut last = have;
+        let mut full = false;
+        for e in entries {
+            let h = decoded(&e, origin)?;
+            let routed = for_link(e, &h, link);
+            if !batch.fits(&routed) {
+                full = true;
+                break;
+            }
+            last = h.seq;
+            batch.push(routed);
+        }
+        view.raise(origin, last);
+        if full {
+            break;
+        }
+    }
+    Ok(batch)
+}
+
+fn decoded(e: &pb::SignedEntry, origin: &OrgId) -> Result<pb::EntryHeader, LinkError> {
+    header_of(e)
+        .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))
+}

@@ -1,0 +1,83 @@
+//! The key list a node verifies with: replaced whole when its file changes (or a caller hands
+//! a new one), and then the entries that waited for a key (see `unverified`) are verified again.
+//! A list that lacks the node's own signing key is refused: every member verifies the node's
+//! entries with the same list, so signing with an unlisted key would publish entries that no
+//! member accepts.
+
+use std::sync::Arc;
+
+use intelmesh_core::StaticKeys;
+
+use crate::state::{own_key_listed, NodeError, NodeState};
+
+impl NodeState {
+    /// Replaces the key list (it must still hold this node's own key), then verifies again the
+    /// entries that waited for a key. Returns how many of those were taken in.
+    pub async fn replace_keys(self: &Arc<Self>, keys: StaticKeys) -> Result<usize, NodeError> {
+        own_key_listed(&keys, self.signer())?;
+        self.set_keys(keys);
+        self.unverified.clear_dropped();
+        self.recheck_unverified().await
+    }
+
+    /// Reads the key list file again and applies it if it changed.
+    pub async fn reload_keys(self: &Arc<Self>) -> anyhow::Result<Option<usize>> {
+        let path = self.cfg.keys.clone();
+        let keys = tokio::task::spawn_blocking(move || crate::keys::load_registry(&path)).await??;
+        if keys == *self.keys() {
+            return Ok(None);
+        }
+        let taken = self.replace_keys(keys).await?;
+        tracing::info!(
+            members = self.keys().members().len(),
+            verified_now = taken,
+            "key list changed"
+        );
+        Ok(Some(taken))
+    }
+
+    /// Verifies the waiting entries with the current keys; applies those that pass, keeps the
+    /// ones whose key is still unknown. Entries proved bad are dropped with a warning.
+    pub async fn recheck_unverified(self: &Arc<Self>) -> Result<usize, NodeError> {
+        let waiting = self.unverified.take_all();
+        if waiting.is_empty() {
+            return Ok(0);
+        }
+        let checked = self.verify_received(waiting).await?;
+        for e in &checked.refused {
+            tracing::warn!(error = %e, "an entry that waited for its key does not verify");
+        }
+        let report = self.apply_checked(checked).await?;
+        Ok(report.appended + report.held + report.duplicates)
+    }
+}
+
+/// How often the key list file is looked at for changes.
+pub const KEY_LIST_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reloads the key list whenever its file changes (size or modification time), until the node
+/// stops. A list that does not parse, or lacks this node's own key, is refused with an error in
+/// the log and the old list stays.
+pub async fn watch(state: Arc<NodeState>) {
+    let stamp = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let path = state.cfg.keys.clone();
+    let mut seen = stamp(&path);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(KEY_LIST_POLL) => {}
+            _ = state.stopped() => return,
+        }
+        let now = stamp(&path);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        if let Err(e) = state.reload_keys().await {
+            tracing::error!(file = %path.display(), error = format!("{e:#}"), "key list not reloaded; the old one stays");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Entries received that cannot be verified yet: signed with a key this node's key list does not
+//! hold. That is not proof of forgery (a member was added, or rotated its key, and this node's
+//! list is behind), so such an entry is kept, bounded, and checked again whenever the key list
+//! changes, while the link that brought it stays up. Only an entry proved bad (a known key, a
+//! signature that fails) ends a link.
+//!
+//! Bounded because peers feed it: entries per origin, bytes in all, and time; what does not fit
+//! is dropped and comes again when the link restarts (the peer's view of this node comes from
+//! its hello then). Status shows what waits, per origin and key.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use intelmesh_core::{KeyId, OrgId};
+use intelmesh_proto::v1 as pb;
+
+/// How long an entry waits for its key before it is dropped.
+pub const UNVERIFIED_TTL: Duration = Duration::from_secs(60 * 60);
+/// Rows of the status summary (origin, key); the rest are counted in the last row.
+const SUMMARY_ROWS: usize = 64;
+
+/// Bounds of the queue (from the node's `Limits`).
+#[derive(Clone, Copy, Debug)]
+pub struct UnverifiedLimits {
+    pub per_origin: usize,
+    pub total_bytes: usize,
+}
+
+struct Waiting {
+    entry: pb::SignedEntry,
+    key_id: KeyId,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_origin: BTreeMap<OrgId, BTreeMap<u64, Waiting>>,
+    bytes: usize,
+    /// (origin, key) pairs some of whose entries were dropped for lack of room.
+    dropped: BTreeMap<(OrgId, KeyId), u64>,
+}
+
+/// What [`Unverified::add`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Kept; `new_key` when no entry of this origin was waiting for this key before.
+    Kept { new_key: bool },
+    /// No room: dropped (it comes again when the link restarts).
+    Dropped,
+}
+
+/// The queue of entries waiting for their signing key.
+#[derive(Default)]
+pub struct Unverified {
+    inner: Mutex<Inner>,
+}
+
+fn size(e: &pb::SignedEntry) -> usize {
+    e.header.len() + e.signature.len() + e.payload.as_ref().map_or(0, |p| p.len())
+}
+
+impl Unverified {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Whole entries go in and out under the lock; a panic elsewhere leaves it usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `entry` (origin, seq and key id as its checked header says). A second copy of a
+    /// waiting (origin, seq) replaces nothing.
+    pub fn add(
+        &self,
+        origin: OrgId,
+        seq: u64,
+        key_id: KeyId,
+        entry: pb::SignedEntry,
+        limits: &UnverifiedLimits,
+    ) -> Added {
+        let mut inner = self.lock();
+        let bytes = size(&entry);
+        let queue = inner.by_origin.get(&origin);
+        if queue.is_some_and(|q| q.contains_key(&seq)) {
+            return Added::Kept { new_key: false };
+        }
+        let new_key = !queue.is_some_and(|q| q.values().any(|w| w.key_id == key_id));
+        let queued = queue.map_or(0, BTreeMap::len);
+        if queued >= limits.per_origin || inner.bytes + bytes > limits.total_bytes {
+            *inner.dropped.entry((origin, key_id)).or_default() += 1;
+            return Added::Dropped;
+        }
+        inner.bytes += bytes;
+        inner.by_origin.entry(origin).or_default().insert(
+            seq,
+            Waiting {
+                entry,
+                key_id,
+                since: Instant::now(),
+            },
+        );
+        Added::Kept { new_key }
+    }
+
+    /// Takes every waiting entry out (in origin, seq order), to be verified again, after
+    /// dropping those that waited longer than [`UNVERIFIED_TTL`].
+    pub fn take_all(&self) -> Vec<pb::SignedEntry> {
+        let mut inner = self.lock();
+        inner.bytes = 0;
+        let now = Instant::now();
+        std::mem::take(&mut inner.by_origin)
+            .into_values()
+            .flat_map(BTreeMap::into_values)
+            .filter(|w| now.saturating_duration_since(w.since) <= UNVERIFIED_TTL)
+            .map(|w| w.entry)
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().by_origin.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().by_origin.values().map(BTreeMap::len).sum()
+    }
+
+    /// What waits, per origin and key, for status.
+    pub fn summary(&self) -> Vec<pb::Unverified> {
+        let inner = self.lock();
+        let mut rows: BTreeMap<(OrgId, KeyId), u64> = BTreeMap::new();
+        for (origin, queue) in &inner.by_origin {
+            for w in queue.values() {
+                *rows.entry((origin.clone(), w.key_id)).or_default() += 1;
+            }
+        }
+        for key in inner.dropped.keys() {
+            rows.entry(key.clone()).or_default();
+        }
+        rows.into_iter()
+            .take(SUMMARY_ROWS)
+            .map(|((origin, key_id), entries)| pb::Unverified {
+                dropped: inner.dropped.contains_key(&(origin.clone(), key_id)),
+                origin: origin.to_string(),
+                key_id: key_id.to_string(),
+                entries,
+            })
+            .collect()
+    }
+
+    /// Forgets what was dropped (after the key list changed: the peers will send it again).
+    pub fn clear_dropped(&self) {
+        self.lock().dropped.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> pb::SignedEntry {
+        pb::SignedEntry {
+            header: vec![0; n].into(),
+            signature: vec![0; 64].into(),
+            payload: None,
+        }
+    }
+
+    fn org(s: &str) -> OrgId {
+        OrgId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn bounded_per_origin_and_in_bytes_and_says_what_was_dropped() {
+        let q = Unverified::default();
+        let limits = UnverifiedLimits {
+            per_origin: 2,
+            total_bytes: 1000,
+        };
+        let k = KeyId([1; 8]);
+        let kept = |new_key| Added::Kept { new_key };
+        assert_eq!(q.add(org("AU"), 1, k, entry(100), &limits), kept(true));
+        assert_eq!(q.add(org("AU"), 2, k, entry(100), &limits), kept(false));
+        assert_eq!(q.add(org("AU"), 2, k, entry(100), &limits), kept(false));
+        assert_eq!(q.add(org("AU"), 3, k, entry(100), &limits), Added::Dropped);
+        assert_eq!(q.add(org("BR"), 1, k, entry(100), &limits), kept(true));
+        assert_eq!(q.add(org("FR"), 1, k, entry(900), &limits), Added::Dropped);
+        assert_eq!(q.len(), 3);
+        let rows = q.summary();
+        let au = rows.iter().find(|r| r.origin == "AU").unwrap();
+        assert_eq!((au.entries, au.dropped), (2, true));
+        let fr = rows.iter().find(|r| r.origin == "FR").unwrap();
+        assert_eq!((fr.entries, fr.dropped), (0, true));
+        assert_eq!(q.take_all().len(), 3);
+        assert!(q.is_empty());
+        assert_eq!(q.add(org("FR"), 1, k, entry(900), &limits), kept(true));
+    }
+}

@@ -1,0 +1,117 @@
+//! Evidence of equivocation spreads: an origin that shows one history to some members and
+//! another to the rest is flagged by every node, which each holds a proof it checked itself.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use intelmesh_core::evidence::{check, ForkKind};
+use intelmesh_core::OrgId;
+use intelmesh_node::provision::{loopback_specs, star_links};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::Store;
+use intelmesh_tests::net::{fast_limits, org, TestNet};
+use intelmesh_tests::raw_peer::{provisioned_signer, signed_chain, wait_until, RawPeer};
+
+const HUB: &str = "SG-IGCI";
+const AU: &str = "AU-AFP";
+const BR: &str = "BR-PF";
+const FR: &str = "FR-OCLCTIC";
+
+/// A hub and three agencies, AU also linked to BR directly; AU's own node stopped, so a raw
+/// peer holding AU's key can show the hub and BR different histories.
+async fn split_view_net() -> TestNet {
+    let specs = loopback_specs(HUB, &[AU, BR, FR]).unwrap();
+    let mut links = star_links(&specs);
+    links.push((org(AU), org(BR)));
+    let mut net = TestNet::new(specs, links, fast_limits()).await;
+    for o in [BR, FR] {
+        net.wait_for_link(&org(HUB), &org(o)).await;
+    }
+    net.stop(&org(AU)).await;
+    net.wait_link_down(&org(HUB), &org(AU)).await;
+    net.wait_link_down(&org(BR), &org(AU)).await;
+    net
+}
+
+/// Opens a raw link into `at` as AU and sends `entries`; returns once `at` holds AU#1 (its own
+/// version or one relayed to it first: either way it holds a history).
+async fn show(net: &TestNet, at: &str, entries: Vec<pb::SignedEntry>) -> RawPeer {
+    let mut peer = net.open_as(&org(at), &org(AU)).await;
+    assert!(peer.hello(AU, BTreeMap::new()).await);
+    assert!(peer.entries(entries).await);
+    peer.until_progress(AU, 1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    peer
+}
+
+/// Waits until every node flags AU and holds a proof of `kind`; every proof it holds checks out
+/// against its own key list and carries no payload.
+async fn every_node_proves(net: &TestNet, kind: ForkKind) {
+    let au = org(AU);
+    for at in net.running.keys() {
+        let store = &net.node(at).state().store;
+        wait_until(
+            || store.flagged_origins().unwrap().contains(&au),
+            &format!("{at} flags {AU}"),
+        )
+        .await;
+        let keys = net.node(at).state().keys();
+        let kinds = || -> Vec<ForkKind> {
+            store
+                .fork_proofs()
+                .unwrap()
+                .into_iter()
+                .map(|p| {
+                    assert!(
+                        p.kept.as_ref().unwrap().payload.is_none(),
+                        "{at}: a payload"
+                    );
+                    assert!(p.conflicting.as_ref().unwrap().payload.is_none());
+                    let checked = check(p, keys.as_ref()).expect("the proof holds up");
+                    assert_eq!(checked.fork().origin, au);
+                    checked.fork().kind
+                })
+                .collect()
+        };
+        wait_until(
+            || kinds().contains(&kind),
+            &format!("{at} holds a {kind:?} proof"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_equivocation_shown_to_two_nodes_is_proven_everywhere() {
+    let net = split_view_net().await;
+    let signer = provisioned_signer(&net.fed.nodes[&org(AU)]);
+    let (to_hub, _) = signed_chain(&signer, None, 1, "to-hub");
+    let (to_br, _) = signed_chain(&signer, None, 1, "to-br");
+    assert_ne!(to_hub[0].header, to_br[0].header);
+
+    // Both nodes hold AU at seq 1: by seqs alone they are in sync.
+    let _hub = show(&net, HUB, to_hub).await;
+    let _br = show(&net, BR, to_br).await;
+    every_node_proves(&net, ForkKind::Equivocation).await;
+    let fr: OrgId = org(FR);
+    assert_eq!(
+        net.vector(&fr).get(&org(AU)),
+        Some(&1),
+        "FR still took one version"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signed_chain_break_is_proven_everywhere() {
+    let net = split_view_net().await;
+    let signer = provisioned_signer(&net.fed.nodes[&org(AU)]);
+    let (to_hub, _) = signed_chain(&signer, None, 1, "to-hub");
+    let (to_br, _) = signed_chain(&signer, None, 2, "to-br");
+
+    // Wherever the hub's AU#1 meets BR's AU#2 (at the hub, through BR's link; or at BR, when the
+    // hub relayed its AU#1 there first), AU#2 does not follow it: a signed chain break.
+    let _hub = show(&net, HUB, to_hub).await;
+    let _br = show(&net, BR, to_br).await;
+    every_node_proves(&net, ForkKind::ChainBreak).await;
+}
