@@ -1,8 +1,9 @@
-//! Fixtures shared by the cross-crate tests: deterministic signers and payloads, and `net`,
-//! a set of real nodes in one process.
+//! Fixtures shared by the cross-crate tests: deterministic signers and payloads, `net`, a set
+//! of real nodes in one process, and `pki`, certificates an honest CA would not issue.
 
 pub mod api;
 pub mod net;
+pub mod pki;
 pub mod raw_peer;
 
 use ed25519_dalek::SigningKey;

@@ -38,17 +38,23 @@ pub fn org(name: &str) -> OrgId {
 impl TestNet {
     /// Provisions the nodes and links, and starts every node.
     pub async fn new(specs: Vec<NodeSpec>, links: Vec<(OrgId, OrgId)>, limits: Limits) -> TestNet {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let fed = provision(dir.path(), &specs, &links, &limits).expect("provision");
-        let mut net = TestNet {
-            dir,
-            fed,
-            running: BTreeMap::new(),
-        };
+        let mut net = TestNet::provisioned(&specs, &links, &limits);
         for s in &specs {
             net.start(&s.org).await;
         }
         net
+    }
+
+    /// Provisions the nodes and links without starting any: a test may change a node's config
+    /// (`fed.nodes[org].config`) before [`TestNet::start`].
+    pub fn provisioned(specs: &[NodeSpec], links: &[(OrgId, OrgId)], limits: &Limits) -> TestNet {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fed = provision(dir.path(), specs, links, limits).expect("provision");
+        TestNet {
+            dir,
+            fed,
+            running: BTreeMap::new(),
+        }
     }
 
     /// A hub and agencies, each agency dialing the hub.

@@ -6,9 +6,13 @@ use std::time::Duration;
 
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1::indicators_client::IndicatorsClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
-/// A channel to `node`'s API at `addr`, presenting `cert`/`key`, trusting `ca`.
+/// How long TCP connect and TLS handshake to the API may take together.
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A channel to `node`'s API at `addr`, presenting `cert`/`key`, trusting `ca`. The server must
+/// certify exactly `node`'s node identity, as a dialing peer checks ([`crate::connect`]).
 pub async fn api_channel(
     addr: SocketAddr,
     node: &OrgId,
@@ -17,12 +21,8 @@ pub async fn api_channel(
     key: &Path,
 ) -> anyhow::Result<Channel> {
     crate::tls::install_crypto_provider();
-    let tls = crate::tls::client_config(ca, cert, key, &crate::pki::node_dns_name(node))?;
-    Ok(Endpoint::from_shared(format!("https://{addr}"))?
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await?)
+    let tls = crate::tls::client_for(node, ca, cert, key)?;
+    Ok(crate::connect::node_channel(addr, tls, CONNECT_DEADLINE).await?)
 }
 
 pub type Indicators = IndicatorsClient<Channel>;

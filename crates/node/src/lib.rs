@@ -5,6 +5,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod connect;
 pub mod federation;
 pub mod identity;
 pub mod key_list;
@@ -142,7 +143,10 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
     let fed_server = Server::builder()
-        .tls_config(tls::server_config(&cfg.federation)?)?
+        .tls_config(tls::server_config(
+            &cfg.federation,
+            cfg.limits.connect_timeout(),
+        )?)?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(health_service.clone())
         .add_service(reflection()?)
@@ -150,7 +154,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .serve_with_incoming_shutdown(accepted(fed_listener), wait_stop(stopped.clone()));
 
     let api_server = Server::builder()
-        .tls_config(tls::server_config(&cfg.api)?)?
+        .tls_config(tls::server_config(&cfg.api, cfg.limits.connect_timeout())?)?
         .add_service(health_service)
         .add_service(reflection()?)
         .add_service(

@@ -473,7 +473,8 @@ impl PeerTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Marks the peer connected; false if a link to it is already up.
+    /// Marks the peer connected, clearing the error of its last failure; false if a link to
+    /// it is already up.
     pub fn connect(&self, org: &OrgId, address: String) -> bool {
         let mut t = self.lock();
         let s = t.entry(org.clone()).or_default();
@@ -483,6 +484,7 @@ impl PeerTable {
         s.connected = true;
         s.address = address;
         s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
+        s.last_error.clear();
         true
     }
 

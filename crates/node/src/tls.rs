@@ -1,12 +1,26 @@
-//! TLS material for tonic: server configs that demand client certificates from one CA, and
-//! client configs that present ours and verify the server's name.
+//! TLS material: tonic server configs that demand client certificates from one CA, and rustls
+//! client configs that present ours and accept only the exact node meant (chain to the CA, the
+//! node's DNS name, and the org in its certificate's identity).
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use intelmesh_core::OrgId;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+use tonic::transport::{Certificate, Identity as TonicIdentity, ServerTlsConfig};
 
 use crate::config::ListenerConfig;
+use crate::identity::{identity_of, Identity};
+
+/// The protocol both ends must agree on in the handshake (ALPN): gRPC runs on HTTP/2.
+pub const ALPN_H2: &[u8] = b"h2";
 
 /// Installs ring as the process's rustls provider; later calls are no-ops. Call before any TLS.
 pub fn install_crypto_provider() {
@@ -14,30 +28,257 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The provider for the configs built here: always ring, whatever the process default is.
+fn ring() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
-/// A listener that accepts only clients whose certificate chains to `client_ca`.
-pub fn server_config(l: &ListenerConfig) -> anyhow::Result<ServerTlsConfig> {
-    let identity = Identity::from_pem(read(&l.cert, "certificate")?, read(&l.key, "key")?);
+/// A listener that accepts only clients whose certificate chains to `client_ca`, and drops a
+/// connection whose TLS handshake is not done within `handshake_deadline` (a client that
+/// opens TCP and never speaks would otherwise hold its socket forever).
+pub fn server_config(
+    l: &ListenerConfig,
+    handshake_deadline: Duration,
+) -> anyhow::Result<ServerTlsConfig> {
+    let identity = TonicIdentity::from_pem(read(&l.cert, "certificate")?, read(&l.key, "key")?);
     Ok(ServerTlsConfig::new()
         .identity(identity)
-        .client_ca_root(Certificate::from_pem(read(&l.client_ca, "client CA")?)))
+        .client_ca_root(Certificate::from_pem(read(&l.client_ca, "client CA")?))
+        .timeout(handshake_deadline))
 }
 
-/// A client presenting `cert`/`key`, trusting `server_ca`, expecting `server_name`.
-pub fn client_config(
+/// How to reach one node over TLS: our certificate, and a verifier that accepts only that
+/// node's certificate.
+#[derive(Clone)]
+pub struct NodeTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// The node's DNS name (`<org>.node.intelmesh`), sent as SNI and checked by webpki.
+    pub server_name: ServerName<'static>,
+    pub expected: OrgId,
+}
+
+/// A client presenting `cert`/`key` that accepts only a certificate chaining to `server_ca`
+/// that names `expected`'s node exactly (see [`ExactNode`]).
+pub fn client_for(
+    expected: &OrgId,
     server_ca: &Path,
     cert: &Path,
     key: &Path,
-    server_name: &str,
-) -> anyhow::Result<ClientTlsConfig> {
-    Ok(ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(read(server_ca, "CA certificate")?))
-        .identity(Identity::from_pem(
-            read(cert, "certificate")?,
-            read(key, "key")?,
-        ))
-        .domain_name(server_name))
+) -> anyhow::Result<NodeTls> {
+    let ca_pem = read(server_ca, "CA certificate")?;
+    let mut roots = RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(&ca_pem) {
+        let der = der.with_context(|| format!("CA certificate {}", server_ca.display()))?;
+        roots
+            .add(der)
+            .with_context(|| format!("CA certificate {}", server_ca.display()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!(
+            "CA certificate {} holds no certificate",
+            server_ca.display()
+        );
+    }
+    let chain = CertificateDer::pem_slice_iter(&read(cert, "certificate")?)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("certificate {}", cert.display()))?;
+    let private = PrivateKeyDer::from_pem_slice(&read(key, "key")?)
+        .with_context(|| format!("key {}", key.display()))?;
+
+    let provider = ring();
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .context("building the server certificate verifier")?;
+    let verifier = ExactNode {
+        webpki,
+        expected: expected.clone(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(chain, private)
+        .with_context(|| format!("certificate {} with key {}", cert.display(), key.display()))?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    let server_name =
+        ServerName::try_from(crate::pki::node_dns_name(expected)).context("the node's DNS name")?;
+    Ok(NodeTls {
+        config: Arc::new(config),
+        server_name,
+        expected: expected.clone(),
+    })
+}
+
+/// The server presented a valid certificate of the federation, but of another node.
+#[derive(Debug, thiserror::Error)]
+#[error("reached {reached}, expected {expected}")]
+pub struct WrongPeer {
+    /// What the certificate certifies, e.g. "a node certifying BR-PF".
+    pub reached: String,
+    pub expected: OrgId,
+}
+
+/// webpki's checks (chain to the CA, validity period, key usage, the node's DNS name), and
+/// then the identity: the certificate must name exactly `Identity::Node(expected)`, the same
+/// reading the acceptor makes of a client. The DNS name alone would not do: it lowercases the
+/// org, so it cannot tell apart orgs that differ only in case.
+#[derive(Debug)]
+struct ExactNode {
+    webpki: Arc<WebPkiServerVerifier>,
+    expected: OrgId,
+}
+
+impl ExactNode {
+    /// Ok if `der` certifies the expected node; otherwise the error the handshake fails with.
+    fn check_identity(&self, der: &[u8]) -> Result<(), rustls::Error> {
+        let reached = match identity_of(der) {
+            Ok(Identity::Node(org)) if org == self.expected => return Ok(()),
+            Ok(Identity::Node(org)) => format!("a node certifying {org}"),
+            Ok(Identity::Service { org, name }) => {
+                format!("a service certificate ({org}/{name}), not a node")
+            }
+            Err(e) => format!("a certificate naming no node ({e})"),
+        };
+        Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+            OtherError(Arc::new(WrongPeer {
+                reached,
+                expected: self.expected.clone(),
+            })),
+        )))
+    }
+}
+
+impl ServerCertVerifier for ExactNode {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(verified) => self.check_identity(end_entity).map(|()| verified),
+            // webpki checks the name after the chain: the certificate is the federation's, so
+            // saying whom it certifies is more use than "not valid for name".
+            Err(rustls::Error::InvalidCertificate(
+                e @ (CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. }),
+            )) => Err(self
+                .check_identity(end_entity)
+                .err()
+                .unwrap_or(rustls::Error::InvalidCertificate(e))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::Ca;
+
+    fn der(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .expect("pem")
+            .to_vec()
+    }
+
+    fn verifier(ca: &Ca, expected: &OrgId) -> ExactNode {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(der(ca.cert_pem())))
+            .expect("CA");
+        ExactNode {
+            webpki: WebPkiServerVerifier::builder_with_provider(Arc::new(roots), ring())
+                .build()
+                .expect("verifier"),
+            expected: expected.clone(),
+        }
+    }
+
+    fn verify(v: &ExactNode, cert_pem: &str, name: &OrgId) -> Result<(), String> {
+        let name = ServerName::try_from(crate::pki::node_dns_name(name)).expect("name");
+        v.verify_server_cert(
+            &CertificateDer::from(der(cert_pem)),
+            &[],
+            &name,
+            &[],
+            UnixTime::now(),
+        )
+        .map(|_| ())
+        .map_err(|e| match e {
+            rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(o))) => {
+                o.to_string()
+            }
+            other => other.to_string(),
+        })
+    }
+
+    fn org(s: &str) -> OrgId {
+        OrgId::parse(s).expect("org")
+    }
+
+    #[test]
+    fn only_the_expected_node_passes() {
+        let ca = Ca::generate("test federation CA").unwrap();
+        let hub = org("SG-IGCI");
+        let v = verifier(&ca, &hub);
+        assert_eq!(
+            verify(&v, &ca.issue_node(&hub).unwrap().cert_pem, &hub),
+            Ok(())
+        );
+
+        // Another member's valid certificate: its name does not match either, but the error
+        // says whom the dialer reached.
+        let br = ca.issue_node(&org("BR-PF")).unwrap();
+        assert_eq!(
+            verify(&v, &br.cert_pem, &hub),
+            Err("reached a node certifying BR-PF, expected SG-IGCI".into())
+        );
+
+        // A service certificate of the expected org is not its node (webpki already refuses
+        // it: it is not for server authentication).
+        let svc = ca.issue_service(&hub, "soc").unwrap();
+        let err = verify(&v, &svc.cert_pem, &hub).unwrap_err();
+        assert!(err.contains("extended key usage"), "{err}");
+
+        // Another CA's certificate for the expected node fails the chain, before any name.
+        let rogue = Ca::generate("rogue CA").unwrap();
+        let err = verify(&v, &rogue.issue_node(&hub).unwrap().cert_pem, &hub).unwrap_err();
+        assert!(err.contains("UnknownIssuer"), "{err}");
+    }
 }

@@ -1,5 +1,6 @@
-//! Dialing configured peers: connect over mutual TLS, run the link, and on failure retry with
-//! exponential backoff and jitter. A restarted peer resumes from the vector in its hello.
+//! Dialing configured peers: connect over mutual TLS to exactly the peer configured (see
+//! [`crate::connect`]), run the link, and on failure log why (WARN) and retry with exponential
+//! backoff and jitter. A restarted peer resumes from the vector in its hello.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,12 +12,12 @@ use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use tonic::transport::Endpoint;
 
 use super::link::run_link;
-use crate::pki::node_dns_name;
+use super::link_error_line;
+use crate::connect::{error_line, node_channel};
 use crate::state::NodeState;
-use crate::tls::client_config;
+use crate::tls::client_for;
 
 /// Spawns one dialer per peer with a `dial` address; they run until the node stops.
 pub fn dial_peers(state: &Arc<NodeState>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -43,11 +44,15 @@ async fn dial_loop(state: Arc<NodeState>, peer: OrgId, addr: SocketAddr, relay: 
     let max = Duration::from_millis(limits.backoff_max_ms);
     loop {
         let started = Instant::now();
-        let error = match dial_once(&state, &peer, addr, relay).await {
-            Ok(()) => "peer closed the link".to_string(),
-            Err(e) => e,
-        };
-        tracing::info!(%peer, %addr, error = %error, "link down; redialing");
+        match dial_once(&state, &peer, addr, relay).await {
+            Ok(()) => tracing::info!(%peer, %addr, "peer closed the link; redialing"),
+            Err(error) => {
+                tracing::warn!(%peer, %addr, %error, "link down; redialing");
+                // A link that ended was recorded by `disconnect`; this also covers dials that
+                // never got that far.
+                state.peers.update(&peer, |s| s.last_error = error);
+            }
+        }
         // A link that lived a while was healthy: start the backoff over.
         if started.elapsed() > max {
             backoff = Duration::from_millis(limits.backoff_min_ms);
@@ -58,6 +63,8 @@ async fn dial_loop(state: Arc<NodeState>, peer: OrgId, addr: SocketAddr, relay: 
     }
 }
 
+/// One connection and the link over it; `Err` holds the cause as one line
+/// ([`error_line`]), for the log and the peer's `last_error`.
 async fn dial_once(
     state: &Arc<NodeState>,
     peer: &OrgId,
@@ -65,17 +72,13 @@ async fn dial_once(
     relay: bool,
 ) -> Result<(), String> {
     let f = &state.cfg.federation;
-    let tls = client_config(&f.client_ca, &f.cert, &f.key, &node_dns_name(peer))
-        .map_err(|e| format!("{e:#}"))?;
-    let channel = Endpoint::from_shared(format!("https://{addr}"))
-        .map_err(|e| e.to_string())?
-        .tls_config(tls)
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .connect()
+    let within = state.cfg.limits.connect_timeout();
+    // One deadline for the whole set-up: TCP, TLS (in the connector) and the stream opening.
+    let deadline = tokio::time::Instant::now() + within;
+    let tls = client_for(peer, &f.client_ca, &f.cert, &f.key).map_err(|e| format!("{e:#}"))?;
+    let channel = node_channel(addr, tls, within)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| error_line(&e))?;
     let max = state.cfg.limits.max_message_bytes;
     let mut client = FederationClient::new(channel)
         .max_decoding_message_size(max)
@@ -87,10 +90,10 @@ async fn dial_once(
         return Err(format!("a link with {peer} is already up"));
     }
     let result = async {
-        let response = client
-            .sync(outbound)
+        let response = tokio::time::timeout_at(deadline, client.sync(outbound))
             .await
-            .map_err(|s| format!("{}: {}", s.code(), s.message()))?;
+            .map_err(|_| format!("{peer} at {addr} did not open the link within {within:?}"))?
+            .map_err(|s| error_line(&s))?;
         run_link(
             Arc::clone(state),
             peer.clone(),
@@ -99,7 +102,7 @@ async fn dial_once(
             tx,
         )
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| link_error_line(&e))
     }
     .await;
     state.peers.disconnect(peer, result.as_ref().err().cloned());

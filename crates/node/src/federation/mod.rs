@@ -10,3 +10,15 @@ mod service;
 
 pub use dial::dial_peers;
 pub use service::FederationService;
+
+use crate::connect::error_line;
+use link::LinkError;
+
+/// Why a link ended, in one line for the log and the peer's `last_error`: a broken stream by
+/// its cause, not by the status's debug dump.
+fn link_error_line(e: &LinkError) -> String {
+    match e {
+        LinkError::Stream(status) => error_line(status),
+        other => error_line(other),
+    }
+}

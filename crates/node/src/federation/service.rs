@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::link::run_link;
+use super::link_error_line;
 use crate::identity::{caller, Identity};
 use crate::state::NodeState;
 
@@ -55,10 +56,11 @@ impl Federation for FederationService {
         tokio::spawn(async move {
             let result = run_link(Arc::clone(&state), peer.clone(), relay, inbound, tx).await;
             let error = result.err().map(|e| {
-                tracing::warn!(%peer, error = %e, "link ended");
+                let line = link_error_line(&e);
+                tracing::warn!(%peer, error = %line, "link ended");
                 // The peer may already be gone; then nobody reads it.
                 let _ = end_tx.send(e.to_status());
-                e.to_string()
+                line
             });
             state.peers.disconnect(&peer, error);
         });

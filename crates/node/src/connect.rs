@@ -1,0 +1,268 @@
+//! Opening a gRPC channel to one node: TCP and the TLS handshake under one deadline, the
+//! server proven to be exactly the node meant ([`crate::tls::client_for`]); and saying in one
+//! short line why a connection or a link failed.
+//!
+//! tonic's own TLS applies its connect timeout to TCP only, so a peer that accepts TCP and
+//! never answers the ClientHello held a dialer forever; and its verifier checks only the DNS
+//! name. So the TLS here is ours: the channel is opened over `http://` (tonic adds no TLS) with
+//! a connector that does TCP and TLS itself.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::{timeout_at, Instant};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+use tonic::codegen::http::Uri;
+use tonic::codegen::Service;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::tls::{NodeTls, WrongPeer, ALPN_H2};
+
+/// Longest line [`error_line`] returns; causes are cut there, so no frame dump fills a log.
+pub const MAX_LINE: usize = 200;
+
+/// Why a connection to a node could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("TCP connect to {addr} timed out after {after:?}")]
+    TcpTimedOut { addr: SocketAddr, after: Duration },
+    #[error("cannot connect to {addr}: {}", io_text(.source))]
+    Tcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS handshake with {addr} timed out after {after:?}")]
+    TlsTimedOut { addr: SocketAddr, after: Duration },
+    /// Our side refused the server's certificate.
+    #[error("certificate of {addr} refused: {reason}")]
+    CertificateRefused { addr: SocketAddr, reason: String },
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls { addr: SocketAddr, reason: String },
+    #[error(
+        "{addr} did not agree to HTTP/2 in the TLS handshake (ALPN h2): not an intelmesh node?"
+    )]
+    NoHttp2 { addr: SocketAddr },
+}
+
+/// A channel to the node `tls` expects, at `addr`. TCP connect and TLS handshake together must
+/// finish within `deadline`; the channel reconnects the same way if its connection drops.
+pub async fn node_channel(
+    addr: SocketAddr,
+    tls: NodeTls,
+    deadline: Duration,
+) -> Result<Channel, tonic::transport::Error> {
+    let connector = NodeConnector {
+        addr,
+        tls,
+        deadline,
+    };
+    // `http://`: tonic must not add TLS of its own; the connector did it.
+    Endpoint::from_shared(format!("http://{addr}"))?
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .connect_with_connector(connector)
+        .await
+}
+
+/// tonic's connector: ignores the URI (the address and identity are fixed).
+#[derive(Clone)]
+struct NodeConnector {
+    addr: SocketAddr,
+    tls: NodeTls,
+    deadline: Duration,
+}
+
+impl Service<Uri> for NodeConnector {
+    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let me = self.clone();
+        Box::pin(async move { open(&me).await.map(TokioIo::new) })
+    }
+}
+
+async fn open(c: &NodeConnector) -> Result<TlsStream<TcpStream>, ConnectError> {
+    let (addr, after) = (c.addr, c.deadline);
+    let deadline = Instant::now() + c.deadline;
+    let tcp = timeout_at(deadline, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::TcpTimedOut { addr, after })?
+        .map_err(|source| ConnectError::Tcp { addr, source })?;
+    // Replies written in pieces must not wait for delayed ACKs (see `accepted` in lib.rs).
+    tcp.set_nodelay(true)
+        .map_err(|source| ConnectError::Tcp { addr, source })?;
+    let handshake =
+        TlsConnector::from(c.tls.config.clone()).connect(c.tls.server_name.clone(), tcp);
+    let stream = timeout_at(deadline, handshake)
+        .await
+        .map_err(|_| ConnectError::TlsTimedOut { addr, after })?
+        .map_err(|e| handshake_error(addr, &e))?;
+    if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
+        return Err(ConnectError::NoHttp2 { addr });
+    }
+    Ok(stream)
+}
+
+/// Sorts a failed handshake: our refusal of the server's certificate, the server's alert
+/// (usually its refusal of ours), or the connection failing under it.
+fn handshake_error(addr: SocketAddr, e: &std::io::Error) -> ConnectError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(cert)) => ConnectError::CertificateRefused {
+            addr,
+            reason: certificate_text(cert),
+        },
+        Some(other) => ConnectError::Tls {
+            addr,
+            reason: tls_text(other),
+        },
+        None => ConnectError::Tls {
+            addr,
+            reason: io_text(e),
+        },
+    }
+}
+
+fn certificate_text(e: &rustls::CertificateError) -> String {
+    if let rustls::CertificateError::Other(rustls::OtherError(inner)) = e {
+        if let Some(wrong) = inner.downcast_ref::<WrongPeer>() {
+            return wrong.to_string();
+        }
+    }
+    format!("{e:?}")
+}
+
+fn tls_text(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::AlertReceived(alert) => {
+            format!("the peer ended the TLS handshake ({alert:?}; does it trust our certificate?)")
+        }
+        rustls::Error::InvalidCertificate(cert) => {
+            format!("certificate refused: {}", certificate_text(cert))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset by the peer".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::BrokenPipe => "the peer closed the connection (broken pipe)".into(),
+        K::UnexpectedEof => "the peer closed the connection".into(),
+        K::TimedOut => "timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The cause of a failed connection, call or link in one short line (at most [`MAX_LINE`]
+/// characters): the most telling error in the chain (ours, TLS, I/O, a status the peer sent),
+/// else the innermost one; never the wrappers' "transport error" or a status's debug dump.
+pub fn error_line(err: &(dyn StdError + 'static)) -> String {
+    let mut innermost = err;
+    let mut level = Some(err);
+    while let Some(e) = level {
+        if let Some(text) = telling(e) {
+            return clip(&text);
+        }
+        innermost = e;
+        level = e.source();
+    }
+    clip(&innermost.to_string())
+}
+
+/// The text of an error that says what happened by itself, or None for a wrapper.
+fn telling(e: &(dyn StdError + 'static)) -> Option<String> {
+    if let Some(c) = e.downcast_ref::<ConnectError>() {
+        return Some(c.to_string());
+    }
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(tls_text(r));
+    }
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        // I/O errors carry TLS errors inside, where `source` does not reach.
+        return Some(
+            match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(r) => tls_text(r),
+                None => io_text(io),
+            },
+        );
+    }
+    if let Some(s) = e.downcast_ref::<tonic::Status>() {
+        // A status tonic made of a broken connection carries it as its source; one without a
+        // source was sent by the other end.
+        if s.source().is_none() {
+            return Some(format!("{:?}: {}", s.code(), s.message()));
+        }
+    }
+    None
+}
+
+/// `text` on one line, cut to [`MAX_LINE`] characters.
+fn clip(text: &str) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= MAX_LINE {
+        return line;
+    }
+    let mut cut: String = line.chars().take(MAX_LINE - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_sent_by_a_peer_keep_code_and_message() {
+        let s = tonic::Status::permission_denied("AU-AFP is not a configured peer of BR-PF");
+        assert_eq!(
+            error_line(&s),
+            "PermissionDenied: AU-AFP is not a configured peer of BR-PF"
+        );
+    }
+
+    #[test]
+    fn wrapped_causes_are_found_and_long_ones_cut() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let tcp = ConnectError::Tcp {
+            addr,
+            source: refused,
+        };
+        let boxed: Box<dyn StdError + Send + Sync> = Box::new(tcp);
+        let status = tonic::Status::from_error(boxed);
+        assert_eq!(
+            error_line(&status),
+            "cannot connect to 127.0.0.1:7001: connection refused"
+        );
+
+        let alert = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+        );
+        assert!(
+            error_line(&alert).contains("UnknownCA"),
+            "{}",
+            error_line(&alert)
+        );
+
+        let dump = tonic::Status::unavailable(format!("h2 protocol error:\n{}", "x".repeat(600)));
+        let line = error_line(&dump);
+        assert_eq!(line.chars().count(), MAX_LINE);
+        assert!(!line.contains('\n') && line.ends_with('…'), "{line}");
+    }
+}

@@ -1,0 +1,211 @@
+//! Setting up a federation link against real nodes: deadlines on the TCP connect and TLS
+//! handshake on both sides, the dialer checking exactly whom it reached, and the cause of a
+//! failed link kept in one line in `last_error` until the link is up again.
+
+use std::collections::BTreeMap;
+
+use intelmesh_core::{Distribution, OrgId, Tlp};
+use intelmesh_node::config::{Limits, PeerConfig};
+use intelmesh_node::provision::{loopback_specs, star_links};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::Store;
+use intelmesh_tests::net::{domain_upsert, fast_limits, org, TestNet};
+use intelmesh_tests::pki::node_cert_named_as;
+use intelmesh_tests::raw_peer::{wait_until, PATIENCE};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{timeout, timeout_at, Instant};
+
+const HUB: &str = "SG-IGCI";
+const AU: &str = "AU-AFP";
+const BR: &str = "BR-PF";
+
+/// Whether the other end closed `stream` (EOF or an error) within [`PATIENCE`]; whatever it
+/// sent before is read and dropped.
+async fn closed_by_peer(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// What `at` holds of `origin`'s log.
+fn stored(net: &TestNet, at: &OrgId, origin: &OrgId) -> Vec<pb::SignedEntry> {
+    net.node(at).state().store.range(origin, 1, 100).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_that_never_answers_the_tls_handshake_is_given_up_on_and_redialed() {
+    let (hub, au) = (org(HUB), org(AU));
+    let limits = Limits {
+        connect_timeout_ms: 500,
+        ..fast_limits()
+    };
+    let specs = loopback_specs(HUB, &[AU]).unwrap();
+    let mut net = TestNet::provisioned(&specs, &star_links(&specs), &limits);
+    // Where AU dials the hub: a listener that takes connections and never answers (a stopped
+    // process whose socket still accepts, a wedged proxy).
+    let hub_addr = net.fed.nodes[&hub].spec.federation;
+    let mute = TcpListener::bind(hub_addr).await.unwrap();
+    net.start(&au).await;
+
+    let (mut first, _) = timeout(PATIENCE, mute.accept())
+        .await
+        .expect("AU dials the hub's address")
+        .unwrap();
+    wait_until(
+        || !net.peer_state(&au, &hub).last_error.is_empty(),
+        "AU records why the dial failed",
+    )
+    .await;
+    assert_eq!(
+        net.peer_state(&au, &hub).last_error,
+        format!("TLS handshake with {hub_addr} timed out after 500ms")
+    );
+    assert!(
+        closed_by_peer(&mut first).await,
+        "AU still holds the connection it gave up on"
+    );
+    timeout(PATIENCE, mute.accept())
+        .await
+        .expect("AU dials again")
+        .unwrap();
+    assert!(!net.peer_state(&au, &hub).connected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_never_starts_tls_is_dropped_while_others_are_served() {
+    let (hub, au, br) = (org(HUB), org(AU), org(BR));
+    let limits = Limits {
+        connect_timeout_ms: 2_000,
+        ..fast_limits()
+    };
+    let specs = loopback_specs(HUB, &[AU, BR]).unwrap();
+    let links = star_links(&specs);
+    let mut net = TestNet::new(specs, links, limits).await;
+    net.wait_for_link(&hub, &br).await;
+    // AU's node stops so its certificate is free for a new link opened by hand below.
+    net.stop(&au).await;
+    net.wait_link_down(&hub, &au).await;
+
+    let addr = net.node(&hub).federation_addr;
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        silent.push(TcpStream::connect(addr).await.unwrap());
+    }
+    // While those wait for a ClientHello, a new peer gets through TLS and into a link, and an
+    // existing link carries entries.
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, BTreeMap::new()).await);
+    assert_eq!(peer.expect_hello(PATIENCE).await.org_id, HUB);
+    let seqs = net.publish_domains(&br, "meanwhile", 1).await;
+    net.wait_for(&br, seqs[0], PATIENCE).await.unwrap();
+
+    for stream in &mut silent {
+        assert!(
+            closed_by_peer(stream).await,
+            "the hub still holds a connection that never started TLS"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_holding_a_certificate_with_the_hubs_name_is_not_taken_for_the_hub() {
+    let (hub, au, evil) = (org(HUB), org(AU), org("EVIL"));
+    let specs = loopback_specs(HUB, &[AU, "EVIL"]).unwrap();
+    let mut net = TestNet::provisioned(&specs, &[(au.clone(), hub.clone())], &fast_limits());
+    // EVIL is a member whose node certificate, from the federation CA, carries the hub's DNS
+    // name: what an org id colliding with the hub's under the lowercasing DNS mapping got
+    // before ids were strict, or any certificate issued by mistake.
+    let posing = node_cert_named_as(&net.fed, &hub, &evil);
+    let evil_dir = net.fed.nodes[&evil].dir.clone();
+    posing.write(&evil_dir, "posing").unwrap();
+    let evil_addr = net.fed.nodes[&evil].spec.federation;
+    {
+        let cfg = &mut net.fed.nodes.get_mut(&evil).unwrap().config;
+        cfg.federation.cert = evil_dir.join("posing.pem");
+        cfg.federation.key = evil_dir.join("posing.key");
+        cfg.peer.push(PeerConfig {
+            org: AU.into(),
+            dial: None,
+            relay: false,
+        });
+    }
+    // EVIL sits at the address AU dials for the hub.
+    for p in &mut net.fed.nodes.get_mut(&au).unwrap().config.peer {
+        if p.org == HUB {
+            p.dial = Some(evil_addr);
+        }
+    }
+    net.start(&evil).await;
+    net.start(&au).await;
+    let red = Distribution {
+        tlp: Tlp::Red,
+        recipients: vec![hub.clone()],
+    };
+    net.node(&au)
+        .state()
+        .publish(vec![(red, domain_upsert("red.au-afp.example"))])
+        .await
+        .unwrap();
+
+    // A link once up leaves its time in EVIL's peer table, also after it is cut; and EVIL
+    // sends its hello (which AU would refuse, setting its last_error) only after that.
+    let heard_by_evil = |net: &TestNet| {
+        let s = net.peer_state(&evil, &au);
+        s.connected
+            || s.last_heard_unix_ms > 0
+            || s.bytes_received > 0
+            || !stored(net, &evil, &au).is_empty()
+    };
+    wait_until(
+        || heard_by_evil(&net) || !net.peer_state(&au, &hub).last_error.is_empty(),
+        "AU refuses EVIL, or EVIL hears from AU",
+    )
+    .await;
+    assert!(
+        !heard_by_evil(&net),
+        "AU opened a link to EVIL as if it were the hub: {:?}, {} entries of AU stored",
+        net.peer_state(&evil, &au),
+        stored(&net, &evil, &au).len()
+    );
+    assert_eq!(
+        net.peer_state(&au, &hub).last_error,
+        format!(
+            "certificate of {evil_addr} refused: reached a node certifying EVIL, expected SG-IGCI"
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_link_that_is_up_again_has_no_last_error() {
+    let (hub, au) = (org(HUB), org(AU));
+    let mut net = TestNet::star(HUB, &[AU]).await;
+    net.wait_for_link(&au, &hub).await;
+    let hub_addr = net.node(&hub).federation_addr;
+
+    net.stop(&hub).await;
+    wait_until(
+        || {
+            net.peer_state(&au, &hub)
+                .last_error
+                .contains("connection refused")
+        },
+        "AU records that the hub refuses connections",
+    )
+    .await;
+    assert_eq!(
+        net.peer_state(&au, &hub).last_error,
+        format!("cannot connect to {hub_addr}: connection refused")
+    );
+
+    net.start(&hub).await;
+    net.wait_for_link(&au, &hub).await;
+    let state = net.peer_state(&au, &hub);
+    assert_eq!(state.last_error, "", "{state:?}");
+}
