@@ -1,7 +1,7 @@
 //! [`SledStore`]: the [`Store`] on sled, with the in-memory indicator index and the hold queue
 //! for entries that arrived before their predecessors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -102,16 +102,7 @@ impl SledStore {
     pub fn open(cfg: StoreConfig) -> Result<SledStore, StoreError> {
         private_dir::prepare(&cfg.path)?;
         remove_unfinished_snapshots(&cfg.path)?;
-        let db = sled::Config::new()
-            .path(&cfg.path)
-            .cache_capacity(cfg.cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    StoreError::InUse(cfg.path.clone())
-                }
-                e => StoreError::Sled(e),
-            })?;
+        let db = open_sled(&cfg.path, cfg.cache_bytes)?;
         // sled creates its files with the process's umask; whatever that was, only the owner
         // may read the store.
         private_dir::restrict(&cfg.path)?;
@@ -219,6 +210,31 @@ impl SledStore {
             .db
             .get(keys::OWNER)?
             .and_then(|v| OrgId::parse(std::str::from_utf8(&v).ok()?).ok()))
+    }
+
+    /// Checks, without loading the store, that the one at `path` (if there is one) is free
+    /// and was not recorded for another org than `owner`: what opening it for `owner` would
+    /// refuse. For `intelmesh run --check`, so it records nothing.
+    pub fn check_owner_at(path: &Path, owner: &OrgId) -> Result<(), StoreError> {
+        // sled writes `conf` when it creates a store: without it there is nothing to check.
+        if !path.join("conf").is_file() {
+            return Ok(());
+        }
+        remove_unfinished_snapshots(path)?;
+        let found = {
+            let db = open_sled(path, 1 << 20)?;
+            db.get(keys::OWNER)?
+        };
+        // sled may have written files while opening: keep them private too.
+        private_dir::restrict(path)?;
+        match found {
+            Some(v) if v.as_ref() != owner.as_str().as_bytes() => Err(StoreError::OtherOwner {
+                path: path.to_path_buf(),
+                found: String::from_utf8_lossy(&v).chars().take(80).collect(),
+                expected: owner.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn check_tails(&self) -> Result<(), StoreError> {
@@ -394,6 +410,26 @@ impl Drop for SledStore {
             }
         }
     }
+}
+
+/// Opens the sled database; another process holding it is [`StoreError::InUse`].
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(cache_bytes)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io) if is_lock_held(&io) => StoreError::InUse(path.to_path_buf()),
+            e => StoreError::Sled(e),
+        })
+}
+
+/// Whether sled failed to open because another process holds its lock. sled 0.34 reports
+/// that as an `ErrorKind::Other` error whose text names the lock (the `WouldBlock` from flock
+/// survives only inside the text), so the text is all there is to go by.
+fn is_lock_held(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::WouldBlock
+        || io.to_string().starts_with("could not acquire lock on ")
 }
 
 /// sled 0.34 writes a snapshot to `snap.<lsn>.generating` and renames it when complete. A kill
