@@ -126,11 +126,12 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     health
         .set_serving::<IndicatorsServer<api::IndicatorsService>>()
         .await;
+    // Both versions: grpcio's reflection client, Postman, evans and older grpcurl speak only
+    // v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(intelmesh_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
     };
 
     let federation = FederationServer::new(federation::FederationService {
@@ -142,14 +143,16 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .tls_config(tls::server_config(&cfg.federation)?)?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(health_service.clone())
-        .add_service(reflection()?)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(federation)
         .serve_with_incoming_shutdown(accepted(fed_listener), wait_stop(stopped.clone()));
 
     let api_server = Server::builder()
         .tls_config(tls::server_config(&cfg.api)?)?
         .add_service(health_service)
-        .add_service(reflection()?)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(
             IndicatorsServer::new(api::IndicatorsService {
                 state: Arc::clone(&state),
