@@ -304,7 +304,14 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     // Keys are never overwritten.
     let ca = d.join("SG-IGCI/service-ca");
     let key_before = std::fs::read(ca.join("ca.key")).unwrap();
-    let out = intelmesh(&["pki", "init-ca", "--out", ca.to_str().unwrap()]);
+    let out = intelmesh(&[
+        "pki",
+        "init-ca",
+        "--out",
+        ca.to_str().unwrap(),
+        "--service",
+        "SG-IGCI",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(ca.join("ca.key")).unwrap(), key_before);

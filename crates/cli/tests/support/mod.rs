@@ -162,7 +162,7 @@ fn deploy_config(name: &str) -> NodeConfig {
 impl Nodes {
     pub fn provision(dir: &Path, orgs: &[&str]) -> Nodes {
         let fed_ca = dir.join("federation-ca");
-        run_ok(&["pki", "init-ca", "--out", s(&fed_ca)]);
+        run_ok(&["pki", "init-ca", "--out", s(&fed_ca), "--federation"]);
         let keys = dir.join("keys");
         let mut nodes = Vec::new();
         for org in orgs {
@@ -174,8 +174,8 @@ impl Nodes {
                 "init-ca",
                 "--out",
                 s(&service_ca),
-                "--name",
-                &format!("{org} service CA"),
+                "--service",
+                org,
             ]);
             // The federation certificate as deploy/README.md says: the member makes its key
             // and a request, the hub operator signs the request; the key stays with the member.
