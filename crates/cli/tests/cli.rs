@@ -2,6 +2,8 @@
 //! the client commands, and clear errors with exit code 2 for bad input. Every node here is a
 //! real `intelmesh run` process with mutual TLS on 127.0.0.1 and sled in a temp dir.
 
+// Each test binary uses part of the helpers.
+#[allow(dead_code)]
 mod support;
 
 use std::path::Path;

@@ -9,6 +9,8 @@ pub mod federation;
 pub mod identity;
 pub mod keys;
 pub mod pki;
+pub mod preflight;
+pub mod private_files;
 pub mod provision;
 pub mod route;
 pub mod state;
@@ -85,6 +87,8 @@ impl RunningNode {
 /// Opens the store and starts both listeners and the dialers.
 pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     tls::install_crypto_provider();
+    private_files::restrict_umask();
+    private_files::check_key_files(&cfg)?;
     let org = cfg.org_id()?;
     let signing_key = keys::load_signing_key(&cfg.signing_key)?;
     let registry = keys::load_registry(&cfg.keys)?;
