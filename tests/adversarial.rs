@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use intelmesh_core::{OrgId, Signer};
 use intelmesh_node::config::Limits;
-use intelmesh_node::pki::Ca;
+use intelmesh_node::pki::{Ca, CaRole};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
 use intelmesh_tests::net::{fast_limits, green, org, TestNet};
@@ -277,7 +277,7 @@ async fn wrong_certificates_and_claims_are_refused() {
     let au_before = net.peer_state(&hub, &au);
 
     // Another CA's certificate for AU: the TLS handshake fails, no call reaches the service.
-    let rogue = Ca::generate("rogue CA").unwrap();
+    let rogue = Ca::generate_named(&CaRole::Federation, "rogue CA").unwrap();
     let creds = Credentials::from_issued(&rogue.issue_node(&au).unwrap());
     let refused = refusal(RawPeer::open(&net.target(&hub), &creds).await);
     assert!(refused.is_transport_refusal(), "{refused:?}");

@@ -3,6 +3,7 @@
 
 use intelmesh_node::client::api_channel;
 use intelmesh_tests::net::{org, TestNet};
+use intelmesh_tests::raw_peer::{connect, Credentials, Target};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -10,6 +11,7 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1alpha;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_listener_serves_health_and_reflection() {
@@ -80,4 +82,70 @@ async fn api_listener_serves_health_and_reflection() {
             "{expected} missing from {names:?}"
         );
     }
+}
+
+/// The services a v1alpha reflection client (grpcio's, Postman's, evans', older grpcurl's)
+/// finds on `channel`.
+async fn services_by_v1alpha(channel: tonic::transport::Channel) -> Vec<String> {
+    use v1alpha::server_reflection_request::MessageRequest;
+    use v1alpha::server_reflection_response::MessageResponse;
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = v1alpha::server_reflection_client::ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .expect("grpc.reflection.v1alpha is served")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("reflection answer")
+        .expect("one message");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!(
+            "expected a service list, got {:?}",
+            response.message_response
+        );
+    };
+    list.service.into_iter().map(|s| s.name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_listeners_answer_v1alpha_reflection_clients() {
+    let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let (hub, au) = (org("SG-IGCI"), org("AU-AFP"));
+    let p = &net.fed.nodes[&au];
+    let api = api_channel(
+        net.node(&au).api_addr,
+        &au,
+        &p.api_ca,
+        &p.client_cert,
+        &p.client_key,
+    )
+    .await
+    .expect("service certificate connects");
+    let names = services_by_v1alpha(api).await;
+    for expected in ["intelmesh.v1.Indicators", "intelmesh.v1.NodeStatus"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+
+    // The hub's federation listener, as the AU node (the only certificates it accepts).
+    let target = Target {
+        addr: net.node(&hub).federation_addr,
+        org: &hub,
+        server_ca: &net.fed.federation_ca,
+    };
+    let federation = connect(&target, &Credentials::of_node(p))
+        .await
+        .expect("a member's node certificate connects");
+    let names = services_by_v1alpha(federation).await;
+    assert!(
+        names.iter().any(|n| n == "intelmesh.v1.Federation"),
+        "Federation missing from {names:?}"
+    );
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use intelmesh_core::OrgId;
-use intelmesh_node::pki::Ca;
+use intelmesh_node::pki::{Ca, CaRole};
 
 use crate::input::parse_org;
 use crate::usage;
@@ -16,14 +16,22 @@ use crate::usage;
 #[derive(Subcommand, Debug)]
 pub enum Pki {
     /// Create a certificate authority: DIR/ca.pem and DIR/ca.key (0600). One for the
-    /// federation (held by the hub operator), and one service CA per agency.
+    /// federation (held by the hub operator, `--federation`), and one service CA per member
+    /// (`--service ORG`). The certificate records which, so `intelmesh run --check` catches
+    /// one given in the other's place.
     InitCa {
         /// Directory to create the CA in.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// The CA's common name.
-        #[arg(long, default_value = "intelmesh federation CA")]
-        name: String,
+        /// The federation's CA: it certifies every member's node for the federation listeners.
+        #[arg(long, required_unless_present = "service", conflicts_with = "service")]
+        federation: bool,
+        /// ORG's service CA: it certifies ORG's API listener and the services that call it.
+        #[arg(long, value_name = "ORG", value_parser = parse_org)]
+        service: Option<OrgId>,
+        /// The CA's common name [default: "intelmesh federation CA" or "ORG service CA"].
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Issue a node certificate for ORG (server and client auth; writes FILE.pem and FILE.key,
     /// 0600): with the federation CA for the federation listener, with the agency's service CA
@@ -97,12 +105,23 @@ impl NodeFiles {
 
 pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
     match which {
-        Pki::InitCa { out, name } => {
+        Pki::InitCa {
+            out,
+            federation: _,
+            service,
+            name,
+        } => {
+            // clap requires one of --federation and --service.
+            let role = service.map_or(CaRole::Federation, CaRole::Service);
             refuse_existing(&out, "ca")?;
             create_dir(&out)?;
-            Ca::generate(&name)?.write(&out, "ca")?;
+            match &name {
+                Some(name) => Ca::generate_named(&role, name)?,
+                None => Ca::generate(&role)?,
+            }
+            .write(&out, "ca")?;
             out!(
-                "wrote {} and {} (private, 0600): CA {name:?}",
+                "wrote {} and {} (private, 0600): {role}",
                 out.join("ca.pem").display(),
                 out.join("ca.key").display()
             );
@@ -181,7 +200,7 @@ fn load_ca(dir: &Path) -> anyhow::Result<Ca> {
     for f in [&cert, &key] {
         if !f.is_file() {
             return Err(usage(format!(
-                "--ca-dir {}: no {} (create the CA with `intelmesh pki init-ca --out {}`)",
+                "--ca-dir {}: no {} (create the CA with `intelmesh pki init-ca --out {} --federation` or `--service ORG`)",
                 dir.display(),
                 f.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
                 dir.display()

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use intelmesh_node::private_files::KeyFileError;
 use intelmesh_node::NodeConfig;
 
 use crate::usage;
@@ -15,30 +16,30 @@ pub struct RunArgs {
     /// the file.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
-    /// Only check the config (ids, peers, that every file exists) and exit.
+    /// Only check the config and every file it names (certificates, keys and CAs match and
+    /// are private where they must be, the signing key is listed, the listen addresses are
+    /// free, the data directory is this node's), report every problem, and exit: 0 if none, 2
+    /// otherwise.
     #[arg(long)]
     pub check: bool,
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.check {
+        return check(args.config).await;
+    }
     // A config mistake is the operator's to fix: exit code 2 with what is wrong.
     let cfg = NodeConfig::load(&args.config).map_err(|e| usage(e.to_string()))?;
-    if args.check {
-        println!(
-            "config {} is valid: org {}, {} peers, federation on {}, API on {}",
-            args.config.display(),
-            cfg.org,
-            cfg.peer.len(),
-            cfg.federation.listen,
-            cfg.api.listen
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
-    let node = intelmesh_node::start(cfg)
-        .await
-        .with_context(|| format!("starting the node of {}", args.config.display()))?;
+    let node = intelmesh_node::start(cfg).await.map_err(|e| {
+        // A key file others may read is the operator's to fix, as a config mistake is.
+        if e.is::<KeyFileError>() {
+            usage(e.to_string())
+        } else {
+            e.context(format!("starting the node of {}", args.config.display()))
+        }
+    })?;
     tracing::info!("running; stop with SIGINT (Ctrl-C) or SIGTERM");
     let signal = tokio::select! {
         r = tokio::signal::ctrl_c() => {
@@ -51,4 +52,37 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     node.shutdown().await;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--check`: every finding on standard error, one per line, and exit code 2 if there is any.
+async fn check(config: PathBuf) -> anyhow::Result<ExitCode> {
+    let path = config.clone();
+    let report = tokio::task::spawn_blocking(move || intelmesh_node::preflight::check(&path))
+        .await
+        .context("checking the config")?;
+    match (&report.config, report.findings.is_empty()) {
+        (Some(cfg), true) => {
+            out!(
+                "config {} is valid: org {}, {} peers, federation on {}, API on {}",
+                config.display(),
+                cfg.org,
+                cfg.peer.len(),
+                cfg.federation.listen,
+                cfg.api.listen
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => {
+            let n = report.findings.len();
+            eprintln!(
+                "config {}: {n} problem{} to fix before the node can start:",
+                config.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            for finding in &report.findings {
+                eprintln!("  {finding}");
+            }
+            Ok(ExitCode::from(2))
+        }
+    }
 }

@@ -2,6 +2,8 @@
 //! the client commands, and clear errors with exit code 2 for bad input. Every node here is a
 //! real `intelmesh run` process with mutual TLS on 127.0.0.1 and sled in a temp dir.
 
+// Each test binary uses part of the helpers.
+#[allow(dead_code)]
 mod support;
 
 use std::path::Path;
@@ -304,7 +306,14 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     // Keys are never overwritten.
     let ca = d.join("SG-IGCI/service-ca");
     let key_before = std::fs::read(ca.join("ca.key")).unwrap();
-    let out = intelmesh(&["pki", "init-ca", "--out", ca.to_str().unwrap()]);
+    let out = intelmesh(&[
+        "pki",
+        "init-ca",
+        "--out",
+        ca.to_str().unwrap(),
+        "--service",
+        "SG-IGCI",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(ca.join("ca.key")).unwrap(), key_before);

@@ -7,8 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use intelmesh_core::entry::InvalidOrgId;
 use intelmesh_core::OrgId;
 use serde::{Deserialize, Serialize};
+
+use crate::preflight::Finding;
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -124,7 +127,81 @@ impl Limits {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
+
+    /// Limits that would stop the node working: zeros (no batch, no queue, a dial loop without
+    /// pause), a heartbeat slower than the dead-link deadline (idle links cut), messages too
+    /// small for the largest legal entry, and durations no one means (over a day).
+    pub fn problems(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let mut at_least_one = |setting: &str, value: u64| {
+            if value == 0 {
+                found.push(Finding::new(
+                    format!("limits.{setting}"),
+                    "is 0: it must be at least 1 (leave it out for the default)",
+                ));
+            }
+        };
+        at_least_one("max_batch_entries", self.max_batch_entries as u64);
+        at_least_one("peer_queue_frames", self.peer_queue_frames as u64);
+        at_least_one("unverified_per_origin", self.unverified_per_origin as u64);
+        at_least_one("unverified_total_bytes", self.unverified_total_bytes as u64);
+        let durations = [
+            ("heartbeat_ms", self.heartbeat_ms),
+            ("dead_after_ms", self.dead_after_ms),
+            ("stall_after_ms", self.stall_after_ms),
+            ("backoff_min_ms", self.backoff_min_ms),
+            ("backoff_max_ms", self.backoff_max_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+        ];
+        for (setting, ms) in durations {
+            at_least_one(setting, ms);
+        }
+        for (setting, ms) in durations {
+            if ms > MAX_DURATION_MS {
+                found.push(Finding::new(
+                    format!("limits.{setting}"),
+                    format!("is {ms} ms, more than a day: give milliseconds"),
+                ));
+            }
+        }
+        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&self.max_message_bytes) {
+            found.push(Finding::new(
+                "limits.max_message_bytes",
+                format!(
+                    "is {}: give {MIN_MESSAGE_BYTES} to {MAX_MESSAGE_BYTES} (256 KiB to 1 GiB), so the largest legal entry always fits",
+                    self.max_message_bytes
+                ),
+            ));
+        }
+        if self.heartbeat_ms != 0 && self.heartbeat_ms >= self.dead_after_ms {
+            found.push(Finding::new(
+                "limits.dead_after_ms",
+                format!(
+                    "is {} ms, not more than heartbeat_ms ({} ms): idle links would be cut between heartbeats; make it several heartbeats",
+                    self.dead_after_ms, self.heartbeat_ms
+                ),
+            ));
+        }
+        if self.backoff_max_ms < self.backoff_min_ms {
+            found.push(Finding::new(
+                "limits.backoff_max_ms",
+                format!(
+                    "is {} ms, less than backoff_min_ms ({} ms)",
+                    self.backoff_max_ms, self.backoff_min_ms
+                ),
+            ));
+        }
+        found
+    }
 }
+
+/// Smallest `max_message_bytes`: a batch frame holding one entry of the largest legal size
+/// (4 KiB header, 64 KiB payload) with room to spare.
+pub const MIN_MESSAGE_BYTES: usize = 256 << 10;
+/// Largest `max_message_bytes`: each peer may have `peer_queue_frames` of them queued.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
+/// Longest duration a limit may name (a day): beyond that it is a mistake, not a choice.
+const MAX_DURATION_MS: u64 = 86_400_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -135,13 +212,36 @@ pub enum ConfigError {
     },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("config: {0}")]
-    Invalid(String),
+    #[error("config {}: {}", path.display(), list(findings))]
+    Invalid {
+        path: PathBuf,
+        findings: Vec<Finding>,
+    },
+    #[error("org: {0}")]
+    Org(#[from] InvalidOrgId),
+}
+
+fn list(findings: &[Finding]) -> String {
+    let texts: Vec<String> = findings.iter().map(Finding::to_string).collect();
+    texts.join("; ")
 }
 
 impl NodeConfig {
     /// Reads, resolves relative paths and validates a config file.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let cfg = NodeConfig::read(path)?;
+        let findings = cfg.problems();
+        if !findings.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                findings,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Reads a config file and resolves its relative paths, without validating it.
+    pub fn read(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -152,7 +252,6 @@ impl NodeConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
-        cfg.validate()?;
         Ok(cfg)
     }
 
@@ -172,25 +271,9 @@ impl NodeConfig {
         }
     }
 
-    /// Checks what can be checked without starting: ids, peers, files.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let org = self.org_id()?;
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.peer {
-            let peer = OrgId::parse(&p.org)
-                .map_err(|e| ConfigError::Invalid(format!("[[peer]] org: {e}")))?;
-            if peer == org {
-                return Err(ConfigError::Invalid(format!(
-                    "[[peer]] {peer} is this node itself"
-                )));
-            }
-            if !seen.insert(peer.clone()) {
-                return Err(ConfigError::Invalid(format!(
-                    "[[peer]] {peer} is listed twice"
-                )));
-            }
-        }
-        for (what, path) in [
+    /// The files the node reads at start, each with the setting that names it.
+    pub fn files(&self) -> [(&'static str, &Path); 8] {
+        [
             ("signing_key", &self.signing_key),
             ("keys", &self.keys),
             ("federation.client_ca", &self.federation.client_ca),
@@ -199,31 +282,132 @@ impl NodeConfig {
             ("api.client_ca", &self.api.client_ca),
             ("api.cert", &self.api.cert),
             ("api.key", &self.api.key),
-        ] {
+        ]
+    }
+
+    /// Every mistake that shows without reading the files: ids, peers, missing files,
+    /// listeners, limits. `intelmesh run --check` looks deeper (`crate::preflight`).
+    pub fn problems(&self) -> Vec<Finding> {
+        let mut found = Vec::new();
+        let org = match self.org_id() {
+            Ok(org) => Some(org),
+            Err(e) => {
+                found.push(Finding::new("org", e.to_string()));
+                None
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.peer {
+            let peer = match OrgId::parse(&p.org) {
+                Ok(peer) => peer,
+                Err(e) => {
+                    found.push(Finding::new("[[peer]] org", e.to_string()));
+                    continue;
+                }
+            };
+            if Some(&peer) == org.as_ref() {
+                found.push(Finding::new(
+                    "[[peer]] org",
+                    format!("{peer} is this node itself: remove that [[peer]]"),
+                ));
+            } else if !seen.insert(peer.clone()) {
+                found.push(Finding::new(
+                    "[[peer]] org",
+                    format!("{peer} is listed twice: keep one [[peer]] for it"),
+                ));
+            }
+        }
+        for (setting, path) in self.files() {
             if !path.is_file() {
-                return Err(ConfigError::Invalid(format!(
-                    "{what} = {}: no such file",
-                    path.display()
-                )));
+                found.push(Finding::new(
+                    setting,
+                    format!("{}: no such file", path.display()),
+                ));
             }
         }
         if self.federation.listen == self.api.listen && self.api.listen.port() != 0 {
-            return Err(ConfigError::Invalid(
-                "federation.listen and api.listen must differ: peers and services never share a listener"
-                    .into(),
+            found.push(Finding::new(
+                "api.listen",
+                format!(
+                    "{} is also federation.listen: give each its own port (peers and services never share a listener)",
+                    self.api.listen
+                ),
             ));
         }
-        let l = &self.limits;
-        if l.max_batch_entries == 0 || l.peer_queue_frames == 0 || l.max_message_bytes < 64 << 10 {
-            return Err(ConfigError::Invalid(
-                "limits: max_batch_entries and peer_queue_frames must be at least 1, max_message_bytes at least 65536"
-                    .into(),
-            ));
-        }
-        Ok(())
+        found.extend(self.limits.problems());
+        found
     }
 
     pub fn org_id(&self) -> Result<OrgId, ConfigError> {
-        OrgId::parse(&self.org).map_err(|e| ConfigError::Invalid(format!("org: {e}")))
+        Ok(OrgId::parse(&self.org)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(limits: &Limits) -> Vec<String> {
+        limits.problems().into_iter().map(|f| f.setting).collect()
+    }
+
+    #[test]
+    fn limits_that_would_stop_a_node_are_each_named() {
+        assert!(Limits::default().problems().is_empty());
+        let zero = Limits {
+            max_message_bytes: 0,
+            max_batch_entries: 0,
+            peer_queue_frames: 0,
+            heartbeat_ms: 0,
+            dead_after_ms: 0,
+            stall_after_ms: 0,
+            backoff_min_ms: 0,
+            backoff_max_ms: 0,
+            connect_timeout_ms: 0,
+            unverified_per_origin: 0,
+            unverified_total_bytes: 0,
+        };
+        let mut named = settings(&zero);
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                "backoff_max_ms",
+                "backoff_min_ms",
+                "connect_timeout_ms",
+                "dead_after_ms",
+                "heartbeat_ms",
+                "max_batch_entries",
+                "max_message_bytes",
+                "peer_queue_frames",
+                "stall_after_ms",
+                "unverified_per_origin",
+                "unverified_total_bytes",
+            ]
+            .map(|s| format!("limits.{s}"))
+        );
+        let related = Limits {
+            heartbeat_ms: 5_000,
+            dead_after_ms: 5_000,
+            backoff_min_ms: 2_000,
+            backoff_max_ms: 1_000,
+            stall_after_ms: MAX_DURATION_MS + 1,
+            max_message_bytes: MIN_MESSAGE_BYTES - 1,
+            ..Limits::default()
+        };
+        assert_eq!(
+            settings(&related),
+            [
+                "limits.stall_after_ms",
+                "limits.max_message_bytes",
+                "limits.dead_after_ms",
+                "limits.backoff_max_ms"
+            ]
+        );
+        let smallest = Limits {
+            max_message_bytes: MIN_MESSAGE_BYTES,
+            ..Limits::default()
+        };
+        assert!(smallest.problems().is_empty());
     }
 }

@@ -4,6 +4,8 @@ use intelmesh_core::OrgId;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::pki::CaRole;
+
 /// What a certificate says its holder is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
@@ -33,20 +35,39 @@ pub enum IdentityError {
 
 /// Reads the identity from a DER certificate (the leaf the peer presented).
 pub fn identity_of(der: &[u8]) -> Result<Identity, IdentityError> {
-    let (_, cert) =
-        X509Certificate::from_der(der).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
-    let san = cert
-        .subject_alternative_name()
-        .map_err(|e| IdentityError::Unparsable(e.to_string()))?
-        .ok_or(IdentityError::NoIdentity)?;
-    for name in &san.value.general_names {
-        if let GeneralName::URI(uri) = name {
-            if let Some(id) = parse_uri(uri)? {
-                return Ok(id);
-            }
+    for uri in uri_names(der)? {
+        if let Some(id) = parse_uri(&uri)? {
+            return Ok(id);
         }
     }
     Err(IdentityError::NoIdentity)
+}
+
+/// What a CA certificate says it is for (see [`CaRole`]); `None` for a CA made without the
+/// mark (before it existed, or by other tools).
+pub fn ca_role_of(der: &[u8]) -> Result<Option<CaRole>, IdentityError> {
+    Ok(uri_names(der)?.iter().find_map(|uri| CaRole::from_uri(uri)))
+}
+
+/// The URI subject alternative names of a DER certificate.
+fn uri_names(der: &[u8]) -> Result<Vec<String>, IdentityError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::Unparsable(e.to_string()))?;
+    let Some(san) = cert
+        .subject_alternative_name()
+        .map_err(|e| IdentityError::Unparsable(e.to_string()))?
+    else {
+        return Ok(Vec::new());
+    };
+    Ok(san
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::URI(uri) => Some(uri.to_string()),
+            _ => None,
+        })
+        .collect())
 }
 
 fn parse_uri(uri: &str) -> Result<Option<Identity>, IdentityError> {
@@ -85,7 +106,7 @@ mod tests {
 
     #[test]
     fn node_and_service_certificates_name_their_org() {
-        let ca = Ca::generate("test CA").unwrap();
+        let ca = Ca::generate(&CaRole::Federation).unwrap();
         let org = OrgId::parse("SG-IGCI").unwrap();
         let node = ca.issue_node(&org).unwrap();
         assert_eq!(
@@ -108,6 +129,22 @@ mod tests {
             identity_of(b"garbage"),
             Err(IdentityError::Unparsable(_))
         ));
+    }
+
+    #[test]
+    fn a_ca_certificate_says_what_it_is_for_and_leaves_say_nothing() {
+        let org = OrgId::parse("SG-IGCI").unwrap();
+        for role in [CaRole::Federation, CaRole::Service(org.clone())] {
+            let ca = Ca::generate(&role).unwrap();
+            assert_eq!(ca_role_of(&der(ca.cert_pem())), Ok(Some(role)));
+            let leaf = ca.issue_node(&org).unwrap();
+            assert_eq!(ca_role_of(&der(&leaf.cert_pem)), Ok(None));
+        }
+        assert_eq!(
+            CaRole::from_uri("spiffe://intelmesh/ca/service/bad org"),
+            None
+        );
+        assert_eq!(CaRole::from_uri("spiffe://intelmesh/ca/other"), None);
     }
 
     #[test]

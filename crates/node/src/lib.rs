@@ -11,6 +11,8 @@ pub mod identity;
 pub mod key_list;
 pub mod keys;
 pub mod pki;
+pub mod preflight;
+pub mod private_files;
 pub mod provision;
 pub mod route;
 pub mod state;
@@ -88,6 +90,8 @@ impl RunningNode {
 /// Opens the store and starts both listeners and the dialers.
 pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     tls::install_crypto_provider();
+    private_files::restrict_umask();
+    private_files::check_key_files(&cfg)?;
     let org = cfg.org_id()?;
     let signing_key = keys::load_signing_key(&cfg.signing_key)?;
     let registry = keys::load_registry(&cfg.keys)?;
@@ -130,11 +134,12 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     health
         .set_serving::<IndicatorsServer<api::IndicatorsService>>()
         .await;
+    // Both versions: grpcio's reflection client, Postman, evans and older grpcurl speak only
+    // v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(intelmesh_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
     };
 
     let federation = FederationServer::new(federation::FederationService {
@@ -149,14 +154,16 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         )?)?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(health_service.clone())
-        .add_service(reflection()?)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(federation)
         .serve_with_incoming_shutdown(accepted(fed_listener), wait_stop(stopped.clone()));
 
     let api_server = Server::builder()
         .tls_config(tls::server_config(&cfg.api, cfg.limits.connect_timeout())?)?
         .add_service(health_service)
-        .add_service(reflection()?)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
         .add_service(
             IndicatorsServer::new(api::IndicatorsService {
                 state: Arc::clone(&state),

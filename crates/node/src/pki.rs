@@ -14,6 +14,55 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
+/// What a CA vouches for. Written into its certificate as a URI SAN
+/// (`spiffe://intelmesh/ca/federation`, `spiffe://intelmesh/ca/service/<ORG>`), so that a CA
+/// file given in the other's place is caught before the node starts (`crate::preflight`):
+/// with the federation CA as `api.client_ca`, any member's node could call the API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CaRole {
+    /// The federation's CA: it certifies every member's node for the federation listeners.
+    Federation,
+    /// A member's service CA: its node's API certificate and the services that call that API.
+    Service(OrgId),
+}
+
+impl CaRole {
+    pub fn uri(&self) -> String {
+        match self {
+            CaRole::Federation => format!("{CA_URI_PREFIX}federation"),
+            CaRole::Service(org) => format!("{CA_URI_PREFIX}service/{org}"),
+        }
+    }
+
+    /// Reads a role from a URI SAN; `None` for URIs that are not CA roles.
+    pub fn from_uri(uri: &str) -> Option<CaRole> {
+        match uri.strip_prefix(CA_URI_PREFIX)? {
+            "federation" => Some(CaRole::Federation),
+            rest => OrgId::parse(rest.strip_prefix("service/")?)
+                .ok()
+                .map(CaRole::Service),
+        }
+    }
+
+    fn default_name(&self) -> String {
+        match self {
+            CaRole::Federation => "intelmesh federation CA".to_string(),
+            CaRole::Service(org) => format!("{org} service CA"),
+        }
+    }
+}
+
+impl std::fmt::Display for CaRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaRole::Federation => f.write_str("the federation CA"),
+            CaRole::Service(org) => write!(f, "the service CA of {org}"),
+        }
+    }
+}
+
+const CA_URI_PREFIX: &str = "spiffe://intelmesh/ca/";
+
 /// A certificate authority able to issue certificates.
 pub struct Ca {
     cert_pem: String,
@@ -63,9 +112,17 @@ fn node_params(org: &OrgId) -> anyhow::Result<CertificateParams> {
 }
 
 impl Ca {
-    /// A new self-signed CA, e.g. "intelmesh federation CA".
-    pub fn generate(common_name: &str) -> anyhow::Result<Ca> {
+    /// A new self-signed CA for `role`, named after it.
+    pub fn generate(role: &CaRole) -> anyhow::Result<Ca> {
+        Ca::generate_named(role, &role.default_name())
+    }
+
+    /// A new self-signed CA for `role`, with the common name `common_name`.
+    pub fn generate_named(role: &CaRole, common_name: &str) -> anyhow::Result<Ca> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .subject_alt_names
+            .push(SanType::URI(role.uri().try_into()?));
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
@@ -224,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_signed_request_certifies_the_members_own_key_for_its_org() {
-        let ca = Ca::generate("test federation CA").unwrap();
+        let ca = Ca::generate(&CaRole::Federation).unwrap();
         let request = request_node(&org("AU-AFP")).unwrap();
         let cert = der(&ca
             .sign_node_request(&org("AU-AFP"), &request.csr_pem)
@@ -244,7 +301,7 @@ mod tests {
 
     #[test]
     fn requests_for_another_org_damaged_or_not_requests_are_refused() {
-        let ca = Ca::generate("test federation CA").unwrap();
+        let ca = Ca::generate(&CaRole::Federation).unwrap();
         let request = request_node(&org("AU-AFP")).unwrap();
         let err = ca
             .sign_node_request(&org("BR-PF"), &request.csr_pem)

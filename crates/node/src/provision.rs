@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use intelmesh_core::OrgId;
 
 use crate::config::{Limits, ListenerConfig, NodeConfig, PeerConfig, Role};
-use crate::pki::Ca;
+use crate::pki::{Ca, CaRole};
 
 /// One node to provision.
 #[derive(Clone, Debug)]
@@ -50,7 +50,7 @@ pub fn provision(
     limits: &Limits,
 ) -> anyhow::Result<Federation> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let fed_ca = Ca::generate("intelmesh federation CA")?;
+    let fed_ca = Ca::generate(&CaRole::Federation)?;
     fed_ca.write(dir, "federation-ca")?;
     let federation_ca = dir.join("federation-ca.pem");
 
@@ -86,7 +86,7 @@ pub fn provision(
             key_pem: request.key_pem,
         }
         .write(&nd, "node")?;
-        let service_ca = Ca::generate(&format!("{} service CA", n.org))?;
+        let service_ca = Ca::generate(&CaRole::Service(n.org.clone()))?;
         service_ca.write(&nd, "service-ca")?;
         service_ca.issue_node(&n.org)?.write(&nd, "api")?;
         service_ca

@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn only_the_expected_node_passes() {
-        let ca = Ca::generate("test federation CA").unwrap();
+        let ca = Ca::generate(&crate::pki::CaRole::Federation).unwrap();
         let hub = org("SG-IGCI");
         let v = verifier(&ca, &hub);
         assert_eq!(
@@ -277,7 +277,7 @@ mod tests {
         assert!(err.contains("extended key usage"), "{err}");
 
         // Another CA's certificate for the expected node fails the chain, before any name.
-        let rogue = Ca::generate("rogue CA").unwrap();
+        let rogue = Ca::generate_named(&crate::pki::CaRole::Federation, "rogue CA").unwrap();
         let err = verify(&v, &rogue.issue_node(&hub).unwrap().cert_pem, &hub).unwrap_err();
         assert!(err.contains("UnknownIssuer"), "{err}");
     }

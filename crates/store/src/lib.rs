@@ -11,6 +11,7 @@ mod check;
 mod hold;
 mod index;
 mod keys;
+mod open;
 mod private_dir;
 pub mod receipt;
 mod segment;

@@ -2,7 +2,7 @@
 //! for entries that arrived before their predecessors.
 
 use std::mem::ManuallyDrop;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::hold::{HoldLimits, HoldQueue};
 use crate::index::{Index, IndexUpdate};
+use crate::open::{open_db, open_sled, remove_unfinished_snapshots};
 use crate::segment::{all_segments, last_segment, segments_from};
 use crate::write::Extra;
 use crate::{keys, private_dir, receipt, snapshot};
@@ -165,6 +166,32 @@ impl SledStore {
             .db
             .get(keys::OWNER)?
             .and_then(|v| OrgId::parse(std::str::from_utf8(&v).ok()?).ok()))
+    }
+
+    /// Checks, without loading the store, that the one at `path` (if there is one) is free
+    /// and was not recorded for another org than `owner`: what opening it for `owner` would
+    /// refuse. For `intelmesh run --check`, so it records nothing.
+    pub fn check_owner_at(path: &Path, owner: &OrgId) -> Result<(), StoreError> {
+        // sled writes `conf` when it creates a store: without it there is nothing to check.
+        if !path.join("conf").is_file() {
+            return Ok(());
+        }
+        let _one_writer = crate::sled_lock::exclusive();
+        remove_unfinished_snapshots(path)?;
+        let found = {
+            let db = open_sled(path, 1 << 20)?;
+            db.get(keys::OWNER)?
+        };
+        // sled may have written files while opening: keep them private too.
+        private_dir::restrict(path)?;
+        match found {
+            Some(v) if v.as_ref() != owner.as_str().as_bytes() => Err(StoreError::OtherOwner {
+                path: path.to_path_buf(),
+                found: String::from_utf8_lossy(&v).chars().take(80).collect(),
+                expected: owner.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn check_tails(&self) -> Result<(), StoreError> {
@@ -366,117 +393,6 @@ impl SledStore {
             }
         }
     }
-}
-
-/// sled's log segment size. sled writes a tree node bigger than a quarter of a segment to a file
-/// of its own (a "blob"), and splits a leaf only past 16 values, whatever their size: with the
-/// default 512 KiB segments, a leaf of log segments holding entries near the 64 KiB payload cap
-/// became a blob, and closing such a store could hang in sled's final flush (seen in the
-/// multi-node tests under load). 8 MiB segments keep any leaf of our values (16 values of at most
-/// about 70 KiB each) inline.
-const SLED_SEGMENT_BYTES: usize = 8 << 20;
-
-/// Opens sled in a private directory and checks (or stamps) its layout version and owner; all
-/// under the process's sled write lock, released before anything can drop a half-open store.
-fn open_db(cfg: &StoreConfig) -> Result<sled::Db, StoreError> {
-    let _one_writer = crate::sled_lock::exclusive();
-    private_dir::prepare(&cfg.path)?;
-    remove_unfinished_snapshots(&cfg.path)?;
-    let db = sled::Config::new()
-        .path(&cfg.path)
-        .cache_capacity(cfg.cache_bytes)
-        .segment_size(SLED_SEGMENT_BYTES)
-        .open()
-        .map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                StoreError::InUse(cfg.path.clone())
-            }
-            // Stores of layout 2 and before used sled's default segment size.
-            sled::Error::Unsupported(why) if why.contains("io buffer size") => {
-                StoreError::Corrupt(format!(
-                    "the store at {} was written in an earlier layout (other sled segments), \
-                     this build reads layout version {}: move it aside and let the node catch \
-                     up from its peers",
-                    cfg.path.display(),
-                    keys::FORMAT_VERSION
-                ))
-            }
-            e => StoreError::Sled(e),
-        })?;
-    // sled creates its files with the process's umask; whatever that was, only the owner may
-    // read the store.
-    private_dir::restrict(&cfg.path)?;
-    check_format(&db, cfg)?;
-    check_owner(&db, cfg)?;
-    Ok(db)
-}
-
-/// Stamps a new store with the layout version; refuses one written in another layout.
-fn check_format(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
-    let found = match db.get(keys::FORMAT)? {
-        Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes),
-        None if db.first()?.is_none() => {
-            db.insert(keys::FORMAT, &keys::FORMAT_VERSION.to_be_bytes())?;
-            db.flush()?;
-            return Ok(());
-        }
-        None => Some(1),
-    };
-    if found != Some(keys::FORMAT_VERSION) {
-        return Err(StoreError::Corrupt(format!(
-            "the store at {} has layout version {}, this build reads version {}: \
-             move it aside and let the node catch up from its peers",
-            cfg.path.display(),
-            found.map_or_else(|| "unreadable".to_string(), |v| v.to_string()),
-            keys::FORMAT_VERSION
-        )));
-    }
-    Ok(())
-}
-
-/// Records the owner in a new store; refuses a store recorded for another org.
-fn check_owner(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
-    let Some(owner) = &cfg.owner else {
-        return Ok(());
-    };
-    match db.get(keys::OWNER)? {
-        None => {
-            db.insert(keys::OWNER, owner.as_str().as_bytes())?;
-            db.flush()?;
-            Ok(())
-        }
-        Some(v) if v.as_ref() == owner.as_str().as_bytes() => Ok(()),
-        Some(v) => Err(StoreError::OtherOwner {
-            path: cfg.path.clone(),
-            found: String::from_utf8_lossy(&v).chars().take(80).collect(),
-            expected: owner.clone(),
-        }),
-    }
-}
-
-/// sled 0.34 writes a snapshot to `snap.<lsn>.generating` and renames it when complete. A kill
-/// in between leaves the partial file behind, and on the next open sled takes it for the newest
-/// snapshot and refuses to start ("Read corrupted data", sled issues #1527 and #1533). Without
-/// the rename it never was a snapshot: removing it lets sled recover from the previous snapshot
-/// and its log, which hold everything flushed.
-fn remove_unfinished_snapshots(dir: &std::path::Path) -> Result<(), StoreError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::Sled(e.into())),
-    };
-    for entry in entries {
-        let path = entry.map_err(|e| StoreError::Sled(e.into()))?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if name.starts_with("snap.") && name.ends_with(".generating") {
-            tracing::warn!(file = %path.display(), "removing a snapshot left unfinished by a crash");
-            std::fs::remove_file(&path).map_err(|e| StoreError::Sled(e.into()))?;
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {

@@ -129,6 +129,7 @@ struct NodeFiles {
     client_cert: PathBuf,
     client_key: PathBuf,
     log: PathBuf,
+    data: PathBuf,
 }
 
 /// Nodes provisioned with the pki commands; the first is the hub. Killed on drop.
@@ -162,21 +163,14 @@ fn deploy_config(name: &str) -> NodeConfig {
 impl Nodes {
     pub fn provision(dir: &Path, orgs: &[&str]) -> Nodes {
         let fed_ca = dir.join("federation-ca");
-        run_ok(&["pki", "init-ca", "--out", s(&fed_ca)]);
+        run_ok(&["pki", "init-ca", "--out", s(&fed_ca), "--federation"]);
         let keys = dir.join("keys");
         let mut nodes = Vec::new();
         for org in orgs {
             let nd = dir.join(org);
             let service_ca = nd.join("service-ca");
             run_ok(&["keygen", "--org", org, "--out", s(&keys)]);
-            run_ok(&[
-                "pki",
-                "init-ca",
-                "--out",
-                s(&service_ca),
-                "--name",
-                &format!("{org} service CA"),
-            ]);
+            run_ok(&["pki", "init-ca", "--out", s(&service_ca), "--service", org]);
             // The federation certificate as deploy/README.md says: the member makes its key
             // and a request, the hub operator signs the request; the key stays with the member.
             run_ok(&["pki", "request-node", "--org", org, "--out", s(&nd)]);
@@ -229,6 +223,7 @@ impl Nodes {
                 client_cert: nd.join("soc.pem"),
                 client_key: nd.join("soc.key"),
                 log: nd.join("node.log"),
+                data: nd.join("data"),
             });
         }
         let pubs: Vec<String> = orgs
@@ -245,7 +240,7 @@ impl Nodes {
             let nd = dir.join(&n.org);
             let mut cfg = deploy_config(if i == 0 { "hub.toml" } else { "agency.toml" });
             cfg.org = n.org.clone();
-            cfg.data_dir = nd.join("data");
+            cfg.data_dir = n.data.clone();
             cfg.signing_key = keys.join(format!("{}.key", n.org));
             cfg.keys = dir.join("registry.toml");
             cfg.federation.listen = n.federation;
@@ -286,6 +281,20 @@ impl Nodes {
         s(&self.node(org).config).to_string()
     }
 
+    pub fn data_dir(&self, org: &str) -> PathBuf {
+        self.node(org).data.clone()
+    }
+
+    /// The process of a started node.
+    pub fn pid(&self, org: &str) -> u32 {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.org == org)
+            .expect("provisioned org");
+        self.children[i].id()
+    }
+
     /// Connection options for a node's API with the `soc` service certificate.
     pub fn api_args(&self, org: &str) -> Vec<String> {
         let n = self.node(org);
@@ -324,17 +333,26 @@ impl Nodes {
         s(&path).to_string()
     }
 
-    /// Starts every node (hub first) and waits until each answers Status.
+    /// Starts every node (hub first) and waits until each answers Status. The nodes run under
+    /// umask 022, as from an operator's shell, so tests see whether they rely on a stricter one.
     pub fn start_all(&mut self) {
         for n in &self.nodes {
             let log = std::fs::File::create(&n.log).unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_intelmesh"))
+            let mut command = Command::new(env!("CARGO_BIN_EXE_intelmesh"));
+            command
                 .args(["run", "--config", s(&n.config)])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
+                .stderr(log);
+            // SAFETY: between fork and exec the child only calls umask(2), which is
+            // async-signal-safe and touches no memory.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                    libc::umask(0o022);
+                    Ok(())
+                });
+            }
+            let child = command.spawn().unwrap();
             self.children.push(child);
         }
         for i in 0..self.nodes.len() {
