@@ -41,3 +41,42 @@ pub fn client_config(
         ))
         .domain_name(server_name))
 }
+
+/// A rustls client presenting `cert`/`key` and trusting only `server_ca`, speaking HTTP/2: for
+/// connectors that run the handshake themselves (see `client`).
+pub fn client_rustls(
+    server_ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = |path: &Path, what: &str| -> anyhow::Result<Vec<CertificateDer<'static>>> {
+        let certs = CertificateDer::pem_slice_iter(&read(path, what)?)
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{what} {}: not PEM certificates", path.display()))?;
+        anyhow::ensure!(
+            !certs.is_empty(),
+            "{what} {}: no certificate in it",
+            path.display()
+        );
+        Ok(certs)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in pem(server_ca, "CA certificate")? {
+        roots
+            .add(ca)
+            .with_context(|| format!("CA certificate {}", server_ca.display()))?;
+    }
+    let chain = pem(cert, "certificate")?;
+    let private = PrivateKeyDer::from_pem_slice(&read(key, "key")?)
+        .with_context(|| format!("key {}: not a PEM private key", key.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, private)
+        .with_context(|| format!("certificate {} and key {}", cert.display(), key.display()))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
