@@ -12,8 +12,9 @@ use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use intelmesh_proto::v1::node_status_client::NodeStatusClient;
 use serde_json::json;
 
-use crate::conn::{connect, rpc_error, ConnectArgs, Target};
+use crate::conn::{self, connect, rpc_error, ConnectArgs, Target};
 use crate::input::{check_values, parse_org, parse_since, parse_tlp, parse_type, read_values};
+use crate::publish::{self, Failed, OutcomeUnknown};
 use crate::render;
 use crate::usage;
 
@@ -22,6 +23,14 @@ const SUBMIT_CHUNK: usize = 500;
 const LOOKUP_CHUNK: usize = 1000;
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Each run sends an idempotency key (random, or --idempotency-key) and, if the connection breaks \
+after a request was sent, retries it with the same key a few times: the node signs nothing \
+twice and answers with what the first request published.
+
+Exit status: 0 published; 1 failed; 2 bad input; 3 outcome unknown (the connection broke after \
+a request was sent and no retry got an answer): it may have been published, and re-running \
+with the --idempotency-key the message gives finishes it safely.")]
 pub struct SubmitArgs {
     #[command(flatten)]
     pub conn: ConnectArgs,
@@ -61,6 +70,10 @@ pub struct SubmitArgs {
     /// Drop values that are not valid indicators (and say which) instead of failing.
     #[arg(long)]
     pub skip_invalid: bool,
+    /// Idempotency key of this submission (default: a new random one). Re-running with the key
+    /// of an earlier run and the same values publishes only what that run did not.
+    #[arg(long, value_name = "KEY", value_parser = publish::parse_key)]
+    pub idempotency_key: Option<String>,
     /// Print JSON instead of lines.
     #[arg(long)]
     pub json: bool,
@@ -231,17 +244,52 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .collect();
-    let (target, mut client) = indicators(&args.conn).await?;
+    let key = args
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(publish::new_key);
+    let (target, client) = indicators(&args.conn).await?;
     let mut assigned = Vec::new();
-    for chunk in submissions.chunks(SUBMIT_CHUNK) {
-        let response = client
-            .submit(pb::SubmitRequest {
-                submissions: chunk.to_vec(),
-                ..Default::default()
-            })
-            .await
-            .map_err(|s| rpc_error(&target, "Submit", s))?
-            .into_inner();
+    // Entries an earlier request with the same key published.
+    let mut replayed = 0;
+    for (n, chunk) in submissions.chunks(SUBMIT_CHUNK).enumerate() {
+        let request = pb::SubmitRequest {
+            submissions: chunk.to_vec(),
+            idempotency_key: publish::request_key(&key, n),
+        };
+        let answer = publish::until_known(|| {
+            let mut client = client.clone();
+            let request = conn::request(&target, request.clone());
+            async move {
+                client
+                    .submit(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        })
+        .await;
+        let done = assigned.len();
+        let response = answer.map_err(|failed| match failed {
+            Failed::Known(status) if done == 0 => rpc_error(&target, "Submit", status),
+            Failed::Known(status) => rpc_error(&target, "Submit", status).context(format!(
+                "{done} of {} values were published (re-run with --idempotency-key {key} to publish the rest; those are not signed again)",
+                submissions.len()
+            )),
+            Failed::Unknown(status) => {
+                let check = checked[done].indicator.value();
+                let mut message = publish::unknown_message(&target, &status, &key, check);
+                if done > 0 {
+                    message.push_str(&format!(
+                        " ({done} of {} values before it were published)",
+                        submissions.len()
+                    ));
+                }
+                anyhow::Error::new(OutcomeUnknown(message))
+            }
+        })?;
+        if response.replayed {
+            replayed += response.assigned.len();
+        }
         assigned.extend(response.assigned);
     }
     if args.json {
@@ -252,7 +300,8 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                        "indicator": render::indicator_json(a.indicator.as_ref())})
             })
             .collect();
-        print_json(&json!({"assigned": items, "skipped": skipped}))?;
+        print_json(&json!({"assigned": items, "skipped": skipped,
+                           "idempotency_key": key, "replayed": replayed > 0}))?;
     } else {
         for a in &assigned {
             out!(
@@ -263,7 +312,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             );
         }
         out!(
-            "{} {}{} signed by {} and durable (TLP:{}){}",
+            "{} {}{} signed by {} and durable (TLP:{}){}{}",
             assigned.len(),
             if args.revoke {
                 "revocation"
@@ -277,6 +326,15 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 String::new()
             } else {
                 format!(", {} invalid value(s) skipped", skipped.len())
+            },
+            match replayed {
+                0 => String::new(),
+                n if n == assigned.len() => format!(
+                    "; published by an earlier request with idempotency key {key}, nothing signed again"
+                ),
+                n => format!(
+                    "; {n} of them published by an earlier request with idempotency key {key}, not signed again"
+                ),
             }
         );
     }
@@ -298,10 +356,13 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     };
     let (target, mut client) = indicators(&args.conn).await?;
     let response = client
-        .get(pb::GetRequest {
-            r#type: ty.to_proto() as i32,
-            value: value.clone(),
-        })
+        .get(conn::request(
+            &target,
+            pb::GetRequest {
+                r#type: ty.to_proto() as i32,
+                value: value.clone(),
+            },
+        ))
         .await
         .map_err(|s| rpc_error(&target, "Get", s))?
         .into_inner();
@@ -344,11 +405,14 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let mut states = Vec::new();
     loop {
         let page = client
-            .query(pb::QueryRequest {
-                filter: Some(filter.clone()),
-                page_size: args.page_size,
-                page_token: token.clone(),
-            })
+            .query(conn::request(
+                &target,
+                pb::QueryRequest {
+                    filter: Some(filter.clone()),
+                    page_size: args.page_size,
+                    page_token: token.clone(),
+                },
+            ))
             .await
             .map_err(|s| rpc_error(&target, "Query", s))?
             .into_inner();
@@ -386,9 +450,12 @@ pub async fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
     let mut results = Vec::new();
     for chunk in values.chunks(LOOKUP_CHUNK) {
         let response = client
-            .lookup(pb::LookupRequest {
-                values: chunk.to_vec(),
-            })
+            .lookup(conn::request(
+                &target,
+                pb::LookupRequest {
+                    values: chunk.to_vec(),
+                },
+            ))
             .await
             .map_err(|s| rpc_error(&target, "Lookup", s))?
             .into_inner();
@@ -514,7 +581,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let target = args.conn.target()?;
     let channel = connect(&target).await?;
     let response = NodeStatusClient::new(channel)
-        .status(pb::StatusRequest {})
+        .status(conn::request(&target, pb::StatusRequest {}))
         .await
         .map_err(|s| rpc_error(&target, "Status", s))?
         .into_inner();

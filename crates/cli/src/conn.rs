@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -10,6 +11,7 @@ use intelmesh_core::OrgId;
 use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
+use crate::failure::Failure;
 use crate::usage;
 
 /// How to reach a node's API: an endpoints file and an org, or the address and files directly.
@@ -37,7 +39,13 @@ pub struct ConnectArgs {
     /// The private key of --cert.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// Seconds to wait for the node: to connect, and for each answer (not for watch events).
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
+
+/// How long a client command waits for the node by default, in seconds.
+pub const DEFAULT_TIMEOUT_S: u64 = 30;
 
 /// A resolved node API to connect to.
 #[derive(Clone, Debug)]
@@ -47,6 +55,8 @@ pub struct Target {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// How long to wait to connect, and for each answer.
+    pub timeout: Duration,
 }
 
 /// `endpoints.json`: how to reach every node of a federation started by `intelmesh demo --keep`.
@@ -133,6 +143,7 @@ impl NodeEndpoint {
             ca: self.api_ca.clone(),
             cert: self.client_cert.clone(),
             key: self.client_key.clone(),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
         })
     }
 }
@@ -146,7 +157,10 @@ impl ConnectArgs {
                     .node
                     .as_deref()
                     .ok_or_else(|| usage("--endpoints needs --node ORG"))?;
-                EndpointsFile::load(file)?.node(node)?.target()?
+                Target {
+                    timeout: Duration::from_secs(self.timeout),
+                    ..EndpointsFile::load(file)?.node(node)?.target()?
+                }
             }
             (None, Some(api)) => {
                 if self.node.is_some() {
@@ -168,6 +182,7 @@ impl ConnectArgs {
                     ca: file(&self.ca, "ca")?,
                     cert: file(&self.cert, "cert")?,
                     key: file(&self.key, "key")?,
+                    timeout: Duration::from_secs(self.timeout),
                 }
             }
             (None, None) => {
@@ -200,48 +215,76 @@ fn resolve(api: &str) -> anyhow::Result<SocketAddr> {
         .ok_or_else(|| usage(format!("--api {api}: resolves to no address")))
 }
 
-/// Opens a mutual-TLS channel to the node's API.
+/// Opens a mutual-TLS channel to the node's API; a failure says why, as far as the errors tell.
 pub async fn connect(target: &Target) -> anyhow::Result<Channel> {
-    intelmesh_node::client::api_channel(
-        target.addr,
-        &target.org,
-        &target.ca,
-        &target.cert,
-        &target.key,
+    let opened = tokio::time::timeout(
+        target.timeout,
+        intelmesh_node::client::api_channel(
+            target.addr,
+            &target.org,
+            &target.ca,
+            &target.cert,
+            &target.key,
+        ),
     )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot reach the API of node {} at {} (is it running, and are --ca/--cert/--key the ones provisioned for it?)",
-            target.org, target.addr
-        )
-    })
+    .await;
+    let failure = match opened {
+        Ok(Ok(channel)) => return Ok(channel),
+        Ok(Err(e)) => match Failure::of_connect(e.chain()) {
+            Some(failure) => failure,
+            None => {
+                return Err(e.context(format!(
+                    "cannot reach the API of node {} at {}",
+                    target.org, target.addr
+                )))
+            }
+        },
+        Err(_) => Failure::TimedOut { connecting: true },
+    };
+    Err(anyhow::anyhow!(
+        "cannot reach the API of node {} at {}: {}",
+        target.org,
+        target.addr,
+        hint(target, &failure)
+    ))
 }
 
-/// A gRPC error as one line, naming the node.
+fn hint(target: &Target, failure: &Failure) -> String {
+    failure.hint(
+        target.org.as_str(),
+        &target.addr.to_string(),
+        target.timeout.as_secs(),
+    )
+}
+
+/// A request that gives up after the target's timeout (the node learns the deadline too).
+pub fn request<T>(target: &Target, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(target.timeout);
+    r
+}
+
+/// A gRPC error as one line, naming the node and, for a transport failure, what broke.
 pub fn rpc_error(target: &Target, what: &str, status: tonic::Status) -> anyhow::Error {
+    let head = format!("{what} at {} ({}) failed", target.org, target.addr);
+    if let Some(failure) = Failure::of_call(&status) {
+        return anyhow::anyhow!("{head}: {} ({})", hint(target, &failure), status.message());
+    }
     let hint = match status.code() {
         tonic::Code::Unimplemented => " (this node's version does not offer it)",
-        tonic::Code::Unavailable => " (is the node running?)",
-        // TLS 1.3 finishes the handshake before the server checks the client certificate,
-        // so a refused certificate shows up as the first call being cut off.
-        tonic::Code::Cancelled | tonic::Code::Unknown => {
-            " (the node closed the connection: was --cert issued by this node's service CA?)"
-        }
+        tonic::Code::Unavailable => " (the node is not serving: is it shutting down?)",
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
-            " (the client certificate must be issued by this node's service CA)"
+            " (the client certificate must be a service certificate issued by this node's service CA)"
         }
         _ => "",
     };
-    let line = format!(
-        "{what} at {} ({}) failed: {:?}: {}{hint}",
-        target.org,
-        target.addr,
+    let line = format!("{head}: {:?}: {}{hint}", status.code(), status.message());
+    // The node refused the input itself (a bad value, an idempotency key of another request):
+    // that is the caller's to fix, like a bad argument.
+    if matches!(
         status.code(),
-        status.message()
-    );
-    // The node refused the input itself: that is the caller's to fix, like a bad argument.
-    if status.code() == tonic::Code::InvalidArgument {
+        tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition
+    ) {
         usage(line)
     } else {
         anyhow::anyhow!(line)

@@ -15,8 +15,10 @@ mod client_cmd;
 mod conn;
 mod corpus_sample;
 mod demo;
+mod failure;
 mod input;
 mod pki_cmd;
+mod publish;
 mod render;
 mod run;
 
@@ -47,7 +49,8 @@ struct Cli {
 enum Command {
     /// Run a node from its config file until SIGINT or SIGTERM.
     Run(run::RunArgs),
-    /// Sign and publish indicators (or revocations) as the node's org.
+    /// Sign and publish indicators (or revocations) as the node's org; exit 3 if the outcome is
+    /// unknown (see --help).
     Submit(client_cmd::SubmitArgs),
     /// Show the merged view of one indicator: `get TYPE VALUE` or `get VALUE`.
     Get(client_cmd::GetArgs),
@@ -133,7 +136,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let text = one_line(&e);
-            if e.chain().any(|c| c.is::<UsageError>()) {
+            if e.chain().any(|c| c.is::<publish::OutcomeUnknown>()) {
+                eprintln!("error: {text}");
+                ExitCode::from(publish::EXIT_OUTCOME_UNKNOWN)
+            } else if e.chain().any(|c| c.is::<UsageError>()) {
                 eprintln!("error: {}", without_snippets(&text));
                 ExitCode::from(2)
             } else {

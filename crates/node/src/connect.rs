@@ -6,6 +6,12 @@
 //! never answers the ClientHello held a dialer forever; and its verifier checks only the DNS
 //! name. So the TLS here is ours: the channel is opened over `http://` (tonic adds no TLS) with
 //! a connector that does TCP and TLS itself.
+//!
+//! The connector also waits, within the same deadline, for the node's first bytes (its HTTP/2
+//! settings) before any call is sent. With TLS 1.3 a client finishes its handshake before the
+//! server has checked the client certificate, so a node refusing the certificate used to cut
+//! the first call off, and the caller saw the alert or a broken pipe depending on timing.
+//! Waiting makes a refusal a connect error that carries the node's alert, always.
 
 use std::error::Error as StdError;
 use std::future::Future;
@@ -15,6 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 use tokio_rustls::client::TlsStream;
@@ -49,6 +56,14 @@ pub enum ConnectError {
         "{addr} did not agree to HTTP/2 in the TLS handshake (ALPN h2): not an intelmesh node?"
     )]
     NoHttp2 { addr: SocketAddr },
+    /// The node ended the connection with a TLS alert right after the handshake: it refused
+    /// our certificate.
+    #[error("{addr} refused our certificate (TLS alert {alert})")]
+    Refused { addr: SocketAddr, alert: String },
+    #[error("{addr} closed the connection right after the TLS handshake")]
+    ClosedAfterHandshake { addr: SocketAddr },
+    #[error("{addr} said nothing within {after:?} after the TLS handshake")]
+    SilentAfterHandshake { addr: SocketAddr, after: Duration },
 }
 
 /// A channel to the node `tls` expects, at `addr`. TCP connect and TLS handshake together must
@@ -79,7 +94,7 @@ struct NodeConnector {
 }
 
 impl Service<Uri> for NodeConnector {
-    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Response = TokioIo<ReadAhead>;
     type Error = ConnectError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ConnectError>> + Send>>;
 
@@ -93,7 +108,7 @@ impl Service<Uri> for NodeConnector {
     }
 }
 
-async fn open(c: &NodeConnector) -> Result<TlsStream<TcpStream>, ConnectError> {
+async fn open(c: &NodeConnector) -> Result<ReadAhead, ConnectError> {
     let (addr, after) = (c.addr, c.deadline);
     let deadline = Instant::now() + c.deadline;
     let tcp = timeout_at(deadline, TcpStream::connect(addr))
@@ -112,13 +127,95 @@ async fn open(c: &NodeConnector) -> Result<TlsStream<TcpStream>, ConnectError> {
     if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
         return Err(ConnectError::NoHttp2 { addr });
     }
-    Ok(stream)
+    first_bytes(stream, addr, deadline, after).await
 }
 
-/// Sorts a failed handshake: our refusal of the server's certificate, the server's alert
-/// (usually its refusal of ours), or the connection failing under it.
+/// Reads what the node sends first (an accepting node's HTTP/2 settings, or its TLS alert) and
+/// keeps it to be read again.
+async fn first_bytes(
+    mut stream: TlsStream<TcpStream>,
+    addr: SocketAddr,
+    deadline: Instant,
+    after: Duration,
+) -> Result<ReadAhead, ConnectError> {
+    let mut first = vec![0; 1024];
+    let n = timeout_at(deadline, stream.read(&mut first))
+        .await
+        .map_err(|_| ConnectError::SilentAfterHandshake { addr, after })?
+        .map_err(|e| handshake_error(addr, &e))?;
+    if n == 0 {
+        return Err(ConnectError::ClosedAfterHandshake { addr });
+    }
+    first.truncate(n);
+    Ok(ReadAhead {
+        first,
+        at: 0,
+        tls: Box::new(stream),
+    })
+}
+
+/// A TLS stream whose first received bytes were read ahead; they are read again first.
+pub struct ReadAhead {
+    first: Vec<u8>,
+    at: usize,
+    tls: Box<TlsStream<TcpStream>>,
+}
+
+impl AsyncRead for ReadAhead {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.at < self.first.len() {
+            let n = buf.remaining().min(self.first.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.first[at..at + n]);
+            self.at += n;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut *self.tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ReadAhead {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.tls).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.tls).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut *self.tls).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tls.is_write_vectored()
+    }
+}
+
+/// Sorts a failed handshake (or first read): the server's alert (its refusal of our
+/// certificate), our refusal of the server's certificate, or the connection failing under it.
 fn handshake_error(addr: SocketAddr, e: &std::io::Error) -> ConnectError {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::AlertReceived(alert)) => ConnectError::Refused {
+            addr,
+            alert: format!("{alert:?}"),
+        },
         Some(rustls::Error::InvalidCertificate(cert)) => ConnectError::CertificateRefused {
             addr,
             reason: certificate_text(cert),

@@ -220,6 +220,7 @@ async fn demo(
             ca: prov.api_ca.clone(),
             cert: prov.client_cert.clone(),
             key: prov.client_key.clone(),
+            timeout: std::time::Duration::from_secs(crate::conn::DEFAULT_TIMEOUT_S),
         });
         nodes.push(DemoNode { api, prov, log });
     }

@@ -8,17 +8,19 @@ use std::sync::Arc;
 use intelmesh_core::entry::header_hash;
 use intelmesh_core::indicator::detect;
 use intelmesh_core::verify::decode_payload;
-use intelmesh_core::{now_unix_ms, Indicator, OrgId};
+use intelmesh_core::{now_unix_ms, Distribution, Indicator, OrgId};
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_server::Indicators;
 use intelmesh_store::{Store, StoreError, VersionVector};
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use super::idempotency::{self, Repeatable};
 use super::view::{self, Filter, Invalid, Prepared, Publisher, WatchCursor};
 use crate::identity::{caller, Identity};
-use crate::state::{header_of, NodeState};
+use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
 /// Events queued towards one watcher; a slow one makes its task wait, not the queue grow.
 const WATCH_QUEUE: usize = 64;
@@ -41,14 +43,53 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
-/// The org of the calling service; node certificates have no business on the local API.
-fn reader<T>(request: &Request<T>) -> Result<OrgId, Status> {
+/// The calling service's org and name; node certificates have no business on the local API.
+fn service<T>(request: &Request<T>) -> Result<(OrgId, String), Status> {
     match caller(request).map_err(|e| Status::unauthenticated(e.to_string()))? {
-        Identity::Service { org, .. } => Ok(org),
+        Identity::Service { org, name } => Ok((org, name)),
         Identity::Node(org) => Err(Status::permission_denied(format!(
             "{org} presented a node certificate; the API serves service certificates only"
         ))),
     }
+}
+
+/// The org of the calling service.
+fn reader<T>(request: &Request<T>) -> Result<OrgId, Status> {
+    service(request).map(|(org, _)| org)
+}
+
+fn publish_error(e: NodeError) -> Status {
+    match e {
+        NodeError::KeyReused => Status::failed_precondition(e.to_string()),
+        e => internal(e),
+    }
+}
+
+/// The answer to a publishing call: the entries it published.
+fn submit_response(org: &OrgId, seqs: &[u64], indicators: &[Indicator]) -> pb::SubmitResponse {
+    let assigned = seqs
+        .iter()
+        .zip(indicators)
+        .map(|(&seq, i)| pb::Assigned {
+            origin: org.to_string(),
+            seq,
+            indicator: Some(view::to_ref(i)),
+        })
+        .collect();
+    pb::SubmitResponse {
+        assigned,
+        replayed: false,
+    }
+}
+
+/// A receipt's answer given again: what the first call published, marked as a repeat.
+fn replayed(answer: &[u8]) -> Result<pb::SubmitResponse, Status> {
+    let first = pb::SubmitResponse::decode(answer)
+        .map_err(|e| internal(format!("a publication receipt does not decode: {e}")))?;
+    Ok(pb::SubmitResponse {
+        replayed: true,
+        ..first
+    })
 }
 
 impl IndicatorsService {
@@ -65,18 +106,37 @@ impl IndicatorsService {
     }
 
     /// Checks the caller may publish as this node's org, prepares its items with `prepare`
-    /// (all validated before anything is signed), and publishes them durably.
-    async fn publish_for<T>(
+    /// (all validated before anything is signed), and publishes them durably, once per
+    /// idempotency key: a repeat is answered from the first call's receipt, before its items
+    /// are even checked again, so nothing a retry sends is signed twice.
+    async fn publish_for<T: Repeatable>(
         &self,
         request: &Request<T>,
         prepare: impl FnOnce(&T, &Publisher) -> Result<Vec<Prepared>, Invalid>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let org = reader(request)?;
+        let (org, name) = service(request)?;
         if org != self.state.org {
             return Err(Status::permission_denied(format!(
                 "services of {org} cannot publish as {}",
                 self.state.org
             )));
+        }
+        let r = request.get_ref();
+        let once = idempotency::receipt_key(&org, &name, r.idempotency_key())
+            .map_err(bad)?
+            .map(|key| Idempotent {
+                key,
+                request: idempotency::request_digest(r),
+            });
+        if let Some(once) = &once {
+            if let Some(answer) = self
+                .state
+                .earlier_answer(once)
+                .await
+                .map_err(publish_error)?
+            {
+                return Ok(Response::new(replayed(&answer)?));
+            }
         }
         let members: BTreeSet<OrgId> = self.state.keys().members().clone();
         let p = Publisher {
@@ -84,35 +144,35 @@ impl IndicatorsService {
             members: &members,
             now: now_unix_ms(),
         };
-        let items = prepare(request.get_ref(), &p).map_err(bad)?;
-        Ok(Response::new(self.publish(items).await?))
-    }
-
-    async fn publish(&self, items: Vec<Prepared>) -> Result<pb::SubmitResponse, Status> {
+        let items = prepare(r, &p).map_err(bad)?;
         let indicators: Vec<Indicator> = items.iter().map(|p| p.indicator.clone()).collect();
-        let seqs = self
-            .state
-            .publish(
-                items
-                    .into_iter()
-                    .map(|p| (p.distribution, p.payload))
-                    .collect(),
-            )
-            .await
-            .map_err(internal)?;
-        let assigned = seqs
+        let items: Vec<(Distribution, pb::Payload)> = items
             .into_iter()
-            .zip(indicators)
-            .map(|(seq, i)| pb::Assigned {
-                origin: self.state.org.to_string(),
-                seq,
-                indicator: Some(view::to_ref(&i)),
-            })
+            .map(|p| (p.distribution, p.payload))
             .collect();
-        Ok(pb::SubmitResponse {
-            assigned,
-            replayed: false,
-        })
+        let response = match once {
+            None => {
+                let seqs = self.state.publish(items).await.map_err(publish_error)?;
+                submit_response(&self.state.org, &seqs, &indicators)
+            }
+            Some(once) => {
+                let (me, kept) = (self.state.org.clone(), indicators.clone());
+                let answer = move |seqs: &[u64]| submit_response(&me, seqs, &kept).encode_to_vec();
+                match self
+                    .state
+                    .publish_once(items, once, answer)
+                    .await
+                    .map_err(publish_error)?
+                {
+                    Publication::Published(seqs) => {
+                        submit_response(&self.state.org, &seqs, &indicators)
+                    }
+                    // Sent while the first was being published.
+                    Publication::Replayed(answer) => replayed(&answer)?,
+                }
+            }
+        };
+        Ok(Response::new(response))
     }
 }
 

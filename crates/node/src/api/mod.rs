@@ -1,5 +1,6 @@
 //! The local API: services for this agency's own tooling, on the API listener only.
 
+mod idempotency;
 mod indicators;
 pub mod status;
 pub mod view;

@@ -71,14 +71,60 @@ fn tlp_within(d: Option<&pb::Distribution>, ceiling: Option<Tlp>) -> bool {
 }
 
 /// What `reader` may see of `state`: the assertions and sightings whose distribution allows
-/// it. `None` when nothing is left, so the indicator is unknown to that reader.
+/// it, and of an origin's assertions only the latest of those. `None` when nothing is left, so
+/// the indicator is unknown to that reader.
+///
+/// The index keeps each origin's records per distribution, so this view is exactly what the
+/// reader would see if the entries it may not read did not exist: a restricted entry changes
+/// neither the counts, times nor fields it is shown, nor which assertion counts.
 pub fn visible(state: &pb::IndicatorState, reader: &OrgId) -> Option<pb::IndicatorState> {
-    let mut out = state.clone();
-    out.assertions
-        .retain(|a| readable(a.distribution.as_ref(), &a.origin, reader));
-    out.sightings
-        .retain(|s| readable(s.distribution.as_ref(), &s.origin, reader));
-    (!out.assertions.is_empty() || !out.sightings.is_empty()).then_some(out)
+    visible_within(state, reader, None)
+}
+
+/// [`visible`] for a reader that also asks for nothing above `ceiling`: it sees what a reader
+/// allowed only up to that level would see (its own latest assertion at or below it).
+fn visible_within(
+    state: &pb::IndicatorState,
+    reader: &OrgId,
+    ceiling: Option<Tlp>,
+) -> Option<pb::IndicatorState> {
+    let shown = |d: Option<&pb::Distribution>, origin: &str| {
+        readable(d, origin, reader) && tlp_within(d, ceiling)
+    };
+    let mut assertions: Vec<pb::OriginAssertion> = state
+        .assertions
+        .iter()
+        .filter(|a| shown(a.distribution.as_ref(), &a.origin))
+        .cloned()
+        .collect();
+    latest_per_origin(&mut assertions);
+    let sightings: Vec<pb::OriginSightings> = state
+        .sightings
+        .iter()
+        .filter(|s| shown(s.distribution.as_ref(), &s.origin))
+        .cloned()
+        .collect();
+    (!assertions.is_empty() || !sightings.is_empty()).then(|| pb::IndicatorState {
+        indicator: state.indicator.clone(),
+        assertions,
+        sightings,
+    })
+}
+
+/// Keeps one assertion per origin, the one it signed last: an origin's later assertion (a
+/// revocation, a new confidence) replaces its earlier ones whatever their distributions.
+fn latest_per_origin(assertions: &mut Vec<pb::OriginAssertion>) {
+    // Stable: slots of one origin become adjacent, in index order otherwise.
+    assertions.sort_by(|a, b| a.origin.cmp(&b.origin));
+    assertions.dedup_by(|next, kept| {
+        if next.origin != kept.origin {
+            return false;
+        }
+        if next.seq > kept.seq {
+            std::mem::swap(next, kept);
+        }
+        true
+    });
 }
 
 /// Whether an assertion is an unrevoked one inside its validity window at `now`.
@@ -211,19 +257,13 @@ impl Filter {
         })
     }
 
-    /// What `reader` sees of `state` through this filter: the visible part within the TLP
-    /// ceiling, if that is not empty and matches.
+    /// What `reader` sees of `state` through this filter: what it may see within the TLP
+    /// ceiling (see [`visible`]), if that is not empty and matches.
+    ///
+    /// Every criterion is checked against that view only, so a record the reader may not see
+    /// (or asked to leave out) never makes an indicator match.
     pub fn view(&self, state: &pb::IndicatorState, reader: &OrgId) -> Option<pb::IndicatorState> {
-        let mut v = visible(state, reader)?;
-        if self.ceiling.is_some() {
-            v.assertions
-                .retain(|a| tlp_within(a.distribution.as_ref(), self.ceiling));
-            v.sightings
-                .retain(|s| tlp_within(s.distribution.as_ref(), self.ceiling));
-            if v.assertions.is_empty() && v.sightings.is_empty() {
-                return None;
-            }
-        }
+        let v = visible_within(state, reader, self.ceiling)?;
         self.matches(&v).then_some(v)
     }
 

@@ -59,6 +59,10 @@ fn origins_of(s: &pb::IndicatorState) -> Vec<&str> {
     s.assertions.iter().map(|a| a.origin.as_str()).collect()
 }
 
+/// One origin's entries in several audiences, read by recipients and others.
+#[path = "view_audience_tests.rs"]
+mod audience;
+
 #[test]
 fn restricted_records_are_visible_only_to_origin_and_recipients() {
     let s = state(
