@@ -21,9 +21,9 @@ use rayon::prelude::*;
 use super::sample_upsert;
 
 /// How long a bench waits for links to come up or for data to arrive before it gives up.
-const PATIENCE: Duration = Duration::from_secs(120);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -58,11 +58,30 @@ fn rusage() -> Option<libc::rusage> {
     (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
 }
 
-fn org(name: &str) -> anyhow::Result<OrgId> {
+pub(crate) fn org(name: &str) -> anyhow::Result<OrgId> {
     OrgId::parse(name).with_context(|| format!("bench org id {name}"))
 }
 
-async fn start_all(fed: &Federation, orgs: &[OrgId]) -> anyhow::Result<Vec<RunningNode>> {
+/// Adds the public keys of `signers` to the key registry file at `registry`: members whose
+/// entries the bench signs itself, with no node of their own.
+pub(crate) fn add_members(registry: &Path, signers: &[Signer]) -> anyhow::Result<()> {
+    let mut text = std::fs::read_to_string(registry)
+        .with_context(|| format!("reading the key registry {}", registry.display()))?;
+    let public: Vec<_> = signers
+        .iter()
+        .map(|s| (s.org().clone(), s.verifying_key()))
+        .collect();
+    text.push_str(&intelmesh_node::keys::registry_toml(
+        public.iter().map(|(o, k)| (o, k)),
+    ));
+    std::fs::write(registry, text)
+        .with_context(|| format!("writing the key registry {}", registry.display()))
+}
+
+pub(crate) async fn start_all(
+    fed: &Federation,
+    orgs: &[OrgId],
+) -> anyhow::Result<Vec<RunningNode>> {
     let mut running = Vec::with_capacity(orgs.len());
     for o in orgs {
         let node = intelmesh_node::start(fed.nodes[o].config.clone())
@@ -106,7 +125,8 @@ async fn shutdown(nodes: Vec<RunningNode>) {
 
 /// Options of `bench propagate`.
 pub struct PropagateOpts {
-    pub nodes: usize,
+    /// Agencies besides the hub.
+    pub agencies: usize,
     pub rate: u64,
     pub secs: u64,
     pub batch: usize,
@@ -116,8 +136,8 @@ pub struct PropagateOpts {
 /// Submits at one agency at a steady rate through `Indicators.Submit` and measures, per entry,
 /// the time from the submit call to its durable arrival at every other node.
 pub fn propagate(o: PropagateOpts) -> anyhow::Result<()> {
-    if o.nodes < 3 {
-        bail!("--nodes must be at least 3 (a hub and two agencies)");
+    if o.agencies < 2 {
+        bail!("--nodes must be at least 2 (agencies besides the hub: one submits, one receives)");
     }
     if o.rate == 0 || o.secs == 0 || o.batch == 0 {
         bail!("--rate, --secs and --batch must be at least 1");
@@ -135,7 +155,7 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
         }
     };
     let tmp = bench_dir(None)?;
-    let agencies: Vec<String> = (1..o.nodes).map(|i| format!("AGENCY-{i:02}")).collect();
+    let agencies: Vec<String> = (1..=o.agencies).map(|i| format!("AGENCY-{i:02}")).collect();
     let names: Vec<&str> = agencies.iter().map(String::as_str).collect();
     let specs = intelmesh_node::provision::loopback_specs("HUB", &names)?;
     let links = intelmesh_node::provision::star_links(&specs);
@@ -147,8 +167,8 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
     let origin = source.org().clone();
     say(format!(
         "{} nodes (hub + {} agencies) up over mutual TLS on 127.0.0.1; submitting at {origin}",
-        o.nodes,
-        o.nodes - 1
+        nodes.len(),
+        o.agencies
     ));
 
     // Watchers: each other node records when its head of `origin` moved.
@@ -241,7 +261,7 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
     ));
     say(format!(
         "submit call → durable at all {} other nodes: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
-        o.nodes - 1
+        nodes.len() - 1
     ));
     say(format!(
         "CPU (all nodes and the client, this process): {cpu:.1}s, {:.0} µs per submitted entry",
@@ -252,7 +272,8 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "bench": "propagate",
-            "nodes": o.nodes,
+            "agencies": o.agencies,
+            "nodes": o.agencies + 1,
             "path": "grpc_submit",
             "count": submitted.len(),
             "rate": (submitted.len() as f64 / submit_secs).round(),
@@ -399,16 +420,7 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
     let signers: Vec<Signer> = (0..o.origins)
         .map(|i| Ok(Signer::generate(org(&format!("ORIGIN-{i:02}"))?)))
         .collect::<anyhow::Result<_>>()?;
-    let registry = &fed.nodes[&source].config.keys;
-    let mut text = std::fs::read_to_string(registry)?;
-    let public: Vec<_> = signers
-        .iter()
-        .map(|s| (s.org().clone(), s.verifying_key()))
-        .collect();
-    text.push_str(&intelmesh_node::keys::registry_toml(
-        public.iter().map(|(o, k)| (o, k)),
-    ));
-    std::fs::write(registry, text)?;
+    add_members(&fed.nodes[&source].config.keys, &signers)?;
 
     let t = Instant::now();
     let data_dir = fed.nodes[&source].config.data_dir.clone();
