@@ -26,9 +26,6 @@ use super::sample_upsert;
 const ORIGINS: usize = 16;
 /// Entries per ed25519 batch check: the node's own, so the verify ceiling is the node's crypto.
 const VERIFY_CHUNK: usize = intelmesh_node::state::VERIFY_CHUNK;
-/// Room left under the node's message byte cap for what wraps the entries in a frame, as the
-/// node's own sender leaves.
-const FRAME_MARGIN_BYTES: usize = 64 << 10;
 /// Frames sent ahead of the node's progress: the batches its link verifies ahead, the one being
 /// applied, and as many again on the way, so the node never waits for the sender.
 const WINDOW_FRAMES: usize = 2 * (intelmesh_node::state::VERIFY_AHEAD + 1);
@@ -201,7 +198,8 @@ fn prepare(o: &IngestOpts) -> anyhow::Result<Bench> {
         .collect();
     let entries = logs.iter().map(Vec::len).sum();
     let entry_bytes = logs.iter().flatten().map(|e| e.encoded_len() as u64).sum();
-    let max_bytes = limits.max_message_bytes.saturating_sub(FRAME_MARGIN_BYTES);
+    // The node's own sender's cap, so the frames are the ones a peer node would send.
+    let max_bytes = intelmesh_node::federation::batch_bytes(&limits);
     let frames = cut_frames(&logs, o.batch, max_bytes);
     Ok(Bench {
         dir,

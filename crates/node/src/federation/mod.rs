@@ -9,6 +9,7 @@ mod sender;
 mod service;
 
 pub use dial::dial_peers;
+pub use sender::batch_bytes;
 pub use service::FederationService;
 
 use crate::connect::error_line;

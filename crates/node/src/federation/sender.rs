@@ -27,6 +27,12 @@ use crate::wants::EntryKey;
 /// Room kept in every frame for the frame's own encoding around its entries.
 const FRAME_OVERHEAD: usize = 1024;
 
+/// The most bytes of entries one EntryBatch frame carries under `limits` (what a sender must
+/// keep to for its frames to be accepted).
+pub fn batch_bytes(limits: &Limits) -> usize {
+    limits.max_message_bytes.saturating_sub(FRAME_OVERHEAD)
+}
+
 /// Entries gathered for one EntryBatch frame, within the link's entry and byte caps.
 pub(super) struct Batch {
     pub(super) entries: Vec<pb::SignedEntry>,
@@ -47,7 +53,7 @@ impl Batch {
             entries: Vec::new(),
             bytes: 0,
             max_entries: limits.max_batch_entries,
-            max_bytes: limits.max_message_bytes.saturating_sub(FRAME_OVERHEAD),
+            max_bytes: batch_bytes(limits),
         }
     }
 
