@@ -6,42 +6,11 @@
 use std::time::Duration;
 
 use intelmesh_core::chain::ChainError;
-use intelmesh_core::verify::verify_batch;
-use intelmesh_core::{Head, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyConfig};
+use intelmesh_core::{Head, OrgId};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{Outcome, SledStore, Store, StoreConfig, MAX_FORK_PROOFS_PER_ORIGIN};
-use intelmesh_tests::{chain, green, registry, seeded_signer, upsert};
-
-struct Fixture {
-    signer: Signer,
-    keys: StaticKeys,
-    _dir: tempfile::TempDir,
-    store: SledStore,
-}
-
-fn fixture(cfg: impl FnOnce(StoreConfig) -> StoreConfig) -> Fixture {
-    let signer = seeded_signer(11, "SG-IGCI");
-    let keys = registry(&[&signer]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(cfg(StoreConfig::new(dir.path()))).expect("open store");
-    Fixture {
-        signer,
-        keys,
-        _dir: dir,
-        store,
-    }
-}
-
-fn verified(f: &Fixture, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
-    verify_batch(
-        raws,
-        &f.keys,
-        &VerifyConfig::at(intelmesh_core::now_unix_ms()),
-    )
-    .into_iter()
-    .map(|r| r.expect("fixture entries verify"))
-    .collect()
-}
+use intelmesh_store::{Outcome, Store, MAX_FORK_PROOFS_PER_ORIGIN};
+use intelmesh_tests::store::{fixture, Fixture};
+use intelmesh_tests::{chain, green, upsert};
 
 /// Another entry after `head` than the chain's own (a different payload).
 fn fork_after(f: &Fixture, head: Option<Head>, n: u64) -> (pb::SignedEntry, Head) {
@@ -60,22 +29,22 @@ fn org() -> OrgId {
 
 #[test]
 fn a_held_entry_the_log_passed_leaves_the_queue_and_frees_its_room() {
-    let f = fixture(|mut c| {
+    let f = fixture(11, |mut c| {
         c.hold_per_origin = 1;
         c
     });
     let (first, head1) = chain(&f.signer, None, 1, 0);
-    f.store.apply(verified(&f, first)).unwrap();
+    f.store.apply(f.verified(first)).unwrap();
     // Version x of #2 and its successor #3; only #3 arrives (held).
     let (x2, hx2) = fork_after(&f, head1, 1);
     let (x3, _) = fork_after(&f, Some(hx2), 2);
-    let report = f.store.apply(verified(&f, vec![x3])).unwrap();
+    let report = f.store.apply(f.verified(vec![x3])).unwrap();
     assert_eq!(report.outcomes, vec![Outcome::Held]);
     // Version y of #2 arrives and is logged: the held #3 does not follow it (a signed chain
     // break, proven) and leaves the queue.
     let (y2, hy2) = fork_after(&f, head1, 3);
     assert_ne!(x2.header, y2.header);
-    let report = f.store.apply(verified(&f, vec![y2])).unwrap();
+    let report = f.store.apply(f.verified(vec![y2])).unwrap();
     assert_eq!(report.outcomes, vec![Outcome::Appended]);
     assert_eq!(
         f.store.held_count(),
@@ -87,25 +56,25 @@ fn a_held_entry_the_log_passed_leaves_the_queue_and_frees_its_room() {
     // The room is free again: a new gap entry is held.
     let (y3, hy3) = fork_after(&f, Some(hy2), 4);
     let (y4, _) = fork_after(&f, Some(hy3), 5);
-    let report = f.store.apply(verified(&f, vec![y4])).unwrap();
+    let report = f.store.apply(f.verified(vec![y4])).unwrap();
     assert_eq!(report.outcomes, vec![Outcome::Held]);
-    let report = f.store.apply(verified(&f, vec![y3])).unwrap();
+    let report = f.store.apply(f.verified(vec![y3])).unwrap();
     assert_eq!(report.outcomes, vec![Outcome::Appended]);
     assert_eq!(report.released, vec![(org(), 4)]);
 }
 
 #[test]
 fn two_different_held_entries_at_one_seq_are_a_fork() {
-    let f = fixture(|c| c);
+    let f = fixture(11, |c| c);
     let (first, head1) = chain(&f.signer, None, 1, 0);
-    f.store.apply(verified(&f, first)).unwrap();
+    f.store.apply(f.verified(first)).unwrap();
     let (a2, ha2) = fork_after(&f, head1, 1);
     let (_, hb2) = fork_after(&f, head1, 2);
     let (a3, _) = fork_after(&f, Some(ha2), 3);
     let (b3, _) = fork_after(&f, Some(hb2), 4);
-    let report = f.store.apply(verified(&f, vec![a3.clone()])).unwrap();
+    let report = f.store.apply(f.verified(vec![a3.clone()])).unwrap();
     assert_eq!(report.outcomes, vec![Outcome::Held]);
-    let report = f.store.apply(verified(&f, vec![b3.clone()])).unwrap();
+    let report = f.store.apply(f.verified(vec![b3.clone()])).unwrap();
     assert_eq!(
         report.outcomes,
         vec![Outcome::Rejected(ChainError::Equivocation {
@@ -120,32 +89,30 @@ fn two_different_held_entries_at_one_seq_are_a_fork() {
     assert!(proofs[0].kept.as_ref().unwrap().payload.is_none());
     assert_eq!(f.store.held_count(), 1, "the first one is still held");
     // The first to close the gap wins, as in the log.
-    let report = f.store.apply(verified(&f, vec![a2])).unwrap();
+    let report = f.store.apply(f.verified(vec![a2])).unwrap();
     assert_eq!(report.released, vec![(org(), 3)]);
 }
 
 #[test]
 fn held_entries_expire() {
-    let f = fixture(|mut c| {
+    let f = fixture(11, |mut c| {
         c.hold_ttl = Duration::from_millis(50);
         c
     });
     let (entries, _) = chain(&f.signer, None, 3, 0);
-    f.store
-        .apply(verified(&f, vec![entries[2].clone()]))
-        .unwrap();
+    f.store.apply(f.verified(vec![entries[2].clone()])).unwrap();
     assert_eq!(f.store.held_count(), 1);
     std::thread::sleep(Duration::from_millis(120));
     f.store.apply(Vec::new()).unwrap();
     assert_eq!(f.store.held_count(), 0);
     // Expired means forgotten, not refused: it is taken when it comes again in order.
-    let report = f.store.apply(verified(&f, entries)).unwrap();
+    let report = f.store.apply(f.verified(entries)).unwrap();
     assert_eq!(report.outcomes, vec![Outcome::Appended; 3]);
 }
 
 #[test]
 fn fork_proofs_are_capped_per_origin_and_the_flag_keeps_the_first_seq() {
-    let f = fixture(|c| c);
+    let f = fixture(11, |c| c);
     let (entries, _) = chain(&f.signer, None, 20, 0);
     let heads: Vec<Option<Head>> = std::iter::once(None)
         .chain(entries.iter().enumerate().map(|(i, e)| {
@@ -155,13 +122,13 @@ fn fork_proofs_are_capped_per_origin_and_the_flag_keeps_the_first_seq() {
             })
         }))
         .collect();
-    f.store.apply(verified(&f, entries)).unwrap();
+    f.store.apply(f.verified(entries)).unwrap();
     // The first equivocation found is at #15, then #1..#14.
     let (at15, _) = fork_after(&f, heads[14], 15);
-    f.store.apply(verified(&f, vec![at15])).unwrap();
+    f.store.apply(f.verified(vec![at15])).unwrap();
     for seq in 1..15u64 {
         let (other, _) = fork_after(&f, heads[seq as usize - 1], seq);
-        let report = f.store.apply(verified(&f, vec![other])).unwrap();
+        let report = f.store.apply(f.verified(vec![other])).unwrap();
         assert!(matches!(
             report.outcomes[0],
             Outcome::Rejected(ChainError::Equivocation { .. })

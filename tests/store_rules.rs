@@ -4,43 +4,10 @@
 use intelmesh_core::chain::ChainError;
 use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::verify::{verify_batch, verify_entry};
-use intelmesh_core::{
-    Indicator, IndicatorType, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyConfig,
-};
-use intelmesh_proto::v1 as pb;
+use intelmesh_core::{Indicator, IndicatorType, OrgId, StaticKeys, VerifyConfig};
 use intelmesh_store::{verify_store, Outcome, SledStore, Store, StoreConfig};
+use intelmesh_tests::store::fixture;
 use intelmesh_tests::{chain, green, registry, seeded_signer, upsert};
-
-struct Fixture {
-    signer: Signer,
-    keys: StaticKeys,
-    _dir: tempfile::TempDir,
-    store: SledStore,
-}
-
-fn fixture(cfg: impl FnOnce(StoreConfig) -> StoreConfig) -> Fixture {
-    let signer = seeded_signer(7, "SG-IGCI");
-    let keys = registry(&[&signer]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(cfg(StoreConfig::new(dir.path()))).expect("open store");
-    Fixture {
-        signer,
-        keys,
-        _dir: dir,
-        store,
-    }
-}
-
-fn verified(f: &Fixture, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
-    verify_batch(
-        raws,
-        &f.keys,
-        &VerifyConfig::at(intelmesh_core::now_unix_ms()),
-    )
-    .into_iter()
-    .map(|r| r.expect("fixture entries verify"))
-    .collect()
-}
 
 fn domain(n: u64) -> Indicator {
     intelmesh_core::indicator::normalize(IndicatorType::Domain, &format!("d{n}.sg-igci.example"))
@@ -49,16 +16,16 @@ fn domain(n: u64) -> Indicator {
 
 #[test]
 fn appends_in_order_and_duplicates_are_idempotent() {
-    let f = fixture(|c| c);
+    let f = fixture(7, |c| c);
     let (entries, head) = chain(&f.signer, None, 5, 8);
-    let report = f.store.apply(verified(&f, entries.clone())).expect("apply");
+    let report = f.store.apply(f.verified(entries.clone())).expect("apply");
     assert_eq!(report.outcomes, vec![Outcome::Appended; 5]);
     assert_eq!(f.store.head(f.signer.org()).unwrap(), head);
     let digest = f.store.state_digest().unwrap();
 
     let again = f
         .store
-        .apply(verified(&f, entries.clone()))
+        .apply(f.verified(entries.clone()))
         .expect("apply again");
     assert_eq!(again.outcomes, vec![Outcome::Duplicate; 5]);
     assert_eq!(
@@ -80,9 +47,9 @@ fn appends_in_order_and_duplicates_are_idempotent() {
 
 #[test]
 fn a_gap_is_held_until_its_predecessors_arrive() {
-    let f = fixture(|c| c);
+    let f = fixture(7, |c| c);
     let (entries, _) = chain(&f.signer, None, 4, 8);
-    let late = f.store.apply(verified(&f, entries[2..].to_vec())).unwrap();
+    let late = f.store.apply(f.verified(entries[2..].to_vec())).unwrap();
     assert_eq!(late.outcomes, vec![Outcome::Held, Outcome::Held]);
     assert_eq!(
         f.store.head(f.signer.org()).unwrap(),
@@ -91,7 +58,7 @@ fn a_gap_is_held_until_its_predecessors_arrive() {
     );
     assert_eq!(f.store.held_count(), 2);
 
-    let early = f.store.apply(verified(&f, entries[..2].to_vec())).unwrap();
+    let early = f.store.apply(f.verified(entries[..2].to_vec())).unwrap();
     assert_eq!(early.outcomes, vec![Outcome::Appended; 2]);
     let org = f.signer.org().clone();
     assert_eq!(early.released, vec![(org.clone(), 3), (org.clone(), 4)]);
@@ -101,12 +68,12 @@ fn a_gap_is_held_until_its_predecessors_arrive() {
 
 #[test]
 fn the_hold_queue_is_bounded() {
-    let f = fixture(|mut c| {
+    let f = fixture(7, |mut c| {
         c.hold_per_origin = 2;
         c
     });
     let (entries, _) = chain(&f.signer, None, 5, 8);
-    let report = f.store.apply(verified(&f, entries[2..].to_vec())).unwrap();
+    let report = f.store.apply(f.verified(entries[2..].to_vec())).unwrap();
     assert_eq!(report.outcomes[..2], [Outcome::Held, Outcome::Held]);
     match &report.outcomes[2] {
         Outcome::Rejected(
@@ -122,9 +89,9 @@ fn the_hold_queue_is_bounded() {
 
 #[test]
 fn equivocation_keeps_a_fork_proof_and_flags_the_origin() {
-    let f = fixture(|c| c);
+    let f = fixture(7, |c| c);
     let (entries, head1) = chain(&f.signer, None, 1, 8);
-    f.store.apply(verified(&f, entries)).unwrap();
+    f.store.apply(f.verified(entries)).unwrap();
     let (honest, _) =
         f.signer
             .sign_next(head1, 1_700_000_000_002, &green(), &upsert("SG-IGCI", 2, 0));
@@ -134,10 +101,10 @@ fn equivocation_keeps_a_fork_proof_and_flags_the_origin() {
         &green(),
         &upsert("SG-IGCI", 99, 0),
     );
-    f.store.apply(verified(&f, vec![honest.clone()])).unwrap();
+    f.store.apply(f.verified(vec![honest.clone()])).unwrap();
     let digest = f.store.state_digest().unwrap();
 
-    let report = f.store.apply(verified(&f, vec![other.clone()])).unwrap();
+    let report = f.store.apply(f.verified(vec![other.clone()])).unwrap();
     let org = f.signer.org().clone();
     assert_eq!(
         report.outcomes,
@@ -172,9 +139,9 @@ fn equivocation_keeps_a_fork_proof_and_flags_the_origin() {
 
 #[test]
 fn a_wrong_prev_hash_is_a_chain_break() {
-    let f = fixture(|c| c);
+    let f = fixture(7, |c| c);
     let (entries, _) = chain(&f.signer, None, 1, 8);
-    f.store.apply(verified(&f, entries)).unwrap();
+    f.store.apply(f.verified(entries)).unwrap();
     let broken = f.signer.sign_raw(
         2,
         [9; 32],
@@ -182,7 +149,7 @@ fn a_wrong_prev_hash_is_a_chain_break() {
         &green(),
         intelmesh_core::payload::seal(&upsert("SG-IGCI", 2, 0), false),
     );
-    let report = f.store.apply(verified(&f, vec![broken])).unwrap();
+    let report = f.store.apply(f.verified(vec![broken])).unwrap();
     let org = OrgId::parse("SG-IGCI").unwrap();
     let expected = ChainError::ChainBreak {
         origin: org.clone(),
@@ -198,10 +165,10 @@ fn a_wrong_prev_hash_is_a_chain_break() {
 
 #[test]
 fn a_stub_keeps_the_chain_and_its_payload_can_fill_in_later() {
-    let f = fixture(|c| c);
+    let f = fixture(7, |c| c);
     let (entries, _) = chain(&f.signer, None, 2, 8);
     let stubs: Vec<_> = entries.iter().map(withheld_stub).collect();
-    let report = f.store.apply(verified(&f, stubs)).unwrap();
+    let report = f.store.apply(f.verified(stubs)).unwrap();
     assert_eq!(report.outcomes, vec![Outcome::Appended; 2]);
     assert_eq!(
         f.store.indicator(&domain(1)).unwrap(),
@@ -209,10 +176,7 @@ fn a_stub_keeps_the_chain_and_its_payload_can_fill_in_later() {
         "a stub reveals nothing"
     );
 
-    let report = f
-        .store
-        .apply(verified(&f, vec![entries[0].clone()]))
-        .unwrap();
+    let report = f.store.apply(f.verified(vec![entries[0].clone()])).unwrap();
     assert_eq!(report.outcomes, vec![Outcome::PayloadFilled]);
     assert!(f.store.indicator(&domain(1)).unwrap().is_some());
     assert_eq!(f.store.indicator(&domain(2)).unwrap(), None);

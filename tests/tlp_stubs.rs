@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use intelmesh_core::entry::{payload_commitment, sha256};
-use intelmesh_node::api::view::{submission, Publisher};
+use intelmesh_node::api::submission::{submission, Publisher};
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
 use intelmesh_store::Store;

@@ -5,6 +5,7 @@ pub mod api;
 pub mod net;
 pub mod pki;
 pub mod raw_peer;
+pub mod store;
 
 use ed25519_dalek::SigningKey;
 use intelmesh_core::entry::sha256;

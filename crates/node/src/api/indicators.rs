@@ -18,7 +18,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::idempotency::{self, Repeatable};
-use super::view::{self, Filter, Invalid, Prepared, Publisher, WatchCursor};
+use super::submission::{self, Prepared, Publisher};
+use super::view::{self, Filter, Invalid, WatchCursor};
 use crate::identity::{caller, Identity};
 use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
@@ -182,7 +183,7 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        self.publish_for(&request, |r, p| view::submissions(&r.submissions, p))
+        self.publish_for(&request, |r, p| submission::submissions(&r.submissions, p))
             .await
     }
 
@@ -190,7 +191,7 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        self.publish_for(&request, |r, p| Ok(vec![view::sighting(r, p)?]))
+        self.publish_for(&request, |r, p| Ok(vec![submission::sighting(r, p)?]))
             .await
     }
 
@@ -200,7 +201,7 @@ impl Indicators for IndicatorsService {
     ) -> Result<Response<pb::GetResponse>, Status> {
         let reader = reader(&request)?;
         let req = request.into_inner();
-        let indicator = view::parse_indicator(req.r#type, &req.value).map_err(bad)?;
+        let indicator = submission::parse_indicator(req.r#type, &req.value).map_err(bad)?;
         let response = self
             .blocking(move |s| get(s.store.as_ref(), &reader, &indicator, now_unix_ms()))
             .await?;

@@ -3,6 +3,7 @@
 mod idempotency;
 mod indicators;
 pub mod status;
+pub mod submission;
 pub mod view;
 
 pub use indicators::IndicatorsService;

@@ -3,6 +3,7 @@
 //! recipient sees every audience's sightings apart and the origin's latest assertion.
 
 use super::*;
+use intelmesh_core::indicator::detect;
 
 /// One origin's entries about one indicator in two audiences, as the index keeps them: a GREEN
 /// upsert (seq 1), a RED upsert to BR-PF (seq 2), and sightings in each (the RED ones earlier,

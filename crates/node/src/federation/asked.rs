@@ -119,3 +119,42 @@ pub(super) fn serve_asked(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn asks_are_kept_for_members_only_and_bounded() {
+        let mut members = StaticKeys::default();
+        let au = OrgId::parse("AU-AFP").unwrap();
+        members.insert(au.clone(), SigningKey::from_bytes(&[1; 32]).verifying_key());
+        let asked = Asked::default();
+        let refs = |origin: &str, n: u64| -> Vec<pb::EntryRef> {
+            (0..n)
+                .map(|seq| pb::EntryRef {
+                    origin: origin.to_string(),
+                    seq,
+                })
+                .collect()
+        };
+        let mut entries = refs("MADE-UP", 5_000);
+        entries.extend(refs("not an org", 10));
+        entries.extend(refs("AU-AFP", 3));
+        asked.add(pb::Want { entries }, &members);
+        let open = asked.lock().open.clone();
+        assert_eq!(
+            open.into_iter().collect::<Vec<_>>(),
+            vec![(au.clone(), 1), (au.clone(), 2)],
+            "seq 0 and non-members are dropped"
+        );
+        asked.add(
+            pb::Want {
+                entries: refs("AU-AFP", 3 * Asked::MAX as u64),
+            },
+            &members,
+        );
+        assert_eq!(asked.lock().open.len(), Asked::MAX);
+    }
+}

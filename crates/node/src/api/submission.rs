@@ -1,0 +1,237 @@
+//! The rules of the `Indicators` API's writes as plain functions, no I/O: turning raw
+//! submissions and sightings into canonical, signable payloads, checked whole before anything
+//! is signed, and refusing what receivers would refuse.
+
+use std::collections::BTreeSet;
+
+use intelmesh_core::entry::{MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES};
+use intelmesh_core::indicator::{detect, normalize};
+use intelmesh_core::payload::sealed_len;
+use intelmesh_core::{Distribution, Indicator, IndicatorType, OrgId, Tlp, VerifyConfig};
+use intelmesh_proto::v1 as pb;
+use prost::Message;
+
+use super::view::{invalid, to_ref, Invalid};
+
+/// Most submissions in one `Submit` call.
+pub const MAX_SUBMISSIONS: usize = 10_000;
+/// Invalid submissions described in one error; the count says how many more there were.
+const ERRORS_SHOWN: usize = 10;
+
+/// Who publishes, and what it checks submissions against.
+pub struct Publisher<'a> {
+    pub org: &'a OrgId,
+    /// The federation's members: the only orgs a recipient list may name.
+    pub members: &'a BTreeSet<OrgId>,
+    pub now: i64,
+}
+
+/// A submission made canonical: what to sign, and the indicator to answer with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    pub distribution: Distribution,
+    pub payload: pb::Payload,
+    pub indicator: Indicator,
+}
+
+/// Normalizes a raw value of a proto type; unspecified means "detect the type".
+pub fn parse_indicator(ty: i32, raw: &str) -> Result<Indicator, Invalid> {
+    let result = if ty == pb::IndicatorType::Unspecified as i32 {
+        detect(raw)
+    } else {
+        let t = IndicatorType::from_proto(ty)
+            .ok_or_else(|| invalid(format!("unknown indicator type {ty}")))?;
+        normalize(t, raw)
+    };
+    result.map_err(|e| invalid(format!("value: {e} ({})", e.kind())))
+}
+
+fn parse_distribution(
+    d: Option<&pb::Distribution>,
+    p: &Publisher,
+) -> Result<Distribution, Invalid> {
+    let d = d.ok_or_else(|| invalid("distribution is required (a TLP level)"))?;
+    let tlp = Tlp::from_proto(d.tlp).ok_or_else(|| {
+        invalid(match d.tlp {
+            0 => "distribution.tlp is required".to_string(),
+            t => format!("distribution.tlp: unknown TLP level {t}"),
+        })
+    })?;
+    let mut recipients: Vec<OrgId> = Vec::new();
+    for (i, r) in d.recipients.iter().enumerate() {
+        let org =
+            OrgId::parse(r).map_err(|e| invalid(format!("distribution.recipients[{i}]: {e}")))?;
+        if !p.members.contains(&org) {
+            return Err(invalid(format!(
+                "distribution.recipients[{i}]: {org} is not a member of this federation"
+            )));
+        }
+        if !recipients.contains(&org) {
+            recipients.push(org);
+        }
+    }
+    if !recipients.is_empty() && !tlp.is_restricted() {
+        return Err(invalid(format!(
+            "distribution.recipients apply only to AMBER+STRICT and RED; TLP:{tlp} goes to all"
+        )));
+    }
+    Ok(Distribution { tlp, recipients })
+}
+
+/// Checks one `Submit` entry and makes its payload canonical.
+pub fn submission(s: &pb::Submission, p: &Publisher) -> Result<Prepared, Invalid> {
+    use pb::submission::Body;
+    let indicator = parse_indicator(s.r#type, &s.value)?;
+    let distribution = parse_distribution(s.distribution.as_ref(), p)?;
+    let body_ref = |r: &Option<pb::IndicatorRef>| -> Result<(), Invalid> {
+        match r.as_ref().filter(|r| !r.value.is_empty()) {
+            Some(r) if parse_indicator(r.r#type, &r.value).ok().as_ref() != Some(&indicator) => {
+                Err(invalid(
+                    "the body's indicator differs from type and value; leave it unset",
+                ))
+            }
+            _ => Ok(()),
+        }
+    };
+    let body = match s.body.as_ref() {
+        None => return Err(invalid("body is required: an upsert or a revoke")),
+        Some(Body::Upsert(u)) => {
+            body_ref(&u.indicator)?;
+            if u.confidence > 100 {
+                return Err(invalid(format!(
+                    "upsert.confidence {} is over 100",
+                    u.confidence
+                )));
+            }
+            if u.valid_until_unix_ms
+                .is_some_and(|t| t <= u.valid_from_unix_ms)
+            {
+                return Err(invalid("upsert.valid_until must be after valid_from"));
+            }
+            let mut tags: Vec<String> = Vec::new();
+            for t in u.tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+                if !tags.iter().any(|x| x == t) {
+                    tags.push(t.to_string());
+                }
+            }
+            pb::payload::Body::Upsert(pb::IndicatorUpsert {
+                indicator: Some(to_ref(&indicator)),
+                tags,
+                ..u.clone()
+            })
+        }
+        Some(Body::Revoke(r)) => {
+            body_ref(&r.indicator)?;
+            pb::payload::Body::Revoke(pb::IndicatorRevoke {
+                indicator: Some(to_ref(&indicator)),
+                reason: r.reason.clone(),
+            })
+        }
+    };
+    prepared(indicator, distribution, body, p)
+}
+
+/// Checks a `ReportSighting` request and makes its payload canonical.
+pub fn sighting(r: &pb::ReportSightingRequest, p: &Publisher) -> Result<Prepared, Invalid> {
+    let indicator = parse_indicator(r.r#type, &r.value)?;
+    let distribution = parse_distribution(r.distribution.as_ref(), p)?;
+    if r.count == 0 {
+        return Err(invalid("count must be at least 1"));
+    }
+    let seen_at = match r.seen_at_unix_ms {
+        0 => p.now,
+        t if t > p.now.saturating_add(VerifyConfig::DEFAULT_SKEW_MS) => {
+            return Err(invalid(format!(
+                "seen_at {t} is in the future (now is {})",
+                p.now
+            )))
+        }
+        t => t,
+    };
+    let body = pb::payload::Body::Sighting(pb::Sighting {
+        indicator: Some(to_ref(&indicator)),
+        seen_at_unix_ms: seen_at,
+        count: r.count,
+    });
+    prepared(indicator, distribution, body, p)
+}
+
+/// Refuses what receivers would refuse for size, so a publish cannot fail half way.
+fn prepared(
+    indicator: Indicator,
+    distribution: Distribution,
+    body: pb::payload::Body,
+    p: &Publisher,
+) -> Result<Prepared, Invalid> {
+    let payload = pb::Payload {
+        body: Some(body),
+        ..Default::default()
+    };
+    // As signed: with its nonce, and padded to a bucket if restricted.
+    let len = sealed_len(&payload, distribution.tlp.is_restricted());
+    if len > MAX_PAYLOAD_BYTES {
+        return Err(invalid(format!(
+            "payload is {len} bytes once sealed, over the {MAX_PAYLOAD_BYTES}-byte limit"
+        )));
+    }
+    // The largest header this entry could get: maximal seq and timestamp varints.
+    let header = pb::EntryHeader {
+        origin: p.org.to_string(),
+        seq: u64::MAX,
+        prev_hash: vec![0; 32],
+        payload_commitment: vec![0; 32],
+        payload_len: len as u64,
+        issued_at_unix_ms: i64::MAX,
+        key_id: vec![0; 8],
+        distribution: Some(distribution.to_proto()),
+    };
+    if header.encoded_len() > MAX_HEADER_BYTES {
+        return Err(invalid(format!(
+            "too many recipients: the header would exceed {MAX_HEADER_BYTES} bytes"
+        )));
+    }
+    Ok(Prepared {
+        distribution,
+        payload,
+        indicator,
+    })
+}
+
+/// Checks a whole `Submit` batch: all of it, or an error naming each bad index.
+pub fn submissions(subs: &[pb::Submission], p: &Publisher) -> Result<Vec<Prepared>, Invalid> {
+    if subs.is_empty() {
+        return Err(invalid("no submissions"));
+    }
+    if subs.len() > MAX_SUBMISSIONS {
+        return Err(invalid(format!(
+            "{} submissions, over the {MAX_SUBMISSIONS} allowed per call; split the batch",
+            subs.len()
+        )));
+    }
+    let mut good = Vec::with_capacity(subs.len());
+    let mut errors = Vec::new();
+    for (i, s) in subs.iter().enumerate() {
+        match submission(s, p) {
+            Ok(x) => good.push(x),
+            Err(e) => errors.push(format!("submissions[{i}]: {e}")),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(good);
+    }
+    let more = errors.len().saturating_sub(ERRORS_SHOWN);
+    let mut msg = format!(
+        "{} of {} submissions are invalid; nothing was published: {}",
+        errors.len(),
+        subs.len(),
+        errors[..errors.len().min(ERRORS_SHOWN)].join("; ")
+    );
+    if more > 0 {
+        msg.push_str(&format!("; and {more} more"));
+    }
+    Err(invalid(msg))
+}
+
+#[cfg(test)]
+#[path = "submission_tests.rs"]
+mod tests;

@@ -1,0 +1,261 @@
+//! Unit tests of the submission rules in `submission.rs`, on plain values.
+
+use super::*;
+use intelmesh_proto::v1::IndicatorType as Ty;
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn org(s: &str) -> OrgId {
+    OrgId::parse(s).unwrap()
+}
+
+fn dist(tlp: pb::Tlp, recipients: &[&str]) -> Option<pb::Distribution> {
+    Some(pb::Distribution {
+        tlp: tlp as i32,
+        recipients: recipients.iter().map(|r| r.to_string()).collect(),
+    })
+}
+
+fn members() -> BTreeSet<OrgId> {
+    ["AU-AFP", "BR-PF", "SG-IGCI"]
+        .into_iter()
+        .map(org)
+        .collect()
+}
+
+fn upsert(ty: Ty, value: &str, tlp: pb::Tlp, r: &[&str]) -> pb::Submission {
+    pb::Submission {
+        r#type: ty as i32,
+        value: value.into(),
+        distribution: dist(tlp, r),
+        body: Some(pb::submission::Body::Upsert(pb::IndicatorUpsert {
+            confidence: 80,
+            tags: vec![" c2 ".into(), "c2".into(), "".into(), "apt".into()],
+            ..Default::default()
+        })),
+    }
+}
+
+#[test]
+fn submissions_are_made_canonical() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let s = upsert(
+        Ty::Unspecified,
+        " Evil[.]EXAMPLE ",
+        pb::Tlp::Red,
+        &["BR-PF", "BR-PF"],
+    );
+    let got = submission(&s, &p).unwrap();
+    assert_eq!(got.indicator.value(), "evil.example");
+    assert_eq!(got.distribution.recipients, [org("BR-PF")]);
+    let Some(pb::payload::Body::Upsert(u)) = &got.payload.body else {
+        panic!("an upsert: {:?}", got.payload);
+    };
+    assert_eq!(u.indicator.as_ref().unwrap().value, "evil.example");
+    assert_eq!(u.indicator.as_ref().unwrap().r#type, Ty::Domain as i32);
+    assert_eq!(u.tags, ["c2", "apt"]);
+    assert_eq!(u.confidence, 80);
+    // What we sign (sealed: nonce, padding) passes the receivers' payload checks.
+    let bytes = intelmesh_core::payload::seal(&got.payload, true);
+    assert_eq!(
+        intelmesh_core::verify::decode_payload(&bytes)
+            .unwrap()
+            .indicator,
+        got.indicator
+    );
+
+    let revoke = pb::Submission {
+        body: Some(pb::submission::Body::Revoke(pb::IndicatorRevoke {
+            indicator: Some(pb::IndicatorRef {
+                r#type: Ty::Ipv4 as i32,
+                value: "192.0.2.1".into(),
+            }),
+            reason: "false positive".into(),
+        })),
+        ..upsert(Ty::Ipv4, "192[.]0.2.1", pb::Tlp::Green, &[])
+    };
+    let got = submission(&revoke, &p).unwrap();
+    assert!(
+        matches!(got.payload.body, Some(pb::payload::Body::Revoke(ref r)) if r.reason == "false positive")
+    );
+}
+
+#[test]
+fn bad_submissions_say_what_is_wrong() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let ok = || upsert(Ty::Domain, "evil.example", pb::Tlp::Green, &[]);
+    let err = |s: pb::Submission| submission(&s, &p).unwrap_err().0;
+    assert!(err(pb::Submission {
+        value: "not a domain!".into(),
+        ..ok()
+    })
+    .starts_with("value:"));
+    assert!(err(pb::Submission { r#type: 77, ..ok() }).contains("unknown indicator type 77"));
+    assert!(err(pb::Submission {
+        distribution: None,
+        ..ok()
+    })
+    .contains("distribution is required"));
+    assert!(err(pb::Submission {
+        distribution: dist(pb::Tlp::Unspecified, &[]),
+        ..ok()
+    })
+    .contains("tlp is required"));
+    assert!(
+        err(upsert(Ty::Domain, "a.example", pb::Tlp::Red, &["bad org"])).contains("recipients[0]")
+    );
+    assert!(
+        err(upsert(Ty::Domain, "a.example", pb::Tlp::Red, &["XX-NOPE"])).contains("not a member")
+    );
+    assert!(
+        err(upsert(Ty::Domain, "a.example", pb::Tlp::Green, &["BR-PF"]))
+            .contains("only to AMBER+STRICT and RED")
+    );
+    assert!(err(pb::Submission { body: None, ..ok() }).contains("body is required"));
+    let with = |u: pb::IndicatorUpsert| pb::Submission {
+        body: Some(pb::submission::Body::Upsert(u)),
+        ..ok()
+    };
+    assert!(err(with(pb::IndicatorUpsert {
+        confidence: 101,
+        ..Default::default()
+    }))
+    .contains("confidence 101"));
+    assert!(err(with(pb::IndicatorUpsert {
+        valid_from_unix_ms: 5,
+        valid_until_unix_ms: Some(5),
+        ..Default::default()
+    }))
+    .contains("valid_until"));
+    assert!(err(with(pb::IndicatorUpsert {
+        description: "x".repeat(MAX_PAYLOAD_BYTES),
+        ..Default::default()
+    }))
+    .contains("byte limit"));
+    let other = pb::IndicatorRef {
+        r#type: Ty::Domain as i32,
+        value: "other.example".into(),
+    };
+    assert!(err(with(pb::IndicatorUpsert {
+        indicator: Some(other),
+        ..Default::default()
+    }))
+    .contains("differs"));
+    let same = pb::IndicatorRef {
+        r#type: Ty::Domain as i32,
+        value: "EVIL.example".into(),
+    };
+    assert!(submission(
+        &with(pb::IndicatorUpsert {
+            indicator: Some(same),
+            ..Default::default()
+        }),
+        &p
+    )
+    .is_ok());
+}
+
+#[test]
+fn a_batch_is_refused_whole_naming_each_bad_index() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let good = upsert(Ty::Domain, "evil.example", pb::Tlp::Green, &[]);
+    let bad = upsert(Ty::Ipv4, "999.1.1.1", pb::Tlp::Green, &[]);
+    assert_eq!(
+        submissions(&[good.clone(), good.clone()], &p)
+            .unwrap()
+            .len(),
+        2
+    );
+    let e = submissions(&[good.clone(), bad.clone(), good.clone(), bad.clone()], &p)
+        .unwrap_err()
+        .0;
+    assert!(
+        e.starts_with("2 of 4 submissions are invalid; nothing was published"),
+        "{e}"
+    );
+    assert!(
+        e.contains("submissions[1]: value:") && e.contains("submissions[3]"),
+        "{e}"
+    );
+    assert!(!e.contains("submissions[0]"));
+    let many = vec![bad; 15];
+    assert!(submissions(&many, &p)
+        .unwrap_err()
+        .0
+        .ends_with("and 5 more"));
+    assert!(submissions(&[], &p)
+        .unwrap_err()
+        .0
+        .contains("no submissions"));
+    let too_many = vec![good; MAX_SUBMISSIONS + 1];
+    assert!(submissions(&too_many, &p)
+        .unwrap_err()
+        .0
+        .contains("split the batch"));
+}
+
+#[test]
+fn sightings_default_their_time_and_need_a_count() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let req = pb::ReportSightingRequest {
+        r#type: Ty::Unspecified as i32,
+        value: "198.51.100[.]7".into(),
+        count: 3,
+        distribution: dist(pb::Tlp::Amber, &[]),
+        ..Default::default()
+    };
+    let got = sighting(&req, &p).unwrap();
+    assert_eq!(got.indicator.value(), "198.51.100.7");
+    assert_eq!(got.indicator.ty(), IndicatorType::Ipv4);
+    let Some(pb::payload::Body::Sighting(s)) = &got.payload.body else {
+        panic!("a sighting: {:?}", got.payload);
+    };
+    assert_eq!((s.seen_at_unix_ms, s.count), (NOW, 3));
+    let at = sighting(
+        &pb::ReportSightingRequest {
+            seen_at_unix_ms: NOW - 10,
+            ..req.clone()
+        },
+        &p,
+    )
+    .unwrap();
+    assert!(
+        matches!(at.payload.body, Some(pb::payload::Body::Sighting(ref s)) if s.seen_at_unix_ms == NOW - 10)
+    );
+    let err = |r: pb::ReportSightingRequest| sighting(&r, &p).unwrap_err().0;
+    assert!(err(pb::ReportSightingRequest {
+        count: 0,
+        ..req.clone()
+    })
+    .contains("count must be at least 1"));
+    assert!(err(pb::ReportSightingRequest {
+        seen_at_unix_ms: NOW + 3_600_000,
+        ..req.clone()
+    })
+    .contains("future"));
+    assert!(err(pb::ReportSightingRequest {
+        distribution: None,
+        ..req
+    })
+    .contains("distribution"));
+}
