@@ -225,7 +225,14 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
         "peers": peers,
         "state_digest": s.state_digest,
         "flagged_origins": s.flagged_origins,
+        "fork_proofs": s.fork_proofs,
         "held_entries": s.held_entries,
+        "unverified": s.unverified.iter().map(|u| json!({
+            "origin": u.origin,
+            "key_id": u.key_id,
+            "entries": u.entries,
+            "dropped": u.dropped,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -294,14 +301,28 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
         }
     }
     out.push_str(&format!(
-        "\n  flagged origins: {}\n  held entries: {}",
+        "\n  flagged origins: {} ({} fork proofs held)\n  held entries: {}",
         if s.flagged_origins.is_empty() {
             "none".to_string()
         } else {
             s.flagged_origins.join(", ")
         },
+        s.fork_proofs,
         s.held_entries
     ));
+    for u in &s.unverified {
+        out.push_str(&format!(
+            "\n  unverified: {} entries of {} signed with key {}, not in this node's key list{}",
+            u.entries,
+            u.origin,
+            u.key_id,
+            if u.dropped {
+                " (more were dropped: they come again when the link restarts)"
+            } else {
+                ""
+            }
+        ));
+    }
     out
 }
 

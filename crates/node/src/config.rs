@@ -127,6 +127,11 @@ impl Limits {
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
     }
+    /// The HTTP/2 flow-control window of a link, each way: one whole message, so a peer's
+    /// frame crosses at once, and what a link may buffer stays one message.
+    pub fn flow_window(&self) -> u32 {
+        u32::try_from(self.max_message_bytes).unwrap_or(u32::MAX)
+    }
 
     /// Limits that would stop the node working: zeros (no batch, no queue, a dial loop without
     /// pause), a heartbeat slower than the dead-link deadline (idle links cut), messages too

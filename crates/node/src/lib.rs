@@ -153,6 +153,10 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             cfg.limits.connect_timeout(),
         )?)?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        // A whole frame may be in flight: with HTTP/2's default 64 KiB windows a peer's 8 MiB
+        // frame crossed in many round trips, each waiting for this node's link to read on.
+        .initial_stream_window_size(Some(cfg.limits.flow_window()))
+        .initial_connection_window_size(Some(cfg.limits.flow_window()))
         .add_service(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)

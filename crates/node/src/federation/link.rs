@@ -12,6 +12,7 @@
 //! entry signed with a key this node does not know yet proves nothing: it waits (see
 //! `unverified`) and the link carries on, so one entry never cuts an origin off.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
@@ -109,7 +110,7 @@ pub async fn run_link<S>(
     out: Outbound,
 ) -> Result<(), LinkError>
 where
-    S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send,
+    S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send + 'static,
 {
     let limits = state.cfg.limits.clone();
     let hello = pb::Hello {
@@ -159,7 +160,7 @@ where
         out.clone(),
     )));
     tokio::select! {
-        r = receive_loop(&state, &peer, &mut inbound, &out, &view, &asked) => r,
+        r = receive_loop(&state, &peer, inbound, &out, &view, &asked) => r,
         r = &mut sender.0 => match r {
             Ok(r) => r,
             Err(e) => Err(LinkError::Local(e.to_string())),
@@ -275,23 +276,55 @@ async fn prepare(
     Ok(Some((received, bytes)))
 }
 
+/// The peer's frames, read and prepared (entry batches verified) by a task of their own, up
+/// to [`VERIFY_AHEAD`] ahead of the one being applied. Reading in the receive loop itself
+/// stalled the pipeline: while a batch was applied nothing read the stream, so the next
+/// batches were neither decoded nor verified until the apply was done (the loop waited on
+/// verification for half its time in `bench ingest`). The task ends with the link.
+fn read_ahead<S>(state: Arc<NodeState>, inbound: S) -> ReadAhead
+where
+    S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send + 'static,
+{
+    let max_batch = state.cfg.limits.max_batch_entries;
+    let (tx, rx) = mpsc::channel(1);
+    let task = tokio::spawn(async move {
+        let mut frames = inbound
+            .map(|item| prepare(Arc::clone(&state), max_batch, item))
+            .buffered(VERIFY_AHEAD);
+        while let Some(prepared) = frames.next().await {
+            let failed = prepared.is_err();
+            if tx.send(prepared).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    ReadAhead {
+        prepared: rx,
+        _task: AbortOnDrop(task),
+    }
+}
+
+/// Prepared frames, and the task preparing them (stopped when this is dropped).
+struct ReadAhead {
+    prepared: mpsc::Receiver<Result<Option<(Received, u64)>, LinkError>>,
+    _task: AbortOnDrop<()>,
+}
+
 async fn receive_loop<S>(
     state: &Arc<NodeState>,
     peer: &OrgId,
-    inbound: &mut S,
+    inbound: S,
     out: &Outbound,
     view: &PeerView,
     asked: &Asked,
 ) -> Result<(), LinkError>
 where
-    S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send,
+    S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send + 'static,
 {
     let limits = state.cfg.limits.clone();
-    let mut frames = inbound
-        .map(|item| prepare(Arc::clone(state), limits.max_batch_entries, item))
-        .buffered(VERIFY_AHEAD);
+    let mut frames = read_ahead(Arc::clone(state), inbound);
     loop {
-        let next = tokio::time::timeout(limits.dead_after(), frames.next())
+        let next = tokio::time::timeout(limits.dead_after(), frames.prepared.recv())
             .await
             .map_err(|_| LinkError::Dead(limits.dead_after()))?;
         let (received, bytes) = match next {
@@ -326,11 +359,19 @@ where
                 // The peer holds what it just sent: never echo it back, even before its next
                 // progress frame says so. Entries that wait for a key count too: the peer has
                 // them, this node will take them once it can verify them.
-                for e in &checked.good {
-                    view.raise(&e.header().origin, e.header().seq);
+                let mut sent: BTreeMap<&OrgId, u64> = BTreeMap::new();
+                let headers = checked
+                    .good
+                    .iter()
+                    .map(|e| (&e.header().origin, e.header().seq));
+                for (origin, seq) in
+                    headers.chain(checked.unknown_key.iter().map(|u| (&u.origin, u.seq)))
+                {
+                    let top = sent.entry(origin).or_insert(0);
+                    *top = (*top).max(seq);
                 }
-                for u in &checked.unknown_key {
-                    view.raise(&u.origin, u.seq);
+                for (origin, seq) in sent {
+                    view.raise(origin, seq);
                 }
                 let report = state.apply_checked(checked).await.map_err(local)?;
                 state
