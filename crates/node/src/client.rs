@@ -22,7 +22,11 @@ pub async fn api_channel(
 ) -> anyhow::Result<Channel> {
     crate::tls::install_crypto_provider();
     let tls = crate::tls::client_for(node, ca, cert, key)?;
-    Ok(crate::connect::node_channel(addr, tls, CONNECT_DEADLINE).await?)
+    let options = crate::connect::ChannelOptions {
+        deadline: CONNECT_DEADLINE,
+        window: None,
+    };
+    Ok(crate::connect::node_channel(addr, tls, options).await?)
 }
 
 pub type Indicators = IndicatorsClient<Channel>;

@@ -66,13 +66,24 @@ pub enum ConnectError {
     SilentAfterHandshake { addr: SocketAddr, after: Duration },
 }
 
-/// A channel to the node `tls` expects, at `addr`. TCP connect and TLS handshake together must
-/// finish within `deadline`; the channel reconnects the same way if its connection drops.
+/// How a channel to a node is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelOptions {
+    /// TCP connect, TLS handshake and the node's first bytes together must come within this.
+    pub deadline: Duration,
+    /// HTTP/2 flow-control window this side grants, per stream and per connection; `None`
+    /// keeps HTTP/2's 64 KiB (enough for API answers, not for a peer's full frames).
+    pub window: Option<u32>,
+}
+
+/// A channel to the node `tls` expects, at `addr`; the channel reconnects the same way if its
+/// connection drops.
 pub async fn node_channel(
     addr: SocketAddr,
     tls: NodeTls,
-    deadline: Duration,
+    options: ChannelOptions,
 ) -> Result<Channel, tonic::transport::Error> {
+    let deadline = options.deadline;
     let connector = NodeConnector {
         addr,
         tls,
@@ -81,6 +92,8 @@ pub async fn node_channel(
     // `http://`: tonic must not add TLS of its own; the connector did it.
     Endpoint::from_shared(format!("http://{addr}"))?
         .http2_keep_alive_interval(Duration::from_secs(10))
+        .initial_stream_window_size(options.window)
+        .initial_connection_window_size(options.window)
         .connect_with_connector(connector)
         .await
 }

@@ -204,6 +204,11 @@ impl NodeState {
         self.stopping.send_replace(true);
     }
 
+    /// Whether [`NodeState::stop`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     /// Resolves once [`NodeState::stop`] was called.
     pub async fn stopped(&self) {
         let mut rx = self.stopping.subscribe();

@@ -15,7 +15,7 @@ use tokio_stream::StreamExt;
 
 use super::link::run_link;
 use super::link_error_line;
-use crate::connect::{error_line, node_channel};
+use crate::connect::{error_line, node_channel, ChannelOptions};
 use crate::state::NodeState;
 use crate::tls::client_for;
 
@@ -46,7 +46,14 @@ async fn dial_loop(state: Arc<NodeState>, peer: OrgId, addr: SocketAddr, relay: 
         let started = Instant::now();
         match dial_once(&state, &peer, addr, relay).await {
             Ok(()) => tracing::info!(%peer, %addr, "peer closed the link; redialing"),
-            Err(error) => {
+            Err(Failed::ShutDown(reason)) => {
+                if state.is_stopping() {
+                    return;
+                }
+                tracing::info!(%peer, %addr, %reason, "peer stopped; redialing");
+                state.peers.update(&peer, |s| s.last_error = reason);
+            }
+            Err(Failed::Error(error)) => {
                 tracing::warn!(%peer, %addr, %error, "link down; redialing");
                 // A link that ended was recorded by `disconnect`; this also covers dials that
                 // never got that far.
@@ -63,20 +70,37 @@ async fn dial_loop(state: Arc<NodeState>, peer: OrgId, addr: SocketAddr, relay: 
     }
 }
 
-/// One connection and the link over it; `Err` holds the cause as one line
-/// ([`error_line`]), for the log and the peer's `last_error`.
+/// Why a dial or the link over it ended, as one line ([`error_line`]) for the log and the peer's
+/// `last_error`.
+enum Failed {
+    /// One of the two nodes is stopping: an orderly end.
+    ShutDown(String),
+    Error(String),
+}
+
+impl From<String> for Failed {
+    fn from(line: String) -> Failed {
+        Failed::Error(line)
+    }
+}
+
+/// One connection and the link over it.
 async fn dial_once(
     state: &Arc<NodeState>,
     peer: &OrgId,
     addr: SocketAddr,
     relay: bool,
-) -> Result<(), String> {
+) -> Result<(), Failed> {
     let f = &state.cfg.federation;
     let within = state.cfg.limits.connect_timeout();
     // One deadline for the whole set-up: TCP, TLS (in the connector) and the stream opening.
     let deadline = tokio::time::Instant::now() + within;
     let tls = client_for(peer, &f.client_ca, &f.cert, &f.key).map_err(|e| format!("{e:#}"))?;
-    let channel = node_channel(addr, tls, within)
+    let options = ChannelOptions {
+        deadline: within,
+        window: Some(state.cfg.limits.flow_window()),
+    };
+    let channel = node_channel(addr, tls, options)
         .await
         .map_err(|e| error_line(&e))?;
     let max = state.cfg.limits.max_message_bytes;
@@ -87,13 +111,13 @@ async fn dial_once(
     // The request stream carries frames only; errors we would report end the stream instead.
     let outbound = ReceiverStream::new(rx).map_while(Result::ok);
     if !state.peers.connect(peer, addr.to_string()) {
-        return Err(format!("a link with {peer} is already up"));
+        return Err(format!("a link with {peer} is already up").into());
     }
     let result = async {
         let response = tokio::time::timeout_at(deadline, client.sync(outbound))
             .await
             .map_err(|_| format!("{peer} at {addr} did not open the link within {within:?}"))?
-            .map_err(|s| error_line(&s))?;
+            .map_err(|s| Failed::Error(error_line(&s)))?;
         run_link(
             Arc::clone(state),
             peer.clone(),
@@ -102,9 +126,20 @@ async fn dial_once(
             tx,
         )
         .await
-        .map_err(|e| link_error_line(&e))
+        .map_err(|e| {
+            let line = link_error_line(&e);
+            if e.is_shutdown() {
+                Failed::ShutDown(line)
+            } else {
+                Failed::Error(line)
+            }
+        })
     }
     .await;
-    state.peers.disconnect(peer, result.as_ref().err().cloned());
+    let line = match &result {
+        Err(Failed::ShutDown(l) | Failed::Error(l)) => Some(l.clone()),
+        Ok(()) => None,
+    };
+    state.peers.disconnect(peer, line);
     result
 }

@@ -62,6 +62,26 @@ pub enum LinkError {
     Stream(Status),
     #[error("local failure: {0}")]
     Local(String),
+    /// This node is stopping: not a failure of the link or of the peer.
+    #[error("{SHUTTING_DOWN}")]
+    ShuttingDown,
+}
+
+/// What a link ended by a stopping node says (this side's error, and the status the peer reads).
+pub const SHUTTING_DOWN: &str = "node is shutting down";
+
+impl LinkError {
+    /// Whether the link ended because one of its two nodes is stopping (here, or as the status
+    /// the peer sent says): an orderly end, logged as such rather than as a failure.
+    pub fn is_shutdown(&self) -> bool {
+        match self {
+            LinkError::ShuttingDown => true,
+            LinkError::Stream(s) => {
+                s.code() == tonic::Code::Unavailable && s.message() == SHUTTING_DOWN
+            }
+            _ => false,
+        }
+    }
 }
 
 impl LinkError {
@@ -82,6 +102,7 @@ impl LinkError {
             LinkError::Stream(s) => s.clone(),
             LinkError::Closed => Status::cancelled(msg),
             LinkError::Local(_) => Status::internal(msg),
+            LinkError::ShuttingDown => Status::unavailable(msg),
         }
     }
 }
@@ -165,7 +186,7 @@ where
             Ok(r) => r,
             Err(e) => Err(LinkError::Local(e.to_string())),
         },
-        _ = state.stopped() => Err(LinkError::Local("node is shutting down".into())),
+        _ = state.stopped() => Err(LinkError::ShuttingDown),
     }
 }
 

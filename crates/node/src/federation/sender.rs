@@ -161,7 +161,7 @@ pub(super) async fn send_loop(
         tokio::select! {
             r = changes.changed() => {
                 if r.is_err() {
-                    return Err(LinkError::Local("node is shutting down".into()));
+                    return Err(LinkError::ShuttingDown);
                 }
             }
             () = asked.added.notified() => {}

@@ -57,7 +57,11 @@ impl Federation for FederationService {
             let result = run_link(Arc::clone(&state), peer.clone(), relay, inbound, tx).await;
             let error = result.err().map(|e| {
                 let line = link_error_line(&e);
-                tracing::warn!(%peer, error = %line, "link ended");
+                if e.is_shutdown() {
+                    tracing::info!(%peer, reason = %line, "link ended");
+                } else {
+                    tracing::warn!(%peer, error = %line, "link ended");
+                }
                 // The peer may already be gone; then nobody reads it.
                 let _ = end_tx.send(e.to_status());
                 line
