@@ -6,5 +6,8 @@ pub mod status;
 pub mod submission;
 pub mod view;
 
+#[cfg(test)]
+mod test_values;
+
 pub use indicators::IndicatorsService;
 pub use status::StatusService;

@@ -3,18 +3,7 @@
 use super::*;
 use intelmesh_proto::v1::IndicatorType as Ty;
 
-const NOW: i64 = 1_800_000_000_000;
-
-fn org(s: &str) -> OrgId {
-    OrgId::parse(s).unwrap()
-}
-
-fn dist(tlp: pb::Tlp, recipients: &[&str]) -> Option<pb::Distribution> {
-    Some(pb::Distribution {
-        tlp: tlp as i32,
-        recipients: recipients.iter().map(|r| r.to_string()).collect(),
-    })
-}
+use crate::api::test_values::{dist, org, NOW};
 
 fn members() -> BTreeSet<OrgId> {
     ["AU-AFP", "BR-PF", "SG-IGCI"]

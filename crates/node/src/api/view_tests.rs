@@ -4,18 +4,7 @@ use super::*;
 use intelmesh_core::indicator::detect;
 use intelmesh_proto::v1::{IndicatorType as Ty, Verdict};
 
-const NOW: i64 = 1_800_000_000_000;
-
-fn org(s: &str) -> OrgId {
-    OrgId::parse(s).unwrap()
-}
-
-fn dist(tlp: pb::Tlp, recipients: &[&str]) -> Option<pb::Distribution> {
-    Some(pb::Distribution {
-        tlp: tlp as i32,
-        recipients: recipients.iter().map(|r| r.to_string()).collect(),
-    })
-}
+use crate::api::test_values::{dist, org, NOW};
 
 fn assertion(origin: &str, tlp: pb::Tlp, recipients: &[&str]) -> pb::OriginAssertion {
     pb::OriginAssertion {
