@@ -17,14 +17,14 @@ use crate::usage;
 pub enum Pki {
     /// Create a certificate authority: DIR/ca.pem and DIR/ca.key (0600). One for the
     /// federation (held by the hub operator, `--federation`), and one service CA per member
-    /// (`--service ORG`). The certificate records which, so `intelmesh run --check` catches
+    /// (`--service ORG`). The certificate records which (when given), so `intelmesh run --check` catches
     /// one given in the other's place.
     InitCa {
         /// Directory to create the CA in.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
         /// The federation's CA: it certifies every member's node for the federation listeners.
-        #[arg(long, required_unless_present = "service", conflicts_with = "service")]
+        #[arg(long, conflicts_with = "service")]
         federation: bool,
         /// ORG's service CA: it certifies ORG's API listener and the services that call it.
         #[arg(long, value_name = "ORG", value_parser = parse_org)]
@@ -107,21 +107,31 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
     match which {
         Pki::InitCa {
             out,
-            federation: _,
+            federation,
             service,
             name,
         } => {
-            // clap requires one of --federation and --service.
-            let role = service.map_or(CaRole::Federation, CaRole::Service);
+            let role = match (federation, service) {
+                (true, _) => Some(CaRole::Federation),
+                (false, Some(org)) => Some(CaRole::Service(org)),
+                (false, None) => None,
+            };
             refuse_existing(&out, "ca")?;
             create_dir(&out)?;
-            match &name {
-                Some(name) => Ca::generate_named(&role, name)?,
-                None => Ca::generate(&role)?,
+            match (&role, &name) {
+                (Some(role), Some(name)) => Ca::generate_named(role, name)?,
+                (Some(role), None) => Ca::generate(role)?,
+                (None, name) => {
+                    Ca::generate_unmarked(name.as_deref().unwrap_or("intelmesh federation CA"))?
+                }
             }
             .write(&out, "ca")?;
+            let what = role.map_or_else(
+                || "no role recorded: pass --federation or --service ORG next time, so `intelmesh run --check` can tell the two CAs apart".to_string(),
+                |r| r.to_string(),
+            );
             out!(
-                "wrote {} and {} (private, 0600): {role}",
+                "wrote {} and {} (private, 0600): {what}",
                 out.join("ca.pem").display(),
                 out.join("ca.key").display()
             );

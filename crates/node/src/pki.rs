@@ -119,10 +119,22 @@ impl Ca {
 
     /// A new self-signed CA for `role`, with the common name `common_name`.
     pub fn generate_named(role: &CaRole, common_name: &str) -> anyhow::Result<Ca> {
+        Ca::generate_with(Some(role), common_name)
+    }
+
+    /// A new self-signed CA that records no role (as CAs made before roles were recorded):
+    /// `run --check` can then only compare it with the other CA file, not name its role.
+    pub fn generate_unmarked(common_name: &str) -> anyhow::Result<Ca> {
+        Ca::generate_with(None, common_name)
+    }
+
+    fn generate_with(role: Option<&CaRole>, common_name: &str) -> anyhow::Result<Ca> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .subject_alt_names
-            .push(SanType::URI(role.uri().try_into()?));
+        if let Some(role) = role {
+            params
+                .subject_alt_names
+                .push(SanType::URI(role.uri().try_into()?));
+        }
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
