@@ -294,9 +294,10 @@ impl NodeConfig {
     /// listeners, limits. `intelmesh run --check` looks deeper (`crate::preflight`).
     pub fn problems(&self) -> Vec<Finding> {
         let mut found = Vec::new();
-        let org = match self.org_id() {
+        let org = match OrgId::parse(&self.org) {
             Ok(org) => Some(org),
             Err(e) => {
+                // The finding names the setting; the error alone says what is wrong with it.
                 found.push(Finding::new("org", e.to_string()));
                 None
             }

@@ -37,6 +37,8 @@ struct Waiting {
 struct Inner {
     by_origin: BTreeMap<OrgId, BTreeMap<u64, Waiting>>,
     bytes: usize,
+    /// When the queue was last scanned for entries past [`UNVERIFIED_TTL`].
+    scanned: Option<Instant>,
     /// (origin, key) pairs some of whose entries were dropped for lack of room.
     dropped: BTreeMap<(OrgId, KeyId), u64>,
 }
@@ -48,6 +50,32 @@ pub enum Added {
     Kept { new_key: bool },
     /// No room: dropped (it comes again when the link restarts).
     Dropped,
+}
+
+impl Inner {
+    /// Drops entries that waited longer than [`UNVERIFIED_TTL`], scanning at most once a
+    /// minute (an entry leaves at most a minute late; a full queue costs no scan per entry).
+    fn expire(&mut self, now: Instant) {
+        if self
+            .scanned
+            .is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.scanned = Some(now);
+        let mut freed = 0;
+        self.by_origin.retain(|_, queue| {
+            queue.retain(|_, w| {
+                let keep = now.saturating_duration_since(w.since) <= UNVERIFIED_TTL;
+                if !keep {
+                    freed += size(&w.entry);
+                }
+                keep
+            });
+            !queue.is_empty()
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+    }
 }
 
 /// The queue of entries waiting for their signing key.
@@ -77,6 +105,7 @@ impl Unverified {
         limits: &UnverifiedLimits,
     ) -> Added {
         let mut inner = self.lock();
+        inner.expire(Instant::now());
         let bytes = size(&entry);
         let queue = inner.by_origin.get(&origin);
         if queue.is_some_and(|q| q.contains_key(&seq)) {
@@ -104,12 +133,12 @@ impl Unverified {
     /// dropping those that waited longer than [`UNVERIFIED_TTL`].
     pub fn take_all(&self) -> Vec<pb::SignedEntry> {
         let mut inner = self.lock();
+        inner.scanned = None;
+        inner.expire(Instant::now());
         inner.bytes = 0;
-        let now = Instant::now();
         std::mem::take(&mut inner.by_origin)
             .into_values()
             .flat_map(BTreeMap::into_values)
-            .filter(|w| now.saturating_duration_since(w.since) <= UNVERIFIED_TTL)
             .map(|w| w.entry)
             .collect()
     }

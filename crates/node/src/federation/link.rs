@@ -165,7 +165,7 @@ where
     }
     let view = Arc::new(PeerView::default());
     let reported = read_vector(peer_hello.vector, &state.keys());
-    take_in_vector(&state, &peer, &view, &reported, hello_bytes)?;
+    take_in_vector(&state, &peer, &view, &reported, hello_bytes);
     tracing::info!(%peer, "link up");
 
     let link = LinkReach {
@@ -190,19 +190,19 @@ where
     }
 }
 
-/// Takes in a vector the peer reported (hello or progress): what it holds, where its view of
-/// an origin splits from this node's, and the peer facts for status.
+/// Takes in a vector the peer reported (hello or progress): what it holds, its head hashes (the
+/// sender compares them with this node's), and the peer facts for status.
 fn take_in_vector(
     state: &NodeState,
     peer: &OrgId,
     view: &PeerView,
     reported: &Reported,
     frame_bytes: u64,
-) -> Result<(), LinkError> {
+) {
     if reported.ignored > 0 {
         tracing::debug!(%peer, ignored = reported.ignored, "vector names origins that are not members; ignored");
     }
-    view.learn(reported, &state.store.heads().map_err(local)?);
+    view.learn(reported);
     let vector = reported
         .heads
         .iter()
@@ -212,7 +212,6 @@ fn take_in_vector(
         p.vector = vector;
         p.bytes_received += frame_bytes;
     });
-    Ok(())
 }
 
 /// Ends the sender half whenever the link ends, however it ends (even if the link's own
@@ -365,7 +364,7 @@ where
             Received::Want(w) => asked.add(w, &state.keys()),
             Received::Progress(p) => {
                 let reported = read_vector(p.vector, &state.keys());
-                take_in_vector(state, peer, view, &reported, 0)?;
+                take_in_vector(state, peer, view, &reported, 0);
             }
             Received::Evidence(e) => {
                 let report = state.receive_evidence(e.proofs).await.map_err(local)?;

@@ -1,11 +1,12 @@
 //! What a peer holds, as far as this node knows: its vector, raised by its hello, its progress
-//! frames and what was sent to it; and the seqs where it holds the same height as this node
-//! under another hash (a split view, to expose by sending this node's entry there).
+//! frames and what was sent to it; and the head hashes it reported, so the sender can find
+//! where the peer holds the same height as this node under another hash (a split view, to
+//! expose by sending this node's entry there).
 //!
 //! Vectors come from the peer, so only members' origins are kept: names the key list does not
 //! know are dropped on arrival, and what the view holds is bounded by the federation's size.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use intelmesh_core::{Hash, Head, OrgId, StaticKeys};
@@ -55,7 +56,10 @@ pub fn to_wire(heads: &BTreeMap<OrgId, Head>) -> pb::VersionVector {
 #[derive(Default)]
 struct Inner {
     known: BTreeMap<OrgId, u64>,
-    diverged: BTreeSet<(OrgId, u64)>,
+    /// The head (seq, hash) the peer last reported for each origin.
+    reported: BTreeMap<OrgId, (u64, Hash)>,
+    /// The seq of each origin whose split view this node last answered.
+    answered: BTreeMap<OrgId, u64>,
 }
 
 /// This node's view of one peer on one link.
@@ -70,18 +74,15 @@ impl PeerView {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes in what the peer reported: raises what it is known to hold, and notes every origin
-    /// where it is at this node's height with another head hash.
-    pub fn learn(&self, reported: &Reported, ours: &BTreeMap<OrgId, Head>) {
+    /// Takes in what the peer reported: raises what it is known to hold, and keeps its head
+    /// hashes.
+    pub fn learn(&self, reported: &Reported) {
         let mut inner = self.lock();
         for (origin, seq) in &reported.heads {
             let known = inner.known.entry(origin.clone()).or_insert(0);
             *known = (*known).max(*seq);
-            let split = ours.get(origin).is_some_and(|h| {
-                h.seq == *seq && reported.hashes.get(origin).is_some_and(|x| *x != h.hash)
-            });
-            if split {
-                inner.diverged.insert((origin.clone(), *seq));
+            if let Some(hash) = reported.hashes.get(origin) {
+                inner.reported.insert(origin.clone(), (*seq, *hash));
             }
         }
     }
@@ -97,12 +98,24 @@ impl PeerView {
         self.lock().known.get(origin).copied().unwrap_or(0)
     }
 
-    /// The seqs where the peer showed another head than this node's, to send it this node's
-    /// entries there (once each).
-    pub fn take_diverged(&self) -> Vec<(OrgId, u64)> {
-        std::mem::take(&mut self.lock().diverged)
-            .into_iter()
-            .collect()
+    /// The seqs where the peer last reported this node's height of an origin under another
+    /// hash than `ours`: this node sends its entry there, once per origin and seq.
+    pub fn split_views(&self, ours: &BTreeMap<OrgId, Head>) -> Vec<(OrgId, u64)> {
+        let mut inner = self.lock();
+        let Inner {
+            reported, answered, ..
+        } = &mut *inner;
+        let mut out = Vec::new();
+        for (origin, (seq, hash)) in reported.iter() {
+            let split = ours
+                .get(origin)
+                .is_some_and(|h| h.seq == *seq && h.hash != *hash);
+            if split && answered.get(origin) != Some(seq) {
+                answered.insert(origin.clone(), *seq);
+                out.push((origin.clone(), *seq));
+            }
+        }
+        out
     }
 }
 
@@ -177,15 +190,15 @@ mod tests {
                 .collect(),
             ignored: 0,
         };
-        view.learn(&reported, &ours);
+        view.learn(&reported);
         assert_eq!(view.known(&org("AU")), 4);
         assert_eq!(
-            view.take_diverged(),
+            view.split_views(&ours),
             vec![(org("AU"), 4)],
             "BR is only behind"
         );
         assert!(
-            view.take_diverged().is_empty(),
+            view.split_views(&ours).is_empty(),
             "each divergence is sent once"
         );
         view.raise(&org("BR"), 2);

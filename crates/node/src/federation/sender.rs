@@ -234,8 +234,9 @@ fn next_batch(
     view: &PeerView,
     limits: &Limits,
 ) -> Result<Batch, LinkError> {
+    let heads = state.store.heads().map_err(local)?;
     let mut batch = Batch::new(limits);
-    for (origin, seq) in view.take_diverged() {
+    for (origin, seq) in view.split_views(&heads) {
         if let Some(e) = state.store.range(&origin, seq, 1).map_err(local)?.pop() {
             let h = decoded(&e, &origin)?;
             let routed = for_link(e, &h, link);
@@ -245,7 +246,6 @@ fn next_batch(
             }
         }
     }
-    let heads = state.store.heads().map_err(local)?;
     for (origin, head) in &heads {
         let have = view.known(origin);
         if have >= head.seq {
