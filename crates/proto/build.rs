@@ -7,10 +7,12 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = [
+        "intelmesh/v1/roster.proto",
         "intelmesh/v1/log.proto",
         "intelmesh/v1/state.proto",
         "intelmesh/v1/federation.proto",
         "intelmesh/v1/indicators.proto",
+        "intelmesh/v1/admin.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());
