@@ -198,6 +198,7 @@ impl RawPeer {
                 ..Default::default()
             }),
             reaches: vec![org_id.to_string()],
+            roster_hash: Vec::new(),
         }))
         .await
     }

@@ -83,6 +83,7 @@ pub(crate) async fn open(
     link.send(pb::sync_frame::Frame::Hello(pb::Hello {
         org_id: me.org.to_string(),
         roster_version: 1,
+        roster_hash: Vec::new(),
         vector: Some(pb::VersionVector::default()),
         reaches: vec![me.org.to_string()],
     }))

@@ -16,7 +16,10 @@ pub mod verify;
 pub use entry::{Distribution, Hash, Head, KeyId, OrgId, Tlp};
 pub use indicator::{Indicator, IndicatorType};
 pub use sign::Signer;
-pub use verify::{KeyRegistry, StaticKeys, VerifiedEntry, VerifyConfig, VerifyError};
+pub use verify::{
+    Content, Control, KeyLookup, KeyRegistry, SeqRange, StaticKeys, VerifiedEntry, VerifyConfig,
+    VerifyError,
+};
 
 /// Milliseconds since the Unix epoch, from the system clock. The one clock read of the core,
 /// kept here so callers pass plain values to everything else.

@@ -21,30 +21,93 @@ use crate::payload::{is_bucket, MAX_NONCE_LEN, MIN_NONCE_LEN, PAD_BUCKETS};
 pub use crate::signature::SignatureDefect;
 use crate::signature::{self, check_components};
 
-/// Where verifying keys come from: a config file now, the hub's roster later.
+/// Where verifying keys come from: a config file, or the roster a node follows.
 pub trait KeyRegistry: Sync {
-    /// The key `origin` signs with under `key_id`, if it is known and not revoked.
-    fn key(&self, origin: &OrgId, key_id: &KeyId) -> Option<VerifyingKey>;
+    /// The key `origin` signs with under `key_id`, if it is known, and whether it may sign
+    /// the origin's entry `seq` (keys are valid for a range of their origin's seqs).
+    fn key(&self, origin: &OrgId, key_id: &KeyId, seq: u64) -> KeyLookup;
+
+    /// Whether `origin` is the federation authority, whose log carries roster versions.
+    fn is_authority(&self, _origin: &OrgId) -> bool {
+        false
+    }
 }
 
-/// A fixed set of (org, key) pairs.
+/// What a registry knows of one (origin, key id) at one seq.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyLookup {
+    Valid(VerifyingKey),
+    /// Not (yet) known: a member or key this registry has not heard of.
+    Unknown,
+    /// Known, but not for this seq: ended by a rotation, a compromise report or a suspension,
+    /// or not started yet.
+    OutOfRange {
+        first_seq: u64,
+        last_seq: Option<u64>,
+    },
+}
+
+/// The seqs a key may sign: `first..=last` (open-ended without `last`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqRange {
+    pub first: u64,
+    pub last: Option<u64>,
+}
+
+impl SeqRange {
+    pub const ALL: SeqRange = SeqRange {
+        first: 1,
+        last: None,
+    };
+
+    pub fn contains(&self, seq: u64) -> bool {
+        seq >= self.first && self.last.is_none_or(|last| seq <= last)
+    }
+}
+
+/// A fixed set of (org, key, seq range) triples, and the authority origin if any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StaticKeys {
-    keys: HashMap<(OrgId, KeyId), VerifyingKey>,
+    keys: HashMap<(OrgId, KeyId), (VerifyingKey, SeqRange)>,
     orgs: BTreeSet<OrgId>,
+    authority: Option<OrgId>,
 }
 
 impl StaticKeys {
+    /// `key` may sign every seq of `org`.
     pub fn insert(&mut self, org: OrgId, key: VerifyingKey) {
+        self.insert_range(org, key, SeqRange::ALL);
+    }
+
+    /// `key` may sign the seqs of `org` in `range`.
+    pub fn insert_range(&mut self, org: OrgId, key: VerifyingKey, range: SeqRange) {
         self.orgs.insert(org.clone());
-        self.keys.insert((org, KeyId::of(&key)), key);
+        self.keys.insert((org, KeyId::of(&key)), (key, range));
+    }
+
+    /// Names the federation authority's origin (the roster log); its keys are inserted like
+    /// any other origin's.
+    pub fn set_authority(&mut self, org: OrgId) {
+        self.orgs.insert(org.clone());
+        self.authority = Some(org);
+    }
+
+    pub fn authority(&self) -> Option<&OrgId> {
+        self.authority.as_ref()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&OrgId, &VerifyingKey)> {
-        self.keys.iter().map(|((org, _), key)| (org, key))
+        self.keys.iter().map(|((org, _), (key, _))| (org, key))
     }
 
-    /// The orgs with at least one key: the federation's members.
+    /// Every key with the seqs it may sign.
+    pub fn ranges(&self) -> impl Iterator<Item = (&OrgId, &VerifyingKey, SeqRange)> {
+        self.keys
+            .iter()
+            .map(|((org, _), (key, range))| (org, key, *range))
+    }
+
+    /// The origins this list knows (members with keys, and the authority): the federation.
     pub fn members(&self) -> &BTreeSet<OrgId> {
         &self.orgs
     }
@@ -53,16 +116,37 @@ impl StaticKeys {
         self.orgs.contains(org)
     }
 
-    /// Whether `org` may sign with `key`.
+    /// Whether `org` may sign with `key` (at some seq).
     pub fn holds(&self, org: &OrgId, key: &VerifyingKey) -> bool {
-        self.keys.get(&(org.clone(), KeyId::of(key))) == Some(key)
+        self.keys
+            .get(&(org.clone(), KeyId::of(key)))
+            .is_some_and(|(k, _)| k == key)
+    }
+
+    /// The seqs `org` may sign with `key`, if it holds it.
+    pub fn range_of(&self, org: &OrgId, key: &VerifyingKey) -> Option<SeqRange> {
+        self.keys
+            .get(&(org.clone(), KeyId::of(key)))
+            .filter(|(k, _)| k == key)
+            .map(|(_, r)| *r)
     }
 }
 
 impl KeyRegistry for StaticKeys {
-    fn key(&self, origin: &OrgId, key_id: &KeyId) -> Option<VerifyingKey> {
+    fn key(&self, origin: &OrgId, key_id: &KeyId, seq: u64) -> KeyLookup {
         // Cloning the OrgId for the lookup is cheap next to a signature check.
-        self.keys.get(&(origin.clone(), *key_id)).copied()
+        match self.keys.get(&(origin.clone(), *key_id)) {
+            None => KeyLookup::Unknown,
+            Some((key, range)) if range.contains(seq) => KeyLookup::Valid(*key),
+            Some((_, range)) => KeyLookup::OutOfRange {
+                first_seq: range.first,
+                last_seq: range.last,
+            },
+        }
+    }
+
+    fn is_authority(&self, origin: &OrgId) -> bool {
+        self.authority.as_ref() == Some(origin)
     }
 }
 
@@ -85,11 +169,35 @@ impl VerifyConfig {
     }
 }
 
-/// The decoded, checked content of a payload.
+/// The decoded, checked content of an indicator payload.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Payload {
     pub indicator: Indicator,
     pub body: pb::payload::Body,
+}
+
+/// The payload of a control-plane entry: a roster version (only in the authority's log) or a
+/// member's roster checkpoint. Neither names an indicator.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    Roster(pb::SignedRoster),
+    Checkpoint(pb::RosterCheckpoint),
+}
+
+/// What a payload carries.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    Indicator(Payload),
+    Control(Control),
+}
+
+impl Content {
+    pub fn indicator(self) -> Option<Payload> {
+        match self {
+            Content::Indicator(p) => Some(p),
+            Content::Control(_) => None,
+        }
+    }
 }
 
 /// An entry whose header, payload binding and signature have been checked.
@@ -99,6 +207,7 @@ pub struct VerifiedEntry {
     header: Header,
     hash: Hash,
     payload: Option<Payload>,
+    control: Option<Control>,
     key: VerifyingKey,
 }
 
@@ -114,9 +223,17 @@ impl VerifiedEntry {
     pub fn hash(&self) -> &Hash {
         &self.hash
     }
-    /// `None` for a withheld stub.
+    /// The indicator payload; `None` for a withheld stub and for control entries.
     pub fn payload(&self) -> Option<&Payload> {
         self.payload.as_ref()
+    }
+    /// The roster version or checkpoint a control entry carries.
+    pub fn control(&self) -> Option<&Control> {
+        self.control.as_ref()
+    }
+    /// Whether the entry travels with its payload (of any kind): not a stub.
+    pub fn has_payload(&self) -> bool {
+        self.raw.payload.is_some()
     }
     pub fn key(&self) -> &VerifyingKey {
         &self.key
@@ -179,6 +296,14 @@ pub enum VerifyError {
         seq: u64,
         key_id: KeyId,
     },
+    #[error("{origin}#{seq}: signing key {key_id} may sign only seqs {first_seq}..{}; refused (ended by a rotation, a compromise report or a suspension)", last_seq.map_or_else(|| "".to_string(), |l| l.to_string()))]
+    KeyNotValidAtSeq {
+        origin: OrgId,
+        seq: u64,
+        key_id: KeyId,
+        first_seq: u64,
+        last_seq: Option<u64>,
+    },
     #[error("{origin}#{seq}: signature does not verify")]
     BadSignature { origin: OrgId, seq: u64 },
     #[error("{origin}#{seq}: signature refused: {defect}")]
@@ -202,6 +327,7 @@ impl VerifyError {
             VerifyError::InvalidPayload { .. } => "invalid_payload",
             VerifyError::FromFuture { .. } => "from_future",
             VerifyError::UnknownKey { .. } => "unknown_key",
+            VerifyError::KeyNotValidAtSeq { .. } => "key_not_valid_at_seq",
             VerifyError::BadSignature { .. } => "bad_signature",
             VerifyError::MalformedSignature { .. } => "malformed_signature",
         }
@@ -212,6 +338,13 @@ impl VerifyError {
     /// rotated, somewhere first); a node holds it and checks it again when its keys change.
     pub fn is_unverifiable_yet(&self) -> bool {
         matches!(self, VerifyError::UnknownKey { .. })
+    }
+
+    /// Whether the refusal follows from what the origin's key may sign, not from what the
+    /// relay did: a key ended by the roster (rotation, compromise, suspension). A relay whose
+    /// roster is older may forward such an entry in good faith, so it must not cost the link.
+    pub fn is_origin_fault(&self) -> bool {
+        matches!(self, VerifyError::KeyNotValidAtSeq { .. })
     }
 }
 
@@ -261,13 +394,19 @@ pub enum PayloadDefect {
     ZeroCount,
     #[error("nonce of {0} bytes; it must be {MIN_NONCE_LEN} to {MAX_NONCE_LEN} random bytes")]
     Nonce(usize),
+    #[error("a roster version may only be in the federation authority's log")]
+    RosterOutsideAuthorityLog,
+    #[error("the federation authority's log carries roster versions only")]
+    AuthorityLogNotRoster,
+    #[error("control entries (roster versions, checkpoints) must be TLP:CLEAR")]
+    RestrictedControl,
 }
 
 /// Checks everything but the signature and returns the entry with the message to verify.
 struct Prechecked {
     raw: pb::SignedEntry,
     header: Header,
-    payload: Option<Payload>,
+    content: Option<Content>,
     key: VerifyingKey,
     signature: Signature,
 }
@@ -304,17 +443,35 @@ fn precheck(
             max_skew_ms: cfg.max_clock_skew_ms,
         });
     }
-    let payload = match &raw.payload {
+    let content = match &raw.payload {
         None => None,
         Some(bytes) => Some(check_payload(&header, bytes)?),
     };
-    let key = keys
-        .key(origin, &header.key_id)
-        .ok_or_else(|| VerifyError::UnknownKey {
-            origin: origin.clone(),
-            seq,
-            key_id: header.key_id,
-        })?;
+    if let Some(content) = &content {
+        check_content_origin(&header, content, keys.is_authority(origin))?;
+    }
+    let key = match keys.key(origin, &header.key_id, seq) {
+        KeyLookup::Valid(key) => key,
+        KeyLookup::Unknown => {
+            return Err(VerifyError::UnknownKey {
+                origin: origin.clone(),
+                seq,
+                key_id: header.key_id,
+            })
+        }
+        KeyLookup::OutOfRange {
+            first_seq,
+            last_seq,
+        } => {
+            return Err(VerifyError::KeyNotValidAtSeq {
+                origin: origin.clone(),
+                seq,
+                key_id: header.key_id,
+                first_seq,
+                last_seq,
+            })
+        }
+    };
     check_components(&signature, &key).map_err(|defect| VerifyError::MalformedSignature {
         origin: origin.clone(),
         seq,
@@ -323,10 +480,39 @@ fn precheck(
     Ok(Prechecked {
         raw,
         header,
-        payload,
+        content,
         key,
         signature,
     })
+}
+
+/// Roster versions travel only in the authority's log and it carries nothing else; control
+/// entries are public (every member must see the same roster and checkpoints).
+fn check_content_origin(
+    header: &Header,
+    content: &Content,
+    from_authority: bool,
+) -> Result<(), VerifyError> {
+    let defect = match content {
+        Content::Control(_) if header.distribution.tlp != Tlp::Clear => {
+            Some(PayloadDefect::RestrictedControl)
+        }
+        Content::Control(Control::Roster(_)) if !from_authority => {
+            Some(PayloadDefect::RosterOutsideAuthorityLog)
+        }
+        Content::Control(Control::Checkpoint(_)) | Content::Indicator(_) if from_authority => {
+            Some(PayloadDefect::AuthorityLogNotRoster)
+        }
+        _ => None,
+    };
+    match defect {
+        None => Ok(()),
+        Some(defect) => Err(VerifyError::InvalidPayload {
+            origin: header.origin.clone(),
+            seq: header.seq,
+            defect,
+        }),
+    }
 }
 
 fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
@@ -384,7 +570,7 @@ fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
     })
 }
 
-fn check_payload(header: &Header, bytes: &[u8]) -> Result<Payload, VerifyError> {
+fn check_payload(header: &Header, bytes: &[u8]) -> Result<Content, VerifyError> {
     let (origin, seq) = (header.origin.clone(), header.seq);
     if bytes.len() > MAX_PAYLOAD_BYTES {
         return Err(VerifyError::PayloadTooLarge {
@@ -405,15 +591,16 @@ fn check_payload(header: &Header, bytes: &[u8]) -> Result<Payload, VerifyError> 
     if payload_commitment(bytes) != header.payload_commitment {
         return Err(VerifyError::PayloadCommitmentMismatch { origin, seq });
     }
-    decode_payload(bytes).map_err(|defect| VerifyError::InvalidPayload {
+    decode_content(bytes).map_err(|defect| VerifyError::InvalidPayload {
         origin,
         seq,
         defect,
     })
 }
 
-/// Decodes a payload and checks its nonce and that its indicator is in canonical form.
-pub fn decode_payload(bytes: &[u8]) -> Result<Payload, PayloadDefect> {
+/// Decodes a payload and checks its nonce and, for an indicator payload, that its indicator is
+/// in canonical form.
+pub fn decode_content(bytes: &[u8]) -> Result<Content, PayloadDefect> {
     use pb::payload::Body;
     let payload =
         pb::Payload::decode(bytes).map_err(|e| PayloadDefect::Undecodable(e.to_string()))?;
@@ -422,6 +609,8 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Payload, PayloadDefect> {
     }
     let body = payload.body.ok_or(PayloadDefect::MissingBody)?;
     let indicator = match &body {
+        Body::Roster(r) => return Ok(Content::Control(Control::Roster(r.clone()))),
+        Body::Checkpoint(c) => return Ok(Content::Control(Control::Checkpoint(c.clone()))),
         Body::Upsert(u) if u.confidence > 100 => {
             return Err(PayloadDefect::Confidence(u.confidence))
         }
@@ -433,7 +622,13 @@ pub fn decode_payload(bytes: &[u8]) -> Result<Payload, PayloadDefect> {
         }
     };
     let indicator = canonical_indicator(indicator)?;
-    Ok(Payload { indicator, body })
+    Ok(Content::Indicator(Payload { indicator, body }))
+}
+
+/// [`decode_content`] of a payload that must carry an indicator; `Ok(None)` for a control
+/// payload (a roster version or checkpoint), which has none.
+pub fn decode_payload(bytes: &[u8]) -> Result<Option<Payload>, PayloadDefect> {
+    decode_content(bytes).map(Content::indicator)
 }
 
 fn canonical_indicator(wire: &pb::IndicatorRef) -> Result<Indicator, PayloadDefect> {
@@ -450,11 +645,17 @@ fn canonical_indicator(wire: &pb::IndicatorRef) -> Result<Indicator, PayloadDefe
 }
 
 fn finish(p: Prechecked) -> VerifiedEntry {
+    let (payload, control) = match p.content {
+        None => (None, None),
+        Some(Content::Indicator(payload)) => (Some(payload), None),
+        Some(Content::Control(control)) => (None, Some(control)),
+    };
     VerifiedEntry {
         hash: header_hash(&p.raw.header),
         raw: p.raw,
         header: p.header,
-        payload: p.payload,
+        payload,
+        control,
         key: p.key,
     }
 }
@@ -483,7 +684,8 @@ pub fn verify_entry(
 
 /// Reads back an entry this node verified before it stored it: the header and payload are
 /// decoded and checked as on receipt, the signature is not checked again (`verify-store` does
-/// that). Used to rebuild derived state from the log.
+/// that). Used to rebuild derived state from the log. The payload is the indicator payload;
+/// `None` for stubs and control entries.
 pub fn read_stored(raw: &pb::SignedEntry) -> Result<(Header, Option<Payload>), VerifyError> {
     let wire =
         pb::EntryHeader::decode(raw.header.as_ref()).map_err(|e| VerifyError::MalformedHeader {
@@ -492,7 +694,7 @@ pub fn read_stored(raw: &pb::SignedEntry) -> Result<(Header, Option<Payload>), V
     let header = check_header(&wire)?;
     let payload = match &raw.payload {
         None => None,
-        Some(bytes) => Some(check_payload(&header, bytes)?),
+        Some(bytes) => check_payload(&header, bytes)?.indicator(),
     };
     Ok((header, payload))
 }

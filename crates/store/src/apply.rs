@@ -150,7 +150,7 @@ impl<'a> Work<'a> {
             hash: header_hash(&s.header),
             has_payload: s.payload.is_some(),
         });
-        let has_payload = entry.payload().is_some();
+        let has_payload = entry.has_payload();
         let admission = admit(
             head,
             stored_at,

@@ -67,6 +67,9 @@ pub fn merge_payload(state: &mut pb::IndicatorState, header: &Header, payload: P
             },
         ),
         Body::Sighting(s) => add_sighting(state, header, distribution, &s),
+        // A `Payload` always names an indicator (`Content::indicator`); control entries never
+        // reach the index.
+        Body::Roster(_) | Body::Checkpoint(_) => {}
     }
 }
 

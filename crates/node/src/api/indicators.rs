@@ -458,6 +458,10 @@ fn watch_event(
             header.origin, header.seq
         ))
     })?;
+    // A roster version or checkpoint names no indicator.
+    let Some(payload) = payload else {
+        return Ok(None);
+    };
     let Some(state) = store
         .indicator(&payload.indicator)?
         .and_then(|s| filter.view(&s, reader))

@@ -54,6 +54,7 @@ fn submissions_are_made_canonical() {
     assert_eq!(
         intelmesh_core::verify::decode_payload(&bytes)
             .unwrap()
+            .expect("an indicator payload")
             .indicator,
         got.indicator
     );

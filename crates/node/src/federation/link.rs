@@ -139,6 +139,7 @@ where
         roster_version: state.cfg.roster_version,
         vector: Some(own_vector(&state)?),
         reaches: reaches(&state),
+        roster_hash: Vec::new(),
     };
     send(&out, frame(pb::sync_frame::Frame::Hello(hello)), &limits).await?;
 
@@ -402,7 +403,16 @@ where
                     // peer's: keep the link; the store keeps the proof and links pass it on.
                     tracing::warn!(%peer, error = %e, "entry refused by chain rules");
                 }
-                if let Some(e) = report.refused.into_iter().next() {
+                let (origin_faults, forged): (Vec<_>, Vec<_>) = report
+                    .refused
+                    .into_iter()
+                    .partition(|e| e.is_origin_fault());
+                for e in &origin_faults {
+                    // A key the roster ended: the relay may have forwarded it under an older
+                    // roster in good faith. The entry is refused; the link stays.
+                    tracing::warn!(%peer, error = %e, "entry refused: its key may not sign it");
+                }
+                if let Some(e) = forged.into_iter().next() {
                     return Err(LinkError::Forged(e));
                 }
                 let progress = pb::Progress {
