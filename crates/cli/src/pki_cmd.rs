@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use intelmesh_core::OrgId;
-use intelmesh_node::pki::{Ca, CaRole};
+use intelmesh_node::pki::{Ca, CaRole, Validity, DEFAULT_LEAF_DAYS};
 
 use crate::input::parse_org;
 use crate::usage;
@@ -42,6 +42,8 @@ pub enum Pki {
         ca_dir: PathBuf,
         #[command(flatten)]
         node: NodeFiles,
+        #[command(flatten)]
+        validity: ValidityArgs,
     },
     /// Member side: make this node's federation key (FILE.key, 0600, stays here) and a request
     /// (FILE.csr) to send to the federation CA's holder, who answers with `sign-node`.
@@ -60,6 +62,8 @@ pub enum Pki {
         csr: PathBuf,
         #[command(flatten)]
         node: NodeFiles,
+        #[command(flatten)]
+        validity: ValidityArgs,
     },
     /// Issue a client certificate for a local service NAME of ORG, to call its node's API.
     IssueService {
@@ -74,6 +78,26 @@ pub enum Pki {
         /// Directory to write NAME.pem and NAME.key (0600) into.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        #[command(flatten)]
+        validity: ValidityArgs,
+    },
+    /// Issue an admin certificate for hub operator NAME of ORG, to call the hub's Admin service
+    /// (`intelmesh admin …`). Issued by the hub's service CA; it can call nothing else.
+    IssueAdmin {
+        /// Directory holding the hub's service CA (ca.pem and ca.key).
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// The hub's org.
+        #[arg(long, value_name = "ORG", value_parser = parse_org)]
+        org: OrgId,
+        /// The operator's name, e.g. `alice` (letters, digits, `-`, `_`, `.`).
+        #[arg(long)]
+        name: String,
+        /// Directory to write NAME.pem and NAME.key (0600) into.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        validity: ValidityArgs,
     },
     /// Print the key registry (TOML, the `keys` file of every node) for the members' public
     /// keys, given as ORG.pub files written by `intelmesh keygen`.
@@ -95,6 +119,25 @@ pub struct NodeFiles {
     /// Base name of the files written.
     #[arg(long, value_name = "FILE", default_value = "node")]
     file: String,
+}
+
+/// How long an issued certificate is valid.
+#[derive(Args, Debug)]
+pub struct ValidityArgs {
+    /// Days the certificate is valid from now.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LEAF_DAYS)]
+    days: u32,
+}
+
+impl ValidityArgs {
+    fn validity(&self) -> anyhow::Result<Validity> {
+        if self.days == 0 {
+            return Err(usage(
+                "--days 0: a certificate must be valid for at least one day",
+            ));
+        }
+        Ok(Validity::days(self.days))
+    }
 }
 
 impl NodeFiles {
@@ -136,12 +179,18 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
                 out.join("ca.key").display()
             );
         }
-        Pki::IssueNode { ca_dir, node } => {
+        Pki::IssueNode {
+            ca_dir,
+            node,
+            validity,
+        } => {
             check_name("--file", &node.file)?;
+            let validity = validity.validity()?;
             let ca = load_ca(&ca_dir)?;
             refuse_existing(&node.out, &node.file)?;
             create_dir(&node.out)?;
-            ca.issue_node(&node.org)?.write(&node.out, &node.file)?;
+            ca.issue_node_for(&node.org, validity)?
+                .write(&node.out, &node.file)?;
             out!(
                 "wrote {} and {} (private, 0600): node {}, DNS name {}",
                 node.path("pem").display(),
@@ -164,14 +213,20 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
                 node.path("csr").display()
             );
         }
-        Pki::SignNode { ca_dir, csr, node } => {
+        Pki::SignNode {
+            ca_dir,
+            csr,
+            node,
+            validity,
+        } => {
             check_name("--file", &node.file)?;
+            let validity = validity.validity()?;
             let ca = load_ca(&ca_dir)?;
             refuse_file(&node.path("pem"))?;
             let request = std::fs::read_to_string(&csr)
                 .map_err(|e| usage(format!("--csr {}: {e}", csr.display())))?;
             let cert = ca
-                .sign_node_request(&node.org, &request)
+                .sign_node_request(&node.org, &request, validity)
                 .map_err(|e| usage(format!("--csr {}: {e:#}", csr.display())))?;
             create_dir(&node.out)?;
             intelmesh_node::pki::write_pem(&node.path("pem"), &cert, false)?;
@@ -187,17 +242,40 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
             org,
             name,
             out,
+            validity,
         } => {
             check_name("--name", &name)?;
+            let validity = validity.validity()?;
             let ca = load_ca(&ca_dir)?;
             refuse_existing(&out, &name)?;
             create_dir(&out)?;
-            ca.issue_service(&org, &name)?.write(&out, &name)?;
+            ca.issue_service_for(&org, &name, validity)?
+                .write(&out, &name)?;
             out!(
                 "wrote {} and {} (private, 0600): {}",
                 out.join(format!("{name}.pem")).display(),
                 out.join(format!("{name}.key")).display(),
                 intelmesh_node::pki::service_uri(&org, &name)
+            );
+        }
+        Pki::IssueAdmin {
+            ca_dir,
+            org,
+            name,
+            out,
+            validity,
+        } => {
+            check_name("--name", &name)?;
+            let validity = validity.validity()?;
+            let ca = load_ca(&ca_dir)?;
+            refuse_existing(&out, &name)?;
+            create_dir(&out)?;
+            ca.issue_admin(&org, &name, validity)?.write(&out, &name)?;
+            out!(
+                "wrote {} and {} (private, 0600): {} (calls the hub's Admin service only)",
+                out.join(format!("{name}.pem")).display(),
+                out.join(format!("{name}.key")).display(),
+                intelmesh_node::pki::admin_uri(&org, &name)
             );
         }
         Pki::Registry { public_keys } => print!("{}", registry(&public_keys)?),

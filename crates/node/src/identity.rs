@@ -1,4 +1,5 @@
-//! Who is on the other end of a TLS connection: the org and kind named in its certificate.
+//! Who is on the other end of a TLS connection: the org and role named in its certificate,
+//! and which role each gRPC service requires.
 
 use intelmesh_core::OrgId;
 use x509_parser::extensions::GeneralName;
@@ -10,14 +11,64 @@ use crate::pki::CaRole;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
     Node(OrgId),
-    Service { org: OrgId, name: String },
+    Service {
+        org: OrgId,
+        name: String,
+    },
+    /// A hub operator (`spiffe://intelmesh/org/<ORG>/admin/<NAME>`), issued by the hub's
+    /// service CA.
+    Admin {
+        org: OrgId,
+        name: String,
+    },
 }
 
 impl Identity {
     pub fn org(&self) -> &OrgId {
         match self {
-            Identity::Node(org) | Identity::Service { org, .. } => org,
+            Identity::Node(org) | Identity::Service { org, .. } | Identity::Admin { org, .. } => {
+                org
+            }
         }
+    }
+
+    pub fn role(&self) -> Role {
+        match self {
+            Identity::Node(_) => Role::Node,
+            Identity::Service { .. } => Role::Service,
+            Identity::Admin { .. } => Role::Admin,
+        }
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Node(org) => write!(f, "the node of {org}"),
+            Identity::Service { org, name } => write!(f, "service {org}/{name}"),
+            Identity::Admin { org, name } => write!(f, "admin {org}/{name}"),
+        }
+    }
+}
+
+/// The kind of holder a certificate names; each gRPC service admits exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A member's node: `Federation` only.
+    Node,
+    /// A local service of the node's org: `Indicators` and `NodeStatus` only.
+    Service,
+    /// A hub operator: `Admin` only, on a hub.
+    Admin,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Node => "node",
+            Role::Service => "service",
+            Role::Admin => "admin",
+        })
     }
 }
 
@@ -83,6 +134,10 @@ fn parse_uri(uri: &str) -> Result<Option<Identity>, IdentityError> {
             org,
             name: name.to_string(),
         })),
+        (Some("admin"), Some(name)) if !name.is_empty() => Ok(Some(Identity::Admin {
+            org,
+            name: name.to_string(),
+        })),
         _ => Ok(None),
     }
 }
@@ -92,6 +147,25 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<Identity, IdentityError>
     let certs = request.peer_certs().ok_or(IdentityError::NoCertificate)?;
     let leaf = certs.first().ok_or(IdentityError::NoCertificate)?;
     identity_of(leaf.as_ref())
+}
+
+/// The caller of `service`, if its certificate has the `needed` role: UNAUTHENTICATED when it
+/// names nobody, PERMISSION_DENIED (naming both roles) when it names another role.
+pub fn require_role<T>(
+    request: &tonic::Request<T>,
+    needed: Role,
+    service: &str,
+) -> Result<Identity, tonic::Status> {
+    let id = caller(request).map_err(|e| {
+        tonic::Status::unauthenticated(format!("{service} needs a {needed} certificate: {e}"))
+    })?;
+    if id.role() != needed {
+        return Err(tonic::Status::permission_denied(format!(
+            "{service} needs a {needed} certificate; {id} presented a {} certificate",
+            id.role()
+        )));
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -117,10 +191,22 @@ mod tests {
         assert_eq!(
             identity_of(&der(&svc.cert_pem)),
             Ok(Identity::Service {
-                org,
+                org: org.clone(),
                 name: "soc".into()
             })
         );
+        let admin = ca
+            .issue_admin(&org, "alice", crate::pki::Validity::default())
+            .unwrap();
+        let admin_id = identity_of(&der(&admin.cert_pem)).unwrap();
+        assert_eq!(
+            admin_id,
+            Identity::Admin {
+                org,
+                name: "alice".into()
+            }
+        );
+        assert_eq!(admin_id.role(), Role::Admin);
         assert_eq!(
             identity_of(&der(ca.cert_pem())),
             Err(IdentityError::NoIdentity)

@@ -3,6 +3,7 @@
 //! services decode requests, call plain functions, encode answers.
 
 pub mod api;
+pub mod cert_facts;
 pub mod client;
 pub mod config;
 pub mod connect;

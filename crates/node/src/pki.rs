@@ -1,7 +1,9 @@
-//! Certificate generation (rcgen): federation and service CAs, node and service certificates.
+//! Certificate generation (rcgen): federation and service CAs, node, service and admin
+//! certificates, each with a real validity period and a random serial.
 //!
-//! Identity lives in a URI SAN, `spiffe://intelmesh/org/<ORG>/node` for a node and
-//! `spiffe://intelmesh/org/<ORG>/service/<NAME>` for a local service, so the org a peer claims
+//! Identity lives in a URI SAN, `spiffe://intelmesh/org/<ORG>/node` for a node,
+//! `spiffe://intelmesh/org/<ORG>/service/<NAME>` for a local service and
+//! `spiffe://intelmesh/org/<ORG>/admin/<NAME>` for a hub operator, so the org a peer claims
 //! is the one its CA vouched for. Node certificates also carry the DNS name
 //! `<org>.node.intelmesh` that dialers verify, so a node cannot pose as another.
 
@@ -62,6 +64,66 @@ impl std::fmt::Display for CaRole {
 }
 
 const CA_URI_PREFIX: &str = "spiffe://intelmesh/ca/";
+
+/// Days a node, service or admin certificate is valid unless the issuer says otherwise.
+pub const DEFAULT_LEAF_DAYS: u32 = 365;
+/// Days a CA certificate is valid: ten years, since replacing a CA means re-issuing everything.
+pub const CA_DAYS: u32 = 3650;
+/// How far back a certificate's validity starts, so a verifier whose clock runs a little behind
+/// the issuer's accepts it at once.
+const BACKDATE_SECS: i64 = 3600;
+
+/// The period a certificate is valid for, from now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    pub days: u32,
+}
+
+impl Validity {
+    pub fn days(days: u32) -> Validity {
+        Validity { days }
+    }
+
+    fn apply(&self, params: &mut CertificateParams) -> anyhow::Result<()> {
+        if self.days == 0 {
+            anyhow::bail!("a certificate must be valid for at least one day (--days)");
+        }
+        let now = unix_now_secs();
+        params.not_before = asn1_time(now - BACKDATE_SECS)?.to_datetime();
+        params.not_after = asn1_time(now + i64::from(self.days) * 86_400)?.to_datetime();
+        params.serial_number = Some(random_serial());
+        Ok(())
+    }
+}
+
+impl Default for Validity {
+    fn default() -> Validity {
+        Validity::days(DEFAULT_LEAF_DAYS)
+    }
+}
+
+fn unix_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Through x509-parser's time type, which converts to the one rcgen takes.
+fn asn1_time(unix_secs: i64) -> anyhow::Result<x509_parser::time::ASN1Time> {
+    x509_parser::time::ASN1Time::from_timestamp(unix_secs)
+        .map_err(|e| anyhow::anyhow!("certificate time {unix_secs}: {e}"))
+}
+
+/// 16 random bytes, positive: serials must differ even for one key certified twice (a renewal
+/// from the same request), or revoking one would revoke both.
+fn random_serial() -> rcgen::SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    // High bit clear (DER integers are signed) and the next one set, so every serial has
+    // exactly 16 bytes and 32 hex digits: no leading zero for tools to drop or keep.
+    bytes[0] = (bytes[0] & 0x3f) | 0x40;
+    rcgen::SerialNumber::from_slice(&bytes)
+}
 
 /// A certificate authority able to issue certificates.
 pub struct Ca {
@@ -143,6 +205,7 @@ impl Ca {
             .push(DnType::OrganizationName, "intelmesh");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        Validity::days(CA_DAYS).apply(&mut params)?;
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
         let key_pem = key.serialize_pem();
@@ -179,15 +242,26 @@ impl Ca {
         write_pem(&dir.join(format!("{name}.key")), &self.key_pem, true)
     }
 
-    /// A node certificate for `org`: server and client auth, for federation or API serving.
+    /// A node certificate for `org`, valid for [`DEFAULT_LEAF_DAYS`]: server and client auth,
+    /// for federation or API serving.
     pub fn issue_node(&self, org: &OrgId) -> anyhow::Result<Issued> {
-        self.sign(node_params(org)?)
+        self.issue_node_for(org, Validity::default())
+    }
+
+    /// A node certificate for `org` valid for `validity`.
+    pub fn issue_node_for(&self, org: &OrgId, validity: Validity) -> anyhow::Result<Issued> {
+        self.sign(node_params(org)?, validity)
     }
 
     /// Certifies the key of a node's request ([`request_node`]) as a node of `org`. What the
     /// certificate says comes from `org`, the CA holder's decision, never from the request: only
     /// its public key is used. A request made for another org is refused as a likely mix-up.
-    pub fn sign_node_request(&self, org: &OrgId, csr_pem: &str) -> anyhow::Result<String> {
+    pub fn sign_node_request(
+        &self,
+        org: &OrgId,
+        csr_pem: &str,
+        validity: Validity,
+    ) -> anyhow::Result<String> {
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .context("not a certificate request signed by its own key (PEM)")?;
         let asked = csr
@@ -201,25 +275,41 @@ impl Ca {
                 asked.unwrap_or_else(|| "no org (it has no common name)".into())
             );
         }
-        Ok(node_params(org)?
-            .signed_by(&csr.public_key, &self.issuer)?
-            .pem())
+        let mut params = node_params(org)?;
+        validity.apply(&mut params)?;
+        Ok(params.signed_by(&csr.public_key, &self.issuer)?.pem())
     }
 
-    /// A client certificate for a local service of `org` named `name`.
+    /// A client certificate for a local service of `org` named `name`, valid for
+    /// [`DEFAULT_LEAF_DAYS`].
     pub fn issue_service(&self, org: &OrgId, name: &str) -> anyhow::Result<Issued> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .subject_alt_names
-            .push(SanType::URI(service_uri(org, name).try_into()?));
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{org}/{name}"));
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params)
+        self.issue_service_for(org, name, Validity::default())
     }
 
-    fn sign(&self, params: CertificateParams) -> anyhow::Result<Issued> {
+    /// A client certificate for a local service of `org` named `name`, valid for `validity`.
+    pub fn issue_service_for(
+        &self,
+        org: &OrgId,
+        name: &str,
+        validity: Validity,
+    ) -> anyhow::Result<Issued> {
+        self.sign(client_params(&service_uri(org, name), org, name)?, validity)
+    }
+
+    /// A client certificate for hub operator `name` of `org`: it may call the hub's `Admin`
+    /// service and nothing else (issued by the hub's service CA, so only that hub accepts it).
+    pub fn issue_admin(
+        &self,
+        org: &OrgId,
+        name: &str,
+        validity: Validity,
+    ) -> anyhow::Result<Issued> {
+        check_leaf_name(name)?;
+        self.sign(client_params(&admin_uri(org, name), org, name)?, validity)
+    }
+
+    fn sign(&self, mut params: CertificateParams, validity: Validity) -> anyhow::Result<Issued> {
+        validity.apply(&mut params)?;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Issued {
@@ -235,6 +325,31 @@ impl Issued {
         write_pem(&dir.join(format!("{name}.pem")), &self.cert_pem, false)?;
         write_pem(&dir.join(format!("{name}.key")), &self.key_pem, true)
     }
+}
+
+fn client_params(uri: &str, org: &OrgId, name: &str) -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .subject_alt_names
+        .push(SanType::URI(uri.to_string().try_into()?));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{org}/{name}"));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    Ok(params)
+}
+
+/// A service or admin name is the last part of its identity URI: one path segment.
+fn check_leaf_name(name: &str) -> anyhow::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if !ok {
+        anyhow::bail!("name {name:?}: use 1-63 characters of letters, digits, '-', '_' or '.'");
+    }
+    Ok(())
 }
 
 fn dn_text(v: &DnValue) -> String {
@@ -259,6 +374,10 @@ pub fn node_uri(org: &OrgId) -> String {
 
 pub fn service_uri(org: &OrgId, name: &str) -> String {
     format!("spiffe://intelmesh/org/{org}/service/{name}")
+}
+
+pub fn admin_uri(org: &OrgId, name: &str) -> String {
+    format!("spiffe://intelmesh/org/{org}/admin/{name}")
 }
 
 /// Writes a PEM file; private ones are created 0600 from the start.
@@ -296,7 +415,7 @@ mod tests {
         let ca = Ca::generate(&CaRole::Federation).unwrap();
         let request = request_node(&org("AU-AFP")).unwrap();
         let cert = der(&ca
-            .sign_node_request(&org("AU-AFP"), &request.csr_pem)
+            .sign_node_request(&org("AU-AFP"), &request.csr_pem, Validity::default())
             .unwrap());
         assert_eq!(identity_of(&cert), Ok(Identity::Node(org("AU-AFP"))));
         let (_, x509) = x509_parser::parse_x509_certificate(&cert).unwrap();
@@ -316,7 +435,7 @@ mod tests {
         let ca = Ca::generate(&CaRole::Federation).unwrap();
         let request = request_node(&org("AU-AFP")).unwrap();
         let err = ca
-            .sign_node_request(&org("BR-PF"), &request.csr_pem)
+            .sign_node_request(&org("BR-PF"), &request.csr_pem, Validity::default())
             .unwrap_err();
         assert_eq!(err.to_string(), "the request is for AU-AFP, not BR-PF");
 
@@ -326,7 +445,9 @@ mod tests {
         damaged[body_at] = if damaged[body_at] == b'A' { b'B' } else { b'A' };
         let damaged = String::from_utf8(damaged).unwrap();
         for bad in [damaged.as_str(), "", "not a request", ca.cert_pem()] {
-            let err = ca.sign_node_request(&org("AU-AFP"), bad).unwrap_err();
+            let err = ca
+                .sign_node_request(&org("AU-AFP"), bad, Validity::default())
+                .unwrap_err();
             assert!(
                 err.to_string().starts_with("not a certificate request"),
                 "{bad:?}: {err}"

@@ -218,9 +218,10 @@ fn check_listener(
                 "{} is the certificate of {other}'s node, not {org}'s: give this node's certificate",
                 l.cert.display()
             )),
-            Ok(Identity::Service { .. }) => Some(format!(
-                "{} is a service's certificate, not a node's: give the node certificate of {org}",
-                l.cert.display()
+            Ok(id @ (Identity::Service { .. } | Identity::Admin { .. })) => Some(format!(
+                "{} is the {} certificate of {id}, not a node's: give the node certificate of {org}",
+                l.cert.display(),
+                id.role()
             )),
             Err(e) => Some(format!(
                 "{}: {e}: give the node certificate of {org}",

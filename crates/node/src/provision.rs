@@ -11,7 +11,7 @@ use ed25519_dalek::SigningKey;
 use intelmesh_core::OrgId;
 
 use crate::config::{Limits, ListenerConfig, NodeConfig, PeerConfig, Role};
-use crate::pki::{Ca, CaRole};
+use crate::pki::{Ca, CaRole, Validity};
 
 /// One node to provision.
 #[derive(Clone, Debug)]
@@ -82,7 +82,7 @@ pub fn provision(
         // federation CA's holder certifies the request; the key never leaves the member.
         let request = crate::pki::request_node(&n.org)?;
         crate::pki::Issued {
-            cert_pem: fed_ca.sign_node_request(&n.org, &request.csr_pem)?,
+            cert_pem: fed_ca.sign_node_request(&n.org, &request.csr_pem, Validity::default())?,
             key_pem: request.key_pem,
         }
         .write(&nd, "node")?;

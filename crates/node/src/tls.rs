@@ -142,6 +142,9 @@ impl ExactNode {
             Ok(Identity::Service { org, name }) => {
                 format!("a service certificate ({org}/{name}), not a node")
             }
+            Ok(Identity::Admin { org, name }) => {
+                format!("an admin certificate ({org}/{name}), not a node")
+            }
             Err(e) => format!("a certificate naming no node ({e})"),
         };
         Err(rustls::Error::InvalidCertificate(CertificateError::Other(

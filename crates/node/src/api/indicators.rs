@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use super::idempotency::{self, Repeatable};
 use super::submission::{self, Prepared, Publisher};
 use super::view::{self, Filter, Invalid, WatchCursor};
-use crate::identity::{caller, Identity};
+use crate::identity::{require_role, Identity, Role};
 use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
 /// Events queued towards one watcher; a slow one makes its task wait, not the queue grow.
@@ -46,11 +46,9 @@ fn internal(e: impl std::fmt::Display) -> Status {
 
 /// The calling service's org and name; node certificates have no business on the local API.
 fn service<T>(request: &Request<T>) -> Result<(OrgId, String), Status> {
-    match caller(request).map_err(|e| Status::unauthenticated(e.to_string()))? {
+    match require_role(request, Role::Service, "Indicators")? {
         Identity::Service { org, name } => Ok((org, name)),
-        Identity::Node(org) => Err(Status::permission_denied(format!(
-            "{org} presented a node certificate; the API serves service certificates only"
-        ))),
+        other => Err(Status::internal(format!("{other} passed as a service"))),
     }
 }
 

@@ -7,6 +7,7 @@ use intelmesh_proto::v1::node_status_server::NodeStatus;
 use intelmesh_store::Store;
 use tonic::{Request, Response, Status};
 
+use crate::identity::{require_role, Role};
 use crate::state::NodeState;
 
 pub struct StatusService {
@@ -58,8 +59,9 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
 impl NodeStatus for StatusService {
     async fn status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        require_role(&request, Role::Service, "NodeStatus")?;
         let state = Arc::clone(&self.state);
         let response = tokio::task::spawn_blocking(move || status(&state))
             .await

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::link::run_link;
 use super::link_error_line;
-use crate::identity::{caller, Identity};
+use crate::identity::{require_role, Identity, Role};
 use crate::state::NodeState;
 
 pub struct FederationService {
@@ -29,11 +29,8 @@ impl Federation for FederationService {
         request: Request<Streaming<pb::SyncFrame>>,
     ) -> Result<Response<Self::SyncStream>, Status> {
         let state = Arc::clone(&self.state);
-        let id = caller(&request).map_err(|e| Status::unauthenticated(e.to_string()))?;
-        let Identity::Node(peer) = id else {
-            return Err(Status::permission_denied(
-                "service certificates cannot open Federation",
-            ));
+        let Identity::Node(peer) = require_role(&request, Role::Node, "Federation")? else {
+            return Err(Status::internal("a node certificate names no node"));
         };
         let relay = state.peer_config(&peer).map(|p| p.relay).ok_or_else(|| {
             Status::permission_denied(format!("{peer} is not a configured peer of {}", state.org))
