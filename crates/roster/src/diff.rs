@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use intelmesh_core::KeyId;
 use intelmesh_proto::v1 as pb;
 
-use crate::document::{parse_key, seq_range, MemberRole, MemberStatus};
+use crate::model::{parse_key, seq_range, MemberRole, MemberStatus};
 use crate::policy::Policy;
 
 /// Human lines for every difference from `a` to `b`, in a stable order: authority, members,

@@ -9,7 +9,7 @@ use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::document::{parse_key, KeyDefect};
+use crate::model::{parse_key, KeyDefect};
 
 /// Prefix of the message an enrolment request's key signs.
 pub const ENROLMENT_CONTEXT: &[u8] = b"intelmesh/v1 enrolment\0";

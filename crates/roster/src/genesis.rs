@@ -7,7 +7,8 @@ use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::document::{check_decoded, new_member, AuthorityKey, DocumentDefect, MemberRole};
+use crate::document::{check_decoded, DocumentDefect};
+use crate::model::{new_member, AuthorityKey, MemberRole};
 
 /// A hub member of the genesis (the hubs that will publish the roster log).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,6 +13,7 @@ pub mod enrolment;
 pub mod error;
 pub mod genesis;
 pub mod hash;
+pub mod model;
 pub mod policy;
 pub mod propose;
 pub mod roster;
@@ -20,12 +21,11 @@ pub mod thresholds;
 
 pub use checkpoint::{compare_checkpoint, CheckpointVerdict};
 pub use diff::diff;
-pub use document::{
-    check_document, Authority, AuthorityKey, DocumentDefect, MemberKey, MemberRole, MemberStatus,
-};
+pub use document::{check_document, DocumentDefect};
 pub use error::{AuthorityKeys, Refusal, RosterError};
 pub use genesis::{build_genesis, GenesisSpec, HubMember};
 pub use hash::{roster_hash, sign_document, signature_message};
+pub use model::{Authority, AuthorityKey, MemberKey, MemberRole, MemberStatus};
 pub use policy::Policy;
 pub use propose::{propose, ProposeContext, ProposeError};
 pub use roster::Roster;

@@ -7,12 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use intelmesh_core::{Hash, OrgId, SeqRange, StaticKeys};
 use intelmesh_proto::v1 as pb;
 
-use crate::document::{
-    check_document, is_genesis_link, normalize_serial, Authority, CheckedDocument, CheckedMember,
-    MemberRole, MemberStatus,
-};
+use crate::document::{check_document, is_genesis_link, CheckedDocument};
 use crate::error::{AuthorityKeys, Refusal, RosterError};
 use crate::hash::roster_hash;
+use crate::model::{normalize_serial, Authority, CheckedMember, MemberRole, MemberStatus};
 use crate::policy::Policy;
 use crate::thresholds::require;
 

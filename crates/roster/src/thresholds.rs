@@ -8,9 +8,10 @@ use intelmesh_core::signature::{check_components, verify_one};
 use intelmesh_core::{Hash, KeyId};
 use intelmesh_proto::v1 as pb;
 
-use crate::document::{check_document, Authority};
+use crate::document::check_document;
 use crate::error::{AuthorityKeys, RosterError};
 use crate::hash::{roster_hash, signature_message};
+use crate::model::Authority;
 use crate::roster::Roster;
 
 /// How far a signed version is from publication.
