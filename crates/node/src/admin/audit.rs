@@ -1,0 +1,131 @@
+//! The audit trail, read from the signed roster log: for each version who proposed it, what it
+//! changed and why, and which authority keys (by their holders' names) signed it and when.
+
+use std::collections::BTreeMap;
+
+use ed25519_dalek::VerifyingKey;
+use intelmesh_core::KeyId;
+use intelmesh_proto::v1 as pb;
+
+use super::proposals::current;
+use super::roster_log::{document, versions};
+use super::AdminError;
+use crate::state::NodeState;
+
+/// What an audit asks for: versions from `since_version`, touching `org`, by `operator`.
+pub fn audit(state: &NodeState, request: &pb::AuditRequest) -> Result<pb::AuditResponse, AdminError> {
+    let roster = current(state)?;
+    // One version before the first shown: its authority names the signers of the first.
+    let from = request.since_version.max(1);
+    let signed = versions(
+        state.store.as_ref(),
+        roster.federation_id(),
+        from.saturating_sub(1).max(1),
+        roster.version(),
+    )?;
+    let mut previous: Option<pb::RosterDocument> = None;
+    let mut events = Vec::new();
+    for s in &signed {
+        let doc = document(s)?;
+        let names = authority_names(previous.as_ref(), &doc);
+        let event = event(&doc, s, &names);
+        if doc.version >= from && matches(&event, &doc, previous.as_ref(), request) {
+            events.push(event);
+        }
+        previous = Some(doc);
+    }
+    Ok(pb::AuditResponse { events })
+}
+
+fn event(
+    doc: &pb::RosterDocument,
+    signed: &pb::SignedRoster,
+    names: &BTreeMap<Vec<u8>, String>,
+) -> pb::AuditEvent {
+    let change = doc.change.clone().unwrap_or_default();
+    let (signed_by, signed_at_unix_ms) = signed
+        .signatures
+        .iter()
+        .map(|s| {
+            let name = names
+                .get(&s.key_id)
+                .cloned()
+                .unwrap_or_else(|| format!("unknown key {}", hex::encode(&s.key_id)));
+            (name, s.signed_at_unix_ms)
+        })
+        .unzip();
+    pb::AuditEvent {
+        version: doc.version,
+        issued_at_unix_ms: doc.issued_at_unix_ms,
+        proposed_by: change.proposed_by,
+        actions: change.actions,
+        reason: change.reason,
+        signed_by,
+        signed_at_unix_ms,
+    }
+}
+
+/// Key id → holder name, for the authority keys that may sign `doc`: those of the version
+/// before it, and its own (an authority change is signed by both).
+fn authority_names(
+    previous: Option<&pb::RosterDocument>,
+    doc: &pb::RosterDocument,
+) -> BTreeMap<Vec<u8>, String> {
+    let mut names = BTreeMap::new();
+    for d in previous.into_iter().chain(std::iter::once(doc)) {
+        for k in d.authority.iter().flat_map(|a| &a.keys) {
+            let Ok(bytes) = <[u8; 32]>::try_from(k.public_key.as_slice()) else {
+                continue;
+            };
+            if let Ok(key) = VerifyingKey::from_bytes(&bytes) {
+                names.insert(KeyId::of(&key).0.to_vec(), k.name.clone());
+            }
+        }
+    }
+    names
+}
+
+fn matches(
+    event: &pb::AuditEvent,
+    doc: &pb::RosterDocument,
+    previous: Option<&pb::RosterDocument>,
+    request: &pb::AuditRequest,
+) -> bool {
+    let org_ok = request.org.is_empty()
+        || event.actions.iter().any(|a| names_org(a, &request.org))
+        || member_changed(previous, doc, &request.org);
+    let op = &request.operator;
+    let operator_ok = op.is_empty()
+        || event.proposed_by == *op
+        || event.proposed_by.rsplit('/').next() == Some(op.as_str())
+        || event.signed_by.iter().any(|s| s == op);
+    org_ok && operator_ok
+}
+
+/// Whether an action line names `org` as a whole word (so `BR-PF` does not match `BR-PFX`).
+fn names_org(line: &str, org: &str) -> bool {
+    line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .any(|word| word == org)
+}
+
+fn member_changed(
+    previous: Option<&pb::RosterDocument>,
+    doc: &pb::RosterDocument,
+    org: &str,
+) -> bool {
+    let find = |d: &pb::RosterDocument| d.members.iter().find(|m| m.org == org).cloned();
+    previous.map(find).unwrap_or(None) != find(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_org_matches_as_a_whole_word() {
+        assert!(names_org("suspend BR-PF (cut-off seq 4)", "BR-PF"));
+        assert!(names_org("add agency BR-PF", "BR-PF"));
+        assert!(!names_org("add agency BR-PFX", "BR-PF"));
+        assert!(!names_org("add agency XBR-PF", "BR-PF"));
+    }
+}

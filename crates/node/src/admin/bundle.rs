@@ -1,0 +1,87 @@
+//! Enrolment bundles: the hub signs an admitted member's certificate request (kept with the
+//! proposal that admitted it) with the federation CA its config names, and hands back what
+//! the member's node needs to join: certificate, federation CA, genesis and its pin, the
+//! current version and the hubs to dial.
+//!
+//! The certificate's serial and expiry are not written into the roster by the bundle itself
+//! (a roster change needs the authority's signatures); the CLI proposes a `RecordCert` action
+//! next to it (`intelmesh admin members bundle|renew`), so expiry shows in status everywhere.
+
+use intelmesh_core::OrgId;
+use intelmesh_proto::v1 as pb;
+use intelmesh_roster::enrolment::verify_enrolment;
+use intelmesh_roster::roster_hash;
+
+use super::book;
+use super::proposals::current;
+use super::roster_log::stored_version;
+use super::AdminError;
+use crate::pki::{Ca, Validity, DEFAULT_LEAF_DAYS};
+use crate::state::NodeState;
+
+/// The bundle of member `org`, its certificate valid for `days` (0: the default).
+pub fn issue_bundle(
+    state: &NodeState,
+    org: &OrgId,
+    days: u32,
+) -> Result<pb::EnrolmentBundle, AdminError> {
+    let current = current(state)?;
+    let member = current
+        .member(org)
+        .ok_or_else(|| AdminError::UnknownMember(org.clone()))?;
+    if member.status != pb::MemberStatus::Active as i32 {
+        return Err(AdminError::Precondition(format!(
+            "{org} is not active in roster version {}: reinstate it first",
+            current.version()
+        )));
+    }
+    let csr_pem = admitted_request(state, org, &member.signing_keys)?;
+    let admin = state.cfg.admin.as_ref().ok_or_else(|| {
+        AdminError::Precondition(
+            "this hub's config has no [admin] federation_ca_cert and federation_ca_key: the hub cannot sign certificates".into(),
+        )
+    })?;
+    let ca = Ca::load(&admin.federation_ca_cert, &admin.federation_ca_key)
+        .map_err(|e| AdminError::Precondition(format!("[admin] federation CA: {e:#}")))?;
+    let days = if days == 0 { DEFAULT_LEAF_DAYS } else { days };
+    let node_cert_pem = ca
+        .sign_node_request(org, &csr_pem, Validity::days(days))
+        .map_err(|e| AdminError::Invalid(format!("the certificate request of {org}: {e:#}")))?;
+    let genesis = stored_version(state.store.as_ref(), current.federation_id(), 1)?
+        .ok_or(AdminError::NoSuchVersion(1))?;
+    Ok(pb::EnrolmentBundle {
+        org: org.to_string(),
+        node_cert_pem,
+        federation_ca_pem: current.ca_certs_pem().to_vec(),
+        genesis_hash: roster_hash(&genesis.document).to_vec(),
+        genesis: Some(genesis),
+        current: Some(current.signed().clone()),
+        hubs: current.hubs().into_iter().cloned().collect(),
+    })
+}
+
+/// The certificate request of `org`'s enrolment request, from the proposal that admitted it:
+/// the one whose signing key the roster holds for `org`.
+fn admitted_request(
+    state: &NodeState,
+    org: &OrgId,
+    keys: &[pb::MemberKey],
+) -> Result<String, AdminError> {
+    for kept in book::list(&book::dir(&state.cfg.data_dir))?.into_iter().rev() {
+        for action in &kept.request.actions {
+            let Some(pb::action::Action::AddMember(add)) = &action.action else {
+                continue;
+            };
+            let Some(Ok(verified)) = add.request.as_ref().map(verify_enrolment) else {
+                continue;
+            };
+            let key = verified.signing_key.to_bytes();
+            if &verified.org == org && keys.iter().any(|k| k.public_key == key) {
+                return Ok(verified.request.csr_pem);
+            }
+        }
+    }
+    Err(AdminError::Precondition(format!(
+        "this hub holds no enrolment request of {org} (members are admitted on the hub that keeps their request): issue its bundle there"
+    )))
+}
