@@ -31,6 +31,9 @@ pub struct NodeConfig {
     /// from the genesis named here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roster: Option<RosterConfig>,
+    /// Hub only: what its `Admin` service needs to issue enrolment bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminConfig>,
     /// Version of the configuration/roster, announced in hellos.
     #[serde(default)]
     pub roster_version: u64,
@@ -51,6 +54,15 @@ pub struct RosterConfig {
     /// Hex roster hash of the genesis, as given at enrolment: a genesis with another hash is
     /// another federation's (or forged).
     pub genesis_hash: String,
+}
+
+/// A hub's Admin settings: the federation CA that signs members' node certificates.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub federation_ca_cert: PathBuf,
+    /// The federation CA's private key (0600).
+    pub federation_ca_key: PathBuf,
 }
 
 impl RosterConfig {
@@ -305,6 +317,10 @@ impl NodeConfig {
         if let Some(roster) = &mut self.roster {
             fix(&mut roster.genesis);
         }
+        if let Some(admin) = &mut self.admin {
+            fix(&mut admin.federation_ca_cert);
+            fix(&mut admin.federation_ca_key);
+        }
         for l in [&mut self.federation, &mut self.api] {
             fix(&mut l.client_ca);
             fix(&mut l.cert);
@@ -320,6 +336,10 @@ impl NodeConfig {
         }
         if let Some(roster) = &self.roster {
             files.push(("roster.genesis", &roster.genesis));
+        }
+        if let Some(admin) = &self.admin {
+            files.push(("admin.federation_ca_cert", &admin.federation_ca_cert));
+            files.push(("admin.federation_ca_key", &admin.federation_ca_key));
         }
         files.extend([
             ("federation.client_ca", self.federation.client_ca.as_path()),

@@ -2,6 +2,7 @@
 //! local API for the agency's services. Thin glue over `intelmesh-core` and `intelmesh-store`:
 //! services decode requests, call plain functions, encode answers.
 
+pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod cert_facts;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use intelmesh_core::{OrgId, Signer};
+use intelmesh_proto::v1::admin_server::AdminServer;
 use intelmesh_proto::v1::federation_server::FederationServer;
 use intelmesh_proto::v1::indicators_server::IndicatorsServer;
 use intelmesh_proto::v1::node_status_server::NodeStatusServer;
@@ -201,6 +203,13 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
                 state: Arc::clone(&state),
             })
             .max_decoding_message_size(max),
+        )
+        // On every node, so that a call to an agency is refused saying Admin is for hubs
+        // (rather than "unimplemented").
+        .add_service(
+            AdminServer::new(admin::AdminService::new(Arc::clone(&state)))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
         )
         .serve_with_incoming_shutdown(accepted(api_listener), wait_stop(stopped));
 

@@ -62,12 +62,16 @@ pub fn check_key_file(path: &Path) -> Result<(), KeyFileError> {
 }
 
 /// The private key files a node reads, each with the setting that names it.
-pub fn key_files(cfg: &NodeConfig) -> [(&'static str, &Path); 3] {
-    [
-        ("signing_key", &cfg.signing_key),
+pub fn key_files(cfg: &NodeConfig) -> Vec<(&'static str, &Path)> {
+    let mut files = vec![
+        ("signing_key", cfg.signing_key.as_path()),
         ("federation.key", &cfg.federation.key),
         ("api.key", &cfg.api.key),
-    ]
+    ];
+    if let Some(admin) = &cfg.admin {
+        files.push(("admin.federation_ca_key", &admin.federation_ca_key));
+    }
+    files
 }
 
 /// [`check_key_file`] for each of the node's key files; the first one refused.

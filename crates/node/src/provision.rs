@@ -120,6 +120,7 @@ pub fn provision(
             signing_key: nd.join("signing.key"),
             keys: Some(dir.join("registry.toml")),
             roster: None,
+            admin: None,
             roster_version: 1,
             federation: ListenerConfig {
                 listen: n.federation,

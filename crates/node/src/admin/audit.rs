@@ -7,13 +7,16 @@ use ed25519_dalek::VerifyingKey;
 use intelmesh_core::KeyId;
 use intelmesh_proto::v1 as pb;
 
-use super::proposals::current;
+use super::proposals::current_roster as current;
 use super::roster_log::{document, versions};
 use super::AdminError;
 use crate::state::NodeState;
 
 /// What an audit asks for: versions from `since_version`, touching `org`, by `operator`.
-pub fn audit(state: &NodeState, request: &pb::AuditRequest) -> Result<pb::AuditResponse, AdminError> {
+pub fn audit(
+    state: &NodeState,
+    request: &pb::AuditRequest,
+) -> Result<pb::AuditResponse, AdminError> {
     let roster = current(state)?;
     // One version before the first shown: its authority names the signers of the first.
     let from = request.since_version.max(1);

@@ -73,9 +73,10 @@ pub fn load(dir: &Path, id: &str) -> Result<Kept, AdminError> {
     let corrupt = |ext: &str, e: prost::DecodeError| {
         AdminError::Internal(format!("proposal file {id}.{ext} is damaged: {e}"))
     };
-    let roster = pb::SignedRoster::decode(read("roster")?.as_slice()).map_err(|e| corrupt("roster", e))?;
-    let request =
-        pb::ProposeRequest::decode(read("request")?.as_slice()).map_err(|e| corrupt("request", e))?;
+    let roster =
+        pb::SignedRoster::decode(read("roster")?.as_slice()).map_err(|e| corrupt("roster", e))?;
+    let request = pb::ProposeRequest::decode(read("request")?.as_slice())
+        .map_err(|e| corrupt("request", e))?;
     Ok(Kept {
         id: id.to_string(),
         request,
@@ -146,11 +147,13 @@ mod tests {
         let data = tempfile::tempdir().unwrap();
         let dir = dir(data.path());
         assert_eq!(list(&dir).unwrap(), Vec::new());
-        let doc = |version| pb::RosterDocument {
-            version,
-            ..Default::default()
-        }
-        .encode_to_vec();
+        let doc = |version| {
+            pb::RosterDocument {
+                version,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
         for version in [3, 2] {
             let document = doc(version);
             let kept = Kept {
@@ -167,7 +170,11 @@ mod tests {
             save(&dir, &kept).unwrap();
             assert_eq!(load(&dir, &kept.id).unwrap(), kept);
         }
-        let versions: Vec<u64> = list(&dir).unwrap().iter().map(|k| version_of(&k.roster)).collect();
+        let versions: Vec<u64> = list(&dir)
+            .unwrap()
+            .iter()
+            .map(|k| version_of(&k.roster))
+            .collect();
         assert_eq!(versions, vec![2, 3]);
         use std::os::unix::fs::PermissionsExt;
         for entry in std::fs::read_dir(&dir).unwrap() {

@@ -13,7 +13,7 @@ use intelmesh_roster::enrolment::verify_enrolment;
 use intelmesh_roster::roster_hash;
 
 use super::book;
-use super::proposals::current;
+use super::proposals::current_roster as current;
 use super::roster_log::stored_version;
 use super::AdminError;
 use crate::pki::{Ca, Validity, DEFAULT_LEAF_DAYS};
@@ -67,7 +67,10 @@ fn admitted_request(
     org: &OrgId,
     keys: &[pb::MemberKey],
 ) -> Result<String, AdminError> {
-    for kept in book::list(&book::dir(&state.cfg.data_dir))?.into_iter().rev() {
+    for kept in book::list(&book::dir(&state.cfg.data_dir))?
+        .into_iter()
+        .rev()
+    {
         for action in &kept.request.actions {
             let Some(pb::action::Action::AddMember(add)) = &action.action else {
                 continue;

@@ -8,7 +8,7 @@ use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
 
-use super::proposals::current;
+use super::proposals::current_roster as current;
 use super::AdminError;
 use crate::state::{header_of, NodeState};
 

@@ -26,7 +26,9 @@ use crate::state::NodeError;
 pub enum AdminError {
     #[error("Admin is served by hubs only; {0} is not a hub")]
     NotHub(OrgId),
-    #[error("this hub runs in static mode (no [roster] in its config): it has no roster to administer")]
+    #[error(
+        "this hub runs in static mode (no [roster] in its config): it has no roster to administer"
+    )]
     NotFollowing,
     #[error("{0}")]
     Invalid(String),

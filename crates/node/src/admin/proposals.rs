@@ -15,7 +15,7 @@ use super::AdminError;
 use crate::state::NodeState;
 
 /// The roster this hub follows, or why there is none.
-pub fn current(state: &NodeState) -> Result<Arc<Roster>, AdminError> {
+pub fn current_roster(state: &NodeState) -> Result<Arc<Roster>, AdminError> {
     state.roster().ok_or(AdminError::NotFollowing)
 }
 
@@ -31,15 +31,8 @@ pub fn propose(
     request: pb::ProposeRequest,
     proposed_by: &str,
 ) -> Result<pb::Proposal, AdminError> {
-    let current = current(state)?;
-    let heads = |org: &OrgId| {
-        state
-            .store
-            .head(org)
-            .ok()
-            .flatten()
-            .map_or(0, |h| h.seq)
-    };
+    let current = current_roster(state)?;
+    let heads = |org: &OrgId| state.store.head(org).ok().flatten().map_or(0, |h| h.seq);
     let document = intelmesh_roster::propose(
         &current,
         &request.actions,
@@ -72,12 +65,12 @@ pub fn propose(
 }
 
 pub fn get(state: &NodeState, id: &str) -> Result<pb::Proposal, AdminError> {
-    let current = current(state)?;
+    let current = current_roster(state)?;
     view(state, &current, &book::load(&proposals_dir(state), id)?)
 }
 
 pub fn list(state: &NodeState) -> Result<Vec<pb::Proposal>, AdminError> {
-    let current = current(state)?;
+    let current = current_roster(state)?;
     book::list(&proposals_dir(state))?
         .iter()
         .map(|kept| view(state, &current, kept))
@@ -94,7 +87,7 @@ pub async fn sign(
 ) -> Result<pb::Proposal, AdminError> {
     let dir = proposals_dir(state);
     let mut kept = book::load(&dir, id)?;
-    let current = current(state)?;
+    let current = current_roster(state)?;
     require_pending(state, &current, &kept)?;
     let key = hex::encode(&signature.key_id);
     if kept
@@ -120,14 +113,15 @@ pub async fn sign(
     if after.is_complete() {
         publish_kept(state, &kept).await?;
     }
-    view(state, &current(state)?, &kept)
+    let now = current_roster(state)?;
+    view(state, &now, &kept)
 }
 
 /// Publishes a proposal that carries the signatures it needs; otherwise says how many are
 /// missing.
 pub async fn publish(state: &Arc<NodeState>, id: &str) -> Result<pb::Proposal, AdminError> {
     let kept = book::load(&proposals_dir(state), id)?;
-    let current = current(state)?;
+    let current = current_roster(state)?;
     require_pending(state, &current, &kept)?;
     let t = count(&current, &kept.roster)?;
     if !t.is_complete() {
@@ -137,7 +131,8 @@ pub async fn publish(state: &Arc<NodeState>, id: &str) -> Result<pb::Proposal, A
         });
     }
     publish_kept(state, &kept).await?;
-    view(state, &current(state)?, &kept)
+    let now = current_roster(state)?;
+    view(state, &now, &kept)
 }
 
 async fn publish_kept(state: &Arc<NodeState>, kept: &Kept) -> Result<(), AdminError> {
@@ -185,11 +180,7 @@ enum Standing {
     Pending,
 }
 
-fn standing(
-    state: &NodeState,
-    current: &Roster,
-    kept: &Kept,
-) -> Result<Standing, AdminError> {
+fn standing(state: &NodeState, current: &Roster, kept: &Kept) -> Result<Standing, AdminError> {
     let version = book::version_of(&kept.roster);
     if version <= current.version() {
         let stored = stored_version(state.store.as_ref(), current.federation_id(), version)?;
@@ -236,7 +227,8 @@ pub fn view(state: &NodeState, current: &Roster, kept: &Kept) -> Result<pb::Prop
     match standing(state, current, kept)? {
         Standing::Published => {
             proposal.published = true;
-            proposal.signed_current = u32::try_from(kept.roster.signatures.len()).unwrap_or(u32::MAX);
+            proposal.signed_current =
+                u32::try_from(kept.roster.signatures.len()).unwrap_or(u32::MAX);
         }
         Standing::Stale(why) => proposal.stale = why,
         Standing::Pending => {

@@ -65,7 +65,7 @@ impl Admin for AdminService {
         request: Request<pb::ListMembersRequest>,
     ) -> Result<Response<pb::ListMembersResponse>, Status> {
         self.operator(&request)?;
-        let roster = proposals::current(&self.state).map_err(|e| e.to_status())?;
+        let roster = proposals::current_roster(&self.state).map_err(|e| e.to_status())?;
         Ok(Response::new(pb::ListMembersResponse {
             roster_version: roster.version(),
             members: roster.members().to_vec(),
@@ -137,7 +137,7 @@ impl Admin for AdminService {
         self.operator(&request)?;
         let version = request.into_inner().version;
         self.blocking(move |state| {
-            let roster = proposals::current(state)?;
+            let roster = proposals::current_roster(state)?;
             if version == 0 {
                 return Ok(roster.signed().clone());
             }
