@@ -204,6 +204,15 @@ impl ConnectArgs {
     }
 }
 
+/// A HOST:PORT option resolved to one address.
+pub fn resolve_addr(flag: &str, value: &str) -> anyhow::Result<SocketAddr> {
+    value
+        .to_socket_addrs()
+        .map_err(|e| usage(format!("{flag} {value}: {e} (expected HOST:PORT)")))?
+        .next()
+        .ok_or_else(|| usage(format!("{flag} {value}: resolves to no address")))
+}
+
 fn resolve(api: &str) -> anyhow::Result<SocketAddr> {
     let mut addrs = api.to_socket_addrs().map_err(|e| {
         usage(format!(

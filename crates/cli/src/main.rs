@@ -10,11 +10,13 @@ macro_rules! out {
     };
 }
 
+mod admin_cmd;
 mod bench;
 mod client_cmd;
 mod conn;
 mod corpus_sample;
 mod demo;
+mod enrol_cmd;
 mod failure;
 mod input;
 mod pki_cmd;
@@ -62,6 +64,19 @@ enum Command {
     Watch(client_cmd::WatchArgs),
     /// A node's version vector, state digest and peers.
     Status(client_cmd::StatusArgs),
+    /// Create a federation: its CA, the first hub and the signed genesis roster.
+    Federation {
+        #[command(subcommand)]
+        which: enrol_cmd::Federation,
+    },
+    /// A member's node: enrolment (init, join) and key rotation.
+    Node {
+        #[command(subcommand)]
+        which: enrol_cmd::NodeCmd,
+    },
+    /// The hub operators' commands (an admin certificate of the hub): members, roster,
+    /// federation status, audit.
+    Admin(admin_cmd::AdminArgs),
     /// Certificate authorities and certificates for a real federation.
     Pki {
         #[command(subcommand)]
@@ -193,6 +208,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => current_thread()?.block_on(client_cmd::watch(args)),
         Command::Status(args) => current_thread()?.block_on(client_cmd::status(args)),
         Command::Pki { which } => pki_cmd::run(which),
+        Command::Federation { which } => enrol_cmd::federation(which),
+        Command::Node { which } => enrol_cmd::node(which),
+        Command::Admin(args) => current_thread()?.block_on(admin_cmd::run(args)),
         // One thread: the demo's children are spawned from the main thread, which their
         // parent-death signal is tied to (see `fleet`).
         Command::Demo(args) => current_thread()?.block_on(demo::run(args)),

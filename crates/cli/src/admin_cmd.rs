@@ -1,0 +1,585 @@
+//! `intelmesh admin …`: the hub operators' commands, over the hub's `Admin` service with an
+//! admin certificate. Every command that changes the roster proposes a version; with
+//! `--sign-with KEYFILE` it also signs it there and then (a threshold of 1 publishes it at once).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use intelmesh_node::keys::{load_signing_key, parse_public_key};
+use intelmesh_proto::v1 as pb;
+use intelmesh_proto::v1::admin_client::AdminClient;
+use intelmesh_roster::sign_document;
+use pb::action::Action as A;
+use prost::Message;
+use tonic::transport::Channel;
+
+use crate::conn::{connect, request, rpc_error, ConnectArgs, Target};
+use crate::enrol_cmd::{admin_keygen, AdminKeygen};
+use crate::usage;
+
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    which: AdminCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCmd {
+    /// Generate an operator's authority key (FILE 0600, FILE.pub).
+    Keygen(AdminKeygen),
+    /// Members: list, add, suspend, reinstate, remove, keys, certificates, bundles.
+    Members {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        #[command(subcommand)]
+        which: MembersCmd,
+    },
+    /// The roster: show a version, diff two, pending proposals, sign, publish.
+    Roster {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        #[command(subcommand)]
+        which: RosterCmd,
+    },
+    /// The federation table: per member link, lag, roster version, recent entries, forks,
+    /// certificate expiry, stale checkpoints.
+    Status {
+        #[command(flatten)]
+        conn: ConnectArgs,
+    },
+    /// Who proposed and who signed each roster version.
+    Audit {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        #[arg(long, value_name = "ORG")]
+        org: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
+        #[arg(long, value_name = "VERSION", default_value_t = 1)]
+        since: u64,
+    },
+}
+
+/// How a proposing command proposes: the reason and the keys to sign with at once.
+#[derive(Args, Debug)]
+struct ProposeOpts {
+    /// Why (recorded in the roster for the audit trail).
+    #[arg(long, default_value = "")]
+    reason: String,
+    /// Authority key files to sign the proposal with now.
+    #[arg(long = "sign-with", value_name = "KEYFILE")]
+    sign_with: Vec<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum MembersCmd {
+    List,
+    /// Admit a member from its enrolment request (`intelmesh node init`).
+    Add {
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+        #[arg(long, value_enum, default_value_t = RoleArg::Agency)]
+        role: RoleArg,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
+    Suspend {
+        org: String,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
+    Reinstate {
+        org: String,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
+    Remove {
+        org: String,
+        /// Also withdraw its assertions from every view.
+        #[arg(long)]
+        withdraw: bool,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
+    /// Apply a member's rotation request (`intelmesh node rotate-key`).
+    RotateKey {
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
+    /// End a stolen key at the last seq the member vouches for.
+    ReportCompromise {
+        org: String,
+        /// The compromised public key (hex, or a .pub file).
+        #[arg(long, value_name = "PUB")]
+        key: String,
+        #[arg(long, value_name = "N")]
+        last_good_seq: u64,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
+    /// Revoke a certificate by serial (hex).
+    RevokeCert {
+        serial: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
+    /// Write ORG's enrolment bundle (a new node certificate valid --days) and propose
+    /// recording the certificate in the roster.
+    Bundle(BundleArgs),
+    /// The same as `bundle`: a new certificate from the member's request, before expiry.
+    Renew(BundleArgs),
+}
+
+#[derive(Args, Debug)]
+struct BundleArgs {
+    org: String,
+    #[arg(long, default_value_t = intelmesh_node::pki::DEFAULT_LEAF_DAYS)]
+    days: u32,
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    #[command(flatten)]
+    propose: ProposeOpts,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum RoleArg {
+    Hub,
+    Agency,
+}
+
+#[derive(Subcommand, Debug)]
+enum RosterCmd {
+    /// Print a version (the current one by default).
+    Show {
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// What changed from version A to version B.
+    Diff { a: u64, b: u64 },
+    /// Pending and recent proposals.
+    Proposals,
+    /// Sign a proposal with an authority key (prints what it changes first).
+    Sign {
+        #[arg(long, value_name = "ID")]
+        proposal: String,
+        #[arg(long, value_name = "KEYFILE")]
+        key: PathBuf,
+    },
+    /// Publish a proposal that carries the signatures it needs.
+    Publish {
+        #[arg(long, value_name = "ID")]
+        proposal: String,
+    },
+}
+
+pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    match args.which {
+        AdminCmd::Keygen(k) => admin_keygen(k),
+        AdminCmd::Members { conn, which } => members(&Hub::open(&conn).await?, which).await,
+        AdminCmd::Roster { conn, which } => roster(&Hub::open(&conn).await?, which).await,
+        AdminCmd::Status { conn } => status(&Hub::open(&conn).await?).await,
+        AdminCmd::Audit {
+            conn,
+            org,
+            operator,
+            since,
+        } => {
+            let hub = Hub::open(&conn).await?;
+            let events = hub
+                .client()
+                .audit(request(
+                    &hub.target,
+                    pb::AuditRequest {
+                        since_version: since,
+                        org: org.unwrap_or_default(),
+                        operator: operator.unwrap_or_default(),
+                    },
+                ))
+                .await
+                .map_err(|s| hub.error("Audit", s))?
+                .into_inner()
+                .events;
+            for e in events {
+                let signed: Vec<String> = e
+                    .signed_by
+                    .iter()
+                    .zip(&e.signed_at_unix_ms)
+                    .map(|(name, at)| format!("{name} at {at}"))
+                    .collect();
+                out!(
+                    "v{} proposed by {} ({}): {}; signed by {}",
+                    e.version,
+                    e.proposed_by,
+                    if e.reason.is_empty() {
+                        "no reason given"
+                    } else {
+                        &e.reason
+                    },
+                    e.actions.join("; "),
+                    signed.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A connection to the hub's Admin service.
+struct Hub {
+    target: Target,
+    channel: Channel,
+}
+
+impl Hub {
+    async fn open(conn: &ConnectArgs) -> anyhow::Result<Hub> {
+        let target = conn.target()?;
+        let channel = connect(&target).await?;
+        Ok(Hub { target, channel })
+    }
+
+    fn client(&self) -> AdminClient<Channel> {
+        AdminClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
+    }
+
+    fn error(&self, what: &str, status: tonic::Status) -> anyhow::Error {
+        rpc_error(&self.target, what, status)
+    }
+
+    async fn roster(&self, version: u64) -> anyhow::Result<pb::RosterDocument> {
+        let signed = self
+            .client()
+            .get_roster(request(&self.target, pb::GetRosterRequest { version }))
+            .await
+            .map_err(|s| self.error("GetRoster", s))?
+            .into_inner();
+        Ok(pb::RosterDocument::decode(signed.document.as_slice())?)
+    }
+
+    /// Proposes `actions`, prints what the version changes, signs with each `--sign-with`.
+    async fn propose(
+        &self,
+        actions: Vec<pb::Action>,
+        opts: &ProposeOpts,
+    ) -> anyhow::Result<pb::Proposal> {
+        let mut proposal = self
+            .client()
+            .propose(request(
+                &self.target,
+                pb::ProposeRequest {
+                    actions,
+                    reason: opts.reason.clone(),
+                },
+            ))
+            .await
+            .map_err(|s| self.error("Propose", s))?
+            .into_inner();
+        self.print_changes(&proposal).await?;
+        for key in &opts.sign_with {
+            proposal = self.sign(&proposal, key).await?;
+        }
+        print_standing(&proposal);
+        Ok(proposal)
+    }
+
+    async fn print_changes(&self, proposal: &pb::Proposal) -> anyhow::Result<()> {
+        let doc = document(proposal)?;
+        let previous = self.roster(doc.version.saturating_sub(1)).await?;
+        out!("proposal {} (roster version {}):", proposal.id, doc.version);
+        for line in intelmesh_roster::diff(&previous, &doc) {
+            out!("  {line}");
+        }
+        Ok(())
+    }
+
+    async fn sign(
+        &self,
+        proposal: &pb::Proposal,
+        key: &std::path::Path,
+    ) -> anyhow::Result<pb::Proposal> {
+        let key =
+            load_signing_key(key).map_err(|e| usage(format!("--key {}: {e:#}", key.display())))?;
+        let signed = proposal
+            .roster
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the hub sent a proposal without its roster"))?;
+        let signature = sign_document(&signed.document, &key, intelmesh_core::now_unix_ms());
+        Ok(self
+            .client()
+            .sign_proposal(request(
+                &self.target,
+                pb::SignProposalRequest {
+                    id: proposal.id.clone(),
+                    signature: Some(signature),
+                },
+            ))
+            .await
+            .map_err(|s| self.error("SignProposal", s))?
+            .into_inner())
+    }
+}
+
+fn document(proposal: &pb::Proposal) -> anyhow::Result<pb::RosterDocument> {
+    let signed = proposal
+        .roster
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the hub sent a proposal without its roster"))?;
+    Ok(pb::RosterDocument::decode(signed.document.as_slice())?)
+}
+
+fn print_standing(p: &pb::Proposal) {
+    if p.published {
+        out!("proposal {}: published", p.id);
+    } else if !p.stale.is_empty() {
+        out!("proposal {}: stale: {}", p.id, p.stale);
+    } else {
+        let mut line = format!(
+            "proposal {}: pending, {} of {} current authority signatures",
+            p.id, p.signed_current, p.needed_current
+        );
+        if p.needed_new > 0 {
+            line.push_str(&format!(", {} of {} new", p.signed_new, p.needed_new));
+        }
+        out!("{line}");
+    }
+}
+
+fn action(a: A) -> pb::Action {
+    pb::Action { action: Some(a) }
+}
+
+fn read_message<M: Message + Default>(flag: &str, path: &std::path::Path) -> anyhow::Result<M> {
+    let bytes =
+        std::fs::read(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))?;
+    M::decode(bytes.as_slice())
+        .map_err(|e| usage(format!("{flag} {}: does not decode: {e}", path.display())))
+}
+
+async fn members(hub: &Hub, which: MembersCmd) -> anyhow::Result<ExitCode> {
+    let (actions, opts) = match which {
+        MembersCmd::List => {
+            let r = hub
+                .client()
+                .list_members(request(&hub.target, pb::ListMembersRequest {}))
+                .await
+                .map_err(|s| hub.error("ListMembers", s))?
+                .into_inner();
+            out!("roster version {}", r.roster_version);
+            for m in r.members {
+                out!(
+                    "{}\t{:?}\t{:?}\t{}\t{}\t{} key(s)",
+                    m.org,
+                    m.role(),
+                    m.status(),
+                    m.country,
+                    m.display_name,
+                    m.signing_keys.len()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        MembersCmd::Add {
+            request: file,
+            role,
+            propose,
+        } => {
+            let request = read_message::<pb::SignedEnrolmentRequest>("--request", &file)?;
+            let role = match role {
+                RoleArg::Hub => pb::MemberRole::Hub,
+                RoleArg::Agency => pb::MemberRole::Agency,
+            };
+            (
+                vec![action(A::AddMember(pb::AddMember {
+                    request: Some(request),
+                    role: role as i32,
+                }))],
+                propose,
+            )
+        }
+        MembersCmd::Suspend { org, propose } => {
+            (vec![action(A::Suspend(pb::Suspend { org }))], propose)
+        }
+        MembersCmd::Reinstate { org, propose } => {
+            (vec![action(A::Reinstate(pb::Reinstate { org }))], propose)
+        }
+        MembersCmd::Remove {
+            org,
+            withdraw,
+            propose,
+        } => (
+            vec![action(A::Remove(pb::Remove { org, withdraw }))],
+            propose,
+        ),
+        MembersCmd::RotateKey {
+            request: file,
+            propose,
+        } => {
+            let request = read_message::<pb::SignedRotationRequest>("--request", &file)?;
+            (
+                vec![action(A::RotateKey(pb::RotateKey {
+                    request: Some(request),
+                }))],
+                propose,
+            )
+        }
+        MembersCmd::ReportCompromise {
+            org,
+            key,
+            last_good_seq,
+            propose,
+        } => {
+            let text = std::fs::read_to_string(&key).unwrap_or(key.clone());
+            let key = parse_public_key(&text).map_err(|e| usage(format!("--key: {e:#}")))?;
+            (
+                vec![action(A::ReportCompromise(pb::ReportCompromise {
+                    org,
+                    public_key: key.to_bytes().to_vec(),
+                    last_good_seq,
+                }))],
+                propose,
+            )
+        }
+        MembersCmd::RevokeCert {
+            serial,
+            reason,
+            propose,
+        } => (
+            vec![action(A::RevokeCert(pb::RevokeCert { serial, reason }))],
+            propose,
+        ),
+        MembersCmd::Bundle(b) | MembersCmd::Renew(b) => return bundle(hub, b).await,
+    };
+    hub.propose(actions, &opts).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bundle(hub: &Hub, b: BundleArgs) -> anyhow::Result<ExitCode> {
+    let bundle = hub
+        .client()
+        .issue_bundle(request(
+            &hub.target,
+            pb::IssueBundleRequest {
+                org: b.org.clone(),
+                days: b.days,
+            },
+        ))
+        .await
+        .map_err(|s| hub.error("IssueBundle", s))?
+        .into_inner();
+    std::fs::write(&b.out, bundle.encode_to_vec())
+        .map_err(|e| usage(format!("--out {}: {e}", b.out.display())))?;
+    let facts = intelmesh_node::cert_facts::cert_facts_pem(&bundle.node_cert_pem)?;
+    out!(
+        "wrote {}: the bundle of {} (certificate {} valid until {} ms since epoch); send it to the member",
+        b.out.display(),
+        b.org,
+        facts.serial_hex,
+        facts.not_after_unix_ms
+    );
+    let record = action(A::RecordCert(pb::RecordCert {
+        org: b.org,
+        cert: Some(pb::IssuedCert {
+            serial: facts.serial_hex,
+            not_after_unix_ms: facts.not_after_unix_ms,
+        }),
+    }));
+    hub.propose(vec![record], &b.propose).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn roster(hub: &Hub, which: RosterCmd) -> anyhow::Result<ExitCode> {
+    match which {
+        RosterCmd::Show { version } => {
+            let doc = hub.roster(version.unwrap_or(0)).await?;
+            out!(
+                "federation {} version {} (threshold {} of {})",
+                doc.federation_id,
+                doc.version,
+                doc.authority.as_ref().map_or(0, |a| a.threshold),
+                doc.authority.as_ref().map_or(0, |a| a.keys.len())
+            );
+            for m in &doc.members {
+                out!(
+                    "  {}\t{:?}\t{:?}\t{}",
+                    m.org,
+                    m.role(),
+                    m.status(),
+                    m.display_name
+                );
+            }
+            for h in &doc.hubs {
+                out!("  hub {} at {}", h.org, h.address);
+            }
+        }
+        RosterCmd::Diff { a, b } => {
+            let (a, b) = (hub.roster(a).await?, hub.roster(b).await?);
+            for line in intelmesh_roster::diff(&a, &b) {
+                out!("{line}");
+            }
+        }
+        RosterCmd::Proposals => {
+            let list = hub
+                .client()
+                .list_proposals(request(&hub.target, pb::ListProposalsRequest {}))
+                .await
+                .map_err(|s| hub.error("ListProposals", s))?
+                .into_inner()
+                .proposals;
+            for p in &list {
+                print_standing(p);
+            }
+        }
+        RosterCmd::Sign { proposal, key } => {
+            let p = hub
+                .client()
+                .get_proposal(request(&hub.target, pb::ProposalRef { id: proposal }))
+                .await
+                .map_err(|s| hub.error("GetProposal", s))?
+                .into_inner();
+            hub.print_changes(&p).await?;
+            print_standing(&hub.sign(&p, &key).await?);
+        }
+        RosterCmd::Publish { proposal } => {
+            let p = hub
+                .client()
+                .publish(request(&hub.target, pb::ProposalRef { id: proposal }))
+                .await
+                .map_err(|s| hub.error("Publish", s))?
+                .into_inner();
+            print_standing(&p);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn status(hub: &Hub) -> anyhow::Result<ExitCode> {
+    let r = hub
+        .client()
+        .federation_status(request(&hub.target, pb::FederationStatusRequest {}))
+        .await
+        .map_err(|s| hub.error("FederationStatus", s))?
+        .into_inner();
+    out!("roster version {}", r.roster_version);
+    out!("member\tstatus\tconnected\tlast_seen_ms\tlag\troster\tentries_24h\theld\tforked\tcert_not_after_ms\tstale");
+    for m in r.members {
+        out!(
+            "{}\t{:?}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            m.org,
+            m.status(),
+            m.connected,
+            m.last_seen_unix_ms,
+            m.lag,
+            m.roster_version,
+            m.entries_24h,
+            m.held_entries,
+            m.forked,
+            m.cert_not_after_unix_ms,
+            m.stale
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

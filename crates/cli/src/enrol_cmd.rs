@@ -1,0 +1,513 @@
+//! Setting up a federation and joining it without moving private keys: `federation init`
+//! (federation CA, the first hub's files, the signed genesis), `admin keygen` (an operator's
+//! authority key), `node init` (an agency's keys and its enrolment request) and `node join`
+//! (the agency's node.toml in roster mode from the bundle the hub operators hand back).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use ed25519_dalek::SigningKey;
+use intelmesh_core::OrgId;
+use intelmesh_node::config::{AdminConfig, ListenerConfig, NodeConfig, Role, RosterConfig};
+use intelmesh_node::keys::{load_signing_key, parse_public_key, write_private};
+use intelmesh_node::pki::{request_node, write_pem, Ca, CaRole, Validity, DEFAULT_LEAF_DAYS};
+use intelmesh_proto::v1 as pb;
+use intelmesh_roster::enrolment::{sign_enrolment, verify_enrolment, EnrolmentDetails};
+use intelmesh_roster::{build_genesis, genesis_thresholds, roster_hash, sign_document};
+use intelmesh_roster::{AuthorityKey, GenesisSpec, HubMember};
+use prost::Message;
+
+use crate::input::parse_org;
+use crate::usage;
+
+/// The enrolment request file `node init` writes in its directory.
+pub const REQUEST_FILE: &str = "enrolment.request";
+
+#[derive(Subcommand, Debug)]
+pub enum Federation {
+    /// Create a federation: its CA, the first hub's keys and certificates, and the genesis
+    /// roster signed by the initial authority keys (`--sign-with`, at least the threshold).
+    /// Prints the genesis pin every member checks.
+    Init(FederationInit),
+}
+
+#[derive(Args, Debug)]
+pub struct FederationInit {
+    /// The federation id (also the roster log's origin; no member may take it).
+    #[arg(long, value_parser = parse_org)]
+    id: OrgId,
+    /// An authority key: the holder's name and the public key file `admin keygen` wrote.
+    #[arg(long = "authority", value_name = "NAME=PUBKEYFILE", required = true)]
+    authorities: Vec<String>,
+    /// How many authority signatures each roster version needs.
+    #[arg(long, value_name = "K")]
+    threshold: u32,
+    /// Private authority key files to sign the genesis with (at least K).
+    #[arg(long = "sign-with", value_name = "KEYFILE", required = true)]
+    sign_with: Vec<PathBuf>,
+    /// The first hub's org id.
+    #[arg(long, value_name = "ORG", value_parser = parse_org)]
+    hub: OrgId,
+    #[arg(long, value_name = "NAME")]
+    hub_name: Option<String>,
+    #[arg(long, value_name = "CC", default_value = "")]
+    hub_country: String,
+    /// Where agencies reach the hub's federation listener (written into the roster).
+    #[arg(long, value_name = "HOST:PORT")]
+    hub_address: String,
+    /// The hub's federation listen address [default: --hub-address].
+    #[arg(long, value_name = "ADDR")]
+    federation_listen: Option<std::net::SocketAddr>,
+    /// The hub's API listen address (Admin and the local API).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
+    api_listen: std::net::SocketAddr,
+    /// An existing federation CA (DIR/ca.pem, DIR/ca.key) instead of a new one.
+    #[arg(long, value_name = "DIR")]
+    federation_ca: Option<PathBuf>,
+    /// Directory to write everything into (must not hold a federation already).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCmd {
+    /// Agency side: create this node's TLS key and certificate request, signing key, service
+    /// CA and API certificate, and the enrolment request to send to the hub operators.
+    /// Private keys stay in DIR (0600).
+    Init(NodeInit),
+    /// Agency side: install the enrolment bundle the hub operators sent back and write
+    /// DIR/node.toml (roster mode); then `intelmesh run --config DIR/node.toml`.
+    Join(NodeJoin),
+    /// Member side: a new signing key and a rotation request signed by the old and the new key
+    /// (see --help for the procedure).
+    RotateKey(RotateKey),
+}
+
+#[derive(Args, Debug)]
+pub struct NodeInit {
+    #[arg(long, value_name = "ORG", value_parser = parse_org)]
+    org: OrgId,
+    /// Display name, e.g. "Australian Federal Police".
+    #[arg(long)]
+    name: String,
+    /// ISO 3166-1 alpha-2 country code ("" for international bodies).
+    #[arg(long, value_name = "CC", default_value = "")]
+    country: String,
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeJoin {
+    /// The directory `node init` wrote.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The bundle file from the hub operators (`intelmesh admin members bundle`).
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// This node's federation listen address.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7700")]
+    federation_listen: std::net::SocketAddr,
+    /// This node's API listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
+    api_listen: std::net::SocketAddr,
+}
+
+/// Rotation, until nodes switch keys on their own: stop publishing (or stop the node), note
+/// its head seq (`intelmesh status`), run this with `--last-seq` that seq, have the operators
+/// publish the rotation (`intelmesh admin members rotate-key --request FILE`), then point
+/// the node's `signing_key` at the new key and restart it.
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct RotateKey {
+    /// The node's directory (`node init`): signing.key is the current key.
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// The last seq the current key signs (the node's head seq).
+    #[arg(long, value_name = "N")]
+    last_seq: u64,
+}
+
+/// `intelmesh admin keygen`: an operator's authority key.
+#[derive(Args, Debug)]
+pub struct AdminKeygen {
+    /// The holder's name (recorded in the roster for the audit trail).
+    #[arg(long)]
+    pub name: String,
+    /// Private key file to write (0600); the public key goes to FILE.pub.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+pub fn admin_keygen(args: AdminKeygen) -> anyhow::Result<ExitCode> {
+    let key = SigningKey::generate(&mut rand::rngs::OsRng);
+    write_private(&args.out, &key)?;
+    let public = pub_path(&args.out);
+    std::fs::write(
+        &public,
+        format!("{}\n", hex::encode(key.verifying_key().as_bytes())),
+    )
+    .with_context(|| format!("writing {}", public.display()))?;
+    out!(
+        "wrote {} (private, 0600: keep it offline) and {} (give it to `federation init --authority {}={}`)",
+        args.out.display(),
+        public.display(),
+        args.name,
+        public.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pub_path(key: &Path) -> PathBuf {
+    let mut p = key.as_os_str().to_owned();
+    p.push(".pub");
+    PathBuf::from(p)
+}
+
+pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
+    let Federation::Init(a) = which;
+    if a.dir.join("genesis.roster").exists() {
+        return Err(usage(format!(
+            "{} already holds a federation (genesis.roster); choose another --dir",
+            a.dir.display()
+        )));
+    }
+    let authority = a
+        .authorities
+        .iter()
+        .map(|spec| parse_authority(spec))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let signers = a
+        .sign_with
+        .iter()
+        .map(|p| load_signing_key(p).map_err(|e| usage(format!("--sign-with: {e:#}"))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    create_dir(&a.dir)?;
+    let ca = match &a.federation_ca {
+        Some(dir) => Ca::load(&dir.join("ca.pem"), &dir.join("ca.key"))?,
+        None => {
+            let ca = Ca::generate(&CaRole::Federation)?;
+            let ca_dir = a.dir.join("federation-ca");
+            create_dir(&ca_dir)?;
+            ca.write(&ca_dir, "ca")?;
+            ca
+        }
+    };
+    write_pem(&a.dir.join("federation-ca.pem"), ca.cert_pem(), false)?;
+    let hub_dir = a.dir.join("hub");
+    let hub = node_files(&hub_dir, &a.hub)?;
+    let cert = ca.sign_node_request(&a.hub, &hub.csr_pem, Validity::days(DEFAULT_LEAF_DAYS))?;
+    write_pem(&hub_dir.join("node.pem"), &cert, false)?;
+    let document = build_genesis(
+        &GenesisSpec {
+            federation_id: a.id.clone(),
+            authority,
+            threshold: a.threshold,
+            hub_members: vec![HubMember {
+                org: a.hub.clone(),
+                display_name: a.hub_name.clone().unwrap_or_else(|| a.hub.to_string()),
+                country: a.hub_country.clone(),
+                signing_key: hub.signing_key.verifying_key(),
+            }],
+            ca_certs_pem: vec![ca.cert_pem().to_string()],
+            hubs: vec![pb::HubAddress {
+                org: a.hub.to_string(),
+                address: a.hub_address.clone(),
+            }],
+            policy: pb::Policy::default(),
+            proposed_by: "federation init".into(),
+        },
+        intelmesh_core::now_unix_ms(),
+    )
+    .map_err(|e| usage(format!("the genesis would be malformed: {e}")))?;
+    let genesis = pb::SignedRoster {
+        signatures: signers
+            .iter()
+            .map(|k| sign_document(&document, k, intelmesh_core::now_unix_ms()))
+            .collect(),
+        document,
+    };
+    let t = genesis_thresholds(&genesis).map_err(|e| usage(e.to_string()))?;
+    if !t.is_complete() {
+        return Err(usage(format!(
+            "the genesis carries {} valid signatures of its authority keys, {} needed: give --sign-with the private keys of at least {} of the --authority keys",
+            t.signed_current, t.needed_current, t.needed_current
+        )));
+    }
+    let pin = hex::encode(roster_hash(&genesis.document));
+    std::fs::write(a.dir.join("genesis.roster"), genesis.encode_to_vec())?;
+    let config = NodeConfig {
+        org: a.hub.to_string(),
+        role: Role::Hub,
+        data_dir: hub_dir.join("data"),
+        signing_key: hub_dir.join("signing.key"),
+        keys: None,
+        roster: Some(RosterConfig {
+            genesis: a.dir.join("genesis.roster"),
+            genesis_hash: pin.clone(),
+        }),
+        admin: Some(AdminConfig {
+            federation_ca_cert: a
+                .federation_ca
+                .as_ref()
+                .map_or_else(|| a.dir.join("federation-ca/ca.pem"), |d| d.join("ca.pem")),
+            federation_ca_key: a
+                .federation_ca
+                .as_ref()
+                .map_or_else(|| a.dir.join("federation-ca/ca.key"), |d| d.join("ca.key")),
+        }),
+        roster_version: 0,
+        federation: ListenerConfig {
+            listen: match a.federation_listen {
+                Some(addr) => addr,
+                None => crate::conn::resolve_addr("--hub-address", &a.hub_address)?,
+            },
+            client_ca: a.dir.join("federation-ca.pem"),
+            cert: hub_dir.join("node.pem"),
+            key: hub_dir.join("node.key"),
+        },
+        api: ListenerConfig {
+            listen: a.api_listen,
+            client_ca: hub_dir.join("service-ca/ca.pem"),
+            cert: hub_dir.join("api.pem"),
+            key: hub_dir.join("api.key"),
+        },
+        peer: Vec::new(),
+        limits: Default::default(),
+    };
+    write_config(&hub_dir.join("node.toml"), &config)?;
+    out!("federation {} created in {}", a.id, a.dir.display());
+    out!("genesis pin: {pin}");
+    out!(
+        "hub {}: intelmesh run --config {}",
+        a.hub,
+        hub_dir.join("node.toml").display()
+    );
+    out!(
+        "operators' certificates: intelmesh pki issue-admin --ca-dir {} --org {} --name NAME --out DIR",
+        hub_dir.join("service-ca").display(),
+        a.hub
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_authority(spec: &str) -> anyhow::Result<AuthorityKey> {
+    let (name, file) = spec
+        .split_once('=')
+        .ok_or_else(|| usage(format!("--authority {spec}: expected NAME=PUBKEYFILE")))?;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| usage(format!("--authority {spec}: {e}")))?;
+    let key = parse_public_key(&text).map_err(|e| usage(format!("--authority {spec}: {e:#}")))?;
+    Ok(AuthorityKey {
+        name: name.to_string(),
+        key,
+    })
+}
+
+/// What every node's directory holds before it has a federation certificate.
+struct NodeFiles {
+    csr_pem: String,
+    signing_key: SigningKey,
+}
+
+/// Writes a node's private keys (TLS key, signing key), its CSR, its service CA and API
+/// certificate, and a `cli` service certificate, into `dir`.
+fn node_files(dir: &Path, org: &OrgId) -> anyhow::Result<NodeFiles> {
+    for existing in ["node.key", "signing.key"] {
+        if dir.join(existing).exists() {
+            return Err(usage(format!(
+                "{} already exists; refusing to overwrite a key (choose another --dir)",
+                dir.join(existing).display()
+            )));
+        }
+    }
+    create_dir(dir)?;
+    let request = request_node(org)?;
+    write_pem(&dir.join("node.key"), &request.key_pem, true)?;
+    write_pem(&dir.join("node.csr"), &request.csr_pem, false)?;
+    let signing_key = SigningKey::generate(&mut rand::rngs::OsRng);
+    write_private(&dir.join("signing.key"), &signing_key)?;
+    std::fs::write(
+        dir.join("signing.pub"),
+        format!("{}\n", hex::encode(signing_key.verifying_key().as_bytes())),
+    )?;
+    let service_ca = Ca::generate(&CaRole::Service(org.clone()))?;
+    let ca_dir = dir.join("service-ca");
+    create_dir(&ca_dir)?;
+    service_ca.write(&ca_dir, "ca")?;
+    service_ca.issue_node(org)?.write(dir, "api")?;
+    service_ca.issue_service(org, "cli")?.write(dir, "cli")?;
+    Ok(NodeFiles {
+        csr_pem: request.csr_pem,
+        signing_key,
+    })
+}
+
+pub fn node(which: NodeCmd) -> anyhow::Result<ExitCode> {
+    match which {
+        NodeCmd::Init(a) => node_init(a),
+        NodeCmd::Join(a) => node_join(a),
+        NodeCmd::RotateKey(a) => rotate_key(a),
+    }
+}
+
+fn node_init(a: NodeInit) -> anyhow::Result<ExitCode> {
+    let files = node_files(&a.dir, &a.org)?;
+    let request = sign_enrolment(
+        &EnrolmentDetails {
+            org: a.org.clone(),
+            display_name: a.name,
+            country: a.country,
+            csr_pem: files.csr_pem,
+        },
+        &files.signing_key,
+        intelmesh_core::now_unix_ms(),
+    );
+    let path = a.dir.join(REQUEST_FILE);
+    std::fs::write(&path, request.encode_to_vec())
+        .with_context(|| format!("writing {}", path.display()))?;
+    out!(
+        "wrote the keys of {} into {} (private, 0600: they stay here)",
+        a.org,
+        a.dir.display()
+    );
+    out!(
+        "send {} to the hub operators (`intelmesh admin members add --request FILE`); they send back a bundle for `intelmesh node join --dir {} --bundle FILE`",
+        path.display(),
+        a.dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The org of the directory `node init` wrote, from its own enrolment request.
+fn dir_org(dir: &Path) -> anyhow::Result<OrgId> {
+    let path = dir.join(REQUEST_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| {
+        usage(format!(
+            "--dir {}: {e} (run `intelmesh node init` first)",
+            path.display()
+        ))
+    })?;
+    let signed = pb::SignedEnrolmentRequest::decode(bytes.as_slice())
+        .map_err(|e| usage(format!("{}: not an enrolment request: {e}", path.display())))?;
+    let verified =
+        verify_enrolment(&signed).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    Ok(verified.org)
+}
+
+fn node_join(a: NodeJoin) -> anyhow::Result<ExitCode> {
+    let org = dir_org(&a.dir)?;
+    let bytes = std::fs::read(&a.bundle)
+        .map_err(|e| usage(format!("--bundle {}: {e}", a.bundle.display())))?;
+    let bundle = pb::EnrolmentBundle::decode(bytes.as_slice()).map_err(|e| {
+        usage(format!(
+            "--bundle {}: not an enrolment bundle: {e}",
+            a.bundle.display()
+        ))
+    })?;
+    if bundle.org != org.as_str() {
+        return Err(usage(format!(
+            "--bundle {} is for {}, but {} holds the keys of {org}",
+            a.bundle.display(),
+            bundle.org,
+            a.dir.display()
+        )));
+    }
+    let genesis = bundle
+        .genesis
+        .as_ref()
+        .ok_or_else(|| usage("the bundle holds no genesis"))?;
+    if roster_hash(&genesis.document).as_slice() != bundle.genesis_hash.as_slice() {
+        return Err(usage(
+            "the bundle's genesis does not have the bundle's genesis hash",
+        ));
+    }
+    if bundle.federation_ca_pem.is_empty() {
+        return Err(usage("the bundle holds no federation CA certificate"));
+    }
+    write_pem(&a.dir.join("node.pem"), &bundle.node_cert_pem, false)?;
+    write_pem(
+        &a.dir.join("federation-ca.pem"),
+        &bundle.federation_ca_pem.join("\n"),
+        false,
+    )?;
+    std::fs::write(a.dir.join("genesis.roster"), genesis.encode_to_vec())?;
+    let pin = hex::encode(&bundle.genesis_hash);
+    let config = NodeConfig {
+        org: org.to_string(),
+        role: Role::Agency,
+        data_dir: a.dir.join("data"),
+        signing_key: a.dir.join("signing.key"),
+        keys: None,
+        roster: Some(RosterConfig {
+            genesis: a.dir.join("genesis.roster"),
+            genesis_hash: pin.clone(),
+        }),
+        admin: None,
+        roster_version: 0,
+        federation: ListenerConfig {
+            listen: a.federation_listen,
+            client_ca: a.dir.join("federation-ca.pem"),
+            cert: a.dir.join("node.pem"),
+            key: a.dir.join("node.key"),
+        },
+        api: ListenerConfig {
+            listen: a.api_listen,
+            client_ca: a.dir.join("service-ca/ca.pem"),
+            cert: a.dir.join("api.pem"),
+            key: a.dir.join("api.key"),
+        },
+        peer: Vec::new(),
+        limits: Default::default(),
+    };
+    write_config(&a.dir.join("node.toml"), &config)?;
+    out!(
+        "{org} joined the federation (genesis pin {pin}); hubs: {}",
+        bundle
+            .hubs
+            .iter()
+            .map(|h| format!("{} at {}", h.org, h.address))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    out!(
+        "start it: intelmesh run --config {}",
+        a.dir.join("node.toml").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rotate_key(a: RotateKey) -> anyhow::Result<ExitCode> {
+    let org = dir_org(&a.dir)?;
+    let old = load_signing_key(&a.dir.join("signing.key"))?;
+    let new_path = a.dir.join("signing.next.key");
+    let new = SigningKey::generate(&mut rand::rngs::OsRng);
+    write_private(&new_path, &new)?;
+    let request = intelmesh_roster::enrolment::sign_rotation(
+        &org,
+        &old,
+        &new,
+        a.last_seq,
+        intelmesh_core::now_unix_ms(),
+    );
+    let path = a.dir.join("rotation.request");
+    std::fs::write(&path, request.encode_to_vec())?;
+    out!(
+        "wrote {} (private, 0600) and {}: send the request to the hub operators; once the roster holds the new key, point signing_key at {} and restart the node",
+        new_path.display(),
+        path.display(),
+        new_path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_config(path: &Path, config: &NodeConfig) -> anyhow::Result<()> {
+    let text = toml::to_string_pretty(config).context("encoding the node config")?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
