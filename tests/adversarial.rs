@@ -305,9 +305,22 @@ async fn wrong_certificates_and_claims_are_refused() {
     let refused = refusal(RawPeer::open(&net.target(&hub), &creds).await);
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     assert!(
+        refused.message().contains(
+            "Federation needs a certificate of role node; service AU-AFP/soc presented one of role service"
+        ),
+        "{refused:?}"
+    );
+    // Nor does an admin certificate (hub operators call Admin on the API listener only).
+    let admin = fed_ca
+        .issue_admin(&au, "alice", intelmesh_node::pki::Validity::default())
+        .unwrap();
+    let refused =
+        refusal(RawPeer::open(&net.target(&hub), &Credentials::from_issued(&admin)).await);
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
         refused
             .message()
-            .contains("service certificates cannot open Federation"),
+            .contains("Federation needs a certificate of role node; admin AU-AFP/alice presented one of role admin"),
         "{refused:?}"
     );
 

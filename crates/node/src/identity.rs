@@ -157,11 +157,13 @@ pub fn require_role<T>(
     service: &str,
 ) -> Result<Identity, tonic::Status> {
     let id = caller(request).map_err(|e| {
-        tonic::Status::unauthenticated(format!("{service} needs a {needed} certificate: {e}"))
+        tonic::Status::unauthenticated(format!(
+            "{service} needs a certificate of role {needed}: {e}"
+        ))
     })?;
     if id.role() != needed {
         return Err(tonic::Status::permission_denied(format!(
-            "{service} needs a {needed} certificate; {id} presented a {} certificate",
+            "{service} needs a certificate of role {needed}; {id} presented one of role {}",
             id.role()
         )));
     }

@@ -1,0 +1,493 @@
+//! Enrolment and administration with the real binary, as hub operators and an agency would
+//! do it: `federation init`, `node init`, `admin members add`, `admin members bundle`,
+//! `node join`, `run`; thresholds of one and two authority signatures; which certificate may
+//! call what; the audit trail.
+
+// Each test binary uses part of the helpers.
+#[allow(dead_code)]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use support::{intelmesh, wait_until};
+
+const FED: &str = "MESH";
+const HUB: &str = "HUB-X";
+const AGENCY: &str = "AU-AFP";
+
+fn s(p: &Path) -> String {
+    p.to_str().expect("temp paths are UTF-8").to_string()
+}
+
+fn run(args: &[String]) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    intelmesh(&args)
+}
+
+fn run_ok(args: &[String]) -> String {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|a| a.to_string()).collect()
+}
+
+fn addr() -> String {
+    intelmesh_node::provision::free_loopback_addr()
+        .unwrap()
+        .to_string()
+}
+
+/// Node processes this test started; killed on drop.
+struct Procs(Vec<Child>);
+
+impl Procs {
+    fn start(&mut self, config: &Path, log: &Path) {
+        let log = std::fs::File::create(log).unwrap();
+        self.0.push(
+            Command::new(env!("CARGO_BIN_EXE_intelmesh"))
+                .args(["run", "--config", &s(config)])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn stop_all(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+/// A federation made by `federation init` with the given operators (each an authority key
+/// and an admin certificate of the hub), and its hub running.
+struct Federation {
+    dir: PathBuf,
+    hub_api: String,
+    procs: Procs,
+}
+
+impl Federation {
+    fn init(dir: &Path, operators: &[&str], threshold: u32) -> Federation {
+        let mut init = args(&["federation", "init", "--id", FED, "--hub", HUB]);
+        for op in operators {
+            let key = dir.join(format!("{op}.key"));
+            run_ok(&args(&["admin", "keygen", "--name", op, "--out", &s(&key)]));
+            init.extend(args(&["--authority", &format!("{op}={}.pub", s(&key))]));
+            init.extend(args(&["--sign-with", &s(&key)]));
+        }
+        let hub_api = addr();
+        init.extend(args(&[
+            "--threshold",
+            &threshold.to_string(),
+            "--hub-address",
+            &addr(),
+            "--api-listen",
+            &hub_api,
+            "--dir",
+            &s(&dir.join("fed")),
+        ]));
+        let out = run_ok(&init);
+        assert!(out.contains("genesis pin: "), "{out}");
+        for op in operators {
+            run_ok(&args(&[
+                "pki",
+                "issue-admin",
+                "--ca-dir",
+                &s(&dir.join("fed/hub/service-ca")),
+                "--org",
+                HUB,
+                "--name",
+                op,
+                "--out",
+                &s(&dir.join("ops")),
+            ]));
+        }
+        let mut fed = Federation {
+            dir: dir.to_path_buf(),
+            hub_api,
+            procs: Procs(Vec::new()),
+        };
+        fed.start_hub();
+        fed
+    }
+
+    fn start_hub(&mut self) {
+        self.procs.start(
+            &self.dir.join("fed/hub/node.toml"),
+            &self.dir.join("hub.log"),
+        );
+        wait_until("the hub serves Admin", || {
+            run(&self.admin("alice", &["members", "list"]))
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+
+    /// `intelmesh admin WHAT…` as operator `op`, connection options placed where clap wants
+    /// them (after the subcommand group).
+    fn admin(&self, op: &str, what: &[&str]) -> Vec<String> {
+        let ops = self.dir.join("ops");
+        self.admin_with(
+            &ops.join(format!("{op}.pem")),
+            &ops.join(format!("{op}.key")),
+            what,
+        )
+    }
+
+    fn admin_with(&self, cert: &Path, key: &Path, what: &[&str]) -> Vec<String> {
+        let mut a = args(&["admin", what[0]]);
+        a.extend(args(&[
+            "--api",
+            &self.hub_api,
+            "--node-org",
+            HUB,
+            "--ca",
+            &s(&self.dir.join("fed/hub/service-ca/ca.pem")),
+            "--cert",
+            &s(cert),
+            "--key",
+            &s(key),
+        ]));
+        a.extend(args(&what[1..]));
+        a
+    }
+
+    fn key(&self, op: &str) -> String {
+        s(&self.dir.join(format!("{op}.key")))
+    }
+
+    /// Connection options for a node's API with its `cli` service certificate.
+    fn service_args(node_dir: &Path, org: &str, api: &str) -> Vec<String> {
+        args(&[
+            "--api",
+            api,
+            "--node-org",
+            org,
+            "--ca",
+            &s(&node_dir.join("service-ca/ca.pem")),
+            "--cert",
+            &s(&node_dir.join("cli.pem")),
+            "--key",
+            &s(&node_dir.join("cli.key")),
+        ])
+    }
+}
+
+/// Every file under `dir` but the data directory, with its bytes.
+fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "data") {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on_the_hub() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut fed = Federation::init(dir, &["alice"], 1);
+    let hub_files = files(&dir.join("fed"));
+
+    let au = dir.join("au");
+    run_ok(&args(&[
+        "node",
+        "init",
+        "--org",
+        AGENCY,
+        "--name",
+        "Australian Federal Police",
+        "--country",
+        "AU",
+        "--dir",
+        &s(&au),
+    ]));
+    let key_mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(au.join("signing.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(key_mode & 0o777, 0o600, "private keys stay private");
+
+    let request = s(&au.join("enrolment.request"));
+    let added = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "add",
+            "--request",
+            &request,
+            "--reason",
+            "MoU signed",
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(added.contains("published"), "{added}");
+    assert!(added.contains(AGENCY), "the diff names the member: {added}");
+
+    let bundle = s(&dir.join("au.bundle"));
+    let bundled = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "bundle",
+            AGENCY,
+            "--days",
+            "30",
+            "--out",
+            &bundle,
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(
+        bundled.contains("published"),
+        "the certificate is recorded: {bundled}"
+    );
+
+    let au_api = addr();
+    run_ok(&args(&[
+        "node",
+        "join",
+        "--dir",
+        &s(&au),
+        "--bundle",
+        &bundle,
+        "--federation-listen",
+        &addr(),
+        "--api-listen",
+        &au_api,
+    ]));
+    fed.procs.start(&au.join("node.toml"), &dir.join("au.log"));
+
+    let at_agency = Federation::service_args(&au, AGENCY, &au_api);
+    wait_until(
+        "the agency publishes once the roster it received admits it",
+        || {
+            let mut submit = args(&["submit"]);
+            submit.extend(at_agency.clone());
+            submit.extend(args(&["--tlp", "green", "enrolled.example"]));
+            run(&submit).status.success().then_some(())
+        },
+    );
+    let hub_dir = dir.join("fed/hub");
+    let at_hub = Federation::service_args(&hub_dir, HUB, &fed.hub_api);
+    wait_until("the hub holds the agency's indicator", || {
+        let mut get = args(&["get"]);
+        get.extend(at_hub.clone());
+        get.push("enrolled.example".into());
+        let out = run(&get);
+        (out.status.success() && String::from_utf8_lossy(&out.stdout).contains(AGENCY))
+            .then_some(())
+    });
+    assert_eq!(
+        files(&dir.join("fed")),
+        hub_files,
+        "no file of the hub changed"
+    );
+
+    let status = run_ok(&fed.admin("alice", &["status"]));
+    let row = status
+        .lines()
+        .find(|l| l.starts_with(AGENCY))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(row.contains("\ttrue\t"), "connected: {row}");
+
+    let audit = run_ok(&fed.admin("alice", &["audit", "--org", AGENCY]));
+    assert!(
+        audit.contains(&format!("v2 proposed by {HUB}/alice (MoU signed)")),
+        "{audit}"
+    );
+    assert!(audit.contains("signed by alice at"), "{audit}");
+    assert!(
+        !audit.contains("v1 "),
+        "the genesis does not touch {AGENCY}: {audit}"
+    );
+
+    // Which certificate may call what.
+    let svc = fed.admin_with(
+        &hub_dir.join("cli.pem"),
+        &hub_dir.join("cli.key"),
+        &["members", "list"],
+    );
+    let out = run(&svc);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Admin needs a certificate of role admin"),
+        "{err}"
+    );
+    assert!(err.contains("PermissionDenied"), "{err}");
+
+    let node = fed.admin_with(
+        &hub_dir.join("node.pem"),
+        &hub_dir.join("node.key"),
+        &["members", "list"],
+    );
+    let out = run(&node);
+    assert!(
+        !out.status.success(),
+        "a node certificate is refused by the API listener"
+    );
+
+    let ops = dir.join("ops");
+    let mut get = args(&["get"]);
+    get.extend(args(&[
+        "--api",
+        &fed.hub_api,
+        "--node-org",
+        HUB,
+        "--ca",
+        &s(&hub_dir.join("service-ca/ca.pem")),
+        "--cert",
+        &s(&ops.join("alice.pem")),
+        "--key",
+        &s(&ops.join("alice.key")),
+        "enrolled.example",
+    ]));
+    let out = run(&get);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Indicators needs a certificate of role service"),
+        "{err}"
+    );
+}
+
+#[test]
+fn with_a_threshold_of_two_one_signature_leaves_the_proposal_pending_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut fed = Federation::init(dir, &["alice", "bob"], 2);
+    let au = dir.join("au");
+    run_ok(&args(&[
+        "node",
+        "init",
+        "--org",
+        AGENCY,
+        "--name",
+        "AFP",
+        "--dir",
+        &s(&au),
+    ]));
+
+    let out = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "add",
+            "--request",
+            &s(&au.join("enrolment.request")),
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(
+        out.contains("pending, 1 of 2 current authority signatures"),
+        "{out}"
+    );
+    let id = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("proposal ")?
+                .split(' ')
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap();
+
+    let refused = run(&fed.admin("alice", &["roster", "publish", "--proposal", &id]));
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("FailedPrecondition"), "{err}");
+    assert!(
+        err.contains("needs 1 more signature of the current authority keys (has 1 of 2)"),
+        "{err}"
+    );
+
+    // Signing twice with one key does not count twice.
+    let twice = run(&fed.admin(
+        "alice",
+        &[
+            "roster",
+            "sign",
+            "--proposal",
+            &id,
+            "--key",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("already carries a signature"));
+
+    fed.procs.stop_all();
+    fed.start_hub();
+    let listed = run_ok(&fed.admin("bob", &["roster", "proposals"]));
+    assert!(
+        listed.contains(&format!("proposal {id}: pending, 1 of 2")),
+        "kept across a restart: {listed}"
+    );
+
+    let signed = run_ok(&fed.admin(
+        "bob",
+        &[
+            "roster",
+            "sign",
+            "--proposal",
+            &id,
+            "--key",
+            &fed.key("bob"),
+        ],
+    ));
+    assert!(
+        signed.contains(AGENCY),
+        "sign shows the change it signs: {signed}"
+    );
+    assert!(
+        signed.contains(&format!("proposal {id}: published")),
+        "{signed}"
+    );
+    let members = run_ok(&fed.admin("bob", &["members", "list"]));
+    assert!(members.starts_with("roster version 2"), "{members}");
+    assert!(members.contains(AGENCY), "{members}");
+
+    let audit = run_ok(&fed.admin("bob", &["audit", "--operator", "bob"]));
+    assert!(
+        audit.contains(&format!("v2 proposed by {HUB}/alice")),
+        "{audit}"
+    );
+    assert!(
+        audit.contains("signed by alice at") && audit.contains(", bob at"),
+        "{audit}"
+    );
+}
