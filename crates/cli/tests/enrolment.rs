@@ -383,6 +383,15 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
         err.contains("Indicators needs a certificate of role service"),
         "{err}"
     );
+    let mut status = args(&["status"]);
+    status.extend(get[1..get.len() - 1].to_vec());
+    let out = run(&status);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("NodeStatus needs a certificate of role service"),
+        "{err}"
+    );
 }
 
 #[test]
