@@ -1,0 +1,190 @@
+//! Requests a member signs for the hub operators: an enrolment request (its public parts, signed
+//! with its new signing key as proof of possession) and a key rotation request (signed by the
+//! current key and by the new one).
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use intelmesh_core::entry::InvalidOrgId;
+use intelmesh_core::signature::{check_components, verify_one};
+use intelmesh_core::{KeyId, OrgId};
+use intelmesh_proto::v1 as pb;
+use prost::Message;
+
+use crate::model::{parse_key, KeyDefect};
+
+/// Prefix of the message an enrolment request's key signs.
+pub const ENROLMENT_CONTEXT: &[u8] = b"intelmesh/v1 enrolment\0";
+/// Prefix of the message both keys of a rotation request sign.
+pub const ROTATION_CONTEXT: &[u8] = b"intelmesh/v1 rotation\0";
+
+/// What an agency says about itself when it asks to join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrolmentDetails {
+    pub org: OrgId,
+    pub display_name: String,
+    /// ISO 3166-1 alpha-2, or "" for international bodies.
+    pub country: String,
+    pub csr_pem: String,
+}
+
+/// An enrolment request whose signature verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedEnrolment {
+    pub request: pb::EnrolmentRequest,
+    pub org: OrgId,
+    pub signing_key: VerifyingKey,
+}
+
+/// A rotation request whose two signatures verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedRotation {
+    pub request: pb::RotationRequest,
+    pub org: OrgId,
+    pub old_key: VerifyingKey,
+    pub new_key: VerifyingKey,
+    /// The last seq the old key signs; the new key starts after it.
+    pub last_seq: u64,
+}
+
+/// Why a signed request was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the request does not decode: {0}")]
+    Undecodable(String),
+    #[error("{0}")]
+    Org(InvalidOrgId),
+    #[error("{which} has {len} bytes, not 32")]
+    KeyLength { which: &'static str, len: usize },
+    #[error("{which} is not a valid ed25519 public key")]
+    KeyInvalid { which: &'static str },
+    #[error("the {which} signature is missing or not 64 bytes")]
+    SignatureLength { which: &'static str },
+    #[error("the {which} signature does not verify: the request was not signed by {key_id}, or was altered")]
+    BadSignature { which: &'static str, key_id: KeyId },
+    #[error("the new key is the old key")]
+    SameKey,
+}
+
+fn message(context: &[u8], request: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(context.len() + request.len());
+    msg.extend_from_slice(context);
+    msg.extend_from_slice(request);
+    msg
+}
+
+fn check_signature(
+    which: &'static str,
+    key: &VerifyingKey,
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), RequestError> {
+    let signature =
+        Signature::from_slice(signature).map_err(|_| RequestError::SignatureLength { which })?;
+    let bad = RequestError::BadSignature {
+        which,
+        key_id: KeyId::of(key),
+    };
+    check_components(&signature, key).map_err(|_| bad.clone())?;
+    if !verify_one(key, message, &signature) {
+        return Err(bad);
+    }
+    Ok(())
+}
+
+fn key(which: &'static str, bytes: &[u8]) -> Result<VerifyingKey, RequestError> {
+    parse_key(bytes).map_err(|d| match d {
+        KeyDefect::Length(len) => RequestError::KeyLength { which, len },
+        KeyDefect::Invalid => RequestError::KeyInvalid { which },
+    })
+}
+
+/// An enrolment request for `details`, signed with the new signing key `key`.
+pub fn sign_enrolment(
+    details: &EnrolmentDetails,
+    key: &SigningKey,
+    now_unix_ms: i64,
+) -> pb::SignedEnrolmentRequest {
+    let request = pb::EnrolmentRequest {
+        org: details.org.to_string(),
+        display_name: details.display_name.clone(),
+        country: details.country.clone(),
+        csr_pem: details.csr_pem.clone(),
+        signing_key: key.verifying_key().to_bytes().to_vec(),
+        created_at_unix_ms: now_unix_ms,
+    }
+    .encode_to_vec();
+    let signature = key.sign(&message(ENROLMENT_CONTEXT, &request));
+    pb::SignedEnrolmentRequest {
+        request,
+        signature: signature.to_bytes().to_vec(),
+    }
+}
+
+/// Decodes an enrolment request and checks its proof of possession.
+pub fn verify_enrolment(
+    signed: &pb::SignedEnrolmentRequest,
+) -> Result<VerifiedEnrolment, RequestError> {
+    let request = pb::EnrolmentRequest::decode(signed.request.as_slice())
+        .map_err(|e| RequestError::Undecodable(e.to_string()))?;
+    let org = OrgId::parse(&request.org).map_err(RequestError::Org)?;
+    let signing_key = key("the signing key", &request.signing_key)?;
+    check_signature(
+        "signing key's",
+        &signing_key,
+        &message(ENROLMENT_CONTEXT, &signed.request),
+        &signed.signature,
+    )?;
+    Ok(VerifiedEnrolment {
+        request,
+        org,
+        signing_key,
+    })
+}
+
+/// A request to end `old` at `last_seq` and sign with `new` from `last_seq + 1`, signed by both.
+pub fn sign_rotation(
+    org: &OrgId,
+    old: &SigningKey,
+    new: &SigningKey,
+    last_seq: u64,
+    now_unix_ms: i64,
+) -> pb::SignedRotationRequest {
+    let request = pb::RotationRequest {
+        org: org.to_string(),
+        old_key: old.verifying_key().to_bytes().to_vec(),
+        last_seq,
+        new_key: new.verifying_key().to_bytes().to_vec(),
+        created_at_unix_ms: now_unix_ms,
+    }
+    .encode_to_vec();
+    let msg = message(ROTATION_CONTEXT, &request);
+    pb::SignedRotationRequest {
+        signature: old.sign(&msg).to_bytes().to_vec(),
+        new_key_signature: new.sign(&msg).to_bytes().to_vec(),
+        request,
+    }
+}
+
+/// Decodes a rotation request and checks both signatures. Whether the old key is the member's
+/// current one is a roster question ([`crate::propose`]).
+pub fn verify_rotation(
+    signed: &pb::SignedRotationRequest,
+) -> Result<VerifiedRotation, RequestError> {
+    let request = pb::RotationRequest::decode(signed.request.as_slice())
+        .map_err(|e| RequestError::Undecodable(e.to_string()))?;
+    let org = OrgId::parse(&request.org).map_err(RequestError::Org)?;
+    let old_key = key("the old key", &request.old_key)?;
+    let new_key = key("the new key", &request.new_key)?;
+    if old_key == new_key {
+        return Err(RequestError::SameKey);
+    }
+    let msg = message(ROTATION_CONTEXT, &signed.request);
+    check_signature("old key's", &old_key, &msg, &signed.signature)?;
+    check_signature("new key's", &new_key, &msg, &signed.new_key_signature)?;
+    Ok(VerifiedRotation {
+        last_seq: request.last_seq,
+        request,
+        org,
+        old_key,
+        new_key,
+    })
+}

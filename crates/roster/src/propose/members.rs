@@ -1,0 +1,254 @@
+//! Admin actions on members: add (from a verified enrolment request), suspend, reinstate,
+//! remove, rotate a key (from a verified rotation request), report a key compromise.
+
+use intelmesh_core::{KeyId, OrgId};
+use intelmesh_proto::v1 as pb;
+
+use super::{key_holder, key_id_of, member, status_of, ActionError, ProposeContext};
+use crate::enrolment::{verify_enrolment, verify_rotation};
+use crate::model::{new_member, parse_key, seq_range, MemberRole, MemberStatus};
+
+pub(super) fn add_member(
+    doc: &mut pb::RosterDocument,
+    federation_id: &OrgId,
+    a: &pb::AddMember,
+) -> Result<String, ActionError> {
+    let request = a.request.as_ref().ok_or(ActionError::Missing("request"))?;
+    let enrolment = verify_enrolment(request).map_err(ActionError::Enrolment)?;
+    let org = enrolment.org;
+    if org == *federation_id {
+        return Err(ActionError::FederationId(org));
+    }
+    if let Some(m) = doc.members.iter().find(|m| m.org == org.as_str()) {
+        return Err(ActionError::AlreadyMember {
+            status: status_of(m),
+            org,
+        });
+    }
+    let role = MemberRole::from_proto(a.role).ok_or(ActionError::Role(a.role))?;
+    let key_id = KeyId::of(&enrolment.signing_key);
+    if let Some(holder) = key_holder(doc, enrolment.signing_key.as_bytes()) {
+        return Err(ActionError::KeyInUse {
+            key_id,
+            org: holder,
+        });
+    }
+    let r = &enrolment.request;
+    doc.members.push(new_member(
+        &org,
+        &r.display_name,
+        &r.country,
+        role,
+        &enrolment.signing_key,
+    ));
+    Ok(format!(
+        "add member {org} ({}, {}) as {} with key {key_id}",
+        r.display_name,
+        if r.country.is_empty() {
+            "international"
+        } else {
+            &r.country
+        },
+        role.as_str()
+    ))
+}
+
+/// Ends every open key of `m` at `cut` (or just before its start), marked with `end`; the
+/// key ids and ranges, for the action line.
+fn end_open_keys(m: &mut pb::Member, cut: u64, end: pb::KeyEnd) -> Vec<String> {
+    let mut ended = Vec::new();
+    for k in m.signing_keys.iter_mut().filter(|k| k.last_seq.is_none()) {
+        let last = cut.max(k.first_seq.saturating_sub(1));
+        k.last_seq = Some(last);
+        k.ended_by = end as i32;
+        ended.push(format!(
+            "{} (seqs {})",
+            key_id_of(&k.public_key),
+            seq_range(k.first_seq, k.last_seq)
+        ));
+    }
+    ended
+}
+
+fn ended_line(ended: &[String]) -> String {
+    if ended.is_empty() {
+        "no open key".to_string()
+    } else {
+        format!("keys ended: {}", ended.join(", "))
+    }
+}
+
+pub(super) fn suspend(
+    doc: &mut pb::RosterDocument,
+    org: &str,
+    ctx: &ProposeContext<'_>,
+) -> Result<String, ActionError> {
+    let (org, m) = member(doc, org)?;
+    match MemberStatus::from_proto(m.status) {
+        Some(MemberStatus::Suspended) => return Err(ActionError::AlreadySuspended(org)),
+        Some(MemberStatus::Removed) => return Err(ActionError::Removed(org)),
+        _ => {}
+    }
+    let cut = (ctx.member_heads)(&org);
+    let ended = end_open_keys(m, cut, pb::KeyEnd::Suspension);
+    m.status = pb::MemberStatus::Suspended as i32;
+    Ok(format!(
+        "suspend {org} at seq {cut}: {}",
+        ended_line(&ended)
+    ))
+}
+
+pub(super) fn reinstate(doc: &mut pb::RosterDocument, org: &str) -> Result<String, ActionError> {
+    let (org, m) = member(doc, org)?;
+    match MemberStatus::from_proto(m.status) {
+        Some(MemberStatus::Suspended) => {}
+        Some(MemberStatus::Removed) => return Err(ActionError::Removed(org)),
+        _ => {
+            return Err(ActionError::NotSuspended {
+                status: status_of(m),
+                org,
+            })
+        }
+    }
+    let mut reopened = Vec::new();
+    for k in m
+        .signing_keys
+        .iter_mut()
+        .filter(|k| k.ended_by == pb::KeyEnd::Suspension as i32)
+    {
+        k.last_seq = None;
+        k.ended_by = pb::KeyEnd::Unspecified as i32;
+        reopened.push(format!(
+            "{} (seqs {})",
+            key_id_of(&k.public_key),
+            seq_range(k.first_seq, None)
+        ));
+    }
+    m.status = pb::MemberStatus::Active as i32;
+    let keys = if reopened.is_empty() {
+        "no key reopened (its keys were ended by rotation or compromise)".to_string()
+    } else {
+        format!("keys reopened: {}", reopened.join(", "))
+    };
+    Ok(format!("reinstate {org}: {keys}"))
+}
+
+pub(super) fn remove(
+    doc: &mut pb::RosterDocument,
+    a: &pb::Remove,
+    ctx: &ProposeContext<'_>,
+) -> Result<String, ActionError> {
+    let (org, m) = member(doc, &a.org)?;
+    if MemberStatus::from_proto(m.status) == Some(MemberStatus::Removed) {
+        return Err(ActionError::Removed(org));
+    }
+    let cut = (ctx.member_heads)(&org);
+    let ended = end_open_keys(m, cut, pb::KeyEnd::Removal);
+    m.status = pb::MemberStatus::Removed as i32;
+    m.withdrawn = a.withdraw;
+    let hubs_before = doc.hubs.len();
+    doc.hubs.retain(|h| h.org != org.as_str());
+    let mut line = format!("remove {org} at seq {cut}: {}", ended_line(&ended));
+    if a.withdraw {
+        line.push_str("; its assertions are withdrawn from every view");
+    }
+    if doc.hubs.len() != hubs_before {
+        line.push_str("; its hub addresses are dropped");
+    }
+    Ok(line)
+}
+
+pub(super) fn rotate_key(
+    doc: &mut pb::RosterDocument,
+    a: &pb::RotateKey,
+    ctx: &ProposeContext<'_>,
+) -> Result<String, ActionError> {
+    let request = a.request.as_ref().ok_or(ActionError::Missing("request"))?;
+    let rotation = verify_rotation(request).map_err(ActionError::Rotation)?;
+    let (old_id, new_id) = (KeyId::of(&rotation.old_key), KeyId::of(&rotation.new_key));
+    if let Some(holder) = key_holder(doc, rotation.new_key.as_bytes()) {
+        return Err(ActionError::KeyInUse {
+            key_id: new_id,
+            org: holder,
+        });
+    }
+    let head = (ctx.member_heads)(&rotation.org);
+    let (org, m) = member(doc, rotation.org.as_str())?;
+    if MemberStatus::from_proto(m.status) != Some(MemberStatus::Active) {
+        return Err(ActionError::NotActive {
+            status: status_of(m),
+            org,
+        });
+    }
+    let last_seq = rotation.last_seq;
+    let new_first = last_seq
+        .checked_add(1)
+        .ok_or(ActionError::LastSeqTooLarge(last_seq))?;
+    let old = m
+        .signing_keys
+        .iter_mut()
+        .find(|k| k.last_seq.is_none() && k.public_key == rotation.old_key.as_bytes())
+        .ok_or_else(|| ActionError::OldKeyNotCurrent {
+            org: org.clone(),
+            key_id: old_id,
+        })?;
+    let known = head.max(old.first_seq.saturating_sub(1));
+    if last_seq < known {
+        return Err(ActionError::LastSeqBehind {
+            org,
+            last_seq,
+            known,
+        });
+    }
+    old.last_seq = Some(last_seq);
+    old.ended_by = pb::KeyEnd::Rotation as i32;
+    m.signing_keys.push(pb::MemberKey {
+        public_key: rotation.new_key.to_bytes().to_vec(),
+        first_seq: new_first,
+        last_seq: None,
+        ended_by: pb::KeyEnd::Unspecified as i32,
+    });
+    Ok(format!(
+        "rotate key of {org}: {old_id} ends at seq {last_seq}, {new_id} signs from seq {new_first}"
+    ))
+}
+
+pub(super) fn report_compromise(
+    doc: &mut pb::RosterDocument,
+    a: &pb::ReportCompromise,
+) -> Result<String, ActionError> {
+    let (org, m) = member(doc, &a.org)?;
+    let unknown = || ActionError::UnknownKey {
+        org: org.clone(),
+        key_id: key_id_of(&a.public_key),
+    };
+    let key_id = parse_key(&a.public_key)
+        .map(|key| KeyId::of(&key))
+        .map_err(|_| unknown())?;
+    let k = m
+        .signing_keys
+        .iter_mut()
+        .find(|k| k.public_key == a.public_key)
+        .ok_or_else(unknown)?;
+    if a.last_good_seq < k.first_seq.saturating_sub(1) {
+        return Err(ActionError::BeforeFirstSeq {
+            org,
+            key_id,
+            first_seq: k.first_seq,
+        });
+    }
+    if let Some(last_seq) = k.last_seq.filter(|last| a.last_good_seq > *last) {
+        return Err(ActionError::NotShortening {
+            org,
+            key_id,
+            last_seq,
+            requested: a.last_good_seq,
+        });
+    }
+    k.last_seq = Some(a.last_good_seq);
+    k.ended_by = pb::KeyEnd::Compromise as i32;
+    Ok(format!(
+        "report compromise of key {key_id} of {org}: valid for seqs {} only; later entries under it are refused",
+        seq_range(k.first_seq, k.last_seq)
+    ))
+}

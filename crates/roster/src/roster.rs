@@ -1,0 +1,281 @@
+//! `Roster`: a version that passed the rules, and the rules between two versions (genesis, then
+//! strictly sequential, linked, threshold-signed versions); what a roster admits and the key set
+//! nodes verify entries with.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use intelmesh_core::{Hash, OrgId, SeqRange, StaticKeys};
+use intelmesh_proto::v1 as pb;
+
+use crate::document::{check_document, is_genesis_link, CheckedDocument};
+use crate::error::{AuthorityKeys, Refusal, RosterError};
+use crate::hash::roster_hash;
+use crate::model::{normalize_serial, Authority, CheckedMember, MemberRole, MemberStatus};
+use crate::policy::Policy;
+use crate::thresholds::require;
+
+/// A roster version this node may follow: well-formed, signed as required and, unless it is the
+/// genesis, the successor of a version that was itself followed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Roster {
+    signed: pb::SignedRoster,
+    checked: CheckedDocument,
+    hash: Hash,
+}
+
+impl Roster {
+    /// The first version: version 1, linked to nothing, signed by the threshold of its own
+    /// authority keys and, when `pin` is given, with exactly that hash.
+    pub fn genesis(signed: &pb::SignedRoster, pin: Option<&Hash>) -> Result<Roster, RosterError> {
+        let hash = roster_hash(&signed.document);
+        if let Some(pinned) = pin {
+            if *pinned != hash {
+                return Err(RosterError::PinMismatch {
+                    pinned: *pinned,
+                    found: hash,
+                });
+            }
+        }
+        let checked = check_document(&signed.document)?;
+        let version = checked.document.version;
+        if version != 1 {
+            return Err(RosterError::NotGenesis { version });
+        }
+        if !is_genesis_link(&checked.prev_hash) {
+            return Err(RosterError::GenesisPrevHash);
+        }
+        require(
+            &checked.authority,
+            AuthorityKeys::Current,
+            version,
+            &hash,
+            &signed.signatures,
+        )?;
+        Ok(Roster {
+            signed: signed.clone(),
+            checked,
+            hash,
+        })
+    }
+
+    /// The version after this one: same federation, version + 1, linked to this version's hash,
+    /// signed by this version's authority threshold and, when it changes the authority's keys or
+    /// threshold, also by the new one's.
+    pub fn next(&self, signed: &pb::SignedRoster) -> Result<Roster, RosterError> {
+        let checked = check_document(&signed.document)?;
+        if checked.federation_id != self.checked.federation_id {
+            return Err(RosterError::FederationMismatch {
+                ours: self.checked.federation_id.clone(),
+                offered: checked.federation_id.to_string(),
+            });
+        }
+        let hash = roster_hash(&signed.document);
+        let (current, offered) = (self.version(), checked.document.version);
+        if offered < current {
+            return Err(RosterError::Rollback { current, offered });
+        }
+        if offered == current {
+            return Err(RosterError::Replay {
+                version: offered,
+                identical: hash == self.hash,
+            });
+        }
+        if offered != current + 1 {
+            return Err(RosterError::Skipped { current, offered });
+        }
+        if checked.prev_hash != self.hash {
+            return Err(RosterError::PrevHash {
+                version: offered,
+                expected: self.hash,
+                found: checked.prev_hash,
+            });
+        }
+        let signatures = &signed.signatures;
+        require(
+            self.authority(),
+            AuthorityKeys::Current,
+            offered,
+            &hash,
+            signatures,
+        )?;
+        if !self.authority().same_power(&checked.authority) {
+            require(
+                &checked.authority,
+                AuthorityKeys::New,
+                offered,
+                &hash,
+                signatures,
+            )?;
+        }
+        Ok(Roster {
+            signed: signed.clone(),
+            checked,
+            hash,
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.checked.document.version
+    }
+
+    pub fn hash(&self) -> &Hash {
+        &self.hash
+    }
+
+    /// Also the origin of the roster log.
+    pub fn federation_id(&self) -> &OrgId {
+        &self.checked.federation_id
+    }
+
+    /// The SignedRoster exactly as received (document bytes as signed, every signature).
+    pub fn signed(&self) -> &pb::SignedRoster {
+        &self.signed
+    }
+
+    pub fn document(&self) -> &pb::RosterDocument {
+        &self.checked.document
+    }
+
+    pub fn members(&self) -> &[pb::Member] {
+        &self.checked.document.members
+    }
+
+    pub fn member(&self, org: &OrgId) -> Option<&pb::Member> {
+        let m = self.checked.members.get(org)?;
+        self.checked.document.members.get(m.index)
+    }
+
+    /// The member as the rules read it: role, status and keys decoded.
+    pub fn member_rules(&self, org: &OrgId) -> Option<&CheckedMember> {
+        self.checked.members.get(org)
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.checked.authority
+    }
+
+    /// The hub addresses agencies dial: those of active hub members.
+    pub fn hubs(&self) -> Vec<&pb::HubAddress> {
+        self.checked
+            .document
+            .hubs
+            .iter()
+            .filter(|h| {
+                OrgId::parse(&h.org).ok().is_some_and(|org| {
+                    self.member_rules(&org)
+                        .is_some_and(|m| m.status == MemberStatus::Active)
+                })
+            })
+            .collect()
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy::from_proto(self.checked.document.policy.as_ref())
+    }
+
+    /// Federation CA certificates (PEM) node certificates must chain to.
+    pub fn ca_certs_pem(&self) -> &[String] {
+        &self.checked.document.ca_certs_pem
+    }
+
+    /// Serials of revoked certificates, in the roster's form ([`normalize_serial`]).
+    pub fn revoked_serials(&self) -> &BTreeSet<String> {
+        &self.checked.revoked
+    }
+
+    /// Removed members whose assertions are withdrawn from every view.
+    pub fn withdrawn_orgs(&self) -> BTreeSet<OrgId> {
+        self.checked
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                self.checked
+                    .document
+                    .members
+                    .get(m.index)
+                    .is_some_and(|raw| raw.withdrawn)
+            })
+            .map(|(org, _)| org.clone())
+            .collect()
+    }
+
+    /// The keys entries are verified with: every member's signing keys with their seq ranges
+    /// (suspended and removed members too, so their entries up to the cut-off stay verifiable),
+    /// and the roster log's origin (the federation id) as the authority, with the signing keys of
+    /// every hub member for all seqs: a roster log entry's header is signed by the publishing
+    /// hub, while its content carries the authority's threshold signatures. Hubs of any status
+    /// are listed so that earlier roster entries a former hub published stay verifiable.
+    pub fn key_set(&self) -> StaticKeys {
+        let mut keys = StaticKeys::default();
+        let federation = &self.checked.federation_id;
+        keys.set_authority(federation.clone());
+        for (org, m) in &self.checked.members {
+            for k in &m.keys {
+                keys.insert_range(
+                    org.clone(),
+                    k.key,
+                    SeqRange {
+                        first: k.first_seq,
+                        last: k.last_seq,
+                    },
+                );
+                if m.role == MemberRole::Hub {
+                    keys.insert(federation.clone(), k.key);
+                }
+            }
+        }
+        keys
+    }
+
+    /// Whether `org` may hold a federation link, presenting a certificate with
+    /// `cert_serial_hex` (any common spelling): its role if so, why not otherwise.
+    pub fn admits_peer(
+        &self,
+        org: &OrgId,
+        cert_serial_hex: Option<&str>,
+    ) -> Result<MemberRole, Refusal> {
+        let version = self.version();
+        let member = self
+            .checked
+            .members
+            .get(org)
+            .ok_or_else(|| Refusal::NotMember {
+                org: org.clone(),
+                version,
+            })?;
+        match member.status {
+            MemberStatus::Active => {}
+            MemberStatus::Suspended => {
+                return Err(Refusal::Suspended {
+                    org: org.clone(),
+                    version,
+                })
+            }
+            MemberStatus::Removed => {
+                return Err(Refusal::Removed {
+                    org: org.clone(),
+                    version,
+                })
+            }
+        }
+        if let Some(serial) = cert_serial_hex.map(normalize_serial) {
+            if self.checked.revoked.contains(&serial) {
+                return Err(Refusal::CertificateRevoked {
+                    org: org.clone(),
+                    serial,
+                    version,
+                });
+            }
+        }
+        Ok(member.role)
+    }
+
+    /// Every member's org with its role and status, in org order.
+    pub fn statuses(&self) -> BTreeMap<&OrgId, (MemberRole, MemberStatus)> {
+        self.checked
+            .members
+            .iter()
+            .map(|(org, m)| (org, (m.role, m.status)))
+            .collect()
+    }
+}

@@ -1,0 +1,261 @@
+//! What a roster lets nodes do: verify keys by seq (through core's `KeyRegistry`), admit peers,
+//! withdraw assertions, apply policy.
+
+mod common;
+
+use common::*;
+use ed25519_dalek::SigningKey;
+use intelmesh_core::verify::{KeyLookup, KeyRegistry};
+use intelmesh_core::{KeyId, OrgId};
+use intelmesh_proto::v1 as pb;
+use intelmesh_roster::enrolment::sign_rotation;
+use intelmesh_roster::{MemberRole, Policy, Refusal, Roster};
+use pb::action::Action as A;
+
+fn lookup(roster: &Roster, origin: &str, key: &SigningKey, seq: u64) -> KeyLookup {
+    roster
+        .key_set()
+        .key(&org(origin), &KeyId::of(&key.verifying_key()), seq)
+}
+
+fn valid(roster: &Roster, origin: &str, key: &SigningKey, seq: u64) -> bool {
+    lookup(roster, origin, key, seq) == KeyLookup::Valid(key.verifying_key())
+}
+
+fn heads(n: u64) -> impl Fn(&OrgId) -> u64 {
+    move |_| n
+}
+
+#[test]
+fn every_member_key_is_valid_from_its_first_seq() {
+    let r = with_agency();
+    assert!(valid(&r, "AG", &key(20), 1));
+    assert!(valid(&r, "AG", &key(20), 1_000_000));
+    assert!(valid(&r, "HUB", &hub_key(), 1));
+    assert_eq!(lookup(&r, "AG", &key(21), 1), KeyLookup::Unknown);
+    assert_eq!(lookup(&r, "HUB", &key(20), 1), KeyLookup::Unknown);
+}
+
+#[test]
+fn the_authority_origin_takes_the_hub_keys_for_all_seqs() {
+    let r = with_agency();
+    let keys = r.key_set();
+    assert!(keys.is_authority(&org("FED")));
+    assert!(!keys.is_authority(&org("HUB")));
+    assert!(valid(&r, "FED", &hub_key(), 1));
+    assert!(valid(&r, "FED", &hub_key(), 99));
+    // An agency's key never signs the roster log.
+    assert_eq!(lookup(&r, "FED", &key(20), 1), KeyLookup::Unknown);
+}
+
+#[test]
+fn rotation_ends_the_old_key_and_starts_the_new_one() {
+    let v2 = with_agency();
+    let rotate = A::RotateKey(pb::RotateKey {
+        request: Some(sign_rotation(&org("AG"), &key(20), &key(21), 40, NOW)),
+    });
+    let v3 = apply(&v2, vec![rotate], &heads(35));
+    assert!(valid(&v3, "AG", &key(20), 1));
+    assert!(valid(&v3, "AG", &key(20), 40));
+    assert_eq!(
+        lookup(&v3, "AG", &key(20), 41),
+        KeyLookup::OutOfRange {
+            first_seq: 1,
+            last_seq: Some(40)
+        }
+    );
+    assert!(valid(&v3, "AG", &key(21), 41));
+    assert_eq!(
+        lookup(&v3, "AG", &key(21), 40),
+        KeyLookup::OutOfRange {
+            first_seq: 41,
+            last_seq: None
+        }
+    );
+}
+
+#[test]
+fn compromise_refuses_entries_after_the_last_good_seq() {
+    let v2 = with_agency();
+    let report = A::ReportCompromise(pb::ReportCompromise {
+        org: "AG".into(),
+        public_key: key(20).verifying_key().to_bytes().to_vec(),
+        last_good_seq: 12,
+    });
+    let v3 = apply(&v2, vec![report], &heads(50));
+    assert!(valid(&v3, "AG", &key(20), 12));
+    assert_eq!(
+        lookup(&v3, "AG", &key(20), 13),
+        KeyLookup::OutOfRange {
+            first_seq: 1,
+            last_seq: Some(12)
+        }
+    );
+}
+
+#[test]
+fn suspension_cuts_at_the_hub_head_and_reinstatement_reopens() {
+    let v2 = with_agency();
+    let v3 = apply(
+        &v2,
+        vec![A::Suspend(pb::Suspend { org: "AG".into() })],
+        &heads(30),
+    );
+    assert!(valid(&v3, "AG", &key(20), 30));
+    assert!(!valid(&v3, "AG", &key(20), 31));
+    let v4 = apply(
+        &v3,
+        vec![A::Reinstate(pb::Reinstate { org: "AG".into() })],
+        &heads(30),
+    );
+    assert!(valid(&v4, "AG", &key(20), 31));
+    assert_eq!(v4.admits_peer(&org("AG"), None), Ok(MemberRole::Agency));
+}
+
+#[test]
+fn reinstatement_keeps_a_compromise_reported_while_suspended() {
+    let v2 = with_agency();
+    let v3 = apply(
+        &v2,
+        vec![A::Suspend(pb::Suspend { org: "AG".into() })],
+        &heads(30),
+    );
+    let report = A::ReportCompromise(pb::ReportCompromise {
+        org: "AG".into(),
+        public_key: key(20).verifying_key().to_bytes().to_vec(),
+        last_good_seq: 20,
+    });
+    let v4 = apply(&v3, vec![report], &heads(30));
+    let v5 = apply(
+        &v4,
+        vec![A::Reinstate(pb::Reinstate { org: "AG".into() })],
+        &heads(30),
+    );
+    assert!(valid(&v5, "AG", &key(20), 20));
+    assert!(!valid(&v5, "AG", &key(20), 21));
+}
+
+#[test]
+fn suspension_right_after_a_rotation_gives_the_new_key_an_empty_range() {
+    let v2 = with_agency();
+    let rotate = A::RotateKey(pb::RotateKey {
+        request: Some(sign_rotation(&org("AG"), &key(20), &key(21), 40, NOW)),
+    });
+    let suspend = A::Suspend(pb::Suspend { org: "AG".into() });
+    let v3 = apply(&v2, vec![rotate, suspend], &heads(10));
+    assert!(valid(&v3, "AG", &key(20), 40));
+    assert!(!valid(&v3, "AG", &key(21), 41));
+}
+
+#[test]
+fn admission_says_why_a_peer_is_refused() {
+    let v2 = with_agency();
+    assert_eq!(v2.admits_peer(&org("HUB"), None), Ok(MemberRole::Hub));
+    assert_eq!(
+        v2.admits_peer(&org("NOBODY"), None),
+        Err(Refusal::NotMember {
+            org: org("NOBODY"),
+            version: 2
+        })
+    );
+    assert_eq!(
+        v2.admits_peer(&org("FED"), None),
+        Err(Refusal::NotMember {
+            org: org("FED"),
+            version: 2
+        })
+    );
+    let v3 = apply(
+        &v2,
+        vec![A::Suspend(pb::Suspend { org: "AG".into() })],
+        &no_heads,
+    );
+    assert_eq!(
+        v3.admits_peer(&org("AG"), None),
+        Err(Refusal::Suspended {
+            org: org("AG"),
+            version: 3
+        })
+    );
+    let remove = A::Remove(pb::Remove {
+        org: "AG".into(),
+        withdraw: true,
+    });
+    let v4 = apply(&v3, vec![remove], &no_heads);
+    assert_eq!(
+        v4.admits_peer(&org("AG"), None),
+        Err(Refusal::Removed {
+            org: org("AG"),
+            version: 4
+        })
+    );
+    assert_eq!(v4.withdrawn_orgs(), [org("AG")].into_iter().collect());
+}
+
+#[test]
+fn a_revoked_certificate_is_refused_in_any_spelling() {
+    let v2 = with_agency();
+    let revoke = A::RevokeCert(pb::RevokeCert {
+        serial: "00:AB:CD".into(),
+        reason: "key lost".into(),
+    });
+    let v3 = apply(&v2, vec![revoke], &no_heads);
+    assert!(v3.revoked_serials().contains("abcd"));
+    for spelling in ["abcd", "ABCD", "00abcd", "ab:cd"] {
+        assert_eq!(
+            v3.admits_peer(&org("AG"), Some(spelling)),
+            Err(Refusal::CertificateRevoked {
+                org: org("AG"),
+                serial: "abcd".into(),
+                version: 3
+            }),
+            "{spelling}"
+        );
+    }
+    assert_eq!(
+        v3.admits_peer(&org("AG"), Some("abce")),
+        Ok(MemberRole::Agency)
+    );
+}
+
+#[test]
+fn policy_zeros_take_defaults() {
+    let r = genesis();
+    assert_eq!(
+        r.policy(),
+        Policy {
+            clock_skew_ms: 5 * 60 * 1000,
+            checkpoint_interval_ms: 60 * 1000,
+            cert_warn_days: 30
+        }
+    );
+    let set = A::SetPolicy(pb::SetPolicy {
+        policy: Some(pb::Policy {
+            clock_skew_ms: 1000,
+            checkpoint_interval_ms: 0,
+            cert_warn_days: 7,
+        }),
+    });
+    let v2 = apply(&r, vec![set], &no_heads);
+    assert_eq!(
+        v2.policy(),
+        Policy {
+            clock_skew_ms: 1000,
+            checkpoint_interval_ms: 60 * 1000,
+            cert_warn_days: 7
+        }
+    );
+}
+
+#[test]
+fn a_suspended_hub_is_not_dialled() {
+    let r = genesis();
+    assert_eq!(r.hubs().len(), 1);
+    let v2 = apply(
+        &r,
+        vec![A::Suspend(pb::Suspend { org: "HUB".into() })],
+        &no_heads,
+    );
+    assert!(v2.hubs().is_empty());
+    assert_eq!(v2.document().hubs.len(), 1);
+}
