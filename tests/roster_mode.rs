@@ -7,7 +7,7 @@ use std::time::Duration;
 use intelmesh_core::{now_unix_ms, Signer};
 use intelmesh_node::state::NodeError;
 use intelmesh_proto::v1 as pb;
-use intelmesh_roster::document::new_member;
+use intelmesh_roster::model::new_member;
 use intelmesh_store::Store;
 use intelmesh_tests::net::{domain_upsert, green, org};
 use intelmesh_tests::roster_net::{cert_serial, peer, signing_key, RosterNet, FEDERATION};

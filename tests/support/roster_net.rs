@@ -42,12 +42,12 @@ pub fn cert_serial(pem_path: &Path) -> String {
     let pem = std::fs::read(pem_path).expect("certificate");
     let (_, p) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM");
     let raw = intelmesh_node::admission::serial_of(&p.contents).expect("serial");
-    intelmesh_roster::document::normalize_serial(&raw)
+    intelmesh_roster::model::normalize_serial(&raw)
 }
 
 /// A member entry for `org` with `key`, active, as an agency.
 pub fn agency_member(org: &OrgId, key: &VerifyingKey) -> pb::Member {
-    intelmesh_roster::document::new_member(
+    intelmesh_roster::model::new_member(
         org,
         org.as_str(),
         "SG",

@@ -61,7 +61,7 @@ pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<()
     let Some(serial) = caller_serial(request) else {
         return Ok(());
     };
-    let serial = intelmesh_roster::document::normalize_serial(&serial);
+    let serial = intelmesh_roster::model::normalize_serial(&serial);
     if roster.revoked_serials().contains(&serial) {
         return Err(Status::permission_denied(format!(
             "certificate {serial} is revoked in roster version {}: ask for a new certificate",
