@@ -117,7 +117,7 @@ async fn a_node_never_signs_with_a_key_its_own_list_lacks() {
     let list = net.dir.path().join("without-au.toml");
     std::fs::write(&list, text).unwrap();
     let mut cfg = net.fed.nodes[&au].config.clone();
-    cfg.keys = list;
+    cfg.keys = Some(list);
     let err = match intelmesh_node::start(cfg).await {
         Ok(_) => panic!("AU started with a key its list lacks"),
         Err(e) => format!("{e:#}"),

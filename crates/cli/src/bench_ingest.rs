@@ -19,7 +19,7 @@ use intelmesh_store::{SledStore, Store, StoreConfig};
 use prost::Message;
 use rayon::prelude::*;
 
-use super::net::{self, add_members, cpu_seconds, org, written_bytes};
+use super::net::{self, add_members, cpu_seconds, org, provisioned_keys, written_bytes};
 use super::peer::{self, Credentials, Target};
 use super::sample_upsert;
 
@@ -188,7 +188,7 @@ fn prepare(o: &IngestOpts) -> anyhow::Result<Bench> {
         &limits,
     )?;
     let (signers, logs) = generate(o.updates)?;
-    add_members(&fed.nodes[&receiver].config.keys, &signers)?;
+    add_members(provisioned_keys(&fed.nodes[&receiver].config)?, &signers)?;
     let mut keys = StaticKeys::default();
     for s in &signers {
         keys.insert(s.org().clone(), s.verifying_key());

@@ -64,6 +64,13 @@ pub(crate) fn org(name: &str) -> anyhow::Result<OrgId> {
 
 /// Adds the public keys of `signers` to the key registry file at `registry`: members whose
 /// entries the bench signs itself, with no node of their own.
+/// The key list file of a provisioned (static-mode) node.
+pub(crate) fn provisioned_keys(cfg: &intelmesh_node::NodeConfig) -> anyhow::Result<&Path> {
+    cfg.keys
+        .as_deref()
+        .context("a provisioned node has a key list file")
+}
+
 pub(crate) fn add_members(registry: &Path, signers: &[Signer]) -> anyhow::Result<()> {
     let mut text = std::fs::read_to_string(registry)
         .with_context(|| format!("reading the key registry {}", registry.display()))?;
@@ -420,7 +427,7 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
     let signers: Vec<Signer> = (0..o.origins)
         .map(|i| Ok(Signer::generate(org(&format!("ORIGIN-{i:02}"))?)))
         .collect::<anyhow::Result<_>>()?;
-    add_members(&fed.nodes[&source].config.keys, &signers)?;
+    add_members(provisioned_keys(&fed.nodes[&source].config)?, &signers)?;
 
     let t = Instant::now();
     let data_dir = fed.nodes[&source].config.data_dir.clone();

@@ -23,8 +23,14 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The org's ed25519 signing key (hex seed, 0600).
     pub signing_key: PathBuf,
-    /// TOML registry of the members' verifying keys.
-    pub keys: PathBuf,
+    /// TOML registry of the members' verifying keys (static mode; in roster mode the keys
+    /// come from the roster and this is not needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<PathBuf>,
+    /// Roster mode: keys and peers come from the federation's roster, which this node follows
+    /// from the genesis named here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roster: Option<RosterConfig>,
     /// Version of the configuration/roster, announced in hellos.
     #[serde(default)]
     pub roster_version: u64,
@@ -34,6 +40,31 @@ pub struct NodeConfig {
     pub peer: Vec<PeerConfig>,
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// Where a node in roster mode starts: the genesis version and its pinned hash.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RosterConfig {
+    /// A file holding the encoded `SignedRoster` of version 1.
+    pub genesis: PathBuf,
+    /// Hex roster hash of the genesis, as given at enrolment: a genesis with another hash is
+    /// another federation's (or forged).
+    pub genesis_hash: String,
+}
+
+impl RosterConfig {
+    /// The pinned hash, or what is wrong with the setting.
+    pub fn pin(&self) -> Result<intelmesh_core::Hash, String> {
+        let bytes = hex::decode(self.genesis_hash.trim())
+            .map_err(|e| format!("is not hex ({e}): give the 64 hex digits of the genesis hash"))?;
+        intelmesh_core::Hash::try_from(bytes.as_slice()).map_err(|_| {
+            format!(
+                "has {} bytes: a roster hash is 32 bytes (64 hex digits)",
+                bytes.len()
+            )
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -268,7 +299,12 @@ impl NodeConfig {
         };
         fix(&mut self.data_dir);
         fix(&mut self.signing_key);
-        fix(&mut self.keys);
+        if let Some(keys) = &mut self.keys {
+            fix(keys);
+        }
+        if let Some(roster) = &mut self.roster {
+            fix(&mut roster.genesis);
+        }
         for l in [&mut self.federation, &mut self.api] {
             fix(&mut l.client_ca);
             fix(&mut l.cert);
@@ -277,17 +313,50 @@ impl NodeConfig {
     }
 
     /// The files the node reads at start, each with the setting that names it.
-    pub fn files(&self) -> [(&'static str, &Path); 8] {
-        [
-            ("signing_key", &self.signing_key),
-            ("keys", &self.keys),
-            ("federation.client_ca", &self.federation.client_ca),
+    pub fn files(&self) -> Vec<(&'static str, &Path)> {
+        let mut files = vec![("signing_key", self.signing_key.as_path())];
+        if let Some(keys) = &self.keys {
+            files.push(("keys", keys));
+        }
+        if let Some(roster) = &self.roster {
+            files.push(("roster.genesis", &roster.genesis));
+        }
+        files.extend([
+            ("federation.client_ca", self.federation.client_ca.as_path()),
             ("federation.cert", &self.federation.cert),
             ("federation.key", &self.federation.key),
             ("api.client_ca", &self.api.client_ca),
             ("api.cert", &self.api.cert),
             ("api.key", &self.api.key),
-        ]
+        ]);
+        files
+    }
+
+    /// Whether keys and peers come from a roster (`[roster]`) rather than `keys`/`[[peer]]`.
+    pub fn follows_roster(&self) -> bool {
+        self.roster.is_some()
+    }
+
+    /// Where the key list comes from, as one of the two modes needs.
+    fn source_problems(&self, found: &mut Vec<Finding>) {
+        match &self.roster {
+            None if self.keys.is_none() => found.push(Finding::new(
+                "keys",
+                "is missing: give the key list file (static mode), or a [roster] section with genesis and genesis_hash (roster mode)",
+            )),
+            None => {}
+            Some(roster) => {
+                if let Err(problem) = roster.pin() {
+                    found.push(Finding::new("roster.genesis_hash", problem));
+                }
+                if !self.peer.is_empty() {
+                    found.push(Finding::new(
+                        "[[peer]]",
+                        "is set with [roster]: in roster mode peers come from the roster; remove the [[peer]] blocks",
+                    ));
+                }
+            }
+        }
     }
 
     /// Every mistake that shows without reading the files: ids, peers, missing files,
@@ -323,6 +392,7 @@ impl NodeConfig {
                 ));
             }
         }
+        self.source_problems(&mut found);
         for (setting, path) in self.files() {
             if !path.is_file() {
                 found.push(Finding::new(

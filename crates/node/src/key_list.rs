@@ -11,10 +11,14 @@ use intelmesh_core::StaticKeys;
 use crate::state::{own_key_listed, NodeError, NodeState};
 
 impl NodeState {
-    /// Replaces the key list (it must still hold this node's own key), then verifies again the
-    /// entries that waited for a key. Returns how many of those were taken in.
+    /// Replaces the key list (in static mode it must still hold this node's own key; in
+    /// roster mode the roster decides, and a node it does not admit yet only cannot publish),
+    /// then verifies again the entries that waited for a key. Returns how many of those were
+    /// taken in.
     pub async fn replace_keys(self: &Arc<Self>, keys: StaticKeys) -> Result<usize, NodeError> {
-        own_key_listed(&keys, self.signer())?;
+        if self.follow().is_none() {
+            own_key_listed(&keys, self.signer())?;
+        }
         self.set_keys(keys);
         self.unverified.clear_dropped();
         self.recheck_unverified().await
@@ -22,7 +26,9 @@ impl NodeState {
 
     /// Reads the key list file again and applies it if it changed.
     pub async fn reload_keys(self: &Arc<Self>) -> anyhow::Result<Option<usize>> {
-        let path = self.cfg.keys.clone();
+        let Some(path) = self.cfg.keys.clone() else {
+            anyhow::bail!("no key list file: this node takes its keys from the roster");
+        };
         let keys = tokio::task::spawn_blocking(move || crate::keys::load_registry(&path)).await??;
         if keys == *self.keys() {
             return Ok(None);
@@ -59,12 +65,14 @@ pub const KEY_LIST_POLL: std::time::Duration = std::time::Duration::from_secs(2)
 /// stops. A list that does not parse, or lacks this node's own key, is refused with an error in
 /// the log and the old list stays.
 pub async fn watch(state: Arc<NodeState>) {
+    let Some(path) = state.cfg.keys.clone() else {
+        return;
+    };
     let stamp = |path: &std::path::Path| {
         std::fs::metadata(path)
             .ok()
             .map(|m| (m.len(), m.modified().ok()))
     };
-    let path = state.cfg.keys.clone();
     let mut seen = stamp(&path);
     loop {
         tokio::select! {

@@ -2,7 +2,9 @@
 //! local API for the agency's services. Thin glue over `intelmesh-core` and `intelmesh-store`:
 //! services decode requests, call plain functions, encode answers.
 
+pub mod admission;
 pub mod api;
+pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod connect;
@@ -10,10 +12,12 @@ pub mod federation;
 pub mod identity;
 pub mod key_list;
 pub mod keys;
+pub mod peer_table;
 pub mod pki;
 pub mod preflight;
 pub mod private_files;
 pub mod provision;
+pub mod roster_follow;
 pub mod route;
 pub mod state;
 pub mod tls;
@@ -94,15 +98,31 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     private_files::check_key_files(&cfg)?;
     let org = cfg.org_id()?;
     let signing_key = keys::load_signing_key(&cfg.signing_key)?;
-    let registry = keys::load_registry(&cfg.keys)?;
+    let registry = match (&cfg.roster, &cfg.keys) {
+        (Some(_), _) => None,
+        (None, Some(path)) => Some(keys::load_registry(path)?),
+        (None, None) => {
+            anyhow::bail!("keys: no key list file and no [roster] section: give one of them")
+        }
+    };
     let store_cfg = StoreConfig::new(&cfg.data_dir).owned_by(org.clone());
     let store = tokio::task::spawn_blocking(move || SledStore::open(store_cfg))
         .await?
         .with_context(|| format!("opening store in {}", cfg.data_dir.display()))?;
-    let state = Arc::new(
-        NodeState::new(cfg, store, registry, Signer::new(org, signing_key))
+    let signer = Signer::new(org, signing_key);
+    let state = Arc::new(match registry {
+        Some(registry) => NodeState::new(cfg, store, registry, signer)
             .context("checking the signing key against the key list")?,
-    );
+        None => NodeState::following(cfg, store, signer).context("following the roster")?,
+    });
+    if state.roster().is_some() {
+        state
+            .publish_genesis_if_needed()
+            .await
+            .context("publishing the genesis in the roster log")?;
+        tokio::spawn(roster_follow::follow_log(Arc::clone(&state)));
+        tokio::spawn(checkpoint::publish_periodically(Arc::clone(&state)));
+    }
     // In the background: the scan reads the whole log, and nothing waits on it.
     let scanning = Arc::clone(&state);
     tokio::spawn(async move {

@@ -361,12 +361,25 @@ fn read_key(
 /// The signing key must load and be in the key list under this node's org: members verify
 /// its entries with the list's keys.
 fn check_signing_key(cfg: &NodeConfig, org: &OrgId, found: &mut Vec<Finding>) {
-    if !cfg.signing_key.is_file() || !cfg.keys.is_file() {
+    if let Some(roster) = &cfg.roster {
+        // A member enrolled after the genesis is not in it: the node starts and waits for the
+        // roster version that admits it. What can be checked here is the genesis itself.
+        if roster.genesis.is_file() {
+            if let Err(problem) = crate::roster_follow::load_genesis(roster) {
+                found.push(Finding::new("roster.genesis", problem.to_string()));
+            }
+        }
+        return;
+    }
+    let Some(keys) = cfg.keys.as_ref().filter(|k| k.is_file()) else {
+        return;
+    };
+    if !cfg.signing_key.is_file() {
         return;
     }
     let key = crate::keys::load_signing_key(&cfg.signing_key)
         .map_err(|e| found.push(Finding::new("signing_key", format!("{e:#}"))));
-    let registry = crate::keys::load_registry(&cfg.keys)
+    let registry = crate::keys::load_registry(keys)
         .map_err(|e| found.push(Finding::new("keys", format!("{e:#}"))));
     let (Ok(key), Ok(registry)) = (key, registry) else {
         return;
@@ -382,7 +395,7 @@ fn check_signing_key(cfg: &NodeConfig, org: &OrgId, found: &mut Vec<Finding>) {
                 cfg.signing_key.display(),
                 KeyId::of(&public),
                 hex::encode(public.as_bytes()),
-                cfg.keys.display()
+                keys.display()
             ),
         ));
     }

@@ -118,7 +118,8 @@ pub fn provision(
             role: n.role,
             data_dir: nd.join("data"),
             signing_key: nd.join("signing.key"),
-            keys: dir.join("registry.toml"),
+            keys: Some(dir.join("registry.toml")),
+            roster: None,
             roster_version: 1,
             federation: ListenerConfig {
                 listen: n.federation,

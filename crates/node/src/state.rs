@@ -1,12 +1,11 @@
 //! The state a running node shares between its links and its API: store, keys, own signer,
 //! the change signal, and the peer table. Entries enter the store only through [`NodeState`].
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use intelmesh_core::chain::ChainError;
 use intelmesh_core::evidence::{self, CheckedProof, EvidenceError};
-use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
+use intelmesh_core::verify::{verify_batch_parallel, Control, VerifyConfig};
 use intelmesh_core::{
     Distribution, Hash, KeyId, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyError,
 };
@@ -16,6 +15,8 @@ use intelmesh_store::{ApplyReport, Outcome, SledStore, Store, StoreError, Versio
 use prost::Message;
 
 use crate::config::{NodeConfig, PeerConfig, Role};
+pub use crate::peer_table::{PeerState, PeerTable};
+use crate::roster_follow::{load_genesis, Follow};
 use crate::unverified::{Added, Unverified, UnverifiedLimits};
 use crate::wants::{owed, EntryKey, Wants};
 
@@ -48,6 +49,8 @@ pub struct NodeState {
     pub wants: Wants,
     /// Entries received that wait for their signing key to appear in the key list.
     pub unverified: Unverified,
+    /// Roster mode: the roster followed (`None` in static mode, keys from a file).
+    follow: Option<Follow>,
 }
 
 /// What became of a batch received from a peer.
@@ -108,6 +111,20 @@ pub enum NodeError {
         org: OrgId,
         key_id: intelmesh_core::KeyId,
     },
+    #[error("{org} is not admitted by roster v{version} yet: its signing key {key_id} is not in the roster (it publishes once a roster version enrols that key)")]
+    NotAdmitted {
+        org: OrgId,
+        key_id: intelmesh_core::KeyId,
+        version: u64,
+    },
+    #[error("this node runs in static mode (no [roster] in its config): it follows no roster")]
+    NotFollowing,
+    #[error("{org} cannot sign roster log entries: its signing key is not the key of a hub member in roster v{version}")]
+    NotAuthoritySigner { org: OrgId, version: u64 },
+    #[error("roster version refused: {0}")]
+    RosterRefused(intelmesh_roster::RosterError),
+    #[error("roster: {0}")]
+    Follow(String),
 }
 
 impl NodeState {
@@ -121,8 +138,34 @@ impl NodeState {
         signer: Signer,
     ) -> Result<NodeState, NodeError> {
         own_key_listed(&keys, &signer)?;
+        Ok(NodeState::assemble(cfg, store, keys, signer, None))
+    }
+
+    /// The state of a node in roster mode: it follows the genesis its config pins and the
+    /// roster log in its store. Its own key need not be in the roster yet (a member enrolled
+    /// later): it then starts, receives the roster log, and publishes once a version admits it.
+    pub fn following(
+        cfg: NodeConfig,
+        store: SledStore,
+        signer: Signer,
+    ) -> Result<NodeState, NodeError> {
+        let roster_cfg = cfg.roster.as_ref().ok_or(NodeError::NotFollowing)?;
+        let genesis = load_genesis(roster_cfg).map_err(|e| NodeError::Follow(e.to_string()))?;
+        let follow = Follow::start(&store, genesis, &signer)
+            .map_err(|e| NodeError::Follow(e.to_string()))?;
+        let keys = follow.current().key_set();
+        Ok(NodeState::assemble(cfg, store, keys, signer, Some(follow)))
+    }
+
+    fn assemble(
+        cfg: NodeConfig,
+        store: SledStore,
+        keys: StaticKeys,
+        signer: Signer,
+        follow: Option<Follow>,
+    ) -> NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
-        Ok(NodeState {
+        NodeState {
             org: signer.org().clone(),
             cfg,
             store: Arc::new(store),
@@ -134,7 +177,26 @@ impl NodeState {
             peers,
             wants: Wants::default(),
             unverified: Unverified::default(),
-        })
+            follow,
+        }
+    }
+
+    pub(crate) fn follow(&self) -> Option<&Follow> {
+        self.follow.as_ref()
+    }
+
+    /// Whether this node may sign with its key under `keys`: in static mode the list must
+    /// hold it; in roster mode the roster must have admitted it.
+    pub(crate) fn may_sign(&self, keys: &StaticKeys) -> Result<(), NodeError> {
+        match self.roster() {
+            None => own_key_listed(keys, &self.signer),
+            Some(_) if keys.holds(&self.org, &self.signer.verifying_key()) => Ok(()),
+            Some(roster) => Err(NodeError::NotAdmitted {
+                org: self.org.clone(),
+                key_id: self.signer.key_id(),
+                version: roster.version(),
+            }),
+        }
     }
 
     /// The key list as it is now.
@@ -215,7 +277,7 @@ impl NodeState {
         let _ = rx.wait_for(|s| *s).await;
     }
 
-    fn bump(&self) {
+    pub(crate) fn bump(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
     }
 
@@ -297,7 +359,9 @@ impl NodeState {
                 }
             }
             let watched = me.stubs_to_watch(&checked.good);
+            let checkpoints = received_checkpoints(&checked.good);
             let applied = me.store.apply(checked.good)?;
+            me.take_checkpoints(checkpoints);
             me.settle_wants(watched, &applied)?;
             report.appended = applied.released.len();
             for o in applied.outcomes {
@@ -357,7 +421,7 @@ impl NodeState {
             .iter()
             .enumerate()
             .filter_map(|(i, e)| {
-                if e.payload().is_none() {
+                if !e.has_payload() {
                     owed(e.header(), &self.org, hub).then(|| (i, key(e), true))
                 } else if waiting && self.wants.contains(&key(e)) {
                     Some((i, key(e), false))
@@ -426,7 +490,7 @@ impl NodeState {
         receipt: Option<(Idempotent, AnswerFn)>,
     ) -> Result<Vec<u64>, NodeError> {
         let keys = self.keys();
-        own_key_listed(&keys, &self.signer)?;
+        self.may_sign(&keys)?;
         let me = Arc::clone(self);
         let seqs = tokio::task::spawn_blocking(move || {
             let mut head = me.store.head(&me.org)?;
@@ -501,6 +565,22 @@ pub(crate) fn own_key_listed(keys: &StaticKeys, signer: &Signer) -> Result<(), N
     }
 }
 
+/// The members' roster checkpoints in a verified batch.
+fn received_checkpoints(batch: &[VerifiedEntry]) -> Vec<crate::checkpoint::Received> {
+    batch
+        .iter()
+        .filter_map(|e| match e.control() {
+            Some(Control::Checkpoint(c)) => Some(crate::checkpoint::Received {
+                member: e.header().origin.clone(),
+                seq: e.header().seq,
+                issued_at_unix_ms: e.header().issued_at_unix_ms,
+                checkpoint: c.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Fills the node's wants from the stubs in its store (they are kept in memory only), and
 /// wakes the links to ask for them.
 pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
@@ -527,70 +607,4 @@ pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
 /// only holds verified entries, so that would be corruption).
 pub fn header_of(entry: &pb::SignedEntry) -> Option<pb::EntryHeader> {
     pb::EntryHeader::decode(entry.header.as_ref()).ok()
-}
-
-/// Live facts about each configured peer, for `status` and for refusing a second link.
-pub struct PeerTable {
-    inner: Mutex<BTreeMap<OrgId, PeerState>>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct PeerState {
-    pub connected: bool,
-    pub address: String,
-    pub last_heard_unix_ms: i64,
-    pub last_error: String,
-    pub entries_sent: u64,
-    pub entries_received: u64,
-    /// Protobuf-encoded size of every frame received from the peer (gRPC message bytes,
-    /// without the 5-byte gRPC prefix, HTTP/2 or TLS framing), hello included.
-    pub bytes_received: u64,
-    /// The peer's vector as it last reported it.
-    pub vector: BTreeMap<String, u64>,
-}
-
-impl PeerTable {
-    fn new(orgs: impl Iterator<Item = OrgId>) -> PeerTable {
-        PeerTable {
-            inner: Mutex::new(orgs.map(|o| (o, PeerState::default())).collect()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<OrgId, PeerState>> {
-        // Peer facts are informational; a poisoned lock still holds usable data.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Marks the peer connected, clearing the error of its last failure; false if a link to
-    /// it is already up.
-    pub fn connect(&self, org: &OrgId, address: String) -> bool {
-        let mut t = self.lock();
-        let s = t.entry(org.clone()).or_default();
-        if s.connected {
-            return false;
-        }
-        s.connected = true;
-        s.address = address;
-        s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
-        s.last_error.clear();
-        true
-    }
-
-    pub fn disconnect(&self, org: &OrgId, error: Option<String>) {
-        let mut t = self.lock();
-        let s = t.entry(org.clone()).or_default();
-        s.connected = false;
-        if let Some(e) = error {
-            s.last_error = e;
-        }
-    }
-
-    pub fn update(&self, org: &OrgId, f: impl FnOnce(&mut PeerState)) {
-        let mut t = self.lock();
-        f(t.entry(org.clone()).or_default());
-    }
-
-    pub fn snapshot(&self) -> BTreeMap<OrgId, PeerState> {
-        self.lock().clone()
-    }
 }

@@ -242,7 +242,7 @@ impl Nodes {
             cfg.org = n.org.clone();
             cfg.data_dir = n.data.clone();
             cfg.signing_key = keys.join(format!("{}.key", n.org));
-            cfg.keys = dir.join("registry.toml");
+            cfg.keys = Some(dir.join("registry.toml"));
             cfg.federation.listen = n.federation;
             cfg.federation.client_ca = fed_ca.join("ca.pem");
             cfg.federation.cert = nd.join("node.pem");

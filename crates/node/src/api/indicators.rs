@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use super::idempotency::{self, Repeatable};
 use super::submission::{self, Prepared, Publisher};
 use super::view::{self, Filter, Invalid, WatchCursor};
+use crate::admission::check_api_caller;
 use crate::identity::{caller, Identity};
 use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
@@ -44,8 +45,10 @@ fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
-/// The calling service's org and name; node certificates have no business on the local API.
-fn service<T>(request: &Request<T>) -> Result<(OrgId, String), Status> {
+/// The calling service's org and name; node certificates have no business on the local API,
+/// and a certificate the roster revoked is refused.
+fn service<T>(state: &NodeState, request: &Request<T>) -> Result<(OrgId, String), Status> {
+    check_api_caller(state, request)?;
     match caller(request).map_err(|e| Status::unauthenticated(e.to_string()))? {
         Identity::Service { org, name } => Ok((org, name)),
         Identity::Node(org) => Err(Status::permission_denied(format!(
@@ -55,13 +58,15 @@ fn service<T>(request: &Request<T>) -> Result<(OrgId, String), Status> {
 }
 
 /// The org of the calling service.
-fn reader<T>(request: &Request<T>) -> Result<OrgId, Status> {
-    service(request).map(|(org, _)| org)
+fn reader<T>(state: &NodeState, request: &Request<T>) -> Result<OrgId, Status> {
+    service(state, request).map(|(org, _)| org)
 }
 
 fn publish_error(e: NodeError) -> Status {
     match e {
-        NodeError::KeyReused => Status::failed_precondition(e.to_string()),
+        NodeError::KeyReused | NodeError::NotAdmitted { .. } => {
+            Status::failed_precondition(e.to_string())
+        }
         e => internal(e),
     }
 }
@@ -115,7 +120,7 @@ impl IndicatorsService {
         request: &Request<T>,
         prepare: impl FnOnce(&T, &Publisher) -> Result<Vec<Prepared>, Invalid>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let (org, name) = service(request)?;
+        let (org, name) = service(&self.state, request)?;
         if org != self.state.org {
             return Err(Status::permission_denied(format!(
                 "services of {org} cannot publish as {}",
@@ -199,11 +204,20 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let reader = reader(&request)?;
+        let reader = reader(&self.state, &request)?;
         let req = request.into_inner();
         let indicator = submission::parse_indicator(req.r#type, &req.value).map_err(bad)?;
         let response = self
-            .blocking(move |s| get(s.store.as_ref(), &reader, &indicator, now_unix_ms()))
+            .blocking(move |s| {
+                let hidden = s.withdrawn();
+                get(
+                    s.store.as_ref(),
+                    &reader,
+                    &indicator,
+                    &hidden,
+                    now_unix_ms(),
+                )
+            })
             .await?;
         Ok(Response::new(response))
     }
@@ -212,9 +226,11 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
-        let reader = reader(&request)?;
+        let reader = reader(&self.state, &request)?;
         let req = request.into_inner();
-        let filter = Filter::parse(req.filter.as_ref()).map_err(bad)?;
+        let filter = Filter::parse(req.filter.as_ref())
+            .map_err(bad)?
+            .hiding(self.state.withdrawn());
         let after = view::decode_page_token(&req.page_token).map_err(bad)?;
         let size = view::page_size(req.page_size);
         let response = self
@@ -227,7 +243,7 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
-        let reader = reader(&request)?;
+        let reader = reader(&self.state, &request)?;
         let values = request.into_inner().values;
         if values.len() > view::MAX_LOOKUPS {
             return Err(Status::invalid_argument(format!(
@@ -239,12 +255,16 @@ impl Indicators for IndicatorsService {
         let response = self
             .blocking(move |s| {
                 let now = now_unix_ms();
+                let hidden = s.withdrawn();
                 let results = values
                     .iter()
                     .map(|v| match detect(v) {
                         Err(e) => Ok(view::lookup_error(v, &e)),
                         Ok(i) => {
-                            let state = s.store.indicator(&i)?;
+                            let state = s
+                                .store
+                                .indicator(&i)?
+                                .map(|st| view::without_origins(&st, &hidden));
                             Ok(view::lookup_known(v, &i, state.as_ref(), &reader, now))
                         }
                     })
@@ -261,9 +281,11 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let reader = reader(&request)?;
+        let reader = reader(&self.state, &request)?;
         let req = request.into_inner();
-        let filter = Filter::parse(req.filter.as_ref()).map_err(bad)?;
+        let filter = Filter::parse(req.filter.as_ref())
+            .map_err(bad)?
+            .hiding(self.state.withdrawn());
         // A new watcher starts after every fill made so far: replayed entries are read as
         // they are stored now, filled ones in full.
         let cursor = match view::decode_cursor(&req.cursor).map_err(bad)? {
@@ -294,11 +316,12 @@ fn get(
     store: &dyn Store,
     reader: &OrgId,
     indicator: &Indicator,
+    hidden: &BTreeSet<String>,
     now: i64,
 ) -> Result<pb::GetResponse, StoreError> {
     let state = store
         .indicator(indicator)?
-        .and_then(|s| view::visible(&s, reader));
+        .and_then(|s| view::visible(&view::without_origins(&s, hidden), reader));
     let mut provenance = Vec::new();
     for a in state.iter().flat_map(|s| &s.assertions) {
         let origin = OrgId::parse(&a.origin)

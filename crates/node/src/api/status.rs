@@ -34,10 +34,46 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
                 last_error: p.last_error,
                 entries_sent: p.entries_sent,
                 entries_received: p.entries_received,
+                roster_version: p.roster_version,
+                roster_hash: hex::encode(&p.roster_hash),
             }
         })
         .collect();
+    let roster = state.roster();
+    let follow = state.follow();
+    let now = intelmesh_core::now_unix_ms();
     Ok(pb::StatusResponse {
+        roster_version: roster.as_ref().map_or(0, |r| r.version()),
+        roster_hash: roster
+            .as_ref()
+            .map(|r| hex::encode(r.hash()))
+            .unwrap_or_default(),
+        roster_refused: state
+            .roster_refused()
+            .map(|r| format!("version {}: {}", r.version, r.error))
+            .unwrap_or_default(),
+        roster_conflicts: follow
+            .map(|f| f.checkpoints.conflicts())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| pb::RosterConflict {
+                member: c.member.to_string(),
+                version: c.version,
+                ours: hex::encode(c.ours),
+                theirs: hex::encode(c.theirs),
+                seq: c.seq,
+                seen_at_unix_ms: c.seen_at_unix_ms,
+            })
+            .collect(),
+        stale_members: match (follow, &roster) {
+            (Some(f), Some(r)) => f
+                .checkpoints
+                .stale(r, &state.org, now)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            _ => Vec::new(),
+        },
         org_id: state.org.to_string(),
         vector: vector.iter().map(|(o, s)| (o.to_string(), *s)).collect(),
         peers,
@@ -58,8 +94,9 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
 impl NodeStatus for StatusService {
     async fn status(
         &self,
-        _request: Request<pb::StatusRequest>,
+        request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        crate::admission::check_api_caller(&self.state, &request)?;
         let state = Arc::clone(&self.state);
         let response = tokio::task::spawn_blocking(move || status(&state))
             .await

@@ -105,6 +105,29 @@ fn visible_within(
     })
 }
 
+/// `state` without the records of `hidden` origins: members a roster removed with their
+/// assertions withdrawn, hidden from every read.
+pub fn without_origins(
+    state: &pb::IndicatorState,
+    hidden: &BTreeSet<String>,
+) -> pb::IndicatorState {
+    pb::IndicatorState {
+        indicator: state.indicator.clone(),
+        assertions: state
+            .assertions
+            .iter()
+            .filter(|a| !hidden.contains(&a.origin))
+            .cloned()
+            .collect(),
+        sightings: state
+            .sightings
+            .iter()
+            .filter(|s| !hidden.contains(&s.origin))
+            .cloned()
+            .collect(),
+    }
+}
+
 /// Keeps one assertion per origin, the one it signed last: an origin's later assertion (a
 /// revocation, a new confidence) replaces its earlier ones whatever their distributions.
 fn latest_per_origin(assertions: &mut Vec<pb::OriginAssertion>) {
@@ -203,6 +226,8 @@ pub struct Filter {
     origins: BTreeSet<String>,
     ceiling: Option<Tlp>,
     since: i64,
+    /// Origins withdrawn by the roster: never shown, never matched.
+    withdrawn: BTreeSet<String>,
 }
 
 impl Filter {
@@ -248,7 +273,14 @@ impl Filter {
             origins,
             ceiling,
             since: f.updated_since_unix_ms,
+            withdrawn: BTreeSet::new(),
         })
+    }
+
+    /// This filter, also hiding the `withdrawn` origins.
+    pub fn hiding(mut self, withdrawn: BTreeSet<String>) -> Filter {
+        self.withdrawn = withdrawn;
+        self
     }
 
     /// What `reader` sees of `state` through this filter: what it may see within the TLP
@@ -257,7 +289,15 @@ impl Filter {
     /// Every criterion is checked against that view only, so a record the reader may not see
     /// (or asked to leave out) never makes an indicator match.
     pub fn view(&self, state: &pb::IndicatorState, reader: &OrgId) -> Option<pb::IndicatorState> {
-        let v = visible_within(state, reader, self.ceiling)?;
+        let v = if self.withdrawn.is_empty() {
+            visible_within(state, reader, self.ceiling)?
+        } else {
+            visible_within(
+                &without_origins(state, &self.withdrawn),
+                reader,
+                self.ceiling,
+            )?
+        };
         self.matches(&v).then_some(v)
     }
 
@@ -292,6 +332,7 @@ impl Filter {
     pub fn admits_entry(&self, header: &pb::EntryHeader, reader: &OrgId) -> bool {
         let d = header.distribution.as_ref();
         readable(d, &header.origin, reader)
+            && !self.withdrawn.contains(&header.origin)
             && tlp_within(d, self.ceiling)
             && (self.origins.is_empty() || self.origins.contains(&header.origin))
     }

@@ -2,12 +2,14 @@
 //! [`crate::connect`]), run the link, and on failure log why (WARN) and retry with exponential
 //! backoff and jitter. A restarted peer resumes from the vector in its hello.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1::federation_client::FederationClient;
+use intelmesh_roster::Roster;
 use rand::Rng;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -15,12 +17,17 @@ use tokio_stream::StreamExt;
 
 use super::link::run_link;
 use super::link_error_line;
+use crate::config::Role;
 use crate::connect::{error_line, node_channel, ChannelOptions};
 use crate::state::NodeState;
 use crate::tls::client_for;
 
-/// Spawns one dialer per peer with a `dial` address; they run until the node stops.
+/// Spawns one dialer per peer with a `dial` address (static mode), or the task that dials the
+/// roster's hubs (roster mode); they run until the node stops.
 pub fn dial_peers(state: &Arc<NodeState>) -> Vec<tokio::task::JoinHandle<()>> {
+    if state.roster().is_some() {
+        return vec![tokio::spawn(dial_hubs(Arc::clone(state)))];
+    }
     state
         .cfg
         .peer
@@ -31,20 +38,86 @@ pub fn dial_peers(state: &Arc<NodeState>) -> Vec<tokio::task::JoinHandle<()>> {
             Some(tokio::spawn(dial_loop(
                 Arc::clone(state),
                 org,
-                addr,
+                addr.to_string(),
                 p.relay,
             )))
         })
         .collect()
 }
 
-async fn dial_loop(state: Arc<NodeState>, peer: OrgId, addr: SocketAddr, relay: bool) {
+/// The hubs this node dials under `roster`: every active hub with an address, except itself;
+/// a hub dials only the hubs whose org sorts after its own, so two hubs hold one link.
+fn hubs_to_dial(state: &NodeState, roster: &Roster) -> BTreeMap<OrgId, String> {
+    let hub = state.cfg.role == Role::Hub;
+    roster
+        .hubs()
+        .into_iter()
+        .filter_map(|h| Some((OrgId::parse(&h.org).ok()?, h.address.clone())))
+        .filter(|(org, _)| *org != state.org && (!hub || *org > state.org))
+        .collect()
+}
+
+/// Roster mode: keeps one dialer per hub of the followed roster, adding and ending dialers as
+/// roster versions change the hubs.
+async fn dial_hubs(state: Arc<NodeState>) {
+    let Some(mut changes) = state.roster_changes() else {
+        return;
+    };
+    let mut dialers: BTreeMap<OrgId, (String, AbortOnDrop)> = BTreeMap::new();
+    loop {
+        let roster = Arc::clone(&changes.borrow_and_update());
+        let wanted = hubs_to_dial(&state, &roster);
+        let gone: Vec<OrgId> = dialers
+            .iter()
+            .filter(|(org, (addr, _))| wanted.get(*org) != Some(addr))
+            .map(|(org, _)| org.clone())
+            .collect();
+        for org in gone {
+            dialers.remove(&org);
+            state.peers.disconnect(
+                &org,
+                Some(format!(
+                    "not dialed: no longer a hub at this address in roster version {}",
+                    roster.version()
+                )),
+            );
+        }
+        for (org, addr) in wanted {
+            if dialers.contains_key(&org) {
+                continue;
+            }
+            tracing::info!(hub = %org, %addr, version = roster.version(), "dialing a hub of the roster");
+            let task = tokio::spawn(dial_loop(
+                Arc::clone(&state),
+                org.clone(),
+                addr.clone(),
+                true,
+            ));
+            dialers.insert(org, (addr, AbortOnDrop(task)));
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = state.stopped() => return,
+        }
+    }
+}
+
+/// Ends a dialer when it is dropped (its hub left the roster, or the dial set task ended).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn dial_loop(state: Arc<NodeState>, peer: OrgId, addr: String, relay: bool) {
     let limits = state.cfg.limits.clone();
     let mut backoff = Duration::from_millis(limits.backoff_min_ms);
     let max = Duration::from_millis(limits.backoff_max_ms);
     loop {
         let started = Instant::now();
-        match dial_once(&state, &peer, addr, relay).await {
+        match dial_once(&state, &peer, &addr, relay).await {
             Ok(()) => tracing::info!(%peer, %addr, "peer closed the link; redialing"),
             Err(Failed::ShutDown(reason)) => {
                 if state.is_stopping() {
@@ -88,9 +161,10 @@ impl From<String> for Failed {
 async fn dial_once(
     state: &Arc<NodeState>,
     peer: &OrgId,
-    addr: SocketAddr,
+    address: &str,
     relay: bool,
 ) -> Result<(), Failed> {
+    let addr = resolve(address).await?;
     let f = &state.cfg.federation;
     let within = state.cfg.limits.connect_timeout();
     // One deadline for the whole set-up: TCP, TLS (in the connector) and the stream opening.
@@ -122,6 +196,7 @@ async fn dial_once(
             Arc::clone(state),
             peer.clone(),
             relay,
+            None,
             response.into_inner(),
             tx,
         )
@@ -142,4 +217,17 @@ async fn dial_once(
     };
     state.peers.disconnect(peer, line);
     result
+}
+
+/// The first address `address` (`host:port`) names.
+async fn resolve(address: &str) -> Result<SocketAddr, Failed> {
+    if let Ok(addr) = address.parse() {
+        return Ok(addr);
+    }
+    let mut found = tokio::net::lookup_host(address)
+        .await
+        .map_err(|e| format!("cannot resolve {address}: {e}"))?;
+    found
+        .next()
+        .ok_or_else(|| Failed::Error(format!("{address} resolves to no address")))
 }

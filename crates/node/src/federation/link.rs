@@ -27,6 +27,7 @@ use tonic::Status;
 use super::asked::Asked;
 use super::peer_view::{read_vector, to_wire, PeerView, Reported};
 use super::sender::send_loop;
+use crate::admission::refused_later;
 use crate::route::LinkReach;
 use crate::state::{Checked, NodeState, VERIFY_AHEAD};
 
@@ -58,6 +59,9 @@ pub enum LinkError {
     Stalled(std::time::Duration),
     #[error("peer closed the stream")]
     Closed,
+    /// A roster version no longer admits the peer.
+    #[error("link cut: {0}")]
+    NotAdmitted(intelmesh_roster::Refusal),
     #[error("stream error: {0}")]
     Stream(Status),
     #[error("local failure: {0}")]
@@ -88,7 +92,9 @@ impl LinkError {
     pub fn to_status(&self) -> Status {
         let msg = self.to_string();
         match self {
-            LinkError::HelloMismatch { .. } => Status::permission_denied(msg),
+            LinkError::HelloMismatch { .. } | LinkError::NotAdmitted(_) => {
+                Status::permission_denied(msg)
+            }
             LinkError::BatchTooLarge { .. } | LinkError::TooManyProofs { .. } => {
                 Status::resource_exhausted(msg)
             }
@@ -122,11 +128,14 @@ pub(super) fn own_vector(state: &NodeState) -> Result<pb::VersionVector, LinkErr
     Ok(to_wire(&state.store.heads().map_err(local)?))
 }
 
-/// Runs a link until it fails or the peer leaves. `peer` is the org its certificate names.
+/// Runs a link until it fails or the peer leaves (or, in roster mode, until a roster version
+/// no longer admits it). `peer` is the org its certificate names, `serial` that certificate's
+/// serial when this node accepted the link.
 pub async fn run_link<S>(
     state: Arc<NodeState>,
     peer: OrgId,
     relay: bool,
+    serial: Option<String>,
     mut inbound: S,
     out: Outbound,
 ) -> Result<(), LinkError>
@@ -134,12 +143,15 @@ where
     S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send + 'static,
 {
     let limits = state.cfg.limits.clone();
+    let roster = state.roster();
     let hello = pb::Hello {
         org_id: state.org.to_string(),
-        roster_version: state.cfg.roster_version,
+        roster_version: roster
+            .as_ref()
+            .map_or(state.cfg.roster_version, |r| r.version()),
         vector: Some(own_vector(&state)?),
         reaches: reaches(&state),
-        roster_hash: Vec::new(),
+        roster_hash: roster.map(|r| r.hash().to_vec()).unwrap_or_default(),
     };
     send(&out, frame(pb::sync_frame::Frame::Hello(hello)), &limits).await?;
 
@@ -167,6 +179,10 @@ where
     let view = Arc::new(PeerView::default());
     let reported = read_vector(peer_hello.vector, &state.keys());
     take_in_vector(&state, &peer, &view, &reported, hello_bytes);
+    state.peers.update(&peer, |p| {
+        p.roster_version = peer_hello.roster_version;
+        p.roster_hash = peer_hello.roster_hash.into_iter().take(32).collect();
+    });
     tracing::info!(%peer, "link up");
 
     let link = LinkReach {
@@ -188,6 +204,10 @@ where
             Err(e) => Err(LinkError::Local(e.to_string())),
         },
         _ = state.stopped() => Err(LinkError::ShuttingDown),
+        refusal = refused_later(&state, &peer, serial.as_deref()) => {
+            tracing::warn!(%peer, %refusal, "roster no longer admits the peer: link cut");
+            Err(LinkError::NotAdmitted(refusal))
+        }
     }
 }
 
@@ -225,11 +245,21 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// The orgs this node relays to: itself, and all its peers if it is a hub.
+/// The orgs this node relays to: itself, and all its peers (or the roster's members) if it is
+/// a hub.
 fn reaches(state: &NodeState) -> Vec<String> {
     let mut r = vec![state.org.to_string()];
     if state.cfg.role == crate::config::Role::Hub {
-        r.extend(state.cfg.peer.iter().map(|p| p.org.clone()));
+        match state.roster() {
+            Some(roster) => r.extend(
+                roster
+                    .members()
+                    .iter()
+                    .map(|m| m.org.clone())
+                    .filter(|o| *o != state.org.as_str()),
+            ),
+            None => r.extend(state.cfg.peer.iter().map(|p| p.org.clone())),
+        }
     }
     r
 }

@@ -246,7 +246,12 @@ fn next_batch(
             }
         }
     }
-    for (origin, head) in &heads {
+    // The roster log first: a joining node learns the keys before the entries signed with
+    // them, which would otherwise wait (bounded) in its unverified queue.
+    let authority = state.keys().authority().cloned();
+    let first = authority.as_ref().and_then(|a| heads.get_key_value(a));
+    let rest = heads.iter().filter(|(o, _)| Some(*o) != authority.as_ref());
+    for (origin, head) in first.into_iter().chain(rest) {
         let have = view.known(origin);
         if have >= head.seq {
             continue;

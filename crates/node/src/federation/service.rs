@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::link::run_link;
 use super::link_error_line;
+use crate::admission::{admit_peer, caller_serial};
 use crate::identity::{caller, Identity};
 use crate::state::NodeState;
 
@@ -35,8 +36,9 @@ impl Federation for FederationService {
                 "service certificates cannot open Federation",
             ));
         };
-        let relay = state.peer_config(&peer).map(|p| p.relay).ok_or_else(|| {
-            Status::permission_denied(format!("{peer} is not a configured peer of {}", state.org))
+        let serial = caller_serial(&request);
+        let relay = admit_peer(&state, &peer, serial.as_deref()).inspect_err(|refused| {
+            tracing::warn!(%peer, reason = %refused.message(), "federation stream refused");
         })?;
         let address = request
             .remote_addr()
@@ -54,7 +56,8 @@ impl Federation for FederationService {
         let (end_tx, end_rx) = oneshot::channel::<Status>();
         let inbound = request.into_inner();
         tokio::spawn(async move {
-            let result = run_link(Arc::clone(&state), peer.clone(), relay, inbound, tx).await;
+            let result =
+                run_link(Arc::clone(&state), peer.clone(), relay, serial, inbound, tx).await;
             let error = result.err().map(|e| {
                 let line = link_error_line(&e);
                 if e.is_shutdown() {

@@ -1,0 +1,72 @@
+//! Who may hold a link with this node, and for how long: the `[[peer]]` list in static mode,
+//! the followed roster in roster mode (members it admits, not suspended, removed or holding a
+//! revoked certificate; relay = role hub). A link whose peer a new roster version no longer
+//! admits is cut at once, and API callers with a revoked certificate are refused.
+
+use intelmesh_core::OrgId;
+use intelmesh_roster::{MemberRole, Refusal};
+use tonic::{Request, Status};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::state::NodeState;
+
+/// Hex serial (lowercase) of a DER certificate, as the roster lists revoked ones.
+pub fn serial_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(hex::encode(cert.raw_serial()))
+}
+
+/// The serial of the certificate the caller of a tonic request presented.
+pub fn caller_serial<T>(request: &Request<T>) -> Option<String> {
+    let certs = request.peer_certs()?;
+    serial_of(certs.first()?.as_ref())
+}
+
+/// Whether `peer` (presenting a certificate with `serial`) may hold a federation link now:
+/// whether it relays (a hub) if so, why not otherwise.
+pub fn admit_peer(state: &NodeState, peer: &OrgId, serial: Option<&str>) -> Result<bool, Status> {
+    match state.roster() {
+        None => state.peer_config(peer).map(|p| p.relay).ok_or_else(|| {
+            Status::permission_denied(format!("{peer} is not a configured peer of {}", state.org))
+        }),
+        Some(roster) => roster
+            .admits_peer(peer, serial)
+            .map(|role| role == MemberRole::Hub)
+            .map_err(|refusal| Status::permission_denied(refusal.to_string())),
+    }
+}
+
+/// Resolves when a roster change means `peer` may no longer hold its link (never in static
+/// mode), with why. Woken by the roster's watch channel: no polling.
+pub async fn refused_later(state: &NodeState, peer: &OrgId, serial: Option<&str>) -> Refusal {
+    let Some(mut changes) = state.roster_changes() else {
+        return std::future::pending().await;
+    };
+    loop {
+        let refusal = changes.borrow_and_update().admits_peer(peer, serial).err();
+        if let Some(refusal) = refusal {
+            return refusal;
+        }
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Refuses an API caller whose certificate the roster revoked (roster mode).
+pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<(), Status> {
+    let Some(roster) = state.roster() else {
+        return Ok(());
+    };
+    let Some(serial) = caller_serial(request) else {
+        return Ok(());
+    };
+    let serial = intelmesh_roster::model::normalize_serial(&serial);
+    if roster.revoked_serials().contains(&serial) {
+        return Err(Status::permission_denied(format!(
+            "certificate {serial} is revoked in roster version {}: ask for a new certificate",
+            roster.version()
+        )));
+    }
+    Ok(())
+}

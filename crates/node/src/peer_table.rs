@@ -1,0 +1,83 @@
+//! Live facts about each peer (configured, or admitted by the roster), for `status` and for
+//! refusing a second link.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use intelmesh_core::OrgId;
+
+/// Live facts about each configured peer, for `status` and for refusing a second link.
+pub struct PeerTable {
+    inner: Mutex<BTreeMap<OrgId, PeerState>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PeerState {
+    pub connected: bool,
+    pub address: String,
+    pub last_heard_unix_ms: i64,
+    pub last_error: String,
+    pub entries_sent: u64,
+    pub entries_received: u64,
+    /// Protobuf-encoded size of every frame received from the peer (gRPC message bytes,
+    /// without the 5-byte gRPC prefix, HTTP/2 or TLS framing), hello included.
+    pub bytes_received: u64,
+    /// The peer's vector as it last reported it.
+    pub vector: BTreeMap<String, u64>,
+    /// The roster version and hash the peer announced in its hello (roster mode).
+    pub roster_version: u64,
+    pub roster_hash: Vec<u8>,
+}
+
+impl PeerTable {
+    pub(crate) fn new(orgs: impl Iterator<Item = OrgId>) -> PeerTable {
+        PeerTable {
+            inner: Mutex::new(orgs.map(|o| (o, PeerState::default())).collect()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<OrgId, PeerState>> {
+        // Peer facts are informational; a poisoned lock still holds usable data.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks the peer connected, clearing the error of its last failure; false if a link to
+    /// it is already up.
+    pub fn connect(&self, org: &OrgId, address: String) -> bool {
+        let mut t = self.lock();
+        let s = t.entry(org.clone()).or_default();
+        if s.connected {
+            return false;
+        }
+        s.connected = true;
+        s.address = address;
+        s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
+        s.last_error.clear();
+        true
+    }
+
+    pub fn disconnect(&self, org: &OrgId, error: Option<String>) {
+        let mut t = self.lock();
+        let s = t.entry(org.clone()).or_default();
+        s.connected = false;
+        if let Some(e) = error {
+            s.last_error = e;
+        }
+    }
+
+    pub fn update(&self, org: &OrgId, f: impl FnOnce(&mut PeerState)) {
+        let mut t = self.lock();
+        f(t.entry(org.clone()).or_default());
+    }
+
+    /// [`PeerTable::update`] for a peer already in the table only.
+    pub fn update_known(&self, org: &OrgId, f: impl FnOnce(&mut PeerState)) {
+        if let Some(s) = self.lock().get_mut(org) {
+            f(s);
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<OrgId, PeerState> {
+        self.lock().clone()
+    }
+}

@@ -1,0 +1,405 @@
+//! Roster mode: the roster a node follows. It starts from the pinned genesis and the authority
+//! log already in the store (origin = federation id, seq = version: the store is the stored
+//! roster), advances whenever that log grows (from a link or from this hub's own
+//! [`NodeState::publish_roster`]), and each version that passes the rules replaces the key set
+//! and tells links, dialers and the checkpoint task (a watch channel). A version the rules
+//! refuse is logged at ERROR and shown in status; the node stays on the last good version.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use intelmesh_core::verify::{
+    decode_content, verify_batch_parallel, Content, Control, VerifyConfig,
+};
+use intelmesh_core::{Distribution, Hash, OrgId, Signer, Tlp};
+use intelmesh_proto::v1 as pb;
+use intelmesh_roster::{Roster, RosterError};
+use intelmesh_store::{Outcome, SledStore, Store, StoreError};
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::checkpoint::Checkpoints;
+use crate::config::RosterConfig;
+use crate::state::{NodeError, NodeState, VERIFY_CHUNK};
+
+/// Why a node cannot start following its roster.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("cannot read roster.genesis {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("roster.genesis {path} is not an encoded SignedRoster ({reason}): give the genesis file from the enrolment bundle or `federation init`")]
+    Undecodable {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("roster.genesis_hash {0}")]
+    BadPin(String),
+    #[error("roster.genesis {path} is refused: {error}")]
+    Genesis {
+        path: std::path::PathBuf,
+        error: RosterError,
+    },
+    #[error("the roster log in the data directory starts with version 1 of hash {found}, not the pinned genesis {pinned}: this store belongs to another federation")]
+    OtherFederation { pinned: String, found: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Reads the genesis a `[roster]` section names and checks it against the pin and the rules.
+pub fn load_genesis(cfg: &RosterConfig) -> Result<Roster, FollowError> {
+    let path = cfg.genesis.clone();
+    let bytes = std::fs::read(&path).map_err(|source| FollowError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let signed =
+        pb::SignedRoster::decode(bytes.as_slice()).map_err(|e| FollowError::Undecodable {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    let pin = cfg.pin().map_err(FollowError::BadPin)?;
+    Roster::genesis(&signed, Some(&pin)).map_err(|error| FollowError::Genesis { path, error })
+}
+
+/// The last version refused by the rules, and why.
+#[derive(Clone, Debug)]
+pub struct Refused {
+    pub version: u64,
+    pub error: RosterError,
+}
+
+/// What a node in roster mode keeps about the roster it follows.
+pub struct Follow {
+    /// The roster in force; links, the dial set and the checkpoint task wait on its changes.
+    current: watch::Sender<Arc<Roster>>,
+    /// The hash of every version followed (this node's roster log), to compare checkpoints.
+    hashes: Mutex<BTreeMap<u64, Hash>>,
+    refused: Mutex<Option<Refused>>,
+    /// Signs roster log entries when this node is a hub: the node's own signing key, under
+    /// the federation id.
+    authority_signer: Arc<Signer>,
+    /// One advance (or publication) at a time.
+    advancing: tokio::sync::Mutex<()>,
+    pub checkpoints: Checkpoints,
+}
+
+impl Follow {
+    /// Follows `genesis`, then every version of the authority log in `store` that passes.
+    pub fn start(store: &SledStore, genesis: Roster, own: &Signer) -> Result<Follow, FollowError> {
+        let fed = genesis.federation_id().clone();
+        if let Some(first) = stored_version(store, &fed, 1)? {
+            let found = intelmesh_roster::roster_hash(&first.document);
+            if found != *genesis.hash() {
+                return Err(FollowError::OtherFederation {
+                    pinned: hex::encode(genesis.hash()),
+                    found: hex::encode(found),
+                });
+            }
+        }
+        let follow = Follow {
+            hashes: Mutex::new(BTreeMap::from([(1, *genesis.hash())])),
+            current: watch::channel(Arc::new(genesis)).0,
+            refused: Mutex::new(None),
+            authority_signer: Arc::new(Signer::new(fed, own.signing_key().clone())),
+            advancing: tokio::sync::Mutex::new(()),
+            checkpoints: Checkpoints::default(),
+        };
+        while let Some(next) = follow.next_stored(store)? {
+            match next {
+                Ok(roster) => follow.install(roster),
+                Err(refused) => {
+                    tracing::error!(version = refused.version, error = %refused.error, "stored roster version refused; following the version before it");
+                    *lock(&follow.refused) = Some(refused);
+                    break;
+                }
+            }
+        }
+        Ok(follow)
+    }
+
+    pub fn current(&self) -> Arc<Roster> {
+        Arc::clone(&self.current.borrow())
+    }
+
+    pub fn changes(&self) -> watch::Receiver<Arc<Roster>> {
+        self.current.subscribe()
+    }
+
+    pub fn refused(&self) -> Option<Refused> {
+        lock(&self.refused).clone()
+    }
+
+    /// The hash of this node's roster log at `version`, if it followed that version.
+    pub fn hash_at(&self, version: u64) -> Option<Hash> {
+        lock(&self.hashes).get(&version).copied()
+    }
+
+    /// The next version in the store after the current one, checked against the rules;
+    /// `None` when the log holds no more (or the next is a stub, which CLEAR entries never are).
+    fn next_stored(
+        &self,
+        store: &SledStore,
+    ) -> Result<Option<Result<Roster, Refused>>, FollowError> {
+        let current = self.current();
+        let version = current.version() + 1;
+        let Some(signed) = stored_version(store, current.federation_id(), version)? else {
+            return Ok(None);
+        };
+        if let Some(r) = self.refused().filter(|r| r.version == version) {
+            // Already refused; nothing after it can link either.
+            return Ok(Some(Err(r)));
+        }
+        Ok(Some(
+            current
+                .next(&signed)
+                .map_err(|error| Refused { version, error }),
+        ))
+    }
+
+    fn install(&self, roster: Roster) {
+        lock(&self.hashes).insert(roster.version(), *roster.hash());
+        self.checkpoints.roster_changed(&roster);
+        self.current.send_replace(Arc::new(roster));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Each change is whole under the lock; a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The roster version the authority log holds at `version`, if any.
+fn stored_version(
+    store: &SledStore,
+    fed: &OrgId,
+    version: u64,
+) -> Result<Option<pb::SignedRoster>, StoreError> {
+    let Some(entry) = store.range(fed, version, 1)?.pop() else {
+        return Ok(None);
+    };
+    let Some(bytes) = entry.payload.as_ref() else {
+        return Ok(None);
+    };
+    match decode_content(bytes) {
+        Ok(Content::Control(Control::Roster(signed))) => Ok(Some(signed)),
+        // Verified before it was stored: anything else would be corruption.
+        _ => Err(StoreError::Corrupt(format!(
+            "{fed}#{version}: the roster log holds an entry that is not a roster version"
+        ))),
+    }
+}
+
+/// The payload of a roster log entry (CLEAR: every member reads the roster).
+fn roster_payload(signed: pb::SignedRoster) -> pb::Payload {
+    pb::Payload {
+        body: Some(pb::payload::Body::Roster(signed)),
+        ..pb::Payload::default()
+    }
+}
+
+pub(crate) fn clear() -> Distribution {
+    Distribution {
+        tlp: Tlp::Clear,
+        recipients: Vec::new(),
+    }
+}
+
+impl NodeState {
+    /// The roster this node follows (roster mode), `None` in static mode.
+    pub fn roster(&self) -> Option<Arc<Roster>> {
+        self.follow().map(Follow::current)
+    }
+
+    /// Resolves on each new roster version (roster mode); `None` in static mode.
+    pub fn roster_changes(&self) -> Option<watch::Receiver<Arc<Roster>>> {
+        self.follow().map(Follow::changes)
+    }
+
+    /// Origins whose assertions the roster withdrew (removed members with `withdrawn`),
+    /// hidden from every read; empty in static mode.
+    pub fn withdrawn(&self) -> std::collections::BTreeSet<String> {
+        self.roster()
+            .map(|r| r.withdrawn_orgs().iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// The last roster version the rules refused, and why.
+    pub fn roster_refused(&self) -> Option<Refused> {
+        self.follow().and_then(Follow::refused)
+    }
+
+    /// Advances the followed roster through every new version of the authority log, in order.
+    pub async fn advance_roster(self: &Arc<Self>) -> Result<(), NodeError> {
+        let Some(follow) = self.follow() else {
+            return Ok(());
+        };
+        let _advancing = follow.advancing.lock().await;
+        self.advance_locked(follow).await
+    }
+
+    async fn advance_locked(self: &Arc<Self>, follow: &Follow) -> Result<(), NodeError> {
+        loop {
+            let me = Arc::clone(self);
+            let next = tokio::task::spawn_blocking(move || match me.follow() {
+                Some(f) => f.next_stored(&me.store),
+                None => Ok(None),
+            })
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))?
+            .map_err(|e| NodeError::Follow(e.to_string()))?;
+            match next {
+                None => return Ok(()),
+                Some(Err(refused)) => {
+                    let first_time = follow
+                        .refused()
+                        .is_none_or(|r| r.version != refused.version);
+                    if first_time {
+                        tracing::error!(version = refused.version, error = %refused.error, "roster version refused; this node stays on the version before it");
+                        *lock(&follow.refused) = Some(refused);
+                    }
+                    return Ok(());
+                }
+                Some(Ok(roster)) => {
+                    let version = roster.version();
+                    let keys = roster.key_set();
+                    follow.install(roster);
+                    // The keys go in after the roster is in place, so the entries that waited
+                    // for them are checked under the version that brought them.
+                    let taken = self.replace_keys(keys).await?;
+                    tracing::info!(version, verified_now = taken, "following roster version");
+                }
+            }
+        }
+    }
+
+    /// Publishes the next roster version (a hub, for the Admin service): checks it against the
+    /// rules, signs the authority log entry for it with this hub's signing key, applies it
+    /// durably and follows it. Returns the roster now followed.
+    pub async fn publish_roster(
+        self: &Arc<Self>,
+        signed: pb::SignedRoster,
+    ) -> Result<Arc<Roster>, NodeError> {
+        let follow = self.follow().ok_or(NodeError::NotFollowing)?;
+        let _advancing = follow.advancing.lock().await;
+        self.advance_locked(follow).await?;
+        let current = follow.current();
+        let next = current.next(&signed).map_err(NodeError::RosterRefused)?;
+        self.append_authority_entry(follow, current.version() + 1, signed)
+            .await?;
+        self.advance_locked(follow).await?;
+        let now = follow.current();
+        if now.hash() != next.hash() {
+            return Err(NodeError::Follow(format!(
+                "roster version {} was appended but this node follows version {}",
+                next.version(),
+                now.version()
+            )));
+        }
+        Ok(now)
+    }
+
+    /// At the first start of a hub: puts the genesis in the authority log if the store has no
+    /// version 1 yet, so members that dial it receive the roster log from its start.
+    pub async fn publish_genesis_if_needed(self: &Arc<Self>) -> Result<bool, NodeError> {
+        let Some(follow) = self.follow() else {
+            return Ok(false);
+        };
+        let _advancing = follow.advancing.lock().await;
+        let fed = follow.current().federation_id().clone();
+        if self.store.head(&fed)?.is_some() {
+            return Ok(false);
+        }
+        let keys = self.keys();
+        if !keys.holds(&fed, &follow.authority_signer.verifying_key()) {
+            // Not a hub of the genesis: it receives the roster log from one.
+            return Ok(false);
+        }
+        let genesis = lock(&follow.hashes).get(&1).copied();
+        let first = follow.current();
+        if first.version() != 1 || genesis != Some(*first.hash()) {
+            return Ok(false);
+        }
+        self.append_authority_entry(follow, 1, first.signed().clone())
+            .await?;
+        tracing::info!(federation = %fed, "published the genesis in the roster log");
+        Ok(true)
+    }
+
+    /// Signs `signed` as the authority log's entry `version` with this hub's key and applies it.
+    async fn append_authority_entry(
+        self: &Arc<Self>,
+        follow: &Follow,
+        version: u64,
+        signed: pb::SignedRoster,
+    ) -> Result<(), NodeError> {
+        let keys = self.keys();
+        let signer = Arc::clone(&follow.authority_signer);
+        if !keys.holds(signer.org(), &signer.verifying_key()) {
+            return Err(NodeError::NotAuthoritySigner {
+                org: self.org.clone(),
+                version: follow.current().version(),
+            });
+        }
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let head = me.store.head(signer.org())?;
+            let next_seq = head.as_ref().map_or(1, |h| h.seq + 1);
+            if next_seq != version {
+                return Err(NodeError::Follow(format!(
+                    "the roster log is at version {}, so version {version} cannot be appended",
+                    next_seq - 1
+                )));
+            }
+            let now = intelmesh_core::now_unix_ms();
+            let (entry, _) = signer.sign_next(head, now, &clear(), &roster_payload(signed));
+            let verified = verify_batch_parallel(
+                vec![entry],
+                keys.as_ref(),
+                &VerifyConfig::at(now),
+                VERIFY_CHUNK,
+            )
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(NodeError::OwnVerify)?;
+            let report = me.store.apply(verified)?;
+            match report.outcomes.first() {
+                Some(Outcome::Appended) => Ok(()),
+                other => Err(NodeError::OwnEntry {
+                    seq: version,
+                    outcome: other.cloned().unwrap_or(Outcome::Duplicate),
+                }),
+            }
+        })
+        .await
+        .map_err(|e| NodeError::Join(e.to_string()))??;
+        self.bump();
+        Ok(())
+    }
+}
+
+/// Advances the roster whenever the log changes (an append on any link, a recheck of waiting
+/// entries), until the node stops. Reading one head per change costs little.
+pub async fn follow_log(state: Arc<NodeState>) {
+    let Some(fed) = state.roster().map(|r| r.federation_id().clone()) else {
+        return;
+    };
+    let mut changes = state.subscribe();
+    loop {
+        let behind = match (state.store.head(&fed), state.roster()) {
+            (Ok(head), Some(r)) => head.is_some_and(|h| h.seq > r.version()),
+            _ => false,
+        };
+        if behind {
+            if let Err(e) = state.advance_roster().await {
+                tracing::error!(error = %e, "could not advance the roster");
+            }
+        }
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = state.stopped() => return,
+        }
+    }
+}
