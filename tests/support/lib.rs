@@ -5,6 +5,7 @@ pub mod api;
 pub mod net;
 pub mod pki;
 pub mod raw_peer;
+pub mod roster_net;
 pub mod store;
 
 use ed25519_dalek::SigningKey;

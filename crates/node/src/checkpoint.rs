@@ -185,6 +185,14 @@ impl NodeState {
                 tracing::warn!(member = %r.member, seq = r.seq, "roster checkpoint with a hash that is not 32 bytes");
                 continue;
             };
+            // A peer's checkpoint says which roster it follows now; its hello said so only
+            // when the link opened.
+            self.peers.update_known(&r.member, |p| {
+                if r.checkpoint.version >= p.roster_version {
+                    p.roster_version = r.checkpoint.version;
+                    p.roster_hash = hash.to_vec();
+                }
+            });
             let ours = follow.hash_at(r.checkpoint.version);
             let seen = Seen {
                 version: r.checkpoint.version,

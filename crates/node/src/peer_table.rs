@@ -70,6 +70,13 @@ impl PeerTable {
         f(t.entry(org.clone()).or_default());
     }
 
+    /// [`PeerTable::update`] for a peer already in the table only.
+    pub fn update_known(&self, org: &OrgId, f: impl FnOnce(&mut PeerState)) {
+        if let Some(s) = self.lock().get_mut(org) {
+            f(s);
+        }
+    }
+
     pub fn snapshot(&self) -> BTreeMap<OrgId, PeerState> {
         self.lock().clone()
     }

@@ -15,6 +15,8 @@ use crate::model::{parse_key, KeyDefect};
 pub const ENROLMENT_CONTEXT: &[u8] = b"intelmesh/v1 enrolment\0";
 /// Prefix of the message both keys of a rotation request sign.
 pub const ROTATION_CONTEXT: &[u8] = b"intelmesh/v1 rotation\0";
+/// Prefix of the message a replacement key signs after a compromise report.
+pub const REPLACEMENT_CONTEXT: &[u8] = b"intelmesh/v1 replacement-key\0";
 
 /// What an agency says about itself when it asks to join.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -187,4 +189,38 @@ pub fn verify_rotation(
         old_key,
         new_key,
     })
+}
+
+/// What a replacement key signs: the org and the first seq it will sign, so the proof cannot
+/// be replayed for another member or another cut-off.
+fn replacement_message(org: &OrgId, first_seq: u64) -> Vec<u8> {
+    let mut body = org.as_str().as_bytes().to_vec();
+    body.push(0);
+    body.extend_from_slice(&first_seq.to_be_bytes());
+    message(REPLACEMENT_CONTEXT, &body)
+}
+
+/// The proof that the holder of `new` asks for it to sign `org`'s seqs from `first_seq`, to
+/// send with a compromise report.
+pub fn sign_replacement(org: &OrgId, new: &SigningKey, first_seq: u64) -> Vec<u8> {
+    new.sign(&replacement_message(org, first_seq))
+        .to_bytes()
+        .to_vec()
+}
+
+/// Checks a replacement key and its proof; returns the key.
+pub fn verify_replacement(
+    org: &OrgId,
+    key_bytes: &[u8],
+    first_seq: u64,
+    proof: &[u8],
+) -> Result<VerifyingKey, RequestError> {
+    let new = key("replacement key", key_bytes)?;
+    check_signature(
+        "replacement key",
+        &new,
+        &replacement_message(org, first_seq),
+        proof,
+    )?;
+    Ok(new)
 }

@@ -8,7 +8,8 @@ use ed25519_dalek::SigningKey;
 use intelmesh_core::verify::{KeyLookup, KeyRegistry};
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
-use intelmesh_roster::enrolment::sign_rotation;
+use intelmesh_roster::enrolment::{sign_replacement, sign_rotation, RequestError};
+use intelmesh_roster::{ActionError, ProposeError};
 use intelmesh_roster::{MemberRole, Policy, Refusal, Roster};
 use pb::action::Action as A;
 
@@ -81,6 +82,7 @@ fn compromise_refuses_entries_after_the_last_good_seq() {
         org: "AG".into(),
         public_key: key(20).verifying_key().to_bytes().to_vec(),
         last_good_seq: 12,
+        ..Default::default()
     });
     let v3 = apply(&v2, vec![report], &heads(50));
     assert!(valid(&v3, "AG", &key(20), 12));
@@ -91,6 +93,41 @@ fn compromise_refuses_entries_after_the_last_good_seq() {
             last_seq: Some(12)
         }
     );
+}
+
+#[test]
+fn a_replacement_key_sent_with_a_compromise_report_signs_after_the_cut_off() {
+    let v2 = with_agency();
+    let ag = org("AG");
+    let replacement = |proof_key: u8, first_seq: u64| {
+        A::ReportCompromise(pb::ReportCompromise {
+            org: "AG".into(),
+            public_key: key(20).verifying_key().to_bytes().to_vec(),
+            last_good_seq: 12,
+            replacement_key: key(22).verifying_key().to_bytes().to_vec(),
+            replacement_proof: sign_replacement(&ag, &key(proof_key), first_seq),
+        })
+    };
+    let v3 = apply(&v2, vec![replacement(22, 13)], &heads(12));
+    assert!(valid(&v3, "AG", &key(20), 12));
+    assert!(!valid(&v3, "AG", &key(20), 13));
+    assert!(valid(&v3, "AG", &key(22), 13));
+    assert!(!valid(&v3, "AG", &key(22), 12));
+    assert!(v3.document().change.as_ref().unwrap().actions[0].contains("replacement key"));
+    // The proof must come from the new key, for this org and this first seq.
+    for bad in [replacement(20, 13), replacement(22, 14)] {
+        let err = try_propose(&v2, vec![bad], &heads(12)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProposeError::Action {
+                    error: ActionError::Replacement(RequestError::BadSignature { .. }),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -124,6 +161,7 @@ fn reinstatement_keeps_a_compromise_reported_while_suspended() {
         org: "AG".into(),
         public_key: key(20).verifying_key().to_bytes().to_vec(),
         last_good_seq: 20,
+        ..Default::default()
     });
     let v4 = apply(&v3, vec![report], &heads(30));
     let v5 = apply(

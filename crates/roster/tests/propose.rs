@@ -300,6 +300,7 @@ fn report_compromise_refusals() {
             org: "AG".into(),
             public_key: key(k).verifying_key().to_bytes().to_vec(),
             last_good_seq: last,
+            ..Default::default()
         })
     };
     assert!(matches!(

@@ -5,7 +5,7 @@ use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 
 use super::{key_holder, key_id_of, member, status_of, ActionError, ProposeContext};
-use crate::enrolment::{verify_enrolment, verify_rotation};
+use crate::enrolment::{verify_enrolment, verify_replacement, verify_rotation};
 use crate::model::{new_member, parse_key, seq_range, MemberRole, MemberStatus};
 
 pub(super) fn add_member(
@@ -247,8 +247,37 @@ pub(super) fn report_compromise(
     }
     k.last_seq = Some(a.last_good_seq);
     k.ended_by = pb::KeyEnd::Compromise as i32;
-    Ok(format!(
+    let mut line = format!(
         "report compromise of key {key_id} of {org}: valid for seqs {} only; later entries under it are refused",
         seq_range(k.first_seq, k.last_seq)
-    ))
+    );
+    if !a.replacement_key.is_empty() {
+        let first_seq = a
+            .last_good_seq
+            .checked_add(1)
+            .ok_or(ActionError::LastSeqTooLarge(a.last_good_seq))?;
+        let new = verify_replacement(&org, &a.replacement_key, first_seq, &a.replacement_proof)
+            .map_err(ActionError::Replacement)?;
+        if m.signing_keys.iter().any(|k| k.last_seq.is_none()) {
+            return Err(ActionError::ReplacementWhileOpen { org });
+        }
+        let new_id = KeyId::of(&new);
+        if let Some(holder) = key_holder(doc, new.as_bytes()) {
+            return Err(ActionError::KeyInUse {
+                key_id: new_id,
+                org: holder,
+            });
+        }
+        let (_, m) = member(doc, org.as_str())?;
+        m.signing_keys.push(pb::MemberKey {
+            public_key: new.to_bytes().to_vec(),
+            first_seq,
+            last_seq: None,
+            ended_by: pb::KeyEnd::Unspecified as i32,
+        });
+        line.push_str(&format!(
+            "; replacement key {new_id} signs from seq {first_seq}"
+        ));
+    }
+    Ok(line)
 }

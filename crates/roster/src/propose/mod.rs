@@ -62,6 +62,10 @@ pub enum ActionError {
     Enrolment(RequestError),
     #[error("rotation request refused: {0}")]
     Rotation(RequestError),
+    #[error("replacement key refused: {0}")]
+    Replacement(RequestError),
+    #[error("{org} still has an open signing key besides the compromised one: rotate that one instead of sending a replacement")]
+    ReplacementWhileOpen { org: OrgId },
     #[error("{0} is not a member")]
     UnknownMember(OrgId),
     #[error("{0} is the federation id; a member needs another org id")]

@@ -1,0 +1,373 @@
+//! Roster mode on real nodes over mutual TLS: membership, suspension, revocation, key ranges,
+//! checkpoints and refused versions, all driven by roster versions published on the hub while
+//! every node runs (no restart, no file change at other nodes).
+
+use std::time::Duration;
+
+use intelmesh_core::{now_unix_ms, Signer};
+use intelmesh_node::state::NodeError;
+use intelmesh_proto::v1 as pb;
+use intelmesh_roster::model::new_member;
+use intelmesh_store::Store;
+use intelmesh_tests::net::{domain_upsert, green, org};
+use intelmesh_tests::roster_net::{cert_serial, peer, signing_key, RosterNet, FEDERATION};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A link cut, or refused, shows why in the peer's last error.
+fn refused_for(s: &pb::StatusResponse, who: &intelmesh_core::OrgId, needle: &str) -> bool {
+    peer(s, who).is_some_and(|p| !p.connected && p.last_error.contains(needle))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_join_by_roster_version_and_suspension_cuts_them_off() {
+    let (hub, sg, au) = (org("HUB"), org("SG-IGCI"), org("AU-AFP"));
+    let mut net = RosterNet::new("HUB", &["SG-IGCI", "AU-AFP"]).await;
+    net.start(&sg).await;
+
+    // SG is not in the genesis: the hub refuses its stream, and SG cannot publish.
+    net.wait_status(&sg, PATIENCE, |s| {
+        refused_for(s, &hub, "SG-IGCI is not a member of roster version 1")
+    })
+    .await
+    .unwrap();
+    let err = net
+        .node(&sg)
+        .state()
+        .publish(vec![(green(), domain_upsert("early.sg.example"))])
+        .await
+        .expect_err("not admitted yet");
+    assert!(
+        matches!(err, NodeError::NotAdmitted { version: 1, .. }),
+        "{err}"
+    );
+
+    // Version 2 admits SG: it links, follows the roster and its entries reach the hub.
+    net.admit(&sg).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .unwrap();
+    let seqs = net
+        .node(&sg)
+        .state()
+        .publish(vec![(green(), domain_upsert("one.sg.example"))])
+        .await
+        .expect("admitted now");
+    net.wait_holds(&hub, &sg, *seqs.last().unwrap())
+        .await
+        .unwrap();
+
+    // AU joins later, with no change at SG or the hub: SG receives AU's entries via the hub.
+    net.start(&au).await;
+    net.admit(&au).await;
+    net.wait_status(&au, PATIENCE, |s| s.roster_version == 3)
+        .await
+        .unwrap();
+    let au_seqs = net
+        .node(&au)
+        .state()
+        .publish(vec![(green(), domain_upsert("one.au.example"))])
+        .await
+        .expect("AU admitted");
+    net.wait_holds(&sg, &au, *au_seqs.last().unwrap())
+        .await
+        .unwrap();
+    // The hub shows which version SG runs (its hello, then its checkpoints).
+    net.wait_status(&hub, PATIENCE, |s| {
+        peer(s, &sg).is_some_and(|p| p.roster_version == 3)
+    })
+    .await
+    .unwrap();
+
+    // Suspension (version 4): the hub cuts SG's live link at once, and refuses its new streams.
+    let head = net.node(&hub).state().store.head(&sg).unwrap().unwrap().seq;
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.status = pb::MemberStatus::Suspended as i32;
+        for k in &mut m.signing_keys {
+            k.last_seq = Some(head);
+            k.ended_by = pb::KeyEnd::Suspension as i32;
+        }
+    })
+    .await;
+    let needle = "SG-IGCI is suspended in roster version 4";
+    net.wait_status(&hub, PATIENCE, |s| refused_for(s, &sg, needle))
+        .await
+        .unwrap();
+    net.wait_status(&sg, PATIENCE, |s| refused_for(s, &hub, needle))
+        .await
+        .unwrap();
+    // It stays out: a while later its redials are still refused.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let s = net.status(&hub);
+    assert!(refused_for(&s, &sg, needle), "{s:#?}");
+
+    // Reinstatement (version 5) lets it back.
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.status = pb::MemberStatus::Active as i32;
+        for k in &mut m.signing_keys {
+            k.last_seq = None;
+            k.ended_by = pb::KeyEnd::Unspecified as i32;
+        }
+    })
+    .await;
+    net.wait_status(&hub, PATIENCE, |s| {
+        peer(s, &sg).is_some_and(|p| p.connected)
+    })
+    .await
+    .unwrap();
+    for o in [hub, sg, au] {
+        net.stop(&o).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
+    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
+    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
+    net.start(&sg).await;
+    net.admit(&sg).await;
+    net.wait_status(&hub, PATIENCE, |s| {
+        peer(s, &sg).is_some_and(|p| p.connected)
+    })
+    .await
+    .unwrap();
+    // Before: the hub's API answers its service client.
+    let mut client = net.client(&hub).await;
+    let req = pb::GetRequest {
+        r#type: pb::IndicatorType::Domain as i32,
+        value: "x.example".into(),
+    };
+    client.get(req.clone()).await.expect("API answers");
+
+    let node_serial = cert_serial(&net.fed.nodes[&sg].dir.join("node.pem"));
+    let api_serial = cert_serial(&net.fed.nodes[&hub].client_cert);
+    let revoked = |serial: &str, org: &str| pb::RevokedCert {
+        serial: serial.to_string(),
+        org: org.to_string(),
+        reason: "test".into(),
+        revoked_at_unix_ms: now_unix_ms(),
+    };
+    net.publish(|d| {
+        d.revoked.push(revoked(&node_serial, "SG-IGCI"));
+        d.revoked.push(revoked(&api_serial, "HUB"));
+    })
+    .await;
+    let needle = format!("certificate {node_serial} of SG-IGCI is revoked in roster version 3");
+    net.wait_status(&hub, PATIENCE, |s| refused_for(s, &sg, &needle))
+        .await
+        .unwrap();
+    let err = client.get(req).await.expect_err("revoked API caller");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(
+        err.message().contains(&format!(
+            "certificate {api_serial} is revoked in roster version 3"
+        )),
+        "{err}"
+    );
+    for o in [hub, sg] {
+        net.stop(&o).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotated_keys_verify_by_seq_and_a_compromise_cut_off_refuses_later_entries() {
+    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
+    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
+    net.start(&sg).await;
+    net.admit(&sg).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .unwrap();
+    let old_seqs = net.publish_domains(&sg, "old", 3).await;
+    let last_old = *old_seqs.last().unwrap();
+    net.wait_holds(&hub, &sg, last_old).await.unwrap();
+
+    // Rotation: the old key ends at SG's head, the new one starts after it; SG restarts with
+    // the new key.
+    net.stop(&sg).await;
+    let dir = net.fed.nodes[&sg].dir.clone();
+    let old_key = signing_key(&dir);
+    let new_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    std::fs::remove_file(dir.join("signing.key")).unwrap();
+    intelmesh_node::keys::write_private(&dir.join("signing.key"), &new_key).unwrap();
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.signing_keys[0].last_seq = Some(last_old);
+        m.signing_keys[0].ended_by = pb::KeyEnd::Rotation as i32;
+        m.signing_keys.push(pb::MemberKey {
+            public_key: new_key.verifying_key().to_bytes().to_vec(),
+            first_seq: last_old + 1,
+            last_seq: None,
+            ended_by: 0,
+        });
+    })
+    .await;
+    net.start(&sg).await;
+    // It signs with the new key once the version that lists it reaches it.
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 3)
+        .await
+        .unwrap();
+    let new_seqs = net.publish_domains(&sg, "new", 2).await;
+    net.wait_holds(&hub, &sg, *new_seqs.last().unwrap())
+        .await
+        .unwrap();
+    let keys = net.node(&hub).state().keys();
+    let check = intelmesh_store::verify_store(&net.node(&hub).state().store, Some(keys.as_ref()))
+        .expect("verify-store runs");
+    assert!(
+        check.is_ok(),
+        "old entries verify with the old key, new with the new: {check:?}"
+    );
+
+    // Compromise of the new key reported at its first seq: later entries signed with it are
+    // refused (the thief's), earlier ones stay.
+    let cut_off = last_old + 1;
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.signing_keys[1].last_seq = Some(cut_off);
+        m.signing_keys[1].ended_by = pb::KeyEnd::Compromise as i32;
+    })
+    .await;
+    let thief = Signer::new(sg.clone(), new_key);
+    let head = net.node(&hub).state().store.head(&sg).unwrap();
+    let (stolen, _) = thief.sign_next(
+        head,
+        now_unix_ms(),
+        &green(),
+        &domain_upsert("thief.example"),
+    );
+    let report = net.node(&hub).state().ingest(vec![stolen]).await.unwrap();
+    assert_eq!(report.appended, 0);
+    assert!(
+        report.refused.iter().any(|e| e.is_origin_fault()),
+        "past the cut-off: {:?}",
+        report.refused
+    );
+    let store = &net.node(&hub).state().store;
+    assert_eq!(
+        store.head(&sg).unwrap().unwrap().seq,
+        *new_seqs.last().unwrap()
+    );
+    assert_eq!(
+        store.range(&sg, 1, 100).unwrap().len() as u64,
+        *new_seqs.last().unwrap()
+    );
+    drop(old_key);
+    for o in [hub, sg] {
+        net.stop(&o).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_checkpoint_naming_another_roster_is_a_conflict() {
+    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
+    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
+    net.start(&sg).await;
+    net.admit(&sg).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .unwrap();
+    assert!(net.status(&hub).roster_conflicts.is_empty());
+    // SG's node claims another roster at version 2 (as if the hub had shown it one).
+    let forged = pb::Payload {
+        body: Some(pb::payload::Body::Checkpoint(pb::RosterCheckpoint {
+            version: 2,
+            roster_hash: vec![7; 32],
+        })),
+        ..pb::Payload::default()
+    };
+    let clear = intelmesh_core::Distribution {
+        tlp: intelmesh_core::Tlp::Clear,
+        recipients: vec![],
+    };
+    let seqs = net
+        .node(&sg)
+        .state()
+        .publish(vec![(clear, forged)])
+        .await
+        .unwrap();
+    let s = net
+        .wait_status(&hub, PATIENCE, |s| !s.roster_conflicts.is_empty())
+        .await
+        .unwrap();
+    let c = &s.roster_conflicts[0];
+    assert_eq!(
+        (c.member.as_str(), c.version, c.seq),
+        ("SG-IGCI", 2, seqs[0])
+    );
+    assert_eq!(c.theirs, hex::encode([7u8; 32]));
+    assert_eq!(c.ours, hex::encode(net.roster(&hub).hash()));
+    for o in [hub, sg] {
+        net.stop(&o).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_under_signed_version_is_refused_and_the_node_stays_on_the_last_good_one() {
+    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
+    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
+    net.start(&sg).await;
+    net.admit(&sg).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .unwrap();
+    let mut unsigned = net.next_version(|d| {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        d.members.push(new_member(
+            &org("XX-EVIL"),
+            "evil",
+            "",
+            intelmesh_roster::MemberRole::Agency,
+            &key.verifying_key(),
+        ));
+    });
+    unsigned.signatures.clear();
+    // The hub refuses to publish it...
+    let err = net
+        .node(&hub)
+        .state()
+        .publish_roster(unsigned.clone())
+        .await
+        .expect_err("under-signed");
+    assert!(err.to_string().contains("under-signed"), "{err}");
+    // ...and a follower refuses it when a hub's key did put it in the roster log.
+    let hub_key = signing_key(&net.fed.nodes[&hub].dir);
+    let authority_log = Signer::new(org(FEDERATION), hub_key);
+    let state = net.node(&sg).state();
+    let head = state.store.head(&org(FEDERATION)).unwrap();
+    assert_eq!(head.map(|h| h.seq), Some(2));
+    let payload = pb::Payload {
+        body: Some(pb::payload::Body::Roster(unsigned)),
+        ..pb::Payload::default()
+    };
+    let clear = intelmesh_core::Distribution {
+        tlp: intelmesh_core::Tlp::Clear,
+        recipients: vec![],
+    };
+    let (entry, _) = authority_log.sign_next(head, now_unix_ms(), &clear, &payload);
+    let report = state.ingest(vec![entry]).await.unwrap();
+    assert_eq!(
+        report.appended, 1,
+        "the log takes it: its header is a hub's"
+    );
+    let s = net
+        .wait_status(&sg, PATIENCE, |s| !s.roster_refused.is_empty())
+        .await
+        .unwrap();
+    assert!(
+        s.roster_refused.contains("version 3"),
+        "{}",
+        s.roster_refused
+    );
+    assert!(
+        s.roster_refused.contains("under-signed"),
+        "{}",
+        s.roster_refused
+    );
+    assert_eq!(s.roster_version, 2);
+    for o in [hub, sg] {
+        net.stop(&o).await;
+    }
+}
