@@ -439,6 +439,9 @@ async fn members(hub: &Hub, which: MembersCmd) -> anyhow::Result<ExitCode> {
                     org,
                     public_key: key.to_bytes().to_vec(),
                     last_good_seq,
+                    // Not offered by the CLI yet: a replacement key with its proof of
+                    // possession (the stolen key cannot sign a rotation request).
+                    ..Default::default()
                 }))],
                 propose,
             )
