@@ -432,7 +432,13 @@ async fn node_certificates_cannot_use_the_api() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    assert!(e.message().contains("node certificate"), "{}", e.message());
+    assert!(
+        e.message().contains(
+            "needs a certificate of role service; the node of AU-AFP presented one of role node"
+        ),
+        "{}",
+        e.message()
+    );
 
     // A service certificate of another org may read (as that org) but never publish as AU.
     let ca = intelmesh_node::pki::Ca::load(&p.api_ca, &p.dir.join("service-ca.key")).unwrap();
