@@ -20,6 +20,7 @@ mod input;
 mod pki_cmd;
 mod publish;
 mod render;
+mod rotate_cmd;
 mod run;
 
 use std::path::PathBuf;
@@ -79,6 +80,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Roster mode: switch this node to a new signing key, without a restart, and write the
+    /// rotation request for the hub operators.
+    RotateKey(rotate_cmd::RotateKeyArgs),
     /// Re-verify every chain and signature in a node's store and rebuild its index.
     VerifyStore {
         /// The node's data directory.
@@ -206,6 +210,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::RotateKey(args) => current_thread()?.block_on(rotate_cmd::rotate_key(args)),
         Command::VerifyStore { data, keys } => verify_store(&data, keys.as_deref()),
         Command::Bench { which } => bench::run(which).map(|()| ExitCode::SUCCESS),
     }
