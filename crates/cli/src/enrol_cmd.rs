@@ -80,9 +80,10 @@ pub enum NodeCmd {
     /// Agency side: install the enrolment bundle the hub operators sent back and write
     /// DIR/node.toml (roster mode); then `intelmesh run --config DIR/node.toml`.
     Join(NodeJoin),
-    /// Member side: a new signing key and a rotation request signed by the old and the new key
-    /// (see --help for the procedure).
-    RotateKey(RotateKey),
+    /// Member side: a new signing key, taken by the running node without a restart (or
+    /// switched in the stopped node's store), and the rotation request signed by the old and
+    /// the new key, to send to the hub operators.
+    RotateKey(crate::rotate_cmd::RotateKeyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -113,21 +114,6 @@ pub struct NodeJoin {
     /// This node's API listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
     api_listen: std::net::SocketAddr,
-}
-
-/// Rotation, until nodes switch keys on their own: stop publishing (or stop the node), note
-/// its head seq (`intelmesh status`), run this with `--last-seq` that seq, have the operators
-/// publish the rotation (`intelmesh admin members rotate-key --request FILE`), then point
-/// the node's `signing_key` at the new key and restart it.
-#[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
-pub struct RotateKey {
-    /// The node's directory (`node init`): signing.key is the current key.
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
-    /// The last seq the current key signs (the node's head seq).
-    #[arg(long, value_name = "N")]
-    last_seq: u64,
 }
 
 /// `intelmesh admin keygen`: an operator's authority key.
@@ -349,7 +335,7 @@ pub fn node(which: NodeCmd) -> anyhow::Result<ExitCode> {
     match which {
         NodeCmd::Init(a) => node_init(a),
         NodeCmd::Join(a) => node_join(a),
-        NodeCmd::RotateKey(a) => rotate_key(a),
+        NodeCmd::RotateKey(a) => crate::current_thread()?.block_on(crate::rotate_cmd::rotate_key(a)),
     }
 }
 
@@ -475,30 +461,6 @@ fn node_join(a: NodeJoin) -> anyhow::Result<ExitCode> {
     out!(
         "start it: intelmesh run --config {}",
         a.dir.join("node.toml").display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn rotate_key(a: RotateKey) -> anyhow::Result<ExitCode> {
-    let org = dir_org(&a.dir)?;
-    let old = load_signing_key(&a.dir.join("signing.key"))?;
-    let new_path = a.dir.join("signing.next.key");
-    let new = SigningKey::generate(&mut rand::rngs::OsRng);
-    write_private(&new_path, &new)?;
-    let request = intelmesh_roster::enrolment::sign_rotation(
-        &org,
-        &old,
-        &new,
-        a.last_seq,
-        intelmesh_core::now_unix_ms(),
-    );
-    let path = a.dir.join("rotation.request");
-    std::fs::write(&path, request.encode_to_vec())?;
-    out!(
-        "wrote {} (private, 0600) and {}: send the request to the hub operators; once the roster holds the new key, point signing_key at {} and restart the node",
-        new_path.display(),
-        path.display(),
-        new_path.display()
     );
     Ok(ExitCode::SUCCESS)
 }

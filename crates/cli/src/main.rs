@@ -22,6 +22,7 @@ mod input;
 mod pki_cmd;
 mod publish;
 mod render;
+mod rotate_cmd;
 mod run;
 
 use std::path::PathBuf;

@@ -17,9 +17,13 @@ impl NodeState {
     /// taken in.
     pub async fn replace_keys(self: &Arc<Self>, keys: StaticKeys) -> Result<usize, NodeError> {
         if self.follow().is_none() {
-            own_key_listed(&keys, self.signer())?;
+            own_key_listed(&keys, &self.signer())?;
+            self.set_keys(keys);
+        } else {
+            // A rotation of this node's key stays laid over the roster's keys until a version
+            // lists the new key.
+            self.set_keys_with_pending(keys);
         }
-        self.set_keys(keys);
         self.unverified.clear_dropped();
         self.recheck_unverified().await
     }

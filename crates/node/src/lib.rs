@@ -14,12 +14,15 @@ pub mod federation;
 pub mod identity;
 pub mod key_list;
 pub mod keys;
+pub mod own_entries;
 pub mod peer_table;
 pub mod pki;
 pub mod preflight;
 pub mod private_files;
 pub mod provision;
 pub mod roster_follow;
+pub mod rotate_key;
+pub mod rotation;
 pub mod route;
 pub mod state;
 pub mod tls;
@@ -100,6 +103,10 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     private_files::restrict_umask();
     private_files::check_key_files(&cfg)?;
     let org = cfg.org_id()?;
+    if cfg.roster.is_some() {
+        // A key rotation a stop interrupted is finished before the key is read.
+        rotation::resume(&rotation::RotationFiles::of(&cfg.signing_key))?;
+    }
     let signing_key = keys::load_signing_key(&cfg.signing_key)?;
     let registry = match (&cfg.roster, &cfg.keys) {
         (Some(_), _) => None,
@@ -125,6 +132,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             .context("publishing the genesis in the roster log")?;
         tokio::spawn(roster_follow::follow_log(Arc::clone(&state)));
         tokio::spawn(checkpoint::publish_periodically(Arc::clone(&state)));
+        tokio::spawn(rotate_key::watch(Arc::clone(&state)));
     }
     // In the background: the scan reads the whole log, and nothing waits on it.
     let scanning = Arc::clone(&state);

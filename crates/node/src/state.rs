@@ -1,22 +1,21 @@
 //! The state a running node shares between its links and its API: store, keys, own signer,
 //! the change signal, and the peer table. Entries enter the store only through [`NodeState`].
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use intelmesh_core::chain::ChainError;
 use intelmesh_core::evidence::{self, CheckedProof, EvidenceError};
 use intelmesh_core::verify::{verify_batch_parallel, Control, VerifyConfig};
-use intelmesh_core::{
-    Distribution, Hash, KeyId, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyError,
-};
+use intelmesh_core::{KeyId, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyError};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::receipt::Receipt;
 use intelmesh_store::{ApplyReport, Outcome, SledStore, Store, StoreError, VersionVector};
 use prost::Message;
 
 use crate::config::{NodeConfig, PeerConfig, Role};
+pub use crate::own_entries::{Idempotent, Publication};
 pub use crate::peer_table::{PeerState, PeerTable};
 use crate::roster_follow::{load_genesis, Follow};
+use crate::rotation::PendingKey;
 use crate::unverified::{Added, Unverified, UnverifiedLimits};
 use crate::wants::{owed, EntryKey, Wants};
 
@@ -37,9 +36,14 @@ pub struct NodeState {
     pub store: Arc<SledStore>,
     /// The members' verifying keys; replaced whole when the key list changes.
     keys: RwLock<Arc<StaticKeys>>,
-    signer: Signer,
-    /// Held while signing and appending own entries, so the head cannot move in between.
-    own: tokio::sync::Mutex<()>,
+    /// Replaced by a key rotation (under `own`), so every entry is signed by the key in force.
+    signer: RwLock<Arc<Signer>>,
+    /// Held while signing and appending own entries, and while rotating the signing key, so
+    /// the head cannot move in between.
+    pub(crate) own: tokio::sync::Mutex<()>,
+    /// Roster mode: this node's new key, rotated in but not yet in the roster (see `rotation`).
+    /// Held while the key set is replaced, so no replacement loses the overlay.
+    pub(crate) pending_key: Mutex<Option<PendingKey>>,
     /// Bumped after every apply that changed the log; link senders and watchers wait on it.
     changed: tokio::sync::watch::Sender<u64>,
     /// Set when the node shuts down; links end when they see it.
@@ -125,6 +129,8 @@ pub enum NodeError {
     RosterRefused(intelmesh_roster::RosterError),
     #[error("roster: {0}")]
     Follow(String),
+    #[error("key rotation: {0}")]
+    Rotation(#[from] crate::rotation::RotationError),
 }
 
 impl NodeState {
@@ -151,10 +157,26 @@ impl NodeState {
     ) -> Result<NodeState, NodeError> {
         let roster_cfg = cfg.roster.as_ref().ok_or(NodeError::NotFollowing)?;
         let genesis = load_genesis(roster_cfg).map_err(|e| NodeError::Follow(e.to_string()))?;
-        let follow = Follow::start(&store, genesis, &signer)
-            .map_err(|e| NodeError::Follow(e.to_string()))?;
-        let keys = follow.current().key_set();
-        Ok(NodeState::assemble(cfg, store, keys, signer, Some(follow)))
+        let pending = crate::rotation::pending_at_start(&cfg, &signer)?;
+        // A hub signs roster-log entries with a key the roster lists: after a restart with a
+        // rotated key, the old one, until a version lists the new (hub keys stay authority
+        // keys at every seq, so it may go on with the old one after that too).
+        let roster_log_signer = match &pending {
+            Some(p) => crate::rotation::kept_old_key(&cfg, p)?
+                .map(|k| Signer::new(signer.org().clone(), k)),
+            None => None,
+        };
+        let follow = Follow::start(
+            &store,
+            genesis,
+            roster_log_signer.as_ref().unwrap_or(&signer),
+        )
+        .map_err(|e| NodeError::Follow(e.to_string()))?;
+        let mut keys = follow.current().key_set();
+        let pending = pending.filter(|p| p.overlay(&mut keys));
+        let state = NodeState::assemble(cfg, store, keys, signer, Some(follow));
+        *crate::rotation::lock(&state.pending_key) = pending;
+        Ok(state)
     }
 
     fn assemble(
@@ -170,8 +192,9 @@ impl NodeState {
             cfg,
             store: Arc::new(store),
             keys: RwLock::new(Arc::new(keys)),
-            signer,
+            signer: RwLock::new(Arc::new(signer)),
             own: tokio::sync::Mutex::new(()),
+            pending_key: Mutex::new(None),
             changed: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
             peers,
@@ -188,12 +211,13 @@ impl NodeState {
     /// Whether this node may sign with its key under `keys`: in static mode the list must
     /// hold it; in roster mode the roster must have admitted it.
     pub(crate) fn may_sign(&self, keys: &StaticKeys) -> Result<(), NodeError> {
+        let signer = self.signer();
         match self.roster() {
-            None => own_key_listed(keys, &self.signer),
-            Some(_) if keys.holds(&self.org, &self.signer.verifying_key()) => Ok(()),
+            None => own_key_listed(keys, &signer),
+            Some(_) if keys.holds(&self.org, &signer.verifying_key()) => Ok(()),
             Some(roster) => Err(NodeError::NotAdmitted {
                 org: self.org.clone(),
-                key_id: self.signer.key_id(),
+                key_id: signer.key_id(),
                 version: roster.version(),
             }),
         }
@@ -209,8 +233,14 @@ impl NodeState {
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
     }
 
-    pub(crate) fn signer(&self) -> &Signer {
-        &self.signer
+    /// The signer in force (a rotation replaces it).
+    pub(crate) fn signer(&self) -> Arc<Signer> {
+        Arc::clone(&self.signer.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts a rotated signer in place (the caller holds `own`).
+    pub(crate) fn set_signer(&self, signer: Signer) {
+        *self.signer.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(signer);
     }
 
     pub(crate) fn unverified_limits(&self) -> UnverifiedLimits {
@@ -431,127 +461,7 @@ impl NodeState {
             })
             .collect()
     }
-
-    /// Signs payloads as this node's org and appends them; returns their seqs once durable.
-    pub async fn publish(
-        self: &Arc<Self>,
-        items: Vec<(Distribution, pb::Payload)>,
-    ) -> Result<Vec<u64>, NodeError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let _own = self.own.lock().await;
-        self.sign_and_apply(items, None).await
-    }
-
-    /// [`publish`](Self::publish) for a request a client may repeat: the first time, signs and
-    /// appends the items and keeps `answer(seqs)` as the receipt of `once.key`, in the same
-    /// atomic write as the entries; a repeat of the same request gets that answer back and
-    /// signs nothing, also after a restart. A key kept for another request is refused.
-    pub async fn publish_once(
-        self: &Arc<Self>,
-        items: Vec<(Distribution, pb::Payload)>,
-        once: Idempotent,
-        answer: impl FnOnce(&[u64]) -> Vec<u8> + Send + 'static,
-    ) -> Result<Publication, NodeError> {
-        // Looked up under the publish lock: a repeat sent while the first is still being
-        // signed waits for its receipt instead of signing a second time.
-        let _own = self.own.lock().await;
-        if let Some(answer) = self.earlier_answer(&once).await? {
-            return Ok(Publication::Replayed(answer));
-        }
-        let seqs = self
-            .sign_and_apply(items, Some((once, Box::new(answer))))
-            .await?;
-        Ok(Publication::Published(seqs))
-    }
-
-    /// The answer kept for `once.key`, if an earlier request under it was this same request;
-    /// a key kept for another request is refused. Receipts are never changed once written, so
-    /// this may run without the publish lock (a repeat found here needs no lock at all).
-    pub async fn earlier_answer(&self, once: &Idempotent) -> Result<Option<Vec<u8>>, NodeError> {
-        let store = Arc::clone(&self.store);
-        let key = once.key.clone();
-        let earlier = tokio::task::spawn_blocking(move || store.receipt(&key))
-            .await
-            .map_err(|e| NodeError::Join(e.to_string()))??;
-        match earlier {
-            Some(r) if r.request == once.request => Ok(Some(r.answer)),
-            Some(_) => Err(NodeError::KeyReused),
-            None => Ok(None),
-        }
-    }
-
-    /// Signs, verifies and appends own entries (the caller holds `own`), with a receipt when
-    /// one is asked for; returns their seqs once durable.
-    async fn sign_and_apply(
-        self: &Arc<Self>,
-        items: Vec<(Distribution, pb::Payload)>,
-        receipt: Option<(Idempotent, AnswerFn)>,
-    ) -> Result<Vec<u64>, NodeError> {
-        let keys = self.keys();
-        self.may_sign(&keys)?;
-        let me = Arc::clone(self);
-        let seqs = tokio::task::spawn_blocking(move || {
-            let mut head = me.store.head(&me.org)?;
-            let now = intelmesh_core::now_unix_ms();
-            let mut raws = Vec::with_capacity(items.len());
-            let mut seqs = Vec::with_capacity(items.len());
-            for (dist, payload) in &items {
-                let (entry, next) = me.signer.sign_next(head, now, dist, payload);
-                raws.push(entry);
-                seqs.push(next.seq);
-                head = Some(next);
-            }
-            let cfg = VerifyConfig::at(now);
-            let verified = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK)
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(NodeError::OwnVerify)?;
-            let report = match receipt {
-                None => me.store.apply(verified)?,
-                Some((once, answer)) => {
-                    let receipt = Receipt {
-                        request: once.request,
-                        at_unix_ms: now,
-                        answer: answer(&seqs),
-                    };
-                    me.store.apply_own(verified, once.key, receipt)?
-                }
-            };
-            for (seq, outcome) in seqs.iter().zip(report.outcomes) {
-                if outcome != Outcome::Appended {
-                    return Err(NodeError::OwnEntry { seq: *seq, outcome });
-                }
-            }
-            Ok(seqs)
-        })
-        .await
-        .map_err(|e| NodeError::Join(e.to_string()))??;
-        self.bump();
-        Ok(seqs)
-    }
 }
-
-/// What makes a publication repeatable: the receipt key (the caller's scope and its
-/// idempotency key) and a digest of the request, which a repeat must match.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Idempotent {
-    pub key: Vec<u8>,
-    pub request: Hash,
-}
-
-/// What [`NodeState::publish_once`] did, with the answer to give.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Publication {
-    /// Signed and durable now: the seqs assigned.
-    Published(Vec<u64>),
-    /// A repeat: the first request's answer; nothing was signed.
-    Replayed(Vec<u8>),
-}
-
-/// Makes the answer kept in a receipt from the seqs just assigned.
-type AnswerFn = Box<dyn FnOnce(&[u64]) -> Vec<u8> + Send>;
 
 /// Refuses a signer whose key the key list does not hold for its org.
 pub(crate) fn own_key_listed(keys: &StaticKeys, signer: &Signer) -> Result<(), NodeError> {

@@ -1,0 +1,136 @@
+//! A node's own entries: signed under the publish lock (so the head cannot move between
+//! signing and appending), verified with the keys in force, appended durably, with an
+//! idempotency receipt in the same write when the caller asks for one.
+
+use std::sync::Arc;
+
+use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
+use intelmesh_core::{Distribution, Hash};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::receipt::Receipt;
+use intelmesh_store::{Outcome, Store};
+
+use crate::state::{NodeError, NodeState, VERIFY_CHUNK};
+
+impl NodeState {
+    /// Signs payloads as this node's org and appends them; returns their seqs once durable.
+    pub async fn publish(
+        self: &Arc<Self>,
+        items: Vec<(Distribution, pb::Payload)>,
+    ) -> Result<Vec<u64>, NodeError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _own = self.own.lock().await;
+        self.sign_and_apply(items, None).await
+    }
+
+    /// [`publish`](Self::publish) for a request a client may repeat: the first time, signs and
+    /// appends the items and keeps `answer(seqs)` as the receipt of `once.key`, in the same
+    /// atomic write as the entries; a repeat of the same request gets that answer back and
+    /// signs nothing, also after a restart. A key kept for another request is refused.
+    pub async fn publish_once(
+        self: &Arc<Self>,
+        items: Vec<(Distribution, pb::Payload)>,
+        once: Idempotent,
+        answer: impl FnOnce(&[u64]) -> Vec<u8> + Send + 'static,
+    ) -> Result<Publication, NodeError> {
+        // Looked up under the publish lock: a repeat sent while the first is still being
+        // signed waits for its receipt instead of signing a second time.
+        let _own = self.own.lock().await;
+        if let Some(answer) = self.earlier_answer(&once).await? {
+            return Ok(Publication::Replayed(answer));
+        }
+        let seqs = self
+            .sign_and_apply(items, Some((once, Box::new(answer))))
+            .await?;
+        Ok(Publication::Published(seqs))
+    }
+
+    /// The answer kept for `once.key`, if an earlier request under it was this same request;
+    /// a key kept for another request is refused. Receipts are never changed once written, so
+    /// this may run without the publish lock (a repeat found here needs no lock at all).
+    pub async fn earlier_answer(&self, once: &Idempotent) -> Result<Option<Vec<u8>>, NodeError> {
+        let store = Arc::clone(&self.store);
+        let key = once.key.clone();
+        let earlier = tokio::task::spawn_blocking(move || store.receipt(&key))
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))??;
+        match earlier {
+            Some(r) if r.request == once.request => Ok(Some(r.answer)),
+            Some(_) => Err(NodeError::KeyReused),
+            None => Ok(None),
+        }
+    }
+
+    /// Signs, verifies and appends own entries (the caller holds `own`), with a receipt when
+    /// one is asked for; returns their seqs once durable.
+    async fn sign_and_apply(
+        self: &Arc<Self>,
+        items: Vec<(Distribution, pb::Payload)>,
+        receipt: Option<(Idempotent, AnswerFn)>,
+    ) -> Result<Vec<u64>, NodeError> {
+        let keys = self.keys();
+        self.may_sign(&keys)?;
+        let signer = self.signer();
+        let me = Arc::clone(self);
+        let seqs = tokio::task::spawn_blocking(move || {
+            let mut head = me.store.head(&me.org)?;
+            let now = intelmesh_core::now_unix_ms();
+            let mut raws = Vec::with_capacity(items.len());
+            let mut seqs = Vec::with_capacity(items.len());
+            for (dist, payload) in &items {
+                let (entry, next) = signer.sign_next(head, now, dist, payload);
+                raws.push(entry);
+                seqs.push(next.seq);
+                head = Some(next);
+            }
+            let cfg = VerifyConfig::at(now);
+            let verified = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK)
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(NodeError::OwnVerify)?;
+            let report = match receipt {
+                None => me.store.apply(verified)?,
+                Some((once, answer)) => {
+                    let receipt = Receipt {
+                        request: once.request,
+                        at_unix_ms: now,
+                        answer: answer(&seqs),
+                    };
+                    me.store.apply_own(verified, once.key, receipt)?
+                }
+            };
+            for (seq, outcome) in seqs.iter().zip(report.outcomes) {
+                if outcome != Outcome::Appended {
+                    return Err(NodeError::OwnEntry { seq: *seq, outcome });
+                }
+            }
+            Ok(seqs)
+        })
+        .await
+        .map_err(|e| NodeError::Join(e.to_string()))??;
+        self.bump();
+        Ok(seqs)
+    }
+}
+
+/// What makes a publication repeatable: the receipt key (the caller's scope and its
+/// idempotency key) and a digest of the request, which a repeat must match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Idempotent {
+    pub key: Vec<u8>,
+    pub request: Hash,
+}
+
+/// What [`NodeState::publish_once`] did, with the answer to give.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Publication {
+    /// Signed and durable now: the seqs assigned.
+    Published(Vec<u64>),
+    /// A repeat: the first request's answer; nothing was signed.
+    Replayed(Vec<u8>),
+}
+
+/// Makes the answer kept in a receipt from the seqs just assigned.
+type AnswerFn = Box<dyn FnOnce(&[u64]) -> Vec<u8> + Send>;
