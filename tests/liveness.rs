@@ -201,3 +201,31 @@ async fn made_up_origins_in_a_peers_vectors_are_not_kept() {
     );
     assert!(kept.len() <= net.fed.nodes.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn entries_verified_under_a_key_list_replaced_before_they_were_kept_are_taken_in() {
+    // A link verifies its next batch while the one before is applied; when that one brings a
+    // key list (a roster version), the next batch was verified under the old list. Its entries
+    // of a key the new list holds must not wait for yet another change.
+    let net = TestNet::star(HUB, &[AU]).await;
+    let hub = org(HUB);
+    let state = net.node(&hub).state();
+    let newcomer = Signer::generate(org("NZ-POLICE"));
+    let (entries, _) = signed_chain(&newcomer, None, 2, "newcomer");
+
+    let checked = state.verify_received(entries.clone()).await.unwrap();
+    assert_eq!(checked.unknown_key.len(), 2, "the old list lacks the key");
+    write_key_list(&net, &[&newcomer]);
+    let path = net.fed.dir.join("registry.toml");
+    let keys = intelmesh_node::keys::load_registry(&path).unwrap();
+    state.replace_keys(keys).await.unwrap();
+    let report = state.apply_checked(checked).await.unwrap();
+
+    assert_eq!(report.appended, 2, "{report:?}");
+    assert_eq!(report.unverifiable, 0, "{report:?}");
+    assert!(unverified(&net, &hub).is_empty());
+    assert_eq!(
+        state.store.range(&newcomer.org().clone(), 1, 10).unwrap(),
+        entries
+    );
+}

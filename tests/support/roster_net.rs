@@ -1,22 +1,23 @@
 //! A federation in roster mode: real nodes on loopback whose keys and peers come from a roster
-//! (genesis built with `intelmesh_roster::build_genesis`, one authority key made here,
-//! threshold 1). Only the hub is in the genesis; agencies join through versions the test
-//! publishes on the hub (`publish_roster`), as the Admin service would.
+//! (`intelmesh_node::provision_roster`: one authority key made here, threshold 1). Only the hub
+//! is in the genesis; agencies join through versions the test publishes on the hub
+//! (`publish_roster`), as the Admin service would, from their own enrolment requests.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use intelmesh_core::{now_unix_ms, OrgId};
-use intelmesh_node::config::{Limits, RosterConfig};
-use intelmesh_node::provision::{loopback_specs, provision, Federation};
+use intelmesh_node::config::Limits;
+use intelmesh_node::provision::{loopback_specs, Federation};
+use intelmesh_node::provision_roster::{
+    add_members, provision_roster, sign_next, RosterFederation, RosterSetup,
+};
 use intelmesh_node::RunningNode;
 use intelmesh_proto::v1 as pb;
-use intelmesh_roster::{
-    build_genesis, roster_hash, sign_document, AuthorityKey, GenesisSpec, HubMember, Roster,
-};
+use intelmesh_roster::{sign_document, Roster};
 use prost::Message;
 
 use crate::net::fast_limits;
@@ -27,6 +28,8 @@ pub const FEDERATION: &str = "TEST-FED";
 pub struct RosterNet {
     pub dir: tempfile::TempDir,
     pub fed: Federation,
+    /// Each agency's enrolment request.
+    pub enrolments: BTreeMap<OrgId, pb::SignedEnrolmentRequest>,
     pub hub: OrgId,
     pub authority: SigningKey,
     pub running: BTreeMap<OrgId, RunningNode>,
@@ -45,76 +48,31 @@ pub fn cert_serial(pem_path: &Path) -> String {
     intelmesh_roster::model::normalize_serial(&raw)
 }
 
-/// A member entry for `org` with `key`, active, as an agency.
-pub fn agency_member(org: &OrgId, key: &VerifyingKey) -> pb::Member {
-    intelmesh_roster::model::new_member(
-        org,
-        org.as_str(),
-        "SG",
-        intelmesh_roster::MemberRole::Agency,
-        key,
-    )
-}
-
 impl RosterNet {
-    /// Provisions a hub and agencies, builds and signs the genesis (the hub only), and writes
-    /// every node's config in roster mode. Starts nothing.
+    /// Provisions a hub and agencies in roster mode (the genesis holds the hub only). Starts
+    /// nothing.
     pub fn provisioned(hub: &str, agencies: &[&str], limits: &Limits) -> RosterNet {
         let dir = tempfile::tempdir().expect("temp dir");
         let specs = loopback_specs(hub, agencies).expect("ports");
-        let mut fed = provision(dir.path(), &specs, &[], limits).expect("provision");
-        let hub = OrgId::parse(hub).expect("hub org");
         let authority = SigningKey::generate(&mut rand::rngs::OsRng);
-        let hub_node = &fed.nodes[&hub];
-        let spec = GenesisSpec {
+        let setup = RosterSetup {
             federation_id: OrgId::parse(FEDERATION).expect("federation id"),
-            authority: vec![AuthorityKey {
-                name: "test operator".into(),
-                key: authority.verifying_key(),
-            }],
-            threshold: 1,
-            hub_members: vec![HubMember {
-                org: hub.clone(),
-                display_name: "Hub".into(),
-                country: "SG".into(),
-                signing_key: signing_key(&hub_node.dir).verifying_key(),
-            }],
-            ca_certs_pem: vec![std::fs::read_to_string(&fed.federation_ca).expect("CA")],
-            hubs: vec![pb::HubAddress {
-                org: hub.to_string(),
-                address: hub_node.spec.federation.to_string(),
-            }],
+            authority: &authority,
+            limits,
             policy: pb::Policy {
                 checkpoint_interval_ms: 1_000,
                 ..pb::Policy::default()
             },
-            proposed_by: "test".into(),
+            operator: "test operator".into(),
         };
-        let document = build_genesis(&spec, now_unix_ms()).expect("genesis");
-        let signed = pb::SignedRoster {
-            signatures: vec![sign_document(&document, &authority, now_unix_ms())],
-            document: document.clone(),
-        };
-        let genesis = dir.path().join("genesis.roster");
-        std::fs::write(&genesis, signed.encode_to_vec()).expect("genesis file");
-        let pin = hex::encode(roster_hash(&document));
-        for node in fed.nodes.values_mut() {
-            node.config.keys = None;
-            node.config.peer.clear();
-            node.config.roster = Some(RosterConfig {
-                genesis: genesis.clone(),
-                genesis_hash: pin.clone(),
-            });
-            std::fs::write(
-                &node.config_path,
-                toml::to_string_pretty(&node.config).expect("config"),
-            )
-            .expect("config file");
-        }
+        let RosterFederation {
+            fed, enrolments, ..
+        } = provision_roster(dir.path(), &specs, &setup).expect("provision");
         RosterNet {
             dir,
             fed,
-            hub,
+            enrolments,
+            hub: OrgId::parse(hub).expect("hub org"),
             authority,
             running: BTreeMap::new(),
         }
@@ -206,11 +164,22 @@ impl RosterNet {
             .expect("hub publishes the roster version")
     }
 
-    /// Adds `org` (its provisioned signing key) as an active agency.
+    /// Adds `org` as an active agency, from its enrolment request.
     pub async fn admit(&self, org: &OrgId) -> Arc<Roster> {
-        let key = signing_key(&self.fed.nodes[org].dir).verifying_key();
-        self.publish(|d| d.members.push(agency_member(org, &key)))
+        let actions = add_members([&self.enrolments[org]]);
+        let signed = sign_next(
+            &self.roster(&self.hub),
+            &actions,
+            &self.authority,
+            "test",
+            &|_| 0,
+        )
+        .expect("an admission version");
+        self.node(&self.hub)
+            .state()
+            .publish_roster(signed)
             .await
+            .expect("hub publishes the admission")
     }
 
     pub fn status(&self, at: &OrgId) -> pb::StatusResponse {

@@ -14,6 +14,8 @@ mod ingest;
 mod net;
 #[path = "bench_peer.rs"]
 mod peer;
+#[path = "bench_roster.rs"]
+mod roster;
 
 #[derive(Subcommand)]
 pub enum Which {
@@ -80,6 +82,18 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// Suspension across the mesh: a hub and N agencies in this process in roster mode, the
+    /// agencies enrolled by one roster version; the hub publishes a version suspending one, and
+    /// the time from publication to each other node refusing it (following that version) is
+    /// measured, and the hub's cut of its link.
+    Roster {
+        /// N: agencies besides the hub, so N + 1 nodes.
+        #[arg(long, default_value_t = 190)]
+        members: usize,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -123,6 +137,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             dir,
             json,
         }),
+        Which::Roster { members, json } => roster::roster(roster::RosterOpts { members, json }),
     }
 }
 

@@ -58,6 +58,13 @@ fn rusage() -> Option<libc::rusage> {
     (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
 }
 
+/// A hub (`HUB`) and `agencies` agencies (`AGENCY-001`, ...) on free loopback ports.
+pub(crate) fn hub_and_agencies(agencies: usize) -> anyhow::Result<Vec<NodeSpec>> {
+    let names: Vec<String> = (1..=agencies).map(|i| format!("AGENCY-{i:03}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    intelmesh_node::provision::loopback_specs("HUB", &names)
+}
+
 pub(crate) fn org(name: &str) -> anyhow::Result<OrgId> {
     OrgId::parse(name).with_context(|| format!("bench org id {name}"))
 }
@@ -162,9 +169,7 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
         }
     };
     let tmp = bench_dir(None)?;
-    let agencies: Vec<String> = (1..=o.agencies).map(|i| format!("AGENCY-{i:02}")).collect();
-    let names: Vec<&str> = agencies.iter().map(String::as_str).collect();
-    let specs = intelmesh_node::provision::loopback_specs("HUB", &names)?;
+    let specs = hub_and_agencies(o.agencies)?;
     let links = intelmesh_node::provision::star_links(&specs);
     let fed = provision(tmp.path(), &specs, &links, &Limits::default())?;
     let orgs: Vec<OrgId> = specs.iter().map(|s| s.org.clone()).collect();
@@ -293,12 +298,12 @@ async fn propagate_async(o: PropagateOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn round2(x: f64) -> f64 {
+pub(crate) fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
 /// `q` in 0..=1 of sorted values (nearest rank).
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

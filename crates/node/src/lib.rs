@@ -20,6 +20,7 @@ pub mod pki;
 pub mod preflight;
 pub mod private_files;
 pub mod provision;
+pub mod provision_roster;
 pub mod roster_follow;
 pub mod rotate_key;
 pub mod rotation;

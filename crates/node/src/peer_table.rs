@@ -77,6 +77,16 @@ impl PeerTable {
         }
     }
 
+    /// Whether a link with `org` is up; cheaper than a snapshot for a watcher that asks often.
+    pub fn is_connected(&self, org: &OrgId) -> bool {
+        self.lock().get(org).is_some_and(|s| s.connected)
+    }
+
+    /// How many links are up.
+    pub fn connected_count(&self) -> usize {
+        self.lock().values().filter(|s| s.connected).count()
+    }
+
     pub fn snapshot(&self) -> BTreeMap<OrgId, PeerState> {
         self.lock().clone()
     }

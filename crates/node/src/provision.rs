@@ -1,6 +1,7 @@
 //! Provisioning a federation in a directory: CAs, node and service certificates, signing keys,
 //! the key registry and one config per node. Used by `intelmesh demo`, the benches and tests;
-//! real deployments do the same steps with `intelmesh pki` and hand-edited configs.
+//! real deployments do the same steps with `intelmesh pki` and hand-edited configs. Roster
+//! mode builds on it (`provision_roster`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +35,9 @@ pub struct ProvisionedNode {
     pub client_key: PathBuf,
     /// The CA that signed this node's API server certificate (to trust when calling it).
     pub api_ca: PathBuf,
+    /// The certificate request the node certificate was issued from (what an enrolment
+    /// request carries).
+    pub node_csr_pem: String,
 }
 
 pub struct Federation {
@@ -86,6 +90,7 @@ pub fn provision(
             key_pem: request.key_pem,
         }
         .write(&nd, "node")?;
+        let node_csr_pem = request.csr_pem;
         let service_ca = Ca::generate(&CaRole::Service(n.org.clone()))?;
         service_ca.write(&nd, "service-ca")?;
         service_ca.issue_node(&n.org)?.write(&nd, "api")?;
@@ -149,6 +154,7 @@ pub fn provision(
                 client_cert: nd.join("client.pem"),
                 client_key: nd.join("client.key"),
                 api_ca: nd.join("service-ca.pem"),
+                node_csr_pem,
             },
         );
     }

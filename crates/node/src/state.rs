@@ -76,6 +76,8 @@ pub struct Checked {
     pub good: Vec<VerifiedEntry>,
     pub unknown_key: Vec<UnknownKey>,
     pub refused: Vec<VerifyError>,
+    /// The key list they were verified under.
+    pub keys: Option<Arc<StaticKeys>>,
 }
 
 /// An entry signed with a key not in this node's key list, as its checked header names it.
@@ -332,35 +334,9 @@ impl NodeState {
         raws: Vec<pb::SignedEntry>,
     ) -> Result<Checked, NodeError> {
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
-            let mut checked = Checked::default();
-            checked.good.reserve(raws.len());
-            let keys = me.keys();
-            // Entries share their buffers (`Bytes`): keeping the batch to hand back the entries
-            // whose key is unknown costs a reference count each.
-            let kept = raws.clone();
-            let results = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK);
-            for (r, raw) in results.into_iter().zip(kept) {
-                match r {
-                    Ok(v) => checked.good.push(v),
-                    Err(VerifyError::UnknownKey {
-                        origin,
-                        seq,
-                        key_id,
-                    }) => checked.unknown_key.push(UnknownKey {
-                        origin,
-                        seq,
-                        key_id,
-                        entry: raw,
-                    }),
-                    Err(e) => checked.refused.push(e),
-                }
-            }
-            checked
-        })
-        .await
-        .map_err(|e| NodeError::Join(e.to_string()))
+        tokio::task::spawn_blocking(move || check_entries(raws, me.keys()))
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))
     }
 
     /// The second half of [`NodeState::ingest`]: applies the verified entries durably and
@@ -375,22 +351,26 @@ impl NodeState {
                 refused: checked.refused,
                 ..IngestReport::default()
             };
-            let limits = me.unverified_limits();
-            for u in checked.unknown_key {
-                let (origin, seq, key_id) = (u.origin.clone(), u.seq, u.key_id);
-                match me.unverified.add(u.origin, u.seq, u.key_id, u.entry, &limits) {
-                    Added::Kept { new_key } => {
-                        report.unverifiable += 1;
-                        if new_key {
-                            tracing::warn!(%origin, seq, key = %key_id, "entries signed with a key this node's key list does not hold: kept until the list has it");
-                        }
-                    }
-                    Added::Dropped => tracing::warn!(%origin, seq, key = %key_id, "no room for more entries waiting for their key: dropped (sent again when the link restarts)"),
+            let mut good = checked.good;
+            let (mut unknown, mut used) = (checked.unknown_key, checked.keys);
+            loop {
+                report.unverifiable += me.keep_unverified(unknown);
+                // A key list that changed after these were verified may hold their keys, and
+                // its recheck may have run before they were kept: they would wait for the next
+                // change. Once kept under the list in force, the next change rechecks them.
+                let now = me.keys();
+                if used.as_ref().is_none_or(|u| Arc::ptr_eq(u, &now)) {
+                    break;
                 }
+                let again = check_entries(me.unverified.take_all(), Arc::clone(&now));
+                report.unverifiable = 0;
+                good.extend(again.good);
+                report.refused.extend(again.refused);
+                (unknown, used) = (again.unknown_key, Some(now));
             }
-            let watched = me.stubs_to_watch(&checked.good);
-            let checkpoints = received_checkpoints(&checked.good);
-            let applied = me.store.apply(checked.good)?;
+            let watched = me.stubs_to_watch(&good);
+            let checkpoints = received_checkpoints(&good);
+            let applied = me.store.apply(good)?;
             me.take_checkpoints(checkpoints);
             me.settle_wants(watched, &applied)?;
             report.appended = applied.released.len();
@@ -410,6 +390,30 @@ impl NodeState {
             self.bump();
         }
         Ok(report)
+    }
+
+    /// Keeps entries whose key is unknown until the key list changes; how many were kept.
+    fn keep_unverified(&self, unknown: Vec<UnknownKey>) -> usize {
+        let limits = self.unverified_limits();
+        let mut kept = 0;
+        for u in unknown {
+            let (origin, seq, key_id) = (u.origin.clone(), u.seq, u.key_id);
+            match self
+                .unverified
+                .add(u.origin, u.seq, u.key_id, u.entry, &limits)
+            {
+                Added::Kept { new_key } => {
+                    kept += 1;
+                    if new_key {
+                        tracing::warn!(%origin, seq, key = %key_id, "entries signed with a key this node's key list does not hold: kept until the list has it");
+                    }
+                }
+                Added::Dropped => {
+                    tracing::warn!(%origin, seq, key = %key_id, "no room for more entries waiting for their key: dropped (sent again when the link restarts)")
+                }
+            }
+        }
+        kept
     }
 
     /// Updates the payloads owed after an apply: stubs logged are wanted, filled ones no longer.
@@ -515,6 +519,35 @@ pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
 
 /// The header of a stored entry, for routing decisions; `None` if it does not decode (the store
 /// only holds verified entries, so that would be corruption).
+/// Verifies received entries under `keys` (all cores): good, unknown key, refused.
+fn check_entries(raws: Vec<pb::SignedEntry>, keys: Arc<StaticKeys>) -> Checked {
+    let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
+    let mut checked = Checked::default();
+    checked.good.reserve(raws.len());
+    // Entries share their buffers (`Bytes`): keeping the batch to hand back the entries whose
+    // key is unknown costs a reference count each.
+    let kept = raws.clone();
+    let results = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK);
+    for (r, raw) in results.into_iter().zip(kept) {
+        match r {
+            Ok(v) => checked.good.push(v),
+            Err(VerifyError::UnknownKey {
+                origin,
+                seq,
+                key_id,
+            }) => checked.unknown_key.push(UnknownKey {
+                origin,
+                seq,
+                key_id,
+                entry: raw,
+            }),
+            Err(e) => checked.refused.push(e),
+        }
+    }
+    checked.keys = Some(keys);
+    checked
+}
+
 pub fn header_of(entry: &pb::SignedEntry) -> Option<pb::EntryHeader> {
     pb::EntryHeader::decode(entry.header.as_ref()).ok()
 }
