@@ -15,7 +15,7 @@ use intelmesh_roster::enrolment::verify_rotation;
 use intelmesh_roster::{propose, sign_document, ProposeContext};
 use intelmesh_store::Store;
 use intelmesh_tests::net::org;
-use intelmesh_tests::roster_net::{agency_member, peer, signing_key, RosterNet};
+use intelmesh_tests::roster_net::{peer, signing_key, RosterNet};
 use prost::Message;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -57,11 +57,7 @@ async fn a_member_rotates_its_key_while_running_and_no_entry_is_lost() {
     net.start(&sg).await;
     net.start(&au).await;
     let keys = [sg.clone(), au.clone()].map(|o| signing_key(&net.fed.nodes[&o].dir));
-    net.publish(|d| {
-        d.members.push(agency_member(&sg, &keys[0].verifying_key()));
-        d.members.push(agency_member(&au, &keys[1].verifying_key()));
-    })
-    .await;
+    net.admit_all(&[&sg, &au]).await;
     for o in [&sg, &au] {
         net.wait_status(o, PATIENCE, |s| s.roster_version == 2)
             .await

@@ -166,7 +166,12 @@ impl RosterNet {
 
     /// Adds `org` as an active agency, from its enrolment request.
     pub async fn admit(&self, org: &OrgId) -> Arc<Roster> {
-        let actions = add_members([&self.enrolments[org]]);
+        self.admit_all(&[org]).await
+    }
+
+    /// Adds `orgs` as active agencies in one version, from their enrolment requests.
+    pub async fn admit_all(&self, orgs: &[&OrgId]) -> Arc<Roster> {
+        let actions = add_members(orgs.iter().map(|o| &self.enrolments[*o]));
         let signed = sign_next(
             &self.roster(&self.hub),
             &actions,

@@ -335,7 +335,9 @@ pub fn node(which: NodeCmd) -> anyhow::Result<ExitCode> {
     match which {
         NodeCmd::Init(a) => node_init(a),
         NodeCmd::Join(a) => node_join(a),
-        NodeCmd::RotateKey(a) => crate::current_thread()?.block_on(crate::rotate_cmd::rotate_key(a)),
+        NodeCmd::RotateKey(a) => {
+            crate::current_thread()?.block_on(crate::rotate_cmd::rotate_key(a))
+        }
     }
 }
 
