@@ -566,23 +566,8 @@ async fn status(hub: &Hub) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|s| hub.error("FederationStatus", s))?
         .into_inner();
-    out!("roster version {}", r.roster_version);
-    out!("member\tstatus\tconnected\tlast_seen_ms\tlag\troster\tentries_24h\theld\tforked\tcert_not_after_ms\tstale");
-    for m in r.members {
-        out!(
-            "{}\t{:?}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            m.org,
-            m.status(),
-            m.connected,
-            m.last_seen_unix_ms,
-            m.lag,
-            m.roster_version,
-            m.entries_24h,
-            m.held_entries,
-            m.forked,
-            m.cert_not_after_unix_ms,
-            m.stale
-        );
+    for line in crate::render::federation_table(&r, intelmesh_core::now_unix_ms()) {
+        out!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

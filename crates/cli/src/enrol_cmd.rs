@@ -467,7 +467,7 @@ fn node_join(a: NodeJoin) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_config(path: &Path, config: &NodeConfig) -> anyhow::Result<()> {
+pub(crate) fn write_config(path: &Path, config: &NodeConfig) -> anyhow::Result<()> {
     let text = toml::to_string_pretty(config).context("encoding the node config")?;
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

@@ -326,8 +326,61 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
     out
 }
 
+/// `intelmesh admin status`: the federation table, tab-separated, times as durations.
+pub fn federation_table(r: &pb::FederationStatusResponse, now_ms: i64) -> Vec<String> {
+    let mut lines = vec![
+        format!("roster version {}", r.roster_version),
+        "member\tstatus\tconnected\tlast_seen\tlag\troster\tentries_24h\theld\tforked\tcert_expires\tstale".into(),
+    ];
+    for m in &r.members {
+        lines.push(format!(
+            "{}\t{:?}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            m.org,
+            m.status(),
+            m.connected,
+            ago(now_ms, m.last_seen_unix_ms),
+            m.lag,
+            m.roster_version,
+            m.entries_24h,
+            m.held_entries,
+            m.forked,
+            expires(now_ms, m.cert_not_after_unix_ms),
+            m.stale
+        ));
+    }
+    lines
+}
+
+/// "never", or how long ago `at_ms` was.
+fn ago(now_ms: i64, at_ms: i64) -> String {
+    if at_ms <= 0 {
+        return "never".into();
+    }
+    let secs = now_ms.saturating_sub(at_ms).max(0) as f64 / 1000.0;
+    format!("{secs:.1}s ago")
+}
+
+/// "-" when no certificate is recorded, else the days left ("expired" once past).
+fn expires(now_ms: i64, not_after_ms: i64) -> String {
+    const DAY_MS: i64 = 86_400_000;
+    match not_after_ms {
+        0 => "-".into(),
+        t if t <= now_ms => "expired".into(),
+        t => format!("in {}d", (t - now_ms) / DAY_MS),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn status_times_read_as_durations() {
+        assert_eq!(ago(10_000, 0), "never");
+        assert_eq!(ago(10_000, 7_500), "2.5s ago");
+        assert_eq!(expires(0, 0), "-");
+        assert_eq!(expires(5, 5), "expired");
+        assert_eq!(expires(0, 30 * 86_400_000 + 1), "in 30d");
+    }
     use super::*;
 
     #[test]

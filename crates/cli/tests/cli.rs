@@ -21,13 +21,30 @@ fn demo_runs_to_convergence_and_leaves_no_process_behind() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("converged: all 4 nodes hold"),
+        stdout.contains("converged: the 4 active nodes hold"),
         "no convergence line:\n{stdout}"
     );
-    // Each node's own Status in the convergence table: the same vector and digest four times.
+    // The control plane, live: a fifth member joined, a key rotated, a member cut off by all.
+    assert!(
+        stdout.contains("DE-BKA joined while everything ran"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("none of their") && stdout.contains("files changed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("AU-AFP rotated its signing key without a restart"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FR-OCLCTIC was suspended: 4 nodes ran the new roster"),
+        "{stdout}"
+    );
+    // Each active node's own Status in the convergence table: one vector and digest, 4 times.
     let table: Vec<&str> = stdout
         .lines()
-        .skip_while(|l| !l.starts_with("3. convergence"))
+        .skip_while(|l| !l.starts_with("6. convergence"))
         .skip(1)
         .take_while(|l| !l.is_empty())
         .collect();
@@ -55,15 +72,7 @@ fn a_kept_federation_answers_the_client_commands() {
     let dir = tempfile::tempdir().unwrap();
     let fed = dir.path().join("fed");
     let fed_arg = fed.to_str().unwrap();
-    let out = intelmesh(&[
-        "demo",
-        "--keep",
-        "--dir",
-        fed_arg,
-        "--builtin-sample",
-        "--agencies",
-        "2",
-    ]);
+    let out = intelmesh(&["demo", "--keep", "--dir", fed_arg, "--builtin-sample"]);
     // Stops the kept nodes however this test ends.
     let kept = Kept::from_dir(&fed);
     assert!(
@@ -76,7 +85,7 @@ fn a_kept_federation_answers_the_client_commands() {
             .unwrap();
     let nodes = endpoints["nodes"].as_array().unwrap();
     let orgs: Vec<&str> = nodes.iter().map(|n| n["org"].as_str().unwrap()).collect();
-    assert_eq!(orgs, ["SG-IGCI", "AU-AFP", "BR-PF"]);
+    assert_eq!(orgs, ["SG-IGCI", "AU-AFP", "BR-PF", "FR-OCLCTIC", "DE-BKA"]);
     assert_eq!(nodes[0]["role"], "hub");
     for n in nodes {
         for f in ["client_cert", "client_key", "api_ca", "config", "log"] {
@@ -84,7 +93,7 @@ fn a_kept_federation_answers_the_client_commands() {
         }
         assert!(kept.pids.contains(&(n["pid"].as_u64().unwrap() as u32)));
     }
-    assert_eq!(kept.pids.len(), 3);
+    assert_eq!(kept.pids.len(), 5);
 
     let e = fed.join("endpoints.json");
     let e = e.to_str().unwrap();
@@ -102,11 +111,11 @@ fn a_kept_federation_answers_the_client_commands() {
     assert_eq!(hub["org_id"], "SG-IGCI");
     let au_before = hub["vector"]["AU-AFP"].as_u64().unwrap();
     assert!(au_before > 0, "the demo published at AU-AFP: {hub}");
-    assert!(hub["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|p| p["connected"] == true));
+    // Every member is linked to the hub but the one the demo suspended.
+    for p in hub["peers"].as_array().unwrap() {
+        let suspended = p["org_id"] == "FR-OCLCTIC";
+        assert_eq!(p["connected"] == true, !suspended, "{p}");
+    }
 
     let submitted = json(&[
         "submit",
@@ -211,9 +220,18 @@ fn a_kept_federation_answers_the_client_commands() {
     };
     let first = watch(&["--from-start"]);
     assert_eq!(first.len(), 2);
+    // AU-AFP's first indicator entry, after the checkpoints it signed as it joined.
+    let demo_out = String::from_utf8_lossy(&out.stdout);
+    let first_batch = demo_out
+        .lines()
+        .find_map(|l| {
+            let rest = l.trim_start().strip_prefix("batch  1: AU-AFP#")?;
+            rest.split("..").next()?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no first batch at AU-AFP: {demo_out}"));
     assert_eq!(
         (first[0]["origin"].as_str(), first[0]["seq"].as_u64()),
-        (Some("AU-AFP"), Some(1))
+        (Some("AU-AFP"), Some(first_batch))
     );
     let cursor = first[0]["cursor"].as_str().unwrap();
     let resumed = watch(&["--cursor", cursor]);
@@ -291,8 +309,10 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("sha256"));
 
-    let out = intelmesh(&["demo", "--agencies", "1"]);
-    assert_eq!(out.status.code(), Some(2));
+    for agencies in ["1", "8"] {
+        let out = intelmesh(&["demo", "--agencies", agencies]);
+        assert_eq!(out.status.code(), Some(2), "--agencies {agencies}");
+    }
     let out = intelmesh(&["demo", "--dir", d.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("not empty"));

@@ -32,9 +32,29 @@ pub(super) fn summary(o: &Outcome, nodes: &[DemoNode]) {
         o.missed,
         fmt_duration(o.catch_up)
     );
+    let c = &o.control;
     println!(
-        "  converged: all {} nodes hold {} with state digest {}",
-        nodes.len(),
+        "  {} joined while everything ran, from its own enrolment request, and caught up in {}; no other node restarted or changed a file",
+        c.newcomer,
+        fmt_duration(c.newcomer_caught_up)
+    );
+    println!(
+        "  {} rotated its signing key without a restart: key {} up to seq {}, key {} from there on",
+        c.rotated,
+        c.old_key,
+        c.first_new_seq.saturating_sub(1),
+        c.new_key
+    );
+    println!(
+        "  {} was suspended: {} nodes ran the new roster and held no link with it in p50 {}, max {} from the publishing signature",
+        c.suspended,
+        c.cut_nodes,
+        fmt_duration(c.cut_p50),
+        fmt_duration(c.cut_max)
+    );
+    println!(
+        "  converged: the {} active nodes hold {} with state digest {}",
+        nodes.len() - 1,
         o.vector,
         o.digest
     );
@@ -50,16 +70,16 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
             .iter()
             .map(|n| NodeEndpoint {
                 org: n.api.org.to_string(),
-                role: match n.prov.spec.role {
+                role: match n.files.role {
                     Role::Hub => "hub".to_string(),
                     Role::Agency => "agency".to_string(),
                 },
-                federation: n.prov.spec.federation,
-                api: n.prov.spec.api,
-                client_cert: n.prov.client_cert.clone(),
-                client_key: n.prov.client_key.clone(),
-                api_ca: n.prov.api_ca.clone(),
-                config: n.prov.config_path.clone(),
+                federation: n.files.federation,
+                api: n.files.api,
+                client_cert: n.files.client_cert(),
+                client_key: n.files.client_key(),
+                api_ca: n.files.api_ca(),
+                config: n.files.config.clone(),
                 log: n.log.clone(),
                 pid: pids.get(&n.api.org).copied(),
             })
@@ -80,7 +100,7 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
     println!("  try:  intelmesh status --endpoints {file} --node {HUB}");
     println!(
         "        intelmesh submit --endpoints {file} --node {} --tlp green 'evil[.]example' 198.51.100.7",
-        AGENCIES[0]
+        AGENCIES[0].0
     );
     println!("        intelmesh watch --endpoints {file} --node {HUB} --from-start");
     println!("  stop: kill $(cat {})", dir.join("pids").display());

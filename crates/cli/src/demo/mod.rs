@@ -1,9 +1,13 @@
 //! `intelmesh demo`: a hub and agencies as separate local processes sharing real indicators.
-//! It provisions the federation, starts the nodes, submits through agencies' APIs and measures
-//! how fast each batch reaches every other node, SIGKILLs one agency, submits more elsewhere,
-//! restarts it and times its catch-up, and ends by checking that all nodes hold identical
-//! vectors and state digests. Every figure it prints comes from the nodes' own APIs.
+//! It builds the federation as operators would (genesis, each agency enrolled from its own
+//! request, see `enrol`), submits through agencies' APIs and measures how fast each batch
+//! reaches every other node, SIGKILLs one agency, submits more elsewhere, restarts it and
+//! times its catch-up; then, live, admits a new member, rotates a key and suspends a member
+//! (`control`); and ends by checking that all active nodes hold identical vectors and state
+//! digests. Every figure it prints comes from the nodes' own APIs.
 
+mod control;
+mod enrol;
 mod fleet;
 mod handover;
 mod probe;
@@ -18,24 +22,26 @@ use anyhow::Context;
 use clap::Args;
 use intelmesh_core::{OrgId, Tlp};
 use intelmesh_node::config::Limits;
-use intelmesh_node::provision::{loopback_specs, provision, star_links, ProvisionedNode};
 use intelmesh_proto::v1 as pb;
 
 use crate::corpus_sample::SampleValue;
 use crate::usage;
+use enrol::{NodeFiles, Operators};
 use fleet::Fleet;
 use probe::{fmt_duration, percentile, ApiNode, PATIENCE};
 
 const HUB: &str = "SG-IGCI";
-const AGENCIES: [&str; 8] = [
-    "AU-AFP",
-    "BR-PF",
-    "FR-OCLCTIC",
-    "DE-BKA",
-    "JP-NPA",
-    "NL-NHTCU",
-    "CA-RCMP",
-    "ZA-SAPS",
+/// Agencies: org id, name, country. The one after the last of `--agencies` joins while the
+/// federation runs.
+const AGENCIES: [(&str, &str, &str); 8] = [
+    ("AU-AFP", "Australian Federal Police", "AU"),
+    ("BR-PF", "Policia Federal", "BR"),
+    ("FR-OCLCTIC", "OCLCTIC", "FR"),
+    ("DE-BKA", "Bundeskriminalamt", "DE"),
+    ("JP-NPA", "National Police Agency", "JP"),
+    ("NL-NHTCU", "National High Tech Crime Unit", "NL"),
+    ("CA-RCMP", "Royal Canadian Mounted Police", "CA"),
+    ("ZA-SAPS", "South African Police Service", "ZA"),
 ];
 
 #[derive(Args, Debug)]
@@ -48,8 +54,8 @@ pub struct DemoArgs {
     /// at the end unless --keep or the demo fails (then it holds the node logs).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// Number of agencies besides the hub.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=8))]
+    /// Number of agencies besides the hub at the start (one more joins while it runs).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=7))]
     pub agencies: u8,
     /// The threat-intel corpus (a folder with lists/amnesty and lists/eset). Default:
     /// ../shared/corpus if found, else a built-in sample.
@@ -63,10 +69,10 @@ pub struct DemoArgs {
     pub batch: u32,
 }
 
-/// One node of the demo: its provisioned files and its API.
+/// One node of the demo: its files and its API.
 struct DemoNode {
     api: ApiNode,
-    prov: ProvisionedNode,
+    files: NodeFiles,
     log: PathBuf,
 }
 
@@ -81,6 +87,7 @@ struct Outcome {
     catch_up: Duration,
     vector: String,
     digest: String,
+    control: control::ControlOutcome,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -194,44 +201,45 @@ async fn demo(
     nodes: &mut Vec<DemoNode>,
 ) -> anyhow::Result<Outcome> {
     let agencies = &AGENCIES[..usize::from(args.agencies)];
+    let names: Vec<&str> = agencies.iter().map(|a| a.0).collect();
     println!(
         "intelmesh demo: hub {HUB} and agencies {}, each a separate process on 127.0.0.1",
-        agencies.join(", ")
+        names.join(", ")
     );
     println!("  directory {}", dir.display());
 
-    let specs = loopback_specs(HUB, agencies)?;
-    let fed = provision(dir, &specs, &star_links(&specs), &demo_limits())?;
-    println!("  provisioned: federation CA, a service CA and certificates per node, ed25519 signing keys, registry.toml, one node.toml each; agencies dial the hub");
-    for spec in &specs {
-        let prov = fed.nodes[&spec.org].clone();
-        let log = prov.dir.join("node.log");
-        let pid = fleet.spawn(&spec.org, &prov.config_path, &log)?;
-        println!(
-            "  started {:<11} pid {pid:<7} federation {} api {}  log {}",
-            spec.org.as_str(),
-            spec.federation,
-            spec.api,
-            log.display()
-        );
-        let api = ApiNode::new(crate::conn::Target {
-            org: spec.org.clone(),
-            addr: spec.api,
-            ca: prov.api_ca.clone(),
-            cert: prov.client_cert.clone(),
-            key: prov.client_key.clone(),
-            timeout: std::time::Duration::from_secs(crate::conn::DEFAULT_TIMEOUT_S),
-        });
-        nodes.push(DemoNode { api, prov, log });
-    }
+    println!("\n0. the federation, built as its operators and agencies build it");
+    let ops = Operators::init(dir, &org(HUB), demo_limits()).await?;
+    nodes.push(start_node(fleet, ops.hub().clone())?);
+    // The operators' commands go to the hub's Admin service.
+    probe::wait_ready(&mut nodes[0].api, fleet).await?;
     let start = Instant::now();
+    let mut roster_version = 1;
+    for (id, name, country) in agencies {
+        let (files, versions) = ops.enrol(&org(id), name, country, dir).await?;
+        roster_version = versions[1].version;
+        println!(
+            "  {id}: node init (its keys stay in {}); {} proposed its admission from the request, {} signed: v{} published; its certificate (30 days) recorded in v{}; node join",
+            files.dir.display(),
+            enrol::PROPOSER,
+            enrol::COSIGNER,
+            versions[0].version,
+            versions[1].version
+        );
+        nodes.push(start_node(fleet, files)?);
+    }
     for n in nodes.iter_mut() {
         probe::wait_ready(&mut n.api, fleet).await?;
     }
     let ready = start.elapsed();
     probe::wait_linked(&mut apis(nodes, |_| true), fleet).await?;
+    let what = format!("roster v{roster_version} running");
+    probe::wait_each(&mut apis(nodes, |_| true), start, fleet, &what, |s| {
+        s.roster_version >= roster_version
+    })
+    .await?;
     println!(
-        "  all {} nodes answer Status after {}; every link up after {}",
+        "  all {} nodes answer Status {} after the first enrolment began; every link up and roster v{roster_version} running everywhere after {}",
         nodes.len(),
         fmt_duration(ready),
         fmt_duration(start.elapsed())
@@ -248,11 +256,11 @@ async fn demo(
     let batch = args.batch as usize;
 
     // Phase 1: batches at each agency in turn, timed until every other node holds them.
-    let submitters: Vec<OrgId> = agencies.iter().map(|a| org(a)).collect();
+    let submitters: Vec<OrgId> = agencies.iter().map(|a| org(a.0)).collect();
     println!(
         "\n1. propagation: {} values in batches of {batch}, submitted at {} in turn",
         first.len(),
-        agencies.join(", ")
+        names.join(", ")
     );
     let mut per_node: BTreeMap<OrgId, Vec<Duration>> = BTreeMap::new();
     let mut to_all = Vec::new();
@@ -343,7 +351,7 @@ async fn demo(
     let restart = Instant::now();
     let pid = {
         let n = node_mut(nodes, &victim)?;
-        fleet.spawn(&victim, &n.prov.config_path, &n.log)?
+        fleet.spawn(&victim, &n.files.config, &n.log)?
     };
     let answered = probe::wait_ready(&mut node_mut(nodes, &victim)?.api, fleet).await?;
     let catch_up = {
@@ -356,9 +364,33 @@ async fn demo(
         fmt_duration(catch_up)
     );
 
-    // Phase 3: every node's own account of what it holds.
-    println!("\n3. convergence");
-    let all = probe::wait_converged(&mut apis(nodes, |_| true), fleet).await?;
+    // Phases 3 to 5: the control plane, live.
+    let (id, name, country) = AGENCIES[agencies.len()];
+    let newcomer = org(id);
+    println!("\n3. a new member while everything runs");
+    let newcomer_caught_up = control::admit(
+        &ops,
+        (&newcomer, name, country),
+        dir,
+        &first[..batch.min(first.len())],
+        nodes,
+        fleet,
+    )
+    .await?;
+    let rotated = submitters[0].clone();
+    println!("\n4. a key rotation without a restart");
+    // Values another agency asserted in phase 1: new to this origin.
+    let others = first.chunks(batch).nth(1).unwrap_or(second);
+    let (old_key, new_key, first_new_seq) =
+        control::rotate(&ops, &rotated, others, nodes, fleet).await?;
+    let suspended = submitters[submitters.len() - 1].clone();
+    println!("\n5. a suspension");
+    let cut = control::suspend(&ops, &suspended, nodes, fleet).await?;
+    let (cut_p50, cut_max) = control::cut_figures(&cut);
+
+    // Phase 6: every active node's own account of what it holds.
+    println!("\n6. convergence of the active members");
+    let all = probe::wait_converged(&mut apis(nodes, |o| o != &suspended), fleet).await?;
     for s in &all {
         println!(
             "  {:<11} {}  digest {}  flagged {}  held {}",
@@ -400,6 +432,36 @@ async fn demo(
         catch_up,
         vector: crate::render::vector_text(&all[0].vector),
         digest: digest.clone(),
+        control: control::ControlOutcome {
+            newcomer,
+            newcomer_caught_up,
+            rotated,
+            old_key,
+            new_key,
+            first_new_seq,
+            suspended,
+            cut_p50,
+            cut_max,
+            cut_nodes: cut.len(),
+        },
+    })
+}
+
+/// Starts `files`' node as a child process and prints where it listens.
+fn start_node(fleet: &mut Fleet, files: NodeFiles) -> anyhow::Result<DemoNode> {
+    let log = files.dir.join("node.log");
+    let pid = fleet.spawn(&files.org, &files.config, &log)?;
+    println!(
+        "  started {:<11} pid {pid:<7} federation {} api {}  log {}",
+        files.org.as_str(),
+        files.federation,
+        files.api,
+        log.display()
+    );
+    Ok(DemoNode {
+        api: ApiNode::new(files.target()),
+        files,
+        log,
     })
 }
 

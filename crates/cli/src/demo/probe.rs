@@ -136,6 +136,19 @@ pub async fn wait_seq(
     since: Instant,
     fleet: &mut Fleet,
 ) -> anyhow::Result<BTreeMap<OrgId, Duration>> {
+    let what = format!("{origin}#{seq} held");
+    wait_each(nodes, since, fleet, &what, |s| seq_of(s, origin) >= seq).await
+}
+
+/// Waits until `done` holds for every node's status; returns, per node, the time from `since`
+/// to the first answer for which it held.
+pub async fn wait_each(
+    nodes: &mut [&mut ApiNode],
+    since: Instant,
+    fleet: &mut Fleet,
+    what: &str,
+    done: impl Fn(&pb::StatusResponse) -> bool,
+) -> anyhow::Result<BTreeMap<OrgId, Duration>> {
     let mut seen = BTreeMap::new();
     let mut rounds = 0u32;
     loop {
@@ -153,7 +166,7 @@ pub async fn wait_seq(
         }))
         .await;
         for (n, (answer, at)) in pending.iter().zip(answers) {
-            if seq_of(&answer?, origin) >= seq {
+            if done(&answer?) {
                 seen.insert(n.org.clone(), at);
             }
         }
@@ -168,7 +181,7 @@ pub async fn wait_seq(
                 .map(|n| n.org.to_string())
                 .collect();
             anyhow::bail!(
-                "{origin}#{seq} has not reached {} after {PATIENCE:?}",
+                "{what}: not yet at {} after {PATIENCE:?}",
                 missing.join(", ")
             );
         }
