@@ -61,7 +61,8 @@ enum AdminCmd {
     },
 }
 
-/// How a proposing command proposes: the reason and the keys to sign with at once.
+// How a proposing command proposes: the reason and the keys to sign with at once. (A plain
+// comment: a doc comment here would become the help text of every command that flattens it.)
 #[derive(Args, Debug)]
 struct ProposeOpts {
     /// Why (recorded in the roster for the audit trail).
@@ -120,11 +121,9 @@ enum MembersCmd {
         #[command(flatten)]
         propose: ProposeOpts,
     },
-    /// Revoke a certificate by serial (hex).
+    /// Revoke a certificate by serial (hex); --reason is required and recorded with it.
     RevokeCert {
         serial: String,
-        #[arg(long)]
-        reason: String,
         #[command(flatten)]
         propose: ProposeOpts,
     },
@@ -432,12 +431,11 @@ async fn members(hub: &Hub, which: MembersCmd) -> anyhow::Result<ExitCode> {
             last_good_seq,
             propose,
         } => {
-            let text = std::fs::read_to_string(&key).unwrap_or(key.clone());
-            let key = parse_public_key(&text).map_err(|e| usage(format!("--key: {e:#}")))?;
+            let public_key = compromised_key(hub, &org, &key).await?;
             (
                 vec![action(A::ReportCompromise(pb::ReportCompromise {
                     org,
-                    public_key: key.to_bytes().to_vec(),
+                    public_key,
                     last_good_seq,
                     // Not offered by the CLI yet: a replacement key with its proof of
                     // possession (the stolen key cannot sign a rotation request).
@@ -446,18 +444,59 @@ async fn members(hub: &Hub, which: MembersCmd) -> anyhow::Result<ExitCode> {
                 propose,
             )
         }
-        MembersCmd::RevokeCert {
-            serial,
-            reason,
-            propose,
-        } => (
-            vec![action(A::RevokeCert(pb::RevokeCert { serial, reason }))],
-            propose,
-        ),
+        MembersCmd::RevokeCert { serial, propose } => {
+            if propose.reason.trim().is_empty() {
+                return Err(usage(
+                    "revoke-cert needs --reason (it is recorded with the serial)",
+                ));
+            }
+            let reason = propose.reason.clone();
+            (
+                vec![action(A::RevokeCert(pb::RevokeCert { serial, reason }))],
+                propose,
+            )
+        }
         MembersCmd::Bundle(b) | MembersCmd::Renew(b) => return bundle(hub, b).await,
     };
     hub.propose(actions, &opts).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The public key `--key` names: a .pub file, the key in hex, or its key id as `roster show`
+/// and `status` print it (looked up among ORG's keys in the current roster).
+async fn compromised_key(hub: &Hub, org: &str, given: &str) -> anyhow::Result<Vec<u8>> {
+    let text = std::fs::read_to_string(given).unwrap_or_else(|_| given.to_string());
+    let text = text.trim();
+    let is_key_id = text.len() == 16 && text.chars().all(|c| c.is_ascii_hexdigit());
+    if !is_key_id {
+        let key = parse_public_key(text).map_err(|e| usage(format!("--key: {e:#}")))?;
+        return Ok(key.to_bytes().to_vec());
+    }
+    let roster = hub.roster(0).await?;
+    let member = roster
+        .members
+        .iter()
+        .find(|m| m.org == org)
+        .ok_or_else(|| {
+            usage(format!(
+                "{org} is not a member in roster version {}",
+                roster.version
+            ))
+        })?;
+    member
+        .signing_keys
+        .iter()
+        .find(|k| {
+            ed25519_dalek::VerifyingKey::try_from(k.public_key.as_slice())
+                .is_ok_and(|v| intelmesh_core::KeyId::of(&v).to_string() == text.to_lowercase())
+        })
+        .map(|k| k.public_key.clone())
+        .ok_or_else(|| {
+            usage(format!(
+                "--key {text}: no signing key of {org} in roster version {} has that id",
+                roster.version
+            ))
+        })
 }
 
 async fn bundle(hub: &Hub, b: BundleArgs) -> anyhow::Result<ExitCode> {

@@ -153,7 +153,13 @@ fn pub_path(key: &Path) -> PathBuf {
 }
 
 pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
-    let Federation::Init(a) = which;
+    let Federation::Init(mut a) = which;
+    // The config names files by path and a node resolves relative paths against the
+    // config's own directory: write absolute ones.
+    a.dir = absolute("--dir", &a.dir)?;
+    if let Some(ca) = &a.federation_ca {
+        a.federation_ca = Some(absolute("--federation-ca", ca)?);
+    }
     if a.dir.join("genesis.roster").exists() {
         return Err(usage(format!(
             "{} already holds a federation (genesis.roster); choose another --dir",
@@ -385,7 +391,8 @@ fn dir_org(dir: &Path) -> anyhow::Result<OrgId> {
     Ok(verified.org)
 }
 
-fn node_join(a: NodeJoin) -> anyhow::Result<ExitCode> {
+fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
+    a.dir = absolute("--dir", &a.dir)?;
     let org = dir_org(&a.dir)?;
     let bytes = std::fs::read(&a.bundle)
         .map_err(|e| usage(format!("--bundle {}: {e}", a.bundle.display())))?;
@@ -465,6 +472,10 @@ fn node_join(a: NodeJoin) -> anyhow::Result<ExitCode> {
         a.dir.join("node.toml").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn absolute(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
 }
 
 pub(crate) fn write_config(path: &Path, config: &NodeConfig) -> anyhow::Result<()> {

@@ -233,6 +233,18 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
             "entries": u.entries,
             "dropped": u.dropped,
         })).collect::<Vec<_>>(),
+        "roster_version": s.roster_version,
+        "roster_hash": s.roster_hash,
+        "roster_refused": s.roster_refused,
+        "roster_conflicts": s.roster_conflicts.iter().map(|c| json!({
+            "member": c.member,
+            "version": c.version,
+            "ours": c.ours,
+            "theirs": c.theirs,
+            "seq": c.seq,
+            "seen_at_unix_ms": c.seen_at_unix_ms,
+        })).collect::<Vec<_>>(),
+        "stale_members": s.stale_members,
     })
 }
 
@@ -266,6 +278,7 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
         s.state_digest,
         vector_text(&s.vector)
     );
+    out.push_str(&roster_text(s));
     if s.peers.is_empty() {
         out.push_str("\n  peers: none configured");
     }
@@ -321,6 +334,39 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
             } else {
                 ""
             }
+        ));
+    }
+    out
+}
+
+/// The roster lines of a node's status: empty in static mode (no version).
+fn roster_text(s: &pb::StatusResponse) -> String {
+    if s.roster_version == 0 {
+        return String::new();
+    }
+    let short = |h: &str| h.chars().take(16).collect::<String>();
+    let mut out = format!(
+        "\n  roster version {} (hash {}…)",
+        s.roster_version,
+        short(&s.roster_hash)
+    );
+    if !s.roster_refused.is_empty() {
+        out.push_str(&format!("\n  roster refused: {}", s.roster_refused));
+    }
+    for c in &s.roster_conflicts {
+        out.push_str(&format!(
+            "\n  ROSTER FORK: {}'s checkpoint #{} names version {} with hash {}…, this node's roster log has {}…",
+            c.member,
+            c.seq,
+            c.version,
+            short(&c.theirs),
+            short(&c.ours)
+        ));
+    }
+    if !s.stale_members.is_empty() {
+        out.push_str(&format!(
+            "\n  stale (no recent checkpoint): {}",
+            s.stale_members.join(", ")
         ));
     }
     out

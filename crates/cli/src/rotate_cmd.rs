@@ -33,6 +33,7 @@ pub async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
     }
     let files = RotationFiles::of(&cfg.signing_key);
     let new = stage_new_key(&files)?;
+    let public = cfg.signing_key.with_extension("pub");
     match rotate_offline(cfg).await {
         Ok(_) => {}
         Err(OfflineError::NodeRunning(_)) => wait_taken(&files, args.timeout_secs).await?,
@@ -51,6 +52,12 @@ pub async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
             request.display()
         );
     };
+    // What the operators and `report-compromise --key` may need: the public key in use.
+    std::fs::write(
+        &public,
+        format!("{}\n", hex::encode(rotated.new_key.as_bytes())),
+    )
+    .with_context(|| format!("writing {}", public.display()))?;
     out!(
         "{} now signs with key {} from seq {} (the old key is kept as {}).\nSend {} to the hub operators: `intelmesh admin members rotate-key --request FILE`. Until they publish it, peers hold this node's new entries; none is lost.",
         rotated.org,

@@ -240,6 +240,20 @@ fn a_kept_federation_answers_the_client_commands() {
     let status_text = intelmesh(&["status", "--endpoints", e, "--node", "BR-PF"]);
     let text = String::from_utf8_lossy(&status_text.stdout);
     assert!(text.contains("peer SG-IGCI connected"), "{text}");
+    // The roster it runs: the demo's last change was the suspension.
+    let suspension = demo_out
+        .lines()
+        .rev()
+        .find_map(|l| {
+            let rest = l.split_once("bob signed: v")?.1;
+            rest.split(' ').next()?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no suspension version: {demo_out}"));
+    assert!(
+        text.contains(&format!("roster version {suspension} (hash ")),
+        "{text}"
+    );
+    assert_eq!(hub["roster_version"], suspension, "{hub}");
 
     kept.stop();
 }

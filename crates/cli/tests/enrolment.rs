@@ -392,6 +392,92 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
         err.contains("NodeStatus needs a certificate of role service"),
         "{err}"
     );
+
+    // A compromise report names the key by the id operators see; an id the member does not
+    // hold is refused before anything is proposed.
+    let public = std::fs::read_to_string(au.join("signing.pub")).unwrap();
+    let key = intelmesh_node::keys::parse_public_key(&public).unwrap();
+    let id = intelmesh_core::KeyId::of(&key).to_string();
+    let unknown = run(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "report-compromise",
+            AGENCY,
+            "--key",
+            "0123456789abcdef",
+            "--last-good-seq",
+            "1",
+        ],
+    ));
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no signing key of AU-AFP"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let reported = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "report-compromise",
+            AGENCY,
+            "--key",
+            &id,
+            "--last-good-seq",
+            "1",
+            "--reason",
+            "laptop stolen",
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(reported.contains("published"), "{reported}");
+    let audit = run_ok(&fed.admin("alice", &["audit", "--org", AGENCY]));
+    assert!(audit.contains("(laptop stolen)"), "{audit}");
+
+    // Revoking a certificate needs a reason, recorded with the serial.
+    let serial = bundled
+        .split("certificate ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no serial in: {bundled}"));
+    let bare = run(&fed.admin("alice", &["members", "revoke-cert", serial]));
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bare.stderr).contains("needs --reason"));
+    let revoked = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "revoke-cert",
+            serial,
+            "--reason",
+            "key compromise",
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(revoked.contains("published"), "{revoked}");
+    assert!(
+        revoked.contains(serial),
+        "the diff names the serial: {revoked}"
+    );
+
+    // The hub's store re-verifies offline, its roster log named as such.
+    fed.procs.stop_all();
+    let data = s(&hub_dir.join("data"));
+    let plain = run(&args(&["verify-store", "--data", &data]));
+    let said = String::from_utf8_lossy(&plain.stdout);
+    assert_eq!(plain.status.code(), Some(2), "{said}");
+    assert!(said.contains(&format!("--federation {FED}")), "{said}");
+    let checked = run_ok(&args(&[
+        "verify-store",
+        "--data",
+        &data,
+        "--federation",
+        FED,
+    ]));
+    assert!(checked.contains("store verifies"), "{checked}");
 }
 
 #[test]
@@ -498,5 +584,63 @@ fn with_a_threshold_of_two_one_signature_leaves_the_proposal_pending_across_a_re
     assert!(
         audit.contains("signed by alice at") && audit.contains(", bob at"),
         "{audit}"
+    );
+}
+
+/// `federation init`, `node init` and `node join` run from a working directory with a
+/// relative `--dir` write configs that `run --check` accepts from anywhere.
+#[test]
+fn relative_directories_give_configs_that_start_from_anywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let in_dir = |list: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_intelmesh"))
+            .args(list)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{list:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    in_dir(&["admin", "keygen", "--name", "alice", "--out", "alice.key"]);
+    in_dir(&[
+        "federation",
+        "init",
+        "--id",
+        FED,
+        "--hub",
+        HUB,
+        "--authority",
+        "alice=alice.key.pub",
+        "--sign-with",
+        "alice.key",
+        "--threshold",
+        "1",
+        "--hub-address",
+        &addr(),
+        "--api-listen",
+        &addr(),
+        "--dir",
+        "fed",
+    ]);
+    let checked = run(&args(&[
+        "run",
+        "--check",
+        "--config",
+        &s(&dir.join("fed/hub/node.toml")),
+    ]));
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let config = std::fs::read_to_string(dir.join("fed/hub/node.toml")).unwrap();
+    assert!(
+        config.contains(&s(&dir.join("fed/hub/data"))),
+        "absolute paths: {config}"
     );
 }
