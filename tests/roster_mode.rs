@@ -122,6 +122,96 @@ async fn members_join_by_roster_version_and_suspension_cuts_them_off() {
     }
 }
 
+/// Hands `at` the roster log entry of `version` from the hub, as a link would (a suspended
+/// member's link may be cut before the version that suspends it reaches it); a duplicate if
+/// it had it. Waits until `at` follows it.
+async fn deliver_version(net: &RosterNet, at: &intelmesh_core::OrgId, version: u64) {
+    let entry = net
+        .node(&net.hub)
+        .state()
+        .store
+        .range(&org(FEDERATION), version, 1)
+        .unwrap();
+    net.node(at).state().ingest(entry).await.unwrap();
+    net.wait_status(at, PATIENCE, |s| s.roster_version >= version)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstated() {
+    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
+    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
+    net.start(&sg).await;
+    net.admit(&sg).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .unwrap();
+    let seqs = net.publish_domains(&sg, "before", 1).await;
+    net.wait_holds(&hub, &sg, seqs[0]).await.unwrap();
+
+    // Suspended (version 3): its key ends at the head the hub holds.
+    let cut = net.node(&hub).state().store.head(&sg).unwrap().unwrap().seq;
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.status = pb::MemberStatus::Suspended as i32;
+        for k in &mut m.signing_keys {
+            k.last_seq = Some(cut);
+            k.ended_by = pb::KeyEnd::Suspension as i32;
+        }
+    })
+    .await;
+    deliver_version(&net, &sg, 3).await;
+    let err = net
+        .node(&sg)
+        .state()
+        .publish(vec![(green(), domain_upsert("late.sg.example"))])
+        .await
+        .expect_err("the key is ended");
+    assert!(
+        matches!(
+            err,
+            NodeError::OwnKeyEnded { last_seq, version: 3, ended_by: "suspension", .. }
+                if last_seq == cut
+        ),
+        "{err}"
+    );
+    // Its periodic checkpoints (every second) stop: its own log stays where it is.
+    let own_head = || {
+        net.node(&sg)
+            .state()
+            .store
+            .head(&sg)
+            .unwrap()
+            .map(|h| h.seq)
+    };
+    let stopped_at = own_head();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(own_head(), stopped_at, "no entry signed past the key's end");
+
+    // Reinstated (version 4, the key reopened): checkpoints resume and reach the hub.
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.status = pb::MemberStatus::Active as i32;
+        for k in &mut m.signing_keys {
+            k.last_seq = None;
+            k.ended_by = pb::KeyEnd::Unspecified as i32;
+        }
+    })
+    .await;
+    deliver_version(&net, &sg, 4).await;
+    net.wait_status(&sg, PATIENCE, |s| {
+        s.vector.get("SG-IGCI").copied() > stopped_at
+    })
+    .await
+    .unwrap();
+    let resumed = own_head().unwrap();
+    net.wait_holds(&hub, &sg, resumed).await.unwrap();
+    for o in [hub, sg] {
+        net.stop(&o).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
     let (hub, sg) = (org("HUB"), org("SG-IGCI"));

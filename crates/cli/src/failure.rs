@@ -83,6 +83,9 @@ impl Failure {
             Failure::TimedOut { connecting: false } => {
                 format!("no answer from {org} within {timeout_s} s (--timeout)")
             }
+            Failure::Refused { alert } if alert == "CertificateExpired" => format!(
+                "{org} refused this client's certificate (TLS alert {alert}): it has expired or is not valid yet; --cert and --key must be a service certificate valid now (`intelmesh pki issue-service` with {org}'s service CA)"
+            ),
             Failure::Refused { alert } => format!(
                 "{org} refused this client's certificate (TLS alert {alert}): --cert and --key must be a service certificate issued by {org}'s service CA"
             ),

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
+use intelmesh_node::preflight::CertificateTimeError;
 use intelmesh_node::private_files::KeyFileError;
 use intelmesh_node::NodeConfig;
 
@@ -33,8 +34,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
     let node = intelmesh_node::start(cfg).await.map_err(|e| {
-        // A key file others may read is the operator's to fix, as a config mistake is.
-        if e.is::<KeyFileError>() {
+        // A key file others may read, or a certificate out of its validity period, is the
+        // operator's to fix, as a config mistake is.
+        if e.is::<KeyFileError>() || e.is::<CertificateTimeError>() {
             usage(e.to_string())
         } else {
             e.context(format!("starting the node of {}", args.config.display()))

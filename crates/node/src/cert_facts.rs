@@ -30,6 +30,26 @@ pub fn cert_facts(der: &[u8]) -> anyhow::Result<CertFacts> {
     })
 }
 
+/// A time (unix seconds) as `2024-01-31 23:59:59 UTC`, the form errors and status give dates
+/// in.
+pub fn utc_text(unix_secs: i64) -> String {
+    match x509_parser::time::ASN1Time::from_timestamp(unix_secs) {
+        Ok(t) => {
+            let d = t.to_datetime();
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+                d.year(),
+                u8::from(d.month()),
+                d.day(),
+                d.hour(),
+                d.minute(),
+                d.second()
+            )
+        }
+        Err(_) => format!("unix time {unix_secs}"),
+    }
+}
+
 fn serial_hex(raw: &[u8]) -> String {
     let hex = hex::encode(raw);
     let trimmed = hex.trim_start_matches('0');
@@ -92,6 +112,12 @@ mod tests {
                 .bytes()
                 .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         }
+    }
+
+    #[test]
+    fn times_are_written_in_utc() {
+        assert_eq!(utc_text(1_704_067_199), "2023-12-31 23:59:59 UTC");
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
     }
 
     #[test]

@@ -220,15 +220,34 @@ impl NodeState {
 }
 
 /// Publishes a checkpoint after every roster change and every checkpoint period of the
-/// roster's policy, until the node stops. A node not admitted yet publishes nothing.
+/// roster's policy, until the node stops. A node not admitted yet publishes nothing; nor does
+/// one whose own key the roster ended (suspended, removed, key reported compromised): that is
+/// logged once, when it happens, and checkpoints resume when a version reopens the key (a
+/// reinstatement) or lists a new one.
 pub async fn publish_periodically(state: Arc<NodeState>) {
     let Some(mut changes) = state.roster_changes() else {
         return;
     };
+    // Whether the last attempt found the own key ended (so it is logged once, not per period).
+    let mut key_ended = false;
     loop {
         match state.publish_checkpoint().await {
-            Ok(seq) => tracing::debug!(seq, "roster checkpoint published"),
+            Ok(seq) => {
+                if std::mem::take(&mut key_ended) {
+                    tracing::info!(
+                        seq,
+                        "own signing key valid again: roster checkpoints resume"
+                    );
+                } else {
+                    tracing::debug!(seq, "roster checkpoint published");
+                }
+            }
             Err(NodeError::NotAdmitted { .. }) => {}
+            Err(e @ NodeError::OwnKeyEnded { .. }) => {
+                if !std::mem::replace(&mut key_ended, true) {
+                    tracing::warn!(error = %e, "roster checkpoints stop: this node cannot sign its next entry");
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "could not publish a roster checkpoint"),
         }
         let period = state

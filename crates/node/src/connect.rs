@@ -58,7 +58,10 @@ pub enum ConnectError {
     NoHttp2 { addr: SocketAddr },
     /// The node ended the connection with a TLS alert right after the handshake: it refused
     /// our certificate.
-    #[error("{addr} refused our certificate (TLS alert {alert})")]
+    #[error(
+        "{addr} refused our certificate (TLS alert {alert}{})",
+        alert_meaning(alert)
+    )]
     Refused { addr: SocketAddr, alert: String },
     #[error("{addr} closed the connection right after the TLS handshake")]
     ClosedAfterHandshake { addr: SocketAddr },
@@ -244,17 +247,49 @@ fn handshake_error(addr: SocketAddr, e: &std::io::Error) -> ConnectError {
     }
 }
 
-fn certificate_text(e: &rustls::CertificateError) -> String {
-    if let rustls::CertificateError::Other(rustls::OtherError(inner)) = e {
-        if let Some(wrong) = inner.downcast_ref::<WrongPeer>() {
-            return wrong.to_string();
+/// What an alert a node ended the handshake with says about our certificate, when its name
+/// alone does not: rustls sends `certificate_expired` for a certificate outside its validity
+/// period either way (expired, or not valid yet).
+fn alert_meaning(alert: &str) -> &'static str {
+    match alert {
+        "CertificateExpired" => {
+            ": it has expired or is not valid yet; a certificate valid now is needed"
         }
+        _ => "",
     }
-    format!("{e:?}")
+}
+
+fn certificate_text(e: &rustls::CertificateError) -> String {
+    use crate::cert_facts::utc_text;
+    use rustls::CertificateError as C;
+    let utc =
+        |t: &rustls::pki_types::UnixTime| utc_text(i64::try_from(t.as_secs()).unwrap_or(i64::MAX));
+    match e {
+        C::Other(rustls::OtherError(inner)) if inner.downcast_ref::<WrongPeer>().is_some() => {
+            inner.to_string()
+        }
+        C::ExpiredContext { time, not_after } => format!(
+            "its certificate expired on {} (now {})",
+            utc(not_after),
+            utc(time)
+        ),
+        C::Expired => "its certificate has expired".into(),
+        C::NotValidYetContext { time, not_before } => format!(
+            "its certificate is not valid until {} (now {}): is one of the two clocks wrong?",
+            utc(not_before),
+            utc(time)
+        ),
+        C::NotValidYet => "its certificate is not valid yet".into(),
+        other => format!("{other:?}"),
+    }
 }
 
 fn tls_text(e: &rustls::Error) -> String {
     match e {
+        rustls::Error::AlertReceived(rustls::AlertDescription::CertificateExpired) => format!(
+            "the peer refused our certificate (TLS alert CertificateExpired{})",
+            alert_meaning("CertificateExpired")
+        ),
         rustls::Error::AlertReceived(alert) => {
             format!("the peer ended the TLS handshake ({alert:?}; does it trust our certificate?)")
         }
@@ -337,6 +372,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_node_certificate_out_of_its_period_is_named_with_its_dates() {
+        use rustls::pki_types::UnixTime;
+        let at = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        let refused = |e: rustls::CertificateError| {
+            let io = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(e),
+            );
+            handshake_error(addr, &io).to_string()
+        };
+        assert_eq!(
+            refused(rustls::CertificateError::ExpiredContext {
+                time: at(1_704_153_600),
+                not_after: at(1_704_067_200),
+            }),
+            "certificate of 127.0.0.1:7001 refused: its certificate expired on 2024-01-01 00:00:00 \
+             UTC (now 2024-01-02 00:00:00 UTC)"
+        );
+        assert!(refused(rustls::CertificateError::NotValidYetContext {
+            time: at(1_704_067_200),
+            not_before: at(1_704_153_600),
+        })
+        .contains("not valid until 2024-01-02 00:00:00 UTC (now 2024-01-01 00:00:00 UTC)"));
+    }
+
+    #[test]
     fn statuses_sent_by_a_peer_keep_code_and_message() {
         let s = tonic::Status::permission_denied("AU-AFP is not a configured peer of BR-PF");
         assert_eq!(
@@ -368,6 +430,17 @@ mod tests {
             error_line(&alert).contains("UnknownCA"),
             "{}",
             error_line(&alert)
+        );
+
+        let expired = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateExpired),
+        );
+        let addr: SocketAddr = "127.0.0.1:7001".parse().unwrap();
+        assert_eq!(
+            handshake_error(addr, &expired).to_string(),
+            "127.0.0.1:7001 refused our certificate (TLS alert CertificateExpired: it has expired \
+             or is not valid yet; a certificate valid now is needed)"
         );
 
         let dump = tonic::Status::unavailable(format!("h2 protocol error:\n{}", "x".repeat(600)));

@@ -103,6 +103,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     tls::install_crypto_provider();
     private_files::restrict_umask();
     private_files::check_key_files(&cfg)?;
+    // An expired (or not yet valid) certificate would be served, and refused by every peer.
+    preflight::check_certificate_times(&cfg)?;
     let org = cfg.org_id()?;
     if cfg.roster.is_some() {
         // A key rotation a stop interrupted is finished before the key is read.

@@ -76,6 +76,10 @@ impl NodeState {
         let me = Arc::clone(self);
         let seqs = tokio::task::spawn_blocking(move || {
             let mut head = me.store.head(&me.org)?;
+            if !items.is_empty() {
+                let first = head.map_or(1, |h| h.seq + 1);
+                me.may_sign_seqs(&keys, &signer, first..=first + (items.len() as u64 - 1))?;
+            }
             let now = intelmesh_core::now_unix_ms();
             let mut raws = Vec::with_capacity(items.len());
             let mut seqs = Vec::with_capacity(items.len());

@@ -123,6 +123,18 @@ pub enum NodeError {
         key_id: intelmesh_core::KeyId,
         version: u64,
     },
+    /// Roster mode: the roster ended this node's signing key before the next seq (the member
+    /// was suspended or removed, or the key reported compromised, or rotated away).
+    #[error("{org}'s signing key {key_id} may sign no seq after {last_seq} in roster v{version} (ended by {ended_by}), so seq {next} cannot be signed: publishing resumes once a roster version reopens the key (reinstatement) or lists a new one")]
+    OwnKeyEnded {
+        org: OrgId,
+        key_id: intelmesh_core::KeyId,
+        last_seq: u64,
+        next: u64,
+        version: u64,
+        /// `suspension`, `removal`, `compromise report`, `rotation`, or `the roster`.
+        ended_by: &'static str,
+    },
     #[error("this node runs in static mode (no [roster] in its config): it follows no roster")]
     NotFollowing,
     #[error("{org} cannot sign roster log entries: its signing key is not the key of a hub member in roster v{version}")]
@@ -223,6 +235,47 @@ impl NodeState {
                 version: roster.version(),
             }),
         }
+    }
+
+    /// Whether the own key may sign `seqs` (this node's next ones) in `keys`: the roster may
+    /// have ended it at an earlier seq. A key `keys` lacks is [`Self::may_sign`]'s to refuse.
+    pub(crate) fn may_sign_seqs(
+        &self,
+        keys: &StaticKeys,
+        signer: &Signer,
+        seqs: std::ops::RangeInclusive<u64>,
+    ) -> Result<(), NodeError> {
+        let Some(range) = keys.range_of(&self.org, &signer.verifying_key()) else {
+            return Ok(());
+        };
+        let Some(last_seq) = range.last else {
+            return Ok(());
+        };
+        if *seqs.end() <= last_seq {
+            return Ok(());
+        }
+        let key = signer.verifying_key().to_bytes();
+        let roster = self.roster();
+        let ended_by = roster
+            .as_ref()
+            .and_then(|r| r.member(&self.org))
+            .and_then(|m| m.signing_keys.iter().find(|k| k.public_key == key))
+            .and_then(|k| pb::KeyEnd::try_from(k.ended_by).ok())
+            .map_or("the roster", |end| match end {
+                pb::KeyEnd::Suspension => "suspension",
+                pb::KeyEnd::Removal => "removal",
+                pb::KeyEnd::Compromise => "compromise report",
+                pb::KeyEnd::Rotation => "rotation",
+                pb::KeyEnd::Unspecified => "the roster",
+            });
+        Err(NodeError::OwnKeyEnded {
+            org: self.org.clone(),
+            key_id: signer.key_id(),
+            last_seq,
+            next: (*seqs.start()).max(last_seq + 1),
+            version: roster.map_or(0, |r| r.version()),
+            ended_by,
+        })
     }
 
     /// The key list as it is now.

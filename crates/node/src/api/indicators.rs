@@ -62,7 +62,7 @@ fn reader<T>(state: &NodeState, request: &Request<T>) -> Result<OrgId, Status> {
 
 fn publish_error(e: NodeError) -> Status {
     match e {
-        NodeError::KeyReused | NodeError::NotAdmitted { .. } => {
+        NodeError::KeyReused | NodeError::NotAdmitted { .. } | NodeError::OwnKeyEnded { .. } => {
             Status::failed_precondition(e.to_string())
         }
         e => internal(e),
