@@ -255,8 +255,47 @@ pub async fn publish_periodically(state: Arc<NodeState>) {
             .map_or(60_000, |r| r.policy().checkpoint_interval_ms);
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
-            _ = tokio::time::sleep(std::time::Duration::from_millis(period)) => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(period)) => continue,
             _ = state.stopped() => return,
         }
+        // After a change every member checkpoints: spread out, so that 190 checkpoints (each
+        // relayed to every member) do not compete with the change itself while it spreads.
+        tokio::select! {
+            _ = tokio::time::sleep(settle_delay(period)) => {}
+            _ = state.stopped() => return,
+        }
+    }
+}
+
+/// How long after a roster change a node waits before its checkpoint: uniform in
+/// [`SETTLE_MIN_MS`, `SETTLE_MAX_MS`], and at most half a checkpoint period.
+fn settle_delay(period_ms: u64) -> std::time::Duration {
+    use rand::Rng;
+    let max = SETTLE_MAX_MS.min(period_ms / 2).max(1);
+    let min = SETTLE_MIN_MS.min(max);
+    std::time::Duration::from_millis(rand::thread_rng().gen_range(min..=max))
+}
+
+const SETTLE_MIN_MS: u64 = 500;
+const SETTLE_MAX_MS: u64 = 2_500;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{settle_delay, SETTLE_MAX_MS, SETTLE_MIN_MS};
+
+    #[test]
+    fn checkpoints_after_a_change_are_spread_within_bounds() {
+        let delays: Vec<Duration> = (0..200).map(|_| settle_delay(60_000)).collect();
+        let (min, max) = (
+            Duration::from_millis(SETTLE_MIN_MS),
+            Duration::from_millis(SETTLE_MAX_MS),
+        );
+        assert!(delays.iter().all(|d| *d >= min && *d <= max));
+        assert!(delays.iter().any(|d| *d != delays[0]), "jittered");
+        // A short period (tests, labs) caps the wait at half of it.
+        assert!((0..50).all(|_| settle_delay(400) <= Duration::from_millis(200)));
+        assert!(settle_delay(0) <= Duration::from_millis(1));
     }
 }

@@ -322,6 +322,8 @@ impl<'a> Work<'a> {
             if let (true, Some(head)) = (o.head_changed, o.head) {
                 self.batch
                     .insert(keys::head(origin), head.to_proto().encode_to_vec());
+                // The cached heads are keyed by the generation.
+                log_changed = true;
             }
         }
         for (n, (origin, seq)) in (fills_made + 1..).zip(&self.fills) {

@@ -1,10 +1,11 @@
 //! [`SledStore`]: the [`Store`] on sled, with the in-memory indicator index and the hold queue
 //! for entries that arrived before their predecessors.
 
+use std::collections::BTreeMap;
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use intelmesh_core::entry::header_hash;
@@ -91,6 +92,10 @@ pub struct SledStore {
     pub(crate) index_complete: AtomicBool,
     /// Set once `open` finished: only then is the index worth a snapshot.
     opened: bool,
+    /// The heads as read at a log generation. Every link asks for them after every append
+    /// (its vector, its next batch): a hub with 190 links would otherwise scan sled 190
+    /// times per entry.
+    heads_at: Mutex<Option<(u64, Arc<BTreeMap<OrgId, Head>>)>>,
 }
 
 /// Where the index of an opened store came from.
@@ -118,6 +123,7 @@ impl SledStore {
             index_source: IndexSource::Rebuilt,
             snapshot_at: None,
             opened: false,
+            heads_at: Mutex::new(None),
         };
         store.check_tails()?;
         *store.forks.get_mut() = store.db.scan_prefix([keys::FORK]).count() as u64;
@@ -346,6 +352,29 @@ impl SledStore {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The heads, read from sled once per log generation. `apply` raises the generation only
+    /// after its batch is flushed, so a caller whose write returned reads its own heads; a
+    /// reader racing a write sees the heads from before or after it, as with a sled scan.
+    fn current_heads(&self) -> Result<Arc<BTreeMap<OrgId, Head>>, StoreError> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let cached = self
+            .heads_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((at, heads)) = cached {
+            if at == generation {
+                return Ok(heads);
+            }
+        }
+        let heads = Arc::new(self.stored_heads()?.into_iter().collect::<BTreeMap<_, _>>());
+        if self.generation.load(Ordering::Acquire) == generation {
+            *self.heads_at.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((generation, Arc::clone(&heads)));
+        }
+        Ok(heads)
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, HoldQueue> {
         // A panic while holding the lock leaves only the in-memory hold queue behind; it is a
         // cache of unacknowledged entries, so carrying on with it is safe.
@@ -415,15 +444,15 @@ impl Store for SledStore {
         }
     }
 
-    fn heads(&self) -> Result<std::collections::BTreeMap<OrgId, Head>, StoreError> {
-        Ok(self.stored_heads()?.into_iter().collect())
+    fn heads(&self) -> Result<BTreeMap<OrgId, Head>, StoreError> {
+        Ok((*self.current_heads()?).clone())
     }
 
     fn vector(&self) -> Result<VersionVector, StoreError> {
         Ok(self
-            .heads()?
-            .into_iter()
-            .map(|(origin, head)| (origin, head.seq))
+            .current_heads()?
+            .iter()
+            .map(|(origin, head)| (origin.clone(), head.seq))
             .collect())
     }
 
