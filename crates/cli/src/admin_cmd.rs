@@ -162,6 +162,14 @@ enum RosterCmd {
     Diff { a: u64, b: u64 },
     /// Pending and recent proposals.
     Proposals,
+    /// Propose a change of federation-wide settings: the authority keys and threshold, the
+    /// hub addresses, the policy.
+    Propose {
+        #[command(flatten)]
+        settings: crate::admin_settings::SettingsArgs,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
     /// Sign a proposal with an authority key (prints what it changes first).
     Sign {
         #[arg(long, value_name = "ID")]
@@ -584,6 +592,11 @@ async fn roster(hub: &Hub, which: RosterCmd) -> anyhow::Result<ExitCode> {
                 .into_inner();
             hub.print_changes(&p).await?;
             print_standing(&hub.sign(&p, &key).await?);
+        }
+        RosterCmd::Propose { settings, propose } => {
+            let current = hub.roster(0).await?;
+            let actions = crate::admin_settings::actions(&settings, &current)?;
+            hub.propose(actions, &propose).await?;
         }
         RosterCmd::Publish { proposal } => {
             let p = hub

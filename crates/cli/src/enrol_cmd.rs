@@ -285,7 +285,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_authority(spec: &str) -> anyhow::Result<AuthorityKey> {
+pub(crate) fn parse_authority(spec: &str) -> anyhow::Result<AuthorityKey> {
     let (name, file) = spec
         .split_once('=')
         .ok_or_else(|| usage(format!("--authority {spec}: expected NAME=PUBKEYFILE")))?;

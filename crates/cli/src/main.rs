@@ -11,6 +11,7 @@ macro_rules! out {
 }
 
 mod admin_cmd;
+mod admin_settings;
 mod bench;
 mod client_cmd;
 mod conn;

@@ -644,3 +644,84 @@ fn relative_directories_give_configs_that_start_from_anywhere() {
         "absolute paths: {config}"
     );
 }
+
+/// A new authority (a key added, threshold raised) needs the current threshold and the new
+/// one; after it, one operator alone no longer publishes. Policy changes keep other fields.
+#[test]
+fn an_authority_change_needs_both_thresholds_and_binds_later_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fed = Federation::init(dir, &["alice"], 1);
+    let carol = dir.join("carol.key");
+    run_ok(&args(&[
+        "admin",
+        "keygen",
+        "--name",
+        "carol",
+        "--out",
+        &s(&carol),
+    ]));
+
+    let proposed = run_ok(&fed.admin(
+        "alice",
+        &[
+            "roster",
+            "propose",
+            "--authority",
+            &format!("alice={}.pub", fed.key("alice")),
+            "--authority",
+            &format!("carol={}.pub", s(&carol)),
+            "--threshold",
+            "2",
+            "--reason",
+            "second operator",
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(
+        proposed.contains("1 of 1 current authority signatures, 1 of 2 new"),
+        "{proposed}"
+    );
+    let id = proposed
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("proposal ")?
+                .split(' ')
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap();
+    let signed = run_ok(&fed.admin(
+        "alice",
+        &["roster", "sign", "--proposal", &id, "--key", &s(&carol)],
+    ));
+    assert!(
+        signed.contains(&format!("proposal {id}: published")),
+        "{signed}"
+    );
+    let shown = run_ok(&fed.admin("alice", &["roster", "show"]));
+    assert!(shown.contains("threshold 2 of 2"), "{shown}");
+
+    let policy = run_ok(&fed.admin(
+        "alice",
+        &[
+            "roster",
+            "propose",
+            "--cert-warn-days",
+            "14",
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(
+        policy.contains("pending, 1 of 2 current authority signatures"),
+        "{policy}"
+    );
+    assert!(
+        policy.contains("14"),
+        "the diff shows the new value: {policy}"
+    );
+    let empty = run(&fed.admin("alice", &["roster", "propose"]));
+    assert_eq!(empty.status.code(), Some(2));
+}
