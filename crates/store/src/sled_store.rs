@@ -95,8 +95,10 @@ pub struct SledStore {
     /// The heads as read at a log generation. Every link asks for them after every append
     /// (its vector, its next batch): a hub with 190 links would otherwise scan sled 190
     /// times per entry.
-    heads_at: Mutex<Option<(u64, Arc<BTreeMap<OrgId, Head>>)>>,
+    heads_at: Mutex<Option<(u64, SharedHeads)>>,
 }
+
+type SharedHeads = Arc<BTreeMap<OrgId, Head>>;
 
 /// Where the index of an opened store came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -355,7 +357,7 @@ impl SledStore {
     /// The heads, read from sled once per log generation. `apply` raises the generation only
     /// after its batch is flushed, so a caller whose write returned reads its own heads; a
     /// reader racing a write sees the heads from before or after it, as with a sled scan.
-    fn current_heads(&self) -> Result<Arc<BTreeMap<OrgId, Head>>, StoreError> {
+    fn current_heads(&self) -> Result<SharedHeads, StoreError> {
         let generation = self.generation.load(Ordering::Acquire);
         let cached = self
             .heads_at
