@@ -77,7 +77,7 @@ pub fn actions(
         || args.checkpoint_interval_ms.is_some()
         || args.cert_warn_days.is_some();
     if changes_policy {
-        let mut policy = current.policy.clone().unwrap_or_default();
+        let mut policy = current.policy.unwrap_or_default();
         if let Some(v) = args.clock_skew_ms {
             policy.clock_skew_ms = v;
         }
@@ -128,7 +128,7 @@ mod tests {
         let Some(A::SetPolicy(p)) = &got[0].action else {
             panic!("{got:?}")
         };
-        let p = p.policy.clone().unwrap();
+        let p = p.policy.unwrap();
         assert_eq!(
             (p.clock_skew_ms, p.checkpoint_interval_ms, p.cert_warn_days),
             (300_000, 60_000, 14)
