@@ -257,6 +257,31 @@ fn a_kept_federation_answers_the_client_commands() {
     );
     assert_eq!(hub["roster_version"], suspension, "{hub}");
 
+    // The operators' command the hand-over prints works as printed.
+    let admin_line = demo_out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("intelmesh admin status "))
+        .unwrap_or_else(|| panic!("no admin command: {demo_out}"));
+    let mut admin = vec!["admin", "status"];
+    admin.extend(admin_line.split_whitespace());
+    let table = intelmesh(&admin);
+    let table_text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    assert!(
+        table_text.contains(&format!("roster version {suspension}")),
+        "{table_text}"
+    );
+    assert!(
+        table_text
+            .lines()
+            .any(|l| l.starts_with("FR-OCLCTIC\tSuspended\tfalse")),
+        "{table_text}"
+    );
+
     kept.stop();
 }
 

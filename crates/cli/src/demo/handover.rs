@@ -103,6 +103,16 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
         AGENCIES[0].0
     );
     println!("        intelmesh watch --endpoints {file} --node {HUB} --from-start");
+    if let Some(hub) = nodes.iter().find(|n| n.files.role == Role::Hub) {
+        let ops = dir.join("operators");
+        println!(
+            "        intelmesh admin status --api {} --node-org {HUB} --ca {} --cert {} --key {}",
+            hub.files.api,
+            hub.files.api_ca().display(),
+            ops.join("alice.pem").display(),
+            ops.join("alice.key").display()
+        );
+    }
     println!("  stop: kill $(cat {})", dir.join("pids").display());
     Ok(())
 }
