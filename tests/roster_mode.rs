@@ -261,6 +261,44 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
     }
 }
 
+/// The dialling side holds the certificate it reached against the roster too: once the hub's
+/// own certificate is revoked (stolen, say), an agency cuts its link and dials into it no more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_hub_certificate_is_refused_by_the_agencies_that_dial_it() {
+    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
+    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
+    net.start(&sg).await;
+    net.admit(&sg).await;
+    net.wait_status(&sg, PATIENCE, |s| {
+        peer(s, &hub).is_some_and(|p| p.connected)
+    })
+    .await
+    .unwrap();
+    let hub_serial = cert_serial(&net.fed.nodes[&hub].dir.join("node.pem"));
+    net.publish(|d| {
+        d.revoked.push(pb::RevokedCert {
+            serial: hub_serial.clone(),
+            org: "HUB".into(),
+            reason: "test".into(),
+            revoked_at_unix_ms: now_unix_ms(),
+        });
+    })
+    .await;
+    let needle = format!("certificate {hub_serial} of HUB is revoked in roster version 3");
+    net.wait_status(&sg, PATIENCE, |s| {
+        s.roster_version == 3 && refused_for(s, &hub, &needle)
+    })
+    .await
+    .unwrap();
+    // It stays refused: every redial reaches the same certificate.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let s = net.status(&sg);
+    assert!(refused_for(&s, &hub, &needle), "{:?}", peer(&s, &hub));
+    for o in [hub, sg] {
+        net.stop(&o).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotated_keys_verify_by_seq_and_a_compromise_cut_off_refuses_later_entries() {
     let (hub, sg) = (org("HUB"), org("SG-IGCI"));

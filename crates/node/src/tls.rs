@@ -59,6 +59,10 @@ pub struct NodeTls {
     /// The node's DNS name (`<org>.node.intelmesh`), sent as SNI and checked by webpki.
     pub server_name: ServerName<'static>,
     pub expected: OrgId,
+    /// The serial of the certificate the node presented in the last handshake (set by the
+    /// connector), so the dialer can hold it against the roster's revocations as the
+    /// accepting side does.
+    pub presented_serial: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// A client presenting `cert`/`key` that accepts only a certificate chaining to `server_ca`
@@ -111,6 +115,7 @@ pub fn client_for(
         config: Arc::new(config),
         server_name,
         expected: expected.clone(),
+        presented_serial: Arc::default(),
     })
 }
 
