@@ -190,13 +190,7 @@ async fn a_member_rotates_its_key_while_running_and_no_entry_is_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_member_is_switched_on_its_store_and_a_second_rotation_waits_for_the_roster() {
-    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
-    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
-    net.start(&sg).await;
-    net.admit(&sg).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
-        .await
-        .unwrap();
+    let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
     let before = net.publish_domains(&sg, "before", 2).await;
     let cfg = net.fed.nodes[&sg].config.clone();
     let files = RotationFiles::of(&net.node(&sg).state().cfg.signing_key);

@@ -140,13 +140,7 @@ async fn deliver_version(net: &RosterNet, at: &intelmesh_core::OrgId, version: u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstated() {
-    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
-    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
-    net.start(&sg).await;
-    net.admit(&sg).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
-        .await
-        .unwrap();
+    let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
     let seqs = net.publish_domains(&sg, "before", 1).await;
     net.wait_holds(&hub, &sg, seqs[0]).await.unwrap();
 
@@ -214,10 +208,7 @@ async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
-    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
-    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
-    net.start(&sg).await;
-    net.admit(&sg).await;
+    let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
     net.wait_status(&hub, PATIENCE, |s| {
         peer(s, &sg).is_some_and(|p| p.connected)
     })
@@ -265,10 +256,7 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
 /// own certificate is revoked (stolen, say), an agency cuts its link and dials into it no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_revoked_hub_certificate_is_refused_by_the_agencies_that_dial_it() {
-    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
-    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
-    net.start(&sg).await;
-    net.admit(&sg).await;
+    let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
     net.wait_status(&sg, PATIENCE, |s| {
         peer(s, &hub).is_some_and(|p| p.connected)
     })
@@ -301,13 +289,7 @@ async fn a_revoked_hub_certificate_is_refused_by_the_agencies_that_dial_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotated_keys_verify_by_seq_and_a_compromise_cut_off_refuses_later_entries() {
-    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
-    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
-    net.start(&sg).await;
-    net.admit(&sg).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
-        .await
-        .unwrap();
+    let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
     let old_seqs = net.publish_domains(&sg, "old", 3).await;
     let last_old = *old_seqs.last().unwrap();
     net.wait_holds(&hub, &sg, last_old).await.unwrap();
@@ -390,13 +372,7 @@ async fn rotated_keys_verify_by_seq_and_a_compromise_cut_off_refuses_later_entri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_checkpoint_naming_another_roster_is_a_conflict() {
-    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
-    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
-    net.start(&sg).await;
-    net.admit(&sg).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
-        .await
-        .unwrap();
+    let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
     assert!(net.status(&hub).roster_conflicts.is_empty());
     // SG's node claims another roster at version 2 (as if the hub had shown it one).
     let forged = pb::Payload {
@@ -434,13 +410,7 @@ async fn a_checkpoint_naming_another_roster_is_a_conflict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_under_signed_version_is_refused_and_the_node_stays_on_the_last_good_one() {
-    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
-    let mut net = RosterNet::new("HUB", &["SG-IGCI"]).await;
-    net.start(&sg).await;
-    net.admit(&sg).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
-        .await
-        .unwrap();
+    let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
     let mut unsigned = net.next_version(|d| {
         let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
         d.members.push(new_member(

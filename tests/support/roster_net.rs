@@ -85,6 +85,20 @@ impl RosterNet {
         net
     }
 
+    /// A hub `HUB` and one agency, admitted by version 2, running it and linked to the hub.
+    pub async fn with_one_agency(agency: &str) -> (RosterNet, OrgId, OrgId) {
+        let mut net = RosterNet::new("HUB", &[agency]).await;
+        let (hub, member) = (net.hub.clone(), OrgId::parse(agency).expect("agency org"));
+        net.start(&member).await;
+        net.admit(&member).await;
+        net.wait_status(&member, Duration::from_secs(20), |s| {
+            s.roster_version == 2 && peer(s, &hub).is_some_and(|p| p.connected)
+        })
+        .await
+        .expect("the agency follows its admission and links to the hub");
+        (net, hub, member)
+    }
+
     pub async fn start(&mut self, org: &OrgId) {
         let cfg = self.fed.nodes[org].config.clone();
         let node = intelmesh_node::start(cfg).await.expect("node starts");
