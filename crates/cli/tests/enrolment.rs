@@ -37,6 +37,14 @@ fn run_ok(args: &[String]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The id in the "proposal ID …" line an admin command printed.
+fn proposal_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix("proposal ")?.split(' ').next())
+        .unwrap_or_else(|| panic!("no proposal in: {out}"))
+        .to_string()
+}
+
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
 }
@@ -512,15 +520,7 @@ fn with_a_threshold_of_two_one_signature_leaves_the_proposal_pending_across_a_re
         out.contains("pending, 1 of 2 current authority signatures"),
         "{out}"
     );
-    let id = out
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("proposal ")?
-                .split(' ')
-                .next()
-                .map(str::to_string)
-        })
-        .unwrap();
+    let id = proposal_id(&out);
 
     let refused = run(&fed.admin("alice", &["roster", "publish", "--proposal", &id]));
     assert_eq!(refused.status.code(), Some(2));
@@ -683,15 +683,7 @@ fn an_authority_change_needs_both_thresholds_and_binds_later_versions() {
         proposed.contains("1 of 1 current authority signatures, 1 of 2 new"),
         "{proposed}"
     );
-    let id = proposed
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("proposal ")?
-                .split(' ')
-                .next()
-                .map(str::to_string)
-        })
-        .unwrap();
+    let id = proposal_id(&proposed);
     let signed = run_ok(&fed.admin(
         "alice",
         &["roster", "sign", "--proposal", &id, "--key", &s(&carol)],

@@ -171,12 +171,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The roster version the authority log holds at `version`, if any.
-fn stored_version(
-    store: &SledStore,
+/// Version `version` of the roster log of `fed` as it was signed, if this store holds it
+/// (seq N of the federation id's log carries version N; there is no version 0).
+pub(crate) fn stored_version(
+    store: &dyn Store,
     fed: &OrgId,
     version: u64,
 ) -> Result<Option<pb::SignedRoster>, StoreError> {
+    if version == 0 {
+        return Ok(None);
+    }
     let Some(entry) = store.range(fed, version, 1)?.pop() else {
         return Ok(None);
     };

@@ -1,10 +1,9 @@
 //! Reading the roster log in the hub's store: the federation id's log, where seq N carries
 //! version N exactly as it was signed.
 
-use intelmesh_core::verify::{decode_content, Content, Control};
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{Store, StoreError};
+use intelmesh_store::Store;
 use prost::Message;
 
 use super::AdminError;
@@ -15,22 +14,9 @@ pub fn stored_version(
     federation: &OrgId,
     version: u64,
 ) -> Result<Option<pb::SignedRoster>, AdminError> {
-    if version == 0 {
-        return Ok(None);
-    }
-    let Some(entry) = store.range(federation, version, 1)?.pop() else {
-        return Ok(None);
-    };
-    let Some(bytes) = entry.payload.as_ref() else {
-        return Ok(None);
-    };
-    match decode_content(bytes) {
-        Ok(Content::Control(Control::Roster(signed))) => Ok(Some(signed)),
-        _ => Err(StoreError::Corrupt(format!(
-            "{federation}#{version}: the roster log holds an entry that is not a roster version"
-        ))
-        .into()),
-    }
+    Ok(crate::roster_follow::stored_version(
+        store, federation, version,
+    )?)
 }
 
 /// The decoded document of a stored version.
