@@ -355,17 +355,140 @@ async fn rotated_keys_verify_by_seq_and_a_compromise_cut_off_refuses_later_entri
         "past the cut-off: {:?}",
         report.refused
     );
+    // What the new key signed past the cut-off, held before the report, left the log with it.
     let store = &net.node(&hub).state().store;
-    assert_eq!(
-        store.head(&sg).unwrap().unwrap().seq,
-        *new_seqs.last().unwrap()
-    );
-    assert_eq!(
-        store.range(&sg, 1, 100).unwrap().len() as u64,
-        *new_seqs.last().unwrap()
-    );
+    assert!(*new_seqs.last().unwrap() > cut_off);
+    assert_eq!(store.head(&sg).unwrap().unwrap().seq, cut_off);
+    assert_eq!(store.range(&sg, 1, 100).unwrap().len() as u64, cut_off);
     drop(old_key);
     for o in [hub, sg] {
+        net.stop(&o).await;
+    }
+}
+
+/// Whether `at`'s API finds the domain `publish_domains` published as item `i` of `tag`.
+async fn finds_domain(net: &RosterNet, at: &intelmesh_core::OrgId, tag: &str, i: usize) -> bool {
+    let mut client = net.client(at).await;
+    client
+        .get(pb::GetRequest {
+            r#type: pb::IndicatorType::Domain as i32,
+            value: format!("{tag}-{i}.sg-igci.example"),
+        })
+        .await
+        .expect("Get answers")
+        .into_inner()
+        .found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_compromise_report_removes_entries_already_held_past_the_cut_off() {
+    let (hub, sg, au) = (org("HUB"), org("SG-IGCI"), org("AU-AFP"));
+    let mut net = RosterNet::new("HUB", &["SG-IGCI", "AU-AFP"]).await;
+    net.start(&sg).await;
+    net.start(&au).await;
+    net.admit_all(&[&sg, &au]).await;
+    for o in [&sg, &au] {
+        net.wait_status(o, PATIENCE, |s| {
+            s.roster_version == 2 && peer(s, &hub).is_some_and(|p| p.connected)
+        })
+        .await
+        .unwrap();
+    }
+    // Five entries in a row (the rest of SG's log is checkpoints), held by the hub and AU:
+    // what a thief with SG's key would publish before the report.
+    let seqs = net.publish_domains(&sg, "cut", 5).await;
+    assert_eq!(seqs, (seqs[0]..seqs[0] + 5).collect::<Vec<_>>());
+    for o in [&hub, &au] {
+        net.wait_holds(o, &sg, seqs[4]).await.unwrap();
+        for i in 0..5 {
+            assert!(finds_domain(&net, o, "cut", i).await, "{o} has item {i}");
+        }
+    }
+    let cut_off = seqs[1];
+    let removed = net
+        .node(&hub)
+        .state()
+        .store
+        .range(&sg, cut_off + 1, 1000)
+        .unwrap();
+    assert!(removed.len() >= 3);
+
+    // The operators report SG's key compromised: SG vouches for its log up to the second.
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.signing_keys[0].last_seq = Some(cut_off);
+        m.signing_keys[0].ended_by = pb::KeyEnd::Compromise as i32;
+    })
+    .await;
+    for o in [&hub, &au, &sg] {
+        net.wait_status(o, PATIENCE, |s| {
+            s.roster_version == 3 && s.vector.get("SG-IGCI") == Some(&cut_off)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{o} cuts SG's log back to #{cut_off}: {e}"));
+    }
+    for o in [&hub, &au] {
+        let state = net.node(o).state();
+        assert_eq!(
+            state.store.head(&sg).unwrap().map(|h| h.seq),
+            Some(cut_off),
+            "{o}"
+        );
+        assert!(state.store.range(&sg, cut_off + 1, 10).unwrap().is_empty());
+        for i in 0..2 {
+            assert!(finds_domain(&net, o, "cut", i).await, "{o} keeps item {i}");
+        }
+        for i in 2..5 {
+            assert!(
+                !finds_domain(&net, o, "cut", i).await,
+                "{o} no longer shows item {i}, signed past the cut-off"
+            );
+        }
+        let keys = state.keys();
+        let check = intelmesh_store::verify_store(&state.store, Some(keys.as_ref()))
+            .expect("verify-store runs");
+        assert!(check.is_ok(), "{o}: {:?}", check.problems);
+    }
+
+    // A peer that has not seen the report yet sends the removed entries again: refused as
+    // signed past the cut-off (the origin's fault, not the relay's), nothing comes back.
+    let report = net.node(&au).state().ingest(removed.clone()).await.unwrap();
+    assert_eq!(report.appended + report.held + report.duplicates, 0);
+    assert_eq!(report.refused.len(), removed.len());
+    assert!(
+        report.refused.iter().all(|e| e.is_origin_fault()),
+        "{:?}",
+        report.refused
+    );
+    assert_eq!(net.node(&au).state().vector().unwrap()[&sg], cut_off);
+    // SG cannot sign past the cut-off with that key.
+    let err = net
+        .node(&sg)
+        .state()
+        .publish(vec![(green(), domain_upsert("after.example"))])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, NodeError::OwnKeyEnded { .. }), "{err}");
+
+    // The links stay up (a refusal for an ended key never cuts one), and stay quiet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let s = net.status(&hub);
+    for o in [&sg, &au] {
+        assert!(
+            peer(&s, o).is_some_and(|p| p.connected),
+            "{:?}",
+            peer(&s, o)
+        );
+        let st = net.status(o);
+        assert!(
+            peer(&st, &hub).is_some_and(|p| p.connected),
+            "{:?}",
+            peer(&st, &hub)
+        );
+        assert_eq!(st.vector.get("SG-IGCI"), Some(&cut_off), "{o}");
+    }
+    assert_eq!(s.vector.get("SG-IGCI"), Some(&cut_off));
+    for o in [hub, sg, au] {
         net.stop(&o).await;
     }
 }

@@ -185,20 +185,26 @@ impl RosterNet {
 
     /// Adds `orgs` as active agencies in one version, from their enrolment requests.
     pub async fn admit_all(&self, orgs: &[&OrgId]) -> Arc<Roster> {
-        let actions = add_members(orgs.iter().map(|o| &self.enrolments[*o]));
+        self.apply(&add_members(orgs.iter().map(|o| &self.enrolments[*o])))
+            .await
+    }
+
+    /// Publishes on the hub the next version with `actions` applied (`propose`, as the Admin
+    /// service would; members' heads at 0).
+    pub async fn apply(&self, actions: &[pb::Action]) -> Arc<Roster> {
         let signed = sign_next(
             &self.roster(&self.hub),
-            &actions,
+            actions,
             &self.authority,
             "test",
             &|_| 0,
         )
-        .expect("an admission version");
+        .expect("the next version");
         self.node(&self.hub)
             .state()
             .publish_roster(signed)
             .await
-            .expect("hub publishes the admission")
+            .expect("hub publishes the version")
     }
 
     pub fn status(&self, at: &OrgId) -> pb::StatusResponse {

@@ -245,6 +245,13 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
             "seen_at_unix_ms": c.seen_at_unix_ms,
         })).collect::<Vec<_>>(),
         "stale_members": s.stale_members,
+        "certificate_warnings": s.certificate_warnings.iter().map(|w| json!({
+            "subject": w.subject,
+            "file_or_serial": w.file_or_serial,
+            "not_after_unix_ms": w.not_after_unix_ms,
+            "expired": w.expired,
+            "member": w.member,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -334,6 +341,12 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
             } else {
                 ""
             }
+        ));
+    }
+    for w in &s.certificate_warnings {
+        out.push_str(&format!(
+            "\n  certificate: {}",
+            intelmesh_node::cert_watch::warning_text(w, now_ms)
         ));
     }
     out
@@ -428,6 +441,49 @@ mod tests {
         assert_eq!(expires(0, 30 * 86_400_000 + 1), "in 30d");
     }
     use super::*;
+
+    #[test]
+    fn status_shows_certificate_warnings_as_lines_and_in_json() {
+        const DAY_MS: i64 = 86_400_000;
+        let now = 1_800_000_000_000;
+        let s = pb::StatusResponse {
+            org_id: "AU-AFP".into(),
+            certificate_warnings: vec![
+                pb::CertificateWarning {
+                    subject: "own federation certificate".into(),
+                    file_or_serial: "/n/federation.pem".into(),
+                    not_after_unix_ms: now + 12 * DAY_MS,
+                    expired: false,
+                    member: false,
+                },
+                pb::CertificateWarning {
+                    subject: "BR-PF".into(),
+                    file_or_serial: "1f2e".into(),
+                    not_after_unix_ms: now - DAY_MS,
+                    expired: true,
+                    member: true,
+                },
+            ],
+            ..pb::StatusResponse::default()
+        };
+        let text = status_text(&s, now);
+        assert!(
+            text.contains("\n  certificate: own federation certificate /n/federation.pem expires in 12 days (2027-01-27 08:00:00 UTC)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n  certificate: member BR-PF certificate 1f2e EXPIRED 1 day ago (2027-01-14 08:00:00 UTC)"),
+            "{text}"
+        );
+        let json = status_json(&s);
+        let warnings = json["certificate_warnings"].as_array().expect("array");
+        assert_eq!(warnings.len(), 2);
+        assert_eq!(warnings[0]["file_or_serial"], "/n/federation.pem");
+        assert_eq!(warnings[0]["not_after_unix_ms"], now + 12 * DAY_MS);
+        assert_eq!(warnings[1]["subject"], "BR-PF");
+        assert_eq!(warnings[1]["expired"], true);
+        assert_eq!(warnings[1]["member"], true);
+    }
 
     #[test]
     fn times_format_as_utc() {

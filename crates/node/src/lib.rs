@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod cert_facts;
+pub mod cert_watch;
 pub mod checkpoint;
 pub mod client;
 pub mod config;
@@ -140,11 +141,12 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     // In the background: the scan reads the whole log, and nothing waits on it.
     let scanning = Arc::clone(&state);
     tokio::spawn(async move {
-        if let Err(e) = state::find_wants(&scanning).await {
+        if let Err(e) = wants::find_wants(&scanning).await {
             tracing::warn!(error = %e, "could not look for stubs owed payloads");
         }
     });
     tokio::spawn(key_list::watch(Arc::clone(&state)));
+    tokio::spawn(cert_watch::warn_periodically(Arc::clone(&state)));
     let (stop, stopped) = tokio::sync::watch::channel(false);
 
     let cfg = &state.cfg;

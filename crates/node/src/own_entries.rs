@@ -75,10 +75,15 @@ impl NodeState {
         let signer = self.signer();
         let me = Arc::clone(self);
         let seqs = tokio::task::spawn_blocking(move || {
+            // Under the cut lock, and against the key list in force: a compromise report
+            // followed since `keys` was read may have ended the key and cut the log.
+            let _cutting = me.cut_lock_shared();
             let mut head = me.store.head(&me.org)?;
             if !items.is_empty() {
                 let first = head.map_or(1, |h| h.seq + 1);
-                me.may_sign_seqs(&keys, &signer, first..=first + (items.len() as u64 - 1))?;
+                let last = first + (items.len() as u64 - 1);
+                me.may_sign_seqs(&keys, &signer, first..=last)?;
+                me.may_sign_seqs(&me.keys(), &signer, first..=last)?;
             }
             let now = intelmesh_core::now_unix_ms();
             let mut raws = Vec::with_capacity(items.len());

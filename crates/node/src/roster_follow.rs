@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use intelmesh_core::verify::{
-    decode_content, verify_batch_parallel, Content, Control, VerifyConfig,
+    decode_content, verify_batch_parallel, Content, Control, KeyLookup, KeyRegistry, VerifyConfig,
+    VerifyError,
 };
-use intelmesh_core::{Distribution, Hash, OrgId, Signer, Tlp};
+use intelmesh_core::{Distribution, Hash, KeyId, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::{Roster, RosterError};
 use intelmesh_store::{Outcome, SledStore, Store, StoreError};
@@ -20,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::checkpoint::Checkpoints;
 use crate::config::RosterConfig;
-use crate::state::{NodeError, NodeState, VERIFY_CHUNK};
+use crate::state::{header_of, NodeError, NodeState, VERIFY_CHUNK};
 
 /// Why a node cannot start following its roster.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,11 @@ pub struct Follow {
     authority_signer: Arc<Signer>,
     /// One advance (or publication) at a time.
     advancing: tokio::sync::Mutex<()>,
+    /// Held shared while entries verified under some key list are applied (their keys judged
+    /// again under it by the list in force), exclusively while a compromise cut removes
+    /// entries: an entry verified before a compromise report, applied after its cut, would
+    /// otherwise put back what the cut removed (see [`NodeState::cut_compromised`]).
+    cutting: std::sync::RwLock<()>,
     pub checkpoints: Checkpoints,
 }
 
@@ -105,6 +111,7 @@ impl Follow {
             refused: Mutex::new(None),
             authority_signer: Arc::new(Signer::new(fed, own.signing_key().clone())),
             advancing: tokio::sync::Mutex::new(()),
+            cutting: std::sync::RwLock::new(()),
             checkpoints: Checkpoints::default(),
         };
         while let Some(next) = follow.next_stored(store)? {
@@ -116,6 +123,11 @@ impl Follow {
                     break;
                 }
             }
+        }
+        // A crash between following a compromise report and cutting what it ends: cut now,
+        // before any link or publication runs.
+        for cut in compromise_cuts(store, &follow.current())? {
+            cut.log(follow.current().version());
         }
         Ok(follow)
     }
@@ -274,6 +286,13 @@ impl NodeState {
                     // for them are checked under the version that brought them.
                     let taken = self.replace_keys(keys).await?;
                     tracing::info!(version, verified_now = taken, "following roster version");
+                    // Then what its compromise reports end leaves the log: under the new keys
+                    // nothing signed past a cut-off comes back.
+                    let me = Arc::clone(self);
+                    let roster = follow.current();
+                    tokio::task::spawn_blocking(move || me.cut_compromised(&roster))
+                        .await
+                        .map_err(|e| NodeError::Join(e.to_string()))??;
                 }
             }
         }
@@ -381,6 +400,146 @@ impl NodeState {
         .map_err(|e| NodeError::Join(e.to_string()))??;
         self.bump();
         Ok(())
+    }
+}
+
+/// Entries a compromise cut removed from one member's log.
+struct Cut {
+    origin: OrgId,
+    key_id: KeyId,
+    kept_through: u64,
+    removed: u64,
+}
+
+impl Cut {
+    fn log(&self, version: u64) {
+        tracing::warn!(
+            origin = %self.origin,
+            key = %self.key_id,
+            kept_through = self.kept_through,
+            removed = self.removed,
+            version,
+            "compromise report: removed the entries its key signed after the cut-off"
+        );
+    }
+}
+
+/// Cuts `store` as `roster`'s compromise reports require: for each member key ended by a
+/// compromise report at `L` whose member's log holds an entry at `L + 1` signed by that key,
+/// the log is truncated to `L` (what follows chains onto that entry and goes with it). An entry
+/// at `L + 1` under another key (a replacement starting there) is the member's and stays. The
+/// caller keeps entries verified under an older key list from being applied meanwhile.
+fn compromise_cuts(store: &SledStore, roster: &Roster) -> Result<Vec<Cut>, StoreError> {
+    let mut cuts = Vec::new();
+    for member in roster.members() {
+        let Ok(origin) = OrgId::parse(&member.org) else {
+            continue;
+        };
+        for key in &member.signing_keys {
+            let (Some(last), true) = (key.last_seq, key.ended_by == pb::KeyEnd::Compromise as i32)
+            else {
+                continue;
+            };
+            let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) else {
+                continue;
+            };
+            let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
+                continue;
+            };
+            let key_id = KeyId::of(&public);
+            if store.head(&origin)?.is_none_or(|h| h.seq <= last) {
+                continue;
+            }
+            let Some(next) = store.range(&origin, last + 1, 1)?.pop() else {
+                continue;
+            };
+            let header = header_of(&next).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "{origin}#{}: a logged header does not decode",
+                    last + 1
+                ))
+            })?;
+            if header.key_id != key_id.0 {
+                continue;
+            }
+            let report = store.truncate_origin(&origin, last)?;
+            cuts.push(Cut {
+                origin: origin.clone(),
+                key_id,
+                kept_through: last,
+                removed: report.removed,
+            });
+        }
+    }
+    Ok(cuts)
+}
+
+impl NodeState {
+    /// Removes from the store what `roster`'s compromise reports end (see `compromise_cuts`),
+    /// with the payloads this node waited for among them; wakes links and watchers. Blocking.
+    pub(crate) fn cut_compromised(&self, roster: &Roster) -> Result<u64, NodeError> {
+        let Some(follow) = self.follow() else {
+            return Ok(0);
+        };
+        let _cutting = follow.cutting.write().unwrap_or_else(|p| p.into_inner());
+        let cuts = compromise_cuts(&self.store, roster)?;
+        let mut removed = 0;
+        for cut in &cuts {
+            cut.log(roster.version());
+            removed += cut.removed;
+            for (origin, seq) in self.wants.snapshot() {
+                if origin == cut.origin && seq > cut.kept_through {
+                    self.wants.remove(&(origin, seq));
+                }
+            }
+        }
+        if !cuts.is_empty() {
+            self.bump();
+        }
+        Ok(removed)
+    }
+
+    /// Held while entries verified under some key list are judged again and applied (see
+    /// `Follow::cutting`); `None` in static mode, where no key is ever cut.
+    pub(crate) fn cut_lock_shared(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        self.follow()
+            .map(|f| f.cutting.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// `good` without the entries whose seq the key list in force no longer lets their key
+    /// sign (a compromise report, suspension or rotation followed since they were verified
+    /// under `verified_with`); those join `refused`, as verification under it would refuse them.
+    pub(crate) fn drop_ended(
+        &self,
+        good: Vec<VerifiedEntry>,
+        verified_with: Option<&Arc<StaticKeys>>,
+        refused: &mut Vec<VerifyError>,
+    ) -> Vec<VerifiedEntry> {
+        let now = self.keys();
+        if verified_with.is_some_and(|k| Arc::ptr_eq(k, &now)) {
+            return good;
+        }
+        good.into_iter()
+            .filter(|e| {
+                let h = e.header();
+                match now.key(&h.origin, &h.key_id, h.seq) {
+                    KeyLookup::OutOfRange {
+                        first_seq,
+                        last_seq,
+                    } => {
+                        refused.push(VerifyError::KeyNotValidAtSeq {
+                            origin: h.origin.clone(),
+                            seq: h.seq,
+                            key_id: h.key_id,
+                            first_seq,
+                            last_seq,
+                        });
+                        false
+                    }
+                    KeyLookup::Valid(_) | KeyLookup::Unknown => true,
+                }
+            })
+            .collect()
     }
 }
 

@@ -55,6 +55,8 @@ pub struct NodeState {
     pub unverified: Unverified,
     /// Roster mode: the roster followed (`None` in static mode, keys from a file).
     follow: Option<Follow>,
+    /// Own listener certificates' ends, read at start, for expiry warnings (`cert_watch`).
+    pub own_certs: crate::cert_watch::OwnCerts,
 }
 
 /// What became of a batch received from a peer.
@@ -202,6 +204,7 @@ impl NodeState {
     ) -> NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
         NodeState {
+            own_certs: crate::cert_watch::OwnCerts::read(&cfg),
             org: signer.org().clone(),
             cfg,
             store: Arc::new(store),
@@ -405,6 +408,7 @@ impl NodeState {
                 ..IngestReport::default()
             };
             let mut good = checked.good;
+            let verified_with = checked.keys.clone();
             let (mut unknown, mut used) = (checked.unknown_key, checked.keys);
             loop {
                 report.unverifiable += me.keep_unverified(unknown);
@@ -421,6 +425,10 @@ impl NodeState {
                 report.refused.extend(again.refused);
                 (unknown, used) = (again.unknown_key, Some(now));
             }
+            // A compromise cut made since they were verified must not be undone: under the
+            // cut lock, the key list in force judges their seqs again (see `roster_follow`).
+            let _cutting = me.cut_lock_shared();
+            let good = me.drop_ended(good, verified_with.as_ref(), &mut report.refused);
             let watched = me.stubs_to_watch(&good);
             let checkpoints = received_checkpoints(&good);
             let applied = me.store.apply(good)?;
@@ -548,30 +556,6 @@ fn received_checkpoints(batch: &[VerifiedEntry]) -> Vec<crate::checkpoint::Recei
         .collect()
 }
 
-/// Fills the node's wants from the stubs in its store (they are kept in memory only), and
-/// wakes the links to ask for them.
-pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
-    let me = Arc::clone(state);
-    let found = tokio::task::spawn_blocking(move || {
-        crate::wants::scan(&me.store, &me.org, me.cfg.role == Role::Hub)
-    })
-    .await
-    .map_err(|e| NodeError::Join(e.to_string()))??;
-    if !found.is_empty() {
-        tracing::info!(
-            stubs = found.len(),
-            "asking peers for payloads this node is owed"
-        );
-    }
-    for key in found {
-        state.wants.add(key);
-    }
-    state.bump();
-    Ok(())
-}
-
-/// The header of a stored entry, for routing decisions; `None` if it does not decode (the store
-/// only holds verified entries, so that would be corruption).
 /// Verifies received entries under `keys` (all cores): good, unknown key, refused.
 fn check_entries(raws: Vec<pb::SignedEntry>, keys: Arc<StaticKeys>) -> Checked {
     let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
@@ -601,6 +585,8 @@ fn check_entries(raws: Vec<pb::SignedEntry>, keys: Arc<StaticKeys>) -> Checked {
     checked
 }
 
+/// The header of a stored entry, for routing decisions; `None` if it does not decode (the store
+/// only holds verified entries, so that would be corruption).
 pub fn header_of(entry: &pb::SignedEntry) -> Option<pb::EntryHeader> {
     pb::EntryHeader::decode(entry.header.as_ref()).ok()
 }

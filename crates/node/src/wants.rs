@@ -6,12 +6,15 @@
 //! the payload and may send it over that link answers with the full entry.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use intelmesh_core::entry::Header;
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{SledStore, Store, StoreError};
+
+use crate::config::Role;
+use crate::state::{NodeError, NodeState};
 
 /// An entry by origin and seq.
 pub type EntryKey = (OrgId, u64);
@@ -91,4 +94,25 @@ pub fn scan(store: &SledStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, S
         }
     }
     Ok(found)
+}
+
+/// Fills the node's wants from the stubs in its store (they are kept in memory only), and
+/// wakes the links to ask for them.
+pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
+    let me = Arc::clone(state);
+    let found =
+        tokio::task::spawn_blocking(move || scan(&me.store, &me.org, me.cfg.role == Role::Hub))
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))??;
+    if !found.is_empty() {
+        tracing::info!(
+            stubs = found.len(),
+            "asking peers for payloads this node is owed"
+        );
+    }
+    for key in found {
+        state.wants.add(key);
+    }
+    state.bump();
+    Ok(())
 }

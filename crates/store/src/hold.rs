@@ -123,6 +123,20 @@ impl HoldQueue {
         dropped
     }
 
+    /// Drops the entries of `origin` held at seqs after `seq`; returns how many.
+    pub(crate) fn drop_after(&mut self, origin: &OrgId, seq: u64) -> usize {
+        let Some(queue) = self.by_origin.get_mut(origin) else {
+            return 0;
+        };
+        let dropped = queue.split_off(&seq.saturating_add(1));
+        if queue.is_empty() {
+            self.by_origin.remove(origin);
+        }
+        let freed: usize = dropped.values().map(|h| size(&h.entry)).sum();
+        self.bytes = self.bytes.saturating_sub(freed);
+        dropped.len()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.by_origin.values().map(BTreeMap::len).sum()
     }

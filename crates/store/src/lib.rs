@@ -18,6 +18,7 @@ mod segment;
 mod sled_lock;
 mod sled_store;
 mod snapshot;
+mod truncate;
 mod write;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub use apply::MAX_FORK_PROOFS_PER_ORIGIN;
 pub use check::{verify_store, StoreCheck};
 pub use index::merge_payload;
 pub use sled_store::{IndexSource, SledStore, StoreConfig};
+pub use truncate::TruncateReport;
 
 /// Head seq per origin: what a node holds, and what it tells peers in its hello.
 pub type VersionVector = BTreeMap<OrgId, u64>;

@@ -79,6 +79,19 @@ impl Segment {
         self.entries.push(entry);
     }
 
+    /// Drops the entries after `seq` (which this segment must hold): the segment then ends at
+    /// `seq`.
+    pub(crate) fn keep_through(&mut self, seq: u64) -> bool {
+        if !self.contains(seq) {
+            return false;
+        }
+        let keep = (seq - self.first + 1) as usize;
+        for e in self.entries.drain(keep..) {
+            self.bytes = self.bytes.saturating_sub(e.encoded_len());
+        }
+        true
+    }
+
     /// Entries with their seqs.
     pub(crate) fn into_entries(self) -> impl Iterator<Item = (u64, pb::SignedEntry)> {
         let first = self.first;

@@ -75,9 +75,11 @@ pub struct SledStore {
     pub(crate) cfg: StoreConfig,
     /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
     pub(crate) held: Mutex<HoldQueue>,
-    /// Changed only by `apply`, while it holds `held`, after its batch is flushed.
+    /// Changed only by `apply` and `truncate_origin`, while they hold `held`, after their batch
+    /// is flushed.
     index: RwLock<Index>,
-    /// The log generation as flushed (see `snapshot`); raised by `apply` under `held`.
+    /// The log generation as flushed (see `snapshot`); raised by `apply` and `truncate_origin`
+    /// under `held`.
     pub(crate) generation: AtomicU64,
     /// Payload fills made (and flushed); raised by `apply` under `held`.
     pub(crate) fills: AtomicU64,
@@ -345,6 +347,14 @@ impl SledStore {
             }
         }
         Ok(())
+    }
+
+    /// Puts an index rebuilt from the whole log in place (the caller holds `held`, so no
+    /// write merges into the old one meanwhile); it lacks nothing the log holds.
+    pub(crate) fn install_index(&self, index: Index) {
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
+        self.index.clear_poison();
+        self.index_complete.store(true, Ordering::Release);
     }
 
     fn read_index(&self) -> RwLockReadGuard<'_, Index> {

@@ -1,0 +1,115 @@
+//! [`SledStore::truncate_origin`]: removes an origin's log entries after a seq. The one write
+//! that takes entries out of a log: a compromise report ends a key at the last seq its member
+//! vouches for, and what that key signed after it (a thief's entries, taken in before the report
+//! arrived) must leave every read.
+//!
+//! Like `apply`, it holds the `held` lock (so no write interleaves) and writes one sled batch,
+//! flushed under the process's sled write lock: the trimmed segment, the later segments removed,
+//! the head moved back (removed at 0), and the log generation raised. Only then is the index
+//! rebuilt from the log (it is a pure function of the log, and entries leaving it cannot be
+//! unfolded). A crash between the flush and the rebuild leaves an index snapshot of an older
+//! generation at most, which the next open refuses, rebuilding the index from the log.
+
+use std::sync::atomic::Ordering;
+
+use intelmesh_core::entry::header_hash;
+use intelmesh_core::{Head, OrgId};
+use prost::Message;
+
+use crate::index::Index;
+use crate::segment::{all_segments, segment_at, segments_from};
+use crate::{keys, SledStore, Store, StoreError};
+
+/// What [`SledStore::truncate_origin`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TruncateReport {
+    /// Log entries removed (seqs after `keep_through` up to the old head).
+    pub removed: u64,
+    /// Entries of the origin held for their predecessors at seqs after `keep_through`, dropped.
+    pub held_dropped: usize,
+    /// The origin's head afterwards.
+    pub head: Option<Head>,
+}
+
+impl SledStore {
+    /// Removes `origin`'s log entries with seq > `keep_through`: the head becomes entry
+    /// `keep_through` (no head at 0), held entries beyond it are dropped, and the indicator
+    /// index is rebuilt from the log. Nothing to remove is not an error (`removed` 0). Durable
+    /// when it returns `Ok`.
+    pub fn truncate_origin(
+        &self,
+        origin: &OrgId,
+        keep_through: u64,
+    ) -> Result<TruncateReport, StoreError> {
+        let mut held = self.lock();
+        let held_dropped = held.drop_after(origin, keep_through);
+        let head = Store::head(self, origin)?;
+        let Some(old) = head.filter(|h| h.seq > keep_through) else {
+            return Ok(TruncateReport {
+                removed: 0,
+                held_dropped,
+                head,
+            });
+        };
+        let mut batch = sled::Batch::default();
+        let mut new_head: Option<Head> = None;
+        for seg in segments_from(&self.db, origin, keep_through.saturating_add(1))? {
+            let mut seg = seg?;
+            if seg.first() > keep_through {
+                batch.remove(keys::log(origin, seg.first()));
+                continue;
+            }
+            // The segment holding both `keep_through` and `keep_through + 1`.
+            if !seg.keep_through(keep_through) {
+                return Err(StoreError::Corrupt(format!(
+                    "{origin}: #{keep_through} is not in the segment that should hold it"
+                )));
+            }
+            new_head = seg.last().map(|e| Head {
+                seq: keep_through,
+                hash: header_hash(&e.header),
+            });
+            batch.insert(keys::log(origin, seg.first()), seg.encode());
+        }
+        if keep_through > 0 && new_head.is_none() {
+            // `keep_through + 1` starts a segment: the kept tail ends the one before it.
+            let seg = segment_at(&self.db, origin, keep_through)?
+                .filter(|s| s.last_seq() == keep_through)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "{origin}: #{keep_through} is below the head but not logged"
+                    ))
+                })?;
+            new_head = seg.last().map(|e| Head {
+                seq: keep_through,
+                hash: header_hash(&e.header),
+            });
+        }
+        match new_head {
+            Some(h) => batch.insert(keys::head(origin), h.to_proto().encode_to_vec()),
+            None => batch.remove(keys::head(origin)),
+        }
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        batch.insert(keys::GENERATION, &generation.to_be_bytes());
+        {
+            let _one_writer = crate::sled_lock::exclusive();
+            self.db.apply_batch(batch)?;
+            self.db.flush()?;
+        }
+        self.generation.store(generation, Ordering::Release);
+        // The index folded the removed entries in: fold the log again. Until it is in place
+        // the index lacks nothing the log holds, but may still show what it no longer holds.
+        match Index::rebuild(all_segments(&self.db)) {
+            Ok(index) => self.install_index(index),
+            Err(e) => {
+                self.index_complete.store(false, Ordering::Release);
+                return Err(e);
+            }
+        }
+        Ok(TruncateReport {
+            removed: old.seq - keep_through,
+            held_dropped,
+            head: new_head,
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! `SledStore::truncate_origin`, the write a compromise report makes: an origin's entries after
+//! a seq leave its log (within a segment, across segments, at every position), the head and the
+//! vector move back, held entries beyond it go, the index is the fold of what stays (and a
+//! snapshot of before the cut is never used), and the chain continues from the kept head.
+
+use intelmesh_core::entry::header_hash;
+use intelmesh_core::verify::verify_batch;
+use intelmesh_core::{Indicator, IndicatorType, Signer, StaticKeys, VerifiedEntry, VerifyConfig};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{verify_store, IndexSource, Outcome, SledStore, Store, StoreConfig};
+use intelmesh_tests::{chain, green, registry, seeded_signer, upsert};
+
+const SNAPSHOT: &str = "intelmesh-index.snapshot";
+
+fn verified(keys: &StaticKeys, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
+    verify_batch(raws, keys, &VerifyConfig::at(intelmesh_core::now_unix_ms()))
+        .into_iter()
+        .map(|r| r.expect("fixture entries verify"))
+        .collect()
+}
+
+/// The domain `chain` asserts at seq `n` of `signer`'s log.
+fn domain(signer: &Signer, n: u64) -> Indicator {
+    let value = format!(
+        "d{n}.{}.example",
+        signer.org().as_str().to_ascii_lowercase()
+    );
+    intelmesh_core::indicator::normalize(IndicatorType::Domain, &value).expect("valid")
+}
+
+fn append_all(store: &SledStore, keys: &StaticKeys, entries: &[pb::SignedEntry]) {
+    let report = store
+        .apply(verified(keys, entries.to_vec()))
+        .expect("apply");
+    assert_eq!(report.outcomes, vec![Outcome::Appended; entries.len()]);
+}
+
+fn assert_clean(store: &SledStore) {
+    let check = verify_store(store, None).expect("verify-store runs");
+    assert!(check.is_ok(), "{:?}", check.problems);
+}
+
+/// Whether the index holds `signer`'s assertion of `domain(signer, n)`.
+fn asserted(store: &SledStore, signer: &Signer, n: u64) -> bool {
+    store
+        .indicator(&domain(signer, n))
+        .expect("index read")
+        .is_some_and(|s| {
+            s.assertions
+                .iter()
+                .any(|a| a.origin == signer.org().as_str())
+        })
+}
+
+#[test]
+fn truncation_within_and_across_segments_leaves_the_fold_of_what_stays() {
+    let cut = seeded_signer(1, "SG-IGCI");
+    let other = seeded_signer(2, "AU-AFP");
+    let keys = registry(&[&cut, &other]);
+    let dir = tempfile::tempdir().unwrap();
+    // About 450 bytes an entry: a dozen entries per segment, so 400 entries span ~30 segments.
+    let (entries, _) = chain(&cut, None, 400, 200);
+    let (others, _) = chain(&other, None, 50, 200);
+    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    append_all(&store, &keys, &entries);
+    append_all(&store, &keys, &others);
+    let indicators_before = store.indicator_count();
+
+    // An entry held for a gap beyond the cut leaves with it.
+    let (gap, _) = chain(&cut, None, 405, 200);
+    let report = store
+        .apply(verified(&keys, vec![gap[403].clone()]))
+        .unwrap();
+    assert_eq!(report.outcomes, vec![Outcome::Held]);
+    assert_eq!(store.held_count(), 1);
+
+    let report = store.truncate_origin(cut.org(), 150).expect("truncate");
+    assert_eq!(report.removed, 250);
+    assert_eq!(report.held_dropped, 1);
+    assert_eq!(store.held_count(), 0);
+    let head = store.head(cut.org()).unwrap().expect("a head");
+    assert_eq!(head.seq, 150);
+    assert_eq!(head.hash, header_hash(&entries[149].header));
+    assert_eq!(report.head, Some(head));
+    assert_eq!(store.heads().unwrap()[cut.org()], head);
+    let vector = store.vector().unwrap();
+    assert_eq!(vector[cut.org()], 150, "the cached heads follow the cut");
+    assert_eq!(vector[other.org()], 50, "other origins are untouched");
+    let log = store.range(cut.org(), 1, 1000).unwrap();
+    assert_eq!(
+        log,
+        entries[..150].to_vec(),
+        "entries up to the cut stay as they were"
+    );
+    assert!(store.range(cut.org(), 151, 10).unwrap().is_empty());
+    assert_clean(&store);
+    for n in 1..=150 {
+        assert!(asserted(&store, &cut, n), "#{n} was kept: still asserted");
+    }
+    for n in 151..=400 {
+        assert!(
+            store.indicator(&domain(&cut, n)).unwrap().is_none(),
+            "#{n} was removed: its indicator (asserted by it alone) is gone"
+        );
+    }
+    for n in 1..=50 {
+        assert!(asserted(&store, &other, n));
+    }
+    assert_eq!(store.indicator_count(), indicators_before - 250);
+
+    // Nothing beyond the head: a second cut at the same seq removes nothing.
+    let again = store.truncate_origin(cut.org(), 150).unwrap();
+    assert_eq!((again.removed, again.held_dropped), (0, 0));
+
+    // The chain goes on from the kept head: new entries at #151.. (other payloads).
+    let mut after = Vec::new();
+    let mut h = Some(head);
+    for n in 0..5 {
+        let seq = h.map_or(1, |x| x.seq + 1);
+        let (e, next) = cut.sign_next(
+            h,
+            1_700_000_000_000 + seq as i64,
+            &green(),
+            &upsert(cut.org().as_str(), 151 + n, 0),
+        );
+        after.push(e);
+        h = Some(next);
+    }
+    append_all(&store, &keys, &after);
+    assert_eq!(store.head(cut.org()).unwrap(), h);
+    assert!((151..=155).all(|n| asserted(&store, &cut, n)));
+    assert!(store.indicator(&domain(&cut, 156)).unwrap().is_none());
+    assert_clean(&store);
+
+    // An origin cut to nothing has no head and no log; the chain starts again at #1.
+    let gone = store.truncate_origin(other.org(), 0).unwrap();
+    assert_eq!(gone.removed, 50);
+    assert_eq!(gone.head, None);
+    assert_eq!(store.head(other.org()).unwrap(), None);
+    assert!(!store.vector().unwrap().contains_key(other.org()));
+    assert!(store.range(other.org(), 1, 10).unwrap().is_empty());
+    assert!((1..=50).all(|n| store.indicator(&domain(&other, n)).unwrap().is_none()));
+    assert_clean(&store);
+    append_all(&store, &keys, &others[..3]);
+    assert_eq!(store.vector().unwrap()[other.org()], 3);
+    assert_clean(&store);
+}
+
+#[test]
+fn every_cut_position_keeps_the_log_whole_and_the_chain_continuable() {
+    let signer = seeded_signer(3, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, _) = chain(&signer, None, 40, 600);
+    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    append_all(&store, &keys, &entries);
+    // Each position from the tail down to 0, segment boundaries among them: cut, check, and
+    // log the same entries again (they chain onto the kept head as before).
+    for keep in (0..40u64).rev() {
+        let report = store.truncate_origin(signer.org(), keep).unwrap();
+        assert_eq!(report.removed, 40 - keep, "cut at #{keep}");
+        assert_eq!(
+            store.head(signer.org()).unwrap().map(|h| (h.seq, h.hash)),
+            keep.checked_sub(1)
+                .map(|i| (keep, header_hash(&entries[i as usize].header)))
+        );
+        assert_eq!(
+            store.range(signer.org(), 1, 100).unwrap(),
+            entries[..keep as usize].to_vec()
+        );
+        assert_clean(&store);
+        assert!(store
+            .indicator(&domain(&signer, keep + 1))
+            .unwrap()
+            .is_none());
+        append_all(&store, &keys, &entries[keep as usize..]);
+        assert_clean(&store);
+    }
+}
+
+#[test]
+fn a_snapshot_from_before_a_cut_is_never_used() {
+    let signer = seeded_signer(4, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, _) = chain(&signer, None, 60, 200);
+    {
+        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+        append_all(&store, &keys, &entries);
+    }
+    let before_cut = std::fs::read(dir.path().join(SNAPSHOT)).expect("written at close");
+    {
+        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+        assert_eq!(store.index_source(), IndexSource::Snapshot);
+        store.truncate_origin(signer.org(), 20).unwrap();
+        assert_clean(&store);
+    }
+    // A clean close after the cut writes a snapshot of the cut log, which the next open uses.
+    {
+        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+        assert_eq!(store.index_source(), IndexSource::Snapshot);
+        assert!(store.indicator(&domain(&signer, 21)).unwrap().is_none());
+        assert_clean(&store);
+    }
+    // A crash after the cut's flush and before its index reached a snapshot: the file on disk
+    // is the one from before the cut. The raised generation makes it unusable.
+    std::fs::write(dir.path().join(SNAPSHOT), &before_cut).unwrap();
+    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    assert_eq!(
+        store.index_source(),
+        IndexSource::Rebuilt,
+        "a snapshot of before the cut is stale"
+    );
+    assert_eq!(store.vector().unwrap()[signer.org()], 20);
+    assert!(asserted(&store, &signer, 20));
+    assert!((21..=60).all(|n| store.indicator(&domain(&signer, n)).unwrap().is_none()));
+    assert_clean(&store);
+}
