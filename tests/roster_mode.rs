@@ -80,16 +80,7 @@ async fn members_join_by_roster_version_and_suspension_cuts_them_off() {
     .unwrap();
 
     // Suspension (version 4): the hub cuts SG's live link at once, and refuses its new streams.
-    let head = net.node(&hub).state().store.head(&sg).unwrap().unwrap().seq;
-    net.publish(|d| {
-        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
-        m.status = pb::MemberStatus::Suspended as i32;
-        for k in &mut m.signing_keys {
-            k.last_seq = Some(head);
-            k.ended_by = pb::KeyEnd::Suspension as i32;
-        }
-    })
-    .await;
+    net.suspend(&sg).await;
     let needle = "SG-IGCI is suspended in roster version 4";
     net.wait_status(&hub, PATIENCE, |s| refused_for(s, &sg, needle))
         .await
@@ -103,15 +94,7 @@ async fn members_join_by_roster_version_and_suspension_cuts_them_off() {
     assert!(refused_for(&s, &sg, needle), "{s:#?}");
 
     // Reinstatement (version 5) lets it back.
-    net.publish(|d| {
-        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
-        m.status = pb::MemberStatus::Active as i32;
-        for k in &mut m.signing_keys {
-            k.last_seq = None;
-            k.ended_by = pb::KeyEnd::Unspecified as i32;
-        }
-    })
-    .await;
+    net.reinstate(&sg).await;
     net.wait_status(&hub, PATIENCE, |s| {
         peer(s, &sg).is_some_and(|p| p.connected)
     })
@@ -146,15 +129,7 @@ async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstat
 
     // Suspended (version 3): its key ends at the head the hub holds.
     let cut = net.node(&hub).state().store.head(&sg).unwrap().unwrap().seq;
-    net.publish(|d| {
-        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
-        m.status = pb::MemberStatus::Suspended as i32;
-        for k in &mut m.signing_keys {
-            k.last_seq = Some(cut);
-            k.ended_by = pb::KeyEnd::Suspension as i32;
-        }
-    })
-    .await;
+    net.suspend(&sg).await;
     deliver_version(&net, &sg, 3).await;
     let err = net
         .node(&sg)
@@ -184,15 +159,7 @@ async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstat
     assert_eq!(own_head(), stopped_at, "no entry signed past the key's end");
 
     // Reinstated (version 4, the key reopened): checkpoints resume and reach the hub.
-    net.publish(|d| {
-        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
-        m.status = pb::MemberStatus::Active as i32;
-        for k in &mut m.signing_keys {
-            k.last_seq = None;
-            k.ended_by = pb::KeyEnd::Unspecified as i32;
-        }
-    })
-    .await;
+    net.reinstate(&sg).await;
     deliver_version(&net, &sg, 4).await;
     net.wait_status(&sg, PATIENCE, |s| {
         s.vector.get("SG-IGCI").copied() > stopped_at

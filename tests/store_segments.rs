@@ -3,28 +3,12 @@
 //! The index snapshot: used after a clean close, ignored when stale or damaged.
 
 use intelmesh_core::entry::withheld_stub;
-use intelmesh_core::verify::verify_batch;
-use intelmesh_core::{Indicator, IndicatorType, Signer, StaticKeys, VerifiedEntry, VerifyConfig};
+use intelmesh_core::StaticKeys;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{
     verify_store, Fill, IndexSource, Outcome, SledStore, Store, StoreConfig, StoreError,
 };
-use intelmesh_tests::{chain, registry, seeded_signer};
-
-fn verified(keys: &StaticKeys, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
-    verify_batch(raws, keys, &VerifyConfig::at(intelmesh_core::now_unix_ms()))
-        .into_iter()
-        .map(|r| r.expect("fixture entries verify"))
-        .collect()
-}
-
-fn domain(signer: &Signer, n: u64) -> Indicator {
-    let value = format!(
-        "d{n}.{}.example",
-        signer.org().as_str().to_ascii_lowercase()
-    );
-    intelmesh_core::indicator::normalize(IndicatorType::Domain, &value).expect("valid")
-}
+use intelmesh_tests::{chain, chain_domain, registry, seeded_signer, verified};
 
 /// Applies `entries` in batches of the given sizes, cycling through them.
 fn apply_in_batches(
@@ -100,20 +84,20 @@ fn range_reads_and_payload_fills_cross_segment_boundaries() {
             withheld[36..38].to_vec()
         );
         assert!(store
-            .indicator(&domain(&stub_origin, 37))
+            .indicator(&chain_domain(&stub_origin, 37))
             .unwrap()
             .is_some());
         assert!(store
-            .indicator(&domain(&stub_origin, 99))
+            .indicator(&chain_domain(&stub_origin, 99))
             .unwrap()
             .is_some());
         assert_eq!(
-            store.indicator(&domain(&stub_origin, 40)).unwrap(),
+            store.indicator(&chain_domain(&stub_origin, 40)).unwrap(),
             None,
             "still a stub"
         );
         assert!(store
-            .indicator(&domain(&full_origin, 400))
+            .indicator(&chain_domain(&full_origin, 400))
             .unwrap()
             .is_some());
         // The fills are recorded in order, for watchers, and survive a reopen.
@@ -219,7 +203,10 @@ fn a_clean_close_leaves_a_snapshot_that_the_next_open_uses() {
         "rewritten at the second close"
     );
     assert_eq!(store.state_digest().unwrap(), digest);
-    assert!(store.indicator(&domain(&signer, 70)).unwrap().is_some());
+    assert!(store
+        .indicator(&chain_domain(&signer, 70))
+        .unwrap()
+        .is_some());
 }
 
 #[test]
@@ -249,7 +236,10 @@ fn a_stale_or_damaged_snapshot_is_ignored_and_the_index_rebuilt() {
         "a stale snapshot is not used"
     );
     assert_eq!(store.state_digest().unwrap(), digest);
-    assert!(store.indicator(&domain(&signer, 35)).unwrap().is_some());
+    assert!(store
+        .indicator(&chain_domain(&signer, 35))
+        .unwrap()
+        .is_some());
     drop(store);
 
     // A damaged file (one flipped bit inside an index record) is not used either.

@@ -4,29 +4,12 @@
 //! snapshot of before the cut is never used), and the chain continues from the kept head.
 
 use intelmesh_core::entry::header_hash;
-use intelmesh_core::verify::verify_batch;
-use intelmesh_core::{Indicator, IndicatorType, Signer, StaticKeys, VerifiedEntry, VerifyConfig};
+use intelmesh_core::{Signer, StaticKeys};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{verify_store, IndexSource, Outcome, SledStore, Store, StoreConfig};
-use intelmesh_tests::{chain, green, registry, seeded_signer, upsert};
+use intelmesh_tests::{chain, chain_domain, green, registry, seeded_signer, upsert, verified};
 
 const SNAPSHOT: &str = "intelmesh-index.snapshot";
-
-fn verified(keys: &StaticKeys, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
-    verify_batch(raws, keys, &VerifyConfig::at(intelmesh_core::now_unix_ms()))
-        .into_iter()
-        .map(|r| r.expect("fixture entries verify"))
-        .collect()
-}
-
-/// The domain `chain` asserts at seq `n` of `signer`'s log.
-fn domain(signer: &Signer, n: u64) -> Indicator {
-    let value = format!(
-        "d{n}.{}.example",
-        signer.org().as_str().to_ascii_lowercase()
-    );
-    intelmesh_core::indicator::normalize(IndicatorType::Domain, &value).expect("valid")
-}
 
 fn append_all(store: &SledStore, keys: &StaticKeys, entries: &[pb::SignedEntry]) {
     let report = store
@@ -40,10 +23,10 @@ fn assert_clean(store: &SledStore) {
     assert!(check.is_ok(), "{:?}", check.problems);
 }
 
-/// Whether the index holds `signer`'s assertion of `domain(signer, n)`.
+/// Whether the index holds `signer`'s assertion of `chain_domain(signer, n)`.
 fn asserted(store: &SledStore, signer: &Signer, n: u64) -> bool {
     store
-        .indicator(&domain(signer, n))
+        .indicator(&chain_domain(signer, n))
         .expect("index read")
         .is_some_and(|s| {
             s.assertions
@@ -99,7 +82,7 @@ fn truncation_within_and_across_segments_leaves_the_fold_of_what_stays() {
     }
     for n in 151..=400 {
         assert!(
-            store.indicator(&domain(&cut, n)).unwrap().is_none(),
+            store.indicator(&chain_domain(&cut, n)).unwrap().is_none(),
             "#{n} was removed: its indicator (asserted by it alone) is gone"
         );
     }
@@ -129,7 +112,7 @@ fn truncation_within_and_across_segments_leaves_the_fold_of_what_stays() {
     append_all(&store, &keys, &after);
     assert_eq!(store.head(cut.org()).unwrap(), h);
     assert!((151..=155).all(|n| asserted(&store, &cut, n)));
-    assert!(store.indicator(&domain(&cut, 156)).unwrap().is_none());
+    assert!(store.indicator(&chain_domain(&cut, 156)).unwrap().is_none());
     assert_clean(&store);
 
     // An origin cut to nothing has no head and no log; the chain starts again at #1.
@@ -139,7 +122,7 @@ fn truncation_within_and_across_segments_leaves_the_fold_of_what_stays() {
     assert_eq!(store.head(other.org()).unwrap(), None);
     assert!(!store.vector().unwrap().contains_key(other.org()));
     assert!(store.range(other.org(), 1, 10).unwrap().is_empty());
-    assert!((1..=50).all(|n| store.indicator(&domain(&other, n)).unwrap().is_none()));
+    assert!((1..=50).all(|n| store.indicator(&chain_domain(&other, n)).unwrap().is_none()));
     assert_clean(&store);
     append_all(&store, &keys, &others[..3]);
     assert_eq!(store.vector().unwrap()[other.org()], 3);
@@ -170,7 +153,7 @@ fn every_cut_position_keeps_the_log_whole_and_the_chain_continuable() {
         );
         assert_clean(&store);
         assert!(store
-            .indicator(&domain(&signer, keep + 1))
+            .indicator(&chain_domain(&signer, keep + 1))
             .unwrap()
             .is_none());
         append_all(&store, &keys, &entries[keep as usize..]);
@@ -199,7 +182,10 @@ fn a_snapshot_from_before_a_cut_is_never_used() {
     {
         let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
         assert_eq!(store.index_source(), IndexSource::Snapshot);
-        assert!(store.indicator(&domain(&signer, 21)).unwrap().is_none());
+        assert!(store
+            .indicator(&chain_domain(&signer, 21))
+            .unwrap()
+            .is_none());
         assert_clean(&store);
     }
     // A crash after the cut's flush and before its index reached a snapshot: the file on disk
@@ -213,6 +199,9 @@ fn a_snapshot_from_before_a_cut_is_never_used() {
     );
     assert_eq!(store.vector().unwrap()[signer.org()], 20);
     assert!(asserted(&store, &signer, 20));
-    assert!((21..=60).all(|n| store.indicator(&domain(&signer, n)).unwrap().is_none()));
+    assert!((21..=60).all(|n| store
+        .indicator(&chain_domain(&signer, n))
+        .unwrap()
+        .is_none()));
     assert_clean(&store);
 }

@@ -10,7 +10,11 @@ pub mod store;
 
 use ed25519_dalek::SigningKey;
 use intelmesh_core::entry::sha256;
-use intelmesh_core::{Distribution, Head, OrgId, Signer, StaticKeys, Tlp};
+use intelmesh_core::indicator::IndicatorType;
+use intelmesh_core::verify::{verify_batch, VerifyConfig};
+use intelmesh_core::{
+    Distribution, Head, Indicator, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry,
+};
 use intelmesh_proto::v1 as pb;
 
 /// A signer whose key is derived from `seed` and `org`, so a second process gets the same one.
@@ -42,7 +46,7 @@ pub fn upsert(org: &str, n: u64, pad: usize) -> pb::Payload {
         body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
             indicator: Some(pb::IndicatorRef {
                 r#type: pb::IndicatorType::Domain as i32,
-                value: format!("d{n}.{}.example", org.to_ascii_lowercase()),
+                value: domain_value(org, n),
             }),
             confidence: (n % 101) as u32,
             valid_from_unix_ms: 1_700_000_000_000,
@@ -52,6 +56,28 @@ pub fn upsert(org: &str, n: u64, pad: usize) -> pb::Payload {
         })),
         ..Default::default()
     }
+}
+
+/// The domain [`upsert`] (and so [`chain`]) asserts at seq `n` of `org`'s log.
+fn domain_value(org: &str, n: u64) -> String {
+    format!("d{n}.{}.example", org.to_ascii_lowercase())
+}
+
+/// [`domain_value`] as the canonical indicator the index keys it by.
+pub fn chain_domain(signer: &Signer, n: u64) -> Indicator {
+    intelmesh_core::indicator::normalize(
+        IndicatorType::Domain,
+        &domain_value(signer.org().as_str(), n),
+    )
+    .expect("fixture domains are valid")
+}
+
+/// Fixture entries verified against `keys`, now (they must verify).
+pub fn verified(keys: &StaticKeys, raws: Vec<pb::SignedEntry>) -> Vec<VerifiedEntry> {
+    verify_batch(raws, keys, &VerifyConfig::at(intelmesh_core::now_unix_ms()))
+        .into_iter()
+        .map(|r| r.expect("fixture entries verify"))
+        .collect()
 }
 
 /// The origins the multi-origin fixtures use.

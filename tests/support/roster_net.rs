@@ -18,6 +18,7 @@ use intelmesh_node::provision_roster::{
 use intelmesh_node::RunningNode;
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::{sign_document, Roster};
+use intelmesh_store::Store;
 use prost::Message;
 
 use crate::net::fast_limits;
@@ -190,14 +191,16 @@ impl RosterNet {
     }
 
     /// Publishes on the hub the next version with `actions` applied (`propose`, as the Admin
-    /// service would; members' heads at 0).
+    /// service would: a suspension or removal ends the member's keys at its head at the hub).
     pub async fn apply(&self, actions: &[pb::Action]) -> Arc<Roster> {
+        let store = &self.node(&self.hub).state().store;
+        let head_at_hub = |o: &OrgId| store.head(o).ok().flatten().map_or(0, |h| h.seq);
         let signed = sign_next(
             &self.roster(&self.hub),
             actions,
             &self.authority,
             "test",
-            &|_| 0,
+            &head_at_hub,
         )
         .expect("the next version");
         self.node(&self.hub)
@@ -205,6 +208,26 @@ impl RosterNet {
             .publish_roster(signed)
             .await
             .expect("hub publishes the version")
+    }
+
+    /// Suspends `org` (its keys end at its head at the hub).
+    pub async fn suspend(&self, org: &OrgId) -> Arc<Roster> {
+        self.apply(&[pb::Action {
+            action: Some(pb::action::Action::Suspend(pb::Suspend {
+                org: org.to_string(),
+            })),
+        }])
+        .await
+    }
+
+    /// Reinstates `org` (the keys its suspension ended are open again).
+    pub async fn reinstate(&self, org: &OrgId) -> Arc<Roster> {
+        self.apply(&[pb::Action {
+            action: Some(pb::action::Action::Reinstate(pb::Reinstate {
+                org: org.to_string(),
+            })),
+        }])
+        .await
     }
 
     pub fn status(&self, at: &OrgId) -> pb::StatusResponse {

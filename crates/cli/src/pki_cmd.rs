@@ -65,40 +65,12 @@ pub enum Pki {
         #[command(flatten)]
         validity: ValidityArgs,
     },
-    /// Issue a client certificate for a local service NAME of ORG, to call its node's API.
-    IssueService {
-        /// Directory holding the agency's service CA (ca.pem and ca.key).
-        #[arg(long, value_name = "DIR")]
-        ca_dir: PathBuf,
-        #[arg(long, value_name = "ORG", value_parser = parse_org)]
-        org: OrgId,
-        /// The service's name, e.g. `soc-firewall` (letters, digits, `-`, `_`, `.`).
-        #[arg(long)]
-        name: String,
-        /// Directory to write NAME.pem and NAME.key (0600) into.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[command(flatten)]
-        validity: ValidityArgs,
-    },
-    /// Issue an admin certificate for hub operator NAME of ORG, to call the hub's Admin service
-    /// (`intelmesh admin …`). Issued by the hub's service CA; it can call nothing else.
-    IssueAdmin {
-        /// Directory holding the hub's service CA (ca.pem and ca.key).
-        #[arg(long, value_name = "DIR")]
-        ca_dir: PathBuf,
-        /// The hub's org.
-        #[arg(long, value_name = "ORG", value_parser = parse_org)]
-        org: OrgId,
-        /// The operator's name, e.g. `alice` (letters, digits, `-`, `_`, `.`).
-        #[arg(long)]
-        name: String,
-        /// Directory to write NAME.pem and NAME.key (0600) into.
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        #[command(flatten)]
-        validity: ValidityArgs,
-    },
+    /// Issue a client certificate for a local service NAME of ORG (e.g. `soc-firewall`), to
+    /// call its node's API.
+    IssueService(ClientCertArgs),
+    /// Issue an admin certificate for hub operator NAME of the hub ORG (e.g. `alice`), to call
+    /// the hub's Admin service (`intelmesh admin …`); it can call nothing else.
+    IssueAdmin(ClientCertArgs),
     /// Print the key registry (TOML, the `keys` file of every node) for the members' public
     /// keys, given as ORG.pub files written by `intelmesh keygen`.
     Registry {
@@ -119,6 +91,24 @@ pub struct NodeFiles {
     /// Base name of the files written.
     #[arg(long, value_name = "FILE", default_value = "node")]
     file: String,
+}
+
+/// A client certificate NAME of ORG, issued by ORG's service CA.
+#[derive(Args, Debug)]
+pub struct ClientCertArgs {
+    /// Directory holding ORG's service CA (ca.pem and ca.key).
+    #[arg(long, value_name = "DIR")]
+    ca_dir: PathBuf,
+    #[arg(long, value_name = "ORG", value_parser = parse_org)]
+    org: OrgId,
+    /// The service's or operator's name (letters, digits, `-`, `_`, `.`).
+    #[arg(long)]
+    name: String,
+    /// Directory to write NAME.pem and NAME.key (0600) into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    #[command(flatten)]
+    validity: ValidityArgs,
 }
 
 /// How long an issued certificate is valid.
@@ -237,50 +227,52 @@ pub fn run(which: Pki) -> anyhow::Result<ExitCode> {
                 intelmesh_node::pki::node_dns_name(&node.org)
             );
         }
-        Pki::IssueService {
-            ca_dir,
-            org,
-            name,
-            out,
-            validity,
-        } => {
-            check_name("--name", &name)?;
-            let validity = validity.validity()?;
-            let ca = load_ca(&ca_dir)?;
-            refuse_existing(&out, &name)?;
-            create_dir(&out)?;
-            ca.issue_service_for(&org, &name, validity)?
-                .write(&out, &name)?;
-            out!(
-                "wrote {} and {} (private, 0600): {}",
-                out.join(format!("{name}.pem")).display(),
-                out.join(format!("{name}.key")).display(),
-                intelmesh_node::pki::service_uri(&org, &name)
-            );
-        }
-        Pki::IssueAdmin {
-            ca_dir,
-            org,
-            name,
-            out,
-            validity,
-        } => {
-            check_name("--name", &name)?;
-            let validity = validity.validity()?;
-            let ca = load_ca(&ca_dir)?;
-            refuse_existing(&out, &name)?;
-            create_dir(&out)?;
-            ca.issue_admin(&org, &name, validity)?.write(&out, &name)?;
-            out!(
-                "wrote {} and {} (private, 0600): {} (calls the hub's Admin service only)",
-                out.join(format!("{name}.pem")).display(),
-                out.join(format!("{name}.key")).display(),
-                intelmesh_node::pki::admin_uri(&org, &name)
-            );
-        }
+        Pki::IssueService(a) => issue_client(a, Role::Service)?,
+        Pki::IssueAdmin(a) => issue_client(a, Role::Admin)?,
         Pki::Registry { public_keys } => print!("{}", registry(&public_keys)?),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which client certificate `issue_client` makes.
+enum Role {
+    Service,
+    Admin,
+}
+
+fn issue_client(a: ClientCertArgs, role: Role) -> anyhow::Result<()> {
+    let ClientCertArgs {
+        ca_dir,
+        org,
+        name,
+        out,
+        validity,
+    } = a;
+    check_name("--name", &name)?;
+    let validity = validity.validity()?;
+    let ca = load_ca(&ca_dir)?;
+    refuse_existing(&out, &name)?;
+    create_dir(&out)?;
+    let (issued, identity) = match role {
+        Role::Service => (
+            ca.issue_service_for(&org, &name, validity)?,
+            intelmesh_node::pki::service_uri(&org, &name),
+        ),
+        Role::Admin => (
+            ca.issue_admin(&org, &name, validity)?,
+            format!(
+                "{} (calls the hub's Admin service only)",
+                intelmesh_node::pki::admin_uri(&org, &name)
+            ),
+        ),
+    };
+    issued.write(&out, &name)?;
+    out!(
+        "wrote {} and {} (private, 0600): {identity}",
+        out.join(format!("{name}.pem")).display(),
+        out.join(format!("{name}.key")).display(),
+    );
+    Ok(())
 }
 
 fn load_ca(dir: &Path) -> anyhow::Result<Ca> {

@@ -290,13 +290,9 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
         out.push_str("\n  peers: none configured");
     }
     for p in &s.peers {
-        let heard = if p.last_heard_unix_ms == 0 {
-            "never heard".to_string()
-        } else {
-            format!(
-                "heard {:.1}s ago",
-                (now_ms - p.last_heard_unix_ms).max(0) as f64 / 1000.0
-            )
+        let heard = match p.last_heard_unix_ms {
+            0 => "never heard".to_string(),
+            at => format!("heard {}", ago(now_ms, at)),
         };
         out.push_str(&format!(
             "\n  peer {} {}{} lag {} {}, sent {} received {}",

@@ -28,11 +28,14 @@ impl StoreCheck {
 
 /// Checks each origin's log (contiguous seqs from 1, prev hashes, signatures against `keys`
 /// or else the keys recorded at acceptance), the heads, and that the stored index equals the
-/// one rebuilt from the log.
+/// one rebuilt from the log. On a store in use, writes wait until the check is done, so it
+/// sees one state of log, heads and index.
 pub fn verify_store(
     store: &SledStore,
     keys: Option<&dyn KeyRegistry>,
 ) -> Result<StoreCheck, StoreError> {
+    // `apply` and `truncate_origin` change log, heads and index only while holding this.
+    let _no_writes = store.lock();
     let recorded;
     let keys: &dyn KeyRegistry = match keys {
         Some(k) => k,
