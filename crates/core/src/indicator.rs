@@ -163,6 +163,11 @@ pub struct Indicator {
 }
 
 impl Indicator {
+    /// For values built in canonical form by this crate (a masked block, a parent domain).
+    pub(crate) fn canonical(ty: IndicatorType, value: String) -> Indicator {
+        Indicator { ty, value }
+    }
+
     pub fn ty(&self) -> IndicatorType {
         self.ty
     }

@@ -5,6 +5,7 @@
 //! transport in `intelmesh-node`.
 
 pub mod chain;
+pub mod containment;
 pub mod entry;
 pub mod evidence;
 pub mod indicator;

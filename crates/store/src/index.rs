@@ -191,6 +191,25 @@ impl Index {
         self.map.len()
     }
 
+    /// The lengths of the CIDR blocks held.
+    pub(crate) fn prefix_lengths(&self) -> intelmesh_core::containment::PrefixLengths {
+        let mut lengths = intelmesh_core::containment::PrefixLengths::default();
+        let code = intelmesh_core::IndicatorType::Cidr.code();
+        let cidrs = self
+            .map
+            .range::<[u8], _>((Bound::Included(&[keys::INDEX, code][..]), Bound::Unbounded))
+            .take_while(|(k, _)| k.get(1) == Some(&code));
+        for (k, _) in cidrs {
+            let value = std::str::from_utf8(&k[2..]).unwrap_or_default();
+            if let Ok(cidr) =
+                intelmesh_core::indicator::normalize(intelmesh_core::IndicatorType::Cidr, value)
+            {
+                lengths.record(&cidr);
+            }
+        }
+        lengths
+    }
+
     /// Bytes of all keys and values.
     pub(crate) fn encoded_bytes(&self) -> usize {
         self.map.iter().map(|(k, v)| k.len() + v.len()).sum()

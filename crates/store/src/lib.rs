@@ -24,6 +24,7 @@ mod write;
 use std::collections::BTreeMap;
 
 use intelmesh_core::chain::ChainError;
+use intelmesh_core::containment::PrefixLengths;
 use intelmesh_core::{Hash, Head, Indicator, OrgId, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 
@@ -134,4 +135,7 @@ pub trait Store: Send + Sync {
     fn fills_after(&self, after: u64, limit: usize) -> Result<Vec<Fill>, StoreError>;
     /// How many payload fills the store has made.
     fn fill_count(&self) -> u64;
+    /// The prefix lengths of the CIDR blocks in the index, so containment lookups probe only
+    /// those (see `intelmesh_core::containment`).
+    fn prefix_lengths(&self) -> PrefixLengths;
 }

@@ -548,6 +548,10 @@ impl Store for SledStore {
         self.fills.load(Ordering::Acquire)
     }
 
+    fn prefix_lengths(&self) -> intelmesh_core::containment::PrefixLengths {
+        self.read_index().prefix_lengths()
+    }
+
     fn state_digest(&self) -> Result<Hash, StoreError> {
         // Under the apply lock, so heads and index are of the same moment.
         let _applying = self.lock();

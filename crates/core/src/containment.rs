@@ -1,0 +1,275 @@
+//! Which listed indicators contain a value: the CIDR blocks around an address and the parent
+//! domains of a domain, as the canonical indicators to look up.
+//!
+//! A store answers containment with point reads, not scans: it remembers which prefix lengths
+//! any listed block has ([`PrefixLengths`]), and an address is probed once per such length, its
+//! host bits cleared. Real lists use a handful of lengths (/8, /16, /24, /32), so a lookup costs
+//! a few reads whatever the number of blocks.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::indicator::{Indicator, IndicatorType};
+
+/// The prefix lengths of the CIDR blocks a store holds, per address family.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrefixLengths {
+    /// Bit `p` set: some IPv4 block `/p` is held (0 ≤ p ≤ 32).
+    v4: u64,
+    /// Bit `p` of the 129-bit set, low word first (0 ≤ p ≤ 128).
+    v6: [u64; 3],
+}
+
+impl PrefixLengths {
+    /// Records the length of `cidr` (a canonical CIDR indicator); other types change nothing.
+    /// Says whether the set grew.
+    pub fn record(&mut self, cidr: &Indicator) -> bool {
+        let Some((addr, len)) = block(cidr) else {
+            return false;
+        };
+        let before = *self;
+        match addr {
+            IpAddr::V4(_) => self.v4 |= 1 << len,
+            IpAddr::V6(_) => self.v6[usize::from(len / 64)] |= 1 << (len % 64),
+        }
+        before != *self
+    }
+
+    /// Adds every length of `other`.
+    pub fn union(&mut self, other: &PrefixLengths) {
+        self.v4 |= other.v4;
+        for (a, b) in self.v6.iter_mut().zip(other.v6) {
+            *a |= b;
+        }
+    }
+
+    /// The IPv4 lengths held, longest first.
+    pub fn v4(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=32u8).rev().filter(|&p| self.v4 & (1 << p) != 0)
+    }
+
+    /// The IPv6 lengths held, longest first.
+    pub fn v6(&self) -> impl Iterator<Item = u8> + '_ {
+        (0..=128u8)
+            .rev()
+            .filter(|&p| self.v6[usize::from(p / 64)] & (1 << (p % 64)) != 0)
+    }
+
+    /// A fixed-size encoding, for storing the set beside an index.
+    pub fn to_bytes(self) -> [u8; 32] {
+        let mut out = [0; 32];
+        out[..8].copy_from_slice(&self.v4.to_be_bytes());
+        for (i, w) in self.v6.iter().enumerate() {
+            out[8 + 8 * i..16 + 8 * i].copy_from_slice(&w.to_be_bytes());
+        }
+        out
+    }
+
+    /// The inverse of [`PrefixLengths::to_bytes`]; `None` for any other length or bits no
+    /// prefix can have.
+    pub fn from_bytes(bytes: &[u8]) -> Option<PrefixLengths> {
+        let bytes: &[u8; 32] = bytes.try_into().ok()?;
+        let word = |i: usize| {
+            let mut w = [0; 8];
+            w.copy_from_slice(&bytes[8 * i..8 * i + 8]);
+            u64::from_be_bytes(w)
+        };
+        let set = PrefixLengths {
+            v4: word(0),
+            v6: [word(1), word(2), word(3)],
+        };
+        let valid = set.v4 >> 33 == 0 && set.v6[2] >> 1 == 0;
+        valid.then_some(set)
+    }
+}
+
+/// How a listed indicator matched a looked-up value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MatchKind {
+    /// The value itself is listed.
+    Exact,
+    /// A listed CIDR block contains the address (or the block) looked up.
+    CidrContains,
+    /// A listed domain is a parent of the domain (or of the URL's or e-mail's host).
+    ParentDomain,
+}
+
+/// The listed indicators that would contain `value`, most specific first, not `value` itself:
+/// for an address, each block of a held length around it; for a block, each shorter held block
+/// around it; for a domain, each parent domain with at least two labels left ("com" is no
+/// indicator of anything). Other types have none.
+pub fn containers(value: &Indicator, lengths: &PrefixLengths) -> Vec<(Indicator, MatchKind)> {
+    match value.ty() {
+        IndicatorType::Ipv4 | IndicatorType::Ipv6 => match value.value().parse::<IpAddr>() {
+            Ok(addr) => blocks_around(addr, max_len(addr) + 1, lengths),
+            Err(_) => Vec::new(),
+        },
+        IndicatorType::Cidr => match block(value) {
+            Some((addr, len)) => blocks_around(addr, len, lengths),
+            None => Vec::new(),
+        },
+        IndicatorType::Domain => parent_domains(value.value()),
+        _ => Vec::new(),
+    }
+}
+
+fn max_len(addr: IpAddr) -> u8 {
+    match addr {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// Held blocks strictly shorter than `below` that contain `addr`, longest first.
+fn blocks_around(addr: IpAddr, below: u8, lengths: &PrefixLengths) -> Vec<(Indicator, MatchKind)> {
+    let held: Vec<u8> = match addr {
+        IpAddr::V4(_) => lengths.v4().collect(),
+        IpAddr::V6(_) => lengths.v6().collect(),
+    };
+    held.into_iter()
+        .filter(|&p| p < below)
+        .map(|p| {
+            let network = masked(addr, p);
+            let cidr = Indicator::canonical(IndicatorType::Cidr, format!("{network}/{p}"));
+            (cidr, MatchKind::CidrContains)
+        })
+        .collect()
+}
+
+fn masked(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
+/// The network address and length of a canonical CIDR indicator.
+fn block(cidr: &Indicator) -> Option<(IpAddr, u8)> {
+    if cidr.ty() != IndicatorType::Cidr {
+        return None;
+    }
+    let (addr, len) = cidr.value().rsplit_once('/')?;
+    let addr: IpAddr = addr.parse().ok()?;
+    let len: u8 = len.parse().ok()?;
+    (len <= max_len(addr)).then_some((addr, len))
+}
+
+fn parent_domains(domain: &str) -> Vec<(Indicator, MatchKind)> {
+    let mut out = Vec::new();
+    let mut rest = domain;
+    while let Some((_, parent)) = rest.split_once('.') {
+        if !parent.contains('.') {
+            break;
+        }
+        out.push((
+            Indicator::canonical(IndicatorType::Domain, parent.to_string()),
+            MatchKind::ParentDomain,
+        ));
+        rest = parent;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indicator::normalize;
+
+    fn ind(ty: IndicatorType, v: &str) -> Indicator {
+        normalize(ty, v).unwrap()
+    }
+
+    fn lengths(cidrs: &[&str]) -> PrefixLengths {
+        let mut l = PrefixLengths::default();
+        for c in cidrs {
+            l.record(&ind(IndicatorType::Cidr, c));
+        }
+        l
+    }
+
+    fn values(found: Vec<(Indicator, MatchKind)>) -> Vec<String> {
+        found.into_iter().map(|(i, _)| i.into_value()).collect()
+    }
+
+    #[test]
+    fn an_ipv4_address_is_probed_at_every_held_length_longest_first() {
+        let l = lengths(&["10.0.0.0/8", "192.168.1.0/24", "1.2.3.4/32", "0.0.0.0/0"]);
+        let found = containers(&ind(IndicatorType::Ipv4, "10.1.2.3"), &l);
+        assert!(found.iter().all(|(_, k)| *k == MatchKind::CidrContains));
+        assert_eq!(
+            values(found),
+            ["10.1.2.3/32", "10.1.2.0/24", "10.0.0.0/8", "0.0.0.0/0"]
+        );
+    }
+
+    #[test]
+    fn ipv6_edges_slash_zero_and_slash_128() {
+        let l = lengths(&["::/0", "2001:db8::1/128", "2001:db8::/32", "10.0.0.0/8"]);
+        let found = containers(&ind(IndicatorType::Ipv6, "2001:db8::1"), &l);
+        assert_eq!(values(found), ["2001:db8::1/128", "2001:db8::/32", "::/0"]);
+        // The IPv4 length does not leak into IPv6 probes, nor the reverse.
+        let v4 = containers(&ind(IndicatorType::Ipv4, "10.9.9.9"), &l);
+        assert_eq!(values(v4), ["10.0.0.0/8"]);
+    }
+
+    #[test]
+    fn a_block_is_contained_only_by_shorter_blocks() {
+        let l = lengths(&["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24"]);
+        let found = containers(&ind(IndicatorType::Cidr, "10.1.0.0/16"), &l);
+        assert_eq!(values(found), ["10.0.0.0/8"]);
+    }
+
+    #[test]
+    fn nothing_is_probed_when_no_block_is_held() {
+        let none = PrefixLengths::default();
+        assert!(containers(&ind(IndicatorType::Ipv4, "10.1.2.3"), &none).is_empty());
+        assert!(containers(&ind(IndicatorType::Ipv6, "::1"), &none).is_empty());
+    }
+
+    #[test]
+    fn parent_domains_stop_before_the_top_level() {
+        let found = containers(
+            &ind(IndicatorType::Domain, "a.b.example.co.uk"),
+            &PrefixLengths::default(),
+        );
+        assert!(found.iter().all(|(_, k)| *k == MatchKind::ParentDomain));
+        assert_eq!(values(found), ["b.example.co.uk", "example.co.uk", "co.uk"]);
+        assert!(containers(
+            &ind(IndicatorType::Domain, "example.com"),
+            &PrefixLengths::default()
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn record_says_when_the_set_grew_and_ignores_other_types() {
+        let mut l = PrefixLengths::default();
+        assert!(l.record(&ind(IndicatorType::Cidr, "10.0.0.0/8")));
+        assert!(!l.record(&ind(IndicatorType::Cidr, "11.0.0.0/8")));
+        assert!(!l.record(&ind(IndicatorType::Domain, "example.com")));
+        assert!(l.record(&ind(IndicatorType::Cidr, "::/128")));
+        assert_eq!(l.v4().collect::<Vec<_>>(), [8]);
+        assert_eq!(l.v6().collect::<Vec<_>>(), [128]);
+    }
+
+    #[test]
+    fn bytes_round_trip_and_reject_impossible_bits() {
+        let l = lengths(&[
+            "0.0.0.0/0",
+            "1.2.3.4/32",
+            "::/0",
+            "::1/128",
+            "2001:db8::/64",
+        ]);
+        assert_eq!(PrefixLengths::from_bytes(&l.to_bytes()), Some(l));
+        let mut bad = l.to_bytes();
+        bad[2] = 1; // IPv4 bit 40
+        assert_eq!(PrefixLengths::from_bytes(&bad), None);
+        assert_eq!(PrefixLengths::from_bytes(&[0; 31]), None);
+    }
+}
