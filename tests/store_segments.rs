@@ -161,33 +161,27 @@ fn a_store_in_another_layout_is_refused_with_what_to_do() {
     }
 }
 
-/// The snapshot file a closing store writes next to its sled files.
-const SNAPSHOT: &str = "intelmesh-index.snapshot";
-
 fn open(dir: &std::path::Path) -> SledStore {
     SledStore::open(StoreConfig::new(dir)).expect("open store")
 }
 
 #[test]
-fn a_clean_close_leaves_a_snapshot_that_the_next_open_uses() {
+fn the_index_lives_on_disk_and_a_reopen_rebuilds_nothing() {
     let signer = seeded_signer(3, "SG-IGCI");
     let keys = registry(&[&signer]);
     let dir = tempfile::tempdir().unwrap();
     let (first, head) = chain(&signer, None, 60, 50);
     let digest = {
         let store = open(dir.path());
-        assert_eq!(
-            store.index_source(),
-            IndexSource::Rebuilt,
-            "a new store has no snapshot"
-        );
+        assert_eq!(store.index_source(), IndexSource::OnDisk);
         apply_in_batches(&store, &keys, &first, &[25]);
         store.state_digest().unwrap()
     };
     let store = open(dir.path());
-    assert_eq!(store.index_source(), IndexSource::Snapshot);
+    assert_eq!(store.index_source(), IndexSource::OnDisk);
     assert_eq!(store.state_digest().unwrap(), digest);
-    // The loaded index equals the one rebuilt from the log.
+    assert_eq!(store.indicator_count(), 60);
+    // The stored index, its postings and counters equal those rebuilt from the log.
     let check = verify_store(&store, Some(&keys)).unwrap();
     assert!(check.is_ok(), "{:?}", check.problems);
     assert_eq!(check.indicators, 60);
@@ -197,57 +191,107 @@ fn a_clean_close_leaves_a_snapshot_that_the_next_open_uses() {
     let digest = store.state_digest().unwrap();
     drop(store);
     let store = open(dir.path());
-    assert_eq!(
-        store.index_source(),
-        IndexSource::Snapshot,
-        "rewritten at the second close"
-    );
+    assert_eq!(store.index_source(), IndexSource::OnDisk);
     assert_eq!(store.state_digest().unwrap(), digest);
+    assert_eq!(store.indicator_count(), 70);
     assert!(store
         .indicator(&chain_domain(&signer, 70))
         .unwrap()
         .is_some());
 }
 
+/// Removes every index key from a closed store, as a store of layout 3 (index in memory) or a
+/// rebuild cut short by a crash leaves it.
+fn strip_index(dir: &std::path::Path, layout: Option<u32>, mark_rebuild: bool) {
+    // sled's background flusher may hold the closed store's lock for a moment.
+    let db = (0..100)
+        .find_map(|_| {
+            let db = sled::Config::new().path(dir).segment_size(8 << 20).open();
+            if db.is_err() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            db.ok()
+        })
+        .expect("the closed store opens");
+    let index_keys: Vec<_> = db
+        .iter()
+        .keys()
+        .map(|k| k.unwrap())
+        .filter(|k| matches!(k.first(), Some(b'I' | b'Q' | b'M')))
+        .collect();
+    assert!(!index_keys.is_empty());
+    for k in index_keys {
+        db.remove(k).unwrap();
+    }
+    if let Some(v) = layout {
+        db.insert(b"V", &v.to_be_bytes()).unwrap();
+    }
+    if mark_rebuild {
+        db.insert(b"Mrebuild", &[][..]).unwrap();
+    }
+    db.flush().unwrap();
+}
+
 #[test]
-fn a_stale_or_damaged_snapshot_is_ignored_and_the_index_rebuilt() {
+fn a_store_of_the_previous_layout_is_upgraded_by_building_its_index_from_the_log() {
     let signer = seeded_signer(4, "SG-IGCI");
     let keys = registry(&[&signer]);
     let dir = tempfile::tempdir().unwrap();
-    let (first, head) = chain(&signer, None, 30, 50);
-    {
-        let store = open(dir.path());
-        apply_in_batches(&store, &keys, &first, &[30]);
-    }
-    let old_snapshot = std::fs::read(dir.path().join(SNAPSHOT)).expect("written at close");
-
-    // Entries logged after the snapshot, then a crash: the file on disk is the old one.
+    let (entries, _) = chain(&signer, None, 30, 50);
     let digest = {
         let store = open(dir.path());
-        let (more, _) = chain(&signer, head, 5, 50);
-        apply_in_batches(&store, &keys, &more, &[5]);
+        apply_in_batches(&store, &keys, &entries, &[30]);
         store.state_digest().unwrap()
     };
-    std::fs::write(dir.path().join(SNAPSHOT), &old_snapshot).unwrap();
-    let store = open(dir.path());
-    assert_eq!(
-        store.index_source(),
-        IndexSource::Rebuilt,
-        "a stale snapshot is not used"
-    );
-    assert_eq!(store.state_digest().unwrap(), digest);
-    assert!(store
-        .indicator(&chain_domain(&signer, 35))
-        .unwrap()
-        .is_some());
-    drop(store);
-
-    // A damaged file (one flipped bit inside an index record) is not used either.
-    let mut damaged = std::fs::read(dir.path().join(SNAPSHOT)).unwrap();
-    let middle = damaged.len() / 2;
-    damaged[middle] ^= 0x01;
-    std::fs::write(dir.path().join(SNAPSHOT), &damaged).unwrap();
+    strip_index(dir.path(), Some(3), false);
+    let snapshot = dir.path().join("intelmesh-index.snapshot");
+    std::fs::write(&snapshot, b"an index snapshot of layout 3").unwrap();
     let store = open(dir.path());
     assert_eq!(store.index_source(), IndexSource::Rebuilt);
     assert_eq!(store.state_digest().unwrap(), digest);
+    assert_eq!(store.indicator_count(), 30);
+    assert!(!snapshot.exists(), "the old snapshot file is removed");
+    let check = verify_store(&store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    drop(store);
+    assert_eq!(open(dir.path()).index_source(), IndexSource::OnDisk);
+}
+
+#[test]
+fn a_rebuild_cut_short_is_finished_at_the_next_open() {
+    let signer = seeded_signer(5, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, _) = chain(&signer, None, 40, 50);
+    let digest = {
+        let store = open(dir.path());
+        apply_in_batches(&store, &keys, &entries, &[40]);
+        store.state_digest().unwrap()
+    };
+    strip_index(dir.path(), None, true);
+    let store = open(dir.path());
+    assert_eq!(store.index_source(), IndexSource::Rebuilt);
+    assert_eq!(store.state_digest().unwrap(), digest);
+    let check = verify_store(&store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+}
+
+#[test]
+fn verify_store_reports_an_index_that_differs_from_the_log() {
+    let signer = seeded_signer(6, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, _) = chain(&signer, None, 20, 50);
+    {
+        let store = open(dir.path());
+        apply_in_batches(&store, &keys, &entries, &[20]);
+    }
+    // No rebuild mark: the damage stays until verify-store finds it.
+    strip_index(dir.path(), None, false);
+    let store = open(dir.path());
+    let check = verify_store(&store, Some(&keys)).unwrap();
+    let problems = check.problems.join("\n");
+    assert!(problems.contains("index differs"), "{problems}");
+    assert!(problems.contains("postings differ"), "{problems}");
+    assert!(problems.contains("index counters differ"), "{problems}");
 }

@@ -9,8 +9,6 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_store::{verify_store, IndexSource, Outcome, SledStore, Store, StoreConfig};
 use intelmesh_tests::{chain, chain_domain, green, registry, seeded_signer, upsert, verified};
 
-const SNAPSHOT: &str = "intelmesh-index.snapshot";
-
 fn append_all(store: &SledStore, keys: &StaticKeys, entries: &[pb::SignedEntry]) {
     let report = store
         .apply(verified(keys, entries.to_vec()))
@@ -162,7 +160,7 @@ fn every_cut_position_keeps_the_log_whole_and_the_chain_continuable() {
 }
 
 #[test]
-fn a_snapshot_from_before_a_cut_is_never_used() {
+fn a_cut_index_stays_exact_across_a_reopen() {
     let signer = seeded_signer(4, "SG-IGCI");
     let keys = registry(&[&signer]);
     let dir = tempfile::tempdir().unwrap();
@@ -170,32 +168,14 @@ fn a_snapshot_from_before_a_cut_is_never_used() {
     {
         let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
         append_all(&store, &keys, &entries);
-    }
-    let before_cut = std::fs::read(dir.path().join(SNAPSHOT)).expect("written at close");
-    {
-        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
-        assert_eq!(store.index_source(), IndexSource::Snapshot);
         store.truncate_origin(signer.org(), 20).unwrap();
         assert_clean(&store);
     }
-    // A clean close after the cut writes a snapshot of the cut log, which the next open uses.
-    {
-        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
-        assert_eq!(store.index_source(), IndexSource::Snapshot);
-        assert!(store
-            .indicator(&chain_domain(&signer, 21))
-            .unwrap()
-            .is_none());
-        assert_clean(&store);
-    }
-    // A crash after the cut's flush and before its index reached a snapshot: the file on disk
-    // is the one from before the cut. The raised generation makes it unusable.
-    std::fs::write(dir.path().join(SNAPSHOT), &before_cut).unwrap();
     let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
     assert_eq!(
         store.index_source(),
-        IndexSource::Rebuilt,
-        "a snapshot of before the cut is stale"
+        IndexSource::OnDisk,
+        "the cut finished its rebuild: nothing is left to redo"
     );
     assert_eq!(store.vector().unwrap()[signer.org()], 20);
     assert!(asserted(&store, &signer, 20));

@@ -1,4 +1,5 @@
-//! `verify-store`: re-verifies every chain and signature and rebuilds the index from the log.
+//! `verify-store`: re-verifies every chain and signature, rebuilds the index from the log and
+//! compares it, its postings and its counters with what is stored.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,13 @@ use intelmesh_core::verify::{verify_entry, KeyRegistry, VerifyConfig};
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 
+use intelmesh_core::containment::PrefixLengths;
+use intelmesh_core::indicator::normalize;
+use intelmesh_core::IndicatorType;
+
 use crate::index::merge_payload;
+use crate::index_write::IndexMeta;
+use crate::postings::{index_key_of, postings_of};
 use crate::{keys, SledStore, StoreError};
 
 /// What `verify_store` found.
@@ -103,17 +110,74 @@ pub fn verify_store(
             heads.len()
         ));
     }
-    let stored: BTreeMap<_, _> = store.index_entries()?.into_iter().collect();
-    check.indicators = stored.len();
-    if stored != rebuilt {
-        let differing = rebuilt
-            .iter()
-            .filter(|(k, v)| stored.get(*k) != Some(v))
-            .count()
-            + stored.keys().filter(|k| !rebuilt.contains_key(*k)).count();
+    compare_index(store, &rebuilt, &mut check)?;
+    Ok(check)
+}
+
+/// Compares the stored index with the rebuilt one, state by state, then the stored postings and
+/// counters with those the rebuilt states call for; streams the stored side.
+fn compare_index(
+    store: &SledStore,
+    rebuilt: &BTreeMap<Vec<u8>, pb::IndicatorState>,
+    check: &mut StoreCheck,
+) -> Result<(), StoreError> {
+    let mut differing = 0;
+    let mut matched = 0;
+    for item in store.index_entries() {
+        let (k, v) = item?;
+        check.indicators += 1;
+        match rebuilt.get(&k) {
+            Some(r) if *r == v => matched += 1,
+            _ => differing += 1,
+        }
+    }
+    differing += rebuilt.len() - matched;
+    if differing > 0 {
         check.problems.push(format!(
             "index differs from the one rebuilt from the log at {differing} indicators"
         ));
     }
-    Ok(check)
+    // Every stored posting is one a rebuilt state calls for, and there are as many: the sets
+    // are equal (stored keys are distinct).
+    let expected: usize = rebuilt.iter().map(|(k, s)| postings_of(k, s).len()).sum();
+    let (mut stored, mut stray) = (0, 0);
+    for key in store.posting_keys() {
+        let key = key?;
+        stored += 1;
+        let called_for = index_key_of(&key).is_some_and(|ik| {
+            rebuilt
+                .get(ik)
+                .is_some_and(|s| postings_of(ik, s).contains(&key))
+        });
+        if !called_for {
+            stray += 1;
+        }
+    }
+    if stray > 0 || stored != expected {
+        check.problems.push(format!(
+            "postings differ from those of the rebuilt index: {stored} stored ({stray} stray), \
+             {expected} expected"
+        ));
+    }
+    let mut lengths = PrefixLengths::default();
+    for s in rebuilt.values() {
+        let cidr = s
+            .indicator
+            .as_ref()
+            .filter(|i| i.r#type == IndicatorType::Cidr.to_proto() as i32);
+        if let Some(Ok(cidr)) = cidr.map(|i| normalize(IndicatorType::Cidr, &i.value)) {
+            lengths.record(&cidr);
+        }
+    }
+    let want = IndexMeta {
+        count: rebuilt.len() as u64,
+        lengths,
+    };
+    let meta = store.stored_index_meta()?;
+    if meta != want {
+        check.problems.push(format!(
+            "index counters differ from the rebuilt index: stored {meta:?}, expected {want:?}"
+        ));
+    }
+    Ok(())
 }

@@ -1,4 +1,5 @@
-//! The indicator index: how one entry's payload changes the merged view of its indicator.
+//! The indicator index's rules: how one entry's payload changes the merged view of its
+//! indicator (stored in sled, see `index_write`).
 //!
 //! Assertions and sightings are kept per origin *and distribution*: a reader may be allowed
 //! some of an origin's entries about an indicator and not others, so what it sees must never
@@ -11,18 +12,14 @@
 //! lists stay sorted by (origin, distribution). So any delivery order of the same entries gives
 //! the same index.
 
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
-
 use intelmesh_core::entry::Header;
-use intelmesh_core::verify::{read_stored, Payload};
-use intelmesh_core::OrgId;
+use intelmesh_core::verify::Payload;
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::segment::Segment;
-use crate::{keys, StoreError};
+#[cfg(doc)]
+use crate::keys;
+use crate::StoreError;
 
 /// Folds one verified payload into `state` (a fresh state for a new indicator).
 pub fn merge_payload(state: &mut pb::IndicatorState, header: &Header, payload: Payload) {
@@ -136,126 +133,11 @@ fn add_sighting(
     agg.last_seq = agg.last_seq.max(header.seq);
 }
 
-/// The indicator index: encoded [`pb::IndicatorState`] by [`keys::index`] key, in memory.
-///
-/// It is state derived from the log, which is the durable record: it is rebuilt from the log
-/// when the store opens and updated only after a batch is flushed, so a reader never sees an
-/// indicator state that a crash could take back. Values stay encoded to keep memory near the
-/// size of the data.
-#[derive(Default)]
-pub(crate) struct Index {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
-}
-
 /// One payload to fold into the index, under its [`keys::index`] key.
 pub(crate) struct IndexUpdate {
     pub(crate) key: Vec<u8>,
     pub(crate) header: Header,
     pub(crate) payload: Payload,
-}
-
-impl Index {
-    /// Folds one update into the indicator's state: one search of the map, the state decoded
-    /// only when the indicator is already known.
-    pub(crate) fn merge(&mut self, update: IndexUpdate) -> Result<(), StoreError> {
-        let IndexUpdate {
-            key,
-            header,
-            payload,
-        } = update;
-        match self.map.entry(key) {
-            Entry::Occupied(mut known) => {
-                let mut state = decode_state(known.get())?;
-                merge_payload(&mut state, &header, payload);
-                *known.get_mut() = state.encode_to_vec();
-            }
-            Entry::Vacant(new) => {
-                let mut state = pb::IndicatorState::default();
-                merge_payload(&mut state, &header, payload);
-                new.insert(state.encode_to_vec());
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<pb::IndicatorState>, StoreError> {
-        self.map.get(key).map(|v| decode_state(v)).transpose()
-    }
-
-    /// Sets one encoded state (loading a snapshot).
-    pub(crate) fn insert(&mut self, key: Vec<u8>, state: Vec<u8>) {
-        self.map.insert(key, state);
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// The lengths of the CIDR blocks held.
-    pub(crate) fn prefix_lengths(&self) -> intelmesh_core::containment::PrefixLengths {
-        let mut lengths = intelmesh_core::containment::PrefixLengths::default();
-        let code = intelmesh_core::IndicatorType::Cidr.code();
-        let cidrs = self
-            .map
-            .range::<[u8], _>((Bound::Included(&[keys::INDEX, code][..]), Bound::Unbounded))
-            .take_while(|(k, _)| k.get(1) == Some(&code));
-        for (k, _) in cidrs {
-            let value = std::str::from_utf8(&k[2..]).unwrap_or_default();
-            if let Ok(cidr) =
-                intelmesh_core::indicator::normalize(intelmesh_core::IndicatorType::Cidr, value)
-            {
-                lengths.record(&cidr);
-            }
-        }
-        lengths
-    }
-
-    /// Bytes of all keys and values.
-    pub(crate) fn encoded_bytes(&self) -> usize {
-        self.map.iter().map(|(k, v)| k.len() + v.len()).sum()
-    }
-
-    /// Encoded states in key order, strictly after `after` when given.
-    pub(crate) fn after(&self, after: Option<&[u8]>) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let start = match after {
-            Some(k) => Bound::Excluded(k),
-            None => Bound::Unbounded,
-        };
-        self.map
-            .range::<[u8], _>((start, Bound::Unbounded))
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-    }
-
-    /// Folds every full entry of the log into a fresh index.
-    pub(crate) fn rebuild(
-        segments: impl Iterator<Item = Result<(OrgId, Segment), StoreError>>,
-    ) -> Result<Index, StoreError> {
-        let mut states: HashMap<Vec<u8>, pb::IndicatorState> = HashMap::new();
-        for item in segments {
-            let (origin, seg) = item?;
-            for (seq, raw) in seg.into_entries() {
-                if raw.payload.is_none() {
-                    continue;
-                }
-                let (header, payload) = read_stored(&raw).map_err(|e| {
-                    StoreError::Corrupt(format!("{origin}#{seq}: stored entry unreadable: {e}"))
-                })?;
-                if let Some(p) = payload {
-                    merge_payload(
-                        states.entry(keys::index(&p.indicator)).or_default(),
-                        &header,
-                        p,
-                    );
-                }
-            }
-        }
-        Ok(Index {
-            map: states
-                .into_iter()
-                .map(|(k, s)| (k, s.encode_to_vec()))
-                .collect(),
-        })
-    }
 }
 
 pub(crate) fn decode_state(bytes: &[u8]) -> Result<pb::IndicatorState, StoreError> {
@@ -265,9 +147,26 @@ pub(crate) fn decode_state(bytes: &[u8]) -> Result<pb::IndicatorState, StoreErro
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::keys;
     use intelmesh_core::indicator::normalize;
-    use intelmesh_core::{Distribution, IndicatorType, KeyId, Tlp};
+    use intelmesh_core::{Distribution, IndicatorType, KeyId, OrgId, Tlp};
+
+    /// States by key, folded in order: the index without the disk.
+    #[derive(Default)]
+    struct Index(BTreeMap<Vec<u8>, pb::IndicatorState>);
+
+    impl Index {
+        fn merge(&mut self, u: IndexUpdate) {
+            merge_payload(self.0.entry(u.key).or_default(), &u.header, u.payload);
+        }
+
+        fn get(&self, key: &[u8]) -> pb::IndicatorState {
+            self.0[key].clone()
+        }
+    }
 
     fn upsert(origin: &str, seq: u64, confidence: u32) -> IndexUpdate {
         update(
@@ -328,7 +227,7 @@ mod tests {
 
     fn confidences(index: &Index) -> Vec<(String, u64, u32)> {
         let key = upsert("XX", 1, 0).key;
-        let state = index.get(&key).unwrap().unwrap();
+        let state = index.get(&key);
         state
             .assertions
             .into_iter()
@@ -344,9 +243,9 @@ mod tests {
             upsert("AA", 1, 10),
             upsert("BB", 1, 90),
         ] {
-            index.merge(u).unwrap();
+            index.merge(u);
         }
-        assert_eq!(index.len(), 1);
+        assert_eq!(index.0.len(), 1);
         assert_eq!(
             confidences(&index),
             vec![("AA".into(), 1, 10), ("BB".into(), 2, 60)]
@@ -365,15 +264,15 @@ mod tests {
         };
         let mut forward = Index::default();
         for u in updates() {
-            forward.merge(u).unwrap();
+            forward.merge(u);
         }
         let mut backward = Index::default();
         for u in updates().into_iter().rev() {
-            backward.merge(u).unwrap();
+            backward.merge(u);
         }
         let key = upsert("XX", 1, 0).key;
-        let state = forward.get(&key).unwrap().unwrap();
-        assert_eq!(state, backward.get(&key).unwrap().unwrap());
+        let state = forward.get(&key);
+        assert_eq!(state, backward.get(&key));
         let seen: Vec<(i32, Vec<String>, u64, i64, i64)> = state
             .sightings
             .iter()
@@ -402,32 +301,20 @@ mod tests {
     #[test]
     fn an_origins_assertions_stay_apart_by_distribution() {
         let mut index = Index::default();
-        index.merge(upsert("AA", 1, 40)).unwrap();
-        index
-            .merge(update(
-                "AA",
-                2,
-                Tlp::Red,
-                &["BB"],
-                pb::payload::Body::Revoke(pb::IndicatorRevoke::default()),
-            ))
-            .unwrap();
-        let state = index.get(&upsert("XX", 1, 0).key).unwrap().unwrap();
+        index.merge(upsert("AA", 1, 40));
+        index.merge(update(
+            "AA",
+            2,
+            Tlp::Red,
+            &["BB"],
+            pb::payload::Body::Revoke(pb::IndicatorRevoke::default()),
+        ));
+        let state = index.get(&upsert("XX", 1, 0).key);
         let kept: Vec<(u64, bool)> = state
             .assertions
             .iter()
             .map(|a| (a.seq, a.revoked))
             .collect();
         assert_eq!(kept, vec![(1, false), (2, true)]);
-    }
-
-    #[test]
-    fn merging_into_an_undecodable_state_is_an_error_and_changes_nothing() {
-        let mut index = Index::default();
-        let bad = vec![0xff, 0xff, 0xff];
-        index.insert(upsert("AA", 1, 10).key, bad.clone());
-        let err = index.merge(upsert("AA", 1, 10)).unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
-        assert_eq!(index.after(None).next().map(|(_, v)| v), Some(&bad[..]));
     }
 }

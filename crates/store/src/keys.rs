@@ -1,4 +1,5 @@
-//! Key layout of the single sled tree. Org ids never contain a NUL byte, so `origin 0x00`
+//! Key layout of the single sled tree (one tree, so one batch writes log, heads and index
+//! atomically). Org ids never contain a NUL byte, so `origin 0x00`
 //! ends an origin unambiguously and keys of one origin sort by seq.
 
 use intelmesh_core::{Indicator, KeyId, OrgId};
@@ -10,14 +11,25 @@ pub const FORK: u8 = b'F';
 pub const FLAG: u8 = b'X';
 pub const KEY: u8 = b'K';
 pub const FILL: u8 = b'P';
-/// The one key holding the log generation: raised with every change to the log, so an index
-/// snapshot can tell whether it is current.
+/// Postings of the index (see `postings`).
+pub const POSTING: u8 = b'Q';
+/// The number of indicators in the index.
+pub const INDEX_COUNT: &[u8] = b"Mcount";
+/// The prefix lengths of the CIDR blocks in the index.
+pub const PREFIX_LENGTHS: &[u8] = b"Mlengths";
+/// Present while the index is being rebuilt from the log (see `index_rebuild`).
+pub const INDEX_REBUILD: &[u8] = b"Mrebuild";
+/// The one key holding the log generation: raised with every change to the log, so cached
+/// heads can tell whether they are current.
 pub const GENERATION: &[u8] = b"G";
 /// The one key holding the layout version of the store.
 pub const FORMAT: &[u8] = b"V";
-/// Layout version this build reads and writes: 3 since payload commitments (entries of
-/// version 2 carry a plain payload hash), per-distribution index slots and receipts.
-pub const FORMAT_VERSION: u32 = 3;
+/// Layout version this build reads and writes: 4 since the index lives in sled beside the log
+/// (3 kept it in memory and a snapshot file; such a store is upgraded on open by rebuilding the
+/// index from its log). 3 brought payload commitments, per-distribution slots and receipts.
+pub const FORMAT_VERSION: u32 = 4;
+/// The previous layout, which [`FORMAT_VERSION`] upgrades in place.
+pub const FORMAT_UPGRADABLE: u32 = 3;
 /// The one key holding the org id of the node the store belongs to.
 pub const OWNER: &[u8] = b"O";
 
@@ -85,7 +97,7 @@ pub fn parse_fill(key: &[u8], record: &[u8]) -> Option<(u64, OrgId, u64)> {
     Some((n, origin, seq))
 }
 
-/// The key of an indicator in the index (in memory; the `I` prefix keeps digests comparable).
+/// The key of an indicator's state in the index.
 pub fn index(indicator: &Indicator) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + indicator.value().len());
     k.push(INDEX);

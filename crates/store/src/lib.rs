@@ -4,20 +4,24 @@
 //! `segment`), heads, fork proofs and signing keys in one sled tree under prefixed keys (see
 //! `keys`), so one batch of entries is one atomic `apply_batch` followed by a flush: an entry
 //! is reported appended only once it is on disk. The indicator index is derived from the log
-//! and kept in memory (see `index`).
+//! and written in the same batch (see `index_write`), with postings for queries by tag, origin
+//! and time (see `postings`).
 
 mod apply;
 mod check;
 mod hold;
 mod index;
+mod index_rebuild;
+mod index_write;
 mod keys;
 mod open;
+mod postings;
 mod private_dir;
 pub mod receipt;
 mod segment;
+mod select;
 mod sled_lock;
 mod sled_store;
-mod snapshot;
 mod truncate;
 mod write;
 
@@ -31,6 +35,8 @@ use intelmesh_proto::v1 as pb;
 pub use apply::MAX_FORK_PROOFS_PER_ORIGIN;
 pub use check::{verify_store, StoreCheck};
 pub use index::merge_payload;
+pub use postings::Selection;
+pub use select::Selected;
 pub use sled_store::{IndexSource, SledStore, StoreConfig};
 pub use truncate::TruncateReport;
 
@@ -118,13 +124,15 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<pb::SignedEntry>, StoreError>;
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError>;
-    /// Up to `limit` indicator states in index order (type code, then canonical value),
-    /// starting just after `after` (from the first one when `None`): a resumable scan.
-    fn indicators_after(
+    /// Up to `limit` indicator states of `selection` in its order, each with the position to
+    /// resume after it; from the first when `after` is `None`. Reads an ordered range of the
+    /// index or of its postings: a page costs what it returns.
+    fn select(
         &self,
-        after: Option<&Indicator>,
+        selection: &Selection,
+        after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<pb::IndicatorState>, StoreError>;
+    ) -> Result<Vec<Selected>, StoreError>;
     fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError>;
     /// Origins caught equivocating.
     fn flagged_origins(&self) -> Result<Vec<OrgId>, StoreError>;

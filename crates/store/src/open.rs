@@ -39,6 +39,10 @@ fn check_format(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
         }
         None => Some(1),
     };
+    if found == Some(keys::FORMAT_UPGRADABLE) {
+        upgrade(db, cfg)?;
+        return Ok(());
+    }
     if found != Some(keys::FORMAT_VERSION) {
         return Err(StoreError::Corrupt(format!(
             "the store at {} has layout version {}, this build reads version {}: \
@@ -49,6 +53,27 @@ fn check_format(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Upgrades a store of the previous layout (index in memory, snapshot file beside sled): the
+/// new layout and the rebuild mark in one batch, so the index is built on disk from the log
+/// before the store serves anything, and a crash meanwhile rebuilds it at the next open.
+fn upgrade(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
+    tracing::info!(path = %cfg.path.display(), "upgrading the store: the index moves to disk");
+    let mut batch = sled::Batch::default();
+    batch.insert(keys::FORMAT, &keys::FORMAT_VERSION.to_be_bytes());
+    crate::index_rebuild::mark(&mut batch);
+    db.apply_batch(batch)?;
+    db.flush()?;
+    let old_snapshot = cfg.path.join("intelmesh-index.snapshot");
+    match std::fs::remove_file(&old_snapshot) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StoreError::Io {
+            path: old_snapshot,
+            source,
+        }),
+    }
 }
 
 /// Records the owner in a new store; refuses a store recorded for another org.

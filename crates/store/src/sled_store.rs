@@ -1,11 +1,11 @@
-//! [`SledStore`]: the [`Store`] on sled, with the in-memory indicator index and the hold queue
-//! for entries that arrived before their predecessors.
+//! [`SledStore`]: the [`Store`] on sled, with the indicator index beside the log and the hold
+//! queue for entries that arrived before their predecessors.
 
 use std::collections::BTreeMap;
 use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use intelmesh_core::entry::header_hash;
@@ -15,11 +15,14 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::hold::{HoldLimits, HoldQueue};
-use crate::index::{Index, IndexUpdate};
+use crate::index::decode_state;
+use crate::index_write::IndexMeta;
 use crate::open::{open_db, open_sled, remove_unfinished_snapshots};
+use crate::postings::Selection;
 use crate::segment::{all_segments, last_segment, segments_from};
+use crate::select::Selected;
 use crate::write::Extra;
-use crate::{keys, private_dir, receipt, snapshot};
+use crate::{index_rebuild, keys, private_dir, receipt, select};
 use crate::{ApplyReport, Fill, Store, StoreError, VersionVector};
 
 /// Where and how a store keeps its data.
@@ -75,11 +78,11 @@ pub struct SledStore {
     pub(crate) cfg: StoreConfig,
     /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
     pub(crate) held: Mutex<HoldQueue>,
-    /// Changed only by `apply` and `truncate_origin`, while they hold `held`, after their batch
-    /// is flushed.
-    index: RwLock<Index>,
-    /// The log generation as flushed (see `snapshot`); raised by `apply` and `truncate_origin`
-    /// under `held`.
+    /// The index's counters as flushed; changed only by `apply` and `truncate_origin`, while
+    /// they hold `held`, after their batch is flushed.
+    index_meta: Mutex<IndexMeta>,
+    /// The log generation as flushed (keys the cached heads); raised by `apply` and
+    /// `truncate_origin` under `held`.
     pub(crate) generation: AtomicU64,
     /// Payload fills made (and flushed); raised by `apply` under `held`.
     pub(crate) fills: AtomicU64,
@@ -87,13 +90,6 @@ pub struct SledStore {
     pub(crate) forks: AtomicU64,
     /// Where the index came from when the store opened.
     index_source: IndexSource,
-    /// Generation of the snapshot file on disk when it matches the log, to skip rewriting it.
-    snapshot_at: Option<u64>,
-    /// Cleared when a flushed batch could not be merged into the index in full: the index then
-    /// lacks updates the log holds, so it must not be written as a snapshot of the log.
-    pub(crate) index_complete: AtomicBool,
-    /// Set once `open` finished: only then is the index worth a snapshot.
-    opened: bool,
     /// The heads as read at a log generation. Every link asks for them after every append
     /// (its vector, its next batch): a hub with 190 links would otherwise scan sled 190
     /// times per entry.
@@ -105,9 +101,10 @@ type SharedHeads = Arc<BTreeMap<OrgId, Head>>;
 /// Where the index of an opened store came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IndexSource {
-    /// The snapshot written when the store last closed, nothing logged since.
-    Snapshot,
-    /// A pass over the whole log: first open, or after a crash, or the snapshot was unusable.
+    /// The index on disk, complete: every write updates it in the log's own batch.
+    OnDisk,
+    /// A pass over the whole log at open: a store of the previous layout, or a rebuild that a
+    /// crash interrupted.
     Rebuilt,
 }
 
@@ -119,14 +116,11 @@ impl SledStore {
             db: ManuallyDrop::new(db),
             cfg,
             held: Mutex::new(HoldQueue::default()),
-            index: RwLock::new(Index::default()),
-            index_complete: AtomicBool::new(true),
+            index_meta: Mutex::new(IndexMeta::default()),
             generation: AtomicU64::new(0),
             fills: AtomicU64::new(0),
             forks: AtomicU64::new(0),
-            index_source: IndexSource::Rebuilt,
-            snapshot_at: None,
-            opened: false,
+            index_source: IndexSource::OnDisk,
             heads_at: Mutex::new(None),
         };
         store.check_tails()?;
@@ -137,24 +131,22 @@ impl SledStore {
                 .map_err(|_| StoreError::Corrupt("log generation is not 8 bytes".into()))?,
             None => 0,
         };
-        let t = std::time::Instant::now();
-        let index = match snapshot::read(&store.cfg.path, generation) {
-            Ok(index) => {
-                store.index_source = IndexSource::Snapshot;
-                store.snapshot_at = Some(generation);
-                index
-            }
-            Err(why) => {
-                tracing::info!(reason = %why, "rebuilding the indicator index from the log");
-                Index::rebuild(all_segments(&store.db))?
-            }
+        let meta = if index_rebuild::pending(&store.db)? {
+            tracing::info!("rebuilding the indicator index from the log");
+            store.index_source = IndexSource::Rebuilt;
+            index_rebuild::rebuild(&store.db)?
+        } else {
+            IndexMeta::read(&store.db)?
         };
         tracing::info!(
-            indicators = index.len(),
+            indicators = meta.count,
             source = ?store.index_source,
-            ms = t.elapsed().as_millis() as u64,
             "indicator index ready"
         );
+        *store
+            .index_meta
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner()) = meta;
         *store.generation.get_mut() = generation;
         *store.fills.get_mut() = match store.db.scan_prefix([keys::FILL]).next_back() {
             Some(kv) => {
@@ -165,8 +157,6 @@ impl SledStore {
             }
             None => 0,
         };
-        *store.index.get_mut().unwrap_or_else(|p| p.into_inner()) = index;
-        store.opened = true;
         Ok(store)
     }
 
@@ -275,12 +265,26 @@ impl SledStore {
     }
 
     /// The index as it stands, key order.
-    pub(crate) fn index_entries(&self) -> Result<Vec<(Vec<u8>, pb::IndicatorState)>, StoreError> {
-        let index = self.read_index();
-        index
-            .after(None)
-            .map(|(k, v)| Ok((k.to_vec(), crate::index::decode_state(v)?)))
-            .collect()
+    pub(crate) fn index_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, pb::IndicatorState), StoreError>> + '_ {
+        self.db.scan_prefix([keys::INDEX]).map(|kv| {
+            let (k, v) = kv?;
+            Ok((k.to_vec(), decode_state(&v)?))
+        })
+    }
+
+    /// Every posting key, in order.
+    pub(crate) fn posting_keys(&self) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
+        self.db
+            .scan_prefix([keys::POSTING])
+            .keys()
+            .map(|k| Ok(k?.to_vec()))
+    }
+
+    /// The index's counters as stored.
+    pub(crate) fn stored_index_meta(&self) -> Result<IndexMeta, StoreError> {
+        IndexMeta::read(&self.db)
     }
 
     pub(crate) fn stored_heads(&self) -> Result<Vec<(OrgId, Head)>, StoreError> {
@@ -294,7 +298,7 @@ impl SledStore {
 
     /// Indicators in the index.
     pub fn indicator_count(&self) -> usize {
-        self.read_index().len()
+        self.index_meta().count as usize
     }
 
     /// Entries waiting for predecessors.
@@ -332,36 +336,14 @@ impl SledStore {
         self.forks.load(Ordering::Acquire)
     }
 
-    /// Merges a durable batch's updates into the index, in the order they were placed. The
-    /// write lock is taken per slice of updates so that readers get in between.
-    pub(crate) fn publish_index(&self, updates: Vec<IndexUpdate>) -> Result<(), StoreError> {
-        const PER_LOCK: usize = 256;
-        let mut updates = updates.into_iter().peekable();
-        while updates.peek().is_some() {
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            for u in updates.by_ref().take(PER_LOCK) {
-                if let Err(e) = index.merge(u) {
-                    self.index_complete.store(false, Ordering::Release);
-                    return Err(e);
-                }
-            }
-        }
-        Ok(())
+    /// The index's counters as of the last flushed write.
+    pub(crate) fn index_meta(&self) -> IndexMeta {
+        *self.index_meta.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Puts an index rebuilt from the whole log in place (the caller holds `held`, so no
-    /// write merges into the old one meanwhile); it lacks nothing the log holds.
-    pub(crate) fn install_index(&self, index: Index) {
-        *self.index.write().unwrap_or_else(|p| p.into_inner()) = index;
-        self.index.clear_poison();
-        self.index_complete.store(true, Ordering::Release);
-    }
-
-    fn read_index(&self) -> RwLockReadGuard<'_, Index> {
-        // The index is changed entry by entry with complete values; a panic in between leaves
-        // an index that lacks some updates of a flushed batch, which a reopen rebuilds (no
-        // snapshot is written of it).
-        self.index.read().unwrap_or_else(|p| p.into_inner())
+    /// Records the counters of a flushed write (the caller holds `held`).
+    pub(crate) fn set_index_meta(&self, meta: IndexMeta) {
+        *self.index_meta.lock().unwrap_or_else(|p| p.into_inner()) = meta;
     }
 
     /// The heads, read from sled once per log generation. `apply` raises the generation only
@@ -395,44 +377,11 @@ impl SledStore {
 }
 
 impl Drop for SledStore {
-    /// Writes the index snapshot, so the next open need not rebuild the index from the log, then
-    /// closes sled (which flushes) under the process's sled write lock.
+    /// Closes sled (which flushes) under the process's sled write lock.
     fn drop(&mut self) {
-        self.write_snapshot();
         let _one_writer = crate::sled_lock::exclusive();
         // SAFETY: `db` is not used after this; `drop` runs once.
         unsafe { ManuallyDrop::drop(&mut self.db) };
-    }
-}
-
-impl SledStore {
-    fn write_snapshot(&mut self) {
-        if !self.opened {
-            // Refused while opening: the index was never built, there is nothing to keep.
-            return;
-        }
-        let generation = *self.generation.get_mut();
-        if self.snapshot_at == Some(generation) {
-            return;
-        }
-        if self.index.is_poisoned() || !*self.index_complete.get_mut() {
-            tracing::warn!(
-                "the index missed updates; no snapshot written, the next open rebuilds it"
-            );
-            return;
-        }
-        let index = self.index.get_mut().unwrap_or_else(|p| p.into_inner());
-        let t = std::time::Instant::now();
-        match snapshot::write(&self.cfg.path, generation, index) {
-            Ok(()) => tracing::info!(
-                indicators = index.len(),
-                ms = t.elapsed().as_millis() as u64,
-                "index snapshot written"
-            ),
-            Err(e) => {
-                tracing::warn!(error = %e, "index snapshot not written; the next open rebuilds the index")
-            }
-        }
     }
 }
 
@@ -490,20 +439,19 @@ impl Store for SledStore {
     }
 
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError> {
-        self.read_index().get(&keys::index(indicator))
+        self.db
+            .get(keys::index(indicator))?
+            .map(|v| decode_state(&v))
+            .transpose()
     }
 
-    fn indicators_after(
+    fn select(
         &self,
-        after: Option<&Indicator>,
+        selection: &Selection,
+        after: Option<&[u8]>,
         limit: usize,
-    ) -> Result<Vec<pb::IndicatorState>, StoreError> {
-        let after = after.map(keys::index);
-        self.read_index()
-            .after(after.as_deref())
-            .take(limit)
-            .map(|(_, v)| crate::index::decode_state(v))
-            .collect()
+    ) -> Result<Vec<Selected>, StoreError> {
+        select::select(&self.db, selection, after, limit)
     }
 
     fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError> {
@@ -549,7 +497,7 @@ impl Store for SledStore {
     }
 
     fn prefix_lengths(&self) -> intelmesh_core::containment::PrefixLengths {
-        self.read_index().prefix_lengths()
+        self.index_meta().lengths
     }
 
     fn state_digest(&self) -> Result<Hash, StoreError> {
@@ -566,8 +514,9 @@ impl Store for SledStore {
             let (k, v) = kv?;
             add(&k, &v);
         }
-        for (k, v) in self.read_index().after(None) {
-            add(k, v);
+        for kv in self.db.scan_prefix([keys::INDEX]) {
+            let (k, v) = kv?;
+            add(&k, &v);
         }
         Ok(hasher.finalize().into())
     }

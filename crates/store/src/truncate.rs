@@ -5,10 +5,10 @@
 //!
 //! Like `apply`, it holds the `held` lock (so no write interleaves) and writes one sled batch,
 //! flushed under the process's sled write lock: the trimmed segment, the later segments removed,
-//! the head moved back (removed at 0), and the log generation raised. Only then is the index
-//! rebuilt from the log (it is a pure function of the log, and entries leaving it cannot be
-//! unfolded). A crash between the flush and the rebuild leaves an index snapshot of an older
-//! generation at most, which the next open refuses, rebuilding the index from the log.
+//! the head moved back (removed at 0), the log generation raised, and the index marked for a
+//! rebuild. Only then is the index rebuilt from the log (it is a pure function of the log, and
+//! entries leaving it cannot be unfolded). A crash before the rebuild ends leaves the mark, and
+//! the next open rebuilds the index (see `index_rebuild`).
 
 use std::sync::atomic::Ordering;
 
@@ -16,9 +16,8 @@ use intelmesh_core::entry::header_hash;
 use intelmesh_core::{Head, OrgId};
 use prost::Message;
 
-use crate::index::Index;
-use crate::segment::{all_segments, segment_at, segments_from};
-use crate::{keys, SledStore, Store, StoreError};
+use crate::segment::{segment_at, segments_from};
+use crate::{index_rebuild, keys, SledStore, Store, StoreError};
 
 /// What [`SledStore::truncate_origin`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,21 +90,16 @@ impl SledStore {
         }
         let generation = self.generation.load(Ordering::Acquire) + 1;
         batch.insert(keys::GENERATION, &generation.to_be_bytes());
+        index_rebuild::mark(&mut batch);
         {
             let _one_writer = crate::sled_lock::exclusive();
             self.db.apply_batch(batch)?;
             self.db.flush()?;
         }
         self.generation.store(generation, Ordering::Release);
-        // The index folded the removed entries in: fold the log again. Until it is in place
-        // the index lacks nothing the log holds, but may still show what it no longer holds.
-        match Index::rebuild(all_segments(&self.db)) {
-            Ok(index) => self.install_index(index),
-            Err(e) => {
-                self.index_complete.store(false, Ordering::Release);
-                return Err(e);
-            }
-        }
+        // The index folded the removed entries in: fold the log again. On an error the mark
+        // stays, and the next open rebuilds it.
+        self.set_index_meta(index_rebuild::rebuild(&self.db)?);
         Ok(TruncateReport {
             removed: old.seq - keep_through,
             held_dropped,

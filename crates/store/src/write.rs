@@ -1,6 +1,6 @@
 //! Every write to the store goes through [`SledStore::apply_with`]: chain decisions, the hold
-//! queue, fork proofs (found here or received), receipts of own publications, then one sled
-//! batch, one flush, and only then the in-memory index and counters.
+//! queue, fork proofs (found here or received), receipts of own publications, the index states
+//! and postings they change, then one sled batch, one flush, and only then the counters.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -12,6 +12,7 @@ use intelmesh_proto::v1 as pb;
 
 use crate::apply::{Finished, Placed, Work};
 use crate::hold::{HoldQueue, Offer};
+use crate::index_write::IndexBatch;
 use crate::receipt::{self, Receipt, PRUNE_PER_WRITE, RECEIPT_TTL_MS};
 use crate::{keys, ApplyReport, Outcome, SledStore, StoreError};
 
@@ -105,6 +106,11 @@ impl SledStore {
         if let Some((key, r)) = extra.receipt {
             self.add_receipt(&mut batch, &key, &r)?;
         }
+        let mut index = IndexBatch::new(self.index_meta());
+        for update in states {
+            index.merge(&self.db, update)?;
+        }
+        let index_meta = index.write(&mut batch);
         let generation = self.generation.load(Ordering::Acquire) + u64::from(log_changed);
         if log_changed {
             batch.insert(keys::GENERATION, &generation.to_be_bytes());
@@ -117,7 +123,7 @@ impl SledStore {
         self.generation.store(generation, Ordering::Release);
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);
-        self.publish_index(states)?;
+        self.set_index_meta(index_meta);
         Ok(ApplyReport { outcomes, released })
     }
 

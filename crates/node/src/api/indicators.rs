@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::idempotency::{self, Repeatable};
+use super::query;
 use super::submission::{self, Prepared, Publisher};
 use super::view::{self, Filter, Invalid, WatchCursor};
 use crate::admission::check_api_caller;
@@ -28,10 +29,6 @@ use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 const WATCH_QUEUE: usize = 64;
 /// Log entries one watch step reads before handing its events over.
 const WATCH_STEP_ENTRIES: usize = 512;
-/// Index records read per store call while scanning for a query page.
-const QUERY_CHUNK: usize = 256;
-/// Index records one query call looks at before answering with what it found (and a token).
-const QUERY_SCAN_BUDGET: usize = 20_000;
 
 pub struct IndicatorsService {
     pub state: Arc<NodeState>,
@@ -229,10 +226,11 @@ impl Indicators for IndicatorsService {
         let filter = Filter::parse(req.filter.as_ref())
             .map_err(bad)?
             .hiding(self.state.withdrawn());
-        let after = view::decode_page_token(&req.page_token).map_err(bad)?;
+        let after =
+            query::decode_page_token(&req.page_token, &query::selection(&filter)).map_err(bad)?;
         let size = view::page_size(req.page_size);
         let response = self
-            .blocking(move |s| query(s.store.as_ref(), &reader, &filter, size, after))
+            .blocking(move |s| query::query(s.store.as_ref(), &reader, &filter, size, after))
             .await?;
         Ok(Response::new(response))
     }
@@ -342,55 +340,6 @@ fn get(
         state,
         provenance,
     })
-}
-
-/// One page of matching indicators in index order, after `after`.
-fn query(
-    store: &dyn Store,
-    reader: &OrgId,
-    filter: &Filter,
-    size: usize,
-    mut after: Option<Indicator>,
-) -> Result<pb::QueryResponse, StoreError> {
-    let mut states = Vec::new();
-    let mut scanned = 0;
-    loop {
-        let chunk = store.indicators_after(after.as_ref(), QUERY_CHUNK)?;
-        let (n, end) = (chunk.len(), chunk.len() < QUERY_CHUNK);
-        let mut last = None;
-        for (i, s) in chunk.into_iter().enumerate() {
-            scanned += 1;
-            last = s.indicator.clone();
-            if let Some(v) = filter.view(&s, reader) {
-                states.push(v);
-            }
-            if states.len() >= size || scanned >= QUERY_SCAN_BUDGET {
-                // A short chunk ends the index: no token when this was its last record.
-                let more = !end || i + 1 < n;
-                let next_page_token = match (more, &last) {
-                    (true, Some(r)) => view::encode_page_token(r),
-                    _ => String::new(),
-                };
-                return Ok(pb::QueryResponse {
-                    states,
-                    next_page_token,
-                });
-            }
-        }
-        if end {
-            return Ok(pb::QueryResponse {
-                states,
-                next_page_token: String::new(),
-            });
-        }
-        let last = last.ok_or_else(|| StoreError::Corrupt("empty index chunk".into()))?;
-        after = Some(view::indicator_of(&last).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "index holds a non-canonical value {:?}",
-                last.value
-            ))
-        })?);
-    }
 }
 
 /// One step of a watch: reads up to [`WATCH_STEP_ENTRIES`] log entries past `cursor` and

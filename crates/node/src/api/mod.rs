@@ -2,6 +2,7 @@
 
 mod idempotency;
 mod indicators;
+mod query;
 pub mod status;
 pub mod submission;
 pub mod view;

@@ -277,6 +277,24 @@ impl Filter {
         })
     }
 
+    pub fn types(&self) -> &BTreeSet<IndicatorType> {
+        &self.types
+    }
+
+    /// Lowercase.
+    pub fn tags(&self) -> &BTreeSet<String> {
+        &self.tags
+    }
+
+    pub fn origins(&self) -> &BTreeSet<String> {
+        &self.origins
+    }
+
+    /// Only indicators issued or sighted at or after this time; 0 for any.
+    pub fn since(&self) -> i64 {
+        self.since
+    }
+
     /// This filter, also hiding the `withdrawn` origins.
     pub fn hiding(mut self, withdrawn: BTreeSet<String>) -> Filter {
         self.withdrawn = withdrawn;
@@ -348,31 +366,6 @@ pub fn page_size(requested: u32) -> usize {
 
 // ---------------------------------------------------------------------------------------------
 // Page tokens and cursors
-
-/// A token to resume a scan after `last` (hex of the type code and the canonical value).
-pub fn encode_page_token(last: &pb::IndicatorRef) -> String {
-    let mut bytes = vec![u8::try_from(last.r#type).unwrap_or(0)];
-    bytes.extend_from_slice(last.value.as_bytes());
-    hex::encode(bytes)
-}
-
-/// The indicator a page token resumes after; `None` for the empty token (first page).
-pub fn decode_page_token(token: &str) -> Result<Option<Indicator>, Invalid> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    let bad = |why: &str| invalid(format!("page_token is not one this API issued: {why}"));
-    let bytes = hex::decode(token).map_err(|_| bad("not hex"))?;
-    let (&code, value) = bytes.split_first().ok_or_else(|| bad("empty"))?;
-    let ty = IndicatorType::from_code(code).ok_or_else(|| bad("unknown type"))?;
-    let value = std::str::from_utf8(value).map_err(|_| bad("not UTF-8"))?;
-    indicator_of(&pb::IndicatorRef {
-        r#type: ty.to_proto() as i32,
-        value: value.to_string(),
-    })
-    .map(Some)
-    .ok_or_else(|| bad("not a canonical indicator"))
-}
 
 /// The [`Indicator`] a stored reference names, if it is canonical.
 pub fn indicator_of(r: &pb::IndicatorRef) -> Option<Indicator> {

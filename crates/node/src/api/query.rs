@@ -1,0 +1,181 @@
+//! `Query`: which ordered store range a filter reads ([`selection`]), its pages, and the page
+//! tokens that resume them.
+//!
+//! A page reads candidates from one range of the index or its postings (a tag, an origin, a
+//! type, recent changes) and shows each through the reader's view and the whole filter, so a
+//! page costs what it returns plus what the reader may not see, never a scan of the index.
+
+use intelmesh_core::OrgId;
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{Selection, Store, StoreError};
+
+use super::view::{invalid, Filter, Invalid};
+
+/// Candidates read per store call while filling a page.
+const QUERY_CHUNK: usize = 256;
+/// Candidates one query call looks at before answering with what it found (and a token).
+const QUERY_SCAN_BUDGET: usize = 20_000;
+
+/// The narrowest range that holds every indicator `filter` can match: its tags if it names
+/// any (few indicators carry a given tag), else its origins, else its types, else the changes
+/// since its time, else the whole index. The filter still checks every criterion.
+pub fn selection(filter: &Filter) -> Selection {
+    if !filter.tags().is_empty() {
+        Selection::Tags(filter.tags().iter().cloned().collect())
+    } else if !filter.origins().is_empty() {
+        Selection::Origins(filter.origins().iter().cloned().collect())
+    } else if !filter.types().is_empty() {
+        Selection::Types(filter.types().iter().map(|t| t.code()).collect())
+    } else if filter.since() > 0 {
+        Selection::UpdatedSince(filter.since())
+    } else {
+        Selection::All
+    }
+}
+
+/// One page of the indicators `reader` sees through `filter`, after the position `after`.
+pub fn query(
+    store: &dyn Store,
+    reader: &OrgId,
+    filter: &Filter,
+    size: usize,
+    mut after: Option<Vec<u8>>,
+) -> Result<pb::QueryResponse, StoreError> {
+    let selection = selection(filter);
+    let mut states = Vec::new();
+    let mut scanned = 0;
+    loop {
+        let chunk = store.select(&selection, after.as_deref(), QUERY_CHUNK)?;
+        let (n, end) = (chunk.len(), chunk.len() < QUERY_CHUNK);
+        for (i, (position, s)) in chunk.into_iter().enumerate() {
+            scanned += 1;
+            if let Some(v) = filter.view(&s, reader) {
+                states.push(v);
+            }
+            after = Some(position);
+            if states.len() >= size || scanned >= QUERY_SCAN_BUDGET {
+                // A short chunk ends the range: no token when this was its last record.
+                let more = !end || i + 1 < n;
+                let next_page_token = match (more, &after) {
+                    (true, Some(p)) => encode_page_token(&selection, p),
+                    _ => String::new(),
+                };
+                return Ok(pb::QueryResponse {
+                    states,
+                    next_page_token,
+                });
+            }
+        }
+        if end {
+            return Ok(pb::QueryResponse {
+                states,
+                next_page_token: String::new(),
+            });
+        }
+    }
+}
+
+/// Which kind of range a token's position belongs to: a token resumes only the kind of
+/// query that issued it.
+fn kind(selection: &Selection) -> u8 {
+    match selection {
+        Selection::All => 1,
+        Selection::Types(_) => 2,
+        Selection::Tags(_) => 3,
+        Selection::Origins(_) => 4,
+        Selection::UpdatedSince(_) => 5,
+    }
+}
+
+/// A token to resume `selection` after `position`: hex of the kind and the position.
+pub fn encode_page_token(selection: &Selection, position: &[u8]) -> String {
+    let mut bytes = Vec::with_capacity(1 + position.len());
+    bytes.push(kind(selection));
+    bytes.extend_from_slice(position);
+    hex::encode(bytes)
+}
+
+/// The position a token resumes `selection` after; `None` for the empty token (first page).
+/// A position is only ever a bound of an ordered range, so a forged one reads from elsewhere
+/// in the same range, never around the reader's view.
+pub fn decode_page_token(token: &str, selection: &Selection) -> Result<Option<Vec<u8>>, Invalid> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: &str| invalid(format!("page_token is not one this API issued: {why}"));
+    if token.len() > 2 * (1 + 4096) {
+        return Err(bad("too long"));
+    }
+    let bytes = hex::decode(token).map_err(|_| bad("not hex"))?;
+    let (&k, position) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+    if k != kind(selection) {
+        return Err(bad("issued for a query with another filter"));
+    }
+    Ok(Some(position.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intelmesh_core::IndicatorType;
+
+    fn filter(f: pb::Filter) -> Filter {
+        Filter::parse(Some(&f)).unwrap()
+    }
+
+    #[test]
+    fn the_narrowest_range_is_chosen() {
+        let all = pb::Filter {
+            types: vec![pb::IndicatorType::Domain as i32],
+            tags: vec!["C2".into()],
+            origins: vec!["AU-AFP".into()],
+            updated_since_unix_ms: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            selection(&filter(all.clone())),
+            Selection::Tags(vec!["c2".into()])
+        );
+        let no_tags = pb::Filter {
+            tags: vec![],
+            ..all.clone()
+        };
+        assert_eq!(
+            selection(&filter(no_tags.clone())),
+            Selection::Origins(vec!["AU-AFP".into()])
+        );
+        let types = pb::Filter {
+            origins: vec![],
+            ..no_tags
+        };
+        let code = IndicatorType::Domain.code();
+        assert_eq!(
+            selection(&filter(types.clone())),
+            Selection::Types(vec![code])
+        );
+        let since = pb::Filter {
+            types: vec![],
+            ..types
+        };
+        assert_eq!(selection(&filter(since)), Selection::UpdatedSince(5));
+        assert_eq!(selection(&Filter::default()), Selection::All);
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_refuse_others() {
+        let tags = Selection::Tags(vec!["c2".into()]);
+        let token = encode_page_token(&tags, b"I\x04evil.example");
+        assert_eq!(
+            decode_page_token(&token, &tags),
+            Ok(Some(b"I\x04evil.example".to_vec()))
+        );
+        assert_eq!(decode_page_token("", &tags), Ok(None));
+        let long = "00".repeat(5000);
+        for bad in ["zz", "0", long.as_str()] {
+            let e = decode_page_token(bad, &tags).unwrap_err();
+            assert!(e.0.starts_with("page_token"), "{e}");
+        }
+        let e = decode_page_token(&token, &Selection::All).unwrap_err();
+        assert!(e.0.contains("another filter"), "{e}");
+    }
+}

@@ -1,0 +1,101 @@
+//! Rebuilding the on-disk index from the log, in bounded memory and safe against a crash.
+//!
+//! Needed when entries leave a log (a compromise cut: folds cannot be undone) and when a store of
+//! the previous layout is opened. A marker key is set before anything is removed and cleared in
+//! the last batch; a store opened with the marker set rebuilds again, so a crash at any point
+//! leaves either the old complete index being replaced or a complete new one.
+
+use intelmesh_core::verify::read_stored;
+
+use crate::index::IndexUpdate;
+use crate::index_write::{IndexBatch, IndexMeta};
+use crate::segment::all_segments;
+use crate::{keys, StoreError};
+
+/// Indicators folded per sled batch: bounds the memory of a rebuild whatever the log's size.
+const CHUNK_INDICATORS: usize = 16_384;
+/// Keys removed per sled batch while clearing the old index.
+const CHUNK_REMOVALS: usize = 65_536;
+
+/// Marks the index as being rebuilt, in `batch` (so the mark lands with the change that calls
+/// for the rebuild).
+pub(crate) fn mark(batch: &mut sled::Batch) {
+    batch.insert(keys::INDEX_REBUILD, &[][..]);
+}
+
+/// Whether a rebuild was started and not finished.
+pub(crate) fn pending(db: &sled::Db) -> Result<bool, StoreError> {
+    Ok(db.get(keys::INDEX_REBUILD)?.is_some())
+}
+
+/// Replaces the index with one folded from the whole log; durable when it returns. The caller
+/// keeps other writes out (holds `held`, or the store is still opening).
+pub(crate) fn rebuild(db: &sled::Db) -> Result<IndexMeta, StoreError> {
+    let t = std::time::Instant::now();
+    let mut start = sled::Batch::default();
+    mark(&mut start);
+    db.apply_batch(start)?;
+    db.flush()?;
+    clear(db)?;
+    let mut index = IndexBatch::new(IndexMeta::default());
+    for item in all_segments(db) {
+        let (origin, seg) = item?;
+        for (seq, raw) in seg.into_entries() {
+            if raw.payload.is_none() {
+                continue;
+            }
+            let (header, payload) = read_stored(&raw).map_err(|e| {
+                StoreError::Corrupt(format!("{origin}#{seq}: stored entry unreadable: {e}"))
+            })?;
+            let Some(payload) = payload else { continue };
+            index.merge(
+                db,
+                IndexUpdate {
+                    key: keys::index(&payload.indicator),
+                    header,
+                    payload,
+                },
+            )?;
+            if index.len() >= CHUNK_INDICATORS {
+                let mut batch = sled::Batch::default();
+                let meta = index.write(&mut batch);
+                db.apply_batch(batch)?;
+                index = IndexBatch::new(meta);
+            }
+        }
+    }
+    let mut last = sled::Batch::default();
+    let meta = index.write(&mut last);
+    last.remove(keys::INDEX_REBUILD);
+    db.apply_batch(last)?;
+    db.flush()?;
+    tracing::info!(
+        indicators = meta.count,
+        ms = t.elapsed().as_millis() as u64,
+        "indicator index rebuilt from the log"
+    );
+    Ok(meta)
+}
+
+/// Removes every index state, posting and counter.
+fn clear(db: &sled::Db) -> Result<(), StoreError> {
+    for prefix in [keys::INDEX, keys::POSTING] {
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for kv in db.scan_prefix([prefix]).keys().take(CHUNK_REMOVALS) {
+                batch.remove(kv?);
+                n += 1;
+            }
+            if n == 0 {
+                break;
+            }
+            db.apply_batch(batch)?;
+        }
+    }
+    let mut batch = sled::Batch::default();
+    batch.remove(keys::INDEX_COUNT);
+    batch.remove(keys::PREFIX_LENGTHS);
+    db.apply_batch(batch)?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! Folding a batch of updates into the on-disk index: the changed states, their postings and the
+//! index's counters, written into the same sled batch as the log entries they come from.
+//!
+//! Writing the index in the log's own atomic batch is what makes it exact after any crash: the
+//! index never lags the log and never runs ahead of it, so a restart replays nothing and a
+//! reader never sees a state a crash could undo. The fold reads the current states from sled
+//! under the store's write lock (`held`), so no other write can change them in between.
+
+use std::collections::{BTreeSet, HashMap};
+
+use intelmesh_core::containment::PrefixLengths;
+use intelmesh_proto::v1 as pb;
+use prost::Message;
+
+use crate::index::{decode_state, merge_payload, IndexUpdate};
+use crate::postings::postings_of;
+use crate::{keys, StoreError};
+
+/// The index's counters, as stored beside it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct IndexMeta {
+    /// Indicators in the index.
+    pub(crate) count: u64,
+    /// Prefix lengths of the CIDR blocks in the index.
+    pub(crate) lengths: PrefixLengths,
+}
+
+impl IndexMeta {
+    pub(crate) fn read(db: &sled::Db) -> Result<IndexMeta, StoreError> {
+        let count = match db.get(keys::INDEX_COUNT)? {
+            Some(v) => <[u8; 8]>::try_from(v.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt("index count is not 8 bytes".into()))?,
+            None => 0,
+        };
+        let lengths = match db.get(keys::PREFIX_LENGTHS)? {
+            Some(v) => PrefixLengths::from_bytes(&v)
+                .ok_or_else(|| StoreError::Corrupt("prefix lengths record is malformed".into()))?,
+            None => PrefixLengths::default(),
+        };
+        Ok(IndexMeta { count, lengths })
+    }
+
+    fn write(&self, batch: &mut sled::Batch) {
+        batch.insert(keys::INDEX_COUNT, &self.count.to_be_bytes());
+        batch.insert(keys::PREFIX_LENGTHS, &self.lengths.to_bytes());
+    }
+}
+
+/// One indicator touched by the batch: its postings before, and its state now.
+struct Touched {
+    postings_before: BTreeSet<Vec<u8>>,
+    state: pb::IndicatorState,
+}
+
+/// The index changes of one write, gathered before they are put in its sled batch.
+pub(crate) struct IndexBatch {
+    touched: HashMap<Vec<u8>, Touched>,
+    meta: IndexMeta,
+}
+
+impl IndexBatch {
+    pub(crate) fn new(meta: IndexMeta) -> IndexBatch {
+        IndexBatch {
+            touched: HashMap::new(),
+            meta,
+        }
+    }
+
+    /// Folds one update into its indicator's state, read from `db` the first time the batch
+    /// touches it.
+    pub(crate) fn merge(&mut self, db: &sled::Db, update: IndexUpdate) -> Result<(), StoreError> {
+        let IndexUpdate {
+            key,
+            header,
+            payload,
+        } = update;
+        if !self.touched.contains_key(&key) {
+            let (postings_before, state) = match db.get(&key)? {
+                Some(v) => {
+                    let state = decode_state(&v)?;
+                    (postings_of(&key, &state), state)
+                }
+                None => {
+                    self.meta.count += 1;
+                    self.meta.lengths.record(&payload.indicator);
+                    (BTreeSet::new(), pb::IndicatorState::default())
+                }
+            };
+            self.touched.insert(
+                key.clone(),
+                Touched {
+                    postings_before,
+                    state,
+                },
+            );
+        }
+        if let Some(t) = self.touched.get_mut(&key) {
+            merge_payload(&mut t.state, &header, payload);
+        }
+        Ok(())
+    }
+
+    /// Puts the new states, the changed postings and the counters in `batch`; returns the
+    /// counters as they will be once `batch` is applied.
+    pub(crate) fn write(self, batch: &mut sled::Batch) -> IndexMeta {
+        if self.touched.is_empty() {
+            return self.meta;
+        }
+        for (key, t) in self.touched {
+            let after = postings_of(&key, &t.state);
+            for gone in t.postings_before.difference(&after) {
+                batch.remove(gone.as_slice());
+            }
+            for new in after.difference(&t.postings_before) {
+                batch.insert(new.as_slice(), &[][..]);
+            }
+            batch.insert(key, t.state.encode_to_vec());
+        }
+        self.meta.write(batch);
+        self.meta
+    }
+
+    /// Indicators touched so far.
+    pub(crate) fn len(&self) -> usize {
+        self.touched.len()
+    }
+}

@@ -1,0 +1,114 @@
+//! Reading a [`Selection`] page by page: ordered key ranges of the index or its postings, so a
+//! page costs what it returns, never a scan of the whole index.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use intelmesh_proto::v1 as pb;
+
+use crate::index::decode_state;
+use crate::postings::{ranges, time_start, Range, Selection};
+use crate::StoreError;
+
+/// A state of a selection and the position to resume after it.
+pub type Selected = (Vec<u8>, pb::IndicatorState);
+
+/// Up to `limit` states of `selection` after the position `after` (see [`Selected`]).
+pub(crate) fn select(
+    db: &sled::Db,
+    selection: &Selection,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<Selected>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    match selection {
+        Selection::UpdatedSince(since) => by_time(db, *since, after, limit),
+        _ => by_index_key(db, &ranges(selection), after, limit),
+    }
+}
+
+/// Selections in index order: each range read from just after `after`'s index key, merged,
+/// each indicator once.
+fn by_index_key(
+    db: &sled::Db,
+    ranges: &[Range],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<Selected>, StoreError> {
+    // Index key → the encoded state when the range held it (index ranges), else `None`.
+    let mut found: BTreeMap<Vec<u8>, Option<sled::IVec>> = BTreeMap::new();
+    for r in ranges {
+        let start = match after {
+            Some(a) => {
+                let mut k = r.prefix[..r.skip].to_vec();
+                k.extend_from_slice(a);
+                if k >= r.prefix {
+                    Bound::Excluded(k)
+                } else {
+                    Bound::Included(r.prefix.clone())
+                }
+            }
+            None => Bound::Included(r.prefix.clone()),
+        };
+        for kv in db
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .take(limit)
+        {
+            let (k, v) = kv?;
+            if !k.starts_with(&r.prefix) {
+                break;
+            }
+            let state = (r.skip == 0).then_some(v);
+            found.insert(k[r.skip..].to_vec(), state);
+        }
+    }
+    found
+        .into_iter()
+        .take(limit)
+        .map(|(key, state)| {
+            let state = match state {
+                Some(v) => decode_state(&v)?,
+                None => read_state(db, &key)?,
+            };
+            Ok((key, state))
+        })
+        .collect()
+}
+
+/// The time selection: time postings from `since` on (or after the position `after`, a
+/// posting key), oldest first.
+fn by_time(
+    db: &sled::Db,
+    since: i64,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<Selected>, StoreError> {
+    let first = time_start(since);
+    let start = match after {
+        Some(a) if a >= first.as_slice() => Bound::Excluded(a.to_vec()),
+        _ => Bound::Included(first.clone()),
+    };
+    let prefix = &first[..2];
+    let mut out = Vec::new();
+    for kv in db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+        let (k, _) = kv?;
+        if !k.starts_with(prefix) || out.len() == limit {
+            break;
+        }
+        let state = read_state(db, &k[first.len()..])?;
+        out.push((k.to_vec(), state));
+    }
+    Ok(out)
+}
+
+fn read_state(db: &sled::Db, index_key: &[u8]) -> Result<pb::IndicatorState, StoreError> {
+    let v = db.get(index_key)?.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "a posting names {:?}, which the index does not hold",
+            String::from_utf8_lossy(index_key.get(2..).unwrap_or_default())
+        ))
+    })?;
+    decode_state(&v)
+}

@@ -1,0 +1,157 @@
+//! Selections read by queries: ranges of the on-disk index and its postings, paged by position,
+//! kept exact when a later entry changes an indicator's tags or times.
+
+use intelmesh_core::{IndicatorType, Signer};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{verify_store, Selection, SledStore, Store, StoreConfig};
+use intelmesh_tests::{chain, green, registry, seeded_signer, verified};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn value(s: &pb::IndicatorState) -> String {
+    s.indicator
+        .as_ref()
+        .map(|i| i.value.clone())
+        .unwrap_or_default()
+}
+
+/// Every state of `selection`, read in pages of `page`, checking that positions resume exactly.
+fn all_pages(store: &SledStore, selection: &Selection, page: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let got = store.select(selection, after.as_deref(), page).unwrap();
+        assert!(got.len() <= page);
+        out.extend(got.iter().map(|(_, s)| value(s)));
+        match got.last() {
+            Some((position, _)) if got.len() == page => after = Some(position.clone()),
+            _ => return out,
+        }
+    }
+}
+
+struct Two {
+    au: Signer,
+    br: Signer,
+    store: SledStore,
+    _dir: tempfile::TempDir,
+}
+
+/// AU-AFP's domains d1..d50 and BR-PF's d1..d30; `chain` tags entry n `batch-{n/10}` and
+/// issues it at T0 + n.
+fn two_origins() -> Two {
+    let (au, br) = (seeded_signer(1, "AU-AFP"), seeded_signer(2, "BR-PF"));
+    let keys = registry(&[&au, &br]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    let (a, _) = chain(&au, None, 50, 10);
+    let (b, _) = chain(&br, None, 30, 10);
+    store.apply(verified(&keys, a)).unwrap();
+    store.apply(verified(&keys, b)).unwrap();
+    Two {
+        au,
+        br,
+        store,
+        _dir: dir,
+    }
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn tag_origin_and_type_selections_page_in_index_order_without_loss_or_repeat() {
+    let t = two_origins();
+    let batch2 = all_pages(&t.store, &Selection::Tags(vec!["batch-2".into()]), 7);
+    assert_eq!(batch2.len(), 20, "d20..d29 of both origins");
+    assert_eq!(batch2, sorted(batch2.clone()), "index order");
+    assert!(batch2.iter().all(|v| v.starts_with("d2")));
+
+    let two_tags = Selection::Tags(vec!["BATCH-2".into(), "batch-3".into()]);
+    let both = all_pages(&t.store, &two_tags, 6);
+    // AU's d20..d39 and BR's d20..d30: tags match in any case, the union has each once.
+    assert_eq!(both.len(), 31);
+    assert_eq!(both, sorted(both.clone()));
+
+    let br = all_pages(&t.store, &Selection::Origins(vec!["BR-PF".into()]), 8);
+    assert_eq!(br.len(), 30);
+    assert!(br.iter().all(|v| v.ends_with(".br-pf.example")));
+
+    let domain = IndicatorType::Domain.code();
+    assert_eq!(
+        all_pages(&t.store, &Selection::Types(vec![domain]), 9).len(),
+        80
+    );
+    let ipv4 = IndicatorType::Ipv4.code();
+    assert!(all_pages(&t.store, &Selection::Types(vec![ipv4]), 9).is_empty());
+    let every = all_pages(&t.store, &Selection::All, 11);
+    assert_eq!(every.len(), 80);
+    assert_eq!(every, sorted(every.clone()));
+    assert!(t.store.select(&Selection::All, None, 0).unwrap().is_empty());
+}
+
+#[test]
+fn the_time_selection_reads_changes_oldest_first() {
+    let t = two_origins();
+    let recent = all_pages(&t.store, &Selection::UpdatedSince(T0 + 45), 4);
+    let want: Vec<String> = (45..=50).map(|n| format!("d{n}.au-afp.example")).collect();
+    assert_eq!(recent, want);
+    let from_28 = all_pages(&t.store, &Selection::UpdatedSince(T0 + 28), 5);
+    assert_eq!(from_28.len(), 23 + 3, "AU d28..d50 and BR d28..d30");
+}
+
+#[test]
+fn a_later_entry_moves_an_indicator_between_tags_and_times() {
+    let t = two_origins();
+    let keys = registry(&[&t.au, &t.br]);
+    let head = t.store.head(t.au.org()).unwrap();
+    let retag = pb::Payload {
+        body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
+            indicator: Some(pb::IndicatorRef {
+                r#type: pb::IndicatorType::Domain as i32,
+                value: "d1.au-afp.example".into(),
+            }),
+            confidence: 90,
+            tags: vec!["Moved".into()],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let (entry, _) = t.au.sign_next(head, T0 + 1000, &green(), &retag);
+    t.store.apply(verified(&keys, vec![entry])).unwrap();
+
+    let batch0 = all_pages(&t.store, &Selection::Tags(vec!["batch-0".into()]), 100);
+    assert!(
+        !batch0.contains(&"d1.au-afp.example".to_string()),
+        "{batch0:?}"
+    );
+    assert!(batch0.contains(&"d1.br-pf.example".to_string()));
+    let moved = all_pages(&t.store, &Selection::Tags(vec!["moved".into()]), 100);
+    assert_eq!(moved, ["d1.au-afp.example"]);
+    let latest = all_pages(&t.store, &Selection::UpdatedSince(T0 + 51), 100);
+    assert_eq!(latest, ["d1.au-afp.example"], "its time posting moved too");
+    let check = verify_store(&t.store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+}
+
+#[test]
+fn a_forged_position_only_moves_within_the_range() {
+    let t = two_origins();
+    let tags = Selection::Tags(vec!["batch-1".into()]);
+    for forged in [&b""[..], b"\xff\xff", b"I", b"Zzz"] {
+        let got = t.store.select(&tags, Some(forged), 100).unwrap();
+        assert!(
+            got.iter().all(|(_, s)| value(s).starts_with("d1")),
+            "{forged:?}"
+        );
+    }
+    let recent = Selection::UpdatedSince(T0 + 45);
+    let got = t.store.select(&recent, Some(b"Qm"), 100).unwrap();
+    assert_eq!(
+        got.len(),
+        6,
+        "a position before `since` does not widen the range"
+    );
+}
