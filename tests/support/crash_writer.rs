@@ -2,7 +2,8 @@
 //!
 //! Usage: `crash-writer DIR SEED CYCLE`. Prints `OPEN` once the store is open, then for each
 //! batch `BEGIN id origin:seq …` before applying it and `ACK id origin:seq:digest …` once
-//! `apply` returned, i.e. once the batch is durable.
+//! `apply` returned, i.e. once the batch is durable. `crash-writer --open DIR` only opens the
+//! store (finishing an index rebuild it finds marked), prints `OPEN` and waits to be killed.
 //!
 //! The entries mix upserts, revokes and sightings of a few shared indicators under several
 //! distributions (restricted ones with their recipients in either order), so the index the
@@ -23,6 +24,14 @@ const INDICATORS: u64 = 12;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, dir] = args.as_slice() {
+        anyhow::ensure!(flag == "--open", "usage: crash-writer --open DIR");
+        let _store = SledStore::open(StoreConfig::new(dir))?;
+        writeln!(std::io::stdout(), "OPEN")?;
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
     let [_, dir, seed, cycle] = args.as_slice() else {
         anyhow::bail!("usage: crash-writer DIR SEED CYCLE");
     };

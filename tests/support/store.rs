@@ -42,3 +42,35 @@ impl Fixture {
         .collect()
     }
 }
+
+/// Removes every index key from a closed store, as a store of layout 3 (index in memory) or a
+/// rebuild cut short by a crash leaves it.
+pub fn strip_index(dir: &std::path::Path, layout: Option<u32>, mark_rebuild: bool) {
+    // sled's background flusher may hold the closed store's lock for a moment.
+    let db = (0..100)
+        .find_map(|_| {
+            let db = sled::Config::new().path(dir).segment_size(8 << 20).open();
+            if db.is_err() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            db.ok()
+        })
+        .expect("the closed store opens");
+    let index_keys: Vec<_> = db
+        .iter()
+        .keys()
+        .map(|k| k.unwrap())
+        .filter(|k| matches!(k.first(), Some(b'I' | b'Q' | b'M')))
+        .collect();
+    assert!(!index_keys.is_empty());
+    for k in index_keys {
+        db.remove(k).unwrap();
+    }
+    if let Some(v) = layout {
+        db.insert(b"V", &v.to_be_bytes()).unwrap();
+    }
+    if mark_rebuild {
+        db.insert(b"Mrebuild", &[][..]).unwrap();
+    }
+    db.flush().unwrap();
+}
