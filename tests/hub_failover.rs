@@ -19,7 +19,7 @@ use intelmesh_node::RunningNode;
 use intelmesh_store::Store;
 use intelmesh_tests::net::{domain_upsert, fast_limits, green, org, TestNet};
 use intelmesh_tests::process::NodeProcess;
-use intelmesh_tests::roster_net::RosterNet;
+use intelmesh_tests::roster_net::{peer, RosterNet};
 
 /// The binary that runs a node in a child process (`tests/support/node_process.rs`).
 const NODE_PROCESS: &str = env!("CARGO_BIN_EXE_node-process");
@@ -74,17 +74,23 @@ async fn roster_mode_agencies_carry_on_when_the_publishing_hub_dies() {
         "both hubs hold the one roster log"
     );
 
-    // The publisher becomes a child process the test can kill, on the same store.
+    // While the publisher is down, the agencies start: they take the roster log from the other
+    // hub, and their status lists the publisher, not reached yet.
     net.stop(&publisher).await;
-    let child = NodeProcess::spawn(NODE_PROCESS, &net.fed.nodes[&publisher]).await;
     for a in &agencies {
         net.start(a).await;
     }
     for a in &agencies {
-        net.wait_status(a, PATIENCE, |s| s.roster_version == 2)
-            .await
-            .expect("each agency follows the roster through the hubs");
+        net.wait_status(a, PATIENCE, |s| {
+            s.roster_version == 2
+                && peer(s, &other).is_some_and(|p| p.connected)
+                && peer(s, &publisher).is_some_and(|p| !p.connected)
+        })
+        .await
+        .expect("each agency follows the roster through the second hub and lists both hubs");
     }
+    // The publisher comes back as a child process the test can kill, on the same store.
+    let child = NodeProcess::spawn(NODE_PROCESS, &net.fed.nodes[&publisher]).await;
     let hub = net.fed.nodes[&publisher].clone();
     kill_a_hub_mid_sync(&net.running, child, &hub, &other).await;
 }
@@ -169,6 +175,20 @@ async fn kill_a_hub_mid_sync(
             "an entry submitted after the kill reaches the other agencies through the other hub",
         );
     }
+
+    // Status shows each hub link: the lost one down, the other up.
+    eventually(PATIENCE, || async move {
+        let wrong: Vec<&OrgId> = agencies
+            .iter()
+            .filter(|a| {
+                let n = &nodes[*a];
+                listed(n, killed) != Some(false) || listed(n, survivor) != Some(true)
+            })
+            .collect();
+        (!wrong.is_empty()).then(|| format!("hub links misreported at {wrong:?}"))
+    })
+    .await
+    .expect("status lists the lost hub as down and the other as up");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let acked = submitters.stop().await;
@@ -269,6 +289,13 @@ impl Submitters {
 fn holds_in_full(node: &RunningNode, origin: &OrgId, seq: u64) -> bool {
     let stored = node.state().store.range(origin, seq, 1).expect("range");
     stored.first().is_some_and(|e| e.payload.is_some())
+}
+
+/// Whether `node`'s status lists `peer`, and if so whether its link is up.
+fn listed(node: &RunningNode, peer: &OrgId) -> Option<bool> {
+    let s = intelmesh_node::api::status::status(node.state()).expect("status");
+    let listed = s.peers.iter().find(|p| p.org_id == peer.as_str());
+    listed.map(|p| p.connected)
 }
 
 fn held(node: &RunningNode, origin: &OrgId) -> u64 {
