@@ -2,6 +2,8 @@
 //! processes a test started, and a federation made only with `intelmesh pki`/`keygen` and the
 //! configs in `deploy/`, as deploy/README.md describes.
 
+pub mod enrol;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
