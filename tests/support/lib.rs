@@ -1,9 +1,11 @@
 //! Fixtures shared by the cross-crate tests: deterministic signers and payloads, `net`, a set
-//! of real nodes in one process, and `pki`, certificates an honest CA would not issue.
+//! of real nodes in one process, `process`, a node in a child process a test can kill, and
+//! `pki`, certificates an honest CA would not issue.
 
 pub mod api;
 pub mod net;
 pub mod pki;
+pub mod process;
 pub mod raw_peer;
 pub mod roster_net;
 pub mod store;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::SigningKey;
 use intelmesh_core::{now_unix_ms, OrgId};
 use intelmesh_node::config::Limits;
-use intelmesh_node::provision::{loopback_specs, Federation};
+use intelmesh_node::provision::{loopback_specs_hubs, Federation};
 use intelmesh_node::provision_roster::{
     add_members, provision_roster, sign_next, RosterFederation, RosterSetup,
 };
@@ -53,8 +53,14 @@ impl RosterNet {
     /// Provisions a hub and agencies in roster mode (the genesis holds the hub only). Starts
     /// nothing.
     pub fn provisioned(hub: &str, agencies: &[&str], limits: &Limits) -> RosterNet {
+        RosterNet::provisioned_hubs(&[hub], agencies, limits)
+    }
+
+    /// [`RosterNet::provisioned`] with several hubs, all in the genesis and its hub list; the
+    /// first publishes the roster log and is the one `hub` names.
+    pub fn provisioned_hubs(hubs: &[&str], agencies: &[&str], limits: &Limits) -> RosterNet {
         let dir = tempfile::tempdir().expect("temp dir");
-        let specs = loopback_specs(hub, agencies).expect("ports");
+        let specs = loopback_specs_hubs(hubs, agencies).expect("ports");
         let authority = SigningKey::generate(&mut rand::rngs::OsRng);
         let setup = RosterSetup {
             federation_id: OrgId::parse(FEDERATION).expect("federation id"),
@@ -73,7 +79,7 @@ impl RosterNet {
             dir,
             fed,
             enrolments,
-            hub: OrgId::parse(hub).expect("hub org"),
+            hub: OrgId::parse(hubs[0]).expect("hub org"),
             authority,
             running: BTreeMap::new(),
         }

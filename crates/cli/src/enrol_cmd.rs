@@ -114,6 +114,10 @@ pub struct NodeJoin {
     /// This node's API listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
     api_listen: std::net::SocketAddr,
+    /// This node is a further hub (admitted with `admin members add --role hub`): it relays
+    /// and holds every payload. Its peers take its role from the roster, not from this flag.
+    #[arg(long)]
+    hub: bool,
 }
 
 /// `intelmesh admin keygen`: an operator's authority key.
@@ -432,7 +436,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
     let pin = hex::encode(&bundle.genesis_hash);
     let config = NodeConfig {
         org: org.to_string(),
-        role: Role::Agency,
+        role: if a.hub { Role::Hub } else { Role::Agency },
         data_dir: a.dir.join("data"),
         signing_key: a.dir.join("signing.key"),
         keys: None,

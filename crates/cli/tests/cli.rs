@@ -9,7 +9,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{intelmesh, one_error_line, wait_until, Kept, Nodes};
+use support::{deploy_config, intelmesh, one_error_line, wait_until, Kept, Nodes};
 
 #[test]
 fn demo_runs_to_convergence_and_leaves_no_process_behind() {
@@ -378,6 +378,34 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("refusing to overwrite"));
     assert_eq!(std::fs::read(ca.join("ca.key")).unwrap(), key_before);
+}
+
+#[test]
+fn the_deploy_configs_show_two_hubs_linked_with_each_other_and_every_agency() {
+    let hubs = [deploy_config("hub.toml"), deploy_config("hub2.toml")];
+    let agency = deploy_config("agency.toml");
+    for hub in &hubs {
+        let other = hubs.iter().find(|h| h.org != hub.org).unwrap();
+        let to_other = hub.peer.iter().find(|p| p.org == other.org);
+        assert!(
+            to_other.is_some_and(|p| p.relay),
+            "{} relays with {}",
+            hub.org,
+            other.org
+        );
+        let dials = to_other.is_some_and(|p| p.dial.is_some());
+        assert_eq!(dials, hub.org < other.org, "the hub sorting first dials");
+        assert!(hub
+            .peer
+            .iter()
+            .any(|p| p.org == agency.org && p.dial.is_none()));
+        let to_hub = agency.peer.iter().find(|p| p.org == hub.org);
+        assert!(
+            to_hub.is_some_and(|p| p.relay && p.dial.is_some()),
+            "the agency dials {} as a relay",
+            hub.org
+        );
+    }
 }
 
 #[test]

@@ -193,14 +193,21 @@ pub fn free_loopback_addr() -> anyhow::Result<SocketAddr> {
 
 /// Specs for a hub and agencies on free loopback ports.
 pub fn loopback_specs(hub: &str, agencies: &[&str]) -> anyhow::Result<Vec<NodeSpec>> {
+    loopback_specs_hubs(&[hub], agencies)
+}
+
+/// Specs for hubs (the first listed publishes the roster log in roster mode) and agencies on
+/// free loopback ports.
+pub fn loopback_specs_hubs(hubs: &[&str], agencies: &[&str]) -> anyhow::Result<Vec<NodeSpec>> {
+    let roles = hubs
+        .iter()
+        .map(|h| (*h, Role::Hub))
+        .chain(agencies.iter().map(|a| (*a, Role::Agency)));
     let mut specs = Vec::new();
-    for (i, name) in std::iter::once(hub)
-        .chain(agencies.iter().copied())
-        .enumerate()
-    {
+    for (name, role) in roles {
         specs.push(NodeSpec {
             org: OrgId::parse(name)?,
-            role: if i == 0 { Role::Hub } else { Role::Agency },
+            role,
             federation: free_loopback_addr()?,
             api: free_loopback_addr()?,
         });
@@ -208,14 +215,23 @@ pub fn loopback_specs(hub: &str, agencies: &[&str]) -> anyhow::Result<Vec<NodeSp
     Ok(specs)
 }
 
-/// Every agency dials the hub.
+/// Every agency dials every hub, and the hubs link with each other (the one whose org sorts
+/// first dials, as in roster mode), so each hub holds everything and either can carry the
+/// federation alone.
 pub fn star_links(specs: &[NodeSpec]) -> Vec<(OrgId, OrgId)> {
-    let Some(hub) = specs.iter().find(|s| s.role == Role::Hub) else {
-        return Vec::new();
-    };
-    specs
+    let hubs: Vec<&OrgId> = specs
+        .iter()
+        .filter(|s| s.role == Role::Hub)
+        .map(|s| &s.org)
+        .collect();
+    let to_hubs = specs
         .iter()
         .filter(|s| s.role != Role::Hub)
-        .map(|s| (s.org.clone(), hub.org.clone()))
-        .collect()
+        .flat_map(|s| hubs.iter().map(|h| (s.org.clone(), (*h).clone())));
+    let between_hubs = hubs.iter().flat_map(|a| {
+        hubs.iter()
+            .filter(move |b| a < b)
+            .map(move |b| ((*a).clone(), (*b).clone()))
+    });
+    to_hubs.chain(between_hubs).collect()
 }

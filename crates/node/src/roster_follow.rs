@@ -336,8 +336,13 @@ impl NodeState {
             return Ok(false);
         }
         let keys = self.keys();
-        if !keys.holds(&fed, &follow.authority_signer.verifying_key()) {
-            // Not a hub of the genesis: it receives the roster log from one.
+        let publisher = follow.current().roster_publisher();
+        if !keys.holds(&fed, &follow.authority_signer.verifying_key())
+            || publisher.as_ref() != Some(&self.org)
+        {
+            // Not the hub that publishes the log (an agency, or another hub): it receives the
+            // log from the publisher. Both hubs putting their own genesis entry at seq 1 would
+            // fork the authority origin.
             return Ok(false);
         }
         let genesis = lock(&follow.hashes).get(&1).copied();
@@ -358,6 +363,17 @@ impl NodeState {
         version: u64,
         signed: pb::SignedRoster,
     ) -> Result<(), NodeError> {
+        let current = follow.current();
+        match current.roster_publisher() {
+            Some(publisher) if publisher == self.org => {}
+            other => {
+                return Err(NodeError::NotRosterPublisher {
+                    org: self.org.clone(),
+                    publisher: other.map_or_else(|| "no hub".to_string(), |p| p.to_string()),
+                    version: current.version(),
+                })
+            }
+        }
         let keys = self.keys();
         let signer = Arc::clone(&follow.authority_signer);
         if !keys.holds(signer.org(), &signer.verifying_key()) {

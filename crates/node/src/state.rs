@@ -141,6 +141,13 @@ pub enum NodeError {
     NotFollowing,
     #[error("{org} cannot sign roster log entries: its signing key is not the key of a hub member in roster v{version}")]
     NotAuthoritySigner { org: OrgId, version: u64 },
+    /// Roster mode: another hub signs the roster log ([`intelmesh_roster::Roster::roster_publisher`]).
+    #[error("{org} does not publish the roster log: {publisher} does in roster v{version} (the first active hub the roster lists): make and sign proposals on {publisher}")]
+    NotRosterPublisher {
+        org: OrgId,
+        publisher: String,
+        version: u64,
+    },
     #[error("roster version refused: {0}")]
     RosterRefused(intelmesh_roster::RosterError),
     #[error("roster: {0}")]

@@ -169,6 +169,26 @@ impl Roster {
             .collect()
     }
 
+    /// The one hub that signs the roster log (the federation id's origin): the first active hub
+    /// of the `hubs` list, or, when that names none, the active hub member whose org sorts
+    /// first. Every node reads it from the same version, so two hubs never both sign the next
+    /// version (that would be two entries at one seq of the authority origin: a fork). The
+    /// authority moves the role by reordering `hubs` (or suspending the publisher); the other
+    /// hubs only relay the log.
+    pub fn roster_publisher(&self) -> Option<OrgId> {
+        let listed = self
+            .hubs()
+            .into_iter()
+            .find_map(|h| OrgId::parse(&h.org).ok());
+        listed.or_else(|| {
+            self.checked
+                .members
+                .iter()
+                .find(|(_, m)| m.role == MemberRole::Hub && m.status == MemberStatus::Active)
+                .map(|(org, _)| org.clone())
+        })
+    }
+
     pub fn policy(&self) -> Policy {
         Policy::from_proto(self.checked.document.policy.as_ref())
     }

@@ -297,3 +297,52 @@ fn a_suspended_hub_is_not_dialled() {
     assert!(v2.hubs().is_empty());
     assert_eq!(v2.document().hubs.len(), 1);
 }
+
+#[test]
+fn one_hub_publishes_the_roster_log_and_the_authority_can_move_the_role() {
+    // A second hub, added and listed after the first: the first keeps publishing.
+    let add_hub = A::AddMember(pb::AddMember {
+        request: Some(enrolment("HUB-B", &key(30))),
+        role: pb::MemberRole::Hub as i32,
+    });
+    let hub_a = pb::HubAddress {
+        org: "HUB".into(),
+        address: "hub.example:7443".into(),
+    };
+    let hub_b = pb::HubAddress {
+        org: "HUB-B".into(),
+        address: "hub-b.example:7443".into(),
+    };
+    assert_eq!(genesis().roster_publisher(), Some(org("HUB")));
+    let both = apply(
+        &genesis(),
+        vec![
+            add_hub,
+            A::SetHubs(pb::SetHubs {
+                hubs: vec![hub_a.clone(), hub_b.clone()],
+            }),
+        ],
+        &no_heads,
+    );
+    assert_eq!(both.hubs().len(), 2, "agencies dial both hubs");
+    assert_eq!(both.roster_publisher(), Some(org("HUB")));
+    // Both hubs' keys sign for the authority origin, so what either published verifies.
+    assert!(valid(&both, "FED", &hub_key(), 3));
+    assert!(valid(&both, "FED", &key(30), 3));
+
+    // Reordering the list hands the role over; suspending the publisher does too.
+    let moved = apply(
+        &both,
+        vec![A::SetHubs(pb::SetHubs {
+            hubs: vec![hub_b, hub_a],
+        })],
+        &no_heads,
+    );
+    assert_eq!(moved.roster_publisher(), Some(org("HUB-B")));
+    let suspended = apply(
+        &both,
+        vec![A::Suspend(pb::Suspend { org: "HUB".into() })],
+        &no_heads,
+    );
+    assert_eq!(suspended.roster_publisher(), Some(org("HUB-B")));
+}

@@ -75,7 +75,9 @@ impl AdminError {
             | AdminError::NoSuchVersion(_)
             | AdminError::UnknownMember(_) => Status::not_found(msg),
             AdminError::AlreadySigned { .. } => Status::already_exists(msg),
-            AdminError::Publish(NodeError::RosterRefused(_)) => Status::failed_precondition(msg),
+            AdminError::Publish(
+                NodeError::RosterRefused(_) | NodeError::NotRosterPublisher { .. },
+            ) => Status::failed_precondition(msg),
             AdminError::Publish(_) | AdminError::Store(_) | AdminError::Internal(_) => {
                 Status::internal(msg)
             }

@@ -87,6 +87,13 @@ async fn dial_hubs(state: Arc<NodeState>) {
                 continue;
             }
             tracing::info!(hub = %org, %addr, version = roster.version(), "dialing a hub of the roster");
+            // Listed in status from now on, up or not: with two hubs an operator must see the
+            // one that is down, not only the one that works.
+            state.peers.update(&org, |s| {
+                if !s.connected {
+                    s.address = addr.clone();
+                }
+            });
             let task = tokio::spawn(dial_loop(
                 Arc::clone(&state),
                 org.clone(),
