@@ -16,6 +16,8 @@ mod net;
 mod peer;
 #[path = "bench_roster.rs"]
 mod roster;
+#[path = "bench_sys.rs"]
+mod sys;
 
 #[derive(Subcommand)]
 pub enum Which {
