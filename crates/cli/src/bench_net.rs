@@ -70,24 +70,6 @@ pub(crate) fn hubs_and_agencies(hubs: usize, agencies: usize) -> anyhow::Result<
         .collect()
 }
 
-/// Every agency dials every hub, and each hub dials the hubs listed before it: one link per
-/// pair that shares entries (with one hub, a star).
-pub(crate) fn hub_links(specs: &[NodeSpec]) -> Vec<(OrgId, OrgId)> {
-    let hubs: Vec<&OrgId> = specs
-        .iter()
-        .filter(|s| s.role == Role::Hub)
-        .map(|s| &s.org)
-        .collect();
-    let mut links = Vec::new();
-    for (i, hub) in hubs.iter().enumerate() {
-        links.extend(hubs[..i].iter().map(|h| ((*hub).clone(), (*h).clone())));
-    }
-    for agency in specs.iter().filter(|s| s.role != Role::Hub) {
-        links.extend(hubs.iter().map(|h| (agency.org.clone(), (*h).clone())));
-    }
-    links
-}
-
 pub(crate) fn org(name: &str) -> anyhow::Result<OrgId> {
     OrgId::parse(name).with_context(|| format!("bench org id {name}"))
 }
