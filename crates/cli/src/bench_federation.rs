@@ -40,16 +40,18 @@ const POLL: Duration = Duration::from_millis(5);
 
 pub fn federation(o: FederationOpts) -> anyhow::Result<()> {
     if o.members < 2 {
-        bail!("--members must be at least 2");
+        return Err(crate::usage("--members must be at least 2"));
     }
     if !(1..=8).contains(&o.hubs) {
-        bail!("--hubs must be 1 to 8");
+        return Err(crate::usage("--hubs must be 1 to 8"));
     }
     if !(o.rate.is_finite() && o.rate > 0.0 && o.rate <= 1000.0) {
-        bail!("--rate must be a number of submissions per second above 0 and at most 1000");
+        return Err(crate::usage(
+            "--rate must be a number of submissions per second above 0 and at most 1000",
+        ));
     }
     if o.secs == 0 {
-        bail!("--secs must be at least 1");
+        return Err(crate::usage("--secs must be at least 1"));
     }
     // Each node process and this one's API connections take descriptors.
     raise_open_files_limit()?;

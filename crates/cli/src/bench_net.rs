@@ -31,13 +31,15 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
-/// A fresh directory for a bench's stores, inside `dir` (created if missing) when given.
+/// A fresh directory for a bench's stores, inside `dir` (created if missing) when given, named
+/// `intelmesh-bench-…` (not hidden: a bench may keep it).
 pub(crate) fn bench_dir(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
+    let named = tempfile::Builder::new().prefix("intelmesh-bench-").clone();
     match dir {
         Some(d) => std::fs::create_dir_all(d)
-            .and_then(|()| tempfile::tempdir_in(d))
+            .and_then(|()| named.tempdir_in(d))
             .with_context(|| format!("creating a bench directory in {}", d.display())),
-        None => tempfile::tempdir().context("creating the bench directory"),
+        None => named.tempdir().context("creating the bench directory"),
     }
 }
 

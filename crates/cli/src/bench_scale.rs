@@ -60,10 +60,14 @@ fn probe_size(indicators: u64) -> u64 {
 
 pub fn scale(o: ScaleOpts) -> anyhow::Result<()> {
     if o.indicators < MIN_INDICATORS {
-        bail!("--indicators must be at least {MIN_INDICATORS}");
+        return Err(crate::usage(format!(
+            "--indicators must be at least {MIN_INDICATORS}"
+        )));
     }
     if o.lookups == 0 || o.lookup_clients == 0 {
-        bail!("--lookups and --lookup-clients must be at least 1");
+        return Err(crate::usage(
+            "--lookups and --lookup-clients must be at least 1",
+        ));
     }
     // The node is spawned from this thread (see `Fleet`): the future runs on it.
     net::runtime()?.block_on(scale_async(o))
