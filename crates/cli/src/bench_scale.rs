@@ -232,7 +232,8 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
         expected.extend(s.heads.clone());
         entry_bytes += s.bytes;
     }
-    expected.extend(load.heads());
+    let load_heads = load.heads();
+    expected.extend(load_heads.clone());
     // Sent after the restart, from an origin of its own, to see the node federate again: a
     // sighting of a listed indicator.
     let after = intelmesh_core::Signer::generate(org("RESTART")?);
@@ -268,11 +269,9 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
         at_empty.push(probe(&mut link, s, node.window()).await?);
     }
     say(format!(
-        "ingest at empty: {} probes of {p} pre-signed entries (16 fresh origins each): {} entries/s",
-        rounds,
+        "ingest at empty: {rounds} probes of {p} pre-signed entries ({ORIGINS} fresh origins each): {} entries/s",
         rates_text(&at_empty)
     ));
-    let load_heads = load.heads();
     let load_total: u64 = load_heads.values().sum();
     let (rx, signer) = sign_streaming(load, max_entries, max_bytes);
     let frames = futures::stream::unfold(rx, |mut rx| async move {
