@@ -8,14 +8,26 @@ use clap::Subcommand;
 use intelmesh_core::entry::sha256;
 use intelmesh_proto::v1 as pb;
 
+#[path = "bench_federation.rs"]
+mod federation;
 #[path = "bench_ingest.rs"]
 mod ingest;
+#[path = "bench_scale_load.rs"]
+mod load;
+#[path = "bench_scale_lookup.rs"]
+mod lookup;
 #[path = "bench_net.rs"]
 mod net;
 #[path = "bench_peer.rs"]
 mod peer;
 #[path = "bench_roster.rs"]
 mod roster;
+#[path = "bench_scale.rs"]
+mod scale;
+#[path = "bench_shapes.rs"]
+mod shapes;
+#[path = "bench_sys.rs"]
+mod sys;
 
 #[derive(Subcommand)]
 pub enum Which {
@@ -94,6 +106,50 @@ pub enum Which {
         #[arg(long)]
         json: bool,
     },
+    /// A node holding N real-shaped indicators, as a child process (`intelmesh run`), filled
+    /// through its own ingest path by this bench as its mutual-TLS peer; then its memory while
+    /// serving bulk lookups, its disk per byte of entries, its ingest rate at full against at
+    /// empty, and a SIGKILL and restart (time until its API answers and it federates again,
+    /// peak memory of the new process).
+    Scale {
+        /// Distinct indicators to list (about 4.5% more entries: revocations, sightings and
+        /// second origins' listings).
+        #[arg(long, default_value_t = 10_000_000, value_parser = clap::value_parser!(u64).range(scale::MIN_INDICATORS..))]
+        indicators: u64,
+        /// Values to look up over the API, in calls of the most values one call may carry.
+        #[arg(long, default_value_t = 1_000_000)]
+        lookups: usize,
+        /// Lookup calls in flight, each client on its own connection.
+        #[arg(long, default_value_t = 8)]
+        lookup_clients: usize,
+        /// Where to put the federation and the node's data, kept afterwards (default: a
+        /// temporary directory, removed at the end).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hubs and M agencies, each a node process (`intelmesh run`), every agency submitting
+    /// through its API at a steady rate; the time from the last submit to every node holding
+    /// the same vector and state digest, and each process's memory.
+    Federation {
+        /// M: agencies besides the hubs.
+        #[arg(long, default_value_t = 190)]
+        members: usize,
+        /// Hubs: each agency links to every hub, and the hubs to each other.
+        #[arg(long, default_value_t = 1)]
+        hubs: usize,
+        /// Submissions per second at each agency (fractions allowed: 0.5 is one every 2 s).
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// How long the agencies submit.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(which: Which) -> anyhow::Result<()> {
@@ -138,6 +194,32 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             json,
         }),
         Which::Roster { members, json } => roster::roster(roster::RosterOpts { members, json }),
+        Which::Scale {
+            indicators,
+            lookups,
+            lookup_clients,
+            dir,
+            json,
+        } => scale::scale(scale::ScaleOpts {
+            indicators,
+            lookups,
+            lookup_clients,
+            dir,
+            json,
+        }),
+        Which::Federation {
+            members,
+            hubs,
+            rate,
+            secs,
+            json,
+        } => federation::federation(federation::FederationOpts {
+            members,
+            hubs,
+            rate,
+            secs,
+            json,
+        }),
     }
 }
 

@@ -19,9 +19,10 @@ use intelmesh_store::{SledStore, Store, StoreConfig};
 use prost::Message;
 use rayon::prelude::*;
 
-use super::net::{self, add_members, cpu_seconds, org, provisioned_keys, written_bytes};
+use super::net::{self, add_members, org, provisioned_keys};
 use super::peer::{self, Credentials, Target};
 use super::sample_upsert;
+use super::sys::{cpu_seconds, written_bytes};
 
 const ORIGINS: usize = 16;
 /// Entries per ed25519 batch check: the node's own, so the verify ceiling is the node's crypto.
@@ -30,7 +31,7 @@ const VERIFY_CHUNK: usize = intelmesh_node::state::VERIFY_CHUNK;
 /// queue (`peer_queue_frames`, 8) and the HTTP/2 window (one message, 8 MiB: about 26 frames of
 /// these entries), so the bench keeps about as many in flight and the receiver alone sets the
 /// pace. (With 10, the node waited for frames: 68k updates/s against 78k with 40.)
-const WINDOW_FRAMES: usize = 32;
+pub(crate) const WINDOW_FRAMES: usize = 32;
 
 /// Options of `bench ingest`.
 pub struct IngestOpts {
@@ -247,7 +248,7 @@ fn generate(n: usize) -> anyhow::Result<(Vec<Signer>, Vec<Vec<pb::SignedEntry>>)
 
 /// Cuts the origins' logs into frames as a relaying hub sends them: runs of every origin in
 /// turn, at most `max_entries` entries and `max_bytes` encoded entry bytes per frame.
-fn cut_frames(
+pub(crate) fn cut_frames(
     logs: &[Vec<pb::SignedEntry>],
     max_entries: usize,
     max_bytes: usize,
@@ -298,10 +299,12 @@ async fn receive(b: &Bench, data: &Path) -> anyhow::Result<PathRound> {
         key: &peer_cfg.federation.key,
     };
     let fed = async {
-        let mut link = peer::open(&target, &me, limits.max_message_bytes).await?;
+        let held = BTreeMap::new();
+        let mut link = peer::open(&target, &me, limits.max_message_bytes, &held).await?;
         let (cpu, written) = (cpu_seconds(), written_bytes());
         let window = WINDOW_FRAMES * limits.max_batch_entries;
-        let fed = link.feed(&b.frames, &b.heads, window).await?;
+        let frames = futures::stream::iter(b.frames.iter().cloned());
+        let fed = link.feed(frames, &b.heads, window, |_| ()).await?;
         Ok::<_, anyhow::Error>((fed, cpu_seconds() - cpu, written_bytes() - written))
     }
     .await;

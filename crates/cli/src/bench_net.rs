@@ -19,6 +19,7 @@ use prost::Message;
 use rayon::prelude::*;
 
 use super::sample_upsert;
+use super::sys::cpu_seconds;
 
 /// How long a bench waits for links to come up or for data to arrive before it gives up.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(120);
@@ -30,39 +31,45 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the tokio runtime")
 }
 
-/// A fresh directory for a bench's stores, inside `dir` (created if missing) when given.
+/// A fresh directory for a bench's stores, inside `dir` (created if missing) when given, named
+/// `intelmesh-bench-…` (not hidden: a bench may keep it).
 pub(crate) fn bench_dir(dir: Option<&Path>) -> anyhow::Result<tempfile::TempDir> {
+    let named = tempfile::Builder::new().prefix("intelmesh-bench-").clone();
     match dir {
         Some(d) => std::fs::create_dir_all(d)
-            .and_then(|()| tempfile::tempdir_in(d))
+            .and_then(|()| named.tempdir_in(d))
             .with_context(|| format!("creating a bench directory in {}", d.display())),
-        None => tempfile::tempdir().context("creating the bench directory"),
+        None => named.tempdir().context("creating the bench directory"),
     }
-}
-
-/// CPU time (user + system) this process has used so far, all threads.
-pub(crate) fn cpu_seconds() -> f64 {
-    let Some(usage) = rusage() else { return 0.0 };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
-}
-
-/// Bytes this process has had written to storage so far (the kernel counts 512-byte blocks).
-pub(crate) fn written_bytes() -> u64 {
-    rusage().map_or(0, |u| u64::try_from(u.ru_oublock).unwrap_or(0) * 512)
-}
-
-fn rusage() -> Option<libc::rusage> {
-    // SAFETY: getrusage only writes the struct it is given, which is zeroed and ours.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0).then_some(usage)
 }
 
 /// A hub (`HUB`) and `agencies` agencies (`AGENCY-001`, ...) on free loopback ports.
 pub(crate) fn hub_and_agencies(agencies: usize) -> anyhow::Result<Vec<NodeSpec>> {
-    let names: Vec<String> = (1..=agencies).map(|i| format!("AGENCY-{i:03}")).collect();
-    let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    intelmesh_node::provision::loopback_specs("HUB", &names)
+    hubs_and_agencies(1, agencies)
+}
+
+/// `hubs` hubs (`HUB` if one, else `HUB-1`, `HUB-2`, ...) and `agencies` agencies
+/// (`AGENCY-001`, ...) on free loopback ports, hubs first.
+pub(crate) fn hubs_and_agencies(hubs: usize, agencies: usize) -> anyhow::Result<Vec<NodeSpec>> {
+    let hub_names: Vec<String> = match hubs {
+        1 => vec!["HUB".to_string()],
+        _ => (1..=hubs).map(|i| format!("HUB-{i}")).collect(),
+    };
+    let agency_names = (1..=agencies).map(|i| format!("AGENCY-{i:03}"));
+    let roles = std::iter::repeat_n(Role::Hub, hubs).chain(std::iter::repeat(Role::Agency));
+    hub_names
+        .into_iter()
+        .chain(agency_names)
+        .zip(roles)
+        .map(|(name, role)| {
+            Ok(NodeSpec {
+                org: org(&name)?,
+                role,
+                federation: free_loopback_addr()?,
+                api: free_loopback_addr()?,
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn org(name: &str) -> anyhow::Result<OrgId> {

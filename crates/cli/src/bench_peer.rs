@@ -44,11 +44,13 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Connects (TCP, TLS with `me`'s certificate, HTTP/2), opens `Federation.Sync`, sends this
-/// peer's hello and reads the node's.
+/// peer's hello and reads the node's. The hello says this peer holds `held` (origin → seq):
+/// what it sent the node before, so the node does not send it all back on a new link.
 pub(crate) async fn open(
     target: &Target<'_>,
     me: &Credentials<'_>,
     max_message_bytes: usize,
+    held: &BTreeMap<String, u64>,
 ) -> anyhow::Result<PeerLink> {
     intelmesh_node::tls::install_crypto_provider();
     let tls = ClientTlsConfig::new()
@@ -84,7 +86,10 @@ pub(crate) async fn open(
         org_id: me.org.to_string(),
         roster_version: 1,
         roster_hash: Vec::new(),
-        vector: Some(pb::VersionVector::default()),
+        vector: Some(pb::VersionVector {
+            heads: held.clone().into_iter().collect(),
+            ..Default::default()
+        }),
         reaches: vec![me.org.to_string()],
     }))
     .await?;
@@ -122,32 +127,48 @@ impl PeerLink {
         }
     }
 
-    /// Sends `frames` in order, keeping at most `window` entries sent but not yet covered by
-    /// the node's progress, until a progress frame shows every origin at its head in `heads`.
-    /// Returns the time from the first frame sent to that progress frame.
-    pub(crate) async fn feed(
+    /// Sends the frames `frames` yields, in order, keeping at most `window` entries sent but
+    /// not yet covered by the node's progress, until a progress frame shows every origin at its
+    /// head in `heads`; `progress` hears each count of entries covered. The frames may come
+    /// from a producer still signing them: the node's progress is read while waiting for them.
+    /// Returns the time from the call to the progress frame that covers every entry.
+    pub(crate) async fn feed<S>(
         &mut self,
-        frames: &[Vec<pb::SignedEntry>],
+        frames: S,
         heads: &BTreeMap<String, u64>,
         window: usize,
-    ) -> anyhow::Result<Duration> {
+        mut progress: impl FnMut(u64),
+    ) -> anyhow::Result<Duration>
+    where
+        S: futures::Stream<Item = Vec<pb::SignedEntry>>,
+    {
+        let mut frames = std::pin::pin!(frames);
         let total: u64 = heads.values().sum();
-        let mut unsent = frames.iter();
-        let (mut sent, mut covered) = (0u64, 0u64);
+        let (mut sent, mut covered, mut exhausted) = (0u64, 0u64, false);
         let started = Instant::now();
         loop {
-            while sent < covered + window as u64 {
-                let Some(frame) = unsent.next() else { break };
-                let batch = pb::EntryBatch {
-                    entries: frame.clone(),
-                };
-                self.send(pb::sync_frame::Frame::Entries(batch)).await?;
-                sent += frame.len() as u64;
+            if exhausted && covered >= sent && covered < total {
+                bail!("the frames ran out with {covered} of the {total} entries covered");
             }
-            if let pb::sync_frame::Frame::Progress(p) = self.next().await? {
-                covered = covered_by(&p, heads);
-                if covered == total {
-                    return Ok(started.elapsed());
+            let room = !exhausted && sent < covered + window as u64;
+            // Both futures only poll a stream, so the one not chosen loses nothing.
+            tokio::select! {
+                frame = frames.next(), if room => match frame {
+                    Some(entries) => {
+                        sent += entries.len() as u64;
+                        self.send(pb::sync_frame::Frame::Entries(pb::EntryBatch { entries }))
+                            .await?;
+                    }
+                    None => exhausted = true,
+                },
+                frame = self.next() => {
+                    if let pb::sync_frame::Frame::Progress(p) = frame? {
+                        covered = covered_by(&p, heads);
+                        progress(covered);
+                        if covered == total {
+                            return Ok(started.elapsed());
+                        }
+                    }
                 }
             }
         }

@@ -36,27 +36,10 @@ pub fn roster(o: RosterOpts) -> anyhow::Result<()> {
     if o.members < 2 {
         bail!("--members must be at least 2 (one is suspended, the others measured)");
     }
-    raise_open_files_limit()?;
+    // Each node holds a few sled files, two listeners and its links (both ends of every link
+    // are in this process): a couple of thousand descriptors for 190 members.
+    super::sys::raise_open_files_limit()?;
     runtime()?.block_on(roster_async(o))
-}
-
-/// Each node holds a few sled files, two listeners and its links (both ends of every link are
-/// in this process): a couple of thousand descriptors for 190 members, above common soft
-/// limits of 1024.
-fn raise_open_files_limit() -> anyhow::Result<()> {
-    // SAFETY: getrlimit/setrlimit only read and write the struct they are given, which is ours.
-    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("reading RLIMIT_NOFILE");
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        lim.rlim_cur = lim.rlim_max;
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(std::io::Error::last_os_error())
-                .context("raising the open files limit to its hard limit");
-        }
-    }
-    Ok(())
 }
 
 async fn roster_async(o: RosterOpts) -> anyhow::Result<()> {

@@ -14,10 +14,10 @@ use intelmesh_node::rotation::{request_on_disk, RotationFiles};
 use intelmesh_proto::v1 as pb;
 
 use super::enrol::Operators;
-use super::fleet::Fleet;
-use super::probe::{self, fmt_duration, percentile, ApiNode, PATIENCE};
 use super::{apis, node_mut, submit, DemoNode};
 use crate::corpus_sample::SampleValue;
+use crate::fleet::Fleet;
+use crate::probe::{self, fmt_duration, percentile, ApiNode, PATIENCE};
 
 /// What the summary reports of these phases.
 pub(super) struct ControlOutcome {

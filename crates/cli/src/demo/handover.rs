@@ -6,10 +6,10 @@ use std::path::Path;
 use anyhow::Context;
 use intelmesh_node::config::Role;
 
-use super::fleet::Fleet;
-use super::probe::fmt_duration;
 use super::{DemoNode, Outcome, AGENCIES, HUB};
 use crate::conn::{EndpointsFile, NodeEndpoint};
+use crate::fleet::Fleet;
+use crate::probe::fmt_duration;
 
 pub(super) fn summary(o: &Outcome, nodes: &[DemoNode]) {
     let orgs: Vec<&str> = nodes.iter().map(|n| n.api.org.as_str()).collect();

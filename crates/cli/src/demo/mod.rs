@@ -8,9 +8,7 @@
 
 mod control;
 mod enrol;
-mod fleet;
 mod handover;
-mod probe;
 mod readback;
 
 use std::collections::BTreeMap;
@@ -25,10 +23,10 @@ use intelmesh_node::config::Limits;
 use intelmesh_proto::v1 as pb;
 
 use crate::corpus_sample::SampleValue;
+use crate::fleet::Fleet;
+use crate::probe::{self, fmt_duration, percentile, ApiNode, PATIENCE};
 use crate::usage;
 use enrol::{NodeFiles, Operators};
-use fleet::Fleet;
-use probe::{fmt_duration, percentile, ApiNode, PATIENCE};
 
 const HUB: &str = "SG-IGCI";
 /// Agencies: org id, name, country. The one after the last of `--agencies` joins while the

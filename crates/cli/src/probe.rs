@@ -1,6 +1,7 @@
-//! What the demo asks its nodes over their local APIs, always with a deadline: is it up, are
-//! its links up, has an entry reached it, do all nodes agree. While waiting it checks that the
-//! node processes are still alive, so a crash is reported at once with its log.
+//! What the demo and the benches ask node processes over their local APIs, always with a
+//! deadline: is it up, are its links up, has an entry reached it, do all nodes agree. While
+//! waiting they check that the node processes are still alive, so a crash is reported at once
+//! with its log.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -12,10 +13,10 @@ use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use intelmesh_proto::v1::node_status_client::NodeStatusClient;
 use tonic::transport::Channel;
 
-use super::fleet::Fleet;
 use crate::conn::{connect, rpc_error, Target};
+use crate::fleet::Fleet;
 
-/// How long any one wait may take before the demo gives up.
+/// How long any one wait may take before the caller gives up.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 /// Bound on one API call, so a hung node cannot stall the demo.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);

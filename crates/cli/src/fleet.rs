@@ -1,10 +1,13 @@
-//! The demo's node processes: `intelmesh run --config …` children with their output in log
-//! files, killed whenever the demo ends unless it hands them over with [`Fleet::detach`].
+//! Node processes of the demo and the benches: `intelmesh run --config …` children with their
+//! output in log files, killed whenever their parent ends unless the demo hands them over with
+//! [`Fleet::detach`].
 //!
-//! Three things make sure no child outlives a demo that did not mean to keep it: `Drop` kills
+//! Three things make sure no child outlives a parent that did not mean to keep it: `Drop` kills
 //! and reaps them (errors, panics, Ctrl-C handled by the demo); each child gets its own process
-//! group, so a terminal's Ctrl-C reaches only the demo, which then stops them in order; and a
-//! parent-death signal (Linux) kills them if the demo itself is killed outright.
+//! group, so a terminal's Ctrl-C reaches only the parent, which then stops them in order; and a
+//! parent-death signal (Linux) kills them if the parent itself is killed outright. That signal
+//! fires when the *thread* that spawned the child ends, so spawn from a thread that lives as
+//! long as the children (the main thread: the future given to `block_on`, never a task).
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
