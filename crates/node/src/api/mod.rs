@@ -2,6 +2,7 @@
 
 mod idempotency;
 mod indicators;
+pub mod lookup;
 pub mod status;
 pub mod submission;
 pub mod view;
