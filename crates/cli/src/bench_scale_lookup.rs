@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use super::shapes;
 
 /// Most values per Lookup call the API takes.
-pub(crate) const MAX_LOOKUPS: usize = intelmesh_node::api::view::MAX_LOOKUPS;
+pub(crate) const MAX_LOOKUPS: usize = intelmesh_node::api::lookup::MAX_LOOKUPS;
 
 /// What a looked-up value is, by construction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

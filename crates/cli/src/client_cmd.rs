@@ -1,5 +1,6 @@
-//! The client commands (`submit`, `get`, `query`, `lookup`, `watch`, `status`): parse and check
-//! the input, make the call through the node's local API, print the answer.
+//! The client commands (`submit`, `get`, `query`, `watch`, `status`; `lookup` is in
+//! `lookup_cmd`): parse and check the input, make the call through the node's local API, print
+//! the answer.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,7 +21,6 @@ use crate::usage;
 
 /// Submissions per request: well under the message size limit whatever the values.
 const SUBMIT_CHUNK: usize = 500;
-const LOOKUP_CHUNK: usize = 1000;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -143,20 +143,6 @@ pub struct QueryArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct LookupArgs {
-    #[command(flatten)]
-    pub conn: ConnectArgs,
-    /// Raw values, in any case, defanged or not.
-    #[arg(value_name = "VALUE")]
-    pub values: Vec<String>,
-    /// Read values from FILE (`-` for stdin): one per line, `#` starts a comment.
-    #[arg(long, value_name = "FILE")]
-    pub file: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args, Debug)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub conn: ConnectArgs,
@@ -184,7 +170,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-async fn indicators(
+pub(crate) async fn indicators(
     conn: &ConnectArgs,
 ) -> anyhow::Result<(Target, IndicatorsClient<tonic::transport::Channel>)> {
     let target = conn.target()?;
@@ -192,7 +178,7 @@ async fn indicators(
     Ok((target, IndicatorsClient::new(channel)))
 }
 
-fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -437,67 +423,6 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             "{} indicators; more with --page-token {token} (or --all)",
             states.len()
         );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
-    let values: Vec<String> = read_values(&args.values, args.file.as_deref())?
-        .into_iter()
-        .map(|v| v.value)
-        .collect();
-    let (target, mut client) = indicators(&args.conn).await?;
-    let mut results = Vec::new();
-    for chunk in values.chunks(LOOKUP_CHUNK) {
-        let response = client
-            .lookup(conn::request(
-                &target,
-                pb::LookupRequest {
-                    values: chunk.to_vec(),
-                },
-            ))
-            .await
-            .map_err(|s| rpc_error(&target, "Lookup", s))?
-            .into_inner();
-        results.extend(response.results);
-    }
-    if args.json {
-        let items: Vec<_> = results
-            .iter()
-            .map(|r| {
-                json!({
-                    "input": r.input,
-                    "indicator": render::indicator_json(r.indicator.as_ref()),
-                    "verdict": render::verdict_name(r.verdict),
-                    "error": r.error,
-                    "max_confidence": r.max_confidence,
-                    "origins": r.origins,
-                })
-            })
-            .collect();
-        print_json(&json!({"results": items}))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for r in &results {
-        if !r.error.is_empty() {
-            out!("{}  invalid: {}", r.input, r.error);
-        } else if r.origins.is_empty() {
-            out!(
-                "{}  {}  {}",
-                r.input,
-                render::indicator_text(r.indicator.as_ref()),
-                render::verdict_name(r.verdict)
-            );
-        } else {
-            out!(
-                "{}  {}  {} confidence {} from {}",
-                r.input,
-                render::indicator_text(r.indicator.as_ref()),
-                render::verdict_name(r.verdict),
-                r.max_confidence,
-                r.origins.join(",")
-            );
-        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -21,6 +21,7 @@ mod enrol_cmd;
 mod failure;
 mod fleet;
 mod input;
+mod lookup_cmd;
 mod pki_cmd;
 mod probe;
 mod publish;
@@ -63,7 +64,7 @@ enum Command {
     /// List indicators matching filters, a page at a time or --all.
     Query(client_cmd::QueryArgs),
     /// Check raw values (defanged, any case) in bulk: known or not, with a verdict.
-    Lookup(client_cmd::LookupArgs),
+    Lookup(lookup_cmd::LookupArgs),
     /// Follow changes matching filters; each line carries a cursor to resume from.
     Watch(client_cmd::WatchArgs),
     /// A node's version vector, state digest and peers.
@@ -212,7 +213,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(args) => current_thread()?.block_on(client_cmd::submit(args)),
         Command::Get(args) => current_thread()?.block_on(client_cmd::get(args)),
         Command::Query(args) => current_thread()?.block_on(client_cmd::query(args)),
-        Command::Lookup(args) => current_thread()?.block_on(client_cmd::lookup(args)),
+        Command::Lookup(args) => current_thread()?.block_on(lookup_cmd::lookup(args)),
         Command::Watch(args) => current_thread()?.block_on(client_cmd::watch(args)),
         Command::Status(args) => current_thread()?.block_on(client_cmd::status(args)),
         Command::Pki { which } => pki_cmd::run(which),

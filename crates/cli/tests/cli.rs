@@ -180,6 +180,22 @@ fn a_kept_federation_answers_the_client_commands() {
     assert_eq!(results[0]["origins"][0], "AU-AFP");
     assert_eq!(results[1]["verdict"], "unknown");
     assert_ne!(results[2]["error"], "");
+    assert_eq!(results[0]["matches"][0]["kind"], "exact");
+    // A subdomain is listed through its listed parent, and the text says via what.
+    let parent = &["lookup", "--endpoints", e, "--node", "BR-PF"];
+    let sub = json(&[&parent[..], &["--json", "www.cli-test-c2.example"]].concat());
+    let m = &sub["results"][0]["matches"][0];
+    assert_eq!(sub["results"][0]["verdict"], "malicious");
+    assert_eq!(m["kind"], "parent domain");
+    assert_eq!(m["indicator"]["value"], "cli-test-c2.example");
+    let text = intelmesh(&[&parent[..], &["www.cli-test-c2.example"]].concat());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(
+            "www.cli-test-c2.example listed via cli-test-c2.example (parent domain) confidence"
+        ),
+        "{text}"
+    );
 
     let tagged = json(&[
         "query",

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use intelmesh_core::entry::header_hash;
-use intelmesh_core::indicator::detect;
 use intelmesh_core::verify::decode_payload;
 use intelmesh_core::{now_unix_ms, Distribution, Indicator, OrgId};
 use intelmesh_proto::v1 as pb;
@@ -18,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::idempotency::{self, Repeatable};
+use super::lookup;
 use super::query;
 use super::submission::{self, Prepared, Publisher};
 use super::view::{self, Filter, Invalid, WatchCursor};
@@ -29,6 +29,9 @@ use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 const WATCH_QUEUE: usize = 64;
 /// Log entries one watch step reads before handing its events over.
 const WATCH_STEP_ENTRIES: usize = 512;
+/// Values of one `Lookup` request answered by one blocking task: large enough that a task's
+/// cost dwarfs its spawning, small enough that a full request spreads over several cores.
+const LOOKUP_CHUNK: usize = 2_500;
 
 pub struct IndicatorsService {
     pub state: Arc<NodeState>,
@@ -239,36 +242,51 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
-        let reader = reader(&self.state, &request)?;
-        let values = request.into_inner().values;
-        if values.len() > view::MAX_LOOKUPS {
+        let reader = Arc::new(reader(&self.state, &request)?);
+        let mut values = request.into_inner().values;
+        if values.len() > lookup::MAX_LOOKUPS {
             return Err(Status::invalid_argument(format!(
                 "{} values, over the {} allowed per lookup; split the batch",
                 values.len(),
-                view::MAX_LOOKUPS
+                lookup::MAX_LOOKUPS
             )));
         }
-        let response = self
-            .blocking(move |s| {
-                let now = now_unix_ms();
-                let hidden = s.withdrawn();
-                let results = values
-                    .iter()
-                    .map(|v| match detect(v) {
-                        Err(e) => Ok(view::lookup_error(v, &e)),
-                        Ok(i) => {
-                            let state = s
-                                .store
-                                .indicator(&i)?
-                                .map(|st| view::without_origins(&st, &hidden));
-                            Ok(view::lookup_known(v, &i, state.as_ref(), &reader, now))
-                        }
-                    })
-                    .collect::<Result<_, StoreError>>()?;
-                Ok(pb::LookupResponse { results })
-            })
+        // Read once per request, so every chunk answers against the same withdrawn set and
+        // block lengths.
+        let (hidden, lengths) = self
+            .blocking(|s| Ok((Arc::new(s.withdrawn()), s.store.prefix_lengths())))
             .await?;
-        Ok(Response::new(response))
+        let now = now_unix_ms();
+        // A large request is answered in chunks on the blocking pool at once, so it uses every
+        // core rather than one; the chunks are joined back in request order.
+        let mut chunks = Vec::with_capacity(values.len().div_ceil(LOOKUP_CHUNK));
+        while !values.is_empty() {
+            let rest = values.split_off(values.len().min(LOOKUP_CHUNK));
+            let chunk = std::mem::replace(&mut values, rest);
+            let (state, reader, hidden) = (
+                Arc::clone(&self.state),
+                Arc::clone(&reader),
+                Arc::clone(&hidden),
+            );
+            chunks.push(tokio::task::spawn_blocking(move || {
+                let l = lookup::Lookup {
+                    store: state.store.as_ref(),
+                    reader: &reader,
+                    hidden: &hidden,
+                    lengths,
+                    now,
+                };
+                chunk
+                    .into_iter()
+                    .map(|v| l.answer(v))
+                    .collect::<Result<Vec<_>, StoreError>>()
+            }));
+        }
+        let mut results = Vec::with_capacity(chunks.len() * LOOKUP_CHUNK);
+        for chunk in chunks {
+            results.extend(chunk.await.map_err(internal)?.map_err(internal)?);
+        }
+        Ok(Response::new(pb::LookupResponse { results }))
     }
 
     type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
@@ -317,7 +335,7 @@ fn get(
 ) -> Result<pb::GetResponse, StoreError> {
     let state = store
         .indicator(indicator)?
-        .and_then(|s| view::visible(&view::without_origins(&s, hidden), reader));
+        .and_then(|s| view::reader_view(&s, hidden, reader));
     let mut provenance = Vec::new();
     for a in state.iter().flat_map(|s| &s.assertions) {
         let origin = OrgId::parse(&a.origin)

@@ -2,6 +2,7 @@
 
 mod idempotency;
 mod indicators;
+pub mod lookup;
 mod query;
 pub mod status;
 pub mod submission;

@@ -4,14 +4,12 @@
 
 use std::collections::BTreeSet;
 
-use intelmesh_core::indicator::{normalize, NormalizeError};
+use intelmesh_core::indicator::normalize;
 use intelmesh_core::{Distribution, Indicator, IndicatorType, OrgId, Tlp};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::VersionVector;
 use prost::Message;
 
-/// Most values in one `Lookup` call.
-pub const MAX_LOOKUPS: usize = 10_000;
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1_000;
 
@@ -28,6 +26,14 @@ pub fn to_ref(i: &Indicator) -> pb::IndicatorRef {
     pb::IndicatorRef {
         r#type: i.ty().to_proto() as i32,
         value: i.value().to_string(),
+    }
+}
+
+/// [`to_ref`] of an indicator no longer needed, without copying its value.
+pub fn into_ref(i: Indicator) -> pb::IndicatorRef {
+    pb::IndicatorRef {
+        r#type: i.ty().to_proto() as i32,
+        value: i.into_value(),
     }
 }
 
@@ -128,6 +134,21 @@ pub fn without_origins(
     }
 }
 
+/// What `reader` sees of a stored `state` once the `hidden` (withdrawn) origins are left out:
+/// the view every single-indicator read (Get, Lookup) shows. `None`: unknown to that reader.
+pub fn reader_view(
+    state: &pb::IndicatorState,
+    hidden: &BTreeSet<String>,
+    reader: &OrgId,
+) -> Option<pb::IndicatorState> {
+    // Most reads hide nobody: skip the copy `without_origins` would make.
+    if hidden.is_empty() {
+        visible(state, reader)
+    } else {
+        visible(&without_origins(state, hidden), reader)
+    }
+}
+
 /// Keeps one assertion per origin, the one it signed last: an origin's later assertion (a
 /// revocation, a new confidence) replaces its earlier ones whatever their distributions.
 fn latest_per_origin(assertions: &mut Vec<pb::OriginAssertion>) {
@@ -183,35 +204,6 @@ pub fn origins(state: &pb::IndicatorState) -> Vec<String> {
         .chain(state.sightings.iter().map(|s| s.origin.as_str()))
         .collect();
     set.into_iter().map(str::to_string).collect()
-}
-
-/// The `Lookup` answer for a value that normalized to `indicator`; `state` as stored.
-pub fn lookup_known(
-    input: &str,
-    indicator: &Indicator,
-    state: Option<&pb::IndicatorState>,
-    reader: &OrgId,
-    now: i64,
-) -> pb::LookupResult {
-    let view = state.and_then(|s| visible(s, reader));
-    pb::LookupResult {
-        input: input.to_string(),
-        indicator: Some(to_ref(indicator)),
-        verdict: verdict(view.as_ref(), now) as i32,
-        error: String::new(),
-        max_confidence: view.as_ref().map_or(0, |v| max_confidence(v, now)),
-        origins: view.as_ref().map(origins).unwrap_or_default(),
-    }
-}
-
-/// The `Lookup` answer for a value with no canonical form.
-pub fn lookup_error(input: &str, error: &NormalizeError) -> pb::LookupResult {
-    pb::LookupResult {
-        input: input.to_string(),
-        verdict: pb::Verdict::Unknown as i32,
-        error: format!("{} ({})", error, error.kind()),
-        ..Default::default()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

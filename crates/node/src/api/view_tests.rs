@@ -4,6 +4,7 @@ use super::*;
 use intelmesh_core::indicator::detect;
 use intelmesh_proto::v1::{IndicatorType as Ty, Verdict};
 
+use crate::api::lookup;
 use crate::api::test_values::{dist, org, NOW};
 
 fn assertion(origin: &str, tlp: pb::Tlp, recipients: &[&str]) -> pb::OriginAssertion {
@@ -43,6 +44,27 @@ fn state(
         assertions: a,
         sightings: s,
     }
+}
+
+/// The `Lookup` answer for a value whose exact state is `state` and that nothing contains.
+fn lookup_known(
+    input: &str,
+    indicator: &Indicator,
+    state: Option<&pb::IndicatorState>,
+    reader: &OrgId,
+    now: i64,
+) -> pb::LookupResult {
+    let exact = state.and_then(|s| {
+        lookup::matched(
+            indicator,
+            pb::MatchKind::Exact,
+            s,
+            &BTreeSet::new(),
+            reader,
+            now,
+        )
+    });
+    lookup::result(input.into(), indicator.clone(), exact.into_iter().collect())
 }
 
 fn origins_of(s: &pb::IndicatorState) -> Vec<&str> {
@@ -165,7 +187,7 @@ fn lookup_reports_confidence_in_force_and_visible_origins() {
     assert!(unknown.origins.is_empty());
 
     let e = detect("300.1.2.3").unwrap_err();
-    let r = lookup_error("300.1.2.3", &e);
+    let r = lookup::error("300.1.2.3".into(), &e);
     assert!(r.indicator.is_none());
     assert!(
         r.error.contains("IPv4") && r.error.contains("invalid_ipv4"),

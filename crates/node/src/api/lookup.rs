@@ -1,0 +1,213 @@
+//! `Lookup`: which listed indicators answer a looked-up value (the value itself, the CIDR
+//! blocks around an address or block, the parent domains of a domain, and a URL's host or an
+//! e-mail's domain with what contains it), each as far as the reader may see it, and the one
+//! verdict a firewall reads off the result.
+//!
+//! Every answer comes from point reads: `core::containment` names the few blocks and parent
+//! domains that could contain a value (one per prefix length the store holds, one per parent
+//! label), and each is read like an exact lookup. A match the reader may not see is left out
+//! before anything is combined, so it cannot change the verdict, confidence or origins.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use intelmesh_core::containment::{containers, MatchKind, PrefixLengths};
+use intelmesh_core::indicator::{detect, normalize, NormalizeError};
+use intelmesh_core::{Indicator, IndicatorType, OrgId};
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::{Store, StoreError};
+
+use super::view;
+
+/// Most values in one `Lookup` call.
+pub const MAX_LOOKUPS: usize = 10_000;
+
+/// What every value of one `Lookup` request is read with, gathered once per request.
+pub struct Lookup<'a> {
+    pub store: &'a dyn Store,
+    pub reader: &'a OrgId,
+    /// Origins withdrawn by the roster: hidden from every read.
+    pub hidden: &'a BTreeSet<String>,
+    /// The prefix lengths of the blocks the store holds; containment probes only these.
+    pub lengths: PrefixLengths,
+    pub now: i64,
+}
+
+impl Lookup<'_> {
+    /// The answer for one raw value (taken, not copied: it goes back in the result).
+    pub fn answer(&self, input: String) -> Result<pb::LookupResult, StoreError> {
+        let indicator = match detect(&input) {
+            Ok(i) => i,
+            Err(e) => return Ok(error(input, &e)),
+        };
+        let mut matches = Vec::new();
+        self.probe(&indicator, pb::MatchKind::Exact, &mut matches)?;
+        for (candidate, kind) in candidates(&indicator, &self.lengths) {
+            self.probe(&candidate, kind, &mut matches)?;
+        }
+        Ok(result(input, indicator, matches))
+    }
+
+    /// Adds `candidate`'s match if it is listed and the reader may see any of it.
+    fn probe(
+        &self,
+        candidate: &Indicator,
+        kind: pb::MatchKind,
+        out: &mut Vec<pb::LookupMatch>,
+    ) -> Result<(), StoreError> {
+        if let Some(state) = self.store.indicator(candidate)? {
+            out.extend(matched(
+                candidate,
+                kind,
+                &state,
+                self.hidden,
+                self.reader,
+                self.now,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The indicators other than `value` itself that would answer it, in the order their matches
+/// are listed: a URL's host or an e-mail's domain, then what contains the value (or that
+/// host), most specific first.
+pub fn candidates(value: &Indicator, lengths: &PrefixLengths) -> Vec<(Indicator, pb::MatchKind)> {
+    match value.ty() {
+        IndicatorType::Url | IndicatorType::Email => {
+            let Some(host) = host_of(value) else {
+                return Vec::new();
+            };
+            let around = containers(&host, lengths);
+            let mut out = Vec::with_capacity(1 + around.len());
+            out.push((host, pb::MatchKind::Host));
+            out.extend(around.into_iter().map(|(i, k)| (i, kind(k))));
+            out
+        }
+        // For an address with no block of its family held, `containers` probes nothing.
+        _ => containers(value, lengths)
+            .into_iter()
+            .map(|(i, k)| (i, kind(k)))
+            .collect(),
+    }
+}
+
+fn kind(k: MatchKind) -> pb::MatchKind {
+    match k {
+        MatchKind::Exact => pb::MatchKind::Exact,
+        MatchKind::CidrContains => pb::MatchKind::Cidr,
+        MatchKind::ParentDomain => pb::MatchKind::ParentDomain,
+    }
+}
+
+/// The host of a canonical URL (a domain, or an address as in `http://192.0.2.1/x`) or the
+/// domain of a canonical e-mail address. `None` if it is no indicator of its own.
+fn host_of(value: &Indicator) -> Option<Indicator> {
+    let v = value.value();
+    match value.ty() {
+        IndicatorType::Email => {
+            let (_, domain) = v.rsplit_once('@')?;
+            normalize(IndicatorType::Domain, domain).ok()
+        }
+        IndicatorType::Url => {
+            let (_, rest) = v.split_once("://")?;
+            let authority = rest.split(['/', '?', '#']).next()?;
+            // Canonical URLs percent-encode '@' inside user info: the last one ends it.
+            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            if let Some(bracketed) = host_port.strip_prefix('[') {
+                let (addr, _) = bracketed.split_once(']')?;
+                return normalize(IndicatorType::Ipv6, addr).ok();
+            }
+            let host = host_port.split(':').next()?;
+            let ty = if host.parse::<Ipv4Addr>().is_ok() {
+                IndicatorType::Ipv4
+            } else {
+                IndicatorType::Domain
+            };
+            normalize(ty, host).ok()
+        }
+        _ => None,
+    }
+}
+
+/// The match `candidate` gives, from its stored `state`, if `reader` may see any of it once the
+/// `hidden` origins are left out; its verdict, confidence and origins are those Get would show.
+pub fn matched(
+    candidate: &Indicator,
+    kind: pb::MatchKind,
+    state: &pb::IndicatorState,
+    hidden: &BTreeSet<String>,
+    reader: &OrgId,
+    now: i64,
+) -> Option<pb::LookupMatch> {
+    let v = view::reader_view(state, hidden, reader)?;
+    Some(pb::LookupMatch {
+        indicator: Some(view::to_ref(candidate)),
+        kind: kind as i32,
+        verdict: view::verdict(Some(&v), now) as i32,
+        max_confidence: view::max_confidence(&v, now),
+        origins: view::origins(&v),
+    })
+}
+
+/// How strongly a verdict speaks against a value: an assertion in force beats a value merely
+/// seen, which beats one every asserting origin revoked, which beats nothing known.
+fn strength(v: pb::Verdict) -> u8 {
+    match v {
+        pb::Verdict::Malicious => 3,
+        pb::Verdict::Seen => 2,
+        pb::Verdict::Revoked => 1,
+        pb::Verdict::Unknown | pb::Verdict::Unspecified => 0,
+    }
+}
+
+/// The answer for `indicator` from its visible matches (in listing order): the strongest
+/// verdict, the highest confidence in force and every origin among them, so a firewall
+/// reading `verdict` alone blocks an address inside a listed block, and an exact revocation
+/// does not hide a containing block still in force.
+pub fn result(
+    input: String,
+    indicator: Indicator,
+    matches: Vec<pb::LookupMatch>,
+) -> pb::LookupResult {
+    let verdict = matches
+        .iter()
+        .map(pb::LookupMatch::verdict)
+        .max_by_key(|v| strength(*v))
+        .unwrap_or(pb::Verdict::Unknown);
+    let max_confidence = matches.iter().map(|m| m.max_confidence).max().unwrap_or(0);
+    let origins = match matches.as_slice() {
+        [] => Vec::new(),
+        [only] => only.origins.clone(),
+        all => all
+            .iter()
+            .flat_map(|m| &m.origins)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .cloned()
+            .collect(),
+    };
+    pb::LookupResult {
+        input,
+        indicator: Some(view::into_ref(indicator)),
+        verdict: verdict as i32,
+        error: String::new(),
+        max_confidence,
+        origins,
+        matches,
+    }
+}
+
+/// The answer for a value with no canonical form.
+pub fn error(input: String, error: &NormalizeError) -> pb::LookupResult {
+    pb::LookupResult {
+        input,
+        verdict: pb::Verdict::Unknown as i32,
+        error: format!("{} ({})", error, error.kind()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+#[path = "lookup_tests.rs"]
+mod tests;
