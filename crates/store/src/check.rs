@@ -13,8 +13,11 @@ use intelmesh_core::indicator::normalize;
 use intelmesh_core::IndicatorType;
 
 use crate::index::merge_payload;
+use prost::Message;
+
 use crate::index_write::IndexMeta;
 use crate::postings::{index_key_of, postings_of};
+use crate::state_sum::StateSum;
 use crate::{keys, SledStore, StoreError};
 
 /// What `verify_store` found.
@@ -169,9 +172,14 @@ fn compare_index(
             lengths.record(&cidr);
         }
     }
+    let mut digest = StateSum::default();
+    for (k, s) in rebuilt {
+        digest.add(k, &s.encode_to_vec());
+    }
     let want = IndexMeta {
         count: rebuilt.len() as u64,
         lengths,
+        digest,
     };
     let meta = store.stored_index_meta()?;
     if meta != want {

@@ -96,6 +96,7 @@ fn clear(db: &sled::Db) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
     batch.remove(keys::INDEX_COUNT);
     batch.remove(keys::PREFIX_LENGTHS);
+    batch.remove(keys::INDEX_DIGEST);
     db.apply_batch(batch)?;
     Ok(())
 }

@@ -14,6 +14,7 @@ use prost::Message;
 
 use crate::index::{decode_state, merge_payload, IndexUpdate};
 use crate::postings::postings_of;
+use crate::state_sum::StateSum;
 use crate::{keys, StoreError};
 
 /// The index's counters, as stored beside it.
@@ -23,6 +24,8 @@ pub(crate) struct IndexMeta {
     pub(crate) count: u64,
     /// Prefix lengths of the CIDR blocks in the index.
     pub(crate) lengths: PrefixLengths,
+    /// The running digest of the stored states.
+    pub(crate) digest: StateSum,
 }
 
 impl IndexMeta {
@@ -38,12 +41,22 @@ impl IndexMeta {
                 .ok_or_else(|| StoreError::Corrupt("prefix lengths record is malformed".into()))?,
             None => PrefixLengths::default(),
         };
-        Ok(IndexMeta { count, lengths })
+        let digest = match db.get(keys::INDEX_DIGEST)? {
+            Some(v) => StateSum::from_bytes(&v)
+                .ok_or_else(|| StoreError::Corrupt("index digest is not 32 bytes".into()))?,
+            None => StateSum::default(),
+        };
+        Ok(IndexMeta {
+            count,
+            lengths,
+            digest,
+        })
     }
 
     fn write(&self, batch: &mut sled::Batch) {
         batch.insert(keys::INDEX_COUNT, &self.count.to_be_bytes());
         batch.insert(keys::PREFIX_LENGTHS, &self.lengths.to_bytes());
+        batch.insert(keys::INDEX_DIGEST, &self.digest.to_bytes());
     }
 }
 
@@ -79,6 +92,7 @@ impl IndexBatch {
             let (postings_before, state) = match db.get(&key)? {
                 Some(v) => {
                     let state = decode_state(&v)?;
+                    self.meta.digest.remove(&key, &v);
                     (postings_of(&key, &state), state)
                 }
                 None => {
@@ -103,7 +117,7 @@ impl IndexBatch {
 
     /// Puts the new states, the changed postings and the counters in `batch`; returns the
     /// counters as they will be once `batch` is applied.
-    pub(crate) fn write(self, batch: &mut sled::Batch) -> IndexMeta {
+    pub(crate) fn write(mut self, batch: &mut sled::Batch) -> IndexMeta {
         if self.touched.is_empty() {
             return self.meta;
         }
@@ -115,7 +129,9 @@ impl IndexBatch {
             for new in after.difference(&t.postings_before) {
                 batch.insert(new.as_slice(), &[][..]);
             }
-            batch.insert(key, t.state.encode_to_vec());
+            let state = t.state.encode_to_vec();
+            self.meta.digest.add(&key, &state);
+            batch.insert(key, state);
         }
         self.meta.write(batch);
         self.meta

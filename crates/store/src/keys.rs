@@ -17,6 +17,8 @@ pub const POSTING: u8 = b'Q';
 pub const INDEX_COUNT: &[u8] = b"Mcount";
 /// The prefix lengths of the CIDR blocks in the index.
 pub const PREFIX_LENGTHS: &[u8] = b"Mlengths";
+/// The running digest of the index's states (see `state_sum`).
+pub const INDEX_DIGEST: &[u8] = b"Mdigest";
 /// Present while the index is being rebuilt from the log (see `index_rebuild`).
 pub const INDEX_REBUILD: &[u8] = b"Mrebuild";
 /// The one key holding the log generation: raised with every change to the log, so cached

@@ -22,6 +22,7 @@ mod segment;
 mod select;
 mod sled_lock;
 mod sled_store;
+mod state_sum;
 mod truncate;
 mod write;
 

@@ -501,23 +501,18 @@ impl Store for SledStore {
     }
 
     fn state_digest(&self) -> Result<Hash, StoreError> {
-        // Under the apply lock, so heads and index are of the same moment.
+        // Under the apply lock, so heads and index are of the same moment. The heads are few
+        // (one per origin); the index enters as its running digest, not a scan.
         let _applying = self.lock();
         let mut hasher = Sha256::new();
-        let mut add = |k: &[u8], v: &[u8]| {
-            hasher.update((k.len() as u64).to_be_bytes());
-            hasher.update(k);
-            hasher.update((v.len() as u64).to_be_bytes());
-            hasher.update(v);
-        };
         for kv in self.db.scan_prefix([keys::HEAD]) {
             let (k, v) = kv?;
-            add(&k, &v);
+            hasher.update((k.len() as u64).to_be_bytes());
+            hasher.update(&k);
+            hasher.update((v.len() as u64).to_be_bytes());
+            hasher.update(&v);
         }
-        for kv in self.db.scan_prefix([keys::INDEX]) {
-            let (k, v) = kv?;
-            add(&k, &v);
-        }
+        hasher.update(self.index_meta().digest.to_bytes());
         Ok(hasher.finalize().into())
     }
 }
