@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::enrol::{addr, args, proposal_id, run, run_ok, s, Federation, FED, HUB};
+use support::enrol::{addr, api_flags, args, proposal_id, run, run_ok, s, Federation, FED, HUB};
 use support::wait_until;
 
 const AGENCY: &str = "AU-AFP";
@@ -184,19 +184,14 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
 
     let ops = dir.join("ops");
     let mut get = args(&["get"]);
-    get.extend(args(&[
-        "--api",
+    get.extend(api_flags(
         &fed.hub_api,
-        "--node-org",
         HUB,
-        "--ca",
-        &s(&hub_dir.join("service-ca/ca.pem")),
-        "--cert",
-        &s(&ops.join("alice.pem")),
-        "--key",
-        &s(&ops.join("alice.key")),
-        "enrolled.example",
-    ]));
+        &hub_dir.join("service-ca/ca.pem"),
+        &ops.join("alice.pem"),
+        &ops.join("alice.key"),
+    ));
+    get.push("enrolled.example".to_string());
     let out = run(&get);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());

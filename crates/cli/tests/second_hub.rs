@@ -11,7 +11,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::enrol::{addr, args, run, run_ok, s, Federation, HUB};
+use support::enrol::{addr, api_flags, args, run, run_ok, s, Federation, HUB};
 use support::wait_until;
 
 const SECOND: &str = "NL-EC3";
@@ -89,17 +89,14 @@ fn a_second_hub_joins_through_the_roster_and_carries_on_when_the_first_is_lost()
         &s(&dir.join("nl-ops")),
     ]));
     let mut at_second_admin = args(&["admin", "roster"]);
-    at_second_admin.extend(args(&[
-        "--api",
+    at_second_admin.extend(api_flags(
         &nl_api,
-        "--node-org",
         SECOND,
-        "--ca",
-        &s(&nl.join("service-ca/ca.pem")),
-        "--cert",
-        &s(&dir.join("nl-ops/alice.pem")),
-        "--key",
-        &s(&dir.join("nl-ops/alice.key")),
+        &nl.join("service-ca/ca.pem"),
+        &dir.join("nl-ops/alice.pem"),
+        &dir.join("nl-ops/alice.key"),
+    ));
+    at_second_admin.extend(args(&[
         "propose",
         "--checkpoint-interval-ms",
         "30000",

@@ -42,6 +42,23 @@ pub fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
 }
 
+/// The options that reach a node's API: its address and org, the CA of its API certificate,
+/// and the caller's certificate and key.
+pub fn api_flags(api: &str, org: &str, ca: &Path, cert: &Path, key: &Path) -> Vec<String> {
+    args(&[
+        "--api",
+        api,
+        "--node-org",
+        org,
+        "--ca",
+        &s(ca),
+        "--cert",
+        &s(cert),
+        "--key",
+        &s(key),
+    ])
+}
+
 pub fn addr() -> String {
     intelmesh_node::provision::free_loopback_addr()
         .unwrap()
@@ -163,18 +180,13 @@ impl Federation {
 
     pub fn admin_with(&self, cert: &Path, key: &Path, what: &[&str]) -> Vec<String> {
         let mut a = args(&["admin", what[0]]);
-        a.extend(args(&[
-            "--api",
+        a.extend(api_flags(
             &self.hub_api,
-            "--node-org",
             HUB,
-            "--ca",
-            &s(&self.dir.join("fed/hub/service-ca/ca.pem")),
-            "--cert",
-            &s(cert),
-            "--key",
-            &s(key),
-        ]));
+            &self.dir.join("fed/hub/service-ca/ca.pem"),
+            cert,
+            key,
+        ));
         a.extend(args(&what[1..]));
         a
     }
@@ -185,17 +197,12 @@ impl Federation {
 
     /// Connection options for a node's API with its `cli` service certificate.
     pub fn service_args(node_dir: &Path, org: &str, api: &str) -> Vec<String> {
-        args(&[
-            "--api",
+        api_flags(
             api,
-            "--node-org",
             org,
-            "--ca",
-            &s(&node_dir.join("service-ca/ca.pem")),
-            "--cert",
-            &s(&node_dir.join("cli.pem")),
-            "--key",
-            &s(&node_dir.join("cli.key")),
-        ])
+            &node_dir.join("service-ca/ca.pem"),
+            &node_dir.join("cli.pem"),
+            &node_dir.join("cli.key"),
+        )
     }
 }
