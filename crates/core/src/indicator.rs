@@ -179,6 +179,20 @@ impl Indicator {
     pub fn into_value(self) -> String {
         self.value
     }
+
+    /// The host a URL points at (an address or a domain) or the domain of an e-mail address,
+    /// as an indicator of its own: what a block list naming the host would match. `None` for
+    /// other types, and for a host that is no indicator (a single-label name).
+    pub fn host(&self) -> Option<Indicator> {
+        match self.ty {
+            IndicatorType::Url => uri::host(&self.value),
+            IndicatorType::Email => {
+                let (_, domain) = self.value.rsplit_once('@')?;
+                normalize(IndicatorType::Domain, domain).ok()
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Puts `raw`, a value of type `ty`, in canonical form, or says what is wrong with it.

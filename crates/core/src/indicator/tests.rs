@@ -587,3 +587,30 @@ fn check(cases: &[(IndicatorType, &str, Expected<'_>)]) {
         }
     }
 }
+
+#[test]
+fn a_url_or_email_names_its_host() {
+    let cases: &[(&str, Option<(IndicatorType, &str)>)] = &[
+        (
+            "http://Login.Example.com:8080/a?b",
+            Some((Domain, "login.example.com")),
+        ),
+        (
+            "https://user%40x@evil.example/p",
+            Some((Domain, "evil.example")),
+        ),
+        ("http://192.0.2.1/x", Some((Ipv4, "192.0.2.1"))),
+        ("http://[2001:db8::1]:81/", Some((Ipv6, "2001:db8::1"))),
+        ("tcp://198.51.100.7:4444", Some((Ipv4, "198.51.100.7"))),
+        ("tcp://c2.example:4444", Some((Domain, "c2.example"))),
+    ];
+    for (raw, want) in cases {
+        let url = normalize(Url, raw).unwrap();
+        let got = url.host().map(|h| (h.ty(), h.value().to_owned()));
+        assert_eq!(got, want.map(|(t, v)| (t, v.to_owned())), "{raw}");
+    }
+    let email = normalize(Email, "Someone@Mail.Example.org").unwrap();
+    let host = email.host().unwrap();
+    assert_eq!((host.ty(), host.value()), (Domain, "mail.example.org"));
+    assert_eq!(normalize(Domain, "a.example").unwrap().host(), None);
+}

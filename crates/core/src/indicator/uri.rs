@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 
 use url::{Host, Url};
 
-use super::{domain, NormalizeError};
+use super::{domain, normalize, Indicator, IndicatorType, NormalizeError};
 
 /// Schemes whose URLs locate a network resource. Others (`mailto`, `magnet`, `javascript`,
 /// `file`, `data`) name no host one could block.
@@ -54,6 +54,27 @@ pub(crate) fn url(value: &str) -> Result<String, NormalizeError> {
             .map_err(|err| invalid(err.to_string()))?;
     }
     Ok(url.into())
+}
+
+/// The host of a canonical URL as an address or domain indicator, read by the same parser
+/// that made it canonical (so user info, ports and bracketed IPv6 hosts are taken apart as
+/// the URL means them).
+pub(crate) fn host(canonical: &str) -> Option<Indicator> {
+    let url = Url::parse(canonical).ok()?;
+    match url.host()? {
+        Host::Ipv4(addr) => normalize(IndicatorType::Ipv4, &addr.to_string()).ok(),
+        Host::Ipv6(addr) => normalize(IndicatorType::Ipv6, &addr.to_string()).ok(),
+        // An opaque host (a scheme the WHATWG parser does not know) is kept percent-encoded.
+        Host::Domain(name) => {
+            let name = percent_decode(name)?;
+            let ty = if name.parse::<Ipv4Addr>().is_ok() {
+                IndicatorType::Ipv4
+            } else {
+                IndicatorType::Domain
+            };
+            normalize(ty, &name).ok()
+        }
+    }
 }
 
 /// The scheme of `value`, if it starts with one.

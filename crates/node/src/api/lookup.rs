@@ -9,10 +9,9 @@
 //! before anything is combined, so it cannot change the verdict, confidence or origins.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 
 use intelmesh_core::containment::{containers, MatchKind, PrefixLengths};
-use intelmesh_core::indicator::{detect, normalize, NormalizeError};
+use intelmesh_core::indicator::{detect, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{Store, StoreError};
@@ -75,7 +74,7 @@ impl Lookup<'_> {
 pub fn candidates(value: &Indicator, lengths: &PrefixLengths) -> Vec<(Indicator, pb::MatchKind)> {
     match value.ty() {
         IndicatorType::Url | IndicatorType::Email => {
-            let Some(host) = host_of(value) else {
+            let Some(host) = value.host() else {
                 return Vec::new();
             };
             let around = containers(&host, lengths);
@@ -97,36 +96,6 @@ fn kind(k: MatchKind) -> pb::MatchKind {
         MatchKind::Exact => pb::MatchKind::Exact,
         MatchKind::CidrContains => pb::MatchKind::Cidr,
         MatchKind::ParentDomain => pb::MatchKind::ParentDomain,
-    }
-}
-
-/// The host of a canonical URL (a domain, or an address as in `http://192.0.2.1/x`) or the
-/// domain of a canonical e-mail address. `None` if it is no indicator of its own.
-fn host_of(value: &Indicator) -> Option<Indicator> {
-    let v = value.value();
-    match value.ty() {
-        IndicatorType::Email => {
-            let (_, domain) = v.rsplit_once('@')?;
-            normalize(IndicatorType::Domain, domain).ok()
-        }
-        IndicatorType::Url => {
-            let (_, rest) = v.split_once("://")?;
-            let authority = rest.split(['/', '?', '#']).next()?;
-            // Canonical URLs percent-encode '@' inside user info: the last one ends it.
-            let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            if let Some(bracketed) = host_port.strip_prefix('[') {
-                let (addr, _) = bracketed.split_once(']')?;
-                return normalize(IndicatorType::Ipv6, addr).ok();
-            }
-            let host = host_port.split(':').next()?;
-            let ty = if host.parse::<Ipv4Addr>().is_ok() {
-                IndicatorType::Ipv4
-            } else {
-                IndicatorType::Domain
-            };
-            normalize(ty, host).ok()
-        }
-        _ => None,
     }
 }
 

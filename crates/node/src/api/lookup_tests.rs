@@ -2,6 +2,7 @@
 //! matches combine into one answer.
 
 use super::*;
+use intelmesh_core::indicator::normalize;
 use intelmesh_proto::v1::{IndicatorType as Ty, Verdict};
 
 use crate::api::test_values::{dist, org, NOW};
