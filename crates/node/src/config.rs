@@ -294,7 +294,13 @@ impl NodeConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut cfg: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        NodeConfig::from_text(&text, path)
+    }
+
+    /// Parses the text of the config file at `path` and resolves its relative paths against
+    /// the file's folder, without reading anything (the fuzzer feeds it text).
+    pub fn from_text(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        let mut cfg: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

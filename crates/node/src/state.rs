@@ -397,9 +397,15 @@ impl NodeState {
         raws: Vec<pb::SignedEntry>,
     ) -> Result<Checked, NodeError> {
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || check_entries(raws, me.keys()))
-            .await
-            .map_err(|e| NodeError::Join(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            check_entries(
+                raws,
+                me.keys(),
+                &VerifyConfig::at(intelmesh_core::now_unix_ms()),
+            )
+        })
+        .await
+        .map_err(|e| NodeError::Join(e.to_string()))
     }
 
     /// The second half of [`NodeState::ingest`]: applies the verified entries durably and
@@ -426,7 +432,11 @@ impl NodeState {
                 if used.as_ref().is_none_or(|u| Arc::ptr_eq(u, &now)) {
                     break;
                 }
-                let again = check_entries(me.unverified.take_all(), Arc::clone(&now));
+                let again = check_entries(
+                    me.unverified.take_all(),
+                    Arc::clone(&now),
+                    &VerifyConfig::at(intelmesh_core::now_unix_ms()),
+                );
                 report.unverifiable = 0;
                 good.extend(again.good);
                 report.refused.extend(again.refused);
@@ -564,14 +574,17 @@ fn received_checkpoints(batch: &[VerifiedEntry]) -> Vec<crate::checkpoint::Recei
 }
 
 /// Verifies received entries under `keys` (all cores): good, unknown key, refused.
-fn check_entries(raws: Vec<pb::SignedEntry>, keys: Arc<StaticKeys>) -> Checked {
-    let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
+pub fn check_entries(
+    raws: Vec<pb::SignedEntry>,
+    keys: Arc<StaticKeys>,
+    cfg: &VerifyConfig,
+) -> Checked {
     let mut checked = Checked::default();
     checked.good.reserve(raws.len());
     // Entries share their buffers (`Bytes`): keeping the batch to hand back the entries whose
     // key is unknown costs a reference count each.
     let kept = raws.clone();
-    let results = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK);
+    let results = verify_batch_parallel(raws, keys.as_ref(), cfg, VERIFY_CHUNK);
     for (r, raw) in results.into_iter().zip(kept) {
         match r {
             Ok(v) => checked.good.push(v),

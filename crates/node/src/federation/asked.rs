@@ -17,7 +17,7 @@ use crate::wants::EntryKey;
 /// Payloads the peer asked for (`Want`) that this node has not sent yet: it may not hold them in
 /// full yet. Bounded; the sender half serves them as they become available.
 #[derive(Default)]
-pub(super) struct Asked {
+pub struct Asked {
     keys: Mutex<AskedKeys>,
     pub(super) added: tokio::sync::Notify,
 }
@@ -58,6 +58,16 @@ impl Asked {
         }
         drop(keys);
         self.added.notify_one();
+    }
+
+    /// Asks kept and not served yet.
+    pub(super) fn len(&self) -> usize {
+        self.lock().open.len()
+    }
+
+    /// Most asks kept per link.
+    pub const fn max() -> usize {
+        Self::MAX
     }
 }
 

@@ -298,11 +298,37 @@ async fn prepare(
     };
     // The oneof's size is the frame's encoded size (a SyncFrame holds nothing else).
     let bytes = f.encoded_len() as u64;
-    let received = match f {
-        pb::sync_frame::Frame::Hello(_) => Received::Hello,
-        pb::sync_frame::Frame::Heartbeat(_) => Received::Heartbeat,
-        pb::sync_frame::Frame::Progress(p) => Received::Progress(p),
-        pb::sync_frame::Frame::Want(w) => Received::Want(w),
+    let received = match screen(f, max_batch)? {
+        Screened::Hello(_) => Received::Hello,
+        Screened::Heartbeat => Received::Heartbeat,
+        Screened::Progress(p) => Received::Progress(p),
+        Screened::Want(w) => Received::Want(w),
+        Screened::Evidence(e) => Received::Evidence(e),
+        Screened::Entries(entries) => {
+            Received::Batch(state.verify_received(entries).await.map_err(local)?)
+        }
+    };
+    Ok(Some((received, bytes)))
+}
+
+/// A received frame whose counts are within the caps, entry batches not verified yet.
+#[derive(Debug)]
+pub enum Screened {
+    Hello(pb::Hello),
+    Heartbeat,
+    Progress(pb::Progress),
+    Want(pb::Want),
+    Evidence(pb::ForkEvidence),
+    Entries(Vec<pb::SignedEntry>),
+}
+
+/// Checks a frame's counts against the caps before anything costly is done with it.
+pub fn screen(f: pb::sync_frame::Frame, max_batch: usize) -> Result<Screened, LinkError> {
+    Ok(match f {
+        pb::sync_frame::Frame::Hello(h) => Screened::Hello(h),
+        pb::sync_frame::Frame::Heartbeat(_) => Screened::Heartbeat,
+        pb::sync_frame::Frame::Progress(p) => Screened::Progress(p),
+        pb::sync_frame::Frame::Want(w) => Screened::Want(w),
         pb::sync_frame::Frame::Evidence(e) => {
             if e.proofs.len() > MAX_PROOFS_PER_FRAME {
                 return Err(LinkError::TooManyProofs {
@@ -310,7 +336,7 @@ async fn prepare(
                     max: MAX_PROOFS_PER_FRAME,
                 });
             }
-            Received::Evidence(e)
+            Screened::Evidence(e)
         }
         pb::sync_frame::Frame::Entries(batch) => {
             let count = batch.entries.len();
@@ -320,11 +346,9 @@ async fn prepare(
                     max: max_batch,
                 });
             }
-            let checked = state.verify_received(batch.entries).await.map_err(local)?;
-            Received::Batch(checked)
+            Screened::Entries(batch.entries)
         }
-    };
-    Ok(Some((received, bytes)))
+    })
 }
 
 /// The peer's frames, read and prepared (entry batches verified) by a task of their own, up

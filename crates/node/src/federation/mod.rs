@@ -3,11 +3,13 @@
 
 mod asked;
 mod dial;
+pub mod inspect;
 pub mod link;
 pub mod peer_view;
 mod sender;
 mod service;
 
+pub use asked::Asked;
 pub use dial::dial_peers;
 pub use sender::batch_bytes;
 pub use service::FederationService;

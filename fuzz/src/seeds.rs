@@ -1,0 +1,338 @@
+//! Starting corpora: inputs a node really handles (entries, frames and rosters signed in the
+//! fixed world, the deployed config files, values from the shared threat-intel corpus), so the
+//! fuzzer starts past the decoders and mutates from there.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use intelmesh_core::entry::withheld_stub;
+use intelmesh_core::indicator::normalize;
+use intelmesh_core::{Distribution, Head, IndicatorType, Signer, Tlp};
+use intelmesh_proto::v1 as pb;
+use intelmesh_roster::{build_genesis, sign_document, AuthorityKey, GenesisSpec, HubMember};
+use prost::Message;
+
+use crate::fixtures::{self, ISSUED_AT_UNIX_MS};
+
+/// Where seeds are read from besides what is made here.
+pub struct SeedSources {
+    /// The repository root (its `deploy/` holds config files).
+    pub repo: PathBuf,
+    /// `../shared` beside the repository, if present.
+    pub shared: Option<PathBuf>,
+}
+
+/// The seeds of `target` by name (empty for an unknown target).
+pub fn seeds(target: &str, sources: &SeedSources) -> Vec<Vec<u8>> {
+    match target {
+        "frame" => frames(),
+        "entry" => entries().iter().map(Message::encode_to_vec).collect(),
+        "payload" => entries()
+            .into_iter()
+            .filter_map(|e| e.payload)
+            .map(|p| p.to_vec())
+            .collect(),
+        "indicator" => values(sources.shared.as_deref()),
+        "config" => configs(&sources.repo),
+        "roster" => rosters(),
+        _ => Vec::new(),
+    }
+}
+
+/// Raw values of every type, in the shapes analysts paste them.
+const VALUES: &[(IndicatorType, &str)] = &[
+    (IndicatorType::Ipv4, "203.0.113.7"),
+    (IndicatorType::Ipv6, "2001:db8::1"),
+    (IndicatorType::Cidr, "198.51.100.0/24"),
+    (IndicatorType::Domain, "evil.example"),
+    (IndicatorType::Url, "http://evil.example/path?q=1#frag"),
+    (IndicatorType::Email, "phish@evil.example"),
+    (IndicatorType::Md5, "d41d8cd98f00b204e9800998ecf8427e"),
+    (
+        IndicatorType::Sha1,
+        "da39a3ee5e6b4b0d3255bfef95601890afd80709",
+    ),
+    (
+        IndicatorType::Sha256,
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    ),
+];
+
+fn indicator_ref(ty: IndicatorType, raw: &str) -> Option<pb::IndicatorRef> {
+    let canonical = normalize(ty, raw).ok()?;
+    Some(pb::IndicatorRef {
+        r#type: ty.to_proto() as i32,
+        value: canonical.into_value(),
+    })
+}
+
+/// One payload of each body kind per value: upsert, sighting, revocation.
+fn payloads() -> Vec<pb::Payload> {
+    let mut out = Vec::new();
+    for (ty, raw) in VALUES {
+        let Some(r) = indicator_ref(*ty, raw) else {
+            continue;
+        };
+        let bodies = [
+            pb::payload::Body::Upsert(pb::IndicatorUpsert {
+                indicator: Some(r.clone()),
+                confidence: 80,
+                valid_from_unix_ms: ISSUED_AT_UNIX_MS,
+                valid_until_unix_ms: Some(ISSUED_AT_UNIX_MS + 86_400_000),
+                tags: vec!["apt:example".into(), "c2".into()],
+                threat_types: vec!["malware".into()],
+                description: "seen in the wild".into(),
+                external_references: vec![pb::ExternalReference {
+                    source: "vendor".into(),
+                    url: "https://vendor.example/report".into(),
+                    external_id: "R-1".into(),
+                }],
+            }),
+            pb::payload::Body::Sighting(pb::Sighting {
+                indicator: Some(r.clone()),
+                seen_at_unix_ms: ISSUED_AT_UNIX_MS,
+                count: 3,
+            }),
+            pb::payload::Body::Revoke(pb::IndicatorRevoke {
+                indicator: Some(r),
+                reason: "false positive".into(),
+            }),
+        ];
+        out.extend(bodies.into_iter().map(|b| pb::Payload {
+            body: Some(b),
+            ..pb::Payload::default()
+        }));
+    }
+    out
+}
+
+/// A chain of the origin's entries over every TLP level (restricted ones name the peer), the
+/// withheld stub of a restricted one, and one entry of the peer.
+fn entries() -> Vec<pb::SignedEntry> {
+    let signer = fixtures::origin_signer();
+    let levels = [
+        Tlp::Clear,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
+    let mut head: Option<Head> = None;
+    let mut out = Vec::new();
+    for (i, payload) in payloads().iter().enumerate() {
+        let tlp = levels[i % levels.len()];
+        let recipients = if tlp.is_restricted() {
+            vec![fixtures::peer()]
+        } else {
+            Vec::new()
+        };
+        let (entry, next) = signer.sign_next(
+            head,
+            ISSUED_AT_UNIX_MS,
+            &Distribution { tlp, recipients },
+            payload,
+        );
+        if tlp.is_restricted() {
+            out.push(withheld_stub(&entry));
+        }
+        out.push(entry);
+        head = Some(next);
+    }
+    if let Some(p) = payloads().first() {
+        let (entry, _) = fixtures::peer_signer().sign_next(
+            None,
+            ISSUED_AT_UNIX_MS,
+            &Distribution {
+                tlp: Tlp::Green,
+                recipients: Vec::new(),
+            },
+            p,
+        );
+        out.push(entry);
+    }
+    out
+}
+
+fn frame(f: pb::sync_frame::Frame) -> Vec<u8> {
+    pb::SyncFrame { frame: Some(f) }.encode_to_vec()
+}
+
+/// One frame of each kind, holding the seed entries, the origin's head and a real fork proof.
+fn frames() -> Vec<Vec<u8>> {
+    use pb::sync_frame::Frame;
+    let entries = entries();
+    let vector = pb::VersionVector {
+        heads: [
+            (fixtures::ORIGIN.to_string(), 5),
+            ("NOT-A-MEMBER".into(), 9),
+        ]
+        .into(),
+        head_hashes: [(fixtures::ORIGIN.to_string(), vec![1; 32])].into(),
+    };
+    let signer = fixtures::origin_signer();
+    let green = Distribution {
+        tlp: Tlp::Green,
+        recipients: Vec::new(),
+    };
+    let all = payloads();
+    let fork = match (all.first(), all.get(1)) {
+        (Some(a), Some(b)) => vec![pb::ForkProof {
+            origin: fixtures::ORIGIN.into(),
+            seq: 1,
+            kept: Some(signer.sign_next(None, ISSUED_AT_UNIX_MS, &green, a).0),
+            conflicting: Some(signer.sign_next(None, ISSUED_AT_UNIX_MS, &green, b).0),
+            detected_at_unix_ms: fixtures::NOW_UNIX_MS,
+        }],
+        _ => Vec::new(),
+    };
+    vec![
+        frame(Frame::Hello(pb::Hello {
+            org_id: fixtures::PEER.into(),
+            roster_version: 1,
+            vector: Some(vector.clone()),
+            reaches: vec![fixtures::PEER.into(), fixtures::ORIGIN.into()],
+            roster_hash: vec![2; 32],
+        })),
+        frame(Frame::Entries(pb::EntryBatch {
+            entries: entries.clone(),
+        })),
+        frame(Frame::Entries(pb::EntryBatch {
+            entries: entries.into_iter().take(2).collect(),
+        })),
+        frame(Frame::Progress(pb::Progress {
+            vector: Some(vector),
+        })),
+        frame(Frame::Heartbeat(pb::Heartbeat {
+            sent_at_unix_ms: fixtures::NOW_UNIX_MS,
+        })),
+        frame(Frame::Want(pb::Want {
+            entries: vec![
+                pb::EntryRef {
+                    origin: fixtures::ORIGIN.into(),
+                    seq: 4,
+                },
+                pb::EntryRef {
+                    origin: "NOT-A-MEMBER".into(),
+                    seq: 1,
+                },
+            ],
+        })),
+        frame(Frame::Evidence(pb::ForkEvidence { proofs: fork })),
+    ]
+}
+
+/// Values in analysts' shapes (defanged, bracketed, mixed case, IDN), then lines of the shared
+/// corpus's IOC lists and reports.
+fn values(shared: Option<&Path>) -> Vec<Vec<u8>> {
+    let crafted = [
+        "hxxps://evil[.]example/a/../b?x=1",
+        "EVIL[.]Example.",
+        "1.2.3[.]4",
+        "10.0.0.0/8",
+        "2001:DB8:0:0:0:0:0:1",
+        "::ffff:192.0.2.1",
+        "fe80::1%eth0",
+        "user[at]evil[dot]example",
+        "xn--bcher-kva.example",
+        "bücher.example",
+        "http://[2001:db8::1]:8080/",
+        "D41D8CD98F00B204E9800998ECF8427E",
+    ];
+    let mut out: Vec<Vec<u8>> = VALUES
+        .iter()
+        .map(|(_, v)| v.as_bytes().to_vec())
+        .chain(crafted.iter().map(|v| v.as_bytes().to_vec()))
+        .collect();
+    if let Some(shared) = shared {
+        for dir in [
+            "corpus/lists",
+            "interop-samples/lists",
+            "interop-samples/reports",
+        ] {
+            out.extend(lines_of(&shared.join(dir), 20));
+        }
+    }
+    out
+}
+
+/// Up to `per_file` distinct short lines of each file in `dir` (sorted by name, so the corpus is
+/// the same on every run).
+fn lines_of(dir: &Path, per_file: usize) -> Vec<Vec<u8>> {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = read.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read(&file) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&text);
+        let lines = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && l.len() <= 256);
+        out.extend(lines.take(per_file).map(|l| l.as_bytes().to_vec()));
+    }
+    out
+}
+
+/// The config files the project ships (`deploy/`).
+fn configs(repo: &Path) -> Vec<Vec<u8>> {
+    let Ok(read) = std::fs::read_dir(repo.join("deploy")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = read
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
+}
+
+/// A genesis document (2-of-3 authority, one hub) and that genesis signed.
+fn rosters() -> Vec<Vec<u8>> {
+    let authority: Vec<SigningKey> = (1..=3u8)
+        .map(|n| SigningKey::from_bytes(&[n; 32]))
+        .collect();
+    let hub = Signer::new(fixtures::origin(), SigningKey::from_bytes(&[10; 32]));
+    let spec = GenesisSpec {
+        federation_id: fixtures::peer(),
+        authority: authority
+            .iter()
+            .zip(["alice", "bob", "carol"])
+            .map(|(k, name)| AuthorityKey {
+                name: name.into(),
+                key: k.verifying_key(),
+            })
+            .collect(),
+        threshold: 2,
+        hub_members: vec![HubMember {
+            org: hub.org().clone(),
+            display_name: "The Hub".into(),
+            country: "SG".into(),
+            signing_key: hub.verifying_key(),
+        }],
+        ca_certs_pem: vec!["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()],
+        hubs: vec![pb::HubAddress {
+            org: hub.org().to_string(),
+            address: "hub.example:7443".into(),
+        }],
+        policy: pb::Policy::default(),
+        proposed_by: "alice".into(),
+    };
+    let Ok(document) = build_genesis(&spec, fixtures::NOW_UNIX_MS) else {
+        return Vec::new();
+    };
+    let signed = pb::SignedRoster {
+        signatures: authority
+            .iter()
+            .take(2)
+            .map(|k| sign_document(&document, k, fixtures::NOW_UNIX_MS))
+            .collect(),
+        document: document.clone(),
+    };
+    vec![document, signed.encode_to_vec()]
+}
