@@ -121,6 +121,8 @@ pub struct AttributeRecord {
 pub struct MispEvent {
     pub uuid: Option<String>,
     pub info: Option<String>,
+    /// The creating organisation's name (`Orgc.name`), as the event says.
+    pub creator_org: Option<String>,
     /// The event's own `tlp:` tag, most restrictive if several.
     pub tlp_tag: Option<Tlp>,
     pub distribution: Option<u8>,
@@ -238,6 +240,7 @@ fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
     MispEvent {
         uuid: string(event, "uuid"),
         info: string(event, "info"),
+        creator_org: event.get("Orgc").and_then(|o| string(o, "name")),
         tlp_tag,
         distribution,
         attributes,

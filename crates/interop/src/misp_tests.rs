@@ -202,7 +202,7 @@ fn distribution_table() {
 
 #[test]
 fn accepts_every_event_shape_and_refuses_the_rest() {
-    let ev = json!({"uuid": "e1", "Attribute": [attr("domain", "a.example")]});
+    let ev = json!({"uuid": "e1", "Orgc": {"name": "CIRCL"}, "Attribute": [attr("domain", "a.example")]});
     for input in [
         json!({"Event": ev.clone()}),
         ev.clone(),
@@ -211,6 +211,7 @@ fn accepts_every_event_shape_and_refuses_the_rest() {
     ] {
         let e = one_event(&input);
         assert_eq!(e.uuid.as_deref(), Some("e1"));
+        assert_eq!(e.creator_org.as_deref(), Some("CIRCL"));
         assert_eq!(e.counts().indicators, 1);
     }
     let opts = MispOptions::default();

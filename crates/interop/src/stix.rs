@@ -303,13 +303,15 @@ fn indicator(
     };
     let refs = strings("object_marking_refs")?;
     let resolution = markings.resolve(refs.iter().map(String::as_str));
-    let mut tags = strings("labels")?;
-    for t in strings("indicator_types")? {
+    let mut tags: Vec<String> = Vec::new();
+    for t in strings("labels")?
+        .into_iter()
+        .chain(strings("indicator_types")?)
+    {
         if !tags.contains(&t) {
             tags.push(t);
         }
     }
-    tags.dedup();
 
     let template = StixIndicator {
         indicator: found[0].clone(),

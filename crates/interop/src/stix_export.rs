@@ -10,7 +10,7 @@ use intelmesh_core::{Indicator, Tlp};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::marking::marking_id_of;
+use crate::marking::{marking_id_of, tlp_marking_definition};
 use crate::pattern::pattern_of;
 use crate::time::format_timestamp;
 
@@ -155,6 +155,38 @@ pub fn bundle(objects: Vec<Value>) -> Value {
         "id": format!("bundle--{}", name_uuid(&parts)),
         "objects": objects,
     })
+}
+
+/// A bundle ready for a consumer: the identity of every origin and reporter and the TLP 2.0
+/// marking definition of every TLP used, each once and in a stable order, then the indicators
+/// and the sightings. `identities_created_unix_ms` dates the identity objects.
+pub fn export_bundle(
+    indicators: &[ExportIndicator],
+    sightings: &[ExportSighting],
+    identities_created_unix_ms: i64,
+) -> Value {
+    let mut orgs: Vec<&str> = indicators
+        .iter()
+        .map(|e| e.origin.as_str())
+        .chain(sightings.iter().map(|s| s.reporter.as_str()))
+        .collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    let mut tlps: Vec<Tlp> = indicators
+        .iter()
+        .map(|e| e.tlp)
+        .chain(sightings.iter().map(|s| s.tlp))
+        .collect();
+    tlps.sort_unstable();
+    tlps.dedup();
+    let mut objects: Vec<Value> = orgs
+        .into_iter()
+        .map(|o| identity_object(o, identities_created_unix_ms))
+        .collect();
+    objects.extend(tlps.into_iter().map(tlp_marking_definition));
+    objects.extend(indicators.iter().map(indicator_object));
+    objects.extend(sightings.iter().map(sighting_object));
+    bundle(objects)
 }
 
 /// A version 8 UUID from the SHA-256 of the parts, each length-prefixed so that no two part

@@ -185,3 +185,50 @@ fn bundle_id_follows_its_objects() {
     assert_eq!(bundle(vec![a.clone()])["id"], bundle(vec![a.clone()])["id"]);
     assert_ne!(bundle(vec![a.clone()])["id"], bundle(vec![a, b])["id"]);
 }
+
+#[test]
+fn export_bundle_carries_identities_and_markings_once() {
+    let a = sample(ind(IndicatorType::Domain, "a.example"), Tlp::Green);
+    let mut b = sample(ind(IndicatorType::Domain, "b.example"), Tlp::Green);
+    b.origin = "cert-other".into();
+    let s = ExportSighting {
+        indicator: a.indicator.clone(),
+        indicator_origin: a.origin.clone(),
+        reporter: "cert-other".into(),
+        tlp: Tlp::Red,
+        seen_at_unix_ms: 5,
+        count: 2,
+    };
+    let out = export_bundle(&[a.clone(), b.clone()], &[s], 0);
+    let objects = out["objects"].as_array().cloned().unwrap_or_default();
+    let types: Vec<&str> = objects.iter().filter_map(|o| o["type"].as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "identity",
+            "identity",
+            "marking-definition",
+            "marking-definition",
+            "indicator",
+            "indicator",
+            "sighting"
+        ]
+    );
+    assert_eq!(objects[0]["id"], json!(identity_id("cert-example")));
+    assert_eq!(objects[1]["id"], json!(identity_id("cert-other")));
+    assert_eq!(objects[2]["id"], json!(crate::marking::TLP2_GREEN));
+    assert_eq!(objects[3]["id"], json!(crate::marking::TLP2_RED));
+    let back = match import_stix(&out, &ImportOptions::default()) {
+        Ok(back) => back,
+        Err(e) => panic!("{e}"),
+    };
+    let got: Vec<_> = back
+        .indicators()
+        .map(|i| (i.indicator.clone(), i.tlp))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(a.indicator, Tlp::Green), (b.indicator, Tlp::Green)]
+    );
+    assert_eq!(back.counts().skipped, 5);
+}

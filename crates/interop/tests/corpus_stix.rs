@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use intelmesh_core::Tlp;
 use intelmesh_interop::stix::{import_stix_str, ImportCounts, ImportOptions, ObjectError};
-use intelmesh_interop::PatternError;
+use intelmesh_interop::{parse_pattern, pattern_of, PatternError};
 
 const FOLDERS: [&str; 4] = [
     "corpus/stix20",
@@ -57,6 +57,13 @@ fn stix_corpus_counts() {
             let c = got.counts();
             for ind in got.indicators() {
                 common::assert_canonical(&ind.indicator, &name);
+                // Every real value the importer takes survives export as a pattern.
+                let pattern = pattern_of(&ind.indicator);
+                assert_eq!(
+                    parse_pattern(&pattern),
+                    Ok(vec![ind.indicator.clone()]),
+                    "{name}"
+                );
                 *tlps
                     .entry(format!(
                         "{}{}",
