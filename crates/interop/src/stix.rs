@@ -278,6 +278,9 @@ fn indicator(
     }
     let pattern = text("pattern")?.ok_or(ObjectError::MissingField { field: "pattern" })?;
     let found = parse_pattern(&pattern)?;
+    let Some(first) = found.first().cloned() else {
+        return Err(ObjectError::Pattern(PatternError::Empty));
+    };
 
     let confidence = match object.get("confidence") {
         None | Some(Value::Null) => None,
@@ -314,7 +317,7 @@ fn indicator(
     }
 
     let template = StixIndicator {
-        indicator: found[0].clone(),
+        indicator: first,
         stix_id,
         tlp: resolution.tlp.unwrap_or(options.default_tlp),
         tlp_defaulted: resolution.tlp.is_none(),

@@ -216,3 +216,22 @@ fn each_broken_indicator_says_why() {
         Outcome::Failed(ObjectError::NotAnObject { found: "number" })
     );
 }
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(matches!(
+        import_stix_str(&deep, &ImportOptions::default()),
+        Err(StixError::Json(_))
+    ));
+    let object = format!(
+        "{{\"type\": \"indicator\", \"id\": \"indicator--e\", \"pattern\": \"{}[ipv4-addr:value = '1.2.3.4']{}\"}}",
+        "(".repeat(50_000),
+        ")".repeat(50_000)
+    );
+    let got = import_stix_str(&object, &ImportOptions::default());
+    assert!(
+        matches!(&got, Ok(g) if g.objects[0].outcome == Outcome::Failed(ObjectError::Pattern(PatternError::TooLong { len: 100_029, max: crate::pattern::MAX_PATTERN_LEN }))),
+        "{got:?}"
+    );
+}

@@ -23,6 +23,7 @@ fn misp_corpus_counts() {
     let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     let mut unsupported: BTreeMap<String, usize> = BTreeMap::new();
     let mut tlps: BTreeMap<String, usize> = BTreeMap::new();
+    let mut types: BTreeMap<&str, usize> = BTreeMap::new();
     for folder in FOLDERS {
         let Some(dir) = common::folder(folder) else {
             continue;
@@ -61,6 +62,7 @@ fn misp_corpus_counts() {
                 );
                 for ind in event.indicators() {
                     common::assert_canonical(&ind.indicator, &name);
+                    *types.entry(ind.indicator.ty().as_str()).or_default() += 1;
                     *tlps
                         .entry(format!("{} {:?}", ind.tlp, ind.tlp_source))
                         .or_default() += 1;
@@ -109,6 +111,7 @@ fn misp_corpus_counts() {
     }
     eprintln!("failures by type and reason: {failures:#?}");
     eprintln!("to_ids attributes of unsupported types: {unsupported:?}");
+    eprintln!("imported indicators by type: {types:?}");
     eprintln!("TLP of imported indicators: {tlps:#?}");
 }
 

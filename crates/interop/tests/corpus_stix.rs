@@ -39,6 +39,7 @@ fn stix_corpus_counts() {
     let mut any = false;
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut tlps: BTreeMap<String, usize> = BTreeMap::new();
+    let mut types: BTreeMap<&str, usize> = BTreeMap::new();
     let mut empty: Vec<String> = Vec::new();
     for folder in FOLDERS {
         let Some(dir) = common::folder(folder) else {
@@ -57,6 +58,7 @@ fn stix_corpus_counts() {
             let c = got.counts();
             for ind in got.indicators() {
                 common::assert_canonical(&ind.indicator, &name);
+                *types.entry(ind.indicator.ty().as_str()).or_default() += 1;
                 // Every real value the importer takes survives export as a pattern.
                 let pattern = pattern_of(&ind.indicator);
                 assert_eq!(
@@ -121,6 +123,7 @@ fn stix_corpus_counts() {
     for (r, n) in &reasons {
         eprintln!("  {n:6}  {r}");
     }
+    eprintln!("imported indicators by type: {types:?}");
     eprintln!("TLP of imported indicators: {tlps:#?}");
     // Its patterns lack the opening '[' or its dates have month 15 (see the test below).
     let known_broken: Vec<String> = vec![TOLLBOOTH.into()];
