@@ -1,0 +1,24 @@
+//! intelmesh's interop with STIX 2.x and MISP: data in, data out, no I/O.
+//!
+//! Everything here maps between JSON values or pattern text and the core's canonical
+//! [`Indicator`](intelmesh_core::Indicator) and [`Tlp`](intelmesh_core::Tlp); reading files,
+//! serving TAXII and signing entries are the caller's. Nothing is dropped silently: each
+//! STIX object and MISP attribute gives an outcome, imported or refused with its reason.
+
+pub mod marking;
+pub mod misp;
+pub mod pattern;
+pub mod stix;
+pub mod stix_export;
+pub mod time;
+pub mod warninglist;
+
+pub use marking::{marking_id_of, Markings};
+pub use misp::{import_misp, import_misp_str, MispEvent, MispIndicator, MispOptions};
+pub use pattern::{parse_pattern, pattern_of, PatternError};
+pub use stix::{import_stix, import_stix_str, ImportOptions, StixImport, StixIndicator};
+pub use stix_export::{
+    bundle, identity_object, indicator_object, sighting_object, ExportIndicator, ExportSighting,
+};
+pub use time::{format_timestamp, parse_timestamp, TimestampError};
+pub use warninglist::{parse_warninglist, Warninglist, Warninglists};

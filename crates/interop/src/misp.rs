@@ -1,0 +1,478 @@
+//! MISP event import: an event's attributes, loose or inside objects, to mesh indicators
+//! with TLP, one outcome per attribute.
+//!
+//! Only attributes flagged `to_ids` are indicators; the rest are context and reported as
+//! skipped. TLP, in order: the attribute's own `tlp:` tag, the event's `tlp:` tag, then the
+//! attribute's distribution (unless 5, "inherit"), then the event's, then the caller's
+//! default. Distribution maps by who may read it:
+//!
+//! | distribution | MISP meaning | TLP |
+//! |---|---|---|
+//! | 0 | your organisation only | AMBER+STRICT (the TLP 2.0 "organisation only") |
+//! | 1 | this community only | GREEN |
+//! | 2 | connected communities | GREEN |
+//! | 3 | all communities | CLEAR |
+//! | 4 | a sharing group | RED: the group's members are not in the event, so the node must name the recipients |
+//!
+//! Every non-TLP tag (galaxies, taxonomies) of the event and the attribute is kept as a tag.
+
+use intelmesh_core::indicator::{normalize, NormalizeError};
+use intelmesh_core::{Indicator, IndicatorType, Tlp};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::stix::json_kind;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MispOptions {
+    /// TLP when neither a tag nor a distribution gives one.
+    pub default_tlp: Tlp,
+}
+
+impl Default for MispOptions {
+    fn default() -> Self {
+        MispOptions {
+            default_tlp: Tlp::Amber,
+        }
+    }
+}
+
+/// Why an input holds no MISP event at all.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum MispError {
+    #[error("input is not JSON: {0}")]
+    Json(String),
+    #[error("input is not a MISP event ({{\"Event\":…}}, a bare event or {{\"response\":[…]}}): {reason}")]
+    NotMisp { reason: &'static str },
+}
+
+/// Why one `to_ids` attribute of a supported type gives no indicator.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum AttributeError {
+    #[error("attribute is a JSON {found}, not an object")]
+    NotAnObject { found: &'static str },
+    #[error("attribute has no {field}")]
+    MissingField { field: &'static str },
+    #[error("attribute of type {attribute_type} needs {parts} |-separated parts, value has {got}")]
+    CompositeParts {
+        attribute_type: String,
+        parts: usize,
+        got: usize,
+    },
+    #[error("{ty} value {value:?} is not valid: {source}")]
+    Value {
+        ty: IndicatorType,
+        value: String,
+        source: NormalizeError,
+    },
+}
+
+/// Why an attribute is passed over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MispSkip {
+    /// `to_ids` is false: context, not something to detect on.
+    NotForIds,
+    /// `deleted` is true.
+    Deleted,
+    /// The mesh holds no value of this type (text, filename, regkey, yara, ...).
+    UnsupportedType { attribute_type: String },
+}
+
+/// Where an indicator's TLP came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlpSource {
+    AttributeTag,
+    EventTag,
+    AttributeDistribution(u8),
+    EventDistribution(u8),
+    Default,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MispIndicator {
+    pub indicator: Indicator,
+    pub tlp: Tlp,
+    pub tlp_source: TlpSource,
+    /// Event tags then attribute tags, TLP tags left out, without repeats.
+    pub tags: Vec<String>,
+    pub category: Option<String>,
+    pub comment: Option<String>,
+    /// The attribute's `timestamp` (Unix seconds in MISP), in milliseconds.
+    pub timestamp_unix_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttributeOutcome {
+    Imported(Vec<MispIndicator>),
+    Skipped(MispSkip),
+    Failed(AttributeError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeRecord {
+    pub uuid: Option<String>,
+    pub attribute_type: Option<String>,
+    /// Name of the MISP object holding the attribute, if any.
+    pub object_name: Option<String>,
+    pub outcome: AttributeOutcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MispEvent {
+    pub uuid: Option<String>,
+    pub info: Option<String>,
+    /// The creating organisation's name (`Orgc.name`), as the event says.
+    pub creator_org: Option<String>,
+    /// The event's own `tlp:` tag, most restrictive if several.
+    pub tlp_tag: Option<Tlp>,
+    pub distribution: Option<u8>,
+    pub attributes: Vec<AttributeRecord>,
+}
+
+/// Totals over attributes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MispCounts {
+    pub attributes: usize,
+    pub imported: usize,
+    pub indicators: usize,
+    pub not_for_ids: usize,
+    pub unsupported_type: usize,
+    pub deleted: usize,
+    pub failed: usize,
+}
+
+impl MispEvent {
+    pub fn indicators(&self) -> impl Iterator<Item = &MispIndicator> {
+        self.attributes.iter().flat_map(|a| match &a.outcome {
+            AttributeOutcome::Imported(found) => found.as_slice(),
+            _ => &[],
+        })
+    }
+
+    pub fn counts(&self) -> MispCounts {
+        let mut c = MispCounts {
+            attributes: self.attributes.len(),
+            ..MispCounts::default()
+        };
+        for a in &self.attributes {
+            match &a.outcome {
+                AttributeOutcome::Imported(found) => {
+                    c.imported += 1;
+                    c.indicators += found.len();
+                }
+                AttributeOutcome::Skipped(MispSkip::NotForIds) => c.not_for_ids += 1,
+                AttributeOutcome::Skipped(MispSkip::Deleted) => c.deleted += 1,
+                AttributeOutcome::Skipped(MispSkip::UnsupportedType { .. }) => {
+                    c.unsupported_type += 1
+                }
+                AttributeOutcome::Failed(_) => c.failed += 1,
+            }
+        }
+        c
+    }
+}
+
+/// [`import_misp`] of JSON text; a leading byte-order mark is ignored.
+pub fn import_misp_str(text: &str, options: &MispOptions) -> Result<Vec<MispEvent>, MispError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value: Value = serde_json::from_str(text).map_err(|e| MispError::Json(e.to_string()))?;
+    import_misp(&value, options)
+}
+
+/// Reads `{"Event":{…}}`, a bare event, `{"response":[{"Event":…}, …]}` or an array of
+/// either.
+pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent>, MispError> {
+    let items: Vec<&Value> = match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Object(map) => match map.get("response") {
+            Some(Value::Array(items)) => items.iter().collect(),
+            Some(_) => {
+                return Err(MispError::NotMisp {
+                    reason: "response is not a list",
+                })
+            }
+            None => vec![value],
+        },
+        _ => {
+            return Err(MispError::NotMisp {
+                reason: "not a JSON object or array",
+            })
+        }
+    };
+    let mut events = Vec::with_capacity(items.len());
+    for item in items {
+        let event = item.get("Event").unwrap_or(item);
+        let looks_like_event = ["Attribute", "Object", "info", "uuid"]
+            .iter()
+            .any(|k| event.get(k).is_some());
+        if !event.is_object() || !looks_like_event {
+            return Err(MispError::NotMisp {
+                reason: "no Event, Attribute, Object, info or uuid",
+            });
+        }
+        events.push(read_event(event, options));
+    }
+    Ok(events)
+}
+
+fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
+    let (tlp_tag, event_tags) = tags(event);
+    let distribution = distribution(event.get("distribution"));
+    let context = EventContext {
+        tlp_tag,
+        distribution,
+        tags: &event_tags,
+        options,
+    };
+    let mut attributes = Vec::new();
+    for attribute in list(event, "Attribute") {
+        attributes.push(read_attribute(attribute, None, &context));
+    }
+    for object in list(event, "Object") {
+        let name = object
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        for attribute in list(object, "Attribute") {
+            attributes.push(read_attribute(attribute, name.clone(), &context));
+        }
+    }
+    MispEvent {
+        uuid: string(event, "uuid"),
+        info: string(event, "info"),
+        creator_org: event.get("Orgc").and_then(|o| string(o, "name")),
+        tlp_tag,
+        distribution,
+        attributes,
+    }
+}
+
+struct EventContext<'a> {
+    tlp_tag: Option<Tlp>,
+    distribution: Option<u8>,
+    tags: &'a [String],
+    options: &'a MispOptions,
+}
+
+fn read_attribute(
+    attribute: &Value,
+    object_name: Option<String>,
+    context: &EventContext<'_>,
+) -> AttributeRecord {
+    let attribute_type = string(attribute, "type");
+    let outcome = if attribute.is_object() {
+        attribute_outcome(attribute, attribute_type.as_deref(), context)
+    } else {
+        AttributeOutcome::Failed(AttributeError::NotAnObject {
+            found: json_kind(attribute),
+        })
+    };
+    AttributeRecord {
+        uuid: string(attribute, "uuid"),
+        attribute_type,
+        object_name,
+        outcome,
+    }
+}
+
+/// What MISP calls a value part, as the mesh types it.
+#[derive(Clone, Copy)]
+enum Part {
+    Ip,
+    Of(IndicatorType),
+}
+
+/// The parts of a (possibly composite, `a|b`) attribute type that are indicators, by position.
+fn parts_of(attribute_type: &str) -> Option<(usize, &'static [(usize, Part)])> {
+    use IndicatorType as T;
+    let parts: (usize, &'static [(usize, Part)]) = match attribute_type {
+        "ip-src" | "ip-dst" => (1, &[(0, Part::Ip)]),
+        "ip-src|port" | "ip-dst|port" => (2, &[(0, Part::Ip)]),
+        "domain" | "hostname" => (1, &[(0, Part::Of(T::Domain))]),
+        "hostname|port" => (2, &[(0, Part::Of(T::Domain))]),
+        "domain|ip" => (2, &[(0, Part::Of(T::Domain)), (1, Part::Ip)]),
+        "url" => (1, &[(0, Part::Of(T::Url))]),
+        "email" | "email-src" | "email-dst" | "email-reply-to" => (1, &[(0, Part::Of(T::Email))]),
+        "md5" => (1, &[(0, Part::Of(T::Md5))]),
+        "sha1" => (1, &[(0, Part::Of(T::Sha1))]),
+        "sha256" => (1, &[(0, Part::Of(T::Sha256))]),
+        "filename|md5" => (2, &[(1, Part::Of(T::Md5))]),
+        "filename|sha1" => (2, &[(1, Part::Of(T::Sha1))]),
+        "filename|sha256" => (2, &[(1, Part::Of(T::Sha256))]),
+        _ => return None,
+    };
+    Some(parts)
+}
+
+fn attribute_outcome(
+    attribute: &Value,
+    attribute_type: Option<&str>,
+    context: &EventContext<'_>,
+) -> AttributeOutcome {
+    let Some(attribute_type) = attribute_type else {
+        return AttributeOutcome::Failed(AttributeError::MissingField { field: "type" });
+    };
+    if flag(attribute.get("deleted")) {
+        return AttributeOutcome::Skipped(MispSkip::Deleted);
+    }
+    if !flag(attribute.get("to_ids")) {
+        return AttributeOutcome::Skipped(MispSkip::NotForIds);
+    }
+    let Some((count, wanted)) = parts_of(attribute_type) else {
+        return AttributeOutcome::Skipped(MispSkip::UnsupportedType {
+            attribute_type: attribute_type.to_owned(),
+        });
+    };
+    let Some(value) = attribute.get("value").and_then(Value::as_str) else {
+        return AttributeOutcome::Failed(AttributeError::MissingField { field: "value" });
+    };
+    let pieces: Vec<&str> = if count == 1 {
+        vec![value]
+    } else {
+        value.splitn(count, '|').collect()
+    };
+    if pieces.len() != count {
+        return AttributeOutcome::Failed(AttributeError::CompositeParts {
+            attribute_type: attribute_type.to_owned(),
+            parts: count,
+            got: pieces.len(),
+        });
+    }
+
+    let (attr_tlp, attr_tags) = tags(attribute);
+    let attr_distribution = distribution(attribute.get("distribution")).filter(|d| *d != 5);
+    let (tlp, tlp_source) = if let Some(t) = attr_tlp {
+        (t, TlpSource::AttributeTag)
+    } else if let Some(t) = context.tlp_tag {
+        (t, TlpSource::EventTag)
+    } else if let Some(t) = attr_distribution.and_then(tlp_of_distribution) {
+        (
+            t,
+            TlpSource::AttributeDistribution(attr_distribution.unwrap_or_default()),
+        )
+    } else if let Some(t) = context.distribution.and_then(tlp_of_distribution) {
+        (
+            t,
+            TlpSource::EventDistribution(context.distribution.unwrap_or_default()),
+        )
+    } else {
+        (context.options.default_tlp, TlpSource::Default)
+    };
+    let mut all_tags = context.tags.to_vec();
+    for t in attr_tags {
+        if !all_tags.contains(&t) {
+            all_tags.push(t);
+        }
+    }
+    let timestamp_unix_ms = match attribute.get("timestamp") {
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    }
+    .and_then(|s| s.checked_mul(1000));
+
+    let mut found = Vec::new();
+    for (at, part) in wanted {
+        let raw = pieces.get(*at).copied().unwrap_or_default();
+        let ty = match part {
+            Part::Of(ty) => *ty,
+            Part::Ip if raw.contains('/') => IndicatorType::Cidr,
+            Part::Ip if raw.contains(':') => IndicatorType::Ipv6,
+            Part::Ip => IndicatorType::Ipv4,
+        };
+        match normalize(ty, raw) {
+            Ok(indicator) => found.push(MispIndicator {
+                indicator,
+                tlp,
+                tlp_source,
+                tags: all_tags.clone(),
+                category: string(attribute, "category"),
+                comment: string(attribute, "comment").filter(|c| !c.is_empty()),
+                timestamp_unix_ms,
+            }),
+            Err(source) => {
+                return AttributeOutcome::Failed(AttributeError::Value {
+                    ty,
+                    value: raw.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+    AttributeOutcome::Imported(found)
+}
+
+/// The TLP a MISP distribution level gives; see the module table.
+pub fn tlp_of_distribution(distribution: u8) -> Option<Tlp> {
+    match distribution {
+        0 => Some(Tlp::AmberStrict),
+        1 | 2 => Some(Tlp::Green),
+        3 => Some(Tlp::Clear),
+        4 => Some(Tlp::Red),
+        _ => None,
+    }
+}
+
+/// The `tlp:` tag (most restrictive) and the other tag names, from `Tag: [{name}]` or the
+/// `EventTag`/`AttributeTag: [{Tag: {name}}]` shape.
+fn tags(holder: &Value) -> (Option<Tlp>, Vec<String>) {
+    let direct = list(holder, "Tag");
+    let wrapped = ["EventTag", "AttributeTag"]
+        .into_iter()
+        .flat_map(|k| list(holder, k))
+        .filter_map(|w| w.get("Tag"));
+    let mut tlp = None;
+    let mut names = Vec::new();
+    for tag in direct.chain(wrapped) {
+        let Some(name) = tag.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let lower = name.trim().to_ascii_lowercase();
+        if let Some(level) = lower.strip_prefix("tlp:") {
+            // Unknown tlp: values (tlp:ex:chr, tlp:unclear) are kept as plain tags.
+            if let Some(t) = Tlp::parse(level) {
+                tlp = tlp.max(Some(t));
+                continue;
+            }
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    (tlp, names)
+}
+
+fn list<'a>(holder: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    holder
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter())
+        .into_iter()
+        .flatten()
+}
+
+fn string(holder: &Value, key: &str) -> Option<String> {
+    holder.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+/// MISP writes flags as booleans, `"1"`/`"0"` or numbers depending on version and export.
+fn flag(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_u64().is_some_and(|n| n != 0),
+        Some(Value::String(s)) => matches!(s.trim().to_ascii_lowercase().as_str(), "1" | "true"),
+        _ => false,
+    }
+}
+
+fn distribution(v: Option<&Value>) -> Option<u8> {
+    match v? {
+        Value::Number(n) => n.as_u64().and_then(|n| u8::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+#[path = "misp_tests.rs"]
+mod tests;

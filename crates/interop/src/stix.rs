@@ -1,0 +1,358 @@
+//! STIX 2.0 and 2.1 import: a bundle, a TAXII envelope, an array or one object in, one
+//! outcome per object out.
+//!
+//! Reading is tolerant (`serde_json::Value`, unknown properties ignored, 2.0 and 2.1 mixed)
+//! but never silent: an `indicator` gives its mesh indicators or a failure naming the field
+//! or pattern part at fault, and every other object is reported as skipped with its type.
+//! TLP comes from `object_marking_refs` resolved through the standard ids and the input's own
+//! marking definitions; with no TLP marking the caller's default applies and the outcome
+//! says so.
+
+use intelmesh_core::{Indicator, Tlp};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::marking::Markings;
+use crate::pattern::{parse_pattern, PatternError};
+use crate::time::{parse_timestamp, TimestampError};
+
+/// What the caller decides for the whole input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// TLP of an object with no TLP marking. AMBER unless the caller knows better: an
+    /// unmarked object shared to us was not declared shareable further.
+    pub default_tlp: Tlp,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            default_tlp: Tlp::Amber,
+        }
+    }
+}
+
+/// Why an input is not STIX at all (as opposed to an object in it being unusable).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum StixError {
+    #[error("input is not JSON: {0}")]
+    Json(String),
+    #[error("input is a JSON {found}, not a STIX bundle, envelope, object or array of objects")]
+    NotStix { found: &'static str },
+}
+
+/// Why one `indicator` object gives no mesh indicator.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ObjectError {
+    #[error("array element is a JSON {found}, not an object")]
+    NotAnObject { found: &'static str },
+    #[error("indicator has no {field}")]
+    MissingField { field: &'static str },
+    #[error("indicator's {field} is not valid: {reason}")]
+    BadField { field: &'static str, reason: String },
+    #[error("pattern_type {pattern_type:?} is not supported: only \"stix\" patterns are read")]
+    PatternType { pattern_type: String },
+    #[error("indicator's {field}: {source}")]
+    Timestamp {
+        field: &'static str,
+        source: TimestampError,
+    },
+    #[error("pattern: {0}")]
+    Pattern(#[from] PatternError),
+}
+
+/// Why an object that is no indicator gives nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Read for TLP, carries no indicator itself.
+    MarkingDefinition,
+    /// Any other type (relationship, malware, SCO, sighting, ...): the mesh holds indicators.
+    NotAnIndicator,
+}
+
+/// One mesh indicator read from a STIX `indicator`, with what the object said about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StixIndicator {
+    pub indicator: Indicator,
+    pub stix_id: String,
+    pub tlp: Tlp,
+    /// True when no TLP marking applied and [`ImportOptions::default_tlp`] was used.
+    pub tlp_defaulted: bool,
+    /// Marking references defined nowhere; what they restrict is unknown.
+    pub unknown_markings: Vec<String>,
+    pub confidence: Option<u32>,
+    pub valid_from_unix_ms: Option<i64>,
+    pub valid_until_unix_ms: Option<i64>,
+    pub revoked: bool,
+    pub created_unix_ms: Option<i64>,
+    pub modified_unix_ms: Option<i64>,
+    /// `labels` then `indicator_types`, without repeats.
+    pub tags: Vec<String>,
+    pub created_by_ref: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// What became of one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An indicator object: one entry per value its pattern names.
+    Imported(Vec<StixIndicator>),
+    Skipped(SkipReason),
+    Failed(ObjectError),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectOutcome {
+    /// Position among the input's objects.
+    pub index: usize,
+    pub id: Option<String>,
+    pub object_type: Option<String>,
+    pub outcome: Outcome,
+}
+
+/// Every object's outcome, in input order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StixImport {
+    pub objects: Vec<ObjectOutcome>,
+}
+
+/// Totals of a [`StixImport`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportCounts {
+    pub objects: usize,
+    pub indicator_objects: usize,
+    pub imported_objects: usize,
+    pub indicators: usize,
+    pub skipped: usize,
+    pub failed: usize,
+}
+
+impl StixImport {
+    pub fn indicators(&self) -> impl Iterator<Item = &StixIndicator> {
+        self.objects.iter().flat_map(|o| match &o.outcome {
+            Outcome::Imported(found) => found.as_slice(),
+            _ => &[],
+        })
+    }
+
+    pub fn failures(&self) -> impl Iterator<Item = (&ObjectOutcome, &ObjectError)> {
+        self.objects.iter().filter_map(|o| match &o.outcome {
+            Outcome::Failed(e) => Some((o, e)),
+            _ => None,
+        })
+    }
+
+    pub fn counts(&self) -> ImportCounts {
+        let mut c = ImportCounts {
+            objects: self.objects.len(),
+            ..ImportCounts::default()
+        };
+        for o in &self.objects {
+            if o.object_type.as_deref() == Some("indicator") {
+                c.indicator_objects += 1;
+            }
+            match &o.outcome {
+                Outcome::Imported(found) => {
+                    c.imported_objects += 1;
+                    c.indicators += found.len();
+                }
+                Outcome::Skipped(_) => c.skipped += 1,
+                Outcome::Failed(_) => c.failed += 1,
+            }
+        }
+        c
+    }
+}
+
+/// [`import_stix`] of JSON text; a leading byte-order mark is ignored.
+pub fn import_stix_str(text: &str, options: &ImportOptions) -> Result<StixImport, StixError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value: Value = serde_json::from_str(text).map_err(|e| StixError::Json(e.to_string()))?;
+    import_stix(&value, options)
+}
+
+/// Reads a bundle (`{"type":"bundle","objects":[…]}`), a TAXII envelope (`{"objects":[…]}`),
+/// an array of objects or a single object.
+pub fn import_stix(value: &Value, options: &ImportOptions) -> Result<StixImport, StixError> {
+    let objects: &[Value] = match value {
+        Value::Array(items) => items,
+        Value::Object(map) => match map.get("objects") {
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                return Err(StixError::NotStix {
+                    found: "object whose objects is no array",
+                })
+            }
+            None if map.get("type").is_some_and(Value::is_string) => std::slice::from_ref(value),
+            None => {
+                return Err(StixError::NotStix {
+                    found: "object with neither type nor objects",
+                })
+            }
+        },
+        other => {
+            return Err(StixError::NotStix {
+                found: json_kind(other),
+            })
+        }
+    };
+    let markings = Markings::from_objects(objects);
+    let objects = objects
+        .iter()
+        .enumerate()
+        .map(|(index, object)| {
+            let text = |key| object.get(key).and_then(Value::as_str).map(str::to_owned);
+            let object_type = text("type");
+            let outcome = match object_type.as_deref() {
+                _ if !object.is_object() => Outcome::Failed(ObjectError::NotAnObject {
+                    found: json_kind(object),
+                }),
+                Some("indicator") => match indicator(object, &markings, options) {
+                    Ok(found) => Outcome::Imported(found),
+                    Err(e) => Outcome::Failed(e),
+                },
+                Some("marking-definition") => Outcome::Skipped(SkipReason::MarkingDefinition),
+                _ => Outcome::Skipped(SkipReason::NotAnIndicator),
+            };
+            ObjectOutcome {
+                index,
+                id: text("id"),
+                object_type,
+                outcome,
+            }
+        })
+        .collect();
+    Ok(StixImport { objects })
+}
+
+fn indicator(
+    object: &Value,
+    markings: &Markings,
+    options: &ImportOptions,
+) -> Result<Vec<StixIndicator>, ObjectError> {
+    let text = |field: &'static str| -> Result<Option<String>, ObjectError> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(ObjectError::BadField {
+                field,
+                reason: format!("a string was expected, not a JSON {}", json_kind(other)),
+            }),
+        }
+    };
+    let time = |field: &'static str| -> Result<Option<i64>, ObjectError> {
+        text(field)?
+            .map(|t| parse_timestamp(&t).map_err(|source| ObjectError::Timestamp { field, source }))
+            .transpose()
+    };
+    let strings = |field: &'static str| -> Result<Vec<String>, ObjectError> {
+        match object.get(field) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| ObjectError::BadField {
+                            field,
+                            reason: format!(
+                                "a list of strings was expected, found a JSON {}",
+                                json_kind(v)
+                            ),
+                        })
+                })
+                .collect(),
+            Some(other) => Err(ObjectError::BadField {
+                field,
+                reason: format!("a list was expected, not a JSON {}", json_kind(other)),
+            }),
+        }
+    };
+
+    let stix_id = text("id")?.ok_or(ObjectError::MissingField { field: "id" })?;
+    if let Some(pattern_type) = text("pattern_type")? {
+        if !pattern_type.eq_ignore_ascii_case("stix") {
+            return Err(ObjectError::PatternType { pattern_type });
+        }
+    }
+    let pattern = text("pattern")?.ok_or(ObjectError::MissingField { field: "pattern" })?;
+    let found = parse_pattern(&pattern)?;
+    let Some(first) = found.first().cloned() else {
+        return Err(ObjectError::Pattern(PatternError::Empty));
+    };
+
+    let confidence = match object.get("confidence") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) if n <= 100 => u32::try_from(n).ok(),
+            _ => {
+                return Err(ObjectError::BadField {
+                    field: "confidence",
+                    reason: format!("an integer from 0 to 100 was expected, found {v}"),
+                })
+            }
+        },
+    };
+    let revoked = match object.get("revoked") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(ObjectError::BadField {
+                field: "revoked",
+                reason: format!("a boolean was expected, not a JSON {}", json_kind(other)),
+            })
+        }
+    };
+    let refs = strings("object_marking_refs")?;
+    let resolution = markings.resolve(refs.iter().map(String::as_str));
+    let mut tags: Vec<String> = Vec::new();
+    for t in strings("labels")?
+        .into_iter()
+        .chain(strings("indicator_types")?)
+    {
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+
+    let template = StixIndicator {
+        indicator: first,
+        stix_id,
+        tlp: resolution.tlp.unwrap_or(options.default_tlp),
+        tlp_defaulted: resolution.tlp.is_none(),
+        unknown_markings: resolution.unknown,
+        confidence,
+        valid_from_unix_ms: time("valid_from")?,
+        valid_until_unix_ms: time("valid_until")?,
+        revoked,
+        created_unix_ms: time("created")?,
+        modified_unix_ms: time("modified")?,
+        tags,
+        created_by_ref: text("created_by_ref")?,
+        name: text("name")?,
+        description: text("description")?,
+    };
+    Ok(found
+        .into_iter()
+        .map(|indicator| StixIndicator {
+            indicator,
+            ..template.clone()
+        })
+        .collect())
+}
+
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[cfg(test)]
+#[path = "stix_tests.rs"]
+mod tests;

@@ -1,0 +1,136 @@
+//! Warninglist JSON in, list names per indicator out.
+
+use super::*;
+use intelmesh_core::indicator::normalize;
+use serde_json::json;
+
+fn ind(ty: IndicatorType, value: &str) -> Indicator {
+    match normalize(ty, value) {
+        Ok(ind) => ind,
+        Err(e) => panic!("test value {value:?} does not normalize: {e}"),
+    }
+}
+
+fn list(v: Value) -> Warninglist {
+    match warninglist_of(&v) {
+        Ok(l) => l,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn sample() -> (Warninglists, Vec<AddReport>) {
+    let lists = [
+        list(
+            json!({"name": "dns", "type": "cidr", "list": ["8.8.8.8", "8.8.4.4/32", "2001:4860:4860::8888"],
+                    "matching_attributes": ["ip-src", "ip-dst", "domain|ip"]}),
+        ),
+        list(
+            json!({"name": "google", "type": "hostname", "list": ["google.com", ".gstatic.com."],
+                    "matching_attributes": ["hostname", "domain", "url"]}),
+        ),
+        list(
+            json!({"name": "private", "type": "cidr", "list": ["10.0.0.0/8", "FE80::/10", "not-a-block", "10.0.0.0/33"]}),
+        ),
+        list(
+            json!({"name": "empty", "type": "string", "list": ["D41D8CD98F00B204E9800998ECF8427E", "3::"],
+                    "matching_attributes": ["md5", "ssdeep"]}),
+        ),
+        list(json!({"name": "cdn", "type": "substring", "list": ["cloudfront"]})),
+        list(json!({"name": "rx", "type": "regex", "list": ["^evil"]})),
+    ];
+    let mut w = Warninglists::new();
+    let reports = lists.iter().map(|l| w.add(l)).collect();
+    (w, reports)
+}
+
+#[test]
+fn matches_by_kind() {
+    let (w, _) = sample();
+    use IndicatorType as T;
+    let cases: Vec<(Indicator, Vec<&str>)> = vec![
+        (ind(T::Ipv4, "8.8.8.8"), vec!["dns"]),
+        (ind(T::Ipv4, "8.8.8.9"), vec![]),
+        (ind(T::Ipv6, "2001:4860:4860::8888"), vec!["dns"]),
+        (ind(T::Domain, "google.com"), vec!["google"]),
+        (ind(T::Domain, "mail.google.com"), vec!["google"]),
+        (ind(T::Domain, "notgoogle.com"), vec![]),
+        (ind(T::Domain, "a.gstatic.com"), vec!["google"]),
+        (ind(T::Url, "https://www.google.com/search"), vec!["google"]),
+        (ind(T::Url, "http://8.8.8.8/x"), vec!["dns"]),
+        (ind(T::Ipv4, "10.200.3.4"), vec!["private"]),
+        (ind(T::Cidr, "10.1.0.0/16"), vec!["private"]),
+        (ind(T::Cidr, "10.0.0.0/7"), vec![]),
+        (ind(T::Ipv6, "fe80::1"), vec!["private"]),
+        (
+            ind(T::Md5, "d41d8cd98f00b204e9800998ecf8427e"),
+            vec!["empty"],
+        ),
+        // The ssdeep "3::" of the hash list is no IPv6 indicator.
+        (ind(T::Ipv6, "3::"), vec![]),
+        (ind(T::Domain, "d1.cloudfront.net"), vec!["cdn"]),
+        (ind(T::Domain, "evil.example"), vec![]),
+    ];
+    for (indicator, want) in cases {
+        assert_eq!(w.matches(&indicator), want, "{}", indicator.value());
+    }
+}
+
+#[test]
+fn reports_entries_it_cannot_use() {
+    let (w, reports) = sample();
+    assert_eq!(w.len(), 6);
+    assert_eq!(
+        reports[0],
+        AddReport {
+            used: 3,
+            unusable: vec![]
+        }
+    );
+    assert_eq!(
+        reports[2],
+        AddReport {
+            used: 2,
+            unusable: vec![
+                ("not-a-block".into(), "not an address or CIDR block"),
+                ("10.0.0.0/33".into(), "not an address or CIDR block"),
+            ]
+        }
+    );
+    assert_eq!(
+        reports[5],
+        AddReport {
+            used: 0,
+            unusable: vec![("^evil".into(), "regex lists are not matched")]
+        }
+    );
+}
+
+#[test]
+fn refuses_malformed_lists() {
+    assert!(matches!(
+        parse_warninglist("{"),
+        Err(WarninglistError::Json(_))
+    ));
+    assert_eq!(
+        parse_warninglist(r#"{"list": []}"#),
+        Err(WarninglistError::MissingField { field: "name" })
+    );
+    assert_eq!(
+        parse_warninglist(r#"{"name": "x", "type": "glob", "list": []}"#),
+        Err(WarninglistError::UnknownKind {
+            kind: "glob".into()
+        })
+    );
+    assert_eq!(
+        parse_warninglist(r#"{"name": "x", "list": "a"}"#),
+        Err(WarninglistError::BadField {
+            field: "list",
+            expected: "a list of strings",
+            found: "string"
+        })
+    );
+    assert_eq!(
+        parse_warninglist(r#"{"name": "x"}"#),
+        Err(WarninglistError::MissingField { field: "list" })
+    );
+}
