@@ -8,6 +8,7 @@
 pub mod fixtures;
 pub mod seeds;
 pub mod targets;
+pub mod targets_interop;
 
 /// A fuzz target: bytes in, a panic if and only if something is wrong.
 pub type Target = fn(&[u8]);
@@ -20,6 +21,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("indicator", targets::indicator),
     ("config", targets::config),
     ("roster", targets::roster),
+    ("stix", targets_interop::stix),
+    ("misp", targets_interop::misp),
+    ("warninglist", targets_interop::warninglist),
 ];
 
 /// The target called `name`.

@@ -8,6 +8,8 @@ use ed25519_dalek::SigningKey;
 use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::indicator::normalize;
 use intelmesh_core::{Distribution, Head, IndicatorType, Signer, Tlp};
+use intelmesh_interop::stix_export::export_bundle;
+use intelmesh_interop::ExportIndicator;
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::{build_genesis, sign_document, AuthorityKey, GenesisSpec, HubMember};
 use prost::Message;
@@ -35,6 +37,13 @@ pub fn seeds(target: &str, sources: &SeedSources) -> Vec<Vec<u8>> {
         "indicator" => values(sources.shared.as_deref()),
         "config" => configs(&sources.repo),
         "roster" => rosters(),
+        "stix" => with_shared(stix_bundle(), sources, &STIX_DIRS),
+        "misp" => with_shared(MISP_EVENT.as_bytes().to_vec(), sources, &MISP_DIRS),
+        "warninglist" => with_shared(
+            WARNINGLIST.as_bytes().to_vec(),
+            sources,
+            &["corpus/warninglists"],
+        ),
         _ => Vec::new(),
     }
 }
@@ -274,6 +283,105 @@ fn lines_of(dir: &Path, per_file: usize) -> Vec<Vec<u8>> {
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#') && l.len() <= 256);
         out.extend(lines.take(per_file).map(|l| l.as_bytes().to_vec()));
+    }
+    out
+}
+
+const STIX_DIRS: [&str; 4] = [
+    "corpus/stix20",
+    "corpus/stix21",
+    "interop-samples/stix20",
+    "interop-samples/stix21",
+];
+const MISP_DIRS: [&str; 3] = [
+    "corpus/misp",
+    "interop-samples/misp",
+    "interop-samples/misp-feed",
+];
+
+/// A MISP event with attributes of the shapes importers meet: loose, composite, inside an
+/// object, tagged, not for IDS.
+const MISP_EVENT: &str = r#"{"Event":{"info":"seed","distribution":"1","Tag":[{"name":"tlp:amber"}],
+"Attribute":[{"type":"ip-dst","value":"203.0.113.7","to_ids":true,"distribution":"5"},
+{"type":"domain|ip","value":"evil.example|198.51.100.9","to_ids":true,"Tag":[{"name":"tlp:red"}]},
+{"type":"filename|sha256","value":"a.exe|e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","to_ids":true},
+{"type":"url","value":"hxxp://evil[.]example/x","to_ids":false}],
+"Object":[{"name":"email","Attribute":[{"type":"email-src","value":"phish@evil.example","to_ids":true}]}]}}"#;
+
+/// A MISP warninglist of each matching kind's shape.
+const WARNINGLIST: &str = r#"{"name":"seed list","type":"cidr","version":1,
+"description":"seed","matching_attributes":["ip-src","ip-dst","domain"],
+"list":["8.8.8.0/24","2001:4860::/32","10.0.0.0/8"]}"#;
+
+/// The mesh's own STIX export of the seed values at every TLP level.
+fn stix_bundle() -> Vec<u8> {
+    let levels = [
+        Tlp::Clear,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
+    let indicators: Vec<ExportIndicator> = probe_values()
+        .into_iter()
+        .zip(levels.iter().cycle())
+        .map(|(indicator, tlp)| ExportIndicator {
+            indicator,
+            origin: fixtures::ORIGIN.into(),
+            tlp: *tlp,
+            confidence: Some(70),
+            valid_from_unix_ms: ISSUED_AT_UNIX_MS,
+            valid_until_unix_ms: Some(fixtures::NOW_UNIX_MS + 86_400_000),
+            revoked: false,
+            created_unix_ms: ISSUED_AT_UNIX_MS,
+            modified_unix_ms: ISSUED_AT_UNIX_MS,
+            tags: vec!["c2".into()],
+            description: None,
+        })
+        .collect();
+    export_bundle(&indicators, &[], ISSUED_AT_UNIX_MS)
+        .to_string()
+        .into_bytes()
+}
+
+/// `own` followed by the files of the given folders of `../shared`, if present.
+fn with_shared(own: Vec<u8>, sources: &SeedSources, dirs: &[&str]) -> Vec<Vec<u8>> {
+    let mut out = vec![own];
+    out.extend(shared_files(sources.shared.as_deref(), dirs));
+    out
+}
+
+/// One canonical indicator of each type, for matching against what a target loaded.
+pub fn probe_values() -> Vec<intelmesh_core::Indicator> {
+    VALUES
+        .iter()
+        .chain(&[
+            (IndicatorType::Ipv4, "8.8.8.8"),
+            (IndicatorType::Domain, "www.google.com"),
+            (IndicatorType::Url, "https://login.microsoftonline.com/x"),
+        ])
+        .filter_map(|(ty, raw)| normalize(*ty, raw).ok())
+        .collect()
+}
+
+/// The files of the given folders of `../shared` (sorted), smaller than 256 KiB: AFL works best
+/// from small inputs, and the big bundles add nothing the small ones do not reach.
+fn shared_files(shared: Option<&Path>, dirs: &[&str]) -> Vec<Vec<u8>> {
+    let Some(shared) = shared else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(read) = std::fs::read_dir(shared.join(dir)) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = read.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        files.sort();
+        let small = files.iter().filter(|f| {
+            f.metadata()
+                .is_ok_and(|m| m.is_file() && m.len() < 256 << 10)
+        });
+        out.extend(small.filter_map(|f| std::fs::read(f).ok()));
     }
     out
 }

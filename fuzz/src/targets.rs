@@ -17,7 +17,7 @@ use prost::Message;
 use crate::fixtures;
 
 /// A canonical indicator normalizes to itself, and so does the host it names.
-fn assert_canonical(indicator: &Indicator) {
+pub(crate) fn assert_canonical(indicator: &Indicator) {
     match normalize(indicator.ty(), indicator.value()) {
         Ok(again) => assert_eq!(
             &again, indicator,

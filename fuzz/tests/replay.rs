@@ -154,3 +154,52 @@ fn seed_rosters_and_configs_are_accepted() {
             .expect("deploy config parses");
     }
 }
+
+#[test]
+fn interop_seeds_import_and_match() {
+    use intelmesh_interop::{
+        import_misp_str, import_stix_str, parse_warninglist, ImportOptions, MispOptions,
+        Warninglists,
+    };
+    let sources = SeedSources {
+        repo: fuzz_dir().join(".."),
+        shared: None,
+    };
+    let probes = intelmesh_fuzz::seeds::probe_values();
+    let stix = seeds("stix", &sources);
+    let text = std::str::from_utf8(&stix[0]).expect("the STIX seed is UTF-8");
+    let import = import_stix_str(text, &ImportOptions::default()).expect("the STIX seed imports");
+    let got: Vec<_> = import.indicators().map(|i| i.indicator.clone()).collect();
+    assert_eq!(
+        got, probes,
+        "the mesh's own export reads back as its values"
+    );
+
+    let misp = seeds("misp", &sources);
+    let text = std::str::from_utf8(&misp[0]).expect("the MISP seed is UTF-8");
+    let events = import_misp_str(text, &MispOptions::default()).expect("the MISP seed imports");
+    let values: Vec<String> = events
+        .iter()
+        .flat_map(|e| e.indicators())
+        .map(|i| i.indicator.value().to_string())
+        .collect();
+    assert!(values.contains(&"198.51.100.9".to_string()), "{values:?}");
+    assert!(
+        values.contains(&"phish@evil.example".to_string()),
+        "{values:?}"
+    );
+    assert!(
+        !values.iter().any(|v| v.contains("/x")),
+        "not-for-IDS kept: {values:?}"
+    );
+
+    let list = seeds("warninglist", &sources);
+    let text = std::str::from_utf8(&list[0]).expect("the warninglist seed is UTF-8");
+    let mut lists = Warninglists::new();
+    lists.add(&parse_warninglist(text).expect("the warninglist seed parses"));
+    let google = probes
+        .iter()
+        .find(|p| p.value() == "8.8.8.8")
+        .expect("8.8.8.8 is a probe");
+    assert_eq!(lists.matches(google), vec!["seed list"]);
+}
