@@ -119,13 +119,7 @@ fn payloads() -> Vec<pb::Payload> {
 /// withheld stub of a restricted one, and one entry of the peer.
 fn entries() -> Vec<pb::SignedEntry> {
     let signer = fixtures::origin_signer();
-    let levels = [
-        Tlp::Clear,
-        Tlp::Green,
-        Tlp::Amber,
-        Tlp::AmberStrict,
-        Tlp::Red,
-    ];
+    let levels = Tlp::ALL;
     let mut head: Option<Head> = None;
     let mut out = Vec::new();
     for (i, payload) in payloads().iter().enumerate() {
@@ -322,13 +316,7 @@ const WARNINGLIST: &str = r#"{"name":"seed list","type":"cidr","version":1,
 
 /// The mesh's own STIX export of the seed values at every TLP level.
 fn stix_bundle() -> Vec<u8> {
-    let levels = [
-        Tlp::Clear,
-        Tlp::Green,
-        Tlp::Amber,
-        Tlp::AmberStrict,
-        Tlp::Red,
-    ];
+    let levels = Tlp::ALL;
     let indicators: Vec<ExportIndicator> = probe_values()
         .into_iter()
         .zip(levels.iter().cycle())

@@ -140,6 +140,15 @@ pub enum Tlp {
 }
 
 impl Tlp {
+    /// Every level, least restrictive first.
+    pub const ALL: [Tlp; 5] = [
+        Tlp::Clear,
+        Tlp::Green,
+        Tlp::Amber,
+        Tlp::AmberStrict,
+        Tlp::Red,
+    ];
+
     pub fn from_proto(v: i32) -> Option<Tlp> {
         match pb::Tlp::try_from(v).ok()? {
             pb::Tlp::Unspecified => None,

@@ -161,13 +161,7 @@ mod tests {
 
     #[test]
     fn standard_ids_map_both_ways() {
-        for tlp in [
-            Tlp::Clear,
-            Tlp::Green,
-            Tlp::Amber,
-            Tlp::AmberStrict,
-            Tlp::Red,
-        ] {
+        for tlp in Tlp::ALL {
             assert_eq!(tlp_of_standard_id(marking_id_of(tlp)), Some(tlp));
         }
         assert_eq!(tlp_of_standard_id(TLP1_WHITE), Some(Tlp::Clear));
@@ -247,13 +241,7 @@ mod tests {
 
     #[test]
     fn exported_definitions_read_back() {
-        for tlp in [
-            Tlp::Clear,
-            Tlp::Green,
-            Tlp::Amber,
-            Tlp::AmberStrict,
-            Tlp::Red,
-        ] {
+        for tlp in Tlp::ALL {
             let object = tlp_marking_definition(tlp);
             assert_eq!(
                 read_marking_definition(&object),

@@ -2,9 +2,9 @@
 //! with TLP, one outcome per attribute.
 //!
 //! Only attributes flagged `to_ids` are indicators; the rest are context and reported as
-//! skipped. TLP, in order: the attribute's own `tlp:` tag, the event's `tlp:` tag, then the
-//! attribute's distribution (unless 5, "inherit"), then the event's, then the caller's
-//! default. Distribution maps by who may read it:
+//! skipped. TLP: the stricter of the `tlp:` tag (the attribute's own, else the event's) and
+//! the distribution (the attribute's unless 5, "inherit", else the event's); the caller's
+//! default when neither is given. Distribution maps by who may read it:
 //!
 //! | distribution | MISP meaning | TLP |
 //! |---|---|---|
@@ -341,22 +341,21 @@ fn attribute_outcome(
 
     let (attr_tlp, attr_tags) = tags(attribute);
     let attr_distribution = distribution(attribute.get("distribution")).filter(|d| *d != 5);
-    let (tlp, tlp_source) = if let Some(t) = attr_tlp {
-        (t, TlpSource::AttributeTag)
-    } else if let Some(t) = context.tlp_tag {
-        (t, TlpSource::EventTag)
-    } else if let Some(t) = attr_distribution.and_then(tlp_of_distribution) {
-        (
-            t,
-            TlpSource::AttributeDistribution(attr_distribution.unwrap_or_default()),
-        )
-    } else if let Some(t) = context.distribution.and_then(tlp_of_distribution) {
-        (
-            t,
-            TlpSource::EventDistribution(context.distribution.unwrap_or_default()),
-        )
-    } else {
-        (context.options.default_tlp, TlpSource::Default)
+    let tag = attr_tlp
+        .map(|t| (t, TlpSource::AttributeTag))
+        .or(context.tlp_tag.map(|t| (t, TlpSource::EventTag)));
+    let shared_with = attr_distribution
+        .and_then(|d| tlp_of_distribution(d).map(|t| (t, TlpSource::AttributeDistribution(d))))
+        .or(context
+            .distribution
+            .and_then(|d| tlp_of_distribution(d).map(|t| (t, TlpSource::EventDistribution(d)))));
+    // A tag and a distribution both limit who may read: the stricter one holds (a `tlp:clear`
+    // event shared with "your organisation only" stays with the organisation's recipients).
+    let (tlp, tlp_source) = match (tag, shared_with) {
+        (Some(t), Some(d)) if d.0 > t.0 => d,
+        (Some(t), _) => t,
+        (None, Some(d)) => d,
+        (None, None) => (context.options.default_tlp, TlpSource::Default),
     };
     let mut all_tags = context.tags.to_vec();
     for t in attr_tags {

@@ -117,7 +117,7 @@ fn reports_each_attribute_it_does_not_import() {
 }
 
 #[test]
-fn tlp_precedence_tags_then_distribution_then_default() {
+fn tlp_is_the_stricter_of_tag_and_distribution_else_the_default() {
     let event = json!({"Event": {
         "distribution": "1",
         "Tag": [{"name": "tlp:green"}, {"name": "misp-galaxy:rat=\"jRAT\""}],
@@ -144,7 +144,12 @@ fn tlp_precedence_tags_then_distribution_then_default() {
                 TlpSource::AttributeTag,
                 vec![galaxy.clone(), "kill-chain:c2".into()]
             ),
-            (Tlp::Green, TlpSource::EventTag, vec![galaxy.clone()]),
+            // "Your organisation only" beats the event's tlp:green.
+            (
+                Tlp::AmberStrict,
+                TlpSource::AttributeDistribution(0),
+                vec![galaxy.clone()]
+            ),
             (Tlp::Green, TlpSource::EventTag, vec![galaxy]),
         ]
     );

@@ -99,13 +99,7 @@ fn exported_indicators_import_back_unchanged() {
             "da39a3ee5e6b4b0d3255bfef95601890afd80709",
         ),
     ];
-    let tlps = [
-        Tlp::Clear,
-        Tlp::Green,
-        Tlp::Amber,
-        Tlp::AmberStrict,
-        Tlp::Red,
-    ];
+    let tlps = Tlp::ALL;
     let exports: Vec<ExportIndicator> = values
         .iter()
         .zip(tlps.iter().cycle())

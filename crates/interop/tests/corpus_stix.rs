@@ -168,6 +168,18 @@ fn tlp2_samples_take_their_marking() {
     }
 }
 
+/// The import of `path` with the default options; `None` (said) if the file is absent.
+fn import_if_present(path: &std::path::Path) -> Option<intelmesh_interop::StixImport> {
+    if !path.is_file() {
+        eprintln!("skipping: {} absent", path.display());
+        return None;
+    }
+    match import_stix_str(&common::read(path), &ImportOptions::default()) {
+        Ok(got) => Some(got),
+        Err(e) => panic!("{}: {e}", path.display()),
+    }
+}
+
 /// The bare object with TLP:RED and an undefined look-alike id is read as one object.
 #[test]
 fn bare_object_with_an_undefined_marking() {
@@ -175,13 +187,8 @@ fn bare_object_with_an_undefined_marking() {
         return;
     };
     let path = dir.join("interop-objectmarking-test.json");
-    if !path.is_file() {
-        eprintln!("skipping: {} absent", path.display());
+    let Some(got) = import_if_present(&path) else {
         return;
-    }
-    let got = match import_stix_str(&common::read(&path), &ImportOptions::default()) {
-        Ok(got) => got,
-        Err(e) => panic!("{e}"),
     };
     assert_eq!(got.objects.len(), 1);
     assert_eq!(got.objects[0].object_type.as_deref(), Some("campaign"));
@@ -206,14 +213,8 @@ fn bare_object_with_an_undefined_marking() {
 /// A real bundle whose every indicator is broken: refused one by one, each saying why.
 #[test]
 fn broken_real_bundle_is_refused_per_object() {
-    let path = common::shared().join(TOLLBOOTH);
-    if !path.is_file() {
-        eprintln!("skipping: {} absent", path.display());
+    let Some(got) = import_if_present(&common::shared().join(TOLLBOOTH)) else {
         return;
-    }
-    let got = match import_stix_str(&common::read(&path), &ImportOptions::default()) {
-        Ok(got) => got,
-        Err(e) => panic!("{e}"),
     };
     let (mut syntax, mut month) = (0, 0);
     for (_, e) in got.failures() {
