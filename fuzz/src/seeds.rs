@@ -367,18 +367,25 @@ fn shared_files(shared: Option<&Path>, dirs: &[&str]) -> Vec<Vec<u8>> {
     };
     let mut out = Vec::new();
     for dir in dirs {
-        let Ok(read) = std::fs::read_dir(shared.join(dir)) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = read.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        let mut files = files_in(&shared.join(dir));
+        for sub in files.clone().iter().filter(|p| p.is_dir()) {
+            files.extend(files_in(sub));
+        }
         files.sort();
         let small = files.iter().filter(|f| {
             f.metadata()
-                .is_ok_and(|m| m.is_file() && m.len() < 256 << 10)
+                .is_ok_and(|m| m.is_file() && m.len() <= 16 << 10)
         });
         out.extend(small.filter_map(|f| std::fs::read(f).ok()));
     }
     out
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(read) => read.filter_map(|e| e.ok()).map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// The config files the project ships (`deploy/`).
