@@ -241,17 +241,15 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             .map(|c| c.indicator.value().to_string())
             .unwrap_or_default()
     };
-    let answers = publish::submit_in_requests(
-        &target,
-        &client,
-        &submissions,
-        SUBMIT_CHUNK,
-        &key,
-        &format!("re-run with --idempotency-key {key}"),
-        &check,
-        |_, _| {},
-    )
-    .await?;
+    let rerun = format!("re-run with --idempotency-key {key}");
+    let requests = publish::Requests {
+        target: &target,
+        client: &client,
+        chunk: SUBMIT_CHUNK,
+        key: &key,
+        rerun: &rerun,
+    };
+    let answers = publish::submit_in_requests(&requests, &submissions, &check, |_, _| {}).await?;
     let mut assigned = Vec::new();
     // Entries an earlier request with the same key published.
     let mut replayed = 0;

@@ -174,7 +174,9 @@ fn render(format: ExportFormat, states: &[pb::IndicatorState]) -> anyhow::Result
                         a.confidence.to_string(),
                         a.revoked.to_string(),
                         a.valid_from_unix_ms.to_string(),
-                        a.valid_until_unix_ms.map(|t| t.to_string()).unwrap_or_default(),
+                        a.valid_until_unix_ms
+                            .map(|t| t.to_string())
+                            .unwrap_or_default(),
                         csv_field(&a.tags.join(";")),
                     ];
                     text.push_str(&row.join(","));
@@ -195,14 +197,21 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
             eprintln!(
                 "wrote {count} {} of {} indicators to {}",
-                if args.format == ExportFormat::Plain { "values" } else { "assertions" },
+                if args.format == ExportFormat::Plain {
+                    "values"
+                } else {
+                    "assertions"
+                },
                 states.len(),
                 path.display()
             );
         }
         None => {
             let mut stdout = std::io::stdout().lock();
-            match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+            match stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
                 Err(e) => return Err(anyhow::anyhow!("writing to standard output: {e}")),

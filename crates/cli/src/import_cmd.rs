@@ -109,7 +109,7 @@ impl Reasons {
             .collect()
     }
 
-    fn print(&self, title: &str) {
+    fn print(&self, title: &str, show: bool) {
         if self.0.is_empty() {
             return;
         }
@@ -118,7 +118,7 @@ impl Reasons {
         items.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
         for (reason, (count, examples)) in items {
             out!("  {count:>6}  {reason}");
-            for e in examples {
+            for e in examples.iter().take(if show { EXAMPLES } else { 0 }) {
                 out!("          e.g. {e}");
             }
         }
@@ -149,7 +149,10 @@ struct Done<'a> {
 struct Tally {
     imported: usize,
     duplicate: usize,
-    repeated_in_file: usize,
+    /// Values an earlier file of this run, or earlier in the same file, already gave: the first
+    /// one wins, so a value in two files is asserted once and a re-run finds it unchanged.
+    repeated_in_input: usize,
+    seen: HashSet<intelmesh_core::Indicator>,
     warned: Reasons,
     rejected: Reasons,
     skipped: Reasons,
@@ -267,11 +270,10 @@ fn plan(
     } = read;
     left(&mut tally.rejected, rejected);
     left(&mut tally.skipped, skipped);
-    let mut seen = HashSet::new();
     let mut submissions = Vec::new();
     for c in candidates {
-        if !seen.insert(c.indicator.clone()) {
-            tally.repeated_in_file += 1;
+        if !tally.seen.insert(c.indicator.clone()) {
+            tally.repeated_in_input += 1;
             continue;
         }
         let example = format!("{}: {} {}", c.origin, c.indicator.ty(), c.indicator.value());
@@ -281,10 +283,15 @@ fn plan(
         if let Some(lists) = lists {
             let on = lists.matches(&c.indicator);
             if !on.is_empty() {
-                let held = if args.force { "submitted (--force)" } else { "not submitted" };
-                tally
-                    .warned
-                    .add(&format!("on warninglist {}: {held}", on.join(", ")), example.clone());
+                let held = if args.force {
+                    "submitted (--force)"
+                } else {
+                    "not submitted"
+                };
+                tally.warned.add(
+                    &format!("on warninglist {}: {held}", on.join(", ")),
+                    example.clone(),
+                );
                 if !args.force {
                     continue;
                 }
@@ -406,23 +413,22 @@ async fn submit_plan<'a>(
     let (mut new, mut replayed) = (0, 0);
     if !rest.is_empty() {
         let check = |i: usize| rest.get(i).map(|s| s.value.clone()).unwrap_or_default();
-        publish::submit_in_requests(
+        let rerun = format!("re-run the same import of {}", plan.path.display());
+        let requests = publish::Requests {
             target,
             client,
-            &rest,
-            IMPORT_CHUNK,
-            &key,
-            &format!("re-run the same import of {}", plan.path.display()),
-            &check,
-            |part, answer| {
-                bar.inc(part.len() as u64);
-                if answer.replayed {
-                    replayed += answer.assigned.len();
-                } else {
-                    new += answer.assigned.len();
-                }
-            },
-        )
+            chunk: IMPORT_CHUNK,
+            key: &key,
+            rerun: &rerun,
+        };
+        publish::submit_in_requests(&requests, &rest, &check, |part, answer| {
+            bar.inc(part.len() as u64);
+            if answer.replayed {
+                replayed += answer.assigned.len();
+            } else {
+                new += answer.assigned.len();
+            }
+        })
         .await?;
     }
     Ok(Done {
@@ -434,13 +440,8 @@ async fn submit_plan<'a>(
     })
 }
 
-fn report(
-    args: &ImportArgs,
-    tally: &Tally,
-    per_file: &[Done],
-    org: &str,
-) -> anyhow::Result<()> {
-    let duplicate = tally.duplicate + tally.repeated_in_file;
+fn report(args: &ImportArgs, tally: &Tally, per_file: &[Done], org: &str) -> anyhow::Result<()> {
+    let duplicate = tally.duplicate + tally.repeated_in_input;
     if args.json {
         let files: Vec<_> = per_file
             .iter()
@@ -454,7 +455,7 @@ fn report(
             "imported": tally.imported,
             "duplicate": duplicate,
             "duplicate_already_held": tally.duplicate,
-            "duplicate_in_file": tally.repeated_in_file,
+            "duplicate_in_input": tally.repeated_in_input,
             "warned": tally.warned.total(),
             "rejected": tally.rejected.total(),
             "skipped": tally.skipped.total(),
@@ -478,9 +479,9 @@ fn report(
             d.held + d.replayed
         );
     }
-    tally.rejected.print("rejected");
-    tally.warned.print("warned");
-    tally.skipped.print("skipped (no indicator)");
+    tally.rejected.print("rejected", true);
+    tally.warned.print("warned", true);
+    tally.skipped.print("skipped (no indicator)", false);
     if tally.restricted_without_recipient > 0 {
         out!(
             "note: {} values are AMBER+STRICT or RED with no --recipient: only {} reads them",
@@ -489,11 +490,11 @@ fn report(
         );
     }
     out!(
-        "imported {} (new entries{}), duplicate {duplicate} ({} already asserted identically, not signed again; {} repeated within a file), warned {}, rejected {}, skipped {}{}",
+        "imported {} (new entries{}), duplicate {duplicate} ({} already asserted identically, not signed again; {} repeated in the input), warned {}, rejected {}, skipped {}{}",
         tally.imported,
         if org.is_empty() { String::new() } else { format!(" signed by {org}") },
         tally.duplicate,
-        tally.repeated_in_file,
+        tally.repeated_in_input,
         tally.warned.total(),
         tally.rejected.total(),
         tally.skipped.total(),

@@ -36,9 +36,10 @@ pub async fn already_held(
             .map_err(|s| rpc_error(target, "Lookup", s))?
             .into_inner();
         for (i, result) in response.results.iter().enumerate() {
-            let exact_by_us = result.matches.iter().any(|m| {
-                m.kind == pb::MatchKind::Exact as i32 && m.origins.iter().any(|o| *o == org)
-            });
+            let exact_by_us = result
+                .matches
+                .iter()
+                .any(|m| m.kind == pb::MatchKind::Exact as i32 && m.origins.contains(&org));
             // Only answers for values of this chunk count, however many the node sends.
             if exact_by_us && i < chunk.len() {
                 listed.push(n * LOOKUP_CHUNK + i);
@@ -66,7 +67,9 @@ pub async fn already_held(
         .await;
     let mut held = Vec::new();
     for (i, answer) in checks {
-        let response = answer.map_err(|s| rpc_error(target, "Get", s))?.into_inner();
+        let response = answer
+            .map_err(|s| rpc_error(target, "Get", s))?
+            .into_inner();
         let ours = response
             .state
             .as_ref()

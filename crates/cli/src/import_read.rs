@@ -80,10 +80,16 @@ pub struct FileRead {
 }
 
 /// Reads `path` as `format`, or detects the format. An error means the whole file is unusable.
-pub fn read(path: &Path, format: Option<Format>, default_tlp: Tlp) -> anyhow::Result<(Format, FileRead)> {
+pub fn read(
+    path: &Path,
+    format: Option<Format>,
+    default_tlp: Tlp,
+) -> anyhow::Result<(Format, FileRead)> {
     if path.is_dir() {
         return match format {
-            None | Some(Format::MispFeed) => Ok((Format::MispFeed, read_feed(path, default_tlp)?)),
+            None | Some(Format::MispFeed) => {
+                Ok((Format::MispFeed, located(path, read_feed(path, default_tlp)?)))
+            }
             Some(_) => Err(anyhow::anyhow!(
                 "{} is a directory; only --format misp-feed reads one (a MISP feed: manifest.json and its events)",
                 path.display()
@@ -107,24 +113,42 @@ pub fn read(path: &Path, format: Option<Format>, default_tlp: Tlp) -> anyhow::Re
         Format::Stix | Format::Misp => {
             let value = parse_json(path, text)?;
             if format == Format::Stix {
-                read_stix(&value, default_tlp).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                read_stix(&value, default_tlp)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
             } else {
-                read_misp(&value, default_tlp, "").map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+                read_misp(&value, default_tlp, "")
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
             }
         }
-        Format::Csv => read_csv(path, text),
-        Format::Plain => read_plain(path, text),
+        Format::Csv => return Ok((format, read_csv(path, text))),
+        Format::Plain => return Ok((format, read_plain(path, text))),
         Format::MispFeed => unreachable_feed(path)?,
     };
-    Ok((format, read))
+    Ok((format, located(path, read)))
+}
+
+/// Names the file in every example and origin (JSON formats name only objects).
+fn located(path: &Path, mut read: FileRead) -> FileRead {
+    let name = path.display();
+    for c in &mut read.candidates {
+        c.origin = format!("{name}: {}", c.origin);
+    }
+    for l in read.rejected.iter_mut().chain(read.skipped.iter_mut()) {
+        l.example = format!("{name}: {}", l.example);
+    }
+    read
 }
 
 fn unreachable_feed(path: &Path) -> anyhow::Result<FileRead> {
-    Err(anyhow::anyhow!("{}: a MISP feed is a directory", path.display()))
+    Err(anyhow::anyhow!(
+        "{}: a MISP feed is a directory",
+        path.display()
+    ))
 }
 
 fn parse_json(path: &Path, text: &str) -> anyhow::Result<Value> {
-    serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", path.display()))
+    serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", path.display()))
 }
 
 /// JSON with a STIX shape is stix, with a MISP shape misp; JSON of neither is an error; a
@@ -143,7 +167,10 @@ fn detect_format(path: &Path, text: &str) -> anyhow::Result<Format> {
             )
         });
     }
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
         return Ok(Format::Csv);
     }
     Ok(Format::Plain)
@@ -191,11 +218,17 @@ fn clean_tags(tags: &[String]) -> Vec<String> {
     out
 }
 
-fn read_stix(value: &Value, default_tlp: Tlp) -> Result<FileRead, intelmesh_interop::stix::StixError> {
+fn read_stix(
+    value: &Value,
+    default_tlp: Tlp,
+) -> Result<FileRead, intelmesh_interop::stix::StixError> {
     let import = import_stix(value, &ImportOptions { default_tlp })?;
     let mut out = FileRead::default();
     for object in &import.objects {
-        let name = object.id.clone().unwrap_or_else(|| format!("object {}", object.index));
+        let name = object
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("object {}", object.index));
         match &object.outcome {
             Outcome::Imported(found) => {
                 for i in found {
@@ -250,8 +283,13 @@ fn read_stix(value: &Value, default_tlp: Tlp) -> Result<FileRead, intelmesh_inte
 fn stix_reason(e: &ObjectError) -> String {
     match e {
         ObjectError::BadField { field, .. } => format!("indicator's {field} is not valid"),
-        ObjectError::Timestamp { field, .. } => format!("indicator's {field} is not a valid timestamp"),
+        ObjectError::Timestamp { field, .. } => {
+            format!("indicator's {field} is not a valid timestamp")
+        }
         ObjectError::Pattern(p) => match p {
+            PatternError::UnsupportedPath { path } => {
+                format!("pattern: object path {path} is not held by the mesh")
+            }
             PatternError::TooLong { .. } => "pattern too long".into(),
             PatternError::Syntax { .. } => "pattern syntax error".into(),
             PatternError::Value { path, source, .. } => {
@@ -263,12 +301,19 @@ fn stix_reason(e: &ObjectError) -> String {
     }
 }
 
-fn read_misp(value: &Value, default_tlp: Tlp, prefix: &str) -> Result<FileRead, intelmesh_interop::misp::MispError> {
+fn read_misp(
+    value: &Value,
+    default_tlp: Tlp,
+    prefix: &str,
+) -> Result<FileRead, intelmesh_interop::misp::MispError> {
     let events = import_misp(value, &MispOptions { default_tlp })?;
     let mut out = FileRead::default();
     for event in &events {
         let info = event.info.clone().unwrap_or_default();
-        let event_name = format!("{prefix}event {}", event.uuid.as_deref().unwrap_or("(no uuid)"));
+        let event_name = format!(
+            "{prefix}event {}",
+            event.uuid.as_deref().unwrap_or("(no uuid)")
+        );
         for a in &event.attributes {
             let name = format!(
                 "{event_name} attribute {} ({})",
@@ -363,7 +408,8 @@ fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
             Err(format!("manifest key {uuid:?} is not an event UUID"))
         };
         let read = event.and_then(|v| {
-            read_misp(&v, default_tlp, &format!("{uuid}.json: ")).map_err(|e| format!("{}: {e}", path.display()))
+            read_misp(&v, default_tlp, &format!("{uuid}.json: "))
+                .map_err(|e| format!("{}: {e}", path.display()))
         });
         match read {
             Ok(r) => {
@@ -463,7 +509,8 @@ fn read_csv(path: &Path, text: &str) -> FileRead {
             }
             if let Ok(indicator) = detect(cell) {
                 found += 1;
-                out.candidates.push(plain_candidate(indicator, origin.clone()));
+                out.candidates
+                    .push(plain_candidate(indicator, origin.clone()));
             }
         }
         if found == 0 && n > 0 {
@@ -485,28 +532,53 @@ mod tests {
         let p = Path::new("x.json");
         let stix = r#"{"type":"bundle","id":"bundle--1","objects":[]}"#;
         assert_eq!(detect_format(p, stix).unwrap(), Format::Stix);
-        assert_eq!(detect_format(p, r#"{"Event":{"info":"x"}}"#).unwrap(), Format::Misp);
-        assert_eq!(detect_format(p, r#"{"response":[]}"#).unwrap(), Format::Misp);
+        assert_eq!(
+            detect_format(p, r#"{"Event":{"info":"x"}}"#).unwrap(),
+            Format::Misp
+        );
+        assert_eq!(
+            detect_format(p, r#"{"response":[]}"#).unwrap(),
+            Format::Misp
+        );
         let err = detect_format(p, "{\"Event\": ").unwrap_err().to_string();
         assert!(err.contains("not valid JSON"), "{err}");
-        assert!(detect_format(p, r#"{"a":1}"#).unwrap_err().to_string().contains("--format"));
-        assert_eq!(detect_format(Path::new("l.txt"), "evil[.]example\n").unwrap(), Format::Plain);
-        assert_eq!(detect_format(Path::new("l.csv"), "a,b\n").unwrap(), Format::Csv);
+        assert!(detect_format(p, r#"{"a":1}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("--format"));
+        assert_eq!(
+            detect_format(Path::new("l.txt"), "evil[.]example\n").unwrap(),
+            Format::Plain
+        );
+        assert_eq!(
+            detect_format(Path::new("l.csv"), "a,b\n").unwrap(),
+            Format::Csv
+        );
     }
 
     #[test]
     fn plain_lines_are_refanged_and_bad_ones_rejected_with_a_line() {
-        let r = read_plain(Path::new("l.txt"), "# c\nevil[.]example\nhxxp://bad[.]example/x # c2\nnot a value\n");
+        let r = read_plain(
+            Path::new("l.txt"),
+            "# c\nevil[.]example\nhxxp://bad[.]example/x # c2\nnot a value\n",
+        );
         let values: Vec<&str> = r.candidates.iter().map(|c| c.indicator.value()).collect();
         assert_eq!(values, ["evil.example", "http://bad.example/x"]);
         assert_eq!(r.rejected.len(), 1);
-        assert!(r.rejected[0].example.starts_with("l.txt:4"), "{:?}", r.rejected);
+        assert!(
+            r.rejected[0].example.starts_with("l.txt:4"),
+            "{:?}",
+            r.rejected
+        );
     }
 
     #[test]
     fn csv_cells_that_are_indicators_count_and_the_header_is_no_error() {
-        assert_eq!(csv_cells(r#"a,"b,c",d""e"#), ["a", "b,c", "d\"e"]);
-        let r = read_csv(Path::new("x.csv"), "domain,note\nevil.example,\"c2, seen\"\nno,thing\n");
+        assert_eq!(csv_cells(r#"a,"b,c","d""e""#), ["a", "b,c", "d\"e"]);
+        let r = read_csv(
+            Path::new("x.csv"),
+            "domain,note\nevil.example,\"c2, seen\"\nno,thing\n",
+        );
         assert_eq!(r.candidates.len(), 1);
         assert_eq!(r.rejected.len(), 1);
     }

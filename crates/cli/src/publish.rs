@@ -121,7 +121,12 @@ where
 
 /// The message of an unknown outcome: what happened, and how to finish it safely.
 /// `rerun` says how to repeat the call with the same keys ("re-run with --idempotency-key K").
-pub fn unknown_message(target: &Target, status: &tonic::Status, rerun: &str, check: &str) -> String {
+pub fn unknown_message(
+    target: &Target,
+    status: &tonic::Status,
+    rerun: &str,
+    check: &str,
+) -> String {
     let org = &target.org;
     let what = match Failure::of_call(status) {
         Some(Failure::TimedOut { .. }) => format!(
@@ -145,21 +150,34 @@ pub fn unknown_message(target: &Target, status: &tonic::Status, rerun: &str, che
     )
 }
 
-/// Sends `submissions` as `Submit` requests of at most `chunk` each, the `n`-th keyed
-/// [`request_key`]`(key, n)`, each retried until its outcome is known. `on_answer` sees each
-/// request's submissions and answer as it comes (for progress); `check(i)` names submission
-/// `i` for the "outcome unknown" message; `rerun` says how to repeat the run with the same keys
-/// (e.g. "re-run with --idempotency-key K"). Used by `submit` and `import`.
+/// Where and how a run's `Submit` requests go: at most `chunk` submissions each, the `n`-th
+/// keyed [`request_key`]`(key, n)`; `rerun` says how to repeat the run with the same keys
+/// (e.g. "re-run with --idempotency-key K").
+pub struct Requests<'a> {
+    pub target: &'a Target,
+    pub client: &'a IndicatorsClient<Channel>,
+    pub chunk: usize,
+    pub key: &'a str,
+    pub rerun: &'a str,
+}
+
+/// Sends `submissions` as [`Requests`] says, each request retried until its outcome is known.
+/// `on_answer` sees each request's submissions and answer as it comes (for progress);
+/// `check(i)` names submission `i` for the "outcome unknown" message. Used by `submit` and
+/// `import`.
 pub async fn submit_in_requests(
-    target: &Target,
-    client: &IndicatorsClient<Channel>,
+    r: &Requests<'_>,
     submissions: &[pb::Submission],
-    chunk: usize,
-    key: &str,
-    rerun: &str,
     check: &dyn Fn(usize) -> String,
     mut on_answer: impl FnMut(&[pb::Submission], &pb::SubmitResponse),
 ) -> anyhow::Result<Vec<pb::SubmitResponse>> {
+    let Requests {
+        target,
+        client,
+        chunk,
+        key,
+        rerun,
+    } = *r;
     let mut answers = Vec::new();
     for (n, part) in submissions.chunks(chunk.max(1)).enumerate() {
         let request = pb::SubmitRequest {
