@@ -460,7 +460,12 @@ fn read_plain(path: &Path, text: &str) -> FileRead {
             continue;
         }
         let origin = format!("{}:{}", path.display(), n + 1);
-        match detect(value) {
+        // Lists often annotate a value: `HASH;comment`, `domain  # note`, `value,source`.
+        let first = value
+            .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+            .next()
+            .filter(|f| f.len() < value.len());
+        match detect(value).or_else(|e| first.and_then(|f| detect(f).ok()).ok_or(e)) {
             Ok(indicator) => out.candidates.push(plain_candidate(indicator, origin)),
             Err(e) => out.rejected.push(Left {
                 reason: format!("not a valid indicator ({})", e.kind()),
@@ -560,10 +565,18 @@ mod tests {
     fn plain_lines_are_refanged_and_bad_ones_rejected_with_a_line() {
         let r = read_plain(
             Path::new("l.txt"),
-            "# c\nevil[.]example\nhxxp://bad[.]example/x # c2\nnot a value\n",
+            "# c\nevil[.]example\nhxxp://bad[.]example/x # c2\nnot a value\n\
+             E3BC3689F01FD431CD2ED368AE91ECEAA7C465C2781FA7B7DC2EC9143A404F79;CERT-UA note x.exe\n",
         );
         let values: Vec<&str> = r.candidates.iter().map(|c| c.indicator.value()).collect();
-        assert_eq!(values, ["evil.example", "http://bad.example/x"]);
+        assert_eq!(
+            values,
+            [
+                "evil.example",
+                "http://bad.example/x",
+                "e3bc3689f01fd431cd2ed368ae91eceaa7c465c2781fa7b7dc2ec9143a404f79"
+            ]
+        );
         assert_eq!(r.rejected.len(), 1);
         assert!(
             r.rejected[0].example.starts_with("l.txt:4"),
