@@ -305,5 +305,47 @@ fn a_plain_list_imports_refanged_and_warninglisted_values_wait_for_force() {
         (Some(0), Some(4)),
         "{got:#}"
     );
+
+    // A MISP feed directory: its manifest names two events, one of whose files is missing.
+    let feed = dir.path().join("feed");
+    std::fs::create_dir(&feed).unwrap();
+    let uuid = "5b0c7f0e-1d2c-4b6a-9e1f-0a0b0c0d0e01";
+    std::fs::write(
+        feed.join("manifest.json"),
+        format!(r#"{{"{uuid}":{{"info":"feed"}},"5b0c7f0e-1d2c-4b6a-9e1f-0a0b0c0d0e02":{{}}}}"#),
+    )
+    .unwrap();
+    std::fs::write(
+        feed.join(format!("{uuid}.json")),
+        format!(
+            r#"{{"Event":{{"uuid":"{uuid}","info":"feed event","Tag":[{{"name":"tlp:green"}}],
+            "Attribute":[{{"type":"domain","value":"feed[.]example","to_ids":true}},
+                         {{"type":"ip-dst","value":"192.0.2.1","to_ids":false}}]}}}}"#
+        ),
+    )
+    .unwrap();
+    let feed_s = s(&feed);
+    let (code, got, stderr) = run_json(&nodes, &["import", feed_s.as_str(), "--tlp", "red"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(got["files"][0]["format"], "misp-feed");
+    assert_eq!(
+        (
+            got["imported"].as_u64(),
+            got["skipped"].as_u64(),
+            got["rejected"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{got:#}"
+    );
+    assert!(got["reasons"]["rejected"][0]["examples"][0]
+        .as_str()
+        .unwrap_or_default()
+        .contains("0e02.json"));
+    let a = assertion(&nodes, "feed.example").unwrap_or_else(|| panic!("feed value missing"));
+    assert_eq!(
+        a["distribution"]["tlp"],
+        Tlp::Green.as_str(),
+        "the event's tag wins"
+    );
     nodes.stop_all();
 }
