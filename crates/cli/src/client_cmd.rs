@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::conn::{self, connect, rpc_error, ConnectArgs, Target};
 use crate::input::{check_values, parse_org, parse_since, parse_tlp, parse_type, read_values};
-use crate::publish::{self, Failed, OutcomeUnknown};
+use crate::publish;
 use crate::render;
 use crate::usage;
 
@@ -112,7 +112,7 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn to_proto(&self) -> pb::Filter {
+    pub(crate) fn to_proto(&self) -> pb::Filter {
         pb::Filter {
             types: self.types.iter().map(|t| t.to_proto() as i32).collect(),
             tags: self.tags.clone(),
@@ -235,44 +235,25 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(publish::new_key);
     let (target, client) = indicators(&args.conn).await?;
+    let check = |i: usize| {
+        checked
+            .get(i)
+            .map(|c| c.indicator.value().to_string())
+            .unwrap_or_default()
+    };
+    let rerun = format!("re-run with --idempotency-key {key}");
+    let requests = publish::Requests {
+        target: &target,
+        client: &client,
+        chunk: SUBMIT_CHUNK,
+        key: &key,
+        rerun: &rerun,
+    };
+    let answers = publish::submit_in_requests(&requests, &submissions, &check, |_, _| {}).await?;
     let mut assigned = Vec::new();
     // Entries an earlier request with the same key published.
     let mut replayed = 0;
-    for (n, chunk) in submissions.chunks(SUBMIT_CHUNK).enumerate() {
-        let request = pb::SubmitRequest {
-            submissions: chunk.to_vec(),
-            idempotency_key: publish::request_key(&key, n),
-        };
-        let answer = publish::until_known(|| {
-            let mut client = client.clone();
-            let request = conn::request(&target, request.clone());
-            async move {
-                client
-                    .submit(request)
-                    .await
-                    .map(tonic::Response::into_inner)
-            }
-        })
-        .await;
-        let done = assigned.len();
-        let response = answer.map_err(|failed| match failed {
-            Failed::Known(status) if done == 0 => rpc_error(&target, "Submit", status),
-            Failed::Known(status) => rpc_error(&target, "Submit", status).context(format!(
-                "{done} of {} values were published (re-run with --idempotency-key {key} to publish the rest; those are not signed again)",
-                submissions.len()
-            )),
-            Failed::Unknown(status) => {
-                let check = checked[done].indicator.value();
-                let mut message = publish::unknown_message(&target, &status, &key, check);
-                if done > 0 {
-                    message.push_str(&format!(
-                        " ({done} of {} values before it were published)",
-                        submissions.len()
-                    ));
-                }
-                anyhow::Error::new(OutcomeUnknown(message))
-            }
-        })?;
+    for response in answers {
         if response.replayed {
             replayed += response.assigned.len();
         }

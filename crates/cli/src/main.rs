@@ -18,8 +18,12 @@ mod conn;
 mod corpus_sample;
 mod demo;
 mod enrol_cmd;
+mod export_cmd;
 mod failure;
 mod fleet;
+mod import_cmd;
+mod import_known;
+mod import_read;
 mod input;
 mod lookup_cmd;
 mod pki_cmd;
@@ -59,6 +63,11 @@ enum Command {
     /// Sign and publish indicators (or revocations) as the node's org; exit 3 if the outcome is
     /// unknown (see --help).
     Submit(client_cmd::SubmitArgs),
+    /// Import indicator files (STIX, MISP event or feed, CSV, plain lists) through the node's
+    /// API: per-value TLP and metadata from the file, idempotent, with a summary (see --help).
+    Import(import_cmd::ImportArgs),
+    /// Write the node's indicators matching filters as a STIX 2.1 bundle, a plain list or CSV.
+    Export(export_cmd::ExportArgs),
     /// Show the merged view of one indicator: `get TYPE VALUE` or `get VALUE`.
     Get(client_cmd::GetArgs),
     /// List indicators matching filters, a page at a time or --all.
@@ -211,6 +220,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => multi_thread()?.block_on(run::run(args)),
         Command::Submit(args) => current_thread()?.block_on(client_cmd::submit(args)),
+        Command::Import(args) => current_thread()?.block_on(import_cmd::import(args)),
+        Command::Export(args) => current_thread()?.block_on(export_cmd::export(args)),
         Command::Get(args) => current_thread()?.block_on(client_cmd::get(args)),
         Command::Query(args) => current_thread()?.block_on(client_cmd::query(args)),
         Command::Lookup(args) => current_thread()?.block_on(lookup_cmd::lookup(args)),

@@ -5,9 +5,12 @@
 
 use std::time::Duration;
 
+use intelmesh_proto::v1 as pb;
+use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use rand::RngCore;
+use tonic::transport::Channel;
 
-use crate::conn::Target;
+use crate::conn::{self, rpc_error, Target};
 use crate::failure::Failure;
 
 /// Exit code of a publishing command whose outcome is unknown: it may have been published.
@@ -116,8 +119,14 @@ where
     ))
 }
 
-/// The message of an unknown outcome: what happened, and how to finish safely with `key`.
-pub fn unknown_message(target: &Target, status: &tonic::Status, key: &str, check: &str) -> String {
+/// The message of an unknown outcome: what happened, and how to finish it safely.
+/// `rerun` says how to repeat the call with the same keys ("re-run with --idempotency-key K").
+pub fn unknown_message(
+    target: &Target,
+    status: &tonic::Status,
+    rerun: &str,
+    check: &str,
+) -> String {
     let org = &target.org;
     let what = match Failure::of_call(status) {
         Some(Failure::TimedOut { .. }) => format!(
@@ -135,8 +144,79 @@ pub fn unknown_message(target: &Target, status: &tonic::Status, key: &str, check
         ),
     };
     format!(
-        "outcome unknown: {what}; it may have been published. Re-run with --idempotency-key {key} to finish it safely (nothing is signed twice), or check with `intelmesh get {check}` (same connection options)"
+        "outcome unknown: {what}; it may have been published. {}{} to finish it safely (nothing is signed twice), or check with `intelmesh get {check}` (same connection options)",
+        rerun.get(..1).unwrap_or_default().to_uppercase(),
+        rerun.get(1..).unwrap_or_default()
     )
+}
+
+/// Where and how a run's `Submit` requests go: at most `chunk` submissions each, the `n`-th
+/// keyed [`request_key`]`(key, n)`; `rerun` says how to repeat the run with the same keys
+/// (e.g. "re-run with --idempotency-key K").
+pub struct Requests<'a> {
+    pub target: &'a Target,
+    pub client: &'a IndicatorsClient<Channel>,
+    pub chunk: usize,
+    pub key: &'a str,
+    pub rerun: &'a str,
+}
+
+/// Sends `submissions` as [`Requests`] says, each request retried until its outcome is known.
+/// `on_answer` sees each request's submissions and answer as it comes (for progress);
+/// `check(i)` names submission `i` for the "outcome unknown" message. Used by `submit` and
+/// `import`.
+pub async fn submit_in_requests(
+    r: &Requests<'_>,
+    submissions: &[pb::Submission],
+    check: &dyn Fn(usize) -> String,
+    mut on_answer: impl FnMut(&[pb::Submission], &pb::SubmitResponse),
+) -> anyhow::Result<Vec<pb::SubmitResponse>> {
+    let Requests {
+        target,
+        client,
+        chunk,
+        key,
+        rerun,
+    } = *r;
+    let mut answers = Vec::new();
+    for (n, part) in submissions.chunks(chunk.max(1)).enumerate() {
+        let request = pb::SubmitRequest {
+            submissions: part.to_vec(),
+            idempotency_key: request_key(key, n),
+        };
+        let answer = until_known(|| {
+            let mut client = client.clone();
+            let request = conn::request(target, request.clone());
+            async move {
+                client
+                    .submit(request)
+                    .await
+                    .map(tonic::Response::into_inner)
+            }
+        })
+        .await;
+        let done = n * chunk.max(1);
+        let response = answer.map_err(|failed| match failed {
+            Failed::Known(status) if done == 0 => rpc_error(target, "Submit", status),
+            Failed::Known(status) => rpc_error(target, "Submit", status).context(format!(
+                "{done} of {} values were published ({rerun} to publish the rest; those are not signed again)",
+                submissions.len()
+            )),
+            Failed::Unknown(status) => {
+                let mut message = unknown_message(target, &status, rerun, &check(done));
+                if done > 0 {
+                    message.push_str(&format!(
+                        " ({done} of {} values before it were published)",
+                        submissions.len()
+                    ));
+                }
+                anyhow::Error::new(OutcomeUnknown(message))
+            }
+        })?;
+        on_answer(part, &response);
+        answers.push(response);
+    }
+    Ok(answers)
 }
 
 #[cfg(test)]

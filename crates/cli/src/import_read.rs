@@ -1,0 +1,598 @@
+//! Reading the files `intelmesh import` takes: format detection (STIX, MISP event, MISP feed
+//! directory, CSV, plain list) and each value of a file as a candidate to submit or a reason
+//! why it is rejected or skipped, through `intelmesh-interop` and core's `detect`.
+
+use std::path::{Path, PathBuf};
+
+use clap::ValueEnum;
+use intelmesh_core::indicator::{detect, Indicator};
+use intelmesh_core::Tlp;
+use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip};
+use intelmesh_interop::stix::{ObjectError, Outcome, SkipReason};
+use intelmesh_interop::{import_misp, import_stix, ImportOptions, MispOptions, PatternError};
+use serde_json::Value;
+
+/// Longest description sent with an indicator: a signed payload is at most 64 KiB.
+const MAX_DESCRIPTION_BYTES: usize = 2_000;
+/// Most tags kept per indicator, and the longest tag.
+const MAX_TAGS: usize = 32;
+const MAX_TAG_BYTES: usize = 128;
+
+/// The formats `import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A STIX 2.0/2.1 bundle, TAXII envelope, object or array of objects.
+    Stix,
+    /// A MISP event export (`{"Event":…}`, `{"response":[…]}`, a bare event or a list).
+    Misp,
+    /// A MISP feed directory: manifest.json and one UUID.json per event.
+    MispFeed,
+    /// Comma-separated rows: every cell that is an indicator is one.
+    Csv,
+    /// One value per line (defanged is fine), `#` starts a comment.
+    Plain,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Stix => "stix",
+            Format::Misp => "misp",
+            Format::MispFeed => "misp-feed",
+            Format::Csv => "csv",
+            Format::Plain => "plain",
+        }
+    }
+}
+
+/// One indicator to submit, with what the file said about it.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub indicator: Indicator,
+    /// The file's TLP for it, or None where the file says nothing.
+    pub tlp: Option<Tlp>,
+    pub confidence: Option<u32>,
+    pub valid_from_unix_ms: Option<i64>,
+    pub valid_until_unix_ms: Option<i64>,
+    pub tags: Vec<String>,
+    pub description: String,
+    /// Where in the file: a line, an object id, an attribute uuid.
+    pub origin: String,
+    /// Something the importer should know, submitted anyway (e.g. an unknown marking).
+    pub warning: Option<String>,
+}
+
+/// A value or object left out, with a reason that groups like ones and an example.
+#[derive(Clone, Debug)]
+pub struct Left {
+    pub reason: String,
+    pub example: String,
+}
+
+/// What one file gave.
+#[derive(Debug, Default)]
+pub struct FileRead {
+    pub candidates: Vec<Candidate>,
+    /// Values that are not valid indicators, or objects/attributes that fail.
+    pub rejected: Vec<Left>,
+    /// Objects and attributes that are no indicators (relationships, not for IDS, ...).
+    pub skipped: Vec<Left>,
+}
+
+/// Reads `path` as `format`, or detects the format. An error means the whole file is unusable.
+pub fn read(
+    path: &Path,
+    format: Option<Format>,
+    default_tlp: Tlp,
+) -> anyhow::Result<(Format, FileRead)> {
+    if path.is_dir() {
+        return match format {
+            None | Some(Format::MispFeed) => {
+                Ok((Format::MispFeed, located(path, read_feed(path, default_tlp)?)))
+            }
+            Some(_) => Err(anyhow::anyhow!(
+                "{} is a directory; only --format misp-feed reads one (a MISP feed: manifest.json and its events)",
+                path.display()
+            )),
+        };
+    }
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let format = match format {
+        Some(Format::MispFeed) => {
+            return Err(anyhow::anyhow!(
+                "{}: --format misp-feed takes a directory holding manifest.json",
+                path.display()
+            ))
+        }
+        Some(f) => f,
+        None => detect_format(path, text)?,
+    };
+    let read = match format {
+        Format::Stix | Format::Misp => {
+            let value = parse_json(path, text)?;
+            if format == Format::Stix {
+                read_stix(&value, default_tlp)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            } else {
+                read_misp(&value, default_tlp, "")
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            }
+        }
+        Format::Csv => return Ok((format, read_csv(path, text))),
+        Format::Plain => return Ok((format, read_plain(path, text))),
+        Format::MispFeed => unreachable_feed(path)?,
+    };
+    Ok((format, located(path, read)))
+}
+
+/// Names the file in every example and origin (JSON formats name only objects).
+fn located(path: &Path, mut read: FileRead) -> FileRead {
+    let name = path.display();
+    for c in &mut read.candidates {
+        c.origin = format!("{name}: {}", c.origin);
+    }
+    for l in read.rejected.iter_mut().chain(read.skipped.iter_mut()) {
+        l.example = format!("{name}: {}", l.example);
+    }
+    read
+}
+
+fn unreachable_feed(path: &Path) -> anyhow::Result<FileRead> {
+    Err(anyhow::anyhow!(
+        "{}: a MISP feed is a directory",
+        path.display()
+    ))
+}
+
+fn parse_json(path: &Path, text: &str) -> anyhow::Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", path.display()))
+}
+
+/// JSON with a STIX shape is stix, with a MISP shape misp; JSON of neither is an error; a
+/// `.csv` file is csv; anything else is a plain list.
+fn detect_format(path: &Path, text: &str) -> anyhow::Result<Format> {
+    let first = text.trim_start().chars().next();
+    let json_name = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("stix2"));
+    if matches!(first, Some('{') | Some('[')) || json_name {
+        let value = parse_json(path, text)?;
+        return json_format(&value).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{}: JSON, but neither a STIX bundle/object nor a MISP event; give --format",
+                path.display()
+            )
+        });
+    }
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+    {
+        return Ok(Format::Csv);
+    }
+    Ok(Format::Plain)
+}
+
+fn json_format(value: &Value) -> Option<Format> {
+    let one = match value {
+        Value::Array(items) => items.first()?,
+        other => other,
+    };
+    let map = one.as_object()?;
+    if map.contains_key("Event") || map.contains_key("response") || map.contains_key("Attribute") {
+        return Some(Format::Misp);
+    }
+    if map.get("type").and_then(Value::as_str) == Some("bundle")
+        || map.get("objects").is_some_and(Value::is_array)
+        || map.contains_key("spec_version")
+        || (map.get("type").is_some_and(Value::is_string) && map.contains_key("id"))
+    {
+        return Some(Format::Stix);
+    }
+    None
+}
+
+fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+fn clean_tags(tags: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        let t = clip(t.to_string(), MAX_TAG_BYTES);
+        if out.len() < MAX_TAGS && !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+fn read_stix(
+    value: &Value,
+    default_tlp: Tlp,
+) -> Result<FileRead, intelmesh_interop::stix::StixError> {
+    let import = import_stix(value, &ImportOptions { default_tlp })?;
+    let mut out = FileRead::default();
+    for object in &import.objects {
+        let name = object
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("object {}", object.index));
+        match &object.outcome {
+            Outcome::Imported(found) => {
+                for i in found {
+                    if i.revoked {
+                        out.skipped.push(Left {
+                            reason: "indicator revoked in the file".into(),
+                            example: format!("{name}: {}", i.indicator.value()),
+                        });
+                        continue;
+                    }
+                    let description = match (&i.name, &i.description) {
+                        (Some(n), Some(d)) => format!("{n}: {d}"),
+                        (Some(t), None) | (None, Some(t)) => t.clone(),
+                        (None, None) => String::new(),
+                    };
+                    out.candidates.push(Candidate {
+                        indicator: i.indicator.clone(),
+                        tlp: (!i.tlp_defaulted).then_some(i.tlp),
+                        confidence: i.confidence.map(|c| c.min(100)),
+                        valid_from_unix_ms: i.valid_from_unix_ms,
+                        valid_until_unix_ms: i.valid_until_unix_ms,
+                        tags: clean_tags(&i.tags),
+                        description: clip(description, MAX_DESCRIPTION_BYTES),
+                        origin: name.clone(),
+                        warning: (!i.unknown_markings.is_empty()).then(|| {
+                            "marking definitions the file does not define (TLP from the rest, or the default)"
+                                .to_string()
+                        }),
+                    });
+                }
+            }
+            Outcome::Skipped(reason) => out.skipped.push(Left {
+                reason: match reason {
+                    SkipReason::MarkingDefinition => "marking-definition (read for TLP)".into(),
+                    SkipReason::NotAnIndicator => format!(
+                        "{} object: not an indicator",
+                        object.object_type.as_deref().unwrap_or("untyped")
+                    ),
+                },
+                example: name,
+            }),
+            Outcome::Failed(e) => out.rejected.push(Left {
+                reason: stix_reason(e),
+                example: format!("{name}: {e}"),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// The kind of a STIX object's failure, without the values that differ from one to the next.
+fn stix_reason(e: &ObjectError) -> String {
+    match e {
+        ObjectError::BadField { field, .. } => format!("indicator's {field} is not valid"),
+        ObjectError::Timestamp { field, .. } => {
+            format!("indicator's {field} is not a valid timestamp")
+        }
+        ObjectError::Pattern(p) => match p {
+            PatternError::UnsupportedPath { path } => {
+                format!("pattern: object path {path} is not held by the mesh")
+            }
+            PatternError::TooLong { .. } => "pattern too long".into(),
+            PatternError::Syntax { .. } => "pattern syntax error".into(),
+            PatternError::Value { path, source, .. } => {
+                format!("{path} value is not valid ({})", source.kind())
+            }
+            other => format!("pattern: {other}"),
+        },
+        other => other.to_string(),
+    }
+}
+
+fn read_misp(
+    value: &Value,
+    default_tlp: Tlp,
+    prefix: &str,
+) -> Result<FileRead, intelmesh_interop::misp::MispError> {
+    let events = import_misp(value, &MispOptions { default_tlp })?;
+    let mut out = FileRead::default();
+    for event in &events {
+        let info = event.info.clone().unwrap_or_default();
+        let event_name = format!(
+            "{prefix}event {}",
+            event.uuid.as_deref().unwrap_or("(no uuid)")
+        );
+        for a in &event.attributes {
+            let name = format!(
+                "{event_name} attribute {} ({})",
+                a.uuid.as_deref().unwrap_or("(no uuid)"),
+                a.attribute_type.as_deref().unwrap_or("no type")
+            );
+            match &a.outcome {
+                AttributeOutcome::Imported(found) => {
+                    for i in found {
+                        let mut description = info.clone();
+                        if let Some(c) = i.comment.as_deref().filter(|c| !c.trim().is_empty()) {
+                            if !description.is_empty() {
+                                description.push_str(": ");
+                            }
+                            description.push_str(c);
+                        }
+                        out.candidates.push(Candidate {
+                            indicator: i.indicator.clone(),
+                            tlp: (i.tlp_source != intelmesh_interop::misp::TlpSource::Default)
+                                .then_some(i.tlp),
+                            confidence: None,
+                            valid_from_unix_ms: None,
+                            valid_until_unix_ms: None,
+                            tags: clean_tags(&i.tags),
+                            description: clip(description, MAX_DESCRIPTION_BYTES),
+                            origin: name.clone(),
+                            warning: None,
+                        });
+                    }
+                }
+                AttributeOutcome::Skipped(skip) => out.skipped.push(Left {
+                    reason: match skip {
+                        MispSkip::NotForIds => "attribute not flagged to_ids".into(),
+                        MispSkip::Deleted => "attribute deleted".into(),
+                        MispSkip::UnsupportedType { attribute_type } => {
+                            format!("attribute type {attribute_type}: no such indicator type in the mesh")
+                        }
+                    },
+                    example: name,
+                }),
+                AttributeOutcome::Failed(e) => out.rejected.push(Left {
+                    reason: match e {
+                        AttributeError::CompositeParts { attribute_type, .. } => {
+                            format!("{attribute_type} attribute with the wrong number of |-separated parts")
+                        }
+                        AttributeError::Value { ty, source, .. } => {
+                            format!("{ty} value is not valid ({})", source.kind())
+                        }
+                        other => other.to_string(),
+                    },
+                    example: format!("{name}: {e}"),
+                }),
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A MISP feed: `manifest.json` maps event UUIDs to metadata, each event is `UUID.json`. An
+/// event file that is missing or unreadable is rejected with its reason; the others are read.
+fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
+    let manifest_path = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is a directory but not a MISP feed: {}: {e}",
+            dir.display(),
+            manifest_path.display()
+        )
+    })?;
+    let manifest = parse_json(&manifest_path, &text)?;
+    let uuids: Vec<&String> = match &manifest {
+        Value::Object(map) => map.keys().collect(),
+        _ => {
+            return Err(anyhow::anyhow!(
+                "{}: a MISP feed manifest is a JSON object keyed by event UUID",
+                manifest_path.display()
+            ))
+        }
+    };
+    let mut out = FileRead::default();
+    for uuid in uuids {
+        let safe = uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') && !uuid.is_empty();
+        let path: PathBuf = dir.join(format!("{uuid}.json"));
+        let event = if safe {
+            std::fs::read_to_string(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))
+                .and_then(|t| {
+                    serde_json::from_str::<Value>(t.strip_prefix('\u{feff}').unwrap_or(&t))
+                        .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))
+                })
+        } else {
+            Err(format!("manifest key {uuid:?} is not an event UUID"))
+        };
+        let read = event.and_then(|v| {
+            read_misp(&v, default_tlp, &format!("{uuid}.json: "))
+                .map_err(|e| format!("{}: {e}", path.display()))
+        });
+        match read {
+            Ok(r) => {
+                out.candidates.extend(r.candidates);
+                out.rejected.extend(r.rejected);
+                out.skipped.extend(r.skipped);
+            }
+            Err(example) => out.rejected.push(Left {
+                reason: "feed event file missing or unreadable".into(),
+                example,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// A line without its comment: `#` at the start or after whitespace (URL fragments stay).
+fn strip_comment(line: &str) -> &str {
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        if c == '#' && prev_space {
+            return &line[..i];
+        }
+        prev_space = c.is_whitespace();
+    }
+    line
+}
+
+fn plain_candidate(indicator: Indicator, origin: String) -> Candidate {
+    Candidate {
+        indicator,
+        tlp: None,
+        confidence: None,
+        valid_from_unix_ms: None,
+        valid_until_unix_ms: None,
+        tags: Vec::new(),
+        description: String::new(),
+        origin,
+        warning: None,
+    }
+}
+
+fn read_plain(path: &Path, text: &str) -> FileRead {
+    let mut out = FileRead::default();
+    for (n, line) in text.lines().enumerate() {
+        let value = strip_comment(line).trim();
+        if value.is_empty() {
+            continue;
+        }
+        let origin = format!("{}:{}", path.display(), n + 1);
+        // Lists often annotate a value: `HASH;comment`, `domain  # note`, `value,source`.
+        let first = value
+            .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+            .next()
+            .filter(|f| f.len() < value.len());
+        match detect(value).or_else(|e| first.and_then(|f| detect(f).ok()).ok_or(e)) {
+            Ok(indicator) => out.candidates.push(plain_candidate(indicator, origin)),
+            Err(e) => out.rejected.push(Left {
+                reason: format!("not a valid indicator ({})", e.kind()),
+                example: format!("{origin}: {:?}: {e}", clip(value.to_string(), 120)),
+            }),
+        }
+    }
+    out
+}
+
+/// Cells of one CSV row; double quotes group commas and `""` is a quote.
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' | ';' | '\t' if !quoted => cells.push(std::mem::take(&mut cell)),
+            c => cell.push(c),
+        }
+    }
+    cells.push(cell);
+    cells
+}
+
+/// Every cell that is an indicator is one; a row with none is rejected, except the first
+/// (a header).
+fn read_csv(path: &Path, text: &str) -> FileRead {
+    let mut out = FileRead::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let origin = format!("{}:{}", path.display(), n + 1);
+        let mut found = 0;
+        for cell in csv_cells(line) {
+            let cell = cell.trim();
+            if cell.is_empty() {
+                continue;
+            }
+            if let Ok(indicator) = detect(cell) {
+                found += 1;
+                out.candidates
+                    .push(plain_candidate(indicator, origin.clone()));
+            }
+        }
+        if found == 0 && n > 0 {
+            out.rejected.push(Left {
+                reason: "CSV row with no valid indicator in any cell".into(),
+                example: format!("{origin}: {:?}", clip(line.to_string(), 120)),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_are_told_apart_by_shape() {
+        let p = Path::new("x.json");
+        let stix = r#"{"type":"bundle","id":"bundle--1","objects":[]}"#;
+        assert_eq!(detect_format(p, stix).unwrap(), Format::Stix);
+        assert_eq!(
+            detect_format(p, r#"{"Event":{"info":"x"}}"#).unwrap(),
+            Format::Misp
+        );
+        assert_eq!(
+            detect_format(p, r#"{"response":[]}"#).unwrap(),
+            Format::Misp
+        );
+        let err = detect_format(p, "{\"Event\": ").unwrap_err().to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
+        assert!(detect_format(p, r#"{"a":1}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("--format"));
+        assert_eq!(
+            detect_format(Path::new("l.txt"), "evil[.]example\n").unwrap(),
+            Format::Plain
+        );
+        assert_eq!(
+            detect_format(Path::new("l.csv"), "a,b\n").unwrap(),
+            Format::Csv
+        );
+    }
+
+    #[test]
+    fn plain_lines_are_refanged_and_bad_ones_rejected_with_a_line() {
+        let r = read_plain(
+            Path::new("l.txt"),
+            "# c\nevil[.]example\nhxxp://bad[.]example/x # c2\nnot a value\n\
+             E3BC3689F01FD431CD2ED368AE91ECEAA7C465C2781FA7B7DC2EC9143A404F79;CERT-UA note x.exe\n",
+        );
+        let values: Vec<&str> = r.candidates.iter().map(|c| c.indicator.value()).collect();
+        assert_eq!(
+            values,
+            [
+                "evil.example",
+                "http://bad.example/x",
+                "e3bc3689f01fd431cd2ed368ae91eceaa7c465c2781fa7b7dc2ec9143a404f79"
+            ]
+        );
+        assert_eq!(r.rejected.len(), 1);
+        assert!(
+            r.rejected[0].example.starts_with("l.txt:4"),
+            "{:?}",
+            r.rejected
+        );
+    }
+
+    #[test]
+    fn csv_cells_that_are_indicators_count_and_the_header_is_no_error() {
+        assert_eq!(csv_cells(r#"a,"b,c","d""e""#), ["a", "b,c", "d\"e"]);
+        let r = read_csv(
+            Path::new("x.csv"),
+            "domain,note\nevil.example,\"c2, seen\"\nno,thing\n",
+        );
+        assert_eq!(r.candidates.len(), 1);
+        assert_eq!(r.rejected.len(), 1);
+    }
+}
