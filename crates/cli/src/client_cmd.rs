@@ -365,10 +365,24 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
-    let (target, mut client) = indicators(&args.conn).await?;
-    let filter = args.filter.to_proto();
-    let mut token = args.page_token.clone();
+/// Where a paged read starts and how far it goes.
+pub(crate) struct Pages {
+    pub page_size: u32,
+    pub token: String,
+    /// Every page to the end, or only the first.
+    pub all: bool,
+}
+
+/// The states a filter matches, page by page from `pages.token`, each page shown to `each` as
+/// it arrives; with the token of the next page (empty at the end).
+pub(crate) async fn query_pages(
+    conn: &ConnectArgs,
+    filter: pb::Filter,
+    pages: Pages,
+    mut each: impl FnMut(&[pb::IndicatorState]),
+) -> anyhow::Result<(Vec<pb::IndicatorState>, String)> {
+    let (target, mut client) = indicators(conn).await?;
+    let mut token = pages.token;
     let mut states = Vec::new();
     loop {
         let page = client
@@ -376,24 +390,36 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 &target,
                 pb::QueryRequest {
                     filter: Some(filter.clone()),
-                    page_size: args.page_size,
+                    page_size: pages.page_size,
                     page_token: token.clone(),
                 },
             ))
             .await
             .map_err(|s| rpc_error(&target, "Query", s))?
             .into_inner();
+        each(&page.states);
+        states.extend(page.states);
+        token = page.next_page_token;
+        if token.is_empty() || !pages.all {
+            return Ok((states, token));
+        }
+    }
+}
+
+pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
+    let pages = Pages {
+        page_size: args.page_size,
+        token: args.page_token.clone(),
+        all: args.all,
+    };
+    let (states, token) = query_pages(&args.conn, args.filter.to_proto(), pages, |page| {
         if !args.json {
-            for s in &page.states {
+            for s in page {
                 out!("{}", render::state_summary(s));
             }
         }
-        states.extend(page.states);
-        token = page.next_page_token;
-        if token.is_empty() || !args.all {
-            break;
-        }
-    }
+    })
+    .await?;
     if args.json {
         let items: Vec<_> = states.iter().map(render::state_json).collect();
         print_json(&json!({"states": items, "next_page_token": token}))?;

@@ -14,8 +14,8 @@ use intelmesh_interop::stix_export::export_bundle;
 use intelmesh_interop::{ExportIndicator, ExportSighting};
 use intelmesh_proto::v1 as pb;
 
-use crate::client_cmd::{indicators, FilterArgs};
-use crate::conn::{self, rpc_error, ConnectArgs};
+use crate::client_cmd::{query_pages, FilterArgs, Pages};
+use crate::conn::ConnectArgs;
 
 /// Indicators per `Query` page.
 const PAGE: u32 = 1000;
@@ -47,29 +47,13 @@ pub struct ExportArgs {
 
 /// Every state matching the filter, all pages.
 async fn states(args: &ExportArgs) -> anyhow::Result<Vec<pb::IndicatorState>> {
-    let (target, mut client) = indicators(&args.conn).await?;
-    let filter = args.filter.to_proto();
-    let mut token = String::new();
-    let mut out = Vec::new();
-    loop {
-        let page = client
-            .query(conn::request(
-                &target,
-                pb::QueryRequest {
-                    filter: Some(filter.clone()),
-                    page_size: PAGE,
-                    page_token: token.clone(),
-                },
-            ))
-            .await
-            .map_err(|s| rpc_error(&target, "Query", s))?
-            .into_inner();
-        out.extend(page.states);
-        token = page.next_page_token;
-        if token.is_empty() {
-            return Ok(out);
-        }
-    }
+    let pages = Pages {
+        page_size: PAGE,
+        token: String::new(),
+        all: true,
+    };
+    let (states, _) = query_pages(&args.conn, args.filter.to_proto(), pages, |_| {}).await?;
+    Ok(states)
 }
 
 fn tlp_of(d: Option<&pb::Distribution>) -> Tlp {

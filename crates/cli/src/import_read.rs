@@ -12,6 +12,8 @@ use intelmesh_interop::stix::{ObjectError, Outcome, SkipReason};
 use intelmesh_interop::{import_misp, import_stix, ImportOptions, MispOptions, PatternError};
 use serde_json::Value;
 
+use crate::input::strip_comment;
+
 /// Longest description sent with an indicator: a signed payload is at most 64 KiB.
 const MAX_DESCRIPTION_BYTES: usize = 2_000;
 /// Most tags kept per indicator, and the longest tag.
@@ -424,18 +426,6 @@ fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
         }
     }
     Ok(out)
-}
-
-/// A line without its comment: `#` at the start or after whitespace (URL fragments stay).
-fn strip_comment(line: &str) -> &str {
-    let mut prev_space = true;
-    for (i, c) in line.char_indices() {
-        if c == '#' && prev_space {
-            return &line[..i];
-        }
-        prev_space = c.is_whitespace();
-    }
-    line
 }
 
 fn plain_candidate(indicator: Indicator, origin: String) -> Candidate {

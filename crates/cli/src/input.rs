@@ -58,7 +58,8 @@ pub fn read_values(args: &[String], file: Option<&Path>) -> anyhow::Result<Vec<R
     Ok(out)
 }
 
-fn strip_comment(line: &str) -> &str {
+/// A line without its comment: `#` at the start or after whitespace (URL fragments stay).
+pub(crate) fn strip_comment(line: &str) -> &str {
     let mut prev_space = true;
     for (i, c) in line.char_indices() {
         if c == '#' && prev_space {
