@@ -102,7 +102,11 @@ pub fn warninglist_of(value: &Value) -> Result<Warninglist, WarninglistError> {
             })
             .collect()
     };
-    let name = text("name")?.ok_or(WarninglistError::MissingField { field: "name" })?;
+    // A match is reported by the list's name: a blank one would warn without saying which list.
+    let name = text("name")?
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .ok_or(WarninglistError::MissingField { field: "name" })?;
     let kind_text = text("type")?.unwrap_or_else(|| "string".to_owned());
     let kind = match kind_text.as_str() {
         "string" => ListKind::String,

@@ -115,6 +115,11 @@ fn refuses_malformed_lists() {
         parse_warninglist(r#"{"list": []}"#),
         Err(WarninglistError::MissingField { field: "name" })
     );
+    // Found by the fuzzer: a blank name made matches that name no list.
+    assert_eq!(
+        parse_warninglist(r#"{"name": " ", "list": ["8.8.8.8"]}"#),
+        Err(WarninglistError::MissingField { field: "name" })
+    );
     assert_eq!(
         parse_warninglist(r#"{"name": "x", "type": "glob", "list": []}"#),
         Err(WarninglistError::UnknownKind {
