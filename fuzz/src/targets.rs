@@ -83,7 +83,7 @@ pub fn frame(data: &[u8]) {
                 "a vector kept non-members' hashes"
             );
         }
-        Inspected::Want { kept } => assert!(kept <= Asked::max(), "asks kept beyond the cap"),
+        Inspected::Want { kept } => assert!(kept <= Asked::MAX, "asks kept beyond the cap"),
         Inspected::Entries(checked) => {
             for v in &checked.good {
                 assert!(cfg.keys.is_member(&v.header().origin));

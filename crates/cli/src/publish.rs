@@ -178,8 +178,9 @@ pub async fn submit_in_requests(
         key,
         rerun,
     } = *r;
+    let chunk = chunk.max(1);
     let mut answers = Vec::new();
-    for (n, part) in submissions.chunks(chunk.max(1)).enumerate() {
+    for (n, part) in submissions.chunks(chunk).enumerate() {
         let request = pb::SubmitRequest {
             submissions: part.to_vec(),
             idempotency_key: request_key(key, n),
@@ -195,7 +196,7 @@ pub async fn submit_in_requests(
             }
         })
         .await;
-        let done = n * chunk.max(1);
+        let done = n * chunk;
         let response = answer.map_err(|failed| match failed {
             Failed::Known(status) if done == 0 => rpc_error(target, "Submit", status),
             Failed::Known(status) => rpc_error(target, "Submit", status).context(format!(

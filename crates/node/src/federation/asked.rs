@@ -39,7 +39,7 @@ impl Asked {
     }
 
     /// Most asks kept per link; a peer asks again on its next link for what was dropped.
-    const MAX: usize = 16_384;
+    pub const MAX: usize = 16_384;
 
     pub(super) fn add(&self, want: pb::Want, members: &StaticKeys) {
         let mut keys = self.lock();
@@ -63,11 +63,6 @@ impl Asked {
     /// Asks kept and not served yet.
     pub(super) fn len(&self) -> usize {
         self.lock().open.len()
-    }
-
-    /// Most asks kept per link.
-    pub const fn max() -> usize {
-        Self::MAX
     }
 }
 
