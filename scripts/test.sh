@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: formatting, lints, then every test of the workspace.
-# Needs only a Rust toolchain (rustfmt and clippy components are added if missing).
+# Needs a Rust toolchain (rustfmt and clippy components are added if missing) and python3 with
+# PyPI reachable (the TAXII tests run real third-party clients; scripts/python-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for component in rustfmt clippy; do
@@ -10,4 +11,7 @@ for component in rustfmt clippy; do
 done
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The TAXII client check's Python (taxii2-client, stix2, stix2-validator), for the tests.
+INTELMESH_PYTHON="$(scripts/python-deps.sh | tail -n 1)"
+export INTELMESH_PYTHON
 cargo test --workspace --locked

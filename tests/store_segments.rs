@@ -6,7 +6,7 @@ use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::StaticKeys;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{
-    verify_store, Fill, IndexSource, Outcome, SledStore, Store, StoreConfig, StoreError,
+    verify_store, Fill, IndexSource, Outcome, Selection, SledStore, Store, StoreConfig, StoreError,
 };
 use intelmesh_tests::store::strip_index;
 use intelmesh_tests::{chain, chain_domain, registry, seeded_signer, verified};
@@ -202,28 +202,42 @@ fn the_index_lives_on_disk_and_a_reopen_rebuilds_nothing() {
 }
 
 #[test]
-fn a_store_of_the_previous_layout_is_upgraded_by_building_its_index_from_the_log() {
-    let signer = seeded_signer(4, "SG-IGCI");
-    let keys = registry(&[&signer]);
-    let dir = tempfile::tempdir().unwrap();
-    let (entries, _) = chain(&signer, None, 30, 50);
-    let digest = {
+fn a_store_of_an_earlier_layout_is_upgraded_by_building_its_index_from_the_log() {
+    for layout in [3u32, 4] {
+        let signer = seeded_signer(4, "SG-IGCI");
+        let keys = registry(&[&signer]);
+        let dir = tempfile::tempdir().unwrap();
+        let (entries, _) = chain(&signer, None, 30, 50);
+        let digest = {
+            let store = open(dir.path());
+            apply_in_batches(&store, &keys, &entries, &[30]);
+            store.state_digest().unwrap()
+        };
+        strip_index(dir.path(), Some(layout), false);
+        let snapshot = dir.path().join("intelmesh-index.snapshot");
+        std::fs::write(&snapshot, b"an index snapshot of layout 3").unwrap();
         let store = open(dir.path());
-        apply_in_batches(&store, &keys, &entries, &[30]);
-        store.state_digest().unwrap()
-    };
-    strip_index(dir.path(), Some(3), false);
-    let snapshot = dir.path().join("intelmesh-index.snapshot");
-    std::fs::write(&snapshot, b"an index snapshot of layout 3").unwrap();
-    let store = open(dir.path());
-    assert_eq!(store.index_source(), IndexSource::Rebuilt);
-    assert_eq!(store.state_digest().unwrap(), digest);
-    assert_eq!(store.indicator_count(), 30);
-    assert!(!snapshot.exists(), "the old snapshot file is removed");
-    let check = verify_store(&store, Some(&keys)).unwrap();
-    assert!(check.is_ok(), "{:?}", check.problems);
-    drop(store);
-    assert_eq!(open(dir.path()).index_source(), IndexSource::OnDisk);
+        assert_eq!(
+            store.index_source(),
+            IndexSource::Rebuilt,
+            "layout {layout}"
+        );
+        assert_eq!(store.state_digest().unwrap(), digest);
+        assert_eq!(store.indicator_count(), 30);
+        assert!(!snapshot.exists(), "the old snapshot file is removed");
+        let check = verify_store(&store, Some(&keys)).unwrap();
+        assert!(check.is_ok(), "{:?}", check.problems);
+        // The upgrade posts object ids: the first indicator is found by its assertion's id.
+        let (first_key, first) = store.select(&Selection::All, None, 1).unwrap().remove(0);
+        let r = first.indicator.clone().unwrap();
+        let ty = intelmesh_core::IndicatorType::from_proto(r.r#type).unwrap();
+        let id = intelmesh_core::object_id::assertion_uuid(signer.org().as_str(), ty, &r.value);
+        let found = store.select(&Selection::ObjectId(id), None, 10).unwrap();
+        assert_eq!(found.len(), 1, "layout {layout}");
+        assert_eq!(found[0].0, first_key);
+        drop(store);
+        assert_eq!(open(dir.path()).index_source(), IndexSource::OnDisk);
+    }
 }
 
 #[test]

@@ -67,6 +67,7 @@ pub(crate) fn hubs_and_agencies(hubs: usize, agencies: usize) -> anyhow::Result<
                 role,
                 federation: free_loopback_addr()?,
                 api: free_loopback_addr()?,
+                taxii: None,
             })
         })
         .collect()
@@ -421,6 +422,7 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
                 role,
                 federation: free_loopback_addr()?,
                 api: free_loopback_addr()?,
+                taxii: None,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -79,6 +79,21 @@ pub struct NodeEndpoint {
     pub client_key: PathBuf,
     /// The CA of this node's API server certificate.
     pub api_ca: PathBuf,
+    /// The TAXII 2.1 discovery URL, a user who may add objects, and the CA that signed the
+    /// gateway's certificate (the API's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxii_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxii_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxii_password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxii_ca: Option<PathBuf>,
+    /// A user who may only read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxii_reader_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxii_reader_password: Option<String>,
     pub config: PathBuf,
     pub log: PathBuf,
     /// The node's process, while it runs detached.

@@ -271,6 +271,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
             key: hub_dir.join("api.key"),
         },
         peer: Vec::new(),
+        taxii: None,
         limits: Default::default(),
     };
     write_config(&hub_dir.join("node.toml"), &config)?;
@@ -459,6 +460,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
             key: a.dir.join("api.key"),
         },
         peer: Vec::new(),
+        taxii: None,
         limits: Default::default(),
     };
     write_config(&a.dir.join("node.toml"), &config)?;

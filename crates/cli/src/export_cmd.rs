@@ -8,10 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use intelmesh_core::indicator::normalize;
 use intelmesh_core::{IndicatorType, Tlp};
 use intelmesh_interop::stix_export::export_bundle;
-use intelmesh_interop::{ExportIndicator, ExportSighting};
+use intelmesh_node::api::stix::{stix_parts, StixParts};
 use intelmesh_proto::v1 as pb;
 
 use crate::client_cmd::{query_pages, FilterArgs, Pages};
@@ -56,57 +55,6 @@ async fn states(args: &ExportArgs) -> anyhow::Result<Vec<pb::IndicatorState>> {
     Ok(states)
 }
 
-fn tlp_of(d: Option<&pb::Distribution>) -> Tlp {
-    // A state the node shows always carries its distribution; RED is the safe reading if not.
-    d.and_then(|d| Tlp::from_proto(d.tlp)).unwrap_or(Tlp::Red)
-}
-
-/// The bundle's indicators and sightings; states whose value does not parse are counted.
-fn stix_parts(states: &[pb::IndicatorState]) -> (Vec<ExportIndicator>, Vec<ExportSighting>, usize) {
-    let mut found = Vec::new();
-    let mut sightings = Vec::new();
-    let mut unreadable = 0;
-    for s in states {
-        let parsed = s.indicator.as_ref().and_then(|r| {
-            let ty = IndicatorType::from_proto(r.r#type)?;
-            normalize(ty, &r.value).ok()
-        });
-        let Some(indicator) = parsed else {
-            unreadable += 1;
-            continue;
-        };
-        for a in &s.assertions {
-            found.push(ExportIndicator {
-                indicator: indicator.clone(),
-                origin: a.origin.clone(),
-                tlp: tlp_of(a.distribution.as_ref()),
-                confidence: Some(a.confidence),
-                valid_from_unix_ms: a.valid_from_unix_ms,
-                valid_until_unix_ms: a.valid_until_unix_ms,
-                revoked: a.revoked,
-                created_unix_ms: a.issued_at_unix_ms,
-                modified_unix_ms: a.issued_at_unix_ms,
-                tags: a.tags.clone(),
-                description: Some(a.description.clone()).filter(|d| !d.is_empty()),
-            });
-        }
-        // A sighting names an indicator object: the first origin's assertion, if any.
-        if let Some(first) = s.assertions.first() {
-            for x in &s.sightings {
-                sightings.push(ExportSighting {
-                    indicator: indicator.clone(),
-                    indicator_origin: first.origin.clone(),
-                    reporter: x.origin.clone(),
-                    tlp: tlp_of(x.distribution.as_ref()),
-                    seen_at_unix_ms: x.last_seen_unix_ms,
-                    count: x.count,
-                });
-            }
-        }
-    }
-    (found, sightings, unreadable)
-}
-
 fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
@@ -120,7 +68,11 @@ fn render(format: ExportFormat, states: &[pb::IndicatorState]) -> anyhow::Result
     let mut count = 0;
     match format {
         ExportFormat::Stix => {
-            let (found, sightings, unreadable) = stix_parts(states);
+            let StixParts {
+                indicators: found,
+                sightings,
+                unreadable,
+            } = stix_parts(states);
             if unreadable > 0 {
                 eprintln!("warning: {unreadable} indicator(s) whose value this version cannot read were left out");
             }
@@ -154,7 +106,12 @@ fn render(format: ExportFormat, states: &[pb::IndicatorState]) -> anyhow::Result
                         ty.to_string(),
                         csv_field(&r.value),
                         csv_field(&a.origin),
-                        tlp_of(a.distribution.as_ref()).as_str().to_string(),
+                        a.distribution
+                            .as_ref()
+                            .and_then(|d| Tlp::from_proto(d.tlp))
+                            .unwrap_or(Tlp::Red)
+                            .as_str()
+                            .to_string(),
                         a.confidence.to_string(),
                         a.revoked.to_string(),
                         a.valid_from_unix_ms.to_string(),

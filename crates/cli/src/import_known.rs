@@ -3,6 +3,7 @@
 //! duplicates and are not signed again, whatever idempotency key an earlier import used.
 
 use futures::stream::{self, StreamExt};
+use intelmesh_node::api::submission::held_identically as same;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use tonic::transport::Channel;
@@ -80,30 +81,6 @@ pub async fn already_held(
     }
     held.sort_unstable();
     Ok(held)
-}
-
-/// Whether the node's assertion says what the submission would.
-fn same(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
-    let Some(pb::submission::Body::Upsert(u)) = &s.body else {
-        return false;
-    };
-    let (Some(have), Some(want)) = (&a.distribution, &s.distribution) else {
-        return false;
-    };
-    let mut have_r = have.recipients.clone();
-    let mut want_r = want.recipients.clone();
-    have_r.sort();
-    want_r.sort();
-    !a.revoked
-        && have.tlp == want.tlp
-        && have_r == want_r
-        && a.confidence == u.confidence
-        // An upsert without valid_from is valid from when it is signed.
-        && (u.valid_from_unix_ms == 0 || a.valid_from_unix_ms == u.valid_from_unix_ms)
-        && a.valid_until_unix_ms == u.valid_until_unix_ms
-        && a.tags == u.tags
-        && a.threat_types == u.threat_types
-        && a.description == u.description
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ mod publish;
 mod render;
 mod rotate_cmd;
 mod run;
+mod taxii_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,6 +92,11 @@ enum Command {
     /// The hub operators' commands (an admin certificate of the hub): members, roster,
     /// federation status, audit.
     Admin(admin_cmd::AdminArgs),
+    /// The node's TAXII 2.1 gateway: turn it on, add and remove its basic-auth users.
+    Taxii {
+        #[command(subcommand)]
+        which: taxii_cmd::Taxii,
+    },
     /// Certificate authorities and certificates for a real federation.
     Pki {
         #[command(subcommand)]
@@ -228,6 +234,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => current_thread()?.block_on(client_cmd::watch(args)),
         Command::Status(args) => current_thread()?.block_on(client_cmd::status(args)),
         Command::Pki { which } => pki_cmd::run(which),
+        Command::Taxii { which } => taxii_cmd::run(which),
         Command::Federation { which } => enrol_cmd::federation(which),
         Command::Node { which } => enrol_cmd::node(which),
         Command::Admin(args) => current_thread()?.block_on(admin_cmd::run(args)),

@@ -9,6 +9,7 @@ pub mod containment;
 pub mod entry;
 pub mod evidence;
 pub mod indicator;
+pub mod object_id;
 pub mod payload;
 pub mod sign;
 pub mod signature;

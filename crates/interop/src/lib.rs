@@ -10,6 +10,7 @@ pub mod misp;
 pub mod pattern;
 pub mod stix;
 pub mod stix_export;
+pub mod taxii;
 pub mod time;
 pub mod warninglist;
 

@@ -3,12 +3,12 @@
 //!
 //! Ids are derived from content, not drawn at random, so exporting the same origin's
 //! indicator twice gives the same `indicator--` id and a consumer updates rather than
-//! duplicates it. They are RFC 9562 version 8 UUIDs (the name-based SHA-256 construction of
-//! its appendix): version 5 would claim SHA-1, and the workspace has no UUID crate.
+//! duplicates it (`intelmesh_core::object_id`, which the store also posts, so a node finds the
+//! indicator behind an id).
 
+use intelmesh_core::object_id::{assertion_uuid, format_uuid, name_uuid, sightings_uuid};
 use intelmesh_core::{Indicator, Tlp};
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::marking::{marking_id_of, tlp_marking_definition};
 use crate::pattern::pattern_of;
@@ -41,6 +41,8 @@ pub struct ExportSighting {
     /// Who saw it.
     pub reporter: String,
     pub tlp: Tlp,
+    pub first_seen_unix_ms: i64,
+    /// The last sighting: the object's version.
     pub seen_at_unix_ms: i64,
     pub count: u64,
 }
@@ -50,18 +52,28 @@ pub const MAX_SIGHTING_COUNT: u64 = 999_999_999;
 
 /// `identity--<uuid>` of an organisation.
 pub fn identity_id(origin: &str) -> String {
-    format!("identity--{}", name_uuid(&["identity", origin]))
+    format!("identity--{}", uuid(&["identity", origin]))
 }
 
 /// `indicator--<uuid>` of one origin's assertion about an indicator.
 pub fn indicator_id(origin: &str, indicator: &Indicator) -> String {
-    let uuid = name_uuid(&[
-        "indicator",
-        origin,
-        indicator.ty().as_str(),
-        indicator.value(),
-    ]);
-    format!("indicator--{uuid}")
+    format!(
+        "indicator--{}",
+        format_uuid(&assertion_uuid(origin, indicator.ty(), indicator.value()))
+    )
+}
+
+/// `sighting--<uuid>` of one reporter's sightings of an indicator under one TLP.
+pub fn sighting_id(reporter: &str, tlp: Tlp, indicator: &Indicator) -> String {
+    format!(
+        "sighting--{}",
+        format_uuid(&sightings_uuid(
+            reporter,
+            tlp,
+            indicator.ty(),
+            indicator.value()
+        ))
+    )
 }
 
 /// An `identity` object for an organisation.
@@ -118,25 +130,19 @@ pub fn indicator_object(e: &ExportIndicator) -> Value {
 
 /// A `sighting` of the indicator object [`indicator_id`] names, seen by the reporter.
 pub fn sighting_object(s: &ExportSighting) -> Value {
-    let time = format_timestamp(s.seen_at_unix_ms);
-    let sighted = indicator_id(&s.indicator_origin, &s.indicator);
-    let id = name_uuid(&[
-        "sighting",
-        &sighted,
-        &s.reporter,
-        &s.seen_at_unix_ms.to_string(),
-    ]);
+    let first = format_timestamp(s.first_seen_unix_ms.min(s.seen_at_unix_ms));
+    let last = format_timestamp(s.seen_at_unix_ms);
     json!({
         "type": "sighting",
         "spec_version": "2.1",
-        "id": format!("sighting--{id}"),
-        "created": time,
-        "modified": time,
+        "id": sighting_id(&s.reporter, s.tlp, &s.indicator),
+        "created": first,
+        "modified": last,
         "created_by_ref": identity_id(&s.reporter),
-        "sighting_of_ref": sighted,
+        "sighting_of_ref": indicator_id(&s.indicator_origin, &s.indicator),
         "where_sighted_refs": [identity_id(&s.reporter)],
-        "first_seen": time,
-        "last_seen": time,
+        "first_seen": first,
+        "last_seen": last,
         "count": s.count.min(MAX_SIGHTING_COUNT),
         "object_marking_refs": [marking_id_of(s.tlp)],
     })
@@ -152,7 +158,7 @@ pub fn bundle(objects: Vec<Value>) -> Value {
     parts.extend(ids);
     json!({
         "type": "bundle",
-        "id": format!("bundle--{}", name_uuid(&parts)),
+        "id": format!("bundle--{}", uuid(&parts)),
         "objects": objects,
     })
 }
@@ -189,31 +195,6 @@ pub fn export_bundle(
     bundle(objects)
 }
 
-/// A version 8 UUID from the SHA-256 of the parts, each length-prefixed so that no two part
-/// lists hash the same text.
-fn name_uuid(parts: &[&str]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"intelmesh-interop-id-v1");
-    for part in parts {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    let digest = hasher.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&digest[..16]);
-    b[6] = (b[6] & 0x0f) | 0x80;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+fn uuid(parts: &[&str]) -> String {
+    format_uuid(&name_uuid(parts))
 }
-
-#[cfg(test)]
-#[path = "stix_export_tests.rs"]
-mod tests;

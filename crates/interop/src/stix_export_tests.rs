@@ -153,6 +153,7 @@ fn sighting_names_the_indicator_and_the_reporter() {
         indicator_origin: "org-a".into(),
         reporter: "org-b".into(),
         tlp: Tlp::Green,
+        first_seen_unix_ms: 0,
         seen_at_unix_ms: 0,
         count: u64::MAX,
     };
@@ -169,7 +170,19 @@ fn sighting_names_the_indicator_and_the_reporter() {
         o["object_marking_refs"],
         json!([crate::marking::TLP2_GREEN])
     );
-    assert_eq!(sighting_object(&s)["id"], o["id"]);
+    let later = ExportSighting {
+        seen_at_unix_ms: 60_000,
+        ..s.clone()
+    };
+    let l = sighting_object(&later);
+    assert_eq!(l["id"], o["id"], "a later sighting is a new version of one object");
+    assert_eq!(l["modified"], "1970-01-01T00:01:00.000Z");
+    assert_eq!(l["created"], o["created"]);
+    let red = ExportSighting {
+        tlp: Tlp::Red,
+        ..s.clone()
+    };
+    assert_ne!(sighting_object(&red)["id"], o["id"], "one object per TLP");
 }
 
 #[test]
@@ -190,6 +203,7 @@ fn export_bundle_carries_identities_and_markings_once() {
         indicator_origin: a.origin.clone(),
         reporter: "cert-other".into(),
         tlp: Tlp::Red,
+        first_seen_unix_ms: 1,
         seen_at_unix_ms: 5,
         count: 2,
     };

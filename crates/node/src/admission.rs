@@ -55,18 +55,24 @@ pub async fn refused_later(state: &NodeState, peer: &OrgId, serial: Option<&str>
 
 /// Refuses an API caller whose certificate the roster revoked (roster mode).
 pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<(), Status> {
-    let Some(roster) = state.roster() else {
-        return Ok(());
-    };
-    let Some(serial) = caller_serial(request) else {
-        return Ok(());
-    };
-    let serial = intelmesh_roster::model::normalize_serial(&serial);
-    if roster.revoked_serials().contains(&serial) {
-        return Err(Status::permission_denied(format!(
+    match request.peer_certs().and_then(|c| c.first().cloned()) {
+        Some(leaf) => match revoked_certificate(state, leaf.as_ref()) {
+            Some(why) => Err(Status::permission_denied(why)),
+            None => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
+/// Why the roster refuses a caller presenting the certificate `leaf` (DER): its serial is
+/// revoked. `None` when it is not (or the node follows no roster).
+pub fn revoked_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
+    let roster = state.roster()?;
+    let serial = intelmesh_roster::model::normalize_serial(&serial_of(leaf)?);
+    roster.revoked_serials().contains(&serial).then(|| {
+        format!(
             "certificate {serial} is revoked in roster version {}: ask for a new certificate",
             roster.version()
-        )));
-    }
-    Ok(())
+        )
+    })
 }

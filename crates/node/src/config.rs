@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub api: ListenerConfig,
     #[serde(default)]
     pub peer: Vec<PeerConfig>,
+    /// The TAXII 2.1 gateway; off without this section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taxii: Option<crate::taxii::TaxiiConfig>,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -435,6 +438,12 @@ impl NodeConfig {
                     self.api.listen
                 ),
             ));
+        }
+        if let Some(t) = &self.taxii {
+            found.extend(t.problems(&[
+                ("federation.listen", self.federation.listen),
+                ("api.listen", self.api.listen),
+            ]));
         }
         found.extend(self.limits.problems());
         found

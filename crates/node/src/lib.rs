@@ -27,6 +27,7 @@ pub mod rotate_key;
 pub mod rotation;
 pub mod route;
 pub mod state;
+pub mod taxii;
 pub mod tls;
 pub mod unverified;
 pub mod wants;
@@ -52,9 +53,11 @@ pub use state::NodeState;
 pub struct RunningNode {
     pub federation_addr: SocketAddr,
     pub api_addr: SocketAddr,
+    /// The TAXII gateway's address, when `[taxii]` configures one.
+    pub taxii_addr: Option<SocketAddr>,
     state: Arc<NodeState>,
     stop: tokio::sync::watch::Sender<bool>,
-    /// The two gRPC servers; they end gracefully once `stop` is set.
+    /// The two gRPC servers and the TAXII gateway; they end gracefully once `stop` is set.
     servers: Vec<tokio::task::JoinHandle<()>>,
     dialers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -226,7 +229,12 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         )
         .serve_with_incoming_shutdown(accepted(api_listener), wait_stop(stopped));
 
-    let servers = vec![
+    let gateway = match &cfg.taxii {
+        Some(t) => Some(taxii::Gateway::bind(&state, t).await?),
+        None => None,
+    };
+    let taxii_addr = gateway.as_ref().map(|g| g.local_addr()).transpose()?;
+    let mut servers = vec![
         tokio::spawn(async move {
             if let Err(e) = fed_server.await {
                 tracing::error!(error = %e, "federation server failed");
@@ -238,11 +246,15 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             }
         }),
     ];
+    if let Some(gateway) = gateway {
+        servers.push(tokio::spawn(gateway.serve(stop.subscribe())));
+    }
     let dialers = federation::dial_peers(&state);
-    tracing::info!(org = %state.org, %federation_addr, %api_addr, "node started");
+    tracing::info!(org = %state.org, %federation_addr, %api_addr, taxii_addr = ?taxii_addr, "node started");
     Ok(RunningNode {
         federation_addr,
         api_addr,
+        taxii_addr,
         state,
         stop,
         servers,

@@ -13,6 +13,7 @@ use intelmesh_core::OrgId;
 
 use crate::config::{Limits, ListenerConfig, NodeConfig, PeerConfig, Role};
 use crate::pki::{Ca, CaRole, Validity};
+use crate::taxii::{hash_password, random_password, Permission, TaxiiConfig, TaxiiUser};
 
 /// One node to provision.
 #[derive(Clone, Debug)]
@@ -21,6 +22,17 @@ pub struct NodeSpec {
     pub role: Role,
     pub federation: SocketAddr,
     pub api: SocketAddr,
+    /// The TAXII gateway's address, if the node serves one.
+    pub taxii: Option<SocketAddr>,
+}
+
+/// HTTP basic credentials provisioned for a node's TAXII gateway.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct TaxiiCredentials {
+    /// A user who may read and add objects.
+    pub writer: (String, String),
+    /// A user who may only read.
+    pub reader: (String, String),
 }
 
 /// What was written for one node.
@@ -38,6 +50,8 @@ pub struct ProvisionedNode {
     /// The certificate request the node certificate was issued from (what an enrolment
     /// request carries).
     pub node_csr_pem: String,
+    /// The gateway's users and passwords, when the spec asks for a gateway.
+    pub taxii: Option<TaxiiCredentials>,
 }
 
 pub struct Federation {
@@ -118,6 +132,7 @@ pub fn provision(
                 });
             }
         }
+        let taxii = n.taxii.map(|listen| taxii_users(listen, &nd)).transpose()?;
         let config = NodeConfig {
             org: n.org.to_string(),
             role: n.role,
@@ -140,6 +155,7 @@ pub fn provision(
                 key: nd.join("api.key"),
             },
             peer,
+            taxii: taxii.as_ref().map(|(c, _)| c.clone()),
             limits: limits.clone(),
         };
         let config_path = nd.join("node.toml");
@@ -155,6 +171,7 @@ pub fn provision(
                 client_key: nd.join("client.key"),
                 api_ca: nd.join("service-ca.pem"),
                 node_csr_pem,
+                taxii: taxii.map(|(_, credentials)| credentials),
             },
         );
     }
@@ -163,6 +180,33 @@ pub fn provision(
         nodes: out,
         federation_ca,
     })
+}
+
+/// A gateway on `listen` with a writer and a reader, their passwords drawn at random and
+/// kept in `DIR/taxii-credentials.json` (0600) for whoever runs the federation.
+fn taxii_users(listen: SocketAddr, dir: &Path) -> anyhow::Result<(TaxiiConfig, TaxiiCredentials)> {
+    let credentials = TaxiiCredentials {
+        writer: ("analyst".to_string(), random_password()),
+        reader: ("reader".to_string(), random_password()),
+    };
+    let user = |(name, password): &(String, String), permission| -> anyhow::Result<TaxiiUser> {
+        Ok(TaxiiUser {
+            name: name.clone(),
+            password_hash: hash_password(password)?,
+            permission,
+        })
+    };
+    let config = TaxiiConfig {
+        listen,
+        user: vec![
+            user(&credentials.writer, Permission::Submit)?,
+            user(&credentials.reader, Permission::Read)?,
+        ],
+        ..TaxiiConfig::new(listen)
+    };
+    let path = dir.join("taxii-credentials.json");
+    crate::pki::write_pem(&path, &serde_json::to_string_pretty(&credentials)?, true)?;
+    Ok((config, credentials))
 }
 
 /// Ports handed out by this process, so two nodes of one process never get the same one.
@@ -210,6 +254,7 @@ pub fn loopback_specs_hubs(hubs: &[&str], agencies: &[&str]) -> anyhow::Result<V
             role,
             federation: free_loopback_addr()?,
             api: free_loopback_addr()?,
+            taxii: None,
         });
     }
     Ok(specs)

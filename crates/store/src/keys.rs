@@ -2,7 +2,7 @@
 //! atomically). Org ids never contain a NUL byte, so `origin 0x00`
 //! ends an origin unambiguously and keys of one origin sort by seq.
 
-use intelmesh_core::{Indicator, KeyId, OrgId};
+use intelmesh_core::{Indicator, IndicatorType, KeyId, OrgId};
 
 pub const LOG: u8 = b'L';
 pub const HEAD: u8 = b'H';
@@ -26,12 +26,13 @@ pub const INDEX_REBUILD: &[u8] = b"Mrebuild";
 pub const GENERATION: &[u8] = b"G";
 /// The one key holding the layout version of the store.
 pub const FORMAT: &[u8] = b"V";
-/// Layout version this build reads and writes: 4 since the index lives in sled beside the log
-/// (3 kept it in memory and a snapshot file; such a store is upgraded on open by rebuilding the
-/// index from its log). 3 brought payload commitments, per-distribution slots and receipts.
-pub const FORMAT_VERSION: u32 = 4;
-/// The previous layout, which [`FORMAT_VERSION`] upgrades in place.
-pub const FORMAT_UPGRADABLE: u32 = 3;
+/// Layout version this build reads and writes: 5 since the index posts object ids; 4 brought
+/// the index into sled beside the log (3 kept it in memory and a snapshot file). Stores of
+/// either are upgraded on open by rebuilding the index from their log. 3 brought payload
+/// commitments, per-distribution slots and receipts.
+pub const FORMAT_VERSION: u32 = 5;
+/// Earlier layouts whose log [`FORMAT_VERSION`] reads as is, upgraded by an index rebuild.
+pub const FORMAT_UPGRADABLE: [u32; 2] = [3, 4];
 /// The one key holding the org id of the node the store belongs to.
 pub const OWNER: &[u8] = b"O";
 
@@ -106,6 +107,17 @@ pub fn index(indicator: &Indicator) -> Vec<u8> {
     k.push(indicator.ty().code());
     k.extend_from_slice(indicator.value().as_bytes());
     k
+}
+
+/// The type and value of an index key (`I <type code> <value>`); `None` for another key.
+pub fn indicator_of_index(key: &[u8]) -> Option<(IndicatorType, &str)> {
+    match key {
+        [INDEX, code, value @ ..] => Some((
+            IndicatorType::from_code(*code)?,
+            std::str::from_utf8(value).ok()?,
+        )),
+        _ => None,
+    }
 }
 
 /// The origin named by a key with an origin part (`prefix origin 0x00 …`).

@@ -39,7 +39,7 @@ fn check_format(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
         }
         None => Some(1),
     };
-    if found == Some(keys::FORMAT_UPGRADABLE) {
+    if found.is_some_and(|v| keys::FORMAT_UPGRADABLE.contains(&v)) {
         upgrade(db, cfg)?;
         return Ok(());
     }
@@ -55,11 +55,12 @@ fn check_format(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Upgrades a store of the previous layout (index in memory, snapshot file beside sled): the
-/// new layout and the rebuild mark in one batch, so the index is built on disk from the log
-/// before the store serves anything, and a crash meanwhile rebuilds it at the next open.
+/// Upgrades a store of an earlier layout (3: index in memory, snapshot file beside sled; 4: no
+/// object-id postings): the new layout and the rebuild mark in one batch, so the index is built
+/// on disk from the log before the store serves anything, and a crash meanwhile rebuilds it at
+/// the next open.
 fn upgrade(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
-    tracing::info!(path = %cfg.path.display(), "upgrading the store: the index moves to disk");
+    tracing::info!(path = %cfg.path.display(), "upgrading the store layout: the index is rebuilt from the log");
     let mut batch = sled::Batch::default();
     batch.insert(keys::FORMAT, &keys::FORMAT_VERSION.to_be_bytes());
     crate::index_rebuild::mark(&mut batch);

@@ -11,12 +11,17 @@
 //! Layout (`Q` then a kind byte):
 //! - `Q t <len u16><tag, lowercase><index key>`: per tag of any assertion;
 //! - `Q o <len u16><origin><index key>`: per origin with an assertion or sightings;
-//! - `Q m <time, order-preserving u64><index key>`: the latest issue or sighting time.
+//! - `Q m <time, order-preserving u64><index key>`: the latest issue or sighting time;
+//! - `Q i <uuid, 16 bytes><index key>`: the object id of each origin's assertion and of each
+//!   reporter's sightings per TLP (`intelmesh_core::object_id`), so a STIX id finds its
+//!   indicator without a table of issued ids.
 //!
 //! Tags and origins are length-prefixed, so no tag can be read as a prefix of another.
 
 use std::collections::BTreeSet;
 
+use intelmesh_core::object_id;
+use intelmesh_core::Tlp;
 use intelmesh_proto::v1 as pb;
 
 use crate::keys;
@@ -24,6 +29,7 @@ use crate::keys;
 const TAG: u8 = b't';
 const ORIGIN: u8 = b'o';
 const TIME: u8 = b'm';
+const OBJECT: u8 = b'i';
 
 /// What a query reads its candidates from, in the order they come out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,19 +44,31 @@ pub enum Selection {
     Origins(Vec<String>),
     /// Indicators issued or sighted at or after this time, oldest change first.
     UpdatedSince(i64),
+    /// The indicator(s) behind an object id (an assertion's or a reporter's sightings).
+    ObjectId([u8; 16]),
 }
 
 /// Every posting key of `state`, stored under `index_key`.
 pub(crate) fn postings_of(index_key: &[u8], state: &pb::IndicatorState) -> BTreeSet<Vec<u8>> {
     let mut out = BTreeSet::new();
+    let indicator = keys::indicator_of_index(index_key);
     for a in &state.assertions {
         for tag in &a.tags {
             out.insert(named(TAG, &tag.to_lowercase(), index_key));
         }
         out.insert(named(ORIGIN, &a.origin, index_key));
+        if let Some((ty, value)) = indicator {
+            let id = object_id::assertion_uuid(&a.origin, ty, value);
+            out.insert(object(&id, index_key));
+        }
     }
     for s in &state.sightings {
         out.insert(named(ORIGIN, &s.origin, index_key));
+        let tlp = s.distribution.as_ref().and_then(|d| Tlp::from_proto(d.tlp));
+        if let (Some((ty, value)), Some(tlp)) = (indicator, tlp) {
+            let id = object_id::sightings_uuid(&s.origin, tlp, ty, value);
+            out.insert(object(&id, index_key));
+        }
     }
     let latest = state
         .assertions
@@ -71,6 +89,19 @@ pub(crate) fn postings_of(index_key: &[u8], state: &pb::IndicatorState) -> BTree
 /// `i64` to `u64` keeping the order, so big-endian bytes sort as the times do.
 fn ordered(t: i64) -> u64 {
     (t as u64) ^ (1 << 63)
+}
+
+fn object(id: &[u8; 16], index_key: &[u8]) -> Vec<u8> {
+    let mut k = object_range(id);
+    k.extend_from_slice(index_key);
+    k
+}
+
+fn object_range(id: &[u8; 16]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(18);
+    k.extend_from_slice(&[keys::POSTING, OBJECT]);
+    k.extend_from_slice(id);
+    k
 }
 
 fn named(kind: u8, name: &str, index_key: &[u8]) -> Vec<u8> {
@@ -95,6 +126,7 @@ fn range_of(kind: u8, name: &str) -> Vec<u8> {
 pub(crate) fn index_key_of(posting: &[u8]) -> Option<&[u8]> {
     match posting.get(..2)? {
         [keys::POSTING, TIME] => posting.get(10..),
+        [keys::POSTING, OBJECT] => posting.get(18..),
         [keys::POSTING, TAG | ORIGIN] => {
             let len = u16::from_be_bytes(posting.get(2..4)?.try_into().ok()?);
             posting.get(4 + usize::from(len)..)
@@ -128,6 +160,7 @@ pub(crate) fn ranges(selection: &Selection) -> Vec<Range> {
                 .map(|o| Range::posting(range_of(ORIGIN, o)))
                 .collect()
         }
+        Selection::ObjectId(id) => vec![Range::posting(object_range(id))],
         Selection::UpdatedSince(_) => vec![Range {
             prefix: vec![keys::POSTING, TIME],
             skip: 10,
@@ -177,6 +210,10 @@ mod tests {
                 .map(|t| pb::OriginSightings {
                     origin: "SG".into(),
                     last_seen_unix_ms: t,
+                    distribution: Some(pb::Distribution {
+                        tlp: pb::Tlp::Green as i32,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 })
                 .into_iter()
@@ -194,7 +231,15 @@ mod tests {
             .map(|r| p.iter().filter(|k| k.starts_with(&r.prefix)).count())
             .collect();
         assert_eq!(tags, [1], "C2 and c2 are one tag");
-        assert_eq!(p.len(), 2 + 2 + 1, "two tags, two origins, one time");
+        assert_eq!(
+            p.len(),
+            2 + 2 + 1 + 2,
+            "two tags, two origins, one time, two object ids"
+        );
+        let id =
+            object_id::assertion_uuid("AU", intelmesh_core::IndicatorType::Domain, "evil.example");
+        let by_id = &ranges(&Selection::ObjectId(id))[0];
+        assert_eq!(p.iter().filter(|k| k.starts_with(&by_id.prefix)).count(), 1);
         let time = p
             .iter()
             .find(|k| k.starts_with(&[keys::POSTING, TIME]))

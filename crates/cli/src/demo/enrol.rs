@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use intelmesh_core::OrgId;
 use intelmesh_node::config::{Limits, NodeConfig, Role};
-use intelmesh_node::provision::free_loopback_addr;
+use intelmesh_node::provision::{free_loopback_addr, TaxiiCredentials};
+use intelmesh_node::taxii::{Permission, TaxiiConfig};
 
 use crate::conn::Target;
+use crate::taxii_cmd;
 
 /// The federation id: the roster log's origin.
 pub const FEDERATION_ID: &str = "IGCI-MESH";
@@ -33,6 +35,15 @@ pub struct NodeFiles {
     pub config: PathBuf,
     pub federation: SocketAddr,
     pub api: SocketAddr,
+    /// The TAXII gateway and its users, once the config turns it on.
+    pub taxii: Option<TaxiiAccess>,
+}
+
+/// Where a node's TAXII gateway listens and who may call it.
+#[derive(Clone, Debug)]
+pub struct TaxiiAccess {
+    pub listen: SocketAddr,
+    pub credentials: TaxiiCredentials,
 }
 
 impl NodeFiles {
@@ -92,8 +103,9 @@ impl Operators {
             config: dir.join("federation/hub/node.toml"),
             federation,
             api,
+            taxii: None,
         };
-        let ops = Operators {
+        let mut ops = Operators {
             exe,
             dir: ops_dir,
             hub: hub_files,
@@ -149,7 +161,7 @@ impl Operators {
             issue.push(ops.dir.clone().into());
             ops.cli(&issue).await?;
         }
-        set_limits(&ops.hub.config, &ops.limits)?;
+        ops.hub.taxii = Some(tune(&ops.hub.config, &ops.limits)?);
         Ok(ops)
     }
 
@@ -193,6 +205,7 @@ impl Operators {
             dir: node_dir,
             federation: free_loopback_addr()?,
             api: free_loopback_addr()?,
+            taxii: None,
         };
         let mut join: Vec<OsString> = args(&["node", "join", "--dir"]);
         join.push(files.dir.clone().into());
@@ -205,7 +218,10 @@ impl Operators {
             &files.api.to_string(),
         ]));
         self.cli(&join).await?;
-        set_limits(&files.config, &self.limits)?;
+        let files = NodeFiles {
+            taxii: Some(tune(&files.config, &self.limits)?),
+            ..files
+        };
         Ok((files, vec![admitted, recorded]))
     }
 
@@ -307,12 +323,32 @@ fn proposal_of(out: &str) -> anyhow::Result<(String, u64)> {
         .with_context(|| format!("no proposal in: {out}"))
 }
 
-/// Short timers, so links come up and a restarted node reconnects within the demo's patience.
-fn set_limits(config: &Path, limits: &Limits) -> anyhow::Result<()> {
+/// Short timers, so links come up and a restarted node reconnects within the demo's patience;
+/// and the TAXII gateway on, with a writer and a reader, as an operator would with
+/// `intelmesh taxii enable` and `intelmesh taxii user`.
+fn tune(config: &Path, limits: &Limits) -> anyhow::Result<TaxiiAccess> {
     let mut cfg =
         NodeConfig::load(config).with_context(|| format!("reading {}", config.display()))?;
     cfg.limits = limits.clone();
-    crate::enrol_cmd::write_config(config, &cfg)
+    crate::enrol_cmd::write_config(config, &cfg)?;
+    let listen = free_loopback_addr()?;
+    taxii_cmd::edit(config, |t| {
+        *t = Some(TaxiiConfig::new(listen));
+        Ok(())
+    })?;
+    let user = |name: &str, permission| -> anyhow::Result<(String, String)> {
+        let password =
+            taxii_cmd::add_user(config, name, permission, None)?.context("a generated password")?;
+        Ok((name.to_string(), password))
+    };
+    let credentials = TaxiiCredentials {
+        writer: user("analyst", Permission::Submit)?,
+        reader: user("reader", Permission::Read)?,
+    };
+    Ok(TaxiiAccess {
+        listen,
+        credentials,
+    })
 }
 
 #[cfg(test)]

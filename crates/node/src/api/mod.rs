@@ -5,6 +5,7 @@ mod indicators;
 pub mod lookup;
 mod query;
 pub mod status;
+pub mod stix;
 pub mod submission;
 pub mod view;
 

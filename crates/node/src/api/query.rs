@@ -84,6 +84,7 @@ fn kind(selection: &Selection) -> u8 {
         Selection::Tags(_) => 3,
         Selection::Origins(_) => 4,
         Selection::UpdatedSince(_) => 5,
+        Selection::ObjectId(_) => 6,
     }
 }
 

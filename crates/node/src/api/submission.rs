@@ -131,6 +131,31 @@ pub fn submission(s: &pb::Submission, p: &Publisher) -> Result<Prepared, Invalid
     prepared(indicator, distribution, body, p)
 }
 
+/// Whether an origin's assertion in force already says what the submission would: a
+/// repeat of it (an import run again, an identical TAXII POST) need not be signed again.
+pub fn held_identically(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
+    let Some(pb::submission::Body::Upsert(u)) = &s.body else {
+        return false;
+    };
+    let (Some(have), Some(want)) = (&a.distribution, &s.distribution) else {
+        return false;
+    };
+    let mut have_r = have.recipients.clone();
+    let mut want_r = want.recipients.clone();
+    have_r.sort();
+    want_r.sort();
+    !a.revoked
+        && have.tlp == want.tlp
+        && have_r == want_r
+        && a.confidence == u.confidence
+        // An upsert without valid_from is valid from when it is signed.
+        && (u.valid_from_unix_ms == 0 || a.valid_from_unix_ms == u.valid_from_unix_ms)
+        && a.valid_until_unix_ms == u.valid_until_unix_ms
+        && a.tags == u.tags
+        && a.threat_types == u.threat_types
+        && a.description == u.description
+}
+
 /// Checks a `ReportSighting` request and makes its payload canonical.
 pub fn sighting(r: &pb::ReportSightingRequest, p: &Publisher) -> Result<Prepared, Invalid> {
     let indicator = parse_indicator(r.r#type, &r.value)?;

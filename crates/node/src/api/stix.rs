@@ -1,0 +1,89 @@
+//! What a reader's view of indicator states is in STIX 2.1: one `indicator` per origin's
+//! assertion and one `sighting` per reporter and TLP (ids from `intelmesh_core::object_id`),
+//! for `intelmesh export` and the TAXII gateway alike.
+
+use intelmesh_core::indicator::normalize;
+use intelmesh_core::{Indicator, IndicatorType, Tlp};
+use intelmesh_interop::{indicator_object, sighting_object, ExportIndicator, ExportSighting};
+use intelmesh_proto::v1 as pb;
+use serde_json::Value;
+
+/// The STIX parts of states as a reader sees them.
+#[derive(Clone, Debug, Default)]
+pub struct StixParts {
+    pub indicators: Vec<ExportIndicator>,
+    pub sightings: Vec<ExportSighting>,
+    /// States whose value this version cannot read (a newer node's type), left out.
+    pub unreadable: usize,
+}
+
+fn tlp_of(d: Option<&pb::Distribution>) -> Tlp {
+    // A state the node shows always carries its distribution; RED is the safe reading if not.
+    d.and_then(|d| Tlp::from_proto(d.tlp)).unwrap_or(Tlp::Red)
+}
+
+fn indicator_of(state: &pb::IndicatorState) -> Option<Indicator> {
+    let r = state.indicator.as_ref()?;
+    normalize(IndicatorType::from_proto(r.r#type)?, &r.value).ok()
+}
+
+/// Adds one visible state's parts to `parts`.
+pub fn add_state(parts: &mut StixParts, state: &pb::IndicatorState) {
+    let Some(indicator) = indicator_of(state) else {
+        parts.unreadable += 1;
+        return;
+    };
+    for a in &state.assertions {
+        parts.indicators.push(ExportIndicator {
+            indicator: indicator.clone(),
+            origin: a.origin.clone(),
+            tlp: tlp_of(a.distribution.as_ref()),
+            confidence: Some(a.confidence),
+            valid_from_unix_ms: a.valid_from_unix_ms,
+            valid_until_unix_ms: a.valid_until_unix_ms,
+            revoked: a.revoked,
+            created_unix_ms: a.issued_at_unix_ms,
+            modified_unix_ms: a.issued_at_unix_ms,
+            tags: a.tags.clone(),
+            description: Some(a.description.clone()).filter(|d| !d.is_empty()),
+        });
+    }
+    // A sighting names an indicator object: the first origin's assertion the reader sees; a
+    // sighting of nothing the reader sees has nothing to name.
+    if let Some(first) = state.assertions.first() {
+        for x in &state.sightings {
+            parts.sightings.push(ExportSighting {
+                indicator: indicator.clone(),
+                indicator_origin: first.origin.clone(),
+                reporter: x.origin.clone(),
+                tlp: tlp_of(x.distribution.as_ref()),
+                first_seen_unix_ms: x.first_seen_unix_ms,
+                seen_at_unix_ms: x.last_seen_unix_ms,
+                count: x.count,
+            });
+        }
+    }
+}
+
+/// The parts of many visible states.
+pub fn stix_parts(states: &[pb::IndicatorState]) -> StixParts {
+    let mut parts = StixParts::default();
+    for s in states {
+        add_state(&mut parts, s);
+    }
+    parts
+}
+
+/// One visible state's STIX objects with their versions (`modified`, in milliseconds).
+pub fn objects_of(state: &pb::IndicatorState) -> Vec<(i64, Value)> {
+    let parts = stix_parts(std::slice::from_ref(state));
+    let indicators = parts
+        .indicators
+        .iter()
+        .map(|e| (e.modified_unix_ms, indicator_object(e)));
+    let sightings = parts
+        .sightings
+        .iter()
+        .map(|s| (s.seen_at_unix_ms, sighting_object(s)));
+    indicators.chain(sightings).collect()
+}

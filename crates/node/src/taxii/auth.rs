@@ -1,0 +1,156 @@
+//! Who calls the gateway: a service certificate presented in the TLS handshake, or HTTP basic
+//! credentials of a `[[taxii.user]]`, and what each may do.
+//!
+//! A certificate's caller reads as its own org and may add objects only if that org is this
+//! node's (as on the gRPC API); a basic user reads as this node's org with the permission its
+//! config entry gives. Verified passwords are remembered (as a hash, bounded, for minutes) so
+//! a client paging through a collection does not pay argon2 on every page.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordVerifier};
+use argon2::Argon2;
+use base64::Engine;
+use intelmesh_core::OrgId;
+use sha2::{Digest, Sha256};
+
+use super::config::{Permission, TaxiiUser};
+use crate::admission::revoked_certificate;
+use crate::identity::{identity_of, Identity};
+use crate::state::NodeState;
+
+/// Verified credentials remembered at most.
+const REMEMBERED: usize = 256;
+/// How long a verified password is remembered.
+const REMEMBER_FOR: Duration = Duration::from_secs(300);
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The org whose view the caller reads.
+    pub org: OrgId,
+    /// The service or user name, for logs and idempotency.
+    pub name: String,
+    pub can_write: bool,
+}
+
+/// Why a request is not authenticated (401) or not allowed (403).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials: present a service certificate or HTTP basic credentials")]
+    Missing,
+    #[error("the user name or password is wrong")]
+    BadCredentials,
+    #[error("the Authorization header is not HTTP basic credentials")]
+    Malformed,
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl AuthError {
+    /// 403 for a known caller refused, 401 otherwise.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            AuthError::Refused(_) => 403,
+            _ => 401,
+        }
+    }
+}
+
+/// The configured users and the passwords verified lately.
+pub struct Users {
+    users: Vec<TaxiiUser>,
+    verified: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl Users {
+    pub fn new(users: Vec<TaxiiUser>) -> Users {
+        Users {
+            users,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The user an `Authorization: Basic …` header names, if its password is right.
+    fn check_basic(&self, header: &str) -> Result<(&TaxiiUser, String), AuthError> {
+        let encoded = header
+            .strip_prefix("Basic ")
+            .or_else(|| header.strip_prefix("basic "))
+            .ok_or(AuthError::Malformed)?;
+        if encoded.len() > 1024 {
+            return Err(AuthError::Malformed);
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| AuthError::Malformed)?;
+        let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
+        let (name, password) = text.split_once(':').ok_or(AuthError::Malformed)?;
+        let user = self
+            .users
+            .iter()
+            .find(|u| u.name == name)
+            .ok_or(AuthError::BadCredentials)?;
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(user.password_hash.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        let now = Instant::now();
+        {
+            let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if verified
+                .get(&key)
+                .is_some_and(|&t| now.duration_since(t) < REMEMBER_FOR)
+            {
+                return Ok((user, name.to_string()));
+            }
+        }
+        let hash = PasswordHash::new(&user.password_hash).map_err(|_| AuthError::BadCredentials)?;
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .map_err(|_| AuthError::BadCredentials)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        verified.retain(|_, t| now.duration_since(*t) < REMEMBER_FOR);
+        if verified.len() >= REMEMBERED {
+            verified.clear();
+        }
+        verified.insert(key, now);
+        Ok((user, name.to_string()))
+    }
+}
+
+/// The caller of one request: the client certificate (`leaf`, DER) if one was presented,
+/// else the basic credentials of `authorization`.
+pub fn authenticate(
+    state: &NodeState,
+    users: &Users,
+    leaf: Option<&[u8]>,
+    authorization: Option<&str>,
+) -> Result<Caller, AuthError> {
+    if let Some(leaf) = leaf {
+        if let Some(why) = revoked_certificate(state, leaf) {
+            return Err(AuthError::Refused(why));
+        }
+        return match identity_of(leaf) {
+            Ok(Identity::Service { org, name }) => Ok(Caller {
+                can_write: org == state.org,
+                org,
+                name,
+            }),
+            Ok(other) => Err(AuthError::Refused(format!(
+                "{other} is not a service: the gateway serves service certificates and users"
+            ))),
+            Err(e) => Err(AuthError::Refused(e.to_string())),
+        };
+    }
+    let header = authorization.ok_or(AuthError::Missing)?;
+    let (user, name) = users.check_basic(header)?;
+    Ok(Caller {
+        org: state.org.clone(),
+        name: format!("user:{name}"),
+        can_write: user.permission == Permission::Submit,
+    })
+}

@@ -1,0 +1,512 @@
+//! HTTP glue of the gateway: routes, content negotiation, authentication, and TAXII error
+//! bodies; each handler decodes, calls a plain function of `read` or `write`, and encodes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use intelmesh_core::now_unix_ms;
+use intelmesh_core::object_id::{format_uuid, name_uuid};
+use intelmesh_interop::taxii::{self as protocol, ManifestRecord, ObjectsQuery, StatusResource};
+use serde_json::Value;
+
+use super::auth::{authenticate, Caller, Users};
+use super::config::TaxiiConfig;
+use super::read::{self, Dated, Page, ReadError, Reader};
+use super::write::{self, Statuses};
+use intelmesh_store::Store;
+
+use crate::api::submission::Publisher;
+use crate::api::view::Filter;
+use crate::state::NodeState;
+
+/// The API root's path segment.
+const API_ROOT: &str = "intelmesh";
+/// Objects per page when the client gives no `limit`.
+const DEFAULT_PAGE: usize = 100;
+
+/// What the TLS handshake told about the caller.
+#[derive(Clone)]
+pub struct Connection {
+    pub leaf: Option<Arc<Vec<u8>>>,
+}
+
+#[derive(Clone)]
+struct Gateway {
+    state: Arc<NodeState>,
+    cfg: Arc<TaxiiConfig>,
+    users: Arc<Users>,
+    statuses: Arc<Statuses>,
+    collection_id: String,
+}
+
+pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig) -> Router {
+    let collection_id = format_uuid(&name_uuid(&["taxii-collection", state.org.as_str()]));
+    let g = Gateway {
+        users: Arc::new(Users::new(cfg.user.clone())),
+        cfg: Arc::new(cfg),
+        statuses: Arc::new(Statuses::default()),
+        collection_id,
+        state,
+    };
+    let root = format!("/{API_ROOT}");
+    let collection = format!("{root}/collections/{{collection}}");
+    Router::new()
+        .route("/taxii2/", get(discovery))
+        .route(&format!("{root}/"), get(api_root))
+        .route(&format!("{root}/collections/"), get(collections))
+        .route(&format!("{collection}/"), get(collection_one))
+        .route(
+            &format!("{collection}/objects/"),
+            get(objects).post(add_objects),
+        )
+        .route(&format!("{collection}/objects/{{id}}/"), get(object))
+        .route(
+            &format!("{collection}/objects/{{id}}/versions/"),
+            get(versions),
+        )
+        .route(&format!("{collection}/manifest/"), get(manifest))
+        .route(&format!("{root}/status/{{status}}/"), get(status))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(g)
+}
+
+fn taxii(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(protocol::TAXII_MEDIA_TYPE),
+    );
+    r
+}
+
+fn error(status: StatusCode, title: &str, description: impl std::fmt::Display) -> Response {
+    let body = protocol::error_body(status.as_u16(), title, &description.to_string());
+    let mut r = taxii(status, &body);
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"intelmesh TAXII\""),
+        );
+    }
+    r
+}
+
+/// A request refused: its status and the TAXII error body's title and description.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    title: &'static str,
+    description: String,
+}
+
+fn refuse(status: StatusCode, title: &'static str, description: impl std::fmt::Display) -> Refusal {
+    Refusal {
+        status,
+        title,
+        description: description.to_string(),
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        error(self.status, self.title, self.description)
+    }
+}
+
+type Answer = Result<Response, Refusal>;
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "Not found", "no such TAXII resource")
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        "this resource does not take that method",
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> Refusal {
+    tracing::error!(error = %e, "TAXII request failed");
+    refuse(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Server error",
+        "the node could not answer; see its log",
+    )
+}
+
+/// Checks the `Accept` header and authenticates: the caller, or the answer refusing it.
+fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Caller, Refusal> {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if !protocol::accepts_taxii(text(header::ACCEPT)) {
+        return Err(refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            "Not acceptable",
+            format!("answers are {}", protocol::TAXII_MEDIA_TYPE),
+        ));
+    }
+    authenticate(
+        &g.state,
+        &g.users,
+        conn.leaf.as_deref().map(Vec::as_slice),
+        text(header::AUTHORIZATION),
+    )
+    .map_err(|e| {
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let title = if status == StatusCode::FORBIDDEN {
+            "Forbidden"
+        } else {
+            "Unauthorized"
+        };
+        refuse(status, title, e)
+    })
+}
+
+fn check_collection(g: &Gateway, id: &str) -> Result<(), Refusal> {
+    if id == g.collection_id {
+        Ok(())
+    } else {
+        Err(refuse(
+            StatusCode::NOT_FOUND,
+            "No such collection",
+            format!("collection {id:.80} is not on this server"),
+        ))
+    }
+}
+
+fn base_url(headers: &HeaderMap, g: &Gateway) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| h.len() < 256 && !h.contains(['/', ' ']))
+        .map(str::to_string)
+        .unwrap_or_else(|| g.cfg.listen.to_string());
+    format!("https://{host}")
+}
+
+async fn discovery(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    headers: HeaderMap,
+) -> Answer {
+    admit(&g, &c, &headers)?;
+    let url = format!("{}/{API_ROOT}/", base_url(&headers, &g));
+    let title = format!("intelmesh node {}", g.state.org);
+    Ok(taxii(StatusCode::OK, &protocol::discovery(&title, &url)))
+}
+
+async fn api_root(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    headers: HeaderMap,
+) -> Answer {
+    admit(&g, &c, &headers)?;
+    let title = format!("intelmesh: the federation as {} sees it", g.state.org);
+    let root = protocol::api_root(&title, g.cfg.max_content_length);
+    Ok(taxii(StatusCode::OK, &root))
+}
+
+fn collection_json(g: &Gateway, caller: &Caller) -> Value {
+    let description = format!(
+        "indicators and sightings the federation shares with {}; objects added are signed by {}",
+        caller.org, g.state.org
+    );
+    protocol::collection(
+        &g.collection_id,
+        "indicators",
+        &description,
+        caller.can_write,
+    )
+}
+
+async fn collections(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = admit(&g, &c, &headers)?;
+    let body = serde_json::json!({"collections": [collection_json(&g, &caller)]});
+    Ok(taxii(StatusCode::OK, &body))
+}
+
+async fn collection_one(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = admit(&g, &c, &headers)?;
+    check_collection(&g, &id)?;
+    Ok(taxii(StatusCode::OK, &collection_json(&g, &caller)))
+}
+
+/// Admission, collection and query parameters of a read.
+fn read_request(
+    g: &Gateway,
+    c: &Connection,
+    headers: &HeaderMap,
+    collection: &str,
+    query: Option<&str>,
+) -> Result<(Caller, ObjectsQuery), Refusal> {
+    let caller = admit(g, c, headers)?;
+    check_collection(g, collection)?;
+    let q = protocol::parse_objects_query(query)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Bad query parameter", e))?;
+    Ok((caller, q))
+}
+
+/// Runs `f` with a reader for `caller` on a blocking thread.
+async fn reading<T: Send + 'static>(
+    g: &Gateway,
+    caller: Caller,
+    f: impl FnOnce(&Reader) -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, Refusal> {
+    let state = Arc::clone(&g.state);
+    let answer = tokio::task::spawn_blocking(move || {
+        let view = Filter::default().hiding(state.withdrawn());
+        let reader = Reader {
+            store: state.store.as_ref(),
+            org: &caller.org,
+            view: &view,
+        };
+        f(&reader)
+    })
+    .await
+    .map_err(internal)?;
+    answer.map_err(|e| match e {
+        ReadError::BadToken(_) => refuse(StatusCode::BAD_REQUEST, "Bad query parameter", e),
+        ReadError::Store(e) => internal(e),
+    })
+}
+
+fn limit(g: &Gateway, q: &ObjectsQuery) -> usize {
+    q.limit.unwrap_or(DEFAULT_PAGE).min(g.cfg.max_page_objects)
+}
+
+fn with_date_headers(mut r: Response, objects: &[Dated]) -> Response {
+    let first = objects.iter().map(|d| d.date_added).min();
+    let last = objects.iter().map(|d| d.date_added).max();
+    for (name, t) in [
+        ("x-taxii-date-added-first", first),
+        ("x-taxii-date-added-last", last),
+    ] {
+        let text = t.map(intelmesh_interop::format_timestamp);
+        if let Some(v) = text.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            r.headers_mut().insert(name, v);
+        }
+    }
+    r
+}
+
+fn envelope_of(page: Page) -> Response {
+    let objects: Vec<Value> = page.objects.iter().map(|d| d.object.clone()).collect();
+    let envelope = protocol::envelope(objects, page.next.as_deref());
+    with_date_headers(taxii(StatusCode::OK, &envelope), &page.objects)
+}
+
+async fn objects(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    Path(collection): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Answer {
+    let (caller, q) = read_request(&g, &c, &headers, &collection, query.as_deref())?;
+    let n = limit(&g, &q);
+    let page = reading(&g, caller, move |r| read::page(r, &q, n)).await?;
+    Ok(envelope_of(page))
+}
+
+async fn manifest(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    Path(collection): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Answer {
+    let (caller, q) = read_request(&g, &c, &headers, &collection, query.as_deref())?;
+    let n = limit(&g, &q);
+    let page = reading(&g, caller, move |r| read::page(r, &q, n)).await?;
+    let records: Vec<ManifestRecord> = page
+        .objects
+        .iter()
+        .map(|d| ManifestRecord {
+            id: d.object["id"].as_str().unwrap_or_default().to_string(),
+            date_added_unix_ms: d.date_added,
+            version_unix_ms: d.version,
+        })
+        .collect();
+    let body = protocol::manifest(&records, page.next.as_deref());
+    Ok(with_date_headers(
+        taxii(StatusCode::OK, &body),
+        &page.objects,
+    ))
+}
+
+/// The versions of one object, or 404 when the reader sees none.
+async fn one_object(
+    g: &Gateway,
+    c: &Connection,
+    headers: &HeaderMap,
+    (collection, id): (&str, &str),
+    query: Option<&str>,
+) -> Result<Vec<Dated>, Refusal> {
+    let (caller, q) = read_request(g, c, headers, collection, query)?;
+    let missing = |why: String| refuse(StatusCode::NOT_FOUND, "No such object", why);
+    if !protocol::object_id_ok(id) {
+        return Err(missing(format!("{id:.80} is not a STIX id")));
+    }
+    let id = id.to_string();
+    let found = reading(g, caller, move |r| read::by_id(r, &id, &q)).await?;
+    if found.is_empty() {
+        return Err(missing(
+            "no object with this id (and these filters) is visible to this caller".into(),
+        ));
+    }
+    Ok(found)
+}
+
+async fn object(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    Path((collection, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Answer {
+    let found = one_object(&g, &c, &headers, (&collection, &id), query.as_deref()).await?;
+    Ok(envelope_of(Page {
+        objects: found,
+        next: None,
+    }))
+}
+
+async fn versions(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    Path((collection, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Answer {
+    // Every version, whatever match[version] says: this resource lists them.
+    let all = match query.as_deref() {
+        Some(q) if !q.is_empty() => format!("{q}&match[version]=all"),
+        _ => "match[version]=all".to_string(),
+    };
+    let found = one_object(&g, &c, &headers, (&collection, &id), Some(&all)).await?;
+    let versions: BTreeSet<i64> = found.iter().map(|d| d.version).collect();
+    let versions: Vec<i64> = versions.into_iter().collect();
+    let body = protocol::versions(&versions, None);
+    Ok(with_date_headers(taxii(StatusCode::OK, &body), &found))
+}
+
+async fn status(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let caller = admit(&g, &c, &headers)?;
+    match g.statuses.get(&caller.org, &caller.name, &id) {
+        Some(s) => Ok(taxii(StatusCode::OK, &s.to_json())),
+        None => Err(refuse(
+            StatusCode::NOT_FOUND,
+            "No such status",
+            "no status with this id for this caller (the last 1024 are kept)",
+        )),
+    }
+}
+
+/// Admission, permission, media type and size of a POST: the envelope's JSON.
+async fn posted(
+    g: &Gateway,
+    c: &Connection,
+    headers: &HeaderMap,
+    collection: &str,
+    body: Body,
+) -> Result<(Caller, Value), Refusal> {
+    let caller = admit(g, c, headers)?;
+    check_collection(g, collection)?;
+    if !caller.can_write {
+        let why = format!("{} may read this collection, not add to it", caller.name);
+        return Err(refuse(StatusCode::FORBIDDEN, "Forbidden", why));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if !protocol::is_taxii_content(content_type) {
+        return Err(refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            format!("post an envelope as {}", protocol::TAXII_MEDIA_TYPE),
+        ));
+    }
+    let max = g.cfg.max_content_length;
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
+        let why = format!("the body is over max_content_length ({max} bytes)");
+        refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too large", why)
+    })?;
+    let envelope = serde_json::from_slice(&bytes)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Not JSON", e))?;
+    Ok((caller, envelope))
+}
+
+async fn add_objects(
+    State(g): State<Gateway>,
+    Extension(c): Extension<Connection>,
+    Path(collection): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let (caller, envelope) = posted(&g, &c, &headers, &collection, body).await?;
+    let request_time = now_unix_ms();
+    let state = Arc::clone(&g.state);
+    let plan = tokio::task::spawn_blocking(move || {
+        let members = state.keys().members().clone();
+        let publisher = Publisher {
+            org: &state.org,
+            members: &members,
+            now: request_time,
+        };
+        let me = state.org.as_str().to_string();
+        write::plan(&envelope, &publisher, |i| {
+            let held = state.store.indicator(i).ok().flatten()?;
+            held.assertions.into_iter().find(|a| a.origin == me)
+        })
+    })
+    .await
+    .map_err(internal)?
+    .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Not an envelope", e))?;
+    let items = plan
+        .to_sign
+        .into_iter()
+        .map(|p| (p.distribution, p.payload))
+        .collect();
+    g.state
+        .publish(items)
+        .await
+        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e))?;
+    let mut id = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
+    let status = StatusResource {
+        id: format_uuid(&id),
+        request_unix_ms: request_time,
+        successes: plan.successes,
+        failures: plan.failures,
+        pendings: Vec::new(),
+    };
+    let body = status.to_json();
+    g.statuses.keep(&caller.org, &caller.name, status);
+    Ok(taxii(StatusCode::ACCEPTED, &body))
+}

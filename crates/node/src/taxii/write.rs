@@ -1,0 +1,178 @@
+//! Adding objects: a posted envelope to entries signed by this node and a status resource
+//! that gives every posted object exactly one outcome.
+//!
+//! [`plan`] is pure: each `indicator` whose pattern the mesh represents becomes one
+//! submission per value (checked as the gRPC `Submit` checks them), a TLP marking definition
+//! is consumed, anything else is a failure with its reason. A value this node already asserts
+//! identically is a success that signs nothing, so an identical re-POST publishes nothing.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Mutex;
+
+use intelmesh_core::{Indicator, OrgId, Tlp};
+use intelmesh_interop::format_timestamp;
+use intelmesh_interop::stix::{import_stix, ImportOptions, Outcome, SkipReason, StixIndicator};
+use intelmesh_interop::taxii::{StatusDetail, StatusResource};
+use intelmesh_proto::v1 as pb;
+use serde_json::Value;
+
+use crate::api::submission::{held_identically, submission, Prepared, Publisher};
+
+/// Statuses kept for `GET …/status/{id}/`, the oldest forgotten first.
+const STATUSES_KEPT: usize = 1024;
+
+/// What to sign for a POST, and the status it will have once signed.
+#[derive(Debug, Default)]
+pub struct Plan {
+    pub to_sign: Vec<Prepared>,
+    pub successes: Vec<StatusDetail>,
+    pub failures: Vec<StatusDetail>,
+}
+
+/// Why a body is not an envelope at all (400).
+#[derive(Debug, thiserror::Error)]
+#[error("the body is not a TAXII envelope or STIX bundle: {0}")]
+pub struct NotAnEnvelope(String);
+
+/// The submission a STIX indicator asks for: a revocation if it is revoked, else an upsert.
+pub fn submission_of(i: &StixIndicator) -> pb::Submission {
+    use pb::submission::Body;
+    let body = if i.revoked {
+        Body::Revoke(pb::IndicatorRevoke {
+            indicator: None,
+            reason: "revoked in STIX".into(),
+        })
+    } else {
+        Body::Upsert(pb::IndicatorUpsert {
+            indicator: None,
+            confidence: i.confidence.unwrap_or(50).min(100),
+            valid_from_unix_ms: i.valid_from_unix_ms.unwrap_or(0),
+            valid_until_unix_ms: i.valid_until_unix_ms,
+            tags: i.tags.clone(),
+            threat_types: Vec::new(),
+            description: i.description.clone().unwrap_or_default(),
+            external_references: Vec::new(),
+        })
+    };
+    pb::Submission {
+        r#type: i.indicator.ty().to_proto() as i32,
+        value: i.indicator.value().to_string(),
+        distribution: Some(pb::Distribution {
+            tlp: i.tlp.to_proto() as i32,
+            recipients: Vec::new(),
+        }),
+        body: Some(body),
+    }
+}
+
+fn detail(id: &str, version: Option<i64>, message: Option<String>) -> StatusDetail {
+    StatusDetail {
+        id: id.to_string(),
+        version: version.map(format_timestamp),
+        message,
+    }
+}
+
+/// What to sign for `body` and each object's outcome. `held(i)` is this node's assertion in
+/// force about `i`, if any.
+pub fn plan(
+    body: &Value,
+    publisher: &Publisher,
+    held: impl Fn(&Indicator) -> Option<pb::OriginAssertion>,
+) -> Result<Plan, NotAnEnvelope> {
+    // Unmarked objects were not declared shareable further: AMBER, as on import.
+    let options = ImportOptions {
+        default_tlp: Tlp::Amber,
+    };
+    let import = import_stix(body, &options).map_err(|e| NotAnEnvelope(e.to_string()))?;
+    let objects = body
+        .get("objects")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut plan = Plan::default();
+    let mut seen: BTreeSet<Indicator> = BTreeSet::new();
+    for o in import.objects {
+        let id =
+            o.id.clone()
+                .unwrap_or_else(|| format!("(object {})", o.index));
+        let version = objects
+            .get(o.index)
+            .and_then(intelmesh_interop::taxii::object_version);
+        match o.outcome {
+            Outcome::Skipped(SkipReason::MarkingDefinition) => {
+                plan.successes.push(detail(&id, version, None));
+            }
+            Outcome::Skipped(SkipReason::NotAnIndicator) => plan.failures.push(detail(
+                &id,
+                version,
+                Some(format!(
+                    "{} objects are not kept: the mesh holds indicators (and reports sightings itself)",
+                    o.object_type.as_deref().unwrap_or("untyped")
+                )),
+            )),
+            Outcome::Failed(e) => plan
+                .failures
+                .push(detail(&id, version, Some(e.to_string()))),
+            Outcome::Imported(values) => {
+                let mut prepared = Vec::new();
+                let mut refused = None;
+                for v in &values {
+                    let s = submission_of(v);
+                    if held(&v.indicator).is_some_and(|a| same_or_revoked(&a, &s)) {
+                        continue;
+                    }
+                    // The first object naming a value wins; a repeat in one envelope is
+                    // signed once.
+                    if !seen.insert(v.indicator.clone()) {
+                        continue;
+                    }
+                    match submission(&s, publisher) {
+                        Ok(p) => prepared.push(p),
+                        Err(e) => refused = Some(format!("{}: {e}", v.indicator.value())),
+                    }
+                }
+                match refused {
+                    Some(why) => plan.failures.push(detail(&id, version, Some(why))),
+                    None => {
+                        plan.to_sign.extend(prepared);
+                        plan.successes.push(detail(&id, version, None));
+                    }
+                }
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Whether `a` already says what `s` asks: the same upsert, or a revocation of a value
+/// already revoked.
+fn same_or_revoked(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
+    match &s.body {
+        Some(pb::submission::Body::Revoke(_)) => a.revoked,
+        _ => held_identically(a, s),
+    }
+}
+
+/// Status resources of recent POSTs, each readable by the caller that made it.
+#[derive(Default)]
+pub struct Statuses {
+    kept: Mutex<VecDeque<(OrgId, String, StatusResource)>>,
+}
+
+impl Statuses {
+    pub fn keep(&self, org: &OrgId, caller: &str, status: StatusResource) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept.len() >= STATUSES_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((org.clone(), caller.to_string(), status));
+    }
+
+    pub fn get(&self, org: &OrgId, caller: &str, id: &str) -> Option<StatusResource> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter()
+            .find(|(o, c, s)| o == org && c == caller && s.id == id)
+            .map(|(_, _, s)| s.clone())
+    }
+}

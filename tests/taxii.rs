@@ -1,0 +1,301 @@
+//! The TAXII 2.1 gateway as third-party software uses it, over real TLS on loopback: the
+//! OASIS client library (taxii2-client), stix2 and stix2-validator run the whole contract
+//! (`tests/taxii/client_check.py`); raw HTTP (`tests/taxii/tool.py`) checks that TLP holds
+//! exactly as on the gRPC API, that a service certificate authenticates, and that an
+//! identical re-POST signs nothing. The Python tools come from `scripts/python-deps.sh`,
+//! which `scripts/test.sh` runs and exports as `INTELMESH_PYTHON`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use intelmesh_core::OrgId;
+use intelmesh_node::provision::{free_loopback_addr, loopback_specs, star_links};
+use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
+use intelmesh_store::Store;
+use intelmesh_tests::api::{dist, submit, upsert};
+use intelmesh_tests::net::{fast_limits, org, TestNet};
+use serde_json::{json, Value};
+
+fn python() -> PathBuf {
+    match std::env::var_os("INTELMESH_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => panic!(
+            "INTELMESH_PYTHON is not set: run scripts/test.sh, or export \
+             INTELMESH_PYTHON=$(scripts/python-deps.sh | tail -n 1) before cargo test"
+        ),
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("taxii")
+        .join(name)
+}
+
+/// A hub and two agencies, each serving TAXII.
+async fn net() -> TestNet {
+    let mut specs = loopback_specs("SG-IGCI", &["AU-AFP", "BR-PF"]).expect("ports");
+    for s in &mut specs {
+        s.taxii = Some(free_loopback_addr().expect("port"));
+    }
+    let links = star_links(&specs);
+    TestNet::new(specs, links, fast_limits()).await
+}
+
+struct Gateway {
+    collection: String,
+    ca: PathBuf,
+    writer: (String, String),
+    reader: (String, String),
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    base: String,
+}
+
+async fn gateway(net: &TestNet, at: &OrgId) -> Gateway {
+    let p = &net.fed.nodes[at];
+    let addr = net.node(at).taxii_addr.expect("the gateway listens");
+    let base = format!("https://{addr}");
+    let credentials = p.taxii.clone().expect("provisioned credentials");
+    let mut g = Gateway {
+        collection: String::new(),
+        ca: p.api_ca.clone(),
+        writer: credentials.writer,
+        reader: credentials.reader,
+        client_cert: p.client_cert.clone(),
+        client_key: p.client_key.clone(),
+        base,
+    };
+    let collections = run_tool(
+        &g,
+        &["get", &format!("{}/intelmesh/collections/", g.base)],
+        &g.reader,
+    )
+    .await;
+    assert_eq!(collections["status"], 200, "{collections}");
+    let body: Value = serde_json::from_str(collections["body"].as_str().unwrap()).unwrap();
+    let id = body["collections"][0]["id"]
+        .as_str()
+        .expect("one collection")
+        .to_string();
+    g.collection = format!("{}/intelmesh/collections/{id}/", g.base);
+    g
+}
+
+/// Runs `tool.py` with `args` as `user`, and returns its JSON answer.
+async fn run_tool(g: &Gateway, args: &[&str], user: &(String, String)) -> Value {
+    let mut all: Vec<String> = vec![script("tool.py").display().to_string()];
+    all.push(args[0].to_string());
+    all.push(args[1].to_string());
+    all.push(g.ca.display().to_string());
+    all.extend(args[2..].iter().map(|s| s.to_string()));
+    if !user.0.is_empty() {
+        all.extend([
+            "--user".into(),
+            user.0.clone(),
+            "--password".into(),
+            user.1.clone(),
+        ]);
+    }
+    run_python(all).await
+}
+
+async fn run_python(args: Vec<String>) -> Value {
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python())
+            .args(&args)
+            // requests lets these override the CA a client names.
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .output()
+            .expect("python runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn patterns(read: &Value) -> Vec<String> {
+    read["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(|o| o["pattern"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn taxii2_client_stix2_and_the_validator_accept_the_gateway() {
+    let net = net().await;
+    let au = org("AU-AFP");
+    let g = gateway(&net, &au).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("taxii.json");
+    let cfg = json!({
+        "taxii_url": format!("{}/taxii2/", g.base),
+        "taxii_user": g.writer.0, "taxii_password": g.writer.1,
+        "taxii_ca": g.ca,
+        "reader_user": g.reader.0, "reader_password": g.reader.1,
+    });
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let report = run_python(vec![
+        script("client_check.py").display().to_string(),
+        config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(report["ok"], true, "{report}");
+    assert!(
+        report["objects_read"].as_u64().unwrap_or(0) >= 10,
+        "{report}"
+    );
+    assert!(report["pages"].as_u64().unwrap_or(0) >= 5, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn what_a_caller_reads_honours_tlp_as_the_grpc_api_does() {
+    let net = net().await;
+    let (au, br) = (org("AU-AFP"), org("BR-PF"));
+    let mut client = net.client(&au).await;
+    let mut red_to_br = upsert(Ty::Domain, "for-br.example", Tlp::Red, &["op"]);
+    red_to_br.distribution = dist(Tlp::Red, &["BR-PF"]);
+    let mut red_alone = upsert(Ty::Domain, "au-only.example", Tlp::Red, &["op"]);
+    red_alone.distribution = dist(Tlp::Red, &[]);
+    submit(
+        &mut client,
+        vec![
+            upsert(Ty::Domain, "shared.example", Tlp::Green, &["c2"]),
+            red_to_br,
+            red_alone,
+        ],
+    )
+    .await;
+    net.wait_converged(Duration::from_secs(20))
+        .await
+        .expect("converged");
+
+    let at_br = gateway(&net, &br).await;
+    let seen = patterns(
+        &run_tool(
+            &at_br,
+            &["read", &at_br.collection, "--limit", "1"],
+            &at_br.reader,
+        )
+        .await,
+    );
+    assert!(
+        seen.contains(&"[domain-name:value = 'shared.example']".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&"[domain-name:value = 'for-br.example']".to_string()),
+        "a recipient reads RED: {seen:?}"
+    );
+    assert!(!seen.iter().any(|p| p.contains("au-only")), "{seen:?}");
+
+    let at_hub = gateway(&net, &org("SG-IGCI")).await;
+    let seen = patterns(&run_tool(&at_hub, &["read", &at_hub.collection], &at_hub.reader).await);
+    assert!(
+        seen.contains(&"[domain-name:value = 'shared.example']".to_string()),
+        "{seen:?}"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|p| p.contains("for-br") || p.contains("au-only")),
+        "the hub relays RED, it does not read it: {seen:?}"
+    );
+
+    // A service certificate authenticates instead of a password, and reads as its org.
+    let at_au = gateway(&net, &au).await;
+    let by_cert = run_tool(
+        &at_au,
+        &[
+            "read",
+            &at_au.collection,
+            "--cert",
+            &at_au.client_cert.display().to_string(),
+            "--key",
+            &at_au.client_key.display().to_string(),
+        ],
+        &(String::new(), String::new()),
+    )
+    .await;
+    assert!(
+        patterns(&by_cert).iter().any(|p| p.contains("au-only")),
+        "{by_cert}"
+    );
+
+    // Without credentials: 401 with a TAXII error body; a wrong password too.
+    let anonymous = run_tool(
+        &at_au,
+        &["get", &at_au.collection],
+        &(String::new(), String::new()),
+    )
+    .await;
+    assert_eq!(anonymous["status"], 401, "{anonymous}");
+    let body: Value = serde_json::from_str(anonymous["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["http_status"], "401");
+    let wrong = run_tool(
+        &at_au,
+        &["get", &at_au.collection],
+        &(at_au.reader.0.clone(), "guess".into()),
+    )
+    .await;
+    assert_eq!(wrong["status"], 401, "{wrong}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_identical_repost_succeeds_and_signs_nothing() {
+    let net = net().await;
+    let au = org("AU-AFP");
+    let g = gateway(&net, &au).await;
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = dir.path().join("envelope.json");
+    let indicator = |id: &str, pattern: &str| {
+        json!({
+            "type": "indicator", "spec_version": "2.1", "id": id,
+            "created": "2026-11-30T10:00:00.000Z", "modified": "2026-11-30T10:00:00.000Z",
+            "pattern": pattern, "pattern_type": "stix", "valid_from": "2026-11-30T10:00:00Z",
+            "object_marking_refs": ["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"],
+        })
+    };
+    let body = json!({"objects": [
+        indicator("indicator--6b8f5c2e-1111-4f4e-9c3a-000000000001", "[domain-name:value = 'one.example'] OR [ipv4-addr:value = '198.51.100.0/24']"),
+        indicator("indicator--6b8f5c2e-1111-4f4e-9c3a-000000000002", "[process:name = 'evil.exe']"),
+        {"type": "malware", "spec_version": "2.1", "id": "malware--6b8f5c2e-1111-4f4e-9c3a-000000000003",
+         "created": "2026-11-30T10:00:00.000Z", "modified": "2026-11-30T10:00:00.000Z", "name": "x", "is_family": false},
+    ]});
+    std::fs::write(&envelope, body.to_string()).unwrap();
+    let path = envelope.display().to_string();
+    let head = || {
+        net.node(&au)
+            .state()
+            .store
+            .head(&au)
+            .unwrap()
+            .map_or(0, |h| h.seq)
+    };
+    let before = head();
+    let first = run_tool(&g, &["post", &g.collection, &path], &g.writer).await;
+    assert_eq!(first["status"], 202, "{first}");
+    let status = &first["body"];
+    assert_eq!(status["success_count"], 1, "{status}");
+    assert_eq!(status["failure_count"], 2, "{status}");
+    assert_eq!(status["total_count"], 3, "{status}");
+    assert_eq!(head(), before + 2, "one entry per value of the OR");
+    let again = run_tool(&g, &["post", &g.collection, &path], &g.writer).await;
+    assert_eq!(again["body"]["success_count"], 1, "{again}");
+    assert_eq!(head(), before + 2, "a re-POST signs nothing");
+    // The reader may not add.
+    let refused = run_tool(&g, &["post", &g.collection, &path], &g.reader).await;
+    assert_eq!(refused["status"], 403, "{refused}");
+}
