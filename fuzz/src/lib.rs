@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod seeds;
 pub mod targets;
 pub mod targets_interop;
+pub mod targets_taxii;
 
 /// A fuzz target: bytes in, a panic if and only if something is wrong.
 pub type Target = fn(&[u8]);
@@ -24,6 +25,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stix", targets_interop::stix),
     ("misp", targets_interop::misp),
     ("warninglist", targets_interop::warninglist),
+    ("taxii_query", targets_taxii::taxii_query),
+    ("taxii_envelope", targets_taxii::taxii_envelope),
 ];
 
 /// The target called `name`.

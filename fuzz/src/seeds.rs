@@ -39,6 +39,11 @@ pub fn seeds(target: &str, sources: &SeedSources) -> Vec<Vec<u8>> {
         "roster" => rosters(),
         "stix" => with_shared(stix_bundle(), sources, &STIX_DIRS),
         "misp" => with_shared(MISP_EVENT.as_bytes().to_vec(), sources, &MISP_DIRS),
+        "taxii_query" => TAXII_QUERIES
+            .iter()
+            .map(|q| q.as_bytes().to_vec())
+            .collect(),
+        "taxii_envelope" => with_shared(stix_bundle(), sources, &STIX_DIRS),
         "warninglist" => with_shared(
             WARNINGLIST.as_bytes().to_vec(),
             sources,
@@ -47,6 +52,15 @@ pub fn seeds(target: &str, sources: &SeedSources) -> Vec<Vec<u8>> {
         _ => Vec::new(),
     }
 }
+
+/// Query strings and headers as TAXII clients send them (taxii2-client, OpenCTI, MISP's
+/// scripts): one per seed, query then `Accept` then `Content-Type`, a line each.
+const TAXII_QUERIES: &[&str] = &[
+    "added_after=2026-12-01T10:00:00.123456Z&limit=2\napplication/taxii+json;version=2.1\napplication/taxii+json;version=2.1",
+    "match%5Btype%5D=indicator%2Csighting&match%5Bversion%5D=all\napplication/taxii+json\n",
+    "match[id]=indicator--0a1b2c3d-0000-4000-8000-000000000001&match[spec_version]=2.1\n*/*\n",
+    "next=00.0.&limit=1000&match[version]=first,last,2026-01-01T00:00:00Z\ntext/html, application/taxii+json;q=0.9\napplication/json",
+];
 
 /// Raw values of every type, in the shapes analysts paste them.
 const VALUES: &[(IndicatorType, &str)] = &[

@@ -28,9 +28,30 @@ mod scale;
 mod shapes;
 #[path = "bench_sys.rs"]
 mod sys;
+#[path = "bench_taxii.rs"]
+mod taxii;
 
 #[derive(Subcommand)]
 pub enum Which {
+    /// The TAXII 2.1 gateway: a node in this process; N STIX indicators POSTed in envelopes
+    /// over TLS (each answered once durable), then the collection read back page by page,
+    /// every page timed.
+    Taxii {
+        #[arg(long, default_value_t = 2_000)]
+        objects: usize,
+        /// Objects per POST.
+        #[arg(long, default_value_t = 1_000)]
+        envelope: usize,
+        /// `limit` of each read.
+        #[arg(long, default_value_t = 1_000)]
+        page: usize,
+        /// Where to put the store (default: a temporary directory, removed afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print only the JSON line.
+        #[arg(long)]
+        json: bool,
+    },
     /// A node's receiving path: a real node in this process, and this bench as its peer sending
     /// signed entries over a mutual-TLS `Federation.Sync` stream on 127.0.0.1 until the node's
     /// progress covers them all; plus two ceilings, verification alone (the node's function on
@@ -154,6 +175,19 @@ pub enum Which {
 
 pub fn run(which: Which) -> anyhow::Result<()> {
     match which {
+        Which::Taxii {
+            objects,
+            envelope,
+            page,
+            dir,
+            json,
+        } => taxii::taxii(taxii::TaxiiOpts {
+            objects,
+            envelope,
+            page,
+            dir,
+            json,
+        }),
         Which::Ingest {
             updates,
             batch,
