@@ -299,3 +299,56 @@ async fn an_identical_repost_succeeds_and_signs_nothing() {
     let refused = run_tool(&g, &["post", &g.collection, &path], &g.reader).await;
     assert_eq!(refused["status"], 403, "{refused}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_cut_inside_an_indicator_lose_and_repeat_nothing() {
+    let net = net().await;
+    let (au, br) = (org("AU-AFP"), org("BR-PF"));
+    // Each value: an assertion by each agency and a sighting by one: three objects per
+    // indicator, so pages of 1, 2 and 4 cut inside indicators.
+    let values: Vec<String> = (0..5).map(|i| format!("shared-{i}.example")).collect();
+    for at in [&au, &br] {
+        let mut c = net.client(at).await;
+        let subs = values
+            .iter()
+            .map(|v| upsert(Ty::Domain, v, Tlp::Green, &["x"]))
+            .collect();
+        submit(&mut c, subs).await;
+    }
+    let mut c = net.client(&br).await;
+    for v in &values {
+        c.report_sighting(intelmesh_tests::api::sighting(v, 2))
+            .await
+            .expect("sighting");
+    }
+    net.wait_converged(Duration::from_secs(20))
+        .await
+        .expect("converged");
+    let g = gateway(&net, &org("SG-IGCI")).await;
+    let ids = |read: &Value| -> Vec<String> {
+        read["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = ids(&run_tool(&g, &["read", &g.collection, "--limit", "1000"], &g.reader).await);
+    let mine: Vec<&String> = all.iter().collect();
+    assert_eq!(
+        mine.len(),
+        15,
+        "5 values x (2 indicators + 1 sighting): {all:?}"
+    );
+    for limit in ["1", "2", "4"] {
+        let mut paged =
+            ids(&run_tool(&g, &["read", &g.collection, "--limit", limit], &g.reader).await);
+        let n = paged.len();
+        paged.sort();
+        paged.dedup();
+        assert_eq!(paged.len(), n, "limit {limit}: an object repeated");
+        let mut expected = all.clone();
+        expected.sort();
+        assert_eq!(paged, expected, "limit {limit}: objects lost");
+    }
+}

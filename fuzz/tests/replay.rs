@@ -227,7 +227,10 @@ fn the_taxii_seeds_reach_the_query_reader_and_the_planner() {
     assert!(!planned.to_sign.is_empty(), "the seed signs nothing");
     // The export's identities are not kept (the mesh names origins itself); nothing else fails.
     assert!(
-        planned.failures.iter().all(|f| f.id.starts_with("identity--")),
+        planned
+            .failures
+            .iter()
+            .all(|f| f.id.starts_with("identity--")),
         "{:?}",
         planned.failures
     );

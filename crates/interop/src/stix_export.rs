@@ -102,6 +102,8 @@ pub fn indicator_object(e: &ExportIndicator) -> Value {
         json!(format_timestamp(e.modified_unix_ms)),
     );
     o.insert("created_by_ref".into(), json!(identity_id(&e.origin)));
+    // STIX asks for a name; the value is what an analyst scanning a list needs to see.
+    o.insert("name".into(), json!(e.indicator.value()));
     o.insert("pattern".into(), json!(pattern_of(&e.indicator)));
     o.insert("pattern_type".into(), json!("stix"));
     o.insert("pattern_version".into(), json!("2.1"));

@@ -39,7 +39,14 @@ pub fn add_state(parts: &mut StixParts, state: &pb::IndicatorState) {
             origin: a.origin.clone(),
             tlp: tlp_of(a.distribution.as_ref()),
             confidence: Some(a.confidence),
-            valid_from_unix_ms: a.valid_from_unix_ms,
+            // An upsert without valid_from is valid from when it was signed (and STIX wants
+            // valid_from before valid_until, which a validity already over when signed is not).
+            valid_from_unix_ms: if a.valid_from_unix_ms == 0 {
+                a.valid_until_unix_ms
+                    .map_or(a.issued_at_unix_ms, |u| a.issued_at_unix_ms.min(u - 1))
+            } else {
+                a.valid_from_unix_ms
+            },
             valid_until_unix_ms: a.valid_until_unix_ms,
             revoked: a.revoked,
             created_unix_ms: a.issued_at_unix_ms,
