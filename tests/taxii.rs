@@ -5,33 +5,15 @@
 //! identical re-POST signs nothing. The Python tools come from `scripts/python-deps.sh`,
 //! which `scripts/test.sh` runs and exports as `INTELMESH_PYTHON`.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use intelmesh_core::OrgId;
 use intelmesh_node::provision::{free_loopback_addr, loopback_specs, star_links};
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
 use intelmesh_store::Store;
 use intelmesh_tests::api::{dist, submit, upsert};
 use intelmesh_tests::net::{fast_limits, org, TestNet};
+use intelmesh_tests::taxii::{gateway, patterns, run_python, run_tool, script};
 use serde_json::{json, Value};
-
-fn python() -> PathBuf {
-    match std::env::var_os("INTELMESH_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => panic!(
-            "INTELMESH_PYTHON is not set: run scripts/test.sh, or export \
-             INTELMESH_PYTHON=$(scripts/python-deps.sh | tail -n 1) before cargo test"
-        ),
-    }
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("taxii")
-        .join(name)
-}
 
 /// A hub and two agencies, each serving TAXII.
 async fn net() -> TestNet {
@@ -41,96 +23,6 @@ async fn net() -> TestNet {
     }
     let links = star_links(&specs);
     TestNet::new(specs, links, fast_limits()).await
-}
-
-struct Gateway {
-    collection: String,
-    ca: PathBuf,
-    writer: (String, String),
-    reader: (String, String),
-    client_cert: PathBuf,
-    client_key: PathBuf,
-    base: String,
-}
-
-async fn gateway(net: &TestNet, at: &OrgId) -> Gateway {
-    let p = &net.fed.nodes[at];
-    let addr = net.node(at).taxii_addr.expect("the gateway listens");
-    let base = format!("https://{addr}");
-    let credentials = p.taxii.clone().expect("provisioned credentials");
-    let mut g = Gateway {
-        collection: String::new(),
-        ca: p.api_ca.clone(),
-        writer: credentials.writer,
-        reader: credentials.reader,
-        client_cert: p.client_cert.clone(),
-        client_key: p.client_key.clone(),
-        base,
-    };
-    let collections = run_tool(
-        &g,
-        &["get", &format!("{}/intelmesh/collections/", g.base)],
-        &g.reader,
-    )
-    .await;
-    assert_eq!(collections["status"], 200, "{collections}");
-    let body: Value = serde_json::from_str(collections["body"].as_str().unwrap()).unwrap();
-    let id = body["collections"][0]["id"]
-        .as_str()
-        .expect("one collection")
-        .to_string();
-    g.collection = format!("{}/intelmesh/collections/{id}/", g.base);
-    g
-}
-
-/// Runs `tool.py` with `args` as `user`, and returns its JSON answer.
-async fn run_tool(g: &Gateway, args: &[&str], user: &(String, String)) -> Value {
-    let mut all: Vec<String> = vec![script("tool.py").display().to_string()];
-    all.push(args[0].to_string());
-    all.push(args[1].to_string());
-    all.push(g.ca.display().to_string());
-    all.extend(args[2..].iter().map(|s| s.to_string()));
-    if !user.0.is_empty() {
-        all.extend([
-            "--user".into(),
-            user.0.clone(),
-            "--password".into(),
-            user.1.clone(),
-        ]);
-    }
-    run_python(all).await
-}
-
-async fn run_python(args: Vec<String>) -> Value {
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
-            .args(&args)
-            // requests lets these override the CA a client names.
-            .env_remove("REQUESTS_CA_BUNDLE")
-            .env_remove("CURL_CA_BUNDLE")
-            .output()
-            .expect("python runs")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("{e}: {stdout}"))
-}
-
-fn patterns(read: &Value) -> Vec<String> {
-    read["objects"]
-        .as_array()
-        .expect("objects")
-        .iter()
-        .filter_map(|o| o["pattern"].as_str().map(str::to_string))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,7 +8,9 @@ use intelmesh_core::OrgId;
 use intelmesh_interop::taxii::{
     accepts_taxii, is_taxii_content, parse_objects_query, MAX_LIST_VALUES,
 };
-use intelmesh_interop::{format_timestamp, import_stix, parse_timestamp, ImportOptions};
+use intelmesh_interop::{
+    format_timestamp, import_stix, parse_timestamp, ImportOptions, Warninglists,
+};
 use intelmesh_node::api::submission::Publisher;
 use intelmesh_node::taxii::write::plan;
 use serde_json::Value;
@@ -53,7 +55,7 @@ pub fn taxii_envelope(data: &[u8]) {
         members: &members,
         now: NOW_UNIX_MS,
     };
-    let Ok(planned) = plan(&body, &publisher, |_| None) else {
+    let Ok(planned) = plan(&body, &publisher, &Warninglists::new(), |_| None) else {
         assert!(
             import_stix(&body, &ImportOptions::default()).is_err(),
             "refused an envelope the importer reads"

@@ -9,6 +9,7 @@ pub mod process;
 pub mod raw_peer;
 pub mod roster_net;
 pub mod store;
+pub mod taxii;
 
 use ed25519_dalek::SigningKey;
 use intelmesh_core::entry::sha256;

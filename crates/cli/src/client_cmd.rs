@@ -248,6 +248,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         chunk: SUBMIT_CHUNK,
         key: &key,
         rerun: &rerun,
+        force: false,
     };
     let answers = publish::submit_in_requests(&requests, &submissions, &check, |_, _| {}).await?;
     let mut assigned = Vec::new();

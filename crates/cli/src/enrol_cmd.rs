@@ -271,6 +271,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
             key: hub_dir.join("api.key"),
         },
         peer: Vec::new(),
+        warninglists: Vec::new(),
         taxii: None,
         limits: Default::default(),
     };
@@ -460,6 +461,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
             key: a.dir.join("api.key"),
         },
         peer: Vec::new(),
+        warninglists: Vec::new(),
         taxii: None,
         limits: Default::default(),
     };

@@ -73,8 +73,9 @@ pub struct ImportArgs {
     /// list are warned and not submitted, unless --force.
     #[arg(long = "warninglist", value_name = "PATH")]
     pub warninglists: Vec<PathBuf>,
-    /// Submit values on a warninglist too (they are still reported as warned).
-    #[arg(long, requires = "warninglists")]
+    /// Submit values on a warninglist too, the node's own or a --warninglist (they are still
+    /// reported as warned).
+    #[arg(long)]
     pub force: bool,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -142,6 +143,8 @@ struct Done<'a> {
     /// Sent, but answered as a repeat of an earlier request with the same key.
     replayed: usize,
     key: String,
+    /// Values on the node's warninglists: (reason, example), for the tally.
+    warned: Vec<(String, String)>,
 }
 
 /// Everything counted over the run.
@@ -357,7 +360,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         let bar = progress_bar(total, args.json);
         for plan in &plans {
             bar.set_message(plan.path.display().to_string());
-            let done = submit_plan(plan, &target, &client, &bar).await;
+            let done = submit_plan(plan, &target, &client, &bar, args.force).await;
             let done = match done {
                 Ok(d) => d,
                 Err(e) => {
@@ -367,6 +370,9 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             };
             tally.imported += done.new;
             tally.duplicate += done.held + done.replayed;
+            for (reason, example) in &done.warned {
+                tally.warned.add(reason, example.clone());
+            }
             per_file.push(done);
         }
         bar.finish_and_clear();
@@ -377,6 +383,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             held: 0,
             replayed: 0,
             key: String::new(),
+            warned: Vec::new(),
         }));
     }
     report(&args, &tally, &per_file, &org)?;
@@ -394,14 +401,34 @@ async fn submit_plan<'a>(
     target: &crate::conn::Target,
     client: &IndicatorsClient<Channel>,
     bar: &indicatif::ProgressBar,
+    force: bool,
 ) -> anyhow::Result<Done<'a>> {
-    let held = if plan.submissions.is_empty() {
-        Vec::new()
+    let known = if plan.submissions.is_empty() {
+        import_known::Known::default()
     } else {
         import_known::already_held(target, client, &plan.submissions).await?
     };
+    let held = known.held;
     bar.inc(held.len() as u64);
-    let held_set: HashSet<usize> = held.iter().copied().collect();
+    let mut held_set: HashSet<usize> = held.iter().copied().collect();
+    // Values on the node's own warninglists: warned, and left out unless --force (the node
+    // would refuse the whole request otherwise).
+    let mut warned = Vec::new();
+    for (i, lists) in &known.listed {
+        let Some(s) = plan.submissions.get(*i) else {
+            continue;
+        };
+        let fate = if force {
+            "submitted (--force)"
+        } else {
+            "not submitted"
+        };
+        let reason = format!("on the node's warninglist {}: {fate}", lists.join(", "));
+        warned.push((reason, s.value.clone()));
+        if !force && held_set.insert(*i) {
+            bar.inc(1);
+        }
+    }
     let rest: Vec<pb::Submission> = plan
         .submissions
         .iter()
@@ -420,6 +447,7 @@ async fn submit_plan<'a>(
             chunk: IMPORT_CHUNK,
             key: &key,
             rerun: &rerun,
+            force,
         };
         publish::submit_in_requests(&requests, &rest, &check, |part, answer| {
             bar.inc(part.len() as u64);
@@ -437,6 +465,7 @@ async fn submit_plan<'a>(
         held: held.len(),
         replayed,
         key,
+        warned,
     })
 }
 

@@ -15,15 +15,26 @@ const LOOKUP_CHUNK: usize = 1000;
 /// `Get` calls in flight at once.
 const GETS_IN_FLIGHT: usize = 8;
 
-/// Indexes of `submissions` that the node holds from `target.org` exactly as submitted.
+/// What the node says about an import's submissions before anything is sent.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Indexes of submissions the node holds from this org exactly as submitted.
+    pub held: Vec<usize>,
+    /// Indexes of submissions whose values are on the node's warninglists, with the lists.
+    pub listed: Vec<(usize, Vec<String>)>,
+}
+
+/// Which of `submissions` the node holds from `target.org` exactly as submitted, and which
+/// are on its warninglists.
 pub async fn already_held(
     target: &Target,
     client: &IndicatorsClient<Channel>,
     submissions: &[pb::Submission],
-) -> anyhow::Result<Vec<usize>> {
+) -> anyhow::Result<Known> {
     let org = target.org.to_string();
     // First the cheap bulk question: which values does this org list at all?
     let mut listed = Vec::new();
+    let mut on_lists = Vec::new();
     for (n, chunk) in submissions.chunks(LOOKUP_CHUNK).enumerate() {
         let response = client
             .clone()
@@ -44,6 +55,9 @@ pub async fn already_held(
             // Only answers for values of this chunk count, however many the node sends.
             if exact_by_us && i < chunk.len() {
                 listed.push(n * LOOKUP_CHUNK + i);
+            }
+            if !result.warninglists.is_empty() && i < chunk.len() {
+                on_lists.push((n * LOOKUP_CHUNK + i, result.warninglists.clone()));
             }
         }
     }
@@ -80,7 +94,10 @@ pub async fn already_held(
         }
     }
     held.sort_unstable();
-    Ok(held)
+    Ok(Known {
+        held,
+        listed: on_lists,
+    })
 }
 
 #[cfg(test)]

@@ -94,6 +94,13 @@ fn lines(r: &pb::LookupResult) -> Vec<String> {
         render::verdict_name(r.verdict),
         backing(r.max_confidence, &r.origins)
     )];
+    if !r.warninglists.is_empty() {
+        out.push(format!(
+            "{} on the node's warninglist {} (known benign: do not block)",
+            r.input,
+            r.warninglists.join(", ")
+        ));
+    }
     if r.matches.iter().all(|m| m.kind() == pb::MatchKind::Exact) {
         return out;
     }
@@ -137,6 +144,7 @@ fn result_json(r: &pb::LookupResult) -> Value {
         "max_confidence": r.max_confidence,
         "origins": r.origins,
         "matches": matches,
+        "warninglists": r.warninglists,
     })
 }
 

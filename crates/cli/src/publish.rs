@@ -159,6 +159,8 @@ pub struct Requests<'a> {
     pub chunk: usize,
     pub key: &'a str,
     pub rerun: &'a str,
+    /// Publish values on the node's warninglists too.
+    pub force: bool,
 }
 
 /// Sends `submissions` as [`Requests`] says, each request retried until its outcome is known.
@@ -177,6 +179,7 @@ pub async fn submit_in_requests(
         chunk,
         key,
         rerun,
+        force,
     } = *r;
     let chunk = chunk.max(1);
     let mut answers = Vec::new();
@@ -184,6 +187,7 @@ pub async fn submit_in_requests(
         let request = pb::SubmitRequest {
             submissions: part.to_vec(),
             idempotency_key: request_key(key, n),
+            force,
         };
         let answer = until_known(|| {
             let mut client = client.clone();

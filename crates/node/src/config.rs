@@ -41,6 +41,10 @@ pub struct NodeConfig {
     pub api: ListenerConfig,
     #[serde(default)]
     pub peer: Vec<PeerConfig>,
+    /// MISP warninglists (files, or directories of `*.json`) of known-benign values: Submit
+    /// refuses upserts of listed values unless forced; Lookup and TAXII name the lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warninglists: Vec<PathBuf>,
     /// The TAXII 2.1 gateway; off without this section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taxii: Option<crate::taxii::TaxiiConfig>,
@@ -330,6 +334,9 @@ impl NodeConfig {
             fix(&mut admin.federation_ca_cert);
             fix(&mut admin.federation_ca_key);
         }
+        for w in &mut self.warninglists {
+            fix(w);
+        }
         for l in [&mut self.federation, &mut self.api] {
             fix(&mut l.client_ca);
             fix(&mut l.cert);
@@ -438,6 +445,14 @@ impl NodeConfig {
                     self.api.listen
                 ),
             ));
+        }
+        for w in &self.warninglists {
+            if !w.exists() {
+                found.push(Finding::new(
+                    "warninglists",
+                    format!("{}: no such file or directory", w.display()),
+                ));
+            }
         }
         if let Some(t) = &self.taxii {
             found.extend(t.problems(&[

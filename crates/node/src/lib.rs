@@ -31,6 +31,7 @@ pub mod taxii;
 pub mod tls;
 pub mod unverified;
 pub mod wants;
+pub mod warninglists;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,6 +123,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             anyhow::bail!("keys: no key list file and no [roster] section: give one of them")
         }
     };
+    let lists = warninglists::load(&cfg.warninglists)?;
     let store_cfg = StoreConfig::new(&cfg.data_dir).owned_by(org.clone());
     let store = tokio::task::spawn_blocking(move || SledStore::open(store_cfg))
         .await?
@@ -132,6 +134,10 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             .context("checking the signing key against the key list")?,
         None => NodeState::following(cfg, store, signer).context("following the roster")?,
     });
+    if !lists.is_empty() {
+        tracing::info!(lists = lists.len(), "warninglists loaded");
+    }
+    state.set_warninglists(lists);
     if state.roster().is_some() {
         state
             .publish_genesis_if_needed()

@@ -155,6 +155,7 @@ pub fn provision(
                 key: nd.join("api.key"),
             },
             peer,
+            warninglists: Vec::new(),
             taxii: taxii.as_ref().map(|(c, _)| c.clone()),
             limits: limits.clone(),
         };

@@ -57,6 +57,8 @@ pub struct NodeState {
     follow: Option<Follow>,
     /// Own listener certificates' ends, read at start, for expiry warnings (`cert_watch`).
     pub own_certs: crate::cert_watch::OwnCerts,
+    /// Known-benign values (`crate::warninglists`).
+    pub(crate) warninglists: RwLock<Arc<intelmesh_interop::Warninglists>>,
 }
 
 /// What became of a batch received from a peer.
@@ -225,6 +227,7 @@ impl NodeState {
             wants: Wants::default(),
             unverified: Unverified::default(),
             follow,
+            warninglists: RwLock::default(),
         }
     }
 

@@ -186,8 +186,15 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        self.publish_for(&request, |r, p| submission::submissions(&r.submissions, p))
-            .await
+        let lists = self.state.warninglists();
+        self.publish_for(&request, |r, p| {
+            let items = submission::submissions(&r.submissions, p)?;
+            if !r.force {
+                submission::refuse_listed(&items, &lists)?;
+            }
+            Ok(items)
+        })
+        .await
     }
 
     async fn report_sighting(
@@ -256,6 +263,7 @@ impl Indicators for IndicatorsService {
         let (hidden, lengths) = self
             .blocking(|s| Ok((Arc::new(s.withdrawn()), s.store.prefix_lengths())))
             .await?;
+        let lists = self.state.warninglists();
         let now = now_unix_ms();
         // A large request is answered in chunks on the blocking pool at once, so it uses every
         // core rather than one; the chunks are joined back in request order.
@@ -263,10 +271,11 @@ impl Indicators for IndicatorsService {
         while !values.is_empty() {
             let rest = values.split_off(values.len().min(LOOKUP_CHUNK));
             let chunk = std::mem::replace(&mut values, rest);
-            let (state, reader, hidden) = (
+            let (state, reader, hidden, lists) = (
                 Arc::clone(&self.state),
                 Arc::clone(&reader),
                 Arc::clone(&hidden),
+                Arc::clone(&lists),
             );
             chunks.push(tokio::task::spawn_blocking(move || {
                 let l = lookup::Lookup {
@@ -275,6 +284,7 @@ impl Indicators for IndicatorsService {
                     hidden: &hidden,
                     lengths,
                     now,
+                    warninglists: &lists,
                 };
                 chunk
                     .into_iter()

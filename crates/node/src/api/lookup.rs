@@ -30,6 +30,8 @@ pub struct Lookup<'a> {
     /// The prefix lengths of the blocks the store holds; containment probes only these.
     pub lengths: PrefixLengths,
     pub now: i64,
+    /// Known-benign values: a value on one is marked with the lists' names.
+    pub warninglists: &'a intelmesh_interop::Warninglists,
 }
 
 impl Lookup<'_> {
@@ -44,7 +46,10 @@ impl Lookup<'_> {
         for (candidate, kind) in candidates(&indicator, &self.lengths) {
             self.probe(&candidate, kind, &mut matches)?;
         }
-        Ok(result(input, indicator, matches))
+        let lists = crate::warninglists::lists_of(self.warninglists, &indicator);
+        let mut answer = result(input, indicator, matches);
+        answer.warninglists = lists;
+        Ok(answer)
     }
 
     /// Adds `candidate`'s match if it is listed and the reader may see any of it.
@@ -164,6 +169,7 @@ pub fn result(
         max_confidence,
         origins,
         matches,
+        warninglists: Vec::new(),
     }
 }
 

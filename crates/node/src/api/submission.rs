@@ -156,6 +156,33 @@ pub fn held_identically(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
         && a.description == u.description
 }
 
+/// Refuses the whole request if an upsert names a value on a warninglist (revocations and
+/// sightings of such values are fine: they push nothing to anyone's block list).
+pub fn refuse_listed(
+    items: &[Prepared],
+    lists: &intelmesh_interop::Warninglists,
+) -> Result<(), Invalid> {
+    if lists.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<(&Indicator, Vec<String>)> = items
+        .iter()
+        .filter(|p| matches!(p.payload.body, Some(pb::payload::Body::Upsert(_))))
+        .map(|p| {
+            (
+                &p.indicator,
+                crate::warninglists::lists_of(lists, &p.indicator),
+            )
+        })
+        .filter(|(_, names)| !names.is_empty())
+        .collect();
+    if listed.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(crate::warninglists::refusal(&listed)))
+    }
+}
+
 /// Checks a `ReportSighting` request and makes its payload canonical.
 pub fn sighting(r: &pb::ReportSightingRequest, p: &Publisher) -> Result<Prepared, Invalid> {
     let indicator = parse_indicator(r.r#type, &r.value)?;

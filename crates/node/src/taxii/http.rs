@@ -276,10 +276,12 @@ async fn reading<T: Send + 'static>(
     let state = Arc::clone(&g.state);
     let answer = tokio::task::spawn_blocking(move || {
         let view = Filter::default().hiding(state.withdrawn());
+        let lists = state.warninglists();
         let reader = Reader {
             store: state.store.as_ref(),
             org: &caller.org,
             view: &view,
+            warninglists: &lists,
         };
         f(&reader)
     })
@@ -480,7 +482,8 @@ async fn add_objects(
             now: request_time,
         };
         let me = state.org.as_str().to_string();
-        write::plan(&envelope, &publisher, |i| {
+        let lists = state.warninglists();
+        write::plan(&envelope, &publisher, &lists, |i| {
             let held = state.store.indicator(i).ok().flatten()?;
             held.assertions.into_iter().find(|a| a.origin == me)
         })

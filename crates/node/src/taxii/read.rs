@@ -6,14 +6,17 @@
 //! `added_after`, only versions after it are returned, so a change in a record the reader may
 //! not see never sends an object it already has again.
 
+use intelmesh_core::indicator::normalize;
 use intelmesh_core::object_id::parse_uuid;
-use intelmesh_core::OrgId;
+use intelmesh_core::{IndicatorType, OrgId};
 use intelmesh_interop::taxii::ObjectsQuery;
+use intelmesh_interop::Warninglists;
 use intelmesh_store::{Selection, Store, StoreError};
 use serde_json::Value;
 
 use crate::api::stix::objects_of;
 use crate::api::view::Filter;
+use crate::warninglists::lists_of;
 
 /// States read per store call.
 const CHUNK: usize = 256;
@@ -50,6 +53,8 @@ pub struct Reader<'a> {
     pub store: &'a dyn Store,
     pub org: &'a OrgId,
     pub view: &'a Filter,
+    /// Known-benign values: indicators on a list name it in `x_intelmesh_warninglists`.
+    pub warninglists: &'a Warninglists,
 }
 
 impl Reader<'_> {
@@ -58,8 +63,20 @@ impl Reader<'_> {
         let Some(visible) = self.view.view(state, self.org) else {
             return Vec::new();
         };
+        let lists = visible
+            .indicator
+            .as_ref()
+            .and_then(|r| normalize(IndicatorType::from_proto(r.r#type)?, &r.value).ok())
+            .map(|i| lists_of(self.warninglists, &i))
+            .unwrap_or_default();
         objects_of(&visible)
             .into_iter()
+            .map(|(v, mut o)| {
+                if !lists.is_empty() && o["type"] == "indicator" {
+                    o["x_intelmesh_warninglists"] = Value::from(lists.clone());
+                }
+                (v, o)
+            })
             .filter(|(v, o)| q.added_after.is_none_or(|a| *v > a) && q.matches(o))
             .filter(|(v, o)| !q.versions.select(&[(*v, o)]).is_empty())
             .map(|(version, object)| Dated {

@@ -4,19 +4,21 @@
 //! [`plan`] is pure: each `indicator` whose pattern the mesh represents becomes one
 //! submission per value (checked as the gRPC `Submit` checks them), a TLP marking definition
 //! is consumed, anything else is a failure with its reason. A value this node already asserts
-//! identically is a success that signs nothing, so an identical re-POST publishes nothing.
+//! identically is a success that signs nothing, so an identical re-POST publishes nothing. A
+//! value on the node's warninglists is a failure (TAXII has no way to force it).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 use intelmesh_core::{Indicator, OrgId, Tlp};
-use intelmesh_interop::format_timestamp;
 use intelmesh_interop::stix::{import_stix, ImportOptions, Outcome, SkipReason, StixIndicator};
 use intelmesh_interop::taxii::{StatusDetail, StatusResource};
+use intelmesh_interop::{format_timestamp, Warninglists};
 use intelmesh_proto::v1 as pb;
 use serde_json::Value;
 
 use crate::api::submission::{held_identically, submission, Prepared, Publisher};
+use crate::warninglists::lists_of;
 
 /// Statuses kept for `GET …/status/{id}/`, the oldest forgotten first.
 const STATUSES_KEPT: usize = 1024;
@@ -78,6 +80,7 @@ fn detail(id: &str, version: Option<i64>, message: Option<String>) -> StatusDeta
 pub fn plan(
     body: &Value,
     publisher: &Publisher,
+    warninglists: &Warninglists,
     held: impl Fn(&Indicator) -> Option<pb::OriginAssertion>,
 ) -> Result<Plan, NotAnEnvelope> {
     // Unmarked objects were not declared shareable further: AMBER, as on import.
@@ -119,6 +122,15 @@ pub fn plan(
                 let mut refused = None;
                 for v in &values {
                     let s = submission_of(v);
+                    let lists = lists_of(warninglists, &v.indicator);
+                    if !v.revoked && !lists.is_empty() {
+                        refused = Some(format!(
+                            "{} is on the node's warninglists of known-benign values ({}): not published",
+                            v.indicator.value(),
+                            lists.join(", ")
+                        ));
+                        continue;
+                    }
                     if held(&v.indicator).is_some_and(|a| same_or_revoked(&a, &s)) {
                         continue;
                     }
