@@ -12,12 +12,19 @@ use serde::{Deserialize, Serialize};
 use tonic::transport::Channel;
 
 use crate::failure::Failure;
+use crate::profile::Profile;
 use crate::usage;
 
-/// How to reach a node's API: an endpoints file and an org, or the address and files directly.
+/// How to reach a node's API: an endpoints file and an org, the address and files directly,
+/// or a client profile (`crate::profile`; the default one when nothing is given).
 #[derive(Args, Clone, Debug)]
-#[command(group = clap::ArgGroup::new("target").required(true).args(["endpoints", "api"]))]
+#[command(group = clap::ArgGroup::new("target").args(["endpoints", "api", "profile"]))]
 pub struct ConnectArgs {
+    /// A profile of ~/.config/intelmesh/client.toml (or $INTELMESH_CLIENT_CONFIG) by name, or a
+    /// file holding one: api, node_org, ca, cert, key (or endpoints and node). Without any
+    /// connection option, the config's default profile is used.
+    #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["node", "node_org", "ca", "cert", "key"])]
+    pub profile: Option<String>,
     /// endpoints.json written by `intelmesh demo --keep` (use with --node).
     #[arg(long, value_name = "FILE", requires = "node", conflicts_with_all = ["api", "node_org", "ca", "cert", "key"])]
     pub endpoints: Option<PathBuf>,
@@ -183,28 +190,24 @@ impl ConnectArgs {
                         "--node goes with --endpoints; with --api name the node's org with --node-org",
                     ));
                 }
-                let org = self
-                    .node_org
-                    .as_deref()
-                    .ok_or_else(|| usage("--api needs --node-org ORG"))?;
-                let file = |f: &Option<PathBuf>, name: &str| {
-                    f.clone()
-                        .ok_or_else(|| usage(format!("--api needs --{name} FILE")))
+                let parts = Profile {
+                    api: Some(api.clone()),
+                    node_org: self.node_org.clone(),
+                    ca: self.ca.clone(),
+                    cert: self.cert.clone(),
+                    key: self.key.clone(),
+                    ..Profile::default()
                 };
-                Target {
-                    org: OrgId::parse(org).map_err(|e| usage(format!("--node-org: {e}")))?,
-                    addr: resolve(api)?,
-                    ca: file(&self.ca, "ca")?,
-                    cert: file(&self.cert, "cert")?,
-                    key: file(&self.key, "key")?,
-                    timeout: Duration::from_secs(self.timeout),
+                direct(&parts, "--api needs", self.timeout)?
+            }
+            (None, None) => match crate::profile::find(self.profile.as_deref())? {
+                Some(p) => from_profile(&p, self.timeout)?,
+                None => {
+                    return Err(usage(
+                        "say which node to call: --endpoints FILE --node ORG, --api HOST:PORT --node-org ORG --ca FILE --cert FILE --key FILE, or --profile (a default profile in ~/.config/intelmesh/client.toml needs none)",
+                    ))
                 }
-            }
-            (None, None) => {
-                return Err(usage(
-                    "say which node to call: --endpoints FILE --node ORG, or --api HOST:PORT --node-org ORG --ca FILE --cert FILE --key FILE",
-                ))
-            }
+            },
         };
         for (what, path) in [
             ("CA certificate", &target.ca),
@@ -216,6 +219,51 @@ impl ConnectArgs {
             }
         }
         Ok(target)
+    }
+}
+
+/// A target from an address and files given directly (`--api …` or a profile's `api`);
+/// `needs` starts the message naming what is missing.
+fn direct(p: &Profile, needs: &str, timeout: u64) -> anyhow::Result<Target> {
+    // Flags as the command line spells them, settings as the profile does.
+    let missing = |name: &str, what: &str| match needs.starts_with("--") {
+        true => usage(format!("{needs} --{} {what}", name.replace('_', "-"))),
+        false => usage(format!("{needs} {name} ({what})")),
+    };
+    let file = |f: &Option<PathBuf>, name: &str| f.clone().ok_or_else(|| missing(name, "FILE"));
+    let org = p
+        .node_org
+        .as_deref()
+        .ok_or_else(|| missing("node_org", "ORG"))?;
+    let api = p
+        .api
+        .as_deref()
+        .ok_or_else(|| missing("api", "HOST:PORT"))?;
+    Ok(Target {
+        org: OrgId::parse(org).map_err(|e| usage(format!("node org: {e}")))?,
+        addr: resolve(api)?,
+        ca: file(&p.ca, "ca")?,
+        cert: file(&p.cert, "cert")?,
+        key: file(&p.key, "key")?,
+        timeout: Duration::from_secs(timeout),
+    })
+}
+
+/// A target from a client profile: its endpoints file and node, or its address and files.
+fn from_profile(p: &Profile, timeout: u64) -> anyhow::Result<Target> {
+    let timeout = p.timeout.unwrap_or(timeout);
+    match &p.endpoints {
+        Some(file) => {
+            let node = p
+                .node
+                .as_deref()
+                .ok_or_else(|| usage("a profile with endpoints needs node"))?;
+            Ok(Target {
+                timeout: Duration::from_secs(timeout),
+                ..EndpointsFile::load(file)?.node(node)?.target()?
+            })
+        }
+        None => direct(p, "the profile needs", timeout),
     }
 }
 

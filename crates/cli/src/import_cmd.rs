@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use intelmesh_core::{OrgId, Tlp};
-use intelmesh_interop::{parse_warninglist, Warninglists};
+use intelmesh_interop::Warninglists;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use prost::Message;
@@ -169,43 +169,11 @@ fn left(reasons: &mut Reasons, items: Vec<Left>) {
     }
 }
 
-/// Loads every warninglist named (files, or directories searched for `*.json`).
+/// Loads every warninglist named (files, or directories searched for `*.json`), as the node
+/// loads its own.
 fn load_warninglists(paths: &[PathBuf]) -> anyhow::Result<Warninglists> {
-    let mut lists = Warninglists::new();
-    let mut files = Vec::new();
-    for p in paths {
-        collect_json(p, &mut files)
-            .map_err(|e| usage(format!("--warninglist {}: {e}", p.display())))?;
-    }
-    files.sort();
-    for f in &files {
-        let text = std::fs::read_to_string(f)
-            .map_err(|e| usage(format!("--warninglist {}: {e}", f.display())))?;
-        let list = parse_warninglist(&text)
-            .map_err(|e| usage(format!("--warninglist {}: {e}", f.display())))?;
-        lists.add(&list);
-    }
-    if lists.is_empty() {
-        return Err(usage("--warninglist: no warninglist (*.json) found"));
-    }
-    Ok(lists)
-}
-
-fn collect_json(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    if !path.is_dir() {
-        std::fs::metadata(path)?;
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(path)? {
-        let p = entry?.path();
-        if p.is_dir() {
-            collect_json(&p, out)?;
-        } else if p.extension().is_some_and(|e| e == "json") {
-            out.push(p);
-        }
-    }
-    Ok(())
+    intelmesh_node::warninglists::load(paths)
+        .map_err(|e| usage(format!("--warninglist {}: {}", e.path.display(), e.reason)))
 }
 
 /// A candidate as the node takes it, or why it is rejected.

@@ -241,7 +241,10 @@ fn read_stix(
                         });
                         continue;
                     }
-                    let description = match (&i.name, &i.description) {
+                    // A name that is only the value (as the mesh's own export writes it)
+                    // says nothing the indicator does not.
+                    let title = i.name.as_ref().filter(|n| *n != i.indicator.value());
+                    let description = match (title, &i.description) {
                         (Some(n), Some(d)) => format!("{n}: {d}"),
                         (Some(t), None) | (None, Some(t)) => t.clone(),
                         (None, None) => String::new(),

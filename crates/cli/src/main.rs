@@ -28,6 +28,7 @@ mod input;
 mod lookup_cmd;
 mod pki_cmd;
 mod probe;
+mod profile;
 mod publish;
 mod render;
 mod rotate_cmd;

@@ -467,5 +467,60 @@ fn a_federation_made_with_pki_runs_from_the_deploy_configs() {
         (s["vector"]["AU-AFP"] == 1).then_some(s)
     });
     assert_eq!(s["state_digest"], status(&au)["state_digest"]);
+
+    // A client profile instead of the five TLS flags: the default one of the client config,
+    // a named one, and a profile file.
+    let flag = |a: &[String], name: &str| {
+        let i = a.iter().position(|x| x == name).unwrap();
+        a[i + 1].clone()
+    };
+    let profile = |a: &[String]| {
+        format!(
+            "api = {:?}\nnode_org = {:?}\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+            flag(a, "--api"),
+            flag(a, "--node-org"),
+            flag(a, "--ca"),
+            flag(a, "--cert"),
+            flag(a, "--key")
+        )
+    };
+    let client_toml = dir.path().join("client.toml");
+    let text = format!(
+        "default = \"au\"\n[profile.au]\n{}[profile.hub]\n{}",
+        profile(&au),
+        profile(&hub)
+    );
+    std::fs::write(&client_toml, text).unwrap();
+    let single = dir.path().join("hub.profile.toml");
+    std::fs::write(&single, profile(&hub)).unwrap();
+    let with_config = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_intelmesh"))
+            .args(args)
+            .env("INTELMESH_CLIENT_CONFIG", &client_toml)
+            .output()
+            .unwrap()
+    };
+    let org_of = |out: std::process::Output| -> String {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["org_id"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(org_of(with_config(&["status", "--json"])), "AU-AFP");
+    assert_eq!(
+        org_of(with_config(&["status", "--json", "--profile", "hub"])),
+        "SG-IGCI"
+    );
+    let file = single.to_str().unwrap();
+    assert_eq!(
+        org_of(with_config(&["status", "--json", "--profile", file])),
+        "SG-IGCI"
+    );
+    let out = with_config(&["status", "--profile", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("profiles: au, hub"));
     nodes.stop_all();
 }

@@ -148,8 +148,11 @@ pub fn held_identically(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
         && have.tlp == want.tlp
         && have_r == want_r
         && a.confidence == u.confidence
-        // An upsert without valid_from is valid from when it is signed.
-        && (u.valid_from_unix_ms == 0 || a.valid_from_unix_ms == u.valid_from_unix_ms)
+        // An upsert without valid_from is valid from when it is signed (and an export writes
+        // that time, so the node's own export imported back is the same assertion).
+        && (u.valid_from_unix_ms == 0
+            || a.valid_from_unix_ms == u.valid_from_unix_ms
+            || (a.valid_from_unix_ms == 0 && u.valid_from_unix_ms == a.issued_at_unix_ms))
         && a.valid_until_unix_ms == u.valid_until_unix_ms
         && a.tags == u.tags
         && a.threat_types == u.threat_types

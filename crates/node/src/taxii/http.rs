@@ -318,6 +318,19 @@ fn envelope_of(page: Page) -> Response {
     with_date_headers(taxii(StatusCode::OK, &envelope), &page.objects)
 }
 
+/// The page a `GET …/objects/` or `…/manifest/` asks for.
+async fn page_of(
+    g: &Gateway,
+    c: &Connection,
+    headers: &HeaderMap,
+    collection: &str,
+    query: Option<&str>,
+) -> Result<Page, Refusal> {
+    let (caller, q) = read_request(g, c, headers, collection, query)?;
+    let n = limit(g, &q);
+    reading(g, caller, move |r| read::page(r, &q, n)).await
+}
+
 async fn objects(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
@@ -325,9 +338,7 @@ async fn objects(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
-    let (caller, q) = read_request(&g, &c, &headers, &collection, query.as_deref())?;
-    let n = limit(&g, &q);
-    let page = reading(&g, caller, move |r| read::page(r, &q, n)).await?;
+    let page = page_of(&g, &c, &headers, &collection, query.as_deref()).await?;
     Ok(envelope_of(page))
 }
 
@@ -338,9 +349,7 @@ async fn manifest(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
-    let (caller, q) = read_request(&g, &c, &headers, &collection, query.as_deref())?;
-    let n = limit(&g, &q);
-    let page = reading(&g, caller, move |r| read::page(r, &q, n)).await?;
+    let page = page_of(&g, &c, &headers, &collection, query.as_deref()).await?;
     let records: Vec<ManifestRecord> = page
         .objects
         .iter()
