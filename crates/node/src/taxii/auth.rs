@@ -4,10 +4,11 @@
 //! A certificate's caller reads as its own org and may add objects only if that org is this
 //! node's (as on the gRPC API); a basic user reads as this node's org with the permission its
 //! config entry gives. Verified passwords are remembered (as a hash, bounded, for minutes) so
-//! a client paging through a collection does not pay argon2 on every page.
+//! a client paging through a collection does not pay argon2 on every page; argon2 runs on the
+//! blocking pool, two at a time, so wrong passwords cannot exhaust memory or stall requests.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordVerifier};
@@ -16,7 +17,7 @@ use base64::Engine;
 use intelmesh_core::OrgId;
 use sha2::{Digest, Sha256};
 
-use super::config::{Permission, TaxiiUser};
+use super::config::{hash_password, Permission, TaxiiUser};
 use crate::admission::revoked_certificate;
 use crate::identity::{identity_of, Identity};
 use crate::state::NodeState;
@@ -63,6 +64,19 @@ impl AuthError {
 pub struct Users {
     users: Vec<TaxiiUser>,
     verified: Mutex<HashMap<[u8; 32], Instant>>,
+    /// argon2 runs at most this many at once (each takes ~19 MiB and tens of ms): a flood of
+    /// wrong passwords waits here instead of taking the node's memory and cores.
+    hashing: tokio::sync::Semaphore,
+}
+
+/// argon2 verifications at once.
+const HASHING_AT_ONCE: usize = 2;
+
+/// A hash to verify against when the user is unknown, so that a wrong name costs what a
+/// wrong password does and the answer's time does not tell which names exist.
+fn unknown_user_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| hash_password("no such user").unwrap_or_default())
 }
 
 impl Users {
@@ -70,11 +84,12 @@ impl Users {
         Users {
             users,
             verified: Mutex::new(HashMap::new()),
+            hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
         }
     }
 
     /// The user an `Authorization: Basic …` header names, if its password is right.
-    fn check_basic(&self, header: &str) -> Result<(&TaxiiUser, String), AuthError> {
+    async fn check_basic(&self, header: &str) -> Result<(Permission, String), AuthError> {
         let encoded = header
             .strip_prefix("Basic ")
             .or_else(|| header.strip_prefix("basic "))
@@ -87,44 +102,53 @@ impl Users {
             .map_err(|_| AuthError::Malformed)?;
         let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
         let (name, password) = text.split_once(':').ok_or(AuthError::Malformed)?;
-        let user = self
-            .users
-            .iter()
-            .find(|u| u.name == name)
-            .ok_or(AuthError::BadCredentials)?;
+        let user = self.users.iter().find(|u| u.name == name);
+        let hash = user.map_or(unknown_user_hash(), |u| u.password_hash.as_str());
         let key: [u8; 32] = Sha256::new()
-            .chain_update(user.password_hash.as_bytes())
+            .chain_update(hash.as_bytes())
             .chain_update([0])
             .chain_update(password.as_bytes())
             .finalize()
             .into();
         let now = Instant::now();
-        {
+        if let Some(u) = user {
             let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
             if verified
                 .get(&key)
                 .is_some_and(|&t| now.duration_since(t) < REMEMBER_FOR)
             {
-                return Ok((user, name.to_string()));
+                return Ok((u.permission, name.to_string()));
             }
         }
-        let hash = PasswordHash::new(&user.password_hash).map_err(|_| AuthError::BadCredentials)?;
-        Argon2::default()
-            .verify_password(password.as_bytes(), &hash)
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
             .map_err(|_| AuthError::BadCredentials)?;
+        let (hash, password) = (hash.to_string(), password.to_string());
+        let right = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        let user = user.filter(|_| right).ok_or(AuthError::BadCredentials)?;
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         verified.retain(|_, t| now.duration_since(*t) < REMEMBER_FOR);
         if verified.len() >= REMEMBERED {
             verified.clear();
         }
         verified.insert(key, now);
-        Ok((user, name.to_string()))
+        Ok((user.permission, name.to_string()))
     }
 }
 
 /// The caller of one request: the client certificate (`leaf`, DER) if one was presented,
 /// else the basic credentials of `authorization`.
-pub fn authenticate(
+pub async fn authenticate(
     state: &NodeState,
     users: &Users,
     leaf: Option<&[u8]>,
@@ -147,10 +171,63 @@ pub fn authenticate(
         };
     }
     let header = authorization.ok_or(AuthError::Missing)?;
-    let (user, name) = users.check_basic(header)?;
+    let (permission, name) = users.check_basic(header).await?;
     Ok(Caller {
         org: state.org.clone(),
         name: format!("user:{name}"),
-        can_write: user.permission == Permission::Submit,
+        can_write: permission == Permission::Submit,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user: &str, password: &str) -> String {
+        let raw = format!("{user}:{password}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+
+    #[tokio::test]
+    async fn only_the_right_password_of_a_known_user_passes() {
+        let users = Users::new(vec![TaxiiUser {
+            name: "soc".into(),
+            password_hash: hash_password("correct horse battery").unwrap(),
+            permission: Permission::Submit,
+        }]);
+        let ok = users
+            .check_basic(&basic("soc", "correct horse battery"))
+            .await;
+        assert_eq!(ok, Ok((Permission::Submit, "soc".to_string())));
+        // Again, from the remembered verification.
+        let again = users
+            .check_basic(&basic("soc", "correct horse battery"))
+            .await;
+        assert_eq!(again, ok);
+        for (header, want) in [
+            (basic("soc", "wrong"), AuthError::BadCredentials),
+            (
+                basic("nobody", "correct horse battery"),
+                AuthError::BadCredentials,
+            ),
+            ("Bearer abc".to_string(), AuthError::Malformed),
+            ("Basic !!!".to_string(), AuthError::Malformed),
+            (
+                format!("Basic {}", "QUFB".repeat(400)),
+                AuthError::Malformed,
+            ),
+            (
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("no-colon")
+                ),
+                AuthError::Malformed,
+            ),
+        ] {
+            assert_eq!(users.check_basic(&header).await, Err(want), "{header:.40}");
+        }
+    }
 }

@@ -144,7 +144,7 @@ fn internal(e: impl std::fmt::Display) -> Refusal {
 }
 
 /// Checks the `Accept` header and authenticates: the caller, or the answer refusing it.
-fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Caller, Refusal> {
+async fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Caller, Refusal> {
     let text = |name| {
         headers
             .get(name)
@@ -163,6 +163,7 @@ fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Caller, 
         conn.leaf.as_deref().map(Vec::as_slice),
         text(header::AUTHORIZATION),
     )
+    .await
     .map_err(|e| {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let title = if status == StatusCode::FORBIDDEN {
@@ -201,7 +202,7 @@ async fn discovery(
     Extension(c): Extension<Connection>,
     headers: HeaderMap,
 ) -> Answer {
-    admit(&g, &c, &headers)?;
+    admit(&g, &c, &headers).await?;
     let url = format!("{}/{API_ROOT}/", base_url(&headers, &g));
     let title = format!("intelmesh node {}", g.state.org);
     Ok(taxii(StatusCode::OK, &protocol::discovery(&title, &url)))
@@ -212,7 +213,7 @@ async fn api_root(
     Extension(c): Extension<Connection>,
     headers: HeaderMap,
 ) -> Answer {
-    admit(&g, &c, &headers)?;
+    admit(&g, &c, &headers).await?;
     let title = format!("intelmesh: the federation as {} sees it", g.state.org);
     let root = protocol::api_root(&title, g.cfg.max_content_length);
     Ok(taxii(StatusCode::OK, &root))
@@ -236,7 +237,7 @@ async fn collections(
     Extension(c): Extension<Connection>,
     headers: HeaderMap,
 ) -> Answer {
-    let caller = admit(&g, &c, &headers)?;
+    let caller = admit(&g, &c, &headers).await?;
     let body = serde_json::json!({"collections": [collection_json(&g, &caller)]});
     Ok(taxii(StatusCode::OK, &body))
 }
@@ -247,20 +248,20 @@ async fn collection_one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Answer {
-    let caller = admit(&g, &c, &headers)?;
+    let caller = admit(&g, &c, &headers).await?;
     check_collection(&g, &id)?;
     Ok(taxii(StatusCode::OK, &collection_json(&g, &caller)))
 }
 
 /// Admission, collection and query parameters of a read.
-fn read_request(
+async fn read_request(
     g: &Gateway,
     c: &Connection,
     headers: &HeaderMap,
     collection: &str,
     query: Option<&str>,
 ) -> Result<(Caller, ObjectsQuery), Refusal> {
-    let caller = admit(g, c, headers)?;
+    let caller = admit(g, c, headers).await?;
     check_collection(g, collection)?;
     let q = protocol::parse_objects_query(query)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Bad query parameter", e))?;
@@ -326,7 +327,7 @@ async fn page_of(
     collection: &str,
     query: Option<&str>,
 ) -> Result<Page, Refusal> {
-    let (caller, q) = read_request(g, c, headers, collection, query)?;
+    let (caller, q) = read_request(g, c, headers, collection, query).await?;
     let n = limit(g, &q);
     reading(g, caller, move |r| read::page(r, &q, n)).await
 }
@@ -374,7 +375,7 @@ async fn one_object(
     (collection, id): (&str, &str),
     query: Option<&str>,
 ) -> Result<Vec<Dated>, Refusal> {
-    let (caller, q) = read_request(g, c, headers, collection, query)?;
+    let (caller, q) = read_request(g, c, headers, collection, query).await?;
     let missing = |why: String| refuse(StatusCode::NOT_FOUND, "No such object", why);
     if !protocol::object_id_ok(id) {
         return Err(missing(format!("{id:.80} is not a STIX id")));
@@ -428,7 +429,7 @@ async fn status(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Answer {
-    let caller = admit(&g, &c, &headers)?;
+    let caller = admit(&g, &c, &headers).await?;
     match g.statuses.get(&caller.org, &caller.name, &id) {
         Some(s) => Ok(taxii(StatusCode::OK, &s.to_json())),
         None => Err(refuse(
@@ -447,7 +448,7 @@ async fn posted(
     collection: &str,
     body: Body,
 ) -> Result<(Caller, Value), Refusal> {
-    let caller = admit(g, c, headers)?;
+    let caller = admit(g, c, headers).await?;
     check_collection(g, collection)?;
     if !caller.can_write {
         let why = format!("{} may read this collection, not add to it", caller.name);
