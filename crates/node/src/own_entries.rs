@@ -78,7 +78,7 @@ impl NodeState {
             // Under the cut lock, and against the key list in force: a compromise report
             // followed since `keys` was read may have ended the key and cut the log.
             let _cutting = me.cut_lock_shared();
-            let mut head = me.store.head(&me.org)?;
+            let head = me.store.head(&me.org)?;
             if !items.is_empty() {
                 let first = head.map_or(1, |h| h.seq + 1);
                 let last = first + (items.len() as u64 - 1);
@@ -86,14 +86,9 @@ impl NodeState {
                 me.may_sign_seqs(&me.keys(), &signer, first..=last)?;
             }
             let now = intelmesh_core::now_unix_ms();
-            let mut raws = Vec::with_capacity(items.len());
-            let mut seqs = Vec::with_capacity(items.len());
-            for (dist, payload) in &items {
-                let (entry, next) = signer.sign_next(head, now, dist, payload);
-                raws.push(entry);
-                seqs.push(next.seq);
-                head = Some(next);
-            }
+            let first = head.map_or(1, |h| h.seq + 1);
+            let (raws, _) = signer.sign_chain(head, now, &items);
+            let seqs: Vec<u64> = (first..first + raws.len() as u64).collect();
             let cfg = VerifyConfig::at(now);
             let verified = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK)
                 .into_iter()
