@@ -24,6 +24,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stix", targets_interop::stix),
     ("misp", targets_interop::misp),
     ("warninglist", targets_interop::warninglist),
+    ("csv", targets_interop::csv),
+    ("text", targets_interop::text),
 ];
 
 /// The target called `name`.
