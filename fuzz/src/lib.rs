@@ -25,6 +25,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("stix", targets_interop::stix),
     ("misp", targets_interop::misp),
     ("warninglist", targets_interop::warninglist),
+    ("csv", targets_interop::csv),
+    ("text", targets_interop::text),
     ("taxii_query", targets_taxii::taxii_query),
     ("taxii_envelope", targets_taxii::taxii_envelope),
 ];

@@ -49,6 +49,26 @@ pub fn seeds(target: &str, sources: &SeedSources) -> Vec<Vec<u8>> {
             sources,
             &["corpus/warninglists"],
         ),
+        "csv" => {
+            let mut out = vec![CSV.as_bytes().to_vec()];
+            out.extend(list_files(
+                sources.shared.as_deref(),
+                &CSV_DIRS,
+                is_csv,
+                usize::MAX,
+            ));
+            out
+        }
+        "text" => {
+            let mut out = vec![PLAIN.as_bytes().to_vec()];
+            out.extend(list_files(
+                sources.shared.as_deref(),
+                &TEXT_DIRS,
+                |p| !is_csv(p),
+                4,
+            ));
+            out
+        }
         _ => Vec::new(),
     }
 }
@@ -357,6 +377,68 @@ fn stix_bundle() -> Vec<u8> {
 fn with_shared(own: Vec<u8>, sources: &SeedSources, dirs: &[&str]) -> Vec<Vec<u8>> {
     let mut out = vec![own];
     out.extend(shared_files(sources.shared.as_deref(), dirs));
+    out
+}
+
+/// A CSV export: header, quoted cells with commas and quotes, empty cells, defanged values,
+/// `;` and tab separators, a comment and a row with no indicator.
+const CSV: &str = "\u{feff}type,value,first_seen,comment\n\
+ip-dst,203.0.113.7,2024-01-02,\"c2, seen twice\"\n\
+domain,\"evil[.]example\",,\n\
+# exported by hand\n\
+url;hxxps://evil[.]example/gate.php?id=1\tphish@evil[.]example\n\
+sha256,E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855,\"say \"\"hi\"\"\"\n\
+note,nothing here,,\n";
+
+/// A plain list and report lines: defanged values, comments, annotated values, prose.
+const PLAIN: &str = "# IOCs\n\
+evil[.]example\n\
+hxxp://bad[.]example/x # c2\n\
+198.51.100.0/24\n\
+D41D8CD98F00B204E9800998ECF8427E;dropper.exe\n\
+user[at]evil[dot]example,phishing\n\
+\n\
+The actor used 203.0.113.7 for staging.\n\
+2001:db8::1  # v6\n";
+
+fn is_csv(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
+/// Where CSV seeds are read from in `../shared` (CSV files only, subfolders included).
+const CSV_DIRS: [&str; 2] = ["interop-samples/csv", "corpus/lists"];
+/// Where plain list and report seeds are read from (anything but CSV).
+const TEXT_DIRS: [&str; 3] = [
+    "interop-samples/lists",
+    "interop-samples/reports",
+    "corpus/lists",
+];
+
+/// The files up to 16 KiB of the given folders of `../shared` and their subfolders that `keep`
+/// takes, at most `per_folder` of each folder (by name, so the seeds are the same on every run).
+fn list_files(
+    shared: Option<&Path>,
+    dirs: &[&str],
+    keep: fn(&Path) -> bool,
+    per_folder: usize,
+) -> Vec<Vec<u8>> {
+    let Some(shared) = shared else {
+        return Vec::new();
+    };
+    let mut folders: Vec<PathBuf> = dirs.iter().map(|d| shared.join(d)).collect();
+    let mut out = Vec::new();
+    while let Some(folder) = folders.pop() {
+        let mut entries = files_in(&folder);
+        entries.sort();
+        folders.extend(entries.iter().filter(|p| p.is_dir()).rev().cloned());
+        let small = entries.iter().filter(|f| {
+            keep(f)
+                && f.metadata()
+                    .is_ok_and(|m| m.is_file() && m.len() <= 16 << 10)
+        });
+        out.extend(small.take(per_folder).filter_map(|f| std::fs::read(f).ok()));
+    }
     out
 }
 

@@ -1,8 +1,13 @@
 //! Targets for the interop parsers (`intelmesh-interop`): STIX bundles and patterns, MISP
-//! events, MISP warninglists. An import never yields a non-canonical indicator, and a pattern
-//! the mesh writes reads back as exactly its indicator.
+//! events, MISP warninglists, CSV and plain lists. An import never yields a non-canonical
+//! indicator, a pattern the mesh writes reads back as exactly its indicator, and every line of a
+//! list is accounted for.
 
+use std::collections::BTreeSet;
+
+use intelmesh_core::indicator::detect;
 use intelmesh_core::Indicator;
+use intelmesh_interop::lists::{csv_cells, read_csv, read_plain, strip_comment, TextRead};
 use intelmesh_interop::{
     import_misp_str, import_stix_str, parse_pattern, parse_warninglist, pattern_of, ImportOptions,
     MispOptions, Warninglists,
@@ -64,5 +69,98 @@ pub fn warninglist(data: &[u8]) {
         for name in lists.matches(&probe) {
             assert!(!name.is_empty(), "a match names no list");
         }
+    }
+}
+
+/// The lines of `text` as the list readers number them (a leading BOM is no part of line 1).
+fn numbered(text: &str) -> Vec<&str> {
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
+        .collect()
+}
+
+/// Every line number `read` names (found, left out, header) is one of `wanted`, a line is left
+/// out at most once and never also gives an indicator, and every wanted line is named.
+fn assert_lines_accounted(read: &TextRead, wanted: &BTreeSet<usize>) {
+    assert_eq!(read.lines, wanted.len(), "lines read miscounted");
+    let found: BTreeSet<usize> = read.found.iter().map(|f| f.line).collect();
+    let left: BTreeSet<usize> = read.left.iter().map(|l| l.line).collect();
+    assert_eq!(left.len(), read.left.len(), "a line left out twice");
+    assert!(found.is_disjoint(&left), "a line both found and left out");
+    let mut named: BTreeSet<usize> = found.union(&left).copied().collect();
+    if let Some(h) = read.header {
+        assert_eq!(h, 1, "only the first line is a header");
+        assert!(
+            !named.contains(&h),
+            "the header gave an indicator or was left out"
+        );
+        named.insert(h);
+    }
+    assert_eq!(&named, wanted, "lines read and lines accounted for differ");
+}
+
+/// A plain list or prose report: every non-blank, non-comment line gives exactly one canonical
+/// indicator (the whole value, or its first word) or is left out with the value it read.
+pub fn text(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let read = read_plain(&text);
+    let lines = numbered(&text);
+    let wanted: BTreeSet<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !strip_comment(l).trim().is_empty())
+        .map(|(n, _)| n + 1)
+        .collect();
+    assert_eq!(read.found.len() + read.left.len(), read.lines);
+    assert_eq!(read.header, None, "a plain list has no header");
+    assert_lines_accounted(&read, &wanted);
+    for found in &read.found {
+        assert_canonical(&found.indicator);
+        assert_eq!(found.column, None, "a plain list has no columns");
+    }
+    for left in &read.left {
+        let line = lines.get(left.line - 1).copied().unwrap_or_default();
+        assert_eq!(
+            left.text,
+            strip_comment(line).trim(),
+            "left out not as read"
+        );
+    }
+}
+
+/// CSV rows: every non-blank, non-`#` row gives canonical indicators, each the detected value
+/// of the cell it names, or is left out, or is the header (the first line).
+pub fn csv(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let read = read_csv(&text);
+    let lines = numbered(&text);
+    let wanted: BTreeSet<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(n, _)| n + 1)
+        .collect();
+    assert_lines_accounted(&read, &wanted);
+    for found in &read.found {
+        assert_canonical(&found.indicator);
+        let line = lines.get(found.line - 1).copied().unwrap_or_default();
+        let cells = csv_cells(line);
+        let cell = found
+            .column
+            .and_then(|c| cells.get(c.wrapping_sub(1)))
+            .unwrap_or_else(|| panic!("line {} has no cell {:?}", found.line, found.column));
+        assert_eq!(
+            detect(cell.trim()).as_ref(),
+            Ok(&found.indicator),
+            "the indicator is not its cell's"
+        );
+    }
+    for left in &read.left {
+        assert_eq!(
+            Some(&left.text.as_str()),
+            lines.get(left.line - 1),
+            "left out not as read"
+        );
     }
 }

@@ -236,3 +236,45 @@ fn the_taxii_seeds_reach_the_query_reader_and_the_planner() {
         planned.failures
     );
 }
+
+#[test]
+fn list_seeds_read_their_values_and_the_shared_files_give_some() {
+    use intelmesh_interop::lists::{read_csv, read_plain};
+    let own = SeedSources {
+        repo: fuzz_dir().join(".."),
+        shared: None,
+    };
+    let csv = seeds("csv", &own);
+    let read = read_csv(std::str::from_utf8(&csv[0]).expect("the CSV seed is UTF-8"));
+    let values: Vec<&str> = read.found.iter().map(|f| f.indicator.value()).collect();
+    assert_eq!(
+        values,
+        [
+            "203.0.113.7",
+            "evil.example",
+            "https://evil.example/gate.php?id=1",
+            "phish@evil.example",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        ]
+    );
+    assert_eq!((read.header, read.left.len()), (Some(1), 1));
+
+    let text = seeds("text", &own);
+    let read = read_plain(std::str::from_utf8(&text[0]).expect("the list seed is UTF-8"));
+    assert_eq!(read.found.len(), 6, "{:?}", read.found);
+    assert_eq!(read.left.len(), 1, "the prose line: {:?}", read.left);
+
+    let all = sources();
+    if all.shared.is_some() {
+        for (name, min) in [("csv", 10), ("text", 20)] {
+            let seeds = seeds(name, &all);
+            assert!(seeds.len() >= min, "{name}: {} seeds", seeds.len());
+            assert!(seeds.iter().all(|s| s.len() <= 16 << 10));
+        }
+        let found: usize = seeds("csv", &all)
+            .iter()
+            .map(|s| read_csv(&String::from_utf8_lossy(s)).found.len())
+            .sum();
+        assert!(found > 100, "the shared CSV files give {found} indicators");
+    }
+}

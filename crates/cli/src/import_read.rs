@@ -1,18 +1,18 @@
 //! Reading the files `intelmesh import` takes: format detection (STIX, MISP event, MISP feed
 //! directory, CSV, plain list) and each value of a file as a candidate to submit or a reason
-//! why it is rejected or skipped, through `intelmesh-interop` and core's `detect`.
+//! why it is rejected or skipped, through `intelmesh-interop` (its `lists` reads CSV and plain
+//! lists); this module reads the files and names them.
 
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
-use intelmesh_core::indicator::{detect, Indicator};
+use intelmesh_core::indicator::Indicator;
 use intelmesh_core::Tlp;
+use intelmesh_interop::lists::{self, LeftReason, TextRead};
 use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip};
 use intelmesh_interop::stix::{ObjectError, Outcome, SkipReason};
 use intelmesh_interop::{import_misp, import_stix, ImportOptions, MispOptions, PatternError};
 use serde_json::Value;
-
-use crate::input::strip_comment;
 
 /// Longest description sent with an indicator: a signed payload is at most 64 KiB.
 const MAX_DESCRIPTION_BYTES: usize = 2_000;
@@ -445,80 +445,37 @@ fn plain_candidate(indicator: Indicator, origin: String) -> Candidate {
     }
 }
 
-fn read_plain(path: &Path, text: &str) -> FileRead {
+/// A plain list or CSV text read by `intelmesh-interop`'s `lists`, each value's origin and each
+/// example naming the file and line.
+fn from_text(path: &Path, read: TextRead) -> FileRead {
+    let origin = |line: usize| format!("{}:{line}", path.display());
     let mut out = FileRead::default();
-    for (n, line) in text.lines().enumerate() {
-        let value = strip_comment(line).trim();
-        if value.is_empty() {
-            continue;
-        }
-        let origin = format!("{}:{}", path.display(), n + 1);
-        // Lists often annotate a value: `HASH;comment`, `domain  # note`, `value,source`.
-        let first = value
-            .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
-            .next()
-            .filter(|f| f.len() < value.len());
-        match detect(value).or_else(|e| first.and_then(|f| detect(f).ok()).ok_or(e)) {
-            Ok(indicator) => out.candidates.push(plain_candidate(indicator, origin)),
-            Err(e) => out.rejected.push(Left {
-                reason: format!("not a valid indicator ({})", e.kind()),
-                example: format!("{origin}: {:?}: {e}", clip(value.to_string(), 120)),
-            }),
-        }
+    for found in read.found {
+        out.candidates
+            .push(plain_candidate(found.indicator, origin(found.line)));
+    }
+    for left in read.left {
+        let text = clip(left.text, 120);
+        let example = match &left.reason {
+            LeftReason::NotAnIndicator(e) => format!("{}: {text:?}: {e}", origin(left.line)),
+            LeftReason::NoIndicatorInRow => format!("{}: {text:?}", origin(left.line)),
+        };
+        out.rejected.push(Left {
+            reason: left.reason.summary(),
+            example,
+        });
     }
     out
 }
 
-/// Cells of one CSV row; double quotes group commas and `""` is a quote.
-fn csv_cells(line: &str) -> Vec<String> {
-    let mut cells = Vec::new();
-    let mut cell = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                cell.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            ',' | ';' | '\t' if !quoted => cells.push(std::mem::take(&mut cell)),
-            c => cell.push(c),
-        }
-    }
-    cells.push(cell);
-    cells
+fn read_plain(path: &Path, text: &str) -> FileRead {
+    from_text(path, lists::read_plain(text))
 }
 
 /// Every cell that is an indicator is one; a row with none is rejected, except the first
 /// (a header).
 fn read_csv(path: &Path, text: &str) -> FileRead {
-    let mut out = FileRead::default();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let origin = format!("{}:{}", path.display(), n + 1);
-        let mut found = 0;
-        for cell in csv_cells(line) {
-            let cell = cell.trim();
-            if cell.is_empty() {
-                continue;
-            }
-            if let Ok(indicator) = detect(cell) {
-                found += 1;
-                out.candidates
-                    .push(plain_candidate(indicator, origin.clone()));
-            }
-        }
-        if found == 0 && n > 0 {
-            out.rejected.push(Left {
-                reason: "CSV row with no valid indicator in any cell".into(),
-                example: format!("{origin}: {:?}", clip(line.to_string(), 120)),
-            });
-        }
-    }
-    out
+    from_text(path, lists::read_csv(text))
 }
 
 #[cfg(test)]
@@ -580,7 +537,6 @@ mod tests {
 
     #[test]
     fn csv_cells_that_are_indicators_count_and_the_header_is_no_error() {
-        assert_eq!(csv_cells(r#"a,"b,c","d""e""#), ["a", "b,c", "d\"e"]);
         let r = read_csv(
             Path::new("x.csv"),
             "domain,note\nevil.example,\"c2, seen\"\nno,thing\n",

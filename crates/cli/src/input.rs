@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use intelmesh_core::indicator::{detect, normalize, Indicator, IndicatorType};
 use intelmesh_core::{OrgId, Tlp};
+use intelmesh_interop::lists::strip_comment;
 
 use crate::usage;
 
@@ -56,18 +57,6 @@ pub fn read_values(args: &[String], file: Option<&Path>) -> anyhow::Result<Vec<R
         ));
     }
     Ok(out)
-}
-
-/// A line without its comment: `#` at the start or after whitespace (URL fragments stay).
-pub(crate) fn strip_comment(line: &str) -> &str {
-    let mut prev_space = true;
-    for (i, c) in line.char_indices() {
-        if c == '#' && prev_space {
-            return &line[..i];
-        }
-        prev_space = c.is_whitespace();
-    }
-    line
 }
 
 /// A value checked locally, with the type it will be submitted under.
@@ -165,16 +154,6 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn comments_start_at_line_start_or_after_whitespace() {
-        assert_eq!(strip_comment("# all comment"), "");
-        assert_eq!(strip_comment("evil.example  # c2"), "evil.example  ");
-        assert_eq!(
-            strip_comment("http://x.example/#frag"),
-            "http://x.example/#frag"
-        );
-    }
 
     #[test]
     fn files_skip_blanks_and_comments_and_name_lines() {

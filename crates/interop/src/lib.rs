@@ -1,10 +1,13 @@
-//! intelmesh's interop with STIX 2.x and MISP: data in, data out, no I/O.
+//! intelmesh's interop with STIX 2.x, MISP, CSV and plain lists: data in, data out, no I/O.
 //!
 //! Everything here maps between JSON values or pattern text and the core's canonical
-//! [`Indicator`](intelmesh_core::Indicator) and [`Tlp`](intelmesh_core::Tlp); reading files,
+//! [`Indicator`](intelmesh_core::Indicator) and [`Tlp`](intelmesh_core::Tlp), or read text
+//! lists and CSV rows into indicators; reading files,
 //! serving TAXII and signing entries are the caller's. Nothing is dropped silently: each
-//! STIX object and MISP attribute gives an outcome, imported or refused with its reason.
+//! STIX object and MISP attribute gives an outcome, imported or refused with its reason, and
+//! every list line an indicator or its reason.
 
+pub mod lists;
 pub mod marking;
 pub mod misp;
 pub mod pattern;

@@ -1,0 +1,179 @@
+//! Text lists and CSV: plain one-value-per-line lists (defanged values, `#` comments, annotated
+//! values, prose lines) and comma-separated rows, read into canonical indicators with their line
+//! and column, and every other non-blank, non-comment line left out with its reason.
+//!
+//! Data in, data out: the caller reads the file (and names it in messages); values are found by
+//! core's [`detect`], which trims, unquotes and refangs (`hxxp://evil[.]example`).
+
+use intelmesh_core::indicator::detect;
+use intelmesh_core::indicator::NormalizeError;
+use intelmesh_core::Indicator;
+
+/// One indicator found, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub indicator: Indicator,
+    /// 1-based line number in the text.
+    pub line: usize,
+    /// 1-based cell number of a CSV row; None in a plain list.
+    pub column: Option<usize>,
+}
+
+/// Why a line gave no indicator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeftReason {
+    /// A plain list's line: neither the whole value nor its first word is an indicator.
+    NotAnIndicator(NormalizeError),
+    /// A CSV row (not the first line, which may be a header) with no indicator in any cell.
+    NoIndicatorInRow,
+}
+
+impl LeftReason {
+    /// The reason without the values that differ from one line to the next, for grouping.
+    pub fn summary(&self) -> String {
+        match self {
+            LeftReason::NotAnIndicator(e) => format!("not a valid indicator ({})", e.kind()),
+            LeftReason::NoIndicatorInRow => "CSV row with no valid indicator in any cell".into(),
+        }
+    }
+}
+
+/// A line left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    /// 1-based line number in the text.
+    pub line: usize,
+    /// What was read: a plain list's value without its comment, trimmed; a CSV row whole.
+    pub text: String,
+    pub reason: LeftReason,
+}
+
+/// What one text gave.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TextRead {
+    /// In text order; a CSV row may give several.
+    pub found: Vec<Found>,
+    /// In text order, at most one per line.
+    pub left: Vec<LeftOut>,
+    /// Lines read: neither blank nor a comment. Each gave an indicator or a [`LeftOut`], except
+    /// a CSV header (`header`).
+    pub lines: usize,
+    /// The first line of a CSV text when it gave no indicator: a header, not an error.
+    pub header: Option<usize>,
+}
+
+/// The text without a leading byte-order mark.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
+/// A line without its comment: `#` at the start or after whitespace (URL fragments stay).
+pub fn strip_comment(line: &str) -> &str {
+    let mut prev_space = true;
+    for (i, c) in line.char_indices() {
+        if c == '#' && prev_space {
+            return &line[..i];
+        }
+        prev_space = c.is_whitespace();
+    }
+    line
+}
+
+/// A plain list: one value per line, defanged is fine, `#` starts a comment (at the start of a
+/// line or after whitespace). A line that is not an indicator as a whole gives its first word
+/// (split at `;`, `,` or whitespace) if that is one: lists annotate values (`HASH;comment`,
+/// `domain  note`, `value,source`). Every other non-blank line is left out with its error.
+pub fn read_plain(text: &str) -> TextRead {
+    let mut out = TextRead::default();
+    for (n, line) in without_bom(text).lines().enumerate() {
+        let value = strip_comment(line).trim();
+        if value.is_empty() {
+            continue;
+        }
+        out.lines += 1;
+        let first = value
+            .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+            .next()
+            .filter(|f| f.len() < value.len());
+        match detect(value).or_else(|e| first.and_then(|f| detect(f).ok()).ok_or(e)) {
+            Ok(indicator) => out.found.push(Found {
+                indicator,
+                line: n + 1,
+                column: None,
+            }),
+            Err(e) => out.left.push(LeftOut {
+                line: n + 1,
+                text: value.to_string(),
+                reason: LeftReason::NotAnIndicator(e),
+            }),
+        }
+    }
+    out
+}
+
+/// Cells of one CSV row: split at `,`, `;` or tab outside double quotes; double quotes group
+/// and `""` inside them is a quote. An unclosed quote runs to the end of the line.
+pub fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' | ';' | '\t' if !quoted => cells.push(std::mem::take(&mut cell)),
+            c => cell.push(c),
+        }
+    }
+    cells.push(cell);
+    cells
+}
+
+/// CSV rows: every cell that is an indicator is one (column = its cell number). A row with none
+/// is left out, except the first line of the text (a header). Blank lines and lines starting
+/// with `#` are skipped.
+pub fn read_csv(text: &str) -> TextRead {
+    let mut out = TextRead::default();
+    for (n, line) in without_bom(text).lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        out.lines += 1;
+        let mut found = 0;
+        for (c, cell) in csv_cells(line).iter().enumerate() {
+            let cell = cell.trim();
+            if cell.is_empty() {
+                continue;
+            }
+            if let Ok(indicator) = detect(cell) {
+                found += 1;
+                out.found.push(Found {
+                    indicator,
+                    line: n + 1,
+                    column: Some(c + 1),
+                });
+            }
+        }
+        if found > 0 {
+            continue;
+        }
+        if n == 0 {
+            out.header = Some(1);
+        } else {
+            out.left.push(LeftOut {
+                line: n + 1,
+                text: line.to_string(),
+                reason: LeftReason::NoIndicatorInRow,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "lists_tests.rs"]
+mod tests;

@@ -1,0 +1,184 @@
+//! Text in, found indicators and left-out lines out.
+
+use super::*;
+
+fn values(read: &TextRead) -> Vec<&str> {
+    read.found.iter().map(|f| f.indicator.value()).collect()
+}
+
+fn lines_of_found(read: &TextRead) -> Vec<usize> {
+    read.found.iter().map(|f| f.line).collect()
+}
+
+#[test]
+fn comments_start_at_line_start_or_after_whitespace() {
+    assert_eq!(strip_comment("# all comment"), "");
+    assert_eq!(strip_comment("evil.example  # c2"), "evil.example  ");
+    assert_eq!(
+        strip_comment("http://x.example/#frag"),
+        "http://x.example/#frag"
+    );
+    assert_eq!(strip_comment("a\t#b"), "a\t");
+    assert_eq!(strip_comment(""), "");
+}
+
+#[test]
+fn plain_lines_are_refanged_annotated_values_kept_and_bad_ones_left_with_a_line() {
+    let r = read_plain(
+        "# c\nevil[.]example\nhxxp://bad[.]example/x # c2\nnot a value\n\
+         E3BC3689F01FD431CD2ED368AE91ECEAA7C465C2781FA7B7DC2EC9143A404F79;CERT-UA note x.exe\n\
+         \n   \n203.0.113.7,feodo\n",
+    );
+    assert_eq!(
+        values(&r),
+        [
+            "evil.example",
+            "http://bad.example/x",
+            "e3bc3689f01fd431cd2ed368ae91eceaa7c465c2781fa7b7dc2ec9143a404f79",
+            "203.0.113.7"
+        ]
+    );
+    assert_eq!(lines_of_found(&r), [2, 3, 5, 8]);
+    assert!(r.found.iter().all(|f| f.column.is_none()));
+    assert_eq!(r.lines, 5);
+    assert_eq!(r.left.len(), 1);
+    let left = &r.left[0];
+    assert_eq!((left.line, left.text.as_str()), (4, "not a value"));
+    assert!(matches!(left.reason, LeftReason::NotAnIndicator(_)));
+    assert!(
+        left.reason.summary().starts_with("not a valid indicator ("),
+        "{}",
+        left.reason.summary()
+    );
+}
+
+#[test]
+fn a_prose_line_gives_its_first_word_or_is_left_out_whole() {
+    // Reports are read as plain lists: a prose line is one value at most, its first word.
+    let r = read_plain(
+        "evil[.]example was seen talking to 203.0.113.7\n\
+         The C2 was hxxp://evil[.]example/gate.php on port 80\n",
+    );
+    assert_eq!(values(&r), ["evil.example"]);
+    assert_eq!(r.left.len(), 1);
+    assert_eq!(r.left[0].line, 2);
+    assert_eq!(
+        r.left[0].text,
+        "The C2 was hxxp://evil[.]example/gate.php on port 80"
+    );
+    assert_eq!(r.lines, 2);
+}
+
+#[test]
+fn plain_text_odd_input_is_left_out_not_a_panic() {
+    let long = "a".repeat(1 << 20);
+    let nul = "evil\0.example";
+    let text = format!(
+        "\u{feff}evil.example\n{long}\n{nul}\n\u{200b}\u{202e}\n💥💥\r\n\
+         \"quoted.example\"\n\u{0}\n"
+    );
+    let r = read_plain(&text);
+    assert_eq!(
+        values(&r)[0],
+        "evil.example",
+        "the BOM is not part of the value"
+    );
+    assert!(values(&r).contains(&"quoted.example"));
+    assert_eq!(r.found.len() + r.left.len(), r.lines);
+    let long_left = r.left.iter().find(|l| l.line == 2);
+    assert!(
+        matches!(
+            long_left.map(|l| &l.reason),
+            Some(LeftReason::NotAnIndicator(NormalizeError::TooLong { .. }))
+        ),
+        "{long_left:?}"
+    );
+    assert!(r.left.iter().any(|l| l.line == 3), "NUL in a domain");
+}
+
+#[test]
+fn empty_and_comment_only_texts_read_nothing() {
+    for text in ["", "\n\n", "# a\n   # b\n", "\u{feff}", "\r\n"] {
+        for r in [read_plain(text), read_csv(text)] {
+            assert_eq!(r, TextRead::default(), "{text:?}");
+        }
+    }
+}
+
+#[test]
+fn csv_cells_honour_quotes_separators_and_empty_cells() {
+    assert_eq!(csv_cells(r#"a,"b,c","d""e""#), ["a", "b,c", "d\"e"]);
+    assert_eq!(csv_cells("a;b\tc"), ["a", "b", "c"]);
+    assert_eq!(csv_cells(",,"), ["", "", ""]);
+    assert_eq!(csv_cells(""), [""]);
+    assert_eq!(csv_cells(r#""unclosed,still one"#), ["unclosed,still one"]);
+    assert_eq!(csv_cells(r#""""#), [""]);
+}
+
+#[test]
+fn csv_cells_that_are_indicators_count_and_the_header_is_no_error() {
+    let r = read_csv("domain,note\nevil.example,\"c2, seen\"\nno,thing\n");
+    assert_eq!(values(&r), ["evil.example"]);
+    assert_eq!((r.found[0].line, r.found[0].column), (2, Some(1)));
+    assert_eq!(r.header, Some(1));
+    assert_eq!(r.lines, 3);
+    assert_eq!(r.left.len(), 1);
+    assert_eq!(r.left[0].line, 3);
+    assert_eq!(r.left[0].text, "no,thing");
+    assert_eq!(r.left[0].reason, LeftReason::NoIndicatorInRow);
+    assert_eq!(
+        r.left[0].reason.summary(),
+        "CSV row with no valid indicator in any cell"
+    );
+}
+
+#[test]
+fn a_csv_row_gives_every_indicator_cell_with_its_column() {
+    let r = read_csv(
+        "\u{feff}type,value,hash\n\
+         domain,\"evil[.]example\",,D41D8CD98F00B204E9800998ECF8427E\n\
+         # comment\n\
+         ,,,\n\
+         ip;203.0.113.7\t\"hxxp://bad[.]example/\"\"q\"\"\"\n",
+    );
+    let got: Vec<(usize, Option<usize>, &str)> = r
+        .found
+        .iter()
+        .map(|f| (f.line, f.column, f.indicator.value()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, Some(2), "evil.example"),
+            (2, Some(4), "d41d8cd98f00b204e9800998ecf8427e"),
+            (5, Some(2), "203.0.113.7"),
+            (5, Some(3), "http://bad.example/%22q%22"),
+        ]
+    );
+    assert_eq!(r.header, Some(1));
+    assert_eq!(r.lines, 4);
+    assert_eq!(r.left.iter().map(|l| l.line).collect::<Vec<_>>(), [4]);
+}
+
+#[test]
+fn csv_after_a_leading_comment_has_no_header() {
+    // Only the text's first line may be a header; a row with no indicator later is left out.
+    let r = read_csv("# exported\nvalue,note\n");
+    assert_eq!(r.header, None);
+    assert_eq!(r.left.len(), 1);
+    assert_eq!(r.left[0].line, 2);
+}
+
+#[test]
+fn csv_odd_input_is_left_out_not_a_panic() {
+    let long = format!("\"{}", ",".repeat(1 << 18));
+    let text = format!("h\n{long}\n\0,\u{0}evil.example\n\"\"\"\n💥;💥\n");
+    let r = read_csv(&text);
+    assert_eq!(r.header, Some(1));
+    let mut accounted: Vec<usize> = r.found.iter().map(|f| f.line).collect();
+    accounted.extend(r.left.iter().map(|l| l.line));
+    accounted.extend(r.header);
+    accounted.sort_unstable();
+    accounted.dedup();
+    assert_eq!(accounted.len(), r.lines);
+}
