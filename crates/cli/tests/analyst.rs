@@ -78,13 +78,13 @@ fn a_sighting_is_signed_with_its_count_time_and_tlp() {
     assert_eq!(seen["distribution"]["tlp"], Tlp::Green.as_str());
     assert_eq!(state["verdict"], "seen", "{state:#}");
 
-    // The same key again signs nothing; the line says so.
+    // The same request with the same key again signs nothing; the line says so.
     let key = got["idempotency_key"].as_str().unwrap().to_string();
     let again = plain(
         &nodes,
         &[
             "sighting",
-            "evil.example",
+            "evil[.]example",
             "--count",
             "3",
             "--seen-at",
@@ -96,7 +96,8 @@ fn a_sighting_is_signed_with_its_count_time_and_tlp() {
         ],
     );
     let text = String::from_utf8_lossy(&again.stdout);
-    assert!(again.status.success(), "{text}");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{text}{stderr}");
     assert!(
         text.contains("1 sighting signed by") && text.contains("nothing signed again"),
         "{text}"
