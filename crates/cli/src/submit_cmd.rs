@@ -10,7 +10,9 @@ use clap::Args;
 use intelmesh_core::indicator::{detect, normalize, IndicatorType};
 use intelmesh_core::{OrgId, Tlp, VerifyConfig};
 use intelmesh_proto::v1 as pb;
+use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use serde_json::json;
+use tonic::transport::Channel;
 
 use crate::client_cmd::{indicators, print_json};
 use crate::conn::{ConnectArgs, Target};
@@ -190,8 +192,13 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         intelmesh_core::now_unix_ms(),
     )
     .map_err(usage)?;
-    // Checked before anything is read, so a wrong --recipient is named first.
-    let asserted = args.share.distribution(DEFAULT_TLP)?;
+    // Checked before anything is read, so a wrong --recipient is named first. A revocation's
+    // comes from the assertion it revokes (see `revocations`), which may be restricted.
+    let asserted = if args.revoke {
+        None
+    } else {
+        Some(args.share.distribution(DEFAULT_TLP)?)
+    };
     let values = read_values(&args.values, args.file.as_deref())?;
     let (checked, skipped) = check_values(values, args.ty, args.skip_invalid)?;
     for s in &skipped {
@@ -221,7 +228,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         .map(|c| pb::Submission {
             r#type: c.indicator.ty().to_proto() as i32,
             value: c.raw.value.clone(),
-            distribution: Some(asserted.clone()),
+            distribution: asserted.clone(),
             body: Some(body.clone()),
         })
         .collect();
@@ -278,7 +285,7 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
 /// else is refused before a request is sent, naming the values.
 async fn revocations(
     target: &Target,
-    client: &intelmesh_proto::v1::indicators_client::IndicatorsClient<tonic::transport::Channel>,
+    client: &IndicatorsClient<Channel>,
     share: &ShareArgs,
     submissions: &mut [pb::Submission],
 ) -> anyhow::Result<()> {
@@ -317,12 +324,22 @@ async fn revocations(
             continue;
         };
         if share.given() {
-            // The assertion's TLP still applies when only --recipient changes.
+            // The assertion's TLP still applies when only --recipient changes (RED, the safe
+            // reading, if the node showed none).
             let tlp = distribution
                 .as_ref()
                 .and_then(|d| Tlp::from_proto(d.tlp))
-                .unwrap_or(DEFAULT_TLP);
-            s.distribution = Some(share.distribution(tlp)?);
+                .unwrap_or(Tlp::Red);
+            let revoking = format!("revoking {}", s.value);
+            s.distribution = Some(share.distribution(tlp).map_err(|e| e.context(revoking))?);
+            // Readers of the assertion outside the new distribution never see it withdrawn.
+            if share.tlp.is_some_and(|new| new > tlp) {
+                eprintln!(
+                    "warning: {}: the revocation is stricter than the TLP:{tlp} assertion it revokes; its readers outside TLP:{} keep the assertion",
+                    s.value,
+                    share.tlp.unwrap_or(tlp)
+                );
+            }
         } else {
             s.distribution = distribution;
         }

@@ -207,6 +207,26 @@ fn a_revocation_needs_an_assertion_and_keeps_its_tlp() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("already revoked"));
     assert_eq!(own_entries(&nodes), 2);
+
+    // --recipient alone keeps the assertion's TLP, which must then take recipients; --tlp
+    // replaces it.
+    ok(&nodes, &["submit", "--tlp", "green", "open.example"]);
+    let out = revoke(&["--recipient", "BR-PF", "open.example"]);
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_error_line(&out);
+    assert!(
+        line.contains("revoking open.example") && line.contains("TLP:GREEN"),
+        "{line}"
+    );
+    let out = revoke(&["--tlp", "amber", "open.example"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = assertion(&nodes, "open.example").unwrap();
+    assert_eq!(a["revoked"], true);
+    assert_eq!(a["distribution"]["tlp"], Tlp::Amber.as_str());
 }
 
 /// Submits the values of the export tests: every type, one revoked.
