@@ -1,8 +1,7 @@
-//! The client commands (`submit`, `get`, `query`, `watch`, `status`; `lookup` is in
-//! `lookup_cmd`): parse and check the input, make the call through the node's local API, print
+//! The reading client commands (`get`, `query`, `watch`, `status`; `lookup` is in
+//! `lookup_cmd`, the publishing ones in `submit_cmd`): parse and check the input, make the call through the node's local API, print
 //! the answer.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -14,70 +13,9 @@ use intelmesh_proto::v1::node_status_client::NodeStatusClient;
 use serde_json::json;
 
 use crate::conn::{self, connect, rpc_error, ConnectArgs, Target};
-use crate::input::{check_values, parse_org, parse_since, parse_tlp, parse_type, read_values};
-use crate::publish;
+use crate::input::{parse_org, parse_since, parse_tlp, parse_type};
 use crate::render;
 use crate::usage;
-
-/// Submissions per request: well under the message size limit whatever the values.
-const SUBMIT_CHUNK: usize = 500;
-
-#[derive(Args, Debug)]
-#[command(after_help = "\
-Each run sends an idempotency key (random, or --idempotency-key) and, if the connection breaks \
-after a request was sent, retries it with the same key a few times: the node signs nothing \
-twice and answers with what the first request published.
-
-Exit status: 0 published; 1 failed; 2 bad input; 3 outcome unknown (the connection broke after \
-a request was sent and no retry got an answer): it may have been published, and re-running \
-with the --idempotency-key the message gives finishes it safely.")]
-pub struct SubmitArgs {
-    #[command(flatten)]
-    pub conn: ConnectArgs,
-    /// Indicator type of every value; without it each value's type is detected.
-    #[arg(long = "type", value_name = "TYPE", value_parser = parse_type)]
-    pub ty: Option<IndicatorType>,
-    /// Values (defanged forms such as `evil[.]example` or `hxxp://…` are fine).
-    #[arg(value_name = "VALUE")]
-    pub values: Vec<String>,
-    /// Read values from FILE (`-` for stdin): one per line, `#` starts a comment.
-    #[arg(long, value_name = "FILE")]
-    pub file: Option<PathBuf>,
-    /// Who may read it: clear, green, amber, amber+strict or red.
-    #[arg(long, default_value = "amber", value_parser = parse_tlp)]
-    pub tlp: Tlp,
-    /// With amber+strict or red: an org that may read it besides yours (repeatable).
-    #[arg(long = "recipient", value_name = "ORG", value_parser = parse_org)]
-    pub recipients: Vec<OrgId>,
-    /// How sure you are, 0 to 100.
-    #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u32).range(0..=100))]
-    pub confidence: u32,
-    /// A tag (repeatable), e.g. `--tag apt29 --tag c2`.
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
-    /// A threat type (repeatable), e.g. `malware`, `phishing`.
-    #[arg(long = "threat-type", value_name = "NAME")]
-    pub threat_types: Vec<String>,
-    /// Free text shared with the assertion.
-    #[arg(long, default_value = "")]
-    pub description: String,
-    /// Withdraw your earlier assertion of these values instead of asserting them.
-    #[arg(long, requires = "reason", conflicts_with_all = ["tags", "threat_types", "description"])]
-    pub revoke: bool,
-    /// Why the values are revoked (with --revoke).
-    #[arg(long, requires = "revoke")]
-    pub reason: Option<String>,
-    /// Drop values that are not valid indicators (and say which) instead of failing.
-    #[arg(long)]
-    pub skip_invalid: bool,
-    /// Idempotency key of this submission (default: a new random one). Re-running with the key
-    /// of an earlier run and the same values publishes only what that run did not.
-    #[arg(long, value_name = "KEY", value_parser = publish::parse_key)]
-    pub idempotency_key: Option<String>,
-    /// Print JSON instead of lines.
-    #[arg(long)]
-    pub json: bool,
-}
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
@@ -181,132 +119,6 @@ pub(crate) async fn indicators(
 pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     out!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
-}
-
-pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    if !args.tlp.is_restricted() && !args.recipients.is_empty() {
-        return Err(usage(format!(
-            "--recipient applies to --tlp amber+strict or red; TLP:{} goes to every member",
-            args.tlp
-        )));
-    }
-    let values = read_values(&args.values, args.file.as_deref())?;
-    let (checked, skipped) = check_values(values, args.ty, args.skip_invalid)?;
-    for s in &skipped {
-        eprintln!("skipped {s}");
-    }
-    let distribution = pb::Distribution {
-        tlp: args.tlp.to_proto() as i32,
-        recipients: args.recipients.iter().map(ToString::to_string).collect(),
-    };
-    let submissions: Vec<pb::Submission> = checked
-        .iter()
-        .map(|c| {
-            let ty = c.indicator.ty().to_proto() as i32;
-            // The node normalizes the raw value itself (the check above only catches mistakes
-            // before anything is signed) and fills the body's indicator from type and value.
-            let body = if args.revoke {
-                pb::submission::Body::Revoke(pb::IndicatorRevoke {
-                    indicator: None,
-                    reason: args.reason.clone().unwrap_or_default(),
-                })
-            } else {
-                pb::submission::Body::Upsert(pb::IndicatorUpsert {
-                    indicator: None,
-                    confidence: args.confidence,
-                    valid_from_unix_ms: 0,
-                    valid_until_unix_ms: None,
-                    tags: args.tags.clone(),
-                    threat_types: args.threat_types.clone(),
-                    description: args.description.clone(),
-                    external_references: Vec::new(),
-                })
-            };
-            pb::Submission {
-                r#type: ty,
-                value: c.raw.value.clone(),
-                distribution: Some(distribution.clone()),
-                body: Some(body),
-            }
-        })
-        .collect();
-    let key = args
-        .idempotency_key
-        .clone()
-        .unwrap_or_else(publish::new_key);
-    let (target, client) = indicators(&args.conn).await?;
-    let check = |i: usize| {
-        checked
-            .get(i)
-            .map(|c| c.indicator.value().to_string())
-            .unwrap_or_default()
-    };
-    let rerun = format!("re-run with --idempotency-key {key}");
-    let requests = publish::Requests {
-        target: &target,
-        client: &client,
-        chunk: SUBMIT_CHUNK,
-        key: &key,
-        rerun: &rerun,
-        force: false,
-    };
-    let answers = publish::submit_in_requests(&requests, &submissions, &check, |_, _| {}).await?;
-    let mut assigned = Vec::new();
-    // Entries an earlier request with the same key published.
-    let mut replayed = 0;
-    for response in answers {
-        if response.replayed {
-            replayed += response.assigned.len();
-        }
-        assigned.extend(response.assigned);
-    }
-    if args.json {
-        let items: Vec<_> = assigned
-            .iter()
-            .map(|a| {
-                json!({"origin": a.origin, "seq": a.seq,
-                       "indicator": render::indicator_json(a.indicator.as_ref())})
-            })
-            .collect();
-        print_json(&json!({"assigned": items, "skipped": skipped,
-                           "idempotency_key": key, "replayed": replayed > 0}))?;
-    } else {
-        for a in &assigned {
-            out!(
-                "{}#{}  {}",
-                a.origin,
-                a.seq,
-                render::indicator_text(a.indicator.as_ref())
-            );
-        }
-        out!(
-            "{} {}{} signed by {} and durable (TLP:{}){}{}",
-            assigned.len(),
-            if args.revoke {
-                "revocation"
-            } else {
-                "indicator"
-            },
-            if assigned.len() == 1 { "" } else { "s" },
-            target.org,
-            args.tlp,
-            if skipped.is_empty() {
-                String::new()
-            } else {
-                format!(", {} invalid value(s) skipped", skipped.len())
-            },
-            match replayed {
-                0 => String::new(),
-                n if n == assigned.len() => format!(
-                    "; published by an earlier request with idempotency key {key}, nothing signed again"
-                ),
-                n => format!(
-                    "; {n} of them published by an earlier request with idempotency key {key}, not signed again"
-                ),
-            }
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {

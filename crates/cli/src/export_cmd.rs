@@ -1,6 +1,7 @@
 //! The `export` client command: the node's indicators matching filters, read page by page
-//! through the API's `Query`, written as a STIX 2.1 bundle (`intelmesh-interop`), a plain
-//! one-value-per-line list or CSV.
+//! through the API's `Query`, written as a STIX 2.1 bundle or a MISP feed directory
+//! (`intelmesh-interop`), a DNS RPZ zone (`export_rpz`), a plain one-value-per-line list or
+//! CSV.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,13 +9,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use intelmesh_core::{IndicatorType, Tlp};
+use intelmesh_core::indicator::normalize;
+use intelmesh_core::{Indicator, IndicatorType, Tlp};
+use intelmesh_interop::misp_feed;
 use intelmesh_interop::stix_export::export_bundle;
 use intelmesh_node::api::stix::{stix_parts, StixParts};
 use intelmesh_proto::v1 as pb;
 
 use crate::client_cmd::{query_pages, FilterArgs, Pages};
 use crate::conn::ConnectArgs;
+use crate::export_rpz::{parse_zone_name, rpz_zone, DEFAULT_ZONE};
+use crate::usage;
 
 /// Indicators per `Query` page.
 const PAGE: u32 = 1000;
@@ -29,6 +34,11 @@ pub enum ExportFormat {
     /// type,value,origin,tlp,confidence,revoked,valid_from,valid_until,tags (one row per
     /// origin's assertion).
     Csv,
+    /// A DNS Response Policy Zone (BIND, Unbound, PowerDNS): NXDOMAIN for each domain and its
+    /// subdomains, each URL's host, each address and CIDR block (revoked-only ones left out).
+    Rpz,
+    /// A MISP feed directory (--out DIR): manifest.json, an event per origin, hashes.csv.
+    MispFeed,
 }
 
 #[derive(Args, Debug)]
@@ -39,9 +49,12 @@ pub struct ExportArgs {
     pub filter: FilterArgs,
     #[arg(long, value_enum, default_value = "stix")]
     pub format: ExportFormat,
-    /// Write to FILE instead of standard output.
+    /// Write to FILE instead of standard output (with misp-feed: the directory, required).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// With rpz: the zone's name, as the DNS server's configuration names it.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ZONE, value_parser = parse_zone_name)]
+    pub rpz_zone: String,
 }
 
 /// Every state matching the filter, all pages.
@@ -63,7 +76,25 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn render(format: ExportFormat, states: &[pb::IndicatorState]) -> anyhow::Result<(String, usize)> {
+/// Whether any origin's assertion of the state is in force (not revoked).
+fn in_force(s: &pb::IndicatorState) -> bool {
+    s.assertions.iter().any(|a| !a.revoked)
+}
+
+/// The indicators some origin asserts in force, in canonical form.
+fn asserted(states: &[pb::IndicatorState]) -> Vec<Indicator> {
+    states
+        .iter()
+        .filter(|s| in_force(s))
+        .filter_map(|s| {
+            let r = s.indicator.as_ref()?;
+            normalize(IndicatorType::from_proto(r.r#type)?, &r.value).ok()
+        })
+        .collect()
+}
+
+fn render(args: &ExportArgs, states: &[pb::IndicatorState]) -> anyhow::Result<(String, usize)> {
+    let format = args.format;
     let mut text = String::new();
     let mut count = 0;
     match format {
@@ -88,8 +119,7 @@ fn render(format: ExportFormat, states: &[pb::IndicatorState]) -> anyhow::Result
         }
         ExportFormat::Plain => {
             for s in states {
-                let in_force = s.assertions.iter().any(|a| !a.revoked);
-                if let (true, Some(r)) = (in_force, &s.indicator) {
+                if let (true, Some(r)) = (in_force(s), &s.indicator) {
                     text.push_str(&r.value);
                     text.push('\n');
                     count += 1;
@@ -126,13 +156,80 @@ fn render(format: ExportFormat, states: &[pb::IndicatorState]) -> anyhow::Result
                 }
             }
         }
+        ExportFormat::Rpz => {
+            // The serial only has to grow from one export to the next.
+            let serial = u32::try_from(intelmesh_core::now_unix_ms() / 1000).unwrap_or(u32::MAX);
+            let zone = rpz_zone(&args.rpz_zone, serial, &asserted(states));
+            if !zone.skipped.is_empty() {
+                let parts: Vec<String> = zone
+                    .skipped
+                    .iter()
+                    .map(|(what, n)| format!("{n} {what}"))
+                    .collect();
+                eprintln!(
+                    "rpz: left out {} (RPZ rules name hosts and addresses only)",
+                    parts.join(", ")
+                );
+            }
+            text = zone.text;
+            count = zone.rules;
+        }
+        // A directory, not text: written by `misp_feed_dir`.
+        ExportFormat::MispFeed => anyhow::bail!("misp-feed is written as a directory"),
     }
     Ok((text, count))
 }
 
+/// Writes the MISP feed of `states` into `dir` (created if missing; files of earlier exports
+/// are replaced, so a feed directory can be refreshed in place).
+fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow::Result<()> {
+    let StixParts {
+        indicators: found,
+        unreadable,
+        ..
+    } = stix_parts(states);
+    if unreadable > 0 {
+        eprintln!(
+            "warning: {unreadable} indicator(s) whose value this version cannot read were left out"
+        );
+    }
+    let feed = misp_feed(&found);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let write = |name: String, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    for (uuid, event) in &feed.events {
+        write(format!("{uuid}.json"), serde_json::to_string_pretty(event)?)?;
+    }
+    write("hashes.csv".into(), feed.hashes.clone())?;
+    // Last: a fetcher reading the directory meanwhile finds only events whose files exist.
+    write(
+        "manifest.json".into(),
+        serde_json::to_string_pretty(&feed.manifest)?,
+    )?;
+    eprintln!(
+        "wrote {} attributes in {} event(s) to {} ({} revoked assertion(s) left out)",
+        feed.attributes,
+        feed.events.len(),
+        dir.display(),
+        feed.revoked
+    );
+    Ok(())
+}
+
 pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    if args.format == ExportFormat::MispFeed && args.out.is_none() {
+        return Err(usage(
+            "--format misp-feed writes a directory: name it with --out DIR",
+        ));
+    }
     let states = states(&args).await?;
-    let (text, count) = render(args.format, &states)?;
+    if let (ExportFormat::MispFeed, Some(dir)) = (args.format, &args.out) {
+        misp_feed_dir(dir, &states)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (text, count) = render(&args, &states)?;
     match &args.out {
         Some(path) => {
             std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
@@ -140,6 +237,8 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
                 "wrote {count} {} of {} indicators to {}",
                 if args.format == ExportFormat::Plain {
                     "values"
+                } else if args.format == ExportFormat::Rpz {
+                    "rules"
                 } else {
                     "assertions"
                 },

@@ -1,6 +1,8 @@
 //! Which of an import's submissions the node already holds from this org, asserted
 //! identically (same TLP and recipients, confidence, validity, tags, description): those are
 //! duplicates and are not signed again, whatever idempotency key an earlier import used.
+//! Also this org's own assertions of given values (`own_assertions`), which `submit --revoke`
+//! reads to refuse revoking what was never asserted and to keep the assertion's TLP.
 
 use futures::stream::{self, StreamExt};
 use intelmesh_node::api::submission::held_identically as same;
@@ -62,10 +64,32 @@ pub async fn already_held(
         }
     }
     // Then each listed one's assertion, compared field by field.
-    let listed = listed
+    let listed: Vec<(usize, &pb::Submission)> = listed
         .into_iter()
-        .filter_map(|i| submissions.get(i).map(|s| (i, s)));
-    let checks = stream::iter(listed)
+        .filter_map(|i| submissions.get(i).map(|s| (i, s)))
+        .collect();
+    let mut held = Vec::new();
+    for (i, ours) in own_assertions(target, client, &listed).await? {
+        if ours.is_some_and(|a| submissions.get(i).is_some_and(|s| same(&a, s))) {
+            held.push(i);
+        }
+    }
+    held.sort_unstable();
+    Ok(Known {
+        held,
+        listed: on_lists,
+    })
+}
+
+/// `target.org`'s own assertion of each `(index, submission)`'s value as the node holds it
+/// (`Get`, a few in flight), revoked or not; `None` where the org never asserted it.
+pub async fn own_assertions(
+    target: &Target,
+    client: &IndicatorsClient<Channel>,
+    items: &[(usize, &pb::Submission)],
+) -> anyhow::Result<Vec<(usize, Option<pb::OriginAssertion>)>> {
+    let org = target.org.to_string();
+    let checks = stream::iter(items.iter().copied())
         .map(|(i, s)| {
             let mut client = client.clone();
             let request = conn::request(
@@ -80,24 +104,18 @@ pub async fn already_held(
         .buffer_unordered(GETS_IN_FLIGHT)
         .collect::<Vec<_>>()
         .await;
-    let mut held = Vec::new();
+    let mut found = Vec::with_capacity(checks.len());
     for (i, answer) in checks {
         let response = answer
             .map_err(|s| rpc_error(target, "Get", s))?
             .into_inner();
         let ours = response
             .state
-            .as_ref()
-            .and_then(|st| st.assertions.iter().find(|a| a.origin == org));
-        if ours.is_some_and(|a| submissions.get(i).is_some_and(|s| same(a, s))) {
-            held.push(i);
-        }
+            .and_then(|st| st.assertions.into_iter().find(|a| a.origin == org));
+        found.push((i, ours));
     }
-    held.sort_unstable();
-    Ok(Known {
-        held,
-        listed: on_lists,
-    })
+    found.sort_unstable_by_key(|(i, _)| *i);
+    Ok(found)
 }
 
 #[cfg(test)]

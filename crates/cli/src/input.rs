@@ -151,6 +151,16 @@ pub fn parse_since(s: &str) -> Result<i64, String> {
     Ok(intelmesh_core::now_unix_ms().saturating_sub(n.saturating_mul(unit_ms)))
 }
 
+/// For clap: a point in time, as RFC 3339 (`2026-03-01T12:00:00Z`) or Unix milliseconds.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    intelmesh_interop::parse_timestamp(s)
+        .map_err(|e| format!("{e}; give RFC 3339 (2026-03-01T12:00:00Z) or Unix milliseconds"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +195,11 @@ mod tests {
         assert_eq!(parse_type("SHA-256").unwrap(), IndicatorType::Sha256);
         assert!(parse_type("hash").unwrap_err().contains("sha256"));
         assert_eq!(parse_tlp("amber+strict").unwrap(), Tlp::AmberStrict);
+        assert_eq!(parse_time("1700000000000").unwrap(), 1_700_000_000_000);
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
     }
 }

@@ -19,6 +19,7 @@ mod corpus_sample;
 mod demo;
 mod enrol_cmd;
 mod export_cmd;
+mod export_rpz;
 mod failure;
 mod fleet;
 mod import_cmd;
@@ -33,6 +34,7 @@ mod publish;
 mod render;
 mod rotate_cmd;
 mod run;
+mod submit_cmd;
 mod taxii_cmd;
 
 use std::path::PathBuf;
@@ -64,11 +66,15 @@ enum Command {
     Run(run::RunArgs),
     /// Sign and publish indicators (or revocations) as the node's org; exit 3 if the outcome is
     /// unknown (see --help).
-    Submit(client_cmd::SubmitArgs),
+    Submit(submit_cmd::SubmitArgs),
+    /// Report having seen a value (count, when, TLP) as the node's org; exit 3 if the outcome
+    /// is unknown.
+    Sighting(submit_cmd::SightingArgs),
     /// Import indicator files (STIX, MISP event or feed, CSV, plain lists) through the node's
     /// API: per-value TLP and metadata from the file, idempotent, with a summary (see --help).
     Import(import_cmd::ImportArgs),
-    /// Write the node's indicators matching filters as a STIX 2.1 bundle, a plain list or CSV.
+    /// Write the node's indicators matching filters as a STIX 2.1 bundle, a MISP feed, a DNS
+    /// RPZ zone, a plain list or CSV.
     Export(export_cmd::ExportArgs),
     /// Show the merged view of one indicator: `get TYPE VALUE` or `get VALUE`.
     Get(client_cmd::GetArgs),
@@ -226,7 +232,8 @@ fn without_snippets(text: &str) -> String {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => multi_thread()?.block_on(run::run(args)),
-        Command::Submit(args) => current_thread()?.block_on(client_cmd::submit(args)),
+        Command::Submit(args) => current_thread()?.block_on(submit_cmd::submit(args)),
+        Command::Sighting(args) => current_thread()?.block_on(submit_cmd::sighting(args)),
         Command::Import(args) => current_thread()?.block_on(import_cmd::import(args)),
         Command::Export(args) => current_thread()?.block_on(export_cmd::export(args)),
         Command::Get(args) => current_thread()?.block_on(client_cmd::get(args)),

@@ -150,6 +150,23 @@ pub fn unknown_message(
     )
 }
 
+/// The error of a `call` that did not succeed: the node's answer, or an [`OutcomeUnknown`] that
+/// says how to finish it (`rerun`, see [`unknown_message`]; `check` names a value to `get`).
+pub fn failed_error(
+    target: &Target,
+    call: &str,
+    failed: Failed,
+    rerun: &str,
+    check: &str,
+) -> anyhow::Error {
+    match failed {
+        Failed::Known(status) => rpc_error(target, call, status),
+        Failed::Unknown(status) => anyhow::Error::new(OutcomeUnknown(unknown_message(
+            target, &status, rerun, check,
+        ))),
+    }
+}
+
 /// Where and how a run's `Submit` requests go: at most `chunk` submissions each, the `n`-th
 /// keyed [`request_key`]`(key, n)`; `rerun` says how to repeat the run with the same keys
 /// (e.g. "re-run with --idempotency-key K").

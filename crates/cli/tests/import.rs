@@ -41,14 +41,7 @@ fn s(p: &Path) -> String {
 
 /// Runs `intelmesh CMD … --json` against the node; returns exit code, JSON and stderr.
 fn run_json(nodes: &Nodes, cmd: &[&str]) -> (Option<i32>, Value, String) {
-    let mut args: Vec<String> = cmd.iter().map(|a| a.to_string()).collect();
-    args.push("--json".into());
-    args.extend(nodes.api_args(ORG));
-    let out = intelmesh_owned(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{cmd:?}: stdout is not JSON ({e}); stderr: {stderr}"));
-    (out.status.code(), json, stderr)
+    nodes.run_json(ORG, cmd)
 }
 
 /// The node's view of one value: this org's assertion, or None when the node does not know it.

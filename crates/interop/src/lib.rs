@@ -1,4 +1,5 @@
-//! intelmesh's interop with STIX 2.x, MISP, CSV and plain lists: data in, data out, no I/O.
+//! intelmesh's interop with STIX 2.x, MISP, CSV and plain lists (import, and export to STIX
+//! bundles and MISP feeds) and the TAXII 2.1 protocol rules: data in, data out, no I/O.
 //!
 //! Everything here maps between JSON values or pattern text and the core's canonical
 //! [`Indicator`](intelmesh_core::Indicator) and [`Tlp`](intelmesh_core::Tlp), or read text
@@ -10,6 +11,7 @@
 pub mod lists;
 pub mod marking;
 pub mod misp;
+pub mod misp_export;
 pub mod pattern;
 pub mod stix;
 pub mod stix_export;
@@ -19,6 +21,7 @@ pub mod warninglist;
 
 pub use marking::{marking_id_of, Markings};
 pub use misp::{import_misp, import_misp_str, MispEvent, MispIndicator, MispOptions};
+pub use misp_export::{misp_feed, MispFeed};
 pub use pattern::{parse_pattern, pattern_of, PatternError};
 pub use stix::{import_stix, import_stix_str, ImportOptions, StixImport, StixIndicator};
 pub use stix_export::{

@@ -317,6 +317,18 @@ impl Nodes {
         ]
     }
 
+    /// Runs `intelmesh CMD … --json` against `org`'s node; returns exit code, JSON and stderr.
+    pub fn run_json(&self, org: &str, cmd: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+        let mut args: Vec<String> = cmd.iter().map(|a| a.to_string()).collect();
+        args.push("--json".into());
+        args.extend(self.api_args(org));
+        let out = intelmesh_owned(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{cmd:?}: stdout is not JSON ({e}); stderr: {stderr}"));
+        (out.status.code(), json, stderr)
+    }
+
     /// An endpoints.json naming these nodes, as `demo --keep` writes it; returns its path.
     pub fn endpoints_file(&self, dir: &Path) -> String {
         let nodes: Vec<serde_json::Value> = self
