@@ -79,10 +79,57 @@ pub fn strip_comment(line: &str) -> &str {
     line
 }
 
-/// A plain list: one value per line, defanged is fine, `#` starts a comment (at the start of a
-/// line or after whitespace). A line that is not an indicator as a whole gives its first word
-/// (split at `;`, `,` or whitespace) if that is one: lists annotate values (`HASH;comment`,
-/// `domain  note`, `value,source`). Every other non-blank line is left out with its error.
+/// Whether a word of prose, as written, is an indicator no one writes by accident: a value
+/// defanged on purpose (`evil[.]example`, `hxxp://…`, `user[at]evil…`), a URL with its scheme,
+/// an IP address or block, a hash, an e-mail address. A bare dotted word in prose is not taken:
+/// `report.pdf`, `e.g.` or `README.md` (Moldova's TLD) would become indicators shared with
+/// every member.
+fn deliberate(word: &str, indicator: &Indicator) -> bool {
+    use intelmesh_core::IndicatorType as T;
+    let lower = word.to_ascii_lowercase();
+    let defanged = [
+        "[.]", "(.)", "{.}", "[dot]", "(dot)", "hxxp", "[:]", "[at]", "(at)", "[@]",
+    ]
+    .iter()
+    .any(|m| lower.contains(m));
+    defanged
+        || match indicator.ty() {
+            T::Domain => false,
+            T::Url => lower.contains("://"),
+            T::Ipv4 | T::Ipv6 | T::Cidr | T::Email | T::Md5 | T::Sha1 | T::Sha256 => true,
+        }
+}
+
+/// The indicators a line of prose names deliberately ([`deliberate`]), each once, in order.
+fn prose_values(line: &str) -> Vec<Indicator> {
+    let mut found: Vec<Indicator> = Vec::new();
+    for word in line.split_whitespace().take(MAX_PROSE_WORDS) {
+        // Sentence punctuation around a value is not part of it.
+        let word = word
+            .trim_start_matches(['(', '<', '"', '\'', '`', '*'])
+            .trim_end_matches([')', '>', '"', '\'', '`', '*', ',', ';', ':', '!', '?'])
+            .trim_end_matches('.');
+        if word.len() < 7 {
+            continue;
+        }
+        if let Ok(i) = detect(word) {
+            if deliberate(word, &i) && !found.contains(&i) {
+                found.push(i);
+            }
+        }
+    }
+    found
+}
+
+/// Words of one prose line looked at, at most: a line is bounded however long.
+const MAX_PROSE_WORDS: usize = 4096;
+
+/// A plain list or report: one value per line, defanged is fine, `#` starts a comment (at the
+/// start of a line or after whitespace). A line that is not an indicator as a whole gives its
+/// first word (split at `;`, `,` or whitespace) if that is one: lists annotate values
+/// (`HASH;comment`, `domain  note`, `value,source`). Otherwise a line of prose gives every
+/// value it names deliberately (defanged, a URL with its scheme, an address, a hash, an
+/// e-mail); a line with none is left out with its error.
 pub fn read_plain(text: &str) -> TextRead {
     let mut out = TextRead::default();
     for (n, line) in without_bom(text).lines().enumerate() {
@@ -101,11 +148,21 @@ pub fn read_plain(text: &str) -> TextRead {
                 line: n + 1,
                 column: None,
             }),
-            Err(e) => out.left.push(LeftOut {
-                line: n + 1,
-                text: value.to_string(),
-                reason: LeftReason::NotAnIndicator(e),
-            }),
+            Err(e) => {
+                let named = prose_values(value);
+                if named.is_empty() {
+                    out.left.push(LeftOut {
+                        line: n + 1,
+                        text: value.to_string(),
+                        reason: LeftReason::NotAnIndicator(e),
+                    });
+                }
+                out.found.extend(named.into_iter().map(|indicator| Found {
+                    indicator,
+                    line: n + 1,
+                    column: None,
+                }));
+            }
         }
     }
     out

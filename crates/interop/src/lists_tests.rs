@@ -53,20 +53,31 @@ fn plain_lines_are_refanged_annotated_values_kept_and_bad_ones_left_with_a_line(
 }
 
 #[test]
-fn a_prose_line_gives_its_first_word_or_is_left_out_whole() {
-    // Reports are read as plain lists: a prose line is one value at most, its first word.
+fn a_prose_line_gives_the_values_it_names_deliberately() {
     let r = read_plain(
         "evil[.]example was seen talking to 203.0.113.7\n\
-         The C2 was hxxp://evil[.]example/gate.php on port 80\n",
+         The C2 was hxxp://evil[.]example/gate.php (on port 80), then 198.51.100.0/24.\n\
+         Mail came from \"phish[at]bad[.]example\"; the dropper's SHA-256 was \
+         e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855.\n\
+         See README.md and report.pdf, e.g. the appendix at www.example.com for details.\n\
+         Nothing here.\n",
     );
-    assert_eq!(values(&r), ["evil.example"]);
-    assert_eq!(r.left.len(), 1);
-    assert_eq!(r.left[0].line, 2);
     assert_eq!(
-        r.left[0].text,
-        "The C2 was hxxp://evil[.]example/gate.php on port 80"
+        values(&r),
+        [
+            "evil.example",
+            "http://evil.example/gate.php",
+            "198.51.100.0/24",
+            "phish@bad.example",
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ]
     );
-    assert_eq!(r.lines, 2);
+    let lines: Vec<usize> = r.found.iter().map(|f| f.line).collect();
+    assert_eq!(lines, [1, 2, 2, 3, 3]);
+    // Bare dotted words in prose are not taken: only what is written as an indicator on purpose.
+    let left: Vec<usize> = r.left.iter().map(|l| l.line).collect();
+    assert_eq!(left, [4, 5]);
+    assert_eq!(r.lines, 5);
 }
 
 #[test]
