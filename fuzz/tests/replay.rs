@@ -263,7 +263,10 @@ fn list_seeds_read_their_values_and_the_shared_files_give_some() {
     let read = read_plain(std::str::from_utf8(&text[0]).expect("the list seed is UTF-8"));
     // The prose line gives the address it names; nothing is left out.
     assert_eq!(read.found.len(), 7, "{:?}", read.found);
-    assert!(read.found.iter().any(|f| f.indicator.value() == "203.0.113.7" && f.line == 8));
+    assert!(read
+        .found
+        .iter()
+        .any(|f| f.indicator.value() == "203.0.113.7" && f.line == 8));
     assert!(read.left.is_empty(), "{:?}", read.left);
 
     let all = sources();
