@@ -73,6 +73,7 @@ fn every_mistake_is_found_in_one_pass() {
     drop(SledStore::open(StoreConfig::new(&hub.config.data_dir).owned_by(org(HUB))).unwrap());
     // An address some other program listens on.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_too = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     std::fs::set_permissions(&au.config.api.key, std::fs::Permissions::from_mode(0o644)).unwrap();
 
     let path = au_config(&fed, |cfg| {
@@ -87,6 +88,15 @@ fn every_mistake_is_found_in_one_pass() {
         cfg.federation.listen = taken.local_addr().unwrap();
         cfg.limits.heartbeat_ms = 0;
         cfg.limits.max_message_bytes = 1000;
+        // A gateway on a port in use, with a user whose hash is not one; a missing list.
+        let mut taxii = intelmesh_node::taxii::TaxiiConfig::new(taken_too.local_addr().unwrap());
+        taxii.user.push(intelmesh_node::taxii::TaxiiUser {
+            name: "soc".into(),
+            password_hash: "hunter2".into(),
+            permission: intelmesh_node::taxii::Permission::Read,
+        });
+        cfg.taxii = Some(taxii);
+        cfg.warninglists = vec![dir.path().join("no-such-lists")];
     });
     let report = check(&path);
     let d = |p: &Path| p.display().to_string();
@@ -149,6 +159,12 @@ fn every_mistake_is_found_in_one_pass() {
                 ),
             ),
             ("federation.listen", "is already in use".into()),
+            ("taxii.listen", "is already in use".into()),
+            (
+                "[[taxii.user]] password_hash",
+                "of soc is not a PHC hash".into(),
+            ),
+            ("warninglists", "no such file or directory".into()),
         ],
     );
     let signing = report

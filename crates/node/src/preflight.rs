@@ -84,10 +84,14 @@ pub fn check(config_path: &Path) -> Preflight {
         check_signing_key(&cfg, org, &mut found);
         check_data_dir(&cfg.data_dir, org, &mut found);
     }
+    let taxii = cfg.taxii.as_ref().map(|t| ("taxii.listen", t.listen));
     for (setting, addr) in [
         ("federation.listen", cfg.federation.listen),
         ("api.listen", cfg.api.listen),
-    ] {
+    ]
+    .into_iter()
+    .chain(taxii)
+    {
         check_free(setting, addr, &mut found);
     }
     Preflight {
