@@ -37,18 +37,12 @@ fn plain(nodes: &Nodes, cmd: &[&str]) -> std::process::Output {
     intelmesh_owned(&args)
 }
 
-/// `ORG`'s assertion of `value`, if the node holds one.
 fn assertion(nodes: &Nodes, value: &str) -> Option<Value> {
-    let got = ok(nodes, &["get", value]);
-    got["state"]["assertions"]
-        .as_array()?
-        .iter()
-        .find(|a| a["origin"] == ORG)
-        .cloned()
+    nodes.assertion(ORG, value)
 }
 
 fn own_entries(nodes: &Nodes) -> u64 {
-    ok(nodes, &["status"])["vector"][ORG].as_u64().unwrap_or(0)
+    nodes.own_entries(ORG)
 }
 
 #[test]

@@ -44,24 +44,12 @@ fn run_json(nodes: &Nodes, cmd: &[&str]) -> (Option<i32>, Value, String) {
     nodes.run_json(ORG, cmd)
 }
 
-/// The node's view of one value: this org's assertion, or None when the node does not know it.
 fn assertion(nodes: &Nodes, value: &str) -> Option<Value> {
-    let (code, got, stderr) = run_json(nodes, &["get", value]);
-    assert_eq!(code, Some(0), "get {value}: {stderr}");
-    if got["found"] != true {
-        return None;
-    }
-    got["state"]["assertions"]
-        .as_array()?
-        .iter()
-        .find(|a| a["origin"] == ORG)
-        .cloned()
+    nodes.assertion(ORG, value)
 }
 
 fn own_entries(nodes: &Nodes) -> u64 {
-    let (code, status, stderr) = run_json(nodes, &["status"]);
-    assert_eq!(code, Some(0), "{stderr}");
-    status["vector"][ORG].as_u64().unwrap_or(0)
+    nodes.own_entries(ORG)
 }
 
 /// What the interop importer reads from a file: distinct, not revoked.

@@ -329,6 +329,27 @@ impl Nodes {
         (out.status.code(), json, stderr)
     }
 
+    /// `org`'s own assertion of `value` as its node holds it, or None when there is none.
+    pub fn assertion(&self, org: &str, value: &str) -> Option<serde_json::Value> {
+        let (code, got, stderr) = self.run_json(org, &["get", value]);
+        assert_eq!(code, Some(0), "get {value}: {stderr}");
+        if got["found"] != true {
+            return None;
+        }
+        got["state"]["assertions"]
+            .as_array()?
+            .iter()
+            .find(|a| a["origin"] == org)
+            .cloned()
+    }
+
+    /// How many entries `org` has signed, from its node's Status.
+    pub fn own_entries(&self, org: &str) -> u64 {
+        let (code, status, stderr) = self.run_json(org, &["status"]);
+        assert_eq!(code, Some(0), "{stderr}");
+        status["vector"][org].as_u64().unwrap_or(0)
+    }
+
     /// An endpoints.json naming these nodes, as `demo --keep` writes it; returns its path.
     pub fn endpoints_file(&self, dir: &Path) -> String {
         let nodes: Vec<serde_json::Value> = self
