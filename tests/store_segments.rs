@@ -162,8 +162,16 @@ fn a_store_in_another_layout_is_refused_with_what_to_do() {
     }
 }
 
+/// Opens the store at `dir`; a store dropped a moment ago may still be held by sled's
+/// background flusher in this process (as `support::store::strip_index` also waits for).
 fn open(dir: &std::path::Path) -> SledStore {
-    SledStore::open(StoreConfig::new(dir)).expect("open store")
+    for _ in 0..100 {
+        match SledStore::open(StoreConfig::new(dir)) {
+            Err(StoreError::InUse(_)) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            other => return other.expect("open store"),
+        }
+    }
+    panic!("the store at {} stays in use", dir.display())
 }
 
 #[test]

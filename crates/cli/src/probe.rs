@@ -217,7 +217,8 @@ pub async fn wait_same_vector(
     }
 }
 
-/// Waits until all nodes report one vector, then returns their statuses.
+/// Waits until all nodes report one vector and one state digest, then returns their statuses
+/// (after `PATIENCE` with equal vectors, also when digests still differ: the caller says which).
 pub async fn wait_converged(
     nodes: &mut [&mut ApiNode],
     fleet: &mut Fleet,
@@ -226,7 +227,17 @@ pub async fn wait_converged(
     loop {
         fleet.check_all_alive()?;
         let all = statuses(nodes).await?;
-        if all.windows(2).all(|w| w[0].vector == w[1].vector) {
+        // The same log everywhere, and the same index built from it: a payload filled into a
+        // stub after its entry arrived changes the digest, not the vector.
+        let same = |w: &[pb::StatusResponse]| {
+            w[0].vector == w[1].vector && w[0].state_digest == w[1].state_digest
+        };
+        if all.windows(2).all(same) {
+            return Ok(all);
+        }
+        let vectors_agree = all.windows(2).all(|w| w[0].vector == w[1].vector);
+        if vectors_agree && start.elapsed() > PATIENCE {
+            // The caller names the digests that still differ.
             return Ok(all);
         }
         if start.elapsed() > PATIENCE {
