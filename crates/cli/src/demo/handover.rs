@@ -129,6 +129,20 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
         AGENCIES[0].0
     );
     println!("        intelmesh watch --endpoints {file} --node {HUB} --from-start");
+    if let Some((n, t)) = nodes
+        .iter()
+        .find_map(|n| n.files.taxii.as_ref().map(|t| (n, t)))
+    {
+        // Any TAXII 2.1 client works the same way (taxii2-client, OpenCTI, MISP's scripts).
+        println!(
+            "        curl --cacert {} -u {}:{} -H 'Accept: application/taxii+json;version=2.1' https://{}/taxii2/   # TAXII 2.1 at {}",
+            n.files.api_ca().display(),
+            t.credentials.reader.0,
+            t.credentials.reader.1,
+            t.listen,
+            n.api.org
+        );
+    }
     if let Some(hub) = nodes.iter().find(|n| n.files.role == Role::Hub) {
         let ops = dir.join("operators");
         println!(
