@@ -68,46 +68,29 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
         dir: dir.to_path_buf(),
         nodes: nodes
             .iter()
-            .map(|n| NodeEndpoint {
-                org: n.api.org.to_string(),
-                role: match n.files.role {
-                    Role::Hub => "hub".to_string(),
-                    Role::Agency => "agency".to_string(),
-                },
-                federation: n.files.federation,
-                api: n.files.api,
-                client_cert: n.files.client_cert(),
-                client_key: n.files.client_key(),
-                api_ca: n.files.api_ca(),
-                taxii_url: n
-                    .files
-                    .taxii
-                    .as_ref()
-                    .map(|t| format!("https://{}/taxii2/", t.listen)),
-                taxii_user: n
-                    .files
-                    .taxii
-                    .as_ref()
-                    .map(|t| t.credentials.writer.0.clone()),
-                taxii_password: n
-                    .files
-                    .taxii
-                    .as_ref()
-                    .map(|t| t.credentials.writer.1.clone()),
-                taxii_ca: n.files.taxii.as_ref().map(|_| n.files.api_ca()),
-                taxii_reader_user: n
-                    .files
-                    .taxii
-                    .as_ref()
-                    .map(|t| t.credentials.reader.0.clone()),
-                taxii_reader_password: n
-                    .files
-                    .taxii
-                    .as_ref()
-                    .map(|t| t.credentials.reader.1.clone()),
-                config: n.files.config.clone(),
-                log: n.log.clone(),
-                pid: pids.get(&n.api.org).copied(),
+            .map(|n| {
+                let taxii = n.files.taxii.as_ref();
+                NodeEndpoint {
+                    org: n.api.org.to_string(),
+                    role: match n.files.role {
+                        Role::Hub => "hub".to_string(),
+                        Role::Agency => "agency".to_string(),
+                    },
+                    federation: n.files.federation,
+                    api: n.files.api,
+                    client_cert: n.files.client_cert(),
+                    client_key: n.files.client_key(),
+                    api_ca: n.files.api_ca(),
+                    taxii_url: taxii.map(|t| format!("https://{}/taxii2/", t.listen)),
+                    taxii_user: taxii.map(|t| t.credentials.writer.0.clone()),
+                    taxii_password: taxii.map(|t| t.credentials.writer.1.clone()),
+                    taxii_ca: taxii.map(|_| n.files.api_ca()),
+                    taxii_reader_user: taxii.map(|t| t.credentials.reader.0.clone()),
+                    taxii_reader_password: taxii.map(|t| t.credentials.reader.1.clone()),
+                    config: n.files.config.clone(),
+                    log: n.log.clone(),
+                    pid: pids.get(&n.api.org).copied(),
+                }
             })
             .collect(),
     };

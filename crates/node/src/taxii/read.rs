@@ -63,9 +63,11 @@ impl Reader<'_> {
         let Some(visible) = self.view.view(state, self.org) else {
             return Vec::new();
         };
+        // Only with lists loaded: the value is normalized again for the probe.
         let lists = visible
             .indicator
             .as_ref()
+            .filter(|_| !self.warninglists.is_empty())
             .and_then(|r| normalize(IndicatorType::from_proto(r.r#type)?, &r.value).ok())
             .map(|i| lists_of(self.warninglists, &i))
             .unwrap_or_default();
