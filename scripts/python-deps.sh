@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Python tools for the TAXII third-party client check (tests/taxii/client_check.py):
-# taxii2-client, stix2 and stix2-validator at pinned versions, with their dependencies pinned
+# Python tools for the tests that run third-party clients: the TAXII client check
+# (tests/taxii/client_check.py: taxii2-client, stix2, stix2-validator) and the metrics scrape
+# (tests/metrics/scrape.py: prometheus-client's OpenMetrics parser), at pinned versions, with their dependencies pinned
 # too, in a virtualenv at target/pyenv. Idempotent: a second run with the same pins only
 # checks the imports. Quiet unless it fails; the last (only) stdout line is the python to run
 # the check with (the test runner exports it as INTELMESH_PYTHON).
@@ -30,6 +31,7 @@ jsonpointer==3.12
 jsonschema==4.26.0
 jsonschema-specifications==2025.9.1
 lark==1.3.1
+prometheus-client==0.26.0
 python-dateutil==4.0.0
 pytz==2026.6
 referencing==0.37.0
@@ -45,7 +47,7 @@ tzdata==2026.6
 uri-template==1.3.0
 urllib3==2.8.0
 webcolors==25.10.0"
-IMPORTS="import taxii2client.v21, stix2, stix2validator, requests"
+IMPORTS="import taxii2client.v21, stix2, stix2validator, requests, prometheus_client.openmetrics.parser"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

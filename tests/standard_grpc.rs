@@ -29,16 +29,28 @@ async fn api_listener_serves_health_and_reflection() {
     .expect("service certificate connects");
 
     let mut health = HealthClient::new(channel.clone());
-    for service in ["", "intelmesh.v1.NodeStatus"] {
-        let status = health
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
-            .into_inner()
-            .status;
-        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    // Each service serves while the node runs; the node as a whole ("") once it is ready, which
+    // for an agency means linked to its hub (see tests/metrics.rs for the flip both ways).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    for service in ["intelmesh.v1.NodeStatus", "intelmesh.v1.Indicators", ""] {
+        loop {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap_or_else(|e| panic!("health of {service:?}: {e}"))
+                .into_inner()
+                .status;
+            if status == ServingStatus::Serving as i32 {
+                break;
+            }
+            assert!(
+                service.is_empty() && std::time::Instant::now() < deadline,
+                "{service:?} is {status}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
     let unknown = health
         .check(HealthCheckRequest {

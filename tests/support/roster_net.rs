@@ -122,13 +122,10 @@ impl RosterNet {
         &self.running[org]
     }
 
-    /// An `Indicators` client of `org`'s API with its provisioned service certificate.
-    pub async fn client(
-        &self,
-        org: &OrgId,
-    ) -> intelmesh_proto::v1::indicators_client::IndicatorsClient<tonic::transport::Channel> {
+    /// A channel to `org`'s API with its provisioned service certificate.
+    pub async fn channel(&self, org: &OrgId) -> tonic::transport::Channel {
         let p = &self.fed.nodes[org];
-        let channel = intelmesh_node::client::api_channel(
+        intelmesh_node::client::api_channel(
             self.node(org).api_addr,
             org,
             &p.api_ca,
@@ -136,8 +133,15 @@ impl RosterNet {
             &p.client_key,
         )
         .await
-        .expect("API channel");
-        intelmesh_proto::v1::indicators_client::IndicatorsClient::new(channel)
+        .expect("API channel")
+    }
+
+    /// An `Indicators` client of `org`'s API with its provisioned service certificate.
+    pub async fn client(
+        &self,
+        org: &OrgId,
+    ) -> intelmesh_proto::v1::indicators_client::IndicatorsClient<tonic::transport::Channel> {
+        intelmesh_proto::v1::indicators_client::IndicatorsClient::new(self.channel(org).await)
     }
 
     /// Publishes `n` GREEN upserts of fresh domains at `org`; returns their seqs.

@@ -101,6 +101,9 @@ pub struct NodeEndpoint {
     pub taxii_reader_user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taxii_reader_password: Option<String>,
+    /// The Prometheus endpoint (`/metrics`; `/livez` and `/readyz` beside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_url: Option<String>,
     pub config: PathBuf,
     pub log: PathBuf,
     /// The node's process, while it runs detached.

@@ -58,6 +58,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `text` or `json` (one object per line, for log collectors). For `run`,
+    /// the config's `log_format` applies when this is not given.
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<intelmesh_node::config::LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -168,15 +172,26 @@ fn main() -> ExitCode {
         Command::Run(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        // Node logs usually go to files (the demo's, journald): colour codes only on a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let format = cli
+        .log_format
+        .or_else(|| match &cli.command {
+            Command::Run(args) => run::configured_log_format(&args.config),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let lines = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        intelmesh_node::config::LogFormat::Json => lines.json().init(),
+        // Node logs usually go to files (the demo's, journald): colour codes only on a
+        // terminal.
+        intelmesh_node::config::LogFormat::Text => lines
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     intelmesh_node::tls::install_crypto_provider();
     match dispatch(cli) {
         Ok(code) => code,

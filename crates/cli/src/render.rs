@@ -227,6 +227,8 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
             "seen_at_unix_ms": c.seen_at_unix_ms,
         })).collect::<Vec<_>>(),
         "stale_members": s.stale_members,
+        "ready": s.ready,
+        "readiness": s.readiness,
         "certificate_warnings": s.certificate_warnings.iter().map(|w| json!({
             "subject": w.subject,
             "file_or_serial": w.file_or_serial,
@@ -262,8 +264,13 @@ pub fn vector_text(vector: &std::collections::HashMap<String, u64>) -> String {
 
 pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
     let mut out = format!(
-        "node {}\n  state digest {}\n  vector {}",
+        "node {}\n  {}\n  state digest {}\n  vector {}",
         s.org_id,
+        if s.ready {
+            "ready".to_string()
+        } else {
+            format!("NOT READY: {}", s.readiness)
+        },
         s.state_digest,
         vector_text(&s.vector)
     );

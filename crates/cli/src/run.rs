@@ -25,6 +25,16 @@ pub struct RunArgs {
     pub check: bool,
 }
 
+/// The `log_format` a config file sets, read before logging starts (a config that does not
+/// read is reported once logging runs, by `run`).
+pub fn configured_log_format(
+    config: &std::path::Path,
+) -> Option<intelmesh_node::config::LogFormat> {
+    let text = std::fs::read_to_string(config).ok()?;
+    let value: toml::Table = toml::from_str(&text).ok()?;
+    value.get("log_format")?.as_str()?.parse().ok()
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.check {
         return check(args.config).await;

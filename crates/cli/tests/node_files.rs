@@ -189,3 +189,31 @@ fn key_files_others_may_read_are_refused_and_check_lists_every_problem() {
         format!("error: config {config}: limits.peer_queue_frames: is 0: it must be at least 1 (leave it out for the default)")
     );
 }
+
+#[test]
+fn a_node_configured_for_json_logs_writes_one_json_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes::provision(dir.path(), &[ORG]);
+    let config = nodes.config(ORG);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("log_format = \"json\"\n{text}")).unwrap();
+    nodes.start_all();
+    let log = nodes.log(ORG);
+    nodes.stop_all();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+        .collect();
+    let started = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "node started")
+        .unwrap_or_else(|| panic!("no start line in {log}"));
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["fields"]["org"], ORG);
+    assert!(started["timestamp"].is_string(), "{started}");
+
+    // A format that does not exist is refused before anything runs.
+    let out = intelmesh(&["run", "--config", &config, "--log-format", "yaml"]);
+    assert_eq!(out.status.code(), Some(2), "a bad format is a usage error");
+}

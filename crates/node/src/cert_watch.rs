@@ -83,29 +83,23 @@ pub struct Facts<'a> {
     pub warn_days: u64,
 }
 
-/// The certificates that end less than `warn_days` after `now_unix_ms` (or have ended): own
-/// certificates first, then, in roster order, each other active member's latest recorded
-/// certificate (the one ending last among those not revoked).
-pub fn warnings(facts: &Facts<'_>, now_unix_ms: i64) -> Vec<pb::CertificateWarning> {
-    let window = i64::try_from(facts.warn_days)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(DAY_MS);
-    let warning = |subject: &str, file_or_serial: String, not_after: i64, member: bool| {
-        (not_after.saturating_sub(now_unix_ms) < window).then(|| pb::CertificateWarning {
-            subject: subject.to_string(),
-            file_or_serial,
-            not_after_unix_ms: not_after,
-            expired: not_after <= now_unix_ms,
-            member,
-        })
-    };
-    let own = facts.own.iter().filter_map(|c| {
-        warning(
-            c.subject,
-            c.file.display().to_string(),
-            c.not_after_unix_ms,
-            false,
-        )
+/// One certificate's end: own certificates by file, members' by the serial the roster records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertEnd {
+    pub subject: String,
+    pub file_or_serial: String,
+    pub not_after_unix_ms: i64,
+    pub member: bool,
+}
+
+/// Every certificate watched: own certificates first, then, in roster order, each other
+/// active member's latest recorded certificate (the one ending last among those not revoked).
+pub fn ends(facts: &Facts<'_>) -> Vec<CertEnd> {
+    let own = facts.own.iter().map(|c| CertEnd {
+        subject: c.subject.to_string(),
+        file_or_serial: c.file.display().to_string(),
+        not_after_unix_ms: c.not_after_unix_ms,
+        member: false,
     });
     let members = facts
         .members
@@ -120,19 +114,38 @@ pub fn warnings(facts: &Facts<'_>, now_unix_ms: i64) -> Vec<pb::CertificateWarni
                 .iter()
                 .filter(|c| !facts.revoked.contains(&c.serial))
                 .max_by_key(|c| c.not_after_unix_ms)?;
-            warning(
-                &m.org,
-                latest.serial.clone(),
-                latest.not_after_unix_ms,
-                true,
-            )
+            Some(CertEnd {
+                subject: m.org.clone(),
+                file_or_serial: latest.serial.clone(),
+                not_after_unix_ms: latest.not_after_unix_ms,
+                member: true,
+            })
         });
     own.chain(members).collect()
 }
 
-/// The warnings for `state` at `now_unix_ms`: the roster's window and members in roster mode,
-/// own certificates and [`STATIC_WARN_DAYS`] in static mode.
-pub fn of_state(state: &NodeState, now_unix_ms: i64) -> Vec<pb::CertificateWarning> {
+/// The certificates of [`ends`] that end less than `warn_days` after `now_unix_ms` (or have
+/// ended).
+pub fn warnings(facts: &Facts<'_>, now_unix_ms: i64) -> Vec<pb::CertificateWarning> {
+    let window = i64::try_from(facts.warn_days)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(DAY_MS);
+    ends(facts)
+        .into_iter()
+        .filter(|e| e.not_after_unix_ms.saturating_sub(now_unix_ms) < window)
+        .map(|e| pb::CertificateWarning {
+            expired: e.not_after_unix_ms <= now_unix_ms,
+            subject: e.subject,
+            file_or_serial: e.file_or_serial,
+            not_after_unix_ms: e.not_after_unix_ms,
+            member: e.member,
+        })
+        .collect()
+}
+
+/// What `state` watches: the roster's window and members in roster mode, own certificates and
+/// [`STATIC_WARN_DAYS`] in static mode.
+fn with_facts<T>(state: &NodeState, f: impl FnOnce(&Facts<'_>) -> T) -> T {
     let roster = state.roster();
     let none = BTreeSet::new();
     let facts = Facts {
@@ -144,7 +157,28 @@ pub fn of_state(state: &NodeState, now_unix_ms: i64) -> Vec<pb::CertificateWarni
             .as_ref()
             .map_or(STATIC_WARN_DAYS, |r| r.policy().cert_warn_days),
     };
-    warnings(&facts, now_unix_ms)
+    f(&facts)
+}
+
+/// The warnings for `state` at `now_unix_ms`.
+pub fn of_state(state: &NodeState, now_unix_ms: i64) -> Vec<pb::CertificateWarning> {
+    with_facts(state, |facts| warnings(facts, now_unix_ms))
+}
+
+/// For metrics: `(certificate, org, not_after_unix_ms)` of every certificate watched, the
+/// certificate named `federation` or `api` (own) or `node` (a member's).
+pub fn ends_of_state(state: &NodeState) -> Vec<(String, String, i64)> {
+    with_facts(state, ends)
+        .into_iter()
+        .map(|e| {
+            let (certificate, org) = match (e.member, e.subject.as_str()) {
+                (true, _) => ("node", e.subject.clone()),
+                (false, OWN_FEDERATION) => ("federation", state.org.to_string()),
+                (false, _) => ("api", state.org.to_string()),
+            };
+            (certificate.to_string(), org, e.not_after_unix_ms)
+        })
+        .collect()
 }
 
 /// A warning in one line: `own federation certificate /etc/x.pem expires in 12 days

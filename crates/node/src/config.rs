@@ -48,8 +48,44 @@ pub struct NodeConfig {
     /// The TAXII 2.1 gateway; off without this section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taxii: Option<crate::taxii::TaxiiConfig>,
+    /// The Prometheus endpoint and the Kubernetes probes (`crate::metrics`); off without
+    /// this section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
+    /// How the node writes its log lines (`intelmesh run --log-format` overrides it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub limits: Limits,
+}
+
+/// The plain-HTTP listener for `/metrics`, `/livez` and `/readyz`. It carries no indicator
+/// and no credential: bind it to an interface only the monitoring and the orchestrator reach.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: SocketAddr,
+}
+
+/// One line per event: human text, or one JSON object per line for log collectors.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log format {other:?}: use text or json")),
+        }
+    }
 }
 
 /// Where a node in roster mode starts: the genesis version and its pinned hash.
@@ -454,11 +490,23 @@ impl NodeConfig {
                 ));
             }
         }
+        let mut listeners = vec![
+            ("federation.listen", self.federation.listen),
+            ("api.listen", self.api.listen),
+        ];
         if let Some(t) = &self.taxii {
-            found.extend(t.problems(&[
-                ("federation.listen", self.federation.listen),
-                ("api.listen", self.api.listen),
-            ]));
+            found.extend(t.problems(&listeners));
+            listeners.push(("taxii.listen", t.listen));
+        }
+        if let Some(m) = &self.metrics {
+            for (setting, addr) in &listeners {
+                if *addr == m.listen && addr.port() != 0 {
+                    found.push(Finding::new(
+                        "metrics.listen",
+                        format!("{addr} is also {setting}: give the metrics listener its own port"),
+                    ));
+                }
+            }
         }
         found.extend(self.limits.problems());
         found
@@ -535,5 +583,32 @@ mod tests {
             ..Limits::default()
         };
         assert!(smallest.problems().is_empty());
+    }
+
+    #[test]
+    fn metrics_and_log_format_read_from_the_file_and_a_shared_port_is_named() {
+        let base = include_str!("../../../deploy/agency.toml");
+        let text =
+            format!("log_format = \"json\"\n{base}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+        let cfg =
+            NodeConfig::from_text(&text, Path::new("/etc/intelmesh/node.toml")).expect("parses");
+        assert_eq!(cfg.log_format, Some(LogFormat::Json));
+        assert_eq!(cfg.metrics.as_ref().map(|m| m.listen.port()), Some(9464));
+        assert!(cfg.problems().iter().all(|f| f.setting != "metrics.listen"));
+        let api = cfg.api.listen;
+        let shared = format!("{base}\n[metrics]\nlisten = \"{api}\"\n");
+        let cfg = NodeConfig::from_text(&shared, Path::new("/n.toml")).expect("parses");
+        assert!(
+            cfg.problems().iter().any(|f| f.setting == "metrics.listen"),
+            "{:?}",
+            cfg.problems()
+        );
+        let bad = format!("log_format = \"yaml\"\n{base}");
+        assert!(NodeConfig::from_text(&bad, Path::new("/n.toml")).is_err());
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert!("yaml"
+            .parse::<LogFormat>()
+            .unwrap_err()
+            .contains("text or json"));
     }
 }

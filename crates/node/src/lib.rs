@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod admission;
 pub mod api;
+pub mod api_calls;
 pub mod cert_facts;
 pub mod cert_watch;
 pub mod checkpoint;
@@ -12,9 +13,11 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod federation;
+pub mod health;
 pub mod identity;
 pub mod key_list;
 pub mod keys;
+pub mod metrics;
 pub mod own_entries;
 pub mod peer_table;
 pub mod pki;
@@ -29,6 +32,7 @@ pub mod route;
 pub mod state;
 pub mod taxii;
 pub mod tls;
+pub mod tls_accept;
 pub mod unverified;
 pub mod wants;
 pub mod warninglists;
@@ -44,7 +48,6 @@ use intelmesh_proto::v1::indicators_server::IndicatorsServer;
 use intelmesh_proto::v1::node_status_server::NodeStatusServer;
 use intelmesh_store::{SledStore, StoreConfig};
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
 pub use config::NodeConfig;
@@ -56,9 +59,11 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     /// The TAXII gateway's address, when `[taxii]` configures one.
     pub taxii_addr: Option<SocketAddr>,
+    /// The metrics and probes listener's address, when `[metrics]` configures one.
+    pub metrics_addr: Option<SocketAddr>,
     state: Arc<NodeState>,
     stop: tokio::sync::watch::Sender<bool>,
-    /// The two gRPC servers and the TAXII gateway; they end gracefully once `stop` is set.
+    /// The two gRPC servers, the TAXII gateway and the metrics listener; they end gracefully once `stop` is set.
     servers: Vec<tokio::task::JoinHandle<()>>,
     dialers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -170,15 +175,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     let api_addr = api_listener.local_addr()?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<FederationServer<federation::FederationService>>()
-        .await;
-    health
-        .set_serving::<NodeStatusServer<api::StatusService>>()
-        .await;
-    health
-        .set_serving::<IndicatorsServer<api::IndicatorsService>>()
-        .await;
+    tokio::spawn(health::report(Arc::clone(&state), health));
     // Both versions: grpcio's reflection client, Postman, evans and older grpcurl speak only
     // v1alpha.
     let reflection = || {
@@ -193,10 +190,6 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
     let fed_server = Server::builder()
-        .tls_config(tls::server_config(
-            &cfg.federation,
-            cfg.limits.connect_timeout(),
-        )?)?
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         // A whole frame may be in flight: with HTTP/2's default 64 KiB windows a peer's 8 MiB
         // frame crossed in many round trips, each waiting for this node's link to read on.
@@ -206,10 +199,19 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(federation)
-        .serve_with_incoming_shutdown(accepted(fed_listener), wait_stop(stopped.clone()));
+        .serve_with_incoming_shutdown(
+            tls_accept::accepted(
+                &state,
+                fed_listener,
+                tls::server_config(&cfg.federation)?,
+                cfg.limits.connect_timeout(),
+                "federation",
+            ),
+            wait_stop(stopped.clone()),
+        );
 
     let api_server = Server::builder()
-        .tls_config(tls::server_config(&cfg.api, cfg.limits.connect_timeout())?)?
+        .layer(api_calls::CountCalls::new(Arc::clone(&state)))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -233,13 +235,27 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .serve_with_incoming_shutdown(accepted(api_listener), wait_stop(stopped));
+        .serve_with_incoming_shutdown(
+            tls_accept::accepted(
+                &state,
+                api_listener,
+                tls::server_config(&cfg.api)?,
+                cfg.limits.connect_timeout(),
+                "api",
+            ),
+            wait_stop(stopped.clone()),
+        );
 
     let gateway = match &cfg.taxii {
         Some(t) => Some(taxii::Gateway::bind(&state, t).await?),
         None => None,
     };
     let taxii_addr = gateway.as_ref().map(|g| g.local_addr()).transpose()?;
+    let metrics = match &cfg.metrics {
+        Some(m) => Some(metrics::Endpoint::bind(&state, m.listen).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;
     let mut servers = vec![
         tokio::spawn(async move {
             if let Err(e) = fed_server.await {
@@ -255,24 +271,21 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     if let Some(gateway) = gateway {
         servers.push(tokio::spawn(gateway.serve(stop.subscribe())));
     }
+    if let Some(metrics) = metrics {
+        servers.push(tokio::spawn(metrics.serve(stop.subscribe())));
+    }
     let dialers = federation::dial_peers(&state);
-    tracing::info!(org = %state.org, %federation_addr, %api_addr, taxii_addr = ?taxii_addr, "node started");
+    tracing::info!(org = %state.org, %federation_addr, %api_addr, taxii_addr = ?taxii_addr, metrics_addr = ?metrics_addr, "node started");
     Ok(RunningNode {
         federation_addr,
         api_addr,
         taxii_addr,
+        metrics_addr,
         state,
         stop,
         servers,
         dialers,
     })
-}
-
-/// Connections accepted on `listener`, with TCP_NODELAY. tonic sets it only on listeners it
-/// binds itself; without it, a reply written in several pieces (headers, data, trailers) waits
-/// for the client's delayed ACK, about 40 ms per unary call or frame burst on Linux.
-fn accepted(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 async fn wait_stop(mut stopped: tokio::sync::watch::Receiver<bool>) {

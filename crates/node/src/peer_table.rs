@@ -22,6 +22,8 @@ pub struct PeerState {
     /// Protobuf-encoded size of every frame received from the peer (gRPC message bytes,
     /// without the 5-byte gRPC prefix, HTTP/2 or TLS framing), hello included.
     pub bytes_received: u64,
+    /// Protobuf-encoded size of the entry frames sent to the peer.
+    pub bytes_sent: u64,
     /// The peer's vector as it last reported it.
     pub vector: BTreeMap<String, u64>,
     /// The roster version and hash the peer announced in its hello (roster mode).

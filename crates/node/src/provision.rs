@@ -157,6 +157,8 @@ pub fn provision(
             peer,
             warninglists: Vec::new(),
             taxii: taxii.as_ref().map(|(c, _)| c.clone()),
+            metrics: None,
+            log_format: None,
             limits: limits.clone(),
         };
         let config_path = nd.join("node.toml");

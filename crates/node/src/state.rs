@@ -57,6 +57,8 @@ pub struct NodeState {
     follow: Option<Follow>,
     /// Own listener certificates' ends, read at start, for expiry warnings (`cert_watch`).
     pub own_certs: crate::cert_watch::OwnCerts,
+    /// Event counters for the Prometheus endpoint (`crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
     /// Known-benign values (`crate::warninglists`).
     pub(crate) warninglists: RwLock<Arc<intelmesh_interop::Warninglists>>,
 }
@@ -227,6 +229,7 @@ impl NodeState {
             wants: Wants::default(),
             unverified: Unverified::default(),
             follow,
+            metrics: crate::metrics::Metrics::default(),
             warninglists: RwLock::default(),
         }
     }
@@ -401,11 +404,14 @@ impl NodeState {
     ) -> Result<Checked, NodeError> {
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            check_entries(
+            let started = std::time::Instant::now();
+            let checked = check_entries(
                 raws,
                 me.keys(),
                 &VerifyConfig::at(intelmesh_core::now_unix_ms()),
-            )
+            );
+            me.metrics.verified_batch(started.elapsed());
+            checked
         })
         .await
         .map_err(|e| NodeError::Join(e.to_string()))
@@ -451,7 +457,9 @@ impl NodeState {
             let good = me.drop_ended(good, verified_with.as_ref(), &mut report.refused);
             let watched = me.stubs_to_watch(&good);
             let checkpoints = received_checkpoints(&good);
+            let started = std::time::Instant::now();
             let applied = me.store.apply(good)?;
+            me.metrics.applied_batch(started.elapsed());
             me.take_checkpoints(checkpoints);
             me.settle_wants(watched, &applied)?;
             report.appended = applied.released.len();

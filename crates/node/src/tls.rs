@@ -1,10 +1,9 @@
-//! TLS material: tonic server configs that demand client certificates from one CA, and rustls
+//! TLS material: server configs that demand client certificates from one CA, and rustls
 //! client configs that present ours and accept only the exact node meant (chain to the CA, the
 //! node's DNS name, and the org in its certificate's identity).
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use intelmesh_core::OrgId;
@@ -13,8 +12,8 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
-use tonic::transport::{Certificate, Identity as TonicIdentity, ServerTlsConfig};
 
 use crate::config::ListenerConfig;
 use crate::identity::{identity_of, Identity};
@@ -37,18 +36,32 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
-/// A listener that accepts only clients whose certificate chains to `client_ca`, and drops a
-/// connection whose TLS handshake is not done within `handshake_deadline` (a client that
-/// opens TCP and never speaks would otherwise hold its socket forever).
-pub fn server_config(
-    l: &ListenerConfig,
-    handshake_deadline: Duration,
-) -> anyhow::Result<ServerTlsConfig> {
-    let identity = TonicIdentity::from_pem(read(&l.cert, "certificate")?, read(&l.key, "key")?);
-    Ok(ServerTlsConfig::new()
-        .identity(identity)
-        .client_ca_root(Certificate::from_pem(read(&l.client_ca, "client CA")?))
-        .timeout(handshake_deadline))
+/// A listener's TLS: its certificate, and only clients whose certificate chains to its
+/// `client_ca`, speaking HTTP/2 (see `tls_accept`, which adds the handshake deadline).
+pub fn server_config(l: &ListenerConfig) -> anyhow::Result<rustls::ServerConfig> {
+    let certs = CertificateDer::pem_slice_iter(&read(&l.cert, "certificate")?)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("certificate {}", l.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&l.key, "key")?)
+        .with_context(|| format!("key {}", l.key.display()))?;
+    let mut roots = RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(&read(&l.client_ca, "client CA")?) {
+        let der = der.with_context(|| format!("client CA {}", l.client_ca.display()))?;
+        roots
+            .add(der)
+            .with_context(|| format!("client CA {}", l.client_ca.display()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), ring())
+        .build()
+        .context("client certificate verifier")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(ring())
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .with_context(|| format!("{} and {}", l.cert.display(), l.key.display()))?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(config)
 }
 
 /// How to reach one node over TLS: our certificate, and a verifier that accepts only that

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use intelmesh_core::OrgId;
-use intelmesh_node::config::{Limits, NodeConfig, Role};
+use intelmesh_node::config::{Limits, MetricsConfig, NodeConfig, Role};
 use intelmesh_node::provision::{free_loopback_addr, TaxiiCredentials};
 use intelmesh_node::taxii::{Permission, TaxiiConfig};
 
@@ -37,6 +37,8 @@ pub struct NodeFiles {
     pub api: SocketAddr,
     /// The TAXII gateway and its users, once the config turns it on.
     pub taxii: Option<TaxiiAccess>,
+    /// The metrics and probes listener, once the config turns it on.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Where a node's TAXII gateway listens and who may call it.
@@ -104,6 +106,7 @@ impl Operators {
             federation,
             api,
             taxii: None,
+            metrics: None,
         };
         let mut ops = Operators {
             exe,
@@ -161,7 +164,8 @@ impl Operators {
             issue.push(ops.dir.clone().into());
             ops.cli(&issue).await?;
         }
-        ops.hub.taxii = Some(tune(&ops.hub.config, &ops.limits)?);
+        let (taxii, metrics) = tune(&ops.hub.config, &ops.limits)?;
+        (ops.hub.taxii, ops.hub.metrics) = (Some(taxii), Some(metrics));
         Ok(ops)
     }
 
@@ -206,6 +210,7 @@ impl Operators {
             federation: free_loopback_addr()?,
             api: free_loopback_addr()?,
             taxii: None,
+            metrics: None,
         };
         let mut join: Vec<OsString> = args(&["node", "join", "--dir"]);
         join.push(files.dir.clone().into());
@@ -218,8 +223,10 @@ impl Operators {
             &files.api.to_string(),
         ]));
         self.cli(&join).await?;
+        let (taxii, metrics) = tune(&files.config, &self.limits)?;
         let files = NodeFiles {
-            taxii: Some(tune(&files.config, &self.limits)?),
+            taxii: Some(taxii),
+            metrics: Some(metrics),
             ..files
         };
         Ok((files, vec![admitted, recorded]))
@@ -326,10 +333,12 @@ fn proposal_of(out: &str) -> anyhow::Result<(String, u64)> {
 /// Short timers, so links come up and a restarted node reconnects within the demo's patience;
 /// and the TAXII gateway on, with a writer and a reader, as an operator would with
 /// `intelmesh taxii enable` and `intelmesh taxii user`.
-fn tune(config: &Path, limits: &Limits) -> anyhow::Result<TaxiiAccess> {
+fn tune(config: &Path, limits: &Limits) -> anyhow::Result<(TaxiiAccess, SocketAddr)> {
     let mut cfg =
         NodeConfig::load(config).with_context(|| format!("reading {}", config.display()))?;
     cfg.limits = limits.clone();
+    let metrics = free_loopback_addr()?;
+    cfg.metrics = Some(MetricsConfig { listen: metrics });
     crate::enrol_cmd::write_config(config, &cfg)?;
     let listen = free_loopback_addr()?;
     taxii_cmd::edit(config, |t| {
@@ -345,10 +354,13 @@ fn tune(config: &Path, limits: &Limits) -> anyhow::Result<TaxiiAccess> {
         writer: user("analyst", Permission::Submit)?,
         reader: user("reader", Permission::Read)?,
     };
-    Ok(TaxiiAccess {
-        listen,
-        credentials,
-    })
+    Ok((
+        TaxiiAccess {
+            listen,
+            credentials,
+        },
+        metrics,
+    ))
 }
 
 #[cfg(test)]

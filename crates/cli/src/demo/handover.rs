@@ -87,6 +87,7 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
                     taxii_ca: taxii.map(|_| n.files.api_ca()),
                     taxii_reader_user: taxii.map(|t| t.credentials.reader.0.clone()),
                     taxii_reader_password: taxii.map(|t| t.credentials.reader.1.clone()),
+                    metrics_url: n.files.metrics.map(|m| format!("http://{m}/metrics")),
                     config: n.files.config.clone(),
                     log: n.log.clone(),
                     pid: pids.get(&n.api.org).copied(),

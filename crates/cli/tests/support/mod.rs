@@ -286,6 +286,11 @@ impl Nodes {
         s(&self.node(org).config).to_string()
     }
 
+    /// What the node wrote to its standard error and output.
+    pub fn log(&self, org: &str) -> String {
+        std::fs::read_to_string(&self.node(org).log).unwrap_or_default()
+    }
+
     pub fn data_dir(&self, org: &str) -> PathBuf {
         self.node(org).data.clone()
     }

@@ -43,6 +43,7 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
     let roster = state.roster();
     let follow = state.follow();
     let now = intelmesh_core::now_unix_ms();
+    let readiness = crate::health::of_state(state);
     Ok(pb::StatusResponse {
         roster_version: roster.as_ref().map_or(0, |r| r.version()),
         roster_hash: roster
@@ -89,6 +90,8 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
         unverified: state.unverified.summary(),
         fork_proofs: state.store.fork_count(),
         certificate_warnings: crate::cert_watch::of_state(state, now),
+        ready: readiness.is_ready(),
+        readiness: readiness.line(),
     })
 }
 

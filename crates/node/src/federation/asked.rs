@@ -107,6 +107,7 @@ pub(super) fn serve_asked(
         let header = header_of(&entry)
             .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))?;
         if !payload_may_travel(&header, link) {
+            state.metrics.refused(crate::metrics::Refusal::Tlp, 1);
             settled.push(key.clone());
         } else if entry.payload.is_some() {
             if !batch.fits(&entry) {

@@ -125,12 +125,12 @@ async fn dial_loop(state: Arc<NodeState>, peer: OrgId, addr: String, relay: bool
     loop {
         let started = Instant::now();
         match dial_once(&state, &peer, &addr, relay).await {
-            Ok(()) => tracing::info!(%peer, %addr, "peer closed the link; redialing"),
+            Ok(()) => tracing::warn!(%peer, %addr, "link down: the peer closed it; redialing"),
             Err(Failed::ShutDown(reason)) => {
                 if state.is_stopping() {
                     return;
                 }
-                tracing::info!(%peer, %addr, %reason, "peer stopped; redialing");
+                tracing::warn!(%peer, %addr, %reason, "link down: the peer stopped; redialing");
                 state.peers.update(&peer, |s| s.last_error = reason);
             }
             Err(Failed::Error(error)) => {

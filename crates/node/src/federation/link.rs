@@ -28,6 +28,7 @@ use super::asked::Asked;
 use super::peer_view::{read_vector, to_wire, PeerView, Reported};
 use super::sender::send_loop;
 use crate::admission::refused_later;
+use crate::metrics::Refusal;
 use crate::route::LinkReach;
 use crate::state::{Checked, NodeState, VERIFY_AHEAD};
 
@@ -293,12 +294,29 @@ async fn prepare(
     max_batch: usize,
     item: Result<pb::SyncFrame, Status>,
 ) -> Result<Option<(Received, u64)>, LinkError> {
+    let item = item.inspect_err(|status| {
+        // tonic refuses a message over the cap before decoding it.
+        if matches!(
+            status.code(),
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ) {
+            state.metrics.refused(Refusal::Size, 1);
+        }
+    });
     let Some(f) = item.map_err(LinkError::Stream)?.frame else {
         return Ok(None);
     };
     // The oneof's size is the frame's encoded size (a SyncFrame holds nothing else).
     let bytes = f.encoded_len() as u64;
-    let received = match screen(f, max_batch)? {
+    let screened = screen(f, max_batch).inspect_err(|e| {
+        if matches!(
+            e,
+            LinkError::BatchTooLarge { .. } | LinkError::TooManyProofs { .. }
+        ) {
+            state.metrics.refused(Refusal::Size, 1);
+        }
+    })?;
+    let received = match screened {
         Screened::Hello(_) => Received::Hello,
         Screened::Heartbeat => Received::Heartbeat,
         Screened::Progress(p) => Received::Progress(p),
@@ -452,6 +470,9 @@ where
                 state
                     .peers
                     .update(peer, |s| s.entries_received += report.appended as u64);
+                state
+                    .metrics
+                    .refused(Refusal::Chain, report.chain_rejected.len());
                 for e in &report.chain_rejected {
                     // A fork or chain break is the origin's doing, not necessarily this
                     // peer's: keep the link; the store keeps the proof and links pass it on.
@@ -461,6 +482,10 @@ where
                     .refused
                     .into_iter()
                     .partition(|e| e.is_origin_fault());
+                state
+                    .metrics
+                    .refused(Refusal::KeyEnded, origin_faults.len());
+                state.metrics.refused(Refusal::Verification, forged.len());
                 for e in &origin_faults {
                     // A key the roster ended: the relay may have forwarded it under an older
                     // roster in good faith. The entry is refused; the link stays.

@@ -115,13 +115,13 @@ pub(super) async fn send_loop(
             let entries = pb::EntryBatch {
                 entries: batch.entries,
             };
-            send(
-                &out,
-                frame(pb::sync_frame::Frame::Entries(entries)),
-                &limits,
-            )
-            .await?;
-            state.peers.update(&link.peer, |s| s.entries_sent += n);
+            let entries = frame(pb::sync_frame::Frame::Entries(entries));
+            let bytes = entries.as_ref().map_or(0, |f| f.encoded_len() as u64);
+            send(&out, entries, &limits).await?;
+            state.peers.update(&link.peer, |s| {
+                s.entries_sent += n;
+                s.bytes_sent += bytes;
+            });
             last_sent = Instant::now();
         }
         let count = state.store.fork_count();

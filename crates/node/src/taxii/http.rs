@@ -47,6 +47,7 @@ struct Gateway {
 
 pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig) -> Router {
     let collection_id = format_uuid(&name_uuid(&["taxii-collection", state.org.as_str()]));
+    let counted = Arc::clone(&state);
     let g = Gateway {
         users: Arc::new(Users::new(cfg.user.clone())),
         cfg: Arc::new(cfg),
@@ -75,6 +76,10 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(g)
+        .layer(axum::middleware::from_fn_with_state(
+            counted,
+            crate::metrics::count_taxii,
+        ))
 }
 
 fn taxii(status: StatusCode, body: &Value) -> Response {
