@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Python tools for the TAXII third-party client check (tests/taxii/client_check.py):
-# taxii2-client, stix2 and stix2-validator at pinned versions, with their dependencies pinned
-# too, in a virtualenv at target/pyenv. Idempotent: a second run with the same pins only
+# taxii2-client, stix2 and stix2-validator; and for tests/deploy.rs, kubernetes-validate (the
+# Kubernetes manifests' schema check) and PyYAML (the compose file's structure); at pinned
+# versions, with their dependencies pinned too, in a virtualenv at target/pyenv. Idempotent: a second run with the same pins only
 # checks the imports. Quiet unless it fails; the last (only) stdout line is the python to run
 # the check with (the test runner exports it as INTELMESH_PYTHON).
 #
@@ -16,6 +17,10 @@ REQUIREMENTS="taxii2-client==2.3.0
 stix2==3.0.2
 stix2-validator==3.3.2
 stix2-patterns==2.1.2
+kubernetes-validate==1.37.0
+PyYAML==6.0.4
+importlib-resources==7.1.0
+packaging==26.4
 antlr4-python3-runtime==4.13.2
 arrow==1.4.0
 attrs==26.1.0
@@ -45,7 +50,7 @@ tzdata==2026.6
 uri-template==1.3.0
 urllib3==2.8.0
 webcolors==25.10.0"
-IMPORTS="import taxii2client.v21, stix2, stix2validator, requests"
+IMPORTS="import taxii2client.v21, stix2, stix2validator, requests, kubernetes_validate, yaml"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
