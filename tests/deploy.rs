@@ -7,9 +7,11 @@
 //! script itself runs in crates/cli/tests/deploy_enrol.rs, next to the binary.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use intelmesh_node::NodeConfig;
 use intelmesh_tests::taxii::python;
 use serde_json::Value;
 
@@ -220,6 +222,93 @@ fn the_hub_statefulset_keeps_keys_read_only_and_probes_the_metrics_port() {
             assert!(file.as_str().unwrap().starts_with(&keys), "{file}");
         }
     }
+}
+
+/// The ConfigMap's hub configs as the node's own loader reads them, but for the `[metrics]`
+/// section (the listener is another change; until it lands the loader refuses the section)
+/// and the genesis pin the operators fill in.
+#[test]
+fn the_hub_configs_load_as_node_configs() {
+    let all = objects();
+    let config = one(&all, "ConfigMap");
+    let data = config["data"].as_object().unwrap();
+    assert_eq!(data.len(), 2, "one config per hub");
+    for (name, text) in data {
+        let mut cfg: toml::Table = toml::from_str(text.as_str().unwrap()).unwrap();
+        assert!(cfg.remove("metrics").is_some(), "{name} has [metrics]");
+        let roster = cfg["roster"].as_table_mut().unwrap();
+        assert_eq!(
+            roster["genesis_hash"].as_str(),
+            Some("REPLACE-WITH-THE-GENESIS-PIN")
+        );
+        roster.insert("genesis_hash".into(), "ab".repeat(32).into());
+        let text = toml::to_string(&cfg).unwrap();
+        let node = NodeConfig::from_text(&text, Path::new("/etc/intelmesh/config/node.toml"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(node.roster.is_some(), "{name} is in roster mode");
+    }
+}
+
+/// The init container's key copy, run with sh against temp directories in place of the
+/// Secret and the in-memory volume: this pod's files only, renamed, 0600; none is an error.
+#[test]
+fn the_init_container_installs_only_its_pods_keys_privately() {
+    let all = objects();
+    let set = one(&all, "StatefulSet");
+    let init = &set["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(init["command"], serde_json::json!(["/bin/sh", "-c"]));
+    let script = init["args"][0].as_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (secret, keys) = (tmp.path().join("secret"), tmp.path().join("keys"));
+    std::fs::create_dir_all(&secret).unwrap();
+    std::fs::create_dir_all(&keys).unwrap();
+    for (file, text) in [
+        ("intelmesh-hub-0.node.key", "hub 0 key"),
+        ("intelmesh-hub-0.genesis.roster", "genesis"),
+        ("intelmesh-hub-1.node.key", "hub 1 key"),
+    ] {
+        std::fs::write(secret.join(file), text).unwrap();
+        // As kubelet leaves them with fsGroup: group-readable.
+        std::fs::set_permissions(secret.join(file), std::fs::Permissions::from_mode(0o440))
+            .unwrap();
+    }
+    let local = script
+        .replace("/secret/", &format!("{}/", secret.display()))
+        .replace("/keys/", &format!("{}/", keys.display()));
+    assert_ne!(local, script, "the script names /secret/ and /keys/");
+    let run = |pod: &str| {
+        Command::new("sh")
+            .args(["-c", &local])
+            .env("POD_NAME", pod)
+            .output()
+            .expect("sh runs")
+    };
+    let out = run("intelmesh-hub-0");
+    assert!(out.status.success(), "{}", said(&out));
+    let mut installed: Vec<String> = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    installed.sort();
+    assert_eq!(installed, ["genesis.roster", "node.key"]);
+    assert_eq!(
+        std::fs::read_to_string(keys.join("node.key")).unwrap(),
+        "hub 0 key"
+    );
+    for f in &installed {
+        let mode = std::fs::metadata(keys.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+    let none = run("intelmesh-hub-7");
+    assert!(!none.status.success());
+    assert!(
+        said(&none).contains("no file intelmesh-hub-7.*"),
+        "{}",
+        said(&none)
+    );
 }
 
 #[test]

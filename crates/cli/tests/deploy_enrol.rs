@@ -2,7 +2,8 @@
 //! directories with this build's binary: it makes a federation of a hub and three agencies
 //! with the project's own flow, every config it writes passes `run --check`, a second run
 //! changes nothing, the hub and an agency started from its output link, and the hub tells
-//! systemd it is ready and feeds its watchdog.
+//! systemd it is ready and feeds its watchdog. And the Kubernetes hub config
+//! (deploy/k8s/hub-config.yaml), given the files the Secret is made of, passes `run --check`.
 
 #[allow(dead_code)]
 mod support;
@@ -234,4 +235,78 @@ fn enrol_script_adds_the_metrics_section_to_every_config_when_asked() {
         // What node join and federation init wrote is still there, untouched.
         assert!(doc.contains_key("roster") && doc.contains_key("federation"));
     }
+}
+
+/// The first hub's config from deploy/k8s/hub-config.yaml, read with PyYAML
+/// (tests/deploy/yaml_json.py, the Python of scripts/python-deps.sh).
+fn k8s_hub_config() -> String {
+    let python = std::env::var_os("INTELMESH_PYTHON").expect(
+        "INTELMESH_PYTHON is not set: run scripts/test.sh, or export \
+         INTELMESH_PYTHON=$(scripts/python-deps.sh | tail -n 1) before cargo test",
+    );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest = repo.join("deploy/k8s/hub-config.yaml");
+    let out = Command::new(python)
+        .arg(repo.join("tests/deploy/yaml_json.py"))
+        .arg(&manifest)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    docs[manifest.display().to_string()][0]["data"]["intelmesh-hub-0.toml"]
+        .as_str()
+        .expect("a config for intelmesh-hub-0")
+        .to_string()
+}
+
+#[test]
+fn the_kubernetes_hub_config_checks_with_the_files_its_secret_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(&tmp.path().join("fed"), 1);
+    ok(&layout.enrol(None));
+    // The Secret's files (hub-statefulset.yaml lists them), from what `federation init`
+    // wrote, as the init container leaves them: 0600, under /etc/intelmesh/keys.
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    let fed = layout.root.join("hub");
+    for (name, from) in [
+        ("node.pem", "hub/node.pem"),
+        ("node.key", "hub/node.key"),
+        ("api.pem", "hub/api.pem"),
+        ("api.key", "hub/api.key"),
+        ("signing.key", "hub/signing.key"),
+        ("service-ca.pem", "hub/service-ca/ca.pem"),
+        ("federation-ca.pem", "federation-ca.pem"),
+        ("federation-ca.key", "federation-ca/ca.key"),
+        ("genesis.roster", "genesis.roster"),
+    ] {
+        std::fs::copy(fed.join(from), keys.join(name)).unwrap();
+        std::fs::set_permissions(keys.join(name), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let written: toml::Table =
+        toml::from_str(&std::fs::read_to_string(layout.hub_config()).unwrap()).unwrap();
+    let pin = written["roster"]["genesis_hash"].as_str().unwrap();
+
+    // The pod's paths mapped into the temp dir, the pin filled in, the ports made free, and
+    // [metrics] left out (the listener is another change; the loader refuses it until then).
+    let text = k8s_hub_config()
+        .replace("/etc/intelmesh/keys/", &format!("{}/", keys.display()))
+        .replace("/var/lib/intelmesh/", &format!("{}/", tmp.path().display()))
+        .replace("REPLACE-WITH-THE-GENESIS-PIN", pin)
+        .replace("0.0.0.0:7700", &addr())
+        .replace("127.0.0.1:7701", &addr());
+    let mut cfg: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(
+        cfg.remove("metrics")
+            .and_then(|m| m["listen"].as_str().map(str::to_string)),
+        Some("0.0.0.0:9464".to_string())
+    );
+    let config = tmp.path().join("pod.toml");
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let checked = run_ok(&args(&["run", "--config", &s(&config), "--check"]));
+    assert!(checked.contains(&format!("org {HUB}")), "{checked}");
 }
