@@ -310,3 +310,55 @@ fn the_kubernetes_hub_config_checks_with_the_files_its_secret_holds() {
     let checked = run_ok(&args(&["run", "--config", &s(&config), "--check"]));
     assert!(checked.contains(&format!("org {HUB}")), "{checked}");
 }
+
+/// The unit's `LoadCredential=` keys: systemd hands them over as 0440 files (an ACL for the
+/// service's user) in `$CREDENTIALS_DIRECTORY`, which the node accepts there and only there.
+#[test]
+fn systemd_credentials_pass_the_key_check_in_their_directory_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = Layout::new(&tmp.path().join("fed"), 1);
+    ok(&layout.enrol(None));
+    let dir = layout.agency_dir(0);
+    let creds = tmp.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    let mut cfg: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.join("node.toml")).unwrap()).unwrap();
+    for (section, file) in [("federation", "node.key"), ("api", "api.key")] {
+        std::fs::copy(dir.join(file), creds.join(file)).unwrap();
+        std::fs::set_permissions(creds.join(file), std::fs::Permissions::from_mode(0o440)).unwrap();
+        cfg[section]
+            .as_table_mut()
+            .unwrap()
+            .insert("key".into(), s(&creds.join(file)).into());
+    }
+    let config = tmp.path().join("node.toml");
+    std::fs::write(&config, toml::to_string(&cfg).unwrap()).unwrap();
+    let check = |credentials: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_intelmesh"));
+        cmd.args(["run", "--config", &s(&config), "--check"])
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .stdin(Stdio::null());
+        if let Some(d) = credentials {
+            cmd.env("CREDENTIALS_DIRECTORY", d);
+        }
+        cmd.output().unwrap()
+    };
+    let accepted = check(Some(&creds));
+    assert!(
+        accepted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&accepted.stderr)
+    );
+    for elsewhere in [None, Some(dir.as_path())] {
+        let refused = check(elsewhere);
+        assert_eq!(refused.status.code(), Some(2), "{elsewhere:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.contains(&format!(
+                "{} is readable by others (mode 0440)",
+                s(&creds.join("node.key"))
+            )),
+            "{said}"
+        );
+    }
+}
