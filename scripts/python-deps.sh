@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Python tools for the tests that run third-party clients: the TAXII client check
-# (tests/taxii/client_check.py: taxii2-client, stix2, stix2-validator) and the metrics scrape
-# (tests/metrics/scrape.py: prometheus-client's OpenMetrics parser), at pinned versions, with their dependencies pinned
-# too, in a virtualenv at target/pyenv. Idempotent: a second run with the same pins only
+# Python tools for the tests that run third-party parts: the TAXII client check
+# (tests/taxii/client_check.py: taxii2-client, stix2, stix2-validator), the metrics scrape
+# (tests/metrics/scrape.py: prometheus-client's OpenMetrics parser) and tests/deploy.rs
+# (kubernetes-validate for the Kubernetes manifests, PyYAML for the compose file); at pinned
+# versions, with their dependencies pinned too, in a virtualenv at target/pyenv. Idempotent: a
+# second run with the same pins only
 # checks the imports. Quiet unless it fails; the last (only) stdout line is the python to run
 # the check with (the test runner exports it as INTELMESH_PYTHON).
 #
@@ -17,6 +19,10 @@ REQUIREMENTS="taxii2-client==2.3.0
 stix2==3.0.2
 stix2-validator==3.3.2
 stix2-patterns==2.1.2
+kubernetes-validate==1.37.0
+PyYAML==6.0.4
+importlib-resources==7.1.0
+packaging==26.4
 antlr4-python3-runtime==4.13.2
 arrow==1.4.0
 attrs==26.1.0
@@ -47,7 +53,7 @@ tzdata==2026.6
 uri-template==1.3.0
 urllib3==2.8.0
 webcolors==25.10.0"
-IMPORTS="import taxii2client.v21, stix2, stix2validator, requests, prometheus_client.openmetrics.parser"
+IMPORTS="import taxii2client.v21, stix2, stix2validator, requests, prometheus_client.openmetrics.parser, kubernetes_validate, yaml"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

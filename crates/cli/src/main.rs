@@ -35,6 +35,7 @@ mod render;
 mod rotate_cmd;
 mod run;
 mod submit_cmd;
+mod systemd;
 mod taxii_cmd;
 
 use std::path::PathBuf;

@@ -53,13 +53,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     })?;
     tracing::info!("running; stop with SIGINT (Ctrl-C) or SIGTERM");
+    crate::systemd::ready();
     let signal = tokio::select! {
         r = tokio::signal::ctrl_c() => {
             r.context("waiting for SIGINT")?;
             "SIGINT"
         }
         _ = terminate.recv() => "SIGTERM",
+        never = crate::systemd::feed_watchdog(&node) => match never {},
     };
+    crate::systemd::stopping();
     tracing::info!(signal, "stopping");
     node.shutdown().await;
     tracing::info!("stopped");

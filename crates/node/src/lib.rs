@@ -77,6 +77,12 @@ impl RunningNode {
         &self.state.org
     }
 
+    /// Whether the node is not stopping and none of its listeners has ended: a listener task
+    /// ends only on shutdown, so one that ended otherwise means the node no longer serves.
+    pub fn serving(&self) -> bool {
+        !*self.stop.borrow() && self.servers.iter().all(|t| !t.is_finished())
+    }
+
     /// Stops listeners, dialers and links, and closes the store.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);

@@ -42,7 +42,10 @@ fn exposure(mode: u32) -> &'static str {
 }
 
 /// Refuses a private key file that anyone but its owner may read, write or execute: a key
-/// others could read is no longer this node's alone.
+/// others could read is no longer this node's alone. One exception: a systemd credential
+/// (`LoadCredential=`, a file directly in `$CREDENTIALS_DIRECTORY`) may show the group's read
+/// bit, because systemd grants the service's user read access through an ACL, whose mask
+/// appears as the group bits (0440); that directory is the service's alone.
 pub fn check_key_file(path: &Path) -> Result<(), KeyFileError> {
     let mode = std::fs::metadata(path)
         .map_err(|source| KeyFileError::Unreadable {
@@ -52,13 +55,34 @@ pub fn check_key_file(path: &Path) -> Result<(), KeyFileError> {
         .permissions()
         .mode()
         & 0o777;
-    if mode & 0o077 != 0 {
+    let credentials = std::env::var_os("CREDENTIALS_DIRECTORY");
+    if !mode_is_private(
+        mode,
+        in_directory(path, credentials.as_deref().map(Path::new)),
+    ) {
         return Err(KeyFileError::OpenToOthers {
             path: path.to_path_buf(),
             mode,
         });
     }
     Ok(())
+}
+
+/// Owner-only, or, for a systemd credential, owner and the group's read bit (the ACL mask).
+fn mode_is_private(mode: u32, systemd_credential: bool) -> bool {
+    let allowed = if systemd_credential { 0o040 } else { 0 };
+    mode & 0o077 & !allowed == 0
+}
+
+/// Whether `path` is directly in `dir` (an absolute directory), both as the file system
+/// resolves them.
+fn in_directory(path: &Path, dir: Option<&Path>) -> bool {
+    let Some(dir) = dir.filter(|d| d.is_absolute()) else {
+        return false;
+    };
+    let resolve = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let parent = resolve(path).parent().map(Path::to_path_buf);
+    parent.is_some_and(|p| p == resolve(dir))
 }
 
 /// The private key files a node reads, each with the setting that names it.
@@ -106,6 +130,26 @@ mod tests {
             let err = check_key_file(&key).unwrap_err().to_string();
             assert_eq!(err, format!("{path} is {text}: run `chmod 600 {path}`"));
         }
+        // systemd credentials may show the group's read bit (an ACL's mask), nothing more.
+        assert!(mode_is_private(0o440, true) && mode_is_private(0o400, true));
+        for mode in [0o460, 0o450, 0o444, 0o441] {
+            assert!(!mode_is_private(mode, true), "{mode:o}");
+        }
+        assert!(!mode_is_private(0o440, false));
+        let creds = dir.path().join("creds");
+        std::fs::create_dir(&creds).unwrap();
+        let inside = creds.join("node.key");
+        std::fs::write(&inside, "key").unwrap();
+        assert!(in_directory(&inside, Some(&creds)));
+        assert!(
+            !in_directory(&key, Some(&creds)),
+            "a sibling directory's file"
+        );
+        assert!(
+            !in_directory(&inside, Some(Path::new("creds"))),
+            "a relative directory"
+        );
+        assert!(!in_directory(&inside, None));
         let missing = check_key_file(&dir.path().join("none.key")).unwrap_err();
         assert!(
             matches!(missing, KeyFileError::Unreadable { .. }),
