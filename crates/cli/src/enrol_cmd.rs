@@ -274,6 +274,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         warninglists: Vec::new(),
         taxii: None,
         limits: Default::default(),
+        audit: Default::default(),
     };
     write_config(&hub_dir.join("node.toml"), &config)?;
     out!("federation {} created in {}", a.id, a.dir.display());
@@ -464,6 +465,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         warninglists: Vec::new(),
         taxii: None,
         limits: Default::default(),
+        audit: Default::default(),
     };
     write_config(&a.dir.join("node.toml"), &config)?;
     out!(

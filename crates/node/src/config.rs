@@ -50,6 +50,9 @@ pub struct NodeConfig {
     pub taxii: Option<crate::taxii::TaxiiConfig>,
     #[serde(default)]
     pub limits: Limits,
+    /// The audit trail of API calls (on unless `enabled = false`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// Where a node in roster mode starts: the genesis version and its pinned hash.

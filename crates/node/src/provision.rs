@@ -158,6 +158,7 @@ pub fn provision(
             warninglists: Vec::new(),
             taxii: taxii.as_ref().map(|(c, _)| c.clone()),
             limits: limits.clone(),
+            audit: Default::default(),
         };
         let config_path = nd.join("node.toml");
         std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;

@@ -59,6 +59,8 @@ pub struct NodeState {
     pub own_certs: crate::cert_watch::OwnCerts,
     /// Known-benign values (`crate::warninglists`).
     pub(crate) warninglists: RwLock<Arc<intelmesh_interop::Warninglists>>,
+    /// The audit trail of API calls (`crate::audit`), set by `start`.
+    pub(crate) audit: std::sync::OnceLock<crate::audit::AuditLog>,
 }
 
 /// What became of a batch received from a peer.
@@ -228,6 +230,7 @@ impl NodeState {
             unverified: Unverified::default(),
             follow,
             warninglists: RwLock::default(),
+            audit: std::sync::OnceLock::new(),
         }
     }
 

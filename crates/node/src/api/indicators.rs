@@ -22,6 +22,7 @@ use super::query;
 use super::submission::{self, Prepared, Publisher};
 use super::view::{self, Filter, Invalid, WatchCursor};
 use crate::admission::check_api_caller;
+use crate::audit;
 use crate::identity::{require_role, Identity, Role};
 use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
@@ -32,6 +33,8 @@ const WATCH_STEP_ENTRIES: usize = 512;
 /// Values of one `Lookup` request answered by one blocking task: large enough that a task's
 /// cost dwarfs its spawning, small enough that a full request spreads over several cores.
 const LOOKUP_CHUNK: usize = 2_500;
+
+type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
 
 pub struct IndicatorsService {
     pub state: Arc<NodeState>,
@@ -180,9 +183,9 @@ impl IndicatorsService {
     }
 }
 
-#[tonic::async_trait]
-impl Indicators for IndicatorsService {
-    async fn submit(
+/// The calls' work; [`Indicators`] records each in the audit trail around it.
+impl IndicatorsService {
+    async fn submit_call(
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
@@ -197,7 +200,7 @@ impl Indicators for IndicatorsService {
         .await
     }
 
-    async fn report_sighting(
+    async fn report_sighting_call(
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
@@ -205,7 +208,7 @@ impl Indicators for IndicatorsService {
             .await
     }
 
-    async fn get(
+    async fn get_call(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
@@ -227,7 +230,7 @@ impl Indicators for IndicatorsService {
         Ok(Response::new(response))
     }
 
-    async fn query(
+    async fn query_call(
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
@@ -245,7 +248,7 @@ impl Indicators for IndicatorsService {
         Ok(Response::new(response))
     }
 
-    async fn lookup(
+    async fn lookup_call(
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
@@ -299,12 +302,10 @@ impl Indicators for IndicatorsService {
         Ok(Response::new(pb::LookupResponse { results }))
     }
 
-    type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
-
-    async fn watch(
+    async fn watch_call(
         &self,
         request: Request<pb::WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<WatchStream>, Status> {
         let reader = reader(&self.state, &request)?;
         let req = request.into_inner();
         let filter = Filter::parse(req.filter.as_ref())
@@ -332,6 +333,83 @@ impl Indicators for IndicatorsService {
         let state = Arc::clone(&self.state);
         tokio::spawn(watch_loop(state, reader, Arc::new(filter), cursor, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl Indicators for IndicatorsService {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let values = request.get_ref().submissions.iter();
+        let values = values.map(|s| audit::typed(s.r#type, &s.value)).collect();
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/Submit", values);
+        call.end(self.submit_call(request).await).await
+    }
+
+    async fn report_sighting(
+        &self,
+        request: Request<pb::ReportSightingRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let r = request.get_ref();
+        let values = vec![audit::typed(r.r#type, &r.value)];
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/ReportSighting", values);
+        call.end(self.report_sighting_call(request).await).await
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let r = request.get_ref();
+        let values = vec![audit::typed(r.r#type, &r.value)];
+        let call = self.state.audit().begin(&request, "Indicators/Get", values);
+        call.end(self.get_call(request).await).await
+    }
+
+    /// A filter names no value: recorded with none.
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/Query", Vec::new());
+        call.end(self.query_call(request).await).await
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        let values = audit::untyped(&request.get_ref().values);
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/Lookup", values);
+        call.end(self.lookup_call(request).await).await
+    }
+
+    type WatchStream = WatchStream;
+
+    /// Recorded when the stream opens (or is refused), with no value.
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/Watch", Vec::new());
+        call.end(self.watch_call(request).await).await
     }
 }
 
