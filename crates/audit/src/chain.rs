@@ -10,7 +10,9 @@ pub enum Defect {
     Unreadable(String),
     #[error("record seq {seq} does not hash to the hash it states: it was edited")]
     Edited { seq: u64 },
-    #[error("record seq {found} follows seq {after}: the records between were removed")]
+    #[error(
+        "record seq {found} follows seq {after}: the records between were removed (or moved later)"
+    )]
     Removed { after: u64, found: u64 },
     #[error(
         "record seq {found} where seq {expected} should follow: records were reordered or repeated"

@@ -318,3 +318,7 @@ fn open_append(path: &Path) -> Result<(File, u64), TrailError> {
     let size = file.seek(SeekFrom::End(0)).map_err(io(path))?;
     Ok((file, size))
 }
+
+#[cfg(test)]
+#[path = "trail_tests.rs"]
+mod tests;
