@@ -113,6 +113,21 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     let refused = run_tool(&g, &["get", &format!("{}objects/", g.collection)], &wrong).await;
     assert_eq!(refused["status"], 401, "{refused}");
 
+    // The writer posts an indicator: the value it published is recorded as asked.
+    let envelope = tempfile::NamedTempFile::new().unwrap();
+    let body = serde_json::json!({"objects": [{
+        "type": "indicator", "spec_version": "2.1",
+        "id": "indicator--6b8f5c2e-1111-4f4e-9c3a-000000000001",
+        "created": "2026-11-30T10:00:00.000Z", "modified": "2026-11-30T10:00:00.000Z",
+        "pattern": "[domain-name:value = 'posted.example']", "pattern_type": "stix",
+        "valid_from": "2026-11-30T10:00:00Z",
+        "object_marking_refs": ["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"],
+    }]});
+    std::fs::write(envelope.path(), body.to_string()).unwrap();
+    let path = envelope.path().display().to_string();
+    let posted = run_tool(&g, &["post", &g.collection, &path], &g.writer).await;
+    assert_eq!(posted["status"], 202, "{posted}");
+
     // Shutting down writes and syncs every queued record.
     net.stop(&au).await;
     let dir = trail_dir(&net);
@@ -163,10 +178,16 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
         (listed.name.as_str(), listed.code),
         (g.reader.0.as_str(), 200)
     );
+    let post = one(
+        &all,
+        "TAXII POST /intelmesh/collections/{collection}/objects/",
+    );
+    assert_eq!(service(post), (AGENCY, g.writer.0.as_str(), "taxii-user"));
+    assert_eq!((post.values, post.code), (1, 202));
     // No value in the clear, anywhere in the files.
     for n in &files {
         let text = std::fs::read_to_string(dir.join(intelmesh_audit::file_name(*n))).unwrap();
-        for value in ["1.2.3.4", "evil", "audited"] {
+        for value in ["1.2.3.4", "evil", "audited", "posted"] {
             assert!(!text.contains(value), "{value} in the trail");
         }
     }
@@ -189,6 +210,10 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     assert_eq!(asked("http://evil.example/x"), ["Indicators/Lookup"]);
     assert_eq!(asked("AUDITED.example"), ["Indicators/Submit"]);
     assert_eq!(asked("not an address"), ["Indicators/Get"]);
+    assert_eq!(
+        asked("posted[.]example"),
+        ["TAXII POST /intelmesh/collections/{collection}/objects/"]
+    );
     assert!(asked("1.2.3.5").is_empty());
     net.stop(&org("SG-IGCI")).await;
 }

@@ -135,7 +135,14 @@ fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         }
     });
     match read {
-        Ok(_) => Ok(ExitCode::SUCCESS),
+        Ok(s) => {
+            // On stderr, so the records alone go to a pipe.
+            eprintln!(
+                "{shown} of {} records matched; the chain checks out to seq {}",
+                s.records, s.last.seq
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Err(e) => {
             eprintln!(
                 "audit trail BROKEN in {} ({shown} records shown before it): {e}",
