@@ -27,6 +27,7 @@ pub struct Caller {
 /// One API call, as the node hands it to the trail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Call {
+    /// When the call came in (Unix ms).
     pub time_ms: i64,
     pub caller: Caller,
     /// `Indicators/Lookup`, `TAXII GET /intelmesh/collections/{collection}/objects/`, …

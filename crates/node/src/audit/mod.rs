@@ -140,6 +140,7 @@ impl AuditLog {
     ) -> Begun<'_> {
         Begun {
             log: self,
+            time_ms: intelmesh_core::now_unix_ms(),
             caller: grpc_caller(request),
             method,
             values,
@@ -150,6 +151,8 @@ impl AuditLog {
 /// A gRPC call being answered; [`Begun::end`] records it with its outcome.
 pub struct Begun<'a> {
     log: &'a AuditLog,
+    /// When the call came in.
+    time_ms: i64,
     caller: Caller,
     method: &'static str,
     values: Vec<Value>,
@@ -165,7 +168,7 @@ impl Begun<'_> {
         };
         self.log
             .record(Pending {
-                time_ms: intelmesh_core::now_unix_ms(),
+                time_ms: self.time_ms,
                 caller: self.caller,
                 method: self.method.to_string(),
                 values: self.values,

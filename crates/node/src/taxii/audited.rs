@@ -58,6 +58,7 @@ pub async fn record(
         request.method(),
         matched.as_ref().map_or("(no resource)", |m| m.as_str())
     );
+    let time_ms = intelmesh_core::now_unix_ms();
     let note = Noted::default();
     let mut leaf = None;
     if let Some(c) = request.extensions_mut().get_mut::<Connection>() {
@@ -74,7 +75,7 @@ pub async fn record(
     state
         .audit()
         .record(Pending {
-            time_ms: intelmesh_core::now_unix_ms(),
+            time_ms,
             caller,
             method,
             values,
