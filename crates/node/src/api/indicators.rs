@@ -9,7 +9,6 @@ use intelmesh_core::entry::header_hash;
 use intelmesh_core::verify::decode_payload;
 use intelmesh_core::{now_unix_ms, Distribution, Indicator, OrgId};
 use intelmesh_proto::v1 as pb;
-use intelmesh_proto::v1::indicators_server::Indicators;
 use intelmesh_store::{Store, StoreError, VersionVector};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -22,7 +21,6 @@ use super::query;
 use super::submission::{self, Prepared, Publisher};
 use super::view::{self, Filter, Invalid, WatchCursor};
 use crate::admission::check_api_caller;
-use crate::audit;
 use crate::identity::{require_role, Identity, Role};
 use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
@@ -34,7 +32,7 @@ const WATCH_STEP_ENTRIES: usize = 512;
 /// cost dwarfs its spawning, small enough that a full request spreads over several cores.
 const LOOKUP_CHUNK: usize = 2_500;
 
-type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
+pub(super) type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
 
 pub struct IndicatorsService {
     pub state: Arc<NodeState>,
@@ -183,9 +181,10 @@ impl IndicatorsService {
     }
 }
 
-/// The calls' work; [`Indicators`] records each in the audit trail around it.
+/// The calls' work; the `Indicators` implementation (`indicators_audited`) records each in the
+/// audit trail around it.
 impl IndicatorsService {
-    async fn submit_call(
+    pub(super) async fn submit_call(
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
@@ -200,7 +199,7 @@ impl IndicatorsService {
         .await
     }
 
-    async fn report_sighting_call(
+    pub(super) async fn report_sighting_call(
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
@@ -208,7 +207,7 @@ impl IndicatorsService {
             .await
     }
 
-    async fn get_call(
+    pub(super) async fn get_call(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
@@ -230,7 +229,7 @@ impl IndicatorsService {
         Ok(Response::new(response))
     }
 
-    async fn query_call(
+    pub(super) async fn query_call(
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
@@ -248,7 +247,7 @@ impl IndicatorsService {
         Ok(Response::new(response))
     }
 
-    async fn lookup_call(
+    pub(super) async fn lookup_call(
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
@@ -302,7 +301,7 @@ impl IndicatorsService {
         Ok(Response::new(pb::LookupResponse { results }))
     }
 
-    async fn watch_call(
+    pub(super) async fn watch_call(
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
@@ -333,83 +332,6 @@ impl IndicatorsService {
         let state = Arc::clone(&self.state);
         tokio::spawn(watch_loop(state, reader, Arc::new(filter), cursor, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
-    }
-}
-
-#[tonic::async_trait]
-impl Indicators for IndicatorsService {
-    async fn submit(
-        &self,
-        request: Request<pb::SubmitRequest>,
-    ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let values = request.get_ref().submissions.iter();
-        let values = values.map(|s| audit::typed(s.r#type, &s.value)).collect();
-        let call = self
-            .state
-            .audit()
-            .begin(&request, "Indicators/Submit", values);
-        call.end(self.submit_call(request).await).await
-    }
-
-    async fn report_sighting(
-        &self,
-        request: Request<pb::ReportSightingRequest>,
-    ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let r = request.get_ref();
-        let values = vec![audit::typed(r.r#type, &r.value)];
-        let call = self
-            .state
-            .audit()
-            .begin(&request, "Indicators/ReportSighting", values);
-        call.end(self.report_sighting_call(request).await).await
-    }
-
-    async fn get(
-        &self,
-        request: Request<pb::GetRequest>,
-    ) -> Result<Response<pb::GetResponse>, Status> {
-        let r = request.get_ref();
-        let values = vec![audit::typed(r.r#type, &r.value)];
-        let call = self.state.audit().begin(&request, "Indicators/Get", values);
-        call.end(self.get_call(request).await).await
-    }
-
-    /// A filter names no value: recorded with none.
-    async fn query(
-        &self,
-        request: Request<pb::QueryRequest>,
-    ) -> Result<Response<pb::QueryResponse>, Status> {
-        let call = self
-            .state
-            .audit()
-            .begin(&request, "Indicators/Query", Vec::new());
-        call.end(self.query_call(request).await).await
-    }
-
-    async fn lookup(
-        &self,
-        request: Request<pb::LookupRequest>,
-    ) -> Result<Response<pb::LookupResponse>, Status> {
-        let values = audit::untyped(&request.get_ref().values);
-        let call = self
-            .state
-            .audit()
-            .begin(&request, "Indicators/Lookup", values);
-        call.end(self.lookup_call(request).await).await
-    }
-
-    type WatchStream = WatchStream;
-
-    /// Recorded when the stream opens (or is refused), with no value.
-    async fn watch(
-        &self,
-        request: Request<pb::WatchRequest>,
-    ) -> Result<Response<WatchStream>, Status> {
-        let call = self
-            .state
-            .audit()
-            .begin(&request, "Indicators/Watch", Vec::new());
-        call.end(self.watch_call(request).await).await
     }
 }
 
