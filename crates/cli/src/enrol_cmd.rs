@@ -276,6 +276,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         metrics: None,
         log_format: None,
         limits: Default::default(),
+        audit: Default::default(),
     };
     write_config(&hub_dir.join("node.toml"), &config)?;
     out!("federation {} created in {}", a.id, a.dir.display());
@@ -468,6 +469,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         metrics: None,
         log_format: None,
         limits: Default::default(),
+        audit: Default::default(),
     };
     write_config(&a.dir.join("node.toml"), &config)?;
     out!(

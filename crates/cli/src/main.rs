@@ -12,6 +12,7 @@ macro_rules! out {
 
 mod admin_cmd;
 mod admin_settings;
+mod audit_cmd;
 mod bench;
 mod client_cmd;
 mod conn;
@@ -104,6 +105,9 @@ enum Command {
     /// The hub operators' commands (an admin certificate of the hub): members, roster,
     /// federation status, audit.
     Admin(admin_cmd::AdminArgs),
+    /// Who called the node's API: search its audit trail (`--since`, `--caller`, `--method`,
+    /// `--value`), or `audit verify` its hash chain.
+    Audit(audit_cmd::AuditArgs),
     /// The node's TAXII 2.1 gateway: turn it on, add and remove its basic-auth users.
     Taxii {
         #[command(subcommand)]
@@ -262,6 +266,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Federation { which } => enrol_cmd::federation(which),
         Command::Node { which } => enrol_cmd::node(which),
         Command::Admin(args) => current_thread()?.block_on(admin_cmd::run(args)),
+        Command::Audit(args) => audit_cmd::run(args),
         // One thread: the demo's children are spawned from the main thread, which their
         // parent-death signal is tied to (see `fleet`).
         Command::Demo(args) => current_thread()?.block_on(demo::run(args)),

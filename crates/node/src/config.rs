@@ -57,6 +57,9 @@ pub struct NodeConfig {
     pub log_format: Option<LogFormat>,
     #[serde(default)]
     pub limits: Limits,
+    /// The audit trail of API calls (on unless `enabled = false`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// The plain-HTTP listener for `/metrics`, `/livez` and `/readyz`. It carries no indicator

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod api_calls;
+pub mod audit;
 pub mod cert_facts;
 pub mod cert_watch;
 pub mod checkpoint;
@@ -102,6 +103,8 @@ impl RunningNode {
                 t.abort();
             }
         }
+        // Every call has ended: its record is written and synced before the node is gone.
+        self.state.audit().close().await;
         // Links spawned by the server hold the state until they notice the stop; the store
         // closes (and sled releases its lock) when the last holder lets go.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -149,6 +152,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         tracing::info!(lists = lists.len(), "warninglists loaded");
     }
     state.set_warninglists(lists);
+    let trail = audit::AuditLog::open(&state.cfg.audit, &state.cfg.data_dir).await;
+    state.set_audit(trail.context("opening the audit trail")?);
     if state.roster().is_some() {
         state
             .publish_genesis_if_needed()

@@ -160,6 +160,7 @@ pub fn provision(
             metrics: None,
             log_format: None,
             limits: limits.clone(),
+            audit: Default::default(),
         };
         let config_path = nd.join("node.toml");
         std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;

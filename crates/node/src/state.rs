@@ -61,6 +61,8 @@ pub struct NodeState {
     pub metrics: crate::metrics::Metrics,
     /// Known-benign values (`crate::warninglists`).
     pub(crate) warninglists: RwLock<Arc<intelmesh_interop::Warninglists>>,
+    /// The audit trail of API calls (`crate::audit`), set by `start`.
+    pub(crate) audit: std::sync::OnceLock<crate::audit::AuditLog>,
 }
 
 /// What became of a batch received from a peer.
@@ -231,6 +233,7 @@ impl NodeState {
             follow,
             metrics: crate::metrics::Metrics::default(),
             warninglists: RwLock::default(),
+            audit: std::sync::OnceLock::new(),
         }
     }
 

@@ -9,7 +9,6 @@ use intelmesh_core::entry::header_hash;
 use intelmesh_core::verify::decode_payload;
 use intelmesh_core::{now_unix_ms, Distribution, Indicator, OrgId};
 use intelmesh_proto::v1 as pb;
-use intelmesh_proto::v1::indicators_server::Indicators;
 use intelmesh_store::{Store, StoreError, VersionVector};
 use prost::Message;
 use tokio::sync::mpsc;
@@ -32,6 +31,8 @@ const WATCH_STEP_ENTRIES: usize = 512;
 /// Values of one `Lookup` request answered by one blocking task: large enough that a task's
 /// cost dwarfs its spawning, small enough that a full request spreads over several cores.
 const LOOKUP_CHUNK: usize = 2_500;
+
+pub(super) type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
 
 pub struct IndicatorsService {
     pub state: Arc<NodeState>,
@@ -180,9 +181,10 @@ impl IndicatorsService {
     }
 }
 
-#[tonic::async_trait]
-impl Indicators for IndicatorsService {
-    async fn submit(
+/// The calls' work; the `Indicators` implementation (`indicators_audited`) records each in the
+/// audit trail around it.
+impl IndicatorsService {
+    pub(super) async fn submit_call(
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
@@ -197,7 +199,7 @@ impl Indicators for IndicatorsService {
         .await
     }
 
-    async fn report_sighting(
+    pub(super) async fn report_sighting_call(
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
@@ -205,7 +207,7 @@ impl Indicators for IndicatorsService {
             .await
     }
 
-    async fn get(
+    pub(super) async fn get_call(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
@@ -227,7 +229,7 @@ impl Indicators for IndicatorsService {
         Ok(Response::new(response))
     }
 
-    async fn query(
+    pub(super) async fn query_call(
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
@@ -245,7 +247,7 @@ impl Indicators for IndicatorsService {
         Ok(Response::new(response))
     }
 
-    async fn lookup(
+    pub(super) async fn lookup_call(
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
@@ -299,12 +301,10 @@ impl Indicators for IndicatorsService {
         Ok(Response::new(pb::LookupResponse { results }))
     }
 
-    type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
-
-    async fn watch(
+    pub(super) async fn watch_call(
         &self,
         request: Request<pb::WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<WatchStream>, Status> {
         let reader = reader(&self.state, &request)?;
         let req = request.into_inner();
         let filter = Filter::parse(req.filter.as_ref())

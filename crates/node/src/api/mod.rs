@@ -2,6 +2,7 @@
 
 mod idempotency;
 mod indicators;
+mod indicators_audited;
 pub mod lookup;
 mod query;
 pub mod status;

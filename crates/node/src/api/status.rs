@@ -101,6 +101,19 @@ impl NodeStatus for StatusService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "NodeStatus/Status", Vec::new());
+        call.end(self.status_call(request).await).await
+    }
+}
+
+impl StatusService {
+    async fn status_call(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         require_role(&request, Role::Service, "NodeStatus")?;
         crate::admission::check_api_caller(&self.state, &request)?;
         let state = Arc::clone(&self.state);

@@ -34,6 +34,8 @@ const DEFAULT_PAGE: usize = 100;
 #[derive(Clone)]
 pub struct Connection {
     pub leaf: Option<Arc<Vec<u8>>>,
+    /// The current request's note for the audit trail (set per request by `audited`).
+    pub note: super::audited::Noted,
 }
 
 #[derive(Clone)]
@@ -73,6 +75,10 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig) -> Router {
         )
         .route(&format!("{collection}/manifest/"), get(manifest))
         .route(&format!("{root}/status/{{status}}/"), get(status))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&g.state),
+            super::audited::record,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(g)
@@ -169,6 +175,7 @@ async fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Ca
         text(header::AUTHORIZATION),
     )
     .await
+    .inspect(|caller| super::audited::note_caller(&conn.note, caller))
     .map_err(|e| {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let title = if status == StatusCode::FORBIDDEN {
@@ -506,6 +513,9 @@ async fn add_objects(
     .await
     .map_err(internal)?
     .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Not an envelope", e))?;
+    let published = plan.to_sign.iter();
+    let published = published.map(|p| (Some(p.indicator.ty()), p.indicator.value().to_string()));
+    super::audited::note_values(&c.note, published.collect());
     let items = plan
         .to_sign
         .into_iter()

@@ -6,6 +6,7 @@
 //! HTTP/2, graceful stop. `http` decodes requests and encodes answers around the plain
 //! functions of `read` and `write`; the protocol's own rules are `intelmesh_interop::taxii`.
 
+mod audited;
 mod auth;
 pub mod config;
 mod http;
@@ -145,6 +146,7 @@ impl Gateway {
                     .map(|c| c.as_ref().to_vec());
                 let service = router.layer(axum::Extension(http::Connection {
                     leaf: leaf.map(Arc::new),
+                    note: Default::default(),
                 }));
                 serve_connection(tls, service, stopped).await;
             });

@@ -1,0 +1,270 @@
+//! Every way of tampering with a trail in memory, and the break the check names for it.
+
+use super::*;
+use crate::record::{seal, Call, Caller};
+
+fn call(i: u64, digests: usize) -> Call {
+    Call {
+        time_ms: 1_700_000_000_000 + i as i64,
+        caller: Caller {
+            org: "SG-IGCI".into(),
+            name: "soc".into(),
+            role: "service".into(),
+        },
+        method: "Indicators/Lookup".into(),
+        values: digests as u64,
+        digests: (0..digests).map(|d| format!("{d:032x}")).collect(),
+        code: 0,
+        result: "OK".into(),
+    }
+}
+
+/// Three files of three one-record calls each, and the head.
+fn trail() -> (Vec<Vec<String>>, Head) {
+    let mut head = Head::default();
+    let mut files = vec![Vec::new(), Vec::new(), Vec::new()];
+    for i in 0..9 {
+        files[i as usize / 3].extend(seal(&mut head, &call(i, 1)));
+    }
+    (files, head)
+}
+
+/// Checks files numbered from `first` (or as given) against `head`.
+fn check_numbered(files: &[(u64, Vec<String>)], head: Option<Head>) -> Result<Summary, Break> {
+    let mut c = Checker::new(head);
+    for (n, lines) in files {
+        c.file(*n)?;
+        for (i, l) in lines.iter().enumerate() {
+            c.line(i as u64 + 1, l)?;
+        }
+    }
+    c.finish()
+}
+
+fn check(files: &[Vec<String>], head: Option<Head>) -> Result<Summary, Break> {
+    let numbered: Vec<(u64, Vec<String>)> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (i as u64 + 1, f.clone()))
+        .collect();
+    check_numbered(&numbered, head)
+}
+
+fn at(file: u64, line: u64, defect: Defect) -> Break {
+    Break {
+        place: Some((crate::file_name(file), line)),
+        defect,
+    }
+}
+
+#[test]
+fn an_untouched_trail_checks_out_to_its_head() {
+    let (files, head) = trail();
+    let s = check(&files, Some(head)).unwrap();
+    assert_eq!((s.records, s.files, s.last), (9, 3, head));
+    // An empty trail with its initial head.
+    assert_eq!(check(&[], Some(Head::default())).unwrap().records, 0);
+    // A trail written past its head (the head lags a crash behind) is whole.
+    let mut behind = head;
+    let mut files = files;
+    files[2].extend(seal(&mut behind, &call(9, 0)));
+    assert_eq!(check(&files, Some(head)).unwrap().records, 10);
+}
+
+#[test]
+fn a_large_call_spans_records_and_keeps_every_digest() {
+    let mut head = Head::default();
+    let lines = seal(&mut head, &call(0, 2 * crate::DIGESTS_PER_RECORD + 1));
+    assert_eq!(lines.len(), 3);
+    let records: Vec<Record> = lines.iter().map(|l| parse_line_ok(l)).collect();
+    assert_eq!(
+        records
+            .iter()
+            .map(|r| (r.seq, r.part, r.parts))
+            .collect::<Vec<_>>(),
+        vec![(1, 1, 3), (2, 2, 3), (3, 3, 3)]
+    );
+    let all: usize = records.iter().map(|r| r.digests.len()).sum();
+    assert_eq!(all, 2 * crate::DIGESTS_PER_RECORD + 1);
+    assert!(records.iter().all(|r| r.values == all as u64));
+    assert_eq!(check(&[lines], Some(head)).unwrap().records, 3);
+}
+
+fn parse_line_ok(l: &str) -> Record {
+    crate::parse_line(l).unwrap().record
+}
+
+#[test]
+fn an_edited_line_is_named() {
+    let (mut files, head) = trail();
+    files[1][1] = files[1][1].replace("\"SG-IGCI\"", "\"SG-SPF\"");
+    assert_eq!(
+        check(&files, Some(head)),
+        Err(at(2, 2, Defect::Edited { seq: 5 }))
+    );
+    let (mut files, head) = trail();
+    files[0][2] = "{\"seq\":3}".into();
+    assert!(matches!(
+        check(&files, Some(head)),
+        Err(Break { place: Some((ref f, 3)), defect: Defect::Unreadable(_) }) if *f == crate::file_name(1)
+    ));
+}
+
+#[test]
+fn an_edited_and_rehashed_line_breaks_the_next_link() {
+    let (mut files, head) = trail();
+    // Edit record 4 and compute its hash again, as a forger without the next record would.
+    let mut r = parse_line_ok(&files[1][0]);
+    r.org = "SG-SPF".into();
+    let mut before = Head {
+        seq: 3,
+        hash: crate::parse_line(&files[0][2]).unwrap().hash,
+    };
+    let forged = seal(
+        &mut before,
+        &Call {
+            time_ms: r.time_ms,
+            caller: Caller {
+                org: r.org,
+                name: r.name,
+                role: r.role,
+            },
+            method: r.method,
+            values: r.values,
+            digests: r.digests,
+            code: r.code,
+            result: r.result,
+        },
+    );
+    files[1][0] = forged[0].clone();
+    assert_eq!(
+        check(&files, Some(head)),
+        Err(at(2, 2, Defect::Relinked { seq: 5 }))
+    );
+}
+
+#[test]
+fn a_removed_line_is_named() {
+    let (mut files, head) = trail();
+    files[1].remove(1);
+    assert_eq!(
+        check(&files, Some(head)),
+        Err(at(2, 2, Defect::Removed { after: 4, found: 6 }))
+    );
+}
+
+#[test]
+fn reordered_lines_are_named() {
+    let (mut files, head) = trail();
+    files[2].swap(0, 1);
+    assert_eq!(
+        check(&files, Some(head)),
+        Err(at(3, 1, Defect::Removed { after: 6, found: 8 }))
+    );
+    let (mut files, head) = trail();
+    let repeated = files[0][1].clone();
+    files[0].insert(2, repeated);
+    assert_eq!(
+        check(&files, Some(head)),
+        Err(at(
+            1,
+            3,
+            Defect::Reordered {
+                expected: 3,
+                found: 2
+            }
+        ))
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let (files, head) = trail();
+    let without_middle = [(1, files[0].clone()), (3, files[2].clone())];
+    assert_eq!(
+        check_numbered(&without_middle, Some(head)),
+        Err(Break {
+            place: None,
+            defect: Defect::FileMissing {
+                missing: crate::file_name(2),
+                before: crate::file_name(1),
+                found: crate::file_name(3),
+            }
+        })
+    );
+    let without_first = [(2, files[1].clone()), (3, files[2].clone())];
+    assert_eq!(
+        check_numbered(&without_first, Some(head)),
+        Err(Break {
+            place: None,
+            defect: Defect::FirstFileMissing {
+                found: crate::file_name(2)
+            }
+        })
+    );
+    // The last file gone: the trail falls short of its head.
+    assert_eq!(
+        check(&files[..2], Some(head)),
+        Err(Break {
+            place: None,
+            defect: Defect::EndMissing { head: 9, last: 6 }
+        })
+    );
+}
+
+#[test]
+fn a_cut_start_or_end_is_named() {
+    let (mut files, head) = trail();
+    files[0].remove(0);
+    assert_eq!(
+        check(&files, Some(head)),
+        Err(at(1, 1, Defect::StartMissing { seq: 2 }))
+    );
+    let (mut files, head) = trail();
+    files[2].pop();
+    assert_eq!(
+        check(&files, Some(head)),
+        Err(Break {
+            place: None,
+            defect: Defect::EndMissing { head: 9, last: 8 }
+        })
+    );
+}
+
+#[test]
+fn a_missing_or_foreign_head_is_named() {
+    let (files, _) = trail();
+    assert_eq!(
+        check(&files, None),
+        Err(Break {
+            place: None,
+            defect: Defect::NoHead
+        })
+    );
+    let other = Head {
+        seq: 5,
+        hash: [9; 32],
+    };
+    assert_eq!(
+        check(&files, Some(other)),
+        Err(at(2, 2, Defect::HeadDiffers { seq: 5 }))
+    );
+    let (_, head) = trail();
+    assert_eq!(Head::decode(&head.encode()), Ok(head));
+    assert!(Head::decode("{\"seq\":1,\"hash\":\"00\"}").is_err());
+}
+
+#[test]
+fn file_names_round_trip() {
+    assert_eq!(crate::file_name(7), "trail-000007.jsonl");
+    assert_eq!(crate::file_number("trail-000007.jsonl"), Some(7));
+    assert_eq!(crate::file_number("trail-1234567.jsonl"), Some(1_234_567));
+    for other in [
+        "trail-000000.jsonl",
+        "trail-07.jsonl",
+        "head",
+        "trail-00000x.jsonl",
+    ] {
+        assert_eq!(crate::file_number(other), None, "{other}");
+    }
+}

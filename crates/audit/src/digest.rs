@@ -1,0 +1,116 @@
+//! Keyed digests of the values a call asked about. A plain hash of an IP address is undone by
+//! hashing all 2^32 of them; an HMAC-SHA-256 under a node-local random key is not, so the trail
+//! alone tells nothing about the values, while whoever holds the key on the node can answer
+//! "who asked about X". Values are put in canonical form first (`intelmesh_core`), so a search
+//! for `1.2.3.4` finds a call that asked `1[.]2.3.4`.
+
+use hmac::{Hmac, Mac};
+use intelmesh_core::indicator::{detect, normalize};
+use intelmesh_core::IndicatorType;
+use sha2::Sha256;
+
+/// Bytes of an audit key.
+pub const KEY_LEN: usize = 32;
+/// Digest bytes kept (hex in the record): 128 bits, far beyond any accidental match, half the
+/// line size of a full digest.
+const DIGEST_BYTES: usize = 16;
+/// Domain separation of a value digest.
+const VALUE_CONTEXT: &[u8] = b"intelmesh/v1 audit-value\0";
+
+/// The node's audit key. Its bytes are never shown, not even by `Debug`.
+#[derive(Clone)]
+pub struct AuditKey([u8; KEY_LEN]);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+impl AuditKey {
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> AuditKey {
+        AuditKey(bytes)
+    }
+
+    fn mac(&self, canonical: &str) -> String {
+        // HMAC takes a key of any length.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            return String::new();
+        };
+        mac.update(VALUE_CONTEXT);
+        mac.update(canonical.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..DIGEST_BYTES])
+    }
+
+    /// The digest of a value a call named: of its canonical form under `ty` (detected when
+    /// `None`), or of the trimmed text when it is no valid indicator (a refused value is still
+    /// found by its exact spelling).
+    pub fn digest(&self, ty: Option<IndicatorType>, raw: &str) -> String {
+        let canonical = match ty {
+            Some(ty) => normalize(ty, raw),
+            None => detect(raw),
+        };
+        match canonical {
+            Ok(i) => self.mac(i.value()),
+            Err(_) => self.mac(raw.trim()),
+        }
+    }
+
+    /// Every digest a call naming `raw` may have recorded: its detected canonical form, its
+    /// canonical form under each type that takes it (a call may have named the type), and
+    /// its trimmed text.
+    pub fn search_digests(&self, raw: &str) -> Vec<String> {
+        let mut forms: Vec<String> = detect(raw).map(|i| i.into_value()).into_iter().collect();
+        forms.extend(
+            IndicatorType::ALL
+                .into_iter()
+                .filter_map(|ty| normalize(ty, raw).ok().map(|i| i.into_value())),
+        );
+        forms.push(raw.trim().to_string());
+        forms.sort();
+        forms.dedup();
+        forms.iter().map(|f| self.mac(f)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_is_rfc_4231() {
+        // RFC 4231 test case 2 ("Jefe"), through the same HMAC construction.
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn a_defanged_spelling_has_the_canonical_digest_and_keys_differ() {
+        let key = AuditKey::from_bytes([7; KEY_LEN]);
+        let other = AuditKey::from_bytes([8; KEY_LEN]);
+        let plain = key.digest(None, "1.2.3.4");
+        assert_eq!(plain.len(), 2 * DIGEST_BYTES);
+        assert_eq!(key.digest(None, "1[.]2.3.4"), plain);
+        assert_eq!(key.digest(Some(IndicatorType::Ipv4), " 1.2.3.4 "), plain);
+        assert_ne!(other.digest(None, "1.2.3.4"), plain);
+        assert_ne!(key.digest(None, "1.2.3.5"), plain);
+        // The digest is not the plain hash of the value.
+        use sha2::Digest;
+        assert!(!hex::encode(sha2::Sha256::digest(b"1.2.3.4")).starts_with(&plain));
+        assert!(key.search_digests("1[.]2[.]3[.]4").contains(&plain));
+        assert!(format!("{key:?}").contains(".."));
+        assert!(!format!("{key:?}").contains('7'));
+    }
+
+    #[test]
+    fn a_value_that_is_no_indicator_is_found_by_its_spelling() {
+        let key = AuditKey::from_bytes([1; KEY_LEN]);
+        let d = key.digest(None, "not a value!");
+        assert!(key.search_digests(" not a value! ").contains(&d));
+        assert!(!key.search_digests("1.2.3.4").contains(&d));
+    }
+}

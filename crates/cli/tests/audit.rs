@@ -1,0 +1,94 @@
+//! `intelmesh audit` against a real node process: the search finds a lookup by the value
+//! looked up (in another spelling) and by caller and method while the node runs, `audit
+//! verify` says OK with the count while it runs, and names the file and line of an edit after.
+
+#[allow(dead_code)]
+mod support;
+
+use support::{intelmesh, intelmesh_owned, wait_until, Nodes};
+
+const ORG: &str = "SG-IGCI";
+
+fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn audit_finds_who_asked_about_a_value_and_verify_names_an_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes::provision(dir.path(), &[ORG]);
+    nodes.start_all();
+    let config = nodes.config(ORG);
+    let mut lookup = vec!["lookup".to_string(), "203.0.113[.]7".into()];
+    lookup.extend(nodes.api_args(ORG));
+    let out = intelmesh_owned(&lookup);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    // The record reaches the files within a batch of the writer, while the node runs.
+    let by_value = [
+        "audit",
+        "--config",
+        &config,
+        "--value",
+        "203.0.113.7",
+        "--json",
+    ];
+    let line = wait_until("the lookup is in the trail", || {
+        let out = intelmesh(&by_value);
+        assert!(out.status.success(), "{:?}", text(&out));
+        text(&out).0.lines().next().map(str::to_string)
+    });
+    let record: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(record["method"], "Indicators/Lookup", "{record}");
+    assert_eq!(record["org"], ORG);
+    assert_eq!(record["name"], "soc");
+    assert_eq!(record["values"], 1);
+    assert_eq!(record["result"], "OK");
+    assert!(
+        !line.contains("203.0.113"),
+        "the value is in the clear: {line}"
+    );
+
+    let out = intelmesh(&["audit", "--config", &config, "--value", "198.51.100.1"]);
+    assert_eq!(text(&out).0, "", "nobody asked about this one");
+    let out = intelmesh(&[
+        "audit",
+        "--config",
+        &config,
+        "--caller",
+        &format!("{ORG}/soc"),
+        "--method",
+        "Indicators/Lookup",
+        "--since",
+        "1h",
+    ]);
+    let (stdout, _) = text(&out);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("Indicators/Lookup") && stdout.contains(&format!("{ORG}/soc (service)")),
+        "{stdout}"
+    );
+
+    let out = intelmesh(&["audit", "verify", "--config", &config]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("audit trail OK: "), "{stdout}");
+
+    let trail = intelmesh_node::audit::dir_of(&nodes.data_dir(ORG)).join("trail-000001.jsonl");
+    nodes.stop_all();
+    let edited =
+        std::fs::read_to_string(&trail)
+            .unwrap()
+            .replacen("\"values\":1", "\"values\":0", 1);
+    std::fs::write(&trail, edited).unwrap();
+    let out = intelmesh(&["audit", "verify", "--config", &config]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("trail-000001.jsonl line ") && stderr.contains("it was edited"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,86 @@
+//! `Indicators` as gRPC serves it: each method records its call in the audit trail (the
+//! values it names, its outcome) around the work of [`IndicatorsService`]'s `_call` method.
+
+use intelmesh_proto::v1 as pb;
+use intelmesh_proto::v1::indicators_server::Indicators;
+use tonic::{Request, Response, Status};
+
+use super::indicators::{IndicatorsService, WatchStream};
+use crate::audit;
+
+#[tonic::async_trait]
+impl Indicators for IndicatorsService {
+    async fn submit(
+        &self,
+        request: Request<pb::SubmitRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let values = request.get_ref().submissions.iter();
+        let values = values.map(|s| audit::typed(s.r#type, &s.value)).collect();
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/Submit", values);
+        call.end(self.submit_call(request).await).await
+    }
+
+    async fn report_sighting(
+        &self,
+        request: Request<pb::ReportSightingRequest>,
+    ) -> Result<Response<pb::SubmitResponse>, Status> {
+        let r = request.get_ref();
+        let values = vec![audit::typed(r.r#type, &r.value)];
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/ReportSighting", values);
+        call.end(self.report_sighting_call(request).await).await
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let r = request.get_ref();
+        let values = vec![audit::typed(r.r#type, &r.value)];
+        let call = self.state.audit().begin(&request, "Indicators/Get", values);
+        call.end(self.get_call(request).await).await
+    }
+
+    /// A filter names no value: recorded with none.
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/Query", Vec::new());
+        call.end(self.query_call(request).await).await
+    }
+
+    async fn lookup(
+        &self,
+        request: Request<pb::LookupRequest>,
+    ) -> Result<Response<pb::LookupResponse>, Status> {
+        let values = audit::untyped(&request.get_ref().values);
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/Lookup", values);
+        call.end(self.lookup_call(request).await).await
+    }
+
+    type WatchStream = WatchStream;
+
+    /// Recorded when the stream opens (or is refused), with no value.
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        let call = self
+            .state
+            .audit()
+            .begin(&request, "Indicators/Watch", Vec::new());
+        call.end(self.watch_call(request).await).await
+    }
+}

@@ -1,0 +1,315 @@
+//! The audit trail of API access: every call to the gRPC API and the TAXII gateway is recorded
+//! in `DATA_DIR/audit` (who, which method, how many values, keyed digests of them, the result),
+//! hash-chained and rotated by size (`trail`; the record and chain rules are
+//! `intelmesh_audit`).
+//!
+//! Services hand a finished call to [`AuditLog::record`], which queues it to one writer task
+//! (a bounded queue: when it is full the call waits, so no record is dropped). The writer
+//! digests the values and writes each batch to the OS at once, and fsyncs (then moves the
+//! head) at least every second and at shutdown: an answer may leave before its record is
+//! durable, by at most a second of records if the machine crashes.
+
+pub mod trail;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use intelmesh_audit::{Call, Caller};
+use intelmesh_core::IndicatorType;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::identity::{identity_of, Identity};
+use crate::state::NodeState;
+use trail::{Trail, TrailError};
+
+/// Calls queued towards the writer before callers wait.
+const QUEUE: usize = 4096;
+/// Calls written in one batch at most.
+const BATCH: usize = 512;
+/// Longest time a written record waits for its fsync.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// `[audit]` in the node config. On by default: a police unit must be able to show who saw
+/// what.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    pub enabled: bool,
+    /// A trail file is closed and the next begun once it reaches this size.
+    pub max_file_bytes: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> AuditConfig {
+        AuditConfig {
+            enabled: true,
+            max_file_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The trail's directory for a data directory.
+pub fn dir_of(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit")
+}
+
+/// A value a call named: its raw text and, when the call said so, its type.
+pub type Value = (Option<IndicatorType>, String);
+
+/// Values given without a type (Lookup).
+pub fn untyped(values: &[String]) -> Vec<Value> {
+    values.iter().map(|v| (None, v.clone())).collect()
+}
+
+/// A value given with its protobuf type (Get, Submit, ReportSighting); `Unspecified` is
+/// detected, as the node does.
+pub fn typed(ty: i32, value: &str) -> Value {
+    (IndicatorType::from_proto(ty), value.to_string())
+}
+
+/// A call as a service hands it over; the writer digests its values.
+#[derive(Debug)]
+pub struct Pending {
+    pub time_ms: i64,
+    pub caller: Caller,
+    pub method: String,
+    pub values: Vec<Value>,
+    pub code: u32,
+    pub result: String,
+}
+
+enum Msg {
+    Call(Pending),
+    Close(oneshot::Sender<()>),
+}
+
+/// The handle services record calls through; cheap to clone. A disabled one records nothing.
+#[derive(Clone, Default)]
+pub struct AuditLog {
+    tx: Option<mpsc::Sender<Msg>>,
+}
+
+impl AuditLog {
+    /// Opens (or creates) the trail for this node and starts its writer task.
+    pub async fn open(cfg: &AuditConfig, data_dir: &Path) -> Result<AuditLog, TrailError> {
+        if !cfg.enabled {
+            tracing::warn!(
+                "the audit trail is off ([audit] enabled = false): API calls are not recorded"
+            );
+            return Ok(AuditLog::default());
+        }
+        let (dir, max) = (dir_of(data_dir), cfg.max_file_bytes);
+        let trail = tokio::task::spawn_blocking(move || Trail::open(&dir, max))
+            .await
+            .map_err(|e| TrailError::Bad {
+                path: dir_of(data_dir),
+                why: e.to_string(),
+            })??;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_loop(trail, rx));
+        Ok(AuditLog { tx: Some(tx) })
+    }
+
+    /// Queues a finished call; waits while the queue is full.
+    pub async fn record(&self, call: Pending) {
+        let Some(tx) = &self.tx else { return };
+        let method = call.method.clone();
+        if tx.send(Msg::Call(call)).await.is_err() {
+            tracing::error!(%method, "audit trail closed: this call is not recorded");
+        }
+    }
+
+    /// Writes and syncs everything queued, then stops the writer (at node shutdown).
+    pub async fn close(&self) {
+        let Some(tx) = &self.tx else { return };
+        let (done, wait) = oneshot::channel();
+        if tx.send(Msg::Close(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Begins the record of the call `request` makes to `method` naming `values`: the caller
+    /// is read now, the outcome given to [`Begun::end`].
+    pub fn begin<T>(
+        &self,
+        request: &tonic::Request<T>,
+        method: &'static str,
+        values: Vec<Value>,
+    ) -> Begun<'_> {
+        Begun {
+            log: self,
+            time_ms: intelmesh_core::now_unix_ms(),
+            caller: grpc_caller(request),
+            method,
+            values,
+        }
+    }
+}
+
+/// A gRPC call being answered; [`Begun::end`] records it with its outcome.
+pub struct Begun<'a> {
+    log: &'a AuditLog,
+    /// When the call came in.
+    time_ms: i64,
+    caller: Caller,
+    method: &'static str,
+    values: Vec<Value>,
+}
+
+impl Begun<'_> {
+    /// Records the call with the outcome the service gives (queued before the answer leaves)
+    /// and returns that outcome.
+    pub async fn end<R>(self, outcome: Result<R, tonic::Status>) -> Result<R, tonic::Status> {
+        let (code, result) = match &outcome {
+            Ok(_) => (0, "OK".to_string()),
+            Err(s) => (s.code() as u32, format!("{:?}", s.code())),
+        };
+        self.log
+            .record(Pending {
+                time_ms: self.time_ms,
+                caller: self.caller,
+                method: self.method.to_string(),
+                values: self.values,
+                code,
+                result,
+            })
+            .await;
+        outcome
+    }
+}
+
+/// The caller as its certificate names it; role `none` when it names nobody (the call is
+/// refused, and recorded so).
+pub fn caller_of_identity(id: Option<Identity>) -> Caller {
+    match id {
+        Some(Identity::Node(org)) => Caller {
+            org: org.to_string(),
+            name: String::new(),
+            role: "node".into(),
+        },
+        Some(Identity::Service { org, name }) => Caller {
+            org: org.to_string(),
+            name,
+            role: "service".into(),
+        },
+        Some(Identity::Admin { org, name }) => Caller {
+            org: org.to_string(),
+            name,
+            role: "admin".into(),
+        },
+        None => Caller {
+            role: "none".into(),
+            ..Caller::default()
+        },
+    }
+}
+
+fn grpc_caller<T>(request: &tonic::Request<T>) -> Caller {
+    caller_of_identity(crate::identity::caller(request).ok())
+}
+
+/// The caller named by a DER certificate, if any.
+pub fn caller_of_certificate(der: &[u8]) -> Caller {
+    caller_of_identity(identity_of(der).ok())
+}
+
+/// Takes queued calls in batches: digests and writes each batch on a blocking thread, and
+/// syncs within [`SYNC_EVERY`] of the first unsynced write, and before closing.
+async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>) {
+    let mut trail = Some(trail);
+    let mut queued = Vec::with_capacity(BATCH);
+    let mut sync_at: Option<tokio::time::Instant> = None;
+    loop {
+        let wake = sync_at.unwrap_or_else(|| tokio::time::Instant::now() + SYNC_EVERY);
+        let n = tokio::select! {
+            n = rx.recv_many(&mut queued, BATCH) => n,
+            _ = tokio::time::sleep_until(wake), if sync_at.is_some() => {
+                sync_at = None;
+                on_trail(&mut trail, |t| t.sync()).await;
+                continue;
+            }
+        };
+        let mut closing = None;
+        let mut calls = Vec::with_capacity(n);
+        for msg in queued.drain(..) {
+            match msg {
+                Msg::Call(p) => calls.push(p),
+                Msg::Close(done) => closing = Some(done),
+            }
+        }
+        if !calls.is_empty() {
+            on_trail(&mut trail, move |t| {
+                let sealed: Vec<Call> = calls.into_iter().map(|p| digested(t, p)).collect();
+                t.append(&sealed)
+            })
+            .await;
+            sync_at.get_or_insert_with(|| tokio::time::Instant::now() + SYNC_EVERY);
+        }
+        if n == 0 || closing.is_some() {
+            on_trail(&mut trail, |t| t.sync()).await;
+            if let Some(done) = closing {
+                let _ = done.send(());
+            }
+            return;
+        }
+    }
+}
+
+fn digested(t: &Trail, p: Pending) -> Call {
+    Call {
+        time_ms: p.time_ms,
+        caller: p.caller,
+        method: p.method,
+        values: p.values.len() as u64,
+        digests: p
+            .values
+            .iter()
+            .map(|(ty, v)| t.key().digest(*ty, v))
+            .collect(),
+        code: p.code,
+        result: p.result,
+    }
+}
+
+/// Runs `f` on the trail on a blocking thread; a failure is logged at ERROR (the records it
+/// concerned are lost, loudly), and the trail is kept for the next batch.
+async fn on_trail(
+    slot: &mut Option<Trail>,
+    f: impl FnOnce(&mut Trail) -> Result<(), TrailError> + Send + 'static,
+) {
+    let Some(mut trail) = slot.take() else { return };
+    match tokio::task::spawn_blocking(move || {
+        let r = f(&mut trail);
+        (trail, r)
+    })
+    .await
+    {
+        Ok((trail, r)) => {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "audit trail write failed: records of API calls are lost");
+            }
+            *slot = Some(trail);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "audit trail writer failed: API calls are no longer recorded")
+        }
+    }
+}
+
+static DISABLED: OnceLock<AuditLog> = OnceLock::new();
+
+impl NodeState {
+    /// The audit log API services record through (one that records nothing until `start`
+    /// sets it).
+    pub fn audit(&self) -> &AuditLog {
+        self.audit
+            .get()
+            .unwrap_or_else(|| DISABLED.get_or_init(AuditLog::default))
+    }
+
+    pub fn set_audit(&self, log: AuditLog) {
+        let _ = self.audit.set(log);
+    }
+}

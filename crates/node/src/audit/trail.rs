@@ -1,0 +1,324 @@
+//! The trail's files in `DATA_DIR/audit`: `trail-NNNNNN.jsonl` (appended, rotated by size),
+//! `head` (the last durable seq and hash, replaced atomically after each fsync) and `key` (the
+//! node's random audit key, 0600, never logged). Writing (`Trail`, on blocking threads only)
+//! and reading back with the chain check (`read`, for `intelmesh audit` and tests; read-only,
+//! safe while the node writes).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use intelmesh_audit::{
+    file_name, file_number, parse_line, seal, AuditKey, Break, Call, Checker, Head, Record,
+    Summary, KEY_LEN,
+};
+
+/// The head file's name in the audit directory.
+pub const HEAD_FILE: &str = "head";
+/// The audit key's file name in the audit directory.
+pub const KEY_FILE: &str = "key";
+
+/// Why the trail cannot be opened or read.
+#[derive(Debug, thiserror::Error)]
+pub enum TrailError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Bad { path: PathBuf, why: String },
+    /// The trail found at start does not reach its head (or lost it): the node refuses to
+    /// write on, since new records would chain onto the cut and hide it.
+    #[error("the audit trail in {dir} is broken ({why}); run `intelmesh audit verify`, keep the files as evidence, then move {dir} aside to start a new trail")]
+    Tampered { dir: PathBuf, why: String },
+    #[error("{0}")]
+    Broken(#[from] Break),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrailError + '_ {
+    move |source| TrailError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The node's audit key, created (random, 0600) if the directory has none.
+pub fn load_or_create_key(dir: &Path) -> Result<AuditKey, TrailError> {
+    let path = dir.join(KEY_FILE);
+    match OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut f) => {
+            let mut bytes = [0u8; KEY_LEN];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            f.write_all(&bytes).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+            Ok(AuditKey::from_bytes(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_key(dir),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// The node's audit key, read-only (for searches by value).
+pub fn load_key(dir: &Path) -> Result<AuditKey, TrailError> {
+    let path = dir.join(KEY_FILE);
+    let mut bytes = Vec::new();
+    File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io(&path))?;
+    let bytes = <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| TrailError::Bad {
+        path: path.clone(),
+        why: format!("{} bytes, an audit key has {KEY_LEN}", bytes.len()),
+    })?;
+    Ok(AuditKey::from_bytes(bytes))
+}
+
+/// The head file, `None` if there is none.
+pub fn read_head(dir: &Path) -> Result<Option<Head>, TrailError> {
+    let path = dir.join(HEAD_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Head::decode(&text)
+            .map(Some)
+            .map_err(|why| TrailError::Bad { path, why }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+/// The trail files in `dir`, by number.
+pub fn trail_files(dir: &Path) -> Result<Vec<u64>, TrailError> {
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let entry = entry.map_err(io(dir))?;
+        if let Some(n) = entry.file_name().to_str().and_then(file_number) {
+            numbers.push(n);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// Reads the whole trail with the chain check, handing each record to `each`; stops at the
+/// first break. A last line without its newline is one being written: it is left out.
+pub fn read(dir: &Path, mut each: impl FnMut(&Record)) -> Result<Summary, TrailError> {
+    // The head first: what the trail holds later is never behind it.
+    let head = read_head(dir)?;
+    let mut checker = Checker::new(head);
+    for n in trail_files(dir)? {
+        checker.file(n)?;
+        let path = dir.join(file_name(n));
+        let mut reader = BufReader::new(File::open(&path).map_err(io(&path))?);
+        let mut line = Vec::new();
+        let mut number = 0;
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line).map_err(io(&path))? == 0 {
+                break;
+            }
+            if line.pop() != Some(b'\n') {
+                break;
+            }
+            number += 1;
+            let text = String::from_utf8_lossy(&line);
+            each(&checker.line(number, &text)?);
+        }
+    }
+    Ok(checker.finish()?)
+}
+
+/// The last complete record of the trail's last non-empty file, cutting off a torn last line
+/// (a crash in the middle of a write, never synced, so never in the head).
+fn last_record(dir: &Path, numbers: &[u64]) -> Result<Option<Head>, TrailError> {
+    for &n in numbers.iter().rev() {
+        let path = dir.join(file_name(n));
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if complete < bytes.len() {
+            tracing::warn!(file = %path.display(), bytes = bytes.len() - complete, "audit trail: cutting a torn last line (a crash while writing it)");
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            f.set_len(complete as u64).map_err(io(&path))?;
+            f.sync_all().map_err(io(&path))?;
+        }
+        let text = String::from_utf8_lossy(&bytes[..complete]);
+        if let Some(last) = text.lines().last() {
+            let sealed = parse_line(last).map_err(|e| TrailError::Tampered {
+                dir: dir.to_path_buf(),
+                why: format!("the last line of {}: {e}", file_name(n)),
+            })?;
+            return Ok(Some(Head {
+                seq: sealed.record.seq,
+                hash: sealed.hash,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The trail being written: its current file, what it holds, and the head last made durable.
+pub struct Trail {
+    dir: PathBuf,
+    key: AuditKey,
+    max_file_bytes: u64,
+    file: File,
+    number: u64,
+    size: u64,
+    /// The last record written (flushed to the OS, maybe not yet synced).
+    last: Head,
+    /// Whether `head` lags `last`.
+    unsynced: bool,
+}
+
+impl Trail {
+    /// Opens the trail in `dir` (created 0700 if absent) to write on from its last record.
+    /// Refuses a trail that falls short of its head or lost it.
+    pub fn open(dir: &Path, max_file_bytes: u64) -> Result<Trail, TrailError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        let key = load_or_create_key(dir)?;
+        let head = read_head(dir)?;
+        let numbers = trail_files(dir)?;
+        let last = last_record(dir, &numbers)?;
+        let tampered = |why: String| TrailError::Tampered {
+            dir: dir.to_path_buf(),
+            why,
+        };
+        match (head, last) {
+            (None, Some(last)) => {
+                return Err(tampered(format!(
+                    "the trail reaches seq {} but its head file is missing",
+                    last.seq
+                )))
+            }
+            (Some(h), last) if h.seq > last.map_or(0, |l| l.seq) => {
+                return Err(tampered(format!(
+                    "the head records seq {} but the trail ends at seq {}",
+                    h.seq,
+                    last.map_or(0, |l| l.seq)
+                )))
+            }
+            (Some(h), Some(last)) if h.seq == last.seq && h.hash != last.hash => {
+                return Err(tampered(format!(
+                    "the last record, seq {}, is not the one the head records",
+                    h.seq
+                )))
+            }
+            _ => {}
+        }
+        let number = numbers.last().copied().unwrap_or(1);
+        let (file, size) = open_append(&dir.join(file_name(number)))?;
+        let mut trail = Trail {
+            dir: dir.to_path_buf(),
+            key,
+            max_file_bytes,
+            file,
+            number,
+            size,
+            last: last.unwrap_or_default(),
+            unsynced: head.is_none(),
+        };
+        if head.is_none() {
+            trail.sync()?;
+        }
+        Ok(trail)
+    }
+
+    pub fn key(&self) -> &AuditKey {
+        &self.key
+    }
+
+    /// Appends `calls` (rotating to a new file when the current one is full) and flushes them
+    /// to the OS; [`Trail::sync`] makes them durable.
+    pub fn append(&mut self, calls: &[Call]) -> Result<(), TrailError> {
+        let mut out = Vec::new();
+        for call in calls {
+            if self.size + out.len() as u64 >= self.max_file_bytes
+                && self.size + out.len() as u64 > 0
+            {
+                self.write_out(&mut out)?;
+                self.rotate()?;
+            }
+            for line in seal(&mut self.last, call) {
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        self.write_out(&mut out)
+    }
+
+    fn current(&self) -> PathBuf {
+        self.dir.join(file_name(self.number))
+    }
+
+    fn write_out(&mut self, out: &mut Vec<u8>) -> Result<(), TrailError> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all(out).map_err(io(&self.current()))?;
+        self.size += out.len() as u64;
+        self.unsynced = true;
+        out.clear();
+        Ok(())
+    }
+
+    /// Closes the full file (synced) and starts the next; the chain runs on across them.
+    fn rotate(&mut self) -> Result<(), TrailError> {
+        self.file.sync_data().map_err(io(&self.current()))?;
+        self.number += 1;
+        let path = self.current();
+        let (file, size) = open_append(&path)?;
+        self.file = file;
+        self.size = size;
+        Ok(())
+    }
+
+    /// Makes what was written durable, then moves the head to it.
+    pub fn sync(&mut self) -> Result<(), TrailError> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(io(&self.current()))?;
+        let tmp = self.dir.join("head.tmp");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        f.write_all(self.last.encode().as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(io(&tmp))?;
+        let head = self.dir.join(HEAD_FILE);
+        std::fs::rename(&tmp, &head).map_err(io(&head))?;
+        // The rename and any new trail file are durable once the directory is.
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        self.unsynced = false;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> Result<(File, u64), TrailError> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io(path))?;
+    let size = file.seek(SeekFrom::End(0)).map_err(io(path))?;
+    Ok((file, size))
+}
+
+#[cfg(test)]
+#[path = "trail_tests.rs"]
+mod tests;

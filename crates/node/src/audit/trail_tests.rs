@@ -1,0 +1,92 @@
+//! The trail's files on a real disk: reopening continues the chain, a torn last line is cut,
+//! files rotate by size, and a trail cut behind its head is refused at open.
+
+use super::*;
+use intelmesh_audit::Caller;
+
+fn call(i: i64) -> Call {
+    Call {
+        time_ms: i,
+        caller: Caller {
+            org: "SG-IGCI".into(),
+            name: "soc".into(),
+            role: "service".into(),
+        },
+        method: "NodeStatus/Status".into(),
+        values: 0,
+        digests: Vec::new(),
+        code: 0,
+        result: "OK".into(),
+    }
+}
+
+fn seqs(dir: &Path) -> Vec<u64> {
+    let mut all = Vec::new();
+    read(dir, |r| all.push(r.seq)).unwrap();
+    all
+}
+
+#[test]
+fn a_reopened_trail_chains_on_and_rotates_by_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let mut t = Trail::open(&dir, 700).unwrap();
+    t.append(&[call(1), call(2), call(3)]).unwrap();
+    t.sync().unwrap();
+    drop(t);
+    let mut t = Trail::open(&dir, 700).unwrap();
+    t.append(&[call(4), call(5)]).unwrap();
+    t.sync().unwrap();
+    assert_eq!(seqs(&dir), [1, 2, 3, 4, 5]);
+    assert!(trail_files(&dir).unwrap().len() >= 2);
+    assert_eq!(read_head(&dir).unwrap().map(|h| h.seq), Some(5));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+    assert_eq!(mode(&dir.join(file_name(1))), 0o600);
+    assert_eq!(mode(&dir), 0o700);
+    // The same key on every open.
+    let key = load_key(&dir).unwrap();
+    assert_eq!(key.digest(None, "1.2.3.4"), t.key().digest(None, "1.2.3.4"));
+}
+
+#[test]
+fn a_torn_last_line_is_cut_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let mut t = Trail::open(&dir, 1 << 20).unwrap();
+    t.append(&[call(1), call(2)]).unwrap();
+    t.sync().unwrap();
+    drop(t);
+    let path = dir.join(file_name(1));
+    let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"{\"seq\":3,\"time_ms\":").unwrap();
+    drop(f);
+    // Read meanwhile: a line being written is left out.
+    assert_eq!(seqs(&dir), [1, 2]);
+    let mut t = Trail::open(&dir, 1 << 20).unwrap();
+    t.append(&[call(3)]).unwrap();
+    t.sync().unwrap();
+    assert_eq!(seqs(&dir), [1, 2, 3]);
+}
+
+#[test]
+fn a_trail_behind_its_head_or_without_it_is_refused_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let mut t = Trail::open(&dir, 1 << 20).unwrap();
+    t.append(&[call(1), call(2)]).unwrap();
+    t.sync().unwrap();
+    drop(t);
+    let path = dir.join(file_name(1));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first_line = text.lines().next().unwrap();
+    std::fs::write(&path, format!("{first_line}\n")).unwrap();
+    let err = Trail::open(&dir, 1 << 20).err().unwrap().to_string();
+    assert!(
+        err.contains("head records seq 2 but the trail ends at seq 1"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.join(HEAD_FILE)).unwrap();
+    let err = Trail::open(&dir, 1 << 20).err().unwrap().to_string();
+    assert!(err.contains("head file is missing"), "{err}");
+}

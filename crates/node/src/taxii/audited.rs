@@ -1,0 +1,87 @@
+//! The gateway's part of the audit trail: a route layer that records every request to a TAXII
+//! resource (refused ones too) with the caller the handler authenticated (or the certificate
+//! presented, when authentication failed), the values a POST published, and the HTTP status.
+
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::auth::Caller as TaxiiCaller;
+use super::http::Connection;
+use crate::audit::{caller_of_certificate, Pending, Value};
+use crate::state::NodeState;
+
+/// What a handler tells the audit about its request.
+#[derive(Debug, Default)]
+pub struct Note {
+    caller: Option<intelmesh_audit::Caller>,
+    values: Vec<Value>,
+}
+
+/// One request's note, shared between the layer and the handler (through [`Connection`]).
+pub type Noted = Arc<Mutex<Note>>;
+
+fn lock(n: &Noted) -> std::sync::MutexGuard<'_, Note> {
+    n.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Notes the authenticated caller: a certificate's service, or a `[[taxii.user]]`.
+pub fn note_caller(n: &Noted, c: &TaxiiCaller) {
+    let (name, role) = match c.name.strip_prefix("user:") {
+        Some(user) => (user.to_string(), "taxii-user"),
+        None => (c.name.clone(), "service"),
+    };
+    lock(n).caller = Some(intelmesh_audit::Caller {
+        org: c.org.to_string(),
+        name,
+        role: role.into(),
+    });
+}
+
+/// Notes the values a request published.
+pub fn note_values(n: &Noted, values: Vec<Value>) {
+    lock(n).values = values;
+}
+
+/// The route layer: gives the handler a fresh note, then records the request.
+pub async fn record(
+    State(state): State<Arc<NodeState>>,
+    matched: Option<MatchedPath>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    // The route's pattern, not its path: ids stay out of the method, which keeps few values.
+    let method = format!(
+        "TAXII {} {}",
+        request.method(),
+        matched.as_ref().map_or("(no resource)", |m| m.as_str())
+    );
+    let time_ms = intelmesh_core::now_unix_ms();
+    let note = Noted::default();
+    let mut leaf = None;
+    if let Some(c) = request.extensions_mut().get_mut::<Connection>() {
+        c.note = Arc::clone(&note);
+        leaf = c.leaf.clone();
+    }
+    let response = next.run(request).await;
+    let Note { caller, values } = std::mem::take(&mut *lock(&note));
+    let caller = caller.unwrap_or_else(|| match &leaf {
+        Some(der) => caller_of_certificate(der),
+        None => crate::audit::caller_of_identity(None),
+    });
+    let status = response.status();
+    state
+        .audit()
+        .record(Pending {
+            time_ms,
+            caller,
+            method,
+            values,
+            code: u32::from(status.as_u16()),
+            result: format!("HTTP {}", status.as_u16()),
+        })
+        .await;
+    response
+}
