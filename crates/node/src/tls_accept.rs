@@ -45,6 +45,9 @@ pub fn refusal_reason(e: &std::io::Error) -> String {
         TlsError::InvalidCertificate(CertificateError::Revoked) => {
             "the client's certificate is revoked".into()
         }
+        TlsError::InvalidCertificate(other) => {
+            format!("the client's certificate is refused ({other:?}), not one of this listener's client CA")
+        }
         TlsError::AlertReceived(alert) => format!("the client ended the handshake: {alert:?}"),
         other => other.to_string(),
     }
@@ -149,6 +152,10 @@ mod tests {
             let line = refusal_reason(&failed(error));
             assert!(line.contains(says), "{line}");
         }
+        let other = refusal_reason(&failed(TlsError::InvalidCertificate(
+            CertificateError::BadSignature,
+        )));
+        assert!(other.contains("refused (BadSignature)"), "{other}");
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
         assert_eq!(refusal_reason(&plain), "reset by peer");
     }
