@@ -273,6 +273,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         peer: Vec::new(),
         warninglists: Vec::new(),
         taxii: None,
+        console: None,
         limits: Default::default(),
     };
     write_config(&hub_dir.join("node.toml"), &config)?;
@@ -463,6 +464,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         peer: Vec::new(),
         warninglists: Vec::new(),
         taxii: None,
+        console: None,
         limits: Default::default(),
     };
     write_config(&a.dir.join("node.toml"), &config)?;

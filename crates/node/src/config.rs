@@ -48,6 +48,10 @@ pub struct NodeConfig {
     /// The TAXII 2.1 gateway; off without this section.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taxii: Option<crate::taxii::TaxiiConfig>,
+    /// The hub console (operators' HTTPS page); off without this section, hubs in roster
+    /// mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<crate::console::ConsoleConfig>,
     #[serde(default)]
     pub limits: Limits,
 }
@@ -459,6 +463,17 @@ impl NodeConfig {
                 ("federation.listen", self.federation.listen),
                 ("api.listen", self.api.listen),
             ]));
+        }
+        if let Some(c) = &self.console {
+            let taxii = self.taxii.as_ref().map(|t| ("taxii.listen", t.listen));
+            let others: Vec<_> = [
+                ("federation.listen", self.federation.listen),
+                ("api.listen", self.api.listen),
+            ]
+            .into_iter()
+            .chain(taxii)
+            .collect();
+            found.extend(c.problems(self.role, self.roster.is_some(), &others));
         }
         found.extend(self.limits.problems());
         found

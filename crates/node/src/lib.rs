@@ -11,7 +11,9 @@ pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod connect;
+pub mod console;
 pub mod federation;
+pub mod https;
 pub mod identity;
 pub mod key_list;
 pub mod keys;
@@ -56,6 +58,8 @@ pub struct RunningNode {
     pub api_addr: SocketAddr,
     /// The TAXII gateway's address, when `[taxii]` configures one.
     pub taxii_addr: Option<SocketAddr>,
+    /// The hub console's address, when `[console]` configures one.
+    pub console_addr: Option<SocketAddr>,
     state: Arc<NodeState>,
     stop: tokio::sync::watch::Sender<bool>,
     /// The two gRPC servers and the TAXII gateway; they end gracefully once `stop` is set.
@@ -240,6 +244,11 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         None => None,
     };
     let taxii_addr = gateway.as_ref().map(|g| g.local_addr()).transpose()?;
+    let console = match &cfg.console {
+        Some(c) => Some(console::Console::bind(&state, c).await?),
+        None => None,
+    };
+    let console_addr = console.as_ref().map(|c| c.local_addr()).transpose()?;
     let mut servers = vec![
         tokio::spawn(async move {
             if let Err(e) = fed_server.await {
@@ -255,12 +264,16 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     if let Some(gateway) = gateway {
         servers.push(tokio::spawn(gateway.serve(stop.subscribe())));
     }
+    if let Some(console) = console {
+        servers.push(tokio::spawn(console.serve(stop.subscribe())));
+    }
     let dialers = federation::dial_peers(&state);
-    tracing::info!(org = %state.org, %federation_addr, %api_addr, taxii_addr = ?taxii_addr, "node started");
+    tracing::info!(org = %state.org, %federation_addr, %api_addr, taxii_addr = ?taxii_addr, console_addr = ?console_addr, "node started");
     Ok(RunningNode {
         federation_addr,
         api_addr,
         taxii_addr,
+        console_addr,
         state,
         stop,
         servers,

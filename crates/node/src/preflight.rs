@@ -85,12 +85,14 @@ pub fn check(config_path: &Path) -> Preflight {
         check_data_dir(&cfg.data_dir, org, &mut found);
     }
     let taxii = cfg.taxii.as_ref().map(|t| ("taxii.listen", t.listen));
+    let console = cfg.console.as_ref().map(|c| ("console.listen", c.listen));
     for (setting, addr) in [
         ("federation.listen", cfg.federation.listen),
         ("api.listen", cfg.api.listen),
     ]
     .into_iter()
     .chain(taxii)
+    .chain(console)
     {
         check_free(setting, addr, &mut found);
     }

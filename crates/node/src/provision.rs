@@ -157,6 +157,7 @@ pub fn provision(
             peer,
             warninglists: Vec::new(),
             taxii: taxii.as_ref().map(|(c, _)| c.clone()),
+            console: None,
             limits: limits.clone(),
         };
         let config_path = nd.join("node.toml");
