@@ -140,7 +140,14 @@ fn snapshot(state: &NodeState) -> Result<Snapshot, ConsoleError> {
     let health = health::federation_status(state)?;
     let status = crate::api::status::status(state)?;
     let now = intelmesh_core::now_unix_ms();
-    let view = view::federation(state.org.as_str(), &health, &status, roster.members(), now);
+    let sources = view::Sources {
+        hub: state.org.as_str(),
+        health: &health,
+        status: &status,
+        members: roster.members(),
+        cert_warn_days: roster.policy().cert_warn_days,
+    };
+    let view = view::federation(&sources, now);
     Ok(Snapshot {
         view,
         status,

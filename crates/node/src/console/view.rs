@@ -75,21 +75,33 @@ pub const COLUMNS: [(&str, &str); 11] = [
     ("entries_24h", "Entries 24 h"),
 ];
 
-/// The view of `health` (the Admin service's `FederationStatus`), `status` (the node's own
-/// status, for alerts) and the roster's `members` (names and roles), at `now_unix_ms`.
-pub fn federation(
-    hub: &str,
-    health: &pb::FederationStatusResponse,
-    status: &pb::StatusResponse,
-    members: &[pb::Member],
-    now_unix_ms: i64,
-) -> Federation {
+/// What the rows are made from: the Admin service's `FederationStatus`, the node's own
+/// status (for alerts), the roster's members (names and roles) and its policy's warning
+/// window for certificates.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub hub: &'a str,
+    pub health: &'a pb::FederationStatusResponse,
+    pub status: &'a pb::StatusResponse,
+    pub members: &'a [pb::Member],
+    pub cert_warn_days: u64,
+}
+
+/// The view of `sources` at `now_unix_ms`.
+pub fn federation(sources: &Sources<'_>, now_unix_ms: i64) -> Federation {
+    let Sources {
+        hub,
+        health,
+        status,
+        members,
+        cert_warn_days,
+    } = *sources;
     let rows = health
         .members
         .iter()
         .map(|h| {
             let member = members.iter().find(|m| m.org == h.org);
-            member_row(hub, h, member, now_unix_ms)
+            member_row(hub, h, member, cert_warn_days, now_unix_ms)
         })
         .collect();
     Federation {
@@ -105,6 +117,7 @@ fn member_row(
     hub: &str,
     h: &pb::MemberHealth,
     member: Option<&pb::Member>,
+    cert_warn_days: u64,
     now_unix_ms: i64,
 ) -> MemberRow {
     let role = match member.map(|m| m.role()) {
@@ -141,12 +154,13 @@ fn member_row(
         stale: h.stale,
         cells: Vec::new(),
     };
-    row.cells = cells(&row, now_unix_ms);
+    row.cells = cells(&row, cert_warn_days, now_unix_ms);
     row
 }
 
 /// The row's cells, in [`COLUMNS`] order.
-fn cells(r: &MemberRow, now_unix_ms: i64) -> Vec<Cell> {
+fn cells(r: &MemberRow, cert_warn_days: u64, now_unix_ms: i64) -> Vec<Cell> {
+    let warn_days = i64::try_from(cert_warn_days).unwrap_or(i64::MAX);
     let cell = |field, text: String, class| Cell { field, text, class };
     let status_class = match r.status {
         "active" => "ok",
@@ -167,7 +181,7 @@ fn cells(r: &MemberRow, now_unix_ms: i64) -> Vec<Cell> {
     let (cert, cert_class) = match r.cert_days_left {
         None => ("none recorded".to_string(), ""),
         Some(d) if d < 0 => (format!("ended {} d ago", -d), "bad"),
-        Some(d) if d < 30 => (format!("{d} d left"), "warn"),
+        Some(d) if d < warn_days => (format!("{d} d left"), "warn"),
         Some(d) => (format!("{d} d left"), "ok"),
     };
     let yes_no = |b: bool| if b { "yes" } else { "no" }.to_string();
@@ -298,7 +312,14 @@ mod tests {
             display_name: "The hub".into(),
             ..Default::default()
         }];
-        let view = federation("HUB", &fed, &pb::StatusResponse::default(), &members, NOW);
+        let sources = Sources {
+            hub: "HUB",
+            health: &fed,
+            status: &pb::StatusResponse::default(),
+            members: &members,
+            cert_warn_days: 30,
+        };
+        let view = federation(&sources, NOW);
         assert_eq!(view.roster_version, 3);
         let [hub, au, sg] = &view.members[..] else {
             panic!("three rows: {view:?}");
@@ -307,6 +328,15 @@ mod tests {
         assert_eq!(hub.display_name, "The hub");
         assert_eq!(text(hub, "last_seen"), "this hub");
         assert_eq!(text(hub, "cert"), "10 d left");
+        assert_eq!(hub.cells[7].class, "warn");
+        let relaxed = federation(
+            &Sources {
+                cert_warn_days: 5,
+                ..sources
+            },
+            NOW,
+        );
+        assert_eq!(relaxed.members[0].cells[7].class, "ok");
         assert_eq!((au.role, au.status, au.link), ("agency", "active", "down"));
         assert_eq!(text(au, "last_seen"), "5 s ago");
         assert_eq!(text(au, "forked"), "yes");
