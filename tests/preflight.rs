@@ -97,6 +97,10 @@ fn every_mistake_is_found_in_one_pass() {
         });
         cfg.taxii = Some(taxii);
         cfg.warninglists = vec![dir.path().join("no-such-lists")];
+        // The hub console on an agency, on its API's port.
+        cfg.console = Some(intelmesh_node::console::ConsoleConfig {
+            listen: cfg.api.listen,
+        });
     });
     let report = check(&path);
     let d = |p: &Path| p.display().to_string();
@@ -165,6 +169,11 @@ fn every_mistake_is_found_in_one_pass() {
                 "of soc is not a PHC hash".into(),
             ),
             ("warninglists", "no such file or directory".into()),
+            ("[console]", "the console is served by hubs only".into()),
+            (
+                "console.listen",
+                format!("{} is also api.listen", au.config.api.listen),
+            ),
         ],
     );
     let signing = report

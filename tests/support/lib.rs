@@ -3,6 +3,9 @@
 //! `pki`, certificates an honest CA would not issue.
 
 pub mod api;
+pub mod browser;
+pub mod console;
+pub mod http1;
 pub mod net;
 pub mod pki;
 pub mod process;

@@ -104,6 +104,13 @@ pub struct NodeEndpoint {
     /// The Prometheus endpoint (`/metrics`; `/livez` and `/readyz` beside it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_url: Option<String>,
+    /// The hub console's URL and an operator's admin certificate and key that open it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_key: Option<PathBuf>,
     pub config: PathBuf,
     pub log: PathBuf,
     /// The node's process, while it runs detached.

@@ -275,6 +275,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         taxii: None,
         metrics: None,
         log_format: None,
+        console: None,
         limits: Default::default(),
         audit: Default::default(),
     };
@@ -468,6 +469,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         taxii: None,
         metrics: None,
         log_format: None,
+        console: None,
         limits: Default::default(),
         audit: Default::default(),
     };

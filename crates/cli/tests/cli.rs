@@ -87,6 +87,18 @@ fn a_kept_federation_answers_the_client_commands() {
     let orgs: Vec<&str> = nodes.iter().map(|n| n["org"].as_str().unwrap()).collect();
     assert_eq!(orgs, ["SG-IGCI", "AU-AFP", "BR-PF", "FR-OCLCTIC", "DE-BKA"]);
     assert_eq!(nodes[0]["role"], "hub");
+    // The hub console, with the operator's admin certificate that opens it; hub only.
+    assert!(
+        nodes[0]["console_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("https://127.0.0.1:")),
+        "{}",
+        nodes[0]
+    );
+    for f in ["console_cert", "console_key"] {
+        assert!(Path::new(nodes[0][f].as_str().unwrap()).is_file(), "{f}");
+    }
+    assert!(nodes[1..].iter().all(|n| n.get("console_url").is_none()));
     for n in nodes {
         for f in ["client_cert", "client_key", "api_ca", "config", "log"] {
             assert!(Path::new(n[f].as_str().unwrap()).is_file(), "{f} of {n}");

@@ -55,6 +55,10 @@ pub struct NodeConfig {
     /// How the node writes its log lines (`intelmesh run --log-format` overrides it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// The hub console (operators' HTTPS page); off without this section, hubs in roster
+    /// mode only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console: Option<crate::console::ConsoleConfig>,
     #[serde(default)]
     pub limits: Limits,
     /// The audit trail of API calls (on unless `enabled = false`).
@@ -510,6 +514,17 @@ impl NodeConfig {
                     ));
                 }
             }
+        }
+        if let Some(c) = &self.console {
+            let taxii = self.taxii.as_ref().map(|t| ("taxii.listen", t.listen));
+            let others: Vec<_> = [
+                ("federation.listen", self.federation.listen),
+                ("api.listen", self.api.listen),
+            ]
+            .into_iter()
+            .chain(taxii)
+            .collect();
+            found.extend(c.problems(self.role, self.roster.is_some(), &others));
         }
         found.extend(self.limits.problems());
         found

@@ -13,8 +13,10 @@ pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod connect;
+pub mod console;
 pub mod federation;
 pub mod health;
+pub mod https;
 pub mod identity;
 pub mod key_list;
 pub mod keys;
@@ -62,6 +64,8 @@ pub struct RunningNode {
     pub taxii_addr: Option<SocketAddr>,
     /// The metrics and probes listener's address, when `[metrics]` configures one.
     pub metrics_addr: Option<SocketAddr>,
+    /// The hub console's address, when `[console]` configures one.
+    pub console_addr: Option<SocketAddr>,
     state: Arc<NodeState>,
     stop: tokio::sync::watch::Sender<bool>,
     /// The two gRPC servers, the TAXII gateway and the metrics listener; they end gracefully once `stop` is set.
@@ -267,6 +271,11 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         None => None,
     };
     let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;
+    let console = match &cfg.console {
+        Some(c) => Some(console::Console::bind(&state, c).await?),
+        None => None,
+    };
+    let console_addr = console.as_ref().map(|c| c.local_addr()).transpose()?;
     let mut servers = vec![
         tokio::spawn(async move {
             if let Err(e) = fed_server.await {
@@ -285,13 +294,17 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     if let Some(metrics) = metrics {
         servers.push(tokio::spawn(metrics.serve(stop.subscribe())));
     }
+    if let Some(console) = console {
+        servers.push(tokio::spawn(console.serve(stop.subscribe())));
+    }
     let dialers = federation::dial_peers(&state);
-    tracing::info!(org = %state.org, %federation_addr, %api_addr, taxii_addr = ?taxii_addr, metrics_addr = ?metrics_addr, "node started");
+    tracing::info!(org = %state.org, %federation_addr, %api_addr, taxii_addr = ?taxii_addr, metrics_addr = ?metrics_addr, console_addr = ?console_addr, "node started");
     Ok(RunningNode {
         federation_addr,
         api_addr,
         taxii_addr,
         metrics_addr,
+        console_addr,
         state,
         stop,
         servers,

@@ -86,6 +86,7 @@ pub fn check(config_path: &Path) -> Preflight {
     }
     let taxii = cfg.taxii.as_ref().map(|t| ("taxii.listen", t.listen));
     let metrics = cfg.metrics.as_ref().map(|m| ("metrics.listen", m.listen));
+    let console = cfg.console.as_ref().map(|c| ("console.listen", c.listen));
     for (setting, addr) in [
         ("federation.listen", cfg.federation.listen),
         ("api.listen", cfg.api.listen),
@@ -93,6 +94,7 @@ pub fn check(config_path: &Path) -> Preflight {
     .into_iter()
     .chain(taxii)
     .chain(metrics)
+    .chain(console)
     {
         check_free(setting, addr, &mut found);
     }

@@ -159,6 +159,7 @@ pub fn provision(
             taxii: taxii.as_ref().map(|(c, _)| c.clone()),
             metrics: None,
             log_format: None,
+            console: None,
             limits: limits.clone(),
             audit: Default::default(),
         };

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use intelmesh_core::OrgId;
 use intelmesh_node::config::{Limits, MetricsConfig, NodeConfig, Role};
+use intelmesh_node::console::ConsoleConfig;
 use intelmesh_node::provision::{free_loopback_addr, TaxiiCredentials};
 use intelmesh_node::taxii::{Permission, TaxiiConfig};
 
@@ -39,6 +40,8 @@ pub struct NodeFiles {
     pub taxii: Option<TaxiiAccess>,
     /// The metrics and probes listener, once the config turns it on.
     pub metrics: Option<SocketAddr>,
+    /// The hub console's address, once the hub's config turns it on.
+    pub console: Option<SocketAddr>,
 }
 
 /// Where a node's TAXII gateway listens and who may call it.
@@ -107,6 +110,7 @@ impl Operators {
             api,
             taxii: None,
             metrics: None,
+            console: None,
         };
         let mut ops = Operators {
             exe,
@@ -166,7 +170,14 @@ impl Operators {
         }
         let (taxii, metrics) = tune(&ops.hub.config, &ops.limits)?;
         (ops.hub.taxii, ops.hub.metrics) = (Some(taxii), Some(metrics));
+        ops.hub.console = Some(console_on(&ops.hub.config)?);
         Ok(ops)
+    }
+
+    /// Operator `op`'s admin certificate and key (for the Admin service and the console).
+    pub fn admin_cert(dir: &Path, op: &str) -> (PathBuf, PathBuf) {
+        let ops = dir.join("operators");
+        (ops.join(format!("{op}.pem")), ops.join(format!("{op}.key")))
     }
 
     pub fn hub(&self) -> &NodeFiles {
@@ -211,6 +222,7 @@ impl Operators {
             api: free_loopback_addr()?,
             taxii: None,
             metrics: None,
+            console: None,
         };
         let mut join: Vec<OsString> = args(&["node", "join", "--dir"]);
         join.push(files.dir.clone().into());
@@ -361,6 +373,16 @@ fn tune(config: &Path, limits: &Limits) -> anyhow::Result<(TaxiiAccess, SocketAd
         },
         metrics,
     ))
+}
+
+/// Turns the hub console on in the hub's config, on a free loopback port.
+fn console_on(config: &Path) -> anyhow::Result<SocketAddr> {
+    let mut cfg =
+        NodeConfig::load(config).with_context(|| format!("reading {}", config.display()))?;
+    let listen = free_loopback_addr()?;
+    cfg.console = Some(ConsoleConfig { listen });
+    crate::enrol_cmd::write_config(config, &cfg)?;
+    Ok(listen)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use intelmesh_node::config::Role;
 
+use super::enrol::{Operators, PROPOSER};
 use super::{DemoNode, Outcome, AGENCIES, HUB};
 use crate::conn::{EndpointsFile, NodeEndpoint};
 use crate::fleet::Fleet;
@@ -70,6 +71,8 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
             .iter()
             .map(|n| {
                 let taxii = n.files.taxii.as_ref();
+                let console = n.files.console;
+                let (admin_cert, admin_key) = Operators::admin_cert(dir, PROPOSER);
                 NodeEndpoint {
                     org: n.api.org.to_string(),
                     role: match n.files.role {
@@ -88,6 +91,9 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
                     taxii_reader_user: taxii.map(|t| t.credentials.reader.0.clone()),
                     taxii_reader_password: taxii.map(|t| t.credentials.reader.1.clone()),
                     metrics_url: n.files.metrics.map(|m| format!("http://{m}/metrics")),
+                    console_url: console.map(|c| format!("https://{c}/")),
+                    console_cert: console.map(|_| admin_cert.clone()),
+                    console_key: console.map(|_| admin_key.clone()),
                     config: n.files.config.clone(),
                     log: n.log.clone(),
                     pid: pids.get(&n.api.org).copied(),
@@ -128,15 +134,42 @@ pub(super) fn keep(fleet: Fleet, dir: &Path, nodes: &[DemoNode]) -> anyhow::Resu
         );
     }
     if let Some(hub) = nodes.iter().find(|n| n.files.role == Role::Hub) {
-        let ops = dir.join("operators");
+        let (cert, key) = Operators::admin_cert(dir, PROPOSER);
         println!(
             "        intelmesh admin status --api {} --node-org {HUB} --ca {} --cert {} --key {}",
             hub.files.api,
             hub.files.api_ca().display(),
-            ops.join("alice.pem").display(),
-            ops.join("alice.key").display()
+            cert.display(),
+            key.display()
         );
+        if let Some(console) = hub.files.console {
+            console_hint(console, &hub.files.api_ca(), &cert, &key);
+        }
     }
     println!("  stop: kill $(cat {})", dir.join("pids").display());
     Ok(())
+}
+
+/// How to open the hub console: in a browser (the operator's certificate as PKCS#12, the
+/// hub's API CA trusted), or with curl.
+fn console_hint(console: std::net::SocketAddr, ca: &Path, cert: &Path, key: &Path) {
+    let p12 = cert.with_extension("p12");
+    println!("  hub console (operators only: {PROPOSER}'s admin certificate):");
+    println!(
+        "        curl --cacert {} --cert {} --key {} https://{console}/api/federation.json",
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
+    println!(
+        "        in a browser: openssl pkcs12 -export -in {} -inkey {} -out {} -passout pass:",
+        cert.display(),
+        key.display(),
+        p12.display()
+    );
+    println!(
+        "        import {} as your certificate and {} as a trusted CA, then open https://{console}/",
+        p12.display(),
+        ca.display()
+    );
 }

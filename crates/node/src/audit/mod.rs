@@ -313,3 +313,19 @@ impl NodeState {
         let _ = self.audit.set(log);
     }
 }
+
+/// What an HTTP handler tells the audit about its request (the TAXII gateway's layer reads
+/// it once the handler answered).
+#[derive(Debug, Default)]
+pub struct Note {
+    pub(crate) caller: Option<intelmesh_audit::Caller>,
+    pub(crate) values: Vec<Value>,
+}
+
+/// One request's note, shared between the layer and the handler (through
+/// [`crate::https::Connection`]).
+pub type Noted = std::sync::Arc<std::sync::Mutex<Note>>;
+
+pub(crate) fn lock_note(n: &Noted) -> std::sync::MutexGuard<'_, Note> {
+    n.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -2,30 +2,16 @@
 //! resource (refused ones too) with the caller the handler authenticated (or the certificate
 //! presented, when authentication failed), the values a POST published, and the HTTP status.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::auth::Caller as TaxiiCaller;
-use super::http::Connection;
-use crate::audit::{caller_of_certificate, Pending, Value};
+use crate::audit::{caller_of_certificate, lock_note as lock, Note, Noted, Pending, Value};
+use crate::https::Connection;
 use crate::state::NodeState;
-
-/// What a handler tells the audit about its request.
-#[derive(Debug, Default)]
-pub struct Note {
-    caller: Option<intelmesh_audit::Caller>,
-    values: Vec<Value>,
-}
-
-/// One request's note, shared between the layer and the handler (through [`Connection`]).
-pub type Noted = Arc<Mutex<Note>>;
-
-fn lock(n: &Noted) -> std::sync::MutexGuard<'_, Note> {
-    n.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Notes the authenticated caller: a certificate's service, or a `[[taxii.user]]`.
 pub fn note_caller(n: &Noted, c: &TaxiiCaller) {

@@ -23,20 +23,13 @@ use intelmesh_store::Store;
 
 use crate::api::submission::Publisher;
 use crate::api::view::Filter;
+use crate::https::Connection;
 use crate::state::NodeState;
 
 /// The API root's path segment.
 const API_ROOT: &str = "intelmesh";
 /// Objects per page when the client gives no `limit`.
 const DEFAULT_PAGE: usize = 100;
-
-/// What the TLS handshake told about the caller.
-#[derive(Clone)]
-pub struct Connection {
-    pub leaf: Option<Arc<Vec<u8>>>,
-    /// The current request's note for the audit trail (set per request by `audited`).
-    pub note: super::audited::Noted,
-}
 
 #[derive(Clone)]
 struct Gateway {

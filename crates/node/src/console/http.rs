@@ -1,0 +1,282 @@
+//! HTTP glue of the console: who may look (an admin certificate of this hub, not revoked),
+//! the routes, and the headers every answer carries. Handlers gather the same data the Admin
+//! service serves (its plain functions) and hand it to `view` and `page`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use intelmesh_core::OrgId;
+use intelmesh_proto::v1 as pb;
+
+use super::{page, view};
+use crate::admin::{audit, health, proposals, AdminError};
+use crate::config::Role as NodeRole;
+use crate::https::Connection;
+use crate::identity::{identity_of, Identity, IdentityError};
+use crate::state::NodeState;
+
+/// Scripts, styles and fetches from the console itself only; never framed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                   img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const SCRIPT: &str = include_str!("console.js");
+const STYLE: &str = include_str!("console.css");
+
+/// Why a page could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error("{0}")]
+    Admin(#[from] AdminError),
+    #[error("store: {0}")]
+    Store(#[from] intelmesh_store::StoreError),
+    #[error("the console's worker stopped: {0}")]
+    Worker(String),
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let code = match &self {
+            ConsoleError::Admin(AdminError::NotFollowing | AdminError::NotHub(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        tracing::warn!(error = %self, "console page failed");
+        (code, self.to_string()).into_response()
+    }
+}
+
+pub fn router(state: Arc<NodeState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/member/{org}", get(member))
+        .route("/roster", get(roster))
+        .route("/api/federation.json", get(federation_json))
+        .route("/console.js", get(script))
+        .route("/console.css", get(style))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
+        .with_state(state)
+}
+
+/// The operator a client certificate names, if it may see this hub's console: an admin
+/// certificate of `hub`'s own org (as the Admin service requires).
+pub fn admit(hub: &OrgId, presented: Result<Identity, IdentityError>) -> Result<String, String> {
+    match presented {
+        Ok(Identity::Admin { org, name }) if org == *hub => Ok(format!("{org}/{name}")),
+        Ok(Identity::Admin { org, .. }) => Err(format!(
+            "the console needs an admin certificate of {hub}; this one is of {org}"
+        )),
+        Ok(other) => Err(format!(
+            "the console needs a certificate of role admin; {other} presented one of role {}",
+            other.role()
+        )),
+        Err(e) => Err(format!("the console needs an admin certificate: {e}")),
+    }
+}
+
+/// Refuses (403) every request but an operator's, and sets the security headers on every
+/// answer.
+async fn guard(
+    State(state): State<Arc<NodeState>>,
+    Extension(conn): Extension<Connection>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = conn
+        .leaf
+        .as_deref()
+        .map_or(Err(IdentityError::NoCertificate), |leaf| identity_of(leaf));
+    let admitted = if state.cfg.role != NodeRole::Hub {
+        Err(format!("{} is not a hub: it serves no console", state.org))
+    } else {
+        admit(&state.org, presented).and_then(|operator| {
+            let revoked = conn
+                .leaf
+                .as_deref()
+                .and_then(|leaf| crate::admission::revoked_certificate(&state, leaf));
+            revoked.map_or(Ok(operator), Err)
+        })
+    };
+    let mut response = match admitted {
+        Ok(operator) => {
+            tracing::debug!(%operator, path = %request.uri().path(), "console request");
+            next.run(request).await
+        }
+        Err(why) => {
+            tracing::warn!(path = %request.uri().path(), reason = %why, "console request refused");
+            (StatusCode::FORBIDDEN, why).into_response()
+        }
+    };
+    security_headers(response.headers_mut());
+    response
+}
+
+fn security_headers(h: &mut HeaderMap) {
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+/// What every page shows: the view, the node's status and the roster's members.
+struct Snapshot {
+    view: view::Federation,
+    status: pb::StatusResponse,
+    members: Vec<pb::Member>,
+}
+
+fn snapshot(state: &NodeState) -> Result<Snapshot, ConsoleError> {
+    let roster = proposals::current_roster(state)?;
+    let health = health::federation_status(state)?;
+    let status = crate::api::status::status(state)?;
+    let now = intelmesh_core::now_unix_ms();
+    let sources = view::Sources {
+        hub: state.org.as_str(),
+        health: &health,
+        status: &status,
+        members: roster.members(),
+        cert_warn_days: roster.policy().cert_warn_days,
+    };
+    let view = view::federation(&sources, now);
+    Ok(Snapshot {
+        view,
+        status,
+        members: roster.members().to_vec(),
+    })
+}
+
+/// Runs `f` over the state off the async threads (the health rows read the store).
+async fn blocking<R: Send + 'static>(
+    state: &Arc<NodeState>,
+    f: impl FnOnce(&NodeState) -> Result<R, ConsoleError> + Send + 'static,
+) -> Result<R, ConsoleError> {
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || f(&state))
+        .await
+        .map_err(|e| ConsoleError::Worker(e.to_string()))?
+}
+
+fn html(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
+}
+
+async fn index(State(state): State<Arc<NodeState>>) -> Result<Response, ConsoleError> {
+    let s = blocking(&state, snapshot).await?;
+    Ok(html(page::index(&s.view)))
+}
+
+async fn federation_json(State(state): State<Arc<NodeState>>) -> Result<Response, ConsoleError> {
+    let view = blocking(&state, snapshot).await?.view;
+    let body = serde_json::to_vec(&view).map_err(|e| ConsoleError::Worker(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn member(
+    State(state): State<Arc<NodeState>>,
+    Path(org): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let page = blocking(&state, move |state| {
+        let s = snapshot(state)?;
+        let Some(row) = s.view.members.iter().find(|m| m.org == org) else {
+            return Ok(None);
+        };
+        let request = pb::AuditRequest {
+            org: org.clone(),
+            ..Default::default()
+        };
+        let events = audit::audit(state, &request)?.events;
+        let roster = s.members.iter().find(|m| m.org == org);
+        let peer = s.status.peers.iter().find(|p| p.org_id == org);
+        Ok(Some(page::member(&s.view, row, roster, peer, &events)))
+    })
+    .await?;
+    Ok(match page {
+        Some(page) => html(page),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no such member in the current roster",
+        )
+            .into_response(),
+    })
+}
+
+async fn roster(State(state): State<Arc<NodeState>>) -> Result<Response, ConsoleError> {
+    let page = blocking(&state, |state| {
+        let s = snapshot(state)?;
+        let events = audit::audit(state, &pb::AuditRequest::default())?.events;
+        Ok(page::roster(&s.view, &events))
+    })
+    .await?;
+    Ok(html(page))
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_admin_of_this_hub_is_admitted() {
+        let hub = OrgId::parse("HUB").unwrap();
+        let other = OrgId::parse("AU-AFP").unwrap();
+        let admin = |org: &OrgId| Identity::Admin {
+            org: org.clone(),
+            name: "alice".into(),
+        };
+        assert_eq!(admit(&hub, Ok(admin(&hub))), Ok("HUB/alice".into()));
+        let foreign = admit(&hub, Ok(admin(&other))).unwrap_err();
+        assert!(
+            foreign.contains("admin certificate of HUB; this one is of AU-AFP"),
+            "{foreign}"
+        );
+        let service = admit(
+            &hub,
+            Ok(Identity::Service {
+                org: hub.clone(),
+                name: "soc".into(),
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            service.contains("role admin; service HUB/soc presented one of role service"),
+            "{service}"
+        );
+        let node = admit(&hub, Ok(Identity::Node(hub.clone()))).unwrap_err();
+        assert!(node.contains("role node"), "{node}");
+        let none = admit(&hub, Err(IdentityError::NoCertificate)).unwrap_err();
+        assert!(none.contains("no client certificate"), "{none}");
+    }
+
+    #[test]
+    fn every_answer_forbids_framing_caching_and_foreign_scripts() {
+        let mut h = HeaderMap::new();
+        security_headers(&mut h);
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::CACHE_CONTROL], "no-store");
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"));
+    }
+}

@@ -1,0 +1,208 @@
+//! The HTTPS serving loop shared by the node's web listeners (the TAXII gateway and the hub
+//! console): TLS with the API listener's certificate, client certificates checked against the
+//! API's client CA (optional or required), HTTP/1.1 and HTTP/2, a handshake deadline, a cap
+//! on open connections and a graceful stop.
+//!
+//! Each request carries the [`Connection`] it came on (the client's leaf certificate), as an
+//! axum extension, so handlers can tell who is calling.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::ListenerConfig;
+
+/// How long open connections get to finish their requests once the node stops.
+const DRAIN: Duration = Duration::from_secs(5);
+/// Connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 512;
+
+/// Whether a client must present a certificate of the API's client CA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCerts {
+    /// Accepted and checked when presented; the handler decides what else admits a caller.
+    Optional,
+    /// The handshake fails without one (no HTTP request is ever read).
+    Required,
+}
+
+/// What the TLS handshake told about the caller.
+#[derive(Clone)]
+pub struct Connection {
+    /// The client's leaf certificate (DER), when it presented one.
+    pub leaf: Option<Arc<Vec<u8>>>,
+    /// The current request's note for the audit trail (set per request by an audit layer).
+    pub note: crate::audit::Noted,
+}
+
+/// TLS with the API listener's certificate and key, client certificates of its client CA.
+pub fn tls_config(
+    api: &ListenerConfig,
+    clients: ClientCerts,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading {what} {}", p.display()))
+    };
+    let certs = CertificateDer::pem_slice_iter(&read(&api.cert, "api.cert")?)
+        .collect::<Result<Vec<_>, _>>()
+        .context("api.cert")?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&api.key, "api.key")?).context("api.key")?;
+    let mut roots = RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(&read(&api.client_ca, "api.client_ca")?) {
+        roots
+            .add(der.context("api.client_ca")?)
+            .context("api.client_ca")?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let builder = match clients {
+        ClientCerts::Optional => builder.allow_unauthenticated(),
+        ClientCerts::Required => builder,
+    };
+    let verifier = builder.build().context("client certificate verifier")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .context("api.cert and api.key")?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A bound HTTPS listener, ready to serve.
+pub struct HttpsServer {
+    /// Names the listener in logs ("TAXII", "console").
+    name: &'static str,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: axum::Router,
+    handshake_deadline: Duration,
+}
+
+impl HttpsServer {
+    /// Binds `listen` (`setting` names it in the error) to serve `router` over `tls`.
+    pub async fn bind(
+        name: &'static str,
+        setting: &str,
+        listen: SocketAddr,
+        tls: rustls::ServerConfig,
+        router: axum::Router,
+        handshake_deadline: Duration,
+    ) -> anyhow::Result<HttpsServer> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {setting} {listen}"))?;
+        Ok(HttpsServer {
+            name,
+            listener,
+            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            router,
+            handshake_deadline,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stopped` turns true, then lets open requests finish (for [`DRAIN`]).
+    pub async fn serve(self, mut stopped: watch::Receiver<bool>) {
+        let name = self.name;
+        let mut connections = JoinSet::new();
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = stopping(&mut stopped) => break,
+            };
+            while connections.try_join_next().is_some() {}
+            let (tcp, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "{name} listener could not accept");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if connections.len() >= MAX_CONNECTIONS {
+                tracing::warn!(%peer, "{name} connection refused: {MAX_CONNECTIONS} already open");
+                continue;
+            }
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, router, deadline) = (
+                self.acceptor.clone(),
+                self.router.clone(),
+                self.handshake_deadline,
+            );
+            let stopped = stopped.clone();
+            connections.spawn(async move {
+                let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, error = %e, "{name} TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "{name} TLS handshake timed out");
+                        return;
+                    }
+                };
+                let leaf = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.as_ref().to_vec());
+                let service = router.layer(axum::Extension(Connection {
+                    leaf: leaf.map(Arc::new),
+                    note: Default::default(),
+                }));
+                serve_connection(name, tls, service, stopped).await;
+            });
+        }
+        let drain = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN, drain).await.is_err() {
+            connections.abort_all();
+        }
+    }
+}
+
+async fn serve_connection(
+    name: &'static str,
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    service: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "{name} connection ended");
+            }
+        }
+        _ = stopping(&mut stopped) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Returns once the node stops (at once if it has).
+async fn stopping(stopped: &mut watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}
