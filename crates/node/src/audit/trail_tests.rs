@@ -49,15 +49,21 @@ fn a_reopened_trail_chains_on_and_rotates_by_size() {
     assert_eq!(key.digest(None, "1.2.3.4"), t.key().digest(None, "1.2.3.4"));
 }
 
-#[test]
-fn a_torn_last_line_is_cut_at_open() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("audit");
+/// A trail in `root/audit` with records 1 and 2, synced and closed; its directory and file.
+fn two_records(root: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = root.join("audit");
     let mut t = Trail::open(&dir, 1 << 20).unwrap();
     t.append(&[call(1), call(2)]).unwrap();
     t.sync().unwrap();
     drop(t);
     let path = dir.join(file_name(1));
+    (dir, path)
+}
+
+#[test]
+fn a_torn_last_line_is_cut_at_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, path) = two_records(tmp.path());
     let mut f = OpenOptions::new().append(true).open(&path).unwrap();
     f.write_all(b"{\"seq\":3,\"time_ms\":").unwrap();
     drop(f);
@@ -72,12 +78,7 @@ fn a_torn_last_line_is_cut_at_open() {
 #[test]
 fn a_trail_behind_its_head_or_without_it_is_refused_at_open() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("audit");
-    let mut t = Trail::open(&dir, 1 << 20).unwrap();
-    t.append(&[call(1), call(2)]).unwrap();
-    t.sync().unwrap();
-    drop(t);
-    let path = dir.join(file_name(1));
+    let (dir, path) = two_records(tmp.path());
     let text = std::fs::read_to_string(&path).unwrap();
     let first_line = text.lines().next().unwrap();
     std::fs::write(&path, format!("{first_line}\n")).unwrap();
