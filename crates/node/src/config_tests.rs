@@ -1,0 +1,92 @@
+//! Tests of the config rules: limits and the listeners' settings.
+
+use super::*;
+
+fn settings(limits: &Limits) -> Vec<String> {
+    limits.problems().into_iter().map(|f| f.setting).collect()
+}
+
+#[test]
+fn limits_that_would_stop_a_node_are_each_named() {
+    assert!(Limits::default().problems().is_empty());
+    let zero = Limits {
+        max_message_bytes: 0,
+        max_batch_entries: 0,
+        peer_queue_frames: 0,
+        heartbeat_ms: 0,
+        dead_after_ms: 0,
+        stall_after_ms: 0,
+        backoff_min_ms: 0,
+        backoff_max_ms: 0,
+        connect_timeout_ms: 0,
+        unverified_per_origin: 0,
+        unverified_total_bytes: 0,
+    };
+    let mut named = settings(&zero);
+    named.sort();
+    assert_eq!(
+        named,
+        [
+            "backoff_max_ms",
+            "backoff_min_ms",
+            "connect_timeout_ms",
+            "dead_after_ms",
+            "heartbeat_ms",
+            "max_batch_entries",
+            "max_message_bytes",
+            "peer_queue_frames",
+            "stall_after_ms",
+            "unverified_per_origin",
+            "unverified_total_bytes",
+        ]
+        .map(|s| format!("limits.{s}"))
+    );
+    let related = Limits {
+        heartbeat_ms: 5_000,
+        dead_after_ms: 5_000,
+        backoff_min_ms: 2_000,
+        backoff_max_ms: 1_000,
+        stall_after_ms: MAX_DURATION_MS + 1,
+        max_message_bytes: MIN_MESSAGE_BYTES - 1,
+        ..Limits::default()
+    };
+    assert_eq!(
+        settings(&related),
+        [
+            "limits.stall_after_ms",
+            "limits.max_message_bytes",
+            "limits.dead_after_ms",
+            "limits.backoff_max_ms"
+        ]
+    );
+    let smallest = Limits {
+        max_message_bytes: MIN_MESSAGE_BYTES,
+        ..Limits::default()
+    };
+    assert!(smallest.problems().is_empty());
+}
+
+#[test]
+fn metrics_and_log_format_read_from_the_file_and_a_shared_port_is_named() {
+    let base = include_str!("../../../deploy/agency.toml");
+    let text = format!("log_format = \"json\"\n{base}\n[metrics]\nlisten = \"127.0.0.1:9464\"\n");
+    let cfg = NodeConfig::from_text(&text, Path::new("/etc/intelmesh/node.toml")).expect("parses");
+    assert_eq!(cfg.log_format, Some(LogFormat::Json));
+    assert_eq!(cfg.metrics.as_ref().map(|m| m.listen.port()), Some(9464));
+    assert!(cfg.problems().iter().all(|f| f.setting != "metrics.listen"));
+    let api = cfg.api.listen;
+    let shared = format!("{base}\n[metrics]\nlisten = \"{api}\"\n");
+    let cfg = NodeConfig::from_text(&shared, Path::new("/n.toml")).expect("parses");
+    assert!(
+        cfg.problems().iter().any(|f| f.setting == "metrics.listen"),
+        "{:?}",
+        cfg.problems()
+    );
+    let bad = format!("log_format = \"yaml\"\n{base}");
+    assert!(NodeConfig::from_text(&bad, Path::new("/n.toml")).is_err());
+    assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+    assert!("yaml"
+        .parse::<LogFormat>()
+        .unwrap_err()
+        .contains("text or json"));
+}
