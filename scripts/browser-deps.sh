@@ -30,7 +30,15 @@ policy_ok() {
 if have_all && policy_ok; then
   exit 0
 fi
-[ "$(id -u)" = 0 ] || die "needs root to install $PACKAGES and write $POLICY (run it with sudo once)"
+# As root, or through password-less sudo where a CI runner is not root.
+as_root=()
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    as_root=(sudo -n env DEBIAN_FRONTEND=noninteractive)
+  else
+    die "needs root to install $PACKAGES and write $POLICY (run it with sudo once)"
+  fi
+fi
 
 if ! have_all; then
   command -v apt-get >/dev/null 2>&1 || die "no apt-get: install $PACKAGES by hand"
@@ -38,13 +46,13 @@ if ! have_all; then
   trap 'rm -f "$log"' EXIT
   export DEBIAN_FRONTEND=noninteractive
   # shellcheck disable=SC2086 # the package list is words
-  if ! apt-get install -y --no-install-recommends $PACKAGES >"$log" 2>&1; then
-    apt-get update >>"$log" 2>&1 || true
+  if ! "${as_root[@]}" apt-get install -y --no-install-recommends $PACKAGES >"$log" 2>&1; then
+    "${as_root[@]}" apt-get update >>"$log" 2>&1 || true
     # shellcheck disable=SC2086
-    apt-get install -y --no-install-recommends $PACKAGES >>"$log" 2>&1 ||
+    "${as_root[@]}" apt-get install -y --no-install-recommends $PACKAGES >>"$log" 2>&1 ||
       { cat "$log" >&2; die "apt-get install $PACKAGES failed"; }
   fi
   have_all || die "installed $PACKAGES, but a command is still missing"
 fi
-mkdir -p "$POLICY_DIR"
-printf '%s' "$POLICY_JSON" >"$POLICY"
+"${as_root[@]}" mkdir -p "$POLICY_DIR"
+printf '%s' "$POLICY_JSON" | "${as_root[@]}" tee "$POLICY" >/dev/null
