@@ -80,16 +80,7 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
         .await
         .expect_err("a bad value is refused");
     assert_eq!(refused.code(), tonic::Code::InvalidArgument);
-    let p = &net.fed.nodes[&au];
-    let channel = intelmesh_node::client::api_channel(
-        net.node(&au).api_addr,
-        &au,
-        &p.api_ca,
-        &p.client_cert,
-        &p.client_key,
-    )
-    .await
-    .expect("API channel");
+    let channel = net.channel(&au).await;
     NodeStatusClient::new(channel.clone())
         .status(pb::StatusRequest {})
         .await

@@ -1,7 +1,6 @@
 //! The standard services that make a node usable from grpcurl and generated clients in other
 //! languages: grpc.health.v1 and server reflection, over the same mutual TLS as everything else.
 
-use intelmesh_node::client::api_channel;
 use intelmesh_tests::net::{org, TestNet};
 use intelmesh_tests::raw_peer::{connect, Credentials, Target};
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -17,16 +16,7 @@ use tonic_reflection::pb::v1alpha;
 async fn api_listener_serves_health_and_reflection() {
     let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
     let au = org("AU-AFP");
-    let p = &net.fed.nodes[&au];
-    let channel = api_channel(
-        net.node(&au).api_addr,
-        &au,
-        &p.api_ca,
-        &p.client_cert,
-        &p.client_key,
-    )
-    .await
-    .expect("service certificate connects");
+    let channel = net.channel(&au).await;
 
     let mut health = HealthClient::new(channel.clone());
     // Each service serves while the node runs; the node as a whole ("") once it is ready, which
@@ -128,16 +118,7 @@ async fn services_by_v1alpha(channel: tonic::transport::Channel) -> Vec<String> 
 async fn both_listeners_answer_v1alpha_reflection_clients() {
     let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
     let (hub, au) = (org("SG-IGCI"), org("AU-AFP"));
-    let p = &net.fed.nodes[&au];
-    let api = api_channel(
-        net.node(&au).api_addr,
-        &au,
-        &p.api_ca,
-        &p.client_cert,
-        &p.client_key,
-    )
-    .await
-    .expect("service certificate connects");
+    let api = net.channel(&au).await;
     let names = services_by_v1alpha(api).await;
     for expected in ["intelmesh.v1.Indicators", "intelmesh.v1.NodeStatus"] {
         assert!(
@@ -152,7 +133,7 @@ async fn both_listeners_answer_v1alpha_reflection_clients() {
         org: &hub,
         server_ca: &net.fed.federation_ca,
     };
-    let federation = connect(&target, &Credentials::of_node(p))
+    let federation = connect(&target, &Credentials::of_node(&net.fed.nodes[&au]))
         .await
         .expect("a member's node certificate connects");
     let names = services_by_v1alpha(federation).await;

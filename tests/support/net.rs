@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use intelmesh_core::{Distribution, OrgId, Tlp};
 use intelmesh_node::config::Limits;
-use intelmesh_node::provision::{provision, Federation, NodeSpec};
+use intelmesh_node::provision::{provision, Federation, NodeSpec, ProvisionedNode};
 use intelmesh_node::RunningNode;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_client::IndicatorsClient;
@@ -80,19 +80,14 @@ impl TestNet {
         &self.running[org]
     }
 
+    /// A channel to `org`'s API, over mTLS with the provisioned service cert.
+    pub async fn channel(&self, org: &OrgId) -> Channel {
+        service_channel(self.node(org), &self.fed.nodes[org]).await
+    }
+
     /// An `Indicators` client of `org`'s API, over mTLS with the provisioned service cert.
     pub async fn client(&self, org: &OrgId) -> IndicatorsClient<Channel> {
-        let p = &self.fed.nodes[org];
-        let channel = intelmesh_node::client::api_channel(
-            self.node(org).api_addr,
-            org,
-            &p.api_ca,
-            &p.client_cert,
-            &p.client_key,
-        )
-        .await
-        .expect("API channel");
-        IndicatorsClient::new(channel)
+        IndicatorsClient::new(self.channel(org).await)
     }
 
     /// Publishes `n` GREEN upserts of fresh domains at `org`; returns their seqs.
@@ -187,4 +182,17 @@ pub fn domain_upsert(domain: &str) -> pb::Payload {
         })),
         ..Default::default()
     }
+}
+
+/// A channel to `node`'s API with the service certificate provisioned for it.
+pub async fn service_channel(node: &RunningNode, p: &ProvisionedNode) -> Channel {
+    intelmesh_node::client::api_channel(
+        node.api_addr,
+        node.org(),
+        &p.api_ca,
+        &p.client_cert,
+        &p.client_key,
+    )
+    .await
+    .expect("API channel")
 }

@@ -124,16 +124,7 @@ impl RosterNet {
 
     /// A channel to `org`'s API with its provisioned service certificate.
     pub async fn channel(&self, org: &OrgId) -> tonic::transport::Channel {
-        let p = &self.fed.nodes[org];
-        intelmesh_node::client::api_channel(
-            self.node(org).api_addr,
-            org,
-            &p.api_ca,
-            &p.client_cert,
-            &p.client_key,
-        )
-        .await
-        .expect("API channel")
+        crate::net::service_channel(self.node(org), &self.fed.nodes[org]).await
     }
 
     /// An `Indicators` client of `org`'s API with its provisioned service certificate.
