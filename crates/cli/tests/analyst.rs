@@ -49,19 +49,17 @@ fn own_entries(nodes: &Nodes) -> u64 {
 fn a_sighting_is_signed_with_its_count_time_and_tlp() {
     let dir = tempfile::tempdir().unwrap();
     let nodes = node(dir.path());
-    let got = ok(
-        &nodes,
-        &[
-            "sighting",
-            "evil[.]example",
-            "--count",
-            "3",
-            "--seen-at",
-            "2024-05-01T12:00:00Z",
-            "--tlp",
-            "green",
-        ],
-    );
+    let sighting = [
+        "sighting",
+        "evil[.]example",
+        "--count",
+        "3",
+        "--seen-at",
+        "2024-05-01T12:00:00Z",
+        "--tlp",
+        "green",
+    ];
+    let got = ok(&nodes, &sighting);
     assert_eq!(got["assigned"].as_array().map(Vec::len), Some(1), "{got:#}");
     assert_eq!(got["assigned"][0]["indicator"]["value"], "evil.example");
     let state = ok(&nodes, &["get", "evil.example"]);
@@ -76,18 +74,7 @@ fn a_sighting_is_signed_with_its_count_time_and_tlp() {
     let key = got["idempotency_key"].as_str().unwrap().to_string();
     let again = plain(
         &nodes,
-        &[
-            "sighting",
-            "evil[.]example",
-            "--count",
-            "3",
-            "--seen-at",
-            "2024-05-01T12:00:00Z",
-            "--tlp",
-            "green",
-            "--idempotency-key",
-            &key,
-        ],
+        &[&sighting[..], &["--idempotency-key", &key]].concat(),
     );
     let text = String::from_utf8_lossy(&again.stdout);
     let stderr = String::from_utf8_lossy(&again.stderr);

@@ -14,30 +14,20 @@ use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerConfig;
+use crate::state::NodeState;
 
 /// How long open connections get to finish their requests once the node stops.
 const DRAIN: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
 
-/// Whether a client must present a certificate of the API's client CA.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientCerts {
-    /// Accepted and checked when presented; the handler decides what else admits a caller.
-    Optional,
-    /// The handshake fails without one (no HTTP request is ever read).
-    Required,
-}
+pub use crate::tls::ClientCerts;
 
 /// What the TLS handshake told about the caller.
 #[derive(Clone)]
@@ -48,39 +38,13 @@ pub struct Connection {
     pub note: crate::audit::Noted,
 }
 
-/// TLS with the API listener's certificate and key, client certificates of its client CA.
+/// TLS with the API listener's certificate and key, client certificates of its client CA,
+/// HTTP/2 or HTTP/1.1.
 pub fn tls_config(
     api: &ListenerConfig,
     clients: ClientCerts,
 ) -> anyhow::Result<rustls::ServerConfig> {
-    let read = |p: &std::path::Path, what: &str| {
-        std::fs::read(p).with_context(|| format!("reading {what} {}", p.display()))
-    };
-    let certs = CertificateDer::pem_slice_iter(&read(&api.cert, "api.cert")?)
-        .collect::<Result<Vec<_>, _>>()
-        .context("api.cert")?;
-    let key = PrivateKeyDer::from_pem_slice(&read(&api.key, "api.key")?).context("api.key")?;
-    let mut roots = RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(&read(&api.client_ca, "api.client_ca")?) {
-        roots
-            .add(der.context("api.client_ca")?)
-            .context("api.client_ca")?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    let builder = match clients {
-        ClientCerts::Optional => builder.allow_unauthenticated(),
-        ClientCerts::Required => builder,
-    };
-    let verifier = builder.build().context("client certificate verifier")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .context("TLS versions")?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .context("api.cert and api.key")?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    crate::tls::listener_config(api, clients, &[crate::tls::ALPN_H2, b"http/1.1"])
 }
 
 /// A bound HTTPS listener, ready to serve.
@@ -90,7 +54,8 @@ pub struct HttpsServer {
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: axum::Router,
-    handshake_deadline: Duration,
+    /// For the handshake deadline and the count of refused handshakes.
+    state: Arc<NodeState>,
 }
 
 impl HttpsServer {
@@ -101,7 +66,7 @@ impl HttpsServer {
         listen: SocketAddr,
         tls: rustls::ServerConfig,
         router: axum::Router,
-        handshake_deadline: Duration,
+        state: &Arc<NodeState>,
     ) -> anyhow::Result<HttpsServer> {
         let listener = TcpListener::bind(listen)
             .await
@@ -111,7 +76,7 @@ impl HttpsServer {
             listener,
             acceptor: TlsAcceptor::from(Arc::new(tls)),
             router,
-            handshake_deadline,
+            state: Arc::clone(state),
         })
     }
 
@@ -142,23 +107,19 @@ impl HttpsServer {
                 continue;
             }
             let _ = tcp.set_nodelay(true);
-            let (acceptor, router, deadline) = (
+            let (acceptor, router, state) = (
                 self.acceptor.clone(),
                 self.router.clone(),
-                self.handshake_deadline,
+                Arc::clone(&self.state),
             );
+            let deadline = state.cfg.limits.connect_timeout();
             let stopped = stopped.clone();
             connections.spawn(async move {
-                let tls = match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(e)) => {
-                        tracing::warn!(%peer, error = %e, "{name} TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::warn!(%peer, "{name} TLS handshake timed out");
-                        return;
-                    }
+                let Some(tls) =
+                    crate::tls_accept::handshake(&state, &acceptor, tcp, peer, deadline, name)
+                        .await
+                else {
+                    return;
                 };
                 let leaf = tls
                     .get_ref()

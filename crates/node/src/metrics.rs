@@ -132,7 +132,7 @@ impl Default for Metrics {
                 reason: why.label(),
             }));
         }
-        for listener in ["federation", "api"] {
+        for listener in ["federation", "api", "taxii", "console"] {
             drop(
                 metrics
                     .handshakes_refused
@@ -162,7 +162,8 @@ impl Metrics {
         self.apply_seconds.observe(took.as_secs_f64());
     }
 
-    /// A TLS handshake refused or timed out on `listener` ("federation" or "api").
+    /// A TLS handshake refused or timed out on `listener` ("federation", "api", "taxii",
+    /// "console").
     pub fn handshake_refused(&self, listener: &'static str) {
         self.handshakes_refused
             .get_or_create(&ListenerLabel { listener })
@@ -408,7 +409,7 @@ pub fn render(state: &NodeState) -> anyhow::Result<String> {
     r.register(
         "intelmesh_ready",
         "1 while the node is ready (an agency: linked to at least one hub)",
-        gauge(i64::from(crate::health::of_state(state).is_ready())),
+        gauge(i64::from(status.ready)),
     );
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &r)?;

@@ -36,9 +36,28 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
-/// A listener's TLS: its certificate, and only clients whose certificate chains to its
-/// `client_ca`, speaking HTTP/2 (see `tls_accept`, which adds the handshake deadline).
+/// Whether a client must present a certificate of the listener's client CA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientCerts {
+    /// Accepted and checked when presented; the handler decides what else admits a caller.
+    Optional,
+    /// The handshake fails without one (no request is ever read).
+    Required,
+}
+
+/// A gRPC listener's TLS: [`listener_config`] with client certificates required, HTTP/2 only
+/// (see `tls_accept`, which adds the handshake deadline).
 pub fn server_config(l: &ListenerConfig) -> anyhow::Result<rustls::ServerConfig> {
+    listener_config(l, ClientCerts::Required, &[ALPN_H2])
+}
+
+/// A listener's TLS: its certificate and key, client certificates checked against its
+/// `client_ca` (`clients` says whether one is required), and the protocols offered by ALPN.
+pub fn listener_config(
+    l: &ListenerConfig,
+    clients: ClientCerts,
+    alpn: &[&[u8]],
+) -> anyhow::Result<rustls::ServerConfig> {
     let certs = CertificateDer::pem_slice_iter(&read(&l.cert, "certificate")?)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("certificate {}", l.cert.display()))?;
@@ -51,16 +70,19 @@ pub fn server_config(l: &ListenerConfig) -> anyhow::Result<rustls::ServerConfig>
             .add(der)
             .with_context(|| format!("client CA {}", l.client_ca.display()))?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), ring())
-        .build()
-        .context("client certificate verifier")?;
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), ring());
+    let builder = match clients {
+        ClientCerts::Optional => builder.allow_unauthenticated(),
+        ClientCerts::Required => builder,
+    };
+    let verifier = builder.build().context("client certificate verifier")?;
     let mut config = rustls::ServerConfig::builder_with_provider(ring())
         .with_safe_default_protocol_versions()
         .context("TLS versions")?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .with_context(|| format!("{} and {}", l.cert.display(), l.key.display()))?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 

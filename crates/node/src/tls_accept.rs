@@ -99,7 +99,8 @@ pub fn accepted(
     ReceiverStream::new(rx)
 }
 
-async fn handshake(
+/// One handshake under `deadline`; a refusal or timeout is logged at WARN and counted.
+pub(crate) async fn handshake(
     state: &NodeState,
     acceptor: &TlsAcceptor,
     tcp: TcpStream,

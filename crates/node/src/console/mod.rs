@@ -36,7 +36,7 @@ impl Console {
                 cfg.listen,
                 tls,
                 http::router(Arc::clone(state)),
-                state.cfg.limits.connect_timeout(),
+                state,
             )
             .await?,
         ))

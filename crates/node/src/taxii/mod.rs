@@ -33,12 +33,12 @@ impl Gateway {
         let tls = tls_config(&state.cfg.api, ClientCerts::Optional)?;
         Ok(Gateway(
             HttpsServer::bind(
-                "TAXII",
+                "taxii",
                 "taxii.listen",
                 cfg.listen,
                 tls,
                 http::router(Arc::clone(state), cfg.clone()),
-                state.cfg.limits.connect_timeout(),
+                state,
             )
             .await?,
         ))
