@@ -239,6 +239,9 @@ pub struct Header {
     pub issued_at_unix_ms: i64,
     pub key_id: KeyId,
     pub distribution: Distribution,
+    /// The payload is an envelope sealed to the origin and the recipients
+    /// ([`crate::sealed`]); the commitment and length are the envelope's.
+    pub sealed: bool,
 }
 
 impl Header {
@@ -252,6 +255,7 @@ impl Header {
             issued_at_unix_ms: self.issued_at_unix_ms,
             key_id: self.key_id.0.to_vec(),
             distribution: Some(self.distribution.to_proto()),
+            sealed: self.sealed,
         }
     }
 }

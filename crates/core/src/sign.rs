@@ -7,6 +7,12 @@ use prost::Message;
 use crate::entry::{
     header_hash, payload_commitment, signed_message, Distribution, Hash, Head, KeyId, OrgId,
 };
+use crate::sealed::{seal_to, EncryptionPublic, Reader, SealError};
+
+/// Where an origin finds the current encryption key of each reader it seals to.
+pub trait ReaderKeys: Sync {
+    fn current(&self, org: &OrgId) -> Option<EncryptionPublic>;
+}
 
 /// An org's signing identity.
 pub struct Signer {
@@ -61,19 +67,46 @@ impl Signer {
     /// Signs `items` as the entries following `head`, in order, and returns them with the
     /// new head. The chain is built first (each header names the hash of the one before,
     /// which covers no signature), then the signatures are made on all cores: a large
-    /// publication is not held to one core's signing rate.
+    /// publication is not held to one core's signing rate. Nothing is sealed to readers.
     pub fn sign_chain(
+        &self,
+        head: Option<Head>,
+        issued_at_unix_ms: i64,
+        items: &[(Distribution, pb::Payload)],
+    ) -> (Vec<pb::SignedEntry>, Option<Head>) {
+        match self.sign_chain_sealing(head, issued_at_unix_ms, items, None) {
+            Ok(signed) => signed,
+            Err(_) => unreachable!("nothing is sealed without reader keys"),
+        }
+    }
+
+    /// [`Signer::sign_chain`], with every AMBER+STRICT and RED payload sealed to its readers
+    /// (this origin and the recipients) under the keys `seal` gives, when `seal` is given.
+    /// Sealing runs on all cores before the chain is built, as the header commits to the
+    /// envelope. Fails, signing nothing, if a reader has no key or a payload is too large.
+    pub fn sign_chain_sealing(
         &self,
         mut head: Option<Head>,
         issued_at_unix_ms: i64,
         items: &[(Distribution, pb::Payload)],
-    ) -> (Vec<pb::SignedEntry>, Option<Head>) {
+        seal: Option<&dyn ReaderKeys>,
+    ) -> Result<(Vec<pb::SignedEntry>, Option<Head>), SealError> {
         use rayon::prelude::*;
+        let payloads: Vec<(Vec<u8>, bool)> = items
+            .par_iter()
+            .map(|(distribution, payload)| self.payload_bytes(distribution, payload, seal))
+            .collect::<Result<_, _>>()?;
         let mut unsigned = Vec::with_capacity(items.len());
-        for (distribution, payload) in items {
+        for ((distribution, _), (payload, sealed)) in items.iter().zip(payloads) {
             let (seq, prev_hash) = crate::entry::next_link(head);
-            let payload = crate::payload::seal(payload, distribution.tlp.is_restricted());
-            let header = self.header(seq, prev_hash, issued_at_unix_ms, distribution, &payload);
+            let header = self.header(
+                seq,
+                prev_hash,
+                issued_at_unix_ms,
+                distribution,
+                &payload,
+                sealed,
+            );
             head = Some(Head {
                 seq,
                 hash: header_hash(&header),
@@ -84,7 +117,51 @@ impl Signer {
             .into_par_iter()
             .map(|(header, payload)| self.sign_header(header, Some(payload)))
             .collect();
-        (entries, head)
+        Ok((entries, head))
+    }
+
+    /// [`Signer::sign_next`] with the payload sealed to its readers when it is restricted.
+    pub fn sign_next_sealing(
+        &self,
+        head: Option<Head>,
+        issued_at_unix_ms: i64,
+        distribution: &Distribution,
+        payload: &pb::Payload,
+        seal: &dyn ReaderKeys,
+    ) -> Result<(pb::SignedEntry, Head), SealError> {
+        let items = [(distribution.clone(), payload.clone())];
+        let (mut entries, head) =
+            self.sign_chain_sealing(head, issued_at_unix_ms, &items, Some(seal))?;
+        match (entries.pop(), head) {
+            (Some(entry), Some(head)) => Ok((entry, head)),
+            _ => unreachable!("one item signs one entry"),
+        }
+    }
+
+    /// The payload bytes an entry carries, and whether they are an envelope.
+    fn payload_bytes(
+        &self,
+        distribution: &Distribution,
+        payload: &pb::Payload,
+        seal: Option<&dyn ReaderKeys>,
+    ) -> Result<(Vec<u8>, bool), SealError> {
+        let restricted = distribution.tlp.is_restricted();
+        let padded = crate::payload::seal(payload, restricted);
+        let Some(keys) = seal.filter(|_| restricted) else {
+            return Ok((padded, false));
+        };
+        let readers = std::iter::once(&self.org)
+            .chain(distribution.recipients.iter().filter(|r| **r != self.org))
+            .map(|org| {
+                keys.current(org)
+                    .map(|key| Reader {
+                        org: org.clone(),
+                        key,
+                    })
+                    .ok_or_else(|| SealError::NoKey(org.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((seal_to(&self.org, &padded, &readers)?, true))
     }
 
     /// Signs an entry from its parts exactly as given (payload bytes as they are, no nonce
@@ -97,7 +174,14 @@ impl Signer {
         distribution: &Distribution,
         payload: Vec<u8>,
     ) -> pb::SignedEntry {
-        let header = self.header(seq, prev_hash, issued_at_unix_ms, distribution, &payload);
+        let header = self.header(
+            seq,
+            prev_hash,
+            issued_at_unix_ms,
+            distribution,
+            &payload,
+            false,
+        );
         self.sign_header(header, Some(payload))
     }
 
@@ -109,6 +193,7 @@ impl Signer {
         issued_at_unix_ms: i64,
         distribution: &Distribution,
         payload: &[u8],
+        sealed: bool,
     ) -> Vec<u8> {
         pb::EntryHeader {
             origin: self.org.as_str().to_string(),
@@ -119,6 +204,7 @@ impl Signer {
             issued_at_unix_ms,
             key_id: self.key_id.0.to_vec(),
             distribution: Some(distribution.to_proto()),
+            sealed,
         }
         .encode_to_vec()
     }

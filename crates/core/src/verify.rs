@@ -189,13 +189,16 @@ pub enum Control {
 pub enum Content {
     Indicator(Payload),
     Control(Control),
+    /// An envelope sealed to the origin and the recipients, well-formed; only a reader can
+    /// open it ([`VerifiedEntry::open_as`]).
+    Sealed,
 }
 
 impl Content {
     pub fn indicator(self) -> Option<Payload> {
         match self {
             Content::Indicator(p) => Some(p),
-            Content::Control(_) => None,
+            Content::Control(_) | Content::Sealed => None,
         }
     }
 }
@@ -209,6 +212,8 @@ pub struct VerifiedEntry {
     payload: Option<Payload>,
     control: Option<Control>,
     key: VerifyingKey,
+    /// The padded payload bytes a sealed payload opened to, at a reader.
+    opened: Option<Vec<u8>>,
 }
 
 impl VerifiedEntry {
@@ -223,7 +228,8 @@ impl VerifiedEntry {
     pub fn hash(&self) -> &Hash {
         &self.hash
     }
-    /// The indicator payload; `None` for a withheld stub and for control entries.
+    /// The indicator payload; `None` for a withheld stub, for control entries and for a
+    /// sealed payload this node has not opened.
     pub fn payload(&self) -> Option<&Payload> {
         self.payload.as_ref()
     }
@@ -237,6 +243,19 @@ impl VerifiedEntry {
     }
     pub fn key(&self) -> &VerifyingKey {
         &self.key
+    }
+    /// Whether the payload is sealed to its readers (the header says so).
+    pub fn is_sealed(&self) -> bool {
+        self.header.sealed
+    }
+    /// The padded payload bytes a sealed payload opened to, once opened by a reader: what
+    /// the store keeps beside the envelope, so the index can be rebuilt without keys.
+    pub fn opened(&self) -> Option<&[u8]> {
+        self.opened.as_deref()
+    }
+    pub(crate) fn set_opened(&mut self, bytes: Vec<u8>, payload: Payload) {
+        self.opened = Some(bytes);
+        self.payload = Some(payload);
     }
     pub fn into_raw(self) -> pb::SignedEntry {
         self.raw
@@ -372,6 +391,8 @@ pub enum HeaderDefect {
     Recipient(crate::entry::InvalidOrgId),
     #[error("signature must be 64 bytes, got {0}")]
     SignatureLength(usize),
+    #[error("only AMBER+STRICT and RED payloads are sealed")]
+    SealedUnrestricted,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -398,6 +419,12 @@ pub enum PayloadDefect {
     RosterOutsideAuthorityLog,
     #[error("the federation authority's log carries roster versions only")]
     AuthorityLogNotRoster,
+    #[error("sealed envelope: {0}")]
+    Envelope(crate::sealed::EnvelopeDefect),
+    #[error("a sealed payload opened to {0} bytes, not a padding bucket")]
+    SealedUnpadded(usize),
+    #[error("a sealed payload carries an indicator, not a control entry")]
+    SealedControl,
     #[error("control entries (roster versions, checkpoints) must be TLP:CLEAR")]
     RestrictedControl,
 }
@@ -500,7 +527,9 @@ fn check_content_origin(
         Content::Control(Control::Roster(_)) if !from_authority => {
             Some(PayloadDefect::RosterOutsideAuthorityLog)
         }
-        Content::Control(Control::Checkpoint(_)) | Content::Indicator(_) if from_authority => {
+        Content::Control(Control::Checkpoint(_)) | Content::Indicator(_) | Content::Sealed
+            if from_authority =>
+        {
             Some(PayloadDefect::AuthorityLogNotRoster)
         }
         _ => None,
@@ -555,7 +584,12 @@ fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
         .transpose()
         .map_err(|e| fail(HeaderDefect::Recipient(e)))?
         .unwrap_or_default();
-    if tlp.is_restricted() && !is_bucket(wire.payload_len) {
+    if wire.sealed && !tlp.is_restricted() {
+        return Err(fail(HeaderDefect::SealedUnrestricted));
+    }
+    // A sealed payload's length is the envelope's; the padded payload inside is checked
+    // by the envelope's shape.
+    if tlp.is_restricted() && !wire.sealed && !is_bucket(wire.payload_len) {
         return Err(fail(HeaderDefect::UnpaddedRestricted(wire.payload_len)));
     }
     Ok(Header {
@@ -567,6 +601,7 @@ fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
         issued_at_unix_ms: wire.issued_at_unix_ms,
         key_id: KeyId(key_id),
         distribution: Distribution { tlp, recipients },
+        sealed: wire.sealed,
     })
 }
 
@@ -590,6 +625,15 @@ fn check_payload(header: &Header, bytes: &[u8]) -> Result<Content, VerifyError> 
     }
     if payload_commitment(bytes) != header.payload_commitment {
         return Err(VerifyError::PayloadCommitmentMismatch { origin, seq });
+    }
+    if header.sealed {
+        return crate::sealed::check_envelope(&origin, &header.distribution.recipients, bytes)
+            .map(|_| Content::Sealed)
+            .map_err(|defect| VerifyError::InvalidPayload {
+                origin,
+                seq,
+                defect: PayloadDefect::Envelope(defect),
+            });
     }
     decode_content(bytes).map_err(|defect| VerifyError::InvalidPayload {
         origin,
@@ -649,6 +693,7 @@ fn finish(p: Prechecked) -> VerifiedEntry {
         None => (None, None),
         Some(Content::Indicator(payload)) => (Some(payload), None),
         Some(Content::Control(control)) => (None, Some(control)),
+        Some(Content::Sealed) => (None, None),
     };
     VerifiedEntry {
         hash: header_hash(&p.raw.header),
@@ -657,6 +702,7 @@ fn finish(p: Prechecked) -> VerifiedEntry {
         payload,
         control,
         key: p.key,
+        opened: None,
     }
 }
 
@@ -687,14 +733,40 @@ pub fn verify_entry(
 /// that). Used to rebuild derived state from the log. The payload is the indicator payload;
 /// `None` for stubs and control entries.
 pub fn read_stored(raw: &pb::SignedEntry) -> Result<(Header, Option<Payload>), VerifyError> {
+    read_stored_opened(raw, None)
+}
+
+/// [`read_stored`] of an entry whose sealed payload this node opened when it took it in:
+/// `opened` is what it opened to (kept by the store beside the envelope), decoded and checked
+/// as any payload. Without it a sealed entry reads as a stub does.
+pub fn read_stored_opened(
+    raw: &pb::SignedEntry,
+    opened: Option<&[u8]>,
+) -> Result<(Header, Option<Payload>), VerifyError> {
     let wire =
         pb::EntryHeader::decode(raw.header.as_ref()).map_err(|e| VerifyError::MalformedHeader {
             reason: e.to_string(),
         })?;
     let header = check_header(&wire)?;
-    let payload = match &raw.payload {
-        None => None,
-        Some(bytes) => check_payload(&header, bytes)?.indicator(),
+    let payload = match (&raw.payload, opened) {
+        (None, _) => None,
+        (Some(bytes), opened) => match (check_payload(&header, bytes)?, opened) {
+            (Content::Sealed, Some(inner)) => {
+                crate::opened::check_opened(inner).map_err(|defect| {
+                    VerifyError::InvalidPayload {
+                        origin: header.origin.clone(),
+                        seq: header.seq,
+                        defect,
+                    }
+                })?;
+                decode_payload(inner).map_err(|defect| VerifyError::InvalidPayload {
+                    origin: header.origin.clone(),
+                    seq: header.seq,
+                    defect,
+                })?
+            }
+            (content, _) => content.indicator(),
+        },
     };
     Ok((header, payload))
 }

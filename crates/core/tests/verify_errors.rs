@@ -72,6 +72,7 @@ fn header_of(s: &Signer, seq: u64, prev: Vec<u8>, payload: &[u8]) -> pb::EntryHe
         issued_at_unix_ms: NOW,
         key_id: s.key_id().0.to_vec(),
         distribution: Some(green().to_proto()),
+        sealed: false,
     }
 }
 

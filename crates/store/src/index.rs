@@ -220,6 +220,7 @@ mod tests {
                         .map(|r| OrgId::parse(r).unwrap())
                         .collect(),
                 },
+                sealed: false,
             },
             payload: Payload { indicator, body },
         }

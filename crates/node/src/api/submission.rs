@@ -239,6 +239,7 @@ fn prepared(
         issued_at_unix_ms: i64::MAX,
         key_id: vec![0; 8],
         distribution: Some(distribution.to_proto()),
+        sealed: true,
     };
     if header.encoded_len() > MAX_HEADER_BYTES {
         return Err(invalid(format!(

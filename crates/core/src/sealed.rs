@@ -1,0 +1,437 @@
+//! Payloads sealed to their readers: members' encryption keys, and the HPKE envelope that lets a
+//! relay carry an AMBER+STRICT or RED payload it cannot read.
+//!
+//! The origin pads the payload as for any restricted entry ([`crate::payload::seal`]), encrypts
+//! it once with a fresh content key (ChaCha20-Poly1305), and gives the content key to each
+//! reader (itself and every recipient) through one HPKE encapsulation (RFC 9180, base mode,
+//! DHKEM(X25519, HKDF-SHA256)) to the reader's current encryption key. The header commits to the
+//! envelope bytes, so every node still verifies the chain and the envelope's shape, while only
+//! a reader learns the payload.
+//!
+//! Two things no AEAD gives by itself are added: the envelope commits to the content key (a
+//! hash of it), so a dishonest origin cannot make one ciphertext open to two different payloads
+//! for two recipients; and the origin is bound into both the HPKE info and the content's
+//! associated data, so an envelope copied into another origin's entry does not open.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
+use chacha20poly1305::ChaCha20Poly1305;
+use hpke::{
+    aead::ChaCha20Poly1305 as HpkeChaCha, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable,
+    OpModeR, OpModeS, Serializable,
+};
+use intelmesh_proto::v1 as pb;
+use prost::Message;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::entry::OrgId;
+use crate::payload::is_bucket;
+
+/// The one suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305.
+pub const SUITE: u32 = 1;
+/// The largest padded payload that may be sealed: the envelope around it (a wrap per reader)
+/// must stay within the entry's 64 KiB payload cap.
+pub const MAX_SEALED_PLAINTEXT: usize = 32 * 1024;
+/// Readers of one envelope at most (the origin and its recipients); a header of 4 KiB cannot
+/// name more recipients than this anyway.
+pub const MAX_READERS: usize = 128;
+
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+const INFO_CONTEXT: &[u8] = b"intelmesh/v1 payload-key\0";
+const AAD_CONTEXT: &[u8] = b"intelmesh/v1 sealed-payload\0";
+const COMMIT_CONTEXT: &[u8] = b"intelmesh/v1 content-key\0";
+
+type Kem = X25519HkdfSha256;
+
+/// Which encryption key of a member: the first 8 bytes of SHA-256 of its public key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EncKeyId(pub [u8; 8]);
+
+impl fmt::Display for EncKeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// A member's X25519 encryption public key, as the roster publishes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct EncryptionPublic {
+    bytes: [u8; 32],
+}
+
+impl fmt::Debug for EncryptionPublic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncryptionPublic({})", self.id())
+    }
+}
+
+/// Why bytes are not a usable encryption key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("an encryption key is 32 bytes, got {0}")]
+    Length(usize),
+    /// A point of small order: every shared secret with it is known in advance.
+    #[error("the encryption key is a point of small order")]
+    SmallOrder,
+    #[error("an encryption key file holds 64 hex digits")]
+    NotHex,
+}
+
+impl EncryptionPublic {
+    /// Reads a public key, refusing points of small order (X25519 would give a shared secret
+    /// anyone can compute).
+    pub fn from_bytes(bytes: &[u8]) -> Result<EncryptionPublic, KeyError> {
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| KeyError::Length(bytes.len()))?;
+        let probe = curve25519_dalek::montgomery::MontgomeryPoint(bytes).mul_clamped([7; 32]);
+        if probe.0 == [0; 32] {
+            return Err(KeyError::SmallOrder);
+        }
+        Ok(EncryptionPublic { bytes })
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
+    pub fn id(&self) -> EncKeyId {
+        let digest = Sha256::digest(self.bytes);
+        let mut id = [0; 8];
+        id.copy_from_slice(&digest[..8]);
+        EncKeyId(id)
+    }
+
+    fn hpke(&self) -> Result<<Kem as hpke::Kem>::PublicKey, KeyError> {
+        <Kem as hpke::Kem>::PublicKey::from_bytes(&self.bytes).map_err(|_| KeyError::SmallOrder)
+    }
+}
+
+/// A member's X25519 encryption private key. Never printed; wiped when dropped.
+pub struct EncryptionSecret {
+    key: <Kem as hpke::Kem>::PrivateKey,
+    public: EncryptionPublic,
+}
+
+impl fmt::Debug for EncryptionSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EncryptionSecret(public {})", self.public.id())
+    }
+}
+
+impl EncryptionSecret {
+    pub fn generate() -> EncryptionSecret {
+        let mut seed = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(seed.as_mut());
+        // 32 random bytes are a valid X25519 private key (clamped when used).
+        Self::from_bytes(seed.as_ref()).expect("32 random bytes are a key")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<EncryptionSecret, KeyError> {
+        if bytes.len() != 32 {
+            return Err(KeyError::Length(bytes.len()));
+        }
+        let key = <Kem as hpke::Kem>::PrivateKey::from_bytes(bytes)
+            .map_err(|_| KeyError::Length(bytes.len()))?;
+        let public_bytes = <Kem as hpke::Kem>::sk_to_pk(&key).to_bytes();
+        let public = EncryptionPublic::from_bytes(&public_bytes)?;
+        Ok(EncryptionSecret { key, public })
+    }
+
+    /// The private key as 64 hex digits and a newline, the key file's content.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        self.key.write_exact(bytes.as_mut());
+        Zeroizing::new(format!("{}\n", hex::encode(bytes.as_ref())))
+    }
+
+    /// Reads a key file's content written by [`EncryptionSecret::to_hex`].
+    pub fn from_hex(text: &str) -> Result<EncryptionSecret, KeyError> {
+        let bytes = Zeroizing::new(hex::decode(text.trim()).map_err(|_| KeyError::NotHex)?);
+        Self::from_bytes(&bytes)
+    }
+
+    pub fn public(&self) -> EncryptionPublic {
+        self.public
+    }
+}
+
+/// The private keys a member can open envelopes with: its current key and the older ones it
+/// keeps, so entries sealed to a key before a rotation stay readable.
+#[derive(Debug, Default)]
+pub struct DecryptionKeys {
+    by_id: BTreeMap<EncKeyId, EncryptionSecret>,
+}
+
+impl DecryptionKeys {
+    pub fn insert(&mut self, secret: EncryptionSecret) {
+        self.by_id.insert(secret.public.id(), secret);
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+    pub fn ids(&self) -> impl Iterator<Item = &EncKeyId> {
+        self.by_id.keys()
+    }
+    fn get(&self, id: &EncKeyId) -> Option<&EncryptionSecret> {
+        self.by_id.get(id)
+    }
+}
+
+/// A reader an origin seals to: its org and its current encryption key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reader {
+    pub org: OrgId,
+    pub key: EncryptionPublic,
+}
+
+/// Why an origin could not seal a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    #[error("a sealed payload is at most {max} bytes before encryption, this one is {len}")]
+    TooLarge { len: usize, max: usize },
+    #[error("{count} readers; a sealed payload has at most {max}")]
+    TooManyReaders { count: usize, max: usize },
+    #[error("{0} is named twice among the readers")]
+    DuplicateReader(OrgId),
+    #[error("{0} has no encryption key: a restricted entry cannot be sealed to it")]
+    NoKey(OrgId),
+    #[error("the encryption key of {0} is unusable")]
+    BadKey(OrgId),
+    #[error("encryption failed")]
+    Encrypt,
+}
+
+/// What is wrong with an envelope's shape (checked by every node, reader or not).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvelopeDefect {
+    #[error("does not decode: {0}")]
+    Undecodable(String),
+    #[error("suite {0} is not the one suite (1)")]
+    Suite(u32),
+    #[error("readers are {found:?}, the header's origin and recipients are {expected:?}")]
+    Readers {
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
+    #[error("a reader's {field} is {len} bytes, expected {expected}")]
+    FieldLength {
+        field: &'static str,
+        len: usize,
+        expected: usize,
+    },
+    #[error("ciphertext of {0} bytes is not a padding bucket and its tag")]
+    CiphertextLength(usize),
+}
+
+/// Why a reader could not open an envelope addressed to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("the envelope does not name {0} as a reader")]
+    NotAReader(OrgId),
+    #[error("sealed to encryption key {0}, which this node does not hold")]
+    NoKey(EncKeyId),
+    #[error("the content key does not open with this node's key")]
+    Unwrap,
+    #[error("the content key does not match the envelope's commitment")]
+    KeyCommitment,
+    #[error("the ciphertext does not open with the content key")]
+    Decrypt,
+    #[error("malformed envelope: {0}")]
+    Malformed(EnvelopeDefect),
+}
+
+fn info(origin: &OrgId) -> Vec<u8> {
+    [INFO_CONTEXT, origin.as_str().as_bytes()].concat()
+}
+
+fn aad(origin: &OrgId) -> Vec<u8> {
+    [AAD_CONTEXT, origin.as_str().as_bytes()].concat()
+}
+
+fn key_commitment(key: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(COMMIT_CONTEXT);
+    h.update(key);
+    h.finalize().to_vec()
+}
+
+/// Encrypts `padded` (a payload already sealed and padded by [`crate::payload::seal`]) to
+/// `readers` (the origin itself and every recipient), returning the envelope bytes the entry
+/// carries as its payload.
+pub fn seal_to(origin: &OrgId, padded: &[u8], readers: &[Reader]) -> Result<Vec<u8>, SealError> {
+    if padded.len() > MAX_SEALED_PLAINTEXT {
+        return Err(SealError::TooLarge {
+            len: padded.len(),
+            max: MAX_SEALED_PLAINTEXT,
+        });
+    }
+    if readers.len() > MAX_READERS {
+        return Err(SealError::TooManyReaders {
+            count: readers.len(),
+            max: MAX_READERS,
+        });
+    }
+    let mut seen = BTreeSet::new();
+    if let Some(dup) = readers.iter().find(|r| !seen.insert(&r.org)) {
+        return Err(SealError::DuplicateReader(dup.org.clone()));
+    }
+    let mut rng = rand::rngs::OsRng;
+    let mut content_key = Zeroizing::new([0u8; KEY_LEN]);
+    rng.fill_bytes(content_key.as_mut());
+    let cipher = ChaCha20Poly1305::new(content_key.as_ref().into());
+    // The content key is fresh for every envelope, so one fixed nonce never repeats under it.
+    let ciphertext = cipher
+        .encrypt(
+            &[0u8; 12].into(),
+            AeadPayload {
+                msg: padded,
+                aad: &aad(origin),
+            },
+        )
+        .map_err(|_| SealError::Encrypt)?;
+    let info = info(origin);
+    let mut wraps = Vec::with_capacity(readers.len());
+    for reader in readers {
+        let public = reader
+            .key
+            .hpke()
+            .map_err(|_| SealError::BadKey(reader.org.clone()))?;
+        let (encapsulated, wrapped) = hpke::single_shot_seal::<HpkeChaCha, HkdfSha256, Kem, _>(
+            &OpModeS::Base,
+            &public,
+            &info,
+            content_key.as_ref(),
+            &[],
+            &mut rng,
+        )
+        .map_err(|_| SealError::BadKey(reader.org.clone()))?;
+        wraps.push(pb::WrappedKey {
+            org: reader.org.to_string(),
+            key_id: reader.key.id().0.to_vec(),
+            encapsulated: encapsulated.to_bytes().to_vec(),
+            wrapped,
+        });
+    }
+    Ok(pb::SealedPayload {
+        suite: SUITE,
+        readers: wraps,
+        key_commitment: key_commitment(content_key.as_ref()),
+        ciphertext,
+    }
+    .encode_to_vec())
+}
+
+/// Checks an envelope's shape against its header: the suite, exactly one wrap for the origin
+/// and for each recipient, field lengths, and a ciphertext that hides a padding bucket. Any
+/// node runs this; it needs no key.
+pub fn check_envelope(
+    origin: &OrgId,
+    recipients: &[OrgId],
+    bytes: &[u8],
+) -> Result<pb::SealedPayload, EnvelopeDefect> {
+    let envelope =
+        pb::SealedPayload::decode(bytes).map_err(|e| EnvelopeDefect::Undecodable(e.to_string()))?;
+    if envelope.suite != SUITE {
+        return Err(EnvelopeDefect::Suite(envelope.suite));
+    }
+    let expected: BTreeSet<&str> = std::iter::once(origin.as_str())
+        .chain(recipients.iter().map(OrgId::as_str))
+        .collect();
+    let found: Vec<&str> = envelope.readers.iter().map(|r| r.org.as_str()).collect();
+    let found_set: BTreeSet<&str> = found.iter().copied().collect();
+    if found.len() != found_set.len() || found_set != expected {
+        return Err(EnvelopeDefect::Readers {
+            found: found
+                .iter()
+                .take(MAX_READERS)
+                .map(|s| s.chars().take(64).collect())
+                .collect(),
+            expected: expected.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    for reader in &envelope.readers {
+        for (field, len, want) in [
+            ("key_id", reader.key_id.len(), 8),
+            ("encapsulated", reader.encapsulated.len(), 32),
+            ("wrapped", reader.wrapped.len(), KEY_LEN + TAG_LEN),
+        ] {
+            if len != want {
+                return Err(EnvelopeDefect::FieldLength {
+                    field,
+                    len,
+                    expected: want,
+                });
+            }
+        }
+    }
+    if envelope.key_commitment.len() != 32 {
+        return Err(EnvelopeDefect::FieldLength {
+            field: "key_commitment",
+            len: envelope.key_commitment.len(),
+            expected: 32,
+        });
+    }
+    let inner = envelope.ciphertext.len().checked_sub(TAG_LEN);
+    if !inner.is_some_and(|n| n <= MAX_SEALED_PLAINTEXT && is_bucket(n as u64)) {
+        return Err(EnvelopeDefect::CiphertextLength(envelope.ciphertext.len()));
+    }
+    Ok(envelope)
+}
+
+/// Opens an envelope of `origin`'s as reader `me`: unwraps the content key with the private key
+/// its wrap names, checks it against the envelope's commitment, and decrypts. Returns the
+/// padded payload bytes (to decode and check as any payload).
+pub fn open(
+    origin: &OrgId,
+    recipients: &[OrgId],
+    me: &OrgId,
+    bytes: &[u8],
+    keys: &DecryptionKeys,
+) -> Result<Vec<u8>, OpenError> {
+    let envelope = check_envelope(origin, recipients, bytes).map_err(OpenError::Malformed)?;
+    let wrap = envelope
+        .readers
+        .iter()
+        .find(|r| r.org == me.as_str())
+        .ok_or_else(|| OpenError::NotAReader(me.clone()))?;
+    let mut id = [0; 8];
+    id.copy_from_slice(&wrap.key_id);
+    let id = EncKeyId(id);
+    let secret = keys.get(&id).ok_or(OpenError::NoKey(id))?;
+    let encapsulated = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrap.encapsulated)
+        .map_err(|_| OpenError::Unwrap)?;
+    let content_key = Zeroizing::new(
+        hpke::single_shot_open::<HpkeChaCha, HkdfSha256, Kem>(
+            &OpModeR::Base,
+            &secret.key,
+            &encapsulated,
+            &info(origin),
+            &wrap.wrapped,
+            &[],
+        )
+        .map_err(|_| OpenError::Unwrap)?,
+    );
+    if content_key.len() != KEY_LEN || key_commitment(&content_key) != envelope.key_commitment {
+        return Err(OpenError::KeyCommitment);
+    }
+    let cipher = ChaCha20Poly1305::new(content_key.as_slice().into());
+    cipher
+        .decrypt(
+            &[0u8; 12].into(),
+            AeadPayload {
+                msg: &envelope.ciphertext,
+                aad: &aad(origin),
+            },
+        )
+        .map_err(|_| OpenError::Decrypt)
+}
+
+#[cfg(test)]
+#[path = "sealed_tests.rs"]
+mod tests;
