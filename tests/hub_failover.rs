@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use intelmesh_core::{Distribution, OrgId, Tlp};
+use intelmesh_node::config::Role;
 use intelmesh_node::provision::{loopback_specs_hubs, star_links, ProvisionedNode};
 use intelmesh_node::state::NodeError;
 use intelmesh_node::RunningNode;
@@ -207,8 +208,9 @@ async fn kill_a_hub_mid_sync(
     }
     let surviving = converged(nodes).await;
 
-    // The killed hub, started on what the kill left of its store, catches up. The same state
-    // digest means it holds the RED payloads too (a stub would leave them out of its index).
+    // The killed hub, started on what the kill left of its store, catches up to the surviving
+    // hub's vector and state digest (the agencies' differs: they read the RED entries, which
+    // the hubs only carry sealed).
     let child = NodeProcess::spawn(NODE_PROCESS, hub).await;
     let restarted = &child;
     eventually(PATIENCE, || async move {
@@ -306,21 +308,35 @@ fn held(node: &RunningNode, origin: &OrgId) -> u64 {
         .map_or(0, |h| h.seq)
 }
 
+/// The vector every node shares, and the state digest of the hubs: they hold the agencies'
+/// RED entries sealed, so they index none of them and share a digest among themselves.
 type Snapshot = (BTreeMap<String, u64>, String);
 
-/// The vector and state digest all of `nodes` share now, if they do.
+/// The vector all of `nodes` share now, and their state digests, shared by the agencies (which
+/// read each other's RED entries) and by the hubs (which read none), if they are.
 fn converged_now(nodes: &BTreeMap<OrgId, RunningNode>) -> Option<Snapshot> {
-    let mut seen = nodes.values().map(|n| {
-        let store = &n.state().store;
-        let vector = store.vector().expect("vector");
-        let vector: BTreeMap<String, u64> = vector
-            .into_iter()
-            .map(|(o, s)| (o.to_string(), s))
-            .collect();
-        (vector, hex::encode(store.state_digest().expect("digest")))
-    });
-    let first = seen.next()?;
-    seen.all(|s| s == first).then_some(first)
+    let seen = |hub: bool| {
+        nodes
+            .values()
+            .filter(move |n| (n.state().cfg.role == Role::Hub) == hub)
+            .map(|n| {
+                let store = &n.state().store;
+                let vector = store.vector().expect("vector");
+                let vector: BTreeMap<String, u64> = vector
+                    .into_iter()
+                    .map(|(o, s)| (o.to_string(), s))
+                    .collect();
+                (vector, hex::encode(store.state_digest().expect("digest")))
+            })
+    };
+    let mut agencies = seen(false);
+    let first = agencies.next()?;
+    if !agencies.all(|s| s == first) {
+        return None;
+    }
+    let mut hubs = seen(true);
+    let hub = hubs.next()?;
+    (hub.0 == first.0 && hubs.all(|s| s == hub)).then_some(hub)
 }
 
 async fn converged(nodes: &BTreeMap<OrgId, RunningNode>) -> Snapshot {

@@ -91,8 +91,9 @@ async fn a_recipient_that_got_the_stub_first_is_sent_the_payload_later() {
     let mut client = net.client(&br).await;
     let mut watching = watch(&mut client, pb::Filter::default(), "", false).await;
 
-    // The hub comes back (it relays, so it is owed the payload too, and BR can give it only
-    // the stub), then the origin: the hub gets the payload from AU and passes it to BR.
+    // The hub comes back (it relays, so it is owed the payload too, sealed, and BR can give it
+    // only the stub), then the origin: the hub gets the envelope from AU and passes it to BR,
+    // which opens it.
     net.start(&hub).await;
     net.start(&au).await;
     let start = Instant::now();
@@ -119,7 +120,14 @@ async fn a_recipient_that_got_the_stub_first_is_sent_the_payload_later() {
         wants(&net, &br).is_empty(),
         "a filled stub is no longer wanted"
     );
-    assert!(holds_secret(&net, &hub), "the relay holds it");
+    assert!(
+        !stored_is_stub(&net, &hub, &au),
+        "the relay holds the payload, sealed"
+    );
+    assert!(
+        !holds_secret(&net, &hub),
+        "the relay cannot read what it holds"
+    );
     assert!(
         !holds_secret(&net, &fr),
         "FR still has no trace of the payload"
@@ -154,7 +162,11 @@ async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
         .await
         .unwrap();
     net.wait_for(&au, 2, PATIENCE).await.unwrap();
-    assert!(holds_secret(&net, &hub));
+    assert!(
+        !stored_is_stub(&net, &hub, &au),
+        "the hub holds AU#1 sealed"
+    );
+    assert!(!holds_secret(&net, &hub), "and cannot read it");
 
     // FR, which holds AU#1 as a stub, asks the hub for both payloads over a link of its own.
     net.stop(&fr).await;

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use intelmesh_core::entry::{payload_commitment, sha256};
+use intelmesh_core::sealed::{seal_to, EncryptionSecret, Reader};
 use intelmesh_node::api::submission::{submission, Publisher};
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
@@ -91,9 +92,21 @@ async fn a_non_recipient_cannot_confirm_a_guess_from_its_red_stub() {
         })
         .collect();
     assert!(confirmed.is_empty(), "guesses confirmed: {confirmed:?}");
+    // Sealed to AU and BR: the envelope's length follows from the bucket (512) and its
+    // readers, never from the value.
+    assert!(header.sealed, "a RED payload is sealed to its readers");
+    let readers: Vec<Reader> = [&au, &org("BR-PF")]
+        .into_iter()
+        .map(|o| Reader {
+            org: o.clone(),
+            key: EncryptionSecret::generate().public(),
+        })
+        .collect();
+    let envelope_of_a_bucket = seal_to(&au, &[0; 512], &readers).unwrap();
     assert_eq!(
-        header.payload_len, 512,
-        "the length is a bucket, not the value's"
+        header.payload_len,
+        envelope_of_a_bucket.len() as u64,
+        "the length is the envelope of a bucket, not the value's"
     );
 
     // Nor does the value sit anywhere in FR's data directory.

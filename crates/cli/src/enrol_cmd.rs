@@ -239,6 +239,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         role: Role::Hub,
         data_dir: hub_dir.join("data"),
         signing_key: hub_dir.join("signing.key"),
+        encryption_key: None,
         keys: None,
         roster: Some(RosterConfig {
             genesis: a.dir.join("genesis.roster"),
@@ -445,6 +446,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         role: if a.hub { Role::Hub } else { Role::Agency },
         data_dir: a.dir.join("data"),
         signing_key: a.dir.join("signing.key"),
+        encryption_key: None,
         keys: None,
         roster: Some(RosterConfig {
             genesis: a.dir.join("genesis.roster"),

@@ -221,6 +221,12 @@ impl Distribution {
         }
     }
 
+    /// Whether a relay may carry the payload: an open level, or a restricted one with a
+    /// recipient to reach. A RED entry for nobody but its origin never leaves it in full.
+    pub fn relayed(&self) -> bool {
+        !self.tlp.is_restricted() || !self.recipients.is_empty()
+    }
+
     /// Whether `reader` may see the payload of an entry that `origin` published.
     pub fn allows(&self, origin: &OrgId, reader: &OrgId) -> bool {
         !self.tlp.is_restricted() || reader == origin || self.recipients.contains(reader)

@@ -94,7 +94,13 @@ fn an_envelope_moved_to_another_origin_does_not_open() {
     // BR-PF re-signs AU-AFP's envelope as its own entry to AU-AFP: the readers match, the
     // origin bound into the key derivation does not.
     assert_eq!(
-        open(&br.org, &[au.org.clone()], &br.org, &sealed, &br.keys),
+        open(
+            &br.org,
+            std::slice::from_ref(&au.org),
+            &br.org,
+            &sealed,
+            &br.keys
+        ),
         Err(OpenError::Unwrap)
     );
 }
@@ -126,7 +132,7 @@ fn a_flipped_ciphertext_byte_does_not_decrypt() {
     assert_eq!(
         open(
             &au.org,
-            &[br.org.clone()],
+            std::slice::from_ref(&br.org),
             &br.org,
             &env.encode_to_vec(),
             &br.keys

@@ -5,7 +5,7 @@
 //! unverified can reach the log. Chain rules (gaps, forks) need the stored heads and live in
 //! [`crate::chain`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ed25519_dalek::{Signature, VerifyingKey};
 use intelmesh_proto::v1 as pb;
@@ -18,6 +18,8 @@ use crate::entry::{
 };
 use crate::indicator::{normalize, Indicator, IndicatorType, NormalizeError};
 use crate::payload::{is_bucket, MAX_NONCE_LEN, MIN_NONCE_LEN, PAD_BUCKETS};
+use crate::sealed::EncryptionPublic;
+use crate::sign::ReaderKeys;
 pub use crate::signature::SignatureDefect;
 use crate::signature::{self, check_components};
 
@@ -65,12 +67,14 @@ impl SeqRange {
     }
 }
 
-/// A fixed set of (org, key, seq range) triples, and the authority origin if any.
+/// A fixed set of (org, key, seq range) triples, the authority origin if any, and the members'
+/// current encryption keys (what restricted payloads are sealed to).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StaticKeys {
     keys: HashMap<(OrgId, KeyId), (VerifyingKey, SeqRange)>,
     orgs: BTreeSet<OrgId>,
     authority: Option<OrgId>,
+    encryption: BTreeMap<OrgId, EncryptionPublic>,
 }
 
 impl StaticKeys {
@@ -123,12 +127,32 @@ impl StaticKeys {
             .is_some_and(|(k, _)| k == key)
     }
 
+    /// `key` is the encryption key restricted payloads for `org` are sealed to.
+    pub fn set_encryption_key(&mut self, org: OrgId, key: EncryptionPublic) {
+        self.encryption.insert(org, key);
+    }
+
+    /// Whether this federation seals restricted payloads: some member has an encryption key.
+    /// Then every reader of a restricted entry needs one.
+    pub fn seals(&self) -> bool {
+        !self.encryption.is_empty()
+    }
+
     /// The seqs `org` may sign with `key`, if it holds it.
     pub fn range_of(&self, org: &OrgId, key: &VerifyingKey) -> Option<SeqRange> {
         self.keys
             .get(&(org.clone(), KeyId::of(key)))
             .filter(|(k, _)| k == key)
             .map(|(_, r)| *r)
+    }
+}
+
+impl ReaderKeys for StaticKeys {
+    fn current(&self, org: &OrgId) -> Option<EncryptionPublic> {
+        self.encryption
+            .get(org)
+            .filter(|_| self.is_member(org))
+            .copied()
     }
 }
 

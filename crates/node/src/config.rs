@@ -23,6 +23,11 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The org's ed25519 signing key (hex seed, 0600).
     pub signing_key: PathBuf,
+    /// This org's X25519 encryption key (hex, 0600): opens AMBER+STRICT and RED payloads sealed
+    /// to it; older keys kept beside it as `<file>.old-<KEYID>` open what was sealed before a
+    /// rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_key: Option<PathBuf>,
     /// TOML registry of the members' verifying keys (static mode; in roster mode the keys
     /// come from the roster and this is not needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -367,6 +372,9 @@ impl NodeConfig {
         };
         fix(&mut self.data_dir);
         fix(&mut self.signing_key);
+        if let Some(key) = &mut self.encryption_key {
+            fix(key);
+        }
         if let Some(keys) = &mut self.keys {
             fix(keys);
         }
@@ -390,6 +398,9 @@ impl NodeConfig {
     /// The files the node reads at start, each with the setting that names it.
     pub fn files(&self) -> Vec<(&'static str, &Path)> {
         let mut files = vec![("signing_key", self.signing_key.as_path())];
+        if let Some(key) = &self.encryption_key {
+            files.push(("encryption_key", key));
+        }
         if let Some(keys) = &self.keys {
             files.push(("keys", keys));
         }

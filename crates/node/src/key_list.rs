@@ -24,6 +24,11 @@ impl NodeState {
             // lists the new key.
             self.set_keys_with_pending(keys);
         }
+        // A new key list may name a new encryption key of this node (a rotation it made):
+        // its files are read again, so what is sealed to the new key opens.
+        if let Err(e) = self.reload_decryption_keys() {
+            tracing::error!(error = %e, "encryption keys not reloaded; the old ones stay");
+        }
         self.unverified.clear_dropped();
         self.recheck_unverified().await
     }

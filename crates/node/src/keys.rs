@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use intelmesh_core::sealed::EncryptionPublic;
 use intelmesh_core::{OrgId, StaticKeys};
 use serde::Deserialize;
 
@@ -56,7 +57,11 @@ struct RegistryFile {
 #[serde(deny_unknown_fields)]
 struct OriginKeys {
     org: String,
+    #[serde(default)]
     keys: Vec<String>,
+    /// The X25519 key restricted payloads for this org are sealed to (hex).
+    #[serde(default)]
+    encryption_key: Option<String>,
 }
 
 /// Reads a private signing key written by [`generate`] or [`write_private`].
@@ -88,6 +93,21 @@ pub fn registry_toml<'a>(
     out
 }
 
+/// Registry entries naming each org's encryption key (an org may be listed twice: once with
+/// its signing keys, once with this).
+pub fn encryption_registry_toml<'a>(
+    entries: impl IntoIterator<Item = (&'a OrgId, EncryptionPublic)>,
+) -> String {
+    let mut out = String::new();
+    for (org, key) in entries {
+        out.push_str(&format!(
+            "[[origin]]\norg = \"{org}\"\nencryption_key = \"{}\"\n\n",
+            hex::encode(key.as_bytes())
+        ));
+    }
+    out
+}
+
 pub fn load_registry(path: &Path) -> anyhow::Result<StaticKeys> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -99,6 +119,13 @@ pub fn parse_registry(text: &str) -> anyhow::Result<StaticKeys> {
     let mut keys = StaticKeys::default();
     for entry in file.origin {
         let org = OrgId::parse(&entry.org)?;
+        if let Some(text) = &entry.encryption_key {
+            let bytes = hex::decode(text.trim())
+                .with_context(|| format!("{org}: encryption_key is not hex"))?;
+            let key = EncryptionPublic::from_bytes(&bytes)
+                .with_context(|| format!("{org}: encryption_key"))?;
+            keys.set_encryption_key(org.clone(), key);
+        }
         for (i, k) in entry.keys.iter().enumerate() {
             keys.insert(
                 org.clone(),

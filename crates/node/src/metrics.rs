@@ -40,15 +40,19 @@ pub enum Refusal {
     Tlp,
     /// A frame or batch over the limits.
     Size,
+    /// A sealed entry addressed to this node that it could not open (no key for it, or its
+    /// origin sealed something that does not open): kept in the chain, read as a stub.
+    Unopened,
 }
 
 impl Refusal {
-    const ALL: [Refusal; 5] = [
+    const ALL: [Refusal; 6] = [
         Refusal::Verification,
         Refusal::Chain,
         Refusal::KeyEnded,
         Refusal::Tlp,
         Refusal::Size,
+        Refusal::Unopened,
     ];
 
     fn label(self) -> &'static str {
@@ -58,6 +62,7 @@ impl Refusal {
             Refusal::KeyEnded => "key_ended",
             Refusal::Tlp => "tlp",
             Refusal::Size => "size",
+            Refusal::Unopened => "unopened",
         }
     }
 }

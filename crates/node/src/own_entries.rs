@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use intelmesh_core::sign::ReaderKeys;
 use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
 use intelmesh_core::{Distribution, Hash};
 use intelmesh_proto::v1 as pb;
@@ -87,13 +88,17 @@ impl NodeState {
             }
             let now = intelmesh_core::now_unix_ms();
             let first = head.map_or(1, |h| h.seq + 1);
-            let (raws, _) = signer.sign_chain(head, now, &items);
+            // Once any member has an encryption key, restricted entries are sealed to their
+            // readers, and one without a key cannot be named.
+            let seal = keys.seals().then_some(keys.as_ref() as &dyn ReaderKeys);
+            let (raws, _) = signer.sign_chain_sealing(head, now, &items, seal)?;
             let seqs: Vec<u64> = (first..first + raws.len() as u64).collect();
             let cfg = VerifyConfig::at(now);
             let verified = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK)
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(NodeError::OwnVerify)?;
+            let verified = me.open_own(verified)?;
             let report = match receipt {
                 None => me.store.apply(verified)?,
                 Some((once, answer)) => {

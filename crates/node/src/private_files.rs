@@ -92,6 +92,9 @@ pub fn key_files(cfg: &NodeConfig) -> Vec<(&'static str, &Path)> {
         ("federation.key", &cfg.federation.key),
         ("api.key", &cfg.api.key),
     ];
+    if let Some(key) = &cfg.encryption_key {
+        files.push(("encryption_key", key));
+    }
     if let Some(admin) = &cfg.admin {
         files.push(("admin.federation_ca_key", &admin.federation_ca_key));
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
+use intelmesh_core::sealed::EncryptionSecret;
 use intelmesh_core::OrgId;
 
 use crate::config::{Limits, ListenerConfig, NodeConfig, PeerConfig, Role};
@@ -81,7 +82,15 @@ pub fn provision(
         .iter()
         .map(|(o, k)| (o.clone(), k.verifying_key()))
         .collect();
-    let registry = crate::keys::registry_toml(public.iter().map(|(o, k)| (o, k)));
+    let sealing: Vec<EncryptionSecret> =
+        nodes.iter().map(|_| EncryptionSecret::generate()).collect();
+    let mut registry = crate::keys::registry_toml(public.iter().map(|(o, k)| (o, k)));
+    registry.push_str(&crate::keys::encryption_registry_toml(
+        nodes
+            .iter()
+            .map(|n| &n.org)
+            .zip(sealing.iter().map(|s| s.public())),
+    ));
     std::fs::write(dir.join("registry.toml"), registry)?;
 
     let role_of = |org: &OrgId| {
@@ -92,10 +101,11 @@ pub fn provision(
             .unwrap_or_default()
     };
     let mut out = BTreeMap::new();
-    for (n, (_, key)) in nodes.iter().zip(&keys) {
+    for ((n, (_, key)), secret) in nodes.iter().zip(&keys).zip(&sealing) {
         let nd = dir.join(n.org.as_str());
         std::fs::create_dir_all(&nd)?;
         crate::keys::write_private(&nd.join("signing.key"), key)?;
+        crate::encryption_keys::write(&nd.join("encryption.key"), secret)?;
         // As members of a real federation do: the node makes its key and a request, and the
         // federation CA's holder certifies the request; the key never leaves the member.
         let request = crate::pki::request_node(&n.org)?;
@@ -138,6 +148,7 @@ pub fn provision(
             role: n.role,
             data_dir: nd.join("data"),
             signing_key: nd.join("signing.key"),
+            encryption_key: Some(nd.join("encryption.key")),
             keys: Some(dir.join("registry.toml")),
             roster: None,
             admin: None,

@@ -2,8 +2,11 @@
 //!
 //! CLEAR, GREEN and AMBER go to every member in full. AMBER+STRICT and RED go in full only over
 //! a link that reaches the origin or a listed recipient: the peer itself, or, for a relay (the
-//! hub), any member. Everyone else gets the stub: the signed header, which keeps their copy of
-//! the chain complete and verifiable while revealing nothing of the payload.
+//! hub), any member, when there is a recipient to reach (a RED entry for its origin alone
+//! never leaves it in full). Where members have encryption keys the payload a relay carries is
+//! sealed to the origin and the recipients (`intelmesh_core::sealed`): the hub stores and
+//! forwards what it cannot read. Everyone else gets the stub: the signed header, which keeps
+//! their copy of the chain complete and verifiable while revealing nothing of the payload.
 
 use intelmesh_core::{OrgId, Tlp};
 use intelmesh_proto::v1 as pb;
@@ -26,10 +29,11 @@ pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach) -> bool {
     if !tlp.is_restricted() {
         return true;
     }
-    if link.relay || header.origin == link.peer.as_str() {
+    let recipients = dist.map_or(&[][..], |d| d.recipients.as_slice());
+    if header.origin == link.peer.as_str() || (link.relay && !recipients.is_empty()) {
         return true;
     }
-    dist.is_some_and(|d| d.recipients.iter().any(|r| r == link.peer.as_str()))
+    recipients.iter().any(|r| r == link.peer.as_str())
 }
 
 /// The entry as it may go over `link`: itself, or its withheld stub.
@@ -97,6 +101,12 @@ mod tests {
                 payload_may_travel(&h, &link("AU-AFP", false)),
                 "back to its origin"
             );
+            let alone = header("AU-AFP", tlp, &[]);
+            assert!(
+                !payload_may_travel(&alone, &link("SG-IGCI", true)),
+                "for its origin alone: not even to a relay"
+            );
+            assert!(payload_may_travel(&alone, &link("AU-AFP", false)));
         }
     }
 

@@ -63,6 +63,8 @@ pub struct NodeState {
     pub(crate) warninglists: RwLock<Arc<intelmesh_interop::Warninglists>>,
     /// The audit trail of API calls (`crate::audit`), set by `start`.
     pub(crate) audit: std::sync::OnceLock<crate::audit::AuditLog>,
+    /// This org's encryption keys, current and older (`crate::sealing`).
+    pub(crate) decryption: RwLock<Arc<intelmesh_core::sealed::DecryptionKeys>>,
 }
 
 /// What became of a batch received from a peer.
@@ -160,6 +162,14 @@ pub enum NodeError {
     Follow(String),
     #[error("key rotation: {0}")]
     Rotation(#[from] crate::rotation::RotationError),
+    #[error("encryption key: {0}")]
+    EncryptionKey(String),
+    /// A restricted entry could not be sealed to its readers (one has no encryption key, or
+    /// the payload is too large to seal).
+    #[error("cannot seal the restricted entry: {0}")]
+    Seal(#[from] intelmesh_core::sealed::SealError),
+    #[error("own sealed entry does not open: {0}")]
+    OwnOpen(intelmesh_core::opened::OpenFailure),
 }
 
 impl NodeState {
@@ -173,7 +183,10 @@ impl NodeState {
         signer: Signer,
     ) -> Result<NodeState, NodeError> {
         own_key_listed(&keys, &signer)?;
-        Ok(NodeState::assemble(cfg, store, keys, signer, None))
+        let decryption = crate::sealing::load_decryption(&cfg)?;
+        Ok(NodeState::assemble(
+            cfg, store, keys, signer, None, decryption,
+        ))
     }
 
     /// The state of a node in roster mode: it follows the genesis its config pins and the
@@ -203,7 +216,8 @@ impl NodeState {
         .map_err(|e| NodeError::Follow(e.to_string()))?;
         let mut keys = follow.current().key_set();
         let pending = pending.filter(|p| p.overlay(&mut keys));
-        let state = NodeState::assemble(cfg, store, keys, signer, Some(follow));
+        let decryption = crate::sealing::load_decryption(&cfg)?;
+        let state = NodeState::assemble(cfg, store, keys, signer, Some(follow), decryption);
         *crate::rotation::lock(&state.pending_key) = pending;
         Ok(state)
     }
@@ -214,6 +228,7 @@ impl NodeState {
         keys: StaticKeys,
         signer: Signer,
         follow: Option<Follow>,
+        decryption: intelmesh_core::sealed::DecryptionKeys,
     ) -> NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
         NodeState {
@@ -234,6 +249,7 @@ impl NodeState {
             metrics: crate::metrics::Metrics::default(),
             warninglists: RwLock::default(),
             audit: std::sync::OnceLock::new(),
+            decryption: RwLock::new(Arc::new(decryption)),
         }
     }
 
@@ -408,11 +424,12 @@ impl NodeState {
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let checked = check_entries(
+            let mut checked = check_entries(
                 raws,
                 me.keys(),
                 &VerifyConfig::at(intelmesh_core::now_unix_ms()),
             );
+            checked.good = me.open_received(std::mem::take(&mut checked.good));
             me.metrics.verified_batch(started.elapsed());
             checked
         })
@@ -450,7 +467,7 @@ impl NodeState {
                     &VerifyConfig::at(intelmesh_core::now_unix_ms()),
                 );
                 report.unverifiable = 0;
-                good.extend(again.good);
+                good.extend(me.open_received(again.good));
                 report.refused.extend(again.refused);
                 (unknown, used) = (again.unknown_key, Some(now));
             }

@@ -59,9 +59,10 @@ impl Wants {
 }
 
 /// Whether this node may hold the payload of an entry with this header: it is the origin or a
-/// listed recipient, the TLP is not restricted, or the node is a hub (which relays payloads).
+/// listed recipient, the TLP is not restricted, or the node is a hub (which relays payloads
+/// that have someone to reach: sealed ones as envelopes it cannot read).
 pub fn owed(header: &Header, me: &OrgId, hub: bool) -> bool {
-    hub || header.distribution.allows(&header.origin, me)
+    (hub && header.distribution.relayed()) || header.distribution.allows(&header.origin, me)
 }
 
 /// The seq of a stored entry if it is a stub whose payload this node is owed.

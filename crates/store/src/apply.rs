@@ -202,8 +202,14 @@ impl<'a> Work<'a> {
 
     /// Logs `entry`: appended after the head, or replacing the stub stored at its seq.
     fn write_entry(&mut self, entry: VerifiedEntry, append: bool) -> Result<(), StoreError> {
+        let opened = entry.opened().map(<[u8]>::to_vec);
         let (raw, header, _hash, payload, key) = entry.into_parts();
         let (origin, seq) = (&header.origin, header.seq);
+        if let Some(opened) = opened {
+            // In the same batch as the envelope: the index is rebuilt from the log without
+            // this node's keys.
+            self.batch.insert(keys::opened(origin, seq), opened);
+        }
         if append {
             self.append(origin, seq, raw)?;
         } else {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use intelmesh_core::entry::{header_hash, ZERO_HASH};
-use intelmesh_core::verify::{verify_entry, KeyRegistry, VerifyConfig};
+use intelmesh_core::verify::{read_stored_opened, verify_entry, KeyRegistry, VerifyConfig};
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 
@@ -59,8 +59,8 @@ pub fn verify_store(
     let mut check = StoreCheck::default();
     let mut tails: BTreeMap<OrgId, (u64, [u8; 32])> = BTreeMap::new();
     let mut rebuilt: BTreeMap<Vec<u8>, pb::IndicatorState> = BTreeMap::new();
-    for item in store.log_entries() {
-        let (origin, seq, raw) = item?;
+    for item in store.log_entries_opened() {
+        let (origin, seq, raw, opened) = item?;
         check.entries += 1;
         let (last_seq, last_hash) = tails.get(&origin).copied().unwrap_or((0, ZERO_HASH));
         if seq != last_seq + 1 {
@@ -70,6 +70,7 @@ pub fn verify_store(
         }
         let hash = header_hash(&raw.header);
         tails.insert(origin.clone(), (seq, hash));
+        let kept = opened.as_ref().map(|_| raw.clone());
         let entry = match verify_entry(raw, keys, &cfg) {
             Ok(e) => e,
             Err(e) => {
@@ -78,7 +79,14 @@ pub fn verify_store(
                 continue;
             }
         };
-        let (_, h, _, payload, _) = entry.into_parts();
+        let (_, h, _, mut payload, _) = entry.into_parts();
+        // A sealed entry this node opened folds what it opened to, checked as on receipt.
+        if let (Some(raw), Some(opened)) = (kept, opened.as_deref()) {
+            match read_stored_opened(&raw, Some(opened)) {
+                Ok((_, p)) => payload = p,
+                Err(e) => check.problems.push(format!("opened payload: {e}")),
+            }
+        }
         if h.origin != origin || h.seq != seq {
             check.problems.push(format!(
                 "{origin}#{seq}: stored under the wrong key (header says {}#{})",

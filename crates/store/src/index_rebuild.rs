@@ -5,7 +5,7 @@
 //! the last batch; a store opened with the marker set rebuilds again, so a crash at any point
 //! leaves either the old complete index being replaced or a complete new one.
 
-use intelmesh_core::verify::read_stored;
+use intelmesh_core::verify::read_stored_opened;
 
 use crate::index::IndexUpdate;
 use crate::index_write::{IndexBatch, IndexMeta};
@@ -44,7 +44,8 @@ pub(crate) fn rebuild(db: &sled::Db) -> Result<IndexMeta, StoreError> {
             if raw.payload.is_none() {
                 continue;
             }
-            let (header, payload) = read_stored(&raw).map_err(|e| {
+            let opened = crate::sled_store::opened_of(db, &origin, seq, &raw)?;
+            let (header, payload) = read_stored_opened(&raw, opened.as_deref()).map_err(|e| {
                 StoreError::Corrupt(format!("{origin}#{seq}: stored entry unreadable: {e}"))
             })?;
             let Some(payload) = payload else { continue };

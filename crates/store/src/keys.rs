@@ -13,6 +13,8 @@ pub const KEY: u8 = b'K';
 pub const FILL: u8 = b'P';
 /// Postings of the index (see `postings`).
 pub const POSTING: u8 = b'Q';
+/// What a sealed payload opened to at this node (a reader), beside the envelope in the log.
+pub const OPENED: u8 = b'U';
 /// The number of indicators in the index.
 pub const INDEX_COUNT: &[u8] = b"Mcount";
 /// The prefix lengths of the CIDR blocks in the index.
@@ -42,6 +44,18 @@ fn with_origin(prefix: u8, origin: &OrgId, extra: usize) -> Vec<u8> {
     k.extend_from_slice(origin.as_str().as_bytes());
     k.push(0);
     k
+}
+
+/// The key of what `origin`'s sealed entry `seq` opened to.
+pub fn opened(origin: &OrgId, seq: u64) -> Vec<u8> {
+    let mut k = with_origin(OPENED, origin, 8);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The prefix of every opened payload of `origin`.
+pub fn opened_prefix(origin: &OrgId) -> Vec<u8> {
+    with_origin(OPENED, origin, 0)
 }
 
 /// The key of the log segment of `origin` whose first entry is `seq`.

@@ -147,4 +147,7 @@ pub trait Store: Send + Sync {
     /// The prefix lengths of the CIDR blocks in the index, so containment lookups probe only
     /// those (see `intelmesh_core::containment`).
     fn prefix_lengths(&self) -> PrefixLengths;
+    /// What `origin`'s sealed entry `seq` opened to at this node, if this node is one of its
+    /// readers and opened it (see `intelmesh_core::opened`).
+    fn opened(&self, origin: &OrgId, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;
 }

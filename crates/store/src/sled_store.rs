@@ -248,6 +248,17 @@ impl SledStore {
         Ok(reg)
     }
 
+    /// Every log entry in key order, with what a sealed one opened to here: by origin, then seq.
+    pub(crate) fn log_entries_opened(
+        &self,
+    ) -> impl Iterator<Item = Result<OpenedEntry, StoreError>> + '_ {
+        self.log_entries().map(|item| {
+            let (origin, seq, raw) = item?;
+            let opened = opened_of(&self.db, &origin, seq, &raw)?;
+            Ok((origin, seq, raw, opened))
+        })
+    }
+
     /// Every log entry in key order: by origin, then seq.
     pub(crate) fn log_entries(
         &self,
@@ -500,6 +511,10 @@ impl Store for SledStore {
         self.index_meta().lengths
     }
 
+    fn opened(&self, origin: &OrgId, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get(keys::opened(origin, seq))?.map(|v| v.to_vec()))
+    }
+
     fn state_digest(&self) -> Result<Hash, StoreError> {
         // Under the apply lock, so heads and index are of the same moment. The heads are few
         // (one per origin); the index enters as its running digest, not a scan.
@@ -515,4 +530,23 @@ impl Store for SledStore {
         hasher.update(self.index_meta().digest.to_bytes());
         Ok(hasher.finalize().into())
     }
+}
+
+/// A log entry (origin, seq, entry) and what it opened to at this node, if sealed and opened.
+pub(crate) type OpenedEntry = (OrgId, u64, pb::SignedEntry, Option<Vec<u8>>);
+
+/// What a stored sealed entry opened to at this node; `None` for an entry that is not sealed
+/// (its header says so: no read) or that this node could not open.
+pub(crate) fn opened_of(
+    db: &sled::Db,
+    origin: &OrgId,
+    seq: u64,
+    raw: &pb::SignedEntry,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let sealed = raw.payload.is_some()
+        && pb::EntryHeader::decode(raw.header.as_ref()).is_ok_and(|h| h.sealed);
+    if !sealed {
+        return Ok(None);
+    }
+    Ok(db.get(keys::opened(origin, seq))?.map(|v| v.to_vec()))
 }

@@ -52,6 +52,18 @@ impl SledStore {
         };
         let mut batch = sled::Batch::default();
         let mut new_head: Option<Head> = None;
+        // What the cut entries opened to goes with them: another entry may take their seqs.
+        for kv in self
+            .db
+            .range(keys::opened(origin, keep_through.saturating_add(1))..)
+            .keys()
+        {
+            let k = kv?;
+            if !k.starts_with(&keys::opened_prefix(origin)) {
+                break;
+            }
+            batch.remove(k);
+        }
         for seg in segments_from(&self.db, origin, keep_through.saturating_add(1))? {
             let mut seg = seg?;
             if seg.first() > keep_through {

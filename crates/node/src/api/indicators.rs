@@ -63,9 +63,10 @@ fn reader<T>(state: &NodeState, request: &Request<T>) -> Result<OrgId, Status> {
 
 fn publish_error(e: NodeError) -> Status {
     match e {
-        NodeError::KeyReused | NodeError::NotAdmitted { .. } | NodeError::OwnKeyEnded { .. } => {
-            Status::failed_precondition(e.to_string())
-        }
+        NodeError::KeyReused
+        | NodeError::NotAdmitted { .. }
+        | NodeError::OwnKeyEnded { .. }
+        | NodeError::Seal(_) => Status::failed_precondition(e.to_string()),
         e => internal(e),
     }
 }
@@ -446,6 +447,21 @@ fn watch_event(
     if !filter.admits_entry(header, reader) {
         return Ok(None);
     }
+    // A sealed payload reads as what it opened to here; one not opened here reads as a stub.
+    let opened;
+    let bytes: &[u8] = if header.sealed {
+        let origin = OrgId::parse(&header.origin)
+            .map_err(|e| StoreError::Corrupt(format!("a logged origin: {e}")))?;
+        match store.opened(&origin, header.seq)? {
+            Some(inner) => {
+                opened = inner;
+                &opened
+            }
+            None => return Ok(None),
+        }
+    } else {
+        bytes
+    };
     let payload = decode_payload(bytes).map_err(|e| {
         StoreError::Corrupt(format!(
             "{}#{}: stored payload {e}",

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use intelmesh_core::entry::{MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES};
 use intelmesh_core::indicator::{detect, normalize};
 use intelmesh_core::payload::sealed_len;
+use intelmesh_core::sealed::MAX_SEALED_PLAINTEXT;
 use intelmesh_core::{Distribution, Indicator, IndicatorType, OrgId, Tlp, VerifyConfig};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
@@ -227,6 +228,12 @@ fn prepared(
     if len > MAX_PAYLOAD_BYTES {
         return Err(invalid(format!(
             "payload is {len} bytes once sealed, over the {MAX_PAYLOAD_BYTES}-byte limit"
+        )));
+    }
+    // Restricted payloads are sealed to their readers, and the envelope must fit the cap.
+    if distribution.tlp.is_restricted() && len > MAX_SEALED_PLAINTEXT {
+        return Err(invalid(format!(
+            "a restricted payload is {len} bytes once padded, over the {MAX_SEALED_PLAINTEXT} bytes a sealed payload holds: shorten the description or tags"
         )));
     }
     // The largest header this entry could get: maximal seq and timestamp varints.

@@ -1,0 +1,83 @@
+//! Sealed payloads at this node: its encryption keys, opening the sealed entries it is a reader
+//! of as they arrive, and sealing its own restricted entries to their readers.
+//!
+//! A node that is no reader (a hub relaying between two agencies) verifies, stores and forwards
+//! the envelope without ever holding the payload; a reader opens it before the store sees it,
+//! so the index holds the plaintext and the log the envelope (`intelmesh_store` keeps what it
+//! opened to beside it).
+
+use std::sync::Arc;
+
+use intelmesh_core::opened::OpenFailure;
+use intelmesh_core::sealed::DecryptionKeys;
+use intelmesh_core::VerifiedEntry;
+use rayon::prelude::*;
+
+use crate::config::NodeConfig;
+use crate::metrics::Refusal;
+use crate::state::{NodeError, NodeState};
+
+/// The encryption keys the config names (none without `encryption_key`).
+pub(crate) fn load_decryption(cfg: &NodeConfig) -> Result<DecryptionKeys, NodeError> {
+    match &cfg.encryption_key {
+        None => Ok(DecryptionKeys::default()),
+        Some(path) => crate::encryption_keys::load(path)
+            .map_err(|e| NodeError::EncryptionKey(format!("{e:#}"))),
+    }
+}
+
+impl NodeState {
+    /// This org's encryption keys as they are now.
+    pub fn decryption_keys(&self) -> Arc<DecryptionKeys> {
+        Arc::clone(&self.decryption.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Reads the key files again (after a rotation put a new key in place).
+    pub fn reload_decryption_keys(&self) -> Result<(), NodeError> {
+        let keys = load_decryption(&self.cfg)?;
+        *self.decryption.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    /// Opens, on all cores, the sealed entries of `good` this node is a reader of. One it
+    /// cannot open stays in the batch unopened (it is a valid link of its origin's chain,
+    /// which every relay accepted) and is logged and counted.
+    pub(crate) fn open_received(&self, good: Vec<VerifiedEntry>) -> Vec<VerifiedEntry> {
+        if !good.iter().any(|e| e.is_sealed() && e.is_reader(&self.org)) {
+            return good;
+        }
+        let keys = self.decryption_keys();
+        let opened: Vec<Result<VerifiedEntry, Box<(VerifiedEntry, OpenFailure)>>> = good
+            .into_par_iter()
+            .map(|e| e.open_as(&self.org, &keys))
+            .collect();
+        opened
+            .into_iter()
+            .map(|r| match r {
+                Ok(e) => e,
+                Err(failed) => {
+                    let (entry, why) = *failed;
+                    tracing::warn!(error = %why, "a sealed entry for this node does not open; kept as a stub");
+                    self.metrics.refused(Refusal::Unopened, 1);
+                    entry
+                }
+            })
+            .collect()
+    }
+
+    /// Opens this node's own sealed entries (just signed): a failure is a bug, not the
+    /// network's doing, and stops the publication.
+    pub(crate) fn open_own(
+        &self,
+        entries: Vec<VerifiedEntry>,
+    ) -> Result<Vec<VerifiedEntry>, NodeError> {
+        let keys = self.decryption_keys();
+        entries
+            .into_par_iter()
+            .map(|e| {
+                e.open_as(&self.org, &keys)
+                    .map_err(|f| NodeError::OwnOpen(f.1))
+            })
+            .collect()
+    }
+}
