@@ -71,6 +71,11 @@ pub enum Which {
         /// of load from elsewhere on a shared machine does not skew the ratio.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Measure also the receiving path of RED entries sealed to the node and two other
+        /// recipients (HPKE), beside the unrestricted figure, and the origin's signing rate
+        /// with and without sealing.
+        #[arg(long)]
+        restricted: bool,
         /// Print only the JSON line.
         #[arg(long)]
         json: bool,
@@ -193,12 +198,14 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             batch,
             dir,
             rounds,
+            restricted,
             json,
         } => ingest::ingest(ingest::IngestOpts {
             updates,
             batch,
             dir,
             rounds,
+            restricted,
             json,
         }),
         Which::Propagate {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use intelmesh_core::sealed::{DecryptionKeys, EncryptionPublic, EncryptionSecret};
+use intelmesh_core::sign::ReaderKeys;
 use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
 use intelmesh_core::{Distribution, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry};
 use intelmesh_node::config::Limits;
@@ -39,6 +41,8 @@ pub struct IngestOpts {
     pub batch: usize,
     pub dir: Option<PathBuf>,
     pub rounds: usize,
+    /// Also measure RED entries sealed to three recipients.
+    pub restricted: bool,
     pub json: bool,
 }
 
@@ -57,6 +61,10 @@ struct Bench {
     heads: BTreeMap<String, u64>,
     entries: usize,
     entry_bytes: u64,
+    /// The origins' signing rate (sealing included), on all cores.
+    sign_rate: f64,
+    /// What the node opens sealed entries with (its provisioned key).
+    receiver_keys: Option<DecryptionKeys>,
 }
 
 /// One round of the receiving path.
@@ -91,13 +99,93 @@ pub fn ingest(o: IngestOpts) -> anyhow::Result<()> {
         }
     };
     let runtime = net::runtime()?;
+    let open = measure(&o, &runtime, Entries::Open, &say)?;
+    let sealed = if o.restricted {
+        Some(measure(&o, &runtime, Entries::Sealed, &say)?)
+    } else {
+        None
+    };
+    let mut line = open.json(&o);
+    if let (Some(sealed), Some(fields)) = (&sealed, line.as_object_mut()) {
+        let cut = 1.0 - sealed.best.path.rate / open.best.path.rate;
+        say(format!(
+            "sealed to 3 recipients: {:.0} updates/s against {:.0} unrestricted ({:.1}% less); the origin signs {:.0}/s sealed against {:.0}/s",
+            sealed.best.path.rate,
+            open.best.path.rate,
+            cut * 100.0,
+            sealed.sign_rate,
+            open.sign_rate
+        ));
+        fields.insert("restricted".into(), sealed.json(&o));
+        fields.insert(
+            "restricted_rate_ratio".into(),
+            serde_json::json!(round3(sealed.best.path.rate / open.best.path.rate)),
+        );
+    }
+    out!("{line}");
+    Ok(())
+}
+
+/// What the bench sends: GREEN upserts, or RED ones sealed to the node and two others.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entries {
+    Open,
+    Sealed,
+}
+
+/// The rounds of one kind of entries, and what they showed.
+struct Measured {
+    best: Best,
+    entries: usize,
+    entry_bytes: u64,
+    /// The origins' signing rate (sealing included), on all cores.
+    sign_rate: f64,
+}
+
+impl Measured {
+    fn json(&self, o: &IngestOpts) -> serde_json::Value {
+        let b = &self.best;
+        let ratio = b.path.rate / b.verify.min(b.store);
+        serde_json::json!({
+            "bench": "ingest",
+            "path": "federation_sync_mtls",
+            "updates": self.entries,
+            "batch": o.batch,
+            "rate": b.path.rate.round(),
+            "verify_ceiling": b.verify.round(),
+            "store_ceiling": b.store.round(),
+            "ratio": round3(ratio),
+            "cpu_us_per_update": (b.path.cpu_us * 10.0).round() / 10.0,
+            "written_per_entry_byte": (b.path.written as f64 / self.entry_bytes.max(1) as f64 * 100.0).round() / 100.0,
+            "sign_rate": self.sign_rate.round(),
+            "rounds": o.rounds,
+        })
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Prepares the entries of `kind` and runs the rounds: path and ceilings, alternating.
+fn measure(
+    o: &IngestOpts,
+    runtime: &tokio::runtime::Runtime,
+    kind: Entries,
+    say: &dyn Fn(String),
+) -> anyhow::Result<Measured> {
     let t = Instant::now();
-    let b = prepare(&o)?;
+    let b = prepare(o, kind)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     say(format!(
-        "generated {} signed upserts from {ORIGINS} origins in {:.1}s ({:.1} MiB of entries; {} EntryBatch frames of up to {} entries)",
+        "generated {} signed {} from {ORIGINS} origins, in publications of {PUBLICATION}, in {:.1}s ({:.0} signed/s; {:.1} MiB of entries; {} EntryBatch frames of up to {} entries)",
         b.entries,
+        match kind {
+            Entries::Open => "GREEN upserts",
+            Entries::Sealed => "RED upserts, each sealed to its origin and 3 recipients (the node and two others), one encapsulation per reader per publication",
+        },
         t.elapsed().as_secs_f64(),
+        b.sign_rate,
         b.entry_bytes as f64 / (1 << 20) as f64,
         b.frames.len(),
         o.batch
@@ -107,8 +195,9 @@ pub fn ingest(o: IngestOpts) -> anyhow::Result<()> {
         b.peer, b.receiver
     ));
     say(format!(
-        "ceilings: verification alone (verify_batch_parallel, the node's function, on {} threads, {VERIFY_CHUNK} signatures per check); the store alone (SledStore::apply of the same entries verified beforehand, in the same batches)",
-        rayon::current_num_threads()
+        "ceilings: verification alone (verify_batch_parallel, the node's function, on {} threads, {VERIFY_CHUNK} signatures per check{}); the store alone (SledStore::apply of the same entries verified beforehand, in the same batches)",
+        rayon::current_num_threads(),
+        if kind == Entries::Sealed { ", then opening each envelope" } else { "" }
     ));
 
     let mut best = Best::default();
@@ -152,28 +241,17 @@ pub fn ingest(o: IngestOpts) -> anyhow::Result<()> {
             "store"
         }
     ));
-    out!(
-        "{}",
-        serde_json::json!({
-            "bench": "ingest",
-            "path": "federation_sync_mtls",
-            "updates": b.entries,
-            "batch": o.batch,
-            "rate": best.path.rate.round(),
-            "verify_ceiling": best.verify.round(),
-            "store_ceiling": best.store.round(),
-            "ratio": (ratio * 1000.0).round() / 1000.0,
-            "cpu_us_per_update": (best.path.cpu_us * 10.0).round() / 10.0,
-            "written_per_entry_byte": (best.path.written as f64 / b.entry_bytes as f64 * 100.0).round() / 100.0,
-            "rounds": o.rounds,
-        })
-    );
-    Ok(())
+    Ok(Measured {
+        entries: b.entries,
+        entry_bytes: b.entry_bytes,
+        sign_rate: b.sign_rate,
+        best,
+    })
 }
 
 /// Provisions the receiver and its hub peer, adds the origins to the key list, and signs and
 /// cuts the entries.
-fn prepare(o: &IngestOpts) -> anyhow::Result<Bench> {
+fn prepare(o: &IngestOpts, kind: Entries) -> anyhow::Result<Bench> {
     let dir = net::bench_dir(o.dir.as_deref())?;
     let specs = loopback_specs("HUB", &["RECEIVER"])?;
     let (peer, receiver) = (org("HUB")?, org("RECEIVER")?);
@@ -188,7 +266,19 @@ fn prepare(o: &IngestOpts) -> anyhow::Result<Bench> {
         &[(peer.clone(), receiver.clone())],
         &limits,
     )?;
-    let (signers, logs) = generate(o.updates)?;
+    let signers: Vec<Signer> = (0..ORIGINS)
+        .map(|i| Ok(Signer::generate(org(&format!("BENCH-{i:02}"))?)))
+        .collect::<anyhow::Result<_>>()?;
+    let (sealing, receiver_keys) = match kind {
+        Entries::Open => (None, None),
+        Entries::Sealed => {
+            let (readers, keys) = sealing_keys(&fed, &receiver, &signers)?;
+            (Some(readers), Some(keys))
+        }
+    };
+    let t = Instant::now();
+    let logs = generate(&signers, o.updates, sealing.as_ref())?;
+    let sign_rate = o.updates as f64 / t.elapsed().as_secs_f64();
     add_members(provisioned_keys(&fed.nodes[&receiver].config)?, &signers)?;
     let mut keys = StaticKeys::default();
     for s in &signers {
@@ -214,36 +304,90 @@ fn prepare(o: &IngestOpts) -> anyhow::Result<Bench> {
         heads,
         entries,
         entry_bytes,
+        sign_rate,
+        receiver_keys,
     })
 }
 
-/// Signs `n` upserts spread over the origins, each origin's chain on its own core.
-fn generate(n: usize) -> anyhow::Result<(Vec<Signer>, Vec<Vec<pb::SignedEntry>>)> {
-    let signers: Vec<Signer> = (0..ORIGINS)
-        .map(|i| Ok(Signer::generate(org(&format!("BENCH-{i:02}"))?)))
-        .collect::<anyhow::Result<_>>()?;
-    let dist = Distribution {
-        tlp: Tlp::Green,
-        recipients: vec![],
+/// The sealing side of the sealed entries: every origin, the receiver and two other recipients
+/// with an encryption key (the receiver's as provisioned), and the receiver's keys to open
+/// them with.
+fn sealing_keys(
+    fed: &Federation,
+    receiver: &OrgId,
+    signers: &[Signer],
+) -> anyhow::Result<(StaticKeys, DecryptionKeys)> {
+    let path = fed.nodes[receiver]
+        .config
+        .encryption_key
+        .clone()
+        .context("the receiver was provisioned without an encryption key")?;
+    let receiver_keys = intelmesh_node::encryption_keys::load(&path)?;
+    let receiver_public = EncryptionSecret::from_hex(&std::fs::read_to_string(&path)?)
+        .context("the receiver's encryption key")?
+        .public();
+    let mut readers = StaticKeys::default();
+    let mut add = |org: OrgId, key: EncryptionPublic| {
+        readers.insert(org.clone(), Signer::generate(org.clone()).verifying_key());
+        readers.set_encryption_key(org, key);
+    };
+    add(receiver.clone(), receiver_public);
+    for other in SEALED_TO_OTHERS {
+        add(org(other)?, EncryptionSecret::generate().public());
+    }
+    for s in signers {
+        add(s.org().clone(), EncryptionSecret::generate().public());
+    }
+    Ok((readers, receiver_keys))
+}
+
+/// The recipients of the sealed entries besides the node under measurement.
+const SEALED_TO_OTHERS: [&str; 2] = ["SEALED-TO-1", "SEALED-TO-2"];
+
+/// Entries per publication when the bench signs: one `Submit` of an import's size. A sealed
+/// publication encapsulates once per reader, so this sets how often a reader decapsulates.
+const PUBLICATION: usize = 500;
+
+/// Signs `n` upserts spread over `signers`, each origin's chain on its own core, in
+/// publications of [`PUBLICATION`] entries: GREEN, or RED for the receiver and two others,
+/// sealed with `sealing`'s keys.
+fn generate(
+    signers: &[Signer],
+    n: usize,
+    sealing: Option<&StaticKeys>,
+) -> anyhow::Result<Vec<Vec<pb::SignedEntry>>> {
+    let dist = match sealing {
+        None => Distribution {
+            tlp: Tlp::Green,
+            recipients: vec![],
+        },
+        Some(_) => Distribution {
+            tlp: Tlp::Red,
+            recipients: std::iter::once(org("RECEIVER"))
+                .chain(SEALED_TO_OTHERS.iter().map(|o| org(o)))
+                .collect::<anyhow::Result<_>>()?,
+        },
     };
     let now = intelmesh_core::now_unix_ms();
-    let logs = signers
+    let seal = sealing.map(|k| k as &dyn ReaderKeys);
+    signers
         .par_iter()
         .enumerate()
         .map(|(o, signer)| {
             let count = n / ORIGINS + usize::from(o < n % ORIGINS);
+            let items: Vec<(Distribution, pb::Payload)> = (0..count)
+                .map(|i| (dist.clone(), sample_upsert((i * ORIGINS + o) as u64)))
+                .collect();
             let mut head = None;
-            (0..count)
-                .map(|i| {
-                    let payload = sample_upsert((i * ORIGINS + o) as u64);
-                    let (entry, next) = signer.sign_next(head, now, &dist, &payload);
-                    head = Some(next);
-                    entry
-                })
-                .collect()
+            let mut log = Vec::with_capacity(count);
+            for publication in items.chunks(PUBLICATION) {
+                let (entries, next) = signer.sign_chain_sealing(head, now, publication, seal)?;
+                head = next;
+                log.extend(entries);
+            }
+            Ok(log)
         })
-        .collect();
-    Ok((signers, logs))
+        .collect()
 }
 
 /// Cuts the origins' logs into frames as a relaying hub sends them: runs of every origin in
@@ -353,11 +497,19 @@ fn measure_verify(b: &Bench) -> anyhow::Result<(f64, Vec<VerifiedEntry>)> {
     let cfg = VerifyConfig::at(intelmesh_core::now_unix_ms());
     let t = Instant::now();
     let results = verify_batch_parallel(raws, &b.keys, &cfg, VERIFY_CHUNK);
-    let secs = t.elapsed().as_secs_f64();
     let verified = results
         .into_iter()
         .collect::<Result<Vec<_>, _>>()
         .context("a bench entry does not verify")?;
+    let verified = match &b.receiver_keys {
+        None => verified,
+        Some(keys) => verified
+            .into_par_iter()
+            .map(|e| e.open_as(&b.receiver, keys).map_err(|f| f.1))
+            .collect::<Result<Vec<_>, _>>()
+            .context("a bench entry does not open")?,
+    };
+    let secs = t.elapsed().as_secs_f64();
     Ok((verified.len() as f64 / secs, verified))
 }
 
@@ -389,7 +541,10 @@ mod tests {
 
     #[test]
     fn frames_carry_every_entry_once_in_seq_order_within_both_caps() {
-        let (signers, logs) = generate(ORIGINS * 4).expect("entries");
+        let signers: Vec<Signer> = (0..ORIGINS)
+            .map(|i| Signer::generate(org(&format!("BENCH-{i:02}")).expect("org")))
+            .collect();
+        let logs = generate(&signers, ORIGINS * 4, None).expect("entries");
         let largest = logs.iter().flatten().map(|e| e.encoded_len()).max();
         let max_bytes = 5 * (largest.expect("entries") + 3);
         let frames = cut_frames(&logs, 32, max_bytes);

@@ -3,24 +3,31 @@
 //!
 //! The origin pads the payload as for any restricted entry ([`crate::payload::seal`]), encrypts
 //! it once with a fresh content key (ChaCha20-Poly1305), and gives the content key to each
-//! reader (itself and every recipient) through one HPKE encapsulation (RFC 9180, base mode,
-//! DHKEM(X25519, HKDF-SHA256)) to the reader's current encryption key. The header commits to the
-//! envelope bytes, so every node still verifies the chain and the envelope's shape, while only
-//! a reader learns the payload.
+//! reader (itself and every recipient) wrapped under a key that reader shares with it through
+//! one HPKE encapsulation (RFC 9180, base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, the
+//! export-only AEAD: the wrap key is the context's exported secret). The header commits to the
+//! envelope bytes, so every node still verifies the chain and the envelope's shape, while only a
+//! reader learns the payload.
+//!
+//! One encapsulation per reader serves a whole publication (every entry one call of
+//! [`seal_batch`] seals): each envelope carries it, so each opens alone, and a reader
+//! decapsulates once per publication ([`Sessions`] keeps what it derived), not once per entry.
+//! An X25519 operation costs as much as everything else the receiving path does for an entry.
 //!
 //! Two things no AEAD gives by itself are added: the envelope commits to the content key (a
 //! hash of it), so a dishonest origin cannot make one ciphertext open to two different payloads
-//! for two recipients; and the origin is bound into both the HPKE info and the content's
+//! for two recipients; and the origin is bound into the HPKE info, the wraps' and the content's
 //! associated data, so an envelope copied into another origin's entry does not open.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Mutex;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload as AeadPayload};
 use chacha20poly1305::ChaCha20Poly1305;
 use hpke::{
-    aead::ChaCha20Poly1305 as HpkeChaCha, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable,
-    OpModeR, OpModeS, Serializable,
+    aead::ExportOnlyAead, kdf::HkdfSha256, kem::X25519HkdfSha256, Deserializable, OpModeR, OpModeS,
+    Serializable,
 };
 use intelmesh_proto::v1 as pb;
 use prost::Message;
@@ -31,7 +38,8 @@ use zeroize::Zeroizing;
 use crate::entry::OrgId;
 use crate::payload::is_bucket;
 
-/// The one suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305.
+/// The one suite: HPKE with DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and the export-only AEAD
+/// for the wrap keys; ChaCha20-Poly1305 for the wraps and the content.
 pub const SUITE: u32 = 1;
 /// The largest padded payload that may be sealed: the envelope around it (a wrap per reader)
 /// must stay within the entry's 64 KiB payload cap.
@@ -40,9 +48,17 @@ pub const MAX_SEALED_PLAINTEXT: usize = 32 * 1024;
 /// name more recipients than this anyway.
 pub const MAX_READERS: usize = 128;
 
+/// Sessions a reader keeps at most (see [`Sessions`]); peers choose how many there are.
+pub const MAX_SESSIONS: usize = 4096;
+
 const TAG_LEN: usize = 16;
 const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 12;
+/// A wrap: its nonce, then the content key sealed under the session's wrap key.
+const WRAPPED_LEN: usize = NONCE_LEN + KEY_LEN + TAG_LEN;
 const INFO_CONTEXT: &[u8] = b"intelmesh/v1 payload-key\0";
+const EXPORT_CONTEXT: &[u8] = b"intelmesh/v1 wrap-key";
+const WRAP_CONTEXT: &[u8] = b"intelmesh/v1 wrapped-key\0";
 const AAD_CONTEXT: &[u8] = b"intelmesh/v1 sealed-payload\0";
 const COMMIT_CONTEXT: &[u8] = b"intelmesh/v1 content-key\0";
 
@@ -162,10 +178,12 @@ impl EncryptionSecret {
 }
 
 /// The private keys a member can open envelopes with: its current key and the older ones it
-/// keeps, so entries sealed to a key before a rotation stay readable.
+/// keeps, so entries sealed to a key before a rotation stay readable; and the sessions derived
+/// with them.
 #[derive(Debug, Default)]
 pub struct DecryptionKeys {
     by_id: BTreeMap<EncKeyId, EncryptionSecret>,
+    sessions: Sessions,
 }
 
 impl DecryptionKeys {
@@ -177,6 +195,10 @@ impl DecryptionKeys {
     }
     pub fn ids(&self) -> impl Iterator<Item = &EncKeyId> {
         self.by_id.keys()
+    }
+    /// The sessions derived so far (one decapsulation each).
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
     fn get(&self, id: &EncKeyId) -> Option<&EncryptionSecret> {
         self.by_id.get(id)
@@ -246,12 +268,8 @@ pub enum OpenError {
     Malformed(EnvelopeDefect),
 }
 
-fn info(origin: &OrgId) -> Vec<u8> {
-    [INFO_CONTEXT, origin.as_str().as_bytes()].concat()
-}
-
-fn aad(origin: &OrgId) -> Vec<u8> {
-    [AAD_CONTEXT, origin.as_str().as_bytes()].concat()
+fn context(prefix: &[u8], origin: &OrgId) -> Vec<u8> {
+    [prefix, origin.as_str().as_bytes()].concat()
 }
 
 fn key_commitment(key: &[u8]) -> Vec<u8> {
@@ -261,13 +279,36 @@ fn key_commitment(key: &[u8]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// Encrypts `padded` (a payload already sealed and padded by [`crate::payload::seal`]) to
-/// `readers` (the origin itself and every recipient), returning the envelope bytes the entry
-/// carries as its payload.
-pub fn seal_to(origin: &OrgId, padded: &[u8], readers: &[Reader]) -> Result<Vec<u8>, SealError> {
-    if padded.len() > MAX_SEALED_PLAINTEXT {
+/// The key a reader and an origin share for the wraps of one publication: exported from the
+/// HPKE context of one encapsulation to the reader's key.
+#[derive(Clone)]
+pub struct Session {
+    wrap_key: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Session(..)")
+    }
+}
+
+fn export(ctx_export: impl FnOnce(&mut [u8]) -> Result<(), hpke::HpkeError>) -> Option<Session> {
+    let mut wrap_key = Zeroizing::new([0u8; KEY_LEN]);
+    ctx_export(wrap_key.as_mut()).ok()?;
+    Some(Session { wrap_key })
+}
+
+/// Encrypts each of `padded` (payloads already sealed and padded by [`crate::payload::seal`])
+/// to `readers` (the origin itself and every recipient), with one encapsulation per reader for
+/// the whole batch; returns the envelope bytes each entry carries as its payload, in order.
+pub fn seal_batch(
+    origin: &OrgId,
+    padded: &[Vec<u8>],
+    readers: &[Reader],
+) -> Result<Vec<Vec<u8>>, SealError> {
+    if let Some(big) = padded.iter().find(|p| p.len() > MAX_SEALED_PLAINTEXT) {
         return Err(SealError::TooLarge {
-            len: padded.len(),
+            len: big.len(),
             max: MAX_SEALED_PLAINTEXT,
         });
     }
@@ -282,49 +323,73 @@ pub fn seal_to(origin: &OrgId, padded: &[u8], readers: &[Reader]) -> Result<Vec<
         return Err(SealError::DuplicateReader(dup.org.clone()));
     }
     let mut rng = rand::rngs::OsRng;
-    let mut content_key = Zeroizing::new([0u8; KEY_LEN]);
-    rng.fill_bytes(content_key.as_mut());
-    let cipher = ChaCha20Poly1305::new(content_key.as_ref().into());
-    // The content key is fresh for every envelope, so one fixed nonce never repeats under it.
-    let ciphertext = cipher
-        .encrypt(
-            &[0u8; 12].into(),
-            AeadPayload {
-                msg: padded,
-                aad: &aad(origin),
-            },
-        )
-        .map_err(|_| SealError::Encrypt)?;
-    let info = info(origin);
-    let mut wraps = Vec::with_capacity(readers.len());
+    let info = context(INFO_CONTEXT, origin);
+    let mut sessions = Vec::with_capacity(readers.len());
     for reader in readers {
-        let public = reader
-            .key
-            .hpke()
-            .map_err(|_| SealError::BadKey(reader.org.clone()))?;
-        let (encapsulated, wrapped) = hpke::single_shot_seal::<HpkeChaCha, HkdfSha256, Kem, _>(
+        let bad = || SealError::BadKey(reader.org.clone());
+        let public = reader.key.hpke().map_err(|_| bad())?;
+        let (encapsulated, ctx) = hpke::setup_sender::<ExportOnlyAead, HkdfSha256, Kem, _>(
             &OpModeS::Base,
             &public,
             &info,
-            content_key.as_ref(),
-            &[],
             &mut rng,
         )
-        .map_err(|_| SealError::BadKey(reader.org.clone()))?;
-        wraps.push(pb::WrappedKey {
-            org: reader.org.to_string(),
-            key_id: reader.key.id().0.to_vec(),
-            encapsulated: encapsulated.to_bytes().to_vec(),
-            wrapped,
-        });
+        .map_err(|_| bad())?;
+        let session = export(|out| ctx.export(EXPORT_CONTEXT, out)).ok_or_else(bad)?;
+        sessions.push((reader, encapsulated.to_bytes().to_vec(), session));
     }
-    Ok(pb::SealedPayload {
-        suite: SUITE,
-        readers: wraps,
-        key_commitment: key_commitment(content_key.as_ref()),
-        ciphertext,
-    }
-    .encode_to_vec())
+    let (aad, wrap_aad) = (context(AAD_CONTEXT, origin), context(WRAP_CONTEXT, origin));
+    padded
+        .iter()
+        .map(|plain| {
+            let mut content_key = Zeroizing::new([0u8; KEY_LEN]);
+            rng.fill_bytes(content_key.as_mut());
+            // The content key is fresh for every envelope, so one fixed nonce never repeats
+            // under it.
+            let ciphertext = ChaCha20Poly1305::new(content_key.as_ref().into())
+                .encrypt(
+                    &[0u8; NONCE_LEN].into(),
+                    AeadPayload {
+                        msg: plain,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| SealError::Encrypt)?;
+            let mut wraps = Vec::with_capacity(sessions.len());
+            for (reader, encapsulated, session) in &sessions {
+                let mut nonce = [0u8; NONCE_LEN];
+                rng.fill_bytes(&mut nonce);
+                let sealed = ChaCha20Poly1305::new(session.wrap_key.as_ref().into())
+                    .encrypt(
+                        &nonce.into(),
+                        AeadPayload {
+                            msg: content_key.as_ref(),
+                            aad: &wrap_aad,
+                        },
+                    )
+                    .map_err(|_| SealError::Encrypt)?;
+                wraps.push(pb::WrappedKey {
+                    org: reader.org.to_string(),
+                    key_id: reader.key.id().0.to_vec(),
+                    encapsulated: encapsulated.clone(),
+                    wrapped: [&nonce[..], &sealed].concat(),
+                });
+            }
+            Ok(pb::SealedPayload {
+                suite: SUITE,
+                readers: wraps,
+                key_commitment: key_commitment(content_key.as_ref()),
+                ciphertext,
+            }
+            .encode_to_vec())
+        })
+        .collect()
+}
+
+/// [`seal_batch`] of one payload.
+pub fn seal_to(origin: &OrgId, padded: &[u8], readers: &[Reader]) -> Result<Vec<u8>, SealError> {
+    let mut sealed = seal_batch(origin, &[padded.to_vec()], readers)?;
+    sealed.pop().ok_or(SealError::Encrypt)
 }
 
 /// Checks an envelope's shape against its header: the suite, exactly one wrap for the origin
@@ -359,7 +424,7 @@ pub fn check_envelope(
         for (field, len, want) in [
             ("key_id", reader.key_id.len(), 8),
             ("encapsulated", reader.encapsulated.len(), 32),
-            ("wrapped", reader.wrapped.len(), KEY_LEN + TAG_LEN),
+            ("wrapped", reader.wrapped.len(), WRAPPED_LEN),
         ] {
             if len != want {
                 return Err(EnvelopeDefect::FieldLength {
@@ -384,9 +449,48 @@ pub fn check_envelope(
     Ok(envelope)
 }
 
-/// Opens an envelope of `origin`'s as reader `me`: unwraps the content key with the private key
-/// its wrap names, checks it against the envelope's commitment, and decrypts. Returns the
-/// padded payload bytes (to decode and check as any payload).
+/// Which session a wrap belongs to: the origin, the reader's key and the encapsulation.
+type SessionId = (OrgId, EncKeyId, [u8; 32]);
+
+/// The sessions a reader derived (one decapsulation each), so the envelopes of one publication
+/// cost one X25519 operation, not one each. Bounded by [`MAX_SESSIONS`]: when full it starts
+/// over, so a peer sending envelopes of many sessions costs decapsulations, never memory.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    known: Mutex<HashMap<SessionId, Session>>,
+}
+
+impl Sessions {
+    fn get(&self, id: &SessionId) -> Option<Session> {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    fn put(&self, id: SessionId, session: Session) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() >= MAX_SESSIONS {
+            known.clear();
+        }
+        known.insert(id, session);
+    }
+
+    /// How many sessions are kept now.
+    pub fn len(&self) -> usize {
+        self.known.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Opens an envelope of `origin`'s as reader `me`: finds or derives (with the private key its
+/// wrap names) the session, unwraps the content key, checks it against the envelope's
+/// commitment, and decrypts. Returns the padded payload bytes (to decode and check as any
+/// payload).
 pub fn open(
     origin: &OrgId,
     recipients: &[OrgId],
@@ -394,6 +498,7 @@ pub fn open(
     bytes: &[u8],
     keys: &DecryptionKeys,
 ) -> Result<Vec<u8>, OpenError> {
+    let sessions = &keys.sessions;
     let envelope = check_envelope(origin, recipients, bytes).map_err(OpenError::Malformed)?;
     let wrap = envelope
         .readers
@@ -402,31 +507,49 @@ pub fn open(
         .ok_or_else(|| OpenError::NotAReader(me.clone()))?;
     let mut id = [0; 8];
     id.copy_from_slice(&wrap.key_id);
-    let id = EncKeyId(id);
-    let secret = keys.get(&id).ok_or(OpenError::NoKey(id))?;
-    let encapsulated = <Kem as hpke::Kem>::EncappedKey::from_bytes(&wrap.encapsulated)
-        .map_err(|_| OpenError::Unwrap)?;
+    let key_id = EncKeyId(id);
+    let mut encapsulated = [0; 32];
+    encapsulated.copy_from_slice(&wrap.encapsulated);
+    let session_id = (origin.clone(), key_id, encapsulated);
+    let session = match sessions.get(&session_id) {
+        Some(session) => session,
+        None => {
+            let secret = keys.get(&key_id).ok_or(OpenError::NoKey(key_id))?;
+            let enc = <Kem as hpke::Kem>::EncappedKey::from_bytes(&encapsulated)
+                .map_err(|_| OpenError::Unwrap)?;
+            let ctx = hpke::setup_receiver::<ExportOnlyAead, HkdfSha256, Kem>(
+                &OpModeR::Base,
+                &secret.key,
+                &enc,
+                &context(INFO_CONTEXT, origin),
+            )
+            .map_err(|_| OpenError::Unwrap)?;
+            let session = export(|out| ctx.export(EXPORT_CONTEXT, out)).ok_or(OpenError::Unwrap)?;
+            sessions.put(session_id, session.clone());
+            session
+        }
+    };
+    let (nonce, sealed) = wrap.wrapped.split_at(NONCE_LEN);
     let content_key = Zeroizing::new(
-        hpke::single_shot_open::<HpkeChaCha, HkdfSha256, Kem>(
-            &OpModeR::Base,
-            &secret.key,
-            &encapsulated,
-            &info(origin),
-            &wrap.wrapped,
-            &[],
-        )
-        .map_err(|_| OpenError::Unwrap)?,
+        ChaCha20Poly1305::new(session.wrap_key.as_ref().into())
+            .decrypt(
+                nonce.into(),
+                AeadPayload {
+                    msg: sealed,
+                    aad: &context(WRAP_CONTEXT, origin),
+                },
+            )
+            .map_err(|_| OpenError::Unwrap)?,
     );
     if content_key.len() != KEY_LEN || key_commitment(&content_key) != envelope.key_commitment {
         return Err(OpenError::KeyCommitment);
     }
-    let cipher = ChaCha20Poly1305::new(content_key.as_slice().into());
-    cipher
+    ChaCha20Poly1305::new(content_key.as_slice().into())
         .decrypt(
-            &[0u8; 12].into(),
+            &[0u8; NONCE_LEN].into(),
             AeadPayload {
                 msg: &envelope.ciphertext,
-                aad: &aad(origin),
+                aad: &context(AAD_CONTEXT, origin),
             },
         )
         .map_err(|_| OpenError::Decrypt)

@@ -238,3 +238,58 @@ fn keys_read_back_and_small_order_points_are_refused() {
         Some(KeyError::NotHex)
     );
 }
+
+#[test]
+fn one_encapsulation_per_reader_serves_a_whole_batch() {
+    let (au, br) = (party("AU-AFP"), party("BR-PF"));
+    let recipients = [br.org.clone()];
+    let plains: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 512]).collect();
+    let batch = seal_batch(&au.org, &plains, &[reader(&au), reader(&br)]).unwrap();
+    let encaps: BTreeSet<Vec<u8>> = batch
+        .iter()
+        .map(|b| {
+            pb::SealedPayload::decode(b.as_slice()).unwrap().readers[1]
+                .encapsulated
+                .clone()
+        })
+        .collect();
+    assert_eq!(
+        encaps.len(),
+        1,
+        "BR-PF's encapsulation is shared by the batch"
+    );
+    for (sealed, plain) in batch.iter().zip(&plains) {
+        assert_eq!(
+            &open(&au.org, &recipients, &br.org, sealed, &br.keys).unwrap(),
+            plain
+        );
+    }
+    assert_eq!(
+        br.keys.sessions().len(),
+        1,
+        "one decapsulation for five envelopes"
+    );
+    let other = seal_to(&au.org, &padded(), &[reader(&au), reader(&br)]).unwrap();
+    assert!(open(&au.org, &recipients, &br.org, &other, &br.keys).is_ok());
+    assert_eq!(
+        br.keys.sessions().len(),
+        2,
+        "another publication, another session"
+    );
+}
+
+#[test]
+fn sessions_stay_bounded() {
+    let sessions = Sessions::default();
+    let origin = org("AU-AFP");
+    for n in 0..=MAX_SESSIONS as u32 {
+        let mut enc = [0u8; 32];
+        enc[..4].copy_from_slice(&n.to_be_bytes());
+        let session = Session {
+            wrap_key: Zeroizing::new([1; KEY_LEN]),
+        };
+        sessions.put((origin.clone(), EncKeyId([0; 8]), enc), session);
+        assert!(sessions.len() <= MAX_SESSIONS);
+    }
+    assert_eq!(sessions.len(), 1, "full: started over");
+}

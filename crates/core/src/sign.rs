@@ -1,5 +1,7 @@
 //! Signing the entries an origin publishes.
 
+use std::collections::BTreeMap;
+
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
@@ -7,7 +9,7 @@ use prost::Message;
 use crate::entry::{
     header_hash, payload_commitment, signed_message, Distribution, Hash, Head, KeyId, OrgId,
 };
-use crate::sealed::{seal_to, EncryptionPublic, Reader, SealError};
+use crate::sealed::{seal_batch, EncryptionPublic, Reader, SealError};
 
 /// Where an origin finds the current encryption key of each reader it seals to.
 pub trait ReaderKeys: Sync {
@@ -92,10 +94,7 @@ impl Signer {
         seal: Option<&dyn ReaderKeys>,
     ) -> Result<(Vec<pb::SignedEntry>, Option<Head>), SealError> {
         use rayon::prelude::*;
-        let payloads: Vec<(Vec<u8>, bool)> = items
-            .par_iter()
-            .map(|(distribution, payload)| self.payload_bytes(distribution, payload, seal))
-            .collect::<Result<_, _>>()?;
+        let payloads = self.payloads(items, seal)?;
         let mut unsigned = Vec::with_capacity(items.len());
         for ((distribution, _), (payload, sealed)) in items.iter().zip(payloads) {
             let (seq, prev_hash) = crate::entry::next_link(head);
@@ -138,30 +137,53 @@ impl Signer {
         }
     }
 
-    /// The payload bytes an entry carries, and whether they are an envelope.
-    fn payload_bytes(
+    /// The payload bytes each item's entry carries, and whether they are an envelope: restricted
+    /// items sealed (when `seal` is given), one [`seal_batch`] per set of readers, so each
+    /// reader gets one encapsulation for all the items it reads.
+    fn payloads(
         &self,
-        distribution: &Distribution,
-        payload: &pb::Payload,
+        items: &[(Distribution, pb::Payload)],
         seal: Option<&dyn ReaderKeys>,
-    ) -> Result<(Vec<u8>, bool), SealError> {
-        let restricted = distribution.tlp.is_restricted();
-        let padded = crate::payload::seal(payload, restricted);
-        let Some(keys) = seal.filter(|_| restricted) else {
-            return Ok((padded, false));
+    ) -> Result<Vec<(Vec<u8>, bool)>, SealError> {
+        use rayon::prelude::*;
+        let padded: Vec<Vec<u8>> = items
+            .par_iter()
+            .map(|(d, p)| crate::payload::seal(p, d.tlp.is_restricted()))
+            .collect();
+        let Some(keys) = seal else {
+            return Ok(padded.into_iter().map(|p| (p, false)).collect());
         };
-        let readers = std::iter::once(&self.org)
-            .chain(distribution.recipients.iter().filter(|r| **r != self.org))
-            .map(|org| {
-                keys.current(org)
-                    .map(|key| Reader {
-                        org: org.clone(),
-                        key,
+        let mut groups: BTreeMap<Vec<OrgId>, Vec<usize>> = BTreeMap::new();
+        for (i, (d, _)) in items.iter().enumerate() {
+            if d.tlp.is_restricted() {
+                let readers = std::iter::once(&self.org)
+                    .chain(d.recipients.iter().filter(|r| **r != self.org))
+                    .cloned()
+                    .collect();
+                groups.entry(readers).or_default().push(i);
+            }
+        }
+        let sealed: Vec<(Vec<usize>, Vec<Vec<u8>>)> = groups
+            .into_par_iter()
+            .map(|(orgs, indices)| {
+                let readers = orgs
+                    .into_iter()
+                    .map(|org| match keys.current(&org) {
+                        Some(key) => Ok(Reader { org, key }),
+                        None => Err(SealError::NoKey(org)),
                     })
-                    .ok_or_else(|| SealError::NoKey(org.clone()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let plain: Vec<Vec<u8>> = indices.iter().map(|&i| padded[i].clone()).collect();
+                Ok((indices, seal_batch(&self.org, &plain, &readers)?))
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((seal_to(&self.org, &padded, &readers)?, true))
+            .collect::<Result<_, SealError>>()?;
+        let mut out: Vec<(Vec<u8>, bool)> = padded.into_iter().map(|p| (p, false)).collect();
+        for (indices, envelopes) in sealed {
+            for (i, envelope) in indices.into_iter().zip(envelopes) {
+                out[i] = (envelope, true);
+            }
+        }
+        Ok(out)
     }
 
     /// Signs an entry from its parts exactly as given (payload bytes as they are, no nonce
