@@ -414,6 +414,21 @@ fn expires(now_ms: i64, not_after_ms: i64) -> String {
     }
 }
 
+/// A member's current encryption key as `roster show` prints it.
+pub fn current_encryption_key(m: &pb::Member) -> String {
+    match m.encryption_keys.last() {
+        None => "no encryption key".to_string(),
+        Some(k) => match intelmesh_core::sealed::EncryptionPublic::from_bytes(&k.public_key) {
+            Ok(key) => format!(
+                "encryption key {} (since version {})",
+                key.id(),
+                k.since_version
+            ),
+            Err(e) => format!("encryption key invalid: {e}"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -475,20 +490,5 @@ mod tests {
         assert_eq!(fmt_time(0), "-");
         assert_eq!(fmt_time(1_700_000_000_250), "2023-11-14T22:13:20.250Z");
         assert_eq!(fmt_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
-    }
-}
-
-/// A member's current encryption key as `roster show` prints it.
-pub fn current_encryption_key(m: &pb::Member) -> String {
-    match m.encryption_keys.last() {
-        None => "no encryption key".to_string(),
-        Some(k) => match intelmesh_core::sealed::EncryptionPublic::from_bytes(&k.public_key) {
-            Ok(key) => format!(
-                "encryption key {} (since version {})",
-                key.id(),
-                k.since_version
-            ),
-            Err(e) => format!("encryption key invalid: {e}"),
-        },
     }
 }
