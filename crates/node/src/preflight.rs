@@ -619,7 +619,12 @@ fn check_signing_key(cfg: &NodeConfig, org: &OrgId, found: &mut Vec<Finding>) {
 /// The encryption key (and the old keys kept beside it) must load: a node that cannot open
 /// what is sealed to it would store payloads it can never show.
 fn check_encryption_key(cfg: &NodeConfig, found: &mut Vec<Finding>) {
-    let Some(path) = cfg.encryption_key.as_ref().filter(|p| p.is_file()) else {
+    // A missing file, or one open to others, is reported with the other files and key files.
+    let Some(path) = cfg
+        .encryption_key
+        .as_ref()
+        .filter(|p| p.is_file() && check_key_file(p).is_ok())
+    else {
         return;
     };
     if let Err(e) = crate::encryption_keys::load(path) {
