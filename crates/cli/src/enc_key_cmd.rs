@@ -26,9 +26,10 @@ pub fn request_path(key_file: &std::path::Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Works whether the node runs or not: only files change here. A running node rereads its
-/// keys when a roster version lists a new one for it; until then members seal to the old key,
-/// which it keeps.
+/// Works whether the node runs or not: only files change here. In roster mode a running node
+/// rereads its keys when a roster version lists a new one for it; until then members seal to
+/// the old key, which it keeps. In static mode there is no request: the operators of every
+/// member put the new public key in their key lists.
 pub fn rotate_encryption_key(args: RotateEncryptionKeyArgs) -> anyhow::Result<ExitCode> {
     let cfg = NodeConfig::load(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
@@ -43,15 +44,26 @@ pub fn rotate_encryption_key(args: RotateEncryptionKeyArgs) -> anyhow::Result<Ex
     let signing = load_signing_key(&cfg.signing_key)?;
     let old = encryption_keys::current_public(&path)?;
     let new = encryption_keys::rotate(&path)?;
+    let kept = format!(
+        "{org} has a new encryption key {} (the old key {} is kept as {} to open what was sealed to it).",
+        new.id(),
+        old.id(),
+        encryption_keys::old_path(&path, &old.id()).display(),
+    );
+    if cfg.roster.is_none() {
+        // Static mode: members read each other's encryption keys from their key lists.
+        out!(
+            "{kept}\nIn every member's key list, set for org {org}: encryption_key = \"{}\". Until a member's list has it, that member seals to the old key, which this node still opens.",
+            hex::encode(new.as_bytes())
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let request = sign_encryption_key(&org, &signing, &new, intelmesh_core::now_unix_ms());
     let out = request_path(&path);
     std::fs::write(&out, request.encode_to_vec())
         .with_context(|| format!("writing {}", out.display()))?;
     out!(
-        "{org} has a new encryption key {} (the old key {} is kept as {} to open what was sealed to it).\nSend {} to the hub operators: `intelmesh admin members set-encryption-key --request FILE`. Until a roster version lists it, members seal to the old key, which this node still opens.",
-        new.id(),
-        old.id(),
-        encryption_keys::old_path(&path, &old.id()).display(),
+        "{kept}\nSend {} to the hub operators: `intelmesh admin members set-encryption-key --request FILE`. Until a roster version lists it, members seal to the old key, which this node still opens.",
         out.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -315,3 +315,43 @@ fn a_request_signed_with_another_members_key_is_refused() {
     assert!(err.contains("does not verify"), "{err}");
     assert_eq!(roster_version(&fed), before, "nothing published");
 }
+
+#[test]
+fn in_static_mode_the_rotation_names_the_key_for_the_key_lists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let specs = intelmesh_node::provision::loopback_specs("SG-IGCI", &[AGENCY]).unwrap();
+    let links = intelmesh_node::provision::star_links(&specs);
+    let fed = intelmesh_node::provision::provision(
+        tmp.path(),
+        &specs,
+        &links,
+        &intelmesh_node::config::Limits::default(),
+    )
+    .unwrap();
+    let node = &fed.nodes[&intelmesh_core::OrgId::parse(AGENCY).unwrap()];
+    let key_file = node.config.encryption_key.clone().expect("provisioned");
+    let old = current_public(&key_file).unwrap();
+    let out = run_ok(&args(&[
+        "node",
+        "rotate-encryption-key",
+        "--config",
+        &s(&node.config_path),
+    ]));
+    let new = current_public(&key_file).unwrap();
+    assert_ne!(old, new);
+    assert!(
+        out.contains(&format!(
+            "set for org {AGENCY}: encryption_key = \"{}\"",
+            hex::encode(new.as_bytes())
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        current_public(&old_path(&key_file, &old.id())).unwrap(),
+        old
+    );
+    assert!(
+        !Path::new(&format!("{}.request.pb", s(&key_file))).exists(),
+        "no roster request in static mode"
+    );
+}
