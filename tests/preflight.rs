@@ -329,3 +329,56 @@ async fn start_refuses_another_orgs_store_an_unlisted_key_and_open_key_files() {
         format!("{k} is readable by others (mode 0604): run `chmod 600 {k}`")
     );
 }
+
+#[test]
+fn encryption_key_files_are_checked_like_the_signing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = federation(dir.path());
+    let au = &fed.nodes[&org(AU)];
+    let key = au.config.encryption_key.clone().expect("provisioned");
+
+    // Missing.
+    let missing = au.dir.join("missing.key");
+    let path = au_config(&fed, |cfg| cfg.encryption_key = Some(missing.clone()));
+    let found = check(&path).findings;
+    assert_eq!(found.len(), 1, "{}", listing(&found));
+    assert_eq!(found[0].setting, "encryption_key");
+    assert!(
+        found[0].problem.contains(&missing.display().to_string()),
+        "{}",
+        listing(&found)
+    );
+
+    // Not a key (but private).
+    let garbage = au.dir.join("garbage.key");
+    std::fs::write(&garbage, "not hex\n").unwrap();
+    std::fs::set_permissions(&garbage, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = au_config(&fed, |cfg| cfg.encryption_key = Some(garbage.clone()));
+    assert_findings(
+        &check(&path).findings,
+        &[(
+            "encryption_key",
+            format!("encryption key {}", garbage.display()),
+        )],
+    );
+
+    // An old key kept beside it that others may read.
+    let old =
+        intelmesh_node::encryption_keys::old_path(&key, &intelmesh_core::sealed::EncKeyId([7; 8]));
+    std::fs::copy(&key, &old).unwrap();
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert_findings(
+        &check(&au.config_path).findings,
+        &[(
+            "encryption_key",
+            format!("{} is readable by others", old.display()),
+        )],
+    );
+    // The current one open to others: named once, as the other key files are.
+    std::fs::remove_file(&old).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_findings(
+        &check(&au.config_path).findings,
+        &[("encryption_key", format!("chmod 600 {}", key.display()))],
+    );
+}

@@ -72,6 +72,16 @@ async fn members_join_by_roster_version_and_suspension_cuts_them_off() {
     net.wait_holds(&sg, &au, *au_seqs.last().unwrap())
         .await
         .unwrap();
+    // Every member's current encryption key is the one in its provisioned key file.
+    for o in [&hub, &sg, &au] {
+        let file = net.fed.nodes[o]
+            .config
+            .encryption_key
+            .clone()
+            .expect("provisioned");
+        let public = intelmesh_node::encryption_keys::current_public(&file).unwrap();
+        assert_eq!(net.roster(&sg).encryption_key(o), Some(public), "{o}");
+    }
     // The hub shows which version SG runs (its hello, then its checkpoints).
     net.wait_status(&hub, PATIENCE, |s| {
         peer(s, &sg).is_some_and(|p| p.roster_version == 3)

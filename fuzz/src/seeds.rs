@@ -520,6 +520,7 @@ fn rosters() -> Vec<Vec<u8>> {
             display_name: "The Hub".into(),
             country: "SG".into(),
             signing_key: hub.verifying_key(),
+            encryption_key: None,
         }],
         ca_certs_pem: vec!["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()],
         hubs: vec![pb::HubAddress {

@@ -110,6 +110,14 @@ enum MembersCmd {
         #[command(flatten)]
         propose: ProposeOpts,
     },
+    /// Make a member's new encryption key current, from its request
+    /// (`intelmesh node rotate-encryption-key`).
+    SetEncryptionKey {
+        #[arg(long, value_name = "FILE")]
+        request: PathBuf,
+        #[command(flatten)]
+        propose: ProposeOpts,
+    },
     /// End a stolen key at the last seq the member vouches for.
     ReportCompromise {
         org: String,
@@ -433,6 +441,18 @@ async fn members(hub: &Hub, which: MembersCmd) -> anyhow::Result<ExitCode> {
                 propose,
             )
         }
+        MembersCmd::SetEncryptionKey {
+            request: file,
+            propose,
+        } => {
+            let request = read_message::<pb::SignedEncryptionKeyRequest>("--request", &file)?;
+            (
+                vec![action(A::SetEncryptionKey(pb::SetEncryptionKey {
+                    request: Some(request),
+                }))],
+                propose,
+            )
+        }
         MembersCmd::ReportCompromise {
             org,
             key,
@@ -554,11 +574,12 @@ async fn roster(hub: &Hub, which: RosterCmd) -> anyhow::Result<ExitCode> {
             );
             for m in &doc.members {
                 out!(
-                    "  {}\t{:?}\t{:?}\t{}",
+                    "  {}\t{:?}\t{:?}\t{}\t{}",
                     m.org,
                     m.role(),
                     m.status(),
-                    m.display_name
+                    m.display_name,
+                    crate::render::current_encryption_key(m)
                 );
             }
             for h in &doc.hubs {

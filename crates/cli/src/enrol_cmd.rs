@@ -1,6 +1,7 @@
 //! Setting up a federation and joining it without moving private keys: `federation init`
 //! (federation CA, the first hub's files, the signed genesis), `admin keygen` (an operator's
-//! authority key), `node init` (an agency's keys and its enrolment request) and `node join`
+//! authority key), `node init` (an agency's keys, encryption key included, and its enrolment
+//! request) and `node join`
 //! (the agency's node.toml in roster mode from the bundle the hub operators hand back).
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use ed25519_dalek::SigningKey;
+use intelmesh_core::sealed::EncryptionPublic;
 use intelmesh_core::OrgId;
 use intelmesh_node::config::{AdminConfig, ListenerConfig, NodeConfig, Role, RosterConfig};
 use intelmesh_node::keys::{load_signing_key, parse_public_key, write_private};
@@ -24,6 +26,8 @@ use crate::usage;
 
 /// The enrolment request file `node init` writes in its directory.
 pub const REQUEST_FILE: &str = "enrolment.request";
+/// The encryption key file `node init` and `federation init` write beside the signing key.
+pub const ENCRYPTION_KEY_FILE: &str = "encryption.key";
 
 #[derive(Subcommand, Debug)]
 pub enum Federation {
@@ -73,8 +77,8 @@ pub struct FederationInit {
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
-    /// Agency side: create this node's TLS key and certificate request, signing key, service
-    /// CA and API certificate, and the enrolment request to send to the hub operators.
+    /// Agency side: create this node's TLS key and certificate request, signing and encryption
+    /// keys, service CA and API certificate, and the enrolment request to send to the hub operators.
     /// Private keys stay in DIR (0600).
     Init(NodeInit),
     /// Agency side: install the enrolment bundle the hub operators sent back and write
@@ -84,6 +88,10 @@ pub enum NodeCmd {
     /// switched in the stopped node's store), and the rotation request signed by the old and
     /// the new key, to send to the hub operators.
     RotateKey(crate::rotate_cmd::RotateKeyArgs),
+    /// Member side: a new encryption key (the old one kept beside it to open what was sealed
+    /// to it) and the request, signed with the current signing key, that asks the hub
+    /// operators to list it (`admin members set-encryption-key`).
+    RotateEncryptionKey(crate::enc_key_cmd::RotateEncryptionKeyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -206,6 +214,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
                 display_name: a.hub_name.clone().unwrap_or_else(|| a.hub.to_string()),
                 country: a.hub_country.clone(),
                 signing_key: hub.signing_key.verifying_key(),
+                encryption_key: Some(hub.encryption_key),
             }],
             ca_certs_pem: vec![ca.cert_pem().to_string()],
             hubs: vec![pb::HubAddress {
@@ -239,7 +248,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         role: Role::Hub,
         data_dir: hub_dir.join("data"),
         signing_key: hub_dir.join("signing.key"),
-        encryption_key: None,
+        encryption_key: Some(hub_dir.join(ENCRYPTION_KEY_FILE)),
         keys: None,
         roster: Some(RosterConfig {
             genesis: a.dir.join("genesis.roster"),
@@ -313,12 +322,13 @@ pub(crate) fn parse_authority(spec: &str) -> anyhow::Result<AuthorityKey> {
 struct NodeFiles {
     csr_pem: String,
     signing_key: SigningKey,
+    encryption_key: EncryptionPublic,
 }
 
-/// Writes a node's private keys (TLS key, signing key), its CSR, its service CA and API
+/// Writes a node's private keys (TLS key, signing key, encryption key), its CSR, its service CA and API
 /// certificate, and a `cli` service certificate, into `dir`.
 fn node_files(dir: &Path, org: &OrgId) -> anyhow::Result<NodeFiles> {
-    for existing in ["node.key", "signing.key"] {
+    for existing in ["node.key", "signing.key", ENCRYPTION_KEY_FILE] {
         if dir.join(existing).exists() {
             return Err(usage(format!(
                 "{} already exists; refusing to overwrite a key (choose another --dir)",
@@ -336,6 +346,7 @@ fn node_files(dir: &Path, org: &OrgId) -> anyhow::Result<NodeFiles> {
         dir.join("signing.pub"),
         format!("{}\n", hex::encode(signing_key.verifying_key().as_bytes())),
     )?;
+    let encryption_key = intelmesh_node::encryption_keys::generate(&dir.join(ENCRYPTION_KEY_FILE))?;
     let service_ca = Ca::generate(&CaRole::Service(org.clone()))?;
     let ca_dir = dir.join("service-ca");
     create_dir(&ca_dir)?;
@@ -345,6 +356,7 @@ fn node_files(dir: &Path, org: &OrgId) -> anyhow::Result<NodeFiles> {
     Ok(NodeFiles {
         csr_pem: request.csr_pem,
         signing_key,
+        encryption_key,
     })
 }
 
@@ -355,6 +367,7 @@ pub fn node(which: NodeCmd) -> anyhow::Result<ExitCode> {
         NodeCmd::RotateKey(a) => {
             crate::current_thread()?.block_on(crate::rotate_cmd::rotate_key(a))
         }
+        NodeCmd::RotateEncryptionKey(a) => crate::enc_key_cmd::rotate_encryption_key(a),
     }
 }
 
@@ -366,6 +379,7 @@ fn node_init(a: NodeInit) -> anyhow::Result<ExitCode> {
             display_name: a.name,
             country: a.country,
             csr_pem: files.csr_pem,
+            encryption_key: Some(files.encryption_key),
         },
         &files.signing_key,
         intelmesh_core::now_unix_ms(),
@@ -446,7 +460,8 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         role: if a.hub { Role::Hub } else { Role::Agency },
         data_dir: a.dir.join("data"),
         signing_key: a.dir.join("signing.key"),
-        encryption_key: None,
+        // A directory `node init` wrote before members had encryption keys has none.
+        encryption_key: Some(a.dir.join(ENCRYPTION_KEY_FILE)).filter(|p| p.exists()),
         keys: None,
         roster: Some(RosterConfig {
             genesis: a.dir.join("genesis.roster"),

@@ -18,6 +18,7 @@ mod client_cmd;
 mod conn;
 mod corpus_sample;
 mod demo;
+mod enc_key_cmd;
 mod enrol_cmd;
 mod export_cmd;
 mod export_rpz;

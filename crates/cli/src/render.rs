@@ -414,6 +414,21 @@ fn expires(now_ms: i64, not_after_ms: i64) -> String {
     }
 }
 
+/// A member's current encryption key as `roster show` prints it.
+pub fn current_encryption_key(m: &pb::Member) -> String {
+    match m.encryption_keys.last() {
+        None => "no encryption key".to_string(),
+        Some(k) => match intelmesh_core::sealed::EncryptionPublic::from_bytes(&k.public_key) {
+            Ok(key) => format!(
+                "encryption key {} (since version {})",
+                key.id(),
+                k.since_version
+            ),
+            Err(e) => format!("encryption key invalid: {e}"),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
 

@@ -82,6 +82,7 @@ pub fn check(config_path: &Path) -> Preflight {
     check_ca_not_shared(&cfg, &mut found);
     if let Some(org) = &org {
         check_signing_key(&cfg, org, &mut found);
+        check_encryption_key(&cfg, &mut found);
         check_data_dir(&cfg.data_dir, org, &mut found);
     }
     let taxii = cfg.taxii.as_ref().map(|t| ("taxii.listen", t.listen));
@@ -612,6 +613,22 @@ fn check_signing_key(cfg: &NodeConfig, org: &OrgId, found: &mut Vec<Finding>) {
                 keys.display()
             ),
         ));
+    }
+}
+
+/// The encryption key (and the old keys kept beside it) must load: a node that cannot open
+/// what is sealed to it would store payloads it can never show.
+fn check_encryption_key(cfg: &NodeConfig, found: &mut Vec<Finding>) {
+    // A missing file, or one open to others, is reported with the other files and key files.
+    let Some(path) = cfg
+        .encryption_key
+        .as_ref()
+        .filter(|p| p.is_file() && check_key_file(p).is_ok())
+    else {
+        return;
+    };
+    if let Err(e) = crate::encryption_keys::load(path) {
+        found.push(Finding::new("encryption_key", format!("{e:#}")));
     }
 }
 

@@ -1,7 +1,8 @@
 //! Provisioning a federation in roster mode (benches, tests): the files of [`provision`], a
 //! genesis naming the hubs, signed by one authority key (threshold 1), every config pointing at
-//! it with its pin, and each agency's enrolment request (its signing key's proof of possession
-//! and the request its node certificate was issued from). Agencies join the way real ones do:
+//! it with its pin, and each agency's enrolment request (its signing key's proof of possession,
+//! its encryption key and the request its node certificate was issued from). Every member's
+//! encryption key is in the roster that lists it (hubs in the genesis). Agencies join the way real ones do:
 //! through a roster version whose `AddMember` actions carry their requests ([`add_members`],
 //! [`sign_next`]), published on a hub while everything runs.
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ed25519_dalek::SigningKey;
+use intelmesh_core::sealed::EncryptionPublic;
 use intelmesh_core::{now_unix_ms, OrgId};
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::enrolment::{sign_enrolment, EnrolmentDetails};
@@ -19,7 +21,7 @@ use intelmesh_roster::{
 };
 use prost::Message;
 
-use crate::config::{Limits, Role, RosterConfig};
+use crate::config::{Limits, NodeConfig, Role, RosterConfig};
 use crate::provision::{provision, Federation, NodeSpec};
 
 /// What the federation is and who holds its authority.
@@ -66,6 +68,7 @@ pub fn provision_roster(
             display_name: h.org.to_string(),
             country: String::new(),
             signing_key: signing_key_of(&fed, &h.org)?.verifying_key(),
+            encryption_key: Some(encryption_key_of(&fed, &h.org)?),
         });
     }
     let federation_ca = std::fs::read_to_string(&fed.federation_ca)
@@ -115,6 +118,7 @@ pub fn provision_roster(
                 display_name: node.spec.org.to_string(),
                 country: String::new(),
                 csr_pem: node.node_csr_pem.clone(),
+                encryption_key: Some(encryption_public(&node.config)?),
             };
             let key = crate::keys::load_signing_key(&node.config.signing_key)?;
             enrolments.insert(
@@ -138,6 +142,23 @@ pub fn signing_key_of(fed: &Federation, org: &OrgId) -> anyhow::Result<SigningKe
         .get(org)
         .with_context(|| format!("{org} was not provisioned"))?;
     crate::keys::load_signing_key(&node.config.signing_key)
+}
+
+/// The public half of the encryption key `provision` wrote for `org`.
+pub fn encryption_key_of(fed: &Federation, org: &OrgId) -> anyhow::Result<EncryptionPublic> {
+    let node = fed
+        .nodes
+        .get(org)
+        .with_context(|| format!("{org} was not provisioned"))?;
+    encryption_public(&node.config)
+}
+
+fn encryption_public(config: &NodeConfig) -> anyhow::Result<EncryptionPublic> {
+    let path = config
+        .encryption_key
+        .as_ref()
+        .with_context(|| format!("{} has no encryption key", config.org))?;
+    crate::encryption_keys::current_public(path)
 }
 
 /// One `AddMember` action (as an agency) per request.

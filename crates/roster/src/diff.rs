@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use intelmesh_core::KeyId;
 use intelmesh_proto::v1 as pb;
 
-use crate::model::{parse_key, seq_range, MemberRole, MemberStatus};
+use crate::model::{encryption_key_label, parse_key, seq_range, MemberRole, MemberStatus};
 use crate::policy::Policy;
 
 /// Human lines for every difference from `a` to `b`, in a stable order: authority, members,
@@ -115,14 +115,23 @@ fn diff_members(a: &[pb::Member], b: &[pb::Member], out: &mut Vec<String>) {
                 .iter()
                 .map(|k| key_label(&k.public_key))
                 .collect();
-            out.push(format!(
+            let encryption: Vec<String> = new
+                .encryption_keys
+                .iter()
+                .map(|k| encryption_key_label(&k.public_key))
+                .collect();
+            let mut line = format!(
                 "member {org} added: {} ({}), {}, {}, keys {}",
                 new.display_name,
                 new.country,
                 role(new.role),
                 status(new.status),
                 keys.join(", ")
-            ));
+            );
+            if !encryption.is_empty() {
+                line.push_str(&format!(", encryption keys {}", encryption.join(", ")));
+            }
+            out.push(line);
             continue;
         };
         diff_member(org, old, new, out);
@@ -195,6 +204,7 @@ fn diff_member(org: &str, old: &pb::Member, new: &pb::Member, out: &mut Vec<Stri
     for key in ka.keys().filter(|k| !kb.contains_key(*k)) {
         out.push(format!("member {org}: key {} dropped", key_label(key)));
     }
+    diff_encryption_keys(org, old, new, out);
     let certs = |m: &pb::Member| -> BTreeMap<String, i64> {
         m.certificates
             .iter()
@@ -211,6 +221,48 @@ fn diff_member(org: &str, old: &pb::Member, new: &pb::Member, out: &mut Vec<Stri
         out.push(format!(
             "member {org}: certificate {serial} no longer recorded"
         ));
+    }
+}
+
+/// Encryption keys listed or dropped, and which one is current when that changed.
+fn diff_encryption_keys(org: &str, old: &pb::Member, new: &pb::Member, out: &mut Vec<String>) {
+    let keys = |m: &pb::Member| -> BTreeSet<Vec<u8>> {
+        m.encryption_keys
+            .iter()
+            .map(|k| k.public_key.clone())
+            .collect()
+    };
+    let (ka, kb) = (keys(old), keys(new));
+    for k in new
+        .encryption_keys
+        .iter()
+        .filter(|k| !ka.contains(&k.public_key))
+    {
+        out.push(format!(
+            "member {org}: encryption key {} listed from version {}",
+            encryption_key_label(&k.public_key),
+            k.since_version
+        ));
+    }
+    for k in old
+        .encryption_keys
+        .iter()
+        .filter(|k| !kb.contains(&k.public_key))
+    {
+        out.push(format!(
+            "member {org}: encryption key {} dropped",
+            encryption_key_label(&k.public_key)
+        ));
+    }
+    let current = |m: &pb::Member| m.encryption_keys.last().map(|k| k.public_key.clone());
+    if let (Some(a), Some(b)) = (current(old), current(new)) {
+        if a != b {
+            out.push(format!(
+                "member {org}: current encryption key {} -> {}",
+                encryption_key_label(&a),
+                encryption_key_label(&b)
+            ));
+        }
     }
 }
 

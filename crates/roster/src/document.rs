@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use intelmesh_core::entry::{InvalidOrgId, ZERO_HASH};
+use intelmesh_core::sealed::{EncKeyId, EncryptionPublic, KeyError};
 use intelmesh_core::{Hash, KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
 use crate::model::{
     is_serial, node_identity, parse_key, Authority, AuthorityKey, CheckedMember, KeyDefect,
-    MemberKey, MemberRole, MemberStatus,
+    MemberKey, MemberRole, MemberStatus, MAX_ENCRYPTION_KEYS,
 };
 
 /// A document that passed every rule of one version, with its parts decoded.
@@ -98,6 +99,24 @@ pub enum DocumentDefect {
         key_id: KeyId,
         first: OrgId,
         second: OrgId,
+    },
+    #[error("member {org}: encryption key {index}: {error}")]
+    EncryptionKeyInvalid {
+        org: OrgId,
+        index: usize,
+        error: KeyError,
+    },
+    #[error("encryption key {key_id} is listed for {first} and again for {second}")]
+    EncryptionKeyReused {
+        key_id: EncKeyId,
+        first: OrgId,
+        second: OrgId,
+    },
+    #[error("member {org}: {count} encryption keys, at most {max} are listed")]
+    TooManyEncryptionKeys {
+        org: OrgId,
+        count: usize,
+        max: usize,
     },
     #[error("certificate serial {serial:?} ({context}) is not lowercase hex of 1 to 40 digits without leading zeros")]
     Serial { serial: String, context: String },
@@ -198,6 +217,7 @@ fn check_members(
 ) -> Result<BTreeMap<OrgId, CheckedMember>, DocumentDefect> {
     let mut members = BTreeMap::new();
     let mut key_owner: BTreeMap<KeyId, OrgId> = BTreeMap::new();
+    let mut enc_owner: BTreeMap<EncKeyId, OrgId> = BTreeMap::new();
     for (index, m) in document.members.iter().enumerate() {
         let org =
             OrgId::parse(&m.org).map_err(|error| DocumentDefect::MemberOrg { index, error })?;
@@ -246,6 +266,7 @@ fn check_members(
                 });
             }
         }
+        let encryption_keys = check_encryption_keys(&org, &m.encryption_keys, &mut enc_owner)?;
         members.insert(
             org,
             CheckedMember {
@@ -253,10 +274,46 @@ fn check_members(
                 role,
                 status,
                 keys,
+                encryption_keys,
             },
         );
     }
     Ok(members)
+}
+
+/// A member's encryption keys: each a usable X25519 key, none listed twice in the roster (one
+/// key, one reader), at most [`MAX_ENCRYPTION_KEYS`].
+fn check_encryption_keys(
+    org: &OrgId,
+    keys: &[pb::EncryptionKey],
+    owner: &mut BTreeMap<EncKeyId, OrgId>,
+) -> Result<Vec<EncryptionPublic>, DocumentDefect> {
+    if keys.len() > MAX_ENCRYPTION_KEYS {
+        return Err(DocumentDefect::TooManyEncryptionKeys {
+            org: org.clone(),
+            count: keys.len(),
+            max: MAX_ENCRYPTION_KEYS,
+        });
+    }
+    let mut out = Vec::with_capacity(keys.len());
+    for (index, k) in keys.iter().enumerate() {
+        let key = EncryptionPublic::from_bytes(&k.public_key).map_err(|error| {
+            DocumentDefect::EncryptionKeyInvalid {
+                org: org.clone(),
+                index,
+                error,
+            }
+        })?;
+        if let Some(first) = owner.insert(key.id(), org.clone()) {
+            return Err(DocumentDefect::EncryptionKeyReused {
+                key_id: key.id(),
+                first,
+                second: org.clone(),
+            });
+        }
+        out.push(key);
+    }
+    Ok(out)
 }
 
 fn check_member_keys(

@@ -1,9 +1,10 @@
 //! Requests a member signs for the hub operators: an enrolment request (its public parts, signed
-//! with its new signing key as proof of possession) and a key rotation request (signed by the
-//! current key and by the new one).
+//! with its new signing key as proof of possession), a key rotation request (signed by the
+//! current key and by the new one) and an encryption key request (signed by its current key).
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use intelmesh_core::entry::InvalidOrgId;
+use intelmesh_core::sealed::{EncryptionPublic, KeyError};
 use intelmesh_core::signature::{check_components, verify_one};
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
@@ -17,6 +18,8 @@ pub const ENROLMENT_CONTEXT: &[u8] = b"intelmesh/v1 enrolment\0";
 pub const ROTATION_CONTEXT: &[u8] = b"intelmesh/v1 rotation\0";
 /// Prefix of the message a replacement key signs after a compromise report.
 pub const REPLACEMENT_CONTEXT: &[u8] = b"intelmesh/v1 replacement-key\0";
+/// Prefix of the message a member's current signing key signs to set its encryption key.
+pub const ENCRYPTION_KEY_CONTEXT: &[u8] = b"intelmesh/v1 encryption-key\0";
 
 /// What an agency says about itself when it asks to join.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct EnrolmentDetails {
     /// ISO 3166-1 alpha-2, or "" for international bodies.
     pub country: String,
     pub csr_pem: String,
+    /// Its X25519 encryption key (the roster lists it as the member's first one).
+    pub encryption_key: Option<EncryptionPublic>,
 }
 
 /// An enrolment request whose signature verified.
@@ -34,6 +39,16 @@ pub struct VerifiedEnrolment {
     pub request: pb::EnrolmentRequest,
     pub org: OrgId,
     pub signing_key: VerifyingKey,
+    /// `None` for a request made before members had encryption keys.
+    pub encryption_key: Option<EncryptionPublic>,
+}
+
+/// An encryption key request whose signature verified against the key it was checked with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedEncryptionKey {
+    pub request: pb::EncryptionKeyRequest,
+    pub org: OrgId,
+    pub new_key: EncryptionPublic,
 }
 
 /// A rotation request whose two signatures verified.
@@ -64,6 +79,8 @@ pub enum RequestError {
     BadSignature { which: &'static str, key_id: KeyId },
     #[error("the new key is the old key")]
     SameKey,
+    #[error("the encryption key: {0}")]
+    EncryptionKey(KeyError),
 }
 
 fn message(context: &[u8], request: &[u8]) -> Vec<u8> {
@@ -112,6 +129,10 @@ pub fn sign_enrolment(
         csr_pem: details.csr_pem.clone(),
         signing_key: key.verifying_key().to_bytes().to_vec(),
         created_at_unix_ms: now_unix_ms,
+        encryption_key: details
+            .encryption_key
+            .map(|k| k.as_bytes().to_vec())
+            .unwrap_or_default(),
     }
     .encode_to_vec();
     let signature = key.sign(&message(ENROLMENT_CONTEXT, &request));
@@ -129,6 +150,11 @@ pub fn verify_enrolment(
         .map_err(|e| RequestError::Undecodable(e.to_string()))?;
     let org = OrgId::parse(&request.org).map_err(RequestError::Org)?;
     let signing_key = key("the signing key", &request.signing_key)?;
+    let encryption_key = if request.encryption_key.is_empty() {
+        None
+    } else {
+        Some(encryption_key(&request.encryption_key)?)
+    };
     check_signature(
         "signing key's",
         &signing_key,
@@ -139,6 +165,68 @@ pub fn verify_enrolment(
         request,
         org,
         signing_key,
+        encryption_key,
+    })
+}
+
+fn encryption_key(bytes: &[u8]) -> Result<EncryptionPublic, RequestError> {
+    EncryptionPublic::from_bytes(bytes).map_err(RequestError::EncryptionKey)
+}
+
+/// A request that `new_key` become `org`'s current encryption key, signed with its current
+/// signing key `current`.
+pub fn sign_encryption_key(
+    org: &OrgId,
+    current: &SigningKey,
+    new_key: &EncryptionPublic,
+    now_unix_ms: i64,
+) -> pb::SignedEncryptionKeyRequest {
+    let request = pb::EncryptionKeyRequest {
+        org: org.to_string(),
+        new_key: new_key.as_bytes().to_vec(),
+        created_at_unix_ms: now_unix_ms,
+    }
+    .encode_to_vec();
+    let signature = current.sign(&message(ENCRYPTION_KEY_CONTEXT, &request));
+    pb::SignedEncryptionKeyRequest {
+        request,
+        signature: signature.to_bytes().to_vec(),
+    }
+}
+
+fn decode_encryption_key(
+    signed: &pb::SignedEncryptionKeyRequest,
+) -> Result<(pb::EncryptionKeyRequest, OrgId), RequestError> {
+    let request = pb::EncryptionKeyRequest::decode(signed.request.as_slice())
+        .map_err(|e| RequestError::Undecodable(e.to_string()))?;
+    let org = OrgId::parse(&request.org).map_err(RequestError::Org)?;
+    Ok((request, org))
+}
+
+/// Which member an encryption key request is for, before its signature is checked (with that
+/// member's current signing key, by [`verify_encryption_key`]).
+pub fn encryption_key_org(signed: &pb::SignedEncryptionKeyRequest) -> Result<OrgId, RequestError> {
+    decode_encryption_key(signed).map(|(_, org)| org)
+}
+
+/// Decodes an encryption key request and checks that `current` (the member's current signing
+/// key, as the roster lists it) signed it.
+pub fn verify_encryption_key(
+    signed: &pb::SignedEncryptionKeyRequest,
+    current: &VerifyingKey,
+) -> Result<VerifiedEncryptionKey, RequestError> {
+    let (request, org) = decode_encryption_key(signed)?;
+    let new_key = encryption_key(&request.new_key)?;
+    check_signature(
+        "current signing key's",
+        current,
+        &message(ENCRYPTION_KEY_CONTEXT, &signed.request),
+        &signed.signature,
+    )?;
+    Ok(VerifiedEncryptionKey {
+        request,
+        org,
+        new_key,
     })
 }
 

@@ -3,12 +3,13 @@
 
 use ed25519_dalek::VerifyingKey;
 use intelmesh_core::entry::ZERO_HASH;
+use intelmesh_core::sealed::EncryptionPublic;
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
 use crate::document::{check_decoded, DocumentDefect};
-use crate::model::{new_member, AuthorityKey, MemberRole};
+use crate::model::{encryption_key, new_member, AuthorityKey, MemberRole};
 
 /// A hub member of the genesis (the hubs that will publish the roster log).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub struct HubMember {
     pub display_name: String,
     pub country: String,
     pub signing_key: VerifyingKey,
+    /// Its first encryption key, listed from version 1.
+    pub encryption_key: Option<EncryptionPublic>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,8 +51,12 @@ pub fn build_genesis(spec: &GenesisSpec, now_unix_ms: i64) -> Result<Vec<u8>, Do
         names.join(", ")
     )];
     actions.extend(spec.hub_members.iter().map(|h| {
+        let encryption = h
+            .encryption_key
+            .map(|k| format!(" and encryption key {}", k.id()))
+            .unwrap_or_default();
         format!(
-            "add member {} ({}, {}) as hub with key {}",
+            "add member {} ({}, {}) as hub with key {}{encryption}",
             h.org,
             h.display_name,
             h.country,
@@ -76,13 +83,19 @@ pub fn build_genesis(spec: &GenesisSpec, now_unix_ms: i64) -> Result<Vec<u8>, Do
             .hub_members
             .iter()
             .map(|h| {
-                new_member(
+                let mut m = new_member(
                     &h.org,
                     &h.display_name,
                     &h.country,
                     MemberRole::Hub,
                     &h.signing_key,
-                )
+                );
+                m.encryption_keys = h
+                    .encryption_key
+                    .iter()
+                    .map(|k| encryption_key(k, 1))
+                    .collect();
+                m
             })
             .collect(),
         ca_certs_pem: spec.ca_certs_pem.clone(),

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use ed25519_dalek::VerifyingKey;
+use intelmesh_core::sealed::EncryptionPublic;
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 
@@ -119,6 +120,8 @@ pub struct CheckedMember {
     pub role: MemberRole,
     pub status: MemberStatus,
     pub keys: Vec<MemberKey>,
+    /// Its encryption keys in roster order: the last is current, earlier ones are history.
+    pub encryption_keys: Vec<EncryptionPublic>,
 }
 
 /// The URI SAN a member's node certificate carries.
@@ -187,7 +190,35 @@ pub fn new_member(
         }],
         withdrawn: false,
         certificates: Vec::new(),
+        encryption_keys: Vec::new(),
     }
+}
+
+/// How many encryption keys a member lists at most (its current one and the recent history):
+/// a rotation beyond this drops the oldest.
+pub const MAX_ENCRYPTION_KEYS: usize = 8;
+
+/// `key` as a member's encryption key listed from roster `version`.
+pub fn encryption_key(key: &EncryptionPublic, version: u64) -> pb::EncryptionKey {
+    pb::EncryptionKey {
+        public_key: key.as_bytes().to_vec(),
+        since_version: version,
+    }
+}
+
+/// An encryption key as people read it: its id, or the bytes when they are no key.
+pub(crate) fn encryption_key_label(bytes: &[u8]) -> String {
+    EncryptionPublic::from_bytes(bytes)
+        .map(|k| k.id().to_string())
+        .unwrap_or_else(|_| format!("<invalid {}>", hex::encode(bytes)))
+}
+
+/// Who already lists the encryption key `key`, if anyone.
+pub fn encryption_key_holder<'d>(doc: &'d pb::RosterDocument, key: &[u8]) -> Option<&'d str> {
+    doc.members
+        .iter()
+        .find(|m| m.encryption_keys.iter().any(|k| k.public_key == key))
+        .map(|m| m.org.as_str())
 }
 
 /// A seq range as people read it: `5..` (open), `5..=9`, or `none` (ended before first use).

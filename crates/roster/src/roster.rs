@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use intelmesh_core::sealed::EncryptionPublic;
+use intelmesh_core::sign::ReaderKeys;
 use intelmesh_core::{Hash, OrgId, SeqRange, StaticKeys};
 use intelmesh_proto::v1 as pb;
 
@@ -148,6 +150,17 @@ impl Roster {
     /// The member as the rules read it: role, status and keys decoded.
     pub fn member_rules(&self, org: &OrgId) -> Option<&CheckedMember> {
         self.checked.members.get(org)
+    }
+
+    /// The key new payloads for `org` are sealed to: the current (last listed) encryption key of
+    /// an active member. `None` for a suspended, removed or unknown member and for one without
+    /// an encryption key, so nothing new is sealed to a member the federation shut out.
+    pub fn encryption_key(&self, org: &OrgId) -> Option<EncryptionPublic> {
+        let m = self.checked.members.get(org)?;
+        if m.status != MemberStatus::Active {
+            return None;
+        }
+        m.encryption_keys.last().copied()
     }
 
     pub fn authority(&self) -> &Authority {
@@ -297,5 +310,11 @@ impl Roster {
             .iter()
             .map(|(org, m)| (org, (m.role, m.status)))
             .collect()
+    }
+}
+
+impl ReaderKeys for Roster {
+    fn current(&self, org: &OrgId) -> Option<EncryptionPublic> {
+        self.encryption_key(org)
     }
 }

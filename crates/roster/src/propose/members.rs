@@ -1,12 +1,35 @@
 //! Admin actions on members: add (from a verified enrolment request), suspend, reinstate,
-//! remove, rotate a key (from a verified rotation request), report a key compromise.
+//! remove, rotate a key (from a verified rotation request), report a key compromise, set the
+//! encryption key (from a request signed by the member's current signing key).
 
+use intelmesh_core::sealed::EncryptionPublic;
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 
 use super::{key_holder, key_id_of, member, status_of, ActionError, ProposeContext};
-use crate::enrolment::{verify_enrolment, verify_replacement, verify_rotation};
-use crate::model::{new_member, parse_key, seq_range, MemberRole, MemberStatus};
+use crate::enrolment::{
+    encryption_key_org, verify_encryption_key, verify_enrolment, verify_replacement,
+    verify_rotation,
+};
+use crate::model::{
+    encryption_key, encryption_key_holder, encryption_key_label, new_member, parse_key, seq_range,
+    MemberRole, MemberStatus, MAX_ENCRYPTION_KEYS,
+};
+
+/// Refuses an encryption key some member (this one included) already lists: one key, one
+/// reader, and a key never comes back once rotated out.
+fn encryption_key_unused(
+    doc: &pb::RosterDocument,
+    key: &EncryptionPublic,
+) -> Result<(), ActionError> {
+    match encryption_key_holder(doc, key.as_bytes()) {
+        Some(holder) => Err(ActionError::EncryptionKeyInUse {
+            key_id: key.id(),
+            org: holder.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
 
 pub(super) fn add_member(
     doc: &mut pb::RosterDocument,
@@ -34,15 +57,22 @@ pub(super) fn add_member(
         });
     }
     let r = &enrolment.request;
-    doc.members.push(new_member(
+    let mut added = new_member(
         &org,
         &r.display_name,
         &r.country,
         role,
         &enrolment.signing_key,
-    ));
+    );
+    let mut encryption = String::new();
+    if let Some(key) = &enrolment.encryption_key {
+        encryption_key_unused(doc, key)?;
+        added.encryption_keys = vec![encryption_key(key, doc.version + 1)];
+        encryption = format!(" and encryption key {}", key.id());
+    }
+    doc.members.push(added);
     Ok(format!(
-        "add member {org} ({}, {}) as {} with key {key_id}",
+        "add member {org} ({}, {}) as {} with key {key_id}{encryption}",
         r.display_name,
         if r.country.is_empty() {
             "international"
@@ -51,6 +81,53 @@ pub(super) fn add_member(
         },
         role.as_str()
     ))
+}
+
+/// Makes the request's key the member's current encryption key (listed from the version being
+/// proposed: `doc` still carries the current version's number), dropping the oldest beyond
+/// [`MAX_ENCRYPTION_KEYS`]. Signed by the member's current (open) signing key, so only an
+/// active member can ask.
+pub(super) fn set_encryption_key(
+    doc: &mut pb::RosterDocument,
+    a: &pb::SetEncryptionKey,
+) -> Result<String, ActionError> {
+    let request = a.request.as_ref().ok_or(ActionError::Missing("request"))?;
+    let org = encryption_key_org(request).map_err(ActionError::EncryptionKeyRequest)?;
+    let since_version = doc.version + 1;
+    let (org, m) = member(doc, org.as_str())?;
+    if MemberStatus::from_proto(m.status) != Some(MemberStatus::Active) {
+        return Err(ActionError::NotActive {
+            status: status_of(m),
+            org,
+        });
+    }
+    let current = m
+        .signing_keys
+        .iter()
+        .rev()
+        .find(|k| k.last_seq.is_none())
+        .and_then(|k| parse_key(&k.public_key).ok())
+        .ok_or_else(|| ActionError::NoOpenKey(org.clone()))?;
+    let verified =
+        verify_encryption_key(request, &current).map_err(ActionError::EncryptionKeyRequest)?;
+    encryption_key_unused(doc, &verified.new_key)?;
+    let (_, m) = member(doc, org.as_str())?;
+    m.encryption_keys
+        .push(encryption_key(&verified.new_key, since_version));
+    let excess = m.encryption_keys.len().saturating_sub(MAX_ENCRYPTION_KEYS);
+    let dropped: Vec<String> = m
+        .encryption_keys
+        .drain(..excess)
+        .map(|k| encryption_key_label(&k.public_key))
+        .collect();
+    let mut line = format!(
+        "set encryption key of {org}: {} is current from version {since_version}",
+        verified.new_key.id()
+    );
+    if !dropped.is_empty() {
+        line.push_str(&format!("; oldest dropped: {}", dropped.join(", ")));
+    }
+    Ok(line)
 }
 
 /// Ends every open key of `m` at `cut` (or just before its start), marked with `end`; the

@@ -1,6 +1,6 @@
 //! Building the next roster version from the current one and the hub operators' admin actions
 //! (add, suspend, reinstate, remove, rotate key, report compromise, certificates, authority,
-//! hubs, policy); each action leaves a line in the version's `Change` for the audit trail.
+//! hubs, policy, encryption key); each action leaves a line in the version's `Change` for the audit trail.
 //!
 //! Key ranges under suspension and reinstatement: a suspension (or removal) ends each open key
 //! of the member at the cut-off, the member's head seq at the hub when proposed (never before
@@ -10,6 +10,7 @@
 //! Entries the member signed while suspended become valid once it is reinstated.
 
 use intelmesh_core::entry::InvalidOrgId;
+use intelmesh_core::sealed::EncKeyId;
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 use pb::action::Action as A;
@@ -23,7 +24,9 @@ use crate::roster::Roster;
 mod members;
 mod settings;
 
-use members::{add_member, reinstate, remove, report_compromise, rotate_key, suspend};
+use members::{
+    add_member, reinstate, remove, report_compromise, rotate_key, set_encryption_key, suspend,
+};
 use settings::{record_cert, revoke_cert, set_authority, set_hubs, set_policy};
 
 /// Who proposes, why, when, and what the hub knows of each member's log.
@@ -62,6 +65,12 @@ pub enum ActionError {
     Enrolment(RequestError),
     #[error("rotation request refused: {0}")]
     Rotation(RequestError),
+    #[error("encryption key request refused: {0}")]
+    EncryptionKeyRequest(RequestError),
+    #[error("encryption key {key_id} is already listed for {org}; a new key is needed")]
+    EncryptionKeyInUse { key_id: EncKeyId, org: String },
+    #[error("{0} has no open signing key to check the request with")]
+    NoOpenKey(OrgId),
     #[error("replacement key refused: {0}")]
     Replacement(RequestError),
     #[error("{org} still has an open signing key besides the compromised one: rotate that one instead of sending a replacement")]
@@ -171,6 +180,7 @@ pub fn kind(action: &pb::Action) -> &'static str {
         Some(A::SetAuthority(_)) => "set authority",
         Some(A::SetHubs(_)) => "set hubs",
         Some(A::SetPolicy(_)) => "set policy",
+        Some(A::SetEncryptionKey(_)) => "set encryption key",
     }
 }
 
@@ -192,6 +202,7 @@ fn apply(
         A::SetAuthority(a) => set_authority(doc, a),
         A::SetHubs(a) => Ok(set_hubs(doc, a)),
         A::SetPolicy(a) => set_policy(doc, a),
+        A::SetEncryptionKey(a) => set_encryption_key(doc, a),
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use ed25519_dalek::SigningKey;
+use intelmesh_core::sealed::{EncryptionPublic, EncryptionSecret};
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::enrolment::{sign_enrolment, EnrolmentDetails};
@@ -49,6 +50,7 @@ pub fn spec() -> GenesisSpec {
             display_name: "The Hub".to_string(),
             country: "FR".to_string(),
             signing_key: hub_key().verifying_key(),
+            encryption_key: None,
         }],
         ca_certs_pem: vec!["-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".into()],
         hubs: vec![pb::HubAddress {
@@ -132,13 +134,30 @@ pub fn apply(
 }
 
 pub fn enrolment(org_id: &str, signing: &SigningKey) -> pb::SignedEnrolmentRequest {
+    enrolment_with(org_id, signing, None)
+}
+
+/// An enrolment request that also carries an encryption key.
+pub fn enrolment_with(
+    org_id: &str,
+    signing: &SigningKey,
+    encryption_key: Option<EncryptionPublic>,
+) -> pb::SignedEnrolmentRequest {
     let details = EnrolmentDetails {
         org: org(org_id),
         display_name: format!("{org_id} agency"),
         country: "AU".to_string(),
         csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n".into(),
+        encryption_key,
     };
     sign_enrolment(&details, signing, NOW)
+}
+
+/// The deterministic encryption key number `n` (its public half).
+pub fn enc_key(n: u8) -> EncryptionPublic {
+    EncryptionSecret::from_bytes(&[n; 32])
+        .expect("32 bytes make a key")
+        .public()
 }
 
 pub fn add_agency(org_id: &str, signing: &SigningKey) -> pb::action::Action {
