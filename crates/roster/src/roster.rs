@@ -237,7 +237,9 @@ impl Roster {
     /// and the roster log's origin (the federation id) as the authority, with the signing keys of
     /// every hub member for all seqs: a roster log entry's header is signed by the publishing
     /// hub, while its content carries the authority's threshold signatures. Hubs of any status
-    /// are listed so that earlier roster entries a former hub published stay verifiable.
+    /// are listed so that earlier roster entries a former hub published stay verifiable. It
+    /// also names each active member's current encryption key, what restricted entries are
+    /// sealed to.
     pub fn key_set(&self) -> StaticKeys {
         let mut keys = StaticKeys::default();
         let federation = &self.checked.federation_id;
@@ -255,6 +257,11 @@ impl Roster {
                 if m.role == MemberRole::Hub {
                     keys.insert(federation.clone(), k.key);
                 }
+            }
+            // What this member's restricted entries are sealed to: only while it is active,
+            // so a suspended or removed member is sent nothing new it could read.
+            if let Some(key) = self.encryption_key(org) {
+                keys.set_encryption_key(org.clone(), key);
             }
         }
         keys

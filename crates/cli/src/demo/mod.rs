@@ -6,6 +6,7 @@
 //! (`control`); and ends by checking that all active nodes hold identical vectors and state
 //! digests. Every figure it prints comes from the nodes' own APIs.
 
+mod blind;
 mod control;
 mod enrol;
 mod handover;
@@ -420,6 +421,15 @@ async fn demo(
             s.held_entries
         );
     }
+
+    // Phase 7: restricted data the hub relays but cannot read.
+    println!("\n7. a RED share through the hub, which cannot read it");
+    let others: Vec<OrgId> = submitters
+        .iter()
+        .filter(|o| **o != rotated && **o != suspended)
+        .cloned()
+        .collect();
+    blind::red_share(nodes, &rotated, &newcomer, &hub, &others).await?;
     Ok(Outcome {
         shared: sample.values.len(),
         latency_p50: percentile(&to_all, 50),
