@@ -149,8 +149,9 @@ fn payloads() -> Vec<pb::Payload> {
     out
 }
 
-/// A chain of the origin's entries over every TLP level (restricted ones name the peer), the
-/// withheld stub of a restricted one, and one entry of the peer.
+/// A chain of the origin's entries over every TLP level (restricted ones name the peer and are
+/// sealed to it, as a node seals them), the withheld stub of a restricted one, one entry of the
+/// peer, and a restricted entry signed before sealing existed (plain text).
 fn entries() -> Vec<pb::SignedEntry> {
     let signer = fixtures::origin_signer();
     let levels = Tlp::ALL;
@@ -163,12 +164,18 @@ fn entries() -> Vec<pb::SignedEntry> {
         } else {
             Vec::new()
         };
-        let (entry, next) = signer.sign_next(
+        let dist = Distribution { tlp, recipients };
+        let sealed = signer.sign_next_sealing(
             head,
             ISSUED_AT_UNIX_MS,
-            &Distribution { tlp, recipients },
+            &dist,
             payload,
+            fixtures::keys().as_ref(),
         );
+        let (entry, next) = match sealed {
+            Ok(signed) => signed,
+            Err(e) => panic!("sealing a seed: {e}"),
+        };
         if tlp.is_restricted() {
             out.push(withheld_stub(&entry));
         }
@@ -176,6 +183,15 @@ fn entries() -> Vec<pb::SignedEntry> {
         head = Some(next);
     }
     if let Some(p) = payloads().first() {
+        let legacy = Distribution {
+            tlp: Tlp::Red,
+            recipients: vec![fixtures::origin()],
+        };
+        out.push(
+            fixtures::peer_signer()
+                .sign_next(None, ISSUED_AT_UNIX_MS, &legacy, p)
+                .0,
+        );
         let (entry, _) = fixtures::peer_signer().sign_next(
             None,
             ISSUED_AT_UNIX_MS,

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use intelmesh_core::indicator::{detect, normalize};
-use intelmesh_core::verify::{decode_content, read_stored, verify_entry};
+use intelmesh_core::verify::{decode_content, read_stored, read_stored_opened, verify_entry};
 use intelmesh_core::{Content, Indicator, IndicatorType, VerifiedEntry};
 use intelmesh_node::config::Limits;
 use intelmesh_node::federation::inspect::{inspect_frame, InspectConfig, Inspected};
@@ -62,6 +62,20 @@ fn assert_entry_holds(v: &VerifiedEntry) {
     }
     if let Some(p) = v.payload() {
         assert_canonical(&p.indicator);
+    }
+    // A sealed entry the peer reads: what it opens to is canonical, and what the store keeps
+    // of it reads back as the same payload.
+    let me = fixtures::peer();
+    if v.is_sealed() {
+        if let Ok(opened) = v.clone().open_as(&me, fixtures::peer_decryption_keys()) {
+            if let Some(p) = opened.payload() {
+                assert_canonical(&p.indicator);
+                match read_stored_opened(opened.raw(), opened.opened()) {
+                    Ok((_, again)) => assert_eq!(again.as_ref(), Some(p), "opened, read back"),
+                    Err(e) => panic!("an opened entry cannot be read back: {e}"),
+                }
+            }
+        }
     }
 }
 

@@ -76,12 +76,21 @@ fn every_saved_input_and_seed_runs_clean_through_its_target() {
 fn seed_entries_verify_in_the_fixed_world() {
     let entries = seeds("entry", &sources());
     assert!(entries.len() > 20, "{} seed entries", entries.len());
+    let mut opened = 0;
     for bytes in entries {
         let raw = pb::SignedEntry::decode(bytes.as_slice()).expect("seed entry decodes");
         let v = verify_entry(raw, fixtures::keys().as_ref(), &fixtures::verify_config())
             .expect("seed entry verifies");
         assert!(fixtures::keys().is_member(&v.header().origin));
+        if v.is_sealed() && v.has_payload() {
+            let o = v
+                .open_as(&fixtures::peer(), fixtures::peer_decryption_keys())
+                .expect("the peer opens a sealed seed");
+            assert!(o.payload().is_some());
+            opened += 1;
+        }
     }
+    assert!(opened >= 2, "sealed seeds the peer opens: {opened}");
 }
 
 #[test]

@@ -97,8 +97,26 @@ fn check_owner(db: &sled::Db, cfg: &StoreConfig) -> Result<(), StoreError> {
     }
 }
 
-/// Opens the sled database; another process holding it is [`StoreError::InUse`].
+/// How long an open waits for sled's lock before it reports the store in use. Closing a sled
+/// database returns before its background writers let go of the file lock, so an open right
+/// after a close in the same process (a restart, a rebuild, a test) can find it still held.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens the sled database; another process holding it (past [`LOCK_WAIT`]) is
+/// [`StoreError::InUse`].
 pub(crate) fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match open_sled_once(path, cache_bytes) {
+            Err(StoreError::InUse(_)) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_sled_once(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     sled::Config::new()
         .path(path)
         .cache_capacity(cache_bytes)

@@ -127,11 +127,27 @@ fn check_chars(value: &str) -> Result<(), NormalizeError> {
 /// Plain ASCII names skip IDNA: for them it would only lower-case. Names with an `xn--` label
 /// go through it so that a malformed punycode label is caught.
 fn to_ascii(value: &str) -> Result<Cow<'_, str>, NormalizeError> {
-    let has_punycode = value.split('.').any(|label| {
-        label
+    // IDNA's cost grows faster than the input: a long value or punycode label is refused
+    // before it. No name of 253 ASCII characters takes more than four bytes per character,
+    // and an `xn--` label is ASCII already, so neither limit refuses a name IDNA would accept.
+    if value.len() > 4 * MAX_DOMAIN {
+        return Err(NormalizeError::DomainTooLong { len: value.len() });
+    }
+    let mut has_punycode = false;
+    for label in value.split('.') {
+        if label
             .get(..4)
             .is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
-    });
+        {
+            if label.len() > MAX_LABEL {
+                return Err(NormalizeError::LabelTooLong {
+                    label: label.to_ascii_lowercase(),
+                    len: label.len(),
+                });
+            }
+            has_punycode = true;
+        }
+    }
     if value.is_ascii() && !has_punycode {
         return Ok(if value.bytes().any(|b| b.is_ascii_uppercase()) {
             Cow::Owned(value.to_ascii_lowercase())

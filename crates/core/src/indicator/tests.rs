@@ -614,3 +614,27 @@ fn a_url_or_email_names_its_host() {
     assert_eq!((host.ty(), host.value()), (Domain, "mail.example.org"));
     assert_eq!(normalize(Domain, "a.example").unwrap().host(), None);
 }
+
+#[test]
+fn values_too_long_for_dns_are_refused_before_idna() {
+    // Found by the `misp` fuzz target: a 2 KiB punycode label took IDNA over a millisecond.
+    let long_label = format!("xn--{}.example", "h".repeat(496));
+    match normalize(Domain, &long_label) {
+        Err(NormalizeError::LabelTooLong { len, .. }) => assert_eq!(len, 500),
+        other => panic!("{other:?}"),
+    }
+    let long_name = format!("{}.example", "ü".repeat(600));
+    assert!(matches!(
+        normalize(Domain, &long_name),
+        Err(NormalizeError::DomainTooLong { .. })
+    ));
+    // What IDNA accepts still passes.
+    assert_eq!(
+        normalize(Domain, "XN--BCHER-KVA.example").unwrap().value(),
+        "xn--bcher-kva.example"
+    );
+    assert_eq!(
+        normalize(Domain, "bücher.example").unwrap().value(),
+        "xn--bcher-kva.example"
+    );
+}
