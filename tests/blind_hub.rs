@@ -2,7 +2,6 @@
 //! recipients (HPKE), the hub stores and forwards the envelope, the recipients open it, and no
 //! byte of the values reaches the hub's disk. Real nodes, real mTLS, real sled.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use intelmesh_core::sealed::EncryptionSecret;
@@ -10,26 +9,13 @@ use intelmesh_core::{Distribution, OrgId, Tlp};
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp as PbTlp};
 use intelmesh_store::Store;
-use intelmesh_tests::api::{dist, get, submit, upsert, Client, PATIENCE};
+use intelmesh_tests::api::{dist, get, submit, submit_refused, upsert, Client, PATIENCE};
+use intelmesh_tests::bytes_on_disk::found_in_files;
 use intelmesh_tests::net::{domain_upsert, org, TestNet};
 use prost::Message;
 
 const RED_VALUE: &str = "198.51.100.23";
 const STRICT_VALUE: &str = "strict-blind-c2.example";
-
-/// Whether any file under `dir` contains `needle`.
-fn found_in_files(dir: &Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|e| {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            found_in_files(&path, needle)
-        } else {
-            std::fs::read(&path)
-                .map(|b| b.windows(needle.len()).any(|w| w == needle))
-                .unwrap_or(false)
-        }
-    })
-}
 
 fn restricted(ty: Ty, value: &str, tlp: PbTlp, to: &[&str]) -> pb::Submission {
     let mut s = upsert(ty, value, tlp, &["bilateral"]);
@@ -208,13 +194,11 @@ async fn a_recipient_without_an_encryption_key_cannot_be_named() {
     let au = org("AU-AFP");
     net.start(&au).await;
     let mut at_au = net.client(&au).await;
-    let refused = at_au
-        .submit(pb::SubmitRequest {
-            submissions: vec![restricted(Ty::Ipv4, RED_VALUE, PbTlp::Red, &["BR-PF"])],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let refused = submit_refused(
+        &mut at_au,
+        vec![restricted(Ty::Ipv4, RED_VALUE, PbTlp::Red, &["BR-PF"])],
+    )
+    .await;
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert!(
         refused.message().contains("BR-PF has no encryption key"),

@@ -8,7 +8,7 @@ use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
 use intelmesh_store::Store;
-use intelmesh_tests::api::{dist, get, submit, upsert, Client, PATIENCE};
+use intelmesh_tests::api::{dist, get, submit, submit_refused, upsert, Client, PATIENCE};
 use intelmesh_tests::roster_net::{peer, signing_key, RosterNet};
 use prost::Message;
 
@@ -116,13 +116,7 @@ async fn roster_keys_seal_rotate_and_stop_at_a_suspension() {
     net.wait_status(&au, PATIENCE, |s| s.roster_version > version)
         .await
         .unwrap();
-    let refused = at_au
-        .submit(pb::SubmitRequest {
-            submissions: vec![red_for_br("after-suspension.example")],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let refused = submit_refused(&mut at_au, vec![red_for_br("after-suspension.example")]).await;
     assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
     assert!(
         refused.message().contains("BR-PF has no encryption key"),

@@ -13,6 +13,7 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
 use intelmesh_store::Store;
 use intelmesh_tests::api::{dist, submit, upsert};
+use intelmesh_tests::bytes_on_disk::found_in_files;
 use intelmesh_tests::net::{org, TestNet};
 use prost::Message;
 
@@ -35,20 +36,6 @@ fn confirms(guess: &pb::Payload, h: &pb::EntryHeader) -> bool {
     candidates.iter().any(|bytes| {
         payload_commitment(bytes).as_slice() == h.payload_commitment
             || sha256(bytes).as_slice() == h.payload_commitment
-    })
-}
-
-/// Whether any file under `dir` contains `needle`.
-fn found_in_files(dir: &std::path::Path, needle: &[u8]) -> bool {
-    std::fs::read_dir(dir).unwrap().any(|e| {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            found_in_files(&path, needle)
-        } else {
-            std::fs::read(&path)
-                .map(|b| b.windows(needle.len()).any(|w| w == needle))
-                .unwrap_or(false)
-        }
     })
 }
 

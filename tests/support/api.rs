@@ -66,6 +66,16 @@ pub async fn submit(c: &mut Client, submissions: Vec<pb::Submission>) -> Vec<pb:
     .assigned
 }
 
+/// A `Submit` the node must refuse: its status.
+pub async fn submit_refused(c: &mut Client, submissions: Vec<pb::Submission>) -> tonic::Status {
+    c.submit(pb::SubmitRequest {
+        submissions,
+        ..Default::default()
+    })
+    .await
+    .expect_err("the node refuses the submission")
+}
+
 pub async fn get(c: &mut Client, ty: Ty, value: &str) -> pb::GetResponse {
     c.get(pb::GetRequest {
         r#type: ty as i32,

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod bytes_on_disk;
 pub mod console;
 pub mod http1;
 pub mod net;

@@ -136,19 +136,19 @@ fn restricted_items_are_sealed_and_every_reader_opens_them() {
     }
 }
 
+/// The first entry of AU-AFP: RED for BR-PF, sealed.
+fn red_for_br(w: &World) -> pb::SignedEntry {
+    let dist = red_to(&["BR-PF"]);
+    let signed = w
+        .signer
+        .sign_next_sealing(None, NOW, &dist, &upsert("x.example"), &w.keys);
+    signed.unwrap().0
+}
+
 #[test]
 fn a_reader_without_the_key_keeps_the_entry_unopened() {
     let w = world();
-    let (entry, _) = w
-        .signer
-        .sign_next_sealing(
-            None,
-            NOW,
-            &red_to(&["BR-PF"]),
-            &upsert("x.example"),
-            &w.keys,
-        )
-        .unwrap();
+    let entry = red_for_br(&w);
     let v = verify_entry(entry, &w.keys, &VerifyConfig::at(NOW)).unwrap();
     let failed = v
         .open_as(&org("BR-PF"), keys_of(&w, "FR-OCLCTIC"))
@@ -167,16 +167,7 @@ fn a_reader_without_the_key_keeps_the_entry_unopened() {
 #[test]
 fn tampered_sealed_entries_are_refused_by_every_node() {
     let w = world();
-    let (entry, _) = w
-        .signer
-        .sign_next_sealing(
-            None,
-            NOW,
-            &red_to(&["BR-PF"]),
-            &upsert("x.example"),
-            &w.keys,
-        )
-        .unwrap();
+    let entry = red_for_br(&w);
     let cfg = VerifyConfig::at(NOW);
     // A relay flipping a ciphertext byte: the header's commitment no longer matches.
     let mut flipped = entry.clone();

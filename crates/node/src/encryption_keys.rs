@@ -4,9 +4,6 @@
 //! where `<file>` is missing or a key is lost.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -33,17 +30,7 @@ pub fn next_path(path: &Path) -> PathBuf {
 
 /// Writes `secret` to `path`: created 0600 from the start, never over an existing file, synced.
 pub fn write(path: &Path, secret: &EncryptionSecret) -> anyhow::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {} (refusing to overwrite a key)", path.display()))?;
-    f.write_all(secret.to_hex().as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
-    Ok(())
+    crate::keys::write_secret(path, secret.to_hex().as_bytes())
 }
 
 /// Makes renames and new names in `path`'s directory durable.

@@ -35,14 +35,22 @@ pub fn generate(org: &OrgId, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
 
 /// Creates the file with mode 0600 from the start, so the key is never readable by others.
 pub fn write_private(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
+    let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(key.to_bytes())));
+    write_secret(path, text.as_bytes())
+}
+
+/// Writes a key file: created 0600 from the start, never over an existing file, synced.
+pub fn write_secret(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {} (refusing to overwrite a key)", path.display()))?;
-    f.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())?;
-    f.sync_all()?;
+    f.write_all(content)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
     Ok(())
 }
 
