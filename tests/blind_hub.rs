@@ -178,6 +178,38 @@ async fn a_red_entry_for_its_origin_alone_never_leaves_it_in_full() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_hub_reads_what_is_sealed_to_it_and_only_that() {
+    let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
+    let (hub, au, br) = (org("SG-IGCI"), org("AU-AFP"), org("BR-PF"));
+    let mut at_au = net.client(&au).await;
+    submit(
+        &mut at_au,
+        vec![
+            restricted(Ty::Ipv4, RED_VALUE, PbTlp::Red, &["SG-IGCI"]),
+            restricted(Ty::Domain, STRICT_VALUE, PbTlp::AmberStrict, &["BR-PF"]),
+        ],
+    )
+    .await;
+    net.wait_for(&au, 2, PATIENCE).await.unwrap();
+    let mut at_hub = net.client(&hub).await;
+    eventually_reads(&mut at_hub, Ty::Ipv4, RED_VALUE, "the hub (a recipient)").await;
+    let mut at_br = net.client(&br).await;
+    eventually_reads(&mut at_br, Ty::Domain, STRICT_VALUE, "BR").await;
+    assert!(
+        !reads(&mut at_hub, Ty::Domain, STRICT_VALUE).await,
+        "not BR's"
+    );
+    assert!(
+        !reads(&mut at_br, Ty::Ipv4, RED_VALUE).await,
+        "not the hub's"
+    );
+    assert!(
+        stored(&net, &br, &au, 1).payload.is_none(),
+        "BR holds the hub's as a stub"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recipient_without_an_encryption_key_cannot_be_named() {
     let specs = intelmesh_node::provision::loopback_specs("SG-IGCI", &["AU-AFP", "BR-PF"]).unwrap();
     let links = intelmesh_node::provision::star_links(&specs);
