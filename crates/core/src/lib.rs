@@ -9,6 +9,7 @@ pub mod containment;
 pub mod entry;
 pub mod evidence;
 pub mod indicator;
+mod key_registry;
 pub mod object_id;
 pub mod opened;
 pub mod payload;
@@ -16,6 +17,7 @@ pub mod sealed;
 pub mod sign;
 pub mod signature;
 pub mod verify;
+mod verify_error;
 
 pub use entry::{Distribution, Hash, Head, KeyId, OrgId, Tlp};
 pub use indicator::{Indicator, IndicatorType};

@@ -22,6 +22,7 @@ pub mod identity;
 pub mod key_list;
 pub mod keys;
 pub mod metrics;
+mod node_error;
 pub mod own_entries;
 pub mod peer_table;
 pub mod pki;
