@@ -75,14 +75,32 @@ async fn what_a_caller_reads_honours_tlp_as_the_grpc_api_does() {
         .expect("converged");
 
     let at_br = gateway(&net, &br).await;
-    let seen = patterns(
-        &run_tool(
-            &at_br,
-            &["read", &at_br.collection, "--limit", "1"],
-            &at_br.reader,
-        )
-        .await,
-    );
+    let read = run_tool(
+        &at_br,
+        &["read", &at_br.collection, "--limit", "1"],
+        &at_br.reader,
+    )
+    .await;
+    let seen = patterns(&read);
+    // Each indicator's `created_by_ref` resolves, by id, to its origin's identity.
+    let creator = read["objects"]
+        .as_array()
+        .and_then(|o| o.iter().find(|o| o["type"] == "indicator"))
+        .and_then(|o| o["created_by_ref"].as_str())
+        .expect("an indicator with created_by_ref")
+        .to_string();
+    let got = run_tool(
+        &at_br,
+        &["get", &format!("{}objects/{creator}/", at_br.collection)],
+        &at_br.reader,
+    )
+    .await;
+    assert_eq!(got["status"], 200, "{got}");
+    let envelope: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+    let identity = &envelope["objects"][0];
+    assert_eq!(identity["type"], "identity", "{envelope}");
+    assert_eq!(identity["id"], creator.as_str());
+    assert_eq!(identity["name"], "AU-AFP");
     assert!(
         seen.contains(&"[domain-name:value = 'shared.example']".to_string()),
         "{seen:?}"

@@ -223,6 +223,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether reads may show anything of `origin` (a roster may have withdrawn it).
+    pub fn shows_origin(&self, origin: &str) -> bool {
+        !self.withdrawn.contains(origin)
+    }
+
     pub fn parse(f: Option<&pb::Filter>) -> Result<Filter, Invalid> {
         let Some(f) = f else {
             return Ok(Filter::default());

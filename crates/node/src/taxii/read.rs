@@ -9,6 +9,7 @@
 use intelmesh_core::indicator::normalize;
 use intelmesh_core::object_id::parse_uuid;
 use intelmesh_core::{IndicatorType, OrgId};
+use intelmesh_interop::stix_export::{identity_id, identity_object};
 use intelmesh_interop::taxii::ObjectsQuery;
 use intelmesh_interop::Warninglists;
 use intelmesh_store::{Selection, Store, StoreError};
@@ -210,8 +211,12 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
 }
 
 /// Every version of object `id` this reader sees that passes `q`'s filters (the mesh keeps
-/// each object's latest version); empty when there is none.
+/// each object's latest version); empty when there is none. An `identity` id names an origin
+/// (the `created_by_ref` of its objects).
 pub fn by_id(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadError> {
+    if id.starts_with("identity--") {
+        return identity(r, id, q);
+    }
     let Some(uuid) = id.split_once("--").and_then(|(_, u)| parse_uuid(u)) else {
         return Ok(Vec::new());
     };
@@ -226,6 +231,32 @@ pub fn by_id(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadE
         );
     }
     Ok(found)
+}
+
+/// The identity object of an origin this node holds entries of and may show, whose id is
+/// `id`; created (and added) at the origin's first entry.
+fn identity(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadError> {
+    let heads = r.store.heads()?;
+    let Some(origin) = heads
+        .keys()
+        .find(|o| identity_id(o.as_str()) == id && r.view.shows_origin(o.as_str()))
+    else {
+        return Ok(Vec::new());
+    };
+    let first = r.store.range(origin, 1, 1)?;
+    let created = first
+        .first()
+        .and_then(crate::state::header_of)
+        .map_or(0, |h| h.issued_at_unix_ms);
+    let object = identity_object(origin.as_str(), created);
+    if !q.matches(&object) {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Dated {
+        date_added: created,
+        version: created,
+        object,
+    }])
 }
 
 #[cfg(test)]
