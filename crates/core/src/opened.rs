@@ -28,8 +28,9 @@ pub enum OpenFailure {
 impl VerifiedEntry {
     /// Whether `me` is a reader of this entry's sealed payload (its origin or a recipient).
     pub fn is_reader(&self, me: &OrgId) -> bool {
-        let dist = &self.header().distribution;
-        &self.header().origin == me || dist.recipients.contains(me)
+        // Only restricted entries are sealed: for them, the distribution's own reader rule.
+        let h = self.header();
+        h.distribution.allows(&h.origin, me)
     }
 
     /// Opens the sealed payload as reader `me`, so [`VerifiedEntry::payload`] and
