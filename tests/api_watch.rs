@@ -84,7 +84,7 @@ async fn watch_resumes_from_a_cursor_without_missing_or_repeating() {
     assert_eq!(e.code(), Code::InvalidArgument);
 
     // Open watches do not keep a stopping node alive: their streams end, and the store opens
-    // again (sled's lock goes only once nothing holds the node's state).
+    // again (the store's lock goes only once nothing holds the node's state).
     let mut net = net;
     net.stop(&br).await;
     let end = tokio::time::timeout(PATIENCE, resumed.message()).await;

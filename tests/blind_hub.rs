@@ -1,6 +1,6 @@
 //! A hub that relays AMBER+STRICT and RED entries it cannot read: the origin seals them to its
 //! recipients (HPKE), the hub stores and forwards the envelope, the recipients open it, and no
-//! byte of the values reaches the hub's disk. Real nodes, real mTLS, real sled.
+//! byte of the values reaches the hub's disk. Real nodes, real mTLS, real stores on disk.
 
 use std::time::{Duration, Instant};
 
@@ -127,7 +127,7 @@ async fn the_hub_relays_restricted_entries_it_cannot_read() {
     // The recipient's store checks out: the index rebuilt from the log (with what it opened)
     // equals the stored one.
     let store =
-        intelmesh_store::SledStore::open(intelmesh_store::StoreConfig::new(data(&br))).unwrap();
+        intelmesh_store::DiskStore::open(intelmesh_store::StoreConfig::new(data(&br))).unwrap();
     let check = intelmesh_store::verify_store(&store, None).unwrap();
     assert!(check.is_ok(), "{:?}", check.problems);
 }

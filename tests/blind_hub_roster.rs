@@ -1,6 +1,6 @@
 //! The blind hub in roster mode: members' encryption keys come from the roster, a member
 //! rotates its key through the operators (`SetEncryptionKey`), and a suspended member is sealed
-//! nothing new. Real nodes, real mTLS, real sled.
+//! nothing new. Real nodes, real mTLS, real stores on disk.
 
 use std::time::{Duration, Instant};
 

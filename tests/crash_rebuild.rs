@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use intelmesh_store::{verify_store, IndexSource, SledStore, Store, StoreConfig};
+use intelmesh_store::{verify_store, DiskStore, IndexSource, Store, StoreConfig};
 use intelmesh_tests::store::strip_index;
 use intelmesh_tests::{chain, registry, seeded_signer, verified, ORIGINS};
 use rand::{Rng, SeedableRng};
@@ -28,7 +28,7 @@ fn a_killed_rebuild_is_finished_by_the_next_open() {
     let signers: Vec<_> = ORIGINS.iter().map(|o| seeded_signer(seed, o)).collect();
     let keys = registry(&signers.iter().collect::<Vec<_>>());
     let digest = {
-        let store = SledStore::open(StoreConfig::new(dir.path())).expect("open");
+        let store = DiskStore::open(StoreConfig::new(dir.path())).expect("open");
         for s in &signers {
             let (entries, _) = chain(s, None, ENTRIES_PER_ORIGIN, 20);
             for part in entries.chunks(1000) {
@@ -38,9 +38,9 @@ fn a_killed_rebuild_is_finished_by_the_next_open() {
         store.state_digest().expect("digest")
     };
     // How long one whole rebuild takes here, so the kills land inside it.
-    strip_index(dir.path(), None, true);
+    strip_index(dir.path(), true);
     let t = Instant::now();
-    drop(SledStore::open(StoreConfig::new(dir.path())).expect("open"));
+    drop(DiskStore::open(StoreConfig::new(dir.path())).expect("open"));
     let rebuild_ms = (t.elapsed().as_millis() as u64).max(20);
     println!(
         "one rebuild of {} indicators: {rebuild_ms} ms",
@@ -49,7 +49,7 @@ fn a_killed_rebuild_is_finished_by_the_next_open() {
 
     let mut cut_short = 0;
     for cycle in 0..CYCLES {
-        strip_index(dir.path(), None, true);
+        strip_index(dir.path(), true);
         let mut child = Command::new(env!("CARGO_BIN_EXE_crash-writer"))
             .args(["--open", dir.path().to_str().expect("utf-8 temp path")])
             .stdout(Stdio::piped())
@@ -65,7 +65,7 @@ fn a_killed_rebuild_is_finished_by_the_next_open() {
         if said.trim() != "OPEN" {
             cut_short += 1;
         }
-        let store = SledStore::open(StoreConfig::new(dir.path()))
+        let store = DiskStore::open(StoreConfig::new(dir.path()))
             .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): reopen failed: {e}"));
         if said.trim() != "OPEN" {
             assert_eq!(

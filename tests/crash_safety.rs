@@ -14,7 +14,7 @@ use std::time::Duration;
 use intelmesh_core::indicator::normalize;
 use intelmesh_core::{IndicatorType, OrgId};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{verify_store, SledStore, Store, StoreConfig};
+use intelmesh_store::{verify_store, DiskStore, Store, StoreConfig};
 use intelmesh_tests::{entry_digest, registry, seeded_signer, ORIGINS};
 use prost::Message;
 use rand::{Rng, SeedableRng};
@@ -41,7 +41,7 @@ fn killed_writer_loses_no_acknowledged_entry_and_no_batch_half() {
     let mut acked_total = 0usize;
     let mut cut_batches = 0usize;
     for cycle in 0..CYCLES {
-        // A third of the kills land in the first milliseconds, while sled opens and recovers.
+        // A third of the kills land in the first milliseconds, while the store opens and recovers.
         let delay_ms = if cycle % 3 == 0 {
             rng.gen_range(0..15)
         } else {
@@ -111,7 +111,7 @@ fn killed_writer_loses_no_acknowledged_entry_and_no_batch_half() {
         }
 
         // Reopen as the node would after a crash: must succeed, without panicking.
-        let store = SledStore::open(StoreConfig::new(dir.path()))
+        let store = DiskStore::open(StoreConfig::new(dir.path()))
             .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): reopen failed: {e}"));
         for ((origin, seq), digest) in &acked {
             let org = OrgId::parse(origin).expect("valid org");
@@ -216,7 +216,7 @@ fn parse_name(word: &str) -> ((String, u64), Option<String>) {
     ((origin, seq), parts.next().map(str::to_string))
 }
 
-fn stored_entry(store: &SledStore, origin: &str, seq: u64) -> pb::SignedEntry {
+fn stored_entry(store: &DiskStore, origin: &str, seq: u64) -> pb::SignedEntry {
     let org = OrgId::parse(origin).expect("valid org");
     let mut got = store.range(&org, seq, 1).expect("range read");
     match got.pop() {

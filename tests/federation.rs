@@ -166,7 +166,7 @@ async fn shutdown_releases_the_store_even_with_clients_connected() {
         .expect("watch opens");
     net.stop(&au).await;
     let data = &net.fed.nodes[&au].config.data_dir;
-    let reopened = intelmesh_store::SledStore::open(intelmesh_store::StoreConfig::new(data))
+    let reopened = intelmesh_store::DiskStore::open(intelmesh_store::StoreConfig::new(data))
         .expect("the stopped node let go of its store");
     assert_eq!(reopened.vector().unwrap().get(&au), Some(&3));
     drop((watch, client));

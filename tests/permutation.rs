@@ -4,7 +4,7 @@
 use intelmesh_core::verify::verify_batch;
 use intelmesh_core::{VerifiedEntry, VerifyConfig};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{SledStore, Store, StoreConfig, VersionVector};
+use intelmesh_store::{DiskStore, Store, StoreConfig, VersionVector};
 use intelmesh_tests::{chain, registry, seeded_signer, ORIGINS};
 use proptest::prelude::*;
 
@@ -19,7 +19,7 @@ fn entries() -> (Vec<pb::SignedEntry>, intelmesh_core::StaticKeys) {
 
 fn deliver(batches: Vec<Vec<VerifiedEntry>>) -> ([u8; 32], VersionVector) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(StoreConfig::new(dir.path())).expect("open");
+    let store = DiskStore::open(StoreConfig::new(dir.path())).expect("open");
     for b in batches {
         store.apply(b).expect("apply");
     }

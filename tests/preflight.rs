@@ -1,6 +1,6 @@
 //! `intelmesh run --check` (node `preflight`): a provisioned node has nothing to fix, and each
 //! mistake an operator can make with a node's files is found, all of them in one pass, each
-//! naming the setting and the file. Real certificates, keys, sled stores and sockets.
+//! naming the setting and the file. Real certificates, keys, stores and sockets.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use intelmesh_node::config::{Limits, NodeConfig};
 use intelmesh_node::preflight::{check, Finding};
 use intelmesh_node::provision::{loopback_specs, provision, star_links, Federation};
-use intelmesh_store::{SledStore, StoreConfig, StoreError};
+use intelmesh_store::{DiskStore, StoreConfig, StoreError};
 use intelmesh_tests::net::org;
 
 const HUB: &str = "SG-IGCI";
@@ -70,7 +70,7 @@ fn every_mistake_is_found_in_one_pass() {
     let au = &fed.nodes[&org(AU)];
 
     // The hub's store, recorded for the hub.
-    drop(SledStore::open(StoreConfig::new(&hub.config.data_dir).owned_by(org(HUB))).unwrap());
+    drop(DiskStore::open(StoreConfig::new(&hub.config.data_dir).owned_by(org(HUB))).unwrap());
     // An address some other program listens on.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_too = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -239,8 +239,8 @@ fn a_store_held_by_a_running_node_says_to_stop_it() {
     let dir = tempfile::tempdir().unwrap();
     let fed = federation(dir.path());
     let au = &fed.nodes[&org(AU)];
-    let running = SledStore::open(StoreConfig::new(&au.config.data_dir).owned_by(org(AU))).unwrap();
-    let second = SledStore::open(StoreConfig::new(&au.config.data_dir)).err();
+    let running = DiskStore::open(StoreConfig::new(&au.config.data_dir).owned_by(org(AU))).unwrap();
+    let second = DiskStore::open(StoreConfig::new(&au.config.data_dir)).err();
     assert!(
         matches!(&second, Some(StoreError::InUse(path)) if path == &au.config.data_dir),
         "{second:?}"
@@ -302,7 +302,7 @@ async fn start_refuses_another_orgs_store_an_unlisted_key_and_open_key_files() {
     let fed = federation(dir.path());
     let hub = &fed.nodes[&org(HUB)];
     let au = &fed.nodes[&org(AU)];
-    drop(SledStore::open(StoreConfig::new(&hub.config.data_dir).owned_by(org(HUB))).unwrap());
+    drop(DiskStore::open(StoreConfig::new(&hub.config.data_dir).owned_by(org(HUB))).unwrap());
     let refusal = |change: &dyn Fn(&mut NodeConfig)| {
         let mut cfg = au.config.clone();
         change(&mut cfg);

@@ -1,11 +1,11 @@
-//! The chain rules as the sled store applies them: append, duplicate, gap hold and release,
+//! The chain rules as the disk store applies them: append, duplicate, gap hold and release,
 //! equivocation with fork proof, chain break, bounded hold queue, stub then payload, reopen.
 
 use intelmesh_core::chain::ChainError;
 use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::verify::{verify_batch, verify_entry};
 use intelmesh_core::{Indicator, IndicatorType, OrgId, StaticKeys, VerifyConfig};
-use intelmesh_store::{verify_store, Outcome, SledStore, Store, StoreConfig};
+use intelmesh_store::{verify_store, DiskStore, Outcome, Store, StoreConfig};
 use intelmesh_tests::store::fixture;
 use intelmesh_tests::{chain, green, registry, seeded_signer, upsert};
 
@@ -190,7 +190,7 @@ fn reopened_store_has_everything_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let (entries, head) = chain(&signer, None, 50, 100);
     let digest = {
-        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+        let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
         let v = verify_batch(
             entries.clone(),
             &keys,
@@ -201,7 +201,7 @@ fn reopened_store_has_everything_and_verifies() {
             .unwrap();
         store.state_digest().unwrap()
     };
-    let store = SledStore::open(StoreConfig::new(dir.path())).expect("reopen");
+    let store = DiskStore::open(StoreConfig::new(dir.path())).expect("reopen");
     assert_eq!(store.state_digest().unwrap(), digest);
     assert_eq!(store.head(signer.org()).unwrap(), head);
     assert_eq!(store.range(signer.org(), 1, 100).unwrap(), entries);
@@ -222,13 +222,19 @@ fn reopened_store_has_everything_and_verifies() {
 }
 
 #[test]
-fn a_snapshot_left_unfinished_by_a_crash_does_not_stop_the_reopen() {
+fn a_store_creation_cut_short_by_a_crash_does_not_stop_the_next_open() {
     let signer = seeded_signer(7, "SG-IGCI");
     let keys = registry(&[&signer]);
     let dir = tempfile::tempdir().unwrap();
+    // What a SIGKILL while the engine creates a store leaves: its lock, a first journal and the
+    // keyspaces directory, but not the version marker it writes last.
+    std::fs::write(dir.path().join("lock"), b"").unwrap();
+    std::fs::write(dir.path().join("0.jnl"), vec![0u8; 4096]).unwrap();
+    std::fs::create_dir(dir.path().join("keyspaces")).unwrap();
     let (entries, head) = chain(&signer, None, 20, 10);
     {
-        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+        let store = DiskStore::open(StoreConfig::new(dir.path())).expect("open after the crash");
+        assert!(store.heads().unwrap().is_empty());
         let v = verify_batch(
             entries.clone(),
             &keys,
@@ -238,14 +244,7 @@ fn a_snapshot_left_unfinished_by_a_crash_does_not_stop_the_reopen() {
             .apply(v.into_iter().map(Result::unwrap).collect())
             .unwrap();
     }
-    // What a SIGKILL during sled's snapshot write leaves: a partial, never-renamed snapshot
-    // whose name sorts after every real one.
-    std::fs::write(
-        dir.path().join("snap.FFFFFFFFFFFFFFFF.generating"),
-        b"partial",
-    )
-    .unwrap();
-    let store = SledStore::open(StoreConfig::new(dir.path())).expect("reopen after the crash");
+    let store = DiskStore::open(StoreConfig::new(dir.path())).expect("reopen");
     assert_eq!(store.head(signer.org()).unwrap(), head);
     assert_eq!(store.range(signer.org(), 1, 100).unwrap(), entries);
     assert!(verify_store(&store, None).unwrap().is_ok());

@@ -6,14 +6,14 @@ use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::StaticKeys;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{
-    verify_store, Fill, IndexSource, Outcome, Selection, SledStore, Store, StoreConfig, StoreError,
+    verify_store, DiskStore, Fill, IndexSource, Outcome, Store, StoreConfig, StoreError,
 };
 use intelmesh_tests::store::strip_index;
 use intelmesh_tests::{chain, chain_domain, registry, seeded_signer, verified};
 
 /// Applies `entries` in batches of the given sizes, cycling through them.
 fn apply_in_batches(
-    store: &SledStore,
+    store: &DiskStore,
     keys: &StaticKeys,
     entries: &[pb::SignedEntry],
     sizes: &[usize],
@@ -41,7 +41,7 @@ fn range_reads_and_payload_fills_cross_segment_boundaries() {
     let (withheld, _) = chain(&stub_origin, None, 100, 200);
     let stubs: Vec<_> = withheld.iter().map(withheld_stub).collect();
 
-    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
     // Uneven batches: most of them continue the segment the previous one left half full.
     apply_in_batches(&store, &keys, &full, &[1, 3, 50, 7, 139, 200]);
     apply_in_batches(&store, &keys, &stubs, &[33]);
@@ -58,7 +58,7 @@ fn range_reads_and_payload_fills_cross_segment_boundaries() {
     for i in [36, 37, 98] {
         expected_stub_log[i] = withheld[i].clone();
     }
-    let reads = |store: &SledStore| {
+    let reads = |store: &DiskStore| {
         for (from, limit) in [
             (1, 1000),
             (13, 5),
@@ -125,7 +125,7 @@ fn range_reads_and_payload_fills_cross_segment_boundaries() {
     );
     drop(store);
 
-    let store = SledStore::open(StoreConfig::new(dir.path())).expect("reopen");
+    let store = DiskStore::open(StoreConfig::new(dir.path())).expect("reopen");
     reads(&store);
     assert_eq!(
         store.state_digest().unwrap(),
@@ -140,33 +140,30 @@ fn range_reads_and_payload_fills_cross_segment_boundaries() {
 }
 
 #[test]
-fn a_store_in_another_layout_is_refused_with_what_to_do() {
+fn a_store_of_the_earlier_engine_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        // An earlier layout: entries under per-seq keys and no layout version.
-        let db = sled::open(dir.path()).unwrap();
-        db.insert(
-            b"LAU-AFP\x00\x00\x00\x00\x00\x00\x00\x00\x01",
-            b"old".as_slice(),
-        )
-        .unwrap();
-        db.flush().unwrap();
-    }
-    match SledStore::open(StoreConfig::new(dir.path())) {
+    // What sled, the engine of layouts up to 5, leaves in a data directory.
+    std::fs::write(dir.path().join("conf"), b"segment_size: 8388608\n").unwrap();
+    std::fs::write(dir.path().join("db"), b"sled log").unwrap();
+    match DiskStore::open(StoreConfig::new(dir.path())) {
         Err(StoreError::Corrupt(msg)) => {
-            assert!(msg.contains("earlier layout"), "{msg}");
+            assert!(msg.contains("earlier build"), "{msg}");
             assert!(msg.contains("catch up from its peers"), "{msg}");
         }
         Err(e) => panic!("expected a layout error, got {e}"),
-        Ok(_) => panic!("an old-layout store must not open"),
+        Ok(_) => panic!("a store of the earlier engine must not open"),
     }
+    assert_eq!(
+        std::fs::read(dir.path().join("db")).unwrap(),
+        b"sled log",
+        "nothing of it is touched"
+    );
 }
 
-/// Opens the store at `dir`; a store dropped a moment ago may still be held by sled's
-/// background flusher in this process (as `support::store::strip_index` also waits for).
-fn open(dir: &std::path::Path) -> SledStore {
+/// Opens the store at `dir`, waiting for a store dropped a moment ago in this process to let go.
+fn open(dir: &std::path::Path) -> DiskStore {
     for _ in 0..100 {
-        match SledStore::open(StoreConfig::new(dir)) {
+        match DiskStore::open(StoreConfig::new(dir)) {
             Err(StoreError::InUse(_)) => std::thread::sleep(std::time::Duration::from_millis(50)),
             other => return other.expect("open store"),
         }
@@ -210,45 +207,6 @@ fn the_index_lives_on_disk_and_a_reopen_rebuilds_nothing() {
 }
 
 #[test]
-fn a_store_of_an_earlier_layout_is_upgraded_by_building_its_index_from_the_log() {
-    for layout in [3u32, 4] {
-        let signer = seeded_signer(4, "SG-IGCI");
-        let keys = registry(&[&signer]);
-        let dir = tempfile::tempdir().unwrap();
-        let (entries, _) = chain(&signer, None, 30, 50);
-        let digest = {
-            let store = open(dir.path());
-            apply_in_batches(&store, &keys, &entries, &[30]);
-            store.state_digest().unwrap()
-        };
-        strip_index(dir.path(), Some(layout), false);
-        let snapshot = dir.path().join("intelmesh-index.snapshot");
-        std::fs::write(&snapshot, b"an index snapshot of layout 3").unwrap();
-        let store = open(dir.path());
-        assert_eq!(
-            store.index_source(),
-            IndexSource::Rebuilt,
-            "layout {layout}"
-        );
-        assert_eq!(store.state_digest().unwrap(), digest);
-        assert_eq!(store.indicator_count(), 30);
-        assert!(!snapshot.exists(), "the old snapshot file is removed");
-        let check = verify_store(&store, Some(&keys)).unwrap();
-        assert!(check.is_ok(), "{:?}", check.problems);
-        // The upgrade posts object ids: the first indicator is found by its assertion's id.
-        let (first_key, first) = store.select(&Selection::All, None, 1).unwrap().remove(0);
-        let r = first.indicator.clone().unwrap();
-        let ty = intelmesh_core::IndicatorType::from_proto(r.r#type).unwrap();
-        let id = intelmesh_core::object_id::assertion_uuid(signer.org().as_str(), ty, &r.value);
-        let found = store.select(&Selection::ObjectId(id), None, 10).unwrap();
-        assert_eq!(found.len(), 1, "layout {layout}");
-        assert_eq!(found[0].0, first_key);
-        drop(store);
-        assert_eq!(open(dir.path()).index_source(), IndexSource::OnDisk);
-    }
-}
-
-#[test]
 fn a_rebuild_cut_short_is_finished_at_the_next_open() {
     let signer = seeded_signer(5, "SG-IGCI");
     let keys = registry(&[&signer]);
@@ -259,7 +217,7 @@ fn a_rebuild_cut_short_is_finished_at_the_next_open() {
         apply_in_batches(&store, &keys, &entries, &[40]);
         store.state_digest().unwrap()
     };
-    strip_index(dir.path(), None, true);
+    strip_index(dir.path(), true);
     let store = open(dir.path());
     assert_eq!(store.index_source(), IndexSource::Rebuilt);
     assert_eq!(store.state_digest().unwrap(), digest);
@@ -278,7 +236,7 @@ fn verify_store_reports_an_index_that_differs_from_the_log() {
         apply_in_batches(&store, &keys, &entries, &[20]);
     }
     // No rebuild mark: the damage stays until verify-store finds it.
-    strip_index(dir.path(), None, false);
+    strip_index(dir.path(), false);
     let store = open(dir.path());
     let check = verify_store(&store, Some(&keys)).unwrap();
     let problems = check.problems.join("\n");

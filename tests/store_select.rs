@@ -3,7 +3,7 @@
 
 use intelmesh_core::{IndicatorType, Signer};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{verify_store, Selection, SledStore, Store, StoreConfig};
+use intelmesh_store::{verify_store, DiskStore, Selection, Store, StoreConfig};
 use intelmesh_tests::{chain, green, registry, seeded_signer, verified};
 
 const T0: i64 = 1_700_000_000_000;
@@ -16,7 +16,7 @@ fn value(s: &pb::IndicatorState) -> String {
 }
 
 /// Every state of `selection`, read in pages of `page`, checking that positions resume exactly.
-fn all_pages(store: &SledStore, selection: &Selection, page: usize) -> Vec<String> {
+fn all_pages(store: &DiskStore, selection: &Selection, page: usize) -> Vec<String> {
     let mut out = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
@@ -33,7 +33,7 @@ fn all_pages(store: &SledStore, selection: &Selection, page: usize) -> Vec<Strin
 struct Two {
     au: Signer,
     br: Signer,
-    store: SledStore,
+    store: DiskStore,
     _dir: tempfile::TempDir,
 }
 
@@ -43,7 +43,7 @@ fn two_origins() -> Two {
     let (au, br) = (seeded_signer(1, "AU-AFP"), seeded_signer(2, "BR-PF"));
     let keys = registry(&[&au, &br]);
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
     let (a, _) = chain(&au, None, 50, 10);
     let (b, _) = chain(&br, None, 30, 10);
     store.apply(verified(&keys, a)).unwrap();

@@ -1,4 +1,4 @@
-//! `SledStore::truncate_origin`, the write a compromise report makes: an origin's entries after
+//! `DiskStore::truncate_origin`, the write a compromise report makes: an origin's entries after
 //! a seq leave its log (within a segment, across segments, at every position), the head and the
 //! vector move back, held entries beyond it go, the index is the fold of what stays (and a
 //! snapshot of before the cut is never used), and the chain continues from the kept head.
@@ -6,23 +6,23 @@
 use intelmesh_core::entry::header_hash;
 use intelmesh_core::{Signer, StaticKeys};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{verify_store, IndexSource, Outcome, SledStore, Store, StoreConfig};
+use intelmesh_store::{verify_store, DiskStore, IndexSource, Outcome, Store, StoreConfig};
 use intelmesh_tests::{chain, chain_domain, green, registry, seeded_signer, upsert, verified};
 
-fn append_all(store: &SledStore, keys: &StaticKeys, entries: &[pb::SignedEntry]) {
+fn append_all(store: &DiskStore, keys: &StaticKeys, entries: &[pb::SignedEntry]) {
     let report = store
         .apply(verified(keys, entries.to_vec()))
         .expect("apply");
     assert_eq!(report.outcomes, vec![Outcome::Appended; entries.len()]);
 }
 
-fn assert_clean(store: &SledStore) {
+fn assert_clean(store: &DiskStore) {
     let check = verify_store(store, None).expect("verify-store runs");
     assert!(check.is_ok(), "{:?}", check.problems);
 }
 
 /// Whether the index holds `signer`'s assertion of `chain_domain(signer, n)`.
-fn asserted(store: &SledStore, signer: &Signer, n: u64) -> bool {
+fn asserted(store: &DiskStore, signer: &Signer, n: u64) -> bool {
     store
         .indicator(&chain_domain(signer, n))
         .expect("index read")
@@ -42,7 +42,7 @@ fn truncation_within_and_across_segments_leaves_the_fold_of_what_stays() {
     // About 450 bytes an entry: a dozen entries per segment, so 400 entries span ~30 segments.
     let (entries, _) = chain(&cut, None, 400, 200);
     let (others, _) = chain(&other, None, 50, 200);
-    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
     append_all(&store, &keys, &entries);
     append_all(&store, &keys, &others);
     let indicators_before = store.indicator_count();
@@ -133,7 +133,7 @@ fn every_cut_position_keeps_the_log_whole_and_the_chain_continuable() {
     let keys = registry(&[&signer]);
     let dir = tempfile::tempdir().unwrap();
     let (entries, _) = chain(&signer, None, 40, 600);
-    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
     append_all(&store, &keys, &entries);
     // Each position from the tail down to 0, segment boundaries among them: cut, check, and
     // log the same entries again (they chain onto the kept head as before).
@@ -166,12 +166,12 @@ fn a_cut_index_stays_exact_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let (entries, _) = chain(&signer, None, 60, 200);
     {
-        let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+        let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
         append_all(&store, &keys, &entries);
         store.truncate_origin(signer.org(), 20).unwrap();
         assert_clean(&store);
     }
-    let store = SledStore::open(StoreConfig::new(dir.path())).unwrap();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
     assert_eq!(
         store.index_source(),
         IndexSource::OnDisk,

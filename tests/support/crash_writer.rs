@@ -14,7 +14,7 @@ use std::io::Write;
 use intelmesh_core::verify::{verify_batch, VerifyConfig};
 use intelmesh_core::{Distribution, Head, OrgId, Signer, Tlp};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{SledStore, Store, StoreConfig};
+use intelmesh_store::{DiskStore, Store, StoreConfig};
 use intelmesh_tests::{entry_digest, registry, seeded_signer, ORIGINS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag, dir] = args.as_slice() {
         anyhow::ensure!(flag == "--open", "usage: crash-writer --open DIR");
-        let _store = SledStore::open(StoreConfig::new(dir))?;
+        let _store = DiskStore::open(StoreConfig::new(dir))?;
         writeln!(std::io::stdout(), "OPEN")?;
         loop {
             std::thread::sleep(std::time::Duration::from_secs(60));
@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     let cycle: u64 = cycle.parse()?;
     let signers: Vec<_> = ORIGINS.iter().map(|o| seeded_signer(seed, o)).collect();
     let keys = registry(&signers.iter().collect::<Vec<_>>());
-    let store = SledStore::open(StoreConfig::new(dir))?;
+    let store = DiskStore::open(StoreConfig::new(dir))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "OPEN")?;
     let mut rng =

@@ -1,5 +1,5 @@
 //! Several real nodes in this process: mutual TLS on 127.0.0.1, certificates made at test time,
-//! sled in a temp dir each.
+//! a store in a temp dir each.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

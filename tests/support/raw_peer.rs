@@ -14,7 +14,7 @@ use intelmesh_node::provision::ProvisionedNode;
 use intelmesh_node::state::PeerState;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::federation_client::FederationClient;
-use intelmesh_store::{SledStore, Store, StoreConfig};
+use intelmesh_store::{DiskStore, Store, StoreConfig};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
@@ -396,7 +396,7 @@ pub async fn wait_until(mut cond: impl FnMut() -> bool, what: &str) {
 /// `signers`): what a node that took exactly these must equal.
 pub fn reference_digest(entries: &[pb::SignedEntry], signers: &[&Signer]) -> [u8; 32] {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(StoreConfig::new(dir.path())).expect("store");
+    let store = DiskStore::open(StoreConfig::new(dir.path())).expect("store");
     let mut keys = StaticKeys::default();
     for s in signers {
         keys.insert(s.org().clone(), s.verifying_key());

@@ -3,7 +3,7 @@
 use intelmesh_core::verify::verify_batch;
 use intelmesh_core::{Signer, StaticKeys, VerifiedEntry, VerifyConfig};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{SledStore, StoreConfig};
+use intelmesh_store::{DiskStore, StoreConfig};
 
 use crate::{registry, seeded_signer};
 
@@ -11,7 +11,7 @@ pub struct Fixture {
     pub signer: Signer,
     pub keys: StaticKeys,
     _dir: tempfile::TempDir,
-    pub store: SledStore,
+    pub store: DiskStore,
 }
 
 /// A store opened with `cfg` applied to the default config, and the signer of `SG-IGCI` whose
@@ -20,7 +20,7 @@ pub fn fixture(seed: u64, cfg: impl FnOnce(StoreConfig) -> StoreConfig) -> Fixtu
     let signer = seeded_signer(seed, "SG-IGCI");
     let keys = registry(&[&signer]);
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SledStore::open(cfg(StoreConfig::new(dir.path()))).expect("open store");
+    let store = DiskStore::open(cfg(StoreConfig::new(dir.path()))).expect("open store");
     Fixture {
         signer,
         keys,
@@ -43,34 +43,33 @@ impl Fixture {
     }
 }
 
-/// Removes every index key from a closed store, as a store of layout 3 (index in memory) or a
-/// rebuild cut short by a crash leaves it.
-pub fn strip_index(dir: &std::path::Path, layout: Option<u32>, mark_rebuild: bool) {
-    // sled's background flusher may hold the closed store's lock for a moment.
+/// Removes every index key from a closed store, as a rebuild cut short by a crash leaves it
+/// (with the rebuild mark when `mark_rebuild`), or as damage `verify_store` must find.
+pub fn strip_index(dir: &std::path::Path, mark_rebuild: bool) {
+    // A store dropped a moment ago in this process lets go of its lock once its last reader has.
     let db = (0..100)
         .find_map(|_| {
-            let db = sled::Config::new().path(dir).segment_size(8 << 20).open();
+            let db = fjall::Database::builder(dir).open();
             if db.is_err() {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
             db.ok()
         })
         .expect("the closed store opens");
-    let index_keys: Vec<_> = db
+    let space = db
+        .keyspace("store", fjall::KeyspaceCreateOptions::default)
+        .unwrap();
+    let index_keys: Vec<_> = space
         .iter()
-        .keys()
-        .map(|k| k.unwrap())
+        .map(|g| g.key().unwrap())
         .filter(|k| matches!(k.first(), Some(b'I' | b'Q' | b'M')))
         .collect();
     assert!(!index_keys.is_empty());
     for k in index_keys {
-        db.remove(k).unwrap();
-    }
-    if let Some(v) = layout {
-        db.insert(b"V", &v.to_be_bytes()).unwrap();
+        space.remove(k).unwrap();
     }
     if mark_rebuild {
-        db.insert(b"Mrebuild", &[][..]).unwrap();
+        space.insert(b"Mrebuild", []).unwrap();
     }
-    db.flush().unwrap();
+    db.persist(fjall::PersistMode::SyncAll).unwrap();
 }

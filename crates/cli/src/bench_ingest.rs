@@ -17,7 +17,7 @@ use intelmesh_core::{Distribution, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry
 use intelmesh_node::config::Limits;
 use intelmesh_node::provision::{loopback_specs, provision, Federation};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{SledStore, Store, StoreConfig};
+use intelmesh_store::{DiskStore, Store, StoreConfig};
 use prost::Message;
 use rayon::prelude::*;
 
@@ -195,7 +195,7 @@ fn measure(
         b.peer, b.receiver
     ));
     say(format!(
-        "ceilings: verification alone (verify_batch_parallel, the node's function, on {} threads, {VERIFY_CHUNK} signatures per check{}); the store alone (SledStore::apply of the same entries verified beforehand, in the same batches)",
+        "ceilings: verification alone (verify_batch_parallel, the node's function, on {} threads, {VERIFY_CHUNK} signatures per check{}); the store alone (DiskStore::apply of the same entries verified beforehand, in the same batches)",
         rayon::current_num_threads(),
         if kind == Entries::Sealed { ", then opening each envelope" } else { "" }
     ));
@@ -477,7 +477,7 @@ async fn receive(b: &Bench, data: &Path) -> anyhow::Result<PathRound> {
 /// Opens the receiver's store again after the node stopped: what a restart costs.
 fn reopen(data: &Path) -> anyhow::Result<String> {
     let t = Instant::now();
-    let store = SledStore::open(StoreConfig::new(data))?;
+    let store = DiskStore::open(StoreConfig::new(data))?;
     Ok(format!(
         "reopening the node's store after it stopped ({} indicators, index from {:?}): {:.2}s",
         store.indicator_count(),
@@ -513,10 +513,10 @@ fn measure_verify(b: &Bench) -> anyhow::Result<(f64, Vec<VerifiedEntry>)> {
     Ok((verified.len() as f64 / secs, verified))
 }
 
-/// The store's part of the path alone: `SledStore::apply` (chain checks, segment writes, flush,
+/// The store's part of the path alone: `DiskStore::apply` (chain checks, segment writes, flush,
 /// index) of the entries verified beforehand, in the frames' batches, on a fresh store.
 fn measure_store(b: &Bench, verified: Vec<VerifiedEntry>, path: &Path) -> anyhow::Result<f64> {
-    let store = SledStore::open(StoreConfig::new(path).owned_by(b.receiver.clone()))?;
+    let store = DiskStore::open(StoreConfig::new(path).owned_by(b.receiver.clone()))?;
     let mut entries = verified.into_iter();
     let batches: Vec<Vec<VerifiedEntry>> = b
         .frames

@@ -14,7 +14,7 @@ use intelmesh_node::provision::{free_loopback_addr, provision, Federation, NodeS
 use intelmesh_node::{NodeState, RunningNode};
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_client::IndicatorsClient;
-use intelmesh_store::{SledStore, Store, StoreConfig};
+use intelmesh_store::{DiskStore, Store, StoreConfig};
 use prost::Message;
 use rayon::prelude::*;
 
@@ -532,7 +532,7 @@ async fn catchup_async(o: CatchupOpts) -> anyhow::Result<()> {
 /// applies them to the store at `data_dir`, a round at a time. Returns their encoded size.
 fn fill(data_dir: &Path, signers: &[Signer], missing: usize) -> anyhow::Result<u64> {
     // A small page cache: this store is written once, sequentially, then closed.
-    let store = SledStore::open(StoreConfig {
+    let store = DiskStore::open(StoreConfig {
         cache_bytes: 32 << 20,
         ..StoreConfig::new(data_dir)
     })?;

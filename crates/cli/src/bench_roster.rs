@@ -1,6 +1,6 @@
 //! `intelmesh bench roster`: how fast a suspension takes effect across the mesh. A hub and N
 //! agencies run in this process in roster mode (`intelmesh_node::start`, mutual TLS on
-//! 127.0.0.1, sled per node), the agencies enrolled through one roster version of `AddMember`
+//! 127.0.0.1, a store per node), the agencies enrolled through one roster version of `AddMember`
 //! actions; then the hub publishes a version suspending one agency, and each other node's time
 //! from publication to refusing it (the version it follows no longer admits the member) is
 //! taken when that node's roster watch fires. For the hub, also the time until the suspended
@@ -36,7 +36,7 @@ pub fn roster(o: RosterOpts) -> anyhow::Result<()> {
     if o.members < 2 {
         bail!("--members must be at least 2 (one is suspended, the others measured)");
     }
-    // Each node holds a few sled files, two listeners and its links (both ends of every link
+    // Each node holds a few store files, two listeners and its links (both ends of every link
     // are in this process): a couple of thousand descriptors for 190 members.
     super::sys::raise_open_files_limit()?;
     runtime()?.block_on(roster_async(o))

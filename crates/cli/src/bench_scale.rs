@@ -25,7 +25,7 @@ use super::load::{sign_streaming, sign_whole, Signed, Stream};
 use super::lookup::{self, Found};
 use super::net::{self, add_members, org, provisioned_keys, round2};
 use super::peer::{self, Credentials, PeerLink, Target};
-use super::sys::{cpu_seconds, dir_bytes, mib, ProcMem};
+use super::sys::{cpu_seconds, dir_bytes, mib, settle, ProcMem};
 use crate::fleet::Fleet;
 
 /// Origins of the load, and of each probe.
@@ -303,6 +303,13 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
         n - 2 * rounds * p,
         load_time.as_secs_f64()
     ));
+    // The load leaves the engine flushing and compacting for a while: the probes time ingest
+    // into a large store, not the load's leftover work.
+    let settled = settle(pid, Duration::from_secs(300)).await?;
+    say(format!(
+        "the node went idle {:.1}s after the load",
+        settled.as_secs_f64()
+    ));
     let mut at_full = Vec::new();
     for s in full {
         at_full.push(probe(&mut link, s, node.window()).await?);
@@ -416,7 +423,8 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
             "lookup_rate": lookup_rate.round(),
             "disk_ratio": round2(disk_ratio),
             "ingest_ratio_large_vs_empty": (ingest_ratio * 1000.0).round() / 1000.0,
-            "ingest_method": format!("best of {rounds} probes of {p} pre-signed entries at empty (before the load) and at full (after it), same link, frames and origin count"),
+            "ingest_method": format!("best of {rounds} probes of {p} pre-signed entries at empty (before the load) and at full (after it, once the node is idle), same link, frames and origin count"),
+            "idle_after_load_ms": settled.as_millis() as u64,
             "ingest_rate_empty": empty_rate.round(),
             "ingest_rate_large": full_rate.round(),
             "load_rate": load_rate.round(),

@@ -74,6 +74,44 @@ impl ProcMem {
     }
 }
 
+/// CPU time (user + system) process `pid` has used so far, from `/proc/PID/stat`.
+pub(crate) fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_stat_cpu(&text).with_context(|| format!("{path} has no utime/stime fields"))
+}
+
+/// utime + stime of a `/proc/PID/stat` line, in seconds. The command name (field 2) is in
+/// parentheses and may hold spaces, so fields are counted after its closing one.
+fn parse_stat_cpu(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
+}
+
+/// Waits until process `pid` is idle (under a tenth of a core over half a second), at most
+/// `patience`, and returns how long that took: the background work of what came before (an
+/// LSM tree's flushes and compactions after a load) is not charged to what is timed next.
+pub(crate) async fn settle(
+    pid: u32,
+    patience: std::time::Duration,
+) -> anyhow::Result<std::time::Duration> {
+    let started = std::time::Instant::now();
+    let window = std::time::Duration::from_millis(500);
+    loop {
+        let before = process_cpu_seconds(pid)?;
+        tokio::time::sleep(window).await;
+        let used = process_cpu_seconds(pid)? - before;
+        if used < 0.1 * window.as_secs_f64() || started.elapsed() >= patience {
+            return Ok(started.elapsed());
+        }
+    }
+}
+
 pub(crate) fn mib(kib: u64) -> f64 {
     (kib as f64 / 1024.0 * 10.0).round() / 10.0
 }
@@ -112,5 +150,14 @@ mod tests {
         assert!(ProcMem::parse("Name:\tx\n").is_none());
         let own = ProcMem::of(std::process::id()).expect("this process");
         assert!(own.rss_kib > 0 && own.hwm_kib >= own.rss_kib);
+    }
+
+    #[test]
+    fn reads_cpu_time_from_proc_stat_whatever_the_command_name() {
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let line = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 9 0 0";
+        assert_eq!(parse_stat_cpu(line), Some(300.0 / ticks));
+        assert_eq!(parse_stat_cpu("42 (x) S 1"), None);
+        assert!(process_cpu_seconds(std::process::id()).unwrap() >= 0.0);
     }
 }

@@ -315,7 +315,7 @@ fn verify_store(
             data.display()
         )));
     }
-    let store = intelmesh_store::SledStore::open(intelmesh_store::StoreConfig::new(data))
+    let store = intelmesh_store::DiskStore::open(intelmesh_store::StoreConfig::new(data))
         .with_context(|| format!("opening store at {}", data.display()))?;
     let mut registry = match keys {
         Some(path) => Some(intelmesh_node::keys::load_registry(path)?),

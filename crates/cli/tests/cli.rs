@@ -1,6 +1,6 @@
 //! The `intelmesh` binary as users run it: the demo to convergence, a kept federation driven by
 //! the client commands, and clear errors with exit code 2 for bad input. Every node here is a
-//! real `intelmesh run` process with mutual TLS on 127.0.0.1 and sled in a temp dir.
+//! real `intelmesh run` process with mutual TLS on 127.0.0.1 and a store in a temp dir.
 
 // Each test binary uses part of the helpers.
 #[allow(dead_code)]

@@ -4,7 +4,7 @@
 //! "outcome unknown" (exit 3) with the key that finishes it safely.
 //!
 //! The client is the real binary. The node is a real one run in this process (mutual TLS on
-//! 127.0.0.1, sled in a temp dir), so a test can see the moment its entry is durable; a TCP
+//! 127.0.0.1, a store in a temp dir), so a test can see the moment its entry is durable; a TCP
 //! relay in front of it cuts the connection at that moment, as a node killed mid-call would.
 
 #[allow(dead_code)]

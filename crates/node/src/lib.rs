@@ -52,7 +52,7 @@ use intelmesh_proto::v1::admin_server::AdminServer;
 use intelmesh_proto::v1::federation_server::FederationServer;
 use intelmesh_proto::v1::indicators_server::IndicatorsServer;
 use intelmesh_proto::v1::node_status_server::NodeStatusServer;
-use intelmesh_store::{SledStore, StoreConfig};
+use intelmesh_store::{DiskStore, StoreConfig};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
@@ -113,7 +113,7 @@ impl RunningNode {
         // Every call has ended: its record is written and synced before the node is gone.
         self.state.audit().close().await;
         // Links spawned by the server hold the state until they notice the stop; the store
-        // closes (and sled releases its lock) when the last holder lets go.
+        // closes (and the store releases its lock) when the last holder lets go.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while Arc::strong_count(&self.state) > 1 && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -146,7 +146,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     };
     let lists = warninglists::load(&cfg.warninglists)?;
     let store_cfg = StoreConfig::new(&cfg.data_dir).owned_by(org.clone());
-    let store = tokio::task::spawn_blocking(move || SledStore::open(store_cfg))
+    let store = tokio::task::spawn_blocking(move || DiskStore::open(store_cfg))
         .await?
         .with_context(|| format!("opening store in {}", cfg.data_dir.display()))?;
     let signer = Signer::new(org, signing_key);

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use intelmesh_core::{KeyId, OrgId};
-use intelmesh_store::SledStore;
+use intelmesh_store::DiskStore;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -643,7 +643,7 @@ fn check_data_dir(dir: &Path, org: &OrgId, found: &mut Vec<Finding>) {
             format!("{} is not a directory", dir.display()),
         )),
         Ok(_) => {
-            if let Err(e) = SledStore::check_owner_at(dir, org) {
+            if let Err(e) = DiskStore::check_owner_at(dir, org) {
                 found.push(Finding::new("data_dir", e.to_string()));
             }
         }

@@ -9,8 +9,8 @@ use crate::config::NodeConfig;
 /// Makes every file and directory the process creates from now on private to its user.
 ///
 /// A node run from a shell inherits its umask, often 022. The store makes what exists private
-/// when it opens, but files come later too (sled writes a blob file for each page too large
-/// for its log, at any time), and they would be readable by every local user until the next
+/// when it opens, but files come later too (the store's engine writes a new table or journal
+/// file whenever a memtable fills), and they would be readable by every local user until the next
 /// start. Only the node's user ever needs to read what it writes.
 pub fn restrict_umask() {
     // SAFETY: umask(2) only replaces the process's file mode mask; it cannot fail and takes

@@ -15,7 +15,7 @@ use intelmesh_core::verify::{
 use intelmesh_core::{Distribution, Hash, KeyId, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::{Roster, RosterError};
-use intelmesh_store::{Outcome, SledStore, Store, StoreError};
+use intelmesh_store::{DiskStore, Outcome, Store, StoreError};
 use prost::Message;
 use tokio::sync::watch;
 
@@ -94,7 +94,7 @@ pub struct Follow {
 
 impl Follow {
     /// Follows `genesis`, then every version of the authority log in `store` that passes.
-    pub fn start(store: &SledStore, genesis: Roster, own: &Signer) -> Result<Follow, FollowError> {
+    pub fn start(store: &DiskStore, genesis: Roster, own: &Signer) -> Result<Follow, FollowError> {
         let fed = genesis.federation_id().clone();
         if let Some(first) = stored_version(store, &fed, 1)? {
             let found = intelmesh_roster::roster_hash(&first.document);
@@ -153,7 +153,7 @@ impl Follow {
     /// `None` when the log holds no more (or the next is a stub, which CLEAR entries never are).
     fn next_stored(
         &self,
-        store: &SledStore,
+        store: &DiskStore,
     ) -> Result<Option<Result<Roster, Refused>>, FollowError> {
         let current = self.current();
         let version = current.version() + 1;
@@ -445,7 +445,7 @@ impl Cut {
 /// the log is truncated to `L` (what follows chains onto that entry and goes with it). An entry
 /// at `L + 1` under another key (a replacement starting there) is the member's and stays. The
 /// caller keeps entries verified under an older key list from being applied meanwhile.
-fn compromise_cuts(store: &SledStore, roster: &Roster) -> Result<Vec<Cut>, StoreError> {
+fn compromise_cuts(store: &DiskStore, roster: &Roster) -> Result<Vec<Cut>, StoreError> {
     let mut cuts = Vec::new();
     for member in roster.members() {
         let Ok(origin) = OrgId::parse(&member.org) else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ed25519_dalek::SigningKey;
 use intelmesh_core::{KeyId, Signer, StaticKeys};
-use intelmesh_store::{SledStore, Store, StoreConfig, StoreError};
+use intelmesh_store::{DiskStore, Store, StoreConfig, StoreError};
 
 use crate::config::NodeConfig;
 use crate::rotation::{
@@ -151,7 +151,7 @@ pub enum OfflineError {
 pub async fn rotate_offline(cfg: NodeConfig) -> Result<Rotated, OfflineError> {
     let org = cfg.org_id()?;
     let store_cfg = StoreConfig::new(&cfg.data_dir).owned_by(org.clone());
-    let store = tokio::task::spawn_blocking(move || SledStore::open(store_cfg))
+    let store = tokio::task::spawn_blocking(move || DiskStore::open(store_cfg))
         .await
         .map_err(|e| NodeError::Join(e.to_string()))?
         .map_err(|e| match e {

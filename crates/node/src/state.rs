@@ -8,7 +8,7 @@ use intelmesh_core::evidence::{self, CheckedProof, EvidenceError};
 use intelmesh_core::verify::{verify_batch_parallel, Control, VerifyConfig};
 use intelmesh_core::{KeyId, OrgId, Signer, StaticKeys, VerifiedEntry, VerifyError};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{ApplyReport, Outcome, SledStore, Store, StoreError, VersionVector};
+use intelmesh_store::{ApplyReport, DiskStore, Outcome, Store, StoreError, VersionVector};
 use prost::Message;
 
 use crate::config::{NodeConfig, PeerConfig, Role};
@@ -34,7 +34,7 @@ pub const VERIFY_AHEAD: usize = 4;
 pub struct NodeState {
     pub org: OrgId,
     pub cfg: NodeConfig,
-    pub store: Arc<SledStore>,
+    pub store: Arc<DiskStore>,
     /// The members' verifying keys; replaced whole when the key list changes.
     keys: RwLock<Arc<StaticKeys>>,
     /// Replaced by a key rotation (under `own`), so every entry is signed by the key in force.
@@ -117,7 +117,7 @@ impl NodeState {
     /// node sign entries that no member accepts.
     pub fn new(
         cfg: NodeConfig,
-        store: SledStore,
+        store: DiskStore,
         keys: StaticKeys,
         signer: Signer,
     ) -> Result<NodeState, NodeError> {
@@ -133,7 +133,7 @@ impl NodeState {
     /// later): it then starts, receives the roster log, and publishes once a version admits it.
     pub fn following(
         cfg: NodeConfig,
-        store: SledStore,
+        store: DiskStore,
         signer: Signer,
     ) -> Result<NodeState, NodeError> {
         let roster_cfg = cfg.roster.as_ref().ok_or(NodeError::NotFollowing)?;
@@ -163,7 +163,7 @@ impl NodeState {
 
     fn assemble(
         cfg: NodeConfig,
-        store: SledStore,
+        store: DiskStore,
         keys: StaticKeys,
         signer: Signer,
         follow: Option<Follow>,

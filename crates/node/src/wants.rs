@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use intelmesh_core::entry::Header;
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{SledStore, Store, StoreError};
+use intelmesh_store::{DiskStore, Store, StoreError};
 
 use crate::config::Role;
 use crate::state::{NodeError, NodeState};
@@ -76,7 +76,7 @@ pub fn owed_stub(raw: &pb::SignedEntry, me: &OrgId, hub: bool) -> Result<Option<
 }
 
 /// The stubs in `store` this node is owed the payloads of, up to [`MAX_WANTS`].
-pub fn scan(store: &SledStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, StoreError> {
+pub fn scan(store: &DiskStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, StoreError> {
     const CHUNK: usize = 1024;
     let mut found = Vec::new();
     for (origin, head) in store.vector()? {

@@ -1,5 +1,5 @@
 //! One `Store::apply` in progress: chain decisions against the stored heads, with every write
-//! gathered into one sled batch.
+//! gathered into one batch.
 //!
 //! Heads and segments are read from the db once per call and kept per origin; later entries of
 //! the same call see what earlier ones changed. Index updates are only collected here: they are
@@ -14,9 +14,9 @@ use intelmesh_core::{Head, KeyId, OrgId, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
+use crate::disk_store::decode_head;
 use crate::index::IndexUpdate;
 use crate::segment::{last_segment, segment_at, Segment};
-use crate::sled_store::decode_head;
 use crate::{keys, Outcome, StoreError};
 
 /// Fork proofs kept per origin: one proves the fork, a few show its extent; an origin that
@@ -55,7 +55,7 @@ impl OriginWork {
 /// What `finish` hands back: the sled writes, and the index updates to merge once they are
 /// durable, in the order the entries were placed.
 pub(crate) struct Finished {
-    pub(crate) batch: sled::Batch,
+    pub(crate) batch: crate::kv::Batch,
     pub(crate) index: Vec<IndexUpdate>,
     /// Some segment was written: the log generation must rise with this batch.
     pub(crate) log_changed: bool,
@@ -66,8 +66,8 @@ pub(crate) struct Finished {
 }
 
 pub(crate) struct Work<'a> {
-    db: &'a sled::Db,
-    batch: sled::Batch,
+    db: &'a crate::kv::Kv,
+    batch: crate::kv::Batch,
     origins: HashMap<OrgId, OriginWork>,
     index: Vec<IndexUpdate>,
     /// Stubs this call completed, in order.
@@ -77,10 +77,10 @@ pub(crate) struct Work<'a> {
 }
 
 impl<'a> Work<'a> {
-    pub(crate) fn new(db: &'a sled::Db, entries: usize) -> Work<'a> {
+    pub(crate) fn new(db: &'a crate::kv::Kv, entries: usize) -> Work<'a> {
         Work {
             db,
-            batch: sled::Batch::default(),
+            batch: crate::kv::Batch::default(),
             origins: HashMap::new(),
             index: Vec::with_capacity(entries),
             fills: Vec::new(),
@@ -313,7 +313,7 @@ impl<'a> Work<'a> {
         Ok(added)
     }
 
-    /// The sled batch with the changed segments, final heads and fills (numbered after the
+    /// The batch with the changed segments, final heads and fills (numbered after the
     /// store's `fills_made`), and the index updates.
     pub(crate) fn finish(mut self, fills_made: u64) -> Result<Finished, StoreError> {
         let forks = self.write_forks()?;

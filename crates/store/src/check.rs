@@ -18,7 +18,7 @@ use prost::Message;
 use crate::index_write::IndexMeta;
 use crate::postings::{index_key_of, postings_of};
 use crate::state_sum::StateSum;
-use crate::{keys, SledStore, StoreError};
+use crate::{keys, DiskStore, StoreError};
 
 /// What `verify_store` found.
 #[derive(Debug, Default)]
@@ -41,7 +41,7 @@ impl StoreCheck {
 /// one rebuilt from the log. On a store in use, writes wait until the check is done, so it
 /// sees one state of log, heads and index.
 pub fn verify_store(
-    store: &SledStore,
+    store: &DiskStore,
     keys: Option<&dyn KeyRegistry>,
 ) -> Result<StoreCheck, StoreError> {
     // `apply` and `truncate_origin` change log, heads and index only while holding this.
@@ -128,7 +128,7 @@ pub fn verify_store(
 /// Compares the stored index with the rebuilt one, state by state, then the stored postings and
 /// counters with those the rebuilt states call for; streams the stored side.
 fn compare_index(
-    store: &SledStore,
+    store: &DiskStore,
     rebuilt: &BTreeMap<Vec<u8>, pb::IndicatorState>,
     check: &mut StoreCheck,
 ) -> Result<(), StoreError> {

@@ -1,5 +1,5 @@
 //! The indicator index's rules: how one entry's payload changes the merged view of its
-//! indicator (stored in sled, see `index_write`).
+//! indicator (stored on disk, see `index_write`).
 //!
 //! Assertions and sightings are kept per origin *and distribution*: a reader may be allowed
 //! some of an origin's entries about an indicator and not others, so what it sees must never

@@ -12,27 +12,27 @@ use crate::index_write::{IndexBatch, IndexMeta};
 use crate::segment::all_segments;
 use crate::{keys, StoreError};
 
-/// Indicators folded per sled batch: bounds the memory of a rebuild whatever the log's size.
+/// Indicators folded per batch: bounds the memory of a rebuild whatever the log's size.
 const CHUNK_INDICATORS: usize = 16_384;
-/// Keys removed per sled batch while clearing the old index.
+/// Keys removed per batch while clearing the old index.
 const CHUNK_REMOVALS: usize = 65_536;
 
 /// Marks the index as being rebuilt, in `batch` (so the mark lands with the change that calls
 /// for the rebuild).
-pub(crate) fn mark(batch: &mut sled::Batch) {
+pub(crate) fn mark(batch: &mut crate::kv::Batch) {
     batch.insert(keys::INDEX_REBUILD, &[][..]);
 }
 
 /// Whether a rebuild was started and not finished.
-pub(crate) fn pending(db: &sled::Db) -> Result<bool, StoreError> {
+pub(crate) fn pending(db: &crate::kv::Kv) -> Result<bool, StoreError> {
     Ok(db.get(keys::INDEX_REBUILD)?.is_some())
 }
 
 /// Replaces the index with one folded from the whole log; durable when it returns. The caller
 /// keeps other writes out (holds `held`, or the store is still opening).
-pub(crate) fn rebuild(db: &sled::Db) -> Result<IndexMeta, StoreError> {
+pub(crate) fn rebuild(db: &crate::kv::Kv) -> Result<IndexMeta, StoreError> {
     let t = std::time::Instant::now();
-    let mut start = sled::Batch::default();
+    let mut start = crate::kv::Batch::default();
     mark(&mut start);
     db.apply_batch(start)?;
     db.flush()?;
@@ -44,7 +44,7 @@ pub(crate) fn rebuild(db: &sled::Db) -> Result<IndexMeta, StoreError> {
             if raw.payload.is_none() {
                 continue;
             }
-            let opened = crate::sled_store::opened_of(db, &origin, seq, &raw)?;
+            let opened = crate::disk_store::opened_of(db, &origin, seq, &raw)?;
             let (header, payload) = read_stored_opened(&raw, opened.as_deref()).map_err(|e| {
                 StoreError::Corrupt(format!("{origin}#{seq}: stored entry unreadable: {e}"))
             })?;
@@ -58,14 +58,14 @@ pub(crate) fn rebuild(db: &sled::Db) -> Result<IndexMeta, StoreError> {
                 },
             )?;
             if index.len() >= CHUNK_INDICATORS {
-                let mut batch = sled::Batch::default();
+                let mut batch = crate::kv::Batch::default();
                 let meta = index.write(&mut batch);
                 db.apply_batch(batch)?;
                 index = IndexBatch::new(meta);
             }
         }
     }
-    let mut last = sled::Batch::default();
+    let mut last = crate::kv::Batch::default();
     let meta = index.write(&mut last);
     last.remove(keys::INDEX_REBUILD);
     db.apply_batch(last)?;
@@ -79,13 +79,13 @@ pub(crate) fn rebuild(db: &sled::Db) -> Result<IndexMeta, StoreError> {
 }
 
 /// Removes every index state, posting and counter.
-fn clear(db: &sled::Db) -> Result<(), StoreError> {
+fn clear(db: &crate::kv::Kv) -> Result<(), StoreError> {
     for prefix in [keys::INDEX, keys::POSTING] {
         loop {
-            let mut batch = sled::Batch::default();
+            let mut batch = crate::kv::Batch::default();
             let mut n = 0;
             for kv in db.scan_prefix([prefix]).keys().take(CHUNK_REMOVALS) {
-                batch.remove(kv?);
+                batch.remove(kv?.to_vec());
                 n += 1;
             }
             if n == 0 {
@@ -94,7 +94,7 @@ fn clear(db: &sled::Db) -> Result<(), StoreError> {
             db.apply_batch(batch)?;
         }
     }
-    let mut batch = sled::Batch::default();
+    let mut batch = crate::kv::Batch::default();
     batch.remove(keys::INDEX_COUNT);
     batch.remove(keys::PREFIX_LENGTHS);
     batch.remove(keys::INDEX_DIGEST);

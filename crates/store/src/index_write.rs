@@ -1,9 +1,9 @@
 //! Folding a batch of updates into the on-disk index: the changed states, their postings and the
-//! index's counters, written into the same sled batch as the log entries they come from.
+//! index's counters, written into the same batch as the log entries they come from.
 //!
 //! Writing the index in the log's own atomic batch is what makes it exact after any crash: the
 //! index never lags the log and never runs ahead of it, so a restart replays nothing and a
-//! reader never sees a state a crash could undo. The fold reads the current states from sled
+//! reader never sees a state a crash could undo. The fold reads the current states from the store
 //! under the store's write lock (`held`), so no other write can change them in between.
 
 use std::collections::{BTreeSet, HashMap};
@@ -29,7 +29,7 @@ pub(crate) struct IndexMeta {
 }
 
 impl IndexMeta {
-    pub(crate) fn read(db: &sled::Db) -> Result<IndexMeta, StoreError> {
+    pub(crate) fn read(db: &crate::kv::Kv) -> Result<IndexMeta, StoreError> {
         let count = match db.get(keys::INDEX_COUNT)? {
             Some(v) => <[u8; 8]>::try_from(v.as_ref())
                 .map(u64::from_be_bytes)
@@ -53,10 +53,10 @@ impl IndexMeta {
         })
     }
 
-    fn write(&self, batch: &mut sled::Batch) {
-        batch.insert(keys::INDEX_COUNT, &self.count.to_be_bytes());
-        batch.insert(keys::PREFIX_LENGTHS, &self.lengths.to_bytes());
-        batch.insert(keys::INDEX_DIGEST, &self.digest.to_bytes());
+    fn write(&self, batch: &mut crate::kv::Batch) {
+        batch.insert(keys::INDEX_COUNT, self.count.to_be_bytes());
+        batch.insert(keys::PREFIX_LENGTHS, self.lengths.to_bytes());
+        batch.insert(keys::INDEX_DIGEST, self.digest.to_bytes());
     }
 }
 
@@ -66,7 +66,7 @@ struct Touched {
     state: pb::IndicatorState,
 }
 
-/// The index changes of one write, gathered before they are put in its sled batch.
+/// The index changes of one write, gathered before they are put in its batch.
 pub(crate) struct IndexBatch {
     touched: HashMap<Vec<u8>, Touched>,
     meta: IndexMeta,
@@ -82,7 +82,11 @@ impl IndexBatch {
 
     /// Folds one update into its indicator's state, read from `db` the first time the batch
     /// touches it.
-    pub(crate) fn merge(&mut self, db: &sled::Db, update: IndexUpdate) -> Result<(), StoreError> {
+    pub(crate) fn merge(
+        &mut self,
+        db: &crate::kv::Kv,
+        update: IndexUpdate,
+    ) -> Result<(), StoreError> {
         let IndexUpdate {
             key,
             header,
@@ -117,7 +121,7 @@ impl IndexBatch {
 
     /// Puts the new states, the changed postings and the counters in `batch`; returns the
     /// counters as they will be once `batch` is applied.
-    pub(crate) fn write(mut self, batch: &mut sled::Batch) -> IndexMeta {
+    pub(crate) fn write(mut self, batch: &mut crate::kv::Batch) -> IndexMeta {
         if self.touched.is_empty() {
             return self.meta;
         }

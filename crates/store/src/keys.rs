@@ -1,5 +1,5 @@
-//! Key layout of the single sled tree (one tree, so one batch writes log, heads and index
-//! atomically). Org ids never contain a NUL byte, so `origin 0x00`
+//! Key layout of the store's one key-value space (one space, so one batch writes log, heads and
+//! index atomically). Org ids never contain a NUL byte, so `origin 0x00`
 //! ends an origin unambiguously and keys of one origin sort by seq.
 
 use intelmesh_core::{Indicator, IndicatorType, KeyId, OrgId};
@@ -28,13 +28,13 @@ pub const INDEX_REBUILD: &[u8] = b"Mrebuild";
 pub const GENERATION: &[u8] = b"G";
 /// The one key holding the layout version of the store.
 pub const FORMAT: &[u8] = b"V";
-/// Layout version this build reads and writes: 5 since the index posts object ids; 4 brought
-/// the index into sled beside the log (3 kept it in memory and a snapshot file). Stores of
-/// either are upgraded on open by rebuilding the index from their log. 3 brought payload
-/// commitments, per-distribution slots and receipts.
-pub const FORMAT_VERSION: u32 = 5;
-/// Earlier layouts whose log [`FORMAT_VERSION`] reads as is, upgraded by an index rebuild.
-pub const FORMAT_UPGRADABLE: [u32; 2] = [3, 4];
+/// Layout version this build reads and writes: 6 since the store lives in an LSM tree (fjall);
+/// 5 and before were sled databases, which this build refuses with what to do. (Within sled,
+/// 5 brought object-id postings, 4 the index on disk, 3 payload commitments and receipts.)
+pub const FORMAT_VERSION: u32 = 6;
+/// Earlier layouts of this engine whose log [`FORMAT_VERSION`] reads as is, upgraded by an index
+/// rebuild at open: none yet.
+pub const FORMAT_UPGRADABLE: [u32; 0] = [];
 /// The one key holding the org id of the node the store belongs to.
 pub const OWNER: &[u8] = b"O";
 

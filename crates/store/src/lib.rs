@@ -1,27 +1,28 @@
 //! Durable storage of the per-origin logs and the state derived from them.
 //!
-//! [`Store`] is what the node programs against; [`SledStore`] keeps the logs (in segments, see
-//! `segment`), heads, fork proofs and signing keys in one sled tree under prefixed keys (see
-//! `keys`), so one batch of entries is one atomic `apply_batch` followed by a flush: an entry
+//! [`Store`] is what the node programs against; [`DiskStore`] keeps the logs (in segments, see
+//! `segment`), heads, fork proofs and signing keys in one ordered key-value space on disk (an
+//! LSM tree, see `kv`) under prefixed keys (see `keys`), so one batch of entries is one atomic
+//! `apply_batch` followed by a flush: an entry
 //! is reported appended only once it is on disk. The indicator index is derived from the log
 //! and written in the same batch (see `index_write`), with postings for queries by tag, origin
 //! and time (see `postings`).
 
 mod apply;
 mod check;
+mod disk_store;
 mod hold;
 mod index;
 mod index_rebuild;
 mod index_write;
 mod keys;
+mod kv;
 mod open;
 mod postings;
 mod private_dir;
 pub mod receipt;
 mod segment;
 mod select;
-mod sled_lock;
-mod sled_store;
 mod state_sum;
 mod truncate;
 mod write;
@@ -35,10 +36,10 @@ use intelmesh_proto::v1 as pb;
 
 pub use apply::MAX_FORK_PROOFS_PER_ORIGIN;
 pub use check::{verify_store, StoreCheck};
+pub use disk_store::{DiskStore, IndexSource, StoreConfig};
 pub use index::merge_payload;
 pub use postings::Selection;
 pub use select::Selected;
-pub use sled_store::{IndexSource, SledStore, StoreConfig};
 pub use truncate::TruncateReport;
 
 /// Head seq per origin: what a node holds, and what it tells peers in its hello.
@@ -89,8 +90,8 @@ pub struct Fill {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage I/O: {0}")]
-    Sled(#[from] sled::Error),
+    #[error("storage engine: {0}")]
+    Engine(#[from] fjall::Error),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
     #[error("{path}: {source}")]

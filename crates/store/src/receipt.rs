@@ -1,6 +1,6 @@
 //! Receipts of the node's own publications, by idempotency key: a client that lost the answer to
 //! a Submit repeats it with the same key and gets the first answer back, and nothing is signed
-//! twice. A receipt is written in the same sled batch as the entries it describes, so it exists
+//! twice. A receipt is written in the same batch as the entries it describes, so it exists
 //! exactly when they are durable; receipts older than [`RECEIPT_TTL_MS`] are pruned as new ones
 //! are written.
 

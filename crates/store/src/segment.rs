@@ -1,8 +1,8 @@
-//! The log's unit of storage: a run of consecutive entries of one origin in one sled value.
+//! The log's unit of storage: a run of consecutive entries of one origin in one value of the store.
 //!
 //! A segment is keyed by (origin, seq of its first entry) and entry `i` has seq `first + i`.
 //! Appends fill an origin's last segment up to [`SEGMENT_TARGET_BYTES`], then start a new one,
-//! so a batch costs a few sled writes rather than one per entry, and a range read decodes runs.
+//! so a batch costs a few writes rather than one per entry, and a range read decodes runs.
 
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
@@ -11,10 +11,9 @@ use prost::Message;
 
 use crate::{keys, StoreError};
 
-/// A segment stops taking entries once it holds this many bytes: a batch costs a few sled writes
+/// A segment stops taking entries once it holds this many bytes: a batch costs a few writes
 /// and a partly filled tail segment is cheap to rewrite (16 KiB and 32 KiB measured no faster
-/// in `bench ingest`). A segment holding one entry near the 64 KiB payload cap is bigger; the
-/// store's sled segments (see `open`) keep a leaf of 16 such values inline all the same.
+/// in `bench ingest`). A segment holding one entry near the 64 KiB payload cap is bigger.
 pub(crate) const SEGMENT_TARGET_BYTES: usize = 6 * 1024;
 
 #[derive(Clone, Debug)]
@@ -136,7 +135,7 @@ fn decode_kv(origin: &OrgId, k: &[u8], v: &[u8]) -> Result<Segment, StoreError> 
 /// The segment of `origin` that starts at or before `seq` and is closest to it; it holds `seq`
 /// if the log does.
 pub(crate) fn segment_at(
-    db: &sled::Db,
+    db: &crate::kv::Kv,
     origin: &OrgId,
     seq: u64,
 ) -> Result<Option<Segment>, StoreError> {
@@ -153,13 +152,16 @@ pub(crate) fn segment_at(
 }
 
 /// The last segment of `origin`'s log.
-pub(crate) fn last_segment(db: &sled::Db, origin: &OrgId) -> Result<Option<Segment>, StoreError> {
+pub(crate) fn last_segment(
+    db: &crate::kv::Kv,
+    origin: &OrgId,
+) -> Result<Option<Segment>, StoreError> {
     segment_at(db, origin, u64::MAX)
 }
 
 /// `origin`'s segments in seq order, from the one holding `from_seq` on.
 pub(crate) fn segments_from<'a>(
-    db: &'a sled::Db,
+    db: &'a crate::kv::Kv,
     origin: &'a OrgId,
     from_seq: u64,
 ) -> Result<impl Iterator<Item = Result<Segment, StoreError>> + 'a, StoreError> {
@@ -180,7 +182,7 @@ pub(crate) fn segments_from<'a>(
 
 /// Every segment in key order: by origin, then seq.
 pub(crate) fn all_segments(
-    db: &sled::Db,
+    db: &crate::kv::Kv,
 ) -> impl Iterator<Item = Result<(OrgId, Segment), StoreError>> + '_ {
     db.scan_prefix([keys::LOG]).map(|kv| {
         let (k, v) = kv?;

@@ -15,7 +15,7 @@ pub type Selected = (Vec<u8>, pb::IndicatorState);
 
 /// Up to `limit` states of `selection` after the position `after` (see [`Selected`]).
 pub(crate) fn select(
-    db: &sled::Db,
+    db: &crate::kv::Kv,
     selection: &Selection,
     after: Option<&[u8]>,
     limit: usize,
@@ -32,13 +32,13 @@ pub(crate) fn select(
 /// Selections in index order: each range read from just after `after`'s index key, merged,
 /// each indicator once.
 fn by_index_key(
-    db: &sled::Db,
+    db: &crate::kv::Kv,
     ranges: &[Range],
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
     // Index key → the encoded state when the range held it (index ranges), else `None`.
-    let mut found: BTreeMap<Vec<u8>, Option<sled::IVec>> = BTreeMap::new();
+    let mut found: BTreeMap<Vec<u8>, Option<crate::kv::Bytes>> = BTreeMap::new();
     for r in ranges {
         let start = match after {
             Some(a) => {
@@ -80,7 +80,7 @@ fn by_index_key(
 /// The time selection: time postings from `since` on (or after the position `after`, a
 /// posting key), oldest first.
 fn by_time(
-    db: &sled::Db,
+    db: &crate::kv::Kv,
     since: i64,
     after: Option<&[u8]>,
     limit: usize,
@@ -103,7 +103,7 @@ fn by_time(
     Ok(out)
 }
 
-fn read_state(db: &sled::Db, index_key: &[u8]) -> Result<pb::IndicatorState, StoreError> {
+fn read_state(db: &crate::kv::Kv, index_key: &[u8]) -> Result<pb::IndicatorState, StoreError> {
     let v = db.get(index_key)?.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "a posting names {:?}, which the index does not hold",

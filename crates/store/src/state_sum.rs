@@ -6,7 +6,7 @@
 //! store's write lock. A sum can take a state out and put its successor in, so each write costs
 //! two hashes per touched indicator and Status reads 32 bytes. It is a convergence check, not a
 //! commitment against an adversary: the heads it is hashed with (see
-//! `SledStore::state_digest`) are what binds the logs, and the index is a function of them.
+//! `DiskStore::state_digest`) are what binds the logs, and the index is a function of them.
 
 use sha2::{Digest, Sha256};
 

@@ -1,10 +1,10 @@
-//! [`SledStore::truncate_origin`]: removes an origin's log entries after a seq. The one write
+//! [`DiskStore::truncate_origin`]: removes an origin's log entries after a seq. The one write
 //! that takes entries out of a log: a compromise report ends a key at the last seq its member
 //! vouches for, and what that key signed after it (a thief's entries, taken in before the report
 //! arrived) must leave every read.
 //!
-//! Like `apply`, it holds the `held` lock (so no write interleaves) and writes one sled batch,
-//! flushed under the process's sled write lock: the trimmed segment, the later segments removed,
+//! Like `apply`, it holds the `held` lock (so no write interleaves) and writes one batch, then
+//! flushes it: the trimmed segment, the later segments removed,
 //! the head moved back (removed at 0), the log generation raised, and the index marked for a
 //! rebuild. Only then is the index rebuilt from the log (it is a pure function of the log, and
 //! entries leaving it cannot be unfolded). A crash before the rebuild ends leaves the mark, and
@@ -17,9 +17,9 @@ use intelmesh_core::{Head, OrgId};
 use prost::Message;
 
 use crate::segment::{segment_at, segments_from};
-use crate::{index_rebuild, keys, SledStore, Store, StoreError};
+use crate::{index_rebuild, keys, DiskStore, Store, StoreError};
 
-/// What [`SledStore::truncate_origin`] did.
+/// What [`DiskStore::truncate_origin`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TruncateReport {
     /// Log entries removed (seqs after `keep_through` up to the old head).
@@ -30,7 +30,7 @@ pub struct TruncateReport {
     pub head: Option<Head>,
 }
 
-impl SledStore {
+impl DiskStore {
     /// Removes `origin`'s log entries with seq > `keep_through`: the head becomes entry
     /// `keep_through` (no head at 0), held entries beyond it are dropped, and the indicator
     /// index is rebuilt from the log. Nothing to remove is not an error (`removed` 0). Durable
@@ -50,7 +50,7 @@ impl SledStore {
                 head,
             });
         };
-        let mut batch = sled::Batch::default();
+        let mut batch = crate::kv::Batch::default();
         let mut new_head: Option<Head> = None;
         // What the cut entries opened to goes with them: another entry may take their seqs.
         for kv in self
@@ -62,7 +62,7 @@ impl SledStore {
             if !k.starts_with(&keys::opened_prefix(origin)) {
                 break;
             }
-            batch.remove(k);
+            batch.remove(k.to_vec());
         }
         for seg in segments_from(&self.db, origin, keep_through.saturating_add(1))? {
             let mut seg = seg?;
@@ -101,13 +101,10 @@ impl SledStore {
             None => batch.remove(keys::head(origin)),
         }
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        batch.insert(keys::GENERATION, &generation.to_be_bytes());
+        batch.insert(keys::GENERATION, generation.to_be_bytes());
         index_rebuild::mark(&mut batch);
-        {
-            let _one_writer = crate::sled_lock::exclusive();
-            self.db.apply_batch(batch)?;
-            self.db.flush()?;
-        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
         self.generation.store(generation, Ordering::Release);
         // The index folded the removed entries in: fold the log again. On an error the mark
         // stays, and the next open rebuilds it.

@@ -1,6 +1,6 @@
-//! Every write to the store goes through [`SledStore::apply_with`]: chain decisions, the hold
+//! Every write to the store goes through [`DiskStore::apply_with`]: chain decisions, the hold
 //! queue, fork proofs (found here or received), receipts of own publications, the index states
-//! and postings they change, then one sled batch, one flush, and only then the counters.
+//! and postings they change, then one batch, one flush, and only then the counters.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -14,7 +14,7 @@ use crate::apply::{Finished, Placed, Work};
 use crate::hold::{HoldQueue, Offer};
 use crate::index_write::IndexBatch;
 use crate::receipt::{self, Receipt, PRUNE_PER_WRITE, RECEIPT_TTL_MS};
-use crate::{keys, ApplyReport, Outcome, SledStore, StoreError};
+use crate::{keys, ApplyReport, DiskStore, Outcome, StoreError};
 
 /// What a write carries besides entries.
 #[derive(Default)]
@@ -25,7 +25,7 @@ pub(crate) struct Extra {
     forks: Vec<pb::ForkProof>,
 }
 
-impl SledStore {
+impl DiskStore {
     /// Applies the node's own entries and keeps `receipt` under `key` in the same atomic batch,
     /// so the receipt exists exactly when the entries are durable.
     pub fn apply_own(
@@ -113,13 +113,10 @@ impl SledStore {
         let index_meta = index.write(&mut batch);
         let generation = self.generation.load(Ordering::Acquire) + u64::from(log_changed);
         if log_changed {
-            batch.insert(keys::GENERATION, &generation.to_be_bytes());
+            batch.insert(keys::GENERATION, generation.to_be_bytes());
         }
-        {
-            let _one_writer = crate::sled_lock::exclusive();
-            self.db.apply_batch(batch)?;
-            self.db.flush()?;
-        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
         self.generation.store(generation, Ordering::Release);
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);
@@ -130,7 +127,7 @@ impl SledStore {
     /// Writes a receipt and prunes a few that are past their time.
     fn add_receipt(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut crate::kv::Batch,
         key: &[u8],
         r: &Receipt,
     ) -> Result<(), StoreError> {
@@ -146,7 +143,7 @@ impl SledStore {
             match receipt::parse_age_key(&k) {
                 Some((at, old)) if at < cutoff => {
                     batch.remove(receipt::key(old));
-                    batch.remove(k);
+                    batch.remove(k.to_vec());
                 }
                 _ => break,
             }

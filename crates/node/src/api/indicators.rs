@@ -416,7 +416,7 @@ fn watch_step(
         if cursor.log.get(&fill.origin).is_none_or(|at| *at < fill.seq) {
             continue;
         }
-        // A compromise cut (`SledStore::truncate_origin`) may have removed a filled entry
+        // A compromise cut (`DiskStore::truncate_origin`) may have removed a filled entry
         // since: it is no longer there to show.
         let Some(entry) = store.range(&fill.origin, fill.seq, 1)?.pop() else {
             continue;

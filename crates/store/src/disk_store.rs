@@ -1,8 +1,7 @@
-//! [`SledStore`]: the [`Store`] on sled, with the indicator index beside the log and the hold
+//! [`DiskStore`]: the [`Store`] on disk (one key-value space, see `kv`), with the indicator index beside the log and the hold
 //! queue for entries that arrived before their predecessors.
 
 use std::collections::BTreeMap;
-use std::mem::ManuallyDrop;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::hold::{HoldLimits, HoldQueue};
 use crate::index::decode_state;
 use crate::index_write::IndexMeta;
-use crate::open::{open_db, open_sled, remove_unfinished_snapshots};
+use crate::open::{open_db, open_kv};
 use crate::postings::Selection;
 use crate::segment::{all_segments, last_segment, segments_from};
 use crate::select::Selected;
@@ -33,7 +32,7 @@ pub struct StoreConfig {
     /// The org of the node the store belongs to. A new store records it; a store recorded for
     /// another org is refused (a data directory mixed up between nodes). `None`: any store.
     pub owner: Option<OrgId>,
-    /// sled page cache size.
+    /// Block cache size of the key-value space.
     pub cache_bytes: u64,
     /// Most entries held per origin while waiting for predecessors.
     pub hold_per_origin: usize,
@@ -72,9 +71,8 @@ impl StoreConfig {
     }
 }
 
-pub struct SledStore {
-    /// Dropped by hand in `Drop`, under the process's sled write lock (see `sled_lock`).
-    pub(crate) db: ManuallyDrop<sled::Db>,
+pub struct DiskStore {
+    pub(crate) db: crate::kv::Kv,
     pub(crate) cfg: StoreConfig,
     /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
     pub(crate) held: Mutex<HoldQueue>,
@@ -91,7 +89,7 @@ pub struct SledStore {
     /// Where the index came from when the store opened.
     index_source: IndexSource,
     /// The heads as read at a log generation. Every link asks for them after every append
-    /// (its vector, its next batch): a hub with 190 links would otherwise scan sled 190
+    /// (its vector, its next batch): a hub with 190 links would otherwise scan the store 190
     /// times per entry.
     heads_at: Mutex<Option<(u64, SharedHeads)>>,
 }
@@ -108,12 +106,12 @@ pub enum IndexSource {
     Rebuilt,
 }
 
-impl SledStore {
+impl DiskStore {
     /// Opens (or creates) the store and checks every head against its log's tail.
-    pub fn open(cfg: StoreConfig) -> Result<SledStore, StoreError> {
+    pub fn open(cfg: StoreConfig) -> Result<DiskStore, StoreError> {
         let db = open_db(&cfg)?;
-        let mut store = SledStore {
-            db: ManuallyDrop::new(db),
+        let mut store = DiskStore {
+            db,
             cfg,
             held: Mutex::new(HoldQueue::default()),
             index_meta: Mutex::new(IndexMeta::default()),
@@ -172,17 +170,16 @@ impl SledStore {
     /// and was not recorded for another org than `owner`: what opening it for `owner` would
     /// refuse. For `intelmesh run --check`, so it records nothing.
     pub fn check_owner_at(path: &Path, owner: &OrgId) -> Result<(), StoreError> {
-        // sled writes `conf` when it creates a store: without it there is nothing to check.
-        if !path.join("conf").is_file() {
+        // The engine writes its marker when it creates a store: without it there is nothing to
+        // check.
+        if !path.join(crate::kv::MARKER_FILE).is_file() {
             return Ok(());
         }
-        let _one_writer = crate::sled_lock::exclusive();
-        remove_unfinished_snapshots(path)?;
         let found = {
-            let db = open_sled(path, 1 << 20)?;
+            let db = open_kv(path, 1 << 20)?;
             db.get(keys::OWNER)?
         };
-        // sled may have written files while opening: keep them private too.
+        // The engine may have written files while opening: keep them private too.
         private_dir::restrict(path)?;
         match found {
             Some(v) if v.as_ref() != owner.as_str().as_bytes() => Err(StoreError::OtherOwner {
@@ -357,9 +354,9 @@ impl SledStore {
         *self.index_meta.lock().unwrap_or_else(|p| p.into_inner()) = meta;
     }
 
-    /// The heads, read from sled once per log generation. `apply` raises the generation only
+    /// The heads, read from disk once per log generation. `apply` raises the generation only
     /// after its batch is flushed, so a caller whose write returned reads its own heads; a
-    /// reader racing a write sees the heads from before or after it, as with a sled scan.
+    /// reader racing a write sees the heads from before or after it, as with a scan.
     fn current_heads(&self) -> Result<SharedHeads, StoreError> {
         let generation = self.generation.load(Ordering::Acquire);
         let cached = self
@@ -387,15 +384,6 @@ impl SledStore {
     }
 }
 
-impl Drop for SledStore {
-    /// Closes sled (which flushes) under the process's sled write lock.
-    fn drop(&mut self) {
-        let _one_writer = crate::sled_lock::exclusive();
-        // SAFETY: `db` is not used after this; `drop` runs once.
-        unsafe { ManuallyDrop::drop(&mut self.db) };
-    }
-}
-
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
     pb::Head::decode(bytes)
         .ok()
@@ -404,7 +392,7 @@ pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
         .ok_or_else(|| StoreError::Corrupt("head record does not decode".into()))
 }
 
-impl Store for SledStore {
+impl Store for DiskStore {
     fn apply(&self, batch: Vec<VerifiedEntry>) -> Result<ApplyReport, StoreError> {
         self.apply_with(batch, Extra::default())
     }
@@ -538,7 +526,7 @@ pub(crate) type OpenedEntry = (OrgId, u64, pb::SignedEntry, Option<Vec<u8>>);
 /// What a stored sealed entry opened to at this node; `None` for an entry that is not sealed
 /// (its header says so: no read) or that this node could not open.
 pub(crate) fn opened_of(
-    db: &sled::Db,
+    db: &crate::kv::Kv,
     origin: &OrgId,
     seq: u64,
     raw: &pb::SignedEntry,

@@ -1,0 +1,196 @@
+//! The store's one ordered key-value space on disk (fjall, an LSM tree): atomic batches,
+//! ordered and prefix scans, and the flush that makes a batch durable.
+//!
+//! Everything of a store lives in one keyspace, so one batch writes log, heads and index
+//! atomically. An LSM tree writes sequentially (a journal, then sorted tables merged in the
+//! background): inserting at random keys costs what appending does, a restart replays only the
+//! journal since the last memtable flush, and tables are compressed. sled 0.34, the engine
+//! before, rewrote a leaf per random insert, kept at least twice the live bytes on disk and
+//! read back everything written since it last opened on every restart (README, `bench scale`).
+
+use std::collections::BTreeMap;
+use std::ops::RangeBounds;
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::StoreError;
+
+/// A key or value as read: cheap to clone, derefs to bytes.
+pub(crate) type Bytes = fjall::Slice;
+
+/// The name of the one keyspace holding a store.
+const SPACE: &str = "store";
+
+/// The file fjall creates in a database directory, so its presence says a store exists there.
+pub(crate) const MARKER_FILE: &str = "version";
+
+/// The engine's lock file, its first journal and its directory of keyspaces.
+const LOCK_FILE: &str = "lock";
+const FIRST_JOURNAL: &str = "0.jnl";
+const SPACES_DIR: &str = "keyspaces";
+
+/// How many bytes of journal may wait before memtables are flushed to tables: a restart after
+/// a crash replays at most this much (fjall's default, 512 MiB, would take seconds).
+const MAX_JOURNAL_BYTES: u64 = 64 << 20;
+
+/// Memtable size: a full one is written out as a sorted table by a background worker.
+const MEMTABLE_BYTES: u64 = 16 << 20;
+
+/// Background workers (flushes and compactions) per store: nodes run on small machines, and
+/// tests run several stores in one process.
+const WORKER_THREADS: usize = 2;
+
+pub(crate) struct Kv {
+    db: Database,
+    space: Keyspace,
+}
+
+impl Kv {
+    /// Opens (or creates) the store's key-value space at `path` with a block cache of
+    /// `cache_bytes`.
+    pub(crate) fn open(path: &Path, cache_bytes: u64) -> Result<Kv, StoreError> {
+        let db = Database::builder(path)
+            .cache_size(cache_bytes)
+            .max_journaling_size(MAX_JOURNAL_BYTES)
+            .worker_threads(WORKER_THREADS)
+            .open()
+            .map_err(|e| open_error(path, e))?;
+        let space = db
+            .keyspace(SPACE, || {
+                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+            })
+            .map_err(|e| open_error(path, e))?;
+        Ok(Kv { db, space })
+    }
+
+    pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.space.get(key)?)
+    }
+
+    pub(crate) fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool, StoreError> {
+        Ok(self.space.contains_key(key)?)
+    }
+
+    /// Writes one key, durable after [`Kv::flush`].
+    pub(crate) fn insert(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<(), StoreError> {
+        self.space.insert(key.as_ref(), value.as_ref())?;
+        Ok(())
+    }
+
+    /// Whether the space holds no key at all.
+    pub(crate) fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.space.first_key_value().is_none())
+    }
+
+    /// Every key starting with `prefix`, in order (and in reverse with `rev`/`next_back`).
+    pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        Iter(self.space.prefix(prefix))
+    }
+
+    pub(crate) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        Iter(self.space.range(range))
+    }
+
+    /// Writes `batch` atomically: a reader sees all of it or none. Durable after [`Kv::flush`].
+    pub(crate) fn apply_batch(&self, batch: Batch) -> Result<(), StoreError> {
+        if batch.0.is_empty() {
+            return Ok(());
+        }
+        let mut write = self.db.batch();
+        for (key, value) in batch.0 {
+            match value {
+                Some(v) => write.insert(&self.space, key, v),
+                None => write.remove(&self.space, key),
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Makes every applied batch durable (the journal written and fsynced).
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+}
+
+/// The engine writes its [`MARKER_FILE`] last when it creates a store, and refuses to create
+/// one over the journal a creation cut short (by a kill) left behind. Without the marker the
+/// store never held a write, so what the creation left is removed, under the store's lock so a
+/// process creating it now is not disturbed.
+pub(crate) fn clear_unfinished_creation(path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let journal = path.join(FIRST_JOURNAL);
+    if path.join(MARKER_FILE).exists() || !journal.exists() {
+        return Ok(());
+    }
+    let lock = std::fs::File::open(path.join(LOCK_FILE)).map_err(io)?;
+    lock.try_lock().map_err(|e| match e {
+        std::fs::TryLockError::WouldBlock => StoreError::InUse(path.to_path_buf()),
+        std::fs::TryLockError::Error(e) => io(e),
+    })?;
+    tracing::warn!(path = %path.display(), "removing what a store creation cut short left behind");
+    std::fs::remove_file(&journal).map_err(io)?;
+    match std::fs::remove_dir_all(path.join(SPACES_DIR)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+        _ => Ok(()),
+    }
+}
+
+fn open_error(path: &Path, e: fjall::Error) -> StoreError {
+    match e {
+        fjall::Error::Locked => StoreError::InUse(path.to_path_buf()),
+        e => StoreError::Engine(e),
+    }
+}
+
+/// Ordered (key, value) pairs of a scan.
+pub(crate) struct Iter(fjall::Iter);
+
+impl Iter {
+    /// The keys alone.
+    pub(crate) fn keys(self) -> impl DoubleEndedIterator<Item = Result<Bytes, StoreError>> {
+        self.0.map(|g| g.key().map_err(StoreError::from))
+    }
+}
+
+impl Iterator for Iter {
+    type Item = Result<(Bytes, Bytes), StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0
+            .next()
+            .map(|g| g.into_inner().map_err(StoreError::from))
+    }
+}
+
+impl DoubleEndedIterator for Iter {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0
+            .next_back()
+            .map(|g| g.into_inner().map_err(StoreError::from))
+    }
+}
+
+/// Writes to apply together. A key written twice keeps its last write, so building a batch
+/// in steps needs no care about order.
+#[derive(Default)]
+pub(crate) struct Batch(BTreeMap<Vec<u8>, Option<Vec<u8>>>);
+
+impl Batch {
+    pub(crate) fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.0.insert(key.into(), Some(value.into()));
+    }
+
+    pub(crate) fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.0.insert(key.into(), None);
+    }
+}
