@@ -35,7 +35,6 @@ pub(crate) fn rebuild(db: &crate::kv::Kv) -> Result<IndexMeta, StoreError> {
     let mut start = crate::kv::Batch::default();
     mark(&mut start);
     db.apply_batch(start)?;
-    db.flush()?;
     clear(db)?;
     let mut index = IndexBatch::new(IndexMeta::default());
     for item in all_segments(db) {
@@ -69,7 +68,6 @@ pub(crate) fn rebuild(db: &crate::kv::Kv) -> Result<IndexMeta, StoreError> {
     let meta = index.write(&mut last);
     last.remove(keys::INDEX_REBUILD);
     db.apply_batch(last)?;
-    db.flush()?;
     tracing::info!(
         indicators = meta.count,
         ms = t.elapsed().as_millis() as u64,

@@ -3,7 +3,7 @@
 //! [`Store`] is what the node programs against; [`DiskStore`] keeps the logs (in segments, see
 //! `segment`), heads, fork proofs and signing keys in one ordered key-value space on disk (an
 //! LSM tree, see `kv`) under prefixed keys (see `keys`), so one batch of entries is one atomic
-//! `apply_batch` followed by a flush: an entry
+//! `apply_batch`, durable before anyone can read it: an entry
 //! is reported appended only once it is on disk. The indicator index is derived from the log
 //! and written in the same batch (see `index_write`), with postings for queries by tag, origin
 //! and time (see `postings`).

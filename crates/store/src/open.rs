@@ -25,7 +25,6 @@ fn check_format(db: &Kv, cfg: &StoreConfig) -> Result<(), StoreError> {
         Some(v) => <[u8; 4]>::try_from(v.as_ref()).ok().map(u32::from_be_bytes),
         None if db.is_empty()? => {
             db.insert(keys::FORMAT, keys::FORMAT_VERSION.to_be_bytes())?;
-            db.flush()?;
             return Ok(());
         }
         None => Some(1),
@@ -56,7 +55,6 @@ fn upgrade(db: &Kv, cfg: &StoreConfig) -> Result<(), StoreError> {
     batch.insert(keys::FORMAT, keys::FORMAT_VERSION.to_be_bytes());
     crate::index_rebuild::mark(&mut batch);
     db.apply_batch(batch)?;
-    db.flush()?;
     Ok(())
 }
 
@@ -68,7 +66,6 @@ fn check_owner(db: &Kv, cfg: &StoreConfig) -> Result<(), StoreError> {
     match db.get(keys::OWNER)? {
         None => {
             db.insert(keys::OWNER, owner.as_str().as_bytes())?;
-            db.flush()?;
             Ok(())
         }
         Some(v) if v.as_ref() == owner.as_str().as_bytes() => Ok(()),

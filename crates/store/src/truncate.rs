@@ -3,8 +3,8 @@
 //! vouches for, and what that key signed after it (a thief's entries, taken in before the report
 //! arrived) must leave every read.
 //!
-//! Like `apply`, it holds the `held` lock (so no write interleaves) and writes one batch, then
-//! flushes it: the trimmed segment, the later segments removed,
+//! Like `apply`, it holds the `held` lock (so no write interleaves) and writes one durable batch:
+//! the trimmed segment, the later segments removed,
 //! the head moved back (removed at 0), the log generation raised, and the index marked for a
 //! rebuild. Only then is the index rebuilt from the log (it is a pure function of the log, and
 //! entries leaving it cannot be unfolded). A crash before the rebuild ends leaves the mark, and
@@ -104,7 +104,6 @@ impl DiskStore {
         batch.insert(keys::GENERATION, generation.to_be_bytes());
         index_rebuild::mark(&mut batch);
         self.db.apply_batch(batch)?;
-        self.db.flush()?;
         self.generation.store(generation, Ordering::Release);
         // The index folded the removed entries in: fold the log again. On an error the mark
         // stays, and the next open rebuilds it.

@@ -1,6 +1,6 @@
 //! Every write to the store goes through [`DiskStore::apply_with`]: chain decisions, the hold
 //! queue, fork proofs (found here or received), receipts of own publications, the index states
-//! and postings they change, then one batch, one flush, and only then the counters.
+//! and postings they change, then one durable batch, and only then the counters.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -116,7 +116,6 @@ impl DiskStore {
             batch.insert(keys::GENERATION, generation.to_be_bytes());
         }
         self.db.apply_batch(batch)?;
-        self.db.flush()?;
         self.generation.store(generation, Ordering::Release);
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);
