@@ -4,7 +4,7 @@
 #   docker build --target tools -t intelmesh-tools .
 # runtime: the intelmesh binary on distroless/cc (glibc, libgcc, CA roots; no shell, no
 #   package manager), as the unprivileged user 65532. It needs nothing else: TLS is rustls,
-#   the store is sled, and the binary links only libc, libm and libgcc_s.
+#   the store is fjall (pure Rust), and the binary links only libc, libm and libgcc_s.
 # tools: the same binary with a shell and deploy/enrol.sh, for one-shot jobs (compose's
 #   enrolment, the Kubernetes init container that installs keys), also as 65532.
 # Both carry /intelmesh/{operators,hub,agency-1,agency-2,agency-3} owned by 65532 (0700):

@@ -52,7 +52,7 @@ impl OriginWork {
     }
 }
 
-/// What `finish` hands back: the sled writes, and the index updates to merge once they are
+/// What `finish` hands back: the batch of writes, and the index updates to merge once they are
 /// durable, in the order the entries were placed.
 pub(crate) struct Finished {
     pub(crate) batch: crate::kv::Batch,
