@@ -1,5 +1,4 @@
-//! A rebuild of the on-disk index (after a compromise cut, or upgrading a store of the previous
-//! layout) killed at random moments: the next open finishes it, and the index equals the one
+//! A rebuild of the on-disk index (after a compromise cut) killed at random moments: the next open finishes it, and the index equals the one
 //! the store held before, states, postings and counters (checked by `verify_store`).
 //!
 //! Reproduce a run with `INTELMESH_CRASH_SEED=<seed printed below>`.

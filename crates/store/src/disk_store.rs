@@ -101,8 +101,7 @@ type SharedHeads = Arc<BTreeMap<OrgId, Head>>;
 pub enum IndexSource {
     /// The index on disk, complete: every write updates it in the log's own batch.
     OnDisk,
-    /// A pass over the whole log at open: a store of the previous layout, or a rebuild that a
-    /// crash interrupted.
+    /// A pass over the whole log at open: finishing a rebuild that a crash interrupted.
     Rebuilt,
 }
 

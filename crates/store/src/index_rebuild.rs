@@ -1,7 +1,6 @@
 //! Rebuilding the on-disk index from the log, in bounded memory and safe against a crash.
 //!
-//! Needed when entries leave a log (a compromise cut: folds cannot be undone) and when a store of
-//! the previous layout is opened. A marker key is set before anything is removed and cleared in
+//! Needed when entries leave a log (a compromise cut: folds cannot be undone). A marker key is set before anything is removed and cleared in
 //! the last batch; a store opened with the marker set rebuilds again, so a crash at any point
 //! leaves either the old complete index being replaced or a complete new one.
 

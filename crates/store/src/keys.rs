@@ -32,9 +32,6 @@ pub const FORMAT: &[u8] = b"V";
 /// 5 and before were sled databases, which this build refuses with what to do. (Within sled,
 /// 5 brought object-id postings, 4 the index on disk, 3 payload commitments and receipts.)
 pub const FORMAT_VERSION: u32 = 6;
-/// Earlier layouts of this engine whose log [`FORMAT_VERSION`] reads as is, upgraded by an index
-/// rebuild at open: none yet.
-pub const FORMAT_UPGRADABLE: [u32; 0] = [];
 /// The one key holding the org id of the node the store belongs to.
 pub const OWNER: &[u8] = b"O";
 

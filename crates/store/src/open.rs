@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::kv::{Batch, Kv};
+use crate::kv::Kv;
 use crate::{keys, private_dir, StoreConfig, StoreError};
 
 /// Opens the key-value space in a private directory and checks (or stamps) its layout version
@@ -29,10 +29,6 @@ fn check_format(db: &Kv, cfg: &StoreConfig) -> Result<(), StoreError> {
         }
         None => Some(1),
     };
-    if found.is_some_and(|v| keys::FORMAT_UPGRADABLE.contains(&v)) {
-        upgrade(db, cfg)?;
-        return Ok(());
-    }
     if found != Some(keys::FORMAT_VERSION) {
         return Err(StoreError::Corrupt(format!(
             "the store at {} has layout version {}, this build reads version {}: \
@@ -42,19 +38,6 @@ fn check_format(db: &Kv, cfg: &StoreConfig) -> Result<(), StoreError> {
             keys::FORMAT_VERSION
         )));
     }
-    Ok(())
-}
-
-/// Upgrades a store of an earlier layout of this engine (none yet, see
-/// [`keys::FORMAT_UPGRADABLE`]): the new layout and the rebuild mark in one batch, so the index is built
-/// on disk from the log before the store serves anything, and a crash meanwhile rebuilds it at
-/// the next open.
-fn upgrade(db: &Kv, cfg: &StoreConfig) -> Result<(), StoreError> {
-    tracing::info!(path = %cfg.path.display(), "upgrading the store layout: the index is rebuilt from the log");
-    let mut batch = Batch::default();
-    batch.insert(keys::FORMAT, keys::FORMAT_VERSION.to_be_bytes());
-    crate::index_rebuild::mark(&mut batch);
-    db.apply_batch(batch)?;
     Ok(())
 }
 
