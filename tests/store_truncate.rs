@@ -185,3 +185,45 @@ fn a_cut_index_stays_exact_across_a_reopen() {
         .is_none()));
     assert_clean(&store);
 }
+
+/// The in-memory filter of held indicators answers "absent" without the disk, so a key missing
+/// from it would hide a listed indicator or fold a known one as new: reads and the index stay
+/// exact before it is filled (at reopen), while it fills under writes, after, and after a cut.
+#[test]
+fn reads_stay_exact_while_the_presence_filter_fills_and_after_a_cut() {
+    let signer = seeded_signer(5, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, _) = chain(&signer, None, 3000, 0);
+    {
+        let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+        append_all(&store, &keys, &entries[..2500]);
+    }
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+    // Written while the filter may still be filling: each write adds its own indicators.
+    for part in entries[2500..].chunks(50) {
+        append_all(&store, &keys, part);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !store.presence_filled() {
+        assert!(std::time::Instant::now() < deadline, "filter never filled");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let missed: Vec<u64> = (1..=3000)
+        .filter(|&n| !asserted(&store, &signer, n))
+        .collect();
+    assert!(missed.is_empty(), "listed but not found: {missed:?}");
+    let other = seeded_signer(6, "AU-AFP");
+    assert!((1..=3000).all(|n| store.indicator(&chain_domain(&other, n)).unwrap().is_none()));
+    assert_eq!(store.indicator_count(), 3000);
+    assert_clean(&store);
+
+    store.truncate_origin(signer.org(), 1000).unwrap();
+    assert!((1..=1000).all(|n| asserted(&store, &signer, n)));
+    assert!((1001..=3000).all(|n| !asserted(&store, &signer, n)));
+    // Re-applied after the cut: found again, each counted once.
+    append_all(&store, &keys, &entries[1000..1200]);
+    assert!((1..=1200).all(|n| asserted(&store, &signer, n)));
+    assert_eq!(store.indicator_count(), 1200);
+    assert_clean(&store);
+}

@@ -57,17 +57,24 @@ fn every_saved_input_and_seed_runs_clean_through_its_target() {
             target(seed);
         }
         let mut saved = 0;
+        let started = std::time::Instant::now();
+        let mut slowest = (std::time::Duration::ZERO, 0);
         for kind in ["corpus", "crashes"] {
             for file in inputs(&fuzz_dir().join(kind).join(name)) {
                 let bytes = std::fs::read(&file)
                     .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+                let one = std::time::Instant::now();
                 target(&bytes);
+                slowest = slowest.max((one.elapsed(), bytes.len()));
                 saved += 1;
             }
         }
         eprintln!(
-            "{name}: {} seeds and {saved} saved inputs replayed",
-            seeds.len()
+            "{name}: {} seeds and {saved} saved inputs replayed in {:?} (slowest {:?}, {} bytes)",
+            seeds.len(),
+            started.elapsed(),
+            slowest.0,
+            slowest.1
         );
     }
 }

@@ -18,6 +18,7 @@ use crate::index::decode_state;
 use crate::index_write::IndexMeta;
 use crate::open::{open_db, open_kv};
 use crate::postings::Selection;
+use crate::presence::{fill_in_background, Filling, Presence};
 use crate::segment::{all_segments, last_segment, segments_from};
 use crate::select::Selected;
 use crate::write::Extra;
@@ -92,6 +93,10 @@ pub struct DiskStore {
     /// (its vector, its next batch): a hub with 190 links would otherwise scan the store 190
     /// times per entry.
     heads_at: Mutex<Option<(u64, SharedHeads)>>,
+    /// Which indicators the index may hold, so reads of absent ones skip the disk.
+    pub(crate) presence: Arc<Presence>,
+    /// The pass filling `presence` at open; last, so it is joined once the rest is dropped.
+    _filling: Option<Filling>,
 }
 
 type SharedHeads = Arc<BTreeMap<OrgId, Head>>;
@@ -119,6 +124,8 @@ impl DiskStore {
             forks: AtomicU64::new(0),
             index_source: IndexSource::OnDisk,
             heads_at: Mutex::new(None),
+            presence: Arc::new(Presence::default()),
+            _filling: None,
         };
         store.check_tails()?;
         *store.forks.get_mut() = store.db.scan_prefix([keys::FORK]).count() as u64;
@@ -131,7 +138,7 @@ impl DiskStore {
         let meta = if index_rebuild::pending(&store.db)? {
             tracing::info!("rebuilding the indicator index from the log");
             store.index_source = IndexSource::Rebuilt;
-            index_rebuild::rebuild(&store.db)?
+            index_rebuild::rebuild(&store.db, &store.presence)?
         } else {
             IndexMeta::read(&store.db)?
         };
@@ -154,7 +161,17 @@ impl DiskStore {
             }
             None => 0,
         };
+        store._filling = Some(fill_in_background(
+            store.db.clone(),
+            Arc::clone(&store.presence),
+        ));
         Ok(store)
+    }
+
+    /// Whether the in-memory filter of held indicators is complete (filled in the background
+    /// after open); until then every read of an indicator goes to disk.
+    pub fn presence_filled(&self) -> bool {
+        self.presence.filled()
     }
 
     /// The org the store was recorded for, if any.
@@ -437,10 +454,11 @@ impl Store for DiskStore {
     }
 
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError> {
-        self.db
-            .get(keys::index(indicator))?
-            .map(|v| decode_state(&v))
-            .transpose()
+        let key = keys::index(indicator);
+        if !self.presence.may_hold(&key) {
+            return Ok(None);
+        }
+        self.db.get(key)?.map(|v| decode_state(&v)).transpose()
     }
 
     fn select(

@@ -8,6 +8,7 @@ use intelmesh_core::verify::read_stored_opened;
 
 use crate::index::IndexUpdate;
 use crate::index_write::{IndexBatch, IndexMeta};
+use crate::presence::Presence;
 use crate::segment::all_segments;
 use crate::{keys, StoreError};
 
@@ -29,13 +30,13 @@ pub(crate) fn pending(db: &crate::kv::Kv) -> Result<bool, StoreError> {
 
 /// Replaces the index with one folded from the whole log; durable when it returns. The caller
 /// keeps other writes out (holds `held`, or the store is still opening).
-pub(crate) fn rebuild(db: &crate::kv::Kv) -> Result<IndexMeta, StoreError> {
+pub(crate) fn rebuild(db: &crate::kv::Kv, presence: &Presence) -> Result<IndexMeta, StoreError> {
     let t = std::time::Instant::now();
     let mut start = crate::kv::Batch::default();
     mark(&mut start);
     db.apply_batch(start)?;
     clear(db)?;
-    let mut index = IndexBatch::new(IndexMeta::default());
+    let mut index = IndexBatch::new(IndexMeta::default(), presence);
     for item in all_segments(db) {
         let (origin, seg) = item?;
         for (seq, raw) in seg.into_entries() {
@@ -59,7 +60,7 @@ pub(crate) fn rebuild(db: &crate::kv::Kv) -> Result<IndexMeta, StoreError> {
                 let mut batch = crate::kv::Batch::default();
                 let meta = index.write(&mut batch);
                 db.apply_batch(batch)?;
-                index = IndexBatch::new(meta);
+                index = IndexBatch::new(meta, presence);
             }
         }
     }

@@ -14,6 +14,7 @@ use prost::Message;
 
 use crate::index::{decode_state, merge_payload, IndexUpdate};
 use crate::postings::postings_of;
+use crate::presence::Presence;
 use crate::state_sum::StateSum;
 use crate::{keys, StoreError};
 
@@ -64,19 +65,23 @@ impl IndexMeta {
 struct Touched {
     postings_before: BTreeSet<Vec<u8>>,
     state: pb::IndicatorState,
+    /// Not in the index before this batch.
+    new: bool,
 }
 
 /// The index changes of one write, gathered before they are put in its batch.
-pub(crate) struct IndexBatch {
+pub(crate) struct IndexBatch<'a> {
     touched: HashMap<Vec<u8>, Touched>,
     meta: IndexMeta,
+    presence: &'a Presence,
 }
 
-impl IndexBatch {
-    pub(crate) fn new(meta: IndexMeta) -> IndexBatch {
+impl<'a> IndexBatch<'a> {
+    pub(crate) fn new(meta: IndexMeta, presence: &'a Presence) -> IndexBatch<'a> {
         IndexBatch {
             touched: HashMap::new(),
             meta,
+            presence,
         }
     }
 
@@ -93,25 +98,31 @@ impl IndexBatch {
             payload,
         } = update;
         if !self.touched.contains_key(&key) {
-            let (postings_before, state) = match db.get(&key)? {
+            let stored = match self.presence.may_hold(&key) {
+                true => db.get(&key)?,
+                false => None,
+            };
+            let touched = match stored {
                 Some(v) => {
                     let state = decode_state(&v)?;
                     self.meta.digest.remove(&key, &v);
-                    (postings_of(&key, &state), state)
+                    Touched {
+                        postings_before: postings_of(&key, &state),
+                        state,
+                        new: false,
+                    }
                 }
                 None => {
                     self.meta.count += 1;
                     self.meta.lengths.record(&payload.indicator);
-                    (BTreeSet::new(), pb::IndicatorState::default())
+                    Touched {
+                        postings_before: BTreeSet::new(),
+                        state: pb::IndicatorState::default(),
+                        new: true,
+                    }
                 }
             };
-            self.touched.insert(
-                key.clone(),
-                Touched {
-                    postings_before,
-                    state,
-                },
-            );
+            self.touched.insert(key.clone(), touched);
         }
         if let Some(t) = self.touched.get_mut(&key) {
             merge_payload(&mut t.state, &header, payload);
@@ -119,13 +130,18 @@ impl IndexBatch {
         Ok(())
     }
 
-    /// Puts the new states, the changed postings and the counters in `batch`; returns the
-    /// counters as they will be once `batch` is applied.
+    /// Puts the new states, the changed postings and the counters in `batch`, and adds the
+    /// new indicators to the presence filter (before the batch is applied, so no reader finds
+    /// a state the filter says is absent); returns the counters as they will be once `batch`
+    /// is applied.
     pub(crate) fn write(mut self, batch: &mut crate::kv::Batch) -> IndexMeta {
         if self.touched.is_empty() {
             return self.meta;
         }
         for (key, t) in self.touched {
+            if t.new {
+                self.presence.add(&key);
+            }
             let after = postings_of(&key, &t.state);
             for gone in t.postings_before.difference(&after) {
                 batch.remove(gone.as_slice());

@@ -43,6 +43,8 @@ const MEMTABLE_BYTES: u64 = 16 << 20;
 /// (22% of the node's CPU while ingesting into a 2M-indicator store, measured with perf).
 const WORKER_THREADS: usize = 1;
 
+/// Cheap to clone: clones share the open database.
+#[derive(Clone)]
 pub(crate) struct Kv {
     db: Database,
     space: Keyspace,

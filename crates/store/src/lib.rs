@@ -19,6 +19,7 @@ mod keys;
 mod kv;
 mod open;
 mod postings;
+mod presence;
 mod private_dir;
 pub mod receipt;
 mod segment;

@@ -106,7 +106,7 @@ impl DiskStore {
         if let Some((key, r)) = extra.receipt {
             self.add_receipt(&mut batch, &key, &r)?;
         }
-        let mut index = IndexBatch::new(self.index_meta());
+        let mut index = IndexBatch::new(self.index_meta(), &self.presence);
         for update in states {
             index.merge(&self.db, update)?;
         }

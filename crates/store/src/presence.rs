@@ -1,0 +1,342 @@
+//! `Presence`: which indicators the index may hold, kept in memory, so that reading one it
+//! does not hold touches no disk.
+//!
+//! Most reads of the index are for indicators it does not hold: a lookup probes the value, the
+//! block at every prefix length the store holds and every parent domain, and usually one of
+//! them is listed; an ingest reads the state of every new indicator before folding it. Each
+//! such miss went through the memtable and the Bloom filter of every table of the LSM tree.
+//! Here a miss is one or a few cache lines.
+//!
+//! A chain of blocked Bloom filters (one cache line per key), each twice the capacity of the
+//! one before, so the index can grow without a rebuild; about 1.5 bytes per indicator (22 MiB
+//! at 10M). Keys are never removed: an indicator gone from the index (a truncation) costs a
+//! disk read that finds nothing, never a wrong answer.
+//!
+//! The invariant, on which every "not held" answer rests: once [`Presence::filled`] is set,
+//! every key of the index has been added. Writers add the keys they create *before* their
+//! batch is applied (`index_write`), and at open a background pass adds every key already on
+//! disk (`fill_in_background`); until that pass ends, every key may be held.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use crate::kv::Kv;
+use crate::{keys, StoreError};
+
+/// Capacity of the first filter of the chain, in keys.
+const FIRST_CAPACITY: u64 = 1 << 20;
+/// Bits per key at capacity: about 1% false positives per filter with [`BITS_SET`] bits.
+const BITS_PER_KEY: u64 = 12;
+/// Bits set per key, within its block; each picked by 9 bits of the hash (63 of 64).
+const BITS_SET: u32 = 7;
+/// Filters a chain may grow to: 2^20 keys in the first, 2^43 in the last.
+const MAX_FILTERS: usize = 24;
+/// The fill pass checks whether the store is closing this often (keys).
+const STOP_CHECK_EVERY: u64 = 4096;
+
+/// One cache line of a filter: a key's bits all fall in one block.
+#[repr(align(64))]
+struct Block([AtomicU64; 8]);
+
+/// One blocked Bloom filter of the chain.
+struct Filter {
+    blocks: Box<[Block]>,
+    capacity: u64,
+    added: AtomicU64,
+}
+
+/// A key's hash: the low half picks the block, the high half the bits in it.
+#[derive(Clone, Copy)]
+struct Hash {
+    block: u64,
+    bits: u64,
+}
+
+fn hash(key: &[u8]) -> Hash {
+    let h = xxhash_rust::xxh3::xxh3_128(key);
+    Hash {
+        block: h as u64,
+        bits: (h >> 64) as u64,
+    }
+}
+
+impl Filter {
+    fn new(capacity: u64) -> Filter {
+        let blocks = (capacity * BITS_PER_KEY).div_ceil(512).max(1);
+        Filter {
+            blocks: (0..blocks)
+                .map(|_| Block(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+            capacity,
+            added: AtomicU64::new(0),
+        }
+    }
+
+    /// The block of `h` and, per word of it, the bits `h` sets there.
+    fn mask(&self, h: Hash) -> (&Block, [u64; 8]) {
+        let n = self.blocks.len() as u128;
+        let block = &self.blocks[((u128::from(h.block) * n) >> 64) as usize];
+        let mut words = [0u64; 8];
+        for i in 0..BITS_SET {
+            let bit = (h.bits >> (9 * i)) & 511;
+            words[(bit >> 6) as usize] |= 1 << (bit & 63);
+        }
+        (block, words)
+    }
+
+    fn may_hold(&self, h: Hash) -> bool {
+        let (block, words) = self.mask(h);
+        block
+            .0
+            .iter()
+            .zip(words)
+            .all(|(w, m)| w.load(Ordering::Acquire) & m == m)
+    }
+
+    fn add(&self, h: Hash) {
+        let (block, words) = self.mask(h);
+        for (w, m) in block.0.iter().zip(words) {
+            if m != 0 {
+                w.fetch_or(m, Ordering::AcqRel);
+            }
+        }
+        self.added.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn full(&self) -> bool {
+        self.added.load(Ordering::Relaxed) >= self.capacity
+    }
+}
+
+/// The index keys a store may hold (see the module documentation).
+///
+/// Reads take no lock: filters are only ever appended, each in a slot set once, and `len`
+/// says how many are set (a lock word written by every read bounced between the cores and
+/// cost more than the filter itself).
+pub(crate) struct Presence {
+    filled: AtomicBool,
+    slots: [OnceLock<Filter>; MAX_FILTERS],
+    len: AtomicUsize,
+    /// Held while a filter is appended.
+    growing: Mutex<()>,
+}
+
+impl Default for Presence {
+    fn default() -> Presence {
+        let p = Presence {
+            filled: AtomicBool::new(false),
+            slots: std::array::from_fn(|_| OnceLock::new()),
+            len: AtomicUsize::new(0),
+            growing: Mutex::new(()),
+        };
+        let _ = p.slots[0].set(Filter::new(FIRST_CAPACITY));
+        p.len.store(1, Ordering::Release);
+        p
+    }
+}
+
+impl Presence {
+    /// False only if the index certainly does not hold `key`.
+    pub(crate) fn may_hold(&self, key: &[u8]) -> bool {
+        if !self.filled.load(Ordering::Acquire) {
+            return true;
+        }
+        let h = hash(key);
+        self.filters().any(|f| f.may_hold(h))
+    }
+
+    /// Records that the index holds `key` (from before the write that creates it is applied).
+    pub(crate) fn add(&self, key: &[u8]) {
+        let h = hash(key);
+        if self.filters().any(|f| f.may_hold(h)) {
+            return;
+        }
+        if let Some(last) = self.filters().last().filter(|f| !f.full()) {
+            last.add(h);
+            return;
+        }
+        let _growing = self.growing.lock().unwrap_or_else(|p| p.into_inner());
+        let len = self.len.load(Ordering::Acquire);
+        match self.filters().last() {
+            Some(last) if !last.full() => last.add(h),
+            // Past the last slot (2^44 keys) the last filter takes more than its capacity.
+            Some(last) if len == MAX_FILTERS => last.add(h),
+            last => {
+                let capacity = last.map_or(FIRST_CAPACITY, |f| f.capacity * 2);
+                let next = Filter::new(capacity);
+                next.add(h);
+                let _ = self.slots[len].set(next);
+                self.len.store(len + 1, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether every key of the index has been added (before this, every key may be held).
+    pub(crate) fn filled(&self) -> bool {
+        self.filled.load(Ordering::Acquire)
+    }
+
+    /// Memory held by the filters, in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.filters()
+            .map(|f| std::mem::size_of_val(&*f.blocks))
+            .sum()
+    }
+
+    fn filters(&self) -> impl DoubleEndedIterator<Item = &Filter> {
+        let len = self.len.load(Ordering::Acquire);
+        self.slots[..len].iter().filter_map(OnceLock::get)
+    }
+}
+
+/// The pass that adds every index key on disk at open; stopped and joined when dropped, so a
+/// closed store releases its files.
+pub(crate) struct Filling {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Filling {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the pass adding every index key in `db` to `presence`, which is marked filled when
+/// the pass ends. Writes made meanwhile add their own keys.
+pub(crate) fn fill_in_background(db: Kv, presence: Arc<Presence>) -> Filling {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("index-presence".into())
+        .spawn(move || {
+            lower_priority();
+            let t = std::time::Instant::now();
+            match fill(&db, &presence, &stopping) {
+                Ok(Some(keys)) => {
+                    presence.filled.store(true, Ordering::Release);
+                    tracing::info!(
+                        keys,
+                        ms = t.elapsed().as_millis() as u64,
+                        bytes = presence.bytes(),
+                        "index presence filter filled"
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "index presence filter not filled; every read goes to disk"
+                ),
+            }
+        });
+    match thread {
+        Ok(t) => Filling {
+            stop,
+            thread: Some(t),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "index presence filter not started; every read goes to disk");
+            Filling { stop, thread: None }
+        }
+    }
+}
+
+/// The pass yields the cores to the node it belongs to: at a restart they are starting, and
+/// until the pass ends every read is merely as slow as without the filter.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain FFI call with no pointers; on Linux, PRIO_PROCESS with id 0 sets the nice
+    // value of the calling thread alone.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
+    }
+}
+
+/// Adds every index key; `None` if told to stop first.
+fn fill(db: &Kv, presence: &Presence, stop: &AtomicBool) -> Result<Option<u64>, StoreError> {
+    let mut n = 0u64;
+    for key in db.scan_prefix([keys::INDEX]).keys() {
+        presence.add(&key?);
+        n += 1;
+        if n.is_multiple_of(STOP_CHECK_EVERY) && stop.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(n))
+}
+
+#[cfg(test)]
+impl Presence {
+    /// A presence taken as filled from the start (an empty store's).
+    pub(crate) fn filled_empty() -> Presence {
+        let p = Presence::default();
+        p.filled.store(true, Ordering::Release);
+        p
+    }
+
+    fn filter_count(&self) -> usize {
+        self.filters().count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u64) -> Vec<u8> {
+        let mut k = vec![keys::INDEX, 3];
+        k.extend_from_slice(format!("host{i}.example").as_bytes());
+        k
+    }
+
+    #[test]
+    fn every_added_key_is_held_as_the_chain_grows() {
+        let p = Presence::filled_empty();
+        let n = FIRST_CAPACITY * 3 / 2;
+        for i in 0..n {
+            p.add(&key(i));
+        }
+        assert_eq!(
+            p.filter_count(),
+            2,
+            "a second filter takes what the first cannot"
+        );
+        let missed: Vec<u64> = (0..n).filter(|&i| !p.may_hold(&key(i))).collect();
+        assert!(
+            missed.is_empty(),
+            "added but not held: {:?}",
+            &missed[..missed.len().min(5)]
+        );
+    }
+
+    #[test]
+    fn absent_keys_are_mostly_answered_not_held() {
+        let p = Presence::filled_empty();
+        for i in 0..FIRST_CAPACITY {
+            p.add(&key(i));
+        }
+        let probes = 200_000;
+        let false_positives = (0..probes)
+            .filter(|i| p.may_hold(&key(FIRST_CAPACITY + i)))
+            .count();
+        let rate = false_positives as f64 / probes as f64;
+        assert!(rate < 0.02, "false positive rate {rate} at capacity");
+    }
+
+    #[test]
+    fn before_it_is_filled_everything_may_be_held() {
+        let p = Presence::default();
+        assert!(p.may_hold(&key(1)));
+        p.add(&key(2));
+        assert!(
+            p.may_hold(&key(3)),
+            "unfilled: a key on disk may not be added yet"
+        );
+        p.filled.store(true, Ordering::Release);
+        assert!(p.may_hold(&key(2)));
+    }
+}
