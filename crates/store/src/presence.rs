@@ -314,6 +314,33 @@ mod tests {
     }
 
     #[test]
+    fn readers_never_miss_a_key_added_before_while_the_chain_grows() {
+        let p = Arc::new(Presence::filled_empty());
+        let added = Arc::new(AtomicU64::new(0));
+        let n = FIRST_CAPACITY * 3 / 2;
+        let writer = {
+            let (p, added) = (Arc::clone(&p), Arc::clone(&added));
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    p.add(&key(i));
+                    added.store(i + 1, Ordering::Release);
+                }
+            })
+        };
+        let mut checked = 0u64;
+        while added.load(Ordering::Acquire) < n {
+            let upto = added.load(Ordering::Acquire);
+            for i in upto.saturating_sub(64)..upto {
+                assert!(p.may_hold(&key(i)), "key {i} added, then not held");
+                checked += 1;
+            }
+        }
+        writer.join().expect("writer");
+        assert_eq!(p.filter_count(), 2, "the chain grew while being read");
+        assert!(checked > 0);
+    }
+
+    #[test]
     fn absent_keys_are_mostly_answered_not_held() {
         let p = Presence::filled_empty();
         for i in 0..FIRST_CAPACITY {
