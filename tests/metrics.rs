@@ -193,6 +193,8 @@ async fn metrics_follow_what_the_node_did_and_readiness_follows_the_hub() {
     );
     assert_eq!(value(&a, "intelmesh_roster_version", &[]), 2.0);
     assert_eq!(value(&a, "intelmesh_ready", &[]), 1.0);
+    // A store of a few entries is filled long before the first scrape.
+    assert_eq!(value(&a, "intelmesh_index_presence_filled", &[]), 1.0);
     assert!(value(&a, "intelmesh_store_size_bytes", &[]) > 0.0);
     // Certificates are issued for 365 days (one hour backdated).
     let days = value(

@@ -380,6 +380,11 @@ pub fn render(state: &NodeState) -> anyhow::Result<String> {
         "Indicators in the index",
         gauge(state.store.indicator_count()),
     );
+    r.register(
+        "intelmesh_index_presence_filled",
+        "1 once the in-memory filter of held indicators is complete (filled in the background after a start; until then every read of an indicator goes to disk)",
+        gauge(i64::from(state.store.presence_filled())),
+    );
     r.register_with_unit(
         "intelmesh_store_size",
         "Bytes of the store's files on disk",
