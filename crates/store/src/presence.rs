@@ -17,7 +17,7 @@
 //! batch is applied (`index_write`), and at open a background pass adds every key already on
 //! disk (`fill_in_background`); until that pass ends, every key may be held.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
@@ -111,13 +111,12 @@ impl Filter {
 
 /// The index keys a store may hold (see the module documentation).
 ///
-/// Reads take no lock: filters are only ever appended, each in a slot set once, and `len`
-/// says how many are set (a lock word written by every read bounced between the cores and
-/// cost more than the filter itself).
+/// Reads take no lock: filters are only ever appended, each in the next slot and set once, so
+/// the filters are the slots up to the first unset one (a lock word written by every read
+/// bounced between the cores and cost more than the filter itself).
 pub(crate) struct Presence {
     filled: AtomicBool,
     slots: [OnceLock<Filter>; MAX_FILTERS],
-    len: AtomicUsize,
     /// Held while a filter is appended.
     growing: Mutex<()>,
 }
@@ -127,11 +126,9 @@ impl Default for Presence {
         let p = Presence {
             filled: AtomicBool::new(false),
             slots: std::array::from_fn(|_| OnceLock::new()),
-            len: AtomicUsize::new(0),
             growing: Mutex::new(()),
         };
         let _ = p.slots[0].set(Filter::new(FIRST_CAPACITY));
-        p.len.store(1, Ordering::Release);
         p
     }
 }
@@ -157,7 +154,7 @@ impl Presence {
             return;
         }
         let _growing = self.growing.lock().unwrap_or_else(|p| p.into_inner());
-        let len = self.len.load(Ordering::Acquire);
+        let len = self.filters().count();
         match self.filters().last() {
             Some(last) if !last.full() => last.add(h),
             // Past the last slot (2^44 keys) the last filter takes more than its capacity.
@@ -167,7 +164,6 @@ impl Presence {
                 let next = Filter::new(capacity);
                 next.add(h);
                 let _ = self.slots[len].set(next);
-                self.len.store(len + 1, Ordering::Release);
             }
         }
     }
@@ -184,9 +180,8 @@ impl Presence {
             .sum()
     }
 
-    fn filters(&self) -> impl DoubleEndedIterator<Item = &Filter> {
-        let len = self.len.load(Ordering::Acquire);
-        self.slots[..len].iter().filter_map(OnceLock::get)
+    fn filters(&self) -> impl Iterator<Item = &Filter> {
+        self.slots.iter().map_while(OnceLock::get)
     }
 }
 
