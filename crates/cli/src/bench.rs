@@ -42,6 +42,10 @@ pub enum Which {
         /// Objects per POST.
         #[arg(long, default_value_t = 1_000)]
         envelope: usize,
+        /// POSTs in flight at once on the one HTTP/2 connection (several feeds posting at
+        /// once); 1 posts each envelope after the last was answered, as one client does.
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
         /// `limit` of each read.
         #[arg(long, default_value_t = 1_000)]
         page: usize,
@@ -183,12 +187,14 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Taxii {
             objects,
             envelope,
+            in_flight,
             page,
             dir,
             json,
         } => taxii::taxii(taxii::TaxiiOpts {
             objects,
             envelope,
+            in_flight,
             page,
             dir,
             json,

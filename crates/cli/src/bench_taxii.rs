@@ -2,7 +2,8 @@
 //!
 //! One node runs in this process (provisioned in a temporary directory, gateway on); the bench
 //! is an HTTP/2 client over TLS with the node's service certificate. It POSTs N STIX
-//! indicators in envelopes (each acknowledged once its entries are durable), then pages through
+//! indicators in envelopes (each acknowledged once its entries are durable; `--in-flight` of
+//! them at once on the one connection), then pages through
 //! the whole collection with `limit` and `next`, timing every page, so the figures show whether
 //! a page costs the same at the end of a large collection as at its start. The reads start once
 //! the process is idle again after the adds.
@@ -25,12 +26,14 @@ use super::sys::settle;
 pub struct TaxiiOpts {
     pub objects: usize,
     pub envelope: usize,
+    pub in_flight: usize,
     pub page: usize,
     pub dir: Option<std::path::PathBuf>,
     pub json: bool,
 }
 
-/// A TLS HTTP/2 connection to the gateway.
+/// A TLS HTTP/2 connection to the gateway; clones share it, each call its own stream.
+#[derive(Clone)]
 struct Client {
     send: SendRequest<Bytes>,
     authority: String,
@@ -62,7 +65,7 @@ impl Client {
 
     /// One request; the status and the whole body.
     async fn call(
-        &mut self,
+        &self,
         method: &str,
         path: &str,
         body: Option<Vec<u8>>,
@@ -119,8 +122,8 @@ fn indicator(n: usize) -> Value {
 
 pub fn taxii(o: TaxiiOpts) -> anyhow::Result<()> {
     anyhow::ensure!(
-        o.objects > 0 && o.envelope > 0 && o.page > 0,
-        "--objects, --envelope and --page must be at least 1"
+        o.objects > 0 && o.envelope > 0 && o.page > 0 && o.in_flight > 0,
+        "--objects, --envelope, --in-flight and --page must be at least 1"
     );
     runtime()?.block_on(run(o))
 }
@@ -140,7 +143,7 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
     }
     let node = intelmesh_node::start(cfg).await?;
     let addr = node.taxii_addr.context("the gateway listens")?;
-    let mut client = Client::connect(addr, &me, (&p.api_ca, &p.client_cert, &p.client_key)).await?;
+    let client = Client::connect(addr, &me, (&p.api_ca, &p.client_cert, &p.client_key)).await?;
     let (status, body) = client.call("GET", "/intelmesh/collections/", None).await?;
     anyhow::ensure!(status == 200, "collections: HTTP {status}");
     let collections: Value = serde_json::from_slice(&body)?;
@@ -151,23 +154,29 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
     let objects_path = format!("/intelmesh/collections/{id}/objects/");
 
     let started = Instant::now();
+    let mut posts = tokio::task::JoinSet::new();
     let mut sent = 0;
-    while sent < o.objects {
-        let n = o.envelope.min(o.objects - sent);
-        let envelope = json!({"objects": (sent..sent + n).map(indicator).collect::<Vec<_>>()});
-        let (status, body) = client
-            .call(
-                "POST",
-                &objects_path,
-                Some(envelope.to_string().into_bytes()),
-            )
-            .await?;
-        let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
-        anyhow::ensure!(
-            status == 202 && answer["success_count"] == n,
-            "POST: HTTP {status}: {answer}"
-        );
-        sent += n;
+    while sent < o.objects || !posts.is_empty() {
+        if sent < o.objects && posts.len() < o.in_flight {
+            let n = o.envelope.min(o.objects - sent);
+            let envelope = json!({"objects": (sent..sent + n).map(indicator).collect::<Vec<_>>()});
+            let (client, path) = (client.clone(), objects_path.clone());
+            posts.spawn(async move {
+                let body = Some(envelope.to_string().into_bytes());
+                let (status, body) = client.call("POST", &path, body).await?;
+                let answer: Value = serde_json::from_slice(&body).unwrap_or_default();
+                anyhow::ensure!(
+                    status == 202 && answer["success_count"] == n,
+                    "POST: HTTP {status}: {answer}"
+                );
+                Ok(())
+            });
+            sent += n;
+            continue;
+        }
+        if let Some(done) = posts.join_next().await {
+            done??;
+        }
     }
     let add_secs = started.elapsed().as_secs_f64();
     // The node runs in this process: the reads are timed once the adds' background work (the
@@ -211,7 +220,7 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
     let add_rate = o.objects as f64 / add_secs;
     let read_rate = read as f64 / read_secs;
     if !o.json {
-        println!("added {} objects in envelopes of {} in {add_secs:.2}s: {add_rate:.0} objects/s (acknowledged durable)", o.objects, o.envelope);
+        println!("added {} objects in envelopes of {}, {} in flight, in {add_secs:.2}s: {add_rate:.0} objects/s (acknowledged durable)", o.objects, o.envelope, o.in_flight);
         println!(
             "the node went idle {:.1}s after the adds",
             idle_after_add.as_secs_f64()
@@ -226,7 +235,7 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
     println!(
         "{}",
         json!({
-            "bench": "taxii", "objects": o.objects, "envelope": o.envelope, "page": o.page,
+            "bench": "taxii", "objects": o.objects, "envelope": o.envelope, "in_flight": o.in_flight, "page": o.page,
             "add_rate": round2(add_rate), "read_rate": round2(read_rate),
             "pages": page_ms.len(), "idle_after_add_ms": idle_after_add.as_millis() as u64,
             "page_ms_first_tenth": round2(first), "page_ms_last_tenth": round2(last),
