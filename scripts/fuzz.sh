@@ -2,10 +2,11 @@
 # Builds and runs fuzz targets under AFL++ on the stable toolchain:
 #   [FUZZ_JOBS=N] scripts/fuzz.sh TARGET|all [SECONDS] [EXECUTIONS]
 # Each target runs until SECONDS (default 1800) or EXECUTIONS (default 10,000,000, counted over
-# all jobs), whichever comes first, on FUZZ_JOBS cores (default 1: one main AFL++ instance and
-# N-1 secondaries sharing their finds through one output directory), from its seeds (made by intelmesh-fuzz-seeds from the node's own entries, the
-# deploy configs and ../shared) plus the corpus kept in fuzz/corpus/TARGET. Afterwards the grown
-# corpus is minimized back into fuzz/corpus/TARGET, crash and hang inputs are copied to
+# all jobs), whichever comes first, on FUZZ_JOBS cores (default 1; with N, one main AFL++
+# instance and N-1 secondaries share their finds through one output directory), from its seeds
+# (made by intelmesh-fuzz-seeds from the node's own entries, the deploy configs and ../shared)
+# plus the corpus kept in fuzz/corpus/TARGET. Afterwards the grown corpus is minimized back
+# into fuzz/corpus/TARGET, crash and hang inputs are copied to
 # fuzz/crashes/TARGET (replayed by `cargo test -p intelmesh-fuzz`), and one line of figures is
 # appended to fuzz/runs.tsv.
 set -euo pipefail
@@ -22,7 +23,7 @@ if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 if [[ -z "$target" ]]; then
-    echo "usage: scripts/fuzz.sh TARGET|all [SECONDS] [EXECUTIONS]; targets: $targets_all" >&2
+    echo "usage: [FUZZ_JOBS=N] scripts/fuzz.sh TARGET|all [SECONDS] [EXECUTIONS]; targets: $targets_all" >&2
     exit 2
 fi
 if [[ "$target" == all ]]; then
@@ -67,11 +68,10 @@ fi
 fuzz "${main_args[@]}" > "$work/afl.log" 2>&1 || { tail -30 "$work/afl.log" >&2; kill "${secondaries[@]}" 2>/dev/null || true; exit 1; }
 for pid in "${secondaries[@]}"; do wait "$pid" || true; done
 
-instances=("$work"/out/*/)
 stats() { cat "$work"/out/*/fuzzer_stats; }
 stat_sum() { stats | awk -F' *: *' -v k="$1" '$1 == k { s += $2 } END { printf "%.2f\n", s }' | sed 's/\.00$//'; }
 stat_max() { stats | awk -F' *: *' -v k="$1" '$1 == k && $2 > m { m = $2 } END { print m + 0 }'; }
-for out in "${instances[@]}"; do
+for out in "$work"/out/*/; do
     for kind in crashes hangs; do
         for f in "$out/$kind"/id*; do
             if [[ -e "$f" ]]; then
