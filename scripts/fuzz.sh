@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-targets_all="frame entry payload indicator config roster stix misp warninglist csv text taxii_query taxii_envelope"
+targets_all="frame entry payload indicator config roster stix misp misp_manifest warninglist csv text taxii_query taxii_envelope"
 target=${1:-}
 seconds=${2:-1800}
 executions=${3:-10000000}

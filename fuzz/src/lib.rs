@@ -24,6 +24,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("roster", targets::roster),
     ("stix", targets_interop::stix),
     ("misp", targets_interop::misp),
+    ("misp_manifest", targets_interop::misp_manifest),
     ("warninglist", targets_interop::warninglist),
     ("csv", targets_interop::csv),
     ("text", targets_interop::text),

@@ -39,6 +39,16 @@ pub fn seeds(target: &str, sources: &SeedSources) -> Vec<Vec<u8>> {
         "roster" => rosters(),
         "stix" => with_shared(stix_bundle(), sources, &STIX_DIRS),
         "misp" => with_shared(MISP_EVENT.as_bytes().to_vec(), sources, &MISP_DIRS),
+        "misp_manifest" => {
+            let mut out = vec![MISP_MANIFEST.as_bytes().to_vec()];
+            out.extend(list_files(
+                sources.shared.as_deref(),
+                &["interop-samples/misp-feed"],
+                |p| p.file_name().is_some_and(|n| n == "manifest.json"),
+                usize::MAX,
+            ));
+            out
+        }
         "taxii_query" => TAXII_QUERIES
             .iter()
             .map(|q| q.as_bytes().to_vec())
@@ -349,6 +359,11 @@ const MISP_DIRS: [&str; 3] = [
     "interop-samples/misp",
     "interop-samples/misp-feed",
 ];
+
+/// A feed manifest as MISP writes one, with a key that would leave the directory.
+const MISP_MANIFEST: &str = r##"{"5f0c2f3e-1b2a-4c3d-9e8f-0a1b2c3d4e5f":{"info":"seed","date":"2026-11-30",
+"threat_level_id":"2","analysis":"1","timestamp":"1796000000","Orgc":{"name":"CIRCL","uuid":"55f6ea5e-2c60-40e5-964f-47a8950d210f"},
+"Tag":[{"name":"tlp:white","colour":"#ffffff"}]},"../manifest":{}}"##;
 
 /// A MISP event with attributes of the shapes importers meet: loose, composite, inside an
 /// object, tagged, not for IDS.

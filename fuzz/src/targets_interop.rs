@@ -57,6 +57,30 @@ pub fn misp(data: &[u8]) {
     }
 }
 
+/// A MISP feed's `manifest.json`: every event file it yields is a plain file name in the feed's
+/// directory (no separator, no `..`, not hidden), named after its key.
+pub fn misp_manifest(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(entries) = intelmesh_interop::read_feed_manifest(&text) else {
+        return;
+    };
+    for entry in entries {
+        if let intelmesh_interop::ManifestEntry::Event(file) = entry {
+            let stem = file.strip_suffix(".json");
+            assert!(
+                stem.is_some_and(|s| !s.is_empty() && !s.starts_with('.')),
+                "{file:?} is not UUID.json"
+            );
+            assert!(
+                std::path::Path::new(&file).components().count() == 1
+                    && !file.contains(['/', '\\'])
+                    && !file.contains(".."),
+                "{file:?} leaves the feed's directory"
+            );
+        }
+    }
+}
+
 /// A MISP warninglist, loaded and matched against values of every shape.
 pub fn warninglist(data: &[u8]) {
     let text = String::from_utf8_lossy(data);

@@ -11,7 +11,9 @@ use intelmesh_core::Tlp;
 use intelmesh_interop::lists::{self, LeftReason, TextRead};
 use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip};
 use intelmesh_interop::stix::{ObjectError, Outcome, SkipReason};
-use intelmesh_interop::{import_misp, import_stix, ImportOptions, MispOptions, PatternError};
+use intelmesh_interop::{
+    import_misp, import_stix, ImportOptions, ManifestEntry, MispOptions, PatternError,
+};
 use serde_json::Value;
 
 /// Longest description sent with an indicator: a signed payload is at most 64 KiB.
@@ -378,7 +380,8 @@ fn read_misp(
 }
 
 /// A MISP feed: `manifest.json` maps event UUIDs to metadata, each event is `UUID.json`. An
-/// event file that is missing or unreadable is rejected with its reason; the others are read.
+/// event file that is missing or unreadable, or a key that is no UUID, is rejected with its
+/// reason; the others are read.
 fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
     let manifest_path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
@@ -388,33 +391,29 @@ fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
             manifest_path.display()
         )
     })?;
-    let manifest = parse_json(&manifest_path, &text)?;
-    let uuids: Vec<&String> = match &manifest {
-        Value::Object(map) => map.keys().collect(),
-        _ => {
-            return Err(anyhow::anyhow!(
-                "{}: a MISP feed manifest is a JSON object keyed by event UUID",
-                manifest_path.display()
-            ))
-        }
-    };
+    let entries = intelmesh_interop::read_feed_manifest(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
     let mut out = FileRead::default();
-    for uuid in uuids {
-        let safe = uuid.chars().all(|c| c.is_ascii_hexdigit() || c == '-') && !uuid.is_empty();
-        let path: PathBuf = dir.join(format!("{uuid}.json"));
-        let event = if safe {
-            std::fs::read_to_string(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))
-                .and_then(|t| {
-                    serde_json::from_str::<Value>(t.strip_prefix('\u{feff}').unwrap_or(&t))
-                        .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))
-                })
-        } else {
-            Err(format!("manifest key {uuid:?} is not an event UUID"))
+    for entry in entries {
+        let (file, event) = match entry {
+            ManifestEntry::Event(file) => {
+                let path: PathBuf = dir.join(&file);
+                let event = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+                    .and_then(|t| {
+                        serde_json::from_str::<Value>(t.strip_prefix('\u{feff}').unwrap_or(&t))
+                            .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))
+                    });
+                (file, event)
+            }
+            ManifestEntry::NotAUuid(key) => {
+                let reason = format!("manifest key {key:?} is not an event UUID");
+                (key, Err(reason))
+            }
         };
         let read = event.and_then(|v| {
-            read_misp(&v, default_tlp, &format!("{uuid}.json: "))
-                .map_err(|e| format!("{}: {e}", path.display()))
+            read_misp(&v, default_tlp, &format!("{file}: "))
+                .map_err(|e| format!("{}: {e}", dir.join(&file).display()))
         });
         match read {
             Ok(r) => {

@@ -12,6 +12,7 @@ pub mod lists;
 pub mod marking;
 pub mod misp;
 pub mod misp_export;
+pub mod misp_feed;
 pub mod pattern;
 pub mod stix;
 pub mod stix_export;
@@ -22,6 +23,7 @@ pub mod warninglist;
 pub use marking::{marking_id_of, Markings};
 pub use misp::{import_misp, import_misp_str, MispEvent, MispIndicator, MispOptions};
 pub use misp_export::{misp_feed, MispFeed};
+pub use misp_feed::{read_feed_manifest, ManifestEntry, ManifestError};
 pub use pattern::{parse_pattern, pattern_of, PatternError};
 pub use stix::{import_stix, import_stix_str, ImportOptions, StixImport, StixIndicator};
 pub use stix_export::{
