@@ -13,7 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
-targets_all="frame entry payload indicator config roster stix misp misp_manifest warninglist csv text taxii_query taxii_envelope"
+# The targets, in the order of intelmesh_fuzz::TARGETS (fuzz/src/lib.rs), their one list.
+targets_all=$(sed -n 's/^    ("\([a-z_]*\)", .*),$/\1/p' fuzz/src/lib.rs | tr '\n' ' ')
 target=${1:-}
 seconds=${2:-1800}
 executions=${3:-10000000}

@@ -3,7 +3,7 @@
 //! why it is rejected or skipped, through `intelmesh-interop` (its `lists` reads CSV and plain
 //! lists); this module reads the files and names them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::ValueEnum;
 use intelmesh_core::indicator::Indicator;
@@ -395,26 +395,12 @@ fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
     let mut out = FileRead::default();
     for entry in entries {
-        let (file, event) = match entry {
-            ManifestEntry::Event(file) => {
-                let path: PathBuf = dir.join(&file);
-                let event = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))
-                    .and_then(|t| {
-                        serde_json::from_str::<Value>(t.strip_prefix('\u{feff}').unwrap_or(&t))
-                            .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))
-                    });
-                (file, event)
-            }
+        let read = match entry {
+            ManifestEntry::Event(file) => read_feed_event(&dir.join(&file), &file, default_tlp),
             ManifestEntry::NotAUuid(key) => {
-                let reason = format!("manifest key {key:?} is not an event UUID");
-                (key, Err(reason))
+                Err(format!("manifest key {key:?} is not an event UUID"))
             }
         };
-        let read = event.and_then(|v| {
-            read_misp(&v, default_tlp, &format!("{file}: "))
-                .map_err(|e| format!("{}: {e}", dir.join(&file).display()))
-        });
         match read {
             Ok(r) => {
                 out.candidates.extend(r.candidates);
@@ -428,6 +414,15 @@ fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
         }
     }
     Ok(out)
+}
+
+/// One event file of a feed, its examples prefixed with `file`; an error names its path.
+fn read_feed_event(path: &Path, file: &str, default_tlp: Tlp) -> Result<FileRead, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let value: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text))
+        .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+    read_misp(&value, default_tlp, &format!("{file}: "))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn plain_candidate(indicator: Indicator, origin: String) -> Candidate {

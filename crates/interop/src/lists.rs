@@ -63,7 +63,7 @@ pub struct TextRead {
 }
 
 /// The text without a leading byte-order mark.
-fn without_bom(text: &str) -> &str {
+pub(crate) fn without_bom(text: &str) -> &str {
     text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 

@@ -174,7 +174,7 @@ impl MispEvent {
 
 /// [`import_misp`] of JSON text; a leading byte-order mark is ignored.
 pub fn import_misp_str(text: &str, options: &MispOptions) -> Result<Vec<MispEvent>, MispError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = crate::lists::without_bom(text);
     let value: Value = serde_json::from_str(text).map_err(|e| MispError::Json(e.to_string()))?;
     import_misp(&value, options)
 }

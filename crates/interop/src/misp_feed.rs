@@ -25,13 +25,13 @@ pub enum ManifestEntry {
 
 /// The entries of a manifest, in its key order.
 pub fn read_feed_manifest(text: &str) -> Result<Vec<ManifestEntry>, ManifestError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = crate::lists::without_bom(text);
     let value: Value =
         serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
     let Value::Object(map) = value else {
         return Err(ManifestError::NotAnObject);
     };
-    Ok(map.keys().map(|key| entry(key)).collect())
+    Ok(map.keys().map(String::as_str).map(entry).collect())
 }
 
 fn entry(key: &str) -> ManifestEntry {

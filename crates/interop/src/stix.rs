@@ -167,7 +167,7 @@ impl StixImport {
 
 /// [`import_stix`] of JSON text; a leading byte-order mark is ignored.
 pub fn import_stix_str(text: &str, options: &ImportOptions) -> Result<StixImport, StixError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = crate::lists::without_bom(text);
     let value: Value = serde_json::from_str(text).map_err(|e| StixError::Json(e.to_string()))?;
     import_stix(&value, options)
 }

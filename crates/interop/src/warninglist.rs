@@ -64,7 +64,7 @@ pub enum WarninglistError {
 
 /// Reads a warninglist's `list.json`.
 pub fn parse_warninglist(text: &str) -> Result<Warninglist, WarninglistError> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = crate::lists::without_bom(text);
     let value: Value =
         serde_json::from_str(text).map_err(|e| WarninglistError::Json(e.to_string()))?;
     warninglist_of(&value)
