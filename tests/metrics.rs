@@ -195,6 +195,8 @@ async fn metrics_follow_what_the_node_did_and_readiness_follows_the_hub() {
     assert_eq!(value(&a, "intelmesh_ready", &[]), 1.0);
     // A store of a few entries is filled long before the first scrape.
     assert_eq!(value(&a, "intelmesh_index_presence_filled", &[]), 1.0);
+    // Below the default size for a lookup table: lookups read the index.
+    assert_eq!(value(&a, "intelmesh_lookup_table_indicators", &[]), 0.0);
     assert!(value(&a, "intelmesh_store_size_bytes", &[]) > 0.0);
     // Certificates are issued for 365 days (one hour backdated).
     let days = value(

@@ -288,6 +288,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         console: None,
         limits: Default::default(),
         audit: Default::default(),
+        store: Default::default(),
     };
     write_config(&hub_dir.join("node.toml"), &config)?;
     out!("federation {} created in {}", a.id, a.dir.display());
@@ -489,6 +490,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         console: None,
         limits: Default::default(),
         audit: Default::default(),
+        store: Default::default(),
     };
     write_config(&a.dir.join("node.toml"), &config)?;
     out!(

@@ -69,6 +69,43 @@ pub struct NodeConfig {
     /// The audit trail of API calls (on unless `enabled = false`).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// How the store is tuned; every field has a default.
+    #[serde(default)]
+    pub store: StoreTuning,
+}
+
+/// How the store is tuned.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreTuning {
+    /// Lookups read the lookup table (a compact copy of the indicator index, rebuilt in the
+    /// background) once the index holds this many indicators; a smaller index stays in the
+    /// block cache.
+    pub lookup_table_min_indicators: u64,
+    /// A due rebuild of the lookup table waits for this long without writes to the index, or
+    /// five minutes, whichever comes first.
+    pub lookup_table_quiet_ms: u64,
+}
+
+impl Default for StoreTuning {
+    fn default() -> StoreTuning {
+        let d = intelmesh_store::StateTableConfig::default();
+        StoreTuning {
+            lookup_table_min_indicators: d.min_indicators,
+            lookup_table_quiet_ms: d.quiet.as_millis() as u64,
+        }
+    }
+}
+
+impl StoreTuning {
+    /// The store's configuration of its lookup table.
+    pub fn state_table(&self) -> intelmesh_store::StateTableConfig {
+        intelmesh_store::StateTableConfig {
+            min_indicators: self.lookup_table_min_indicators,
+            quiet: Duration::from_millis(self.lookup_table_quiet_ms),
+            ..Default::default()
+        }
+    }
 }
 
 /// The plain-HTTP listener for `/metrics`, `/livez` and `/readyz`. It carries no indicator

@@ -145,7 +145,10 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         }
     };
     let lists = warninglists::load(&cfg.warninglists)?;
-    let store_cfg = StoreConfig::new(&cfg.data_dir).owned_by(org.clone());
+    let store_cfg = StoreConfig {
+        state_table: cfg.store.state_table(),
+        ..StoreConfig::new(&cfg.data_dir).owned_by(org.clone())
+    };
     let store = tokio::task::spawn_blocking(move || DiskStore::open(store_cfg))
         .await?
         .with_context(|| format!("opening store in {}", cfg.data_dir.display()))?;

@@ -385,6 +385,11 @@ pub fn render(state: &NodeState) -> anyhow::Result<String> {
         "1 once the in-memory filter of held indicators is complete (filled in the background after a start; until then every read of an indicator goes to disk)",
         gauge(i64::from(state.store.presence_filled())),
     );
+    r.register(
+        "intelmesh_lookup_table_indicators",
+        "Indicators in the lookup table (a compact copy of the index lookups read, rebuilt in the background); 0 while lookups read the index alone",
+        gauge(state.store.lookup_table_size().unwrap_or(0)),
+    );
     r.register_with_unit(
         "intelmesh_store_size",
         "Bytes of the store's files on disk",

@@ -173,6 +173,7 @@ pub fn provision(
             console: None,
             limits: limits.clone(),
             audit: Default::default(),
+            store: Default::default(),
         };
         let config_path = nd.join("node.toml");
         std::fs::write(&config_path, toml::to_string_pretty(&config)?)?;

@@ -21,6 +21,7 @@ use crate::postings::Selection;
 use crate::presence::{fill_in_background, Filling, Presence};
 use crate::segment::{all_segments, last_segment, segments_from};
 use crate::select::Selected;
+use crate::state_table::{self, Answer, Builder, StateTableConfig};
 use crate::write::Extra;
 use crate::{index_rebuild, keys, private_dir, receipt, select};
 use crate::{ApplyReport, Fill, Store, StoreError, VersionVector};
@@ -41,6 +42,8 @@ pub struct StoreConfig {
     pub hold_total_bytes: usize,
     /// How long an entry is held for its predecessors before it is dropped.
     pub hold_ttl: Duration,
+    /// When the read-optimised copy of the index that lookups read is built.
+    pub state_table: StateTableConfig,
 }
 
 impl StoreConfig {
@@ -52,6 +55,7 @@ impl StoreConfig {
             hold_per_origin: 4096,
             hold_total_bytes: 64 << 20,
             hold_ttl: Duration::from_secs(15 * 60),
+            state_table: StateTableConfig::default(),
         }
     }
 
@@ -95,8 +99,10 @@ pub struct DiskStore {
     heads_at: Mutex<Option<(u64, SharedHeads)>>,
     /// Which indicators the index may hold, so reads of absent ones skip the disk.
     pub(crate) presence: Arc<Presence>,
-    /// The pass filling `presence` at open; last, so it is joined once the rest is dropped.
+    /// The pass filling `presence` at open; late, so it is joined once the rest is dropped.
     _filling: Option<Filling>,
+    /// The thread keeping the state table built (see `state_table`); joined on drop.
+    _table_builder: Option<Builder>,
 }
 
 type SharedHeads = Arc<BTreeMap<OrgId, Head>>;
@@ -126,6 +132,7 @@ impl DiskStore {
             heads_at: Mutex::new(None),
             presence: Arc::new(Presence::default()),
             _filling: None,
+            _table_builder: None,
         };
         store.check_tails()?;
         *store.forks.get_mut() = store.db.scan_prefix([keys::FORK]).count() as u64;
@@ -165,6 +172,12 @@ impl DiskStore {
             store.db.clone(),
             Arc::clone(&store.presence),
         ));
+        state_table::remove_stale(&store.cfg.path)?;
+        store._table_builder = Some(state_table::keep_built(
+            store.db.clone(),
+            store.cfg.path.clone(),
+            store.cfg.state_table.clone(),
+        ));
         Ok(store)
     }
 
@@ -172,6 +185,12 @@ impl DiskStore {
     /// after open); until then every read of an indicator goes to disk.
     pub fn presence_filled(&self) -> bool {
         self.presence.filled()
+    }
+
+    /// Indicators in the lookup table in force (see `state_table`); `None` while lookups read
+    /// the index alone.
+    pub fn lookup_table_size(&self) -> Option<usize> {
+        self.db.state_tables().in_force().map(|(len, _)| len)
     }
 
     /// The org the store was recorded for, if any.
@@ -459,6 +478,17 @@ impl Store for DiskStore {
             return Ok(None);
         }
         self.db.get(key)?.map(|v| decode_state(&v)).transpose()
+    }
+
+    fn lookup_state(
+        &self,
+        indicator: &Indicator,
+    ) -> Result<Option<pb::IndicatorState>, StoreError> {
+        match self.db.state_tables().lookup(&keys::index(indicator))? {
+            Answer::Found(state) => Ok(Some(state)),
+            Answer::Absent => Ok(None),
+            Answer::AskLsm => self.indicator(indicator),
+        }
     }
 
     fn select(

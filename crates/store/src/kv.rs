@@ -11,10 +11,12 @@
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 use std::path::Path;
+use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::StoreError;
+use crate::state_table::{self, StateTables};
+use crate::{keys, StoreError};
 
 /// A key or value as read: cheap to clone, derefs to bytes.
 pub(crate) type Bytes = fjall::Slice;
@@ -48,6 +50,8 @@ const WORKER_THREADS: usize = 1;
 pub(crate) struct Kv {
     db: Database,
     space: Keyspace,
+    /// Told of every index key before a batch writing it is committed (see `state_table`).
+    tables: Arc<StateTables>,
 }
 
 impl Kv {
@@ -65,7 +69,25 @@ impl Kv {
                 KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
             })
             .map_err(|e| open_error(path, e))?;
-        Ok(Kv { db, space })
+        Ok(Kv {
+            db,
+            space,
+            tables: Arc::new(StateTables::new(state_table::MAX_MARKS)),
+        })
+    }
+
+    /// The state table of this store, which every batch marks.
+    pub(crate) fn state_tables(&self) -> &StateTables {
+        &self.tables
+    }
+
+    /// The same space with `tables` marked instead (tests: small limits).
+    #[cfg(test)]
+    pub(crate) fn with_state_tables(self, tables: StateTables) -> Kv {
+        Kv {
+            tables: Arc::new(tables),
+            ..self
+        }
     }
 
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, StoreError> {
@@ -108,6 +130,10 @@ impl Kv {
         if batch.0.is_empty() {
             return Ok(());
         }
+        // Marked before the commit, and with no build starting in between: the state table
+        // never answers for a key once its new state can be read.
+        let _gate = self.tables.batch_gate();
+        self.tables.mark(batch.index_keys());
         let mut write = self.db.batch().durability(Some(PersistMode::SyncAll));
         for (key, value) in batch.0 {
             match value {
@@ -193,5 +219,12 @@ impl Batch {
 
     pub(crate) fn remove(&mut self, key: impl Into<Vec<u8>>) {
         self.0.insert(key.into(), None);
+    }
+
+    /// The index keys the batch writes or removes.
+    fn index_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.0
+            .range(vec![keys::INDEX]..vec![keys::INDEX + 1])
+            .map(|(k, _)| k.as_slice())
     }
 }

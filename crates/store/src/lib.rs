@@ -25,6 +25,7 @@ pub mod receipt;
 mod segment;
 mod select;
 mod state_sum;
+mod state_table;
 mod truncate;
 mod write;
 
@@ -41,6 +42,7 @@ pub use disk_store::{DiskStore, IndexSource, StoreConfig};
 pub use index::merge_payload;
 pub use postings::Selection;
 pub use select::Selected;
+pub use state_table::StateTableConfig;
 pub use truncate::TruncateReport;
 
 /// Head seq per origin: what a node holds, and what it tells peers in its hello.
@@ -127,6 +129,16 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<pb::SignedEntry>, StoreError>;
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError>;
+    /// `indicator`'s state as a lookup needs it: at least what its verdict, confidence and
+    /// origins rest on (each assertion's origin, seq, distribution, revocation, confidence and
+    /// validity; who saw it under which distribution). Descriptions, tags, references and
+    /// sighting counts may be left out.
+    fn lookup_state(
+        &self,
+        indicator: &Indicator,
+    ) -> Result<Option<pb::IndicatorState>, StoreError> {
+        self.indicator(indicator)
+    }
     /// Up to `limit` indicator states of `selection` in its order, each with the position to
     /// resume after it; from the first when `after` is `None`. Reads an ordered range of the
     /// index or of its postings: a page costs what it returns.

@@ -242,7 +242,7 @@ pub(crate) fn fill_in_background(db: Kv, presence: Arc<Presence>) -> Filling {
 
 /// The pass yields the cores to the node it belongs to: at a restart they are starting, and
 /// until the pass ends every read is merely as slow as without the filter.
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: plain FFI call with no pointers; on Linux, PRIO_PROCESS with id 0 sets the nice
     // value of the calling thread alone.

@@ -5,7 +5,8 @@
 //!
 //! Every answer comes from point reads: `core::containment` names the few blocks and parent
 //! domains that could contain a value (one per prefix length the store holds, one per parent
-//! label), and each is read like an exact lookup. A match the reader may not see is left out
+//! label), and each is read like an exact lookup, through `Store::lookup_state` (the store's
+//! lookup table where it has one). A match the reader may not see is left out
 //! before anything is combined, so it cannot change the verdict, confidence or origins.
 
 use std::collections::BTreeSet;
@@ -59,7 +60,7 @@ impl Lookup<'_> {
         kind: pb::MatchKind,
         out: &mut Vec<pb::LookupMatch>,
     ) -> Result<(), StoreError> {
-        if let Some(state) = self.store.indicator(candidate)? {
+        if let Some(state) = self.store.lookup_state(candidate)? {
             out.extend(matched(
                 candidate,
                 kind,

@@ -1,0 +1,623 @@
+//! The state table: a read-optimised copy of the indicator index for lookups. Each state,
+//! reduced to what a verdict rests on, sits in a flat file found through a sorted array of key
+//! hashes in memory, so a lookup reads it with one positioned read instead of an LSM search.
+//! Keys written since the copy began are read from the key-value space instead.
+//!
+//! Why: at 10M indicators an LSM point read searches the filter, index and data blocks of
+//! several levels, mostly outside the block cache, and decodes the whole state (README,
+//! `bench scale`). The table costs about 20 bytes of memory per indicator, about the size of a key
+//! and a reduced state on disk, and a scan of the index in the background, never on the write
+//! path.
+//!
+//! Invariants:
+//! - The table never answers for a key written after its copy began: `Kv::apply_batch` marks
+//!   every index key of a batch before committing it, a build starts recording marks and
+//!   opens its scan in one step that no batch interleaves with (`gate`), and a marked key is
+//!   read from the LSM. So the table shows no state other than the key-value space's.
+//! - Bounded: the marks of a table (and of a build) are at most `max_marks`; past that the
+//!   table is dropped (every read goes to the LSM) or the build given up.
+//! - Neither durable nor trusted across opens: each open removes what an earlier process left
+//!   and builds anew.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use intelmesh_proto::v1 as pb;
+use prost::Message;
+
+use crate::index::decode_state;
+use crate::kv::Kv;
+use crate::{keys, StoreError};
+
+/// Most keys written since a table's copy (or a build's scan) began before it is dropped (or
+/// given up): 2M hashes, about 40 MiB.
+pub(crate) const MAX_MARKS: usize = 2_000_000;
+
+/// The file name of a table, before its build number.
+const FILE_PREFIX: &str = "state-table.";
+
+/// A slot packs a record's offset (the high 40 bits: files up to 1 TiB) and length (the low
+/// 24 bits); a longer record stays out of the table and its key is marked instead.
+const LEN_BITS: u32 = 24;
+const MAX_RECORD: usize = (1 << LEN_BITS) - 1;
+const MAX_OFFSET: u64 = 1 << (64 - LEN_BITS);
+
+/// Index keys read by one scan of a build (see `StateTables::copy`); fewer in unit tests, so
+/// their builds cross chunks.
+const SCAN_CHUNK: usize = if cfg!(test) { 1_000 } else { 65_536 };
+
+/// Slots reserved beyond the index's count at the start of a build, for what it gains meanwhile.
+const SLACK: u64 = 1 << 16;
+
+/// How often a build looks whether it was told to stop.
+const STOP_CHECK_EVERY: u64 = 4096;
+
+/// Key hashes as set members: they are SipHash under a key drawn per process already, so
+/// hashing them again would only cost time (and a peer choosing indicator values cannot make
+/// them collide).
+type Marks = HashSet<u64, BuildHasherDefault<Prehashed>>;
+
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// The state table of one store, shared by its key-value space (which marks writes), its
+/// reads and the thread building it.
+pub(crate) struct StateTables {
+    hasher: RandomState,
+    /// Most marked keys a table or a build may carry.
+    max_marks: usize,
+    current: RwLock<Current>,
+    /// Taken shared by every batch from marking to commit, exclusively by a build while it
+    /// starts recording marks and opens its scan.
+    gate: RwLock<()>,
+    /// Index keys written since open: how the builder tells the store is quiet.
+    writes: AtomicU64,
+}
+
+#[derive(Default)]
+struct Current {
+    table: Option<Arc<Table>>,
+    /// Keys written since `table`'s copy began.
+    marks: Marks,
+    /// Keys written since the scan of the build under way began; `None`: no build, or one
+    /// given up because too many keys were written meanwhile.
+    next: Option<Marks>,
+}
+
+/// What the table says of one index key.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Answer {
+    /// The index does not hold it.
+    Absent,
+    /// Its state, with only what a lookup's verdict rests on (see [`reduce`]).
+    Found(pb::IndicatorState),
+    /// No table, or the key was written since the table's copy began: read the key-value
+    /// space.
+    AskLsm,
+}
+
+impl StateTables {
+    pub(crate) fn new(max_marks: usize) -> StateTables {
+        StateTables {
+            hasher: RandomState::new(),
+            max_marks,
+            current: RwLock::default(),
+            gate: RwLock::default(),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Current> {
+        self.current.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Current> {
+        self.current.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held by a batch from [`StateTables::mark`] until it is committed.
+    pub(crate) fn batch_gate(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks index keys about to be written, so the table stops answering for them.
+    pub(crate) fn mark<'k>(&self, index_keys: impl Iterator<Item = &'k [u8]>) {
+        let mut n = 0u64;
+        let mut cur = self.write();
+        let Current { table, marks, next } = &mut *cur;
+        for key in index_keys {
+            n += 1;
+            if table.is_none() && next.is_none() {
+                continue;
+            }
+            let h = self.hasher.hash_one(key);
+            if table.is_some() {
+                marks.insert(h);
+            }
+            if let Some(next) = next.as_mut() {
+                next.insert(h);
+            }
+        }
+        if marks.len() > self.max_marks {
+            tracing::info!(
+                marks = marks.len(),
+                "state table dropped: too many indicators written since its copy; \
+                 lookups read the index until the next build"
+            );
+            *table = None;
+            *marks = Marks::default();
+        }
+        if next.as_ref().is_some_and(|m| m.len() > self.max_marks) {
+            *next = None;
+        }
+        drop(cur);
+        self.writes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// What the table says of `key`.
+    pub(crate) fn lookup(&self, key: &[u8]) -> Result<Answer, StoreError> {
+        let h = self.hasher.hash_one(key);
+        let table = {
+            let cur = self.read();
+            match &cur.table {
+                Some(t) if cur.marks.is_empty() || !cur.marks.contains(&h) => Arc::clone(t),
+                _ => return Ok(Answer::AskLsm),
+            }
+        };
+        match table.record(h, key)? {
+            Some(state) => Ok(Answer::Found(decode_state(&state)?)),
+            None => Ok(Answer::Absent),
+        }
+    }
+
+    /// Index keys written since open.
+    pub(crate) fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+
+    /// The keys of the table in force and how many were written since its copy began; `None`
+    /// without a table.
+    pub(crate) fn in_force(&self) -> Option<(usize, usize)> {
+        let cur = self.read();
+        cur.table.as_ref().map(|t| (t.slots.len(), cur.marks.len()))
+    }
+
+    /// Copies the index of `db` into a new table file `dir/state-table.{number}` and puts it in
+    /// force. `Ok(false)`: told to stop, or given up because more than `max_marks` keys were
+    /// written during the copy.
+    pub(crate) fn build(
+        &self,
+        db: &Kv,
+        dir: &Path,
+        number: u64,
+        stop: &AtomicBool,
+    ) -> Result<bool, StoreError> {
+        let path = dir.join(format!("{FILE_PREFIX}{number}"));
+        let io = |e: std::io::Error| StoreError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        // From here the table owns the file and removes it if the build stops.
+        let mut table = Table {
+            file,
+            path,
+            slots: Vec::new(),
+            radix: Vec::new(),
+            shift: 0,
+        };
+        {
+            // No batch is between its marking and its commit now: every batch committed
+            // before is seen by the scan's reads (all made later), every one after is marked.
+            let _no_batch = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            self.write().next = Some(Marks::default());
+        }
+        let oversize = match self.copy(db, &mut table, stop) {
+            Ok(Some(oversize)) => oversize,
+            other => {
+                self.write().next = None;
+                return other.map(|_| false);
+            }
+        };
+        table.index();
+        let mut cur = self.write();
+        let Some(mut marks) = cur.next.take() else {
+            return Ok(false);
+        };
+        marks.extend(oversize);
+        cur.table = Some(Arc::new(table));
+        cur.marks = marks;
+        Ok(true)
+    }
+
+    /// Writes every (key, reduced state) of the index to `table`'s file and slots; returns the
+    /// hashes of the keys whose records were too long to be slotted, `None` if told to stop.
+    ///
+    /// The index is read in chunks, each by a scan of its own: a scan holds the engine's view
+    /// of the moment it opened, and one held through a copy of 10M states under a bulk load
+    /// kept what the load replaced alive (peak RSS 2.4 GiB in `bench scale`, against 1.1 GiB).
+    fn copy(
+        &self,
+        db: &Kv,
+        table: &mut Table,
+        stop: &AtomicBool,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let file = table.file.try_clone().map_err(|e| table.io(e))?;
+        let mut out = RecordWriter {
+            out: BufWriter::with_capacity(1 << 20, file),
+            offset: 0,
+            record: Vec::new(),
+        };
+        // Room for every slot at once: growing by doubling would, at 10M, hold up to twice
+        // the slots' memory (and copy them) on the way.
+        let expected = index_count(db)?.saturating_add(SLACK);
+        table
+            .slots
+            .reserve_exact(usize::try_from(expected).unwrap_or(usize::MAX));
+        let mut oversize = Vec::new();
+        let end = vec![keys::INDEX + 1];
+        let mut start = vec![keys::INDEX];
+        let mut n = 0u64;
+        loop {
+            let mut in_chunk = 0;
+            for kv in db.range(start.clone()..end.clone()).take(SCAN_CHUNK) {
+                let (key, value) = kv?;
+                in_chunk += 1;
+                n += 1;
+                let h = self.hasher.hash_one(&key[..]);
+                match out.write(&key, &value).map_err(|e| table.io(e))? {
+                    Some(slot) => table.slots.push((h, slot)),
+                    None => oversize.push(h),
+                }
+                if n.is_multiple_of(STOP_CHECK_EVERY) && stop.load(Ordering::Acquire) {
+                    return Ok(None);
+                }
+                if in_chunk == SCAN_CHUNK {
+                    // The next chunk starts just after this key.
+                    start = key.to_vec();
+                    start.push(0);
+                }
+            }
+            if in_chunk < SCAN_CHUNK {
+                break;
+            }
+        }
+        out.out.flush().map_err(|e| table.io(e))?;
+        Ok(Some(oversize))
+    }
+}
+
+/// Writes a table's records back to back.
+struct RecordWriter {
+    out: BufWriter<File>,
+    offset: u64,
+    /// The record being built, reused.
+    record: Vec<u8>,
+}
+
+impl RecordWriter {
+    /// Writes the record of `key` and its stored `state`; returns its slot (packed offset and
+    /// length), `None` if it is too long to be slotted.
+    fn write(&mut self, key: &[u8], state: &[u8]) -> Result<Option<u64>, RecordError> {
+        let record = &mut self.record;
+        record.clear();
+        record.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        record.extend_from_slice(key);
+        reduce(&decode_state(state)?)
+            .encode(record)
+            .map_err(|e| StoreError::Corrupt(format!("reduced state does not encode: {e}")))?;
+        if record.len() > MAX_RECORD {
+            return Ok(None);
+        }
+        if self.offset >= MAX_OFFSET {
+            return Err(StoreError::Corrupt("state table over 1 TiB".into()).into());
+        }
+        self.out.write_all(record)?;
+        let slot = self.offset << LEN_BITS | record.len() as u64;
+        self.offset += record.len() as u64;
+        Ok(Some(slot))
+    }
+}
+
+/// Why a record was not written: the state read, or the file.
+enum RecordError {
+    Store(StoreError),
+    Io(std::io::Error),
+}
+
+impl From<StoreError> for RecordError {
+    fn from(e: StoreError) -> RecordError {
+        RecordError::Store(e)
+    }
+}
+
+impl From<std::io::Error> for RecordError {
+    fn from(e: std::io::Error) -> RecordError {
+        RecordError::Io(e)
+    }
+}
+
+/// The state with only what a lookup's verdict, confidence and origins rest on: each
+/// assertion's origin, seq, distribution, revocation, confidence and validity, and who saw the
+/// indicator under which distribution. Descriptions, tags, references, sighting counts and
+/// times are left out.
+pub(crate) fn reduce(state: &pb::IndicatorState) -> pb::IndicatorState {
+    pb::IndicatorState {
+        indicator: None,
+        assertions: state
+            .assertions
+            .iter()
+            .map(|a| pb::OriginAssertion {
+                origin: a.origin.clone(),
+                seq: a.seq,
+                revoked: a.revoked,
+                confidence: a.confidence,
+                distribution: a.distribution.clone(),
+                valid_from_unix_ms: a.valid_from_unix_ms,
+                valid_until_unix_ms: a.valid_until_unix_ms,
+                ..Default::default()
+            })
+            .collect(),
+        sightings: state
+            .sightings
+            .iter()
+            .map(|s| pb::OriginSightings {
+                origin: s.origin.clone(),
+                distribution: s.distribution.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+/// Removes the table files an earlier process left in `dir`.
+pub(crate) fn remove_stale(dir: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    for dirent in std::fs::read_dir(dir).map_err(io)? {
+        let dirent = dirent.map_err(io)?;
+        if dirent
+            .file_name()
+            .to_string_lossy()
+            .starts_with(FILE_PREFIX)
+        {
+            std::fs::remove_file(dirent.path()).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// One copy of the index: records `[key length: u32 LE][key][reduced state]` back to back in
+/// `file`, found through `slots` (key hash, packed offset and length) sorted by hash.
+struct Table {
+    file: File,
+    path: PathBuf,
+    slots: Vec<(u64, u64)>,
+    /// `radix[b]` is the first slot whose hash's top bits are `b` or more.
+    radix: Vec<u32>,
+    /// `64 -` the number of top bits `radix` splits on.
+    shift: u32,
+}
+
+impl Table {
+    /// A failure of the table's file (or, passed through, of the store) as a store error.
+    fn io(&self, e: impl Into<RecordError>) -> StoreError {
+        match e.into() {
+            RecordError::Store(e) => e,
+            RecordError::Io(e) => StoreError::Io {
+                path: self.path.clone(),
+                source: e,
+            },
+        }
+    }
+
+    /// Sorts the slots and splits them by their hashes' top bits, one to two slots a bucket:
+    /// a read then touches one cache line of `radix` and one or two of `slots` (with four
+    /// slots a bucket, the search's misses cost more than the positioned read).
+    fn index(&mut self) {
+        self.slots.sort_unstable();
+        self.slots.shrink_to_fit();
+        let bits = self.slots.len().max(2).ilog2().clamp(1, 26);
+        self.shift = 64 - bits;
+        let buckets = 1usize << bits;
+        self.radix = Vec::with_capacity(buckets + 1);
+        let mut at = 0usize;
+        for b in 0..=buckets {
+            while at < self.slots.len() && ((self.slots[at].0 >> self.shift) as usize) < b {
+                at += 1;
+            }
+            self.radix.push(at as u32);
+        }
+    }
+
+    /// The reduced state recorded for `key` (hash `h`), if the table holds it.
+    fn record(&self, h: u64, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let bucket = (h >> self.shift) as usize;
+        let (Some(&lo), Some(&hi)) = (self.radix.get(bucket), self.radix.get(bucket + 1)) else {
+            return Ok(None);
+        };
+        let in_bucket = self.slots.get(lo as usize..hi as usize).unwrap_or_default();
+        let first = in_bucket.partition_point(|s| s.0 < h);
+        for &(_, packed) in in_bucket[first..].iter().take_while(|s| s.0 == h) {
+            let (offset, len) = (packed >> LEN_BITS, (packed as usize) & MAX_RECORD);
+            let mut buf = vec![0u8; len];
+            self.file
+                .read_exact_at(&mut buf, offset)
+                .map_err(|e| self.io(e))?;
+            let key_len = buf
+                .get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(|b| u32::from_le_bytes(b) as usize)
+                .ok_or_else(|| StoreError::Corrupt("state table record too short".into()))?;
+            if buf.get(4..4 + key_len) == Some(key) {
+                buf.drain(..4 + key_len);
+                return Ok(Some(buf));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for Table {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "state table file not removed");
+        }
+    }
+}
+
+/// When the background builder copies the index.
+#[derive(Clone, Debug)]
+pub struct StateTableConfig {
+    /// No table for an index smaller than this: the block cache holds it.
+    pub min_indicators: u64,
+    /// A table is copied again once this many of its keys, or an eighth of them if more,
+    /// were written since its copy began.
+    pub min_stale: usize,
+    /// A due build waits for this long without index writes, so it does not slow a bulk
+    /// load ...
+    pub quiet: Duration,
+    /// ... or for this long, whichever comes first.
+    pub max_wait: Duration,
+}
+
+impl Default for StateTableConfig {
+    fn default() -> StateTableConfig {
+        StateTableConfig {
+            min_indicators: 100_000,
+            min_stale: 10_000,
+            quiet: Duration::from_secs(2),
+            max_wait: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How often the builder looks whether a build is due.
+const TICK: Duration = Duration::from_millis(200);
+
+/// The background thread keeping a store's state table built; stopped and joined on drop.
+pub(crate) struct Builder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Builder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts the thread building `db`'s state table in `dir` whenever `cfg` says one is due.
+pub(crate) fn keep_built(db: Kv, dir: PathBuf, cfg: StateTableConfig) -> Builder {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("state-table".into())
+        .spawn(move || {
+            crate::presence::lower_priority();
+            run_builder(&db, &dir, &cfg, &stopping);
+        });
+    match thread {
+        Ok(t) => Builder {
+            stop,
+            thread: Some(t),
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "state table builder not started; lookups read the index");
+            Builder { stop, thread: None }
+        }
+    }
+}
+
+fn run_builder(db: &Kv, dir: &Path, cfg: &StateTableConfig, stop: &AtomicBool) {
+    let tables = db.state_tables();
+    let (mut seen_writes, mut last_write) = (tables.writes(), Instant::now());
+    let mut due_since: Option<Instant> = None;
+    // After a build given up for the writes during it, the next waits for quiet.
+    let mut wait_for_quiet = false;
+    let mut number = 0u64;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(TICK);
+        let writes = tables.writes();
+        if writes != seen_writes {
+            (seen_writes, last_write) = (writes, Instant::now());
+        }
+        let due = match tables.in_force() {
+            Some((len, marks)) => marks >= cfg.min_stale.max(len / 8),
+            None => index_count(db).is_ok_and(|n| n >= cfg.min_indicators),
+        };
+        if !due {
+            due_since = None;
+            continue;
+        }
+        let waited = due_since.get_or_insert_with(Instant::now).elapsed();
+        let quiet = last_write.elapsed() >= cfg.quiet;
+        if !quiet && (wait_for_quiet || waited < cfg.max_wait) {
+            continue;
+        }
+        number += 1;
+        let started = Instant::now();
+        match tables.build(db, dir, number, stop) {
+            Ok(true) => {
+                wait_for_quiet = false;
+                tracing::info!(
+                    indicators = tables.in_force().map_or(0, |(len, _)| len),
+                    ms = started.elapsed().as_millis() as u64,
+                    "state table built"
+                );
+            }
+            Ok(false) => wait_for_quiet = true,
+            Err(e) => {
+                wait_for_quiet = true;
+                tracing::warn!(error = %e, "state table not built; lookups read the index");
+            }
+        }
+        due_since = None;
+    }
+}
+
+fn index_count(db: &Kv) -> Result<u64, StoreError> {
+    Ok(match db.get(keys::INDEX_COUNT)? {
+        Some(v) => <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes),
+        None => 0,
+    })
+}
+
+#[cfg(test)]
+#[path = "state_table_tests.rs"]
+mod tests;

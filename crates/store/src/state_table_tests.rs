@@ -1,0 +1,238 @@
+use super::*;
+use crate::kv::Batch;
+
+fn key(i: u64) -> Vec<u8> {
+    let mut k = vec![keys::INDEX, 3];
+    k.extend_from_slice(format!("host{i}.example").as_bytes());
+    k
+}
+
+/// A state with every field a full state carries, `version` in its confidence.
+fn state(i: u64, version: u32) -> pb::IndicatorState {
+    pb::IndicatorState {
+        indicator: Some(pb::IndicatorRef {
+            r#type: 3,
+            value: format!("host{i}.example"),
+        }),
+        assertions: vec![pb::OriginAssertion {
+            origin: format!("ORG-{}", i % 7),
+            seq: i + 1,
+            revoked: i.is_multiple_of(5),
+            confidence: version,
+            distribution: Some(pb::Distribution {
+                tlp: 2,
+                recipients: vec!["ORG-1".into()],
+            }),
+            issued_at_unix_ms: 1_700_000_000_000,
+            valid_from_unix_ms: 1_600_000_000_000,
+            valid_until_unix_ms: i.is_multiple_of(3).then_some(1_900_000_000_000),
+            tags: vec!["phishing".into()],
+            threat_types: vec!["c2".into()],
+            description: "a long description no lookup reads".repeat(4),
+            external_references: Vec::new(),
+            revoke_reason: String::new(),
+        }],
+        sightings: vec![pb::OriginSightings {
+            origin: "ORG-3".into(),
+            count: 4,
+            first_seen_unix_ms: 1,
+            last_seen_unix_ms: 2,
+            last_seq: 9,
+            distribution: Some(pb::Distribution {
+                tlp: 1,
+                recipients: Vec::new(),
+            }),
+        }],
+    }
+}
+
+fn put(db: &Kv, range: std::ops::Range<u64>, version: u32) {
+    let mut batch = Batch::default();
+    for i in range {
+        batch.insert(key(i), state(i, version).encode_to_vec());
+    }
+    db.apply_batch(batch).expect("batch applied");
+}
+
+fn open(dir: &Path, max_marks: usize) -> Kv {
+    crate::open::open_kv(dir, 1 << 20)
+        .expect("kv opened")
+        .with_state_tables(StateTables::new(max_marks))
+}
+
+fn build(db: &Kv, dir: &Path, number: u64) -> bool {
+    db.state_tables()
+        .build(db, dir, number, &AtomicBool::new(false))
+        .expect("table built")
+}
+
+fn table_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir read")
+        .map(|d| {
+            d.expect("dirent")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.starts_with(FILE_PREFIX))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn reduce_keeps_what_a_verdict_rests_on_and_drops_the_rest() {
+    let full = state(3, 80);
+    let r = reduce(&full);
+    assert_eq!(r.indicator, None);
+    let (a, fa) = (&r.assertions[0], &full.assertions[0]);
+    assert_eq!(
+        (&a.origin, a.seq, a.revoked, a.confidence, &a.distribution),
+        (
+            &fa.origin,
+            fa.seq,
+            fa.revoked,
+            fa.confidence,
+            &fa.distribution
+        )
+    );
+    assert_eq!(
+        (a.valid_from_unix_ms, a.valid_until_unix_ms),
+        (fa.valid_from_unix_ms, fa.valid_until_unix_ms)
+    );
+    assert!(a.tags.is_empty() && a.threat_types.is_empty() && a.description.is_empty());
+    assert_eq!(r.sightings[0].origin, "ORG-3");
+    assert_eq!(r.sightings[0].distribution, full.sightings[0].distribution);
+    assert_eq!(r.sightings[0].count, 0);
+    assert!(r.encoded_len() < full.encoded_len() / 2);
+}
+
+#[test]
+fn a_built_table_answers_every_key_and_knows_what_is_absent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1000);
+    put(&db, 0..3000, 1);
+    let tables = db.state_tables();
+    assert_eq!(tables.lookup(&key(1)).expect("lookup"), Answer::AskLsm);
+    assert!(build(&db, dir.path(), 1));
+    assert_eq!(tables.in_force(), Some((3000, 0)));
+    for i in 0..3000 {
+        assert_eq!(
+            tables.lookup(&key(i)).expect("lookup"),
+            Answer::Found(reduce(&state(i, 1))),
+            "key {i}"
+        );
+    }
+    for i in 3000..3100 {
+        assert_eq!(tables.lookup(&key(i)).expect("lookup"), Answer::Absent);
+    }
+    // Not an index key of this store at all.
+    assert_eq!(tables.lookup(b"").expect("lookup"), Answer::Absent);
+}
+
+#[test]
+fn keys_written_after_the_copy_are_read_from_the_lsm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1000);
+    put(&db, 0..100, 1);
+    assert!(build(&db, dir.path(), 1));
+    put(&db, 10..20, 2);
+    put(&db, 100..101, 2);
+    let tables = db.state_tables();
+    for i in (10..20).chain(100..101) {
+        assert_eq!(tables.lookup(&key(i)).expect("lookup"), Answer::AskLsm);
+    }
+    assert_eq!(
+        tables.lookup(&key(5)).expect("lookup"),
+        Answer::Found(reduce(&state(5, 1)))
+    );
+    assert_eq!(tables.in_force(), Some((100, 11)));
+    // A removal is a write too.
+    let mut batch = Batch::default();
+    batch.remove(key(50));
+    db.apply_batch(batch).expect("removed");
+    assert_eq!(tables.lookup(&key(50)).expect("lookup"), Answer::AskLsm);
+    // Writes of other keys than the index's mark nothing.
+    db.insert(b"Mcount".to_vec(), 7u64.to_be_bytes().to_vec())
+        .expect("count written");
+    assert_eq!(tables.in_force(), Some((100, 12)));
+}
+
+#[test]
+fn past_its_limit_of_marks_the_table_is_dropped_and_a_new_build_replaces_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 50);
+    put(&db, 0..200, 1);
+    assert!(build(&db, dir.path(), 1));
+    assert_eq!(table_files(dir.path()), vec!["state-table.1"]);
+    put(&db, 0..51, 2);
+    let tables = db.state_tables();
+    assert_eq!(tables.in_force(), None);
+    assert_eq!(tables.lookup(&key(100)).expect("lookup"), Answer::AskLsm);
+    assert!(
+        table_files(dir.path()).is_empty(),
+        "a dropped table's file is removed"
+    );
+    assert!(build(&db, dir.path(), 2));
+    assert_eq!(
+        tables.lookup(&key(3)).expect("lookup"),
+        Answer::Found(reduce(&state(3, 2)))
+    );
+    assert!(build(&db, dir.path(), 3));
+    assert_eq!(table_files(dir.path()), vec!["state-table.3"]);
+}
+
+#[test]
+fn a_build_told_to_stop_leaves_no_table_and_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1_000_000);
+    put(&db, 0..(2 * STOP_CHECK_EVERY), 1);
+    let stopped = db
+        .state_tables()
+        .build(&db, dir.path(), 1, &AtomicBool::new(true))
+        .expect("build ran");
+    assert!(!stopped);
+    assert_eq!(db.state_tables().in_force(), None);
+    assert!(table_files(dir.path()).is_empty());
+}
+
+#[test]
+fn writes_racing_a_build_never_leave_a_stale_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1_000_000);
+    put(&db, 0..20_000, 1);
+    let writing = AtomicBool::new(true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut version = 2;
+            while writing.load(Ordering::Acquire) {
+                let from = u64::from(version * 37 % 19_000);
+                put(&db, from..from + 50, version);
+                version += 1;
+            }
+        });
+        for number in 1..=3 {
+            assert!(build(&db, dir.path(), number));
+        }
+        writing.store(false, Ordering::Release);
+    });
+    let tables = db.state_tables();
+    for i in 0..20_000 {
+        if let Answer::Found(s) = tables.lookup(&key(i)).expect("lookup") {
+            let stored =
+                decode_state(&db.get(key(i)).expect("read").expect("held")).expect("state");
+            assert_eq!(s, reduce(&stored), "key {i}");
+        }
+    }
+}
+
+#[test]
+fn stale_files_of_an_earlier_process_are_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("state-table.7"), b"left by a crash").expect("written");
+    std::fs::write(dir.path().join("other"), b"kept").expect("written");
+    remove_stale(dir.path()).expect("removed");
+    assert!(table_files(dir.path()).is_empty());
+    assert!(dir.path().join("other").exists());
+}
