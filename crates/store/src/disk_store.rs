@@ -13,15 +13,16 @@ use intelmesh_proto::v1 as pb;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::background::Background;
 use crate::hold::{HoldLimits, HoldQueue};
 use crate::index::decode_state;
 use crate::index_write::IndexMeta;
 use crate::open::{open_db, open_kv};
 use crate::postings::Selection;
-use crate::presence::{fill_in_background, Filling, Presence};
+use crate::presence::{fill_in_background, Presence};
 use crate::segment::{all_segments, last_segment, segments_from};
 use crate::select::Selected;
-use crate::state_table::{self, Answer, Builder, StateTableConfig};
+use crate::state_table::{self, Answer, StateTableConfig};
 use crate::write::Extra;
 use crate::{index_rebuild, keys, private_dir, receipt, select};
 use crate::{ApplyReport, Fill, Store, StoreError, VersionVector};
@@ -100,9 +101,9 @@ pub struct DiskStore {
     /// Which indicators the index may hold, so reads of absent ones skip the disk.
     pub(crate) presence: Arc<Presence>,
     /// The pass filling `presence` at open; late, so it is joined once the rest is dropped.
-    _filling: Option<Filling>,
+    _filling: Option<Background>,
     /// The thread keeping the state table built (see `state_table`); joined on drop.
-    _table_builder: Option<Builder>,
+    _table_builder: Option<Background>,
 }
 
 type SharedHeads = Arc<BTreeMap<OrgId, Head>>;

@@ -9,6 +9,7 @@
 //! and time (see `postings`).
 
 mod apply;
+mod background;
 mod check;
 mod disk_store;
 mod hold;

@@ -19,8 +19,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread::JoinHandle;
 
+use crate::background::Background;
 use crate::kv::Kv;
 use crate::{keys, StoreError};
 
@@ -185,33 +185,15 @@ impl Presence {
     }
 }
 
-/// The pass that adds every index key on disk at open; stopped and joined when dropped, so a
-/// closed store releases its files.
-pub(crate) struct Filling {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Filling {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Starts the pass adding every index key in `db` to `presence`, which is marked filled when
 /// the pass ends. Writes made meanwhile add their own keys.
-pub(crate) fn fill_in_background(db: Kv, presence: Arc<Presence>) -> Filling {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name("index-presence".into())
-        .spawn(move || {
-            lower_priority();
+pub(crate) fn fill_in_background(db: Kv, presence: Arc<Presence>) -> Background {
+    Background::spawn(
+        "index-presence",
+        "index presence filter not started; every read goes to disk",
+        move |stopping| {
             let t = std::time::Instant::now();
-            match fill(&db, &presence, &stopping) {
+            match fill(&db, &presence, stopping) {
                 Ok(Some(keys)) => {
                     presence.filled.store(true, Ordering::Release);
                     tracing::info!(
@@ -227,28 +209,8 @@ pub(crate) fn fill_in_background(db: Kv, presence: Arc<Presence>) -> Filling {
                     "index presence filter not filled; every read goes to disk"
                 ),
             }
-        });
-    match thread {
-        Ok(t) => Filling {
-            stop,
-            thread: Some(t),
         },
-        Err(e) => {
-            tracing::warn!(error = %e, "index presence filter not started; every read goes to disk");
-            Filling { stop, thread: None }
-        }
-    }
-}
-
-/// The pass yields the cores to the node it belongs to: at a restart they are starting, and
-/// until the pass ends every read is merely as slow as without the filter.
-pub(crate) fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: plain FFI call with no pointers; on Linux, PRIO_PROCESS with id 0 sets the nice
-    // value of the calling thread alone.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 19);
-    }
+    )
 }
 
 /// Adds every index key; `None` if told to stop first.

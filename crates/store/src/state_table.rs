@@ -27,12 +27,12 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
+use crate::background::Background;
 use crate::index::decode_state;
 use crate::kv::Kv;
 use crate::{keys, StoreError};
@@ -527,41 +527,14 @@ impl Default for StateTableConfig {
 /// How often the builder looks whether a build is due.
 const TICK: Duration = Duration::from_millis(200);
 
-/// The background thread keeping a store's state table built; stopped and joined on drop.
-pub(crate) struct Builder {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Builder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Starts the thread building `db`'s state table in `dir` whenever `cfg` says one is due.
-pub(crate) fn keep_built(db: Kv, dir: PathBuf, cfg: StateTableConfig) -> Builder {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name("state-table".into())
-        .spawn(move || {
-            crate::presence::lower_priority();
-            run_builder(&db, &dir, &cfg, &stopping);
-        });
-    match thread {
-        Ok(t) => Builder {
-            stop,
-            thread: Some(t),
-        },
-        Err(e) => {
-            tracing::warn!(error = %e, "state table builder not started; lookups read the index");
-            Builder { stop, thread: None }
-        }
-    }
+/// Starts the thread building `db`'s state table in `dir` whenever `cfg` says one is due;
+/// stopped and joined when dropped.
+pub(crate) fn keep_built(db: Kv, dir: PathBuf, cfg: StateTableConfig) -> Background {
+    Background::spawn(
+        "state-table",
+        "state table builder not started; lookups read the index",
+        move |stopping| run_builder(&db, &dir, &cfg, stopping),
+    )
 }
 
 fn run_builder(db: &Kv, dir: &Path, cfg: &StateTableConfig, stop: &AtomicBool) {

@@ -66,6 +66,15 @@ fn build(db: &Kv, dir: &Path, number: u64) -> bool {
         .expect("table built")
 }
 
+/// A space holding `keys` states at version 1, with a table built over them.
+fn with_table(keys: u64, max_marks: usize) -> (tempfile::TempDir, Kv) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), max_marks);
+    put(&db, 0..keys, 1);
+    assert!(build(&db, dir.path(), 1));
+    (dir, db)
+}
+
 fn table_files(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("dir read")
@@ -133,10 +142,7 @@ fn a_built_table_answers_every_key_and_knows_what_is_absent() {
 
 #[test]
 fn keys_written_after_the_copy_are_read_from_the_lsm() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(dir.path(), 1000);
-    put(&db, 0..100, 1);
-    assert!(build(&db, dir.path(), 1));
+    let (_dir, db) = with_table(100, 1000);
     put(&db, 10..20, 2);
     put(&db, 100..101, 2);
     let tables = db.state_tables();
@@ -161,10 +167,7 @@ fn keys_written_after_the_copy_are_read_from_the_lsm() {
 
 #[test]
 fn past_its_limit_of_marks_the_table_is_dropped_and_a_new_build_replaces_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(dir.path(), 50);
-    put(&db, 0..200, 1);
-    assert!(build(&db, dir.path(), 1));
+    let (dir, db) = with_table(200, 50);
     assert_eq!(table_files(dir.path()), vec!["state-table.1"]);
     put(&db, 0..51, 2);
     let tables = db.state_tables();
