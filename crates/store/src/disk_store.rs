@@ -173,7 +173,6 @@ impl DiskStore {
             store.db.clone(),
             Arc::clone(&store.presence),
         ));
-        state_table::remove_stale(&store.cfg.path)?;
         store._table_builder = Some(state_table::keep_built(
             store.db.clone(),
             store.cfg.path.clone(),

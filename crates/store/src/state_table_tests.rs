@@ -239,3 +239,51 @@ fn stale_files_of_an_earlier_process_are_removed() {
     assert!(table_files(dir.path()).is_empty());
     assert!(dir.path().join("other").exists());
 }
+
+/// A space holding ten states and their count, as the index writes it.
+fn ten_counted() -> (tempfile::TempDir, Kv) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1000);
+    put(&db, 0..10, 1);
+    db.insert(keys::INDEX_COUNT.to_vec(), 10u64.to_be_bytes().to_vec())
+        .expect("count written");
+    (dir, db)
+}
+
+#[test]
+fn the_builder_clears_what_an_earlier_process_left_then_builds_once_due() {
+    let (dir, db) = ten_counted();
+    // The name this process's first build takes: a build would fail to create it.
+    std::fs::write(dir.path().join("state-table.1"), b"left by a crash").expect("written");
+    let cfg = StateTableConfig {
+        min_indicators: 10,
+        quiet: Duration::ZERO,
+        ..StateTableConfig::default()
+    };
+    let _builder = keep_built(db.clone(), dir.path().to_path_buf(), cfg);
+    let start = Instant::now();
+    while db.state_tables().in_force().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no table built");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        db.state_tables().lookup(&key(7)).expect("lookup"),
+        Answer::Found(reduce(&state(7, 1)))
+    );
+    assert_eq!(table_files(dir.path()), vec!["state-table.1"]);
+}
+
+#[test]
+fn the_builder_builds_nothing_below_its_minimum() {
+    let (dir, db) = ten_counted();
+    let cfg = StateTableConfig {
+        min_indicators: 11,
+        quiet: Duration::ZERO,
+        ..StateTableConfig::default()
+    };
+    let builder = keep_built(db.clone(), dir.path().to_path_buf(), cfg);
+    std::thread::sleep(TICK * 5);
+    drop(builder);
+    assert_eq!(db.state_tables().in_force(), None);
+    assert!(table_files(dir.path()).is_empty());
+}
