@@ -22,7 +22,8 @@ use crate::postings::Selection;
 use crate::presence::{fill_in_background, Presence};
 use crate::segment::{all_segments, last_segment, segments_from};
 use crate::select::Selected;
-use crate::state_table::{self, Answer, StateTableConfig};
+use crate::state_table::Answer;
+use crate::state_table_build::{keep_built, StateTableConfig};
 use crate::write::Extra;
 use crate::{index_rebuild, keys, private_dir, receipt, select};
 use crate::{ApplyReport, Fill, Store, StoreError, VersionVector};
@@ -173,7 +174,7 @@ impl DiskStore {
             store.db.clone(),
             Arc::clone(&store.presence),
         ));
-        store._table_builder = Some(state_table::keep_built(
+        store._table_builder = Some(keep_built(
             store.db.clone(),
             store.cfg.path.clone(),
             store.cfg.state_table.clone(),

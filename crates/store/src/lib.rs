@@ -27,6 +27,7 @@ mod segment;
 mod select;
 mod state_sum;
 mod state_table;
+mod state_table_build;
 mod truncate;
 mod write;
 
@@ -43,7 +44,7 @@ pub use disk_store::{DiskStore, IndexSource, StoreConfig};
 pub use index::merge_payload;
 pub use postings::Selection;
 pub use select::Selected;
-pub use state_table::StateTableConfig;
+pub use state_table_build::StateTableConfig;
 pub use truncate::TruncateReport;
 
 /// Head seq per origin: what a node holds, and what it tells peers in its hello.

@@ -1,5 +1,8 @@
+use std::time::{Duration, Instant};
+
 use super::*;
 use crate::kv::Batch;
+use crate::state_table_build::{keep_built, StateTableConfig, TICK};
 
 fn key(i: u64) -> Vec<u8> {
     let mut k = vec![keys::INDEX, 3];
