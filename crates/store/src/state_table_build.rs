@@ -29,7 +29,7 @@ impl Default for StateTableConfig {
         StateTableConfig {
             min_indicators: 100_000,
             min_stale: 10_000,
-            quiet: Duration::from_secs(2),
+            quiet: Duration::from_millis(500),
             max_wait: Duration::from_secs(300),
         }
     }
