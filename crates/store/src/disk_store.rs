@@ -188,6 +188,15 @@ impl DiskStore {
         self.presence.filled()
     }
 
+    /// The state stored under index key `key`; the presence filter spares the disk read of
+    /// an absent one.
+    fn stored_state(&self, key: &[u8]) -> Result<Option<pb::IndicatorState>, StoreError> {
+        if !self.presence.may_hold(key) {
+            return Ok(None);
+        }
+        self.db.get(key)?.map(|v| decode_state(&v)).transpose()
+    }
+
     /// Indicators in the lookup table in force (see `state_table`); `None` while lookups read
     /// the index alone.
     pub fn lookup_table_size(&self) -> Option<usize> {
@@ -474,21 +483,18 @@ impl Store for DiskStore {
     }
 
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError> {
-        let key = keys::index(indicator);
-        if !self.presence.may_hold(&key) {
-            return Ok(None);
-        }
-        self.db.get(key)?.map(|v| decode_state(&v)).transpose()
+        self.stored_state(&keys::index(indicator))
     }
 
     fn lookup_state(
         &self,
         indicator: &Indicator,
     ) -> Result<Option<pb::IndicatorState>, StoreError> {
-        match self.db.state_tables().lookup(&keys::index(indicator))? {
+        let key = keys::index(indicator);
+        match self.db.state_tables().lookup(&key)? {
             Answer::Found(state) => Ok(Some(state)),
             Answer::Absent => Ok(None),
-            Answer::AskLsm => self.indicator(indicator),
+            Answer::AskLsm => self.stored_state(&key),
         }
     }
 
