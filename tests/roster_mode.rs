@@ -115,22 +115,6 @@ async fn members_join_by_roster_version_and_suspension_cuts_them_off() {
     }
 }
 
-/// Hands `at` the roster log entry of `version` from the hub, as a link would (a suspended
-/// member's link may be cut before the version that suspends it reaches it); a duplicate if
-/// it had it. Waits until `at` follows it.
-async fn deliver_version(net: &RosterNet, at: &intelmesh_core::OrgId, version: u64) {
-    let entry = net
-        .node(&net.hub)
-        .state()
-        .store
-        .range(&org(FEDERATION), version, 1)
-        .unwrap();
-    net.node(at).state().ingest(entry).await.unwrap();
-    net.wait_status(at, PATIENCE, |s| s.roster_version >= version)
-        .await
-        .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstated() {
     let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
@@ -140,7 +124,7 @@ async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstat
     // Suspended (version 3): its key ends at the head the hub holds.
     let cut = net.node(&hub).state().store.head(&sg).unwrap().unwrap().seq;
     net.suspend(&sg).await;
-    deliver_version(&net, &sg, 3).await;
+    net.deliver_version(&sg, 3).await;
     let err = net
         .node(&sg)
         .state()
@@ -170,7 +154,7 @@ async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstat
 
     // Reinstated (version 4, the key reopened): checkpoints resume and reach the hub.
     net.reinstate(&sg).await;
-    deliver_version(&net, &sg, 4).await;
+    net.deliver_version(&sg, 4).await;
     net.wait_status(&sg, PATIENCE, |s| {
         s.vector.get("SG-IGCI").copied() > stopped_at
     })
@@ -343,20 +327,6 @@ async fn rotated_keys_verify_by_seq_and_a_compromise_cut_off_refuses_later_entri
     }
 }
 
-/// Whether `at`'s API finds the domain `publish_domains` published as item `i` of `tag`.
-async fn finds_domain(net: &RosterNet, at: &intelmesh_core::OrgId, tag: &str, i: usize) -> bool {
-    let mut client = net.client(at).await;
-    client
-        .get(pb::GetRequest {
-            r#type: pb::IndicatorType::Domain as i32,
-            value: format!("{tag}-{i}.sg-igci.example"),
-        })
-        .await
-        .expect("Get answers")
-        .into_inner()
-        .found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_compromise_report_removes_entries_already_held_past_the_cut_off() {
     let (hub, sg, au) = (org("HUB"), org("SG-IGCI"), org("AU-AFP"));
@@ -378,7 +348,7 @@ async fn a_compromise_report_removes_entries_already_held_past_the_cut_off() {
     for o in [&hub, &au] {
         net.wait_holds(o, &sg, seqs[4]).await.unwrap();
         for i in 0..5 {
-            assert!(finds_domain(&net, o, "cut", i).await, "{o} has item {i}");
+            assert!(net.finds_domain(o, &sg, "cut", i).await, "{o} has item {i}");
         }
     }
     let cut_off = seqs[1];
@@ -413,11 +383,14 @@ async fn a_compromise_report_removes_entries_already_held_past_the_cut_off() {
         );
         assert!(state.store.range(&sg, cut_off + 1, 10).unwrap().is_empty());
         for i in 0..2 {
-            assert!(finds_domain(&net, o, "cut", i).await, "{o} keeps item {i}");
+            assert!(
+                net.finds_domain(o, &sg, "cut", i).await,
+                "{o} keeps item {i}"
+            );
         }
         for i in 2..5 {
             assert!(
-                !finds_domain(&net, o, "cut", i).await,
+                !net.finds_domain(o, &sg, "cut", i).await,
                 "{o} no longer shows item {i}, signed past the cut-off"
             );
         }

@@ -135,6 +135,21 @@ impl RosterNet {
         intelmesh_proto::v1::indicators_client::IndicatorsClient::new(self.channel(org).await)
     }
 
+    /// Whether `at`'s API finds the domain `publish_domains` published as item `i` of `tag`
+    /// for `origin`.
+    pub async fn finds_domain(&self, at: &OrgId, origin: &OrgId, tag: &str, i: usize) -> bool {
+        let mut client = self.client(at).await;
+        client
+            .get(pb::GetRequest {
+                r#type: pb::IndicatorType::Domain as i32,
+                value: format!("{tag}-{i}.{}.example", origin.as_str().to_ascii_lowercase()),
+            })
+            .await
+            .expect("Get answers")
+            .into_inner()
+            .found
+    }
+
     /// Publishes `n` GREEN upserts of fresh domains at `org`; returns their seqs.
     pub async fn publish_domains(&self, at: &OrgId, tag: &str, n: usize) -> Vec<u64> {
         let items = (0..n)
@@ -196,12 +211,22 @@ impl RosterNet {
     pub async fn apply(&self, actions: &[pb::Action]) -> Arc<Roster> {
         let store = &self.node(&self.hub).state().store;
         let head_at_hub = |o: &OrgId| store.head(o).ok().flatten().map_or(0, |h| h.seq);
+        self.apply_with_heads(actions, &head_at_hub).await
+    }
+
+    /// `apply` with the member heads the proposal was made at (a version proposed some time
+    /// before it is published: the member's head at the hub may have moved on meanwhile).
+    pub async fn apply_with_heads(
+        &self,
+        actions: &[pb::Action],
+        heads: &dyn Fn(&OrgId) -> u64,
+    ) -> Arc<Roster> {
         let signed = sign_next(
             &self.roster(&self.hub),
             actions,
             &self.authority,
             "test",
-            &head_at_hub,
+            heads,
         )
         .expect("the next version");
         self.node(&self.hub)
@@ -213,12 +238,33 @@ impl RosterNet {
 
     /// Suspends `org` (its keys end at its head at the hub).
     pub async fn suspend(&self, org: &OrgId) -> Arc<Roster> {
-        self.apply(&[pb::Action {
-            action: Some(pb::action::Action::Suspend(pb::Suspend {
-                org: org.to_string(),
-            })),
-        }])
-        .await
+        self.apply(&[suspension(org)]).await
+    }
+
+    /// Suspends `org` as proposed when the hub held it up to `seq` (its keys end there,
+    /// whatever the hub holds now).
+    pub async fn suspend_at(&self, org: &OrgId, seq: u64) -> Arc<Roster> {
+        self.apply_with_heads(&[suspension(org)], &|_| seq).await
+    }
+
+    /// Hands `at` the roster log entry of `version` from the hub, as a link would (a suspended
+    /// member's link may be cut before the version that suspends it reaches it); a duplicate
+    /// if it had it. Waits until `at` follows it.
+    pub async fn deliver_version(&self, at: &OrgId, version: u64) {
+        let entry = self
+            .node(&self.hub)
+            .state()
+            .store
+            .range(
+                &OrgId::parse(FEDERATION).expect("federation id"),
+                version,
+                1,
+            )
+            .expect("the hub's authority log");
+        self.node(at).state().ingest(entry).await.expect("ingest");
+        self.wait_status(at, Duration::from_secs(20), |s| s.roster_version >= version)
+            .await
+            .expect("follows the version");
     }
 
     /// Reinstates `org` (the keys its suspension ended are open again).
@@ -268,4 +314,12 @@ impl RosterNet {
 /// The peer `org` in a status.
 pub fn peer<'a>(s: &'a pb::StatusResponse, org: &OrgId) -> Option<&'a pb::PeerStatus> {
     s.peers.iter().find(|p| p.org_id == org.as_str())
+}
+
+fn suspension(org: &OrgId) -> pb::Action {
+    pb::Action {
+        action: Some(pb::action::Action::Suspend(pb::Suspend {
+            org: org.to_string(),
+        })),
+    }
 }

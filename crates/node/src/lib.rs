@@ -19,6 +19,7 @@ pub mod federation;
 pub mod health;
 pub mod https;
 pub mod identity;
+mod key_end_cut;
 pub mod key_list;
 pub mod keys;
 pub mod metrics;

@@ -12,7 +12,7 @@ use intelmesh_core::verify::{
     decode_content, verify_batch_parallel, Content, Control, KeyLookup, KeyRegistry, VerifyConfig,
     VerifyError,
 };
-use intelmesh_core::{Distribution, Hash, KeyId, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry};
+use intelmesh_core::{Distribution, Hash, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::{Roster, RosterError};
 use intelmesh_store::{DiskStore, Outcome, Store, StoreError};
@@ -21,7 +21,8 @@ use tokio::sync::watch;
 
 use crate::checkpoint::Checkpoints;
 use crate::config::RosterConfig;
-use crate::state::{header_of, NodeError, NodeState, VERIFY_CHUNK};
+use crate::key_end_cut::{ended_key_cuts, CutLog};
+use crate::state::{NodeError, NodeState, VERIFY_CHUNK};
 
 /// Why a node cannot start following its roster.
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +86,12 @@ pub struct Follow {
     /// One advance (or publication) at a time.
     advancing: tokio::sync::Mutex<()>,
     /// Held shared while entries verified under some key list are applied (their keys judged
-    /// again under it by the list in force), exclusively while a compromise cut removes
-    /// entries: an entry verified before a compromise report, applied after its cut, would
-    /// otherwise put back what the cut removed (see [`NodeState::cut_compromised`]).
-    cutting: std::sync::RwLock<()>,
+    /// again under it by the list in force), exclusively while a key-end cut removes
+    /// entries: an entry verified before the version that ends its key, applied after the cut, would
+    /// otherwise put back what the cut removed (see [`NodeState::cut_ended_keys`]).
+    pub(crate) cutting: std::sync::RwLock<()>,
+    /// The cuts made, for links to lower what they believe their peers hold.
+    pub(crate) cuts: CutLog,
     pub checkpoints: Checkpoints,
 }
 
@@ -112,6 +115,7 @@ impl Follow {
             authority_signer: Arc::new(Signer::new(fed, own.signing_key().clone())),
             advancing: tokio::sync::Mutex::new(()),
             cutting: std::sync::RwLock::new(()),
+            cuts: CutLog::default(),
             checkpoints: Checkpoints::default(),
         };
         while let Some(next) = follow.next_stored(store)? {
@@ -124,9 +128,9 @@ impl Follow {
                 }
             }
         }
-        // A crash between following a compromise report and cutting what it ends: cut now,
+        // A crash between following a version that ends a key and cutting what it ends: cut now,
         // before any link or publication runs.
-        for cut in compromise_cuts(store, &follow.current())? {
+        for cut in ended_key_cuts(store, &follow.current(), own.org())? {
             cut.log(follow.current().version());
         }
         Ok(follow)
@@ -286,11 +290,11 @@ impl NodeState {
                     // for them are checked under the version that brought them.
                     let taken = self.replace_keys(keys).await?;
                     tracing::info!(version, verified_now = taken, "following roster version");
-                    // Then what its compromise reports end leaves the log: under the new keys
-                    // nothing signed past a cut-off comes back.
+                    // Then what its key ends take out leaves the log: under the new keys
+                    // nothing signed past a key's end comes back.
                     let me = Arc::clone(self);
                     let roster = follow.current();
-                    tokio::task::spawn_blocking(move || me.cut_compromised(&roster))
+                    tokio::task::spawn_blocking(move || me.cut_ended_keys(&roster))
                         .await
                         .map_err(|e| NodeError::Join(e.to_string()))??;
                 }
@@ -419,102 +423,7 @@ impl NodeState {
     }
 }
 
-/// Entries a compromise cut removed from one member's log.
-struct Cut {
-    origin: OrgId,
-    key_id: KeyId,
-    kept_through: u64,
-    removed: u64,
-}
-
-impl Cut {
-    fn log(&self, version: u64) {
-        tracing::warn!(
-            origin = %self.origin,
-            key = %self.key_id,
-            kept_through = self.kept_through,
-            removed = self.removed,
-            version,
-            "compromise report: removed the entries its key signed after the cut-off"
-        );
-    }
-}
-
-/// Cuts `store` as `roster`'s compromise reports require: for each member key ended by a
-/// compromise report at `L` whose member's log holds an entry at `L + 1` signed by that key,
-/// the log is truncated to `L` (what follows chains onto that entry and goes with it). An entry
-/// at `L + 1` under another key (a replacement starting there) is the member's and stays. The
-/// caller keeps entries verified under an older key list from being applied meanwhile.
-fn compromise_cuts(store: &DiskStore, roster: &Roster) -> Result<Vec<Cut>, StoreError> {
-    let mut cuts = Vec::new();
-    for member in roster.members() {
-        let Ok(origin) = OrgId::parse(&member.org) else {
-            continue;
-        };
-        for key in &member.signing_keys {
-            let (Some(last), true) = (key.last_seq, key.ended_by == pb::KeyEnd::Compromise as i32)
-            else {
-                continue;
-            };
-            let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) else {
-                continue;
-            };
-            let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
-                continue;
-            };
-            let key_id = KeyId::of(&public);
-            if store.head(&origin)?.is_none_or(|h| h.seq <= last) {
-                continue;
-            }
-            let Some(next) = store.range(&origin, last + 1, 1)?.pop() else {
-                continue;
-            };
-            let header = header_of(&next).ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "{origin}#{}: a logged header does not decode",
-                    last + 1
-                ))
-            })?;
-            if header.key_id != key_id.0 {
-                continue;
-            }
-            let report = store.truncate_origin(&origin, last)?;
-            cuts.push(Cut {
-                origin: origin.clone(),
-                key_id,
-                kept_through: last,
-                removed: report.removed,
-            });
-        }
-    }
-    Ok(cuts)
-}
-
 impl NodeState {
-    /// Removes from the store what `roster`'s compromise reports end (see `compromise_cuts`),
-    /// with the payloads this node waited for among them; wakes links and watchers. Blocking.
-    pub(crate) fn cut_compromised(&self, roster: &Roster) -> Result<u64, NodeError> {
-        let Some(follow) = self.follow() else {
-            return Ok(0);
-        };
-        let _cutting = follow.cutting.write().unwrap_or_else(|p| p.into_inner());
-        let cuts = compromise_cuts(&self.store, roster)?;
-        let mut removed = 0;
-        for cut in &cuts {
-            cut.log(roster.version());
-            removed += cut.removed;
-            for (origin, seq) in self.wants.snapshot() {
-                if origin == cut.origin && seq > cut.kept_through {
-                    self.wants.remove(&(origin, seq));
-                }
-            }
-        }
-        if !cuts.is_empty() {
-            self.bump();
-        }
-        Ok(removed)
-    }
-
     /// Held while entries verified under some key list are judged again and applied (see
     /// `Follow::cutting`); `None` in static mode, where no key is ever cut.
     pub(crate) fn cut_lock_shared(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {

@@ -60,6 +60,8 @@ struct Inner {
     reported: BTreeMap<OrgId, (u64, Hash)>,
     /// The seq of each origin whose split view this node last answered.
     answered: BTreeMap<OrgId, u64>,
+    /// The seq the peer last reported for each origin, hash or not.
+    last_report: BTreeMap<OrgId, u64>,
 }
 
 /// This node's view of one peer on one link.
@@ -75,12 +77,18 @@ impl PeerView {
     }
 
     /// Takes in what the peer reported: raises what it is known to hold, and keeps its head
-    /// hashes.
+    /// hashes. A report below the peer's previous one for an origin means the peer cut that
+    /// origin's log (a roster version ended a key): what it is known to hold falls to it, so
+    /// the seqs after it are sent again when this node has entries there.
     pub fn learn(&self, reported: &Reported) {
         let mut inner = self.lock();
         for (origin, seq) in &reported.heads {
+            let fell = inner
+                .last_report
+                .insert(origin.clone(), *seq)
+                .is_some_and(|before| *seq < before);
             let known = inner.known.entry(origin.clone()).or_insert(0);
-            *known = (*known).max(*seq);
+            *known = if fell { *seq } else { (*known).max(*seq) };
             if let Some(hash) = reported.hashes.get(origin) {
                 inner.reported.insert(origin.clone(), (*seq, *hash));
             }
@@ -92,6 +100,14 @@ impl PeerView {
         let mut inner = self.lock();
         let known = inner.known.entry(origin.clone()).or_insert(0);
         *known = (*known).max(seq);
+    }
+
+    /// Notes that the peer holds `origin` at most up to `seq`: this node cut the origin's log
+    /// there, so what it sent past `seq` may be refused by a peer that cut too.
+    pub fn lower(&self, origin: &OrgId, seq: u64) {
+        if let Some(known) = self.lock().known.get_mut(origin) {
+            *known = (*known).min(seq);
+        }
     }
 
     pub fn known(&self, origin: &OrgId) -> u64 {
@@ -160,6 +176,35 @@ mod tests {
         assert_eq!(r.heads, [(org("AU"), 3)].into_iter().collect());
         assert_eq!(r.hashes.len(), 1);
         assert_eq!(r.ignored, 2);
+    }
+
+    fn report(origin: &str, seq: u64) -> Reported {
+        Reported {
+            heads: [(org(origin), seq)].into_iter().collect(),
+            ..Reported::default()
+        }
+    }
+
+    #[test]
+    fn what_a_peer_holds_rises_with_sends_and_falls_only_with_a_cut() {
+        let view = PeerView::default();
+        view.learn(&report("SG", 5));
+        view.raise(&org("SG"), 24);
+        assert_eq!(view.known(&org("SG")), 24, "sent up to 24");
+        // A progress frame from before the sent entries arrived: not a cut.
+        view.learn(&report("SG", 10));
+        assert_eq!(view.known(&org("SG")), 24);
+        // The peer's own vector fell from 10 to 2: it cut the log.
+        view.learn(&report("SG", 2));
+        assert_eq!(view.known(&org("SG")), 2);
+        // This node cut: nothing past its cut counts as held.
+        view.raise(&org("SG"), 30);
+        view.lower(&org("SG"), 7);
+        assert_eq!(view.known(&org("SG")), 7);
+        view.lower(&org("SG"), 9);
+        assert_eq!(view.known(&org("SG")), 7, "lowering never raises");
+        view.lower(&org("AU"), 3);
+        assert_eq!(view.known(&org("AU")), 0);
     }
 
     #[test]

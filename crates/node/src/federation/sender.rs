@@ -20,6 +20,7 @@ use super::asked::{serve_asked, Asked};
 use super::link::{frame, local, own_vector, send, LinkError, Outbound};
 use super::peer_view::PeerView;
 use crate::config::Limits;
+use crate::key_end_cut::CutsSince;
 use crate::route::{for_link, LinkReach};
 use crate::state::{header_of, NodeState};
 use crate::wants::EntryKey;
@@ -101,9 +102,11 @@ pub(super) async fn send_loop(
     // Fork proofs sent on this link, and the store's proof count when last looked at.
     let mut proofs_sent: BTreeSet<ProofKey> = BTreeSet::new();
     let mut proofs_seen: Option<u64> = None;
+    let mut cuts_seen = state.follow().map_or(0, |f| f.cuts.count());
     loop {
         changes.borrow_and_update();
         loop {
+            lower_for_cuts(&state, &view, &mut cuts_seen)?;
             let mut batch = next_batch(&state, &link, &view, &limits)?;
             if !batch.is_full() {
                 serve_asked(&state, &link, &asked, &mut batch)?;
@@ -172,6 +175,27 @@ pub(super) async fn send_loop(
             }
         }
     }
+}
+
+/// Lowers what the peer is believed to hold of each origin this node cut since the sender
+/// last looked (see `CutLog`); past the log's length, of every origin, to this node's heads.
+fn lower_for_cuts(state: &NodeState, view: &PeerView, seen: &mut u64) -> Result<(), LinkError> {
+    let Some(follow) = state.follow() else {
+        return Ok(());
+    };
+    match follow.cuts.since(seen) {
+        CutsSince::Cuts(cuts) => {
+            for (origin, kept_through) in cuts {
+                view.lower(&origin, kept_through);
+            }
+        }
+        CutsSince::Overflow => {
+            for (origin, head) in state.store.heads().map_err(local)?.iter() {
+                view.lower(origin, head.seq);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The payloads this node is owed that it has not asked this peer for yet.
