@@ -249,3 +249,54 @@ fn a_store_creation_cut_short_by_a_crash_does_not_stop_the_next_open() {
     assert_eq!(store.range(signer.org(), 1, 100).unwrap(), entries);
     assert!(verify_store(&store, None).unwrap().is_ok());
 }
+
+#[test]
+fn the_heads_after_each_write_are_the_stored_ones_and_earlier_reads_keep_theirs() {
+    let sg = seeded_signer(7, "SG-IGCI");
+    let au = seeded_signer(8, "AU-AFP");
+    let keys = registry(&[&sg, &au]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+    let verified = |raws| {
+        verify_batch(
+            raws,
+            &keys,
+            &VerifyConfig::at(intelmesh_core::now_unix_ms()),
+        )
+        .into_iter()
+        .map(Result::unwrap)
+        .collect::<Vec<_>>()
+    };
+    let stored = |store: &DiskStore| {
+        [sg.org(), au.org()]
+            .into_iter()
+            .filter_map(|o| store.head(o).unwrap().map(|h| (o.clone(), h)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (sg_all, _) = chain(&sg, None, 9, 4);
+    let (au_all, _) = chain(&au, None, 6, 4);
+    let mut earlier = Vec::new();
+    // Writes of one origin, of both, a gap held (no head moves), then its release.
+    let writes: Vec<Vec<_>> = vec![
+        sg_all[..3].to_vec(),
+        [&sg_all[3..5], &au_all[..2]].concat(),
+        au_all[3..6].to_vec(),
+        au_all[2..3].to_vec(),
+        sg_all[5..9].to_vec(),
+    ];
+    for (i, write) in writes.into_iter().enumerate() {
+        let before = store.heads().unwrap();
+        let snapshot = (*before).clone();
+        earlier.push((before, snapshot));
+        store.apply(verified(write)).unwrap();
+        assert_eq!(*store.heads().unwrap(), stored(&store), "after write {i}");
+    }
+    for (i, (held, snapshot)) in earlier.iter().enumerate() {
+        assert_eq!(
+            **held, *snapshot,
+            "heads read before write {i} did not change under it"
+        );
+    }
+    assert_eq!(store.heads().unwrap()[sg.org()].seq, 9);
+    assert_eq!(store.heads().unwrap()[au.org()].seq, 6);
+}

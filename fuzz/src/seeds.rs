@@ -264,6 +264,7 @@ fn frames() -> Vec<Vec<u8>> {
             vector: Some(vector.clone()),
             reaches: vec![fixtures::PEER.into(), fixtures::ORIGIN.into()],
             roster_hash: vec![2; 32],
+            progress_changes: true,
         })),
         frame(Frame::Entries(pb::EntryBatch {
             entries: entries.iter().take(2).cloned().collect(),

@@ -189,7 +189,19 @@ impl RawPeer {
             .is_ok()
     }
 
+    /// A hello asking for whole vectors in progress frames, as a peer written before
+    /// `progress_changes` does.
     pub async fn hello(&self, org_id: &str, vector: BTreeMap<String, u64>) -> bool {
+        self.hello_asking(org_id, vector, false).await
+    }
+
+    /// A hello; `progress_changes`: progress frames with only the heads that changed.
+    pub async fn hello_asking(
+        &self,
+        org_id: &str,
+        vector: BTreeMap<String, u64>,
+        progress_changes: bool,
+    ) -> bool {
         self.send(pb::sync_frame::Frame::Hello(pb::Hello {
             org_id: org_id.to_string(),
             roster_version: 1,
@@ -199,6 +211,7 @@ impl RawPeer {
             }),
             reaches: vec![org_id.to_string()],
             roster_hash: Vec::new(),
+            progress_changes,
         }))
         .await
     }

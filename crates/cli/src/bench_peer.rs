@@ -91,6 +91,8 @@ pub(crate) async fn open(
             ..Default::default()
         }),
         reaches: vec![me.org.to_string()],
+        // `feed` reads how far the node got from each progress frame alone.
+        progress_changes: false,
     }))
     .await?;
     match link.next().await? {

@@ -11,6 +11,9 @@ use crate::entry::{
 };
 use crate::sealed::{seal_batch, EncryptionPublic, Reader, SealError};
 
+/// Batches of at least this many entries are signed on every core.
+const SIGN_IN_PARALLEL_FROM: usize = 8;
+
 /// Where an origin finds the current encryption key of each reader it seals to.
 pub trait ReaderKeys: Sync {
     fn current(&self, org: &OrgId) -> Option<EncryptionPublic>;
@@ -112,10 +115,13 @@ impl Signer {
             });
             unsigned.push((header, payload));
         }
-        let entries = unsigned
-            .into_par_iter()
-            .map(|(header, payload)| self.sign_header(header, Some(payload)))
-            .collect();
+        let sign = |(header, payload)| self.sign_header(header, Some(payload));
+        // A few signatures cost less than handing them to the pool and waiting.
+        let entries = if unsigned.len() < SIGN_IN_PARALLEL_FROM {
+            unsigned.into_iter().map(sign).collect()
+        } else {
+            unsigned.into_par_iter().map(sign).collect()
+        };
         Ok((entries, head))
     }
 

@@ -517,6 +517,11 @@ pub fn verify_batch_parallel(
 ) -> Vec<Result<VerifiedEntry, VerifyError>> {
     let chunk = chunk.max(1);
     let count = raws.len();
+    if count <= chunk {
+        // One chunk: handing it to the pool and waiting costs two thread switches, more
+        // than checking a few signatures (a link trickling entries sends one or two a frame).
+        return verify_batch(raws, keys, cfg);
+    }
     let mut chunks: Vec<Vec<pb::SignedEntry>> = Vec::with_capacity(count / chunk + 1);
     let mut it = raws.into_iter().peekable();
     while it.peek().is_some() {

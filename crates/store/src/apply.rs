@@ -59,6 +59,8 @@ pub(crate) struct Finished {
     pub(crate) index: Vec<IndexUpdate>,
     /// Some segment was written: the log generation must rise with this batch.
     pub(crate) log_changed: bool,
+    /// The heads this batch moves.
+    pub(crate) heads: Vec<(OrgId, Head)>,
     /// Payload fills recorded in the batch, numbered on from the store's count.
     pub(crate) fills: u64,
     /// Fork proofs recorded in the batch.
@@ -318,6 +320,7 @@ impl<'a> Work<'a> {
     pub(crate) fn finish(mut self, fills_made: u64) -> Result<Finished, StoreError> {
         let forks = self.write_forks()?;
         let mut log_changed = false;
+        let mut heads = Vec::new();
         for (origin, o) in &self.origins {
             for (first, (seg, dirty)) in &o.segments {
                 if *dirty {
@@ -330,6 +333,7 @@ impl<'a> Work<'a> {
                     .insert(keys::head(origin), head.to_proto().encode_to_vec());
                 // The cached heads are keyed by the generation.
                 log_changed = true;
+                heads.push((origin.clone(), head));
             }
         }
         for (n, (origin, seq)) in (fills_made + 1..).zip(&self.fills) {
@@ -338,6 +342,7 @@ impl<'a> Work<'a> {
         }
         Ok(Finished {
             log_changed,
+            heads,
             fills: self.fills.len() as u64,
             forks,
             batch: self.batch,

@@ -422,6 +422,19 @@ impl DiskStore {
         Ok(heads)
     }
 
+    /// Brings the cached heads from `before` to `after`, the generation a write just made
+    /// durable with `changed` heads, if the cache holds those of `before` (else the next
+    /// read finds it stale and reads every head). The caller holds `held` and publishes
+    /// `after` only once this returns.
+    pub(crate) fn advance_heads(&self, before: u64, after: u64, changed: Vec<(OrgId, Head)>) {
+        let mut cached = self.heads_at.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, heads)) = cached.as_mut().filter(|(at, _)| *at == before) {
+            let heads_now = Arc::make_mut(heads);
+            heads_now.extend(changed);
+            *at = after;
+        }
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, HoldQueue> {
         // A panic while holding the lock leaves only the in-memory hold queue behind; it is a
         // cache of unacknowledged entries, so carrying on with it is safe.
@@ -449,8 +462,8 @@ impl Store for DiskStore {
         }
     }
 
-    fn heads(&self) -> Result<BTreeMap<OrgId, Head>, StoreError> {
-        Ok((*self.current_heads()?).clone())
+    fn heads(&self) -> Result<SharedHeads, StoreError> {
+        self.current_heads()
     }
 
     fn vector(&self) -> Result<VersionVector, StoreError> {

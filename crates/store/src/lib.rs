@@ -120,8 +120,9 @@ pub trait Store: Send + Sync {
     /// returning: every [`Outcome::Appended`] is durable when this returns `Ok`.
     fn apply(&self, batch: Vec<VerifiedEntry>) -> Result<ApplyReport, StoreError>;
     fn head(&self, origin: &OrgId) -> Result<Option<Head>, StoreError>;
-    /// Every origin's head: seq and header hash.
-    fn heads(&self) -> Result<BTreeMap<OrgId, Head>, StoreError>;
+    /// Every origin's head: seq and header hash. Shared: every link reads them after every
+    /// append, and copying 190 heads for each was a hub's largest cost in `bench federation`.
+    fn heads(&self) -> Result<std::sync::Arc<BTreeMap<OrgId, Head>>, StoreError>;
     fn vector(&self) -> Result<VersionVector, StoreError>;
     /// Up to `limit` entries of `origin` from `from_seq` on, as stored (stubs stay stubs).
     fn range(

@@ -100,6 +100,7 @@ impl DiskStore {
             mut batch,
             index: states,
             log_changed,
+            heads,
             fills,
             forks,
         } = work.finish(self.fills.load(Ordering::Acquire))?;
@@ -111,11 +112,15 @@ impl DiskStore {
             index.merge(&self.db, update)?;
         }
         let index_meta = index.write(&mut batch);
-        let generation = self.generation.load(Ordering::Acquire) + u64::from(log_changed);
+        let before = self.generation.load(Ordering::Acquire);
+        let generation = before + u64::from(log_changed);
         if log_changed {
             batch.insert(keys::GENERATION, generation.to_be_bytes());
         }
         self.db.apply_batch(batch)?;
+        if log_changed {
+            self.advance_heads(before, generation, heads);
+        }
         self.generation.store(generation, Ordering::Release);
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);

@@ -24,6 +24,7 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use super::announce::{Announcer, Style, When};
 use super::asked::Asked;
 use super::peer_view::{read_vector, to_wire, PeerView, Reported};
 use super::sender::send_loop;
@@ -126,7 +127,7 @@ pub(super) fn frame(f: pb::sync_frame::Frame) -> Result<pb::SyncFrame, Status> {
 
 /// This node's heads as a vector frame body.
 pub(super) fn own_vector(state: &NodeState) -> Result<pb::VersionVector, LinkError> {
-    Ok(to_wire(&state.store.heads().map_err(local)?))
+    Ok(to_wire(state.store.heads().map_err(local)?.as_ref()))
 }
 
 /// Runs a link until it fails or the peer leaves (or, in roster mode, until a roster version
@@ -153,6 +154,7 @@ where
         vector: Some(own_vector(&state)?),
         reaches: reaches(&state),
         roster_hash: roster.map(|r| r.hash().to_vec()).unwrap_or_default(),
+        progress_changes: true,
     };
     send(&out, frame(pb::sync_frame::Frame::Hello(hello)), &limits).await?;
 
@@ -179,7 +181,7 @@ where
     }
     let view = Arc::new(PeerView::default());
     let reported = read_vector(peer_hello.vector, &state.keys());
-    take_in_vector(&state, &peer, &view, &reported, hello_bytes);
+    take_in_vector(&state, &peer, &view, &reported, Whole::Hello, hello_bytes);
     state.peers.update(&peer, |p| {
         p.roster_version = peer_hello.roster_version;
         p.roster_hash = peer_hello.roster_hash.into_iter().take(32).collect();
@@ -191,15 +193,21 @@ where
         relay,
     };
     let asked = Arc::new(Asked::default());
+    let announcer = Arc::new(Announcer::new(if peer_hello.progress_changes {
+        Style::Changes
+    } else {
+        Style::Whole
+    }));
     let mut sender = AbortOnDrop(tokio::spawn(send_loop(
         Arc::clone(&state),
         link,
         Arc::clone(&view),
         Arc::clone(&asked),
+        Arc::clone(&announcer),
         out.clone(),
     )));
     tokio::select! {
-        r = receive_loop(&state, &peer, inbound, &out, &view, &asked) => r,
+        r = receive_loop(&state, &peer, inbound, &out, &view, &asked, &announcer) => r,
         r = &mut sender.0 => match r {
             Ok(r) => r,
             Err(e) => Err(LinkError::Local(e.to_string())),
@@ -219,21 +227,28 @@ fn take_in_vector(
     peer: &OrgId,
     view: &PeerView,
     reported: &Reported,
+    whole: Whole,
     frame_bytes: u64,
 ) {
     if reported.ignored > 0 {
         tracing::debug!(%peer, ignored = reported.ignored, "vector names origins that are not members; ignored");
     }
     view.learn(reported);
-    let vector = reported
-        .heads
-        .iter()
-        .map(|(o, s)| (o.to_string(), *s))
-        .collect();
+    let heads = reported.heads.iter().map(|(o, s)| (o.to_string(), *s));
     state.peers.update(peer, |p| {
-        p.vector = vector;
+        match whole {
+            Whole::Hello => p.vector = heads.collect(),
+            Whole::Changes => p.vector.extend(heads),
+        }
         p.bytes_received += frame_bytes;
     });
+}
+
+/// How much of the peer's vector a frame carries: all of it (a hello), or the heads that
+/// changed since its last frame (a progress frame, see `announce`).
+enum Whole {
+    Hello,
+    Changes,
 }
 
 /// Ends the sender half whenever the link ends, however it ends (even if the link's own
@@ -410,6 +425,7 @@ async fn receive_loop<S>(
     out: &Outbound,
     view: &PeerView,
     asked: &Asked,
+    announcer: &Announcer,
 ) -> Result<(), LinkError>
 where
     S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send + 'static,
@@ -437,7 +453,7 @@ where
             Received::Want(w) => asked.add(w, &state.keys()),
             Received::Progress(p) => {
                 let reported = read_vector(p.vector, &state.keys());
-                take_in_vector(state, peer, view, &reported, 0);
+                take_in_vector(state, peer, view, &reported, Whole::Changes, 0);
             }
             Received::Evidence(e) => {
                 let report = state.receive_evidence(e.proofs).await.map_err(local)?;
@@ -494,15 +510,9 @@ where
                 if let Some(e) = forged.into_iter().next() {
                     return Err(LinkError::Forged(e));
                 }
-                let progress = pb::Progress {
-                    vector: Some(own_vector(state)?),
-                };
-                send(
-                    out,
-                    frame(pb::sync_frame::Frame::Progress(progress)),
-                    &limits,
-                )
-                .await?;
+                announcer
+                    .announce(state, out, &limits, When::Always)
+                    .await?;
             }
         }
     }

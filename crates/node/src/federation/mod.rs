@@ -1,6 +1,7 @@
 //! Federation: the gRPC `Federation` service (accepting links), the dialer (opening them), the
 //! link protocol both run, and serving a peer's payload asks.
 
+mod announce;
 mod asked;
 mod dial;
 pub mod inspect;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use intelmesh_core::entry::header_hash;
 use intelmesh_core::{Hash, OrgId};
@@ -16,14 +16,22 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
 use prost::Message;
 
+use super::announce::{Announcer, When};
 use super::asked::{serve_asked, Asked};
-use super::link::{frame, local, own_vector, send, LinkError, Outbound};
+use super::link::{frame, local, send, LinkError, Outbound};
 use super::peer_view::PeerView;
 use crate::config::Limits;
 use crate::key_end_cut::CutsSince;
 use crate::route::{for_link, LinkReach};
 use crate::state::{header_of, NodeState};
 use crate::wants::EntryKey;
+
+/// The least time between two rounds of entry and progress frames on one link while appends
+/// keep coming. A hub taking in one entry at a time from each of 190 members would otherwise
+/// send each member a frame of one entry and a progress frame of the whole vector (190 heads
+/// and hashes) per append: 36k of each a second across the mesh, each applied and flushed on
+/// its own at the receiver. A round after a quiet spell goes at once.
+const LINGER: Duration = Duration::from_millis(20);
 
 /// Room kept in every frame for the frame's own encoding around its entries.
 const FRAME_OVERHEAD: usize = 1024;
@@ -91,12 +99,14 @@ pub(super) async fn send_loop(
     link: LinkReach,
     view: Arc<PeerView>,
     asked: Arc<Asked>,
+    announcer: Arc<Announcer>,
     out: Outbound,
 ) -> Result<(), LinkError> {
     let limits = state.cfg.limits.clone();
     let mut changes = state.subscribe();
     let mut last_sent = Instant::now();
-    let mut announced: Option<pb::VersionVector> = None;
+    // When the last round sent entries or progress (see `LINGER`).
+    let mut last_round: Option<Instant> = None;
     // What this node asked the peer for on this link; a new link asks again.
     let mut wanted: BTreeSet<EntryKey> = BTreeSet::new();
     // Fork proofs sent on this link, and the store's proof count when last looked at.
@@ -126,6 +136,7 @@ pub(super) async fn send_loop(
                 s.bytes_sent += bytes;
             });
             last_sent = Instant::now();
+            last_round = Some(last_sent);
         }
         let count = state.store.fork_count();
         if proofs_seen != Some(count) {
@@ -146,25 +157,22 @@ pub(super) async fn send_loop(
         }
         // Tell the peer what this node now holds, so it does not send it what arrived by
         // another path.
-        let vector = own_vector(&state)?;
-        if announced.as_ref() != Some(&vector) {
-            let progress = pb::Progress {
-                vector: Some(vector.clone()),
-            };
-            send(
-                &out,
-                frame(pb::sync_frame::Frame::Progress(progress)),
-                &limits,
-            )
-            .await?;
-            announced = Some(vector);
+        if announcer
+            .announce(&state, &out, &limits, When::Changed)
+            .await?
+        {
             last_sent = Instant::now();
+            last_round = Some(last_sent);
         }
         let wait = limits.heartbeat().saturating_sub(last_sent.elapsed());
         tokio::select! {
             r = changes.changed() => {
                 if r.is_err() {
                     return Err(LinkError::ShuttingDown);
+                }
+                // Appends that follow closely on a round wait for the next one, together.
+                if let Some(gap) = last_round.map(|at| LINGER.saturating_sub(at.elapsed())) {
+                    tokio::time::sleep(gap).await;
                 }
             }
             () = asked.added.notified() => {}
