@@ -114,6 +114,25 @@ impl PeerView {
         self.lock().known.get(origin).copied().unwrap_or(0)
     }
 
+    /// The origins of `ours` the peer is not known to hold up to their head, each with the seq
+    /// it is known to hold. One pass over both maps side by side: a sender runs this each
+    /// round over every member's head.
+    pub fn behind(&self, ours: &BTreeMap<OrgId, Head>) -> Vec<(OrgId, u64)> {
+        let inner = self.lock();
+        let mut known = inner.known.iter().peekable();
+        let mut out = Vec::new();
+        for (origin, head) in ours {
+            while known.next_if(|(o, _)| *o < origin).is_some() {}
+            let have = known
+                .next_if(|(o, _)| *o == origin)
+                .map_or(0, |(_, seq)| *seq);
+            if have < head.seq {
+                out.push((origin.clone(), have));
+            }
+        }
+        out
+    }
+
     /// The seqs where the peer last reported this node's height of an origin under another
     /// hash than `ours`: this node sends its entry there, once per origin and seq.
     pub fn split_views(&self, ours: &BTreeMap<OrgId, Head>) -> Vec<(OrgId, u64)> {
@@ -122,10 +141,13 @@ impl PeerView {
             reported, answered, ..
         } = &mut *inner;
         let mut out = Vec::new();
+        // Both maps side by side, in their common order (see `behind`).
+        let mut ours = ours.iter().peekable();
         for (origin, (seq, hash)) in reported.iter() {
+            while ours.next_if(|(o, _)| *o < origin).is_some() {}
             let split = ours
-                .get(origin)
-                .is_some_and(|h| h.seq == *seq && h.hash != *hash);
+                .next_if(|(o, _)| *o == origin)
+                .is_some_and(|(_, h)| h.seq == *seq && h.hash != *hash);
             if split && answered.get(origin) != Some(seq) {
                 answered.insert(origin.clone(), *seq);
                 out.push((origin.clone(), *seq));
@@ -183,6 +205,40 @@ mod tests {
             heads: [(org(origin), seq)].into_iter().collect(),
             ..Reported::default()
         }
+    }
+
+    #[test]
+    fn behind_names_the_origins_the_peer_lacks_with_what_it_holds() {
+        let head = |seq| Head {
+            seq,
+            hash: [seq as u8; 32],
+        };
+        let ours: BTreeMap<OrgId, Head> = [
+            (org("AU"), head(4)),
+            (org("BR"), head(2)),
+            (org("DE"), head(7)),
+            (org("SG"), head(1)),
+        ]
+        .into_iter()
+        .collect();
+        let view = PeerView::default();
+        // Known: AU complete, BR behind, CC (not ours) ahead, DE unknown, ZZ (not ours).
+        view.learn(&Reported {
+            heads: [
+                (org("AU"), 4),
+                (org("BR"), 1),
+                (org("CC"), 9),
+                (org("ZZ"), 3),
+            ]
+            .into_iter()
+            .collect(),
+            ..Reported::default()
+        });
+        assert_eq!(
+            view.behind(&ours),
+            vec![(org("BR"), 1), (org("DE"), 0), (org("SG"), 0)]
+        );
+        assert!(PeerView::default().behind(&BTreeMap::new()).is_empty());
     }
 
     #[test]

@@ -281,13 +281,19 @@ fn next_batch(
     // The roster log first: a joining node learns the keys before the entries signed with
     // them, which would otherwise wait (bounded) in its unverified queue.
     let authority = state.keys().authority().cloned();
-    let first = authority.as_ref().and_then(|a| heads.get_key_value(a));
-    let rest = heads.iter().filter(|(o, _)| Some(*o) != authority.as_ref());
-    for (origin, head) in first.into_iter().chain(rest) {
-        let have = view.known(origin);
-        if have >= head.seq {
+    let mut behind = view.behind(&heads);
+    if let Some(at) = behind
+        .iter()
+        .position(|(o, _)| Some(o) == authority.as_ref())
+    {
+        let roster_log = behind.remove(at);
+        behind.insert(0, roster_log);
+    }
+    for (origin, have) in behind {
+        let origin = &origin;
+        let Some(head) = heads.get(origin) else {
             continue;
-        }
+        };
         if batch.is_full() {
             break;
         }
