@@ -94,16 +94,32 @@ impl RosterNet {
 
     /// A hub `HUB` and one agency, admitted by version 2, running it and linked to the hub.
     pub async fn with_one_agency(agency: &str) -> (RosterNet, OrgId, OrgId) {
-        let mut net = RosterNet::new("HUB", &[agency]).await;
+        let net = RosterNet::with_agencies(&[agency]).await;
         let (hub, member) = (net.hub.clone(), OrgId::parse(agency).expect("agency org"));
-        net.start(&member).await;
-        net.admit(&member).await;
-        net.wait_status(&member, Duration::from_secs(20), |s| {
-            s.roster_version == 2 && peer(s, &hub).is_some_and(|p| p.connected)
-        })
-        .await
-        .expect("the agency follows its admission and links to the hub");
         (net, hub, member)
+    }
+
+    /// A hub (`HUB`) and `agencies`, all admitted in roster version 2, each following it and
+    /// linked to the hub.
+    pub async fn with_agencies(agencies: &[&str]) -> RosterNet {
+        let mut net = RosterNet::new("HUB", agencies).await;
+        let members: Vec<OrgId> = agencies
+            .iter()
+            .map(|a| OrgId::parse(a).expect("agency org"))
+            .collect();
+        for m in &members {
+            net.start(m).await;
+        }
+        net.admit_all(&members.iter().collect::<Vec<_>>()).await;
+        let hub = net.hub.clone();
+        for m in &members {
+            net.wait_status(m, Duration::from_secs(20), |s| {
+                s.roster_version == 2 && peer(s, &hub).is_some_and(|p| p.connected)
+            })
+            .await
+            .expect("the agency follows its admission and links to the hub");
+        }
+        net
     }
 
     pub async fn start(&mut self, org: &OrgId) {
@@ -148,6 +164,36 @@ impl RosterNet {
             .expect("Get answers")
             .into_inner()
             .found
+    }
+
+    /// Asserts that `at` holds `origin`'s log up to `end` and no further: of the `published`
+    /// items `publish_domains` gave `tag`, the first `kept` show and the rest do not, and the
+    /// store passes `verify_store`.
+    pub async fn assert_cut_at(
+        &self,
+        at: &OrgId,
+        origin: &OrgId,
+        end: u64,
+        (tag, kept, published): (&str, usize, usize),
+    ) {
+        let state = self.node(at).state();
+        assert_eq!(
+            state.store.head(origin).unwrap().map(|h| h.seq),
+            Some(end),
+            "{at}"
+        );
+        assert!(state.store.range(origin, end + 1, 10).unwrap().is_empty());
+        for i in 0..published {
+            assert_eq!(
+                self.finds_domain(at, origin, tag, i).await,
+                i < kept,
+                "{at} shows item {i} of {tag} only if it was signed before the cut"
+            );
+        }
+        let keys = state.keys();
+        let check = intelmesh_store::verify_store(&state.store, Some(keys.as_ref()))
+            .expect("verify-store runs");
+        assert!(check.is_ok(), "{at}: {:?}", check.problems);
     }
 
     /// Publishes `n` GREEN upserts of fresh domains at `org`; returns their seqs.
