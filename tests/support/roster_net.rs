@@ -158,7 +158,7 @@ impl RosterNet {
         client
             .get(pb::GetRequest {
                 r#type: pb::IndicatorType::Domain as i32,
-                value: format!("{tag}-{i}.{}.example", origin.as_str().to_ascii_lowercase()),
+                value: published_domain(origin, tag, i),
             })
             .await
             .expect("Get answers")
@@ -200,8 +200,10 @@ impl RosterNet {
     pub async fn publish_domains(&self, at: &OrgId, tag: &str, n: usize) -> Vec<u64> {
         let items = (0..n)
             .map(|i| {
-                let domain = format!("{tag}-{i}.{}.example", at.as_str().to_ascii_lowercase());
-                (crate::net::green(), crate::net::domain_upsert(&domain))
+                (
+                    crate::net::green(),
+                    crate::net::domain_upsert(&published_domain(at, tag, i)),
+                )
             })
             .collect();
         self.node(at).state().publish(items).await.expect("publish")
@@ -368,4 +370,9 @@ fn suspension(org: &OrgId) -> pb::Action {
             org: org.to_string(),
         })),
     }
+}
+
+/// The domain `RosterNet::publish_domains` publishes at `origin` as item `i` of `tag`.
+fn published_domain(origin: &OrgId, tag: &str, i: usize) -> String {
+    format!("{tag}-{i}.{}.example", origin.as_str().to_ascii_lowercase())
 }

@@ -130,6 +130,10 @@ pub(crate) fn ended_key_cuts(
             if !cuts_here(end, &origin, own) {
                 continue;
             }
+            // Nearly always nothing lies past the end: look before decoding the key.
+            if store.head(&origin)?.is_none_or(|h| h.seq <= last) {
+                continue;
+            }
             let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) else {
                 continue;
             };
@@ -137,9 +141,6 @@ pub(crate) fn ended_key_cuts(
                 continue;
             };
             let key_id = KeyId::of(&public);
-            if store.head(&origin)?.is_none_or(|h| h.seq <= last) {
-                continue;
-            }
             let Some(next) = store.range(&origin, last + 1, 1)?.pop() else {
                 continue;
             };

@@ -24,16 +24,10 @@ use crate::state::NodeState;
 
 /// The heads announced on one link so far, and how the peer takes them.
 pub(super) struct Announcer {
-    told: tokio::sync::Mutex<Told>,
+    /// The store's heads as last announced (or found unchanged). The store replaces them on
+    /// every change, so the same ones again mean nothing changed.
+    told: tokio::sync::Mutex<Option<Arc<BTreeMap<OrgId, Head>>>>,
     style: Style,
-}
-
-#[derive(Default)]
-struct Told {
-    heads: BTreeMap<OrgId, Head>,
-    /// The store's heads when they were last compared: the store replaces them on every
-    /// change, so the same ones again mean nothing changed.
-    seen: Option<Arc<BTreeMap<OrgId, Head>>>,
 }
 
 /// What a progress frame carries, as the peer's hello asked (`progress_changes`).
@@ -105,12 +99,14 @@ impl Announcer {
     ) -> Result<bool, LinkError> {
         let mut told = self.told.lock().await;
         let now = state.store.heads().map_err(local)?;
-        let delta = match &told.seen {
-            Some(seen) if Arc::ptr_eq(seen, &now) => BTreeMap::new(),
-            _ => changed(&told.heads, &now),
+        let delta = match told.as_ref() {
+            Some(before) if Arc::ptr_eq(before, &now) => BTreeMap::new(),
+            Some(before) => changed(before, &now),
+            None => changed(&BTreeMap::new(), &now),
         };
-        told.seen = Some(Arc::clone(&now));
         if delta.is_empty() && when == When::Changed {
+            // The same heads: keep these, so the next look is a pointer comparison.
+            *told = Some(now);
             return Ok(false);
         }
         let vector = match self.style {
@@ -126,13 +122,7 @@ impl Announcer {
             limits,
         )
         .await?;
-        for (origin, head) in delta {
-            if head.seq == 0 {
-                told.heads.remove(&origin);
-            } else {
-                told.heads.insert(origin, head);
-            }
-        }
+        *told = Some(now);
         Ok(true)
     }
 }

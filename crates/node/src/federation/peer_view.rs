@@ -56,12 +56,10 @@ pub fn to_wire(heads: &BTreeMap<OrgId, Head>) -> pb::VersionVector {
 #[derive(Default)]
 struct Inner {
     known: BTreeMap<OrgId, u64>,
-    /// The head (seq, hash) the peer last reported for each origin.
-    reported: BTreeMap<OrgId, (u64, Hash)>,
+    /// The head the peer last reported for each origin: its seq, and its hash if it gave one.
+    reported: BTreeMap<OrgId, (u64, Option<Hash>)>,
     /// The seq of each origin whose split view this node last answered.
     answered: BTreeMap<OrgId, u64>,
-    /// The seq the peer last reported for each origin, hash or not.
-    last_report: BTreeMap<OrgId, u64>,
 }
 
 /// This node's view of one peer on one link.
@@ -84,14 +82,11 @@ impl PeerView {
         let mut inner = self.lock();
         for (origin, seq) in &reported.heads {
             let fell = inner
-                .last_report
-                .insert(origin.clone(), *seq)
-                .is_some_and(|before| *seq < before);
+                .reported
+                .insert(origin.clone(), (*seq, reported.hashes.get(origin).copied()))
+                .is_some_and(|(before, _)| *seq < before);
             let known = inner.known.entry(origin.clone()).or_insert(0);
             *known = if fell { *seq } else { (*known).max(*seq) };
-            if let Some(hash) = reported.hashes.get(origin) {
-                inner.reported.insert(origin.clone(), (*seq, *hash));
-            }
         }
     }
 
@@ -110,14 +105,15 @@ impl PeerView {
         }
     }
 
+    #[cfg(test)]
     pub fn known(&self, origin: &OrgId) -> u64 {
         self.lock().known.get(origin).copied().unwrap_or(0)
     }
 
     /// The origins of `ours` the peer is not known to hold up to their head, each with the seq
-    /// it is known to hold. One pass over both maps side by side: a sender runs this each
-    /// round over every member's head.
-    pub fn behind(&self, ours: &BTreeMap<OrgId, Head>) -> Vec<(OrgId, u64)> {
+    /// it is known to hold and our head's seq. One pass over both maps side by side: a sender
+    /// runs this each round over every member's head.
+    pub fn behind(&self, ours: &BTreeMap<OrgId, Head>) -> Vec<(OrgId, u64, u64)> {
         let inner = self.lock();
         let mut known = inner.known.iter().peekable();
         let mut out = Vec::new();
@@ -127,7 +123,7 @@ impl PeerView {
                 .next_if(|(o, _)| *o == origin)
                 .map_or(0, |(_, seq)| *seq);
             if have < head.seq {
-                out.push((origin.clone(), have));
+                out.push((origin.clone(), have, head.seq));
             }
         }
         out
@@ -147,7 +143,7 @@ impl PeerView {
             while ours.next_if(|(o, _)| *o < origin).is_some() {}
             let split = ours
                 .next_if(|(o, _)| *o == origin)
-                .is_some_and(|(_, h)| h.seq == *seq && h.hash != *hash);
+                .is_some_and(|(_, h)| h.seq == *seq && hash.is_some_and(|hash| h.hash != hash));
             if split && answered.get(origin) != Some(seq) {
                 answered.insert(origin.clone(), *seq);
                 out.push((origin.clone(), *seq));
@@ -236,7 +232,7 @@ mod tests {
         });
         assert_eq!(
             view.behind(&ours),
-            vec![(org("BR"), 1), (org("DE"), 0), (org("SG"), 0)]
+            vec![(org("BR"), 1, 2), (org("DE"), 0, 7), (org("SG"), 0, 1)]
         );
         assert!(PeerView::default().behind(&BTreeMap::new()).is_empty());
     }

@@ -284,20 +284,17 @@ fn next_batch(
     let mut behind = view.behind(&heads);
     if let Some(at) = behind
         .iter()
-        .position(|(o, _)| Some(o) == authority.as_ref())
+        .position(|(o, _, _)| Some(o) == authority.as_ref())
     {
         let roster_log = behind.remove(at);
         behind.insert(0, roster_log);
     }
-    for (origin, have) in behind {
+    for (origin, have, head) in behind {
         let origin = &origin;
-        let Some(head) = heads.get(origin) else {
-            continue;
-        };
         if batch.is_full() {
             break;
         }
-        let take = (limits.max_batch_entries - batch.entries.len()).min((head.seq - have) as usize);
+        let take = (limits.max_batch_entries - batch.entries.len()).min((head - have) as usize);
         let entries = state.store.range(origin, have + 1, take).map_err(local)?;
         let mut last = have;
         let mut full = false;
