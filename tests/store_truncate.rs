@@ -227,3 +227,58 @@ fn reads_stay_exact_while_the_presence_filter_fills_and_after_a_cut() {
     assert_eq!(store.indicator_count(), 1200);
     assert_clean(&store);
 }
+
+/// The filter's second chain, of CIDR blocks by their bits, lets a lookup skip a block without
+/// reading it, so a block on disk missing from it would hide a listed block: after a reopen,
+/// once the pass has filled it, every block written before (and since) is held.
+#[test]
+fn every_listed_block_is_held_by_the_block_filter_after_a_reopen() {
+    use intelmesh_core::containment::BlockBits;
+    let signer = seeded_signer(7, "SG-IGCI");
+    let keys = registry(&[&signer]);
+    let dir = tempfile::tempdir().unwrap();
+    let block = |n: u64| match n % 2 {
+        0 => format!("10.{}.{}.0/24", n / 256 % 256, n % 256),
+        _ => format!("2001:db8:{:x}::/48", n),
+    };
+    let mut head = None;
+    let mut entries = Vec::new();
+    for n in 1..=600u64 {
+        let payload = pb::Payload {
+            body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
+                indicator: Some(pb::IndicatorRef {
+                    r#type: pb::IndicatorType::Cidr as i32,
+                    value: block(n),
+                }),
+                confidence: 50,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        let (entry, next) =
+            signer.sign_next(head, 1_700_000_000_000 + n as i64, &green(), &payload);
+        entries.push(entry);
+        head = Some(next);
+    }
+    {
+        let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+        append_all(&store, &keys, &entries[..500]);
+    }
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+    append_all(&store, &keys, &entries[500..]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !store.presence_filled() {
+        assert!(std::time::Instant::now() < deadline, "filter never filled");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let bits = |v: &str| BlockBits::of_cidr(v).expect("a canonical block");
+    let missed: Vec<String> = (1..=600)
+        .map(block)
+        .filter(|b| !store.may_hold_block(&bits(b)))
+        .collect();
+    assert!(missed.is_empty(), "listed but not held: {missed:?}");
+    let absent = (0..=255u64)
+        .filter(|i| store.may_hold_block(&bits(&format!("172.16.{i}.0/24"))))
+        .count();
+    assert!(absent < 10, "{absent} of 256 unlisted blocks said held");
+}

@@ -4,7 +4,9 @@
 //! A store answers containment with point reads, not scans: it remembers which prefix lengths
 //! any listed block has ([`PrefixLengths`]), and an address is probed once per such length, its
 //! host bits cleared. Real lists use a handful of lengths (/8, /16, /24, /32), so a lookup costs
-//! a few reads whatever the number of blocks.
+//! a few reads whatever the number of blocks. A store that keeps a filter of the blocks it
+//! holds, keyed on [`BlockBits`], spares even those: [`containers_where`] names only the blocks
+//! the filter may hold, without formatting the others.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -93,18 +95,67 @@ pub enum MatchKind {
     ParentDomain,
 }
 
+/// A CIDR block by its bits, not its text: address family, prefix length and network address
+/// (host bits cleared). What a filter of held blocks is keyed on, so a lookup tells a block
+/// nobody listed without formatting it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockBits {
+    bytes: [u8; 18],
+    len: u8,
+}
+
+impl BlockBits {
+    /// The block of length `prefix` around `addr` (`prefix` at most the family's width).
+    pub fn around(addr: IpAddr, prefix: u8) -> BlockBits {
+        let mut bytes = [0u8; 18];
+        bytes[1] = prefix;
+        let len = match masked(addr, prefix) {
+            IpAddr::V4(v4) => {
+                bytes[0] = 4;
+                bytes[2..6].copy_from_slice(&v4.octets());
+                6
+            }
+            IpAddr::V6(v6) => {
+                bytes[0] = 6;
+                bytes[2..18].copy_from_slice(&v6.octets());
+                18
+            }
+        };
+        BlockBits { bytes, len }
+    }
+
+    /// The block a canonical CIDR value (`network/length`) names; `None` if it names none.
+    pub fn of_cidr(value: &str) -> Option<BlockBits> {
+        let (addr, len) = parse_block(value)?;
+        Some(BlockBits::around(addr, len))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// The listed indicators that would contain `value`, most specific first, not `value` itself:
 /// for an address, each block of a held length around it; for a block, each shorter held block
 /// around it; for a domain, each parent domain with at least two labels left ("com" is no
 /// indicator of anything). Other types have none.
 pub fn containers(value: &Indicator, lengths: &PrefixLengths) -> Vec<(Indicator, MatchKind)> {
+    containers_where(value, lengths, &|_| true)
+}
+
+/// [`containers`], leaving out every block `may_hold` says is not held.
+pub fn containers_where(
+    value: &Indicator,
+    lengths: &PrefixLengths,
+    may_hold: &dyn Fn(&BlockBits) -> bool,
+) -> Vec<(Indicator, MatchKind)> {
     match value.ty() {
         IndicatorType::Ipv4 | IndicatorType::Ipv6 => match value.value().parse::<IpAddr>() {
-            Ok(addr) => blocks_around(addr, max_len(addr) + 1, lengths),
+            Ok(addr) => blocks_around(addr, max_len(addr) + 1, lengths, may_hold),
             Err(_) => Vec::new(),
         },
         IndicatorType::Cidr => match block(value) {
-            Some((addr, len)) => blocks_around(addr, len, lengths),
+            Some((addr, len)) => blocks_around(addr, len, lengths, may_hold),
             None => Vec::new(),
         },
         IndicatorType::Domain => parent_domains(value.value()),
@@ -120,13 +171,18 @@ fn max_len(addr: IpAddr) -> u8 {
 }
 
 /// Held blocks strictly shorter than `below` that contain `addr`, longest first.
-fn blocks_around(addr: IpAddr, below: u8, lengths: &PrefixLengths) -> Vec<(Indicator, MatchKind)> {
+fn blocks_around(
+    addr: IpAddr,
+    below: u8,
+    lengths: &PrefixLengths,
+    may_hold: &dyn Fn(&BlockBits) -> bool,
+) -> Vec<(Indicator, MatchKind)> {
     let held: Vec<u8> = match addr {
         IpAddr::V4(_) => lengths.v4().collect(),
         IpAddr::V6(_) => lengths.v6().collect(),
     };
     held.into_iter()
-        .filter(|&p| p < below)
+        .filter(|&p| p < below && may_hold(&BlockBits::around(addr, p)))
         .map(|p| {
             let network = masked(addr, p);
             let cidr = Indicator::canonical(IndicatorType::Cidr, format!("{network}/{p}"));
@@ -153,7 +209,11 @@ fn block(cidr: &Indicator) -> Option<(IpAddr, u8)> {
     if cidr.ty() != IndicatorType::Cidr {
         return None;
     }
-    let (addr, len) = cidr.value().rsplit_once('/')?;
+    parse_block(cidr.value())
+}
+
+fn parse_block(value: &str) -> Option<(IpAddr, u8)> {
+    let (addr, len) = value.rsplit_once('/')?;
     let addr: IpAddr = addr.parse().ok()?;
     let len: u8 = len.parse().ok()?;
     (len <= max_len(addr)).then_some((addr, len))
@@ -244,6 +304,39 @@ mod tests {
             &PrefixLengths::default()
         )
         .is_empty());
+    }
+
+    #[test]
+    fn a_filter_leaves_out_the_blocks_it_does_not_hold() {
+        let l = lengths(&["10.0.0.0/8", "10.1.2.0/24", "2001:db8::/32"]);
+        let held = [
+            BlockBits::of_cidr("10.1.2.0/24").unwrap(),
+            BlockBits::of_cidr("2001:db8::/32").unwrap(),
+        ];
+        let filter = |b: &BlockBits| held.contains(b);
+        let v4 = containers_where(&ind(IndicatorType::Ipv4, "10.1.2.3"), &l, &filter);
+        assert_eq!(values(v4), ["10.1.2.0/24"]);
+        let v6 = containers_where(&ind(IndicatorType::Ipv6, "2001:db8::9"), &l, &filter);
+        assert_eq!(values(v6), ["2001:db8::/32"]);
+        let other = containers_where(&ind(IndicatorType::Ipv4, "10.9.9.9"), &l, &filter);
+        assert!(other.is_empty(), "10.0.0.0/8 is not in the filter");
+    }
+
+    #[test]
+    fn block_bits_are_the_same_from_an_address_and_from_the_cidr_text() {
+        let addr: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(
+            Some(BlockBits::around(addr, 24)),
+            BlockBits::of_cidr("10.1.2.0/24")
+        );
+        assert_eq!(BlockBits::around(addr, 24).as_bytes(), [4, 24, 10, 1, 2, 0]);
+        assert_ne!(BlockBits::around(addr, 24), BlockBits::around(addr, 23));
+        // ::/0 and 0.0.0.0/0 are different blocks.
+        assert_ne!(BlockBits::of_cidr("::/0"), BlockBits::of_cidr("0.0.0.0/0"));
+        let v6 = BlockBits::of_cidr("2001:db8::/128").unwrap();
+        assert_eq!(v6.as_bytes().len(), 18);
+        assert_eq!(BlockBits::of_cidr("10.0.0.0/33"), None);
+        assert_eq!(BlockBits::of_cidr("example.com"), None);
     }
 
     #[test]

@@ -504,6 +504,11 @@ impl Store for DiskStore {
         indicator: &Indicator,
     ) -> Result<Option<pb::IndicatorState>, StoreError> {
         let key = keys::index(indicator);
+        // Most probes of a lookup are for indicators nobody listed: the filter's one cache
+        // line answers those, where the table's search missed the cache two or three times.
+        if !self.presence.may_hold(&key) {
+            return Ok(None);
+        }
         match self.db.state_tables().lookup(&key)? {
             Answer::Found(state) => Ok(Some(state)),
             Answer::Absent => Ok(None),
@@ -564,6 +569,10 @@ impl Store for DiskStore {
 
     fn prefix_lengths(&self) -> intelmesh_core::containment::PrefixLengths {
         self.index_meta().lengths
+    }
+
+    fn may_hold_block(&self, block: &intelmesh_core::containment::BlockBits) -> bool {
+        self.presence.may_hold_block(block)
     }
 
     fn opened(&self, origin: &OrgId, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {

@@ -34,7 +34,7 @@ mod write;
 use std::collections::BTreeMap;
 
 use intelmesh_core::chain::ChainError;
-use intelmesh_core::containment::PrefixLengths;
+use intelmesh_core::containment::{BlockBits, PrefixLengths};
 use intelmesh_core::{Hash, Head, Indicator, OrgId, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 
@@ -164,6 +164,11 @@ pub trait Store: Send + Sync {
     /// The prefix lengths of the CIDR blocks in the index, so containment lookups probe only
     /// those (see `intelmesh_core::containment`).
     fn prefix_lengths(&self) -> PrefixLengths;
+    /// False only if the index certainly holds no CIDR block `block`, so a containment lookup
+    /// need not read it (see `intelmesh_core::containment::containers_where`).
+    fn may_hold_block(&self, _block: &BlockBits) -> bool {
+        true
+    }
     /// What `origin`'s sealed entry `seq` opened to at this node, if this node is one of its
     /// readers and opened it (see `intelmesh_core::opened`).
     fn opened(&self, origin: &OrgId, seq: u64) -> Result<Option<Vec<u8>>, StoreError>;

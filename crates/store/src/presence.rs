@@ -9,7 +9,9 @@
 //!
 //! A chain of blocked Bloom filters (one cache line per key), each twice the capacity of the
 //! one before, so the index can grow without a rebuild; about 1.5 bytes per indicator (22 MiB
-//! at 10M). Keys are never removed: an indicator gone from the index (a truncation) costs a
+//! at 10M). A second chain holds the CIDR blocks by their bits, which a lookup of an address
+//! asks about at every prefix length the store holds: nearly always absent, and now told so
+//! without building the block's text, key and state-table probe. Keys are never removed: an indicator gone from the index (a truncation) costs a
 //! disk read that finds nothing, never a wrong answer.
 //!
 //! The invariant, on which every "not held" answer rests: once [`Presence::filled`] is set,
@@ -19,6 +21,9 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+use intelmesh_core::containment::BlockBits;
+use intelmesh_core::IndicatorType;
 
 use crate::background::Background;
 use crate::kv::Kv;
@@ -109,44 +114,88 @@ impl Filter {
     }
 }
 
-/// The index keys a store may hold (see the module documentation).
-///
-/// Reads take no lock: filters are only ever appended, each in the next slot and set once, so
-/// the filters are the slots up to the first unset one (a lock word written by every read
-/// bounced between the cores and cost more than the filter itself).
+/// The index keys a store may hold, and the CIDR blocks among them (see the module
+/// documentation).
 pub(crate) struct Presence {
     filled: AtomicBool,
-    slots: [OnceLock<Filter>; MAX_FILTERS],
-    /// Held while a filter is appended.
-    growing: Mutex<()>,
+    keys: Chain,
+    /// The blocks of the CIDR keys by their bits ([`BlockBits`]), so a containment lookup
+    /// passes over a block nobody listed without formatting its key.
+    blocks: Chain,
 }
 
 impl Default for Presence {
     fn default() -> Presence {
-        let p = Presence {
+        Presence {
             filled: AtomicBool::new(false),
-            slots: std::array::from_fn(|_| OnceLock::new()),
-            growing: Mutex::new(()),
-        };
-        let _ = p.slots[0].set(Filter::new(FIRST_CAPACITY));
-        p
+            keys: Chain::default(),
+            blocks: Chain::default(),
+        }
     }
 }
 
 impl Presence {
     /// False only if the index certainly does not hold `key`.
     pub(crate) fn may_hold(&self, key: &[u8]) -> bool {
-        if !self.filled.load(Ordering::Acquire) {
-            return true;
+        !self.filled() || self.keys.may_hold(hash(key))
+    }
+
+    /// False only if the index certainly holds no CIDR block `block`.
+    pub(crate) fn may_hold_block(&self, block: &BlockBits) -> bool {
+        !self.filled() || self.blocks.may_hold(hash(block.as_bytes()))
+    }
+
+    /// Records that the index holds `key` (from before the write that creates it is applied),
+    /// and its block if it is a CIDR block's key.
+    pub(crate) fn add(&self, key: &[u8]) {
+        self.keys.add(hash(key));
+        if let Some((IndicatorType::Cidr, value)) = keys::indicator_of_index(key) {
+            if let Some(block) = BlockBits::of_cidr(value) {
+                self.blocks.add(hash(block.as_bytes()));
+            }
         }
-        let h = hash(key);
+    }
+
+    /// Whether every key of the index has been added (before this, every key may be held).
+    pub(crate) fn filled(&self) -> bool {
+        self.filled.load(Ordering::Acquire)
+    }
+
+    /// Memory held by the filters, in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.keys.bytes() + self.blocks.bytes()
+    }
+}
+
+/// A growing chain of filters.
+///
+/// Reads take no lock: filters are only ever appended, each in the next slot and set once, so
+/// the filters are the slots up to the first unset one (a lock word written by every read
+/// bounced between the cores and cost more than the filter itself).
+struct Chain {
+    slots: [OnceLock<Filter>; MAX_FILTERS],
+    /// Held while a filter is appended.
+    growing: Mutex<()>,
+}
+
+impl Default for Chain {
+    fn default() -> Chain {
+        let c = Chain {
+            slots: std::array::from_fn(|_| OnceLock::new()),
+            growing: Mutex::new(()),
+        };
+        let _ = c.slots[0].set(Filter::new(FIRST_CAPACITY));
+        c
+    }
+}
+
+impl Chain {
+    fn may_hold(&self, h: Hash) -> bool {
         self.filters().any(|f| f.may_hold(h))
     }
 
-    /// Records that the index holds `key` (from before the write that creates it is applied).
-    pub(crate) fn add(&self, key: &[u8]) {
-        let h = hash(key);
-        if self.filters().any(|f| f.may_hold(h)) {
+    fn add(&self, h: Hash) {
+        if self.may_hold(h) {
             return;
         }
         if let Some(last) = self.filters().last().filter(|f| !f.full()) {
@@ -168,13 +217,7 @@ impl Presence {
         }
     }
 
-    /// Whether every key of the index has been added (before this, every key may be held).
-    pub(crate) fn filled(&self) -> bool {
-        self.filled.load(Ordering::Acquire)
-    }
-
-    /// Memory held by the filters, in bytes.
-    pub(crate) fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.filters()
             .map(|f| std::mem::size_of_val(&*f.blocks))
             .sum()
@@ -236,7 +279,7 @@ impl Presence {
     }
 
     fn filter_count(&self) -> usize {
-        self.filters().count()
+        self.keys.filters().count()
     }
 }
 
@@ -309,6 +352,32 @@ mod tests {
             .count();
         let rate = false_positives as f64 / probes as f64;
         assert!(rate < 0.02, "false positive rate {rate} at capacity");
+    }
+
+    #[test]
+    fn a_cidr_key_adds_its_block_and_other_keys_add_none() {
+        let p = Presence::filled_empty();
+        let cidr = |v: &str| {
+            let mut k = vec![keys::INDEX, IndicatorType::Cidr.code()];
+            k.extend_from_slice(v.as_bytes());
+            k
+        };
+        p.add(&cidr("10.1.0.0/16"));
+        p.add(&cidr("2001:db8::/32"));
+        p.add(&key(7));
+        let bits = |v: &str| BlockBits::of_cidr(v).expect("a block");
+        assert!(p.may_hold_block(&bits("10.1.0.0/16")));
+        assert!(p.may_hold_block(&bits("2001:db8::/32")));
+        let absent = (0..=255u8)
+            .filter(|i| p.may_hold_block(&bits(&format!("10.{i}.0.0/24"))))
+            .count();
+        assert!(absent < 10, "{absent} of 256 absent blocks said held");
+        assert!(
+            p.may_hold(&cidr("10.1.0.0/16")),
+            "the key itself is held too"
+        );
+        let unfilled = Presence::default();
+        assert!(unfilled.may_hold_block(&bits("10.9.0.0/16")));
     }
 
     #[test]

@@ -4,14 +4,15 @@
 //! verdict a firewall reads off the result.
 //!
 //! Every answer comes from point reads: `core::containment` names the few blocks and parent
-//! domains that could contain a value (one per prefix length the store holds, one per parent
-//! label), and each is read like an exact lookup, through `Store::lookup_state` (the store's
-//! lookup table where it has one). A match the reader may not see is left out
-//! before anything is combined, so it cannot change the verdict, confidence or origins.
+//! domains that could contain a value (one per prefix length the store holds that its filter
+//! of held blocks does not rule out, one per parent label), and each is read like an exact
+//! lookup, through `Store::lookup_state` (the store's lookup table where it has one). A match
+//! the reader may not see is left out before anything is combined, so it cannot change the
+//! verdict, confidence or origins.
 
 use std::collections::BTreeSet;
 
-use intelmesh_core::containment::{containers, MatchKind, PrefixLengths};
+use intelmesh_core::containment::{containers_where, BlockBits, MatchKind, PrefixLengths};
 use intelmesh_core::indicator::{detect, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
 use intelmesh_proto::v1 as pb;
@@ -44,7 +45,8 @@ impl Lookup<'_> {
         };
         let mut matches = Vec::new();
         self.probe(&indicator, pb::MatchKind::Exact, &mut matches)?;
-        for (candidate, kind) in candidates(&indicator, &self.lengths) {
+        let may_hold = |b: &BlockBits| self.store.may_hold_block(b);
+        for (candidate, kind) in candidates(&indicator, &self.lengths, &may_hold) {
             self.probe(&candidate, kind, &mut matches)?;
         }
         let lists = crate::warninglists::lists_of(self.warninglists, &indicator);
@@ -76,21 +78,25 @@ impl Lookup<'_> {
 
 /// The indicators other than `value` itself that would answer it, in the order their matches
 /// are listed: a URL's host or an e-mail's domain, then what contains the value (or that
-/// host), most specific first.
-pub fn candidates(value: &Indicator, lengths: &PrefixLengths) -> Vec<(Indicator, pb::MatchKind)> {
+/// host), most specific first; of the blocks, only those `may_hold` says may be listed.
+pub fn candidates(
+    value: &Indicator,
+    lengths: &PrefixLengths,
+    may_hold: &dyn Fn(&BlockBits) -> bool,
+) -> Vec<(Indicator, pb::MatchKind)> {
     match value.ty() {
         IndicatorType::Url | IndicatorType::Email => {
             let Some(host) = value.host() else {
                 return Vec::new();
             };
-            let around = containers(&host, lengths);
+            let around = containers_where(&host, lengths, may_hold);
             let mut out = Vec::with_capacity(1 + around.len());
             out.push((host, pb::MatchKind::Host));
             out.extend(around.into_iter().map(|(i, k)| (i, kind(k))));
             out
         }
         // For an address with no block of its family held, `containers` probes nothing.
-        _ => containers(value, lengths)
+        _ => containers_where(value, lengths, may_hold)
             .into_iter()
             .map(|(i, k)| (i, kind(k)))
             .collect(),
