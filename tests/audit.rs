@@ -62,11 +62,15 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     let mut client = net.client(&au).await;
     let looked = client
         .lookup(pb::LookupRequest {
-            values: vec!["1[.]2.3.4".into(), "hxxp://evil[.]example/x".into()],
+            values: vec![
+                "1[.]2.3.4".into(),
+                "hxxp://evil[.]example/x".into(),
+                " lookup junk ".into(),
+            ],
         })
         .await
         .expect("lookup");
-    assert_eq!(looked.into_inner().results.len(), 2);
+    assert_eq!(looked.into_inner().results.len(), 3);
     submit(
         &mut client,
         vec![upsert(Ty::Domain, "audited[.]example", Tlp::Green, &["t"])],
@@ -133,7 +137,7 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     assert_eq!(service(lookup), (AGENCY, "client", "service"));
     assert_eq!(
         (lookup.values, lookup.digests.len(), lookup.code),
-        (2, 2, 0)
+        (3, 3, 0)
     );
     assert_eq!(lookup.result, "OK");
     let submitted = one(&all, "Indicators/Submit");
@@ -178,7 +182,7 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     // No value in the clear, anywhere in the files.
     for n in &files {
         let text = std::fs::read_to_string(dir.join(intelmesh_audit::file_name(*n))).unwrap();
-        for value in ["1.2.3.4", "evil", "audited", "posted"] {
+        for value in ["1.2.3.4", "evil", "audited", "posted", "junk"] {
             assert!(!text.contains(value), "{value} in the trail");
         }
     }
@@ -199,6 +203,8 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     };
     assert_eq!(asked("1.2.3.4"), ["Indicators/Lookup"]);
     assert_eq!(asked("http://evil.example/x"), ["Indicators/Lookup"]);
+    // A value with no canonical form is recorded by its trimmed text.
+    assert_eq!(asked("lookup junk"), ["Indicators/Lookup"]);
     assert_eq!(asked("AUDITED.example"), ["Indicators/Submit"]);
     assert_eq!(asked("not an address"), ["Indicators/Get"]);
     assert_eq!(

@@ -187,7 +187,7 @@ impl StateTables {
             }
         };
         match table.record(h, key)? {
-            Some(state) => Ok(Answer::Found(decode_state(&state)?)),
+            Some((record, at)) => Ok(Answer::Found(decode_state(&record[at..])?)),
             None => Ok(Answer::Absent),
         }
     }
@@ -460,8 +460,9 @@ impl Table {
         }
     }
 
-    /// The reduced state recorded for `key` (hash `h`), if the table holds it.
-    fn record(&self, h: u64, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+    /// The record of `key` (hash `h`), if the table holds it, and where its reduced state
+    /// starts in it.
+    fn record(&self, h: u64, key: &[u8]) -> Result<Option<(Vec<u8>, usize)>, StoreError> {
         let bucket = (h >> self.shift) as usize;
         let (Some(&lo), Some(&hi)) = (self.radix.get(bucket), self.radix.get(bucket + 1)) else {
             return Ok(None);
@@ -480,8 +481,7 @@ impl Table {
                 .map(|b| u32::from_le_bytes(b) as usize)
                 .ok_or_else(|| StoreError::Corrupt("state table record too short".into()))?;
             if buf.get(4..4 + key_len) == Some(key) {
-                buf.drain(..4 + key_len);
-                return Ok(Some(buf));
+                return Ok(Some((buf, 4 + key_len)));
             }
         }
         Ok(None)

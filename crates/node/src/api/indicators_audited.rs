@@ -62,12 +62,19 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
+        // The raw values, for a call refused whole; an answered one names each value in the
+        // canonical form its answer found.
         let values = audit::untyped(&request.get_ref().values);
         let call = self
             .state
             .audit()
             .begin(&request, "Indicators/Lookup", values);
-        call.end(self.lookup_call(request).await).await
+        let outcome = self.lookup_call(request).await;
+        let call = match &outcome {
+            Ok(r) => call.naming(audit::answered(&r.get_ref().results)),
+            Err(_) => call,
+        };
+        call.end(outcome).await
     }
 
     type WatchStream = WatchStream;

@@ -23,6 +23,7 @@ use intelmesh_store::Store;
 
 use crate::api::submission::Publisher;
 use crate::api::view::Filter;
+use crate::audit;
 use crate::https::Connection;
 use crate::state::NodeState;
 
@@ -507,7 +508,7 @@ async fn add_objects(
     .map_err(internal)?
     .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Not an envelope", e))?;
     let published = plan.to_sign.iter();
-    let published = published.map(|p| (Some(p.indicator.ty()), p.indicator.value().to_string()));
+    let published = published.map(|p| audit::Value::Canonical(p.indicator.value().to_string()));
     super::audited::note_values(&c.note, published.collect());
     let items = plan
         .to_sign
