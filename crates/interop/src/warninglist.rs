@@ -214,10 +214,16 @@ impl Warninglists {
 
     /// Names of the lists `indicator` is on, sorted, without repeats.
     pub fn matches(&self, indicator: &Indicator) -> Vec<&str> {
+        self.matches_with_host(indicator, indicator.host().as_ref())
+    }
+
+    /// [`Warninglists::matches`] for a caller that has `indicator.host()` at hand already
+    /// (a URL's host costs a URL parse).
+    pub fn matches_with_host(&self, indicator: &Indicator, host: Option<&Indicator>) -> Vec<&str> {
         let mut hits = Vec::new();
         self.collect(indicator, &mut hits);
-        if let Some(host) = indicator.host() {
-            self.collect(&host, &mut hits);
+        if let Some(host) = host {
+            self.collect(host, &mut hits);
         }
         let mut names: Vec<&str> = hits.into_iter().map(|i| self.names[i].as_str()).collect();
         names.sort_unstable();

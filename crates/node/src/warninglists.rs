@@ -69,8 +69,17 @@ fn collect_json(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 
 /// The names of the lists `indicator` is on, sorted, each once.
 pub fn lists_of(lists: &Warninglists, indicator: &Indicator) -> Vec<String> {
+    lists_of_with_host(lists, indicator, indicator.host().as_ref())
+}
+
+/// [`lists_of`] with `indicator.host()` worked out by the caller.
+pub fn lists_of_with_host(
+    lists: &Warninglists,
+    indicator: &Indicator,
+    host: Option<&Indicator>,
+) -> Vec<String> {
     let mut names: Vec<String> = lists
-        .matches(indicator)
+        .matches_with_host(indicator, host)
         .into_iter()
         .map(str::to_string)
         .collect();

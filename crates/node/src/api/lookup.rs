@@ -46,10 +46,13 @@ impl Lookup<'_> {
         let mut matches = Vec::new();
         self.probe(&indicator, pb::MatchKind::Exact, &mut matches)?;
         let may_hold = |b: &BlockBits| self.store.may_hold_block(b);
-        for (candidate, kind) in candidates(&indicator, &self.lengths, &may_hold) {
+        // A URL's host costs a URL parse: worked out once for the probes and the lists.
+        let host = indicator.host();
+        for (candidate, kind) in candidates(&indicator, host.clone(), &self.lengths, &may_hold) {
             self.probe(&candidate, kind, &mut matches)?;
         }
-        let lists = crate::warninglists::lists_of(self.warninglists, &indicator);
+        let lists =
+            crate::warninglists::lists_of_with_host(self.warninglists, &indicator, host.as_ref());
         let mut answer = result(input, indicator, matches);
         answer.warninglists = lists;
         Ok(answer)
@@ -79,14 +82,16 @@ impl Lookup<'_> {
 /// The indicators other than `value` itself that would answer it, in the order their matches
 /// are listed: a URL's host or an e-mail's domain, then what contains the value (or that
 /// host), most specific first; of the blocks, only those `may_hold` says may be listed.
+/// `host` is `value.host()`.
 pub fn candidates(
     value: &Indicator,
+    host: Option<Indicator>,
     lengths: &PrefixLengths,
     may_hold: &dyn Fn(&BlockBits) -> bool,
 ) -> Vec<(Indicator, pb::MatchKind)> {
     match value.ty() {
         IndicatorType::Url | IndicatorType::Email => {
-            let Some(host) = value.host() else {
+            let Some(host) = host else {
                 return Vec::new();
             };
             let around = containers_where(&host, lengths, may_hold);

@@ -25,7 +25,11 @@ fn named(found: Vec<(Indicator, pb::MatchKind)>) -> Vec<String> {
 #[test]
 fn a_url_or_email_is_answered_by_its_host_and_what_contains_the_host() {
     let l = lengths(&["192.0.2.0/24", "2001:db8::/32"]);
-    let c = |v: &str| named(candidates(&detect(v).unwrap(), &l, &|_| true));
+    let c = |v: &str| {
+        let value = detect(v).unwrap();
+        let host = value.host();
+        named(candidates(&value, host, &l, &|_| true))
+    };
     assert_eq!(
         c("hxxps://user:p%40ss@Login.Evil[.]Example:8443/x?q=1"),
         [
@@ -58,11 +62,8 @@ fn a_url_or_email_is_answered_by_its_host_and_what_contains_the_host() {
         ["evil.example MATCH_KIND_PARENT_DOMAIN"]
     );
     // A store's filter of held blocks rules out blocks, never the host.
-    let none_held = named(candidates(
-        &detect("http://192.0.2.7/a").unwrap(),
-        &l,
-        &|_| false,
-    ));
+    let url = detect("http://192.0.2.7/a").unwrap();
+    let none_held = named(candidates(&url, url.host(), &l, &|_| false));
     assert_eq!(none_held, ["192.0.2.7 MATCH_KIND_HOST"]);
 }
 
