@@ -100,7 +100,7 @@ pub fn candidates(
             out.extend(around.into_iter().map(|(i, k)| (i, kind(k))));
             out
         }
-        // For an address with no block of its family held, `containers` probes nothing.
+        // For an address with no block of its family held, `containers_where` names nothing.
         _ => containers_where(value, lengths, may_hold)
             .into_iter()
             .map(|(i, k)| (i, kind(k)))
