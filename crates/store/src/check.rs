@@ -15,8 +15,11 @@ use intelmesh_core::IndicatorType;
 use crate::index::merge_payload;
 use prost::Message;
 
+use crate::disk_store::{opened_of, OpenedEntry};
+use crate::index::decode_state;
 use crate::index_write::IndexMeta;
 use crate::postings::{index_key_of, postings_of};
+use crate::segment::all_segments;
 use crate::state_sum::StateSum;
 use crate::{keys, DiskStore, StoreError};
 
@@ -196,4 +199,58 @@ fn compare_index(
         ));
     }
     Ok(())
+}
+
+/// The whole-store reads `verify_store` checks: every log entry, the index, the postings and
+/// the counters as stored.
+impl DiskStore {
+    /// Every log entry in key order, with what a sealed one opened to here: by origin, then seq.
+    pub(crate) fn log_entries_opened(
+        &self,
+    ) -> impl Iterator<Item = Result<OpenedEntry, StoreError>> + '_ {
+        self.log_entries().map(|item| {
+            let (origin, seq, raw) = item?;
+            let opened = opened_of(&self.db, &origin, seq, &raw)?;
+            Ok((origin, seq, raw, opened))
+        })
+    }
+
+    /// Every log entry in key order: by origin, then seq.
+    pub(crate) fn log_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(OrgId, u64, pb::SignedEntry), StoreError>> + '_ {
+        all_segments(&self.db).flat_map(|item| {
+            let entries: Vec<_> = match item {
+                Ok((origin, seg)) => seg
+                    .into_entries()
+                    .map(|(seq, e)| Ok((origin.clone(), seq, e)))
+                    .collect(),
+                Err(e) => vec![Err(e)],
+            };
+            entries
+        })
+    }
+
+    /// The index as it stands, key order.
+    pub(crate) fn index_entries(
+        &self,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, pb::IndicatorState), StoreError>> + '_ {
+        self.db.scan_prefix([keys::INDEX]).map(|kv| {
+            let (k, v) = kv?;
+            Ok((k.to_vec(), decode_state(&v)?))
+        })
+    }
+
+    /// Every posting key, in order.
+    pub(crate) fn posting_keys(&self) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
+        self.db
+            .scan_prefix([keys::POSTING])
+            .keys()
+            .map(|k| Ok(k?.to_vec()))
+    }
+
+    /// The index's counters as stored.
+    pub(crate) fn stored_index_meta(&self) -> Result<IndexMeta, StoreError> {
+        IndexMeta::read(&self.db)
+    }
 }

@@ -20,7 +20,7 @@ use crate::index_write::IndexMeta;
 use crate::open::{open_db, open_kv};
 use crate::postings::Selection;
 use crate::presence::{fill_in_background, Presence};
-use crate::segment::{all_segments, last_segment, segments_from};
+use crate::segment::{last_segment, segments_from};
 use crate::select::Selected;
 use crate::state_table::Answer;
 use crate::state_table_build::{keep_built, StateTableConfig};
@@ -288,56 +288,6 @@ impl DiskStore {
             reg.insert(origin, key);
         }
         Ok(reg)
-    }
-
-    /// Every log entry in key order, with what a sealed one opened to here: by origin, then seq.
-    pub(crate) fn log_entries_opened(
-        &self,
-    ) -> impl Iterator<Item = Result<OpenedEntry, StoreError>> + '_ {
-        self.log_entries().map(|item| {
-            let (origin, seq, raw) = item?;
-            let opened = opened_of(&self.db, &origin, seq, &raw)?;
-            Ok((origin, seq, raw, opened))
-        })
-    }
-
-    /// Every log entry in key order: by origin, then seq.
-    pub(crate) fn log_entries(
-        &self,
-    ) -> impl Iterator<Item = Result<(OrgId, u64, pb::SignedEntry), StoreError>> + '_ {
-        all_segments(&self.db).flat_map(|item| {
-            let entries: Vec<_> = match item {
-                Ok((origin, seg)) => seg
-                    .into_entries()
-                    .map(|(seq, e)| Ok((origin.clone(), seq, e)))
-                    .collect(),
-                Err(e) => vec![Err(e)],
-            };
-            entries
-        })
-    }
-
-    /// The index as it stands, key order.
-    pub(crate) fn index_entries(
-        &self,
-    ) -> impl Iterator<Item = Result<(Vec<u8>, pb::IndicatorState), StoreError>> + '_ {
-        self.db.scan_prefix([keys::INDEX]).map(|kv| {
-            let (k, v) = kv?;
-            Ok((k.to_vec(), decode_state(&v)?))
-        })
-    }
-
-    /// Every posting key, in order.
-    pub(crate) fn posting_keys(&self) -> impl Iterator<Item = Result<Vec<u8>, StoreError>> + '_ {
-        self.db
-            .scan_prefix([keys::POSTING])
-            .keys()
-            .map(|k| Ok(k?.to_vec()))
-    }
-
-    /// The index's counters as stored.
-    pub(crate) fn stored_index_meta(&self) -> Result<IndexMeta, StoreError> {
-        IndexMeta::read(&self.db)
     }
 
     pub(crate) fn stored_heads(&self) -> Result<Vec<(OrgId, Head)>, StoreError> {
