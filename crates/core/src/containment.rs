@@ -107,9 +107,14 @@ pub struct BlockBits {
 impl BlockBits {
     /// The block of length `prefix` around `addr` (`prefix` at most the family's width).
     pub fn around(addr: IpAddr, prefix: u8) -> BlockBits {
+        BlockBits::of_network(masked(addr, prefix), prefix)
+    }
+
+    /// The block `network/prefix`, `network` with its host bits already cleared.
+    fn of_network(network: IpAddr, prefix: u8) -> BlockBits {
         let mut bytes = [0u8; 18];
         bytes[1] = prefix;
-        let len = match masked(addr, prefix) {
+        let len = match network {
             IpAddr::V4(v4) => {
                 bytes[0] = 4;
                 bytes[2..6].copy_from_slice(&v4.octets());
@@ -182,11 +187,13 @@ fn blocks_around(
         IpAddr::V6(_) => lengths.v6().collect(),
     };
     held.into_iter()
-        .filter(|&p| p < below && may_hold(&BlockBits::around(addr, p)))
-        .map(|p| {
+        .filter(|&p| p < below)
+        .filter_map(|p| {
             let network = masked(addr, p);
-            let cidr = Indicator::canonical(IndicatorType::Cidr, format!("{network}/{p}"));
-            (cidr, MatchKind::CidrContains)
+            may_hold(&BlockBits::of_network(network, p)).then(|| {
+                let cidr = Indicator::canonical(IndicatorType::Cidr, format!("{network}/{p}"));
+                (cidr, MatchKind::CidrContains)
+            })
         })
         .collect()
 }

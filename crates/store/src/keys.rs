@@ -120,6 +120,14 @@ pub fn index(indicator: &Indicator) -> Vec<u8> {
     k
 }
 
+/// The type of an index key, without reading its value; `None` for another key.
+pub fn type_of_index(key: &[u8]) -> Option<IndicatorType> {
+    match key {
+        [INDEX, code, ..] => IndicatorType::from_code(*code),
+        _ => None,
+    }
+}
+
 /// The type and value of an index key (`I <type code> <value>`); `None` for another key.
 pub fn indicator_of_index(key: &[u8]) -> Option<(IndicatorType, &str)> {
     match key {

@@ -10,9 +10,10 @@
 //! A chain of blocked Bloom filters (one cache line per key), each twice the capacity of the
 //! one before, so the index can grow without a rebuild; about 1.5 bytes per indicator (22 MiB
 //! at 10M). A second chain holds the CIDR blocks by their bits, which a lookup of an address
-//! asks about at every prefix length the store holds: nearly always absent, and now told so
-//! without building the block's text, key and state-table probe. Keys are never removed: an indicator gone from the index (a truncation) costs a
-//! disk read that finds nothing, never a wrong answer.
+//! asks about at every prefix length the store holds: nearly always absent, and so told
+//! without building the block's text, key and state-table probe. Keys are never removed: an
+//! indicator gone from the index (a truncation) costs a disk read that finds nothing, never a
+//! wrong answer.
 //!
 //! The invariant, on which every "not held" answer rests: once [`Presence::filled`] is set,
 //! every key of the index has been added. Writers add the keys they create *before* their
@@ -116,22 +117,13 @@ impl Filter {
 
 /// The index keys a store may hold, and the CIDR blocks among them (see the module
 /// documentation).
+#[derive(Default)]
 pub(crate) struct Presence {
     filled: AtomicBool,
     keys: Chain,
     /// The blocks of the CIDR keys by their bits ([`BlockBits`]), so a containment lookup
     /// passes over a block nobody listed without formatting its key.
     blocks: Chain,
-}
-
-impl Default for Presence {
-    fn default() -> Presence {
-        Presence {
-            filled: AtomicBool::new(false),
-            keys: Chain::default(),
-            blocks: Chain::default(),
-        }
-    }
 }
 
 impl Presence {
@@ -149,10 +141,14 @@ impl Presence {
     /// and its block if it is a CIDR block's key.
     pub(crate) fn add(&self, key: &[u8]) {
         self.keys.add(hash(key));
-        if let Some((IndicatorType::Cidr, value)) = keys::indicator_of_index(key) {
-            if let Some(block) = BlockBits::of_cidr(value) {
-                self.blocks.add(hash(block.as_bytes()));
-            }
+        // The type byte first: every key of an ingest and of the open's pass comes here, and
+        // only a CIDR key's value is worth reading.
+        if keys::type_of_index(key) != Some(IndicatorType::Cidr) {
+            return;
+        }
+        let block = keys::indicator_of_index(key).and_then(|(_, value)| BlockBits::of_cidr(value));
+        if let Some(block) = block {
+            self.blocks.add(hash(block.as_bytes()));
         }
     }
 

@@ -84,8 +84,8 @@ pub fn answered(results: &[intelmesh_proto::v1::LookupResult]) -> Vec<Value> {
     results
         .iter()
         .map(|r| match &r.indicator {
-            Some(i) if r.error.is_empty() => Value::Canonical(i.value.clone()),
-            _ => Value::Raw(None, r.input.clone()),
+            Some(i) => Value::Canonical(i.value.clone()),
+            None => Value::Raw(None, r.input.clone()),
         })
         .collect()
 }
