@@ -48,6 +48,9 @@ const LEN_BITS: u32 = 24;
 const MAX_RECORD: usize = (1 << LEN_BITS) - 1;
 const MAX_OFFSET: u64 = 1 << (64 - LEN_BITS);
 
+/// Records up to this long are read into a buffer on the stack.
+const SMALL_RECORD: usize = 512;
+
 /// Index keys read by one scan of a build (see `StateTables::copy`); fewer in unit tests, so
 /// their builds cross chunks.
 const SCAN_CHUNK: usize = if cfg!(test) { 1_000 } else { 65_536 };
@@ -186,8 +189,8 @@ impl StateTables {
                 _ => return Ok(Answer::AskLsm),
             }
         };
-        match table.record(h, key)? {
-            Some((record, at)) => Ok(Answer::Found(decode_state(&record[at..])?)),
+        match table.state(h, key)? {
+            Some(state) => Ok(Answer::Found(state)),
             None => Ok(Answer::Absent),
         }
     }
@@ -460,20 +463,28 @@ impl Table {
         }
     }
 
-    /// The record of `key` (hash `h`), if the table holds it, and where its reduced state
-    /// starts in it.
-    fn record(&self, h: u64, key: &[u8]) -> Result<Option<(Vec<u8>, usize)>, StoreError> {
+    /// The reduced state of `key` (hash `h`), if the table holds it.
+    fn state(&self, h: u64, key: &[u8]) -> Result<Option<pb::IndicatorState>, StoreError> {
         let bucket = (h >> self.shift) as usize;
         let (Some(&lo), Some(&hi)) = (self.radix.get(bucket), self.radix.get(bucket + 1)) else {
             return Ok(None);
         };
         let in_bucket = self.slots.get(lo as usize..hi as usize).unwrap_or_default();
         let first = in_bucket.partition_point(|s| s.0 < h);
+        // Nearly every record fits here: no allocation per read.
+        let mut small = [0u8; SMALL_RECORD];
+        let mut large = Vec::new();
         for &(_, packed) in in_bucket[first..].iter().take_while(|s| s.0 == h) {
             let (offset, len) = (packed >> LEN_BITS, (packed as usize) & MAX_RECORD);
-            let mut buf = vec![0u8; len];
+            let buf = match small.get_mut(..len) {
+                Some(buf) => buf,
+                None => {
+                    large.resize(len, 0);
+                    &mut large[..]
+                }
+            };
             self.file
-                .read_exact_at(&mut buf, offset)
+                .read_exact_at(buf, offset)
                 .map_err(|e| self.io(e))?;
             let key_len = buf
                 .get(..4)
@@ -481,7 +492,7 @@ impl Table {
                 .map(|b| u32::from_le_bytes(b) as usize)
                 .ok_or_else(|| StoreError::Corrupt("state table record too short".into()))?;
             if buf.get(4..4 + key_len) == Some(key) {
-                return Ok(Some((buf, 4 + key_len)));
+                return Ok(Some(decode_state(&buf[4 + key_len..])?));
             }
         }
         Ok(None)

@@ -144,6 +144,40 @@ fn a_built_table_answers_every_key_and_knows_what_is_absent() {
 }
 
 #[test]
+fn a_record_longer_than_the_stack_buffer_is_read_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1000);
+    // Forty origins: a reduced state of about 1.5 KB, beside short ones.
+    let mut wide = state(7, 1);
+    wide.assertions = (0..40)
+        .map(|o| pb::OriginAssertion {
+            origin: format!("ORG-{o:03}"),
+            ..wide.assertions[0].clone()
+        })
+        .collect();
+    let mut batch = Batch::default();
+    for i in 0..10 {
+        let s = if i == 7 { wide.clone() } else { state(i, 1) };
+        batch.insert(key(i), s.encode_to_vec());
+    }
+    db.apply_batch(batch).expect("batch applied");
+    assert!(build(&db, dir.path(), 1));
+    let reduced = reduce(&wide);
+    assert!(reduced.encoded_len() > SMALL_RECORD);
+    let tables = db.state_tables();
+    assert_eq!(
+        tables.lookup(&key(7)).expect("lookup"),
+        Answer::Found(reduced)
+    );
+    for i in [6, 8] {
+        assert_eq!(
+            tables.lookup(&key(i)).expect("lookup"),
+            Answer::Found(reduce(&state(i, 1)))
+        );
+    }
+}
+
+#[test]
 fn keys_written_after_the_copy_are_read_from_the_lsm() {
     let (_dir, db) = with_table(100, 1000);
     put(&db, 10..20, 2);
