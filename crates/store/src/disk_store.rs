@@ -149,7 +149,10 @@ impl DiskStore {
             store.index_source = IndexSource::Rebuilt;
             index_rebuild::rebuild(&store.db, &store.presence)?
         } else {
-            IndexMeta::read(&store.db)?
+            let meta = IndexMeta::read(&store.db)?;
+            // Nothing is added before the fill below starts: the filter can be sized for it.
+            store.presence = Arc::new(Presence::sized_for(meta.count));
+            meta
         };
         tracing::info!(
             indicators = meta.count,
