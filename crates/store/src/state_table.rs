@@ -195,6 +195,11 @@ impl StateTables {
         }
     }
 
+    /// Most keys a table may have had written since its copy before it is dropped.
+    pub(crate) fn max_marks(&self) -> usize {
+        self.max_marks
+    }
+
     /// Index keys written since open.
     pub(crate) fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)

@@ -324,3 +324,43 @@ fn the_builder_builds_nothing_below_its_minimum() {
     assert_eq!(db.state_tables().in_force(), None);
     assert!(table_files(dir.path()).is_empty());
 }
+
+#[test]
+fn a_table_half_way_to_its_limit_is_copied_again_without_waiting_for_quiet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1000);
+    put(&db, 0..10, 1);
+    db.insert(keys::INDEX_COUNT.to_vec(), 10u64.to_be_bytes().to_vec())
+        .expect("count written");
+    // A table in force before the builder starts (its file is an earlier process's to the
+    // builder, which removes it; the open handle still reads).
+    assert!(build(&db, dir.path(), 100));
+    // Never quiet, never waited out: only the marks can make a copy start.
+    let cfg = StateTableConfig {
+        min_indicators: 10,
+        min_stale: 1,
+        quiet: Duration::from_secs(3600),
+        max_wait: Duration::from_secs(3600),
+    };
+    let _builder = keep_built(db.clone(), dir.path().to_path_buf(), cfg);
+    put(&db, 10..400, 1);
+    std::thread::sleep(TICK * 5);
+    assert_eq!(
+        db.state_tables().in_force(),
+        Some((10, 390)),
+        "below half its limit, a due copy waits"
+    );
+    put(&db, 400..520, 1);
+    let start = Instant::now();
+    while db.state_tables().in_force().map(|(len, _)| len) != Some(520) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no copy at half the limit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        db.state_tables().lookup(&key(510)).expect("lookup"),
+        Answer::Found(reduce(&state(510, 1)))
+    );
+}
