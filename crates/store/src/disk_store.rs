@@ -22,7 +22,7 @@ use crate::postings::Selection;
 use crate::presence::{fill_in_background, Presence};
 use crate::segment::{last_segment, segments_from};
 use crate::select::Selected;
-use crate::state_table::Answer;
+use crate::state_table::{index_count, Answer};
 use crate::state_table_build::{keep_built, StateTableConfig};
 use crate::write::Extra;
 use crate::{index_rebuild, keys, private_dir, receipt, select};
@@ -122,6 +122,8 @@ impl DiskStore {
     /// Opens (or creates) the store and checks every head against its log's tail.
     pub fn open(cfg: StoreConfig) -> Result<DiskStore, StoreError> {
         let db = open_db(&cfg)?;
+        // Sized for the index on disk, so it holds it in one filter (see `presence`).
+        let presence = Arc::new(Presence::sized_for(index_count(&db)?));
         let mut store = DiskStore {
             db,
             cfg,
@@ -132,7 +134,7 @@ impl DiskStore {
             forks: AtomicU64::new(0),
             index_source: IndexSource::OnDisk,
             heads_at: Mutex::new(None),
-            presence: Arc::new(Presence::default()),
+            presence,
             _filling: None,
             _table_builder: None,
         };
@@ -149,10 +151,7 @@ impl DiskStore {
             store.index_source = IndexSource::Rebuilt;
             index_rebuild::rebuild(&store.db, &store.presence)?
         } else {
-            let meta = IndexMeta::read(&store.db)?;
-            // Nothing is added before the fill below starts: the filter can be sized for it.
-            store.presence = Arc::new(Presence::sized_for(meta.count));
-            meta
+            IndexMeta::read(&store.db)?
         };
         tracing::info!(
             indicators = meta.count,

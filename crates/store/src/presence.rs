@@ -134,8 +134,9 @@ impl Presence {
     /// size would take several (four at 10M), each asked on every miss.
     pub(crate) fn sized_for(keys: u64) -> Presence {
         Presence {
+            filled: AtomicBool::new(false),
             keys: Chain::with_first(keys.saturating_mul(2).max(FIRST_CAPACITY)),
-            ..Presence::default()
+            blocks: Chain::default(),
         }
     }
 

@@ -327,11 +327,7 @@ fn the_builder_builds_nothing_below_its_minimum() {
 
 #[test]
 fn a_table_half_way_to_its_limit_is_copied_again_without_waiting_for_quiet() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(dir.path(), 1000);
-    put(&db, 0..10, 1);
-    db.insert(keys::INDEX_COUNT.to_vec(), 10u64.to_be_bytes().to_vec())
-        .expect("count written");
+    let (dir, db) = ten_counted();
     // A table in force before the builder starts (its file is an earlier process's to the
     // builder, which removes it; the open handle still reads).
     assert!(build(&db, dir.path(), 100));
