@@ -230,6 +230,31 @@ async fn metrics_follow_what_the_node_did_and_readiness_follows_the_hub() {
     assert!(value(&h, "intelmesh_peer_lag_entries", &[("peer", "AG-A")]) >= 0.0);
     assert!(value(&h, "intelmesh_apply_duration_seconds_count", &[]) >= 1.0);
     assert!(value(&h, "intelmesh_verify_duration_seconds_count", &[]) >= 1.0);
+    // The hub wrote what it received: each phase is a series, and a durable commit takes time.
+    for phase in ["lock_wait", "placing", "index_read", "index_write"] {
+        assert!(
+            value(
+                &h,
+                "intelmesh_store_write_seconds_total",
+                &[("phase", phase)]
+            ) >= 0.0
+        );
+    }
+    assert!(
+        value(
+            &h,
+            "intelmesh_store_write_seconds_total",
+            &[("phase", "commit")]
+        ) > 0.0
+    );
+    // The agency's writes (its own submissions, what it received) are counted too.
+    assert!(
+        value(
+            &a,
+            "intelmesh_store_write_seconds_total",
+            &[("phase", "commit")]
+        ) > 0.0
+    );
     assert_eq!(
         value(
             &h,

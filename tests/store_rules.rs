@@ -300,3 +300,34 @@ fn the_heads_after_each_write_are_the_stored_ones_and_earlier_reads_keep_theirs(
     assert_eq!(store.heads().unwrap()[sg.org()].seq, 9);
     assert_eq!(store.heads().unwrap()[au.org()].seq, 6);
 }
+
+#[test]
+fn a_write_reports_where_its_time_went() {
+    let f = fixture(7, |c| c);
+    let (entries, _) = chain(&f.signer, None, 50, 8);
+    let verified = f.verified(entries);
+    let started = std::time::Instant::now();
+    let report = f.store.apply(verified).expect("apply");
+    let wall = started.elapsed();
+    assert_eq!(report.outcomes, vec![Outcome::Appended; 50]);
+    let t = report.timings;
+    // A durable commit writes and fsyncs the journal; fifty new indicators are encoded.
+    assert!(t.commit > std::time::Duration::ZERO, "{t:?}");
+    assert!(t.index_write > std::time::Duration::ZERO, "{t:?}");
+    let phases: std::time::Duration = t.phases().iter().map(|(_, d)| *d).sum();
+    assert!(
+        phases <= wall,
+        "phases {phases:?} within the call's {wall:?}"
+    );
+    let names: Vec<&str> = t.phases().iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        [
+            "lock_wait",
+            "placing",
+            "index_read",
+            "index_write",
+            "commit"
+        ]
+    );
+}

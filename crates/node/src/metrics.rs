@@ -1,8 +1,8 @@
 //! Prometheus metrics and the orchestrator's probes: `/metrics`, `/livez` and `/readyz` on the
 //! plain-HTTP listener of `[metrics]`.
 //!
-//! Two kinds of figures. Events (API calls, refused entries, verify and apply latencies, TLS
-//! handshakes refused) are counted as they happen in [`Metrics`], which `NodeState` owns. Facts
+//! Two kinds of figures. Events (API calls, refused entries, verify and apply latencies, the
+//! store's write time by phase, TLS handshakes refused) are counted as they happen in [`Metrics`], which `NodeState` owns. Facts
 //! (links, lag, store size, roster version, certificate ends) are read from the node at each
 //! scrape, from the same sources as `status`, so the two never disagree. Labels are bounded:
 //! peers and origins are members (the key list or roster bounds them), methods are the API's
@@ -10,6 +10,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use anyhow::Context;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use intelmesh_store::ApplyTimings;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -87,6 +89,11 @@ struct TaxiiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabel {
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabel {
     listener: &'static str,
 }
@@ -115,6 +122,7 @@ pub struct Metrics {
     refused: Family<ReasonLabel, Counter>,
     verify_seconds: Histogram,
     apply_seconds: Histogram,
+    store_write_seconds: Family<PhaseLabel, Counter<f64, AtomicU64>>,
     handshakes_refused: Family<ListenerLabel, Counter>,
 }
 
@@ -128,6 +136,7 @@ impl Default for Metrics {
             refused: Family::default(),
             verify_seconds: buckets(),
             apply_seconds: buckets(),
+            store_write_seconds: Family::default(),
             handshakes_refused: Family::default(),
         };
         // Every known label set from 0, so `rate()` and alerts see a series from the start
@@ -136,6 +145,13 @@ impl Default for Metrics {
             drop(metrics.refused.get_or_create(&ReasonLabel {
                 reason: why.label(),
             }));
+        }
+        for (phase, _) in ApplyTimings::default().phases() {
+            drop(
+                metrics
+                    .store_write_seconds
+                    .get_or_create(&PhaseLabel { phase }),
+            );
         }
         for listener in ["federation", "api", "taxii", "console"] {
             drop(
@@ -165,6 +181,15 @@ impl Metrics {
 
     pub fn applied_batch(&self, took: Duration) {
         self.apply_seconds.observe(took.as_secs_f64());
+    }
+
+    /// One write to the store (received entries, the node's own, roster changes), by phase.
+    pub fn store_written(&self, timings: &ApplyTimings) {
+        for (phase, took) in timings.phases() {
+            self.store_write_seconds
+                .get_or_create(&PhaseLabel { phase })
+                .inc_by(took.as_secs_f64());
+        }
     }
 
     /// A TLS handshake refused or timed out on `listener` ("federation", "api", "taxii",
@@ -206,6 +231,11 @@ impl Metrics {
             "intelmesh_apply_duration_seconds",
             "Time to apply one verified batch durably (flush included)",
             self.apply_seconds.clone(),
+        );
+        r.register(
+            "intelmesh_store_write_seconds",
+            "Time spent writing to the store, by phase (lock_wait, placing, index_read, index_write, commit); writes run one at a time, so the rate of the sum is the share of time the store was closed to other writers",
+            self.store_write_seconds.clone(),
         );
         r.register(
             "intelmesh_tls_handshakes_refused",

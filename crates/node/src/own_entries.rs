@@ -110,6 +110,7 @@ impl NodeState {
                     me.store.apply_own(verified, once.key, receipt)?
                 }
             };
+            me.metrics.store_written(&report.timings);
             for (seq, outcome) in seqs.iter().zip(report.outcomes) {
                 if outcome != Outcome::Appended {
                     return Err(NodeError::OwnEntry { seq: *seq, outcome });

@@ -408,6 +408,7 @@ impl NodeState {
             .collect::<Result<Vec<_>, _>>()
             .map_err(NodeError::OwnVerify)?;
             let report = me.store.apply(verified)?;
+            me.metrics.store_written(&report.timings);
             match report.outcomes.first() {
                 Some(Outcome::Appended) => Ok(()),
                 other => Err(NodeError::OwnEntry {

@@ -419,6 +419,7 @@ impl NodeState {
             let started = std::time::Instant::now();
             let applied = me.store.apply(good)?;
             me.metrics.applied_batch(started.elapsed());
+            me.metrics.store_written(&applied.timings);
             me.take_checkpoints(checkpoints);
             me.settle_wants(watched, &applied)?;
             report.appended = applied.released.len();

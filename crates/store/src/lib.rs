@@ -32,6 +32,7 @@ mod truncate;
 mod write;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use intelmesh_core::chain::ChainError;
 use intelmesh_core::containment::{BlockBits, PrefixLengths};
@@ -71,6 +72,38 @@ pub enum Outcome {
 pub struct ApplyReport {
     pub outcomes: Vec<Outcome>,
     pub released: Vec<(OrgId, u64)>,
+    /// Where the write's time went.
+    pub timings: ApplyTimings,
+}
+
+/// Where one write's time went, in the order the phases run. Every write to a store runs
+/// them one at a time under its write lock, so their sum is how long the store was closed to
+/// other writers (with `lock_wait`, how long the caller waited for it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyTimings {
+    /// Waiting for the store's write lock (another write was running).
+    pub lock_wait: Duration,
+    /// Chain decisions: heads and log reads, the hold queue, log segments and fork proofs.
+    pub placing: Duration,
+    /// Reading the stored states the batch changes and folding the updates into them.
+    pub index_read: Duration,
+    /// Encoding the new states, their postings and the index's counters into the batch.
+    pub index_write: Duration,
+    /// The engine's atomic, durable commit (journal written and fsynced, memtable inserts).
+    pub commit: Duration,
+}
+
+impl ApplyTimings {
+    /// Each phase with its name, for reporting.
+    pub fn phases(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("lock_wait", self.lock_wait),
+            ("placing", self.placing),
+            ("index_read", self.index_read),
+            ("index_write", self.index_write),
+            ("commit", self.commit),
+        ]
+    }
 }
 
 impl ApplyReport {

@@ -3,7 +3,7 @@
 //! and postings they change, then one durable batch, and only then the counters.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use intelmesh_core::chain::ChainError;
 use intelmesh_core::evidence::CheckedProof;
@@ -14,7 +14,7 @@ use crate::apply::{Finished, Placed, Work};
 use crate::hold::{HoldQueue, Offer};
 use crate::index_write::IndexBatch;
 use crate::receipt::{self, Receipt, PRUNE_PER_WRITE, RECEIPT_TTL_MS};
-use crate::{keys, ApplyReport, DiskStore, Outcome, StoreError};
+use crate::{keys, ApplyReport, ApplyTimings, DiskStore, Outcome, StoreError};
 
 /// What a write carries besides entries.
 #[derive(Default)]
@@ -63,8 +63,13 @@ impl DiskStore {
         batch: Vec<VerifiedEntry>,
         extra: Extra,
     ) -> Result<ApplyReport, StoreError> {
+        let asked = Instant::now();
         let mut held = self.lock();
         let now = Instant::now();
+        let mut timings = ApplyTimings {
+            lock_wait: now - asked,
+            ..ApplyTimings::default()
+        };
         let limits = self.cfg.hold_limits();
         let expired = held.expire(limits.ttl, now);
         if expired > 0 {
@@ -107,17 +112,22 @@ impl DiskStore {
         if let Some((key, r)) = extra.receipt {
             self.add_receipt(&mut batch, &key, &r)?;
         }
+        let mut phase = Instant::now();
+        timings.placing = phase - now;
         let mut index = IndexBatch::new(self.index_meta(), &self.presence);
         for update in states {
             index.merge(&self.db, update)?;
         }
+        timings.index_read = lap(&mut phase);
         let index_meta = index.write(&mut batch);
         let before = self.generation.load(Ordering::Acquire);
         let generation = before + u64::from(log_changed);
         if log_changed {
             batch.insert(keys::GENERATION, generation.to_be_bytes());
         }
+        timings.index_write = lap(&mut phase);
         self.db.apply_batch(batch)?;
+        timings.commit = lap(&mut phase);
         if log_changed {
             self.advance_heads(before, generation, heads);
         }
@@ -125,7 +135,11 @@ impl DiskStore {
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);
         self.set_index_meta(index_meta);
-        Ok(ApplyReport { outcomes, released })
+        Ok(ApplyReport {
+            outcomes,
+            released,
+            timings,
+        })
     }
 
     /// Writes a receipt and prunes a few that are past their time.
@@ -154,6 +168,14 @@ impl DiskStore {
         }
         Ok(())
     }
+}
+
+/// The time since `since`, which moves to now.
+fn lap(since: &mut Instant) -> Duration {
+    let now = Instant::now();
+    let took = now - *since;
+    *since = now;
+    took
 }
 
 /// Holds an entry whose predecessors are missing. A different entry already held at its seq is
