@@ -30,6 +30,14 @@ pub fn cert_facts(der: &[u8]) -> anyhow::Result<CertFacts> {
     })
 }
 
+/// Now, in unix seconds (0 before 1970, saturated far in the future).
+pub(crate) fn unix_now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A time (unix seconds) as `2024-01-31 23:59:59 UTC`, the form errors and status give dates
 /// in.
 pub fn utc_text(unix_secs: i64) -> String {

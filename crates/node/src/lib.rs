@@ -8,6 +8,7 @@ pub mod api;
 pub mod api_calls;
 pub mod audit;
 pub mod cert_facts;
+mod cert_times;
 pub mod cert_watch;
 pub mod checkpoint;
 pub mod client;

@@ -16,6 +16,8 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
+use crate::cert_facts::unix_now_secs;
+
 /// What a CA vouches for. Written into its certificate as a URI SAN
 /// (`spiffe://intelmesh/ca/federation`, `spiffe://intelmesh/ca/service/<ORG>`), so that a CA
 /// file given in the other's place is caught before the node starts (`crate::preflight`):
@@ -100,13 +102,6 @@ impl Default for Validity {
     fn default() -> Validity {
         Validity::days(DEFAULT_LEAF_DAYS)
     }
-}
-
-fn unix_now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Through x509-parser's time type, which converts to the one rcgen takes.
