@@ -6,15 +6,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use intelmesh_node::keys::{load_signing_key, parse_public_key};
+use intelmesh_node::keys::parse_public_key;
 use intelmesh_proto::v1 as pb;
-use intelmesh_proto::v1::admin_client::AdminClient;
-use intelmesh_roster::sign_document;
 use pb::action::Action as A;
 use prost::Message;
-use tonic::transport::Channel;
 
-use crate::conn::{connect, request, rpc_error, ConnectArgs, Target};
+use crate::admin_hub::{print_standing, Hub, ProposeOpts};
+use crate::conn::{request, ConnectArgs};
 use crate::enrol_cmd::{admin_keygen, AdminKeygen};
 use crate::usage;
 
@@ -59,18 +57,6 @@ enum AdminCmd {
         #[arg(long, value_name = "VERSION", default_value_t = 1)]
         since: u64,
     },
-}
-
-// How a proposing command proposes: the reason and the keys to sign with at once. (A plain
-// comment: a doc comment here would become the help text of every command that flattens it.)
-#[derive(Args, Debug)]
-struct ProposeOpts {
-    /// Why (recorded in the roster for the audit trail).
-    #[arg(long, default_value = "")]
-    reason: String,
-    /// Authority key files to sign the proposal with now.
-    #[arg(long = "sign-with", value_name = "KEYFILE")]
-    sign_with: Vec<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -241,125 +227,6 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// A connection to the hub's Admin service.
-struct Hub {
-    target: Target,
-    channel: Channel,
-}
-
-impl Hub {
-    async fn open(conn: &ConnectArgs) -> anyhow::Result<Hub> {
-        let target = conn.target()?;
-        let channel = connect(&target).await?;
-        Ok(Hub { target, channel })
-    }
-
-    fn client(&self) -> AdminClient<Channel> {
-        AdminClient::new(self.channel.clone()).max_decoding_message_size(64 << 20)
-    }
-
-    fn error(&self, what: &str, status: tonic::Status) -> anyhow::Error {
-        rpc_error(&self.target, what, status)
-    }
-
-    async fn roster(&self, version: u64) -> anyhow::Result<pb::RosterDocument> {
-        let signed = self
-            .client()
-            .get_roster(request(&self.target, pb::GetRosterRequest { version }))
-            .await
-            .map_err(|s| self.error("GetRoster", s))?
-            .into_inner();
-        Ok(pb::RosterDocument::decode(signed.document.as_slice())?)
-    }
-
-    /// Proposes `actions`, prints what the version changes, signs with each `--sign-with`.
-    async fn propose(
-        &self,
-        actions: Vec<pb::Action>,
-        opts: &ProposeOpts,
-    ) -> anyhow::Result<pb::Proposal> {
-        let mut proposal = self
-            .client()
-            .propose(request(
-                &self.target,
-                pb::ProposeRequest {
-                    actions,
-                    reason: opts.reason.clone(),
-                },
-            ))
-            .await
-            .map_err(|s| self.error("Propose", s))?
-            .into_inner();
-        self.print_changes(&proposal).await?;
-        for key in &opts.sign_with {
-            proposal = self.sign(&proposal, key).await?;
-        }
-        print_standing(&proposal);
-        Ok(proposal)
-    }
-
-    async fn print_changes(&self, proposal: &pb::Proposal) -> anyhow::Result<()> {
-        let doc = document(proposal)?;
-        let previous = self.roster(doc.version.saturating_sub(1)).await?;
-        out!("proposal {} (roster version {}):", proposal.id, doc.version);
-        for line in intelmesh_roster::diff(&previous, &doc) {
-            out!("  {line}");
-        }
-        Ok(())
-    }
-
-    async fn sign(
-        &self,
-        proposal: &pb::Proposal,
-        key: &std::path::Path,
-    ) -> anyhow::Result<pb::Proposal> {
-        let key =
-            load_signing_key(key).map_err(|e| usage(format!("--key {}: {e:#}", key.display())))?;
-        let signed = proposal
-            .roster
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("the hub sent a proposal without its roster"))?;
-        let signature = sign_document(&signed.document, &key, intelmesh_core::now_unix_ms());
-        Ok(self
-            .client()
-            .sign_proposal(request(
-                &self.target,
-                pb::SignProposalRequest {
-                    id: proposal.id.clone(),
-                    signature: Some(signature),
-                },
-            ))
-            .await
-            .map_err(|s| self.error("SignProposal", s))?
-            .into_inner())
-    }
-}
-
-fn document(proposal: &pb::Proposal) -> anyhow::Result<pb::RosterDocument> {
-    let signed = proposal
-        .roster
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("the hub sent a proposal without its roster"))?;
-    Ok(pb::RosterDocument::decode(signed.document.as_slice())?)
-}
-
-fn print_standing(p: &pb::Proposal) {
-    if p.published {
-        out!("proposal {}: published", p.id);
-    } else if !p.stale.is_empty() {
-        out!("proposal {}: stale: {}", p.id, p.stale);
-    } else {
-        let mut line = format!(
-            "proposal {}: pending, {} of {} current authority signatures",
-            p.id, p.signed_current, p.needed_current
-        );
-        if p.needed_new > 0 {
-            line.push_str(&format!(", {} of {} new", p.signed_new, p.needed_new));
-        }
-        out!("{line}");
     }
 }
 

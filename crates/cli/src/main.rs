@@ -11,6 +11,7 @@ macro_rules! out {
 }
 
 mod admin_cmd;
+mod admin_hub;
 mod admin_settings;
 mod audit_cmd;
 mod bench;
