@@ -26,6 +26,8 @@ mod roster;
 mod scale;
 #[path = "bench_shapes.rs"]
 mod shapes;
+#[path = "bench_store_share.rs"]
+mod store_share;
 #[path = "bench_sys.rs"]
 mod sys;
 #[path = "bench_taxii.rs"]

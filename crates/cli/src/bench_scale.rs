@@ -25,6 +25,7 @@ use super::load::{sign_streaming, sign_whole, Signed, Stream};
 use super::lookup::{self, Found};
 use super::net::{self, add_members, org, provisioned_keys, round2};
 use super::peer::{self, Credentials, PeerLink, Target};
+use super::store_share::WriteClock;
 use super::sys::{cpu_seconds, dir_bytes, mib, settle, ProcMem};
 use crate::fleet::Fleet;
 
@@ -197,6 +198,11 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
         &limits,
     )?;
     let (me, feeder) = (&fed.nodes[&hub], &fed.nodes[&feeder]);
+    // The node's metrics, to read how much of each probe its store's writes took.
+    let metrics = intelmesh_node::provision::free_loopback_addr()?;
+    let mut config = intelmesh_node::config::NodeConfig::load(&me.config_path)?;
+    config.metrics = Some(intelmesh_node::config::MetricsConfig { listen: metrics });
+    crate::enrol_cmd::write_config(&me.config_path, &config)?;
     let n = o.indicators;
     let p = probe_size(n);
     let rounds = PROBE_ROUNDS;
@@ -267,9 +273,11 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     let mut link = node.link(&BTreeMap::new(), Instant::now()).await?;
     let mut sent: BTreeMap<String, u64> = empty.iter().flat_map(|s| s.heads.clone()).collect();
     let mut at_empty = Vec::new();
+    let clock = WriteClock::start(metrics).await?;
     for s in empty {
         at_empty.push(probe(&mut link, s, node.window()).await?);
     }
+    let writes_empty = clock.share().await?;
     say(format!(
         "ingest at empty: {rounds} probes of {p} pre-signed entries ({ORIGINS} fresh origins each): {} entries/s",
         rates_text(&at_empty)
@@ -316,15 +324,20 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     ));
     let mut link = node.link(&sent, Instant::now()).await?;
     let mut at_full = Vec::new();
+    let clock = WriteClock::start(metrics).await?;
     for s in full {
         at_full.push(probe(&mut link, s, node.window()).await?);
     }
+    let writes_full = clock.share().await?;
     drop(link);
     let (empty_rate, full_rate) = (best(&at_empty), best(&at_full));
     let ingest_ratio = full_rate / empty_rate;
     say(format!(
         "ingest at full: {rounds} probes of {p}: {} entries/s; best at full / best at empty = {ingest_ratio:.3}",
         rates_text(&at_full)
+    ));
+    say(format!(
+        "the node's store was writing (one write at a time) {writes_empty} of the probes' time at empty, {writes_full} at full"
     ));
 
     let loaded = ProcMem::of(pid)?;
@@ -433,6 +446,8 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
             "ingest_rate_empty": empty_rate.round(),
             "ingest_rate_large": full_rate.round(),
             "load_rate": load_rate.round(),
+            "store_write_share_empty": writes_empty.json(),
+            "store_write_share_full": writes_full.json(),
             "rss_after_load_mib": mib(loaded.rss_kib),
             "rss_peak_load_mib": mib(loaded.hwm_kib),
             "restart_api_ms": (api_time.as_secs_f64() * 1e3).round(),
