@@ -61,6 +61,7 @@ enum AdminCmd {
 
 #[derive(Subcommand, Debug)]
 enum MembersCmd {
+    /// The roster's members: org, role, status, country, name and number of signing keys.
     List,
     /// Admit a member from its enrolment request (`intelmesh node init`).
     Add {
@@ -71,16 +72,20 @@ enum MembersCmd {
         #[command(flatten)]
         propose: ProposeOpts,
     },
+    /// Suspend a member until it is reinstated: its node's links are refused, its open signing
+    /// keys end at its head at the hub, and nothing new is sealed to it.
     Suspend {
         org: String,
         #[command(flatten)]
         propose: ProposeOpts,
     },
+    /// Reinstate a suspended member: the keys its suspension ended open again.
     Reinstate {
         org: String,
         #[command(flatten)]
         propose: ProposeOpts,
     },
+    /// Remove a member for good: as a suspension, with no reinstatement.
     Remove {
         org: String,
         /// Also withdraw its assertions from every view.
