@@ -2,11 +2,12 @@
 //! plain-HTTP listener of `[metrics]`.
 //!
 //! Two kinds of figures. Events (API calls, refused entries, verify and apply latencies, the
-//! store's write time by phase, TLS handshakes refused) are counted as they happen in [`Metrics`], which `NodeState` owns. Facts
-//! (links, lag, store size, roster version, certificate ends) are read from the node at each
-//! scrape, from the same sources as `status`, so the two never disagree. Labels are bounded:
-//! peers and origins are members (the key list or roster bounds them), methods are the API's
-//! own, reasons a fixed set; never an indicator value or a caller's name.
+//! store's write time by phase, TLS handshakes refused) are counted as they happen in
+//! [`Metrics`], which `NodeState` owns. Facts (links, lag, store size, roster version,
+//! certificate ends) are read from the node at each scrape, from the same sources as `status`,
+//! so the two never disagree. Labels are bounded: peers and origins are members (the key list
+//! or roster bounds them), methods are the API's own, reasons a fixed set; never an indicator
+//! value or a caller's name.
 
 use std::net::SocketAddr;
 use std::path::Path;
