@@ -112,8 +112,8 @@ impl DiskStore {
         if let Some((key, r)) = extra.receipt {
             self.add_receipt(&mut batch, &key, &r)?;
         }
-        let mut phase = Instant::now();
-        timings.placing = phase - now;
+        let mut phase = now;
+        timings.placing = lap(&mut phase);
         let mut index = IndexBatch::new(self.index_meta(), &self.presence);
         for update in states {
             index.merge(&self.db, update)?;
