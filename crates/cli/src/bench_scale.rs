@@ -25,7 +25,7 @@ use super::load::{sign_streaming, sign_whole, Signed, Stream};
 use super::lookup::{self, Found};
 use super::net::{self, add_members, org, provisioned_keys, round2};
 use super::peer::{self, Credentials, PeerLink, Target};
-use super::store_share::WriteClock;
+use super::store_share::{gauge, metrics_text, WriteClock};
 use super::sys::{cpu_seconds, dir_bytes, mib, settle, ProcMem};
 use crate::fleet::Fleet;
 
@@ -352,7 +352,18 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
         entry_bytes as f64 / (1 << 20) as f64
     ));
 
-    // Lookups, with memory sampled while the node serves them.
+    // Lookups, with memory sampled while the node serves them, once the node is idle again:
+    // the probes' writes may have made a copy of the lookup table due, which would otherwise
+    // share the cores with the lookups timed.
+    let idle_before_lookups = settle(pid, Duration::from_secs(300)).await?;
+    let gauges = metrics_text(metrics).await?;
+    let index_len = gauge(&gauges, "intelmesh_indicators").unwrap_or(0.0);
+    let table_len = gauge(&gauges, "intelmesh_lookup_table_indicators").unwrap_or(0.0);
+    let table_share = table_len / index_len.max(1.0);
+    say(format!(
+        "the node went idle {:.1}s after the probes; its lookup table holds {table_len:.0} of the index's {index_len:.0} indicators",
+        idle_before_lookups.as_secs_f64()
+    ));
     let calls = lookup::calls(o.lookups, n)?;
     let mut clients = Vec::with_capacity(o.lookup_clients);
     for _ in 0..o.lookup_clients {
@@ -443,6 +454,8 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
             "ingest_ratio_large_vs_empty": (ingest_ratio * 1000.0).round() / 1000.0,
             "ingest_method": format!("best of {rounds} probes of {p} pre-signed entries at empty (before the load) and at full (after it, once the node is idle, over a new link), same frames and origin count"),
             "idle_after_load_ms": settled.as_millis() as u64,
+            "idle_before_lookups_ms": idle_before_lookups.as_millis() as u64,
+            "lookup_table_share": (table_share * 1000.0).round() / 1000.0,
             "ingest_rate_empty": empty_rate.round(),
             "ingest_rate_large": full_rate.round(),
             "load_rate": load_rate.round(),

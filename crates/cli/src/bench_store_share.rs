@@ -1,6 +1,7 @@
-//! The share of a bench node's time its store spent writing, by phase, read from the node's
-//! `/metrics` (`intelmesh_store_write_seconds_total{phase}`) before and after a stretch of work.
-//! Writes run one at a time, so a share near 1 says the store's writes limited that stretch.
+//! What a bench reads from its node's `/metrics`: the share of the node's time its store spent
+//! writing, by phase (`intelmesh_store_write_seconds_total{phase}` before and after a stretch
+//! of work; writes run one at a time, so a share near 1 says they limited that stretch), and
+//! plain gauges (how much of the index the lookup table holds when lookups are timed).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -99,7 +100,16 @@ fn parse(text: &str) -> BTreeMap<String, f64> {
         .collect()
 }
 
-async fn scrape(addr: SocketAddr) -> anyhow::Result<BTreeMap<String, f64>> {
+/// The value of the unlabelled series `name` in an OpenMetrics text.
+pub(crate) fn gauge(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// The node's whole `/metrics` answer (headers included: no series line starts like one).
+pub(crate) async fn metrics_text(addr: SocketAddr) -> anyhow::Result<String> {
     let mut tcp = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to the node's metrics at {addr}"))?;
@@ -107,7 +117,11 @@ async fn scrape(addr: SocketAddr) -> anyhow::Result<BTreeMap<String, f64>> {
         .await?;
     let mut answer = String::new();
     tcp.read_to_string(&mut answer).await?;
-    let seconds = parse(&answer);
+    Ok(answer)
+}
+
+async fn scrape(addr: SocketAddr) -> anyhow::Result<BTreeMap<String, f64>> {
+    let seconds = parse(&metrics_text(addr).await?);
     anyhow::ensure!(
         !seconds.is_empty(),
         "the node's metrics at {addr} have no store write seconds"
@@ -146,5 +160,22 @@ mod tests {
             intelmesh_store_write_seconds_total{phase=\"placing\"\n\
             intelmesh_store_writes_total{phase=\"commit\"} 1\n";
         assert!(parse(text).is_empty());
+    }
+
+    #[test]
+    fn a_gauge_is_read_by_its_exact_name() {
+        let text = "HTTP/1.0 200 OK\r\n\r\n\
+            # HELP intelmesh_indicators Indicators in the index\n\
+            intelmesh_indicators_total 9\n\
+            intelmesh_indicators 2000000\n\
+            intelmesh_lookup_table_indicators 1750000\n\
+            intelmesh_broken many\n";
+        assert_eq!(gauge(text, "intelmesh_indicators"), Some(2_000_000.0));
+        assert_eq!(
+            gauge(text, "intelmesh_lookup_table_indicators"),
+            Some(1_750_000.0)
+        );
+        assert_eq!(gauge(text, "intelmesh_broken"), None);
+        assert_eq!(gauge(text, "intelmesh_absent"), None);
     }
 }

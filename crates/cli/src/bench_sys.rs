@@ -93,20 +93,29 @@ fn parse_stat_cpu(stat: &str) -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
 }
 
-/// Waits until process `pid` is idle (under a tenth of a core over half a second), at most
-/// `patience`, and returns how long that took: the background work of what came before (an
-/// LSM tree's flushes and compactions after a load) is not charged to what is timed next.
+/// Waits until process `pid` is idle (under a tenth of a core over each of three half seconds
+/// in a row), at most `patience`, and returns how long that took: the background work of what
+/// came before (an LSM tree's flushes and compactions after a load, a copy of the lookup table
+/// due once the writes stop) is not charged to what is timed next. One quiet half second is
+/// not enough: the table's builder starts a due copy 0.5 to 0.7 s after the last write.
 pub(crate) async fn settle(
     pid: u32,
     patience: std::time::Duration,
 ) -> anyhow::Result<std::time::Duration> {
+    const QUIET_WINDOWS: u32 = 3;
     let started = std::time::Instant::now();
     let window = std::time::Duration::from_millis(500);
+    let mut quiet = 0;
     loop {
         let before = process_cpu_seconds(pid)?;
         tokio::time::sleep(window).await;
         let used = process_cpu_seconds(pid)? - before;
-        if used < 0.1 * window.as_secs_f64() || started.elapsed() >= patience {
+        quiet = if used < 0.1 * window.as_secs_f64() {
+            quiet + 1
+        } else {
+            0
+        };
+        if quiet >= QUIET_WINDOWS || started.elapsed() >= patience {
             return Ok(started.elapsed());
         }
     }
