@@ -60,17 +60,21 @@ impl OrgId {
     pub const MAX_LEN: usize = 63;
 
     pub fn parse(raw: &str) -> Result<OrgId, InvalidOrgId> {
-        let ok_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-';
-        let bytes = raw.as_bytes();
-        let well_formed = !raw.is_empty()
-            && raw.len() <= Self::MAX_LEN
-            && raw.chars().all(ok_char)
-            && bytes.first() != Some(&b'-')
-            && bytes.last() != Some(&b'-');
-        if !well_formed {
+        if !Self::is_valid(raw) {
             return Err(InvalidOrgId(raw.chars().take(80).collect()));
         }
         Ok(OrgId(raw.to_string()))
+    }
+
+    /// Whether [`OrgId::parse`] accepts `raw`, without making an id of it.
+    pub fn is_valid(raw: &str) -> bool {
+        let ok_char = |c: char| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '-';
+        let bytes = raw.as_bytes();
+        !raw.is_empty()
+            && raw.len() <= Self::MAX_LEN
+            && raw.chars().all(ok_char)
+            && bytes.first() != Some(&b'-')
+            && bytes.last() != Some(&b'-')
     }
 
     pub fn as_str(&self) -> &str {

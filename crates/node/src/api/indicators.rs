@@ -289,10 +289,13 @@ impl IndicatorsService {
                     now,
                     warninglists: &lists,
                 };
-                chunk
-                    .into_iter()
-                    .map(|v| l.answer(v))
-                    .collect::<Result<Vec<_>, StoreError>>()
+                // Collected into a vector of the chunk's size: a collect through `Result`
+                // grows it from empty, copying the answers so far at each doubling.
+                let mut answers = Vec::with_capacity(chunk.len());
+                for value in chunk {
+                    answers.push(l.answer(value)?);
+                }
+                Ok::<_, StoreError>(answers)
             }));
         }
         let mut results = Vec::with_capacity(chunks.len() * LOOKUP_CHUNK);

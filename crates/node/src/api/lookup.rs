@@ -126,13 +126,14 @@ pub fn matched(
     reader: &OrgId,
     now: i64,
 ) -> Option<pb::LookupMatch> {
-    let v = view::reader_view(state, hidden, reader)?;
+    // Summed up from borrowed records: a lookup copies no state.
+    let v = view::shown_to(state, hidden, reader)?;
     Some(pb::LookupMatch {
         indicator: Some(view::to_ref(candidate)),
         kind: kind as i32,
-        verdict: view::verdict(Some(&v), now) as i32,
-        max_confidence: view::max_confidence(&v, now),
-        origins: view::origins(&v),
+        verdict: v.verdict(now) as i32,
+        max_confidence: v.max_confidence(now),
+        origins: v.origins(),
     })
 }
 

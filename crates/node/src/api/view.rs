@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use intelmesh_core::indicator::normalize;
-use intelmesh_core::{Distribution, Indicator, IndicatorType, OrgId, Tlp};
+use intelmesh_core::{Indicator, IndicatorType, OrgId, Tlp};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::VersionVector;
 use prost::Message;
@@ -40,25 +40,19 @@ pub fn into_ref(i: Indicator) -> pb::IndicatorRef {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/// The distribution of a stored record; `None` if missing or unknown, which withholds it.
-fn distribution(d: Option<&pb::Distribution>) -> Option<Distribution> {
-    let d = d?;
-    Some(Distribution {
-        tlp: Tlp::from_proto(d.tlp)?,
-        recipients: d
-            .recipients
-            .iter()
-            .map(|r| OrgId::parse(r))
-            .collect::<Result<_, _>>()
-            .ok()?,
-    })
-}
-
+/// [`intelmesh_core::Distribution::allows`] on a stored record, read in place (every lookup
+/// match asks it): a record whose distribution is missing or unknown, or whose origin or
+/// recipients are not org ids, is withheld.
 fn readable(d: Option<&pb::Distribution>, origin: &str, reader: &OrgId) -> bool {
-    match (distribution(d), OrgId::parse(origin)) {
-        (Some(dist), Ok(origin)) => dist.allows(&origin, reader),
-        _ => false,
+    let Some((d, tlp)) = d.and_then(|d| Some((d, Tlp::from_proto(d.tlp)?))) else {
+        return false;
+    };
+    if !OrgId::is_valid(origin) || !d.recipients.iter().all(|r| OrgId::is_valid(r)) {
+        return false;
     }
+    !tlp.is_restricted()
+        || reader.as_str() == origin
+        || d.recipients.iter().any(|r| r == reader.as_str())
 }
 
 fn tlp_within(d: Option<&pb::Distribution>, ceiling: Option<Tlp>) -> bool {
@@ -88,27 +82,77 @@ fn visible_within(
     reader: &OrgId,
     ceiling: Option<Tlp>,
 ) -> Option<pb::IndicatorState> {
-    let shown = |d: Option<&pb::Distribution>, origin: &str| {
-        readable(d, origin, reader) && tlp_within(d, ceiling)
+    shown(state, reader, ceiling, &BTreeSet::new()).map(|s| s.to_state(state))
+}
+
+/// The records of a state a reader is shown, borrowed from it: what [`visible`] copies, for
+/// reads that only sum it up (a lookup's match). Never empty.
+pub struct Shown<'a> {
+    assertions: Vec<&'a pb::OriginAssertion>,
+    sightings: Vec<&'a pb::OriginSightings>,
+}
+
+/// The one rule of what a reader is shown of `state`, for [`visible`], [`reader_view`] and
+/// [`shown_to`]: records of the `hidden` origins never, others when their distribution lets
+/// `reader` read them and their TLP is within `ceiling`, and of an origin's assertions only
+/// the latest of those.
+fn shown<'a>(
+    state: &'a pb::IndicatorState,
+    reader: &OrgId,
+    ceiling: Option<Tlp>,
+    hidden: &BTreeSet<String>,
+) -> Option<Shown<'a>> {
+    let shows = |d: Option<&pb::Distribution>, origin: &str| {
+        !hidden.contains(origin) && readable(d, origin, reader) && tlp_within(d, ceiling)
     };
-    let mut assertions: Vec<pb::OriginAssertion> = state
+    let mut assertions: Vec<&pb::OriginAssertion> = state
         .assertions
         .iter()
-        .filter(|a| shown(a.distribution.as_ref(), &a.origin))
-        .cloned()
+        .filter(|a| shows(a.distribution.as_ref(), &a.origin))
         .collect();
     latest_per_origin(&mut assertions);
-    let sightings: Vec<pb::OriginSightings> = state
+    let sightings: Vec<&pb::OriginSightings> = state
         .sightings
         .iter()
-        .filter(|s| shown(s.distribution.as_ref(), &s.origin))
-        .cloned()
+        .filter(|s| shows(s.distribution.as_ref(), &s.origin))
         .collect();
-    (!assertions.is_empty() || !sightings.is_empty()).then(|| pb::IndicatorState {
-        indicator: state.indicator.clone(),
+    (!assertions.is_empty() || !sightings.is_empty()).then_some(Shown {
         assertions,
         sightings,
     })
+}
+
+impl Shown<'_> {
+    /// The shown records as a state of `of`'s indicator.
+    fn to_state(&self, of: &pb::IndicatorState) -> pb::IndicatorState {
+        pb::IndicatorState {
+            indicator: of.indicator.clone(),
+            assertions: self.assertions.iter().map(|a| (*a).clone()).collect(),
+            sightings: self.sightings.iter().map(|s| (*s).clone()).collect(),
+        }
+    }
+
+    /// [`verdict`] of the shown records.
+    pub fn verdict(&self, now: i64) -> pb::Verdict {
+        verdict_of(
+            self.assertions.iter().copied(),
+            !self.sightings.is_empty(),
+            now,
+        )
+    }
+
+    /// [`max_confidence`] of the shown records.
+    pub fn max_confidence(&self, now: i64) -> u32 {
+        max_confidence_of(self.assertions.iter().copied(), now)
+    }
+
+    /// [`origins`] of the shown records.
+    pub fn origins(&self) -> Vec<String> {
+        origins_of(
+            self.assertions.iter().copied(),
+            self.sightings.iter().copied(),
+        )
+    }
 }
 
 /// `state` without the records of `hidden` origins: members a roster removed with their
@@ -141,17 +185,21 @@ pub fn reader_view(
     hidden: &BTreeSet<String>,
     reader: &OrgId,
 ) -> Option<pb::IndicatorState> {
-    // Most reads hide nobody: skip the copy `without_origins` would make.
-    if hidden.is_empty() {
-        visible(state, reader)
-    } else {
-        visible(&without_origins(state, hidden), reader)
-    }
+    shown_to(state, hidden, reader).map(|s| s.to_state(state))
+}
+
+/// [`reader_view`] borrowed, not copied: for a read that only sums it up.
+pub fn shown_to<'a>(
+    state: &'a pb::IndicatorState,
+    hidden: &BTreeSet<String>,
+    reader: &OrgId,
+) -> Option<Shown<'a>> {
+    shown(state, reader, None, hidden)
 }
 
 /// Keeps one assertion per origin, the one it signed last: an origin's later assertion (a
 /// revocation, a new confidence) replaces its earlier ones whatever their distributions.
-fn latest_per_origin(assertions: &mut Vec<pb::OriginAssertion>) {
+fn latest_per_origin(assertions: &mut Vec<&pb::OriginAssertion>) {
     // Stable: slots of one origin become adjacent, in index order otherwise.
     assertions.sort_by(|a, b| a.origin.cmp(&b.origin));
     assertions.dedup_by(|next, kept| {
@@ -172,23 +220,44 @@ fn in_force(a: &pb::OriginAssertion, now: i64) -> bool {
 
 /// The verdict on a visible state (see [`visible`]) at `now`.
 pub fn verdict(state: Option<&pb::IndicatorState>, now: i64) -> pb::Verdict {
-    let Some(s) = state.filter(|s| !s.assertions.is_empty() || !s.sightings.is_empty()) else {
-        return pb::Verdict::Unknown;
-    };
-    if s.assertions.iter().any(|a| in_force(a, now)) {
-        pb::Verdict::Malicious
-    } else if !s.assertions.is_empty() && s.assertions.iter().all(|a| a.revoked) {
-        pb::Verdict::Revoked
-    } else {
-        pb::Verdict::Seen
+    match state {
+        None => pb::Verdict::Unknown,
+        Some(s) => verdict_of(s.assertions.iter(), !s.sightings.is_empty(), now),
+    }
+}
+
+/// An assertion in force makes a value malicious; assertions all revoked, revoked; any other
+/// record, seen; none at all, unknown.
+fn verdict_of<'a>(
+    assertions: impl Iterator<Item = &'a pb::OriginAssertion>,
+    any_sightings: bool,
+    now: i64,
+) -> pb::Verdict {
+    let (mut any, mut all_revoked) = (false, true);
+    for a in assertions {
+        if in_force(a, now) {
+            return pb::Verdict::Malicious;
+        }
+        any = true;
+        all_revoked &= a.revoked;
+    }
+    match (any, any_sightings) {
+        (false, false) => pb::Verdict::Unknown,
+        (true, _) if all_revoked => pb::Verdict::Revoked,
+        _ => pb::Verdict::Seen,
     }
 }
 
 /// The highest confidence among the assertions in force: what a blocking decision rests on.
 pub fn max_confidence(state: &pb::IndicatorState, now: i64) -> u32 {
-    state
-        .assertions
-        .iter()
+    max_confidence_of(state.assertions.iter(), now)
+}
+
+fn max_confidence_of<'a>(
+    assertions: impl Iterator<Item = &'a pb::OriginAssertion>,
+    now: i64,
+) -> u32 {
+    assertions
         .filter(|a| in_force(a, now))
         .map(|a| a.confidence)
         .max()
@@ -197,13 +266,20 @@ pub fn max_confidence(state: &pb::IndicatorState, now: i64) -> u32 {
 
 /// Every origin with an assertion or sightings in `state`, sorted.
 pub fn origins(state: &pb::IndicatorState) -> Vec<String> {
-    let set: BTreeSet<&str> = state
-        .assertions
-        .iter()
+    origins_of(state.assertions.iter(), state.sightings.iter())
+}
+
+fn origins_of<'a>(
+    assertions: impl Iterator<Item = &'a pb::OriginAssertion>,
+    sightings: impl Iterator<Item = &'a pb::OriginSightings>,
+) -> Vec<String> {
+    let mut names: Vec<&str> = assertions
         .map(|a| a.origin.as_str())
-        .chain(state.sightings.iter().map(|s| s.origin.as_str()))
+        .chain(sightings.map(|s| s.origin.as_str()))
         .collect();
-    set.into_iter().map(str::to_string).collect()
+    names.sort_unstable();
+    names.dedup();
+    names.into_iter().map(str::to_string).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

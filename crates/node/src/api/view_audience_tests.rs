@@ -38,8 +38,17 @@ fn mixed_from_one_origin() -> pb::IndicatorState {
 /// `state` without the records `reader` may not read: what it would hold had they never been
 /// published.
 fn without_unreadable(state: &pb::IndicatorState, reader: &OrgId) -> pb::IndicatorState {
+    // The core's rule, on the records parsed: the oracle the view's in-place reading must match.
     let ok = |d: &Option<pb::Distribution>, origin: &str| {
-        distribution(d.as_ref()).is_some_and(|d| d.allows(&OrgId::parse(origin).unwrap(), reader))
+        let Some(d) = d else { return false };
+        let recipients = d.recipients.iter().map(|r| OrgId::parse(r).unwrap());
+        Tlp::from_proto(d.tlp).is_some_and(|tlp| {
+            intelmesh_core::Distribution {
+                tlp,
+                recipients: recipients.collect(),
+            }
+            .allows(&OrgId::parse(origin).unwrap(), reader)
+        })
     };
     let mut s = state.clone();
     s.assertions.retain(|a| ok(&a.distribution, &a.origin));

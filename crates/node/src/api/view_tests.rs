@@ -107,6 +107,34 @@ fn restricted_records_are_visible_only_to_origin_and_recipients() {
     let mut broken = red_only.clone();
     broken.assertions[0].distribution = None;
     assert_eq!(visible(&broken, &org("AU-AFP")), None);
+    // So is one naming an unknown TLP, a recipient or an origin that is not an org id, even
+    // for the origin itself or a GREEN record.
+    let green = state(
+        Ty::Domain,
+        "evil.example",
+        vec![assertion("AU-AFP", pb::Tlp::Green, &[])],
+        vec![],
+    );
+    assert!(visible(&green, &org("DE-BKA")).is_some());
+    let mut unknown_tlp = green.clone();
+    if let Some(d) = unknown_tlp.assertions[0].distribution.as_mut() {
+        d.tlp = 99;
+    }
+    let mut bad_recipient = red_only.clone();
+    if let Some(d) = bad_recipient.assertions[0].distribution.as_mut() {
+        d.recipients.push("br_pf".into());
+    }
+    let mut bad_origin = green.clone();
+    bad_origin.assertions[0].origin = "au-afp".into();
+    for (what, s) in [
+        ("unknown TLP", &unknown_tlp),
+        ("bad recipient", &bad_recipient),
+        ("bad origin", &bad_origin),
+    ] {
+        for reader in ["AU-AFP", "BR-PF", "DE-BKA"] {
+            assert_eq!(visible(s, &org(reader)), None, "{what} shown to {reader}");
+        }
+    }
 }
 
 #[test]
