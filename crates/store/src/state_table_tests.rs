@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::background::Background;
 use crate::kv::Batch;
 use crate::state_table_build::{keep_built, StateTableConfig, TICK};
 
@@ -337,6 +338,7 @@ fn a_table_half_way_to_its_limit_is_copied_again_without_waiting_for_quiet() {
         min_stale: 1,
         quiet: Duration::from_secs(3600),
         max_wait: Duration::from_secs(3600),
+        idle_refresh: Duration::from_secs(3600),
     };
     let _builder = keep_built(db.clone(), dir.path().to_path_buf(), cfg);
     put(&db, 10..400, 1);
@@ -358,5 +360,58 @@ fn a_table_half_way_to_its_limit_is_copied_again_without_waiting_for_quiet() {
     assert_eq!(
         db.state_tables().lookup(&key(510)).expect("lookup"),
         Answer::Found(reduce(&state(510, 1)))
+    );
+}
+
+/// A table of 640 keys with 10 written since its copy: far below the eighth that makes a copy
+/// due, but at the sixty-fourth an idle store copies for.
+fn ten_of_640_written_since(idle_refresh: Duration) -> (tempfile::TempDir, Kv, Background) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1000);
+    put(&db, 0..640, 1);
+    db.insert(keys::INDEX_COUNT.to_vec(), 640u64.to_be_bytes().to_vec())
+        .expect("count written");
+    assert!(build(&db, dir.path(), 100));
+    put(&db, 0..10, 2);
+    assert_eq!(db.state_tables().in_force(), Some((640, 10)));
+    let cfg = StateTableConfig {
+        min_indicators: 10,
+        min_stale: 1,
+        quiet: Duration::ZERO,
+        max_wait: Duration::from_secs(3600),
+        idle_refresh,
+    };
+    let builder = keep_built(db.clone(), dir.path().to_path_buf(), cfg);
+    (dir, db, builder)
+}
+
+#[test]
+fn an_idle_store_copies_a_table_a_sixty_fourth_stale() {
+    let (_dir, db, _builder) = ten_of_640_written_since(TICK * 2);
+    let start = Instant::now();
+    while db.state_tables().in_force() != Some((640, 0)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no copy once idle: {:?}",
+            db.state_tables().in_force()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        db.state_tables().lookup(&key(3)).expect("lookup"),
+        Answer::Found(reduce(&state(3, 2))),
+        "the copy holds the states written since the last"
+    );
+}
+
+#[test]
+fn below_an_eighth_a_store_that_is_not_idle_long_enough_keeps_its_table() {
+    let (_dir, db, builder) = ten_of_640_written_since(Duration::from_secs(3600));
+    std::thread::sleep(TICK * 5);
+    drop(builder);
+    assert_eq!(db.state_tables().in_force(), Some((640, 10)));
+    assert_eq!(
+        db.state_tables().lookup(&key(3)).expect("lookup"),
+        Answer::AskLsm
     );
 }
