@@ -233,8 +233,24 @@ impl Distribution {
 
     /// Whether `reader` may see the payload of an entry that `origin` published.
     pub fn allows(&self, origin: &OrgId, reader: &OrgId) -> bool {
-        !self.tlp.is_restricted() || reader == origin || self.recipients.contains(reader)
+        allows_names(
+            self.tlp,
+            self.recipients.iter().map(OrgId::as_str),
+            origin.as_str(),
+            reader,
+        )
     }
+}
+
+/// [`Distribution::allows`] on names as stored, already checked to be org ids, for reads that
+/// make no [`Distribution`] of every record they look at: the one rule of who reads what.
+pub fn allows_names<'a>(
+    tlp: Tlp,
+    mut recipients: impl Iterator<Item = &'a str>,
+    origin: &str,
+    reader: &OrgId,
+) -> bool {
+    !tlp.is_restricted() || reader.as_str() == origin || recipients.any(|r| r == reader.as_str())
 }
 
 /// A header decoded from its signed bytes and checked for well-formedness.

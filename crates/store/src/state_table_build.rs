@@ -73,10 +73,10 @@ fn run_builder(db: &Kv, dir: &Path, cfg: &StateTableConfig, stop: &AtomicBool) {
         if writes != seen_writes {
             (seen_writes, last_write) = (writes, Instant::now());
         }
+        let idle = last_write.elapsed() >= cfg.idle_refresh;
         // A table half way to its limit of marks is copied without waiting for quiet: under a
         // long load it was otherwise dropped first (two million keys in 140 s at 14k entries/s,
         // against a wait of up to `max_wait`) and lookups read the LSM until the copy ended.
-        let idle = last_write.elapsed() >= cfg.idle_refresh;
         let (due, urgent) = match tables.in_force() {
             Some((len, marks)) => (
                 marks >= cfg.min_stale.max(len / 8)

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use intelmesh_core::entry::allows_names;
 use intelmesh_core::indicator::normalize;
 use intelmesh_core::{Indicator, IndicatorType, OrgId, Tlp};
 use intelmesh_proto::v1 as pb;
@@ -40,19 +41,16 @@ pub fn into_ref(i: Indicator) -> pb::IndicatorRef {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-/// [`intelmesh_core::Distribution::allows`] on a stored record, read in place (every lookup
-/// match asks it): a record whose distribution is missing or unknown, or whose origin or
-/// recipients are not org ids, is withheld.
+/// [`allows_names`] on a stored record, read in place (every lookup match asks it): a record
+/// whose distribution is missing or unknown, or whose origin or recipients are not org ids, is
+/// withheld.
 fn readable(d: Option<&pb::Distribution>, origin: &str, reader: &OrgId) -> bool {
     let Some((d, tlp)) = d.and_then(|d| Some((d, Tlp::from_proto(d.tlp)?))) else {
         return false;
     };
-    if !OrgId::is_valid(origin) || !d.recipients.iter().all(|r| OrgId::is_valid(r)) {
-        return false;
-    }
-    !tlp.is_restricted()
-        || reader.as_str() == origin
-        || d.recipients.iter().any(|r| r == reader.as_str())
+    OrgId::is_valid(origin)
+        && d.recipients.iter().all(|r| OrgId::is_valid(r))
+        && allows_names(tlp, d.recipients.iter().map(String::as_str), origin, reader)
 }
 
 fn tlp_within(d: Option<&pb::Distribution>, ceiling: Option<Tlp>) -> bool {
