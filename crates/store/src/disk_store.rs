@@ -22,7 +22,7 @@ use crate::postings::Selection;
 use crate::presence::{fill_in_background, Presence};
 use crate::segment::{last_segment, segments_from};
 use crate::select::Selected;
-use crate::state_table::{index_count, Answer};
+use crate::state_table::Answer;
 use crate::state_table_build::{keep_built, StateTableConfig};
 use crate::write::Extra;
 use crate::{index_rebuild, keys, private_dir, receipt, select};
@@ -122,8 +122,7 @@ impl DiskStore {
     /// Opens (or creates) the store and checks every head against its log's tail.
     pub fn open(cfg: StoreConfig) -> Result<DiskStore, StoreError> {
         let db = open_db(&cfg)?;
-        // Sized for the index on disk, so it holds it in one filter (see `presence`).
-        let presence = Arc::new(Presence::sized_for(index_count(&db)?));
+        let presence = Arc::clone(db.presence());
         let mut store = DiskStore {
             db,
             cfg,

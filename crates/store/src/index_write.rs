@@ -65,8 +65,6 @@ impl IndexMeta {
 struct Touched {
     postings_before: BTreeSet<Vec<u8>>,
     state: pb::IndicatorState,
-    /// Not in the index before this batch.
-    new: bool,
 }
 
 /// The index changes of one write, gathered before they are put in its batch.
@@ -109,7 +107,6 @@ impl<'a> IndexBatch<'a> {
                     Touched {
                         postings_before: postings_of(&key, &state),
                         state,
-                        new: false,
                     }
                 }
                 None => {
@@ -118,7 +115,6 @@ impl<'a> IndexBatch<'a> {
                     Touched {
                         postings_before: BTreeSet::new(),
                         state: pb::IndicatorState::default(),
-                        new: true,
                     }
                 }
             };
@@ -130,18 +126,14 @@ impl<'a> IndexBatch<'a> {
         Ok(())
     }
 
-    /// Puts the new states, the changed postings and the counters in `batch`, and adds the
-    /// new indicators to the presence filter (before the batch is applied, so no reader finds
-    /// a state the filter says is absent); returns the counters as they will be once `batch`
-    /// is applied.
+    /// Puts the new states, the changed postings and the counters in `batch` (which adds the
+    /// new indicators to the presence filter as it is applied); returns the counters as they
+    /// will be once `batch` is applied.
     pub(crate) fn write(mut self, batch: &mut crate::kv::Batch) -> IndexMeta {
         if self.touched.is_empty() {
             return self.meta;
         }
         for (key, t) in self.touched {
-            if t.new {
-                self.presence.add(&key);
-            }
             let after = postings_of(&key, &t.state);
             for gone in t.postings_before.difference(&after) {
                 batch.remove(gone.as_slice());

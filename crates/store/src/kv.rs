@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
-use crate::state_table::{self, StateTables};
+use crate::presence::Presence;
+use crate::state_table::{self, index_count, StateTables};
 use crate::{keys, StoreError};
 
 /// A key or value as read: cheap to clone, derefs to bytes.
@@ -52,6 +53,9 @@ pub(crate) struct Kv {
     space: Keyspace,
     /// Told of every index key before a batch writing it is committed (see `state_table`).
     tables: Arc<StateTables>,
+    /// Told of every index key a batch writes before it is committed, under the state
+    /// table's gate (see `presence`).
+    presence: Arc<Presence>,
 }
 
 impl Kv {
@@ -69,11 +73,20 @@ impl Kv {
                 KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
             })
             .map_err(|e| open_error(path, e))?;
-        Ok(Kv {
+        let mut kv = Kv {
             db,
             space,
             tables: Arc::new(StateTables::new(state_table::MAX_MARKS)),
-        })
+            presence: Arc::default(),
+        };
+        // Sized for the index on disk, so it holds it in one filter (see `presence`).
+        kv.presence = Arc::new(Presence::sized_for(index_count(&kv)?));
+        Ok(kv)
+    }
+
+    /// The filter of the index keys this store may hold.
+    pub(crate) fn presence(&self) -> &Arc<Presence> {
+        &self.presence
     }
 
     /// The state table of this store, which every batch marks.
@@ -131,9 +144,16 @@ impl Kv {
             return Ok(());
         }
         // Marked before the commit, and with no build starting in between: the state table
-        // never answers for a key once its new state can be read.
+        // never answers for a key once its new state can be read. Added to the presence filter
+        // likewise, so no reader is told a key is absent once it can be read, and a filter
+        // regrown from a build's scan gets every key that scan may not see.
         let _gate = self.tables.batch_gate();
         self.tables.mark(batch.index_keys());
+        for (key, value) in batch.index_entries() {
+            if value.is_some() {
+                self.presence.add(key);
+            }
+        }
         let mut write = self.db.batch().durability(Some(PersistMode::SyncAll));
         for (key, value) in batch.0 {
             match value {
@@ -223,8 +243,13 @@ impl Batch {
 
     /// The index keys the batch writes or removes.
     fn index_keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.index_entries().map(|(k, _)| k)
+    }
+
+    /// The index keys the batch writes (with their value) or removes (`None`).
+    fn index_entries(&self) -> impl Iterator<Item = (&[u8], &Option<Vec<u8>>)> {
         self.0
             .range(vec![keys::INDEX]..vec![keys::INDEX + 1])
-            .map(|(k, _)| k.as_slice())
+            .map(|(k, v)| (k.as_slice(), v))
     }
 }

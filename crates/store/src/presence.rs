@@ -17,13 +17,21 @@
 //! indicator gone from the index (a truncation) costs a disk read that finds nothing, never a
 //! wrong answer.
 //!
+//! A chain grown from empty past three filters (three cache lines a miss, four at 10M) is
+//! regrown: the state table's builder, which scans the index anyway, fills one filter with
+//! room for four times the index ([`Presence::start_regrowth`]) and puts it in place of the
+//! chain ([`Presence::finish_regrowth`]); readers then ask it and what the chain gains after it.
+//! The old filters stay allocated (a reader may be in one; about 1.5 bytes per key they held).
+//!
 //! The invariant, on which every "not held" answer rests: once [`Presence::filled`] is set,
-//! every key of the index has been added. Writers add the keys they create *before* their
-//! batch is applied (`index_write`), and at open a background pass adds every key already on
-//! disk (`fill_in_background`); until that pass ends, every key may be held.
+//! every key of the index has been added. Every batch adds the index keys it writes *before*
+//! it is committed, under the state table's gate (`Kv::apply_batch`), and at open a background
+//! pass adds every key already on disk (`fill_in_background`); until that pass ends, every key
+//! may be held. A regrowth starts under that gate held exclusively, so each batch's keys are
+//! either on disk before its scan begins or added to it (see [`Presence::add`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use intelmesh_core::containment::BlockBits;
 use intelmesh_core::IndicatorType;
@@ -32,8 +40,13 @@ use crate::background::Background;
 use crate::kv::Kv;
 use crate::{keys, StoreError};
 
-/// Capacity of the first filter of the chain, in keys.
-const FIRST_CAPACITY: u64 = 1 << 20;
+/// Capacity of the first filter of the chain, in keys (smaller in unit tests, so that their
+/// chains grow and are regrown).
+const FIRST_CAPACITY: u64 = if cfg!(test) { 1 << 12 } else { 1 << 20 };
+/// Filters asked per miss from which a chain is regrown.
+const REGROW_AT: usize = 3;
+/// A regrown filter has room for this many times the keys of the index.
+const REGROWN_ROOM: u64 = 4;
 /// Bits per key at capacity: about 1% false positives per filter with [`BITS_SET`] bits.
 const BITS_PER_KEY: u64 = 12;
 /// Bits set per key, within its block; each picked by 9 bits of the hash (63 of 64).
@@ -115,6 +128,13 @@ impl Filter {
     fn full(&self) -> bool {
         self.added.load(Ordering::Relaxed) >= self.capacity
     }
+
+    /// Adds `h` unless it may be held already (a scan and a writer may both add a key).
+    fn add_once(&self, h: Hash) {
+        if !self.may_hold(h) {
+            self.add(h);
+        }
+    }
 }
 
 /// The index keys a store may hold, and the CIDR blocks among them (see the module
@@ -126,6 +146,19 @@ pub(crate) struct Presence {
     /// The blocks of the CIDR keys by their bits ([`BlockBits`]), so a containment lookup
     /// passes over a block nobody listed without formatting its key.
     blocks: Chain,
+    /// The filter of keys being regrown, if any: every key added goes to it too.
+    regrowth: RwLock<Option<Arc<Filter>>>,
+}
+
+/// A filter of keys being filled to take the place of the chain of keys (see
+/// [`Presence::start_regrowth`]).
+pub(crate) struct Regrowth(Arc<Filter>);
+
+impl Regrowth {
+    /// Adds a key of the index, as read by the scan filling it.
+    pub(crate) fn add(&self, key: &[u8]) {
+        self.0.add_once(hash(key));
+    }
 }
 
 impl Presence {
@@ -137,6 +170,7 @@ impl Presence {
             filled: AtomicBool::new(false),
             keys: Chain::with_first(keys.saturating_mul(2).max(FIRST_CAPACITY)),
             blocks: Chain::default(),
+            regrowth: RwLock::default(),
         }
     }
 
@@ -152,8 +186,16 @@ impl Presence {
 
     /// Records that the index holds `key` (from before the write that creates it is applied),
     /// and its block if it is a CIDR block's key.
+    ///
+    /// The filter being regrown is told first: [`Presence::finish_regrowth`] puts it in the
+    /// chain before it stops taking keys here, so a key either reaches it here or, once it is
+    /// no longer here, reaches it (or a filter after it) as the chain's last.
     pub(crate) fn add(&self, key: &[u8]) {
-        self.keys.add(hash(key));
+        let h = hash(key);
+        if let Some(regrowing) = self.regrowing().as_ref() {
+            regrowing.add_once(h);
+        }
+        self.keys.add(h);
         // The type byte first: every key of an ingest and of the open's pass comes here, and
         // only a CIDR key's value is worth reading.
         if keys::type_of_index(key) != Some(IndicatorType::Cidr) {
@@ -174,15 +216,67 @@ impl Presence {
     pub(crate) fn bytes(&self) -> usize {
         self.keys.bytes() + self.blocks.bytes()
     }
+
+    fn regrowing(&self) -> std::sync::RwLockReadGuard<'_, Option<Arc<Filter>>> {
+        self.regrowth.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_regrowing(&self, filter: Option<Arc<Filter>>) {
+        *self.regrowth.write().unwrap_or_else(|p| p.into_inner()) = filter;
+    }
+
+    /// Whether a miss asks [`REGROW_AT`] or more filters of keys, which one regrown filter
+    /// would answer.
+    pub(crate) fn regrowth_due(&self) -> bool {
+        self.keys.filters().count() >= REGROW_AT
+    }
+
+    /// Starts a filter with room for [`REGROWN_ROOM`] times `index_keys` (or the keys the
+    /// chain was given, if more) that every key added from now on goes to. Precondition: no
+    /// batch is between adding its keys and its commit (the caller holds the state table's
+    /// gate), and the caller then adds every key of the index to it, by scans opened after this.
+    pub(crate) fn start_regrowth(&self, index_keys: u64) -> Regrowth {
+        let keys = index_keys.max(self.keys.added());
+        let filter = Arc::new(Filter::new(
+            keys.saturating_mul(REGROWN_ROOM).max(FIRST_CAPACITY),
+        ));
+        self.set_regrowing(Some(Arc::clone(&filter)));
+        Regrowth(filter)
+    }
+
+    /// Puts a regrowth its scan filled in place of the chain of keys.
+    pub(crate) fn finish_regrowth(&self, regrowth: Regrowth) {
+        let capacity = regrowth.0.capacity;
+        let put = self.keys.put_in_place(regrowth.0);
+        // Only now: until the filter is in the chain, a key added must reach it here.
+        self.set_regrowing(None);
+        if put {
+            tracing::info!(
+                capacity,
+                bytes = self.bytes(),
+                "index presence filter regrown: one filter asked per miss"
+            );
+        } else {
+            tracing::warn!("index presence filter not regrown: its chain has no slot left");
+        }
+    }
+
+    /// Drops a regrowth its scan did not fill (the build was stopped or given up).
+    pub(crate) fn abandon_regrowth(&self) {
+        self.set_regrowing(None);
+    }
 }
 
 /// A growing chain of filters.
 ///
 /// Reads take no lock: filters are only ever appended, each in the next slot and set once, so
-/// the filters are the slots up to the first unset one (a lock word written by every read
-/// bounced between the cores and cost more than the filter itself).
+/// the filters are the slots from `first` up to the first unset one (a lock word written by
+/// every read bounced between the cores and cost more than the filter itself).
 struct Chain {
-    slots: [OnceLock<Filter>; MAX_FILTERS],
+    slots: [OnceLock<Arc<Filter>>; MAX_FILTERS],
+    /// The first slot asked: a regrown filter holds every key of the slots before it. A reader
+    /// that read an earlier `first` asks more filters than it needs, never fewer.
+    first: AtomicUsize,
     /// Held while a filter is appended.
     growing: Mutex<()>,
 }
@@ -198,9 +292,10 @@ impl Chain {
     fn with_first(capacity: u64) -> Chain {
         let c = Chain {
             slots: std::array::from_fn(|_| OnceLock::new()),
+            first: AtomicUsize::new(0),
             growing: Mutex::new(()),
         };
-        let _ = c.slots[0].set(Filter::new(capacity));
+        let _ = c.slots[0].set(Arc::new(Filter::new(capacity)));
         c
     }
 
@@ -217,7 +312,7 @@ impl Chain {
             return;
         }
         let _growing = self.growing.lock().unwrap_or_else(|p| p.into_inner());
-        let len = self.filters().count();
+        let len = self.slots_set();
         match self.filters().last() {
             Some(last) if !last.full() => last.add(h),
             // Past the last slot (2^44 keys) the last filter takes more than its capacity.
@@ -226,19 +321,51 @@ impl Chain {
                 let capacity = last.map_or(FIRST_CAPACITY, |f| f.capacity * 2);
                 let next = Filter::new(capacity);
                 next.add(h);
-                let _ = self.slots[len].set(next);
+                let _ = self.slots[len].set(Arc::new(next));
             }
         }
     }
 
+    /// Appends `filter`, which holds every key of the chain, and asks it first from now on;
+    /// false if no slot is left.
+    fn put_in_place(&self, filter: Arc<Filter>) -> bool {
+        let _growing = self.growing.lock().unwrap_or_else(|p| p.into_inner());
+        let len = self.slots_set();
+        if len == MAX_FILTERS {
+            return false;
+        }
+        let _ = self.slots[len].set(filter);
+        self.first.store(len, Ordering::Release);
+        true
+    }
+
+    /// Memory held, the filters no longer asked included.
     fn bytes(&self) -> usize {
-        self.filters()
+        self.slots
+            .iter()
+            .map_while(OnceLock::get)
             .map(|f| std::mem::size_of_val(&*f.blocks))
             .sum()
     }
 
+    /// Keys added to the filters asked.
+    fn added(&self) -> u64 {
+        self.filters()
+            .map(|f| f.added.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn slots_set(&self) -> usize {
+        self.slots.iter().take_while(|s| s.get().is_some()).count()
+    }
+
+    /// The filters asked.
     fn filters(&self) -> impl Iterator<Item = &Filter> {
-        self.slots.iter().map_while(OnceLock::get)
+        let first = self.first.load(Ordering::Acquire);
+        self.slots[first..]
+            .iter()
+            .map_while(OnceLock::get)
+            .map(|f| &**f)
     }
 }
 
@@ -292,8 +419,14 @@ impl Presence {
         p
     }
 
-    fn filter_count(&self) -> usize {
+    /// The filters of keys a miss asks.
+    pub(crate) fn filter_count(&self) -> usize {
         self.keys.filters().count()
+    }
+
+    /// Marks an empty store's presence filled (there is nothing on disk to add).
+    pub(crate) fn mark_filled(&self) {
+        self.filled.store(true, Ordering::Release);
     }
 }
 
@@ -381,6 +514,41 @@ mod tests {
         writer.join().expect("writer");
         assert_eq!(p.filter_count(), 2, "the chain grew while being read");
         assert!(checked > 0);
+    }
+
+    #[test]
+    fn a_regrown_filter_holds_the_scanned_keys_and_those_added_meanwhile() {
+        let p = Presence::filled_empty();
+        let on_disk = FIRST_CAPACITY * 4;
+        for i in 0..on_disk {
+            p.add(&key(i));
+        }
+        assert_eq!(p.filter_count(), 3);
+        assert!(p.regrowth_due());
+        // Abandoned: nothing changes.
+        let _ = p.start_regrowth(on_disk);
+        p.abandon_regrowth();
+        assert_eq!(p.filter_count(), 3);
+        let regrowth = p.start_regrowth(on_disk);
+        // Added while the scan runs, and (as a writer after the scan read them) twice.
+        for i in on_disk..on_disk + 500 {
+            p.add(&key(i));
+        }
+        for i in 0..on_disk + 100 {
+            regrowth.add(&key(i));
+        }
+        p.finish_regrowth(regrowth);
+        assert_eq!(p.filter_count(), 1);
+        assert!(!p.regrowth_due());
+        for i in on_disk + 500..on_disk + 600 {
+            p.add(&key(i));
+        }
+        let missed: Vec<u64> = (0..on_disk + 600)
+            .filter(|&i| !p.may_hold(&key(i)))
+            .collect();
+        assert!(missed.is_empty(), "added, not held: {missed:?}");
+        let capacities: Vec<u64> = p.keys.filters().map(|f| f.capacity).collect();
+        assert_eq!(capacities, vec![on_disk * REGROWN_ROOM]);
     }
 
     #[test]

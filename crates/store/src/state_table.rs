@@ -33,6 +33,7 @@ use prost::Message;
 
 use crate::index::decode_state;
 use crate::kv::Kv;
+use crate::presence::Regrowth;
 use crate::{keys, StoreError};
 
 /// Most keys written since a table's copy (or a build's scan) began before it is dropped (or
@@ -242,19 +243,32 @@ impl StateTables {
             radix: Vec::new(),
             shift: 0,
         };
-        {
+        let expected = index_count(db)?;
+        let presence = db.presence();
+        let regrowth = {
             // No batch is between its marking and its commit now: every batch committed
-            // before is seen by the scan's reads (all made later), every one after is marked.
+            // before is seen by the scan's reads (all made later), every one after is marked
+            // (and adds its keys to the presence filter being regrown).
             let _no_batch = self.gate.write().unwrap_or_else(|p| p.into_inner());
             self.write().next = Some(Marks::default());
-        }
-        let oversize = match self.copy(db, &mut table, stop) {
+            presence
+                .regrowth_due()
+                .then(|| presence.start_regrowth(expected))
+        };
+        let copied = self.copy(db, &mut table, expected, regrowth.as_ref(), stop);
+        let oversize = match copied {
             Ok(Some(oversize)) => oversize,
             other => {
                 self.write().next = None;
+                presence.abandon_regrowth();
                 return other.map(|_| false);
             }
         };
+        // The scan saw every key: the regrown filter holds the index whether or not the
+        // table is put in force.
+        if let Some(regrowth) = regrowth {
+            presence.finish_regrowth(regrowth);
+        }
         table.index();
         let mut cur = self.write();
         let Some(mut marks) = cur.next.take() else {
@@ -266,8 +280,9 @@ impl StateTables {
         Ok(true)
     }
 
-    /// Writes every (key, reduced state) of the index to `table`'s file and slots; returns the
-    /// hashes of the keys whose records were too long to be slotted, `None` if told to stop.
+    /// Writes every (key, reduced state) of the index (about `expected` keys) to `table`'s file
+    /// and slots, and each key to `regrowth`; returns the hashes of the keys whose records were
+    /// too long to be slotted, `None` if told to stop.
     ///
     /// The index is read in chunks, each by a scan of its own: a scan holds the engine's view
     /// of the moment it opened, and one held through a copy of 10M states under a bulk load
@@ -276,6 +291,8 @@ impl StateTables {
         &self,
         db: &Kv,
         table: &mut Table,
+        expected: u64,
+        regrowth: Option<&Regrowth>,
         stop: &AtomicBool,
     ) -> Result<Option<Vec<u64>>, StoreError> {
         let file = table.file.try_clone().map_err(|e| table.io(e))?;
@@ -286,10 +303,10 @@ impl StateTables {
         };
         // Room for every slot at once: growing by doubling would, at 10M, hold up to twice
         // the slots' memory (and copy them) on the way.
-        let expected = index_count(db)?.saturating_add(SLACK);
+        let room = expected.saturating_add(SLACK);
         table
             .slots
-            .reserve_exact(usize::try_from(expected).unwrap_or(usize::MAX));
+            .reserve_exact(usize::try_from(room).unwrap_or(usize::MAX));
         let mut oversize = Vec::new();
         let end = vec![keys::INDEX + 1];
         let mut start = vec![keys::INDEX];
@@ -301,6 +318,9 @@ impl StateTables {
                 in_chunk += 1;
                 n += 1;
                 let h = self.hasher.hash_one(&key[..]);
+                if let Some(regrowth) = regrowth {
+                    regrowth.add(&key);
+                }
                 match out.write(&key, &value).map_err(|e| table.io(e))? {
                     Some(slot) => table.slots.push((h, slot)),
                     None => oversize.push(h),

@@ -269,6 +269,51 @@ fn writes_racing_a_build_never_leave_a_stale_answer() {
 }
 
 #[test]
+fn a_build_regrows_a_long_presence_chain_with_every_key_written_meanwhile() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1_000_000);
+    let presence = Arc::clone(db.presence());
+    presence.mark_filled();
+    let before = 14_000;
+    for from in (0..before).step_by(500) {
+        put(&db, from..from + 500, 1);
+    }
+    let long = presence.filter_count();
+    assert!(long >= 3, "{long} filters: not long enough to regrow");
+    let written = AtomicU64::new(before);
+    let writing = AtomicBool::new(true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Up to what the regrown filter has room for beyond the keys before.
+            let mut from = 1_000_000;
+            while writing.load(Ordering::Acquire) && from < 1_020_000 {
+                put(&db, from..from + 50, 1);
+                from += 50;
+                written.fetch_add(50, Ordering::Release);
+            }
+        });
+        assert!(build(&db, dir.path(), 1));
+        writing.store(false, Ordering::Release);
+    });
+    assert_eq!(presence.filter_count(), 1, "one filter asked per miss");
+    assert!(!presence.regrowth_due());
+    let during = written.load(Ordering::Acquire) - before;
+    assert!(during > 0, "nothing written during the build");
+    let missed: Vec<u64> = (0..before)
+        .chain(1_000_000..1_000_000 + during)
+        .filter(|&i| !presence.may_hold(&key(i)))
+        .collect();
+    assert!(missed.is_empty(), "written, not held: {missed:?}");
+    // And what is written after it is in place.
+    put(&db, 5_000_000..5_000_100, 1);
+    assert!((5_000_000..5_000_100).all(|i| presence.may_hold(&key(i))));
+    let absent = (9_000_000..9_010_000u64)
+        .filter(|&i| presence.may_hold(&key(i)))
+        .count();
+    assert!(absent < 100, "{absent} of 10,000 absent keys said held");
+}
+
+#[test]
 fn stale_files_of_an_earlier_process_are_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("state-table.7"), b"left by a crash").expect("written");

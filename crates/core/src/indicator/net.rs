@@ -11,7 +11,10 @@ use super::NormalizeError;
 
 pub(crate) fn ipv4(value: &str) -> Result<String, NormalizeError> {
     match value.parse::<Ipv4Addr>() {
-        Ok(addr) => Ok(addr.to_string()),
+        // std takes only the dotted quad `Display` writes (four decimal octets, no leading
+        // zero, sign or space), so what it accepts is already canonical: copied, not written
+        // again (a tenth of a lookup's normalization went to `Display`).
+        Ok(_) => Ok(value.to_owned()),
         Err(_) => Err(
             url_part(value).unwrap_or_else(|| NormalizeError::InvalidIpv4 {
                 value: value.to_owned(),

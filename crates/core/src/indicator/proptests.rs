@@ -123,4 +123,15 @@ proptest! {
             prop_assert_eq!(detect(indicator.value()), Ok(indicator.clone()));
         }
     }
+
+    /// An accepted IPv4 address is kept as written, so what std's parser accepts must be
+    /// exactly what its `Display` writes: near-misses (leading zeros, signs, spaces, short
+    /// forms) are refused or come out as `Display` writes them.
+    #[test]
+    fn an_accepted_ipv4_address_is_its_display(raw in "[+0-9 ]{1,4}\\.[0-9]{1,4}\\.[+0-9]{1,4}\\.[0-9 ]{1,4}") {
+        if let Ok(indicator) = normalize(IndicatorType::Ipv4, &raw) {
+            let addr: Ipv4Addr = indicator.value().parse().expect("an accepted address parses");
+            prop_assert_eq!(indicator.value(), addr.to_string());
+        }
+    }
 }
