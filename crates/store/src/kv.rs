@@ -16,7 +16,7 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::presence::Presence;
-use crate::state_table::{self, index_count, StateTables};
+use crate::state_table::{self, count_of, StateTables};
 use crate::{keys, StoreError};
 
 /// A key or value as read: cheap to clone, derefs to bytes.
@@ -73,15 +73,14 @@ impl Kv {
                 KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
             })
             .map_err(|e| open_error(path, e))?;
-        let mut kv = Kv {
+        // Sized for the index on disk, so it holds it in one filter (see `presence`).
+        let indexed = count_of(space.get(keys::INDEX_COUNT)?.as_deref());
+        Ok(Kv {
             db,
             space,
             tables: Arc::new(StateTables::new(state_table::MAX_MARKS)),
-            presence: Arc::default(),
-        };
-        // Sized for the index on disk, so it holds it in one filter (see `presence`).
-        kv.presence = Arc::new(Presence::sized_for(index_count(&kv)?));
-        Ok(kv)
+            presence: Arc::new(Presence::sized_for(indexed)),
+        })
     }
 
     /// The filter of the index keys this store may hold.

@@ -534,10 +534,14 @@ impl Drop for Table {
 
 /// The indicators in the index, as its count records them.
 pub(crate) fn index_count(db: &Kv) -> Result<u64, StoreError> {
-    Ok(match db.get(keys::INDEX_COUNT)? {
-        Some(v) => <[u8; 8]>::try_from(v.as_ref()).map_or(0, u64::from_be_bytes),
-        None => 0,
-    })
+    Ok(count_of(db.get(keys::INDEX_COUNT)?.as_deref()))
+}
+
+/// The count a stored [`keys::INDEX_COUNT`] value records (none: 0).
+pub(crate) fn count_of(value: Option<&[u8]>) -> u64 {
+    value
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 #[cfg(test)]
