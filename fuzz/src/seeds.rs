@@ -160,8 +160,9 @@ fn payloads() -> Vec<pb::Payload> {
 }
 
 /// A chain of the origin's entries over every TLP level (restricted ones name the peer and are
-/// sealed to it, as a node seals them), the withheld stub of a restricted one, one entry of the
-/// peer, and a restricted entry signed before sealing existed (plain text).
+/// sealed to it, as a node seals them), the withheld stub of a restricted one, three more
+/// signed as one batch (with their paths) and a stub of one, one entry of the peer, and a
+/// restricted entry signed before sealing existed (plain text).
 fn entries() -> Vec<pb::SignedEntry> {
     let signer = fixtures::origin_signer();
     let levels = Tlp::ALL;
@@ -192,6 +193,20 @@ fn entries() -> Vec<pb::SignedEntry> {
         out.push(entry);
         head = Some(next);
     }
+    let green = Distribution {
+        tlp: Tlp::Green,
+        recipients: Vec::new(),
+    };
+    let batch: Vec<_> = payloads()
+        .into_iter()
+        .take(3)
+        .map(|p| (green.clone(), p))
+        .collect();
+    let (batched, _) = signer.sign_chain(head, ISSUED_AT_UNIX_MS, &batch);
+    if let Some(first) = batched.first() {
+        out.push(withheld_stub(first));
+    }
+    out.extend(batched);
     if let Some(p) = payloads().first() {
         let legacy = Distribution {
             tlp: Tlp::Red,

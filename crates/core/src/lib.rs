@@ -4,6 +4,7 @@
 //! protocol rules are tested without sockets or disks. Storage lives in `intelmesh-store`,
 //! transport in `intelmesh-node`.
 
+pub mod batch_tree;
 pub mod chain;
 pub mod containment;
 pub mod entry;

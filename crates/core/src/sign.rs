@@ -11,8 +11,16 @@ use crate::entry::{
 };
 use crate::sealed::{seal_batch, EncryptionPublic, Reader, SealError};
 
-/// Batches of at least this many entries are signed on every core.
-const SIGN_IN_PARALLEL_FROM: usize = 8;
+/// Entries published together are signed this many to a hash tree ([`crate::batch_tree`]):
+/// one signature for them all, and a path of at most five hashes (160 bytes) in each entry.
+pub const BATCH_LEAVES: usize = 32;
+
+/// An entry whose header is built and hashed, before it is signed.
+struct Unsigned {
+    header: Vec<u8>,
+    hash: Hash,
+    payload: Vec<u8>,
+}
 
 /// Where an origin finds the current encryption key of each reader it seals to.
 pub trait ReaderKeys: Sync {
@@ -71,8 +79,8 @@ impl Signer {
 
     /// Signs `items` as the entries following `head`, in order, and returns them with the
     /// new head. The chain is built first (each header names the hash of the one before,
-    /// which covers no signature), then the signatures are made on all cores: a large
-    /// publication is not held to one core's signing rate. Nothing is sealed to readers.
+    /// which covers no signature), then each run of [`BATCH_LEAVES`] entries is signed as one
+    /// batch, the batches on all cores. Nothing is sealed to readers.
     pub fn sign_chain(
         &self,
         head: Option<Head>,
@@ -109,20 +117,50 @@ impl Signer {
                 &payload,
                 sealed,
             );
-            head = Some(Head {
-                seq,
-                hash: header_hash(&header),
+            let hash = header_hash(&header);
+            head = Some(Head { seq, hash });
+            unsigned.push(Unsigned {
+                header,
+                hash,
+                payload,
             });
-            unsigned.push((header, payload));
         }
-        let sign = |(header, payload)| self.sign_header(header, Some(payload));
-        // A few signatures cost less than handing them to the pool and waiting.
-        let entries = if unsigned.len() < SIGN_IN_PARALLEL_FROM {
-            unsigned.into_iter().map(sign).collect()
+        let batches: Vec<Vec<pb::SignedEntry>> = if unsigned.len() <= BATCH_LEAVES {
+            // One batch: handing it to the pool and waiting costs more than it saves.
+            vec![self.sign_batch(unsigned)]
         } else {
-            unsigned.into_par_iter().map(sign).collect()
+            unsigned
+                .into_par_iter()
+                .chunks(BATCH_LEAVES)
+                .map(|batch| self.sign_batch(batch))
+                .collect()
         };
-        Ok((entries, head))
+        Ok((batches.into_iter().flatten().collect(), head))
+    }
+
+    /// Signs entries that follow each other: one alone as itself, several as one batch.
+    fn sign_batch(&self, batch: Vec<Unsigned>) -> Vec<pb::SignedEntry> {
+        if batch.len() < 2 {
+            return batch
+                .into_iter()
+                .map(|u| self.sign_header(u.header, Some(u.payload)))
+                .collect();
+        }
+        let hashes: Vec<Hash> = batch.iter().map(|u| u.hash).collect();
+        let (root, paths) = crate::batch_tree::build(&hashes);
+        let signature = self
+            .key
+            .sign(&crate::batch_tree::signed_root(&root))
+            .to_bytes();
+        batch
+            .into_iter()
+            .zip(paths)
+            .map(|(u, path)| pb::SignedEntry {
+                header: u.header.into(),
+                signature: crate::batch_tree::signature_field(&signature, Some(&path)).into(),
+                payload: Some(u.payload.into()),
+            })
+            .collect()
     }
 
     /// [`Signer::sign_next`] with the payload sealed to its readers when it is restricted.

@@ -5,11 +5,14 @@
 //! unverified can reach the log. Chain rules (gaps, forks) need the stored heads and live in
 //! [`crate::chain`].
 
+use std::collections::{HashMap, HashSet};
+
 use ed25519_dalek::{Signature, VerifyingKey};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 use rayon::prelude::*;
 
+use crate::batch_tree;
 use crate::entry::{
     header_hash, payload_commitment, signed_message, Distribution, Hash, Header, KeyId, OrgId, Tlp,
     MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, ZERO_HASH,
@@ -142,9 +145,14 @@ impl VerifiedEntry {
 struct Prechecked {
     raw: pb::SignedEntry,
     header: Header,
+    hash: Hash,
     content: Option<Content>,
     key: VerifyingKey,
     signature: Signature,
+    /// What the signature must be of: the header's message, or its batch's root.
+    message: Vec<u8>,
+    /// The root of the entry's signed batch, if it is signed as one.
+    root: Option<Hash>,
 }
 
 fn precheck(
@@ -164,12 +172,31 @@ fn precheck(
         })?;
     let header = check_header(&wire)?;
     let (origin, seq) = (&header.origin, header.seq);
-    let signature =
-        Signature::from_slice(&raw.signature).map_err(|_| VerifyError::InvalidHeader {
+    let field_len = raw.signature.len();
+    let signature = raw
+        .signature
+        .get(..batch_tree::SIGNATURE_BYTES)
+        .filter(|_| field_len <= batch_tree::SIGNATURE_BYTES + batch_tree::MAX_PATH_BYTES)
+        .and_then(|bytes| Signature::from_slice(bytes).ok())
+        .ok_or_else(|| VerifyError::InvalidHeader {
             origin: origin.to_string(),
             seq,
-            defect: HeaderDefect::SignatureLength(raw.signature.len()),
+            defect: HeaderDefect::SignatureLength(field_len),
         })?;
+    let hash = header_hash(&raw.header);
+    let bad_path = |defect| VerifyError::MalformedBatchPath {
+        origin: origin.clone(),
+        seq,
+        defect,
+    };
+    let root = match batch_tree::path_in(&raw.signature).map_err(bad_path)? {
+        None => None,
+        Some(path) => Some(batch_tree::root_of(&hash, &path).map_err(bad_path)?),
+    };
+    let message = match &root {
+        None => signed_message(&raw.header),
+        Some(root) => batch_tree::signed_root(root),
+    };
     if header.issued_at_unix_ms > cfg.now_unix_ms.saturating_add(cfg.max_clock_skew_ms) {
         return Err(VerifyError::FromFuture {
             origin: origin.clone(),
@@ -216,9 +243,12 @@ fn precheck(
     Ok(Prechecked {
         raw,
         header,
+        hash,
         content,
         key,
         signature,
+        message,
+        root,
     })
 }
 
@@ -405,7 +435,7 @@ fn finish(p: Prechecked) -> VerifiedEntry {
         Some(Content::Sealed) => (None, None),
     };
     VerifiedEntry {
-        hash: header_hash(&p.raw.header),
+        hash: p.hash,
         raw: p.raw,
         header: p.header,
         payload,
@@ -416,14 +446,27 @@ fn finish(p: Prechecked) -> VerifiedEntry {
 }
 
 fn verify_one(p: &Prechecked) -> Result<(), VerifyError> {
-    if signature::verify_one(&p.key, &signed_message(&p.raw.header), &p.signature) {
+    if signature::verify_one(&p.key, &p.message, &p.signature) {
         Ok(())
     } else {
-        Err(VerifyError::BadSignature {
-            origin: p.header.origin.clone(),
-            seq: p.header.seq,
-        })
+        Err(bad_signature(p))
     }
+}
+
+fn bad_signature(p: &Prechecked) -> VerifyError {
+    VerifyError::BadSignature {
+        origin: p.header.origin.clone(),
+        seq: p.header.seq,
+    }
+}
+
+/// The signature check the entries of one signed batch share: key, signature and root. An
+/// entry signed alone has its own (`None`).
+type BatchCheck = ([u8; 32], [u8; 64], Hash);
+
+fn batch_check(p: &Prechecked) -> Option<BatchCheck> {
+    p.root
+        .map(|root| (p.key.to_bytes(), p.signature.to_bytes(), root))
 }
 
 /// Verifies one entry.
@@ -480,10 +523,11 @@ pub fn read_stored_opened(
     Ok((header, payload))
 }
 
-/// Verifies a batch on the calling thread, with one ed25519 batch check for all signatures.
-/// Results come back in input order. If the batch check fails, each entry is checked alone so
-/// only the bad ones are refused. Accepts exactly what [`verify_entry`] accepts, whatever else
-/// is in the batch (see `signature`).
+/// Verifies a batch on the calling thread, with one ed25519 batch check for all signatures
+/// (each distinct one once: the entries of an origin's signed batch share one). Results come
+/// back in input order. If the batch check fails, each distinct signature is checked alone so
+/// only the entries it covers are refused. Accepts exactly what [`verify_entry`] accepts,
+/// whatever else is in the batch (see `signature`).
 pub fn verify_batch(
     raws: Vec<pb::SignedEntry>,
     keys: &dyn KeyRegistry,
@@ -492,16 +536,28 @@ pub fn verify_batch(
     let checked: Vec<Result<Prechecked, VerifyError>> =
         raws.into_iter().map(|r| precheck(r, keys, cfg)).collect();
     let mut batch = signature::Batch::default();
+    let mut queued: HashSet<BatchCheck> = HashSet::new();
     for p in checked.iter().filter_map(|c| c.as_ref().ok()) {
-        batch.queue(&p.key, &signed_message(&p.raw.header), &p.signature);
+        if batch_check(p).is_none_or(|check| queued.insert(check)) {
+            batch.queue(&p.key, &p.message, &p.signature);
+        }
     }
     let all_good = batch.verify();
+    let mut verdicts: HashMap<BatchCheck, bool> = HashMap::new();
     checked
         .into_iter()
         .map(|c| {
             let p = c?;
             if !all_good {
-                verify_one(&p)?;
+                let good = match batch_check(&p) {
+                    None => verify_one(&p).is_ok(),
+                    Some(check) => *verdicts
+                        .entry(check)
+                        .or_insert_with(|| verify_one(&p).is_ok()),
+                };
+                if !good {
+                    return Err(bad_signature(&p));
+                }
             }
             Ok(finish(p))
         })

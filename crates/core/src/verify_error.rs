@@ -71,6 +71,12 @@ pub enum VerifyError {
         seq: u64,
         defect: SignatureDefect,
     },
+    #[error("{origin}#{seq}: batch path refused: {defect}")]
+    MalformedBatchPath {
+        origin: OrgId,
+        seq: u64,
+        defect: crate::batch_tree::PathDefect,
+    },
 }
 
 impl VerifyError {
@@ -89,6 +95,7 @@ impl VerifyError {
             VerifyError::KeyNotValidAtSeq { .. } => "key_not_valid_at_seq",
             VerifyError::BadSignature { .. } => "bad_signature",
             VerifyError::MalformedSignature { .. } => "malformed_signature",
+            VerifyError::MalformedBatchPath { .. } => "malformed_batch_path",
         }
     }
 
@@ -129,7 +136,7 @@ pub enum HeaderDefect {
     Tlp,
     #[error("invalid recipient: {0}")]
     Recipient(crate::entry::InvalidOrgId),
-    #[error("signature must be 64 bytes, got {0}")]
+    #[error("signature must be 64 bytes, or 64 and a batch path of at most {max} bytes; got {0}", max = crate::batch_tree::MAX_PATH_BYTES)]
     SignatureLength(usize),
     #[error("only AMBER+STRICT and RED payloads are sealed")]
     SealedUnrestricted,
