@@ -1,30 +1,18 @@
 //! Entries signed as batches: each verifies alone, as a stub and among others; nothing outside
 //! the batch, and no entry moved within it, passes for signed.
 
-use ed25519_dalek::SigningKey;
+mod common;
+
 use intelmesh_core::batch_tree::{path_in, signature_field, PathDefect, SIGNATURE_BYTES};
 use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::sign::BATCH_LEAVES;
 use intelmesh_core::verify::{verify_batch, verify_batch_parallel, verify_entry, HeaderDefect};
-use intelmesh_core::{Distribution, OrgId, Signer, StaticKeys, Tlp, VerifyConfig, VerifyError};
+use intelmesh_core::{Distribution, Signer, Tlp, VerifyConfig, VerifyError};
 use intelmesh_proto::v1 as pb;
 
+use common::{keys_of, signer};
+
 const NOW: i64 = 1_800_000_000_000;
-
-fn signer(org: &str, seed: u8) -> Signer {
-    Signer::new(
-        OrgId::parse(org).unwrap(),
-        SigningKey::from_bytes(&[seed; 32]),
-    )
-}
-
-fn keys_of(signers: &[&Signer]) -> StaticKeys {
-    let mut k = StaticKeys::default();
-    for s in signers {
-        k.insert(s.org().clone(), s.verifying_key());
-    }
-    k
-}
 
 fn items(n: usize) -> Vec<(Distribution, pb::Payload)> {
     (0..n)

@@ -1,28 +1,16 @@
 //! Fork proofs: made from two entries an origin signed, checked by anyone with its keys.
 
-use ed25519_dalek::SigningKey;
+mod common;
+
 use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::evidence::{chain_break, check, equivocation, EvidenceError, ForkKind};
 use intelmesh_core::verify::{verify_entry, VerifyConfig};
-use intelmesh_core::{Distribution, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry};
+use intelmesh_core::{Distribution, StaticKeys, Tlp, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 
+use common::{keys_of as keys, signer};
+
 const NOW: i64 = 1_800_000_000_000;
-
-fn signer(org: &str, seed: u8) -> Signer {
-    Signer::new(
-        OrgId::parse(org).unwrap(),
-        SigningKey::from_bytes(&[seed; 32]),
-    )
-}
-
-fn keys(signers: &[&Signer]) -> StaticKeys {
-    let mut k = StaticKeys::default();
-    for s in signers {
-        k.insert(s.org().clone(), s.verifying_key());
-    }
-    k
-}
 
 fn red() -> Distribution {
     Distribution {

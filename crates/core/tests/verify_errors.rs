@@ -1,30 +1,19 @@
 //! Every way verification refuses an entry, from crafted input; and that good entries pass.
 
+mod common;
+
 use ed25519_dalek::SigningKey;
 use intelmesh_core::entry::{payload_commitment, signed_message, MAX_PAYLOAD_BYTES, ZERO_HASH};
 use intelmesh_core::verify::{
     verify_batch, verify_batch_parallel, verify_entry, HeaderDefect, PayloadDefect,
 };
-use intelmesh_core::{Distribution, OrgId, Signer, StaticKeys, Tlp, VerifyConfig, VerifyError};
+use intelmesh_core::{Distribution, Signer, StaticKeys, Tlp, VerifyConfig, VerifyError};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
+use common::{keys_of, signer};
+
 const NOW: i64 = 1_800_000_000_000;
-
-fn signer(org: &str, seed: u8) -> Signer {
-    Signer::new(
-        OrgId::parse(org).unwrap(),
-        SigningKey::from_bytes(&[seed; 32]),
-    )
-}
-
-fn keys_of(signers: &[&Signer]) -> StaticKeys {
-    let mut k = StaticKeys::default();
-    for s in signers {
-        k.insert(s.org().clone(), s.verifying_key());
-    }
-    k
-}
 
 fn green() -> Distribution {
     Distribution {
