@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::indicator::normalize;
+use intelmesh_core::sign::BATCH_LEAVES;
 use intelmesh_core::{Distribution, Head, IndicatorType, Signer, Tlp};
 use intelmesh_interop::stix_export::export_bundle;
 use intelmesh_interop::ExportIndicator;
@@ -160,8 +161,9 @@ fn payloads() -> Vec<pb::Payload> {
 }
 
 /// A chain of the origin's entries over every TLP level (restricted ones name the peer and are
-/// sealed to it, as a node seals them), the withheld stub of a restricted one, three more
-/// signed as one batch (with their paths) and a stub of one, one entry of the peer, and a
+/// sealed to it, as a node seals them), the withheld stub of a restricted one, the first three
+/// of a publication signed as one batch (with their paths) and a stub of one, one entry of
+/// the peer, and a
 /// restricted entry signed before sealing existed (plain text).
 fn entries() -> Vec<pb::SignedEntry> {
     let signer = fixtures::origin_signer();
@@ -199,14 +201,15 @@ fn entries() -> Vec<pb::SignedEntry> {
     };
     let batch: Vec<_> = payloads()
         .into_iter()
-        .take(3)
+        .cycle()
+        .take(BATCH_LEAVES)
         .map(|p| (green.clone(), p))
         .collect();
     let (batched, _) = signer.sign_chain(head, ISSUED_AT_UNIX_MS, &batch);
     if let Some(first) = batched.first() {
         out.push(withheld_stub(first));
     }
-    out.extend(batched);
+    out.extend(batched.into_iter().take(3));
     if let Some(p) = payloads().first() {
         let legacy = Distribution {
             tlp: Tlp::Red,

@@ -83,9 +83,12 @@ fn every_saved_input_and_seed_runs_clean_through_its_target() {
 fn seed_entries_verify_in_the_fixed_world() {
     let entries = seeds("entry", &sources());
     assert!(entries.len() > 20, "{} seed entries", entries.len());
-    let mut opened = 0;
+    let (mut opened, mut batched) = (0, 0);
     for bytes in entries {
         let raw = pb::SignedEntry::decode(bytes.as_slice()).expect("seed entry decodes");
+        if raw.signature.len() > 64 {
+            batched += 1;
+        }
         let v = verify_entry(raw, fixtures::keys().as_ref(), &fixtures::verify_config())
             .expect("seed entry verifies");
         assert!(fixtures::keys().is_member(&v.header().origin));
@@ -98,6 +101,7 @@ fn seed_entries_verify_in_the_fixed_world() {
         }
     }
     assert!(opened >= 2, "sealed seeds the peer opens: {opened}");
+    assert!(batched >= 4, "seeds signed in a batch, with a path: {batched}");
 }
 
 #[test]

@@ -11,9 +11,12 @@ use crate::entry::{
 };
 use crate::sealed::{seal_batch, EncryptionPublic, Reader, SealError};
 
-/// Entries published together are signed this many to a hash tree ([`crate::batch_tree`]):
-/// one signature for them all, and a path of at most five hashes (160 bytes) in each entry.
+/// A publication of at least this many entries is signed this many to a hash tree
+/// ([`crate::batch_tree`]): one signature for them all, and a path of at most five hashes
+/// (174 bytes encoded) in each entry. A smaller one is signed entry by entry.
 pub const BATCH_LEAVES: usize = 32;
+/// Publications of at least this many entries signed entry by entry are signed on every core.
+const SIGN_IN_PARALLEL_FROM: usize = 8;
 
 /// An entry whose header is built and hashed, before it is signed.
 struct Unsigned {
@@ -79,8 +82,9 @@ impl Signer {
 
     /// Signs `items` as the entries following `head`, in order, and returns them with the
     /// new head. The chain is built first (each header names the hash of the one before,
-    /// which covers no signature), then each run of [`BATCH_LEAVES`] entries is signed as one
-    /// batch, the batches on all cores. Nothing is sealed to readers.
+    /// which covers no signature), then, if there are at least [`BATCH_LEAVES`], each run of
+    /// that many is signed as one batch (the last run may be shorter), the batches on all
+    /// cores; fewer are signed one by one. Nothing is sealed to readers.
     pub fn sign_chain(
         &self,
         head: Option<Head>,
@@ -125,16 +129,23 @@ impl Signer {
                 payload,
             });
         }
-        let batches: Vec<Vec<pb::SignedEntry>> = if unsigned.len() <= BATCH_LEAVES {
-            // One batch: handing it to the pool and waiting costs more than it saves.
-            vec![self.sign_batch(unsigned)]
-        } else {
-            unsigned
-                .into_par_iter()
-                .chunks(BATCH_LEAVES)
-                .map(|batch| self.sign_batch(batch))
-                .collect()
-        };
+        if unsigned.len() < BATCH_LEAVES {
+            // A small publication is signed entry by entry: what batching saves it is a
+            // millisecond at most, and its entries keep the plain form (no path) that every
+            // verifier of the one-signature-per-entry rule, older nodes included, accepts.
+            let sign = |u: Unsigned| self.sign_header(u.header, Some(u.payload));
+            let entries = if unsigned.len() < SIGN_IN_PARALLEL_FROM {
+                unsigned.into_iter().map(sign).collect()
+            } else {
+                unsigned.into_par_iter().map(sign).collect()
+            };
+            return Ok((entries, head));
+        }
+        let batches: Vec<Vec<pb::SignedEntry>> = unsigned
+            .into_par_iter()
+            .chunks(BATCH_LEAVES)
+            .map(|batch| self.sign_batch(batch))
+            .collect();
         Ok((batches.into_iter().flatten().collect(), head))
     }
 

@@ -58,7 +58,7 @@ fn is_bad_signature(r: &Result<intelmesh_core::VerifiedEntry, VerifyError>) -> b
 }
 
 #[test]
-fn a_publication_is_signed_once_per_batch_and_each_entry_verifies_alone_and_as_a_stub() {
+fn a_large_publication_is_signed_once_per_batch_and_each_entry_verifies_alone_and_as_a_stub() {
     let s = signer("AU-AFP", 3);
     let keys = keys_of(&[&s]);
     let cfg = VerifyConfig::at(NOW);
@@ -87,13 +87,14 @@ fn a_publication_is_signed_once_per_batch_and_each_entry_verifies_alone_and_as_a
     for r in verify_batch_parallel(entries.clone(), &keys, &cfg, 7) {
         assert!(r.is_ok(), "{r:?}");
     }
-    let one = published(&s, 1);
-    assert_eq!(
-        one[0].signature.len(),
-        SIGNATURE_BYTES,
-        "a lone entry is signed as itself"
-    );
-    verify_entry(one[0].clone(), &keys, &cfg).expect("a lone entry verifies");
+    for e in published(&s, BATCH_LEAVES - 1) {
+        assert_eq!(
+            e.signature.len(),
+            SIGNATURE_BYTES,
+            "a smaller publication is signed entry by entry"
+        );
+        verify_entry(e, &keys, &cfg).expect("an entry signed alone verifies");
+    }
 }
 
 #[test]
@@ -101,8 +102,8 @@ fn only_the_entries_a_batch_signed_pass_and_a_bad_one_costs_only_itself() {
     let s = signer("AU-AFP", 3);
     let keys = keys_of(&[&s]);
     let cfg = VerifyConfig::at(NOW);
-    let mut entries = published(&s, 10);
-    let other = published(&s, 10);
+    let mut entries = published(&s, BATCH_LEAVES);
+    let other = published(&s, BATCH_LEAVES);
     // Another publication's header (same origin, same seq) under this batch's signature
     // and path.
     entries[4].header = other[4].header.clone();
@@ -117,7 +118,7 @@ fn only_the_entries_a_batch_signed_pass_and_a_bad_one_costs_only_itself() {
     }
     // An entry moved to another leaf, a path from another entry, a batch signature claimed
     // as the header's own, and a header's own signature with a path.
-    let good = published(&s, 10);
+    let good = published(&s, BATCH_LEAVES);
     let mut moved_path = path(&good[2]).unwrap();
     moved_path.index = 3;
     let moved = with_path(&good[2], Some(&moved_path));
@@ -141,9 +142,9 @@ fn another_key_cannot_sign_a_batch_for_an_origin() {
     let attacker = signer("AU-AFP", 4);
     let keys = keys_of(&[&s]);
     let cfg = VerifyConfig::at(NOW);
-    let mut forged = published(&attacker, 5);
+    let mut forged = published(&attacker, BATCH_LEAVES);
     // The attacker's key id is unknown; claim the real key's id instead.
-    let real = published(&s, 5);
+    let real = published(&s, BATCH_LEAVES);
     for (f, r) in forged.iter_mut().zip(&real) {
         f.header = r.header.clone();
         f.payload = r.payload.clone();
@@ -158,7 +159,7 @@ fn a_malformed_path_is_named_in_the_refusal() {
     let s = signer("AU-AFP", 3);
     let keys = keys_of(&[&s]);
     let cfg = VerifyConfig::at(NOW);
-    let e = published(&s, 6).remove(1);
+    let e = published(&s, BATCH_LEAVES).remove(1);
     let mut longer = path(&e).unwrap();
     longer.siblings.push(vec![0; 32]);
     assert!(matches!(
