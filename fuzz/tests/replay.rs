@@ -101,7 +101,10 @@ fn seed_entries_verify_in_the_fixed_world() {
         }
     }
     assert!(opened >= 2, "sealed seeds the peer opens: {opened}");
-    assert!(batched >= 4, "seeds signed in a batch, with a path: {batched}");
+    assert!(
+        batched >= 4,
+        "seeds signed in a batch, with a path: {batched}"
+    );
 }
 
 #[test]
