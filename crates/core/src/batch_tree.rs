@@ -49,6 +49,8 @@ pub enum PathDefect {
     Shape,
     #[error("the bytes after the signature are not a batch path")]
     Undecodable,
+    #[error("the batch path is not in its one encoding")]
+    NotCanonical,
 }
 
 /// An entry's signature field: the signature, then the encoded path when it signs a batch.
@@ -63,12 +65,20 @@ pub fn signature_field(signature: &[u8; SIGNATURE_BYTES], path: Option<&pb::Batc
 /// The path a signature field carries after its first [`SIGNATURE_BYTES`]: `Ok(None)` if
 /// nothing follows them. The caller has checked the field is at least that long and at most
 /// [`MAX_PATH_BYTES`] longer.
+///
+/// The path is not signed, so only its one encoding (prost's: fields in order, each once,
+/// shortest varints, no unknown fields) is accepted: otherwise a relay could pad or re-encode
+/// an entry it passes on and still have it verify.
 pub fn path_in(field: &[u8]) -> Result<Option<pb::BatchPath>, PathDefect> {
     match field.get(SIGNATURE_BYTES..) {
         None | Some([]) => Ok(None),
-        Some(rest) => pb::BatchPath::decode(rest)
-            .map(Some)
-            .map_err(|_| PathDefect::Undecodable),
+        Some(rest) => {
+            let path = pb::BatchPath::decode(rest).map_err(|_| PathDefect::Undecodable)?;
+            if path.encode_to_vec() != rest {
+                return Err(PathDefect::NotCanonical);
+            }
+            Ok(Some(path))
+        }
     }
 }
 

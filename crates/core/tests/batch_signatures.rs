@@ -187,6 +187,31 @@ fn a_malformed_path_is_named_in_the_refusal() {
             ..
         })
     ));
+    // The same path padded with an unknown field, or with its index said twice: it would
+    // lead to the same root, but a relay must not be able to change an entry's bytes.
+    let canonical = path(&e).unwrap();
+    let padded = [&e.signature[..], &[0x22, 0x02, 0xab, 0xcd]].concat();
+    let twice = [
+        &e.signature[..SIGNATURE_BYTES],
+        &[0x08, 0x7f][..],
+        &prost::Message::encode_to_vec(&canonical),
+    ]
+    .concat();
+    for (name, field) in [("padded", padded), ("index twice", twice)] {
+        let mut altered = e.clone();
+        altered.signature = field.into();
+        let r = verify_entry(altered, &keys, &cfg);
+        assert!(
+            matches!(
+                r,
+                Err(VerifyError::MalformedBatchPath {
+                    defect: PathDefect::NotCanonical,
+                    ..
+                })
+            ),
+            "{name}: {r:?}"
+        );
+    }
     let mut long = e.clone();
     long.signature = vec![1; SIGNATURE_BYTES + 641].into();
     assert!(matches!(
