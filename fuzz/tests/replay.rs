@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use intelmesh_core::batch_tree::SIGNATURE_BYTES;
 use intelmesh_core::verify::verify_entry;
 use intelmesh_fuzz::fixtures;
 use intelmesh_fuzz::seeds::{seeds, SeedSources};
@@ -86,7 +87,7 @@ fn seed_entries_verify_in_the_fixed_world() {
     let (mut opened, mut batched) = (0, 0);
     for bytes in entries {
         let raw = pb::SignedEntry::decode(bytes.as_slice()).expect("seed entry decodes");
-        if raw.signature.len() > 64 {
+        if raw.signature.len() > SIGNATURE_BYTES {
             batched += 1;
         }
         let v = verify_entry(raw, fixtures::keys().as_ref(), &fixtures::verify_config())

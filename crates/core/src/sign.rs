@@ -133,7 +133,7 @@ impl Signer {
             // A small publication is signed entry by entry: what batching saves it is a
             // millisecond at most, and its entries keep the plain form (no path) that every
             // verifier of the one-signature-per-entry rule, older nodes included, accepts.
-            let sign = |u: Unsigned| self.sign_header(u.header, Some(u.payload));
+            let sign = |u| self.sign_alone(u);
             let entries = if unsigned.len() < SIGN_IN_PARALLEL_FROM {
                 unsigned.into_iter().map(sign).collect()
             } else {
@@ -149,13 +149,15 @@ impl Signer {
         Ok((batches.into_iter().flatten().collect(), head))
     }
 
+    /// Signs one entry as itself: a signature of its header, no path.
+    fn sign_alone(&self, u: Unsigned) -> pb::SignedEntry {
+        self.sign_header(u.header, Some(u.payload))
+    }
+
     /// Signs entries that follow each other: one alone as itself, several as one batch.
     fn sign_batch(&self, batch: Vec<Unsigned>) -> Vec<pb::SignedEntry> {
         if batch.len() < 2 {
-            return batch
-                .into_iter()
-                .map(|u| self.sign_header(u.header, Some(u.payload)))
-                .collect();
+            return batch.into_iter().map(|u| self.sign_alone(u)).collect();
         }
         let hashes: Vec<Hash> = batch.iter().map(|u| u.hash).collect();
         let (root, paths) = crate::batch_tree::build(&hashes);
