@@ -369,13 +369,26 @@ fn print_result(line: std::fmt::Arguments<'_>) {
 
 /// Signature verification allocates and frees short-lived buffers of a few hundred KiB on every
 /// core. With transparent huge pages the kernel zeroes a fresh 2 MiB page for many of them,
-/// which took about a tenth of `bench ingest`. The process opts out (as databases advise);
-/// where the kernel refuses, nothing else changes.
+/// which took about a tenth of `bench ingest`. The process opts out (as databases advise),
+/// except for the memory it asks 2 MiB pages for: the store's large arrays read at random
+/// (`intelmesh_store`'s `huge_pages`). A kernel without that exception (before Linux 6.18)
+/// refuses it; the process then opts out whole, as before, and those arrays keep 4 KiB pages.
 fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory of ours.
-    unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    {
+        /// `PR_THP_DISABLE_EXCEPT_ADVISED` (Linux 6.18), not yet in the `libc` crate.
+        const EXCEPT_ADVISED: libc::c_ulong = 1 << 1;
+        // The kernel reads each argument as an unsigned long (and refuses nonzero unused
+        // ones): passed as such, not as the `int` a bare literal would be.
+        let disable = |flags: libc::c_ulong| {
+            let (yes, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+            // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory
+            // of ours.
+            unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, yes, flags, unused, unused) == 0 }
+        };
+        if !disable(EXCEPT_ADVISED) {
+            disable(0);
+        }
     }
 }
 

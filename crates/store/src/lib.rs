@@ -13,6 +13,7 @@ mod background;
 mod check;
 mod disk_store;
 mod hold;
+mod huge_pages;
 mod index;
 mod index_rebuild;
 mod index_write;

@@ -85,10 +85,13 @@ fn hash(key: &[u8]) -> Hash {
 impl Filter {
     fn new(capacity: u64) -> Filter {
         let blocks = (capacity * BITS_PER_KEY).div_ceil(512).max(1);
+        let blocks: Box<[Block]> = (0..blocks)
+            .map(|_| Block(std::array::from_fn(|_| AtomicU64::new(0))))
+            .collect();
+        // Every probe is a random line of it.
+        crate::huge_pages::back_with_huge_pages(&blocks);
         Filter {
-            blocks: (0..blocks)
-                .map(|_| Block(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            blocks,
             capacity,
             added: AtomicU64::new(0),
         }

@@ -486,6 +486,9 @@ impl Table {
             }
             self.radix.push(at as u32);
         }
+        // Every read is a random line of each.
+        crate::huge_pages::back_with_huge_pages(&self.slots);
+        crate::huge_pages::back_with_huge_pages(&self.radix);
     }
 
     /// The reduced state of `key` (hash `h`), if the table holds it.
