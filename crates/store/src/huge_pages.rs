@@ -10,8 +10,9 @@
 //! Advice only: a kernel that declines (another setting, no free 2 MiB pages, another OS)
 //! leaves the memory as it was, with the same contents.
 
-/// Asks the kernel to back the 2 MiB-aligned part of `items`' memory with 2 MiB pages now
-/// (`MADV_COLLAPSE`, copying what is there) and on later faults (`MADV_HUGEPAGE`).
+/// Asks the kernel to back the 2 MiB-aligned part of `items`' memory with 2 MiB pages on later
+/// faults (`MADV_HUGEPAGE`) and now (`MADV_COLLAPSE`, which copies what was written there:
+/// memory asked for before it is written, such as a vector's spare capacity, is not copied).
 pub(crate) fn back_with_huge_pages<T>(items: &[T]) {
     #[cfg(target_os = "linux")]
     linux::advise(items.as_ptr() as usize, std::mem::size_of_val(items));

@@ -85,13 +85,13 @@ fn hash(key: &[u8]) -> Hash {
 impl Filter {
     fn new(capacity: u64) -> Filter {
         let blocks = (capacity * BITS_PER_KEY).div_ceil(512).max(1);
-        let blocks: Box<[Block]> = (0..blocks)
-            .map(|_| Block(std::array::from_fn(|_| AtomicU64::new(0))))
-            .collect();
-        // Every probe is a random line of it.
-        crate::huge_pages::back_with_huge_pages(&blocks);
+        // Every probe is a random line of it: asked for 2 MiB pages before it is written, so
+        // they are its first pages, not a copy of 4 KiB ones (a chain grows on a write's path).
+        let mut filled = Vec::with_capacity(blocks as usize);
+        crate::huge_pages::back_with_huge_pages(filled.spare_capacity_mut());
+        filled.extend((0..blocks).map(|_| Block(std::array::from_fn(|_| AtomicU64::new(0)))));
         Filter {
-            blocks,
+            blocks: filled.into_boxed_slice(),
             capacity,
             added: AtomicU64::new(0),
         }
