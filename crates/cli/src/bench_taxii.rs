@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::net::{bench_dir, org, percentile, round2, runtime};
-use super::sys::settle;
+use super::sys::{cpu_seconds, settle};
 
 pub struct TaxiiOpts {
     pub objects: usize,
@@ -166,6 +166,7 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .into_iter();
     let started = Instant::now();
+    let cpu_before = cpu_seconds();
     let mut posts = tokio::task::JoinSet::new();
     let mut sent = 0;
     while sent < o.objects || !posts.is_empty() {
@@ -189,6 +190,9 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
         }
     }
     let add_secs = started.elapsed().as_secs_f64();
+    // The node's and this client's CPU (one process): the cores the adds kept busy, which
+    // says whether a rate is bound by the work or by waiting.
+    let add_cpu_secs = cpu_seconds() - cpu_before;
     // The node runs in this process: the reads are timed once the adds' background work (the
     // store's memtable flushes and compactions) is done, so the read rate is that of a
     // collection of N objects, not of one still being compacted.
@@ -232,6 +236,11 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
     if !o.json {
         println!("added {} objects in envelopes of {}, {} in flight, in {add_secs:.2}s: {add_rate:.0} objects/s (acknowledged durable)", o.objects, o.envelope, o.in_flight);
         println!(
+            "the adds used {add_cpu_secs:.2}s of CPU ({:.1} us per object, {:.2} cores)",
+            add_cpu_secs * 1e6 / o.objects as f64,
+            add_cpu_secs / add_secs
+        );
+        println!(
             "the node went idle {:.1}s after the adds",
             idle_after_add.as_secs_f64()
         );
@@ -247,6 +256,8 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
         json!({
             "bench": "taxii", "objects": o.objects, "envelope": o.envelope, "in_flight": o.in_flight, "page": o.page,
             "add_rate": round2(add_rate), "read_rate": round2(read_rate),
+            "add_cpu_us_per_object": round2(add_cpu_secs * 1e6 / o.objects as f64),
+            "add_cores": round2(add_cpu_secs / add_secs),
             "pages": page_ms.len(), "idle_after_add_ms": idle_after_add.as_millis() as u64,
             "page_ms_first_tenth": round2(first), "page_ms_last_tenth": round2(last),
             "page_ms_p50": round2(percentile(&sorted, 0.5)), "page_ms_p99": round2(percentile(&sorted, 0.99)),

@@ -36,6 +36,15 @@ pub enum SignatureDefect {
 
 /// Checks what can be checked of a signature without the message: the same for every path.
 pub fn check_components(sig: &Signature, key: &VerifyingKey) -> Result<(), SignatureDefect> {
+    check_signature_components(sig)?;
+    if key.is_weak() {
+        return Err(SignatureDefect::WeakKey);
+    }
+    Ok(())
+}
+
+/// [`check_components`] of the signature alone: R and S, before the key.
+fn check_signature_components(sig: &Signature) -> Result<(), SignatureDefect> {
     let r = sig.r_bytes();
     if !is_canonical_y(r) {
         return Err(SignatureDefect::RNotCanonical);
@@ -46,10 +55,39 @@ pub fn check_components(sig: &Signature, key: &VerifyingKey) -> Result<(), Signa
     if Option::<Scalar>::from(Scalar::from_canonical_bytes(*sig.s_bytes())).is_none() {
         return Err(SignatureDefect::SNotCanonical);
     }
-    if key.is_weak() {
-        return Err(SignatureDefect::WeakKey);
-    }
     Ok(())
+}
+
+/// [`check_components`] over many signatures, most of them under a few keys (the entries of a
+/// link's frame, a node's own publication): a key found sound is not checked again. The key's
+/// check decompresses the point, which cost as much as the rest of an entry's checks together
+/// when it was made once per entry.
+#[derive(Debug, Default)]
+pub struct ComponentChecks {
+    /// Keys found not of small order; the first few only, so a batch under many keys costs
+    /// what it did before, never a long search.
+    sound_keys: Vec<[u8; 32]>,
+}
+
+/// Keys [`ComponentChecks`] remembers.
+const SOUND_KEYS_KEPT: usize = 8;
+
+impl ComponentChecks {
+    /// [`check_components`] of `sig` and `key`: the same answer, for every input.
+    pub fn check(&mut self, sig: &Signature, key: &VerifyingKey) -> Result<(), SignatureDefect> {
+        check_signature_components(sig)?;
+        let bytes = key.as_bytes();
+        if self.sound_keys.contains(bytes) {
+            return Ok(());
+        }
+        if key.is_weak() {
+            return Err(SignatureDefect::WeakKey);
+        }
+        if self.sound_keys.len() < SOUND_KEYS_KEPT {
+            self.sound_keys.push(*bytes);
+        }
+        Ok(())
+    }
 }
 
 /// Whether the y coordinate of an encoded point (sign bit aside) is below p = 2^255 - 19.
@@ -156,6 +194,40 @@ mod tests {
         let mut b = Batch::default();
         b.queue(&vk, b"hellp", &sig);
         assert!(!b.verify());
+    }
+
+    #[test]
+    fn component_checks_remembering_keys_answer_as_check_components() {
+        let honest = SigningKey::from_bytes(&[9; 32]);
+        let (sig, vk) = (honest.sign(b"hello"), honest.verifying_key());
+        let weak = VerifyingKey::from_bytes(&EIGHT_TORSION[1].compress().to_bytes())
+            .expect("a torsion point is a point");
+        let bad_s = super::craft::non_canonical_s(&sig);
+        let small_r = super::craft::small_order_r(&honest, b"hello");
+        // Every defect of a signature met again under a key already found sound, and the weak
+        // key after the sound one, twice over.
+        let cases = [(&sig, &vk), (&sig, &weak), (&bad_s, &vk), (&small_r, &vk)];
+        let mut checks = ComponentChecks::default();
+        for (sig, key) in cases.iter().chain(&cases) {
+            assert_eq!(checks.check(sig, key), check_components(sig, key));
+        }
+        assert_eq!(checks.check(&sig, &vk), Ok(()));
+        assert_eq!(checks.check(&sig, &weak), Err(SignatureDefect::WeakKey));
+        assert_eq!(
+            checks.check(&bad_s, &vk),
+            Err(SignatureDefect::SNotCanonical)
+        );
+        assert_eq!(
+            checks.check(&small_r, &vk),
+            Err(SignatureDefect::RSmallOrder)
+        );
+        // Past the keys it remembers, a key is checked each time.
+        for seed in 0..2 * SOUND_KEYS_KEPT as u8 {
+            let other = SigningKey::from_bytes(&[seed; 32]);
+            let sig = other.sign(b"x");
+            assert_eq!(checks.check(&sig, &other.verifying_key()), Ok(()));
+        }
+        assert_eq!(checks.check(&sig, &weak), Err(SignatureDefect::WeakKey));
     }
 }
 

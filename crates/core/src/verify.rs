@@ -19,7 +19,7 @@ use crate::entry::{
 };
 use crate::indicator::{normalize, Indicator, IndicatorType};
 use crate::payload::{is_bucket, MAX_NONCE_LEN, MIN_NONCE_LEN};
-use crate::signature::{self, check_components};
+use crate::signature::{self, ComponentChecks};
 
 // The keys and the errors live in their own modules; their paths under `verify` stay.
 pub use crate::key_registry::{KeyLookup, KeyRegistry, SeqRange, StaticKeys};
@@ -159,6 +159,7 @@ fn precheck(
     raw: pb::SignedEntry,
     keys: &dyn KeyRegistry,
     cfg: &VerifyConfig,
+    components: &mut ComponentChecks,
 ) -> Result<Prechecked, VerifyError> {
     if raw.header.len() > MAX_HEADER_BYTES {
         return Err(VerifyError::HeaderTooLarge {
@@ -235,11 +236,13 @@ fn precheck(
             })
         }
     };
-    check_components(&signature, &key).map_err(|defect| VerifyError::MalformedSignature {
-        origin: origin.clone(),
-        seq,
-        defect,
-    })?;
+    components
+        .check(&signature, &key)
+        .map_err(|defect| VerifyError::MalformedSignature {
+            origin: origin.clone(),
+            seq,
+            defect,
+        })?;
     Ok(Prechecked {
         raw,
         header,
@@ -475,7 +478,7 @@ pub fn verify_entry(
     keys: &dyn KeyRegistry,
     cfg: &VerifyConfig,
 ) -> Result<VerifiedEntry, VerifyError> {
-    let p = precheck(raw, keys, cfg)?;
+    let p = precheck(raw, keys, cfg, &mut ComponentChecks::default())?;
     verify_one(&p)?;
     Ok(finish(p))
 }
@@ -533,8 +536,11 @@ pub fn verify_batch(
     keys: &dyn KeyRegistry,
     cfg: &VerifyConfig,
 ) -> Vec<Result<VerifiedEntry, VerifyError>> {
-    let checked: Vec<Result<Prechecked, VerifyError>> =
-        raws.into_iter().map(|r| precheck(r, keys, cfg)).collect();
+    let mut components = ComponentChecks::default();
+    let checked: Vec<Result<Prechecked, VerifyError>> = raws
+        .into_iter()
+        .map(|r| precheck(r, keys, cfg, &mut components))
+        .collect();
     let mut batch = signature::Batch::default();
     let mut queued: HashSet<BatchCheck> = HashSet::new();
     for p in checked.iter().filter_map(|c| c.as_ref().ok()) {

@@ -25,7 +25,10 @@ pub use misp::{import_misp, import_misp_str, MispEvent, MispIndicator, MispOptio
 pub use misp_export::{misp_feed, MispFeed};
 pub use misp_feed::{read_feed_manifest, ManifestEntry, ManifestError};
 pub use pattern::{parse_pattern, pattern_of, PatternError};
-pub use stix::{import_stix, import_stix_str, ImportOptions, StixImport, StixIndicator};
+pub use stix::{
+    import_object, import_stix, import_stix_str, stix_objects, ImportOptions, StixImport,
+    StixIndicator,
+};
 pub use stix_export::{
     bundle, identity_object, indicator_object, sighting_object, ExportIndicator, ExportSighting,
 };

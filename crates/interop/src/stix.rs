@@ -175,55 +175,66 @@ pub fn import_stix_str(text: &str, options: &ImportOptions) -> Result<StixImport
 /// Reads a bundle (`{"type":"bundle","objects":[…]}`), a TAXII envelope (`{"objects":[…]}`),
 /// an array of objects or a single object.
 pub fn import_stix(value: &Value, options: &ImportOptions) -> Result<StixImport, StixError> {
-    let objects: &[Value] = match value {
-        Value::Array(items) => items,
-        Value::Object(map) => match map.get("objects") {
-            Some(Value::Array(items)) => items,
-            Some(_) => {
-                return Err(StixError::NotStix {
-                    found: "object whose objects is no array",
-                })
-            }
-            None if map.get("type").is_some_and(Value::is_string) => std::slice::from_ref(value),
-            None => {
-                return Err(StixError::NotStix {
-                    found: "object with neither type nor objects",
-                })
-            }
-        },
-        other => {
-            return Err(StixError::NotStix {
-                found: json_kind(other),
-            })
-        }
-    };
+    let objects = stix_objects(value)?;
     let markings = Markings::from_objects(objects);
     let objects = objects
         .iter()
         .enumerate()
-        .map(|(index, object)| {
-            let text = |key| object.get(key).and_then(Value::as_str).map(str::to_owned);
-            let object_type = text("type");
-            let outcome = match object_type.as_deref() {
-                _ if !object.is_object() => Outcome::Failed(ObjectError::NotAnObject {
-                    found: json_kind(object),
-                }),
-                Some("indicator") => match indicator(object, &markings, options) {
-                    Ok(found) => Outcome::Imported(found),
-                    Err(e) => Outcome::Failed(e),
-                },
-                Some("marking-definition") => Outcome::Skipped(SkipReason::MarkingDefinition),
-                _ => Outcome::Skipped(SkipReason::NotAnIndicator),
-            };
-            ObjectOutcome {
-                index,
-                id: text("id"),
-                object_type,
-                outcome,
-            }
-        })
+        .map(|(index, object)| import_object(index, object, &markings, options))
         .collect();
     Ok(StixImport { objects })
+}
+
+/// The objects of a bundle, a TAXII envelope, an array of objects or a single object: what
+/// [`import_stix`] reads, for a caller that imports them one by one with [`import_object`].
+pub fn stix_objects(value: &Value) -> Result<&[Value], StixError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        Value::Object(map) => match map.get("objects") {
+            Some(Value::Array(items)) => Ok(items),
+            Some(_) => Err(StixError::NotStix {
+                found: "object whose objects is no array",
+            }),
+            None if map.get("type").is_some_and(Value::is_string) => {
+                Ok(std::slice::from_ref(value))
+            }
+            None => Err(StixError::NotStix {
+                found: "object with neither type nor objects",
+            }),
+        },
+        other => Err(StixError::NotStix {
+            found: json_kind(other),
+        }),
+    }
+}
+
+/// The outcome of the object at `index` of an import whose marking definitions are
+/// `markings` (of all its objects): each object's outcome depends on nothing else.
+pub fn import_object(
+    index: usize,
+    object: &Value,
+    markings: &Markings,
+    options: &ImportOptions,
+) -> ObjectOutcome {
+    let text = |key| object.get(key).and_then(Value::as_str).map(str::to_owned);
+    let object_type = text("type");
+    let outcome = match object_type.as_deref() {
+        _ if !object.is_object() => Outcome::Failed(ObjectError::NotAnObject {
+            found: json_kind(object),
+        }),
+        Some("indicator") => match indicator(object, markings, options) {
+            Ok(found) => Outcome::Imported(found),
+            Err(e) => Outcome::Failed(e),
+        },
+        Some("marking-definition") => Outcome::Skipped(SkipReason::MarkingDefinition),
+        _ => Outcome::Skipped(SkipReason::NotAnIndicator),
+    };
+    ObjectOutcome {
+        index,
+        id: text("id"),
+        object_type,
+        outcome,
+    }
 }
 
 fn indicator(

@@ -11,7 +11,7 @@ pub mod submission;
 pub mod view;
 
 #[cfg(test)]
-mod test_values;
+pub(crate) mod test_values;
 
 pub use indicators::IndicatorsService;
 pub use status::StatusService;

@@ -11,9 +11,11 @@ use std::collections::{BTreeSet, VecDeque};
 use std::sync::Mutex;
 
 use intelmesh_core::{Indicator, OrgId, Tlp};
-use intelmesh_interop::stix::{import_stix, ImportOptions, Outcome, SkipReason, StixIndicator};
+use intelmesh_interop::stix::{
+    import_object, stix_objects, ImportOptions, ObjectOutcome, Outcome, SkipReason, StixIndicator,
+};
 use intelmesh_interop::taxii::{StatusDetail, StatusResource};
-use intelmesh_interop::{format_timestamp, Warninglists};
+use intelmesh_interop::{format_timestamp, Markings, Warninglists};
 use intelmesh_proto::v1 as pb;
 use serde_json::Value;
 
@@ -81,21 +83,37 @@ pub fn plan(
     body: &Value,
     publisher: &Publisher,
     warninglists: &Warninglists,
-    held: impl Fn(&Indicator) -> Option<pb::OriginAssertion>,
+    held: impl Fn(&Indicator) -> Option<pb::OriginAssertion> + Sync,
 ) -> Result<Plan, NotAnEnvelope> {
+    use rayon::prelude::*;
     // Unmarked objects were not declared shareable further: AMBER, as on import.
     let options = ImportOptions {
         default_tlp: Tlp::Amber,
     };
-    let import = import_stix(body, &options).map_err(|e| NotAnEnvelope(e.to_string()))?;
-    let objects = body
-        .get("objects")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let objects = stix_objects(body).map_err(|e| NotAnEnvelope(e.to_string()))?;
+    let markings = Markings::from_objects(objects);
+    // Each object is judged on its own (its pattern, its submissions, the node's lists and
+    // assertions), so on every core; only the first of several objects naming one value is
+    // signed, which is settled after, in envelope order.
+    let judged: Vec<(ObjectOutcome, Vec<Judged>)> = objects
+        .par_iter()
+        .enumerate()
+        .with_min_len(JUDGED_TOGETHER)
+        .map(|(index, object)| {
+            let o = import_object(index, object, &markings, &options);
+            let values = match &o.outcome {
+                Outcome::Imported(values) => values
+                    .iter()
+                    .map(|v| judge(v, publisher, warninglists, &held))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            (o, values)
+        })
+        .collect();
     let mut plan = Plan::default();
     let mut seen: BTreeSet<Indicator> = BTreeSet::new();
-    for o in import.objects {
+    for (o, values) in judged {
         let id =
             o.id.clone()
                 .unwrap_or_else(|| format!("(object {})", o.index));
@@ -117,31 +135,20 @@ pub fn plan(
             Outcome::Failed(e) => plan
                 .failures
                 .push(detail(&id, version, Some(e.to_string()))),
-            Outcome::Imported(values) => {
+            Outcome::Imported(_) => {
                 let mut prepared = Vec::new();
                 let mut refused = None;
-                for v in &values {
-                    let s = submission_of(v);
-                    let lists = lists_of(warninglists, &v.indicator);
-                    if !v.revoked && !lists.is_empty() {
-                        refused = Some(format!(
-                            "{} is on the node's warninglists of known-benign values ({}): not published",
-                            v.indicator.value(),
-                            lists.join(", ")
-                        ));
-                        continue;
-                    }
-                    if held(&v.indicator).is_some_and(|a| same_or_revoked(&a, &s)) {
-                        continue;
-                    }
-                    // The first object naming a value wins; a repeat in one envelope is
-                    // signed once.
-                    if !seen.insert(v.indicator.clone()) {
-                        continue;
-                    }
-                    match submission(&s, publisher) {
-                        Ok(p) => prepared.push(p),
-                        Err(e) => refused = Some(format!("{}: {e}", v.indicator.value())),
+                for judged in values {
+                    match judged {
+                        Judged::Listed(why) => refused = Some(why),
+                        Judged::Held => {}
+                        // The first object naming a value wins; a repeat in one envelope is
+                        // signed once.
+                        Judged::New(indicator, submission) => match submission {
+                            _ if !seen.insert(indicator) => {}
+                            Ok(p) => prepared.push(p),
+                            Err(why) => refused = Some(why),
+                        },
                     }
                 }
                 match refused {
@@ -155,6 +162,44 @@ pub fn plan(
         }
     }
     Ok(plan)
+}
+
+/// Objects one core judges at a time: enough that handing them over costs little beside
+/// judging them.
+const JUDGED_TOGETHER: usize = 64;
+
+/// What one value of a posted indicator comes to before duplicates are settled.
+// Most values are `New`: boxing it would cost an allocation per value for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Judged {
+    /// On the node's warninglists: refused, with why.
+    Listed(String),
+    /// Already asserted by this node as asked: nothing to sign.
+    Held,
+    /// To sign if no earlier object named it: the submission, or why it is refused.
+    New(Indicator, Result<Prepared, String>),
+}
+
+fn judge(
+    v: &StixIndicator,
+    publisher: &Publisher,
+    warninglists: &Warninglists,
+    held: &(impl Fn(&Indicator) -> Option<pb::OriginAssertion> + Sync),
+) -> Judged {
+    let s = submission_of(v);
+    let lists = lists_of(warninglists, &v.indicator);
+    if !v.revoked && !lists.is_empty() {
+        return Judged::Listed(format!(
+            "{} is on the node's warninglists of known-benign values ({}): not published",
+            v.indicator.value(),
+            lists.join(", ")
+        ));
+    }
+    if held(&v.indicator).is_some_and(|a| same_or_revoked(&a, &s)) {
+        return Judged::Held;
+    }
+    let prepared = submission(&s, publisher).map_err(|e| format!("{}: {e}", v.indicator.value()));
+    Judged::New(v.indicator.clone(), prepared)
 }
 
 /// Whether `a` already says what `s` asks: the same upsert, or a revocation of a value
@@ -188,3 +233,7 @@ impl Statuses {
             .map(|(_, _, s)| s.clone())
     }
 }
+
+#[cfg(test)]
+#[path = "write_tests.rs"]
+mod tests;
