@@ -193,6 +193,10 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
     // The node's and this client's CPU (one process): the cores the adds kept busy, which
     // says whether a rate is bound by the work or by waiting.
     let add_cpu_secs = cpu_seconds() - cpu_before;
+    let (cpu_us_per_object, add_cores) = (
+        add_cpu_secs * 1e6 / o.objects as f64,
+        add_cpu_secs / add_secs,
+    );
     // The node runs in this process: the reads are timed once the adds' background work (the
     // store's memtable flushes and compactions) is done, so the read rate is that of a
     // collection of N objects, not of one still being compacted.
@@ -236,9 +240,7 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
     if !o.json {
         println!("added {} objects in envelopes of {}, {} in flight, in {add_secs:.2}s: {add_rate:.0} objects/s (acknowledged durable)", o.objects, o.envelope, o.in_flight);
         println!(
-            "the adds used {add_cpu_secs:.2}s of CPU ({:.1} us per object, {:.2} cores)",
-            add_cpu_secs * 1e6 / o.objects as f64,
-            add_cpu_secs / add_secs
+            "the adds used {add_cpu_secs:.2}s of CPU ({cpu_us_per_object:.1} us per object, {add_cores:.2} cores)"
         );
         println!(
             "the node went idle {:.1}s after the adds",
@@ -256,8 +258,7 @@ async fn run(o: TaxiiOpts) -> anyhow::Result<()> {
         json!({
             "bench": "taxii", "objects": o.objects, "envelope": o.envelope, "in_flight": o.in_flight, "page": o.page,
             "add_rate": round2(add_rate), "read_rate": round2(read_rate),
-            "add_cpu_us_per_object": round2(add_cpu_secs * 1e6 / o.objects as f64),
-            "add_cores": round2(add_cpu_secs / add_secs),
+            "add_cpu_us_per_object": round2(cpu_us_per_object), "add_cores": round2(add_cores),
             "pages": page_ms.len(), "idle_after_add_ms": idle_after_add.as_millis() as u64,
             "page_ms_first_tenth": round2(first), "page_ms_last_tenth": round2(last),
             "page_ms_p50": round2(percentile(&sorted, 0.5)), "page_ms_p99": round2(percentile(&sorted, 0.99)),

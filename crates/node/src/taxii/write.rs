@@ -100,9 +100,11 @@ pub fn plan(
         .enumerate()
         .with_min_len(JUDGED_TOGETHER)
         .map(|(index, object)| {
-            let o = import_object(index, object, &markings, &options);
-            let values = match &o.outcome {
-                Outcome::Imported(values) => values
+            let mut o = import_object(index, object, &markings, &options);
+            // The values are taken out of the outcome, so they are also dropped here, on
+            // every core, not in the pass that settles duplicates.
+            let values = match &mut o.outcome {
+                Outcome::Imported(values) => std::mem::take(values)
                     .iter()
                     .map(|v| judge(v, publisher, warninglists, &held))
                     .collect(),
