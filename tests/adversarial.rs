@@ -223,6 +223,50 @@ async fn replayed_entries_are_duplicates_and_the_link_stays_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_issued_ahead_of_the_clock_is_refused_and_the_link_stays_up() {
+    // A relay whose clock runs ahead of this node's forwards such an entry in good faith:
+    // refused as its origin's doing, never as the relay's forgery.
+    let net = star_without_au().await;
+    let (hub, au) = (org(HUB), org(AU));
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let payload = pb::Payload {
+        body: Some(pb::payload::Body::Sighting(pb::Sighting {
+            indicator: Some(pb::IndicatorRef {
+                r#type: pb::IndicatorType::Domain as i32,
+                value: "early.au-afp.example".into(),
+            }),
+            seen_at_unix_ms: 1_700_000_000_000,
+            count: 1,
+        })),
+        ..Default::default()
+    };
+    let an_hour_ahead = intelmesh_core::now_unix_ms() + 3_600_000;
+    let (early, _) = signer.sign_next(None, an_hour_ahead, &green(), &payload);
+
+    let mut peer = net.open_as(&hub, &au).await;
+    let error_before = net.peer_state(&hub, &au).last_error;
+    assert!(peer.hello(AU, empty_vector()).await);
+    assert!(peer.entries(vec![early]).await);
+    // Entries on a link are handled in order: once the honest entry after it is applied, the
+    // early one was judged.
+    let (log, _) = signed_chain(&signer, None, 1, "on-time");
+    assert!(peer.entries(log.clone()).await);
+    peer.until_progress(AU, 1, PATIENCE).await.unwrap();
+
+    assert_eq!(
+        stored(&net, &hub, &au),
+        log,
+        "the early entry is not stored"
+    );
+    let state = net.peer_state(&hub, &au);
+    assert!(
+        state.connected,
+        "an early entry must not cut the link: {state:?}"
+    );
+    assert_eq!(state.last_error, error_before, "no new link error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn equivocation_is_refused_proven_and_flagged_and_the_link_stays_up() {
     let net = star_without_au().await;
     let (hub, au) = (org(HUB), org(AU));

@@ -7,22 +7,84 @@
 
 use std::time::Duration;
 
+use intelmesh_node::config::Limits;
 use intelmesh_node::provision::{free_loopback_addr, loopback_specs, star_links};
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
 use intelmesh_store::Store;
 use intelmesh_tests::api::{dist, submit, upsert};
+use intelmesh_tests::console;
 use intelmesh_tests::net::{fast_limits, org, TestNet};
+use intelmesh_tests::raw_peer::PATIENCE;
 use intelmesh_tests::taxii::{gateway, patterns, run_python, run_tool, script};
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// A hub and two agencies, each serving TAXII.
 async fn net() -> TestNet {
+    net_with(fast_limits()).await
+}
+
+async fn net_with(limits: Limits) -> TestNet {
     let mut specs = loopback_specs("SG-IGCI", &["AU-AFP", "BR-PF"]).expect("ports");
     for s in &mut specs {
         s.taxii = Some(free_loopback_addr().expect("port"));
     }
     let links = star_links(&specs);
-    TestNet::new(specs, links, fast_limits()).await
+    TestNet::new(specs, links, limits).await
+}
+
+/// Whether the other end closed `stream` (EOF or an error) within [`PATIENCE`].
+async fn closed_by_peer(stream: &mut (impl AsyncRead + Unpin)) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_that_send_nothing_or_stop_mid_headers_are_closed_when_idle() {
+    let idle = Duration::from_millis(1_000);
+    let limits = Limits {
+        http_idle_ms: 1_000,
+        ..fast_limits()
+    };
+    let net = net_with(limits).await;
+    let au = org("AU-AFP");
+    let addr = net.node(&au).taxii_addr.expect("the gateway listens");
+    let ca = net.fed.nodes[&au].api_ca.clone();
+    let opened = std::time::Instant::now();
+    let mut silent = console::tls_stream(addr, &ca, None).await.unwrap();
+    let mut partial = console::tls_stream(addr, &ca, None).await.unwrap();
+    partial
+        .write_all(b"GET /taxii2/ HTTP/1.1\r\nHost: gateway\r\n")
+        .await
+        .unwrap();
+    partial.flush().await.unwrap();
+    // Meanwhile a whole request is answered (no credentials: 401).
+    let answer = console::get(addr, &ca, None, "/taxii2/").await.unwrap();
+    assert_eq!(answer.status, 401, "{}", answer.text());
+
+    assert!(
+        closed_by_peer(&mut silent).await,
+        "a silent connection is held"
+    );
+    assert!(
+        closed_by_peer(&mut partial).await,
+        "a connection whose headers never end is held"
+    );
+    assert!(
+        opened.elapsed() >= idle - Duration::from_millis(100),
+        "closed after {:?}, before its idle time",
+        opened.elapsed()
+    );
+    // The listener still serves.
+    let again = console::get(addr, &ca, None, "/taxii2/").await.unwrap();
+    assert_eq!(again.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

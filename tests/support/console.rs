@@ -128,6 +128,23 @@ fn tls_client(ca: &Path, client: Option<&Pem>) -> rustls::ClientConfig {
     config
 }
 
+/// A TLS connection to `addr` (trusting `ca`, presenting `client` if given), HTTP/1.1 agreed.
+pub async fn tls_stream(
+    addr: SocketAddr,
+    ca: &Path,
+    client: Option<&Pem>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(ca, client)));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let name = ServerName::IpAddress(addr.ip().into());
+    connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))
+}
+
 /// `GET path` from `addr` over TLS: see [`ConsoleNet::get`].
 pub async fn get(
     addr: SocketAddr,
@@ -135,15 +152,7 @@ pub async fn get(
     client: Option<&Pem>,
     path: &str,
 ) -> Result<Answer, String> {
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(ca, client)));
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let name = ServerName::IpAddress(addr.ip().into());
-    let mut tls = connector
-        .connect(name, tcp)
-        .await
-        .map_err(|e| format!("handshake: {e}"))?;
+    let mut tls = tls_stream(addr, ca, client).await?;
     http1::exchange(&mut tls, &addr.to_string(), "GET", path, None)
         .await
         .map_err(|e| format!("exchange: {e}"))

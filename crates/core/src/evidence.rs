@@ -69,6 +69,13 @@ impl EvidenceError {
     pub fn is_unverifiable_yet(&self) -> bool {
         matches!(self, EvidenceError::Entry { error, .. } if error.is_unverifiable_yet())
     }
+
+    /// Whether an entry of the proof lies past the end the roster gave its key (rotation,
+    /// compromise, suspension): refused everywhere, so the proof is moot, and a relay that
+    /// kept it from before the cut passes it on in good faith (it must not cost the link).
+    pub fn is_past_key_end(&self) -> bool {
+        matches!(self, EvidenceError::Entry { error, .. } if error.is_past_key_end())
+    }
 }
 
 /// The proof that `stored` and `received`, both of one origin at one seq, are different entries.

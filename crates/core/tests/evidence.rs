@@ -5,7 +5,7 @@ mod common;
 use intelmesh_core::entry::withheld_stub;
 use intelmesh_core::evidence::{chain_break, check, equivocation, EvidenceError, ForkKind};
 use intelmesh_core::verify::{verify_entry, VerifyConfig};
-use intelmesh_core::{Distribution, StaticKeys, Tlp, VerifiedEntry};
+use intelmesh_core::{Distribution, SeqRange, StaticKeys, Tlp, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 
 use common::{keys_of as keys, signer};
@@ -167,4 +167,39 @@ fn proofs_that_do_not_hold_up_are_refused_with_the_reason() {
         .unwrap()
         .payload
         .is_none());
+}
+
+#[test]
+fn a_proof_past_its_keys_end_is_moot_not_invalid() {
+    // A chain break at seq 2, proved while the key was in force; then the roster ends the key
+    // at seq 1 (the member rotated, or reported it compromised, at its last good seq).
+    let s = signer("AU-AFP", 1);
+    let k = keys(&[&s]);
+    let (first, _) = s.sign_next(None, NOW, &red(), &sighting("a.example"));
+    let (_, other_head) = s.sign_next(None, NOW, &red(), &sighting("b.example"));
+    let (second_of_other, _) = s.sign_next(Some(other_head), NOW, &red(), &sighting("c.example"));
+    let proof = chain_break(&first, &verified(&second_of_other, &k), NOW);
+    assert!(check(proof.clone(), &k).is_ok());
+
+    let mut ended = StaticKeys::default();
+    ended.insert_range(
+        s.org().clone(),
+        s.verifying_key(),
+        SeqRange {
+            first: 1,
+            last: Some(1),
+        },
+    );
+    let err = check(proof, &ended).expect_err("its second entry is past the key's end");
+    assert!(err.is_past_key_end(), "{err}");
+    assert!(!err.is_unverifiable_yet(), "{err}");
+
+    // A forged proof is not moot: it stays invalid, whatever the key's range.
+    let (a, _) = s.sign_next(None, NOW, &red(), &sighting("a.example"));
+    let mut forged = equivocation(&a, &verified(&second_of_other, &k), NOW);
+    if let Some(c) = forged.conflicting.as_mut() {
+        c.signature = vec![0; 64].into();
+    }
+    let err = check(forged, &k).expect_err("a zeroed signature");
+    assert!(!err.is_past_key_end(), "{err}");
 }

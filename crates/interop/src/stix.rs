@@ -8,6 +8,7 @@
 //! marking definitions; with no TLP marking the caller's default applies and the outcome
 //! says so.
 
+use intelmesh_core::entry::MAX_PAYLOAD_BYTES;
 use intelmesh_core::{Indicator, Tlp};
 use serde_json::Value;
 use thiserror::Error;
@@ -59,7 +60,27 @@ pub enum ObjectError {
     },
     #[error("pattern: {0}")]
     Pattern(#[from] PatternError),
+    #[error(
+        "its name, description, labels and ids come to {bytes} bytes, more than an entry's \
+         payload may hold ({max}): shorten them"
+    )]
+    TooLarge { bytes: usize, max: usize },
+    #[error(
+        "its pattern names {values} values, each carrying the object's {bytes} bytes of name, \
+         description, labels and ids: more than the {max} bytes one object may expand to; \
+         split the pattern over several objects"
+    )]
+    ExpandsTooFar {
+        values: usize,
+        bytes: usize,
+        max: usize,
+    },
 }
+
+/// Most bytes of shared text (name, description, labels, ids) all of one object's values
+/// carry together: each value of an `OR` pattern is an entry of its own with a copy of them,
+/// so a small object must not expand into gigabytes.
+pub const MAX_OBJECT_EXPANSION: usize = 256 * 1024;
 
 /// Why an object that is no indicator gives nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +112,19 @@ pub struct StixIndicator {
     pub created_by_ref: Option<String>,
     pub name: Option<String>,
     pub description: Option<String>,
+}
+
+impl StixIndicator {
+    /// Bytes of the text every value of one object carries a copy of.
+    fn shared_bytes(&self) -> usize {
+        let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+        self.stix_id.len()
+            + text(&self.created_by_ref)
+            + text(&self.name)
+            + text(&self.description)
+            + self.tags.iter().map(String::len).sum::<usize>()
+            + self.unknown_markings.iter().map(String::len).sum::<usize>()
+    }
 }
 
 /// What became of one object.
@@ -318,11 +352,12 @@ fn indicator(
     let refs = strings("object_marking_refs")?;
     let resolution = markings.resolve(refs.iter().map(String::as_str));
     let mut tags: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for t in strings("labels")?
         .into_iter()
         .chain(strings("indicator_types")?)
     {
-        if !tags.contains(&t) {
+        if seen.insert(t.clone()) {
             tags.push(t);
         }
     }
@@ -344,6 +379,20 @@ fn indicator(
         name: text("name")?,
         description: text("description")?,
     };
+    let shared = template.shared_bytes();
+    if shared > MAX_PAYLOAD_BYTES {
+        return Err(ObjectError::TooLarge {
+            bytes: shared,
+            max: MAX_PAYLOAD_BYTES,
+        });
+    }
+    if found.len().saturating_mul(shared) > MAX_OBJECT_EXPANSION {
+        return Err(ObjectError::ExpandsTooFar {
+            values: found.len(),
+            bytes: shared,
+            max: MAX_OBJECT_EXPANSION,
+        });
+    }
     Ok(found
         .into_iter()
         .map(|indicator| StixIndicator {

@@ -235,3 +235,60 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
         "{got:?}"
     );
 }
+
+#[test]
+fn an_object_may_not_expand_past_what_its_entries_can_carry() {
+    // An OR of 1,024 addresses: each value becomes an entry with a copy of the object's text.
+    let pattern = (0..1024)
+        .map(|i| format!("[ipv4-addr:value = '10.0.{}.{}']", i / 256, i % 256))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let object = |description: &str| {
+        json!({"type": "indicator", "id": "indicator--e", "pattern": pattern,
+            "description": description})
+    };
+    // Short text: every value is read.
+    let small = import(&json!([object("scanner")]));
+    match &small.objects[0].outcome {
+        Outcome::Imported(values) => assert_eq!(values.len(), 1024),
+        other => panic!("{other:?}"),
+    }
+    // 1 KiB of description on each of 1,024 values: over the object's expansion.
+    let long = "x".repeat(1024);
+    let got = import(&json!([object(&long)]));
+    let shared = "indicator--e".len() + 1024;
+    assert_eq!(
+        got.objects[0].outcome,
+        Outcome::Failed(ObjectError::ExpandsTooFar {
+            values: 1024,
+            bytes: shared,
+            max: MAX_OBJECT_EXPANSION,
+        })
+    );
+    // Text that no entry's payload could hold, even for one value.
+    let huge = "x".repeat(MAX_PAYLOAD_BYTES + 1);
+    let one = json!({"type": "indicator", "id": "indicator--f",
+        "pattern": "[ipv4-addr:value = '192.0.2.9']", "description": huge});
+    let got = import(&json!([one]));
+    assert_eq!(
+        got.objects[0].outcome,
+        Outcome::Failed(ObjectError::TooLarge {
+            bytes: "indicator--f".len() + MAX_PAYLOAD_BYTES + 1,
+            max: MAX_PAYLOAD_BYTES,
+        })
+    );
+}
+
+#[test]
+fn labels_repeated_many_times_are_kept_once_each() {
+    let labels: Vec<String> = (0..20_000).map(|i| format!("l{}", i % 3)).collect();
+    let got = import(&json!([{"type": "indicator", "id": "indicator--g",
+        "pattern": "[ipv4-addr:value = '192.0.2.9']", "labels": labels,
+        "indicator_types": ["l1", "malicious-activity"]}]));
+    match &got.objects[0].outcome {
+        Outcome::Imported(values) => {
+            assert_eq!(values[0].tags, ["l0", "l1", "l2", "malicious-activity"]);
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -229,6 +229,10 @@ pub struct Limits {
     pub unverified_per_origin: usize,
     /// Bytes of such entries kept across all origins.
     pub unverified_total_bytes: usize,
+    /// An HTTPS connection (TAXII, console) on which no byte moves either way for this long is
+    /// closed, and a request's headers must arrive within it: a client that opens connections
+    /// and sends nothing, or a byte now and then, must not hold the listener's slots.
+    pub http_idle_ms: u64,
 }
 
 impl Default for Limits {
@@ -245,6 +249,7 @@ impl Default for Limits {
             connect_timeout_ms: 10_000,
             unverified_per_origin: 1_024,
             unverified_total_bytes: 16 << 20,
+            http_idle_ms: 60_000,
         }
     }
 }
@@ -261,6 +266,9 @@ impl Limits {
     }
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+    pub fn http_idle(&self) -> Duration {
+        Duration::from_millis(self.http_idle_ms)
     }
     /// The HTTP/2 flow-control window of a link, each way: one whole message, so a peer's
     /// frame crosses at once, and what a link may buffer stays one message.
@@ -292,6 +300,7 @@ impl Limits {
             ("backoff_min_ms", self.backoff_min_ms),
             ("backoff_max_ms", self.backoff_max_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
+            ("http_idle_ms", self.http_idle_ms),
         ];
         for (setting, ms) in durations {
             at_least_one(setting, ms);

@@ -21,6 +21,7 @@ fn limits_that_would_stop_a_node_are_each_named() {
         connect_timeout_ms: 0,
         unverified_per_origin: 0,
         unverified_total_bytes: 0,
+        http_idle_ms: 0,
     };
     let mut named = settings(&zero);
     named.sort();
@@ -32,6 +33,7 @@ fn limits_that_would_stop_a_node_are_each_named() {
             "connect_timeout_ms",
             "dead_after_ms",
             "heartbeat_ms",
+            "http_idle_ms",
             "max_batch_entries",
             "max_message_bytes",
             "peer_queue_frames",

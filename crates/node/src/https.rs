@@ -1,19 +1,24 @@
 //! The HTTPS serving loop shared by the node's web listeners (the TAXII gateway and the hub
 //! console): TLS with the API listener's certificate, client certificates checked against the
 //! API's client CA (optional or required), HTTP/1.1 and HTTP/2, a handshake deadline, a cap
-//! on open connections and a graceful stop.
+//! on open connections, an idle deadline per connection (no byte either way, or a request's
+//! headers not all in, for `limits.http_idle_ms`) and a graceful stop.
 //!
 //! Each request carries the [`Connection`] it came on (the client's leaf certificate), as an
 //! axum extension, so handlers can tell who is calling.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use anyhow::Context as _;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -26,6 +31,8 @@ use crate::state::NodeState;
 const DRAIN: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
+/// Requests one HTTP/2 connection may have open at once.
+const MAX_STREAMS: u32 = 64;
 
 pub use crate::tls::ClientCerts;
 
@@ -131,7 +138,8 @@ impl HttpsServer {
                     leaf: leaf.map(Arc::new),
                     note: Default::default(),
                 }));
-                serve_connection(name, tls, service, stopped).await;
+                let idle = state.cfg.limits.http_idle();
+                serve_connection(name, tls, service, stopped, idle).await;
             });
         }
         let drain = async { while connections.join_next().await.is_some() {} };
@@ -146,20 +154,136 @@ async fn serve_connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     service: axum::Router,
     mut stopped: watch::Receiver<bool>,
+    idle: Duration,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper drops its own header deadline silently.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS);
+    let (io, moved) = Watched::new(tls);
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "{name} connection ended");
             }
+            return;
         }
-        _ = stopping(&mut stopped) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        _ = stopping(&mut stopped) => {}
+        _ = moved.idle_for(idle) => {
+            tracing::debug!("{name} connection closed: idle for {idle:?}");
         }
+    }
+    conn.as_mut().graceful_shutdown();
+    if tokio::time::timeout(DRAIN, conn).await.is_err() {
+        tracing::debug!(
+            "{name} connection dropped: still busy {DRAIN:?} after it was told to close"
+        );
+    }
+}
+
+/// When bytes last moved on a connection, either way (milliseconds since it was accepted).
+struct Moved {
+    since: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Moved {
+    fn note(&self) {
+        let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Returns once no byte has moved for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let quiet = self.since.elapsed().saturating_sub(last);
+            match idle.checked_sub(quiet) {
+                Some(left) if !left.is_zero() => tokio::time::sleep(left).await,
+                _ => return,
+            }
+        }
+    }
+}
+
+/// A connection's stream, noting in [`Moved`] each read or write that moved bytes.
+struct Watched<S> {
+    inner: S,
+    moved: Arc<Moved>,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S) -> (Watched<S>, Arc<Moved>) {
+        let moved = Arc::new(Moved {
+            since: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        });
+        let watched = Watched {
+            inner,
+            moved: Arc::clone(&moved),
+        };
+        (watched, moved)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.moved.note();
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.note();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.moved.note();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

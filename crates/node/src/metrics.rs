@@ -39,6 +39,9 @@ pub enum Refusal {
     Chain,
     /// Its key may not sign it at that seq (ended by the roster, or a compromise cut).
     KeyEnded,
+    /// Issued later than this node's clock allows (its origin's clock, or a relay's, runs
+    /// ahead): refused, sent again once its time has come.
+    FromFuture,
     /// A peer asked for a payload its TLP view may not carry (a Want answered with nothing).
     Tlp,
     /// A frame or batch over the limits.
@@ -49,10 +52,11 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    const ALL: [Refusal; 6] = [
+    const ALL: [Refusal; 7] = [
         Refusal::Verification,
         Refusal::Chain,
         Refusal::KeyEnded,
+        Refusal::FromFuture,
         Refusal::Tlp,
         Refusal::Size,
         Refusal::Unopened,
@@ -63,6 +67,7 @@ impl Refusal {
             Refusal::Verification => "verification",
             Refusal::Chain => "chain",
             Refusal::KeyEnded => "key_ended",
+            Refusal::FromFuture => "from_future",
             Refusal::Tlp => "tlp",
             Refusal::Size => "size",
             Refusal::Unopened => "unopened",

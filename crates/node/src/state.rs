@@ -109,6 +109,8 @@ pub struct EvidenceReport {
     pub invalid: Vec<EvidenceError>,
     /// Proofs naming a key this node does not know yet; skipped.
     pub unverifiable: usize,
+    /// Proofs with an entry past its key's end (`EvidenceError::is_past_key_end`); skipped.
+    pub moot: usize,
 }
 
 impl NodeState {
@@ -294,6 +296,10 @@ impl NodeState {
                 match evidence::check(proof, keys.as_ref()) {
                     Ok(c) => checked.push(c),
                     Err(e) if e.is_unverifiable_yet() => report.unverifiable += 1,
+                    Err(e) if e.is_past_key_end() => {
+                        tracing::debug!(error = %e, "fork proof skipped: an entry lies past its key's end");
+                        report.moot += 1;
+                    }
                     Err(e) => report.invalid.push(e),
                 }
             }
@@ -407,7 +413,12 @@ impl NodeState {
                 );
                 report.unverifiable = 0;
                 good.extend(me.open_received(again.good));
-                report.refused.extend(again.refused);
+                // The queue is shared by every link: what fails now may have come from any
+                // peer, so it is dropped and logged, never counted against this link (which
+                // would be cut for another's forgery).
+                for e in &again.refused {
+                    tracing::warn!(error = %e, "an entry that waited for its key does not verify");
+                }
                 (unknown, used) = (again.unknown_key, Some(now));
             }
             // A compromise cut made since they were verified must not be undone: under the
@@ -457,8 +468,13 @@ impl NodeState {
                         tracing::warn!(%origin, seq, key = %key_id, "entries signed with a key this node's key list does not hold: kept until the list has it");
                     }
                 }
-                Added::Dropped => {
+                // Once per origin and key: a peer filling the queue on purpose must not fill
+                // the log as well.
+                Added::Dropped { first: true } => {
                     tracing::warn!(%origin, seq, key = %key_id, "no room for more entries waiting for their key: dropped (sent again when the link restarts)")
+                }
+                Added::Dropped { first: false } => {
+                    tracing::debug!(%origin, seq, key = %key_id, "no room for more entries waiting for their key: dropped")
                 }
             }
         }

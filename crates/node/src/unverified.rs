@@ -39,8 +39,12 @@ struct Inner {
     bytes: usize,
     /// When the queue was last scanned for entries past [`UNVERIFIED_TTL`].
     scanned: Option<Instant>,
-    /// (origin, key) pairs some of whose entries were dropped for lack of room.
+    /// (origin, key) pairs some of whose entries were dropped for lack of room: at most
+    /// [`SUMMARY_ROWS`] (a peer chooses origins and key ids freely), the rest counted in
+    /// `dropped_elsewhere`.
     dropped: BTreeMap<(OrgId, KeyId), u64>,
+    /// Entries dropped under pairs beyond those `dropped` names.
+    dropped_elsewhere: u64,
 }
 
 /// What [`Unverified::add`] did.
@@ -48,11 +52,27 @@ struct Inner {
 pub enum Added {
     /// Kept; `new_key` when no entry of this origin was waiting for this key before.
     Kept { new_key: bool },
-    /// No room: dropped (it comes again when the link restarts).
-    Dropped,
+    /// No room: dropped (it comes again when the link restarts); `first` when none of this
+    /// origin and key was dropped before (since the key list last changed).
+    Dropped { first: bool },
 }
 
 impl Inner {
+    /// Counts a dropped entry; whether its (origin, key) is newly named.
+    fn note_dropped(&mut self, origin: OrgId, key_id: KeyId) -> bool {
+        let pair = (origin, key_id);
+        if let Some(n) = self.dropped.get_mut(&pair) {
+            *n += 1;
+            return false;
+        }
+        if self.dropped.len() >= SUMMARY_ROWS {
+            self.dropped_elsewhere += 1;
+            return false;
+        }
+        self.dropped.insert(pair, 1);
+        true
+    }
+
     /// Drops entries that waited longer than [`UNVERIFIED_TTL`], scanning at most once a
     /// minute (an entry leaves at most a minute late; a full queue costs no scan per entry).
     fn expire(&mut self, now: Instant) {
@@ -114,8 +134,9 @@ impl Unverified {
         let new_key = !queue.is_some_and(|q| q.values().any(|w| w.key_id == key_id));
         let queued = queue.map_or(0, BTreeMap::len);
         if queued >= limits.per_origin || inner.bytes + bytes > limits.total_bytes {
-            *inner.dropped.entry((origin, key_id)).or_default() += 1;
-            return Added::Dropped;
+            return Added::Dropped {
+                first: inner.note_dropped(origin, key_id),
+            };
         }
         inner.bytes += bytes;
         inner.by_origin.entry(origin).or_default().insert(
@@ -176,7 +197,14 @@ impl Unverified {
 
     /// Forgets what was dropped (after the key list changed: the peers will send it again).
     pub fn clear_dropped(&self) {
-        self.lock().dropped.clear();
+        let mut inner = self.lock();
+        inner.dropped.clear();
+        inner.dropped_elsewhere = 0;
+    }
+
+    /// Entries dropped under (origin, key) pairs beyond those the summary names.
+    pub fn dropped_elsewhere(&self) -> u64 {
+        self.lock().dropped_elsewhere
     }
 }
 
@@ -208,9 +236,11 @@ mod tests {
         assert_eq!(q.add(org("AU"), 1, k, entry(100), &limits), kept(true));
         assert_eq!(q.add(org("AU"), 2, k, entry(100), &limits), kept(false));
         assert_eq!(q.add(org("AU"), 2, k, entry(100), &limits), kept(false));
-        assert_eq!(q.add(org("AU"), 3, k, entry(100), &limits), Added::Dropped);
+        let dropped = |first| Added::Dropped { first };
+        assert_eq!(q.add(org("AU"), 3, k, entry(100), &limits), dropped(true));
+        assert_eq!(q.add(org("AU"), 4, k, entry(100), &limits), dropped(false));
         assert_eq!(q.add(org("BR"), 1, k, entry(100), &limits), kept(true));
-        assert_eq!(q.add(org("FR"), 1, k, entry(900), &limits), Added::Dropped);
+        assert_eq!(q.add(org("FR"), 1, k, entry(900), &limits), dropped(true));
         assert_eq!(q.len(), 3);
         let rows = q.summary();
         let au = rows.iter().find(|r| r.origin == "AU").unwrap();
@@ -220,5 +250,37 @@ mod tests {
         assert_eq!(q.take_all().len(), 3);
         assert!(q.is_empty());
         assert_eq!(q.add(org("FR"), 1, k, entry(900), &limits), kept(true));
+    }
+
+    #[test]
+    fn what_was_dropped_is_remembered_for_a_bounded_number_of_origins_and_keys() {
+        // A peer choosing a new origin and key id for every entry it sends a full queue.
+        let q = Unverified::default();
+        let limits = UnverifiedLimits {
+            per_origin: 1,
+            total_bytes: 200,
+        };
+        let k = KeyId([1; 8]);
+        assert_eq!(
+            q.add(org("AU"), 1, k, entry(100), &limits),
+            Added::Kept { new_key: true }
+        );
+        let pairs = 10 * SUMMARY_ROWS;
+        for i in 0..pairs {
+            let origin = org(&format!("X{i}"));
+            let key = KeyId((i as u64).to_be_bytes());
+            let first = i < SUMMARY_ROWS;
+            assert_eq!(
+                q.add(origin, 1, key, entry(150), &limits),
+                Added::Dropped { first }
+            );
+        }
+        let rows = q.summary();
+        assert_eq!(rows.len(), SUMMARY_ROWS);
+        assert_eq!(q.lock().dropped.len(), SUMMARY_ROWS);
+        assert_eq!(q.dropped_elsewhere(), (pairs - SUMMARY_ROWS) as u64);
+        q.clear_dropped();
+        assert_eq!(q.dropped_elsewhere(), 0);
+        assert_eq!(q.summary().len(), 1);
     }
 }

@@ -498,14 +498,18 @@ where
                     .refused
                     .into_iter()
                     .partition(|e| e.is_origin_fault());
-                state
-                    .metrics
-                    .refused(Refusal::KeyEnded, origin_faults.len());
                 state.metrics.refused(Refusal::Verification, forged.len());
                 for e in &origin_faults {
-                    // A key the roster ended: the relay may have forwarded it under an older
-                    // roster in good faith. The entry is refused; the link stays.
-                    tracing::warn!(%peer, error = %e, "entry refused: its key may not sign it");
+                    // A key the roster ended, or an issue time ahead of this node's clock: the
+                    // relay may have forwarded it in good faith (an older roster, a clock
+                    // ahead of this one). The entry is refused; the link stays.
+                    if e.is_past_key_end() {
+                        state.metrics.refused(Refusal::KeyEnded, 1);
+                        tracing::warn!(%peer, error = %e, "entry refused: its key may not sign it");
+                    } else {
+                        state.metrics.refused(Refusal::FromFuture, 1);
+                        tracing::warn!(%peer, error = %e, "entry refused: issued ahead of this node's clock");
+                    }
                 }
                 if let Some(e) = forged.into_iter().next() {
                     return Err(LinkError::Forged(e));

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::auth::{authenticate, Caller, Users};
 use super::config::TaxiiConfig;
 use super::read::{self, Dated, Page, ReadError, Reader};
+use super::token::TokenKey;
 use super::write::{self, Statuses};
 use intelmesh_store::Store;
 
@@ -38,6 +39,7 @@ struct Gateway {
     cfg: Arc<TaxiiConfig>,
     users: Arc<Users>,
     statuses: Arc<Statuses>,
+    tokens: Arc<TokenKey>,
     collection_id: String,
 }
 
@@ -48,6 +50,7 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig) -> Router {
         users: Arc::new(Users::new(cfg.user.clone())),
         cfg: Arc::new(cfg),
         statuses: Arc::new(Statuses::default()),
+        tokens: Arc::new(TokenKey::random()),
         collection_id,
         state,
     };
@@ -281,6 +284,7 @@ async fn reading<T: Send + 'static>(
     f: impl FnOnce(&Reader) -> Result<T, ReadError> + Send + 'static,
 ) -> Result<T, Refusal> {
     let state = Arc::clone(&g.state);
+    let tokens = Arc::clone(&g.tokens);
     let answer = tokio::task::spawn_blocking(move || {
         let view = Filter::default().hiding(state.withdrawn());
         let lists = state.warninglists();
@@ -289,6 +293,7 @@ async fn reading<T: Send + 'static>(
             org: &caller.org,
             view: &view,
             warninglists: &lists,
+            tokens: &tokens,
         };
         f(&reader)
     })
@@ -506,7 +511,12 @@ async fn add_objects(
     })
     .await
     .map_err(internal)?
-    .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Not an envelope", e))?;
+    .map_err(|e| match e {
+        write::PlanError::NotAnEnvelope(_) => refuse(StatusCode::BAD_REQUEST, "Not an envelope", e),
+        write::PlanError::TooManyObjects { .. } => {
+            refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too many objects", e)
+        }
+    })?;
     let published = plan.to_sign.iter();
     let published = published.map(|p| audit::Value::Canonical(p.indicator.value().to_string()));
     super::audited::note_values(&c.note, published.collect());

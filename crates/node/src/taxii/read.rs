@@ -15,6 +15,7 @@ use intelmesh_interop::Warninglists;
 use intelmesh_store::{Selection, Store, StoreError};
 use serde_json::Value;
 
+use super::token::TokenKey;
 use crate::api::stix::objects_of;
 use crate::api::view::Filter;
 use crate::warninglists::lists_of;
@@ -56,6 +57,8 @@ pub struct Reader<'a> {
     pub view: &'a Filter,
     /// Known-benign values: indicators on a list name it in `x_intelmesh_warninglists`.
     pub warninglists: &'a Warninglists,
+    /// What `next` tokens are sealed under.
+    pub tokens: &'a TokenKey,
 }
 
 impl Reader<'_> {
@@ -147,12 +150,14 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
     }
     let since = q.added_after.map_or(i64::MIN, |t| t.saturating_add(1));
     let selection = Selection::UpdatedSince(since);
-    let resume = q
-        .next
-        .as_deref()
-        .map(decode)
-        .transpose()?
-        .unwrap_or_default();
+    let resume = match q.next.as_deref() {
+        Some(token) => {
+            let plain = r.tokens.open(r.org, token).map_err(ReadError::BadToken)?;
+            decode(std::str::from_utf8(&plain).map_err(|_| ReadError::BadToken("not text"))?)?
+        }
+        None => Resume::default(),
+    };
+    let seal = |resume: &Resume| r.tokens.seal(r.org, encode(resume).as_bytes());
     let mut after = resume.after.clone();
     let mut out = Vec::new();
     let mut scanned = 0;
@@ -184,7 +189,7 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
                 };
                 return Ok(Page {
                     objects: out,
-                    next: Some(encode(&next)),
+                    next: Some(seal(&next)),
                 });
             }
             out.extend(objects);
@@ -197,7 +202,7 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
                 };
                 return Ok(Page {
                     objects: out,
-                    next: Some(encode(&next)),
+                    next: Some(seal(&next)),
                 });
             }
         }

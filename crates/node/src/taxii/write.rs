@@ -17,6 +17,7 @@ use intelmesh_interop::stix::{
 use intelmesh_interop::taxii::{StatusDetail, StatusResource};
 use intelmesh_interop::{format_timestamp, Markings, Warninglists};
 use intelmesh_proto::v1 as pb;
+use prost::Message as _;
 use serde_json::Value;
 
 use crate::api::submission::{held_identically, submission, Prepared, Publisher};
@@ -33,10 +34,27 @@ pub struct Plan {
     pub failures: Vec<StatusDetail>,
 }
 
-/// Why a body is not an envelope at all (400).
+/// Most objects one envelope may hold; a larger one is refused whole (413). Its status
+/// resource names every object and is kept for the caller to read, so it is bounded too.
+pub const MAX_ENVELOPE_OBJECTS: usize = 10_000;
+
+/// Most values one POST signs (as many as one gRPC `Submit`), and most bytes of their
+/// payloads: an object past either is a failure (post it again), whatever follows it.
+pub const MAX_POST_VALUES: usize = crate::api::submission::MAX_SUBMISSIONS;
+pub const MAX_POST_PAYLOAD_BYTES: usize = 32 << 20;
+
+/// Why a body gives no plan at all.
 #[derive(Debug, thiserror::Error)]
-#[error("the body is not a TAXII envelope or STIX bundle: {0}")]
-pub struct NotAnEnvelope(String);
+pub enum PlanError {
+    /// Not a TAXII envelope or STIX bundle (400).
+    #[error("the body is not a TAXII envelope or STIX bundle: {0}")]
+    NotAnEnvelope(String),
+    /// More objects than [`MAX_ENVELOPE_OBJECTS`] (413).
+    #[error(
+        "the envelope holds {objects} objects, more than the {max} one POST may add: split it"
+    )]
+    TooManyObjects { objects: usize, max: usize },
+}
 
 /// The submission a STIX indicator asks for: a revocation if it is revoked, else an upsert.
 pub fn submission_of(i: &StixIndicator) -> pb::Submission {
@@ -84,102 +102,220 @@ pub fn plan(
     publisher: &Publisher,
     warninglists: &Warninglists,
     held: impl Fn(&Indicator) -> Option<pb::OriginAssertion> + Sync,
-) -> Result<Plan, NotAnEnvelope> {
+) -> Result<Plan, PlanError> {
     use rayon::prelude::*;
     // Unmarked objects were not declared shareable further: AMBER, as on import.
     let options = ImportOptions {
         default_tlp: Tlp::Amber,
     };
-    let objects = stix_objects(body).map_err(|e| NotAnEnvelope(e.to_string()))?;
+    let objects = stix_objects(body).map_err(|e| PlanError::NotAnEnvelope(e.to_string()))?;
+    if objects.len() > MAX_ENVELOPE_OBJECTS {
+        return Err(PlanError::TooManyObjects {
+            objects: objects.len(),
+            max: MAX_ENVELOPE_OBJECTS,
+        });
+    }
     let markings = Markings::from_objects(objects);
-    // Each object is judged on its own (its pattern, its submissions, the node's lists and
-    // assertions), so on every core; only the first of several objects naming one value is
-    // signed, which is settled after, in envelope order.
-    let judged: Vec<(ObjectOutcome, Vec<Judged>)> = objects
-        .par_iter()
-        .enumerate()
-        .with_min_len(JUDGED_TOGETHER)
-        .map(|(index, object)| {
-            let mut o = import_object(index, object, &markings, &options);
-            // The values are taken out of the outcome, so they are also dropped here, on
-            // every core, not in the pass that settles duplicates.
-            let values = match &mut o.outcome {
-                Outcome::Imported(values) => std::mem::take(values)
-                    .iter()
-                    .map(|v| judge(v, publisher, warninglists, &held))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            (o, values)
-        })
-        .collect();
-    let mut plan = Plan::default();
-    let mut seen: BTreeSet<Indicator> = BTreeSet::new();
-    for (o, values) in judged {
+    let mut settling = Settling::default();
+    // Objects are judged a round at a time, so what waits to be settled stays bounded and an
+    // envelope past the POST's budget stops costing work where it passes it.
+    for (round, chunk) in objects.chunks(JUDGED_PER_ROUND).enumerate() {
+        let offset = round * JUDGED_PER_ROUND;
+        if settling.full {
+            for (i, object) in chunk.iter().enumerate() {
+                settling.unjudged(offset + i, object, &markings, &options);
+            }
+            continue;
+        }
+        // Each object is judged on its own (its pattern, its submissions, the node's lists
+        // and assertions), so on every core; only the first of several objects naming one
+        // value is signed, which is settled after, in envelope order.
+        let judged: Vec<(ObjectOutcome, Vec<Judged>)> = chunk
+            .par_iter()
+            .enumerate()
+            .with_min_len(JUDGED_TOGETHER)
+            .map(|(i, object)| {
+                let mut o = import_object(offset + i, object, &markings, &options);
+                // The values are taken out of the outcome, so they are also dropped here, on
+                // every core, not in the pass that settles duplicates.
+                let values = match &mut o.outcome {
+                    Outcome::Imported(values) => match unreadable_marking(object, values) {
+                        Some(why) => vec![Judged::Refused(why)],
+                        None => std::mem::take(values)
+                            .iter()
+                            .map(|v| judge(v, publisher, warninglists, &held))
+                            .collect(),
+                    },
+                    _ => Vec::new(),
+                };
+                (o, values)
+            })
+            .collect();
+        for (o, values) in judged {
+            let version = objects
+                .get(o.index)
+                .and_then(intelmesh_interop::taxii::object_version);
+            settling.settle(o, version, values);
+        }
+    }
+    Ok(settling.plan)
+}
+
+/// Objects judged in one round: with [`JUDGED_TOGETHER`], a few cores' shares.
+const JUDGED_PER_ROUND: usize = 256;
+
+/// Objects one core judges at a time: enough that handing them over costs little beside
+/// judging them.
+const JUDGED_TOGETHER: usize = 64;
+
+/// The plan as objects are settled in envelope order.
+#[derive(Default)]
+struct Settling {
+    plan: Plan,
+    /// Values already signed by an earlier object of the envelope.
+    seen: BTreeSet<Indicator>,
+    /// Bytes of the payloads to sign so far.
+    payload_bytes: usize,
+    /// An object did not fit the POST's budget: every indicator after it fails too.
+    full: bool,
+}
+
+impl Settling {
+    fn settle(&mut self, o: ObjectOutcome, version: Option<i64>, values: Vec<Judged>) {
         let id =
             o.id.clone()
                 .unwrap_or_else(|| format!("(object {})", o.index));
-        let version = objects
-            .get(o.index)
-            .and_then(intelmesh_interop::taxii::object_version);
+        let plan = &mut self.plan;
         match o.outcome {
             Outcome::Skipped(SkipReason::MarkingDefinition) => {
                 plan.successes.push(detail(&id, version, None));
             }
-            Outcome::Skipped(SkipReason::NotAnIndicator) => plan.failures.push(detail(
-                &id,
-                version,
-                Some(format!(
-                    "{} objects are not kept: the mesh holds indicators (and reports sightings itself)",
-                    o.object_type.as_deref().unwrap_or("untyped")
-                )),
-            )),
+            Outcome::Skipped(SkipReason::NotAnIndicator) => {
+                plan.failures
+                    .push(not_kept(&id, version, o.object_type.as_deref()))
+            }
             Outcome::Failed(e) => plan
                 .failures
                 .push(detail(&id, version, Some(e.to_string()))),
             Outcome::Imported(_) => {
                 let mut prepared = Vec::new();
                 let mut refused = None;
+                let mut named = BTreeSet::new();
                 for judged in values {
                     match judged {
-                        Judged::Listed(why) => refused = Some(why),
+                        Judged::Refused(why) => refused = Some(why),
                         Judged::Held => {}
                         // The first object naming a value wins; a repeat in one envelope is
                         // signed once.
                         Judged::New(indicator, submission) => match submission {
-                            _ if !seen.insert(indicator) => {}
-                            Ok(p) => prepared.push(p),
+                            _ if self.seen.contains(&indicator) => {}
+                            Ok(p) => {
+                                if named.insert(indicator) {
+                                    prepared.push(p);
+                                }
+                            }
                             Err(why) => refused = Some(why),
                         },
                     }
                 }
-                match refused {
-                    Some(why) => plan.failures.push(detail(&id, version, Some(why))),
-                    None => {
-                        plan.to_sign.extend(prepared);
-                        plan.successes.push(detail(&id, version, None));
-                    }
+                if let Some(why) = refused {
+                    plan.failures.push(detail(&id, version, Some(why)));
+                    return;
                 }
+                let bytes: usize = prepared.iter().map(|p| p.payload.encoded_len()).sum();
+                let fits = plan.to_sign.len() + prepared.len() <= MAX_POST_VALUES
+                    && self.payload_bytes + bytes <= MAX_POST_PAYLOAD_BYTES;
+                if self.full || !fits {
+                    self.full = true;
+                    plan.failures.push(over_budget(&id, version));
+                    return;
+                }
+                self.payload_bytes += bytes;
+                self.seen.extend(named);
+                plan.to_sign.extend(prepared);
+                plan.successes.push(detail(&id, version, None));
             }
         }
     }
-    Ok(plan)
+
+    /// An object of a round left unjudged once the budget is spent: an indicator fails as
+    /// over the budget, anything else has its usual (cheap) outcome.
+    fn unjudged(
+        &mut self,
+        index: usize,
+        object: &Value,
+        markings: &Markings,
+        options: &ImportOptions,
+    ) {
+        let version = intelmesh_interop::taxii::object_version(object);
+        if object.get("type").and_then(Value::as_str) == Some("indicator") {
+            let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
+            let id = id.unwrap_or_else(|| format!("(object {index})"));
+            self.plan.failures.push(over_budget(&id, version));
+        } else {
+            let o = import_object(index, object, markings, options);
+            self.settle(o, version, Vec::new());
+        }
+    }
 }
 
-/// Objects one core judges at a time: enough that handing them over costs little beside
-/// judging them.
-const JUDGED_TOGETHER: usize = 64;
+fn not_kept(id: &str, version: Option<i64>, object_type: Option<&str>) -> StatusDetail {
+    detail(
+        id,
+        version,
+        Some(format!(
+            "{} objects are not kept: the mesh holds indicators (and reports sightings itself)",
+            object_type.unwrap_or("untyped")
+        )),
+    )
+}
+
+fn over_budget(id: &str, version: Option<i64>) -> StatusDetail {
+    detail(
+        id,
+        version,
+        Some(format!(
+            "not added: one POST signs at most {MAX_POST_VALUES} values and \
+             {MAX_POST_PAYLOAD_BYTES} bytes of payload, and the objects before this one \
+             reached that; post it again in another envelope"
+        )),
+    )
+}
 
 /// What one value of a posted indicator comes to before duplicates are settled.
 // Most values are `New`: boxing it would cost an allocation per value for nothing.
 #[allow(clippy::large_enum_variant)]
 enum Judged {
-    /// On the node's warninglists: refused, with why.
-    Listed(String),
+    /// Refused, with why: on the node's warninglists, or marked in a way the node cannot
+    /// read.
+    Refused(String),
     /// Already asserted by this node as asked: nothing to sign.
     Held,
     /// To sign if no earlier object named it: the submission, or why it is refused.
     New(Indicator, Result<Prepared, String>),
+}
+
+/// Why an indicator's markings leave its TLP unknown, if they do: a restriction the node
+/// cannot read must not be published at the default TLP (a RED defined in an earlier POST
+/// would reach every member as AMBER).
+fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<String> {
+    let granular = object
+        .get("granular_markings")
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty());
+    if granular {
+        return Some(
+            "granular markings are not read: mark the whole object with object_marking_refs".into(),
+        );
+    }
+    let first = values.first()?;
+    (first.tlp_defaulted && !first.unknown_markings.is_empty()).then(|| {
+        format!(
+            "its markings ({}) are neither TLP markings nor defined in this envelope: its TLP \
+             cannot be told; post their definitions with it, or mark it with a TLP marking",
+            first.unknown_markings.join(", ")
+        )
+    })
 }
 
 fn judge(
@@ -191,7 +327,7 @@ fn judge(
     let s = submission_of(v);
     let lists = lists_of(warninglists, &v.indicator);
     if !v.revoked && !lists.is_empty() {
-        return Judged::Listed(format!(
+        return Judged::Refused(format!(
             "{} is on the node's warninglists of known-benign values ({}): not published",
             v.indicator.value(),
             lists.join(", ")
@@ -213,17 +349,37 @@ fn same_or_revoked(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
     }
 }
 
-/// Status resources of recent POSTs, each readable by the caller that made it.
+/// Status resources of recent POSTs, each readable by the caller that made it. Bounded in
+/// number and in objects named: a caller past its share forgets its own oldest first, so one
+/// busy writer cannot push everyone else's out.
 #[derive(Default)]
 pub struct Statuses {
     kept: Mutex<VecDeque<(OrgId, String, StatusResource)>>,
 }
 
+/// Objects named by all statuses kept, and by one caller's.
+const DETAILS_KEPT: usize = 200_000;
+const DETAILS_PER_CALLER: usize = 50_000;
+
+fn details(s: &StatusResource) -> usize {
+    s.successes.len() + s.failures.len() + s.pendings.len()
+}
+
 impl Statuses {
     pub fn keep(&self, org: &OrgId, caller: &str, status: StatusResource) {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() >= STATUSES_KEPT {
-            kept.pop_front();
+        let new = details(&status);
+        let mine = |(o, c, _): &(OrgId, String, StatusResource)| o == org && c == caller;
+        let mut own: usize = kept.iter().filter(|k| mine(k)).map(|k| details(&k.2)).sum();
+        while own + new > DETAILS_PER_CALLER {
+            let Some(oldest) = kept.iter().position(mine) else {
+                break;
+            };
+            own -= kept.remove(oldest).map_or(0, |k| details(&k.2));
+        }
+        let mut all: usize = kept.iter().map(|k| details(&k.2)).sum();
+        while kept.len() >= STATUSES_KEPT || (all + new > DETAILS_KEPT && !kept.is_empty()) {
+            all -= kept.pop_front().map_or(0, |k| details(&k.2));
         }
         kept.push_back((org.clone(), caller.to_string(), status));
     }

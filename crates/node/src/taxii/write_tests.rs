@@ -7,7 +7,7 @@ use intelmesh_interop::{parse_warninglist, Warninglists};
 use intelmesh_proto::v1 as pb;
 use serde_json::{json, Value};
 
-use super::plan;
+use super::{plan, PlanError, Statuses, MAX_ENVELOPE_OBJECTS, MAX_POST_VALUES};
 use crate::api::submission::Publisher;
 use crate::api::test_values::{org, NOW};
 
@@ -17,6 +17,21 @@ fn indicator(n: usize, pattern: &str) -> Value {
         "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
         "pattern": pattern, "pattern_type": "stix", "valid_from": "2026-11-01T00:00:00Z",
     })
+}
+
+fn publisher_of<'a>(
+    me: &'a intelmesh_core::OrgId,
+    members: &'a BTreeSet<intelmesh_core::OrgId>,
+) -> Publisher<'a> {
+    Publisher {
+        org: me,
+        members,
+        now: NOW,
+    }
+}
+
+fn nothing_held(_: &intelmesh_core::Indicator) -> Option<pb::OriginAssertion> {
+    None
 }
 
 #[test]
@@ -80,4 +95,207 @@ fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
     ] {
         assert!(succeeded.contains(id), "{id} succeeds without being signed");
     }
+}
+
+#[test]
+fn an_envelope_past_the_posts_budget_signs_what_fits_and_fails_the_rest_in_order() {
+    let me = org("SG-IGCI");
+    let members = [me.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let lists = Warninglists::new();
+    // Objects of 100 values each: the budget of values ends inside the 101st.
+    let per_object = 100;
+    let objects: Vec<Value> = (0..MAX_POST_VALUES / per_object + 20)
+        .map(|o| {
+            let pattern = (0..per_object)
+                .map(|v| format!("[domain-name:value = 'v{v}.o{o}.example.org']"))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            indicator(o, &pattern)
+        })
+        .collect();
+    let mut objects = objects;
+    // After the budget is spent, a marking definition still succeeds and a malware object
+    // still fails as not kept.
+    let n = objects.len();
+    objects[n - 2] = json!({
+        "type": "marking-definition", "spec_version": "2.1", "id": "marking-definition--late",
+        "created": "2026-11-01T00:00:00.000Z", "name": "TLP:GREEN",
+        "definition_type": "statement", "definition": {"statement": "x"},
+    });
+    objects[n - 1] =
+        json!({"type": "malware", "id": "malware--late", "name": "x", "is_family": false});
+
+    let plan = plan(
+        &json!({ "objects": objects }),
+        &publisher,
+        &lists,
+        nothing_held,
+    )
+    .unwrap();
+
+    assert_eq!(plan.to_sign.len(), MAX_POST_VALUES);
+    let fitting = MAX_POST_VALUES / per_object;
+    let succeeded: Vec<&str> = plan.successes.iter().map(|d| d.id.as_str()).collect();
+    let mut expected: Vec<String> = (0..fitting).map(|o| format!("indicator--{o}")).collect();
+    expected.push("marking-definition--late".into());
+    assert_eq!(succeeded, expected);
+    assert_eq!(
+        plan.failures.len(),
+        n - fitting - 1,
+        "one outcome per object"
+    );
+    for d in &plan.failures[..plan.failures.len() - 1] {
+        assert!(
+            d.message
+                .as_deref()
+                .is_some_and(|m| m.contains("post it again")),
+            "{d:?}"
+        );
+    }
+    assert_eq!(
+        plan.failures.last().map(|d| d.id.as_str()),
+        Some("malware--late")
+    );
+}
+
+#[test]
+fn an_envelope_of_too_many_objects_is_refused_whole() {
+    let me = org("SG-IGCI");
+    let members = [me.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let objects = vec![json!(1); MAX_ENVELOPE_OBJECTS + 1];
+    let refused = plan(
+        &json!({ "objects": objects }),
+        &publisher,
+        &Warninglists::new(),
+        nothing_held,
+    );
+    assert!(matches!(
+        refused,
+        Err(PlanError::TooManyObjects { objects, max }) if objects == MAX_ENVELOPE_OBJECTS + 1 && max == MAX_ENVELOPE_OBJECTS
+    ));
+    let objects = vec![json!(1); MAX_ENVELOPE_OBJECTS];
+    let plan = plan(
+        &json!({ "objects": objects }),
+        &publisher,
+        &Warninglists::new(),
+        nothing_held,
+    )
+    .unwrap();
+    assert_eq!(plan.failures.len(), MAX_ENVELOPE_OBJECTS);
+}
+
+#[test]
+fn a_value_of_a_refused_object_is_still_signed_for_a_later_object() {
+    let me = org("SG-IGCI");
+    let members = [me.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let mut lists = Warninglists::new();
+    let list = r#"{"name": "Public DNS", "type": "cidr", "list": ["8.8.8.8/32"]}"#;
+    lists.add(&parse_warninglist(list).unwrap());
+    let objects = vec![
+        indicator(
+            1,
+            "[domain-name:value = 'x.example.org'] OR [ipv4-addr:value = '8.8.8.8']",
+        ),
+        indicator(2, "[domain-name:value = 'x.example.org']"),
+    ];
+    let plan = plan(
+        &json!({ "objects": objects }),
+        &publisher,
+        &lists,
+        nothing_held,
+    )
+    .unwrap();
+    let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
+    assert_eq!(signed, ["x.example.org"]);
+    assert_eq!(plan.failures[0].id, "indicator--1");
+    assert_eq!(plan.successes[0].id, "indicator--2");
+}
+
+fn status(id: &str, objects: usize) -> intelmesh_interop::taxii::StatusResource {
+    let detail = |n: usize| intelmesh_interop::taxii::StatusDetail {
+        id: format!("indicator--{n}"),
+        version: None,
+        message: None,
+    };
+    intelmesh_interop::taxii::StatusResource {
+        id: id.into(),
+        request_unix_ms: NOW,
+        successes: (0..objects).map(detail).collect(),
+        failures: Vec::new(),
+        pendings: Vec::new(),
+    }
+}
+
+#[test]
+fn a_busy_writer_forgets_its_own_statuses_before_anyone_elses() {
+    let statuses = Statuses::default();
+    let (au, br) = (org("AU-AFP"), org("BR-PF"));
+    statuses.keep(&br, "feed", status("br-1", 10));
+    for i in 0..20 {
+        statuses.keep(
+            &au,
+            "bulk",
+            status(&format!("au-{i}"), MAX_ENVELOPE_OBJECTS),
+        );
+    }
+    assert!(
+        statuses.get(&br, "feed", "br-1").is_some(),
+        "another caller's status stays"
+    );
+    assert!(statuses.get(&au, "bulk", "au-19").is_some());
+    assert!(
+        statuses.get(&au, "bulk", "au-0").is_none(),
+        "the writer's oldest is forgotten"
+    );
+    // A caller reads only its own.
+    assert!(statuses.get(&au, "feed", "br-1").is_none());
+}
+
+#[test]
+fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
+    let me = org("SG-IGCI");
+    let members = [me.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let mut undefined = indicator(1, "[domain-name:value = 'a.example.org']");
+    undefined["object_marking_refs"] = json!(["marking-definition--defined-in-an-earlier-post"]);
+    let mut granular = indicator(2, "[domain-name:value = 'b.example.org']");
+    granular["granular_markings"] = json!([{
+        "marking_ref": "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",
+        "selectors": ["pattern"],
+    }]);
+    // A TLP marking beside an undefined statement: the TLP is known.
+    let mut with_tlp = indicator(3, "[domain-name:value = 'c.example.org']");
+    with_tlp["object_marking_refs"] = json!([
+        "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da",
+        "marking-definition--copyright-statement",
+    ]);
+    let objects = vec![undefined, granular, with_tlp];
+    let plan = plan(
+        &json!({ "objects": objects }),
+        &publisher,
+        &Warninglists::new(),
+        nothing_held,
+    )
+    .unwrap();
+    let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
+    assert_eq!(signed, ["c.example.org"]);
+    let failed: Vec<(&str, &str)> = plan
+        .failures
+        .iter()
+        .map(|d| (d.id.as_str(), d.message.as_deref().unwrap_or_default()))
+        .collect();
+    assert_eq!(failed.len(), 2);
+    assert_eq!(failed[0].0, "indicator--1");
+    assert!(
+        failed[0]
+            .1
+            .contains("marking-definition--defined-in-an-earlier-post"),
+        "{}",
+        failed[0].1
+    );
+    assert_eq!(failed[1].0, "indicator--2");
+    assert!(failed[1].1.contains("granular markings"), "{}", failed[1].1);
 }
