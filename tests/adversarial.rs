@@ -423,6 +423,19 @@ async fn protocol_violations_end_the_link_with_invalid_argument() {
     assert!(peer.hello(AU, empty_vector()).await);
     let end = peer.end_status(PATIENCE).await;
     check_status(&end, Code::InvalidArgument, "second hello").unwrap();
+
+    // A frame of empty entries, 2 bytes each on the wire, about 100 decoded: refused by its
+    // shape before it is decoded, before the count limits could see it.
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    assert!(
+        peer.entries(vec![pb::SignedEntry::default(); 100_000])
+            .await
+    );
+    let end = peer.end_status(PATIENCE).await;
+    check_status(&end, Code::InvalidArgument, "SignedEntry of 0 bytes").unwrap();
+    let state = net.peer_state(&hub, &au);
+    assert!(!state.connected, "{state:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("intelmesh_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .bytes(".intelmesh.v1.SignedEntry")
+        // Prost's codec with a frame's shape checked before decoding (`src/codec.rs`).
+        .codec_path("crate::codec::BoundedCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -1,0 +1,223 @@
+//! A wire-level check of a `SyncFrame` before it is decoded: every element of its repeated
+//! messages is at least as long as the smallest valid one.
+//!
+//! Why: decoding allocates per element, and an empty `SignedEntry` is 2 bytes on the wire but
+//! about 100 bytes decoded, so a peer's 8 MiB frame of them would cost some 400 MiB before any
+//! count limit could look at it. A valid entry carries a 64-byte signature, so with this check
+//! a frame decodes to about as much memory as its own size.
+
+use prost::encoding::{decode_key, decode_varint, WireType};
+
+/// Smallest encoded `SignedEntry` that can verify: its signature field alone is 66 bytes.
+pub const MIN_ENTRY_BYTES: usize = 66;
+/// Smallest encoded `ForkProof` that can check: two entries.
+pub const MIN_PROOF_BYTES: usize = 2 * MIN_ENTRY_BYTES;
+/// Smallest encoded `EntryRef` that names anything: an org id (2 characters at least) and a
+/// seq from 1.
+pub const MIN_REF_BYTES: usize = 6;
+
+/// Field numbers of `SyncFrame` and of the messages its repeated elements sit in.
+const FRAME_ENTRIES: u32 = 2;
+const FRAME_WANT: u32 = 5;
+const FRAME_EVIDENCE: u32 = 6;
+/// `EntryBatch.entries`, `Want.entries`, `ForkEvidence.proofs`: field 1 each.
+const ELEMENTS: u32 = 1;
+
+/// What is wrong with a frame's shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShapeError {
+    /// Not protobuf wire format (what prost would refuse too).
+    Malformed(&'static str),
+    /// An element shorter than the smallest valid one.
+    ShortElement {
+        what: &'static str,
+        len: usize,
+        min: usize,
+    },
+}
+
+impl std::fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShapeError::Malformed(why) => write!(f, "frame is not protobuf: {why}"),
+            ShapeError::ShortElement { what, len, min } => write!(
+                f,
+                "frame holds a {what} of {len} bytes; none valid is shorter than {min}"
+            ),
+        }
+    }
+}
+
+/// Checks `frame`, an encoded `SyncFrame` (see the module's doc).
+pub fn check_sync_frame(frame: &[u8]) -> Result<(), ShapeError> {
+    for_each_field(frame, |field, value| {
+        let (what, min) = match field {
+            FRAME_ENTRIES => ("SignedEntry", MIN_ENTRY_BYTES),
+            FRAME_WANT => ("EntryRef", MIN_REF_BYTES),
+            FRAME_EVIDENCE => ("ForkProof", MIN_PROOF_BYTES),
+            _ => return Ok(()),
+        };
+        let Some(inner) = value else { return Ok(()) };
+        for_each_field(inner, |field, element| match (field, element) {
+            (ELEMENTS, Some(e)) if e.len() < min => Err(ShapeError::ShortElement {
+                what,
+                len: e.len(),
+                min,
+            }),
+            _ => Ok(()),
+        })
+    })
+}
+
+/// Calls `f` with each field of `message`: its number and, when length-delimited, its bytes.
+fn for_each_field(
+    mut message: &[u8],
+    mut f: impl FnMut(u32, Option<&[u8]>) -> Result<(), ShapeError>,
+) -> Result<(), ShapeError> {
+    let malformed = |_| ShapeError::Malformed("bad key or length");
+    while !message.is_empty() {
+        let (field, wire) = decode_key(&mut message).map_err(malformed)?;
+        let value = match wire {
+            WireType::Varint => {
+                decode_varint(&mut message).map_err(malformed)?;
+                None
+            }
+            WireType::SixtyFourBit => {
+                message = message
+                    .get(8..)
+                    .ok_or(ShapeError::Malformed("truncated fixed64"))?;
+                None
+            }
+            WireType::ThirtyTwoBit => {
+                message = message
+                    .get(4..)
+                    .ok_or(ShapeError::Malformed("truncated fixed32"))?;
+                None
+            }
+            WireType::LengthDelimited => {
+                let len = usize::try_from(decode_varint(&mut message).map_err(malformed)?)
+                    .map_err(|_| ShapeError::Malformed("length too large"))?;
+                let bytes = message
+                    .get(..len)
+                    .ok_or(ShapeError::Malformed("truncated field"))?;
+                message = &message[len..];
+                Some(bytes)
+            }
+            WireType::StartGroup | WireType::EndGroup => {
+                return Err(ShapeError::Malformed("groups are not used"))
+            }
+        };
+        f(field, value)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::v1 as pb;
+    use prost::Message;
+
+    fn frame(f: pb::sync_frame::Frame) -> Vec<u8> {
+        pb::SyncFrame { frame: Some(f) }.encode_to_vec()
+    }
+
+    fn entry() -> pb::SignedEntry {
+        pb::SignedEntry {
+            header: vec![1; 40].into(),
+            signature: vec![2; 64].into(),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn frames_of_valid_sized_elements_pass_and_empty_elements_do_not() {
+        use pb::sync_frame::Frame;
+        let good = [
+            frame(Frame::Entries(pb::EntryBatch {
+                entries: vec![entry(); 3],
+            })),
+            frame(Frame::Want(pb::Want {
+                entries: vec![pb::EntryRef {
+                    origin: "AU".into(),
+                    seq: 1,
+                }],
+            })),
+            frame(Frame::Evidence(pb::ForkEvidence {
+                proofs: vec![pb::ForkProof {
+                    origin: "AU".into(),
+                    seq: 2,
+                    kept: Some(entry()),
+                    conflicting: Some(entry()),
+                    ..Default::default()
+                }],
+            })),
+            frame(Frame::Heartbeat(pb::Heartbeat { sent_at_unix_ms: 1 })),
+            frame(Frame::Hello(pb::Hello {
+                org_id: "AU".into(),
+                ..Default::default()
+            })),
+            Vec::new(),
+        ];
+        for f in &good {
+            assert_eq!(check_sync_frame(f), Ok(()));
+        }
+        let empty_entries = frame(Frame::Entries(pb::EntryBatch {
+            entries: vec![entry(), pb::SignedEntry::default(), entry()],
+        }));
+        assert_eq!(
+            check_sync_frame(&empty_entries),
+            Err(ShapeError::ShortElement {
+                what: "SignedEntry",
+                len: 0,
+                min: MIN_ENTRY_BYTES
+            })
+        );
+        let empty_refs = frame(Frame::Want(pb::Want {
+            entries: vec![pb::EntryRef::default(); 1000],
+        }));
+        assert!(matches!(
+            check_sync_frame(&empty_refs),
+            Err(ShapeError::ShortElement {
+                what: "EntryRef",
+                ..
+            })
+        ));
+        let thin_proof = frame(Frame::Evidence(pb::ForkEvidence {
+            proofs: vec![pb::ForkProof::default()],
+        }));
+        assert!(matches!(
+            check_sync_frame(&thin_proof),
+            Err(ShapeError::ShortElement {
+                what: "ForkProof",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn broken_wire_format_is_malformed_not_a_panic() {
+        let whole = frame(pb::sync_frame::Frame::Entries(pb::EntryBatch {
+            entries: vec![entry(); 2],
+        }));
+        for cut in 1..whole.len() {
+            let r = check_sync_frame(&whole[..cut]);
+            assert!(
+                matches!(r, Err(ShapeError::Malformed(_))),
+                "cut at {cut}: {r:?}"
+            );
+        }
+        for bad in [
+            &[0xffu8; 11][..],
+            &[0x0b],
+            &[
+                0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+            ],
+        ] {
+            assert!(
+                matches!(check_sync_frame(bad), Err(ShapeError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
