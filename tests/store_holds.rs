@@ -6,11 +6,13 @@
 use std::time::Duration;
 
 use intelmesh_core::chain::ChainError;
+use intelmesh_core::verify::verify_batch;
+use intelmesh_core::VerifyConfig;
 use intelmesh_core::{Head, OrgId};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{Outcome, Store, MAX_FORK_PROOFS_PER_ORIGIN};
 use intelmesh_tests::store::{fixture, Fixture};
-use intelmesh_tests::{chain, green, upsert};
+use intelmesh_tests::{chain, green, registry, seeded_signer, upsert};
 
 /// Another entry after `head` than the chain's own (a different payload).
 fn fork_after(f: &Fixture, head: Option<Head>, n: u64) -> (pb::SignedEntry, Head) {
@@ -140,4 +142,47 @@ fn fork_proofs_are_capped_per_origin_and_the_flag_keeps_the_first_seq() {
     );
     assert_eq!(f.store.fork_count(), MAX_FORK_PROOFS_PER_ORIGIN as u64);
     assert_eq!(f.store.flagged_at(&org()).unwrap(), Some(15));
+}
+
+#[test]
+fn one_origins_held_entries_leave_room_for_the_others() {
+    // A hold queue of 400 KiB: an origin may take a quarter of it.
+    let f = fixture(11, |mut c| {
+        c.hold_total_bytes = 400 << 10;
+        c
+    });
+    let other = seeded_signer(12, "BR-PF");
+    let keys = registry(&[&f.signer, &other]);
+    let verified = |raws: Vec<pb::SignedEntry>| -> Vec<_> {
+        verify_batch(
+            raws,
+            &keys,
+            &VerifyConfig::at(intelmesh_core::now_unix_ms()),
+        )
+        .into_iter()
+        .map(|r| r.expect("fixture entries verify"))
+        .collect()
+    };
+    // SG-IGCI's entries of about 8 KiB each, all after a gap: held until its share is full.
+    let (loud, _) = chain(&f.signer, None, 60, 8 << 10);
+    let report = f.store.apply(verified(loud[1..].to_vec())).unwrap();
+    let held = report
+        .outcomes
+        .iter()
+        .filter(|o| **o == Outcome::Held)
+        .count();
+    assert!(
+        (10..=13).contains(&held),
+        "held {held} of 59 (a quarter of 400 KiB)"
+    );
+    assert!(matches!(
+        report.outcomes.last(),
+        Some(Outcome::Rejected(ChainError::HoldQueueFull { .. }))
+    ));
+    // BR-PF's entry after its own gap is still held, then released when the gap closes.
+    let (quiet, _) = chain(&other, None, 2, 0);
+    let report = f.store.apply(verified(vec![quiet[1].clone()])).unwrap();
+    assert_eq!(report.outcomes, vec![Outcome::Held]);
+    let report = f.store.apply(verified(vec![quiet[0].clone()])).unwrap();
+    assert_eq!(report.released, vec![(OrgId::parse("BR-PF").unwrap(), 2)]);
 }

@@ -67,7 +67,7 @@ pub enum ChainError {
     Equivocation { origin: OrgId, seq: u64 },
     #[error("{origin}#{seq}: chain break: prev_hash does not match the stored entry {prev_seq}", prev_seq = seq - 1)]
     ChainBreak { origin: OrgId, seq: u64 },
-    #[error("{origin}#{seq}: gap after #{head_seq} and the hold queue for this origin is full ({limit} entries)")]
+    #[error("{origin}#{seq}: gap after #{head_seq} and the hold queue has no room for this origin (at most {limit} entries, and a quarter of the queue's bytes)")]
     HoldQueueFull {
         origin: OrgId,
         seq: u64,

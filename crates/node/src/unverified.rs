@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use intelmesh_core::entry::{header_hash, Hash};
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 
@@ -19,6 +20,12 @@ use intelmesh_proto::v1 as pb;
 pub const UNVERIFIED_TTL: Duration = Duration::from_secs(60 * 60);
 /// Rows of the status summary (origin, key); the rest are counted in the last row.
 const SUMMARY_ROWS: usize = 64;
+/// Different entries kept for one (origin, seq): anyone may relay an entry under a key id
+/// nobody can check yet, so the origin's own entry must find room beside made-up ones.
+const CANDIDATES_PER_SEQ: usize = 4;
+
+/// Where a waiting entry sits: its seq, then its header's hash (several may claim one seq).
+type Slot = (u64, Hash);
 
 /// Bounds of the queue (from the node's `Limits`).
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +42,7 @@ struct Waiting {
 
 #[derive(Default)]
 struct Inner {
-    by_origin: BTreeMap<OrgId, BTreeMap<u64, Waiting>>,
+    by_origin: BTreeMap<OrgId, BTreeMap<Slot, Waiting>>,
     bytes: usize,
     /// When the queue was last scanned for entries past [`UNVERIFIED_TTL`].
     scanned: Option<Instant>,
@@ -115,7 +122,8 @@ impl Unverified {
     }
 
     /// Keeps `entry` (origin, seq and key id as its checked header says). A second copy of a
-    /// waiting (origin, seq) replaces nothing.
+    /// waiting entry replaces nothing; a different entry claiming the same (origin, seq) waits
+    /// beside it (up to [`CANDIDATES_PER_SEQ`]), so whichever verifies later is taken.
     pub fn add(
         &self,
         origin: OrgId,
@@ -127,20 +135,27 @@ impl Unverified {
         let mut inner = self.lock();
         inner.expire(Instant::now());
         let bytes = size(&entry);
+        let slot = (seq, header_hash(&entry.header));
         let queue = inner.by_origin.get(&origin);
-        if queue.is_some_and(|q| q.contains_key(&seq)) {
+        if queue.is_some_and(|q| q.contains_key(&slot)) {
             return Added::Kept { new_key: false };
         }
         let new_key = !queue.is_some_and(|q| q.values().any(|w| w.key_id == key_id));
         let queued = queue.map_or(0, BTreeMap::len);
-        if queued >= limits.per_origin || inner.bytes + bytes > limits.total_bytes {
+        let claims = queue.map_or(0, |q| {
+            q.range((seq, [0; 32])..=(seq, [u8::MAX; 32])).count()
+        });
+        if queued >= limits.per_origin
+            || claims >= CANDIDATES_PER_SEQ
+            || inner.bytes + bytes > limits.total_bytes
+        {
             return Added::Dropped {
                 first: inner.note_dropped(origin, key_id),
             };
         }
         inner.bytes += bytes;
         inner.by_origin.entry(origin).or_default().insert(
-            seq,
+            slot,
             Waiting {
                 entry,
                 key_id,
@@ -213,8 +228,17 @@ mod tests {
     use super::*;
 
     fn entry(n: usize) -> pb::SignedEntry {
+        entry_marked(n, 0)
+    }
+
+    /// An entry of `n` header bytes, told apart from others of that size by `mark`.
+    fn entry_marked(n: usize, mark: u8) -> pb::SignedEntry {
+        let mut header = vec![0; n];
+        if let Some(first) = header.first_mut() {
+            *first = mark;
+        }
         pb::SignedEntry {
-            header: vec![0; n].into(),
+            header: header.into(),
             signature: vec![0; 64].into(),
             payload: None,
         }
@@ -250,6 +274,52 @@ mod tests {
         assert_eq!(q.take_all().len(), 3);
         assert!(q.is_empty());
         assert_eq!(q.add(org("FR"), 1, k, entry(900), &limits), kept(true));
+    }
+
+    #[test]
+    fn made_up_entries_at_a_seq_leave_room_for_the_origins_own() {
+        let q = Unverified::default();
+        let limits = UnverifiedLimits {
+            per_origin: 100,
+            total_bytes: 100_000,
+        };
+        let (fake, real) = (KeyId([9; 8]), KeyId([1; 8]));
+        // Someone relays a made-up entry at AU's next seq first.
+        assert_eq!(
+            q.add(org("AU"), 5, fake, entry_marked(100, 1), &limits),
+            Added::Kept { new_key: true }
+        );
+        // AU's own entry at that seq, under its new key, still waits.
+        assert_eq!(
+            q.add(org("AU"), 5, real, entry_marked(100, 2), &limits),
+            Added::Kept { new_key: true }
+        );
+        assert_eq!(
+            q.add(org("AU"), 5, real, entry_marked(100, 2), &limits),
+            Added::Kept { new_key: false }
+        );
+        assert_eq!(q.len(), 2);
+        // Claims on one seq are bounded: past them, a new one is dropped and said so.
+        for mark in 3..=4 {
+            assert_eq!(
+                q.add(org("AU"), 5, fake, entry_marked(100, mark), &limits),
+                Added::Kept { new_key: false }
+            );
+        }
+        assert_eq!(
+            q.add(org("AU"), 5, fake, entry_marked(100, 5), &limits),
+            Added::Dropped { first: true }
+        );
+        assert_eq!(
+            q.add(org("AU"), 6, fake, entry_marked(100, 5), &limits),
+            Added::Kept { new_key: false }
+        );
+        let headers: Vec<u8> = q.take_all().iter().map(|e| e.header[0]).collect();
+        assert_eq!(headers.len(), 5);
+        assert!(
+            headers.contains(&2),
+            "the origin's own entry is checked again"
+        );
     }
 
     #[test]

@@ -58,11 +58,16 @@ impl Wants {
     }
 }
 
-/// Whether this node may hold the payload of an entry with this header: it is the origin or a
-/// listed recipient, the TLP is not restricted, or the node is a hub (which relays payloads
-/// that have someone to reach: sealed ones as envelopes it cannot read).
+/// Whether a stub with this header is owed its payload: a restricted entry (AMBER+STRICT, RED)
+/// whose payload this node may hold, being its origin or a listed recipient, or a hub (which
+/// relays payloads that have someone to reach: sealed ones as envelopes it cannot read).
+///
+/// An unrestricted entry's payload travels with it on every link, so no peer strips it: a stub
+/// of one comes from its origin, which may publish such stubs by the thousand to fill every
+/// node's wants. Nobody else holds more of it, so nothing is asked for it.
 pub fn owed(header: &Header, me: &OrgId, hub: bool) -> bool {
-    (hub && header.distribution.relayed()) || header.distribution.allows(&header.origin, me)
+    let d = &header.distribution;
+    d.tlp.is_restricted() && ((hub && d.relayed()) || d.allows(&header.origin, me))
 }
 
 /// The seq of a stored entry if it is a stub whose payload this node is owed.
@@ -116,4 +121,60 @@ pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
     }
     state.bump();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intelmesh_core::{Distribution, Tlp};
+
+    fn header(origin: &str, tlp: Tlp, recipients: &[&str]) -> Header {
+        let org = |s: &str| OrgId::parse(s).unwrap();
+        Header {
+            origin: org(origin),
+            seq: 1,
+            prev_hash: [0; 32],
+            payload_commitment: [0; 32],
+            payload_len: 0,
+            issued_at_unix_ms: 0,
+            key_id: intelmesh_core::KeyId([0; 8]),
+            distribution: Distribution {
+                tlp,
+                recipients: recipients.iter().map(|r| org(r)).collect(),
+            },
+            sealed: false,
+        }
+    }
+
+    #[test]
+    fn only_restricted_stubs_one_may_read_are_owed() {
+        let (me, other) = (
+            OrgId::parse("BR-PF").unwrap(),
+            OrgId::parse("FR-PN").unwrap(),
+        );
+        for tlp in [Tlp::Clear, Tlp::Green, Tlp::Amber] {
+            assert!(!owed(&header("AU-AFP", tlp, &[]), &me, false), "{tlp:?}");
+            assert!(
+                !owed(&header("AU-AFP", tlp, &[]), &me, true),
+                "{tlp:?} at a hub"
+            );
+        }
+        for tlp in [Tlp::AmberStrict, Tlp::Red] {
+            let to_me = header("AU-AFP", tlp, &["BR-PF"]);
+            assert!(owed(&to_me, &me, false), "{tlp:?}");
+            assert!(!owed(&to_me, &other, false), "{tlp:?} for another");
+            assert!(
+                owed(&to_me, &other, true),
+                "{tlp:?} at a hub, with a recipient"
+            );
+            assert!(
+                !owed(&header("AU-AFP", tlp, &[]), &other, true),
+                "{tlp:?} for no one"
+            );
+            assert!(
+                owed(&header("BR-PF", tlp, &[]), &me, false),
+                "{tlp:?} of its origin"
+            );
+        }
+    }
 }

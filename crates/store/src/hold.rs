@@ -1,9 +1,10 @@
 //! The hold queue: verified entries that arrived before their predecessors, kept in memory
 //! (never acknowledged) until the gap closes.
 //!
-//! It is fed by peers, so it is bounded three ways: entries per origin, bytes in all, and time
-//! (an entry whose gap does not close within the configured time is dropped; the sync protocol
-//! offers it again). An entry leaves the queue as soon as its origin's log reaches its seq,
+//! It is fed by peers, so it is bounded four ways: entries per origin, bytes in all, bytes per
+//! origin (a share of the whole, so one origin's entries, valid ones included, cannot leave
+//! no room for the others'), and time (an entry whose gap does not close within the
+//! configured time is dropped; the sync protocol offers it again). An entry leaves the queue as soon as its origin's log reaches its seq,
 //! whether it is appended then, or turns out to be a duplicate, an equivocation or a chain
 //! break (the store then keeps the proof).
 
@@ -25,9 +26,19 @@ pub(crate) struct HoldLimits {
     pub(crate) ttl: Duration,
 }
 
+/// The most of the queue's bytes one origin's entries may take: a quarter.
+const ORIGIN_SHARE_DIVISOR: usize = 4;
+
+/// One origin's held entries.
+#[derive(Default)]
+struct Origin {
+    entries: BTreeMap<u64, Held>,
+    bytes: usize,
+}
+
 #[derive(Default)]
 pub(crate) struct HoldQueue {
-    by_origin: HashMap<OrgId, BTreeMap<u64, Held>>,
+    by_origin: HashMap<OrgId, Origin>,
     bytes: usize,
     /// When the queue was last scanned for expired entries.
     scanned: Option<Instant>,
@@ -52,20 +63,27 @@ fn size(e: &VerifiedEntry) -> usize {
 impl HoldQueue {
     pub(crate) fn offer(&mut self, e: VerifiedEntry, limits: &HoldLimits, now: Instant) -> Offer {
         let (origin, seq) = (&e.header().origin, e.header().seq);
-        if let Some(held) = self.by_origin.get(origin).and_then(|q| q.get(&seq)) {
+        let held_here = self.by_origin.get(origin);
+        if let Some(held) = held_here.and_then(|q| q.entries.get(&seq)) {
             return if held.entry.hash() == e.hash() {
                 Offer::AlreadyHeld
             } else {
                 Offer::Conflicts(Box::new(e))
             };
         }
-        let n = self.by_origin.get(origin).map_or(0, BTreeMap::len);
+        let (n, origin_bytes) = held_here.map_or((0, 0), |q| (q.entries.len(), q.bytes));
         let bytes = size(&e);
-        if n >= limits.per_origin || self.bytes + bytes > limits.total_bytes {
+        let share = limits.total_bytes / ORIGIN_SHARE_DIVISOR;
+        if n >= limits.per_origin
+            || self.bytes + bytes > limits.total_bytes
+            || origin_bytes + bytes > share
+        {
             return Offer::Full;
         }
         self.bytes += bytes;
-        self.by_origin.entry(origin.clone()).or_default().insert(
+        let q = self.by_origin.entry(origin.clone()).or_default();
+        q.bytes += bytes;
+        q.entries.insert(
             seq,
             Held {
                 entry: e,
@@ -77,21 +95,27 @@ impl HoldQueue {
 
     /// The entry held at (origin, seq).
     pub(crate) fn get(&self, origin: &OrgId, seq: u64) -> Option<&VerifiedEntry> {
-        self.by_origin.get(origin)?.get(&seq).map(|h| &h.entry)
+        self.by_origin
+            .get(origin)?
+            .entries
+            .get(&seq)
+            .map(|h| &h.entry)
     }
 
     /// Takes out the lowest held entry of `origin` if its seq is at most `upto`.
     pub(crate) fn take_first_upto(&mut self, origin: &OrgId, upto: u64) -> Option<VerifiedEntry> {
         let queue = self.by_origin.get_mut(origin)?;
-        let (&seq, _) = queue.first_key_value()?;
+        let (&seq, _) = queue.entries.first_key_value()?;
         if seq > upto {
             return None;
         }
-        let held = queue.remove(&seq)?;
-        if queue.is_empty() {
+        let held = queue.entries.remove(&seq)?;
+        let freed = size(&held.entry);
+        queue.bytes = queue.bytes.saturating_sub(freed);
+        if queue.entries.is_empty() {
             self.by_origin.remove(origin);
         }
-        self.bytes = self.bytes.saturating_sub(size(&held.entry));
+        self.bytes = self.bytes.saturating_sub(freed);
         Some(held.entry)
     }
 
@@ -109,15 +133,18 @@ impl HoldQueue {
         let mut dropped = 0;
         let mut freed = 0;
         self.by_origin.retain(|_, queue| {
-            queue.retain(|_, h| {
+            let mut freed_here = 0;
+            queue.entries.retain(|_, h| {
                 let keep = now.saturating_duration_since(h.since) <= ttl;
                 if !keep {
                     dropped += 1;
-                    freed += size(&h.entry);
+                    freed_here += size(&h.entry);
                 }
                 keep
             });
-            !queue.is_empty()
+            queue.bytes = queue.bytes.saturating_sub(freed_here);
+            freed += freed_here;
+            !queue.entries.is_empty()
         });
         self.bytes = self.bytes.saturating_sub(freed);
         dropped
@@ -128,17 +155,18 @@ impl HoldQueue {
         let Some(queue) = self.by_origin.get_mut(origin) else {
             return 0;
         };
-        let dropped = queue.split_off(&seq.saturating_add(1));
-        if queue.is_empty() {
+        let dropped = queue.entries.split_off(&seq.saturating_add(1));
+        let freed: usize = dropped.values().map(|h| size(&h.entry)).sum();
+        queue.bytes = queue.bytes.saturating_sub(freed);
+        if queue.entries.is_empty() {
             self.by_origin.remove(origin);
         }
-        let freed: usize = dropped.values().map(|h| size(&h.entry)).sum();
         self.bytes = self.bytes.saturating_sub(freed);
         dropped.len()
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.by_origin.values().map(BTreeMap::len).sum()
+        self.by_origin.values().map(|q| q.entries.len()).sum()
     }
 
     pub(crate) fn bytes(&self) -> usize {
