@@ -40,8 +40,14 @@ struct Gateway {
     users: Arc<Users>,
     statuses: Arc<Statuses>,
     tokens: Arc<TokenKey>,
+    /// Requests doing store work (reads, plans) at once: the rest wait here, not on the
+    /// blocking pool the node's other work shares.
+    working: Arc<tokio::sync::Semaphore>,
     collection_id: String,
 }
+
+/// Requests of the gateway reading or planning at once.
+const WORKING_AT_ONCE: usize = 4;
 
 pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig) -> Router {
     let collection_id = format_uuid(&name_uuid(&["taxii-collection", state.org.as_str()]));
@@ -51,6 +57,7 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig) -> Router {
         cfg: Arc::new(cfg),
         statuses: Arc::new(Statuses::default()),
         tokens: Arc::new(TokenKey::random()),
+        working: Arc::new(tokio::sync::Semaphore::new(WORKING_AT_ONCE)),
         collection_id,
         state,
     };
@@ -285,6 +292,7 @@ async fn reading<T: Send + 'static>(
 ) -> Result<T, Refusal> {
     let state = Arc::clone(&g.state);
     let tokens = Arc::clone(&g.tokens);
+    let _working = g.working.acquire().await.map_err(internal)?;
     let answer = tokio::task::spawn_blocking(move || {
         let view = Filter::default().hiding(state.withdrawn());
         let lists = state.warninglists();
@@ -495,6 +503,7 @@ async fn add_objects(
     let (caller, envelope) = posted(&g, &c, &headers, &collection, body).await?;
     let request_time = now_unix_ms();
     let state = Arc::clone(&g.state);
+    let working = g.working.acquire().await.map_err(internal)?;
     let plan = tokio::task::spawn_blocking(move || {
         let members = state.keys().members().clone();
         let publisher = Publisher {
@@ -517,6 +526,7 @@ async fn add_objects(
             refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too many objects", e)
         }
     })?;
+    drop(working);
     let published = plan.to_sign.iter();
     let published = published.map(|p| audit::Value::Canonical(p.indicator.value().to_string()));
     super::audited::note_values(&c.note, published.collect());
