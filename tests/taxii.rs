@@ -324,3 +324,42 @@ async fn pages_cut_inside_an_indicator_lose_and_repeat_nothing() {
         assert_eq!(paged, expected, "limit {limit}: objects lost");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn discovery_over_http2_names_the_authority_the_caller_used() {
+    // HTTP/2 requests carry `:authority`, not `Host`: the API root must be where the caller
+    // reached the gateway, not its listen address.
+    let net = net().await;
+    let au = org("AU-AFP");
+    let addr = net.node(&au).taxii_addr.expect("the gateway listens");
+    let p = &net.fed.nodes[&au];
+    let tls =
+        intelmesh_node::tls::client_for(&au, &p.api_ca, &p.client_cert, &p.client_key).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        .connect(tls.server_name.clone(), tcp)
+        .await
+        .unwrap();
+    let (send, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    let authority = format!("gateway.example:{}", addr.port());
+    let request = http::Request::get(format!("https://{authority}/taxii2/"))
+        .header("accept", "application/taxii+json;version=2.1")
+        .body(())
+        .unwrap();
+    let (answer, _) = send.send_request(request, true).unwrap();
+    let answer = answer.await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut body = answer.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    let discovery: Value = serde_json::from_slice(&bytes).unwrap();
+    let root = format!("https://{authority}/intelmesh/");
+    assert_eq!(discovery["api_roots"], json!([root]), "{discovery}");
+    assert_eq!(discovery["default"], json!(root));
+}

@@ -12,9 +12,9 @@ use prost::encoding::{decode_key, decode_varint, WireType};
 pub const MIN_ENTRY_BYTES: usize = 66;
 /// Smallest encoded `ForkProof` that can check: two entries.
 pub const MIN_PROOF_BYTES: usize = 2 * MIN_ENTRY_BYTES;
-/// Smallest encoded `EntryRef` that names anything: an org id (2 characters at least) and a
-/// seq from 1.
-pub const MIN_REF_BYTES: usize = 6;
+/// Smallest encoded `EntryRef` that names anything: an org id (one character at least, 3
+/// bytes with its tag and length) and a seq from 1 (2 bytes).
+pub const MIN_REF_BYTES: usize = 5;
 
 /// Field numbers of `SyncFrame` and of the messages its repeated elements sit in.
 const FRAME_ENTRIES: u32 = 2;
@@ -139,7 +139,7 @@ mod tests {
             })),
             frame(Frame::Want(pb::Want {
                 entries: vec![pb::EntryRef {
-                    origin: "AU".into(),
+                    origin: "A".into(),
                     seq: 1,
                 }],
             })),

@@ -203,10 +203,13 @@ fn check_collection(g: &Gateway, id: &str) -> Result<(), Refusal> {
     }
 }
 
-fn base_url(headers: &HeaderMap, g: &Gateway) -> String {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
+/// Where the caller reached the gateway: HTTP/2's `:authority` (HTTP/2 requests carry no
+/// `Host`), else `Host`, else the listen address.
+fn base_url(uri: &axum::http::Uri, headers: &HeaderMap, g: &Gateway) -> String {
+    let host = uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
         .filter(|h| h.len() < 256 && !h.contains(['/', ' ']))
         .map(str::to_string)
         .unwrap_or_else(|| g.cfg.listen.to_string());
@@ -216,10 +219,11 @@ fn base_url(headers: &HeaderMap, g: &Gateway) -> String {
 async fn discovery(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Answer {
     admit(&g, &c, &headers).await?;
-    let url = format!("{}/{API_ROOT}/", base_url(&headers, &g));
+    let url = format!("{}/{API_ROOT}/", base_url(&uri, &headers, &g));
     let title = format!("intelmesh node {}", g.state.org);
     Ok(taxii(StatusCode::OK, &protocol::discovery(&title, &url)))
 }
