@@ -1,5 +1,6 @@
 //! A wire-level check of a `SyncFrame` before it is decoded: every element of its repeated
-//! messages is at least as long as the smallest valid one.
+//! messages is at least as long as the smallest valid one, and a version vector (or a hello's
+//! list of orgs) names at most [`MAX_VECTOR_ORIGINS`] origins.
 //!
 //! Why: decoding allocates per element, and an empty `SignedEntry` is 2 bytes on the wire but
 //! about 100 bytes decoded, so a peer's 8 MiB frame of them would cost some 400 MiB before any
@@ -16,7 +17,16 @@ pub const MIN_PROOF_BYTES: usize = 2 * MIN_ENTRY_BYTES;
 /// bytes with its tag and length) and a seq from 1 (2 bytes).
 pub const MIN_REF_BYTES: usize = 5;
 
+/// Most origins a version vector (each of its maps) or a hello's `reaches` may name: far more
+/// than any federation has members, few enough that decoding them costs a few MiB.
+pub const MAX_VECTOR_ORIGINS: usize = 65_536;
+
 /// Field numbers of `SyncFrame` and of the messages its repeated elements sit in.
+const FRAME_HELLO: u32 = 1;
+const FRAME_PROGRESS: u32 = 3;
+const HELLO_VECTOR: u32 = 3;
+const HELLO_REACHES: u32 = 4;
+const PROGRESS_VECTOR: u32 = 1;
 const FRAME_ENTRIES: u32 = 2;
 const FRAME_WANT: u32 = 5;
 const FRAME_EVIDENCE: u32 = 6;
@@ -34,6 +44,8 @@ pub enum ShapeError {
         len: usize,
         min: usize,
     },
+    /// More origins in a vector or list than [`MAX_VECTOR_ORIGINS`].
+    TooManyOrigins { what: &'static str, max: usize },
 }
 
 impl std::fmt::Display for ShapeError {
@@ -44,6 +56,9 @@ impl std::fmt::Display for ShapeError {
                 f,
                 "frame holds a {what} of {len} bytes; none valid is shorter than {min}"
             ),
+            ShapeError::TooManyOrigins { what, max } => {
+                write!(f, "frame names more than {max} origins in {what}")
+            }
         }
     }
 }
@@ -51,6 +66,26 @@ impl std::fmt::Display for ShapeError {
 /// Checks `frame`, an encoded `SyncFrame` (see the module's doc).
 pub fn check_sync_frame(frame: &[u8]) -> Result<(), ShapeError> {
     for_each_field(frame, |field, value| {
+        match (field, value) {
+            (FRAME_HELLO, Some(hello)) => {
+                let mut reaches = 0;
+                return for_each_field(hello, |field, value| match (field, value) {
+                    (HELLO_VECTOR, Some(v)) => check_vector(v),
+                    (HELLO_REACHES, _) => {
+                        reaches += 1;
+                        at_most(reaches, "a hello's reaches")
+                    }
+                    _ => Ok(()),
+                });
+            }
+            (FRAME_PROGRESS, Some(progress)) => {
+                return for_each_field(progress, |field, value| match (field, value) {
+                    (PROGRESS_VECTOR, Some(v)) => check_vector(v),
+                    _ => Ok(()),
+                });
+            }
+            _ => {}
+        }
         let (what, min) = match field {
             FRAME_ENTRIES => ("SignedEntry", MIN_ENTRY_BYTES),
             FRAME_WANT => ("EntryRef", MIN_REF_BYTES),
@@ -67,6 +102,30 @@ pub fn check_sync_frame(frame: &[u8]) -> Result<(), ShapeError> {
             _ => Ok(()),
         })
     })
+}
+
+/// A `VersionVector`: each of its maps (`heads`, `head_hashes`) names at most
+/// [`MAX_VECTOR_ORIGINS`] origins.
+fn check_vector(vector: &[u8]) -> Result<(), ShapeError> {
+    let mut counts = [0usize; 2];
+    for_each_field(vector, |field, _| match field {
+        1 | 2 => {
+            let n = &mut counts[field as usize - 1];
+            *n += 1;
+            at_most(*n, "a version vector")
+        }
+        _ => Ok(()),
+    })
+}
+
+fn at_most(n: usize, what: &'static str) -> Result<(), ShapeError> {
+    if n > MAX_VECTOR_ORIGINS {
+        return Err(ShapeError::TooManyOrigins {
+            what,
+            max: MAX_VECTOR_ORIGINS,
+        });
+    }
+    Ok(())
 }
 
 /// Calls `f` with each field of `message`: its number and, when length-delimited, its bytes.
@@ -190,6 +249,51 @@ mod tests {
             check_sync_frame(&thin_proof),
             Err(ShapeError::ShortElement {
                 what: "ForkProof",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn vectors_and_reaches_name_a_bounded_number_of_origins() {
+        use pb::sync_frame::Frame;
+        let vector = |n: usize| pb::VersionVector {
+            heads: (0..n).map(|i| (format!("O{i}"), 1)).collect(),
+            head_hashes: Default::default(),
+        };
+        let progress = |n| {
+            frame(Frame::Progress(pb::Progress {
+                vector: Some(vector(n)),
+            }))
+        };
+        assert_eq!(check_sync_frame(&progress(MAX_VECTOR_ORIGINS)), Ok(()));
+        assert_eq!(
+            check_sync_frame(&progress(MAX_VECTOR_ORIGINS + 1)),
+            Err(ShapeError::TooManyOrigins {
+                what: "a version vector",
+                max: MAX_VECTOR_ORIGINS
+            })
+        );
+        let hello = |vector_origins, reaches: usize| {
+            frame(Frame::Hello(pb::Hello {
+                org_id: "AU".into(),
+                vector: Some(vector(vector_origins)),
+                reaches: vec![String::new(); reaches],
+                ..Default::default()
+            }))
+        };
+        assert_eq!(check_sync_frame(&hello(3, MAX_VECTOR_ORIGINS)), Ok(()));
+        assert!(matches!(
+            check_sync_frame(&hello(MAX_VECTOR_ORIGINS + 1, 0)),
+            Err(ShapeError::TooManyOrigins {
+                what: "a version vector",
+                ..
+            })
+        ));
+        assert!(matches!(
+            check_sync_frame(&hello(3, MAX_VECTOR_ORIGINS + 1)),
+            Err(ShapeError::TooManyOrigins {
+                what: "a hello's reaches",
                 ..
             })
         ));
