@@ -487,7 +487,13 @@ async fn floods_are_cut_while_honest_updates_still_flow() {
     // One entry over the batch cap: refused before anything is verified.
     let mut peer = net.open_as(&hub, &au).await;
     assert!(peer.hello(AU, empty_vector()).await);
-    let many = vec![pb::SignedEntry::default(); limits.max_batch_entries + 1];
+    // Entries of a valid size (an empty one is refused by its shape first).
+    let shaped = pb::SignedEntry {
+        header: vec![0; 16].into(),
+        signature: vec![0; 64].into(),
+        payload: None,
+    };
+    let many = vec![shaped; limits.max_batch_entries + 1];
     assert!(peer.entries(many).await);
     let end = peer.end_status(PATIENCE).await;
     let needle = format!(

@@ -216,6 +216,29 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
 }
 
 /// A copy of the trail directory, to tamper with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_refused_for_its_size_is_recorded_naming_no_value() {
+    let mut net = net(1 << 20).await;
+    let au = org(AGENCY);
+    let mut client = net.client(&au).await;
+    let max = intelmesh_node::api::lookup::MAX_LOOKUPS;
+    let refused = client
+        .lookup(pb::LookupRequest {
+            values: vec!["1.2.3.4".into(); max + 1],
+        })
+        .await
+        .expect_err("over the lookup limit");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    net.stop(&au).await;
+    let all = records(&trail_dir(&net));
+    let lookup = one(&all, "Indicators/Lookup");
+    assert_eq!(
+        (lookup.values, lookup.digests.len(), lookup.code),
+        (0, 0, 3),
+        "{lookup:?}"
+    );
+}
+
 fn copy(dir: &Path, to: &Path) -> PathBuf {
     let out = to.join(format!("copy-{}", std::fs::read_dir(to).unwrap().count()));
     std::fs::create_dir(&out).unwrap();

@@ -213,6 +213,69 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_admin_certificate_is_refused_by_the_admin_service() {
+    let (mut net, hub, sg) = RosterNet::with_one_agency("SG-IGCI").await;
+    let dir = net.fed.nodes[&hub].dir.clone();
+    let ca =
+        intelmesh_node::pki::Ca::load(&dir.join("service-ca.pem"), &dir.join("service-ca.key"))
+            .expect("hub service CA");
+    let certs = tempfile::tempdir().unwrap();
+    ca.issue_admin(&hub, "departed", intelmesh_node::pki::Validity::default())
+        .unwrap()
+        .write(certs.path(), "departed")
+        .unwrap();
+    let (cert, key) = (
+        certs.path().join("departed.pem"),
+        certs.path().join("departed.key"),
+    );
+    let admin = || async {
+        let channel = intelmesh_node::client::api_channel(
+            net.node(&hub).api_addr,
+            &hub,
+            &net.fed.nodes[&hub].api_ca,
+            &cert,
+            &key,
+        )
+        .await
+        .expect("API channel");
+        pb::admin_client::AdminClient::new(channel)
+    };
+    admin()
+        .await
+        .federation_status(pb::FederationStatusRequest::default())
+        .await
+        .expect("Admin answers its operator");
+
+    let serial = cert_serial(&cert);
+    net.publish(|d| {
+        d.revoked.push(pb::RevokedCert {
+            serial: serial.clone(),
+            org: hub.to_string(),
+            reason: "operator left".into(),
+            revoked_at_unix_ms: now_unix_ms(),
+        })
+    })
+    .await;
+    net.wait_status(&hub, PATIENCE, |s| s.roster_version >= 3)
+        .await
+        .unwrap();
+    let err = admin()
+        .await
+        .federation_status(pb::FederationStatusRequest::default())
+        .await
+        .expect_err("a revoked operator");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(
+        err.message()
+            .contains(&format!("certificate {serial} is revoked")),
+        "{err}"
+    );
+    for o in [hub, sg] {
+        net.stop(&o).await;
+    }
+}
+
 /// The dialling side holds the certificate it reached against the roster too: once the hub's
 /// own certificate is revoked (stolen, say), an agency cuts its link and dials into it no more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -41,6 +41,7 @@ pub mod state;
 pub mod taxii;
 pub mod tls;
 pub mod tls_accept;
+pub mod token;
 pub mod unverified;
 pub mod wants;
 pub mod warninglists;
@@ -126,6 +127,9 @@ impl RunningNode {
     }
 }
 
+/// Calls one API connection may have open at once.
+const MAX_API_STREAMS: u32 = 128;
+
 /// Opens the store and starts both listeners and the dialers.
 pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     tls::install_crypto_provider();
@@ -164,6 +168,10 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         tracing::info!(lists = lists.len(), "warninglists loaded");
     }
     state.set_warninglists(lists);
+    let tokens = Arc::new(
+        token::TokenKey::load_or_create(&state.cfg.data_dir)
+            .context("the key paging tokens are sealed under")?,
+    );
     let trail = audit::AuditLog::open(&state.cfg.audit, &state.cfg.data_dir).await;
     state.set_audit(trail.context("opening the audit trail")?);
     if state.roster().is_some() {
@@ -234,12 +242,16 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         );
 
     let api_server = Server::builder()
+        // Calls one connection may have open at once (tonic leaves HTTP/2's bound unset).
+        .max_concurrent_streams(Some(MAX_API_STREAMS))
         .layer(api_calls::CountCalls::new(Arc::clone(&state)))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
         .add_service(
             IndicatorsServer::new(api::IndicatorsService {
+                tokens: Arc::clone(&tokens),
+                watches: Default::default(),
                 state: Arc::clone(&state),
             })
             .max_decoding_message_size(max)
@@ -270,7 +282,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         );
 
     let gateway = match &cfg.taxii {
-        Some(t) => Some(taxii::Gateway::bind(&state, t).await?),
+        Some(t) => Some(taxii::Gateway::bind(&state, t, Arc::clone(&tokens)).await?),
         None => None,
     };
     let taxii_addr = gateway.as_ref().map(|g| g.local_addr()).transpose()?;

@@ -27,8 +27,10 @@ impl AdminService {
         }
     }
 
-    /// The operator calling, as `ORG/NAME`; refused unless an admin certificate of this hub.
+    /// The operator calling, as `ORG/NAME`; refused unless an admin certificate of this hub
+    /// that the roster does not revoke.
     fn operator<T>(&self, request: &Request<T>) -> Result<String, Status> {
+        crate::admission::check_api_caller(&self.state, request)?;
         let Identity::Admin { org, name } = require_role(request, Role::Admin, "Admin")? else {
             return Err(Status::internal("an admin certificate names no admin"));
         };

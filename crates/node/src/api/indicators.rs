@@ -36,6 +36,10 @@ pub(super) type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
 
 pub struct IndicatorsService {
     pub state: Arc<NodeState>,
+    /// What `Query` page tokens are sealed under.
+    pub tokens: Arc<crate::token::TokenKey>,
+    /// Open `Watch` streams, bounded.
+    pub watches: Arc<super::watches::Watches>,
 }
 
 fn bad(e: Invalid) -> Status {
@@ -239,11 +243,23 @@ impl IndicatorsService {
         let filter = Filter::parse(req.filter.as_ref())
             .map_err(bad)?
             .hiding(self.state.withdrawn());
-        let after =
-            query::decode_page_token(&req.page_token, &query::selection(&filter)).map_err(bad)?;
+        let tokens = Arc::clone(&self.tokens);
+        let sealed = query::Tokens {
+            key: &tokens,
+            reader: &reader,
+        };
+        let after = sealed
+            .open(&req.page_token, &query::selection(&filter))
+            .map_err(bad)?;
         let size = view::page_size(req.page_size);
         let response = self
-            .blocking(move |s| query::query(s.store.as_ref(), &reader, &filter, size, after))
+            .blocking(move |s| {
+                let sealed = query::Tokens {
+                    key: &tokens,
+                    reader: &reader,
+                };
+                query::query(s.store.as_ref(), &sealed, &filter, size, after)
+            })
             .await?;
         Ok(Response::new(response))
     }
@@ -309,7 +325,9 @@ impl IndicatorsService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let reader = reader(&self.state, &request)?;
+        let caller = service(&self.state, &request)?;
+        let reader = caller.0.clone();
+        let open = self.watches.open(caller)?;
         let req = request.into_inner();
         let filter = Filter::parse(req.filter.as_ref())
             .map_err(bad)?
@@ -317,7 +335,16 @@ impl IndicatorsService {
         // A new watcher starts after every fill made so far: replayed entries are read as
         // they are stored now, filled ones in full.
         let cursor = match view::decode_cursor(&req.cursor).map_err(bad)? {
-            Some(c) => c,
+            // Only origins this store holds: a cursor naming others (made up) would have each
+            // of them re-encoded in every event sent.
+            Some(mut c) => {
+                self.blocking(move |s| {
+                    let held = s.store.vector()?;
+                    c.log.retain(|origin, _| held.contains_key(origin));
+                    Ok(c)
+                })
+                .await?
+            }
             None => {
                 let from_start = req.from_start;
                 self.blocking(move |s| {
@@ -334,7 +361,10 @@ impl IndicatorsService {
         };
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         let state = Arc::clone(&self.state);
-        tokio::spawn(watch_loop(state, reader, Arc::new(filter), cursor, tx));
+        tokio::spawn(async move {
+            watch_loop(state, reader, Arc::new(filter), cursor, tx).await;
+            drop(open);
+        });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -1,11 +1,14 @@
 //! `Indicators` as gRPC serves it: each method records its call in the audit trail (the
-//! values it names, its outcome) around the work of [`IndicatorsService`]'s `_call` method.
+//! values it names, its outcome) around the work of [`IndicatorsService`]'s `_call` method. A
+//! call naming more values than it may is refused and recorded naming none.
 
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_server::Indicators;
 use tonic::{Request, Response, Status};
 
 use super::indicators::{IndicatorsService, WatchStream};
+use super::lookup::MAX_LOOKUPS;
+use super::submission::MAX_SUBMISSIONS;
 use crate::audit;
 
 #[tonic::async_trait]
@@ -14,8 +17,14 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let values = request.get_ref().submissions.iter();
-        let values = values.map(|s| audit::typed(s.r#type, &s.value)).collect();
+        let submissions = &request.get_ref().submissions;
+        // A call refused for its size names no value: it costs the trail nothing per value.
+        let values = if submissions.len() <= MAX_SUBMISSIONS {
+            let values = submissions.iter();
+            values.map(|s| audit::typed(s.r#type, &s.value)).collect()
+        } else {
+            Vec::new()
+        };
         let call = self
             .state
             .audit()
@@ -64,7 +73,12 @@ impl Indicators for IndicatorsService {
     ) -> Result<Response<pb::LookupResponse>, Status> {
         // The raw values, for a call refused whole; an answered one names each value in the
         // canonical form its answer found.
-        let values = audit::untyped(&request.get_ref().values);
+        let values = &request.get_ref().values;
+        let values = if values.len() <= MAX_LOOKUPS {
+            audit::untyped(values)
+        } else {
+            Vec::new()
+        };
         let call = self
             .state
             .audit()

@@ -9,6 +9,7 @@ pub mod status;
 pub mod stix;
 pub mod submission;
 pub mod view;
+mod watches;
 
 #[cfg(test)]
 pub(crate) mod test_values;

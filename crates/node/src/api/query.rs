@@ -10,6 +10,7 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_store::{Selection, Store, StoreError};
 
 use super::view::{invalid, Filter, Invalid};
+use crate::token::TokenKey;
 
 /// Candidates read per store call while filling a page.
 const QUERY_CHUNK: usize = 256;
@@ -33,14 +34,16 @@ pub fn selection(filter: &Filter) -> Selection {
     }
 }
 
-/// One page of the indicators `reader` sees through `filter`, after the position `after`.
+/// One page of the indicators `tokens.reader` sees through `filter`, after the position
+/// `after`; its token sealed for that reader.
 pub fn query(
     store: &dyn Store,
-    reader: &OrgId,
+    tokens: &Tokens,
     filter: &Filter,
     size: usize,
     mut after: Option<Vec<u8>>,
 ) -> Result<pb::QueryResponse, StoreError> {
+    let reader = tokens.reader;
     let selection = selection(filter);
     let mut states = Vec::new();
     let mut scanned = 0;
@@ -57,7 +60,7 @@ pub fn query(
                 // A short chunk ends the range: no token when this was its last record.
                 let more = !end || i + 1 < n;
                 let next_page_token = match (more, &after) {
-                    (true, Some(p)) => encode_page_token(&selection, p),
+                    (true, Some(p)) => tokens.seal(&selection, p),
                     _ => String::new(),
                 };
                 return Ok(pb::QueryResponse {
@@ -88,31 +91,38 @@ fn kind(selection: &Selection) -> u8 {
     }
 }
 
-/// A token to resume `selection` after `position`: hex of the kind and the position.
-pub fn encode_page_token(selection: &Selection, position: &[u8]) -> String {
-    let mut bytes = Vec::with_capacity(1 + position.len());
-    bytes.push(kind(selection));
-    bytes.extend_from_slice(position);
-    hex::encode(bytes)
+/// Page tokens for one reader: the kind of range and the position, sealed for the reader
+/// (`crate::token`), because a position is an index key and names the indicator there, which
+/// the reader may not be allowed to see.
+pub struct Tokens<'a> {
+    pub key: &'a TokenKey,
+    pub reader: &'a OrgId,
 }
 
-/// The position a token resumes `selection` after; `None` for the empty token (first page).
-/// A position is only ever a bound of an ordered range, so a forged one reads from elsewhere
-/// in the same range, never around the reader's view.
-pub fn decode_page_token(token: &str, selection: &Selection) -> Result<Option<Vec<u8>>, Invalid> {
-    if token.is_empty() {
-        return Ok(None);
+impl Tokens<'_> {
+    /// A token to resume `selection` after `position`.
+    pub fn seal(&self, selection: &Selection, position: &[u8]) -> String {
+        let mut bytes = Vec::with_capacity(1 + position.len());
+        bytes.push(kind(selection));
+        bytes.extend_from_slice(position);
+        self.key.seal(self.reader, &bytes)
     }
-    let bad = |why: &str| invalid(format!("page_token is not one this API issued: {why}"));
-    if token.len() > 2 * (1 + 4096) {
-        return Err(bad("too long"));
+
+    /// The position a token resumes `selection` after; `None` for the empty token (first
+    /// page). A position is only ever a bound of an ordered range, so even a forged one would
+    /// read from elsewhere in the same range, never around the reader's view.
+    pub fn open(&self, token: &str, selection: &Selection) -> Result<Option<Vec<u8>>, Invalid> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        let bad = |why: &str| invalid(format!("page_token is not one this API issued: {why}"));
+        let bytes = self.key.open(self.reader, token).map_err(bad)?;
+        let (&k, position) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+        if k != kind(selection) {
+            return Err(bad("issued for a query with another filter"));
+        }
+        Ok(Some(position.to_vec()))
     }
-    let bytes = hex::decode(token).map_err(|_| bad("not hex"))?;
-    let (&k, position) = bytes.split_first().ok_or_else(|| bad("empty"))?;
-    if k != kind(selection) {
-        return Err(bad("issued for a query with another filter"));
-    }
-    Ok(Some(position.to_vec()))
 }
 
 #[cfg(test)]
@@ -164,19 +174,39 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip_and_refuse_others() {
+        let key = TokenKey::random();
+        let (au, br) = (
+            OrgId::parse("AU-AFP").unwrap(),
+            OrgId::parse("BR-PF").unwrap(),
+        );
+        let tokens = Tokens {
+            key: &key,
+            reader: &au,
+        };
         let tags = Selection::Tags(vec!["c2".into()]);
-        let token = encode_page_token(&tags, b"I\x04evil.example");
+        let token = tokens.seal(&tags, b"I\x04evil.example");
+        assert!(
+            !token.contains("6576696c"),
+            "the position shows through: {token}"
+        );
         assert_eq!(
-            decode_page_token(&token, &tags),
+            tokens.open(&token, &tags),
             Ok(Some(b"I\x04evil.example".to_vec()))
         );
-        assert_eq!(decode_page_token("", &tags), Ok(None));
-        let long = "00".repeat(5000);
-        for bad in ["zz", "0", long.as_str()] {
-            let e = decode_page_token(bad, &tags).unwrap_err();
+        assert_eq!(tokens.open("", &tags), Ok(None));
+        let long = "A".repeat(10_000);
+        // A hex position as tokens were once made, made-up text, too long: all refused.
+        let hex_position = hex::encode(b"\x03I\x04evil.example");
+        for bad in ["zz", "0", long.as_str(), hex_position.as_str()] {
+            let e = tokens.open(bad, &tags).unwrap_err();
             assert!(e.0.starts_with("page_token"), "{e}");
         }
-        let e = decode_page_token(&token, &Selection::All).unwrap_err();
+        let e = tokens.open(&token, &Selection::All).unwrap_err();
         assert!(e.0.contains("another filter"), "{e}");
+        let other = Tokens {
+            key: &key,
+            reader: &br,
+        };
+        assert!(other.open(&token, &tags).is_err(), "another reader's token");
     }
 }

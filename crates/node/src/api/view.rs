@@ -296,6 +296,11 @@ pub struct Filter {
     withdrawn: BTreeSet<String>,
 }
 
+/// Most types, tags or origins one filter names (each).
+pub const MAX_FILTER_VALUES: usize = 64;
+/// Longest tag a filter names.
+pub const MAX_TAG_BYTES: usize = 256;
+
 impl Filter {
     /// Whether reads may show anything of `origin` (a roster may have withdrawn it).
     pub fn shows_origin(&self, origin: &str) -> bool {
@@ -306,6 +311,29 @@ impl Filter {
         let Some(f) = f else {
             return Ok(Filter::default());
         };
+        // Each tag or origin named is a range a query page reads: their number is the cost.
+        for (field, n) in [
+            ("types", f.types.len()),
+            ("tags", f.tags.len()),
+            ("origins", f.origins.len()),
+        ] {
+            if n > MAX_FILTER_VALUES {
+                return Err(invalid(format!(
+                    "filter.{field}: {n} values, at most {MAX_FILTER_VALUES}"
+                )));
+            }
+        }
+        if let Some((i, t)) = f
+            .tags
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.len() > MAX_TAG_BYTES)
+        {
+            return Err(invalid(format!(
+                "filter.tags[{i}]: {} bytes, at most {MAX_TAG_BYTES}",
+                t.len()
+            )));
+        }
         let types = f
             .types
             .iter()
@@ -454,12 +482,19 @@ pub fn encode_cursor(c: &WatchCursor) -> String {
     hex::encode(position.encode_to_vec())
 }
 
+/// Longest cursor read: the heads of some 4,000 origins of the longest names, far more than a
+/// federation has members (a cursor is re-encoded with every event sent).
+pub const MAX_CURSOR_CHARS: usize = 2 * 4096 * 80;
+
 /// The position a cursor resumes after; `None` for the empty cursor.
 pub fn decode_cursor(cursor: &str) -> Result<Option<WatchCursor>, Invalid> {
     if cursor.is_empty() {
         return Ok(None);
     }
     let bad = |why: String| invalid(format!("cursor is not one this API issued: {why}"));
+    if cursor.len() > MAX_CURSOR_CHARS {
+        return Err(bad("too long".into()));
+    }
     let bytes = hex::decode(cursor).map_err(|_| bad("not hex".into()))?;
     let p = pb::WatchPosition::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
     let log = p

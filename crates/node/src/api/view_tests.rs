@@ -318,6 +318,33 @@ fn bad_filters_say_which_field_is_wrong() {
         ..Default::default()
     })
     .contains("tlp_ceiling"));
+    // Each tag or origin is a range a page reads: their number is bounded, and a tag's length.
+    let many: Vec<String> = (0..=MAX_FILTER_VALUES).map(|i| format!("t{i}")).collect();
+    assert_eq!(
+        err(pb::Filter {
+            tags: many.clone(),
+            ..Default::default()
+        }),
+        format!(
+            "filter.tags: {} values, at most {MAX_FILTER_VALUES}",
+            MAX_FILTER_VALUES + 1
+        )
+    );
+    assert!(err(pb::Filter {
+        origins: many.iter().map(|t| t.to_uppercase()).collect(),
+        ..Default::default()
+    })
+    .starts_with("filter.origins:"));
+    assert!(err(pb::Filter {
+        tags: vec!["ok".into(), "x".repeat(MAX_TAG_BYTES + 1)],
+        ..Default::default()
+    })
+    .starts_with("filter.tags[1]:"));
+    assert!(Filter::parse(Some(&pb::Filter {
+        tags: many[..MAX_FILTER_VALUES].to_vec(),
+        ..Default::default()
+    }))
+    .is_ok());
 }
 
 #[test]
@@ -367,4 +394,6 @@ fn cursors_round_trip_and_refuse_garbage() {
         fills: 0,
     };
     assert!(decode_cursor(&hex::encode(bad_org.encode_to_vec())).is_err());
+    let long = "0".repeat(MAX_CURSOR_CHARS + 2);
+    assert!(decode_cursor(&long).unwrap_err().0.contains("too long"));
 }

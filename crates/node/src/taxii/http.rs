@@ -18,8 +18,8 @@ use serde_json::Value;
 use super::auth::{authenticate, Caller, Users};
 use super::config::TaxiiConfig;
 use super::read::{self, Dated, Page, ReadError, Reader};
-use super::token::TokenKey;
 use super::write::{self, Statuses};
+use crate::token::TokenKey;
 use intelmesh_store::Store;
 
 use crate::api::submission::Publisher;
@@ -49,14 +49,14 @@ struct Gateway {
 /// Requests of the gateway reading or planning at once.
 const WORKING_AT_ONCE: usize = 4;
 
-pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig) -> Router {
+pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig, tokens: Arc<TokenKey>) -> Router {
     let collection_id = format_uuid(&name_uuid(&["taxii-collection", state.org.as_str()]));
     let counted = Arc::clone(&state);
     let g = Gateway {
         users: Arc::new(Users::new(cfg.user.clone())),
         cfg: Arc::new(cfg),
         statuses: Arc::new(Statuses::default()),
-        tokens: Arc::new(TokenKey::random()),
+        tokens,
         working: Arc::new(tokio::sync::Semaphore::new(WORKING_AT_ONCE)),
         collection_id,
         state,

@@ -11,7 +11,6 @@ mod auth;
 pub mod config;
 mod http;
 pub mod read;
-mod token;
 pub mod write;
 
 use std::net::SocketAddr;
@@ -30,7 +29,11 @@ pub struct Gateway(HttpsServer);
 
 impl Gateway {
     /// Binds `[taxii] listen` and prepares TLS; fails with the setting at fault.
-    pub async fn bind(state: &Arc<NodeState>, cfg: &TaxiiConfig) -> anyhow::Result<Gateway> {
+    pub async fn bind(
+        state: &Arc<NodeState>,
+        cfg: &TaxiiConfig,
+        tokens: Arc<crate::token::TokenKey>,
+    ) -> anyhow::Result<Gateway> {
         let tls = tls_config(&state.cfg.api, ClientCerts::Optional)?;
         Ok(Gateway(
             HttpsServer::bind(
@@ -38,7 +41,7 @@ impl Gateway {
                 "taxii.listen",
                 cfg.listen,
                 tls,
-                http::router(Arc::clone(state), cfg.clone()),
+                http::router(Arc::clone(state), cfg.clone(), tokens),
                 state,
             )
             .await?,

@@ -15,9 +15,9 @@ use intelmesh_interop::Warninglists;
 use intelmesh_store::{Selection, Store, StoreError};
 use serde_json::Value;
 
-use super::token::TokenKey;
 use crate::api::stix::objects_of;
 use crate::api::view::Filter;
+use crate::token::TokenKey;
 use crate::warninglists::lists_of;
 
 /// States read per store call.
