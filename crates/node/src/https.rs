@@ -1,6 +1,6 @@
-//! The HTTPS serving loop shared by the node's web listeners (the TAXII gateway and the hub
-//! console): TLS with the API listener's certificate, client certificates checked against the
-//! API's client CA (optional or required), HTTP/1.1 and HTTP/2, a handshake deadline, a cap
+//! The HTTP serving loop shared by the node's web listeners (the TAXII gateway and the hub
+//! console over TLS, the metrics endpoint in plain HTTP): TLS with the API listener's
+//! certificate, client certificates checked against the API's client CA (optional or required), HTTP/1.1 and HTTP/2, a handshake deadline, a cap
 //! on open connections, an idle deadline per connection (no byte either way, or a request's
 //! headers not all in, for `limits.http_idle_ms`) and a graceful stop.
 //!
@@ -54,12 +54,13 @@ pub fn tls_config(
     crate::tls::listener_config(api, clients, &[crate::tls::ALPN_H2, b"http/1.1"])
 }
 
-/// A bound HTTPS listener, ready to serve.
+/// A bound HTTPS listener (or a plain-HTTP one: the metrics endpoint), ready to serve.
 pub struct HttpsServer {
-    /// Names the listener in logs ("TAXII", "console").
+    /// Names the listener in logs ("TAXII", "console", "metrics").
     name: &'static str,
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    /// `None`: plain HTTP.
+    acceptor: Option<TlsAcceptor>,
     router: axum::Router,
     /// For the handshake deadline and the count of refused handshakes.
     state: Arc<NodeState>,
@@ -81,7 +82,28 @@ impl HttpsServer {
         Ok(HttpsServer {
             name,
             listener,
-            acceptor: TlsAcceptor::from(Arc::new(tls)),
+            acceptor: Some(TlsAcceptor::from(Arc::new(tls))),
+            router,
+            state: Arc::clone(state),
+        })
+    }
+
+    /// Binds `listen` to serve `router` in plain HTTP, with the same bounds (for listeners
+    /// that carry no secret and sit on a private network: metrics and probes).
+    pub async fn bind_plain(
+        name: &'static str,
+        setting: &str,
+        listen: SocketAddr,
+        router: axum::Router,
+        state: &Arc<NodeState>,
+    ) -> anyhow::Result<HttpsServer> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {setting} {listen}"))?;
+        Ok(HttpsServer {
+            name,
+            listener,
+            acceptor: None,
             router,
             state: Arc::clone(state),
         })
@@ -122,6 +144,14 @@ impl HttpsServer {
             let deadline = state.cfg.limits.connect_timeout();
             let stopped = stopped.clone();
             connections.spawn(async move {
+                let idle = state.cfg.limits.http_idle();
+                let Some(acceptor) = acceptor else {
+                    let service = router.layer(axum::Extension(Connection {
+                        leaf: None,
+                        note: Default::default(),
+                    }));
+                    return serve_connection(name, tcp, service, stopped, idle).await;
+                };
                 let Some(tls) =
                     crate::tls_accept::handshake(&state, &acceptor, tcp, peer, deadline, name)
                         .await
@@ -138,7 +168,6 @@ impl HttpsServer {
                     leaf: leaf.map(Arc::new),
                     note: Default::default(),
                 }));
-                let idle = state.cfg.limits.http_idle();
                 serve_connection(name, tls, service, stopped, idle).await;
             });
         }
@@ -149,9 +178,9 @@ impl HttpsServer {
     }
 }
 
-async fn serve_connection(
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     name: &'static str,
-    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    stream: S,
     service: axum::Router,
     mut stopped: watch::Receiver<bool>,
     idle: Duration,
@@ -166,7 +195,7 @@ async fn serve_connection(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
-    let (io, moved) = Watched::new(tls);
+    let (io, moved) = Watched::new(stream);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
     tokio::select! {

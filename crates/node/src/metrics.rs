@@ -26,7 +26,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 
 use crate::state::NodeState;
 
@@ -467,39 +466,34 @@ pub fn render(state: &NodeState) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// The bound `[metrics]` listener.
-pub struct Endpoint {
-    listener: TcpListener,
-    router: axum::Router,
-}
+/// The bound `[metrics]` listener: plain HTTP on the web listeners' loop (`crate::https`), so
+/// its connections are capped and closed when idle like theirs.
+pub struct Endpoint(crate::https::HttpsServer);
 
 impl Endpoint {
     pub async fn bind(state: &Arc<NodeState>, listen: SocketAddr) -> anyhow::Result<Endpoint> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding metrics.listen {listen}"))?;
         let router = axum::Router::new()
             .route("/metrics", get(scrape))
             .route("/livez", get(|| async { "alive\n" }))
             .route("/readyz", get(ready))
             .with_state(Arc::clone(state));
-        Ok(Endpoint { listener, router })
+        let server = crate::https::HttpsServer::bind_plain(
+            "metrics",
+            "metrics.listen",
+            listen,
+            router,
+            state,
+        )
+        .await?;
+        Ok(Endpoint(server))
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        self.0.local_addr()
     }
 
-    pub async fn serve(self, mut stopped: tokio::sync::watch::Receiver<bool>) {
-        let stop = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "metrics listener failed");
-        }
+    pub async fn serve(self, stopped: tokio::sync::watch::Receiver<bool>) {
+        self.0.serve(stopped).await
     }
 }
 
