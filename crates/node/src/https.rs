@@ -76,16 +76,8 @@ impl HttpsServer {
         router: axum::Router,
         state: &Arc<NodeState>,
     ) -> anyhow::Result<HttpsServer> {
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding {setting} {listen}"))?;
-        Ok(HttpsServer {
-            name,
-            listener,
-            acceptor: Some(TlsAcceptor::from(Arc::new(tls))),
-            router,
-            state: Arc::clone(state),
-        })
+        let acceptor = Some(TlsAcceptor::from(Arc::new(tls)));
+        Self::open(name, setting, listen, acceptor, router, state).await
     }
 
     /// Binds `listen` to serve `router` in plain HTTP, with the same bounds (for listeners
@@ -97,13 +89,24 @@ impl HttpsServer {
         router: axum::Router,
         state: &Arc<NodeState>,
     ) -> anyhow::Result<HttpsServer> {
+        Self::open(name, setting, listen, None, router, state).await
+    }
+
+    async fn open(
+        name: &'static str,
+        setting: &str,
+        listen: SocketAddr,
+        acceptor: Option<TlsAcceptor>,
+        router: axum::Router,
+        state: &Arc<NodeState>,
+    ) -> anyhow::Result<HttpsServer> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {setting} {listen}"))?;
         Ok(HttpsServer {
             name,
             listener,
-            acceptor: None,
+            acceptor,
             router,
             state: Arc::clone(state),
         })

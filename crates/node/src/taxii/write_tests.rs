@@ -34,6 +34,19 @@ fn nothing_held(_: &intelmesh_core::Indicator) -> Option<pb::OriginAssertion> {
     None
 }
 
+/// `plan` of an envelope of `objects` posted to SG-IGCI, which holds nothing yet.
+fn plan_of(objects: Vec<Value>, lists: &Warninglists) -> Result<super::Plan, PlanError> {
+    let me = org("SG-IGCI");
+    let members = [me.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    plan(
+        &json!({ "objects": objects }),
+        &publisher,
+        lists,
+        nothing_held,
+    )
+}
+
 #[test]
 fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
     let n = 300;
@@ -99,9 +112,6 @@ fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
 
 #[test]
 fn an_envelope_past_the_posts_budget_signs_what_fits_and_fails_the_rest_in_order() {
-    let me = org("SG-IGCI");
-    let members = [me.clone()].into();
-    let publisher = publisher_of(&me, &members);
     let lists = Warninglists::new();
     // Objects of 100 values each: the budget of values ends inside the 101st.
     let per_object = 100;
@@ -126,13 +136,7 @@ fn an_envelope_past_the_posts_budget_signs_what_fits_and_fails_the_rest_in_order
     objects[n - 1] =
         json!({"type": "malware", "id": "malware--late", "name": "x", "is_family": false});
 
-    let plan = plan(
-        &json!({ "objects": objects }),
-        &publisher,
-        &lists,
-        nothing_held,
-    )
-    .unwrap();
+    let plan = plan_of(objects, &lists).unwrap();
 
     assert_eq!(plan.to_sign.len(), MAX_POST_VALUES);
     let fitting = MAX_POST_VALUES / per_object;
@@ -161,36 +165,19 @@ fn an_envelope_past_the_posts_budget_signs_what_fits_and_fails_the_rest_in_order
 
 #[test]
 fn an_envelope_of_too_many_objects_is_refused_whole() {
-    let me = org("SG-IGCI");
-    let members = [me.clone()].into();
-    let publisher = publisher_of(&me, &members);
     let objects = vec![json!(1); MAX_ENVELOPE_OBJECTS + 1];
-    let refused = plan(
-        &json!({ "objects": objects }),
-        &publisher,
-        &Warninglists::new(),
-        nothing_held,
-    );
+    let refused = plan_of(objects, &Warninglists::new());
     assert!(matches!(
         refused,
         Err(PlanError::TooManyObjects { objects, max }) if objects == MAX_ENVELOPE_OBJECTS + 1 && max == MAX_ENVELOPE_OBJECTS
     ));
     let objects = vec![json!(1); MAX_ENVELOPE_OBJECTS];
-    let plan = plan(
-        &json!({ "objects": objects }),
-        &publisher,
-        &Warninglists::new(),
-        nothing_held,
-    )
-    .unwrap();
+    let plan = plan_of(objects, &Warninglists::new()).unwrap();
     assert_eq!(plan.failures.len(), MAX_ENVELOPE_OBJECTS);
 }
 
 #[test]
 fn a_value_of_a_refused_object_is_still_signed_for_a_later_object() {
-    let me = org("SG-IGCI");
-    let members = [me.clone()].into();
-    let publisher = publisher_of(&me, &members);
     let mut lists = Warninglists::new();
     let list = r#"{"name": "Public DNS", "type": "cidr", "list": ["8.8.8.8/32"]}"#;
     lists.add(&parse_warninglist(list).unwrap());
@@ -201,13 +188,7 @@ fn a_value_of_a_refused_object_is_still_signed_for_a_later_object() {
         ),
         indicator(2, "[domain-name:value = 'x.example.org']"),
     ];
-    let plan = plan(
-        &json!({ "objects": objects }),
-        &publisher,
-        &lists,
-        nothing_held,
-    )
-    .unwrap();
+    let plan = plan_of(objects, &lists).unwrap();
     let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
     assert_eq!(signed, ["x.example.org"]);
     assert_eq!(plan.failures[0].id, "indicator--1");
@@ -256,9 +237,6 @@ fn a_busy_writer_forgets_its_own_statuses_before_anyone_elses() {
 
 #[test]
 fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
-    let me = org("SG-IGCI");
-    let members = [me.clone()].into();
-    let publisher = publisher_of(&me, &members);
     let mut undefined = indicator(1, "[domain-name:value = 'a.example.org']");
     undefined["object_marking_refs"] = json!(["marking-definition--defined-in-an-earlier-post"]);
     let mut granular = indicator(2, "[domain-name:value = 'b.example.org']");
@@ -273,13 +251,7 @@ fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
         "marking-definition--copyright-statement",
     ]);
     let objects = vec![undefined, granular, with_tlp];
-    let plan = plan(
-        &json!({ "objects": objects }),
-        &publisher,
-        &Warninglists::new(),
-        nothing_held,
-    )
-    .unwrap();
+    let plan = plan_of(objects, &Warninglists::new()).unwrap();
     let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
     assert_eq!(signed, ["c.example.org"]);
     let failed: Vec<(&str, &str)> = plan
