@@ -96,6 +96,65 @@ async fn entries_signed_with_an_unknown_key_wait_for_it_with_the_link_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn entries_dropped_for_lack_of_room_are_sent_again_once_the_key_is_known() {
+    // Room for two entries per origin waiting for a key.
+    let limits = intelmesh_node::config::Limits {
+        unverified_per_origin: 2,
+        ..intelmesh_tests::net::fast_limits()
+    };
+    let specs = intelmesh_node::provision::loopback_specs(HUB, &[AU, BR]).unwrap();
+    let links = intelmesh_node::provision::star_links(&specs);
+    let mut net = TestNet::new(specs, links, limits).await;
+    let (hub, au) = (org(HUB), org(AU));
+    net.stop(&au).await;
+    net.wait_link_down(&hub, &au).await;
+
+    // AU rotated its key and sends four entries the hub cannot check yet: two wait, two are
+    // dropped.
+    let rotated = Signer::generate(au.clone());
+    let (entries, _) = signed_chain(&rotated, None, 4, "rotated");
+    let mut peer = net.open_as(&hub, &au).await;
+    let _alive = peer.keep_alive(Duration::from_millis(200));
+    assert!(peer.hello(AU, BTreeMap::new()).await);
+    assert!(peer.entries(entries.clone()).await);
+    wait_until(
+        || {
+            unverified(&net, &hub)
+                .iter()
+                .any(|u| u.origin == AU && u.entries == 2 && u.dropped)
+        },
+        "the hub keeps two entries and says it dropped others",
+    )
+    .await;
+
+    // The key list learns the key: the two kept are taken in, and the link restarts so that
+    // the peer sends the rest again.
+    write_key_list(&net, &[&rotated]);
+    let end = peer.end_status(PATIENCE).await;
+    assert_eq!(end.code(), tonic::Code::Unavailable, "{}", end.message());
+    assert!(
+        end.message().contains("to be sent again"),
+        "{}",
+        end.message()
+    );
+    assert_eq!(net.vector(&hub).get(&au), Some(&2));
+
+    // As a peer does on a new link: from the hub's hello, what it lacks.
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, BTreeMap::new()).await);
+    let hello = peer.expect_hello(PATIENCE).await;
+    let from = hello
+        .vector
+        .and_then(|v| v.heads.get(AU).copied())
+        .unwrap_or(0);
+    assert_eq!(from, 2);
+    assert!(peer.entries(entries[2..].to_vec()).await);
+    peer.until_progress(AU, 4, PATIENCE).await.unwrap();
+    let stored = net.node(&hub).state().store.range(&au, 1, 10).unwrap();
+    assert_eq!(stored, entries);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_never_signs_with_a_key_its_own_list_lacks() {
     let mut net = TestNet::star(HUB, &[AU, BR]).await;
     let au = org(AU);

@@ -29,8 +29,15 @@ impl NodeState {
         if let Err(e) = self.reload_decryption_keys() {
             tracing::error!(error = %e, "encryption keys not reloaded; the old ones stay");
         }
-        self.unverified.clear_dropped();
-        self.recheck_unverified().await
+        let dropped = self.unverified.clear_dropped();
+        let taken = self.recheck_unverified().await;
+        if dropped {
+            // After the recheck, so a peer resending from this node's new heads does not send
+            // again what the recheck took in.
+            tracing::warn!("entries that waited for a key were dropped for lack of room: links restart so peers send them again");
+            self.unverified.ask_resend();
+        }
+        taken
     }
 
     /// Reads the key list file again and applies it if it changed.

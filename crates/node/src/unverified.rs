@@ -6,7 +6,8 @@
 //!
 //! Bounded because peers feed it: entries per origin, bytes in all, and time; what does not fit
 //! is dropped and comes again when the link restarts (the peer's view of this node comes from
-//! its hello then). Status shows what waits, per origin and key.
+//! its hello then), which the next key-list change makes happen (`resends`). Status shows
+//! what waits, per origin and key.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -109,6 +110,10 @@ impl Inner {
 #[derive(Default)]
 pub struct Unverified {
     inner: Mutex<Inner>,
+    /// Raised when entries were dropped for lack of room and the key list then changed: every
+    /// link restarts, so its peer sends again from this node's hello what this node lacks (a
+    /// sender counts what it sent as delivered, so it would not send them otherwise).
+    resend: tokio::sync::watch::Sender<u64>,
 }
 
 fn size(e: &pb::SignedEntry) -> usize {
@@ -210,11 +215,23 @@ impl Unverified {
             .collect()
     }
 
-    /// Forgets what was dropped (after the key list changed: the peers will send it again).
-    pub fn clear_dropped(&self) {
+    /// Forgets what was dropped (after the key list changed); whether anything was.
+    pub fn clear_dropped(&self) -> bool {
         let mut inner = self.lock();
+        let any = !inner.dropped.is_empty() || inner.dropped_elsewhere > 0;
         inner.dropped.clear();
         inner.dropped_elsewhere = 0;
+        any
+    }
+
+    /// Asks every link to restart, so that peers send again what was dropped.
+    pub fn ask_resend(&self) {
+        self.resend.send_modify(|n| *n += 1);
+    }
+
+    /// Changes when [`Unverified::ask_resend`] is called (links watch it).
+    pub fn resends(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.resend.subscribe()
     }
 
     /// Entries dropped under (origin, key) pairs beyond those the summary names.
@@ -349,8 +366,12 @@ mod tests {
         assert_eq!(rows.len(), SUMMARY_ROWS);
         assert_eq!(q.lock().dropped.len(), SUMMARY_ROWS);
         assert_eq!(q.dropped_elsewhere(), (pairs - SUMMARY_ROWS) as u64);
-        q.clear_dropped();
+        let mut resends = q.resends();
+        assert!(q.clear_dropped(), "entries were dropped");
+        assert!(!q.clear_dropped(), "nothing since");
         assert_eq!(q.dropped_elsewhere(), 0);
+        q.ask_resend();
+        assert!(resends.has_changed().unwrap());
         assert_eq!(q.summary().len(), 1);
     }
 }

@@ -71,6 +71,10 @@ pub enum LinkError {
     /// This node is stopping: not a failure of the link or of the peer.
     #[error("{SHUTTING_DOWN}")]
     ShuttingDown,
+    /// Entries that waited for a key were dropped for lack of room; the link restarts so the
+    /// peer, from this node's hello, sends again what this node lacks.
+    #[error("link restarted: entries this node could not keep are to be sent again")]
+    Resend,
 }
 
 /// What a link ended by a stopping node says (this side's error, and the status the peer reads).
@@ -110,7 +114,7 @@ impl LinkError {
             LinkError::Stream(s) => s.clone(),
             LinkError::Closed => Status::cancelled(msg),
             LinkError::Local(_) => Status::internal(msg),
-            LinkError::ShuttingDown => Status::unavailable(msg),
+            LinkError::ShuttingDown | LinkError::Resend => Status::unavailable(msg),
         }
     }
 }
@@ -198,6 +202,8 @@ where
     } else {
         Style::Whole
     }));
+    let mut resends = state.unverified.resends();
+    resends.borrow_and_update();
     let mut sender = AbortOnDrop(tokio::spawn(send_loop(
         Arc::clone(&state),
         link,
@@ -213,6 +219,7 @@ where
             Err(e) => Err(LinkError::Local(e.to_string())),
         },
         _ = state.stopped() => Err(LinkError::ShuttingDown),
+        Ok(()) = resends.changed() => Err(LinkError::Resend),
         refusal = refused_later(&state, &peer, serial.as_deref()) => {
             tracing::warn!(%peer, %refusal, "roster no longer admits the peer: link cut");
             Err(LinkError::NotAdmitted(refusal))
