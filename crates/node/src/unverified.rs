@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(rows.len(), SUMMARY_ROWS);
         assert_eq!(q.lock().dropped.len(), SUMMARY_ROWS);
         assert_eq!(q.dropped_elsewhere(), (pairs - SUMMARY_ROWS) as u64);
-        let mut resends = q.resends();
+        let resends = q.resends();
         assert!(q.clear_dropped(), "entries were dropped");
         assert!(!q.clear_dropped(), "nothing since");
         assert_eq!(q.dropped_elsewhere(), 0);
