@@ -74,7 +74,7 @@ impl EvidenceError {
     /// compromise, suspension): refused everywhere, so the proof is moot, and a relay that
     /// kept it from before the cut passes it on in good faith (it must not cost the link).
     pub fn is_past_key_end(&self) -> bool {
-        matches!(self, EvidenceError::Entry { error, .. } if error.is_past_key_end())
+        matches!(self, EvidenceError::Entry { error, .. } if error.is_origin_fault())
     }
 }
 

@@ -106,20 +106,17 @@ impl VerifyError {
         matches!(self, VerifyError::UnknownKey { .. })
     }
 
-    /// Whether the refusal follows from what the origin signed, not from what the relay did:
-    /// a key ended by the roster (rotation, compromise, suspension), or an issue time past
-    /// this node's clock and skew. A relay whose roster is older, or whose clock runs ahead
-    /// of this node's, may forward such an entry in good faith, so it must not cost the link.
+    /// Whether the refusal follows from what the origin's key may sign, not from what the
+    /// relay did: a key ended by the roster (rotation, compromise, suspension). A relay whose
+    /// roster is older may forward such an entry in good faith, so it must not cost the link.
     pub fn is_origin_fault(&self) -> bool {
-        matches!(
-            self,
-            VerifyError::KeyNotValidAtSeq { .. } | VerifyError::FromFuture { .. }
-        )
+        matches!(self, VerifyError::KeyNotValidAtSeq { .. })
     }
 
-    /// Whether the entry's key may not sign it at its seq (ended by the roster).
-    pub fn is_past_key_end(&self) -> bool {
-        matches!(self, VerifyError::KeyNotValidAtSeq { .. })
+    /// Whether the entry is dated past this node's clock and skew: a relay whose clock runs
+    /// ahead may have taken it in good faith, and it verifies once its time comes.
+    pub fn is_from_future(&self) -> bool {
+        matches!(self, VerifyError::FromFuture { .. })
     }
 }
 

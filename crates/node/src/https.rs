@@ -199,6 +199,18 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
     let (io, moved) = Watched::new(stream);
+    // A request being worked on keeps its connection from counting as idle.
+    let working = Arc::clone(&moved);
+    let service = service.layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let busy = Busy::new(&working);
+            async move {
+                let response = next.run(request).await;
+                drop(busy);
+                response
+            }
+        },
+    ));
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
     tokio::select! {
@@ -221,10 +233,29 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-/// When bytes last moved on a connection, either way (milliseconds since it was accepted).
+/// When bytes last moved on a connection, either way (milliseconds since it was accepted), and
+/// how many of its requests are being worked on.
 struct Moved {
     since: Instant,
     last_ms: AtomicU64,
+    busy: AtomicU64,
+}
+
+/// One request being worked on; the connection is not idle while it lasts.
+struct Busy(Arc<Moved>);
+
+impl Busy {
+    fn new(moved: &Arc<Moved>) -> Busy {
+        moved.busy.fetch_add(1, Ordering::Relaxed);
+        Busy(Arc::clone(moved))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.note();
+    }
 }
 
 impl Moved {
@@ -233,9 +264,12 @@ impl Moved {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// Returns once no byte has moved for `idle`.
+    /// Returns once no byte has moved, and no request was being worked on, for `idle`.
     async fn idle_for(&self, idle: Duration) {
         loop {
+            if self.busy.load(Ordering::Relaxed) > 0 {
+                self.note();
+            }
             let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
             let quiet = self.since.elapsed().saturating_sub(last);
             match idle.checked_sub(quiet) {
@@ -257,6 +291,7 @@ impl<S> Watched<S> {
         let moved = Arc::new(Moved {
             since: Instant::now(),
             last_ms: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
         });
         let watched = Watched {
             inner,

@@ -39,7 +39,7 @@ pub enum Refusal {
     /// Its key may not sign it at that seq (ended by the roster, or a compromise cut).
     KeyEnded,
     /// Issued later than this node's clock allows (its origin's clock, or a relay's, runs
-    /// ahead): refused, sent again once its time has come.
+    /// ahead): refused, and the link restarts so it comes again.
     FromFuture,
     /// A peer asked for a payload its TLP view may not carry (a Want answered with nothing).
     Tlp,

@@ -20,8 +20,9 @@ use rand::RngCore;
 
 const NONCE_BYTES: usize = 12;
 
-/// Longest token text opened (positions are index keys: at most a few KiB).
-const MAX_TOKEN_CHARS: usize = 8 * 1024;
+/// Longest token text opened: a TAXII resume point holds two index keys (each up to about
+/// 2 KiB, hex inside the token), sealed and in base64.
+const MAX_TOKEN_CHARS: usize = 32 * 1024;
 
 /// The key paging tokens are sealed under.
 pub struct TokenKey(ChaCha20Poly1305);

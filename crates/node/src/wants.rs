@@ -58,16 +58,14 @@ impl Wants {
     }
 }
 
-/// Whether a stub with this header is owed its payload: a restricted entry (AMBER+STRICT, RED)
-/// whose payload this node may hold, being its origin or a listed recipient, or a hub (which
-/// relays payloads that have someone to reach: sealed ones as envelopes it cannot read).
+/// Whether this node may hold the payload of an entry with this header: it is the origin or a
+/// listed recipient, the TLP is not restricted, or the node is a hub (which relays payloads
+/// that have someone to reach: sealed ones as envelopes it cannot read).
 ///
-/// An unrestricted entry's payload travels with it on every link, so no peer strips it: a stub
-/// of one comes from its origin, which may publish such stubs by the thousand to fill every
-/// node's wants. Nobody else holds more of it, so nothing is asked for it.
+/// A stub of an unrestricted entry is owed too: only the header is signed, so any relay can
+/// strip a payload, and a node that logged the stub is sent the entry by no one unless it asks.
 pub fn owed(header: &Header, me: &OrgId, hub: bool) -> bool {
-    let d = &header.distribution;
-    d.tlp.is_restricted() && ((hub && d.relayed()) || d.allows(&header.origin, me))
+    (hub && header.distribution.relayed()) || header.distribution.allows(&header.origin, me)
 }
 
 /// The seq of a stored entry if it is a stub whose payload this node is owed.
@@ -147,15 +145,16 @@ mod tests {
     }
 
     #[test]
-    fn only_restricted_stubs_one_may_read_are_owed() {
+    fn stubs_one_may_read_are_owed_unrestricted_ones_too() {
         let (me, other) = (
             OrgId::parse("BR-PF").unwrap(),
             OrgId::parse("FR-PN").unwrap(),
         );
         for tlp in [Tlp::Clear, Tlp::Green, Tlp::Amber] {
-            assert!(!owed(&header("AU-AFP", tlp, &[]), &me, false), "{tlp:?}");
+            // A relay may have stripped it: someone else holds it in full.
+            assert!(owed(&header("AU-AFP", tlp, &[]), &me, false), "{tlp:?}");
             assert!(
-                !owed(&header("AU-AFP", tlp, &[]), &me, true),
+                owed(&header("AU-AFP", tlp, &[]), &me, true),
                 "{tlp:?} at a hub"
             );
         }

@@ -5,7 +5,8 @@
 //! Why: decoding allocates per element, and an empty `SignedEntry` is 2 bytes on the wire but
 //! about 100 bytes decoded, so a peer's 8 MiB frame of them would cost some 400 MiB before any
 //! count limit could look at it. A valid entry carries a 64-byte signature, so with this check
-//! a frame decodes to about as much memory as its own size.
+//! a frame of entries decodes to about as much memory as its own size, and no frame to more
+//! than about ten times it (an ask of 5 bytes holds a string and a seq).
 
 use prost::encoding::{decode_key, decode_varint, WireType};
 
@@ -65,22 +66,24 @@ impl std::fmt::Display for ShapeError {
 
 /// Checks `frame`, an encoded `SyncFrame` (see the module's doc).
 pub fn check_sync_frame(frame: &[u8]) -> Result<(), ShapeError> {
+    let mut counts = Counts::default();
     for_each_field(frame, |field, value| {
         match (field, value) {
+            // prost merges repeated occurrences of one message field (a hello, its vector) into
+            // one value: the counts run over the whole frame.
             (FRAME_HELLO, Some(hello)) => {
-                let mut reaches = 0;
                 return for_each_field(hello, |field, value| match (field, value) {
-                    (HELLO_VECTOR, Some(v)) => check_vector(v),
+                    (HELLO_VECTOR, Some(v)) => check_vector(v, &mut counts),
                     (HELLO_REACHES, _) => {
-                        reaches += 1;
-                        at_most(reaches, "a hello's reaches")
+                        counts.reaches += 1;
+                        at_most(counts.reaches, "a hello's reaches")
                     }
                     _ => Ok(()),
                 });
             }
             (FRAME_PROGRESS, Some(progress)) => {
                 return for_each_field(progress, |field, value| match (field, value) {
-                    (PROGRESS_VECTOR, Some(v)) => check_vector(v),
+                    (PROGRESS_VECTOR, Some(v)) => check_vector(v, &mut counts),
                     _ => Ok(()),
                 });
             }
@@ -104,17 +107,25 @@ pub fn check_sync_frame(frame: &[u8]) -> Result<(), ShapeError> {
     })
 }
 
+/// Origins named so far in a frame's vectors (`heads`, `head_hashes`) and hello's `reaches`.
+#[derive(Default)]
+struct Counts {
+    heads: usize,
+    hashes: usize,
+    reaches: usize,
+}
+
 /// A `VersionVector`: each of its maps (`heads`, `head_hashes`) names at most
-/// [`MAX_VECTOR_ORIGINS`] origins.
-fn check_vector(vector: &[u8]) -> Result<(), ShapeError> {
-    let mut counts = [0usize; 2];
-    for_each_field(vector, |field, _| match field {
-        1 | 2 => {
-            let n = &mut counts[field as usize - 1];
-            *n += 1;
-            at_most(*n, "a version vector")
-        }
-        _ => Ok(()),
+/// [`MAX_VECTOR_ORIGINS`] origins, counted in `counts` across the frame.
+fn check_vector(vector: &[u8], counts: &mut Counts) -> Result<(), ShapeError> {
+    for_each_field(vector, |field, _| {
+        let n = match field {
+            1 => &mut counts.heads,
+            2 => &mut counts.hashes,
+            _ => return Ok(()),
+        };
+        *n += 1;
+        at_most(*n, "a version vector")
     })
 }
 
@@ -296,6 +307,39 @@ mod tests {
                 what: "a hello's reaches",
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn repeated_occurrences_of_a_vector_count_together() {
+        // prost merges a field written twice into one message: two progress fields of half
+        // the cap and a bit more each decode to one vector over the cap.
+        use pb::sync_frame::Frame;
+        let half = |from: usize| {
+            frame(Frame::Progress(pb::Progress {
+                vector: Some(pb::VersionVector {
+                    heads: (from..from + MAX_VECTOR_ORIGINS / 2 + 1)
+                        .map(|i| (format!("O{i}"), 1))
+                        .collect(),
+                    head_hashes: Default::default(),
+                }),
+            }))
+        };
+        let one = half(0);
+        assert_eq!(check_sync_frame(&one), Ok(()));
+        let mut twice = one.clone();
+        twice.extend(half(MAX_VECTOR_ORIGINS));
+        let merged = pb::SyncFrame::decode(twice.as_slice()).unwrap();
+        let Some(Frame::Progress(p)) = merged.frame else {
+            panic!("a progress frame")
+        };
+        assert!(
+            p.vector.unwrap().heads.len() > MAX_VECTOR_ORIGINS,
+            "prost merged them"
+        );
+        assert!(matches!(
+            check_sync_frame(&twice),
+            Err(ShapeError::TooManyOrigins { .. })
         ));
     }
 

@@ -71,6 +71,10 @@ pub enum LinkError {
     /// This node is stopping: not a failure of the link or of the peer.
     #[error("{SHUTTING_DOWN}")]
     ShuttingDown,
+    /// An entry dated past this node's clock and skew: the link restarts (retriable), so it
+    /// is sent again, and taken once its time comes.
+    #[error("link restarted: an entry is dated ahead of this node's clock: {0}")]
+    Early(intelmesh_core::VerifyError),
     /// Entries that waited for a key were dropped for lack of room; the link restarts so the
     /// peer, from this node's hello, sends again what this node lacks.
     #[error("link restarted: entries this node could not keep are to be sent again")]
@@ -114,7 +118,9 @@ impl LinkError {
             LinkError::Stream(s) => s.clone(),
             LinkError::Closed => Status::cancelled(msg),
             LinkError::Local(_) => Status::internal(msg),
-            LinkError::ShuttingDown | LinkError::Resend => Status::unavailable(msg),
+            LinkError::ShuttingDown | LinkError::Resend | LinkError::Early(_) => {
+                Status::unavailable(msg)
+            }
         }
     }
 }
@@ -149,6 +155,10 @@ where
     S: Stream<Item = Result<pb::SyncFrame, Status>> + Unpin + Send + 'static,
 {
     let limits = state.cfg.limits.clone();
+    // Before the hello: a request to resend made after the hello's vector was read must end
+    // this link too.
+    let mut resends = state.unverified.resends();
+    resends.borrow_and_update();
     let roster = state.roster();
     let hello = pb::Hello {
         org_id: state.org.to_string(),
@@ -202,8 +212,6 @@ where
     } else {
         Style::Whole
     }));
-    let mut resends = state.unverified.resends();
-    resends.borrow_and_update();
     let mut sender = AbortOnDrop(tokio::spawn(send_loop(
         Arc::clone(&state),
         link,
@@ -501,25 +509,31 @@ where
                     // peer's: keep the link; the store keeps the proof and links pass it on.
                     tracing::warn!(%peer, error = %e, "entry refused by chain rules");
                 }
-                let (origin_faults, forged): (Vec<_>, Vec<_>) = report
+                let (origin_faults, refused): (Vec<_>, Vec<_>) = report
                     .refused
                     .into_iter()
                     .partition(|e| e.is_origin_fault());
+                let (early, forged): (Vec<_>, Vec<_>) =
+                    refused.into_iter().partition(|e| e.is_from_future());
+                state
+                    .metrics
+                    .refused(Refusal::KeyEnded, origin_faults.len());
+                state.metrics.refused(Refusal::FromFuture, early.len());
                 state.metrics.refused(Refusal::Verification, forged.len());
                 for e in &origin_faults {
-                    // A key the roster ended, or an issue time ahead of this node's clock: the
-                    // relay may have forwarded it in good faith (an older roster, a clock
-                    // ahead of this one). The entry is refused; the link stays.
-                    if e.is_past_key_end() {
-                        state.metrics.refused(Refusal::KeyEnded, 1);
-                        tracing::warn!(%peer, error = %e, "entry refused: its key may not sign it");
-                    } else {
-                        state.metrics.refused(Refusal::FromFuture, 1);
-                        tracing::warn!(%peer, error = %e, "entry refused: issued ahead of this node's clock");
-                    }
+                    // A key the roster ended: the relay may have forwarded it under an older
+                    // roster in good faith. The entry is refused; the link stays.
+                    tracing::warn!(%peer, error = %e, "entry refused: its key may not sign it");
                 }
                 if let Some(e) = forged.into_iter().next() {
                     return Err(LinkError::Forged(e));
+                }
+                // Dated past this node's clock: a relay whose clock runs ahead took it in good
+                // faith. The link restarts (retriable), so the peer sends it again from this
+                // node's hello; the sender counts what it sent as delivered, so a link kept up
+                // would never send it again and the origin's later entries would wait behind it.
+                if let Some(e) = early.into_iter().next() {
+                    return Err(LinkError::Early(e));
                 }
                 announcer
                     .announce(state, out, &limits, When::Always)

@@ -296,8 +296,14 @@ async fn reading<T: Send + 'static>(
 ) -> Result<T, Refusal> {
     let state = Arc::clone(&g.state);
     let tokens = Arc::clone(&g.tokens);
-    let _working = g.working.acquire().await.map_err(internal)?;
+    // Held by the blocking task, not the handler: a client resetting its request drops the
+    // handler while the read runs on.
+    let working = Arc::clone(&g.working)
+        .acquire_owned()
+        .await
+        .map_err(internal)?;
     let answer = tokio::task::spawn_blocking(move || {
+        let _working = working;
         let view = Filter::default().hiding(state.withdrawn());
         let lists = state.warninglists();
         let reader = Reader {
@@ -507,8 +513,12 @@ async fn add_objects(
     let (caller, envelope) = posted(&g, &c, &headers, &collection, body).await?;
     let request_time = now_unix_ms();
     let state = Arc::clone(&g.state);
-    let working = g.working.acquire().await.map_err(internal)?;
+    let working = Arc::clone(&g.working)
+        .acquire_owned()
+        .await
+        .map_err(internal)?;
     let plan = tokio::task::spawn_blocking(move || {
+        let _working = working;
         let members = state.keys().members().clone();
         let publisher = Publisher {
             org: &state.org,
@@ -530,7 +540,6 @@ async fn add_objects(
             refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too many objects", e)
         }
     })?;
-    drop(working);
     let published = plan.to_sign.iter();
     let published = published.map(|p| audit::Value::Canonical(p.indicator.value().to_string()));
     super::audited::note_values(&c.note, published.collect());

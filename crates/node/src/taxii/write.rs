@@ -357,9 +357,10 @@ pub struct Statuses {
     kept: Mutex<VecDeque<(OrgId, String, StatusResource)>>,
 }
 
-/// Objects named by all statuses kept, and by one caller's.
+/// Objects named by all statuses kept, and by one caller's; statuses one caller keeps.
 const DETAILS_KEPT: usize = 200_000;
 const DETAILS_PER_CALLER: usize = 50_000;
+const STATUSES_PER_CALLER: usize = STATUSES_KEPT / 4;
 
 fn details(s: &StatusResource) -> usize {
     s.successes.len() + s.failures.len() + s.pendings.len()
@@ -371,11 +372,13 @@ impl Statuses {
         let new = details(&status);
         let mine = |(o, c, _): &(OrgId, String, StatusResource)| o == org && c == caller;
         let mut own: usize = kept.iter().filter(|k| mine(k)).map(|k| details(&k.2)).sum();
-        while own + new > DETAILS_PER_CALLER {
+        let mut own_count = kept.iter().filter(|k| mine(k)).count();
+        while own + new > DETAILS_PER_CALLER || own_count >= STATUSES_PER_CALLER {
             let Some(oldest) = kept.iter().position(mine) else {
                 break;
             };
             own -= kept.remove(oldest).map_or(0, |k| details(&k.2));
+            own_count -= 1;
         }
         let mut all: usize = kept.iter().map(|k| details(&k.2)).sum();
         while kept.len() >= STATUSES_KEPT || (all + new > DETAILS_KEPT && !kept.is_empty()) {

@@ -233,6 +233,12 @@ fn a_busy_writer_forgets_its_own_statuses_before_anyone_elses() {
     );
     // A caller reads only its own.
     assert!(statuses.get(&au, "feed", "br-1").is_none());
+    // Many small POSTs of one caller push out its own statuses, not another's.
+    for i in 0..2 * super::STATUSES_KEPT {
+        statuses.keep(&au, "chatty", status(&format!("c-{i}"), 0));
+    }
+    assert!(statuses.get(&br, "feed", "br-1").is_some());
+    assert!(statuses.get(&au, "bulk", "au-19").is_some());
 }
 
 #[test]
