@@ -30,6 +30,28 @@ fn write_key_list(net: &TestNet, extra: &[&Signer]) {
     std::fs::write(net.fed.dir.join("registry.toml"), text).expect("key list written");
 }
 
+/// AU, its node stopped, rotated its key (the key list does not have it yet) and sends `n`
+/// entries signed with it over a link of its own, kept alive: the new signer, the entries, the
+/// link (and the task keeping it alive).
+async fn send_under_a_new_key(
+    net: &TestNet,
+    n: u64,
+) -> (
+    Signer,
+    Vec<pb::SignedEntry>,
+    intelmesh_tests::raw_peer::RawPeer,
+    tokio::task::JoinHandle<()>,
+) {
+    let (hub, au) = (org(HUB), org(AU));
+    let rotated = Signer::generate(au.clone());
+    let (entries, _) = signed_chain(&rotated, None, n, "rotated");
+    let peer = net.open_as(&hub, &au).await;
+    let alive = peer.keep_alive(Duration::from_millis(200));
+    assert!(peer.hello(AU, BTreeMap::new()).await);
+    assert!(peer.entries(entries.clone()).await);
+    (rotated, entries, peer, alive)
+}
+
 fn unverified(net: &TestNet, at: &OrgId) -> Vec<pb::Unverified> {
     intelmesh_node::api::status::status(net.node(at).state())
         .expect("status")
@@ -45,12 +67,7 @@ async fn entries_signed_with_an_unknown_key_wait_for_it_with_the_link_up() {
     net.wait_link_down(&hub, &au).await;
 
     // AU rotated its key; the federation's key list does not have the new one yet.
-    let rotated = Signer::generate(au.clone());
-    let (entries, _) = signed_chain(&rotated, None, 3, "rotated");
-    let mut peer = net.open_as(&hub, &au).await;
-    let _alive = peer.keep_alive(Duration::from_millis(200));
-    assert!(peer.hello(AU, BTreeMap::new()).await);
-    assert!(peer.entries(entries.clone()).await);
+    let (rotated, entries, mut peer, _alive) = send_under_a_new_key(&net, 3).await;
 
     wait_until(
         || {
@@ -111,12 +128,7 @@ async fn entries_dropped_for_lack_of_room_are_sent_again_once_the_key_is_known()
 
     // AU rotated its key and sends four entries the hub cannot check yet: two wait, two are
     // dropped.
-    let rotated = Signer::generate(au.clone());
-    let (entries, _) = signed_chain(&rotated, None, 4, "rotated");
-    let mut peer = net.open_as(&hub, &au).await;
-    let _alive = peer.keep_alive(Duration::from_millis(200));
-    assert!(peer.hello(AU, BTreeMap::new()).await);
-    assert!(peer.entries(entries.clone()).await);
+    let (rotated, entries, mut peer, _alive) = send_under_a_new_key(&net, 4).await;
     wait_until(
         || {
             unverified(&net, &hub)
