@@ -5,7 +5,7 @@
 //! again: the node asks for it instead, with a `Want` frame on each link, and a peer that holds
 //! the payload and may send it over that link answers with the full entry.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use intelmesh_core::entry::Header;
@@ -22,39 +22,62 @@ pub type EntryKey = (OrgId, u64);
 /// At most this many payloads are asked for at once; more stubs wait for the next start's scan.
 pub const MAX_WANTS: usize = 65_536;
 
+/// At most this many of them of one origin: an origin publishing stubs of its own entries by
+/// the thousand must leave room for the payloads other origins owe.
+pub const MAX_WANTS_PER_ORIGIN: usize = MAX_WANTS / 8;
+
 /// The stubs this node holds and is owed the payloads of.
 #[derive(Default)]
 pub struct Wants {
-    inner: Mutex<BTreeSet<EntryKey>>,
+    inner: Mutex<Owed>,
+}
+
+#[derive(Default)]
+struct Owed {
+    keys: BTreeSet<EntryKey>,
+    per_origin: HashMap<OrgId, usize>,
 }
 
 impl Wants {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<EntryKey>> {
-        // A set of keys: a panic elsewhere cannot leave it half-changed.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Owed> {
+        // A set of keys and their counts, changed together under the lock.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn add(&self, key: EntryKey) {
         let mut w = self.lock();
-        if w.len() < MAX_WANTS {
-            w.insert(key);
+        let of_origin = w.per_origin.get(&key.0).copied().unwrap_or(0);
+        if w.keys.len() >= MAX_WANTS || of_origin >= MAX_WANTS_PER_ORIGIN {
+            return;
+        }
+        let origin = key.0.clone();
+        if w.keys.insert(key) {
+            *w.per_origin.entry(origin).or_default() += 1;
         }
     }
 
     pub fn remove(&self, key: &EntryKey) {
-        self.lock().remove(key);
+        let mut w = self.lock();
+        if w.keys.remove(key) {
+            if let Some(n) = w.per_origin.get_mut(&key.0) {
+                *n -= 1;
+                if *n == 0 {
+                    w.per_origin.remove(&key.0);
+                }
+            }
+        }
     }
 
     pub fn contains(&self, key: &EntryKey) -> bool {
-        self.lock().contains(key)
+        self.lock().keys.contains(key)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().keys.is_empty()
     }
 
     pub fn snapshot(&self) -> BTreeSet<EntryKey> {
-        self.lock().clone()
+        self.lock().keys.clone()
     }
 }
 
@@ -84,7 +107,8 @@ pub fn scan(store: &DiskStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, S
     let mut found = Vec::new();
     for (origin, head) in store.vector()? {
         let mut next = 1;
-        while next <= head && found.len() < MAX_WANTS {
+        let mut of_origin = 0;
+        while next <= head && found.len() < MAX_WANTS && of_origin < MAX_WANTS_PER_ORIGIN {
             let entries = store.range(&origin, next, CHUNK)?;
             if entries.is_empty() {
                 break;
@@ -93,6 +117,7 @@ pub fn scan(store: &DiskStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, S
             for raw in &entries {
                 if let Some(seq) = owed_stub(raw, me, hub)? {
                     found.push((origin.clone(), seq));
+                    of_origin += 1;
                 }
             }
         }
@@ -142,6 +167,27 @@ mod tests {
             },
             sealed: false,
         }
+    }
+
+    #[test]
+    fn one_origins_wants_leave_room_for_the_others() {
+        let wants = Wants::default();
+        let (loud, quiet) = (OrgId::parse("XX").unwrap(), OrgId::parse("AU-AFP").unwrap());
+        for seq in 1..=(MAX_WANTS_PER_ORIGIN as u64 + 10) {
+            wants.add((loud.clone(), seq));
+        }
+        assert_eq!(wants.snapshot().len(), MAX_WANTS_PER_ORIGIN);
+        wants.add((quiet.clone(), 7));
+        assert!(wants.contains(&(quiet.clone(), 7)));
+        // A payload that arrives frees its origin's room.
+        wants.remove(&(loud.clone(), 1));
+        wants.remove(&(loud.clone(), 1));
+        wants.add((loud.clone(), MAX_WANTS_PER_ORIGIN as u64 + 20));
+        assert!(wants.contains(&(loud.clone(), MAX_WANTS_PER_ORIGIN as u64 + 20)));
+        // Full again: the next one waits for the next start's scan.
+        wants.add((loud.clone(), MAX_WANTS_PER_ORIGIN as u64 + 21));
+        assert!(!wants.contains(&(loud, MAX_WANTS_PER_ORIGIN as u64 + 21)));
+        assert_eq!(wants.snapshot().len(), MAX_WANTS_PER_ORIGIN + 1);
     }
 
     #[test]
