@@ -109,8 +109,6 @@ pub struct EvidenceReport {
     pub invalid: Vec<EvidenceError>,
     /// Proofs naming a key this node does not know yet; skipped.
     pub unverifiable: usize,
-    /// Proofs with an entry past its key's end (`EvidenceError::is_past_key_end`); skipped.
-    pub moot: usize,
 }
 
 impl NodeState {
@@ -296,9 +294,9 @@ impl NodeState {
                 match evidence::check(proof, keys.as_ref()) {
                     Ok(c) => checked.push(c),
                     Err(e) if e.is_unverifiable_yet() => report.unverifiable += 1,
+                    // Moot, not forged: skipped, whoever passed it on.
                     Err(e) if e.is_past_key_end() => {
                         tracing::debug!(error = %e, "fork proof skipped: an entry lies past its key's end");
-                        report.moot += 1;
                     }
                     Err(e) => report.invalid.push(e),
                 }

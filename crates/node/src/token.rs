@@ -31,8 +31,9 @@ pub struct TokenKey(ChaCha20Poly1305);
 pub const KEY_FILE: &str = "token.key";
 
 impl TokenKey {
-    /// A new random key, kept nowhere (tests; tokens end with it).
-    pub fn random() -> TokenKey {
+    /// A new random key, kept nowhere (tokens end with it).
+    #[cfg(test)]
+    pub(crate) fn random() -> TokenKey {
         let mut key = Key::default();
         rand::thread_rng().fill_bytes(&mut key);
         TokenKey(ChaCha20Poly1305::new(&key))

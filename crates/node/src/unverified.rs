@@ -235,7 +235,8 @@ impl Unverified {
     }
 
     /// Entries dropped under (origin, key) pairs beyond those the summary names.
-    pub fn dropped_elsewhere(&self) -> u64 {
+    #[cfg(test)]
+    fn dropped_elsewhere(&self) -> u64 {
         self.lock().dropped_elsewhere
     }
 }
