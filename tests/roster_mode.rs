@@ -535,20 +535,10 @@ async fn an_under_signed_version_is_refused_and_the_node_stays_on_the_last_good_
         .expect_err("under-signed");
     assert!(err.to_string().contains("under-signed"), "{err}");
     // ...and a follower refuses it when a hub's key did put it in the roster log.
-    let hub_key = signing_key(&net.fed.nodes[&hub].dir);
-    let authority_log = Signer::new(org(FEDERATION), hub_key);
     let state = net.node(&sg).state();
     let head = state.store.head(&org(FEDERATION)).unwrap();
     assert_eq!(head.map(|h| h.seq), Some(2));
-    let payload = pb::Payload {
-        body: Some(pb::payload::Body::Roster(unsigned)),
-        ..pb::Payload::default()
-    };
-    let clear = intelmesh_core::Distribution {
-        tlp: intelmesh_core::Tlp::Clear,
-        recipients: vec![],
-    };
-    let (entry, _) = authority_log.sign_next(head, now_unix_ms(), &clear, &payload);
+    let entry = net.log_entry(&sg, signing_key(&net.fed.nodes[&hub].dir), unsigned);
     let report = state.ingest(vec![entry]).await.unwrap();
     assert_eq!(
         report.appended, 1,
@@ -572,4 +562,31 @@ async fn an_under_signed_version_is_refused_and_the_node_stays_on_the_last_good_
     for o in [hub, sg] {
         net.stop(&o).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_admin_audit_names_only_the_authority_holders_whose_signatures_verify() {
+    let (net, hub, _sg) = RosterNet::with_one_agency("SG-IGCI").await;
+    let mut signed = net.next_version(|_| {});
+    // A signature appended by whoever relays the version, under the authority's key id: the
+    // version still follows (one valid signature meets the threshold), but the trail must not
+    // name the holder twice, nor for a signature that does not verify.
+    let mut junk = signed.signatures[0].clone();
+    junk.signature = vec![7; 64];
+    junk.signed_at_unix_ms += 1;
+    signed.signatures.push(junk);
+    let state = net.node(&hub).state();
+    let roster = state.publish_roster(signed).await.expect("published");
+    let events = intelmesh_node::admin::audit::audit(
+        state,
+        &pb::AuditRequest {
+            since_version: roster.version(),
+            ..Default::default()
+        },
+    )
+    .expect("audit");
+    let event = events.events.last().expect("the new version's event");
+    assert_eq!(event.version, roster.version());
+    assert_eq!(event.signed_by.len(), 1, "{:?}", event.signed_by);
+    assert_eq!(event.signed_at_unix_ms.len(), 1);
 }

@@ -233,6 +233,29 @@ impl RosterNet {
         }
     }
 
+    /// A roster log entry at the log's next seq as `at` holds it, carrying `signed`, its
+    /// header signed by `key` (a hub's, or one that was).
+    pub fn log_entry(
+        &self,
+        at: &OrgId,
+        key: SigningKey,
+        signed: pb::SignedRoster,
+    ) -> pb::SignedEntry {
+        let log = OrgId::parse(FEDERATION).expect("federation id");
+        let head = self.node(at).state().store.head(&log).expect("head");
+        let payload = pb::Payload {
+            body: Some(pb::payload::Body::Roster(signed)),
+            ..pb::Payload::default()
+        };
+        let clear = intelmesh_core::Distribution {
+            tlp: intelmesh_core::Tlp::Clear,
+            recipients: vec![],
+        };
+        intelmesh_core::Signer::new(log, key)
+            .sign_next(head, now_unix_ms(), &clear, &payload)
+            .0
+    }
+
     /// Publishes the next version on the hub with `edit` applied.
     pub async fn publish(&self, edit: impl FnOnce(&mut pb::RosterDocument)) -> Arc<Roster> {
         let signed = self.next_version(edit);

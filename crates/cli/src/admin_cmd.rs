@@ -181,6 +181,11 @@ enum RosterCmd {
         #[arg(long, value_name = "ID")]
         proposal: String,
     },
+    /// Forget a pending proposal that is not wanted (published ones are kept).
+    Withdraw {
+        #[arg(long, value_name = "ID")]
+        proposal: String,
+    },
 }
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
@@ -499,6 +504,18 @@ async fn roster(hub: &Hub, which: RosterCmd) -> anyhow::Result<ExitCode> {
                 .map_err(|s| hub.error("Publish", s))?
                 .into_inner();
             print_standing(&p);
+        }
+        RosterCmd::Withdraw { proposal } => {
+            hub.client()
+                .withdraw_proposal(request(
+                    &hub.target,
+                    pb::ProposalRef {
+                        id: proposal.clone(),
+                    },
+                ))
+                .await
+                .map_err(|s| hub.error("WithdrawProposal", s))?;
+            out!("proposal {proposal} withdrawn");
         }
     }
     Ok(ExitCode::SUCCESS)

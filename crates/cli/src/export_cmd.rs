@@ -209,7 +209,7 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
         serde_json::to_string_pretty(&feed.manifest)?,
     )?;
     eprintln!(
-        "wrote {} attributes in {} event(s) to {} ({} revoked assertion(s) left out)",
+        "wrote {} attributes in {} event(s) to {} (and {} revoked assertion(s) as deleted attributes)",
         feed.attributes,
         feed.events.len(),
         dir.display(),

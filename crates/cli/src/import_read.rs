@@ -10,7 +10,7 @@ use intelmesh_core::indicator::Indicator;
 use intelmesh_core::Tlp;
 use intelmesh_interop::lists::{self, LeftReason, TextRead};
 use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip};
-use intelmesh_interop::stix::{ObjectError, Outcome, SkipReason};
+use intelmesh_interop::stix::{stix_objects, unreadable_marking, ObjectError, Outcome, SkipReason};
 use intelmesh_interop::{
     import_misp, import_stix, ImportOptions, ManifestEntry, MispOptions, PatternError,
 };
@@ -235,6 +235,15 @@ fn read_stix(
             .unwrap_or_else(|| format!("object {}", object.index));
         match &object.outcome {
             Outcome::Imported(found) => {
+                // A restriction this reader cannot read is no reason to share at `--tlp`.
+                let raw = stix_objects(value).ok().and_then(|o| o.get(object.index));
+                if let Some(why) = raw.and_then(|raw| unreadable_marking(raw, found)) {
+                    out.rejected.push(Left {
+                        reason: "indicator whose TLP its markings do not tell".into(),
+                        example: format!("{name}: {why}"),
+                    });
+                    continue;
+                }
                 for i in found {
                     if i.revoked {
                         out.skipped.push(Left {
@@ -452,7 +461,9 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
         let text = clip(left.text, 120);
         let example = match &left.reason {
             LeftReason::NotAnIndicator(e) => format!("{}: {text:?}: {e}", origin(left.line)),
-            LeftReason::NoIndicatorInRow => format!("{}: {text:?}", origin(left.line)),
+            LeftReason::NoIndicatorInRow | LeftReason::TypeNotShared(_) => {
+                format!("{}: {text:?}", origin(left.line))
+            }
         };
         out.rejected.push(Left {
             reason: left.reason.summary(),

@@ -318,6 +318,19 @@ fn misp_feed_export_reads_back_with_each_tlp() {
     assert!(read.contains(&("phish@evil.example".to_string(), Tlp::Red)));
     assert!(read.contains(&("203.0.113.0/24".to_string(), Tlp::Green)));
     assert!(!read.iter().any(|(v, _)| v == "gone.example"));
+    // The revocation travels as a deleted attribute, so subscribers drop it too.
+    let written: Value = serde_json::from_str(&event).unwrap();
+    let gone: Vec<&Value> = written["Event"]["Attribute"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["value"] == "gone.example")
+        .collect();
+    assert_eq!(gone.len(), 1, "{event}");
+    assert_eq!(
+        (&gone[0]["deleted"], &gone[0]["to_ids"]),
+        (&Value::Bool(true), &Value::Bool(false))
+    );
 
     // `intelmesh import` takes the directory as a MISP feed; nothing in it is new.
     let got = ok(&nodes, &["import", feed_s]);

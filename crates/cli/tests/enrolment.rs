@@ -353,12 +353,33 @@ fn with_a_threshold_of_two_one_signature_leaves_the_proposal_pending_across_a_re
     ));
     assert!(String::from_utf8_lossy(&twice.stderr).contains("already carries a signature"));
 
+    // Two competing proposals for the same version: one withdrawn by hand, the other
+    // forgotten once the first is published (it can never be published after it).
+    let competing = |days: &str| {
+        proposal_id(&run_ok(
+            &fed.admin("alice", &["roster", "propose", "--cert-warn-days", days]),
+        ))
+    };
+    let (withdrawn, stale) = (competing("20"), competing("21"));
+    let out = run_ok(&fed.admin("alice", &["roster", "withdraw", "--proposal", &withdrawn]));
+    assert!(
+        out.contains(&format!("proposal {withdrawn} withdrawn")),
+        "{out}"
+    );
+    let again = run(&fed.admin("alice", &["roster", "withdraw", "--proposal", &withdrawn]));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no proposal"));
+
     fed.procs.stop_all();
     fed.start_hub();
     let listed = run_ok(&fed.admin("bob", &["roster", "proposals"]));
     assert!(
         listed.contains(&format!("proposal {id}: pending, 1 of 2")),
         "kept across a restart: {listed}"
+    );
+    assert!(
+        listed.contains(&stale) && !listed.contains(&withdrawn),
+        "{listed}"
     );
 
     let signed = run_ok(&fed.admin(
@@ -379,6 +400,18 @@ fn with_a_threshold_of_two_one_signature_leaves_the_proposal_pending_across_a_re
     assert!(
         signed.contains(&format!("proposal {id}: published")),
         "{signed}"
+    );
+    let listed = run_ok(&fed.admin("bob", &["roster", "proposals"]));
+    assert!(
+        listed.contains(&id) && !listed.contains(&stale),
+        "the proposal the publication made stale is forgotten: {listed}"
+    );
+    let published = run(&fed.admin("bob", &["roster", "withdraw", "--proposal", &id]));
+    assert_eq!(published.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&published.stderr).contains("is published: it is kept"),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
     );
     let members = run_ok(&fed.admin("bob", &["members", "list"]));
     assert!(members.starts_with("roster version 2"), "{members}");

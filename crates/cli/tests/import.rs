@@ -330,3 +330,58 @@ fn a_plain_list_imports_refanged_and_warninglisted_values_wait_for_force() {
     );
     nodes.stop_all();
 }
+
+#[test]
+fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_at_the_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes::provision(dir.path(), &[ORG]);
+    nodes.start_all();
+    const GREEN: &str = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da";
+    const RED: &str = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed";
+    let indicator = |n: u32, value: &str, marks: Value| {
+        let mut o = serde_json::json!({
+            "type": "indicator", "spec_version": "2.1",
+            "id": format!("indicator--00000000-0000-4000-8000-00000000000{n}"),
+            "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
+            "pattern": format!("[domain-name:value = '{value}']"), "pattern_type": "stix",
+            "valid_from": "2026-11-01T00:00:00Z",
+        });
+        if let (Some(o), Value::Object(m)) = (o.as_object_mut(), marks) {
+            o.extend(m);
+        }
+        o
+    };
+    let bundle = serde_json::json!({
+        "type": "bundle", "id": "bundle--00000000-0000-4000-8000-000000000000",
+        "objects": [
+            indicator(1, "granular.example", serde_json::json!({
+                "granular_markings": [{ "marking_ref": RED, "selectors": ["pattern"] }]
+            })),
+            indicator(2, "undefined.example", serde_json::json!({
+                "object_marking_refs": ["marking-definition--fa42a846-8d90-4e51-bc29-71d5b4802168"]
+            })),
+            indicator(3, "green.example", serde_json::json!({ "object_marking_refs": [GREEN] })),
+        ]
+    });
+    let file = dir.path().join("marked.json");
+    std::fs::write(&file, bundle.to_string()).unwrap();
+    let file_s = s(&file);
+    let (code, got, stderr) = run_json(&nodes, &["import", file_s.as_str(), "--tlp", "clear"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        (got["imported"].as_u64(), got["rejected"].as_u64()),
+        (Some(1), Some(2)),
+        "{got:#}"
+    );
+    let reasons = got["reasons"]["rejected"].to_string();
+    assert!(
+        reasons.contains("granular markings are not read"),
+        "{reasons}"
+    );
+    assert!(reasons.contains("fa42a846"), "{reasons}");
+    assert!(assertion(&nodes, "granular.example").is_none());
+    assert!(assertion(&nodes, "undefined.example").is_none());
+    let a = assertion(&nodes, "green.example").expect("the marked indicator is imported");
+    assert_eq!(a["distribution"]["tlp"], Tlp::Green.as_str());
+    nodes.stop_all();
+}

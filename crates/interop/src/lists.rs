@@ -26,6 +26,10 @@ pub enum LeftReason {
     NotAnIndicator(NormalizeError),
     /// A CSV row (not the first line, which may be a header) with no indicator in any cell.
     NoIndicatorInRow,
+    /// A CSV row whose type column names a kind of value the mesh does not share (a file name,
+    /// a registry key, a mutex): its value would be read as something else (`crdss.exe` as a
+    /// domain).
+    TypeNotShared(String),
 }
 
 impl LeftReason {
@@ -34,6 +38,9 @@ impl LeftReason {
         match self {
             LeftReason::NotAnIndicator(e) => format!("not a valid indicator ({})", e.kind()),
             LeftReason::NoIndicatorInRow => "CSV row with no valid indicator in any cell".into(),
+            LeftReason::TypeNotShared(kind) => {
+                format!("CSV row of type {kind:?}, not a kind of indicator the mesh shares")
+            }
         }
     }
 }
@@ -88,7 +95,7 @@ fn deliberate(word: &str, indicator: &Indicator) -> bool {
     use intelmesh_core::IndicatorType as T;
     let lower = word.to_ascii_lowercase();
     let defanged = [
-        "[.]", "(.)", "{.}", "[dot]", "(dot)", "hxxp", "[:]", "[at]", "(at)", "[@]",
+        "[.]", "(.)", "{.}", "[,]", "[dot]", "(dot)", "hxxp", "[:]", "[at]", "(at)", "[@]",
     ]
     .iter()
     .any(|m| lower.contains(m));
@@ -190,20 +197,160 @@ pub fn csv_cells(line: &str) -> Vec<String> {
     cells
 }
 
-/// CSV rows: every cell that is an indicator is one (column = its cell number). A row with none
-/// is left out, except the first line of the text (a header). Blank lines and lines starting
-/// with `#` are skipped.
+/// What a CSV header says of its columns: which hold no values to share, and which names each
+/// row's type. Feeds put links to their own pages (`urlhaus_link`), reporters and notes next to
+/// the values; read as indicators, those would send the feed's own site to every firewall.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Columns {
+    /// 0-based cells not read.
+    ignored: Vec<usize>,
+    /// 0-based cell naming the row's type (`type`, `entity_type`, …).
+    kind: Option<usize>,
+}
+
+/// Header names (lowercase, `_` for spaces) of columns holding no values, whole or in part.
+const IGNORED_NAMES: &[&str] = &["id", "name", "title", "tags", "tag", "threat", "status"];
+const IGNORED_PARTS: &[&str] = &[
+    "link",
+    "reference",
+    "reporter",
+    "comment",
+    "note",
+    "description",
+    "context",
+    "source",
+    "filename",
+    "file_name",
+    "date",
+    "seen",
+    "online",
+];
+const TYPE_NAMES: &[&str] = &[
+    "type",
+    "entity_type",
+    "indicator_type",
+    "ioc_type",
+    "attribute_type",
+    "kind",
+];
+
+/// Types a row may name that are no kind of indicator the mesh shares.
+const UNSHARED_TYPES: &[&str] = &[
+    "filename",
+    "file_name",
+    "file",
+    "filepath",
+    "file_path",
+    "path",
+    "mutex",
+    "registry",
+    "registry_key",
+    "regkey",
+    "user_agent",
+    "useragent",
+    "asn",
+    "yara",
+    "process",
+    "command",
+    "command_line",
+    "commandline",
+    "service",
+    "pipe",
+    "named_pipe",
+    "pdb",
+    "imphash",
+    "ja3",
+];
+
+/// A header cell's name, compared in this form.
+fn column_name(cell: &str) -> String {
+    cell.trim()
+        .trim_matches(['#', '"', '\''])
+        .trim()
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_")
+}
+
+impl Columns {
+    fn of(header: &[String]) -> Columns {
+        let mut columns = Columns::default();
+        for (i, cell) in header.iter().enumerate() {
+            let name = column_name(cell);
+            if TYPE_NAMES.contains(&name.as_str()) {
+                columns.kind.get_or_insert(i);
+            } else if IGNORED_NAMES.contains(&name.as_str())
+                || IGNORED_PARTS.iter().any(|p| name.contains(p))
+            {
+                columns.ignored.push(i);
+            }
+        }
+        columns
+    }
+
+    /// The type a row names, if the header has a type column and it is one the mesh does not
+    /// share.
+    fn unshared_type(&self, cells: &[String]) -> Option<String> {
+        let kind = cells.get(self.kind?)?;
+        UNSHARED_TYPES
+            .contains(&column_name(kind).as_str())
+            .then(|| kind.trim().to_string())
+    }
+}
+
+/// A commented line that reads as a header (`# id,dateadded,url,…`): three or more cells, each a
+/// short name and none an indicator.
+fn commented_header(comment: &str) -> Option<Vec<String>> {
+    let cells = csv_cells(comment.trim_start().trim_start_matches('#'));
+    let named = cells.len() >= 3
+        && cells.iter().all(|c| {
+            let c = c.trim();
+            !c.is_empty()
+                && c.len() <= 40
+                && c.chars()
+                    .all(|ch| ch.is_alphanumeric() || " _-".contains(ch))
+                && detect(c).is_err()
+        });
+    named.then_some(cells)
+}
+
+/// CSV rows: every cell that is an indicator is one (column = its cell number), except in the
+/// columns a header names as holding none (links, notes, reporters: [`Columns`]); a row whose
+/// type column names a kind the mesh does not share is left out. A row with no indicator is
+/// left out, except the first line of the text (a header). Blank lines and lines starting
+/// with `#` are skipped; the comment right before the first row is its header if it reads as
+/// one (as feeds that comment out their header write it).
 pub fn read_csv(text: &str) -> TextRead {
     let mut out = TextRead::default();
+    let mut columns = None::<Columns>;
+    let mut last_comment = None::<&str>;
     for (n, line) in without_bom(text).lines().enumerate() {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+        if line.trim().is_empty() {
+            last_comment = None;
+            continue;
+        }
+        if line.trim_start().starts_with('#') {
+            last_comment = Some(line);
             continue;
         }
         out.lines += 1;
+        let cells = csv_cells(line);
+        if columns.is_none() {
+            let header = last_comment.and_then(commented_header);
+            columns = Some(header.as_deref().map(Columns::of).unwrap_or_default());
+        }
+        let columns_now = columns.as_ref();
+        if let Some(kind) = columns_now.and_then(|c| c.unshared_type(&cells)) {
+            out.left.push(LeftOut {
+                line: n + 1,
+                text: line.to_string(),
+                reason: LeftReason::TypeNotShared(kind),
+            });
+            continue;
+        }
         let mut found = 0;
-        for (c, cell) in csv_cells(line).iter().enumerate() {
+        for (c, cell) in cells.iter().enumerate() {
             let cell = cell.trim();
-            if cell.is_empty() {
+            if cell.is_empty() || columns_now.is_some_and(|cols| cols.ignored.contains(&c)) {
                 continue;
             }
             if let Ok(indicator) = detect(cell) {
@@ -220,6 +367,7 @@ pub fn read_csv(text: &str) -> TextRead {
         }
         if n == 0 {
             out.header = Some(1);
+            columns = Some(Columns::of(&cells));
         } else {
             out.left.push(LeftOut {
                 line: n + 1,

@@ -193,3 +193,43 @@ fn csv_odd_input_is_left_out_not_a_panic() {
     accounted.dedup();
     assert_eq!(accounted.len(), r.lines);
 }
+
+#[test]
+fn a_feeds_links_notes_and_reporters_are_not_read_and_its_commented_header_counts() {
+    // As URLhaus writes its dump: the header commented out, each row linking to the feed's own
+    // page for the URL, which is no indicator of anything.
+    let r = read_csv(
+        "################\n\
+         # abuse.ch URLhaus Database Dump\n\
+         #\n\
+         # id,dateadded,url,url_status,last_online,threat,tags,urlhaus_link,reporter\n\
+         \"3905439\",\"2026-08-18 16:17:08\",\"http://120.84.215.27:44835/i\",\"online\",\"2026-08-18\",\"malware_download\",\"None\",\"https://urlhaus.abuse.ch/url/3905439/\",\"evil.example\"\n",
+    );
+    assert_eq!(values(&r), ["http://120.84.215.27:44835/i"]);
+    assert_eq!(r.found[0].column, Some(3));
+    assert!(r.left.is_empty(), "{:?}", r.left);
+}
+
+#[test]
+fn a_row_whose_type_is_not_shared_is_left_out_with_its_type() {
+    let r = read_csv(
+        "\u{feff}Type,Value,Note,Seen in\n\
+         Filename,crdss.exe,Backdoor dropper file name,Ukraine\n\
+         SHA1,80fb042b4a563efe058a71a647ea949148a56c7c,Backdoor dropper hash,evil.example\n",
+    );
+    assert_eq!(values(&r), ["80fb042b4a563efe058a71a647ea949148a56c7c"]);
+    assert_eq!(r.header, Some(1));
+    assert_eq!(r.left.len(), 1);
+    assert_eq!(r.left[0].line, 2);
+    assert_eq!(
+        r.left[0].reason,
+        LeftReason::TypeNotShared("Filename".into())
+    );
+    assert_eq!(
+        r.left[0].reason.summary(),
+        "CSV row of type \"Filename\", not a kind of indicator the mesh shares"
+    );
+    // Without a header naming them, every cell is read as before.
+    let plain = read_csv("evil.example,crdss.exe\n");
+    assert_eq!(values(&plain), ["evil.example", "crdss.exe"]);
+}

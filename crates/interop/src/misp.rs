@@ -2,9 +2,11 @@
 //! with TLP, one outcome per attribute.
 //!
 //! Only attributes flagged `to_ids` are indicators; the rest are context and reported as
-//! skipped. TLP: the stricter of the `tlp:` tag (the attribute's own, else the event's) and
-//! the distribution (the attribute's unless 5, "inherit", else the event's); the caller's
-//! default when neither is given. Distribution maps by who may read it:
+//! skipped. TLP: the strictest of the `tlp:` tag (the attribute's own, else its object's,
+//! else the event's) and every distribution (the event's, the object's and the attribute's
+//! unless 5, "inherit"), since MISP shows an attribute only to who the event, its object and
+//! the attribute all allow; the caller's default when none is given. Distribution maps by who
+//! may read it:
 //!
 //! | distribution | MISP meaning | TLP |
 //! |---|---|---|
@@ -14,7 +16,10 @@
 //! | 3 | all communities | CLEAR |
 //! | 4 | a sharing group | RED: the group's members are not in the event, so the node must name the recipients |
 //!
-//! Every non-TLP tag (galaxies, taxonomies) of the event and the attribute is kept as a tag.
+//! The other tags (galaxies, taxonomies) of the event, then the object, then the attribute
+//! are kept, trimmed, without repeats, the first [`MAX_TAGS_PER_INDICATOR`] only, each cut to
+//! [`MAX_TAG_BYTES`]: every indicator holds its own copy, so an event's tags must not multiply
+//! by its attributes.
 
 use intelmesh_core::indicator::{normalize, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, Tlp};
@@ -22,6 +27,12 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::stix::json_kind;
+
+/// Most tags an indicator carries: the CLI submits no more, and each indicator owns a copy.
+pub const MAX_TAGS_PER_INDICATOR: usize = 32;
+/// Longest tag kept, in bytes; a longer one is cut at a character boundary and ends in `…`,
+/// as the CLI cuts it, so cutting it here first changes nothing downstream.
+pub const MAX_TAG_BYTES: usize = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MispOptions {
@@ -79,11 +90,15 @@ pub enum MispSkip {
 }
 
 /// Where an indicator's TLP came from.
+///
+/// When several give the same, strictest, TLP, the first in this order is named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TlpSource {
     AttributeTag,
+    ObjectTag,
     EventTag,
     AttributeDistribution(u8),
+    ObjectDistribution(u8),
     EventDistribution(u8),
     Default,
 }
@@ -93,7 +108,8 @@ pub struct MispIndicator {
     pub indicator: Indicator,
     pub tlp: Tlp,
     pub tlp_source: TlpSource,
-    /// Event tags then attribute tags, TLP tags left out, without repeats.
+    /// Event tags, then object tags, then attribute tags, TLP tags left out, without repeats,
+    /// at most [`MAX_TAGS_PER_INDICATOR`].
     pub tags: Vec<String>,
     pub category: Option<String>,
     pub comment: Option<String>,
@@ -216,23 +232,39 @@ pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent
 }
 
 fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
-    let (tlp_tag, event_tags) = tags(event);
-    let distribution = distribution(event.get("distribution"));
-    let context = EventContext {
-        tlp_tag,
-        distribution,
-        tags: &event_tags,
-        options,
+    let event_tags = Tags::of(event);
+    let event_distribution = distribution(event.get("distribution"));
+    let event_level = Level {
+        tlp_tag: event_tags.tlp,
+        distribution: event_distribution,
     };
     let mut attributes = Vec::new();
+    let loose = Context {
+        event: event_level,
+        object: None,
+        tags: &event_tags.names,
+        options,
+    };
     for attribute in list(event, "Attribute") {
-        attributes.push(read_attribute(attribute, None, &context));
+        attributes.push(read_attribute(attribute, None, &loose));
     }
     for object in list(event, "Object") {
         let name = object
             .get("name")
             .and_then(Value::as_str)
             .map(str::to_owned);
+        let object_tags = Tags::of(object);
+        // Once per object, not per attribute: most attributes add no tag of their own.
+        let tags = merge(&event_tags.names, &object_tags.names);
+        let context = Context {
+            event: event_level,
+            object: Some(Level {
+                tlp_tag: object_tags.tlp,
+                distribution: distribution(object.get("distribution")),
+            }),
+            tags: &tags,
+            options,
+        };
         for attribute in list(object, "Attribute") {
             attributes.push(read_attribute(attribute, name.clone(), &context));
         }
@@ -241,15 +273,23 @@ fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
         uuid: string(event, "uuid"),
         info: string(event, "info"),
         creator_org: event.get("Orgc").and_then(|o| string(o, "name")),
-        tlp_tag,
-        distribution,
+        tlp_tag: event_tags.tlp,
+        distribution: event_distribution,
         attributes,
     }
 }
 
-struct EventContext<'a> {
+/// What an event or an object says about who may read the attributes it holds.
+#[derive(Clone, Copy)]
+struct Level {
     tlp_tag: Option<Tlp>,
     distribution: Option<u8>,
+}
+
+struct Context<'a> {
+    event: Level,
+    object: Option<Level>,
+    /// The event's tag names then the object's, already bounded and without repeats.
     tags: &'a [String],
     options: &'a MispOptions,
 }
@@ -257,7 +297,7 @@ struct EventContext<'a> {
 fn read_attribute(
     attribute: &Value,
     object_name: Option<String>,
-    context: &EventContext<'_>,
+    context: &Context<'_>,
 ) -> AttributeRecord {
     let attribute_type = string(attribute, "type");
     let outcome = if attribute.is_object() {
@@ -296,7 +336,8 @@ fn parts_of(attribute_type: &str) -> Option<(usize, &'static [(usize, Part)])> {
         "md5" => (1, &[(0, Part::Of(T::Md5))]),
         "sha1" => (1, &[(0, Part::Of(T::Sha1))]),
         "sha256" => (1, &[(0, Part::Of(T::Sha256))]),
-        "filename|md5" => (2, &[(1, Part::Of(T::Md5))]),
+        // A sample's file name and MD5, as MISP stores an uploaded sample.
+        "filename|md5" | "malware-sample" => (2, &[(1, Part::Of(T::Md5))]),
         "filename|sha1" => (2, &[(1, Part::Of(T::Sha1))]),
         "filename|sha256" => (2, &[(1, Part::Of(T::Sha256))]),
         _ => return None,
@@ -307,7 +348,7 @@ fn parts_of(attribute_type: &str) -> Option<(usize, &'static [(usize, Part)])> {
 fn attribute_outcome(
     attribute: &Value,
     attribute_type: Option<&str>,
-    context: &EventContext<'_>,
+    context: &Context<'_>,
 ) -> AttributeOutcome {
     let Some(attribute_type) = attribute_type else {
         return AttributeOutcome::Failed(AttributeError::MissingField { field: "type" });
@@ -339,30 +380,13 @@ fn attribute_outcome(
         });
     }
 
-    let (attr_tlp, attr_tags) = tags(attribute);
-    let attr_distribution = distribution(attribute.get("distribution")).filter(|d| *d != 5);
-    let tag = attr_tlp
-        .map(|t| (t, TlpSource::AttributeTag))
-        .or(context.tlp_tag.map(|t| (t, TlpSource::EventTag)));
-    let shared_with = attr_distribution
-        .and_then(|d| tlp_of_distribution(d).map(|t| (t, TlpSource::AttributeDistribution(d))))
-        .or(context
-            .distribution
-            .and_then(|d| tlp_of_distribution(d).map(|t| (t, TlpSource::EventDistribution(d)))));
-    // A tag and a distribution both limit who may read: the stricter one holds (a `tlp:clear`
-    // event shared with "your organisation only" stays with the organisation's recipients).
-    let (tlp, tlp_source) = match (tag, shared_with) {
-        (Some(t), Some(d)) if d.0 > t.0 => d,
-        (Some(t), _) => t,
-        (None, Some(d)) => d,
-        (None, None) => (context.options.default_tlp, TlpSource::Default),
+    let attr_tags = Tags::of(attribute);
+    let own = Level {
+        tlp_tag: attr_tags.tlp,
+        distribution: distribution(attribute.get("distribution")),
     };
-    let mut all_tags = context.tags.to_vec();
-    for t in attr_tags {
-        if !all_tags.contains(&t) {
-            all_tags.push(t);
-        }
-    }
+    let (tlp, tlp_source) = strictest(own, context);
+    let all_tags = merge(context.tags, &attr_tags.names);
     let timestamp_unix_ms = match attribute.get("timestamp") {
         Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
         Some(Value::Number(n)) => n.as_i64(),
@@ -401,6 +425,58 @@ fn attribute_outcome(
     AttributeOutcome::Imported(found)
 }
 
+/// The strictest TLP of the attribute's `tlp:` tag (else its object's, else its event's) and
+/// the attribute's, its object's and its event's distributions.
+///
+/// Each distribution limits who may read (an attribute shared with "all communities" in an
+/// event for "your organisation only" stays with the organisation), so none may widen another.
+/// A tag is a marking, not a reader list: the most specific one holds, so an attribute may be
+/// marked apart from its event (the MISP feed export tags each event with the strictest of its
+/// attributes); a distribution still narrows it.
+fn strictest(attribute: Level, context: &Context<'_>) -> (Tlp, TlpSource) {
+    let object = context.object.unwrap_or(Level {
+        tlp_tag: None,
+        distribution: None,
+    });
+    let tag = attribute
+        .tlp_tag
+        .map(|t| (t, TlpSource::AttributeTag))
+        .or(object.tlp_tag.map(|t| (t, TlpSource::ObjectTag)))
+        .or(context.event.tlp_tag.map(|t| (t, TlpSource::EventTag)));
+    // 5, "inherit", maps to no TLP, leaving the object's and the event's to decide.
+    let shared = |d: Option<u8>, source: fn(u8) -> TlpSource| {
+        d.and_then(|d| tlp_of_distribution(d).map(|t| (t, source(d))))
+    };
+    let given = [
+        tag,
+        shared(attribute.distribution, TlpSource::AttributeDistribution),
+        shared(object.distribution, TlpSource::ObjectDistribution),
+        shared(context.event.distribution, TlpSource::EventDistribution),
+    ];
+    let mut best: Option<(Tlp, TlpSource)> = None;
+    for (tlp, source) in given.into_iter().flatten() {
+        if best.is_none_or(|(b, _)| tlp > b) {
+            best = Some((tlp, source));
+        }
+    }
+    best.unwrap_or((context.options.default_tlp, TlpSource::Default))
+}
+
+/// `first`, then the names of `then` it lacks, up to [`MAX_TAGS_PER_INDICATOR`].
+fn merge(first: &[String], then: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(MAX_TAGS_PER_INDICATOR.min(first.len() + then.len()));
+    for name in first.iter().chain(then) {
+        if out.len() == MAX_TAGS_PER_INDICATOR {
+            break;
+        }
+        // At most MAX_TAGS_PER_INDICATOR kept, so the scan is bounded.
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
 /// The TLP a MISP distribution level gives; see the module table.
 pub fn tlp_of_distribution(distribution: u8) -> Option<Tlp> {
     match distribution {
@@ -412,33 +488,69 @@ pub fn tlp_of_distribution(distribution: u8) -> Option<Tlp> {
     }
 }
 
-/// The `tlp:` tag (most restrictive) and the other tag names, from `Tag: [{name}]` or the
+/// One event's, object's or attribute's tags, from `Tag: [{name}]` or the
 /// `EventTag`/`AttributeTag: [{Tag: {name}}]` shape.
-fn tags(holder: &Value) -> (Option<Tlp>, Vec<String>) {
-    let direct = list(holder, "Tag");
-    let wrapped = ["EventTag", "AttributeTag"]
-        .into_iter()
-        .flat_map(|k| list(holder, k))
-        .filter_map(|w| w.get("Tag"));
-    let mut tlp = None;
-    let mut names = Vec::new();
-    for tag in direct.chain(wrapped) {
-        let Some(name) = tag.get("name").and_then(Value::as_str) else {
-            continue;
+struct Tags {
+    /// The most restrictive `tlp:` tag of all of them, however many come before it.
+    tlp: Option<Tlp>,
+    /// The first other names, trimmed, cut and without repeats, as many as an indicator keeps.
+    names: Vec<String>,
+}
+
+impl Tags {
+    /// One pass over the tags: a crafted event may hold tens of thousands.
+    fn of(holder: &Value) -> Tags {
+        let direct = list(holder, "Tag");
+        let wrapped = ["EventTag", "AttributeTag"]
+            .into_iter()
+            .flat_map(|k| list(holder, k))
+            .filter_map(|w| w.get("Tag"));
+        let mut tags = Tags {
+            tlp: None,
+            names: Vec::new(),
         };
-        let lower = name.trim().to_ascii_lowercase();
-        if let Some(level) = lower.strip_prefix("tlp:") {
-            // Unknown tlp: values (tlp:ex:chr, tlp:unclear) are kept as plain tags.
-            if let Some(t) = Tlp::parse(level) {
-                tlp = tlp.max(Some(t));
+        for tag in direct.chain(wrapped) {
+            let Some(name) = tag.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            let name = name.trim();
+            if name.is_empty() {
                 continue;
             }
+            let level = name
+                .get(..4)
+                .filter(|p| p.eq_ignore_ascii_case("tlp:"))
+                .and_then(|_| name.get(4..));
+            // Unknown tlp: values (tlp:ex:chr, tlp:unclear) are kept as plain tags.
+            if let Some(t) = level.and_then(Tlp::parse) {
+                tags.tlp = tags.tlp.max(Some(t));
+                continue;
+            }
+            if tags.names.len() < MAX_TAGS_PER_INDICATOR {
+                let name = clip(name);
+                // At most MAX_TAGS_PER_INDICATOR kept, so the scan is bounded.
+                if !tags.names.contains(&name) {
+                    tags.names.push(name);
+                }
+            }
         }
-        if !names.iter().any(|n| n == name) {
-            names.push(name.to_owned());
-        }
+        tags
     }
-    (tlp, names)
+}
+
+/// `name` cut to [`MAX_TAG_BYTES`] at a character boundary, marked with `…` when cut.
+fn clip(name: &str) -> String {
+    if name.len() <= MAX_TAG_BYTES {
+        return name.to_owned();
+    }
+    let mut end = MAX_TAG_BYTES;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + '…'.len_utf8());
+    out.push_str(name.get(..end).unwrap_or_default());
+    out.push('…');
+    out
 }
 
 fn list<'a>(holder: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {

@@ -33,11 +33,11 @@ pub struct MispFeed {
     pub manifest: Value,
     /// Each event's uuid and the content of its `UUID.json`, `{"Event": …}`.
     pub events: Vec<(String, Value)>,
-    /// `hashes.csv`: a line `MD5(value),EVENT_UUID` per attribute.
+    /// `hashes.csv`: a line `MD5(value),EVENT_UUID` per attribute in force.
     pub hashes: String,
-    /// Attributes written.
+    /// Attributes in force written.
     pub attributes: usize,
-    /// Revoked assertions left out.
+    /// Revoked assertions, written as deleted attributes (`deleted`, not `to_ids`).
     pub revoked: usize,
 }
 
@@ -75,14 +75,13 @@ pub fn event_uuid(origin: &str) -> String {
 
 /// A feed of `indicators` (one origin's assertion each), events and attributes sorted.
 pub fn misp_feed(indicators: &[ExportIndicator]) -> MispFeed {
+    // Revoked assertions are written too, as deleted attributes: MISP's fetcher updates an
+    // event only when its timestamp moves on and never drops an attribute a feed stops listing,
+    // so a revocation left out would stay in every subscriber's instance (and its IDS rules).
     let mut by_origin: BTreeMap<&str, Vec<&ExportIndicator>> = BTreeMap::new();
-    let mut revoked = 0;
+    let revoked = indicators.iter().filter(|e| e.revoked).count();
     for e in indicators {
-        if e.revoked {
-            revoked += 1;
-        } else {
-            by_origin.entry(e.origin.as_str()).or_default().push(e);
-        }
+        by_origin.entry(e.origin.as_str()).or_default().push(e);
     }
     let mut manifest = Map::new();
     let mut events = Vec::new();
@@ -94,12 +93,12 @@ pub fn misp_feed(indicators: &[ExportIndicator]) -> MispFeed {
         });
         let uuid = event_uuid(origin);
         let (summary, event) = event(origin, &uuid, &found);
-        for e in &found {
+        for e in found.iter().filter(|e| !e.revoked) {
             let digest = Md5::digest(e.indicator.value().as_bytes());
             let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
             hashes.push_str(&format!("{hex},{uuid}\n"));
+            attributes += 1;
         }
-        attributes += found.len();
         manifest.insert(uuid.clone(), summary);
         events.push((uuid, json!({ "Event": event })));
     }
@@ -178,8 +177,8 @@ fn attribute(e: &ExportIndicator) -> Value {
         "type": attribute_type,
         "category": category,
         "value": e.indicator.value(),
-        "to_ids": true,
-        "deleted": false,
+        "to_ids": !e.revoked,
+        "deleted": e.revoked,
         "disable_correlation": false,
         "timestamp": (e.modified_unix_ms.max(0) / 1000).to_string(),
         "distribution": distribution.to_string(),

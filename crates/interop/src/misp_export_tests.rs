@@ -82,6 +82,45 @@ fn every_exported_indicator_reads_back_with_its_tlp() {
 }
 
 #[test]
+fn a_revocation_is_a_deleted_attribute_and_moves_the_event_timestamp_on() {
+    let mut input = sample();
+    let before = misp_feed(&input);
+    let gone = input.iter_mut().find(|e| e.revoked).unwrap();
+    gone.modified_unix_ms = 1_800_000_000_000;
+    let origin = gone.origin.clone();
+    let after = misp_feed(&input);
+    let uuid = event_uuid(&origin);
+    let event = |feed: &MispFeed| {
+        feed.events
+            .iter()
+            .find(|(u, _)| *u == uuid)
+            .map(|(_, e)| e["Event"].clone())
+            .unwrap()
+    };
+    let attributes = event(&after)["Attribute"].as_array().unwrap().clone();
+    let deleted: Vec<&Value> = attributes
+        .iter()
+        .filter(|a| a["value"] == "192.0.2.1")
+        .collect();
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0]["deleted"], true);
+    assert_eq!(deleted[0]["to_ids"], false);
+    // The fetcher updates an event only when the manifest's timestamp moves on.
+    assert_eq!(event(&after)["timestamp"], "1800000000");
+    assert_eq!(after.manifest[uuid.as_str()]["timestamp"], "1800000000");
+    assert_ne!(event(&before)["timestamp"], event(&after)["timestamp"]);
+    // Never in the lookup hashes, and read back as nothing to hold.
+    assert!(!after
+        .hashes
+        .contains(&format!("{:x},", Md5::digest("192.0.2.1".as_bytes()))));
+    let events = import_misp(&json!({ "Event": event(&after) }), &MispOptions::default()).unwrap();
+    assert_eq!(events[0].counts().deleted, 1);
+    assert!(events[0]
+        .indicators()
+        .all(|i| i.indicator.value() != "192.0.2.1"));
+}
+
+#[test]
 fn the_manifest_names_each_event_and_ids_are_stable() {
     let feed = misp_feed(&sample());
     let manifest = feed.manifest.as_object().unwrap();
@@ -107,7 +146,9 @@ fn the_manifest_names_each_event_and_ids_are_stable() {
     let br = &feed.events[0].1["Event"];
     assert_eq!(br["Orgc"]["name"], "BR-PF");
     assert_eq!(br["Tag"][0]["name"], "tlp:red");
-    assert_eq!(br["distribution"], "0");
+    // Its revoked TLP:GREEN assertion travels as a deleted attribute to whoever had it: the
+    // event goes as far as that.
+    assert_eq!(br["distribution"], "1");
     // SG-IGCI's attributes go as far as TLP:CLEAR: the event's distribution allows it.
     assert_eq!(feed.events[1].1["Event"]["distribution"], "3");
     assert_eq!(feed.events[0].0, event_uuid("BR-PF"));

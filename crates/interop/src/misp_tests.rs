@@ -36,6 +36,7 @@ fn maps_each_supported_type_and_composite() {
         attr("md5", "D41D8CD98F00B204E9800998ECF8427E"),
         attr("sha1", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
         attr("filename|sha256", &format!("evil.exe|{}", "e3".repeat(32))),
+        attr("malware-sample", "a5ff5f.exe|2F7059D7B1DDA3080E391D99788FFF18"),
     ]}});
     let got: Vec<Indicator> = one_event(&event)
         .indicators()
@@ -58,6 +59,7 @@ fn maps_each_supported_type_and_composite() {
             ind(T::Md5, "d41d8cd98f00b204e9800998ecf8427e"),
             ind(T::Sha1, "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
             ind(T::Sha256, &"e3".repeat(32)),
+            ind(T::Md5, "2f7059d7b1dda3080e391d99788fff18"),
         ]
     );
 }
@@ -232,4 +234,168 @@ fn accepts_every_event_shape_and_refuses_the_rest() {
         import_misp(&json!("x"), &opts),
         Err(MispError::NotMisp { .. })
     ));
+}
+
+fn tlps(event: &Value) -> Vec<(Tlp, TlpSource)> {
+    one_event(event)
+        .indicators()
+        .map(|i| (i.tlp, i.tlp_source))
+        .collect()
+}
+
+#[test]
+fn an_attribute_shared_wider_than_its_event_keeps_the_event_tlp() {
+    let event = json!({"Event": {"distribution": "0", "Attribute": [
+        {"type": "domain", "value": "x.example", "to_ids": true, "distribution": "3"},
+        {"type": "domain", "value": "y.example", "to_ids": true, "distribution": 1},
+    ]}});
+    assert_eq!(
+        tlps(&event),
+        vec![
+            (Tlp::AmberStrict, TlpSource::EventDistribution(0)),
+            (Tlp::AmberStrict, TlpSource::EventDistribution(0)),
+        ]
+    );
+    let sharing_group = json!({"distribution": 4, "Attribute": [
+        {"type": "domain", "value": "x.example", "to_ids": true, "distribution": "3"},
+    ]});
+    assert_eq!(
+        tlps(&sharing_group),
+        vec![(Tlp::Red, TlpSource::EventDistribution(4))]
+    );
+    // The attribute's own tag marks it apart from the event's, but the event's distribution
+    // still narrows it.
+    let tagged = json!({"distribution": 1, "Tag": [{"name": "tlp:amber"}], "Attribute": [
+        {"type": "domain", "value": "x.example", "to_ids": true, "Tag": [{"name": "tlp:clear"}]},
+    ]});
+    assert_eq!(
+        tlps(&tagged),
+        vec![(Tlp::Green, TlpSource::EventDistribution(1))]
+    );
+}
+
+#[test]
+fn an_object_stricter_than_its_event_and_attribute_wins() {
+    let event = json!({"Event": {"distribution": "3", "Object": [
+        {"name": "domain-ip", "distribution": "0", "Attribute": [
+            {"type": "domain", "value": "x.example", "to_ids": true, "distribution": "3"},
+            {"type": "domain", "value": "y.example", "to_ids": true},
+        ]},
+        {"name": "file", "distribution": 4, "Attribute": [
+            {"type": "md5", "value": "d41d8cd98f00b204e9800998ecf8427e", "to_ids": true, "distribution": 1},
+        ]},
+        {"name": "url", "Tag": [{"name": "tlp:red"}], "Attribute": [
+            {"type": "url", "value": "http://x.example/", "to_ids": true, "distribution": 3},
+        ]},
+    ]}});
+    assert_eq!(
+        tlps(&event),
+        vec![
+            (Tlp::AmberStrict, TlpSource::ObjectDistribution(0)),
+            (Tlp::AmberStrict, TlpSource::ObjectDistribution(0)),
+            (Tlp::Red, TlpSource::ObjectDistribution(4)),
+            (Tlp::Red, TlpSource::ObjectTag),
+        ]
+    );
+}
+
+#[test]
+fn inherit_at_the_attribute_or_object_leaves_the_level_above_to_decide() {
+    let event = json!({"Event": {"distribution": "2",
+        "Attribute": [
+            {"type": "domain", "value": "a.example", "to_ids": true, "distribution": "5"},
+        ],
+        "Object": [
+            {"name": "o1", "distribution": "5", "Attribute": [
+                {"type": "domain", "value": "b.example", "to_ids": true, "distribution": 5},
+                {"type": "domain", "value": "c.example", "to_ids": true, "distribution": "0"},
+            ]},
+            {"name": "o2", "distribution": 0, "Attribute": [
+                {"type": "domain", "value": "d.example", "to_ids": true, "distribution": "5"},
+            ]},
+        ]
+    }});
+    assert_eq!(
+        tlps(&event),
+        vec![
+            (Tlp::Green, TlpSource::EventDistribution(2)),
+            (Tlp::Green, TlpSource::EventDistribution(2)),
+            (Tlp::AmberStrict, TlpSource::AttributeDistribution(0)),
+            (Tlp::AmberStrict, TlpSource::ObjectDistribution(0)),
+        ]
+    );
+    // Inherit all the way up to an event that gives none: the caller's default.
+    let nothing = json!({"Object": [{"name": "o", "distribution": "5", "Attribute": [
+        {"type": "domain", "value": "a.example", "to_ids": true, "distribution": "5"},
+    ]}]});
+    assert_eq!(tlps(&nothing), vec![(Tlp::Amber, TlpSource::Default)]);
+}
+
+#[test]
+fn an_event_with_many_tags_and_attributes_keeps_a_few_tags_per_indicator() {
+    let mut event_tags: Vec<Value> = (0..20_000)
+        .map(|i| json!({"name": format!("tag-{i}")}))
+        .collect();
+    // After every other tag: the TLP must still be found.
+    event_tags.push(json!({"name": "tlp:red"}));
+    let attributes: Vec<Value> = (0..2_000)
+        .map(|i| json!({"type": "domain", "value": format!("d{i}.example"), "to_ids": true}))
+        .collect();
+    let event = json!({"Event": {"distribution": "3", "Tag": event_tags, "Attribute": attributes}});
+    let started = std::time::Instant::now();
+    let e = one_event(&event);
+    let took = started.elapsed();
+    // Generous for a debug build on a busy machine; copying every tag into every attribute
+    // took far longer (and gigabytes).
+    assert!(took.as_secs() < 20, "import took {took:?}");
+    let first: Vec<String> = (0..MAX_TAGS_PER_INDICATOR)
+        .map(|i| format!("tag-{i}"))
+        .collect();
+    assert_eq!(e.tlp_tag, Some(Tlp::Red));
+    assert_eq!(e.counts().indicators, 2_000);
+    for i in e.indicators() {
+        assert_eq!(i.tags, first);
+        assert_eq!((i.tlp, i.tlp_source), (Tlp::Red, TlpSource::EventTag));
+    }
+
+    // An attribute's own tlp: tag counts though the event's tags fill the indicator.
+    let full = json!({"Tag": (0..40).map(|i| json!({"name": format!("t{i}")})).collect::<Vec<_>>(),
+        "Attribute": [{"type": "domain", "value": "a.example", "to_ids": true,
+            "Tag": [{"name": "extra"}, {"name": "tlp:amber+strict"}]}]});
+    let e = one_event(&full);
+    let got: Vec<_> = e.indicators().collect();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].tags.len(), MAX_TAGS_PER_INDICATOR);
+    assert!(!got[0].tags.iter().any(|t| t == "extra"));
+    assert_eq!(
+        (got[0].tlp, got[0].tlp_source),
+        (Tlp::AmberStrict, TlpSource::AttributeTag)
+    );
+}
+
+#[test]
+fn repeated_tags_are_kept_once_in_order_and_long_ones_cut() {
+    let long = "é".repeat(100);
+    let event = json!({"Event": {
+        "Tag": [{"name": "a"}, {"name": "b"}, {"name": "a"}, {"name": " b "}, {"name": "TLP:GREEN"}, {"name": "  "}],
+        "EventTag": [{"Tag": {"name": "a"}}, {"Tag": {"name": long.clone()}}, {"Tag": {"name": long.clone()}}],
+        "Object": [{"name": "o", "Tag": [{"name": "b"}, {"name": "c"}], "Attribute": [
+            {"type": "domain", "value": "x.example", "to_ids": true,
+             "AttributeTag": [{"Tag": {"name": "c"}}, {"Tag": {"name": "d"}}, {"Tag": {"name": "a"}}]},
+        ]}]
+    }});
+    let e = one_event(&event);
+    let cut = format!("{}…", "é".repeat(MAX_TAG_BYTES / 2));
+    let got: Vec<_> = e.indicators().map(|i| i.tags.clone()).collect();
+    assert_eq!(
+        got,
+        vec![vec![
+            "a".to_owned(),
+            "b".into(),
+            cut,
+            "c".into(),
+            "d".into()
+        ]]
+    );
+    assert_eq!(e.tlp_tag, Some(Tlp::Green));
 }

@@ -221,6 +221,30 @@ pub fn import_stix(value: &Value, options: &ImportOptions) -> Result<StixImport,
 
 /// The objects of a bundle, a TAXII envelope, an array of objects or a single object: what
 /// [`import_stix`] reads, for a caller that imports them one by one with [`import_object`].
+/// Why an indicator's markings leave its TLP unknown, if they do (`values` are what it
+/// imported as): granular markings (not read), or markings neither TLP nor defined with it.
+/// A restriction the reader cannot read must not be published at the default TLP: a RED
+/// defined elsewhere would reach every member as AMBER.
+pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<String> {
+    let granular = object
+        .get("granular_markings")
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty());
+    if granular {
+        return Some(
+            "granular markings are not read: mark the whole object with object_marking_refs".into(),
+        );
+    }
+    let first = values.first()?;
+    (first.tlp_defaulted && !first.unknown_markings.is_empty()).then(|| {
+        format!(
+            "its markings ({}) are neither TLP markings nor defined with it: its TLP cannot be \
+             told; give their definitions with it, or mark it with a TLP marking",
+            first.unknown_markings.join(", ")
+        )
+    })
+}
+
 pub fn stix_objects(value: &Value) -> Result<&[Value], StixError> {
     match value {
         Value::Array(items) => Ok(items),

@@ -35,13 +35,7 @@ pub fn write(path: &Path, secret: &EncryptionSecret) -> anyhow::Result<()> {
 
 /// Makes renames and new names in `path`'s directory durable.
 fn sync_dir(path: &Path) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
+    Ok(crate::durable::sync_parent(path)?)
 }
 
 /// Generates a new key into `path` (0600, never overwriting); returns its public half.

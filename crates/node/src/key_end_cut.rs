@@ -163,7 +163,55 @@ pub(crate) fn ended_key_cuts(
             });
         }
     }
+    cuts.extend(roster_log_cut(store, roster)?);
     Ok(cuts)
+}
+
+/// The roster log past `roster`'s version when a hub key that may no longer sign later
+/// versions ([`Roster::signs_later_versions`]) signed the next entry: taken in under an older
+/// version, it is one no node following this version accepts, and left in place the real
+/// next version could never be stored (a second entry at that seq).
+fn roster_log_cut(store: &DiskStore, roster: &Roster) -> Result<Option<Cut>, StoreError> {
+    let log = roster.federation_id();
+    let version = roster.version();
+    if store.head(log)?.is_none_or(|h| h.seq <= version) {
+        return Ok(None);
+    }
+    let Some(next) = store.range(log, version + 1, 1)?.pop() else {
+        return Ok(None);
+    };
+    let header = header_of(&next).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "{log}#{}: a logged header does not decode",
+            version + 1
+        ))
+    })?;
+    for member in roster.members() {
+        let Ok(org) = OrgId::parse(&member.org) else {
+            continue;
+        };
+        for (index, key) in member.signing_keys.iter().enumerate() {
+            let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) else {
+                continue;
+            };
+            let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
+                continue;
+            };
+            let key_id = KeyId::of(&public);
+            if header.key_id != key_id.0 || roster.signs_later_versions(&org, index) {
+                continue;
+            }
+            let report = store.truncate_origin(log, version)?;
+            return Ok(Some(Cut {
+                origin: log.clone(),
+                key_id,
+                ended_by: pb::KeyEnd::try_from(key.ended_by).unwrap_or(pb::KeyEnd::Unspecified),
+                kept_through: version,
+                removed: report.removed,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 impl NodeState {
@@ -178,6 +226,10 @@ impl NodeState {
         let mut removed = 0;
         for cut in &cuts {
             cut.log(roster.version());
+            if cut.origin == *roster.federation_id() {
+                // A refusal of the entry cut is no verdict on the version that takes its seq.
+                follow.forget_refusal_after(cut.kept_through);
+            }
             follow.cuts.push(cut.origin.clone(), cut.kept_through);
             removed += cut.removed;
             for (origin, seq) in self.wants.snapshot() {

@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod connect;
 pub mod console;
+pub mod durable;
 pub mod encryption_keys;
 pub mod federation;
 pub mod health;

@@ -118,7 +118,16 @@ impl Follow {
             cuts: CutLog::default(),
             checkpoints: Checkpoints::default(),
         };
-        while let Some(next) = follow.next_stored(store)? {
+        loop {
+            // What each version's key ends take out, as following it at run time does: before
+            // any link or publication runs (a crash may have come between following a version
+            // and cutting), and before the next version is judged (a cut may take its entry).
+            for cut in ended_key_cuts(store, &follow.current(), own.org())? {
+                cut.log(follow.current().version());
+            }
+            let Some(next) = follow.next_stored(store)? else {
+                break;
+            };
             match next {
                 Ok(roster) => follow.install(roster),
                 Err(refused) => {
@@ -127,11 +136,6 @@ impl Follow {
                     break;
                 }
             }
-        }
-        // A crash between following a version that ends a key and cutting what it ends: cut now,
-        // before any link or publication runs.
-        for cut in ended_key_cuts(store, &follow.current(), own.org())? {
-            cut.log(follow.current().version());
         }
         Ok(follow)
     }
@@ -146,6 +150,14 @@ impl Follow {
 
     pub fn refused(&self) -> Option<Refused> {
         lock(&self.refused).clone()
+    }
+
+    /// Forgets a refusal of a version after `version`: the roster log was cut back to it.
+    pub(crate) fn forget_refusal_after(&self, version: u64) {
+        let mut refused = lock(&self.refused);
+        if refused.as_ref().is_some_and(|r| r.version > version) {
+            *refused = None;
+        }
     }
 
     /// The hash of this node's roster log at `version`, if it followed that version.

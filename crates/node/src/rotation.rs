@@ -14,9 +14,6 @@
 //! Until the roster lists the new key, peers hold the new entries as unverified (they cannot
 //! check them yet, which never cuts a link) and take them when the version arrives.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
@@ -321,35 +318,20 @@ fn key_text(key: &SigningKey) -> String {
 
 /// Writes `bytes` to `path` through a temporary file, synced, renamed, and the directory synced.
 fn write_durably(path: &Path, bytes: &[u8], mode: u32) -> Result<(), RotationError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RotationError::Io { path, source }
-    };
-    let tmp = with_suffix(path, ".tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    sync_dir(path)
+    crate::durable::replace(path, bytes, mode).map_err(RotationError::from)
 }
 
 fn sync_dir(path: &Path) -> Result<(), RotationError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| RotationError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })
+    crate::durable::sync_parent(path).map_err(RotationError::from)
+}
+
+impl From<crate::durable::FileError> for RotationError {
+    fn from(e: crate::durable::FileError) -> RotationError {
+        RotationError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

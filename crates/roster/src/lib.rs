@@ -29,4 +29,4 @@ pub use model::{Authority, AuthorityKey, MemberKey, MemberRole, MemberStatus};
 pub use policy::Policy;
 pub use propose::{propose, ActionError, ProposeContext, ProposeError};
 pub use roster::Roster;
-pub use thresholds::{genesis_thresholds, thresholds, Thresholds};
+pub use thresholds::{genesis_thresholds, signs, thresholds, Thresholds};

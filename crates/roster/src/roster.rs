@@ -235,17 +235,18 @@ impl Roster {
     /// The keys entries are verified with: every member's signing keys with their seq ranges
     /// (suspended and removed members too, so their entries up to the cut-off stay verifiable),
     /// and the roster log's origin (the federation id) as the authority, with the signing keys of
-    /// every hub member for all seqs: a roster log entry's header is signed by the publishing
-    /// hub, while its content carries the authority's threshold signatures. Hubs of any status
-    /// are listed so that earlier roster entries a former hub published stay verifiable. It
-    /// also names each active member's current encryption key, what restricted entries are
-    /// sealed to.
+    /// hub members: a roster log entry's header is signed by the publishing hub, while its
+    /// content carries the authority's threshold signatures. Every hub key ever listed may
+    /// have signed the versions up to this one, which stay verifiable; only
+    /// [`signs_later_versions`](Self::signs_later_versions) keys may sign the versions after
+    /// it. It also names each active member's current encryption key, what restricted entries
+    /// are sealed to.
     pub fn key_set(&self) -> StaticKeys {
         let mut keys = StaticKeys::default();
         let federation = &self.checked.federation_id;
         keys.set_authority(federation.clone());
         for (org, m) in &self.checked.members {
-            for k in &m.keys {
+            for (i, k) in m.keys.iter().enumerate() {
                 keys.insert_range(
                     org.clone(),
                     k.key,
@@ -255,7 +256,8 @@ impl Roster {
                     },
                 );
                 if m.role == MemberRole::Hub {
-                    keys.insert(federation.clone(), k.key);
+                    let last = (!self.signs_later_versions(org, i)).then(|| self.version());
+                    keys.insert_range(federation.clone(), k.key, SeqRange { first: 1, last });
                 }
             }
             // What this member's restricted entries are sealed to: only while it is active,
@@ -265,6 +267,25 @@ impl Roster {
             }
         }
         keys
+    }
+
+    /// Whether the `index`-th signing key of hub `org` may sign roster log entries after this
+    /// version: its hub active, and the key not reported compromised. The log's next entry is
+    /// stored by every node before its content is judged, so a key in other hands (a
+    /// suspended or removed hub's, or one reported stolen) putting an unsigned version there
+    /// would freeze the roster: the real next version would then be a second entry at that seq.
+    pub fn signs_later_versions(&self, org: &OrgId, index: usize) -> bool {
+        let Some(m) = self.checked.members.get(org) else {
+            return false;
+        };
+        let compromised = self
+            .checked
+            .document
+            .members
+            .get(m.index)
+            .and_then(|raw| raw.signing_keys.get(index))
+            .is_some_and(|k| k.ended_by == pb::KeyEnd::Compromise as i32);
+        m.role == MemberRole::Hub && m.status == MemberStatus::Active && !compromised
     }
 
     /// Whether `org` may hold a federation link, presenting a certificate with

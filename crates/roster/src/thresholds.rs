@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use ed25519_dalek::Signature;
+use ed25519_dalek::{Signature, VerifyingKey};
 use intelmesh_core::signature::{check_components, verify_one};
 use intelmesh_core::{Hash, KeyId};
 use intelmesh_proto::v1 as pb;
@@ -49,17 +49,20 @@ pub fn valid_signers(
         let Some(key) = authority.key(&id) else {
             continue;
         };
-        let Ok(signature) = Signature::from_slice(&s.signature) else {
-            continue;
-        };
-        let message = signature_message(hash, s.signed_at_unix_ms);
-        if check_components(&signature, &key.key).is_ok()
-            && verify_one(&key.key, &message, &signature)
-        {
+        if signs(&key.key, hash, s) {
             signers.insert(id);
         }
     }
     signers
+}
+
+/// Whether `s` is a valid signature of `hash` by `key` (under the one signature rule).
+pub fn signs(key: &VerifyingKey, hash: &Hash, s: &pb::RosterSignature) -> bool {
+    let Ok(signature) = Signature::from_slice(&s.signature) else {
+        return false;
+    };
+    let message = signature_message(hash, s.signed_at_unix_ms);
+    check_components(&signature, key).is_ok() && verify_one(key, &message, &signature)
 }
 
 fn count(authority: &Authority, hash: &Hash, signatures: &[pb::RosterSignature]) -> u32 {

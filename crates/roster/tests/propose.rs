@@ -10,6 +10,7 @@ use intelmesh_roster::enrolment::{sign_rotation, verify_enrolment, verify_rotati
 use intelmesh_roster::propose::ActionError;
 use intelmesh_roster::{check_document, DocumentDefect, MemberStatus, ProposeError, Roster};
 use pb::action::Action as A;
+use prost::Message as _;
 
 fn refusal(current: &Roster, actions: Vec<A>) -> (usize, &'static str, ActionError) {
     match try_propose(current, actions, &no_heads) {
@@ -476,4 +477,53 @@ fn an_empty_action_is_refused() {
             error: ActionError::Empty
         })
     );
+}
+
+#[test]
+fn a_proposal_of_too_many_actions_is_refused_before_any_is_applied() {
+    let v2 = with_agency();
+    let actions = vec![suspend("AG"); intelmesh_roster::propose::MAX_ACTIONS + 1];
+    assert_eq!(
+        try_propose(&v2, actions, &no_heads),
+        Err(ProposeError::TooManyActions {
+            actions: intelmesh_roster::propose::MAX_ACTIONS + 1,
+            max: intelmesh_roster::propose::MAX_ACTIONS,
+        })
+    );
+}
+
+/// A signing key per member number, beyond the 256 `key` gives.
+fn member_key(n: u32) -> ed25519_dalek::SigningKey {
+    let mut seed = [7u8; 32];
+    seed[..4].copy_from_slice(&n.to_be_bytes());
+    ed25519_dalek::SigningKey::from_bytes(&seed)
+}
+
+#[test]
+fn a_version_too_large_for_the_roster_log_is_refused_at_proposal_and_250_single_key_members_fit() {
+    // Members enrolled 50 per version, as an operator would: every version up to 250 members
+    // fits a roster log entry (the mission's 190 members with room), and a version that would
+    // not is refused when proposed, not when published.
+    let mut current = genesis();
+    let mut members = 0u32;
+    let refused = loop {
+        let batch: Vec<A> = (members..members + 50)
+            .map(|n| add_agency(&format!("AG{n:04}"), &member_key(n)))
+            .collect();
+        match try_propose(&current, batch.clone(), &no_heads) {
+            Ok(_) => {
+                current = apply(&current, batch, &no_heads);
+                members += 50;
+            }
+            Err(e) => break e,
+        }
+        assert!(members < 100_000, "the size cap never refused a version");
+    };
+    assert!(members >= 250, "only {members} members fit: {refused}");
+    let ProposeError::DocumentTooLarge { bytes, max } = refused else {
+        panic!("expected DocumentTooLarge, got {refused:?}");
+    };
+    assert!(bytes > max, "{bytes} <= {max}");
+    assert!(current.signed().encode_to_vec().len() <= max + 2048);
+    println!("{members} members fit; the next 50 would make {bytes} bytes (max {max})");
 }

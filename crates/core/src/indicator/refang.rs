@@ -18,6 +18,8 @@ const BRACKETED: &[(&str, &str)] = &[
     ("[dot]", "."),
     ("(dot)", "."),
     ("{dot}", "."),
+    // As a slip for `[.]` (seen in vendor lists): a bracketed comma is in no real value.
+    ("[,]", "."),
     ("[:]", ":"),
     ("(:)", ":"),
     ("[://]", "://"),

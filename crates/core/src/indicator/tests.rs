@@ -20,6 +20,7 @@ fn refang_table() {
     let cases = [
         ("162.222.214[.]48", "162.222.214.48"),
         ("rammenale[.]com", "rammenale.com"),
+        ("precizeabrilliant[,]com", "precizeabrilliant.com"),
         ("hxxp://0.x90.io/", "http://0.x90.io/"),
         ("htxxp://example.com/", "http://example.com/"),
         ("hXXps://example.com", "https://example.com"),

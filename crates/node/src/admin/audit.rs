@@ -43,18 +43,18 @@ pub fn audit(
 fn event(
     doc: &pb::RosterDocument,
     signed: &pb::SignedRoster,
-    names: &BTreeMap<Vec<u8>, String>,
+    names: &BTreeMap<Vec<u8>, (String, VerifyingKey)>,
 ) -> pb::AuditEvent {
     let change = doc.change.clone().unwrap_or_default();
+    // Only signatures that verify name their holder: anyone relaying a version can append
+    // signatures under any key id, and the trail must not show an operator who never signed.
+    let hash = intelmesh_roster::roster_hash(&signed.document);
     let (signed_by, signed_at_unix_ms) = signed
         .signatures
         .iter()
-        .map(|s| {
-            let name = names
-                .get(&s.key_id)
-                .cloned()
-                .unwrap_or_else(|| format!("unknown key {}", hex::encode(&s.key_id)));
-            (name, s.signed_at_unix_ms)
+        .filter_map(|s| {
+            let (name, key) = names.get(&s.key_id)?;
+            intelmesh_roster::signs(key, &hash, s).then(|| (name.clone(), s.signed_at_unix_ms))
         })
         .unzip();
     pb::AuditEvent {
@@ -68,12 +68,12 @@ fn event(
     }
 }
 
-/// Key id → holder name, for the authority keys that may sign `doc`: those of the version
-/// before it, and its own (an authority change is signed by both).
+/// Key id → holder name and key, for the authority keys that may sign `doc`: those of the
+/// version before it, and its own (an authority change is signed by both).
 fn authority_names(
     previous: Option<&pb::RosterDocument>,
     doc: &pb::RosterDocument,
-) -> BTreeMap<Vec<u8>, String> {
+) -> BTreeMap<Vec<u8>, (String, VerifyingKey)> {
     let mut names = BTreeMap::new();
     for d in previous.into_iter().chain(std::iter::once(doc)) {
         for k in d.authority.iter().flat_map(|a| &a.keys) {
@@ -81,7 +81,7 @@ fn authority_names(
                 continue;
             };
             if let Ok(key) = VerifyingKey::from_bytes(&bytes) {
-                names.insert(KeyId::of(&key).0.to_vec(), k.name.clone());
+                names.insert(KeyId::of(&key).0.to_vec(), (k.name.clone(), key));
             }
         }
     }

@@ -4,8 +4,6 @@
 //! written 0600 through a synced temporary file and a rename, so a crash leaves the old or the
 //! new file, never half of one.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use intelmesh_proto::v1 as pb;
@@ -84,6 +82,17 @@ pub fn load(dir: &Path, id: &str) -> Result<Kept, AdminError> {
     })
 }
 
+/// Forgets a proposal: its roster file first, so that a crash in between leaves a request file
+/// alone, which [`list`] does not see and the next [`save`] of that id replaces.
+pub fn remove(dir: &Path, id: &str) -> Result<(), AdminError> {
+    check_id(id)?;
+    for ext in ["roster", "request"] {
+        crate::durable::remove(&dir.join(format!("{id}.{ext}")))
+            .map_err(|e| AdminError::Internal(e.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Every kept proposal, oldest version first.
 pub fn list(dir: &Path) -> Result<Vec<Kept>, AdminError> {
     let entries = match std::fs::read_dir(dir) {
@@ -124,70 +133,5 @@ fn create_private_dir(dir: &Path) -> Result<(), AdminError> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AdminError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("writing", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io("writing", &tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| io("renaming", &tmp, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proposals_survive_in_private_files_and_come_back_in_version_order() {
-        let data = tempfile::tempdir().unwrap();
-        let dir = dir(data.path());
-        assert_eq!(list(&dir).unwrap(), Vec::new());
-        let doc = |version| {
-            pb::RosterDocument {
-                version,
-                ..Default::default()
-            }
-            .encode_to_vec()
-        };
-        for version in [3, 2] {
-            let document = doc(version);
-            let kept = Kept {
-                id: id_of(&document),
-                request: pb::ProposeRequest {
-                    reason: format!("v{version}"),
-                    ..Default::default()
-                },
-                roster: pb::SignedRoster {
-                    document,
-                    signatures: vec![],
-                },
-            };
-            save(&dir, &kept).unwrap();
-            assert_eq!(load(&dir, &kept.id).unwrap(), kept);
-        }
-        let versions: Vec<u64> = list(&dir)
-            .unwrap()
-            .iter()
-            .map(|k| version_of(&k.roster))
-            .collect();
-        assert_eq!(versions, vec![2, 3]);
-        use std::os::unix::fs::PermissionsExt;
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let mode = entry.unwrap().metadata().unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "proposal files are private");
-        }
-        assert!(matches!(
-            load(&dir, "../../etc/passwd"),
-            Err(AdminError::UnknownProposal(_))
-        ));
-        assert!(matches!(
-            load(&dir, "0000000000000000"),
-            Err(AdminError::UnknownProposal(_))
-        ));
-    }
+    crate::durable::replace(path, bytes, 0o600).map_err(|e| AdminError::Internal(e.to_string()))
 }

@@ -23,6 +23,11 @@ fn proposals_dir(state: &NodeState) -> std::path::PathBuf {
     book::dir(&state.cfg.data_dir)
 }
 
+/// Most proposals pending at once. Each is kept on disk with the request it was built from, and
+/// listing or bundling reads them all: an operator (or a departed one's script) proposing in a
+/// loop must not fill the hub's disk.
+pub const MAX_PENDING: usize = 64;
+
 /// Builds the next version from `request` and keeps it as a pending proposal. Suspensions cut
 /// members' keys at their head in this hub's store. The same document proposed again is the
 /// same proposal, with the signatures it already has.
@@ -32,7 +37,10 @@ pub fn propose(
     proposed_by: &str,
 ) -> Result<pb::Proposal, AdminError> {
     let current = current_roster(state)?;
-    let heads = |org: &OrgId| state.store.head(org).ok().flatten().map_or(0, |h| h.seq);
+    // Read before: a suspension cuts keys at the head, so a read error must fail the proposal,
+    // not read as "nothing yet" (which would cut every entry of the member).
+    let known = state.store.heads()?;
+    let heads = |org: &OrgId| known.get(org).map_or(0, |h| h.seq);
     let document = intelmesh_roster::propose(
         &current,
         &request.actions,
@@ -48,6 +56,12 @@ pub fn propose(
     let kept = match book::load(&dir, &id) {
         Ok(existing) => existing,
         Err(AdminError::UnknownProposal(_)) => {
+            let pending = forget_stale(state, &current)?;
+            if pending >= MAX_PENDING {
+                return Err(AdminError::Precondition(format!(
+                    "{pending} proposals are pending, the most this hub keeps: publish one, or withdraw those not wanted (`intelmesh admin roster withdraw --proposal ID`)"
+                )));
+            }
             let kept = Kept {
                 id,
                 request,
@@ -141,6 +155,51 @@ async fn publish_kept(state: &Arc<NodeState>, kept: &Kept) -> Result<(), AdminEr
         .await
         .map_err(AdminError::Publish)?;
     tracing::info!(proposal = %kept.id, version = roster.version(), "roster version published");
+    // The other proposals of this version can no longer be published. Forgetting them is
+    // housekeeping: the version is out whether or not it succeeds.
+    let state = Arc::clone(state);
+    let forgotten = tokio::task::spawn_blocking(move || {
+        let current = current_roster(&state)?;
+        forget_stale(&state, &current)
+    })
+    .await;
+    if let Ok(Err(e)) = forgotten {
+        tracing::warn!(error = %e, "forgetting the proposals the new version made stale");
+    }
+    Ok(())
+}
+
+/// Forgets the proposals that can never be published (another version took their place);
+/// returns how many are still pending.
+fn forget_stale(state: &NodeState, current: &Roster) -> Result<usize, AdminError> {
+    let dir = proposals_dir(state);
+    let mut pending = 0;
+    for kept in book::list(&dir)? {
+        match standing(state, current, &kept)? {
+            Standing::Pending => pending += 1,
+            Standing::Stale(_) => {
+                book::remove(&dir, &kept.id)?;
+                tracing::info!(proposal = %kept.id, "forgot a stale proposal");
+            }
+            Standing::Published => {}
+        }
+    }
+    Ok(pending)
+}
+
+/// Forgets a pending or stale proposal. A published one is kept: the enrolment requests it
+/// carries are what members' bundles are signed from.
+pub fn withdraw(state: &NodeState, id: &str) -> Result<(), AdminError> {
+    let dir = proposals_dir(state);
+    let kept = book::load(&dir, id)?;
+    let current = current_roster(state)?;
+    if let Standing::Published = standing(state, &current, &kept)? {
+        return Err(AdminError::Precondition(format!(
+            "proposal {id} is published: it is kept, since the bundles of the members it admitted are signed from the enrolment requests it holds"
+        )));
+    }
+    book::remove(&dir, id)?;
+    tracing::info!(proposal = %id, "proposal withdrawn");
     Ok(())
 }
 

@@ -132,6 +132,19 @@ impl AdminService {
             .map_err(|e| e.to_status())
     }
 
+    async fn withdraw_proposal_call(
+        &self,
+        request: Request<pb::ProposalRef>,
+    ) -> Result<Response<pb::WithdrawProposalResponse>, Status> {
+        self.operator(&request)?;
+        let _one = self.writes.lock().await;
+        let id = request.into_inner().id;
+        self.blocking(move |state| {
+            proposals::withdraw(state, &id).map(|()| pb::WithdrawProposalResponse {})
+        })
+        .await
+    }
+
     async fn get_roster_call(
         &self,
         request: Request<pb::GetRosterRequest>,
@@ -201,6 +214,7 @@ audited! {
     list_proposals list_proposals_call "Admin/ListProposals" pb::ListProposalsRequest => pb::ListProposalsResponse;
     sign_proposal sign_proposal_call "Admin/SignProposal" pb::SignProposalRequest => pb::Proposal;
     publish publish_call "Admin/Publish" pb::ProposalRef => pb::Proposal;
+    withdraw_proposal withdraw_proposal_call "Admin/WithdrawProposal" pb::ProposalRef => pb::WithdrawProposalResponse;
     get_roster get_roster_call "Admin/GetRoster" pb::GetRosterRequest => pb::SignedRoster;
     issue_bundle issue_bundle_call "Admin/IssueBundle" pb::IssueBundleRequest => pb::EnrolmentBundle;
     federation_status federation_status_call "Admin/FederationStatus" pb::FederationStatusRequest => pb::FederationStatusResponse;

@@ -3,6 +3,7 @@
 //! service serves (its plain functions) and hand it to `view` and `page`.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -13,6 +14,7 @@ use axum::{Extension, Router};
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 
+use super::recent::Recent;
 use super::{page, view};
 use crate::admin::{audit, health, proposals, AdminError};
 use crate::config::Role as NodeRole;
@@ -50,7 +52,22 @@ impl IntoResponse for ConsoleError {
     }
 }
 
+/// How long a snapshot serves every page asked for: half the console's poll interval.
+const SNAPSHOT_FRESH: Duration = Duration::from_secs(1);
+
+/// What the handlers share: the node, and the last snapshot made, keyed by roster version.
+struct Shared {
+    node: Arc<NodeState>,
+    recent: Recent<u64, Snapshot>,
+}
+
+type Console = Arc<Shared>;
+
 pub fn router(state: Arc<NodeState>) -> Router {
+    let shared = Arc::new(Shared {
+        node: Arc::clone(&state),
+        recent: Recent::new(SNAPSHOT_FRESH),
+    });
     Router::new()
         .route("/", get(index))
         .route("/member/{org}", get(member))
@@ -59,8 +76,8 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/console.js", get(script))
         .route("/console.css", get(style))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page") })
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state, guard))
+        .with_state(shared)
 }
 
 /// The operator a client certificate names, if it may see this hub's console: an admin
@@ -135,7 +152,16 @@ struct Snapshot {
     members: Vec<pb::Member>,
 }
 
-fn snapshot(state: &NodeState) -> Result<Snapshot, ConsoleError> {
+/// The last snapshot if fresh and of the roster version in force, else a new one.
+fn snapshot(console: &Shared) -> Result<Arc<Snapshot>, ConsoleError> {
+    let state = console.node.as_ref();
+    let version = proposals::current_roster(state)?.version();
+    console
+        .recent
+        .get_or_make(version, Instant::now(), || make_snapshot(state))
+}
+
+fn make_snapshot(state: &NodeState) -> Result<Snapshot, ConsoleError> {
     let roster = proposals::current_roster(state)?;
     let health = health::federation_status(state)?;
     let status = crate::api::status::status(state)?;
@@ -157,11 +183,11 @@ fn snapshot(state: &NodeState) -> Result<Snapshot, ConsoleError> {
 
 /// Runs `f` over the state off the async threads (the health rows read the store).
 async fn blocking<R: Send + 'static>(
-    state: &Arc<NodeState>,
-    f: impl FnOnce(&NodeState) -> Result<R, ConsoleError> + Send + 'static,
+    console: &Console,
+    f: impl FnOnce(&Shared) -> Result<R, ConsoleError> + Send + 'static,
 ) -> Result<R, ConsoleError> {
-    let state = Arc::clone(state);
-    tokio::task::spawn_blocking(move || f(&state))
+    let console = Arc::clone(console);
+    tokio::task::spawn_blocking(move || f(&console))
         .await
         .map_err(|e| ConsoleError::Worker(e.to_string()))?
 }
@@ -170,23 +196,24 @@ fn html(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
-async fn index(State(state): State<Arc<NodeState>>) -> Result<Response, ConsoleError> {
-    let s = blocking(&state, snapshot).await?;
+async fn index(State(console): State<Console>) -> Result<Response, ConsoleError> {
+    let s = blocking(&console, snapshot).await?;
     Ok(html(page::index(&s.view)))
 }
 
-async fn federation_json(State(state): State<Arc<NodeState>>) -> Result<Response, ConsoleError> {
-    let view = blocking(&state, snapshot).await?.view;
-    let body = serde_json::to_vec(&view).map_err(|e| ConsoleError::Worker(e.to_string()))?;
+async fn federation_json(State(console): State<Console>) -> Result<Response, ConsoleError> {
+    let s = blocking(&console, snapshot).await?;
+    let body = serde_json::to_vec(&s.view).map_err(|e| ConsoleError::Worker(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 async fn member(
-    State(state): State<Arc<NodeState>>,
+    State(console): State<Console>,
     Path(org): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let page = blocking(&state, move |state| {
-        let s = snapshot(state)?;
+    let page = blocking(&console, move |console| {
+        let s = snapshot(console)?;
+        let state = console.node.as_ref();
         let Some(row) = s.view.members.iter().find(|m| m.org == org) else {
             return Ok(None);
         };
@@ -210,9 +237,10 @@ async fn member(
     })
 }
 
-async fn roster(State(state): State<Arc<NodeState>>) -> Result<Response, ConsoleError> {
-    let page = blocking(&state, |state| {
-        let s = snapshot(state)?;
+async fn roster(State(console): State<Console>) -> Result<Response, ConsoleError> {
+    let page = blocking(&console, |console| {
+        let s = snapshot(console)?;
+        let state = console.node.as_ref();
         let events = audit::audit(state, &pb::AuditRequest::default())?.events;
         Ok(page::roster(&s.view, &events))
     })

@@ -9,6 +9,7 @@
 pub mod config;
 mod http;
 pub mod page;
+mod recent;
 pub mod view;
 
 use std::net::SocketAddr;

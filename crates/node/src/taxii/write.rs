@@ -12,7 +12,8 @@ use std::sync::Mutex;
 
 use intelmesh_core::{Indicator, OrgId, Tlp};
 use intelmesh_interop::stix::{
-    import_object, stix_objects, ImportOptions, ObjectOutcome, Outcome, SkipReason, StixIndicator,
+    import_object, stix_objects, unreadable_marking, ImportOptions, ObjectOutcome, Outcome,
+    SkipReason, StixIndicator,
 };
 use intelmesh_interop::taxii::{StatusDetail, StatusResource};
 use intelmesh_interop::{format_timestamp, Markings, Warninglists};
@@ -293,29 +294,6 @@ enum Judged {
     Held,
     /// To sign if no earlier object named it: the submission, or why it is refused.
     New(Indicator, Result<Prepared, String>),
-}
-
-/// Why an indicator's markings leave its TLP unknown, if they do: a restriction the node
-/// cannot read must not be published at the default TLP (a RED defined in an earlier POST
-/// would reach every member as AMBER).
-fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<String> {
-    let granular = object
-        .get("granular_markings")
-        .and_then(Value::as_array)
-        .is_some_and(|g| !g.is_empty());
-    if granular {
-        return Some(
-            "granular markings are not read: mark the whole object with object_marking_refs".into(),
-        );
-    }
-    let first = values.first()?;
-    (first.tlp_defaulted && !first.unknown_markings.is_empty()).then(|| {
-        format!(
-            "its markings ({}) are neither TLP markings nor defined in this envelope: its TLP \
-             cannot be told; post their definitions with it, or mark it with a TLP marking",
-            first.unknown_markings.join(", ")
-        )
-    })
 }
 
 fn judge(

@@ -9,7 +9,7 @@
 //! rotation or a compromise report (including one reported while suspended) stay ended.
 //! Entries the member signed while suspended become valid once it is reinstated.
 
-use intelmesh_core::entry::InvalidOrgId;
+use intelmesh_core::entry::{InvalidOrgId, MAX_PAYLOAD_BYTES};
 use intelmesh_core::sealed::EncKeyId;
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
@@ -39,10 +39,25 @@ pub struct ProposeContext<'a> {
     pub member_heads: &'a dyn Fn(&OrgId) -> u64,
 }
 
+/// Most actions one proposal may carry: enough to enrol a whole federation at once, while the
+/// document is checked again after each action (so a defect names the action that made it).
+pub const MAX_ACTIONS: usize = 1024;
+
+/// Room kept in a roster log entry's payload for each authority signature, and for the payload's
+/// own framing: a version travels as one entry, whose payload is at most `MAX_PAYLOAD_BYTES`.
+const SIGNATURE_ROOM: usize = 128;
+const PAYLOAD_FRAMING_ROOM: usize = 1024;
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
     #[error("no actions: a new version must change something")]
     NoActions,
+    #[error(
+        "{actions} actions: one proposal may carry at most {max}; split them over several versions"
+    )]
+    TooManyActions { actions: usize, max: usize },
+    #[error("the new version would be {bytes} bytes, over the {max} bytes a roster version may have (with room for its signatures) to travel in the roster log")]
+    DocumentTooLarge { bytes: usize, max: usize },
     #[error("action {index} ({kind}): {error}")]
     Action {
         /// Position in the list given, from 1.
@@ -140,6 +155,12 @@ pub fn propose(
     if actions.is_empty() {
         return Err(ProposeError::NoActions);
     }
+    if actions.len() > MAX_ACTIONS {
+        return Err(ProposeError::TooManyActions {
+            actions: actions.len(),
+            max: MAX_ACTIONS,
+        });
+    }
     let mut doc = current.document().clone();
     let federation_id = current.federation_id();
     let mut lines = Vec::with_capacity(actions.len());
@@ -162,7 +183,21 @@ pub fn propose(
         actions: lines,
         reason: ctx.reason.to_string(),
     });
-    Ok(doc.encode_to_vec())
+    let bytes = doc.encode_to_vec();
+    // Signed by the current authority keys and, for an authority change, the new ones.
+    let signers = authority_keys(current.document()) + authority_keys(&doc);
+    let max = MAX_PAYLOAD_BYTES.saturating_sub(PAYLOAD_FRAMING_ROOM + signers * SIGNATURE_ROOM);
+    if bytes.len() > max {
+        return Err(ProposeError::DocumentTooLarge {
+            bytes: bytes.len(),
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+fn authority_keys(doc: &pb::RosterDocument) -> usize {
+    doc.authority.as_ref().map_or(0, |a| a.keys.len())
 }
 
 /// The action's name as operators type it.

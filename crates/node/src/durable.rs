@@ -1,0 +1,106 @@
+//! Files replaced whole and durably: the contents synced through a temporary file renamed over
+//! the old one, and the directory synced, so that after a crash at any instant the path holds
+//! the old file or the new one, and once a call returns, the new one.
+//!
+//! Without the directory's sync a rename is in the file system's cache only: a crash can bring
+//! back the old name (or none) although the caller was told the write was done.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// A file operation that failed, and on which path.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}: {source}", path.display())]
+pub struct FileError {
+    pub what: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn failed(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+    let path = path.to_path_buf();
+    move |source| FileError { what, path, source }
+}
+
+/// Replaces `path` with `bytes` (created with `mode`, whatever the umask leaves of it).
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    let tmp = temporary(path);
+    // A temporary file a crash left behind is not reused: it may have another mode.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(failed("creating", &tmp))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(failed("writing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(failed("renaming to", path))?;
+    sync_parent(path)
+}
+
+/// Removes `path` (already gone is fine) and makes the removal durable.
+pub fn remove(path: &Path) -> Result<(), FileError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed("removing", path)(e)),
+        _ => sync_parent(path),
+    }
+}
+
+/// Makes the names created, renamed or removed in `path`'s directory durable.
+pub fn sync_parent(path: &Path) -> Result<(), FileError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(failed("syncing directory", dir))
+}
+
+/// `path` with `.tmp` added to its name (not replacing an extension, which may be meaningful).
+fn temporary(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_replaced_file_holds_the_new_bytes_with_the_mode_asked_and_no_temporary_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.roster");
+        replace(&path, b"old", 0o600).unwrap();
+        // A temporary left by a crash, readable by others, is not reused.
+        std::fs::write(temporary(&path), b"stale").unwrap();
+        std::fs::set_permissions(temporary(&path), std::fs::Permissions::from_mode(0o644)).unwrap();
+        replace(&path, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!temporary(&path).exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn removing_twice_is_fine_and_a_missing_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        replace(&path, b"x", 0o600).unwrap();
+        remove(&path).unwrap();
+        remove(&path).unwrap();
+        assert!(!path.exists());
+        let gone = dir.path().join("nowhere").join("x");
+        let err = replace(&gone, b"x", 0o600).unwrap_err();
+        assert_eq!(err.what, "creating");
+        assert!(err.to_string().contains("nowhere"), "{err}");
+    }
+}
