@@ -60,8 +60,7 @@ pub fn rotate_encryption_key(args: RotateEncryptionKeyArgs) -> anyhow::Result<Ex
     }
     let request = sign_encryption_key(&org, &signing, &new, intelmesh_core::now_unix_ms());
     let out = request_path(&path);
-    std::fs::write(&out, request.encode_to_vec())
-        .with_context(|| format!("writing {}", out.display()))?;
+    crate::enrol_cmd::write_file(&out, &request.encode_to_vec())?;
     out!(
         "{kept}\nSend {} to the hub operators: `intelmesh admin members set-encryption-key --request FILE`. Until a roster version lists it, members seal to the old key, which this node still opens.",
         out.display()

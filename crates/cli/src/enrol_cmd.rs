@@ -242,7 +242,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         )));
     }
     let pin = hex::encode(roster_hash(&genesis.document));
-    std::fs::write(a.dir.join("genesis.roster"), genesis.encode_to_vec())?;
+    write_file(&a.dir.join("genesis.roster"), &genesis.encode_to_vec())?;
     let config = NodeConfig {
         org: a.hub.to_string(),
         role: Role::Hub,
@@ -386,8 +386,7 @@ fn node_init(a: NodeInit) -> anyhow::Result<ExitCode> {
         intelmesh_core::now_unix_ms(),
     );
     let path = a.dir.join(REQUEST_FILE);
-    std::fs::write(&path, request.encode_to_vec())
-        .with_context(|| format!("writing {}", path.display()))?;
+    write_file(&path, &request.encode_to_vec())?;
     out!(
         "wrote the keys of {} into {} (private, 0600: they stay here)",
         a.org,
@@ -454,7 +453,7 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         &bundle.federation_ca_pem.join("\n"),
         false,
     )?;
-    std::fs::write(a.dir.join("genesis.roster"), genesis.encode_to_vec())?;
+    write_file(&a.dir.join("genesis.roster"), &genesis.encode_to_vec())?;
     let pin = hex::encode(&bundle.genesis_hash);
     let config = NodeConfig {
         org: org.to_string(),
@@ -515,7 +514,13 @@ fn absolute(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
 
 pub(crate) fn write_config(path: &Path, config: &NodeConfig) -> anyhow::Result<()> {
     let text = toml::to_string_pretty(config).context("encoding the node config")?;
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    write_file(path, text.as_bytes())
+}
+
+/// Writes a file others may read (a config, a genesis, a request to send), whole and durably:
+/// a crash leaves the old file or the new one, never a truncated one a re-run then refuses.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    Ok(intelmesh_node::durable::replace(path, bytes, 0o644)?)
 }
 
 fn create_dir(dir: &Path) -> anyhow::Result<()> {

@@ -278,6 +278,25 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
         revoked.contains(serial),
         "the diff names the serial: {revoked}"
     );
+    // Its enrolment key may be in other hands now: a renewal does not certify it again.
+    let renewed = run(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "renew",
+            AGENCY,
+            "--out",
+            &s(&dir.join("renewed.bundle")),
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(!renewed.status.success());
+    let err = String::from_utf8_lossy(&renewed.stderr);
+    assert!(
+        err.contains("was revoked, so the key of its enrolment request is not certified again"),
+        "{err}"
+    );
 
     // The hub's store re-verifies offline, its roster log named as such.
     fed.procs.stop_all();

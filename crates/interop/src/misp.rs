@@ -195,13 +195,17 @@ pub fn import_misp_str(text: &str, options: &MispOptions) -> Result<Vec<MispEven
     import_misp(&value, options)
 }
 
-/// Reads `{"Event":{…}}`, a bare event, `{"response":[{"Event":…}, …]}` or an array of
-/// either.
+/// Reads `{"Event":{…}}`, a bare event, `{"response":[{"Event":…}, …]}`, an attribute search's
+/// `{"response":{"Attribute":[…]}}` or an array of events.
 pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent>, MispError> {
     let items: Vec<&Value> = match value {
         Value::Array(items) => items.iter().collect(),
         Value::Object(map) => match map.get("response") {
             Some(Value::Array(items)) => items.iter().collect(),
+            // Attribute-level `restSearch` output: its attributes read as one event's.
+            Some(attributes @ Value::Object(found)) if found.contains_key("Attribute") => {
+                vec![attributes]
+            }
             Some(_) => {
                 return Err(MispError::NotMisp {
                     reason: "response is not a list",

@@ -399,3 +399,21 @@ fn repeated_tags_are_kept_once_in_order_and_long_ones_cut() {
     );
     assert_eq!(e.tlp_tag, Some(Tlp::Green));
 }
+
+#[test]
+fn an_attribute_search_reads_as_one_event() {
+    let found = json!({"response": {"Attribute": [
+        {"type": "domain", "value": "searched.example", "to_ids": true, "distribution": "1"},
+        {"type": "ip-dst", "value": "192.0.2.9", "to_ids": false},
+    ]}});
+    let events = import_misp(&found, &MispOptions::default()).unwrap();
+    assert_eq!(events.len(), 1);
+    let got: Vec<(String, Tlp)> = events[0]
+        .indicators()
+        .map(|i| (i.indicator.value().to_string(), i.tlp))
+        .collect();
+    assert_eq!(got, [("searched.example".to_string(), Tlp::Green)]);
+    assert_eq!(events[0].counts().not_for_ids, 1);
+    let odd = json!({"response": {"Events": []}});
+    assert!(import_misp(&odd, &MispOptions::default()).is_err());
+}

@@ -377,18 +377,9 @@ pub fn admin_uri(org: &OrgId, name: &str) -> String {
 
 /// Writes a PEM file; private ones are created 0600 from the start.
 pub fn write_pem(path: &Path, pem: &str, private: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    if private {
-        options.mode(0o600);
-    }
-    let mut f = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(pem.as_bytes())?;
-    Ok(())
+    // Replaced whole: `node join` writes the certificate a node is using over the old one.
+    let mode = if private { 0o600 } else { 0o644 };
+    Ok(crate::durable::replace(path, pem.as_bytes(), mode)?)
 }
 
 #[cfg(test)]

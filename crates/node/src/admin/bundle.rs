@@ -35,6 +35,14 @@ pub fn issue_bundle(
             current.version()
         )));
     }
+    // The bundle certifies the key of the enrolment request again. Once a certificate of the
+    // member was revoked, that key may be in other hands: certifying it again would readmit
+    // whoever holds it.
+    if current.document().revoked.iter().any(|r| r.org == org.as_str()) {
+        return Err(AdminError::Precondition(format!(
+            "a certificate of {org} was revoked, so the key of its enrolment request is not certified again: have {org} make a new key and request (`intelmesh pki request-node`) and sign it with `intelmesh pki sign-node`"
+        )));
+    }
     let csr_pem = admitted_request(state, org, &member.signing_keys)?;
     let admin = state.cfg.admin.as_ref().ok_or_else(|| {
         AdminError::Precondition(
