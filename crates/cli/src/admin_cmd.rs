@@ -136,7 +136,8 @@ enum MembersCmd {
 #[derive(Args, Debug)]
 struct BundleArgs {
     org: String,
-    #[arg(long, default_value_t = intelmesh_node::pki::DEFAULT_LEAF_DAYS)]
+    #[arg(long, default_value_t = intelmesh_node::pki::DEFAULT_LEAF_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(intelmesh_node::pki::CA_DAYS)))]
     days: u32,
     #[arg(long, value_name = "FILE")]
     out: PathBuf,

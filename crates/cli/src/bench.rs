@@ -94,7 +94,7 @@ pub enum Which {
         #[arg(long = "nodes", value_name = "N", default_value_t = 10)]
         agencies: usize,
         /// Submissions per second.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
         rate: u64,
         /// How long to submit.
         #[arg(long, default_value_t = 10)]

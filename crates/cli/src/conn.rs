@@ -47,7 +47,7 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Seconds to wait for the node: to connect, and for each answer (not for watch events).
-    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(TIMEOUT_SECS))]
     pub timeout: u64,
 }
 
@@ -232,6 +232,9 @@ impl ConnectArgs {
     }
 }
 
+/// Seconds a call may take, on the command line or in a profile.
+const TIMEOUT_SECS: std::ops::RangeInclusive<u64> = 1..=3600;
+
 /// A target from an address and files given directly (`--api …` or a profile's `api`);
 /// `needs` starts the message naming what is missing.
 fn direct(p: &Profile, needs: &str, timeout: u64) -> anyhow::Result<Target> {
@@ -261,7 +264,17 @@ fn direct(p: &Profile, needs: &str, timeout: u64) -> anyhow::Result<Target> {
 
 /// A target from a client profile: its endpoints file and node, or its address and files.
 fn from_profile(p: &Profile, timeout: u64) -> anyhow::Result<Target> {
-    let timeout = p.timeout.unwrap_or(timeout);
+    let timeout = match p.timeout {
+        Some(t) if !TIMEOUT_SECS.contains(&t) => {
+            return Err(usage(format!(
+                "the profile's timeout {t} is not in {}..={} (seconds)",
+                TIMEOUT_SECS.start(),
+                TIMEOUT_SECS.end()
+            )))
+        }
+        Some(t) => t,
+        None => timeout,
+    };
     match &p.endpoints {
         Some(file) => {
             let node = p

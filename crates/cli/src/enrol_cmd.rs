@@ -165,7 +165,35 @@ fn pub_path(key: &Path) -> PathBuf {
 }
 
 pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
-    let Federation::Init(mut a) = which;
+    let Federation::Init(a) = which;
+    let dir = absolute("--dir", &a.dir)?;
+    // Some inputs are only judged once keys exist (the genesis is built from them): a failure
+    // then takes back what this run wrote, so a corrected run is not refused over it.
+    let fresh = match std::fs::read_dir(&dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    };
+    let result = federation_init(a);
+    if result.is_err() && fresh {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let _ = match path.is_dir() {
+                    true => std::fs::remove_dir_all(&path),
+                    false => std::fs::remove_file(&path),
+                };
+            }
+        }
+    }
+    result
+}
+
+fn federation_init(mut a: FederationInit) -> anyhow::Result<ExitCode> {
+    let federation_listen = match a.federation_listen {
+        Some(addr) => addr,
+        None => crate::conn::resolve_addr("--hub-address", &a.hub_address)?,
+    };
+    distinct_listeners(federation_listen, a.api_listen)?;
     // The config names files by path and a node resolves relative paths against the
     // config's own directory: write absolute ones.
     a.dir = absolute("--dir", &a.dir)?;
@@ -266,10 +294,7 @@ pub fn federation(which: Federation) -> anyhow::Result<ExitCode> {
         }),
         roster_version: 0,
         federation: ListenerConfig {
-            listen: match a.federation_listen {
-                Some(addr) => addr,
-                None => crate::conn::resolve_addr("--hub-address", &a.hub_address)?,
-            },
+            listen: federation_listen,
             client_ca: a.dir.join("federation-ca.pem"),
             cert: hub_dir.join("node.pem"),
             key: hub_dir.join("node.key"),
@@ -373,6 +398,10 @@ pub fn node(which: NodeCmd) -> anyhow::Result<ExitCode> {
 }
 
 fn node_init(a: NodeInit) -> anyhow::Result<ExitCode> {
+    // Judged here as the hub will judge them, before any key is made.
+    if let Some(problem) = intelmesh_roster::enrolment::naming_problem(&a.name, &a.country) {
+        return Err(usage(format!("--name/--country: {problem}")));
+    }
     let files = node_files(&a.dir, &a.org)?;
     let request = sign_enrolment(
         &EnrolmentDetails {
@@ -417,6 +446,7 @@ fn dir_org(dir: &Path) -> anyhow::Result<OrgId> {
 }
 
 fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
+    distinct_listeners(a.federation_listen, a.api_listen)?;
     a.dir = absolute("--dir", &a.dir)?;
     let org = dir_org(&a.dir)?;
     let bytes = std::fs::read(&a.bundle)
@@ -510,6 +540,19 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
 
 fn absolute(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
+}
+
+/// The node's two listeners on one port would make a config `run` refuses.
+fn distinct_listeners(
+    federation: std::net::SocketAddr,
+    api: std::net::SocketAddr,
+) -> anyhow::Result<()> {
+    if federation == api && api.port() != 0 {
+        return Err(usage(format!(
+            "--api-listen {api} is also the federation listener: give each its own port (peers and services never share a listener)"
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn write_config(path: &Path, config: &NodeConfig) -> anyhow::Result<()> {

@@ -316,6 +316,13 @@ fn verify_store(
             data.display()
         )));
     }
+    // Opening creates a store where there is none: an empty one would "verify".
+    if !intelmesh_store::DiskStore::exists_at(data) {
+        return Err(usage(format!(
+            "--data {} holds no store: give the data_dir of a node's config",
+            data.display()
+        )));
+    }
     let store = intelmesh_store::DiskStore::open(intelmesh_store::StoreConfig::new(data))
         .with_context(|| format!("opening store at {}", data.display()))?;
     let mut registry = match keys {

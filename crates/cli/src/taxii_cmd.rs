@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Subcommand, ValueEnum};
+use intelmesh_node::config::NodeConfig;
 use intelmesh_node::taxii::{hash_password, random_password, Permission, TaxiiConfig, TaxiiUser};
 
 use crate::usage;
@@ -153,6 +154,9 @@ pub fn edit(
 ) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(config)
         .map_err(|e| usage(format!("--config {}: {e}", config.display())))?;
+    // A node's config, not any TOML file: the edit is judged as the node will read it.
+    NodeConfig::from_text(&text, config)
+        .map_err(|e| usage(format!("--config is not a node config: {e}")))?;
     let mut table: toml::Table = text
         .parse()
         .map_err(|e| usage(format!("--config {}: not TOML: {e}", config.display())))?;
@@ -165,14 +169,30 @@ pub fn edit(
     };
     change(&mut taxii)?;
     if let Some(t) = &taxii {
-        if let Some(f) = t.problems(&[]).first() {
-            return Err(usage(f.to_string()));
-        }
         table.insert(
             "taxii".into(),
             toml::Value::try_from(t).context("encoding [taxii]")?,
         );
     }
     let text = toml::to_string_pretty(&table).context("encoding the config")?;
-    std::fs::write(config, text).with_context(|| format!("writing {}", config.display()))
+    // What the node would refuse about the gateway (its port taken by another listener, …):
+    // refused now, not at the next start. Other settings are the operator's own business.
+    let edited = NodeConfig::from_text(&text, config)
+        .map_err(|e| usage(format!("--config {}: {e}", config.display())))?;
+    if let Some(f) = edited
+        .problems()
+        .into_iter()
+        .find(|f| f.setting.starts_with("taxii"))
+    {
+        return Err(usage(f.to_string()));
+    }
+    // Replaced whole, keeping the file's mode (it holds the users' password hashes).
+    let mode = std::fs::metadata(config)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap_or(0o600);
+    Ok(intelmesh_node::durable::replace(
+        config,
+        text.as_bytes(),
+        mode,
+    )?)
 }

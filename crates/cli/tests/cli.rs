@@ -392,6 +392,70 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
         "a connection option is required"
     );
 
+    // `taxii enable` judges the edit as the node will read the file, and leaves it alone
+    // when it refuses.
+    let config = nodes.config("SG-IGCI");
+    let before = std::fs::read(&config).unwrap();
+    let api = intelmesh_node::config::NodeConfig::read(std::path::Path::new(&config))
+        .unwrap()
+        .api
+        .listen
+        .to_string();
+    let out = intelmesh(&["taxii", "enable", "--config", &config, "--listen", &api]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("taxii.listen"));
+    assert_eq!(std::fs::read(&config).unwrap(), before);
+    let empty = d.join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let out = intelmesh(&[
+        "taxii",
+        "enable",
+        "--config",
+        empty.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("not a node config"));
+    assert_eq!(std::fs::read(&empty).unwrap(), b"");
+    // An agency's name and country are judged before any key is made, as the hub will.
+    let ag = d.join("ag3");
+    let ag_s = ag.to_str().unwrap();
+    let out = intelmesh(&[
+        "node",
+        "init",
+        "--org",
+        "AG3",
+        "--name",
+        "x",
+        "--country",
+        "ZZZ",
+        "--dir",
+        ag_s,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("ISO 3166-1"));
+    assert!(!ag.exists());
+    // A profile's timeout is bounded as --timeout is.
+    let profile = d.join("slow.toml");
+    std::fs::write(
+        &profile,
+        "api = \"127.0.0.1:1\"\nnode_org = \"SG-IGCI\"\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\ntimeout = 1000000000000\n",
+    )
+    .unwrap();
+    let out = intelmesh(&["status", "--profile", profile.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("timeout 1000000000000 is not in 1..=3600"));
+    let out = intelmesh(&[
+        "bench",
+        "propagate",
+        "--nodes",
+        "2",
+        "--rate",
+        "99999999999",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+
     // Keys are never overwritten.
     let ca = d.join("SG-IGCI/service-ca");
     let key_before = std::fs::read(ca.join("ca.key")).unwrap();

@@ -577,3 +577,63 @@ fn an_authority_change_needs_both_thresholds_and_binds_later_versions() {
     let empty = run(&fed.admin("alice", &["roster", "propose"]));
     assert_eq!(empty.status.code(), Some(2));
 }
+
+/// `federation init` judges some inputs only once it has made keys (the genesis is built from
+/// them): a failure takes back what it wrote, so the corrected command is not refused.
+#[test]
+fn a_failed_federation_init_leaves_nothing_behind_and_the_corrected_one_succeeds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let key = dir.join("alice.key");
+    run_ok(&args(&[
+        "admin",
+        "keygen",
+        "--name",
+        "alice",
+        "--out",
+        &s(&key),
+    ]));
+    let fed = dir.join("fed");
+    let init = |threshold: &str| {
+        args(&[
+            "federation",
+            "init",
+            "--id",
+            FED,
+            "--hub",
+            HUB,
+            "--authority",
+            &format!("alice={}.pub", s(&key)),
+            "--sign-with",
+            &s(&key),
+            "--threshold",
+            threshold,
+            "--hub-address",
+            "127.0.0.1:17999",
+            "--dir",
+            &s(&fed),
+        ])
+    };
+    let mut one_port = init("1");
+    one_port.extend(args(&["--api-listen", "127.0.0.1:17999"]));
+    let refused = run(&one_port);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is also the federation listener"));
+    assert!(
+        !fed.exists(),
+        "nothing is written for a config run would refuse"
+    );
+    let refused = run(&init("2"));
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("threshold 2 with 1 authority keys"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(&fed)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    let out = run_ok(&init("1"));
+    assert!(out.contains("genesis pin: "), "{out}");
+}

@@ -82,6 +82,13 @@ fn a_node_keeps_its_files_private_under_umask_022_and_checks_say_to_stop_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A directory holding no store is named as such, and no store is made there to "verify".
+    let empty = tempfile::tempdir().unwrap();
+    let out = intelmesh(&["verify-store", "--data", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("holds no store"));
+    assert_eq!(std::fs::read_dir(empty.path()).unwrap().count(), 0);
+
     let data = nodes.data_dir(ORG);
     let out = intelmesh(&["verify-store", "--data", data.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));

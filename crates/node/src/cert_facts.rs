@@ -99,6 +99,10 @@ mod tests {
             panic!("a certificate valid for no day was issued");
         };
         assert!(err.to_string().contains("at least one day"), "{err}");
+        let Err(err) = ca.issue_node_for(&org, Validity::days(3_000_000)) else {
+            panic!("a certificate valid past a CA's ten years was issued");
+        };
+        assert!(err.to_string().contains("at most 3650 days"), "{err}");
     }
 
     #[test]

@@ -90,6 +90,12 @@ impl Validity {
         if self.days == 0 {
             anyhow::bail!("a certificate must be valid for at least one day (--days)");
         }
+        if self.days > CA_DAYS {
+            anyhow::bail!(
+                "a certificate may be valid for at most {CA_DAYS} days (a CA's ten years), not {} (--days)",
+                self.days
+            );
+        }
         let now = unix_now_secs();
         params.not_before = asn1_time(now - BACKDATE_SECS)?.to_datetime();
         params.not_after = asn1_time(now + i64::from(self.days) * 86_400)?.to_datetime();

@@ -33,6 +33,33 @@ pub struct EnrolmentDetails {
     pub encryption_key: Option<EncryptionPublic>,
 }
 
+/// Longest display name a member may have, in characters.
+pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
+
+/// What is wrong with how an agency names itself, if anything: a display name the roster shows
+/// on one line everywhere (none empty, none with control characters, at most
+/// [`MAX_DISPLAY_NAME_CHARS`]), a country that is an ISO 3166-1 alpha-2 code or empty.
+pub fn naming_problem(display_name: &str, country: &str) -> Option<String> {
+    if display_name.trim().is_empty() {
+        return Some("the display name is empty".into());
+    }
+    if display_name.chars().any(char::is_control) {
+        return Some(format!(
+            "the display name {display_name:?} holds control characters (a line break, a tab, …)"
+        ));
+    }
+    if display_name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Some(format!(
+            "the display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"
+        ));
+    }
+    let country_ok = country.is_empty()
+        || (country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()));
+    (!country_ok).then(|| {
+        format!("country {country:?} is not an ISO 3166-1 alpha-2 code (two capital letters, e.g. AU), or empty for an international body")
+    })
+}
+
 /// An enrolment request whose signature verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedEnrolment {

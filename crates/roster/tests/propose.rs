@@ -6,7 +6,10 @@ mod common;
 use common::*;
 use intelmesh_core::KeyId;
 use intelmesh_proto::v1 as pb;
-use intelmesh_roster::enrolment::{sign_rotation, verify_enrolment, verify_rotation, RequestError};
+use intelmesh_roster::enrolment::{
+    sign_enrolment, sign_rotation, verify_enrolment, verify_rotation, EnrolmentDetails,
+    RequestError,
+};
 use intelmesh_roster::propose::ActionError;
 use intelmesh_roster::{check_document, DocumentDefect, MemberStatus, ProposeError, Roster};
 use pb::action::Action as A;
@@ -277,17 +280,25 @@ fn suspend_reinstate_remove_and_their_refusals() {
 #[test]
 fn removing_a_hub_drops_its_addresses() {
     let v1 = genesis();
+    // Another hub first: a version leaves at least one active hub.
+    let second_hub = A::AddMember(pb::AddMember {
+        request: Some(enrolment("HUB-B", &key(21))),
+        role: pb::MemberRole::Hub as i32,
+    });
     let v2 = apply(
         &v1,
-        vec![A::Remove(pb::Remove {
-            org: "HUB".into(),
-            withdraw: false,
-        })],
+        vec![
+            second_hub,
+            A::Remove(pb::Remove {
+                org: "HUB".into(),
+                withdraw: false,
+            }),
+        ],
         &no_heads,
     );
     assert!(v2.document().hubs.is_empty());
     assert!(
-        lines(&v2)[0].ends_with("; its hub addresses are dropped"),
+        lines(&v2)[1].ends_with("; its hub addresses are dropped"),
         "{:?}",
         lines(&v2)
     );
@@ -526,4 +537,67 @@ fn a_version_too_large_for_the_roster_log_is_refused_at_proposal_and_250_single_
     assert!(bytes > max, "{bytes} <= {max}");
     assert!(current.signed().encode_to_vec().len() <= max + 2048);
     println!("{members} members fit; the next 50 would make {bytes} bytes (max {max})");
+}
+
+#[test]
+fn a_version_leaving_no_active_hub_is_refused() {
+    let v2 = with_agency();
+    let hub = v2
+        .members()
+        .iter()
+        .find(|m| m.role == pb::MemberRole::Hub as i32)
+        .map(|m| m.org.clone())
+        .expect("the genesis hub");
+    assert_eq!(
+        try_propose(&v2, vec![suspend(&hub)], &no_heads),
+        Err(ProposeError::NoActiveHub)
+    );
+    let remove = A::Remove(pb::Remove {
+        org: hub.clone(),
+        withdraw: false,
+    });
+    assert_eq!(
+        try_propose(&v2, vec![remove], &no_heads),
+        Err(ProposeError::NoActiveHub)
+    );
+    // An agency may go.
+    assert!(try_propose(&v2, vec![suspend("AG")], &no_heads).is_ok());
+}
+
+#[test]
+fn a_member_named_across_lines_or_of_no_country_is_refused() {
+    let v1 = genesis();
+    let named = |name: &str, country: &str| {
+        let details = EnrolmentDetails {
+            org: org("AG"),
+            display_name: name.into(),
+            country: country.into(),
+            csr_pem: String::new(),
+            encryption_key: None,
+        };
+        A::AddMember(pb::AddMember {
+            request: Some(sign_enrolment(&details, &key(30), NOW)),
+            role: pb::MemberRole::Agency as i32,
+        })
+    };
+    for (name, country, said) in [
+        ("a\nb", "AU", "control characters"),
+        ("  ", "AU", "empty"),
+        ("AFP", "ZZZ", "ISO 3166-1"),
+        ("AFP", "au", "ISO 3166-1"),
+    ] {
+        let (index, _, error) = refusal(&v1, vec![named(name, country)]);
+        assert_eq!(index, 1);
+        assert!(
+            matches!(&error, ActionError::Naming(p) if p.contains(said)),
+            "{name:?} {country:?}: {error}"
+        );
+    }
+    assert!(try_propose(
+        &v1,
+        vec![named("Australian Federal Police", "AU")],
+        &no_heads
+    )
+    .is_ok());
+    assert!(try_propose(&v1, vec![named("Interpol", "")], &no_heads).is_ok());
 }

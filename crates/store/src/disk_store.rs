@@ -212,13 +212,19 @@ impl DiskStore {
             .and_then(|v| OrgId::parse(std::str::from_utf8(&v).ok()?).ok()))
     }
 
+    /// Whether a store was ever created at `path` (the engine's marker is there): opening one
+    /// where there is none creates it.
+    pub fn exists_at(path: &Path) -> bool {
+        path.join(crate::kv::MARKER_FILE).is_file()
+    }
+
     /// Checks, without loading the store, that the one at `path` (if there is one) is free
     /// and was not recorded for another org than `owner`: what opening it for `owner` would
     /// refuse. For `intelmesh run --check`, so it records nothing.
     pub fn check_owner_at(path: &Path, owner: &OrgId) -> Result<(), StoreError> {
         // The engine writes its marker when it creates a store: without it there is nothing to
         // check.
-        if !path.join(crate::kv::MARKER_FILE).is_file() {
+        if !DiskStore::exists_at(path) {
             return Ok(());
         }
         let found = {

@@ -16,7 +16,7 @@ use super::book;
 use super::proposals::current_roster as current;
 use super::roster_log::stored_version;
 use super::AdminError;
-use crate::pki::{Ca, Validity, DEFAULT_LEAF_DAYS};
+use crate::pki::{Ca, Validity, CA_DAYS, DEFAULT_LEAF_DAYS};
 use crate::state::NodeState;
 
 /// The bundle of member `org`, its certificate valid for `days` (0: the default).
@@ -38,7 +38,12 @@ pub fn issue_bundle(
     // The bundle certifies the key of the enrolment request again. Once a certificate of the
     // member was revoked, that key may be in other hands: certifying it again would readmit
     // whoever holds it.
-    if current.document().revoked.iter().any(|r| r.org == org.as_str()) {
+    if current
+        .document()
+        .revoked
+        .iter()
+        .any(|r| r.org == org.as_str())
+    {
         return Err(AdminError::Precondition(format!(
             "a certificate of {org} was revoked, so the key of its enrolment request is not certified again: have {org} make a new key and request (`intelmesh pki request-node`) and sign it with `intelmesh pki sign-node`"
         )));
@@ -52,6 +57,11 @@ pub fn issue_bundle(
     let ca = Ca::load(&admin.federation_ca_cert, &admin.federation_ca_key)
         .map_err(|e| AdminError::Precondition(format!("[admin] federation CA: {e:#}")))?;
     let days = if days == 0 { DEFAULT_LEAF_DAYS } else { days };
+    if days > CA_DAYS {
+        return Err(AdminError::Invalid(format!(
+            "days {days}: a certificate may be valid for at most {CA_DAYS} days"
+        )));
+    }
     let node_cert_pem = ca
         .sign_node_request(org, &csr_pem, Validity::days(days))
         .map_err(|e| AdminError::Invalid(format!("the certificate request of {org}: {e:#}")))?;

@@ -57,6 +57,9 @@ pub(super) fn add_member(
         });
     }
     let r = &enrolment.request;
+    if let Some(problem) = crate::enrolment::naming_problem(&r.display_name, &r.country) {
+        return Err(ActionError::Naming(problem));
+    }
     let mut added = new_member(
         &org,
         &r.display_name,

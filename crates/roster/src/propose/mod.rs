@@ -56,6 +56,8 @@ pub enum ProposeError {
         "{actions} actions: one proposal may carry at most {max}; split them over several versions"
     )]
     TooManyActions { actions: usize, max: usize },
+    #[error("the new version would leave no active hub: no one could publish a later version (not even one reinstating a hub); keep or add another active hub first")]
+    NoActiveHub,
     #[error("the new version would be {bytes} bytes, over the {max} bytes a roster version may have (with room for its signatures) to travel in the roster log")]
     DocumentTooLarge { bytes: usize, max: usize },
     #[error("action {index} ({kind}): {error}")]
@@ -78,6 +80,8 @@ pub enum ActionError {
     Org(InvalidOrgId),
     #[error("enrolment request refused: {0}")]
     Enrolment(RequestError),
+    #[error("enrolment request refused: {0}")]
+    Naming(String),
     #[error("rotation request refused: {0}")]
     Rotation(RequestError),
     #[error("encryption key request refused: {0}")]
@@ -174,6 +178,12 @@ pub fn propose(
         // Checked after every action, so a defect names the action that made it.
         check_decoded(doc.clone()).map_err(|d| fail(ActionError::Malformed(d)))?;
         lines.push(line);
+    }
+    let active_hub = doc.members.iter().any(|m| {
+        m.role == pb::MemberRole::Hub as i32 && m.status == pb::MemberStatus::Active as i32
+    });
+    if !active_hub {
+        return Err(ProposeError::NoActiveHub);
     }
     doc.version = current.version() + 1;
     doc.prev_hash = current.hash().to_vec();
