@@ -457,6 +457,12 @@ fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
             a.bundle.display()
         ))
     })?;
+    if bundle.org.is_empty() {
+        return Err(usage(format!(
+            "--bundle {}: not an enrolment bundle (it names no org): give the file `intelmesh admin members bundle` wrote",
+            a.bundle.display()
+        )));
+    }
     if bundle.org != org.as_str() {
         return Err(usage(format!(
             "--bundle {} is for {}, but {} holds the keys of {org}",

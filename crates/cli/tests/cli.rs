@@ -436,6 +436,48 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("ISO 3166-1"));
     assert!(!ag.exists());
+    let ag = d.join("ag4");
+    let ag_s = ag.to_str().unwrap();
+    let out = intelmesh(&[
+        "node",
+        "init",
+        "--org",
+        "AG4",
+        "--name",
+        "Agency 4",
+        "--country",
+        "AU",
+        "--dir",
+        ag_s,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let empty_bundle = d.join("empty.bundle");
+    std::fs::write(&empty_bundle, b"").unwrap();
+    let out = intelmesh(&[
+        "node",
+        "join",
+        "--dir",
+        ag_s,
+        "--bundle",
+        empty_bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("names no org"));
+    let out = intelmesh(&[
+        "admin",
+        "keygen",
+        "--name",
+        "a",
+        "--out",
+        d.join("no/dir/a.key").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(one_error_line(&out).contains("its directory does not exist"));
     // A profile's timeout is bounded as --timeout is.
     let profile = d.join("slow.toml");
     std::fs::write(

@@ -46,7 +46,18 @@ pub fn write_secret(path: &Path, content: &[u8]) -> anyhow::Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("creating {} (refusing to overwrite a key)", path.display()))?;
+        .map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::AlreadyExists => "it exists: refusing to overwrite a key",
+                std::io::ErrorKind::NotFound => "its directory does not exist",
+                _ => "",
+            };
+            anyhow::anyhow!(
+                "creating {}: {e}{}{why}",
+                path.display(),
+                if why.is_empty() { "" } else { "; " }
+            )
+        })?;
     f.write_all(content)
         .with_context(|| format!("writing {}", path.display()))?;
     f.sync_all()

@@ -173,6 +173,11 @@ pub fn sign_enrolment(
 pub fn verify_enrolment(
     signed: &pb::SignedEnrolmentRequest,
 ) -> Result<VerifiedEnrolment, RequestError> {
+    if signed.request.is_empty() {
+        return Err(RequestError::Undecodable(
+            "it is empty (give the enrolment.request file `node init` wrote)".into(),
+        ));
+    }
     let request = pb::EnrolmentRequest::decode(signed.request.as_slice())
         .map_err(|e| RequestError::Undecodable(e.to_string()))?;
     let org = OrgId::parse(&request.org).map_err(RequestError::Org)?;

@@ -194,8 +194,22 @@ fn compare_index(
     };
     let meta = store.stored_index_meta()?;
     if meta != want {
+        let mut differ = Vec::new();
+        if meta.count != want.count {
+            differ.push(format!(
+                "it counts {} indicators, the rebuilt index {}",
+                meta.count, want.count
+            ));
+        }
+        if meta.lengths != want.lengths {
+            differ.push("the CIDR prefix lengths it lists differ".to_string());
+        }
+        if meta.digest != want.digest {
+            differ.push("the digest of its states differs".to_string());
+        }
         check.problems.push(format!(
-            "index counters differ from the rebuilt index: stored {meta:?}, expected {want:?}"
+            "the index's stored counters differ from the rebuilt index: {}",
+            differ.join("; ")
         ));
     }
     Ok(())
