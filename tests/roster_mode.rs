@@ -162,6 +162,17 @@ async fn a_member_whose_key_the_roster_ended_signs_no_checkpoints_until_reinstat
     .unwrap();
     let resumed = own_head().unwrap();
     net.wait_holds(&hub, &sg, resumed).await.unwrap();
+    // A restart of the hub keeps them: version 3's end was reopened by version 4.
+    net.stop(&hub).await;
+    net.start(&hub).await;
+    let kept = net
+        .node(&hub)
+        .state()
+        .store
+        .head(&sg)
+        .unwrap()
+        .map(|h| h.seq);
+    assert!(kept >= Some(resumed), "{kept:?} < {resumed}");
     for o in [hub, sg] {
         net.stop(&o).await;
     }

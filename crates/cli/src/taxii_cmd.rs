@@ -155,8 +155,12 @@ pub fn edit(
     let text = std::fs::read_to_string(config)
         .map_err(|e| usage(format!("--config {}: {e}", config.display())))?;
     // A node's config, not any TOML file: the edit is judged as the node will read it.
-    NodeConfig::from_text(&text, config)
-        .map_err(|e| usage(format!("--config is not a node config: {e}")))?;
+    let before: Vec<String> = NodeConfig::from_text(&text, config)
+        .map_err(|e| usage(format!("--config is not a node config: {e}")))?
+        .problems()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mut table: toml::Table = text
         .parse()
         .map_err(|e| usage(format!("--config {}: not TOML: {e}", config.display())))?;
@@ -175,14 +179,15 @@ pub fn edit(
         );
     }
     let text = toml::to_string_pretty(&table).context("encoding the config")?;
-    // What the node would refuse about the gateway (its port taken by another listener, …):
-    // refused now, not at the next start. Other settings are the operator's own business.
+    // What the node would refuse that the edit brought (the gateway's port taken by another
+    // listener, …): refused now, not at the next start. What was there before is the
+    // operator's own business.
     let edited = NodeConfig::from_text(&text, config)
         .map_err(|e| usage(format!("--config {}: {e}", config.display())))?;
     if let Some(f) = edited
         .problems()
         .into_iter()
-        .find(|f| f.setting.starts_with("taxii"))
+        .find(|f| !before.contains(&f.to_string()))
     {
         return Err(usage(f.to_string()));
     }

@@ -208,23 +208,11 @@ struct Columns {
     kind: Option<usize>,
 }
 
-/// Header names (lowercase, `_` for spaces) of columns holding no values, whole or in part.
-const IGNORED_NAMES: &[&str] = &["id", "name", "title", "tags", "tag", "threat", "status"];
-const IGNORED_PARTS: &[&str] = &[
-    "link",
-    "reference",
-    "reporter",
-    "comment",
-    "note",
-    "description",
-    "context",
-    "source",
-    "filename",
-    "file_name",
-    "date",
-    "seen",
-    "online",
-];
+/// Header names (lowercase, `_` for spaces) of columns holding no values to share: whole
+/// names, and parts that only such names contain. Kept narrow: a notes or source column may
+/// well hold a value (`source_ip`), and a value in it is read as before.
+const IGNORED_NAMES: &[&str] = &["id", "tags", "tag", "threat", "status", "reporter"];
+const IGNORED_PARTS: &[&str] = &["link", "reference", "reporter", "filename", "file_name"];
 const TYPE_NAMES: &[&str] = &[
     "type",
     "entity_type",

@@ -215,7 +215,7 @@ fn a_row_whose_type_is_not_shared_is_left_out_with_its_type() {
     let r = read_csv(
         "\u{feff}Type,Value,Note,Seen in\n\
          Filename,crdss.exe,Backdoor dropper file name,Ukraine\n\
-         SHA1,80fb042b4a563efe058a71a647ea949148a56c7c,Backdoor dropper hash,evil.example\n",
+         SHA1,80fb042b4a563efe058a71a647ea949148a56c7c,Backdoor dropper hash,Estonia\n",
     );
     assert_eq!(values(&r), ["80fb042b4a563efe058a71a647ea949148a56c7c"]);
     assert_eq!(r.header, Some(1));
@@ -232,4 +232,10 @@ fn a_row_whose_type_is_not_shared_is_left_out_with_its_type() {
     // Without a header naming them, every cell is read as before.
     let plain = read_csv("evil.example,crdss.exe\n");
     assert_eq!(values(&plain), ["evil.example", "crdss.exe"]);
+}
+
+#[test]
+fn columns_a_header_names_for_values_are_still_read() {
+    let r = read_csv("timestamp,source_ip,comment\n2024-01-02,203.0.113.7,phish@evil.example\n");
+    assert_eq!(values(&r), ["203.0.113.7", "phish@evil.example"]);
 }

@@ -198,13 +198,19 @@ pub fn import_misp_str(text: &str, options: &MispOptions) -> Result<Vec<MispEven
 /// Reads `{"Event":{…}}`, a bare event, `{"response":[{"Event":…}, …]}`, an attribute search's
 /// `{"response":{"Attribute":[…]}}` or an array of events.
 pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent>, MispError> {
+    let found_alone: Vec<Value>;
     let items: Vec<&Value> = match value {
         Value::Array(items) => items.iter().collect(),
         Value::Object(map) => match map.get("response") {
             Some(Value::Array(items)) => items.iter().collect(),
-            // Attribute-level `restSearch` output: its attributes read as one event's.
-            Some(attributes @ Value::Object(found)) if found.contains_key("Attribute") => {
-                vec![attributes]
+            // Attribute-level `restSearch` output: each attribute read in the event it names.
+            Some(Value::Object(found)) if found.contains_key("Attribute") => {
+                found_alone = found
+                    .get("Attribute")
+                    .and_then(Value::as_array)
+                    .map(|attributes| attributes.iter().map(in_its_event).collect())
+                    .unwrap_or_default();
+                found_alone.iter().collect()
             }
             Some(_) => {
                 return Err(MispError::NotMisp {
@@ -233,6 +239,20 @@ pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent
         events.push(read_event(event, options));
     }
     Ok(events)
+}
+
+/// A searched attribute inside the event it names (`Event`: its uuid, info and distribution),
+/// so its TLP is decided as inside that event. A search that left the event out gives the
+/// strictest distribution short of a sharing group: what the event allowed is not known.
+fn in_its_event(attribute: &Value) -> Value {
+    let event = attribute.get("Event");
+    let field = |name: &str| event.and_then(|e| e.get(name)).cloned();
+    serde_json::json!({ "Event": {
+        "uuid": field("uuid").unwrap_or(Value::Null),
+        "info": field("info").unwrap_or(Value::Null),
+        "distribution": field("distribution").unwrap_or_else(|| Value::from("0")),
+        "Attribute": [attribute],
+    }})
 }
 
 fn read_event(event: &Value, options: &MispOptions) -> MispEvent {

@@ -401,19 +401,30 @@ fn repeated_tags_are_kept_once_in_order_and_long_ones_cut() {
 }
 
 #[test]
-fn an_attribute_search_reads_as_one_event() {
+fn a_searched_attribute_takes_the_distribution_of_the_event_it_names() {
     let found = json!({"response": {"Attribute": [
-        {"type": "domain", "value": "searched.example", "to_ids": true, "distribution": "1"},
+        {"type": "domain", "value": "searched.example", "to_ids": true, "distribution": "5",
+         "Event": {"uuid": "e1", "info": "x", "distribution": "0"}},
+        {"type": "domain", "value": "wide.example", "to_ids": true, "distribution": "3",
+         "Event": {"uuid": "e2", "info": "y", "distribution": "3"}},
+        {"type": "domain", "value": "unknown.example", "to_ids": true, "distribution": "5"},
         {"type": "ip-dst", "value": "192.0.2.9", "to_ids": false},
     ]}});
     let events = import_misp(&found, &MispOptions::default()).unwrap();
-    assert_eq!(events.len(), 1);
-    let got: Vec<(String, Tlp)> = events[0]
-        .indicators()
+    let got: Vec<(String, Tlp)> = events
+        .iter()
+        .flat_map(|e| e.indicators())
         .map(|i| (i.indicator.value().to_string(), i.tlp))
         .collect();
-    assert_eq!(got, [("searched.example".to_string(), Tlp::Green)]);
-    assert_eq!(events[0].counts().not_for_ids, 1);
+    assert_eq!(
+        got,
+        [
+            ("searched.example".to_string(), Tlp::AmberStrict),
+            ("wide.example".to_string(), Tlp::Clear),
+            ("unknown.example".to_string(), Tlp::AmberStrict),
+        ]
+    );
+    assert_eq!(events[3].counts().not_for_ids, 1);
     let odd = json!({"response": {"Events": []}});
     assert!(import_misp(&odd, &MispOptions::default()).is_err());
 }

@@ -219,8 +219,6 @@ pub fn import_stix(value: &Value, options: &ImportOptions) -> Result<StixImport,
     Ok(StixImport { objects })
 }
 
-/// The objects of a bundle, a TAXII envelope, an array of objects or a single object: what
-/// [`import_stix`] reads, for a caller that imports them one by one with [`import_object`].
 /// Why an indicator's markings leave its TLP unknown, if they do (`values` are what it
 /// imported as): granular markings (not read), or markings neither TLP nor defined with it.
 /// A restriction the reader cannot read must not be published at the default TLP: a RED
@@ -245,6 +243,8 @@ pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<St
     })
 }
 
+/// The objects of a bundle, a TAXII envelope, an array of objects or a single object: what
+/// [`import_stix`] reads, for a caller that imports them one by one with [`import_object`].
 pub fn stix_objects(value: &Value) -> Result<&[Value], StixError> {
     match value {
         Value::Array(items) => Ok(items),

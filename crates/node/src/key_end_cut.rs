@@ -171,7 +171,10 @@ pub(crate) fn ended_key_cuts(
 /// versions ([`Roster::signs_later_versions`]) signed the next entry: taken in under an older
 /// version, it is one no node following this version accepts, and left in place the real
 /// next version could never be stored (a second entry at that seq).
-fn roster_log_cut(store: &DiskStore, roster: &Roster) -> Result<Option<Cut>, StoreError> {
+pub(crate) fn roster_log_cut(
+    store: &DiskStore,
+    roster: &Roster,
+) -> Result<Option<Cut>, StoreError> {
     let log = roster.federation_id();
     let version = roster.version();
     if store.head(log)?.is_none_or(|h| h.seq <= version) {

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::checkpoint::Checkpoints;
 use crate::config::RosterConfig;
-use crate::key_end_cut::{ended_key_cuts, CutLog};
+use crate::key_end_cut::{ended_key_cuts, roster_log_cut, CutLog};
 use crate::state::{NodeError, NodeState, VERIFY_CHUNK};
 
 /// Why a node cannot start following its roster.
@@ -119,10 +119,11 @@ impl Follow {
             checkpoints: Checkpoints::default(),
         };
         loop {
-            // What each version's key ends take out, as following it at run time does: before
-            // any link or publication runs (a crash may have come between following a version
-            // and cutting), and before the next version is judged (a cut may take its entry).
-            for cut in ended_key_cuts(store, &follow.current(), own.org())? {
+            // A roster log entry a key the version retired signed past it (taken in under an
+            // older version) goes before the next version is judged, as at run time. Members'
+            // cuts wait for the last version: an earlier one's end may have been reopened by a
+            // reinstatement since, and the entries past it are then the member's own.
+            if let Some(cut) = roster_log_cut(store, &follow.current())? {
                 cut.log(follow.current().version());
             }
             let Some(next) = follow.next_stored(store)? else {
@@ -136,6 +137,11 @@ impl Follow {
                     break;
                 }
             }
+        }
+        // A crash between following a version that ends a key and cutting what it ends: cut
+        // now, before any link or publication runs.
+        for cut in ended_key_cuts(store, &follow.current(), own.org())? {
+            cut.log(follow.current().version());
         }
         Ok(follow)
     }

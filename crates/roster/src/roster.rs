@@ -183,8 +183,8 @@ impl Roster {
     }
 
     /// The one hub that signs the roster log (the federation id's origin): the first active hub
-    /// of the `hubs` list, or, when that names none, the active hub member whose org sorts
-    /// first. Every node reads it from the same version, so two hubs never both sign the next
+    /// of the `hubs` list holding a key that may sign later versions, or, when that names none,
+    /// the first such hub member by org. Every node reads it from the same version, so two hubs never both sign the next
     /// version (that would be two entries at one seq of the authority origin: a fork). The
     /// authority moves the role by reordering `hubs` (or suspending the publisher); the other
     /// hubs only relay the log.
@@ -192,14 +192,24 @@ impl Roster {
         let listed = self
             .hubs()
             .into_iter()
-            .find_map(|h| OrgId::parse(&h.org).ok());
+            .filter_map(|h| OrgId::parse(&h.org).ok())
+            .find(|org| self.may_publish(org));
         listed.or_else(|| {
             self.checked
                 .members
-                .iter()
-                .find(|(_, m)| m.role == MemberRole::Hub && m.status == MemberStatus::Active)
-                .map(|(org, _)| org.clone())
+                .keys()
+                .find(|org| self.may_publish(org))
+                .cloned()
         })
+    }
+
+    /// Whether `org` is an active hub holding a key that may sign the versions after this one
+    /// (a hub whose keys were all reported stolen could sign nothing the others accept).
+    fn may_publish(&self, org: &OrgId) -> bool {
+        self.checked
+            .members
+            .get(org)
+            .is_some_and(|m| (0..m.keys.len()).any(|i| self.signs_later_versions(org, i)))
     }
 
     pub fn policy(&self) -> Policy {

@@ -601,3 +601,29 @@ fn a_member_named_across_lines_or_of_no_country_is_refused() {
     .is_ok());
     assert!(try_propose(&v1, vec![named("Interpol", "")], &no_heads).is_ok());
 }
+
+#[test]
+fn a_hub_whose_only_key_is_reported_stolen_no_longer_publishes_and_the_last_one_cannot_be() {
+    let v1 = genesis();
+    let stolen = |last: u64| {
+        A::ReportCompromise(pb::ReportCompromise {
+            org: "HUB".into(),
+            public_key: hub_key().verifying_key().to_bytes().to_vec(),
+            last_good_seq: last,
+            ..Default::default()
+        })
+    };
+    assert_eq!(
+        try_propose(&v1, vec![stolen(0)], &no_heads),
+        Err(ProposeError::NoActiveHub)
+    );
+    let second_hub = A::AddMember(pb::AddMember {
+        request: Some(enrolment("HUB-B", &key(22))),
+        role: pb::MemberRole::Hub as i32,
+    });
+    let v2 = apply(&v1, vec![second_hub], &no_heads);
+    assert_eq!(v2.roster_publisher(), Some(org("HUB")));
+    let v3 = apply(&v2, vec![stolen(0)], &no_heads);
+    // The stolen key may sign no later version: the role moves to the hub that can.
+    assert_eq!(v3.roster_publisher(), Some(org("HUB-B")));
+}

@@ -135,3 +135,66 @@ fn create_private_dir(dir: &Path) -> Result<(), AdminError> {
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AdminError> {
     crate::durable::replace(path, bytes, 0o600).map_err(|e| AdminError::Internal(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proposals_survive_in_private_files_and_come_back_in_version_order() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = dir(data.path());
+        assert_eq!(list(&dir).unwrap(), Vec::new());
+        let doc = |version| {
+            pb::RosterDocument {
+                version,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        for version in [3, 2] {
+            let document = doc(version);
+            let kept = Kept {
+                id: id_of(&document),
+                request: pb::ProposeRequest {
+                    reason: format!("v{version}"),
+                    ..Default::default()
+                },
+                roster: pb::SignedRoster {
+                    document,
+                    signatures: vec![],
+                },
+            };
+            save(&dir, &kept).unwrap();
+            assert_eq!(load(&dir, &kept.id).unwrap(), kept);
+        }
+        let versions: Vec<u64> = list(&dir)
+            .unwrap()
+            .iter()
+            .map(|k| version_of(&k.roster))
+            .collect();
+        assert_eq!(versions, vec![2, 3]);
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let mode = entry.unwrap().metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "proposal files are private");
+        }
+        assert!(matches!(
+            load(&dir, "../../etc/passwd"),
+            Err(AdminError::UnknownProposal(_))
+        ));
+        assert!(matches!(
+            load(&dir, "0000000000000000"),
+            Err(AdminError::UnknownProposal(_))
+        ));
+        // Forgotten whole, and forgetting again is no error; no temporary file is left.
+        let first = list(&dir).unwrap()[0].id.clone();
+        remove(&dir, &first).unwrap();
+        remove(&dir, &first).unwrap();
+        assert!(matches!(
+            load(&dir, &first),
+            Err(AdminError::UnknownProposal(_))
+        ));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    }
+}

@@ -2,6 +2,7 @@
 //! health rows read up to `admin::health::RECENT_SCAN_CAP` headers per member, and every open
 //! console polls every two seconds, so each poll making its own would grow with the tabs open.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,9 @@ use std::time::{Duration, Instant};
 pub struct Recent<K, T> {
     fresh_for: Duration,
     last: Mutex<Option<Made<K, T>>>,
+    /// Values made so far: a caller that waited for another's making takes its value, however
+    /// long the making took.
+    made: AtomicU64,
 }
 
 struct Made<K, T> {
@@ -22,6 +26,7 @@ impl<K: PartialEq, T> Recent<K, T> {
         Recent {
             fresh_for,
             last: Mutex::new(None),
+            made: AtomicU64::new(0),
         }
     }
 
@@ -33,9 +38,12 @@ impl<K: PartialEq, T> Recent<K, T> {
         now: Instant,
         make: impl FnOnce() -> Result<T, E>,
     ) -> Result<Arc<T>, E> {
+        let before = self.made.load(Ordering::Acquire);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(made) = last.as_ref() {
-            if made.key == key && now.saturating_duration_since(made.at) < self.fresh_for {
+            let fresh = now.saturating_duration_since(made.at) < self.fresh_for;
+            let made_meanwhile = self.made.load(Ordering::Acquire) != before;
+            if made.key == key && (fresh || made_meanwhile) {
                 return Ok(Arc::clone(&made.value));
             }
         }
@@ -45,6 +53,7 @@ impl<K: PartialEq, T> Recent<K, T> {
             key,
             value: Arc::clone(&value),
         });
+        self.made.fetch_add(1, Ordering::Release);
         Ok(value)
     }
 }
@@ -75,5 +84,40 @@ mod tests {
         assert_eq!(failed.unwrap_err(), "store");
         assert_eq!(*recent.get_or_make(8, later, make).unwrap(), 3);
         assert_eq!(made.get(), 3);
+    }
+
+    #[test]
+    fn a_caller_that_waited_for_a_slow_making_takes_its_value() {
+        let recent: Arc<Recent<u64, u32>> = Arc::new(Recent::new(Duration::from_millis(1)));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (finish_tx, finish_rx) = std::sync::mpsc::channel::<()>();
+        let maker = {
+            let recent = Arc::clone(&recent);
+            std::thread::spawn(move || {
+                recent.get_or_make(1, Instant::now(), || {
+                    started_tx.send(()).unwrap();
+                    finish_rx.recv().unwrap();
+                    Ok::<_, ()>(7)
+                })
+            })
+        };
+        started_rx.recv().unwrap();
+        let (asking_tx, asking_rx) = std::sync::mpsc::channel();
+        let waiter = {
+            let recent = Arc::clone(&recent);
+            std::thread::spawn(move || {
+                // Asked long after the making began: stale by its age, taken all the same.
+                let asked = Instant::now() + Duration::from_secs(10);
+                asking_tx.send(()).unwrap();
+                recent.get_or_make(1, asked, || Ok::<_, ()>(99))
+            })
+        };
+        // The waiter is then blocked on the making (nothing else runs between its message and
+        // its call).
+        asking_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        finish_tx.send(()).unwrap();
+        assert_eq!(*maker.join().unwrap().unwrap(), 7);
+        assert_eq!(*waiter.join().unwrap().unwrap(), 7);
     }
 }

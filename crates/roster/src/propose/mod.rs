@@ -56,7 +56,7 @@ pub enum ProposeError {
         "{actions} actions: one proposal may carry at most {max}; split them over several versions"
     )]
     TooManyActions { actions: usize, max: usize },
-    #[error("the new version would leave no active hub: no one could publish a later version (not even one reinstating a hub); keep or add another active hub first")]
+    #[error("the new version would leave no active hub with a key not reported stolen: no one could publish a later version (not even one reinstating a hub); keep or add another hub first, or give the hub a replacement key")]
     NoActiveHub,
     #[error("the new version would be {bytes} bytes, over the {max} bytes a roster version may have (with room for its signatures) to travel in the roster log")]
     DocumentTooLarge { bytes: usize, max: usize },
@@ -179,8 +179,13 @@ pub fn propose(
         check_decoded(doc.clone()).map_err(|d| fail(ActionError::Malformed(d)))?;
         lines.push(line);
     }
+    // An active hub with a key not reported stolen: the one the next version can come from.
     let active_hub = doc.members.iter().any(|m| {
-        m.role == pb::MemberRole::Hub as i32 && m.status == pb::MemberStatus::Active as i32
+        m.role == pb::MemberRole::Hub as i32
+            && m.status == pb::MemberStatus::Active as i32
+            && m.signing_keys
+                .iter()
+                .any(|k| k.ended_by != pb::KeyEnd::Compromise as i32)
     });
     if !active_hub {
         return Err(ProposeError::NoActiveHub);
