@@ -29,6 +29,11 @@ fn diff_names_each_change() {
         A::RotateKey(pb::RotateKey {
             request: Some(sign_rotation(&org("AG"), &key(20), &key(21), 40, NOW)),
         }),
+        // Another hub first: a version keeps an active hub.
+        A::AddMember(pb::AddMember {
+            request: Some(enrolment("HUB-B", &key(23))),
+            role: pb::MemberRole::Hub as i32,
+        }),
         A::Suspend(pb::Suspend { org: "HUB".into() }),
         A::RecordCert(pb::RecordCert {
             org: "AG".into(),
@@ -63,6 +68,10 @@ fn diff_names_each_change() {
             "member AG: certificate ab recorded, not after 5 (unix ms)".to_string(),
             "member HUB: active -> suspended".to_string(),
             format!("member HUB: key {} seqs 1.. -> 1..=3", id(10)),
+            format!(
+                "member HUB-B added: HUB-B agency (AU), hub, active, keys {}",
+                id(23)
+            ),
             "certificate cd (no member) revoked: stolen".to_string(),
             "hub address added: HUB at h2.example:1".to_string(),
             "hub address dropped: HUB at hub.example:7443".to_string(),
