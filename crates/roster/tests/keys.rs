@@ -289,13 +289,19 @@ fn policy_zeros_take_defaults() {
 fn a_suspended_hub_is_not_dialled() {
     let r = genesis();
     assert_eq!(r.hubs().len(), 1);
+    // With a second (unlisted) hub: a version keeps an active hub.
+    let second_hub = A::AddMember(pb::AddMember {
+        request: Some(enrolment("HUB-B", &key(31))),
+        role: pb::MemberRole::Hub as i32,
+    });
     let v2 = apply(
         &r,
-        vec![A::Suspend(pb::Suspend { org: "HUB".into() })],
+        vec![second_hub, A::Suspend(pb::Suspend { org: "HUB".into() })],
         &no_heads,
     );
     assert!(v2.hubs().is_empty());
     assert_eq!(v2.document().hubs.len(), 1);
+    assert_eq!(v2.roster_publisher(), Some(org("HUB-B")));
 }
 
 #[test]
