@@ -312,6 +312,27 @@ fn resolve(api: &str) -> anyhow::Result<SocketAddr> {
 
 /// Opens a mutual-TLS channel to the node's API; a failure says why, as far as the errors tell.
 pub async fn connect(target: &Target) -> anyhow::Result<Channel> {
+    // The caller's own files first: a key that does not belong to its certificate is theirs to
+    // fix, not a node that cannot be reached.
+    if let Err(e) =
+        intelmesh_node::tls::client_for(&target.org, &target.ca, &target.cert, &target.key)
+    {
+        let mismatch = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref::<rustls::Error>(),
+                Some(rustls::Error::InconsistentKeys(_))
+            )
+        });
+        return Err(usage(if mismatch {
+            format!(
+                "the key {} does not belong to the certificate {} (--key and --cert, or the profile's key and cert)",
+                target.key.display(),
+                target.cert.display()
+            )
+        } else {
+            format!("the client's TLS files: {e:#}")
+        }));
+    }
     let opened = tokio::time::timeout(
         target.timeout,
         intelmesh_node::client::api_channel(

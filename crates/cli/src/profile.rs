@@ -99,6 +99,12 @@ pub fn find(named: Option<&str>) -> anyhow::Result<Option<Profile>> {
         };
     };
     if !path.is_file() {
+        if std::env::var_os("INTELMESH_CLIENT_CONFIG").is_some() {
+            return Err(usage(format!(
+                "INTELMESH_CLIENT_CONFIG={}: no such file",
+                path.display()
+            )));
+        }
         return match named {
             Some(n) => Err(usage(format!(
                 "--profile {n}: no such file, and no client config at {}",

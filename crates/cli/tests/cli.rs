@@ -640,5 +640,26 @@ fn a_federation_made_with_pki_runs_from_the_deploy_configs() {
     let out = with_config(&["status", "--profile", "nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("profiles: au, hub"));
+    // A client config named but missing is said, not passed over.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_intelmesh"))
+        .args(["status"])
+        .env("INTELMESH_CLIENT_CONFIG", dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("missing.toml: no such file"));
+    // A key that is not the certificate's is the caller's mistake, not an unreachable node.
+    let mut mismatched = hub.clone();
+    let key = mismatched.iter().position(|x| x == "--key").unwrap();
+    mismatched[key + 1] = flag(&au, "--key");
+    let mut args = vec!["status".to_string()];
+    args.extend(mismatched);
+    let out = support::intelmesh_owned(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        one_error_line(&out).contains("does not belong to the certificate"),
+        "{}",
+        one_error_line(&out)
+    );
     nodes.stop_all();
 }
