@@ -627,3 +627,22 @@ fn a_hub_whose_only_key_is_reported_stolen_no_longer_publishes_and_the_last_one_
     // The stolen key may sign no later version: the role moves to the hub that can.
     assert_eq!(v3.roster_publisher(), Some(org("HUB-B")));
 }
+
+#[test]
+fn actions_that_change_nothing_make_no_version() {
+    let v1 = genesis();
+    let same_policy = A::SetPolicy(pb::SetPolicy {
+        policy: v1.document().policy.clone(),
+    });
+    assert_eq!(
+        try_propose(&v1, vec![same_policy], &no_heads),
+        Err(ProposeError::NoChange)
+    );
+    let same_hubs = A::SetHubs(pb::SetHubs {
+        hubs: v1.document().hubs.clone(),
+    });
+    assert_eq!(
+        try_propose(&v1, vec![same_hubs], &no_heads),
+        Err(ProposeError::NoChange)
+    );
+}

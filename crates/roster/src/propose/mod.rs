@@ -52,6 +52,8 @@ const PAYLOAD_FRAMING_ROOM: usize = 1024;
 pub enum ProposeError {
     #[error("no actions: a new version must change something")]
     NoActions,
+    #[error("the actions change nothing in the roster: there is no new version to sign")]
+    NoChange,
     #[error(
         "{actions} actions: one proposal may carry at most {max}; split them over several versions"
     )]
@@ -178,6 +180,16 @@ pub fn propose(
         // Checked after every action, so a defect names the action that made it.
         check_decoded(doc.clone()).map_err(|d| fail(ActionError::Malformed(d)))?;
         lines.push(line);
+    }
+    // A version that changes nothing would still need every authority's signature.
+    let mut unchanged = doc.clone();
+    let before = current.document();
+    unchanged.version = before.version;
+    unchanged.prev_hash.clone_from(&before.prev_hash);
+    unchanged.issued_at_unix_ms = before.issued_at_unix_ms;
+    unchanged.change.clone_from(&before.change);
+    if unchanged == *before {
+        return Err(ProposeError::NoChange);
     }
     // An active hub with a key not reported stolen: the one the next version can come from.
     let active_hub = doc.members.iter().any(|m| {
