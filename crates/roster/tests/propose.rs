@@ -632,7 +632,7 @@ fn a_hub_whose_only_key_is_reported_stolen_no_longer_publishes_and_the_last_one_
 fn actions_that_change_nothing_make_no_version() {
     let v1 = genesis();
     let same_policy = A::SetPolicy(pb::SetPolicy {
-        policy: v1.document().policy.clone(),
+        policy: v1.document().policy,
     });
     assert_eq!(
         try_propose(&v1, vec![same_policy], &no_heads),
