@@ -314,34 +314,28 @@ fn resolve(api: &str) -> anyhow::Result<SocketAddr> {
 pub async fn connect(target: &Target) -> anyhow::Result<Channel> {
     // The caller's own files first: a key that does not belong to its certificate is theirs to
     // fix, not a node that cannot be reached.
-    if let Err(e) =
-        intelmesh_node::tls::client_for(&target.org, &target.ca, &target.cert, &target.key)
-    {
-        let mismatch = e.chain().any(|c| {
-            matches!(
-                c.downcast_ref::<rustls::Error>(),
-                Some(rustls::Error::InconsistentKeys(_))
-            )
-        });
-        return Err(usage(if mismatch {
-            format!(
-                "the key {} does not belong to the certificate {} (--key and --cert, or the profile's key and cert)",
-                target.key.display(),
-                target.cert.display()
-            )
-        } else {
-            format!("the client's TLS files: {e:#}")
-        }));
-    }
+    intelmesh_node::tls::install_crypto_provider();
+    let tls = intelmesh_node::tls::client_for(&target.org, &target.ca, &target.cert, &target.key)
+        .map_err(|e| {
+            let mismatch = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<rustls::Error>(),
+                    Some(rustls::Error::InconsistentKeys(_))
+                )
+            });
+            usage(if mismatch {
+                format!(
+                    "the key {} does not belong to the certificate {} (--key and --cert, or the profile's key and cert)",
+                    target.key.display(),
+                    target.cert.display()
+                )
+            } else {
+                format!("the client's TLS files: {e:#}")
+            })
+        })?;
     let opened = tokio::time::timeout(
         target.timeout,
-        intelmesh_node::client::api_channel(
-            target.addr,
-            &target.org,
-            &target.ca,
-            &target.cert,
-            &target.key,
-        ),
+        intelmesh_node::client::api_channel_with(target.addr, tls),
     )
     .await;
     let failure = match opened {

@@ -22,6 +22,15 @@ pub async fn api_channel(
 ) -> anyhow::Result<Channel> {
     crate::tls::install_crypto_provider();
     let tls = crate::tls::client_for(node, ca, cert, key)?;
+    api_channel_with(addr, tls).await
+}
+
+/// [`api_channel`] with the client's TLS config already made (a caller that reports a bad
+/// certificate or key apart from a node it cannot reach).
+pub async fn api_channel_with(
+    addr: SocketAddr,
+    tls: crate::tls::NodeTls,
+) -> anyhow::Result<Channel> {
     let options = crate::connect::ChannelOptions {
         deadline: CONNECT_DEADLINE,
         window: None,

@@ -61,11 +61,15 @@ pub fn sync_parent(path: &Path) -> Result<(), FileError> {
         .map_err(failed("syncing directory", dir))
 }
 
-/// `path` with `.tmp` added to its name (not replacing an extension, which may be meaningful).
-fn temporary(path: &Path) -> PathBuf {
+/// `path` with `suffix` added to its name (not replacing an extension, which may be meaningful).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
+    name.push(suffix);
     PathBuf::from(name)
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    with_suffix(path, ".tmp")
 }
 
 #[cfg(test)]

@@ -189,7 +189,13 @@ pub(crate) fn roster_log_cut(
             version + 1
         ))
     })?;
-    for member in roster.members() {
+    // Only hubs' keys sign the roster log: the others are not decoded (this runs after each
+    // stored version at start).
+    let hubs = roster
+        .members()
+        .iter()
+        .filter(|m| m.role == pb::MemberRole::Hub as i32);
+    for member in hubs {
         let Ok(org) = OrgId::parse(&member.org) else {
             continue;
         };
@@ -229,10 +235,6 @@ impl NodeState {
         let mut removed = 0;
         for cut in &cuts {
             cut.log(roster.version());
-            if cut.origin == *roster.federation_id() {
-                // A refusal of the entry cut is no verdict on the version that takes its seq.
-                follow.forget_refusal_after(cut.kept_through);
-            }
             follow.cuts.push(cut.origin.clone(), cut.kept_through);
             removed += cut.removed;
             for (origin, seq) in self.wants.snapshot() {

@@ -158,14 +158,6 @@ impl Follow {
         lock(&self.refused).clone()
     }
 
-    /// Forgets a refusal of a version after `version`: the roster log was cut back to it.
-    pub(crate) fn forget_refusal_after(&self, version: u64) {
-        let mut refused = lock(&self.refused);
-        if refused.as_ref().is_some_and(|r| r.version > version) {
-            *refused = None;
-        }
-    }
-
     /// The hash of this node's roster log at `version`, if it followed that version.
     pub fn hash_at(&self, version: u64) -> Option<Hash> {
         lock(&self.hashes).get(&version).copied()

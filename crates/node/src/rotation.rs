@@ -25,6 +25,7 @@ use intelmesh_roster::enrolment::{sign_rotation, verify_rotation, RequestError};
 use prost::Message;
 
 use crate::config::NodeConfig;
+use crate::durable::with_suffix;
 
 /// The rotation files that go with one configured signing key.
 #[derive(Clone, Debug)]
@@ -53,12 +54,6 @@ impl RotationFiles {
     pub fn old(&self, key_id: KeyId) -> PathBuf {
         with_suffix(&self.key, &format!(".old-{key_id}"))
     }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// Why a rotation cannot be done (yet).

@@ -236,9 +236,7 @@ fn check_members(
                 org: org.clone(),
                 value: m.status,
             })?;
-        let country_ok = m.country.is_empty()
-            || (m.country.len() == 2 && m.country.bytes().all(|b| b.is_ascii_uppercase()));
-        if !country_ok {
+        if !crate::enrolment::is_country_code(&m.country) {
             return Err(DocumentDefect::Country {
                 org,
                 value: m.country.clone(),

@@ -33,6 +33,12 @@ pub struct EnrolmentDetails {
     pub encryption_key: Option<EncryptionPublic>,
 }
 
+/// Whether `country` is what the roster takes as a member's country: an ISO 3166-1 alpha-2
+/// code (two capital letters), or empty for an international body.
+pub fn is_country_code(country: &str) -> bool {
+    country.is_empty() || (country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()))
+}
+
 /// Longest display name a member may have, in characters.
 pub const MAX_DISPLAY_NAME_CHARS: usize = 200;
 
@@ -53,9 +59,7 @@ pub fn naming_problem(display_name: &str, country: &str) -> Option<String> {
             "the display name is longer than {MAX_DISPLAY_NAME_CHARS} characters"
         ));
     }
-    let country_ok = country.is_empty()
-        || (country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()));
-    (!country_ok).then(|| {
+    (!is_country_code(country)).then(|| {
         format!("country {country:?} is not an ISO 3166-1 alpha-2 code (two capital letters, e.g. AU), or empty for an international body")
     })
 }
