@@ -146,3 +146,47 @@ async fn a_version_a_retired_key_signed_before_the_node_knew_is_cut_once_it_know
         "the agency's log holds the hub's version 4"
     );
 }
+
+/// A node that was offline while a hub was suspended and reinstated receives the reinstatement
+/// and a version the reinstated hub's key signed together. The second is judged under the keys
+/// of the version before the first and refused there; once the node follows the reinstatement
+/// the link restarts and the peer sends it again, so the node does not stay behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_a_reinstated_hub_signed_arriving_with_its_reinstatement_is_followed() {
+    let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
+    let (hub, hub_b, sg) = (org("HUB"), org("HUB-B"), org("SG-IGCI"));
+    net.start(&hub).await;
+    net.start(&sg).await;
+    net.admit_all(&[&sg]).await;
+    net.suspend(&hub_b).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 3)
+        .await
+        .expect("the agency follows the suspension");
+    net.stop(&sg).await;
+
+    net.reinstate(&hub_b).await;
+    let version_5 = net.next_version(|d| {
+        if let Some(p) = d.policy.as_mut() {
+            p.cert_warn_days = 17;
+        }
+    });
+    let entry = net.log_entry(&hub, signing_key(&net.fed.nodes[&hub_b].dir), version_5);
+    let report = net
+        .node(&hub)
+        .state()
+        .ingest(vec![entry])
+        .await
+        .expect("ingest");
+    assert_eq!(
+        report.appended, 1,
+        "the hub takes the reinstated hub's version: {report:?}"
+    );
+    net.wait_status(&hub, PATIENCE, |s| s.roster_version == 5)
+        .await
+        .expect("the hub follows version 5");
+
+    net.start(&sg).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 5)
+        .await
+        .expect("the agency follows the reinstatement and the version after it");
+}

@@ -18,6 +18,7 @@ use intelmesh_proto::v1 as pb;
 
 use crate::client_cmd::{query_pages, FilterArgs, Pages};
 use crate::conn::ConnectArgs;
+use crate::export_benign::{blocked_name, on_warninglists, without_benign};
 use crate::export_rpz::{parse_zone_name, rpz_zone, DEFAULT_ZONE};
 use crate::usage;
 
@@ -29,13 +30,14 @@ pub enum ExportFormat {
     /// A STIX 2.1 bundle: identities, TLP markings, one indicator per origin's assertion,
     /// sightings.
     Stix,
-    /// One value per line, each indicator once (revoked-only ones left out).
+    /// One value per line, each indicator once (revoked-only and warninglisted ones left out).
     Plain,
     /// type,value,origin,tlp,confidence,revoked,valid_from,valid_until,tags (one row per
     /// origin's assertion).
     Csv,
     /// A DNS Response Policy Zone (BIND, Unbound, PowerDNS): NXDOMAIN for each domain and its
-    /// subdomains, each URL's host, each address and CIDR block (revoked-only ones left out).
+    /// subdomains, each URL's host, each address and CIDR block (revoked-only ones, and
+    /// warninglisted ones or URLs of a warninglisted host, left out).
     Rpz,
     /// A MISP feed directory (--out DIR): manifest.json, an event per origin, hashes.csv.
     MispFeed,
@@ -55,6 +57,10 @@ pub struct ExportArgs {
     /// With rpz: the zone's name, as the DNS server's configuration names it.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_ZONE, value_parser = parse_zone_name)]
     pub rpz_zone: String,
+    /// With plain and rpz: keep values the node's warninglists name as known-benign (public
+    /// resolvers, top domains, shared hosts of URLs). By default they are left out and counted.
+    #[arg(long)]
+    pub keep_warninglisted: bool,
 }
 
 /// Every state matching the filter, all pages.
@@ -93,7 +99,37 @@ fn asserted(states: &[pb::IndicatorState]) -> Vec<Indicator> {
         .collect()
 }
 
-fn render(args: &ExportArgs, states: &[pb::IndicatorState]) -> anyhow::Result<(String, usize)> {
+/// The values a block list of `format` would hold (in force, readable), without those the
+/// node's warninglists name unless the caller keeps them (the count left out goes to stderr).
+async fn block_list(
+    args: &ExportArgs,
+    states: &[pb::IndicatorState],
+) -> anyhow::Result<Vec<Indicator>> {
+    let values = asserted(states);
+    if args.keep_warninglisted {
+        return Ok(values);
+    }
+    let by_host = args.format == ExportFormat::Rpz;
+    let names = values
+        .iter()
+        .filter_map(|v| blocked_name(v, by_host))
+        .collect();
+    let benign = on_warninglists(&args.conn, names).await?;
+    let (kept, left_out) = without_benign(values, &benign, by_host);
+    if left_out > 0 {
+        eprintln!(
+            "left out {left_out} value(s) on the node's warninglists (known-benign{}); --keep-warninglisted keeps them",
+            if by_host { ", or a URL whose host is" } else { "" }
+        );
+    }
+    Ok(kept)
+}
+
+fn render(
+    args: &ExportArgs,
+    states: &[pb::IndicatorState],
+    blocked: Vec<Indicator>,
+) -> anyhow::Result<(String, usize)> {
     let format = args.format;
     let mut text = String::new();
     let mut count = 0;
@@ -118,13 +154,11 @@ fn render(args: &ExportArgs, states: &[pb::IndicatorState]) -> anyhow::Result<(S
             text.push('\n');
         }
         ExportFormat::Plain => {
-            for s in states {
-                if let (true, Some(r)) = (in_force(s), &s.indicator) {
-                    text.push_str(&r.value);
-                    text.push('\n');
-                    count += 1;
-                }
+            for value in &blocked {
+                text.push_str(value.value());
+                text.push('\n');
             }
+            count = blocked.len();
         }
         ExportFormat::Csv => {
             text.push_str("type,value,origin,tlp,confidence,revoked,valid_from_unix_ms,valid_until_unix_ms,tags\n");
@@ -159,7 +193,7 @@ fn render(args: &ExportArgs, states: &[pb::IndicatorState]) -> anyhow::Result<(S
         ExportFormat::Rpz => {
             // The serial only has to grow from one export to the next.
             let serial = u32::try_from(intelmesh_core::now_unix_ms() / 1000).unwrap_or(u32::MAX);
-            let zone = rpz_zone(&args.rpz_zone, serial, &asserted(states));
+            let zone = rpz_zone(&args.rpz_zone, serial, &blocked);
             if !zone.skipped.is_empty() {
                 let parts: Vec<String> = zone
                     .skipped
@@ -229,7 +263,11 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         misp_feed_dir(dir, &states)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (text, count) = render(&args, &states)?;
+    let blocked = match args.format {
+        ExportFormat::Plain | ExportFormat::Rpz => block_list(&args, &states).await?,
+        _ => Vec::new(),
+    };
+    let (text, count) = render(&args, &states, blocked)?;
     match &args.out {
         Some(path) => {
             std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;

@@ -21,6 +21,7 @@ mod corpus_sample;
 mod demo;
 mod enc_key_cmd;
 mod enrol_cmd;
+mod export_benign;
 mod export_cmd;
 mod export_rpz;
 mod failure;

@@ -241,11 +241,40 @@ fn fill(nodes: &Nodes) {
     );
 }
 
+/// A node of `ORG` that loads a warninglist of a public resolver and a shared host.
+fn node_with_warninglist(dir: &std::path::Path) -> Nodes {
+    let mut nodes = Nodes::provision(dir, &[ORG]);
+    let list = dir.join("benign.json");
+    std::fs::write(
+        &list,
+        r#"{"name":"benign","type":"string","list":["8.8.8.8","github.com"]}"#,
+    )
+    .unwrap();
+    let path = nodes.config(ORG);
+    let mut cfg: intelmesh_node::config::NodeConfig =
+        toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg.warninglists = vec![list];
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    nodes.start_all();
+    nodes
+}
+
 #[test]
 fn rpz_export_is_a_zone_of_names_and_addresses() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = node(dir.path());
+    let nodes = node_with_warninglist(dir.path());
     fill(&nodes);
+    // Forced past the node's warninglist: kept, but no block list carries them, nor a rule
+    // for the shared host of a URL on it.
+    ok(
+        &nodes,
+        &[
+            "submit",
+            "--force",
+            "8.8.8.8",
+            "https://github.com/evil/drop.exe",
+        ],
+    );
     let out = plain(
         &nodes,
         &["export", "--format", "rpz", "--rpz-zone", "rpz.test"],
@@ -254,6 +283,10 @@ fn rpz_export_is_a_zone_of_names_and_addresses() {
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("1 email") && stderr.contains("1 sha256"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("left out 2 value(s) on the node's warninglists"),
         "{stderr}"
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -277,6 +310,27 @@ fn rpz_export_is_a_zone_of_names_and_addresses() {
     .into_iter()
     .collect();
     assert_eq!(rules, expected, "the revoked gone.example is left out");
+
+    let kept = plain(
+        &nodes,
+        &["export", "--format", "rpz", "--keep-warninglisted"],
+    );
+    let text = String::from_utf8_lossy(&kept.stdout);
+    for rule in ["github.com CNAME .", "32.8.8.8.8.rpz-ip CNAME ."] {
+        assert!(text.lines().any(|l| l == rule), "{rule} kept: {text}");
+    }
+    // A URL in a plain list blocks that URL only: it stays; the resolver does not.
+    let list = plain(&nodes, &["export", "--format", "plain"]);
+    let values: BTreeSet<String> = String::from_utf8_lossy(&list.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        values.contains("https://github.com/evil/drop.exe"),
+        "{values:?}"
+    );
+    assert!(!values.contains("8.8.8.8"), "{values:?}");
+    assert!(values.contains("evil.example"), "{values:?}");
 }
 
 #[test]

@@ -442,6 +442,33 @@ impl NodeState {
             .map(|f| f.cutting.read().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// The first of `refused` that was refused for its key's range and that the key may sign
+    /// once this node follows its roster log to the head: refused only because the version
+    /// that opens the range (a reinstatement) came in the same batch, or was verified after
+    /// it. The peer counts it delivered, so the link restarts to have it sent again.
+    pub(crate) async fn signable_once_followed(
+        self: &Arc<Self>,
+        refused: &[VerifyError],
+    ) -> Result<Option<VerifyError>, NodeError> {
+        if !refused.iter().any(VerifyError::is_origin_fault) {
+            return Ok(None);
+        }
+        self.advance_roster().await?;
+        let keys = self.keys();
+        Ok(refused
+            .iter()
+            .find(|e| match e {
+                VerifyError::KeyNotValidAtSeq {
+                    origin,
+                    seq,
+                    key_id,
+                    ..
+                } => matches!(keys.key(origin, key_id, *seq), KeyLookup::Valid(_)),
+                _ => false,
+            })
+            .cloned())
+    }
+
     /// `good` without the entries whose seq the key list in force no longer lets their key
     /// sign (a compromise report, suspension or rotation followed since they were verified
     /// under `verified_with`); those join `refused`, as verification under it would refuse them.

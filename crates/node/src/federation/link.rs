@@ -75,6 +75,10 @@ pub enum LinkError {
     /// is sent again, and taken once its time comes.
     #[error("link restarted: an entry is dated ahead of this node's clock: {0}")]
     Early(intelmesh_core::VerifyError),
+    /// An entry refused for its key's range, which the roster version followed since allows:
+    /// the link restarts (retriable) so the peer sends it again.
+    #[error("link restarted: an entry refused under an older roster version is signable under the one followed now: {0}")]
+    RosterMoved(intelmesh_core::VerifyError),
     /// Entries that waited for a key were dropped for lack of room; the link restarts so the
     /// peer, from this node's hello, sends again what this node lacks.
     #[error("link restarted: entries this node could not keep are to be sent again")]
@@ -118,9 +122,10 @@ impl LinkError {
             LinkError::Stream(s) => s.clone(),
             LinkError::Closed => Status::cancelled(msg),
             LinkError::Local(_) => Status::internal(msg),
-            LinkError::ShuttingDown | LinkError::Resend | LinkError::Early(_) => {
-                Status::unavailable(msg)
-            }
+            LinkError::ShuttingDown
+            | LinkError::Resend
+            | LinkError::Early(_)
+            | LinkError::RosterMoved(_) => Status::unavailable(msg),
         }
     }
 }
@@ -522,7 +527,8 @@ where
                 state.metrics.refused(Refusal::Verification, forged.len());
                 for e in &origin_faults {
                     // A key the roster ended: the relay may have forwarded it under an older
-                    // roster in good faith. The entry is refused; the link stays.
+                    // roster in good faith. The entry is refused; the link stays, unless the
+                    // roster this node follows now lets the key sign it (below).
                     tracing::warn!(%peer, error = %e, "entry refused: its key may not sign it");
                 }
                 if let Some(e) = forged.into_iter().next() {
@@ -534,6 +540,13 @@ where
                 // would never send it again and the origin's later entries would wait behind it.
                 if let Some(e) = early.into_iter().next() {
                     return Err(LinkError::Early(e));
+                }
+                if let Some(e) = state
+                    .signable_once_followed(&origin_faults)
+                    .await
+                    .map_err(local)?
+                {
+                    return Err(LinkError::RosterMoved(e));
                 }
                 announcer
                     .announce(state, out, &limits, When::Always)
