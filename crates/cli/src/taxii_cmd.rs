@@ -146,8 +146,68 @@ pub fn add_user(
     Ok(generated.then_some(password))
 }
 
+/// The section of a config file this command edits; the others are left as they are written.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct Sections {
+    taxii: Option<TaxiiConfig>,
+}
+
+/// `text` with its `[taxii]` section (and its `[[taxii.user]]` tables) replaced by `taxii`, or
+/// removed; everything else, comments included, as it was. A section that was there stays in
+/// its place; a new one goes at the end.
+fn with_taxii(text: &str, taxii: Option<&TaxiiConfig>) -> anyhow::Result<String> {
+    let mut doc: toml_edit::DocumentMut = text.parse().context("not TOML")?;
+    let position = doc
+        .get("taxii")
+        .and_then(toml_edit::Item::as_table)
+        .and_then(toml_edit::Table::position);
+    doc.remove("taxii");
+    let Some(taxii) = taxii else {
+        return Ok(doc.to_string());
+    };
+    let rendered = toml::to_string(&Sections {
+        taxii: Some(taxii.clone()),
+    })
+    .context("encoding [taxii]")?;
+    let Some(position) = position else {
+        let mut out = doc.to_string();
+        if !out.is_empty() {
+            out.push_str(if out.ends_with('\n') { "\n" } else { "\n\n" });
+        }
+        out.push_str(&rendered);
+        return Ok(out);
+    };
+    let mut section: toml_edit::DocumentMut = rendered.parse().context("reading back [taxii]")?;
+    let mut item = section.remove("taxii").context("[taxii] rendered")?;
+    place_tables(&mut item, position);
+    doc.insert("taxii", item);
+    Ok(doc.to_string())
+}
+
+/// Puts every table of `item` at `position` of the document: they are written in order, where
+/// the section they replace was.
+fn place_tables(item: &mut toml_edit::Item, position: usize) {
+    match item {
+        toml_edit::Item::Table(t) => {
+            t.set_position(position);
+            for (_, child) in t.iter_mut() {
+                place_tables(child, position);
+            }
+        }
+        toml_edit::Item::ArrayOfTables(a) => {
+            for t in a.iter_mut() {
+                t.set_position(position);
+                for (_, child) in t.iter_mut() {
+                    place_tables(child, position);
+                }
+            }
+        }
+        toml_edit::Item::None | toml_edit::Item::Value(_) => {}
+    }
+}
+
 /// Reads the config's `[taxii]`, lets `change` edit it, checks it and writes the file back
-/// with every other setting as it was.
+/// with every other setting, and every comment outside `[taxii]`, as it was.
 pub fn edit(
     config: &Path,
     change: impl FnOnce(&mut Option<TaxiiConfig>) -> anyhow::Result<()>,
@@ -161,24 +221,12 @@ pub fn edit(
         .iter()
         .map(ToString::to_string)
         .collect();
-    let mut table: toml::Table = text
-        .parse()
-        .map_err(|e| usage(format!("--config {}: not TOML: {e}", config.display())))?;
-    let mut taxii: Option<TaxiiConfig> = match table.remove("taxii") {
-        Some(v) => Some(
-            v.try_into()
-                .map_err(|e| usage(format!("--config {}: [taxii]: {e}", config.display())))?,
-        ),
-        None => None,
-    };
+    let mut taxii = toml::from_str::<Sections>(&text)
+        .map_err(|e| usage(format!("--config {}: [taxii]: {e}", config.display())))?
+        .taxii;
     change(&mut taxii)?;
-    if let Some(t) = &taxii {
-        table.insert(
-            "taxii".into(),
-            toml::Value::try_from(t).context("encoding [taxii]")?,
-        );
-    }
-    let text = toml::to_string_pretty(&table).context("encoding the config")?;
+    let text = with_taxii(&text, taxii.as_ref())
+        .map_err(|e| usage(format!("--config {}: {e}", config.display())))?;
     // What the node would refuse that the edit brought (the gateway's port taken by another
     // listener, …): refused now, not at the next start. What was there before is the
     // operator's own business.
@@ -200,4 +248,68 @@ pub fn edit(
         text.as_bytes(),
         mode,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = "# SG-IGCI's node: hand-written, commented\n\
+        org = \"SG-IGCI\" # the member id\n\n\
+        [api]\n# where SOC tools call\nlisten = \"127.0.0.1:7001\"\n\n\
+        [taxii]\nlisten = \"127.0.0.1:7003\"\n\n\
+        [[taxii.user]]\nname = \"old\"\npassword_hash = \"x\"\npermission = \"read\"\n\n\
+        [metrics]\n# Prometheus\nlisten = \"127.0.0.1:9100\"\n";
+
+    fn gateway(listen: &str, users: &[&str]) -> TaxiiConfig {
+        let mut t = TaxiiConfig::new(listen.parse().expect("an address"));
+        t.user = users
+            .iter()
+            .map(|name| TaxiiUser {
+                name: name.to_string(),
+                password_hash: "h".into(),
+                permission: Permission::Submit,
+            })
+            .collect();
+        t
+    }
+
+    fn sections(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| l.starts_with('[')).collect()
+    }
+
+    #[test]
+    fn a_section_is_replaced_in_place_and_every_comment_outside_it_kept() {
+        let text = with_taxii(CONFIG, Some(&gateway("127.0.0.1:7004", &["a", "b"]))).unwrap();
+        for kept in [
+            "# SG-IGCI's node: hand-written, commented",
+            "org = \"SG-IGCI\" # the member id",
+            "# where SOC tools call",
+            "# Prometheus",
+        ] {
+            assert!(text.lines().any(|l| l == kept), "{kept:?} in\n{text}");
+        }
+        assert_eq!(
+            sections(&text),
+            ["[api]", "[taxii]", "[[taxii.user]]", "[[taxii.user]]", "[metrics]"],
+            "{text}"
+        );
+        let read: Sections = toml::from_str(&text).unwrap();
+        let t = read.taxii.unwrap();
+        assert_eq!(t.listen.to_string(), "127.0.0.1:7004");
+        let names: Vec<&str> = t.user.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_new_section_goes_last_and_a_removed_one_leaves_the_rest() {
+        let without = with_taxii(CONFIG, None).unwrap();
+        assert_eq!(sections(&without), ["[api]", "[metrics]"], "{without}");
+        assert!(without.contains("# Prometheus"), "{without}");
+        let added = with_taxii(&without, Some(&gateway("127.0.0.1:7005", &[]))).unwrap();
+        assert!(added.starts_with(&without), "{added}");
+        assert_eq!(sections(&added), ["[api]", "[metrics]", "[taxii]"], "{added}");
+        let read: Sections = toml::from_str(&added).unwrap();
+        assert_eq!(read.taxii.unwrap().listen.to_string(), "127.0.0.1:7005");
+    }
 }
