@@ -291,7 +291,13 @@ mod tests {
         }
         assert_eq!(
             sections(&text),
-            ["[api]", "[taxii]", "[[taxii.user]]", "[[taxii.user]]", "[metrics]"],
+            [
+                "[api]",
+                "[taxii]",
+                "[[taxii.user]]",
+                "[[taxii.user]]",
+                "[metrics]"
+            ],
             "{text}"
         );
         let read: Sections = toml::from_str(&text).unwrap();
@@ -308,7 +314,11 @@ mod tests {
         assert!(without.contains("# Prometheus"), "{without}");
         let added = with_taxii(&without, Some(&gateway("127.0.0.1:7005", &[]))).unwrap();
         assert!(added.starts_with(&without), "{added}");
-        assert_eq!(sections(&added), ["[api]", "[metrics]", "[taxii]"], "{added}");
+        assert_eq!(
+            sections(&added),
+            ["[api]", "[metrics]", "[taxii]"],
+            "{added}"
+        );
         let read: Sections = toml::from_str(&added).unwrap();
         assert_eq!(read.taxii.unwrap().listen.to_string(), "127.0.0.1:7005");
     }

@@ -405,6 +405,14 @@ impl NodeConfig {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        // Resolved against the file's folder, an empty path would put the store among the
+        // config and key files.
+        if cfg.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: "data_dir is empty: give the directory that holds the node's store".into(),
+            });
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         cfg.resolve_paths(base);
         Ok(cfg)
@@ -536,6 +544,12 @@ impl NodeConfig {
                     format!("{}: no such file", path.display()),
                 ));
             }
+        }
+        if self.encryption_key.as_ref() == Some(&self.signing_key) {
+            found.push(Finding::new(
+                "encryption_key",
+                "is the signing key's file: give the encryption key `intelmesh node init` (or `node rotate-encryption-key`) made; one key never serves both",
+            ));
         }
         if self.federation.listen == self.api.listen && self.api.listen.port() != 0 {
             found.push(Finding::new(

@@ -92,3 +92,26 @@ fn metrics_and_log_format_read_from_the_file_and_a_shared_port_is_named() {
         .unwrap_err()
         .contains("text or json"));
 }
+
+#[test]
+fn an_empty_data_dir_and_a_signing_key_doubling_as_encryption_key_are_named() {
+    let base = include_str!("../../../deploy/agency.toml");
+    let path = Path::new("/etc/intelmesh/node.toml");
+    let cfg = NodeConfig::from_text(base, path).expect("parses");
+    assert!(cfg.problems().iter().all(|f| f.setting != "encryption_key"));
+    let signing = cfg.signing_key.display().to_string();
+    let doubled = format!("encryption_key = \"{signing}\"\n{base}");
+    let cfg = NodeConfig::from_text(&doubled, path).expect("parses");
+    assert!(
+        cfg.problems().iter().any(|f| f.setting == "encryption_key"),
+        "{:?}",
+        cfg.problems()
+    );
+    let empty = base.replacen(
+        "data_dir = \"/var/lib/intelmesh/data\"",
+        "data_dir = \"\"",
+        1,
+    );
+    let err = NodeConfig::from_text(&empty, path).expect_err("an empty data_dir");
+    assert!(err.to_string().contains("data_dir is empty"), "{err}");
+}
