@@ -224,6 +224,21 @@ impl Ca {
         let key_pem = std::fs::read_to_string(key)
             .with_context(|| format!("reading CA key {}", key.display()))?;
         let key_pair = KeyPair::from_pem(&key_pem).context("CA key is not a PEM key pair")?;
+        // Certificates signed by another key would not chain to the CA every peer trusts.
+        let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("CA certificate {} is not PEM: {e}", cert.display()))?;
+        let parsed = block.parse_x509().map_err(|e| {
+            anyhow::anyhow!("CA certificate {} does not parse: {e}", cert.display())
+        })?;
+        if parsed.public_key().subject_public_key.data.as_ref()
+            != rcgen::PublicKeyData::der_bytes(&key_pair)
+        {
+            anyhow::bail!(
+                "CA key {} is not the key of CA certificate {}: give the key made with that certificate",
+                key.display(),
+                cert.display()
+            );
+        }
         let issuer = Issuer::from_ca_cert_pem(&cert_pem, key_pair)
             .context("CA certificate does not parse")?;
         Ok(Ca {
@@ -445,5 +460,25 @@ mod tests {
                 "{bad:?}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_ca_loads_only_with_its_own_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, other) = (
+            Ca::generate(&CaRole::Federation).unwrap(),
+            Ca::generate(&CaRole::Federation).unwrap(),
+        );
+        one.write(dir.path(), "one").unwrap();
+        other.write(dir.path(), "other").unwrap();
+        let path = |name: &str| dir.path().join(name);
+        assert!(Ca::load(&path("one.pem"), &path("one.key")).is_ok());
+        let err = Ca::load(&path("one.pem"), &path("other.key"))
+            .err()
+            .expect("another CA's key");
+        assert!(
+            err.to_string().contains("is not the key of CA certificate"),
+            "{err}"
+        );
     }
 }

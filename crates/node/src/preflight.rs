@@ -83,6 +83,17 @@ pub fn check(config_path: &Path) -> Preflight {
     );
     check_listener(&cfg.api, Listener::Api, org.as_ref(), &mut found);
     check_ca_not_shared(&cfg, &mut found);
+    if let Some(admin) = &cfg.admin {
+        // Missing files are reported above; a hub signing with a key that is not its CA's
+        // would hand out bundles no peer accepts.
+        if admin.federation_ca_cert.is_file() && admin.federation_ca_key.is_file() {
+            if let Err(e) =
+                crate::pki::Ca::load(&admin.federation_ca_cert, &admin.federation_ca_key)
+            {
+                found.push(Finding::new("admin.federation_ca_key", format!("{e:#}")));
+            }
+        }
+    }
     if let Some(org) = &org {
         check_signing_key(&cfg, org, &mut found);
         check_encryption_key(&cfg, &mut found);
