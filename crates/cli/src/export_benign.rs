@@ -6,13 +6,9 @@
 use std::collections::BTreeSet;
 
 use intelmesh_core::{Indicator, IndicatorType};
-use intelmesh_proto::v1 as pb;
 
-use crate::client_cmd::indicators;
-use crate::conn::{self, rpc_error, ConnectArgs};
-
-/// Values per `Lookup`: a tenth of what the node takes, as `lookup` sends.
-const CHUNK: usize = 1000;
+use crate::conn::ConnectArgs;
+use crate::lookup_cmd::lookup_values;
 
 /// What a block list would block for `indicator`: the value itself, or for a URL in a zone the
 /// host the rule names. `None` when the list blocks nothing wider than the value: a URL in a
@@ -35,29 +31,10 @@ pub(crate) async fn on_warninglists(
         return Ok(benign);
     }
     let names: Vec<String> = names.into_iter().collect();
-    let (target, mut client) = indicators(conn).await?;
-    for chunk in names.chunks(CHUNK) {
-        let answer = client
-            .lookup(conn::request(
-                &target,
-                pb::LookupRequest {
-                    values: chunk.to_vec(),
-                },
-            ))
-            .await
-            .map_err(|s| rpc_error(&target, "Lookup", s))?
-            .into_inner();
-        if answer.results.len() != chunk.len() {
-            anyhow::bail!(
-                "Lookup answered {} results for {} values",
-                answer.results.len(),
-                chunk.len()
-            );
-        }
-        for (name, result) in chunk.iter().zip(answer.results) {
-            if !result.warninglists.is_empty() {
-                benign.insert(name.clone());
-            }
+    let results = lookup_values(conn, &names).await?;
+    for (name, result) in names.into_iter().zip(results) {
+        if !result.warninglists.is_empty() {
+            benign.insert(name);
         }
     }
     Ok(benign)

@@ -36,8 +36,25 @@ pub async fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|v| v.value)
         .collect();
-    let (target, mut client) = indicators(&args.conn).await?;
-    let mut results = Vec::new();
+    let results = lookup_values(&args.conn, &values).await?;
+    if args.json {
+        let items: Vec<Value> = results.iter().map(result_json).collect();
+        print_json(&json!({"results": items}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for line in results.iter().flat_map(lines) {
+        out!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The node's answer for each of `values`, in order, asked [`LOOKUP_CHUNK`] at a time.
+pub(crate) async fn lookup_values(
+    conn: &ConnectArgs,
+    values: &[String],
+) -> anyhow::Result<Vec<pb::LookupResult>> {
+    let (target, mut client) = indicators(conn).await?;
+    let mut results = Vec::with_capacity(values.len());
     for chunk in values.chunks(LOOKUP_CHUNK) {
         let response = client
             .lookup(conn::request(
@@ -49,17 +66,16 @@ pub async fn lookup(args: LookupArgs) -> anyhow::Result<ExitCode> {
             .await
             .map_err(|s| rpc_error(&target, "Lookup", s))?
             .into_inner();
+        if response.results.len() != chunk.len() {
+            anyhow::bail!(
+                "Lookup answered {} results for {} values",
+                response.results.len(),
+                chunk.len()
+            );
+        }
         results.extend(response.results);
     }
-    if args.json {
-        let items: Vec<Value> = results.iter().map(result_json).collect();
-        print_json(&json!({"results": items}))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    for line in results.iter().flat_map(lines) {
-        out!("{line}");
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(results)
 }
 
 fn kind_name(kind: i32) -> &'static str {
