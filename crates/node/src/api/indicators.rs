@@ -284,17 +284,21 @@ impl IndicatorsService {
             .await?;
         let lists = self.state.warninglists();
         let now = now_unix_ms();
+        // The response's envelope and status take a little beside the results.
+        let limit = self.state.cfg.limits.max_message_bytes;
+        let budget = Arc::new(lookup::AnswerBudget::new(limit.saturating_sub(1024)));
         // A large request is answered in chunks on the blocking pool at once, so it uses every
         // core rather than one; the chunks are joined back in request order.
         let mut chunks = Vec::with_capacity(values.len().div_ceil(LOOKUP_CHUNK));
         while !values.is_empty() {
             let rest = values.split_off(values.len().min(LOOKUP_CHUNK));
             let chunk = std::mem::replace(&mut values, rest);
-            let (state, reader, hidden, lists) = (
+            let (state, reader, hidden, lists, budget) = (
                 Arc::clone(&self.state),
                 Arc::clone(&reader),
                 Arc::clone(&hidden),
                 Arc::clone(&lists),
+                Arc::clone(&budget),
             );
             chunks.push(tokio::task::spawn_blocking(move || {
                 let l = lookup::Lookup {
@@ -309,14 +313,19 @@ impl IndicatorsService {
                 // grows it from empty, copying the answers so far at each doubling.
                 let mut answers = Vec::with_capacity(chunk.len());
                 for value in chunk {
-                    answers.push(l.answer(value)?);
+                    let answer = l.answer(value)?;
+                    budget.take(&answer, limit)?;
+                    answers.push(answer);
                 }
-                Ok::<_, StoreError>(answers)
+                Ok::<_, lookup::LookupError>(answers)
             }));
         }
         let mut results = Vec::with_capacity(chunks.len() * LOOKUP_CHUNK);
         for chunk in chunks {
-            results.extend(chunk.await.map_err(internal)?.map_err(internal)?);
+            results.extend(chunk.await.map_err(internal)?.map_err(|e| match e {
+                lookup::LookupError::Store(e) => internal(e),
+                too_large => Status::resource_exhausted(too_large.to_string()),
+            })?);
         }
         Ok(Response::new(pb::LookupResponse { results }))
     }

@@ -23,6 +23,41 @@ use super::view;
 /// Most values in one `Lookup` call.
 pub const MAX_LOOKUPS: usize = 10_000;
 
+/// What is left of the bytes one request's answers may take, shared by its chunks: a value
+/// inside many listed blocks and parent domains answers with a match for each, so ten thousand
+/// of them can outgrow any message; the call ends when the answer would, not after all the
+/// work.
+pub struct AnswerBudget(std::sync::atomic::AtomicUsize);
+
+/// Why a `Lookup` gives no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the answer would be over {0} bytes, the message limit: send fewer values per call")]
+    TooLarge(usize),
+}
+
+impl AnswerBudget {
+    pub fn new(bytes: usize) -> AnswerBudget {
+        AnswerBudget(std::sync::atomic::AtomicUsize::new(bytes))
+    }
+
+    /// Takes `answer`'s bytes from what is left; an error once that is spent.
+    pub fn take(&self, answer: &pb::LookupResult, limit: usize) -> Result<(), LookupError> {
+        use prost::Message as _;
+        use std::sync::atomic::Ordering;
+        // A field's tag and length come on top of the result.
+        let bytes = answer.encoded_len() + 8;
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .map(|_| ())
+            .map_err(|_| LookupError::TooLarge(limit))
+    }
+}
+
 /// What every value of one `Lookup` request is read with, gathered once per request.
 pub struct Lookup<'a> {
     pub store: &'a dyn Store,

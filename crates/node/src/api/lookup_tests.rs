@@ -185,3 +185,19 @@ fn a_match_the_reader_may_not_see_is_no_match() {
     let withdrawn = BTreeSet::from(["AU-AFP".to_string()]);
     assert!(matched_as("10.0.0.0/8", cidr, &block, &withdrawn, "BR-PF").is_none());
 }
+
+#[test]
+fn answers_stop_where_the_message_limit_would_be_passed() {
+    let answer = pb::LookupResult {
+        input: "x".repeat(100),
+        ..Default::default()
+    };
+    // Three answers of about 110 bytes fit 350; the fourth does not.
+    let budget = AnswerBudget::new(350);
+    for _ in 0..3 {
+        budget.take(&answer, 350).expect("room left");
+    }
+    let err = budget.take(&answer, 350).unwrap_err();
+    assert!(matches!(err, LookupError::TooLarge(350)), "{err}");
+    assert!(err.to_string().contains("send fewer values per call"));
+}

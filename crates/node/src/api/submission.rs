@@ -109,12 +109,23 @@ pub fn submission(s: &pb::Submission, p: &Publisher) -> Result<Prepared, Invalid
             {
                 return Err(invalid("upsert.valid_until must be after valid_from"));
             }
-            let mut tags: Vec<String> = Vec::new();
-            for t in u.tags.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
-                if !tags.iter().any(|x| x == t) {
-                    tags.push(t.to_string());
-                }
+            // What could never fit a payload is refused before any work on it: a caller's
+            // hundred thousand tags must not hold a worker.
+            let tag_bytes: usize = u.tags.iter().map(String::len).sum();
+            if tag_bytes + u.description.len() > MAX_PAYLOAD_BYTES {
+                return Err(invalid(format!(
+                    "upsert tags and description are {} bytes, over the {MAX_PAYLOAD_BYTES}-byte payload limit",
+                    tag_bytes + u.description.len()
+                )));
             }
+            let mut seen = std::collections::HashSet::new();
+            let tags: Vec<String> = u
+                .tags
+                .iter()
+                .map(|t| t.trim())
+                .filter(|t| !t.is_empty() && seen.insert(*t))
+                .map(str::to_string)
+                .collect();
             pb::payload::Body::Upsert(pb::IndicatorUpsert {
                 indicator: Some(to_ref(&indicator)),
                 tags,

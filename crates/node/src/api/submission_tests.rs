@@ -91,6 +91,16 @@ fn bad_submissions_say_what_is_wrong() {
     })
     .starts_with("value:"));
     assert!(err(pb::Submission { r#type: 77, ..ok() }).contains("unknown indicator type 77"));
+    // A hundred thousand distinct tags (what a hostile caller fits in one message) are refused
+    // by size, before any of them is compared with another.
+    let many = pb::Submission {
+        body: Some(pb::submission::Body::Upsert(pb::IndicatorUpsert {
+            tags: (0..100_000).map(|i| format!("t{i}")).collect(),
+            ..Default::default()
+        })),
+        ..ok()
+    };
+    assert!(err(many).contains("over the 65536-byte payload limit"));
     assert!(err(pb::Submission {
         distribution: None,
         ..ok()
