@@ -46,11 +46,16 @@ async fn closed_by_peer(stream: &mut (impl AsyncRead + Unpin)) -> bool {
     }
 }
 
+/// Connections are a shared, scarce resource: one that asks nothing (or never finishes its
+/// headers) is closed when its first request is due, long before the idle deadline, and one
+/// client address cannot hold more than its share of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn connections_that_send_nothing_or_stop_mid_headers_are_closed_when_idle() {
-    let idle = Duration::from_millis(1_000);
+async fn connections_that_ask_nothing_and_an_address_past_its_share_are_closed() {
+    let first_request = Duration::from_millis(4_000);
     let limits = Limits {
-        http_idle_ms: 1_000,
+        connect_timeout_ms: 4_000,
+        // Past the test's patience: only the first-request deadline can close them.
+        http_idle_ms: 600_000,
         ..fast_limits()
     };
     let net = net_with(limits).await;
@@ -68,6 +73,22 @@ async fn connections_that_send_nothing_or_stop_mid_headers_are_closed_when_idle(
     // Meanwhile a whole request is answered (no credentials: 401).
     let answer = console::get(addr, &ca, None, "/taxii2/").await.unwrap();
     assert_eq!(answer.status, 401, "{}", answer.text());
+    // One address holds at most 64 connections: past that, new ones are refused while they
+    // are open (the answered request's may not be given back yet: 63 or 64 with the two).
+    let mut held = Vec::new();
+    while let Ok(c) = console::tls_stream(addr, &ca, None).await {
+        held.push(c);
+        assert!(
+            held.len() <= 64,
+            "more than 64 connections from one address"
+        );
+    }
+    assert!(
+        opened.elapsed() < first_request,
+        "the connections took {:?}: the deadline may have closed some",
+        opened.elapsed()
+    );
+    assert!(matches!(held.len(), 61 | 62), "{} held", held.len());
 
     assert!(
         closed_by_peer(&mut silent).await,
@@ -78,13 +99,23 @@ async fn connections_that_send_nothing_or_stop_mid_headers_are_closed_when_idle(
         "a connection whose headers never end is held"
     );
     assert!(
-        opened.elapsed() >= idle - Duration::from_millis(100),
-        "closed after {:?}, before its idle time",
+        opened.elapsed() >= first_request - Duration::from_millis(100),
+        "closed after {:?}, before its first request was due",
         opened.elapsed()
     );
-    // The listener still serves.
-    let again = console::get(addr, &ca, None, "/taxii2/").await.unwrap();
-    assert_eq!(again.status, 401);
+    drop(held);
+    // The listener serves again once they are gone (the slots come back as each closes).
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match console::get(addr, &ca, None, "/taxii2/").await {
+            Ok(again) => {
+                assert_eq!(again.status, 401);
+                break;
+            }
+            Err(e) if tokio::time::Instant::now() > deadline => panic!("not served again: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

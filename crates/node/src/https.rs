@@ -1,8 +1,10 @@
 //! The HTTP serving loop shared by the node's web listeners (the TAXII gateway and the hub
 //! console over TLS, the metrics endpoint in plain HTTP): TLS with the API listener's
 //! certificate, client certificates checked against the API's client CA (optional or required), HTTP/1.1 and HTTP/2, a handshake deadline, a cap
-//! on open connections, an idle deadline per connection (no byte either way, or a request's
-//! headers not all in, for `limits.http_idle_ms`) and a graceful stop.
+//! on open connections (and on those of one client address), a deadline for a connection's
+//! first request (`limits.connect_timeout_ms` from the accept), an idle deadline per connection
+//! (no byte either way, or a request's headers not all in, for `limits.http_idle_ms`) and a
+//! graceful stop.
 //!
 //! Each request carries the [`Connection`] it came on (the client's leaf certificate), as an
 //! axum extension, so handlers can tell who is calling.
@@ -31,6 +33,9 @@ use crate::state::NodeState;
 const DRAIN: Duration = Duration::from_secs(5);
 /// Connections served at once; more wait in the listen backlog.
 const MAX_CONNECTIONS: usize = 512;
+/// Connections one client address may hold at once: one host holding every slot would shut
+/// out every other client (HTTP/2 multiplexes a client's requests over one connection).
+const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
 /// Requests one HTTP/2 connection may have open at once.
 const MAX_STREAMS: u32 = 64;
 
@@ -120,6 +125,7 @@ impl HttpsServer {
     pub async fn serve(self, mut stopped: watch::Receiver<bool>) {
         let name = self.name;
         let mut connections = JoinSet::new();
+        let per_address = Arc::new(PerAddress::default());
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -138,6 +144,10 @@ impl HttpsServer {
                 tracing::warn!(%peer, "{name} connection refused: {MAX_CONNECTIONS} already open");
                 continue;
             }
+            let Some(slot) = PerAddress::take(&per_address, peer.ip()) else {
+                tracing::warn!(%peer, "{name} connection refused: {MAX_CONNECTIONS_PER_ADDRESS} already open from that address");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let (acceptor, router, state) = (
                 self.acceptor.clone(),
@@ -147,13 +157,14 @@ impl HttpsServer {
             let deadline = state.cfg.limits.connect_timeout();
             let stopped = stopped.clone();
             connections.spawn(async move {
+                let _slot = slot;
                 let idle = state.cfg.limits.http_idle();
                 let Some(acceptor) = acceptor else {
                     let service = router.layer(axum::Extension(Connection {
                         leaf: None,
                         note: Default::default(),
                     }));
-                    return serve_connection(name, tcp, service, stopped, idle).await;
+                    return serve_connection(name, tcp, service, stopped, (deadline, idle)).await;
                 };
                 let Some(tls) =
                     crate::tls_accept::handshake(&state, &acceptor, tcp, peer, deadline, name)
@@ -171,7 +182,7 @@ impl HttpsServer {
                     leaf: leaf.map(Arc::new),
                     note: Default::default(),
                 }));
-                serve_connection(name, tls, service, stopped, idle).await;
+                serve_connection(name, tls, service, stopped, (deadline, idle)).await;
             });
         }
         let drain = async { while connections.join_next().await.is_some() {} };
@@ -186,7 +197,7 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     service: axum::Router,
     mut stopped: watch::Receiver<bool>,
-    idle: Duration,
+    (first_request, idle): (Duration, Duration),
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper drops its own header deadline silently.
@@ -224,6 +235,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         _ = moved.idle_for(idle) => {
             tracing::debug!("{name} connection closed: idle for {idle:?}");
         }
+        _ = moved.no_request_within(first_request) => {
+            tracing::debug!("{name} connection closed: no request within {first_request:?}");
+        }
     }
     conn.as_mut().graceful_shutdown();
     if tokio::time::timeout(DRAIN, conn).await.is_err() {
@@ -233,12 +247,45 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
+/// Connections open per client address.
+#[derive(Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One open connection of an address, given back when dropped.
+struct AddressSlot(Arc<PerAddress>, std::net::IpAddr);
+
+impl PerAddress {
+    fn take(this: &Arc<PerAddress>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut open = this.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= MAX_CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot(Arc::clone(this), ip))
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.1);
+            }
+        }
+    }
+}
+
 /// When bytes last moved on a connection, either way (milliseconds since it was accepted), and
 /// how many of its requests are being worked on.
 struct Moved {
     since: Instant,
     last_ms: AtomicU64,
     busy: AtomicU64,
+    /// Requests begun on the connection.
+    begun: AtomicU64,
 }
 
 /// One request being worked on; the connection is not idle while it lasts.
@@ -247,6 +294,7 @@ struct Busy(Arc<Moved>);
 impl Busy {
     fn new(moved: &Arc<Moved>) -> Busy {
         moved.busy.fetch_add(1, Ordering::Relaxed);
+        moved.begun.fetch_add(1, Ordering::Relaxed);
         Busy(Arc::clone(moved))
     }
 }
@@ -262,6 +310,15 @@ impl Moved {
     fn note(&self) {
         let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Returns if no request has begun `within` of the accept, and never otherwise: a client
+    /// that connects and asks nothing, or trickles bytes, holds a slot for nothing.
+    async fn no_request_within(&self, within: Duration) {
+        tokio::time::sleep(within.saturating_sub(self.since.elapsed())).await;
+        if self.begun.load(Ordering::Relaxed) > 0 {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Returns once no byte has moved, and no request was being worked on, for `idle`.
@@ -292,6 +349,7 @@ impl<S> Watched<S> {
             since: Instant::now(),
             last_ms: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
         });
         let watched = Watched {
             inner,
