@@ -43,6 +43,10 @@ struct Gateway {
     /// Requests doing store work (reads, plans) at once: the rest wait here, not on the
     /// blocking pool the node's other work shares.
     working: Arc<tokio::sync::Semaphore>,
+    /// POST bodies being received and parsed at once: a body is up to `max_content_length`
+    /// and its parsed JSON several times that, so callers sending many at once must wait here
+    /// rather than each hold one in memory.
+    bodies: Arc<tokio::sync::Semaphore>,
     collection_id: String,
 }
 
@@ -58,6 +62,7 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig, tokens: Arc<TokenKey>) ->
         statuses: Arc::new(Statuses::default()),
         tokens,
         working: Arc::new(tokio::sync::Semaphore::new(WORKING_AT_ONCE)),
+        bodies: Arc::new(tokio::sync::Semaphore::new(WORKING_AT_ONCE)),
         collection_id,
         state,
     };
@@ -469,14 +474,15 @@ async fn status(
     }
 }
 
-/// Admission, permission, media type and size of a POST: the envelope's JSON.
+/// Admission, permission, media type and size of a POST: the envelope's JSON, with the
+/// permit that counts it among the bodies held at once (kept until it is planned).
 async fn posted(
     g: &Gateway,
     c: &Connection,
     headers: &HeaderMap,
     collection: &str,
     body: Body,
-) -> Result<(Caller, Value), Refusal> {
+) -> Result<(Caller, Value, tokio::sync::OwnedSemaphorePermit), Refusal> {
     let caller = admit(g, c, headers).await?;
     check_collection(g, collection)?;
     if !caller.can_write {
@@ -493,14 +499,27 @@ async fn posted(
             format!("post an envelope as {}", protocol::TAXII_MEDIA_TYPE),
         ));
     }
+    let held = Arc::clone(&g.bodies)
+        .acquire_owned()
+        .await
+        .map_err(internal)?;
     let max = g.cfg.max_content_length;
-    let bytes = axum::body::to_bytes(body, max).await.map_err(|_| {
-        let why = format!("the body is over max_content_length ({max} bytes)");
-        refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too large", why)
-    })?;
+    // A body trickled in holds its permit at most as long as a silent connection stays open.
+    let idle = g.state.cfg.limits.http_idle();
+    let bytes = match tokio::time::timeout(idle, axum::body::to_bytes(body, max)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            let why = format!("the body is over max_content_length ({max} bytes)");
+            return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too large", why));
+        }
+        Err(_) => {
+            let why = format!("the body did not all arrive within {idle:?}");
+            return Err(refuse(StatusCode::REQUEST_TIMEOUT, "Body too slow", why));
+        }
+    };
     let envelope = serde_json::from_slice(&bytes)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Not JSON", e))?;
-    Ok((caller, envelope))
+    Ok((caller, envelope, held))
 }
 
 async fn add_objects(
@@ -510,7 +529,7 @@ async fn add_objects(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let (caller, envelope) = posted(&g, &c, &headers, &collection, body).await?;
+    let (caller, envelope, body_held) = posted(&g, &c, &headers, &collection, body).await?;
     let request_time = now_unix_ms();
     let state = Arc::clone(&g.state);
     let working = Arc::clone(&g.working)
@@ -518,7 +537,7 @@ async fn add_objects(
         .await
         .map_err(internal)?;
     let plan = tokio::task::spawn_blocking(move || {
-        let _working = working;
+        let (_working, _body_held) = (working, body_held);
         let members = state.keys().members().clone();
         let publisher = Publisher {
             org: &state.org,
