@@ -15,6 +15,7 @@ use intelmesh_interop::stix::{
     import_object, stix_objects, unreadable_marking, ImportOptions, ObjectOutcome, Outcome,
     SkipReason, StixIndicator,
 };
+use intelmesh_interop::stix_export::indicator_id;
 use intelmesh_interop::taxii::{StatusDetail, StatusResource};
 use intelmesh_interop::{format_timestamp, Markings, Warninglists};
 use intelmesh_proto::v1 as pb;
@@ -117,7 +118,10 @@ pub fn plan(
         });
     }
     let markings = Markings::from_objects(objects);
-    let mut settling = Settling::default();
+    let mut settling = Settling {
+        origin: publisher.org.to_string(),
+        ..Settling::default()
+    };
     // Objects are judged a round at a time, so what waits to be settled stays bounded and an
     // envelope past the POST's budget stops costing work where it passes it.
     for (round, chunk) in objects.chunks(JUDGED_PER_ROUND).enumerate() {
@@ -172,6 +176,8 @@ const JUDGED_TOGETHER: usize = 64;
 /// The plan as objects are settled in envelope order.
 #[derive(Default)]
 struct Settling {
+    /// This node: the origin of what it signs, which names the objects stored.
+    origin: String,
     plan: Plan,
     /// Values already signed by an earlier object of the envelope.
     seen: BTreeSet<Indicator>,
@@ -202,15 +208,19 @@ impl Settling {
                 let mut prepared = Vec::new();
                 let mut refused = None;
                 let mut named = BTreeSet::new();
+                // The collection names what it holds by origin and value, not by the posted
+                // id: the success says under which ids the object's values are read back.
+                let mut stored = Vec::new();
                 for judged in values {
                     match judged {
                         Judged::Refused(why) => refused = Some(why),
-                        Judged::Held => {}
+                        Judged::Held(indicator) => stored.push(indicator),
                         // The first object naming a value wins; a repeat in one envelope is
                         // signed once.
                         Judged::New(indicator, submission) => match submission {
-                            _ if self.seen.contains(&indicator) => {}
+                            _ if self.seen.contains(&indicator) => stored.push(indicator),
                             Ok(p) => {
+                                stored.push(indicator.clone());
                                 if named.insert(indicator) {
                                     prepared.push(p);
                                 }
@@ -234,7 +244,13 @@ impl Settling {
                 self.payload_bytes += bytes;
                 self.seen.extend(named);
                 plan.to_sign.extend(prepared);
-                plan.successes.push(detail(&id, version, None));
+                let ids: BTreeSet<String> = stored
+                    .iter()
+                    .map(|i| indicator_id(&self.origin, i))
+                    .collect();
+                let ids: Vec<String> = ids.into_iter().collect();
+                let message = format!("stored as {}", ids.join(", "));
+                plan.successes.push(detail(&id, version, Some(message)));
             }
         }
     }
@@ -291,7 +307,7 @@ enum Judged {
     /// read.
     Refused(String),
     /// Already asserted by this node as asked: nothing to sign.
-    Held,
+    Held(Indicator),
     /// To sign if no earlier object named it: the submission, or why it is refused.
     New(Indicator, Result<Prepared, String>),
 }
@@ -312,7 +328,7 @@ fn judge(
         ));
     }
     if held(&v.indicator).is_some_and(|a| same_or_revoked(&a, &s)) {
-        return Judged::Held;
+        return Judged::Held(v.indicator.clone());
     }
     let prepared = submission(&s, publisher).map_err(|e| format!("{}: {e}", v.indicator.value()));
     Judged::New(v.indicator.clone(), prepared)

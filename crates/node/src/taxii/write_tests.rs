@@ -193,6 +193,17 @@ fn a_value_of_a_refused_object_is_still_signed_for_a_later_object() {
     assert_eq!(signed, ["x.example.org"]);
     assert_eq!(plan.failures[0].id, "indicator--1");
     assert_eq!(plan.successes[0].id, "indicator--2");
+    // The collection reads it back under this node's id for the value, which the success names.
+    let value = intelmesh_core::indicator::normalize(
+        intelmesh_core::IndicatorType::Domain,
+        "x.example.org",
+    )
+    .unwrap();
+    let stored = intelmesh_interop::stix_export::indicator_id("SG-IGCI", &value);
+    assert_eq!(
+        plan.successes[0].message.as_deref(),
+        Some(format!("stored as {stored}").as_str())
+    );
 }
 
 fn status(id: &str, objects: usize) -> intelmesh_interop::taxii::StatusResource {
