@@ -215,7 +215,12 @@ fn base_url(uri: &axum::http::Uri, headers: &HeaderMap, g: &Gateway) -> String {
         .authority()
         .map(|a| a.as_str())
         .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
-        .filter(|h| h.len() < 256 && !h.contains(['/', ' ']))
+        // Only a well-formed host[:port]: the caller's own, echoed to the caller alone.
+        .filter(|h| {
+            h.len() < 256
+                && !h.is_empty()
+                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| g.cfg.listen.to_string());
     format!("https://{host}")
