@@ -321,13 +321,23 @@ fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
     let tlp = dist
         .and_then(|d| Tlp::from_proto(d.tlp))
         .ok_or_else(|| fail(HeaderDefect::Tlp))?;
-    let recipients = dist
+    let recipients: Vec<OrgId> = dist
         .map(|d| d.recipients.iter().map(|r| OrgId::parse(r)).collect())
         .transpose()
         .map_err(|e| fail(HeaderDefect::Recipient(e)))?
         .unwrap_or_default();
     if wire.sealed && !tlp.is_restricted() {
         return Err(fail(HeaderDefect::SealedUnrestricted));
+    }
+    // What no node's API signs is refused from the network too: a relay must not spread
+    // what the origin's own node would have refused.
+    if !recipients.is_empty() && !tlp.is_restricted() {
+        return Err(fail(HeaderDefect::RecipientsUnrestricted));
+    }
+    if wire.issued_at_unix_ms < 0 {
+        return Err(fail(HeaderDefect::IssuedBeforeEpoch(
+            wire.issued_at_unix_ms,
+        )));
     }
     // A sealed payload's length is the envelope's; the padded payload inside is checked
     // by the envelope's shape.

@@ -146,6 +146,10 @@ pub enum HeaderDefect {
     SignatureLength(usize),
     #[error("only AMBER+STRICT and RED payloads are sealed")]
     SealedUnrestricted,
+    #[error("issued_at {0} is before 1970")]
+    IssuedBeforeEpoch(i64),
+    #[error("only AMBER+STRICT and RED entries name recipients; the others go to all")]
+    RecipientsUnrestricted,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -164,6 +164,23 @@ fn header_defects_are_named() {
             },
             HeaderDefect::PayloadLenOverCap(1 << 20),
         ),
+        (
+            pb::EntryHeader {
+                issued_at_unix_ms: i64::MIN,
+                ..base()
+            },
+            HeaderDefect::IssuedBeforeEpoch(i64::MIN),
+        ),
+        (
+            pb::EntryHeader {
+                distribution: Some(pb::Distribution {
+                    tlp: pb::Tlp::Green as i32,
+                    recipients: vec!["BR-PF".into()],
+                }),
+                ..base()
+            },
+            HeaderDefect::RecipientsUnrestricted,
+        ),
     ];
     for (header, defect) in cases {
         let e = s.sign_header(header.encode_to_vec(), Some(payload.clone()));

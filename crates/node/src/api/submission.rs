@@ -104,6 +104,12 @@ pub fn submission(s: &pb::Submission, p: &Publisher) -> Result<Prepared, Invalid
                     u.confidence
                 )));
             }
+            if u.valid_from_unix_ms < 0 {
+                return Err(invalid(format!(
+                    "upsert.valid_from {} is before 1970",
+                    u.valid_from_unix_ms
+                )));
+            }
             if u.valid_until_unix_ms
                 .is_some_and(|t| t <= u.valid_from_unix_ms)
             {
@@ -213,6 +219,7 @@ pub fn sighting(r: &pb::ReportSightingRequest, p: &Publisher) -> Result<Prepared
                 p.now
             )))
         }
+        t if t < 0 => return Err(invalid(format!("seen_at {t} is before 1970"))),
         t => t,
     };
     let body = pb::payload::Body::Sighting(pb::Sighting {

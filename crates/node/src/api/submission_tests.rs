@@ -254,6 +254,11 @@ fn sightings_default_their_time_and_need_a_count() {
     })
     .contains("future"));
     assert!(err(pb::ReportSightingRequest {
+        seen_at_unix_ms: i64::MIN,
+        ..req.clone()
+    })
+    .contains("before 1970"));
+    assert!(err(pb::ReportSightingRequest {
         distribution: None,
         ..req
     })

@@ -219,7 +219,8 @@ fn base_url(uri: &axum::http::Uri, headers: &HeaderMap, g: &Gateway) -> String {
         .filter(|h| {
             h.len() < 256
                 && !h.is_empty()
-                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
         })
         .map(str::to_string)
         .unwrap_or_else(|| g.cfg.listen.to_string());
