@@ -199,6 +199,17 @@ impl IndicatorsService {
             if !r.force {
                 submission::refuse_listed(&items, &lists)?;
             }
+            submission::refuse_unasserted(&items, |i| {
+                // A store that cannot be read lets the revocation through: refusing it
+                // would make a store error read as "never asserted".
+                self.state.store.indicator(i).map_or(true, |s| {
+                    s.is_some_and(|s| {
+                        s.assertions
+                            .iter()
+                            .any(|a| a.origin == self.state.org.as_str())
+                    })
+                })
+            })?;
             Ok(items)
         })
         .await

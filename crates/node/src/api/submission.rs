@@ -204,6 +204,44 @@ pub fn refuse_listed(
     }
 }
 
+/// Refuses revocations of values this node never asserted (`asserted` says whether it did,
+/// an upsert earlier in `items` counting too): a revocation of nothing would be signed and
+/// spread to every member for no assertion to end.
+pub fn refuse_unasserted(
+    items: &[Prepared],
+    asserted: impl Fn(&Indicator) -> bool,
+) -> Result<(), Invalid> {
+    let mut upserted = std::collections::HashSet::new();
+    let mut never = Vec::new();
+    for (i, p) in items.iter().enumerate() {
+        match p.payload.body {
+            Some(pb::payload::Body::Upsert(_)) => {
+                upserted.insert(&p.indicator);
+            }
+            Some(pb::payload::Body::Revoke(_))
+                if !upserted.contains(&p.indicator) && !asserted(&p.indicator) =>
+            {
+                never.push(format!("submissions[{i}]: {}", p.indicator.value()));
+            }
+            _ => {}
+        }
+    }
+    if never.is_empty() {
+        return Ok(());
+    }
+    let more = never.len().saturating_sub(ERRORS_SHOWN);
+    never.truncate(ERRORS_SHOWN);
+    Err(invalid(format!(
+        "this node never asserted what {} would revoke{}; nothing was published",
+        never.join(", "),
+        if more > 0 {
+            format!(" (and {more} more)")
+        } else {
+            String::new()
+        }
+    )))
+}
+
 /// Checks a `ReportSighting` request and makes its payload canonical.
 pub fn sighting(r: &pb::ReportSightingRequest, p: &Publisher) -> Result<Prepared, Invalid> {
     let indicator = parse_indicator(r.r#type, &r.value)?;

@@ -264,3 +264,37 @@ fn sightings_default_their_time_and_need_a_count() {
     })
     .contains("distribution"));
 }
+
+#[test]
+fn a_revocation_of_what_this_node_never_asserted_is_refused() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let revoke = |value: &str| pb::Submission {
+        body: Some(pb::submission::Body::Revoke(pb::IndicatorRevoke::default())),
+        ..upsert(Ty::Domain, value, pb::Tlp::Green, &[])
+    };
+    let items = submissions(
+        &[
+            revoke("held.example"),
+            upsert(Ty::Domain, "new.example", pb::Tlp::Green, &[]),
+            revoke("new.example"),
+        ],
+        &p,
+    )
+    .unwrap();
+    let asserted = |i: &Indicator| i.value() == "held.example";
+    assert!(
+        refuse_unasserted(&items, asserted).is_ok(),
+        "held, or upserted before in the call"
+    );
+    let items = submissions(&[revoke("never.example"), revoke("held.example")], &p).unwrap();
+    let err = refuse_unasserted(&items, asserted).unwrap_err().0;
+    assert!(
+        err.contains("submissions[0]: never.example") && !err.contains("held.example"),
+        "{err}"
+    );
+}

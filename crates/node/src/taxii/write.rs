@@ -327,7 +327,14 @@ fn judge(
             lists.join(", ")
         ));
     }
-    if held(&v.indicator).is_some_and(|a| same_or_revoked(&a, &s)) {
+    let mine = held(&v.indicator);
+    if v.revoked && mine.is_none() {
+        return Judged::Refused(format!(
+            "{}: revoked, but this node never asserted it: nothing to revoke",
+            v.indicator.value()
+        ));
+    }
+    if mine.is_some_and(|a| same_or_revoked(&a, &s)) {
         return Judged::Held(v.indicator.clone());
     }
     let prepared = submission(&s, publisher).map_err(|e| format!("{}: {e}", v.indicator.value()));

@@ -59,6 +59,9 @@ fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
     objects[20] = indicator(20, "[ipv4-addr:value = '8.8.8.8']");
     objects[30] = indicator(30, "[domain-name:value = 'held.example.org']");
     objects[30]["revoked"] = json!(true);
+    // A revocation of a value this node never asserted revokes nothing: a failure.
+    objects[60] = indicator(60, "[domain-name:value = 'never.example.org']");
+    objects[60]["revoked"] = json!(true);
     objects[40] = json!({"type": "malware", "id": "malware--40", "name": "x", "is_family": false});
     objects[50] = json!({
         "type": "marking-definition", "spec_version": "2.1", "id": "marking-definition--50",
@@ -87,19 +90,23 @@ fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
 
     let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
     let expected: Vec<String> = (0..n)
-        .filter(|i| ![10, 20, 30, 40, 50, 200].contains(i))
+        .filter(|i| ![10, 20, 30, 40, 50, 60, 200].contains(i))
         .map(|i| format!("d{i}.example.org"))
         .collect();
     assert_eq!(signed, expected, "each new value once, in envelope order");
     let failed: Vec<&str> = plan.failures.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(failed, ["indicator--20", "malware--40"]);
+    assert_eq!(failed, ["indicator--20", "malware--40", "indicator--60"]);
+    assert!(plan.failures[2]
+        .message
+        .as_deref()
+        .is_some_and(|m| m.contains("never asserted")));
     assert!(plan.failures[0]
         .message
         .as_deref()
         .is_some_and(|m| m.contains("warninglists") && m.contains("Public DNS")));
     let succeeded: BTreeSet<&str> = plan.successes.iter().map(|d| d.id.as_str()).collect();
-    assert_eq!(plan.successes.len(), n - 2, "one outcome per object");
-    assert_eq!(succeeded.len(), n - 2);
+    assert_eq!(plan.successes.len(), n - 3, "one outcome per object");
+    assert_eq!(succeeded.len(), n - 3);
     for id in [
         "indicator--10",
         "indicator--200",
