@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::auth::{authenticate, Caller, Users};
 use super::config::TaxiiConfig;
 use super::read::{self, Dated, Page, ReadError, Reader};
+use super::segments::Segments;
 use super::write::{self, Statuses};
 use crate::token::TokenKey;
 use intelmesh_store::Store;
@@ -106,7 +107,11 @@ fn taxii(status: StatusCode, body: &Value) -> Response {
     r
 }
 
-fn error(status: StatusCode, title: &str, description: impl std::fmt::Display) -> Response {
+pub(super) fn error(
+    status: StatusCode,
+    title: &str,
+    description: impl std::fmt::Display,
+) -> Response {
     let body = protocol::error_body(status.as_u16(), title, &description.to_string());
     let mut r = taxii(status, &body);
     if status == StatusCode::UNAUTHORIZED {
@@ -276,7 +281,7 @@ async fn collections(
 async fn collection_one(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
 ) -> Answer {
     let caller = admit(&g, &c, &headers).await?;
@@ -375,7 +380,7 @@ async fn page_of(
 async fn objects(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
-    Path(collection): Path<String>,
+    Segments(collection): Segments<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
@@ -386,7 +391,7 @@ async fn objects(
 async fn manifest(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
-    Path(collection): Path<String>,
+    Segments(collection): Segments<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
@@ -433,7 +438,7 @@ async fn one_object(
 async fn object(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
-    Path((collection, id)): Path<(String, String)>,
+    Segments((collection, id)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
@@ -447,7 +452,7 @@ async fn object(
 async fn versions(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
-    Path((collection, id)): Path<(String, String)>,
+    Segments((collection, id)): Segments<(String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Answer {
@@ -466,7 +471,7 @@ async fn versions(
 async fn status(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
-    Path(id): Path<String>,
+    Segments(id): Segments<String>,
     headers: HeaderMap,
 ) -> Answer {
     let caller = admit(&g, &c, &headers).await?;
@@ -531,7 +536,7 @@ async fn posted(
 async fn add_objects(
     State(g): State<Gateway>,
     Extension(c): Extension<Connection>,
-    Path(collection): Path<String>,
+    Segments(collection): Segments<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {

@@ -11,6 +11,7 @@ mod auth;
 pub mod config;
 mod http;
 pub mod read;
+mod segments;
 pub mod write;
 
 use std::net::SocketAddr;
