@@ -187,22 +187,16 @@ fn with_taxii(text: &str, taxii: Option<&TaxiiConfig>) -> anyhow::Result<String>
 /// Puts every table of `item` at `position` of the document: they are written in order, where
 /// the section they replace was.
 fn place_tables(item: &mut toml_edit::Item, position: usize) {
-    match item {
-        toml_edit::Item::Table(t) => {
-            t.set_position(position);
-            for (_, child) in t.iter_mut() {
-                place_tables(child, position);
-            }
+    let tables: Vec<&mut toml_edit::Table> = match item {
+        toml_edit::Item::Table(t) => vec![t],
+        toml_edit::Item::ArrayOfTables(a) => a.iter_mut().collect(),
+        toml_edit::Item::None | toml_edit::Item::Value(_) => Vec::new(),
+    };
+    for t in tables {
+        t.set_position(position);
+        for (_, child) in t.iter_mut() {
+            place_tables(child, position);
         }
-        toml_edit::Item::ArrayOfTables(a) => {
-            for t in a.iter_mut() {
-                t.set_position(position);
-                for (_, child) in t.iter_mut() {
-                    place_tables(child, position);
-                }
-            }
-        }
-        toml_edit::Item::None | toml_edit::Item::Value(_) => {}
     }
 }
 

@@ -295,9 +295,9 @@ impl IndicatorsService {
             .await?;
         let lists = self.state.warninglists();
         let now = now_unix_ms();
-        // The response's envelope and status take a little beside the results.
-        let limit = self.state.cfg.limits.max_message_bytes;
-        let budget = Arc::new(lookup::AnswerBudget::new(limit.saturating_sub(1024)));
+        let budget = Arc::new(lookup::AnswerBudget::new(
+            self.state.cfg.limits.max_message_bytes,
+        ));
         // A large request is answered in chunks on the blocking pool at once, so it uses every
         // core rather than one; the chunks are joined back in request order.
         let mut chunks = Vec::with_capacity(values.len().div_ceil(LOOKUP_CHUNK));
@@ -325,7 +325,7 @@ impl IndicatorsService {
                 let mut answers = Vec::with_capacity(chunk.len());
                 for value in chunk {
                     let answer = l.answer(value)?;
-                    budget.take(&answer, limit)?;
+                    budget.take(&answer)?;
                     answers.push(answer);
                 }
                 Ok::<_, lookup::LookupError>(answers)

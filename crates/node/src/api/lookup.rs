@@ -27,7 +27,11 @@ pub const MAX_LOOKUPS: usize = 10_000;
 /// inside many listed blocks and parent domains answers with a match for each, so ten thousand
 /// of them can outgrow any message; the call ends when the answer would, not after all the
 /// work.
-pub struct AnswerBudget(std::sync::atomic::AtomicUsize);
+pub struct AnswerBudget {
+    left: std::sync::atomic::AtomicUsize,
+    /// The message limit, for the error.
+    limit: usize,
+}
 
 /// Why a `Lookup` gives no answer.
 #[derive(Debug, thiserror::Error)]
@@ -39,22 +43,27 @@ pub enum LookupError {
 }
 
 impl AnswerBudget {
-    pub fn new(bytes: usize) -> AnswerBudget {
-        AnswerBudget(std::sync::atomic::AtomicUsize::new(bytes))
+    /// The budget of answers to a call whose response may be `limit` bytes: a little goes
+    /// to the response's envelope and status.
+    pub fn new(limit: usize) -> AnswerBudget {
+        AnswerBudget {
+            left: std::sync::atomic::AtomicUsize::new(limit.saturating_sub(1024)),
+            limit,
+        }
     }
 
     /// Takes `answer`'s bytes from what is left; an error once that is spent.
-    pub fn take(&self, answer: &pb::LookupResult, limit: usize) -> Result<(), LookupError> {
+    pub fn take(&self, answer: &pb::LookupResult) -> Result<(), LookupError> {
         use prost::Message as _;
         use std::sync::atomic::Ordering;
         // A field's tag and length come on top of the result.
         let bytes = answer.encoded_len() + 8;
-        self.0
+        self.left
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                 left.checked_sub(bytes)
             })
             .map(|_| ())
-            .map_err(|_| LookupError::TooLarge(limit))
+            .map_err(|_| LookupError::TooLarge(self.limit))
     }
 }
 
