@@ -3,7 +3,7 @@
 
 use intelmesh_core::{IndicatorType, Signer};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{verify_store, DiskStore, Selection, Store, StoreConfig};
+use intelmesh_store::{arrival, verify_store, DiskStore, Selection, Store, StoreConfig};
 use intelmesh_tests::{chain, green, registry, seeded_signer, verified};
 
 const T0: i64 = 1_700_000_000_000;
@@ -154,4 +154,85 @@ fn a_forged_position_only_moves_within_the_range() {
         6,
         "a position before `since` does not widen the range"
     );
+}
+
+/// The records of `selection` in arrival order, with their arrival times, read in pages of 7.
+fn arrivals(store: &DiskStore, since: i64) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let got = store
+            .select(&Selection::ArrivedSince(since), after.as_deref(), 7)
+            .unwrap();
+        for (position, state) in &got {
+            let (t, _, _) = arrival::parse_position(position).expect("an arrival position");
+            out.push((t, value(state)));
+        }
+        match got.last() {
+            Some((position, _)) if got.len() == 7 => after = Some(position.clone()),
+            _ => return out,
+        }
+    }
+}
+
+#[test]
+fn records_are_read_in_the_order_they_reached_the_store_not_the_order_they_were_signed() {
+    let t = two_origins();
+    let all = arrivals(&t.store, i64::MIN);
+    assert_eq!(all.len(), 80, "one record per indicator and origin");
+    assert!(
+        all.windows(2).all(|w| w[0].0 < w[1].0),
+        "distinct times, rising"
+    );
+    // BR's d1 was signed before AU's d50 but arrived after it.
+    let (au, br) = all.split_at(50);
+    assert!(au.iter().all(|(_, v)| v.ends_with(".au-afp.example")));
+    assert!(br.iter().all(|(_, v)| v.ends_with(".br-pf.example")));
+
+    // A later entry about AU's d1 moves that record (once) to the end.
+    let keys = registry(&[&t.au, &t.br]);
+    let head = t.store.head(t.au.org()).unwrap();
+    let (entry, _) = t.au.sign_next(
+        head,
+        T0 - 5,
+        &green(),
+        &intelmesh_tests::upsert("AU-AFP", 1, 3),
+    );
+    t.store.apply(verified(&keys, vec![entry])).unwrap();
+    let last = all.last().unwrap().0;
+    let since_last: Vec<String> = arrivals(&t.store, last + 1)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        since_last,
+        ["d1.au-afp.example"],
+        "signed earlier than anything held, still after everything read"
+    );
+    assert_eq!(
+        arrivals(&t.store, i64::MIN).len(),
+        80,
+        "moved, not repeated"
+    );
+    let d1 =
+        intelmesh_core::indicator::normalize(IndicatorType::Domain, "d1.au-afp.example").unwrap();
+    let state = t.store.indicator(&d1).unwrap().unwrap();
+    let moved = t
+        .store
+        .arrival(&d1, &arrival::assertion_slot(&state.assertions[0]))
+        .unwrap();
+    assert!(moved.is_some_and(|m| m > last), "{moved:?}");
+    let check = verify_store(&t.store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+
+    // The clock resumes after the newest time when the store opens again.
+    let path = t._dir.path().to_path_buf();
+    let newest = arrivals(&t.store, i64::MIN).last().unwrap().0;
+    drop(t.store);
+    let store = DiskStore::open(StoreConfig::new(&path)).unwrap();
+    let (more, _) = chain(&t.br, store.head(t.br.org()).unwrap(), 1, 3);
+    store.apply(verified(&keys, more)).unwrap();
+    let after = arrivals(&store, newest + 1);
+    assert_eq!(after.len(), 1);
+    assert!(after[0].0 > newest);
 }

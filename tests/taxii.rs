@@ -314,6 +314,63 @@ async fn an_identical_repost_succeeds_and_signs_nothing() {
     assert_eq!(refused["status"], 403, "{refused}");
 }
 
+/// A client polling a node's collection with `added_after` set to the last
+/// `X-TAXII-Date-Added-Last` it saw gets an entry that reached the node late (signed before
+/// what it already read, delayed by a hub outage), and nothing it already has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_that_arrives_late_is_added_late() {
+    let mut net = net().await;
+    let (hub, au, br) = (org("SG-IGCI"), org("AU-AFP"), org("BR-PF"));
+    net.stop(&hub).await;
+    let mut c = net.client(&br).await;
+    submit(
+        &mut c,
+        vec![upsert(Ty::Domain, "late.example", Tlp::Green, &["x"])],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut c = net.client(&au).await;
+    submit(
+        &mut c,
+        vec![upsert(Ty::Domain, "early.example", Tlp::Green, &["x"])],
+    )
+    .await;
+    let g = gateway(&net, &au).await;
+    let first = run_tool(&g, &["read", &g.collection], &g.reader).await;
+    assert_eq!(patterns(&first), ["[domain-name:value = 'early.example']"]);
+    let last = first["date_added_last"]
+        .as_str()
+        .expect("a date-added header")
+        .to_string();
+    net.start(&hub).await;
+    net.wait_converged(PATIENCE).await.expect("converged");
+    let next = run_tool(
+        &g,
+        &["read", &g.collection, "--added-after", &last],
+        &g.reader,
+    )
+    .await;
+    assert_eq!(
+        patterns(&next),
+        ["[domain-name:value = 'late.example']"],
+        "after {last}: {next}"
+    );
+    let late = &next["objects"][0];
+    assert!(
+        late["modified"].as_str().unwrap() < last.as_str(),
+        "signed before the last object read: {late}"
+    );
+    let after_all = next["date_added_last"].as_str().unwrap().to_string();
+    assert!(after_all > last, "{after_all} after {last}");
+    let none = run_tool(
+        &g,
+        &["read", &g.collection, "--added-after", &after_all],
+        &g.reader,
+    )
+    .await;
+    assert_eq!(patterns(&none), Vec::<String>::new(), "{none}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pages_cut_inside_an_indicator_lose_and_repeat_nothing() {
     let net = net().await;
@@ -354,16 +411,23 @@ async fn pages_cut_inside_an_indicator_lose_and_repeat_nothing() {
         15,
         "5 values x (2 indicators + 1 sighting): {all:?}"
     );
-    for limit in ["1", "2", "4"] {
-        let mut paged =
-            ids(&run_tool(&g, &["read", &g.collection, "--limit", limit], &g.reader).await);
+    // By `next`, and by `added_after` alone (each page after the last date added seen).
+    for (limit, how) in [
+        ("1", None),
+        ("2", None),
+        ("4", None),
+        ("2", Some("--page-by-date")),
+    ] {
+        let mut args = vec!["read", &g.collection, "--limit", limit];
+        args.extend(how);
+        let mut paged = ids(&run_tool(&g, &args, &g.reader).await);
         let n = paged.len();
         paged.sort();
         paged.dedup();
-        assert_eq!(paged.len(), n, "limit {limit}: an object repeated");
+        assert_eq!(paged.len(), n, "limit {limit} {how:?}: an object repeated");
         let mut expected = all.clone();
         expected.sort();
-        assert_eq!(paged, expected, "limit {limit}: objects lost");
+        assert_eq!(paged, expected, "limit {limit} {how:?}: objects lost");
     }
 }
 

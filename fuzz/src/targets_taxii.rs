@@ -9,7 +9,7 @@ use intelmesh_interop::taxii::{
     accepts_taxii, is_taxii_content, parse_objects_query, MAX_LIST_VALUES,
 };
 use intelmesh_interop::{
-    format_timestamp, import_stix, parse_timestamp, ImportOptions, Warninglists,
+    format_timestamp_micros, import_stix, parse_timestamp_micros, ImportOptions, Warninglists,
 };
 use intelmesh_node::api::submission::Publisher;
 use intelmesh_node::taxii::write::plan;
@@ -33,11 +33,11 @@ pub fn taxii_query(data: &[u8]) {
     }
     assert!(q.versions.at.len() <= MAX_LIST_VALUES);
     assert!(q.limit.is_none_or(|n| n >= 1), "limit 0 accepted");
-    if let Some(t) = q.added_after {
+    if let Some(t) = q.added_after_us {
         // What the gateway reports back (date_added, headers) reads as the same instant.
-        let text = format_timestamp(t);
-        if (-62_167_219_200_000..=253_402_300_799_999).contains(&t) {
-            assert_eq!(parse_timestamp(&text), Ok(t), "{text}");
+        let text = format_timestamp_micros(t);
+        if (-62_167_219_200_000_000..=253_402_300_799_999_999).contains(&t) {
+            assert_eq!(parse_timestamp_micros(&text), Ok(t), "{text}");
         }
     }
 }

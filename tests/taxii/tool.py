@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Small raw-HTTP helper for tests/taxii.rs: read a whole collection or post an envelope.
 
-Usage: tool.py read  URL CA (--user U --password P | --cert C --key K)
+Usage: tool.py read  URL CA (--user U --password P | --cert C --key K) [--added-after T]
        tool.py post  URL CA --user U --password P FILE
        tool.py get   URL CA --user U --password P   (any TAXII path; prints status and body)
 URL is the collection URL (read, post) or any URL (get). Prints one JSON document to stdout.
@@ -37,12 +37,20 @@ def main():
     p.add_argument("--cert")
     p.add_argument("--key")
     p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--added-after")
+    p.add_argument(
+        "--page-by-date",
+        action="store_true",
+        help="page with added_after set to the last X-TAXII-Date-Added-Last, never next",
+    )
     a = p.parse_args()
     s = session(a)
     if a.command == "read":
-        objects, nxt, pages = [], None, 0
+        objects, nxt, pages, last = [], None, 0, None
         while True:
             params = {"limit": a.limit}
+            if a.added_after:
+                params["added_after"] = a.added_after
             if nxt:
                 params["next"] = nxt
             r = s.get(a.url + "objects/", params=params, timeout=30)
@@ -52,10 +60,16 @@ def main():
             page = r.json()
             pages += 1
             objects += page.get("objects", [])
+            last = r.headers.get("X-TAXII-Date-Added-Last", last)
+            if a.page_by_date:
+                if not page.get("objects"):
+                    break
+                a.added_after = last
+                continue
             if not page.get("more"):
                 break
             nxt = page["next"]
-        print(json.dumps({"status": 200, "pages": pages, "objects": objects}))
+        print(json.dumps({"status": 200, "pages": pages, "objects": objects, "date_added_last": last}))
         return 0
     if a.command == "post":
         with open(a.file, encoding="utf-8") as f:

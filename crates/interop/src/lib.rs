@@ -32,5 +32,8 @@ pub use stix::{
 pub use stix_export::{
     bundle, identity_object, indicator_object, sighting_object, ExportIndicator, ExportSighting,
 };
-pub use time::{format_timestamp, parse_timestamp, TimestampError};
+pub use time::{
+    format_timestamp, format_timestamp_micros, parse_timestamp, parse_timestamp_micros,
+    TimestampError,
+};
 pub use warninglist::{parse_warninglist, Warninglist, Warninglists};

@@ -9,7 +9,9 @@
 use serde_json::{json, Map, Value};
 use thiserror::Error;
 
-use crate::time::{format_timestamp, parse_timestamp};
+use crate::time::{
+    format_timestamp, format_timestamp_micros, parse_timestamp, parse_timestamp_micros,
+};
 
 /// The TAXII 2.1 media type, as answered.
 pub const TAXII_MEDIA_TYPE: &str = "application/taxii+json;version=2.1";
@@ -67,8 +69,8 @@ impl VersionMatch {
 /// The parameters of `GET …/objects/`, `…/manifest/`, `…/objects/{id}/` and `…/versions/`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ObjectsQuery {
-    /// Only objects added after this time (milliseconds).
-    pub added_after: Option<i64>,
+    /// Only objects added after this time (microseconds: `date_added` is that precise).
+    pub added_after_us: Option<i64>,
     pub limit: Option<usize>,
     /// The `next` token of an earlier page.
     pub next: Option<String>,
@@ -108,8 +110,9 @@ pub fn parse_objects_query(raw: Option<&str>) -> Result<ObjectsQuery, QueryError
         let value = value.as_ref();
         match name {
             "added_after" => {
-                let t = parse_timestamp(value).map_err(|e| query_error(name, e.to_string()))?;
-                q.added_after = Some(t);
+                let t =
+                    parse_timestamp_micros(value).map_err(|e| query_error(name, e.to_string()))?;
+                q.added_after_us = Some(t);
             }
             "limit" => {
                 let n: usize = value
@@ -310,7 +313,7 @@ pub fn envelope(objects: Vec<Value>, next: Option<&str>) -> Value {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestRecord {
     pub id: String,
-    pub date_added_unix_ms: i64,
+    pub date_added_unix_us: i64,
     pub version_unix_ms: i64,
 }
 
@@ -321,7 +324,7 @@ pub fn manifest(records: &[ManifestRecord], next: Option<&str>) -> Value {
         .map(|r| {
             json!({
                 "id": r.id,
-                "date_added": format_timestamp(r.date_added_unix_ms),
+                "date_added": format_timestamp_micros(r.date_added_unix_us),
                 "version": format_timestamp(r.version_unix_ms),
                 "media_type": STIX_MEDIA_TYPE,
             })

@@ -10,8 +10,8 @@ fn query_parameters_are_read() {
     ))
     .unwrap();
     assert_eq!(
-        q.added_after,
-        Some(parse_timestamp("2026-12-01T10:00:00.123Z").unwrap())
+        q.added_after_us,
+        Some(parse_timestamp("2026-12-01T10:00:00.123Z").unwrap() * 1000 + 456)
     );
     assert_eq!(q.limit, Some(2));
     assert_eq!(q.next.as_deref(), Some("abc"));
@@ -31,15 +31,15 @@ fn query_parameters_are_read() {
 
 #[test]
 fn added_after_takes_any_fractional_precision() {
-    for (text, ms) in [
+    for (text, us) in [
         ("2026-12-01T10:00:00Z", 0),
-        ("2026-12-01T10:00:00.1Z", 100),
-        ("2026-12-01T10:00:00.12Z", 120),
-        ("2026-12-01T10:00:00.123456789Z", 123),
+        ("2026-12-01T10:00:00.1Z", 100_000),
+        ("2026-12-01T10:00:00.12Z", 120_000),
+        ("2026-12-01T10:00:00.123456789Z", 123_456),
     ] {
         let q = parse_objects_query(Some(&format!("added_after={text}"))).unwrap();
-        let base = parse_timestamp("2026-12-01T10:00:00Z").unwrap();
-        assert_eq!(q.added_after, Some(base + ms), "{text}");
+        let base = parse_timestamp("2026-12-01T10:00:00Z").unwrap() * 1000;
+        assert_eq!(q.added_after_us, Some(base + us), "{text}");
     }
 }
 

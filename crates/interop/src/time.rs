@@ -18,6 +18,12 @@ pub enum TimestampError {
 /// Milliseconds since the Unix epoch of an RFC 3339 timestamp; sub-millisecond digits are
 /// dropped, not rounded, so a re-export never moves a time forward.
 pub fn parse_timestamp(value: &str) -> Result<i64, TimestampError> {
+    parse_timestamp_micros(value).map(|us| us.div_euclid(1000))
+}
+
+/// Microseconds since the Unix epoch of an RFC 3339 timestamp; digits past the microsecond are
+/// dropped, not rounded.
+pub fn parse_timestamp_micros(value: &str) -> Result<i64, TimestampError> {
     let malformed = |reason| TimestampError::Malformed {
         value: value.chars().take(64).collect(),
         reason,
@@ -59,21 +65,21 @@ pub fn parse_timestamp(value: &str) -> Result<i64, TimestampError> {
     sep(16, b":")?;
     let second = num(17, 2)?;
     let mut at = 19;
-    let mut millis = 0i64;
+    let mut micros = 0i64;
     if b.get(at) == Some(&b'.') {
         at += 1;
         let start = at;
         while b.get(at).is_some_and(u8::is_ascii_digit) {
-            if at - start < 3 {
-                millis = millis * 10 + i64::from(b[at] - b'0');
+            if at - start < 6 {
+                micros = micros * 10 + i64::from(b[at] - b'0');
             }
             at += 1;
         }
         if at == start {
             return Err(malformed("no digits after the decimal point"));
         }
-        for _ in (at - start)..3 {
-            millis *= 10;
+        for _ in (at - start)..6 {
+            micros *= 10;
         }
     }
     let offset_min = match b.get(at) {
@@ -105,7 +111,7 @@ pub fn parse_timestamp(value: &str) -> Result<i64, TimestampError> {
     }
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_min * 60;
-    Ok(secs * 1000 + millis)
+    Ok(secs * 1_000_000 + micros)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`, the form STIX 2.1 recommends, for milliseconds since the
@@ -125,6 +131,16 @@ pub fn format_timestamp(unix_ms: i64) -> String {
         tod % 3600 / 60,
         tod % 60
     )
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` for microseconds since the epoch, clamped as
+/// [`format_timestamp`]: for times that must keep their order below a millisecond (TAXII's
+/// `date_added`).
+pub fn format_timestamp_micros(unix_us: i64) -> String {
+    let us = unix_us.clamp(-62_167_219_200_000_000, 253_402_300_799_999_999);
+    let ms = format_timestamp(us.div_euclid(1000));
+    // The millisecond form ends in `.mmmZ`: the microseconds go before the `Z`.
+    format!("{}{:03}Z", ms.trim_end_matches('Z'), us.rem_euclid(1000))
 }
 
 fn is_leap(y: i64) -> bool {
@@ -217,5 +233,25 @@ mod tests {
             assert_eq!(parse_timestamp(&text), Ok(ms), "{text}");
         }
         assert_eq!(format_timestamp(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn microseconds_keep_their_order_and_round_trip() {
+        for us in [0, 1, 999_999, 1_463_041_047_123_456, -1, -86_400_000_001] {
+            let text = format_timestamp_micros(us);
+            assert_eq!(parse_timestamp_micros(&text), Ok(us), "{text}");
+        }
+        assert_eq!(
+            format_timestamp_micros(1_463_041_047_123_456),
+            "2016-05-12T08:17:27.123456Z"
+        );
+        assert_eq!(
+            parse_timestamp_micros("2016-05-12T08:17:27.1234567891Z"),
+            Ok(1_463_041_047_123_456)
+        );
+        assert_eq!(
+            parse_timestamp("2016-05-12T08:17:27.123999Z"),
+            Ok(1_463_041_047_123)
+        );
     }
 }

@@ -173,6 +173,9 @@ fn compare_index(
              {expected} expected"
         ));
     }
+    if let Some(problem) = crate::arrival::check(&store.db, rebuilt)? {
+        check.problems.push(problem);
+    }
     let mut lengths = PrefixLengths::default();
     for s in rebuilt.values() {
         let cidr = s

@@ -13,6 +13,7 @@ use intelmesh_proto::v1 as pb;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use crate::arrival::ArrivalClock;
 use crate::background::Background;
 use crate::hold::{HoldLimits, HoldQueue};
 use crate::index::decode_state;
@@ -101,6 +102,8 @@ pub struct DiskStore {
     heads_at: Mutex<Option<(u64, SharedHeads)>>,
     /// Which indicators the index may hold, so reads of absent ones skip the disk.
     pub(crate) presence: Arc<Presence>,
+    /// Stamps the arrival times of changed records (see `arrival`); used under `held`.
+    pub(crate) arrivals: ArrivalClock,
     /// The pass filling `presence` at open; late, so it is joined once the rest is dropped.
     _filling: Option<Background>,
     /// The thread keeping the state table built (see `state_table`); joined on drop.
@@ -134,6 +137,7 @@ impl DiskStore {
             index_source: IndexSource::OnDisk,
             heads_at: Mutex::new(None),
             presence,
+            arrivals: ArrivalClock::default(),
             _filling: None,
             _table_builder: None,
         };
@@ -145,10 +149,11 @@ impl DiskStore {
                 .map_err(|_| StoreError::Corrupt("log generation is not 8 bytes".into()))?,
             None => 0,
         };
-        let meta = if index_rebuild::pending(&store.db)? {
+        store.arrivals = ArrivalClock::read(&store.db)?;
+        let meta = if index_rebuild::pending(&store.db)? || !arrivals_kept(&store.db)? {
             tracing::info!("rebuilding the indicator index from the log");
             store.index_source = IndexSource::Rebuilt;
-            index_rebuild::rebuild(&store.db, &store.presence)?
+            index_rebuild::rebuild(&store.db, &store.presence, &store.arrivals)?
         } else {
             IndexMeta::read(&store.db)?
         };
@@ -399,6 +404,20 @@ impl DiskStore {
     }
 }
 
+/// Whether every record of the index has its arrival time. A store without an index is
+/// marked so here; one whose index was written before arrival times were kept is not, and
+/// rebuilds its index once.
+fn arrivals_kept(db: &crate::kv::Kv) -> Result<bool, StoreError> {
+    if db.get(keys::ARRIVALS_KEPT)?.is_some() {
+        return Ok(true);
+    }
+    if db.scan_prefix([keys::INDEX]).keys().next().is_none() {
+        db.insert(keys::ARRIVALS_KEPT, &[][..])?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
     pb::Head::decode(bytes)
         .ok()
@@ -454,6 +473,14 @@ impl Store for DiskStore {
 
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError> {
         self.stored_state(&keys::index(indicator))
+    }
+
+    fn arrival(
+        &self,
+        indicator: &Indicator,
+        slot: &crate::arrival::Slot,
+    ) -> Result<Option<i64>, StoreError> {
+        crate::arrival::arrival_of(&self.db, slot, &keys::index(indicator))
     }
 
     fn lookup_state(

@@ -6,6 +6,7 @@
 
 use intelmesh_core::verify::read_stored_opened;
 
+use crate::arrival::ArrivalClock;
 use crate::index::IndexUpdate;
 use crate::index_write::{IndexBatch, IndexMeta};
 use crate::presence::Presence;
@@ -28,15 +29,20 @@ pub(crate) fn pending(db: &crate::kv::Kv) -> Result<bool, StoreError> {
     Ok(db.get(keys::INDEX_REBUILD)?.is_some())
 }
 
-/// Replaces the index with one folded from the whole log; durable when it returns. The caller
-/// keeps other writes out (holds `held`, or the store is still opening).
-pub(crate) fn rebuild(db: &crate::kv::Kv, presence: &Presence) -> Result<IndexMeta, StoreError> {
+/// Replaces the index with one folded from the whole log, every record's arrival stamped anew
+/// on `clock`; durable when it returns. The caller keeps other writes out (holds `held`, or the
+/// store is still opening).
+pub(crate) fn rebuild(
+    db: &crate::kv::Kv,
+    presence: &Presence,
+    clock: &ArrivalClock,
+) -> Result<IndexMeta, StoreError> {
     let t = std::time::Instant::now();
     let mut start = crate::kv::Batch::default();
     mark(&mut start);
     db.apply_batch(start)?;
     clear(db)?;
-    let mut index = IndexBatch::new(IndexMeta::default(), presence);
+    let mut index = IndexBatch::new(IndexMeta::default(), presence, clock);
     for item in all_segments(db) {
         let (origin, seg) = item?;
         for (seq, raw) in seg.into_entries() {
@@ -58,15 +64,16 @@ pub(crate) fn rebuild(db: &crate::kv::Kv, presence: &Presence) -> Result<IndexMe
             )?;
             if index.len() >= CHUNK_INDICATORS {
                 let mut batch = crate::kv::Batch::default();
-                let meta = index.write(&mut batch);
+                let meta = index.write(db, &mut batch)?;
                 db.apply_batch(batch)?;
-                index = IndexBatch::new(meta, presence);
+                index = IndexBatch::new(meta, presence, clock);
             }
         }
     }
     let mut last = crate::kv::Batch::default();
-    let meta = index.write(&mut last);
+    let meta = index.write(db, &mut last)?;
     last.remove(keys::INDEX_REBUILD);
+    last.insert(keys::ARRIVALS_KEPT, &[][..]);
     db.apply_batch(last)?;
     tracing::info!(
         indicators = meta.count,
@@ -76,9 +83,9 @@ pub(crate) fn rebuild(db: &crate::kv::Kv, presence: &Presence) -> Result<IndexMe
     Ok(meta)
 }
 
-/// Removes every index state, posting and counter.
+/// Removes every index state, posting, arrival time and counter.
 fn clear(db: &crate::kv::Kv) -> Result<(), StoreError> {
-    for prefix in [keys::INDEX, keys::POSTING] {
+    for prefix in [keys::INDEX, keys::POSTING, keys::ARRIVAL, keys::ARRIVED] {
         loop {
             let mut batch = crate::kv::Batch::default();
             let mut n = 0;

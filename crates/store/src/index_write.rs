@@ -6,12 +6,13 @@
 //! reader never sees a state a crash could undo. The fold reads the current states from the store
 //! under the store's write lock (`held`), so no other write can change them in between.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use intelmesh_core::containment::PrefixLengths;
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
+use crate::arrival::{self, ArrivalClock, Slot};
 use crate::index::{decode_state, merge_payload, IndexUpdate};
 use crate::postings::postings_of;
 use crate::presence::Presence;
@@ -61,9 +62,10 @@ impl IndexMeta {
     }
 }
 
-/// One indicator touched by the batch: its postings before, and its state now.
+/// One indicator touched by the batch: its postings and records before, and its state now.
 struct Touched {
     postings_before: BTreeSet<Vec<u8>>,
+    slots_before: BTreeMap<Slot, (u64, u64)>,
     state: pb::IndicatorState,
 }
 
@@ -72,14 +74,20 @@ pub(crate) struct IndexBatch<'a> {
     touched: HashMap<Vec<u8>, Touched>,
     meta: IndexMeta,
     presence: &'a Presence,
+    clock: &'a ArrivalClock,
 }
 
 impl<'a> IndexBatch<'a> {
-    pub(crate) fn new(meta: IndexMeta, presence: &'a Presence) -> IndexBatch<'a> {
+    pub(crate) fn new(
+        meta: IndexMeta,
+        presence: &'a Presence,
+        clock: &'a ArrivalClock,
+    ) -> IndexBatch<'a> {
         IndexBatch {
             touched: HashMap::new(),
             meta,
             presence,
+            clock,
         }
     }
 
@@ -106,6 +114,7 @@ impl<'a> IndexBatch<'a> {
                     self.meta.digest.remove(&key, &v);
                     Touched {
                         postings_before: postings_of(&key, &state),
+                        slots_before: arrival::slots_of(&state),
                         state,
                     }
                 }
@@ -114,6 +123,7 @@ impl<'a> IndexBatch<'a> {
                     self.meta.lengths.record(&payload.indicator);
                     Touched {
                         postings_before: BTreeSet::new(),
+                        slots_before: BTreeMap::new(),
                         state: pb::IndicatorState::default(),
                     }
                 }
@@ -126,12 +136,17 @@ impl<'a> IndexBatch<'a> {
         Ok(())
     }
 
-    /// Puts the new states, the changed postings and the counters in `batch` (which adds the
-    /// new indicators to the presence filter as it is applied); returns the counters as they
-    /// will be once `batch` is applied.
-    pub(crate) fn write(mut self, batch: &mut crate::kv::Batch) -> IndexMeta {
+    /// Puts the new states, the changed postings and arrival times, and the counters in
+    /// `batch` (which adds the new indicators to the presence filter as it is applied); returns
+    /// the counters as they will be once `batch` is applied. Reads `db` for the arrival times
+    /// of changed records.
+    pub(crate) fn write(
+        mut self,
+        db: &crate::kv::Kv,
+        batch: &mut crate::kv::Batch,
+    ) -> Result<IndexMeta, StoreError> {
         if self.touched.is_empty() {
-            return self.meta;
+            return Ok(self.meta);
         }
         for (key, t) in self.touched {
             let after = postings_of(&key, &t.state);
@@ -141,12 +156,14 @@ impl<'a> IndexBatch<'a> {
             for new in after.difference(&t.postings_before) {
                 batch.insert(new.as_slice(), &[][..]);
             }
+            let slots = arrival::slots_of(&t.state);
+            arrival::write_changes(db, self.clock, &key, &t.slots_before, &slots, batch)?;
             let state = t.state.encode_to_vec();
             self.meta.digest.add(&key, &state);
             batch.insert(key, state);
         }
         self.meta.write(batch);
-        self.meta
+        Ok(self.meta)
     }
 
     /// Indicators touched so far.

@@ -15,6 +15,13 @@ pub const FILL: u8 = b'P';
 pub const POSTING: u8 = b'Q';
 /// What a sealed payload opened to at this node (a reader), beside the envelope in the log.
 pub const OPENED: u8 = b'U';
+/// Arrival postings, by time (see `arrival`).
+pub const ARRIVAL: u8 = b'A';
+/// Arrival times, by record (see `arrival`).
+pub const ARRIVED: u8 = b'a';
+/// Present once every record of the index has its arrival time: set on a new store and by a
+/// rebuild, so a store written before arrival times were kept rebuilds its index once.
+pub const ARRIVALS_KEPT: &[u8] = b"Marrivals";
 /// The number of indicators in the index.
 pub const INDEX_COUNT: &[u8] = b"Mcount";
 /// The prefix lengths of the CIDR blocks in the index.

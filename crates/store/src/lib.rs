@@ -9,6 +9,7 @@
 //! and time (see `postings`).
 
 mod apply;
+pub mod arrival;
 mod background;
 mod check;
 mod disk_store;
@@ -166,6 +167,13 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<pb::SignedEntry>, StoreError>;
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError>;
+    /// When one record of `indicator`'s state (an [`arrival::Slot`]) last changed at this node,
+    /// in µs of this node's clock; `None` when the index holds no such record.
+    fn arrival(
+        &self,
+        indicator: &Indicator,
+        slot: &arrival::Slot,
+    ) -> Result<Option<i64>, StoreError>;
     /// `indicator`'s state as a lookup needs it: at least what its verdict, confidence and
     /// origins rest on (each assertion's origin, seq, distribution, revocation, confidence and
     /// validity; who saw it under which distribution). Descriptions, tags, references and

@@ -44,6 +44,9 @@ pub enum Selection {
     Origins(Vec<String>),
     /// Indicators issued or sighted at or after this time, oldest change first.
     UpdatedSince(i64),
+    /// Records that arrived at this node at or after this time (µs, this node's clock), in
+    /// the order they arrived: an indicator once per record changed (see `arrival`).
+    ArrivedSince(i64),
     /// The indicator(s) behind an object id (an assertion's or a reporter's sightings).
     ObjectId([u8; 16]),
 }
@@ -165,6 +168,8 @@ pub(crate) fn ranges(selection: &Selection) -> Vec<Range> {
             prefix: vec![keys::POSTING, TIME],
             skip: 10,
         }],
+        // Read by time, as `UpdatedSince` (see `select`); its keys end in no index key alone.
+        Selection::ArrivedSince(_) => Vec::new(),
     }
 }
 

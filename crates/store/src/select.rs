@@ -6,6 +6,7 @@ use std::ops::Bound;
 
 use intelmesh_proto::v1 as pb;
 
+use crate::arrival;
 use crate::index::decode_state;
 use crate::postings::{ranges, time_start, Range, Selection};
 use crate::StoreError;
@@ -25,6 +26,7 @@ pub(crate) fn select(
     }
     match selection {
         Selection::UpdatedSince(since) => by_time(db, *since, after, limit),
+        Selection::ArrivedSince(since) => by_arrival(db, *since, after, limit),
         _ => by_index_key(db, &ranges(selection), after, limit),
     }
 }
@@ -98,6 +100,40 @@ fn by_time(
             break;
         }
         let state = read_state(db, &k[first.len()..])?;
+        out.push((k.to_vec(), state));
+    }
+    Ok(out)
+}
+
+/// The arrival selection: arrival postings from `since` on (or after the position `after`, an
+/// arrival posting), oldest first; a state once per record of it that arrived.
+fn by_arrival(
+    db: &crate::kv::Kv,
+    since: i64,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<Selected>, StoreError> {
+    let first = arrival::start(since);
+    let start = match after {
+        Some(a) if a >= first.as_slice() => Bound::Excluded(a.to_vec()),
+        _ => Bound::Included(first),
+    };
+    let mut out: Vec<Selected> = Vec::new();
+    for kv in db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+        let (k, _) = kv?;
+        if out.len() == limit {
+            break;
+        }
+        let Some((_, _, index_key)) = arrival::parse_position(&k) else {
+            break;
+        };
+        // Records of one indicator that arrived together are read once.
+        let state = match out.last() {
+            Some((p, s)) if arrival::parse_position(p).map(|(_, _, i)| i) == Some(index_key) => {
+                s.clone()
+            }
+            _ => read_state(db, index_key)?,
+        };
         out.push((k.to_vec(), state));
     }
     Ok(out)

@@ -107,7 +107,11 @@ impl DiskStore {
         self.generation.store(generation, Ordering::Release);
         // The index folded the removed entries in: fold the log again. On an error the mark
         // stays, and the next open rebuilds it.
-        self.set_index_meta(index_rebuild::rebuild(&self.db, &self.presence)?);
+        self.set_index_meta(index_rebuild::rebuild(
+            &self.db,
+            &self.presence,
+            &self.arrivals,
+        )?);
         Ok(TruncateReport {
             removed: old.seq - keep_through,
             held_dropped,

@@ -114,12 +114,12 @@ impl DiskStore {
         }
         let mut phase = now;
         timings.placing = lap(&mut phase);
-        let mut index = IndexBatch::new(self.index_meta(), &self.presence);
+        let mut index = IndexBatch::new(self.index_meta(), &self.presence, &self.arrivals);
         for update in states {
             index.merge(&self.db, update)?;
         }
         timings.index_read = lap(&mut phase);
-        let index_meta = index.write(&mut batch);
+        let index_meta = index.write(&self.db, &mut batch)?;
         let before = self.generation.load(Ordering::Acquire);
         let generation = before + u64::from(log_changed);
         if log_changed {

@@ -88,6 +88,7 @@ fn kind(selection: &Selection) -> u8 {
         Selection::Origins(_) => 4,
         Selection::UpdatedSince(_) => 5,
         Selection::ObjectId(_) => 6,
+        Selection::ArrivedSince(_) => 7,
     }
 }
 

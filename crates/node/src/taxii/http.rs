@@ -344,13 +344,13 @@ fn limit(g: &Gateway, q: &ObjectsQuery) -> usize {
 }
 
 fn with_date_headers(mut r: Response, objects: &[Dated]) -> Response {
-    let first = objects.iter().map(|d| d.date_added).min();
-    let last = objects.iter().map(|d| d.date_added).max();
+    let first = objects.iter().map(|d| d.date_added_us).min();
+    let last = objects.iter().map(|d| d.date_added_us).max();
     for (name, t) in [
         ("x-taxii-date-added-first", first),
         ("x-taxii-date-added-last", last),
     ] {
-        let text = t.map(intelmesh_interop::format_timestamp);
+        let text = t.map(intelmesh_interop::format_timestamp_micros);
         if let Some(v) = text.and_then(|t| HeaderValue::from_str(&t).ok()) {
             r.headers_mut().insert(name, v);
         }
@@ -401,7 +401,7 @@ async fn manifest(
         .iter()
         .map(|d| ManifestRecord {
             id: d.object["id"].as_str().unwrap_or_default().to_string(),
-            date_added_unix_ms: d.date_added,
+            date_added_unix_us: d.date_added_us,
             version_unix_ms: d.version,
         })
         .collect();

@@ -1,17 +1,25 @@
-//! Reading the collection: pages of STIX objects as one reader may see them, in the order of
-//! the index's time postings, and single objects by id through its object-id postings.
+//! Reading the collection: pages of STIX objects as one reader may see them, in the order they
+//! arrived at this node, and single objects by id through the index's object-id postings.
 //!
-//! A page reads an ordered range (no scan of the collection), so it costs the same however
-//! large the collection grows. Each object's `date_added` is its version time; with
-//! `added_after`, only versions after it are returned, so a change in a record the reader may
-//! not see never sends an object it already has again.
+//! An object's `date_added` is when the record it shows (an origin's assertion or sightings
+//! under one distribution) last changed at this node, by this node's clock
+//! (`intelmesh_store::arrival`), not when its origin signed it: an entry that crossed the
+//! federation late is added late, so a client polling with `added_after` set to the last
+//! `X-TAXII-Date-Added-Last` it saw misses nothing. Times are distinct to the microsecond, so
+//! paging by `added_after` alone loses nothing at a page boundary either. Each record keeps
+//! its own time: a change to a record the reader may not see sends nothing again.
+//!
+//! A page reads an ordered range of arrival postings (no scan of the collection), so it costs
+//! the same however large the collection grows.
 
 use intelmesh_core::indicator::normalize;
 use intelmesh_core::object_id::parse_uuid;
-use intelmesh_core::{IndicatorType, OrgId};
+use intelmesh_core::{Indicator, IndicatorType, OrgId};
 use intelmesh_interop::stix_export::{identity_id, identity_object};
 use intelmesh_interop::taxii::ObjectsQuery;
 use intelmesh_interop::Warninglists;
+use intelmesh_proto::v1 as pb;
+use intelmesh_store::arrival::{assertion_slot, parse_position, sightings_slot, Slot};
 use intelmesh_store::{Selection, Store, StoreError};
 use serde_json::Value;
 
@@ -20,17 +28,19 @@ use crate::api::view::Filter;
 use crate::token::TokenKey;
 use crate::warninglists::lists_of;
 
-/// States read per store call.
+/// Records read per store call.
 const CHUNK: usize = 256;
-/// States one page looks at before answering with what it found (and a `next` token).
+/// Records one page looks at before answering with what it found (and a `next` token).
 const SCAN_BUDGET: usize = 20_000;
-/// Bytes before the index key in a time posting key (`Q m <u64>`).
-const TIME_POSTING_HEAD: usize = 10;
+/// Bytes of the shortest arrival posting (time, slot, an index key of two bytes).
+const SHORTEST_POSITION: usize = 27;
 
 /// One object with the times TAXII reports.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dated {
-    pub date_added: i64,
+    /// When it was added to the collection here, in microseconds.
+    pub date_added_us: i64,
+    /// Its `modified`, in milliseconds.
     pub version: i64,
     pub object: Value,
 }
@@ -61,77 +71,79 @@ pub struct Reader<'a> {
     pub tokens: &'a TokenKey,
 }
 
+/// One object this reader sees, with the record it shows and its version.
+struct Shown {
+    slot: Slot,
+    version: i64,
+    object: Value,
+}
+
+fn indicator_of(state: &pb::IndicatorState) -> Option<Indicator> {
+    let r = state.indicator.as_ref()?;
+    normalize(IndicatorType::from_proto(r.r#type)?, &r.value).ok()
+}
+
 impl Reader<'_> {
-    /// The objects of one stored state this reader sees that pass `q`, oldest version first.
-    fn objects(&self, state: &intelmesh_proto::v1::IndicatorState, q: &ObjectsQuery) -> Vec<Dated> {
+    /// The objects of one stored state this reader sees that pass `q`'s filters (all but
+    /// `added_after`), each with the record it shows.
+    fn shown(&self, state: &pb::IndicatorState, q: &ObjectsQuery) -> Vec<Shown> {
         let Some(visible) = self.view.view(state, self.org) else {
             return Vec::new();
         };
         // Only with lists loaded: the value is normalized again for the probe.
-        let lists = visible
-            .indicator
-            .as_ref()
+        let lists = indicator_of(&visible)
             .filter(|_| !self.warninglists.is_empty())
-            .and_then(|r| normalize(IndicatorType::from_proto(r.r#type)?, &r.value).ok())
             .map(|i| lists_of(self.warninglists, &i))
             .unwrap_or_default();
-        objects_of(&visible)
+        // `objects_of` makes one indicator per assertion, then, when there is one to name,
+        // one sighting per reporter's sightings: the records in that order.
+        let sightings = visible
+            .sightings
+            .iter()
+            .filter(|_| !visible.assertions.is_empty());
+        let slots: Vec<Slot> = visible
+            .assertions
+            .iter()
+            .map(assertion_slot)
+            .chain(sightings.map(sightings_slot))
+            .collect();
+        let objects = objects_of(&visible);
+        if objects.len() != slots.len() {
+            // A value this version cannot read: nothing to show.
+            return Vec::new();
+        }
+        slots
             .into_iter()
-            .map(|(v, mut o)| {
-                if !lists.is_empty() && o["type"] == "indicator" {
-                    o["x_intelmesh_warninglists"] = Value::from(lists.clone());
+            .zip(objects)
+            .map(|(slot, (version, mut object))| {
+                if !lists.is_empty() && object["type"] == "indicator" {
+                    object["x_intelmesh_warninglists"] = Value::from(lists.clone());
                 }
-                (v, o)
+                Shown {
+                    slot,
+                    version,
+                    object,
+                }
             })
-            .filter(|(v, o)| q.added_after.is_none_or(|a| *v > a) && q.matches(o))
-            .filter(|(v, o)| !q.versions.select(&[(*v, o)]).is_empty())
-            .map(|(version, object)| Dated {
-                date_added: version,
-                version,
-                object,
-            })
+            .filter(|s| q.matches(&s.object))
+            .filter(|s| !q.versions.select(&[(s.version, &s.object)]).is_empty())
             .collect()
     }
 }
 
-/// Where a page resumes: after a position of the time range, then past `skip` objects of the
-/// state with index key `partial` if that state comes first.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Resume {
-    after: Option<Vec<u8>>,
-    skip: usize,
-    partial: Vec<u8>,
+fn encode(after: &[u8]) -> String {
+    hex::encode(after)
 }
 
-fn encode(r: &Resume) -> String {
-    let after = r.after.as_deref().map(hex::encode).unwrap_or_default();
-    format!("{after}.{}.{}", r.skip, hex::encode(&r.partial))
-}
-
-fn decode(token: &str) -> Result<Resume, ReadError> {
-    let mut parts = token.split('.');
-    let (Some(after), Some(skip), Some(partial), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ReadError::BadToken("not three parts"));
-    };
-    let after = match after {
-        "" => None,
-        a => Some(hex::decode(a).map_err(|_| ReadError::BadToken("position is not hex"))?),
-    };
-    if after.as_ref().is_some_and(|a| a.len() < TIME_POSTING_HEAD) {
-        return Err(ReadError::BadToken("position too short"));
+fn decode(token: &str) -> Result<Vec<u8>, ReadError> {
+    let after = hex::decode(token).map_err(|_| ReadError::BadToken("position is not hex"))?;
+    if after.len() < SHORTEST_POSITION || parse_position(&after).is_none() {
+        return Err(ReadError::BadToken("not a position"));
     }
-    Ok(Resume {
-        after,
-        skip: skip
-            .parse()
-            .map_err(|_| ReadError::BadToken("skip is not a count"))?,
-        partial: hex::decode(partial).map_err(|_| ReadError::BadToken("key is not hex"))?,
-    })
+    Ok(after)
 }
 
-/// One page of at most `limit` objects. Pages follow the time postings from `added_after`
+/// One page of at most `limit` objects. Pages follow the arrival postings from `added_after`
 /// on; `match[id]` reads the object-id postings instead (at most 100 ids, one page).
 pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadError> {
     if !q.ids.is_empty() {
@@ -148,63 +160,43 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
             next: None,
         });
     }
-    let since = q.added_after.map_or(i64::MIN, |t| t.saturating_add(1));
-    let selection = Selection::UpdatedSince(since);
-    let resume = match q.next.as_deref() {
+    let since = q.added_after_us.map_or(i64::MIN, |t| t.saturating_add(1));
+    let selection = Selection::ArrivedSince(since);
+    let mut after = match q.next.as_deref() {
         Some(token) => {
             let plain = r.tokens.open(r.org, token).map_err(ReadError::BadToken)?;
-            decode(std::str::from_utf8(&plain).map_err(|_| ReadError::BadToken("not text"))?)?
+            Some(decode(
+                std::str::from_utf8(&plain).map_err(|_| ReadError::BadToken("not text"))?,
+            )?)
         }
-        None => Resume::default(),
+        None => None,
     };
-    let seal = |resume: &Resume| r.tokens.seal(r.org, encode(resume).as_bytes());
-    let mut after = resume.after.clone();
+    let seal = |after: &[u8]| r.tokens.seal(r.org, encode(after).as_bytes());
     let mut out = Vec::new();
     let mut scanned = 0;
-    let mut first = true;
     loop {
         let chunk = r.store.select(&selection, after.as_deref(), CHUNK)?;
         let end = chunk.len() < CHUNK;
         let n = chunk.len();
         for (i, (position, state)) in chunk.into_iter().enumerate() {
             scanned += 1;
-            let key = position
-                .get(TIME_POSTING_HEAD..)
-                .unwrap_or_default()
-                .to_vec();
-            let skip = if first && key == resume.partial {
-                resume.skip
-            } else {
-                0
-            };
-            first = false;
-            let objects: Vec<Dated> = r.objects(&state, q).into_iter().skip(skip).collect();
-            let room = limit - out.len();
-            if objects.len() > room {
-                out.extend(objects.into_iter().take(room));
-                let next = Resume {
-                    after,
-                    skip: skip + room,
-                    partial: key,
-                };
-                return Ok(Page {
-                    objects: out,
-                    next: Some(seal(&next)),
-                });
+            if let Some((arrived, slot, _)) = parse_position(&position) {
+                // A record shows as one object at most.
+                let shown = r.shown(&state, q).into_iter().find(|s| s.slot == slot);
+                out.extend(shown.map(|s| Dated {
+                    date_added_us: arrived,
+                    version: s.version,
+                    object: s.object,
+                }));
             }
-            out.extend(objects);
-            after = Some(position);
             let last_of_range = end && i + 1 == n;
-            if (out.len() == limit || scanned >= SCAN_BUDGET) && !last_of_range {
-                let next = Resume {
-                    after,
-                    ..Resume::default()
-                };
+            if (out.len() >= limit || scanned >= SCAN_BUDGET) && !last_of_range {
                 return Ok(Page {
                     objects: out,
-                    next: Some(seal(&next)),
+                    next: Some(seal(&position)),
                 });
             }
+            after = Some(position);
         }
         if end {
             return Ok(Page {
@@ -229,11 +221,26 @@ pub fn by_id(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadE
     // One id names one origin's assertion (or sightings) of one value; a few states at most
     // share a UUID prefix by chance, so a small read is the whole answer.
     for (_, state) in r.store.select(&Selection::ObjectId(uuid), None, 16)? {
-        found.extend(
-            r.objects(&state, q)
-                .into_iter()
-                .filter(|d| d.object.get("id").and_then(Value::as_str) == Some(id)),
-        );
+        let Some(indicator) = indicator_of(&state) else {
+            continue;
+        };
+        for s in r.shown(&state, q) {
+            if s.object.get("id").and_then(Value::as_str) != Some(id) {
+                continue;
+            }
+            // Every record in the index has its time; the signing time is the fallback.
+            let date_added_us = r
+                .store
+                .arrival(&indicator, &s.slot)?
+                .unwrap_or(s.version.saturating_mul(1000));
+            if q.added_after_us.is_none_or(|a| date_added_us > a) {
+                found.push(Dated {
+                    date_added_us,
+                    version: s.version,
+                    object: s.object,
+                });
+            }
+        }
     }
     Ok(found)
 }
@@ -254,11 +261,12 @@ fn identity(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadEr
         .and_then(crate::state::header_of)
         .map_or(0, |h| h.issued_at_unix_ms);
     let object = identity_object(origin.as_str(), created);
-    if !q.matches(&object) {
+    let date_added_us = created.saturating_mul(1000);
+    if !q.matches(&object) || q.added_after_us.is_some_and(|a| date_added_us <= a) {
         return Ok(Vec::new());
     }
     Ok(vec![Dated {
-        date_added: created,
+        date_added_us,
         version: created,
         object,
     }])
@@ -269,15 +277,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_round_trip_and_refuse_others() {
-        let r = Resume {
-            after: Some(b"Qm\x80\0\0\0\0\0\0\x01I\x04a.example".to_vec()),
-            skip: 2,
-            partial: b"I\x04b.example".to_vec(),
-        };
-        assert_eq!(decode(&encode(&r)).unwrap(), r);
-        assert_eq!(decode(".0.").unwrap(), Resume::default());
-        for bad in ["", "a.b", "zz.0.", "00.0.", "..x", ".-1.", "a.b.c.d"] {
+    fn tokens_name_an_arrival_position_and_nothing_else() {
+        let mut position = vec![b'A'];
+        position.extend_from_slice(&[0x80; 8]);
+        position.extend_from_slice(&[7; 16]);
+        position.extend_from_slice(b"I\x04a.example");
+        assert_eq!(decode(&encode(&position)).unwrap(), position);
+        for bad in [
+            "",
+            "zz",
+            "00",
+            &encode(b"Qm\x80\0\0\0\0\0\0\x01I\x04a.example"),
+        ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }
     }

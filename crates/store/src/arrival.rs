@@ -1,0 +1,307 @@
+//! Arrival postings: when each record of the index last changed at this node, by this node's
+//! clock, so a reader polling "what arrived after T" (TAXII `added_after`) misses nothing that
+//! reached this node late.
+//!
+//! A record is one slot of an indicator's state: an origin's assertion, or its sightings,
+//! under one distribution (`index`). Its arrival time is stamped when a write changes it, in
+//! microseconds, strictly increasing across the store's writes (they run one at a time under
+//! its write lock) and across restarts (the clock resumes after the newest stamp), so every
+//! record has a distinct time and one later than any a reader saw before the write. A record
+//! keeps its own time: a change to another record of the same indicator (one the reader may not
+//! see, say RED) moves nothing the reader sees.
+//!
+//! Unlike the postings, arrival times are not a function of the index: they say when, not what.
+//! `verify-store` checks that they cover the index's records exactly, not their values, and a
+//! rebuild of the index stamps every record anew (a reader then sees everything once more,
+//! never less).
+//!
+//! Layout:
+//! - `A <time, order-preserving u64 µs><slot, 16 bytes><index key>`: ordered by time;
+//! - `a <slot, 16 bytes><index key>` → the time (i64 BE): finds a record's posting to move it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use intelmesh_core::entry::sha256;
+use intelmesh_proto::v1 as pb;
+use prost::Message;
+
+use crate::{keys, StoreError};
+
+/// The id of one record of a state, unique within the indicator.
+pub type Slot = [u8; 16];
+
+/// What identifies one version of a record: a write that changes the marker changes the record.
+type Marker = (u64, u64);
+
+const ASSERTION: u8 = b'a';
+const SIGHTINGS: u8 = b's';
+
+fn slot(kind: u8, origin: &str, d: Option<&pb::Distribution>) -> Slot {
+    let d = d.map(Message::encode_to_vec).unwrap_or_default();
+    let mut name = Vec::with_capacity(16 + origin.len() + d.len());
+    name.push(kind);
+    name.extend_from_slice(&(origin.len() as u64).to_be_bytes());
+    name.extend_from_slice(origin.as_bytes());
+    name.extend_from_slice(&d);
+    let mut s = [0u8; 16];
+    s.copy_from_slice(&sha256(&name)[..16]);
+    s
+}
+
+/// The slot of an origin's assertion as the index stores it (its distribution canonical).
+pub fn assertion_slot(a: &pb::OriginAssertion) -> Slot {
+    slot(ASSERTION, &a.origin, a.distribution.as_ref())
+}
+
+/// The slot of an origin's sightings as the index stores them.
+pub fn sightings_slot(s: &pb::OriginSightings) -> Slot {
+    slot(SIGHTINGS, &s.origin, s.distribution.as_ref())
+}
+
+/// Every record of `state` with its marker.
+pub(crate) fn slots_of(state: &pb::IndicatorState) -> BTreeMap<Slot, Marker> {
+    let assertions = state
+        .assertions
+        .iter()
+        .map(|a| (assertion_slot(a), (a.seq, 0)));
+    let sightings = state
+        .sightings
+        .iter()
+        .map(|s| (sightings_slot(s), (s.last_seq, s.count)));
+    assertions.chain(sightings).collect()
+}
+
+/// The store's arrival clock: the newest time stamped.
+#[derive(Debug, Default)]
+pub(crate) struct ArrivalClock(AtomicI64);
+
+impl ArrivalClock {
+    /// The clock of a store: it resumes after the newest stamp on disk.
+    pub(crate) fn read(db: &crate::kv::Kv) -> Result<ArrivalClock, StoreError> {
+        let newest = match db.scan_prefix([keys::ARRIVAL]).keys().next_back() {
+            Some(k) => parse_position(&k?).map_or(0, |(t, _, _)| t),
+            None => 0,
+        };
+        Ok(ArrivalClock(AtomicI64::new(newest)))
+    }
+
+    /// A time after every one stamped before, and not before the wall clock. Only writers
+    /// holding the store's write lock stamp, so times follow the order writes commit in.
+    fn stamp(&self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let next = now.max(self.0.load(Ordering::Acquire).saturating_add(1));
+        self.0.store(next, Ordering::Release);
+        next
+    }
+}
+
+fn ordered(t: i64) -> u64 {
+    (t as u64) ^ (1 << 63)
+}
+
+fn posting(time: i64, slot: &Slot, index_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25 + index_key.len());
+    k.push(keys::ARRIVAL);
+    k.extend_from_slice(&ordered(time).to_be_bytes());
+    k.extend_from_slice(slot);
+    k.extend_from_slice(index_key);
+    k
+}
+
+pub(crate) fn record_key(slot: &Slot, index_key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17 + index_key.len());
+    k.push(keys::ARRIVED);
+    k.extend_from_slice(slot);
+    k.extend_from_slice(index_key);
+    k
+}
+
+/// The first position of a read of records arrived at or after `since` (µs).
+pub(crate) fn start(since: i64) -> Vec<u8> {
+    let mut k = vec![keys::ARRIVAL];
+    k.extend_from_slice(&ordered(since).to_be_bytes());
+    k
+}
+
+/// The time, slot and index key of an arrival posting; `None` for another key.
+pub fn parse_position(k: &[u8]) -> Option<(i64, Slot, &[u8])> {
+    if k.first() != Some(&keys::ARRIVAL) {
+        return None;
+    }
+    let time = u64::from_be_bytes(k.get(1..9)?.try_into().ok()?) ^ (1 << 63);
+    let slot: Slot = k.get(9..25)?.try_into().ok()?;
+    Some((time as i64, slot, k.get(25..).filter(|i| !i.is_empty())?))
+}
+
+/// The slot and index key of a record key; `None` for another key.
+pub(crate) fn parse_record_key(k: &[u8]) -> Option<(Slot, &[u8])> {
+    if k.first() != Some(&keys::ARRIVED) {
+        return None;
+    }
+    let slot: Slot = k.get(1..17)?.try_into().ok()?;
+    Some((slot, k.get(17..).filter(|i| !i.is_empty())?))
+}
+
+pub(crate) fn decode_time(v: &[u8]) -> Result<i64, StoreError> {
+    <[u8; 8]>::try_from(v)
+        .map(i64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("an arrival time is not 8 bytes".into()))
+}
+
+/// The arrival time of one record; `None` when the store has none for it.
+pub(crate) fn arrival_of(
+    db: &crate::kv::Kv,
+    slot: &Slot,
+    index_key: &[u8],
+) -> Result<Option<i64>, StoreError> {
+    db.get(record_key(slot, index_key))?
+        .map(|v| decode_time(&v))
+        .transpose()
+}
+
+/// Puts in `batch` the arrival changes of one indicator whose records went from `before` to
+/// `after`: a changed or new record is stamped now (its old posting removed), a record gone
+/// loses its posting. `db` is read for the old times, under the store's write lock.
+pub(crate) fn write_changes(
+    db: &crate::kv::Kv,
+    clock: &ArrivalClock,
+    index_key: &[u8],
+    before: &BTreeMap<Slot, Marker>,
+    after: &BTreeMap<Slot, Marker>,
+    batch: &mut crate::kv::Batch,
+) -> Result<(), StoreError> {
+    let forget_old = |slot: &Slot, batch: &mut crate::kv::Batch| -> Result<(), StoreError> {
+        if let Some(old) = arrival_of(db, slot, index_key)? {
+            batch.remove(posting(old, slot, index_key));
+        }
+        Ok(())
+    };
+    for slot in before.keys().filter(|s| !after.contains_key(*s)) {
+        forget_old(slot, batch)?;
+        batch.remove(record_key(slot, index_key));
+    }
+    for (slot, marker) in after {
+        match before.get(slot) {
+            Some(m) if m == marker => continue,
+            Some(_) => forget_old(slot, batch)?,
+            None => {}
+        }
+        let now = clock.stamp();
+        batch.insert(posting(now, slot, index_key), &[][..]);
+        batch.insert(record_key(slot, index_key), now.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// For `verify-store`: whether every record of the `rebuilt` index has exactly one arrival
+/// time and one posting at it, and no time or posting names anything else; what differs if not.
+/// The times themselves are this node's and cannot be checked against the log.
+pub(crate) fn check(
+    db: &crate::kv::Kv,
+    rebuilt: &BTreeMap<Vec<u8>, pb::IndicatorState>,
+) -> Result<Option<String>, StoreError> {
+    let expected: usize = rebuilt.values().map(|s| slots_of(s).len()).sum();
+    let (mut times, mut stray, mut unposted) = (0usize, 0usize, 0usize);
+    for kv in db.scan_prefix([keys::ARRIVED]) {
+        let (k, v) = kv?;
+        times += 1;
+        let Some((slot, index_key)) = parse_record_key(&k) else {
+            stray += 1;
+            continue;
+        };
+        let known = rebuilt
+            .get(index_key)
+            .is_some_and(|s| slots_of(s).contains_key(&slot));
+        if !known {
+            stray += 1;
+        }
+        if db
+            .get(posting(decode_time(&v)?, &slot, index_key))?
+            .is_none()
+        {
+            unposted += 1;
+        }
+    }
+    let postings = db.scan_prefix([keys::ARRIVAL]).keys().count();
+    if times == expected && stray == 0 && unposted == 0 && postings == times {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "arrival times differ from the records of the rebuilt index: {times} stored ({stray} \
+         stray, {unposted} without their posting), {postings} postings, {expected} expected"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_back_and_sort_by_time() {
+        let s = [7u8; 16];
+        let (a, b) = (
+            posting(-3, &s, b"I\x04x"),
+            posting(1_700_000_000_000_000, &s, b"I\x04a"),
+        );
+        assert!(a < b);
+        assert_eq!(
+            parse_position(&b),
+            Some((1_700_000_000_000_000, s, &b"I\x04a"[..]))
+        );
+        assert!(start(-3) <= a && start(-2) > a);
+        assert_eq!(parse_position(b"A\0\0"), None);
+        assert_eq!(parse_position(&posting(1, &s, b"")), None);
+        assert_eq!(
+            parse_record_key(&record_key(&s, b"I\x04x")),
+            Some((s, &b"I\x04x"[..]))
+        );
+    }
+
+    #[test]
+    fn each_record_has_its_own_slot() {
+        let d = |tlp: pb::Tlp| {
+            Some(pb::Distribution {
+                tlp: tlp as i32,
+                ..Default::default()
+            })
+        };
+        let state = pb::IndicatorState {
+            assertions: vec![
+                pb::OriginAssertion {
+                    origin: "AU".into(),
+                    seq: 3,
+                    distribution: d(pb::Tlp::Green),
+                    ..Default::default()
+                },
+                pb::OriginAssertion {
+                    origin: "AU".into(),
+                    seq: 4,
+                    distribution: d(pb::Tlp::Red),
+                    ..Default::default()
+                },
+            ],
+            sightings: vec![pb::OriginSightings {
+                origin: "AU".into(),
+                last_seq: 5,
+                count: 2,
+                distribution: d(pb::Tlp::Green),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let slots = slots_of(&state);
+        assert_eq!(slots.len(), 3, "two distributions and the sightings");
+        assert_eq!(slots[&sightings_slot(&state.sightings[0])], (5, 2));
+        assert_eq!(slots[&assertion_slot(&state.assertions[1])], (4, 0));
+    }
+
+    #[test]
+    fn stamps_rise_even_when_the_clock_does_not() {
+        let clock = ArrivalClock(AtomicI64::new(i64::MAX - 10));
+        let (a, b) = (clock.stamp(), clock.stamp());
+        assert!(b > a && a > i64::MAX - 10);
+    }
+}
