@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -84,6 +84,8 @@ pub struct DiskStore {
     pub(crate) cfg: StoreConfig,
     /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
     pub(crate) held: Mutex<HoldQueue>,
+    /// Entries and bytes in `held` when the lock was last released.
+    held_sizes: (AtomicUsize, AtomicUsize),
     /// The index's counters as flushed; changed only by `apply` and `truncate_origin`, while
     /// they hold `held`, after their batch is flushed.
     index_meta: Mutex<IndexMeta>,
@@ -104,6 +106,9 @@ pub struct DiskStore {
     pub(crate) presence: Arc<Presence>,
     /// Stamps the arrival times of changed records (see `arrival`); used under `held`.
     pub(crate) arrivals: ArrivalClock,
+    /// Odd while a write is changing heads or the index on disk and the counters that go with
+    /// them (see [`Publishing`]), so `state_digest` can read them without the write lock.
+    publishing: AtomicU64,
     /// The pass filling `presence` at open; late, so it is joined once the rest is dropped.
     _filling: Option<Background>,
     /// The thread keeping the state table built (see `state_table`); joined on drop.
@@ -130,6 +135,7 @@ impl DiskStore {
             db,
             cfg,
             held: Mutex::new(HoldQueue::default()),
+            held_sizes: (AtomicUsize::new(0), AtomicUsize::new(0)),
             index_meta: Mutex::new(IndexMeta::default()),
             generation: AtomicU64::new(0),
             fills: AtomicU64::new(0),
@@ -138,6 +144,7 @@ impl DiskStore {
             heads_at: Mutex::new(None),
             presence,
             arrivals: ArrivalClock::default(),
+            publishing: AtomicU64::new(0),
             _filling: None,
             _table_builder: None,
         };
@@ -316,14 +323,14 @@ impl DiskStore {
         self.index_meta().count as usize
     }
 
-    /// Entries waiting for predecessors.
+    /// Entries waiting for predecessors, as of the last write.
     pub fn held_count(&self) -> usize {
-        self.lock().len()
+        self.held_sizes.0.load(Ordering::Acquire)
     }
 
-    /// Bytes of the entries waiting for predecessors.
+    /// Bytes of the entries waiting for predecessors, as of the last write.
     pub fn held_bytes(&self) -> usize {
-        self.lock().bytes()
+        self.held_sizes.1.load(Ordering::Acquire)
     }
 
     /// The receipt of an earlier publication under `key` (see `receipt`).
@@ -397,10 +404,75 @@ impl DiskStore {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HoldQueue> {
+    pub(crate) fn lock(&self) -> Held<'_> {
         // A panic while holding the lock leaves only the in-memory hold queue behind; it is a
         // cache of unacknowledged entries, so carrying on with it is safe.
-        self.held.lock().unwrap_or_else(|p| p.into_inner())
+        Held {
+            queue: self.held.lock().unwrap_or_else(|p| p.into_inner()),
+            sizes: &self.held_sizes,
+        }
+    }
+}
+
+/// The write lock with the hold queue it guards; on release, the queue's sizes are published
+/// for `held_count` and `held_bytes`, which Status reads without waiting for writes.
+pub(crate) struct Held<'a> {
+    queue: MutexGuard<'a, HoldQueue>,
+    sizes: &'a (AtomicUsize, AtomicUsize),
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = HoldQueue;
+    fn deref(&self) -> &HoldQueue {
+        &self.queue
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut HoldQueue {
+        &mut self.queue
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.sizes.0.store(self.queue.len(), Ordering::Release);
+        self.sizes.1.store(self.queue.bytes(), Ordering::Release);
+    }
+}
+
+/// Lock-free attempts of `state_digest` before it takes the write lock.
+const DIGEST_TRIES: usize = 64;
+
+/// A write publishing changes to heads and index: the store's `publishing` count is odd from
+/// before its batch is committed until the counters in memory match it (or the write failed).
+pub(crate) struct Publishing<'a>(&'a AtomicU64);
+
+impl Drop for Publishing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl DiskStore {
+    /// Marks a write as publishing until the returned guard is dropped. Only under `held`.
+    pub(crate) fn publishing(&self) -> Publishing<'_> {
+        self.publishing.fetch_add(1, Ordering::AcqRel);
+        Publishing(&self.publishing)
+    }
+
+    /// The digest of the heads on disk and the index's counters as they are now.
+    fn digest_now(&self) -> Result<Hash, StoreError> {
+        let mut hasher = Sha256::new();
+        for kv in self.db.scan_prefix([keys::HEAD]) {
+            let (k, v) = kv?;
+            hasher.update((k.len() as u64).to_be_bytes());
+            hasher.update(&k);
+            hasher.update((v.len() as u64).to_be_bytes());
+            hasher.update(&v);
+        }
+        hasher.update(self.index_meta().digest.to_bytes());
+        Ok(hasher.finalize().into())
     }
 }
 
@@ -564,19 +636,22 @@ impl Store for DiskStore {
     }
 
     fn state_digest(&self) -> Result<Hash, StoreError> {
-        // Under the apply lock, so heads and index are of the same moment. The heads are few
-        // (one per origin); the index enters as its running digest, not a scan.
-        let _applying = self.lock();
-        let mut hasher = Sha256::new();
-        for kv in self.db.scan_prefix([keys::HEAD]) {
-            let (k, v) = kv?;
-            hasher.update((k.len() as u64).to_be_bytes());
-            hasher.update(&k);
-            hasher.update((v.len() as u64).to_be_bytes());
-            hasher.update(&v);
+        // Heads and index of one moment: read while no write published anything, or else
+        // under the write lock. Without the lock first, because a hub applying batches from
+        // 190 links held it nearly always, and Status (polled by operators and benches) waited
+        // for it for seconds.
+        for _ in 0..DIGEST_TRIES {
+            let before = self.publishing.load(Ordering::Acquire);
+            if before % 2 == 0 {
+                let digest = self.digest_now()?;
+                if self.publishing.load(Ordering::Acquire) == before {
+                    return Ok(digest);
+                }
+            }
+            std::thread::yield_now();
         }
-        hasher.update(self.index_meta().digest.to_bytes());
-        Ok(hasher.finalize().into())
+        let _applying = self.lock();
+        self.digest_now()
     }
 }
 

@@ -103,6 +103,7 @@ impl DiskStore {
         let generation = self.generation.load(Ordering::Acquire) + 1;
         batch.insert(keys::GENERATION, generation.to_be_bytes());
         index_rebuild::mark(&mut batch);
+        let publishing = self.publishing();
         self.db.apply_batch(batch)?;
         self.generation.store(generation, Ordering::Release);
         // The index folded the removed entries in: fold the log again. On an error the mark
@@ -112,6 +113,7 @@ impl DiskStore {
             &self.presence,
             &self.arrivals,
         )?);
+        drop(publishing);
         Ok(TruncateReport {
             removed: old.seq - keep_through,
             held_dropped,

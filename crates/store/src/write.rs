@@ -126,6 +126,7 @@ impl DiskStore {
             batch.insert(keys::GENERATION, generation.to_be_bytes());
         }
         timings.index_write = lap(&mut phase);
+        let publishing = self.publishing();
         self.db.apply_batch(batch)?;
         timings.commit = lap(&mut phase);
         if log_changed {
@@ -135,6 +136,7 @@ impl DiskStore {
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);
         self.set_index_meta(index_meta);
+        drop(publishing);
         Ok(ApplyReport {
             outcomes,
             released,
