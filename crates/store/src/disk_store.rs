@@ -642,7 +642,7 @@ impl Store for DiskStore {
         // for it for seconds.
         for _ in 0..DIGEST_TRIES {
             let before = self.publishing.load(Ordering::Acquire);
-            if before % 2 == 0 {
+            if before.is_multiple_of(2) {
                 let digest = self.digest_now()?;
                 if self.publishing.load(Ordering::Acquire) == before {
                     return Ok(digest);
