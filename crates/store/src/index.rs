@@ -49,6 +49,7 @@ pub fn merge_payload(state: &mut pb::IndicatorState, header: &Header, payload: P
                 description: u.description,
                 external_references: u.external_references,
                 revoke_reason: String::new(),
+                first_issued_at_unix_ms: 0,
             },
         ),
         Body::Revoke(r) => upsert_assertion(
@@ -88,15 +89,33 @@ fn slot<'a>(origin: &'a str, d: Option<&'a pb::Distribution>) -> (&'a str, i32, 
     )
 }
 
-fn upsert_assertion(state: &mut pb::IndicatorState, new: pb::OriginAssertion) {
+/// Replaces the slot's assertion by `new` if `new` is later; either way the slot keeps the
+/// earliest issue time of all it was given (a minimum, so any order gives the same).
+fn upsert_assertion(state: &mut pb::IndicatorState, mut new: pb::OriginAssertion) {
+    new.first_issued_at_unix_ms = new.issued_at_unix_ms;
     let key = slot(&new.origin, new.distribution.as_ref());
     match state
         .assertions
         .binary_search_by(|a| slot(&a.origin, a.distribution.as_ref()).cmp(&key))
     {
-        Ok(i) if state.assertions[i].seq < new.seq => state.assertions[i] = new,
-        Ok(_) => {}
+        Ok(i) => {
+            let old = &mut state.assertions[i];
+            let first = first_issued(old).min(new.issued_at_unix_ms);
+            if old.seq < new.seq {
+                *old = new;
+            }
+            old.first_issued_at_unix_ms = first;
+        }
         Err(i) => state.assertions.insert(i, new),
+    }
+}
+
+/// When the origin first asserted the value under this assertion's distribution (STIX
+/// `created`); the issue time for a state written before that was kept.
+pub fn first_issued(a: &pb::OriginAssertion) -> i64 {
+    match a.first_issued_at_unix_ms {
+        0 => a.issued_at_unix_ms,
+        first => first.min(a.issued_at_unix_ms),
     }
 }
 
@@ -317,5 +336,31 @@ mod tests {
             .map(|a| (a.seq, a.revoked))
             .collect();
         assert_eq!(kept, vec![(1, false), (2, true)]);
+    }
+
+    #[test]
+    fn an_assertion_keeps_its_first_issue_time_in_any_order() {
+        let at = |seq: u64, issued: i64| {
+            let mut u = upsert("AU-AFP", seq, seq as u32);
+            u.header.issued_at_unix_ms = issued;
+            u
+        };
+        let orders = [[(1, 50), (2, 70), (3, 60)], [(3, 60), (1, 50), (2, 70)]];
+        for order in orders {
+            let mut index = Index::default();
+            for (seq, issued) in order {
+                index.merge(at(seq, issued));
+            }
+            let state = index.get(&upsert("XX", 1, 0).key);
+            let a = &state.assertions[0];
+            assert_eq!((a.seq, a.issued_at_unix_ms), (3, 60), "{order:?}");
+            assert_eq!(first_issued(a), 50, "{order:?}");
+        }
+        // A state written before the first issue time was kept reads its issue time.
+        let old = pb::OriginAssertion {
+            issued_at_unix_ms: 40,
+            ..Default::default()
+        };
+        assert_eq!(first_issued(&old), 40);
     }
 }

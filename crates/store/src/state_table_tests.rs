@@ -35,6 +35,7 @@ fn state(i: u64, version: u32) -> pb::IndicatorState {
             description: "a long description no lookup reads".repeat(4),
             external_references: Vec::new(),
             revoke_reason: String::new(),
+            first_issued_at_unix_ms: 1_690_000_000_000,
         }],
         sightings: vec![pb::OriginSightings {
             origin: "ORG-3".into(),

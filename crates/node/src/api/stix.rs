@@ -49,7 +49,7 @@ pub fn add_state(parts: &mut StixParts, state: &pb::IndicatorState) {
             },
             valid_until_unix_ms: a.valid_until_unix_ms,
             revoked: a.revoked,
-            created_unix_ms: a.issued_at_unix_ms,
+            created_unix_ms: intelmesh_store::first_issued(a),
             modified_unix_ms: a.issued_at_unix_ms,
             tags: a.tags.clone(),
             description: Some(a.description.clone()).filter(|d| !d.is_empty()),
