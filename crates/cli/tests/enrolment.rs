@@ -252,6 +252,53 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     let audit = run_ok(&fed.admin("alice", &["audit", "--org", AGENCY]));
     assert!(audit.contains("(laptop stolen)"), "{audit}");
 
+    // A renewal whose record is still unsigned, revoked at once (its bundle went astray): the
+    // roster ties the serial to no member, yet the hub knows it issued it to AGENCY.
+    let astray = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "renew",
+            AGENCY,
+            "--out",
+            &s(&dir.join("astray.bundle")),
+        ],
+    ));
+    let astray_serial = astray
+        .split("certificate ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no serial in: {astray}"));
+    let unrecorded = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "revoke-cert",
+            astray_serial,
+            "--reason",
+            "bundle lost in transit",
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(unrecorded.contains("(no member) revoked"), "{unrecorded}");
+    let again = run(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "renew",
+            AGENCY,
+            "--out",
+            &s(&dir.join("again.bundle")),
+        ],
+    ));
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("is not certified again"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
     // Revoking a certificate needs a reason, recorded with the serial.
     let serial = bundled
         .split("certificate ")

@@ -12,10 +12,10 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_roster::enrolment::verify_enrolment;
 use intelmesh_roster::roster_hash;
 
-use super::book;
 use super::proposals::current_roster as current;
 use super::roster_log::stored_version;
 use super::AdminError;
+use super::{book, issued};
 use crate::pki::{Ca, Validity, CA_DAYS, DEFAULT_LEAF_DAYS};
 use crate::state::NodeState;
 
@@ -38,12 +38,10 @@ pub fn issue_bundle(
     // The bundle certifies the key of the enrolment request again. Once a certificate of the
     // member was revoked, that key may be in other hands: certifying it again would readmit
     // whoever holds it.
-    if current
-        .document()
-        .revoked
-        .iter()
-        .any(|r| r.org == org.as_str())
-    {
+    let ledger = issued::dir(&state.cfg.data_dir);
+    if issued::revoked_for(&current.document().revoked, org, |serial| {
+        issued::issued_to(&ledger, serial)
+    })? {
         return Err(AdminError::Precondition(format!(
             "a certificate of {org} was revoked, so the key of its enrolment request is not certified again: have {org} make a new key and request (`intelmesh pki request-node`) and sign it with `intelmesh pki sign-node`"
         )));
@@ -65,6 +63,11 @@ pub fn issue_bundle(
     let node_cert_pem = ca
         .sign_node_request(org, &csr_pem, Validity::days(days))
         .map_err(|e| AdminError::Invalid(format!("the certificate request of {org}: {e:#}")))?;
+    let serial = crate::cert_facts::cert_facts_pem(&node_cert_pem)
+        .map_err(|e| AdminError::Internal(format!("the certificate just signed: {e:#}")))?
+        .serial_hex;
+    // Before the bundle leaves: a revocation of this serial must find its org.
+    issued::record(&ledger, &serial, org)?;
     let genesis = stored_version(state.store.as_ref(), current.federation_id(), 1)?
         .ok_or(AdminError::NoSuchVersion(1))?;
     Ok(pb::EnrolmentBundle {

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod book;
 pub mod bundle;
 pub mod health;
+pub mod issued;
 pub mod proposals;
 pub mod roster_log;
 pub mod service;
