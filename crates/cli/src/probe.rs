@@ -53,13 +53,24 @@ impl ApiNode {
     }
 
     pub async fn status(&mut self) -> anyhow::Result<pb::StatusResponse> {
+        self.status_unless_slow()
+            .await?
+            .with_context(|| format!("Status at {} took over {CALL_TIMEOUT:?}", self.org))
+    }
+
+    /// Status, or `None` when the node took over [`CALL_TIMEOUT`] to answer (a node busy
+    /// catching up may; the caller decides whether to ask again).
+    pub async fn status_unless_slow(&mut self) -> anyhow::Result<Option<pb::StatusResponse>> {
         let mut client = NodeStatusClient::new(self.channel().await?);
         let call = client.status(pb::StatusRequest {});
-        let response = tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .with_context(|| format!("Status at {} took over {CALL_TIMEOUT:?}", self.org))?
-            .map_err(|s| rpc_error(&self.target, "Status", s))?;
-        Ok(response.into_inner())
+        match tokio::time::timeout(CALL_TIMEOUT, call).await {
+            Err(_) => Ok(None),
+            Ok(answer) => Ok(Some(
+                answer
+                    .map_err(|s| rpc_error(&self.target, "Status", s))?
+                    .into_inner(),
+            )),
+        }
     }
 
     pub async fn indicators(&mut self) -> anyhow::Result<IndicatorsClient<Channel>> {
