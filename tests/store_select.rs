@@ -3,7 +3,9 @@
 
 use intelmesh_core::{IndicatorType, Signer};
 use intelmesh_proto::v1 as pb;
-use intelmesh_store::{arrival, verify_store, DiskStore, Selection, Store, StoreConfig};
+use intelmesh_store::{
+    arrival, verify_store, Arrivals, DiskStore, IndexSource, Selection, Store, StoreConfig,
+};
 use intelmesh_tests::{chain, green, registry, seeded_signer, verified};
 
 const T0: i64 = 1_700_000_000_000;
@@ -235,4 +237,53 @@ fn records_are_read_in_the_order_they_reached_the_store_not_the_order_they_were_
     let after = arrivals(&store, newest + 1);
     assert_eq!(after.len(), 1);
     assert!(after[0].0 > newest);
+}
+
+#[test]
+fn a_store_keeps_arrival_times_only_when_told_and_stamps_every_record_when_told_again() {
+    let t = two_origins();
+    let keys = registry(&[&t.au, &t.br]);
+    let path = t._dir.path().to_path_buf();
+    drop(t.store);
+    let open = |arrivals| {
+        DiskStore::open(StoreConfig {
+            arrivals,
+            ..StoreConfig::new(&path)
+        })
+        .unwrap()
+    };
+    let dropped = open(Arrivals::NotKept);
+    assert!(
+        arrivals(&dropped, i64::MIN).is_empty(),
+        "dropped as it opened"
+    );
+    let (more, _) = chain(&t.au, dropped.head(t.au.org()).unwrap(), 1, 3);
+    dropped.apply(verified(&keys, more)).unwrap();
+    assert!(
+        arrivals(&dropped, i64::MIN).is_empty(),
+        "writes stamp nothing"
+    );
+    let check = verify_store(&dropped, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    drop(dropped);
+
+    let as_found = open(Arrivals::AsFound);
+    assert!(
+        arrivals(&as_found, i64::MIN).is_empty(),
+        "a tool changes nothing"
+    );
+    assert_eq!(as_found.index_source(), IndexSource::OnDisk);
+    drop(as_found);
+
+    let kept = open(Arrivals::Kept);
+    assert_eq!(
+        kept.index_source(),
+        IndexSource::Rebuilt,
+        "every record stamped"
+    );
+    assert_eq!(arrivals(&kept, i64::MIN).len(), 81);
+    let check = verify_store(&kept, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    drop(kept);
+    assert_eq!(open(Arrivals::AsFound).index_source(), IndexSource::OnDisk);
 }

@@ -56,7 +56,7 @@ use intelmesh_proto::v1::admin_server::AdminServer;
 use intelmesh_proto::v1::federation_server::FederationServer;
 use intelmesh_proto::v1::indicators_server::IndicatorsServer;
 use intelmesh_proto::v1::node_status_server::NodeStatusServer;
-use intelmesh_store::{DiskStore, StoreConfig};
+use intelmesh_store::{Arrivals, DiskStore, StoreConfig};
 use tokio::net::TcpListener;
 use tonic::transport::Server;
 
@@ -154,6 +154,12 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     let lists = warninglists::load(&cfg.warninglists)?;
     let store_cfg = StoreConfig {
         state_table: cfg.store.state_table(),
+        // Only TAXII's collection reads arrival times; a node serving none does not pay for
+        // them (two keys per changed record), and gets them once TAXII is enabled.
+        arrivals: match cfg.taxii {
+            Some(_) => Arrivals::Kept,
+            None => Arrivals::NotKept,
+        },
         ..StoreConfig::new(&cfg.data_dir).owned_by(org.clone())
     };
     let store = tokio::task::spawn_blocking(move || DiskStore::open(store_cfg))

@@ -196,14 +196,40 @@ pub(crate) fn write_changes(
     Ok(())
 }
 
+/// Whether the store holds any arrival time or posting.
+pub(crate) fn any(db: &crate::kv::Kv) -> Result<bool, StoreError> {
+    for prefix in [keys::ARRIVAL, keys::ARRIVED] {
+        if let Some(k) = db.scan_prefix([prefix]).keys().next() {
+            k?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Drops every arrival time and posting and the mark that they are kept: the mark first, so
+/// a crash part way leaves a store that keeps none, whose leftovers the next drop removes.
+pub(crate) fn drop_all(db: &crate::kv::Kv) -> Result<(), StoreError> {
+    let mut unmark = crate::kv::Batch::default();
+    unmark.remove(keys::ARRIVALS_KEPT);
+    db.apply_batch(unmark)?;
+    crate::index_rebuild::remove_prefix(db, keys::ARRIVAL)?;
+    crate::index_rebuild::remove_prefix(db, keys::ARRIVED)
+}
+
 /// For `verify-store`: whether every record of the `rebuilt` index has exactly one arrival
-/// time and one posting at it, and no time or posting names anything else; what differs if not.
+/// time and one posting at it (none at all in a store that does not keep them), and no time or
+/// posting names anything else; what differs if not.
 /// The times themselves are this node's and cannot be checked against the log.
 pub(crate) fn check(
     db: &crate::kv::Kv,
     rebuilt: &BTreeMap<Vec<u8>, pb::IndicatorState>,
+    kept: bool,
 ) -> Result<Option<String>, StoreError> {
-    let expected: usize = rebuilt.values().map(|s| slots_of(s).len()).sum();
+    let expected: usize = match kept {
+        true => rebuilt.values().map(|s| slots_of(s).len()).sum(),
+        false => 0,
+    };
     let (mut times, mut stray, mut unposted) = (0usize, 0usize, 0usize);
     for kv in db.scan_prefix([keys::ARRIVED]) {
         let (k, v) = kv?;

@@ -173,7 +173,7 @@ fn compare_index(
              {expected} expected"
         ));
     }
-    if let Some(problem) = crate::arrival::check(&store.db, rebuilt)? {
+    if let Some(problem) = crate::arrival::check(&store.db, rebuilt, store.arrivals.is_some())? {
         check.problems.push(problem);
     }
     let mut lengths = PrefixLengths::default();

@@ -47,6 +47,22 @@ pub struct StoreConfig {
     pub hold_ttl: Duration,
     /// When the read-optimised copy of the index that lookups read is built.
     pub state_table: StateTableConfig,
+    /// Whether the store keeps arrival times (see `arrival`).
+    pub arrivals: Arrivals,
+}
+
+/// Whether a store keeps arrival times: TAXII's collection reads them, and they cost every
+/// write two keys per changed record, so a node serving no TAXII does without.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Arrivals {
+    /// As the store has them (a new store keeps them): for tools that open a store and must
+    /// not change what it keeps.
+    #[default]
+    AsFound,
+    /// Kept: a store without them rebuilds its index once as it opens, to stamp every record.
+    Kept,
+    /// Not kept: a store with them drops them as it opens.
+    NotKept,
 }
 
 impl StoreConfig {
@@ -59,6 +75,7 @@ impl StoreConfig {
             hold_total_bytes: 64 << 20,
             hold_ttl: Duration::from_secs(15 * 60),
             state_table: StateTableConfig::default(),
+            arrivals: Arrivals::AsFound,
         }
     }
 
@@ -104,8 +121,9 @@ pub struct DiskStore {
     heads_at: Mutex<Option<(u64, SharedHeads)>>,
     /// Which indicators the index may hold, so reads of absent ones skip the disk.
     pub(crate) presence: Arc<Presence>,
-    /// Stamps the arrival times of changed records (see `arrival`); used under `held`.
-    pub(crate) arrivals: ArrivalClock,
+    /// Stamps the arrival times of changed records (see `arrival`), when the store keeps
+    /// them; used under `held`.
+    pub(crate) arrivals: Option<ArrivalClock>,
     /// Odd while a write is changing heads or the index on disk and the counters that go with
     /// them (see [`Publishing`]), so `state_digest` can read them without the write lock.
     publishing: AtomicU64,
@@ -143,7 +161,7 @@ impl DiskStore {
             index_source: IndexSource::OnDisk,
             heads_at: Mutex::new(None),
             presence,
-            arrivals: ArrivalClock::default(),
+            arrivals: None,
             publishing: AtomicU64::new(0),
             _filling: None,
             _table_builder: None,
@@ -156,11 +174,14 @@ impl DiskStore {
                 .map_err(|_| StoreError::Corrupt("log generation is not 8 bytes".into()))?,
             None => 0,
         };
-        store.arrivals = ArrivalClock::read(&store.db)?;
-        let meta = if index_rebuild::pending(&store.db)? || !arrivals_kept(&store.db)? {
+        let stamp_all = settle_arrivals(&store.db, store.cfg.arrivals)?;
+        if store.db.get(keys::ARRIVALS_KEPT)?.is_some() {
+            store.arrivals = Some(ArrivalClock::read(&store.db)?);
+        }
+        let meta = if index_rebuild::pending(&store.db)? || stamp_all {
             tracing::info!("rebuilding the indicator index from the log");
             store.index_source = IndexSource::Rebuilt;
-            index_rebuild::rebuild(&store.db, &store.presence, &store.arrivals)?
+            index_rebuild::rebuild(&store.db, &store.presence, store.arrivals.as_ref())?
         } else {
             IndexMeta::read(&store.db)?
         };
@@ -476,18 +497,37 @@ impl DiskStore {
     }
 }
 
-/// Whether every record of the index has its arrival time. A store without an index is
-/// marked so here; one whose index was written before arrival times were kept is not, and
-/// rebuilds its index once.
-fn arrivals_kept(db: &crate::kv::Kv) -> Result<bool, StoreError> {
-    if db.get(keys::ARRIVALS_KEPT)?.is_some() {
-        return Ok(true);
+/// Makes the store keep arrival times or not, as `want`s; whether every record must be
+/// stamped (by a rebuild of the index, which sets the mark as it ends). A store without an
+/// index is marked at once; one whose index was written without arrival times is stamped
+/// (kept since, or written by an earlier build); one whose times are not wanted drops them.
+fn settle_arrivals(db: &crate::kv::Kv, want: Arrivals) -> Result<bool, StoreError> {
+    let marked = db.get(keys::ARRIVALS_KEPT)?.is_some();
+    let no_index = db.scan_prefix([keys::INDEX]).keys().next().is_none();
+    let keep = match want {
+        Arrivals::AsFound => marked || no_index,
+        Arrivals::Kept => true,
+        Arrivals::NotKept => false,
+    };
+    match (keep, marked) {
+        (true, false) if no_index => {
+            db.insert(keys::ARRIVALS_KEPT, &[][..])?;
+            Ok(false)
+        }
+        (true, false) => {
+            // The mark first: a crash before the rebuild ends rebuilds again.
+            let mut batch = crate::kv::Batch::default();
+            index_rebuild::mark(&mut batch);
+            batch.insert(keys::ARRIVALS_KEPT, &[][..]);
+            db.apply_batch(batch)?;
+            Ok(true)
+        }
+        (false, _) if marked || crate::arrival::any(db)? => {
+            crate::arrival::drop_all(db)?;
+            Ok(false)
+        }
+        _ => Ok(false),
     }
-    if db.scan_prefix([keys::INDEX]).keys().next().is_none() {
-        db.insert(keys::ARRIVALS_KEPT, &[][..])?;
-        return Ok(true);
-    }
-    Ok(false)
 }
 
 pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {

@@ -30,12 +30,12 @@ pub(crate) fn pending(db: &crate::kv::Kv) -> Result<bool, StoreError> {
 }
 
 /// Replaces the index with one folded from the whole log, every record's arrival stamped anew
-/// on `clock`; durable when it returns. The caller keeps other writes out (holds `held`, or the
+/// on `clock` when the store keeps them; durable when it returns. The caller keeps other writes out (holds `held`, or the
 /// store is still opening).
 pub(crate) fn rebuild(
     db: &crate::kv::Kv,
     presence: &Presence,
-    clock: &ArrivalClock,
+    clock: Option<&ArrivalClock>,
 ) -> Result<IndexMeta, StoreError> {
     let t = std::time::Instant::now();
     let mut start = crate::kv::Batch::default();
@@ -73,7 +73,6 @@ pub(crate) fn rebuild(
     let mut last = crate::kv::Batch::default();
     let meta = index.write(db, &mut last)?;
     last.remove(keys::INDEX_REBUILD);
-    last.insert(keys::ARRIVALS_KEPT, &[][..]);
     db.apply_batch(last)?;
     tracing::info!(
         indicators = meta.count,
@@ -83,21 +82,26 @@ pub(crate) fn rebuild(
     Ok(meta)
 }
 
+/// Removes every key that starts with `prefix`, in batches.
+pub(crate) fn remove_prefix(db: &crate::kv::Kv, prefix: u8) -> Result<(), StoreError> {
+    loop {
+        let mut batch = crate::kv::Batch::default();
+        let mut n = 0;
+        for kv in db.scan_prefix([prefix]).keys().take(CHUNK_REMOVALS) {
+            batch.remove(kv?.to_vec());
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        db.apply_batch(batch)?;
+    }
+}
+
 /// Removes every index state, posting, arrival time and counter.
 fn clear(db: &crate::kv::Kv) -> Result<(), StoreError> {
     for prefix in [keys::INDEX, keys::POSTING, keys::ARRIVAL, keys::ARRIVED] {
-        loop {
-            let mut batch = crate::kv::Batch::default();
-            let mut n = 0;
-            for kv in db.scan_prefix([prefix]).keys().take(CHUNK_REMOVALS) {
-                batch.remove(kv?.to_vec());
-                n += 1;
-            }
-            if n == 0 {
-                break;
-            }
-            db.apply_batch(batch)?;
-        }
+        remove_prefix(db, prefix)?;
     }
     let mut batch = crate::kv::Batch::default();
     batch.remove(keys::INDEX_COUNT);

@@ -74,14 +74,14 @@ pub(crate) struct IndexBatch<'a> {
     touched: HashMap<Vec<u8>, Touched>,
     meta: IndexMeta,
     presence: &'a Presence,
-    clock: &'a ArrivalClock,
+    clock: Option<&'a ArrivalClock>,
 }
 
 impl<'a> IndexBatch<'a> {
     pub(crate) fn new(
         meta: IndexMeta,
         presence: &'a Presence,
-        clock: &'a ArrivalClock,
+        clock: Option<&'a ArrivalClock>,
     ) -> IndexBatch<'a> {
         IndexBatch {
             touched: HashMap::new(),
@@ -156,8 +156,10 @@ impl<'a> IndexBatch<'a> {
             for new in after.difference(&t.postings_before) {
                 batch.insert(new.as_slice(), &[][..]);
             }
-            let slots = arrival::slots_of(&t.state);
-            arrival::write_changes(db, self.clock, &key, &t.slots_before, &slots, batch)?;
+            if let Some(clock) = self.clock {
+                let slots = arrival::slots_of(&t.state);
+                arrival::write_changes(db, clock, &key, &t.slots_before, &slots, batch)?;
+            }
             let state = t.state.encode_to_vec();
             self.meta.digest.add(&key, &state);
             batch.insert(key, state);

@@ -111,7 +111,7 @@ impl DiskStore {
         self.set_index_meta(index_rebuild::rebuild(
             &self.db,
             &self.presence,
-            &self.arrivals,
+            self.arrivals.as_ref(),
         )?);
         drop(publishing);
         Ok(TruncateReport {

@@ -114,7 +114,7 @@ impl DiskStore {
         }
         let mut phase = now;
         timings.placing = lap(&mut phase);
-        let mut index = IndexBatch::new(self.index_meta(), &self.presence, &self.arrivals);
+        let mut index = IndexBatch::new(self.index_meta(), &self.presence, self.arrivals.as_ref());
         for update in states {
             index.merge(&self.db, update)?;
         }
