@@ -26,7 +26,7 @@ use intelmesh_core::entry::sha256;
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::{keys, StoreError};
+use crate::{keys, Arrivals, StoreError};
 
 /// The id of one record of a state, unique within the indicator.
 pub type Slot = [u8; 16];
@@ -194,6 +194,39 @@ pub(crate) fn write_changes(
         batch.insert(record_key(slot, index_key), now.to_be_bytes());
     }
     Ok(())
+}
+
+/// Makes the store keep arrival times or not, as `want`s; whether every record must be
+/// stamped (by a rebuild of the index, which sets the mark as it ends). A store without an
+/// index is marked at once; one whose index was written without arrival times is stamped
+/// (kept since, or written by an earlier build); one whose times are not wanted drops them.
+pub(crate) fn settle(db: &crate::kv::Kv, want: Arrivals) -> Result<bool, StoreError> {
+    let marked = db.get(keys::ARRIVALS_KEPT)?.is_some();
+    let no_index = db.scan_prefix([keys::INDEX]).keys().next().is_none();
+    let keep = match want {
+        Arrivals::AsFound => marked || no_index,
+        Arrivals::Kept => true,
+        Arrivals::NotKept => false,
+    };
+    match (keep, marked) {
+        (true, false) if no_index => {
+            db.insert(keys::ARRIVALS_KEPT, &[][..])?;
+            Ok(false)
+        }
+        (true, false) => {
+            // The mark first: a crash before the rebuild ends rebuilds again.
+            let mut batch = crate::kv::Batch::default();
+            crate::index_rebuild::mark(&mut batch);
+            batch.insert(keys::ARRIVALS_KEPT, &[][..]);
+            db.apply_batch(batch)?;
+            Ok(true)
+        }
+        (false, _) if marked || any(db)? => {
+            drop_all(db)?;
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
 }
 
 /// Whether the store holds any arrival time or posting.

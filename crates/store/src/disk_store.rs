@@ -4,14 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use intelmesh_core::entry::header_hash;
 use intelmesh_core::{Hash, Head, Indicator, OrgId, StaticKeys, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
-use sha2::{Digest, Sha256};
 
 use crate::arrival::ArrivalClock;
 use crate::background::Background;
@@ -26,6 +25,7 @@ use crate::select::Selected;
 use crate::state_table::Answer;
 use crate::state_table_build::{keep_built, StateTableConfig};
 use crate::write::Extra;
+use crate::write_lock::Held;
 use crate::{index_rebuild, keys, private_dir, receipt, select};
 use crate::{ApplyReport, Fill, Store, StoreError, VersionVector};
 
@@ -126,7 +126,7 @@ pub struct DiskStore {
     pub(crate) arrivals: Option<ArrivalClock>,
     /// Odd while a write is changing heads or the index on disk and the counters that go with
     /// them (see [`Publishing`]), so `state_digest` can read them without the write lock.
-    publishing: AtomicU64,
+    pub(crate) publishing: AtomicU64,
     /// The pass filling `presence` at open; late, so it is joined once the rest is dropped.
     _filling: Option<Background>,
     /// The thread keeping the state table built (see `state_table`); joined on drop.
@@ -174,7 +174,7 @@ impl DiskStore {
                 .map_err(|_| StoreError::Corrupt("log generation is not 8 bytes".into()))?,
             None => 0,
         };
-        let stamp_all = settle_arrivals(&store.db, store.cfg.arrivals)?;
+        let stamp_all = crate::arrival::settle(&store.db, store.cfg.arrivals)?;
         if store.db.get(keys::ARRIVALS_KEPT)?.is_some() {
             store.arrivals = Some(ArrivalClock::read(&store.db)?);
         }
@@ -428,105 +428,10 @@ impl DiskStore {
     pub(crate) fn lock(&self) -> Held<'_> {
         // A panic while holding the lock leaves only the in-memory hold queue behind; it is a
         // cache of unacknowledged entries, so carrying on with it is safe.
-        Held {
-            queue: self.held.lock().unwrap_or_else(|p| p.into_inner()),
-            sizes: &self.held_sizes,
-        }
-    }
-}
-
-/// The write lock with the hold queue it guards; on release, the queue's sizes are published
-/// for `held_count` and `held_bytes`, which Status reads without waiting for writes.
-pub(crate) struct Held<'a> {
-    queue: MutexGuard<'a, HoldQueue>,
-    sizes: &'a (AtomicUsize, AtomicUsize),
-}
-
-impl std::ops::Deref for Held<'_> {
-    type Target = HoldQueue;
-    fn deref(&self) -> &HoldQueue {
-        &self.queue
-    }
-}
-
-impl std::ops::DerefMut for Held<'_> {
-    fn deref_mut(&mut self) -> &mut HoldQueue {
-        &mut self.queue
-    }
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.sizes.0.store(self.queue.len(), Ordering::Release);
-        self.sizes.1.store(self.queue.bytes(), Ordering::Release);
-    }
-}
-
-/// Lock-free attempts of `state_digest` before it takes the write lock.
-const DIGEST_TRIES: usize = 64;
-
-/// A write publishing changes to heads and index: the store's `publishing` count is odd from
-/// before its batch is committed until the counters in memory match it (or the write failed).
-pub(crate) struct Publishing<'a>(&'a AtomicU64);
-
-impl Drop for Publishing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-impl DiskStore {
-    /// Marks a write as publishing until the returned guard is dropped. Only under `held`.
-    pub(crate) fn publishing(&self) -> Publishing<'_> {
-        self.publishing.fetch_add(1, Ordering::AcqRel);
-        Publishing(&self.publishing)
-    }
-
-    /// The digest of the heads on disk and the index's counters as they are now.
-    fn digest_now(&self) -> Result<Hash, StoreError> {
-        let mut hasher = Sha256::new();
-        for kv in self.db.scan_prefix([keys::HEAD]) {
-            let (k, v) = kv?;
-            hasher.update((k.len() as u64).to_be_bytes());
-            hasher.update(&k);
-            hasher.update((v.len() as u64).to_be_bytes());
-            hasher.update(&v);
-        }
-        hasher.update(self.index_meta().digest.to_bytes());
-        Ok(hasher.finalize().into())
-    }
-}
-
-/// Makes the store keep arrival times or not, as `want`s; whether every record must be
-/// stamped (by a rebuild of the index, which sets the mark as it ends). A store without an
-/// index is marked at once; one whose index was written without arrival times is stamped
-/// (kept since, or written by an earlier build); one whose times are not wanted drops them.
-fn settle_arrivals(db: &crate::kv::Kv, want: Arrivals) -> Result<bool, StoreError> {
-    let marked = db.get(keys::ARRIVALS_KEPT)?.is_some();
-    let no_index = db.scan_prefix([keys::INDEX]).keys().next().is_none();
-    let keep = match want {
-        Arrivals::AsFound => marked || no_index,
-        Arrivals::Kept => true,
-        Arrivals::NotKept => false,
-    };
-    match (keep, marked) {
-        (true, false) if no_index => {
-            db.insert(keys::ARRIVALS_KEPT, &[][..])?;
-            Ok(false)
-        }
-        (true, false) => {
-            // The mark first: a crash before the rebuild ends rebuilds again.
-            let mut batch = crate::kv::Batch::default();
-            index_rebuild::mark(&mut batch);
-            batch.insert(keys::ARRIVALS_KEPT, &[][..]);
-            db.apply_batch(batch)?;
-            Ok(true)
-        }
-        (false, _) if marked || crate::arrival::any(db)? => {
-            crate::arrival::drop_all(db)?;
-            Ok(false)
-        }
-        _ => Ok(false),
+        Held::new(
+            self.held.lock().unwrap_or_else(|p| p.into_inner()),
+            &self.held_sizes,
+        )
     }
 }
 
@@ -676,22 +581,7 @@ impl Store for DiskStore {
     }
 
     fn state_digest(&self) -> Result<Hash, StoreError> {
-        // Heads and index of one moment: read while no write published anything, or else
-        // under the write lock. Without the lock first, because a hub applying batches from
-        // 190 links held it nearly always, and Status (polled by operators and benches) waited
-        // for it for seconds.
-        for _ in 0..DIGEST_TRIES {
-            let before = self.publishing.load(Ordering::Acquire);
-            if before.is_multiple_of(2) {
-                let digest = self.digest_now()?;
-                if self.publishing.load(Ordering::Acquire) == before {
-                    return Ok(digest);
-                }
-            }
-            std::thread::yield_now();
-        }
-        let _applying = self.lock();
-        self.digest_now()
+        self.consistent_digest()
     }
 }
 

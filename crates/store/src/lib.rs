@@ -32,6 +32,7 @@ mod state_table;
 mod state_table_build;
 mod truncate;
 mod write;
+mod write_lock;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
