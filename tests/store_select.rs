@@ -287,3 +287,55 @@ fn a_store_keeps_arrival_times_only_when_told_and_stamps_every_record_when_told_
     drop(kept);
     assert_eq!(open(Arrivals::AsFound).index_source(), IndexSource::OnDisk);
 }
+
+#[test]
+fn sightings_held_before_the_first_assertion_arrive_with_it() {
+    let t = two_origins();
+    let keys = registry(&[&t.au, &t.br]);
+    let value = pb::IndicatorRef {
+        r#type: pb::IndicatorType::Domain as i32,
+        value: "seen-first.example".into(),
+    };
+    let sighting = pb::Payload {
+        body: Some(pb::payload::Body::Sighting(pb::Sighting {
+            indicator: Some(value.clone()),
+            seen_at_unix_ms: T0,
+            count: 3,
+        })),
+        ..Default::default()
+    };
+    let (entry, _) = t.br.sign_next(
+        t.store.head(t.br.org()).unwrap(),
+        T0 + 500,
+        &green(),
+        &sighting,
+    );
+    t.store.apply(verified(&keys, vec![entry])).unwrap();
+    let before_assertion = arrivals(&t.store, i64::MIN).last().unwrap().0;
+    let upsert = pb::Payload {
+        body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
+            indicator: Some(value),
+            confidence: 70,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let (entry, _) = t.au.sign_next(
+        t.store.head(t.au.org()).unwrap(),
+        T0 + 600,
+        &green(),
+        &upsert,
+    );
+    t.store.apply(verified(&keys, vec![entry])).unwrap();
+    let since: Vec<String> = arrivals(&t.store, before_assertion + 1)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        since,
+        ["seen-first.example", "seen-first.example"],
+        "the assertion and the sightings it lets a reader see"
+    );
+    let check = verify_store(&t.store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+}

@@ -77,13 +77,26 @@ pub(crate) fn slots_of(state: &pb::IndicatorState) -> BTreeMap<Slot, Marker> {
 pub(crate) struct ArrivalClock(AtomicI64);
 
 impl ArrivalClock {
-    /// The clock of a store: it resumes after the newest stamp on disk.
+    /// The clock of a store: it resumes after the newest stamp on disk (its record, or the
+    /// newest posting, whichever is later).
     pub(crate) fn read(db: &crate::kv::Kv) -> Result<ArrivalClock, StoreError> {
-        let newest = match db.scan_prefix([keys::ARRIVAL]).keys().next_back() {
+        let posted = match db.scan_prefix([keys::ARRIVAL]).keys().next_back() {
             Some(k) => parse_position(&k?).map_or(0, |(t, _, _)| t),
             None => 0,
         };
-        Ok(ArrivalClock(AtomicI64::new(newest)))
+        let recorded = match db.get(keys::ARRIVAL_CLOCK)? {
+            Some(v) => decode_time(&v)?,
+            None => 0,
+        };
+        Ok(ArrivalClock(AtomicI64::new(posted.max(recorded))))
+    }
+
+    /// Records the newest time stamped in `batch`, so the clock survives a rebuild's clearing.
+    pub(crate) fn record(&self, batch: &mut crate::kv::Batch) {
+        batch.insert(
+            keys::ARRIVAL_CLOCK,
+            self.0.load(Ordering::Acquire).to_be_bytes(),
+        );
     }
 
     /// A time after every one stamped before, and not before the wall clock. Only writers
@@ -163,14 +176,15 @@ pub(crate) fn arrival_of(
 }
 
 /// Puts in `batch` the arrival changes of one indicator whose records went from `before` to
-/// `after`: a changed or new record is stamped now (its old posting removed), a record gone
-/// loses its posting. `db` is read for the old times, under the store's write lock.
+/// `after`: a changed or new record, or one in `restamp`, is stamped now (its old posting
+/// removed), a record gone loses its posting. `db` is read for the old times, under the store's write lock.
 pub(crate) fn write_changes(
     db: &crate::kv::Kv,
     clock: &ArrivalClock,
     index_key: &[u8],
     before: &BTreeMap<Slot, Marker>,
     after: &BTreeMap<Slot, Marker>,
+    restamp: &[Slot],
     batch: &mut crate::kv::Batch,
 ) -> Result<(), StoreError> {
     let forget_old = |slot: &Slot, batch: &mut crate::kv::Batch| -> Result<(), StoreError> {
@@ -185,7 +199,7 @@ pub(crate) fn write_changes(
     }
     for (slot, marker) in after {
         match before.get(slot) {
-            Some(m) if m == marker => continue,
+            Some(m) if m == marker && !restamp.contains(slot) => continue,
             Some(_) => forget_old(slot, batch)?,
             None => {}
         }

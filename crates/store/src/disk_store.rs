@@ -178,7 +178,8 @@ impl DiskStore {
         if store.db.get(keys::ARRIVALS_KEPT)?.is_some() {
             store.arrivals = Some(ArrivalClock::read(&store.db)?);
         }
-        let meta = if index_rebuild::pending(&store.db)? || stamp_all {
+        let stale_layout = !index_rebuild::layout_current(&store.db)?;
+        let meta = if index_rebuild::pending(&store.db)? || stamp_all || stale_layout {
             tracing::info!("rebuilding the indicator index from the log");
             store.index_source = IndexSource::Rebuilt;
             index_rebuild::rebuild(&store.db, &store.presence, store.arrivals.as_ref())?

@@ -24,6 +24,23 @@ pub(crate) fn mark(batch: &mut crate::kv::Batch) {
     batch.insert(keys::INDEX_REBUILD, &[][..]);
 }
 
+/// Whether the index's states are in this build's layout; a store without an index is marked
+/// so at once. One that is not rebuilds its index (whose last batch marks it).
+pub(crate) fn layout_current(db: &crate::kv::Kv) -> Result<bool, StoreError> {
+    let layout = db
+        .get(keys::INDEX_LAYOUT)?
+        .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+        .map(u32::from_be_bytes);
+    if layout == Some(keys::INDEX_LAYOUT_VERSION) {
+        return Ok(true);
+    }
+    if db.scan_prefix([keys::INDEX]).keys().next().is_none() {
+        db.insert(keys::INDEX_LAYOUT, keys::INDEX_LAYOUT_VERSION.to_be_bytes())?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
 /// Whether a rebuild was started and not finished.
 pub(crate) fn pending(db: &crate::kv::Kv) -> Result<bool, StoreError> {
     Ok(db.get(keys::INDEX_REBUILD)?.is_some())
@@ -73,6 +90,7 @@ pub(crate) fn rebuild(
     let mut last = crate::kv::Batch::default();
     let meta = index.write(db, &mut last)?;
     last.remove(keys::INDEX_REBUILD);
+    last.insert(keys::INDEX_LAYOUT, keys::INDEX_LAYOUT_VERSION.to_be_bytes());
     db.apply_batch(last)?;
     tracing::info!(
         indicators = meta.count,

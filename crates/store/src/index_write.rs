@@ -65,6 +65,8 @@ impl IndexMeta {
 /// One indicator touched by the batch: its postings and records before, and its state now.
 struct Touched {
     postings_before: BTreeSet<Vec<u8>>,
+    /// Whether the state held an assertion before.
+    asserted_before: bool,
     slots_before: BTreeMap<Slot, (u64, u64)>,
     state: pb::IndicatorState,
 }
@@ -114,6 +116,7 @@ impl<'a> IndexBatch<'a> {
                     self.meta.digest.remove(&key, &v);
                     Touched {
                         postings_before: postings_of(&key, &state),
+                        asserted_before: !state.assertions.is_empty(),
                         slots_before: arrival::slots_of(&state),
                         state,
                     }
@@ -123,6 +126,7 @@ impl<'a> IndexBatch<'a> {
                     self.meta.lengths.record(&payload.indicator);
                     Touched {
                         postings_before: BTreeSet::new(),
+                        asserted_before: false,
                         slots_before: BTreeMap::new(),
                         state: pb::IndicatorState::default(),
                     }
@@ -158,11 +162,28 @@ impl<'a> IndexBatch<'a> {
             }
             if let Some(clock) = self.clock {
                 let slots = arrival::slots_of(&t.state);
-                arrival::write_changes(db, clock, &key, &t.slots_before, &slots, batch)?;
+                // Sightings are shown only beside an assertion: those held before the first
+                // assertion arrived are added to the collection with it. (Once one exists,
+                // a reader who could see none is not told of another by re-sent sightings,
+                // which would show it that something it may not read changed.)
+                let restamp: Vec<Slot> = match !t.asserted_before && !t.state.assertions.is_empty()
+                {
+                    true => t
+                        .state
+                        .sightings
+                        .iter()
+                        .map(arrival::sightings_slot)
+                        .collect(),
+                    false => Vec::new(),
+                };
+                arrival::write_changes(db, clock, &key, &t.slots_before, &slots, &restamp, batch)?;
             }
             let state = t.state.encode_to_vec();
             self.meta.digest.add(&key, &state);
             batch.insert(key, state);
+        }
+        if let Some(clock) = self.clock {
+            clock.record(batch);
         }
         self.meta.write(batch);
         Ok(self.meta)

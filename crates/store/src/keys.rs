@@ -22,6 +22,13 @@ pub const ARRIVED: u8 = b'a';
 /// Present once every record of the index has its arrival time: set on a new store and by a
 /// rebuild, so a store written before arrival times were kept rebuilds its index once.
 pub const ARRIVALS_KEPT: &[u8] = b"Marrivals";
+/// The newest arrival time stamped (i64 BE), written with every batch that stamps: the clock
+/// resumes after it even when a rebuild had cleared every posting.
+pub const ARRIVAL_CLOCK: &[u8] = b"Marrival_clock";
+/// The layout of the index's states (u32 BE): a store whose index is older rebuilds it once.
+pub const INDEX_LAYOUT: &[u8] = b"Mindex_layout";
+/// 2: assertions keep their first issue time (`first_issued_at_unix_ms`).
+pub const INDEX_LAYOUT_VERSION: u32 = 2;
 /// The number of indicators in the index.
 pub const INDEX_COUNT: &[u8] = b"Mcount";
 /// The prefix lengths of the CIDR blocks in the index.

@@ -113,7 +113,7 @@ impl DiskStore {
             &self.presence,
             self.arrivals.as_ref(),
         )?);
-        drop(publishing);
+        publishing.done();
         Ok(TruncateReport {
             removed: old.seq - keep_through,
             held_dropped,

@@ -136,7 +136,7 @@ impl DiskStore {
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);
         self.set_index_meta(index_meta);
-        drop(publishing);
+        publishing.done();
         Ok(ApplyReport {
             outcomes,
             released,

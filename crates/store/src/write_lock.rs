@@ -53,17 +53,20 @@ impl Drop for Held<'_> {
 const DIGEST_TRIES: usize = 64;
 
 /// A write publishing changes to heads and index: the store's `publishing` count is odd from
-/// before its batch is committed until the counters in memory match it (or the write failed).
+/// before its batch is committed until [`Publishing::done`], once the counters in memory match
+/// it. A write that fails part way never calls it: the count stays odd, and digests are read
+/// under the lock from then on (what is on disk and in memory may differ until the store is
+/// opened again).
 pub(crate) struct Publishing<'a>(&'a AtomicU64);
 
-impl Drop for Publishing<'_> {
-    fn drop(&mut self) {
+impl Publishing<'_> {
+    pub(crate) fn done(self) {
         self.0.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 impl DiskStore {
-    /// Marks a write as publishing until the returned guard is dropped. Only under `held`.
+    /// Marks a write as publishing until the returned guard is done. Only under `held`.
     pub(crate) fn publishing(&self) -> Publishing<'_> {
         self.publishing.fetch_add(1, Ordering::AcqRel);
         Publishing(&self.publishing)
