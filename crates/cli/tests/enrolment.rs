@@ -264,11 +264,7 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
             &s(&dir.join("astray.bundle")),
         ],
     ));
-    let astray_serial = astray
-        .split("certificate ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("no serial in: {astray}"));
+    let astray_serial = serial_in(&astray);
     let unrecorded = run_ok(&fed.admin(
         "alice",
         &[
@@ -300,11 +296,7 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     );
 
     // Revoking a certificate needs a reason, recorded with the serial.
-    let serial = bundled
-        .split("certificate ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .unwrap_or_else(|| panic!("no serial in: {bundled}"));
+    let serial = serial_in(&bundled);
     let bare = run(&fed.admin("alice", &["members", "revoke-cert", serial]));
     assert_eq!(bare.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bare.stderr).contains("needs --reason"));
@@ -683,4 +675,12 @@ fn a_failed_federation_init_leaves_nothing_behind_and_the_corrected_one_succeeds
     assert!(left.is_empty(), "{left:?}");
     let out = run_ok(&init("1"));
     assert!(out.contains("genesis pin: "), "{out}");
+}
+
+/// The serial a `members bundle|renew` output names ("certificate SERIAL valid until …").
+fn serial_in(out: &str) -> &str {
+    out.split("certificate ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap_or_else(|| panic!("no serial in: {out}"))
 }

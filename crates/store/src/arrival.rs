@@ -26,6 +26,7 @@ use intelmesh_core::entry::sha256;
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
+use crate::postings::ordered;
 use crate::{keys, Arrivals, StoreError};
 
 /// The id of one record of a state, unique within the indicator.
@@ -109,10 +110,6 @@ impl ArrivalClock {
         self.0.store(next, Ordering::Release);
         next
     }
-}
-
-fn ordered(t: i64) -> u64 {
-    (t as u64) ^ (1 << 63)
 }
 
 fn posting(time: i64, slot: &Slot, index_key: &[u8]) -> Vec<u8> {

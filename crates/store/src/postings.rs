@@ -90,7 +90,7 @@ pub(crate) fn postings_of(index_key: &[u8], state: &pb::IndicatorState) -> BTree
 }
 
 /// `i64` to `u64` keeping the order, so big-endian bytes sort as the times do.
-fn ordered(t: i64) -> u64 {
+pub(crate) fn ordered(t: i64) -> u64 {
     (t as u64) ^ (1 << 63)
 }
 

@@ -88,10 +88,7 @@ fn by_time(
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
     let first = time_start(since);
-    let start = match after {
-        Some(a) if a >= first.as_slice() => Bound::Excluded(a.to_vec()),
-        _ => Bound::Included(first.clone()),
-    };
+    let start = resume_at(&first, after);
     let prefix = &first[..2];
     let mut out = Vec::new();
     for kv in db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
@@ -113,11 +110,7 @@ fn by_arrival(
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
-    let first = arrival::start(since);
-    let start = match after {
-        Some(a) if a >= first.as_slice() => Bound::Excluded(a.to_vec()),
-        _ => Bound::Included(first),
-    };
+    let start = resume_at(&arrival::start(since), after);
     let mut out: Vec<Selected> = Vec::new();
     for kv in db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
         let (k, _) = kv?;
@@ -137,6 +130,15 @@ fn by_arrival(
         out.push((k.to_vec(), state));
     }
     Ok(out)
+}
+
+/// Where a time-ordered read starts: just after `after`, unless that lies before `first` (a
+/// position may only move a read within its range).
+fn resume_at(first: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
+    match after {
+        Some(a) if a >= first => Bound::Excluded(a.to_vec()),
+        _ => Bound::Included(first.to_vec()),
+    }
 }
 
 fn read_state(db: &crate::kv::Kv, index_key: &[u8]) -> Result<pb::IndicatorState, StoreError> {
