@@ -369,36 +369,56 @@ pub struct StatusResource {
 }
 
 impl StatusResource {
-    /// The resource as JSON; counts are the lists' lengths, so they always agree.
-    pub fn to_json(&self) -> Value {
-        let details = |list: &[StatusDetail]| -> Vec<Value> {
+    /// The resource as JSON text; counts are the lists' lengths, so they always agree. Written
+    /// straight from the lists: a POST's status names every object it carried.
+    pub fn to_json_text(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Detail<'a> {
+            id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            version: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            message: Option<&'a str>,
+        }
+        #[derive(serde::Serialize)]
+        struct Resource<'a> {
+            id: &'a str,
+            status: &'a str,
+            request_timestamp: String,
+            total_count: usize,
+            success_count: usize,
+            successes: Vec<Detail<'a>>,
+            failure_count: usize,
+            failures: Vec<Detail<'a>>,
+            pending_count: usize,
+            pendings: Vec<Detail<'a>>,
+        }
+        fn details(list: &[StatusDetail]) -> Vec<Detail<'_>> {
             list.iter()
-                .map(|d| {
-                    let mut o = Map::new();
-                    o.insert("id".into(), Value::String(d.id.clone()));
-                    if let Some(v) = &d.version {
-                        o.insert("version".into(), Value::String(v.clone()));
-                    }
-                    if let Some(m) = &d.message {
-                        o.insert("message".into(), Value::String(m.clone()));
-                    }
-                    Value::Object(o)
+                .map(|d| Detail {
+                    id: &d.id,
+                    version: d.version.as_deref(),
+                    message: d.message.as_deref(),
                 })
                 .collect()
+        }
+        let resource = Resource {
+            id: &self.id,
+            status: match self.pendings.is_empty() {
+                true => "complete",
+                false => "pending",
+            },
+            request_timestamp: format_timestamp(self.request_unix_ms),
+            total_count: self.successes.len() + self.failures.len() + self.pendings.len(),
+            success_count: self.successes.len(),
+            successes: details(&self.successes),
+            failure_count: self.failures.len(),
+            failures: details(&self.failures),
+            pending_count: self.pendings.len(),
+            pendings: details(&self.pendings),
         };
-        let total = self.successes.len() + self.failures.len() + self.pendings.len();
-        json!({
-            "id": self.id,
-            "status": if self.pendings.is_empty() { "complete" } else { "pending" },
-            "request_timestamp": format_timestamp(self.request_unix_ms),
-            "total_count": total,
-            "success_count": self.successes.len(),
-            "successes": details(&self.successes),
-            "failure_count": self.failures.len(),
-            "failures": details(&self.failures),
-            "pending_count": self.pendings.len(),
-            "pendings": details(&self.pendings),
-        })
+        // Plain strings and numbers: serializing them cannot fail.
+        serde_json::to_string(&resource).unwrap_or_default()
     }
 }
 

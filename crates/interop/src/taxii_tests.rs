@@ -173,13 +173,16 @@ fn status_counts_are_the_lists() {
         failures: vec![d("c")],
         pendings: vec![],
     };
-    let j = s.to_json();
+    let j: serde_json::Value = serde_json::from_str(&s.to_json_text()).unwrap();
     assert_eq!(j["status"], "complete");
     assert_eq!(j["total_count"], 3);
     assert_eq!(j["success_count"], 2);
     assert_eq!(j["failure_count"], 1);
     assert_eq!(j["pending_count"], 0);
     assert_eq!(j["failures"][0]["message"], "m");
+    assert_eq!(j["successes"][1]["id"], "b");
+    assert!(j["successes"][0].get("version").is_none(), "{j}");
+    assert_eq!(j["request_timestamp"], "1970-01-01T00:00:00.000Z");
 }
 
 #[test]

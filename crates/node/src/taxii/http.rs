@@ -99,7 +99,11 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig, tokens: Arc<TokenKey>) ->
 }
 
 fn taxii(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
+    taxii_text(status, body.to_string())
+}
+
+fn taxii_text(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(protocol::TAXII_MEDIA_TYPE),
@@ -476,7 +480,7 @@ async fn status(
 ) -> Answer {
     let caller = admit(&g, &c, &headers).await?;
     match g.statuses.get(&caller.org, &caller.name, &id) {
-        Some(s) => Ok(taxii(StatusCode::OK, &s.to_json())),
+        Some(s) => Ok(taxii_text(StatusCode::OK, s.to_json_text())),
         None => Err(refuse(
             StatusCode::NOT_FOUND,
             "No such status",
@@ -591,7 +595,7 @@ async fn add_objects(
         failures: plan.failures,
         pendings: Vec::new(),
     };
-    let body = status.to_json();
+    let body = status.to_json_text();
     g.statuses.keep(&caller.org, &caller.name, status);
-    Ok(taxii(StatusCode::ACCEPTED, &body))
+    Ok(taxii_text(StatusCode::ACCEPTED, body))
 }

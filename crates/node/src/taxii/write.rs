@@ -89,10 +89,10 @@ pub fn submission_of(i: &StixIndicator) -> pb::Submission {
     }
 }
 
-fn detail(id: &str, version: Option<i64>, message: Option<String>) -> StatusDetail {
+fn detail(id: &str, version: Option<String>, message: Option<String>) -> StatusDetail {
     StatusDetail {
         id: id.to_string(),
-        version: version.map(format_timestamp),
+        version,
         message,
     }
 }
@@ -135,7 +135,7 @@ pub fn plan(
         // Each object is judged on its own (its pattern, its submissions, the node's lists
         // and assertions), so on every core; only the first of several objects naming one
         // value is signed, which is settled after, in envelope order.
-        let judged: Vec<(ObjectOutcome, Vec<Judged>)> = chunk
+        let judged: Vec<(ObjectOutcome, Option<String>, Vec<Judged>, String)> = chunk
             .par_iter()
             .enumerate()
             .with_min_len(JUDGED_TOGETHER)
@@ -153,14 +153,12 @@ pub fn plan(
                     },
                     _ => Vec::new(),
                 };
-                (o, values)
+                let stored = stored_as(&settling.origin, &values);
+                (o, version_of(object), values, stored)
             })
             .collect();
-        for (o, values) in judged {
-            let version = objects
-                .get(o.index)
-                .and_then(intelmesh_interop::taxii::object_version);
-            settling.settle(o, version, values);
+        for (o, version, values, stored) in judged {
+            settling.settle(o, version, values, stored);
         }
     }
     Ok(settling.plan)
@@ -188,7 +186,15 @@ struct Settling {
 }
 
 impl Settling {
-    fn settle(&mut self, o: ObjectOutcome, version: Option<i64>, values: Vec<Judged>) {
+    /// Settles one object, given its values as judged and the success message naming where
+    /// they are stored ([`stored_as`]).
+    fn settle(
+        &mut self,
+        o: ObjectOutcome,
+        version: Option<String>,
+        values: Vec<Judged>,
+        stored: String,
+    ) {
         let id =
             o.id.clone()
                 .unwrap_or_else(|| format!("(object {})", o.index));
@@ -208,19 +214,15 @@ impl Settling {
                 let mut prepared = Vec::new();
                 let mut refused = None;
                 let mut named = BTreeSet::new();
-                // The collection names what it holds by origin and value, not by the posted
-                // id: the success says under which ids the object's values are read back.
-                let mut stored = Vec::new();
                 for judged in values {
                     match judged {
                         Judged::Refused(why) => refused = Some(why),
-                        Judged::Held(indicator) => stored.push(indicator),
+                        Judged::Held(_) => {}
                         // The first object naming a value wins; a repeat in one envelope is
                         // signed once.
                         Judged::New(indicator, submission) => match submission {
-                            _ if self.seen.contains(&indicator) => stored.push(indicator),
+                            _ if self.seen.contains(&indicator) => {}
                             Ok(p) => {
-                                stored.push(indicator.clone());
                                 if named.insert(indicator) {
                                     prepared.push(p);
                                 }
@@ -244,13 +246,7 @@ impl Settling {
                 self.payload_bytes += bytes;
                 self.seen.extend(named);
                 plan.to_sign.extend(prepared);
-                let ids: BTreeSet<String> = stored
-                    .iter()
-                    .map(|i| indicator_id(&self.origin, i))
-                    .collect();
-                let ids: Vec<String> = ids.into_iter().collect();
-                let message = format!("stored as {}", ids.join(", "));
-                plan.successes.push(detail(&id, version, Some(message)));
+                plan.successes.push(detail(&id, version, Some(stored)));
             }
         }
     }
@@ -264,19 +260,39 @@ impl Settling {
         markings: &Markings,
         options: &ImportOptions,
     ) {
-        let version = intelmesh_interop::taxii::object_version(object);
+        let version = version_of(object);
         if object.get("type").and_then(Value::as_str) == Some("indicator") {
             let id = object.get("id").and_then(Value::as_str).map(str::to_owned);
             let id = id.unwrap_or_else(|| format!("(object {index})"));
             self.plan.failures.push(over_budget(&id, version));
         } else {
             let o = import_object(index, object, markings, options);
-            self.settle(o, version, Vec::new());
+            self.settle(o, version, Vec::new(), String::new());
         }
     }
 }
 
-fn not_kept(id: &str, version: Option<i64>, object_type: Option<&str>) -> StatusDetail {
+/// The version a status names an object by: its `modified` (or else `created`) time.
+fn version_of(object: &Value) -> Option<String> {
+    intelmesh_interop::taxii::object_version(object).map(format_timestamp)
+}
+
+/// The success message of an object whose values are `values`: the collection names what it
+/// holds by origin and value, not by the posted id, so the success says under which ids they
+/// are read back. Made where objects are judged, on every core.
+fn stored_as(origin: &str, values: &[Judged]) -> String {
+    let ids: BTreeSet<String> = values
+        .iter()
+        .filter_map(|j| match j {
+            Judged::Held(i) | Judged::New(i, _) => Some(indicator_id(origin, i)),
+            Judged::Refused(_) => None,
+        })
+        .collect();
+    let ids: Vec<String> = ids.into_iter().collect();
+    format!("stored as {}", ids.join(", "))
+}
+
+fn not_kept(id: &str, version: Option<String>, object_type: Option<&str>) -> StatusDetail {
     detail(
         id,
         version,
@@ -287,7 +303,7 @@ fn not_kept(id: &str, version: Option<i64>, object_type: Option<&str>) -> Status
     )
 }
 
-fn over_budget(id: &str, version: Option<i64>) -> StatusDetail {
+fn over_budget(id: &str, version: Option<String>) -> StatusDetail {
     detail(
         id,
         version,
