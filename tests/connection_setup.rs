@@ -3,11 +3,14 @@
 //! failed link kept in one line in `last_error` until the link is up again.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use intelmesh_core::{Distribution, OrgId, Tlp};
+use intelmesh_node::client::api_channel;
 use intelmesh_node::config::{Limits, PeerConfig};
 use intelmesh_node::provision::{loopback_specs, star_links};
 use intelmesh_proto::v1 as pb;
+use intelmesh_proto::v1::node_status_client::NodeStatusClient;
 use intelmesh_store::Store;
 use intelmesh_tests::net::{domain_upsert, fast_limits, org, TestNet};
 use intelmesh_tests::pki::node_cert_named_as;
@@ -208,4 +211,70 @@ async fn a_link_that_is_up_again_has_no_last_error() {
     net.wait_for_link(&au, &hub).await;
     let state = net.peer_state(&au, &hub);
     assert_eq!(state.last_error, "", "{state:?}");
+}
+
+/// A Status call on a new connection to `node`'s API made with `cert` and `key`: whether the
+/// node served it (a connection past the certificate's share is closed after its handshake,
+/// so either the channel or the call fails).
+async fn status_served(net: &TestNet, node: &OrgId, cert: &Path, key: &Path) -> bool {
+    let p = &net.fed.nodes[node];
+    let addr = net.node(node).api_addr;
+    let Ok(channel) = api_channel(addr, node, &p.api_ca, cert, key).await else {
+        return false;
+    };
+    let mut client = NodeStatusClient::new(channel);
+    let call = client.status(pb::StatusRequest {});
+    matches!(timeout(PATIENCE, call).await, Ok(Ok(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_certificate_holds_at_most_its_share_of_api_connections() {
+    let hub = org(HUB);
+    let limits = Limits {
+        connections_per_client: 2,
+        ..fast_limits()
+    };
+    let net = TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await;
+    let p = &net.fed.nodes[&hub];
+    let (cert, key) = (p.client_cert.clone(), p.client_key.clone());
+
+    // Two connections of the service certificate are open and served.
+    let held = [net.channel(&hub).await, net.channel(&hub).await];
+    for channel in &held {
+        NodeStatusClient::new(channel.clone())
+            .status(pb::StatusRequest {})
+            .await
+            .expect("a connection within the share is served");
+    }
+    assert!(
+        !status_served(&net, &hub, &cert, &key).await,
+        "a third connection of the same certificate was served"
+    );
+    // Another certificate is another client, with a share of its own.
+    let ca = intelmesh_node::pki::Ca::load(&p.api_ca, &p.dir.join("service-ca.key")).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let issued = ca.issue_service(&hub, "firewall").unwrap();
+    issued.write(other.path(), "firewall").unwrap();
+    let (fw_cert, fw_key) = (
+        other.path().join("firewall.pem"),
+        other.path().join("firewall.key"),
+    );
+    assert!(status_served(&net, &hub, &fw_cert, &fw_key).await);
+
+    // A connection closed gives its slot back.
+    drop(held);
+    let deadline = Instant::now() + PATIENCE;
+    while !status_served(&net, &hub, &cert, &key).await {
+        assert!(
+            Instant::now() < deadline,
+            "the certificate's closed connections were never given back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let metrics = intelmesh_node::metrics::render(net.node(&hub).state()).unwrap();
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("intelmesh_connections_refused_total{listener=\"api\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(refused.is_some_and(|n| n >= 1), "{metrics}");
 }

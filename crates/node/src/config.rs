@@ -233,6 +233,10 @@ pub struct Limits {
     /// closed, and a request's headers must arrive within it: a client that opens connections
     /// and sends nothing, or a byte now and then, must not hold the listener's slots.
     pub http_idle_ms: u64,
+    /// Connections one client certificate may hold open at once on each gRPC listener (API,
+    /// federation); one more is closed once its handshake shows whose it is. A stolen
+    /// certificate must not let its holder take every slot of a listener.
+    pub connections_per_client: usize,
 }
 
 impl Default for Limits {
@@ -250,6 +254,7 @@ impl Default for Limits {
             unverified_per_origin: 1_024,
             unverified_total_bytes: 16 << 20,
             http_idle_ms: 60_000,
+            connections_per_client: 64,
         }
     }
 }
@@ -293,6 +298,7 @@ impl Limits {
         at_least_one("peer_queue_frames", self.peer_queue_frames as u64);
         at_least_one("unverified_per_origin", self.unverified_per_origin as u64);
         at_least_one("unverified_total_bytes", self.unverified_total_bytes as u64);
+        at_least_one("connections_per_client", self.connections_per_client as u64);
         let durations = [
             ("heartbeat_ms", self.heartbeat_ms),
             ("dead_after_ms", self.dead_after_ms),

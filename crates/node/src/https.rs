@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerConfig;
+use crate::conn_slots::{Bounds, Slots};
 use crate::state::NodeState;
 
 /// How long open connections get to finish their requests once the node stops.
@@ -125,7 +126,10 @@ impl HttpsServer {
     pub async fn serve(self, mut stopped: watch::Receiver<bool>) {
         let name = self.name;
         let mut connections = JoinSet::new();
-        let per_address = Arc::new(PerAddress::default());
+        let per_address = Slots::new(Bounds {
+            per_client: MAX_CONNECTIONS_PER_ADDRESS,
+            total: MAX_CONNECTIONS,
+        });
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -140,13 +144,12 @@ impl HttpsServer {
                     continue;
                 }
             };
-            if connections.len() >= MAX_CONNECTIONS {
-                tracing::warn!(%peer, "{name} connection refused: {MAX_CONNECTIONS} already open");
-                continue;
-            }
-            let Some(slot) = PerAddress::take(&per_address, peer.ip()) else {
-                tracing::warn!(%peer, "{name} connection refused: {MAX_CONNECTIONS_PER_ADDRESS} already open from that address");
-                continue;
+            let slot = match Slots::take(&per_address, peer.ip()) {
+                Ok(slot) => slot,
+                Err(full) => {
+                    tracing::warn!(%peer, "{name} connection refused: {full}");
+                    continue;
+                }
             };
             let _ = tcp.set_nodelay(true);
             let (acceptor, router, state) = (
@@ -244,37 +247,6 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         tracing::debug!(
             "{name} connection dropped: still busy {DRAIN:?} after it was told to close"
         );
-    }
-}
-
-/// Connections open per client address.
-#[derive(Default)]
-struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
-
-/// One open connection of an address, given back when dropped.
-struct AddressSlot(Arc<PerAddress>, std::net::IpAddr);
-
-impl PerAddress {
-    fn take(this: &Arc<PerAddress>, ip: std::net::IpAddr) -> Option<AddressSlot> {
-        let mut open = this.0.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if *n >= MAX_CONNECTIONS_PER_ADDRESS {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot(Arc::clone(this), ip))
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut open = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.1) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.1);
-            }
-        }
     }
 }
 

@@ -13,6 +13,7 @@ pub mod cert_watch;
 pub mod checkpoint;
 pub mod client;
 pub mod config;
+mod conn_slots;
 pub mod connect;
 pub mod console;
 pub mod durable;

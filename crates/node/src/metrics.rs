@@ -129,6 +129,7 @@ pub struct Metrics {
     apply_seconds: Histogram,
     store_write_seconds: Family<PhaseLabel, Counter<f64, AtomicU64>>,
     handshakes_refused: Family<ListenerLabel, Counter>,
+    connections_refused: Family<ListenerLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -143,6 +144,7 @@ impl Default for Metrics {
             apply_seconds: buckets(),
             store_write_seconds: Family::default(),
             handshakes_refused: Family::default(),
+            connections_refused: Family::default(),
         };
         // Every known label set from 0, so `rate()` and alerts see a series from the start
         // rather than none until the first event.
@@ -162,6 +164,13 @@ impl Default for Metrics {
             drop(
                 metrics
                     .handshakes_refused
+                    .get_or_create(&ListenerLabel { listener }),
+            );
+        }
+        for listener in ["federation", "api"] {
+            drop(
+                metrics
+                    .connections_refused
                     .get_or_create(&ListenerLabel { listener }),
             );
         }
@@ -201,6 +210,14 @@ impl Metrics {
     /// "console").
     pub fn handshake_refused(&self, listener: &'static str) {
         self.handshakes_refused
+            .get_or_create(&ListenerLabel { listener })
+            .inc();
+    }
+
+    /// A connection on `listener` ("federation", "api") closed after its handshake: its
+    /// client certificate held its share of connections, or the listener was full.
+    pub fn connection_refused(&self, listener: &'static str) {
+        self.connections_refused
             .get_or_create(&ListenerLabel { listener })
             .inc();
     }
@@ -246,6 +263,11 @@ impl Metrics {
             "intelmesh_tls_handshakes_refused",
             "TLS handshakes refused or timed out, by listener",
             self.handshakes_refused.clone(),
+        );
+        r.register(
+            "intelmesh_connections_refused",
+            "Connections closed after their TLS handshake because their client certificate already held limits.connections_per_client open connections (or the listener its most), by listener",
+            self.connections_refused.clone(),
         );
     }
 }

@@ -3,23 +3,32 @@
 //! counted: tonic's own acceptor drops them silently.
 //!
 //! Each connection gets the handshake deadline; at most [`MAX_HANDSHAKES`] handshakes run at
-//! once (more wait in the listen backlog), so a flood of half-open connections is bounded.
+//! once (more wait in the listen backlog), so a flood of half-open connections is bounded. A
+//! finished connection is served only while its client certificate holds fewer than
+//! `limits.connections_per_client` others, and the listener fewer than [`MAX_OPEN`]: its slot
+//! travels with the stream tonic serves and is given back when tonic drops it.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::{CertificateError, Error as TlsError};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::conn_slots::{Bounds, Slot, Slots};
 use crate::state::NodeState;
 
 /// Handshakes in progress at once per listener.
 const MAX_HANDSHAKES: usize = 256;
+/// Connections served at once per listener: a hub's members and their services, with room.
+pub const MAX_OPEN: usize = 4096;
 /// Connections handed to the server not yet taken by it.
 const QUEUE: usize = 64;
 
@@ -54,18 +63,22 @@ pub fn refusal_reason(e: &std::io::Error) -> String {
 }
 
 /// The connections of `listener` that complete a TLS handshake under `config` within
-/// `deadline`, as a stream for tonic's `serve_with_incoming_shutdown`. `name` ("federation",
-/// "api") labels the logs and the refusal counter.
+/// `deadline` and find a slot, as a stream for tonic's `serve_with_incoming_shutdown`. `name`
+/// ("federation", "api") labels the logs and the refusal counter.
 pub fn accepted(
     state: &Arc<NodeState>,
     listener: TcpListener,
     config: rustls::ServerConfig,
     deadline: Duration,
     name: &'static str,
-) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+) -> ReceiverStream<std::io::Result<Served>> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let state = Arc::clone(state);
+    let open = Slots::new(Bounds {
+        per_client: state.cfg.limits.connections_per_client,
+        total: MAX_OPEN,
+    });
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         loop {
@@ -88,15 +101,90 @@ pub fn accepted(
             // written in pieces waits for the client's delayed ACK (about 40 ms per call).
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx, state) = (acceptor.clone(), tx.clone(), Arc::clone(&state));
+            let open = Arc::clone(&open);
             tokio::spawn(async move {
                 let _slot = slot;
-                if let Some(tls) = handshake(&state, &acceptor, tcp, peer, deadline, name).await {
-                    let _ = tx.send(Ok(tls)).await;
+                let Some(tls) = handshake(&state, &acceptor, tcp, peer, deadline, name).await
+                else {
+                    return;
+                };
+                match Slots::take(&open, client_of(&tls)) {
+                    Ok(open) => {
+                        let _ = tx.send(Ok(Served { tls, _open: open })).await;
+                    }
+                    Err(full) => {
+                        state.metrics.connection_refused(name);
+                        tracing::warn!(listener = name, %peer, reason = %full, "connection closed after its handshake");
+                    }
                 }
             });
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Whose a connection is: the digest of its client's certificate (every gRPC listener requires
+/// one; a connection without is counted as one anonymous client).
+fn client_of(tls: &TlsStream<TcpStream>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let leaf = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+    leaf.map_or([0; 32], |c| Sha256::digest(c.as_ref()).into())
+}
+
+/// A connection tonic serves, holding its client's slot until tonic drops it.
+pub struct Served {
+    tls: TlsStream<TcpStream>,
+    _open: Slot<[u8; 32]>,
+}
+
+impl AsyncRead for Served {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tls).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Served {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tls).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tls).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tls.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tls).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().tls).poll_shutdown(cx)
+    }
+}
+
+/// What tonic learns of the connection (its peer certificates for `peer_certs`) is the TLS
+/// stream's own.
+impl tonic::transport::server::Connected for Served {
+    type ConnectInfo = <TlsStream<TcpStream> as tonic::transport::server::Connected>::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.tls.connect_info()
+    }
 }
 
 /// One handshake under `deadline`; a refusal or timeout is logged at WARN and counted.
