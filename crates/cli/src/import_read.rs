@@ -163,8 +163,9 @@ fn detect_format(path: &Path, text: &str) -> anyhow::Result<Format> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json") || e.eq_ignore_ascii_case("stix2"));
     if matches!(first, Some('{') | Some('[')) || json_name {
-        let value = parse_json(path, text)?;
-        return json_format(&value).ok_or_else(|| {
+        let shape = crate::import_shape::json_format(text)
+            .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", path.display()))?;
+        return shape.ok_or_else(|| {
             anyhow::anyhow!(
                 "{}: JSON, but neither a STIX bundle/object nor a MISP event; give --format",
                 path.display()
@@ -178,25 +179,6 @@ fn detect_format(path: &Path, text: &str) -> anyhow::Result<Format> {
         return Ok(Format::Csv);
     }
     Ok(Format::Plain)
-}
-
-fn json_format(value: &Value) -> Option<Format> {
-    let one = match value {
-        Value::Array(items) => items.first()?,
-        other => other,
-    };
-    let map = one.as_object()?;
-    if map.contains_key("Event") || map.contains_key("response") || map.contains_key("Attribute") {
-        return Some(Format::Misp);
-    }
-    if map.get("type").and_then(Value::as_str) == Some("bundle")
-        || map.get("objects").is_some_and(Value::is_array)
-        || map.contains_key("spec_version")
-        || (map.get("type").is_some_and(Value::is_string) && map.contains_key("id"))
-    {
-        return Some(Format::Stix);
-    }
-    None
 }
 
 fn clip(mut s: String, max: usize) -> String {

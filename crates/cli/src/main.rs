@@ -29,6 +29,7 @@ mod fleet;
 mod import_cmd;
 mod import_known;
 mod import_read;
+mod import_shape;
 mod input;
 mod lookup_cmd;
 mod pki_cmd;
