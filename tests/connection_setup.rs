@@ -278,3 +278,58 @@ async fn a_client_certificate_holds_at_most_its_share_of_api_connections() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
     assert!(refused.is_some_and(|n| n >= 1), "{metrics}");
 }
+
+/// An HTTP/2 connection over TLS with the node's API that says its preface and then never
+/// reads again, as a client that vanished (a crashed host, a NAT that forgot the flow) looks.
+async fn silent_h2_connection(
+    net: &TestNet,
+    node: &OrgId,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let p = &net.fed.nodes[node];
+    let tls =
+        intelmesh_node::tls::client_for(node, &p.api_ca, &p.client_cert, &p.client_key).unwrap();
+    let tcp = TcpStream::connect(net.node(node).api_addr).await.unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        .connect(tls.server_name.clone(), tcp)
+        .await
+        .unwrap();
+    // The client preface, then an empty SETTINGS frame (length 0, type 4, no flags, stream 0).
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_of_a_vanished_client_give_their_slots_back() {
+    let hub = org(HUB);
+    let limits = Limits {
+        connections_per_client: 2,
+        ..fast_limits()
+    };
+    let net = TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await;
+    let p = &net.fed.nodes[&hub];
+    let silent = [
+        silent_h2_connection(&net, &hub).await,
+        silent_h2_connection(&net, &hub).await,
+    ];
+    assert!(
+        !status_served(&net, &hub, &p.client_cert, &p.client_key).await,
+        "the silent connections do not hold the certificate's share"
+    );
+    // The node pings an idle connection every 10 s and closes one whose ping goes unanswered
+    // for 20 s; the slots then serve the certificate again, while the silent streams are
+    // still open on this side.
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while !status_served(&net, &hub, &p.client_cert, &p.client_key).await {
+        assert!(
+            Instant::now() < deadline,
+            "connections that stopped answering kept their slots"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    drop(silent);
+}

@@ -188,7 +188,13 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     let tmp = net::bench_dir(o.dir.as_deref())?;
     let specs = loopback_specs("HUB", &["FEEDER"])?;
     let (hub, feeder) = (org("HUB")?, org("FEEDER")?);
-    let limits = Limits::default();
+    let defaults = Limits::default();
+    // Every lookup client is a connection of the one service certificate, and the feeder's
+    // and the probes' come on top.
+    let limits = Limits {
+        connections_per_client: defaults.connections_per_client.max(o.lookup_clients + 8),
+        ..defaults
+    };
     // The feeder (this bench) dials; the node only accepts, so it never dials a peer that
     // is not there.
     let fed = provision(

@@ -443,7 +443,9 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
         let text = clip(left.text, 120);
         let example = match &left.reason {
             LeftReason::NotAnIndicator(e) => format!("{}: {text:?}: {e}", origin(left.line)),
-            LeftReason::NoIndicatorInRow | LeftReason::TypeNotShared(_) => {
+            LeftReason::NoIndicatorInRow
+            | LeftReason::TypeNotShared(_)
+            | LeftReason::HostsLineWithoutName => {
                 format!("{}: {text:?}", origin(left.line))
             }
         };

@@ -156,6 +156,16 @@ mod tests {
             (r#"{"response": [{"Event": {}}]}"#, Some(Format::Misp)),
             (r#"[{"Event": {}}, {"Event": {}}]"#, Some(Format::Misp)),
             (r#"{"info": "bare", "Attribute": []}"#, Some(Format::Misp)),
+            // The order of the keys does not matter.
+            (
+                r#"{"objects": [], "id": "bundle--1", "type": "bundle"}"#,
+                Some(Format::Stix),
+            ),
+            (
+                r#"{"id": "indicator--1", "note": {"type": 1}, "type": "indicator"}"#,
+                Some(Format::Stix),
+            ),
+            (r#"{"Attribute": [], "info": "bare"}"#, Some(Format::Misp)),
             // Neither: the shape is not at the top, or the keys mean something else.
             (r#"{"data": {"type": "bundle", "objects": []}}"#, None),
             (r#"{"objects": "not a list", "type": 5}"#, None),

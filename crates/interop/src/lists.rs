@@ -22,8 +22,12 @@ pub struct Found {
 /// Why a line gave no indicator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LeftReason {
-    /// A plain list's line: neither the whole value nor its first word is an indicator.
+    /// A plain list's line: neither the whole value nor its first word is an indicator, and
+    /// it names none deliberately.
     NotAnIndicator(NormalizeError),
+    /// A hosts-file line (a sink address such as `0.0.0.0`, then names) whose names are not
+    /// domains (`localhost`).
+    HostsLineWithoutName,
     /// A CSV row (not the first line, which may be a header) with no indicator in any cell.
     NoIndicatorInRow,
     /// A CSV row whose type column names a kind of value the mesh does not share (a file name,
@@ -38,6 +42,9 @@ impl LeftReason {
         match self {
             LeftReason::NotAnIndicator(e) => format!("not a valid indicator ({})", e.kind()),
             LeftReason::NoIndicatorInRow => "CSV row with no valid indicator in any cell".into(),
+            LeftReason::HostsLineWithoutName => {
+                "hosts-file line naming no domain after its address".into()
+            }
             LeftReason::TypeNotShared(kind) => {
                 format!("CSV row of type {kind:?}, not a kind of indicator the mesh shares")
             }
@@ -132,47 +139,111 @@ fn prose_values(line: &str) -> Vec<Indicator> {
 const MAX_PROSE_WORDS: usize = 4096;
 
 /// A plain list or report: one value per line, defanged is fine, `#` starts a comment (at the
-/// start of a line or after whitespace). A line that is not an indicator as a whole gives its
-/// first word (split at `;`, `,` or whitespace) if that is one: lists annotate values
-/// (`HASH;comment`, `domain  note`, `value,source`). Otherwise a line of prose gives every
-/// value it names deliberately (defanged, a URL with its scheme, an address, a hash, an
-/// e-mail); a line with none is left out with its error.
+/// start of a line or after whitespace).
+///
+/// A line that is not an indicator as a whole is read in this order:
+/// - a hosts-file line (`0.0.0.0 evil.example`, the form of DNS block lists): the host names
+///   after the sink address, never the address;
+/// - an annotated value (`HASH;comment`, `domain  note`, `value,source`): its first word (split
+///   at `;`, `,` or whitespace), and whatever the rest names deliberately. A bare domain as
+///   first word is taken only in a text that reads as a list (at least half its lines start
+///   with a value): in a report, `README.md describes…` is prose;
+/// - prose: every value the line names deliberately (defanged, a URL with its scheme, an
+///   address, a hash, an e-mail).
+///
+/// A line with none is left out with its reason.
 pub fn read_plain(text: &str) -> TextRead {
-    let mut out = TextRead::default();
-    for (n, line) in without_bom(text).lines().enumerate() {
-        let value = strip_comment(line).trim();
-        if value.is_empty() {
-            continue;
-        }
-        out.lines += 1;
-        let first = value
-            .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
-            .next()
-            .filter(|f| f.len() < value.len());
-        match detect(value).or_else(|e| first.and_then(|f| detect(f).ok()).ok_or(e)) {
-            Ok(indicator) => out.found.push(Found {
+    let lines: Vec<(usize, &str)> = without_bom(text)
+        .lines()
+        .enumerate()
+        .map(|(n, line)| (n + 1, strip_comment(line).trim()))
+        .filter(|(_, value)| !value.is_empty())
+        .collect();
+    let leading = lines
+        .iter()
+        .filter(|(_, value)| detect(first_word(value)).is_ok())
+        .count();
+    let list = 2 * leading >= lines.len();
+    let mut out = TextRead {
+        lines: lines.len(),
+        ..TextRead::default()
+    };
+    for (line, value) in lines {
+        match read_plain_line(value, list) {
+            Ok(found) => out.found.extend(found.into_iter().map(|indicator| Found {
                 indicator,
-                line: n + 1,
+                line,
                 column: None,
+            })),
+            Err(reason) => out.left.push(LeftOut {
+                line,
+                text: value.to_string(),
+                reason,
             }),
-            Err(e) => {
-                let named = prose_values(value);
-                if named.is_empty() {
-                    out.left.push(LeftOut {
-                        line: n + 1,
-                        text: value.to_string(),
-                        reason: LeftReason::NotAnIndicator(e),
-                    });
-                }
-                out.found.extend(named.into_iter().map(|indicator| Found {
-                    indicator,
-                    line: n + 1,
-                    column: None,
-                }));
-            }
         }
     }
     out
+}
+
+/// A line's first word: up to the first `;`, `,` or whitespace.
+fn first_word(value: &str) -> &str {
+    value
+        .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+        .next()
+        .unwrap_or(value)
+}
+
+/// Addresses a hosts file points blocked names at: never themselves indicators there.
+const SINK_ADDRESSES: [&str; 7] = [
+    "0.0.0.0",
+    "127.0.0.1",
+    "255.255.255.255",
+    "::",
+    "::1",
+    "0:0:0:0:0:0:0:0",
+    "0:0:0:0:0:0:0:1",
+];
+
+/// The indicators of one plain line (not blank, without its comment), in order, each once.
+fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason> {
+    let whole = match detect(value) {
+        Ok(indicator) => return Ok(vec![indicator]),
+        Err(e) => e,
+    };
+    let first = first_word(value);
+    let rest = value[first.len()..].trim_start_matches([';', ',']);
+    if SINK_ADDRESSES.contains(&first) && !rest.trim().is_empty() {
+        let names: Vec<Indicator> = rest
+            .split_whitespace()
+            .filter_map(|word| detect(word).ok())
+            .filter(|i| i.ty() == intelmesh_core::IndicatorType::Domain)
+            .fold(Vec::new(), |mut names, i| {
+                if !names.contains(&i) {
+                    names.push(i);
+                }
+                names
+            });
+        return if names.is_empty() {
+            Err(LeftReason::HostsLineWithoutName)
+        } else {
+            Ok(names)
+        };
+    }
+    let mut found = match detect(first) {
+        Ok(i) if list || deliberate(first, &i) => vec![i],
+        _ => Vec::new(),
+    };
+    let named = prose_values(if found.is_empty() { value } else { rest });
+    for i in named {
+        if !found.contains(&i) {
+            found.push(i);
+        }
+    }
+    if found.is_empty() {
+        Err(LeftReason::NotAnIndicator(whole))
+    } else {
+        Ok(found)
+    }
 }
 
 /// Cells of one CSV row: split at `,`, `;` or tab outside double quotes; double quotes group

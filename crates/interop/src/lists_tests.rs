@@ -66,6 +66,7 @@ fn a_prose_line_gives_the_values_it_names_deliberately() {
         values(&r),
         [
             "evil.example",
+            "203.0.113.7",
             "http://evil.example/gate.php",
             "198.51.100.0/24",
             "phish@bad.example",
@@ -73,11 +74,51 @@ fn a_prose_line_gives_the_values_it_names_deliberately() {
         ]
     );
     let lines: Vec<usize> = r.found.iter().map(|f| f.line).collect();
-    assert_eq!(lines, [1, 2, 2, 3, 3]);
+    assert_eq!(lines, [1, 1, 2, 2, 3, 3]);
     // Bare dotted words in prose are not taken: only what is written as an indicator on purpose.
     let left: Vec<usize> = r.left.iter().map(|l| l.line).collect();
     assert_eq!(left, [4, 5]);
     assert_eq!(r.lines, 5);
+}
+
+#[test]
+fn a_bare_domain_leading_a_line_is_a_value_in_a_list_and_prose_in_a_report() {
+    let list = read_plain("evil.example phishing kit\nbad.example  c2\nREADME.md notes\n");
+    assert_eq!(values(&list), ["evil.example", "bad.example", "readme.md"]);
+    let report = read_plain(
+        "README.md describes the campaign.\nIt used hxxp://evil[.]example/a for staging.\n\
+         The operators reused infrastructure.\n",
+    );
+    assert_eq!(values(&report), ["http://evil.example/a"]);
+    let left: Vec<usize> = report.left.iter().map(|l| l.line).collect();
+    assert_eq!(left, [1, 3]);
+}
+
+#[test]
+fn a_hosts_file_gives_its_names_never_its_sink_addresses() {
+    let r = read_plain(
+        "127.0.0.1 localhost\n::1 localhost ip6-localhost\n255.255.255.255 broadcasthost\n\
+         0.0.0.0 0.0.0.0\n0.0.0.0 evil.example # ads\n127.0.0.1\tbad.example tracker.example\n\
+         :: evil.example\n",
+    );
+    assert_eq!(
+        values(&r),
+        [
+            "evil.example",
+            "bad.example",
+            "tracker.example",
+            "evil.example"
+        ]
+    );
+    assert_eq!(lines_of_found(&r), [5, 6, 6, 7]);
+    let left: Vec<(usize, &LeftReason)> = r.left.iter().map(|l| (l.line, &l.reason)).collect();
+    assert_eq!(
+        left,
+        [1, 2, 3, 4].map(|n| (n, &LeftReason::HostsLineWithoutName))
+    );
+    assert_eq!(r.found.len(), 4);
+    // A sink address alone on its line is a value like any other.
+    assert_eq!(values(&read_plain("0.0.0.0\n")), ["0.0.0.0"]);
 }
 
 #[test]

@@ -375,8 +375,7 @@ impl StatusResource {
         #[derive(serde::Serialize)]
         struct Detail<'a> {
             id: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            version: Option<&'a str>,
+            version: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             message: Option<&'a str>,
         }
@@ -384,7 +383,7 @@ impl StatusResource {
         struct Resource<'a> {
             id: &'a str,
             status: &'a str,
-            request_timestamp: String,
+            request_timestamp: &'a str,
             total_count: usize,
             success_count: usize,
             successes: Vec<Detail<'a>>,
@@ -393,29 +392,32 @@ impl StatusResource {
             pending_count: usize,
             pendings: Vec<Detail<'a>>,
         }
-        fn details(list: &[StatusDetail]) -> Vec<Detail<'_>> {
+        // TAXII 2.1 requires a version in every detail; an object without `modified` or
+        // `created` (or an item that is no object) is versioned by when it was added.
+        fn details<'a>(list: &'a [StatusDetail], added: &'a str) -> Vec<Detail<'a>> {
             list.iter()
                 .map(|d| Detail {
                     id: &d.id,
-                    version: d.version.as_deref(),
+                    version: d.version.as_deref().unwrap_or(added),
                     message: d.message.as_deref(),
                 })
                 .collect()
         }
+        let request_timestamp = format_timestamp(self.request_unix_ms);
         let resource = Resource {
             id: &self.id,
             status: match self.pendings.is_empty() {
                 true => "complete",
                 false => "pending",
             },
-            request_timestamp: format_timestamp(self.request_unix_ms),
+            request_timestamp: &request_timestamp,
             total_count: self.successes.len() + self.failures.len() + self.pendings.len(),
             success_count: self.successes.len(),
-            successes: details(&self.successes),
+            successes: details(&self.successes, &request_timestamp),
             failure_count: self.failures.len(),
-            failures: details(&self.failures),
+            failures: details(&self.failures, &request_timestamp),
             pending_count: self.pendings.len(),
-            pendings: details(&self.pendings),
+            pendings: details(&self.pendings, &request_timestamp),
         };
         // Plain strings and numbers: serializing them cannot fail.
         serde_json::to_string(&resource).unwrap_or_default()

@@ -250,6 +250,9 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         );
 
     let api_server = Server::builder()
+        // A connection whose client stopped answering is closed (20 s after an unanswered
+        // ping), giving its slot back: each client certificate holds only so many.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         // Calls one connection may have open at once (tonic leaves HTTP/2's bound unset).
         .max_concurrent_streams(Some(MAX_API_STREAMS))
         .layer(api_calls::CountCalls::new(Arc::clone(&state)))

@@ -100,6 +100,10 @@ pub fn accepted(
             // tonic sets TCP_NODELAY only on listeners it binds itself; without it, a reply
             // written in pieces waits for the client's delayed ACK (about 40 ms per call).
             let _ = tcp.set_nodelay(true);
+            // A client that vanishes (a NAT forgetting the flow, a crashed host) would
+            // otherwise hold its connection slot until the node restarts: the kernel probes an
+            // idle connection and ends it when the probes go unanswered.
+            let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&tcp_keepalive());
             let (acceptor, tx, state) = (acceptor.clone(), tx.clone(), Arc::clone(&state));
             let open = Arc::clone(&open);
             tokio::spawn(async move {
@@ -209,6 +213,17 @@ pub(crate) async fn handshake(
             None
         }
     }
+}
+
+/// Probes of an idle connection: the first after a minute, then every 15 s; five unanswered
+/// end it (about 2 min 15 s after the peer went silent).
+fn tcp_keepalive() -> socket2::TcpKeepalive {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(15));
+    #[cfg(any(target_os = "linux", target_os = "macos", target_os = "freebsd"))]
+    let keepalive = keepalive.with_retries(5);
+    keepalive
 }
 
 #[cfg(test)]
