@@ -32,6 +32,9 @@ pub enum KeyLookup {
     OutOfRange {
         first_seq: u64,
         last_seq: Option<u64>,
+        /// The key itself: an entry is blamed on its origin only once its signature is
+        /// seen to be the origin's.
+        key: VerifyingKey,
     },
 }
 
@@ -148,9 +151,10 @@ impl KeyRegistry for StaticKeys {
         match self.keys.get(&(origin.clone(), *key_id)) {
             None => KeyLookup::Unknown,
             Some((key, range)) if range.contains(seq) => KeyLookup::Valid(*key),
-            Some((_, range)) => KeyLookup::OutOfRange {
+            Some((key, range)) => KeyLookup::OutOfRange {
                 first_seq: range.first,
                 last_seq: range.last,
+                key: *key,
             },
         }
     }

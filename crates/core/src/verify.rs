@@ -92,6 +92,13 @@ pub struct VerifiedEntry {
 }
 
 impl VerifiedEntry {
+    /// The same entry holding its own bytes, to keep beyond the frame it came in
+    /// ([`pb::SignedEntry::detached`]).
+    pub fn detached(mut self) -> Self {
+        self.raw = self.raw.detached();
+        self
+    }
+
     /// The entry exactly as received, to store and forward byte for byte.
     pub fn raw(&self) -> &pb::SignedEntry {
         &self.raw
@@ -226,14 +233,23 @@ fn precheck(
         KeyLookup::OutOfRange {
             first_seq,
             last_seq,
+            key,
         } => {
+            // Refused either way; but only an entry the origin did sign is the origin's fault
+            // (the link stays). Anyone can name an ended key: a forgery is the sender's.
+            if !signature::verify_one(&key, &message, &signature) {
+                return Err(VerifyError::BadSignature {
+                    origin: origin.clone(),
+                    seq,
+                });
+            }
             return Err(VerifyError::KeyNotValidAtSeq {
                 origin: origin.clone(),
                 seq,
                 key_id: header.key_id,
                 first_seq,
                 last_seq,
-            })
+            });
         }
     };
     components

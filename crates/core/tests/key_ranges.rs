@@ -110,6 +110,34 @@ fn a_rotated_key_verifies_its_own_range_and_nothing_after() {
 }
 
 #[test]
+fn an_entry_naming_an_ended_key_is_the_origins_fault_only_if_the_origin_signed_it() {
+    let old = signer("FR-ANSSI", 1);
+    let mut keys = StaticKeys::default();
+    keys.insert_range(
+        old.org().clone(),
+        old.verifying_key(),
+        SeqRange {
+            first: 1,
+            last: Some(3),
+        },
+    );
+    let signed = chain(5, |_| &old);
+    // Anyone can name the ended key at seq 5 and put any signature beside it: that is the
+    // sender's forgery, not the origin's fault, however the header reads.
+    let mut forged = signed[4].clone();
+    forged.signature = vec![7u8; 64].into();
+    let err = verdict(&forged, &keys).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::BadSignature { seq: 5, .. }),
+        "{err}"
+    );
+    assert!(!err.is_origin_fault() && !err.is_unverifiable_yet());
+    // Signed by the ended key: the origin's.
+    let err = verdict(&signed[4], &keys).unwrap_err();
+    assert!(err.is_origin_fault(), "{err}");
+}
+
+#[test]
 fn an_unknown_key_is_unverifiable_yet_not_out_of_range() {
     let member = signer("FR-ANSSI", 1);
     let keys = StaticKeys::default();

@@ -489,6 +489,7 @@ impl NodeState {
                     KeyLookup::OutOfRange {
                         first_seq,
                         last_seq,
+                        ..
                     } => {
                         refused.push(VerifyError::KeyNotValidAtSeq {
                             origin: h.origin.clone(),

@@ -162,7 +162,8 @@ impl Unverified {
         inner.by_origin.entry(origin).or_default().insert(
             slot,
             Waiting {
-                entry,
+                // Kept up to an hour: not a slice of the frame it came in.
+                entry: entry.detached(),
                 key_id,
                 since: Instant::now(),
             },
@@ -264,6 +265,33 @@ mod tests {
 
     fn org(s: &str) -> OrgId {
         OrgId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_waiting_entry_does_not_keep_the_frame_it_came_in() {
+        // As decoded from a frame: every field a slice of the frame's one buffer.
+        let frame = prost::bytes::Bytes::from(vec![5u8; 1 << 20]);
+        let sliced = pb::SignedEntry {
+            header: frame.slice(0..100),
+            signature: frame.slice(100..164),
+            payload: Some(frame.slice(200..300)),
+        };
+        let q = Unverified::default();
+        let limits = UnverifiedLimits {
+            per_origin: 2,
+            total_bytes: 1000,
+        };
+        q.add(org("AU"), 1, KeyId([1; 8]), sliced.clone(), &limits);
+        let kept = q.take_all();
+        assert_eq!(kept, [sliced]);
+        let in_frame = frame.as_ptr_range();
+        let fields = [&kept[0].header, &kept[0].signature];
+        for field in fields.into_iter().chain(kept[0].payload.as_ref()) {
+            assert!(
+                !in_frame.contains(&field.as_ptr()),
+                "a field still points into the frame"
+            );
+        }
     }
 
     #[test]

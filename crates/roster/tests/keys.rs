@@ -62,7 +62,8 @@ fn rotation_ends_the_old_key_and_starts_the_new_one() {
         lookup(&v3, "AG", &key(20), 41),
         KeyLookup::OutOfRange {
             first_seq: 1,
-            last_seq: Some(40)
+            last_seq: Some(40),
+            key: key(20).verifying_key(),
         }
     );
     assert!(valid(&v3, "AG", &key(21), 41));
@@ -70,7 +71,8 @@ fn rotation_ends_the_old_key_and_starts_the_new_one() {
         lookup(&v3, "AG", &key(21), 40),
         KeyLookup::OutOfRange {
             first_seq: 41,
-            last_seq: None
+            last_seq: None,
+            key: key(21).verifying_key(),
         }
     );
 }
@@ -90,7 +92,8 @@ fn compromise_refuses_entries_after_the_last_good_seq() {
         lookup(&v3, "AG", &key(20), 13),
         KeyLookup::OutOfRange {
             first_seq: 1,
-            last_seq: Some(12)
+            last_seq: Some(12),
+            key: key(20).verifying_key(),
         }
     );
 }

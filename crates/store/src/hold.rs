@@ -86,7 +86,8 @@ impl HoldQueue {
         q.entries.insert(
             seq,
             Held {
-                entry: e,
+                // Held for minutes: not a slice of the frame it came in.
+                entry: e.detached(),
                 since: now,
             },
         );

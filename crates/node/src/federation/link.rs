@@ -493,9 +493,15 @@ where
                     .good
                     .iter()
                     .map(|e| (&e.header().origin, e.header().seq));
-                for (origin, seq) in
-                    headers.chain(checked.unknown_key.iter().map(|u| (&u.origin, u.seq)))
-                {
+                // An entry waiting for its key names its origin unchecked: only members count,
+                // or made-up names would grow this link's view without bound.
+                let keys = state.keys();
+                let waiting = checked
+                    .unknown_key
+                    .iter()
+                    .filter(|u| keys.is_member(&u.origin))
+                    .map(|u| (&u.origin, u.seq));
+                for (origin, seq) in headers.chain(waiting) {
                     let top = sent.entry(origin).or_insert(0);
                     *top = (*top).max(seq);
                 }

@@ -89,12 +89,34 @@ pub fn submission_of(i: &StixIndicator) -> pb::Submission {
     }
 }
 
+/// A status detail. Its id and message are cut to a bound: both may carry the caller's text
+/// (an id is whatever the object says, an error may quote a pattern), and statuses are kept.
 fn detail(id: &str, version: Option<String>, message: Option<String>) -> StatusDetail {
     StatusDetail {
-        id: id.to_string(),
+        id: clip(id, MAX_DETAIL_ID_BYTES).into_owned(),
         version,
-        message,
+        message: message.map(|m| match clip(&m, MAX_DETAIL_MESSAGE_BYTES) {
+            std::borrow::Cow::Borrowed(_) => m,
+            clipped => clipped.into_owned(),
+        }),
     }
+}
+
+/// Longest id and message a status detail keeps (a STIX id is far shorter; a message naming
+/// many stored ids is cut, the ids are read back from the collection).
+const MAX_DETAIL_ID_BYTES: usize = 256;
+const MAX_DETAIL_MESSAGE_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes at a character boundary, marked with `…` where cut.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
 }
 
 /// What to sign for `body` and each object's outcome. `held(i)` is this node's assertion in
@@ -374,32 +396,41 @@ pub struct Statuses {
     kept: Mutex<VecDeque<(OrgId, String, StatusResource)>>,
 }
 
-/// Objects named by all statuses kept, and by one caller's; statuses one caller keeps.
-const DETAILS_KEPT: usize = 200_000;
-const DETAILS_PER_CALLER: usize = 50_000;
+/// Bytes all statuses kept may hold, and one caller's ([`weight`]); statuses one caller keeps.
+const BYTES_KEPT: usize = 32 << 20;
+const BYTES_PER_CALLER: usize = 8 << 20;
 const STATUSES_PER_CALLER: usize = STATUSES_KEPT / 4;
 
-fn details(s: &StatusResource) -> usize {
-    s.successes.len() + s.failures.len() + s.pendings.len()
+/// About what a status holds in memory: its details' text and their allocations.
+fn weight(s: &StatusResource) -> usize {
+    const PER_DETAIL: usize = 96;
+    [&s.successes, &s.failures, &s.pendings]
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let text = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+            PER_DETAIL + d.id.len() + text(&d.version) + text(&d.message)
+        })
+        .sum()
 }
 
 impl Statuses {
     pub fn keep(&self, org: &OrgId, caller: &str, status: StatusResource) {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let new = details(&status);
+        let new = weight(&status);
         let mine = |(o, c, _): &(OrgId, String, StatusResource)| o == org && c == caller;
-        let mut own: usize = kept.iter().filter(|k| mine(k)).map(|k| details(&k.2)).sum();
+        let mut own: usize = kept.iter().filter(|k| mine(k)).map(|k| weight(&k.2)).sum();
         let mut own_count = kept.iter().filter(|k| mine(k)).count();
-        while own + new > DETAILS_PER_CALLER || own_count >= STATUSES_PER_CALLER {
+        while own + new > BYTES_PER_CALLER || own_count >= STATUSES_PER_CALLER {
             let Some(oldest) = kept.iter().position(mine) else {
                 break;
             };
-            own -= kept.remove(oldest).map_or(0, |k| details(&k.2));
+            own -= kept.remove(oldest).map_or(0, |k| weight(&k.2));
             own_count -= 1;
         }
-        let mut all: usize = kept.iter().map(|k| details(&k.2)).sum();
-        while kept.len() >= STATUSES_KEPT || (all + new > DETAILS_KEPT && !kept.is_empty()) {
-            all -= kept.pop_front().map_or(0, |k| details(&k.2));
+        let mut all: usize = kept.iter().map(|k| weight(&k.2)).sum();
+        while kept.len() >= STATUSES_KEPT || (all + new > BYTES_KEPT && !kept.is_empty()) {
+            all -= kept.pop_front().map_or(0, |k| weight(&k.2));
         }
         kept.push_back((org.clone(), caller.to_string(), status));
     }

@@ -295,3 +295,48 @@ fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
     assert_eq!(failed[1].0, "indicator--2");
     assert!(failed[1].1.contains("granular markings"), "{}", failed[1].1);
 }
+
+#[test]
+fn a_status_keeps_a_bounded_id_and_message_whatever_the_object_carries() {
+    let long_id = format!("indicator--{}", "é".repeat(50_000));
+    let long_value = format!("{}.example.org", "a".repeat(60));
+    let mut bad = indicator(
+        1,
+        &format!("[domain-name:value = '{long_value}' AND x:y = 1]"),
+    );
+    bad["id"] = json!(long_id);
+    bad["pattern"] = json!(format!("[{}", "x".repeat(60_000)));
+    let plan = plan_of(vec![bad], &Warninglists::default()).unwrap();
+    assert_eq!(plan.failures.len(), 1);
+    let failure = &plan.failures[0];
+    assert!(failure.id.len() <= 256, "{}", failure.id.len());
+    assert!(failure.id.starts_with("indicator--é") && failure.id.ends_with('…'));
+    let message = failure.message.as_deref().unwrap_or_default();
+    assert!(
+        !message.is_empty() && message.len() <= 1024,
+        "{}",
+        message.len()
+    );
+}
+
+#[test]
+fn statuses_are_bounded_by_the_bytes_they_hold() {
+    let statuses = Statuses::default();
+    let au = org("AU-AFP");
+    let wordy = |id: &str| {
+        let mut s = status(id, 1000);
+        for d in &mut s.successes {
+            d.message = Some("m".repeat(1000));
+        }
+        s
+    };
+    // About 1.1 MB each: one caller keeps about 8 MiB of them.
+    for i in 0..20 {
+        statuses.keep(&au, "feed", wordy(&format!("w-{i}")));
+    }
+    assert!(statuses.get(&au, "feed", "w-19").is_some());
+    assert!(
+        statuses.get(&au, "feed", "w-12").is_none(),
+        "held past its bytes"
+    );
+}
