@@ -48,13 +48,17 @@ pub enum AuthError {
     Malformed,
     #[error("{0}")]
     Refused(String),
+    /// Password checks were all taken for longer than a request waits.
+    #[error("{0}")]
+    Busy(#[from] super::busy::Busy),
 }
 
 impl AuthError {
-    /// 403 for a known caller refused, 401 otherwise.
+    /// 403 for a known caller refused, 503 when too busy to check, 401 otherwise.
     pub fn http_status(&self) -> u16 {
         match self {
             AuthError::Refused(_) => 403,
+            AuthError::Busy(_) => 503,
             _ => 401,
         }
     }
@@ -120,11 +124,7 @@ impl Users {
                 return Ok((u.permission, name.to_string()));
             }
         }
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| AuthError::BadCredentials)?;
+        let _permit = super::busy::borrowed_permit(&self.hashing).await?;
         let (hash, password) = (hash.to_string(), password.to_string());
         let right = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|h| {

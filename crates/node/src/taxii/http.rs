@@ -16,6 +16,7 @@ use intelmesh_interop::taxii::{self as protocol, ManifestRecord, ObjectsQuery, S
 use serde_json::Value;
 
 use super::auth::{authenticate, Caller, Users};
+use super::busy;
 use super::config::TaxiiConfig;
 use super::read::{self, Dated, Page, ReadError, Reader};
 use super::segments::Segments;
@@ -124,6 +125,12 @@ pub(super) fn error(
             HeaderValue::from_static("Basic realm=\"intelmesh TAXII\""),
         );
     }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(busy::RETRY_AFTER_SECS),
+        );
+    }
     r
 }
 
@@ -163,6 +170,10 @@ async fn method_not_allowed() -> Response {
     )
 }
 
+fn too_busy(e: busy::Busy) -> Refusal {
+    refuse(StatusCode::SERVICE_UNAVAILABLE, "Busy", e)
+}
+
 fn internal(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "TAXII request failed");
     refuse(
@@ -196,10 +207,10 @@ async fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Ca
     .inspect(|caller| super::audited::note_caller(&conn.note, caller))
     .map_err(|e| {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
-        let title = if status == StatusCode::FORBIDDEN {
-            "Forbidden"
-        } else {
-            "Unauthorized"
+        let title = match status {
+            StatusCode::FORBIDDEN => "Forbidden",
+            StatusCode::SERVICE_UNAVAILABLE => "Busy",
+            _ => "Unauthorized",
         };
         refuse(status, title, e)
     })
@@ -318,10 +329,7 @@ async fn reading<T: Send + 'static>(
     let tokens = Arc::clone(&g.tokens);
     // Held by the blocking task, not the handler: a client resetting its request drops the
     // handler while the read runs on.
-    let working = Arc::clone(&g.working)
-        .acquire_owned()
-        .await
-        .map_err(internal)?;
+    let working = busy::permit(&g.working).await.map_err(too_busy)?;
     let answer = tokio::task::spawn_blocking(move || {
         let _working = working;
         let view = Filter::default().hiding(state.withdrawn());
@@ -514,10 +522,7 @@ async fn posted(
             format!("post an envelope as {}", protocol::TAXII_MEDIA_TYPE),
         ));
     }
-    let held = Arc::clone(&g.bodies)
-        .acquire_owned()
-        .await
-        .map_err(internal)?;
+    let held = busy::permit(&g.bodies).await.map_err(too_busy)?;
     let max = g.cfg.max_content_length;
     // A body trickled in holds its permit at most as long as a silent connection stays open.
     let idle = g.state.cfg.limits.http_idle();
@@ -547,10 +552,7 @@ async fn add_objects(
     let (caller, envelope, body_held) = posted(&g, &c, &headers, &collection, body).await?;
     let request_time = now_unix_ms();
     let state = Arc::clone(&g.state);
-    let working = Arc::clone(&g.working)
-        .acquire_owned()
-        .await
-        .map_err(internal)?;
+    let working = busy::permit(&g.working).await.map_err(too_busy)?;
     let plan = tokio::task::spawn_blocking(move || {
         let (_working, _body_held) = (working, body_held);
         let members = state.keys().members().clone();

@@ -8,6 +8,7 @@
 
 mod audited;
 mod auth;
+mod busy;
 pub mod config;
 mod http;
 pub mod read;

@@ -43,6 +43,11 @@ pub const MAX_ENVELOPE_OBJECTS: usize = 10_000;
 /// Most values one POST signs (as many as one gRPC `Submit`), and most bytes of their
 /// payloads: an object past either is a failure (post it again), whatever follows it.
 pub const MAX_POST_VALUES: usize = crate::api::submission::MAX_SUBMISSIONS;
+
+/// Most values one POST has judged (each a look at this node's assertions), whether new or
+/// already held: an envelope of objects naming values the node holds costs no more than one
+/// it signs. An object past it is a failure like one past [`MAX_POST_VALUES`].
+const MAX_JUDGED_VALUES: usize = 2 * MAX_POST_VALUES;
 pub const MAX_POST_PAYLOAD_BYTES: usize = 32 << 20;
 
 /// Why a body gives no plan at all.
@@ -144,6 +149,7 @@ pub fn plan(
         origin: publisher.org.to_string(),
         ..Settling::default()
     };
+    let mut judged_values = 0;
     // Objects are judged a round at a time, so what waits to be settled stays bounded and an
     // envelope past the POST's budget stops costing work where it passes it.
     for (round, chunk) in objects.chunks(JUDGED_PER_ROUND).enumerate() {
@@ -154,18 +160,34 @@ pub fn plan(
             }
             continue;
         }
-        // Each object is judged on its own (its pattern, its submissions, the node's lists
-        // and assertions), so on every core; only the first of several objects naming one
-        // value is signed, which is settled after, in envelope order.
-        let judged: Vec<(ObjectOutcome, Option<String>, Vec<Judged>, String)> = chunk
+        // Each object is read (its pattern, its values) and judged (the node's lists and
+        // assertions) on its own, so on every core; only the first of several objects
+        // naming one value is signed, which is settled after, in envelope order.
+        let read: Vec<ObjectOutcome> = chunk
             .par_iter()
             .enumerate()
             .with_min_len(JUDGED_TOGETHER)
-            .map(|(i, object)| {
-                let mut o = import_object(offset + i, object, &markings, &options);
+            .map(|(i, object)| import_object(offset + i, object, &markings, &options))
+            .collect();
+        // In envelope order: from the first object past the judging budget on, nothing more
+        // is judged (and `settle` fails every indicator as over the budget).
+        let mut judge_it = Vec::with_capacity(read.len());
+        for o in &read {
+            if let Outcome::Imported(values) = &o.outcome {
+                judged_values += values.len();
+            }
+            judge_it.push(judged_values <= MAX_JUDGED_VALUES);
+        }
+        let judged: Vec<(ObjectOutcome, Option<String>, Vec<Judged>, String)> = read
+            .into_par_iter()
+            .zip(chunk.par_iter())
+            .zip(judge_it)
+            .with_min_len(JUDGED_TOGETHER)
+            .map(|((mut o, object), judge_it)| {
                 // The values are taken out of the outcome, so they are also dropped here, on
                 // every core, not in the pass that settles duplicates.
                 let values = match &mut o.outcome {
+                    Outcome::Imported(_) if !judge_it => vec![Judged::OverBudget],
                     Outcome::Imported(values) => match unreadable_marking(object, values) {
                         Some(why) => vec![Judged::Refused(why)],
                         None => std::mem::take(values)
@@ -240,6 +262,7 @@ impl Settling {
                     match judged {
                         Judged::Refused(why) => refused = Some(why),
                         Judged::Held(_) => {}
+                        Judged::OverBudget => self.full = true,
                         // The first object naming a value wins; a repeat in one envelope is
                         // signed once.
                         Judged::New(indicator, submission) => match submission {
@@ -307,7 +330,7 @@ fn stored_as(origin: &str, values: &[Judged]) -> String {
         .iter()
         .filter_map(|j| match j {
             Judged::Held(i) | Judged::New(i, _) => Some(indicator_id(origin, i)),
-            Judged::Refused(_) => None,
+            Judged::Refused(_) | Judged::OverBudget => None,
         })
         .collect();
     let ids: Vec<String> = ids.into_iter().collect();
@@ -331,8 +354,9 @@ fn over_budget(id: &str, version: Option<String>) -> StatusDetail {
         version,
         Some(format!(
             "not added: one POST signs at most {MAX_POST_VALUES} values and \
-             {MAX_POST_PAYLOAD_BYTES} bytes of payload, and the objects before this one \
-             reached that; post it again in another envelope"
+             {MAX_POST_PAYLOAD_BYTES} bytes of payload, and looks at most at \
+             {MAX_JUDGED_VALUES} values, and the objects before this one reached that; post \
+             it again in another envelope"
         )),
     )
 }
@@ -348,6 +372,8 @@ enum Judged {
     Held(Indicator),
     /// To sign if no earlier object named it: the submission, or why it is refused.
     New(Indicator, Result<Prepared, String>),
+    /// Not judged: the POST had judged as many values as it may ([`MAX_JUDGED_VALUES`]).
+    OverBudget,
 }
 
 fn judge(

@@ -340,3 +340,42 @@ fn statuses_are_bounded_by_the_bytes_they_hold() {
         "held past its bytes"
     );
 }
+
+#[test]
+fn a_post_judges_a_bounded_number_of_values_however_its_objects_are_sized() {
+    // 25 objects of 1,000 values each, in one round of judging: past the judging budget,
+    // objects are failed without a look at the node's assertions.
+    let objects: Vec<Value> = (0..25)
+        .map(|o| {
+            let values: Vec<String> = (0..1000)
+                .map(|v| format!("domain-name:value = 'v{v}.o{o}.example.org'"))
+                .collect();
+            indicator(o, &format!("[{}]", values.join(" OR ")))
+        })
+        .collect();
+    let me = org("SG-IGCI");
+    let members = [me.clone()].into();
+    let looked = std::sync::atomic::AtomicUsize::new(0);
+    let plan = plan(
+        &json!({ "objects": objects }),
+        &publisher_of(&me, &members),
+        &Warninglists::default(),
+        |_: &intelmesh_core::Indicator| {
+            looked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            None
+        },
+    )
+    .unwrap();
+    let looked = looked.into_inner();
+    assert!(looked <= 2 * MAX_POST_VALUES, "{looked} values judged");
+    // What fits is signed, in envelope order; every later object fails as over the budget.
+    let per_object = 1000;
+    let fit = MAX_POST_VALUES / per_object;
+    assert_eq!(plan.to_sign.len(), fit * per_object);
+    assert_eq!(plan.successes.len(), fit);
+    assert_eq!(plan.failures.len(), 25 - fit);
+    assert!(plan.failures.iter().all(|f| f
+        .message
+        .as_deref()
+        .is_some_and(|m| m.starts_with("not added"))));
+}
