@@ -36,6 +36,15 @@ pub fn name_uuid(parts: &[&str]) -> [u8; 16] {
     b
 }
 
+/// A random (version 4) UUID, as TAXII asks of a status resource's id.
+pub fn random_uuid() -> [u8; 16] {
+    let mut b = [0u8; 16];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    b
+}
+
 /// The UUID of `origin`'s assertion about `indicator` (a STIX `indicator--` id).
 pub fn assertion_uuid(origin: &str, ty: IndicatorType, value: &str) -> [u8; 16] {
     name_uuid(&["indicator", origin, ty.as_str(), value])
@@ -85,6 +94,19 @@ pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn random_uuids_are_version_4_and_differ() {
+        let (a, b) = (random_uuid(), random_uuid());
+        assert_ne!(a, b);
+        let text = format_uuid(&a);
+        assert_eq!(text.as_bytes()[14], b'4', "{text}");
+        assert!(
+            matches!(text.as_bytes()[19], b'8' | b'9' | b'a' | b'b'),
+            "{text}"
+        );
+    }
+
     use super::*;
     use crate::indicator::normalize;
 

@@ -198,6 +198,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             tracing::warn!(error = %e, "could not look for stubs owed payloads");
         }
     });
+    tokio::spawn(wants::refill_periodically(Arc::clone(&state)));
     tokio::spawn(key_list::watch(Arc::clone(&state)));
     tokio::spawn(cert_watch::warn_periodically(Arc::clone(&state)));
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -19,8 +19,12 @@ use crate::state::{NodeError, NodeState};
 /// An entry by origin and seq.
 pub type EntryKey = (OrgId, u64);
 
-/// At most this many payloads are asked for at once; more stubs wait for the next start's scan.
+/// At most this many payloads are asked for at once; more stubs wait for the next scan of the
+/// store ([`refill_periodically`]).
 pub const MAX_WANTS: usize = 65_536;
+
+/// How often the store may be scanned again for stubs the wants had no room for.
+const RESCAN_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// At most this many of them of one origin: an origin publishing stubs of its own entries by
 /// the thousand must leave room for the payloads other origins owe.
@@ -36,6 +40,9 @@ pub struct Wants {
 struct Owed {
     keys: BTreeSet<EntryKey>,
     per_origin: HashMap<OrgId, usize>,
+    /// How many were owed when a stub last found no room: once a quarter of them are paid,
+    /// the store is scanned again for the stubs left out.
+    left_out_at: Option<usize>,
 }
 
 impl Wants {
@@ -48,6 +55,9 @@ impl Wants {
         let mut w = self.lock();
         let of_origin = w.per_origin.get(&key.0).copied().unwrap_or(0);
         if w.keys.len() >= MAX_WANTS || of_origin >= MAX_WANTS_PER_ORIGIN {
+            if !w.keys.contains(&key) {
+                w.left_out_at = Some(w.keys.len());
+            }
             return;
         }
         let origin = key.0.clone();
@@ -65,6 +75,19 @@ impl Wants {
                     w.per_origin.remove(&key.0);
                 }
             }
+        }
+    }
+
+    /// Whether stubs were left out for lack of room and enough room was made since to scan
+    /// the store for them again (then not again until more are left out).
+    pub fn take_rescan(&self) -> bool {
+        let mut w = self.lock();
+        match w.left_out_at {
+            Some(owed) if w.keys.len() <= owed - owed / 4 => {
+                w.left_out_at = None;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -146,6 +169,20 @@ pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
     Ok(())
 }
 
+/// Scans the store again, at most every [`RESCAN_EVERY`], once stubs left out for lack of room
+/// may fit ([`Wants::take_rescan`]): a relay stripping payloads by the hundred thousand must
+/// not leave this node without them until it restarts.
+pub async fn refill_periodically(state: Arc<NodeState>) {
+    loop {
+        tokio::time::sleep(RESCAN_EVERY).await;
+        if state.wants.take_rescan() {
+            if let Err(e) = find_wants(&state).await {
+                tracing::warn!(error = %e, "could not look again for stubs owed payloads");
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,10 +221,35 @@ mod tests {
         wants.remove(&(loud.clone(), 1));
         wants.add((loud.clone(), MAX_WANTS_PER_ORIGIN as u64 + 20));
         assert!(wants.contains(&(loud.clone(), MAX_WANTS_PER_ORIGIN as u64 + 20)));
-        // Full again: the next one waits for the next start's scan.
+        // Full again: the next one waits for the next scan of the store.
         wants.add((loud.clone(), MAX_WANTS_PER_ORIGIN as u64 + 21));
         assert!(!wants.contains(&(loud, MAX_WANTS_PER_ORIGIN as u64 + 21)));
         assert_eq!(wants.snapshot().len(), MAX_WANTS_PER_ORIGIN + 1);
+    }
+
+    #[test]
+    fn stubs_left_out_are_looked_for_again_once_a_quarter_of_the_owed_are_paid() {
+        let wants = Wants::default();
+        let origins: Vec<OrgId> = (0..8)
+            .map(|i| OrgId::parse(&format!("O{i}")).unwrap())
+            .collect();
+        for o in &origins {
+            for seq in 1..=MAX_WANTS_PER_ORIGIN as u64 {
+                wants.add((o.clone(), seq));
+            }
+        }
+        assert!(!wants.take_rescan(), "nothing left out yet");
+        wants.add((origins[0].clone(), u64::MAX));
+        assert!(!wants.take_rescan(), "no room made yet");
+        let paid = MAX_WANTS / 4;
+        for (o, seq) in wants.snapshot().into_iter().take(paid - 1) {
+            wants.remove(&(o, seq));
+        }
+        assert!(!wants.take_rescan(), "a quarter not yet paid");
+        let (o, seq) = wants.snapshot().into_iter().next().unwrap();
+        wants.remove(&(o, seq));
+        assert!(wants.take_rescan());
+        assert!(!wants.take_rescan(), "once, until more are left out");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use intelmesh_core::now_unix_ms;
-use intelmesh_core::object_id::{format_uuid, name_uuid};
+use intelmesh_core::object_id::{format_uuid, name_uuid, random_uuid};
 use intelmesh_interop::taxii::{self as protocol, ManifestRecord, ObjectsQuery, StatusResource};
 use serde_json::Value;
 
@@ -588,10 +588,8 @@ async fn add_objects(
         .publish(items)
         .await
         .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e))?;
-    let mut id = [0u8; 16];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut id);
     let status = StatusResource {
-        id: format_uuid(&id),
+        id: format_uuid(&random_uuid()),
         request_unix_ms: request_time,
         successes: plan.successes,
         failures: plan.failures,
