@@ -174,7 +174,10 @@ pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
 /// not leave this node without them until it restarts.
 pub async fn refill_periodically(state: Arc<NodeState>) {
     loop {
-        tokio::time::sleep(RESCAN_EVERY).await;
+        tokio::select! {
+            _ = tokio::time::sleep(RESCAN_EVERY) => {}
+            _ = state.stopped() => return,
+        }
         if state.wants.take_rescan() {
             if let Err(e) = find_wants(&state).await {
                 tracing::warn!(error = %e, "could not look again for stubs owed payloads");

@@ -1,10 +1,20 @@
-//! Bounded waits for the gateway's worker pools: a request that finds the pool busy for
-//! [`WAIT_FOR_WORK`] is answered 503 with `Retry-After`, not queued without end (a waiting
-//! request holds its connection's stream and counts as activity, so nothing else ends it).
+//! What the gateway holds for callers is bounded: a request that finds the worker pools busy
+//! for [`WAIT_FOR_WORK`] is answered 503 with `Retry-After`, not queued without end (a waiting
+//! request holds its connection's stream and counts as activity, so nothing else ends it); and
+//! large answers not yet sent hold a share of [`ANSWER_BUDGET_BYTES`] until the client has
+//! taken them, so clients that ask for pages and never read cannot fill the node's memory.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use http_body::{Body as _, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Longest a request waits for a worker (pages take tens of milliseconds, a POST of 1,000
@@ -45,9 +55,130 @@ pub(super) async fn borrowed_permit(
     }
 }
 
+/// Bytes of large answers built and not yet taken by their clients, in all.
+pub(super) const ANSWER_BUDGET_BYTES: usize = 128 << 20;
+
+/// Answers at least this large take from the budget; smaller ones are sent as they are.
+const HELD_FROM_BYTES: usize = 64 << 10;
+
+/// An answer leaves in pieces this large: the connection takes the next only once it can
+/// send, so what waits on a client that stopped reading is the unsent rest, on the budget.
+const PIECE_BYTES: usize = 16 << 10;
+
+/// The budget, counted in KiB.
+pub(super) fn answer_budget() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(ANSWER_BUDGET_BYTES >> 10))
+}
+
+/// Middleware: a large answer is sent only with its share of the budget, held until its last
+/// piece is taken; without room, the caller is told the gateway is busy (503).
+pub(super) async fn hold_answer(
+    State(budget): State<Arc<Semaphore>>,
+    answer: Response,
+) -> Response {
+    let size = answer
+        .body()
+        .size_hint()
+        .exact()
+        .map_or(usize::MAX, |n| n as usize);
+    if size < HELD_FROM_BYTES {
+        return answer;
+    }
+    let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+    let Ok(permit) = Arc::clone(&budget).try_acquire_many_owned(kib) else {
+        tracing::warn!(
+            bytes = size,
+            "TAXII answer not sent: answers in flight hold the budget"
+        );
+        return super::http::error(StatusCode::SERVICE_UNAVAILABLE, "Busy", Busy);
+    };
+    let (parts, body) = answer.into_parts();
+    // Built in memory already: collecting it only takes the one frame out.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return super::http::error(StatusCode::INTERNAL_SERVER_ERROR, "Server error", "");
+    };
+    Response::from_parts(parts, Body::new(Pieces::new(bytes, permit)))
+}
+
+/// An answer's bytes, given out a piece at a time, holding its share of the budget until
+/// the last piece is taken (or the answer is dropped).
+struct Pieces {
+    rest: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Pieces {
+    fn new(rest: Bytes, permit: OwnedSemaphorePermit) -> Pieces {
+        Pieces {
+            rest,
+            permit: Some(permit),
+        }
+    }
+}
+
+impl http_body::Body for Pieces {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.rest.is_empty() {
+            self.permit = None;
+            return Poll::Ready(None);
+        }
+        let n = self.rest.len().min(PIECE_BYTES);
+        let piece = self.rest.split_to(n);
+        if self.rest.is_empty() {
+            self.permit = None;
+        }
+        Poll::Ready(Some(Ok(Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_large_answer_holds_its_share_until_taken_and_none_is_sent_without_room() {
+        let budget = Arc::new(Semaphore::new(300));
+        let text = "x".repeat(200 << 10);
+        let answer = |text: &str| Response::new(Body::from(text.to_string()));
+        let held = hold_answer(State(Arc::clone(&budget)), answer(&text)).await;
+        assert_eq!(held.status(), StatusCode::OK);
+        assert_eq!(budget.available_permits(), 100, "200 KiB held");
+        // No room for a second: the caller is told the gateway is busy.
+        let refused = hold_answer(State(Arc::clone(&budget)), answer(&text)).await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(refused.headers().contains_key("retry-after"));
+        // Small answers pass whatever the budget holds.
+        let small = hold_answer(State(Arc::clone(&budget)), answer("{}")).await;
+        assert_eq!(small.status(), StatusCode::OK);
+        // Taken whole, in pieces, the share is given back.
+        let mut body = held.into_body();
+        let mut taken = Vec::new();
+        let mut pieces = 0;
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let data = frame.unwrap().into_data().unwrap();
+            assert!(data.len() <= PIECE_BYTES);
+            taken.extend_from_slice(&data);
+            pieces += 1;
+        }
+        assert_eq!(taken, text.as_bytes());
+        assert!(pieces > 1);
+        assert_eq!(budget.available_permits(), 300);
+    }
 
     #[tokio::test]
     async fn a_full_pool_answers_busy_after_the_wait_and_serves_once_freed() {
