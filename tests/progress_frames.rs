@@ -95,3 +95,28 @@ async fn a_peer_that_did_not_ask_is_sent_whole_vectors() {
         "the batch of duplicates is acknowledged with the whole vector"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn empty_batches_earn_no_progress_frames_and_keep_the_link() {
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let (hub, au) = (org("SG-IGCI"), org("AU-AFP"));
+    net.wait_for_link(&hub, &au).await;
+    net.stop(&au).await;
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello_asking("AU-AFP", BTreeMap::new(), false).await);
+    // Whatever the hub says first (its own progress), then only empty batches from the peer.
+    progress_frames(&mut peer, Duration::from_millis(500)).await;
+    for _ in 0..200 {
+        assert!(peer.entries(Vec::new()).await, "the link took the frame");
+    }
+    let answered = progress_frames(&mut peer, Duration::from_secs(1)).await;
+    assert!(
+        answered.is_empty(),
+        "{} progress frames for empty batches",
+        answered.len()
+    );
+    // A real batch is still acknowledged on the same link.
+    let (log, _) = signed_chain(&provisioned_signer(&net.fed.nodes[&au]), None, 1, "empty");
+    assert!(peer.entries(log).await);
+    peer.until_progress("AU-AFP", 1, PATIENCE).await.unwrap();
+}

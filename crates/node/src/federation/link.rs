@@ -357,6 +357,9 @@ async fn prepare(
         Screened::Progress(p) => Received::Progress(p),
         Screened::Want(w) => Received::Want(w),
         Screened::Evidence(e) => Received::Evidence(e),
+        // No honest sender sends an empty batch: it earns no work and no acknowledgement
+        // (each would otherwise cost a verify task and a progress frame, for two bytes).
+        Screened::Entries(entries) if entries.is_empty() => Received::Heartbeat,
         Screened::Entries(entries) => {
             Received::Batch(state.verify_received(entries).await.map_err(local)?)
         }
