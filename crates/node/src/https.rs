@@ -45,6 +45,8 @@ pub use crate::tls::ClientCerts;
 /// What the TLS handshake told about the caller.
 #[derive(Clone)]
 pub struct Connection {
+    /// The client's address.
+    pub peer: std::net::IpAddr,
     /// The client's leaf certificate (DER), when it presented one.
     pub leaf: Option<Arc<Vec<u8>>>,
     /// The current request's note for the audit trail (set per request by an audit layer).
@@ -164,6 +166,7 @@ impl HttpsServer {
                 let idle = state.cfg.limits.http_idle();
                 let Some(acceptor) = acceptor else {
                     let service = router.layer(axum::Extension(Connection {
+                        peer: peer.ip(),
                         leaf: None,
                         note: Default::default(),
                     }));
@@ -182,6 +185,7 @@ impl HttpsServer {
                     .and_then(|c| c.first())
                     .map(|c| c.as_ref().to_vec());
                 let service = router.layer(axum::Extension(Connection {
+                    peer: peer.ip(),
                     leaf: leaf.map(Arc::new),
                     note: Default::default(),
                 }));

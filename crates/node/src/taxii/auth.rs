@@ -8,6 +8,7 @@
 //! blocking pool, two at a time, so wrong passwords cannot exhaust memory or stall requests.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,9 @@ pub enum AuthError {
     /// Password checks were all taken for longer than a request waits.
     #[error("{0}")]
     Busy(#[from] super::busy::Busy),
+    /// The client's address sent too many wrong passwords lately.
+    #[error("too many wrong passwords from this address: try again in {0} s")]
+    Throttled(u64),
 }
 
 impl AuthError {
@@ -59,6 +63,7 @@ impl AuthError {
         match self {
             AuthError::Refused(_) => 403,
             AuthError::Busy(_) => 503,
+            AuthError::Throttled(_) => 429,
             _ => 401,
         }
     }
@@ -71,6 +76,8 @@ pub struct Users {
     /// argon2 runs at most this many at once (each takes ~19 MiB and tens of ms): a flood of
     /// wrong passwords waits here instead of taking the node's memory and cores.
     hashing: tokio::sync::Semaphore,
+    /// Wrong passwords by client address: a guessing host is refused before it waits here.
+    failures: Mutex<super::throttle::Failures>,
 }
 
 /// argon2 verifications at once.
@@ -89,11 +96,16 @@ impl Users {
             users,
             verified: Mutex::new(HashMap::new()),
             hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
+            failures: Mutex::default(),
         }
     }
 
     /// The user an `Authorization: Basic …` header names, if its password is right.
-    async fn check_basic(&self, header: &str) -> Result<(Permission, String), AuthError> {
+    async fn check_basic(
+        &self,
+        header: &str,
+        from: IpAddr,
+    ) -> Result<(Permission, String), AuthError> {
         let encoded = header
             .strip_prefix("Basic ")
             .or_else(|| header.strip_prefix("basic "))
@@ -124,6 +136,15 @@ impl Users {
                 return Ok((u.permission, name.to_string()));
             }
         }
+        let refused = self
+            .failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .refused_until(from, now);
+        if let Some(until) = refused {
+            let secs = until.saturating_duration_since(now).as_secs().max(1);
+            return Err(AuthError::Throttled(secs));
+        }
         let _permit = super::busy::borrowed_permit(&self.hashing).await?;
         let (hash, password) = (hash.to_string(), password.to_string());
         let right = tokio::task::spawn_blocking(move || {
@@ -135,7 +156,11 @@ impl Users {
         })
         .await
         .unwrap_or(false);
-        let user = user.filter(|_| right).ok_or(AuthError::BadCredentials)?;
+        let Some(user) = user.filter(|_| right) else {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            failures.failed(from, Instant::now());
+            return Err(AuthError::BadCredentials);
+        };
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         verified.retain(|_, t| now.duration_since(*t) < REMEMBER_FOR);
         if verified.len() >= REMEMBERED {
@@ -153,6 +178,7 @@ pub async fn authenticate(
     users: &Users,
     leaf: Option<&[u8]>,
     authorization: Option<&str>,
+    from: IpAddr,
 ) -> Result<Caller, AuthError> {
     if let Some(leaf) = leaf {
         if let Some(why) = revoked_certificate(state, leaf) {
@@ -171,7 +197,7 @@ pub async fn authenticate(
         };
     }
     let header = authorization.ok_or(AuthError::Missing)?;
-    let (permission, name) = users.check_basic(header).await?;
+    let (permission, name) = users.check_basic(header, from).await?;
     Ok(Caller {
         org: state.org.clone(),
         name: format!("user:{name}"),
@@ -182,6 +208,39 @@ pub async fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
+
+    #[tokio::test]
+    async fn an_address_guessing_passwords_is_refused_without_a_check_and_others_are_not() {
+        let users = Users::new(vec![TaxiiUser {
+            name: "soc".into(),
+            password_hash: hash_password("correct horse battery").unwrap(),
+            permission: Permission::Read,
+        }]);
+        for _ in 0..super::super::throttle::FAILURES_PER_WINDOW {
+            let wrong = users.check_basic(&basic("soc", "guess"), HOST).await;
+            assert_eq!(wrong, Err(AuthError::BadCredentials));
+        }
+        let refused = users
+            .check_basic(&basic("soc", "correct horse battery"), HOST)
+            .await;
+        assert!(
+            matches!(refused, Err(AuthError::Throttled(s)) if s > 0),
+            "{refused:?}"
+        );
+        assert_eq!(refused.unwrap_err().http_status(), 429);
+        let elsewhere = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 1));
+        let ok = users
+            .check_basic(&basic("soc", "correct horse battery"), elsewhere)
+            .await;
+        assert_eq!(ok, Ok((Permission::Read, "soc".to_string())));
+        // Remembered credentials pass without a check, whatever the address.
+        let remembered = users
+            .check_basic(&basic("soc", "correct horse battery"), HOST)
+            .await;
+        assert_eq!(remembered, ok);
+    }
 
     fn basic(user: &str, password: &str) -> String {
         let raw = format!("{user}:{password}");
@@ -199,12 +258,12 @@ mod tests {
             permission: Permission::Submit,
         }]);
         let ok = users
-            .check_basic(&basic("soc", "correct horse battery"))
+            .check_basic(&basic("soc", "correct horse battery"), HOST)
             .await;
         assert_eq!(ok, Ok((Permission::Submit, "soc".to_string())));
         // Again, from the remembered verification.
         let again = users
-            .check_basic(&basic("soc", "correct horse battery"))
+            .check_basic(&basic("soc", "correct horse battery"), HOST)
             .await;
         assert_eq!(again, ok);
         for (header, want) in [
@@ -227,7 +286,11 @@ mod tests {
                 AuthError::Malformed,
             ),
         ] {
-            assert_eq!(users.check_basic(&header).await, Err(want), "{header:.40}");
+            assert_eq!(
+                users.check_basic(&header, HOST).await,
+                Err(want),
+                "{header:.40}"
+            );
         }
     }
 }

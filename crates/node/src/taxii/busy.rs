@@ -24,6 +24,16 @@ pub(super) const WAIT_FOR_WORK: Duration = Duration::from_secs(10);
 /// Seconds a client is told to wait before it tries again.
 pub(super) const RETRY_AFTER_SECS: u64 = 5;
 
+/// The `Retry-After` of an answer with this status, in seconds: a busy gateway's, or at most
+/// a throttled address's window (its body says how long exactly).
+pub(super) fn retry_after(status: StatusCode) -> Option<u64> {
+    match status {
+        StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+        StatusCode::TOO_MANY_REQUESTS => Some(super::throttle::WINDOW.as_secs()),
+        _ => None,
+    }
+}
+
 /// The pool had no room within [`WAIT_FOR_WORK`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the gateway is busy: try again in {RETRY_AFTER_SECS} s")]

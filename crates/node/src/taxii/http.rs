@@ -129,11 +129,9 @@ pub(super) fn error(
             HeaderValue::from_static("Basic realm=\"intelmesh TAXII\""),
         );
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(busy::RETRY_AFTER_SECS),
-        );
+    if let Some(secs) = busy::retry_after(status) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }
@@ -206,6 +204,7 @@ async fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Ca
         &g.users,
         conn.leaf.as_deref().map(Vec::as_slice),
         text(header::AUTHORIZATION),
+        conn.peer,
     )
     .await
     .inspect(|caller| super::audited::note_caller(&conn.note, caller))
@@ -214,6 +213,7 @@ async fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Ca
         let title = match status {
             StatusCode::FORBIDDEN => "Forbidden",
             StatusCode::SERVICE_UNAVAILABLE => "Busy",
+            StatusCode::TOO_MANY_REQUESTS => "Too many wrong passwords",
             _ => "Unauthorized",
         };
         refuse(status, title, e)

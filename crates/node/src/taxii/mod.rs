@@ -13,6 +13,7 @@ pub mod config;
 mod http;
 pub mod read;
 mod segments;
+mod throttle;
 pub mod write;
 
 use std::net::SocketAddr;
