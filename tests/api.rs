@@ -499,3 +499,39 @@ async fn node_certificates_cannot_use_the_api() {
         e.message()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_of_many_empty_elements_is_refused_before_it_is_decoded() {
+    let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let au = org("AU-AFP");
+    let mut c = net.client(&au).await;
+    // Two bytes each on the wire, a few hundred decoded: refused from the wire, by estimate.
+    let e = c
+        .submit(pb::SubmitRequest {
+            submissions: vec![pb::Submission::default(); 500_000],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("decode to more than"),
+        "{}",
+        e.message()
+    );
+    let e = c
+        .lookup(pb::LookupRequest {
+            values: vec![String::new(); 3_000_000],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().contains("decode to more than"),
+        "{}",
+        e.message()
+    );
+    // The connection and the node serve on.
+    let good = upsert(Ty::Domain, "a.example", Tlp::Green, &[]);
+    assert_eq!(submit(&mut c, vec![good]).await[0].seq, 1);
+}

@@ -1,5 +1,6 @@
 //! The gRPC codec of every intelmesh service: prost's, with a `SyncFrame` checked for its
-//! shape ([`crate::shape`]) before it is decoded, on both ends of a federation link.
+//! shape ([`crate::shape`]) before it is decoded, on both ends of a federation link, and an
+//! API request for what it would decode to ([`crate::api_shape`]).
 
 use std::any::TypeId;
 use std::marker::PhantomData;
@@ -10,6 +11,7 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic::Status;
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
+use crate::api_shape::check_request;
 use crate::shape::check_sync_frame;
 use crate::v1::SyncFrame;
 
@@ -61,13 +63,16 @@ impl<U: Message + Default + 'static> Decoder for BoundedDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        if TypeId::of::<U>() == TypeId::of::<SyncFrame>() {
-            // A message is handed over whole, in one contiguous chunk; were it not, the
-            // check would see a prefix and refuse it as malformed, never let it through.
-            let whole = buf.chunk();
-            let whole = &whole[..whole.len().min(buf.remaining())];
-            check_sync_frame(whole).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        }
+        // A message is handed over whole, in one contiguous chunk; were it not, a check
+        // would see a prefix and refuse it as malformed, never let it through.
+        let whole = buf.chunk();
+        let whole = &whole[..whole.len().min(buf.remaining())];
+        let checked = if TypeId::of::<U>() == TypeId::of::<SyncFrame>() {
+            check_sync_frame(whole)
+        } else {
+            check_request::<U>(whole)
+        };
+        checked.map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.inner.decode(buf)
     }
 

@@ -2,6 +2,7 @@
 //! they use (prost's, with a federation frame's shape checked before it is decoded).
 #![allow(clippy::all, missing_docs)]
 
+pub mod api_shape;
 pub mod codec;
 pub mod shape;
 

@@ -47,6 +47,8 @@ pub enum ShapeError {
     },
     /// More origins in a vector or list than [`MAX_VECTOR_ORIGINS`].
     TooManyOrigins { what: &'static str, max: usize },
+    /// An API request that would decode to more than `max` bytes ([`crate::api_shape`]).
+    TooLarge { max: usize },
 }
 
 impl std::fmt::Display for ShapeError {
@@ -60,6 +62,11 @@ impl std::fmt::Display for ShapeError {
             ShapeError::TooManyOrigins { what, max } => {
                 write!(f, "frame names more than {max} origins in {what}")
             }
+            ShapeError::TooLarge { max } => write!(
+                f,
+                "request of elements too many and too small: it would decode to more than \
+                 {max} bytes"
+            ),
         }
     }
 }
@@ -140,7 +147,7 @@ fn at_most(n: usize, what: &'static str) -> Result<(), ShapeError> {
 }
 
 /// Calls `f` with each field of `message`: its number and, when length-delimited, its bytes.
-fn for_each_field(
+pub(crate) fn for_each_field(
     mut message: &[u8],
     mut f: impl FnMut(u32, Option<&[u8]>) -> Result<(), ShapeError>,
 ) -> Result<(), ShapeError> {
