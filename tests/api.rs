@@ -535,3 +535,77 @@ async fn a_request_of_many_empty_elements_is_refused_before_it_is_decoded() {
     let good = upsert(Ty::Domain, "a.example", Tlp::Green, &[]);
     assert_eq!(submit(&mut c, vec![good]).await[0].seq, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_read_only_service_reads_and_may_not_publish() {
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let au = org("AU-AFP");
+    // The provisioned service publishes; a firewall's certificate is named read-only.
+    submit(
+        &mut net.client(&au).await,
+        vec![upsert(Ty::Domain, "blocked.example", Tlp::Green, &[])],
+    )
+    .await;
+    net.stop(&au).await;
+    if let Some(p) = net.fed.nodes.get_mut(&au) {
+        p.config.read_only_services = vec!["firewall".into()];
+    }
+    net.start(&au).await;
+    let p = &net.fed.nodes[&au];
+    let ca = intelmesh_node::pki::Ca::load(&p.api_ca, &p.dir.join("service-ca.key")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    ca.issue_service(&au, "firewall")
+        .unwrap()
+        .write(dir.path(), "firewall")
+        .unwrap();
+    let channel = intelmesh_node::client::api_channel(
+        net.node(&au).api_addr,
+        &au,
+        &p.api_ca,
+        &dir.path().join("firewall.pem"),
+        &dir.path().join("firewall.key"),
+    )
+    .await
+    .unwrap();
+    let mut firewall = IndicatorsClient::new(channel);
+    let looked = firewall
+        .lookup(pb::LookupRequest {
+            values: vec!["blocked.example".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(looked.results[0].verdict(), Verdict::Malicious);
+    let before = net.vector(&au);
+    let e = firewall
+        .submit(pb::SubmitRequest {
+            submissions: vec![upsert(Ty::Domain, "8.8.8.8.example", Tlp::Green, &[])],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(
+        e.message().contains("may read, not publish"),
+        "{}",
+        e.message()
+    );
+    let e = firewall
+        .report_sighting(pb::ReportSightingRequest {
+            r#type: Ty::Domain as i32,
+            value: "blocked.example".into(),
+            count: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert_eq!(net.vector(&au), before, "nothing was published");
+    // The node's other services still publish.
+    let mut c = net.client(&au).await;
+    submit(
+        &mut c,
+        vec![upsert(Ty::Domain, "next.example", Tlp::Green, &[])],
+    )
+    .await;
+}

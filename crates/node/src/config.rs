@@ -44,6 +44,11 @@ pub struct NodeConfig {
     pub roster_version: u64,
     pub federation: ListenerConfig,
     pub api: ListenerConfig,
+    /// Services of this node's org, by the name in their certificate, that may read and not
+    /// publish: a firewall pulling block lists, a SIEM looking values up. Their `Submit`,
+    /// `ReportSighting` and TAXII POSTs are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_only_services: Vec<String>,
     #[serde(default)]
     pub peer: Vec<PeerConfig>,
     /// MISP warninglists (files, or directories of `*.json`) of known-benign values: Submit

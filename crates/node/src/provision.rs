@@ -165,6 +165,7 @@ pub fn provision(
                 cert: nd.join("api.pem"),
                 key: nd.join("api.key"),
             },
+            read_only_services: Vec::new(),
             peer,
             warninglists: Vec::new(),
             taxii: taxii.as_ref().map(|(c, _)| c.clone()),

@@ -131,6 +131,11 @@ impl IndicatorsService {
                 self.state.org
             )));
         }
+        if self.state.cfg.read_only_services.contains(&name) {
+            return Err(Status::permission_denied(format!(
+                "service {name} may read, not publish (read_only_services in the node's config)"
+            )));
+        }
         let r = request.get_ref();
         let once = idempotency::receipt_key(&org, &name, r.idempotency_key())
             .map_err(bad)?

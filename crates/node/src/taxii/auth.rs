@@ -186,7 +186,7 @@ pub async fn authenticate(
         }
         return match identity_of(leaf) {
             Ok(Identity::Service { org, name }) => Ok(Caller {
-                can_write: org == state.org,
+                can_write: org == state.org && !state.cfg.read_only_services.contains(&name),
                 org,
                 name,
             }),
