@@ -119,10 +119,10 @@ impl IndicatorsService {
     /// (all validated before anything is signed), and publishes them durably, once per
     /// idempotency key: a repeat is answered from the first call's receipt, before its items
     /// are even checked again, so nothing a retry sends is signed twice.
-    async fn publish_for<T: Repeatable>(
+    async fn publish_for<T: Repeatable + Send + 'static>(
         &self,
         request: &Request<T>,
-        prepare: impl FnOnce(&T, &Publisher) -> Result<Vec<Prepared>, Invalid>,
+        prepare: impl FnOnce(&T, &Publisher) -> Result<Vec<Prepared>, Invalid> + Send + 'static,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let (org, name) = service(&self.state, request)?;
         if org != self.state.org {
@@ -153,13 +153,21 @@ impl IndicatorsService {
                 return Ok(Response::new(replayed(&answer)?));
             }
         }
-        let members: BTreeSet<OrgId> = self.state.keys().members().clone();
-        let p = Publisher {
-            org: &self.state.org,
-            members: &members,
-            now: now_unix_ms(),
-        };
-        let items = prepare(r, &p).map_err(bad)?;
+        // Normalizing up to 10,000 values and reading what each revocation revokes is
+        // blocking work: off the runtime's threads, which serve every link and stream.
+        let (state, owned) = (Arc::clone(&self.state), r.clone());
+        let items = tokio::task::spawn_blocking(move || {
+            let members: BTreeSet<OrgId> = state.keys().members().clone();
+            let p = Publisher {
+                org: &state.org,
+                members: &members,
+                now: now_unix_ms(),
+            };
+            prepare(&owned, &p)
+        })
+        .await
+        .map_err(internal)?
+        .map_err(bad)?;
         let indicators: Vec<Indicator> = items.iter().map(|p| p.indicator.clone()).collect();
         let items: Vec<(Distribution, pb::Payload)> = items
             .into_iter()
@@ -199,7 +207,8 @@ impl IndicatorsService {
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let lists = self.state.warninglists();
-        self.publish_for(&request, |r, p| {
+        let state = Arc::clone(&self.state);
+        self.publish_for(&request, move |r, p| {
             let items = submission::submissions(&r.submissions, p)?;
             if !r.force {
                 submission::refuse_listed(&items, &lists)?;
@@ -207,12 +216,8 @@ impl IndicatorsService {
             submission::refuse_unasserted(&items, |i| {
                 // A store that cannot be read lets the revocation through: refusing it
                 // would make a store error read as "never asserted".
-                self.state.store.indicator(i).map_or(true, |s| {
-                    s.is_some_and(|s| {
-                        s.assertions
-                            .iter()
-                            .any(|a| a.origin == self.state.org.as_str())
-                    })
+                state.store.indicator(i).map_or(true, |s| {
+                    s.is_some_and(|s| s.assertions.iter().any(|a| a.origin == state.org.as_str()))
                 })
             })?;
             Ok(items)
