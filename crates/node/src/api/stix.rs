@@ -42,8 +42,9 @@ pub fn add_state(parts: &mut StixParts, state: &pb::IndicatorState) {
             // An upsert without valid_from is valid from when it was signed (and STIX wants
             // valid_from before valid_until, which a validity already over when signed is not).
             valid_from_unix_ms: if a.valid_from_unix_ms == 0 {
-                a.valid_until_unix_ms
-                    .map_or(a.issued_at_unix_ms, |u| a.issued_at_unix_ms.min(u - 1))
+                a.valid_until_unix_ms.map_or(a.issued_at_unix_ms, |u| {
+                    a.issued_at_unix_ms.min(u.saturating_sub(1))
+                })
             } else {
                 a.valid_from_unix_ms
             },
