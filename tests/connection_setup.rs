@@ -333,3 +333,79 @@ async fn connections_of_a_vanished_client_give_their_slots_back() {
     }
     drop(silent);
 }
+
+/// A call to the node's API whose request never ends: its handler waits for the body.
+async fn unfinished_call(
+    net: &TestNet,
+    node: &OrgId,
+) -> (
+    h2::client::SendRequest<prost::bytes::Bytes>,
+    h2::SendStream<prost::bytes::Bytes>,
+) {
+    let p = &net.fed.nodes[node];
+    let tls =
+        intelmesh_node::tls::client_for(node, &p.api_ca, &p.client_cert, &p.client_key).unwrap();
+    let tcp = TcpStream::connect(net.node(node).api_addr).await.unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        .connect(tls.server_name.clone(), tcp)
+        .await
+        .unwrap();
+    let (send, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    let request = http::Request::post(format!(
+        "https://{}/intelmesh.v1.Indicators/Lookup",
+        net.node(node).api_addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (_answer, body) = send.send_request(request, false).unwrap();
+    (send, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
+    let hub = org(HUB);
+    let limits = Limits {
+        calls_per_client: 2,
+        ..fast_limits()
+    };
+    let net = TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await;
+    let held = [
+        unfinished_call(&net, &hub).await,
+        unfinished_call(&net, &hub).await,
+    ];
+    // Both handlers are running (waiting for their bodies) once the node counts them.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut client = net.client(&hub).await;
+    let refused = client
+        .lookup(pb::LookupRequest {
+            values: vec!["evil.example".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("calls in flight"),
+        "{}",
+        refused.message()
+    );
+    // The calls end (their clients go away): the share is free again.
+    drop(held);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let call = client.lookup(pb::LookupRequest {
+            values: vec!["evil.example".into()],
+        });
+        match call.await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the ended calls kept their slots: {e}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

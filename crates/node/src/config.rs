@@ -242,6 +242,10 @@ pub struct Limits {
     /// federation); one more is closed once its handshake shows whose it is. A stolen
     /// certificate must not let its holder take every slot of a listener.
     pub connections_per_client: usize,
+    /// API calls one client certificate may have in flight at once, over all its
+    /// connections; one more is answered RESOURCE_EXHAUSTED before its request is read. Each
+    /// holds up to `max_message_bytes` while it is received.
+    pub calls_per_client: usize,
 }
 
 impl Default for Limits {
@@ -260,6 +264,7 @@ impl Default for Limits {
             unverified_total_bytes: 16 << 20,
             http_idle_ms: 60_000,
             connections_per_client: 64,
+            calls_per_client: 128,
         }
     }
 }
@@ -304,6 +309,7 @@ impl Limits {
         at_least_one("unverified_per_origin", self.unverified_per_origin as u64);
         at_least_one("unverified_total_bytes", self.unverified_total_bytes as u64);
         at_least_one("connections_per_client", self.connections_per_client as u64);
+        at_least_one("calls_per_client", self.calls_per_client as u64);
         let durations = [
             ("heartbeat_ms", self.heartbeat_ms),
             ("dead_after_ms", self.dead_after_ms),

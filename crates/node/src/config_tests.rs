@@ -23,6 +23,7 @@ fn limits_that_would_stop_a_node_are_each_named() {
         unverified_total_bytes: 0,
         http_idle_ms: 0,
         connections_per_client: 0,
+        calls_per_client: 0,
     };
     let mut named = settings(&zero);
     named.sort();
@@ -31,6 +32,7 @@ fn limits_that_would_stop_a_node_are_each_named() {
         [
             "backoff_max_ms",
             "backoff_min_ms",
+            "calls_per_client",
             "connect_timeout_ms",
             "connections_per_client",
             "dead_after_ms",

@@ -7,6 +7,7 @@ pub mod admission;
 pub mod api;
 pub mod api_calls;
 pub mod audit;
+pub mod call_slots;
 pub mod cert_facts;
 mod cert_times;
 pub mod cert_watch;
@@ -257,6 +258,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         // Calls one connection may have open at once (tonic leaves HTTP/2's bound unset).
         .max_concurrent_streams(Some(MAX_API_STREAMS))
         .layer(api_calls::CountCalls::new(Arc::clone(&state)))
+        .layer(call_slots::CallSlots::new(cfg.limits.calls_per_client))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
