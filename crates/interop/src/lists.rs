@@ -144,10 +144,11 @@ const MAX_PROSE_WORDS: usize = 4096;
 /// A line that is not an indicator as a whole is read in this order:
 /// - a hosts-file line (`0.0.0.0 evil.example`, the form of DNS block lists): the host names
 ///   after the sink address, never the address;
-/// - an annotated value (`HASH;comment`, `domain  note`, `value,source`): its first word (split
-///   at `;`, `,` or whitespace), and whatever the rest names deliberately. A bare domain as
-///   first word is taken only in a text that reads as a list (at least half its lines start
-///   with a value): in a report, `README.md describes…` is prose;
+/// - an annotated value (`HASH;comment`, `domain  note`, `value,source`): in a text that reads
+///   as a list (at least half its lines start with a value), its first word (split at `;`, `,`
+///   or whitespace) alone, the rest being its annotation (a source, a reference URL); in a
+///   report, the first word if written as an indicator on purpose (`README.md describes…` is
+///   prose), and whatever the rest names deliberately;
 /// - prose: every value the line names deliberately (defanged, a URL with its scheme, an
 ///   address, a hash, an e-mail).
 ///
@@ -204,6 +205,12 @@ const SINK_ADDRESSES: [&str; 7] = [
     "0:0:0:0:0:0:0:1",
 ];
 
+/// Whether `word` is an IP address (with or without a zone, as hosts files write `fe80::1%lo0`).
+fn is_address(word: &str) -> bool {
+    let address = word.split('%').next().unwrap_or(word);
+    address.parse::<std::net::IpAddr>().is_ok()
+}
+
 /// The indicators of one plain line (not blank, without its comment), in order, each once.
 fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason> {
     let whole = match detect(value) {
@@ -212,9 +219,18 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
     };
     let first = first_word(value);
     let rest = value[first.len()..].trim_start_matches([';', ',']);
-    if SINK_ADDRESSES.contains(&first) && !rest.trim().is_empty() {
-        let names: Vec<Indicator> = rest
-            .split_whitespace()
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let housekeeping = |w: &&str| {
+        let w = w.to_ascii_lowercase();
+        w.starts_with("localhost") || w.starts_with("ip6-") || w == "broadcasthost"
+    };
+    // A hosts file's own lines (`ff02::1 ip6-allnodes`) name no one's indicator either.
+    let hosts_line = SINK_ADDRESSES.contains(&first)
+        || (!words.is_empty() && words.iter().all(housekeeping) && is_address(first));
+    if hosts_line && !words.is_empty() {
+        let names: Vec<Indicator> = words
+            .iter()
+            .filter(|w| !housekeeping(w))
             .filter_map(|word| detect(word).ok())
             .filter(|i| i.ty() == intelmesh_core::IndicatorType::Domain)
             .fold(Vec::new(), |mut names, i| {
@@ -230,7 +246,10 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
         };
     }
     let mut found = match detect(first) {
-        Ok(i) if list || deliberate(first, &i) => vec![i],
+        // In a list, what follows the value annotates it (a source, a reference URL, a
+        // reporter's address): none of it is taken.
+        Ok(i) if list => return Ok(vec![i]),
+        Ok(i) if deliberate(first, &i) => vec![i],
         _ => Vec::new(),
     };
     let named = prose_values(if found.is_empty() { value } else { rest });

@@ -95,6 +95,23 @@ fn a_bare_domain_leading_a_line_is_a_value_in_a_list_and_prose_in_a_report() {
 }
 
 #[test]
+fn in_a_list_what_follows_a_value_annotates_it_and_is_not_taken() {
+    let r = read_plain(
+        "evil.example  see https://blog.vendor.example/x\n\
+         E3BC3689F01FD431CD2ED368AE91ECEAA7C465C2781FA7B7DC2EC9143A404F79;https://bazaar.example/s\n\
+         bad.example reported by abuse@cert.example\n",
+    );
+    assert_eq!(
+        values(&r),
+        [
+            "evil.example",
+            "e3bc3689f01fd431cd2ed368ae91eceaa7c465c2781fa7b7dc2ec9143a404f79",
+            "bad.example"
+        ]
+    );
+}
+
+#[test]
 fn a_hosts_file_gives_its_names_never_its_sink_addresses() {
     let r = read_plain(
         "127.0.0.1 localhost\n::1 localhost ip6-localhost\n255.255.255.255 broadcasthost\n\
@@ -117,6 +134,13 @@ fn a_hosts_file_gives_its_names_never_its_sink_addresses() {
         [1, 2, 3, 4].map(|n| (n, &LeftReason::HostsLineWithoutName))
     );
     assert_eq!(r.found.len(), 4);
+    // A hosts file's own lines name no indicator, not even their address.
+    let header = read_plain(
+        "127.0.0.1 localhost.localdomain\nff02::1 ip6-allnodes\nfe80::1%lo0 localhost\n\
+         0.0.0.0 evil.example\n",
+    );
+    assert_eq!(values(&header), ["evil.example"]);
+    assert_eq!(header.left.len(), 3);
     // A sink address alone on its line is a value like any other.
     assert_eq!(values(&read_plain("0.0.0.0\n")), ["0.0.0.0"]);
 }

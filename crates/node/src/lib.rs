@@ -251,6 +251,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             wait_stop(stopped.clone()),
         );
 
+    // A request may decode to a few times the message size the node takes.
+    intelmesh_proto::api_shape::allow_decoded(cfg.limits.max_message_bytes.saturating_mul(4));
     let api_server = Server::builder()
         // A connection whose client stopped answering is closed (20 s after an unanswered
         // ping), giving its slot back: each client certificate holds only so many.

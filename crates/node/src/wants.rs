@@ -40,9 +40,9 @@ pub struct Wants {
 struct Owed {
     keys: BTreeSet<EntryKey>,
     per_origin: HashMap<OrgId, usize>,
-    /// How many were owed when a stub last found no room: once a quarter of them are paid,
-    /// the store is scanned again for the stubs left out.
-    left_out_at: Option<usize>,
+    /// How many were owed when a stub last found no room, and how many were paid since: once
+    /// a quarter of them are, the store is scanned again for the stubs left out.
+    left_out_at: Option<(usize, usize)>,
 }
 
 impl Wants {
@@ -55,8 +55,8 @@ impl Wants {
         let mut w = self.lock();
         let of_origin = w.per_origin.get(&key.0).copied().unwrap_or(0);
         if w.keys.len() >= MAX_WANTS || of_origin >= MAX_WANTS_PER_ORIGIN {
-            if !w.keys.contains(&key) {
-                w.left_out_at = Some(w.keys.len());
+            if !w.keys.contains(&key) && w.left_out_at.is_none() {
+                w.left_out_at = Some((w.keys.len(), 0));
             }
             return;
         }
@@ -69,6 +69,9 @@ impl Wants {
     pub fn remove(&self, key: &EntryKey) {
         let mut w = self.lock();
         if w.keys.remove(key) {
+            if let Some((_, paid)) = &mut w.left_out_at {
+                *paid += 1;
+            }
             if let Some(n) = w.per_origin.get_mut(&key.0) {
                 *n -= 1;
                 if *n == 0 {
@@ -83,7 +86,7 @@ impl Wants {
     pub fn take_rescan(&self) -> bool {
         let mut w = self.lock();
         match w.left_out_at {
-            Some(owed) if w.keys.len() <= owed - owed / 4 => {
+            Some((owed, paid)) if paid >= (owed / 4).max(1) => {
                 w.left_out_at = None;
                 true
             }
@@ -253,6 +256,18 @@ mod tests {
         wants.remove(&(o, seq));
         assert!(wants.take_rescan());
         assert!(!wants.take_rescan(), "once, until more are left out");
+
+        // Payments count even while other origins' wants arrive.
+        let wants = Wants::default();
+        let (loud, quiet) = (&origins[0], &origins[1]);
+        for seq in 1..=MAX_WANTS_PER_ORIGIN as u64 + 1 {
+            wants.add((loud.clone(), seq));
+        }
+        for seq in 1..=(MAX_WANTS_PER_ORIGIN / 4) as u64 {
+            wants.remove(&(loud.clone(), seq));
+            wants.add((quiet.clone(), seq));
+        }
+        assert!(wants.take_rescan());
     }
 
     #[test]

@@ -10,12 +10,22 @@
 
 use std::any::TypeId;
 use std::mem::size_of;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::shape::{for_each_field, ShapeError};
 use crate::v1 as pb;
 
-/// Most bytes one API request may decode to, as estimated here.
+/// Most bytes one API request may decode to, as estimated here, unless a node allows more
+/// ([`allow_decoded`]).
 pub const MAX_DECODED_BYTES: usize = 64 << 20;
+
+static ALLOWED: AtomicUsize = AtomicUsize::new(MAX_DECODED_BYTES);
+
+/// Lets requests decode to `bytes` (never less than [`MAX_DECODED_BYTES`]): a node whose
+/// message size is raised takes requests that much larger.
+pub fn allow_decoded(bytes: usize) {
+    ALLOWED.store(bytes.max(MAX_DECODED_BYTES), Ordering::Relaxed);
+}
 
 /// The API's request messages and the messages they nest.
 #[derive(Clone, Copy, Debug)]
@@ -91,29 +101,30 @@ impl Kind {
 /// requests pass unchecked.
 pub fn check_request<U: 'static>(request: &[u8]) -> Result<(), ShapeError> {
     match Kind::of::<U>() {
-        Some(kind) => estimate(kind, request, 0).map(|_| ()),
+        Some(kind) => estimate(kind, request, 0, ALLOWED.load(Ordering::Relaxed)).map(|_| ()),
         None => Ok(()),
     }
 }
 
 /// What a message of `kind` encoded as `bytes` decodes to, at most, given `so_far` counted
 /// before it in the request.
-fn estimate(kind: Kind, bytes: &[u8], so_far: usize) -> Result<usize, ShapeError> {
+fn estimate(kind: Kind, bytes: &[u8], so_far: usize, max: usize) -> Result<usize, ShapeError> {
     let mut total = so_far + kind.size();
     for_each_field(bytes, |field, value| {
-        let Some(value) = value else {
-            // A number: held in its message's own size (a packed list is counted below).
-            return Ok(());
+        total = match (kind.nested(field), value) {
+            // A number: a singular one is in its message's size, one of an unpacked list
+            // takes a slot of its own.
+            (_, None) => total + size_of::<u64>(),
+            (Some(inner), Some(value)) => estimate(inner, value, total, max)?,
+            // A packed list of enums: four bytes each, from one byte on the wire.
+            (None, Some(value)) if matches!((kind, field), (Kind::Filter, 1)) => {
+                total + size_of::<Vec<i32>>() + 4 * value.len()
+            }
+            // A string or bytes.
+            (None, Some(value)) => total + size_of::<String>() + value.len(),
         };
-        total = match kind.nested(field) {
-            Some(inner) => estimate(inner, value, total)?,
-            // A string, bytes, or a packed list of enums (four bytes each, from one byte).
-            None => total + size_of::<String>() + 4 * value.len(),
-        };
-        if total > MAX_DECODED_BYTES {
-            return Err(ShapeError::TooLarge {
-                max: MAX_DECODED_BYTES,
-            });
+        if total > max {
+            return Err(ShapeError::TooLarge { max });
         }
         Ok(())
     })?;

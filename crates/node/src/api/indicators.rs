@@ -121,10 +121,10 @@ impl IndicatorsService {
     /// are even checked again, so nothing a retry sends is signed twice.
     async fn publish_for<T: Repeatable + Send + 'static>(
         &self,
-        request: &Request<T>,
+        request: Request<T>,
         prepare: impl FnOnce(&T, &Publisher) -> Result<Vec<Prepared>, Invalid> + Send + 'static,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let (org, name) = service(&self.state, request)?;
+        let (org, name) = service(&self.state, &request)?;
         if org != self.state.org {
             return Err(Status::permission_denied(format!(
                 "services of {org} cannot publish as {}",
@@ -136,12 +136,12 @@ impl IndicatorsService {
                 "service {name} may read, not publish (read_only_services in the node's config)"
             )));
         }
-        let r = request.get_ref();
+        let r = request.into_inner();
         let once = idempotency::receipt_key(&org, &name, r.idempotency_key())
             .map_err(bad)?
             .map(|key| Idempotent {
                 key,
-                request: idempotency::request_digest(r),
+                request: idempotency::request_digest(&r),
             });
         if let Some(once) = &once {
             if let Some(answer) = self
@@ -155,7 +155,7 @@ impl IndicatorsService {
         }
         // Normalizing up to 10,000 values and reading what each revocation revokes is
         // blocking work: off the runtime's threads, which serve every link and stream.
-        let (state, owned) = (Arc::clone(&self.state), r.clone());
+        let state = Arc::clone(&self.state);
         let items = tokio::task::spawn_blocking(move || {
             let members: BTreeSet<OrgId> = state.keys().members().clone();
             let p = Publisher {
@@ -163,7 +163,7 @@ impl IndicatorsService {
                 members: &members,
                 now: now_unix_ms(),
             };
-            prepare(&owned, &p)
+            prepare(&r, &p)
         })
         .await
         .map_err(internal)?
@@ -208,7 +208,7 @@ impl IndicatorsService {
     ) -> Result<Response<pb::SubmitResponse>, Status> {
         let lists = self.state.warninglists();
         let state = Arc::clone(&self.state);
-        self.publish_for(&request, move |r, p| {
+        self.publish_for(request, move |r, p| {
             let items = submission::submissions(&r.submissions, p)?;
             if !r.force {
                 submission::refuse_listed(&items, &lists)?;
@@ -229,7 +229,7 @@ impl IndicatorsService {
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        self.publish_for(&request, |r, p| Ok(vec![submission::sighting(r, p)?]))
+        self.publish_for(request, |r, p| Ok(vec![submission::sighting(r, p)?]))
             .await
     }
 

@@ -100,6 +100,18 @@ impl Users {
         }
     }
 
+    /// Refuses `from` while it has sent too many wrong passwords lately.
+    fn not_throttled(&self, from: IpAddr) -> Result<(), AuthError> {
+        let now = Instant::now();
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match failures.refused_until(from, now) {
+            Some(until) => Err(AuthError::Throttled(
+                until.saturating_duration_since(now).as_secs().max(1),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The user an `Authorization: Basic …` header names, if its password is right.
     async fn check_basic(
         &self,
@@ -136,16 +148,10 @@ impl Users {
                 return Ok((u.permission, name.to_string()));
             }
         }
-        let refused = self
-            .failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .refused_until(from, now);
-        if let Some(until) = refused {
-            let secs = until.saturating_duration_since(now).as_secs().max(1);
-            return Err(AuthError::Throttled(secs));
-        }
+        self.not_throttled(from)?;
         let _permit = super::busy::borrowed_permit(&self.hashing).await?;
+        // Again once a check is ours: guesses sent all at once waited together.
+        self.not_throttled(from)?;
         let (hash, password) = (hash.to_string(), password.to_string());
         let right = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|h| {

@@ -86,15 +86,19 @@ pub(super) async fn hold_answer(
     State(budget): State<Arc<Semaphore>>,
     answer: Response,
 ) -> Response {
-    let size = answer
-        .body()
-        .size_hint()
-        .exact()
-        .map_or(usize::MAX, |n| n as usize);
+    // The answer to a POST reports what was already signed: it is never withheld.
+    if answer.extensions().get::<NotHeld>().is_some() {
+        return answer;
+    }
+    let Some(size) = answer.body().size_hint().exact().map(|n| n as usize) else {
+        return answer;
+    };
     if size < HELD_FROM_BYTES {
         return answer;
     }
-    let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+    // An answer larger than the whole budget waits for all of it, rather than for ever.
+    let kib = size.div_ceil(1024).min(ANSWER_BUDGET_BYTES >> 10);
+    let kib = u32::try_from(kib).unwrap_or(u32::MAX);
     let Ok(permit) = Arc::clone(&budget).try_acquire_many_owned(kib) else {
         tracing::warn!(
             bytes = size,
@@ -109,6 +113,10 @@ pub(super) async fn hold_answer(
     };
     Response::from_parts(parts, Body::new(Pieces::new(bytes, permit)))
 }
+
+/// Marks an answer [`hold_answer`] lets through whatever the budget holds.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct NotHeld;
 
 /// An answer's bytes, given out a piece at a time, holding its share of the budget until
 /// the last piece is taken (or the answer is dropped).
@@ -171,6 +179,11 @@ mod tests {
         let refused = hold_answer(State(Arc::clone(&budget)), answer(&text)).await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(refused.headers().contains_key("retry-after"));
+        // The answer to a POST passes whatever the budget holds.
+        let mut posted = answer(&text);
+        posted.extensions_mut().insert(NotHeld);
+        let posted = hold_answer(State(Arc::clone(&budget)), posted).await;
+        assert_eq!(posted.status(), StatusCode::OK);
         // Small answers pass whatever the budget holds.
         let small = hold_answer(State(Arc::clone(&budget)), answer("{}")).await;
         assert_eq!(small.status(), StatusCode::OK);

@@ -601,5 +601,7 @@ async fn add_objects(
     };
     let body = status.to_json_text();
     g.statuses.keep(&caller.org, &caller.name, status);
-    Ok(taxii_text(StatusCode::ACCEPTED, body))
+    let mut answer = taxii_text(StatusCode::ACCEPTED, body);
+    answer.extensions_mut().insert(busy::NotHeld);
+    Ok(answer)
 }
