@@ -32,6 +32,27 @@ use crate::warninglists::lists_of;
 const CHUNK: usize = 256;
 /// Records one page looks at before answering with what it found (and a `next` token).
 const SCAN_BUDGET: usize = 20_000;
+
+/// A page ends once its objects come to about this many bytes of JSON, whatever its limit:
+/// a page of long descriptions must still fit the gateway's answer budget.
+const PAGE_BYTES: usize = 16 << 20;
+
+/// About how many bytes `v` takes as JSON (strings as written, before escapes).
+fn json_bytes(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(items) => items.iter().map(json_bytes).sum::<usize>() + 2,
+        Value::Object(fields) => {
+            fields
+                .iter()
+                .map(|(k, v)| k.len() + 4 + json_bytes(v))
+                .sum::<usize>()
+                + 2
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => 8,
+    }
+}
+
 /// Bytes of the shortest arrival posting (time, slot, an index key of two bytes).
 const SHORTEST_POSITION: usize = 27;
 
@@ -173,7 +194,7 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
     };
     let seal = |after: &[u8]| r.tokens.seal(r.org, encode(after).as_bytes());
     let mut out = Vec::new();
-    let mut scanned = 0;
+    let (mut scanned, mut bytes) = (0, 0);
     loop {
         let chunk = r.store.select(&selection, after.as_deref(), CHUNK)?;
         let end = chunk.len() < CHUNK;
@@ -183,6 +204,7 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
             if let Some((arrived, slot, _)) = parse_position(&position) {
                 // A record shows as one object at most.
                 let shown = r.shown(&state, q).into_iter().find(|s| s.slot == slot);
+                bytes += shown.as_ref().map_or(0, |s| json_bytes(&s.object));
                 out.extend(shown.map(|s| Dated {
                     date_added_us: arrived,
                     version: s.version,
@@ -190,7 +212,8 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
                 }));
             }
             let last_of_range = end && i + 1 == n;
-            if (out.len() >= limit || scanned >= SCAN_BUDGET) && !last_of_range {
+            let full = out.len() >= limit || bytes >= PAGE_BYTES;
+            if (full || scanned >= SCAN_BUDGET) && !last_of_range {
                 return Ok(Page {
                     objects: out,
                     next: Some(seal(&position)),
@@ -275,6 +298,25 @@ fn identity(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_sizes_are_estimated_close_to_what_is_written() {
+        let object = serde_json::json!({
+            "type": "indicator",
+            "id": "indicator--0a1b2c3d-0000-4000-8000-000000000001",
+            "description": "d".repeat(60_000),
+            "labels": ["a", "b"],
+            "confidence": 80,
+            "revoked": false,
+            "x": null,
+        });
+        let written = object.to_string().len();
+        let estimated = json_bytes(&object);
+        assert!(
+            estimated >= written * 9 / 10 && estimated <= written * 11 / 10,
+            "{estimated} for {written}"
+        );
+    }
 
     #[test]
     fn tokens_name_an_arrival_position_and_nothing_else() {
