@@ -227,6 +227,27 @@ async fn what_a_caller_reads_honours_tlp_as_the_grpc_api_does() {
             .any(|p| p.contains("for-br") || p.contains("au-only")),
         "the hub relays RED, it does not read it: {seen:?}"
     );
+    // An origin is named (its identity object) only to a reader who sees one of its records.
+    let mut at_br_api = net.client(&br).await;
+    let mut br_alone = upsert(Ty::Domain, "br-only.example", Tlp::Red, &[]);
+    br_alone.distribution = dist(Tlp::Red, &[]);
+    submit(&mut at_br_api, vec![br_alone]).await;
+    net.wait_converged(Duration::from_secs(20))
+        .await
+        .expect("converged");
+    let identity_at_hub = |origin: &str| {
+        let id = intelmesh_interop::stix_export::identity_id(origin);
+        format!("{}objects/{id}/", at_hub.collection)
+    };
+    let named = run_tool(
+        &at_hub,
+        &["get", &identity_at_hub("AU-AFP")],
+        &at_hub.reader,
+    )
+    .await;
+    assert_eq!(named["status"], 200, "{named}");
+    let unnamed = run_tool(&at_hub, &["get", &identity_at_hub("BR-PF")], &at_hub.reader).await;
+    assert_eq!(unnamed["status"], 404, "{unnamed}");
 
     // A service certificate authenticates instead of a password, and reads as its org.
     let at_au = gateway(&net, &au).await;

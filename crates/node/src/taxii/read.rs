@@ -278,6 +278,11 @@ fn identity(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadEr
     else {
         return Ok(Vec::new());
     };
+    // An origin whose records the reader may not see is not named to it (not even that it
+    // has entries here, nor since when).
+    if !shows_any_record_of(r, origin)? {
+        return Ok(Vec::new());
+    }
     let first = r.store.range(origin, 1, 1)?;
     let created = first
         .first()
@@ -293,6 +298,35 @@ fn identity(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadEr
         version: created,
         object,
     }])
+}
+
+/// Whether the reader sees an assertion or sightings of `origin` among the first
+/// [`SCAN_BUDGET`] indicators the origin has a record of.
+fn shows_any_record_of(r: &Reader, origin: &intelmesh_core::OrgId) -> Result<bool, ReadError> {
+    let selection = Selection::Origins(vec![origin.to_string()]);
+    let (mut after, mut scanned) = (None::<Vec<u8>>, 0);
+    loop {
+        let chunk = r.store.select(&selection, after.as_deref(), CHUNK)?;
+        let end = chunk.len() < CHUNK;
+        for (position, state) in chunk {
+            let of_origin = |o: &str| o == origin.as_str();
+            if let Some(v) = r.view.view(&state, r.org) {
+                if v.assertions.iter().any(|a| of_origin(&a.origin))
+                    || v.sightings.iter().any(|s| of_origin(&s.origin))
+                {
+                    return Ok(true);
+                }
+            }
+            scanned += 1;
+            if scanned >= SCAN_BUDGET {
+                return Ok(false);
+            }
+            after = Some(position);
+        }
+        if end {
+            return Ok(false);
+        }
+    }
 }
 
 #[cfg(test)]
