@@ -60,7 +60,14 @@ struct Inner {
     reported: BTreeMap<OrgId, (u64, Option<Hash>)>,
     /// The seq of each origin whose split view this node last answered.
     answered: BTreeMap<OrgId, u64>,
+    /// Falls taken in per origin on this link ([`MAX_FALLS`]).
+    falls: BTreeMap<OrgId, u32>,
 }
+
+/// Falls of one origin's head a link takes in: a cut is rare (a roster version ending a
+/// key), and each fall makes this node send again what follows it, so a peer reporting its
+/// head up and down without end gets no more resends than this. A new link starts afresh.
+const MAX_FALLS: u32 = 4;
 
 /// This node's view of one peer on one link.
 #[derive(Default)]
@@ -81,10 +88,17 @@ impl PeerView {
     pub fn learn(&self, reported: &Reported) {
         let mut inner = self.lock();
         for (origin, seq) in &reported.heads {
-            let fell = inner
+            let mut fell = inner
                 .reported
                 .insert(origin.clone(), (*seq, reported.hashes.get(origin).copied()))
                 .is_some_and(|(before, _)| *seq < before);
+            if fell {
+                let falls = inner.falls.entry(origin.clone()).or_insert(0);
+                *falls = falls.saturating_add(1);
+                if *falls > MAX_FALLS {
+                    fell = false;
+                }
+            }
             let known = inner.known.entry(origin.clone()).or_insert(0);
             *known = if fell { *seq } else { (*known).max(*seq) };
         }
@@ -257,6 +271,23 @@ mod tests {
         assert_eq!(view.known(&org("SG")), 7, "lowering never raises");
         view.lower(&org("AU"), 3);
         assert_eq!(view.known(&org("AU")), 0);
+    }
+
+    #[test]
+    fn a_peer_reporting_its_head_up_and_down_gets_a_bounded_number_of_resends() {
+        let view = PeerView::default();
+        for _ in 0..MAX_FALLS {
+            view.learn(&report("SG", 100));
+            view.learn(&report("SG", 0));
+            assert_eq!(view.known(&org("SG")), 0, "a fall is taken in");
+        }
+        view.learn(&report("SG", 100));
+        view.learn(&report("SG", 0));
+        assert_eq!(view.known(&org("SG")), 100, "past the bound, falls are not");
+        // Another origin has falls of its own.
+        view.learn(&report("AU", 9));
+        view.learn(&report("AU", 3));
+        assert_eq!(view.known(&org("AU")), 3);
     }
 
     #[test]
