@@ -227,14 +227,19 @@ async fn status_served(net: &TestNet, node: &OrgId, cert: &Path, key: &Path) -> 
     matches!(timeout(PATIENCE, call).await, Ok(Ok(_)))
 }
 
+/// The hub alone, with `limits`.
+async fn hub_alone(limits: Limits) -> TestNet {
+    TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_certificate_holds_at_most_its_share_of_api_connections() {
     let hub = org(HUB);
-    let limits = Limits {
+    let net = hub_alone(Limits {
         connections_per_client: 2,
         ..fast_limits()
-    };
-    let net = TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await;
+    })
+    .await;
     let p = &net.fed.nodes[&hub];
     let (cert, key) = (p.client_cert.clone(), p.client_key.clone());
 
@@ -286,14 +291,7 @@ async fn silent_h2_connection(
     node: &OrgId,
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
     use tokio::io::AsyncWriteExt;
-    let p = &net.fed.nodes[node];
-    let tls =
-        intelmesh_node::tls::client_for(node, &p.api_ca, &p.client_cert, &p.client_key).unwrap();
-    let tcp = TcpStream::connect(net.node(node).api_addr).await.unwrap();
-    let mut stream = tokio_rustls::TlsConnector::from(tls.config.clone())
-        .connect(tls.server_name.clone(), tcp)
-        .await
-        .unwrap();
+    let mut stream = net.service_tls(node, net.node(node).api_addr).await;
     // The client preface, then an empty SETTINGS frame (length 0, type 4, no flags, stream 0).
     stream
         .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
@@ -306,11 +304,11 @@ async fn silent_h2_connection(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_of_a_vanished_client_give_their_slots_back() {
     let hub = org(HUB);
-    let limits = Limits {
+    let net = hub_alone(Limits {
         connections_per_client: 2,
         ..fast_limits()
-    };
-    let net = TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await;
+    })
+    .await;
     let p = &net.fed.nodes[&hub];
     let silent = [
         silent_h2_connection(&net, &hub).await,
@@ -342,14 +340,7 @@ async fn unfinished_call(
     h2::client::SendRequest<prost::bytes::Bytes>,
     h2::SendStream<prost::bytes::Bytes>,
 ) {
-    let p = &net.fed.nodes[node];
-    let tls =
-        intelmesh_node::tls::client_for(node, &p.api_ca, &p.client_cert, &p.client_key).unwrap();
-    let tcp = TcpStream::connect(net.node(node).api_addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
-        .connect(tls.server_name.clone(), tcp)
-        .await
-        .unwrap();
+    let stream = net.service_tls(node, net.node(node).api_addr).await;
     let (send, connection) = h2::client::handshake(stream).await.unwrap();
     tokio::spawn(connection);
     let mut send = send.ready().await.unwrap();
@@ -368,11 +359,11 @@ async fn unfinished_call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
     let hub = org(HUB);
-    let limits = Limits {
+    let net = hub_alone(Limits {
         calls_per_client: 2,
         ..fast_limits()
-    };
-    let net = TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await;
+    })
+    .await;
     let held = [
         unfinished_call(&net, &hub).await,
         unfinished_call(&net, &hub).await,

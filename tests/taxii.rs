@@ -459,14 +459,7 @@ async fn discovery_over_http2_names_the_authority_the_caller_used() {
     let net = net().await;
     let au = org("AU-AFP");
     let addr = net.node(&au).taxii_addr.expect("the gateway listens");
-    let p = &net.fed.nodes[&au];
-    let tls =
-        intelmesh_node::tls::client_for(&au, &p.api_ca, &p.client_cert, &p.client_key).unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
-        .connect(tls.server_name.clone(), tcp)
-        .await
-        .unwrap();
+    let stream = net.service_tls(&au, addr).await;
     let (send, connection) = h2::client::handshake(stream).await.unwrap();
     tokio::spawn(connection);
     let mut send = send.ready().await.unwrap();

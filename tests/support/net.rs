@@ -85,6 +85,24 @@ impl TestNet {
         service_channel(self.node(org), &self.fed.nodes[org]).await
     }
 
+    /// A raw TLS connection (HTTP/2 agreed) to `addr`, one of `org`'s listeners serving its
+    /// API certificate (the API, the TAXII gateway), with the provisioned service certificate:
+    /// for tests that speak HTTP/2 by hand.
+    pub async fn service_tls(
+        &self,
+        org: &OrgId,
+        addr: std::net::SocketAddr,
+    ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        let p = &self.fed.nodes[org];
+        let tls = intelmesh_node::tls::client_for(org, &p.api_ca, &p.client_cert, &p.client_key)
+            .expect("client TLS config");
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tokio_rustls::TlsConnector::from(tls.config.clone())
+            .connect(tls.server_name.clone(), tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
     /// An `Indicators` client of `org`'s API, over mTLS with the provisioned service cert.
     pub async fn client(&self, org: &OrgId) -> IndicatorsClient<Channel> {
         IndicatorsClient::new(self.channel(org).await)

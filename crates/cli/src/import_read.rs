@@ -11,6 +11,7 @@ use intelmesh_core::Tlp;
 use intelmesh_interop::lists::{self, LeftReason, TextRead};
 use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip};
 use intelmesh_interop::stix::{stix_objects, unreadable_marking, ObjectError, Outcome, SkipReason};
+use intelmesh_interop::text::clip;
 use intelmesh_interop::{
     import_misp, import_stix, ImportOptions, ManifestEntry, MispOptions, PatternError,
 };
@@ -179,18 +180,6 @@ fn detect_format(path: &Path, text: &str) -> anyhow::Result<Format> {
         return Ok(Format::Csv);
     }
     Ok(Format::Plain)
-}
-
-fn clip(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push('…');
-    }
-    s
 }
 
 fn clean_tags(tags: &[String]) -> Vec<String> {

@@ -17,6 +17,7 @@ pub mod pattern;
 pub mod stix;
 pub mod stix_export;
 pub mod taxii;
+pub mod text;
 pub mod time;
 pub mod warninglist;
 

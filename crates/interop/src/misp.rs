@@ -551,7 +551,7 @@ impl Tags {
                 continue;
             }
             if tags.names.len() < MAX_TAGS_PER_INDICATOR {
-                let name = clip(name);
+                let name = crate::text::clip(name.to_owned(), MAX_TAG_BYTES);
                 // At most MAX_TAGS_PER_INDICATOR kept, so the scan is bounded.
                 if !tags.names.contains(&name) {
                     tags.names.push(name);
@@ -560,21 +560,6 @@ impl Tags {
         }
         tags
     }
-}
-
-/// `name` cut to [`MAX_TAG_BYTES`] at a character boundary, marked with `…` when cut.
-fn clip(name: &str) -> String {
-    if name.len() <= MAX_TAG_BYTES {
-        return name.to_owned();
-    }
-    let mut end = MAX_TAG_BYTES;
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut out = String::with_capacity(end + '…'.len_utf8());
-    out.push_str(name.get(..end).unwrap_or_default());
-    out.push('…');
-    out
 }
 
 fn list<'a>(holder: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {

@@ -75,7 +75,7 @@ pub struct Users {
     verified: Mutex<HashMap<[u8; 32], Instant>>,
     /// argon2 runs at most this many at once (each takes ~19 MiB and tens of ms): a flood of
     /// wrong passwords waits here instead of taking the node's memory and cores.
-    hashing: tokio::sync::Semaphore,
+    hashing: std::sync::Arc<tokio::sync::Semaphore>,
     /// Wrong passwords by client address: a guessing host is refused before it waits here.
     failures: Mutex<super::throttle::Failures>,
 }
@@ -95,7 +95,7 @@ impl Users {
         Users {
             users,
             verified: Mutex::new(HashMap::new()),
-            hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
+            hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(HASHING_AT_ONCE)),
             failures: Mutex::default(),
         }
     }
@@ -149,7 +149,7 @@ impl Users {
             }
         }
         self.not_throttled(from)?;
-        let _permit = super::busy::borrowed_permit(&self.hashing).await?;
+        let _permit = super::busy::permit(&self.hashing).await?;
         // Again once a check is ours: guesses sent all at once waited together.
         self.not_throttled(from)?;
         let (hash, password) = (hash.to_string(), password.to_string());
@@ -217,13 +217,18 @@ mod tests {
 
     const HOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 7));
 
-    #[tokio::test]
-    async fn an_address_guessing_passwords_is_refused_without_a_check_and_others_are_not() {
-        let users = Users::new(vec![TaxiiUser {
+    /// One user, `soc`, whose password is "correct horse battery".
+    fn soc(permission: Permission) -> Users {
+        Users::new(vec![TaxiiUser {
             name: "soc".into(),
             password_hash: hash_password("correct horse battery").unwrap(),
-            permission: Permission::Read,
-        }]);
+            permission,
+        }])
+    }
+
+    #[tokio::test]
+    async fn an_address_guessing_passwords_is_refused_without_a_check_and_others_are_not() {
+        let users = soc(Permission::Read);
         for _ in 0..super::super::throttle::FAILURES_PER_WINDOW {
             let wrong = users.check_basic(&basic("soc", "guess"), HOST).await;
             assert_eq!(wrong, Err(AuthError::BadCredentials));
@@ -258,11 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_right_password_of_a_known_user_passes() {
-        let users = Users::new(vec![TaxiiUser {
-            name: "soc".into(),
-            password_hash: hash_password("correct horse battery").unwrap(),
-            permission: Permission::Submit,
-        }]);
+        let users = soc(Permission::Submit);
         let ok = users
             .check_basic(&basic("soc", "correct horse battery"), HOST)
             .await;

@@ -55,16 +55,6 @@ async fn permit_within(
     }
 }
 
-/// A permit of a borrowed pool, waited for at most [`WAIT_FOR_WORK`].
-pub(super) async fn borrowed_permit(
-    pool: &Semaphore,
-) -> Result<tokio::sync::SemaphorePermit<'_>, Busy> {
-    match tokio::time::timeout(WAIT_FOR_WORK, pool.acquire()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        Ok(Err(_)) | Err(_) => Err(Busy),
-    }
-}
-
 /// Bytes of large answers built and not yet taken by their clients, in all.
 pub(super) const ANSWER_BUDGET_BYTES: usize = 128 << 20;
 

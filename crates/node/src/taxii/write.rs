@@ -17,6 +17,7 @@ use intelmesh_interop::stix::{
 };
 use intelmesh_interop::stix_export::indicator_id;
 use intelmesh_interop::taxii::{StatusDetail, StatusResource};
+use intelmesh_interop::text::clip;
 use intelmesh_interop::{format_timestamp, Markings, Warninglists};
 use intelmesh_proto::v1 as pb;
 use prost::Message as _;
@@ -43,12 +44,12 @@ pub const MAX_ENVELOPE_OBJECTS: usize = 10_000;
 /// Most values one POST signs (as many as one gRPC `Submit`), and most bytes of their
 /// payloads: an object past either is a failure (post it again), whatever follows it.
 pub const MAX_POST_VALUES: usize = crate::api::submission::MAX_SUBMISSIONS;
+pub const MAX_POST_PAYLOAD_BYTES: usize = 32 << 20;
 
 /// Most values one POST has judged (each a look at this node's assertions), whether new or
 /// already held: an envelope of objects naming values the node holds costs no more than one
 /// it signs. An object past it is a failure like one past [`MAX_POST_VALUES`].
 const MAX_JUDGED_VALUES: usize = 2 * MAX_POST_VALUES;
-pub const MAX_POST_PAYLOAD_BYTES: usize = 32 << 20;
 
 /// Why a body gives no plan at all.
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +98,12 @@ pub fn submission_of(i: &StixIndicator) -> pb::Submission {
 /// A status detail. Its id and message are cut to a bound: both may carry the caller's text
 /// (an id is whatever the object says, an error may quote a pattern), and statuses are kept.
 fn detail(id: &str, version: Option<String>, message: Option<String>) -> StatusDetail {
+    // Cut so that with its `…` a text stays within its bound.
+    let cut = |text: String, max: usize| clip(text, max - '…'.len_utf8());
     StatusDetail {
-        id: clip(id, MAX_DETAIL_ID_BYTES).into_owned(),
+        id: cut(id.to_string(), MAX_DETAIL_ID_BYTES),
         version,
-        message: message.map(|m| match clip(&m, MAX_DETAIL_MESSAGE_BYTES) {
-            std::borrow::Cow::Borrowed(_) => m,
-            clipped => clipped.into_owned(),
-        }),
+        message: message.map(|m| cut(m, MAX_DETAIL_MESSAGE_BYTES)),
     }
 }
 
@@ -111,18 +111,6 @@ fn detail(id: &str, version: Option<String>, message: Option<String>) -> StatusD
 /// many stored ids is cut, the ids are read back from the collection).
 const MAX_DETAIL_ID_BYTES: usize = 256;
 const MAX_DETAIL_MESSAGE_BYTES: usize = 1024;
-
-/// `text` cut to at most `max` bytes at a character boundary, marked with `…` where cut.
-fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if text.len() <= max {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
-}
 
 /// What to sign for `body` and each object's outcome. `held(i)` is this node's assertion in
 /// force about `i`, if any.
