@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use bytes::Buf;
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
-use tonic::Status;
+use tonic::{Code, Status};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use crate::api_shape::check_request;
@@ -73,7 +73,12 @@ impl<U: Message + Default + 'static> Decoder for BoundedDecoder<U> {
             check_request::<U>(whole)
         };
         checked.map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.inner.decode(buf)
+        // Prost's decoder calls a message that does not decode an INTERNAL error, which
+        // blames the receiver; the sender's bytes are at fault.
+        self.inner.decode(buf).map_err(|e| match e.code() {
+            Code::Internal => Status::invalid_argument(e.message().to_owned()),
+            _ => e,
+        })
     }
 
     fn buffer_settings(&self) -> BufferSettings {
