@@ -59,6 +59,8 @@ async fn a_listed_value_needs_force_and_lookups_name_the_list() {
             upsert(Ty::Domain, "evil.example", Tlp::Green, &[]),
             upsert(Ty::Ipv4, "8.8.8.8", Tlp::Green, &[]),
             upsert(Ty::Url, "https://www.google.com/search", Tlp::Green, &[]),
+            // A block holding a listed address is applied whole by a firewall.
+            upsert(Ty::Cidr, "8.8.8.0/24", Tlp::Green, &[]),
         ],
         force,
         ..Default::default()
@@ -71,11 +73,15 @@ async fn a_listed_value_needs_force_and_lookups_name_the_list() {
     let msg = refused.message();
     assert!(msg.contains("8.8.8.8 (on Public DNS resolvers)"), "{msg}");
     assert!(msg.contains("google.com/search (on Top domains)"), "{msg}");
+    assert!(
+        msg.contains("8.8.8.0/24 (on Public DNS resolvers)"),
+        "{msg}"
+    );
     assert!(msg.contains("force"), "{msg}");
     assert_eq!(head(&net, &au), before, "nothing of the request was signed");
 
     let forced = c.submit(request(true)).await.expect("forced").into_inner();
-    assert_eq!(forced.assigned.len(), 3);
+    assert_eq!(forced.assigned.len(), 4);
     // Revoking a listed value pushes nothing to anyone's block list: no force needed.
     c.submit(pb::SubmitRequest {
         submissions: vec![revoke(Ty::Ipv4, "8.8.8.8")],

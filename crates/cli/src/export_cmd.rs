@@ -105,7 +105,15 @@ async fn block_list(
     args: &ExportArgs,
     states: &[pb::IndicatorState],
 ) -> anyhow::Result<Vec<Indicator>> {
-    let values = asserted(states);
+    let (values, everything): (Vec<_>, Vec<_>) = asserted(states)
+        .into_iter()
+        .partition(|v| !(v.ty() == IndicatorType::Cidr && v.value().ends_with("/0")));
+    if !everything.is_empty() {
+        eprintln!(
+            "left out {} block(s) of prefix length 0: on a block list they match every address",
+            everything.len()
+        );
+    }
     if args.keep_warninglisted {
         return Ok(values);
     }

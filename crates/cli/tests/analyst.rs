@@ -273,6 +273,8 @@ fn rpz_export_is_a_zone_of_names_and_addresses() {
             "--force",
             "8.8.8.8",
             "https://github.com/evil/drop.exe",
+            "8.8.0.0/16",
+            "0.0.0.0/0",
         ],
     );
     let out = plain(
@@ -286,7 +288,11 @@ fn rpz_export_is_a_zone_of_names_and_addresses() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("left out 2 value(s) on the node's warninglists"),
+        stderr.contains("left out 3 value(s) on the node's warninglists"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("left out 1 block(s) of prefix length 0"),
         "{stderr}"
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -330,6 +336,9 @@ fn rpz_export_is_a_zone_of_names_and_addresses() {
         "{values:?}"
     );
     assert!(!values.contains("8.8.8.8"), "{values:?}");
+    // A block holding a listed address is left out with it; a block of every address always.
+    assert!(!values.contains("8.8.0.0/16"), "{values:?}");
+    assert!(!values.contains("0.0.0.0/0"), "{values:?}");
     assert!(values.contains("evil.example"), "{values:?}");
 }
 

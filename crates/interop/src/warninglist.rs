@@ -8,11 +8,17 @@
 //! `regex` lists are read but not matched (the workspace has no regex engine, and MISP's
 //! PCRE syntax is not Rust's); [`AddReport`] says so rather than matching nothing quietly.
 //!
+//! A value that would cover a listed one is flagged too, because a block list applies it
+//! whole: a CIDR block holding a listed address or block (`8.8.8.0/24`, `0.0.0.0/0`), and a
+//! domain with a listed name below it (`office365.com` when `outlook.office365.com` is
+//! listed), which an RPZ zone writes as `*.office365.com`. Those probes are per list, over
+//! where its blocks start and its names reversed, so `0.0.0.0/0` costs one probe per list.
+//!
 //! A list applies only to the indicator types its `matching_attributes` name (an empty list
 //! means all), which keeps `3::`, the ssdeep of an empty file, from flagging the IPv6 address
 //! `3::`. A URL's host and an e-mail's domain are matched too, as that host would be.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use intelmesh_core::indicator::detect;
@@ -147,6 +153,12 @@ pub struct Warninglists {
     substrings: Vec<(String, usize)>,
     v4: BTreeMap<u8, HashMap<u32, Vec<usize>>>,
     v6: BTreeMap<u8, HashMap<u128, Vec<usize>>>,
+    /// Per list, where its blocks start: a wider block holding one covers it.
+    v4_starts: BTreeMap<usize, BTreeSet<u32>>,
+    v6_starts: BTreeMap<usize, BTreeSet<u128>>,
+    /// Listed domain names with their labels reversed (`com.office365.outlook`), with their
+    /// lists: a parent of one covers it. One map, so a domain covering none costs one probe.
+    names_reversed: BTreeMap<String, Vec<usize>>,
 }
 
 impl Warninglists {
@@ -176,11 +188,16 @@ impl Warninglists {
             let lower = trimmed.to_ascii_lowercase();
             match list.kind {
                 ListKind::String => {
-                    let key = detect(trimmed).map_or(lower, Indicator::into_value);
+                    let found = detect(trimmed);
+                    if let Ok(d) = &found {
+                        self.add_coverable(d, idx);
+                    }
+                    let key = found.map_or(lower, Indicator::into_value);
                     push(self.exact.entry(key).or_default(), idx);
                 }
                 ListKind::Hostname => {
                     let key = lower.trim_matches('.').to_owned();
+                    push(self.names_reversed.entry(reversed(&key)).or_default(), idx);
                     push(self.hostnames.entry(key).or_default(), idx);
                 }
                 ListKind::Substring => self.substrings.push((lower, idx)),
@@ -188,10 +205,12 @@ impl Warninglists {
                     Some((IpAddr::V4(a), len)) => {
                         let net = u32::from(a) & mask32(len);
                         push(self.v4.entry(len).or_default().entry(net).or_default(), idx);
+                        self.v4_starts.entry(idx).or_default().insert(net);
                     }
                     Some((IpAddr::V6(a), len)) => {
                         let net = u128::from(a) & mask128(len);
                         push(self.v6.entry(len).or_default().entry(net).or_default(), idx);
+                        self.v6_starts.entry(idx).or_default().insert(net);
                     }
                     None => {
                         report
@@ -212,6 +231,27 @@ impl Warninglists {
         report
     }
 
+    /// Notes an exact entry of list `idx` that a wider value can cover.
+    fn add_coverable(&mut self, entry: &Indicator, idx: usize) {
+        match block_of(entry) {
+            Some(Block::V4(net, _)) => {
+                self.v4_starts.entry(idx).or_default().insert(net);
+            }
+            Some(Block::V6(net, _)) => {
+                self.v6_starts.entry(idx).or_default().insert(net);
+            }
+            None if entry.ty() == IndicatorType::Domain => {
+                push(
+                    self.names_reversed
+                        .entry(reversed(entry.value()))
+                        .or_default(),
+                    idx,
+                );
+            }
+            None => {}
+        }
+    }
+
     /// Names of the lists `indicator` is on, sorted, without repeats.
     pub fn matches(&self, indicator: &Indicator) -> Vec<&str> {
         self.matches_with_host(indicator, indicator.host().as_ref())
@@ -222,6 +262,8 @@ impl Warninglists {
     pub fn matches_with_host(&self, indicator: &Indicator, host: Option<&Indicator>) -> Vec<&str> {
         let mut hits = Vec::new();
         self.collect(indicator, &mut hits);
+        // A URL or e-mail address is specific: only the value itself can cover listed ones.
+        self.collect_covered(indicator, &mut hits);
         if let Some(host) = host {
             self.collect(host, &mut hits);
         }
@@ -231,15 +273,52 @@ impl Warninglists {
         names
     }
 
+    fn applies(&self, list: usize, ty: IndicatorType) -> bool {
+        self.applies[list]
+            .as_ref()
+            .is_none_or(|types| types.contains(&ty))
+    }
+
+    /// The lists holding a block or name that `indicator` covers without being on them.
+    fn collect_covered(&self, indicator: &Indicator, hits: &mut Vec<usize>) {
+        let ty = indicator.ty();
+        let mut take = |list: usize, covers: bool| {
+            if covers && self.applies(list, ty) {
+                hits.push(list);
+            }
+        };
+        match (ty, block_of(indicator)) {
+            (IndicatorType::Domain, _) => {
+                let below = format!("{}.", reversed(indicator.value()));
+                let names = self.names_reversed.range(below.clone()..);
+                let names = names.take_while(|(name, _)| name.starts_with(&below));
+                // A domain covering a whole list is flagged by the lists of its first names.
+                for &list in names.take(MAX_COVERED_NAMES).flat_map(|(_, lists)| lists) {
+                    take(list, true);
+                }
+            }
+            (_, Some(Block::V4(net, len))) if len < 32 => {
+                let last = net | !mask32(len);
+                for (&list, starts) in &self.v4_starts {
+                    take(list, starts.range(net..=last).next().is_some());
+                }
+            }
+            (_, Some(Block::V6(net, len))) if len < 128 => {
+                let last = net | !mask128(len);
+                for (&list, starts) in &self.v6_starts {
+                    take(list, starts.range(net..=last).next().is_some());
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn collect(&self, indicator: &Indicator, hits: &mut Vec<usize>) {
         let ty = indicator.ty();
         let value = indicator.value();
         let mut take = |found: Option<&Vec<usize>>| {
             for &i in found.into_iter().flatten() {
-                if self.applies[i]
-                    .as_ref()
-                    .is_none_or(|types| types.contains(&ty))
-                {
+                if self.applies(i, ty) {
                     hits.push(i);
                 }
             }
@@ -255,29 +334,21 @@ impl Warninglists {
                 }
             }
         }
-        if matches!(
-            ty,
-            IndicatorType::Ipv4 | IndicatorType::Ipv6 | IndicatorType::Cidr
-        ) {
-            match block(value) {
-                Some((IpAddr::V4(a), len)) => {
-                    for (&plen, nets) in self.v4.range(..=len) {
-                        take(nets.get(&(u32::from(a) & mask32(plen))));
-                    }
+        match block_of(indicator) {
+            Some(Block::V4(a, len)) => {
+                for (&plen, nets) in self.v4.range(..=len) {
+                    take(nets.get(&(a & mask32(plen))));
                 }
-                Some((IpAddr::V6(a), len)) => {
-                    for (&plen, nets) in self.v6.range(..=len) {
-                        take(nets.get(&(u128::from(a) & mask128(plen))));
-                    }
-                }
-                None => {}
             }
+            Some(Block::V6(a, len)) => {
+                for (&plen, nets) in self.v6.range(..=len) {
+                    take(nets.get(&(a & mask128(plen))));
+                }
+            }
+            None => {}
         }
         for (sub, i) in &self.substrings {
-            let applies = self.applies[*i]
-                .as_ref()
-                .is_none_or(|types| types.contains(&ty));
-            if applies && value.contains(sub.as_str()) {
+            if self.applies(*i, ty) && value.contains(sub.as_str()) {
                 hits.push(*i);
             }
         }
@@ -316,6 +387,38 @@ fn applies_to(matching_attributes: &[String]) -> Option<Vec<IndicatorType>> {
         }
     }
     Some(types)
+}
+
+/// Listed names below a domain read to say which lists it covers.
+const MAX_COVERED_NAMES: usize = 1024;
+
+/// An address indicator's block: its network and prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    V4(u32, u8),
+    V6(u128, u8),
+}
+
+/// The block of an address or CIDR indicator; an IPv4-mapped IPv6 address or block
+/// (`::ffff:8.8.8.8`) as the IPv4 one it reaches.
+fn block_of(indicator: &Indicator) -> Option<Block> {
+    use IndicatorType as T;
+    if !matches!(indicator.ty(), T::Ipv4 | T::Ipv6 | T::Cidr) {
+        return None;
+    }
+    match block(indicator.value())? {
+        (IpAddr::V4(a), len) => Some(Block::V4(u32::from(a) & mask32(len), len)),
+        (IpAddr::V6(a), len) => match a.to_ipv4_mapped() {
+            Some(v4) if len >= 96 => Some(Block::V4(u32::from(v4) & mask32(len - 96), len - 96)),
+            _ => Some(Block::V6(u128::from(a) & mask128(len), len)),
+        },
+    }
+}
+
+/// A domain name with its labels in reverse order, so the names below a domain sort after it
+/// under one prefix.
+fn reversed(name: &str) -> String {
+    name.rsplit('.').collect::<Vec<_>>().join(".")
 }
 
 /// An address or block: `(address, prefix length)`, a bare address at full length.

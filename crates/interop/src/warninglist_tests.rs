@@ -25,7 +25,7 @@ fn sample() -> (Warninglists, Vec<AddReport>) {
                     "matching_attributes": ["ip-src", "ip-dst", "domain|ip"]}),
         ),
         list(
-            json!({"name": "google", "type": "hostname", "list": ["google.com", ".gstatic.com."],
+            json!({"name": "google", "type": "hostname", "list": ["google.com", ".gstatic.com.", "maps.googleapis.com"],
                     "matching_attributes": ["hostname", "domain", "url"]}),
         ),
         list(
@@ -59,7 +59,25 @@ fn matches_by_kind() {
         (ind(T::Url, "http://8.8.8.8/x"), vec!["dns"]),
         (ind(T::Ipv4, "10.200.3.4"), vec!["private"]),
         (ind(T::Cidr, "10.1.0.0/16"), vec!["private"]),
-        (ind(T::Cidr, "10.0.0.0/7"), vec![]),
+        // A block holding a listed one is applied whole by a firewall: it is flagged too.
+        (ind(T::Cidr, "10.0.0.0/7"), vec!["private"]),
+        (ind(T::Cidr, "11.0.0.0/8"), vec![]),
+        (ind(T::Cidr, "8.8.8.0/24"), vec!["dns"]),
+        (ind(T::Cidr, "8.8.4.4/32"), vec!["dns"]),
+        (ind(T::Cidr, "8.8.8.10/31"), vec![]),
+        (ind(T::Cidr, "0.0.0.0/0"), vec!["dns", "private"]),
+        (ind(T::Cidr, "2001:4860::/32"), vec!["dns"]),
+        (ind(T::Cidr, "::/0"), vec!["dns", "private"]),
+        (ind(T::Ipv6, "::ffff:8.8.8.8"), vec!["dns"]),
+        (ind(T::Cidr, "::ffff:8.8.0.0/112"), vec!["dns"]),
+        // A string list's addresses are covered too.
+        (ind(T::Cidr, "3::/16"), vec![]),
+        (ind(T::Cidr, "0.0.0.0/1"), vec!["dns", "private"]),
+        // A domain with a listed name below it; a URL on such a host covers nothing listed.
+        (ind(T::Domain, "googleapis.com"), vec!["google"]),
+        (ind(T::Domain, "co.com"), vec![]),
+        (ind(T::Domain, "static.com"), vec![]),
+        (ind(T::Url, "http://googleapis.com/x"), vec![]),
         (ind(T::Ipv6, "fe80::1"), vec!["private"]),
         (
             ind(T::Md5, "d41d8cd98f00b204e9800998ecf8427e"),

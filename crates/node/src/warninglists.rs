@@ -97,8 +97,9 @@ pub fn refusal(listed: &[(&Indicator, Vec<String>)]) -> String {
         .collect();
     let more = listed.len().saturating_sub(10);
     format!(
-        "{} value(s) on the node's warninglists of known-benign values: {}{}; nothing was \
-         published; resubmit with force to publish them anyway",
+        "{} value(s) on the node's warninglists of known-benign values (or blocks and domains \
+         covering a listed one): {}{}; nothing was published; resubmit with force to publish \
+         them anyway",
         listed.len(),
         named.join("; "),
         if more > 0 {

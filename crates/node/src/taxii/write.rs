@@ -374,7 +374,7 @@ fn judge(
     let lists = lists_of(warninglists, &v.indicator);
     if !v.revoked && !lists.is_empty() {
         return Judged::Refused(format!(
-            "{} is on the node's warninglists of known-benign values ({}): not published",
+            "{} is on (or covers a value on) the node's warninglists of known-benign values ({}): not published",
             v.indicator.value(),
             lists.join(", ")
         ));
