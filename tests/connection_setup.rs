@@ -400,3 +400,31 @@ async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_no_admin_is_refused_admin_calls_before_its_request_is_read() {
+    let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let hub = org("SG-IGCI");
+    let channel = net.channel(&hub).await;
+    // A megabyte of empty actions: over the admin size limit, and had it been read, decoded
+    // to some fifty times its size before the handler looked at the caller.
+    let junk: Vec<u8> = [0x0a, 0x00].repeat(512 << 10);
+    for (path, request) in [
+        ("/intelmesh.v1.Admin/Propose", junk),
+        ("/intelmesh.v1.Admin/ListMembers", Vec::new()),
+    ] {
+        let e = intelmesh_tests::raw_call::raw_unary(&channel, path, request)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{path}: {e}");
+        assert!(
+            e.message()
+                .contains("Admin needs a certificate of role admin; service SG-IGCI/"),
+            "{path}: {e}"
+        );
+    }
+    // The service certificate's other calls are served on the same connection.
+    let mut status = NodeStatusClient::new(channel);
+    let answer = status.status(pb::StatusRequest::default()).await.unwrap();
+    assert_eq!(answer.into_inner().org_id, "SG-IGCI");
+}

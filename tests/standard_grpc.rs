@@ -2,6 +2,7 @@
 //! languages: grpc.health.v1 and server reflection, over the same mutual TLS as everything else.
 
 use intelmesh_tests::net::{org, TestNet};
+use intelmesh_tests::raw_call::raw_unary;
 use intelmesh_tests::raw_peer::{connect, Credentials, Target};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -143,53 +144,11 @@ async fn both_listeners_answer_v1alpha_reflection_clients() {
     );
 }
 
-/// Sends a request's bytes as they are, so a test can send what no generated client would.
-#[derive(Clone, Copy, Default)]
-struct RawBytes;
-
-impl tonic::codec::Codec for RawBytes {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawBytes;
-    type Decoder = RawBytes;
-    fn encoder(&mut self) -> RawBytes {
-        RawBytes
-    }
-    fn decoder(&mut self) -> RawBytes {
-        RawBytes
-    }
-}
-
-impl tonic::codec::Encoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let n = bytes::Buf::remaining(src);
-        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_that_is_not_protobuf_is_the_callers_fault() {
     let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
     let au = org("AU-AFP");
-    let mut grpc = tonic::client::Grpc::new(net.channel(&au).await);
+    let channel = net.channel(&au).await;
     let malformed: [(&str, &[u8]); 4] = [
         // A length past the end, and a wire type protobuf does not have.
         ("/intelmesh.v1.NodeStatus/Status", &[0x0a, 0x05, b'a']),
@@ -199,15 +158,7 @@ async fn a_request_that_is_not_protobuf_is_the_callers_fault() {
         ("/intelmesh.v1.Indicators/Submit", &[0x0a, 0xff]),
     ];
     for (path, bytes) in malformed {
-        grpc.ready().await.unwrap();
-        let e = grpc
-            .unary(
-                tonic::Request::new(bytes.to_vec()),
-                path.parse().unwrap(),
-                RawBytes,
-            )
-            .await
-            .unwrap_err();
+        let e = raw_unary(&channel, path, bytes.to_vec()).await.unwrap_err();
         assert_eq!(
             e.code(),
             tonic::Code::InvalidArgument,
@@ -216,18 +167,10 @@ async fn a_request_that_is_not_protobuf_is_the_callers_fault() {
         assert!(!e.message().is_empty(), "{path} {bytes:?}: no reason given");
     }
     // Well-formed bytes on the same connection are served.
-    grpc.ready().await.unwrap();
-    let status = grpc
-        .unary(
-            tonic::Request::new(Vec::new()),
-            "/intelmesh.v1.NodeStatus/Status".parse().unwrap(),
-            RawBytes,
-        )
+    let status = raw_unary(&channel, "/intelmesh.v1.NodeStatus/Status", Vec::new())
         .await
         .expect("an empty StatusRequest is served");
-    let status = <intelmesh_proto::v1::StatusResponse as prost::Message>::decode(
-        status.into_inner().as_slice(),
-    )
-    .unwrap();
+    let status =
+        <intelmesh_proto::v1::StatusResponse as prost::Message>::decode(status.as_slice()).unwrap();
     assert_eq!(status.org_id, "AU-AFP");
 }

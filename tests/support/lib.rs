@@ -10,6 +10,7 @@ pub mod http1;
 pub mod net;
 pub mod pki;
 pub mod process;
+pub mod raw_call;
 pub mod raw_peer;
 pub mod roster_net;
 pub mod store;

@@ -419,6 +419,25 @@ fn with_a_threshold_of_two_one_signature_leaves_the_proposal_pending_across_a_re
         ))
     };
     let (withdrawn, stale) = (competing("20"), competing("21"));
+    // One operator's share of the pending proposals: alice has 3, fills it; bob still proposes.
+    for days in 22..27 {
+        competing(&days.to_string());
+    }
+    let over = run(&fed.admin("alice", &["roster", "propose", "--cert-warn-days", "27"]));
+    assert!(
+        String::from_utf8_lossy(&over.stderr).contains("has 8 proposals pending"),
+        "{}",
+        String::from_utf8_lossy(&over.stderr)
+    );
+    run_ok(&fed.admin("bob", &["roster", "propose", "--cert-warn-days", "29"]));
+    // Only its proposer withdraws a proposal: another operator cannot veto it.
+    let vetoed = run(&fed.admin("bob", &["roster", "withdraw", "--proposal", &stale]));
+    assert!(!vetoed.status.success());
+    assert!(
+        String::from_utf8_lossy(&vetoed.stderr).contains("only its proposer may withdraw it"),
+        "{}",
+        String::from_utf8_lossy(&vetoed.stderr)
+    );
     let out = run_ok(&fed.admin("alice", &["roster", "withdraw", "--proposal", &withdrawn]));
     assert!(
         out.contains(&format!("proposal {withdrawn} withdrawn")),

@@ -3,6 +3,7 @@
 //! services decode requests, call plain functions, encode answers.
 
 pub mod admin;
+pub mod admin_gate;
 pub mod admission;
 pub mod api;
 pub mod api_calls;
@@ -261,6 +262,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .max_concurrent_streams(Some(MAX_API_STREAMS))
         .layer(api_calls::CountCalls::new(Arc::clone(&state)))
         .layer(call_slots::CallSlots::new(cfg.limits.calls_per_client))
+        .layer(admin_gate::AdminGate::new(state.org.clone()))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -283,7 +285,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         // (rather than "unimplemented").
         .add_service(
             AdminServer::new(admin::AdminService::new(Arc::clone(&state)))
-                .max_decoding_message_size(max)
+                .max_decoding_message_size(admin_gate::MAX_ADMIN_REQUEST_BYTES)
                 .max_encoding_message_size(max),
         )
         .serve_with_incoming_shutdown(

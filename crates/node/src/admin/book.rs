@@ -116,6 +116,15 @@ pub fn list(dir: &Path) -> Result<Vec<Kept>, AdminError> {
     Ok(kept)
 }
 
+/// Who proposed a kept document, as `ORG/NAME` (empty if it does not decode).
+pub fn proposer_of(roster: &pb::SignedRoster) -> String {
+    pb::RosterDocument::decode(roster.document.as_slice())
+        .ok()
+        .and_then(|d| d.change)
+        .map(|c| c.proposed_by)
+        .unwrap_or_default()
+}
+
 /// The version a kept document proposes (0 if it does not decode).
 pub fn version_of(roster: &pb::SignedRoster) -> u64 {
     pb::RosterDocument::decode(roster.document.as_slice())

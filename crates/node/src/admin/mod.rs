@@ -27,6 +27,8 @@ use crate::state::NodeError;
 pub enum AdminError {
     #[error("Admin is served by hubs only; {0} is not a hub")]
     NotHub(OrgId),
+    #[error("proposal {id} was proposed by {proposer}: only its proposer may withdraw it (it is forgotten once another version is published)")]
+    NotProposer { id: String, proposer: String },
     #[error(
         "this hub runs in static mode (no [roster] in its config): it has no roster to administer"
     )]
@@ -64,7 +66,9 @@ impl AdminError {
         use tonic::Status;
         let msg = self.to_string();
         match self {
-            AdminError::NotHub(_) => Status::permission_denied(msg),
+            AdminError::NotHub(_) | AdminError::NotProposer { .. } => {
+                Status::permission_denied(msg)
+            }
             AdminError::NotFollowing
             | AdminError::Stale { .. }
             | AdminError::MissingSignatures { .. }

@@ -28,6 +28,10 @@ fn proposals_dir(state: &NodeState) -> std::path::PathBuf {
 /// loop must not fill the hub's disk.
 pub const MAX_PENDING: usize = 64;
 
+/// Most proposals one operator may have pending: an operator whose certificate is stolen
+/// cannot fill the hub's room for everyone else's.
+pub const MAX_PENDING_PER_OPERATOR: usize = 8;
+
 /// Builds the next version from `request` and keeps it as a pending proposal. Suspensions cut
 /// members' keys at their head in this hub's store. The same document proposed again is the
 /// same proposal, with the signatures it already has.
@@ -57,9 +61,16 @@ pub fn propose(
         Ok(existing) => existing,
         Err(AdminError::UnknownProposal(_)) => {
             let pending = forget_stale(state, &current)?;
-            if pending >= MAX_PENDING {
+            if pending.len() >= MAX_PENDING {
                 return Err(AdminError::Precondition(format!(
-                    "{pending} proposals are pending, the most this hub keeps: publish one, or withdraw those not wanted (`intelmesh admin roster withdraw --proposal ID`)"
+                    "{} proposals are pending, the most this hub keeps: publish one, or withdraw those not wanted (`intelmesh admin roster withdraw --proposal ID`)",
+                    pending.len()
+                )));
+            }
+            let own = pending.iter().filter(|p| p.as_str() == proposed_by).count();
+            if own >= MAX_PENDING_PER_OPERATOR {
+                return Err(AdminError::Precondition(format!(
+                    "{proposed_by} has {own} proposals pending, the most one operator may: publish one, or withdraw those not wanted (`intelmesh admin roster withdraw --proposal ID`)"
                 )));
             }
             let kept = Kept {
@@ -170,13 +181,13 @@ async fn publish_kept(state: &Arc<NodeState>, kept: &Kept) -> Result<(), AdminEr
 }
 
 /// Forgets the proposals that can never be published (another version took their place);
-/// returns how many are still pending.
-fn forget_stale(state: &NodeState, current: &Roster) -> Result<usize, AdminError> {
+/// returns the proposers of those still pending, one per proposal.
+fn forget_stale(state: &NodeState, current: &Roster) -> Result<Vec<String>, AdminError> {
     let dir = proposals_dir(state);
-    let mut pending = 0;
+    let mut pending = Vec::new();
     for kept in book::list(&dir)? {
         match standing(state, current, &kept)? {
-            Standing::Pending => pending += 1,
+            Standing::Pending => pending.push(book::proposer_of(&kept.roster)),
             Standing::Stale(_) => {
                 book::remove(&dir, &kept.id)?;
                 tracing::info!(proposal = %kept.id, "forgot a stale proposal");
@@ -187,9 +198,11 @@ fn forget_stale(state: &NodeState, current: &Roster) -> Result<usize, AdminError
     Ok(pending)
 }
 
-/// Forgets a pending or stale proposal. A published one is kept: the enrolment requests it
-/// carries are what members' bundles are signed from.
-pub fn withdraw(state: &NodeState, id: &str) -> Result<(), AdminError> {
+/// Forgets a pending or stale proposal of operator `by`. A published one is kept: the
+/// enrolment requests it carries are what members' bundles are signed from. Another operator's
+/// is refused: withdrawing others' proposals as they appear would let one operator (or one
+/// stolen admin certificate) veto every change the authority's thresholds would approve.
+pub fn withdraw(state: &NodeState, id: &str, by: &str) -> Result<(), AdminError> {
     let dir = proposals_dir(state);
     let kept = book::load(&dir, id)?;
     let current = current_roster(state)?;
@@ -197,6 +210,13 @@ pub fn withdraw(state: &NodeState, id: &str) -> Result<(), AdminError> {
         return Err(AdminError::Precondition(format!(
             "proposal {id} is published: it is kept, since the bundles of the members it admitted are signed from the enrolment requests it holds"
         )));
+    }
+    let proposer = book::proposer_of(&kept.roster);
+    if proposer != by {
+        return Err(AdminError::NotProposer {
+            id: id.to_string(),
+            proposer,
+        });
     }
     book::remove(&dir, id)?;
     tracing::info!(proposal = %id, "proposal withdrawn");

@@ -136,11 +136,11 @@ impl AdminService {
         &self,
         request: Request<pb::ProposalRef>,
     ) -> Result<Response<pb::WithdrawProposalResponse>, Status> {
-        self.operator(&request)?;
+        let by = self.operator(&request)?;
         let _one = self.writes.lock().await;
         let id = request.into_inner().id;
         self.blocking(move |state| {
-            proposals::withdraw(state, &id).map(|()| pb::WithdrawProposalResponse {})
+            proposals::withdraw(state, &id, &by).map(|()| pb::WithdrawProposalResponse {})
         })
         .await
     }

@@ -177,6 +177,14 @@ pub fn propose(
             error,
         };
         let line = apply(&mut doc, federation_id, action, ctx).map_err(fail)?;
+        // A document past the payload limit can never be published: stop before checking it.
+        let bytes = doc.encoded_len();
+        if bytes > MAX_PAYLOAD_BYTES {
+            return Err(ProposeError::DocumentTooLarge {
+                bytes,
+                max: MAX_PAYLOAD_BYTES,
+            });
+        }
         // Checked after every action, so a defect names the action that made it.
         check_decoded(doc.clone()).map_err(|d| fail(ActionError::Malformed(d)))?;
         lines.push(line);

@@ -1,0 +1,106 @@
+//! Who may call the `Admin` service, checked from the TLS session before a request is read:
+//! only an admin certificate of this node's org. The handlers check again (and that the node
+//! is a hub); this layer keeps any other certificate from making the node receive and decode
+//! an admin request (up to [`MAX_ADMIN_REQUEST_BYTES`]) at all.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use intelmesh_core::OrgId;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+
+use crate::identity::{identity_of, Identity, IdentityError, Role};
+
+/// The largest admin request taken: a proposal whose roster document fits the roster's
+/// size limit, a signature, a certificate request are all far smaller.
+pub const MAX_ADMIN_REQUEST_BYTES: usize = 256 << 10;
+
+const ADMIN_PATH: &str = "/intelmesh.v1.Admin/";
+
+/// The layer, for the API listener of the node of `org`.
+#[derive(Clone)]
+pub struct AdminGate {
+    org: OrgId,
+}
+
+impl AdminGate {
+    pub fn new(org: OrgId) -> AdminGate {
+        AdminGate { org }
+    }
+}
+
+impl<S> tower::Layer<S> for AdminGate {
+    type Service = Gated<S>;
+
+    fn layer(&self, inner: S) -> Gated<S> {
+        Gated {
+            inner,
+            org: self.org.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Gated<S> {
+    inner: S,
+    org: OrgId,
+}
+
+/// Why the caller of an admin method is refused, or `None` when it may call.
+pub fn refusal(leaf: Option<&[u8]>, org: &OrgId) -> Option<tonic::Status> {
+    // Worded as the handlers' own checks (`identity::require_role`, `AdminService::operator`).
+    let id = match leaf
+        .ok_or(IdentityError::NoCertificate)
+        .and_then(identity_of)
+    {
+        Ok(id) => id,
+        Err(e) => {
+            return Some(tonic::Status::unauthenticated(format!(
+                "Admin needs a certificate of role {}: {e}",
+                Role::Admin
+            )))
+        }
+    };
+    match id {
+        Identity::Admin { org: of, .. } if &of == org => None,
+        Identity::Admin { org: of, .. } => Some(tonic::Status::permission_denied(format!(
+            "Admin needs an admin certificate of {org}; this one is of {of}"
+        ))),
+        id => Some(tonic::Status::permission_denied(format!(
+            "Admin needs a certificate of role {}; {id} presented one of role {}",
+            Role::Admin,
+            id.role()
+        ))),
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Gated<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path().starts_with(ADMIN_PATH) {
+            let leaf = request
+                .extensions()
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.peer_certs())
+                .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()));
+            if let Some(status) = refusal(leaf.as_deref(), &self.org) {
+                return Box::pin(std::future::ready(Ok(status.into_http())));
+            }
+        }
+        Box::pin(self.inner.call(request))
+    }
+}
