@@ -74,12 +74,27 @@ async fn states(args: &ExportArgs) -> anyhow::Result<Vec<pb::IndicatorState>> {
     Ok(states)
 }
 
+/// A CSV cell of text another member may have written. A cell a spreadsheet would read as a
+/// formula (starting `=`, `+`, `-`, `@`, a tab or a carriage return) is led by `'`, so a tag
+/// `=HYPERLINK(…)` stays text in the analyst's spreadsheet (OWASP's CSV injection advice).
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if formula || s.contains([',', '"', '\n', '\r', ';']) {
+        let lead = if formula { "'" } else { "" };
+        format!("\"{lead}{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
     }
+}
+
+/// An assertion's tags as one cell: `;` between tags, and a `;` or `\\` inside one escaped
+/// with `\\`, so the cell splits back into the tags it was made of.
+fn tags_cell(tags: &[String]) -> String {
+    let escaped: Vec<String> = tags
+        .iter()
+        .map(|t| t.replace('\\', "\\\\").replace(';', "\\;"))
+        .collect();
+    csv_field(&escaped.join(";"))
 }
 
 /// Whether any origin's assertion of the state is in force (not revoked).
@@ -190,7 +205,7 @@ fn render(
                         a.valid_until_unix_ms
                             .map(|t| t.to_string())
                             .unwrap_or_default(),
-                        csv_field(&a.tags.join(";")),
+                        tags_cell(&a.tags),
                     ];
                     text.push_str(&row.join(","));
                     text.push('\n');
@@ -305,4 +320,57 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_stay_text_in_a_spreadsheet() {
+        let cases = [
+            ("evil.example", "evil.example"),
+            ("a,b", "\"a,b\""),
+            ("say \"hi\"", "\"say \"\"hi\"\"\""),
+            (
+                "=HYPERLINK(\"http://x/\",\"open\")",
+                "\"'=HYPERLINK(\"\"http://x/\"\",\"\"open\"\")\"",
+            ),
+            ("+1", "\"'+1\""),
+            ("-2+3+cmd|' /C calc'!A0", "\"'-2+3+cmd|' /C calc'!A0\""),
+            ("@SUM(A1)", "\"'@SUM(A1)\""),
+            ("\tx", "\"'\tx\""),
+            ("line\nbreak", "\"line\nbreak\""),
+            ("", ""),
+        ];
+        for (text, cell) in cases {
+            assert_eq!(csv_field(text), cell, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_tags_cell_splits_back_into_its_tags() {
+        let tags = [
+            "c2".to_string(),
+            "a;b".into(),
+            "back\\slash".into(),
+            "=1".into(),
+        ];
+        let cell = tags_cell(&tags);
+        assert_eq!(cell, "\"c2;a\\;b;back\\\\slash;=1\"");
+        // Split on `;` not escaped, unescape: the tags again.
+        let inner = cell.trim_matches('"');
+        let mut back = vec![String::new()];
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => back.last_mut().unwrap().extend(chars.next()),
+                ';' => back.push(String::new()),
+                c => back.last_mut().unwrap().push(c),
+            }
+        }
+        assert_eq!(back, tags);
+        // Led by a formula character, the cell is marked as text.
+        assert_eq!(tags_cell(&["=1".to_string()]), "\"'=1\"");
+    }
 }
