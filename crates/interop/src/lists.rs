@@ -228,17 +228,17 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
     let hosts_line = SINK_ADDRESSES.contains(&first)
         || (!words.is_empty() && words.iter().all(housekeeping) && is_address(first));
     if hosts_line && !words.is_empty() {
+        // Bounded as prose is, and kept once each by a set: a line of 300,000 names must not
+        // cost a comparison of each against each.
+        let mut seen = std::collections::HashSet::new();
         let names: Vec<Indicator> = words
             .iter()
+            .take(MAX_PROSE_WORDS)
             .filter(|w| !housekeeping(w))
             .filter_map(|word| detect(word).ok())
             .filter(|i| i.ty() == intelmesh_core::IndicatorType::Domain)
-            .fold(Vec::new(), |mut names, i| {
-                if !names.contains(&i) {
-                    names.push(i);
-                }
-                names
-            });
+            .filter(|i| seen.insert(i.value().to_owned()))
+            .collect();
         return if names.is_empty() {
             Err(LeftReason::HostsLineWithoutName)
         } else {
@@ -293,7 +293,7 @@ pub fn csv_cells(line: &str) -> Vec<String> {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Columns {
     /// 0-based cells not read.
-    ignored: Vec<usize>,
+    ignored: std::collections::BTreeSet<usize>,
     /// 0-based cell naming the row's type (`type`, `entity_type`, …).
     kind: Option<usize>,
 }
@@ -359,7 +359,7 @@ impl Columns {
             } else if IGNORED_NAMES.contains(&name.as_str())
                 || IGNORED_PARTS.iter().any(|p| name.contains(p))
             {
-                columns.ignored.push(i);
+                columns.ignored.insert(i);
             }
         }
         columns

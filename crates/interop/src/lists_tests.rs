@@ -143,6 +143,15 @@ fn a_hosts_file_gives_its_names_never_its_sink_addresses() {
     assert_eq!(header.left.len(), 3);
     // A sink address alone on its line is a value like any other.
     assert_eq!(values(&read_plain("0.0.0.0\n")), ["0.0.0.0"]);
+    // One line of many names: each once, and at most as many as a line of prose gives.
+    let names: Vec<String> = (0..3 * MAX_PROSE_WORDS)
+        .map(|i| format!("n{}.example", i % (2 * MAX_PROSE_WORDS)))
+        .collect();
+    let many = read_plain(&format!("0.0.0.0 {}\n", names.join(" ")));
+    assert_eq!(many.found.len(), MAX_PROSE_WORDS);
+    assert_eq!(many.found[1].indicator.value(), "n1.example");
+    let twice = read_plain("0.0.0.0 a.example b.example a.example\n");
+    assert_eq!(values(&twice), ["a.example", "b.example"]);
 }
 
 #[test]
