@@ -180,6 +180,10 @@ fn load_warninglists(paths: &[PathBuf]) -> anyhow::Result<Warninglists> {
 fn submission(c: &Candidate, args: &ImportArgs) -> Result<pb::Submission, &'static str> {
     let tlp = c.tlp.unwrap_or(args.tlp);
     let valid_from = c.valid_from_unix_ms.unwrap_or(0);
+    // As the node checks each submission: one it refuses would fail its whole batch.
+    if valid_from < 0 {
+        return Err("valid_from is before 1970");
+    }
     if c.valid_until_unix_ms.is_some_and(|u| u <= valid_from) {
         return Err("valid_until is not after valid_from");
     }

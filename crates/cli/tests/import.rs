@@ -361,6 +361,10 @@ fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_
                 "object_marking_refs": ["marking-definition--fa42a846-8d90-4e51-bc29-71d5b4802168"]
             })),
             indicator(3, "green.example", serde_json::json!({ "object_marking_refs": [GREEN] })),
+            // The node refuses a batch naming a time before 1970: rejected here, alone.
+            indicator(4, "old.example", serde_json::json!({
+                "object_marking_refs": [GREEN], "valid_from": "1969-12-31T00:00:00Z"
+            })),
         ]
     });
     let file = dir.path().join("marked.json");
@@ -370,10 +374,11 @@ fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         (got["imported"].as_u64(), got["rejected"].as_u64()),
-        (Some(1), Some(2)),
+        (Some(1), Some(3)),
         "{got:#}"
     );
     let reasons = got["reasons"]["rejected"].to_string();
+    assert!(reasons.contains("valid_from is before 1970"), "{reasons}");
     assert!(
         reasons.contains("granular markings are not read"),
         "{reasons}"
