@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use intelmesh_core::{OrgId, Tlp};
+use intelmesh_interop::text::printable;
 use intelmesh_interop::Warninglists;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_client::IndicatorsClient;
@@ -118,9 +119,10 @@ impl Reasons {
         let mut items: Vec<_> = self.0.iter().collect();
         items.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
         for (reason, (count, examples)) in items {
-            out!("  {count:>6}  {reason}");
+            // Reasons and examples quote the files: nothing in them may act on the terminal.
+            out!("  {count:>6}  {}", printable(reason));
             for e in examples.iter().take(if show { EXAMPLES } else { 0 }) {
-                out!("          e.g. {e}");
+                out!("          e.g. {}", printable(e));
             }
         }
     }

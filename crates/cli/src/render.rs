@@ -3,6 +3,7 @@
 
 use intelmesh_core::indicator::IndicatorType;
 use intelmesh_core::Tlp;
+use intelmesh_interop::text::printable;
 use intelmesh_proto::v1 as pb;
 use serde_json::{json, Value};
 
@@ -126,11 +127,14 @@ pub fn state_text(s: &pb::IndicatorState) -> String {
             distribution_text(a.distribution.as_ref()),
             fmt_time(a.issued_at_unix_ms)
         ));
+        // Tags and descriptions are other members' text: nothing in them may act on the
+        // terminal or fake a line.
         if !a.tags.is_empty() {
-            out.push_str(&format!(" tags {}", a.tags.join(",")));
+            out.push_str(&format!(" tags {}", printable(&a.tags.join(","))));
         }
         if !a.threat_types.is_empty() {
-            out.push_str(&format!(" threats {}", a.threat_types.join(",")));
+            let threats = a.threat_types.join(",");
+            out.push_str(&format!(" threats {}", printable(&threats)));
         }
         if let Some(until) = a.valid_until_unix_ms {
             out.push_str(&format!(" valid until {}", fmt_time(until)));
@@ -139,7 +143,7 @@ pub fn state_text(s: &pb::IndicatorState) -> String {
             out.push_str(&format!(" reason {:?}", a.revoke_reason));
         }
         if !a.description.is_empty() {
-            out.push_str(&format!(" — {}", a.description));
+            out.push_str(&format!(" — {}", printable(&a.description)));
         }
     }
     for x in &s.sightings {
@@ -483,6 +487,24 @@ mod tests {
         assert_eq!(warnings[1]["subject"], "BR-PF");
         assert_eq!(warnings[1]["expired"], true);
         assert_eq!(warnings[1]["member"], true);
+    }
+
+    #[test]
+    fn another_members_text_cannot_act_on_the_terminal() {
+        let s = pb::IndicatorState {
+            assertions: vec![pb::OriginAssertion {
+                origin: "AU-AFP".into(),
+                tags: vec!["c2\u{1b}[2J".into()],
+                description: "fine\nBR-PF#1 REVOKED".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let text = state_text(&s);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("tags c2\\u{1b}[2J"), "{text}");
+        assert!(text.contains("fine\\nBR-PF#1 REVOKED"), "{text}");
+        assert_eq!(text.lines().count(), 2, "{text}");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Text from outside cut to a bound before it is kept or shown: tags, descriptions, status
-//! messages, examples in a summary.
+//! Text from outside cut to a bound before it is kept or shown, and made safe to print on a
+//! terminal: tags, descriptions, status messages, examples in a summary.
+
+use std::borrow::Cow;
 
 /// `text` cut to at most `max` bytes at a character boundary, followed by `…` where cut (so a
 /// cut text is up to three bytes longer than `max`).
@@ -15,9 +17,43 @@ pub fn clip(mut text: String, max: usize) -> String {
     text
 }
 
+/// `text` with every character a terminal would act on written as an escape (`\n`,
+/// `\u{1b}`): control characters (an escape sequence can rewrite earlier lines, set the
+/// clipboard, or fake a summary line; a newline fakes a line) and the bidirectional
+/// overrides that show text in another order than it is.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let acts =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(acts) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if acts(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::clip;
+    use super::{clip, printable, Cow};
+
+    #[test]
+    fn what_a_terminal_acts_on_is_escaped() {
+        assert_eq!(printable("evil.example ü"), "evil.example ü");
+        assert_eq!(
+            printable("id\u{1b}]52;c;eA==\u{7}\u{1b}[1A"),
+            "id\\u{1b}]52;c;eA==\\u{7}\\u{1b}[1A"
+        );
+        assert_eq!(printable("a\nimported 0"), "a\\nimported 0");
+        assert_eq!(printable("\u{9b}2J"), "\\u{9b}2J");
+        assert_eq!(printable("abc\u{202e}fdp.exe"), "abc\\u{202e}fdp.exe");
+        assert!(matches!(printable("plain"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn a_text_is_cut_at_a_character_boundary_and_marked() {
