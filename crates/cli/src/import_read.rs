@@ -296,7 +296,11 @@ fn read_misp(
     let events = import_misp(value, &MispOptions { default_tlp })?;
     let mut out = FileRead::default();
     for event in &events {
-        let info = event.info.clone().unwrap_or_default();
+        // Clipped once here, not per indicator: a 10 MB `info` is not copied per attribute.
+        let info = clip(
+            event.info.clone().unwrap_or_default(),
+            MAX_DESCRIPTION_BYTES,
+        );
         let event_name = format!(
             "{prefix}event {}",
             event.uuid.as_deref().unwrap_or("(no uuid)")
@@ -315,7 +319,8 @@ fn read_misp(
                             if !description.is_empty() {
                                 description.push_str(": ");
                             }
-                            description.push_str(c);
+                            let room = MAX_DESCRIPTION_BYTES.saturating_sub(description.len());
+                            description.push_str(&clip(c.to_owned(), room));
                         }
                         out.candidates.push(Candidate {
                             indicator: i.indicator.clone(),

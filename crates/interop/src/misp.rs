@@ -76,7 +76,14 @@ pub enum AttributeError {
         value: String,
         source: NormalizeError,
     },
+    #[error("the event's indicators already carry {max} bytes of tags: each carries the event's and object's tags, so a small attribute must not expand the event past that")]
+    ExpandsTooFar { max: usize },
 }
+
+/// Most bytes of tags all of one event's indicators carry together: each carries a copy of
+/// the event's and its object's (up to [`MAX_TAGS_PER_INDICATOR`] of them), so an event of
+/// many small attributes must not expand into gigabytes. Past it, attributes fail.
+pub const MAX_EVENT_EXPANSION: usize = 64 << 20;
 
 /// Why an attribute is passed over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -263,6 +270,22 @@ fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
         distribution: event_distribution,
     };
     let mut attributes = Vec::new();
+    let mut carried = 0usize;
+    let mut bounded = |record: AttributeRecord| -> AttributeRecord {
+        let AttributeOutcome::Imported(found) = &record.outcome else {
+            return record;
+        };
+        let tags = found.iter().flat_map(|i| &i.tags).map(String::len);
+        carried = carried.saturating_add(tags.sum());
+        if carried <= MAX_EVENT_EXPANSION {
+            return record;
+        }
+        let max = MAX_EVENT_EXPANSION;
+        AttributeRecord {
+            outcome: AttributeOutcome::Failed(AttributeError::ExpandsTooFar { max }),
+            ..record
+        }
+    };
     let loose = Context {
         event: event_level,
         object: None,
@@ -270,7 +293,7 @@ fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
         options,
     };
     for attribute in list(event, "Attribute") {
-        attributes.push(read_attribute(attribute, None, &loose));
+        attributes.push(bounded(read_attribute(attribute, None, &loose)));
     }
     for object in list(event, "Object") {
         let name = object
@@ -290,7 +313,7 @@ fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
             options,
         };
         for attribute in list(object, "Attribute") {
-            attributes.push(read_attribute(attribute, name.clone(), &context));
+            attributes.push(bounded(read_attribute(attribute, name.clone(), &context)));
         }
     }
     MispEvent {

@@ -428,3 +428,37 @@ fn a_searched_attribute_takes_the_distribution_of_the_event_it_names() {
     let odd = json!({"response": {"Events": []}});
     assert!(import_misp(&odd, &MispOptions::default()).is_err());
 }
+
+#[test]
+fn an_event_of_many_small_attributes_carries_a_bounded_weight_of_tags() {
+    // 32 event tags of 128 bytes: every indicator carries all 4 KiB of them.
+    let tags: Vec<Value> = (0..MAX_TAGS_PER_INDICATOR)
+        .map(|i| json!({"name": format!("{i:03}{}", "t".repeat(MAX_TAG_BYTES - 3))}))
+        .collect();
+    let per_indicator = MAX_TAGS_PER_INDICATOR * MAX_TAG_BYTES;
+    let fit = MAX_EVENT_EXPANSION / per_indicator;
+    let attributes: Vec<Value> = (0..fit + 100)
+        .map(|i| attr("domain", &format!("d{i}.example")))
+        .collect();
+    let event = one_event(&json!({"Event": {"info": "x", "Tag": tags, "Attribute": attributes}}));
+    let imported = event.indicators().count();
+    assert_eq!(imported, fit);
+    let first = event.indicators().next().expect("an indicator");
+    assert_eq!(
+        first.tags.iter().map(String::len).sum::<usize>(),
+        per_indicator
+    );
+    let failed: Vec<&AttributeOutcome> = event
+        .attributes
+        .iter()
+        .map(|a| &a.outcome)
+        .filter(|o| matches!(o, AttributeOutcome::Failed(_)))
+        .collect();
+    assert_eq!(failed.len(), 100);
+    assert!(failed.iter().all(|o| matches!(
+        o,
+        AttributeOutcome::Failed(AttributeError::ExpandsTooFar {
+            max: MAX_EVENT_EXPANSION
+        })
+    )));
+}
