@@ -83,7 +83,7 @@ pub enum NodeCmd {
     Init(NodeInit),
     /// Agency side: install the enrolment bundle the hub operators sent back and write
     /// DIR/node.toml (roster mode); then `intelmesh run --config DIR/node.toml`.
-    Join(NodeJoin),
+    Join(crate::join_cmd::NodeJoin),
     /// Member side: a new signing key, taken by the running node without a restart (or
     /// switched in the stopped node's store), and the rotation request signed by the old and
     /// the new key, to send to the hub operators.
@@ -106,26 +106,6 @@ pub struct NodeInit {
     country: String,
     #[arg(long, value_name = "DIR")]
     dir: PathBuf,
-}
-
-#[derive(Args, Debug)]
-pub struct NodeJoin {
-    /// The directory `node init` wrote.
-    #[arg(long, value_name = "DIR")]
-    dir: PathBuf,
-    /// The bundle file from the hub operators (`intelmesh admin members bundle`).
-    #[arg(long, value_name = "FILE")]
-    bundle: PathBuf,
-    /// This node's federation listen address.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7700")]
-    federation_listen: std::net::SocketAddr,
-    /// This node's API listen address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7701")]
-    api_listen: std::net::SocketAddr,
-    /// This node is a further hub (admitted with `admin members add --role hub`): it relays
-    /// and holds every payload. Its peers take its role from the roster, not from this flag.
-    #[arg(long)]
-    hub: bool,
 }
 
 /// `intelmesh admin keygen`: an operator's authority key.
@@ -390,7 +370,7 @@ fn node_files(dir: &Path, org: &OrgId) -> anyhow::Result<NodeFiles> {
 pub fn node(which: NodeCmd) -> anyhow::Result<ExitCode> {
     match which {
         NodeCmd::Init(a) => node_init(a),
-        NodeCmd::Join(a) => node_join(a),
+        NodeCmd::Join(a) => crate::join_cmd::node_join(a),
         NodeCmd::RotateKey(a) => {
             crate::current_thread()?.block_on(crate::rotate_cmd::rotate_key(a))
         }
@@ -431,7 +411,7 @@ fn node_init(a: NodeInit) -> anyhow::Result<ExitCode> {
 }
 
 /// The org of the directory `node init` wrote, from its own enrolment request.
-fn dir_org(dir: &Path) -> anyhow::Result<OrgId> {
+pub(crate) fn dir_org(dir: &Path) -> anyhow::Result<OrgId> {
     let path = dir.join(REQUEST_FILE);
     let bytes = std::fs::read(&path).map_err(|e| {
         usage(format!(
@@ -446,112 +426,12 @@ fn dir_org(dir: &Path) -> anyhow::Result<OrgId> {
     Ok(verified.org)
 }
 
-fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
-    distinct_listeners(a.federation_listen, a.api_listen)?;
-    a.dir = absolute("--dir", &a.dir)?;
-    let org = dir_org(&a.dir)?;
-    let bytes = std::fs::read(&a.bundle)
-        .map_err(|e| usage(format!("--bundle {}: {e}", a.bundle.display())))?;
-    let bundle = pb::EnrolmentBundle::decode(bytes.as_slice()).map_err(|e| {
-        usage(format!(
-            "--bundle {}: not an enrolment bundle: {e}",
-            a.bundle.display()
-        ))
-    })?;
-    if bundle.org.is_empty() {
-        return Err(usage(format!(
-            "--bundle {}: not an enrolment bundle (it names no org): give the file `intelmesh admin members bundle` wrote",
-            a.bundle.display()
-        )));
-    }
-    if bundle.org != org.as_str() {
-        return Err(usage(format!(
-            "--bundle {} is for {}, but {} holds the keys of {org}",
-            a.bundle.display(),
-            bundle.org,
-            a.dir.display()
-        )));
-    }
-    let genesis = bundle
-        .genesis
-        .as_ref()
-        .ok_or_else(|| usage("the bundle holds no genesis"))?;
-    if roster_hash(&genesis.document).as_slice() != bundle.genesis_hash.as_slice() {
-        return Err(usage(
-            "the bundle's genesis does not have the bundle's genesis hash",
-        ));
-    }
-    if bundle.federation_ca_pem.is_empty() {
-        return Err(usage("the bundle holds no federation CA certificate"));
-    }
-    write_pem(&a.dir.join("node.pem"), &bundle.node_cert_pem, false)?;
-    write_pem(
-        &a.dir.join("federation-ca.pem"),
-        &bundle.federation_ca_pem.join("\n"),
-        false,
-    )?;
-    write_file(&a.dir.join("genesis.roster"), &genesis.encode_to_vec())?;
-    let pin = hex::encode(&bundle.genesis_hash);
-    let config = NodeConfig {
-        org: org.to_string(),
-        role: if a.hub { Role::Hub } else { Role::Agency },
-        data_dir: a.dir.join("data"),
-        signing_key: a.dir.join("signing.key"),
-        // A directory `node init` wrote before members had encryption keys has none.
-        encryption_key: Some(a.dir.join(ENCRYPTION_KEY_FILE)).filter(|p| p.exists()),
-        keys: None,
-        roster: Some(RosterConfig {
-            genesis: a.dir.join("genesis.roster"),
-            genesis_hash: pin.clone(),
-        }),
-        admin: None,
-        roster_version: 0,
-        federation: ListenerConfig {
-            listen: a.federation_listen,
-            client_ca: a.dir.join("federation-ca.pem"),
-            cert: a.dir.join("node.pem"),
-            key: a.dir.join("node.key"),
-        },
-        api: ListenerConfig {
-            listen: a.api_listen,
-            client_ca: a.dir.join("service-ca/ca.pem"),
-            cert: a.dir.join("api.pem"),
-            key: a.dir.join("api.key"),
-        },
-        read_only_services: Vec::new(),
-        peer: Vec::new(),
-        warninglists: Vec::new(),
-        taxii: None,
-        metrics: None,
-        log_format: None,
-        console: None,
-        limits: Default::default(),
-        audit: Default::default(),
-        store: Default::default(),
-    };
-    write_config(&a.dir.join("node.toml"), &config)?;
-    out!(
-        "{org} joined the federation (genesis pin {pin}); hubs: {}",
-        bundle
-            .hubs
-            .iter()
-            .map(|h| format!("{} at {}", h.org, h.address))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    out!(
-        "start it: intelmesh run --config {}",
-        a.dir.join("node.toml").display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn absolute(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn absolute(flag: &str, path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).map_err(|e| usage(format!("{flag} {}: {e}", path.display())))
 }
 
 /// The node's two listeners on one port would make a config `run` refuses.
-fn distinct_listeners(
+pub(crate) fn distinct_listeners(
     federation: std::net::SocketAddr,
     api: std::net::SocketAddr,
 ) -> anyhow::Result<()> {

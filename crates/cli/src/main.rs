@@ -31,6 +31,7 @@ mod import_known;
 mod import_read;
 mod import_shape;
 mod input;
+mod join_cmd;
 mod lookup_cmd;
 mod pki_cmd;
 mod probe;

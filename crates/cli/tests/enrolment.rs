@@ -98,18 +98,41 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     );
 
     let au_api = addr();
-    run_ok(&args(&[
-        "node",
-        "join",
-        "--dir",
-        &s(&au),
-        "--bundle",
-        &bundle,
-        "--federation-listen",
-        &addr(),
-        "--api-listen",
-        &au_api,
-    ]));
+    let join = |pin: &str| {
+        args(&[
+            "node",
+            "join",
+            "--dir",
+            &s(&au),
+            "--bundle",
+            &bundle,
+            "--federation-listen",
+            &addr(),
+            "--api-listen",
+            &au_api,
+            "--genesis-pin",
+            pin,
+        ])
+    };
+    // A bundle is checked against the pin the operators gave through another channel.
+    let other = "00".repeat(32);
+    let refused = run(&join(&other));
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!("genesis pin {}, not {other}", fed.genesis_pin)),
+        "{err}"
+    );
+    assert!(
+        !au.join("node.toml").exists(),
+        "a refused join writes no config"
+    );
+    let joined = run(&join(&fed.genesis_pin.to_uppercase()));
+    assert!(joined.status.success());
+    assert!(
+        !String::from_utf8_lossy(&joined.stderr).contains("warning"),
+        "a checked pin is not warned about"
+    );
     fed.procs.start(&au.join("node.toml"), &dir.join("au.log"));
 
     let at_agency = Federation::service_args(&au, AGENCY, &au_api);

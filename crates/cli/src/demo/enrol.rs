@@ -90,6 +90,8 @@ pub struct Operators {
     dir: PathBuf,
     hub: NodeFiles,
     limits: Limits,
+    /// The federation's genesis pin, as `federation init` printed it.
+    genesis_pin: String,
 }
 
 impl Operators {
@@ -117,6 +119,7 @@ impl Operators {
             dir: ops_dir,
             hub: hub_files,
             limits,
+            genesis_pin: String::new(),
         };
         let mut init: Vec<OsString> = args(&["federation", "init", "--id", FEDERATION_ID]);
         for op in [PROPOSER, COSIGNER] {
@@ -157,6 +160,8 @@ impl Operators {
             .lines()
             .find_map(|l| l.strip_prefix("genesis pin: "))
             .context("federation init printed no genesis pin")?;
+        // What the operators would tell each agency through another channel than its bundle.
+        ops.genesis_pin = pin.to_string();
         println!(
             "  {PROPOSER} and {COSIGNER} each made an authority key (admin keygen); federation init signed the genesis with both: threshold 2 of 2, pin {}…",
             &pin[..pin.len().min(16)]
@@ -233,6 +238,8 @@ impl Operators {
             &files.federation.to_string(),
             "--api-listen",
             &files.api.to_string(),
+            "--genesis-pin",
+            &self.genesis_pin,
         ]));
         self.cli(&join).await?;
         let (taxii, metrics) = tune(&files.config, &self.limits)?;

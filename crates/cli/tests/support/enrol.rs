@@ -104,6 +104,8 @@ pub struct Federation {
     pub hub_api: String,
     /// The hub's federation address, as the genesis lists it.
     pub hub_address: String,
+    /// The genesis pin `federation init` printed.
+    pub genesis_pin: String,
     pub procs: Procs,
 }
 
@@ -129,7 +131,11 @@ impl Federation {
             &s(&dir.join("fed")),
         ]));
         let out = run_ok(&init);
-        assert!(out.contains("genesis pin: "), "{out}");
+        let genesis_pin = out
+            .lines()
+            .find_map(|l| l.strip_prefix("genesis pin: "))
+            .unwrap_or_else(|| panic!("no genesis pin: {out}"))
+            .to_string();
         for op in operators {
             run_ok(&args(&[
                 "pki",
@@ -148,6 +154,7 @@ impl Federation {
             dir: dir.to_path_buf(),
             hub_api,
             hub_address,
+            genesis_pin,
             procs: Procs(Vec::new()),
         };
         fed.start_hub();
