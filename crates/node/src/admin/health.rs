@@ -13,10 +13,6 @@ use super::AdminError;
 use crate::state::{header_of, NodeState};
 
 const DAY_MS: i64 = 86_400_000;
-/// `entries_24h` walks back from a member's head reading at most this many headers: cheap, and
-/// a member over it shows this number.
-pub const RECENT_SCAN_CAP: u64 = 10_000;
-const SCAN_CHUNK: u64 = 512;
 
 pub fn federation_status(state: &NodeState) -> Result<pb::FederationStatusResponse, AdminError> {
     let roster = current(state)?;
@@ -84,27 +80,68 @@ pub fn federation_status(state: &NodeState) -> Result<pb::FederationStatusRespon
     })
 }
 
-/// How many of `origin`'s entries were issued at or after `since_unix_ms`, by issue time,
-/// walking back from its head (at most [`RECENT_SCAN_CAP`] headers).
+/// How many of `origin`'s entries were issued at or after `since_unix_ms`.
 fn entries_since(store: &dyn Store, origin: &OrgId, since_unix_ms: i64) -> Result<u64, AdminError> {
     let Some(head) = store.head(origin)? else {
         return Ok(0);
     };
-    let mut count = 0;
-    let mut end = head.seq;
-    while end > 0 && count < RECENT_SCAN_CAP {
-        let from = end.saturating_sub(SCAN_CHUNK - 1).max(1);
-        let chunk = store.range(origin, from, usize::try_from(end - from + 1).unwrap_or(0))?;
-        for entry in chunk.iter().rev() {
-            match header_of(entry) {
-                Some(h) if h.issued_at_unix_ms >= since_unix_ms => count += 1,
-                _ => return Ok(count),
-            }
-            if count >= RECENT_SCAN_CAP {
-                return Ok(count);
-            }
+    let issued_at = |seq: u64| -> Result<Option<i64>, AdminError> {
+        let entry = store.range(origin, seq, 1)?;
+        Ok(entry
+            .first()
+            .and_then(header_of)
+            .map(|h| h.issued_at_unix_ms))
+    };
+    count_since(head.seq, since_unix_ms, issued_at)
+}
+
+/// How many of the entries 1..=`head` were issued at or after `since`, by a binary search on
+/// issue times (an origin's entries are issued in order; a missing one counts as older): a
+/// few dozen entries read, whatever the origin published, not a walk through its log.
+fn count_since<E>(
+    head: u64,
+    since: i64,
+    mut issued_at: impl FnMut(u64) -> Result<Option<i64>, E>,
+) -> Result<u64, E> {
+    // The first seq issued at or after `since`, in lo..=hi; head + 1 when none is.
+    let (mut lo, mut hi) = (1u64, head.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if issued_at(mid)?.is_some_and(|t| t >= since) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
         }
-        end = from - 1;
     }
-    Ok(count)
+    Ok(head.saturating_add(1) - lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_since;
+
+    fn count(times: &[i64], since: i64) -> u64 {
+        let at = |seq: u64| Ok::<_, ()>(times.get(seq as usize - 1).copied());
+        count_since(times.len() as u64, since, at).unwrap()
+    }
+
+    #[test]
+    fn entries_since_a_time_are_counted_by_a_search() {
+        assert_eq!(count(&[], 5), 0);
+        assert_eq!(count(&[1, 2, 3, 5, 5, 8], 5), 3);
+        assert_eq!(count(&[1, 2, 3], 0), 3);
+        assert_eq!(count(&[1, 2, 3], 4), 0);
+        assert_eq!(count(&[7], 7), 1);
+        // Reads a few dozen of a million entries, not all of them.
+        let mut reads = 0;
+        let n = count_since(1_000_000, 999_990, |seq| {
+            reads += 1;
+            Ok::<_, ()>(Some(seq as i64))
+        });
+        assert_eq!(n, Ok(11));
+        assert!(reads <= 21, "{reads} reads");
+        // A missing entry (a log cut before it) counts as older.
+        let n = count_since(10, 0, |seq| Ok::<_, ()>((seq > 4).then_some(100)));
+        assert_eq!(n, Ok(6));
+    }
 }
