@@ -202,20 +202,26 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
             since,
         } => {
             let hub = Hub::open(&conn).await?;
-            let events = hub
-                .client()
-                .audit(request(
-                    &hub.target,
-                    pb::AuditRequest {
-                        since_version: since,
-                        org: org.unwrap_or_default(),
-                        operator: operator.unwrap_or_default(),
-                    },
-                ))
-                .await
-                .map_err(|s| hub.error("Audit", s))?
-                .into_inner()
-                .events;
+            let mut ask = pb::AuditRequest {
+                since_version: since,
+                org: org.unwrap_or_default(),
+                operator: operator.unwrap_or_default(),
+            };
+            let mut events = Vec::new();
+            loop {
+                let answer = hub
+                    .client()
+                    .audit(request(&hub.target, ask.clone()))
+                    .await
+                    .map_err(|s| hub.error("Audit", s))?
+                    .into_inner();
+                events.extend(answer.events);
+                // Each answer moves forward, so this ends.
+                if answer.next_since_version <= ask.since_version {
+                    break;
+                }
+                ask.since_version = answer.next_since_version;
+            }
             for e in events {
                 let signed: Vec<String> = e
                     .signed_by

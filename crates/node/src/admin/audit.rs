@@ -6,38 +6,65 @@ use std::collections::BTreeMap;
 use ed25519_dalek::VerifyingKey;
 use intelmesh_core::KeyId;
 use intelmesh_proto::v1 as pb;
+use prost::Message;
 
 use super::proposals::current_roster as current;
 use super::roster_log::{document, versions};
 use super::AdminError;
 use crate::state::NodeState;
 
-/// What an audit asks for: versions from `since_version`, touching `org`, by `operator`.
+/// Versions read from the roster log at a time.
+const READ_WINDOW: u64 = 64;
+/// An answer stops after the event that takes it past this many encoded bytes, and names the
+/// version to ask from next: the whole history in one answer would outgrow the message limit.
+pub const AUDIT_PAGE_BYTES: usize = 1 << 20;
+
+/// What an audit asks for: versions from `since_version`, touching `org`, by `operator`; at
+/// most about [`AUDIT_PAGE_BYTES`] of them, with where to go on when more remain.
 pub fn audit(
     state: &NodeState,
     request: &pb::AuditRequest,
 ) -> Result<pb::AuditResponse, AdminError> {
     let roster = current(state)?;
-    // One version before the first shown: its authority names the signers of the first.
     let from = request.since_version.max(1);
-    let signed = versions(
-        state.store.as_ref(),
-        roster.federation_id(),
-        from.saturating_sub(1).max(1),
-        roster.version(),
-    )?;
+    // One version before the first shown: its authority names the signers of the first.
+    let mut next = from.saturating_sub(1).max(1);
     let mut previous: Option<pb::RosterDocument> = None;
     let mut events = Vec::new();
-    for s in &signed {
-        let doc = document(s)?;
-        let names = authority_names(previous.as_ref(), &doc);
-        let event = event(&doc, s, &names);
-        if doc.version >= from && matches(&event, &doc, previous.as_ref(), request) {
-            events.push(event);
+    let mut bytes = 0;
+    while next <= roster.version() {
+        let last = next.saturating_add(READ_WINDOW - 1).min(roster.version());
+        let signed = versions(state.store.as_ref(), roster.federation_id(), next, last)?;
+        // The log ends at its first missing version: nothing after it is shown.
+        let whole = signed.len() as u64 == last - next + 1;
+        for s in &signed {
+            let doc = document(s)?;
+            let names = authority_names(previous.as_ref(), &doc);
+            let version = doc.version;
+            if version >= from {
+                let event = event(&doc, s, &names);
+                if matches(&event, &doc, previous.as_ref(), request) {
+                    bytes += event.encoded_len();
+                    events.push(event);
+                }
+            }
+            previous = Some(doc);
+            if bytes > AUDIT_PAGE_BYTES && version < roster.version() {
+                return Ok(pb::AuditResponse {
+                    events,
+                    next_since_version: version + 1,
+                });
+            }
         }
-        previous = Some(doc);
+        if !whole {
+            break;
+        }
+        next = last + 1;
     }
-    Ok(pb::AuditResponse { events })
+    Ok(pb::AuditResponse {
+        events,
+        next_since_version: 0,
+    })
 }
 
 fn event(

@@ -217,11 +217,19 @@ async fn member(
         let Some(row) = s.view.members.iter().find(|m| m.org == org) else {
             return Ok(None);
         };
-        let request = pb::AuditRequest {
+        let mut request = pb::AuditRequest {
             org: org.clone(),
             ..Default::default()
         };
-        let events = audit::audit(state, &request)?.events;
+        let mut events = Vec::new();
+        loop {
+            let answer = audit::audit(state, &request)?;
+            events.extend(answer.events);
+            if answer.next_since_version <= request.since_version {
+                break;
+            }
+            request.since_version = answer.next_since_version;
+        }
         let roster = s.members.iter().find(|m| m.org == org);
         let peer = s.status.peers.iter().find(|p| p.org_id == org);
         Ok(Some(page::member(&s.view, row, roster, peer, &events)))
