@@ -1,11 +1,13 @@
-//! Who may sign the roster log's next entry: the keys of active hubs not reported compromised.
-//! A suspended hub's key (in the hands of whoever holds it now) putting an unsigned version at
-//! the next seq would be stored by every node and followed by none, so the real next version
-//! could never be stored after it: the roster would freeze, and the holder could no longer be
-//! suspended or removed by anyone.
+//! Who may sign the roster log's next entry: the keys of the roster publisher (the first
+//! listed active hub), not reported compromised. Every node stores the log's next entry before
+//! judging its content, so another key putting an unsigned version at the next seq (a hub's in
+//! other hands, a suspended one's) would be stored by every node and followed by none: the
+//! real next version could never be stored after it, the roster would freeze, and the holder
+//! could no longer be suspended or removed by anyone.
 
 use std::time::Duration;
 
+use intelmesh_core::OrgId;
 use intelmesh_core::{now_unix_ms, VerifyError};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
@@ -14,17 +16,45 @@ use intelmesh_tests::roster_net::{peer, signing_key, RosterNet, FEDERATION};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Publishes a real version 4 on the hub and waits for `at` to follow it.
-async fn version_4_follows(net: &RosterNet, at: &intelmesh_core::OrgId, why: &str) {
+/// Publishes the real next version (`version`) on the hub and waits for `at` to follow it.
+async fn next_version_follows(
+    net: &RosterNet,
+    at: &intelmesh_core::OrgId,
+    version: u64,
+    why: &str,
+) {
     net.publish(|d| {
         if let Some(p) = d.policy.as_mut() {
             p.cert_warn_days = 17;
         }
     })
     .await;
-    net.wait_status(at, PATIENCE, |s| s.roster_version == 4)
+    net.wait_status(at, PATIENCE, |s| s.roster_version == version)
         .await
         .expect(why);
+}
+
+/// An unsigned next version, its log entry signed by `hub`'s key, handed to `at`: refused for
+/// a key not valid past `last_seq`.
+async fn refused_when_signed_by(net: &RosterNet, hub: &OrgId, at: &OrgId, last_seq: u64) {
+    let mut unsigned = net.next_version(|_| {});
+    unsigned.signatures.clear();
+    let entry = net.log_entry(at, signing_key(&net.fed.nodes[hub].dir), unsigned);
+    let report = net
+        .node(at)
+        .state()
+        .ingest(vec![entry])
+        .await
+        .expect("ingest");
+    assert_eq!(report.appended + report.held, 0, "{report:?}");
+    assert!(
+        matches!(
+            report.refused.as_slice(),
+            [VerifyError::KeyNotValidAtSeq { seq, last_seq: Some(last), .. }]
+                if *seq == last_seq + 1 && *last == last_seq
+        ),
+        "{report:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -51,35 +81,60 @@ async fn a_suspended_hubs_key_cannot_sign_the_next_roster_version_and_the_roster
         .expect("the agency follows the suspension");
 
     // The suspended hub's key signs version 4 (no authority signature at all).
-    let mut unsigned = net.next_version(|_| {});
-    unsigned.signatures.clear();
-    let entry = net.log_entry(&sg, signing_key(&net.fed.nodes[&hub_b].dir), unsigned);
-    let report = net
-        .node(&sg)
-        .state()
-        .ingest(vec![entry])
-        .await
-        .expect("ingest");
-    assert_eq!(report.appended + report.held, 0, "{report:?}");
-    assert!(
-        matches!(
-            report.refused.as_slice(),
-            [VerifyError::KeyNotValidAtSeq {
-                seq: 4,
-                last_seq: Some(3),
-                ..
-            }]
-        ),
-        "{report:?}"
-    );
+    refused_when_signed_by(&net, &hub_b, &sg, 3).await;
 
     // The real version 4 still reaches the agency and is followed.
-    version_4_follows(&net, &sg, "the next version follows").await;
+    next_version_follows(&net, &sg, 4, "the next version follows").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_active_hub_that_is_not_the_publisher_cannot_sign_the_next_roster_version() {
+    let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
+    let (hub, hub_b, sg) = (org("HUB"), org("HUB-B"), org("SG-IGCI"));
+    net.start(&hub).await;
+    net.start(&sg).await;
+    net.admit_all(&[&sg]).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .expect("the agency follows its admission");
+    assert_eq!(net.roster(&sg).roster_publisher(), Some(hub.clone()));
+    // HUB-B is active, listed second: its key signs nothing past version 2, at the agency or
+    // at the hub.
+    refused_when_signed_by(&net, &hub_b, &sg, 2).await;
+    refused_when_signed_by(&net, &hub_b, &hub, 2).await;
+    next_version_follows(&net, &sg, 3, "the next version follows").await;
+    // Listed first, HUB-B is the publisher: its key signs the next version, HUB's no more.
+    net.publish(|d| d.hubs.reverse()).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 4)
+        .await
+        .expect("the agency follows the new order");
+    assert_eq!(net.roster(&sg).roster_publisher(), Some(hub_b.clone()));
+    refused_when_signed_by(&net, &hub, &sg, 4).await;
+    let version_5 = net.next_version(|d| {
+        if let Some(p) = d.policy.as_mut() {
+            p.cert_warn_days = 17;
+        }
+    });
+    net.append_as(&hub_b, version_5).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 5)
+        .await
+        .expect("the agency follows the publisher's version");
+}
+
+/// Makes HUB-B the roster publisher (listed first) at version 3, the agency following it.
+async fn hub_b_publishes(net: &RosterNet, sg: &OrgId) {
+    net.admit_all(&[sg]).await;
+    net.publish(|d| d.hubs.reverse()).await;
+    net.wait_status(sg, PATIENCE, |s| s.roster_version == 3)
+        .await
+        .expect("the agency follows HUB-B becoming the publisher");
 }
 
 /// A node that took in such a version before it followed the one retiring the key (it was
 /// offline, and both reached it together) lets it go once it follows that version, so the
-/// real next one can be stored and followed.
+/// real next one can be stored and followed. The publisher's key is the one that can do this:
+/// suspended in the version it appends itself, it signed the log's next entry under the keys
+/// the node knew.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_a_retired_key_signed_before_the_node_knew_is_cut_once_it_knows() {
     let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
@@ -87,24 +142,23 @@ async fn a_version_a_retired_key_signed_before_the_node_knew_is_cut_once_it_know
     let log = org(FEDERATION);
     net.start(&hub).await;
     net.start(&sg).await;
-    net.admit_all(&[&sg]).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
-        .await
-        .expect("the agency follows its admission");
-    let keys_at_version_2 = net.roster(&sg).key_set();
+    hub_b_publishes(&net, &sg).await;
+    let keys_at_version_3 = net.roster(&sg).key_set();
     net.stop(&sg).await;
 
+    // Version 4 suspends HUB-B, appended by HUB-B (the publisher at version 3); its key then
+    // signs an unsigned version 5.
     let suspend = pb::Action {
         action: Some(pb::action::Action::Suspend(pb::Suspend {
             org: hub_b.to_string(),
         })),
     };
-    net.apply(&[suspend]).await;
-    let version_3 = net
+    net.append_as(&hub_b, net.next_with(&[suspend])).await;
+    let version_4 = net
         .node(&hub)
         .state()
         .store
-        .range(&log, 3, 1)
+        .range(&log, 4, 1)
         .expect("the hub's log");
     let mut unsigned = net.next_version(|_| {});
     unsigned.signatures.clear();
@@ -118,75 +172,71 @@ async fn a_version_a_retired_key_signed_before_the_node_knew_is_cut_once_it_know
         )
         .expect("the agency's store opens");
         let verified = intelmesh_core::verify::verify_batch(
-            version_3.into_iter().chain([junk]).collect(),
-            &keys_at_version_2,
+            version_4.into_iter().chain([junk]).collect(),
+            &keys_at_version_3,
             &intelmesh_core::verify::VerifyConfig::at(now_unix_ms()),
         )
         .into_iter()
         .collect::<Result<Vec<_>, _>>()
-        .expect("under version 2's keys, both verify");
+        .expect("under version 3's keys, both verify");
         store.apply(verified).expect("applied");
-        assert_eq!(store.head(&log).unwrap().map(|h| h.seq), Some(4));
+        assert_eq!(store.head(&log).unwrap().map(|h| h.seq), Some(5));
     }
 
     net.start(&sg).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 3)
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 4)
         .await
         .expect("the agency follows the suspension");
-    version_4_follows(
+    next_version_follows(
         &net,
         &sg,
-        "the real version 4 replaces the one the retired key signed",
+        5,
+        "the real version 5 replaces the one the retired key signed",
     )
     .await;
     let state = net.node(&sg).state();
     assert_eq!(
-        state.store.range(&log, 4, 1).unwrap(),
-        net.node(&hub).state().store.range(&log, 4, 1).unwrap(),
-        "the agency's log holds the hub's version 4"
+        state.store.range(&log, 5, 1).unwrap(),
+        net.node(&hub).state().store.range(&log, 5, 1).unwrap(),
+        "the agency's log holds the hub's version 5"
     );
 }
 
-/// A node that was offline while a hub was suspended and reinstated receives the reinstatement
-/// and a version the reinstated hub's key signed together. The second is judged under the keys
-/// of the version before the first and refused there; once the node follows the reinstatement
-/// the link restarts and the peer sends it again, so the node does not stay behind.
+/// A node that was offline while the publisher hub was suspended and reinstated receives the
+/// reinstatement and a version the reinstated publisher's key signed together. The second is
+/// judged under the keys of the version before the first and refused there; once the node
+/// follows the reinstatement the link restarts and the peer sends it again, so the node does
+/// not stay behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_a_reinstated_hub_signed_arriving_with_its_reinstatement_is_followed() {
     let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
     let (hub, hub_b, sg) = (org("HUB"), org("HUB-B"), org("SG-IGCI"));
     net.start(&hub).await;
     net.start(&sg).await;
-    net.admit_all(&[&sg]).await;
-    net.suspend(&hub_b).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 3)
+    hub_b_publishes(&net, &sg).await;
+    let suspend = pb::Action {
+        action: Some(pb::action::Action::Suspend(pb::Suspend {
+            org: hub_b.to_string(),
+        })),
+    };
+    net.append_as(&hub_b, net.next_with(&[suspend])).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 4)
         .await
         .expect("the agency follows the suspension");
     net.stop(&sg).await;
 
+    // HUB publishes the reinstatement (HUB-B is suspended); HUB-B, first again, the next.
     net.reinstate(&hub_b).await;
-    let version_5 = net.next_version(|d| {
+    let version_6 = net.next_version(|d| {
         if let Some(p) = d.policy.as_mut() {
             p.cert_warn_days = 17;
         }
     });
-    let entry = net.log_entry(&hub, signing_key(&net.fed.nodes[&hub_b].dir), version_5);
-    let report = net
-        .node(&hub)
-        .state()
-        .ingest(vec![entry])
-        .await
-        .expect("ingest");
-    assert_eq!(
-        report.appended, 1,
-        "the hub takes the reinstated hub's version: {report:?}"
-    );
-    net.wait_status(&hub, PATIENCE, |s| s.roster_version == 5)
-        .await
-        .expect("the hub follows version 5");
+    net.append_as(&hub_b, version_6).await;
+    assert_eq!(net.roster(&hub).roster_publisher(), Some(hub_b.clone()));
 
     net.start(&sg).await;
-    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 5)
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 6)
         .await
         .expect("the agency follows the reinstatement and the version after it");
 }

@@ -307,6 +307,45 @@ impl RosterNet {
             .expect("hub publishes the version")
     }
 
+    /// The next version after the hub's with `actions` applied, as `propose` builds it.
+    pub fn next_with(&self, actions: &[pb::Action]) -> pb::SignedRoster {
+        let store = &self.node(&self.hub).state().store;
+        let head_at_hub = |o: &OrgId| store.head(o).ok().flatten().map_or(0, |h| h.seq);
+        sign_next(
+            &self.roster(&self.hub),
+            actions,
+            &self.authority,
+            "test",
+            &head_at_hub,
+        )
+        .expect("the next version")
+    }
+
+    /// Appends `signed` to the hub's roster log as the roster publisher `publisher` (a hub
+    /// whose node may not run) would: its log entry signed with that hub's key, handed to the
+    /// hub. Waits until the hub follows it.
+    pub async fn append_as(&self, publisher: &OrgId, signed: pb::SignedRoster) -> u64 {
+        let key = signing_key(&self.fed.nodes[publisher].dir);
+        let entry = self.log_entry(&self.hub, key, signed);
+        let version = intelmesh_node::state::header_of(&entry).map_or(0, |h| h.seq);
+        let report = self
+            .node(&self.hub)
+            .state()
+            .ingest(vec![entry])
+            .await
+            .expect("ingest");
+        assert_eq!(
+            report.appended, 1,
+            "{publisher}'s version {version}: {report:?}"
+        );
+        self.wait_status(&self.hub, Duration::from_secs(20), |s| {
+            s.roster_version == version
+        })
+        .await
+        .expect("the hub follows the version");
+        version
+    }
+
     /// Suspends `org` (its keys end at its head at the hub).
     pub async fn suspend(&self, org: &OrgId) -> Arc<Roster> {
         self.apply(&[suspension(org)]).await

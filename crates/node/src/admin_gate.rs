@@ -1,15 +1,19 @@
 //! Who may call the `Admin` service, checked from the TLS session before a request is read:
 //! only an admin certificate of this node's org. The handlers check again (and that the node
 //! is a hub); this layer keeps any other certificate from making the node receive and decode
-//! an admin request (up to [`MAX_ADMIN_REQUEST_BYTES`]) at all.
+//! an admin request (up to [`MAX_ADMIN_REQUEST_BYTES`]) at all. A refused call is recorded in
+//! the audit trail as the handlers record theirs.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use intelmesh_core::OrgId;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
+use crate::audit::{caller_of_certificate, caller_of_identity, Pending};
 use crate::identity::{identity_of, Identity, IdentityError, Role};
+use crate::state::NodeState;
 
 /// The largest admin request taken: a proposal whose roster document fits the roster's
 /// size limit, a signature, a certificate request are all far smaller.
@@ -17,15 +21,15 @@ pub const MAX_ADMIN_REQUEST_BYTES: usize = 256 << 10;
 
 const ADMIN_PATH: &str = "/intelmesh.v1.Admin/";
 
-/// The layer, for the API listener of the node of `org`.
+/// The layer, for the API listener of the node `state`.
 #[derive(Clone)]
 pub struct AdminGate {
-    org: OrgId,
+    state: Arc<NodeState>,
 }
 
 impl AdminGate {
-    pub fn new(org: OrgId) -> AdminGate {
-        AdminGate { org }
+    pub fn new(state: Arc<NodeState>) -> AdminGate {
+        AdminGate { state }
     }
 }
 
@@ -35,7 +39,7 @@ impl<S> tower::Layer<S> for AdminGate {
     fn layer(&self, inner: S) -> Gated<S> {
         Gated {
             inner,
-            org: self.org.clone(),
+            state: Arc::clone(&self.state),
         }
     }
 }
@@ -43,7 +47,7 @@ impl<S> tower::Layer<S> for AdminGate {
 #[derive(Clone)]
 pub struct Gated<S> {
     inner: S,
-    org: OrgId,
+    state: Arc<NodeState>,
 }
 
 /// Why the caller of an admin method is refused, or `None` when it may call.
@@ -97,8 +101,24 @@ where
                 .get::<TlsConnectInfo<TcpConnectInfo>>()
                 .and_then(|info| info.peer_certs())
                 .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()));
-            if let Some(status) = refusal(leaf.as_deref(), &self.org) {
-                return Box::pin(std::future::ready(Ok(status.into_http())));
+            if let Some(status) = refusal(leaf.as_deref(), &self.state.org) {
+                // The method as the handlers name it; a path naming none, bounded.
+                let method = crate::api_calls::method_label(request.uri().path());
+                let call = Pending {
+                    time_ms: intelmesh_core::now_unix_ms(),
+                    caller: leaf
+                        .as_deref()
+                        .map_or_else(|| caller_of_identity(None), caller_of_certificate),
+                    method: method.trim_start_matches("intelmesh.v1.").to_string(),
+                    values: Vec::new(),
+                    code: status.code() as u32,
+                    result: format!("{:?}", status.code()),
+                };
+                let state = Arc::clone(&self.state);
+                return Box::pin(async move {
+                    state.audit().record(call).await;
+                    Ok(status.into_http())
+                });
             }
         }
         Box::pin(self.inner.call(request))

@@ -46,7 +46,7 @@ fn known_methods() -> &'static BTreeSet<String> {
 }
 
 /// The method label of a request path: the path without its leading `/`, or `other`.
-fn method_label(path: &str) -> &'static str {
+pub fn method_label(path: &str) -> &'static str {
     match known_methods().get(path) {
         Some(known) => known.trim_start_matches('/'),
         None if path.starts_with("/grpc.reflection.") => "reflection",

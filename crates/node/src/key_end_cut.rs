@@ -195,6 +195,7 @@ pub(crate) fn roster_log_cut(
         .members()
         .iter()
         .filter(|m| m.role == pb::MemberRole::Hub as i32);
+    let publisher = roster.roster_publisher();
     for member in hubs {
         let Ok(org) = OrgId::parse(&member.org) else {
             continue;
@@ -207,7 +208,9 @@ pub(crate) fn roster_log_cut(
                 continue;
             };
             let key_id = KeyId::of(&public);
-            if header.key_id != key_id.0 || roster.signs_later_versions(&org, index) {
+            if header.key_id != key_id.0
+                || roster.signs_next_version(&org, index, publisher.as_ref())
+            {
                 continue;
             }
             let report = store.truncate_origin(log, version)?;

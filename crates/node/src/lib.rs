@@ -262,7 +262,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .max_concurrent_streams(Some(MAX_API_STREAMS))
         .layer(api_calls::CountCalls::new(Arc::clone(&state)))
         .layer(call_slots::CallSlots::new(cfg.limits.calls_per_client))
-        .layer(admin_gate::AdminGate::new(state.org.clone()))
+        .layer(admin_gate::AdminGate::new(Arc::clone(&state)))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)

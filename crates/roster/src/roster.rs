@@ -255,6 +255,7 @@ impl Roster {
         let mut keys = StaticKeys::default();
         let federation = &self.checked.federation_id;
         keys.set_authority(federation.clone());
+        let publisher = self.roster_publisher();
         for (org, m) in &self.checked.members {
             for (i, k) in m.keys.iter().enumerate() {
                 keys.insert_range(
@@ -266,7 +267,11 @@ impl Roster {
                     },
                 );
                 if m.role == MemberRole::Hub {
-                    let last = (!self.signs_later_versions(org, i)).then(|| self.version());
+                    // Past this version, only the publisher's keys: every node stores the
+                    // log's next entry before judging its content, so any other hub's key (in
+                    // other hands) putting anything there would freeze the roster for good.
+                    let later = self.signs_next_version(org, i, publisher.as_ref());
+                    let last = (!later).then(|| self.version());
                     keys.insert_range(federation.clone(), k.key, SeqRange { first: 1, last });
                 }
             }
@@ -280,7 +285,8 @@ impl Roster {
     }
 
     /// Whether the `index`-th signing key of hub `org` may sign roster log entries after this
-    /// version: its hub active, and the key not reported compromised. The log's next entry is
+    /// version, were its hub the roster publisher: its hub active, and the key not reported
+    /// compromised ([`key_set`](Self::key_set) grants it to the publisher's keys alone). The log's next entry is
     /// stored by every node before its content is judged, so a key in other hands (a
     /// suspended or removed hub's, or one reported stolen) putting an unsigned version there
     /// would freeze the roster: the real next version would then be a second entry at that seq.
@@ -296,6 +302,13 @@ impl Roster {
             .and_then(|raw| raw.signing_keys.get(index))
             .is_some_and(|k| k.ended_by == pb::KeyEnd::Compromise as i32);
         m.role == MemberRole::Hub && m.status == MemberStatus::Active && !compromised
+    }
+
+    /// Whether the `index`-th signing key of hub `org` may sign the roster log's entries after
+    /// this version: a key of the roster publisher (`publisher`, as
+    /// [`roster_publisher`](Self::roster_publisher) names it) that may sign later versions.
+    pub fn signs_next_version(&self, org: &OrgId, index: usize, publisher: Option<&OrgId>) -> bool {
+        publisher == Some(org) && self.signs_later_versions(org, index)
     }
 
     /// Whether `org` may hold a federation link, presenting a certificate with
