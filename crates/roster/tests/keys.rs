@@ -335,9 +335,12 @@ fn one_hub_publishes_the_roster_log_and_the_authority_can_move_the_role() {
     );
     assert_eq!(both.hubs().len(), 2, "agencies dial both hubs");
     assert_eq!(both.roster_publisher(), Some(org("HUB")));
-    // Both hubs' keys sign for the authority origin, so what either published verifies.
+    // Both hubs' keys sign for the authority origin up to this version, so what either
+    // published verifies; past it, only the publisher's: another hub's key (in other hands)
+    // putting anything at the log's next seq would freeze the roster.
     assert!(valid(&both, "FED", &hub_key(), 3));
-    assert!(valid(&both, "FED", &key(30), 3));
+    assert!(valid(&both, "FED", &key(30), 2));
+    assert!(!valid(&both, "FED", &key(30), 3));
 
     // Reordering the list hands the role over; suspending the publisher does too.
     let moved = apply(
@@ -348,10 +351,15 @@ fn one_hub_publishes_the_roster_log_and_the_authority_can_move_the_role() {
         &no_heads,
     );
     assert_eq!(moved.roster_publisher(), Some(org("HUB-B")));
+    assert!(valid(&moved, "FED", &key(30), 4));
+    assert!(valid(&moved, "FED", &hub_key(), 3));
+    assert!(!valid(&moved, "FED", &hub_key(), 4));
     let suspended = apply(
         &both,
         vec![A::Suspend(pb::Suspend { org: "HUB".into() })],
         &no_heads,
     );
     assert_eq!(suspended.roster_publisher(), Some(org("HUB-B")));
+    assert!(valid(&suspended, "FED", &key(30), 4));
+    assert!(!valid(&suspended, "FED", &hub_key(), 4));
 }
