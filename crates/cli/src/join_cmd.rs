@@ -9,7 +9,9 @@ use clap::Args;
 use intelmesh_node::config::{ListenerConfig, NodeConfig, Role, RosterConfig};
 use intelmesh_node::pki::write_pem;
 use intelmesh_proto::v1 as pb;
+use intelmesh_roster::roster::Roster;
 use intelmesh_roster::roster_hash;
+use intelmesh_roster::thresholds::thresholds;
 use prost::Message;
 
 use crate::enrol_cmd::{
@@ -163,9 +165,16 @@ fn check_federation(
             "warning: the federation of the bundle (genesis pin {pin}) was not checked: compare the pin with the one the hub operators gave you through another channel, or give it with --genesis-pin"
         ),
     }
-    // The CA of the version the bundle was issued at (the genesis one, or since rotated).
-    let version = bundle.current.as_ref().unwrap_or(genesis);
-    let document = pb::RosterDocument::decode(version.document.as_slice())
+    let first = Roster::genesis(genesis, None)
+        .map_err(|e| usage(format!("the bundle's genesis is not valid: {e}")))?;
+    // The CA of the version the bundle was issued at, when the genesis authority signed that
+    // version (a threshold of its keys): anyone handling the bundle could add a version naming
+    // a CA of their own. Else the genesis one's.
+    let trusted = match &bundle.current {
+        Some(current) if signed_by_genesis_authority(&first, current) => current,
+        _ => genesis,
+    };
+    let document = pb::RosterDocument::decode(trusted.document.as_slice())
         .map_err(|e| usage(format!("the bundle's roster does not decode: {e}")))?;
     let named: std::collections::BTreeSet<&str> =
         document.ca_certs_pem.iter().map(|p| p.trim()).collect();
@@ -173,24 +182,72 @@ fn check_federation(
         bundle.federation_ca_pem.iter().map(|p| p.trim()).collect();
     if named != given {
         return Err(usage(
-            "the bundle's federation CA certificates are not the ones its roster names: the bundle is not consistent; ask the hub operators for a new one",
+            "the bundle's federation CA certificates are not the ones named by its genesis, or by a roster version the genesis authority signed: ask the hub operators for a new bundle",
         ));
     }
     Ok(())
 }
 
+fn signed_by_genesis_authority(genesis: &Roster, version: &pb::SignedRoster) -> bool {
+    thresholds(genesis, version).is_ok_and(|t| t.signed_current >= t.needed_current)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
+    use intelmesh_core::OrgId;
+    use intelmesh_roster::{build_genesis, sign_document, AuthorityKey, GenesisSpec, HubMember};
 
-    fn roster(ca: &[&str]) -> pb::SignedRoster {
-        let document = pb::RosterDocument {
-            ca_certs_pem: ca.iter().map(|c| c.to_string()).collect(),
-            ..Default::default()
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn genesis(ca: &str) -> pb::SignedRoster {
+        let spec = GenesisSpec {
+            federation_id: OrgId::parse("TEST-FED").unwrap(),
+            authority: vec![AuthorityKey {
+                name: "alice".into(),
+                key: key(1).verifying_key(),
+            }],
+            threshold: 1,
+            hub_members: vec![HubMember {
+                org: OrgId::parse("HUB").unwrap(),
+                display_name: "hub".into(),
+                country: String::new(),
+                signing_key: key(2).verifying_key(),
+                encryption_key: None,
+            }],
+            ca_certs_pem: vec![ca.to_string()],
+            hubs: Vec::new(),
+            policy: pb::Policy::default(),
+            proposed_by: "test".into(),
         };
+        let document = build_genesis(&spec, NOW).unwrap();
         pb::SignedRoster {
-            document: document.encode_to_vec(),
-            signatures: Vec::new(),
+            signatures: vec![sign_document(&document, &key(1), NOW)],
+            document,
+        }
+    }
+
+    /// A later version naming `ca`, signed by `signer` (none for unsigned).
+    fn later(
+        genesis: &pb::SignedRoster,
+        ca: &str,
+        signer: Option<&SigningKey>,
+    ) -> pb::SignedRoster {
+        let mut doc = pb::RosterDocument::decode(genesis.document.as_slice()).unwrap();
+        doc.version = 2;
+        doc.ca_certs_pem = vec![ca.to_string()];
+        let document = doc.encode_to_vec();
+        pb::SignedRoster {
+            signatures: signer
+                .map(|k| sign_document(&document, k, NOW))
+                .into_iter()
+                .collect(),
+            document,
         }
     }
 
@@ -208,32 +265,48 @@ mod tests {
         }
     }
 
+    fn ca() -> String {
+        let ca = intelmesh_node::pki::Ca::generate(&intelmesh_node::pki::CaRole::Federation);
+        ca.unwrap().cert_pem().to_string()
+    }
+
     #[test]
-    fn a_bundle_is_of_the_pinned_federation_and_gives_the_ca_its_roster_names() {
-        let genesis = roster(&["CA-1"]);
-        let pin = hex::encode(roster_hash(&genesis.document));
-        let good = bundle(&genesis, None, &["CA-1"]);
-        assert!(check_federation(&good, &genesis, Some(&pin)).is_ok());
-        assert!(check_federation(&good, &genesis, Some(&pin.to_uppercase())).is_ok());
+    fn a_bundle_is_of_the_pinned_federation_and_gives_a_ca_its_authority_signed() {
+        let (ca_1, ca_2, rogue) = (ca(), ca(), ca());
+        let g = genesis(&ca_1);
+        let pin = hex::encode(roster_hash(&g.document));
+        let good = bundle(&g, None, &[ca_1.as_str()]);
+        assert!(check_federation(&good, &g, Some(&pin)).is_ok());
+        assert!(check_federation(&good, &g, Some(&pin.to_uppercase())).is_ok());
         assert!(
-            check_federation(&good, &genesis, None).is_ok(),
+            check_federation(&good, &g, None).is_ok(),
             "warned, not refused"
         );
         let other = "ab".repeat(32);
-        let e = check_federation(&good, &genesis, Some(&other)).unwrap_err();
+        let e = check_federation(&good, &g, Some(&other)).unwrap_err();
         assert!(
             e.to_string()
                 .contains(&format!("genesis pin {pin}, not {other}")),
             "{e}"
         );
-        // A CA swapped in: refused; a CA the current version rotated to: taken.
-        let swapped = bundle(&genesis, None, &["ROGUE-CA"]);
-        let e = check_federation(&swapped, &genesis, Some(&pin)).unwrap_err();
-        assert!(
-            e.to_string().contains("not the ones its roster names"),
-            "{e}"
-        );
-        let rotated = bundle(&genesis, Some(roster(&["CA-1", "CA-2"])), &["CA-2", "CA-1"]);
-        assert!(check_federation(&rotated, &genesis, Some(&pin)).is_ok());
+        // A CA swapped in: refused, also under a version added unsigned or signed by another
+        // key; a CA the authority rotated to: taken.
+        let not_named = "not the ones named by its genesis";
+        let swapped = bundle(&g, None, &[rogue.as_str()]);
+        let e = check_federation(&swapped, &g, Some(&pin)).unwrap_err();
+        assert!(e.to_string().contains(not_named), "{e}");
+        for signer in [None, Some(&key(9))] {
+            let forged = bundle(&g, Some(later(&g, &rogue, signer)), &[rogue.as_str()]);
+            let e = check_federation(&forged, &g, Some(&pin)).unwrap_err();
+            assert!(e.to_string().contains(not_named), "{e}");
+        }
+        let rotated = bundle(&g, Some(later(&g, &ca_2, Some(&key(1)))), &[ca_2.as_str()]);
+        assert!(check_federation(&rotated, &g, Some(&pin)).is_ok());
+        // A genesis its authority did not sign is no federation's.
+        let mut unsigned = g.clone();
+        unsigned.signatures.clear();
+        let e = check_federation(&bundle(&unsigned, None, &[ca_1.as_str()]), &unsigned, None)
+            .unwrap_err();
+        assert!(e.to_string().contains("genesis is not valid"), "{e}");
     }
 }
