@@ -20,6 +20,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::ops::Bound;
 
 use intelmesh_core::indicator::detect;
 use intelmesh_core::{Indicator, IndicatorType};
@@ -154,8 +155,10 @@ pub struct Warninglists {
     v4: BTreeMap<u8, HashMap<u32, Vec<usize>>>,
     v6: BTreeMap<u8, HashMap<u128, Vec<usize>>>,
     /// Per list, where its blocks start: a wider block holding one covers it.
-    v4_starts: BTreeMap<usize, BTreeSet<u32>>,
-    v6_starts: BTreeMap<usize, BTreeSet<u128>>,
+    /// Per list, where its blocks start and their prefix lengths: a block holding one covers
+    /// it.
+    v4_starts: BTreeMap<usize, BTreeSet<(u32, u8)>>,
+    v6_starts: BTreeMap<usize, BTreeSet<(u128, u8)>>,
     /// Listed domain names with their labels reversed (`com.office365.outlook`), with their
     /// lists: a parent of one covers it. One map, so a domain covering none costs one probe.
     names_reversed: BTreeMap<String, Vec<usize>>,
@@ -201,16 +204,15 @@ impl Warninglists {
                     push(self.hostnames.entry(key).or_default(), idx);
                 }
                 ListKind::Substring => self.substrings.push((lower, idx)),
-                ListKind::Cidr => match block(trimmed) {
-                    Some((IpAddr::V4(a), len)) => {
-                        let net = u32::from(a) & mask32(len);
+                // An IPv4-mapped entry is kept as the IPv4 block it reaches, as values are read.
+                ListKind::Cidr => match block(trimmed).map(|(a, len)| block_at(a, len)) {
+                    Some(Block::V4(net, len)) => {
                         push(self.v4.entry(len).or_default().entry(net).or_default(), idx);
-                        self.v4_starts.entry(idx).or_default().insert(net);
+                        self.v4_starts.entry(idx).or_default().insert((net, len));
                     }
-                    Some((IpAddr::V6(a), len)) => {
-                        let net = u128::from(a) & mask128(len);
+                    Some(Block::V6(net, len)) => {
                         push(self.v6.entry(len).or_default().entry(net).or_default(), idx);
-                        self.v6_starts.entry(idx).or_default().insert(net);
+                        self.v6_starts.entry(idx).or_default().insert((net, len));
                     }
                     None => {
                         report
@@ -234,11 +236,11 @@ impl Warninglists {
     /// Notes an exact entry of list `idx` that a wider value can cover.
     fn add_coverable(&mut self, entry: &Indicator, idx: usize) {
         match block_of(entry) {
-            Some(Block::V4(net, _)) => {
-                self.v4_starts.entry(idx).or_default().insert(net);
+            Some(Block::V4(net, len)) => {
+                self.v4_starts.entry(idx).or_default().insert((net, len));
             }
-            Some(Block::V6(net, _)) => {
-                self.v6_starts.entry(idx).or_default().insert(net);
+            Some(Block::V6(net, len)) => {
+                self.v6_starts.entry(idx).or_default().insert((net, len));
             }
             None if entry.ty() == IndicatorType::Domain => {
                 push(
@@ -288,25 +290,36 @@ impl Warninglists {
             }
         };
         match (ty, block_of(indicator)) {
-            (IndicatorType::Domain, _) => {
-                let below = format!("{}.", reversed(indicator.value()));
-                let names = self.names_reversed.range(below.clone()..);
+            (IndicatorType::Domain, _) if !self.names_reversed.is_empty() => {
+                let mut below = reversed(indicator.value());
+                below.push('.');
+                let from = (Bound::Included(below.as_str()), Bound::Unbounded);
+                let names = self.names_reversed.range::<str, _>(from);
                 let names = names.take_while(|(name, _)| name.starts_with(&below));
                 // A domain covering a whole list is flagged by the lists of its first names.
                 for &list in names.take(MAX_COVERED_NAMES).flat_map(|(_, lists)| lists) {
                     take(list, true);
                 }
             }
+            // A listed block starting inside the value's is no wider than it, but for one
+            // starting where it does (a string list's `10.0.0.0/8` holds `10.0.0.0/16`, which
+            // covers nothing of it): those are left out by starting at the value's length.
             (_, Some(Block::V4(net, len))) if len < 32 => {
                 let last = net | !mask32(len);
                 for (&list, starts) in &self.v4_starts {
-                    take(list, starts.range(net..=last).next().is_some());
+                    take(
+                        list,
+                        starts.range((net, len)..=(last, u8::MAX)).next().is_some(),
+                    );
                 }
             }
             (_, Some(Block::V6(net, len))) if len < 128 => {
                 let last = net | !mask128(len);
                 for (&list, starts) in &self.v6_starts {
-                    take(list, starts.range(net..=last).next().is_some());
+                    take(
+                        list,
+                        starts.range((net, len)..=(last, u8::MAX)).next().is_some(),
+                    );
                 }
             }
             _ => {}
@@ -389,7 +402,8 @@ fn applies_to(matching_attributes: &[String]) -> Option<Vec<IndicatorType>> {
     Some(types)
 }
 
-/// Listed names below a domain read to say which lists it covers.
+/// Listed names below a domain read to say which lists it covers: a domain covering more (a
+/// whole list's) is flagged by the lists of the first ones.
 const MAX_COVERED_NAMES: usize = 1024;
 
 /// An address indicator's block: its network and prefix length.
@@ -406,11 +420,16 @@ fn block_of(indicator: &Indicator) -> Option<Block> {
     if !matches!(indicator.ty(), T::Ipv4 | T::Ipv6 | T::Cidr) {
         return None;
     }
-    match block(indicator.value())? {
-        (IpAddr::V4(a), len) => Some(Block::V4(u32::from(a) & mask32(len), len)),
-        (IpAddr::V6(a), len) => match a.to_ipv4_mapped() {
-            Some(v4) if len >= 96 => Some(Block::V4(u32::from(v4) & mask32(len - 96), len - 96)),
-            _ => Some(Block::V6(u128::from(a) & mask128(len), len)),
+    block(indicator.value()).map(|(a, len)| block_at(a, len))
+}
+
+/// The block of `len` bits at `addr`; an IPv4-mapped IPv6 one as the IPv4 one it reaches.
+fn block_at(addr: IpAddr, len: u8) -> Block {
+    match addr {
+        IpAddr::V4(a) => Block::V4(u32::from(a) & mask32(len), len),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) if len >= 96 => Block::V4(u32::from(v4) & mask32(len - 96), len - 96),
+            _ => Block::V6(u128::from(a) & mask128(len), len),
         },
     }
 }
@@ -418,7 +437,14 @@ fn block_of(indicator: &Indicator) -> Option<Block> {
 /// A domain name with its labels in reverse order, so the names below a domain sort after it
 /// under one prefix.
 fn reversed(name: &str) -> String {
-    name.rsplit('.').collect::<Vec<_>>().join(".")
+    let mut out = String::with_capacity(name.len() + 1);
+    for (i, label) in name.rsplit('.').enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        out.push_str(label);
+    }
+    out
 }
 
 /// An address or block: `(address, prefix length)`, a bare address at full length.

@@ -37,6 +37,8 @@ fn sample() -> (Warninglists, Vec<AddReport>) {
         ),
         list(json!({"name": "cdn", "type": "substring", "list": ["cloudfront"]})),
         list(json!({"name": "rx", "type": "regex", "list": ["^evil"]})),
+        list(json!({"name": "exact", "type": "string", "list": ["192.0.2.0/24", "203.0.113.9"]})),
+        list(json!({"name": "mapped", "type": "cidr", "list": ["::ffff:198.51.100.0/120"]})),
     ];
     let mut w = Warninglists::new();
     let reports = lists.iter().map(|l| w.add(l)).collect();
@@ -65,12 +67,23 @@ fn matches_by_kind() {
         (ind(T::Cidr, "8.8.8.0/24"), vec!["dns"]),
         (ind(T::Cidr, "8.8.4.4/32"), vec!["dns"]),
         (ind(T::Cidr, "8.8.8.10/31"), vec![]),
-        (ind(T::Cidr, "0.0.0.0/0"), vec!["dns", "private"]),
+        (
+            ind(T::Cidr, "0.0.0.0/0"),
+            vec!["dns", "exact", "mapped", "private"],
+        ),
         (ind(T::Cidr, "2001:4860::/32"), vec!["dns"]),
         (ind(T::Cidr, "::/0"), vec!["dns", "private"]),
         (ind(T::Ipv6, "::ffff:8.8.8.8"), vec!["dns"]),
         (ind(T::Cidr, "::ffff:8.8.0.0/112"), vec!["dns"]),
-        // A string list's addresses are covered too.
+        // A string list's blocks and addresses are covered too; a block inside one of its
+        // blocks covers nothing of it, and is not the entry itself.
+        (ind(T::Cidr, "203.0.113.0/24"), vec!["exact"]),
+        (ind(T::Cidr, "192.0.0.0/16"), vec!["exact"]),
+        (ind(T::Cidr, "192.0.2.0/24"), vec!["exact"]),
+        (ind(T::Cidr, "192.0.2.0/25"), vec![]),
+        // An IPv4-mapped list entry matches as the IPv4 block it reaches, either spelling.
+        (ind(T::Ipv4, "198.51.100.7"), vec!["mapped"]),
+        (ind(T::Ipv6, "::ffff:198.51.100.7"), vec!["mapped"]),
         (ind(T::Cidr, "3::/16"), vec![]),
         (ind(T::Cidr, "0.0.0.0/1"), vec!["dns", "private"]),
         // A domain with a listed name below it; a URL on such a host covers nothing listed.
@@ -96,7 +109,7 @@ fn matches_by_kind() {
 #[test]
 fn reports_entries_it_cannot_use() {
     let (w, reports) = sample();
-    assert_eq!(w.len(), 6);
+    assert_eq!(w.len(), 8);
     assert_eq!(
         reports[0],
         AddReport {
