@@ -19,6 +19,9 @@ use serde_json::Value;
 
 /// Longest description sent with an indicator: a signed payload is at most 64 KiB.
 const MAX_DESCRIPTION_BYTES: usize = 2_000;
+/// Most bytes of descriptions all the values of one MISP file carry together: each carries
+/// its event's `info`, so a file of many small attributes must not expand into gigabytes.
+const MAX_DESCRIBED_BYTES: usize = 64 << 20;
 /// Most tags kept per indicator, and the longest tag.
 const MAX_TAGS: usize = 32;
 const MAX_TAG_BYTES: usize = 128;
@@ -295,6 +298,7 @@ fn read_misp(
 ) -> Result<FileRead, intelmesh_interop::misp::MispError> {
     let events = import_misp(value, &MispOptions { default_tlp })?;
     let mut out = FileRead::default();
+    let mut described = 0usize;
     for event in &events {
         // Clipped once here, not per indicator: a 10 MB `info` is not copied per attribute.
         let info = clip(
@@ -314,6 +318,14 @@ fn read_misp(
             match &a.outcome {
                 AttributeOutcome::Imported(found) => {
                     for i in found {
+                        described = described.saturating_add(info.len());
+                        if described > MAX_DESCRIBED_BYTES {
+                            out.rejected.push(Left {
+                                reason: format!("the file's values already carry {MAX_DESCRIBED_BYTES} bytes of event descriptions"),
+                                example: name.clone(),
+                            });
+                            continue;
+                        }
                         let mut description = info.clone();
                         if let Some(c) = i.comment.as_deref().filter(|c| !c.trim().is_empty()) {
                             if !description.is_empty() {
@@ -492,6 +504,22 @@ mod tests {
             detect_format(Path::new("l.csv"), "a,b\n").unwrap(),
             Format::Csv
         );
+    }
+
+    #[test]
+    fn a_misp_file_of_many_small_attributes_carries_a_bounded_weight_of_descriptions() {
+        // Each carries the `info` clipped: its bytes and the mark of the cut.
+        let fit = MAX_DESCRIBED_BYTES / (MAX_DESCRIPTION_BYTES + '…'.len_utf8());
+        let attributes: Vec<Value> = (0..fit + 10)
+            .map(|i| serde_json::json!({"type": "domain", "value": format!("d{i}.example"), "to_ids": true}))
+            .collect();
+        let info = "i".repeat(10 * MAX_DESCRIPTION_BYTES);
+        let event = serde_json::json!({"Event": {"info": info, "Attribute": attributes}});
+        let r = read_misp(&event, Tlp::Green, "").unwrap();
+        assert_eq!(r.candidates.len(), fit);
+        assert!(r.candidates[0].description.len() <= MAX_DESCRIPTION_BYTES + 3);
+        assert_eq!(r.rejected.len(), 10);
+        assert!(r.rejected[0].reason.contains("bytes of event descriptions"));
     }
 
     #[test]

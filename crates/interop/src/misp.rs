@@ -76,14 +76,14 @@ pub enum AttributeError {
         value: String,
         source: NormalizeError,
     },
-    #[error("the event's indicators already carry {max} bytes of tags: each carries the event's and object's tags, so a small attribute must not expand the event past that")]
+    #[error("the input's indicators already carry {max} bytes of tags: each carries its event's and object's tags, so small attributes must not expand the input past that")]
     ExpandsTooFar { max: usize },
 }
 
-/// Most bytes of tags all of one event's indicators carry together: each carries a copy of
-/// the event's and its object's (up to [`MAX_TAGS_PER_INDICATOR`] of them), so an event of
-/// many small attributes must not expand into gigabytes. Past it, attributes fail.
-pub const MAX_EVENT_EXPANSION: usize = 64 << 20;
+/// Most bytes of tags all the indicators of one input (its events together) carry: each
+/// carries a copy of its event's and object's (up to [`MAX_TAGS_PER_INDICATOR`] of them), so
+/// events of many small attributes must not expand into gigabytes. Past it, attributes fail.
+pub const MAX_TAG_EXPANSION: usize = 64 << 20;
 
 /// Why an attribute is passed over.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -233,6 +233,8 @@ pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent
         }
     };
     let mut events = Vec::with_capacity(items.len());
+    // One budget for the whole input: a file of many events must not multiply it either.
+    let mut carried = 0usize;
     for item in items {
         let event = item.get("Event").unwrap_or(item);
         let looks_like_event = ["Attribute", "Object", "info", "uuid"]
@@ -243,7 +245,7 @@ pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent
                 reason: "no Event, Attribute, Object, info or uuid",
             });
         }
-        events.push(read_event(event, options));
+        events.push(read_event(event, options, &mut carried));
     }
     Ok(events)
 }
@@ -262,7 +264,7 @@ fn in_its_event(attribute: &Value) -> Value {
     }})
 }
 
-fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
+fn read_event(event: &Value, options: &MispOptions, carried: &mut usize) -> MispEvent {
     let event_tags = Tags::of(event);
     let event_distribution = distribution(event.get("distribution"));
     let event_level = Level {
@@ -270,17 +272,16 @@ fn read_event(event: &Value, options: &MispOptions) -> MispEvent {
         distribution: event_distribution,
     };
     let mut attributes = Vec::new();
-    let mut carried = 0usize;
     let mut bounded = |record: AttributeRecord| -> AttributeRecord {
         let AttributeOutcome::Imported(found) = &record.outcome else {
             return record;
         };
         let tags = found.iter().flat_map(|i| &i.tags).map(String::len);
-        carried = carried.saturating_add(tags.sum());
-        if carried <= MAX_EVENT_EXPANSION {
+        *carried = carried.saturating_add(tags.sum());
+        if *carried <= MAX_TAG_EXPANSION {
             return record;
         }
-        let max = MAX_EVENT_EXPANSION;
+        let max = MAX_TAG_EXPANSION;
         AttributeRecord {
             outcome: AttributeOutcome::Failed(AttributeError::ExpandsTooFar { max }),
             ..record

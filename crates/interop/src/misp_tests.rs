@@ -430,19 +430,28 @@ fn a_searched_attribute_takes_the_distribution_of_the_event_it_names() {
 }
 
 #[test]
-fn an_event_of_many_small_attributes_carries_a_bounded_weight_of_tags() {
+fn events_of_many_small_attributes_carry_a_bounded_weight_of_tags() {
     // 32 event tags of 128 bytes: every indicator carries all 4 KiB of them.
     let tags: Vec<Value> = (0..MAX_TAGS_PER_INDICATOR)
         .map(|i| json!({"name": format!("{i:03}{}", "t".repeat(MAX_TAG_BYTES - 3))}))
         .collect();
     let per_indicator = MAX_TAGS_PER_INDICATOR * MAX_TAG_BYTES;
-    let fit = MAX_EVENT_EXPANSION / per_indicator;
+    let fit = MAX_TAG_EXPANSION / per_indicator;
     let attributes: Vec<Value> = (0..fit + 100)
         .map(|i| attr("domain", &format!("d{i}.example")))
         .collect();
     let event = one_event(&json!({"Event": {"info": "x", "Tag": tags, "Attribute": attributes}}));
     let imported = event.indicators().count();
     assert_eq!(imported, fit);
+    // Split over two events of one input, the budget is the same.
+    let (a, b) = attributes.split_at(fit / 2);
+    let two = json!({"response": [
+        {"Event": {"info": "a", "Tag": tags, "Attribute": a}},
+        {"Event": {"info": "b", "Tag": tags, "Attribute": b}},
+    ]});
+    let events = import_misp(&two, &MispOptions::default()).unwrap();
+    let both: usize = events.iter().map(|e| e.indicators().count()).sum();
+    assert_eq!(both, fit);
     let first = event.indicators().next().expect("an indicator");
     assert_eq!(
         first.tags.iter().map(String::len).sum::<usize>(),
@@ -458,7 +467,7 @@ fn an_event_of_many_small_attributes_carries_a_bounded_weight_of_tags() {
     assert!(failed.iter().all(|o| matches!(
         o,
         AttributeOutcome::Failed(AttributeError::ExpandsTooFar {
-            max: MAX_EVENT_EXPANSION
+            max: MAX_TAG_EXPANSION
         })
     )));
 }
