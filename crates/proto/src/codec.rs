@@ -51,6 +51,38 @@ where
     }
 }
 
+/// The messages the services take as requests (a `SyncFrame` both ways), with their names.
+fn requests() -> [(TypeId, &'static str); 17] {
+    use crate::v1 as pb;
+    fn of<T: 'static>(name: &'static str) -> (TypeId, &'static str) {
+        (TypeId::of::<T>(), name)
+    }
+    [
+        of::<pb::SubmitRequest>("SubmitRequest"),
+        of::<pb::GetRequest>("GetRequest"),
+        of::<pb::QueryRequest>("QueryRequest"),
+        of::<pb::LookupRequest>("LookupRequest"),
+        of::<pb::WatchRequest>("WatchRequest"),
+        of::<pb::ReportSightingRequest>("ReportSightingRequest"),
+        of::<pb::StatusRequest>("StatusRequest"),
+        of::<pb::SyncFrame>("SyncFrame"),
+        of::<pb::ListMembersRequest>("ListMembersRequest"),
+        of::<pb::ProposeRequest>("ProposeRequest"),
+        of::<pb::ProposalRef>("ProposalRef"),
+        of::<pb::ListProposalsRequest>("ListProposalsRequest"),
+        of::<pb::SignProposalRequest>("SignProposalRequest"),
+        of::<pb::GetRosterRequest>("GetRosterRequest"),
+        of::<pb::IssueBundleRequest>("IssueBundleRequest"),
+        of::<pb::FederationStatusRequest>("FederationStatusRequest"),
+        of::<pb::AuditRequest>("AuditRequest"),
+    ]
+}
+
+fn is_request<U: 'static>() -> bool {
+    let t = TypeId::of::<U>();
+    requests().iter().any(|(r, _)| *r == t)
+}
+
 /// Prost's decoder, behind the shape check for `SyncFrame`.
 #[derive(Debug)]
 pub struct BoundedDecoder<U> {
@@ -74,14 +106,40 @@ impl<U: Message + Default + 'static> Decoder for BoundedDecoder<U> {
         };
         checked.map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Prost's decoder calls a message that does not decode an INTERNAL error, which
-        // blames the receiver; the sender's bytes are at fault.
+        // blames the receiver; a request's sender is at fault. (A response that does not
+        // decode stays INTERNAL: the client's caller did nothing wrong.)
         self.inner.decode(buf).map_err(|e| match e.code() {
-            Code::Internal => Status::invalid_argument(e.message().to_owned()),
+            Code::Internal if is_request::<U>() => Status::invalid_argument(e.message().to_owned()),
             _ => e,
         })
     }
 
     fn buffer_settings(&self) -> BufferSettings {
         self.inner.buffer_settings()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_request_of_the_services_is_known_as_one() {
+        let set = prost_types::FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET).unwrap();
+        let mut inputs: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|f| &f.service)
+            .flat_map(|s| &s.method)
+            .filter_map(|m| m.input_type.as_deref())
+            .map(|t| t.trim_start_matches(".intelmesh.v1.").to_string())
+            .collect();
+        inputs.sort();
+        inputs.dedup();
+        let mut known: Vec<String> = requests().iter().map(|(_, n)| n.to_string()).collect();
+        known.sort();
+        assert_eq!(known, inputs);
+        assert!(is_request::<crate::v1::ProposalRef>());
+        assert!(!is_request::<crate::v1::StatusResponse>());
     }
 }
