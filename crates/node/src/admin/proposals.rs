@@ -198,21 +198,23 @@ fn forget_stale(state: &NodeState, current: &Roster) -> Result<Vec<String>, Admi
     Ok(pending)
 }
 
-/// Forgets a pending or stale proposal of operator `by`. A published one is kept: the
-/// enrolment requests it carries are what members' bundles are signed from. Another operator's
-/// is refused: withdrawing others' proposals as they appear would let one operator (or one
+/// Forgets a stale proposal, or a pending one of operator `by`. A published one is kept: the
+/// enrolment requests it carries are what members' bundles are signed from. Another
+/// operator's pending one is refused: withdrawing others' proposals as they appear would let one operator (or one
 /// stolen admin certificate) veto every change the authority's thresholds would approve.
 pub fn withdraw(state: &NodeState, id: &str, by: &str) -> Result<(), AdminError> {
     let dir = proposals_dir(state);
     let kept = book::load(&dir, id)?;
     let current = current_roster(state)?;
-    if let Standing::Published = standing(state, &current, &kept)? {
+    let standing = standing(state, &current, &kept)?;
+    if let Standing::Published = standing {
         return Err(AdminError::Precondition(format!(
             "proposal {id} is published: it is kept, since the bundles of the members it admitted are signed from the enrolment requests it holds"
         )));
     }
+    // A stale one can never be published: anyone may clear it away.
     let proposer = book::proposer_of(&kept.roster);
-    if proposer != by {
+    if matches!(standing, Standing::Pending) && proposer != by {
         return Err(AdminError::NotProposer {
             id: id.to_string(),
             proposer,
