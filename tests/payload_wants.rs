@@ -75,6 +75,14 @@ async fn a_recipient_that_got_the_stub_first_is_sent_the_payload_later() {
     assert!(stored_is_stub(&net, &br, &au));
     let owed = vec![(au.to_string(), 1)];
     assert_eq!(wants(&net, &br), owed);
+    // An operator sees it: in the status and the metrics.
+    let status = intelmesh_node::api::status::status(net.node(&br).state()).unwrap();
+    assert_eq!(status.payloads_owed, 1);
+    let metrics = intelmesh_node::metrics::render(net.node(&br).state()).unwrap();
+    assert!(
+        metrics.lines().any(|l| l == "intelmesh_payloads_owed 1"),
+        "{metrics}"
+    );
     // Wants live in memory: a restart finds them again in the store (in the background).
     net.stop(&br).await;
     net.start(&br).await;

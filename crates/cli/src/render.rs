@@ -213,6 +213,7 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
         "flagged_origins": s.flagged_origins,
         "fork_proofs": s.fork_proofs,
         "held_entries": s.held_entries,
+        "payloads_owed": s.payloads_owed,
         "unverified": s.unverified.iter().map(|u| json!({
             "origin": u.origin,
             "key_id": u.key_id,
@@ -310,14 +311,15 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
         }
     }
     out.push_str(&format!(
-        "\n  flagged origins: {} ({} fork proofs held)\n  held entries: {}",
+        "\n  flagged origins: {} ({} fork proofs held)\n  held entries: {}\n  payloads owed: {}",
         if s.flagged_origins.is_empty() {
             "none".to_string()
         } else {
             s.flagged_origins.join(", ")
         },
         s.fork_proofs,
-        s.held_entries
+        s.held_entries,
+        s.payloads_owed
     ));
     for u in &s.unverified {
         out.push_str(&format!(

@@ -418,6 +418,11 @@ pub fn render(state: &NodeState) -> anyhow::Result<String> {
         gauge(status.held_entries),
     );
     r.register(
+        "intelmesh_payloads_owed",
+        "Payloads owed: stubs held of entries this node may read, their payload withheld by a relay",
+        gauge(status.payloads_owed),
+    );
+    r.register(
         "intelmesh_unverified_entries",
         "Entries waiting for their signing key to be known",
         gauge(state.unverified.len()),

@@ -98,6 +98,11 @@ impl Wants {
         self.lock().keys.contains(key)
     }
 
+    /// How many payloads are owed (as far as the wants had room for them).
+    pub fn len(&self) -> usize {
+        self.lock().keys.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.lock().keys.is_empty()
     }

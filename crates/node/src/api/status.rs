@@ -87,6 +87,7 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
             .map(ToString::to_string)
             .collect(),
         held_entries: state.store.held_count() as u64,
+        payloads_owed: state.wants.len() as u64,
         unverified: state.unverified.summary(),
         fork_proofs: state.store.fork_count(),
         certificate_warnings: crate::cert_watch::of_state(state, now),
