@@ -232,6 +232,10 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
             "seen_at_unix_ms": c.seen_at_unix_ms,
         })).collect::<Vec<_>>(),
         "stale_members": s.stale_members,
+        "roster_ahead": s.roster_ahead.iter().map(|a| json!({
+            "member": a.member,
+            "version": a.version,
+        })).collect::<Vec<_>>(),
         "ready": s.ready,
         "readiness": s.readiness,
         "certificate_warnings": s.certificate_warnings.iter().map(|w| json!({
@@ -371,6 +375,14 @@ fn roster_text(s: &pb::StatusResponse) -> String {
         out.push_str(&format!(
             "\n  stale (no recent checkpoint): {}",
             s.stale_members.join(", ")
+        ));
+    }
+    if let Some(newest) = s.roster_ahead.iter().map(|a| a.version).max() {
+        let members: Vec<&str> = s.roster_ahead.iter().map(|a| a.member.as_str()).collect();
+        out.push_str(&format!(
+            "\n  ROSTER BEHIND: checkpoints of {} name version {newest}, this node follows {}: a hub may be withholding it",
+            members.join(", "),
+            s.roster_version
         ));
     }
     out

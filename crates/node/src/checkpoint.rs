@@ -110,6 +110,13 @@ impl Checkpoints {
         }
     }
 
+    /// Members whose last checkpoint names a version past `version`, with that version.
+    pub fn ahead(&self, version: u64) -> Vec<(OrgId, u64)> {
+        let inner = self.lock();
+        let ahead = inner.last.iter().filter(|(_, s)| s.version > version);
+        ahead.map(|(o, s)| (o.clone(), s.version)).collect()
+    }
+
     pub fn conflicts(&self) -> Vec<Conflict> {
         self.lock().conflicts.values().flatten().cloned().collect()
     }
@@ -283,7 +290,33 @@ const SETTLE_MAX_MS: u64 = 2_500;
 mod tests {
     use std::time::Duration;
 
-    use super::{settle_delay, SETTLE_MAX_MS, SETTLE_MIN_MS};
+    use super::{settle_delay, Checkpoints, Seen, SETTLE_MAX_MS, SETTLE_MIN_MS};
+    use intelmesh_core::OrgId;
+
+    #[test]
+    fn members_whose_checkpoints_name_a_newer_version_are_ahead() {
+        let c = Checkpoints::default();
+        let seen = |version, seq| Seen {
+            version,
+            hash: [version as u8; 32],
+            seq,
+            issued_at_unix_ms: 0,
+        };
+        let (au, br) = (
+            OrgId::parse("AU-AFP").unwrap(),
+            OrgId::parse("BR-PF").unwrap(),
+        );
+        let ours = [3; 32];
+        c.take(au.clone(), seen(3, 1), Some(&ours));
+        c.take(br.clone(), seen(5, 1), Some(&ours));
+        assert_eq!(c.ahead(3), vec![(br.clone(), 5)]);
+        // A member's later checkpoint replaces its earlier one; an older one does not.
+        c.take(au.clone(), seen(4, 2), Some(&ours));
+        c.take(au.clone(), seen(2, 1), Some(&ours));
+        assert_eq!(c.ahead(3), vec![(au, 4), (br.clone(), 5)]);
+        assert_eq!(c.ahead(4), vec![(br, 5)]);
+        assert!(c.ahead(5).is_empty());
+    }
 
     #[test]
     fn checkpoints_after_a_change_are_spread_within_bounds() {

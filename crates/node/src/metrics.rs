@@ -469,6 +469,11 @@ pub fn render(state: &NodeState) -> anyhow::Result<String> {
         gauge(status.roster_conflicts.len()),
     );
     r.register(
+        "intelmesh_roster_ahead_members",
+        "Members whose last roster checkpoint names a newer version than this node follows",
+        gauge(status.roster_ahead.len()),
+    );
+    r.register(
         "intelmesh_stale_members",
         "Members whose last roster checkpoint is older than three periods",
         gauge(status.stale_members.len()),

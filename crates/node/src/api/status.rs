@@ -67,6 +67,18 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
                 seen_at_unix_ms: c.seen_at_unix_ms,
             })
             .collect(),
+        roster_ahead: match (follow, &roster) {
+            (Some(f), Some(r)) => f
+                .checkpoints
+                .ahead(r.version())
+                .into_iter()
+                .map(|(member, version)| pb::RosterAhead {
+                    member: member.to_string(),
+                    version,
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
         stale_members: match (follow, &roster) {
             (Some(f), Some(r)) => f
                 .checkpoints
