@@ -205,15 +205,6 @@ fn precheck(
         None => signed_message(&raw.header),
         Some(root) => batch_tree::signed_root(root),
     };
-    if header.issued_at_unix_ms > cfg.now_unix_ms.saturating_add(cfg.max_clock_skew_ms) {
-        return Err(VerifyError::FromFuture {
-            origin: origin.clone(),
-            seq,
-            issued_at_unix_ms: header.issued_at_unix_ms,
-            now_unix_ms: cfg.now_unix_ms,
-            max_skew_ms: cfg.max_clock_skew_ms,
-        });
-    }
     let content = match &raw.payload {
         None => None,
         Some(bytes) => Some(check_payload(&header, bytes)?),
@@ -259,6 +250,23 @@ fn precheck(
             seq,
             defect,
         })?;
+    if header.issued_at_unix_ms > cfg.now_unix_ms.saturating_add(cfg.max_clock_skew_ms) {
+        // Refused either way; but only an entry the origin did sign tells of its clock (the
+        // link stays). Anyone can date an entry: a forgery is the sender's.
+        if !signature::verify_one(&key, &message, &signature) {
+            return Err(VerifyError::BadSignature {
+                origin: origin.clone(),
+                seq,
+            });
+        }
+        return Err(VerifyError::FromFuture {
+            origin: origin.clone(),
+            seq,
+            issued_at_unix_ms: header.issued_at_unix_ms,
+            now_unix_ms: cfg.now_unix_ms,
+            max_skew_ms: cfg.max_clock_skew_ms,
+        });
+    }
     Ok(Prechecked {
         raw,
         header,

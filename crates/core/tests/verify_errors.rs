@@ -412,6 +412,18 @@ fn issued_too_far_in_the_future_is_refused() {
         check(e, &keys_of(&[&s])),
         Err(VerifyError::FromFuture { seq: 1, .. })
     ));
+    // Dated ahead but not signed by the origin: the sender's forgery, not the origin's clock.
+    let mut forged = s.sign_raw(1, ZERO_HASH, ahead, &green(), domain_upsert("evil.example"));
+    let mut sig = forged.signature.to_vec();
+    sig[5] ^= 0x40;
+    forged.signature = sig.into();
+    assert_eq!(
+        check(forged, &keys_of(&[&s])),
+        Err(VerifyError::BadSignature {
+            origin: s.org().clone(),
+            seq: 1
+        })
+    );
     let e = s.sign_raw(
         1,
         ZERO_HASH,
