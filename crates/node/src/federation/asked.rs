@@ -43,6 +43,7 @@ impl Asked {
 
     pub(super) fn add(&self, want: pb::Want, members: &StaticKeys) {
         let mut keys = self.lock();
+        let mut added = false;
         // Only members' origins are kept, so each ask costs a few dozen bytes whatever the
         // peer sends, and only for entries that can exist.
         for r in want.entries {
@@ -53,11 +54,14 @@ impl Asked {
                 .ok()
                 .filter(|o| members.is_member(o));
             if let (Some(origin), true) = (origin, r.seq > 0) {
-                keys.open.insert((origin, r.seq));
+                added |= keys.open.insert((origin, r.seq));
             }
         }
         drop(keys);
-        self.added.notify_one();
+        // Asks already kept wake nothing: a peer repeating them must not keep the sender busy.
+        if added {
+            self.added.notify_one();
+        }
     }
 
     /// Asks kept and not served yet.
@@ -65,6 +69,9 @@ impl Asked {
         self.lock().open.len()
     }
 }
+
+/// Fills read to find the asks they answer; more since the last round, and every ask is read.
+const FILLS_READ: usize = 1024;
 
 /// Adds to `batch`, as far as it has room, the full entries the peer asked for that this node
 /// now holds and may send over the link. Asks it can never serve (the payload may not travel
@@ -79,12 +86,22 @@ pub(super) fn serve_asked(
     if keys.open.is_empty() || batch.is_full() {
         return Ok(());
     }
+    let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
     let fills = state.store.fill_count();
     if fills != keys.fills_at {
-        keys.stubs.clear();
+        // Only the asks whose stub was filled since are read again (a peer filling stubs one
+        // at a time must not make each fill cost a read of every ask); past a bound, all are.
+        let new = fills.checked_sub(keys.fills_at).unwrap_or(u64::MAX);
+        if new > FILLS_READ as u64 {
+            keys.stubs.clear();
+        } else {
+            let filled = state.store.fills_after(keys.fills_at, FILLS_READ);
+            for f in filled.map_err(|e| local(&e))? {
+                keys.stubs.remove(&(f.origin, f.seq));
+            }
+        }
         keys.fills_at = fills;
     }
-    let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
     let vector = state.vector().map_err(|e| local(&e))?;
     let mut settled = Vec::new();
     let mut stubs = Vec::new();
@@ -162,5 +179,32 @@ mod tests {
             &members,
         );
         assert_eq!(asked.lock().open.len(), Asked::MAX);
+    }
+
+    async fn woken(asked: &Asked) -> bool {
+        let wait = asked.added.notified();
+        tokio::time::timeout(std::time::Duration::from_millis(20), wait)
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn only_a_new_ask_wakes_the_sender() {
+        let mut members = StaticKeys::default();
+        let au = OrgId::parse("AU-AFP").unwrap();
+        members.insert(au, SigningKey::from_bytes(&[1; 32]).verifying_key());
+        let asked = Asked::default();
+        let want = |seq| pb::Want {
+            entries: vec![pb::EntryRef {
+                origin: "AU-AFP".into(),
+                seq,
+            }],
+        };
+        asked.add(want(1), &members);
+        assert!(woken(&asked).await);
+        asked.add(want(1), &members);
+        assert!(!woken(&asked).await, "an ask already kept woke the sender");
+        asked.add(want(2), &members);
+        assert!(woken(&asked).await);
     }
 }
