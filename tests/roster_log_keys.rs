@@ -240,3 +240,56 @@ async fn a_version_a_reinstated_hub_signed_arriving_with_its_reinstatement_is_fo
         .await
         .expect("the agency follows the reinstatement and the version after it");
 }
+
+/// A node that was offline while a hub rotated its key and then became the roster publisher
+/// receives both versions and the first the new publisher signed with its new key together.
+/// The last waits for its key; the key becomes known with the rotation, one version before
+/// its hub is the publisher, so its recheck then refuses it for its range: the links restart,
+/// and once the node follows the version that moves the role, the peer's resend is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_a_new_publisher_signed_with_a_key_unknown_to_a_node_is_followed() {
+    let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
+    let (hub, hub_b, sg) = (org("HUB"), org("HUB-B"), org("SG-IGCI"));
+    net.start(&hub).await;
+    net.start(&sg).await;
+    net.admit_all(&[&sg]).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .expect("the agency follows its admission");
+    net.stop(&sg).await;
+
+    // Version 3 rotates HUB-B's key, version 4 makes HUB-B the publisher (both by HUB), and
+    // HUB-B signs version 5 with its new key.
+    let new_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let old_key = signing_key(&net.fed.nodes[&hub_b].dir);
+    let request =
+        intelmesh_roster::enrolment::sign_rotation(&hub_b, &old_key, &new_key, 0, now_unix_ms());
+    net.apply(&[pb::Action {
+        action: Some(pb::action::Action::RotateKey(pb::RotateKey {
+            request: Some(request),
+        })),
+    }])
+    .await;
+    net.publish(|d| d.hubs.reverse()).await;
+    let version_5 = net.next_version(|d| {
+        if let Some(p) = d.policy.as_mut() {
+            p.cert_warn_days = 17;
+        }
+    });
+    let entry = net.log_entry(&hub, new_key, version_5);
+    let report = net
+        .node(&hub)
+        .state()
+        .ingest(vec![entry])
+        .await
+        .expect("ingest");
+    assert_eq!(report.appended, 1, "{report:?}");
+    net.wait_status(&hub, PATIENCE, |s| s.roster_version == 5)
+        .await
+        .expect("the hub follows version 5");
+
+    net.start(&sg).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 5)
+        .await
+        .expect("the agency follows the new publisher's version");
+}

@@ -162,6 +162,21 @@ struct Prechecked {
     root: Option<Hash>,
 }
 
+/// Whether `header` is issued past the clock and skew `cfg` allows.
+fn from_future(header: &Header, cfg: &VerifyConfig) -> bool {
+    header.issued_at_unix_ms > cfg.now_unix_ms.saturating_add(cfg.max_clock_skew_ms)
+}
+
+fn future(origin: &OrgId, seq: u64, header: &Header, cfg: &VerifyConfig) -> VerifyError {
+    VerifyError::FromFuture {
+        origin: origin.clone(),
+        seq,
+        issued_at_unix_ms: header.issued_at_unix_ms,
+        now_unix_ms: cfg.now_unix_ms,
+        max_skew_ms: cfg.max_clock_skew_ms,
+    }
+}
+
 fn precheck(
     raw: pb::SignedEntry,
     keys: &dyn KeyRegistry,
@@ -214,6 +229,12 @@ fn precheck(
     }
     let key = match keys.key(origin, &header.key_id, seq) {
         KeyLookup::Valid(key) => key,
+        // Dated ahead with no key to check it by: refused for its date as it always was, so
+        // the link restarts and the peer sends it again, rather than kept waiting for a key
+        // and refused for its date then, when no link would send it again.
+        KeyLookup::Unknown if from_future(&header, cfg) => {
+            return Err(future(origin, seq, &header, cfg))
+        }
         KeyLookup::Unknown => {
             return Err(VerifyError::UnknownKey {
                 origin: origin.clone(),
@@ -250,7 +271,7 @@ fn precheck(
             seq,
             defect,
         })?;
-    if header.issued_at_unix_ms > cfg.now_unix_ms.saturating_add(cfg.max_clock_skew_ms) {
+    if from_future(&header, cfg) {
         // Refused either way; but only an entry the origin did sign tells of its clock (the
         // link stays). Anyone can date an entry: a forgery is the sender's.
         if !signature::verify_one(&key, &message, &signature) {
@@ -259,13 +280,7 @@ fn precheck(
                 seq,
             });
         }
-        return Err(VerifyError::FromFuture {
-            origin: origin.clone(),
-            seq,
-            issued_at_unix_ms: header.issued_at_unix_ms,
-            now_unix_ms: cfg.now_unix_ms,
-            max_skew_ms: cfg.max_clock_skew_ms,
-        });
+        return Err(future(origin, seq, &header, cfg));
     }
     Ok(Prechecked {
         raw,

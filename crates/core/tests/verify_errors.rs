@@ -412,6 +412,15 @@ fn issued_too_far_in_the_future_is_refused() {
         check(e, &keys_of(&[&s])),
         Err(VerifyError::FromFuture { seq: 1, .. })
     ));
+    // Dated ahead under a key not known here: refused for its date, as no signature can be
+    // checked (kept waiting for the key, it would be refused for its date then, too late for
+    // any link to send it again).
+    let stranger = signer("SG-IGCI", 7);
+    let unknown = stranger.sign_raw(1, ZERO_HASH, ahead, &green(), domain_upsert("evil.example"));
+    assert!(matches!(
+        check(unknown, &keys_of(&[&s])),
+        Err(VerifyError::FromFuture { seq: 1, .. })
+    ));
     // Dated ahead but not signed by the origin: the sender's forgery, not the origin's clock.
     let mut forged = s.sign_raw(1, ZERO_HASH, ahead, &green(), domain_upsert("evil.example"));
     let mut sig = forged.signature.to_vec();

@@ -167,8 +167,8 @@ pub(crate) fn ended_key_cuts(
     Ok(cuts)
 }
 
-/// The roster log past `roster`'s version when a hub key that may no longer sign later
-/// versions ([`Roster::signs_later_versions`]) signed the next entry: taken in under an older
+/// The roster log past `roster`'s version when a hub key that may not sign the next version
+/// ([`Roster::signs_next_version`]: not the publisher's, or ended) signed the next entry: taken in under an older
 /// version, it is one no node following this version accepts, and left in place the real
 /// next version could never be stored (a second entry at that seq).
 pub(crate) fn roster_log_cut(

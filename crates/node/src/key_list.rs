@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use intelmesh_core::StaticKeys;
+use intelmesh_core::{StaticKeys, VerifyError};
 
 use crate::state::{own_key_listed, NodeError, NodeState};
 
@@ -69,8 +69,25 @@ impl NodeState {
         for e in &checked.refused {
             tracing::warn!(error = %e, "an entry that waited for its key does not verify");
         }
+        self.resend_if_out_of_range(&checked.refused);
         let report = self.apply_checked(checked).await?;
         Ok(report.appended + report.held + report.duplicates)
+    }
+}
+
+impl NodeState {
+    /// Entries that waited for their key and are refused for its seq range may be signable
+    /// once this node follows its roster further (a hub made the roster publisher in a version
+    /// still to follow, a reinstatement): the peer counted them delivered, so links restart
+    /// and peers send them again.
+    pub(crate) fn resend_if_out_of_range(&self, refused: &[VerifyError]) {
+        let out_of_range = refused
+            .iter()
+            .any(|e| matches!(e, VerifyError::KeyNotValidAtSeq { .. }));
+        if out_of_range {
+            tracing::info!("entries that waited for a key are out of its range for now: links restart so peers send them again");
+            self.unverified.ask_resend();
+        }
     }
 }
 

@@ -140,8 +140,8 @@ impl NodeState {
         let genesis = load_genesis(roster_cfg).map_err(|e| NodeError::Follow(e.to_string()))?;
         let pending = crate::rotation::pending_at_start(&cfg, &signer)?;
         // A hub signs roster-log entries with a key the roster lists: after a restart with a
-        // rotated key, the old one, until a version lists the new (hub keys stay authority
-        // keys at every seq, so it may go on with the old one after that too).
+        // rotated key, the old one, until a version lists the new (a publisher's keys ended
+        // by rotation stay authority keys, so it may go on with the old one after that too).
         let roster_log_signer = match &pending {
             Some(p) => crate::rotation::kept_old_key(&cfg, p)?
                 .map(|k| Signer::new(signer.org().clone(), k)),
@@ -417,6 +417,7 @@ impl NodeState {
                 for e in &again.refused {
                     tracing::warn!(error = %e, "an entry that waited for its key does not verify");
                 }
+                me.resend_if_out_of_range(&again.refused);
                 (unknown, used) = (again.unknown_key, Some(now));
             }
             // A compromise cut made since they were verified must not be undone: under the

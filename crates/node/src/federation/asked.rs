@@ -30,6 +30,9 @@ struct AskedKeys {
     /// reads on every change.
     stubs: BTreeSet<EntryKey>,
     fills_at: u64,
+    /// When `stubs` was last cleared whole: a stub whose entry was cut and appended again
+    /// whole leaves no fill record, so every ask is read again now and then.
+    cleared_at: Option<std::time::Instant>,
 }
 
 impl Asked {
@@ -72,6 +75,8 @@ impl Asked {
 
 /// Fills read to find the asks they answer; more since the last round, and every ask is read.
 const FILLS_READ: usize = 1024;
+/// How often, at most, a fill makes every ask held as a stub be read again.
+const REREAD_ALL_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Adds to `batch`, as far as it has room, the full entries the peer asked for that this node
 /// now holds and may send over the link. Asks it can never serve (the payload may not travel
@@ -92,8 +97,12 @@ pub(super) fn serve_asked(
         // Only the asks whose stub was filled since are read again (a peer filling stubs one
         // at a time must not make each fill cost a read of every ask); past a bound, all are.
         let new = fills.checked_sub(keys.fills_at).unwrap_or(u64::MAX);
-        if new > FILLS_READ as u64 {
+        let stale = keys
+            .cleared_at
+            .is_none_or(|at| at.elapsed() >= REREAD_ALL_EVERY);
+        if new > FILLS_READ as u64 || stale {
             keys.stubs.clear();
+            keys.cleared_at = Some(std::time::Instant::now());
         } else {
             let filled = state.store.fills_after(keys.fills_at, FILLS_READ);
             for f in filled.map_err(|e| local(&e))? {
