@@ -43,6 +43,11 @@ pub struct NodeJoin {
     /// bundle's own.
     #[arg(long, value_name = "HEX")]
     genesis_pin: Option<String>,
+    /// SHA-256 fingerprint (hex, colons allowed) of a federation CA certificate the bundle
+    /// gives, from the hub operators through another channel: needed only when the bundle's
+    /// CA is not one join can check (the authority changed since the genesis, and the CA too).
+    #[arg(long = "federation-ca-sha256", value_name = "HEX")]
+    federation_ca_sha256: Vec<String>,
 }
 
 pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
@@ -83,7 +88,14 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
     if bundle.federation_ca_pem.is_empty() {
         return Err(usage("the bundle holds no federation CA certificate"));
     }
-    check_federation(&bundle, genesis, a.genesis_pin.as_deref())?;
+    check_federation(
+        &bundle,
+        genesis,
+        &Expected {
+            pin: a.genesis_pin.as_deref(),
+            ca_sha256: &a.federation_ca_sha256,
+        },
+    )?;
     write_pem(&a.dir.join("node.pem"), &bundle.node_cert_pem, false)?;
     write_pem(
         &a.dir.join("federation-ca.pem"),
@@ -151,10 +163,10 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
 fn check_federation(
     bundle: &pb::EnrolmentBundle,
     genesis: &pb::SignedRoster,
-    expected_pin: Option<&str>,
+    expected: &Expected<'_>,
 ) -> anyhow::Result<()> {
     let pin = hex::encode(&bundle.genesis_hash);
-    match expected_pin.map(|p| p.trim().to_ascii_lowercase()) {
+    match expected.pin.map(|p| p.trim().to_ascii_lowercase()) {
         Some(expected) if expected == pin => {}
         Some(expected) => {
             return Err(usage(format!(
@@ -180,12 +192,34 @@ fn check_federation(
         document.ca_certs_pem.iter().map(|p| p.trim()).collect();
     let given: std::collections::BTreeSet<&str> =
         bundle.federation_ca_pem.iter().map(|p| p.trim()).collect();
-    if named != given {
-        return Err(usage(
-            "the bundle's federation CA certificates are not the ones named by its genesis, or by a roster version the genesis authority signed: ask the hub operators for a new bundle",
-        ));
+    if named == given {
+        return Ok(());
+    }
+    // Not a CA join can check: taken only when the operators vouched for each, out of band.
+    let fingerprints = bundle
+        .federation_ca_pem
+        .iter()
+        .map(|p| intelmesh_node::cert_facts::sha256_fingerprint_pem(p))
+        .collect::<anyhow::Result<Vec<String>>>()
+        .map_err(|e| usage(format!("the bundle's federation CA certificate: {e:#}")))?;
+    let vouched: Vec<String> = expected
+        .ca_sha256
+        .iter()
+        .map(|f| f.replace(':', "").trim().to_ascii_lowercase())
+        .collect();
+    if !fingerprints.iter().all(|f| vouched.contains(f)) {
+        return Err(usage(format!(
+            "the bundle's federation CA certificates (SHA-256 {}) are not the ones named by its genesis, or by a roster version the genesis authority signed (the bundle was changed, or the authority and the CA both changed since the genesis): compare them with the hub operators through another channel and give them with --federation-ca-sha256",
+            fingerprints.join(", ")
+        )));
     }
     Ok(())
+}
+
+/// What the caller learned through another channel than the bundle.
+struct Expected<'a> {
+    pin: Option<&'a str>,
+    ca_sha256: &'a [String],
 }
 
 fn signed_by_genesis_authority(genesis: &Roster, version: &pb::SignedRoster) -> bool {
@@ -265,6 +299,20 @@ mod tests {
         }
     }
 
+    fn pinned(pin: &str) -> Expected<'_> {
+        Expected {
+            pin: Some(pin),
+            ca_sha256: &[],
+        }
+    }
+
+    fn pinned_none() -> Expected<'static> {
+        Expected {
+            pin: None,
+            ca_sha256: &[],
+        }
+    }
+
     fn ca() -> String {
         let ca = intelmesh_node::pki::Ca::generate(&intelmesh_node::pki::CaRole::Federation);
         ca.unwrap().cert_pem().to_string()
@@ -276,14 +324,14 @@ mod tests {
         let g = genesis(&ca_1);
         let pin = hex::encode(roster_hash(&g.document));
         let good = bundle(&g, None, &[ca_1.as_str()]);
-        assert!(check_federation(&good, &g, Some(&pin)).is_ok());
-        assert!(check_federation(&good, &g, Some(&pin.to_uppercase())).is_ok());
+        assert!(check_federation(&good, &g, &pinned(&pin)).is_ok());
+        assert!(check_federation(&good, &g, &pinned(&pin.to_uppercase())).is_ok());
         assert!(
-            check_federation(&good, &g, None).is_ok(),
+            check_federation(&good, &g, &pinned_none()).is_ok(),
             "warned, not refused"
         );
         let other = "ab".repeat(32);
-        let e = check_federation(&good, &g, Some(&other)).unwrap_err();
+        let e = check_federation(&good, &g, &pinned(&other)).unwrap_err();
         assert!(
             e.to_string()
                 .contains(&format!("genesis pin {pin}, not {other}")),
@@ -293,20 +341,40 @@ mod tests {
         // key; a CA the authority rotated to: taken.
         let not_named = "not the ones named by its genesis";
         let swapped = bundle(&g, None, &[rogue.as_str()]);
-        let e = check_federation(&swapped, &g, Some(&pin)).unwrap_err();
+        let e = check_federation(&swapped, &g, &pinned(&pin)).unwrap_err();
         assert!(e.to_string().contains(not_named), "{e}");
         for signer in [None, Some(&key(9))] {
             let forged = bundle(&g, Some(later(&g, &rogue, signer)), &[rogue.as_str()]);
-            let e = check_federation(&forged, &g, Some(&pin)).unwrap_err();
+            let e = check_federation(&forged, &g, &pinned(&pin)).unwrap_err();
             assert!(e.to_string().contains(not_named), "{e}");
         }
+        // One the operators vouch for by its fingerprint: taken (an authority and a CA both
+        // changed since the genesis leave join nothing else to check it by).
+        let fingerprint = intelmesh_node::cert_facts::sha256_fingerprint_pem(&rogue).unwrap();
+        let colons: Vec<String> = fingerprint
+            .as_bytes()
+            .chunks(2)
+            .map(|c| String::from_utf8_lossy(c).to_uppercase())
+            .collect();
+        let vouched = [colons.join(":")];
+        let with = Expected {
+            pin: Some(&pin),
+            ca_sha256: &vouched,
+        };
+        assert!(check_federation(&swapped, &g, &with).is_ok());
+        let e = check_federation(&swapped, &g, &pinned(&pin)).unwrap_err();
+        assert!(e.to_string().contains(&fingerprint), "{e}");
         let rotated = bundle(&g, Some(later(&g, &ca_2, Some(&key(1)))), &[ca_2.as_str()]);
-        assert!(check_federation(&rotated, &g, Some(&pin)).is_ok());
+        assert!(check_federation(&rotated, &g, &pinned(&pin)).is_ok());
         // A genesis its authority did not sign is no federation's.
         let mut unsigned = g.clone();
         unsigned.signatures.clear();
-        let e = check_federation(&bundle(&unsigned, None, &[ca_1.as_str()]), &unsigned, None)
-            .unwrap_err();
+        let e = check_federation(
+            &bundle(&unsigned, None, &[ca_1.as_str()]),
+            &unsigned,
+            &pinned_none(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("genesis is not valid"), "{e}");
     }
 }

@@ -19,6 +19,15 @@ pub fn cert_facts_pem(pem: &str) -> anyhow::Result<CertFacts> {
 }
 
 /// Reads the facts of a DER certificate.
+/// The SHA-256 of a PEM certificate's DER, in hex: what `openssl x509 -fingerprint -sha256`
+/// shows (without its colons).
+pub fn sha256_fingerprint_pem(pem: &str) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    Ok(hex::encode(sha2::Sha256::digest(&block.contents)))
+}
+
 pub fn cert_facts(der: &[u8]) -> anyhow::Result<CertFacts> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| anyhow::anyhow!("certificate does not parse: {e}"))?;
