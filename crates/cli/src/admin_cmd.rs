@@ -137,7 +137,7 @@ enum MembersCmd {
 struct BundleArgs {
     org: String,
     #[arg(long, default_value_t = intelmesh_node::pki::DEFAULT_LEAF_DAYS,
-          value_parser = clap::value_parser!(u32).range(1..=i64::from(intelmesh_node::pki::CA_DAYS)))]
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(intelmesh_node::pki::MAX_BUNDLE_DAYS)))]
     days: u32,
     #[arg(long, value_name = "FILE")]
     out: PathBuf,

@@ -78,6 +78,15 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     assert!(added.contains(AGENCY), "the diff names the member: {added}");
 
     let bundle = s(&dir.join("au.bundle"));
+    // One admin issues bundles: a certificate outliving a year of renewals is refused.
+    let long = run(&fed.admin(
+        "alice",
+        &[
+            "members", "bundle", AGENCY, "--days", "398", "--out", &bundle,
+        ],
+    ));
+    assert_eq!(long.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&long.stderr).contains("398 is not in 1..=397"));
     let bundled = run_ok(&fed.admin(
         "alice",
         &[

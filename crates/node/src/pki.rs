@@ -69,6 +69,10 @@ const CA_URI_PREFIX: &str = "spiffe://intelmesh/ca/";
 
 /// Days a node, service or admin certificate is valid unless the issuer says otherwise.
 pub const DEFAULT_LEAF_DAYS: u32 = 365;
+/// Most days a member's node certificate from a bundle is valid (as public TLS certificates
+/// are bounded): one admin alone issues bundles, and a certificate issued in other hands must
+/// not outlive a year of renewals; a revocation names serials, not keys.
+pub const MAX_BUNDLE_DAYS: u32 = 397;
 /// Days a CA certificate is valid: ten years, since replacing a CA means re-issuing everything.
 pub const CA_DAYS: u32 = 3650;
 /// How far back a certificate's validity starts, so a verifier whose clock runs a little behind

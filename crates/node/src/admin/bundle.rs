@@ -16,7 +16,7 @@ use super::proposals::current_roster as current;
 use super::roster_log::stored_version;
 use super::AdminError;
 use super::{book, issued};
-use crate::pki::{Ca, Validity, CA_DAYS, DEFAULT_LEAF_DAYS};
+use crate::pki::{Ca, Validity, DEFAULT_LEAF_DAYS, MAX_BUNDLE_DAYS};
 use crate::state::NodeState;
 
 /// The bundle of member `org`, its certificate valid for `days` (0: the default).
@@ -55,9 +55,9 @@ pub fn issue_bundle(
     let ca = Ca::load(&admin.federation_ca_cert, &admin.federation_ca_key)
         .map_err(|e| AdminError::Precondition(format!("[admin] federation CA: {e:#}")))?;
     let days = if days == 0 { DEFAULT_LEAF_DAYS } else { days };
-    if days > CA_DAYS {
+    if days > MAX_BUNDLE_DAYS {
         return Err(AdminError::Invalid(format!(
-            "days {days}: a certificate may be valid for at most {CA_DAYS} days"
+            "days {days}: a bundle's certificate may be valid for at most {MAX_BUNDLE_DAYS} days (renew it before it ends)"
         )));
     }
     let node_cert_pem = ca
