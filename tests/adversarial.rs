@@ -191,6 +191,16 @@ async fn replayed_entries_are_duplicates_and_the_link_stays_up() {
         let s = net.peer_state(&hub, &au);
         (s.entries_received, s.last_error)
     };
+    let counted = |name: &str| -> u64 {
+        let metrics = intelmesh_node::metrics::render(net.node(&hub).state()).unwrap();
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}_total ")));
+        line.and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let verified_before = counted("intelmesh_entries_verified");
+    let held_before = counted("intelmesh_entries_held_already");
     assert!(peer.hello(AU, empty_vector()).await);
     assert!(peer.entries(log.clone()).await);
     peer.until_progress(AU, 3, PATIENCE).await.unwrap();
@@ -220,6 +230,9 @@ async fn replayed_entries_are_duplicates_and_the_link_stays_up() {
         "duplicates are not counted as received"
     );
     assert_eq!(state.last_error, error_before, "no new link error");
+    // A replay costs no signature check: only the 4 entries new to the hub were verified.
+    assert_eq!(counted("intelmesh_entries_verified") - verified_before, 4);
+    assert_eq!(counted("intelmesh_entries_held_already") - held_before, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -495,7 +495,8 @@ where
                 let headers = checked
                     .good
                     .iter()
-                    .map(|e| (&e.header().origin, e.header().seq));
+                    .map(|e| (&e.header().origin, e.header().seq))
+                    .chain(checked.held_already.iter().map(|(o, s)| (o, *s)));
                 // An entry waiting for its key names its origin unchecked: only members count,
                 // or made-up names would grow this link's view without bound.
                 let keys = state.keys();
