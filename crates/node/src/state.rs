@@ -1,6 +1,7 @@
 //! The state a running node shares between its links and its API: store, keys, own signer,
 //! the change signal, and the peer table. Entries enter the store only through [`NodeState`].
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use intelmesh_core::chain::ChainError;
@@ -79,6 +80,9 @@ pub struct IngestReport {
     pub refused: Vec<VerifyError>,
     pub chain_rejected: Vec<ChainError>,
 }
+
+/// Entries read ahead from a held one's seq when looking for replays: about one segment.
+const HELD_READ_AHEAD: usize = 16;
 
 /// Received entries after verification: those that verified, those that cannot be verified
 /// yet (unknown key), and why the others were refused.
@@ -400,6 +404,8 @@ impl NodeState {
         };
         let mut held = Vec::new();
         let mut rest = Vec::with_capacity(raws.len());
+        // Entries read ahead from the store: a replayed run reads each segment once.
+        let mut read: HashMap<(OrgId, u64), pb::SignedEntry> = HashMap::new();
         for raw in raws {
             let stored = pb::EntryHeader::decode(raw.header.as_ref())
                 .ok()
@@ -409,18 +415,27 @@ impl NodeState {
                     if h.seq == 0 || h.seq > head.seq {
                         return None;
                     }
-                    let stored = self.store.range(&origin, h.seq, 1).ok()?.pop()?;
-                    Some((origin, h.seq, stored))
+                    let key = (origin, h.seq);
+                    if !read.contains_key(&key) {
+                        let run = self.store.range(&key.0, h.seq, HELD_READ_AHEAD).ok()?;
+                        for (i, e) in run.into_iter().enumerate() {
+                            read.insert((key.0.clone(), h.seq + i as u64), e);
+                        }
+                    }
+                    let stored = read.get(&key)?;
+                    Some((key, stored))
                 });
             match stored {
                 // Byte for byte: a changed signature or payload is verified, and a forgery
-                // found, as before.
-                Some((origin, seq, s))
+                // found, as before. A payload this node is owed goes on too, so that its want
+                // is settled (the store may hold it already: two links raced).
+                Some((key, s))
                     if s.header == raw.header
                         && s.signature == raw.signature
-                        && (raw.payload.is_none() || raw.payload == s.payload) =>
+                        && (raw.payload.is_none() || raw.payload == s.payload)
+                        && !(raw.payload.is_some() && self.wants.contains(&key)) =>
                 {
-                    held.push((origin, seq))
+                    held.push(key)
                 }
                 _ => rest.push(raw),
             }

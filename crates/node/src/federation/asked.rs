@@ -75,7 +75,8 @@ impl Asked {
 
 /// Fills read to find the asks they answer; more since the last round, and every ask is read.
 const FILLS_READ: usize = 1024;
-/// How often, at most, a fill makes every ask held as a stub be read again.
+/// How often every ask held as a stub is read again when the sender runs (a stub whose entry
+/// was cut and appended again whole leaves no fill record).
 const REREAD_ALL_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Adds to `batch`, as far as it has room, the full entries the peer asked for that this node
@@ -93,16 +94,19 @@ pub(super) fn serve_asked(
     }
     let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
     let fills = state.store.fill_count();
-    if fills != keys.fills_at {
+    let stale = keys
+        .cleared_at
+        .is_none_or(|at| at.elapsed() >= REREAD_ALL_EVERY);
+    if stale {
+        keys.stubs.clear();
+        keys.cleared_at = Some(std::time::Instant::now());
+        keys.fills_at = fills;
+    } else if fills != keys.fills_at {
         // Only the asks whose stub was filled since are read again (a peer filling stubs one
         // at a time must not make each fill cost a read of every ask); past a bound, all are.
         let new = fills.checked_sub(keys.fills_at).unwrap_or(u64::MAX);
-        let stale = keys
-            .cleared_at
-            .is_none_or(|at| at.elapsed() >= REREAD_ALL_EVERY);
-        if new > FILLS_READ as u64 || stale {
+        if new > FILLS_READ as u64 {
             keys.stubs.clear();
-            keys.cleared_at = Some(std::time::Instant::now());
         } else {
             let filled = state.store.fills_after(keys.fills_at, FILLS_READ);
             for f in filled.map_err(|e| local(&e))? {
