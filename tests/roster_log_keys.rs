@@ -12,9 +12,16 @@ use intelmesh_core::{now_unix_ms, VerifyError};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
 use intelmesh_tests::net::{fast_limits, org};
-use intelmesh_tests::roster_net::{peer, signing_key, RosterNet, FEDERATION};
+use intelmesh_tests::roster_net::{peer, signing_key, suspension, RosterNet, FEDERATION};
 
 const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A change of a version that follows: the certificate warning window.
+fn a_policy_change(d: &mut pb::RosterDocument) {
+    if let Some(p) = d.policy.as_mut() {
+        p.cert_warn_days = 17;
+    }
+}
 
 /// Publishes the real next version (`version`) on the hub and waits for `at` to follow it.
 async fn next_version_follows(
@@ -23,12 +30,7 @@ async fn next_version_follows(
     version: u64,
     why: &str,
 ) {
-    net.publish(|d| {
-        if let Some(p) = d.policy.as_mut() {
-            p.cert_warn_days = 17;
-        }
-    })
-    .await;
+    net.publish(a_policy_change).await;
     net.wait_status(at, PATIENCE, |s| s.roster_version == version)
         .await
         .expect(why);
@@ -70,12 +72,7 @@ async fn a_suspended_hubs_key_cannot_sign_the_next_roster_version_and_the_roster
     .await
     .expect("the agency follows its admission");
 
-    let suspend = pb::Action {
-        action: Some(pb::action::Action::Suspend(pb::Suspend {
-            org: hub_b.to_string(),
-        })),
-    };
-    net.apply(&[suspend]).await;
+    net.apply(&[suspension(&hub_b)]).await;
     net.wait_status(&sg, PATIENCE, |s| s.roster_version == 3)
         .await
         .expect("the agency follows the suspension");
@@ -110,11 +107,7 @@ async fn an_active_hub_that_is_not_the_publisher_cannot_sign_the_next_roster_ver
         .expect("the agency follows the new order");
     assert_eq!(net.roster(&sg).roster_publisher(), Some(hub_b.clone()));
     refused_when_signed_by(&net, &hub, &sg, 4).await;
-    let version_5 = net.next_version(|d| {
-        if let Some(p) = d.policy.as_mut() {
-            p.cert_warn_days = 17;
-        }
-    });
+    let version_5 = net.next_version(a_policy_change);
     net.append_as(&hub_b, version_5).await;
     net.wait_status(&sg, PATIENCE, |s| s.roster_version == 5)
         .await
@@ -148,12 +141,9 @@ async fn a_version_a_retired_key_signed_before_the_node_knew_is_cut_once_it_know
 
     // Version 4 suspends HUB-B, appended by HUB-B (the publisher at version 3); its key then
     // signs an unsigned version 5.
-    let suspend = pb::Action {
-        action: Some(pb::action::Action::Suspend(pb::Suspend {
-            org: hub_b.to_string(),
-        })),
-    };
-    net.append_as(&hub_b, net.next_with(&[suspend])).await;
+
+    net.append_as(&hub_b, net.next_with(&[suspension(&hub_b)]))
+        .await;
     let version_4 = net
         .node(&hub)
         .state()
@@ -214,12 +204,9 @@ async fn a_version_a_reinstated_hub_signed_arriving_with_its_reinstatement_is_fo
     net.start(&hub).await;
     net.start(&sg).await;
     hub_b_publishes(&net, &sg).await;
-    let suspend = pb::Action {
-        action: Some(pb::action::Action::Suspend(pb::Suspend {
-            org: hub_b.to_string(),
-        })),
-    };
-    net.append_as(&hub_b, net.next_with(&[suspend])).await;
+
+    net.append_as(&hub_b, net.next_with(&[suspension(&hub_b)]))
+        .await;
     net.wait_status(&sg, PATIENCE, |s| s.roster_version == 4)
         .await
         .expect("the agency follows the suspension");
@@ -227,11 +214,7 @@ async fn a_version_a_reinstated_hub_signed_arriving_with_its_reinstatement_is_fo
 
     // HUB publishes the reinstatement (HUB-B is suspended); HUB-B, first again, the next.
     net.reinstate(&hub_b).await;
-    let version_6 = net.next_version(|d| {
-        if let Some(p) = d.policy.as_mut() {
-            p.cert_warn_days = 17;
-        }
-    });
+    let version_6 = net.next_version(a_policy_change);
     net.append_as(&hub_b, version_6).await;
     assert_eq!(net.roster(&hub).roster_publisher(), Some(hub_b.clone()));
 
@@ -271,11 +254,7 @@ async fn a_version_a_new_publisher_signed_with_a_key_unknown_to_a_node_is_follow
     }])
     .await;
     net.publish(|d| d.hubs.reverse()).await;
-    let version_5 = net.next_version(|d| {
-        if let Some(p) = d.policy.as_mut() {
-            p.cert_warn_days = 17;
-        }
-    });
+    let version_5 = net.next_version(a_policy_change);
     let entry = net.log_entry(&hub, new_key, version_5);
     let report = net
         .node(&hub)

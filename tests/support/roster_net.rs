@@ -426,7 +426,8 @@ pub fn peer<'a>(s: &'a pb::StatusResponse, org: &OrgId) -> Option<&'a pb::PeerSt
     s.peers.iter().find(|p| p.org_id == org.as_str())
 }
 
-fn suspension(org: &OrgId) -> pb::Action {
+/// The action suspending `org`.
+pub fn suspension(org: &OrgId) -> pb::Action {
     pb::Action {
         action: Some(pb::action::Action::Suspend(pb::Suspend {
             org: org.to_string(),

@@ -263,11 +263,13 @@ impl Warninglists {
     /// (a URL's host costs a URL parse).
     pub fn matches_with_host(&self, indicator: &Indicator, host: Option<&Indicator>) -> Vec<&str> {
         let mut hits = Vec::new();
-        self.collect(indicator, &mut hits);
+        // Parsed once, for what it is on and what it covers.
+        let block = block_of(indicator);
+        self.collect(indicator, block, &mut hits);
         // A URL or e-mail address is specific: only the value itself can cover listed ones.
-        self.collect_covered(indicator, &mut hits);
+        self.collect_covered(indicator, block, &mut hits);
         if let Some(host) = host {
-            self.collect(host, &mut hits);
+            self.collect(host, block_of(host), &mut hits);
         }
         let mut names: Vec<&str> = hits.into_iter().map(|i| self.names[i].as_str()).collect();
         names.sort_unstable();
@@ -282,14 +284,14 @@ impl Warninglists {
     }
 
     /// The lists holding a block or name that `indicator` covers without being on them.
-    fn collect_covered(&self, indicator: &Indicator, hits: &mut Vec<usize>) {
+    fn collect_covered(&self, indicator: &Indicator, block: Option<Block>, hits: &mut Vec<usize>) {
         let ty = indicator.ty();
         let mut take = |list: usize, covers: bool| {
             if covers && self.applies(list, ty) {
                 hits.push(list);
             }
         };
-        match (ty, block_of(indicator)) {
+        match (ty, block) {
             (IndicatorType::Domain, _) if !self.names_reversed.is_empty() => {
                 let mut below = reversed(indicator.value());
                 below.push('.');
@@ -326,7 +328,8 @@ impl Warninglists {
         }
     }
 
-    fn collect(&self, indicator: &Indicator, hits: &mut Vec<usize>) {
+    /// The lists `indicator` (whose block, if an address, is `block`) is on.
+    fn collect(&self, indicator: &Indicator, block: Option<Block>, hits: &mut Vec<usize>) {
         let ty = indicator.ty();
         let value = indicator.value();
         let mut take = |found: Option<&Vec<usize>>| {
@@ -347,7 +350,7 @@ impl Warninglists {
                 }
             }
         }
-        match block_of(indicator) {
+        match block {
             Some(Block::V4(a, len)) => {
                 for (&plen, nets) in self.v4.range(..=len) {
                     take(nets.get(&(a & mask32(plen))));

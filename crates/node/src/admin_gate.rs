@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use intelmesh_core::OrgId;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::audit::{caller_of_certificate, caller_of_identity, Pending};
 use crate::identity::{identity_of, Identity, IdentityError, Role};
@@ -96,11 +95,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.uri().path().starts_with(ADMIN_PATH) {
-            let leaf = request
-                .extensions()
-                .get::<TlsConnectInfo<TcpConnectInfo>>()
-                .and_then(|info| info.peer_certs())
-                .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()));
+            let leaf = crate::tls_accept::client_leaf(&request);
             if let Some(status) = refusal(leaf.as_deref(), &self.state.org) {
                 // The method as the handlers name it; a path naming none, bounded.
                 let method = crate::api_calls::method_label(request.uri().path());

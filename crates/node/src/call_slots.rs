@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use sha2::{Digest, Sha256};
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use crate::conn_slots::{Bounds, Full, Slots};
 
@@ -52,12 +51,8 @@ pub struct Slotted<S> {
 
 /// The digest of the caller's leaf certificate, as the connection's TLS session gave it.
 fn client_of<B>(request: &http::Request<B>) -> [u8; 32] {
-    let leaf = request
-        .extensions()
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
-        .and_then(|info| info.peer_certs())
-        .and_then(|certs| certs.first().map(|c| Sha256::digest(c.as_ref()).into()));
-    leaf.unwrap_or([0; 32])
+    let leaf = crate::tls_accept::client_leaf(request);
+    leaf.map_or([0; 32], |c| Sha256::digest(c.as_ref()).into())
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;

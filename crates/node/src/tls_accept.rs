@@ -191,6 +191,19 @@ impl tonic::transport::server::Connected for Served {
     }
 }
 
+/// The client's leaf certificate (DER) of the TLS session a request came in on, as tonic puts
+/// it in the request's extensions: for the API server's tower layers, which run before a
+/// handler has a `tonic::Request` to ask.
+pub fn client_leaf<B>(
+    request: &http::Request<B>,
+) -> Option<rustls::pki_types::CertificateDer<'static>> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let info = request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()?;
+    info.peer_certs()?.first().cloned()
+}
+
 /// One handshake under `deadline`; a refusal or timeout is logged at WARN and counted.
 pub(crate) async fn handshake(
     state: &NodeState,
