@@ -22,8 +22,12 @@ impl NodeState {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let _own = self.own.lock().await;
-        self.sign_and_apply(items, None).await
+        let me = Arc::clone(self);
+        run_to_end(async move {
+            let _own = me.own.lock().await;
+            me.sign_and_apply(items, None).await
+        })
+        .await
     }
 
     /// [`publish`](Self::publish) for a request a client may repeat: the first time, signs and
@@ -36,16 +40,20 @@ impl NodeState {
         once: Idempotent,
         answer: impl FnOnce(&[u64]) -> Vec<u8> + Send + 'static,
     ) -> Result<Publication, NodeError> {
-        // Looked up under the publish lock: a repeat sent while the first is still being
-        // signed waits for its receipt instead of signing a second time.
-        let _own = self.own.lock().await;
-        if let Some(answer) = self.earlier_answer(&once).await? {
-            return Ok(Publication::Replayed(answer));
-        }
-        let seqs = self
-            .sign_and_apply(items, Some((once, Box::new(answer))))
-            .await?;
-        Ok(Publication::Published(seqs))
+        let me = Arc::clone(self);
+        run_to_end(async move {
+            // Looked up under the publish lock: a repeat sent while the first is still being
+            // signed waits for its receipt instead of signing a second time.
+            let _own = me.own.lock().await;
+            if let Some(answer) = me.earlier_answer(&once).await? {
+                return Ok(Publication::Replayed(answer));
+            }
+            let seqs = me
+                .sign_and_apply(items, Some((once, Box::new(answer))))
+                .await?;
+            Ok(Publication::Published(seqs))
+        })
+        .await
     }
 
     /// The answer kept for `once.key`, if an earlier request under it was this same request;
@@ -123,6 +131,19 @@ impl NodeState {
         self.bump();
         Ok(seqs)
     }
+}
+
+/// Runs `work` (which takes the publish lock) as a task of its own, so that it holds the lock
+/// until its blocking part is done: a caller that goes away (a reset HTTP/2 stream, a cancelled
+/// gRPC call) drops only its wait. Were the lock dropped with the caller's future while the
+/// signing thread ran on, the next publication would read the same head and sign a second
+/// entry at the same seq, and the federation would hold this node for a fork.
+pub(crate) async fn run_to_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, NodeError>> + Send + 'static,
+) -> Result<T, NodeError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| NodeError::Join(e.to_string()))?
 }
 
 /// What makes a publication repeatable: the receipt key (the caller's scope and its

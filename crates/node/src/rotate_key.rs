@@ -21,6 +21,13 @@ impl NodeState {
     /// key set as pending until a roster version lists it. Refused in static mode, before the
     /// roster admits the current key, and while an earlier rotation is still pending.
     pub async fn rotate_key(self: &Arc<Self>, new: SigningKey) -> Result<Rotated, NodeError> {
+        // To its end even if the caller goes away: the key files must never be switched
+        // while this process goes on signing with the old key.
+        let me = Arc::clone(self);
+        crate::own_entries::run_to_end(async move { me.switch_signing_key(new).await }).await
+    }
+
+    async fn switch_signing_key(self: &Arc<Self>, new: SigningKey) -> Result<Rotated, NodeError> {
         let roster = self.roster().ok_or(RotationError::StaticMode)?;
         let files = RotationFiles::of(&self.cfg.signing_key);
         let _own = self.own.lock().await;
