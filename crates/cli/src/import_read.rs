@@ -23,7 +23,7 @@ const MAX_DESCRIPTION_BYTES: usize = 2_000;
 /// its event's `info`, so a file of many small attributes must not expand into gigabytes.
 const MAX_DESCRIBED_BYTES: usize = 64 << 20;
 /// Most tags kept per indicator, and the longest tag.
-const MAX_TAGS: usize = 32;
+pub(crate) const MAX_TAGS: usize = 32;
 const MAX_TAG_BYTES: usize = 128;
 
 /// The formats `import` reads.

@@ -8,7 +8,7 @@
 //! marking definitions; with no TLP marking the caller's default applies and the outcome
 //! says so.
 
-use intelmesh_core::entry::MAX_PAYLOAD_BYTES;
+use intelmesh_core::entry::{MAX_PAYLOAD_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 use intelmesh_core::{Indicator, Tlp};
 use serde_json::Value;
 use thiserror::Error;
@@ -377,10 +377,16 @@ fn indicator(
     let resolution = markings.resolve(refs.iter().map(String::as_str));
     let mut tags: Vec<String> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    // The first tags only, each clipped, as an entry may carry them (a feed's hundred labels
+    // must not fail the object).
     for t in strings("labels")?
         .into_iter()
         .chain(strings("indicator_types")?)
     {
+        if tags.len() == MAX_TAGS {
+            break;
+        }
+        let t = crate::text::clip(t, MAX_TAG_BYTES - '…'.len_utf8());
         if seen.insert(t.clone()) {
             tags.push(t);
         }

@@ -292,3 +292,21 @@ fn labels_repeated_many_times_are_kept_once_each() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn labels_past_what_an_entry_carries_are_cut_not_refused() {
+    let mut labels: Vec<String> = vec!["é".repeat(200)];
+    labels.extend((0..100).map(|i| format!("l{i}")));
+    let got = import(&json!([{"type": "indicator", "id": "indicator--g",
+        "pattern": "[ipv4-addr:value = '192.0.2.9']", "labels": labels}]));
+    match &got.objects[0].outcome {
+        Outcome::Imported(values) => {
+            let tags = &values[0].tags;
+            assert_eq!(tags.len(), intelmesh_core::entry::MAX_TAGS);
+            assert!(tags[0].len() <= intelmesh_core::entry::MAX_TAG_BYTES);
+            assert!(tags[0].ends_with('…'));
+            assert_eq!(tags[1], "l0");
+        }
+        other => panic!("{other:?}"),
+    }
+}

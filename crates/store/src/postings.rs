@@ -113,11 +113,16 @@ fn named(kind: u8, name: &str, index_key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The prefix of every posting of one tag or origin. Names longer than `u16::MAX` bytes are
-/// cut there: such a name never passes entry validation, and a cut one still posts under a
-/// single prefix.
+/// Longest tag or origin name a posting holds, in bytes. Entry validation allows far shorter
+/// ones (`intelmesh_core::entry::MAX_TAG_BYTES`, lowercased at most three times as long); the
+/// cut keeps every posting key, name and index key together, under the engine's 64 KiB key
+/// limit whatever an entry held.
+const MAX_POSTED_NAME: usize = 1024;
+
+/// The prefix of every posting of one tag or origin. Longer names are cut at
+/// [`MAX_POSTED_NAME`] bytes: a cut one still posts under a single prefix.
 fn range_of(kind: u8, name: &str) -> Vec<u8> {
-    let name = &name.as_bytes()[..name.len().min(usize::from(u16::MAX))];
+    let name = &name.as_bytes()[..name.len().min(MAX_POSTED_NAME)];
     let mut k = Vec::with_capacity(4 + name.len());
     k.extend_from_slice(&[keys::POSTING, kind]);
     k.extend_from_slice(&(name.len() as u16).to_be_bytes());
@@ -254,6 +259,20 @@ mod tests {
         assert!(p.iter().all(|k| index_key_of(k) == Some(&key[..])));
         assert_eq!(index_key_of(b"Qt\xff"), None);
         assert_eq!(index_key_of(b"Ix"), None);
+    }
+
+    #[test]
+    fn a_posting_key_stays_short_whatever_the_tag() {
+        // Lowercasing can lengthen text (`Ⱥ` is 2 bytes, `ⱥ` 3); no key may pass the engine's
+        // limit, which panics the writer.
+        let long_key = [b"I\x05".as_slice(), &[b'a'; 2048]].concat();
+        let tag = "Ⱥ".repeat(40_000);
+        let p = postings_of(&long_key, &state(&[&tag], "AU", 1, None));
+        assert!(p
+            .iter()
+            .all(|k| k.len() < 4 + MAX_POSTED_NAME + long_key.len() + 1));
+        let found = &ranges(&Selection::Tags(vec![tag]))[0];
+        assert_eq!(p.iter().filter(|k| k.starts_with(&found.prefix)).count(), 1);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use intelmesh_core::entry::{MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES};
+use intelmesh_core::entry::{MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 use intelmesh_core::indicator::{detect, normalize};
 use intelmesh_core::payload::sealed_len;
 use intelmesh_core::sealed::MAX_SEALED_PLAINTEXT;
@@ -132,6 +132,19 @@ pub fn submission(s: &pb::Submission, p: &Publisher) -> Result<Prepared, Invalid
                 .filter(|t| !t.is_empty() && seen.insert(*t))
                 .map(str::to_string)
                 .collect();
+            if tags.len() > MAX_TAGS {
+                return Err(invalid(format!(
+                    "upsert has {} distinct tags; at most {MAX_TAGS}",
+                    tags.len()
+                )));
+            }
+            if let Some(long) = tags.iter().find(|t| t.len() > MAX_TAG_BYTES) {
+                return Err(invalid(format!(
+                    "upsert tag {:?}… is {} bytes; at most {MAX_TAG_BYTES}",
+                    long.chars().take(40).collect::<String>(),
+                    long.len()
+                )));
+            }
             pb::payload::Body::Upsert(pb::IndicatorUpsert {
                 indicator: Some(to_ref(&indicator)),
                 tags,

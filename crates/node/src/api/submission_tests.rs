@@ -101,6 +101,23 @@ fn bad_submissions_say_what_is_wrong() {
         ..ok()
     };
     assert!(err(many).contains("over the 65536-byte payload limit"));
+    // Each tag is indexed on every node: 64 distinct tags of 256 bytes at most.
+    let tagged = |tags: Vec<String>| pb::Submission {
+        body: Some(pb::submission::Body::Upsert(pb::IndicatorUpsert {
+            tags,
+            ..Default::default()
+        })),
+        ..ok()
+    };
+    let distinct: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
+    assert!(submission(&tagged(distinct[..64].to_vec()), &p).is_ok());
+    assert!(submission(&tagged(vec!["a".into(); 500]), &p).is_ok());
+    assert_eq!(
+        err(tagged(distinct)),
+        "upsert has 65 distinct tags; at most 64"
+    );
+    assert!(submission(&tagged(vec!["x".repeat(256)]), &p).is_ok());
+    assert!(err(tagged(vec!["x".repeat(257)])).contains("is 257 bytes; at most 256"));
     assert!(err(pb::Submission {
         distribution: None,
         ..ok()

@@ -298,8 +298,8 @@ pub struct Filter {
 
 /// Most types, tags or origins one filter names (each).
 pub const MAX_FILTER_VALUES: usize = 64;
-/// Longest tag a filter names.
-pub const MAX_TAG_BYTES: usize = 256;
+/// Longest tag a filter names: the longest an entry may carry.
+pub use intelmesh_core::entry::MAX_TAG_BYTES;
 
 impl Filter {
     /// Whether reads may show anything of `origin` (a roster may have withdrawn it).
