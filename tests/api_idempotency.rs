@@ -171,3 +171,43 @@ async fn each_service_has_its_own_keys() {
     assert!(!a.replayed && !b.replayed);
     assert_eq!(c.code(), Code::FailedPrecondition, "firewall's k is taken");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publication_whose_caller_went_away_keeps_the_lock_until_it_is_written() {
+    // A reset HTTP/2 stream or a cancelled call drops the caller's wait, not the work: were the
+    // publish lock dropped with it while the signing thread ran on, the next publication would
+    // read the same head and sign a second entry at the same seq (a fork of this node's log).
+    let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let au = org("AU-AFP");
+    let state = net.node(&au).state().clone();
+    let (rounds, big) = (10u64, 2_000u64);
+    for round in 0..rounds {
+        let items = (0..big)
+            .map(|i| {
+                let value = format!("r{round}-{i}.au-afp.example");
+                (
+                    intelmesh_tests::net::green(),
+                    intelmesh_tests::net::domain_upsert(&value),
+                )
+            })
+            .collect();
+        let gone =
+            tokio::time::timeout(std::time::Duration::from_micros(300), state.publish(items)).await;
+        assert!(
+            gone.is_err(),
+            "round {round}: the caller left before the end"
+        );
+        let value = format!("after-{round}.au-afp.example");
+        let items = vec![(
+            intelmesh_tests::net::green(),
+            intelmesh_tests::net::domain_upsert(&value),
+        )];
+        let seqs = state
+            .publish(items)
+            .await
+            .expect("signed after the dropped one");
+        assert_eq!(seqs, [(round + 1) * (big + 1)], "round {round}");
+    }
+    let head = state.store.head(&au).unwrap().expect("a head");
+    assert_eq!(head.seq, rounds * (big + 1));
+}
