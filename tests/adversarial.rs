@@ -65,6 +65,16 @@ fn refusal(attempt: Result<RawPeer, Refused>) -> Refused {
     }
 }
 
+/// Counter `name` (without `_total`) of node `at`'s metrics.
+fn counter(net: &TestNet, at: &OrgId, name: &str) -> u64 {
+    let metrics = intelmesh_node::metrics::render(net.node(at).state()).unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}_total ")));
+    line.and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
 fn stored(net: &TestNet, at: &OrgId, origin: &OrgId) -> Vec<pb::SignedEntry> {
     net.node(at).state().store.range(origin, 1, 10_000).unwrap()
 }
@@ -191,14 +201,7 @@ async fn replayed_entries_are_duplicates_and_the_link_stays_up() {
         let s = net.peer_state(&hub, &au);
         (s.entries_received, s.last_error)
     };
-    let counted = |name: &str| -> u64 {
-        let metrics = intelmesh_node::metrics::render(net.node(&hub).state()).unwrap();
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}_total ")));
-        line.and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-    };
+    let counted = |name: &str| counter(&net, &hub, name);
     let verified_before = counted("intelmesh_entries_verified");
     let held_before = counted("intelmesh_entries_held_already");
     assert!(peer.hello(AU, empty_vector()).await);
@@ -233,6 +236,57 @@ async fn replayed_entries_are_duplicates_and_the_link_stays_up() {
     // A replay costs no signature check: only the 4 entries new to the hub were verified.
     assert_eq!(counted("intelmesh_entries_verified") - verified_before, 4);
     assert_eq!(counted("intelmesh_entries_held_already") - held_before, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stubs_of_large_held_entries_make_reads_only_up_to_what_they_brought() {
+    // A stub of a held entry is a duplicate found by a store read; scattered stubs of large
+    // entries must not buy the sender reads worth a thousand times their bytes.
+    let net = star_without_au().await;
+    let (hub, au) = (org(HUB), org(AU));
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let (mut log, mut head) = (Vec::new(), None);
+    for n in 1..=40u64 {
+        let mut payload = intelmesh_tests::net::domain_upsert(&format!("big-{n}.au-afp.example"));
+        if let Some(pb::payload::Body::Upsert(u)) = &mut payload.body {
+            u.description = "x".repeat(60_000);
+        }
+        let now = intelmesh_core::now_unix_ms();
+        let (entry, next) = signer.sign_next(head, now, &green(), &payload);
+        log.push(entry);
+        head = Some(next);
+    }
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    for part in log.chunks(10) {
+        assert!(peer.entries(part.to_vec()).await);
+    }
+    peer.until_progress(AU, 40, PATIENCE).await.unwrap();
+    let verified_before = counter(&net, &hub, "intelmesh_entries_verified");
+    let held_before = counter(&net, &hub, "intelmesh_entries_held_already");
+
+    // Every other entry's stub, newest first: no two name consecutive seqs.
+    let stubs: Vec<_> = log
+        .iter()
+        .rev()
+        .step_by(2)
+        .map(|e| pb::SignedEntry {
+            payload: None,
+            ..e.clone()
+        })
+        .collect();
+    assert!(peer.entries(stubs).await);
+    let (next, _) = signed_chain(&signer, head, 1, "after");
+    assert!(peer.entries(next).await);
+    peer.until_progress(AU, 41, PATIENCE).await.unwrap();
+
+    let held = counter(&net, &hub, "intelmesh_entries_held_already") - held_before;
+    let verified = counter(&net, &hub, "intelmesh_entries_verified") - verified_before;
+    assert_eq!(held + verified, 21, "each stub once, and the new entry");
+    // 20 stubs of about 300 bytes buy reads of 4 times their bytes plus 1 MiB: 17 entries of
+    // 60 KB. The others are verified as any entry is, and found duplicates.
+    assert!((10..20).contains(&held), "{held} held already");
+    assert!(net.peer_state(&hub, &au).connected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -83,6 +83,10 @@ pub struct IngestReport {
 
 /// Entries read ahead from a held one's seq when looking for replays: about one segment.
 const HELD_READ_AHEAD: usize = 16;
+/// Bytes of held entries read to find a batch's replays: this many times the bytes it brought,
+/// plus a base.
+const HELD_READ_BUDGET_FACTOR: usize = 4;
+const HELD_READ_BUDGET_BASE: usize = 1 << 20;
 
 /// Received entries after verification: those that verified, those that cannot be verified
 /// yet (unknown key), and why the others were refused.
@@ -402,29 +406,45 @@ impl NodeState {
         let Ok(heads) = self.store.heads() else {
             return (Vec::new(), raws);
         };
+        // Held seqs the batch names, and how many consecutive seqs of one origin follow each
+        // (itself included): reads go ahead only over seqs the peer sent, so a stub naming
+        // one seq here and there costs one entry's read, not a segment's.
+        let named: Vec<Option<(OrgId, u64)>> = raws
+            .iter()
+            .map(|raw| {
+                let h = pb::EntryHeader::decode(raw.header.as_ref()).ok()?;
+                let origin = OrgId::parse(&h.origin).ok()?;
+                let head = heads.get(&origin)?;
+                (h.seq != 0 && h.seq <= head.seq).then_some((origin, h.seq))
+            })
+            .collect();
+        let mut run = vec![1usize; named.len()];
+        for i in (0..named.len().saturating_sub(1)).rev() {
+            if let (Some((o, s)), Some((next_o, next_s))) = (&named[i], &named[i + 1]) {
+                if o == next_o && s.checked_add(1) == Some(*next_s) {
+                    run[i] = (run[i + 1] + 1).min(HELD_READ_AHEAD);
+                }
+            }
+        }
+        // What the reads may cost, against what the peer sent: stubs of large held entries
+        // past it are verified instead, as any entry is.
+        let sent: usize = raws.iter().map(|r| r.encoded_len()).sum();
+        let mut budget = sent.saturating_mul(HELD_READ_BUDGET_FACTOR) + HELD_READ_BUDGET_BASE;
         let mut held = Vec::new();
         let mut rest = Vec::with_capacity(raws.len());
-        // Entries read ahead from the store: a replayed run reads each segment once.
         let mut read: HashMap<(OrgId, u64), pb::SignedEntry> = HashMap::new();
-        for raw in raws {
-            let stored = pb::EntryHeader::decode(raw.header.as_ref())
-                .ok()
-                .and_then(|h| {
-                    let origin = OrgId::parse(&h.origin).ok()?;
-                    let head = heads.get(&origin)?;
-                    if h.seq == 0 || h.seq > head.seq {
-                        return None;
+        for ((raw, key), run) in raws.into_iter().zip(named).zip(run) {
+            let stored = key.and_then(|key| {
+                if !read.contains_key(&key) && budget > 0 {
+                    let entries = self.store.range(&key.0, key.1, run).ok()?;
+                    for (i, e) in entries.into_iter().enumerate() {
+                        budget = budget.saturating_sub(e.encoded_len());
+                        read.insert((key.0.clone(), key.1 + i as u64), e);
                     }
-                    let key = (origin, h.seq);
-                    if !read.contains_key(&key) {
-                        let run = self.store.range(&key.0, h.seq, HELD_READ_AHEAD).ok()?;
-                        for (i, e) in run.into_iter().enumerate() {
-                            read.insert((key.0.clone(), h.seq + i as u64), e);
-                        }
-                    }
-                    let stored = read.get(&key)?;
-                    Some((key, stored))
-                });
+                }
+                let stored = read.get(&key)?;
+                Some((key, stored))
+            });
             match stored {
                 // Byte for byte: a changed signature or payload is verified, and a forgery
                 // found, as before. A payload this node is owed goes on too, so that its want
