@@ -181,6 +181,7 @@ async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
     let mut peer = net.open_as(&hub, &fr).await;
     let holds_all = [(au.to_string(), 2)].into_iter().collect();
     assert!(peer.hello(fr.as_str(), holds_all).await);
+    let _beat = peer.keep_alive(Duration::from_millis(200));
     let ask = |seq| pb::EntryRef {
         origin: au.to_string(),
         seq,
@@ -206,8 +207,11 @@ async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
         }
     }
     // Anything else the hub would send comes right behind; give it a moment to show.
-    while let Next::Frame(f) = peer.next(Duration::from_millis(300)).await {
-        if let pb::sync_frame::Frame::Entries(b) = f {
+    let behind_until = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < behind_until {
+        if let Next::Frame(pb::sync_frame::Frame::Entries(b)) =
+            peer.next(Duration::from_millis(200)).await
+        {
             got.extend(b.entries);
         }
     }
@@ -219,6 +223,36 @@ async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
         })
         .collect();
     assert_eq!(seqs, vec![(2, true)], "only the GREEN payload is sent");
+
+    // An ask settled on this link is not served again: a 15 KB frame repeated must not buy
+    // megabytes of reads and sends each time.
+    let again = pb::Want {
+        entries: vec![ask(2), ask(1)],
+    };
+    assert!(peer.send(pb::sync_frame::Frame::Want(again)).await);
+    let quiet_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < quiet_until {
+        match peer.next(Duration::from_millis(200)).await {
+            Next::Frame(pb::sync_frame::Frame::Entries(b)) => {
+                panic!("served again: {} entries", b.entries.len())
+            }
+            Next::End(s) => panic!("link ended: {s:?}"),
+            Next::Frame(_) | Next::Quiet => {}
+        }
+    }
+    // An honest node asks for at most a batch's worth in one frame; more ends the link.
+    let max = net.node(&hub).state().cfg.limits.max_batch_entries as u64;
+    let huge = pb::Want {
+        entries: (1..=max + 1).map(ask).collect(),
+    };
+    assert!(peer.send(pb::sync_frame::Frame::Want(huge)).await);
+    let status = peer.end_status(PATIENCE).await;
+    intelmesh_tests::raw_peer::check_status(
+        &status,
+        tonic::Code::ResourceExhausted,
+        "payloads in one frame",
+    )
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -33,6 +33,44 @@ struct AskedKeys {
     /// When `stubs` was last cleared whole: a stub whose entry was cut and appended again
     /// whole leaves no fill record, so every ask is read again now and then.
     cleared_at: Option<std::time::Instant>,
+    /// Asks settled on this link (payload sent, or refused by TLP): an honest peer never asks
+    /// for one again on the same link (`sender::next_want` keeps what it asked), so a repeat
+    /// is ignored rather than served again, or a 15 KB frame could buy 8 MiB of reads and
+    /// sends over and over.
+    settled: Settled,
+}
+
+/// The last [`Settled::MAX`] asks settled on a link, as hashes under a key of the link's own.
+#[derive(Default)]
+struct Settled {
+    hasher: std::hash::RandomState,
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<u64>,
+}
+
+impl Settled {
+    const MAX: usize = 65_536;
+
+    fn hash(&self, key: &EntryKey) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(key)
+    }
+
+    fn contains(&self, key: &EntryKey) -> bool {
+        self.set.contains(&self.hash(key))
+    }
+
+    fn insert(&mut self, key: &EntryKey) {
+        let h = self.hash(key);
+        if self.set.insert(h) {
+            self.order.push_back(h);
+        }
+        while self.order.len() > Self::MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+    }
 }
 
 impl Asked {
@@ -57,7 +95,10 @@ impl Asked {
                 .ok()
                 .filter(|o| members.is_member(o));
             if let (Some(origin), true) = (origin, r.seq > 0) {
-                added |= keys.open.insert((origin, r.seq));
+                let key = (origin, r.seq);
+                if !keys.settled.contains(&key) {
+                    added |= keys.open.insert(key);
+                }
             }
         }
         drop(keys);
@@ -152,6 +193,7 @@ pub(super) fn serve_asked(
     keys.stubs.extend(stubs);
     for key in &settled {
         keys.open.remove(key);
+        keys.settled.insert(key);
     }
     Ok(())
 }
@@ -192,6 +234,39 @@ mod tests {
             &members,
         );
         assert_eq!(asked.lock().open.len(), Asked::MAX);
+    }
+
+    #[test]
+    fn an_ask_settled_on_the_link_is_not_kept_again() {
+        let mut members = StaticKeys::default();
+        let au = OrgId::parse("AU-AFP").unwrap();
+        members.insert(au.clone(), SigningKey::from_bytes(&[1; 32]).verifying_key());
+        let asked = Asked::default();
+        let want = |seq| pb::Want {
+            entries: vec![pb::EntryRef {
+                origin: "AU-AFP".into(),
+                seq,
+            }],
+        };
+        asked.add(want(1), &members);
+        {
+            // As `serve_asked` does once it sent the payload.
+            let mut keys = asked.lock();
+            keys.open.remove(&(au.clone(), 1));
+            keys.settled.insert(&(au.clone(), 1));
+        }
+        asked.add(want(1), &members);
+        asked.add(want(2), &members);
+        let open: Vec<_> = asked.lock().open.iter().cloned().collect();
+        assert_eq!(open, [(au.clone(), 2)]);
+        // The memory of settled asks is bounded: the oldest go first.
+        let mut settled = Settled::default();
+        for seq in 1..=(Settled::MAX as u64 + 10) {
+            settled.insert(&(au.clone(), seq));
+        }
+        assert_eq!(settled.set.len(), Settled::MAX);
+        assert!(!settled.contains(&(au.clone(), 10)));
+        assert!(settled.contains(&(au.clone(), 11)));
     }
 
     async fn woken(asked: &Asked) -> bool {

@@ -51,6 +51,8 @@ pub enum LinkError {
     BatchTooLarge { count: usize, max: usize },
     #[error("peer sent {count} fork proofs in one frame, more than the {max} allowed")]
     TooManyProofs { count: usize, max: usize },
+    #[error("peer asked for {count} payloads in one frame, more than the {max} allowed")]
+    WantTooLarge { count: usize, max: usize },
     #[error("peer sent an entry that fails verification: {0}")]
     Forged(intelmesh_core::VerifyError),
     #[error("peer sent a fork proof that does not hold up: {0}")]
@@ -109,9 +111,9 @@ impl LinkError {
             LinkError::HelloMismatch { .. } | LinkError::NotAdmitted(_) => {
                 Status::permission_denied(msg)
             }
-            LinkError::BatchTooLarge { .. } | LinkError::TooManyProofs { .. } => {
-                Status::resource_exhausted(msg)
-            }
+            LinkError::BatchTooLarge { .. }
+            | LinkError::TooManyProofs { .. }
+            | LinkError::WantTooLarge { .. } => Status::resource_exhausted(msg),
             LinkError::Forged(_)
             | LinkError::BadEvidence(_)
             | LinkError::HelloExpected
@@ -346,7 +348,9 @@ async fn prepare(
     let screened = screen(f, max_batch).inspect_err(|e| {
         if matches!(
             e,
-            LinkError::BatchTooLarge { .. } | LinkError::TooManyProofs { .. }
+            LinkError::BatchTooLarge { .. }
+                | LinkError::TooManyProofs { .. }
+                | LinkError::WantTooLarge { .. }
         ) {
             state.metrics.refused(Refusal::Size, 1);
         }
@@ -384,6 +388,13 @@ pub fn screen(f: pb::sync_frame::Frame, max_batch: usize) -> Result<Screened, Li
         pb::sync_frame::Frame::Hello(h) => Screened::Hello(h),
         pb::sync_frame::Frame::Heartbeat(_) => Screened::Heartbeat,
         pb::sync_frame::Frame::Progress(p) => Screened::Progress(p),
+        // An honest sender asks for at most a batch's worth at a time (`sender::next_want`).
+        pb::sync_frame::Frame::Want(w) if w.entries.len() > max_batch => {
+            return Err(LinkError::WantTooLarge {
+                count: w.entries.len(),
+                max: max_batch,
+            })
+        }
         pb::sync_frame::Frame::Want(w) => Screened::Want(w),
         pb::sync_frame::Frame::Evidence(e) => {
             if e.proofs.len() > MAX_PROOFS_PER_FRAME {
