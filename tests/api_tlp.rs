@@ -367,3 +367,63 @@ async fn every_read_path_shows_each_reader_only_its_distributions() {
         assert_eq!(Some(state), br_views[&value].0.state, "BR-PF: event {seq}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_page_says_nothing_of_hidden_records_after_it() {
+    // The hub holds AU's RED entry in clear and indexes its tag; its services must not learn,
+    // from whether a page has a token, that a record they cannot see carries a tag.
+    let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF", "FR-OCLCTIC"]).await;
+    let (sg, au) = (org("SG-IGCI"), org("AU-AFP"));
+    let mut at_au = net.client(&au).await;
+    submit(
+        &mut at_au,
+        vec![
+            green_upsert("a-public.example", 50, "anchor", ""),
+            red_upsert("z-secret.example", 90, "op-nightfall", ""),
+        ],
+    )
+    .await;
+    net.wait_for(&au, 2, PATIENCE).await.unwrap();
+    let mut c = net.client(&sg).await;
+    let anchor = pages_of_one(&mut c, &["anchor"]).await;
+    let with_hidden = pages_of_one(&mut c, &["anchor", "op-nightfall"]).await;
+    assert_eq!(
+        anchor,
+        [
+            (vec!["a-public.example".to_string()], true),
+            (vec![], false)
+        ]
+    );
+    assert_eq!(
+        with_hidden, anchor,
+        "the hidden tagged record shows in nothing"
+    );
+}
+
+/// Every page of a query by `tags` one state at a time: each page's values and whether it had
+/// a token.
+async fn pages_of_one(c: &mut Client, tags: &[&str]) -> Vec<(Vec<String>, bool)> {
+    let filter = pb::Filter {
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = c
+            .query(pb::QueryRequest {
+                filter: Some(filter.clone()),
+                page_size: 1,
+                page_token: token,
+            })
+            .await
+            .expect("query")
+            .into_inner();
+        let values: Vec<String> = r.states.iter().map(value_of).collect();
+        out.push((values, !r.next_page_token.is_empty()));
+        if r.next_page_token.is_empty() {
+            return out;
+        }
+        token = r.next_page_token;
+    }
+}

@@ -57,8 +57,11 @@ pub fn query(
             }
             after = Some(position);
             if states.len() >= size || scanned >= QUERY_SCAN_BUDGET {
-                // A short chunk ends the range: no token when this was its last record.
-                let more = !end || i + 1 < n;
+                // A full page always has a token, even on the range's last record: whether
+                // anything follows it may be a record the reader does not see (a RED one
+                // carrying the tag asked for), so only the next, maybe empty, page says. A
+                // short chunk ends the range: no token when the budget ran out on its last.
+                let more = states.len() >= size || !end || i + 1 < n;
                 let next_page_token = match (more, &after) {
                     (true, Some(p)) => tokens.seal(&selection, p),
                     _ => String::new(),
@@ -92,6 +95,10 @@ fn kind(selection: &Selection) -> u8 {
     }
 }
 
+/// The lengths a page token's sealed bytes are padded to (kind, length, position, zeros); an
+/// index key is at most a few KiB.
+const TOKEN_BUCKETS: [usize; 4] = [64, 256, 1024, 4096];
+
 /// Page tokens for one reader: the kind of range and the position, sealed for the reader
 /// (`crate::token`), because a position is an index key and names the indicator there, which
 /// the reader may not be allowed to see.
@@ -101,11 +108,22 @@ pub struct Tokens<'a> {
 }
 
 impl Tokens<'_> {
-    /// A token to resume `selection` after `position`.
+    /// A token to resume `selection` after `position`. Its length is one of
+    /// [`TOKEN_BUCKETS`] whatever the position's: the scan budget may end a page on a record
+    /// the reader does not see, whose value's length would otherwise show.
     pub fn seal(&self, selection: &Selection, position: &[u8]) -> String {
-        let mut bytes = Vec::with_capacity(1 + position.len());
+        let len = u16::try_from(position.len()).unwrap_or(u16::MAX);
+        let position = &position[..usize::from(len)];
+        let plain = 3 + position.len();
+        let padded = TOKEN_BUCKETS
+            .into_iter()
+            .find(|&b| b >= plain)
+            .unwrap_or(plain);
+        let mut bytes = Vec::with_capacity(padded);
         bytes.push(kind(selection));
+        bytes.extend_from_slice(&len.to_be_bytes());
         bytes.extend_from_slice(position);
+        bytes.resize(padded, 0);
         self.key.seal(self.reader, &bytes)
     }
 
@@ -118,10 +136,13 @@ impl Tokens<'_> {
         }
         let bad = |why: &str| invalid(format!("page_token is not one this API issued: {why}"));
         let bytes = self.key.open(self.reader, token).map_err(bad)?;
-        let (&k, position) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+        let (&k, rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
         if k != kind(selection) {
             return Err(bad("issued for a query with another filter"));
         }
+        let (len, padded) = rest.split_at_checked(2).ok_or_else(|| bad("too short"))?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let position = padded.get(..len).ok_or_else(|| bad("too short"))?;
         Ok(Some(position.to_vec()))
     }
 }
@@ -209,5 +230,20 @@ mod tests {
             reader: &br,
         };
         assert!(other.open(&token, &tags).is_err(), "another reader's token");
+        // A token's length says nothing of the position's within a bucket.
+        let long_position = [b"I\x04".as_slice(), &[b'a'; 200]].concat();
+        let long_token = tokens.seal(&tags, &long_position);
+        assert_eq!(
+            tokens.seal(&tags, b"I\x04a.example").len(),
+            token.len(),
+            "both under 64 bytes"
+        );
+        assert_eq!(
+            tokens
+                .seal(&tags, &[b"I\x04".as_slice(), &[b'b'; 100]].concat())
+                .len(),
+            long_token.len()
+        );
+        assert_eq!(tokens.open(&long_token, &tags), Ok(Some(long_position)));
     }
 }

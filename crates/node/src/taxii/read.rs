@@ -213,7 +213,9 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
             }
             let last_of_range = end && i + 1 == n;
             let full = out.len() >= limit || bytes >= PAGE_BYTES;
-            if (full || scanned >= SCAN_BUDGET) && !last_of_range {
+            // A full page always has a `next`, even on the range's last record: whether more
+            // follows may be a record this reader does not see, so only the next page says.
+            if full || (scanned >= SCAN_BUDGET && !last_of_range) {
                 return Ok(Page {
                     objects: out,
                     next: Some(seal(&position)),
