@@ -177,6 +177,10 @@ fn add_list(
 ) -> Result<(), QueryError> {
     for v in value.split(',').map(str::trim) {
         check(v).map_err(|why| query_error(name, format!("{v:.80?}: {why}")))?;
+        // A value named twice is read once: each may cost a scan (an `identity` id).
+        if list.iter().any(|kept| kept == v) {
+            continue;
+        }
         if list.len() >= MAX_LIST_VALUES {
             return Err(query_error(name, format!("over {MAX_LIST_VALUES} values")));
         }

@@ -27,6 +27,13 @@ fn query_parameters_are_read() {
     );
     assert_eq!(q.spec_versions, vec!["2.1"]);
     assert_eq!(parse_objects_query(None).unwrap(), ObjectsQuery::default());
+    // An id named many times is read once (each may cost a scan).
+    let repeated = format!(
+        "match[id]={}",
+        vec!["identity--0a1b2c3d-0000-4000-8000-000000000001"; 200].join(",")
+    );
+    let q = parse_objects_query(Some(&repeated)).unwrap();
+    assert_eq!(q.ids.len(), 1);
 }
 
 #[test]
@@ -48,7 +55,10 @@ fn malformed_parameters_name_themselves() {
     let long = format!("limit={}", "9".repeat(MAX_QUERY_BYTES));
     let many = format!(
         "match[id]={}",
-        vec!["indicator--0a1b2c3d-0000-4000-8000-000000000001"; 101].join(",")
+        (0..101)
+            .map(|i| format!("indicator--0a1b2c3d-0000-4000-8000-{i:012}"))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     for (query, parameter) in [
         ("limit=abc", "limit"),

@@ -6,8 +6,6 @@
 //! The key is kept in the data directory (`token.key`, 0600), so a token stays valid across
 //! restarts: a retried request pages on. Removing the file ends every token issued before.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::Context;
@@ -43,34 +41,25 @@ impl TokenKey {
     pub fn load_or_create(dir: &Path) -> anyhow::Result<TokenKey> {
         let path = dir.join(KEY_FILE);
         let mut key = Key::default();
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(mut file) => {
-                rand::thread_rng().fill_bytes(&mut key);
-                file.write_all(&key)
-                    .and_then(|()| file.sync_all())
-                    .with_context(|| format!("writing {}", path.display()))?;
+        if path.exists() {
+            crate::private_files::check_key_file(&path)?;
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if bytes.len() != key.len() {
+                anyhow::bail!(
+                    "{} holds {} bytes, not {}: remove it and a new key is made (paging \
+                     tokens issued before stop working)",
+                    path.display(),
+                    bytes.len(),
+                    key.len()
+                );
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                crate::private_files::check_key_file(&path)?;
-                let bytes =
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                if bytes.len() != key.len() {
-                    anyhow::bail!(
-                        "{} holds {} bytes, not {}: remove it and a new key is made (paging \
-                         tokens issued before stop working)",
-                        path.display(),
-                        bytes.len(),
-                        key.len()
-                    );
-                }
-                key.copy_from_slice(&bytes);
-            }
-            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            key.copy_from_slice(&bytes);
+        } else {
+            // Written whole or not at all: a crash while it is made leaves no short file.
+            rand::thread_rng().fill_bytes(&mut key);
+            crate::durable::replace(&path, &key, 0o600)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(TokenKey(ChaCha20Poly1305::new(&key)))
     }

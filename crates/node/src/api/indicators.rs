@@ -565,6 +565,11 @@ async fn watch_loop(
     loop {
         changed.borrow_and_update();
         loop {
+            // A catch-up whose steps match nothing sends nothing, so a client gone must be
+            // seen here, or its scan would go on through the whole log.
+            if tx.is_closed() || state.is_stopping() {
+                return;
+            }
             let (st, r, f) = (Arc::clone(&state), reader.clone(), Arc::clone(&filter));
             let step = tokio::task::spawn_blocking(move || {
                 let mut c = cursor;

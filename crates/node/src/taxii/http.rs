@@ -28,7 +28,7 @@ use crate::api::submission::Publisher;
 use crate::api::view::Filter;
 use crate::audit;
 use crate::https::Connection;
-use crate::state::NodeState;
+use crate::state::{NodeError, NodeState};
 
 /// The API root's path segment.
 const API_ROOT: &str = "intelmesh";
@@ -580,18 +580,25 @@ async fn add_objects(
             refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too many objects", e)
         }
     })?;
-    let published = plan.to_sign.iter();
-    let published = published.map(|p| audit::Value::Canonical(p.indicator.value().to_string()));
-    super::audited::note_values(&c.note, published.collect());
+    let published: Vec<_> = plan
+        .to_sign
+        .iter()
+        .map(|p| audit::Value::Canonical(p.indicator.value().to_string()))
+        .collect();
     let items = plan
         .to_sign
         .into_iter()
         .map(|p| (p.distribution, p.payload))
         .collect();
-    g.state
-        .publish(items)
-        .await
-        .map_err(|e| refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e))?;
+    g.state.publish(items).await.map_err(|e| match e {
+        // What the operator must act on is said; anything else (store, I/O) is logged only.
+        NodeError::NotAdmitted { .. } | NodeError::OwnKeyEnded { .. } | NodeError::Seal(_) => {
+            refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e)
+        }
+        e => internal(e),
+    })?;
+    // Recorded as published only once they are.
+    super::audited::note_values(&c.note, published);
     let status = StatusResource {
         id: format_uuid(&random_uuid()),
         request_unix_ms: request_time,
