@@ -128,6 +128,7 @@ pub struct Metrics {
     verify_seconds: Histogram,
     verified: Counter,
     held_already: Counter,
+    audit_unrecorded: Counter,
     apply_seconds: Histogram,
     store_write_seconds: Family<PhaseLabel, Counter<f64, AtomicU64>>,
     handshakes_refused: Family<ListenerLabel, Counter>,
@@ -145,6 +146,7 @@ impl Default for Metrics {
             verify_seconds: buckets(),
             verified: Counter::default(),
             held_already: Counter::default(),
+            audit_unrecorded: Counter::default(),
             apply_seconds: buckets(),
             store_write_seconds: Family::default(),
             handshakes_refused: Family::default(),
@@ -191,6 +193,12 @@ impl Metrics {
                 })
                 .inc_by(n as u64);
         }
+    }
+
+    /// One refusal of a caller who proved no identity left out of the audit trail (past
+    /// `audit::ANONYMOUS_REFUSALS_PER_MINUTE`).
+    pub fn audit_refusal_unrecorded(&self) {
+        self.audit_unrecorded.inc();
     }
 
     /// One received batch: `verified` entries checked in `took`, `held_already` taken as
@@ -266,6 +274,11 @@ impl Metrics {
             "intelmesh_entries_held_already",
             "Received entries this node held already, byte for byte: taken as duplicates without a signature check",
             self.held_already.clone(),
+        );
+        r.register(
+            "intelmesh_audit_refusals_unrecorded",
+            "Refusals of callers who proved no identity left out of the audit trail, past 120 a minute",
+            self.audit_unrecorded.clone(),
         );
         r.register(
             "intelmesh_apply_duration_seconds",

@@ -12,7 +12,7 @@
 pub mod trail;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use intelmesh_audit::{Call, Caller};
@@ -110,7 +110,18 @@ enum Msg {
 #[derive(Clone, Default)]
 pub struct AuditLog {
     tx: Option<mpsc::Sender<Msg>>,
+    anonymous: Arc<AnonymousBudget>,
 }
+
+/// Most refusals of callers who proved no identity (no certificate, no valid password) recorded
+/// per minute: anyone who reaches the gateway's port can send them, and the trail is kept, so
+/// unbounded they would fill the disk. The rest are counted
+/// (`intelmesh_audit_refusals_unrecorded_total`); every request is counted by status in
+/// `intelmesh_taxii_requests_total` as well.
+pub const ANONYMOUS_REFUSALS_PER_MINUTE: u32 = 120;
+
+#[derive(Default)]
+struct AnonymousBudget(std::sync::Mutex<(i64, u32)>);
 
 impl AuditLog {
     /// Opens (or creates) the trail for this node and starts its writer task.
@@ -130,7 +141,22 @@ impl AuditLog {
             })??;
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(write_loop(trail, rx));
-        Ok(AuditLog { tx: Some(tx) })
+        Ok(AuditLog {
+            tx: Some(tx),
+            anonymous: Arc::default(),
+        })
+    }
+
+    /// Whether a refusal of a caller who proved no identity, at `now_ms`, is still within
+    /// this minute's [`ANONYMOUS_REFUSALS_PER_MINUTE`].
+    pub fn takes_anonymous_refusal(&self, now_ms: i64) -> bool {
+        let minute = now_ms.div_euclid(60_000);
+        let mut b = self.anonymous.0.lock().unwrap_or_else(|p| p.into_inner());
+        if b.0 != minute {
+            *b = (minute, 0);
+        }
+        b.1 += 1;
+        b.1 <= ANONYMOUS_REFUSALS_PER_MINUTE
     }
 
     /// Queues a finished call; waits while the queue is full.
@@ -359,4 +385,29 @@ pub type Noted = std::sync::Arc<std::sync::Mutex<Note>>;
 
 pub(crate) fn lock_note(n: &Noted) -> std::sync::MutexGuard<'_, Note> {
     n.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod anonymous_tests {
+    use super::*;
+
+    #[test]
+    fn refusals_of_no_identity_are_recorded_up_to_a_budget_a_minute() {
+        let log = AuditLog::default();
+        let minute = 29_000_000 * 60_000;
+        let taken = (0..200)
+            .filter(|i| log.takes_anonymous_refusal(minute + i * 100))
+            .count();
+        assert_eq!(taken, ANONYMOUS_REFUSALS_PER_MINUTE as usize);
+        assert!(
+            log.takes_anonymous_refusal(minute + 60_000),
+            "the next minute"
+        );
+        // Clones share one budget (each service holds one).
+        let other = log.clone();
+        for _ in 1..ANONYMOUS_REFUSALS_PER_MINUTE {
+            assert!(other.takes_anonymous_refusal(minute + 60_001));
+        }
+        assert!(!log.takes_anonymous_refusal(minute + 60_002));
+    }
 }

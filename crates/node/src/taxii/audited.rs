@@ -53,11 +53,15 @@ pub async fn record(
     }
     let response = next.run(request).await;
     let Note { caller, values } = std::mem::take(&mut *lock(&note));
+    let status = response.status();
+    if caller.is_none() && leaf.is_none() && !state.audit().takes_anonymous_refusal(time_ms) {
+        state.metrics.audit_refusal_unrecorded();
+        return response;
+    }
     let caller = caller.unwrap_or_else(|| match &leaf {
         Some(der) => caller_of_certificate(der),
         None => crate::audit::caller_of_identity(None),
     });
-    let status = response.status();
     state
         .audit()
         .record(Pending {
