@@ -106,7 +106,33 @@ fn upsert_assertion(state: &mut pb::IndicatorState, mut new: pb::OriginAssertion
             }
             old.first_issued_at_unix_ms = first;
         }
-        Err(i) => state.assertions.insert(i, new),
+        Err(i) => {
+            let origin = new.origin.clone();
+            state.assertions.insert(i, new);
+            keep_latest_slots(&mut state.assertions, &origin, |a| (&a.origin, a.seq));
+        }
+    }
+}
+
+/// Most slots (audiences) one origin holds in one indicator's state, for assertions and for
+/// sightings each. Every write to the indicator, by any origin, decodes and writes the whole
+/// state, so a member signing one value to a thousand recipient sets must not make it grow
+/// without end. An honest origin uses a few audiences per value.
+pub const MAX_SLOTS_PER_ORIGIN: usize = 16;
+
+/// Drops `origin`'s slot with the lowest seq while it holds more than
+/// [`MAX_SLOTS_PER_ORIGIN`]. An origin's entries are applied in seq order, so which slots
+/// remain does not depend on when the entries arrived, and a rebuild from the log agrees.
+fn keep_latest_slots<T>(slots: &mut Vec<T>, origin: &str, of: impl Fn(&T) -> (&String, u64)) {
+    loop {
+        let of_origin = slots.iter().enumerate().filter(|(_, s)| of(s).0 == origin);
+        if of_origin.clone().count() <= MAX_SLOTS_PER_ORIGIN {
+            return;
+        }
+        let Some((oldest, _)) = of_origin.min_by_key(|(_, s)| of(s).1) else {
+            return;
+        };
+        slots.remove(oldest);
     }
 }
 
@@ -129,8 +155,8 @@ fn add_sighting(
     let found = state.sightings.binary_search_by(|x| {
         slot(&x.origin, x.distribution.as_ref()).cmp(&slot(origin, distribution.as_ref()))
     });
-    let i = match found {
-        Ok(i) => i,
+    let (i, new) = match found {
+        Ok(i) => (i, false),
         Err(i) => {
             state.sightings.insert(
                 i,
@@ -142,7 +168,7 @@ fn add_sighting(
                     ..Default::default()
                 },
             );
-            i
+            (i, true)
         }
     };
     let agg = &mut state.sightings[i];
@@ -150,6 +176,9 @@ fn add_sighting(
     agg.first_seen_unix_ms = agg.first_seen_unix_ms.min(s.seen_at_unix_ms);
     agg.last_seen_unix_ms = agg.last_seen_unix_ms.max(s.seen_at_unix_ms);
     agg.last_seq = agg.last_seq.max(header.seq);
+    if new {
+        keep_latest_slots(&mut state.sightings, origin, |x| (&x.origin, x.last_seq));
+    }
 }
 
 /// One payload to fold into the index, under its [`keys::index`] key.
@@ -316,6 +345,32 @@ mod tests {
             ],
             "GREEN and RED counts never mix; recipients in either order are one audience"
         );
+    }
+
+    #[test]
+    fn an_origin_holds_at_most_its_latest_slots_in_one_state() {
+        // A member signing one value to many recipient sets: its latest 16 audiences stay,
+        // for assertions and sightings each; another origin's slots are untouched.
+        let mut index = Index::default();
+        index.merge(upsert("BB", 1, 70));
+        let names: Vec<String> = (0..40).map(|i| format!("R{i:02}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let seq = 2 * i as u64 + 1;
+            let body = pb::payload::Body::Upsert(pb::IndicatorUpsert::default());
+            index.merge(update("AA", seq, Tlp::Amber, &[name], body));
+            index.merge(sighting("AA", seq + 1, Tlp::Red, &[name], 5));
+        }
+        let state = index.get(&upsert("XX", 1, 0).key);
+        let assertions: Vec<(&str, u64)> = state
+            .assertions
+            .iter()
+            .map(|a| (a.origin.as_str(), a.seq))
+            .collect();
+        let mut expected: Vec<(&str, u64)> = (24..40).map(|i| ("AA", 2 * i + 1)).collect();
+        expected.push(("BB", 1));
+        assert_eq!(assertions, expected);
+        let sightings: Vec<u64> = state.sightings.iter().map(|s| s.last_seq).collect();
+        assert_eq!(sightings, (24..40).map(|i| 2 * i + 2).collect::<Vec<u64>>());
     }
 
     #[test]
