@@ -596,3 +596,32 @@ async fn a_read_only_service_reads_and_may_not_publish() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pages_of_large_states_end_before_the_message_limit() {
+    // 100 indicators with 60 KB descriptions: 6 MB of states. A page of 1,000 would not fit a
+    // message, so pages end by size (with a token) and the reader still gets every one.
+    let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let au = org("AU-AFP");
+    let mut c = net.client(&au).await;
+    for part in 0..4 {
+        let subs = (0..25)
+            .map(|i| {
+                let mut s = upsert(
+                    Ty::Domain,
+                    &format!("big{part}-{i}.example"),
+                    Tlp::Green,
+                    &[],
+                );
+                if let Some(pb::submission::Body::Upsert(u)) = &mut s.body {
+                    u.description = "x".repeat(60_000);
+                }
+                s
+            })
+            .collect();
+        submit(&mut c, subs).await;
+    }
+    let (all, pages) = query_all(&mut c, pb::Filter::default(), 1000).await;
+    assert_eq!(all.len(), 100);
+    assert!(pages >= 3, "{pages} pages");
+}

@@ -8,6 +8,7 @@
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{Selection, Store, StoreError};
+use prost::Message;
 
 use super::view::{invalid, Filter, Invalid};
 use crate::token::TokenKey;
@@ -16,6 +17,10 @@ use crate::token::TokenKey;
 const QUERY_CHUNK: usize = 256;
 /// Candidates one query call looks at before answering with what it found (and a token).
 const QUERY_SCAN_BUDGET: usize = 20_000;
+/// Encoded bytes of states after which a page ends (with a token), well under the smallest
+/// message limit a node may set: a run of indicators with 60 KB descriptions must make
+/// shorter pages, not an answer too large to send, which would stall every reader there.
+const QUERY_PAGE_BYTES: usize = 2 << 20;
 
 /// The narrowest range that holds every indicator `filter` can match: its tags if it names
 /// any (few indicators carry a given tag), else its origins, else its types, else the changes
@@ -46,22 +51,24 @@ pub fn query(
     let reader = tokens.reader;
     let selection = selection(filter);
     let mut states = Vec::new();
-    let mut scanned = 0;
+    let (mut scanned, mut bytes) = (0, 0);
     loop {
         let chunk = store.select(&selection, after.as_deref(), QUERY_CHUNK)?;
         let (n, end) = (chunk.len(), chunk.len() < QUERY_CHUNK);
         for (i, (position, s)) in chunk.into_iter().enumerate() {
             scanned += 1;
             if let Some(v) = filter.view(&s, reader) {
+                bytes += v.encoded_len();
                 states.push(v);
             }
             after = Some(position);
-            if states.len() >= size || scanned >= QUERY_SCAN_BUDGET {
+            let full = states.len() >= size || bytes >= QUERY_PAGE_BYTES;
+            if full || scanned >= QUERY_SCAN_BUDGET {
                 // A full page always has a token, even on the range's last record: whether
                 // anything follows it may be a record the reader does not see (a RED one
                 // carrying the tag asked for), so only the next, maybe empty, page says. A
                 // short chunk ends the range: no token when the budget ran out on its last.
-                let more = states.len() >= size || !end || i + 1 < n;
+                let more = full || !end || i + 1 < n;
                 let next_page_token = match (more, &after) {
                     (true, Some(p)) => tokens.seal(&selection, p),
                     _ => String::new(),
