@@ -85,8 +85,24 @@ pub fn read_marking_definition(object: &Value) -> Option<(String, MarkingKind)> 
         )
     })
     .or_else(|| text(object.get("name")));
-    let kind = tlp.map_or(MarkingKind::Other, MarkingKind::Tlp);
-    Some((id, kind))
+    if let Some(tlp) = tlp {
+        return Some((id, MarkingKind::Tlp(tlp)));
+    }
+    // A text that speaks of TLP but is no TLP label ("TLP: RED", "RED - TLP, do not share")
+    // is not taken for "no TLP": the marking stays unknown, as one defined nowhere.
+    let speaks_of_tlp = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .is_some_and(|t| t.to_ascii_uppercase().contains("TLP"))
+    };
+    let texts = [
+        definition.and_then(|d| d.get("tlp")),
+        definition.and_then(|d| d.get("statement")),
+        object.get("name"),
+    ];
+    if texts.into_iter().any(speaks_of_tlp) {
+        return None;
+    }
+    Some((id, MarkingKind::Other))
 }
 
 /// The TLP a set of marking references gives.
@@ -108,10 +124,16 @@ pub struct Markings {
 impl Markings {
     /// Collects the marking definitions among `objects`; other objects are passed over.
     pub fn from_objects<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Markings {
-        let by_id = objects
-            .into_iter()
-            .filter_map(read_marking_definition)
-            .collect();
+        let mut by_id: HashMap<String, MarkingKind> = HashMap::new();
+        for (id, kind) in objects.into_iter().filter_map(read_marking_definition) {
+            // An id defined twice means its strictest definition, whichever comes last.
+            let kept = by_id.entry(id).or_insert(kind);
+            *kept = match (*kept, kind) {
+                (MarkingKind::Tlp(a), MarkingKind::Tlp(b)) => MarkingKind::Tlp(a.max(b)),
+                (MarkingKind::Tlp(t), _) | (_, MarkingKind::Tlp(t)) => MarkingKind::Tlp(t),
+                _ => MarkingKind::Other,
+            };
+        }
         Markings { by_id }
     }
 
@@ -212,6 +234,29 @@ mod tests {
             Some(MarkingKind::Tlp(Tlp::Clear))
         );
         assert_eq!(markings.kind("indicator--6"), None);
+    }
+
+    #[test]
+    fn a_near_miss_tlp_text_is_unknown_and_a_twice_defined_id_its_strictest() {
+        let objects = [
+            json!({"type": "marking-definition", "id": "marking-definition--near",
+                   "definition_type": "statement", "definition": {"statement": "TLP: RED"}}),
+            json!({"type": "marking-definition", "id": "marking-definition--named",
+                   "name": "Red - tlp, do not share"}),
+            json!({"type": "marking-definition", "id": "marking-definition--twice",
+                   "definition_type": "tlp", "definition": {"tlp": "red"}}),
+            json!({"type": "marking-definition", "id": "marking-definition--twice",
+                   "definition_type": "tlp", "definition": {"tlp": "green"}}),
+        ];
+        let markings = Markings::from_objects(&objects);
+        assert_eq!(markings.kind("marking-definition--near"), None);
+        assert_eq!(markings.kind("marking-definition--named"), None);
+        assert_eq!(
+            markings.kind("marking-definition--twice"),
+            Some(MarkingKind::Tlp(Tlp::Red))
+        );
+        let r = markings.resolve(["marking-definition--near"]);
+        assert_eq!((r.tlp, r.unknown.len()), (None, 1), "refused as unknown");
     }
 
     #[test]

@@ -569,7 +569,11 @@ async fn add_objects(
         let lists = state.warninglists();
         write::plan(&envelope, &publisher, &lists, |i| {
             let held = state.store.indicator(i).ok().flatten()?;
-            held.assertions.into_iter().find(|a| a.origin == me)
+            // The latest of this node's assertions, whichever its audience.
+            held.assertions
+                .into_iter()
+                .filter(|a| a.origin == me)
+                .max_by_key(|a| a.seq)
         })
     })
     .await

@@ -370,7 +370,6 @@ fn judge(
     warninglists: &Warninglists,
     held: &(impl Fn(&Indicator) -> Option<pb::OriginAssertion> + Sync),
 ) -> Judged {
-    let s = submission_of(v);
     let lists = lists_of(warninglists, &v.indicator);
     if !v.revoked && !lists.is_empty() {
         return Judged::Refused(format!(
@@ -380,6 +379,16 @@ fn judge(
         ));
     }
     let mine = held(&v.indicator);
+    let mut s = submission_of(v);
+    // An object without markings makes no new sharing decision: a value this node asserts
+    // keeps the distribution (TLP and recipients) of its latest assertion, as a revocation
+    // of it does; only a value new here takes AMBER.
+    if let (true, Some(d)) = (
+        v.tlp_defaulted,
+        mine.as_ref().and_then(|a| a.distribution.as_ref()),
+    ) {
+        s.distribution = Some(d.clone());
+    }
     if v.revoked && mine.is_none() {
         return Judged::Refused(format!(
             "{}: revoked, but this node never asserted it: nothing to revoke",

@@ -379,3 +379,60 @@ fn a_post_judges_a_bounded_number_of_values_however_its_objects_are_sized() {
         .as_deref()
         .is_some_and(|m| m.starts_with("not added"))));
 }
+
+#[test]
+fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
+    // This node asserts red.example and gone.example as RED to BR-PF; a sync tool re-posts
+    // one and revokes the other without markings: neither may go out AMBER to every member.
+    // A value new here does.
+    let (me, br) = (org("SG-IGCI"), org("BR-PF"));
+    let members = [me.clone(), br.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let red = pb::Distribution {
+        tlp: pb::Tlp::Red as i32,
+        recipients: vec!["BR-PF".into()],
+    };
+    let held = |i: &intelmesh_core::Indicator| {
+        ["red.example", "gone.example"]
+            .contains(&i.value())
+            .then(|| pb::OriginAssertion {
+                origin: "SG-IGCI".into(),
+                seq: 7,
+                confidence: 10,
+                distribution: Some(red.clone()),
+                ..Default::default()
+            })
+    };
+    let mut revoked = indicator(2, "[domain-name:value = 'gone.example']");
+    revoked["revoked"] = json!(true);
+    let objects = vec![
+        indicator(1, "[domain-name:value = 'red.example']"),
+        revoked,
+        indicator(3, "[domain-name:value = 'new.example']"),
+    ];
+    let body = json!({ "objects": objects });
+    let plan = plan(&body, &publisher, &Warninglists::new(), held).unwrap();
+    let signed: Vec<(&str, intelmesh_core::Tlp, Vec<String>)> = plan
+        .to_sign
+        .iter()
+        .map(|p| {
+            let d = &p.distribution;
+            let to = d.recipients.iter().map(ToString::to_string).collect();
+            (p.indicator.value(), d.tlp, to)
+        })
+        .collect();
+    use intelmesh_core::Tlp;
+    assert_eq!(
+        signed,
+        [
+            ("red.example", Tlp::Red, vec!["BR-PF".to_string()]),
+            ("gone.example", Tlp::Red, vec!["BR-PF".to_string()]),
+            ("new.example", Tlp::Amber, vec![]),
+        ]
+    );
+    assert!(matches!(
+        plan.to_sign[1].payload.body,
+        Some(pb::payload::Body::Revoke(_))
+    ));
+    assert_eq!(plan.failures.len(), 0, "{:?}", plan.failures);
+}
