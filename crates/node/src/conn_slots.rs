@@ -6,6 +6,31 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
+/// Where a client connects from, as counted: an IPv4 address, or an IPv6 /64 (one host's
+/// usual share; a host holding a /64 has as many addresses as it likes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Source {
+    V4([u8; 4]),
+    V6([u8; 8]),
+}
+
+impl Source {
+    pub(crate) fn of(ip: std::net::IpAddr) -> Source {
+        use std::net::IpAddr;
+        match ip {
+            IpAddr::V4(v4) => Source::V4(v4.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => Source::V4(v4.octets()),
+                None => {
+                    let mut prefix = [0; 8];
+                    prefix.copy_from_slice(&v6.octets()[..8]);
+                    Source::V6(prefix)
+                }
+            },
+        }
+    }
+}
+
 /// How many connections one listener keeps open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Bounds {
@@ -87,6 +112,27 @@ impl<K: Eq + Hash> Drop for Slot<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_host_counts_once_per_64_and_a_mapped_ipv4_as_itself() {
+        let ip = |s: &str| Source::of(s.parse().unwrap());
+        assert_eq!(ip("2001:db8:1:2::1"), ip("2001:db8:1:2:ffff::9"));
+        assert_ne!(ip("2001:db8:1:2::1"), ip("2001:db8:1:3::1"));
+        assert_eq!(ip("::ffff:192.0.2.1"), ip("192.0.2.1"));
+        assert_ne!(ip("192.0.2.1"), ip("192.0.2.2"));
+        let slots = Slots::new(Bounds {
+            per_client: 2,
+            total: 10,
+        });
+        let _held: Vec<_> = ["2001:db8::1", "2001:db8::2"]
+            .iter()
+            .map(|a| Slots::take(&slots, ip(a)).unwrap())
+            .collect();
+        assert!(
+            Slots::take(&slots, ip("2001:db8::3")).is_err(),
+            "a third of the /64"
+        );
+    }
 
     #[test]
     fn each_client_gets_its_share_under_the_total() {

@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerConfig;
-use crate::conn_slots::{Bounds, Slots};
+use crate::conn_slots::{Bounds, Slots, Source};
 use crate::state::NodeState;
 
 /// How long open connections get to finish their requests once the node stops.
@@ -146,7 +146,7 @@ impl HttpsServer {
                     continue;
                 }
             };
-            let slot = match Slots::take(&per_address, peer.ip()) {
+            let slot = match Slots::take(&per_address, Source::of(peer.ip())) {
                 Ok(slot) => slot,
                 Err(full) => {
                     tracing::warn!(%peer, "{name} connection refused: {full}");

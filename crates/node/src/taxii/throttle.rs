@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use crate::conn_slots::Source;
+
 /// Wrong passwords an address may send in one window.
 pub const FAILURES_PER_WINDOW: u32 = 10;
 
@@ -24,38 +26,17 @@ pub struct Failures {
     by_address: HashMap<Source, (u32, Instant)>,
 }
 
-/// Where failures are counted: an IPv4 address, or an IPv6 /64 (one host's usual share).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Source {
-    V4([u8; 4]),
-    V6([u8; 8]),
-}
-
-fn source(ip: IpAddr) -> Source {
-    match ip {
-        IpAddr::V4(v4) => Source::V4(v4.octets()),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => Source::V4(v4.octets()),
-            None => {
-                let mut prefix = [0; 8];
-                prefix.copy_from_slice(&v6.octets()[..8]);
-                Source::V6(prefix)
-            }
-        },
-    }
-}
-
 impl Failures {
     /// When `ip` may try again, if it is refused now.
     pub fn refused_until(&self, ip: IpAddr, now: Instant) -> Option<Instant> {
-        let &(count, since) = self.by_address.get(&source(ip))?;
+        let &(count, since) = self.by_address.get(&Source::of(ip))?;
         let ends = since + WINDOW;
         (count >= FAILURES_PER_WINDOW && now < ends).then_some(ends)
     }
 
     /// Counts a wrong password from `ip`.
     pub fn failed(&mut self, ip: IpAddr, now: Instant) {
-        let key = source(ip);
+        let key = Source::of(ip);
         if !self.by_address.contains_key(&key) && self.by_address.len() >= MAX_ADDRESSES {
             self.by_address
                 .retain(|_, (_, since)| now < *since + WINDOW);
