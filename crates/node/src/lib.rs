@@ -36,6 +36,7 @@ pub mod preflight;
 pub mod private_files;
 pub mod provision;
 pub mod provision_roster;
+mod recent;
 pub mod roster_follow;
 pub mod rotate_key;
 pub mod rotation;

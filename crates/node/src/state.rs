@@ -43,6 +43,9 @@ pub struct NodeState {
     /// Held while signing and appending own entries, and while rotating the signing key, so
     /// the head cannot move in between.
     pub(crate) own: tokio::sync::Mutex<()>,
+    /// Fork proofs that checked out lately, so a proof passed on again costs no signature
+    /// check.
+    proofs_checked: Mutex<crate::recent::Recent<Vec<u8>>>,
     /// Roster mode: this node's new key, rotated in but not yet in the roster (see `rotation`).
     /// Held while the key set is replaced, so no replacement loses the overlay.
     pub(crate) pending_key: Mutex<Option<PendingKey>>,
@@ -189,6 +192,7 @@ impl NodeState {
             signer: RwLock::new(Arc::new(signer)),
             own: tokio::sync::Mutex::new(()),
             pending_key: Mutex::new(None),
+            proofs_checked: Mutex::default(),
             changed: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
             peers,
@@ -301,8 +305,18 @@ impl NodeState {
             let mut report = EvidenceReport::default();
             let mut checked: Vec<CheckedProof> = Vec::new();
             for proof in proofs {
+                // A proof checked lately (the same bytes, from any peer) is not checked again:
+                // any member may pass the proofs it holds on, again and again, at two
+                // signature checks each.
+                let bytes = proof.encode_to_vec();
+                if crate::rotation::lock(&me.proofs_checked).contains(&bytes) {
+                    continue;
+                }
                 match evidence::check(proof, keys.as_ref()) {
-                    Ok(c) => checked.push(c),
+                    Ok(c) => {
+                        crate::rotation::lock(&me.proofs_checked).insert(&bytes);
+                        checked.push(c)
+                    }
                     Err(e) if e.is_unverifiable_yet() => report.unverifiable += 1,
                     // Moot, not forged: skipped, whoever passed it on.
                     Err(e) if e.is_past_key_end() => {

@@ -37,40 +37,7 @@ struct AskedKeys {
     /// for one again on the same link (`sender::next_want` keeps what it asked), so a repeat
     /// is ignored rather than served again, or a 15 KB frame could buy 8 MiB of reads and
     /// sends over and over.
-    settled: Settled,
-}
-
-/// The last [`Settled::MAX`] asks settled on a link, as hashes under a key of the link's own.
-#[derive(Default)]
-struct Settled {
-    hasher: std::hash::RandomState,
-    set: std::collections::HashSet<u64>,
-    order: std::collections::VecDeque<u64>,
-}
-
-impl Settled {
-    const MAX: usize = 65_536;
-
-    fn hash(&self, key: &EntryKey) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(key)
-    }
-
-    fn contains(&self, key: &EntryKey) -> bool {
-        self.set.contains(&self.hash(key))
-    }
-
-    fn insert(&mut self, key: &EntryKey) {
-        let h = self.hash(key);
-        if self.set.insert(h) {
-            self.order.push_back(h);
-        }
-        while self.order.len() > Self::MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-    }
+    settled: crate::recent::Recent<EntryKey>,
 }
 
 impl Asked {
@@ -260,11 +227,11 @@ mod tests {
         let open: Vec<_> = asked.lock().open.iter().cloned().collect();
         assert_eq!(open, [(au.clone(), 2)]);
         // The memory of settled asks is bounded: the oldest go first.
-        let mut settled = Settled::default();
-        for seq in 1..=(Settled::MAX as u64 + 10) {
+        let mut settled = crate::recent::Recent::default();
+        let max = crate::recent::Recent::<EntryKey>::MAX as u64;
+        for seq in 1..=(max + 10) {
             settled.insert(&(au.clone(), seq));
         }
-        assert_eq!(settled.set.len(), Settled::MAX);
         assert!(!settled.contains(&(au.clone(), 10)));
         assert!(settled.contains(&(au.clone(), 11)));
     }
