@@ -695,3 +695,35 @@ async fn silent_peers_are_cut_after_dead_after() {
     assert!(error.contains("nothing heard from the peer"), "{error}");
     assert!(net.peer_state(&hub, &br).connected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn entries_past_a_full_hold_queue_restart_the_link_to_be_sent_again() {
+    // Entries behind a gap wait in a bounded queue; one past its room is not taken. The sender
+    // counts it delivered, so a link kept up would never send it again: it restarts instead.
+    let net = star_without_au().await;
+    let (hub, au) = (org(HUB), org(AU));
+    let signer = provisioned_signer(&net.fed.nodes[&au]);
+    let (log, _) = signed_chain(&signer, None, 4_200, "gap");
+    let mut peer = net.open_as(&hub, &au).await;
+    assert!(peer.hello(AU, empty_vector()).await);
+    // Seq 1 withheld: 4,199 entries wait behind it, more than the 4,096 held per origin.
+    for part in log[1..].chunks(1_000) {
+        assert!(peer.entries(part.to_vec()).await);
+    }
+    let status = peer.end_status(PATIENCE).await;
+    check_status(
+        &status,
+        Code::Unavailable,
+        "the link restarts so they come again",
+    )
+    .unwrap();
+
+    // The next link, as a peer resending from the hub's heads would: everything is taken.
+    let mut again = net.open_as(&hub, &au).await;
+    assert!(again.hello(AU, empty_vector()).await);
+    for part in log.chunks(1_000) {
+        assert!(again.entries(part.to_vec()).await);
+    }
+    again.until_progress(AU, 4_200, PATIENCE).await.unwrap();
+    assert_eq!(stored(&net, &hub, &au), log);
+}

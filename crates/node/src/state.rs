@@ -530,6 +530,11 @@ impl NodeState {
             me.metrics.store_written(&applied.timings);
             me.take_checkpoints(checkpoints);
             me.settle_wants(watched, &applied)?;
+            if applied.hold_expired > 0 {
+                // Their senders count them delivered: restarted links send them again from
+                // this node's heads, or the origin's every later entry waits on the gap.
+                me.unverified.ask_resend();
+            }
             report.appended = applied.released.len();
             for o in applied.outcomes {
                 match o {

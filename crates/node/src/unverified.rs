@@ -92,17 +92,25 @@ impl Inner {
         }
         self.scanned = Some(now);
         let mut freed = 0;
-        self.by_origin.retain(|_, queue| {
+        let mut expired = Vec::new();
+        self.by_origin.retain(|origin, queue| {
             queue.retain(|_, w| {
                 let keep = now.saturating_duration_since(w.since) <= UNVERIFIED_TTL;
                 if !keep {
                     freed += size(&w.entry);
+                    expired.push((origin.clone(), w.key_id));
                 }
                 keep
             });
             !queue.is_empty()
         });
         self.bytes = self.bytes.saturating_sub(freed);
+        // Counted as dropped, as for lack of room: the sender counts them delivered, so when
+        // the key comes (a roster published after an hour) links restart and they are sent
+        // again, instead of every later entry of the origin waiting on a gap.
+        for (origin, key_id) in expired {
+            self.note_dropped(origin, key_id);
+        }
     }
 }
 
@@ -365,6 +373,23 @@ mod tests {
         assert!(
             headers.contains(&2),
             "the origin's own entry is checked again"
+        );
+    }
+
+    #[test]
+    fn an_entry_that_waited_past_its_time_counts_as_dropped_so_it_is_sent_again() {
+        let q = Unverified::default();
+        let limits = UnverifiedLimits {
+            per_origin: 4,
+            total_bytes: 10_000,
+        };
+        q.add(org("AU"), 1, KeyId([1; 8]), entry(100), &limits);
+        let later = Instant::now() + UNVERIFIED_TTL + Duration::from_secs(120);
+        q.lock().expire(later);
+        assert!(q.take_all().is_empty());
+        assert!(
+            q.clear_dropped(),
+            "the key's arrival restarts the links, so the peer sends it again"
         );
     }
 

@@ -140,6 +140,7 @@ impl DiskStore {
         Ok(ApplyReport {
             outcomes,
             released,
+            hold_expired: expired,
             timings,
         })
     }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
+use intelmesh_core::chain::ChainError;
 use intelmesh_core::evidence::EvidenceError;
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
@@ -53,6 +54,8 @@ pub enum LinkError {
     TooManyProofs { count: usize, max: usize },
     #[error("peer asked for {count} payloads in one frame, more than the {max} allowed")]
     WantTooLarge { count: usize, max: usize },
+    #[error("entries not taken, the link restarts so they come again: {0}")]
+    HoldFull(String),
     #[error("peer sent an entry that fails verification: {0}")]
     Forged(intelmesh_core::VerifyError),
     #[error("peer sent a fork proof that does not hold up: {0}")]
@@ -127,6 +130,7 @@ impl LinkError {
             LinkError::ShuttingDown
             | LinkError::Resend
             | LinkError::Early(_)
+            | LinkError::HoldFull(_)
             | LinkError::RosterMoved(_) => Status::unavailable(msg),
         }
     }
@@ -534,6 +538,15 @@ where
                     // A fork or chain break is the origin's doing, not necessarily this
                     // peer's: keep the link; the store keeps the proof and links pass it on.
                     tracing::warn!(%peer, error = %e, "entry refused by chain rules");
+                }
+                // No room to hold entries for their predecessors: the link restarts, so the
+                // peer sends them again from this node's hello (it counts them delivered).
+                if let Some(e) = report
+                    .chain_rejected
+                    .iter()
+                    .find(|e| matches!(e, ChainError::HoldQueueFull { .. }))
+                {
+                    return Err(LinkError::HoldFull(e.to_string()));
                 }
                 let (origin_faults, refused): (Vec<_>, Vec<_>) = report
                     .refused
