@@ -9,13 +9,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::Response;
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::https::Connection;
 
 /// Longest a request waits for a worker (pages take tens of milliseconds, a POST of 1,000
 /// objects under 100 ms: a wait this long means the gateway is overloaded).
@@ -65,17 +70,96 @@ const HELD_FROM_BYTES: usize = 64 << 10;
 /// send, so what waits on a client that stopped reading is the unsent rest, on the budget.
 const PIECE_BYTES: usize = 16 << 10;
 
-/// The budget, counted in KiB.
-pub(super) fn answer_budget() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(ANSWER_BUDGET_BYTES >> 10))
+/// Of the budget, what the answers of one caller (a TAXII user, a certificate's service) may
+/// hold: a caller that asks for pages and never reads them makes only its own answers wait.
+pub(super) const CALLER_SHARE_BYTES: usize = ANSWER_BUDGET_BYTES / 4;
+
+/// The budget, counted in KiB, and each caller's part of it.
+pub(super) struct AnswerBudget {
+    total: Arc<Semaphore>,
+    total_kib: u32,
+    by_caller: Arc<std::sync::Mutex<HashMap<String, u32>>>,
+    caller_kib: u32,
+}
+
+pub(super) fn answer_budget() -> Arc<AnswerBudget> {
+    Arc::new(AnswerBudget::of(ANSWER_BUDGET_BYTES, CALLER_SHARE_BYTES))
+}
+
+impl AnswerBudget {
+    fn of(bytes: usize, caller_bytes: usize) -> AnswerBudget {
+        let kib = |b: usize| u32::try_from(b >> 10).unwrap_or(u32::MAX);
+        AnswerBudget {
+            total: Arc::new(Semaphore::new(bytes >> 10)),
+            total_kib: kib(bytes),
+            by_caller: Arc::default(),
+            caller_kib: kib(caller_bytes),
+        }
+    }
+
+    /// A share of `kib` for `caller`'s answer, if both the caller's part and the whole have
+    /// room. An answer larger than either waits for all of it, rather than for ever.
+    fn take(&self, caller: &str, kib: u32) -> Option<Share> {
+        let mut by_caller = self.by_caller.lock().unwrap_or_else(|p| p.into_inner());
+        let held = by_caller.get(caller).copied().unwrap_or(0);
+        let kib = kib.min(self.total_kib).min(self.caller_kib);
+        if held + kib > self.caller_kib {
+            return None;
+        }
+        let permit = Arc::clone(&self.total).try_acquire_many_owned(kib).ok()?;
+        by_caller.insert(caller.to_string(), held + kib);
+        Some(Share {
+            _permit: permit,
+            kib,
+            caller: caller.to_string(),
+            by_caller: Arc::clone(&self.by_caller),
+        })
+    }
+}
+
+/// One answer's part of the budget, given back when dropped.
+struct Share {
+    _permit: OwnedSemaphorePermit,
+    kib: u32,
+    caller: String,
+    by_caller: Arc<std::sync::Mutex<HashMap<String, u32>>>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut by_caller = self.by_caller.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = by_caller.get_mut(&self.caller) {
+            *held = held.saturating_sub(self.kib);
+            if *held == 0 {
+                by_caller.remove(&self.caller);
+            }
+        }
+    }
 }
 
 /// Middleware: a large answer is sent only with its share of the budget, held until its last
-/// piece is taken; without room, the caller is told the gateway is busy (503).
+/// piece is taken; without room (in the whole, or in its caller's part), the caller is told
+/// the gateway is busy (503). The caller is the one the request authenticated (`audited`).
 pub(super) async fn hold_answer(
-    State(budget): State<Arc<Semaphore>>,
-    answer: Response,
+    State(budget): State<Arc<AnswerBudget>>,
+    request: Request,
+    next: Next,
 ) -> Response {
+    let note = request
+        .extensions()
+        .get::<Connection>()
+        .map(|c| Arc::clone(&c.note));
+    let answer = next.run(request).await;
+    let caller = note
+        .and_then(|n| {
+            let c = crate::audit::lock_note(&n).caller.clone()?;
+            Some(format!("{}/{}/{}", c.org, c.role, c.name))
+        })
+        .unwrap_or_default();
+    hold(&budget, &caller, answer).await
+}
+
+async fn hold(budget: &AnswerBudget, caller: &str, answer: Response) -> Response {
     // The answer to a POST reports what was already signed: it is never withheld.
     if answer.extensions().get::<NotHeld>().is_some() {
         return answer;
@@ -86,13 +170,11 @@ pub(super) async fn hold_answer(
     if size < HELD_FROM_BYTES {
         return answer;
     }
-    // An answer larger than the whole budget waits for all of it, rather than for ever.
-    let kib = size.div_ceil(1024).min(ANSWER_BUDGET_BYTES >> 10);
-    let kib = u32::try_from(kib).unwrap_or(u32::MAX);
-    let Ok(permit) = Arc::clone(&budget).try_acquire_many_owned(kib) else {
+    let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+    let Some(share) = budget.take(caller, kib) else {
         tracing::warn!(
             bytes = size,
-            "TAXII answer not sent: answers in flight hold the budget"
+            "TAXII answer not sent: answers in flight hold the budget, or this caller's part"
         );
         return super::http::error(StatusCode::SERVICE_UNAVAILABLE, "Busy", Busy);
     };
@@ -101,7 +183,7 @@ pub(super) async fn hold_answer(
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return super::http::error(StatusCode::INTERNAL_SERVER_ERROR, "Server error", "");
     };
-    Response::from_parts(parts, Body::new(Pieces::new(bytes, permit)))
+    Response::from_parts(parts, Body::new(Pieces::new(bytes, share)))
 }
 
 /// Marks an answer [`hold_answer`] lets through whatever the budget holds.
@@ -112,11 +194,11 @@ pub(super) struct NotHeld;
 /// the last piece is taken (or the answer is dropped).
 struct Pieces {
     rest: Bytes,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Share>,
 }
 
 impl Pieces {
-    fn new(rest: Bytes, permit: OwnedSemaphorePermit) -> Pieces {
+    fn new(rest: Bytes, permit: Share) -> Pieces {
         Pieces {
             rest,
             permit: Some(permit),
@@ -159,23 +241,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_answer_holds_its_share_until_taken_and_none_is_sent_without_room() {
-        let budget = Arc::new(Semaphore::new(300));
+        let budget = AnswerBudget::of(300 << 10, 300 << 10);
         let text = "x".repeat(200 << 10);
         let answer = |text: &str| Response::new(Body::from(text.to_string()));
-        let held = hold_answer(State(Arc::clone(&budget)), answer(&text)).await;
+        let held = hold(&budget, "a", answer(&text)).await;
         assert_eq!(held.status(), StatusCode::OK);
-        assert_eq!(budget.available_permits(), 100, "200 KiB held");
+        assert_eq!(budget.total.available_permits(), 100, "200 KiB held");
         // No room for a second: the caller is told the gateway is busy.
-        let refused = hold_answer(State(Arc::clone(&budget)), answer(&text)).await;
+        let refused = hold(&budget, "b", answer(&text)).await;
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(refused.headers().contains_key("retry-after"));
         // The answer to a POST passes whatever the budget holds.
         let mut posted = answer(&text);
         posted.extensions_mut().insert(NotHeld);
-        let posted = hold_answer(State(Arc::clone(&budget)), posted).await;
+        let posted = hold(&budget, "a", posted).await;
         assert_eq!(posted.status(), StatusCode::OK);
         // Small answers pass whatever the budget holds.
-        let small = hold_answer(State(Arc::clone(&budget)), answer("{}")).await;
+        let small = hold(&budget, "a", answer("{}")).await;
         assert_eq!(small.status(), StatusCode::OK);
         // Taken whole, in pieces, the share is given back.
         let mut body = held.into_body();
@@ -190,7 +272,31 @@ mod tests {
         }
         assert_eq!(taken, text.as_bytes());
         assert!(pieces > 1);
-        assert_eq!(budget.available_permits(), 300);
+        assert_eq!(budget.total.available_permits(), 300);
+        assert!(budget.by_caller.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_caller_that_never_reads_holds_only_its_part_of_the_budget() {
+        let budget = AnswerBudget::of(1000 << 10, 250 << 10);
+        let text = "x".repeat(100 << 10);
+        let answer = || Response::new(Body::from(text.clone()));
+        let stalled: Vec<Response> = vec![
+            hold(&budget, "reader", answer()).await,
+            hold(&budget, "reader", answer()).await,
+        ];
+        assert!(stalled.iter().all(|r| r.status() == StatusCode::OK));
+        let third = hold(&budget, "reader", answer()).await;
+        assert_eq!(
+            third.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "past its part"
+        );
+        let other = hold(&budget, "analyst", answer()).await;
+        assert_eq!(other.status(), StatusCode::OK, "others are served");
+        drop(stalled);
+        let again = hold(&budget, "reader", answer()).await;
+        assert_eq!(again.status(), StatusCode::OK, "its part came back");
     }
 
     #[tokio::test]

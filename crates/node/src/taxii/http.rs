@@ -86,7 +86,7 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig, tokens: Arc<TokenKey>) ->
         )
         .route(&format!("{collection}/manifest/"), get(manifest))
         .route(&format!("{root}/status/{{status}}/"), get(status))
-        .route_layer(axum::middleware::map_response_with_state(
+        .route_layer(axum::middleware::from_fn_with_state(
             busy::answer_budget(),
             busy::hold_answer,
         ))
