@@ -271,6 +271,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             IndicatorsServer::new(api::IndicatorsService {
                 tokens: Arc::clone(&tokens),
                 watches: Default::default(),
+                lookup_chunks: Arc::new(tokio::sync::Semaphore::new(api::LOOKUP_CHUNKS_AT_ONCE)),
                 state: Arc::clone(&state),
             })
             .max_decoding_message_size(max)

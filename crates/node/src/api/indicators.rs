@@ -40,7 +40,14 @@ pub struct IndicatorsService {
     pub tokens: Arc<crate::token::TokenKey>,
     /// Open `Watch` streams, bounded.
     pub watches: Arc<super::watches::Watches>,
+    /// Lookup chunks on the blocking pool at once, for all callers together: the pool is
+    /// shared with applying received entries and publishing, and a certificate's many calls
+    /// of many chunks each must queue here, not take every thread of it.
+    pub lookup_chunks: Arc<tokio::sync::Semaphore>,
 }
+
+/// Lookup chunks that run at once (see [`IndicatorsService::lookup_chunks`]).
+pub const LOOKUP_CHUNKS_AT_ONCE: usize = 16;
 
 fn bad(e: Invalid) -> Status {
     Status::invalid_argument(e.0)
@@ -308,6 +315,7 @@ impl IndicatorsService {
         let budget = Arc::new(lookup::AnswerBudget::new(
             self.state.cfg.limits.max_message_bytes,
         ));
+        let _cancel_if_gone = lookup::CancelOnDrop(Arc::clone(&budget));
         // A large request is answered in chunks on the blocking pool at once, so it uses every
         // core rather than one; the chunks are joined back in request order.
         let mut chunks = Vec::with_capacity(values.len().div_ceil(LOOKUP_CHUNK));
@@ -321,7 +329,13 @@ impl IndicatorsService {
                 Arc::clone(&lists),
                 Arc::clone(&budget),
             );
+            // Held by the chunk until it ends, even if the call is dropped meanwhile.
+            let permit = Arc::clone(&self.lookup_chunks)
+                .acquire_owned()
+                .await
+                .map_err(internal)?;
             chunks.push(tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 let l = lookup::Lookup {
                     store: state.store.as_ref(),
                     reader: &reader,

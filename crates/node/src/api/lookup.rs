@@ -31,6 +31,20 @@ pub struct AnswerBudget {
     left: std::sync::atomic::AtomicUsize,
     /// The message limit, for the error.
     limit: usize,
+    /// Set when the call is gone (its client went away): its chunks stop at the next value
+    /// instead of working through all of theirs for nobody.
+    cancelled: std::sync::atomic::AtomicBool,
+}
+
+/// Cancels a call's [`AnswerBudget`] when dropped: the call's future ends, answered or not.
+pub struct CancelOnDrop(pub std::sync::Arc<AnswerBudget>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0
+            .cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Why a `Lookup` gives no answer.
@@ -40,6 +54,8 @@ pub enum LookupError {
     Store(#[from] StoreError),
     #[error("the answer would be over {0} bytes, the message limit: send fewer values per call")]
     TooLarge(usize),
+    #[error("the call was cancelled")]
+    Cancelled,
 }
 
 impl AnswerBudget {
@@ -49,6 +65,7 @@ impl AnswerBudget {
         AnswerBudget {
             left: std::sync::atomic::AtomicUsize::new(limit.saturating_sub(1024)),
             limit,
+            cancelled: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -56,6 +73,9 @@ impl AnswerBudget {
     pub fn take(&self, answer: &pb::LookupResult) -> Result<(), LookupError> {
         use prost::Message as _;
         use std::sync::atomic::Ordering;
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Err(LookupError::Cancelled);
+        }
         // A field's tag and length come on top of the result.
         let bytes = answer.encoded_len() + 8;
         self.left

@@ -14,5 +14,5 @@ mod watches;
 #[cfg(test)]
 pub(crate) mod test_values;
 
-pub use indicators::IndicatorsService;
+pub use indicators::{IndicatorsService, LOOKUP_CHUNKS_AT_ONCE};
 pub use status::StatusService;
