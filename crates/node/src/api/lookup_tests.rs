@@ -202,3 +202,13 @@ fn answers_stop_where_the_message_limit_would_be_passed() {
     assert!(matches!(err, LookupError::TooLarge(1374)), "{err}");
     assert!(err.to_string().contains("send fewer values per call"));
 }
+
+#[test]
+fn a_call_gone_stops_its_chunks_at_the_next_value() {
+    let answer = pb::LookupResult::default();
+    let budget = std::sync::Arc::new(AnswerBudget::new(1 << 20));
+    let call = CancelOnDrop(std::sync::Arc::clone(&budget));
+    budget.take(&answer).expect("the call is on");
+    drop(call);
+    assert!(matches!(budget.take(&answer), Err(LookupError::Cancelled)));
+}
