@@ -10,11 +10,12 @@ use sha2::{Digest, Sha256};
 pub const MAX_HEADER_BYTES: usize = 4 * 1024;
 /// Largest payload accepted.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
-/// Most tags one upsert carries. Every node indexes each tag of each indicator (a key per tag,
-/// holding the indicator's index key), so a peer's tags must not multiply what every node
-/// stores; importers keep the first ones.
+/// Most tags a node puts in an upsert it signs (`Submit` refuses more, importers keep the
+/// first ones), and most tags of one assertion any node indexes (a key per tag, holding the
+/// indicator's index key): a received entry with more is still valid (an older signer's), its
+/// tags past these are kept in its state but not indexed.
 pub const MAX_TAGS: usize = 64;
-/// Longest tag, in bytes.
+/// Longest tag a node signs, in bytes.
 pub const MAX_TAG_BYTES: usize = 256;
 /// Prefix of every signed message, so an intelmesh signature can never be replayed as a
 /// signature over anything else made with the same key.

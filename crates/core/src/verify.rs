@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::batch_tree;
 use crate::entry::{
     header_hash, payload_commitment, signed_message, Distribution, Hash, Header, KeyId, OrgId, Tlp,
-    MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, MAX_TAGS, MAX_TAG_BYTES, ZERO_HASH,
+    MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, ZERO_HASH,
 };
 use crate::indicator::{normalize, Indicator, IndicatorType};
 use crate::payload::{is_bucket, MAX_NONCE_LEN, MIN_NONCE_LEN};
@@ -450,13 +450,6 @@ pub fn decode_content(bytes: &[u8]) -> Result<Content, PayloadDefect> {
             return Err(PayloadDefect::Confidence(u.confidence))
         }
         Body::Sighting(s) if s.count == 0 => return Err(PayloadDefect::ZeroCount),
-        Body::Upsert(u) if u.tags.len() > MAX_TAGS => {
-            return Err(PayloadDefect::TooManyTags(u.tags.len()))
-        }
-        Body::Upsert(u) if u.tags.iter().any(|t| t.len() > MAX_TAG_BYTES) => {
-            let longest = u.tags.iter().map(String::len).max().unwrap_or(0);
-            return Err(PayloadDefect::TagTooLong(longest));
-        }
         Body::Upsert(pb::IndicatorUpsert { indicator, .. })
         | Body::Revoke(pb::IndicatorRevoke { indicator, .. })
         | Body::Sighting(pb::Sighting { indicator, .. }) => {

@@ -1,7 +1,7 @@
 //! Why an entry was refused: `VerifyError` and the defects it names, each with the origin and
 //! seq where they could be read.
 
-use crate::entry::{KeyId, OrgId, MAX_TAGS, MAX_TAG_BYTES};
+use crate::entry::{KeyId, OrgId};
 use crate::indicator::NormalizeError;
 use crate::payload::{MAX_NONCE_LEN, MIN_NONCE_LEN, PAD_BUCKETS};
 pub use crate::signature::SignatureDefect;
@@ -170,10 +170,6 @@ pub enum PayloadDefect {
     Confidence(u32),
     #[error("sighting count must be at least 1")]
     ZeroCount,
-    #[error("{0} tags; at most {MAX_TAGS}")]
-    TooManyTags(usize),
-    #[error("a tag of {0} bytes; at most {MAX_TAG_BYTES}")]
-    TagTooLong(usize),
     #[error("nonce of {0} bytes; it must be {MIN_NONCE_LEN} to {MAX_NONCE_LEN} random bytes")]
     Nonce(usize),
     #[error("a roster version may only be in the federation authority's log")]

@@ -363,35 +363,6 @@ fn payload_must_be_valid_and_canonical() {
             ..
         })
     ));
-    // A peer's tags must not multiply what every node indexes: 64 of 256 bytes at most.
-    let tagged = |tags: Vec<String>| {
-        with_nonce(pb::payload::Body::Upsert(pb::IndicatorUpsert {
-            indicator: Some(pb::IndicatorRef {
-                r#type: pb::IndicatorType::Domain as i32,
-                value: "evil.example".into(),
-            }),
-            tags,
-            ..Default::default()
-        }))
-        .encode_to_vec()
-    };
-    let many: Vec<String> = (0..65).map(|i| format!("t{i}")).collect();
-    assert!(check(signed(tagged(many[..64].to_vec())), &keys).is_ok());
-    assert!(matches!(
-        check(signed(tagged(many)), &keys),
-        Err(VerifyError::InvalidPayload {
-            defect: PayloadDefect::TooManyTags(65),
-            ..
-        })
-    ));
-    assert!(check(signed(tagged(vec!["x".repeat(256)])), &keys).is_ok());
-    assert!(matches!(
-        check(signed(tagged(vec!["ok".into(), "Ⱥ".repeat(200)])), &keys),
-        Err(VerifyError::InvalidPayload {
-            defect: PayloadDefect::TagTooLong(400),
-            ..
-        })
-    ));
     let no_indicator = with_nonce(pb::payload::Body::Revoke(pb::IndicatorRevoke {
         indicator: None,
         reason: String::new(),

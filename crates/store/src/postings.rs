@@ -9,7 +9,8 @@
 //! only through the reader's view, so they narrow what is read, never what is allowed.
 //!
 //! Layout (`Q` then a kind byte):
-//! - `Q t <len u16><tag, lowercase><index key>`: per tag of any assertion;
+//! - `Q t <len u16><tag, lowercase><index key>`: per tag of any assertion (its first
+//!   `MAX_TAGS`, each cut at [`MAX_POSTED_NAME`] bytes);
 //! - `Q o <len u16><origin><index key>`: per origin with an assertion or sightings;
 //! - `Q m <time, order-preserving u64><index key>`: the latest issue or sighting time;
 //! - `Q i <uuid, 16 bytes><index key>`: the object id of each origin's assertion and of each
@@ -56,7 +57,9 @@ pub(crate) fn postings_of(index_key: &[u8], state: &pb::IndicatorState) -> BTree
     let mut out = BTreeSet::new();
     let indicator = keys::indicator_of_index(index_key);
     for a in &state.assertions {
-        for tag in &a.tags {
+        // The first tags only: a received entry may carry thousands (nodes sign at most
+        // these), and each posting holds the index key.
+        for tag in a.tags.iter().take(intelmesh_core::entry::MAX_TAGS) {
             out.insert(named(TAG, &tag.to_lowercase(), index_key));
         }
         out.insert(named(ORIGIN, &a.origin, index_key));
@@ -273,6 +276,18 @@ mod tests {
             .all(|k| k.len() < 4 + MAX_POSTED_NAME + long_key.len() + 1));
         let found = &ranges(&Selection::Tags(vec![tag]))[0];
         assert_eq!(p.iter().filter(|k| k.starts_with(&found.prefix)).count(), 1);
+    }
+
+    #[test]
+    fn an_assertion_posts_its_first_tags_only() {
+        let tags: Vec<String> = (0..1000).map(|i| format!("t{i}")).collect();
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let p = postings_of(b"I\x04x.example", &state(&tags, "AU", 1, None));
+        let posted = p
+            .iter()
+            .filter(|k| k.starts_with(&[keys::POSTING, TAG]))
+            .count();
+        assert_eq!(posted, intelmesh_core::entry::MAX_TAGS);
     }
 
     #[test]
