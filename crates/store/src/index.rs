@@ -109,7 +109,7 @@ fn upsert_assertion(state: &mut pb::IndicatorState, mut new: pb::OriginAssertion
         Err(i) => {
             let origin = new.origin.clone();
             state.assertions.insert(i, new);
-            keep_latest_slots(&mut state.assertions, &origin, |a| (&a.origin, a.seq));
+            keep_first_slots(&mut state.assertions, &origin, |a| &a.origin);
         }
     }
 }
@@ -120,19 +120,18 @@ fn upsert_assertion(state: &mut pb::IndicatorState, mut new: pb::OriginAssertion
 /// without end. An honest origin uses a few audiences per value.
 pub const MAX_SLOTS_PER_ORIGIN: usize = 16;
 
-/// Drops `origin`'s slot with the lowest seq while it holds more than
-/// [`MAX_SLOTS_PER_ORIGIN`]. An origin's entries are applied in seq order, so which slots
-/// remain does not depend on when the entries arrived, and a rebuild from the log agrees.
-fn keep_latest_slots<T>(slots: &mut Vec<T>, origin: &str, of: impl Fn(&T) -> (&String, u64)) {
-    loop {
-        let of_origin = slots.iter().enumerate().filter(|(_, s)| of(s).0 == origin);
-        if of_origin.clone().count() <= MAX_SLOTS_PER_ORIGIN {
-            return;
-        }
-        let Some((oldest, _)) = of_origin.min_by_key(|(_, s)| of(s).1) else {
-            return;
-        };
-        slots.remove(oldest);
+/// Drops `origin`'s slots past its first [`MAX_SLOTS_PER_ORIGIN`] in slot order (TLP level,
+/// then recipients): `slots` is sorted by slot, so those are the last of the origin's run.
+/// Which slots stay depends only on the set of slots the origin ever named, never on the order
+/// entries came in (a payload filled late, a rebuild from the log): a kept slot was never
+/// dropped, so it holds all its entries, and a dropped one never comes back. An origin
+/// crowding out its own audiences this way harms only its own assertions.
+fn keep_first_slots<T>(slots: &mut Vec<T>, origin: &str, origin_of: impl Fn(&T) -> &str) {
+    let of_origin: Vec<usize> = (0..slots.len())
+        .filter(|&i| origin_of(&slots[i]) == origin)
+        .collect();
+    for &i in of_origin.iter().skip(MAX_SLOTS_PER_ORIGIN).rev() {
+        slots.remove(i);
     }
 }
 
@@ -177,7 +176,7 @@ fn add_sighting(
     agg.last_seen_unix_ms = agg.last_seen_unix_ms.max(s.seen_at_unix_ms);
     agg.last_seq = agg.last_seq.max(header.seq);
     if new {
-        keep_latest_slots(&mut state.sightings, origin, |x| (&x.origin, x.last_seq));
+        keep_first_slots(&mut state.sightings, origin, |x| &x.origin);
     }
 }
 
@@ -348,29 +347,57 @@ mod tests {
     }
 
     #[test]
-    fn an_origin_holds_at_most_its_latest_slots_in_one_state() {
-        // A member signing one value to many recipient sets: its latest 16 audiences stay,
-        // for assertions and sightings each; another origin's slots are untouched.
-        let mut index = Index::default();
-        index.merge(upsert("BB", 1, 70));
-        let names: Vec<String> = (0..40).map(|i| format!("R{i:02}")).collect();
-        for (i, name) in names.iter().enumerate() {
-            let seq = 2 * i as u64 + 1;
-            let body = pb::payload::Body::Upsert(pb::IndicatorUpsert::default());
-            index.merge(update("AA", seq, Tlp::Amber, &[name], body));
-            index.merge(sighting("AA", seq + 1, Tlp::Red, &[name], 5));
+    fn an_origin_holds_at_most_its_first_slots_in_one_state_in_any_order() {
+        // A member signing one value to many recipient sets: its first 16 audiences in slot
+        // order stay, for assertions and sightings each, whatever order the entries came in
+        // (a payload filled late); another origin's slots are untouched.
+        let updates = || {
+            let mut u = vec![upsert("BB", 1, 70)];
+            for i in 0..40u64 {
+                let name = format!("R{:02}", 39 - i);
+                let body = pb::payload::Body::Upsert(pb::IndicatorUpsert::default());
+                u.push(update("AA", 2 * i + 1, Tlp::Amber, &[&name], body));
+                u.push(sighting("AA", 2 * i + 2, Tlp::Red, &[&name], 5));
+            }
+            // A kept audience named again, last: its sightings add up in any order.
+            u.push(sighting("AA", 81, Tlp::Red, &["R00"], 9));
+            u
+        };
+        let mut forward = Index::default();
+        for u in updates() {
+            forward.merge(u);
         }
-        let state = index.get(&upsert("XX", 1, 0).key);
-        let assertions: Vec<(&str, u64)> = state
+        let mut backward = Index::default();
+        for u in updates().into_iter().rev() {
+            backward.merge(u);
+        }
+        let key = upsert("XX", 1, 0).key;
+        let state = forward.get(&key);
+        assert_eq!(state, backward.get(&key));
+        let audience = |d: &Option<pb::Distribution>| d.as_ref().unwrap().recipients.join(",");
+        let assertions: Vec<(String, String)> = state
             .assertions
             .iter()
-            .map(|a| (a.origin.as_str(), a.seq))
+            .map(|a| (a.origin.clone(), audience(&a.distribution)))
             .collect();
-        let mut expected: Vec<(&str, u64)> = (24..40).map(|i| ("AA", 2 * i + 1)).collect();
-        expected.push(("BB", 1));
+        let mut expected: Vec<(String, String)> =
+            (0..16).map(|i| ("AA".into(), format!("R{i:02}"))).collect();
+        expected.push(("BB".into(), String::new()));
         assert_eq!(assertions, expected);
-        let sightings: Vec<u64> = state.sightings.iter().map(|s| s.last_seq).collect();
-        assert_eq!(sightings, (24..40).map(|i| 2 * i + 2).collect::<Vec<u64>>());
+        let sightings: Vec<String> = state
+            .sightings
+            .iter()
+            .map(|s| audience(&s.distribution))
+            .collect();
+        assert_eq!(
+            sightings,
+            (0..16).map(|i| format!("R{i:02}")).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            state.sightings[0].count,
+            2 + 2,
+            "both R00 sightings, in any order"
+        );
     }
 
     #[test]
