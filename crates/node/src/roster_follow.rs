@@ -319,6 +319,16 @@ impl NodeState {
         self: &Arc<Self>,
         signed: pb::SignedRoster,
     ) -> Result<Arc<Roster>, NodeError> {
+        // To its end even if the caller goes away: a second publication must never read the
+        // authority log's head while this one's entry is still being signed and written.
+        let me = Arc::clone(self);
+        crate::own_entries::run_to_end(async move { me.publish_roster_locked(signed).await }).await
+    }
+
+    async fn publish_roster_locked(
+        self: &Arc<Self>,
+        signed: pb::SignedRoster,
+    ) -> Result<Arc<Roster>, NodeError> {
         let follow = self.follow().ok_or(NodeError::NotFollowing)?;
         let _advancing = follow.advancing.lock().await;
         self.advance_locked(follow).await?;
