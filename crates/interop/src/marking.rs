@@ -57,6 +57,9 @@ pub enum MarkingKind {
     Tlp(Tlp),
     /// A marking that is not a TLP, such as a copyright statement.
     Other,
+    /// A definition that speaks of TLP but names no level this reads ("TLP: RED", a `tlp`
+    /// definition or TLP extension of an unknown value): counted as unknown, not as "no TLP".
+    Unreadable,
 }
 
 /// Reads a `marking-definition` object: `None` when it is not one or has no id.
@@ -88,19 +91,21 @@ pub fn read_marking_definition(object: &Value) -> Option<(String, MarkingKind)> 
     if let Some(tlp) = tlp {
         return Some((id, MarkingKind::Tlp(tlp)));
     }
-    // A text that speaks of TLP but is no TLP label ("TLP: RED", "RED - TLP, do not share")
-    // is not taken for "no TLP": the marking stays unknown, as one defined nowhere.
     let speaks_of_tlp = |v: Option<&Value>| {
         v.and_then(Value::as_str)
             .is_some_and(|t| t.to_ascii_uppercase().contains("TLP"))
     };
     let texts = [
-        definition.and_then(|d| d.get("tlp")),
         definition.and_then(|d| d.get("statement")),
         object.get("name"),
     ];
-    if texts.into_iter().any(speaks_of_tlp) {
-        return None;
+    let tlp_shaped = definition_type == Some("tlp")
+        || object
+            .get("extensions")
+            .and_then(|e| e.get(TLP2_EXTENSION))
+            .is_some();
+    if tlp_shaped || texts.into_iter().any(speaks_of_tlp) {
+        return Some((id, MarkingKind::Unreadable));
     }
     Some((id, MarkingKind::Other))
 }
@@ -129,9 +134,12 @@ impl Markings {
             // An id defined twice means its strictest definition, whichever comes last.
             let kept = by_id.entry(id).or_insert(kind);
             *kept = match (*kept, kind) {
+                (MarkingKind::Unreadable, _) | (_, MarkingKind::Unreadable) => {
+                    MarkingKind::Unreadable
+                }
                 (MarkingKind::Tlp(a), MarkingKind::Tlp(b)) => MarkingKind::Tlp(a.max(b)),
                 (MarkingKind::Tlp(t), _) | (_, MarkingKind::Tlp(t)) => MarkingKind::Tlp(t),
-                _ => MarkingKind::Other,
+                (MarkingKind::Other, MarkingKind::Other) => MarkingKind::Other,
             };
         }
         Markings { by_id }
@@ -151,7 +159,7 @@ impl Markings {
             match self.kind(id) {
                 Some(MarkingKind::Tlp(tlp)) => out.tlp = out.tlp.max(Some(tlp)),
                 Some(MarkingKind::Other) => {}
-                None => out.unknown.push(id.to_owned()),
+                Some(MarkingKind::Unreadable) | None => out.unknown.push(id.to_owned()),
             }
         }
         out
@@ -247,14 +255,24 @@ mod tests {
                    "definition_type": "tlp", "definition": {"tlp": "red"}}),
             json!({"type": "marking-definition", "id": "marking-definition--twice",
                    "definition_type": "tlp", "definition": {"tlp": "green"}}),
+            json!({"type": "marking-definition", "id": "marking-definition--strict",
+                   "definition_type": "tlp", "definition": {"tlp": "amber strict"}}),
+            json!({"type": "marking-definition", "id": "marking-definition--ext",
+                   "extensions": {TLP2_EXTENSION: {"tlp_2_0": "crimson"}}}),
+            // Once unreadable, always: a second, harmless definition does not clear it.
+            json!({"type": "marking-definition", "id": "marking-definition--near",
+                   "definition_type": "statement", "definition": {"statement": "(c) us"}}),
         ];
         let markings = Markings::from_objects(&objects);
-        assert_eq!(markings.kind("marking-definition--near"), None);
-        assert_eq!(markings.kind("marking-definition--named"), None);
+        let unreadable = Some(MarkingKind::Unreadable);
+        assert_eq!(markings.kind("marking-definition--near"), unreadable);
+        assert_eq!(markings.kind("marking-definition--named"), unreadable);
         assert_eq!(
             markings.kind("marking-definition--twice"),
             Some(MarkingKind::Tlp(Tlp::Red))
         );
+        assert_eq!(markings.kind("marking-definition--strict"), unreadable);
+        assert_eq!(markings.kind("marking-definition--ext"), unreadable);
         let r = markings.resolve(["marking-definition--near"]);
         assert_eq!((r.tlp, r.unknown.len()), (None, 1), "refused as unknown");
     }
