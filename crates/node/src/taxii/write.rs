@@ -381,13 +381,13 @@ fn judge(
     let mine = held(&v.indicator);
     let mut s = submission_of(v);
     // An object without markings makes no new sharing decision: a value this node asserts
-    // keeps the distribution (TLP and recipients) of its latest assertion, as a revocation
-    // of it does; only a value new here takes AMBER.
-    if let (true, Some(d)) = (
-        v.tlp_defaulted,
-        mine.as_ref().and_then(|a| a.distribution.as_ref()),
-    ) {
-        s.distribution = Some(d.clone());
+    // AMBER or more narrowly keeps the distribution (TLP and recipients) of its latest
+    // assertion, as a revocation of it does; anything else takes AMBER, never wider.
+    let held = mine.as_ref().and_then(|a| a.distribution.as_ref());
+    if let (true, Some(d)) = (v.tlp_defaulted, held) {
+        if d.tlp >= pb::Tlp::Amber as i32 {
+            s.distribution = Some(d.clone());
+        }
     }
     if v.revoked && mine.is_none() {
         return Judged::Refused(format!(

@@ -384,7 +384,7 @@ fn a_post_judges_a_bounded_number_of_values_however_its_objects_are_sized() {
 fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
     // This node asserts red.example and gone.example as RED to BR-PF; a sync tool re-posts
     // one and revokes the other without markings: neither may go out AMBER to every member.
-    // A value new here does.
+    // A value new here does, and so does one held GREEN (an unmarked object is never wider).
     let (me, br) = (org("SG-IGCI"), org("BR-PF"));
     let members = [me.clone(), br.clone()].into();
     let publisher = publisher_of(&me, &members);
@@ -392,16 +392,23 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
         tlp: pb::Tlp::Red as i32,
         recipients: vec!["BR-PF".into()],
     };
+    let green = pb::Distribution {
+        tlp: pb::Tlp::Green as i32,
+        recipients: Vec::new(),
+    };
     let held = |i: &intelmesh_core::Indicator| {
-        ["red.example", "gone.example"]
-            .contains(&i.value())
-            .then(|| pb::OriginAssertion {
-                origin: "SG-IGCI".into(),
-                seq: 7,
-                confidence: 10,
-                distribution: Some(red.clone()),
-                ..Default::default()
-            })
+        let distribution = match i.value() {
+            "red.example" | "gone.example" => red.clone(),
+            "green.example" => green.clone(),
+            _ => return None,
+        };
+        Some(pb::OriginAssertion {
+            origin: "SG-IGCI".into(),
+            seq: 7,
+            confidence: 10,
+            distribution: Some(distribution),
+            ..Default::default()
+        })
     };
     let mut revoked = indicator(2, "[domain-name:value = 'gone.example']");
     revoked["revoked"] = json!(true);
@@ -409,6 +416,7 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
         indicator(1, "[domain-name:value = 'red.example']"),
         revoked,
         indicator(3, "[domain-name:value = 'new.example']"),
+        indicator(4, "[domain-name:value = 'green.example']"),
     ];
     let body = json!({ "objects": objects });
     let plan = plan(&body, &publisher, &Warninglists::new(), held).unwrap();
@@ -428,7 +436,9 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
             ("red.example", Tlp::Red, vec!["BR-PF".to_string()]),
             ("gone.example", Tlp::Red, vec!["BR-PF".to_string()]),
             ("new.example", Tlp::Amber, vec![]),
-        ]
+            ("green.example", Tlp::Amber, vec![]),
+        ],
+        "held GREEN: unmarked goes out AMBER, never wider than the default"
     );
     assert!(matches!(
         plan.to_sign[1].payload.body,
