@@ -45,7 +45,7 @@ pub struct NodeState {
     pub(crate) own: tokio::sync::Mutex<()>,
     /// Fork proofs that checked out lately, so a proof passed on again costs no signature
     /// check.
-    proofs_checked: Mutex<crate::recent::Recent<Vec<u8>>>,
+    proofs_checked: Mutex<crate::recent::Recent<ProofIdentity>>,
     /// Roster mode: this node's new key, rotated in but not yet in the roster (see `rotation`).
     /// Held while the key set is replaced, so no replacement loses the overlay.
     pub(crate) pending_key: Mutex<Option<PendingKey>>,
@@ -82,6 +82,21 @@ pub struct IngestReport {
     pub unverifiable: usize,
     pub refused: Vec<VerifyError>,
     pub chain_rejected: Vec<ChainError>,
+}
+
+/// What makes two fork proofs the same: the origin, the seq, and the two entries' headers and
+/// signatures in either order (a relay may change the detection time or drop payloads freely).
+type ProofIdentity = (String, u64, [(Vec<u8>, Vec<u8>); 2]);
+
+fn proof_identity(p: &pb::ForkProof) -> ProofIdentity {
+    let part = |e: &Option<pb::SignedEntry>| {
+        e.as_ref()
+            .map(|e| (e.header.to_vec(), e.signature.to_vec()))
+            .unwrap_or_default()
+    };
+    let (a, b) = (part(&p.kept), part(&p.conflicting));
+    let pair = if a <= b { [a, b] } else { [b, a] };
+    (p.origin.clone(), p.seq, pair)
 }
 
 /// Entries read ahead from a held one's seq when looking for replays: about one segment.
@@ -304,17 +319,18 @@ impl NodeState {
             let keys = me.keys();
             let mut report = EvidenceReport::default();
             let mut checked: Vec<CheckedProof> = Vec::new();
+            let mut stored_now = Vec::new();
             for proof in proofs {
-                // A proof checked lately (the same bytes, from any peer) is not checked again:
+                // A proof checked lately (the same fork, from any peer) is not checked again:
                 // any member may pass the proofs it holds on, again and again, at two
                 // signature checks each.
-                let bytes = proof.encode_to_vec();
-                if crate::rotation::lock(&me.proofs_checked).contains(&bytes) {
+                let fork = proof_identity(&proof);
+                if crate::rotation::lock(&me.proofs_checked).contains(&fork) {
                     continue;
                 }
                 match evidence::check(proof, keys.as_ref()) {
                     Ok(c) => {
-                        crate::rotation::lock(&me.proofs_checked).insert(&bytes);
+                        stored_now.push(fork);
                         checked.push(c)
                     }
                     Err(e) if e.is_unverifiable_yet() => report.unverifiable += 1,
@@ -330,6 +346,11 @@ impl NodeState {
                 tracing::debug!(origin = %f.origin, seq = f.seq, kind = f.kind.as_str(), "fork proof received");
             }
             report.added = me.store.add_fork_proofs(checked)?;
+            // Only once stored: a proof whose write failed is checked again when it comes.
+            let mut recent = crate::rotation::lock(&me.proofs_checked);
+            for fork in &stored_now {
+                recent.insert(fork);
+            }
             Ok(report)
         })
         .await
