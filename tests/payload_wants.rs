@@ -240,8 +240,9 @@ async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
             Next::Frame(_) | Next::Quiet => {}
         }
     }
-    // An honest node asks for at most a batch's worth in one frame; more ends the link.
-    let max = net.node(&hub).state().cfg.limits.max_batch_entries as u64;
+    // An honest node asks for at most a batch's worth in one frame, and no batch is larger
+    // than this; more ends the link.
+    let max = intelmesh_node::config::MAX_BATCH_ENTRIES as u64;
     let huge = pb::Want {
         entries: (1..=max + 1).map(ask).collect(),
     };

@@ -322,6 +322,17 @@ impl Limits {
         for (setting, ms) in durations {
             at_least_one(setting, ms);
         }
+        if self.max_batch_entries > MAX_BATCH_ENTRIES {
+            // A peer asks for at most a batch's worth of payloads at once, and a node takes
+            // at most this many asks in one frame from any peer.
+            found.push(Finding::new(
+                "limits.max_batch_entries",
+                format!(
+                    "is {}: at most {MAX_BATCH_ENTRIES} (peers refuse larger asks)",
+                    self.max_batch_entries
+                ),
+            ));
+        }
         for (setting, ms) in durations {
             if ms > MAX_DURATION_MS {
                 found.push(Finding::new(
@@ -360,6 +371,10 @@ impl Limits {
         found
     }
 }
+
+/// Largest `max_batch_entries`: the most payloads any node asks for in one `Want`, and the
+/// most any node takes in one (`federation::link::screen`).
+pub const MAX_BATCH_ENTRIES: usize = 16_384;
 
 /// Smallest `max_message_bytes`: a batch frame holding one entry of the largest legal size
 /// (4 KiB header, 64 KiB payload) with room to spare.

@@ -47,6 +47,11 @@ fn limits_that_would_stop_a_node_are_each_named() {
         ]
         .map(|s| format!("limits.{s}"))
     );
+    let huge_batch = Limits {
+        max_batch_entries: MAX_BATCH_ENTRIES + 1,
+        ..Limits::default()
+    };
+    assert_eq!(settings(&huge_batch), ["limits.max_batch_entries"]);
     let related = Limits {
         heartbeat_ms: 5_000,
         dead_after_ms: 5_000,

@@ -21,6 +21,9 @@ const NONCE_BYTES: usize = 12;
 /// Longest token text opened: a TAXII resume point holds two index keys (each up to about
 /// 2 KiB, hex inside the token), sealed and in base64.
 const MAX_TOKEN_CHARS: usize = 32 * 1024;
+/// The lengths a token's sealed bytes are padded to (an index key, or its text, is at most a
+/// few KiB).
+const PADDED_LENGTHS: [usize; 5] = [64, 256, 1024, 4096, 8192];
 
 /// The key paging tokens are sealed under.
 pub struct TokenKey(ChaCha20Poly1305);
@@ -68,8 +71,22 @@ impl TokenKey {
     pub fn seal(&self, org: &OrgId, plain: &[u8]) -> String {
         let mut nonce = [0u8; NONCE_BYTES];
         rand::thread_rng().fill_bytes(&mut nonce);
+        // Framed (length, then the text) and padded to a bucket, so a token's length says
+        // nothing of the position's within it: a page may end on a record the caller does not
+        // see, whose value's length would otherwise show.
+        let len = u16::try_from(plain.len()).unwrap_or(u16::MAX);
+        let plain = &plain[..usize::from(len)];
+        let framed_len = 2 + plain.len();
+        let padded = PADDED_LENGTHS
+            .into_iter()
+            .find(|&b| b >= framed_len)
+            .unwrap_or(framed_len);
+        let mut framed = Vec::with_capacity(padded);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(plain);
+        framed.resize(padded, 0);
         let payload = Payload {
-            msg: plain,
+            msg: &framed,
             aad: org.as_str().as_bytes(),
         };
         // Sealing in memory cannot fail for inputs this small; an empty token would be
@@ -94,9 +111,13 @@ impl TokenKey {
             msg: sealed,
             aad: org.as_str().as_bytes(),
         };
-        self.0
+        let framed = self
+            .0
             .decrypt(Nonce::from_slice(nonce), payload)
-            .map_err(|_| "not issued by this server for this caller")
+            .map_err(|_| "not issued by this server for this caller")?;
+        let (len, padded) = framed.split_at_checked(2).ok_or("too short")?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        Ok(padded.get(..len).ok_or("too short")?.to_vec())
     }
 }
 
@@ -138,6 +159,17 @@ mod tests {
         assert!(!decoded.windows(6).any(|w| w == b"hidden"));
         assert_eq!(key.open(&org("AU-AFP"), &token).unwrap(), position);
         assert!(key.open(&org("BR-PF"), &token).is_err());
+        // Its length says nothing of the position's within a bucket.
+        let sealed_len = |n: usize| key.seal(&org("AU-AFP"), &vec![b'a'; n]).len();
+        assert_eq!(sealed_len(1), sealed_len(60));
+        assert_eq!(sealed_len(100), sealed_len(250));
+        assert_ne!(sealed_len(60), sealed_len(100));
+        let long = vec![b'z'; 3000];
+        assert_eq!(
+            key.open(&org("AU-AFP"), &key.seal(&org("AU-AFP"), &long))
+                .unwrap(),
+            long
+        );
         assert!(TokenKey::random().open(&org("AU-AFP"), &token).is_err());
         // Any one character changed, or cut short: refused.
         let mut altered = token.clone().into_bytes();

@@ -280,13 +280,14 @@ impl IndicatorsService {
             .open(&req.page_token, &query::selection(&filter))
             .map_err(bad)?;
         let size = view::page_size(req.page_size);
+        let page_bytes = query::page_bytes(self.state.cfg.limits.max_message_bytes);
         let response = self
             .blocking(move |s| {
                 let sealed = query::Tokens {
                     key: &tokens,
                     reader: &reader,
                 };
-                query::query(s.store.as_ref(), &sealed, &filter, size, after)
+                query::query(s.store.as_ref(), &sealed, &filter, size, page_bytes, after)
             })
             .await?;
         Ok(Response::new(response))

@@ -17,10 +17,15 @@ use crate::token::TokenKey;
 const QUERY_CHUNK: usize = 256;
 /// Candidates one query call looks at before answering with what it found (and a token).
 const QUERY_SCAN_BUDGET: usize = 20_000;
-/// Encoded bytes of states after which a page ends (with a token), well under the smallest
-/// message limit a node may set: a run of indicators with 60 KB descriptions must make
-/// shorter pages, not an answer too large to send, which would stall every reader there.
+/// Encoded bytes of states after which a page ends (with a token), or half the node's message
+/// limit if that is less: a run of indicators with 60 KB descriptions must make shorter pages,
+/// not an answer too large to send, which would stall every reader there.
 const QUERY_PAGE_BYTES: usize = 2 << 20;
+
+/// Where a page ends by size for a node whose messages are at most `max_message_bytes`.
+pub fn page_bytes(max_message_bytes: usize) -> usize {
+    QUERY_PAGE_BYTES.min(max_message_bytes / 2)
+}
 
 /// The narrowest range that holds every indicator `filter` can match: its tags if it names
 /// any (few indicators carry a given tag), else its origins, else its types, else the changes
@@ -46,6 +51,7 @@ pub fn query(
     tokens: &Tokens,
     filter: &Filter,
     size: usize,
+    page_bytes: usize,
     mut after: Option<Vec<u8>>,
 ) -> Result<pb::QueryResponse, StoreError> {
     let reader = tokens.reader;
@@ -62,7 +68,7 @@ pub fn query(
                 states.push(v);
             }
             after = Some(position);
-            let full = states.len() >= size || bytes >= QUERY_PAGE_BYTES;
+            let full = states.len() >= size || bytes >= page_bytes;
             if full || scanned >= QUERY_SCAN_BUDGET {
                 // A full page always has a token, even on the range's last record: whether
                 // anything follows it may be a record the reader does not see (a RED one
@@ -102,10 +108,6 @@ fn kind(selection: &Selection) -> u8 {
     }
 }
 
-/// The lengths a page token's sealed bytes are padded to (kind, length, position, zeros); an
-/// index key is at most a few KiB.
-const TOKEN_BUCKETS: [usize; 4] = [64, 256, 1024, 4096];
-
 /// Page tokens for one reader: the kind of range and the position, sealed for the reader
 /// (`crate::token`), because a position is an index key and names the indicator there, which
 /// the reader may not be allowed to see.
@@ -115,22 +117,12 @@ pub struct Tokens<'a> {
 }
 
 impl Tokens<'_> {
-    /// A token to resume `selection` after `position`. Its length is one of
-    /// [`TOKEN_BUCKETS`] whatever the position's: the scan budget may end a page on a record
-    /// the reader does not see, whose value's length would otherwise show.
+    /// A token to resume `selection` after `position` (padded by the key, so its length says
+    /// nothing of the position's).
     pub fn seal(&self, selection: &Selection, position: &[u8]) -> String {
-        let len = u16::try_from(position.len()).unwrap_or(u16::MAX);
-        let position = &position[..usize::from(len)];
-        let plain = 3 + position.len();
-        let padded = TOKEN_BUCKETS
-            .into_iter()
-            .find(|&b| b >= plain)
-            .unwrap_or(plain);
-        let mut bytes = Vec::with_capacity(padded);
+        let mut bytes = Vec::with_capacity(1 + position.len());
         bytes.push(kind(selection));
-        bytes.extend_from_slice(&len.to_be_bytes());
         bytes.extend_from_slice(position);
-        bytes.resize(padded, 0);
         self.key.seal(self.reader, &bytes)
     }
 
@@ -143,13 +135,10 @@ impl Tokens<'_> {
         }
         let bad = |why: &str| invalid(format!("page_token is not one this API issued: {why}"));
         let bytes = self.key.open(self.reader, token).map_err(bad)?;
-        let (&k, rest) = bytes.split_first().ok_or_else(|| bad("empty"))?;
+        let (&k, position) = bytes.split_first().ok_or_else(|| bad("empty"))?;
         if k != kind(selection) {
             return Err(bad("issued for a query with another filter"));
         }
-        let (len, padded) = rest.split_at_checked(2).ok_or_else(|| bad("too short"))?;
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        let position = padded.get(..len).ok_or_else(|| bad("too short"))?;
         Ok(Some(position.to_vec()))
     }
 }

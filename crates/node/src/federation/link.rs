@@ -30,6 +30,7 @@ use super::asked::Asked;
 use super::peer_view::{read_vector, to_wire, PeerView, Reported};
 use super::sender::send_loop;
 use crate::admission::refused_later;
+use crate::config::MAX_BATCH_ENTRIES;
 use crate::metrics::Refusal;
 use crate::route::LinkReach;
 use crate::state::{Checked, NodeState, VERIFY_AHEAD};
@@ -392,11 +393,12 @@ pub fn screen(f: pb::sync_frame::Frame, max_batch: usize) -> Result<Screened, Li
         pb::sync_frame::Frame::Hello(h) => Screened::Hello(h),
         pb::sync_frame::Frame::Heartbeat(_) => Screened::Heartbeat,
         pb::sync_frame::Frame::Progress(p) => Screened::Progress(p),
-        // An honest sender asks for at most a batch's worth at a time (`sender::next_want`).
-        pb::sync_frame::Frame::Want(w) if w.entries.len() > max_batch => {
+        // An honest sender asks for at most its batch's worth at a time (`sender::next_want`),
+        // and no node's batch is larger than this.
+        pb::sync_frame::Frame::Want(w) if w.entries.len() > MAX_BATCH_ENTRIES => {
             return Err(LinkError::WantTooLarge {
                 count: w.entries.len(),
-                max: max_batch,
+                max: MAX_BATCH_ENTRIES,
             })
         }
         pb::sync_frame::Frame::Want(w) => Screened::Want(w),
