@@ -277,7 +277,7 @@ impl Metrics {
         );
         r.register(
             "intelmesh_audit_refusals_unrecorded",
-            "Refusals of callers who proved no identity left out of the audit trail, past 120 a minute",
+            "Refusals of callers who proved no identity left out of the audit trail, past 30 a minute per source or 600 in all",
             self.audit_unrecorded.clone(),
         );
         r.register(

@@ -113,15 +113,26 @@ pub struct AuditLog {
     anonymous: Arc<AnonymousBudget>,
 }
 
-/// Most refusals of callers who proved no identity (no certificate, no valid password) recorded
-/// per minute: anyone who reaches the gateway's port can send them, and the trail is kept, so
-/// unbounded they would fill the disk. The rest are counted
-/// (`intelmesh_audit_refusals_unrecorded_total`); every request is counted by status in
-/// `intelmesh_taxii_requests_total` as well.
-pub const ANONYMOUS_REFUSALS_PER_MINUTE: u32 = 120;
+/// Refusals of callers who proved no identity (no certificate, no valid password) recorded
+/// per minute from one source (an IPv4 address, an IPv6 /64), and from all: anyone who
+/// reaches the gateway's port can send them, and the trail is kept, so unbounded they would
+/// fill the disk, and one source's junk must not use up what records another's. The rest are
+/// counted (`intelmesh_audit_refusals_unrecorded_total`); every request is counted by status
+/// in `intelmesh_taxii_requests_total` as well.
+pub const ANONYMOUS_REFUSALS_PER_SOURCE: u32 = 30;
+pub const ANONYMOUS_REFUSALS_PER_MINUTE: u32 = 600;
+/// Sources counted in one minute; refusals from further ones that minute are not recorded.
+const ANONYMOUS_SOURCES: usize = 1024;
 
 #[derive(Default)]
-struct AnonymousBudget(std::sync::Mutex<(i64, u32)>);
+struct AnonymousBudget(std::sync::Mutex<AnonymousMinute>);
+
+#[derive(Default)]
+struct AnonymousMinute {
+    minute: i64,
+    total: u32,
+    by_source: std::collections::HashMap<crate::conn_slots::Source, u32>,
+}
 
 impl AuditLog {
     /// Opens (or creates) the trail for this node and starts its writer task.
@@ -147,16 +158,33 @@ impl AuditLog {
         })
     }
 
-    /// Whether a refusal of a caller who proved no identity, at `now_ms`, is still within
-    /// this minute's [`ANONYMOUS_REFUSALS_PER_MINUTE`].
-    pub fn takes_anonymous_refusal(&self, now_ms: i64) -> bool {
+    /// Whether a refusal of a caller who proved no identity, from `source` at `now_ms`, is
+    /// still within this minute's budgets (its source's and everyone's).
+    pub(crate) fn takes_anonymous_refusal(
+        &self,
+        source: crate::conn_slots::Source,
+        now_ms: i64,
+    ) -> bool {
         let minute = now_ms.div_euclid(60_000);
         let mut b = self.anonymous.0.lock().unwrap_or_else(|p| p.into_inner());
-        if b.0 != minute {
-            *b = (minute, 0);
+        if b.minute != minute {
+            *b = AnonymousMinute {
+                minute,
+                ..AnonymousMinute::default()
+            };
         }
-        b.1 += 1;
-        b.1 <= ANONYMOUS_REFUSALS_PER_MINUTE
+        if b.total >= ANONYMOUS_REFUSALS_PER_MINUTE
+            || (b.by_source.len() >= ANONYMOUS_SOURCES && !b.by_source.contains_key(&source))
+        {
+            return false;
+        }
+        let n = b.by_source.entry(source).or_insert(0);
+        if *n >= ANONYMOUS_REFUSALS_PER_SOURCE {
+            return false;
+        }
+        *n += 1;
+        b.total += 1;
+        true
     }
 
     /// Queues a finished call; waits while the queue is full.
@@ -392,22 +420,30 @@ mod anonymous_tests {
     use super::*;
 
     #[test]
-    fn refusals_of_no_identity_are_recorded_up_to_a_budget_a_minute() {
+    fn refusals_of_no_identity_are_recorded_up_to_a_budget_per_source_a_minute() {
+        use crate::conn_slots::Source;
         let log = AuditLog::default();
         let minute = 29_000_000 * 60_000;
-        let taken = (0..200)
-            .filter(|i| log.takes_anonymous_refusal(minute + i * 100))
+        let (junk, other) = (Source::V4([192, 0, 2, 1]), Source::V4([192, 0, 2, 2]));
+        let taken = (0..100)
+            .filter(|i| log.takes_anonymous_refusal(junk, minute + i * 100))
             .count();
-        assert_eq!(taken, ANONYMOUS_REFUSALS_PER_MINUTE as usize);
+        assert_eq!(taken, ANONYMOUS_REFUSALS_PER_SOURCE as usize);
         assert!(
-            log.takes_anonymous_refusal(minute + 60_000),
+            log.takes_anonymous_refusal(other, minute + 20_000),
+            "another source's"
+        );
+        assert!(
+            log.takes_anonymous_refusal(junk, minute + 60_000),
             "the next minute"
         );
-        // Clones share one budget (each service holds one).
-        let other = log.clone();
-        for _ in 1..ANONYMOUS_REFUSALS_PER_MINUTE {
-            assert!(other.takes_anonymous_refusal(minute + 60_001));
+        // Clones share one budget (each service holds one); all sources together are bounded.
+        let clone = log.clone();
+        let mut all = 1;
+        for i in 0..10_000u32 {
+            let source = Source::V4(i.to_be_bytes());
+            all += usize::from(clone.takes_anonymous_refusal(source, minute + 60_001));
         }
-        assert!(!log.takes_anonymous_refusal(minute + 60_002));
+        assert_eq!(all, ANONYMOUS_REFUSALS_PER_MINUTE as usize);
     }
 }

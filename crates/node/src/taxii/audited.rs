@@ -46,15 +46,18 @@ pub async fn record(
     );
     let time_ms = intelmesh_core::now_unix_ms();
     let note = Noted::default();
-    let mut leaf = None;
+    let (mut leaf, mut source) = (None, None);
     if let Some(c) = request.extensions_mut().get_mut::<Connection>() {
         c.note = Arc::clone(&note);
         leaf = c.leaf.clone();
+        source = Some(crate::conn_slots::Source::of(c.peer));
     }
     let response = next.run(request).await;
     let Note { caller, values } = std::mem::take(&mut *lock(&note));
     let status = response.status();
-    if caller.is_none() && leaf.is_none() && !state.audit().takes_anonymous_refusal(time_ms) {
+    let anonymous = caller.is_none() && leaf.is_none();
+    let source = source.unwrap_or(crate::conn_slots::Source::V4([0; 4]));
+    if anonymous && !state.audit().takes_anonymous_refusal(source, time_ms) {
         state.metrics.audit_refusal_unrecorded();
         return response;
     }
