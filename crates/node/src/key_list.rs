@@ -29,8 +29,10 @@ impl NodeState {
         if let Err(e) = self.reload_decryption_keys() {
             tracing::error!(error = %e, "encryption keys not reloaded; the old ones stay");
         }
-        let dropped = self.unverified.clear_dropped();
         let taken = self.recheck_unverified().await;
+        // After the recheck, whose take of the queue drops (and notes) what waited past its
+        // hour: noted before, those would never be sent again.
+        let dropped = self.unverified.clear_dropped();
         if dropped {
             // After the recheck, so a peer resending from this node's new heads does not send
             // again what the recheck took in.

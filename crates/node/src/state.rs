@@ -43,6 +43,9 @@ pub struct NodeState {
     /// Held while signing and appending own entries, and while rotating the signing key, so
     /// the head cannot move in between.
     pub(crate) own: tokio::sync::Mutex<()>,
+    /// The store's count of hold-queue expiries last acted on, and when (see
+    /// `resend_if_hold_expired`).
+    hold_resend: Mutex<(u64, Option<std::time::Instant>)>,
     /// Fork proofs that checked out lately, so a proof passed on again costs no signature
     /// check.
     proofs_checked: Mutex<crate::recent::Recent<ProofIdentity>>,
@@ -98,6 +101,9 @@ fn proof_identity(p: &pb::ForkProof) -> ProofIdentity {
     let pair = if a <= b { [a, b] } else { [b, a] };
     (p.origin.clone(), p.seq, pair)
 }
+
+/// Least time between two link restarts for entries that expired from the hold queue.
+const HOLD_RESEND_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Entries read ahead from a held one's seq when looking for replays: about one segment.
 const HELD_READ_AHEAD: usize = 16;
@@ -208,6 +214,7 @@ impl NodeState {
             own: tokio::sync::Mutex::new(()),
             pending_key: Mutex::new(None),
             proofs_checked: Mutex::default(),
+            hold_resend: Mutex::default(),
             changed: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
             peers,
@@ -551,11 +558,7 @@ impl NodeState {
             me.metrics.store_written(&applied.timings);
             me.take_checkpoints(checkpoints);
             me.settle_wants(watched, &applied)?;
-            if applied.hold_expired > 0 {
-                // Their senders count them delivered: restarted links send them again from
-                // this node's heads, or the origin's every later entry waits on the gap.
-                me.unverified.ask_resend();
-            }
+            me.resend_if_hold_expired();
             report.appended = applied.released.len();
             for o in applied.outcomes {
                 match o {
@@ -573,6 +576,22 @@ impl NodeState {
             self.bump();
         }
         Ok(report)
+    }
+
+    /// Restarts every link when any write dropped entries from the hold queue since the last
+    /// restart for it, at most once per [`HOLD_RESEND_EVERY`]: their senders count them
+    /// delivered, so only restarted links send them again, or the origin's every later entry
+    /// waits on the gap. Bounded in rate, since a member can make an entry expire at will
+    /// (one past a seq it never sends).
+    fn resend_if_hold_expired(&self) {
+        let total = self.store.hold_expired_count();
+        let mut seen = crate::rotation::lock(&self.hold_resend);
+        let due = seen.1.is_none_or(|at| at.elapsed() >= HOLD_RESEND_EVERY);
+        if total > seen.0 && due {
+            *seen = (total, Some(std::time::Instant::now()));
+            tracing::warn!("entries held for their predecessors expired: links restart so peers send them again");
+            self.unverified.ask_resend();
+        }
     }
 
     /// Keeps entries whose key is unknown until the key list changes; how many were kept.

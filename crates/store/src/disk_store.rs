@@ -113,6 +113,8 @@ pub struct DiskStore {
     pub(crate) fills: AtomicU64,
     /// Fork proofs held (and flushed); raised under `held`.
     pub(crate) forks: AtomicU64,
+    /// Entries dropped from the hold queue past the hold time, by any write since the open.
+    pub(crate) hold_expired: AtomicU64,
     /// Where the index came from when the store opened.
     index_source: IndexSource,
     /// The heads as read at a log generation. Every link asks for them after every append
@@ -158,6 +160,7 @@ impl DiskStore {
             generation: AtomicU64::new(0),
             fills: AtomicU64::new(0),
             forks: AtomicU64::new(0),
+            hold_expired: AtomicU64::new(0),
             index_source: IndexSource::OnDisk,
             heads_at: Mutex::new(None),
             presence,
@@ -373,6 +376,13 @@ impl DiskStore {
                     .map_err(|_| StoreError::Corrupt(format!("{origin}: flag is not 8 bytes")))
             })
             .transpose()
+    }
+
+    /// How many entries writes since the open dropped from the hold queue, held for their
+    /// predecessors past the hold time: their senders count them delivered, so only a
+    /// restarted link sends them again.
+    pub fn hold_expired_count(&self) -> u64 {
+        self.hold_expired.load(Ordering::Acquire)
     }
 
     /// How many fork proofs the store holds.

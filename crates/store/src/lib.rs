@@ -75,9 +75,6 @@ pub enum Outcome {
 pub struct ApplyReport {
     pub outcomes: Vec<Outcome>,
     pub released: Vec<(OrgId, u64)>,
-    /// Entries this write dropped from the hold queue, held for their predecessors past the
-    /// hold time: their senders count them delivered, so only a restarted link sends them.
-    pub hold_expired: usize,
     /// Where the write's time went.
     pub timings: ApplyTimings,
 }

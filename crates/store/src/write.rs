@@ -72,6 +72,8 @@ impl DiskStore {
         };
         let limits = self.cfg.hold_limits();
         let expired = held.expire(limits.ttl, now);
+        self.hold_expired
+            .fetch_add(expired as u64, Ordering::AcqRel);
         if expired > 0 {
             tracing::warn!(
                 expired,
@@ -140,7 +142,6 @@ impl DiskStore {
         Ok(ApplyReport {
             outcomes,
             released,
-            hold_expired: expired,
             timings,
         })
     }

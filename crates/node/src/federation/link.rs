@@ -541,15 +541,6 @@ where
                     // peer's: keep the link; the store keeps the proof and links pass it on.
                     tracing::warn!(%peer, error = %e, "entry refused by chain rules");
                 }
-                // No room to hold entries for their predecessors: the link restarts, so the
-                // peer sends them again from this node's hello (it counts them delivered).
-                if let Some(e) = report
-                    .chain_rejected
-                    .iter()
-                    .find(|e| matches!(e, ChainError::HoldQueueFull { .. }))
-                {
-                    return Err(LinkError::HoldFull(e.to_string()));
-                }
                 let (origin_faults, refused): (Vec<_>, Vec<_>) = report
                     .refused
                     .into_iter()
@@ -569,6 +560,15 @@ where
                 }
                 if let Some(e) = forged.into_iter().next() {
                     return Err(LinkError::Forged(e));
+                }
+                // No room to hold entries for their predecessors: the link restarts, so the
+                // peer sends them again from this node's hello (it counts them delivered).
+                if let Some(e) = report
+                    .chain_rejected
+                    .iter()
+                    .find(|e| matches!(e, ChainError::HoldQueueFull { .. }))
+                {
+                    return Err(LinkError::HoldFull(e.to_string()));
                 }
                 // Dated past this node's clock: a relay whose clock runs ahead took it in good
                 // faith. The link restarts (retriable), so the peer sends it again from this

@@ -380,12 +380,14 @@ fn judge(
     }
     let mine = held(&v.indicator);
     let mut s = submission_of(v);
-    // An object without markings makes no new sharing decision: a value this node asserts
-    // AMBER or more narrowly keeps the distribution (TLP and recipients) of its latest
-    // assertion, as a revocation of it does; anything else takes AMBER, never wider.
+    // An object without markings makes no new sharing decision. A revocation goes to the
+    // audience of this node's latest assertion, whatever it is (it shares nothing new, and
+    // elsewhere the readers who hold the value would not see it revoked). An upsert of a value
+    // this node asserts AMBER or more narrowly keeps that distribution (TLP and recipients);
+    // anything else takes AMBER, never wider.
     let held = mine.as_ref().and_then(|a| a.distribution.as_ref());
     if let (true, Some(d)) = (v.tlp_defaulted, held) {
-        if d.tlp >= pb::Tlp::Amber as i32 {
+        if v.revoked || d.tlp >= pb::Tlp::Amber as i32 {
             s.distribution = Some(d.clone());
         }
     }

@@ -399,7 +399,7 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
     let held = |i: &intelmesh_core::Indicator| {
         let distribution = match i.value() {
             "red.example" | "gone.example" => red.clone(),
-            "green.example" => green.clone(),
+            "green.example" | "gone-green.example" => green.clone(),
             _ => return None,
         };
         Some(pb::OriginAssertion {
@@ -412,11 +412,14 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
     };
     let mut revoked = indicator(2, "[domain-name:value = 'gone.example']");
     revoked["revoked"] = json!(true);
+    let mut gone_green = indicator(5, "[domain-name:value = 'gone-green.example']");
+    gone_green["revoked"] = json!(true);
     let objects = vec![
         indicator(1, "[domain-name:value = 'red.example']"),
         revoked,
         indicator(3, "[domain-name:value = 'new.example']"),
         indicator(4, "[domain-name:value = 'green.example']"),
+        gone_green,
     ];
     let body = json!({ "objects": objects });
     let plan = plan(&body, &publisher, &Warninglists::new(), held).unwrap();
@@ -437,8 +440,10 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
             ("gone.example", Tlp::Red, vec!["BR-PF".to_string()]),
             ("new.example", Tlp::Amber, vec![]),
             ("green.example", Tlp::Amber, vec![]),
+            ("gone-green.example", Tlp::Green, vec![]),
         ],
-        "held GREEN: unmarked goes out AMBER, never wider than the default"
+        "held GREEN: an unmarked upsert goes out AMBER, never wider than the default; a \
+         revocation reaches the GREEN readers"
     );
     assert!(matches!(
         plan.to_sign[1].payload.body,
