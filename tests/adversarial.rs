@@ -461,7 +461,7 @@ async fn wrong_certificates_and_claims_are_refused() {
     check_status(
         &end,
         Code::PermissionDenied,
-        "hello says BR-PF but the certificate says AU-AFP",
+        "hello says \"BR-PF\" but the certificate says AU-AFP",
     )
     .unwrap();
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use intelmesh_interop::text::printable;
 use intelmesh_node::keys::parse_public_key;
 use intelmesh_proto::v1 as pb;
 use pb::action::Action as A;
@@ -229,17 +230,18 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<ExitCode> {
                     .zip(&e.signed_at_unix_ms)
                     .map(|(name, at)| format!("{name} at {at}"))
                     .collect();
+                // Operators' and members' words: escaped, so no line can hide or fake another.
                 out!(
                     "v{} proposed by {} ({}): {}; signed by {}",
                     e.version,
-                    e.proposed_by,
+                    printable(&e.proposed_by),
                     if e.reason.is_empty() {
-                        "no reason given"
+                        "no reason given".into()
                     } else {
-                        &e.reason
+                        printable(&e.reason)
                     },
-                    e.actions.join("; "),
-                    signed.join(", ")
+                    printable(&e.actions.join("; ")),
+                    printable(&signed.join(", "))
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -274,8 +276,8 @@ async fn members(hub: &Hub, which: MembersCmd) -> anyhow::Result<ExitCode> {
                     m.org,
                     m.role(),
                     m.status(),
-                    m.country,
-                    m.display_name,
+                    printable(&m.country),
+                    printable(&m.display_name),
                     m.signing_keys.len()
                 );
             }
@@ -462,12 +464,12 @@ async fn roster(hub: &Hub, which: RosterCmd) -> anyhow::Result<ExitCode> {
                     m.org,
                     m.role(),
                     m.status(),
-                    m.display_name,
+                    printable(&m.display_name),
                     crate::render::current_encryption_key(m)
                 );
             }
             for h in &doc.hubs {
-                out!("  hub {} at {}", h.org, h.address);
+                out!("  hub {} at {}", h.org, printable(&h.address));
             }
         }
         RosterCmd::Diff { a, b } => {

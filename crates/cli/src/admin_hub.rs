@@ -88,7 +88,7 @@ impl Hub {
         let previous = self.roster(doc.version.saturating_sub(1)).await?;
         out!("proposal {} (roster version {}):", proposal.id, doc.version);
         for line in intelmesh_roster::diff(&previous, &doc) {
-            out!("  {line}");
+            out!("  {}", intelmesh_interop::text::printable(&line));
         }
         Ok(())
     }

@@ -278,7 +278,7 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
         if s.ready {
             "ready".to_string()
         } else {
-            format!("NOT READY: {}", s.readiness)
+            format!("NOT READY: {}", printable(&s.readiness))
         },
         s.state_digest,
         vector_text(&s.vector)
@@ -303,7 +303,7 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
             if p.address.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", p.address)
+                format!(" ({})", printable(&p.address))
             },
             p.lag,
             heard,
@@ -311,7 +311,8 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
             p.entries_received
         ));
         if !p.last_error.is_empty() {
-            out.push_str(&format!(", last error: {}", p.last_error));
+            // A peer's words (a hello's claimed name, a status it sent) may carry escapes.
+            out.push_str(&format!(", last error: {}", printable(&p.last_error)));
         }
     }
     out.push_str(&format!(
@@ -359,7 +360,10 @@ fn roster_text(s: &pb::StatusResponse) -> String {
         short(&s.roster_hash)
     );
     if !s.roster_refused.is_empty() {
-        out.push_str(&format!("\n  roster refused: {}", s.roster_refused));
+        out.push_str(&format!(
+            "\n  roster refused: {}",
+            printable(&s.roster_refused)
+        ));
     }
     for c in &s.roster_conflicts {
         out.push_str(&format!(
@@ -519,6 +523,19 @@ mod tests {
         assert!(text.contains("tags c2\\u{1b}[2J"), "{text}");
         assert!(text.contains("fine\\nBR-PF#1 REVOKED"), "{text}");
         assert_eq!(text.lines().count(), 2, "{text}");
+        // A peer's words in the status: a hello's claimed name, a status it sent.
+        let status = pb::StatusResponse {
+            peers: vec![pb::PeerStatus {
+                org_id: "BR-PF".into(),
+                last_error: "hello says \u{1b}[8m".into(),
+                ..Default::default()
+            }],
+            roster_refused: "v9\u{1b}[1A\u{1b}[2K".into(),
+            ..Default::default()
+        };
+        let text = status_text(&status, 0);
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("hello says \\u{1b}[8m"), "{text}");
     }
 
     #[test]

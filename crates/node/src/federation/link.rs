@@ -201,7 +201,11 @@ where
     };
     if peer_hello.org_id != peer.as_str() {
         return Err(LinkError::HelloMismatch {
-            claimed: peer_hello.org_id.chars().take(80).collect(),
+            // Quoted and escaped: it is the peer's text, shown in status and logs.
+            claimed: format!(
+                "{:?}",
+                peer_hello.org_id.chars().take(80).collect::<String>()
+            ),
             certified: peer,
         });
     }
