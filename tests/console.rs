@@ -60,6 +60,25 @@ async fn only_the_hubs_operators_get_the_console_and_its_json_follows_the_roster
     assert_eq!(json.status, 200, "{}", json.text());
     assert_eq!(json.header("content-type"), Some("application/json"));
     assert_eq!(json.header("x-frame-options"), Some("DENY"));
+    assert_eq!(
+        json.header("cross-origin-resource-policy"),
+        Some("same-origin")
+    );
+    // Another site's page, in the operator's browser (which presents the certificate): its
+    // requests are marked so, and refused.
+    for site in ["cross-site", "same-site"] {
+        let mut tls = intelmesh_tests::console::tls_stream(c.addr, &c.ca, Some(&alice))
+            .await
+            .expect("TLS");
+        let marked = format!("Sec-Fetch-Site: {site}\r\n");
+        let host = c.addr.to_string();
+        let path = "/api/federation.json";
+        let answer =
+            intelmesh_tests::http1::exchange_with(&mut tls, &host, "GET", path, None, &marked)
+                .await
+                .expect("an answer");
+        assert_eq!(answer.status, 403, "{site}: {}", answer.text());
+    }
     assert_eq!(json.header("cache-control"), Some("no-store"));
     let csp = json.header("content-security-policy").expect("CSP");
     assert!(

@@ -32,10 +32,22 @@ pub async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<Answer> {
+    exchange_with(stream, host, method, path, body, "").await
+}
+
+/// [`exchange`] with `headers` (each line ending in `\r\n`) added to the request.
+pub async fn exchange_with<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &str,
+) -> std::io::Result<Answer> {
     let body = body.unwrap_or_default();
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+         {headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;

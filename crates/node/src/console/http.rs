@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -108,8 +108,18 @@ async fn guard(
         .leaf
         .as_deref()
         .map_or(Err(IdentityError::NoCertificate), |leaf| identity_of(leaf));
+    // A browser sends the operator's certificate with requests other sites' pages make too:
+    // those (which it marks, unlike a typed address or the console's own links) are refused,
+    // so no page can make the console work for it or learn from its answers.
+    let fetched_by_another_site = request
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|site| matches!(site, "cross-site" | "same-site"));
     let admitted = if state.cfg.role != NodeRole::Hub {
         Err(format!("{} is not a hub: it serves no console", state.org))
+    } else if fetched_by_another_site {
+        Err("a request another site's page made is refused".to_string())
     } else {
         admit(&state.org, presented).and_then(|operator| {
             let revoked = conn
@@ -140,6 +150,11 @@ fn security_headers(h: &mut HeaderMap) {
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::CACHE_CONTROL, "no-store"),
         (header::REFERRER_POLICY, "no-referrer"),
+        (
+            HeaderName::from_static("cross-origin-resource-policy"),
+            "same-origin",
+        ),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
     ] {
         h.insert(name, HeaderValue::from_static(value));
     }
