@@ -232,19 +232,13 @@ async fn member(
         let Some(row) = s.view.members.iter().find(|m| m.org == org) else {
             return Ok(None);
         };
-        let mut request = pb::AuditRequest {
-            org: org.clone(),
-            ..Default::default()
-        };
-        let mut events = Vec::new();
-        loop {
-            let answer = audit::audit(state, &request)?;
-            events.extend(answer.events);
-            if answer.next_since_version <= request.since_version {
-                break;
-            }
-            request.since_version = answer.next_since_version;
-        }
+        let events = newest_events(
+            state,
+            pb::AuditRequest {
+                org: org.clone(),
+                ..Default::default()
+            },
+        )?;
         let roster = s.members.iter().find(|m| m.org == org);
         let peer = s.status.peers.iter().find(|p| p.org_id == org);
         Ok(Some(page::member(&s.view, row, roster, peer, &events)))
@@ -264,11 +258,38 @@ async fn roster(State(console): State<Console>) -> Result<Response, ConsoleError
     let page = blocking(&console, |console| {
         let s = snapshot(console)?;
         let state = console.node.as_ref();
-        let events = audit::audit(state, &pb::AuditRequest::default())?.events;
+        let events = newest_events(state, pb::AuditRequest::default())?;
         Ok(page::roster(&s.view, &events))
     })
     .await?;
     Ok(html(page))
+}
+
+/// Roster versions a console page lists at most: the newest (older ones through
+/// `intelmesh admin audit`).
+pub const PAGE_EVENTS: usize = 500;
+
+/// The newest [`PAGE_EVENTS`] events `request` selects, oldest first: the whole history is
+/// read a page at a time (`Admin/Audit` answers the oldest first, a page at a time), so the
+/// newest versions are never the ones left out.
+fn newest_events(
+    state: &NodeState,
+    mut request: pb::AuditRequest,
+) -> Result<Vec<pb::AuditEvent>, ConsoleError> {
+    let mut events = std::collections::VecDeque::new();
+    loop {
+        let answer = audit::audit(state, &request)?;
+        for e in answer.events {
+            if events.len() == PAGE_EVENTS {
+                events.pop_front();
+            }
+            events.push_back(e);
+        }
+        if answer.next_since_version <= request.since_version {
+            return Ok(events.into());
+        }
+        request.since_version = answer.next_since_version;
+    }
 }
 
 async fn script() -> Response {
