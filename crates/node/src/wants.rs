@@ -39,6 +39,8 @@ pub struct Wants {
 #[derive(Default)]
 struct Owed {
     keys: BTreeSet<EntryKey>,
+    /// Raised whenever `keys` changes, so a link's sender looks at them again only then.
+    revision: u64,
     per_origin: HashMap<OrgId, usize>,
     /// How many were owed when a stub last found no room, and how many were paid since: once
     /// a quarter of them are, the store is scanned again for the stubs left out.
@@ -63,12 +65,14 @@ impl Wants {
         let origin = key.0.clone();
         if w.keys.insert(key) {
             *w.per_origin.entry(origin).or_default() += 1;
+            w.revision += 1;
         }
     }
 
     pub fn remove(&self, key: &EntryKey) {
         let mut w = self.lock();
         if w.keys.remove(key) {
+            w.revision += 1;
             if let Some((_, paid)) = &mut w.left_out_at {
                 *paid += 1;
             }
@@ -105,6 +109,11 @@ impl Wants {
 
     pub fn is_empty(&self) -> bool {
         self.lock().keys.is_empty()
+    }
+
+    /// Changes whenever the owed set does.
+    pub fn revision(&self) -> u64 {
+        self.lock().revision
     }
 
     pub fn snapshot(&self) -> BTreeSet<EntryKey> {
@@ -215,6 +224,21 @@ mod tests {
             },
             sealed: false,
         }
+    }
+
+    #[test]
+    fn the_revision_moves_only_when_what_is_owed_changes() {
+        let wants = Wants::default();
+        let au = OrgId::parse("AU-AFP").unwrap();
+        let start = wants.revision();
+        wants.add((au.clone(), 1));
+        let added = wants.revision();
+        assert_ne!(added, start);
+        wants.add((au.clone(), 1));
+        wants.remove(&(au.clone(), 2));
+        assert_eq!(wants.revision(), added, "nothing changed");
+        wants.remove(&(au.clone(), 1));
+        assert_ne!(wants.revision(), added);
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub(super) async fn send_loop(
     // Fork proofs sent on this link, and the store's proof count when last looked at.
     let mut proofs_sent: BTreeSet<ProofKey> = BTreeSet::new();
     let mut proofs_seen: Option<u64> = None;
+    // The wants' revision when this link last asked for everything owed.
+    let mut wants_seen: Option<u64> = None;
     let mut cuts_seen = state.follow().map_or(0, |f| f.cuts.count());
     loop {
         changes.borrow_and_update();
@@ -151,9 +153,20 @@ pub(super) async fn send_loop(
             }
             proofs_seen = Some(count);
         }
-        if let Some(want) = next_want(&state, &mut wanted, limits.max_batch_entries) {
-            send(&out, frame(pb::sync_frame::Frame::Want(want)), &limits).await?;
-            last_sent = Instant::now();
+        // The owed set is copied only when it changed since this link last asked all of it:
+        // 190 links copying 65,536 keys on every round would cost more than the asks.
+        let revision = state.wants.revision();
+        if wants_seen != Some(revision) {
+            let want = next_want(&state, &mut wanted, limits.max_batch_entries);
+            // A full ask may leave more to ask next round; else all is asked until a change.
+            let full = want
+                .as_ref()
+                .is_some_and(|w| w.entries.len() >= limits.max_batch_entries);
+            wants_seen = (!full).then_some(revision);
+            if let Some(want) = want {
+                send(&out, frame(pb::sync_frame::Frame::Want(want)), &limits).await?;
+                last_sent = Instant::now();
+            }
         }
         // Tell the peer what this node now holds, so it does not send it what arrived by
         // another path.
