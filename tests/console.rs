@@ -79,6 +79,17 @@ async fn only_the_hubs_operators_get_the_console_and_its_json_follows_the_roster
                 .expect("an answer");
         assert_eq!(answer.status, 403, "{site}: {}", answer.text());
     }
+    // A link the operator follows from another site (a ticket, a wiki) opens the page.
+    let mut tls = intelmesh_tests::console::tls_stream(c.addr, &c.ca, Some(&alice))
+        .await
+        .expect("TLS");
+    let navigation = "Sec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: navigate\r\n";
+    let host = c.addr.to_string();
+    let answer =
+        intelmesh_tests::http1::exchange_with(&mut tls, &host, "GET", "/", None, navigation)
+            .await
+            .expect("an answer");
+    assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(json.header("cache-control"), Some("no-store"));
     let csp = json.header("content-security-policy").expect("CSP");
     assert!(

@@ -475,7 +475,7 @@ async fn roster(hub: &Hub, which: RosterCmd) -> anyhow::Result<ExitCode> {
         RosterCmd::Diff { a, b } => {
             let (a, b) = (hub.roster(a).await?, hub.roster(b).await?);
             for line in intelmesh_roster::diff(&a, &b) {
-                out!("{line}");
+                out!("{}", printable(&line));
             }
         }
         RosterCmd::Proposals => {

@@ -45,10 +45,10 @@ pub struct NodeState {
     pub(crate) own: tokio::sync::Mutex<()>,
     /// The store's count of hold-queue expiries last acted on, and when (see
     /// `resend_if_hold_expired`).
-    hold_resend: Mutex<(u64, Option<std::time::Instant>)>,
+    hold_resend: Mutex<HoldResend>,
     /// Fork proofs that checked out lately, so a proof passed on again costs no signature
     /// check.
-    proofs_checked: Mutex<crate::recent::Recent<ProofIdentity>>,
+    proofs_checked: Mutex<crate::seen_lately::SeenLately<ProofIdentity>>,
     /// Roster mode: this node's new key, rotated in but not yet in the roster (see `rotation`).
     /// Held while the key set is replaced, so no replacement loses the overlay.
     pub(crate) pending_key: Mutex<Option<PendingKey>>,
@@ -100,6 +100,15 @@ fn proof_identity(p: &pb::ForkProof) -> ProofIdentity {
     let (a, b) = (part(&p.kept), part(&p.conflicting));
     let pair = if a <= b { [a, b] } else { [b, a] };
     (p.origin.clone(), p.seq, pair)
+}
+
+/// The hold-queue expiries acted on (the store's count then), when, and whether a timer waits
+/// to act on more.
+#[derive(Default)]
+struct HoldResend {
+    seen: u64,
+    last: Option<std::time::Instant>,
+    timer_set: bool,
 }
 
 /// Least time between two link restarts for entries that expired from the hold queue.
@@ -558,7 +567,6 @@ impl NodeState {
             me.metrics.store_written(&applied.timings);
             me.take_checkpoints(checkpoints);
             me.settle_wants(watched, &applied)?;
-            me.resend_if_hold_expired();
             report.appended = applied.released.len();
             for o in applied.outcomes {
                 match o {
@@ -575,6 +583,7 @@ impl NodeState {
         if report.appended > 0 {
             self.bump();
         }
+        self.resend_if_hold_expired();
         Ok(report)
     }
 
@@ -582,15 +591,36 @@ impl NodeState {
     /// restart for it, at most once per [`HOLD_RESEND_EVERY`]: their senders count them
     /// delivered, so only restarted links send them again, or the origin's every later entry
     /// waits on the gap. Bounded in rate, since a member can make an entry expire at will
-    /// (one past a seq it never sends).
-    fn resend_if_hold_expired(&self) {
+    /// (one past a seq it never sends); one that comes too soon is acted on when the wait is
+    /// over, by a timer, not at the next received batch, which a quiet mesh may never send.
+    fn resend_if_hold_expired(self: &Arc<Self>) {
         let total = self.store.hold_expired_count();
-        let mut seen = crate::rotation::lock(&self.hold_resend);
-        let due = seen.1.is_none_or(|at| at.elapsed() >= HOLD_RESEND_EVERY);
-        if total > seen.0 && due {
-            *seen = (total, Some(std::time::Instant::now()));
-            tracing::warn!("entries held for their predecessors expired: links restart so peers send them again");
-            self.unverified.ask_resend();
+        let mut r = crate::rotation::lock(&self.hold_resend);
+        if total <= r.seen {
+            return;
+        }
+        let since = r.last.map(|at| at.elapsed());
+        match since {
+            Some(since) if since < HOLD_RESEND_EVERY => {
+                if !r.timer_set {
+                    r.timer_set = true;
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = tokio::time::sleep(HOLD_RESEND_EVERY - since) => {}
+                            _ = me.stopped() => return,
+                        }
+                        crate::rotation::lock(&me.hold_resend).timer_set = false;
+                        me.resend_if_hold_expired();
+                    });
+                }
+            }
+            _ => {
+                r.seen = total;
+                r.last = Some(std::time::Instant::now());
+                tracing::warn!("entries held for their predecessors expired: links restart so peers send them again");
+                self.unverified.ask_resend();
+            }
         }
     }
 

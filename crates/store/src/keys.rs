@@ -28,9 +28,11 @@ pub const ARRIVAL_CLOCK: &[u8] = b"Marrival_clock";
 /// The layout of the index's states (u32 BE): a store whose index is older rebuilds it once.
 pub const INDEX_LAYOUT: &[u8] = b"Mindex_layout";
 /// 2: assertions keep their first issue time (`first_issued_at_unix_ms`).
-/// 3: an origin holds at most 16 slots of each kind per state; an assertion's first 64 tags
-/// are posted, each cut at 1 KiB.
-pub const INDEX_LAYOUT_VERSION: u32 = 3;
+/// (Not raised for the caps on an origin's slots per state and on posted tags: a rebuild
+/// stamps every record's arrival anew, so every TAXII poller would read the whole collection
+/// again. A state an older node wrote past either cap, which only hundreds of tags or
+/// audiences on one value make, stays as it is, and `verify-store` names it.)
+pub const INDEX_LAYOUT_VERSION: u32 = 2;
 /// The number of indicators in the index.
 pub const INDEX_COUNT: &[u8] = b"Mcount";
 /// The prefix lengths of the CIDR blocks in the index.

@@ -110,12 +110,21 @@ async fn guard(
         .map_or(Err(IdentityError::NoCertificate), |leaf| identity_of(leaf));
     // A browser sends the operator's certificate with requests other sites' pages make too:
     // those (which it marks, unlike a typed address or the console's own links) are refused,
-    // so no page can make the console work for it or learn from its answers.
-    let fetched_by_another_site = request
-        .headers()
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|site| matches!(site, "cross-site" | "same-site"));
+    // so no page can make the console work for it (images, fetches, prefetches) or learn
+    // from its answers. Following a link to it (a navigation the operator sees) is allowed.
+    let fetched_by_another_site = {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let site = header("sec-fetch-site");
+        matches!(site.as_str(), "cross-site" | "same-site")
+            && header("sec-fetch-mode") != "navigate"
+    };
     let admitted = if state.cfg.role != NodeRole::Hub {
         Err(format!("{} is not a hub: it serves no console", state.org))
     } else if fetched_by_another_site {
@@ -154,7 +163,6 @@ fn security_headers(h: &mut HeaderMap) {
             HeaderName::from_static("cross-origin-resource-policy"),
             "same-origin",
         ),
-        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
     ] {
         h.insert(name, HeaderValue::from_static(value));
     }

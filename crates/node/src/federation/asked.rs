@@ -37,7 +37,7 @@ struct AskedKeys {
     /// for one again on the same link (`sender::next_want` keeps what it asked), so a repeat
     /// is ignored rather than served again, or a 15 KB frame could buy 8 MiB of reads and
     /// sends over and over.
-    settled: crate::recent::Recent<EntryKey>,
+    settled: crate::seen_lately::SeenLately<EntryKey>,
 }
 
 impl Asked {
@@ -227,8 +227,8 @@ mod tests {
         let open: Vec<_> = asked.lock().open.iter().cloned().collect();
         assert_eq!(open, [(au.clone(), 2)]);
         // The memory of settled asks is bounded: the oldest go first.
-        let mut settled = crate::recent::Recent::default();
-        let max = crate::recent::Recent::<EntryKey>::MAX as u64;
+        let mut settled = crate::seen_lately::SeenLately::default();
+        let max = crate::seen_lately::SeenLately::<EntryKey>::MAX as u64;
         for seq in 1..=(max + 10) {
             settled.insert(&(au.clone(), seq));
         }

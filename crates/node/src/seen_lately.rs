@@ -1,21 +1,21 @@
 //! A bounded memory of things seen lately (asks served on a link, fork proofs checked): the
-//! last [`Recent::MAX`] of them, as hashes under a key of the set's own, so a peer cannot
+//! last [`SeenLately::MAX`] of them, as hashes under a key of the set's own, so a peer cannot
 //! choose values that collide and each costs a few bytes whatever it is.
 
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::marker::PhantomData;
 
-pub struct Recent<T> {
+pub struct SeenLately<T> {
     hasher: RandomState,
     set: HashSet<u64>,
     order: VecDeque<u64>,
     kind: PhantomData<fn(&T)>,
 }
 
-impl<T> Default for Recent<T> {
-    fn default() -> Recent<T> {
-        Recent {
+impl<T> Default for SeenLately<T> {
+    fn default() -> SeenLately<T> {
+        SeenLately {
             hasher: RandomState::new(),
             set: HashSet::new(),
             order: VecDeque::new(),
@@ -24,7 +24,7 @@ impl<T> Default for Recent<T> {
     }
 }
 
-impl<T: Hash> Recent<T> {
+impl<T: Hash> SeenLately<T> {
     /// How many are kept; the oldest go first.
     pub const MAX: usize = 65_536;
 
