@@ -568,12 +568,12 @@ async fn add_objects(
         let me = state.org.as_str().to_string();
         let lists = state.warninglists();
         write::plan(&envelope, &publisher, &lists, |i| {
-            let held = state.store.indicator(i).ok().flatten()?;
-            // The latest of this node's assertions, whichever its audience.
+            let held = state.store.indicator(i).ok().flatten().unwrap_or_default();
+            // This node's assertions, one per audience.
             held.assertions
                 .into_iter()
                 .filter(|a| a.origin == me)
-                .max_by_key(|a| a.seq)
+                .collect()
         })
     })
     .await

@@ -24,6 +24,7 @@ use prost::Message as _;
 use serde_json::Value;
 
 use crate::api::submission::{held_identically, submission, Prepared, Publisher};
+use crate::api::view::Invalid;
 use crate::warninglists::lists_of;
 
 /// Statuses kept for `GET …/status/{id}/`, the oldest forgotten first.
@@ -112,13 +113,13 @@ fn detail(id: &str, version: Option<String>, message: Option<String>) -> StatusD
 const MAX_DETAIL_ID_BYTES: usize = 256;
 const MAX_DETAIL_MESSAGE_BYTES: usize = 1024;
 
-/// What to sign for `body` and each object's outcome. `held(i)` is this node's assertion in
-/// force about `i`, if any.
+/// What to sign for `body` and each object's outcome. `held(i)` is every assertion this node
+/// holds about `i` (one per audience).
 pub fn plan(
     body: &Value,
     publisher: &Publisher,
     warninglists: &Warninglists,
-    held: impl Fn(&Indicator) -> Option<pb::OriginAssertion> + Sync,
+    held: impl Fn(&Indicator) -> Vec<pb::OriginAssertion> + Sync,
 ) -> Result<Plan, PlanError> {
     use rayon::prelude::*;
     // Unmarked objects were not declared shareable further: AMBER, as on import.
@@ -255,9 +256,9 @@ impl Settling {
                         // signed once.
                         Judged::New(indicator, submission) => match submission {
                             _ if self.seen.contains(&indicator) => {}
-                            Ok(p) => {
+                            Ok(ps) => {
                                 if named.insert(indicator) {
-                                    prepared.push(p);
+                                    prepared.extend(ps);
                                 }
                             }
                             Err(why) => refused = Some(why),
@@ -358,8 +359,9 @@ enum Judged {
     Refused(String),
     /// Already asserted by this node as asked: nothing to sign.
     Held(Indicator),
-    /// To sign if no earlier object named it: the submission, or why it is refused.
-    New(Indicator, Result<Prepared, String>),
+    /// To sign if no earlier object named it: the submissions (an upsert, or a revocation
+    /// per audience), or why it is refused.
+    New(Indicator, Result<Vec<Prepared>, String>),
     /// Not judged: the POST had judged as many values as it may ([`MAX_JUDGED_VALUES`]).
     OverBudget,
 }
@@ -368,7 +370,7 @@ fn judge(
     v: &StixIndicator,
     publisher: &Publisher,
     warninglists: &Warninglists,
-    held: &(impl Fn(&Indicator) -> Option<pb::OriginAssertion> + Sync),
+    held: &(impl Fn(&Indicator) -> Vec<pb::OriginAssertion> + Sync),
 ) -> Judged {
     let lists = lists_of(warninglists, &v.indicator);
     if !v.revoked && !lists.is_empty() {
@@ -378,29 +380,54 @@ fn judge(
             lists.join(", ")
         ));
     }
-    let mine = held(&v.indicator);
+    let own = held(&v.indicator);
+    let mine = own.iter().max_by_key(|a| a.seq);
     let mut s = submission_of(v);
-    // An object without markings makes no new sharing decision. A revocation goes to the
-    // audience of this node's latest assertion, whatever it is (it shares nothing new, and
-    // elsewhere the readers who hold the value would not see it revoked). An upsert of a value
-    // this node asserts AMBER or more narrowly keeps that distribution (TLP and recipients);
-    // anything else takes AMBER, never wider.
-    let held = mine.as_ref().and_then(|a| a.distribution.as_ref());
-    if let (true, Some(d)) = (v.tlp_defaulted, held) {
-        if v.revoked || d.tlp >= pb::Tlp::Amber as i32 {
-            s.distribution = Some(d.clone());
-        }
-    }
+    let failed = |e: Invalid| format!("{}: {e}", v.indicator.value());
     if v.revoked && mine.is_none() {
         return Judged::Refused(format!(
             "{}: revoked, but this node never asserted it: nothing to revoke",
             v.indicator.value()
         ));
     }
-    if mine.is_some_and(|a| same_or_revoked(&a, &s)) {
+    // An object without markings makes no new sharing decision. A revocation goes to every
+    // audience the value is still in force for here (it shares nothing new, and elsewhere
+    // those readers would never see it revoked): one revocation per distribution.
+    if v.revoked && v.tlp_defaulted {
+        let mut live: Vec<&pb::Distribution> = own
+            .iter()
+            .filter(|a| !a.revoked)
+            .filter_map(|a| a.distribution.as_ref())
+            .collect();
+        live.sort_by_key(|d| (d.tlp, d.recipients.clone()));
+        live.dedup();
+        if live.is_empty() {
+            return Judged::Held(v.indicator.clone());
+        }
+        let revocations = live
+            .into_iter()
+            .map(|d| {
+                let s = pb::Submission {
+                    distribution: Some(d.clone()),
+                    ..s.clone()
+                };
+                submission(&s, publisher).map_err(failed)
+            })
+            .collect();
+        return Judged::New(v.indicator.clone(), revocations);
+    }
+    // An upsert of a value this node asserts AMBER or more narrowly keeps that distribution
+    // (TLP and recipients); anything else takes AMBER, never wider.
+    let held = mine.and_then(|a| a.distribution.as_ref());
+    if let (true, Some(d)) = (v.tlp_defaulted, held) {
+        if d.tlp >= pb::Tlp::Amber as i32 {
+            s.distribution = Some(d.clone());
+        }
+    }
+    if mine.is_some_and(|a| same_or_revoked(a, &s)) {
         return Judged::Held(v.indicator.clone());
     }
-    let prepared = submission(&s, publisher).map_err(|e| format!("{}: {e}", v.indicator.value()));
+    let prepared = submission(&s, publisher).map(|p| vec![p]).map_err(failed);
     Judged::New(v.indicator.clone(), prepared)
 }
 

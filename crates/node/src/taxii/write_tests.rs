@@ -30,8 +30,8 @@ fn publisher_of<'a>(
     }
 }
 
-fn nothing_held(_: &intelmesh_core::Indicator) -> Option<pb::OriginAssertion> {
-    None
+fn nothing_held(_: &intelmesh_core::Indicator) -> Vec<pb::OriginAssertion> {
+    Vec::new()
 }
 
 /// `plan` of an envelope of `objects` posted to SG-IGCI, which holds nothing yet.
@@ -80,10 +80,14 @@ fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
     lists.add(&parse_warninglist(list).unwrap());
     // This node already revoked `held.example.org`: revoking it again signs nothing.
     let held = |i: &intelmesh_core::Indicator| {
-        (i.value() == "held.example.org").then(|| pb::OriginAssertion {
+        let revoked = pb::OriginAssertion {
             revoked: true,
             ..Default::default()
-        })
+        };
+        (i.value() == "held.example.org")
+            .then_some(revoked)
+            .into_iter()
+            .collect()
     };
 
     let plan = plan(&json!({ "objects": objects }), &publisher, &lists, held).unwrap();
@@ -362,7 +366,7 @@ fn a_post_judges_a_bounded_number_of_values_however_its_objects_are_sized() {
         &Warninglists::default(),
         |_: &intelmesh_core::Indicator| {
             looked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            None
+            Vec::new()
         },
     )
     .unwrap();
@@ -382,9 +386,10 @@ fn a_post_judges_a_bounded_number_of_values_however_its_objects_are_sized() {
 
 #[test]
 fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
-    // This node asserts red.example and gone.example as RED to BR-PF; a sync tool re-posts
-    // one and revokes the other without markings: neither may go out AMBER to every member.
-    // A value new here does, and so does one held GREEN (an unmarked object is never wider).
+    // This node asserts red.example as RED to BR-PF, and gone.example to BR-PF and to GREEN
+    // readers; a sync tool re-posts one and revokes the other without markings: neither may
+    // go out AMBER to every member, and the revocation reaches every audience. A value new
+    // here goes out AMBER, and so does one held GREEN (an unmarked upsert is never wider).
     let (me, br) = (org("SG-IGCI"), org("BR-PF"));
     let members = [me.clone(), br.clone()].into();
     let publisher = publisher_of(&me, &members);
@@ -396,19 +401,31 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
         tlp: pb::Tlp::Green as i32,
         recipients: Vec::new(),
     };
+    let amber = pb::Distribution {
+        tlp: pb::Tlp::Amber as i32,
+        recipients: Vec::new(),
+    };
     let held = |i: &intelmesh_core::Indicator| {
-        let distribution = match i.value() {
-            "red.example" | "gone.example" => red.clone(),
-            "green.example" | "gone-green.example" => green.clone(),
-            _ => return None,
-        };
-        Some(pb::OriginAssertion {
-            origin: "SG-IGCI".into(),
-            seq: 7,
-            confidence: 10,
-            distribution: Some(distribution),
-            ..Default::default()
-        })
+        let assertion =
+            |seq: u64, distribution: &pb::Distribution, revoked: bool| pb::OriginAssertion {
+                origin: "SG-IGCI".into(),
+                seq,
+                confidence: 10,
+                distribution: Some(distribution.clone()),
+                revoked,
+                ..Default::default()
+            };
+        match i.value() {
+            "red.example" => vec![assertion(7, &red, false)],
+            // Asserted to BR-PF (RED) and to GREEN readers, and revoked for AMBER ones.
+            "gone.example" => vec![
+                assertion(5, &green, false),
+                assertion(6, &amber, true),
+                assertion(7, &red, false),
+            ],
+            "green.example" | "gone-green.example" => vec![assertion(7, &green, false)],
+            _ => Vec::new(),
+        }
     };
     let mut revoked = indicator(2, "[domain-name:value = 'gone.example']");
     revoked["revoked"] = json!(true);
@@ -437,6 +454,7 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
         signed,
         [
             ("red.example", Tlp::Red, vec!["BR-PF".to_string()]),
+            ("gone.example", Tlp::Green, vec![]),
             ("gone.example", Tlp::Red, vec!["BR-PF".to_string()]),
             ("new.example", Tlp::Amber, vec![]),
             ("green.example", Tlp::Amber, vec![]),
@@ -445,9 +463,13 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
         "held GREEN: an unmarked upsert goes out AMBER, never wider than the default; a \
          revocation reaches the GREEN readers"
     );
-    assert!(matches!(
-        plan.to_sign[1].payload.body,
-        Some(pb::payload::Body::Revoke(_))
-    ));
+    // gone.example: a revocation for each audience it is still in force for (not the AMBER
+    // one, revoked already).
+    for i in [1, 2, 5] {
+        assert!(matches!(
+            plan.to_sign[i].payload.body,
+            Some(pb::payload::Body::Revoke(_))
+        ));
+    }
     assert_eq!(plan.failures.len(), 0, "{:?}", plan.failures);
 }
