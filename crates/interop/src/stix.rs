@@ -386,7 +386,7 @@ fn indicator(
         if tags.len() == MAX_TAGS {
             break;
         }
-        let t = crate::text::clip(t, MAX_TAG_BYTES - '…'.len_utf8());
+        let t = crate::text::clip_within(t, MAX_TAG_BYTES);
         if seen.insert(t.clone()) {
             tags.push(t);
         }

@@ -17,6 +17,12 @@ pub fn clip(mut text: String, max: usize) -> String {
     text
 }
 
+/// [`clip`] such that the text, its `…` included, is at most `max` bytes: for bounds a kept
+/// text must never pass (a tag an entry may carry, a status detail).
+pub fn clip_within(text: String, max: usize) -> String {
+    clip(text, max.saturating_sub('…'.len_utf8()))
+}
+
 /// `text` with every character a terminal would act on written as an escape (`\n`,
 /// `\u{1b}`): control characters (an escape sequence can rewrite earlier lines, set the
 /// clipboard, or fake a summary line; a newline fakes a line) and the bidirectional
@@ -40,7 +46,7 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{clip, printable, Cow};
+    use super::{clip, clip_within, printable, Cow};
 
     #[test]
     fn what_a_terminal_acts_on_is_escaped() {
@@ -62,5 +68,7 @@ mod tests {
         // "é" is two bytes: a cut inside it moves back before it.
         assert_eq!(clip("aé".into(), 2), "a…");
         assert_eq!(clip("é".into(), 0), "…");
+        assert_eq!(clip_within("abcdefgh".into(), 6), "abc…");
+        assert_eq!(clip_within("abcdefgh".into(), 6).len(), 6);
     }
 }

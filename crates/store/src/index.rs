@@ -273,6 +273,22 @@ mod tests {
         }
     }
 
+    /// The state `updates` fold into, checked to be the same in reverse order.
+    fn merged_both_ways(updates: impl Fn() -> Vec<IndexUpdate>) -> pb::IndicatorState {
+        let mut forward = Index::default();
+        for u in updates() {
+            forward.merge(u);
+        }
+        let mut backward = Index::default();
+        for u in updates().into_iter().rev() {
+            backward.merge(u);
+        }
+        let key = upsert("XX", 1, 0).key;
+        let state = forward.get(&key);
+        assert_eq!(state, backward.get(&key), "the order changed the state");
+        state
+    }
+
     fn confidences(index: &Index) -> Vec<(String, u64, u32)> {
         let key = upsert("XX", 1, 0).key;
         let state = index.get(&key);
@@ -310,17 +326,7 @@ mod tests {
                 sighting("AA", 4, Tlp::Green, &[], 700),
             ]
         };
-        let mut forward = Index::default();
-        for u in updates() {
-            forward.merge(u);
-        }
-        let mut backward = Index::default();
-        for u in updates().into_iter().rev() {
-            backward.merge(u);
-        }
-        let key = upsert("XX", 1, 0).key;
-        let state = forward.get(&key);
-        assert_eq!(state, backward.get(&key));
+        let state = merged_both_ways(updates);
         let seen: Vec<(i32, Vec<String>, u64, i64, i64)> = state
             .sightings
             .iter()
@@ -363,17 +369,7 @@ mod tests {
             u.push(sighting("AA", 81, Tlp::Red, &["R00"], 9));
             u
         };
-        let mut forward = Index::default();
-        for u in updates() {
-            forward.merge(u);
-        }
-        let mut backward = Index::default();
-        for u in updates().into_iter().rev() {
-            backward.merge(u);
-        }
-        let key = upsert("XX", 1, 0).key;
-        let state = forward.get(&key);
-        assert_eq!(state, backward.get(&key));
+        let state = merged_both_ways(updates);
         let audience = |d: &Option<pb::Distribution>| d.as_ref().unwrap().recipients.join(",");
         let assertions: Vec<(String, String)> = state
             .assertions

@@ -172,9 +172,7 @@ mod tests {
 
     #[test]
     fn asks_are_kept_for_members_only_and_bounded() {
-        let mut members = StaticKeys::default();
-        let au = OrgId::parse("AU-AFP").unwrap();
-        members.insert(au.clone(), SigningKey::from_bytes(&[1; 32]).verifying_key());
+        let (au, members) = au_only();
         let asked = Asked::default();
         let refs = |origin: &str, n: u64| -> Vec<pb::EntryRef> {
             (0..n)
@@ -203,18 +201,28 @@ mod tests {
         assert_eq!(asked.lock().open.len(), Asked::MAX);
     }
 
-    #[test]
-    fn an_ask_settled_on_the_link_is_not_kept_again() {
+    /// A key list of AU-AFP alone.
+    fn au_only() -> (OrgId, StaticKeys) {
         let mut members = StaticKeys::default();
         let au = OrgId::parse("AU-AFP").unwrap();
         members.insert(au.clone(), SigningKey::from_bytes(&[1; 32]).verifying_key());
-        let asked = Asked::default();
-        let want = |seq| pb::Want {
+        (au, members)
+    }
+
+    /// A `Want` of AU-AFP's entry `seq`.
+    fn want(seq: u64) -> pb::Want {
+        pb::Want {
             entries: vec![pb::EntryRef {
                 origin: "AU-AFP".into(),
                 seq,
             }],
-        };
+        }
+    }
+
+    #[test]
+    fn an_ask_settled_on_the_link_is_not_kept_again() {
+        let (au, members) = au_only();
+        let asked = Asked::default();
         asked.add(want(1), &members);
         {
             // As `serve_asked` does once it sent the payload.
@@ -245,16 +253,8 @@ mod tests {
 
     #[tokio::test]
     async fn only_a_new_ask_wakes_the_sender() {
-        let mut members = StaticKeys::default();
-        let au = OrgId::parse("AU-AFP").unwrap();
-        members.insert(au, SigningKey::from_bytes(&[1; 32]).verifying_key());
+        let (_, members) = au_only();
         let asked = Asked::default();
-        let want = |seq| pb::Want {
-            entries: vec![pb::EntryRef {
-                origin: "AU-AFP".into(),
-                seq,
-            }],
-        };
         asked.add(want(1), &members);
         assert!(woken(&asked).await);
         asked.add(want(1), &members);

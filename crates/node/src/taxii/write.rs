@@ -17,7 +17,7 @@ use intelmesh_interop::stix::{
 };
 use intelmesh_interop::stix_export::indicator_id;
 use intelmesh_interop::taxii::{StatusDetail, StatusResource};
-use intelmesh_interop::text::clip;
+use intelmesh_interop::text::clip_within;
 use intelmesh_interop::{format_timestamp, Markings, Warninglists};
 use intelmesh_proto::v1 as pb;
 use prost::Message as _;
@@ -99,12 +99,10 @@ pub fn submission_of(i: &StixIndicator) -> pb::Submission {
 /// A status detail. Its id and message are cut to a bound: both may carry the caller's text
 /// (an id is whatever the object says, an error may quote a pattern), and statuses are kept.
 fn detail(id: &str, version: Option<String>, message: Option<String>) -> StatusDetail {
-    // Cut so that with its `…` a text stays within its bound.
-    let cut = |text: String, max: usize| clip(text, max - '…'.len_utf8());
     StatusDetail {
-        id: cut(id.to_string(), MAX_DETAIL_ID_BYTES),
+        id: clip_within(id.to_string(), MAX_DETAIL_ID_BYTES),
         version,
-        message: message.map(|m| cut(m, MAX_DETAIL_MESSAGE_BYTES)),
+        message: message.map(|m| clip_within(m, MAX_DETAIL_MESSAGE_BYTES)),
     }
 }
 
