@@ -427,3 +427,52 @@ async fn pages_of_one(c: &mut Client, tags: &[&str]) -> Vec<(Vec<String>, bool)>
         token = r.next_page_token;
     }
 }
+
+/// Every node's index keeps an origin's first 16 audiences (TLP level and recipients) of one
+/// value; the node refuses to sign a 17th, which no reader would ever see, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_audience_past_what_every_index_keeps_is_refused_at_submit() {
+    let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
+    let mut at_au = net.client(&org("AU-AFP")).await;
+    let members = ["AU-AFP", "BR-PF", "SG-IGCI"];
+    let mut audiences: Vec<(Tlp, Vec<&str>)> = Vec::new();
+    for tlp in [Tlp::AmberStrict, Tlp::Red] {
+        for set in 1..8usize {
+            let names = (0..3).filter(|b| set & (1 << b) != 0).map(|b| members[b]);
+            audiences.push((tlp, names.collect()));
+        }
+    }
+    audiences.extend([Tlp::Clear, Tlp::Green, Tlp::Amber].map(|t| (t, Vec::new())));
+    let to = |(tlp, recipients): &(Tlp, Vec<&str>)| {
+        let mut s = upsert(Ty::Domain, "crowded.example", *tlp, &["c2"]);
+        s.distribution = dist(*tlp, recipients);
+        s
+    };
+    let (first_16, last) = audiences.split_at(16);
+    assert_eq!(last.len(), 1);
+
+    let all: Vec<_> = audiences.iter().map(to).collect();
+    let refused = submit_refused(&mut at_au, all).await;
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused.message().contains("crowded.example")
+            && refused.message().contains("more than 16 audiences"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        submit(&mut at_au, first_16.iter().map(to).collect())
+            .await
+            .len(),
+        16
+    );
+    let refused = submit_refused(&mut at_au, vec![to(&last[0])]).await;
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    // An audience already held is updated as ever.
+    assert_eq!(submit(&mut at_au, vec![to(&first_16[3])]).await.len(), 1);
+    let held = get(&mut at_au, Ty::Domain, "crowded.example").await;
+    let state = held.state.expect("the value is held");
+    // Sixteen audiences and the update signed; nothing for the refused calls.
+    let seqs: Vec<u64> = state.assertions.iter().map(|a| a.seq).collect();
+    assert_eq!(seqs, [17], "the origin's latest assertion: {state:?}");
+}

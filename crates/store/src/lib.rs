@@ -45,7 +45,7 @@ use intelmesh_proto::v1 as pb;
 pub use apply::MAX_FORK_PROOFS_PER_ORIGIN;
 pub use check::{verify_store, StoreCheck};
 pub use disk_store::{Arrivals, DiskStore, IndexSource, StoreConfig};
-pub use index::{first_issued, merge_payload};
+pub use index::{first_issued, merge_payload, MAX_SLOTS_PER_ORIGIN};
 pub use postings::Selection;
 pub use select::Selected;
 pub use state_table_build::StateTableConfig;

@@ -227,6 +227,10 @@ impl IndicatorsService {
                     s.is_some_and(|s| s.assertions.iter().any(|a| a.origin == state.org.as_str()))
                 })
             })?;
+            submission::refuse_past_audience_cap(&items, |i, kind| {
+                let held = state.store.indicator(i).ok().flatten();
+                held.map_or_else(Vec::new, |h| submission::audiences(&h, &state.org, kind))
+            })?;
             Ok(items)
         })
         .await
@@ -236,8 +240,16 @@ impl IndicatorsService {
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        self.publish_for(request, |r, p| Ok(vec![submission::sighting(r, p)?]))
-            .await
+        let state = Arc::clone(&self.state);
+        self.publish_for(request, move |r, p| {
+            let items = vec![submission::sighting(r, p)?];
+            submission::refuse_past_audience_cap(&items, |i, kind| {
+                let held = state.store.indicator(i).ok().flatten();
+                held.map_or_else(Vec::new, |h| submission::audiences(&h, &state.org, kind))
+            })?;
+            Ok(items)
+        })
+        .await
     }
 
     pub(super) async fn get_call(

@@ -10,6 +10,7 @@ use intelmesh_core::payload::sealed_len;
 use intelmesh_core::sealed::MAX_SEALED_PLAINTEXT;
 use intelmesh_core::{Distribution, Indicator, IndicatorType, OrgId, Tlp, VerifyConfig};
 use intelmesh_proto::v1 as pb;
+use intelmesh_store::MAX_SLOTS_PER_ORIGIN;
 use prost::Message;
 
 use super::view::{invalid, to_ref, Invalid};
@@ -242,17 +243,101 @@ pub fn refuse_unasserted(
     if never.is_empty() {
         return Ok(());
     }
-    let more = never.len().saturating_sub(ERRORS_SHOWN);
-    never.truncate(ERRORS_SHOWN);
     Err(invalid(format!(
-        "this node never asserted what {} would revoke{}; nothing was published",
-        never.join(", "),
-        if more > 0 {
-            format!(" (and {more} more)")
-        } else {
-            String::new()
-        }
+        "this node never asserted what {} would revoke; nothing was published",
+        first_of(never)
     )))
+}
+
+/// Which of an origin's slots in an indicator's state a payload goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SlotKind {
+    /// Upserts and revocations.
+    Assertion,
+    Sighting,
+}
+
+impl SlotKind {
+    pub fn of(p: &Prepared) -> SlotKind {
+        match p.payload.body {
+            Some(pb::payload::Body::Sighting(_)) => SlotKind::Sighting,
+            _ => SlotKind::Assertion,
+        }
+    }
+}
+
+/// An audience as the index keys a slot: TLP level, then recipients sorted and deduplicated.
+pub type Audience = (i32, Vec<String>);
+
+pub fn audience_of(d: &pb::Distribution) -> Audience {
+    let mut recipients = d.recipients.clone();
+    recipients.sort();
+    recipients.dedup();
+    (d.tlp, recipients)
+}
+
+/// `org`'s audiences in `state`'s slots of `kind`.
+pub fn audiences(state: &pb::IndicatorState, org: &OrgId, kind: SlotKind) -> Vec<Audience> {
+    let of_org = |origin: &str| origin == org.as_str();
+    match kind {
+        SlotKind::Assertion => state
+            .assertions
+            .iter()
+            .filter(|a| of_org(&a.origin))
+            .filter_map(|a| a.distribution.as_ref())
+            .map(audience_of)
+            .collect(),
+        SlotKind::Sighting => state
+            .sightings
+            .iter()
+            .filter(|x| of_org(&x.origin))
+            .filter_map(|x| x.distribution.as_ref())
+            .map(audience_of)
+            .collect(),
+    }
+}
+
+/// Refuses the whole request if it would give this node more audiences for one value than
+/// every node's index keeps for one origin ([`MAX_SLOTS_PER_ORIGIN`]): the entry would be
+/// signed and sent, and no reader anywhere would see it (or, ordered before a kept audience,
+/// it would push that one out). `held(i, kind)` is the node's own audiences for the value.
+pub fn refuse_past_audience_cap(
+    items: &[Prepared],
+    held: impl Fn(&Indicator, SlotKind) -> Vec<Audience>,
+) -> Result<(), Invalid> {
+    let mut slots: std::collections::HashMap<(&Indicator, SlotKind), BTreeSet<Audience>> =
+        Default::default();
+    let mut over = Vec::new();
+    for p in items {
+        let kind = SlotKind::of(p);
+        let known = slots
+            .entry((&p.indicator, kind))
+            .or_insert_with(|| held(&p.indicator, kind).into_iter().collect());
+        if known.insert(audience_of(&p.distribution.to_proto()))
+            && known.len() > MAX_SLOTS_PER_ORIGIN
+        {
+            over.push(p.indicator.value().to_string());
+        }
+    }
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "this node would share {} with more than {MAX_SLOTS_PER_ORIGIN} audiences (TLP level and \
+         recipients), the most any node keeps for one origin: publish under an audience it \
+         already uses; nothing was published",
+        first_of(over)
+    )))
+}
+
+/// The first [`ERRORS_SHOWN`] of `named`, and how many more there were.
+fn first_of(mut named: Vec<String>) -> String {
+    let more = named.len().saturating_sub(ERRORS_SHOWN);
+    named.truncate(ERRORS_SHOWN);
+    match more {
+        0 => named.join(", "),
+        more => format!("{} (and {more} more)", named.join(", ")),
+    }
 }
 
 /// Checks a `ReportSighting` request and makes its payload canonical.

@@ -315,3 +315,61 @@ fn a_revocation_of_what_this_node_never_asserted_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn an_audience_past_what_every_index_keeps_is_refused() {
+    let (me, m) = (org("AU-AFP"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let red_for = |who: &str| audience_of(&dist(pb::Tlp::Red, &[who]).unwrap());
+    // Audiences this node already holds for the value: all but one slot used, or all of them.
+    let held_but_one: Vec<Audience> = (1..MAX_SLOTS_PER_ORIGIN)
+        .map(|n| red_for(&format!("XX-{n:02}")))
+        .collect();
+    let full: Vec<Audience> = held_but_one
+        .iter()
+        .cloned()
+        .chain([audience_of(&dist(pb::Tlp::Green, &[]).unwrap())])
+        .collect();
+    let green = upsert(Ty::Domain, "evil.example", pb::Tlp::Green, &[]);
+    let red_br = upsert(Ty::Domain, "evil.example", pb::Tlp::Red, &["BR-PF"]);
+    let red_sg = upsert(Ty::Domain, "evil.example", pb::Tlp::Red, &["SG-IGCI"]);
+    let held = |h: &Vec<Audience>| {
+        let h = h.clone();
+        move |_: &Indicator, kind: SlotKind| match kind {
+            SlotKind::Assertion => h.clone(),
+            SlotKind::Sighting => Vec::new(),
+        }
+    };
+    let items = |subs: &[pb::Submission]| submissions(subs, &p).unwrap();
+
+    // A held audience, or one new audience into the last slot (twice: still one slot).
+    assert!(refuse_past_audience_cap(&items(&[green.clone()]), held(&full)).is_ok());
+    let one_new = items(&[red_br.clone(), red_br.clone()]);
+    assert!(refuse_past_audience_cap(&one_new, held(&held_but_one)).is_ok());
+    // A new audience past the cap, held or opened earlier in the same call.
+    let err = refuse_past_audience_cap(&items(&[red_br.clone()]), held(&full))
+        .unwrap_err()
+        .0;
+    assert!(
+        err.contains("evil.example") && err.contains("nothing was published"),
+        "{err}"
+    );
+    assert!(refuse_past_audience_cap(&items(&[red_br, red_sg]), held(&held_but_one)).is_err());
+    // Sightings have slots of their own.
+    let sighting = sighting(
+        &pb::ReportSightingRequest {
+            r#type: Ty::Domain as i32,
+            value: "evil.example".into(),
+            distribution: dist(pb::Tlp::Red, &["BR-PF"]),
+            count: 1,
+            ..Default::default()
+        },
+        &p,
+    )
+    .unwrap();
+    assert!(refuse_past_audience_cap(&[sighting], held(&full)).is_ok());
+}

@@ -23,7 +23,9 @@ use intelmesh_proto::v1 as pb;
 use prost::Message as _;
 use serde_json::Value;
 
-use crate::api::submission::{held_identically, submission, Prepared, Publisher};
+use crate::api::submission::{
+    audience_of, held_identically, refuse_past_audience_cap, submission, Prepared, Publisher,
+};
 use crate::api::view::Invalid;
 use crate::warninglists::lists_of;
 
@@ -425,7 +427,18 @@ fn judge(
     if mine.is_some_and(|a| same_or_revoked(a, &s)) {
         return Judged::Held(v.indicator.clone());
     }
-    let prepared = submission(&s, publisher).map(|p| vec![p]).map_err(failed);
+    let prepared = submission(&s, publisher)
+        .and_then(|p| {
+            let p = vec![p];
+            refuse_past_audience_cap(&p, |_, _| {
+                own.iter()
+                    .filter_map(|a| a.distribution.as_ref())
+                    .map(audience_of)
+                    .collect()
+            })?;
+            Ok(p)
+        })
+        .map_err(failed);
     Judged::New(v.indicator.clone(), prepared)
 }
 
