@@ -311,14 +311,18 @@ fn progress_bar(total: usize, json: bool) -> indicatif::ProgressBar {
 pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     // A file's tags and these together must fit an entry, or every value would be refused.
     let room = intelmesh_core::entry::MAX_TAGS - crate::import_read::MAX_TAGS;
-    anyhow::ensure!(
-        args.tags.len() <= room,
-        "--tag given {} times; at most {room}",
-        args.tags.len()
-    );
+    if args.tags.len() > room {
+        return Err(crate::usage(format!(
+            "--tag given {} times; at most {room}",
+            args.tags.len()
+        )));
+    }
     let longest = intelmesh_core::entry::MAX_TAG_BYTES;
     if let Some(t) = args.tags.iter().find(|t| t.len() > longest) {
-        anyhow::bail!("--tag of {} bytes; at most {longest}", t.len());
+        return Err(crate::usage(format!(
+            "--tag of {} bytes; at most {longest}",
+            t.len()
+        )));
     }
     let lists = if args.warninglists.is_empty() {
         None

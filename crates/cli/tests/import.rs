@@ -219,6 +219,18 @@ fn a_plain_list_imports_refanged_and_warninglisted_values_wait_for_force() {
     }
     assert!(assertion(&nodes, "8.8.8.8").is_none());
 
+    // Tags past what an entry may carry are a usage error, before anything is read or signed.
+    let before = own_entries(&nodes);
+    let long_tag = "t".repeat(intelmesh_core::entry::MAX_TAG_BYTES + 1);
+    for extra in [vec!["--tag", long_tag.as_str()], ["--tag", "x"].repeat(40)] {
+        let mut over: Vec<String> = cmd.iter().chain(&extra).map(|a| a.to_string()).collect();
+        over.extend(nodes.api_args(ORG));
+        let out = intelmesh_owned(&over);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(support::one_error_line(&out).contains("--tag"), "{out:?}");
+    }
+    assert_eq!(own_entries(&nodes), before);
+
     // With --force the listed value goes too (and is still reported as warned); the three
     // others are already held identically and are not signed again.
     let before = own_entries(&nodes);
