@@ -211,3 +211,57 @@ async fn a_node_never_echoes_a_peers_entries_back_to_it() {
     assert_eq!(from_br, 5, "BR's entries reach the peer over this link");
     assert_eq!(own, 0, "the hub sent AU's own entries back to AU");
 }
+
+/// A node whose store is lost (moved aside, as the store of an older layout must be) signs
+/// nothing until its peers have sent its own log back: signing at once would put a second
+/// entry at a seq they hold, and every member would hold its log for a fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_that_lost_its_store_signs_again_only_once_its_own_log_is_back() {
+    use intelmesh_node::state::NodeError;
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let (sg, au) = (org("SG-IGCI"), org("AU-AFP"));
+    net.publish_domains(&au, "before", 3).await;
+    net.wait_for(&au, 3, PATIENCE).await.unwrap();
+
+    net.stop(&sg).await;
+    net.stop(&au).await;
+    let data = net.fed.nodes[&au].config.data_dir.clone();
+    std::fs::rename(&data, data.with_extension("aside")).unwrap();
+    net.start(&au).await;
+    assert_eq!(net.vector(&au).get(&au), None, "an empty store");
+    let refused = net
+        .node(&au)
+        .state()
+        .publish(vec![(
+            intelmesh_tests::net::green(),
+            intelmesh_tests::net::domain_upsert("new.au-afp.example"),
+        )])
+        .await
+        .expect_err("nothing is signed while the own log is behind");
+    assert!(
+        matches!(
+            refused,
+            NodeError::OwnLogBehind {
+                held: 0,
+                signed: 3,
+                ..
+            }
+        ),
+        "{refused}"
+    );
+
+    // The hub returns and sends the own log back; then the node signs on from seq 4.
+    net.start(&sg).await;
+    net.wait_for(&au, 3, PATIENCE).await.unwrap();
+    assert_eq!(net.publish_domains(&au, "after", 1).await, [4]);
+    net.wait_for(&au, 4, PATIENCE).await.unwrap();
+    net.wait_converged(PATIENCE).await.unwrap();
+    assert_eq!(net.digest(&au), net.digest(&sg));
+    for at in [&sg, &au] {
+        let proofs = net.node(at).state().store.fork_proofs().unwrap();
+        assert!(
+            proofs.is_empty(),
+            "{at} holds AU-AFP for a fork: {proofs:?}"
+        );
+    }
+}

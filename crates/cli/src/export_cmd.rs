@@ -3,6 +3,7 @@
 //! (`intelmesh-interop`), a DNS RPZ zone (`export_rpz`), a plain one-value-per-line list or
 //! CSV.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use intelmesh_core::{Indicator, IndicatorType, Tlp};
 use intelmesh_interop::misp_feed;
 use intelmesh_interop::stix_export::export_bundle;
 use intelmesh_node::api::stix::{stix_parts, StixParts};
+use intelmesh_node::api::view::in_force;
 use intelmesh_proto::v1 as pb;
 
 use crate::client_cmd::{query_pages, FilterArgs, Pages};
@@ -97,16 +99,12 @@ fn tags_cell(tags: &[String]) -> String {
     csv_field(&escaped.join(";"))
 }
 
-/// Whether any origin's assertion of the state is in force (not revoked).
-fn in_force(s: &pb::IndicatorState) -> bool {
-    s.assertions.iter().any(|a| !a.revoked)
-}
-
-/// The indicators some origin asserts in force, in canonical form.
-fn asserted(states: &[pb::IndicatorState]) -> Vec<Indicator> {
+/// The indicators some origin asserts in force at `now` (not revoked, inside its validity
+/// window), in canonical form.
+fn asserted(states: &[pb::IndicatorState], now: i64) -> Vec<Indicator> {
     states
         .iter()
-        .filter(|s| in_force(s))
+        .filter(|s| s.assertions.iter().any(|a| in_force(a, now)))
         .filter_map(|s| {
             let r = s.indicator.as_ref()?;
             normalize(IndicatorType::from_proto(r.r#type)?, &r.value).ok()
@@ -120,14 +118,19 @@ async fn block_list(
     args: &ExportArgs,
     states: &[pb::IndicatorState],
 ) -> anyhow::Result<Vec<Indicator>> {
-    let (values, everything): (Vec<_>, Vec<_>) = asserted(states)
+    let mut wide: BTreeMap<&str, usize> = BTreeMap::new();
+    let values: Vec<Indicator> = asserted(states, intelmesh_core::now_unix_ms())
         .into_iter()
-        .partition(|v| !(v.ty() == IndicatorType::Cidr && v.value().ends_with("/0")));
-    if !everything.is_empty() {
-        eprintln!(
-            "left out {} block(s) of prefix length 0: on a block list they match every address",
-            everything.len()
-        );
+        .filter(|v| match too_wide(v) {
+            Some(why) => {
+                *wide.entry(why).or_default() += 1;
+                false
+            }
+            None => true,
+        })
+        .collect();
+    for (why, n) in wide {
+        eprintln!("left out {n} {why}: on a block list they would block far more than a threat");
     }
     if args.keep_warninglisted {
         return Ok(values);
@@ -146,6 +149,59 @@ async fn block_list(
         );
     }
     Ok(kept)
+}
+
+/// Widest IPv4 and IPv6 blocks a block list takes.
+const WIDEST_V4_PREFIX: u8 = 8;
+const WIDEST_V6_PREFIX: u8 = 16;
+
+/// The IPv4-mapped IPv6 range `::ffff:0:0/96`, as a number.
+const V4_MAPPED: u128 = 0xffff_0000_0000;
+
+/// Why a CIDR block is too wide for a block list, if it is. Another member's `0.0.0.0/1` would
+/// block half the Internet; and an IPv6 block holding `::ffff:0:0/96` blocks every IPv4 address
+/// wherever IPv4 rules are kept as IPv4-mapped IPv6 ones (BIND's RPZ does), as a block inside it
+/// is an IPv4 block of 96 bits less.
+fn too_wide(v: &Indicator) -> Option<&'static str> {
+    const V4: &str = "IPv4 block(s) wider than /8";
+    if v.ty() != IndicatorType::Cidr {
+        return None;
+    }
+    let (address, prefix) = v.value().split_once('/')?;
+    let prefix: u8 = prefix.parse().ok()?;
+    if address.parse::<std::net::Ipv4Addr>().is_ok() {
+        return (prefix < WIDEST_V4_PREFIX).then_some(V4);
+    }
+    let bits = u128::from(address.parse::<std::net::Ipv6Addr>().ok()?);
+    let same_prefix = |len: u8| len == 0 || (bits ^ V4_MAPPED) >> (128 - u32::from(len)) == 0;
+    if prefix >= 96 && same_prefix(96) {
+        (prefix < 96 + WIDEST_V4_PREFIX).then_some(V4)
+    } else if same_prefix(prefix.min(96)) {
+        Some("IPv6 block(s) holding every IPv4-mapped address (::ffff:0:0/96)")
+    } else {
+        (prefix < WIDEST_V6_PREFIX).then_some("IPv6 block(s) wider than /16")
+    }
+}
+
+/// Each state with only the assertions (and sightings) the filter's origins and tags select:
+/// the node selects indicators, and an indicator one trusted origin names may carry another
+/// member's assertions, which `--origin` means to leave out. States left with nothing go.
+fn narrowed(states: Vec<pb::IndicatorState>, f: &FilterArgs) -> Vec<pb::IndicatorState> {
+    let tags: Vec<String> = f.tags.iter().map(|t| t.to_lowercase()).collect();
+    let by_origin =
+        |origin: &str| f.origins.is_empty() || f.origins.iter().any(|o| o.as_str() == origin);
+    let by_tag = |a: &pb::OriginAssertion| {
+        tags.is_empty() || a.tags.iter().any(|t| tags.contains(&t.to_lowercase()))
+    };
+    states
+        .into_iter()
+        .filter_map(|mut s| {
+            s.assertions.retain(|a| by_origin(&a.origin) && by_tag(a));
+            s.sightings
+                .retain(|x| tags.is_empty() && by_origin(&x.origin));
+            (!s.assertions.is_empty() || !s.sightings.is_empty()).then_some(s)
+        })
+        .collect()
 }
 
 fn render(
@@ -275,13 +331,21 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
     Ok(())
 }
 
-pub async fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+pub async fn export(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
     if args.format == ExportFormat::MispFeed && args.out.is_none() {
         return Err(usage(
             "--format misp-feed writes a directory: name it with --out DIR",
         ));
     }
-    let states = states(&args).await?;
+    // MISP's feed fetcher gives every attribute the feed's own distribution, whatever the event
+    // says: a restricted assertion in a feed reaches whoever that MISP shares with.
+    if args.format == ExportFormat::MispFeed && args.filter.tlp_ceiling.is_none() {
+        eprintln!(
+            "misp-feed: only CLEAR and GREEN assertions by default (MISP gives a feed's attributes the feed's distribution); --tlp-ceiling amber or red includes more"
+        );
+        args.filter.tlp_ceiling = Some(Tlp::Green);
+    }
+    let states = narrowed(states(&args).await?, &args.filter);
     if let (ExportFormat::MispFeed, Some(dir)) = (args.format, &args.out) {
         misp_feed_dir(dir, &states)?;
         return Ok(ExitCode::SUCCESS);
@@ -372,5 +436,103 @@ mod tests {
         assert_eq!(back, tags);
         // Led by a formula character, the cell is marked as text.
         assert_eq!(tags_cell(&["=1".to_string()]), "\"'=1\"");
+    }
+
+    #[test]
+    fn blocks_too_wide_for_a_block_list_are_named() {
+        let cidr = |s: &str| normalize(IndicatorType::Cidr, s).expect(s);
+        let cases = [
+            ("0.0.0.0/1", Some("IPv4 block(s) wider than /8")),
+            ("10.0.0.0/8", None),
+            ("198.51.100.0/24", None),
+            // Holding the mapped range: every IPv4 address in BIND's RPZ.
+            (
+                "::/8",
+                Some("IPv6 block(s) holding every IPv4-mapped address (::ffff:0:0/96)"),
+            ),
+            (
+                "::/64",
+                Some("IPv6 block(s) holding every IPv4-mapped address (::ffff:0:0/96)"),
+            ),
+            (
+                "::ffff:0.0.0.0/95",
+                Some("IPv6 block(s) holding every IPv4-mapped address (::ffff:0:0/96)"),
+            ),
+            // Inside it: an IPv4 block of 96 bits less.
+            ("::ffff:0.0.0.0/96", Some("IPv4 block(s) wider than /8")),
+            ("::ffff:10.0.0.0/100", Some("IPv4 block(s) wider than /8")),
+            ("::ffff:10.0.0.0/104", None),
+            ("2000::/3", Some("IPv6 block(s) wider than /16")),
+            ("2001:db8::/32", None),
+            ("::/128", None),
+        ];
+        for (block, why) in cases {
+            assert_eq!(too_wide(&cidr(block)), why, "{block}");
+        }
+        assert_eq!(
+            too_wide(&normalize(IndicatorType::Ipv4, "8.8.8.8").unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn origin_and_tag_filters_keep_only_the_assertions_they_name() {
+        let assertion = |origin: &str, tags: &[&str]| pb::OriginAssertion {
+            origin: origin.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        };
+        let sighting = |origin: &str| pb::OriginSightings {
+            origin: origin.into(),
+            count: 1,
+            ..Default::default()
+        };
+        let states = vec![
+            pb::IndicatorState {
+                assertions: vec![assertion("AU-AFP", &["C2"]), assertion("XX-EVIL", &["c2"])],
+                sightings: vec![sighting("AU-AFP"), sighting("XX-EVIL")],
+                ..Default::default()
+            },
+            // Named by the trusted origin's sighting only.
+            pb::IndicatorState {
+                assertions: vec![assertion("XX-EVIL", &["c2"])],
+                sightings: vec![sighting("AU-AFP")],
+                ..Default::default()
+            },
+        ];
+        let filter = |origins: &[&str], tags: &[&str]| FilterArgs {
+            types: Vec::new(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            origins: origins
+                .iter()
+                .map(|o| intelmesh_core::OrgId::parse(o).unwrap())
+                .collect(),
+            tlp_ceiling: None,
+            since: None,
+        };
+        let origins_of = |states: &[pb::IndicatorState]| -> Vec<(Vec<String>, Vec<String>)> {
+            states
+                .iter()
+                .map(|s| {
+                    (
+                        s.assertions.iter().map(|a| a.origin.clone()).collect(),
+                        s.sightings.iter().map(|x| x.origin.clone()).collect(),
+                    )
+                })
+                .collect()
+        };
+        let au = narrowed(states.clone(), &filter(&["AU-AFP"], &[]));
+        assert_eq!(
+            origins_of(&au),
+            [
+                (vec!["AU-AFP".to_string()], vec!["AU-AFP".to_string()]),
+                (vec![], vec!["AU-AFP".to_string()]),
+            ]
+        );
+        // Nothing the trusted origin asserts in force: no value on its block list.
+        assert_eq!(asserted(&au[1..], 0), Vec::<Indicator>::new());
+        let tagged = narrowed(states.clone(), &filter(&["AU-AFP"], &["c2"]));
+        assert_eq!(origins_of(&tagged), [(vec!["AU-AFP".to_string()], vec![])]);
+        assert_eq!(narrowed(states.clone(), &filter(&[], &[])), states);
     }
 }

@@ -171,6 +171,11 @@ fn cidr_trigger(v: &str) -> Option<String> {
         return (prefix <= 32).then(|| ip4_trigger(a, prefix));
     }
     let a = address.parse::<Ipv6Addr>().ok()?;
+    // A block of IPv4-mapped addresses is an IPv4 block: resolvers keep IPv4 rules in that
+    // range, and say so in IPv4 form.
+    if let (Some(v4), true) = (a.to_ipv4_mapped(), prefix >= 96) {
+        return (prefix > 96).then(|| ip4_trigger(v4, prefix - 96));
+    }
     (prefix <= 128).then(|| ip6_trigger(a, prefix))
 }
 
@@ -198,6 +203,12 @@ mod tests {
             "128.5.0.4.3.2.1.db8.2001.rpz-ip"
         );
         assert_eq!(six("::"), "128.zz.rpz-ip");
+        // Mapped blocks are IPv4 blocks, in IPv4 form.
+        assert_eq!(
+            cidr_trigger("::ffff:198.51.100.0/120").as_deref(),
+            Some("24.0.100.51.198.rpz-ip")
+        );
+        assert_eq!(cidr_trigger("::ffff:0.0.0.0/96"), None);
         assert_eq!(six("::1"), "128.1.zz.rpz-ip");
         assert_eq!(
             cidr_trigger("203.0.113.0/24").unwrap(),

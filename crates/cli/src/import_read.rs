@@ -442,8 +442,9 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
     let origin = |line: usize| format!("{}:{line}", path.display());
     let mut out = FileRead::default();
     for found in read.found {
-        out.candidates
-            .push(plain_candidate(found.indicator, origin(found.line)));
+        let mut candidate = plain_candidate(found.indicator, origin(found.line));
+        candidate.tlp = found.tlp;
+        out.candidates.push(candidate);
     }
     for left in read.left {
         let text = clip(left.text, 120);
@@ -451,6 +452,7 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
             LeftReason::NotAnIndicator(e) => format!("{}: {text:?}: {e}", origin(left.line)),
             LeftReason::NoIndicatorInRow
             | LeftReason::TypeNotShared(_)
+            | LeftReason::RevokedInRow
             | LeftReason::HostsLineWithoutName => {
                 format!("{}: {text:?}", origin(left.line))
             }

@@ -292,7 +292,7 @@ fn rpz_export_is_a_zone_of_names_and_addresses() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("left out 1 block(s) of prefix length 0"),
+        stderr.contains("left out 1 IPv4 block(s) wider than /8"),
         "{stderr}"
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -351,11 +351,50 @@ fn misp_feed_export_reads_back_with_each_tlp() {
     assert_eq!(missing_out.status.code(), Some(2));
     assert!(one_error_line(&missing_out).contains("--out DIR"));
 
+    // By default a feed holds only what MISP may pass on: it gives every attribute of a feed
+    // the feed's own distribution.
+    let green = dir.path().join("green-feed");
+    let out = plain(
+        &nodes,
+        &[
+            "export",
+            "--format",
+            "misp-feed",
+            "--out",
+            green.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("only CLEAR and GREEN"),
+        "{stderr}"
+    );
+    let all_events: String = std::fs::read_dir(&green)
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        all_events.contains("203.0.113.0/24"),
+        "the GREEN block is in"
+    );
+    assert!(
+        !all_events.contains("phish@evil.example"),
+        "the RED address is not"
+    );
+
     let feed = dir.path().join("feed");
     let feed_s = feed.to_str().unwrap();
     let out = plain(
         &nodes,
-        &["export", "--format", "misp-feed", "--out", feed_s],
+        &[
+            "export",
+            "--format",
+            "misp-feed",
+            "--tlp-ceiling",
+            "red",
+            "--out",
+            feed_s,
+        ],
     );
     assert!(
         out.status.success(),

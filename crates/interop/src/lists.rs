@@ -7,7 +7,7 @@
 
 use intelmesh_core::indicator::detect;
 use intelmesh_core::indicator::NormalizeError;
-use intelmesh_core::Indicator;
+use intelmesh_core::{Indicator, Tlp};
 
 /// One indicator found, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct Found {
     pub line: usize,
     /// 1-based cell number of a CSV row; None in a plain list.
     pub column: Option<usize>,
+    /// The TLP its CSV row gives in a `tlp` column (an export of this mesh, say).
+    pub tlp: Option<Tlp>,
 }
 
 /// Why a line gave no indicator.
@@ -34,6 +36,9 @@ pub enum LeftReason {
     /// a registry key, a mutex): its value would be read as something else (`crdss.exe` as a
     /// domain).
     TypeNotShared(String),
+    /// A CSV row whose `revoked` column says its value is revoked (a mesh export lists
+    /// revoked assertions too): importing it would assert it again.
+    RevokedInRow,
 }
 
 impl LeftReason {
@@ -48,6 +53,7 @@ impl LeftReason {
             LeftReason::TypeNotShared(kind) => {
                 format!("CSV row of type {kind:?}, not a kind of indicator the mesh shares")
             }
+            LeftReason::RevokedInRow => "CSV row marked revoked".into(),
         }
     }
 }
@@ -175,6 +181,7 @@ pub fn read_plain(text: &str) -> TextRead {
                 indicator,
                 line,
                 column: None,
+                tlp: None,
             })),
             Err(reason) => out.left.push(LeftOut {
                 line,
@@ -296,6 +303,9 @@ struct Columns {
     ignored: std::collections::BTreeSet<usize>,
     /// 0-based cell naming the row's type (`type`, `entity_type`, …).
     kind: Option<usize>,
+    /// 0-based cells giving the row's TLP, and whether it is revoked.
+    tlp: Option<usize>,
+    revoked: Option<usize>,
 }
 
 /// Header names (lowercase, `_` for spaces) of columns holding no values to share: whole
@@ -356,6 +366,12 @@ impl Columns {
             let name = column_name(cell);
             if TYPE_NAMES.contains(&name.as_str()) {
                 columns.kind.get_or_insert(i);
+            } else if ["tlp", "tlp_level"].contains(&name.as_str()) {
+                columns.tlp.get_or_insert(i);
+                columns.ignored.insert(i);
+            } else if ["revoked", "is_revoked"].contains(&name.as_str()) {
+                columns.revoked.get_or_insert(i);
+                columns.ignored.insert(i);
             } else if IGNORED_NAMES.contains(&name.as_str())
                 || IGNORED_PARTS.iter().any(|p| name.contains(p))
             {
@@ -372,6 +388,26 @@ impl Columns {
         UNSHARED_TYPES
             .contains(&column_name(kind).as_str())
             .then(|| kind.trim().to_string())
+    }
+
+    /// Whether the row's `revoked` cell says so.
+    fn revoked(&self, cells: &[String]) -> bool {
+        let cell = self.revoked.and_then(|c| cells.get(c));
+        cell.is_some_and(|c| ["true", "yes", "1"].contains(&c.trim().to_ascii_lowercase().as_str()))
+    }
+
+    /// The TLP the row's `tlp` cell gives.
+    fn tlp(&self, cells: &[String]) -> Option<Tlp> {
+        Tlp::parse(cells.get(self.tlp?)?)
+    }
+}
+
+/// A cell without the `'` a spreadsheet export puts before text starting like a formula
+/// (`'=x@evil.example` is the cell `=x@evil.example`, not an address with a quote).
+fn without_formula_guard(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest,
+        _ => cell,
     }
 }
 
@@ -425,9 +461,18 @@ pub fn read_csv(text: &str) -> TextRead {
             });
             continue;
         }
+        if columns_now.is_some_and(|c| c.revoked(&cells)) {
+            out.left.push(LeftOut {
+                line: n + 1,
+                text: line.to_string(),
+                reason: LeftReason::RevokedInRow,
+            });
+            continue;
+        }
+        let tlp = columns_now.and_then(|c| c.tlp(&cells));
         let mut found = 0;
         for (c, cell) in cells.iter().enumerate() {
-            let cell = cell.trim();
+            let cell = without_formula_guard(cell.trim());
             if cell.is_empty() || columns_now.is_some_and(|cols| cols.ignored.contains(&c)) {
                 continue;
             }
@@ -437,6 +482,7 @@ pub fn read_csv(text: &str) -> TextRead {
                     indicator,
                     line: n + 1,
                     column: Some(c + 1),
+                    tlp,
                 });
             }
         }

@@ -313,3 +313,31 @@ fn columns_a_header_names_for_values_are_still_read() {
     let r = read_csv("timestamp,source_ip,comment\n2024-01-02,203.0.113.7,phish@evil.example\n");
     assert_eq!(values(&r), ["203.0.113.7", "phish@evil.example"]);
 }
+
+#[test]
+fn a_mesh_csv_export_reads_back_with_its_tlp_and_without_revoked_rows() {
+    // As `intelmesh export --format csv` writes it: a formula-led value guarded with `'`.
+    let r = read_csv(
+        "type,value,origin,tlp,confidence,revoked,valid_from_unix_ms,valid_until_unix_ms,tags\n\
+         domain,evil.example,AU-AFP,RED,80,false,0,,c2\n\
+         domain,gone.example,AU-AFP,GREEN,80,true,0,,\n\
+         email,\"'=x@evil.example\",AU-AFP,AMBER+STRICT,80,false,0,,\n\
+         ipv4,198.51.100.7,AU-AFP,,80,false,0,,\n",
+    );
+    let got: Vec<(&str, Option<Tlp>)> = r
+        .found
+        .iter()
+        .map(|f| (f.indicator.value(), f.tlp))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("evil.example", Some(Tlp::Red)),
+            ("=x@evil.example", Some(Tlp::AmberStrict)),
+            ("198.51.100.7", None),
+        ]
+    );
+    let left: Vec<(usize, LeftReason)> =
+        r.left.iter().map(|l| (l.line, l.reason.clone())).collect();
+    assert_eq!(left, [(3, LeftReason::RevokedInRow)]);
+}

@@ -250,7 +250,7 @@ pub async fn publish_periodically(state: Arc<NodeState>) {
                 }
             }
             Err(NodeError::NotAdmitted { .. }) => {}
-            Err(e @ NodeError::OwnKeyEnded { .. }) => {
+            Err(e @ (NodeError::OwnKeyEnded { .. } | NodeError::OwnLogBehind { .. })) => {
                 if !std::mem::replace(&mut key_ended, true) {
                     tracing::warn!(error = %e, "roster checkpoints stop: this node cannot sign its next entry");
                 }

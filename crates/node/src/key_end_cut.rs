@@ -238,6 +238,9 @@ impl NodeState {
         let mut removed = 0;
         for cut in &cuts {
             cut.log(roster.version());
+            if cut.origin == self.org {
+                self.own_mark.cut_to(cut.kept_through);
+            }
             follow.cuts.push(cut.origin.clone(), cut.kept_through);
             removed += cut.removed;
             for (origin, seq) in self.wants.snapshot() {

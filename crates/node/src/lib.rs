@@ -30,6 +30,7 @@ pub mod keys;
 pub mod metrics;
 mod node_error;
 pub mod own_entries;
+mod own_mark;
 pub mod peer_table;
 pub mod pki;
 pub mod preflight;

@@ -38,6 +38,13 @@ pub enum NodeError {
         /// `suspension`, `removal`, `compromise report`, `rotation`, or `the roster`.
         ended_by: &'static str,
     },
+    /// The store holds less of the own log than the node signed (see `own_mark`).
+    #[error("this node's store holds its own log up to seq {held}, but the node signed up to seq {signed} (the mark {mark}): it signs nothing until its peers have sent its own entries back, since a new entry at a seq they hold would have every member hold this node's log for a fork; if no peer ever received those entries, remove {mark} and it signs on from seq {held} + 1")]
+    OwnLogBehind {
+        held: u64,
+        signed: u64,
+        mark: String,
+    },
     #[error("this node runs in static mode (no [roster] in its config): it follows no roster")]
     NotFollowing,
     #[error("{org} cannot sign roster log entries: its signing key is not the key of a hub member in roster v{version}")]

@@ -88,6 +88,7 @@ impl NodeState {
             // followed since `keys` was read may have ended the key and cut the log.
             let _cutting = me.cut_lock_shared();
             let head = me.store.head(&me.org)?;
+            me.own_mark.check(head.map_or(0, |h| h.seq))?;
             if !items.is_empty() {
                 let first = head.map_or(1, |h| h.seq + 1);
                 let last = first + (items.len() as u64 - 1);
@@ -123,6 +124,9 @@ impl NodeState {
                 if outcome != Outcome::Appended {
                     return Err(NodeError::OwnEntry { seq: *seq, outcome });
                 }
+            }
+            if let Some(&last) = seqs.last() {
+                me.own_mark.record(last);
             }
             Ok(seqs)
         })

@@ -43,6 +43,8 @@ pub struct NodeState {
     /// Held while signing and appending own entries, and while rotating the signing key, so
     /// the head cannot move in between.
     pub(crate) own: tokio::sync::Mutex<()>,
+    /// The highest seq signed, kept beside the key: no signing while the store is behind it.
+    pub(crate) own_mark: crate::own_mark::OwnMark,
     /// The store's count of hold-queue expiries last acted on, and when (see
     /// `resend_if_hold_expired`).
     hold_resend: Mutex<HoldResend>,
@@ -213,6 +215,7 @@ impl NodeState {
         decryption: intelmesh_core::sealed::DecryptionKeys,
     ) -> NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
+        let own_mark = crate::own_mark::OwnMark::beside(&cfg.signing_key);
         NodeState {
             own_certs: crate::cert_watch::OwnCerts::read(&cfg),
             org: signer.org().clone(),
@@ -221,6 +224,7 @@ impl NodeState {
             keys: RwLock::new(Arc::new(keys)),
             signer: RwLock::new(Arc::new(signer)),
             own: tokio::sync::Mutex::new(()),
+            own_mark,
             pending_key: Mutex::new(None),
             proofs_checked: Mutex::default(),
             hold_resend: Mutex::default(),

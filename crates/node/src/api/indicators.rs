@@ -77,6 +77,7 @@ fn publish_error(e: NodeError) -> Status {
         NodeError::KeyReused
         | NodeError::NotAdmitted { .. }
         | NodeError::OwnKeyEnded { .. }
+        | NodeError::OwnLogBehind { .. }
         | NodeError::Seal(_) => Status::failed_precondition(e.to_string()),
         e => internal(e),
     }

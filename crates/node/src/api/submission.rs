@@ -125,14 +125,7 @@ pub fn submission(s: &pb::Submission, p: &Publisher) -> Result<Prepared, Invalid
                     tag_bytes + u.description.len()
                 )));
             }
-            let mut seen = std::collections::HashSet::new();
-            let tags: Vec<String> = u
-                .tags
-                .iter()
-                .map(|t| t.trim())
-                .filter(|t| !t.is_empty() && seen.insert(*t))
-                .map(str::to_string)
-                .collect();
+            let tags = canonical_tags(&u.tags);
             if tags.len() > MAX_TAGS {
                 return Err(invalid(format!(
                     "upsert has {} distinct tags; at most {MAX_TAGS}",
@@ -163,6 +156,16 @@ pub fn submission(s: &pb::Submission, p: &Publisher) -> Result<Prepared, Invalid
     prepared(indicator, distribution, body, p)
 }
 
+/// Tags as signed: trimmed, empty ones dropped, each once, in the order given.
+fn canonical_tags(tags: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    tags.iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty() && seen.insert(*t))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Whether an origin's assertion in force already says what the submission would: a
 /// repeat of it (an import run again, an identical TAXII POST) need not be signed again.
 pub fn held_identically(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
@@ -172,13 +175,8 @@ pub fn held_identically(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
     let (Some(have), Some(want)) = (&a.distribution, &s.distribution) else {
         return false;
     };
-    let mut have_r = have.recipients.clone();
-    let mut want_r = want.recipients.clone();
-    have_r.sort();
-    want_r.sort();
     !a.revoked
-        && have.tlp == want.tlp
-        && have_r == want_r
+        && audience_of(have) == audience_of(want)
         && a.confidence == u.confidence
         // An upsert without valid_from is valid from when it is signed (and an export writes
         // that time, so the node's own export imported back is the same assertion).
@@ -186,7 +184,7 @@ pub fn held_identically(a: &pb::OriginAssertion, s: &pb::Submission) -> bool {
             || a.valid_from_unix_ms == u.valid_from_unix_ms
             || (a.valid_from_unix_ms == 0 && u.valid_from_unix_ms == a.issued_at_unix_ms))
         && a.valid_until_unix_ms == u.valid_until_unix_ms
-        && a.tags == u.tags
+        && a.tags == canonical_tags(&u.tags)
         && a.threat_types == u.threat_types
         && a.description == u.description
 }

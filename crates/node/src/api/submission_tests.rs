@@ -347,11 +347,11 @@ fn an_audience_past_what_every_index_keeps_is_refused() {
     let items = |subs: &[pb::Submission]| submissions(subs, &p).unwrap();
 
     // A held audience, or one new audience into the last slot (twice: still one slot).
-    assert!(refuse_past_audience_cap(&items(&[green.clone()]), held(&full)).is_ok());
+    assert!(refuse_past_audience_cap(&items(std::slice::from_ref(&green)), held(&full)).is_ok());
     let one_new = items(&[red_br.clone(), red_br.clone()]);
     assert!(refuse_past_audience_cap(&one_new, held(&held_but_one)).is_ok());
     // A new audience past the cap, held or opened earlier in the same call.
-    let err = refuse_past_audience_cap(&items(&[red_br.clone()]), held(&full))
+    let err = refuse_past_audience_cap(&items(std::slice::from_ref(&red_br)), held(&full))
         .unwrap_err()
         .0;
     assert!(

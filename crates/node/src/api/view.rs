@@ -212,7 +212,7 @@ fn latest_per_origin(assertions: &mut Vec<&pb::OriginAssertion>) {
 }
 
 /// Whether an assertion is an unrevoked one inside its validity window at `now`.
-fn in_force(a: &pb::OriginAssertion, now: i64) -> bool {
+pub fn in_force(a: &pb::OriginAssertion, now: i64) -> bool {
     !a.revoked && a.valid_from_unix_ms <= now && a.valid_until_unix_ms.is_none_or(|u| now < u)
 }
 

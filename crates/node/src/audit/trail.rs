@@ -236,33 +236,45 @@ impl Trail {
     }
 
     /// Appends `calls` (rotating to a new file when the current one is full) and flushes them
-    /// to the OS; [`Trail::sync`] makes them durable.
+    /// to the OS; [`Trail::sync`] makes them durable. The chain moves on only over lines
+    /// written whole: after a failed write (a full disk) the file is cut back to its last whole
+    /// line and the next records chain onto that, so the trail stays verifiable, not marked as
+    /// edited for good.
     pub fn append(&mut self, calls: &[Call]) -> Result<(), TrailError> {
         let mut out = Vec::new();
+        let mut sealed = self.last;
         for call in calls {
             if self.size + out.len() as u64 >= self.max_file_bytes
                 && self.size + out.len() as u64 > 0
             {
-                self.write_out(&mut out)?;
+                self.write_out(&mut out, sealed)?;
                 self.rotate()?;
             }
-            for line in seal(&mut self.last, call) {
+            for line in seal(&mut sealed, call) {
                 out.extend_from_slice(line.as_bytes());
                 out.push(b'\n');
             }
         }
-        self.write_out(&mut out)
+        self.write_out(&mut out, sealed)
     }
 
     fn current(&self) -> PathBuf {
         self.dir.join(file_name(self.number))
     }
 
-    fn write_out(&mut self, out: &mut Vec<u8>) -> Result<(), TrailError> {
+    /// Writes `out`, the lines sealed up to `sealed`; on failure cuts what part of it reached
+    /// the file.
+    fn write_out(&mut self, out: &mut Vec<u8>, sealed: Head) -> Result<(), TrailError> {
         if out.is_empty() {
             return Ok(());
         }
-        self.file.write_all(out).map_err(io(&self.current()))?;
+        if let Err(e) = self.file.write_all(out) {
+            // If even the cut fails, the torn line is cut when the trail is next opened.
+            let _ = self.file.set_len(self.size);
+            out.clear();
+            return Err(io(&self.current())(e));
+        }
+        self.last = sealed;
         self.size += out.len() as u64;
         self.unsynced = true;
         out.clear();

@@ -91,3 +91,22 @@ fn a_trail_behind_its_head_or_without_it_is_refused_at_open() {
     let err = Trail::open(&dir, 1 << 20).err().unwrap().to_string();
     assert!(err.contains("head file is missing"), "{err}");
 }
+
+#[test]
+fn a_failed_write_leaves_the_chain_on_its_last_written_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let mut t = Trail::open(&dir, 1 << 20).unwrap();
+    t.append(&[call(1), call(2)]).unwrap();
+    // A full disk: every write fails with ENOSPC.
+    let full = OpenOptions::new().append(true).open("/dev/full").unwrap();
+    let kept = std::mem::replace(&mut t.file, full);
+    assert!(matches!(t.append(&[call(3)]), Err(TrailError::Io { .. })));
+    t.file = kept;
+    t.append(&[call(4)]).unwrap();
+    t.sync().unwrap();
+    // The record after the failure chains onto the last one written: no gap, no edit.
+    let mut times = Vec::new();
+    read(&dir, |r| times.push((r.seq, r.time_ms))).expect("an unbroken chain");
+    assert_eq!(times, [(1, 1), (2, 2), (3, 4)]);
+}

@@ -596,9 +596,10 @@ async fn add_objects(
         .collect();
     g.state.publish(items).await.map_err(|e| match e {
         // What the operator must act on is said; anything else (store, I/O) is logged only.
-        NodeError::NotAdmitted { .. } | NodeError::OwnKeyEnded { .. } | NodeError::Seal(_) => {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e)
-        }
+        NodeError::NotAdmitted { .. }
+        | NodeError::OwnKeyEnded { .. }
+        | NodeError::OwnLogBehind { .. }
+        | NodeError::Seal(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e),
         e => internal(e),
     })?;
     // Recorded as published only once they are.
