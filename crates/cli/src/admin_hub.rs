@@ -48,13 +48,17 @@ impl Hub {
     }
 
     pub(crate) async fn roster(&self, version: u64) -> anyhow::Result<pb::RosterDocument> {
-        let signed = self
+        let signed = self.signed_roster(version).await?;
+        Ok(pb::RosterDocument::decode(signed.document.as_slice())?)
+    }
+
+    async fn signed_roster(&self, version: u64) -> anyhow::Result<pb::SignedRoster> {
+        Ok(self
             .client()
             .get_roster(request(&self.target, pb::GetRosterRequest { version }))
             .await
             .map_err(|s| self.error("GetRoster", s))?
-            .into_inner();
-        Ok(pb::RosterDocument::decode(signed.document.as_slice())?)
+            .into_inner())
     }
 
     /// Proposes `actions`, prints what the version changes, signs with each `--sign-with`.
@@ -85,7 +89,17 @@ impl Hub {
 
     pub(crate) async fn print_changes(&self, proposal: &pb::Proposal) -> anyhow::Result<()> {
         let doc = document(proposal)?;
-        let previous = self.roster(doc.version.saturating_sub(1)).await?;
+        let base = self.signed_roster(doc.version.saturating_sub(1)).await?;
+        // The changes shown are against the version the hub sends as the base; the proposal
+        // must chain onto exactly that one, or what is signed is not what was shown.
+        if intelmesh_roster::roster_hash(&base.document).as_slice() != doc.prev_hash.as_slice() {
+            anyhow::bail!(
+                "proposal {} does not chain onto the roster version {} the hub sends: its changes cannot be shown, so it is not signed",
+                proposal.id,
+                doc.version.saturating_sub(1)
+            );
+        }
+        let previous = pb::RosterDocument::decode(base.document.as_slice())?;
         out!("proposal {} (roster version {}):", proposal.id, doc.version);
         for line in intelmesh_roster::diff(&previous, &doc) {
             out!("  {}", intelmesh_interop::text::printable(&line));

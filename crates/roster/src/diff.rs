@@ -301,4 +301,23 @@ fn diff_hubs(a: &[pb::HubAddress], b: &[pb::HubAddress], out: &mut Vec<String>) 
     for (org, address) in sa.difference(&sb) {
         out.push(format!("hub address dropped: {org} at {address}"));
     }
+    // The order says which hub publishes the roster (the first active one): a change of it
+    // alone moves that role, and must not pass unseen.
+    let order = |hs: &[pb::HubAddress]| -> Vec<String> {
+        let mut orgs: Vec<String> = Vec::new();
+        for h in hs {
+            if !orgs.contains(&h.org) {
+                orgs.push(h.org.clone());
+            }
+        }
+        orgs
+    };
+    let (oa, ob) = (order(a), order(b));
+    if oa != ob {
+        out.push(format!(
+            "hub order (the first active hub publishes the roster): {} → {}",
+            oa.join(", "),
+            ob.join(", ")
+        ));
+    }
 }

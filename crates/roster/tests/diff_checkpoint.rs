@@ -159,3 +159,21 @@ fn checkpoint_verdicts() {
         Err(CheckpointDefect::VersionZero)
     );
 }
+
+#[test]
+fn a_change_of_hub_order_alone_is_named() {
+    // The first active hub publishes the roster: reordering moves that role.
+    let hub = |org: &str, address: &str| pb::HubAddress {
+        org: org.into(),
+        address: address.into(),
+    };
+    let mut before = with_agency().document().clone();
+    before.hubs = vec![hub("HUB", "a.example:1"), hub("HUB-B", "b.example:1")];
+    let mut after = before.clone();
+    after.hubs.reverse();
+    assert_eq!(
+        diff(&before, &after),
+        ["hub order (the first active hub publishes the roster): HUB, HUB-B → HUB-B, HUB"]
+    );
+    assert_eq!(diff(&before, &before), Vec::<String>::new());
+}

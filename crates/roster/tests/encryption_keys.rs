@@ -418,3 +418,32 @@ fn genesis_hub_with_an_encryption_key() {
     assert_eq!(r.encryption_key(&org("HUB")), Some(enc_key(40)));
     assert_eq!(listed(&r, "HUB"), vec![(enc_key(40), 1)]);
 }
+
+#[test]
+fn an_old_encryption_key_request_is_refused() {
+    let v2 = with_keyed_agency();
+    // A request made eight days before the proposal: it may name a key rotated out since.
+    let old = A::SetEncryptionKey(pb::SetEncryptionKey {
+        request: Some(sign_encryption_key(
+            &org("AG"),
+            &key(20),
+            &enc_key(51),
+            NOW - 8 * 24 * 3_600_000,
+        )),
+    });
+    let err = action_error(try_propose(&v2, vec![old], &no_heads));
+    assert!(
+        matches!(
+            err,
+            ActionError::StaleRequest {
+                age_days: 8,
+                max_days: 7,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A fresh one is taken.
+    let v3 = apply(&v2, vec![set_key(&key(20), "AG", 51)], &no_heads);
+    assert_eq!(listed(&v3, "AG").len(), 2);
+}

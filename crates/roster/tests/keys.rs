@@ -134,6 +134,49 @@ fn a_replacement_key_sent_with_a_compromise_report_signs_after_the_cut_off() {
 }
 
 #[test]
+fn a_suspended_member_gets_no_replacement_key_with_a_compromise_report() {
+    let v2 = with_agency();
+    let ag = org("AG");
+    let v3 = apply(
+        &v2,
+        vec![A::Suspend(pb::Suspend { org: "AG".into() })],
+        &heads(12),
+    );
+    let report = |replacement: bool| {
+        A::ReportCompromise(pb::ReportCompromise {
+            org: "AG".into(),
+            public_key: key(20).verifying_key().to_bytes().to_vec(),
+            last_good_seq: 12,
+            replacement_key: if replacement {
+                key(22).verifying_key().to_bytes().to_vec()
+            } else {
+                Vec::new()
+            },
+            replacement_proof: if replacement {
+                sign_replacement(&ag, &key(22), 13)
+            } else {
+                Vec::new()
+            },
+        })
+    };
+    let err = try_propose(&v3, vec![report(true)], &heads(12)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProposeError::Action {
+                error: ActionError::NotActive { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // The report alone is taken; no key of the member is open after it.
+    let v4 = apply(&v3, vec![report(false)], &heads(12));
+    assert!(!valid(&v4, "AG", &key(20), 13));
+    assert!(!valid(&v4, "AG", &key(22), 13));
+}
+
+#[test]
 fn suspension_cuts_at_the_hub_head_and_reinstatement_reopens() {
     let v2 = with_agency();
     let v3 = apply(

@@ -281,7 +281,8 @@ fn snapshot<'a>(
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name == "data" || name.ends_with(".log") {
+            // The store, logs, and the own-log mark (it moves with every publication).
+            if name == "data" || name.ends_with(".log") || name.ends_with(".signed") {
                 continue;
             }
             if path.is_dir() {

@@ -90,9 +90,15 @@ pub(super) fn add_member(
 /// proposed: `doc` still carries the current version's number), dropping the oldest beyond
 /// [`MAX_ENCRYPTION_KEYS`]. Signed by the member's current (open) signing key, so only an
 /// active member can ask.
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How old an encryption key request may be when it is proposed.
+pub const MAX_ENCRYPTION_REQUEST_AGE_MS: i64 = 7 * DAY_MS;
+
 pub(super) fn set_encryption_key(
     doc: &mut pb::RosterDocument,
     a: &pb::SetEncryptionKey,
+    now_unix_ms: i64,
 ) -> Result<String, ActionError> {
     let request = a.request.as_ref().ok_or(ActionError::Missing("request"))?;
     let org = encryption_key_org(request).map_err(ActionError::EncryptionKeyRequest)?;
@@ -113,6 +119,17 @@ pub(super) fn set_encryption_key(
         .ok_or_else(|| ActionError::NoOpenKey(org.clone()))?;
     let verified =
         verify_encryption_key(request, &current).map_err(ActionError::EncryptionKeyRequest)?;
+    // Only listed keys are checked for reuse (at most `MAX_ENCRYPTION_KEYS` per member): a
+    // request must be recent, or one whose key was rotated out long ago (and may have leaked
+    // since) could be proposed again.
+    let age_ms = now_unix_ms.saturating_sub(verified.request.created_at_unix_ms);
+    if age_ms > MAX_ENCRYPTION_REQUEST_AGE_MS {
+        return Err(ActionError::StaleRequest {
+            org,
+            age_days: age_ms / DAY_MS,
+            max_days: MAX_ENCRYPTION_REQUEST_AGE_MS / DAY_MS,
+        });
+    }
     encryption_key_unused(doc, &verified.new_key)?;
     let (_, m) = member(doc, org.as_str())?;
     m.encryption_keys
@@ -298,6 +315,15 @@ pub(super) fn report_compromise(
     a: &pb::ReportCompromise,
 ) -> Result<String, ActionError> {
     let (org, m) = member(doc, &a.org)?;
+    // A suspended or removed member has no open key; a replacement would give it one.
+    if !a.replacement_key.is_empty()
+        && MemberStatus::from_proto(m.status) != Some(MemberStatus::Active)
+    {
+        return Err(ActionError::NotActive {
+            status: status_of(m),
+            org,
+        });
+    }
     let unknown = || ActionError::UnknownKey {
         org: org.clone(),
         key_id: key_id_of(&a.public_key),

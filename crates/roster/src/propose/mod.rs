@@ -88,6 +88,12 @@ pub enum ActionError {
     Rotation(RequestError),
     #[error("encryption key request refused: {0}")]
     EncryptionKeyRequest(RequestError),
+    #[error("the encryption key request for {org} was made {age_days} days ago, more than the {max_days} a request is good for: ask the member for a new one (an old request could bring back a key rotated out)")]
+    StaleRequest {
+        org: OrgId,
+        age_days: i64,
+        max_days: i64,
+    },
     #[error("encryption key {key_id} is already listed for {org}; a new key is needed")]
     EncryptionKeyInUse { key_id: EncKeyId, org: String },
     #[error("{0} has no open signing key to check the request with")]
@@ -272,7 +278,7 @@ fn apply(
         A::SetAuthority(a) => set_authority(doc, a),
         A::SetHubs(a) => Ok(set_hubs(doc, a)),
         A::SetPolicy(a) => set_policy(doc, a),
-        A::SetEncryptionKey(a) => set_encryption_key(doc, a),
+        A::SetEncryptionKey(a) => set_encryption_key(doc, a, ctx.now_unix_ms),
     }
 }
 
