@@ -28,7 +28,8 @@ impl Indicators for IndicatorsService {
         let call = self
             .state
             .audit()
-            .begin(&request, "Indicators/Submit", values);
+            .begin(&request, "Indicators/Submit", values)
+            .changing();
         call.end(self.submit_call(request).await).await
     }
 
@@ -41,7 +42,8 @@ impl Indicators for IndicatorsService {
         let call = self
             .state
             .audit()
-            .begin(&request, "Indicators/ReportSighting", values);
+            .begin(&request, "Indicators/ReportSighting", values)
+            .changing();
         call.end(self.report_sighting_call(request).await).await
     }
 

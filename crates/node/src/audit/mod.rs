@@ -7,7 +7,9 @@
 //! (a bounded queue: when it is full the call waits, so no record is dropped). The writer
 //! digests the values and writes each batch to the OS at once, and fsyncs (then moves the
 //! head) at least every second and at shutdown: an answer may leave before its record is
-//! durable, by at most a second of records if the machine crashes.
+//! durable, by at most a second of records if the machine crashes. The answer of a call that
+//! changes something waits until its record is written to the OS ([`Begun::changing`]), so a
+//! killed process never answered a publication its trail does not show.
 
 pub mod trail;
 
@@ -102,7 +104,9 @@ pub struct Pending {
 }
 
 enum Msg {
-    Call(Pending),
+    /// A call, and whom to tell once its record is written (to the OS: a killed process
+    /// loses it no more).
+    Call(Pending, Option<oneshot::Sender<()>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -189,11 +193,28 @@ impl AuditLog {
 
     /// Queues a finished call; waits while the queue is full.
     pub async fn record(&self, call: Pending) {
-        let Some(tx) = &self.tx else { return };
-        let method = call.method.clone();
-        if tx.send(Msg::Call(call)).await.is_err() {
-            tracing::error!(%method, "audit trail closed: this call is not recorded");
+        self.queue(call, None).await;
+    }
+
+    /// Queues a call that changed something (a publication, a roster proposal) and waits until
+    /// its record is written: its answer must not leave before, or a node killed meanwhile
+    /// would have done what its trail does not show. Written is enough (a killed process's
+    /// writes stay in the OS); the sync follows within [`SYNC_EVERY`].
+    pub async fn record_written(&self, call: Pending) {
+        let (done, written) = oneshot::channel();
+        if self.queue(call, Some(done)).await {
+            let _ = written.await;
         }
+    }
+
+    async fn queue(&self, call: Pending, done: Option<oneshot::Sender<()>>) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let method = call.method.clone();
+        if tx.send(Msg::Call(call, done)).await.is_err() {
+            tracing::error!(%method, "audit trail closed: this call is not recorded");
+            return false;
+        }
+        true
     }
 
     /// Writes and syncs everything queued, then stops the writer (at node shutdown).
@@ -219,6 +240,7 @@ impl AuditLog {
             caller: grpc_caller(request),
             method,
             values,
+            changes: false,
         }
     }
 }
@@ -231,9 +253,17 @@ pub struct Begun<'a> {
     caller: Caller,
     method: &'static str,
     values: Vec<Value>,
+    /// Whether the call may change something: its answer waits for its record.
+    changes: bool,
 }
 
 impl Begun<'_> {
+    /// Marks a call that may change something ([`AuditLog::record_written`]).
+    pub fn changing(mut self) -> Self {
+        self.changes = true;
+        self
+    }
+
     /// The values to record in place of those the call was begun with (a lookup's, once
     /// answered, in canonical form).
     pub fn naming(mut self, values: Vec<Value>) -> Self {
@@ -248,16 +278,19 @@ impl Begun<'_> {
             Ok(_) => (0, "OK".to_string()),
             Err(s) => (s.code() as u32, format!("{:?}", s.code())),
         };
-        self.log
-            .record(Pending {
-                time_ms: self.time_ms,
-                caller: self.caller,
-                method: self.method.to_string(),
-                values: self.values,
-                code,
-                result,
-            })
-            .await;
+        let call = Pending {
+            time_ms: self.time_ms,
+            caller: self.caller,
+            method: self.method.to_string(),
+            values: self.values,
+            code,
+            result,
+        };
+        if self.changes {
+            self.log.record_written(call).await;
+        } else {
+            self.log.record(call).await;
+        }
         outcome
     }
 }
@@ -315,9 +348,13 @@ async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>) {
         };
         let mut closing = None;
         let mut calls = Vec::with_capacity(n);
+        let mut waiting = Vec::new();
         for msg in queued.drain(..) {
             match msg {
-                Msg::Call(p) => calls.push(p),
+                Msg::Call(p, done) => {
+                    calls.push(p);
+                    waiting.extend(done);
+                }
                 Msg::Close(done) => closing = Some(done),
             }
         }
@@ -328,6 +365,10 @@ async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>) {
             })
             .await;
             sync_at.get_or_insert_with(|| tokio::time::Instant::now() + SYNC_EVERY);
+        }
+        // Written, or its failure logged: either way the callers go on.
+        for done in waiting {
+            let _ = done.send(());
         }
         if n == 0 || closing.is_some() {
             on_trail(&mut trail, |t| t.sync()).await;
@@ -445,5 +486,48 @@ mod anonymous_tests {
             all += usize::from(clone.takes_anonymous_refusal(source, minute + 60_001));
         }
         assert_eq!(all, ANONYMOUS_REFUSALS_PER_MINUTE as usize);
+    }
+}
+
+#[cfg(test)]
+mod written_tests {
+    use super::*;
+
+    fn pending(method: &str) -> Pending {
+        Pending {
+            time_ms: 1,
+            caller: caller_of_identity(None),
+            method: method.into(),
+            values: Vec::new(),
+            code: 0,
+            result: "OK".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_is_answered_only_once_its_record_is_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&AuditConfig::default(), dir.path())
+            .await
+            .unwrap();
+        let audit = dir_of(dir.path());
+        // What the trail's files hold now, synced or not.
+        let written = || -> String {
+            let files = trail::trail_files(&audit).unwrap();
+            let text =
+                |n: &u64| std::fs::read_to_string(audit.join(intelmesh_audit::file_name(*n)));
+            files.iter().map(|n| text(n).unwrap()).collect()
+        };
+        log.record(pending("Indicators/Get")).await;
+        assert!(
+            !written().contains("Indicators/Get"),
+            "a read is only queued"
+        );
+        log.record_written(pending("Indicators/Submit")).await;
+        assert!(
+            written().contains("Indicators/Submit"),
+            "written before the answer"
+        );
+        log.close().await;
     }
 }

@@ -65,16 +65,20 @@ pub async fn record(
         Some(der) => caller_of_certificate(der),
         None => crate::audit::caller_of_identity(None),
     });
-    state
-        .audit()
-        .record(Pending {
-            time_ms,
-            caller,
-            method,
-            values,
-            code: u32::from(status.as_u16()),
-            result: format!("HTTP {}", status.as_u16()),
-        })
-        .await;
+    // Values are noted only once a POST published them: its status waits for its record.
+    let published = !values.is_empty();
+    let call = Pending {
+        time_ms,
+        caller,
+        method,
+        values,
+        code: u32::from(status.as_u16()),
+        result: format!("HTTP {}", status.as_u16()),
+    };
+    if published {
+        state.audit().record_written(call).await;
+    } else {
+        state.audit().record(call).await;
+    }
     response
 }
