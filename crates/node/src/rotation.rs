@@ -150,7 +150,14 @@ pub fn switch_key(
 ) -> Result<Rotated, RotationError> {
     let request = sign_rotation(org, old, new, last_seq, now_unix_ms);
     write_durably(&files.request(), &request.encode_to_vec(), 0o644)?;
-    finish(files, old, new, &request)
+    finish(files, old, new, &request).inspect_err(|_| {
+        // Not switched: the node goes on signing with the old key past `last_seq`, so a
+        // restart must not finish this switch from the request (the old key would end before
+        // entries it signed). The request goes; `.next` stays for the next attempt.
+        if let Err(e) = std::fs::remove_file(files.request()) {
+            tracing::warn!(path = %files.request().display(), error = %e, "a failed key rotation's request could not be removed: remove it before restarting");
+        }
+    })
 }
 
 /// The steps after the request is on disk; run again by [`resume`] after a crash.
@@ -176,7 +183,11 @@ fn finish(
         path: next.clone(),
         source,
     })?;
-    sync_dir(&files.key)?;
+    // Switched: the key file holds the new key, so the node must sign with it from here. A
+    // rename a crash could still undo is finished again by `resume` (the request stays).
+    if let Err(e) = sync_dir(&files.key) {
+        tracing::warn!(error = %e, "the key rotation's rename may not be durable yet: a crash now makes the next start finish it again");
+    }
     debug_assert_eq!(verified.new_key, new.verifying_key());
     Ok(Rotated {
         pending: PendingKey {
@@ -428,5 +439,29 @@ mod tests {
         let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(!resume(&files).unwrap(), "nothing left to finish");
+    }
+
+    #[test]
+    fn a_switch_that_fails_before_the_key_moves_leaves_nothing_for_a_restart_to_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = RotationFiles::of(&dir.path().join("signing.key"));
+        let org = OrgId::parse("SG-IGCI").unwrap();
+        let (old, new) = (key(), key());
+        crate::keys::write_private(&files.key, &old).unwrap();
+        stage_next_key(&files, &new).unwrap();
+        // Another key already where the old one is to be kept: the switch stops there.
+        crate::keys::write_private(&files.old(KeyId::of(&old.verifying_key())), &key()).unwrap();
+        assert!(matches!(
+            switch_key(&files, &org, &old, &new, 4, 1),
+            Err(RotationError::OldKeyClash { .. })
+        ));
+        // The node signs on with the old key; a restart must not end it at seq 4.
+        assert!(!files.request().exists());
+        assert!(!resume(&files).unwrap());
+        assert_eq!(read_key(&files.key).unwrap(), old);
+        assert!(
+            files.next().exists(),
+            "the staged key stays for the next attempt"
+        );
     }
 }
