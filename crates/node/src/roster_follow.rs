@@ -6,6 +6,7 @@
 //! refuse is logged at ERROR and shown in status; the node stays on the last good version.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use intelmesh_core::verify::{
@@ -92,6 +93,9 @@ pub struct Follow {
     pub(crate) cutting: std::sync::RwLock<()>,
     /// The cuts made, for links to lower what they believe their peers hold.
     pub(crate) cuts: CutLog,
+    /// Whether the cut of the version in force failed (a write error): it is tried again
+    /// until it is made, or what the version's key ends take out would stay.
+    cut_due: std::sync::atomic::AtomicBool,
     pub checkpoints: Checkpoints,
 }
 
@@ -116,6 +120,7 @@ impl Follow {
             advancing: tokio::sync::Mutex::new(()),
             cutting: std::sync::RwLock::new(()),
             cuts: CutLog::default(),
+            cut_due: std::sync::atomic::AtomicBool::new(false),
             checkpoints: Checkpoints::default(),
         };
         loop {
@@ -271,6 +276,9 @@ impl NodeState {
     }
 
     async fn advance_locked(self: &Arc<Self>, follow: &Follow) -> Result<(), NodeError> {
+        if follow.cut_due.load(Ordering::Acquire) {
+            self.cut_for(follow).await?;
+        }
         loop {
             let me = Arc::clone(self);
             let next = tokio::task::spawn_blocking(move || match me.follow() {
@@ -302,14 +310,28 @@ impl NodeState {
                     tracing::info!(version, verified_now = taken, "following roster version");
                     // Then what its key ends take out leaves the log: under the new keys
                     // nothing signed past a key's end comes back.
-                    let me = Arc::clone(self);
-                    let roster = follow.current();
-                    tokio::task::spawn_blocking(move || me.cut_ended_keys(&roster))
-                        .await
-                        .map_err(|e| NodeError::Join(e.to_string()))??;
+                    follow.cut_due.store(true, Ordering::Release);
+                    self.cut_for(follow).await?;
                 }
             }
         }
+    }
+
+    /// Makes the cut the version in force calls for; on success it is no longer due.
+    async fn cut_for(self: &Arc<Self>, follow: &Follow) -> Result<(), NodeError> {
+        let me = Arc::clone(self);
+        let roster = follow.current();
+        tokio::task::spawn_blocking(move || me.cut_ended_keys(&roster))
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))??;
+        follow.cut_due.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether a cut failed and waits to be tried again.
+    fn cut_due(&self) -> bool {
+        self.follow()
+            .is_some_and(|f| f.cut_due.load(Ordering::Acquire))
     }
 
     /// Publishes the next roster version (a hub, for the Admin service): checks it against the
@@ -519,6 +541,9 @@ impl NodeState {
 
 /// Advances the roster whenever the log changes (an append on any link, a recheck of waiting
 /// entries), until the node stops. Reading one head per change costs little.
+/// How soon a failed cut is tried again on a quiet node.
+const CUT_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub async fn follow_log(state: Arc<NodeState>) {
     let Some(fed) = state.roster().map(|r| r.federation_id().clone()) else {
         return;
@@ -529,14 +554,16 @@ pub async fn follow_log(state: Arc<NodeState>) {
             (Ok(head), Some(r)) => head.is_some_and(|h| h.seq > r.version()),
             _ => false,
         };
-        if behind {
+        if behind || state.cut_due() {
             if let Err(e) = state.advance_roster().await {
                 tracing::error!(error = %e, "could not advance the roster");
             }
         }
+        let retry = state.cut_due();
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
             _ = state.stopped() => return,
+            _ = tokio::time::sleep(CUT_RETRY), if retry => {}
         }
     }
 }
