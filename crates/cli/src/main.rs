@@ -356,7 +356,13 @@ fn verify_store(
     for p in &check.problems {
         out!("problem: {p}");
     }
-    out!("{} problems", check.problems.len());
+    match check.problems_not_listed {
+        0 => out!("{} problems", check.problems.len()),
+        more => out!(
+            "{} problems ({more} more not listed)",
+            check.problems.len() as u64 + more
+        ),
+    }
     let roster_log = intelmesh_core::verify::PayloadDefect::RosterOutsideAuthorityLog.to_string();
     if let Some(p) = check.problems.iter().find(|p| p.contains(&roster_log)) {
         let origin = p.split('#').next().unwrap_or_default();

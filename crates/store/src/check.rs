@@ -30,12 +30,27 @@ pub struct StoreCheck {
     pub entries: u64,
     pub stubs: u64,
     pub indicators: usize,
+    /// The first [`PROBLEMS_LISTED`] problems found.
     pub problems: Vec<String>,
+    /// Problems found past those listed: a store damaged throughout must not make the check
+    /// hold one line per entry in memory.
+    pub problems_not_listed: u64,
 }
+
+/// Problems a check lists; the rest are counted.
+pub const PROBLEMS_LISTED: usize = 1000;
 
 impl StoreCheck {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    fn problem(&mut self, problem: String) {
+        if self.problems.len() < PROBLEMS_LISTED {
+            self.problems.push(problem);
+        } else {
+            self.problems_not_listed += 1;
+        }
     }
 }
 
@@ -78,7 +93,7 @@ pub fn verify_store(
             Ok(e) => e,
             Err(e) => {
                 // The error names origin and seq itself.
-                check.problems.push(e.to_string());
+                check.problem(e.to_string());
                 continue;
             }
         };
@@ -87,17 +102,17 @@ pub fn verify_store(
         if let (Some(raw), Some(opened)) = (kept, opened.as_deref()) {
             match read_stored_opened(&raw, Some(opened)) {
                 Ok((_, p)) => payload = p,
-                Err(e) => check.problems.push(format!("opened payload: {e}")),
+                Err(e) => check.problem(format!("opened payload: {e}")),
             }
         }
         if h.origin != origin || h.seq != seq {
-            check.problems.push(format!(
+            check.problem(format!(
                 "{origin}#{seq}: stored under the wrong key (header says {}#{})",
                 h.origin, h.seq
             ));
         }
         if h.prev_hash != last_hash {
-            check.problems.push(format!(
+            check.problem(format!(
                 "{origin}#{seq}: prev_hash does not match #{last_seq}"
             ));
         }
@@ -111,14 +126,14 @@ pub fn verify_store(
     for (origin, head) in &heads {
         match tails.get(origin) {
             Some((seq, hash)) if *seq == head.seq && *hash == head.hash => {}
-            _ => check.problems.push(format!(
+            _ => check.problem(format!(
                 "{origin}: head #{} does not match the log tail",
                 head.seq
             )),
         }
     }
     if heads.len() != tails.len() {
-        check.problems.push(format!(
+        check.problem(format!(
             "{} origins have logs but {} have heads",
             tails.len(),
             heads.len()
@@ -147,7 +162,7 @@ fn compare_index(
     }
     differing += rebuilt.len() - matched;
     if differing > 0 {
-        check.problems.push(format!(
+        check.problem(format!(
             "index differs from the one rebuilt from the log at {differing} indicators"
         ));
     }
@@ -168,13 +183,13 @@ fn compare_index(
         }
     }
     if stray > 0 || stored != expected {
-        check.problems.push(format!(
+        check.problem(format!(
             "postings differ from those of the rebuilt index: {stored} stored ({stray} stray), \
              {expected} expected"
         ));
     }
     if let Some(problem) = crate::arrival::check(&store.db, rebuilt, store.arrivals.is_some())? {
-        check.problems.push(problem);
+        check.problem(problem);
     }
     let mut lengths = PrefixLengths::default();
     for s in rebuilt.values() {
@@ -210,7 +225,7 @@ fn compare_index(
         if meta.digest != want.digest {
             differ.push("the digest of its states differs".to_string());
         }
-        check.problems.push(format!(
+        check.problem(format!(
             "the index's stored counters differ from the rebuilt index: {}",
             differ.join("; ")
         ));
@@ -269,5 +284,25 @@ impl DiskStore {
     /// The index's counters as stored.
     pub(crate) fn stored_index_meta(&self) -> Result<IndexMeta, StoreError> {
         IndexMeta::read(&self.db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_past_those_listed_are_counted() {
+        let mut check = StoreCheck::default();
+        for i in 0..PROBLEMS_LISTED + 5 {
+            check.problem(format!("problem {i}"));
+        }
+        assert_eq!(check.problems.len(), PROBLEMS_LISTED);
+        assert_eq!(check.problems_not_listed, 5);
+        assert_eq!(
+            check.problems.last().map(String::as_str),
+            Some("problem 999")
+        );
+        assert!(!check.is_ok());
     }
 }
