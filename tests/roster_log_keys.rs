@@ -1,9 +1,10 @@
 //! Who may sign the roster log's next entry: the keys of the roster publisher (the first
-//! listed active hub), not reported compromised. Every node stores the log's next entry before
-//! judging its content, so another key putting an unsigned version at the next seq (a hub's in
-//! other hands, a suspended one's) would be stored by every node and followed by none: the
-//! real next version could never be stored after it, the roster would freeze, and the holder
-//! could no longer be suspended or removed by anyone.
+//! listed active hub), not reported compromised, and only for a version the roster's rules
+//! take (the authority's signatures, the chain of hashes), judged before it is stored.
+//! Otherwise a key putting an unsigned version at the next seq (a hub's in other hands, a
+//! suspended one's, the publisher's own) would be stored by every node and followed by none:
+//! the real next version could never be stored after it, the roster would freeze, and the
+//! holder could no longer be suspended or removed by anyone.
 
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
 use intelmesh_tests::net::{fast_limits, org};
 use intelmesh_tests::roster_net::{peer, signing_key, suspension, RosterNet, FEDERATION};
+use prost::Message;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -112,6 +114,72 @@ async fn an_active_hub_that_is_not_the_publisher_cannot_sign_the_next_roster_ver
     net.wait_status(&sg, PATIENCE, |s| s.roster_version == 5)
         .await
         .expect("the agency follows the publisher's version");
+}
+
+/// The publisher's own key (in a thief's hands, say) signs the log's next entry, but the
+/// version in it lacks the authority's signatures: the agency refuses it before storing it, so
+/// the real next version is not a fork there and is followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_publishers_key_alone_cannot_put_a_version_in_the_log() {
+    let mut net = RosterNet::provisioned_hubs(&["HUB"], &["SG-IGCI"], &fast_limits());
+    let (hub, sg, log) = (org("HUB"), org("SG-IGCI"), org(FEDERATION));
+    net.start(&hub).await;
+    net.start(&sg).await;
+    net.admit_all(&[&sg]).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .expect("the agency follows its admission");
+    assert_eq!(net.roster(&sg).roster_publisher(), Some(hub.clone()));
+    let mut unsigned = net.next_version(a_policy_change);
+    unsigned.signatures.clear();
+    let entry = net.log_entry(&sg, signing_key(&net.fed.nodes[&hub].dir), unsigned);
+    // Twice: the entry at the next seq, then one past it (nothing before it taken).
+    let past = {
+        let mut again = net.next_version(|_| {});
+        again.signatures.clear();
+        let signer =
+            intelmesh_core::Signer::new(log.clone(), signing_key(&net.fed.nodes[&hub].dir));
+        let header = pb::EntryHeader::decode(entry.header.as_ref()).expect("header");
+        let head = intelmesh_core::Head {
+            seq: header.seq,
+            hash: intelmesh_core::entry::header_hash(&entry.header),
+        };
+        let clear = intelmesh_core::Distribution {
+            tlp: intelmesh_core::Tlp::Clear,
+            recipients: vec![],
+        };
+        let payload = pb::Payload {
+            body: Some(pb::payload::Body::Roster(again)),
+            ..pb::Payload::default()
+        };
+        signer
+            .sign_next(Some(head), now_unix_ms(), &clear, &payload)
+            .0
+    };
+    let report = net
+        .node(&sg)
+        .state()
+        .ingest(vec![entry, past])
+        .await
+        .expect("ingest");
+    assert_eq!(report.appended + report.held, 0, "{report:?}");
+    assert!(
+        matches!(
+            report.refused.as_slice(),
+            [
+                VerifyError::RosterVersionRefused { seq: 3, .. },
+                VerifyError::RosterVersionRefused { seq: 4, .. }
+            ]
+        ),
+        "{report:?}"
+    );
+    let head = net.node(&sg).state().store.head(&log).expect("head");
+    assert_eq!(
+        head.map(|h| h.seq),
+        Some(2),
+        "nothing stored past version 2"
+    );
+    next_version_follows(&net, &sg, 3, "the real version 3 follows").await;
 }
 
 /// Makes HUB-B the roster publisher (listed first) at version 3, the agency following it.

@@ -63,6 +63,15 @@ pub enum VerifyError {
         first_seq: u64,
         last_seq: Option<u64>,
     },
+    /// An authority-log entry whose roster version does not follow the version before it by
+    /// the roster's rules, or that comes past a version not followed yet. Its signature holds:
+    /// the origin's key signed it, and a relay may have passed it on in good faith.
+    #[error("{origin}#{seq}: roster version not taken: {reason}")]
+    RosterVersionRefused {
+        origin: OrgId,
+        seq: u64,
+        reason: String,
+    },
     #[error("{origin}#{seq}: signature does not verify")]
     BadSignature { origin: OrgId, seq: u64 },
     #[error("{origin}#{seq}: signature refused: {defect}")]
@@ -93,6 +102,7 @@ impl VerifyError {
             VerifyError::FromFuture { .. } => "from_future",
             VerifyError::UnknownKey { .. } => "unknown_key",
             VerifyError::KeyNotValidAtSeq { .. } => "key_not_valid_at_seq",
+            VerifyError::RosterVersionRefused { .. } => "roster_version_refused",
             VerifyError::BadSignature { .. } => "bad_signature",
             VerifyError::MalformedSignature { .. } => "malformed_signature",
             VerifyError::MalformedBatchPath { .. } => "malformed_batch_path",
@@ -110,7 +120,10 @@ impl VerifyError {
     /// relay did: a key ended by the roster (rotation, compromise, suspension). A relay whose
     /// roster is older may forward such an entry in good faith, so it must not cost the link.
     pub fn is_origin_fault(&self) -> bool {
-        matches!(self, VerifyError::KeyNotValidAtSeq { .. })
+        matches!(
+            self,
+            VerifyError::KeyNotValidAtSeq { .. } | VerifyError::RosterVersionRefused { .. }
+        )
     }
 
     /// Whether the entry is dated past this node's clock and skew: a relay whose clock runs

@@ -37,6 +37,7 @@ pub mod preflight;
 pub mod private_files;
 pub mod provision;
 pub mod provision_roster;
+mod roster_admission;
 pub mod roster_follow;
 pub mod rotate_key;
 pub mod rotation;

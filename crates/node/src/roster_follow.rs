@@ -539,11 +539,11 @@ impl NodeState {
     }
 }
 
-/// Advances the roster whenever the log changes (an append on any link, a recheck of waiting
-/// entries), until the node stops. Reading one head per change costs little.
 /// How soon a failed cut is tried again on a quiet node.
 const CUT_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Advances the roster whenever the log changes (an append on any link, a recheck of waiting
+/// entries), until the node stops. Reading one head per change costs little.
 pub async fn follow_log(state: Arc<NodeState>) {
     let Some(fed) = state.roster().map(|r| r.federation_id().clone()) else {
         return;

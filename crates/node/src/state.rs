@@ -563,6 +563,7 @@ impl NodeState {
             // cut lock, the key list in force judges their seqs again (see `roster_follow`).
             let _cutting = me.cut_lock_shared();
             let good = me.drop_ended(good, verified_with.as_ref(), &mut report.refused);
+            let good = me.refuse_unfollowable_versions(good, &mut report.refused);
             let watched = me.stubs_to_watch(&good);
             let checkpoints = received_checkpoints(&good);
             let started = std::time::Instant::now();

@@ -1,0 +1,116 @@
+//! Authority-log entries judged by the roster's rules before they are stored: a roster
+//! version goes in only if it follows the version before it (`Roster::next`: the authority's
+//! threshold of signatures, the chain of roster hashes, the federation).
+//!
+//! An entry's header signature only says that a hub key may sign the authority log. A thief
+//! of the publisher hub's signing key (or of one of its keys rotated out, which stay authority
+//! keys) could otherwise put a junk version in every store at the next seq: the real version
+//! would then be a second entry at that seq, and the roster frozen for good, with no way left
+//! to suspend the thief or report the key.
+
+use intelmesh_core::verify::Control;
+use intelmesh_core::{VerifiedEntry, VerifyError};
+use intelmesh_roster::{roster_hash, Roster};
+use intelmesh_store::Store;
+use std::sync::Arc;
+
+use crate::roster_follow::stored_version;
+use crate::state::NodeState;
+
+impl NodeState {
+    /// `good` without the authority-log entries the roster's rules refuse (each refusal an
+    /// origin fault in `refused`): judged in seq order against the roster at the store's head
+    /// of that log (the one followed, moved on by versions stored and not followed yet). An
+    /// entry past the next seq cannot be judged yet and is refused too; links restart, so it
+    /// is sent again once its predecessor is in.
+    pub(crate) fn refuse_unfollowable_versions(
+        &self,
+        good: Vec<VerifiedEntry>,
+        refused: &mut Vec<VerifyError>,
+    ) -> Vec<VerifiedEntry> {
+        let Some(follow) = self.follow() else {
+            return good;
+        };
+        let current = follow.current();
+        let fed = current.federation_id().clone();
+        if !good.iter().any(|e| e.header().origin == fed) {
+            return good;
+        }
+        let Ok(head) = self.store.head(&fed) else {
+            return good;
+        };
+        let followed = current.version();
+        let head = head.map_or(0, |h| h.seq).max(followed);
+        let mut at = roster_at(self.store.as_ref(), current, head);
+        let mut next = head + 1;
+        let mut ahead = false;
+        let kept = good
+            .into_iter()
+            .filter(|e| {
+                let h = e.header();
+                if h.origin != fed || (h.seq > followed && h.seq < next) {
+                    // Stored already and not followed yet: the store keeps one entry a seq.
+                    return true;
+                }
+                let verdict = if h.seq <= followed {
+                    // A version followed (a new node follows its pinned genesis before the
+                    // log's first entry is in): only that version's own entry.
+                    match e.control() {
+                        Some(Control::Roster(signed))
+                            if Some(roster_hash(&signed.document)) == follow.hash_at(h.seq) =>
+                        {
+                            return true;
+                        }
+                        _ => Err(format!("it is not version {} this node follows", h.seq)),
+                    }
+                } else if h.seq > next {
+                    Err("it comes past a version not taken yet".to_string())
+                } else {
+                    match (&at, e.control()) {
+                        (None, _) => Err(
+                            "the stored version before it does not follow its own predecessor"
+                                .to_string(),
+                        ),
+                        (Some(r), Some(Control::Roster(signed))) => {
+                            r.next(signed).map_err(|e| e.to_string())
+                        }
+                        (Some(_), _) => Err("it carries no roster version".to_string()),
+                    }
+                };
+                match verdict {
+                    Ok(roster) => {
+                        at = Some(Arc::new(roster));
+                        next += 1;
+                        true
+                    }
+                    Err(reason) => {
+                        ahead |= h.seq > next;
+                        tracing::warn!(origin = %fed, seq = h.seq, %reason, "roster log entry refused before it was stored: a hub key signed it, the roster's rules do not take it");
+                        refused.push(VerifyError::RosterVersionRefused {
+                            origin: fed.clone(),
+                            seq: h.seq,
+                            reason,
+                        });
+                        false
+                    }
+                }
+            })
+            .collect();
+        if ahead {
+            self.unverified.ask_resend();
+        }
+        kept
+    }
+}
+
+/// The roster at version `head` of the authority log: `current` (followed), moved on by the
+/// versions stored after it; `None` if one of them does not follow (nothing after it can).
+fn roster_at(store: &dyn Store, current: Arc<Roster>, head: u64) -> Option<Arc<Roster>> {
+    let fed = current.federation_id().clone();
+    let mut at = current;
+    while at.version() < head {
+        let signed = stored_version(store, &fed, at.version() + 1).ok()??;
+        at = Arc::new(at.next(&signed).ok()?);
+    }
+    Some(at)
+}
