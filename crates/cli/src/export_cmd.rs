@@ -187,11 +187,20 @@ fn too_wide(v: &Indicator) -> Option<&'static str> {
 /// the node selects indicators, and an indicator one trusted origin names may carry another
 /// member's assertions, which `--origin` means to leave out. States left with nothing go.
 fn narrowed(states: Vec<pb::IndicatorState>, f: &FilterArgs) -> Vec<pb::IndicatorState> {
-    let tags: Vec<String> = f.tags.iter().map(|t| t.to_lowercase()).collect();
+    // As the node matches them: trimmed, lowercase, empty ones dropped.
+    let tags: Vec<String> = f
+        .tags
+        .iter()
+        .map(|t| t.trim().to_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
     let by_origin =
         |origin: &str| f.origins.is_empty() || f.origins.iter().any(|o| o.as_str() == origin);
     let by_tag = |a: &pb::OriginAssertion| {
-        tags.is_empty() || a.tags.iter().any(|t| tags.contains(&t.to_lowercase()))
+        tags.is_empty()
+            || a.tags
+                .iter()
+                .any(|t| tags.contains(&t.trim().to_lowercase()))
     };
     states
         .into_iter()

@@ -453,6 +453,7 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
             LeftReason::NoIndicatorInRow
             | LeftReason::TypeNotShared(_)
             | LeftReason::RevokedInRow
+            | LeftReason::UnreadableTlp(_)
             | LeftReason::HostsLineWithoutName => {
                 format!("{}: {text:?}", origin(left.line))
             }

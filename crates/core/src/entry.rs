@@ -198,7 +198,9 @@ impl Tlp {
 
     pub fn parse(raw: &str) -> Option<Tlp> {
         let norm = raw.trim().to_ascii_uppercase();
-        let norm = norm.strip_prefix("TLP:").unwrap_or(&norm);
+        let norm = norm
+            .strip_prefix("TLP:")
+            .map_or(norm.as_str(), str::trim_start);
         match norm {
             "CLEAR" | "WHITE" => Some(Tlp::Clear),
             "GREEN" => Some(Tlp::Green),

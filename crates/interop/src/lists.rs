@@ -39,6 +39,9 @@ pub enum LeftReason {
     /// A CSV row whose `revoked` column says its value is revoked (a mesh export lists
     /// revoked assertions too): importing it would assert it again.
     RevokedInRow,
+    /// A CSV row whose `tlp` cell names no TLP level this reader knows: a restriction it
+    /// cannot read is no reason to share the value at the default.
+    UnreadableTlp(String),
 }
 
 impl LeftReason {
@@ -54,6 +57,9 @@ impl LeftReason {
                 format!("CSV row of type {kind:?}, not a kind of indicator the mesh shares")
             }
             LeftReason::RevokedInRow => "CSV row marked revoked".into(),
+            LeftReason::UnreadableTlp(cell) => {
+                format!("CSV row whose TLP cell {cell:?} names no TLP level")
+            }
         }
     }
 }
@@ -396,9 +402,19 @@ impl Columns {
         cell.is_some_and(|c| ["true", "yes", "1"].contains(&c.trim().to_ascii_lowercase().as_str()))
     }
 
-    /// The TLP the row's `tlp` cell gives.
-    fn tlp(&self, cells: &[String]) -> Option<Tlp> {
-        Tlp::parse(cells.get(self.tlp?)?)
+    /// The TLP the row's `tlp` cell gives (none for an empty cell), or the cell it cannot
+    /// read.
+    fn tlp(&self, cells: &[String]) -> Result<Option<Tlp>, String> {
+        let Some(cell) = self
+            .tlp
+            .and_then(|c| cells.get(c))
+            .filter(|c| !c.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        Tlp::parse(cell)
+            .map(Some)
+            .ok_or_else(|| cell.trim().chars().take(40).collect())
     }
 }
 
@@ -469,7 +485,18 @@ pub fn read_csv(text: &str) -> TextRead {
             });
             continue;
         }
-        let tlp = columns_now.and_then(|c| c.tlp(&cells));
+        let tlp = match columns_now.map(|c| c.tlp(&cells)) {
+            Some(Err(cell)) => {
+                out.left.push(LeftOut {
+                    line: n + 1,
+                    text: line.to_string(),
+                    reason: LeftReason::UnreadableTlp(cell),
+                });
+                continue;
+            }
+            Some(Ok(tlp)) => tlp,
+            None => None,
+        };
         let mut found = 0;
         for (c, cell) in cells.iter().enumerate() {
             let cell = without_formula_guard(cell.trim());

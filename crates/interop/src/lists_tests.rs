@@ -322,7 +322,9 @@ fn a_mesh_csv_export_reads_back_with_its_tlp_and_without_revoked_rows() {
          domain,evil.example,AU-AFP,RED,80,false,0,,c2\n\
          domain,gone.example,AU-AFP,GREEN,80,true,0,,\n\
          email,\"'=x@evil.example\",AU-AFP,AMBER+STRICT,80,false,0,,\n\
-         ipv4,198.51.100.7,AU-AFP,,80,false,0,,\n",
+         ipv4,198.51.100.7,AU-AFP,,80,false,0,,\n\
+         domain,odd.example,AU-AFP,RED-restricted,80,false,0,,\n\
+         domain,spaced.example,AU-AFP,TLP: GREEN,80,false,0,,\n",
     );
     let got: Vec<(&str, Option<Tlp>)> = r
         .found
@@ -335,9 +337,17 @@ fn a_mesh_csv_export_reads_back_with_its_tlp_and_without_revoked_rows() {
             ("evil.example", Some(Tlp::Red)),
             ("=x@evil.example", Some(Tlp::AmberStrict)),
             ("198.51.100.7", None),
+            ("spaced.example", Some(Tlp::Green)),
         ]
     );
     let left: Vec<(usize, LeftReason)> =
         r.left.iter().map(|l| (l.line, l.reason.clone())).collect();
-    assert_eq!(left, [(3, LeftReason::RevokedInRow)]);
+    // A TLP this reader cannot read is no reason to share the value at the default.
+    assert_eq!(
+        left,
+        [
+            (3, LeftReason::RevokedInRow),
+            (6, LeftReason::UnreadableTlp("RED-restricted".into()))
+        ]
+    );
 }

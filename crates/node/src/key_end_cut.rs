@@ -238,9 +238,6 @@ impl NodeState {
         let mut removed = 0;
         for cut in &cuts {
             cut.log(roster.version());
-            if cut.origin == self.org {
-                self.own_mark.cut_to(cut.kept_through);
-            }
             follow.cuts.push(cut.origin.clone(), cut.kept_through);
             removed += cut.removed;
             for (origin, seq) in self.wants.snapshot() {
@@ -252,7 +249,29 @@ impl NodeState {
         if !cuts.is_empty() {
             self.bump();
         }
+        self.lower_own_mark(roster)?;
         Ok(removed)
+    }
+
+    /// Lowers the own-log mark past each own key the roster ended (see `OwnMark::key_ended`):
+    /// what the other nodes cut never comes back to a node whose store lost it.
+    fn lower_own_mark(&self, roster: &Roster) -> Result<(), NodeError> {
+        let Some(me) = roster.member(&self.org) else {
+            return Ok(());
+        };
+        let held = self.store.head(&self.org)?.map_or(0, |h| h.seq);
+        for key in &me.signing_keys {
+            let (Some(last), Ok(public)) = (
+                key.last_seq,
+                <[u8; 32]>::try_from(key.public_key.as_slice()),
+            ) else {
+                continue;
+            };
+            if let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&public) {
+                self.own_mark.key_ended(&KeyId::of(&public), last, held);
+            }
+        }
+        Ok(())
     }
 }
 

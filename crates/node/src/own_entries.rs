@@ -126,7 +126,7 @@ impl NodeState {
                 }
             }
             if let Some(&last) = seqs.last() {
-                me.own_mark.record(last);
+                me.own_mark.record(last, &signer.key_id());
             }
             Ok(seqs)
         })

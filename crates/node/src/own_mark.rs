@@ -1,6 +1,6 @@
-//! The own-log mark: the highest seq this node has signed, kept beside its signing key rather
-//! than in its store, and the rule that the node signs nothing while its store holds less of
-//! its own log than that.
+//! The own-log mark: the highest seq this node has signed (with the org and the key that
+//! signed it), kept beside its signing key rather than in its store, and the rule that the node
+//! signs nothing while its store holds less of its own log than that.
 //!
 //! A store moved aside (as a store of an older layout must be), lost with its disk, or
 //! restored from an older backup holds less of the node's own log than its peers do. Signing
@@ -9,7 +9,10 @@
 //! peers to send its own entries back (they sync every origin's log, its own included).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use intelmesh_core::{KeyId, OrgId};
 
 use crate::state::NodeError;
 
@@ -17,40 +20,50 @@ use crate::state::NodeError;
 #[derive(Debug)]
 pub struct OwnMark {
     path: PathBuf,
-    signed: AtomicU64,
+    org: OrgId,
+    mark: Mutex<Mark>,
     /// Whether a failed write was logged already (a read-only key directory fails every time).
     warned: AtomicBool,
 }
 
+/// The highest seq signed, and the key that signed it (none in a mark that did not say).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Mark {
+    seq: u64,
+    key: Option<String>,
+}
+
 impl OwnMark {
-    /// The mark of the node whose signing key is at `key` (`signing.key` →
-    /// `signing.key.signed`). A missing mark is 0; an unreadable one is 0 too, logged: refusing
-    /// to start would stop a node over a file that only guards against a lost store.
-    pub fn beside(key: &Path) -> OwnMark {
+    /// The mark of `org`'s node whose signing key is at `key` (`signing.key` →
+    /// `signing.key.signed`). A missing mark is 0, as is one of another org (a key directory
+    /// used again); an unreadable one is 0 too, logged: refusing to start would stop a node
+    /// over a file that only guards against a lost store.
+    pub fn beside(key: &Path, org: &OrgId) -> OwnMark {
         let mut name = key.file_name().unwrap_or_default().to_os_string();
         name.push(".signed");
         let path = key.with_file_name(name);
-        let signed = match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse::<u64>().unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "own-log mark unreadable: taken as 0");
-                0
+        let mark = match std::fs::read_to_string(&path) {
+            Ok(text) => parse(&text, org).unwrap_or_else(|why| {
+                tracing::warn!(path = %path.display(), %why, "own-log mark not taken: 0 instead");
+                Mark::default()
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Mark::default(),
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "own-log mark unreadable: taken as 0");
-                0
+                tracing::warn!(path = %path.display(), error = %e, "own-log mark unreadable: 0 instead");
+                Mark::default()
             }
         };
         OwnMark {
             path,
-            signed: AtomicU64::new(signed),
+            org: org.clone(),
+            mark: Mutex::new(mark),
             warned: AtomicBool::new(false),
         }
     }
 
     /// The highest seq the node is known to have signed.
     pub fn signed(&self) -> u64 {
-        self.signed.load(Ordering::Acquire)
+        self.lock().seq
     }
 
     /// Refuses to sign while the store holds the own log only up to `held`, below the mark.
@@ -62,34 +75,55 @@ impl OwnMark {
         Err(NodeError::OwnLogBehind {
             held,
             signed,
+            next: held + 1,
             mark: self.path.display().to_string(),
         })
     }
 
-    /// Lowers the mark to `seq`: the roster cut the own log there (a compromise report ends
-    /// the key everywhere, this node included), and the next entry is signed at `seq + 1`.
-    pub fn cut_to(&self, seq: u64) {
-        if seq < self.signed() {
-            self.write(seq);
+    /// Lowers the mark when the roster ended `key` at `last` while the mark says that key signed
+    /// past it and the store holds less than the mark (`held`): every other node cut those
+    /// entries (a compromise report, or a suspension or rotation ending the key there), so
+    /// none will come back, and the node signs on from what it holds or `last`.
+    pub fn key_ended(&self, key: &KeyId, last: u64, held: u64) {
+        let mut mark = self.lock();
+        if mark.key.as_deref() == Some(key.to_string().as_str())
+            && mark.seq > last
+            && held < mark.seq
+        {
+            mark.seq = last.max(held);
+            self.write(&mark);
         }
     }
 
-    /// Moves the mark to `seq`, once the entries up to it are durable in the store (callers
-    /// hold the publish lock, so marks only grow). Written without a sync: after a crash the
-    /// store, synced before every acknowledgement, holds at least what a lost write would have
-    /// said; the mark matters when the store is gone, long after the OS wrote it.
-    pub fn record(&self, seq: u64) {
-        if seq > self.signed() {
-            self.write(seq);
+    /// Moves the mark to `seq`, signed by `key`, once the entries up to it are durable in the
+    /// store (callers hold the publish lock). Written without a sync: after a crash the store,
+    /// synced before every acknowledgement, holds at least what a lost write would have said;
+    /// the mark matters when the store is gone, long after the OS wrote it.
+    pub fn record(&self, seq: u64, key: &KeyId) {
+        let mut mark = self.lock();
+        if seq > mark.seq {
+            *mark = Mark {
+                seq,
+                key: Some(key.to_string()),
+            };
+            self.write(&mark);
         }
     }
 
-    fn write(&self, seq: u64) {
-        self.signed.store(seq, Ordering::Release);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mark> {
+        self.mark.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self, mark: &Mark) {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
-        let written = std::fs::write(&tmp, format!("{seq}\n"))
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        let text = format!(
+            "{} {} {}\n",
+            mark.seq,
+            self.org,
+            mark.key.as_deref().unwrap_or("-")
+        );
+        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = written {
             if !self.warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot write the own-log mark: if this node's store is lost, it may sign a seq its peers hold (a fork)");
@@ -98,40 +132,78 @@ impl OwnMark {
     }
 }
 
+/// `SEQ ORG KEY` (`-` for no key); a mark of another org is none.
+fn parse(text: &str, org: &OrgId) -> Result<Mark, String> {
+    let mut words = text.split_whitespace();
+    let seq = words
+        .next()
+        .unwrap_or_default()
+        .parse::<u64>()
+        .map_err(|e| format!("seq: {e}"))?;
+    match words.next() {
+        Some(o) if o == org.as_str() => {}
+        Some(other) => return Err(format!("it is {other:?}'s, this node is {org}")),
+        None => return Err("no org".to_string()),
+    }
+    let key = words.next().filter(|k| *k != "-").map(str::to_string);
+    Ok(Mark { seq, key })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key_id(n: u8) -> KeyId {
+        KeyId::of(&ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key())
+    }
 
     #[test]
     fn a_store_behind_the_mark_may_not_sign_until_it_catches_up() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("signing.key");
-        let mark = OwnMark::beside(&key);
+        let org = OrgId::parse("AU-AFP").unwrap();
+        let mark = OwnMark::beside(&key, &org);
         assert_eq!(mark.signed(), 0);
         assert!(mark.check(0).is_ok(), "a node that never signed");
-        mark.record(3);
-        mark.record(2);
-        let again = OwnMark::beside(&key);
-        assert_eq!(again.signed(), 3, "kept across a restart, never lowered");
+        mark.record(3, &key_id(1));
+        mark.record(2, &key_id(1));
+        let again = OwnMark::beside(&key, &org);
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("signing.key.signed")).unwrap(),
-            "3\n"
+            again.signed(),
+            3,
+            "kept across a restart, never lowered by a record"
         );
         let err = again.check(0).unwrap_err().to_string();
         assert!(
             err.contains("up to seq 0") && err.contains("up to seq 3"),
             "{err}"
         );
+        assert!(err.contains("from seq 1"), "{err}");
         assert!(again.check(2).is_err());
         assert!(again.check(3).is_ok() && again.check(4).is_ok());
-        again.cut_to(1);
-        assert_eq!(
-            OwnMark::beside(&key).signed(),
-            1,
-            "a cut of the own log lowers it"
-        );
-        // An unreadable mark guards nothing, and stops nothing.
+        // Another org's mark (a key directory used again) guards nothing.
+        let other = OrgId::parse("BR-PF").unwrap();
+        assert_eq!(OwnMark::beside(&key, &other).signed(), 0);
+        // Nor does an unreadable one.
         std::fs::write(dir.path().join("signing.key.signed"), "garbage").unwrap();
-        assert_eq!(OwnMark::beside(&key).signed(), 0);
+        assert_eq!(OwnMark::beside(&key, &org).signed(), 0);
+    }
+
+    #[test]
+    fn a_key_the_roster_ended_lowers_the_mark_only_for_what_that_key_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let org = OrgId::parse("AU-AFP").unwrap();
+        let mark = OwnMark::beside(&dir.path().join("signing.key"), &org);
+        mark.record(100, &key_id(1));
+        // Another key ended: nothing to do with what the mark says.
+        mark.key_ended(&key_id(2), 80, 0);
+        assert_eq!(mark.signed(), 100);
+        // The store holds all the mark says: no wait, nothing to lower.
+        mark.key_ended(&key_id(1), 80, 100);
+        assert_eq!(mark.signed(), 100);
+        // The store was lost: the peers cut at 80, so 80 is all that comes back.
+        mark.key_ended(&key_id(1), 80, 10);
+        assert_eq!(mark.signed(), 80);
+        assert!(mark.check(80).is_ok());
     }
 }

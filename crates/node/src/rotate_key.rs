@@ -45,6 +45,9 @@ impl NodeState {
         let next = new.clone();
         let rotated = tokio::task::spawn_blocking(move || -> Result<Rotated, NodeError> {
             let head = me.store.head(&me.org)?.map_or(0, |h| h.seq);
+            // The old key ends at the head: a store behind what the node signed would end it
+            // before entries it signed, which every peer holds.
+            me.own_mark.check(head)?;
             let now = intelmesh_core::now_unix_ms();
             Ok(switch_key(
                 &files,

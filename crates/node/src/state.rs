@@ -215,7 +215,7 @@ impl NodeState {
         decryption: intelmesh_core::sealed::DecryptionKeys,
     ) -> NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
-        let own_mark = crate::own_mark::OwnMark::beside(&cfg.signing_key);
+        let own_mark = crate::own_mark::OwnMark::beside(&cfg.signing_key, signer.org());
         NodeState {
             own_certs: crate::cert_watch::OwnCerts::read(&cfg),
             org: signer.org().clone(),

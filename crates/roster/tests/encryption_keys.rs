@@ -443,6 +443,17 @@ fn an_old_encryption_key_request_is_refused() {
         ),
         "{err}"
     );
+    // Nor one dated days ahead, which would stay fresh for ever.
+    let ahead = A::SetEncryptionKey(pb::SetEncryptionKey {
+        request: Some(sign_encryption_key(
+            &org("AG"),
+            &key(20),
+            &enc_key(51),
+            NOW + 3 * 24 * 3_600_000,
+        )),
+    });
+    let err = action_error(try_propose(&v2, vec![ahead], &no_heads));
+    assert!(matches!(err, ActionError::StaleRequest { .. }), "{err}");
     // A fresh one is taken.
     let v3 = apply(&v2, vec![set_key(&key(20), "AG", 51)], &no_heads);
     assert_eq!(listed(&v3, "AG").len(), 2);

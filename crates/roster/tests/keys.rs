@@ -164,7 +164,7 @@ fn a_suspended_member_gets_no_replacement_key_with_a_compromise_report() {
         matches!(
             err,
             ProposeError::Action {
-                error: ActionError::NotActive { .. },
+                error: ActionError::ReplacementWhileNotActive { .. },
                 ..
             }
         ),
@@ -174,6 +174,18 @@ fn a_suspended_member_gets_no_replacement_key_with_a_compromise_report() {
     let v4 = apply(&v3, vec![report(false)], &heads(12));
     assert!(!valid(&v4, "AG", &key(20), 13));
     assert!(!valid(&v4, "AG", &key(22), 13));
+    // The order the error names: report, reinstate, report with the replacement.
+    let reinstate = A::Reinstate(pb::Reinstate { org: "AG".into() });
+    let v4 = apply(
+        &v3,
+        vec![report(false), reinstate, report(true)],
+        &heads(12),
+    );
+    assert!(
+        !valid(&v4, "AG", &key(20), 13),
+        "the stolen key stays ended"
+    );
+    assert!(valid(&v4, "AG", &key(22), 13), "the replacement signs on");
 }
 
 #[test]

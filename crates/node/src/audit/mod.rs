@@ -347,28 +347,34 @@ async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>) {
             }
         };
         let mut closing = None;
-        let mut calls = Vec::with_capacity(n);
+        let (mut changes, mut calls) = (Vec::new(), Vec::with_capacity(n));
         let mut waiting = Vec::new();
         for msg in queued.drain(..) {
             match msg {
-                Msg::Call(p, done) => {
-                    calls.push(p);
-                    waiting.extend(done);
+                Msg::Call(p, Some(done)) => {
+                    changes.push(p);
+                    waiting.push(done);
                 }
+                Msg::Call(p, None) => calls.push(p),
                 Msg::Close(done) => closing = Some(done),
             }
         }
-        if !calls.is_empty() {
+        // Calls whose answers wait go first, and are told before the rest of the batch (a
+        // lookup's thousands of digests) is written.
+        for batch in [changes, calls] {
+            if batch.is_empty() {
+                continue;
+            }
             on_trail(&mut trail, move |t| {
-                let sealed: Vec<Call> = calls.into_iter().map(|p| digested(t, p)).collect();
+                let sealed: Vec<Call> = batch.into_iter().map(|p| digested(t, p)).collect();
                 t.append(&sealed)
             })
             .await;
             sync_at.get_or_insert_with(|| tokio::time::Instant::now() + SYNC_EVERY);
-        }
-        // Written, or its failure logged: either way the callers go on.
-        for done in waiting {
-            let _ = done.send(());
+            // Written, or its failure logged: either way the callers go on.
+            for done in waiting.drain(..) {
+                let _ = done.send(());
+            }
         }
         if n == 0 || closing.is_some() {
             on_trail(&mut trail, |t| t.sync()).await;

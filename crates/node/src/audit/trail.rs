@@ -173,6 +173,8 @@ pub struct Trail {
     size: u64,
     /// The last record written (flushed to the OS, maybe not yet synced).
     last: Head,
+    /// Whether a failed write's bytes could not be cut yet.
+    torn: bool,
     /// Whether `head` lags `last`.
     unsynced: bool,
 }
@@ -224,6 +226,7 @@ impl Trail {
             size,
             last: last.unwrap_or_default(),
             unsynced: head.is_none(),
+            torn: false,
         };
         if head.is_none() {
             trail.sync()?;
@@ -268,9 +271,14 @@ impl Trail {
         if out.is_empty() {
             return Ok(());
         }
+        // A torn write not cut yet: nothing goes after it until it is, or the next line
+        // would be glued to it in the middle of the file.
+        if self.torn {
+            self.file.set_len(self.size).map_err(io(&self.current()))?;
+            self.torn = false;
+        }
         if let Err(e) = self.file.write_all(out) {
-            // If even the cut fails, the torn line is cut when the trail is next opened.
-            let _ = self.file.set_len(self.size);
+            self.torn = self.file.set_len(self.size).is_err();
             out.clear();
             return Err(io(&self.current())(e));
         }

@@ -123,7 +123,8 @@ pub(super) fn set_encryption_key(
     // request must be recent, or one whose key was rotated out long ago (and may have leaked
     // since) could be proposed again.
     let age_ms = now_unix_ms.saturating_sub(verified.request.created_at_unix_ms);
-    if age_ms > MAX_ENCRYPTION_REQUEST_AGE_MS {
+    // Dated ahead by more than a clock's error, it would stay fresh for ever.
+    if !(-DAY_MS..=MAX_ENCRYPTION_REQUEST_AGE_MS).contains(&age_ms) {
         return Err(ActionError::StaleRequest {
             org,
             age_days: age_ms / DAY_MS,
@@ -319,7 +320,7 @@ pub(super) fn report_compromise(
     if !a.replacement_key.is_empty()
         && MemberStatus::from_proto(m.status) != Some(MemberStatus::Active)
     {
-        return Err(ActionError::NotActive {
+        return Err(ActionError::ReplacementWhileNotActive {
             status: status_of(m),
             org,
         });

@@ -88,12 +88,14 @@ pub enum ActionError {
     Rotation(RequestError),
     #[error("encryption key request refused: {0}")]
     EncryptionKeyRequest(RequestError),
-    #[error("the encryption key request for {org} was made {age_days} days ago, more than the {max_days} a request is good for: ask the member for a new one (an old request could bring back a key rotated out)")]
+    #[error("the encryption key request for {org} is dated {age_days} days ago, outside the {max_days} a request is good for: ask the member for a new one (an old request could bring back a key rotated out)")]
     StaleRequest {
         org: OrgId,
         age_days: i64,
         max_days: i64,
     },
+    #[error("{org} is {status}: a replacement key would give it an open key. Report the compromise without one now; to list one, put in one proposal the report, the reinstatement, then the report again with the replacement (a reinstatement alone does not reopen a key reported compromised)")]
+    ReplacementWhileNotActive { org: OrgId, status: &'static str },
     #[error("encryption key {key_id} is already listed for {org}; a new key is needed")]
     EncryptionKeyInUse { key_id: EncKeyId, org: String },
     #[error("{0} has no open signing key to check the request with")]
