@@ -8,6 +8,8 @@
 //! hold the node's log for a fork, for good. With the mark, the node instead waits for its
 //! peers to send its own entries back (they sync every origin's log, its own included).
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -15,6 +17,9 @@ use std::sync::Mutex;
 use intelmesh_core::{KeyId, OrgId};
 
 use crate::state::NodeError;
+
+/// The mark's file: the signing key's path with this extension.
+pub const MARK_EXTENSION: &str = "own-log";
 
 /// The mark of one node; cheap to check on every publication.
 #[derive(Debug)]
@@ -35,13 +40,11 @@ struct Mark {
 
 impl OwnMark {
     /// The mark of `org`'s node whose signing key is at `key` (`signing.key` →
-    /// `signing.key.signed`). A missing mark is 0, as is one of another org (a key directory
+    /// `signing.own-log`). A missing mark is 0, as is one of another org (a key directory
     /// used again); an unreadable one is 0 too, logged: refusing to start would stop a node
     /// over a file that only guards against a lost store.
     pub fn beside(key: &Path, org: &OrgId) -> OwnMark {
-        let mut name = key.file_name().unwrap_or_default().to_os_string();
-        name.push(".signed");
-        let path = key.with_file_name(name);
+        let path = key.with_extension(MARK_EXTENSION);
         let mark = match std::fs::read_to_string(&path) {
             Ok(text) => parse(&text, org).unwrap_or_else(|why| {
                 tracing::warn!(path = %path.display(), %why, "own-log mark not taken: 0 instead");
@@ -123,7 +126,15 @@ impl OwnMark {
             self.org,
             mark.key.as_deref().unwrap_or("-")
         );
-        let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, &self.path));
+        // Owner-only, as everything beside the key is.
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
         if let Err(e) = written {
             if !self.warned.swap(true, Ordering::Relaxed) {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot write the own-log mark: if this node's store is lost, it may sign a seq its peers hold (a fork)");
@@ -185,7 +196,13 @@ mod tests {
         let other = OrgId::parse("BR-PF").unwrap();
         assert_eq!(OwnMark::beside(&key, &other).signed(), 0);
         // Nor does an unreadable one.
-        std::fs::write(dir.path().join("signing.key.signed"), "garbage").unwrap();
+        let file = dir.path().join("signing.own-log");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::write(&file, "garbage").unwrap();
         assert_eq!(OwnMark::beside(&key, &org).signed(), 0);
     }
 

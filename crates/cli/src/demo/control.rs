@@ -282,7 +282,7 @@ fn snapshot<'a>(
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
             // The store, logs, and the own-log mark (it moves with every publication).
-            if name == "data" || name.ends_with(".log") || name.ends_with(".signed") {
+            if name == "data" || name.ends_with(".log") || name.ends_with(".own-log") {
                 continue;
             }
             if path.is_dir() {
