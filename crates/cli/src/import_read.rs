@@ -13,7 +13,7 @@ use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip};
 use intelmesh_interop::stix::{stix_objects, unreadable_marking, ObjectError, Outcome, SkipReason};
 use intelmesh_interop::text::clip;
 use intelmesh_interop::{
-    import_misp, import_stix, ImportOptions, ManifestEntry, MispOptions, PatternError,
+    import_misp_within, import_stix, ImportOptions, ManifestEntry, MispOptions, PatternError,
 };
 use serde_json::Value;
 
@@ -104,7 +104,7 @@ pub fn read(
             )),
         };
     }
-    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let bytes = read_bounded(path).map_err(|e| anyhow::anyhow!(e))?;
     let text = String::from_utf8_lossy(&bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let format = match format {
@@ -124,7 +124,7 @@ pub fn read(
                 read_stix(&value, default_tlp)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
             } else {
-                read_misp(&value, default_tlp, "")
+                read_misp(&value, default_tlp, "", &mut MispSpent::default())
                     .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
             }
         }
@@ -291,14 +291,23 @@ fn stix_reason(e: &ObjectError) -> String {
     }
 }
 
+/// What MISP inputs read so far spent of the bounds on what they expand to: one for a whole
+/// feed directory, so many event files do not multiply them.
+#[derive(Default)]
+struct MispSpent {
+    tags: intelmesh_interop::MispBudget,
+    described: usize,
+}
+
 fn read_misp(
     value: &Value,
     default_tlp: Tlp,
     prefix: &str,
+    spent: &mut MispSpent,
 ) -> Result<FileRead, intelmesh_interop::misp::MispError> {
-    let events = import_misp(value, &MispOptions { default_tlp })?;
+    let events = import_misp_within(value, &MispOptions { default_tlp }, &mut spent.tags)?;
     let mut out = FileRead::default();
-    let mut described = 0usize;
+    let described = &mut spent.described;
     for event in &events {
         // Clipped once here, not per indicator: a 10 MB `info` is not copied per attribute.
         let info = clip(
@@ -318,8 +327,8 @@ fn read_misp(
             match &a.outcome {
                 AttributeOutcome::Imported(found) => {
                     for i in found {
-                        described = described.saturating_add(info.len());
-                        if described > MAX_DESCRIBED_BYTES {
+                        *described = described.saturating_add(info.len());
+                        if *described > MAX_DESCRIBED_BYTES {
                             out.rejected.push(Left {
                                 reason: format!("the file's values already carry {MAX_DESCRIBED_BYTES} bytes of event descriptions"),
                                 example: name.clone(),
@@ -376,24 +385,47 @@ fn read_misp(
     Ok(out)
 }
 
+/// Most bytes one input file may have: it is read whole, and its values, tags and descriptions
+/// are held while it is imported.
+pub const MAX_INPUT_BYTES: u64 = 512 << 20;
+
+/// The bytes of `path`, if it has at most [`MAX_INPUT_BYTES`]; the error names the path.
+fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let named = |e: std::io::Error| format!("{}: {e}", path.display());
+    let file = std::fs::File::open(path).map_err(named)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(named)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(format!(
+            "{}: more than {} MiB, the most one input may have: split it",
+            path.display(),
+            MAX_INPUT_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
 /// A MISP feed: `manifest.json` maps event UUIDs to metadata, each event is `UUID.json`. An
 /// event file that is missing or unreadable, or a key that is no UUID, is rejected with its
 /// reason; the others are read.
 fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
     let manifest_path = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-        anyhow::anyhow!(
-            "{} is a directory but not a MISP feed: {}: {e}",
-            dir.display(),
-            manifest_path.display()
-        )
+    let bytes = read_bounded(&manifest_path).map_err(|e| {
+        anyhow::anyhow!("{} is a directory but not a MISP feed: {e}", dir.display())
     })?;
+    let text = String::from_utf8_lossy(&bytes);
     let entries = intelmesh_interop::read_feed_manifest(&text)
         .map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
     let mut out = FileRead::default();
+    let mut spent = MispSpent::default();
     for entry in entries {
         let read = match entry {
-            ManifestEntry::Event(file) => read_feed_event(&dir.join(&file), &file, default_tlp),
+            ManifestEntry::Event(file) => {
+                read_feed_event(&dir.join(&file), &file, default_tlp, &mut spent)
+            }
             ManifestEntry::NotAUuid(key) => {
                 Err(format!("manifest key {key:?} is not an event UUID"))
             }
@@ -414,11 +446,17 @@ fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
 }
 
 /// One event file of a feed, its examples prefixed with `file`; an error names its path.
-fn read_feed_event(path: &Path, file: &str, default_tlp: Tlp) -> Result<FileRead, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn read_feed_event(
+    path: &Path,
+    file: &str,
+    default_tlp: Tlp,
+    spent: &mut MispSpent,
+) -> Result<FileRead, String> {
+    let bytes = read_bounded(path)?;
+    let text = String::from_utf8_lossy(&bytes);
     let value: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text))
         .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
-    read_misp(&value, default_tlp, &format!("{file}: "))
+    read_misp(&value, default_tlp, &format!("{file}: "), spent)
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -518,7 +556,7 @@ mod tests {
             .collect();
         let info = "i".repeat(10 * MAX_DESCRIPTION_BYTES);
         let event = serde_json::json!({"Event": {"info": info, "Attribute": attributes}});
-        let r = read_misp(&event, Tlp::Green, "").unwrap();
+        let r = read_misp(&event, Tlp::Green, "", &mut MispSpent::default()).unwrap();
         assert_eq!(r.candidates.len(), fit);
         assert!(r.candidates[0].description.len() <= MAX_DESCRIPTION_BYTES + 3);
         assert_eq!(r.rejected.len(), 10);

@@ -22,7 +22,10 @@ pub mod time;
 pub mod warninglist;
 
 pub use marking::{marking_id_of, Markings};
-pub use misp::{import_misp, import_misp_str, MispEvent, MispIndicator, MispOptions};
+pub use misp::{
+    import_misp, import_misp_str, import_misp_within, MispBudget, MispEvent, MispIndicator,
+    MispOptions,
+};
 pub use misp_export::{misp_feed, MispFeed};
 pub use misp_feed::{read_feed_manifest, ManifestEntry, ManifestError};
 pub use pattern::{parse_pattern, pattern_of, PatternError};

@@ -202,9 +202,25 @@ pub fn import_misp_str(text: &str, options: &MispOptions) -> Result<Vec<MispEven
     import_misp(&value, options)
 }
 
+/// What the inputs read so far spent of [`MAX_TAG_EXPANSION`]: one for all the event files
+/// of a feed, so a feed of many files does not multiply the bound either.
+#[derive(Clone, Debug, Default)]
+pub struct MispBudget {
+    tags_carried: usize,
+}
+
 /// Reads `{"Event":{…}}`, a bare event, `{"response":[{"Event":…}, …]}`, an attribute search's
 /// `{"response":{"Attribute":[…]}}` or an array of events.
 pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent>, MispError> {
+    import_misp_within(value, options, &mut MispBudget::default())
+}
+
+/// [`import_misp`] of one of several inputs sharing `budget`.
+pub fn import_misp_within(
+    value: &Value,
+    options: &MispOptions,
+    budget: &mut MispBudget,
+) -> Result<Vec<MispEvent>, MispError> {
     let found_alone: Vec<Value>;
     let items: Vec<&Value> = match value {
         Value::Array(items) => items.iter().collect(),
@@ -234,7 +250,7 @@ pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent
     };
     let mut events = Vec::with_capacity(items.len());
     // One budget for the whole input: a file of many events must not multiply it either.
-    let mut carried = 0usize;
+    let carried = &mut budget.tags_carried;
     for item in items {
         let event = item.get("Event").unwrap_or(item);
         let looks_like_event = ["Attribute", "Object", "info", "uuid"]
@@ -245,7 +261,7 @@ pub fn import_misp(value: &Value, options: &MispOptions) -> Result<Vec<MispEvent
                 reason: "no Event, Attribute, Object, info or uuid",
             });
         }
-        events.push(read_event(event, options, &mut carried));
+        events.push(read_event(event, options, carried));
     }
     Ok(events)
 }

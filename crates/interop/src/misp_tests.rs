@@ -452,6 +452,18 @@ fn events_of_many_small_attributes_carry_a_bounded_weight_of_tags() {
     let events = import_misp(&two, &MispOptions::default()).unwrap();
     let both: usize = events.iter().map(|e| e.indicators().count()).sum();
     assert_eq!(both, fit);
+    // Split over two inputs sharing one budget (the event files of a feed), the same again.
+    let mut budget = MispBudget::default();
+    let files = [
+        json!({"Event": {"info": "a", "Tag": tags, "Attribute": a}}),
+        json!({"Event": {"info": "b", "Tag": tags, "Attribute": b}}),
+    ];
+    let read: usize = files
+        .iter()
+        .map(|f| import_misp_within(f, &MispOptions::default(), &mut budget).unwrap())
+        .map(|events| events.iter().map(|e| e.indicators().count()).sum::<usize>())
+        .sum();
+    assert_eq!(read, fit);
     let first = event.indicators().next().expect("an indicator");
     assert_eq!(
         first.tags.iter().map(String::len).sum::<usize>(),
