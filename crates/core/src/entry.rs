@@ -198,9 +198,7 @@ impl Tlp {
 
     pub fn parse(raw: &str) -> Option<Tlp> {
         let norm = raw.trim().to_ascii_uppercase();
-        let norm = norm
-            .strip_prefix("TLP:")
-            .map_or(norm.as_str(), str::trim_start);
+        let norm = norm.strip_prefix("TLP:").unwrap_or(&norm);
         match norm {
             "CLEAR" | "WHITE" => Some(Tlp::Clear),
             "GREEN" => Some(Tlp::Green),

@@ -337,7 +337,6 @@ fn a_mesh_csv_export_reads_back_with_its_tlp_and_without_revoked_rows() {
             ("evil.example", Some(Tlp::Red)),
             ("=x@evil.example", Some(Tlp::AmberStrict)),
             ("198.51.100.7", None),
-            ("spaced.example", Some(Tlp::Green)),
         ]
     );
     let left: Vec<(usize, LeftReason)> =
@@ -347,7 +346,8 @@ fn a_mesh_csv_export_reads_back_with_its_tlp_and_without_revoked_rows() {
         left,
         [
             (3, LeftReason::RevokedInRow),
-            (6, LeftReason::UnreadableTlp("RED-restricted".into()))
+            (6, LeftReason::UnreadableTlp("RED-restricted".into())),
+            (7, LeftReason::UnreadableTlp("TLP: GREEN".into()))
         ]
     );
 }
