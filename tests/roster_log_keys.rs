@@ -133,7 +133,7 @@ async fn the_publishers_key_alone_cannot_put_a_version_in_the_log() {
     let mut unsigned = net.next_version(a_policy_change);
     unsigned.signatures.clear();
     let entry = net.log_entry(&sg, signing_key(&net.fed.nodes[&hub].dir), unsigned);
-    // Twice: the entry at the next seq, then one past it (nothing before it taken).
+    // The entry at the next seq, then one past it (ahead: nothing before it was taken).
     let past = {
         let mut again = net.next_version(|_| {});
         again.signatures.clear();
@@ -168,7 +168,11 @@ async fn the_publishers_key_alone_cannot_put_a_version_in_the_log() {
             report.refused.as_slice(),
             [
                 VerifyError::RosterVersionRefused { seq: 3, .. },
-                VerifyError::RosterVersionRefused { seq: 4, .. }
+                VerifyError::RosterVersionAhead {
+                    seq: 4,
+                    next: 3,
+                    ..
+                }
             ]
         ),
         "{report:?}"
@@ -339,4 +343,35 @@ async fn a_version_a_new_publisher_signed_with_a_key_unknown_to_a_node_is_follow
     net.wait_status(&sg, PATIENCE, |s| s.roster_version == 5)
         .await
         .expect("the agency follows the new publisher's version");
+}
+
+/// The publisher hub loses its store (moved aside): it does not sign the genesis again (a
+/// second entry at seq 1, with another time, would fork the authority log), takes the log back
+/// from the other hub (a genesis member, which it admits before it follows anything more),
+/// and publishes the next version on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publisher_that_lost_its_store_takes_the_roster_log_back_before_signing_in_it() {
+    let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
+    let (hub, hub_b, sg, log) = (org("HUB"), org("HUB-B"), org("SG-IGCI"), org(FEDERATION));
+    net.start(&hub).await;
+    net.start(&hub_b).await;
+    net.start(&sg).await;
+    net.admit_all(&[&sg]).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .expect("the agency follows its admission");
+    net.stop(&hub).await;
+    let data = net.fed.nodes[&hub].config.data_dir.clone();
+    std::fs::rename(&data, data.with_extension("aside")).unwrap();
+    net.start(&hub).await;
+    net.wait_status(&hub, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .expect("the hub takes the roster log back from the agency");
+    next_version_follows(&net, &sg, 3, "the hub publishes on the log it took back").await;
+    for at in [&hub, &hub_b, &sg] {
+        let proofs = net.node(at).state().store.fork_proofs().unwrap();
+        assert!(proofs.is_empty(), "{at} holds a fork: {proofs:?}");
+        let head = net.node(at).state().store.head(&log).unwrap();
+        assert_eq!(head.map(|h| h.seq), Some(3));
+    }
 }

@@ -72,6 +72,10 @@ pub enum VerifyError {
         seq: u64,
         reason: String,
     },
+    /// An authority-log entry past the next version this node can judge: sent before its
+    /// predecessor (a relay's order, or a hostile one's); it is sent again after it.
+    #[error("{origin}#{seq}: roster version comes before version {next}, which it follows")]
+    RosterVersionAhead { origin: OrgId, seq: u64, next: u64 },
     #[error("{origin}#{seq}: signature does not verify")]
     BadSignature { origin: OrgId, seq: u64 },
     #[error("{origin}#{seq}: signature refused: {defect}")]
@@ -103,6 +107,7 @@ impl VerifyError {
             VerifyError::UnknownKey { .. } => "unknown_key",
             VerifyError::KeyNotValidAtSeq { .. } => "key_not_valid_at_seq",
             VerifyError::RosterVersionRefused { .. } => "roster_version_refused",
+            VerifyError::RosterVersionAhead { .. } => "roster_version_ahead",
             VerifyError::BadSignature { .. } => "bad_signature",
             VerifyError::MalformedSignature { .. } => "malformed_signature",
             VerifyError::MalformedBatchPath { .. } => "malformed_batch_path",
@@ -122,7 +127,9 @@ impl VerifyError {
     pub fn is_origin_fault(&self) -> bool {
         matches!(
             self,
-            VerifyError::KeyNotValidAtSeq { .. } | VerifyError::RosterVersionRefused { .. }
+            VerifyError::KeyNotValidAtSeq { .. }
+                | VerifyError::RosterVersionRefused { .. }
+                | VerifyError::RosterVersionAhead { .. }
         )
     }
 

@@ -39,8 +39,9 @@ pub enum NodeError {
         ended_by: &'static str,
     },
     /// The store holds less of the own log than the node signed (see `own_mark`).
-    #[error("this node's store holds its own log up to seq {held}, but the node signed up to seq {signed} (the mark {mark}): it signs nothing until its peers have sent its own entries back, since a new entry at a seq they hold would have every member hold this node's log for a fork; only if no peer ever received those entries, remove {mark}, and it signs on from seq {next}")]
+    #[error("this node's store holds the log it signs for {origin} up to seq {held}, but the node signed up to seq {signed} (the mark {mark}): it signs nothing there until its peers have sent those entries back, since a new entry at a seq they hold would have every member hold that log for a fork; only if no peer ever received those entries, remove {mark}, and it signs on from seq {next}")]
     OwnLogBehind {
+        origin: OrgId,
         held: u64,
         signed: u64,
         next: u64,

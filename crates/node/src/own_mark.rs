@@ -18,8 +18,10 @@ use intelmesh_core::{KeyId, OrgId};
 
 use crate::state::NodeError;
 
-/// The mark's file: the signing key's path with this extension.
+/// The mark's file: the signing key's path with this extension; the authority log's, with
+/// the other.
 pub const MARK_EXTENSION: &str = "own-log";
+pub const AUTHORITY_MARK_EXTENSION: &str = "authority-log";
 
 /// The mark of one node; cheap to check on every publication.
 #[derive(Debug)]
@@ -44,7 +46,17 @@ impl OwnMark {
     /// used again); an unreadable one is 0 too, logged: refusing to start would stop a node
     /// over a file that only guards against a lost store.
     pub fn beside(key: &Path, org: &OrgId) -> OwnMark {
-        let path = key.with_extension(MARK_EXTENSION);
+        OwnMark::at(key.with_extension(MARK_EXTENSION), org)
+    }
+
+    /// The mark of the authority log (origin `federation`) a hub signs with its key at `key`
+    /// (`signing.authority-log`): a publisher hub whose store was lost must not sign a second
+    /// genesis or version at a seq every member holds.
+    pub fn authority_beside(key: &Path, federation: &OrgId) -> OwnMark {
+        OwnMark::at(key.with_extension(AUTHORITY_MARK_EXTENSION), federation)
+    }
+
+    fn at(path: PathBuf, org: &OrgId) -> OwnMark {
         let mark = match std::fs::read_to_string(&path) {
             Ok(text) => parse(&text, org).unwrap_or_else(|why| {
                 tracing::warn!(path = %path.display(), %why, "own-log mark not taken: 0 instead");
@@ -76,6 +88,7 @@ impl OwnMark {
             return Ok(());
         }
         Err(NodeError::OwnLogBehind {
+            origin: self.org.clone(),
             held,
             signed,
             next: held + 1,

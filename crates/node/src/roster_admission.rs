@@ -21,8 +21,8 @@ impl NodeState {
     /// `good` without the authority-log entries the roster's rules refuse (each refusal an
     /// origin fault in `refused`): judged in seq order against the roster at the store's head
     /// of that log (the one followed, moved on by versions stored and not followed yet). An
-    /// entry past the next seq cannot be judged yet and is refused too; links restart, so it
-    /// is sent again once its predecessor is in.
+    /// entry past the next seq cannot be judged yet: `VerifyError::RosterVersionAhead`, on
+    /// which the link that sent it restarts, so it is sent again after its predecessor.
     pub(crate) fn refuse_unfollowable_versions(
         &self,
         good: Vec<VerifiedEntry>,
@@ -43,7 +43,6 @@ impl NodeState {
         let head = head.map_or(0, |h| h.seq).max(followed);
         let mut at = roster_at(self.store.as_ref(), current, head);
         let mut next = head + 1;
-        let mut ahead = false;
         let kept = good
             .into_iter()
             .filter(|e| {
@@ -51,6 +50,16 @@ impl NodeState {
                 if h.origin != fed || (h.seq > followed && h.seq < next) {
                     // Stored already and not followed yet: the store keeps one entry a seq.
                     return true;
+                }
+                if h.seq > next {
+                    // Not judged, not a fault: the link that sent it restarts and sends it again
+                    // after its predecessor (see `federation::link`).
+                    refused.push(VerifyError::RosterVersionAhead {
+                        origin: fed.clone(),
+                        seq: h.seq,
+                        next,
+                    });
+                    return false;
                 }
                 let verdict = if h.seq <= followed {
                     // A version followed (a new node follows its pinned genesis before the
@@ -63,8 +72,6 @@ impl NodeState {
                         }
                         _ => Err(format!("it is not version {} this node follows", h.seq)),
                     }
-                } else if h.seq > next {
-                    Err("it comes past a version not taken yet".to_string())
                 } else {
                     match (&at, e.control()) {
                         (None, _) => Err(
@@ -84,7 +91,6 @@ impl NodeState {
                         true
                     }
                     Err(reason) => {
-                        ahead |= h.seq > next;
                         tracing::warn!(origin = %fed, seq = h.seq, %reason, "roster log entry refused before it was stored: a hub key signed it, the roster's rules do not take it");
                         refused.push(VerifyError::RosterVersionRefused {
                             origin: fed.clone(),
@@ -96,9 +102,6 @@ impl NodeState {
                 }
             })
             .collect();
-        if ahead {
-            self.unverified.ask_resend();
-        }
         kept
     }
 }

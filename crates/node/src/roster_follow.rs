@@ -381,6 +381,12 @@ impl NodeState {
         if self.store.head(&fed)?.is_some() {
             return Ok(false);
         }
+        if self.authority_mark.signed() > 0 {
+            // This hub signed the log before and its store lost it: the members hold it, and
+            // send it back; a genesis signed again would fork the authority log.
+            tracing::warn!(federation = %fed, signed = self.authority_mark.signed(), "the roster log this hub signed is not in its store: waiting for its peers to send it back");
+            return Ok(false);
+        }
         let keys = self.keys();
         let publisher = follow.current().roster_publisher();
         if !keys.holds(&fed, &follow.authority_signer.verifying_key())
@@ -431,6 +437,8 @@ impl NodeState {
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let head = me.store.head(signer.org())?;
+            me.authority_mark
+                .check(head.as_ref().map_or(0, |h| h.seq))?;
             let next_seq = head.as_ref().map_or(1, |h| h.seq + 1);
             if next_seq != version {
                 return Err(NodeError::Follow(format!(
@@ -452,7 +460,10 @@ impl NodeState {
             let report = me.store.apply(verified)?;
             me.metrics.store_written(&report.timings);
             match report.outcomes.first() {
-                Some(Outcome::Appended) => Ok(()),
+                Some(Outcome::Appended) => {
+                    me.authority_mark.record(version, &signer.key_id());
+                    Ok(())
+                }
                 other => Err(NodeError::OwnEntry {
                     seq: version,
                     outcome: other.cloned().unwrap_or(Outcome::Duplicate),

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use intelmesh_core::opened::OpenFailure;
-use intelmesh_core::sealed::DecryptionKeys;
+use intelmesh_core::sealed::{DecryptionKeys, OpenError};
 use intelmesh_core::VerifiedEntry;
 use rayon::prelude::*;
 
@@ -46,7 +46,8 @@ impl NodeState {
         if !good.iter().any(|e| e.is_sealed() && e.is_reader(&self.org)) {
             return good;
         }
-        let keys = self.decryption_keys();
+        let mut keys = self.decryption_keys();
+        let mut reloaded = false;
         let opened: Vec<Result<VerifiedEntry, Box<(VerifiedEntry, OpenFailure)>>> = good
             .into_par_iter()
             .map(|e| e.open_as(&self.org, &keys))
@@ -55,14 +56,42 @@ impl NodeState {
             .into_iter()
             .map(|r| match r {
                 Ok(e) => e,
-                Err(failed) => {
-                    let (entry, why) = *failed;
-                    tracing::warn!(error = %why, "a sealed entry for this node does not open; kept as a stub");
-                    self.metrics.refused(Refusal::Unopened, 1);
-                    entry
+                // Sealed to a key this node does not hold yet: its operator rotated the key
+                // and the roster listing it reached the sender first (the node rereads its
+                // files only when it follows that version). Once reread, it opens; kept
+                // unopened, it would stay so for good.
+                Err(failed)
+                    if matches!(
+                        failed.1,
+                        OpenFailure::Open {
+                            error: OpenError::NoKey(_),
+                            ..
+                        }
+                    ) && !std::mem::replace(&mut reloaded, true)
+                        && self.reload_decryption_keys().is_ok() =>
+                {
+                    keys = self.decryption_keys();
+                    self.open_one(failed.0, &keys)
                 }
+                Err(failed) => self.kept_unopened(*failed),
             })
             .collect()
+    }
+
+    /// Opens one entry with `keys`; kept unopened if it does not open.
+    fn open_one(&self, entry: VerifiedEntry, keys: &DecryptionKeys) -> VerifiedEntry {
+        entry
+            .open_as(&self.org, keys)
+            .unwrap_or_else(|failed| self.kept_unopened(*failed))
+    }
+
+    /// An entry that does not open, logged and counted: a valid link of its origin's chain,
+    /// which every relay accepted, kept without what it would open to.
+    fn kept_unopened(&self, failed: (VerifiedEntry, OpenFailure)) -> VerifiedEntry {
+        let (entry, why) = failed;
+        tracing::warn!(error = %why, "a sealed entry for this node does not open; kept unopened");
+        self.metrics.refused(Refusal::Unopened, 1);
+        entry
     }
 
     /// Opens this node's own sealed entries (just signed): a failure is a bug, not the

@@ -45,6 +45,8 @@ pub struct NodeState {
     pub(crate) own: tokio::sync::Mutex<()>,
     /// The highest seq signed, kept beside the key: no signing while the store is behind it.
     pub(crate) own_mark: crate::own_mark::OwnMark,
+    /// The same for the authority log, which a publisher hub signs (roster mode).
+    pub(crate) authority_mark: crate::own_mark::OwnMark,
     /// The store's count of hold-queue expiries last acted on, and when (see
     /// `resend_if_hold_expired`).
     hold_resend: Mutex<HoldResend>,
@@ -216,6 +218,11 @@ impl NodeState {
     ) -> NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
         let own_mark = crate::own_mark::OwnMark::beside(&cfg.signing_key, signer.org());
+        let federation = follow.as_ref().map(|f| f.current().federation_id().clone());
+        let authority_mark = crate::own_mark::OwnMark::authority_beside(
+            &cfg.signing_key,
+            federation.as_ref().unwrap_or(signer.org()),
+        );
         NodeState {
             own_certs: crate::cert_watch::OwnCerts::read(&cfg),
             org: signer.org().clone(),
@@ -225,6 +232,7 @@ impl NodeState {
             signer: RwLock::new(Arc::new(signer)),
             own: tokio::sync::Mutex::new(()),
             own_mark,
+            authority_mark,
             pending_key: Mutex::new(None),
             proofs_checked: Mutex::default(),
             hold_resend: Mutex::default(),

@@ -267,9 +267,10 @@ impl Roster {
                     },
                 );
                 if m.role == MemberRole::Hub {
-                    // Past this version, only the publisher's keys: every node stores the
-                    // log's next entry before judging its content, so any other hub's key (in
-                    // other hands) putting anything there would freeze the roster for good.
+                    // Past this version, only the publisher's keys: a node judges a received
+                    // version's content before storing it (`node::roster_admission`), but a
+                    // real version re-signed under another header by any other hub's key (in
+                    // other hands) would still be a second entry at that seq.
                     let later = self.signs_next_version(org, i, publisher.as_ref());
                     let last = (!later).then(|| self.version());
                     keys.insert_range(federation.clone(), k.key, SeqRange { first: 1, last });
@@ -286,10 +287,10 @@ impl Roster {
 
     /// Whether the `index`-th signing key of hub `org` may sign roster log entries after this
     /// version, were its hub the roster publisher: its hub active, and the key not reported
-    /// compromised ([`key_set`](Self::key_set) grants it to the publisher's keys alone). The log's next entry is
-    /// stored by every node before its content is judged, so a key in other hands (a
-    /// suspended or removed hub's, or one reported stolen) putting an unsigned version there
-    /// would freeze the roster: the real next version would then be a second entry at that seq.
+    /// compromised ([`key_set`](Self::key_set) grants it to the publisher's keys alone). A key
+    /// in other hands (a suspended or removed hub's, or one reported stolen) putting a version
+    /// at the log's next seq, even a real one under a header of its own, would have the real
+    /// entry be a second entry at that seq.
     pub fn signs_later_versions(&self, org: &OrgId, index: usize) -> bool {
         let Some(m) = self.checked.members.get(org) else {
             return false;

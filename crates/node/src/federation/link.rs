@@ -85,6 +85,11 @@ pub enum LinkError {
     /// the link restarts (retriable) so the peer sends it again.
     #[error("link restarted: an entry refused under an older roster version is signable under the one followed now: {0}")]
     RosterMoved(intelmesh_core::VerifyError),
+    /// A roster version sent before the one it follows: the link restarts (retriable), so the
+    /// peer sends it again, after its predecessor, from this node's hello. Only this link:
+    /// any member can relay genuine versions out of order.
+    #[error("link restarted: {0}")]
+    RosterAhead(intelmesh_core::VerifyError),
     /// Entries that waited for a key were dropped for lack of room; the link restarts so the
     /// peer, from this node's hello, sends again what this node lacks.
     #[error("link restarted: entries this node could not keep are to be sent again")]
@@ -131,6 +136,7 @@ impl LinkError {
             LinkError::ShuttingDown
             | LinkError::Resend
             | LinkError::Early(_)
+            | LinkError::RosterAhead(_)
             | LinkError::HoldFull(_)
             | LinkError::RosterMoved(_) => Status::unavailable(msg),
         }
@@ -580,6 +586,12 @@ where
                 // would never send it again and the origin's later entries would wait behind it.
                 if let Some(e) = early.into_iter().next() {
                     return Err(LinkError::Early(e));
+                }
+                if let Some(e) = origin_faults
+                    .iter()
+                    .find(|e| matches!(e, intelmesh_core::VerifyError::RosterVersionAhead { .. }))
+                {
+                    return Err(LinkError::RosterAhead(e.clone()));
                 }
                 if let Some(e) = state
                     .signable_once_followed(&origin_faults)
