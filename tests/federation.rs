@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use intelmesh_store::Store;
-use intelmesh_tests::net::{org, TestNet};
+use intelmesh_tests::net::{fast_limits, org, TestNet};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -217,9 +217,17 @@ async fn a_node_never_echoes_a_peers_entries_back_to_it() {
 /// entry at a seq they hold, and every member would hold its log for a fork.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_that_lost_its_store_signs_again_only_once_its_own_log_is_back() {
+    use intelmesh_node::provision::{loopback_specs, star_links};
     use intelmesh_node::state::NodeError;
-    let mut net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let specs = loopback_specs("SG-IGCI", &["AU-AFP"]).unwrap();
+    let mut net = TestNet::provisioned(&specs, &star_links(&specs), &fast_limits());
     let (sg, au) = (org("SG-IGCI"), org("AU-AFP"));
+    // Marks kept outside the data directory, which is what goes.
+    for o in [&sg, &au] {
+        let cfg = &mut net.fed.nodes.get_mut(o).unwrap().config;
+        cfg.store.marks_dir = Some(cfg.data_dir.with_file_name("marks"));
+        net.start(o).await;
+    }
     net.publish_domains(&au, "before", 3).await;
     net.wait_for(&au, 3, PATIENCE).await.unwrap();
 

@@ -353,6 +353,8 @@ async fn a_version_a_new_publisher_signed_with_a_key_unknown_to_a_node_is_follow
 async fn a_publisher_that_lost_its_store_takes_the_roster_log_back_before_signing_in_it() {
     let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
     let (hub, hub_b, sg, log) = (org("HUB"), org("HUB-B"), org("SG-IGCI"), org(FEDERATION));
+    let cfg = &mut net.fed.nodes.get_mut(&hub).unwrap().config;
+    cfg.store.marks_dir = Some(cfg.data_dir.with_file_name("marks"));
     net.start(&hub).await;
     net.start(&hub_b).await;
     net.start(&sg).await;

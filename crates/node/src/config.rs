@@ -90,6 +90,13 @@ pub struct StoreTuning {
     /// A due rebuild of the lookup table waits for this long without writes to the index, or
     /// five minutes, whichever comes first.
     pub lookup_table_quiet_ms: u64,
+    /// A directory outside `data_dir` (another volume, ideally) where the node keeps the
+    /// highest seq it signed of each log it signs (`own-log.mark`, and on a publisher hub
+    /// `authority-log.mark`). With it, a node whose store was lost, moved aside or restored
+    /// from an older backup signs nothing until its peers have sent those logs back, instead
+    /// of signing a second entry at a seq they hold (a fork, for good). Unset: no marks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marks_dir: Option<PathBuf>,
 }
 
 impl Default for StoreTuning {
@@ -98,6 +105,7 @@ impl Default for StoreTuning {
         StoreTuning {
             lookup_table_min_indicators: d.min_indicators,
             lookup_table_quiet_ms: d.quiet.as_millis() as u64,
+            marks_dir: None,
         }
     }
 }

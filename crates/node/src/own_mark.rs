@@ -1,15 +1,17 @@
-//! The own-log mark: the highest seq this node has signed (with the org and the key that
-//! signed it), kept beside its signing key rather than in its store, and the rule that the node
-//! signs nothing while its store holds less of its own log than that.
+//! The own-log marks: the highest seq this node has signed of each log it signs (its own, and
+//! on a publisher hub the authority log), with the org and the key that signed it, kept in a
+//! directory outside the store (`[store] marks_dir`), and the rule that the node signs nothing
+//! in a log while its store holds less of it than that.
 //!
 //! A store moved aside (as a store of an older layout must be), lost with its disk, or
 //! restored from an older backup holds less of the node's own log than its peers do. Signing
 //! then would put a second, different entry at a seq they already hold, and every member would
 //! hold the node's log for a fork, for good. With the mark, the node instead waits for its
 //! peers to send its own entries back (they sync every origin's log, its own included).
+//! Without `marks_dir` there are no marks (nothing is written beside the node's files).
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -18,15 +20,15 @@ use intelmesh_core::{KeyId, OrgId};
 
 use crate::state::NodeError;
 
-/// The mark's file: the signing key's path with this extension; the authority log's, with
-/// the other.
-pub const MARK_EXTENSION: &str = "own-log";
-pub const AUTHORITY_MARK_EXTENSION: &str = "authority-log";
+/// The marks' files in `marks_dir`.
+pub const OWN_MARK_FILE: &str = "own-log.mark";
+pub const AUTHORITY_MARK_FILE: &str = "authority-log.mark";
 
 /// The mark of one node; cheap to check on every publication.
 #[derive(Debug)]
 pub struct OwnMark {
-    path: PathBuf,
+    /// None: no marks kept (`marks_dir` unset).
+    path: Option<PathBuf>,
     org: OrgId,
     mark: Mutex<Mark>,
     /// Whether a failed write was logged already (a read-only key directory fails every time).
@@ -41,30 +43,21 @@ struct Mark {
 }
 
 impl OwnMark {
-    /// The mark of `org`'s node whose signing key is at `key` (`signing.key` →
-    /// `signing.own-log`). A missing mark is 0, as is one of another org (a key directory
-    /// used again); an unreadable one is 0 too, logged: refusing to start would stop a node
-    /// over a file that only guards against a lost store.
-    pub fn beside(key: &Path, org: &OrgId) -> OwnMark {
-        OwnMark::at(key.with_extension(MARK_EXTENSION), org)
-    }
-
-    /// The mark of the authority log (origin `federation`) a hub signs with its key at `key`
-    /// (`signing.authority-log`): a publisher hub whose store was lost must not sign a second
-    /// genesis or version at a seq every member holds.
-    pub fn authority_beside(key: &Path, federation: &OrgId) -> OwnMark {
-        OwnMark::at(key.with_extension(AUTHORITY_MARK_EXTENSION), federation)
-    }
-
-    fn at(path: PathBuf, org: &OrgId) -> OwnMark {
-        let mark = match std::fs::read_to_string(&path) {
-            Ok(text) => parse(&text, org).unwrap_or_else(|why| {
-                tracing::warn!(path = %path.display(), %why, "own-log mark not taken: 0 instead");
+    /// The mark of `org`'s log in `dir` (none without a directory), read from its `file`. A
+    /// missing mark is 0, as is one of another org (a directory used again); an unreadable
+    /// one is 0 too, logged: refusing to start would stop a node over a file that only guards
+    /// against a lost store.
+    pub fn in_dir(dir: Option<&Path>, file: &str, org: &OrgId) -> OwnMark {
+        let path = dir.map(|d| d.join(file));
+        let mark = match path.as_deref().map(std::fs::read_to_string) {
+            None => Mark::default(),
+            Some(Ok(text)) => parse(&text, org).unwrap_or_else(|why| {
+                tracing::warn!(path = ?path, %why, "own-log mark not taken: 0 instead");
                 Mark::default()
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Mark::default(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "own-log mark unreadable: 0 instead");
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Mark::default(),
+            Some(Err(e)) => {
+                tracing::warn!(path = ?path, error = %e, "own-log mark unreadable: 0 instead");
                 Mark::default()
             }
         };
@@ -92,7 +85,10 @@ impl OwnMark {
             held,
             signed,
             next: held + 1,
-            mark: self.path.display().to_string(),
+            mark: self
+                .path
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
         })
     }
 
@@ -116,6 +112,9 @@ impl OwnMark {
     /// synced before every acknowledgement, holds at least what a lost write would have said;
     /// the mark matters when the store is gone, long after the OS wrote it.
     pub fn record(&self, seq: u64, key: &KeyId) {
+        if self.path.is_none() {
+            return;
+        }
         let mut mark = self.lock();
         if seq > mark.seq {
             *mark = Mark {
@@ -131,7 +130,14 @@ impl OwnMark {
     }
 
     fn write(&self, mark: &Mark) {
-        let mut tmp = self.path.clone().into_os_string();
+        let Some(path) = &self.path else { return };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir);
+        }
+        let mut tmp = path.clone().into_os_string();
         tmp.push(".tmp");
         let text = format!(
             "{} {} {}\n",
@@ -147,10 +153,10 @@ impl OwnMark {
             .mode(0o600)
             .open(&tmp)
             .and_then(|mut f| f.write_all(text.as_bytes()))
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
+            .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             if !self.warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot write the own-log mark: if this node's store is lost, it may sign a seq its peers hold (a fork)");
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the own-log mark: if this node's store is lost, it may sign a seq its peers hold (a fork)");
             }
         }
     }
@@ -184,14 +190,15 @@ mod tests {
     #[test]
     fn a_store_behind_the_mark_may_not_sign_until_it_catches_up() {
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("signing.key");
+        let marks = dir.path().join("marks");
         let org = OrgId::parse("AU-AFP").unwrap();
-        let mark = OwnMark::beside(&key, &org);
+        let open = |org: &OrgId| OwnMark::in_dir(Some(&marks), OWN_MARK_FILE, org);
+        let mark = open(&org);
         assert_eq!(mark.signed(), 0);
         assert!(mark.check(0).is_ok(), "a node that never signed");
         mark.record(3, &key_id(1));
         mark.record(2, &key_id(1));
-        let again = OwnMark::beside(&key, &org);
+        let again = open(&org);
         assert_eq!(
             again.signed(),
             3,
@@ -207,23 +214,27 @@ mod tests {
         assert!(again.check(3).is_ok() && again.check(4).is_ok());
         // Another org's mark (a key directory used again) guards nothing.
         let other = OrgId::parse("BR-PF").unwrap();
-        assert_eq!(OwnMark::beside(&key, &other).signed(), 0);
+        assert_eq!(open(&other).signed(), 0);
         // Nor does an unreadable one.
-        let file = dir.path().join("signing.own-log");
+        let file = marks.join(OWN_MARK_FILE);
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
         );
         std::fs::write(&file, "garbage").unwrap();
-        assert_eq!(OwnMark::beside(&key, &org).signed(), 0);
+        assert_eq!(open(&org).signed(), 0);
+        // Without a directory, no marks: nothing is refused, nothing written.
+        let none = OwnMark::in_dir(None, OWN_MARK_FILE, &org);
+        none.record(5, &key_id(1));
+        assert!(none.check(0).is_ok());
     }
 
     #[test]
     fn a_key_the_roster_ended_lowers_the_mark_only_for_what_that_key_signed() {
         let dir = tempfile::tempdir().unwrap();
         let org = OrgId::parse("AU-AFP").unwrap();
-        let mark = OwnMark::beside(&dir.path().join("signing.key"), &org);
+        let mark = OwnMark::in_dir(Some(dir.path()), OWN_MARK_FILE, &org);
         mark.record(100, &key_id(1));
         // Another key ended: nothing to do with what the mark says.
         mark.key_ended(&key_id(2), 80, 0);

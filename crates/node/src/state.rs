@@ -217,10 +217,13 @@ impl NodeState {
         decryption: intelmesh_core::sealed::DecryptionKeys,
     ) -> NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
-        let own_mark = crate::own_mark::OwnMark::beside(&cfg.signing_key, signer.org());
+        use crate::own_mark::{OwnMark, AUTHORITY_MARK_FILE, OWN_MARK_FILE};
+        let marks = cfg.store.marks_dir.as_deref();
+        let own_mark = OwnMark::in_dir(marks, OWN_MARK_FILE, signer.org());
         let federation = follow.as_ref().map(|f| f.current().federation_id().clone());
-        let authority_mark = crate::own_mark::OwnMark::authority_beside(
-            &cfg.signing_key,
+        let authority_mark = OwnMark::in_dir(
+            marks,
+            AUTHORITY_MARK_FILE,
             federation.as_ref().unwrap_or(signer.org()),
         );
         NodeState {

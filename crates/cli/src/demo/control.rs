@@ -281,13 +281,7 @@ fn snapshot<'a>(
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            // The store, logs, and the marks of the logs a node signs (they move with every
-            // publication).
-            if name == "data"
-                || name.ends_with(".log")
-                || name.ends_with(".own-log")
-                || name.ends_with(".authority-log")
-            {
+            if name == "data" || name.ends_with(".log") {
                 continue;
             }
             if path.is_dir() {
