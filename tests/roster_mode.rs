@@ -564,7 +564,16 @@ async fn an_under_signed_version_is_refused_and_the_node_stays_on_the_last_good_
     );
     let head = state.store.head(&org(FEDERATION)).unwrap();
     assert_eq!(head.map(|h| h.seq), Some(2), "not stored");
-    let s = net.wait_status(&sg, PATIENCE, |_| true).await.unwrap();
+    // Status names it, as it would a refused stored version.
+    let s = net
+        .wait_status(&sg, PATIENCE, |s| !s.roster_refused.is_empty())
+        .await
+        .unwrap();
+    assert!(
+        s.roster_refused.contains("version 3") && s.roster_refused.contains("under-signed"),
+        "{}",
+        s.roster_refused
+    );
     assert_eq!(s.roster_version, 2);
     for o in [hub, sg] {
         net.stop(&o).await;

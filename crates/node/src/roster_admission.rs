@@ -14,7 +14,7 @@ use intelmesh_roster::{roster_hash, Roster};
 use intelmesh_store::Store;
 use std::sync::Arc;
 
-use crate::roster_follow::stored_version;
+use crate::roster_follow::{stored_version, Refused};
 use crate::state::NodeState;
 
 impl NodeState {
@@ -79,7 +79,12 @@ impl NodeState {
                                 .to_string(),
                         ),
                         (Some(r), Some(Control::Roster(signed))) => {
-                            r.next(signed).map_err(|e| e.to_string())
+                            r.next(signed).map_err(|error| {
+                                let reason = error.to_string();
+                                let version = h.seq;
+                                *lock(&follow.rejected) = Some(Refused { version, error });
+                                reason
+                            })
                         }
                         (Some(_), _) => Err("it carries no roster version".to_string()),
                     }
@@ -104,6 +109,10 @@ impl NodeState {
             .collect();
         kept
     }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The roster at version `head` of the authority log: `current` (followed), moved on by the

@@ -81,6 +81,10 @@ pub struct Follow {
     /// The hash of every version followed (this node's roster log), to compare checkpoints.
     hashes: Mutex<BTreeMap<u64, Hash>>,
     refused: Mutex<Option<Refused>>,
+    /// The last version a received entry carried that the rules refused before it was stored
+    /// (`roster_admission`): shown in status while no version at or past it is followed,
+    /// never consulted when the stored log is followed.
+    pub(crate) rejected: Mutex<Option<Refused>>,
     /// Signs roster log entries when this node is a hub: the node's own signing key, under
     /// the federation id.
     authority_signer: Arc<Signer>,
@@ -116,6 +120,7 @@ impl Follow {
             hashes: Mutex::new(BTreeMap::from([(1, *genesis.hash())])),
             current: watch::channel(Arc::new(genesis)).0,
             refused: Mutex::new(None),
+            rejected: Mutex::new(None),
             authority_signer: Arc::new(Signer::new(fed, own.signing_key().clone())),
             advancing: tokio::sync::Mutex::new(()),
             cutting: std::sync::RwLock::new(()),
@@ -261,9 +266,14 @@ impl NodeState {
             .unwrap_or_default()
     }
 
-    /// The last roster version the rules refused, and why.
+    /// The last roster version the rules refused, and why: one stored, or else one refused
+    /// on receipt that no followed version has passed since.
     pub fn roster_refused(&self) -> Option<Refused> {
-        self.follow().and_then(Follow::refused)
+        let follow = self.follow()?;
+        follow.refused().or_else(|| {
+            let rejected = lock(&follow.rejected).clone()?;
+            (rejected.version > follow.current().version()).then_some(rejected)
+        })
     }
 
     /// Advances the followed roster through every new version of the authority log, in order.
