@@ -299,6 +299,18 @@ struct MispSpent {
     described: usize,
 }
 
+impl MispSpent {
+    /// Counts `bytes` more of input: the bounds grow with what was read (see `MispBudget`).
+    fn read(&mut self, bytes: usize) {
+        self.tags.read(bytes);
+    }
+
+    /// The most description bytes the values read so far may carry.
+    fn described_bound(&self) -> usize {
+        self.tags.bound().max(MAX_DESCRIBED_BYTES)
+    }
+}
+
 fn read_misp(
     value: &Value,
     default_tlp: Tlp,
@@ -307,6 +319,7 @@ fn read_misp(
 ) -> Result<FileRead, intelmesh_interop::misp::MispError> {
     let events = import_misp_within(value, &MispOptions { default_tlp }, &mut spent.tags)?;
     let mut out = FileRead::default();
+    let described_bound = spent.described_bound();
     let described = &mut spent.described;
     for event in &events {
         // Clipped once here, not per indicator: a 10 MB `info` is not copied per attribute.
@@ -328,9 +341,9 @@ fn read_misp(
                 AttributeOutcome::Imported(found) => {
                     for i in found {
                         *described = described.saturating_add(info.len());
-                        if *described > MAX_DESCRIBED_BYTES {
+                        if *described > described_bound {
                             out.rejected.push(Left {
-                                reason: format!("the file's values already carry {MAX_DESCRIBED_BYTES} bytes of event descriptions"),
+                                reason: format!("the input's values already carry {described_bound} bytes of event descriptions"),
                                 example: name.clone(),
                             });
                             continue;
@@ -453,6 +466,7 @@ fn read_feed_event(
     spent: &mut MispSpent,
 ) -> Result<FileRead, String> {
     let bytes = read_bounded(path)?;
+    spent.read(bytes.len());
     let text = String::from_utf8_lossy(&bytes);
     let value: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text))
         .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;

@@ -74,7 +74,7 @@ pub enum VerifyError {
     },
     /// An authority-log entry past the next version this node can judge: sent before its
     /// predecessor (a relay's order, or a hostile one's); it is sent again after it.
-    #[error("{origin}#{seq}: roster version comes before version {next}, which it follows")]
+    #[error("{origin}#{seq}: roster version arrived before version {next}, which precedes it")]
     RosterVersionAhead { origin: OrgId, seq: u64, next: u64 },
     #[error("{origin}#{seq}: signature does not verify")]
     BadSignature { origin: OrgId, seq: u64 },

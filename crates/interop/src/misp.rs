@@ -202,11 +202,30 @@ pub fn import_misp_str(text: &str, options: &MispOptions) -> Result<Vec<MispEven
     import_misp(&value, options)
 }
 
-/// What the inputs read so far spent of [`MAX_TAG_EXPANSION`]: one for all the event files
-/// of a feed, so a feed of many files does not multiply the bound either.
+/// What the inputs read so far spent of the bound on tag expansion: one for all the event
+/// files of a feed, so a feed of many files does not multiply it. The bound is
+/// [`MAX_TAG_EXPANSION`], or [`EXPANSION_PER_INPUT_BYTE`] times the bytes read, whichever is
+/// more: a large real feed (galaxy tags on every attribute) expands about twice over, a
+/// crafted one eighty times.
 #[derive(Clone, Debug, Default)]
 pub struct MispBudget {
     tags_carried: usize,
+    input_bytes: usize,
+}
+
+/// Tag bytes the indicators may carry per byte of input, past [`MAX_TAG_EXPANSION`].
+pub const EXPANSION_PER_INPUT_BYTE: usize = 16;
+
+impl MispBudget {
+    /// Counts `bytes` more of input read.
+    pub fn read(&mut self, bytes: usize) {
+        self.input_bytes = self.input_bytes.saturating_add(bytes);
+    }
+
+    /// The most tag bytes the inputs read so far may carry.
+    pub fn bound(&self) -> usize {
+        MAX_TAG_EXPANSION.max(self.input_bytes.saturating_mul(EXPANSION_PER_INPUT_BYTE))
+    }
 }
 
 /// Reads `{"Event":{…}}`, a bare event, `{"response":[{"Event":…}, …]}`, an attribute search's
@@ -250,6 +269,7 @@ pub fn import_misp_within(
     };
     let mut events = Vec::with_capacity(items.len());
     // One budget for the whole input: a file of many events must not multiply it either.
+    let bound = budget.bound();
     let carried = &mut budget.tags_carried;
     for item in items {
         let event = item.get("Event").unwrap_or(item);
@@ -261,7 +281,7 @@ pub fn import_misp_within(
                 reason: "no Event, Attribute, Object, info or uuid",
             });
         }
-        events.push(read_event(event, options, carried));
+        events.push(read_event(event, options, carried, bound));
     }
     Ok(events)
 }
@@ -280,7 +300,12 @@ fn in_its_event(attribute: &Value) -> Value {
     }})
 }
 
-fn read_event(event: &Value, options: &MispOptions, carried: &mut usize) -> MispEvent {
+fn read_event(
+    event: &Value,
+    options: &MispOptions,
+    carried: &mut usize,
+    bound: usize,
+) -> MispEvent {
     let event_tags = Tags::of(event);
     let event_distribution = distribution(event.get("distribution"));
     let event_level = Level {
@@ -294,10 +319,10 @@ fn read_event(event: &Value, options: &MispOptions, carried: &mut usize) -> Misp
         };
         let tags = found.iter().flat_map(|i| &i.tags).map(String::len);
         *carried = carried.saturating_add(tags.sum());
-        if *carried <= MAX_TAG_EXPANSION {
+        if *carried <= bound {
             return record;
         }
-        let max = MAX_TAG_EXPANSION;
+        let max = bound;
         AttributeRecord {
             outcome: AttributeOutcome::Failed(AttributeError::ExpandsTooFar { max }),
             ..record

@@ -482,6 +482,9 @@ impl NodeConfig {
         for w in &mut self.warninglists {
             fix(w);
         }
+        if let Some(marks) = &mut self.store.marks_dir {
+            fix(marks);
+        }
         for l in [&mut self.federation, &mut self.api] {
             fix(&mut l.client_ca);
             fix(&mut l.cert);
@@ -573,6 +576,17 @@ impl NodeConfig {
                 found.push(Finding::new(
                     "[[peer]] org",
                     format!("{peer} is listed twice: keep one [[peer]] for it"),
+                ));
+            }
+        }
+        if let Some(marks) = &self.store.marks_dir {
+            if marks.starts_with(&self.data_dir) {
+                found.push(Finding::new(
+                    "[store] marks_dir",
+                    format!(
+                        "{} is inside data_dir: the marks must survive the store's loss, so put them outside it",
+                        marks.display()
+                    ),
                 ));
             }
         }

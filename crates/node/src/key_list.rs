@@ -74,7 +74,13 @@ impl NodeState {
         self.resend_if_out_of_range(&checked.refused);
         let report = self.apply_checked(checked).await?;
         // A roster version judged ahead of its predecessor here came on no link to restart.
-        self.resend_if_out_of_range(&report.refused);
+        if report
+            .refused
+            .iter()
+            .any(|e| matches!(e, VerifyError::RosterVersionAhead { .. }))
+        {
+            self.unverified.ask_resend();
+        }
         Ok(report.appended + report.held + report.duplicates)
     }
 }
@@ -85,12 +91,9 @@ impl NodeState {
     /// still to follow, a reinstatement): the peer counted them delivered, so links restart
     /// and peers send them again.
     pub(crate) fn resend_if_out_of_range(&self, refused: &[VerifyError]) {
-        let out_of_range = refused.iter().any(|e| {
-            matches!(
-                e,
-                VerifyError::KeyNotValidAtSeq { .. } | VerifyError::RosterVersionAhead { .. }
-            )
-        });
+        let out_of_range = refused
+            .iter()
+            .any(|e| matches!(e, VerifyError::KeyNotValidAtSeq { .. }));
         if out_of_range {
             tracing::info!("entries that waited for a key are out of its range for now: links restart so peers send them again");
             self.unverified.ask_resend();

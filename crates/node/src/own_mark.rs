@@ -47,11 +47,11 @@ impl OwnMark {
     /// missing mark is 0, as is one of another org (a directory used again); an unreadable
     /// one is 0 too, logged: refusing to start would stop a node over a file that only guards
     /// against a lost store.
-    pub fn in_dir(dir: Option<&Path>, file: &str, org: &OrgId) -> OwnMark {
+    pub fn in_dir(dir: Option<&Path>, file: &str, org: &OrgId, key: &KeyId) -> OwnMark {
         let path = dir.map(|d| d.join(file));
         let mark = match path.as_deref().map(std::fs::read_to_string) {
             None => Mark::default(),
-            Some(Ok(text)) => parse(&text, org).unwrap_or_else(|why| {
+            Some(Ok(text)) => parse(&text, org, key).unwrap_or_else(|why| {
                 tracing::warn!(path = ?path, %why, "own-log mark not taken: 0 instead");
                 Mark::default()
             }),
@@ -162,8 +162,11 @@ impl OwnMark {
     }
 }
 
-/// `SEQ ORG KEY` (`-` for no key); a mark of another org is none.
-fn parse(text: &str, org: &OrgId) -> Result<Mark, String> {
+/// `SEQ ORG KEY` (`-` for no key); a mark of another org, or of a key this node does not sign
+/// with (a federation provisioned again, with new keys, over the same directory), is none. A
+/// key rotated since the mark was written forgoes it until the new key signs: the price of not
+/// stopping a redeployed node.
+fn parse(text: &str, org: &OrgId, signer: &KeyId) -> Result<Mark, String> {
     let mut words = text.split_whitespace();
     let seq = words
         .next()
@@ -176,6 +179,9 @@ fn parse(text: &str, org: &OrgId) -> Result<Mark, String> {
         None => return Err("no org".to_string()),
     }
     let key = words.next().filter(|k| *k != "-").map(str::to_string);
+    if key.as_deref().is_some_and(|k| k != signer.to_string()) {
+        return Err(format!("it is of another key than this node's {signer}"));
+    }
     Ok(Mark { seq, key })
 }
 
@@ -192,7 +198,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marks = dir.path().join("marks");
         let org = OrgId::parse("AU-AFP").unwrap();
-        let open = |org: &OrgId| OwnMark::in_dir(Some(&marks), OWN_MARK_FILE, org);
+        let open = |org: &OrgId| OwnMark::in_dir(Some(&marks), OWN_MARK_FILE, org, &key_id(1));
         let mark = open(&org);
         assert_eq!(mark.signed(), 0);
         assert!(mark.check(0).is_ok(), "a node that never signed");
@@ -212,9 +218,11 @@ mod tests {
         assert!(err.contains("from seq 1"), "{err}");
         assert!(again.check(2).is_err());
         assert!(again.check(3).is_ok() && again.check(4).is_ok());
-        // Another org's mark (a key directory used again) guards nothing.
+        // Another org's mark, or another key's (a directory used again), guards nothing.
         let other = OrgId::parse("BR-PF").unwrap();
         assert_eq!(open(&other).signed(), 0);
+        let redeployed = OwnMark::in_dir(Some(&marks), OWN_MARK_FILE, &org, &key_id(9));
+        assert_eq!(redeployed.signed(), 0);
         // Nor does an unreadable one.
         let file = marks.join(OWN_MARK_FILE);
         use std::os::unix::fs::PermissionsExt;
@@ -225,7 +233,7 @@ mod tests {
         std::fs::write(&file, "garbage").unwrap();
         assert_eq!(open(&org).signed(), 0);
         // Without a directory, no marks: nothing is refused, nothing written.
-        let none = OwnMark::in_dir(None, OWN_MARK_FILE, &org);
+        let none = OwnMark::in_dir(None, OWN_MARK_FILE, &org, &key_id(1));
         none.record(5, &key_id(1));
         assert!(none.check(0).is_ok());
     }
@@ -234,7 +242,7 @@ mod tests {
     fn a_key_the_roster_ended_lowers_the_mark_only_for_what_that_key_signed() {
         let dir = tempfile::tempdir().unwrap();
         let org = OrgId::parse("AU-AFP").unwrap();
-        let mark = OwnMark::in_dir(Some(dir.path()), OWN_MARK_FILE, &org);
+        let mark = OwnMark::in_dir(Some(dir.path()), OWN_MARK_FILE, &org, &key_id(1));
         mark.record(100, &key_id(1));
         // Another key ended: nothing to do with what the mark says.
         mark.key_ended(&key_id(2), 80, 0);

@@ -43,6 +43,8 @@ impl NodeState {
         let head = head.map_or(0, |h| h.seq).max(followed);
         let mut at = roster_at(self.store.as_ref(), current, head);
         let mut next = head + 1;
+        // Whether the entry at `next` was refused in this batch.
+        let mut refused_next = false;
         let kept = good
             .into_iter()
             .filter(|e| {
@@ -51,13 +53,23 @@ impl NodeState {
                     // Stored already and not followed yet: the store keeps one entry a seq.
                     return true;
                 }
-                if h.seq > next {
+                if h.seq > next && at.is_some() && !refused_next {
                     // Not judged, not a fault: the link that sent it restarts and sends it again
                     // after its predecessor (see `federation::link`).
                     refused.push(VerifyError::RosterVersionAhead {
                         origin: fed.clone(),
                         seq: h.seq,
                         next,
+                    });
+                    return false;
+                }
+                if h.seq > next {
+                    // Past a version refused (here, or stored before this check): sent again,
+                    // it would be refused again, so the link is not restarted for it.
+                    refused.push(VerifyError::RosterVersionRefused {
+                        origin: fed.clone(),
+                        seq: h.seq,
+                        reason: format!("it follows version {next}, which is not taken"),
                     });
                     return false;
                 }
@@ -96,6 +108,7 @@ impl NodeState {
                         true
                     }
                     Err(reason) => {
+                        refused_next |= h.seq == next;
                         tracing::warn!(origin = %fed, seq = h.seq, %reason, "roster log entry refused before it was stored: a hub key signed it, the roster's rules do not take it");
                         refused.push(VerifyError::RosterVersionRefused {
                             origin: fed.clone(),

@@ -87,7 +87,7 @@ pub struct Follow {
     pub(crate) rejected: Mutex<Option<Refused>>,
     /// Signs roster log entries when this node is a hub: the node's own signing key, under
     /// the federation id.
-    authority_signer: Arc<Signer>,
+    pub(crate) authority_signer: Arc<Signer>,
     /// One advance (or publication) at a time.
     advancing: tokio::sync::Mutex<()>,
     /// Held shared while entries verified under some key list are applied (their keys judged

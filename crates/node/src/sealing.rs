@@ -46,34 +46,38 @@ impl NodeState {
         if !good.iter().any(|e| e.is_sealed() && e.is_reader(&self.org)) {
             return good;
         }
-        let mut keys = self.decryption_keys();
-        let mut reloaded = false;
+        let keys = self.decryption_keys();
         let opened: Vec<Result<VerifiedEntry, Box<(VerifiedEntry, OpenFailure)>>> = good
             .into_par_iter()
             .map(|e| e.open_as(&self.org, &keys))
             .collect();
+        // Sealed to a key this node does not hold yet: its operator rotated the key and the
+        // roster listing it reached the sender first (the node rereads its files only when it
+        // follows that version). Reread once for the batch, every such entry opens; kept
+        // unopened, it would stay so for good.
+        let no_key = |f: &OpenFailure| {
+            matches!(
+                f,
+                OpenFailure::Open {
+                    error: OpenError::NoKey(_),
+                    ..
+                }
+            )
+        };
+        let any_no_key = opened
+            .iter()
+            .any(|r| r.as_ref().is_err_and(|f| no_key(&f.1)));
+        let keys = if any_no_key && self.reload_decryption_keys().is_ok() {
+            Some(self.decryption_keys())
+        } else {
+            None
+        };
         opened
             .into_iter()
-            .map(|r| match r {
-                Ok(e) => e,
-                // Sealed to a key this node does not hold yet: its operator rotated the key
-                // and the roster listing it reached the sender first (the node rereads its
-                // files only when it follows that version). Once reread, it opens; kept
-                // unopened, it would stay so for good.
-                Err(failed)
-                    if matches!(
-                        failed.1,
-                        OpenFailure::Open {
-                            error: OpenError::NoKey(_),
-                            ..
-                        }
-                    ) && !std::mem::replace(&mut reloaded, true)
-                        && self.reload_decryption_keys().is_ok() =>
-                {
-                    keys = self.decryption_keys();
-                    self.open_one(failed.0, &keys)
-                }
-                Err(failed) => self.kept_unopened(*failed),
+            .map(|r| match (r, &keys) {
+                (Ok(e), _) => e,
+                (Err(failed), Some(keys)) if no_key(&failed.1) => self.open_one(failed.0, keys),
+                (Err(failed), _) => self.kept_unopened(*failed),
             })
             .collect()
     }

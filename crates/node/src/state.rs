@@ -43,7 +43,7 @@ pub struct NodeState {
     /// Held while signing and appending own entries, and while rotating the signing key, so
     /// the head cannot move in between.
     pub(crate) own: tokio::sync::Mutex<()>,
-    /// The highest seq signed, kept beside the key: no signing while the store is behind it.
+    /// The highest seq signed, kept in `marks_dir`: no signing while the store is behind it.
     pub(crate) own_mark: crate::own_mark::OwnMark,
     /// The same for the authority log, which a publisher hub signs (roster mode).
     pub(crate) authority_mark: crate::own_mark::OwnMark,
@@ -219,13 +219,15 @@ impl NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
         use crate::own_mark::{OwnMark, AUTHORITY_MARK_FILE, OWN_MARK_FILE};
         let marks = cfg.store.marks_dir.as_deref();
-        let own_mark = OwnMark::in_dir(marks, OWN_MARK_FILE, signer.org());
-        let federation = follow.as_ref().map(|f| f.current().federation_id().clone());
-        let authority_mark = OwnMark::in_dir(
-            marks,
-            AUTHORITY_MARK_FILE,
-            federation.as_ref().unwrap_or(signer.org()),
-        );
+        let own_mark = OwnMark::in_dir(marks, OWN_MARK_FILE, signer.org(), &signer.key_id());
+        let authority = follow.as_ref().map(|f| {
+            let signer = &f.authority_signer;
+            (signer.org().clone(), signer.key_id())
+        });
+        let (federation, authority_key) =
+            authority.unwrap_or_else(|| (signer.org().clone(), signer.key_id()));
+        let authority_mark =
+            OwnMark::in_dir(marks, AUTHORITY_MARK_FILE, &federation, &authority_key);
         NodeState {
             own_certs: crate::cert_watch::OwnCerts::read(&cfg),
             org: signer.org().clone(),

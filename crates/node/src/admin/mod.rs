@@ -81,7 +81,9 @@ impl AdminError {
             | AdminError::UnknownMember(_) => Status::not_found(msg),
             AdminError::AlreadySigned { .. } => Status::already_exists(msg),
             AdminError::Publish(
-                NodeError::RosterRefused(_) | NodeError::NotRosterPublisher { .. },
+                NodeError::RosterRefused(_)
+                | NodeError::NotRosterPublisher { .. }
+                | NodeError::OwnLogBehind { .. },
             ) => Status::failed_precondition(msg),
             AdminError::Publish(_) | AdminError::Store(_) | AdminError::Internal(_) => {
                 Status::internal(msg)

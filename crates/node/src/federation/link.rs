@@ -566,7 +566,7 @@ where
                     // A key the roster ended: the relay may have forwarded it under an older
                     // roster in good faith. The entry is refused; the link stays, unless the
                     // roster this node follows now lets the key sign it (below).
-                    tracing::warn!(%peer, error = %e, "entry refused: its key may not sign it");
+                    tracing::warn!(%peer, error = %e, "entry refused for what its origin signed, not for this peer's doing");
                 }
                 if let Some(e) = forged.into_iter().next() {
                     return Err(LinkError::Forged(e));
