@@ -374,3 +374,67 @@ async fn a_publisher_that_lost_its_store_takes_the_roster_log_back_before_signin
         assert_eq!(head.map(|h| h.seq), Some(3));
     }
 }
+
+/// A roster version sent ahead of its predecessor is not judged: the link that sent it (and
+/// only it) restarts, so the peer sends it again after its predecessor. A member can relay
+/// genuine versions out of order; that must not cut anyone else's link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_roster_version_sent_ahead_restarts_only_the_link_that_sent_it() {
+    use intelmesh_tests::raw_peer::{Credentials, RawPeer, Target};
+    let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
+    let (hub, hub_b, sg) = (org("HUB"), org("HUB-B"), org("SG-IGCI"));
+    net.start(&hub).await;
+    net.start(&hub_b).await;
+    net.admit_all(&[&sg]).await;
+    net.wait_status(&hub_b, PATIENCE, |s| {
+        s.roster_version == 2 && peer(s, &hub).is_some_and(|p| p.connected)
+    })
+    .await
+    .expect("the second hub follows the admission over its link with the hub");
+    // Version 4, ahead of the next (3), signed by the publisher's key, sent by SG-IGCI (not
+    // running: the test speaks for it).
+    let v3 = net.next_version(a_policy_change);
+    let signer =
+        intelmesh_core::Signer::new(org(FEDERATION), signing_key(&net.fed.nodes[&hub].dir));
+    let head = net.node(&hub).state().store.head(&org(FEDERATION)).unwrap();
+    let clear = intelmesh_core::Distribution {
+        tlp: intelmesh_core::Tlp::Clear,
+        recipients: vec![],
+    };
+    let roster = |signed| pb::Payload {
+        body: Some(pb::payload::Body::Roster(signed)),
+        ..pb::Payload::default()
+    };
+    let (_, head3) = signer.sign_next(head, now_unix_ms(), &clear, &roster(v3.clone()));
+    let mut v4 = v3;
+    v4.signatures.clear();
+    let (fourth, _) = signer.sign_next(Some(head3), now_unix_ms(), &clear, &roster(v4));
+    let target = Target {
+        addr: net.node(&hub).federation_addr,
+        org: &net.fed.nodes[&hub].spec.org,
+        server_ca: &net.fed.federation_ca,
+    };
+    let creds = Credentials::of_node(&net.fed.nodes[&sg]);
+    let mut raw = RawPeer::open(&target, &creds)
+        .await
+        .expect("a member's link");
+    let vector = net.node(&hub).state().store.vector().unwrap();
+    raw.hello(
+        "SG-IGCI",
+        vector.iter().map(|(o, s)| (o.to_string(), *s)).collect(),
+    )
+    .await;
+    raw.entries(vec![fourth]).await;
+    let status = raw.end_status(PATIENCE).await;
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains("arrived before version 3"),
+        "{}",
+        status.message()
+    );
+    // The other link stays up, and nothing past version 2 was stored.
+    let s = net.status(&hub);
+    assert!(peer(&s, &hub_b).is_some_and(|p| p.connected), "{s:?}");
+    let stored = net.node(&hub).state().store.head(&org(FEDERATION)).unwrap();
+    assert_eq!(stored.map(|h| h.seq), Some(2));
+}
