@@ -572,8 +572,16 @@ async fn scrape(axum::extract::State(state): Shared) -> axum::response::Response
             text,
         )
             .into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n")).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        // The port carries no authentication: what went wrong (a store error may quote keys)
+        // goes to the log, not to whoever asked.
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "metrics not rendered");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "metrics not rendered");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
     }
 }
 
