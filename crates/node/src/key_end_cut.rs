@@ -134,13 +134,9 @@ pub(crate) fn ended_key_cuts(
             if store.head(&origin)?.is_none_or(|h| h.seq <= last) {
                 continue;
             }
-            let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) else {
+            let Some(key_id) = key_id_of(&key.public_key) else {
                 continue;
             };
-            let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
-                continue;
-            };
-            let key_id = KeyId::of(&public);
             let Some(next) = store.range(&origin, last + 1, 1)?.pop() else {
                 continue;
             };
@@ -201,13 +197,9 @@ pub(crate) fn roster_log_cut(
             continue;
         };
         for (index, key) in member.signing_keys.iter().enumerate() {
-            let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) else {
+            let Some(key_id) = key_id_of(&key.public_key) else {
                 continue;
             };
-            let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&public) else {
-                continue;
-            };
-            let key_id = KeyId::of(&public);
             if header.key_id != key_id.0
                 || roster.signs_next_version(&org, index, publisher.as_ref())
             {
@@ -224,6 +216,13 @@ pub(crate) fn roster_log_cut(
         }
     }
     Ok(None)
+}
+
+/// The id of a roster member's key, if its bytes are a public key.
+fn key_id_of(public_key: &[u8]) -> Option<KeyId> {
+    let public = <[u8; 32]>::try_from(public_key).ok()?;
+    let public = ed25519_dalek::VerifyingKey::from_bytes(&public).ok()?;
+    Some(KeyId::of(&public))
 }
 
 impl NodeState {
@@ -261,14 +260,8 @@ impl NodeState {
         };
         let held = self.store.head(&self.org)?.map_or(0, |h| h.seq);
         for key in &me.signing_keys {
-            let (Some(last), Ok(public)) = (
-                key.last_seq,
-                <[u8; 32]>::try_from(key.public_key.as_slice()),
-            ) else {
-                continue;
-            };
-            if let Ok(public) = ed25519_dalek::VerifyingKey::from_bytes(&public) {
-                self.own_mark.key_ended(&KeyId::of(&public), last, held);
+            if let (Some(last), Some(key_id)) = (key.last_seq, key_id_of(&key.public_key)) {
+                self.own_mark.key_ended(&key_id, last, held);
             }
         }
         Ok(())

@@ -126,7 +126,7 @@ impl OwnMark {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Mark> {
-        self.mark.lock().unwrap_or_else(|p| p.into_inner())
+        crate::rotation::lock(&self.mark)
     }
 
     fn write(&self, mark: &Mark) {
@@ -145,7 +145,7 @@ impl OwnMark {
             self.org,
             mark.key.as_deref().unwrap_or("-")
         );
-        // Owner-only, as everything beside the key is.
+        // Owner-only, as the node's keys are.
         let written = std::fs::OpenOptions::new()
             .write(true)
             .create(true)

@@ -94,7 +94,7 @@ impl NodeState {
                             r.next(signed).map_err(|error| {
                                 let reason = error.to_string();
                                 let version = h.seq;
-                                *lock(&follow.rejected) = Some(Refused { version, error });
+                                *crate::rotation::lock(&follow.rejected) = Some(Refused { version, error });
                                 reason
                             })
                         }
@@ -122,10 +122,6 @@ impl NodeState {
             .collect();
         kept
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The roster at version `head` of the authority log: `current` (followed), moved on by the

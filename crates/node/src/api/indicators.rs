@@ -228,10 +228,7 @@ impl IndicatorsService {
                     s.is_some_and(|s| s.assertions.iter().any(|a| a.origin == state.org.as_str()))
                 })
             })?;
-            submission::refuse_past_audience_cap(&items, |i, kind| {
-                let held = state.store.indicator(i).ok().flatten();
-                held.map_or_else(Vec::new, |h| submission::audiences(&h, &state.org, kind))
-            })?;
+            submission::refuse_past_audience_cap(&items, |i, kind| own_audiences(&state, i, kind))?;
             Ok(items)
         })
         .await
@@ -244,10 +241,7 @@ impl IndicatorsService {
         let state = Arc::clone(&self.state);
         self.publish_for(request, move |r, p| {
             let items = vec![submission::sighting(r, p)?];
-            submission::refuse_past_audience_cap(&items, |i, kind| {
-                let held = state.store.indicator(i).ok().flatten();
-                held.map_or_else(Vec::new, |h| submission::audiences(&h, &state.org, kind))
-            })?;
+            submission::refuse_past_audience_cap(&items, |i, kind| own_audiences(&state, i, kind))?;
             Ok(items)
         })
         .await
@@ -639,4 +633,15 @@ async fn fail(
         _ = tx.send(Err(status)) => {}
         _ = state.stopped() => {}
     }
+}
+
+/// This node's audiences for `indicator`'s slots of `kind`, as its index holds them; none if
+/// the store cannot be read (a store error alone must not refuse a publication).
+fn own_audiences(
+    state: &NodeState,
+    indicator: &Indicator,
+    kind: submission::SlotKind,
+) -> Vec<submission::Audience> {
+    let held = state.store.indicator(indicator).ok().flatten();
+    held.map_or_else(Vec::new, |h| submission::audiences(&h, &state.org, kind))
 }

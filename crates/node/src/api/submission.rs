@@ -276,23 +276,19 @@ pub fn audience_of(d: &pb::Distribution) -> Audience {
 
 /// `org`'s audiences in `state`'s slots of `kind`.
 pub fn audiences(state: &pb::IndicatorState, org: &OrgId, kind: SlotKind) -> Vec<Audience> {
-    let of_org = |origin: &str| origin == org.as_str();
-    match kind {
-        SlotKind::Assertion => state
-            .assertions
-            .iter()
-            .filter(|a| of_org(&a.origin))
-            .filter_map(|a| a.distribution.as_ref())
-            .map(audience_of)
+    let slots: Vec<(&str, Option<&pb::Distribution>)> = match kind {
+        SlotKind::Assertion => (state.assertions.iter())
+            .map(|a| (a.origin.as_str(), a.distribution.as_ref()))
             .collect(),
-        SlotKind::Sighting => state
-            .sightings
-            .iter()
-            .filter(|x| of_org(&x.origin))
-            .filter_map(|x| x.distribution.as_ref())
-            .map(audience_of)
+        SlotKind::Sighting => (state.sightings.iter())
+            .map(|x| (x.origin.as_str(), x.distribution.as_ref()))
             .collect(),
-    }
+    };
+    slots
+        .into_iter()
+        .filter(|(origin, _)| *origin == org.as_str())
+        .filter_map(|(_, d)| d.map(audience_of))
+        .collect()
 }
 
 /// Refuses the whole request if it would give this node more audiences for one value than
