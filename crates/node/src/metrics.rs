@@ -535,8 +535,13 @@ pub struct Endpoint(crate::https::HttpsServer);
 
 impl Endpoint {
     pub async fn bind(state: &Arc<NodeState>, listen: SocketAddr) -> anyhow::Result<Endpoint> {
+        let scrapes = Scrapes {
+            state: Arc::clone(state),
+            last: Arc::default(),
+        };
         let router = axum::Router::new()
             .route("/metrics", get(scrape))
+            .with_state(scrapes)
             .route("/livez", get(|| async { "alive\n" }))
             .route("/readyz", get(ready))
             .with_state(Arc::clone(state));
@@ -562,9 +567,45 @@ impl Endpoint {
 
 type Shared = axum::extract::State<Arc<NodeState>>;
 
-async fn scrape(axum::extract::State(state): Shared) -> axum::response::Response {
-    match tokio::task::spawn_blocking(move || render(&state)).await {
-        Ok(Ok(text)) => (
+/// How long one rendering answers every scrape: the port carries no authentication, so however
+/// often it is asked, the store is read and the data directory walked at most once per interval.
+/// Prometheus asks every 15 s or so; a second-old figure costs it nothing.
+const RENDER_REUSE: Duration = Duration::from_secs(1);
+
+/// The `/metrics` route's state: the node, and its last rendering with when it was made. Its
+/// async lock is held while a rendering is made, so scrapes that arrive meanwhile wait for that
+/// one instead of each taking a blocking thread of their own.
+#[derive(Clone)]
+struct Scrapes {
+    state: Arc<NodeState>,
+    last: Arc<tokio::sync::Mutex<Option<(std::time::Instant, String)>>>,
+}
+
+async fn scrape(
+    axum::extract::State(scrapes): axum::extract::State<Scrapes>,
+) -> axum::response::Response {
+    let mut last = scrapes.last.lock().await;
+    let fresh = last
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < RENDER_REUSE)
+        .map(|(_, text)| text.clone());
+    let rendered = match fresh {
+        Some(text) => Ok(text),
+        None => {
+            let state = Arc::clone(&scrapes.state);
+            match tokio::task::spawn_blocking(move || render(&state)).await {
+                Ok(Ok(text)) => {
+                    *last = Some((std::time::Instant::now(), text.clone()));
+                    Ok(text)
+                }
+                Ok(Err(e)) => Err(format!("{e:#}")),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    drop(last);
+    match rendered {
+        Ok(text) => (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -572,14 +613,9 @@ async fn scrape(axum::extract::State(state): Shared) -> axum::response::Response
             text,
         )
             .into_response(),
-        // The port carries no authentication: what went wrong (a store error may quote keys)
-        // goes to the log, not to whoever asked.
-        Ok(Err(e)) => {
-            tracing::error!(error = %format!("{e:#}"), "metrics not rendered");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "metrics not rendered");
+        // What went wrong (a store error may quote keys) goes to the log, not to whoever asked.
+        Err(error) => {
+            tracing::error!(%error, "metrics not rendered");
             (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
         }
     }
