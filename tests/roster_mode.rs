@@ -606,3 +606,65 @@ async fn the_admin_audit_names_only_the_authority_holders_whose_signatures_verif
     assert_eq!(event.signed_by.len(), 1, "{:?}", event.signed_by);
     assert_eq!(event.signed_at_unix_ms.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn entries_held_for_a_gap_are_dropped_when_the_roster_ends_their_key_below_them() {
+    let (hub, sg, au) = (org("HUB"), org("SG-IGCI"), org("AU-AFP"));
+    let mut net = RosterNet::with_agencies(&["SG-IGCI", "AU-AFP"]).await;
+    let seqs = net.publish_domains(&sg, "before", 2).await;
+    net.wait_holds(&au, &sg, seqs[1]).await.unwrap();
+    // SG's node stops (it would sign checkpoints at the seqs the thief uses); a thief with its
+    // key signs six entries after SG's head and gives AU all but the first.
+    net.stop(&sg).await;
+    let head = net.node(&au).state().store.head(&sg).unwrap();
+    let thief = Signer::new(sg.clone(), signing_key(&net.fed.nodes[&sg].dir));
+    let (mut stolen, mut at) = (Vec::new(), head);
+    for i in 0..6 {
+        let (entry, next) = thief.sign_next(
+            at,
+            now_unix_ms(),
+            &green(),
+            &domain_upsert(&format!("thief-{i}.example")),
+        );
+        stolen.push(entry);
+        at = Some(next);
+    }
+    let first = head.map_or(1, |h| h.seq + 1);
+    let report = net
+        .node(&au)
+        .state()
+        .ingest(stolen[1..].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(report.held, 5, "{report:?}");
+
+    // The key is reported compromised: SG vouches for its log up to the thief's third entry.
+    let cut_off = first + 2;
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.signing_keys[0].last_seq = Some(cut_off);
+        m.signing_keys[0].ended_by = pb::KeyEnd::Compromise as i32;
+    })
+    .await;
+    net.wait_status(&au, PATIENCE, |s| s.roster_version == 3)
+        .await
+        .unwrap();
+    // The gap closes: what the key signed up to the cut-off is appended, what it signed past
+    // it (held when the report came) is not.
+    let report = net
+        .node(&au)
+        .state()
+        .ingest(stolen[..1].to_vec())
+        .await
+        .unwrap();
+    assert_eq!(report.appended as u64, cut_off - first + 1, "{report:?}");
+    let store = &net.node(&au).state().store;
+    assert_eq!(store.head(&sg).unwrap().map(|h| h.seq), Some(cut_off));
+    assert!(store.range(&sg, cut_off + 1, 10).unwrap().is_empty());
+    let keys = net.node(&au).state().keys();
+    let check = intelmesh_store::verify_store(store, Some(keys.as_ref())).expect("verify-store");
+    assert!(check.is_ok(), "{:?}", check.problems);
+    for o in [hub, au] {
+        net.stop(&o).await;
+    }
+}

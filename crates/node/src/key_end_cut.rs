@@ -130,8 +130,15 @@ pub(crate) fn ended_key_cuts(
             if !cuts_here(end, &origin, own) {
                 continue;
             }
-            // Nearly always nothing lies past the end: look before decoding the key.
+            // Nearly always nothing lies past the end: look before decoding the key. What the
+            // key signed past its end may still wait in the hold queue for a gap below it.
             if store.head(&origin)?.is_none_or(|h| h.seq <= last) {
+                if let Ok(public) = <[u8; 32]>::try_from(key.public_key.as_slice()) {
+                    let dropped = store.drop_held_signed_after(&origin, last, &public);
+                    if dropped > 0 {
+                        tracing::warn!(%origin, last, dropped, "dropped held entries a key signed past its end");
+                    }
+                }
                 continue;
             }
             let Some(key_id) = key_id_of(&key.public_key) else {

@@ -166,6 +166,35 @@ impl HoldQueue {
         dropped.len()
     }
 
+    /// Drops the entries of `origin` held at seqs after `seq` that the key `public_key` signed;
+    /// returns how many.
+    pub(crate) fn drop_signed_after(
+        &mut self,
+        origin: &OrgId,
+        seq: u64,
+        public_key: &[u8; 32],
+    ) -> usize {
+        let Some(queue) = self.by_origin.get_mut(origin) else {
+            return 0;
+        };
+        let mut freed = 0;
+        let before = queue.entries.len();
+        queue.entries.retain(|&at, h| {
+            let drop = at > seq && h.entry.key().as_bytes() == public_key;
+            if drop {
+                freed += size(&h.entry);
+            }
+            !drop
+        });
+        let dropped = before - queue.entries.len();
+        queue.bytes = queue.bytes.saturating_sub(freed);
+        if queue.entries.is_empty() {
+            self.by_origin.remove(origin);
+        }
+        self.bytes = self.bytes.saturating_sub(freed);
+        dropped
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.by_origin.values().map(|q| q.entries.len()).sum()
     }

@@ -31,6 +31,20 @@ pub struct TruncateReport {
 }
 
 impl DiskStore {
+    /// Drops the entries of `origin` held for their predecessors at seqs after `keep_through`
+    /// that `public_key` signed; returns how many. For a key ended at `keep_through` while the
+    /// log is still below it: once the gap closed they would be appended with no key check (the
+    /// queue's entries were judged when they arrived, under the older key list).
+    pub fn drop_held_signed_after(
+        &self,
+        origin: &OrgId,
+        keep_through: u64,
+        public_key: &[u8; 32],
+    ) -> usize {
+        self.lock()
+            .drop_signed_after(origin, keep_through, public_key)
+    }
+
     /// Removes `origin`'s log entries with seq > `keep_through`: the head becomes entry
     /// `keep_through` (no head at 0), held entries beyond it are dropped, and the indicator
     /// index is rebuilt from the log. Nothing to remove is not an error (`removed` 0). Durable
