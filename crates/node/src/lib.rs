@@ -145,11 +145,6 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     // An expired (or not yet valid) certificate would be served, and refused by every peer.
     preflight::check_certificate_times(&cfg)?;
     let org = cfg.org_id()?;
-    if cfg.roster.is_some() {
-        // A key rotation a stop interrupted is finished before the key is read.
-        rotation::resume(&rotation::RotationFiles::of(&cfg.signing_key))?;
-    }
-    let signing_key = keys::load_signing_key(&cfg.signing_key)?;
     let registry = match (&cfg.roster, &cfg.keys) {
         (Some(_), _) => None,
         (None, Some(path)) => Some(keys::load_registry(path)?),
@@ -171,6 +166,13 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     let store = tokio::task::spawn_blocking(move || DiskStore::open(store_cfg))
         .await?
         .with_context(|| format!("opening store in {}", cfg.data_dir.display()))?;
+    if cfg.roster.is_some() {
+        // A key rotation a stop interrupted is finished before the key is read, with the store
+        // open (no other process switches meanwhile) and against the node's own head.
+        let own_head = intelmesh_store::Store::head(&store, &org)?.map_or(0, |h| h.seq);
+        rotation::resume(&rotation::RotationFiles::of(&cfg.signing_key), own_head)?;
+    }
+    let signing_key = keys::load_signing_key(&cfg.signing_key)?;
     let signer = Signer::new(org, signing_key);
     let state = Arc::new(match registry {
         Some(registry) => NodeState::new(cfg, store, registry, signer)

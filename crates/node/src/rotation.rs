@@ -154,7 +154,7 @@ pub fn switch_key(
         // Not switched: the node goes on signing with the old key past `last_seq`, so a
         // restart must not finish this switch from the request (the old key would end before
         // entries it signed). The request goes; `.next` stays for the next attempt.
-        if let Err(e) = std::fs::remove_file(files.request()) {
+        if let Err(e) = crate::durable::remove(&files.request()) {
             tracing::warn!(path = %files.request().display(), error = %e, "a failed key rotation's request could not be removed: remove it before restarting");
         }
     })
@@ -201,9 +201,13 @@ fn finish(
     })
 }
 
-/// At start, before the signing key is read: finishes a switch a crash interrupted (the request
-/// names the configured key as old and `.next` as new). Returns whether it did.
-pub fn resume(files: &RotationFiles) -> Result<bool, RotationError> {
+/// At start, before the signing key is read and with the store open (so no other process
+/// switches meanwhile): finishes a switch a crash interrupted (the request names the configured
+/// key as old and `.next` as new). Returns whether it did. `own_head` is the node's own head
+/// in its store: past the request's last seq, the old key signed on after the request was
+/// written (a switch that failed, whose request's removal a crash undid), and finishing it
+/// would end the old key before entries it signed: the request is removed instead.
+pub fn resume(files: &RotationFiles, own_head: u64) -> Result<bool, RotationError> {
     let next = files.next();
     if !next.exists() {
         return Ok(false);
@@ -218,6 +222,11 @@ pub fn resume(files: &RotationFiles) -> Result<bool, RotationError> {
         error,
     })?;
     if verified.old_key != current.verifying_key() || verified.new_key != new.verifying_key() {
+        return Ok(false);
+    }
+    if own_head > verified.last_seq {
+        crate::durable::remove(&files.request())?;
+        tracing::warn!(request = %files.request().display(), last_seq = verified.last_seq, own_head, "removed a key rotation request the old key signed past: that switch failed, and the node signed on with the old key");
         return Ok(false);
     }
     finish(files, &current, &new, &request)?;
@@ -430,7 +439,7 @@ mod tests {
         let request = sign_rotation(&org, &old, &new, 4, 1);
         write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
 
-        assert!(resume(&files).unwrap());
+        assert!(resume(&files, 4).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), new);
         assert!(!files.next().exists());
         let kept = files.old(KeyId::of(&old.verifying_key()));
@@ -438,7 +447,28 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(!resume(&files).unwrap(), "nothing left to finish");
+        assert!(!resume(&files, 4).unwrap(), "nothing left to finish");
+    }
+
+    #[test]
+    fn a_request_the_old_key_signed_past_is_removed_at_start_not_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = RotationFiles::of(&dir.path().join("signing.key"));
+        let org = OrgId::parse("SG-IGCI").unwrap();
+        let (old, new) = (key(), key());
+        crate::keys::write_private(&files.key, &old).unwrap();
+        stage_next_key(&files, &new).unwrap();
+        // A switch at seq 4 failed; its request's removal was lost, and the node signed on to 6.
+        let request = sign_rotation(&org, &old, &new, 4, 1);
+        write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
+
+        assert!(!resume(&files, 6).unwrap());
+        assert_eq!(read_key(&files.key).unwrap(), old);
+        assert!(!files.request().exists());
+        assert!(
+            files.next().exists(),
+            "the staged key stays for a new attempt"
+        );
     }
 
     #[test]
@@ -457,7 +487,7 @@ mod tests {
         ));
         // The node signs on with the old key; a restart must not end it at seq 4.
         assert!(!files.request().exists());
-        assert!(!resume(&files).unwrap());
+        assert!(!resume(&files, 4).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), old);
         assert!(
             files.next().exists(),
