@@ -91,8 +91,8 @@ pub struct StoreTuning {
     /// five minutes, whichever comes first.
     pub lookup_table_quiet_ms: u64,
     /// A directory outside `data_dir` (another volume, ideally) where the node keeps the
-    /// highest seq it signed of each log it signs (`own-log.mark`, and on a publisher hub
-    /// `authority-log.mark`). With it, a node whose store was lost, moved aside or restored
+    /// highest seq it signed of each log it signs (`ORG.own-log.mark`, and on a publisher hub
+    /// `ORG.authority-log.mark`). With it, a node whose store was lost, moved aside or restored
     /// from an older backup signs nothing until its peers have sent those logs back, instead
     /// of signing a second entry at a seq they hold (a fork, for good). Unset: no marks.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -20,7 +20,7 @@ use intelmesh_core::{KeyId, OrgId};
 
 use crate::state::NodeError;
 
-/// The marks' files in `marks_dir`.
+/// The marks' files in `marks_dir`, each after the node's org and a dot (`SG-IGCI.own-log.mark`).
 pub const OWN_MARK_FILE: &str = "own-log.mark";
 pub const AUTHORITY_MARK_FILE: &str = "authority-log.mark";
 
@@ -145,11 +145,12 @@ impl OwnMark {
             self.org,
             mark.key.as_deref().unwrap_or("-")
         );
-        // Owner-only, as the node's keys are.
+        // Owner-only, as the node's keys are; a new file (never one planted in the directory,
+        // nor what a symlink there points at: removing a symlink removes the link).
+        let _ = std::fs::remove_file(&tmp);
         let written = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .and_then(|mut f| f.write_all(text.as_bytes()))

@@ -219,15 +219,22 @@ impl NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
         use crate::own_mark::{OwnMark, AUTHORITY_MARK_FILE, OWN_MARK_FILE};
         let marks = cfg.store.marks_dir.as_deref();
-        let own_mark = OwnMark::in_dir(marks, OWN_MARK_FILE, signer.org(), &signer.key_id());
+        // Named by the node's org: nodes given one directory keep their marks apart.
+        let named = |file: &str| format!("{}.{file}", signer.org());
+        let own_mark =
+            OwnMark::in_dir(marks, &named(OWN_MARK_FILE), signer.org(), &signer.key_id());
         let authority = follow.as_ref().map(|f| {
             let signer = &f.authority_signer;
             (signer.org().clone(), signer.key_id())
         });
         let (federation, authority_key) =
             authority.unwrap_or_else(|| (signer.org().clone(), signer.key_id()));
-        let authority_mark =
-            OwnMark::in_dir(marks, AUTHORITY_MARK_FILE, &federation, &authority_key);
+        let authority_mark = OwnMark::in_dir(
+            marks,
+            &named(AUTHORITY_MARK_FILE),
+            &federation,
+            &authority_key,
+        );
         NodeState {
             own_certs: crate::cert_watch::OwnCerts::read(&cfg),
             org: signer.org().clone(),
