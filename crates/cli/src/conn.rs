@@ -152,7 +152,8 @@ impl EndpointsFile {
 
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
         let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(path, format!("{text}\n"))
+        // Owner-only: it holds the TAXII gateways' passwords.
+        intelmesh_node::durable::replace(path, format!("{text}\n").as_bytes(), 0o600)
             .with_context(|| format!("writing {}", path.display()))
     }
 

@@ -108,6 +108,10 @@ fn a_kept_federation_answers_the_client_commands() {
     assert_eq!(kept.pids.len(), 5);
 
     let e = fed.join("endpoints.json");
+    // It holds the TAXII passwords: owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&e).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "endpoints.json mode {mode:o}");
     let e = e.to_str().unwrap();
     let json = |args: &[&str]| -> Value {
         let out = intelmesh(args);

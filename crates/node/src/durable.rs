@@ -42,6 +42,29 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     sync_parent(path)
 }
 
+/// Creates `path` holding `bytes` (with `mode`), never over an existing file (nor through a
+/// symlink): written and synced under a temporary name, then linked to `path`, so a crash
+/// leaves no file or the whole one, never an empty or partial key. An existing `path` is an
+/// error of kind `AlreadyExists`.
+pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    let tmp = temporary(path);
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(failed("creating", &tmp))?;
+    let linked = f
+        .write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(failed("writing", &tmp))
+        .and_then(|()| std::fs::hard_link(&tmp, path).map_err(failed("creating", path)));
+    let _ = std::fs::remove_file(&tmp);
+    linked?;
+    sync_parent(path)
+}
+
 /// Removes `path` (already gone is fine) and makes the removal durable.
 pub fn remove(path: &Path) -> Result<(), FileError> {
     match std::fs::remove_file(path) {
@@ -92,6 +115,25 @@ mod tests {
         assert!(!temporary(&path).exists());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[test]
+    fn a_created_file_is_whole_and_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        create_new(&path, b"first", 0o600).unwrap();
+        let err = create_new(&path, b"second", 0o600).unwrap_err();
+        assert_eq!(err.source.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"first");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A symlink where the file would go is not followed.
+        let target = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&target, dir.path().join("l")).unwrap();
+        assert!(create_new(&dir.path().join("l"), b"x", 0o600).is_err());
+        assert!(!target.exists());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "no temporary left");
     }
 
     #[test]

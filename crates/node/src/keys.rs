@@ -7,9 +7,6 @@
 //! keys = ["<64 hex digits of the ed25519 public key>"]
 //! ```
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -41,28 +38,19 @@ pub fn write_private(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
 
 /// Writes a key file: created 0600 from the start, never over an existing file, synced.
 pub fn write_secret(path: &Path, content: &[u8]) -> anyhow::Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| {
-            let why = match e.kind() {
-                std::io::ErrorKind::AlreadyExists => "it exists: refusing to overwrite a key",
-                std::io::ErrorKind::NotFound => "its directory does not exist",
-                _ => "",
-            };
-            anyhow::anyhow!(
-                "creating {}: {e}{}{why}",
-                path.display(),
-                if why.is_empty() { "" } else { "; " }
-            )
-        })?;
-    f.write_all(content)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
-    Ok(())
+    crate::durable::create_new(path, content, 0o600).map_err(|e| {
+        let why = match e.source.kind() {
+            std::io::ErrorKind::AlreadyExists => "it exists: refusing to overwrite a key",
+            std::io::ErrorKind::NotFound => "its directory does not exist",
+            _ => "",
+        };
+        anyhow::anyhow!(
+            "creating {}: {}{}{why}",
+            path.display(),
+            e.source,
+            if why.is_empty() { "" } else { "; " }
+        )
+    })
 }
 
 #[derive(Deserialize)]

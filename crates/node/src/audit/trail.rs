@@ -47,21 +47,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrailError + '_ {
 /// The node's audit key, created (random, 0600) if the directory has none.
 pub fn load_or_create_key(dir: &Path) -> Result<AuditKey, TrailError> {
     let path = dir.join(KEY_FILE);
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
-        Ok(mut f) => {
-            let mut bytes = [0u8; KEY_LEN];
-            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-            f.write_all(&bytes).map_err(io(&path))?;
-            f.sync_all().map_err(io(&path))?;
-            Ok(AuditKey::from_bytes(bytes))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_key(dir),
-        Err(e) => Err(io(&path)(e)),
+    let mut bytes = [0u8; KEY_LEN];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    // Created whole or not at all: an empty key left by a crash would stop every start.
+    match crate::durable::create_new(&path, &bytes, 0o600) {
+        Ok(()) => Ok(AuditKey::from_bytes(bytes)),
+        Err(e) if e.source.kind() == std::io::ErrorKind::AlreadyExists => load_key(dir),
+        Err(e) => Err(io(&path)(e.source)),
     }
 }
 
