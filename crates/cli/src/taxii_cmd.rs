@@ -99,8 +99,8 @@ pub fn run(which: Taxii) -> anyhow::Result<ExitCode> {
             };
             let shown = add_user(&config, &name, permission.into(), password)?;
             match shown {
-                Some(p) => println!("user {name} ({permission:?}): password {p}\n(shown once; only its hash is in {})", config.display()),
-                None => println!("user {name} ({permission:?}) set in {}", config.display()),
+                Some(p) => println!("user {name} ({permission:?}): password {p}\n(shown once; only its hash is in {}; a running node takes it when restarted)", config.display()),
+                None => println!("user {name} ({permission:?}) set in {}; a running node takes it when restarted", config.display()),
             }
         }
         Taxii::RemoveUser { config, name } => {
@@ -115,7 +115,11 @@ pub fn run(which: Taxii) -> anyhow::Result<ExitCode> {
                 }
                 Ok(())
             })?;
-            println!("user {name} removed from {}", config.display());
+            // A running node keeps the users it read at start: the password works until then.
+            println!(
+                "user {name} removed from {}; a running node still admits it until restarted",
+                config.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
