@@ -193,6 +193,12 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
         value: "x.example".into(),
     };
     client.get(req.clone()).await.expect("API answers");
+    // A Watch opened before the revocation.
+    let mut watch = client
+        .watch(pb::WatchRequest::default())
+        .await
+        .expect("watch opens")
+        .into_inner();
 
     let node_serial = cert_serial(&net.fed.nodes[&sg].dir.join("node.pem"));
     let api_serial = cert_serial(&net.fed.nodes[&hub].client_cert);
@@ -213,12 +219,22 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
         .unwrap();
     let err = client.get(req).await.expect_err("revoked API caller");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
-    assert!(
-        err.message().contains(&format!(
-            "certificate {api_serial} is revoked in roster version 3"
-        )),
-        "{err}"
-    );
+    let revoked_here = format!("certificate {api_serial} is revoked in roster version 3");
+    assert!(err.message().contains(&revoked_here), "{err}");
+    // The open Watch is ended by the version, not left feeding the revoked certificate.
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch ends");
+    let err = ended.expect_err("ended with a status");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(err.message().contains(&revoked_here), "{err}");
     for o in [hub, sg] {
         net.stop(&o).await;
     }
@@ -665,6 +681,71 @@ async fn entries_held_for_a_gap_are_dropped_when_the_roster_ends_their_key_below
     let check = intelmesh_store::verify_store(store, Some(keys.as_ref())).expect("verify-store");
     assert!(check.is_ok(), "{:?}", check.problems);
     for o in [hub, au] {
+        net.stop(&o).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_suspended_members_services_are_refused_by_other_nodes_api_and_their_watches_end() {
+    let (hub, au) = (org("HUB"), org("AU-AFP"));
+    let mut net = RosterNet::with_agencies(&["SG-IGCI", "AU-AFP"]).await;
+    // The hub's service CA certifies a service of AU (a deployment where the hub serves
+    // members' tools): it reads as AU.
+    let dir = net.fed.nodes[&hub].dir.clone();
+    let ca =
+        intelmesh_node::pki::Ca::load(&dir.join("service-ca.pem"), &dir.join("service-ca.key"))
+            .expect("the hub's service CA");
+    let certs = tempfile::tempdir().unwrap();
+    ca.issue_service(&au, "soc")
+        .unwrap()
+        .write(certs.path(), "soc")
+        .unwrap();
+    let channel = intelmesh_node::client::api_channel(
+        net.node(&hub).api_addr,
+        &hub,
+        &net.fed.nodes[&hub].api_ca,
+        &certs.path().join("soc.pem"),
+        &certs.path().join("soc.key"),
+    )
+    .await
+    .expect("API channel");
+    let mut client = pb::indicators_client::IndicatorsClient::new(channel);
+    let req = pb::GetRequest {
+        r#type: pb::IndicatorType::Domain as i32,
+        value: "x.example".into(),
+    };
+    client.get(req.clone()).await.expect("AU's service reads");
+    let mut watch = client
+        .watch(pb::WatchRequest::default())
+        .await
+        .expect("watch opens")
+        .into_inner();
+
+    let version = net.suspend(&au).await.version();
+    net.wait_status(&hub, PATIENCE, |s| s.roster_version == version)
+        .await
+        .unwrap();
+    let suspended = format!("AU-AFP is suspended in roster version {version}");
+    let err = client
+        .get(req)
+        .await
+        .expect_err("a suspended member's service");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(err.message().contains(&suspended), "{err}");
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch ends");
+    let err = ended.expect_err("ended with a status");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    assert!(err.message().contains(&suspended), "{err}");
+    for o in [hub, org("SG-IGCI"), au] {
         net.stop(&o).await;
     }
 }

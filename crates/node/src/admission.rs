@@ -65,14 +65,30 @@ pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<()
 }
 
 /// Why the roster refuses a caller presenting the certificate `leaf` (DER): its serial is
-/// revoked. `None` when it is not (or the node follows no roster).
+/// revoked, or it names another org the roster lists as suspended or removed (a node's service
+/// CA may certify other orgs' services: those read as their org, which the federation shut
+/// out). `None` when neither (or the node follows no roster).
 pub fn revoked_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
     let roster = state.roster()?;
-    let serial = intelmesh_roster::model::normalize_serial(&serial_of(leaf)?);
-    roster.revoked_serials().contains(&serial).then(|| {
-        format!(
+    let serial = serial_of(leaf).map(|s| intelmesh_roster::model::normalize_serial(&s));
+    if let Some(serial) = serial.filter(|s| roster.revoked_serials().contains(s)) {
+        return Some(format!(
             "certificate {serial} is revoked in roster version {}: ask for a new certificate",
             roster.version()
-        )
-    })
+        ));
+    }
+    let org = crate::identity::identity_of(leaf).ok()?.org().clone();
+    if org == state.org {
+        return None;
+    }
+    use intelmesh_roster::model::MemberStatus;
+    let status = match roster.member_rules(&org)?.status {
+        MemberStatus::Active => return None,
+        MemberStatus::Suspended => "suspended",
+        MemberStatus::Removed => "removed",
+    };
+    Some(format!(
+        "{org} is {status} in roster version {}: its services are not served",
+        roster.version()
+    ))
 }

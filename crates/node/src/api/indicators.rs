@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use intelmesh_core::entry::header_hash;
-use intelmesh_core::verify::decode_payload;
 use intelmesh_core::{now_unix_ms, Distribution, Indicator, OrgId};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{Store, StoreError, VersionVector};
@@ -20,14 +19,13 @@ use super::lookup;
 use super::query;
 use super::submission::{self, Prepared, Publisher};
 use super::view::{self, Filter, Invalid, WatchCursor};
+use super::watch_feed;
 use crate::admission::check_api_caller;
 use crate::identity::{require_role, Identity, Role};
 use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
 /// Events queued towards one watcher; a slow one makes its task wait, not the queue grow.
 const WATCH_QUEUE: usize = 64;
-/// Log entries one watch step reads before handing its events over.
-const WATCH_STEP_ENTRIES: usize = 512;
 /// Values of one `Lookup` request answered by one blocking task: large enough that a task's
 /// cost dwarfs its spawning, small enough that a full request spreads over several cores.
 const LOOKUP_CHUNK: usize = 2_500;
@@ -53,7 +51,7 @@ fn bad(e: Invalid) -> Status {
     Status::invalid_argument(e.0)
 }
 
-fn internal(e: impl std::fmt::Display) -> Status {
+pub(super) fn internal(e: impl std::fmt::Display) -> Status {
     Status::internal(e.to_string())
 }
 
@@ -379,11 +377,13 @@ impl IndicatorsService {
     ) -> Result<Response<WatchStream>, Status> {
         let caller = service(&self.state, &request)?;
         let reader = caller.0.clone();
+        // Judged again at each roster change: a stream outlives the check made when it opened.
+        let leaf = (request.peer_certs())
+            .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
+            .unwrap_or_default();
         let open = self.watches.open(caller)?;
         let req = request.into_inner();
-        let filter = Filter::parse(req.filter.as_ref())
-            .map_err(bad)?
-            .hiding(self.state.withdrawn());
+        let filter = Filter::parse(req.filter.as_ref()).map_err(bad)?;
         // A new watcher starts after every fill made so far: replayed entries are read as
         // they are stored now, filled ones in full.
         let cursor = match view::decode_cursor(&req.cursor).map_err(bad)? {
@@ -414,7 +414,12 @@ impl IndicatorsService {
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         let state = Arc::clone(&self.state);
         tokio::spawn(async move {
-            watch_loop(state, reader, Arc::new(filter), cursor, tx).await;
+            let watcher = watch_feed::Watcher {
+                reader,
+                leaf,
+                filter,
+            };
+            watch_feed::watch_loop(state, watcher, cursor, tx).await;
             drop(open);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -454,185 +459,6 @@ fn get(
         state,
         provenance,
     })
-}
-
-/// One step of a watch: reads up to [`WATCH_STEP_ENTRIES`] log entries past `cursor` and
-/// turns those `reader` may see and `filter` admits into events. Says whether more remain.
-fn watch_step(
-    store: &dyn Store,
-    reader: &OrgId,
-    filter: &Filter,
-    cursor: &mut WatchCursor,
-) -> Result<(Vec<pb::WatchEvent>, bool), StoreError> {
-    let mut events = Vec::new();
-    let mut read = 0;
-    for (origin, head) in store.vector()? {
-        loop {
-            let at = cursor.log.get(&origin).copied().unwrap_or(0);
-            if at >= head {
-                break;
-            }
-            if read >= WATCH_STEP_ENTRIES {
-                return Ok((events, true));
-            }
-            let entries = store.range(&origin, at + 1, WATCH_STEP_ENTRIES - read)?;
-            if entries.is_empty() {
-                return Err(StoreError::Corrupt(format!(
-                    "{origin}: log ends before its head #{head}"
-                )));
-            }
-            for e in entries {
-                read += 1;
-                let header = header_of(&e).ok_or_else(|| {
-                    StoreError::Corrupt(format!("{origin}: a logged header does not decode"))
-                })?;
-                cursor.log.insert(origin.clone(), header.seq);
-                if let Some(ev) = watch_event(store, reader, filter, &header, &e, cursor)? {
-                    events.push(ev);
-                }
-            }
-        }
-    }
-    // Stubs filled in since: an entry the watcher passed as a stub now has its payload. One
-    // it has not passed yet comes in full with its log.
-    for fill in store.fills_after(cursor.fills, WATCH_STEP_ENTRIES - read)? {
-        read += 1;
-        cursor.fills = fill.n;
-        if cursor.log.get(&fill.origin).is_none_or(|at| *at < fill.seq) {
-            continue;
-        }
-        // A compromise cut (`DiskStore::truncate_origin`) may have removed a filled entry
-        // since: it is no longer there to show.
-        let Some(entry) = store.range(&fill.origin, fill.seq, 1)?.pop() else {
-            continue;
-        };
-        let header = header_of(&entry).ok_or_else(|| {
-            StoreError::Corrupt(format!("{}: a logged header does not decode", fill.origin))
-        })?;
-        if let Some(ev) = watch_event(store, reader, filter, &header, &entry, cursor)? {
-            events.push(ev);
-        }
-    }
-    Ok((events, read >= WATCH_STEP_ENTRIES))
-}
-
-/// The event for one log entry, if it carries a payload the watcher may see and its
-/// indicator's view matches; stubs and the rest only move the cursor.
-fn watch_event(
-    store: &dyn Store,
-    reader: &OrgId,
-    filter: &Filter,
-    header: &pb::EntryHeader,
-    entry: &pb::SignedEntry,
-    cursor: &WatchCursor,
-) -> Result<Option<pb::WatchEvent>, StoreError> {
-    let Some(bytes) = entry.payload.as_ref() else {
-        return Ok(None);
-    };
-    if !filter.admits_entry(header, reader) {
-        return Ok(None);
-    }
-    // A sealed payload reads as what it opened to here; one not opened here reads as a stub.
-    let opened;
-    let bytes: &[u8] = if header.sealed {
-        let origin = OrgId::parse(&header.origin)
-            .map_err(|e| StoreError::Corrupt(format!("a logged origin: {e}")))?;
-        match store.opened(&origin, header.seq)? {
-            Some(inner) => {
-                opened = inner;
-                &opened
-            }
-            None => return Ok(None),
-        }
-    } else {
-        bytes
-    };
-    let payload = decode_payload(bytes).map_err(|e| {
-        StoreError::Corrupt(format!(
-            "{}#{}: stored payload {e}",
-            header.origin, header.seq
-        ))
-    })?;
-    // A roster version or checkpoint names no indicator.
-    let Some(payload) = payload else {
-        return Ok(None);
-    };
-    let Some(state) = store
-        .indicator(&payload.indicator)?
-        .and_then(|s| filter.view(&s, reader))
-    else {
-        return Ok(None);
-    };
-    Ok(Some(pb::WatchEvent {
-        origin: header.origin.clone(),
-        seq: header.seq,
-        state: Some(state),
-        cursor: view::encode_cursor(cursor),
-        // The store keeps no append time: this is when the watcher read the entry, which
-        // is never before it became durable.
-        durable_at_unix_ms: now_unix_ms(),
-    }))
-}
-
-/// Feeds one watcher: catches up from its cursor, then follows new changes, until the
-/// client goes away or the node stops.
-async fn watch_loop(
-    state: Arc<NodeState>,
-    reader: OrgId,
-    filter: Arc<Filter>,
-    mut cursor: WatchCursor,
-    tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
-) {
-    let mut changed = state.subscribe();
-    loop {
-        changed.borrow_and_update();
-        loop {
-            // A catch-up whose steps match nothing sends nothing, so a client gone must be
-            // seen here, or its scan would go on through the whole log.
-            if tx.is_closed() || state.is_stopping() {
-                return;
-            }
-            let (st, r, f) = (Arc::clone(&state), reader.clone(), Arc::clone(&filter));
-            let step = tokio::task::spawn_blocking(move || {
-                let mut c = cursor;
-                watch_step(st.store.as_ref(), &r, &f, &mut c).map(|(ev, more)| (ev, more, c))
-            })
-            .await;
-            let (events, more, next) = match step {
-                Ok(Ok(x)) => x,
-                Ok(Err(e)) => return fail(&state, &tx, internal(e)).await,
-                Err(e) => return fail(&state, &tx, internal(e)).await,
-            };
-            cursor = next;
-            for ev in events {
-                tokio::select! {
-                    sent = tx.send(Ok(ev)) => if sent.is_err() { return },
-                    _ = state.stopped() => return,
-                }
-            }
-            if !more {
-                break;
-            }
-        }
-        tokio::select! {
-            r = changed.changed() => if r.is_err() { return },
-            _ = tx.closed() => return,
-            _ = state.stopped() => return,
-        }
-    }
-}
-
-/// Tells the watcher why its stream ends (unless it is gone, or the node stops meanwhile).
-async fn fail(
-    state: &NodeState,
-    tx: &mpsc::Sender<Result<pb::WatchEvent, Status>>,
-    status: Status,
-) {
-    tracing::warn!(error = %status.message(), "watch ended");
-    tokio::select! {
-        _ = tx.send(Err(status)) => {}
-        _ = state.stopped() => {}
-    }
 }
 
 /// This node's audiences for `indicator`'s slots of `kind`, as its index holds them; none if

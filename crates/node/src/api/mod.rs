@@ -9,6 +9,7 @@ pub mod status;
 pub mod stix;
 pub mod submission;
 pub mod view;
+mod watch_feed;
 mod watches;
 
 #[cfg(test)]

@@ -1,0 +1,229 @@
+//! One Watch stream's feed: the catch-up from its cursor and the following of new changes,
+//! step by step on blocking threads, and the roster's judgement of the watcher at each version.
+
+use std::sync::Arc;
+
+use intelmesh_core::verify::decode_payload;
+use intelmesh_core::{now_unix_ms, OrgId};
+use intelmesh_proto::v1 as pb;
+use intelmesh_roster::Roster;
+use intelmesh_store::{Store, StoreError};
+use tokio::sync::mpsc;
+use tonic::Status;
+
+use super::indicators::internal;
+use super::view::{self, Filter, WatchCursor};
+use crate::admission::revoked_certificate;
+use crate::state::{header_of, NodeState};
+
+/// Log entries one watch step reads before handing its events over.
+const WATCH_STEP_ENTRIES: usize = 512;
+
+/// One step of a watch: reads up to [`WATCH_STEP_ENTRIES`] log entries past `cursor` and
+/// turns those `reader` may see and `filter` admits into events. Says whether more remain.
+fn watch_step(
+    store: &dyn Store,
+    reader: &OrgId,
+    filter: &Filter,
+    cursor: &mut WatchCursor,
+) -> Result<(Vec<pb::WatchEvent>, bool), StoreError> {
+    let mut events = Vec::new();
+    let mut read = 0;
+    for (origin, head) in store.vector()? {
+        loop {
+            let at = cursor.log.get(&origin).copied().unwrap_or(0);
+            if at >= head {
+                break;
+            }
+            if read >= WATCH_STEP_ENTRIES {
+                return Ok((events, true));
+            }
+            let entries = store.range(&origin, at + 1, WATCH_STEP_ENTRIES - read)?;
+            if entries.is_empty() {
+                return Err(StoreError::Corrupt(format!(
+                    "{origin}: log ends before its head #{head}"
+                )));
+            }
+            for e in entries {
+                read += 1;
+                let header = header_of(&e).ok_or_else(|| {
+                    StoreError::Corrupt(format!("{origin}: a logged header does not decode"))
+                })?;
+                cursor.log.insert(origin.clone(), header.seq);
+                if let Some(ev) = watch_event(store, reader, filter, &header, &e, cursor)? {
+                    events.push(ev);
+                }
+            }
+        }
+    }
+    // Stubs filled in since: an entry the watcher passed as a stub now has its payload. One
+    // it has not passed yet comes in full with its log.
+    for fill in store.fills_after(cursor.fills, WATCH_STEP_ENTRIES - read)? {
+        read += 1;
+        cursor.fills = fill.n;
+        if cursor.log.get(&fill.origin).is_none_or(|at| *at < fill.seq) {
+            continue;
+        }
+        // A compromise cut (`DiskStore::truncate_origin`) may have removed a filled entry
+        // since: it is no longer there to show.
+        let Some(entry) = store.range(&fill.origin, fill.seq, 1)?.pop() else {
+            continue;
+        };
+        let header = header_of(&entry).ok_or_else(|| {
+            StoreError::Corrupt(format!("{}: a logged header does not decode", fill.origin))
+        })?;
+        if let Some(ev) = watch_event(store, reader, filter, &header, &entry, cursor)? {
+            events.push(ev);
+        }
+    }
+    Ok((events, read >= WATCH_STEP_ENTRIES))
+}
+
+/// The event for one log entry, if it carries a payload the watcher may see and its
+/// indicator's view matches; stubs and the rest only move the cursor.
+fn watch_event(
+    store: &dyn Store,
+    reader: &OrgId,
+    filter: &Filter,
+    header: &pb::EntryHeader,
+    entry: &pb::SignedEntry,
+    cursor: &WatchCursor,
+) -> Result<Option<pb::WatchEvent>, StoreError> {
+    let Some(bytes) = entry.payload.as_ref() else {
+        return Ok(None);
+    };
+    if !filter.admits_entry(header, reader) {
+        return Ok(None);
+    }
+    // A sealed payload reads as what it opened to here; one not opened here reads as a stub.
+    let opened;
+    let bytes: &[u8] = if header.sealed {
+        let origin = OrgId::parse(&header.origin)
+            .map_err(|e| StoreError::Corrupt(format!("a logged origin: {e}")))?;
+        match store.opened(&origin, header.seq)? {
+            Some(inner) => {
+                opened = inner;
+                &opened
+            }
+            None => return Ok(None),
+        }
+    } else {
+        bytes
+    };
+    let payload = decode_payload(bytes).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "{}#{}: stored payload {e}",
+            header.origin, header.seq
+        ))
+    })?;
+    // A roster version or checkpoint names no indicator.
+    let Some(payload) = payload else {
+        return Ok(None);
+    };
+    let Some(state) = store
+        .indicator(&payload.indicator)?
+        .and_then(|s| filter.view(&s, reader))
+    else {
+        return Ok(None);
+    };
+    Ok(Some(pb::WatchEvent {
+        origin: header.origin.clone(),
+        seq: header.seq,
+        state: Some(state),
+        cursor: view::encode_cursor(cursor),
+        // The store keeps no append time: this is when the watcher read the entry, which
+        // is never before it became durable.
+        durable_at_unix_ms: now_unix_ms(),
+    }))
+}
+
+/// Who watches: the reader's org, the certificate it presented (DER), and its filter as asked
+/// (the roster's withdrawn origins are added to it at each roster change).
+pub(super) struct Watcher {
+    pub(super) reader: OrgId,
+    pub(super) leaf: Vec<u8>,
+    pub(super) filter: Filter,
+}
+
+/// Resolves at the next roster version followed (never in static mode, or once the node stops
+/// following).
+async fn roster_changed(changes: &mut Option<tokio::sync::watch::Receiver<Arc<Roster>>>) {
+    if let Some(rx) = changes {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+    }
+    *changes = None;
+    std::future::pending().await
+}
+
+/// Feeds one watcher: catches up from its cursor, then follows new changes, until the
+/// client goes away, the node stops, or a roster version refuses the watcher's certificate or
+/// org (revoked, suspended, removed: ended with PERMISSION_DENIED).
+pub(super) async fn watch_loop(
+    state: Arc<NodeState>,
+    watcher: Watcher,
+    mut cursor: WatchCursor,
+    tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
+) {
+    let reader = watcher.reader;
+    let hiding_withdrawn = |s: &NodeState| Arc::new(watcher.filter.clone().hiding(s.withdrawn()));
+    let mut filter = hiding_withdrawn(&state);
+    let mut roster = state.roster_changes();
+    let mut changed = state.subscribe();
+    loop {
+        changed.borrow_and_update();
+        loop {
+            // A catch-up whose steps match nothing sends nothing, so a client gone must be
+            // seen here, or its scan would go on through the whole log.
+            if tx.is_closed() || state.is_stopping() {
+                return;
+            }
+            let (st, r, f) = (Arc::clone(&state), reader.clone(), Arc::clone(&filter));
+            let step = tokio::task::spawn_blocking(move || {
+                let mut c = cursor;
+                watch_step(st.store.as_ref(), &r, &f, &mut c).map(|(ev, more)| (ev, more, c))
+            })
+            .await;
+            let (events, more, next) = match step {
+                Ok(Ok(x)) => x,
+                Ok(Err(e)) => return fail(&state, &tx, internal(e)).await,
+                Err(e) => return fail(&state, &tx, internal(e)).await,
+            };
+            cursor = next;
+            for ev in events {
+                tokio::select! {
+                    sent = tx.send(Ok(ev)) => if sent.is_err() { return },
+                    _ = state.stopped() => return,
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return },
+            () = roster_changed(&mut roster) => {
+                if let Some(why) = revoked_certificate(&state, &watcher.leaf) {
+                    return fail(&state, &tx, Status::permission_denied(why)).await;
+                }
+                filter = hiding_withdrawn(&state);
+            }
+            _ = tx.closed() => return,
+            _ = state.stopped() => return,
+        }
+    }
+}
+
+/// Tells the watcher why its stream ends (unless it is gone, or the node stops meanwhile).
+async fn fail(
+    state: &NodeState,
+    tx: &mpsc::Sender<Result<pb::WatchEvent, Status>>,
+    status: Status,
+) {
+    tracing::warn!(error = %status.message(), "watch ended");
+    tokio::select! {
+        _ = tx.send(Err(status)) => {}
+        _ = state.stopped() => {}
+    }
+}
