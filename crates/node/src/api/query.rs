@@ -94,21 +94,38 @@ pub fn query(
     }
 }
 
-/// Which kind of range a token's position belongs to: a token resumes only the kind of
-/// query that issued it.
-fn kind(selection: &Selection) -> u8 {
+/// Bytes of [`range_of`] a token carries.
+const RANGE_ID_LEN: usize = 16;
+
+/// Which range a token's position belongs to: its kind and everything that bounds it (the
+/// tags, origins, types or time), digested. A token resumes only the query that issued it: a
+/// position ends on any candidate, one the reader may not see too, and resumed in another
+/// range (another tag, another time) it would say where that hidden record lies.
+fn range_of(selection: &Selection) -> [u8; RANGE_ID_LEN] {
+    let mut bytes = Vec::new();
+    let mut list = |kind: u8, items: &mut dyn Iterator<Item = &[u8]>| {
+        bytes.push(kind);
+        for item in items {
+            bytes.extend_from_slice(&(item.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(item);
+        }
+    };
     match selection {
-        Selection::All => 1,
-        Selection::Types(_) => 2,
-        Selection::Tags(_) => 3,
-        Selection::Origins(_) => 4,
-        Selection::UpdatedSince(_) => 5,
-        Selection::ObjectId(_) => 6,
-        Selection::ArrivedSince(_) => 7,
+        Selection::All => list(1, &mut std::iter::empty()),
+        Selection::Types(t) => list(2, &mut t.iter().map(std::slice::from_ref)),
+        Selection::Tags(t) => list(3, &mut t.iter().map(|t| t.as_bytes())),
+        Selection::Origins(o) => list(4, &mut o.iter().map(|o| o.as_bytes())),
+        Selection::UpdatedSince(t) => list(5, &mut std::iter::once(&t.to_be_bytes()[..])),
+        Selection::ObjectId(id) => list(6, &mut std::iter::once(&id[..])),
+        Selection::ArrivedSince(t) => list(7, &mut std::iter::once(&t.to_be_bytes()[..])),
     }
+    let digest = intelmesh_core::entry::sha256(&bytes);
+    let mut id = [0; RANGE_ID_LEN];
+    id.copy_from_slice(&digest[..RANGE_ID_LEN]);
+    id
 }
 
-/// Page tokens for one reader: the kind of range and the position, sealed for the reader
+/// Page tokens for one reader: the range and the position, sealed for the reader
 /// (`crate::token`), because a position is an index key and names the indicator there, which
 /// the reader may not be allowed to see.
 pub struct Tokens<'a> {
@@ -120,8 +137,8 @@ impl Tokens<'_> {
     /// A token to resume `selection` after `position` (padded by the key, so its length says
     /// nothing of the position's).
     pub fn seal(&self, selection: &Selection, position: &[u8]) -> String {
-        let mut bytes = Vec::with_capacity(1 + position.len());
-        bytes.push(kind(selection));
+        let mut bytes = Vec::with_capacity(RANGE_ID_LEN + position.len());
+        bytes.extend_from_slice(&range_of(selection));
         bytes.extend_from_slice(position);
         self.key.seal(self.reader, &bytes)
     }
@@ -135,8 +152,10 @@ impl Tokens<'_> {
         }
         let bad = |why: &str| invalid(format!("page_token is not one this API issued: {why}"));
         let bytes = self.key.open(self.reader, token).map_err(bad)?;
-        let (&k, position) = bytes.split_first().ok_or_else(|| bad("empty"))?;
-        if k != kind(selection) {
+        let (range, position) = bytes
+            .split_at_checked(RANGE_ID_LEN)
+            .ok_or_else(|| bad("too short"))?;
+        if range != range_of(selection) {
             return Err(bad("issued for a query with another filter"));
         }
         Ok(Some(position.to_vec()))
@@ -219,8 +238,20 @@ mod tests {
             let e = tokens.open(bad, &tags).unwrap_err();
             assert!(e.0.starts_with("page_token"), "{e}");
         }
-        let e = tokens.open(&token, &Selection::All).unwrap_err();
-        assert!(e.0.contains("another filter"), "{e}");
+        // Another kind of range, or the same kind bounded otherwise: its position would say
+        // where a record lies in that other range.
+        for other in [
+            Selection::All,
+            Selection::Tags(vec!["phishing".into()]),
+            Selection::Tags(vec!["c2".into(), "phishing".into()]),
+            Selection::Origins(vec!["c2".into()]),
+        ] {
+            let e = tokens.open(&token, &other).unwrap_err();
+            assert!(e.0.contains("another filter"), "{other:?}: {e}");
+        }
+        let since = tokens.seal(&Selection::UpdatedSince(5), b"t");
+        assert!(tokens.open(&since, &Selection::UpdatedSince(6)).is_err());
+        assert!(tokens.open(&since, &Selection::UpdatedSince(5)).is_ok());
         let other = Tokens {
             key: &key,
             reader: &br,
