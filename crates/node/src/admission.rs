@@ -83,6 +83,9 @@ pub fn revoked_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
     }
     use intelmesh_roster::model::MemberStatus;
     let status = match roster.member_rules(&org)?.status {
+        MemberStatus::Active if roster.compromised_without_key(&org) => {
+            "shut out (its key reported compromised, none open)"
+        }
         MemberStatus::Active => return None,
         MemberStatus::Suspended => "suspended",
         MemberStatus::Removed => "removed",

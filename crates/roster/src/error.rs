@@ -65,6 +65,8 @@ pub enum Refusal {
     Suspended { org: OrgId, version: u64 },
     #[error("{org} was removed in or before roster version {version}")]
     Removed { org: OrgId, version: u64 },
+    #[error("{org}'s signing key is reported compromised in roster version {version} and it holds no other: it re-enrols")]
+    Compromised { org: OrgId, version: u64 },
     #[error("certificate {serial} of {org} is revoked in roster version {version}")]
     CertificateRevoked {
         org: OrgId,

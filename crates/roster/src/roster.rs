@@ -157,7 +157,7 @@ impl Roster {
     /// an encryption key, so nothing new is sealed to a member the federation shut out.
     pub fn encryption_key(&self, org: &OrgId) -> Option<EncryptionPublic> {
         let m = self.checked.members.get(org)?;
-        if m.status != MemberStatus::Active {
+        if m.status != MemberStatus::Active || self.compromised_without_key(org) {
             return None;
         }
         m.encryption_keys.last().copied()
@@ -312,6 +312,20 @@ impl Roster {
         publisher == Some(org) && self.signs_later_versions(org, index)
     }
 
+    /// Whether every signing key of `org` is ended and one of them was reported compromised:
+    /// whoever stole that key may hold the member's certificate and encryption key too, and
+    /// the member cannot sign again (it re-enrols), so it holds no link, nothing new is sealed
+    /// to it and its services are not served. A report with a replacement key leaves it one.
+    pub fn compromised_without_key(&self, org: &OrgId) -> bool {
+        let Some(m) = self.checked.members.get(org) else {
+            return false;
+        };
+        let compromised = (self.checked.document.members.get(m.index)).is_some_and(|raw| {
+            (raw.signing_keys.iter()).any(|k| k.ended_by == pb::KeyEnd::Compromise as i32)
+        });
+        compromised && m.keys.iter().all(|k| k.last_seq.is_some())
+    }
+
     /// Whether `org` may hold a federation link, presenting a certificate with
     /// `cert_serial_hex` (any common spelling): its role if so, why not otherwise.
     pub fn admits_peer(
@@ -342,6 +356,12 @@ impl Roster {
                     version,
                 })
             }
+        }
+        if self.compromised_without_key(org) {
+            return Err(Refusal::Compromised {
+                org: org.clone(),
+                version,
+            });
         }
         if let Some(serial) = cert_serial_hex.map(normalize_serial) {
             if self.checked.revoked.contains(&serial) {
