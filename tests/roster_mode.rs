@@ -235,9 +235,28 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
     let err = ended.expect_err("ended with a status");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     assert!(err.message().contains(&revoked_here), "{err}");
-    for o in [hub, sg] {
+    // Its calls are recorded as refused, naming none of the values it sent.
+    let err = client
+        .lookup(pb::LookupRequest {
+            values: vec!["1.2.3.4".into(), "evil.example".into()],
+        })
+        .await
+        .expect_err("revoked API caller");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    for o in [hub.clone(), sg] {
         net.stop(&o).await;
     }
+    let trail = intelmesh_node::audit::dir_of(&net.fed.nodes[&hub].config.data_dir);
+    let mut lookups = Vec::new();
+    intelmesh_node::audit::trail::read(&trail, |r| {
+        if r.method == "Indicators/Lookup" {
+            lookups.push(r.clone());
+        }
+    })
+    .expect("the trail checks out");
+    assert_eq!(lookups.len(), 1, "{lookups:?}");
+    let r = &lookups[0];
+    assert_eq!((r.values, r.digests.len(), r.code), (0, 0, 7), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,6 +1,8 @@
 //! `Indicators` as gRPC serves it: each method records its call in the audit trail (the
 //! values it names, its outcome) around the work of [`IndicatorsService`]'s `_call` method. A
-//! call naming more values than it may is refused and recorded naming none.
+//! call naming more values than it may is refused and recorded naming none, as is a caller the
+//! roster refuses (revoked, shut out): normalizing and recording what it sent would be work
+//! and trail space such a certificate could command at will.
 
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_server::Indicators;
@@ -9,7 +11,21 @@ use tonic::{Request, Response, Status};
 use super::indicators::{IndicatorsService, WatchStream};
 use super::lookup::MAX_LOOKUPS;
 use super::submission::MAX_SUBMISSIONS;
+use crate::admission::check_api_caller;
 use crate::audit;
+
+impl IndicatorsService {
+    /// The recorded refusal of a caller the roster refuses, if it is one.
+    async fn refused<T, R>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+    ) -> Option<Result<Response<R>, Status>> {
+        let refusal = check_api_caller(&self.state, request).err()?;
+        let call = self.state.audit().begin(request, method, Vec::new());
+        Some(call.end(Err(refusal)).await)
+    }
+}
 
 #[tonic::async_trait]
 impl Indicators for IndicatorsService {
@@ -17,6 +33,9 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        if let Some(refused) = self.refused(&request, "Indicators/Submit").await {
+            return refused;
+        }
         let submissions = &request.get_ref().submissions;
         // A call refused for its size names no value: it costs the trail nothing per value.
         let values = if submissions.len() <= MAX_SUBMISSIONS {
@@ -37,6 +56,9 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
+        if let Some(refused) = self.refused(&request, "Indicators/ReportSighting").await {
+            return refused;
+        }
         let r = request.get_ref();
         let values = vec![audit::typed(r.r#type, &r.value)];
         let call = self
@@ -51,6 +73,9 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        if let Some(refused) = self.refused(&request, "Indicators/Get").await {
+            return refused;
+        }
         let r = request.get_ref();
         let values = vec![audit::typed(r.r#type, &r.value)];
         let call = self.state.audit().begin(&request, "Indicators/Get", values);
@@ -62,6 +87,9 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
+        if let Some(refused) = self.refused(&request, "Indicators/Query").await {
+            return refused;
+        }
         let call = self
             .state
             .audit()
@@ -73,6 +101,9 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
+        if let Some(refused) = self.refused(&request, "Indicators/Lookup").await {
+            return refused;
+        }
         // The raw values, for a call refused whole; an answered one names each value in the
         // canonical form its answer found.
         let values = &request.get_ref().values;
@@ -100,6 +131,9 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
+        if let Some(refused) = self.refused(&request, "Indicators/Watch").await {
+            return refused;
+        }
         let call = self
             .state
             .audit()
