@@ -38,14 +38,15 @@ pub struct IndicatorsService {
     pub tokens: Arc<crate::token::TokenKey>,
     /// Open `Watch` streams, bounded.
     pub watches: Arc<super::watches::Watches>,
-    /// Lookup chunks on the blocking pool at once, for all callers together: the pool is
-    /// shared with applying received entries and publishing, and a certificate's many calls
-    /// of many chunks each must queue here, not take every thread of it.
-    pub lookup_chunks: Arc<tokio::sync::Semaphore>,
+    /// Lookup chunks and Query pages on the blocking pool at once, for all callers together:
+    /// the pool is shared with applying received entries and publishing, and a certificate's
+    /// many calls (of many chunks each, or of pages that read up to 64 ranges each) must queue
+    /// here, not take every thread of it.
+    pub blocking_reads: Arc<tokio::sync::Semaphore>,
 }
 
-/// Lookup chunks that run at once (see [`IndicatorsService::lookup_chunks`]).
-pub const LOOKUP_CHUNKS_AT_ONCE: usize = 16;
+/// Lookup chunks and Query pages that run at once (see [`IndicatorsService::blocking_reads`]).
+pub const BLOCKING_READS_AT_ONCE: usize = 16;
 
 fn bad(e: Invalid) -> Status {
     Status::invalid_argument(e.0)
@@ -286,8 +287,13 @@ impl IndicatorsService {
             .map_err(bad)?;
         let size = view::page_size(req.page_size);
         let page_bytes = query::page_bytes(self.state.cfg.limits.max_message_bytes);
+        let permit = Arc::clone(&self.blocking_reads)
+            .acquire_owned()
+            .await
+            .map_err(internal)?;
         let response = self
             .blocking(move |s| {
+                let _permit = permit;
                 let sealed = query::Tokens {
                     key: &tokens,
                     reader: &reader,
@@ -336,7 +342,7 @@ impl IndicatorsService {
                 Arc::clone(&budget),
             );
             // Held by the chunk until it ends, even if the call is dropped meanwhile.
-            let permit = Arc::clone(&self.lookup_chunks)
+            let permit = Arc::clone(&self.blocking_reads)
                 .acquire_owned()
                 .await
                 .map_err(internal)?;

@@ -15,5 +15,5 @@ mod watches;
 #[cfg(test)]
 pub(crate) mod test_values;
 
-pub use indicators::{IndicatorsService, LOOKUP_CHUNKS_AT_ONCE};
+pub use indicators::{IndicatorsService, BLOCKING_READS_AT_ONCE};
 pub use status::StatusService;
