@@ -16,10 +16,47 @@ pub fn serial_of(der: &[u8]) -> Option<String> {
     Some(hex::encode(cert.raw_serial()))
 }
 
-/// The serial of the certificate the caller of a tonic request presented.
-pub fn caller_serial<T>(request: &Request<T>) -> Option<String> {
-    let certs = request.peer_certs()?;
-    serial_of(certs.first()?.as_ref())
+/// Why a certificate that ended at `end_unix_ms` is refused.
+pub fn certificate_ended(end_unix_ms: i64) -> String {
+    let end = crate::cert_facts::utc_text(end_unix_ms / 1000);
+    format!("the certificate ended at {end}: ask for a new one")
+}
+
+/// What a peer's certificate (its leaf, DER) says that its link is held against: the serial
+/// the roster may revoke, and when it ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerCert {
+    pub serial: Option<String>,
+    pub not_after_unix_ms: Option<i64>,
+}
+
+impl PeerCert {
+    pub fn of_leaf(der: &[u8]) -> PeerCert {
+        PeerCert {
+            serial: serial_of(der),
+            not_after_unix_ms: crate::cert_facts::cert_facts(der)
+                .ok()
+                .map(|f| f.not_after_unix_ms),
+        }
+    }
+
+    /// Of the certificate the caller of a tonic request presented.
+    pub fn of_caller<T>(request: &Request<T>) -> PeerCert {
+        (request.peer_certs())
+            .and_then(|certs| certs.first().map(|leaf| PeerCert::of_leaf(leaf.as_ref())))
+            .unwrap_or_default()
+    }
+
+    /// Resolves when the certificate ends (never for one whose end is unknown): a link, or a
+    /// stream, opened before that must not outlive it, since only handshakes check it.
+    pub async fn ended(&self) -> i64 {
+        let Some(end) = self.not_after_unix_ms else {
+            return std::future::pending().await;
+        };
+        let left = end.saturating_sub(intelmesh_core::now_unix_ms()).max(0);
+        tokio::time::sleep(std::time::Duration::from_millis(left as u64)).await;
+        end
+    }
 }
 
 /// Whether `peer` (presenting a certificate with `serial`) may hold a federation link now:
@@ -56,7 +93,7 @@ pub async fn refused_later(state: &NodeState, peer: &OrgId, serial: Option<&str>
 /// Refuses an API caller whose certificate the roster revoked (roster mode).
 pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<(), Status> {
     match request.peer_certs().and_then(|c| c.first().cloned()) {
-        Some(leaf) => match revoked_certificate(state, leaf.as_ref()) {
+        Some(leaf) => match refused_certificate(state, leaf.as_ref()) {
             Some(why) => Err(Status::permission_denied(why)),
             None => Ok(()),
         },
@@ -64,11 +101,17 @@ pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<()
     }
 }
 
-/// Why the roster refuses a caller presenting the certificate `leaf` (DER): its serial is
-/// revoked, or it names another org the roster lists as suspended or removed (a node's service
-/// CA may certify other orgs' services: those read as their org, which the federation shut
-/// out). `None` when neither (or the node follows no roster).
-pub fn revoked_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
+/// Why a caller presenting the certificate `leaf` (DER) is refused: it has ended (handshakes
+/// check that; a connection kept open past it does not), the roster revoked its serial, or it
+/// names another org the roster shut out (suspended, removed, or its key reported compromised
+/// with none open: a node's service CA may certify other orgs' services, which read as their
+/// org). `None` when none of these holds.
+pub fn refused_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
+    if let Some(end) = PeerCert::of_leaf(leaf).not_after_unix_ms {
+        if end < intelmesh_core::now_unix_ms() {
+            return Some(certificate_ended(end));
+        }
+    }
     let roster = state.roster()?;
     let serial = serial_of(leaf).map(|s| intelmesh_roster::model::normalize_serial(&s));
     if let Some(serial) = serial.filter(|s| roster.revoked_serials().contains(s)) {

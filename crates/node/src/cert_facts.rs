@@ -18,7 +18,6 @@ pub fn cert_facts_pem(pem: &str) -> anyhow::Result<CertFacts> {
     cert_facts(&block.contents)
 }
 
-/// Reads the facts of a DER certificate.
 /// The SHA-256 of a PEM certificate's DER, in hex: what `openssl x509 -fingerprint -sha256`
 /// shows (without its colons).
 pub fn sha256_fingerprint_pem(pem: &str) -> anyhow::Result<String> {
@@ -28,6 +27,7 @@ pub fn sha256_fingerprint_pem(pem: &str) -> anyhow::Result<String> {
     Ok(hex::encode(sha2::Sha256::digest(&block.contents)))
 }
 
+/// Reads the facts of a DER certificate.
 pub fn cert_facts(der: &[u8]) -> anyhow::Result<CertFacts> {
     let (_, cert) = X509Certificate::from_der(der)
         .map_err(|e| anyhow::anyhow!("certificate does not parse: {e}"))?;

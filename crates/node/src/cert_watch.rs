@@ -372,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn a_revoked_certificate_is_not_the_latest() {
+    fn a_refused_certificate_is_not_the_latest() {
         let members = [member(
             "AU-AFP",
             pb::MemberStatus::Active,

@@ -143,16 +143,14 @@ async fn open(c: &NodeConnector) -> Result<ReadAhead, ConnectError> {
     if stream.get_ref().1.alpn_protocol() != Some(ALPN_H2) {
         return Err(ConnectError::NoHttp2 { addr });
     }
-    let serial = stream
+    let presented = stream
         .get_ref()
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| crate::admission::serial_of(leaf.as_ref()));
-    *c.tls
-        .presented_serial
-        .lock()
-        .unwrap_or_else(|p| p.into_inner()) = serial;
+        .map(|leaf| crate::admission::PeerCert::of_leaf(leaf.as_ref()))
+        .unwrap_or_default();
+    *c.tls.presented.lock().unwrap_or_else(|p| p.into_inner()) = presented;
     first_bytes(stream, addr, deadline, after).await
 }
 

@@ -94,10 +94,10 @@ pub struct NodeTls {
     /// The node's DNS name (`<org>.node.intelmesh`), sent as SNI and checked by webpki.
     pub server_name: ServerName<'static>,
     pub expected: OrgId,
-    /// The serial of the certificate the node presented in the last handshake (set by the
+    /// What the certificate the node presented in the last handshake says (set by the
     /// connector), so the dialer can hold it against the roster's revocations as the
     /// accepting side does.
-    pub presented_serial: Arc<std::sync::Mutex<Option<String>>>,
+    pub presented: Arc<std::sync::Mutex<crate::admission::PeerCert>>,
 }
 
 /// A client presenting `cert`/`key` that accepts only a certificate chaining to `server_ca`
@@ -150,7 +150,7 @@ pub fn client_for(
         config: Arc::new(config),
         server_name,
         expected: expected.clone(),
-        presented_serial: Arc::default(),
+        presented: Arc::default(),
     })
 }
 

@@ -289,7 +289,7 @@ fn admission_says_why_a_peer_is_refused() {
 }
 
 #[test]
-fn a_revoked_certificate_is_refused_in_any_spelling() {
+fn a_refused_certificate_is_refused_in_any_spelling() {
     let v2 = with_agency();
     let revoke = A::RevokeCert(pb::RevokeCert {
         serial: "00:AB:CD".into(),

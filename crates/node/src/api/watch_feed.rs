@@ -1,5 +1,6 @@
 //! One Watch stream's feed: the catch-up from its cursor and the following of new changes,
-//! step by step on blocking threads, and the roster's judgement of the watcher at each version.
+//! step by step on blocking threads; the watcher judged again at each roster version and cut
+//! when its certificate ends.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use tonic::Status;
 
 use super::indicators::internal;
 use super::view::{self, Filter, WatchCursor};
-use crate::admission::revoked_certificate;
+use crate::admission::refused_certificate;
 use crate::state::{header_of, NodeState};
 
 /// Log entries one watch step reads before handing its events over.
@@ -159,7 +160,7 @@ async fn roster_changed(changes: &mut Option<tokio::sync::watch::Receiver<Arc<Ro
 
 /// Feeds one watcher: catches up from its cursor, then follows new changes, until the
 /// client goes away, the node stops, or a roster version refuses the watcher's certificate or
-/// org (revoked, suspended, removed: ended with PERMISSION_DENIED).
+/// org (revoked, suspended, removed), or its certificate ends: ended with PERMISSION_DENIED.
 pub(super) async fn watch_loop(
     state: Arc<NodeState>,
     watcher: Watcher,
@@ -170,6 +171,7 @@ pub(super) async fn watch_loop(
     let hiding_withdrawn = |s: &NodeState| Arc::new(watcher.filter.clone().hiding(s.withdrawn()));
     let mut filter = hiding_withdrawn(&state);
     let mut roster = state.roster_changes();
+    let ends = crate::admission::PeerCert::of_leaf(&watcher.leaf);
     let mut changed = state.subscribe();
     loop {
         changed.borrow_and_update();
@@ -203,8 +205,12 @@ pub(super) async fn watch_loop(
         }
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
+            end = ends.ended() => {
+                let why = crate::admission::certificate_ended(end);
+                return fail(&state, &tx, Status::permission_denied(why)).await;
+            }
             () = roster_changed(&mut roster) => {
-                if let Some(why) = revoked_certificate(&state, &watcher.leaf) {
+                if let Some(why) = refused_certificate(&state, &watcher.leaf) {
                     return fail(&state, &tx, Status::permission_denied(why)).await;
                 }
                 filter = hiding_withdrawn(&state);

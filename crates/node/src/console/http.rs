@@ -134,7 +134,7 @@ async fn guard(
             let revoked = conn
                 .leaf
                 .as_deref()
-                .and_then(|leaf| crate::admission::revoked_certificate(&state, leaf));
+                .and_then(|leaf| crate::admission::refused_certificate(&state, leaf));
             revoked.map_or(Ok(operator), Err)
         })
     };

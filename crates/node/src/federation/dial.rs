@@ -181,14 +181,14 @@ async fn dial_once(
         deadline: within,
         window: Some(state.cfg.limits.flow_window()),
     };
-    let presented = std::sync::Arc::clone(&tls.presented_serial);
+    let presented = std::sync::Arc::clone(&tls.presented);
     let channel = node_channel(addr, tls, options)
         .await
         .map_err(|e| error_line(&e))?;
     // The accepting side checks our certificate against the roster; we check theirs (a
     // revoked hub certificate in other hands must not be dialled into).
-    let serial = presented.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    crate::admission::admit_peer(state, peer, serial.as_deref())
+    let cert = presented.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    crate::admission::admit_peer(state, peer, cert.serial.as_deref())
         .map_err(|s| Failed::Error(format!("{peer} at {addr}: {}", s.message())))?;
     let max = state.cfg.limits.max_message_bytes;
     let mut client = FederationClient::new(channel)
@@ -209,7 +209,7 @@ async fn dial_once(
             Arc::clone(state),
             peer.clone(),
             relay,
-            serial,
+            cert,
             response.into_inner(),
             tx,
         )

@@ -29,7 +29,7 @@ use super::announce::{Announcer, Style, When};
 use super::asked::Asked;
 use super::peer_view::{read_vector, to_wire, PeerView, Reported};
 use super::sender::send_loop;
-use crate::admission::refused_later;
+use crate::admission::{refused_later, PeerCert};
 use crate::config::MAX_BATCH_ENTRIES;
 use crate::metrics::Refusal;
 use crate::route::LinkReach;
@@ -67,6 +67,9 @@ pub enum LinkError {
     Stalled(std::time::Duration),
     #[error("peer closed the stream")]
     Closed,
+    /// The peer's certificate ended while the link was up (handshakes alone check it).
+    #[error("link cut: the peer's certificate ended at {0}")]
+    CertificateEnded(String),
     /// A roster version no longer admits the peer.
     #[error("link cut: {0}")]
     NotAdmitted(intelmesh_roster::Refusal),
@@ -117,9 +120,9 @@ impl LinkError {
     pub fn to_status(&self) -> Status {
         let msg = self.to_string();
         match self {
-            LinkError::HelloMismatch { .. } | LinkError::NotAdmitted(_) => {
-                Status::permission_denied(msg)
-            }
+            LinkError::HelloMismatch { .. }
+            | LinkError::NotAdmitted(_)
+            | LinkError::CertificateEnded(_) => Status::permission_denied(msg),
             LinkError::BatchTooLarge { .. }
             | LinkError::TooManyProofs { .. }
             | LinkError::WantTooLarge { .. } => Status::resource_exhausted(msg),
@@ -159,13 +162,13 @@ pub(super) fn own_vector(state: &NodeState) -> Result<pb::VersionVector, LinkErr
 }
 
 /// Runs a link until it fails or the peer leaves (or, in roster mode, until a roster version
-/// no longer admits it). `peer` is the org its certificate names, `serial` that certificate's
-/// serial when this node accepted the link.
+/// no longer admits it, or its certificate ends). `peer` is the org its certificate names,
+/// `cert` what that certificate says.
 pub async fn run_link<S>(
     state: Arc<NodeState>,
     peer: OrgId,
     relay: bool,
-    serial: Option<String>,
+    cert: PeerCert,
     mut inbound: S,
     out: Outbound,
 ) -> Result<(), LinkError>
@@ -250,7 +253,8 @@ where
         },
         _ = state.stopped() => Err(LinkError::ShuttingDown),
         Ok(()) = resends.changed() => Err(LinkError::Resend),
-        refusal = refused_later(&state, &peer, serial.as_deref()) => {
+        end = cert.ended() => Err(LinkError::CertificateEnded(crate::cert_facts::utc_text(end / 1000))),
+        refusal = refused_later(&state, &peer, cert.serial.as_deref()) => {
             tracing::warn!(%peer, %refusal, "roster no longer admits the peer: link cut");
             Err(LinkError::NotAdmitted(refusal))
         }

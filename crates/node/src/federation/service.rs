@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::link::{run_link, LinkError};
 use super::link_error_line;
-use crate::admission::{admit_peer, caller_serial};
+use crate::admission::{admit_peer, PeerCert};
 use crate::identity::{require_role, Identity, Role};
 use crate::state::NodeState;
 
@@ -33,8 +33,8 @@ impl Federation for FederationService {
         let Identity::Node(peer) = require_role(&request, Role::Node, "Federation")? else {
             return Err(Status::internal("a node certificate names no node"));
         };
-        let serial = caller_serial(&request);
-        let relay = admit_peer(&state, &peer, serial.as_deref()).inspect_err(|refused| {
+        let cert = PeerCert::of_caller(&request);
+        let relay = admit_peer(&state, &peer, cert.serial.as_deref()).inspect_err(|refused| {
             tracing::warn!(%peer, reason = %refused.message(), "federation stream refused");
         })?;
         let address = request
@@ -56,9 +56,11 @@ impl Federation for FederationService {
         let (cut_tx, cut_rx) = oneshot::channel::<()>();
         let inbound = request.into_inner();
         tokio::spawn(async move {
-            let result =
-                run_link(Arc::clone(&state), peer.clone(), relay, serial, inbound, tx).await;
-            if matches!(result, Err(LinkError::NotAdmitted(_))) {
+            let result = run_link(Arc::clone(&state), peer.clone(), relay, cert, inbound, tx).await;
+            if matches!(
+                result,
+                Err(LinkError::NotAdmitted(_) | LinkError::CertificateEnded(_))
+            ) {
                 let _ = cut_tx.send(());
             }
             let error = result.err().map(|e| {

@@ -19,7 +19,7 @@ use intelmesh_core::OrgId;
 use sha2::{Digest, Sha256};
 
 use super::config::{hash_password, Permission, TaxiiUser};
-use crate::admission::revoked_certificate;
+use crate::admission::refused_certificate;
 use crate::identity::{identity_of, Identity};
 use crate::state::NodeState;
 
@@ -187,7 +187,7 @@ pub async fn authenticate(
     from: IpAddr,
 ) -> Result<Caller, AuthError> {
     if let Some(leaf) = leaf {
-        if let Some(why) = revoked_certificate(state, leaf) {
+        if let Some(why) = refused_certificate(state, leaf) {
             return Err(AuthError::Refused(why));
         }
         return match identity_of(leaf) {
