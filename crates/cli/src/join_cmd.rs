@@ -88,14 +88,54 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
     if bundle.federation_ca_pem.is_empty() {
         return Err(usage("the bundle holds no federation CA certificate"));
     }
+    // Joined before (a renewal's bundle is installed by joining again): the config stays as the
+    // operator left it, and the federation it follows is the one the bundle must be of.
+    let config_path = a.dir.join("node.toml");
+    let joined = match config_path.exists() {
+        true => Some(NodeConfig::read(&config_path).map_err(|e| {
+            usage(format!(
+                "{}: {e}: fix it, or move it aside to join afresh",
+                config_path.display()
+            ))
+        })?),
+        false => None,
+    };
+    let followed = (joined.as_ref())
+        .and_then(|c| c.roster.as_ref())
+        .map(|r| r.genesis_hash.trim().to_ascii_lowercase());
+    let pin = match (&a.genesis_pin, &followed) {
+        (Some(given), Some(followed)) if given.trim().to_ascii_lowercase() != *followed => {
+            return Err(usage(format!(
+                "--genesis-pin {given}, but {} follows the federation with pin {followed}",
+                config_path.display()
+            )));
+        }
+        (Some(given), _) => Some(given.clone()),
+        (None, followed) => followed.clone(),
+    };
     check_federation(
         &bundle,
         genesis,
         &Expected {
-            pin: a.genesis_pin.as_deref(),
+            pin: pin.as_deref(),
             ca_sha256: &a.federation_ca_sha256,
         },
     )?;
+    // The node's own directory holds its key: a certificate of another key would fail every
+    // handshake once installed over the working one.
+    let key_path = a.dir.join("node.key");
+    if let Ok(key_pem) = std::fs::read_to_string(&key_path) {
+        match intelmesh_node::pki::cert_matches_key(&bundle.node_cert_pem, &key_pem) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(usage(format!(
+                    "the bundle's certificate is not of the key in {}: it was issued for another request",
+                    key_path.display()
+                )))
+            }
+            Err(e) => return Err(usage(format!("the bundle's certificate: {e:#}"))),
+        }
+    }
     write_pem(&a.dir.join("node.pem"), &bundle.node_cert_pem, false)?;
     write_pem(
         &a.dir.join("federation-ca.pem"),
@@ -104,6 +144,14 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
     )?;
     write_file(&a.dir.join("genesis.roster"), &genesis.encode_to_vec())?;
     let pin = hex::encode(&bundle.genesis_hash);
+    if joined.is_some() {
+        out!(
+            "{org}: the bundle's certificate is installed in {}; {} is kept as it was (restart the node to serve the certificate)",
+            a.dir.join("node.pem").display(),
+            config_path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let config = NodeConfig {
         org: org.to_string(),
         role: if a.hub { Role::Hub } else { Role::Agency },
@@ -141,7 +189,7 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         audit: Default::default(),
         store: Default::default(),
     };
-    write_config(&a.dir.join("node.toml"), &config)?;
+    write_config(&config_path, &config)?;
     out!(
         "{org} joined the federation (genesis pin {pin}); hubs: {}",
         bundle

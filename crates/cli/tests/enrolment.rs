@@ -138,6 +138,34 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     );
     let joined = run(&join(&fed.genesis_pin.to_uppercase()));
     assert!(joined.status.success());
+    // Joining again (how a renewal's bundle is installed) keeps the config the operator
+    // edited, and checks the bundle against the federation that config pins.
+    let config = au.join("node.toml");
+    let edited = format!(
+        "{}\n# the operator's edit\n",
+        std::fs::read_to_string(&config).unwrap()
+    );
+    std::fs::write(&config, &edited).unwrap();
+    let again = run_ok(&args(&[
+        "node",
+        "join",
+        "--dir",
+        &s(&au),
+        "--bundle",
+        &bundle,
+    ]));
+    assert!(again.contains("is kept as it was"), "{again}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), edited);
+    let swapped = run(&join(&other));
+    assert_eq!(swapped.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&swapped.stderr);
+    assert!(
+        err.contains(&format!(
+            "follows the federation with pin {}",
+            fed.genesis_pin
+        )),
+        "{err}"
+    );
     assert!(
         !String::from_utf8_lossy(&joined.stderr).contains("warning"),
         "a checked pin is not warned about"

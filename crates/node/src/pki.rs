@@ -135,6 +135,18 @@ impl Default for Validity {
     }
 }
 
+/// Whether the certificate `cert_pem` certifies the key of `key_pem` (a PEM private key): a
+/// certificate installed beside a key it does not match would fail every handshake.
+pub fn cert_matches_key(cert_pem: &str, key_pem: &str) -> anyhow::Result<bool> {
+    let key = KeyPair::from_pem(key_pem).context("not a PEM private key")?;
+    let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("not a PEM certificate: {e}"))?;
+    let cert = block
+        .parse_x509()
+        .map_err(|e| anyhow::anyhow!("certificate does not parse: {e}"))?;
+    Ok(cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw())
+}
+
 /// Through x509-parser's time type, which converts to the one rcgen takes.
 fn asn1_time(unix_secs: i64) -> anyhow::Result<x509_parser::time::ASN1Time> {
     x509_parser::time::ASN1Time::from_timestamp(unix_secs)
