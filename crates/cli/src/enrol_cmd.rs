@@ -397,6 +397,7 @@ fn node_init(a: NodeInit) -> anyhow::Result<ExitCode> {
     );
     let path = a.dir.join(REQUEST_FILE);
     write_file(&path, &request.encode_to_vec())?;
+    let key_id = intelmesh_core::KeyId::of(&files.signing_key.verifying_key());
     out!(
         "wrote the keys of {} into {} (private, 0600: they stay here)",
         a.org,
@@ -406,6 +407,12 @@ fn node_init(a: NodeInit) -> anyhow::Result<ExitCode> {
         "send {} to the hub operators (`intelmesh admin members add --request FILE`); they send back a bundle for `intelmesh node join --dir {} --bundle FILE`",
         path.display(),
         a.dir.display()
+    );
+    // What the operators' proposal names ("with key …"): compared by phone, it shows a request
+    // swapped in transit for one of someone else's keys.
+    out!(
+        "read these to the hub operators through another channel than the file: signing key {key_id}, encryption key {}",
+        files.encryption_key.id()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -41,7 +41,7 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     let hub_files = files(&dir.join("fed"));
 
     let au = dir.join("au");
-    run_ok(&args(&[
+    let init = run_ok(&args(&[
         "node",
         "init",
         "--org",
@@ -76,6 +76,12 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     ));
     assert!(added.contains("published"), "{added}");
     assert!(added.contains(AGENCY), "the diff names the member: {added}");
+    // The key ids `node init` told the agency to read out are the ones the proposal names.
+    let public = std::fs::read_to_string(au.join("signing.pub")).unwrap();
+    let key_id =
+        intelmesh_core::KeyId::of(&intelmesh_node::keys::parse_public_key(&public).unwrap());
+    assert!(init.contains(&format!("signing key {key_id}")), "{init}");
+    assert!(added.contains(&format!("keys {key_id}")), "{added}");
 
     let bundle = s(&dir.join("au.bundle"));
     // One admin issues bundles: a certificate outliving a year of renewals is refused.
