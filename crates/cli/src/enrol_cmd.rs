@@ -196,6 +196,13 @@ fn federation_init(mut a: FederationInit) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| load_signing_key(p).map_err(|e| usage(format!("--sign-with: {e:#}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // Before anything is made: a run interrupted after the CA was written, run again, would
+    // otherwise make a second CA and stop only at the hub's keys.
+    let hub_dir = a.dir.join("hub");
+    refuse_existing_keys(&hub_dir)?;
+    if a.federation_ca.is_none() {
+        refuse_existing_keys_named(&a.dir.join("federation-ca"), &["ca.key"])?;
+    }
     create_dir(&a.dir)?;
     let ca = match &a.federation_ca {
         Some(dir) => Ca::load(&dir.join("ca.pem"), &dir.join("ca.key"))?,
@@ -208,7 +215,6 @@ fn federation_init(mut a: FederationInit) -> anyhow::Result<ExitCode> {
         }
     };
     write_pem(&a.dir.join("federation-ca.pem"), ca.cert_pem(), false)?;
-    let hub_dir = a.dir.join("hub");
     let hub = node_files(&hub_dir, &a.hub)?;
     let cert = ca.sign_node_request(&a.hub, &hub.csr_pem, Validity::days(DEFAULT_LEAF_DAYS))?;
     write_pem(&hub_dir.join("node.pem"), &cert, false)?;
@@ -325,6 +331,21 @@ pub(crate) fn parse_authority(spec: &str) -> anyhow::Result<AuthorityKey> {
     })
 }
 
+/// Refuses a node directory that already holds one of a node's private keys.
+fn refuse_existing_keys(dir: &Path) -> anyhow::Result<()> {
+    refuse_existing_keys_named(dir, &["node.key", "signing.key", ENCRYPTION_KEY_FILE])
+}
+
+fn refuse_existing_keys_named(dir: &Path, names: &[&str]) -> anyhow::Result<()> {
+    match names.iter().map(|n| dir.join(n)).find(|p| p.exists()) {
+        Some(existing) => Err(usage(format!(
+            "{} already exists; refusing to overwrite a key (choose another --dir)",
+            existing.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What every node's directory holds before it has a federation certificate.
 struct NodeFiles {
     csr_pem: String,
@@ -335,14 +356,7 @@ struct NodeFiles {
 /// Writes a node's private keys (TLS key, signing key, encryption key), its CSR, its service CA and API
 /// certificate, and a `cli` service certificate, into `dir`.
 fn node_files(dir: &Path, org: &OrgId) -> anyhow::Result<NodeFiles> {
-    for existing in ["node.key", "signing.key", ENCRYPTION_KEY_FILE] {
-        if dir.join(existing).exists() {
-            return Err(usage(format!(
-                "{} already exists; refusing to overwrite a key (choose another --dir)",
-                dir.join(existing).display()
-            )));
-        }
-    }
+    refuse_existing_keys(dir)?;
     create_dir(dir)?;
     let request = request_node(org)?;
     write_pem(&dir.join("node.key"), &request.key_pem, true)?;

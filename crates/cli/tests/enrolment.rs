@@ -760,6 +760,17 @@ fn a_failed_federation_init_leaves_nothing_behind_and_the_corrected_one_succeeds
     assert!(left.is_empty(), "{left:?}");
     let out = run_ok(&init("1"));
     assert!(out.contains("genesis pin: "), "{out}");
+    // A run stopped after the CA was made, run again: refused before a second CA replaces the
+    // first.
+    let ca_key = fed.join("federation-ca").join("ca.key");
+    let kept = std::fs::read(&ca_key).unwrap();
+    std::fs::remove_file(fed.join("genesis.roster")).unwrap();
+    std::fs::remove_dir_all(fed.join("hub")).unwrap();
+    let again = run(&init("1"));
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("ca.key already exists"), "{err}");
+    assert_eq!(std::fs::read(&ca_key).unwrap(), kept);
 }
 
 /// The serial a `members bundle|renew` output names ("certificate SERIAL valid until …").

@@ -289,10 +289,11 @@ impl Ca {
         &self.cert_pem
     }
 
-    /// Writes `NAME.pem` and `NAME.key` (0600) into `dir`.
+    /// Writes `NAME.key` (0600, never over an existing file: a CA key replaced is every
+    /// certificate it issued orphaned) and `NAME.pem` into `dir`.
     pub fn write(&self, dir: &Path, name: &str) -> anyhow::Result<()> {
-        write_pem(&dir.join(format!("{name}.pem")), &self.cert_pem, false)?;
-        write_pem(&dir.join(format!("{name}.key")), &self.key_pem, true)
+        crate::keys::write_secret(&dir.join(format!("{name}.key")), self.key_pem.as_bytes())?;
+        write_pem(&dir.join(format!("{name}.pem")), &self.cert_pem, false)
     }
 
     /// A node certificate for `org`, valid for [`DEFAULT_LEAF_DAYS`]: server and client auth,
