@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use intelmesh_node::keys::load_signing_key;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::admin_client::AdminClient;
 use intelmesh_roster::sign_document;
@@ -112,8 +111,8 @@ impl Hub {
         proposal: &pb::Proposal,
         key: &std::path::Path,
     ) -> anyhow::Result<pb::Proposal> {
-        let key =
-            load_signing_key(key).map_err(|e| usage(format!("--key {}: {e:#}", key.display())))?;
+        let key = crate::enrol_cmd::load_authority_key(key)
+            .map_err(|e| usage(format!("--key {}: {e:#}", key.display())))?;
         let signed = proposal
             .roster
             .as_ref()

@@ -194,7 +194,7 @@ fn federation_init(mut a: FederationInit) -> anyhow::Result<ExitCode> {
     let signers = a
         .sign_with
         .iter()
-        .map(|p| load_signing_key(p).map_err(|e| usage(format!("--sign-with: {e:#}"))))
+        .map(|p| load_authority_key(p).map_err(|e| usage(format!("--sign-with: {e:#}"))))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Before anything is made: a run interrupted after the CA was written, run again, would
     // otherwise make a second CA and stop only at the hub's keys.
@@ -329,6 +329,13 @@ pub(crate) fn parse_authority(spec: &str) -> anyhow::Result<AuthorityKey> {
         name: name.to_string(),
         key,
     })
+}
+
+/// An authority's signing key from its file, refused when others may read the file (as ssh
+/// refuses such a key): a roster authority key signs who is a member.
+pub(crate) fn load_authority_key(path: &Path) -> anyhow::Result<SigningKey> {
+    intelmesh_node::private_files::check_key_file(path)?;
+    load_signing_key(path)
 }
 
 /// Refuses a node directory that already holds one of a node's private keys.

@@ -738,6 +738,15 @@ fn a_failed_federation_init_leaves_nothing_behind_and_the_corrected_one_succeeds
             &s(&fed),
         ])
     };
+    // An authority key others may read is refused, as ssh refuses such a key.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let open = run(&init("1"));
+    assert_eq!(open.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&open.stderr);
+    assert!(err.contains(&format!("chmod 600 {}", s(&key))), "{err}");
+    assert!(!fed.exists(), "nothing written");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     let mut one_port = init("1");
     one_port.extend(args(&["--api-listen", "127.0.0.1:17999"]));
     let refused = run(&one_port);
