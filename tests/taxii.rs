@@ -483,3 +483,75 @@ async fn discovery_over_http2_names_the_authority_the_caller_used() {
     assert_eq!(discovery["api_roots"], json!([root]), "{discovery}");
     assert_eq!(discovery["default"], json!(root));
 }
+
+/// Sightings show only beside an assertion the reader sees, so they are added with the first
+/// such assertion: a reader polling with `added_after` gets them then, and their date says
+/// nothing of an earlier assertion it may not read (which, as the value's first, moved them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sightings_are_added_with_the_first_assertion_the_reader_sees() {
+    let net = net().await;
+    let (au, br) = (org("AU-AFP"), org("BR-PF"));
+    // AU's node serves a service of BR's too (its service CA certifies it): it reads as BR.
+    let dir = net.fed.nodes[&au].dir.clone();
+    let ca =
+        intelmesh_node::pki::Ca::load(&dir.join("service-ca.pem"), &dir.join("service-ca.key"))
+            .expect("AU's service CA");
+    let certs = tempfile::tempdir().unwrap();
+    ca.issue_service(&br, "soc")
+        .unwrap()
+        .write(certs.path(), "soc")
+        .unwrap();
+    let as_br = |extra: &[&str]| {
+        let mut a = vec![
+            "--cert".to_string(),
+            certs.path().join("soc.pem").display().to_string(),
+            "--key".to_string(),
+            certs.path().join("soc.key").display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let value = "sighted.example";
+    let mut at_br = net.client(&br).await;
+    at_br
+        .report_sighting(intelmesh_tests::api::sighting(value, 3))
+        .await
+        .expect("BR reports a sighting");
+    net.wait_converged(PATIENCE).await.expect("converged");
+    // AU's first assertion of the value is RED to no one (BR does not read it), the next GREEN.
+    let mut at_au = net.client(&au).await;
+    let mut red = upsert(Ty::Domain, value, Tlp::Red, &["op"]);
+    red.distribution = dist(Tlp::Red, &[]);
+    submit(&mut at_au, vec![red]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let between =
+        intelmesh_interop::time::format_timestamp_micros(intelmesh_core::now_unix_ms() * 1000);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    submit(
+        &mut at_au,
+        vec![upsert(Ty::Domain, value, Tlp::Green, &["op"])],
+    )
+    .await;
+
+    let g = gateway(&net, &au).await;
+    let mut args = vec!["read".to_string(), g.collection.clone()];
+    args.extend(as_br(&["--added-after", &between]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let read = run_tool(&g, &args, &(String::new(), String::new())).await;
+    let types: Vec<&str> = read["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|o| o["type"].as_str().unwrap_or_default())
+        .collect();
+    assert!(types.contains(&"indicator"), "{read}");
+    assert!(
+        types.contains(&"sighting"),
+        "the sighting comes with the GREEN assertion: {read}"
+    );
+    // Its date is that assertion's, after the hidden RED one.
+    let last = read["date_added_last"]
+        .as_str()
+        .expect("a date-added header");
+    assert!(last > between.as_str(), "{last} after {between}");
+}

@@ -152,6 +152,38 @@ impl Reader<'_> {
     }
 }
 
+/// Whether `s` shows a reporter's sightings.
+fn is_sighting(s: &Shown) -> bool {
+    s.object.get("type").and_then(Value::as_str) == Some("sighting")
+}
+
+impl Reader<'_> {
+    /// The records of `state` that are assertions this reader sees, and when the first of them
+    /// arrived here. A reporter's sightings show only beside such an assertion, so they are
+    /// added no earlier than it: dated at their own arrival (which a first assertion the reader
+    /// may not see moves), they would say when that hidden assertion arrived, and a client
+    /// polling past that time would never get them.
+    fn seen_assertions(
+        &self,
+        state: &pb::IndicatorState,
+    ) -> Result<(Vec<Slot>, Option<i64>), StoreError> {
+        let Some(visible) = self.view.view(state, self.org) else {
+            return Ok((Vec::new(), None));
+        };
+        let Some(indicator) = indicator_of(&visible) else {
+            return Ok((Vec::new(), None));
+        };
+        let slots: Vec<Slot> = visible.assertions.iter().map(assertion_slot).collect();
+        let mut first: Option<i64> = None;
+        for slot in &slots {
+            if let Some(t) = self.store.arrival(&indicator, slot)? {
+                first = Some(first.map_or(t, |f| f.min(t)));
+            }
+        }
+        Ok((slots, first))
+    }
+}
+
 /// The arrival position a token's opened bytes name, if they name one.
 fn position_of(after: Vec<u8>) -> Result<Vec<u8>, ReadError> {
     if after.len() < SHORTEST_POSITION || parse_position(&after).is_none() {
@@ -197,14 +229,14 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
         for (i, (position, state)) in chunk.into_iter().enumerate() {
             scanned += 1;
             if let Some((arrived, slot, _)) = parse_position(&position) {
-                // A record shows as one object at most.
-                let shown = r.shown(&state, q).into_iter().find(|s| s.slot == slot);
-                bytes += shown.as_ref().map_or(0, |s| json_bytes(&s.object));
-                out.extend(shown.map(|s| Dated {
-                    date_added_us: arrived,
-                    version: s.version,
-                    object: s.object,
-                }));
+                for s in at_posting(r, &state, q, arrived, slot)? {
+                    bytes += json_bytes(&s.object);
+                    out.push(Dated {
+                        date_added_us: arrived,
+                        version: s.version,
+                        object: s.object,
+                    });
+                }
             }
             let last_of_range = end && i + 1 == n;
             let full = out.len() >= limit || bytes >= PAGE_BYTES;
@@ -225,6 +257,48 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
             });
         }
     }
+}
+
+/// The objects the arrival posting of `state`'s record `slot` (at `arrived`) adds for this
+/// reader: the object of that record (one at most), unless it is sightings that arrived before
+/// the first assertion the reader sees; and at that assertion's posting, those sightings.
+fn at_posting(
+    r: &Reader,
+    state: &pb::IndicatorState,
+    q: &ObjectsQuery,
+    arrived: i64,
+    slot: Slot,
+) -> Result<Vec<Shown>, ReadError> {
+    let mut shown = r.shown(state, q);
+    if !shown.iter().any(is_sighting) {
+        shown.retain(|s| s.slot == slot);
+        return Ok(shown);
+    }
+    let (assertions, first) = r.seen_assertions(state)?;
+    let Some(first) = first else {
+        shown.retain(|s| s.slot == slot);
+        return Ok(shown);
+    };
+    let indicator = indicator_of(state);
+    let mut out = Vec::new();
+    for s in shown {
+        let keep = if s.slot == slot {
+            !is_sighting(&s) || arrived > first
+        } else if arrived == first && assertions.contains(&slot) && is_sighting(&s) {
+            // Sightings that came before the first assertion the reader sees: added with it.
+            let own = match &indicator {
+                Some(i) => r.store.arrival(i, &s.slot)?,
+                None => None,
+            };
+            own.is_some_and(|own| own < first)
+        } else {
+            false
+        };
+        if keep {
+            out.push(s);
+        }
+    }
+    Ok(out)
 }
 
 /// Every version of object `id` this reader sees that passes `q`'s filters (the mesh keeps
@@ -249,10 +323,15 @@ pub fn by_id(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadE
                 continue;
             }
             // Every record in the index has its time; the signing time is the fallback.
-            let date_added_us = r
+            let own = r
                 .store
                 .arrival(&indicator, &s.slot)?
                 .unwrap_or(s.version.saturating_mul(1000));
+            // Sightings are added with the first assertion the reader sees (see `at_posting`).
+            let date_added_us = match is_sighting(&s) {
+                true => own.max(r.seen_assertions(&state)?.1.unwrap_or(i64::MIN)),
+                false => own,
+            };
             if q.added_after_us.is_none_or(|a| date_added_us > a) {
                 found.push(Dated {
                     date_added_us,
