@@ -21,11 +21,12 @@ async fn a_federation_link_is_cut_when_the_peers_certificate_ends() {
     .expect("the federation CA");
     let short = net.fed.dir.join("au-short");
     std::fs::create_dir(&short).unwrap();
+    // Before the certificate is made: its end is a whole second, at least 5 s after this.
+    let issued = Instant::now();
     ca.issue_node_for(&au, Validity::seconds(6))
         .unwrap()
         .write(&short, "node")
         .unwrap();
-    let issued = Instant::now();
     {
         let cfg = &mut net.fed.nodes.get_mut(&au).unwrap().config;
         cfg.federation.cert = short.join("node.pem");

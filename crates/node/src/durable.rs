@@ -43,26 +43,49 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
 }
 
 /// Creates `path` holding `bytes` (with `mode`), never over an existing file (nor through a
-/// symlink): written and synced under a temporary name, then linked to `path`, so a crash
-/// leaves no file or the whole one, never an empty or partial key. An existing `path` is an
-/// error of kind `AlreadyExists`.
+/// symlink): written and synced under a temporary name of its own, then linked to `path`, so a
+/// crash leaves no file or the whole one, never an empty or partial key. On a file system
+/// without hard links (vfat, some network and FUSE mounts) it is created in place instead, and
+/// removed again if its writing fails. An existing `path` is an error of kind `AlreadyExists`.
 pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
-    let tmp = temporary(path);
+    // Named for this call: two writers of one path must not link each other's bytes.
+    let tmp = with_suffix(
+        path,
+        &format!(".{}-{:016x}.tmp", std::process::id(), rand::random::<u64>()),
+    );
+    write_synced(&tmp, bytes, mode)?;
+    let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            write_synced(path, bytes, mode).inspect_err(|e| {
+                if e.what == "writing" {
+                    let _ = std::fs::remove_file(path);
+                }
+            })?;
+        }
+        Err(e) => return Err(failed("creating", path)(e)),
+    }
+    sync_parent(path)
+}
+
+/// Creates `path` (never over a file) holding `bytes`, synced.
+fn write_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(mode)
-        .open(&tmp)
-        .map_err(failed("creating", &tmp))?;
-    let linked = f
-        .write_all(bytes)
+        .open(path)
+        .map_err(failed("creating", path))?;
+    f.write_all(bytes)
         .and_then(|()| f.sync_all())
-        .map_err(failed("writing", &tmp))
-        .and_then(|()| std::fs::hard_link(&tmp, path).map_err(failed("creating", path)));
-    let _ = std::fs::remove_file(&tmp);
-    linked?;
-    sync_parent(path)
+        .map_err(failed("writing", path))
 }
 
 /// Removes `path` (already gone is fine) and makes the removal durable.
@@ -133,7 +156,7 @@ mod tests {
         assert!(create_new(&dir.path().join("l"), b"x", 0o600).is_err());
         assert!(!target.exists());
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(names.len(), 2, "no temporary left");
+        assert_eq!(names.len(), 2, "no temporary left: {names:?}");
     }
 
     #[test]

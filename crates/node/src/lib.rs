@@ -169,8 +169,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     if cfg.roster.is_some() {
         // A key rotation a stop interrupted is finished before the key is read, with the store
         // open (no other process switches meanwhile) and against the node's own head.
-        let own_head = intelmesh_store::Store::head(&store, &org)?.map_or(0, |h| h.seq);
-        rotation::resume(&rotation::RotationFiles::of(&cfg.signing_key), own_head)?;
+        let files = rotation::RotationFiles::of(&cfg.signing_key);
+        rotation::resume(&files, |seq| rotation::signed_after(&store, &org, seq))?;
     }
     let signing_key = keys::load_signing_key(&cfg.signing_key)?;
     let signer = Signer::new(org, signing_key);

@@ -584,26 +584,29 @@ struct Scrapes {
 async fn scrape(
     axum::extract::State(scrapes): axum::extract::State<Scrapes>,
 ) -> axum::response::Response {
-    let mut last = scrapes.last.lock().await;
-    let fresh = last
-        .as_ref()
-        .filter(|(at, _)| at.elapsed() < RENDER_REUSE)
-        .map(|(_, text)| text.clone());
-    let rendered = match fresh {
-        Some(text) => Ok(text),
-        None => {
-            let state = Arc::clone(&scrapes.state);
-            match tokio::task::spawn_blocking(move || render(&state)).await {
-                Ok(Ok(text)) => {
-                    *last = Some((std::time::Instant::now(), text.clone()));
-                    Ok(text)
-                }
-                Ok(Err(e)) => Err(format!("{e:#}")),
-                Err(e) => Err(e.to_string()),
+    // The rendering runs as a task of its own holding the lock, so a scrape that goes away
+    // (a reset stream, a closed connection) still leaves its result for the next one, instead
+    // of freeing the lock for another rendering while its own runs on.
+    let last = Arc::clone(&scrapes.last).lock_owned().await;
+    let state = Arc::clone(&scrapes.state);
+    let rendered = tokio::spawn(async move {
+        let mut last = last;
+        if let Some((at, text)) = last.as_ref() {
+            if at.elapsed() < RENDER_REUSE {
+                return Ok(text.clone());
             }
         }
-    };
-    drop(last);
+        match tokio::task::spawn_blocking(move || render(&state)).await {
+            Ok(Ok(text)) => {
+                *last = Some((std::time::Instant::now(), text.clone()));
+                Ok(text)
+            }
+            Ok(Err(e)) => Err(format!("{e:#}")),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
     match rendered {
         Ok(text) => (
             [(

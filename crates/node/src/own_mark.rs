@@ -20,7 +20,8 @@ use intelmesh_core::{KeyId, OrgId};
 
 use crate::state::NodeError;
 
-/// The marks' files in `marks_dir`, each after the node's org and a dot (`SG-IGCI.own-log.mark`).
+/// The marks' files in `marks_dir`, each after the node's org and a dot (`SG-IGCI.own-log.mark`:
+/// see [`named_file`]).
 pub const OWN_MARK_FILE: &str = "own-log.mark";
 pub const AUTHORITY_MARK_FILE: &str = "authority-log.mark";
 
@@ -163,6 +164,32 @@ impl OwnMark {
     }
 }
 
+/// The file of the mark `file` (`OWN_MARK_FILE`, `AUTHORITY_MARK_FILE`) kept by the node of
+/// `node` in `dir`: named by that org, so nodes given one directory keep their marks apart. A
+/// mark kept under the bare name (before marks were named) is renamed to it when it is of
+/// `log` (the log the mark counts), so an upgraded node keeps its guard.
+pub fn named_file(dir: Option<&Path>, file: &str, node: &OrgId, log: &OrgId) -> String {
+    let named = format!("{node}.{file}");
+    if let Some(dir) = dir {
+        adopt_unnamed(&dir.join(file), &dir.join(&named), log);
+    }
+    named
+}
+
+fn adopt_unnamed(unnamed: &Path, named: &Path, org: &OrgId) {
+    if named.exists() {
+        return;
+    }
+    let Ok(text) = std::fs::read_to_string(unnamed) else {
+        return;
+    };
+    if text.split_whitespace().nth(1) == Some(org.as_str()) {
+        if let Err(e) = std::fs::rename(unnamed, named) {
+            tracing::warn!(from = %unnamed.display(), to = %named.display(), error = %e, "own-log mark not renamed");
+        }
+    }
+}
+
 /// `SEQ ORG KEY` (`-` for no key); a mark of another org, or of a key this node does not sign
 /// with (a federation provisioned again, with new keys, over the same directory), is none. A
 /// key rotated since the mark was written forgoes it until the new key signs: the price of not
@@ -192,6 +219,30 @@ mod tests {
 
     fn key_id(n: u8) -> KeyId {
         KeyId::of(&ed25519_dalek::SigningKey::from_bytes(&[n; 32]).verifying_key())
+    }
+
+    #[test]
+    fn a_mark_under_the_bare_name_is_renamed_for_its_node_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sg, au) = (
+            OrgId::parse("SG-IGCI").unwrap(),
+            OrgId::parse("AU-AFP").unwrap(),
+        );
+        std::fs::write(dir.path().join(OWN_MARK_FILE), "5 SG-IGCI -\n").unwrap();
+        // Another org's node leaves it.
+        let au_file = named_file(Some(dir.path()), OWN_MARK_FILE, &au, &au);
+        assert!(dir.path().join(OWN_MARK_FILE).exists());
+        assert_eq!(
+            OwnMark::in_dir(Some(dir.path()), &au_file, &au, &key_id(1)).signed(),
+            0
+        );
+        let sg_file = named_file(Some(dir.path()), OWN_MARK_FILE, &sg, &sg);
+        assert_eq!(sg_file, "SG-IGCI.own-log.mark");
+        assert!(!dir.path().join(OWN_MARK_FILE).exists());
+        assert_eq!(
+            OwnMark::in_dir(Some(dir.path()), &sg_file, &sg, &key_id(1)).signed(),
+            5
+        );
     }
 
     #[test]

@@ -172,11 +172,9 @@ pub async fn rotate_offline(cfg: NodeConfig) -> Result<Rotated, OfflineError> {
         return Err(RotationError::StaticMode.into());
     }
     let files = RotationFiles::of(&cfg.signing_key);
-    let own_head = store
-        .head(&org)
-        .map_err(NodeError::Store)?
-        .map_or(0, |h| h.seq);
-    resume(&files, own_head)?;
+    resume(&files, |seq| {
+        crate::rotation::signed_after(&store, &org, seq)
+    })?;
     let signer = Signer::new(org, read_key(&cfg.signing_key)?);
     let new = load_next(&files)?;
     let state = Arc::new(NodeState::following(cfg, store, signer)?);

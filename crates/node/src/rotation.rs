@@ -203,11 +203,15 @@ fn finish(
 
 /// At start, before the signing key is read and with the store open (so no other process
 /// switches meanwhile): finishes a switch a crash interrupted (the request names the configured
-/// key as old and `.next` as new). Returns whether it did. `own_head` is the node's own head
-/// in its store: past the request's last seq, the old key signed on after the request was
-/// written (a switch that failed, whose request's removal a crash undid), and finishing it
-/// would end the old key before entries it signed: the request is removed instead.
-pub fn resume(files: &RotationFiles, own_head: u64) -> Result<bool, RotationError> {
+/// key as old and `.next` as new). Returns whether it did. `signed_after(seq)` is the key id
+/// that signed the node's own entry at `seq + 1` in its store, if it holds one: by the old key,
+/// the switch failed and the node signed on with the old key (the request's removal a crash
+/// undid), and finishing it would end the old key before entries it signed, so the request is
+/// removed instead; by the new key, the switch was done and a crash undid its rename.
+pub fn resume(
+    files: &RotationFiles,
+    signed_after: impl Fn(u64) -> Option<KeyId>,
+) -> Result<bool, RotationError> {
     let next = files.next();
     if !next.exists() {
         return Ok(false);
@@ -224,14 +228,32 @@ pub fn resume(files: &RotationFiles, own_head: u64) -> Result<bool, RotationErro
     if verified.old_key != current.verifying_key() || verified.new_key != new.verifying_key() {
         return Ok(false);
     }
-    if own_head > verified.last_seq {
-        crate::durable::remove(&files.request())?;
-        tracing::warn!(request = %files.request().display(), last_seq = verified.last_seq, own_head, "removed a key rotation request the old key signed past: that switch failed, and the node signed on with the old key");
-        return Ok(false);
+    match signed_after(verified.last_seq) {
+        None => {}
+        Some(k) if k == KeyId::of(&new.verifying_key()) => {}
+        Some(k) if k == KeyId::of(&current.verifying_key()) => {
+            crate::durable::remove(&files.request())?;
+            tracing::warn!(request = %files.request().display(), last_seq = verified.last_seq, "removed a key rotation request the old key signed past: that switch failed, and the node signed on with the old key");
+            return Ok(false);
+        }
+        Some(other) => {
+            tracing::warn!(request = %files.request().display(), last_seq = verified.last_seq, key = %other, "a key rotation request left as it is: a key of neither side signed the entry after its last seq");
+            return Ok(false);
+        }
     }
     finish(files, &current, &new, &request)?;
     tracing::warn!(request = %files.request().display(), last_seq = verified.last_seq, "finished a key rotation interrupted by a stop");
     Ok(true)
+}
+
+/// The key id that signed `org`'s entry at `seq + 1` in `store`, if it holds one (see
+/// [`resume`]).
+pub fn signed_after(store: &intelmesh_store::DiskStore, org: &OrgId, seq: u64) -> Option<KeyId> {
+    let entry = intelmesh_store::Store::range(store, org, seq.checked_add(1)?, 1)
+        .ok()?
+        .pop()?;
+    let header = crate::state::header_of(&entry)?;
+    Some(KeyId(<[u8; 8]>::try_from(header.key_id.as_slice()).ok()?))
 }
 
 /// The rotation whose new key is `signer`'s, if its request is on disk (a restart between the
@@ -439,7 +461,7 @@ mod tests {
         let request = sign_rotation(&org, &old, &new, 4, 1);
         write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
 
-        assert!(resume(&files, 4).unwrap());
+        assert!(resume(&files, |_| None).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), new);
         assert!(!files.next().exists());
         let kept = files.old(KeyId::of(&old.verifying_key()));
@@ -447,7 +469,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(!resume(&files, 4).unwrap(), "nothing left to finish");
+        assert!(!resume(&files, |_| None).unwrap(), "nothing left to finish");
     }
 
     #[test]
@@ -462,13 +484,20 @@ mod tests {
         let request = sign_rotation(&org, &old, &new, 4, 1);
         write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
 
-        assert!(!resume(&files, 6).unwrap());
+        let old_id = KeyId::of(&old.verifying_key());
+        assert!(!resume(&files, |seq| (seq == 4).then_some(old_id)).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), old);
         assert!(!files.request().exists());
         assert!(
             files.next().exists(),
             "the staged key stays for a new attempt"
         );
+        // A switch done whose rename a crash undid (the new key signed past it): finished.
+        let request = sign_rotation(&org, &old, &new, 4, 1);
+        write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
+        let new_id = KeyId::of(&new.verifying_key());
+        assert!(resume(&files, |seq| (seq == 4).then_some(new_id)).unwrap());
+        assert_eq!(read_key(&files.key).unwrap(), new);
     }
 
     #[test]
@@ -487,7 +516,7 @@ mod tests {
         ));
         // The node signs on with the old key; a restart must not end it at seq 4.
         assert!(!files.request().exists());
-        assert!(!resume(&files, 4).unwrap());
+        assert!(!resume(&files, |_| None).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), old);
         assert!(
             files.next().exists(),

@@ -217,12 +217,15 @@ impl NodeState {
         decryption: intelmesh_core::sealed::DecryptionKeys,
     ) -> NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
-        use crate::own_mark::{OwnMark, AUTHORITY_MARK_FILE, OWN_MARK_FILE};
+        use crate::own_mark::{named_file, OwnMark, AUTHORITY_MARK_FILE, OWN_MARK_FILE};
         let marks = cfg.store.marks_dir.as_deref();
-        // Named by the node's org: nodes given one directory keep their marks apart.
-        let named = |file: &str| format!("{}.{file}", signer.org());
-        let own_mark =
-            OwnMark::in_dir(marks, &named(OWN_MARK_FILE), signer.org(), &signer.key_id());
+        let named = |file: &str, log: &OrgId| named_file(marks, file, signer.org(), log);
+        let own_mark = OwnMark::in_dir(
+            marks,
+            &named(OWN_MARK_FILE, signer.org()),
+            signer.org(),
+            &signer.key_id(),
+        );
         let authority = follow.as_ref().map(|f| {
             let signer = &f.authority_signer;
             (signer.org().clone(), signer.key_id())
@@ -231,7 +234,7 @@ impl NodeState {
             authority.unwrap_or_else(|| (signer.org().clone(), signer.key_id()));
         let authority_mark = OwnMark::in_dir(
             marks,
-            &named(AUTHORITY_MARK_FILE),
+            &named(AUTHORITY_MARK_FILE, &federation),
             &federation,
             &authority_key,
         );

@@ -422,6 +422,7 @@ impl IndicatorsService {
         tokio::spawn(async move {
             let watcher = watch_feed::Watcher {
                 reader,
+                cert: crate::admission::PeerCert::of_leaf(&leaf),
                 leaf,
                 filter,
             };

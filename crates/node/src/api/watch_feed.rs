@@ -143,7 +143,40 @@ fn watch_event(
 pub(super) struct Watcher {
     pub(super) reader: OrgId,
     pub(super) leaf: Vec<u8>,
+    /// What `leaf` says (when it ends).
+    pub(super) cert: crate::admission::PeerCert,
     pub(super) filter: Filter,
+}
+
+impl Watcher {
+    /// The filter asked, with the origins the roster withdrew now.
+    fn hiding_withdrawn(&self, state: &NodeState) -> Arc<Filter> {
+        Arc::new(self.filter.clone().hiding(state.withdrawn()))
+    }
+}
+
+/// Resolves with why `watcher` must stop: its certificate ended, or a roster version refuses
+/// it (revoked, its org shut out). At each version that still admits it, `filter` takes the
+/// withdrawn origins afresh.
+async fn refused(
+    state: &NodeState,
+    watcher: &Watcher,
+    roster: &mut Option<tokio::sync::watch::Receiver<Arc<Roster>>>,
+    filter: &mut Arc<Filter>,
+) -> Status {
+    loop {
+        tokio::select! {
+            end = watcher.cert.ended() => {
+                return Status::permission_denied(crate::admission::certificate_ended(end));
+            }
+            () = roster_changed(roster) => {
+                if let Some(why) = refused_certificate(state, &watcher.leaf) {
+                    return Status::permission_denied(why);
+                }
+                *filter = watcher.hiding_withdrawn(state);
+            }
+        }
+    }
 }
 
 /// Resolves at the next roster version followed (never in static mode, or once the node stops
@@ -167,11 +200,9 @@ pub(super) async fn watch_loop(
     mut cursor: WatchCursor,
     tx: mpsc::Sender<Result<pb::WatchEvent, Status>>,
 ) {
-    let reader = watcher.reader;
-    let hiding_withdrawn = |s: &NodeState| Arc::new(watcher.filter.clone().hiding(s.withdrawn()));
-    let mut filter = hiding_withdrawn(&state);
+    let reader = watcher.reader.clone();
+    let mut filter = watcher.hiding_withdrawn(&state);
     let mut roster = state.roster_changes();
-    let ends = crate::admission::PeerCert::of_leaf(&watcher.leaf);
     let mut changed = state.subscribe();
     loop {
         changed.borrow_and_update();
@@ -193,10 +224,16 @@ pub(super) async fn watch_loop(
                 Err(e) => return fail(&state, &tx, internal(e)).await,
             };
             cursor = next;
+            // A watcher reading slowly (a catch-up through the whole log, one event at a time)
+            // is judged while it waits for room too (`refused` takes in the roster versions
+            // that still admit it, and resolves only when one does not).
             for ev in events {
                 tokio::select! {
                     sent = tx.send(Ok(ev)) => if sent.is_err() { return },
                     _ = state.stopped() => return,
+                    why = refused(&state, &watcher, &mut roster, &mut filter) => {
+                        return fail(&state, &tx, why).await;
+                    }
                 }
             }
             if !more {
@@ -205,15 +242,8 @@ pub(super) async fn watch_loop(
         }
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
-            end = ends.ended() => {
-                let why = crate::admission::certificate_ended(end);
-                return fail(&state, &tx, Status::permission_denied(why)).await;
-            }
-            () = roster_changed(&mut roster) => {
-                if let Some(why) = refused_certificate(&state, &watcher.leaf) {
-                    return fail(&state, &tx, Status::permission_denied(why)).await;
-                }
-                filter = hiding_withdrawn(&state);
+            why = refused(&state, &watcher, &mut roster, &mut filter) => {
+                return fail(&state, &tx, why).await;
             }
             _ = tx.closed() => return,
             _ = state.stopped() => return,

@@ -47,6 +47,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrailError + '_ {
 /// The node's audit key, created (random, 0600) if the directory has none.
 pub fn load_or_create_key(dir: &Path) -> Result<AuditKey, TrailError> {
     let path = dir.join(KEY_FILE);
+    if path.exists() {
+        return load_key(dir);
+    }
     let mut bytes = [0u8; KEY_LEN];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
     // Created whole or not at all: an empty key left by a crash would stop every start.

@@ -196,7 +196,9 @@ async fn dial_once(
         .max_encoding_message_size(max);
     let (tx, rx) = mpsc::channel(state.cfg.limits.peer_queue_frames);
     // The request stream carries frames only; errors we would report end the stream instead.
-    let outbound = ReceiverStream::new(rx).map_while(Result::ok);
+    let (shut_out, cut) = super::link::ShutOut::new();
+    let outbound =
+        futures::StreamExt::take_until(ReceiverStream::new(rx).map_while(Result::ok), cut);
     if !state.peers.connect(peer, addr.to_string()) {
         return Err(format!("a link with {peer} is already up").into());
     }
@@ -205,7 +207,7 @@ async fn dial_once(
             .await
             .map_err(|_| format!("{peer} at {addr} did not open the link within {within:?}"))?
             .map_err(|s| Failed::Error(error_line(&s)))?;
-        run_link(
+        let linked = run_link(
             Arc::clone(state),
             peer.clone(),
             relay,
@@ -213,8 +215,9 @@ async fn dial_once(
             response.into_inner(),
             tx,
         )
-        .await
-        .map_err(|e| {
+        .await;
+        shut_out.after(&linked);
+        linked.map_err(|e| {
             let line = link_error_line(&e);
             if e.is_shutdown() {
                 Failed::ShutDown(line)

@@ -148,6 +148,35 @@ impl LinkError {
 
 pub type Outbound = mpsc::Sender<Result<pb::SyncFrame, Status>>;
 
+/// Drops the frames still queued for a peer once its link ends shut out (a roster version
+/// refuses it, or its certificate ended): a peer reading slowly on purpose would otherwise
+/// collect the whole queue after it. The queue's stream is cut with [`ShutOut::cut`].
+pub(super) struct ShutOut(tokio::sync::oneshot::Sender<()>);
+
+impl ShutOut {
+    /// The signal, and what the queue's stream is cut by (`take_until`); never resolves for a
+    /// link that ends otherwise, whose queue drains to the end.
+    pub(super) fn new() -> (ShutOut, impl std::future::Future<Output = ()> + Send) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let cut = async move {
+            if rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        (ShutOut(tx), cut)
+    }
+
+    /// Cuts the queue if `result` shut the peer out.
+    pub(super) fn after<T>(self, result: &Result<T, LinkError>) {
+        if matches!(
+            result,
+            Err(LinkError::NotAdmitted(_) | LinkError::CertificateEnded(_))
+        ) {
+            let _ = self.0.send(());
+        }
+    }
+}
+
 pub(super) fn local(e: impl std::fmt::Display) -> LinkError {
     LinkError::Local(e.to_string())
 }

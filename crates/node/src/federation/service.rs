@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::link::{run_link, LinkError};
+use super::link::{run_link, ShutOut};
 use super::link_error_line;
 use crate::admission::{admit_peer, PeerCert};
 use crate::identity::{require_role, Identity, Role};
@@ -51,18 +51,11 @@ impl Federation for FederationService {
         // that queue is full (a stalled peer), the status would not fit in it, and the peer
         // would read a clean close after the queued frames instead of why it was cut.
         let (end_tx, end_rx) = oneshot::channel::<Status>();
-        // Fired when the roster shuts the peer out mid-link: the frames still queued for it
-        // are dropped, not handed to a peer that reads slowly on purpose to collect them.
-        let (cut_tx, cut_rx) = oneshot::channel::<()>();
+        let (shut_out, cut) = ShutOut::new();
         let inbound = request.into_inner();
         tokio::spawn(async move {
             let result = run_link(Arc::clone(&state), peer.clone(), relay, cert, inbound, tx).await;
-            if matches!(
-                result,
-                Err(LinkError::NotAdmitted(_) | LinkError::CertificateEnded(_))
-            ) {
-                let _ = cut_tx.send(());
-            }
+            shut_out.after(&result);
             let error = result.err().map(|e| {
                 let line = link_error_line(&e);
                 if e.is_shutdown() {
@@ -79,12 +72,6 @@ impl Federation for FederationService {
         // Queued frames first, then the error status if the link failed; a link that ended
         // cleanly drops `end_tx` and the stream closes with OK.
         let end = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
-        let cut = async move {
-            if cut_rx.await.is_err() {
-                // Not cut: the queue drains to the end.
-                std::future::pending::<()>().await;
-            }
-        };
         let frames = ReceiverStream::new(rx).take_until(cut);
         Ok(Response::new(Box::pin(frames.chain(end))))
     }
