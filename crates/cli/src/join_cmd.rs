@@ -144,9 +144,17 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
     )?;
     write_file(&a.dir.join("genesis.roster"), &genesis.encode_to_vec())?;
     let pin = hex::encode(&bundle.genesis_hash);
-    if joined.is_some() {
+    if let Some(joined) = &joined {
+        if joined.federation.cert != a.dir.join("node.pem") {
+            eprintln!(
+                "warning: {} reads its certificate from {}: copy {} there",
+                config_path.display(),
+                joined.federation.cert.display(),
+                a.dir.join("node.pem").display()
+            );
+        }
         out!(
-            "{org}: the bundle's certificate is installed in {}; {} is kept as it was (restart the node to serve the certificate)",
+            "{org}: the bundle's certificate is installed in {}; {} is kept as it was, role and listeners included (--hub and --*-listen apply to a first join); restart the node to serve the certificate",
             a.dir.join("node.pem").display(),
             config_path.display()
         );

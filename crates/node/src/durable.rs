@@ -6,7 +6,7 @@
 //! back the old name (or none) although the caller was told the write was done.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A file operation that failed, and on which path.
@@ -24,7 +24,8 @@ fn failed(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Fil
     move |source| FileError { what, path, source }
 }
 
-/// Replaces `path` with `bytes` (created with `mode`, whatever the umask leaves of it).
+/// Replaces `path` with `bytes`, with exactly `mode` (not what a umask leaves of it: a certificate
+/// written by root under umask 027 would be unreadable to the node's own user).
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     let tmp = temporary(path);
     // A temporary file a crash left behind is not reused: it may have another mode.
@@ -35,7 +36,8 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
         .mode(mode)
         .open(&tmp)
         .map_err(failed("creating", &tmp))?;
-    f.write_all(bytes)
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| f.write_all(bytes))
         .and_then(|()| f.sync_all())
         .map_err(failed("writing", &tmp))?;
     std::fs::rename(&tmp, path).map_err(failed("renaming to", path))?;

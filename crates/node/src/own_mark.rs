@@ -166,24 +166,30 @@ impl OwnMark {
 
 /// The file of the mark `file` (`OWN_MARK_FILE`, `AUTHORITY_MARK_FILE`) kept by the node of
 /// `node` in `dir`: named by that org, so nodes given one directory keep their marks apart. A
-/// mark kept under the bare name (before marks were named) is renamed to it when it is of
-/// `log` (the log the mark counts), so an upgraded node keeps its guard.
-pub fn named_file(dir: Option<&Path>, file: &str, node: &OrgId, log: &OrgId) -> String {
+/// mark kept under the bare name (before marks were named) is renamed to it when it is this
+/// node's: of `log` (the log the mark counts) and its `key`, so an upgraded node keeps its
+/// guard and no other node sharing the directory takes it.
+pub fn named_file(
+    dir: Option<&Path>,
+    file: &str,
+    node: &OrgId,
+    (log, key): (&OrgId, &KeyId),
+) -> String {
     let named = format!("{node}.{file}");
     if let Some(dir) = dir {
-        adopt_unnamed(&dir.join(file), &dir.join(&named), log);
+        adopt_unnamed(&dir.join(file), &dir.join(&named), log, key);
     }
     named
 }
 
-fn adopt_unnamed(unnamed: &Path, named: &Path, org: &OrgId) {
+fn adopt_unnamed(unnamed: &Path, named: &Path, log: &OrgId, key: &KeyId) {
     if named.exists() {
         return;
     }
     let Ok(text) = std::fs::read_to_string(unnamed) else {
         return;
     };
-    if text.split_whitespace().nth(1) == Some(org.as_str()) {
+    if parse(&text, log, key).is_ok() {
         if let Err(e) = std::fs::rename(unnamed, named) {
             tracing::warn!(from = %unnamed.display(), to = %named.display(), error = %e, "own-log mark not renamed");
         }
@@ -228,15 +234,21 @@ mod tests {
             OrgId::parse("SG-IGCI").unwrap(),
             OrgId::parse("AU-AFP").unwrap(),
         );
-        std::fs::write(dir.path().join(OWN_MARK_FILE), "5 SG-IGCI -\n").unwrap();
-        // Another org's node leaves it.
-        let au_file = named_file(Some(dir.path()), OWN_MARK_FILE, &au, &au);
+        let sg_key = key_id(1).to_string();
+        std::fs::write(
+            dir.path().join(OWN_MARK_FILE),
+            format!("5 SG-IGCI {sg_key}\n"),
+        )
+        .unwrap();
+        // Another org's node leaves it, as does a node of the org signing with another key.
+        let au_file = named_file(Some(dir.path()), OWN_MARK_FILE, &au, (&au, &key_id(1)));
+        named_file(Some(dir.path()), OWN_MARK_FILE, &sg, (&sg, &key_id(2)));
         assert!(dir.path().join(OWN_MARK_FILE).exists());
         assert_eq!(
             OwnMark::in_dir(Some(dir.path()), &au_file, &au, &key_id(1)).signed(),
             0
         );
-        let sg_file = named_file(Some(dir.path()), OWN_MARK_FILE, &sg, &sg);
+        let sg_file = named_file(Some(dir.path()), OWN_MARK_FILE, &sg, (&sg, &key_id(1)));
         assert_eq!(sg_file, "SG-IGCI.own-log.mark");
         assert!(!dir.path().join(OWN_MARK_FILE).exists());
         assert_eq!(

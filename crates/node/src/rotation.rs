@@ -204,13 +204,15 @@ fn finish(
 /// At start, before the signing key is read and with the store open (so no other process
 /// switches meanwhile): finishes a switch a crash interrupted (the request names the configured
 /// key as old and `.next` as new). Returns whether it did. `signed_after(seq)` is the key id
-/// that signed the node's own entry at `seq + 1` in its store, if it holds one: by the old key,
+/// that signed the node's own entry at `seq + 1` in its store, if it holds one (an error when
+/// the store cannot tell: nothing is done then, the request stays for the next start): by the
+/// old key,
 /// the switch failed and the node signed on with the old key (the request's removal a crash
 /// undid), and finishing it would end the old key before entries it signed, so the request is
 /// removed instead; by the new key, the switch was done and a crash undid its rename.
 pub fn resume(
     files: &RotationFiles,
-    signed_after: impl Fn(u64) -> Option<KeyId>,
+    signed_after: impl Fn(u64) -> Result<Option<KeyId>, String>,
 ) -> Result<bool, RotationError> {
     let next = files.next();
     if !next.exists() {
@@ -229,14 +231,18 @@ pub fn resume(
         return Ok(false);
     }
     match signed_after(verified.last_seq) {
-        None => {}
-        Some(k) if k == KeyId::of(&new.verifying_key()) => {}
-        Some(k) if k == KeyId::of(&current.verifying_key()) => {
+        Err(error) => {
+            tracing::warn!(request = %files.request().display(), %error, "a key rotation request left as it is: the store cannot say which key signed after it");
+            return Ok(false);
+        }
+        Ok(None) => {}
+        Ok(Some(k)) if k == KeyId::of(&new.verifying_key()) => {}
+        Ok(Some(k)) if k == KeyId::of(&current.verifying_key()) => {
             crate::durable::remove(&files.request())?;
             tracing::warn!(request = %files.request().display(), last_seq = verified.last_seq, "removed a key rotation request the old key signed past: that switch failed, and the node signed on with the old key");
             return Ok(false);
         }
-        Some(other) => {
+        Ok(Some(other)) => {
             tracing::warn!(request = %files.request().display(), last_seq = verified.last_seq, key = %other, "a key rotation request left as it is: a key of neither side signed the entry after its last seq");
             return Ok(false);
         }
@@ -247,13 +253,20 @@ pub fn resume(
 }
 
 /// The key id that signed `org`'s entry at `seq + 1` in `store`, if it holds one (see
-/// [`resume`]).
-pub fn signed_after(store: &intelmesh_store::DiskStore, org: &OrgId, seq: u64) -> Option<KeyId> {
-    let entry = intelmesh_store::Store::range(store, org, seq.checked_add(1)?, 1)
-        .ok()?
-        .pop()?;
-    let header = crate::state::header_of(&entry)?;
-    Some(KeyId(<[u8; 8]>::try_from(header.key_id.as_slice()).ok()?))
+/// [`resume`]); an error when the store cannot be read or the entry not decoded.
+pub fn signed_after(
+    store: &intelmesh_store::DiskStore,
+    org: &OrgId,
+    seq: u64,
+) -> Result<Option<KeyId>, String> {
+    let next = seq.checked_add(1).ok_or("seq past the end")?;
+    let found = intelmesh_store::Store::range(store, org, next, 1).map_err(|e| e.to_string())?;
+    let Some(entry) = found.into_iter().next() else {
+        return Ok(None);
+    };
+    let header = crate::state::header_of(&entry).ok_or("a logged header does not decode")?;
+    let id = <[u8; 8]>::try_from(header.key_id.as_slice()).map_err(|_| "a key id of 8 bytes")?;
+    Ok(Some(KeyId(id)))
 }
 
 /// The rotation whose new key is `signer`'s, if its request is on disk (a restart between the
@@ -461,7 +474,7 @@ mod tests {
         let request = sign_rotation(&org, &old, &new, 4, 1);
         write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
 
-        assert!(resume(&files, |_| None).unwrap());
+        assert!(resume(&files, |_| Ok(None)).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), new);
         assert!(!files.next().exists());
         let kept = files.old(KeyId::of(&old.verifying_key()));
@@ -469,7 +482,10 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(!resume(&files, |_| None).unwrap(), "nothing left to finish");
+        assert!(
+            !resume(&files, |_| Ok(None)).unwrap(),
+            "nothing left to finish"
+        );
     }
 
     #[test]
@@ -485,7 +501,7 @@ mod tests {
         write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
 
         let old_id = KeyId::of(&old.verifying_key());
-        assert!(!resume(&files, |seq| (seq == 4).then_some(old_id)).unwrap());
+        assert!(!resume(&files, |seq| Ok((seq == 4).then_some(old_id))).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), old);
         assert!(!files.request().exists());
         assert!(
@@ -496,7 +512,10 @@ mod tests {
         let request = sign_rotation(&org, &old, &new, 4, 1);
         write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
         let new_id = KeyId::of(&new.verifying_key());
-        assert!(resume(&files, |seq| (seq == 4).then_some(new_id)).unwrap());
+        // Unreadable: nothing is done.
+        assert!(!resume(&files, |_| Err("disk".into())).unwrap());
+        assert_eq!(read_key(&files.key).unwrap(), old);
+        assert!(resume(&files, |seq| Ok((seq == 4).then_some(new_id))).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), new);
     }
 
@@ -516,7 +535,7 @@ mod tests {
         ));
         // The node signs on with the old key; a restart must not end it at seq 4.
         assert!(!files.request().exists());
-        assert!(!resume(&files, |_| None).unwrap());
+        assert!(!resume(&files, |_| Ok(None)).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), old);
         assert!(
             files.next().exists(),

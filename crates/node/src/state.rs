@@ -219,10 +219,12 @@ impl NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
         use crate::own_mark::{named_file, OwnMark, AUTHORITY_MARK_FILE, OWN_MARK_FILE};
         let marks = cfg.store.marks_dir.as_deref();
-        let named = |file: &str, log: &OrgId| named_file(marks, file, signer.org(), log);
+        let named = |file: &str, log: &OrgId, key: &KeyId| {
+            named_file(marks, file, signer.org(), (log, key))
+        };
         let own_mark = OwnMark::in_dir(
             marks,
-            &named(OWN_MARK_FILE, signer.org()),
+            &named(OWN_MARK_FILE, signer.org(), &signer.key_id()),
             signer.org(),
             &signer.key_id(),
         );
@@ -234,7 +236,7 @@ impl NodeState {
             authority.unwrap_or_else(|| (signer.org().clone(), signer.key_id()));
         let authority_mark = OwnMark::in_dir(
             marks,
-            &named(AUTHORITY_MARK_FILE, &federation),
+            &named(AUTHORITY_MARK_FILE, &federation, &authority_key),
             &federation,
             &authority_key,
         );

@@ -194,7 +194,12 @@ pub(crate) fn write_changes(
         forget_old(slot, batch)?;
         batch.remove(record_key(slot, index_key));
     }
-    for (slot, marker) in after {
+    // The records `restamp` names (sightings, when the value's first assertion comes) are
+    // stamped after the rest, so they are added after that assertion, not before it by the
+    // chance of their slots' order.
+    let (restamped, rest): (Vec<_>, Vec<_>) =
+        after.iter().partition(|(slot, _)| restamp.contains(slot));
+    for (slot, marker) in rest.into_iter().chain(restamped) {
         match before.get(slot) {
             Some(m) if m == marker && !restamp.contains(slot) => continue,
             Some(_) => forget_old(slot, batch)?,

@@ -149,9 +149,18 @@ impl LinkError {
 pub type Outbound = mpsc::Sender<Result<pb::SyncFrame, Status>>;
 
 /// Drops the frames still queued for a peer once its link ends shut out (a roster version
-/// refuses it, or its certificate ended): a peer reading slowly on purpose would otherwise
-/// collect the whole queue after it. The queue's stream is cut with [`ShutOut::cut`].
-pub(super) struct ShutOut(tokio::sync::oneshot::Sender<()>);
+/// refuses it, or its certificate ended), or its task is dropped (a dialer ended by the roster
+/// version that removed its hub): a peer reading slowly on purpose would otherwise collect the
+/// whole queue after it. Only [`ShutOut::after`] an ordinary end lets the queue drain.
+pub(super) struct ShutOut(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for ShutOut {
+    fn drop(&mut self) {
+        if let Some(cut) = self.0.take() {
+            let _ = cut.send(());
+        }
+    }
+}
 
 impl ShutOut {
     /// The signal, and what the queue's stream is cut by (`take_until`); never resolves for a
@@ -163,16 +172,17 @@ impl ShutOut {
                 std::future::pending::<()>().await;
             }
         };
-        (ShutOut(tx), cut)
+        (ShutOut(Some(tx)), cut)
     }
 
-    /// Cuts the queue if `result` shut the peer out.
-    pub(super) fn after<T>(self, result: &Result<T, LinkError>) {
-        if matches!(
+    /// Cuts the queue if `result` shut the peer out; otherwise lets it drain.
+    pub(super) fn after<T>(mut self, result: &Result<T, LinkError>) {
+        if !matches!(
             result,
             Err(LinkError::NotAdmitted(_) | LinkError::CertificateEnded(_))
         ) {
-            let _ = self.0.send(());
+            // Dropped unsent: the cut never resolves.
+            drop(self.0.take());
         }
     }
 }

@@ -229,7 +229,15 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
         for (i, (position, state)) in chunk.into_iter().enumerate() {
             scanned += 1;
             if let Some((arrived, slot, _)) = parse_position(&position) {
-                for s in at_posting(r, &state, q, arrived, slot)? {
+                let objects = at_posting(r, &state, q, arrived, slot)?;
+                // A posting's objects stay on one page: past the limit, the page ends before it.
+                if !out.is_empty() && out.len() + objects.len() > limit {
+                    return Ok(Page {
+                        objects: out,
+                        next: after.as_deref().map(seal),
+                    });
+                }
+                for s in objects {
                     bytes += json_bytes(&s.object);
                     out.push(Dated {
                         date_added_us: arrived,
