@@ -331,12 +331,24 @@ pub(crate) fn parse_authority(spec: &str) -> anyhow::Result<AuthorityKey> {
     })
 }
 
-/// An authority's signing key from its file, with a warning when others may read the file: a
-/// roster authority key signs who is a member. Not refused: such keys are often kept on
-/// removable media whose file system has no modes (vfat), where `chmod 600` cannot help.
+/// An authority's signing key from its file: a roster authority key signs who is a member.
+/// Refused when others may write the file (they would choose the key); a warning when they may
+/// only read it, since such keys are often kept on removable media whose file system has no
+/// modes (vfat shows 0644 or 0755), where `chmod 600` cannot help.
 pub(crate) fn load_authority_key(path: &Path) -> anyhow::Result<SigningKey> {
-    if let Err(e) = intelmesh_node::private_files::check_key_file(path) {
-        eprintln!("warning: {e}: an authority key signs who is a member");
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(usage(format!(
+                "{} may be written by others (mode {mode:04o}): they could choose the key it signs with; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            )));
+        }
+        if let Err(e) = intelmesh_node::private_files::check_key_file(path) {
+            eprintln!("warning: {e}: an authority key signs who is a member");
+        }
     }
     load_signing_key(path)
 }

@@ -14,9 +14,7 @@ use intelmesh_roster::roster_hash;
 use intelmesh_roster::thresholds::thresholds;
 use prost::Message;
 
-use crate::enrol_cmd::{
-    absolute, dir_org, distinct_listeners, write_config, write_file, ENCRYPTION_KEY_FILE,
-};
+use crate::enrol_cmd::{absolute, dir_org, distinct_listeners, write_config, ENCRYPTION_KEY_FILE};
 use crate::usage;
 
 #[derive(Args, Debug)]
@@ -142,22 +140,44 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         &bundle.federation_ca_pem.join("\n"),
         false,
     )?;
-    write_file(&a.dir.join("genesis.roster"), &genesis.encode_to_vec())?;
+    // Read by the node's own user, whoever runs join (root under umask 027 would keep it out).
+    intelmesh_node::durable::replace_public(
+        &a.dir.join("genesis.roster"),
+        &genesis.encode_to_vec(),
+    )?;
     let pin = hex::encode(&bundle.genesis_hash);
     if let Some(joined) = &joined {
-        if joined.federation.cert != a.dir.join("node.pem") {
-            eprintln!(
-                "warning: {} reads its certificate from {}: copy {} there",
+        // Where the kept config reads them from, if not where join wrote them.
+        let same =
+            |a: &std::path::Path, b: &std::path::Path| match (a.canonicalize(), b.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => a == b,
+            };
+        let elsewhere: Vec<String> = [
+            (&joined.federation.cert, a.dir.join("node.pem")),
+            (
+                &joined.federation.client_ca,
+                a.dir.join("federation-ca.pem"),
+            ),
+        ]
+        .into_iter()
+        .filter(|(read, written)| !same(read, written))
+        .map(|(read, written)| format!("copy {} to {}", written.display(), read.display()))
+        .collect();
+        if elsewhere.is_empty() {
+            out!(
+                "{org}: the bundle's certificate is installed in {}; {} is kept as it was, role and listeners included (--hub and --*-listen apply to a first join); restart the node to serve the certificate",
+                a.dir.join("node.pem").display(),
+                config_path.display()
+            );
+        } else {
+            out!(
+                "{org}: the bundle's files are written in {}, but {} (kept as it was) reads them elsewhere: {}; then restart the node",
+                a.dir.display(),
                 config_path.display(),
-                joined.federation.cert.display(),
-                a.dir.join("node.pem").display()
+                elsewhere.join("; ")
             );
         }
-        out!(
-            "{org}: the bundle's certificate is installed in {}; {} is kept as it was, role and listeners included (--hub and --*-listen apply to a first join); restart the node to serve the certificate",
-            a.dir.join("node.pem").display(),
-            config_path.display()
-        );
         return Ok(ExitCode::SUCCESS);
     }
     let config = NodeConfig {

@@ -24,9 +24,26 @@ fn failed(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Fil
     move |source| FileError { what, path, source }
 }
 
-/// Replaces `path` with `bytes`, with exactly `mode` (not what a umask leaves of it: a certificate
-/// written by root under umask 027 would be unreadable to the node's own user).
+/// Replaces `path` with `bytes` (created with `mode`, whatever the umask leaves of it).
 pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    replace_with(path, bytes, mode, Mode::UnderUmask)
+}
+
+/// Replaces `path` with `bytes` readable by everyone (0644 whatever the umask): a public file
+/// (a certificate, a genesis) an operator writes as root for the node's own user to read, which
+/// root's umask 027 would keep from it.
+pub fn replace_public(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    replace_with(path, bytes, 0o644, Mode::Exactly)
+}
+
+/// Whether a file's mode is what the umask leaves of the one asked, or exactly that one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    UnderUmask,
+    Exactly,
+}
+
+fn replace_with(path: &Path, bytes: &[u8], mode: u32, exactly: Mode) -> Result<(), FileError> {
     let tmp = temporary(path);
     // A temporary file a crash left behind is not reused: it may have another mode.
     let _ = std::fs::remove_file(&tmp);
@@ -36,7 +53,11 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
         .mode(mode)
         .open(&tmp)
         .map_err(failed("creating", &tmp))?;
-    f.set_permissions(std::fs::Permissions::from_mode(mode))
+    let exact = match exactly {
+        Mode::Exactly => f.set_permissions(std::fs::Permissions::from_mode(mode)),
+        Mode::UnderUmask => Ok(()),
+    };
+    exact
         .and_then(|()| f.write_all(bytes))
         .and_then(|()| f.sync_all())
         .map_err(failed("writing", &tmp))?;

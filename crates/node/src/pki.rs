@@ -434,11 +434,15 @@ pub fn admin_uri(org: &OrgId, name: &str) -> String {
     format!("spiffe://intelmesh/org/{org}/admin/{name}")
 }
 
-/// Writes a PEM file; private ones are created 0600 from the start.
+/// Writes a PEM file; private ones are created 0600 from the start, public ones 0644 whatever
+/// the umask (the node's own user reads what root wrote).
 pub fn write_pem(path: &Path, pem: &str, private: bool) -> anyhow::Result<()> {
     // Replaced whole: `node join` writes the certificate a node is using over the old one.
-    let mode = if private { 0o600 } else { 0o644 };
-    Ok(crate::durable::replace(path, pem.as_bytes(), mode)?)
+    match private {
+        true => crate::durable::replace(path, pem.as_bytes(), 0o600)?,
+        false => crate::durable::replace_public(path, pem.as_bytes())?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

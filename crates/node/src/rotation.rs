@@ -80,6 +80,8 @@ pub enum RotationError {
     },
     #[error("{old} already holds another key than the one being replaced: move it aside")]
     OldKeyClash { old: PathBuf },
+    #[error("the key rotation {request} was interrupted, and the store cannot say which key signed after its last seq ({error}): the node does not start on a key that may have ended; repair the store, or move the request aside if the switch failed")]
+    Undecided { request: PathBuf, error: String },
 }
 
 /// A rotation this node made whose new key the roster does not list yet.
@@ -205,8 +207,7 @@ fn finish(
 /// switches meanwhile): finishes a switch a crash interrupted (the request names the configured
 /// key as old and `.next` as new). Returns whether it did. `signed_after(seq)` is the key id
 /// that signed the node's own entry at `seq + 1` in its store, if it holds one (an error when
-/// the store cannot tell: nothing is done then, the request stays for the next start): by the
-/// old key,
+/// the store cannot tell: [`RotationError::Undecided`], the request stays): by the old key,
 /// the switch failed and the node signed on with the old key (the request's removal a crash
 /// undid), and finishing it would end the old key before entries it signed, so the request is
 /// removed instead; by the new key, the switch was done and a crash undid its rename.
@@ -232,8 +233,10 @@ pub fn resume(
     }
     match signed_after(verified.last_seq) {
         Err(error) => {
-            tracing::warn!(request = %files.request().display(), %error, "a key rotation request left as it is: the store cannot say which key signed after it");
-            return Ok(false);
+            return Err(RotationError::Undecided {
+                request: files.request(),
+                error,
+            })
         }
         Ok(None) => {}
         Ok(Some(k)) if k == KeyId::of(&new.verifying_key()) => {}
@@ -512,8 +515,11 @@ mod tests {
         let request = sign_rotation(&org, &old, &new, 4, 1);
         write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
         let new_id = KeyId::of(&new.verifying_key());
-        // Unreadable: nothing is done.
-        assert!(!resume(&files, |_| Err("disk".into())).unwrap());
+        // Unreadable: nothing is done, and the start stops.
+        assert!(matches!(
+            resume(&files, |_| Err("disk".into())),
+            Err(RotationError::Undecided { .. })
+        ));
         assert_eq!(read_key(&files.key).unwrap(), old);
         assert!(resume(&files, |seq| Ok((seq == 4).then_some(new_id))).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), new);

@@ -151,7 +151,9 @@ pub type Outbound = mpsc::Sender<Result<pb::SyncFrame, Status>>;
 /// Drops the frames still queued for a peer once its link ends shut out (a roster version
 /// refuses it, or its certificate ended), or its task is dropped (a dialer ended by the roster
 /// version that removed its hub): a peer reading slowly on purpose would otherwise collect the
-/// whole queue after it. Only [`ShutOut::after`] an ordinary end lets the queue drain.
+/// whole queue after it. Only [`ShutOut::after`] an ordinary end lets the queue drain. A dialer
+/// dropped for an ordinary reason (the node stopping, a hub's address changed) loses its queue
+/// too, which costs nothing: the next link's hello says what each side lacks.
 pub(super) struct ShutOut(Option<tokio::sync::oneshot::Sender<()>>);
 
 impl Drop for ShutOut {
