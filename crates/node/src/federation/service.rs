@@ -53,6 +53,11 @@ impl Federation for FederationService {
         let (end_tx, end_rx) = oneshot::channel::<Status>();
         let (shut_out, cut) = ShutOut::new();
         let inbound = request.into_inner();
+        let up = LinkUp {
+            state: Arc::clone(&state),
+            peer: peer.clone(),
+            ended: false,
+        };
         tokio::spawn(async move {
             let result = run_link(Arc::clone(&state), peer.clone(), relay, cert, inbound, tx).await;
             shut_out.after(&result);
@@ -67,12 +72,37 @@ impl Federation for FederationService {
                 let _ = end_tx.send(e.to_status());
                 line
             });
-            state.peers.disconnect(&peer, error);
+            up.end(error);
         });
         // Queued frames first, then the error status if the link failed; a link that ended
         // cleanly drops `end_tx` and the stream closes with OK.
         let end = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
         let frames = ReceiverStream::new(rx).take_until(cut);
         Ok(Response::new(Box::pin(frames.chain(end))))
+    }
+}
+
+/// Marks the peer of an accepted link down if the link's task ends without saying how (a panic
+/// unwinding it): left marked up, the peer could never link again ("already up") until restart.
+struct LinkUp {
+    state: Arc<NodeState>,
+    peer: intelmesh_core::OrgId,
+    ended: bool,
+}
+
+impl LinkUp {
+    /// The link ended, with `error` if it failed.
+    fn end(mut self, error: Option<String>) {
+        self.ended = true;
+        self.state.peers.disconnect(&self.peer, error);
+    }
+}
+
+impl Drop for LinkUp {
+    fn drop(&mut self) {
+        if !self.ended {
+            let why = "the link's task ended abnormally (see the log)".to_string();
+            self.state.peers.disconnect(&self.peer, Some(why));
+        }
     }
 }
