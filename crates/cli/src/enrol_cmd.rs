@@ -331,22 +331,21 @@ pub(crate) fn parse_authority(spec: &str) -> anyhow::Result<AuthorityKey> {
     })
 }
 
-/// An authority's signing key from its file: a roster authority key signs who is a member.
-/// Refused when others may write the file (they would choose the key); a warning when they may
-/// only read it, since such keys are often kept on removable media whose file system has no
-/// modes (vfat shows 0644 or 0755), where `chmod 600` cannot help.
+/// An authority's signing key from its file: a roster authority key signs who is a member. A
+/// file others may read or write is used with a warning, not refused: such keys are often kept
+/// on removable media whose file system has no modes (vfat, exFAT and NTFS mounts show 0644 to
+/// 0777), where `chmod 600` cannot help.
 pub(crate) fn load_authority_key(path: &Path) -> anyhow::Result<SigningKey> {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o022 != 0 {
-            return Err(usage(format!(
-                "{} may be written by others (mode {mode:04o}): they could choose the key it signs with; run `chmod 600 {}`",
+            eprintln!(
+                "warning: {} may be written by others (mode {mode:04o}): they could choose the key it signs with; run `chmod 600 {}` where the file system keeps modes",
                 path.display(),
                 path.display()
-            )));
-        }
-        if let Err(e) = intelmesh_node::private_files::check_key_file(path) {
+            );
+        } else if let Err(e) = intelmesh_node::private_files::check_key_file(path) {
             eprintln!("warning: {e}: an authority key signs who is a member");
         }
     }
@@ -493,8 +492,9 @@ pub(crate) fn write_config(path: &Path, config: &NodeConfig) -> anyhow::Result<(
 
 /// Writes a file others may read (a config, a genesis, a request to send), whole and durably:
 /// a crash leaves the old file or the new one, never a truncated one a re-run then refuses.
+/// 0644 whatever the umask: the node's own user reads what root wrote.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    Ok(intelmesh_node::durable::replace(path, bytes, 0o644)?)
+    Ok(intelmesh_node::durable::replace_public(path, bytes)?)
 }
 
 fn create_dir(dir: &Path) -> anyhow::Result<()> {

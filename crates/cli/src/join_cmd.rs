@@ -119,9 +119,10 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
             ca_sha256: &a.federation_ca_sha256,
         },
     )?;
-    // The node's own directory holds its key: a certificate of another key would fail every
-    // handshake once installed over the working one.
-    let key_path = a.dir.join("node.key");
+    // The key the node serves (the kept config's, else the directory's): a certificate of
+    // another key would fail every handshake once installed over the working one.
+    let key_path =
+        (joined.as_ref()).map_or_else(|| a.dir.join("node.key"), |c| c.federation.key.clone());
     if let Ok(key_pem) = std::fs::read_to_string(&key_path) {
         match intelmesh_node::pki::cert_matches_key(&bundle.node_cert_pem, &key_pem) {
             Ok(true) => {}

@@ -241,7 +241,7 @@ pub fn edit(
     let mode = std::fs::metadata(config)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .unwrap_or(0o600);
-    Ok(intelmesh_node::durable::replace(
+    Ok(intelmesh_node::durable::replace_exact(
         config,
         text.as_bytes(),
         mode,

@@ -36,6 +36,12 @@ pub fn replace_public(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
     replace_with(path, bytes, 0o644, Mode::Exactly)
 }
 
+/// Replaces `path` with `bytes` with exactly `mode`, whatever the umask: a file whose mode the
+/// operator chose (a config edited in place keeps it).
+pub fn replace_exact(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
+    replace_with(path, bytes, mode, Mode::Exactly)
+}
+
 /// Whether a file's mode is what the umask leaves of the one asked, or exactly that one.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
