@@ -9,6 +9,9 @@ use intelmesh_core::OrgId;
 /// Live facts about each configured peer, for `status` and for refusing a second link.
 pub struct PeerTable {
     inner: Mutex<BTreeMap<OrgId, PeerState>>,
+    /// The last link number given out: each link marks its peer down only if it is still the
+    /// one marked up (an older link ending late must not mark a newer one down).
+    links: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -29,12 +32,15 @@ pub struct PeerState {
     /// The roster version and hash the peer announced in its hello (roster mode).
     pub roster_version: u64,
     pub roster_hash: Vec<u8>,
+    /// The number of the link marked up (see [`PeerTable::connect`]).
+    link: u64,
 }
 
 impl PeerTable {
     pub(crate) fn new(orgs: impl Iterator<Item = OrgId>) -> PeerTable {
         PeerTable {
             inner: Mutex::new(orgs.map(|o| (o, PeerState::default())).collect()),
+            links: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -43,28 +49,42 @@ impl PeerTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Marks the peer connected, clearing the error of its last failure; false if a link to
-    /// it is already up.
-    pub fn connect(&self, org: &OrgId, address: String) -> bool {
+    /// Marks the peer connected, clearing the error of its last failure; the link's number,
+    /// which [`PeerTable::disconnect`] takes, or `None` if a link to it is already up.
+    pub fn connect(&self, org: &OrgId, address: String) -> Option<u64> {
         let mut t = self.lock();
         let s = t.entry(org.clone()).or_default();
         if s.connected {
-            return false;
+            return None;
         }
+        let link = self
+            .links
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         s.connected = true;
+        s.link = link;
         s.address = address;
         s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
         s.last_error.clear();
-        true
+        Some(link)
     }
 
-    pub fn disconnect(&self, org: &OrgId, error: Option<String>) {
+    /// Marks the peer down if `link` is the link marked up, with `error` as its last failure.
+    pub fn disconnect(&self, org: &OrgId, link: u64, error: Option<String>) {
         let mut t = self.lock();
         let s = t.entry(org.clone()).or_default();
+        if !s.connected || s.link != link {
+            return;
+        }
         s.connected = false;
         if let Some(e) = error {
             s.last_error = e;
         }
+    }
+
+    /// Records why the peer is not dialed (without touching a link that is up).
+    pub fn not_dialed(&self, org: &OrgId, why: String) {
+        self.lock().entry(org.clone()).or_default().last_error = why;
     }
 
     pub fn update(&self, org: &OrgId, f: impl FnOnce(&mut PeerState)) {
@@ -91,5 +111,29 @@ impl PeerTable {
 
     pub fn snapshot(&self) -> BTreeMap<OrgId, PeerState> {
         self.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_marks_its_peer_down_only_while_it_is_the_one_up() {
+        let hub = OrgId::parse("SG-IGCI").unwrap();
+        let table = PeerTable::new(std::iter::once(hub.clone()));
+        let first = table.connect(&hub, "a".into()).expect("first link");
+        assert_eq!(table.connect(&hub, "b".into()), None, "already up");
+        table.disconnect(&hub, first, Some("closed".into()));
+        let second = table.connect(&hub, "b".into()).expect("second link");
+        // The first link ending again (late) leaves the second up.
+        table.disconnect(&hub, first, Some("late".into()));
+        let s = &table.snapshot()[&hub];
+        assert!(s.connected && s.last_error.is_empty(), "{s:?}");
+        table.not_dialed(&hub, "not dialed".into());
+        assert!(table.snapshot()[&hub].connected);
+        table.disconnect(&hub, second, None);
+        let s = &table.snapshot()[&hub];
+        assert!(!s.connected && s.last_error == "not dialed", "{s:?}");
     }
 }

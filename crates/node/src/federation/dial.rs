@@ -73,13 +73,15 @@ async fn dial_hubs(state: Arc<NodeState>) {
             .map(|(org, _)| org.clone())
             .collect();
         for org in gone {
+            // The dialer's link (if up) is marked down as its task is dropped; an inbound link
+            // with the same peer is not touched.
             dialers.remove(&org);
-            state.peers.disconnect(
+            state.peers.not_dialed(
                 &org,
-                Some(format!(
+                format!(
                     "not dialed: no longer a hub at this address in roster version {}",
                     roster.version()
-                )),
+                ),
             );
         }
         for (org, addr) in wanted {
@@ -199,9 +201,9 @@ async fn dial_once(
     let (shut_out, cut) = super::link::ShutOut::new();
     let outbound =
         futures::StreamExt::take_until(ReceiverStream::new(rx).map_while(Result::ok), cut);
-    if !state.peers.connect(peer, addr.to_string()) {
+    let Some(up) = super::link::LinkUp::open(state, peer, addr.to_string()) else {
         return Err(format!("a link with {peer} is already up").into());
-    }
+    };
     let result = async {
         let response = tokio::time::timeout_at(deadline, client.sync(outbound))
             .await
@@ -231,7 +233,7 @@ async fn dial_once(
         Err(Failed::ShutDown(l) | Failed::Error(l)) => Some(l.clone()),
         Ok(()) => None,
     };
-    state.peers.disconnect(peer, line);
+    up.end(line);
     result
 }
 

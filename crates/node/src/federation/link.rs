@@ -148,6 +148,45 @@ impl LinkError {
 
 pub type Outbound = mpsc::Sender<Result<pb::SyncFrame, Status>>;
 
+/// A link marked up in the peer table, marked down when it ends: by [`LinkUp::end`], or when
+/// dropped without it (its task panicked, or was aborted: a dialer the roster ended). Left
+/// marked up, the peer could never link again ("already up") until a restart. Only this link
+/// is marked down, never a newer one of the same peer.
+pub(super) struct LinkUp {
+    state: Arc<NodeState>,
+    peer: OrgId,
+    link: u64,
+    ended: bool,
+}
+
+impl LinkUp {
+    /// Marks `peer` up at `address`; `None` if a link with it is already up.
+    pub(super) fn open(state: &Arc<NodeState>, peer: &OrgId, address: String) -> Option<LinkUp> {
+        let link = state.peers.connect(peer, address)?;
+        Some(LinkUp {
+            state: Arc::clone(state),
+            peer: peer.clone(),
+            link,
+            ended: false,
+        })
+    }
+
+    /// The link ended, with `error` if it failed.
+    pub(super) fn end(mut self, error: Option<String>) {
+        self.ended = true;
+        self.state.peers.disconnect(&self.peer, self.link, error);
+    }
+}
+
+impl Drop for LinkUp {
+    fn drop(&mut self) {
+        if !self.ended {
+            tracing::warn!(peer = %self.peer, "a link's task ended without saying how (stopped or failed)");
+            self.state.peers.disconnect(&self.peer, self.link, None);
+        }
+    }
+}
+
 /// Drops the frames still queued for a peer once its link ends shut out (a roster version
 /// refuses it, or its certificate ended), or its task is dropped (a dialer ended by the roster
 /// version that removed its hub): a peer reading slowly on purpose would otherwise collect the

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::link::{run_link, ShutOut};
+use super::link::{run_link, LinkUp, ShutOut};
 use super::link_error_line;
 use crate::admission::{admit_peer, PeerCert};
 use crate::identity::{require_role, Identity, Role};
@@ -41,11 +41,11 @@ impl Federation for FederationService {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        if !state.peers.connect(&peer, address) {
+        let Some(up) = LinkUp::open(&state, &peer, address) else {
             return Err(Status::already_exists(format!(
                 "a link with {peer} is already up"
             )));
-        }
+        };
         let (tx, rx) = mpsc::channel(state.cfg.limits.peer_queue_frames);
         // The link's final status travels outside the frame queue: when the link ends because
         // that queue is full (a stalled peer), the status would not fit in it, and the peer
@@ -53,11 +53,6 @@ impl Federation for FederationService {
         let (end_tx, end_rx) = oneshot::channel::<Status>();
         let (shut_out, cut) = ShutOut::new();
         let inbound = request.into_inner();
-        let up = LinkUp {
-            state: Arc::clone(&state),
-            peer: peer.clone(),
-            ended: false,
-        };
         tokio::spawn(async move {
             let result = run_link(Arc::clone(&state), peer.clone(), relay, cert, inbound, tx).await;
             shut_out.after(&result);
@@ -79,30 +74,5 @@ impl Federation for FederationService {
         let end = futures::stream::once(end_rx).filter_map(|r| async move { r.ok().map(Err) });
         let frames = ReceiverStream::new(rx).take_until(cut);
         Ok(Response::new(Box::pin(frames.chain(end))))
-    }
-}
-
-/// Marks the peer of an accepted link down if the link's task ends without saying how (a panic
-/// unwinding it): left marked up, the peer could never link again ("already up") until restart.
-struct LinkUp {
-    state: Arc<NodeState>,
-    peer: intelmesh_core::OrgId,
-    ended: bool,
-}
-
-impl LinkUp {
-    /// The link ended, with `error` if it failed.
-    fn end(mut self, error: Option<String>) {
-        self.ended = true;
-        self.state.peers.disconnect(&self.peer, error);
-    }
-}
-
-impl Drop for LinkUp {
-    fn drop(&mut self) {
-        if !self.ended {
-            let why = "the link's task ended abnormally (see the log)".to_string();
-            self.state.peers.disconnect(&self.peer, Some(why));
-        }
     }
 }
