@@ -82,9 +82,13 @@ impl PeerTable {
         }
     }
 
-    /// Records why the peer is not dialed (without touching a link that is up).
+    /// Records why the peer is not dialed, unless a link with it is up (an inbound one).
     pub fn not_dialed(&self, org: &OrgId, why: String) {
-        self.lock().entry(org.clone()).or_default().last_error = why;
+        let mut t = self.lock();
+        let s = t.entry(org.clone()).or_default();
+        if !s.connected {
+            s.last_error = why;
+        }
     }
 
     pub fn update(&self, org: &OrgId, f: impl FnOnce(&mut PeerState)) {
@@ -130,9 +134,12 @@ mod tests {
         table.disconnect(&hub, first, Some("late".into()));
         let s = &table.snapshot()[&hub];
         assert!(s.connected && s.last_error.is_empty(), "{s:?}");
+        // Why a hub is not dialed is not said of an inbound link that is up.
         table.not_dialed(&hub, "not dialed".into());
-        assert!(table.snapshot()[&hub].connected);
+        let s = &table.snapshot()[&hub];
+        assert!(s.connected && s.last_error.is_empty(), "{s:?}");
         table.disconnect(&hub, second, None);
+        table.not_dialed(&hub, "not dialed".into());
         let s = &table.snapshot()[&hub];
         assert!(!s.connected && s.last_error == "not dialed", "{s:?}");
     }

@@ -73,9 +73,13 @@ async fn dial_hubs(state: Arc<NodeState>) {
             .map(|(org, _)| org.clone())
             .collect();
         for org in gone {
-            // The dialer's link (if up) is marked down as its task is dropped; an inbound link
-            // with the same peer is not touched.
-            dialers.remove(&org);
+            // The dialer's link (if up) is marked down as its task is dropped, which is waited
+            // for: a new dialer for the same hub (a new address) would otherwise find it still
+            // up. An inbound link with the same peer is not touched.
+            if let Some((_, mut task)) = dialers.remove(&org) {
+                task.0.abort();
+                let _ = (&mut task.0).await;
+            }
             state.peers.not_dialed(
                 &org,
                 format!(

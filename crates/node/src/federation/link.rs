@@ -180,10 +180,16 @@ impl LinkUp {
 
 impl Drop for LinkUp {
     fn drop(&mut self) {
-        if !self.ended {
-            tracing::warn!(peer = %self.peer, "a link's task ended without saying how (stopped or failed)");
-            self.state.peers.disconnect(&self.peer, self.link, None);
+        if self.ended {
+            return;
         }
+        // A dialer stopped (the node stopping, its hub gone from the roster) is an ordinary
+        // end, whose reason was recorded by whoever stopped it; a panic is not.
+        let why = std::thread::panicking().then(|| {
+            tracing::warn!(peer = %self.peer, "a link's task failed");
+            "the link's task ended abnormally (see the log)".to_string()
+        });
+        self.state.peers.disconnect(&self.peer, self.link, why);
     }
 }
 
