@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use intelmesh_node::pki::{Ca, Validity};
 use intelmesh_node::provision::{loopback_specs, star_links};
+use intelmesh_tests::api::{client_with, service_cert, watch_end};
 use intelmesh_tests::net::{fast_limits, org, TestNet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -79,25 +80,9 @@ async fn an_api_connection_and_its_watch_end_with_the_callers_certificate() {
     let mut net = TestNet::provisioned(&specs, &[], &fast_limits());
     let sg = org("SG-IGCI");
     net.start(&sg).await;
-    let dir = net.fed.nodes[&sg].dir.clone();
-    let ca = Ca::load(&dir.join("service-ca.pem"), &dir.join("service-ca.key"))
-        .expect("the node's service CA");
-    let certs = tempfile::tempdir().unwrap();
     let issued = Instant::now();
-    ca.issue_service_for(&sg, "soc", Validity::seconds(6))
-        .unwrap()
-        .write(certs.path(), "soc")
-        .unwrap();
-    let channel = intelmesh_node::client::api_channel(
-        net.node(&sg).api_addr,
-        &sg,
-        &net.fed.nodes[&sg].api_ca,
-        &certs.path().join("soc.pem"),
-        &certs.path().join("soc.key"),
-    )
-    .await
-    .expect("API channel");
-    let mut client = pb::indicators_client::IndicatorsClient::new(channel);
+    let certs = service_cert(&net.fed.nodes[&sg], &sg, "soc", Validity::seconds(6));
+    let mut client = client_with(net.node(&sg), &net.fed.nodes[&sg], certs.path(), "soc").await;
     let get = pb::GetRequest {
         r#type: pb::IndicatorType::Domain as i32,
         value: "x.example".into(),
@@ -108,18 +93,8 @@ async fn an_api_connection_and_its_watch_end_with_the_callers_certificate() {
         .await
         .expect("watch opens")
         .into_inner();
-    let ended = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match watch.message().await {
-                Ok(Some(_)) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .expect("the watch ends");
+    let err = watch_end(&mut watch).await;
     assert!(issued.elapsed() >= Duration::from_secs(5), "ended early");
-    let err = ended.expect_err("ended with a status");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     assert!(err.message().contains("the certificate ended at"), "{err}");
     // The same connection, still open: its calls are refused now.

@@ -5,10 +5,12 @@
 use std::time::Duration;
 
 use intelmesh_core::{now_unix_ms, Signer};
+use intelmesh_node::pki::Validity;
 use intelmesh_node::state::NodeError;
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::model::new_member;
 use intelmesh_store::Store;
+use intelmesh_tests::api::{client_with, service_cert, watch_end};
 use intelmesh_tests::net::{domain_upsert, green, org};
 use intelmesh_tests::roster_net::{cert_serial, peer, signing_key, RosterNet, FEDERATION};
 
@@ -222,17 +224,7 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
     let revoked_here = format!("certificate {api_serial} is revoked in roster version 3");
     assert!(err.message().contains(&revoked_here), "{err}");
     // The open Watch is ended by the version, not left feeding the revoked certificate.
-    let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match watch.message().await {
-                Ok(Some(_)) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .expect("the watch ends");
-    let err = ended.expect_err("ended with a status");
+    let err = watch_end(&mut watch).await;
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     assert!(err.message().contains(&revoked_here), "{err}");
     // Its calls are recorded as refused, naming none of the values it sent.
@@ -719,25 +711,8 @@ async fn a_suspended_members_services_are_refused_by_other_nodes_api_and_their_w
     let mut net = RosterNet::with_agencies(&["SG-IGCI", "AU-AFP"]).await;
     // The hub's service CA certifies a service of AU (a deployment where the hub serves
     // members' tools): it reads as AU.
-    let dir = net.fed.nodes[&hub].dir.clone();
-    let ca =
-        intelmesh_node::pki::Ca::load(&dir.join("service-ca.pem"), &dir.join("service-ca.key"))
-            .expect("the hub's service CA");
-    let certs = tempfile::tempdir().unwrap();
-    ca.issue_service(&au, "soc")
-        .unwrap()
-        .write(certs.path(), "soc")
-        .unwrap();
-    let channel = intelmesh_node::client::api_channel(
-        net.node(&hub).api_addr,
-        &hub,
-        &net.fed.nodes[&hub].api_ca,
-        &certs.path().join("soc.pem"),
-        &certs.path().join("soc.key"),
-    )
-    .await
-    .expect("API channel");
-    let mut client = pb::indicators_client::IndicatorsClient::new(channel);
+    let certs = service_cert(&net.fed.nodes[&hub], &au, "soc", Validity::default());
+    let mut client = client_with(net.node(&hub), &net.fed.nodes[&hub], certs.path(), "soc").await;
     let req = pb::GetRequest {
         r#type: pb::IndicatorType::Domain as i32,
         value: "x.example".into(),
@@ -760,17 +735,7 @@ async fn a_suspended_members_services_are_refused_by_other_nodes_api_and_their_w
         .expect_err("a suspended member's service");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     assert!(err.message().contains(&suspended), "{err}");
-    let ended = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match watch.message().await {
-                Ok(Some(_)) => continue,
-                other => return other,
-            }
-        }
-    })
-    .await
-    .expect("the watch ends");
-    let err = ended.expect_err("ended with a status");
+    let err = watch_end(&mut watch).await;
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     assert!(err.message().contains(&suspended), "{err}");
     for o in [hub, org("SG-IGCI"), au] {

@@ -492,15 +492,12 @@ async fn sightings_are_added_with_the_first_assertion_the_reader_sees() {
     let net = net().await;
     let (au, br) = (org("AU-AFP"), org("BR-PF"));
     // AU's node serves a service of BR's too (its service CA certifies it): it reads as BR.
-    let dir = net.fed.nodes[&au].dir.clone();
-    let ca =
-        intelmesh_node::pki::Ca::load(&dir.join("service-ca.pem"), &dir.join("service-ca.key"))
-            .expect("AU's service CA");
-    let certs = tempfile::tempdir().unwrap();
-    ca.issue_service(&br, "soc")
-        .unwrap()
-        .write(certs.path(), "soc")
-        .unwrap();
+    let certs = intelmesh_tests::api::service_cert(
+        &net.fed.nodes[&au],
+        &br,
+        "soc",
+        intelmesh_node::pki::Validity::default(),
+    );
     let as_br = |extra: &[&str]| {
         let mut a = vec![
             "--cert".to_string(),

@@ -133,3 +133,59 @@ pub fn domains(from: usize, to: usize, tlp: Tlp) -> Vec<pb::Submission> {
         "w",
     )
 }
+
+/// A service certificate of `org` named `name` (`NAME.pem`, `NAME.key` in a new temporary
+/// directory), issued by the service CA of the node provisioned as `p`: a node's service CA may
+/// certify other orgs' tools, which read as their org.
+pub fn service_cert(
+    p: &intelmesh_node::provision::ProvisionedNode,
+    org: &intelmesh_core::OrgId,
+    name: &str,
+    validity: intelmesh_node::pki::Validity,
+) -> tempfile::TempDir {
+    let ca =
+        intelmesh_node::pki::Ca::load(&p.dir.join("service-ca.pem"), &p.dir.join("service-ca.key"))
+            .expect("the node's service CA");
+    let dir = tempfile::tempdir().expect("temp dir");
+    ca.issue_service_for(org, name, validity)
+        .expect("a service certificate")
+        .write(dir.path(), name)
+        .expect("written");
+    dir
+}
+
+/// An `Indicators` client of `node` (provisioned as `p`) presenting the certificate
+/// [`service_cert`] wrote into `certs` as `name`.
+pub async fn client_with(
+    node: &intelmesh_node::RunningNode,
+    p: &intelmesh_node::provision::ProvisionedNode,
+    certs: &std::path::Path,
+    name: &str,
+) -> Client {
+    let channel = intelmesh_node::client::api_channel(
+        node.api_addr,
+        node.org(),
+        &p.api_ca,
+        &certs.join(format!("{name}.pem")),
+        &certs.join(format!("{name}.key")),
+    )
+    .await
+    .expect("API channel");
+    IndicatorsClient::new(channel)
+}
+
+/// The status a watch ends with (its events skipped), or a failure if it does not end within
+/// the patience.
+pub async fn watch_end(s: &mut Streaming<pb::WatchEvent>) -> tonic::Status {
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match s.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the watch ends");
+    ended.expect_err("ended with a status")
+}

@@ -43,10 +43,9 @@ pub fn signing_key(dir: &Path) -> SigningKey {
 
 /// The serial of a PEM certificate, in the roster's form.
 pub fn cert_serial(pem_path: &Path) -> String {
-    let pem = std::fs::read(pem_path).expect("certificate");
-    let (_, p) = x509_parser::pem::parse_x509_pem(&pem).expect("PEM");
-    let raw = intelmesh_node::admission::serial_of(&p.contents).expect("serial");
-    intelmesh_roster::model::normalize_serial(&raw)
+    let pem = std::fs::read_to_string(pem_path).expect("certificate");
+    let facts = intelmesh_node::cert_facts::cert_facts_pem(&pem).expect("a certificate");
+    intelmesh_roster::model::normalize_serial(&facts.serial_hex)
 }
 
 impl RosterNet {

@@ -6,15 +6,8 @@
 use intelmesh_core::OrgId;
 use intelmesh_roster::{MemberRole, Refusal};
 use tonic::{Request, Status};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::state::NodeState;
-
-/// Hex serial (lowercase) of a DER certificate, as the roster lists revoked ones.
-pub fn serial_of(der: &[u8]) -> Option<String> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    Some(hex::encode(cert.raw_serial()))
-}
 
 /// Why a certificate that ended at `end_unix_ms` is refused.
 pub fn certificate_ended(end_unix_ms: i64) -> String {
@@ -31,12 +24,14 @@ pub struct PeerCert {
 }
 
 impl PeerCert {
+    /// Of the certificate `der` (one parse; nothing known of one that does not parse).
     pub fn of_leaf(der: &[u8]) -> PeerCert {
-        PeerCert {
-            serial: serial_of(der),
-            not_after_unix_ms: crate::cert_facts::cert_facts(der)
-                .ok()
-                .map(|f| f.not_after_unix_ms),
+        match crate::cert_facts::cert_facts(der) {
+            Ok(facts) => PeerCert {
+                serial: Some(facts.serial_hex),
+                not_after_unix_ms: Some(facts.not_after_unix_ms),
+            },
+            Err(_) => PeerCert::default(),
         }
     }
 
@@ -107,13 +102,14 @@ pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<()
 /// with none open: a node's service CA may certify other orgs' services, which read as their
 /// org). `None` when none of these holds.
 pub fn refused_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
-    if let Some(end) = PeerCert::of_leaf(leaf).not_after_unix_ms {
+    let cert = PeerCert::of_leaf(leaf);
+    if let Some(end) = cert.not_after_unix_ms {
         if end < intelmesh_core::now_unix_ms() {
             return Some(certificate_ended(end));
         }
     }
     let roster = state.roster()?;
-    let serial = serial_of(leaf).map(|s| intelmesh_roster::model::normalize_serial(&s));
+    let serial = (cert.serial).map(|s| intelmesh_roster::model::normalize_serial(&s));
     if let Some(serial) = serial.filter(|s| roster.revoked_serials().contains(s)) {
         return Some(format!(
             "certificate {serial} is revoked in roster version {}: ask for a new certificate",

@@ -401,6 +401,42 @@ mod tests {
         SigningKey::generate(&mut rand::rngs::OsRng)
     }
 
+    /// A node's key file holding `old`, with `new` staged beside it.
+    struct Staged {
+        _dir: tempfile::TempDir,
+        files: RotationFiles,
+        org: OrgId,
+        old: SigningKey,
+        new: SigningKey,
+    }
+
+    fn staged() -> Staged {
+        let dir = tempfile::tempdir().unwrap();
+        let files = RotationFiles::of(&dir.path().join("signing.key"));
+        let (old, new) = (key(), key());
+        crate::keys::write_private(&files.key, &old).unwrap();
+        stage_next_key(&files, &new).unwrap();
+        Staged {
+            _dir: dir,
+            files,
+            org: OrgId::parse("SG-IGCI").unwrap(),
+            old,
+            new,
+        }
+    }
+
+    /// The switch's request from `old` to `new` at `last_seq`, durable (the step before the
+    /// rename).
+    fn write_request(
+        files: &RotationFiles,
+        org: &OrgId,
+        (old, new): (&SigningKey, &SigningKey),
+        last_seq: u64,
+    ) {
+        let request = sign_rotation(org, old, new, last_seq, 1);
+        write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
+    }
+
     #[test]
     fn the_overlay_splits_own_keys_at_the_rotation_until_the_roster_lists_the_new_key() {
         let org = OrgId::parse("SG-IGCI").unwrap();
@@ -463,19 +499,19 @@ mod tests {
 
     #[test]
     fn a_switch_interrupted_before_the_key_moves_is_finished_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = RotationFiles::of(&dir.path().join("signing.key"));
-        let org = OrgId::parse("SG-IGCI").unwrap();
-        let (old, new) = (key(), key());
-        crate::keys::write_private(&files.key, &old).unwrap();
-        stage_next_key(&files, &new).unwrap();
+        let Staged {
+            _dir,
+            files,
+            org,
+            old,
+            new,
+        } = staged();
         assert!(matches!(
             stage_next_key(&files, &key()),
             Err(RotationError::NextExists { .. })
         ));
         // The request is durable, then the process stops before the rename.
-        let request = sign_rotation(&org, &old, &new, 4, 1);
-        write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
+        write_request(&files, &org, (&old, &new), 4);
 
         assert!(resume(&files, |_| Ok(None)).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), new);
@@ -493,15 +529,15 @@ mod tests {
 
     #[test]
     fn a_request_the_old_key_signed_past_is_removed_at_start_not_finished() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = RotationFiles::of(&dir.path().join("signing.key"));
-        let org = OrgId::parse("SG-IGCI").unwrap();
-        let (old, new) = (key(), key());
-        crate::keys::write_private(&files.key, &old).unwrap();
-        stage_next_key(&files, &new).unwrap();
+        let Staged {
+            _dir,
+            files,
+            org,
+            old,
+            new,
+        } = staged();
         // A switch at seq 4 failed; its request's removal was lost, and the node signed on to 6.
-        let request = sign_rotation(&org, &old, &new, 4, 1);
-        write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
+        write_request(&files, &org, (&old, &new), 4);
 
         let old_id = KeyId::of(&old.verifying_key());
         assert!(!resume(&files, |seq| Ok((seq == 4).then_some(old_id))).unwrap());
@@ -511,28 +547,28 @@ mod tests {
             files.next().exists(),
             "the staged key stays for a new attempt"
         );
-        // A switch done whose rename a crash undid (the new key signed past it): finished.
-        let request = sign_rotation(&org, &old, &new, 4, 1);
-        write_durably(&files.request(), &request.encode_to_vec(), 0o644).unwrap();
-        let new_id = KeyId::of(&new.verifying_key());
-        // Unreadable: nothing is done, and the start stops.
+        write_request(&files, &org, (&old, &new), 4);
+        // A store that cannot say which key signed next: nothing is done, and the start stops.
         assert!(matches!(
             resume(&files, |_| Err("disk".into())),
             Err(RotationError::Undecided { .. })
         ));
         assert_eq!(read_key(&files.key).unwrap(), old);
+        // A switch done whose rename a crash undid (the new key signed past it): finished.
+        let new_id = KeyId::of(&new.verifying_key());
         assert!(resume(&files, |seq| Ok((seq == 4).then_some(new_id))).unwrap());
         assert_eq!(read_key(&files.key).unwrap(), new);
     }
 
     #[test]
     fn a_switch_that_fails_before_the_key_moves_leaves_nothing_for_a_restart_to_finish() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = RotationFiles::of(&dir.path().join("signing.key"));
-        let org = OrgId::parse("SG-IGCI").unwrap();
-        let (old, new) = (key(), key());
-        crate::keys::write_private(&files.key, &old).unwrap();
-        stage_next_key(&files, &new).unwrap();
+        let Staged {
+            _dir,
+            files,
+            org,
+            old,
+            new,
+        } = staged();
         // Another key already where the old one is to be kept: the switch stops there.
         crate::keys::write_private(&files.old(KeyId::of(&old.verifying_key())), &key()).unwrap();
         assert!(matches!(
