@@ -476,3 +476,92 @@ async fn an_audience_past_what_every_index_keeps_is_refused_at_submit() {
     let seqs: Vec<u64> = state.assertions.iter().map(|a| a.seq).collect();
     assert_eq!(seqs, [17], "the origin's latest assertion: {state:?}");
 }
+
+/// Two publications judged against the same signed state, each under the cap alone, cannot
+/// pass it together: the second is judged again under the publish lock and refused. A
+/// publication judged at the head it is signed on is not judged again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_publications_judged_at_once_cannot_pass_the_audience_cap_together() {
+    use intelmesh_node::api::audience_rejudge;
+    use intelmesh_node::api::submission::{submissions, Publisher};
+    use intelmesh_node::own_entries::Rejudge;
+    use intelmesh_node::state::NodeError;
+
+    let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
+    let state = std::sync::Arc::clone(net.node(&org("AU-AFP")).state());
+    let members = ["AU-AFP", "BR-PF", "SG-IGCI"];
+    let mut audiences: Vec<(Tlp, Vec<&str>)> = Vec::new();
+    for tlp in [Tlp::AmberStrict, Tlp::Red] {
+        for set in 1..8usize {
+            let names = (0..3).filter(|b| set & (1 << b) != 0).map(|b| members[b]);
+            audiences.push((tlp, names.collect()));
+        }
+    }
+    audiences.extend([Tlp::Clear, Tlp::Green, Tlp::Amber].map(|t| (t, Vec::new())));
+    let to = |(tlp, recipients): &(Tlp, Vec<&str>)| {
+        let mut s = upsert(Ty::Domain, "raced.example", *tlp, &["c2"]);
+        s.distribution = dist(*tlp, recipients);
+        s
+    };
+    let member_ids = members.iter().map(|m| org(m)).collect();
+    let publisher = Publisher {
+        org: &state.org,
+        members: &member_ids,
+        now: now_unix_ms(),
+    };
+    let prepared = |a: &(Tlp, Vec<&str>)| submissions(&[to(a)], &publisher).expect("valid");
+    let pairs = |p: Vec<intelmesh_node::api::submission::Prepared>| {
+        p.into_iter()
+            .map(|p| (p.distribution, p.payload))
+            .collect::<Vec<_>>()
+    };
+    let (first_15, rest) = audiences.split_at(15);
+    let held: Vec<_> = first_15.iter().flat_map(prepared).collect();
+    state.publish(pairs(held)).await.expect("15 audiences");
+
+    // Both judged now, against 15 audiences held: each alone would be the 16th.
+    let judged_at = state.own_head_seq();
+    assert_eq!(judged_at, 15);
+    let (a, b) = (prepared(&rest[0]), prepared(&rest[1]));
+    let (judge_a, judge_b) = (
+        audience_rejudge(judged_at, &a),
+        audience_rejudge(judged_at, &b),
+    );
+    let seqs = state
+        .publish_rejudged(pairs(a), Some(judge_a))
+        .await
+        .expect("judged at the head it is signed on");
+    assert_eq!(seqs, [16]);
+    let refused = state.publish_rejudged(pairs(b), Some(judge_b)).await;
+    match refused {
+        Err(NodeError::Rejudged(why)) => {
+            assert!(
+                why.contains("raced.example") && why.contains("more than 16 audiences"),
+                "{why}"
+            )
+        }
+        other => panic!("the 17th audience was not refused under the lock: {other:?}"),
+    }
+    assert_eq!(
+        state.own_head_seq(),
+        16,
+        "nothing signed for the refused one"
+    );
+
+    // A check that would refuse is not made again when nothing was signed since.
+    let never = |judged_at| Rejudge {
+        judged_at,
+        check: Box::new(|_| Err("judged again".to_string())),
+    };
+    let again = prepared(&rest[0]);
+    let seqs = state
+        .publish_rejudged(pairs(again.clone()), Some(never(16)))
+        .await
+        .expect("not judged again");
+    assert_eq!(seqs, [17]);
+    let refused = state.publish_rejudged(pairs(again), Some(never(16))).await;
+    assert!(
+        matches!(&refused, Err(NodeError::Rejudged(why)) if why == "judged again"),
+        "{refused:?}"
+    );
+}

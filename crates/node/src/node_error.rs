@@ -70,6 +70,10 @@ pub enum NodeError {
     /// the payload is too large to seal).
     #[error("cannot seal the restricted entry: {0}")]
     Seal(#[from] intelmesh_core::sealed::SealError),
+    /// A caller's check of its items failed when made again under the publish lock
+    /// ([`crate::own_entries::Rejudge`]).
+    #[error("{0}")]
+    Rejudged(String),
     #[error("own sealed entry does not open: {0}")]
     OwnOpen(intelmesh_core::opened::OpenFailure),
 }

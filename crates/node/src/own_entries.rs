@@ -19,13 +19,23 @@ impl NodeState {
         self: &Arc<Self>,
         items: Vec<(Distribution, pb::Payload)>,
     ) -> Result<Vec<u64>, NodeError> {
+        self.publish_rejudged(items, None).await
+    }
+
+    /// [`publish`](Self::publish), with `rejudge`, a check made of the items before the lock
+    /// was taken, made again under it if this node signed since.
+    pub async fn publish_rejudged(
+        self: &Arc<Self>,
+        items: Vec<(Distribution, pb::Payload)>,
+        rejudge: Option<Rejudge>,
+    ) -> Result<Vec<u64>, NodeError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
         let me = Arc::clone(self);
         run_to_end(async move {
             let _own = me.own.lock().await;
-            me.sign_and_apply(items, None).await
+            me.sign_and_apply(items, None, rejudge).await
         })
         .await
     }
@@ -39,6 +49,7 @@ impl NodeState {
         items: Vec<(Distribution, pb::Payload)>,
         once: Idempotent,
         answer: impl FnOnce(&[u64]) -> Vec<u8> + Send + 'static,
+        rejudge: Option<Rejudge>,
     ) -> Result<Publication, NodeError> {
         let me = Arc::clone(self);
         run_to_end(async move {
@@ -49,7 +60,7 @@ impl NodeState {
                 return Ok(Publication::Replayed(answer));
             }
             let seqs = me
-                .sign_and_apply(items, Some((once, Box::new(answer))))
+                .sign_and_apply(items, Some((once, Box::new(answer))), rejudge)
                 .await?;
             Ok(Publication::Published(seqs))
         })
@@ -78,6 +89,7 @@ impl NodeState {
         self: &Arc<Self>,
         items: Vec<(Distribution, pb::Payload)>,
         receipt: Option<(Idempotent, AnswerFn)>,
+        rejudge: Option<Rejudge>,
     ) -> Result<Vec<u64>, NodeError> {
         let keys = self.keys();
         self.may_sign(&keys)?;
@@ -89,6 +101,10 @@ impl NodeState {
             let _cutting = me.cut_lock_shared();
             let head = me.store.head(&me.org)?;
             me.own_mark.check(head.map_or(0, |h| h.seq))?;
+            // Another publication may have been signed between the caller's check and the lock.
+            if let Some(r) = rejudge.filter(|r| r.judged_at != head.map_or(0, |h| h.seq)) {
+                (r.check)(&me).map_err(NodeError::Rejudged)?;
+            }
             if !items.is_empty() {
                 let first = head.map_or(1, |h| h.seq + 1);
                 let last = first + (items.len() as u64 - 1);
@@ -148,6 +164,29 @@ pub(crate) async fn run_to_end<T: Send + 'static>(
     tokio::spawn(work)
         .await
         .map_err(|e| NodeError::Join(e.to_string()))?
+}
+
+/// A check a caller made of its items against what this node had signed (such as the
+/// audience cap), before the publish lock: made again under the lock if the own log's head
+/// moved since, so two publications at once cannot both pass it.
+pub struct Rejudge {
+    /// The own log's head seq when the check was made (0: empty).
+    pub judged_at: u64,
+    pub check: RejudgeFn,
+}
+
+/// A [`Rejudge`]'s check: why the items are refused, if they are.
+pub type RejudgeFn = Box<dyn FnOnce(&NodeState) -> Result<(), String> + Send>;
+
+impl NodeState {
+    /// The own log's head seq now (0: empty), for [`Rejudge::judged_at`]; `u64::MAX` when the
+    /// store cannot be read, so the check is made again under the lock.
+    pub fn own_head_seq(&self) -> u64 {
+        match self.store.head(&self.org) {
+            Ok(head) => head.map_or(0, |h| h.seq),
+            Err(_) => u64::MAX,
+        }
+    }
 }
 
 /// What makes a publication repeatable: the receipt key (the caller's scope and its

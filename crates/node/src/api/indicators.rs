@@ -22,6 +22,7 @@ use super::view::{self, Filter, Invalid, WatchCursor};
 use super::watch_feed;
 use crate::admission::check_api_caller;
 use crate::identity::{require_role, Identity, Role};
+use crate::own_entries::Rejudge;
 use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
 /// Events queued towards one watcher; a slow one makes its task wait, not the queue grow.
@@ -78,6 +79,7 @@ fn publish_error(e: NodeError) -> Status {
         | NodeError::OwnKeyEnded { .. }
         | NodeError::OwnLogBehind { .. }
         | NodeError::Seal(_) => Status::failed_precondition(e.to_string()),
+        NodeError::Rejudged(why) => Status::invalid_argument(why),
         e => internal(e),
     }
 }
@@ -163,18 +165,21 @@ impl IndicatorsService {
         // Normalizing up to 10,000 values and reading what each revocation revokes is
         // blocking work: off the runtime's threads, which serve every link and stream.
         let state = Arc::clone(&self.state);
-        let items = tokio::task::spawn_blocking(move || {
+        let (judged_at, items) = tokio::task::spawn_blocking(move || {
             let members: BTreeSet<OrgId> = state.keys().members().clone();
             let p = Publisher {
                 org: &state.org,
                 members: &members,
                 now: now_unix_ms(),
             };
-            prepare(&r, &p)
+            // Read before the checks read what the node signed.
+            let judged_at = state.own_head_seq();
+            Ok::<_, Invalid>((judged_at, prepare(&r, &p)?))
         })
         .await
         .map_err(internal)?
         .map_err(bad)?;
+        let rejudge = Some(audience_rejudge(judged_at, &items));
         let indicators: Vec<Indicator> = items.iter().map(|p| p.indicator.clone()).collect();
         let items: Vec<(Distribution, pb::Payload)> = items
             .into_iter()
@@ -182,7 +187,8 @@ impl IndicatorsService {
             .collect();
         let response = match once {
             None => {
-                let seqs = self.state.publish(items).await.map_err(publish_error)?;
+                let seqs =
+                    (self.state.publish_rejudged(items, rejudge).await).map_err(publish_error)?;
                 submit_response(&self.state.org, &seqs, &indicators)
             }
             Some(once) => {
@@ -190,7 +196,7 @@ impl IndicatorsService {
                 let answer = move |seqs: &[u64]| submit_response(&me, seqs, &kept).encode_to_vec();
                 match self
                     .state
-                    .publish_once(items, once, answer)
+                    .publish_once(items, once, answer, rejudge)
                     .await
                     .map_err(publish_error)?
                 {
@@ -466,6 +472,18 @@ fn get(
         state,
         provenance,
     })
+}
+
+/// The audience cap judged again under the publish lock, if the node signed since
+/// `judged_at`: two calls at once, each under the cap alone, may not pass it together.
+pub fn audience_rejudge(judged_at: u64, items: &[submission::Prepared]) -> Rejudge {
+    let claims = submission::AudienceClaims::of(items);
+    Rejudge {
+        judged_at,
+        check: Box::new(move |state| {
+            (claims.refuse_past_cap(|i, kind| own_audiences(state, i, kind))).map_err(|e| e.0)
+        }),
+    }
 }
 
 /// This node's audiences for `indicator`'s slots of `kind`, as its index holds them; none if

@@ -15,5 +15,6 @@ mod watches;
 #[cfg(test)]
 pub(crate) mod test_values;
 
+pub use indicators::audience_rejudge;
 pub use indicators::{IndicatorsService, BLOCKING_READS_AT_ONCE};
 pub use status::StatusService;

@@ -299,29 +299,53 @@ pub fn refuse_past_audience_cap(
     items: &[Prepared],
     held: impl Fn(&Indicator, SlotKind) -> Vec<Audience>,
 ) -> Result<(), Invalid> {
-    let mut slots: std::collections::HashMap<(&Indicator, SlotKind), BTreeSet<Audience>> =
-        Default::default();
-    let mut over = Vec::new();
-    for p in items {
-        let kind = SlotKind::of(p);
-        let known = slots
-            .entry((&p.indicator, kind))
-            .or_insert_with(|| held(&p.indicator, kind).into_iter().collect());
-        if known.insert(audience_of(&p.distribution.to_proto()))
-            && known.len() > MAX_SLOTS_PER_ORIGIN
-        {
-            over.push(p.indicator.value().to_string());
+    AudienceClaims::of(items).refuse_past_cap(held)
+}
+
+/// What a publication adds to this node's audiences: each item's value, slot kind and
+/// audience. Kept apart from the payloads, so the cap can be judged again under the publish
+/// lock (`crate::own_entries::Rejudge`) without holding a second copy of them.
+pub struct AudienceClaims(Vec<(Indicator, SlotKind, Audience)>);
+
+impl AudienceClaims {
+    pub fn of(items: &[Prepared]) -> AudienceClaims {
+        AudienceClaims(
+            items
+                .iter()
+                .map(|p| {
+                    let audience = audience_of(&p.distribution.to_proto());
+                    (p.indicator.clone(), SlotKind::of(p), audience)
+                })
+                .collect(),
+        )
+    }
+
+    /// [`refuse_past_audience_cap`] for these claims.
+    pub fn refuse_past_cap(
+        &self,
+        held: impl Fn(&Indicator, SlotKind) -> Vec<Audience>,
+    ) -> Result<(), Invalid> {
+        let mut slots: std::collections::HashMap<(&Indicator, SlotKind), BTreeSet<Audience>> =
+            Default::default();
+        let mut over = Vec::new();
+        for (indicator, kind, audience) in &self.0 {
+            let known = slots
+                .entry((indicator, *kind))
+                .or_insert_with(|| held(indicator, *kind).into_iter().collect());
+            if known.insert(audience.clone()) && known.len() > MAX_SLOTS_PER_ORIGIN {
+                over.push(indicator.value().to_string());
+            }
         }
+        if over.is_empty() {
+            return Ok(());
+        }
+        Err(invalid(format!(
+            "this node would share {} with more than {MAX_SLOTS_PER_ORIGIN} audiences (TLP level \
+             and recipients), the most any node keeps for one origin: publish under an audience \
+             it already uses; nothing was published",
+            first_of(over)
+        )))
     }
-    if over.is_empty() {
-        return Ok(());
-    }
-    Err(invalid(format!(
-        "this node would share {} with more than {MAX_SLOTS_PER_ORIGIN} audiences (TLP level and \
-         recipients), the most any node keeps for one origin: publish under an audience it \
-         already uses; nothing was published",
-        first_of(over)
-    )))
 }
 
 /// The first [`ERRORS_SHOWN`] of `named`, and how many more there were.

@@ -24,6 +24,7 @@ use super::write::{self, Statuses};
 use crate::token::TokenKey;
 use intelmesh_store::Store;
 
+use crate::api::audience_rejudge;
 use crate::api::submission::Publisher;
 use crate::api::view::Filter;
 use crate::audit;
@@ -567,14 +568,17 @@ async fn add_objects(
         };
         let me = state.org.as_str().to_string();
         let lists = state.warninglists();
-        write::plan(&envelope, &publisher, &lists, |i| {
+        // Read before the plan reads what the node signed.
+        let judged_at = state.own_head_seq();
+        let plan = write::plan(&envelope, &publisher, &lists, |i| {
             let held = state.store.indicator(i).ok().flatten().unwrap_or_default();
             // This node's assertions, one per audience.
             held.assertions
                 .into_iter()
                 .filter(|a| a.origin == me)
                 .collect()
-        })
+        });
+        plan.map(|plan| (judged_at, plan))
     })
     .await
     .map_err(internal)?
@@ -584,6 +588,8 @@ async fn add_objects(
             refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too many objects", e)
         }
     })?;
+    let (judged_at, plan) = plan;
+    let rejudge = Some(audience_rejudge(judged_at, &plan.to_sign));
     let published: Vec<_> = plan
         .to_sign
         .iter()
@@ -594,14 +600,19 @@ async fn add_objects(
         .into_iter()
         .map(|p| (p.distribution, p.payload))
         .collect();
-    g.state.publish(items).await.map_err(|e| match e {
-        // What the operator must act on is said; anything else (store, I/O) is logged only.
-        NodeError::NotAdmitted { .. }
-        | NodeError::OwnKeyEnded { .. }
-        | NodeError::OwnLogBehind { .. }
-        | NodeError::Seal(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e),
-        e => internal(e),
-    })?;
+    g.state
+        .publish_rejudged(items, rejudge)
+        .await
+        .map_err(|e| match e {
+            // What the operator must act on is said; anything else (store, I/O) is logged only.
+            NodeError::NotAdmitted { .. }
+            | NodeError::OwnKeyEnded { .. }
+            | NodeError::OwnLogBehind { .. }
+            | NodeError::Seal(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e),
+            // Another POST signed first and took the audience this one needed.
+            NodeError::Rejudged(_) => refuse(StatusCode::CONFLICT, "Not published", e),
+            e => internal(e),
+        })?;
     // Recorded as published only once they are.
     super::audited::note_values(&c.note, published);
     let status = StatusResource {
