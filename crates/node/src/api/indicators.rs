@@ -398,7 +398,11 @@ impl IndicatorsService {
         let filter = Filter::parse(req.filter.as_ref()).map_err(bad)?;
         // A new watcher starts after every fill made so far: replayed entries are read as
         // they are stored now, filled ones in full.
-        let cursor = match view::decode_cursor(&req.cursor).map_err(bad)? {
+        let cursors = view::Cursors {
+            key: &self.tokens,
+            reader: &reader,
+        };
+        let cursor = match cursors.decode(&req.cursor).map_err(bad)? {
             // Only origins this store holds: a cursor naming others (made up) would have each
             // of them re-encoded in every event sent.
             Some(mut c) => {
@@ -425,12 +429,14 @@ impl IndicatorsService {
         };
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         let state = Arc::clone(&self.state);
+        let tokens = Arc::clone(&self.tokens);
         tokio::spawn(async move {
             let watcher = watch_feed::Watcher {
                 reader,
                 cert: crate::admission::PeerCert::of_leaf(&leaf),
                 leaf,
                 filter,
+                tokens,
             };
             watch_feed::watch_loop(state, watcher, cursor, tx).await;
             drop(open);

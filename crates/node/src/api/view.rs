@@ -472,41 +472,67 @@ pub fn indicator_of(r: &pb::IndicatorRef) -> Option<Indicator> {
     (i.value() == r.value).then_some(i)
 }
 
-/// A watch cursor: hex of the `pb::WatchPosition` of a [`WatchCursor`].
-pub fn encode_cursor(c: &WatchCursor) -> String {
-    let heads = c.log.iter().map(|(o, s)| (o.to_string(), *s)).collect();
-    let position = pb::WatchPosition {
-        heads,
-        fills: c.fills,
-    };
-    hex::encode(position.encode_to_vec())
+/// Watch cursors for one reader: hex of a `pb::WatchPosition`. The heads are in the clear (the
+/// node's `Status` shows every caller its vector); the fill count is sealed for the reader
+/// (`crate::token`), since it counts fills of payloads the reader may not read too.
+pub struct Cursors<'a> {
+    pub key: &'a crate::token::TokenKey,
+    pub reader: &'a OrgId,
+}
+
+/// What a sealed fill count holds: this tag, then the count (big-endian), so no other token
+/// of the key (a page token) opens as one.
+const FILLS_TAG: u8 = b'F';
+
+impl Cursors<'_> {
+    pub fn encode(&self, c: &WatchCursor) -> String {
+        let heads = c.log.iter().map(|(o, s)| (o.to_string(), *s)).collect();
+        let mut fills = vec![FILLS_TAG];
+        fills.extend_from_slice(&c.fills.to_be_bytes());
+        let position = pb::WatchPosition {
+            heads,
+            fills: 0,
+            sealed_fills: self.key.seal(self.reader, &fills),
+        };
+        hex::encode(position.encode_to_vec())
+    }
+
+    /// The position a cursor resumes after; `None` for the empty cursor.
+    pub fn decode(&self, cursor: &str) -> Result<Option<WatchCursor>, Invalid> {
+        if cursor.is_empty() {
+            return Ok(None);
+        }
+        let bad = |why: String| invalid(format!("cursor is not one this API issued: {why}"));
+        if cursor.len() > MAX_CURSOR_CHARS {
+            return Err(bad("too long".into()));
+        }
+        let bytes = hex::decode(cursor).map_err(|_| bad("not hex".into()))?;
+        let p = pb::WatchPosition::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
+        let log = p
+            .heads
+            .into_iter()
+            .map(|(o, s)| Ok((OrgId::parse(&o).map_err(|e| bad(e.to_string()))?, s)))
+            .collect::<Result<_, _>>()?;
+        let fills = if p.sealed_fills.is_empty() {
+            p.fills
+        } else {
+            let plain = (self.key.open(self.reader, &p.sealed_fills)).map_err(|e| bad(e.into()))?;
+            match plain.split_first() {
+                Some((&FILLS_TAG, count)) => u64::from_be_bytes(
+                    count
+                        .try_into()
+                        .map_err(|_| bad("not a fill count".into()))?,
+                ),
+                _ => return Err(bad("not a fill count".into())),
+            }
+        };
+        Ok(Some(WatchCursor { log, fills }))
+    }
 }
 
 /// Longest cursor read: the heads of some 4,000 origins of the longest names, far more than a
 /// federation has members (a cursor is re-encoded with every event sent).
 pub const MAX_CURSOR_CHARS: usize = 2 * 4096 * 80;
-
-/// The position a cursor resumes after; `None` for the empty cursor.
-pub fn decode_cursor(cursor: &str) -> Result<Option<WatchCursor>, Invalid> {
-    if cursor.is_empty() {
-        return Ok(None);
-    }
-    let bad = |why: String| invalid(format!("cursor is not one this API issued: {why}"));
-    if cursor.len() > MAX_CURSOR_CHARS {
-        return Err(bad("too long".into()));
-    }
-    let bytes = hex::decode(cursor).map_err(|_| bad("not hex".into()))?;
-    let p = pb::WatchPosition::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))?;
-    let log = p
-        .heads
-        .into_iter()
-        .map(|(o, s)| Ok((OrgId::parse(&o).map_err(|e| bad(e.to_string()))?, s)))
-        .collect::<Result<_, _>>()?;
-    Ok(Some(WatchCursor {
-        log,
-        fills: p.fills,
-    }))
-}
 
 /// Where a watcher is: the last seq it passed of each origin's log, and how many of the
 /// store's payload fills it has seen.

@@ -379,21 +379,80 @@ fn page_sizes_default_and_cap() {
 
 #[test]
 fn cursors_round_trip_and_refuse_garbage() {
+    let key = crate::token::TokenKey::random();
+    let au = org("AU-AFP");
+    let cursors = Cursors {
+        key: &key,
+        reader: &au,
+    };
     let c = WatchCursor {
         log: [(org("AU-AFP"), 7), (org("BR-PF"), 0)]
             .into_iter()
             .collect(),
         fills: 3,
     };
-    assert_eq!(decode_cursor(&encode_cursor(&c)), Ok(Some(c)));
-    assert_eq!(decode_cursor(""), Ok(None));
-    assert!(decode_cursor("not hex").unwrap_err().0.contains("cursor"));
-    assert!(decode_cursor("ffff").is_err());
+    assert_eq!(cursors.decode(&cursors.encode(&c)), Ok(Some(c.clone())));
+    assert_eq!(cursors.decode(""), Ok(None));
+    assert!(cursors.decode("not hex").unwrap_err().0.contains("cursor"));
+    assert!(cursors.decode("ffff").is_err());
     let bad_org = pb::WatchPosition {
         heads: [("bad org".to_string(), 1)].into_iter().collect(),
-        fills: 0,
+        ..Default::default()
     };
-    assert!(decode_cursor(&hex::encode(bad_org.encode_to_vec())).is_err());
+    assert!(cursors
+        .decode(&hex::encode(bad_org.encode_to_vec()))
+        .is_err());
     let long = "0".repeat(MAX_CURSOR_CHARS + 2);
-    assert!(decode_cursor(&long).unwrap_err().0.contains("too long"));
+    assert!(cursors.decode(&long).unwrap_err().0.contains("too long"));
+
+    // A cursor issued before fill counts were sealed resumes at its count.
+    let before = pb::WatchPosition {
+        heads: [("AU-AFP".to_string(), 7), ("BR-PF".to_string(), 0)]
+            .into_iter()
+            .collect(),
+        fills: 3,
+        sealed_fills: String::new(),
+    };
+    assert_eq!(
+        cursors.decode(&hex::encode(before.encode_to_vec())),
+        Ok(Some(c.clone()))
+    );
+}
+
+/// The fill count counts fills of payloads the watcher may not read: sealed for its org, it
+/// shows nothing of them, and no other org's cursor or other token of the key opens as one.
+#[test]
+fn a_cursors_fill_count_is_sealed_for_its_reader() {
+    let key = crate::token::TokenKey::random();
+    let (au, br) = (org("AU-AFP"), org("BR-PF"));
+    let for_au = Cursors {
+        key: &key,
+        reader: &au,
+    };
+    let for_br = Cursors {
+        key: &key,
+        reader: &br,
+    };
+    let at = |fills| WatchCursor {
+        log: [(org("AU-AFP"), 7)].into_iter().collect(),
+        fills,
+    };
+    let (few, many) = (for_au.encode(&at(1)), for_au.encode(&at(1 << 40)));
+    assert_eq!(few.len(), many.len());
+    for cursor in [&few, &many] {
+        let p = pb::WatchPosition::decode(hex::decode(cursor).unwrap().as_slice()).unwrap();
+        assert_eq!(p.fills, 0, "no count in the clear");
+    }
+    assert_eq!(for_au.decode(&many).unwrap().unwrap().fills, 1 << 40);
+    let err = for_br.decode(&few).unwrap_err();
+    assert!(err.0.contains("not one this API issued"), "{err}");
+    // A page token of the same key, put where a fill count goes.
+    let page = pb::WatchPosition {
+        sealed_fills: key.seal(&au, &[0u8; 24]),
+        ..Default::default()
+    };
+    let err = for_au
+        .decode(&hex::encode(page.encode_to_vec()))
+        .unwrap_err();
+    assert!(err.0.contains("not a fill count"), "{err}");
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tonic::Status;
 
 use super::indicators::internal;
-use super::view::{self, Filter, WatchCursor};
+use super::view::{Cursors, Filter, WatchCursor};
 use crate::admission::refused_certificate;
 use crate::state::{header_of, NodeState};
 
@@ -24,7 +24,7 @@ const WATCH_STEP_ENTRIES: usize = 512;
 /// turns those `reader` may see and `filter` admits into events. Says whether more remain.
 fn watch_step(
     store: &dyn Store,
-    reader: &OrgId,
+    cursors: &Cursors,
     filter: &Filter,
     cursor: &mut WatchCursor,
 ) -> Result<(Vec<pb::WatchEvent>, bool), StoreError> {
@@ -51,7 +51,7 @@ fn watch_step(
                     StoreError::Corrupt(format!("{origin}: a logged header does not decode"))
                 })?;
                 cursor.log.insert(origin.clone(), header.seq);
-                if let Some(ev) = watch_event(store, reader, filter, &header, &e, cursor)? {
+                if let Some(ev) = watch_event(store, cursors, filter, &header, &e, cursor)? {
                     events.push(ev);
                 }
             }
@@ -73,7 +73,7 @@ fn watch_step(
         let header = header_of(&entry).ok_or_else(|| {
             StoreError::Corrupt(format!("{}: a logged header does not decode", fill.origin))
         })?;
-        if let Some(ev) = watch_event(store, reader, filter, &header, &entry, cursor)? {
+        if let Some(ev) = watch_event(store, cursors, filter, &header, &entry, cursor)? {
             events.push(ev);
         }
     }
@@ -84,12 +84,13 @@ fn watch_step(
 /// indicator's view matches; stubs and the rest only move the cursor.
 fn watch_event(
     store: &dyn Store,
-    reader: &OrgId,
+    cursors: &Cursors,
     filter: &Filter,
     header: &pb::EntryHeader,
     entry: &pb::SignedEntry,
     cursor: &WatchCursor,
 ) -> Result<Option<pb::WatchEvent>, StoreError> {
+    let reader = cursors.reader;
     let Some(bytes) = entry.payload.as_ref() else {
         return Ok(None);
     };
@@ -131,7 +132,7 @@ fn watch_event(
         origin: header.origin.clone(),
         seq: header.seq,
         state: Some(state),
-        cursor: view::encode_cursor(cursor),
+        cursor: cursors.encode(cursor),
         // The store keeps no append time: this is when the watcher read the entry, which
         // is never before it became durable.
         durable_at_unix_ms: now_unix_ms(),
@@ -146,6 +147,8 @@ pub(super) struct Watcher {
     /// What `leaf` says (when it ends).
     pub(super) cert: crate::admission::PeerCert,
     pub(super) filter: Filter,
+    /// What its cursors' fill counts are sealed under.
+    pub(super) tokens: Arc<crate::token::TokenKey>,
 }
 
 impl Watcher {
@@ -213,9 +216,14 @@ pub(super) async fn watch_loop(
                 return;
             }
             let (st, r, f) = (Arc::clone(&state), reader.clone(), Arc::clone(&filter));
+            let key = Arc::clone(&watcher.tokens);
             let step = tokio::task::spawn_blocking(move || {
                 let mut c = cursor;
-                watch_step(st.store.as_ref(), &r, &f, &mut c).map(|(ev, more)| (ev, more, c))
+                let cursors = Cursors {
+                    key: &key,
+                    reader: &r,
+                };
+                watch_step(st.store.as_ref(), &cursors, &f, &mut c).map(|(ev, more)| (ev, more, c))
             })
             .await;
             let (events, more, next) = match step {
