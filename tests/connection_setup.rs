@@ -428,3 +428,79 @@ async fn a_certificate_of_no_admin_is_refused_admin_calls_before_its_request_is_
     let answer = status.status(pb::StatusRequest::default()).await.unwrap();
     assert_eq!(answer.into_inner().org_id, "SG-IGCI");
 }
+
+/// A federation connection carries its link's `Sync` and a few calls beside it: a peer's
+/// streams that never end (health checks without a body) cannot pile up past the bound, and
+/// a call past it is served only once one of them ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_federation_connection_holds_a_bounded_number_of_streams() {
+    let net = TestNet::star(HUB, &["AU-AFP"]).await;
+    let (hub, au) = (org(HUB), org("AU-AFP"));
+    let p = &net.fed.nodes[&au];
+    let tls = intelmesh_node::tls::client_for(
+        &hub,
+        &net.fed.federation_ca,
+        &p.dir.join("node.pem"),
+        &p.dir.join("node.key"),
+    )
+    .expect("client TLS config");
+    let tcp = tokio::net::TcpStream::connect(net.node(&hub).federation_addr)
+        .await
+        .expect("connect");
+    let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+        .connect(tls.server_name.clone(), tcp)
+        .await
+        .expect("TLS handshake");
+    let (send, mut connection) = h2::client::handshake(stream).await.unwrap();
+    // The node's settings come with its first frames; until they are read, h2 would send
+    // streams past the bound, which the node refuses.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while connection.max_concurrent_send_streams() > 1000 && std::time::Instant::now() < deadline {
+        tokio::select! {
+            end = &mut connection => panic!("connection ended: {end:?}"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+        }
+    }
+    assert_eq!(
+        connection.max_concurrent_send_streams(),
+        8,
+        "the node's bound on one connection's streams (none sent: usize::MAX)"
+    );
+    tokio::spawn(connection);
+    let mut send = send.ready().await.expect("connection up");
+    let mut check = |end: bool| {
+        let request = http::Request::post(format!(
+            "https://{}/grpc.health.v1.Health/Check",
+            net.node(&hub).federation_addr
+        ))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+        let (answer, mut body) = send.send_request(request, false).expect("stream asked");
+        if end {
+            // An empty HealthCheckRequest, gRPC-framed.
+            let empty = prost::bytes::Bytes::from_static(&[0, 0, 0, 0, 0]);
+            body.send_data(empty, true).expect("body sent");
+        }
+        (answer, body)
+    };
+    let mut unfinished: Vec<_> = (0..8).map(|_| check(false)).collect();
+    let (ninth, _body) = check(true);
+    let mut ninth = Box::pin(ninth);
+    let wait = std::time::Duration::from_secs(1);
+    let early = tokio::time::timeout(wait, &mut ninth).await;
+    assert!(
+        early.is_err(),
+        "a ninth call was served beside eight that never end: {early:?}"
+    );
+    // One of the eight ends: the ninth is served.
+    let (_, mut body) = unfinished.remove(0);
+    body.send_data(prost::bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .expect("body sent");
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), ninth)
+        .await
+        .expect("served once a stream ended")
+        .expect("an answer");
+    assert_eq!(answer.status(), http::StatusCode::OK);
+}

@@ -12,6 +12,7 @@ use intelmesh_roster::model::new_member;
 use intelmesh_store::Store;
 use intelmesh_tests::api::{client_with, service_cert, watch_end};
 use intelmesh_tests::net::{domain_upsert, green, org};
+use intelmesh_tests::raw_peer::{connect, Credentials, Target};
 use intelmesh_tests::roster_net::{cert_serial, peer, signing_key, RosterNet, FEDERATION};
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -202,6 +203,22 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
         .expect("watch opens")
         .into_inner();
 
+    // Health on the hub's federation listener, with SG's node certificate, and on its API.
+    let health_at_federation = || async {
+        let target = Target {
+            addr: net.node(&hub).federation_addr,
+            org: &hub,
+            server_ca: &net.fed.federation_ca,
+        };
+        let channel = connect(&target, &Credentials::of_node(&net.fed.nodes[&sg]))
+            .await
+            .expect("handshake");
+        health_check(channel).await
+    };
+    let health_at_api = || async { health_check(net.channel(&hub).await).await };
+    assert_eq!(health_at_federation().await.map_err(|s| s.code()), Ok(()));
+    assert_eq!(health_at_api().await.map_err(|s| s.code()), Ok(()));
+
     let node_serial = cert_serial(&net.fed.nodes[&sg].dir.join("node.pem"));
     let api_serial = cert_serial(&net.fed.nodes[&hub].client_cert);
     let revoked = |serial: &str, org: &str| pb::RevokedCert {
@@ -222,6 +239,16 @@ async fn a_revoked_certificate_is_refused_on_federation_and_api_ports() {
     let err = client.get(req).await.expect_err("revoked API caller");
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     let revoked_here = format!("certificate {api_serial} is revoked in roster version 3");
+    assert!(err.message().contains(&revoked_here), "{err}");
+    // Health and reflection check no caller themselves: the listeners refuse them too.
+    let err = health_at_federation()
+        .await
+        .expect_err("revoked node certificate");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
+    let revoked_node = format!("certificate {node_serial} is revoked in roster version 3");
+    assert!(err.message().contains(&revoked_node), "{err}");
+    let err = health_at_api().await.expect_err("revoked API certificate");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err}");
     assert!(err.message().contains(&revoked_here), "{err}");
     // The open Watch is ended by the version, not left feeding the revoked certificate.
     let err = watch_end(&mut watch).await;
@@ -741,4 +768,13 @@ async fn a_suspended_members_services_are_refused_by_other_nodes_api_and_their_w
     for o in [hub, org("SG-IGCI"), au] {
         net.stop(&o).await;
     }
+}
+
+/// A `grpc.health.v1` check of the whole node over `channel`.
+async fn health_check(channel: tonic::transport::Channel) -> Result<(), tonic::Status> {
+    use tonic_health::pb::health_client::HealthClient;
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    };
+    HealthClient::new(channel).check(request).await.map(drop)
 }

@@ -35,6 +35,7 @@ pub mod peer_table;
 pub mod pki;
 pub mod preflight;
 pub mod private_files;
+mod probe_gate;
 pub mod provision;
 pub mod provision_roster;
 mod roster_admission;
@@ -136,6 +137,9 @@ impl RunningNode {
 
 /// Calls one API connection may have open at once.
 const MAX_API_STREAMS: u32 = 128;
+/// Streams one federation connection may have open at once: its link's `Sync`, and health or
+/// reflection calls beside it.
+const MAX_FEDERATION_STREAMS: u32 = 8;
 
 /// Opens the store and starts both listeners and the dialers.
 pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
@@ -238,10 +242,14 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     .max_encoding_message_size(max);
     let fed_server = Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        // A link is one `Sync` stream; tonic leaves HTTP/2's bound unset, and a peer's streams
+        // that never end would each hold memory here.
+        .max_concurrent_streams(Some(MAX_FEDERATION_STREAMS))
         // A whole frame may be in flight: with HTTP/2's default 64 KiB windows a peer's 8 MiB
         // frame crossed in many round trips, each waiting for this node's link to read on.
         .initial_stream_window_size(Some(cfg.limits.flow_window()))
         .initial_connection_window_size(Some(cfg.limits.flow_window()))
+        .layer(probe_gate::ProbeGate::new(Arc::clone(&state)))
         .add_service(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -268,6 +276,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .layer(api_calls::CountCalls::new(Arc::clone(&state)))
         .layer(call_slots::CallSlots::new(cfg.limits.calls_per_client))
         .layer(admin_gate::AdminGate::new(Arc::clone(&state)))
+        .layer(probe_gate::ProbeGate::new(Arc::clone(&state)))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
