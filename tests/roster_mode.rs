@@ -732,6 +732,93 @@ async fn entries_held_for_a_gap_are_dropped_when_the_roster_ends_their_key_below
     }
 }
 
+/// A rotation's new entries wait for their key (unknown until the version lists it); a thief
+/// of the old key chains an entry onto them, held for the gap. When the version comes, the
+/// recheck appends the new key's entries and closes the gap: the thief's entry, past the old
+/// key's end, must not follow them in, nor make the member's next real entry a fork.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_held_for_a_gap_is_not_appended_past_its_keys_end_when_a_rotation_closes_the_gap()
+{
+    let (hub, sg, au) = (org("HUB"), org("SG-IGCI"), org("AU-AFP"));
+    let mut net = RosterNet::with_agencies(&["SG-IGCI", "AU-AFP"]).await;
+    let seqs = net.publish_domains(&sg, "before", 2).await;
+    net.wait_holds(&au, &sg, seqs[1]).await.unwrap();
+    net.stop(&sg).await;
+    let head = net.node(&au).state().store.head(&sg).unwrap();
+    let last_old = head.map_or(0, |h| h.seq);
+    let old_key = signing_key(&net.fed.nodes[&sg].dir);
+    let new_key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    // The member's two entries under its new key, and the thief's third, chained on them.
+    let member = Signer::new(sg.clone(), new_key.clone());
+    let (mut rotated, mut at) = (Vec::new(), head);
+    for i in 0..2 {
+        let (entry, next) = member.sign_next(
+            at,
+            now_unix_ms(),
+            &green(),
+            &domain_upsert(&format!("rotated-{i}.example")),
+        );
+        rotated.push(entry);
+        at = Some(next);
+    }
+    let thief = Signer::new(sg.clone(), old_key);
+    let (stolen, _) = thief.sign_next(at, now_unix_ms(), &green(), &domain_upsert("thief.example"));
+    let state = net.node(&au).state();
+    let report = state.ingest(rotated.clone()).await.unwrap();
+    assert_eq!(
+        report.unverifiable, 2,
+        "the new key is not listed yet: {report:?}"
+    );
+    let report = state.ingest(vec![stolen]).await.unwrap();
+    assert_eq!(report.held, 1, "the old key still signs there: {report:?}");
+
+    net.publish(|d| {
+        let m = d.members.iter_mut().find(|m| m.org == "SG-IGCI").unwrap();
+        m.signing_keys[0].last_seq = Some(last_old);
+        m.signing_keys[0].ended_by = pb::KeyEnd::Rotation as i32;
+        m.signing_keys.push(pb::MemberKey {
+            public_key: new_key.verifying_key().to_bytes().to_vec(),
+            first_seq: last_old + 1,
+            last_seq: None,
+            ended_by: 0,
+        });
+    })
+    .await;
+    net.wait_status(&au, PATIENCE, |s| s.roster_version == 3)
+        .await
+        .unwrap();
+    let store = &net.node(&au).state().store;
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while store.head(&sg).unwrap().map_or(0, |h| h.seq) < last_old + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new key's entries were not appended: head {:?}",
+            store.head(&sg).unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Settled: nothing past the member's own entries, and its next real entry is taken.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        store.range(&sg, last_old + 3, 10).unwrap().is_empty(),
+        "the old key's entry past its end was appended"
+    );
+    let (next, _) = member.sign_next(
+        Some(store.head(&sg).unwrap().expect("a head")),
+        now_unix_ms(),
+        &green(),
+        &domain_upsert("rotated-2.example"),
+    );
+    let report = net.node(&au).state().ingest(vec![next]).await.unwrap();
+    assert_eq!(report.appended, 1, "{report:?}");
+    let keys = net.node(&au).state().keys();
+    let check = intelmesh_store::verify_store(store, Some(keys.as_ref())).expect("verify-store");
+    assert!(check.is_ok(), "{:?}", check.problems);
+    for o in [hub, au] {
+        net.stop(&o).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_suspended_members_services_are_refused_by_other_nodes_api_and_their_watches_end() {
     let (hub, au) = (org("HUB"), org("AU-AFP"));

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use intelmesh_core::verify::{KeyLookup, KeyRegistry};
 use intelmesh_core::{StaticKeys, VerifyError};
 
 use crate::state::{own_key_listed, NodeError, NodeState};
@@ -18,12 +19,11 @@ impl NodeState {
     pub async fn replace_keys(self: &Arc<Self>, keys: StaticKeys) -> Result<usize, NodeError> {
         if self.follow().is_none() {
             own_key_listed(&keys, &self.signer())?;
-            self.set_keys(keys);
-        } else {
-            // A rotation of this node's key stays laid over the roster's keys until a version
-            // lists the new key.
-            self.set_keys_with_pending(keys);
         }
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || me.install_keys(keys))
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))?;
         // A new key list may name a new encryption key of this node (a rotation it made):
         // its files are read again, so what is sealed to the new key opens.
         if let Err(e) = self.reload_decryption_keys() {
@@ -40,6 +40,38 @@ impl NodeState {
             self.unverified.ask_resend();
         }
         taken
+    }
+
+    /// Puts `keys` in force, and drops the held entries (waiting for a gap below them) whose
+    /// key they do not let sign at their seq: judged under the list in force when they
+    /// arrived, once their gap closed they would be appended with no key check (a key the
+    /// roster ended, whose thief chained an entry onto the member's next key's). Under the
+    /// cut lock, so no apply judged under the old list runs meanwhile, and every one after
+    /// sees both the new list and the queue without them.
+    fn install_keys(&self, keys: StaticKeys) {
+        let _cutting =
+            (self.follow()).map(|f| f.cutting.write().unwrap_or_else(|p| p.into_inner()));
+        if self.follow().is_none() {
+            self.set_keys(keys);
+        } else {
+            // A rotation of this node's key stays laid over the roster's keys until a version
+            // lists the new key.
+            self.set_keys_with_pending(keys);
+        }
+        let now = self.keys();
+        let dropped = self.store.drop_held_where(|e| {
+            let h = e.header();
+            matches!(
+                now.key(&h.origin, &h.key_id, h.seq),
+                KeyLookup::OutOfRange { .. }
+            )
+        });
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "dropped entries held for a gap that the new key list does not let their key sign"
+            );
+        }
     }
 
     /// Reads the key list file again and applies it if it changed.

@@ -195,6 +195,26 @@ impl HoldQueue {
         dropped
     }
 
+    /// Drops every held entry `drop` picks; returns how many.
+    pub(crate) fn drop_where(&mut self, mut drop: impl FnMut(&VerifiedEntry) -> bool) -> usize {
+        let mut dropped = 0;
+        for queue in self.by_origin.values_mut() {
+            let mut freed = 0;
+            queue.entries.retain(|_, h| {
+                let out = drop(&h.entry);
+                if out {
+                    freed += size(&h.entry);
+                    dropped += 1;
+                }
+                !out
+            });
+            queue.bytes = queue.bytes.saturating_sub(freed);
+            self.bytes = self.bytes.saturating_sub(freed);
+        }
+        self.by_origin.retain(|_, q| !q.entries.is_empty());
+        dropped
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.by_origin.values().map(|q| q.entries.len()).sum()
     }

@@ -13,7 +13,7 @@
 use std::sync::atomic::Ordering;
 
 use intelmesh_core::entry::header_hash;
-use intelmesh_core::{Head, OrgId};
+use intelmesh_core::{Head, OrgId, VerifiedEntry};
 use prost::Message;
 
 use crate::segment::{segment_at, segments_from};
@@ -43,6 +43,13 @@ impl DiskStore {
     ) -> usize {
         self.lock()
             .drop_signed_after(origin, keep_through, public_key)
+    }
+
+    /// Drops every held entry `drop` picks; returns how many. For a new key list: the queue's
+    /// entries were judged when they arrived, under the list then in force, and once their gap
+    /// closed they would be appended with no key check.
+    pub fn drop_held_where(&self, drop: impl FnMut(&VerifiedEntry) -> bool) -> usize {
+        self.lock().drop_where(drop)
     }
 
     /// Removes `origin`'s log entries with seq > `keep_through`: the head becomes entry
