@@ -306,7 +306,9 @@ impl Warninglists {
             // A listed block starting inside the value's is no wider than it, but for one
             // starting where it does (a string list's `10.0.0.0/8` holds `10.0.0.0/16`, which
             // covers nothing of it): those are left out by starting at the value's length.
-            (_, Some(Block::V4(net, len))) if len < 32 => {
+            // A whole-length value (`/32`, `/128`, an IPv4-mapped address) finds a string
+            // list's address written as it is, which the exact text would not.
+            (_, Some(Block::V4(net, len))) => {
                 let last = net | !mask32(len);
                 for (&list, starts) in &self.v4_starts {
                     take(
@@ -315,7 +317,7 @@ impl Warninglists {
                     );
                 }
             }
-            (_, Some(Block::V6(net, len))) if len < 128 => {
+            (_, Some(Block::V6(net, len))) => {
                 let last = net | !mask128(len);
                 for (&list, starts) in &self.v6_starts {
                     take(

@@ -170,3 +170,23 @@ fn refuses_malformed_lists() {
         Err(WarninglistError::MissingField { field: "list" })
     );
 }
+
+/// A string list's address is found however the value writes it: as a `/32` or `/128`
+/// block, or IPv4-mapped; a string list's block as a block of the same length.
+#[test]
+fn a_string_lists_address_is_found_as_a_whole_length_block_or_mapped() {
+    let (w, _) = sample();
+    let ty = IndicatorType::Cidr;
+    assert_eq!(w.matches(&ind(ty, "203.0.113.9/32")), ["exact"]);
+    assert_eq!(w.matches(&ind(IndicatorType::Ipv6, "::ffff:203.0.113.9")), ["exact"]);
+    assert_eq!(w.matches(&ind(ty, "::ffff:203.0.113.9/128")), ["exact"]);
+    assert_eq!(w.matches(&ind(ty, "192.0.2.0/24")), ["exact"]);
+    // Neighbours are not on it.
+    assert!(w.matches(&ind(ty, "203.0.113.10/32")).is_empty());
+    assert!(w.matches(&ind(ty, "192.0.2.0/25")).is_empty());
+    let v6 = list(json!({"name": "v6", "type": "string", "list": ["2001:db8::1"]}));
+    let mut w = Warninglists::new();
+    w.add(&v6);
+    assert_eq!(w.matches(&ind(ty, "2001:db8::1/128")), ["v6"]);
+    assert!(w.matches(&ind(ty, "2001:db8::2/128")).is_empty());
+}
