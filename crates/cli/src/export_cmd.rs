@@ -90,11 +90,19 @@ fn csv_field(s: &str) -> String {
 }
 
 /// An assertion's tags as one cell: `;` between tags, and a `;` or `\\` inside one escaped
-/// with `\\`, so the cell splits back into the tags it was made of.
+/// with `\\`, so the cell splits back into the tags it was made of. A line break inside one is
+/// written `\\n` (`\\r`): quoted, it is valid CSV, but a reader going by lines (grep, awk, a
+/// plain list reader) would take the rest as a row of its own, whose origin and TLP cells
+/// another member wrote.
 fn tags_cell(tags: &[String]) -> String {
     let escaped: Vec<String> = tags
         .iter()
-        .map(|t| t.replace('\\', "\\\\").replace(';', "\\;"))
+        .map(|t| {
+            t.replace('\\', "\\\\")
+                .replace(';', "\\;")
+                .replace('\n', "\\n")
+                .replace('\r', "\\r")
+        })
         .collect();
     csv_field(&escaped.join(";"))
 }
@@ -428,16 +436,25 @@ mod tests {
             "a;b".into(),
             "back\\slash".into(),
             "=1".into(),
+            "two\nlines\r".into(),
         ];
         let cell = tags_cell(&tags);
-        assert_eq!(cell, "\"c2;a\\;b;back\\\\slash;=1\"");
+        assert_eq!(cell, "\"c2;a\\;b;back\\\\slash;=1;two\\nlines\\r\"");
+        assert_eq!(cell.lines().count(), 1);
         // Split on `;` not escaped, unescape: the tags again.
         let inner = cell.trim_matches('"');
         let mut back = vec![String::new()];
         let mut chars = inner.chars();
         while let Some(c) = chars.next() {
             match c {
-                '\\' => back.last_mut().unwrap().extend(chars.next()),
+                '\\' => back
+                    .last_mut()
+                    .unwrap()
+                    .extend(chars.next().map(|c| match c {
+                        'n' => '\n',
+                        'r' => '\r',
+                        c => c,
+                    })),
                 ';' => back.push(String::new()),
                 c => back.last_mut().unwrap().push(c),
             }

@@ -72,11 +72,15 @@ pub fn read_marking_definition(object: &Value) -> Option<(String, MarkingKind)> 
         return Some((id, MarkingKind::Tlp(tlp)));
     }
     let text = |v: Option<&Value>| v.and_then(Value::as_str).and_then(Tlp::parse);
-    let definition_type = object.get("definition_type").and_then(Value::as_str);
+    // Producers write the type in any case (OpenCTI: "TLP"), and some a definition that is
+    // the level's text itself rather than an object.
+    let definition_type =
+        (object.get("definition_type").and_then(Value::as_str)).map(str::to_ascii_lowercase);
     let definition = object.get("definition");
-    let tlp = match definition_type {
-        Some("tlp") => text(definition.and_then(|d| d.get("tlp"))),
-        Some("statement") => text(definition.and_then(|d| d.get("statement"))),
+    let field = |name: &str| definition.and_then(|d| d.get(name).or(Some(d)));
+    let tlp = match definition_type.as_deref() {
+        Some("tlp") => text(field("tlp")),
+        Some("statement") => text(field("statement")),
         _ => None,
     }
     .or_else(|| {
@@ -97,9 +101,10 @@ pub fn read_marking_definition(object: &Value) -> Option<(String, MarkingKind)> 
     };
     let texts = [
         definition.and_then(|d| d.get("statement")),
+        definition,
         object.get("name"),
     ];
-    let tlp_shaped = definition_type == Some("tlp")
+    let tlp_shaped = definition_type.as_deref() == Some("tlp")
         || object
             .get("extensions")
             .and_then(|e| e.get(TLP2_EXTENSION))
@@ -242,6 +247,39 @@ mod tests {
             Some(MarkingKind::Tlp(Tlp::Clear))
         );
         assert_eq!(markings.kind("indicator--6"), None);
+    }
+
+    /// The type in capitals, or a definition that is the level's text: still the level; one
+    /// of either shape this cannot read is unknown, never "no TLP".
+    #[test]
+    fn a_tlp_definition_in_capitals_or_as_text_is_read() {
+        let read = |object: Value| read_marking_definition(&object).map(|(_, kind)| kind);
+        let id = "marking-definition--7";
+        assert_eq!(
+            read(json!({"type": "marking-definition", "id": id,
+                        "definition_type": "TLP", "definition": {"tlp": "red"}})),
+            Some(MarkingKind::Tlp(Tlp::Red))
+        );
+        assert_eq!(
+            read(json!({"type": "marking-definition", "id": id,
+                        "definition_type": "TLP", "definition": "TLP:RED"})),
+            Some(MarkingKind::Tlp(Tlp::Red))
+        );
+        assert_eq!(
+            read(json!({"type": "marking-definition", "id": id,
+                        "definition_type": "Statement", "definition": "TLP:AMBER"})),
+            Some(MarkingKind::Tlp(Tlp::Amber))
+        );
+        assert_eq!(
+            read(json!({"type": "marking-definition", "id": id,
+                        "definition_type": "TLP", "definition": "TLP:PURPLE"})),
+            Some(MarkingKind::Unreadable)
+        );
+        assert_eq!(
+            read(json!({"type": "marking-definition", "id": id,
+                        "definition_type": "other", "definition": "TLP: maybe"})),
+            Some(MarkingKind::Unreadable)
+        );
     }
 
     #[test]

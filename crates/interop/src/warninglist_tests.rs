@@ -178,7 +178,10 @@ fn a_string_lists_address_is_found_as_a_whole_length_block_or_mapped() {
     let (w, _) = sample();
     let ty = IndicatorType::Cidr;
     assert_eq!(w.matches(&ind(ty, "203.0.113.9/32")), ["exact"]);
-    assert_eq!(w.matches(&ind(IndicatorType::Ipv6, "::ffff:203.0.113.9")), ["exact"]);
+    assert_eq!(
+        w.matches(&ind(IndicatorType::Ipv6, "::ffff:203.0.113.9")),
+        ["exact"]
+    );
     assert_eq!(w.matches(&ind(ty, "::ffff:203.0.113.9/128")), ["exact"]);
     assert_eq!(w.matches(&ind(ty, "192.0.2.0/24")), ["exact"]);
     // Neighbours are not on it.

@@ -570,18 +570,30 @@ async fn add_objects(
         let lists = state.warninglists();
         // Read before the plan reads what the node signed.
         let judged_at = state.own_head_seq();
+        // A value whose state cannot be read is not judged as one never asserted here: that
+        // would publish an unmarked upsert AMBER over the narrower audience it has.
+        let unread = std::sync::Mutex::new(None);
         let plan = write::plan(&envelope, &publisher, &lists, |i| {
-            let held = state.store.indicator(i).ok().flatten().unwrap_or_default();
+            let held = match state.store.indicator(i) {
+                Ok(held) => held.unwrap_or_default(),
+                Err(e) => {
+                    *crate::rotation::lock(&unread) = Some(e);
+                    return Vec::new();
+                }
+            };
             // This node's assertions, one per audience.
             held.assertions
                 .into_iter()
                 .filter(|a| a.origin == me)
                 .collect()
         });
-        plan.map(|plan| (judged_at, plan))
+        match unread.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(internal(e)),
+            None => Ok(plan.map(|plan| (judged_at, plan))),
+        }
     })
     .await
-    .map_err(internal)?
+    .map_err(internal)??
     .map_err(|e| match e {
         write::PlanError::NotAnEnvelope(_) => refuse(StatusCode::BAD_REQUEST, "Not an envelope", e),
         write::PlanError::TooManyObjects { .. } => {
