@@ -7,10 +7,10 @@
 //! identically is a success that signs nothing, so an identical re-POST publishes nothing. A
 //! value on the node's warninglists is a failure (TAXII has no way to force it).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Mutex;
 
-use intelmesh_core::{Indicator, OrgId, Tlp};
+use intelmesh_core::{Distribution, Indicator, OrgId, Tlp};
 use intelmesh_interop::stix::{
     import_object, stix_objects, unreadable_marking, ImportOptions, ObjectOutcome, Outcome,
     SkipReason, StixIndicator,
@@ -210,8 +210,8 @@ struct Settling {
     /// This node: the origin of what it signs, which names the objects stored.
     origin: String,
     plan: Plan,
-    /// Values already signed by an earlier object of the envelope.
-    seen: BTreeSet<Indicator>,
+    /// Values already signed by an earlier object of the envelope, with what was signed.
+    seen: BTreeMap<Indicator, Vec<(Distribution, Option<pb::payload::Body>)>>,
     /// Bytes of the payloads to sign so far.
     payload_bytes: usize,
     /// An object did not fit the POST's budget: every indicator after it fails too.
@@ -246,18 +246,29 @@ impl Settling {
             Outcome::Imported(_) => {
                 let mut prepared = Vec::new();
                 let mut refused = None;
-                let mut named = BTreeSet::new();
+                let mut named = BTreeMap::new();
                 for judged in values {
                     match judged {
                         Judged::Refused(why) => refused = Some(why),
                         Judged::Held(_) => {}
                         Judged::OverBudget => self.full = true,
-                        // The first object naming a value wins; a repeat in one envelope is
-                        // signed once.
+                        // The first object naming a value wins; a repeat in one envelope
+                        // asking the same is signed once. One asking something else (a
+                        // revocation after an upsert) was judged against the state before
+                        // this POST, as the first was: it fails, to be posted again.
                         Judged::New(indicator, submission) => match submission {
-                            _ if self.seen.contains(&indicator) => {}
+                            Ok(ps) if self.seen.contains_key(&indicator) => {
+                                if self.seen.get(&indicator) != Some(&what_is_signed(&ps)) {
+                                    refused = Some(format!(
+                                        "{}: an earlier object of this POST changed it; post \
+                                         this one again to apply it after that",
+                                        indicator.value()
+                                    ));
+                                }
+                            }
                             Ok(ps) => {
-                                if named.insert(indicator) {
+                                if !named.contains_key(&indicator) {
+                                    named.insert(indicator, what_is_signed(&ps));
                                     prepared.extend(ps);
                                 }
                             }
@@ -390,18 +401,32 @@ fn judge(
             v.indicator.value()
         ));
     }
-    // An object without markings makes no new sharing decision. A revocation goes to every
-    // audience the value is still in force for here (it shares nothing new, and elsewhere
-    // those readers would never see it revoked): one revocation per distribution.
-    if v.revoked && v.tlp_defaulted {
-        let mut live: Vec<&pb::Distribution> = own
-            .iter()
-            .filter(|a| !a.revoked)
-            .filter_map(|a| a.distribution.as_ref())
-            .collect();
-        live.sort_by_key(|d| (d.tlp, d.recipients.clone()));
-        live.dedup();
+    // A revocation goes to every audience the value is still in force for here that it
+    // names: without markings (which make no new sharing decision) every one, else every one
+    // at its TLP level (a marking carries no recipients). One revocation per distribution: it
+    // shares nothing new, and elsewhere those readers would never see it revoked.
+    if v.revoked {
+        let named = |d: &pb::Distribution| v.tlp_defaulted || d.tlp == v.tlp.to_proto() as i32;
+        let mut live: Vec<&pb::Distribution> = own_live(&own);
+        let others: Vec<&pb::Distribution> = live.iter().copied().filter(|d| !named(d)).collect();
+        live.retain(|d| named(d));
         if live.is_empty() {
+            // Never in force here at that level (only at others): a revocation there would
+            // revoke nothing, and the client would think it had.
+            if !others.is_empty()
+                && !own
+                    .iter()
+                    .any(|a| a.distribution.as_ref().is_some_and(named))
+            {
+                return Judged::Refused(format!(
+                    "{}: revoked under TLP:{}, but this node asserts it in force only under {}: \
+                     nothing to revoke there; post the revocation without markings to revoke it \
+                     for every audience, or marked as the audience to revoke",
+                    v.indicator.value(),
+                    v.tlp,
+                    audiences_text(&others)
+                ));
+            }
             return Judged::Held(v.indicator.clone());
         }
         let revocations = live
@@ -440,6 +465,38 @@ fn judge(
         })
         .map_err(failed);
     Judged::New(v.indicator.clone(), prepared)
+}
+
+/// What an object's submissions for one value sign: each one's audience and body (the same
+/// in two objects asking the same of a value, since both are made at the POST's time).
+fn what_is_signed(ps: &[Prepared]) -> Vec<(Distribution, Option<pb::payload::Body>)> {
+    ps.iter()
+        .map(|p| (p.distribution.clone(), p.payload.body.clone()))
+        .collect()
+}
+
+/// The distributions of `own`'s assertions in force (not revoked), each once.
+fn own_live(own: &[pb::OriginAssertion]) -> Vec<&pb::Distribution> {
+    let mut live: Vec<&pb::Distribution> = own
+        .iter()
+        .filter(|a| !a.revoked)
+        .filter_map(|a| a.distribution.as_ref())
+        .collect();
+    live.sort_by_key(|d| (d.tlp, d.recipients.clone()));
+    live.dedup();
+    live
+}
+
+/// Audiences as a reader names them: `TLP:RED (to BR-PF)`.
+fn audiences_text(audiences: &[&pb::Distribution]) -> String {
+    let one = |d: &&pb::Distribution| {
+        let tlp = Tlp::from_proto(d.tlp).map_or_else(|| d.tlp.to_string(), |t| t.to_string());
+        match d.recipients.is_empty() {
+            true => format!("TLP:{tlp}"),
+            false => format!("TLP:{tlp} (to {})", d.recipients.join(", ")),
+        }
+    };
+    audiences.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
 /// Whether `a` already says what `s` asks: the same upsert, or a revocation of a value

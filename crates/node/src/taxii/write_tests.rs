@@ -473,3 +473,115 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
     }
     assert_eq!(plan.failures.len(), 0, "{:?}", plan.failures);
 }
+
+/// A marked revocation revokes what is in force at its TLP level (every audience there: a
+/// marking names no recipients), whatever other audiences hold; one naming a level the value
+/// is not in force at fails, naming those it is.
+#[test]
+fn a_marked_revocation_revokes_the_audiences_at_its_level_or_fails() {
+    use intelmesh_interop::marking::{TLP2_AMBER, TLP2_CLEAR, TLP2_RED};
+    let (me, br) = (org("SG-IGCI"), org("BR-PF"));
+    let members = [me.clone(), br.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let dist = |tlp: pb::Tlp, to: &[&str]| pb::Distribution {
+        tlp: tlp as i32,
+        recipients: to.iter().map(|s| s.to_string()).collect(),
+    };
+    // In force to CLEAR readers (seq 10); to BR-PF under RED, revoked since (seq 14).
+    let held = |_: &intelmesh_core::Indicator| {
+        let assertion = |seq: u64, d: pb::Distribution, revoked: bool| pb::OriginAssertion {
+            origin: "SG-IGCI".into(),
+            seq,
+            distribution: Some(d),
+            revoked,
+            ..Default::default()
+        };
+        vec![
+            assertion(10, dist(pb::Tlp::Clear, &[]), false),
+            assertion(14, dist(pb::Tlp::Red, &["BR-PF"]), true),
+        ]
+    };
+    let revoked = |n: usize, marking: &str| {
+        let mut o = indicator(n, "[domain-name:value = 'evil.example']");
+        o["revoked"] = json!(true);
+        o["object_marking_refs"] = json!([marking]);
+        o
+    };
+    let plan_one = |o: Value| {
+        plan(
+            &json!({ "objects": [o] }),
+            &publisher,
+            &Warninglists::new(),
+            held,
+        )
+        .unwrap()
+    };
+
+    let clear = plan_one(revoked(1, TLP2_CLEAR));
+    assert_eq!(clear.successes.len(), 1, "{:?}", clear.failures);
+    let signed: Vec<_> = clear.to_sign.iter().map(|p| p.distribution.tlp).collect();
+    assert_eq!(signed, [intelmesh_core::Tlp::Clear]);
+    assert!(matches!(
+        clear.to_sign[0].payload.body,
+        Some(pb::payload::Body::Revoke(_))
+    ));
+    // Revoked at RED already: nothing to sign, and said so as a success.
+    let red = plan_one(revoked(2, TLP2_RED));
+    assert!(
+        red.to_sign.is_empty() && red.successes.len() == 1,
+        "{:?}",
+        red.failures
+    );
+    // Never in force at AMBER: a failure naming where it is.
+    let amber = plan_one(revoked(3, TLP2_AMBER));
+    assert!(amber.to_sign.is_empty() && amber.successes.is_empty());
+    let why = amber.failures[0].message.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("TLP:AMBER") && why.contains("only under TLP:CLEAR"),
+        "{why}"
+    );
+}
+
+/// Two objects of one POST naming one value: asking the same, it is signed once and both
+/// succeed; asking something else (a revocation after an upsert, both judged against the
+/// state before the POST), the later one fails rather than vanish as a success.
+#[test]
+fn a_later_object_changing_a_value_an_earlier_one_changed_fails() {
+    let lists = Warninglists::new();
+    let pattern = "[domain-name:value = 'twice.example']";
+    let same = plan_of(vec![indicator(1, pattern), indicator(2, pattern)], &lists).unwrap();
+    assert_eq!((same.to_sign.len(), same.successes.len()), (1, 2));
+
+    let mut revoked = indicator(4, pattern);
+    revoked["revoked"] = json!(true);
+    let me = org("SG-IGCI");
+    let members = [me.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let held = |_: &intelmesh_core::Indicator| {
+        vec![pb::OriginAssertion {
+            origin: "SG-IGCI".into(),
+            seq: 3,
+            confidence: 50,
+            distribution: Some(pb::Distribution {
+                tlp: pb::Tlp::Amber as i32,
+                recipients: Vec::new(),
+            }),
+            ..Default::default()
+        }]
+    };
+    let mut upsert = indicator(3, pattern);
+    upsert["confidence"] = json!(80);
+    let body = json!({ "objects": [upsert, revoked] });
+    let p = plan(&body, &publisher, &lists, held).unwrap();
+    assert_eq!(p.to_sign.len(), 1);
+    assert!(matches!(
+        p.to_sign[0].payload.body,
+        Some(pb::payload::Body::Upsert(_))
+    ));
+    assert_eq!(p.successes.len(), 1);
+    let why = p.failures[0].message.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("an earlier object of this POST changed it"),
+        "{why}"
+    );
+}
