@@ -267,8 +267,10 @@ impl Settling {
                                 }
                             }
                             Ok(ps) => {
-                                if !named.contains_key(&indicator) {
-                                    named.insert(indicator, what_is_signed(&ps));
+                                if let std::collections::btree_map::Entry::Vacant(slot) =
+                                    named.entry(indicator)
+                                {
+                                    slot.insert(what_is_signed(&ps));
                                     prepared.extend(ps);
                                 }
                             }
