@@ -250,7 +250,10 @@ pub fn import_misp_within(
                 found_alone = found
                     .get("Attribute")
                     .and_then(Value::as_array)
-                    .map(|attributes| attributes.iter().map(in_its_event).collect())
+                    .map(|attributes| {
+                        let in_event = |a| in_its_event(a, options.default_tlp);
+                        attributes.iter().map(in_event).collect()
+                    })
                     .unwrap_or_default();
                 found_alone.iter().collect()
             }
@@ -286,16 +289,44 @@ pub fn import_misp_within(
     Ok(events)
 }
 
-/// A searched attribute inside the event it names (`Event`: its uuid, info and distribution),
-/// so its TLP is decided as inside that event. A search that left the event out gives the
-/// strictest distribution short of a sharing group: what the event allowed is not known.
-fn in_its_event(attribute: &Value) -> Value {
+/// A searched attribute inside the event it names (`Event`: its uuid, info, distribution and
+/// tags), so its TLP is decided as inside that event. A search that left the event out gives
+/// the strictest distribution short of a sharing group: what the event allowed is not known.
+///
+/// A search leaves out what else decides the TLP unless asked (`includeEventTags`): the
+/// event's tags, and for an attribute of an object that inherits (distribution 5) the object's
+/// distribution. When either is missing, `default_tlp` (the import's `--tlp`) is a floor, as a
+/// `tlp:` tag of the event: an event marked `tlp:red` and shared with all communities must
+/// not come in CLEAR because the search did not say so.
+fn in_its_event(attribute: &Value, default_tlp: Tlp) -> Value {
     let event = attribute.get("Event");
     let field = |name: &str| event.and_then(|e| e.get(name)).cloned();
+    let inherited_tags = list(attribute, "Tag").any(|t| flag(t.get("inherited")));
+    let event_tags_known =
+        event.is_some_and(|e| e.get("Tag").is_some() || e.get("EventTag").is_some());
+    let in_object = match attribute.get("object_id") {
+        Some(Value::Number(id)) => id.as_u64() != Some(0),
+        Some(Value::String(id)) => !matches!(id.trim(), "" | "0"),
+        _ => false,
+    };
+    let inherits = distribution(attribute.get("distribution")) == Some(5);
+    let mut tags: Vec<Value> = list(event.unwrap_or(&Value::Null), "Tag")
+        .cloned()
+        .collect();
+    tags.extend(
+        list(event.unwrap_or(&Value::Null), "EventTag")
+            .filter_map(|w| w.get("Tag"))
+            .cloned(),
+    );
+    if !(event_tags_known || inherited_tags) || (in_object && inherits) {
+        let floor = format!("tlp:{}", default_tlp.as_str().to_ascii_lowercase());
+        tags.push(serde_json::json!({ "name": floor }));
+    }
     serde_json::json!({ "Event": {
         "uuid": field("uuid").unwrap_or(Value::Null),
         "info": field("info").unwrap_or(Value::Null),
         "distribution": field("distribution").unwrap_or_else(|| Value::from("0")),
+        "Tag": tags,
         "Attribute": [attribute],
     }})
 }

@@ -409,6 +409,20 @@ fn a_searched_attribute_takes_the_distribution_of_the_event_it_names() {
          "Event": {"uuid": "e2", "info": "y", "distribution": "3"}},
         {"type": "domain", "value": "unknown.example", "to_ids": true, "distribution": "5"},
         {"type": "ip-dst", "value": "192.0.2.9", "to_ids": false},
+        // The event's tags given (`includeEventTags`): none is a TLP, or one is.
+        {"type": "domain", "value": "tagged.example", "to_ids": true, "distribution": "3",
+         "Event": {"uuid": "e3", "info": "z", "distribution": "3", "Tag": [{"name": "osint"}]}},
+        {"type": "domain", "value": "red.example", "to_ids": true, "distribution": "3",
+         "Event": {"uuid": "e4", "info": "w", "distribution": "3",
+                   "EventTag": [{"Tag": {"name": "tlp:red"}}]}},
+        // Event tags inherited onto the attribute: known too.
+        {"type": "domain", "value": "inherited.example", "to_ids": true, "distribution": "3",
+         "Tag": [{"name": "tlp:green", "inherited": 1}],
+         "Event": {"uuid": "e5", "info": "v", "distribution": "3"}},
+        // In an object whose distribution the search leaves out, inheriting it.
+        {"type": "domain", "value": "in-object.example", "to_ids": true, "distribution": "5",
+         "object_id": "7",
+         "Event": {"uuid": "e6", "info": "u", "distribution": "3", "Tag": []}},
     ]}});
     let events = import_misp(&found, &MispOptions::default()).unwrap();
     let got: Vec<(String, Tlp)> = events
@@ -420,11 +434,23 @@ fn a_searched_attribute_takes_the_distribution_of_the_event_it_names() {
         got,
         [
             ("searched.example".to_string(), Tlp::AmberStrict),
-            ("wide.example".to_string(), Tlp::Clear),
+            // Shared with all, but the search said nothing of the event's tags: the import's
+            // TLP is the floor.
+            ("wide.example".to_string(), Tlp::Amber),
             ("unknown.example".to_string(), Tlp::AmberStrict),
+            ("tagged.example".to_string(), Tlp::Clear),
+            ("red.example".to_string(), Tlp::Red),
+            ("inherited.example".to_string(), Tlp::Green),
+            ("in-object.example".to_string(), Tlp::Amber),
         ]
     );
     assert_eq!(events[3].counts().not_for_ids, 1);
+    // The floor is the import's TLP.
+    let green = MispOptions {
+        default_tlp: Tlp::Green,
+    };
+    let wide = &import_misp(&found, &green).unwrap()[1];
+    assert_eq!(wide.indicators().next().map(|i| i.tlp), Some(Tlp::Green));
     let odd = json!({"response": {"Events": []}});
     assert!(import_misp(&odd, &MispOptions::default()).is_err());
 }
