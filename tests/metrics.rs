@@ -62,8 +62,13 @@ fn value(samples: &BTreeMap<Key, f64>, name: &str, labels: &[(&str, &str)]) -> f
 
 /// The status code and body of a plain HTTP GET.
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    get_as(addr, path, "probe").await
+}
+
+/// `GET path` naming `host` in the `Host` header.
+async fn get_as(addr: SocketAddr, path: &str, host: &str) -> (u16, String) {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: probe\r\n\r\n").as_bytes())
+    tcp.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
         .await
         .expect("request");
     let mut answer = String::new();
@@ -117,6 +122,7 @@ async fn metrics_follow_what_the_node_did_and_readiness_follows_the_hub() {
     for org in [&hub, &agency] {
         net.fed.nodes.get_mut(org).unwrap().config.metrics = Some(MetricsConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
+            hosts: vec!["probe".into()],
         });
     }
     net.start(&hub).await;
@@ -134,6 +140,15 @@ async fn metrics_follow_what_the_node_did_and_readiness_follows_the_hub() {
         200
     );
     wait_ready(&net, &agency, 200).await;
+    // Asked under a name it was not given (a page that rebound its own name to the address,
+    // read by a browser that reaches the port): refused; under its address, answered.
+    let at = net.node(&agency).metrics_addr.unwrap();
+    for path in ["/metrics", "/readyz", "/livez"] {
+        assert_eq!(get_as(at, path, "evil.example:9464").await.0, 421, "{path}");
+    }
+    assert_eq!(get_as(at, "/livez", &at.to_string()).await.0, 200);
+    assert_eq!(get_as(at, "/livez", "[::1]:9464").await.0, 200);
+    assert_eq!(get_as(at, "/livez", "localhost").await.0, 200);
 
     // What the test does: 7 entries published, 2 lookups, 1 call refused.
     let seqs = net.publish_domains(&agency, "metrics", 7).await;

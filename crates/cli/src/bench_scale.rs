@@ -208,7 +208,10 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     // The node's metrics, to read how much of each probe its store's writes took.
     let metrics = intelmesh_node::provision::free_loopback_addr()?;
     let mut config = intelmesh_node::config::NodeConfig::load(&me.config_path)?;
-    config.metrics = Some(intelmesh_node::config::MetricsConfig { listen: metrics });
+    config.metrics = Some(intelmesh_node::config::MetricsConfig {
+        listen: metrics,
+        hosts: Vec::new(),
+    });
     crate::enrol_cmd::write_config(&me.config_path, &config)?;
     let n = o.indicators;
     let p = probe_size(n);

@@ -127,6 +127,11 @@ impl StoreTuning {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     pub listen: SocketAddr,
+    /// Names (besides IP addresses and `localhost`) the listener may be asked under, in the
+    /// `Host` header: a request naming any other is refused, so a web page open in a browser
+    /// that reaches the port cannot read it by rebinding its own name to the address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// One line per event: human text, or one JSON object per line for log collectors.

@@ -320,7 +320,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     };
     let taxii_addr = gateway.as_ref().map(|g| g.local_addr()).transpose()?;
     let metrics = match &cfg.metrics {
-        Some(m) => Some(metrics::Endpoint::bind(&state, m.listen).await?),
+        Some(m) => Some(metrics::Endpoint::bind(&state, m).await?),
         None => None,
     };
     let metrics_addr = metrics.as_ref().map(|m| m.local_addr()).transpose()?;

@@ -357,7 +357,10 @@ fn tune(config: &Path, limits: &Limits) -> anyhow::Result<(TaxiiAccess, SocketAd
         NodeConfig::load(config).with_context(|| format!("reading {}", config.display()))?;
     cfg.limits = limits.clone();
     let metrics = free_loopback_addr()?;
-    cfg.metrics = Some(MetricsConfig { listen: metrics });
+    cfg.metrics = Some(MetricsConfig {
+        listen: metrics,
+        hosts: Vec::new(),
+    });
     crate::enrol_cmd::write_config(config, &cfg)?;
     let listen = free_loopback_addr()?;
     taxii_cmd::edit(config, |t| {
