@@ -19,7 +19,9 @@ use intelmesh_core::OrgId;
 use sha2::{Digest, Sha256};
 
 use super::config::{hash_password, Permission, TaxiiUser};
+use super::throttle::{source, Failures, USER_FAILURES_PER_WINDOW, USER_WINDOW};
 use crate::admission::refused_certificate;
+use crate::conn_slots::Source;
 use crate::identity::{identity_of, Identity};
 use crate::state::NodeState;
 
@@ -77,7 +79,10 @@ pub struct Users {
     /// wrong passwords waits here instead of taking the node's memory and cores.
     hashing: std::sync::Arc<tokio::sync::Semaphore>,
     /// Wrong passwords by client address: a guessing host is refused before it waits here.
-    failures: Mutex<super::throttle::Failures>,
+    failures: Mutex<Failures<Source>>,
+    /// Wrong passwords by user name: a configured user's in a table no other name can push it
+    /// out of; unknown names in one of their own, so a name's refusal does not tell it exists.
+    user_failures: Mutex<(Failures<usize>, Failures<String>)>,
 }
 
 /// argon2 verifications at once.
@@ -97,18 +102,51 @@ impl Users {
             verified: Mutex::new(HashMap::new()),
             hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(HASHING_AT_ONCE)),
             failures: Mutex::default(),
+            user_failures: Mutex::new((
+                Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
+                Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
+            )),
         }
     }
 
-    /// Refuses `from` while it has sent too many wrong passwords lately.
-    fn not_throttled(&self, from: IpAddr) -> Result<(), AuthError> {
+    /// Refuses `from`, or the user `name` (`user`: its index if configured), while too many
+    /// wrong passwords came from it, or for it, lately.
+    fn not_throttled(
+        &self,
+        from: IpAddr,
+        name: &str,
+        user: Option<usize>,
+    ) -> Result<(), AuthError> {
         let now = Instant::now();
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match failures.refused_until(from, now) {
+        let by_address = {
+            let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            failures.refused_until(&source(from), now)
+        };
+        let by_user = {
+            let users = self.user_failures.lock().unwrap_or_else(|e| e.into_inner());
+            match user {
+                Some(i) => users.0.refused_until(&i, now),
+                None => users.1.refused_until(&name.to_string(), now),
+            }
+        };
+        match by_address.max(by_user) {
             Some(until) => Err(AuthError::Throttled(
                 until.saturating_duration_since(now).as_secs().max(1),
             )),
             None => Ok(()),
+        }
+    }
+
+    /// Counts a wrong password from `from` for `name`.
+    fn failed(&self, from: IpAddr, name: &str, user: Option<usize>) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures.failed(source(from), now);
+        drop(failures);
+        let mut users = self.user_failures.lock().unwrap_or_else(|e| e.into_inner());
+        match user {
+            Some(i) => users.0.failed(i, now),
+            None => users.1.failed(name.to_string(), now),
         }
     }
 
@@ -130,7 +168,8 @@ impl Users {
             .map_err(|_| AuthError::Malformed)?;
         let text = String::from_utf8(decoded).map_err(|_| AuthError::Malformed)?;
         let (name, password) = text.split_once(':').ok_or(AuthError::Malformed)?;
-        let user = self.users.iter().find(|u| u.name == name);
+        let index = self.users.iter().position(|u| u.name == name);
+        let user = index.map(|i| &self.users[i]);
         let hash = user.map_or(unknown_user_hash(), |u| u.password_hash.as_str());
         let key: [u8; 32] = Sha256::new()
             .chain_update(hash.as_bytes())
@@ -148,10 +187,10 @@ impl Users {
                 return Ok((u.permission, name.to_string()));
             }
         }
-        self.not_throttled(from)?;
+        self.not_throttled(from, name, index)?;
         let _permit = super::busy::permit(&self.hashing).await?;
         // Again once a check is ours: guesses sent all at once waited together.
-        self.not_throttled(from)?;
+        self.not_throttled(from, name, index)?;
         let (hash, password) = (hash.to_string(), password.to_string());
         let right = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|h| {
@@ -163,8 +202,7 @@ impl Users {
         .await
         .unwrap_or(false);
         let Some(user) = user.filter(|_| right) else {
-            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            failures.failed(from, Instant::now());
+            self.failed(from, name, index);
             return Err(AuthError::BadCredentials);
         };
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,6 +289,31 @@ mod tests {
             .check_basic(&basic("soc", "correct horse battery"), HOST)
             .await;
         assert_eq!(remembered, ok);
+    }
+
+    /// Guesses spread over many addresses, each far under its own bound: past the user's, its
+    /// password is not checked from anywhere until the window ends; unknown names alike, so a
+    /// refusal does not tell which names exist.
+    #[tokio::test]
+    async fn guesses_for_one_user_from_many_addresses_are_refused_past_the_users_bound() {
+        let users = soc(Permission::Read);
+        let address = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        for name in ["soc", "nobody"] {
+            for i in 0..USER_FAILURES_PER_WINDOW {
+                let wrong = users.check_basic(&basic(name, "guess"), address(i)).await;
+                assert_eq!(wrong, Err(AuthError::BadCredentials), "{name} #{i}");
+            }
+        }
+        let fresh = address(100_000);
+        for name in ["soc", "nobody"] {
+            let refused = users
+                .check_basic(&basic(name, "correct horse battery"), fresh)
+                .await;
+            assert!(
+                matches!(refused, Err(AuthError::Throttled(s)) if s > 0),
+                "{name}: {refused:?}"
+            );
+        }
     }
 
     fn basic(user: &str, password: &str) -> String {

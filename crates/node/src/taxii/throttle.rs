@@ -1,10 +1,14 @@
-//! Failed password checks per client address: an address past [`FAILURES_PER_WINDOW`] wrong
-//! passwords in [`WINDOW`] is refused without a check until the window ends, so one host
-//! guessing passwords cannot hold the few argon2 checks the node runs at once.
+//! Failed password checks, per client address and per user: an address past
+//! [`FAILURES_PER_WINDOW`] wrong passwords in [`WINDOW`] is refused without a check until the
+//! window ends, so one host guessing passwords cannot hold the few argon2 checks the node runs
+//! at once; a user past [`USER_FAILURES_PER_WINDOW`] in [`USER_WINDOW`] likewise, so guesses
+//! spread over many addresses (a whole IPv6 /48) cannot try one user's password at the rate
+//! the checks allow (a password remembered as right is still taken: see `auth`).
 //!
-//! Data in, data out: the caller passes the time; the table is bounded ([`MAX_ADDRESSES`]).
+//! Data in, data out: the caller passes the time; each table is bounded ([`MAX_KEYS`]).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -16,43 +20,71 @@ pub const FAILURES_PER_WINDOW: u32 = 10;
 /// How long failures count against an address.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-/// Addresses followed at once: past it, windows already over are forgotten, and if none is,
-/// the oldest window goes.
-const MAX_ADDRESSES: usize = 4096;
+/// Wrong passwords for one user in one [`USER_WINDOW`], from anywhere: about 7,000 guesses a
+/// day at most, where the checks alone would allow millions.
+pub const USER_FAILURES_PER_WINDOW: u32 = 50;
 
-/// The addresses that failed lately: failures in the current window and when it began.
-#[derive(Default)]
-pub struct Failures {
-    by_address: HashMap<Source, (u32, Instant)>,
+/// How long failures count against a user.
+pub const USER_WINDOW: Duration = Duration::from_secs(600);
+
+/// Keys followed at once: past it, windows already over are forgotten, and if none is, the
+/// oldest window goes.
+const MAX_KEYS: usize = 4096;
+
+/// The keys (addresses, users) that failed lately: failures in the current window and when it
+/// began.
+pub struct Failures<K> {
+    by_key: HashMap<K, (u32, Instant)>,
+    allowed: u32,
+    window: Duration,
 }
 
-impl Failures {
-    /// When `ip` may try again, if it is refused now.
-    pub fn refused_until(&self, ip: IpAddr, now: Instant) -> Option<Instant> {
-        let &(count, since) = self.by_address.get(&Source::of(ip))?;
-        let ends = since + WINDOW;
-        (count >= FAILURES_PER_WINDOW && now < ends).then_some(ends)
+impl Default for Failures<Source> {
+    fn default() -> Self {
+        Failures::new(FAILURES_PER_WINDOW, WINDOW)
+    }
+}
+
+impl<K: Hash + Eq + Clone> Failures<K> {
+    /// A table refusing a key past `allowed` failures in `window`.
+    pub fn new(allowed: u32, window: Duration) -> Failures<K> {
+        Failures {
+            by_key: HashMap::new(),
+            allowed,
+            window,
+        }
     }
 
-    /// Counts a wrong password from `ip`.
-    pub fn failed(&mut self, ip: IpAddr, now: Instant) {
-        let key = Source::of(ip);
-        if !self.by_address.contains_key(&key) && self.by_address.len() >= MAX_ADDRESSES {
-            self.by_address
-                .retain(|_, (_, since)| now < *since + WINDOW);
-            if self.by_address.len() >= MAX_ADDRESSES {
-                let oldest = self.by_address.iter().min_by_key(|(_, (_, since))| *since);
-                if let Some(oldest) = oldest.map(|(k, _)| *k) {
-                    self.by_address.remove(&oldest);
+    /// When `key` may try again, if it is refused now.
+    pub fn refused_until(&self, key: &K, now: Instant) -> Option<Instant> {
+        let &(count, since) = self.by_key.get(key)?;
+        let ends = since + self.window;
+        (count >= self.allowed && now < ends).then_some(ends)
+    }
+
+    /// Counts a wrong password of `key`.
+    pub fn failed(&mut self, key: K, now: Instant) {
+        let window = self.window;
+        if !self.by_key.contains_key(&key) && self.by_key.len() >= MAX_KEYS {
+            self.by_key.retain(|_, (_, since)| now < *since + window);
+            if self.by_key.len() >= MAX_KEYS {
+                let oldest = self.by_key.iter().min_by_key(|(_, (_, since))| *since);
+                if let Some(oldest) = oldest.map(|(k, _)| k.clone()) {
+                    self.by_key.remove(&oldest);
                 }
             }
         }
-        let entry = self.by_address.entry(key).or_insert((0, now));
-        if now >= entry.1 + WINDOW {
+        let entry = self.by_key.entry(key).or_insert((0, now));
+        if now >= entry.1 + window {
             *entry = (0, now);
         }
         entry.0 = entry.0.saturating_add(1);
     }
+}
+
+/// The address table's key for `ip` (an IPv6 host by its /64, IPv4-mapped as IPv4).
+pub fn source(ip: IpAddr) -> Source {
+    Source::of(ip)
 }
 
 #[cfg(test)]
@@ -68,19 +100,24 @@ mod tests {
         let mut f = Failures::default();
         let t0 = Instant::now();
         for _ in 0..FAILURES_PER_WINDOW - 1 {
-            f.failed(ip("192.0.2.7"), t0);
+            f.failed(source(ip("192.0.2.7")), t0);
         }
-        assert_eq!(f.refused_until(ip("192.0.2.7"), t0), None);
-        f.failed(ip("192.0.2.7"), t0);
-        assert_eq!(f.refused_until(ip("192.0.2.7"), t0), Some(t0 + WINDOW));
+        assert_eq!(f.refused_until(&source(ip("192.0.2.7")), t0), None);
+        f.failed(source(ip("192.0.2.7")), t0);
+        assert_eq!(
+            f.refused_until(&source(ip("192.0.2.7")), t0),
+            Some(t0 + WINDOW)
+        );
         // The same host over IPv4-mapped IPv6; another host is not refused.
-        assert!(f.refused_until(ip("::ffff:192.0.2.7"), t0).is_some());
-        assert_eq!(f.refused_until(ip("192.0.2.8"), t0), None);
+        assert!(f
+            .refused_until(&source(ip("::ffff:192.0.2.7")), t0)
+            .is_some());
+        assert_eq!(f.refused_until(&source(ip("192.0.2.8")), t0), None);
         // Once the window is over, the address starts afresh.
         let later = t0 + WINDOW;
-        assert_eq!(f.refused_until(ip("192.0.2.7"), later), None);
-        f.failed(ip("192.0.2.7"), later);
-        assert_eq!(f.refused_until(ip("192.0.2.7"), later), None);
+        assert_eq!(f.refused_until(&source(ip("192.0.2.7")), later), None);
+        f.failed(source(ip("192.0.2.7")), later);
+        assert_eq!(f.refused_until(&source(ip("192.0.2.7")), later), None);
     }
 
     #[test]
@@ -88,14 +125,33 @@ mod tests {
         let mut f = Failures::default();
         let t0 = Instant::now();
         for i in 0..FAILURES_PER_WINDOW {
-            f.failed(ip(&format!("2001:db8:1:2::{i:x}")), t0);
+            f.failed(source(ip(&format!("2001:db8:1:2::{i:x}"))), t0);
         }
-        assert!(f.refused_until(ip("2001:db8:1:2::ffff"), t0).is_some());
-        assert!(f.refused_until(ip("2001:db8:1:3::1"), t0).is_none());
-        for i in 0..2 * MAX_ADDRESSES as u32 {
+        assert!(f
+            .refused_until(&source(ip("2001:db8:1:2::ffff")), t0)
+            .is_some());
+        assert!(f
+            .refused_until(&source(ip("2001:db8:1:3::1")), t0)
+            .is_none());
+        for i in 0..2 * MAX_KEYS as u32 {
             let at = t0 + Duration::from_millis(u64::from(i));
-            f.failed(IpAddr::V4(i.to_be_bytes().into()), at);
+            f.failed(source(IpAddr::V4(i.to_be_bytes().into())), at);
         }
-        assert!(f.by_address.len() <= MAX_ADDRESSES);
+        assert!(f.by_key.len() <= MAX_KEYS);
+    }
+
+    #[test]
+    fn a_user_is_refused_past_its_failures_from_any_address() {
+        let mut f = Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW);
+        let t0 = Instant::now();
+        let soc = "soc".to_string();
+        for _ in 0..USER_FAILURES_PER_WINDOW - 1 {
+            f.failed(soc.clone(), t0);
+        }
+        assert_eq!(f.refused_until(&soc, t0), None);
+        f.failed(soc.clone(), t0);
+        assert_eq!(f.refused_until(&soc, t0), Some(t0 + USER_WINDOW));
+        assert_eq!(f.refused_until(&"analyst".to_string(), t0), None);
+        assert_eq!(f.refused_until(&soc, t0 + USER_WINDOW), None);
     }
 }
