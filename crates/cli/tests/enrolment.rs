@@ -788,3 +788,64 @@ fn serial_in(out: &str) -> &str {
         .and_then(|r| r.split(' ').next())
         .unwrap_or_else(|| panic!("no serial in: {out}"))
 }
+
+/// Each bundle signs a certificate and writes a ledger file on the hub: past the bound of
+/// certificates issued to one member and neither recorded in the roster nor revoked, the hub
+/// issues no more (a stolen admin certificate calling `IssueBundle` in a loop fills no disk).
+#[test]
+fn a_member_gets_no_more_bundles_while_too_many_issued_are_unrecorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut fed = Federation::init(dir, &["alice"], 1);
+    let au = dir.join("au");
+    run_ok(&args(&[
+        "node",
+        "init",
+        "--org",
+        AGENCY,
+        "--name",
+        "AFP",
+        "--dir",
+        &s(&au),
+    ]));
+    run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "add",
+            "--request",
+            &s(&au.join("enrolment.request")),
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    let bundle = s(&dir.join("au.bundle"));
+    let max = intelmesh_node::admin::issued::MAX_UNRECORDED;
+    for n in 0..max {
+        // Unsigned: each record stays a pending proposal.
+        let out = run_ok(&fed.admin(
+            "alice",
+            &[
+                "members", "bundle", AGENCY, "--days", "30", "--out", &bundle,
+            ],
+        ));
+        assert!(out.contains("pending"), "bundle {n}: {out}");
+    }
+    let refused = run(&fed.admin(
+        "alice",
+        &[
+            "members", "bundle", AGENCY, "--days", "30", "--out", &bundle,
+        ],
+    ));
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!(
+            "{max} certificates issued to {AGENCY} are neither recorded"
+        )),
+        "{err}"
+    );
+    let hub = intelmesh_node::NodeConfig::load(&dir.join("fed/hub/node.toml")).unwrap();
+    let ledger = intelmesh_node::admin::issued::dir(&hub.data_dir);
+    assert_eq!(std::fs::read_dir(ledger).unwrap().count(), max);
+}

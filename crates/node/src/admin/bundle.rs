@@ -18,6 +18,7 @@ use super::AdminError;
 use super::{book, issued};
 use crate::pki::{Ca, Validity, DEFAULT_LEAF_DAYS, MAX_BUNDLE_DAYS};
 use crate::state::NodeState;
+use intelmesh_roster::model::normalize_serial;
 
 /// The bundle of member `org`, its certificate valid for `days` (0: the default).
 pub fn issue_bundle(
@@ -44,6 +45,24 @@ pub fn issue_bundle(
     })? {
         return Err(AdminError::Precondition(format!(
             "a certificate of {org} was revoked, so the key of its enrolment request is not certified again: have {org} make a new key and request (`intelmesh pki request-node`) and sign it with `intelmesh pki sign-node`"
+        )));
+    }
+    // Each bundle signs a certificate and writes a ledger file: bounded per member until the
+    // roster records (or revokes) what was issued.
+    let document = current.document();
+    let settled = |serial: &str| {
+        let serial = normalize_serial(serial);
+        let same = |other: &str| normalize_serial(other) == serial;
+        member.certificates.iter().any(|c| same(&c.serial))
+            || document.revoked.iter().any(|r| same(&r.serial))
+    };
+    let pending = issued::unrecorded(&ledger, org, settled)?;
+    if pending.len() >= issued::MAX_UNRECORDED {
+        return Err(AdminError::Precondition(format!(
+            "{} certificates issued to {org} are neither recorded in roster version {} nor revoked ({}): publish their records (the proposals `admin members bundle` made) or revoke them before issuing another",
+            pending.len(),
+            current.version(),
+            pending.join(", ")
         )));
     }
     let csr_pem = admitted_request(state, org, &member.signing_keys)?;

@@ -57,6 +57,47 @@ pub fn issued_to(dir: &Path, serial: &str) -> Result<Option<String>, AdminError>
     }
 }
 
+/// Certificates one member may have issued by this hub and not yet recorded in the roster
+/// (nor revoked): a renewal or two in flight. Past it, `IssueBundle` is refused: each one
+/// signs a certificate and writes a synced ledger file, and a stolen admin certificate could
+/// otherwise call it without end.
+pub const MAX_UNRECORDED: usize = 8;
+
+/// The serials this hub issued to `org` (by the ledger) that `settled` does not name (recorded
+/// in the roster, or revoked), sorted.
+pub fn unrecorded(
+    dir: &Path,
+    org: &OrgId,
+    settled: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, AdminError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(AdminError::Internal(format!(
+                "reading {}: {e}",
+                dir.display()
+            )))
+        }
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| AdminError::Internal(format!("reading {}: {e}", dir.display())))?;
+        let Some(serial) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if settled(&serial) {
+            continue;
+        }
+        if issued_to(dir, &serial)?.as_deref() == Some(org.as_str()) {
+            found.push(serial);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// Whether a certificate of `org` is among `revoked`: one the roster ties to it, or one it
 /// ties to no member that `issued_to` says went to `org`.
 pub fn revoked_for(
@@ -114,5 +155,25 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn the_serials_issued_to_an_org_and_not_yet_settled_are_listed() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = dir(data.path());
+        let (au, br) = (
+            OrgId::parse("AU-AFP").unwrap(),
+            OrgId::parse("BR-PF").unwrap(),
+        );
+        assert!(unrecorded(&dir, &au, |_| false).unwrap().is_empty());
+        for (serial, org) in [("0a", &au), ("0b", &au), ("0c", &br), ("0d", &au)] {
+            record(&dir, serial, org).unwrap();
+        }
+        assert_eq!(
+            unrecorded(&dir, &au, |_| false).unwrap(),
+            ["0a", "0b", "0d"]
+        );
+        assert_eq!(unrecorded(&dir, &au, |s| s == "0b").unwrap(), ["0a", "0d"]);
+        assert_eq!(unrecorded(&dir, &br, |_| false).unwrap(), ["0c"]);
     }
 }
