@@ -796,7 +796,7 @@ fn serial_in(out: &str) -> &str {
 fn a_member_gets_no_more_bundles_while_too_many_issued_are_unrecorded() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut fed = Federation::init(dir, &["alice"], 1);
+    let fed = Federation::init(dir, &["alice"], 1);
     let au = dir.join("au");
     run_ok(&args(&[
         "node",
