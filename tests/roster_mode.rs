@@ -724,6 +724,28 @@ async fn entries_held_for_a_gap_are_dropped_when_the_roster_ends_their_key_below
     let store = &net.node(&au).state().store;
     assert_eq!(store.head(&sg).unwrap().map(|h| h.seq), Some(cut_off));
     assert!(store.range(&sg, cut_off + 1, 10).unwrap().is_empty());
+    // The thief's entries past the cut-off, sent again: refused for their key's range once
+    // verified; sent again after that, refused the same way without a signature check.
+    let past = stolen[3..].to_vec();
+    let state = net.node(&au).state();
+    let first = state.ingest(past.clone()).await.unwrap();
+    let key_range = |e: &intelmesh_core::VerifyError| {
+        matches!(e, intelmesh_core::VerifyError::KeyNotValidAtSeq { .. })
+    };
+    assert_eq!(
+        first.refused.iter().filter(|e| key_range(e)).count(),
+        3,
+        "{first:?}"
+    );
+    assert!(first.refused_again.is_empty(), "{first:?}");
+    let again = state.ingest(past).await.unwrap();
+    assert!(again.refused.is_empty(), "{again:?}");
+    assert_eq!(
+        again.refused_again.iter().filter(|e| key_range(e)).count(),
+        3,
+        "{again:?}"
+    );
+    assert_eq!(again.appended, 0);
     let keys = net.node(&au).state().keys();
     let check = intelmesh_store::verify_store(store, Some(keys.as_ref())).expect("verify-store");
     assert!(check.is_ok(), "{:?}", check.problems);

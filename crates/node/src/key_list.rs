@@ -58,6 +58,7 @@ impl NodeState {
             // lists the new key.
             self.set_keys_with_pending(keys);
         }
+        self.forget_refused();
         let now = self.keys();
         let dropped = self.store.drop_held_where(|e| {
             let h = e.header();

@@ -38,6 +38,7 @@ pub mod private_files;
 mod probe_gate;
 pub mod provision;
 pub mod provision_roster;
+mod refused_lately;
 mod roster_admission;
 pub mod roster_follow;
 pub mod rotate_key;

@@ -28,6 +28,10 @@ impl<T: Hash> SeenLately<T> {
     /// How many are kept; the oldest go first.
     pub const MAX: usize = 65_536;
 
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
     pub fn contains(&self, item: &T) -> bool {
         self.set.contains(&self.hasher.hash_one(item))
     }

@@ -53,6 +53,9 @@ pub struct NodeState {
     /// Fork proofs that checked out lately, so a proof passed on again costs no signature
     /// check.
     proofs_checked: Mutex<crate::seen_lately::SeenLately<ProofIdentity>>,
+    /// Entries refused lately for their key's range (see `refused_lately`).
+    pub(crate) refused_lately:
+        Mutex<crate::seen_lately::SeenLately<crate::refused_lately::Refused>>,
     /// Roster mode: this node's new key, rotated in but not yet in the roster (see `rotation`).
     /// Held while the key set is replaced, so no replacement loses the overlay.
     pub(crate) pending_key: Mutex<Option<PendingKey>>,
@@ -88,6 +91,9 @@ pub struct IngestReport {
     /// Entries kept to be verified once their key is known (see `unverified`).
     pub unverifiable: usize,
     pub refused: Vec<VerifyError>,
+    /// Refused lately for the same reason, and refused again without a signature check (see
+    /// `refused_lately`): a link treats them as `refused`, without logging each again.
+    pub refused_again: Vec<VerifyError>,
     pub chain_rejected: Vec<ChainError>,
 }
 
@@ -136,6 +142,8 @@ pub struct Checked {
     pub keys: Option<Arc<StaticKeys>>,
     /// Entries this node held already, as they came (counted as duplicates, not verified).
     pub held_already: Vec<(OrgId, u64)>,
+    /// Entries refused lately, refused again without a signature check.
+    pub refused_again: Vec<VerifyError>,
 }
 
 /// An entry signed with a key not in this node's key list, as its checked header names it.
@@ -252,6 +260,7 @@ impl NodeState {
             authority_mark,
             pending_key: Mutex::new(None),
             proofs_checked: Mutex::default(),
+            refused_lately: Mutex::default(),
             hold_resend: Mutex::default(),
             changed: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
@@ -458,6 +467,7 @@ impl NodeState {
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
             let (held_already, raws) = me.without_held(raws);
+            let (refused_again, raws) = me.without_refused_lately(raws);
             let verified = raws.len();
             let mut checked = check_entries(
                 raws,
@@ -465,6 +475,7 @@ impl NodeState {
                 &VerifyConfig::at(intelmesh_core::now_unix_ms()),
             );
             checked.held_already = held_already;
+            checked.refused_again = refused_again;
             checked.good = me.open_received(std::mem::take(&mut checked.good));
             let held = checked.held_already.len();
             me.metrics.verified_batch(started.elapsed(), verified, held);
@@ -553,6 +564,7 @@ impl NodeState {
         let report = tokio::task::spawn_blocking(move || -> Result<IngestReport, NodeError> {
             let mut report = IngestReport {
                 refused: checked.refused,
+                refused_again: checked.refused_again,
                 duplicates: checked.held_already.len(),
                 ..IngestReport::default()
             };
@@ -606,6 +618,7 @@ impl NodeState {
                     Outcome::Rejected(e) => report.chain_rejected.push(e),
                 }
             }
+            me.remember_refused(&report.refused);
             Ok(report)
         })
         .await

@@ -641,7 +641,7 @@ where
                     // peer's: keep the link; the store keeps the proof and links pass it on.
                     tracing::warn!(%peer, error = %e, "entry refused by chain rules");
                 }
-                let (origin_faults, refused): (Vec<_>, Vec<_>) = report
+                let (mut origin_faults, refused): (Vec<_>, Vec<_>) = report
                     .refused
                     .into_iter()
                     .partition(|e| e.is_origin_fault());
@@ -657,6 +657,14 @@ where
                     // roster in good faith. The entry is refused; the link stays, unless the
                     // roster this node follows now lets the key sign it (below).
                     tracing::warn!(%peer, error = %e, "entry refused for what its origin signed, not for this peer's doing");
+                }
+                // Refused lately already, and logged then: judged as before, said once.
+                if !report.refused_again.is_empty() {
+                    state
+                        .metrics
+                        .refused(Refusal::KeyEnded, report.refused_again.len());
+                    tracing::debug!(%peer, entries = report.refused_again.len(), "entries refused again for what their origin signed");
+                    origin_faults.extend(report.refused_again);
                 }
                 if let Some(e) = forged.into_iter().next() {
                     return Err(LinkError::Forged(e));
