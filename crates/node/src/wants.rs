@@ -5,7 +5,7 @@
 //! again: the node asks for it instead, with a `Want` frame on each link, and a peer that holds
 //! the payload and may send it over that link answers with the full entry.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use intelmesh_core::entry::Header;
@@ -38,7 +38,14 @@ pub struct Wants {
 
 #[derive(Default)]
 struct Owed {
-    keys: BTreeSet<EntryKey>,
+    /// Each owed key, with the number it was added under.
+    keys: BTreeMap<EntryKey, u64>,
+    /// The owed keys by the number they were added under, so a link asks for what was added
+    /// since it last asked without copying the whole set (190 links, 65,536 keys, on every
+    /// change).
+    by_number: BTreeMap<u64, EntryKey>,
+    /// The number the next key added takes.
+    next_number: u64,
     /// Raised whenever `keys` changes, so a link's sender looks at them again only then.
     revision: u64,
     per_origin: HashMap<OrgId, usize>,
@@ -57,21 +64,26 @@ impl Wants {
         let mut w = self.lock();
         let of_origin = w.per_origin.get(&key.0).copied().unwrap_or(0);
         if w.keys.len() >= MAX_WANTS || of_origin >= MAX_WANTS_PER_ORIGIN {
-            if !w.keys.contains(&key) && w.left_out_at.is_none() {
+            if !w.keys.contains_key(&key) && w.left_out_at.is_none() {
                 w.left_out_at = Some((w.keys.len(), 0));
             }
             return;
         }
-        let origin = key.0.clone();
-        if w.keys.insert(key) {
-            *w.per_origin.entry(origin).or_default() += 1;
-            w.revision += 1;
+        if w.keys.contains_key(&key) {
+            return;
         }
+        let number = w.next_number;
+        w.next_number += 1;
+        *w.per_origin.entry(key.0.clone()).or_default() += 1;
+        w.by_number.insert(number, key.clone());
+        w.keys.insert(key, number);
+        w.revision += 1;
     }
 
     pub fn remove(&self, key: &EntryKey) {
         let mut w = self.lock();
-        if w.keys.remove(key) {
+        if let Some(number) = w.keys.remove(key) {
+            w.by_number.remove(&number);
             w.revision += 1;
             if let Some((_, paid)) = &mut w.left_out_at {
                 *paid += 1;
@@ -99,7 +111,7 @@ impl Wants {
     }
 
     pub fn contains(&self, key: &EntryKey) -> bool {
-        self.lock().keys.contains(key)
+        self.lock().keys.contains_key(key)
     }
 
     /// How many payloads are owed (as far as the wants had room for them).
@@ -117,7 +129,20 @@ impl Wants {
     }
 
     pub fn snapshot(&self) -> BTreeSet<EntryKey> {
-        self.lock().keys.clone()
+        self.lock().keys.keys().cloned().collect()
+    }
+
+    /// Up to `max` keys owed that were added after number `after` (`None`: all), in the order
+    /// they were added, each with its number: a link asks for these, then for those after the
+    /// last number it got. A key paid and owed again is added again, under a new number.
+    pub fn added_after(&self, after: Option<u64>, max: usize) -> Vec<(u64, EntryKey)> {
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let w = self.lock();
+        (w.by_number.range((from, Bound::Unbounded)))
+            .take(max)
+            .map(|(n, k)| (*n, k.clone()))
+            .collect()
     }
 }
 
@@ -239,6 +264,31 @@ mod tests {
         assert_eq!(wants.revision(), added, "nothing changed");
         wants.remove(&(au.clone(), 1));
         assert_ne!(wants.revision(), added);
+    }
+
+    /// A link asks for what was added since its last ask, in order, without the rest: paid
+    /// keys are gone, and a key owed again is asked again.
+    #[test]
+    fn a_link_asks_for_what_was_added_after_its_last_ask() {
+        let wants = Wants::default();
+        let au = OrgId::parse("AU-AFP").unwrap();
+        let key = |seq: u64| (au.clone(), seq);
+        let keys = |got: Vec<(u64, EntryKey)>| got.into_iter().map(|(_, k)| k).collect::<Vec<_>>();
+        for seq in [5, 3, 9] {
+            wants.add(key(seq));
+        }
+        let first = wants.added_after(None, 2);
+        assert_eq!(keys(first.clone()), [key(5), key(3)]);
+        let last = first.last().map(|(n, _)| *n);
+        assert_eq!(keys(wants.added_after(last, 10)), [key(9)]);
+        // 9 paid, 11 owed, 5 paid and owed again: asked after the last number, 11 then 5.
+        wants.remove(&key(9));
+        wants.add(key(11));
+        wants.remove(&key(5));
+        wants.add(key(5));
+        assert_eq!(keys(wants.added_after(last, 10)), [key(11), key(5)]);
+        assert_eq!(keys(wants.added_after(None, 10)), [key(3), key(11), key(5)]);
+        assert_eq!(wants.len(), 3);
     }
 
     #[test]

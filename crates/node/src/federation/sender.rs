@@ -24,7 +24,6 @@ use crate::config::Limits;
 use crate::key_end_cut::CutsSince;
 use crate::route::{for_link, LinkReach};
 use crate::state::{header_of, NodeState};
-use crate::wants::EntryKey;
 
 /// The least time between two rounds of entry and progress frames on one link while appends
 /// keep coming. A hub taking in one entry at a time from each of 190 members would otherwise
@@ -108,7 +107,8 @@ pub(super) async fn send_loop(
     // When the last round sent entries or progress (see `LINGER`).
     let mut last_round: Option<Instant> = None;
     // What this node asked the peer for on this link; a new link asks again.
-    let mut wanted: BTreeSet<EntryKey> = BTreeSet::new();
+    // The number of the last owed payload asked for on this link (see `Wants::added_after`).
+    let mut wanted: Option<u64> = None;
     // Fork proofs sent on this link, and the store's proof count when last looked at.
     let mut proofs_sent: BTreeSet<ProofKey> = BTreeSet::new();
     let mut proofs_seen: Option<u64> = None;
@@ -219,15 +219,13 @@ fn lower_for_cuts(state: &NodeState, view: &PeerView, seen: &mut u64) -> Result<
     Ok(())
 }
 
-/// The payloads this node is owed that it has not asked this peer for yet.
-fn next_want(state: &NodeState, wanted: &mut BTreeSet<EntryKey>, max: usize) -> Option<pb::Want> {
-    let owed = state.wants.snapshot();
-    wanted.retain(|k| owed.contains(k));
-    let ask: Vec<EntryKey> = owed.difference(wanted).take(max).cloned().collect();
-    if ask.is_empty() {
-        return None;
-    }
-    wanted.extend(ask.iter().cloned());
+/// The payloads this node is owed that it has not asked this peer for yet: those added to
+/// the owed set after the last one asked (`asked`, its number, moved on).
+fn next_want(state: &NodeState, asked: &mut Option<u64>, max: usize) -> Option<pb::Want> {
+    let ask = state.wants.added_after(*asked, max);
+    let (last, _) = ask.last()?;
+    *asked = Some(*last);
+    let ask = ask.into_iter().map(|(_, key)| key);
     Some(pb::Want {
         entries: ask
             .into_iter()
