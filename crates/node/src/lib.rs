@@ -27,6 +27,7 @@ pub mod identity;
 mod key_end_cut;
 pub mod key_list;
 pub mod keys;
+mod log_gate;
 pub mod metrics;
 mod node_error;
 pub mod own_entries;

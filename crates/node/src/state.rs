@@ -53,6 +53,8 @@ pub struct NodeState {
     /// Fork proofs that checked out lately, so a proof passed on again costs no signature
     /// check.
     proofs_checked: Mutex<crate::seen_lately::SeenLately<ProofIdentity>>,
+    /// Refused handshakes' WARN lines, at most one per host and interval (`log_gate`).
+    pub(crate) handshake_logs: crate::log_gate::LogGate,
     /// Entries refused lately for their key's range (see `refused_lately`).
     pub(crate) refused_lately:
         Mutex<crate::seen_lately::SeenLately<crate::refused_lately::Refused>>,
@@ -261,6 +263,7 @@ impl NodeState {
             pending_key: Mutex::new(None),
             proofs_checked: Mutex::default(),
             refused_lately: Mutex::default(),
+            handshake_logs: Default::default(),
             hold_resend: Mutex::default(),
             changed: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,

@@ -213,16 +213,26 @@ pub(crate) async fn handshake(
     deadline: Duration,
     name: &'static str,
 ) -> Option<TlsStream<TcpStream>> {
+    // Every refusal is counted; its line is written at most once per host and interval.
+    let pass = |kind| {
+        state
+            .handshake_logs
+            .pass(peer.ip(), kind, std::time::Instant::now())
+    };
     match tokio::time::timeout(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => Some(tls),
         Ok(Err(e)) => {
             state.metrics.handshake_refused(name);
-            tracing::warn!(listener = name, %peer, reason = %refusal_reason(&e), "TLS handshake refused");
+            if let Some(held_back) = pass("refused") {
+                tracing::warn!(listener = name, %peer, reason = %refusal_reason(&e), held_back, "TLS handshake refused");
+            }
             None
         }
         Err(_) => {
             state.metrics.handshake_refused(name);
-            tracing::warn!(listener = name, %peer, ?deadline, "TLS handshake not done in time; connection dropped");
+            if let Some(held_back) = pass("timeout") {
+                tracing::warn!(listener = name, %peer, ?deadline, held_back, "TLS handshake not done in time; connection dropped");
+            }
             None
         }
     }
