@@ -266,7 +266,14 @@ async fn roster(State(console): State<Console>) -> Result<Response, ConsoleError
     let page = blocking(&console, |console| {
         let s = snapshot(console)?;
         let state = console.node.as_ref();
-        let events = newest_events(state, pb::AuditRequest::default())?;
+        // Every version is an event here: the page's ones are the last PAGE_EVENTS, read
+        // from there, not from the first version on each view.
+        let since_version = (s.view.roster_version + 1).saturating_sub(PAGE_EVENTS as u64);
+        let request = pb::AuditRequest {
+            since_version,
+            ..Default::default()
+        };
+        let events = newest_events(state, request)?;
         Ok(page::roster(&s.view, &events))
     })
     .await?;
