@@ -241,6 +241,8 @@ pub fn import_misp_within(
     budget: &mut MispBudget,
 ) -> Result<Vec<MispEvent>, MispError> {
     let found_alone: Vec<Value>;
+    // Per searched attribute, a TLP no tag of its own may go below (see `in_its_event`).
+    let mut floors: Vec<Option<Tlp>> = Vec::new();
     let items: Vec<&Value> = match value {
         Value::Array(items) => items.iter().collect(),
         Value::Object(map) => match map.get("response") {
@@ -252,7 +254,9 @@ pub fn import_misp_within(
                     .and_then(Value::as_array)
                     .map(|attributes| {
                         let in_event = |a| in_its_event(a, options.default_tlp);
-                        attributes.iter().map(in_event).collect()
+                        let (events, of_object) = attributes.iter().map(in_event).unzip();
+                        floors = of_object;
+                        events
                     })
                     .unwrap_or_default();
                 found_alone.iter().collect()
@@ -286,6 +290,11 @@ pub fn import_misp_within(
         }
         events.push(read_event(event, options, carried, bound));
     }
+    for (event, floor) in events.iter_mut().zip(&floors) {
+        if let Some(floor) = *floor {
+            raise_to(event, floor);
+        }
+    }
     Ok(events)
 }
 
@@ -298,7 +307,11 @@ pub fn import_misp_within(
 /// distribution. When either is missing, `default_tlp` (the import's `--tlp`) is a floor, as a
 /// `tlp:` tag of the event: an event marked `tlp:red` and shared with all communities must
 /// not come in CLEAR because the search did not say so.
-fn in_its_event(attribute: &Value, default_tlp: Tlp) -> Value {
+///
+/// The object's distribution narrows whatever tags say, so for an attribute inheriting it the
+/// floor is returned apart, to raise the TLP the attribute's own tags give too
+/// ([`raise_to`]).
+fn in_its_event(attribute: &Value, default_tlp: Tlp) -> (Value, Option<Tlp>) {
     let event = attribute.get("Event");
     let field = |name: &str| event.and_then(|e| e.get(name)).cloned();
     let inherited_tags = list(attribute, "Tag").any(|t| flag(t.get("inherited")));
@@ -318,17 +331,30 @@ fn in_its_event(attribute: &Value, default_tlp: Tlp) -> Value {
             .filter_map(|w| w.get("Tag"))
             .cloned(),
     );
-    if !(event_tags_known || inherited_tags) || (in_object && inherits) {
+    if !(event_tags_known || inherited_tags) {
         let floor = format!("tlp:{}", default_tlp.as_str().to_ascii_lowercase());
         tags.push(serde_json::json!({ "name": floor }));
     }
-    serde_json::json!({ "Event": {
+    let event = serde_json::json!({ "Event": {
         "uuid": field("uuid").unwrap_or(Value::Null),
         "info": field("info").unwrap_or(Value::Null),
         "distribution": field("distribution").unwrap_or_else(|| Value::from("0")),
         "Tag": tags,
         "Attribute": [attribute],
-    }})
+    }});
+    (event, (in_object && inherits).then_some(default_tlp))
+}
+
+/// Raises every indicator of `event` below `floor` to it, as from the default.
+fn raise_to(event: &mut MispEvent, floor: Tlp) {
+    for record in &mut event.attributes {
+        if let AttributeOutcome::Imported(found) = &mut record.outcome {
+            for i in found.iter_mut().filter(|i| i.tlp < floor) {
+                i.tlp = floor;
+                i.tlp_source = TlpSource::Default;
+            }
+        }
+    }
 }
 
 fn read_event(

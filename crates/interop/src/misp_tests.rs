@@ -419,10 +419,14 @@ fn a_searched_attribute_takes_the_distribution_of_the_event_it_names() {
         {"type": "domain", "value": "inherited.example", "to_ids": true, "distribution": "3",
          "Tag": [{"name": "tlp:green", "inherited": 1}],
          "Event": {"uuid": "e5", "info": "v", "distribution": "3"}},
-        // In an object whose distribution the search leaves out, inheriting it.
+        // In an object whose distribution the search leaves out, inheriting it: its own tag
+        // does not widen what the object may have narrowed.
         {"type": "domain", "value": "in-object.example", "to_ids": true, "distribution": "5",
          "object_id": "7",
          "Event": {"uuid": "e6", "info": "u", "distribution": "3", "Tag": []}},
+        {"type": "domain", "value": "tagged-in-object.example", "to_ids": true,
+         "distribution": "5", "object_id": 8, "Tag": [{"name": "tlp:clear"}],
+         "Event": {"uuid": "e7", "info": "t", "distribution": "3", "Tag": []}},
     ]}});
     let events = import_misp(&found, &MispOptions::default()).unwrap();
     let got: Vec<(String, Tlp)> = events
@@ -442,6 +446,7 @@ fn a_searched_attribute_takes_the_distribution_of_the_event_it_names() {
             ("red.example".to_string(), Tlp::Red),
             ("inherited.example".to_string(), Tlp::Green),
             ("in-object.example".to_string(), Tlp::Amber),
+            ("tagged-in-object.example".to_string(), Tlp::Amber),
         ]
     );
     assert_eq!(events[3].counts().not_for_ids, 1);

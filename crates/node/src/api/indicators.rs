@@ -409,6 +409,9 @@ impl IndicatorsService {
                 self.blocking(move |s| {
                     let held = s.store.vector()?;
                     c.log.retain(|origin, _| held.contains_key(origin));
+                    if c.fills == view::FILLS_UNKNOWN {
+                        c.fills = s.store.fill_count();
+                    }
                     Ok(c)
                 })
                 .await?

@@ -480,6 +480,10 @@ pub struct Cursors<'a> {
     pub reader: &'a OrgId,
 }
 
+/// A decoded cursor's fill count when it carried none sealed: the caller resumes after every
+/// fill the store has made.
+pub const FILLS_UNKNOWN: u64 = u64::MAX;
+
 /// What a sealed fill count holds: this tag, then the count (big-endian), so no other token
 /// of the key (a page token) opens as one.
 const FILLS_TAG: u8 = b'F';
@@ -513,8 +517,11 @@ impl Cursors<'_> {
             .into_iter()
             .map(|(o, s)| Ok((OrgId::parse(&o).map_err(|e| bad(e.to_string()))?, s)))
             .collect::<Result<_, _>>()?;
+        // A count in the clear (a cursor issued before counts were sealed) is the client's
+        // choice: resuming there, its probes would number the fills it may see, and the gaps
+        // would count the others. It resumes after every fill made so far instead.
         let fills = if p.sealed_fills.is_empty() {
-            p.fills
+            FILLS_UNKNOWN
         } else {
             let plain = (self.key.open(self.reader, &p.sealed_fills)).map_err(|e| bad(e.into()))?;
             match plain.split_first() {

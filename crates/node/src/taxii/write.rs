@@ -250,6 +250,11 @@ impl Settling {
                 for judged in values {
                     match judged {
                         Judged::Refused(why) => refused = Some(why),
+                        // Held as it asks before this POST, but an earlier object of it
+                        // changed the value since: what it asks no longer holds.
+                        Judged::Held(indicator) if self.seen.contains_key(&indicator) => {
+                            refused = Some(changed_earlier(&indicator));
+                        }
                         Judged::Held(_) => {}
                         Judged::OverBudget => self.full = true,
                         // The first object naming a value wins; a repeat in one envelope
@@ -259,11 +264,7 @@ impl Settling {
                         Judged::New(indicator, submission) => match submission {
                             Ok(ps) if self.seen.contains_key(&indicator) => {
                                 if self.seen.get(&indicator) != Some(&what_is_signed(&ps)) {
-                                    refused = Some(format!(
-                                        "{}: an earlier object of this POST changed it; post \
-                                         this one again to apply it after that",
-                                        indicator.value()
-                                    ));
+                                    refused = Some(changed_earlier(&indicator));
                                 }
                             }
                             Ok(ps) => {
@@ -467,6 +468,15 @@ fn judge(
         })
         .map_err(failed);
     Judged::New(v.indicator.clone(), prepared)
+}
+
+/// Why an object is failed whose value an earlier object of the POST changed.
+fn changed_earlier(indicator: &Indicator) -> String {
+    format!(
+        "{}: an earlier object of this POST changed it; post this one again to apply it after \
+         that",
+        indicator.value()
+    )
 }
 
 /// What an object's submissions for one value sign: each one's audience and body (the same

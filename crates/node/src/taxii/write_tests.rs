@@ -584,4 +584,31 @@ fn a_later_object_changing_a_value_an_earlier_one_changed_fails() {
         why.contains("an earlier object of this POST changed it"),
         "{why}"
     );
+
+    // Revoked before the POST: an upsert then a revocation. The revocation asks what held
+    // before, but the upsert changed it: it fails rather than leave the value in force as a
+    // success.
+    let held_revoked = |_: &intelmesh_core::Indicator| {
+        vec![pb::OriginAssertion {
+            origin: "SG-IGCI".into(),
+            seq: 3,
+            revoked: true,
+            distribution: Some(pb::Distribution {
+                tlp: pb::Tlp::Amber as i32,
+                recipients: Vec::new(),
+            }),
+            ..Default::default()
+        }]
+    };
+    let mut revoked = indicator(6, pattern);
+    revoked["revoked"] = json!(true);
+    let body = json!({ "objects": [indicator(5, pattern), revoked] });
+    let p = plan(&body, &publisher, &lists, held_revoked).unwrap();
+    let counts = (p.to_sign.len(), p.successes.len(), p.failures.len());
+    assert_eq!(counts, (1, 1, 1), "{:?}", p.failures);
+    let why = p.failures[0].message.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("an earlier object of this POST changed it"),
+        "{why}"
+    );
 }
