@@ -14,7 +14,7 @@ fn keyed(key: &str, submissions: Vec<pb::Submission>) -> pb::SubmitRequest {
     pb::SubmitRequest {
         submissions,
         idempotency_key: key.into(),
-        force: false,
+        ..Default::default()
     }
 }
 

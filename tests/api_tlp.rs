@@ -565,3 +565,87 @@ async fn two_publications_judged_at_once_cannot_pass_the_audience_cap_together()
         "{refused:?}"
     );
 }
+
+/// A recipient's sighting of a value it was told under RED names the value: at the tools'
+/// default AMBER it would publish it in the clear to every member and the hub. The node
+/// refuses it, naming who may read the value; a RED sighting to those readers goes out, and
+/// none of the others can read the value; `share_wider` (what the agency knows on its own)
+/// lets a wider one through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sighting_wider_than_its_value_is_known_here_is_refused() {
+    let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF", "FR-OCLCTIC"]).await;
+    let (au, br, fr) = (org("AU-AFP"), org("BR-PF"), org("FR-OCLCTIC"));
+    let mut at_au = net.client(&au).await;
+    let mut s = upsert(Ty::Domain, "told.example", Tlp::Red, &["c2"]);
+    s.distribution = dist(Tlp::Red, &["BR-PF"]);
+    let seq = submit(&mut at_au, vec![s]).await[0].seq;
+    let patience = std::time::Duration::from_secs(20);
+    net.wait_for(&au, seq, patience).await.unwrap();
+    let mut at_br = net.client(&br).await;
+    // The node has opened it: the value is known here, as AU's RED to BR.
+    assert!(get(&mut at_br, Ty::Domain, "told.example")
+        .await
+        .state
+        .is_some());
+
+    let amber = pb::ReportSightingRequest {
+        distribution: dist(Tlp::Amber, &[]),
+        ..sighting("told.example", 1)
+    };
+    let refused = at_br
+        .report_sighting(amber.clone())
+        .await
+        .expect_err("an AMBER sighting of a value told under RED");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    let why = refused.message();
+    assert!(
+        why.contains("told.example")
+            && why.contains("AU-AFP, BR-PF")
+            && why.contains("share_wider"),
+        "{why}"
+    );
+    // Nor an upsert of it to every member.
+    let refused = submit_refused(
+        &mut at_br,
+        vec![upsert(Ty::Domain, "told.example", Tlp::Green, &[])],
+    )
+    .await;
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    // RED to the origin: published, and read by the origin only.
+    let red = pb::ReportSightingRequest {
+        distribution: dist(Tlp::Red, &["AU-AFP"]),
+        ..sighting("told.example", 2)
+    };
+    let seq = at_br
+        .report_sighting(red)
+        .await
+        .unwrap()
+        .into_inner()
+        .assigned[0]
+        .seq;
+    net.wait_for(&br, seq, patience).await.unwrap();
+    let seen_at_au = get(&mut at_au, Ty::Domain, "told.example").await;
+    let sightings = seen_at_au.state.expect("AU reads it").sightings;
+    assert!(
+        sightings
+            .iter()
+            .any(|x| x.origin == "BR-PF" && x.count == 2),
+        "{sightings:?}"
+    );
+    let mut at_fr = net.client(&fr).await;
+    assert_eq!(
+        get(&mut at_fr, Ty::Domain, "told.example").await.state,
+        None
+    );
+
+    // What BR knows on its own: shared wider when it says so.
+    let own = pb::ReportSightingRequest {
+        share_wider: true,
+        ..amber
+    };
+    at_br
+        .report_sighting(own)
+        .await
+        .expect("shared wider on purpose");
+}

@@ -78,6 +78,10 @@ pub struct ImportArgs {
     /// reported as warned).
     #[arg(long)]
     pub force: bool,
+    /// Share values this node knows only as RED or AMBER+STRICT wider than those entries'
+    /// readers (without it the node refuses the request holding one, naming who may read it).
+    #[arg(long)]
+    pub share_wider: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -349,7 +353,11 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         let bar = progress_bar(total, args.json);
         for plan in &plans {
             bar.set_message(plan.path.display().to_string());
-            let done = submit_plan(plan, &target, &client, &bar, args.force).await;
+            let overrides = publish::Overrides {
+                force: args.force,
+                share_wider: args.share_wider,
+            };
+            let done = submit_plan(plan, &target, &client, &bar, overrides).await;
             let done = match done {
                 Ok(d) => d,
                 Err(e) => {
@@ -390,8 +398,9 @@ async fn submit_plan<'a>(
     target: &crate::conn::Target,
     client: &IndicatorsClient<Channel>,
     bar: &indicatif::ProgressBar,
-    force: bool,
+    overrides: publish::Overrides,
 ) -> anyhow::Result<Done<'a>> {
+    let force = overrides.force;
     let known = if plan.submissions.is_empty() {
         import_known::Known::default()
     } else {
@@ -436,7 +445,7 @@ async fn submit_plan<'a>(
             chunk: IMPORT_CHUNK,
             key: &key,
             rerun: &rerun,
-            force,
+            overrides,
         };
         publish::submit_in_requests(&requests, &rest, &check, |part, answer| {
             bar.inc(part.len() as u64);

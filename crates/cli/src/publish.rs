@@ -176,8 +176,16 @@ pub struct Requests<'a> {
     pub chunk: usize,
     pub key: &'a str,
     pub rerun: &'a str,
-    /// Publish values on the node's warninglists too.
+    pub overrides: Overrides,
+}
+
+/// What a publishing run asks the node to let through that it would refuse.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Overrides {
+    /// Values on the node's warninglists.
     pub force: bool,
+    /// Values known here only under restricted distributions, shared wider than their readers.
+    pub share_wider: bool,
 }
 
 /// Sends `submissions` as [`Requests`] says, each request retried until its outcome is known.
@@ -196,7 +204,7 @@ pub async fn submit_in_requests(
         chunk,
         key,
         rerun,
-        force,
+        overrides: Overrides { force, share_wider },
     } = *r;
     let chunk = chunk.max(1);
     let mut answers = Vec::new();
@@ -205,6 +213,7 @@ pub async fn submit_in_requests(
             submissions: part.to_vec(),
             idempotency_key: request_key(key, n),
             force,
+            share_wider,
         };
         let answer = until_known(|| {
             let mut client = client.clone();

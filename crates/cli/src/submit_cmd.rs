@@ -103,6 +103,11 @@ pub struct ShareArgs {
     /// With amber+strict or red: an org that may read it besides yours (repeatable).
     #[arg(long = "recipient", value_name = "ORG", value_parser = parse_org)]
     pub recipients: Vec<OrgId>,
+    /// Share a value this node knows only as RED or AMBER+STRICT wider than those entries'
+    /// readers (without it the node refuses, naming who may read it): for what this agency
+    /// knows on its own, not what it was told.
+    #[arg(long)]
+    pub share_wider: bool,
 }
 
 /// How a publishing run is keyed and printed.
@@ -258,7 +263,10 @@ pub async fn submit(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         chunk: SUBMIT_CHUNK,
         key: &key,
         rerun: &rerun,
-        force: args.force,
+        overrides: publish::Overrides {
+            force: args.force,
+            share_wider: args.share.share_wider,
+        },
     };
     let answers = publish::submit_in_requests(&requests, &submissions, &check, |_, _| {}).await?;
     let tlps: BTreeSet<i32> = submissions
@@ -392,6 +400,7 @@ pub async fn sighting(args: SightingArgs) -> anyhow::Result<ExitCode> {
         count: args.count,
         distribution: Some(distribution.clone()),
         idempotency_key: key.clone(),
+        share_wider: args.share.share_wider,
     };
     let (target, client) = indicators(&args.conn).await?;
     let answer = publish::until_known(|| {

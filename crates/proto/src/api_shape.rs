@@ -168,7 +168,7 @@ mod tests {
                 .map(|i| submission(&format!("host-{i}.evil.example"), 16))
                 .collect(),
             idempotency_key: "k".into(),
-            force: false,
+            ..Default::default()
         };
         assert_eq!(
             check_request::<pb::SubmitRequest>(&request.encode_to_vec()),

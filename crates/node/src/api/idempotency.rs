@@ -115,7 +115,7 @@ mod tests {
                 ..Default::default()
             }],
             idempotency_key: key.into(),
-            force: false,
+            ..Default::default()
         };
         let d = request_digest(&submit("a", "evil.example"));
         assert_eq!(d, request_digest(&submit("b", "evil.example")));

@@ -234,6 +234,9 @@ impl IndicatorsService {
                 })
             })?;
             submission::refuse_past_audience_cap(&items, |i, kind| own_audiences(&state, i, kind))?;
+            if !r.share_wider {
+                submission::refuse_wider_than_known(&items, &state.org, |i| held_state(&state, i))?;
+            }
             Ok(items)
         })
         .await
@@ -247,6 +250,9 @@ impl IndicatorsService {
         self.publish_for(request, move |r, p| {
             let items = vec![submission::sighting(r, p)?];
             submission::refuse_past_audience_cap(&items, |i, kind| own_audiences(&state, i, kind))?;
+            if !r.share_wider {
+                submission::refuse_wider_than_known(&items, &state.org, |i| held_state(&state, i))?;
+            }
             Ok(items)
         })
         .await
@@ -493,6 +499,24 @@ pub fn audience_rejudge(judged_at: u64, items: &[submission::Prepared]) -> Rejud
             (claims.refuse_past_cap(|i, kind| own_audiences(state, i, kind))).map_err(|e| e.0)
         }),
     }
+}
+
+/// What this node's index holds of `indicator`. A store that cannot be read reads as a state
+/// of one restricted record of this node's alone, so nothing is shared wider on a guess.
+fn held_state(state: &NodeState, indicator: &Indicator) -> Option<pb::IndicatorState> {
+    state.store.indicator(indicator).unwrap_or_else(|_| {
+        Some(pb::IndicatorState {
+            assertions: vec![pb::OriginAssertion {
+                origin: state.org.to_string(),
+                distribution: Some(pb::Distribution {
+                    tlp: pb::Tlp::Red as i32,
+                    recipients: Vec::new(),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    })
 }
 
 /// This node's audiences for `indicator`'s slots of `kind`, as its index holds them; none if

@@ -348,6 +348,80 @@ impl AudienceClaims {
     }
 }
 
+/// Who may read what `state` says of a value: everyone (`None`) once any assertion or sighting
+/// of it is unrestricted, or when it holds none, else the origins and recipients of its
+/// records.
+fn readers_of(state: &pb::IndicatorState) -> Option<BTreeSet<String>> {
+    let records = (state.assertions.iter())
+        .map(|a| (a.origin.as_str(), a.distribution.as_ref()))
+        .chain((state.sightings.iter()).map(|x| (x.origin.as_str(), x.distribution.as_ref())));
+    let mut readers = BTreeSet::new();
+    for (origin, d) in records {
+        let Some(d) = d else { continue };
+        if Tlp::from_proto(d.tlp).is_some_and(|t| !t.is_restricted()) {
+            return None;
+        }
+        readers.insert(origin.to_string());
+        readers.extend(d.recipients.iter().cloned());
+    }
+    (!readers.is_empty()).then_some(readers)
+}
+
+/// Why publishing `p` would show its value to members who may not read it, if so: the node
+/// knows the value (`held`, as its index holds it: what it can read) only under restricted
+/// distributions, and `p` is shared wider than their origins and recipients (unrestricted,
+/// or to a recipient none of them names). A recipient's sighting of a RED value, at the
+/// tools' default AMBER, would publish the value to every member and the hub in the clear.
+pub fn wider_than_known(p: &Prepared, held: &pb::IndicatorState, me: &OrgId) -> Option<String> {
+    let mut readers = readers_of(held)?;
+    readers.insert(me.to_string());
+    let d = &p.distribution;
+    let known_to = || readers.iter().cloned().collect::<Vec<_>>().join(", ");
+    if !d.tlp.is_restricted() {
+        return Some(format!(
+            "{} is known here only under restricted distributions (read by {}): TLP:{} would show it to every member",
+            p.indicator.value(),
+            known_to(),
+            d.tlp
+        ));
+    }
+    let outside: Vec<&str> = (d.recipients.iter())
+        .map(OrgId::as_str)
+        .filter(|r| !readers.contains(*r))
+        .collect();
+    (!outside.is_empty()).then(|| {
+        format!(
+            "{} is known here only under restricted distributions (read by {}): {} may not read it",
+            p.indicator.value(),
+            known_to(),
+            outside.join(", ")
+        )
+    })
+}
+
+/// Refuses the whole request if any of its items is shared wider than its value is known
+/// here ([`wider_than_known`]); `held(i)` is the value's state in the index.
+pub fn refuse_wider_than_known(
+    items: &[Prepared],
+    me: &OrgId,
+    held: impl Fn(&Indicator) -> Option<pb::IndicatorState>,
+) -> Result<(), Invalid> {
+    let mut why = Vec::new();
+    for p in items {
+        if let Some(reason) = held(&p.indicator).and_then(|s| wider_than_known(p, &s, me)) {
+            why.push(reason);
+        }
+    }
+    if why.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{}; publish it as RED or AMBER+STRICT to readers among those, or set share_wider \
+         (the CLI's --share-wider) if this node knows it on its own; nothing was published",
+        first_of(why)
+    )))
+}
+
 /// The first [`ERRORS_SHOWN`] of `named`, and how many more there were.
 fn first_of(mut named: Vec<String>) -> String {
     let more = named.len().saturating_sub(ERRORS_SHOWN);

@@ -373,3 +373,74 @@ fn an_audience_past_what_every_index_keeps_is_refused() {
     .unwrap();
     assert!(refuse_past_audience_cap(&[sighting], held(&full)).is_ok());
 }
+
+/// A value known here only as another origin's RED (read here as its recipient) may be
+/// published again to its readers only: unrestricted, or to another recipient, it would show
+/// the value to members who may not read it. Once any record of it is unrestricted, or the
+/// node knows nothing of it, nothing is refused.
+#[test]
+fn an_entry_shared_wider_than_its_value_is_known_here_is_refused() {
+    let (me, m) = (org("BR-PF"), members());
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let prepared = |tlp: pb::Tlp, r: &[&str]| {
+        submissions(&[upsert(Ty::Domain, "secret.example", tlp, r)], &p)
+            .unwrap()
+            .remove(0)
+    };
+    let record = |origin: &str, tlp: pb::Tlp, r: &[&str]| pb::OriginAssertion {
+        origin: origin.into(),
+        distribution: Some(pb::Distribution {
+            tlp: tlp as i32,
+            recipients: r.iter().map(|s| s.to_string()).collect(),
+        }),
+        ..Default::default()
+    };
+    let red_from_au = pb::IndicatorState {
+        assertions: vec![record("AU-AFP", pb::Tlp::Red, &["BR-PF"])],
+        ..Default::default()
+    };
+    for (tlp, r) in [(pb::Tlp::Amber, &[][..]), (pb::Tlp::Green, &[])] {
+        let why = wider_than_known(&prepared(tlp, r), &red_from_au, &me).expect("refused");
+        assert!(
+            why.contains("every member") && why.contains("AU-AFP, BR-PF"),
+            "{why}"
+        );
+    }
+    let why = wider_than_known(&prepared(pb::Tlp::Red, &["SG-IGCI"]), &red_from_au, &me)
+        .expect("a recipient the origin did not name");
+    assert!(why.contains("SG-IGCI may not read it"), "{why}");
+    assert_eq!(
+        wider_than_known(&prepared(pb::Tlp::Red, &["AU-AFP"]), &red_from_au, &me),
+        None
+    );
+    assert_eq!(
+        wider_than_known(&prepared(pb::Tlp::Red, &[]), &red_from_au, &me),
+        None
+    );
+    // Someone's GREEN sighting of it: every member reads the value already.
+    let mut seen_green = red_from_au.clone();
+    seen_green.sightings.push(pb::OriginSightings {
+        origin: "SG-IGCI".into(),
+        distribution: Some(pb::Distribution {
+            tlp: pb::Tlp::Green as i32,
+            recipients: Vec::new(),
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        wider_than_known(&prepared(pb::Tlp::Amber, &[]), &seen_green, &me),
+        None
+    );
+    // The whole request, naming the value; nothing known here: nothing refused.
+    let items = vec![prepared(pb::Tlp::Amber, &[])];
+    let err = refuse_wider_than_known(&items, &me, |_| Some(red_from_au.clone())).unwrap_err();
+    assert!(
+        err.0.contains("secret.example") && err.0.contains("share_wider"),
+        "{err}"
+    );
+    assert!(refuse_wider_than_known(&items, &me, |_| None).is_ok());
+}

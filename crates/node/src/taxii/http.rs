@@ -566,7 +566,6 @@ async fn add_objects(
             members: &members,
             now: request_time,
         };
-        let me = state.org.as_str().to_string();
         let lists = state.warninglists();
         // Read before the plan reads what the node signed.
         let judged_at = state.own_head_seq();
@@ -574,18 +573,13 @@ async fn add_objects(
         // would publish an unmarked upsert AMBER over the narrower audience it has.
         let unread = std::sync::Mutex::new(None);
         let plan = write::plan(&envelope, &publisher, &lists, |i| {
-            let held = match state.store.indicator(i) {
+            match state.store.indicator(i) {
                 Ok(held) => held.unwrap_or_default(),
                 Err(e) => {
                     *crate::rotation::lock(&unread) = Some(e);
-                    return Vec::new();
+                    intelmesh_proto::v1::IndicatorState::default()
                 }
-            };
-            // This node's assertions, one per audience.
-            held.assertions
-                .into_iter()
-                .filter(|a| a.origin == me)
-                .collect()
+            }
         });
         match unread.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(e) => Err(internal(e)),

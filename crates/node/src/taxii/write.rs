@@ -24,7 +24,8 @@ use prost::Message as _;
 use serde_json::Value;
 
 use crate::api::submission::{
-    audience_of, held_identically, refuse_past_audience_cap, submission, Prepared, Publisher,
+    audience_of, held_identically, refuse_past_audience_cap, submission, wider_than_known,
+    Prepared, Publisher,
 };
 use crate::api::view::Invalid;
 use crate::warninglists::lists_of;
@@ -113,13 +114,13 @@ fn detail(id: &str, version: Option<String>, message: Option<String>) -> StatusD
 const MAX_DETAIL_ID_BYTES: usize = 256;
 const MAX_DETAIL_MESSAGE_BYTES: usize = 1024;
 
-/// What to sign for `body` and each object's outcome. `held(i)` is every assertion this node
-/// holds about `i` (one per audience).
+/// What to sign for `body` and each object's outcome. `held(i)` is what this node's index
+/// holds of `i`: its assertions (this node's, one per audience) and everyone's it may read.
 pub fn plan(
     body: &Value,
     publisher: &Publisher,
     warninglists: &Warninglists,
-    held: impl Fn(&Indicator) -> Vec<pb::OriginAssertion> + Sync,
+    held: impl Fn(&Indicator) -> pb::IndicatorState + Sync,
 ) -> Result<Plan, PlanError> {
     use rayon::prelude::*;
     // Unmarked objects were not declared shareable further: AMBER, as on import.
@@ -384,7 +385,7 @@ fn judge(
     v: &StixIndicator,
     publisher: &Publisher,
     warninglists: &Warninglists,
-    held: &(impl Fn(&Indicator) -> Vec<pb::OriginAssertion> + Sync),
+    held: &(impl Fn(&Indicator) -> pb::IndicatorState + Sync),
 ) -> Judged {
     let lists = lists_of(warninglists, &v.indicator);
     if !v.revoked && !lists.is_empty() {
@@ -394,7 +395,11 @@ fn judge(
             lists.join(", ")
         ));
     }
-    let own = held(&v.indicator);
+    let state = held(&v.indicator);
+    let own: Vec<pb::OriginAssertion> = (state.assertions.iter())
+        .filter(|a| a.origin == publisher.org.as_str())
+        .cloned()
+        .collect();
     let mine = own.iter().max_by_key(|a| a.seq);
     let mut s = submission_of(v);
     let failed = |e: Invalid| format!("{}: {e}", v.indicator.value());
@@ -467,6 +472,15 @@ fn judge(
             Ok(p)
         })
         .map_err(failed);
+    // Known here only as RED or AMBER+STRICT (another origin's, read here): an upsert shared
+    // wider would show the value to members who may not read it.
+    let wider =
+        (prepared.iter().flatten()).find_map(|p| wider_than_known(p, &state, publisher.org));
+    if let Some(why) = wider {
+        return Judged::Refused(format!(
+            "{why}; mark it RED or AMBER+STRICT to be shared with readers among those"
+        ));
+    }
     Judged::New(v.indicator.clone(), prepared)
 }
 

@@ -30,8 +30,18 @@ fn publisher_of<'a>(
     }
 }
 
-fn nothing_held(_: &intelmesh_core::Indicator) -> Vec<pb::OriginAssertion> {
-    Vec::new()
+fn nothing_held(_: &intelmesh_core::Indicator) -> pb::IndicatorState {
+    pb::IndicatorState::default()
+}
+
+/// What the index holds of a value: these assertions alone (this node's, as `held` names them).
+fn asserting(
+    held: impl Fn(&intelmesh_core::Indicator) -> Vec<pb::OriginAssertion> + Sync,
+) -> impl Fn(&intelmesh_core::Indicator) -> pb::IndicatorState + Sync {
+    move |i| pb::IndicatorState {
+        assertions: held(i),
+        ..Default::default()
+    }
 }
 
 /// `plan` of an envelope of `objects` posted to SG-IGCI, which holds nothing yet.
@@ -81,6 +91,7 @@ fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
     // This node already revoked `held.example.org`: revoking it again signs nothing.
     let held = |i: &intelmesh_core::Indicator| {
         let revoked = pb::OriginAssertion {
+            origin: "SG-IGCI".into(),
             revoked: true,
             ..Default::default()
         };
@@ -90,7 +101,13 @@ fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
             .collect()
     };
 
-    let plan = plan(&json!({ "objects": objects }), &publisher, &lists, held).unwrap();
+    let plan = plan(
+        &json!({ "objects": objects }),
+        &publisher,
+        &lists,
+        asserting(held),
+    )
+    .unwrap();
 
     let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
     let expected: Vec<String> = (0..n)
@@ -366,7 +383,7 @@ fn a_post_judges_a_bounded_number_of_values_however_its_objects_are_sized() {
         &Warninglists::default(),
         |_: &intelmesh_core::Indicator| {
             looked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Vec::new()
+            pb::IndicatorState::default()
         },
     )
     .unwrap();
@@ -439,7 +456,7 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
         gone_green,
     ];
     let body = json!({ "objects": objects });
-    let plan = plan(&body, &publisher, &Warninglists::new(), held).unwrap();
+    let plan = plan(&body, &publisher, &Warninglists::new(), asserting(held)).unwrap();
     let signed: Vec<(&str, intelmesh_core::Tlp, Vec<String>)> = plan
         .to_sign
         .iter()
@@ -512,7 +529,7 @@ fn a_marked_revocation_revokes_the_audiences_at_its_level_or_fails() {
             &json!({ "objects": [o] }),
             &publisher,
             &Warninglists::new(),
-            held,
+            asserting(held),
         )
         .unwrap()
     };
@@ -572,7 +589,7 @@ fn a_later_object_changing_a_value_an_earlier_one_changed_fails() {
     let mut upsert = indicator(3, pattern);
     upsert["confidence"] = json!(80);
     let body = json!({ "objects": [upsert, revoked] });
-    let p = plan(&body, &publisher, &lists, held).unwrap();
+    let p = plan(&body, &publisher, &lists, asserting(held)).unwrap();
     assert_eq!(p.to_sign.len(), 1);
     assert!(matches!(
         p.to_sign[0].payload.body,
@@ -603,7 +620,7 @@ fn a_later_object_changing_a_value_an_earlier_one_changed_fails() {
     let mut revoked = indicator(6, pattern);
     revoked["revoked"] = json!(true);
     let body = json!({ "objects": [indicator(5, pattern), revoked] });
-    let p = plan(&body, &publisher, &lists, held_revoked).unwrap();
+    let p = plan(&body, &publisher, &lists, asserting(held_revoked)).unwrap();
     let counts = (p.to_sign.len(), p.successes.len(), p.failures.len());
     assert_eq!(counts, (1, 1, 1), "{:?}", p.failures);
     let why = p.failures[0].message.as_deref().unwrap_or_default();
@@ -611,4 +628,47 @@ fn a_later_object_changing_a_value_an_earlier_one_changed_fails() {
         why.contains("an earlier object of this POST changed it"),
         "{why}"
     );
+}
+
+/// A value this node reads only as another origin's RED: an object shared wider (unmarked,
+/// so AMBER, or marked GREEN) fails, naming who may read it; one marked RED is signed.
+#[test]
+fn an_object_shared_wider_than_its_value_is_known_here_fails() {
+    let (me, au) = (org("SG-IGCI"), org("AU-AFP"));
+    let members = [me.clone(), au.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let told = |_: &intelmesh_core::Indicator| pb::IndicatorState {
+        assertions: vec![pb::OriginAssertion {
+            origin: "AU-AFP".into(),
+            seq: 4,
+            distribution: Some(pb::Distribution {
+                tlp: pb::Tlp::Red as i32,
+                recipients: vec!["SG-IGCI".into()],
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let pattern = "[domain-name:value = 'told.example']";
+    let mut green = indicator(2, pattern);
+    green["object_marking_refs"] = json!([intelmesh_interop::marking::TLP2_GREEN]);
+    let mut red = indicator(3, pattern);
+    red["object_marking_refs"] = json!([intelmesh_interop::marking::TLP2_RED]);
+    for (object, signed) in [(indicator(1, pattern), false), (green, false), (red, true)] {
+        let p = plan(
+            &json!({ "objects": [object] }),
+            &publisher,
+            &Warninglists::new(),
+            told,
+        )
+        .unwrap();
+        assert_eq!(p.to_sign.len(), usize::from(signed), "{:?}", p.failures);
+        if !signed {
+            let why = p.failures[0].message.as_deref().unwrap_or_default();
+            assert!(
+                why.contains("known here only") && why.contains("AU-AFP, SG-IGCI"),
+                "{why}"
+            );
+        }
+    }
 }
