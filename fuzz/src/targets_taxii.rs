@@ -55,7 +55,9 @@ pub fn taxii_envelope(data: &[u8]) {
         members: &members,
         now: NOW_UNIX_MS,
     };
-    let Ok(planned) = plan(&body, &publisher, &Warninglists::new(), |_| Vec::new()) else {
+    let Ok(planned) = plan(&body, &publisher, &Warninglists::new(), |_| {
+        Default::default()
+    }) else {
         assert!(
             import_stix(&body, &ImportOptions::default()).is_err(),
             "refused an envelope the importer reads"
