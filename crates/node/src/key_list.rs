@@ -43,7 +43,7 @@ impl NodeState {
     }
 
     /// Puts `keys` in force, and drops the held entries (waiting for a gap below them) whose
-    /// key they do not let sign at their seq: judged under the list in force when they
+    /// key they do not let sign at their seq (ended there, or no longer listed): judged under the list in force when they
     /// arrived, once their gap closed they would be appended with no key check (a key the
     /// roster ended, whose thief chained an entry onto the member's next key's). Under the
     /// cut lock, so no apply judged under the old list runs meanwhile, and every one after
@@ -60,11 +60,13 @@ impl NodeState {
         }
         self.forget_refused();
         let now = self.keys();
+        // Kept only where the list lets the entry's own key sign its seq: a key ended there,
+        // or gone from the list (a static list edited), drops it.
         let dropped = self.store.drop_held_where(|e| {
             let h = e.header();
-            matches!(
+            !matches!(
                 now.key(&h.origin, &h.key_id, h.seq),
-                KeyLookup::OutOfRange { .. }
+                KeyLookup::Valid(k) if k.as_bytes() == e.key().as_bytes()
             )
         });
         if dropped > 0 {

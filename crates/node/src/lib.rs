@@ -29,6 +29,7 @@ pub mod key_list;
 pub mod keys;
 mod log_gate;
 pub mod metrics;
+mod metrics_hosts;
 mod node_error;
 pub mod own_entries;
 mod own_mark;

@@ -542,8 +542,10 @@ impl Endpoint {
             state: Arc::clone(state),
             last: Arc::default(),
         };
-        let hosts: Arc<[String]> = (config.hosts.iter())
-            .map(|h| h.trim().to_ascii_lowercase())
+        let hosts: Arc<[String]> = config
+            .hosts
+            .iter()
+            .map(|h| crate::metrics_hosts::host_name(h))
             .collect();
         let router = axum::Router::new()
             .route("/metrics", get(scrape))
@@ -552,7 +554,7 @@ impl Endpoint {
             .route("/readyz", get(ready))
             .with_state(Arc::clone(state))
             .layer(axum::middleware::from_fn(move |request, next| {
-                refuse_other_hosts(Arc::clone(&hosts), request, next)
+                crate::metrics_hosts::refuse_other_hosts(Arc::clone(&hosts), request, next)
             }));
         let server = crate::https::HttpsServer::bind_plain(
             "metrics",
@@ -572,52 +574,6 @@ impl Endpoint {
     pub async fn serve(self, stopped: tokio::sync::watch::Receiver<bool>) {
         self.0.serve(stopped).await
     }
-}
-
-/// Whether a request's `Host` names this listener as monitoring does: an IP address (with or
-/// without a port), `localhost`, or one of `hosts`. A browser led to the port by a page that
-/// rebound its own name sends that name.
-pub fn host_allowed(host: Option<&str>, hosts: &[String]) -> bool {
-    let Some(host) = host else {
-        // HTTP/1.0 without a Host: no browser sends that.
-        return true;
-    };
-    let host = host.trim().to_ascii_lowercase();
-    let name = match host.strip_prefix('[') {
-        Some(v6) => {
-            return v6
-                .split(']')
-                .next()
-                .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
-        }
-        None => host.rsplit_once(':').map_or(host.as_str(), |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                name
-            } else {
-                host.as_str()
-            }
-        }),
-    };
-    name.parse::<std::net::Ipv4Addr>().is_ok()
-        || name == "localhost"
-        || hosts.iter().any(|h| h == name)
-}
-
-async fn refuse_other_hosts(
-    hosts: Arc<[String]>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let host = (request.headers().get(axum::http::header::HOST)).and_then(|h| h.to_str().ok());
-    if host_allowed(host, &hosts) {
-        return next.run(request).await;
-    }
-    (
-        axum::http::StatusCode::MISDIRECTED_REQUEST,
-        "this listener answers under its IP address, localhost or a name in [metrics] hosts\n",
-    )
-        .into_response()
 }
 
 type Shared = axum::extract::State<Arc<NodeState>>;

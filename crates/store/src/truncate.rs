@@ -48,8 +48,15 @@ impl DiskStore {
     /// Drops every held entry `drop` picks; returns how many. For a new key list: the queue's
     /// entries were judged when they arrived, under the list then in force, and once their gap
     /// closed they would be appended with no key check.
+    ///
+    /// They count as dropped from the hold queue ([`DiskStore::hold_expired_count`]): their
+    /// senders count them delivered, and should a later key list let their key sign them (a
+    /// reinstatement), only a restarted link sends them again.
     pub fn drop_held_where(&self, drop: impl FnMut(&VerifiedEntry) -> bool) -> usize {
-        self.lock().drop_where(drop)
+        let dropped = self.lock().drop_where(drop);
+        self.hold_expired
+            .fetch_add(dropped as u64, Ordering::AcqRel);
+        dropped
     }
 
     /// Removes `origin`'s log entries with seq > `keep_through`: the head becomes entry

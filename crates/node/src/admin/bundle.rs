@@ -48,7 +48,10 @@ pub fn issue_bundle(
         )));
     }
     // Each bundle signs a certificate and writes a ledger file: bounded per member until the
-    // roster records (or revokes) what was issued.
+    // roster records (or revokes) what was issued. One bundle at a time from the count to the
+    // ledger, so calls at once cannot all see room.
+    static ISSUING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _issuing = crate::rotation::lock(&ISSUING);
     let document = current.document();
     let settled = |serial: &str| {
         let serial = normalize_serial(serial);

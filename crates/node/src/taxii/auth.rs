@@ -83,7 +83,14 @@ pub struct Users {
     /// Wrong passwords by user name: a configured user's in a table no other name can push it
     /// out of; unknown names in one of their own, so a name's refusal does not tell it exists.
     user_failures: Mutex<(Failures<usize>, Failures<String>)>,
+    /// Per configured user, the addresses it last signed in from (at most
+    /// [`GOOD_SOURCES_PER_USER`]): a user refused for guesses made elsewhere is still checked
+    /// from these, so whoever knows a name cannot lock its tools out.
+    good_sources: Mutex<HashMap<usize, std::collections::VecDeque<Source>>>,
 }
+
+/// Addresses remembered per user as ones it signed in from.
+const GOOD_SOURCES_PER_USER: usize = 16;
 
 /// argon2 verifications at once.
 const HASHING_AT_ONCE: usize = 2;
@@ -106,6 +113,7 @@ impl Users {
                 Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
                 Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
             )),
+            good_sources: Mutex::default(),
         }
     }
 
@@ -122,9 +130,14 @@ impl Users {
             let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
             failures.refused_until(&source(from), now)
         };
+        let known_here = user.is_some_and(|i| {
+            let good = self.good_sources.lock().unwrap_or_else(|e| e.into_inner());
+            good.get(&i).is_some_and(|s| s.contains(&source(from)))
+        });
         let by_user = {
             let users = self.user_failures.lock().unwrap_or_else(|e| e.into_inner());
             match user {
+                _ if known_here => None,
                 Some(i) => users.0.refused_until(&i, now),
                 None => users.1.refused_until(&name.to_string(), now),
             }
@@ -205,6 +218,16 @@ impl Users {
             self.failed(from, name, index);
             return Err(AuthError::BadCredentials);
         };
+        if let Some(i) = index {
+            let mut good = self.good_sources.lock().unwrap_or_else(|e| e.into_inner());
+            let sources = good.entry(i).or_default();
+            let from = source(from);
+            sources.retain(|s| *s != from);
+            sources.push_back(from);
+            if sources.len() > GOOD_SOURCES_PER_USER {
+                sources.pop_front();
+            }
+        }
         let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         verified.retain(|_, t| now.duration_since(*t) < REMEMBER_FOR);
         if verified.len() >= REMEMBERED {
@@ -298,6 +321,11 @@ mod tests {
     async fn guesses_for_one_user_from_many_addresses_are_refused_past_the_users_bound() {
         let users = soc(Permission::Read);
         let address = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        // The user's tool signed in from HOST before the guessing began.
+        let right = basic("soc", "correct horse battery");
+        assert!(users.check_basic(&right, HOST).await.is_ok());
+        // Long enough ago that the verification is no longer remembered.
+        users.verified.lock().unwrap().clear();
         for name in ["soc", "nobody"] {
             for i in 0..USER_FAILURES_PER_WINDOW {
                 let wrong = users.check_basic(&basic(name, "guess"), address(i)).await;
@@ -314,6 +342,12 @@ mod tests {
                 "{name}: {refused:?}"
             );
         }
+        // From where the user signed in before, its password is still checked: the guessing
+        // locks no tool out.
+        assert_eq!(
+            users.check_basic(&right, HOST).await,
+            Ok((Permission::Read, "soc".to_string()))
+        );
     }
 
     fn basic(user: &str, password: &str) -> String {
