@@ -22,7 +22,7 @@ pub fn host_allowed(host: Option<&str>, hosts: &[String]) -> bool {
     let name = host_name(&host);
     name.parse::<std::net::Ipv4Addr>().is_ok()
         || name == "localhost"
-        || hosts.iter().any(|h| *h == name)
+        || hosts.contains(&name)
 }
 
 /// A host name as compared: lowercase, without a port or a trailing dot.
