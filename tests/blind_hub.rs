@@ -159,6 +159,45 @@ async fn an_offline_recipient_gets_the_envelope_from_the_hub_and_opens_it() {
     );
 }
 
+/// A node given an encryption key of its own seals always: once its key list holds no
+/// encryption key at all (an edit, a version that lost them), its restricted entries are
+/// refused, never signed in clear for the hub to relay; open ones go out as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_with_an_encryption_key_refuses_restricted_entries_it_cannot_seal() {
+    let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
+    let au = org("AU-AFP");
+    let state = net.node(&au).state();
+    let with_keys = state.keys();
+    assert!(with_keys.seals());
+    let mut without = intelmesh_core::StaticKeys::default();
+    for (member, key, range) in with_keys.ranges() {
+        without.insert_range(member.clone(), *key, range);
+    }
+    state
+        .replace_keys(without)
+        .await
+        .expect("the same signing keys");
+    assert!(!state.keys().seals());
+    let mut at_au = net.client(&au).await;
+    let refused = submit_refused(
+        &mut at_au,
+        vec![restricted(Ty::Ipv4, RED_VALUE, PbTlp::Red, &["BR-PF"])],
+    )
+    .await;
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(refused.message().contains("seal"), "{refused:?}");
+    assert!(state.store.head(&au).unwrap().is_none(), "nothing signed");
+    let open = submit(
+        &mut at_au,
+        vec![upsert(Ty::Domain, "open.example", PbTlp::Green, &[])],
+    );
+    assert_eq!(open.await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_red_entry_for_its_origin_alone_never_leaves_it_in_full() {
     let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;

@@ -20,9 +20,7 @@ pub fn host_allowed(host: Option<&str>, hosts: &[String]) -> bool {
         return address.is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok());
     }
     let name = host_name(&host);
-    name.parse::<std::net::Ipv4Addr>().is_ok()
-        || name == "localhost"
-        || hosts.contains(&name)
+    name.parse::<std::net::Ipv4Addr>().is_ok() || name == "localhost" || hosts.contains(&name)
 }
 
 /// A host name as compared: lowercase, without a port or a trailing dot.
