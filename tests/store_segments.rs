@@ -247,3 +247,57 @@ fn verify_store_reports_an_index_that_differs_from_the_log() {
         "{problems}"
     );
 }
+
+/// Range reads of an origin's tail (answered from the tail as last written) follow every
+/// write: appends, a payload filled into the tail, a cut, and a new chain after the cut; the
+/// same reads after a reopen (all from the store) agree.
+#[test]
+fn range_reads_of_the_tail_follow_fills_and_cuts() {
+    let origin = seeded_signer(3, "AU-AFP");
+    let keys = registry(&[&origin]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, _) = chain(&origin, None, 30, 60);
+    let stubs: Vec<_> = entries.iter().map(withheld_stub).collect();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+    apply_in_batches(&store, &keys, &stubs, &[1, 4, 25]);
+    assert_eq!(
+        store.range(origin.org(), 28, 10).unwrap(),
+        stubs[27..].to_vec()
+    );
+    // The last entry's payload comes: the tail read shows it.
+    let report = store
+        .apply(verified(&keys, vec![entries[29].clone()]))
+        .unwrap();
+    assert_eq!(report.outcomes, vec![Outcome::PayloadFilled]);
+    let mut log = stubs.clone();
+    log[29] = entries[29].clone();
+    assert_eq!(
+        store.range(origin.org(), 29, 10).unwrap(),
+        log[28..].to_vec()
+    );
+    // Cut back to 25: nothing past it is read.
+    store.truncate_origin(origin.org(), 25).unwrap();
+    assert_eq!(
+        store.range(origin.org(), 20, 100).unwrap(),
+        log[19..25].to_vec()
+    );
+    assert!(store.range(origin.org(), 26, 10).unwrap().is_empty());
+    // Another chain from 26 on: read as written.
+    let head = store.head(origin.org()).unwrap();
+    let (after, _) = chain(&origin, head, 3, 61);
+    apply_in_batches(&store, &keys, &after, &[2, 1]);
+    let mut now = log[..25].to_vec();
+    now.extend(after.iter().cloned());
+    assert_eq!(
+        store.range(origin.org(), 24, 100).unwrap(),
+        now[23..].to_vec()
+    );
+    assert_eq!(store.range(origin.org(), 1, 100).unwrap(), now);
+    drop(store);
+    let store = DiskStore::open(StoreConfig::new(dir.path())).expect("reopen");
+    assert_eq!(
+        store.range(origin.org(), 24, 100).unwrap(),
+        now[23..].to_vec()
+    );
+    assert_eq!(store.range(origin.org(), 1, 100).unwrap(), now);
+}

@@ -65,6 +65,8 @@ pub(crate) struct Finished {
     pub(crate) fills: u64,
     /// Fork proofs recorded in the batch.
     pub(crate) forks: u64,
+    /// Each origin whose head's segment the batch writes, with that segment.
+    pub(crate) tails: Vec<(OrgId, Segment)>,
 }
 
 pub(crate) struct Work<'a> {
@@ -321,11 +323,19 @@ impl<'a> Work<'a> {
         let forks = self.write_forks()?;
         let mut log_changed = false;
         let mut heads = Vec::new();
+        let mut tails = Vec::new();
         for (origin, o) in &self.origins {
             for (first, (seg, dirty)) in &o.segments {
                 if *dirty {
                     self.batch.insert(keys::log(origin, *first), seg.encode());
                     log_changed = true;
+                }
+            }
+            // The last segment holds the head; written, it is the tail as now stored.
+            let head = o.head.map(|h| h.seq);
+            if let Some((seg, true)) = o.segments.values().next_back() {
+                if head == Some(seg.last_seq()) {
+                    tails.push((origin.clone(), seg.clone()));
                 }
             }
             if let (true, Some(head)) = (o.head_changed, o.head) {
@@ -343,6 +353,7 @@ impl<'a> Work<'a> {
         Ok(Finished {
             log_changed,
             heads,
+            tails,
             fills: self.fills.len() as u64,
             forks,
             batch: self.batch,

@@ -115,6 +115,8 @@ pub struct DiskStore {
     pub(crate) forks: AtomicU64,
     /// Entries dropped from the hold queue past the hold time, by any write since the open.
     pub(crate) hold_expired: AtomicU64,
+    /// Each origin's last segment as last written (`tail_cache`).
+    pub(crate) tails: crate::tail_cache::TailCache,
     /// Where the index came from when the store opened.
     index_source: IndexSource,
     /// The heads as read at a log generation. Every link asks for them after every append
@@ -161,6 +163,7 @@ impl DiskStore {
             fills: AtomicU64::new(0),
             forks: AtomicU64::new(0),
             hold_expired: AtomicU64::new(0),
+            tails: Default::default(),
             index_source: IndexSource::OnDisk,
             heads_at: Mutex::new(None),
             presence,
@@ -485,6 +488,9 @@ impl Store for DiskStore {
         limit: usize,
     ) -> Result<Vec<pb::SignedEntry>, StoreError> {
         let from_seq = from_seq.max(1);
+        if let Some(tail) = self.tails.range(origin, from_seq, limit) {
+            return Ok(tail);
+        }
         let mut out = Vec::new();
         for seg in segments_from(&self.db, origin, from_seq)? {
             for (seq, e) in seg?.into_entries() {

@@ -30,6 +30,7 @@ mod select;
 mod state_sum;
 mod state_table;
 mod state_table_build;
+mod tail_cache;
 mod truncate;
 mod write;
 mod write_lock;

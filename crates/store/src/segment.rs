@@ -50,6 +50,12 @@ impl Segment {
             .get(usize::try_from(seq.checked_sub(self.first)?).ok()?)
     }
 
+    /// The entries from `seq` on (all of them from a seq before the first).
+    pub(crate) fn entries_from(&self, seq: u64) -> impl Iterator<Item = &pb::SignedEntry> {
+        let skip = usize::try_from(seq.saturating_sub(self.first)).unwrap_or(usize::MAX);
+        self.entries.iter().skip(skip)
+    }
+
     pub(crate) fn last(&self) -> Option<&pb::SignedEntry> {
         self.entries.last()
     }

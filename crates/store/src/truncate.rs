@@ -78,6 +78,9 @@ impl DiskStore {
                 head,
             });
         };
+        // Before the cut is durable: from here until then a read goes to the store, which
+        // still holds the log uncut, never to a tail the cut removes.
+        self.tails.forget(origin);
         let mut batch = crate::kv::Batch::default();
         let mut new_head: Option<Head> = None;
         // What the cut entries opened to goes with them: another entry may take their seqs.

@@ -108,6 +108,7 @@ impl DiskStore {
             index: states,
             log_changed,
             heads,
+            tails,
             fills,
             forks,
         } = work.finish(self.fills.load(Ordering::Acquire))?;
@@ -131,6 +132,8 @@ impl DiskStore {
         let publishing = self.publishing();
         self.db.apply_batch(batch)?;
         timings.commit = lap(&mut phase);
+        // Durable now: range reads of these tails may be answered from memory.
+        self.tails.written(tails);
         if log_changed {
             self.advance_heads(before, generation, heads);
         }
