@@ -113,8 +113,9 @@ pub(crate) async fn metrics_text(addr: SocketAddr) -> anyhow::Result<String> {
     let mut tcp = tokio::net::TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to the node's metrics at {addr}"))?;
-    tcp.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n")
-        .await?;
+    // Named by its address: the listener answers no other name it was not given.
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await?;
     let mut answer = String::new();
     tcp.read_to_string(&mut answer).await?;
     Ok(answer)
