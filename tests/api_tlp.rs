@@ -648,4 +648,10 @@ async fn a_sighting_wider_than_its_value_is_known_here_is_refused() {
         .report_sighting(own)
         .await
         .expect("shared wider on purpose");
+    // The origin may declassify what it published itself.
+    let declassified = submit(
+        &mut at_au,
+        vec![upsert(Ty::Domain, "told.example", Tlp::Green, &[])],
+    );
+    assert_eq!(declassified.await.len(), 1);
 }

@@ -24,6 +24,9 @@ impl NodeState {
         tokio::task::spawn_blocking(move || me.install_keys(keys))
             .await
             .map_err(|e| NodeError::Join(e.to_string()))?;
+        // Held entries it dropped count as dropped from the hold queue: links restart (when
+        // not done lately) so peers send them again, should a later list let their key sign.
+        self.resend_if_hold_expired();
         // A new key list may name a new encryption key of this node (a rotation it made):
         // its files are read again, so what is sealed to the new key opens.
         if let Err(e) = self.reload_decryption_keys() {

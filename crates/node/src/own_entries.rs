@@ -115,9 +115,12 @@ impl NodeState {
             let first = head.map_or(1, |h| h.seq + 1);
             // Once any member has an encryption key, restricted entries are sealed to their
             // readers, and one without a key cannot be named. A node given an encryption key
-            // of its own seals always: a key list that lost every key (an edit, a roster
-            // version) refuses its restricted entries, never sends them to relays in clear.
-            let sealing = keys.seals() || me.cfg.encryption_key.is_some();
+            // of its own seals whatever others read: a key list that lost every key (an edit,
+            // a roster version) refuses such entries, never sends them to relays in clear.
+            // One for this node alone never leaves it in full (`route`).
+            let for_others =
+                (items.iter()).any(|(d, _)| d.tlp.is_restricted() && !d.recipients.is_empty());
+            let sealing = keys.seals() || (me.cfg.encryption_key.is_some() && for_others);
             let seal = sealing.then_some(keys.as_ref() as &dyn ReaderKeys);
             let (raws, _) = signer.sign_chain_sealing(head, now, &items, seal)?;
             let seqs: Vec<u64> = (first..first + raws.len() as u64).collect();

@@ -639,7 +639,7 @@ impl NodeState {
     /// waits on the gap. Bounded in rate, since a member can make an entry expire at will
     /// (one past a seq it never sends); one that comes too soon is acted on when the wait is
     /// over, by a timer, not at the next received batch, which a quiet mesh may never send.
-    fn resend_if_hold_expired(self: &Arc<Self>) {
+    pub(crate) fn resend_if_hold_expired(self: &Arc<Self>) {
         let total = self.store.hold_expired_count();
         let mut r = crate::rotation::lock(&self.hold_resend);
         if total <= r.seen {

@@ -325,17 +325,21 @@ impl<'a> Work<'a> {
         let mut heads = Vec::new();
         let mut tails = Vec::new();
         for (origin, o) in &self.origins {
+            let head = o.head.map(|h| h.seq);
+            let last = o.segments.keys().next_back().copied();
             for (first, (seg, dirty)) in &o.segments {
                 if *dirty {
-                    self.batch.insert(keys::log(origin, *first), seg.encode());
+                    let encoded = seg.encode();
+                    // The last segment holds the head: written, it is the tail as now stored,
+                    // kept decoded into a buffer of its own (entries as placed share the
+                    // buffers they arrived in, a whole gRPC frame each).
+                    if Some(*first) == last && head == Some(seg.last_seq()) {
+                        if let Ok(tail) = Segment::decode(*first, &encoded) {
+                            tails.push((origin.clone(), tail));
+                        }
+                    }
+                    self.batch.insert(keys::log(origin, *first), encoded);
                     log_changed = true;
-                }
-            }
-            // The last segment holds the head; written, it is the tail as now stored.
-            let head = o.head.map(|h| h.seq);
-            if let Some((seg, true)) = o.segments.values().next_back() {
-                if head == Some(seg.last_seq()) {
-                    tails.push((origin.clone(), seg.clone()));
                 }
             }
             if let (true, Some(head)) = (o.head_changed, o.head) {

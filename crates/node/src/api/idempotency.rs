@@ -25,8 +25,12 @@ impl Repeatable for pb::SubmitRequest {
         &self.idempotency_key
     }
     fn without_key(&self) -> Self {
+        // Nor what it lets through: a run refused part way and run again with the same key and
+        // `--force` or `--share-wider` added repeats the requests already published.
         pb::SubmitRequest {
             idempotency_key: String::new(),
+            force: false,
+            share_wider: false,
             ..self.clone()
         }
     }
@@ -40,6 +44,7 @@ impl Repeatable for pb::ReportSightingRequest {
     fn without_key(&self) -> Self {
         pb::ReportSightingRequest {
             idempotency_key: String::new(),
+            share_wider: false,
             ..self.clone()
         }
     }
@@ -119,6 +124,16 @@ mod tests {
         };
         let d = request_digest(&submit("a", "evil.example"));
         assert_eq!(d, request_digest(&submit("b", "evil.example")));
+        let overridden = pb::SubmitRequest {
+            force: true,
+            share_wider: true,
+            ..submit("a", "evil.example")
+        };
+        assert_eq!(
+            d,
+            request_digest(&overridden),
+            "the overrides are not the request"
+        );
         assert_ne!(d, request_digest(&submit("a", "other.example")));
         let sighting = pb::ReportSightingRequest {
             value: "evil.example".into(),

@@ -501,22 +501,12 @@ pub fn audience_rejudge(judged_at: u64, items: &[submission::Prepared]) -> Rejud
     }
 }
 
-/// What this node's index holds of `indicator`. A store that cannot be read reads as a state
-/// of one restricted record of this node's alone, so nothing is shared wider on a guess.
-fn held_state(state: &NodeState, indicator: &Indicator) -> Option<pb::IndicatorState> {
-    state.store.indicator(indicator).unwrap_or_else(|_| {
-        Some(pb::IndicatorState {
-            assertions: vec![pb::OriginAssertion {
-                origin: state.org.to_string(),
-                distribution: Some(pb::Distribution {
-                    tlp: pb::Tlp::Red as i32,
-                    recipients: Vec::new(),
-                }),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-    })
+/// What this node's index holds of `indicator`, or why it could not be read.
+fn held_state(
+    state: &NodeState,
+    indicator: &Indicator,
+) -> Result<Option<pb::IndicatorState>, String> {
+    state.store.indicator(indicator).map_err(|e| e.to_string())
 }
 
 /// This node's audiences for `indicator`'s slots of `kind`, as its index holds them; none if

@@ -348,18 +348,34 @@ impl AudienceClaims {
     }
 }
 
-/// Who may read what `state` says of a value: everyone (`None`) once any assertion or sighting
-/// of it is unrestricted, or when it holds none, else the origins and recipients of its
-/// records.
-fn readers_of(state: &pb::IndicatorState) -> Option<BTreeSet<String>> {
+/// Who may read what `state` says of a value, as `me` was told it: everyone (`None`) once any
+/// record of another origin that `me` may read is unrestricted, or when there is none; else
+/// the origins and recipients of those records. An assertion of `me`'s own lifts it (it may
+/// re-share what it published itself; its own sightings tell it nothing), and records it holds
+/// but may not read (a relay's copy of an unsealed restricted payload) neither restrict it nor
+/// say the value exists.
+fn readers_of(state: &pb::IndicatorState, me: &OrgId) -> Option<BTreeSet<String>> {
+    // An assertion of its own: it published the value itself, and may again, wider.
+    if state.assertions.iter().any(|a| a.origin == me.as_str()) {
+        return None;
+    }
     let records = (state.assertions.iter())
         .map(|a| (a.origin.as_str(), a.distribution.as_ref()))
         .chain((state.sightings.iter()).map(|x| (x.origin.as_str(), x.distribution.as_ref())));
     let mut readers = BTreeSet::new();
     for (origin, d) in records {
         let Some(d) = d else { continue };
-        if Tlp::from_proto(d.tlp).is_some_and(|t| !t.is_restricted()) {
+        if origin == me.as_str() {
+            continue;
+        }
+        let Some(tlp) = Tlp::from_proto(d.tlp) else {
+            continue;
+        };
+        if !tlp.is_restricted() {
             return None;
+        }
+        if !d.recipients.iter().any(|r| r == me.as_str()) {
+            continue;
         }
         readers.insert(origin.to_string());
         readers.extend(d.recipients.iter().cloned());
@@ -373,7 +389,7 @@ fn readers_of(state: &pb::IndicatorState) -> Option<BTreeSet<String>> {
 /// or to a recipient none of them names). A recipient's sighting of a RED value, at the
 /// tools' default AMBER, would publish the value to every member and the hub in the clear.
 pub fn wider_than_known(p: &Prepared, held: &pb::IndicatorState, me: &OrgId) -> Option<String> {
-    let mut readers = readers_of(held)?;
+    let mut readers = readers_of(held, me)?;
     readers.insert(me.to_string());
     let d = &p.distribution;
     let known_to = || readers.iter().cloned().collect::<Vec<_>>().join(", ");
@@ -399,17 +415,49 @@ pub fn wider_than_known(p: &Prepared, held: &pb::IndicatorState, me: &OrgId) -> 
     })
 }
 
+/// The indicators that name what `i` names, written otherwise: an address and its
+/// whole-length block, either way, and the host of a URL or e-mail address. A value told
+/// under RED must not go out wider as its twin.
+pub fn same_value(i: &Indicator) -> Vec<Indicator> {
+    let value = i.value();
+    match i.ty() {
+        IndicatorType::Ipv4 => normalize(IndicatorType::Cidr, &format!("{value}/32")).ok(),
+        IndicatorType::Ipv6 => normalize(IndicatorType::Cidr, &format!("{value}/128")).ok(),
+        IndicatorType::Cidr => match value.split_once('/') {
+            Some((address, "32")) => normalize(IndicatorType::Ipv4, address).ok(),
+            Some((address, "128")) => normalize(IndicatorType::Ipv6, address).ok(),
+            _ => None,
+        },
+        IndicatorType::Url | IndicatorType::Email => i.host(),
+        _ => None,
+    }
+    .into_iter()
+    .collect()
+}
+
 /// Refuses the whole request if any of its items is shared wider than its value is known
-/// here ([`wider_than_known`]); `held(i)` is the value's state in the index.
+/// here ([`wider_than_known`]); `held(i)` is the value's state in the index, or why it could
+/// not be read.
 pub fn refuse_wider_than_known(
     items: &[Prepared],
     me: &OrgId,
-    held: impl Fn(&Indicator) -> Option<pb::IndicatorState>,
+    held: impl Fn(&Indicator) -> Result<Option<pb::IndicatorState>, String>,
 ) -> Result<(), Invalid> {
     let mut why = Vec::new();
     for p in items {
-        if let Some(reason) = held(&p.indicator).and_then(|s| wider_than_known(p, &s, me)) {
-            why.push(reason);
+        for named in std::iter::once(p.indicator.clone()).chain(same_value(&p.indicator)) {
+            // Not read, not judged: nothing is shared on a guess.
+            let state = held(&named).map_err(|e| {
+                invalid(format!(
+                    "the node could not read what it holds of {} to check who may read it \
+                     ({e}); nothing was published: try again",
+                    named.value()
+                ))
+            })?;
+            if let Some(reason) = state.and_then(|s| wider_than_known(p, &s, me)) {
+                why.push(reason);
+                break;
+            }
         }
     }
     if why.is_empty() {

@@ -435,12 +435,83 @@ fn an_entry_shared_wider_than_its_value_is_known_here_is_refused() {
         wider_than_known(&prepared(pb::Tlp::Amber, &[]), &seen_green, &me),
         None
     );
+    // Its own RED record tells the origin nothing: it may re-share what it published.
+    let au = org("AU-AFP");
+    let as_au = Publisher {
+        org: &au,
+        members: &m,
+        now: NOW,
+    };
+    let own = submissions(
+        &[upsert(Ty::Domain, "secret.example", pb::Tlp::Green, &[])],
+        &as_au,
+    )
+    .unwrap()
+    .remove(0);
+    assert_eq!(wider_than_known(&own, &red_from_au, &au), None);
+    // A relay holding the record but not among its readers is told nothing by it (nor does
+    // a refusal say the value exists there).
+    let sg = org("SG-IGCI");
+    assert_eq!(
+        wider_than_known(&prepared(pb::Tlp::Amber, &[]), &red_from_au, &sg),
+        None
+    );
     // The whole request, naming the value; nothing known here: nothing refused.
     let items = vec![prepared(pb::Tlp::Amber, &[])];
-    let err = refuse_wider_than_known(&items, &me, |_| Some(red_from_au.clone())).unwrap_err();
+    let err = refuse_wider_than_known(&items, &me, |_| Ok(Some(red_from_au.clone()))).unwrap_err();
     assert!(
         err.0.contains("secret.example") && err.0.contains("share_wider"),
         "{err}"
     );
-    assert!(refuse_wider_than_known(&items, &me, |_| None).is_ok());
+    assert!(refuse_wider_than_known(&items, &me, |_| Ok(None)).is_ok());
+    // A state that cannot be read is not taken for one known wide: refused, saying why.
+    let err = refuse_wider_than_known(&items, &me, |_| Err("disk gone".into())).unwrap_err();
+    assert!(
+        err.0.contains("could not read") && err.0.contains("disk gone"),
+        "{err}"
+    );
+    // Told as an address, asked as its /32: refused all the same.
+    let told_ip = |i: &Indicator| Ok((i.ty() == IndicatorType::Ipv4).then(|| red_from_au.clone()));
+    let block = submissions(
+        &[upsert(Ty::Cidr, "203.0.113.7/32", pb::Tlp::Green, &[])],
+        &p,
+    )
+    .unwrap();
+    let err = refuse_wider_than_known(&block, &me, told_ip).unwrap_err();
+    assert!(err.0.contains("203.0.113.7/32"), "{err}");
+}
+
+/// An address and its whole-length block name one value, and a URL or e-mail address names
+/// its host too.
+#[test]
+fn the_same_value_written_otherwise_is_found() {
+    let ind = |ty: IndicatorType, v: &str| normalize(ty, v).unwrap();
+    let twins = |i: Indicator| -> Vec<String> {
+        same_value(&i)
+            .iter()
+            .map(|t| t.value().to_string())
+            .collect()
+    };
+    assert_eq!(
+        twins(ind(IndicatorType::Ipv4, "203.0.113.7")),
+        ["203.0.113.7/32"]
+    );
+    assert_eq!(
+        twins(ind(IndicatorType::Cidr, "203.0.113.7/32")),
+        ["203.0.113.7"]
+    );
+    assert_eq!(
+        twins(ind(IndicatorType::Cidr, "2001:db8::1/128")),
+        ["2001:db8::1"]
+    );
+    assert!(twins(ind(IndicatorType::Cidr, "203.0.113.0/24")).is_empty());
+    assert_eq!(
+        twins(ind(IndicatorType::Url, "http://evil.example/gate.php")),
+        ["evil.example"]
+    );
+    assert_eq!(
+        twins(ind(IndicatorType::Email, "boss@evil.example")),
+        ["evil.example"]
+    );
+    assert!(twins(ind(IndicatorType::Domain, "evil.example")).is_empty());
 }

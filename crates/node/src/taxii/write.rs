@@ -24,8 +24,8 @@ use prost::Message as _;
 use serde_json::Value;
 
 use crate::api::submission::{
-    audience_of, held_identically, refuse_past_audience_cap, submission, wider_than_known,
-    Prepared, Publisher,
+    audience_of, held_identically, refuse_past_audience_cap, same_value, submission,
+    wider_than_known, Prepared, Publisher,
 };
 use crate::api::view::Invalid;
 use crate::warninglists::lists_of;
@@ -396,6 +396,8 @@ fn judge(
         ));
     }
     let state = held(&v.indicator);
+    // What names the same value otherwise (an address's /32, a URL's host).
+    let twins: Vec<pb::IndicatorState> = same_value(&v.indicator).iter().map(held).collect();
     let own: Vec<pb::OriginAssertion> = (state.assertions.iter())
         .filter(|a| a.origin == publisher.org.as_str())
         .cloned()
@@ -474,8 +476,9 @@ fn judge(
         .map_err(failed);
     // Known here only as RED or AMBER+STRICT (another origin's, read here): an upsert shared
     // wider would show the value to members who may not read it.
-    let wider =
-        (prepared.iter().flatten()).find_map(|p| wider_than_known(p, &state, publisher.org));
+    let wider = (prepared.iter().flatten()).find_map(|p| {
+        (std::iter::once(&state).chain(&twins)).find_map(|s| wider_than_known(p, s, publisher.org))
+    });
     if let Some(why) = wider {
         return Judged::Refused(format!(
             "{why}; mark it RED or AMBER+STRICT to be shared with readers among those"
