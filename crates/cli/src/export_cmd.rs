@@ -348,6 +348,42 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
     Ok(())
 }
 
+/// Whether any record of `states` is AMBER+STRICT or RED.
+fn holds_restricted(states: &[pb::IndicatorState]) -> bool {
+    let restricted = |d: Option<&pb::Distribution>| {
+        d.and_then(|d| Tlp::from_proto(d.tlp))
+            .is_some_and(Tlp::is_restricted)
+    };
+    states.iter().any(|s| {
+        s.assertions
+            .iter()
+            .any(|a| restricted(a.distribution.as_ref()))
+            || s.sightings
+                .iter()
+                .any(|x| restricted(x.distribution.as_ref()))
+    })
+}
+
+/// Writes an export to `path`; one holding restricted records readable by its owner alone
+/// (whatever the umask, and an existing file narrowed too), since the shell's umask would
+/// give every local user a copy of RED values.
+fn write_export(path: &std::path::Path, text: &str, restricted: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let writing = || format!("writing {}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if restricted {
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).with_context(writing)?;
+    if restricted {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(writing)?;
+    }
+    file.write_all(text.as_bytes()).with_context(writing)?;
+    Ok(())
+}
+
 pub async fn export(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
     if args.format == ExportFormat::MispFeed && args.out.is_none() {
         return Err(usage(
@@ -374,7 +410,14 @@ pub async fn export(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
     let (text, count) = render(&args, &states, blocked)?;
     match &args.out {
         Some(path) => {
-            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            let restricted = holds_restricted(&states);
+            write_export(path, &text, restricted)?;
+            if restricted {
+                eprintln!(
+                    "{} holds AMBER+STRICT or RED assertions: written for its owner alone (0600)",
+                    path.display()
+                );
+            }
             eprintln!(
                 "wrote {count} {} of {} indicators to {}",
                 if args.format == ExportFormat::Plain {

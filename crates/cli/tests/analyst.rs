@@ -340,6 +340,55 @@ fn rpz_export_is_a_zone_of_names_and_addresses() {
     assert!(!values.contains("8.8.0.0/16"), "{values:?}");
     assert!(!values.contains("0.0.0.0/0"), "{values:?}");
     assert!(values.contains("evil.example"), "{values:?}");
+    // Written to a file, an export holding a RED value is its owner's alone, whatever the
+    // umask and even over a file readable by all; one with none keeps the usual mode.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let red = dir.path().join("all.txt");
+    std::fs::write(&red, "").unwrap();
+    std::fs::set_permissions(&red, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = plain(
+        &nodes,
+        &[
+            "export",
+            "--format",
+            "plain",
+            "--out",
+            &red.display().to_string(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read_to_string(&red)
+        .unwrap()
+        .contains("phish@evil.example"));
+    assert_eq!(mode(&red), 0o600);
+    let green = dir.path().join("green.txt");
+    let green_arg = green.display().to_string();
+    let out = plain(
+        &nodes,
+        &[
+            "export",
+            "--format",
+            "plain",
+            "--tlp-ceiling",
+            "green",
+            "--out",
+            &green_arg,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!std::fs::read_to_string(&green)
+        .unwrap()
+        .contains("phish@evil.example"));
+    assert_ne!(mode(&green), 0o600);
 }
 
 #[test]
