@@ -278,6 +278,11 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
     }
 }
 
+/// Cells one CSV row is split into at most: the rest of a longer row is its last cell. A row
+/// of separators alone would otherwise cost an allocation per byte (a 512 MiB line of commas,
+/// about 12 GB).
+pub const MAX_CSV_CELLS: usize = 4096;
+
 /// Cells of one CSV row: split at `,`, `;` or tab outside double quotes; double quotes group
 /// and `""` inside them is a quote. An unclosed quote runs to the end of the line.
 pub fn csv_cells(line: &str) -> Vec<String> {
@@ -292,7 +297,9 @@ pub fn csv_cells(line: &str) -> Vec<String> {
                 chars.next();
             }
             '"' => quoted = !quoted,
-            ',' | ';' | '\t' if !quoted => cells.push(std::mem::take(&mut cell)),
+            ',' | ';' | '\t' if !quoted && cells.len() + 1 < MAX_CSV_CELLS => {
+                cells.push(std::mem::take(&mut cell))
+            }
             c => cell.push(c),
         }
     }

@@ -351,3 +351,16 @@ fn a_mesh_csv_export_reads_back_with_its_tlp_and_without_revoked_rows() {
         ]
     );
 }
+
+/// A row of separators alone is cut at the most cells a row is split into: the rest is its
+/// last cell, not a cell per byte.
+#[test]
+fn a_row_is_split_into_a_bounded_number_of_cells() {
+    let cells = csv_cells(&",".repeat(100_000));
+    assert_eq!(cells.len(), MAX_CSV_CELLS);
+    assert_eq!(
+        cells.last().map(String::len),
+        Some(100_000 - (MAX_CSV_CELLS - 1))
+    );
+    assert_eq!(csv_cells("a,b;c"), ["a", "b", "c"]);
+}
