@@ -24,15 +24,16 @@ impl NodeState {
         tokio::task::spawn_blocking(move || me.install_keys(keys))
             .await
             .map_err(|e| NodeError::Join(e.to_string()))?;
-        // Held entries it dropped count as dropped from the hold queue: links restart (when
-        // not done lately) so peers send them again, should a later list let their key sign.
-        self.resend_if_hold_expired();
         // A new key list may name a new encryption key of this node (a rotation it made):
         // its files are read again, so what is sealed to the new key opens.
         if let Err(e) = self.reload_decryption_keys() {
             tracing::error!(error = %e, "encryption keys not reloaded; the old ones stay");
         }
         let taken = self.recheck_unverified().await;
+        // Held entries the new list dropped count as dropped from the hold queue: links
+        // restart (when not done lately) so peers send them again, should a later list let
+        // their key sign; after the recheck, as below, so they resend from the new heads.
+        self.resend_if_hold_expired();
         // After the recheck, whose take of the queue drops (and notes) what waited past its
         // hour: noted before, those would never be sent again.
         let dropped = self.unverified.clear_dropped();

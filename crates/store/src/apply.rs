@@ -65,8 +65,9 @@ pub(crate) struct Finished {
     pub(crate) fills: u64,
     /// Fork proofs recorded in the batch.
     pub(crate) forks: u64,
-    /// Each origin whose head's segment the batch writes, with that segment.
-    pub(crate) tails: Vec<(OrgId, Segment)>,
+    /// Each origin whose head's segment the batch writes, with that segment (`None`: to be
+    /// forgotten).
+    pub(crate) tails: Vec<(OrgId, Option<Segment>)>,
 }
 
 pub(crate) struct Work<'a> {
@@ -334,9 +335,10 @@ impl<'a> Work<'a> {
                     // kept decoded into a buffer of its own (entries as placed share the
                     // buffers they arrived in, a whole gRPC frame each).
                     if Some(*first) == last && head == Some(seg.last_seq()) {
-                        if let Ok(tail) = Segment::decode(*first, &encoded) {
-                            tails.push((origin.clone(), tail));
-                        }
+                        // Not decoded (it was just encoded): the tail is forgotten, not kept
+                        // stale.
+                        let tail = Segment::decode(*first, &encoded).ok();
+                        tails.push((origin.clone(), tail));
                     }
                     self.batch.insert(keys::log(origin, *first), encoded);
                     log_changed = true;

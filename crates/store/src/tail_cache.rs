@@ -38,14 +38,18 @@ impl TailCache {
             .then(|| tail.entries_from(from_seq).take(limit).cloned().collect())
     }
 
-    /// The tails a durable write left: each the segment now holding its origin's head.
-    pub(crate) fn written(&self, tails: Vec<(OrgId, Segment)>) {
+    /// The tails a durable write left: each the segment now holding its origin's head (or
+    /// `None`, to forget it).
+    pub(crate) fn written(&self, tails: Vec<(OrgId, Option<Segment>)>) {
         if tails.is_empty() {
             return;
         }
         let mut cached = self.lock();
         for (origin, tail) in tails {
-            cached.insert(origin, Arc::new(tail));
+            match tail {
+                Some(tail) => cached.insert(origin, Arc::new(tail)),
+                None => cached.remove(&origin),
+            };
         }
     }
 

@@ -350,28 +350,36 @@ impl AudienceClaims {
 
 /// Who may read what `state` says of a value, as `me` was told it: everyone (`None`) once any
 /// record of another origin that `me` may read is unrestricted, or when there is none; else
-/// the origins and recipients of those records. An assertion of `me`'s own lifts it (it may
-/// re-share what it published itself; its own sightings tell it nothing), and records it holds
-/// but may not read (a relay's copy of an unsealed restricted payload) neither restrict it nor
-/// say the value exists.
+/// the origins and recipients of those records. Records it holds but may not read (a relay's
+/// copy of an unsealed restricted payload) neither restrict it nor say the value exists; its
+/// own sightings tell it nothing; an assertion of its own lifts it when open, or when first
+/// issued before every record that restricts it (it published the value itself, and may
+/// again, wider; one made after being told would launder what it was told).
 fn readers_of(state: &pb::IndicatorState, me: &OrgId) -> Option<BTreeSet<String>> {
-    // An assertion of its own: it published the value itself, and may again, wider.
-    if state.assertions.iter().any(|a| a.origin == me.as_str()) {
-        return None;
-    }
     let records = (state.assertions.iter())
-        .map(|a| (a.origin.as_str(), a.distribution.as_ref()))
-        .chain((state.sightings.iter()).map(|x| (x.origin.as_str(), x.distribution.as_ref())));
+        .map(|a| {
+            let first = match a.first_issued_at_unix_ms {
+                0 => a.issued_at_unix_ms,
+                first => first,
+            };
+            (a.origin.as_str(), a.distribution.as_ref(), first)
+        })
+        .chain((state.sightings.iter()).map(|x| {
+            (
+                x.origin.as_str(),
+                x.distribution.as_ref(),
+                x.first_seen_unix_ms,
+            )
+        }));
     let mut readers = BTreeSet::new();
-    for (origin, d) in records {
+    let mut told_at = i64::MAX;
+    for (origin, d, at) in records {
         let Some(d) = d else { continue };
         if origin == me.as_str() {
             continue;
         }
-        let Some(tlp) = Tlp::from_proto(d.tlp) else {
-            continue;
-        };
-        if !tlp.is_restricted() {
+        // A level this version does not know is taken as restricting.
+        if Tlp::from_proto(d.tlp).is_some_and(|t| !t.is_restricted()) {
             return None;
         }
         if !d.recipients.iter().any(|r| r == me.as_str()) {
@@ -379,24 +387,52 @@ fn readers_of(state: &pb::IndicatorState, me: &OrgId) -> Option<BTreeSet<String>
         }
         readers.insert(origin.to_string());
         readers.extend(d.recipients.iter().cloned());
+        told_at = told_at.min(at);
     }
-    (!readers.is_empty()).then_some(readers)
+    if readers.is_empty() || own_lifts(state, me, told_at) {
+        return None;
+    }
+    Some(readers)
 }
 
-/// Why publishing `p` would show its value to members who may not read it, if so: the node
-/// knows the value (`held`, as its index holds it: what it can read) only under restricted
-/// distributions, and `p` is shared wider than their origins and recipients (unrestricted,
-/// or to a recipient none of them names). A recipient's sighting of a RED value, at the
-/// tools' default AMBER, would publish the value to every member and the hub in the clear.
-pub fn wider_than_known(p: &Prepared, held: &pb::IndicatorState, me: &OrgId) -> Option<String> {
+/// Whether `me` asserts the value openly, or asserted it before `told_at`.
+fn own_lifts(state: &pb::IndicatorState, me: &OrgId, told_at: i64) -> bool {
+    state.assertions.iter().any(|a| {
+        let open = (a.distribution.as_ref())
+            .and_then(|d| Tlp::from_proto(d.tlp))
+            .is_some_and(|t| !t.is_restricted());
+        let first = match a.first_issued_at_unix_ms {
+            0 => a.issued_at_unix_ms,
+            first => first,
+        };
+        a.origin == me.as_str() && (open || first < told_at)
+    })
+}
+
+/// Why publishing `p` would show the value `named` (its own, or one it names otherwise: see
+/// [`same_value`]) to members who may not read it, if so: the node knows `named` (`held`, as
+/// its index holds it) only under restricted distributions, and `p` is shared wider than
+/// their origins and recipients (unrestricted, or to a recipient none of them names). A
+/// recipient's sighting of a RED value, at the tools' default AMBER, would publish the value
+/// to every member and the hub in the clear.
+pub fn wider_than_known(
+    p: &Prepared,
+    named: &Indicator,
+    held: &pb::IndicatorState,
+    me: &OrgId,
+) -> Option<String> {
     let mut readers = readers_of(held, me)?;
     readers.insert(me.to_string());
     let d = &p.distribution;
     let known_to = || readers.iter().cloned().collect::<Vec<_>>().join(", ");
+    let what = if *named == p.indicator {
+        named.value().to_string()
+    } else {
+        format!("{} (named by {})", named.value(), p.indicator.value())
+    };
     if !d.tlp.is_restricted() {
         return Some(format!(
-            "{} is known here only under restricted distributions (read by {}): TLP:{} would show it to every member",
-            p.indicator.value(),
+            "{what} is known here only under restricted distributions (read by {}): TLP:{} would show it to every member",
             known_to(),
             d.tlp
         ));
@@ -407,32 +443,58 @@ pub fn wider_than_known(p: &Prepared, held: &pb::IndicatorState, me: &OrgId) -> 
         .collect();
     (!outside.is_empty()).then(|| {
         format!(
-            "{} is known here only under restricted distributions (read by {}): {} may not read it",
-            p.indicator.value(),
+            "{what} is known here only under restricted distributions (read by {}): {} may not read it",
             known_to(),
             outside.join(", ")
         )
     })
 }
 
-/// The indicators that name what `i` names, written otherwise: an address and its
-/// whole-length block, either way, and the host of a URL or e-mail address. A value told
-/// under RED must not go out wider as its twin.
+/// The indicators that name what `i` names, written otherwise: an address, its whole-length
+/// block and its IPv4-mapped form, each way, and the host of a URL or e-mail address (with
+/// the host's own forms). A value told under RED must not go out wider as its twin.
 pub fn same_value(i: &Indicator) -> Vec<Indicator> {
-    let value = i.value();
-    match i.ty() {
-        IndicatorType::Ipv4 => normalize(IndicatorType::Cidr, &format!("{value}/32")).ok(),
-        IndicatorType::Ipv6 => normalize(IndicatorType::Cidr, &format!("{value}/128")).ok(),
-        IndicatorType::Cidr => match value.split_once('/') {
-            Some((address, "32")) => normalize(IndicatorType::Ipv4, address).ok(),
-            Some((address, "128")) => normalize(IndicatorType::Ipv6, address).ok(),
-            _ => None,
-        },
-        IndicatorType::Url | IndicatorType::Email => i.host(),
-        _ => None,
+    let mut found: Vec<Indicator> = Vec::new();
+    let mut next = vec![i.clone()];
+    while let Some(at) = next.pop() {
+        for twin in direct_twins(&at) {
+            if twin != *i && !found.contains(&twin) && found.len() < MAX_TWINS {
+                found.push(twin.clone());
+                next.push(twin);
+            }
+        }
     }
-    .into_iter()
-    .collect()
+    found
+}
+
+/// Most forms [`same_value`] gives (an address has at most five).
+const MAX_TWINS: usize = 8;
+
+fn direct_twins(i: &Indicator) -> Vec<Indicator> {
+    use IndicatorType as T;
+    let value = i.value();
+    let v6_mapped = |v6: &str| {
+        let a: std::net::Ipv6Addr = v6.parse().ok()?;
+        normalize(T::Ipv4, &a.to_ipv4_mapped()?.to_string()).ok()
+    };
+    let twins = match i.ty() {
+        T::Ipv4 => vec![
+            normalize(T::Cidr, &format!("{value}/32")).ok(),
+            normalize(T::Ipv6, &format!("::ffff:{value}")).ok(),
+        ],
+        T::Ipv6 => vec![
+            normalize(T::Cidr, &format!("{value}/128")).ok(),
+            v6_mapped(value),
+        ],
+        T::Cidr => match value.split_once('/') {
+            Some((address, "32")) => vec![normalize(T::Ipv4, address).ok()],
+            Some((address, "128")) => vec![normalize(T::Ipv6, address).ok()],
+            _ => Vec::new(),
+        },
+        T::Url | T::Email => vec![i.host()],
+        _ => Vec::new(),
+    };
+    twins.into_iter().flatten().collect()
 }
 
 /// Refuses the whole request if any of its items is shared wider than its value is known
@@ -443,8 +505,27 @@ pub fn refuse_wider_than_known(
     me: &OrgId,
     held: impl Fn(&Indicator) -> Result<Option<pb::IndicatorState>, String>,
 ) -> Result<(), Invalid> {
+    let why = wider_than_known_all(items, me, held)?;
+    if why.is_empty() {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "{}; publish it as RED or AMBER+STRICT to readers among those, or set share_wider \
+         (the CLI's --share-wider) if this node knows it on its own; nothing was published",
+        first_of(why)
+    )))
+}
+
+/// Why each of `items` shared wider than its value is known here would show it (see
+/// [`refuse_wider_than_known`]), in order; a state that could not be read refuses all.
+pub fn wider_than_known_all(
+    items: &[Prepared],
+    me: &OrgId,
+    held: impl Fn(&Indicator) -> Result<Option<pb::IndicatorState>, String>,
+) -> Result<Vec<String>, Invalid> {
     let mut why = Vec::new();
     for p in items {
+        let mut own = None;
         for named in std::iter::once(p.indicator.clone()).chain(same_value(&p.indicator)) {
             // Not read, not judged: nothing is shared on a guess.
             let state = held(&named).map_err(|e| {
@@ -454,20 +535,21 @@ pub fn refuse_wider_than_known(
                     named.value()
                 ))
             })?;
-            if let Some(reason) = state.and_then(|s| wider_than_known(p, &s, me)) {
+            // The value asserted openly by this node itself: its other forms add nothing.
+            if own.is_none() {
+                let open = state.as_ref().is_some_and(|s| own_lifts(s, me, i64::MIN));
+                if open {
+                    break;
+                }
+                own = Some(());
+            }
+            if let Some(reason) = state.and_then(|s| wider_than_known(p, &named, &s, me)) {
                 why.push(reason);
                 break;
             }
         }
     }
-    if why.is_empty() {
-        return Ok(());
-    }
-    Err(invalid(format!(
-        "{}; publish it as RED or AMBER+STRICT to readers among those, or set share_wider \
-         (the CLI's --share-wider) if this node knows it on its own; nothing was published",
-        first_of(why)
-    )))
+    Ok(why)
 }
 
 /// The first [`ERRORS_SHOWN`] of `named`, and how many more there were.

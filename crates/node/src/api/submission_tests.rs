@@ -5,6 +5,11 @@ use intelmesh_proto::v1::IndicatorType as Ty;
 
 use crate::api::test_values::{dist, org, NOW};
 
+/// [`wider_than_known`] of an item's own value.
+fn wider(p: &Prepared, held: &pb::IndicatorState, me: &OrgId) -> Option<String> {
+    wider_than_known(p, &p.indicator, held, me)
+}
+
 fn members() -> BTreeSet<OrgId> {
     ["AU-AFP", "BR-PF", "SG-IGCI"]
         .into_iter()
@@ -404,23 +409,20 @@ fn an_entry_shared_wider_than_its_value_is_known_here_is_refused() {
         ..Default::default()
     };
     for (tlp, r) in [(pb::Tlp::Amber, &[][..]), (pb::Tlp::Green, &[])] {
-        let why = wider_than_known(&prepared(tlp, r), &red_from_au, &me).expect("refused");
+        let why = wider(&prepared(tlp, r), &red_from_au, &me).expect("refused");
         assert!(
             why.contains("every member") && why.contains("AU-AFP, BR-PF"),
             "{why}"
         );
     }
-    let why = wider_than_known(&prepared(pb::Tlp::Red, &["SG-IGCI"]), &red_from_au, &me)
+    let why = wider(&prepared(pb::Tlp::Red, &["SG-IGCI"]), &red_from_au, &me)
         .expect("a recipient the origin did not name");
     assert!(why.contains("SG-IGCI may not read it"), "{why}");
     assert_eq!(
-        wider_than_known(&prepared(pb::Tlp::Red, &["AU-AFP"]), &red_from_au, &me),
+        wider(&prepared(pb::Tlp::Red, &["AU-AFP"]), &red_from_au, &me),
         None
     );
-    assert_eq!(
-        wider_than_known(&prepared(pb::Tlp::Red, &[]), &red_from_au, &me),
-        None
-    );
+    assert_eq!(wider(&prepared(pb::Tlp::Red, &[]), &red_from_au, &me), None);
     // Someone's GREEN sighting of it: every member reads the value already.
     let mut seen_green = red_from_au.clone();
     seen_green.sightings.push(pb::OriginSightings {
@@ -432,7 +434,21 @@ fn an_entry_shared_wider_than_its_value_is_known_here_is_refused() {
         ..Default::default()
     });
     assert_eq!(
-        wider_than_known(&prepared(pb::Tlp::Amber, &[]), &seen_green, &me),
+        wider(&prepared(pb::Tlp::Amber, &[]), &seen_green, &me),
+        None
+    );
+    // Told first, then asserted RED for itself alone: that assertion lifts nothing (it
+    // would launder what BR was told). Asserted before being told: it lifts.
+    let mut laundered = red_from_au.clone();
+    laundered.assertions[0].first_issued_at_unix_ms = NOW - 2000;
+    let mut own_red = record("BR-PF", pb::Tlp::Red, &[]);
+    own_red.first_issued_at_unix_ms = NOW - 1000;
+    laundered.assertions.push(own_red.clone());
+    assert!(wider(&prepared(pb::Tlp::Green, &[]), &laundered, &me).is_some());
+    let mut first_here = laundered.clone();
+    first_here.assertions[1].first_issued_at_unix_ms = NOW - 3000;
+    assert_eq!(
+        wider(&prepared(pb::Tlp::Green, &[]), &first_here, &me),
         None
     );
     // Its own RED record tells the origin nothing: it may re-share what it published.
@@ -448,12 +464,12 @@ fn an_entry_shared_wider_than_its_value_is_known_here_is_refused() {
     )
     .unwrap()
     .remove(0);
-    assert_eq!(wider_than_known(&own, &red_from_au, &au), None);
+    assert_eq!(wider(&own, &red_from_au, &au), None);
     // A relay holding the record but not among its readers is told nothing by it (nor does
     // a refusal say the value exists there).
     let sg = org("SG-IGCI");
     assert_eq!(
-        wider_than_known(&prepared(pb::Tlp::Amber, &[]), &red_from_au, &sg),
+        wider(&prepared(pb::Tlp::Amber, &[]), &red_from_au, &sg),
         None
     );
     // The whole request, naming the value; nothing known here: nothing refused.
@@ -481,25 +497,34 @@ fn an_entry_shared_wider_than_its_value_is_known_here_is_refused() {
     assert!(err.0.contains("203.0.113.7/32"), "{err}");
 }
 
-/// An address and its whole-length block name one value, and a URL or e-mail address names
-/// its host too.
+/// An address, its whole-length block and its IPv4-mapped form name one value, and a URL or
+/// e-mail address names its host too, with the host's own forms.
 #[test]
 fn the_same_value_written_otherwise_is_found() {
     let ind = |ty: IndicatorType, v: &str| normalize(ty, v).unwrap();
     let twins = |i: Indicator| -> Vec<String> {
-        same_value(&i)
+        let mut t: Vec<String> = same_value(&i)
             .iter()
             .map(|t| t.value().to_string())
-            .collect()
+            .collect();
+        t.sort();
+        t
     };
-    assert_eq!(
-        twins(ind(IndicatorType::Ipv4, "203.0.113.7")),
-        ["203.0.113.7/32"]
-    );
+    let v4_forms = [
+        "203.0.113.7/32",
+        "::ffff:203.0.113.7",
+        "::ffff:203.0.113.7/128",
+    ];
+    assert_eq!(twins(ind(IndicatorType::Ipv4, "203.0.113.7")), v4_forms);
     assert_eq!(
         twins(ind(IndicatorType::Cidr, "203.0.113.7/32")),
-        ["203.0.113.7"]
+        [
+            "203.0.113.7",
+            "::ffff:203.0.113.7",
+            "::ffff:203.0.113.7/128"
+        ]
     );
+    assert!(twins(ind(IndicatorType::Ipv6, "::ffff:203.0.113.7")).contains(&"203.0.113.7".into()));
     assert_eq!(
         twins(ind(IndicatorType::Cidr, "2001:db8::1/128")),
         ["2001:db8::1"]
@@ -512,6 +537,10 @@ fn the_same_value_written_otherwise_is_found() {
     assert_eq!(
         twins(ind(IndicatorType::Email, "boss@evil.example")),
         ["evil.example"]
+    );
+    let by_address = twins(ind(IndicatorType::Url, "http://203.0.113.7/x"));
+    assert!(
+        by_address.contains(&"203.0.113.7".into()) && by_address.contains(&"203.0.113.7/32".into())
     );
     assert!(twins(ind(IndicatorType::Domain, "evil.example")).is_empty());
 }

@@ -24,8 +24,8 @@ use prost::Message as _;
 use serde_json::Value;
 
 use crate::api::submission::{
-    audience_of, held_identically, refuse_past_audience_cap, same_value, submission,
-    wider_than_known, Prepared, Publisher,
+    audience_of, held_identically, refuse_past_audience_cap, submission, wider_than_known_all,
+    Prepared, Publisher,
 };
 use crate::api::view::Invalid;
 use crate::warninglists::lists_of;
@@ -396,8 +396,6 @@ fn judge(
         ));
     }
     let state = held(&v.indicator);
-    // What names the same value otherwise (an address's /32, a URL's host).
-    let twins: Vec<pb::IndicatorState> = same_value(&v.indicator).iter().map(held).collect();
     let own: Vec<pb::OriginAssertion> = (state.assertions.iter())
         .filter(|a| a.origin == publisher.org.as_str())
         .cloned()
@@ -453,8 +451,8 @@ fn judge(
     }
     // An upsert of a value this node asserts AMBER or more narrowly keeps that distribution
     // (TLP and recipients); anything else takes AMBER, never wider.
-    let held = mine.and_then(|a| a.distribution.as_ref());
-    if let (true, Some(d)) = (v.tlp_defaulted, held) {
+    let kept = mine.and_then(|a| a.distribution.as_ref());
+    if let (true, Some(d)) = (v.tlp_defaulted, kept) {
         if d.tlp >= pb::Tlp::Amber as i32 {
             s.distribution = Some(d.clone());
         }
@@ -476,10 +474,18 @@ fn judge(
         .map_err(failed);
     // Known here only as RED or AMBER+STRICT (another origin's, read here): an upsert shared
     // wider would show the value to members who may not read it.
-    let wider = (prepared.iter().flatten()).find_map(|p| {
-        (std::iter::once(&state).chain(&twins)).find_map(|s| wider_than_known(p, s, publisher.org))
+    let wider = prepared.as_ref().ok().map(|ps| {
+        // The value's own state is read already; only its other forms are read here.
+        let known = |i: &Indicator| match *i == v.indicator {
+            true => Ok(Some(state.clone())),
+            false => Ok(Some(held(i))),
+        };
+        wider_than_known_all(ps, publisher.org, known)
     });
-    if let Some(why) = wider {
+    if let Some(why) = wider
+        .and_then(|w| w.ok())
+        .and_then(|w| w.into_iter().next())
+    {
         return Judged::Refused(format!(
             "{why}; mark it RED or AMBER+STRICT to be shared with readers among those"
         ));
