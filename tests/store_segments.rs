@@ -301,3 +301,38 @@ fn range_reads_of_the_tail_follow_fills_and_cuts() {
     );
     assert_eq!(store.range(origin.org(), 1, 100).unwrap(), now);
 }
+
+/// A read of the head just written finds it: while one thread appends entry by entry, another
+/// reads the head from the store and the log from that seq on, and never finds the log shorter
+/// than the head (the tail as last cached must not answer for a head written after it).
+#[test]
+fn a_range_read_from_a_head_just_written_finds_it() {
+    let origin = seeded_signer(4, "AU-AFP");
+    let keys = registry(&[&origin]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entries, _) = chain(&origin, None, 300, 40);
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let short_reads = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut short = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                let Some(head) = store.head(origin.org()).unwrap() else {
+                    continue;
+                };
+                if store.range(origin.org(), head.seq, 1).unwrap().is_empty() {
+                    short.push(head.seq);
+                }
+            }
+            short
+        });
+        apply_in_batches(&store, &keys, &entries, &[1]);
+        done.store(true, std::sync::atomic::Ordering::Release);
+        reader.join().unwrap()
+    });
+    assert_eq!(
+        short_reads,
+        Vec::<u64>::new(),
+        "heads read with no entry at them"
+    );
+}

@@ -1,10 +1,11 @@
 //! Each origin's last log segment as last written, for range reads of the log's tail: a hub's
 //! every link reads each new entry of every origin to send it on, and from the LSM tree each
 //! such read seeks back to the segment and decodes it (two thirds of a busy hub's time, with
-//! 190 links). Written by `apply` after its batch is durable and forgotten by a truncation
-//! before its batch is, both under the write lock, so a read finds the tail as it is in the
-//! store, or as it was just before the latest write; a read of anything older goes to the
-//! store. At most one segment per origin the store holds.
+//! 190 links). A write forgets the tails it changes before its batch commits and sets them
+//! again once the batch is durable, both under the write lock, so a read finds the tail as it
+//! is in the store or none (a reader that saw the new head must not be answered from the tail
+//! before it); a read of anything older goes to the store. At most one segment per origin the
+//! store holds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,8 +54,19 @@ impl TailCache {
         }
     }
 
-    /// Forgets `origin`'s tail, before a write that cuts its log.
+    /// Forgets `origin`'s tail, before a write that changes its log.
     pub(crate) fn forget(&self, origin: &OrgId) {
         self.lock().remove(origin);
+    }
+
+    /// Forgets the tails a write is about to change, before its batch commits.
+    pub(crate) fn writing(&self, tails: &[(OrgId, Option<Segment>)]) {
+        if tails.is_empty() {
+            return;
+        }
+        let mut cached = self.lock();
+        for (origin, _) in tails {
+            cached.remove(origin);
+        }
     }
 }

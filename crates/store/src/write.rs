@@ -130,6 +130,8 @@ impl DiskStore {
         }
         timings.index_write = lap(&mut phase);
         let publishing = self.publishing();
+        // A reader that sees the new heads must not be answered from the tails before them.
+        self.tails.writing(&tails);
         self.db.apply_batch(batch)?;
         timings.commit = lap(&mut phase);
         // Durable now: range reads of these tails may be answered from memory.

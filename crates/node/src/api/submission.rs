@@ -353,8 +353,9 @@ impl AudienceClaims {
 /// the origins and recipients of those records. Records it holds but may not read (a relay's
 /// copy of an unsealed restricted payload) neither restrict it nor say the value exists; its
 /// own sightings tell it nothing; an assertion of its own lifts it when open, or when first
-/// issued before every record that restricts it (it published the value itself, and may
-/// again, wider; one made after being told would launder what it was told).
+/// issued before every record that restricts it by more than the clock skew a teller may
+/// claim (it published the value itself, and may again, wider; one made after being told
+/// would launder what it was told, and a teller's clock may run that far ahead).
 fn readers_of(state: &pb::IndicatorState, me: &OrgId) -> Option<BTreeSet<String>> {
     let records = (state.assertions.iter())
         .map(|a| {
@@ -395,7 +396,8 @@ fn readers_of(state: &pb::IndicatorState, me: &OrgId) -> Option<BTreeSet<String>
     Some(readers)
 }
 
-/// Whether `me` asserts the value openly, or asserted it before `told_at`.
+/// Whether `me` asserts the value openly, or asserted it surely before `told_at` (a time
+/// on the teller's clock).
 fn own_lifts(state: &pb::IndicatorState, me: &OrgId, told_at: i64) -> bool {
     state.assertions.iter().any(|a| {
         let open = (a.distribution.as_ref())
@@ -405,7 +407,8 @@ fn own_lifts(state: &pb::IndicatorState, me: &OrgId, told_at: i64) -> bool {
             0 => a.issued_at_unix_ms,
             first => first,
         };
-        a.origin == me.as_str() && (open || first < told_at)
+        let before = first < told_at.saturating_sub(VerifyConfig::DEFAULT_SKEW_MS);
+        a.origin == me.as_str() && (open || before)
     })
 }
 
@@ -451,7 +454,7 @@ pub fn wider_than_known(
 }
 
 /// The indicators that name what `i` names, written otherwise: an address, its whole-length
-/// block and its IPv4-mapped form, each way, and the host of a URL or e-mail address (with
+/// block and its IPv4-mapped form, each way, a block and its IPv4-mapped block, and the host of a URL or e-mail address (with
 /// the host's own forms). A value told under RED must not go out wider as its twin.
 pub fn same_value(i: &Indicator) -> Vec<Indicator> {
     let mut found: Vec<Indicator> = Vec::new();
@@ -486,15 +489,39 @@ fn direct_twins(i: &Indicator) -> Vec<Indicator> {
             normalize(T::Cidr, &format!("{value}/128")).ok(),
             v6_mapped(value),
         ],
-        T::Cidr => match value.split_once('/') {
-            Some((address, "32")) => vec![normalize(T::Ipv4, address).ok()],
-            Some((address, "128")) => vec![normalize(T::Ipv6, address).ok()],
-            _ => Vec::new(),
-        },
+        T::Cidr => block_twins(value),
         T::Url | T::Email => vec![i.host()],
         _ => Vec::new(),
     };
     twins.into_iter().flatten().collect()
+}
+
+/// A block's other forms: its address when whole-length, and its IPv4-mapped block (or the
+/// IPv4 block an IPv4-mapped one maps).
+fn block_twins(value: &str) -> Vec<Option<Indicator>> {
+    use std::net::IpAddr;
+    let cidr = |v: String| normalize(IndicatorType::Cidr, &v).ok();
+    let Some((address, len)) = value.split_once('/') else {
+        return Vec::new();
+    };
+    let (Ok(address), Ok(len)) = (address.parse::<IpAddr>(), len.parse::<u8>()) else {
+        return Vec::new();
+    };
+    match address {
+        IpAddr::V4(a) => vec![
+            (len == 32)
+                .then(|| normalize(IndicatorType::Ipv4, &a.to_string()).ok())
+                .flatten(),
+            cidr(format!("::ffff:{a}/{}", u16::from(len) + 96)),
+        ],
+        IpAddr::V6(a) => vec![
+            (len == 128)
+                .then(|| normalize(IndicatorType::Ipv6, &a.to_string()).ok())
+                .flatten(),
+            (a.to_ipv4_mapped().zip(len.checked_sub(96)))
+                .and_then(|(v4, len)| cidr(format!("{v4}/{len}"))),
+        ],
+    }
 }
 
 /// Refuses the whole request if any of its items is shared wider than its value is known
