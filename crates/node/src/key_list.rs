@@ -21,7 +21,7 @@ impl NodeState {
             own_key_listed(&keys, &self.signer())?;
         }
         let me = Arc::clone(self);
-        tokio::task::spawn_blocking(move || me.install_keys(keys))
+        let forgot_refusals = tokio::task::spawn_blocking(move || me.install_keys(keys))
             .await
             .map_err(|e| NodeError::Join(e.to_string()))?;
         // A new key list may name a new encryption key of this node (a rotation it made):
@@ -37,6 +37,12 @@ impl NodeState {
         // After the recheck, whose take of the queue drops (and notes) what waited past its
         // hour: noted before, those would never be sent again.
         let dropped = self.unverified.clear_dropped();
+        if forgot_refusals && !dropped {
+            // Entries refused past their key's end came on links that took the refusal as
+            // final: should this list let their key sign them, only a restart brings them.
+            tracing::info!("entries refused for their key's range are judged afresh: links restart so peers send them again");
+            self.unverified.ask_resend();
+        }
         if dropped {
             // After the recheck, so a peer resending from this node's new heads does not send
             // again what the recheck took in.
@@ -52,7 +58,8 @@ impl NodeState {
     /// roster ended, whose thief chained an entry onto the member's next key's). Under the
     /// cut lock, so no apply judged under the old list runs meanwhile, and every one after
     /// sees both the new list and the queue without them.
-    fn install_keys(&self, keys: StaticKeys) {
+    /// Whether refusals for a key's range were remembered (and are forgotten now).
+    fn install_keys(&self, keys: StaticKeys) -> bool {
         let _cutting =
             (self.follow()).map(|f| f.cutting.write().unwrap_or_else(|p| p.into_inner()));
         if self.follow().is_none() {
@@ -62,7 +69,7 @@ impl NodeState {
             // lists the new key.
             self.set_keys_with_pending(keys);
         }
-        self.forget_refused();
+        let forgot_refusals = self.forget_refused();
         let now = self.keys();
         // Kept only where the list lets the entry's own key sign its seq: a key ended there,
         // or gone from the list (a static list edited), drops it.
@@ -79,6 +86,7 @@ impl NodeState {
                 "dropped entries held for a gap that the new key list does not let their key sign"
             );
         }
+        forgot_refusals
     }
 
     /// Reads the key list file again and applies it if it changed.

@@ -2,7 +2,8 @@
 //! one (a member holding a thief's entries, or the thief itself) costs a header decode, not a
 //! signature check and a WARN line each time. Only this refusal is remembered: it depends on
 //! the origin, the seq and the key alone, under the key list in force, and the list's
-//! replacement forgets every one (a reinstatement may reopen the key).
+//! replacement forgets every one and restarts the links (a reinstatement may reopen the key,
+//! and the peers that sent them took the refusal as final).
 
 use intelmesh_core::verify::{KeyLookup, KeyRegistry};
 use intelmesh_core::{KeyId, OrgId, VerifyError};
@@ -56,9 +57,12 @@ impl NodeState {
         }
     }
 
-    /// Forgets every refusal remembered: a new key list judges them afresh.
-    pub(crate) fn forget_refused(&self) {
-        *lock(&self.refused_lately) = SeenLately::default();
+    /// Forgets every refusal remembered: a new key list judges them afresh. Whether any was.
+    pub(crate) fn forget_refused(&self) -> bool {
+        let mut lately = lock(&self.refused_lately);
+        let any = !lately.is_empty();
+        *lately = SeenLately::default();
+        any
     }
 }
 
