@@ -248,6 +248,29 @@ async fn what_a_caller_reads_honours_tlp_as_the_grpc_api_does() {
     assert_eq!(named["status"], 200, "{named}");
     let unnamed = run_tool(&at_hub, &["get", &identity_at_hub("BR-PF")], &at_hub.reader).await;
     assert_eq!(unnamed["status"], 404, "{unnamed}");
+    // Once one of BR's records is shown, its identity dates from that record, not from the
+    // RED one before it (whose signing time the hub may not learn).
+    let br_green = upsert(Ty::Domain, "br-green.example", Tlp::Green, &[]);
+    submit(&mut at_br_api, vec![br_green]).await;
+    net.wait_converged(Duration::from_secs(20))
+        .await
+        .expect("converged");
+    let at_hub_now = run_tool(&at_hub, &["read", &at_hub.collection], &at_hub.reader).await;
+    let green_created = at_hub_now["objects"]
+        .as_array()
+        .and_then(|o| {
+            o.iter()
+                .find(|o| o["pattern"] == "[domain-name:value = 'br-green.example']")
+        })
+        .map(|o| o["created"].clone())
+        .expect("BR's GREEN indicator at the hub");
+    let named = run_tool(&at_hub, &["get", &identity_at_hub("BR-PF")], &at_hub.reader).await;
+    assert_eq!(named["status"], 200, "{named}");
+    let envelope: Value = serde_json::from_str(named["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        envelope["objects"][0]["created"], green_created,
+        "{envelope}"
+    );
 
     // A service certificate authenticates instead of a password, and reads as its org.
     let at_au = gateway(&net, &au).await;

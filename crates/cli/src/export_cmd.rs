@@ -325,10 +325,15 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
     }
     let feed = misp_feed(&found);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let write = |name: String, text: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
-    };
+    // A feed holding restricted records is for its owner alone, as an --out file is: the
+    // directory narrowed (an existing one too) and each file written 0600.
+    let restricted = holds_restricted(states);
+    if restricted {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("narrowing {} to its owner", dir.display()))?;
+    }
+    let write = |name: String, text: String| write_export(&dir.join(name), &text, restricted);
     for (uuid, event) in &feed.events {
         write(format!("{uuid}.json"), serde_json::to_string_pretty(event)?)?;
     }

@@ -450,6 +450,16 @@ fn misp_feed_export_reads_back_with_each_tlp() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A feed holding a RED value is its owner's alone, the directory and every file in it;
+    // the GREEN one keeps the usual modes.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&feed), 0o700);
+    for file in std::fs::read_dir(&feed).unwrap() {
+        assert_eq!(mode(&file.unwrap().path()), 0o600);
+    }
+    assert_ne!(mode(&green), 0o700);
+    assert_ne!(mode(&green.join("manifest.json")), 0o600);
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(feed.join("manifest.json")).unwrap())
             .unwrap();

@@ -197,8 +197,10 @@ fn position_of(after: Vec<u8>) -> Result<Vec<u8>, ReadError> {
 pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadError> {
     if !q.ids.is_empty() {
         let mut objects = Vec::new();
+        // One budget for the whole request: a hundred identity ids scan no more than one.
+        let mut budget = SCAN_BUDGET;
         for id in &q.ids {
-            for d in by_id(r, id, q)? {
+            for d in by_id_within(r, id, q, &mut budget)? {
                 if !objects.iter().any(|o: &Dated| o.object == d.object) {
                     objects.push(d);
                 }
@@ -313,8 +315,19 @@ fn at_posting(
 /// each object's latest version); empty when there is none. An `identity` id names an origin
 /// (the `created_by_ref` of its objects).
 pub fn by_id(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadError> {
+    let mut budget = SCAN_BUDGET;
+    by_id_within(r, id, q, &mut budget)
+}
+
+/// [`by_id`], an identity's scan taking from `budget` (indicators read).
+fn by_id_within(
+    r: &Reader,
+    id: &str,
+    q: &ObjectsQuery,
+    budget: &mut usize,
+) -> Result<Vec<Dated>, ReadError> {
     if id.starts_with("identity--") {
-        return identity(r, id, q);
+        return identity(r, id, q, budget);
     }
     let Some(uuid) = id.split_once("--").and_then(|(_, u)| parse_uuid(u)) else {
         return Ok(Vec::new());
@@ -353,8 +366,14 @@ pub fn by_id(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadE
 }
 
 /// The identity object of an origin this node holds entries of and may show, whose id is
-/// `id`; created (and added) at the origin's first entry.
-fn identity(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadError> {
+/// `id`; created (and added) at the first time of the origin's that the reader may read in the
+/// record found (the origin's first entry may be one it may not read).
+fn identity(
+    r: &Reader,
+    id: &str,
+    q: &ObjectsQuery,
+    budget: &mut usize,
+) -> Result<Vec<Dated>, ReadError> {
     let heads = r.store.heads()?;
     let Some(origin) = heads
         .keys()
@@ -364,14 +383,9 @@ fn identity(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadEr
     };
     // An origin whose records the reader may not see is not named to it (not even that it
     // has entries here, nor since when).
-    if !shows_any_record_of(r, origin)? {
+    let Some(created) = first_shown_time_of(r, origin, budget)? else {
         return Ok(Vec::new());
-    }
-    let first = r.store.range(origin, 1, 1)?;
-    let created = first
-        .first()
-        .and_then(crate::state::header_of)
-        .map_or(0, |h| h.issued_at_unix_ms);
+    };
     let object = identity_object(origin.as_str(), created);
     let date_added_us = created.saturating_mul(1000);
     if !q.matches(&object) || q.added_after_us.is_some_and(|a| date_added_us <= a) {
@@ -384,33 +398,46 @@ fn identity(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadEr
     }])
 }
 
-/// Whether the reader sees an assertion or sightings of `origin` among the first
-/// [`SCAN_BUDGET`] indicators the origin has a record of.
-fn shows_any_record_of(r: &Reader, origin: &intelmesh_core::OrgId) -> Result<bool, ReadError> {
+/// The earliest time of `origin`'s in the first record of it the reader sees (an assertion's
+/// first issue, a sightings' first sighting), among the indicators the origin has a record of
+/// that `budget` still allows reading; `None` if none is seen.
+fn first_shown_time_of(
+    r: &Reader,
+    origin: &intelmesh_core::OrgId,
+    budget: &mut usize,
+) -> Result<Option<i64>, ReadError> {
     let selection = Selection::Origins(vec![origin.to_string()]);
-    let (mut after, mut scanned) = (None::<Vec<u8>>, 0);
-    loop {
-        let chunk = r.store.select(&selection, after.as_deref(), CHUNK)?;
-        let end = chunk.len() < CHUNK;
+    let mut after = None::<Vec<u8>>;
+    while *budget > 0 {
+        let chunk = r
+            .store
+            .select(&selection, after.as_deref(), CHUNK.min(*budget))?;
+        let end = chunk.len() < CHUNK.min(*budget);
         for (position, state) in chunk {
+            *budget = budget.saturating_sub(1);
             let of_origin = |o: &str| o == origin.as_str();
             if let Some(v) = r.view.view(&state, r.org) {
-                if v.assertions.iter().any(|a| of_origin(&a.origin))
-                    || v.sightings.iter().any(|s| of_origin(&s.origin))
-                {
-                    return Ok(true);
+                let first_issue = |a: &pb::OriginAssertion| match a.first_issued_at_unix_ms {
+                    0 => a.issued_at_unix_ms,
+                    first => first,
+                };
+                let times = (v.assertions.iter().filter(|a| of_origin(&a.origin)))
+                    .map(first_issue)
+                    .chain(
+                        (v.sightings.iter().filter(|s| of_origin(&s.origin)))
+                            .map(|s| s.first_seen_unix_ms),
+                    );
+                if let Some(first) = times.min() {
+                    return Ok(Some(first));
                 }
-            }
-            scanned += 1;
-            if scanned >= SCAN_BUDGET {
-                return Ok(false);
             }
             after = Some(position);
         }
         if end {
-            return Ok(false);
+            break;
         }
     }
+    Ok(None)
 }
 
 #[cfg(test)]
