@@ -438,3 +438,36 @@ async fn a_roster_version_sent_ahead_restarts_only_the_link_that_sent_it() {
     let stored = net.node(&hub).state().store.head(&org(FEDERATION)).unwrap();
     assert_eq!(stored.map(|h| h.seq), Some(2));
 }
+
+/// Every hub's key may sign the roster log's seqs up to the version in force, but only the
+/// genesis's publisher puts the genesis in the log: another hub's key (in other hands) signing
+/// the real genesis under a header of its own, handed to a new node before the real entry, is
+/// refused (taken, the real entry would be a second one at seq 1, and the node stay at the
+/// genesis for good), and the real log is followed when it comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_genesis_entry_another_hubs_key_signed_is_refused_and_the_real_log_followed() {
+    let mut net = RosterNet::provisioned_hubs(&["HUB", "HUB-B"], &["SG-IGCI"], &fast_limits());
+    let (hub, hub_b, sg) = (org("HUB"), org("HUB-B"), org("SG-IGCI"));
+    net.start(&sg).await;
+    let genesis = net.roster(&sg).signed().clone();
+    let forged = net.log_entry(&sg, signing_key(&net.fed.nodes[&hub_b].dir), genesis);
+    let report = net
+        .node(&sg)
+        .state()
+        .ingest(vec![forged])
+        .await
+        .expect("ingest");
+    assert_eq!(report.appended + report.held, 0, "{report:?}");
+    assert!(
+        matches!(
+            report.refused.as_slice(),
+            [VerifyError::RosterVersionRefused { seq: 1, .. }]
+        ),
+        "{report:?}"
+    );
+    net.start(&hub).await;
+    net.admit_all(&[&sg]).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .expect("the agency follows the real log");
+}

@@ -41,7 +41,7 @@ impl NodeState {
         };
         let followed = current.version();
         let head = head.map_or(0, |h| h.seq).max(followed);
-        let mut at = roster_at(self.store.as_ref(), current, head);
+        let mut at = roster_at(self.store.as_ref(), Arc::clone(&current), head);
         let mut next = head + 1;
         // Whether the entry at `next` was refused in this batch.
         let mut refused_next = false;
@@ -80,7 +80,10 @@ impl NodeState {
                         Some(Control::Roster(signed))
                             if Some(roster_hash(&signed.document)) == follow.hash_at(h.seq) =>
                         {
-                            return true;
+                            match self.as_followed(e, &current) {
+                                Ok(()) => return true,
+                                Err(reason) => Err(reason),
+                            }
                         }
                         _ => Err(format!("it is not version {} this node follows", h.seq)),
                     }
@@ -121,6 +124,42 @@ impl NodeState {
             })
             .collect();
         kept
+    }
+}
+
+impl NodeState {
+    /// Whether `e`, carrying a version this node follows, is that version's entry: the one
+    /// the store holds at its seq, or, for the genesis a new node follows before the log's
+    /// first entry is in, one signed by a key of the genesis's roster publisher (the only hub
+    /// that puts it in the log). Every hub's key may sign the log's seqs up to the version in
+    /// force: another hub's (in other hands) signing the real genesis under a header of its
+    /// own, taken first, would have the real entry refused as a second one at seq 1, and the
+    /// node stay at the genesis for good.
+    fn as_followed(&self, e: &VerifiedEntry, current: &Roster) -> Result<(), String> {
+        let h = e.header();
+        let held = (self.store.range(&h.origin, h.seq, 1))
+            .map_err(|error| format!("the roster log could not be read: {error}"))?;
+        if let Some(held) = held.first() {
+            return match held.header == e.raw().header {
+                true => Ok(()),
+                false => Err(format!(
+                    "this node holds another entry at version {}",
+                    h.seq
+                )),
+            };
+        }
+        let by_publisher = (h.seq == 1 && current.version() == 1)
+            .then(|| current.roster_publisher())
+            .flatten()
+            .and_then(|publisher| current.member_rules(&publisher))
+            .is_some_and(|m| (m.keys.iter()).any(|k| k.key.as_bytes() == e.key().as_bytes()));
+        match by_publisher {
+            true => Ok(()),
+            false => Err(format!(
+                "version {} is signed by a key other than its roster publisher's",
+                h.seq
+            )),
+        }
     }
 }
 
