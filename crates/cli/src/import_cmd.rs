@@ -2,7 +2,7 @@
 //! read through `import_read`, checked against warninglists, submitted in keyed batches through
 //! the node's API as `submit` does, and summed up: imported, duplicate, warned, rejected.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -137,6 +137,8 @@ struct Plan {
     path: PathBuf,
     format: Format,
     submissions: Vec<pb::Submission>,
+    /// The value of each submission, in order.
+    indicators: Vec<intelmesh_core::Indicator>,
 }
 
 /// What became of one plan's submissions.
@@ -159,9 +161,10 @@ struct Tally {
     imported: usize,
     duplicate: usize,
     /// Values an earlier file of this run, or earlier in the same file, already gave: the first
-    /// one wins, so a value in two files is asserted once and a re-run finds it unchanged.
+    /// one is submitted, so a value in two files is asserted once and a re-run finds it
+    /// unchanged, but under the strictest TLP level any of them gave it (`strictest`).
     repeated_in_input: usize,
-    seen: HashSet<intelmesh_core::Indicator>,
+    strictest: HashMap<intelmesh_core::Indicator, Tlp>,
     warned: Reasons,
     rejected: Reasons,
     skipped: Reasons,
@@ -251,12 +254,15 @@ fn plan(
     } = read;
     left(&mut tally.rejected, rejected);
     left(&mut tally.skipped, skipped);
-    let mut submissions = Vec::new();
+    let (mut submissions, mut indicators) = (Vec::new(), Vec::new());
     for c in candidates {
-        if !tally.seen.insert(c.indicator.clone()) {
+        let tlp = c.tlp.unwrap_or(args.tlp);
+        if let Some(first) = tally.strictest.get_mut(&c.indicator) {
+            *first = (*first).max(tlp);
             tally.repeated_in_input += 1;
             continue;
         }
+        tally.strictest.insert(c.indicator.clone(), tlp);
         let example = format!("{}: {} {}", c.origin, c.indicator.ty(), c.indicator.value());
         if let Some(w) = &c.warning {
             tally.warned.add(w, example.clone());
@@ -280,11 +286,8 @@ fn plan(
         }
         match submission(&c, args) {
             Ok(s) => {
-                let restricted = c.tlp.unwrap_or(args.tlp).is_restricted();
-                if restricted && args.recipients.is_empty() {
-                    tally.restricted_without_recipient += 1;
-                }
                 submissions.push(s);
+                indicators.push(c.indicator);
             }
             Err(reason) => tally.rejected.add(reason, example),
         }
@@ -293,7 +296,42 @@ fn plan(
         path: path.to_path_buf(),
         format,
         submissions,
+        indicators,
     })
+}
+
+/// Gives each submission the strictest TLP level its value had anywhere in the input (a value
+/// given CLEAR in one object and RED in a later one was signed CLEAR: the first won), and
+/// counts the restricted ones that name no recipient.
+fn narrow_repeats(plans: &mut [Plan], args: &ImportArgs, tally: &mut Tally) {
+    for plan in plans {
+        for (s, indicator) in plan.submissions.iter_mut().zip(&plan.indicators) {
+            let d = s.distribution.get_or_insert_with(Default::default);
+            let now = Tlp::from_proto(d.tlp).unwrap_or(args.tlp);
+            let strictest = tally.strictest.get(indicator).copied().unwrap_or(now);
+            if strictest > now {
+                d.tlp = strictest.to_proto() as i32;
+                d.recipients = match strictest.is_restricted() {
+                    true => args.recipients.iter().map(ToString::to_string).collect(),
+                    false => Vec::new(),
+                };
+                tally.warned.add(
+                    &format!(
+                        "given a stricter TLP level elsewhere in the input: submitted {strictest}"
+                    ),
+                    format!(
+                        "{}: {} {}",
+                        plan.path.display(),
+                        indicator.ty(),
+                        indicator.value()
+                    ),
+                );
+            }
+            if strictest.is_restricted() && d.recipients.is_empty() {
+                tally.restricted_without_recipient += 1;
+            }
+        }
+    }
 }
 
 fn progress_bar(total: usize, json: bool) -> indicatif::ProgressBar {
@@ -344,6 +382,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    narrow_repeats(&mut plans, &args, &mut tally);
     let total: usize = plans.iter().map(|p| p.submissions.len()).sum();
     let mut org = String::new();
     let mut per_file = Vec::new();

@@ -377,6 +377,13 @@ fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_
             indicator(4, "old.example", serde_json::json!({
                 "object_marking_refs": [GREEN], "valid_from": "1969-12-31T00:00:00Z"
             })),
+            // A TLP marking beside one defined nowhere: what the other restricts is unknown.
+            indicator(5, "mixed.example", serde_json::json!({
+                "object_marking_refs": [GREEN, "marking-definition--0e1f2a3b-8d90-4e51-bc29-71d5b4802168"]
+            })),
+            // One value given GREEN, then RED: submitted once, RED.
+            indicator(6, "twice.example", serde_json::json!({ "object_marking_refs": [GREEN] })),
+            indicator(7, "twice.example", serde_json::json!({ "object_marking_refs": [RED] })),
         ]
     });
     let file = dir.path().join("marked.json");
@@ -386,10 +393,17 @@ fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         (got["imported"].as_u64(), got["rejected"].as_u64()),
-        (Some(1), Some(3)),
+        (Some(2), Some(4)),
         "{got:#}"
     );
+    assert_eq!(got["duplicate_in_input"], 1, "{got:#}");
     let reasons = got["reasons"]["rejected"].to_string();
+    assert!(reasons.contains("0e1f2a3b"), "{reasons}");
+    assert!(assertion(&nodes, "mixed.example").is_none());
+    let twice = assertion(&nodes, "twice.example").expect("the repeated value is imported");
+    assert_eq!(twice["distribution"]["tlp"], Tlp::Red.as_str(), "{twice}");
+    let warned = got["reasons"]["warned"].to_string();
+    assert!(warned.contains("stricter TLP level"), "{warned}");
     assert!(reasons.contains("valid_from is before 1970"), "{reasons}");
     assert!(
         reasons.contains("granular markings are not read"),

@@ -220,9 +220,10 @@ pub fn import_stix(value: &Value, options: &ImportOptions) -> Result<StixImport,
 }
 
 /// Why an indicator's markings leave its TLP unknown, if they do (`values` are what it
-/// imported as): granular markings (not read), or markings neither TLP nor defined with it.
-/// A restriction the reader cannot read must not be published at the default TLP: a RED
-/// defined elsewhere would reach every member as AMBER.
+/// imported as): granular markings (not read), or markings neither TLP nor defined with it,
+/// beside a TLP marking or not. A restriction the reader cannot read must not be published at
+/// the default TLP, nor at a wider one marked beside it: a RED defined elsewhere would reach
+/// every member as AMBER, or as the GREEN next to it.
 pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<String> {
     let granular = object
         .get("granular_markings")
@@ -234,10 +235,11 @@ pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<St
         );
     }
     let first = values.first()?;
-    (first.tlp_defaulted && !first.unknown_markings.is_empty()).then(|| {
+    (!first.unknown_markings.is_empty()).then(|| {
         format!(
-            "its markings ({}) are neither TLP markings nor defined with it: its TLP cannot be \
-             told; give their definitions with it, or mark it with a TLP marking",
+            "its markings ({}) are neither TLP markings nor defined with it: what they \
+             restrict cannot be told, with a TLP marking beside them or not; give their \
+             definitions with it",
             first.unknown_markings.join(", ")
         )
     })

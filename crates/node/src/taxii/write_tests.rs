@@ -289,13 +289,22 @@ fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
         "marking_ref": "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",
         "selectors": ["pattern"],
     }]);
-    // A TLP marking beside an undefined statement: the TLP is known.
+    // A TLP marking beside a statement defined with it: the TLP is known.
+    let green = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da";
+    let statement = json!({
+        "type": "marking-definition", "spec_version": "2.1",
+        "id": "marking-definition--copyright-statement",
+        "created": "2026-11-01T00:00:00.000Z", "definition_type": "statement",
+        "definition": { "statement": "Copyright 2026 AU-AFP" },
+    });
     let mut with_tlp = indicator(3, "[domain-name:value = 'c.example.org']");
-    with_tlp["object_marking_refs"] = json!([
-        "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da",
-        "marking-definition--copyright-statement",
-    ]);
-    let objects = vec![undefined, granular, with_tlp];
+    with_tlp["object_marking_refs"] = json!([green, "marking-definition--copyright-statement"]);
+    // A TLP marking beside one defined nowhere (a RED defined in an earlier POST, say): what
+    // that one restricts is unknown, and the GREEN beside it must not decide.
+    let mut beside_undefined = indicator(4, "[domain-name:value = 'd.example.org']");
+    beside_undefined["object_marking_refs"] =
+        json!([green, "marking-definition--defined-in-an-earlier-post"]);
+    let objects = vec![undefined, granular, with_tlp, beside_undefined, statement];
     let plan = plan_of(objects, &Warninglists::new()).unwrap();
     let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
     assert_eq!(signed, ["c.example.org"]);
@@ -304,7 +313,8 @@ fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
         .iter()
         .map(|d| (d.id.as_str(), d.message.as_deref().unwrap_or_default()))
         .collect();
-    assert_eq!(failed.len(), 2);
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert_eq!(failed[2].0, "indicator--4");
     assert_eq!(failed[0].0, "indicator--1");
     assert!(
         failed[0]
