@@ -394,6 +394,11 @@ impl Columns {
         columns
     }
 
+    /// Whether these columns name a row's type, TLP or revocation: a header, not data.
+    fn names_row_meaning(&self) -> bool {
+        self.kind.is_some() || self.tlp.is_some() || self.revoked.is_some()
+    }
+
     /// The type a row names, if the header has a type column and it is one the mesh does not
     /// share.
     fn unshared_type(&self, cells: &[String]) -> Option<String> {
@@ -473,6 +478,14 @@ pub fn read_csv(text: &str) -> TextRead {
         let cells = csv_cells(line);
         if columns.is_none() {
             let header = last_comment.and_then(commented_header);
+            // The first row (after comments a tool wrote above it) naming a type, TLP or
+            // revoked column is the header, even with a cell that reads as a value (`dst.ip`).
+            let named = Columns::of(&cells);
+            if header.is_none() && named.names_row_meaning() {
+                out.header = Some(n + 1);
+                columns = Some(named);
+                continue;
+            }
             columns = Some(header.as_deref().map(Columns::of).unwrap_or_default());
         }
         let columns_now = columns.as_ref();
@@ -523,8 +536,9 @@ pub fn read_csv(text: &str) -> TextRead {
         if found > 0 {
             continue;
         }
-        if n == 0 {
-            out.header = Some(1);
+        if out.lines == 1 {
+            // The first row, after any comments, with no value in it: the header.
+            out.header = Some(n + 1);
             columns = Some(Columns::of(&cells));
         } else {
             out.left.push(LeftOut {

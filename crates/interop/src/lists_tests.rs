@@ -246,12 +246,26 @@ fn a_csv_row_gives_every_indicator_cell_with_its_column() {
 }
 
 #[test]
-fn csv_after_a_leading_comment_has_no_header() {
-    // Only the text's first line may be a header; a row with no indicator later is left out.
-    let r = read_csv("# exported\nvalue,note\n");
-    assert_eq!(r.header, None);
+fn csv_after_a_leading_comment_has_its_header_on_the_first_row() {
+    // The first row after the comments a tool wrote is the header; a row with no indicator
+    // later is left out.
+    let r = read_csv("# exported\nvalue,note\nnothing,here\n");
+    assert_eq!(r.header, Some(2));
     assert_eq!(r.left.len(), 1);
-    assert_eq!(r.left[0].line, 2);
+    assert_eq!(r.left[0].line, 3);
+    // Its columns count: a RED row is RED, a revoked one is left out, even when a header
+    // cell reads as a value.
+    let r = read_csv(
+        "# exported by a SIEM\n\
+         type,dst.ip,origin,tlp,revoked\n\
+         domain,evil.example,ORG,RED,false\n\
+         domain,old.example,ORG,GREEN,true\n",
+    );
+    assert_eq!(r.header, Some(2));
+    assert_eq!(values(&r), ["evil.example"]);
+    assert_eq!(r.found[0].tlp, Some(Tlp::Red));
+    assert_eq!(r.left.len(), 1);
+    assert_eq!(r.left[0].reason, LeftReason::RevokedInRow);
 }
 
 #[test]
