@@ -100,6 +100,11 @@ impl Reasons {
         }
     }
 
+    /// `n` more of `reason`, with no example.
+    fn add_count(&mut self, reason: &str, n: usize) {
+        self.0.entry(reason.to_string()).or_default().0 += n;
+    }
+
     fn total(&self) -> usize {
         self.0.values().map(|(n, _)| n).sum()
     }
@@ -251,8 +256,12 @@ fn plan(
         candidates,
         rejected,
         skipped,
+        rejected_beyond,
     } = read;
     left(&mut tally.rejected, rejected);
+    for (reason, n) in rejected_beyond {
+        tally.rejected.add_count(&reason, n);
+    }
     left(&mut tally.skipped, skipped);
     let (mut submissions, mut indicators) = (Vec::new(), Vec::new());
     for c in candidates {

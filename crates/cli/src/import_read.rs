@@ -3,6 +3,7 @@
 //! why it is rejected or skipped, through `intelmesh-interop` (its `lists` reads CSV and plain
 //! lists); this module reads the files and names them.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use clap::ValueEnum;
@@ -85,6 +86,8 @@ pub struct FileRead {
     pub rejected: Vec<Left>,
     /// Objects and attributes that are no indicators (relationships, not for IDS, ...).
     pub skipped: Vec<Left>,
+    /// How many more values were rejected, by reason, past those kept whole in `rejected`.
+    pub rejected_beyond: BTreeMap<String, usize>,
 }
 
 /// Reads `path` as `format`, or detects the format. An error means the whole file is unusable.
@@ -515,6 +518,7 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
             example,
         });
     }
+    out.rejected_beyond = read.left_beyond;
     out
 }
 

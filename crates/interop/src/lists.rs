@@ -5,6 +5,8 @@
 //! Data in, data out: the caller reads the file (and names it in messages); values are found by
 //! core's [`detect`], which trims, unquotes and refangs (`hxxp://evil[.]example`).
 
+use std::collections::BTreeMap;
+
 use intelmesh_core::indicator::detect;
 use intelmesh_core::indicator::NormalizeError;
 use intelmesh_core::{Indicator, Tlp};
@@ -79,13 +81,35 @@ pub struct LeftOut {
 pub struct TextRead {
     /// In text order; a CSV row may give several.
     pub found: Vec<Found>,
-    /// In text order, at most one per line.
+    /// In text order, at most one per line, the first [`MAX_LEFT_KEPT`] of them.
     pub left: Vec<LeftOut>,
+    /// How many more lines were left out, by reason ([`LeftReason::summary`]): a hostile text
+    /// of a few bytes a line must not cost a copy and a reason of each.
+    pub left_beyond: BTreeMap<String, usize>,
     /// Lines read: neither blank nor a comment. Each gave an indicator or a [`LeftOut`], except
     /// a CSV header (`header`).
     pub lines: usize,
     /// The first line of a CSV text when it gave no indicator: a header, not an error.
     pub header: Option<usize>,
+}
+
+/// Lines left out kept whole in a [`TextRead`]; the rest are counted by reason.
+pub const MAX_LEFT_KEPT: usize = 1_000;
+
+impl TextRead {
+    /// Notes a line left out: kept whole while fewer than [`MAX_LEFT_KEPT`] are, else counted.
+    fn leave(&mut self, left: LeftOut) {
+        if self.left.len() < MAX_LEFT_KEPT {
+            self.left.push(left);
+        } else {
+            *self.left_beyond.entry(left.reason.summary()).or_default() += 1;
+        }
+    }
+
+    /// Every line left out, kept or counted.
+    pub fn left_count(&self) -> usize {
+        self.left.len() + self.left_beyond.values().sum::<usize>()
+    }
 }
 
 /// The text without a leading byte-order mark.
@@ -166,22 +190,26 @@ const MAX_PROSE_WORDS: usize = 4096;
 ///
 /// A line with none is left out with its reason.
 pub fn read_plain(text: &str) -> TextRead {
-    let lines: Vec<(usize, &str)> = without_bom(text)
-        .lines()
-        .enumerate()
-        .map(|(n, line)| (n + 1, strip_comment(line).trim()))
-        .filter(|(_, value)| !value.is_empty())
-        .collect();
-    let leading = lines
-        .iter()
-        .filter(|(_, value)| detect(first_word(value)).is_ok())
-        .count();
-    let list = 2 * leading >= lines.len();
+    // Read twice rather than collected: a text of a few bytes a line would cost more in a
+    // vector of its lines than the text itself.
+    let lines = || {
+        without_bom(text)
+            .lines()
+            .enumerate()
+            .map(|(n, line)| (n + 1, strip_comment(line).trim()))
+            .filter(|(_, value)| !value.is_empty())
+    };
+    let (mut count, mut leading) = (0, 0);
+    for (_, value) in lines() {
+        count += 1;
+        leading += usize::from(detect(first_word(value)).is_ok());
+    }
+    let list = 2 * leading >= count;
     let mut out = TextRead {
-        lines: lines.len(),
+        lines: count,
         ..TextRead::default()
     };
-    for (line, value) in lines {
+    for (line, value) in lines() {
         match read_plain_line(value, list) {
             Ok(found) => out.found.extend(found.into_iter().map(|indicator| Found {
                 indicator,
@@ -189,7 +217,7 @@ pub fn read_plain(text: &str) -> TextRead {
                 column: None,
                 tlp: None,
             })),
-            Err(reason) => out.left.push(LeftOut {
+            Err(reason) => out.leave(LeftOut {
                 line,
                 text: value.to_string(),
                 reason,
@@ -232,7 +260,7 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
     };
     let first = first_word(value);
     let rest = value[first.len()..].trim_start_matches([';', ',']);
-    let words: Vec<&str> = rest.split_whitespace().collect();
+    let words: Vec<&str> = rest.split_whitespace().take(MAX_PROSE_WORDS).collect();
     let housekeeping = |w: &&str| {
         let w = w.to_ascii_lowercase();
         w.starts_with("localhost") || w.starts_with("ip6-") || w == "broadcasthost"
@@ -490,7 +518,7 @@ pub fn read_csv(text: &str) -> TextRead {
         }
         let columns_now = columns.as_ref();
         if let Some(kind) = columns_now.and_then(|c| c.unshared_type(&cells)) {
-            out.left.push(LeftOut {
+            out.leave(LeftOut {
                 line: n + 1,
                 text: line.to_string(),
                 reason: LeftReason::TypeNotShared(kind),
@@ -498,7 +526,7 @@ pub fn read_csv(text: &str) -> TextRead {
             continue;
         }
         if columns_now.is_some_and(|c| c.revoked(&cells)) {
-            out.left.push(LeftOut {
+            out.leave(LeftOut {
                 line: n + 1,
                 text: line.to_string(),
                 reason: LeftReason::RevokedInRow,
@@ -507,7 +535,7 @@ pub fn read_csv(text: &str) -> TextRead {
         }
         let tlp = match columns_now.map(|c| c.tlp(&cells)) {
             Some(Err(cell)) => {
-                out.left.push(LeftOut {
+                out.leave(LeftOut {
                     line: n + 1,
                     text: line.to_string(),
                     reason: LeftReason::UnreadableTlp(cell),
@@ -541,7 +569,7 @@ pub fn read_csv(text: &str) -> TextRead {
             out.header = Some(n + 1);
             columns = Some(Columns::of(&cells));
         } else {
-            out.left.push(LeftOut {
+            out.leave(LeftOut {
                 line: n + 1,
                 text: line.to_string(),
                 reason: LeftReason::NoIndicatorInRow,

@@ -378,3 +378,14 @@ fn a_row_is_split_into_a_bounded_number_of_cells() {
     );
     assert_eq!(csv_cells("a,b;c"), ["a", "b", "c"]);
 }
+
+#[test]
+fn lines_left_out_past_the_first_thousand_are_counted_not_kept() {
+    let text = "a\n".repeat(MAX_LEFT_KEPT + 4_000);
+    for r in [read_plain(&text), read_csv(&format!("value\n{text}"))] {
+        assert_eq!(r.left.len(), MAX_LEFT_KEPT);
+        assert_eq!(r.left_count(), MAX_LEFT_KEPT + 4_000);
+        assert_eq!(r.left_beyond.len(), 1, "{:?}", r.left_beyond);
+        assert_eq!(r.left_beyond.values().sum::<usize>(), 4_000);
+    }
+}
