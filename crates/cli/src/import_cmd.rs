@@ -39,7 +39,9 @@ anything else one value per line (defanged values are refanged, each value's typ
 
 TLP, confidence, validity and tags come from the file where it gives them; --tlp and \
 --confidence apply where it does not. --recipient is added to the values whose TLP is \
-AMBER+STRICT or RED (without one, only your org reads those).
+AMBER+STRICT or RED (without one, only your org reads those), except those a MISP \
+distribution of \"your organisation only\" marks. A value given more than once is submitted \
+once, at the strictest TLP any of them gave it.
 
 Re-importing signs nothing new: a value this org already asserts identically (same TLP, \
 recipients, confidence, validity, tags and description, as the node's Get answers) is not sent \
@@ -212,7 +214,7 @@ fn submission(c: &Candidate, args: &ImportArgs) -> Result<pb::Submission, &'stat
         value: c.indicator.value().to_string(),
         distribution: Some(pb::Distribution {
             tlp: tlp.to_proto() as i32,
-            recipients: if tlp.is_restricted() {
+            recipients: if tlp.is_restricted() && !c.org_only {
                 args.recipients.iter().map(ToString::to_string).collect()
             } else {
                 Vec::new()
@@ -320,7 +322,9 @@ fn narrow_repeats(plans: &mut [Plan], args: &ImportArgs, tally: &mut Tally) {
             let strictest = tally.strictest.get(indicator).copied().unwrap_or(now);
             if strictest > now {
                 d.tlp = strictest.to_proto() as i32;
-                d.recipients = match strictest.is_restricted() {
+                // Restricted already with no recipient (its org's alone), it stays so.
+                let org_only = now.is_restricted() && d.recipients.is_empty();
+                d.recipients = match strictest.is_restricted() && !org_only {
                     true => args.recipients.iter().map(ToString::to_string).collect(),
                     false => Vec::new(),
                 };

@@ -10,7 +10,7 @@ use clap::ValueEnum;
 use intelmesh_core::indicator::Indicator;
 use intelmesh_core::Tlp;
 use intelmesh_interop::lists::{self, LeftReason, TextRead};
-use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip};
+use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip, TlpSource};
 use intelmesh_interop::stix::{stix_objects, unreadable_marking, ObjectError, Outcome, SkipReason};
 use intelmesh_interop::text::clip;
 use intelmesh_interop::{
@@ -69,6 +69,9 @@ pub struct Candidate {
     pub origin: String,
     /// Something the importer should know, submitted anyway (e.g. an unknown marking).
     pub warning: Option<String>,
+    /// Kept to the importing org alone whatever `--recipient` names: a MISP distribution of
+    /// "your organisation only" set its TLP.
+    pub org_only: bool,
 }
 
 /// A value or object left out, with a reason that groups like ones and an example.
@@ -246,10 +249,10 @@ fn read_stix(
                         tags: clean_tags(&i.tags),
                         description: clip(description, MAX_DESCRIPTION_BYTES),
                         origin: name.clone(),
-                        warning: (!i.unknown_markings.is_empty()).then(|| {
-                            "marking definitions the file does not define (TLP from the rest, or the default)"
-                                .to_string()
-                        }),
+                        // An object with markings it does not define is rejected above
+                        // (`unreadable_marking`).
+                        warning: None,
+                        org_only: false,
                     });
                 }
             }
@@ -361,7 +364,7 @@ fn read_misp(
                         }
                         out.candidates.push(Candidate {
                             indicator: i.indicator.clone(),
-                            tlp: (i.tlp_source != intelmesh_interop::misp::TlpSource::Default)
+                            tlp: (i.tlp_source != TlpSource::Default)
                                 .then_some(i.tlp),
                             confidence: None,
                             valid_from_unix_ms: None,
@@ -370,6 +373,12 @@ fn read_misp(
                             description: clip(description, MAX_DESCRIPTION_BYTES),
                             origin: name.clone(),
                             warning: None,
+                            org_only: matches!(
+                                i.tlp_source,
+                                TlpSource::AttributeDistribution(0)
+                                    | TlpSource::ObjectDistribution(0)
+                                    | TlpSource::EventDistribution(0)
+                            ),
                         });
                     }
                 }
@@ -488,6 +497,7 @@ fn plain_candidate(indicator: Indicator, origin: String) -> Candidate {
         description: String::new(),
         origin,
         warning: None,
+        org_only: false,
     }
 }
 

@@ -416,3 +416,55 @@ fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_
     assert_eq!(a["distribution"]["tlp"], Tlp::Green.as_str());
     nodes.stop_all();
 }
+
+/// MISP's "your organisation only" (distribution 0) stays with the importing org whatever
+/// `--recipient` names; a sharing group's values (distribution 4, RED) go to the recipients.
+#[test]
+fn misp_organisation_only_values_are_given_no_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes::provision(dir.path(), &[ORG, "BR-PF"]);
+    nodes.start_all();
+    let event = |distribution: &str, value: &str, uuid: &str| {
+        serde_json::json!({ "Event": {
+            "info": "test", "uuid": uuid, "distribution": distribution,
+            "Attribute": [{
+                "type": "domain", "category": "Network activity", "to_ids": true,
+                "distribution": "5", "value": value,
+                "uuid": format!("{}1", &uuid[..uuid.len() - 1]),
+            }],
+        }})
+    };
+    let (own, group) = (dir.path().join("own.json"), dir.path().join("group.json"));
+    let own_event = event(
+        "0",
+        "org-only.example",
+        "5f1e0c3a-0000-4000-8000-000000000000",
+    );
+    let group_event = event("4", "group.example", "5f1e0c3a-0000-4000-8000-000000000010");
+    std::fs::write(&own, own_event.to_string()).unwrap();
+    std::fs::write(&group, group_event.to_string()).unwrap();
+    let (own_s, group_s) = (s(&own), s(&group));
+    let cmd = ["import", &own_s, &group_s, "--recipient", "BR-PF"];
+    let (code, got, stderr) = run_json(&nodes, &cmd);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(got["imported"], 2, "{got:#}");
+    let own = assertion(&nodes, "org-only.example").expect("imported");
+    assert_eq!(
+        own["distribution"]["tlp"],
+        Tlp::AmberStrict.as_str(),
+        "{own}"
+    );
+    assert!(
+        own["distribution"]["recipients"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{own}"
+    );
+    let shared = assertion(&nodes, "group.example").expect("imported");
+    assert_eq!(
+        shared["distribution"]["recipients"],
+        serde_json::json!(["BR-PF"]),
+        "{shared}"
+    );
+    nodes.stop_all();
+}
