@@ -133,7 +133,8 @@ pub fn strip_comment(line: &str) -> &str {
 /// defanged on purpose (`evil[.]example`, `hxxp://…`, `user[at]evil…`), a URL with its scheme,
 /// an IP address or block, a hash, an e-mail address. A bare dotted word in prose is not taken:
 /// `report.pdf`, `e.g.` or `README.md` (Moldova's TLD) would become indicators shared with
-/// every member.
+/// every member; nor a bare address of four one-digit parts, which prose writes as a version
+/// (`Studio HD 4.0.9.3`): defanged, it is taken.
 fn deliberate(word: &str, indicator: &Indicator) -> bool {
     use intelmesh_core::IndicatorType as T;
     let lower = word.to_ascii_lowercase();
@@ -146,8 +147,16 @@ fn deliberate(word: &str, indicator: &Indicator) -> bool {
         || match indicator.ty() {
             T::Domain => false,
             T::Url => lower.contains("://"),
-            T::Ipv4 | T::Ipv6 | T::Cidr | T::Email | T::Md5 | T::Sha1 | T::Sha256 => true,
+            T::Ipv4 => !reads_as_version(word),
+            T::Ipv6 | T::Cidr | T::Email | T::Md5 | T::Sha1 | T::Sha256 => true,
         }
+}
+
+/// Whether `word` is four one-digit parts (`4.0.9.3`), as software versions are written.
+fn reads_as_version(word: &str) -> bool {
+    let parts: Vec<&str> = word.split('.').collect();
+    parts.len() == 4
+        && (parts.iter()).all(|p| p.len() == 1 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The indicators a line of prose names deliberately ([`deliberate`]), each once, in order.

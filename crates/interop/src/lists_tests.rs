@@ -60,7 +60,8 @@ fn a_prose_line_gives_the_values_it_names_deliberately() {
          Mail came from \"phish[at]bad[.]example\"; the dropper's SHA-256 was \
          e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855.\n\
          See README.md and report.pdf, e.g. the appendix at www.example.com for details.\n\
-         Nothing here.\n",
+         Nothing here.\n\
+         The lure was Studio HD 4.0.9.3 Multilingual.zip, then 5.1.2[.]7 itself.\n",
     );
     assert_eq!(
         values(&r),
@@ -71,14 +72,16 @@ fn a_prose_line_gives_the_values_it_names_deliberately() {
             "198.51.100.0/24",
             "phish@bad.example",
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            "5.1.2.7",
         ]
     );
     let lines: Vec<usize> = r.found.iter().map(|f| f.line).collect();
-    assert_eq!(lines, [1, 1, 2, 2, 3, 3]);
-    // Bare dotted words in prose are not taken: only what is written as an indicator on purpose.
+    assert_eq!(lines, [1, 1, 2, 2, 3, 3, 6]);
+    // Bare dotted words in prose are not taken: only what is written as an indicator on
+    // purpose (a version written as an address is taken defanged only).
     let left: Vec<usize> = r.left.iter().map(|l| l.line).collect();
     assert_eq!(left, [4, 5]);
-    assert_eq!(r.lines, 5);
+    assert_eq!(r.lines, 6);
 }
 
 #[test]
