@@ -138,11 +138,8 @@ pub fn strip_comment(line: &str) -> &str {
 fn deliberate(word: &str, indicator: &Indicator) -> bool {
     use intelmesh_core::IndicatorType as T;
     let lower = word.to_ascii_lowercase();
-    let defanged = [
-        "[.]", "(.)", "{.}", "[,]", "[dot]", "(dot)", "hxxp", "[:]", "[at]", "(at)", "[@]",
-    ]
-    .iter()
-    .any(|m| lower.contains(m));
+    // Defanged: refanging changes it (every form core undoes, as a list line takes it).
+    let defanged = *intelmesh_core::indicator::refang(word) != *word;
     defanged
         || match indicator.ty() {
             T::Domain => false,

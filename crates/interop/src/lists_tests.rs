@@ -392,3 +392,13 @@ fn lines_left_out_past_the_first_thousand_are_counted_not_kept() {
         assert_eq!(r.left_beyond.values().sum::<usize>(), 4_000);
     }
 }
+
+#[test]
+fn prose_takes_every_defanged_form_a_list_line_takes() {
+    let r = read_plain(
+        "The actor used bad{dot}example and other{.}example for staging.\n\
+         Nothing else was named in this paragraph at all.\n\
+         Nor in this one, which is prose as well.\n",
+    );
+    assert_eq!(values(&r), ["bad.example", "other.example"]);
+}
