@@ -519,6 +519,7 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
             | LeftReason::TypeNotShared(_)
             | LeftReason::RevokedInRow
             | LeftReason::UnreadableTlp(_)
+            | LeftReason::FileName(_)
             | LeftReason::HostsLineWithoutName => {
                 format!("{}: {text:?}", origin(left.line))
             }

@@ -44,6 +44,9 @@ pub enum LeftReason {
     /// A CSV row whose `tlp` cell names no TLP level this reader knows: a restriction it
     /// cannot read is no reason to share the value at the default.
     UnreadableTlp(String),
+    /// A line that is one word naming a file (`svchost.exe`): it reads as a domain, but its
+    /// last label is a file extension that is no top-level domain.
+    FileName(String),
 }
 
 impl LeftReason {
@@ -62,6 +65,7 @@ impl LeftReason {
             LeftReason::UnreadableTlp(cell) => {
                 format!("CSV row whose TLP cell {cell:?} names no TLP level")
             }
+            LeftReason::FileName(_) => "a file name, not a domain".into(),
         }
     }
 }
@@ -129,6 +133,26 @@ pub fn strip_comment(line: &str) -> &str {
     line
 }
 
+/// File extensions that are no top-level domain: a value ending in one (`vssadmin.exe`,
+/// `invoice.docm`) names a file, however much it reads as a domain. (Extensions that are
+/// also TLDs, such as `.zip`, `.mov`, `.sh` or `.py`, are not listed.)
+const FILE_EXTENSIONS: &[&str] = &[
+    "exe", "dll", "bat", "sys", "scr", "lnk", "hta", "vbs", "vbe", "jse", "wsf", "msi", "jar",
+    "ocx", "cpl", "drv", "tmp", "dat", "log", "ini", "doc", "docx", "docm", "xls", "xlsx", "xlsm",
+    "pptx", "pdf", "rar", "iso", "dmp", "apk", "elf", "js",
+];
+
+/// Whether `i` is a domain whose last label is a file extension ([`FILE_EXTENSIONS`]).
+fn is_file_name(i: &Indicator) -> bool {
+    i.ty() == intelmesh_core::IndicatorType::Domain
+        && (i.value().rsplit('.').next()).is_some_and(|tld| FILE_EXTENSIONS.contains(&tld))
+}
+
+/// What `word` names, unless a file name.
+fn value_of(word: &str) -> Option<Indicator> {
+    detect(word).ok().filter(|i| !is_file_name(i))
+}
+
 /// Whether a word of prose, as written, is an indicator no one writes by accident: a value
 /// defanged on purpose (`evil[.]example`, `hxxp://…`, `user[at]evil…`), a URL with its scheme,
 /// an IP address or block, a hash, an e-mail address. A bare dotted word in prose is not taken:
@@ -168,7 +192,7 @@ fn prose_values(line: &str) -> Vec<Indicator> {
         if word.len() < 7 {
             continue;
         }
-        if let Ok(i) = detect(word) {
+        if let Some(i) = value_of(word) {
             if deliberate(word, &i) && !found.contains(&i) {
                 found.push(i);
             }
@@ -208,7 +232,7 @@ pub fn read_plain(text: &str) -> TextRead {
     let (mut count, mut leading) = (0, 0);
     for (_, value) in lines() {
         count += 1;
-        leading += usize::from(detect(first_word(value)).is_ok());
+        leading += usize::from(value_of(first_word(value)).is_some());
     }
     let list = 2 * leading >= count;
     let mut out = TextRead {
@@ -261,6 +285,9 @@ fn is_address(word: &str) -> bool {
 /// The indicators of one plain line (not blank, without its comment), in order, each once.
 fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason> {
     let whole = match detect(value) {
+        Ok(indicator) if is_file_name(&indicator) => {
+            return Err(LeftReason::FileName(indicator.value().to_owned()))
+        }
         Ok(indicator) => return Ok(vec![indicator]),
         Err(e) => e,
     };
@@ -282,7 +309,7 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
             .iter()
             .take(MAX_PROSE_WORDS)
             .filter(|w| !housekeeping(w))
-            .filter_map(|word| detect(word).ok())
+            .filter_map(|word| value_of(word))
             .filter(|i| i.ty() == intelmesh_core::IndicatorType::Domain)
             .filter(|i| seen.insert(i.value().to_owned()))
             .collect();
@@ -292,11 +319,11 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
             Ok(names)
         };
     }
-    let mut found = match detect(first) {
+    let mut found = match value_of(first) {
         // In a list, what follows the value annotates it (a source, a reference URL, a
         // reporter's address): none of it is taken.
-        Ok(i) if list => return Ok(vec![i]),
-        Ok(i) if deliberate(first, &i) => vec![i],
+        Some(i) if list => return Ok(vec![i]),
+        Some(i) if deliberate(first, &i) => vec![i],
         _ => Vec::new(),
     };
     let named = prose_values(if found.is_empty() { value } else { rest });
@@ -557,7 +584,7 @@ pub fn read_csv(text: &str) -> TextRead {
             if cell.is_empty() || columns_now.is_some_and(|cols| cols.ignored.contains(&c)) {
                 continue;
             }
-            if let Ok(indicator) = detect(cell) {
+            if let Some(indicator) = value_of(cell) {
                 found += 1;
                 out.found.push(Found {
                     indicator,

@@ -320,9 +320,9 @@ fn a_row_whose_type_is_not_shared_is_left_out_with_its_type() {
         r.left[0].reason.summary(),
         "CSV row of type \"Filename\", not a kind of indicator the mesh shares"
     );
-    // Without a header naming them, every cell is read as before.
+    // Without a header naming them, every cell is read as before, and a file name is none.
     let plain = read_csv("evil.example,crdss.exe\n");
-    assert_eq!(values(&plain), ["evil.example", "crdss.exe"]);
+    assert_eq!(values(&plain), ["evil.example"]);
 }
 
 #[test]
@@ -401,4 +401,22 @@ fn prose_takes_every_defanged_form_a_list_line_takes() {
          Nor in this one, which is prose as well.\n",
     );
     assert_eq!(values(&r), ["bad.example", "other.example"]);
+}
+
+#[test]
+fn a_file_name_is_no_domain_in_a_list_in_prose_or_in_csv() {
+    // As Unit 42's Netwalker list writes a command line among its values.
+    let r = read_plain(
+        "evil.example\n\
+         svchost.exe\n\
+         Vssadmin.exe delete shadows/all/quiet\n\
+         other.example\n",
+    );
+    assert_eq!(values(&r), ["evil.example", "other.example"]);
+    let reasons: Vec<String> = r.left.iter().map(|l| l.reason.summary()).collect();
+    assert_eq!(reasons[0], "a file name, not a domain", "{reasons:?}");
+    assert_eq!(r.left.len(), 2, "{reasons:?}");
+    // An extension that is also a TLD (`.zip`) stays a domain.
+    let r = read_csv("value,file\nbad.zip,invoice.docm\n");
+    assert_eq!(values(&r), ["bad.zip"]);
 }
