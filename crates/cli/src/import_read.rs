@@ -537,8 +537,8 @@ fn read_plain(path: &Path, text: &str) -> FileRead {
     from_text(path, lists::read_plain(text))
 }
 
-/// Every cell that is an indicator is one; a row with none is rejected, except the first
-/// (a header).
+/// Every cell that is an indicator is one; a row with none is rejected, except the first row
+/// after any comments (a header).
 fn read_csv(path: &Path, text: &str) -> FileRead {
     from_text(path, lists::read_csv(text))
 }

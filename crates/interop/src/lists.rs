@@ -32,7 +32,8 @@ pub enum LeftReason {
     /// A hosts-file line (a sink address such as `0.0.0.0`, then names) whose names are not
     /// domains (`localhost`).
     HostsLineWithoutName,
-    /// A CSV row (not the first line, which may be a header) with no indicator in any cell.
+    /// A CSV row (not the first row after any comments, which may be a header) with no
+    /// indicator in any cell.
     NoIndicatorInRow,
     /// A CSV row whose type column names a kind of value the mesh does not share (a file name,
     /// a registry key, a mutex): its value would be read as something else (`crdss.exe` as a
@@ -62,9 +63,8 @@ impl LeftReason {
                 format!("CSV row of type {kind:?}, not a kind of indicator the mesh shares")
             }
             LeftReason::RevokedInRow => "CSV row marked revoked".into(),
-            LeftReason::UnreadableTlp(cell) => {
-                format!("CSV row whose TLP cell {cell:?} names no TLP level")
-            }
+            // Without the cell: a hostile text would make a reason of each row.
+            LeftReason::UnreadableTlp(_) => "CSV row whose TLP cell names no TLP level".into(),
             LeftReason::FileName(_) => "a file name, not a domain".into(),
         }
     }
@@ -93,7 +93,8 @@ pub struct TextRead {
     /// Lines read: neither blank nor a comment. Each gave an indicator or a [`LeftOut`], except
     /// a CSV header (`header`).
     pub lines: usize,
-    /// The first line of a CSV text when it gave no indicator: a header, not an error.
+    /// The line of a CSV text's header: its first row after any comments when that gave no
+    /// indicator or named a type, TLP or revoked column; not an error.
     pub header: Option<usize>,
 }
 
@@ -519,12 +520,14 @@ fn commented_header(comment: &str) -> Option<Vec<String>> {
 /// CSV rows: every cell that is an indicator is one (column = its cell number), except in the
 /// columns a header names as holding none (links, notes, reporters: [`Columns`]); a row whose
 /// type column names a kind the mesh does not share is left out. A row with no indicator is
-/// left out, except the first line of the text (a header). Blank lines and lines starting
+/// left out, except the first row after any comments (a header). Blank lines and lines starting
 /// with `#` are skipped; the comment right before the first row is its header if it reads as
 /// one (as feeds that comment out their header write it).
 pub fn read_csv(text: &str) -> TextRead {
     let mut out = TextRead::default();
     let mut columns = None::<Columns>;
+    // Whether a commented header above the first row named the columns.
+    let mut commented = false;
     let mut last_comment = None::<&str>;
     for (n, line) in without_bom(text).lines().enumerate() {
         if line.trim().is_empty() {
@@ -540,13 +543,19 @@ pub fn read_csv(text: &str) -> TextRead {
         if columns.is_none() {
             let header = last_comment.and_then(commented_header);
             // The first row (after comments a tool wrote above it) naming a type, TLP or
-            // revoked column is the header, even with a cell that reads as a value (`dst.ip`).
+            // revoked column is the header, even with a cell that reads as a domain
+            // (`dst.ip`); a cell that reads as any other value makes it data.
             let named = Columns::of(&cells);
-            if header.is_none() && named.names_row_meaning() {
+            let data = (cells.iter()).any(|c| {
+                value_of(without_formula_guard(c.trim()))
+                    .is_some_and(|i| i.ty() != intelmesh_core::IndicatorType::Domain)
+            });
+            if header.is_none() && named.names_row_meaning() && !data {
                 out.header = Some(n + 1);
                 columns = Some(named);
                 continue;
             }
+            commented = header.is_some();
             columns = Some(header.as_deref().map(Columns::of).unwrap_or_default());
         }
         let columns_now = columns.as_ref();
@@ -597,8 +606,9 @@ pub fn read_csv(text: &str) -> TextRead {
         if found > 0 {
             continue;
         }
-        if out.lines == 1 {
-            // The first row, after any comments, with no value in it: the header.
+        if out.lines == 1 && !commented {
+            // The first row, after any comments, with no value in it: the header (unless a
+            // commented header named the columns: then it is a row like the others).
             out.header = Some(n + 1);
             columns = Some(Columns::of(&cells));
         } else {

@@ -269,6 +269,20 @@ fn csv_after_a_leading_comment_has_its_header_on_the_first_row() {
     assert_eq!(r.found[0].tlp, Some(Tlp::Red));
     assert_eq!(r.left.len(), 1);
     assert_eq!(r.left[0].reason, LeftReason::RevokedInRow);
+    // A first row naming such a column but holding an address is data, not a header.
+    let r = read_csv("198.51.100.7,revoked\n203.0.113.9,active\n");
+    assert_eq!(r.header, None);
+    assert_eq!(values(&r), ["198.51.100.7", "203.0.113.9"]);
+    // Under a commented header, a first row with no value is a row like the others: the
+    // header's columns stay.
+    let r = read_csv(
+        "# url,tlp,urlhaus_link\nnothing,RED,https://urlhaus.abuse.ch/url/1/\n\
+         http://bad.example/x,RED,https://urlhaus.abuse.ch/url/2/\n",
+    );
+    assert_eq!(r.header, None);
+    assert_eq!(values(&r), ["http://bad.example/x"]);
+    assert_eq!(r.found[0].tlp, Some(Tlp::Red));
+    assert_eq!(r.left.len(), 1);
 }
 
 #[test]

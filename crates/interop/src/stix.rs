@@ -221,9 +221,9 @@ pub fn import_stix(value: &Value, options: &ImportOptions) -> Result<StixImport,
 
 /// Why an indicator's markings leave its TLP unknown, if they do (`values` are what it
 /// imported as): granular markings (not read), or markings neither TLP nor defined with it,
-/// beside a TLP marking or not. A restriction the reader cannot read must not be published at
-/// the default TLP, nor at a wider one marked beside it: a RED defined elsewhere would reach
-/// every member as AMBER, or as the GREEN next to it.
+/// beside a TLP marking short of RED or not. A restriction the reader cannot read must not be
+/// published at the default TLP, nor at a wider one marked beside it: a RED defined elsewhere
+/// would reach every member as AMBER, or as the GREEN next to it.
 pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<String> {
     let granular = object
         .get("granular_markings")
@@ -235,7 +235,10 @@ pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<St
         );
     }
     let first = values.first()?;
-    (!first.unknown_markings.is_empty()).then(|| {
+    // Beside RED nothing is shared wider than the strictest level: what they restrict may
+    // stay unknown.
+    let narrowest = !first.tlp_defaulted && first.tlp == Tlp::Red;
+    (!first.unknown_markings.is_empty() && !narrowest).then(|| {
         format!(
             "its markings ({}) are neither TLP markings nor defined with it: what they \
              restrict cannot be told, with a TLP marking beside them or not; give their \

@@ -304,10 +304,24 @@ fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
     let mut beside_undefined = indicator(4, "[domain-name:value = 'd.example.org']");
     beside_undefined["object_marking_refs"] =
         json!([green, "marking-definition--defined-in-an-earlier-post"]);
-    let objects = vec![undefined, granular, with_tlp, beside_undefined, statement];
+    // Beside RED, nothing can be shared wider: signed RED.
+    let mut beside_red = indicator(5, "[domain-name:value = 'e.example.org']");
+    beside_red["object_marking_refs"] = json!([
+        "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",
+        "marking-definition--defined-in-an-earlier-post"
+    ]);
+    let objects = vec![
+        undefined,
+        granular,
+        with_tlp,
+        beside_undefined,
+        statement,
+        beside_red,
+    ];
     let plan = plan_of(objects, &Warninglists::new()).unwrap();
     let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
-    assert_eq!(signed, ["c.example.org"]);
+    assert_eq!(signed, ["c.example.org", "e.example.org"]);
+    assert_eq!(plan.to_sign[1].distribution.tlp, intelmesh_core::Tlp::Red);
     let failed: Vec<(&str, &str)> = plan
         .failures
         .iter()
