@@ -171,7 +171,8 @@ struct Tally {
     /// one is submitted, so a value in two files is asserted once and a re-run finds it
     /// unchanged, but under the strictest TLP level any of them gave it (`strictest`).
     repeated_in_input: usize,
-    strictest: HashMap<intelmesh_core::Indicator, Tlp>,
+    /// Each value's strictest TLP in the input, and whether any of it was its org's alone.
+    strictest: HashMap<intelmesh_core::Indicator, (Tlp, bool)>,
     warned: Reasons,
     rejected: Reasons,
     skipped: Reasons,
@@ -268,12 +269,15 @@ fn plan(
     let (mut submissions, mut indicators) = (Vec::new(), Vec::new());
     for c in candidates {
         let tlp = c.tlp.unwrap_or(args.tlp);
-        if let Some(first) = tally.strictest.get_mut(&c.indicator) {
+        if let Some((first, org_only)) = tally.strictest.get_mut(&c.indicator) {
             *first = (*first).max(tlp);
+            *org_only |= c.org_only;
             tally.repeated_in_input += 1;
             continue;
         }
-        tally.strictest.insert(c.indicator.clone(), tlp);
+        tally
+            .strictest
+            .insert(c.indicator.clone(), (tlp, c.org_only));
         let example = format!("{}: {} {}", c.origin, c.indicator.ty(), c.indicator.value());
         if let Some(w) = &c.warning {
             tally.warned.add(w, example.clone());
@@ -319,11 +323,14 @@ fn narrow_repeats(plans: &mut [Plan], args: &ImportArgs, tally: &mut Tally) {
         for (s, indicator) in plan.submissions.iter_mut().zip(&plan.indicators) {
             let d = s.distribution.get_or_insert_with(Default::default);
             let now = Tlp::from_proto(d.tlp).unwrap_or(args.tlp);
-            let strictest = tally.strictest.get(indicator).copied().unwrap_or(now);
+            let (strictest, org_only) =
+                (tally.strictest.get(indicator).copied()).unwrap_or((now, false));
+            if org_only {
+                // Its org's alone wherever the input gave it so.
+                d.recipients.clear();
+            }
             if strictest > now {
                 d.tlp = strictest.to_proto() as i32;
-                // Restricted already with no recipient (its org's alone), it stays so.
-                let org_only = now.is_restricted() && d.recipients.is_empty();
                 d.recipients = match strictest.is_restricted() && !org_only {
                     true => args.recipients.iter().map(ToString::to_string).collect(),
                     false => Vec::new(),
@@ -340,7 +347,7 @@ fn narrow_repeats(plans: &mut [Plan], args: &ImportArgs, tally: &mut Tally) {
                     ),
                 );
             }
-            if strictest.is_restricted() && d.recipients.is_empty() {
+            if strictest.is_restricted() && args.recipients.is_empty() {
                 tally.restricted_without_recipient += 1;
             }
         }

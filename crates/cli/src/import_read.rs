@@ -373,12 +373,7 @@ fn read_misp(
                             description: clip(description, MAX_DESCRIPTION_BYTES),
                             origin: name.clone(),
                             warning: None,
-                            org_only: matches!(
-                                i.tlp_source,
-                                TlpSource::AttributeDistribution(0)
-                                    | TlpSource::ObjectDistribution(0)
-                                    | TlpSource::EventDistribution(0)
-                            ),
+                            org_only: i.org_only,
                         });
                     }
                 }

@@ -443,11 +443,35 @@ fn misp_organisation_only_values_are_given_no_recipient() {
     let group_event = event("4", "group.example", "5f1e0c3a-0000-4000-8000-000000000010");
     std::fs::write(&own, own_event.to_string()).unwrap();
     std::fs::write(&group, group_event.to_string()).unwrap();
-    let (own_s, group_s) = (s(&own), s(&group));
-    let cmd = ["import", &own_s, &group_s, "--recipient", "BR-PF"];
+    // Tagged RED, an event for the organisation only is still its alone.
+    let tagged = dir.path().join("tagged.json");
+    let mut tagged_event = event(
+        "0",
+        "tagged.example",
+        "5f1e0c3a-0000-4000-8000-000000000020",
+    );
+    tagged_event["Event"]["Tag"] = serde_json::json!([{ "name": "tlp:red" }]);
+    std::fs::write(&tagged, tagged_event.to_string()).unwrap();
+    let (own_s, group_s, tagged_s) = (s(&own), s(&group), s(&tagged));
+    let cmd = [
+        "import",
+        &own_s,
+        &group_s,
+        &tagged_s,
+        "--recipient",
+        "BR-PF",
+    ];
     let (code, got, stderr) = run_json(&nodes, &cmd);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(got["imported"], 2, "{got:#}");
+    assert_eq!(got["imported"], 3, "{got:#}");
+    let tagged = assertion(&nodes, "tagged.example").expect("imported");
+    assert_eq!(tagged["distribution"]["tlp"], Tlp::Red.as_str(), "{tagged}");
+    assert!(
+        tagged["distribution"]["recipients"]
+            .as_array()
+            .is_none_or(|r| r.is_empty()),
+        "{tagged}"
+    );
     let own = assertion(&nodes, "org-only.example").expect("imported");
     assert_eq!(
         own["distribution"]["tlp"],

@@ -115,6 +115,9 @@ pub struct MispIndicator {
     pub indicator: Indicator,
     pub tlp: Tlp,
     pub tlp_source: TlpSource,
+    /// Whether the attribute, its object or its event is shared with "your organisation only"
+    /// (distribution 0), whatever TLP tags say: it goes to no one else.
+    pub org_only: bool,
     /// Event tags, then object tags, then attribute tags, TLP tags left out, without repeats,
     /// at most [`MAX_TAGS_PER_INDICATOR`].
     pub tags: Vec<String>,
@@ -532,6 +535,13 @@ fn attribute_outcome(
         distribution: distribution(attribute.get("distribution")),
     };
     let (tlp, tlp_source) = strictest(own, context);
+    let object_distribution = context.object.and_then(|o| o.distribution);
+    let org_only = [
+        own.distribution,
+        object_distribution,
+        context.event.distribution,
+    ]
+    .contains(&Some(0));
     let all_tags = merge(context.tags, &attr_tags.names);
     let timestamp_unix_ms = match attribute.get("timestamp") {
         Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
@@ -554,6 +564,7 @@ fn attribute_outcome(
                 indicator,
                 tlp,
                 tlp_source,
+                org_only,
                 tags: all_tags.clone(),
                 category: string(attribute, "category"),
                 comment: string(attribute, "comment").filter(|c| !c.is_empty()),
