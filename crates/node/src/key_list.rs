@@ -39,8 +39,8 @@ impl NodeState {
         let dropped = self.unverified.clear_dropped();
         if forgot_refusals && !dropped {
             // Entries refused past their key's end came on links that took the refusal as
-            // final: should this list let their key sign them, only a restart brings them.
-            tracing::info!("entries refused for their key's range are judged afresh: links restart so peers send them again");
+            // final: this list lets their key sign them, and only a restart brings them.
+            tracing::info!("entries refused for their key's range are signable under the new key list: links restart so peers send them again");
             self.unverified.ask_resend();
         }
         if dropped {
@@ -58,7 +58,7 @@ impl NodeState {
     /// roster ended, whose thief chained an entry onto the member's next key's). Under the
     /// cut lock, so no apply judged under the old list runs meanwhile, and every one after
     /// sees both the new list and the queue without them.
-    /// Whether refusals for a key's range were remembered (and are forgotten now).
+    /// Whether it lets the key of an entry refused lately for its key's range sign it.
     fn install_keys(&self, keys: StaticKeys) -> bool {
         let _cutting =
             (self.follow()).map(|f| f.cutting.write().unwrap_or_else(|p| p.into_inner()));
@@ -69,8 +69,8 @@ impl NodeState {
             // lists the new key.
             self.set_keys_with_pending(keys);
         }
-        let forgot_refusals = self.forget_refused();
         let now = self.keys();
+        let forgot_refusals = self.forget_refused(now.as_ref());
         // Kept only where the list lets the entry's own key sign its seq: a key ended there,
         // or gone from the list (a static list edited), drops it.
         let dropped = self.store.drop_held_where(|e| {

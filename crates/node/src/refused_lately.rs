@@ -2,8 +2,9 @@
 //! one (a member holding a thief's entries, or the thief itself) costs a header decode, not a
 //! signature check and a WARN line each time. Only this refusal is remembered: it depends on
 //! the origin, the seq and the key alone, under the key list in force, and the list's
-//! replacement forgets every one and restarts the links (a reinstatement may reopen the key,
-//! and the peers that sent them took the refusal as final).
+//! replacement forgets every one, restarting the links if it lets the key of one of them sign
+//! its entry (a reinstatement may reopen the key, and the peers that sent them took the
+//! refusal as final).
 
 use intelmesh_core::verify::{KeyLookup, KeyRegistry};
 use intelmesh_core::{KeyId, OrgId, VerifyError};
@@ -17,6 +18,38 @@ use crate::state::NodeState;
 /// Which entry a refusal named: its origin, seq and signing key.
 pub(crate) type Refused = (OrgId, u64, KeyId);
 
+/// The refusals remembered, and the latest of them whole, to tell whether a new key list
+/// lets their key sign them.
+#[derive(Default)]
+pub(crate) struct RefusedLately {
+    seen: SeenLately<Refused>,
+    latest: std::collections::VecDeque<Refused>,
+}
+
+impl RefusedLately {
+    /// Refusals kept whole; past these, a new key list reopening an older one restarts
+    /// nothing (its entry comes with the next restart).
+    const LATEST: usize = 1024;
+
+    fn insert(&mut self, refused: Refused) {
+        if self.seen.contains(&refused) {
+            return;
+        }
+        self.seen.insert(&refused);
+        if self.latest.len() == Self::LATEST {
+            self.latest.pop_front();
+        }
+        self.latest.push_back(refused);
+    }
+
+    /// Whether `keys` let the key of a refusal kept whole sign its entry.
+    fn reopened_by(&self, keys: &dyn KeyRegistry) -> bool {
+        (self.latest.iter()).any(|(origin, seq, key_id)| {
+            matches!(keys.key(origin, key_id, *seq), KeyLookup::Valid(_))
+        })
+    }
+}
+
 impl NodeState {
     /// `raws` without the entries refused lately whose key the list in force still does not
     /// let sign their seq, and those entries' refusals, made again without a signature check.
@@ -25,7 +58,7 @@ impl NodeState {
         raws: Vec<pb::SignedEntry>,
     ) -> (Vec<VerifyError>, Vec<pb::SignedEntry>) {
         let lately = lock(&self.refused_lately);
-        if lately.is_empty() {
+        if lately.seen.is_empty() {
             return (Vec::new(), raws);
         }
         let keys = self.keys();
@@ -52,23 +85,25 @@ impl NodeState {
             } = e
             {
                 let lately = lately.get_or_insert_with(|| lock(&self.refused_lately));
-                lately.insert(&(origin.clone(), *seq, *key_id));
+                lately.insert((origin.clone(), *seq, *key_id));
             }
         }
     }
 
-    /// Forgets every refusal remembered: a new key list judges them afresh. Whether any was.
-    pub(crate) fn forget_refused(&self) -> bool {
+    /// Forgets every refusal remembered: `keys`, the new key list, judges them afresh.
+    /// Whether it lets the key of one of them sign its entry (its peer took the refusal as
+    /// final, and sends it again only after a restart).
+    pub(crate) fn forget_refused(&self, keys: &dyn KeyRegistry) -> bool {
         let mut lately = lock(&self.refused_lately);
-        let any = !lately.is_empty();
-        *lately = SeenLately::default();
-        any
+        let reopened = lately.reopened_by(keys);
+        *lately = RefusedLately::default();
+        reopened
     }
 }
 
 /// The refusal of `raw` made again, if it was refused lately and `keys` still refuse it.
 fn refused_again(
-    lately: &SeenLately<Refused>,
+    lately: &RefusedLately,
     keys: &dyn KeyRegistry,
     raw: &pb::SignedEntry,
 ) -> Option<VerifyError> {
@@ -76,7 +111,7 @@ fn refused_again(
     let origin = OrgId::parse(&header.origin).ok()?;
     let key_id = KeyId(<[u8; 8]>::try_from(header.key_id.as_slice()).ok()?);
     let seq = header.seq;
-    if !lately.contains(&(origin.clone(), seq, key_id)) {
+    if !lately.seen.contains(&(origin.clone(), seq, key_id)) {
         return None;
     }
     match keys.key(&origin, &key_id, seq) {
@@ -92,5 +127,40 @@ fn refused_again(
             last_seq,
         }),
         KeyLookup::Valid(_) | KeyLookup::Unknown => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use intelmesh_core::{SeqRange, StaticKeys};
+
+    #[test]
+    fn a_new_list_reopens_a_refusal_only_when_it_lets_the_key_sign_the_entry() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let origin = OrgId::parse("AU-AFP").unwrap();
+        let list = |last: Option<u64>| {
+            let mut keys = StaticKeys::default();
+            keys.insert_range(origin.clone(), key, SeqRange { first: 1, last });
+            keys
+        };
+        let mut lately = RefusedLately::default();
+        lately.insert((origin.clone(), 12, KeyId::of(&key)));
+        assert!(
+            !lately.reopened_by(&list(Some(10))),
+            "still past the key's end"
+        );
+        assert!(
+            !lately.reopened_by(&StaticKeys::default()),
+            "the key unknown"
+        );
+        assert!(lately.reopened_by(&list(Some(20))), "the end moved past it");
+        assert!(lately.reopened_by(&list(None)), "the key open again");
+        // Only the latest are kept whole.
+        for seq in 100..100 + RefusedLately::LATEST as u64 {
+            lately.insert((origin.clone(), seq, KeyId::of(&key)));
+        }
+        assert!(!lately.reopened_by(&list(Some(20))));
+        assert!(lately.seen.contains(&(origin.clone(), 12, KeyId::of(&key))));
     }
 }

@@ -56,8 +56,7 @@ pub struct NodeState {
     /// Refused handshakes' WARN lines, at most one per host and interval (`log_gate`).
     pub(crate) handshake_logs: crate::log_gate::LogGate,
     /// Entries refused lately for their key's range (see `refused_lately`).
-    pub(crate) refused_lately:
-        Mutex<crate::seen_lately::SeenLately<crate::refused_lately::Refused>>,
+    pub(crate) refused_lately: Mutex<crate::refused_lately::RefusedLately>,
     /// Roster mode: this node's new key, rotated in but not yet in the roster (see `rotation`).
     /// Held while the key set is replaced, so no replacement loses the overlay.
     pub(crate) pending_key: Mutex<Option<PendingKey>>,
