@@ -271,6 +271,15 @@ async fn what_a_caller_reads_honours_tlp_as_the_grpc_api_does() {
         envelope["objects"][0]["created"], green_created,
         "{envelope}"
     );
+    // A later record of BR's that sorts first among values changes nothing of it.
+    let earlier_value = upsert(Ty::Domain, "aaa.example", Tlp::Green, &[]);
+    submit(&mut at_br_api, vec![earlier_value]).await;
+    net.wait_converged(Duration::from_secs(20))
+        .await
+        .expect("converged");
+    let again = run_tool(&at_hub, &["get", &identity_at_hub("BR-PF")], &at_hub.reader).await;
+    let again: Value = serde_json::from_str(again["body"].as_str().unwrap()).unwrap();
+    assert_eq!(again["objects"][0]["created"], green_created, "{again}");
 
     // A service certificate authenticates instead of a password, and reads as its org.
     let at_au = gateway(&net, &au).await;

@@ -366,8 +366,8 @@ fn by_id_within(
 }
 
 /// The identity object of an origin this node holds entries of and may show, whose id is
-/// `id`; created (and added) at the first time of the origin's that the reader may read in the
-/// record found (the origin's first entry may be one it may not read).
+/// `id`; created (and added) when the first entry of the origin's that the reader may read was
+/// signed (the origin's first entry may be one it may not read).
 fn identity(
     r: &Reader,
     id: &str,
@@ -398,42 +398,28 @@ fn identity(
     }])
 }
 
-/// The earliest time of `origin`'s in the first record of it the reader sees (an assertion's
-/// first issue, a sightings' first sighting), among the indicators the origin has a record of
-/// that `budget` still allows reading; `None` if none is seen.
+/// When the first entry of `origin`'s log that the reader may read was signed, among the
+/// entries `budget` still allows reading; `None` if it may read none of them. From the log,
+/// which only grows, so an identity's `created` stays what it was (the index's order of values
+/// would give another record's time once one sorting before it came).
 fn first_shown_time_of(
     r: &Reader,
     origin: &intelmesh_core::OrgId,
     budget: &mut usize,
 ) -> Result<Option<i64>, ReadError> {
-    let selection = Selection::Origins(vec![origin.to_string()]);
-    let mut after = None::<Vec<u8>>;
+    let mut from = 1;
     while *budget > 0 {
-        let chunk = r
-            .store
-            .select(&selection, after.as_deref(), CHUNK.min(*budget))?;
-        let end = chunk.len() < CHUNK.min(*budget);
-        for (position, state) in chunk {
+        let want = CHUNK.min(*budget);
+        let entries = r.store.range(origin, from, want)?;
+        for entry in &entries {
             *budget = budget.saturating_sub(1);
-            let of_origin = |o: &str| o == origin.as_str();
-            if let Some(v) = r.view.view(&state, r.org) {
-                let first_issue = |a: &pb::OriginAssertion| match a.first_issued_at_unix_ms {
-                    0 => a.issued_at_unix_ms,
-                    first => first,
-                };
-                let times = (v.assertions.iter().filter(|a| of_origin(&a.origin)))
-                    .map(first_issue)
-                    .chain(
-                        (v.sightings.iter().filter(|s| of_origin(&s.origin)))
-                            .map(|s| s.first_seen_unix_ms),
-                    );
-                if let Some(first) = times.min() {
-                    return Ok(Some(first));
-                }
+            from += 1;
+            let shown = crate::state::header_of(entry).filter(|h| r.view.admits_entry(h, r.org));
+            if let Some(header) = shown {
+                return Ok(Some(header.issued_at_unix_ms));
             }
-            after = Some(position);
         }
-        if end {
+        if entries.len() < want {
             break;
         }
     }
