@@ -353,9 +353,13 @@ impl AudienceClaims {
 /// the origins and recipients of those records. Records it holds but may not read (a relay's
 /// copy of an unsealed restricted payload) neither restrict it nor say the value exists; its
 /// own sightings tell it nothing; an assertion of its own lifts it when open, or when first
-/// issued before every record that restricts it by more than the clock skew a teller may
-/// claim (it published the value itself, and may again, wider; one made after being told
-/// would launder what it was told, and a teller's clock may run that far ahead).
+/// issued before every record that restricts it (it published the value itself, and may
+/// again, wider; one made after being told would launder what it was told). The times are
+/// the records' own: a teller whose clock runs ahead (within the skew verification allows)
+/// leaves a window in which an assertion made after being told still lifts it; the rule
+/// guards against a slip, and a member set on leaking has `share_wider` anyway, while a
+/// margin would keep an origin from declassifying its own value for minutes after anyone
+/// sighted it.
 fn readers_of(state: &pb::IndicatorState, me: &OrgId) -> Option<BTreeSet<String>> {
     let records = (state.assertions.iter())
         .map(|a| {
@@ -396,8 +400,7 @@ fn readers_of(state: &pb::IndicatorState, me: &OrgId) -> Option<BTreeSet<String>
     Some(readers)
 }
 
-/// Whether `me` asserts the value openly, or asserted it surely before `told_at` (a time
-/// on the teller's clock).
+/// Whether `me` asserts the value openly, or asserted it before `told_at`.
 fn own_lifts(state: &pb::IndicatorState, me: &OrgId, told_at: i64) -> bool {
     state.assertions.iter().any(|a| {
         let open = (a.distribution.as_ref())
@@ -407,8 +410,7 @@ fn own_lifts(state: &pb::IndicatorState, me: &OrgId, told_at: i64) -> bool {
             0 => a.issued_at_unix_ms,
             first => first,
         };
-        let before = first < told_at.saturating_sub(VerifyConfig::DEFAULT_SKEW_MS);
-        a.origin == me.as_str() && (open || before)
+        a.origin == me.as_str() && (open || first < told_at)
     })
 }
 
