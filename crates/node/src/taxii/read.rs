@@ -366,8 +366,7 @@ fn by_id_within(
 }
 
 /// The identity object of an origin this node holds entries of and may show, whose id is
-/// `id`; created (and added) when the first entry of the origin's that the reader may read was
-/// signed (the origin's first entry may be one it may not read).
+/// `id`; created (and added) as [`identity_created`] says.
 fn identity(
     r: &Reader,
     id: &str,
@@ -383,9 +382,10 @@ fn identity(
     };
     // An origin whose records the reader may not see is not named to it (not even that it
     // has entries here, nor since when).
-    let Some(created) = first_shown_time_of(r, origin, budget)? else {
+    if !shows_any_record_of(r, origin, budget)? {
         return Ok(Vec::new());
-    };
+    }
+    let created = identity_created(r, origin)?;
     let object = identity_object(origin.as_str(), created);
     let date_added_us = created.saturating_mul(1000);
     if !q.matches(&object) || q.added_after_us.is_some_and(|a| date_added_us <= a) {
@@ -398,32 +398,49 @@ fn identity(
     }])
 }
 
-/// When the first entry of `origin`'s log that the reader may read was signed, among the
-/// entries `budget` still allows reading; `None` if it may read none of them. From the log,
-/// which only grows, so an identity's `created` stays what it was (the index's order of values
-/// would give another record's time once one sorting before it came).
-fn first_shown_time_of(
+/// Whether the reader sees an assertion or sightings of `origin` among the indicators the
+/// origin has a record of that `budget` still allows reading (the index, not the log: a
+/// member's log also holds CLEAR roster checkpoints, which every reader may read).
+fn shows_any_record_of(
     r: &Reader,
     origin: &intelmesh_core::OrgId,
     budget: &mut usize,
-) -> Result<Option<i64>, ReadError> {
-    let mut from = 1;
+) -> Result<bool, ReadError> {
+    let selection = Selection::Origins(vec![origin.to_string()]);
+    let mut after = None::<Vec<u8>>;
     while *budget > 0 {
         let want = CHUNK.min(*budget);
-        let entries = r.store.range(origin, from, want)?;
-        for entry in &entries {
+        let chunk = r.store.select(&selection, after.as_deref(), want)?;
+        let end = chunk.len() < want;
+        for (position, state) in chunk {
             *budget = budget.saturating_sub(1);
-            from += 1;
-            let shown = crate::state::header_of(entry).filter(|h| r.view.admits_entry(h, r.org));
-            if let Some(header) = shown {
-                return Ok(Some(header.issued_at_unix_ms));
+            let of_origin = |o: &str| o == origin.as_str();
+            if let Some(v) = r.view.view(&state, r.org) {
+                if v.assertions.iter().any(|a| of_origin(&a.origin))
+                    || v.sightings.iter().any(|s| of_origin(&s.origin))
+                {
+                    return Ok(true);
+                }
             }
+            after = Some(position);
         }
-        if entries.len() < want {
+        if end {
             break;
         }
     }
-    Ok(None)
+    Ok(false)
+}
+
+/// When an identity shown to the reader was created: its origin's first entry's signing time
+/// when the reader may read that entry (a roster checkpoint, a CLEAR record), else the epoch.
+/// Fixed either way, as STIX wants of an object's `created`, and never the time of an entry
+/// the reader may not read.
+fn identity_created(r: &Reader, origin: &intelmesh_core::OrgId) -> Result<i64, ReadError> {
+    let first = r.store.range(origin, 1, 1)?;
+    Ok((first.first())
+        .and_then(crate::state::header_of)
+        .filter(|h| r.view.admits_entry(h, r.org))
+        .map_or(0, |h| h.issued_at_unix_ms))
 }
 
 #[cfg(test)]
