@@ -59,9 +59,11 @@ impl LeftReason {
             LeftReason::HostsLineWithoutName => {
                 "hosts-file line naming no domain after its address".into()
             }
-            LeftReason::TypeNotShared(kind) => {
-                format!("CSV row of type {kind:?}, not a kind of indicator the mesh shares")
-            }
+            // The type as named, not the cell: `#filename` and `FileName` are one reason.
+            LeftReason::TypeNotShared(kind) => format!(
+                "CSV row of type {:?}, not a kind of indicator the mesh shares",
+                column_name(kind)
+            ),
             LeftReason::RevokedInRow => "CSV row marked revoked".into(),
             // Without the cell: a hostile text would make a reason of each row.
             LeftReason::UnreadableTlp(_) => "CSV row whose TLP cell names no TLP level".into(),
@@ -526,8 +528,9 @@ fn commented_header(comment: &str) -> Option<Vec<String>> {
 pub fn read_csv(text: &str) -> TextRead {
     let mut out = TextRead::default();
     let mut columns = None::<Columns>;
-    // Whether a commented header above the first row named the columns.
-    let mut commented = false;
+    // Whether a commented header above the first row named the columns, and whether it named
+    // a type, TLP or revoked column.
+    let (mut commented, mut comment_means) = (false, false);
     let mut last_comment = None::<&str>;
     for (n, line) in without_bom(text).lines().enumerate() {
         if line.trim().is_empty() {
@@ -557,6 +560,7 @@ pub fn read_csv(text: &str) -> TextRead {
             }
             commented = header.is_some();
             columns = Some(header.as_deref().map(Columns::of).unwrap_or_default());
+            comment_means = columns.as_ref().is_some_and(Columns::names_row_meaning);
         }
         let columns_now = columns.as_ref();
         if let Some(kind) = columns_now.and_then(|c| c.unshared_type(&cells)) {
@@ -606,9 +610,12 @@ pub fn read_csv(text: &str) -> TextRead {
         if found > 0 {
             continue;
         }
-        if out.lines == 1 && !commented {
+        let means = || Columns::of(&cells).names_row_meaning();
+        if out.lines == 1 && (!commented || (!comment_means && means())) {
             // The first row, after any comments, with no value in it: the header (unless a
-            // commented header named the columns: then it is a row like the others).
+            // commented header named the columns: then it is a row like the others, except
+            // one naming a type, TLP or revoked column the comment did not, as under a
+            // comment that merely reads like a header, `# Bad URLs, updated hourly, ...`).
             out.header = Some(n + 1);
             columns = Some(Columns::of(&cells));
         } else {

@@ -283,6 +283,15 @@ fn csv_after_a_leading_comment_has_its_header_on_the_first_row() {
     assert_eq!(values(&r), ["http://bad.example/x"]);
     assert_eq!(r.found[0].tlp, Some(Tlp::Red));
     assert_eq!(r.left.len(), 1);
+    // Under a comment that merely reads like a header, a first row naming a TLP column is the
+    // header.
+    let r = read_csv(
+        "# Bad URLs, updated hourly, do not redistribute\nurl,tlp,reference_link\n\
+         http://bad.example/x,RED,https://feed.example/1\n",
+    );
+    assert_eq!(r.header, Some(2));
+    assert_eq!(values(&r), ["http://bad.example/x"]);
+    assert_eq!(r.found[0].tlp, Some(Tlp::Red));
 }
 
 #[test]
@@ -332,7 +341,7 @@ fn a_row_whose_type_is_not_shared_is_left_out_with_its_type() {
     );
     assert_eq!(
         r.left[0].reason.summary(),
-        "CSV row of type \"Filename\", not a kind of indicator the mesh shares"
+        "CSV row of type \"filename\", not a kind of indicator the mesh shares"
     );
     // Without a header naming them, every cell is read as before, and a file name is none.
     let plain = read_csv("evil.example,crdss.exe\n");
