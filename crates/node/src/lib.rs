@@ -8,6 +8,7 @@ pub mod admission;
 pub mod api;
 pub mod api_calls;
 pub mod audit;
+pub mod call_gate;
 pub mod call_slots;
 pub mod cert_facts;
 mod cert_times;
@@ -252,7 +253,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         // frame crossed in many round trips, each waiting for this node's link to read on.
         .initial_stream_window_size(Some(cfg.limits.flow_window()))
         .initial_connection_window_size(Some(cfg.limits.flow_window()))
-        .layer(probe_gate::ProbeGate::new(Arc::clone(&state)))
+        .layer(probe_gate::gate(Arc::clone(&state)))
         .add_service(health_service.clone())
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -278,8 +279,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .max_concurrent_streams(Some(MAX_API_STREAMS))
         .layer(api_calls::CountCalls::new(Arc::clone(&state)))
         .layer(call_slots::CallSlots::new(cfg.limits.calls_per_client))
-        .layer(admin_gate::AdminGate::new(Arc::clone(&state)))
-        .layer(probe_gate::ProbeGate::new(Arc::clone(&state)))
+        .layer(admin_gate::gate(Arc::clone(&state)))
+        .layer(probe_gate::gate(Arc::clone(&state)))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
