@@ -428,21 +428,30 @@ async fn pages_of_one(c: &mut Client, tags: &[&str]) -> Vec<(Vec<String>, bool)>
     }
 }
 
+/// The members of the audience tests' federation.
+const MEMBERS: [&str; 3] = ["AU-AFP", "BR-PF", "SG-IGCI"];
+
+/// Every audience of [`MEMBERS`]: AMBER+STRICT and RED to each non-empty set of them, and
+/// the three open levels (17).
+fn every_audience() -> Vec<(Tlp, Vec<&'static str>)> {
+    let mut audiences: Vec<(Tlp, Vec<&str>)> = Vec::new();
+    for tlp in [Tlp::AmberStrict, Tlp::Red] {
+        for set in 1..8usize {
+            let names = (0..3).filter(|b| set & (1 << b) != 0).map(|b| MEMBERS[b]);
+            audiences.push((tlp, names.collect()));
+        }
+    }
+    audiences.extend([Tlp::Clear, Tlp::Green, Tlp::Amber].map(|t| (t, Vec::new())));
+    audiences
+}
+
 /// Every node's index keeps an origin's first 16 audiences (TLP level and recipients) of one
 /// value; the node refuses to sign a 17th, which no reader would ever see, and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_audience_past_what_every_index_keeps_is_refused_at_submit() {
     let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
     let mut at_au = net.client(&org("AU-AFP")).await;
-    let members = ["AU-AFP", "BR-PF", "SG-IGCI"];
-    let mut audiences: Vec<(Tlp, Vec<&str>)> = Vec::new();
-    for tlp in [Tlp::AmberStrict, Tlp::Red] {
-        for set in 1..8usize {
-            let names = (0..3).filter(|b| set & (1 << b) != 0).map(|b| members[b]);
-            audiences.push((tlp, names.collect()));
-        }
-    }
-    audiences.extend([Tlp::Clear, Tlp::Green, Tlp::Amber].map(|t| (t, Vec::new())));
+    let audiences = every_audience();
     let to = |(tlp, recipients): &(Tlp, Vec<&str>)| {
         let mut s = upsert(Ty::Domain, "crowded.example", *tlp, &["c2"]);
         s.distribution = dist(*tlp, recipients);
@@ -489,21 +498,13 @@ async fn two_publications_judged_at_once_cannot_pass_the_audience_cap_together()
 
     let net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
     let state = std::sync::Arc::clone(net.node(&org("AU-AFP")).state());
-    let members = ["AU-AFP", "BR-PF", "SG-IGCI"];
-    let mut audiences: Vec<(Tlp, Vec<&str>)> = Vec::new();
-    for tlp in [Tlp::AmberStrict, Tlp::Red] {
-        for set in 1..8usize {
-            let names = (0..3).filter(|b| set & (1 << b) != 0).map(|b| members[b]);
-            audiences.push((tlp, names.collect()));
-        }
-    }
-    audiences.extend([Tlp::Clear, Tlp::Green, Tlp::Amber].map(|t| (t, Vec::new())));
+    let audiences = every_audience();
     let to = |(tlp, recipients): &(Tlp, Vec<&str>)| {
         let mut s = upsert(Ty::Domain, "raced.example", *tlp, &["c2"]);
         s.distribution = dist(*tlp, recipients);
         s
     };
-    let member_ids = members.iter().map(|m| org(m)).collect();
+    let member_ids = MEMBERS.iter().map(|m| org(m)).collect();
     let publisher = Publisher {
         org: &state.org,
         members: &member_ids,
