@@ -215,11 +215,7 @@ fn submission(c: &Candidate, args: &ImportArgs) -> Result<pb::Submission, &'stat
         value: c.indicator.value().to_string(),
         distribution: Some(pb::Distribution {
             tlp: tlp.to_proto() as i32,
-            recipients: if tlp.is_restricted() && !c.org_only {
-                args.recipients.iter().map(ToString::to_string).collect()
-            } else {
-                Vec::new()
-            },
+            recipients: recipients_for(tlp, c.org_only, args),
         }),
         body: Some(pb::submission::Body::Upsert(pb::IndicatorUpsert {
             indicator: None,
@@ -315,6 +311,15 @@ fn plan(
     })
 }
 
+/// Whom a value at `tlp` is addressed to: `--recipient` when restricted, unless the input
+/// kept it to the importing org alone.
+fn recipients_for(tlp: Tlp, org_only: bool, args: &ImportArgs) -> Vec<String> {
+    match tlp.is_restricted() && !org_only {
+        true => args.recipients.iter().map(ToString::to_string).collect(),
+        false => Vec::new(),
+    }
+}
+
 /// Gives each submission the strictest TLP level its value had anywhere in the input (a value
 /// given CLEAR in one object and RED in a later one was signed CLEAR: the first won), and
 /// counts the restricted ones that name no recipient.
@@ -325,16 +330,10 @@ fn narrow_repeats(plans: &mut [Plan], args: &ImportArgs, tally: &mut Tally) {
             let now = Tlp::from_proto(d.tlp).unwrap_or(args.tlp);
             let (strictest, org_only) =
                 (tally.strictest.get(indicator).copied()).unwrap_or((now, false));
-            if org_only {
-                // Its org's alone wherever the input gave it so.
-                d.recipients.clear();
-            }
+            // Its org's alone wherever the input gave it so.
+            d.recipients = recipients_for(strictest.max(now), org_only, args);
             if strictest > now {
                 d.tlp = strictest.to_proto() as i32;
-                d.recipients = match strictest.is_restricted() && !org_only {
-                    true => args.recipients.iter().map(ToString::to_string).collect(),
-                    false => Vec::new(),
-                };
                 tally.warned.add(
                     &format!(
                         "given a stricter TLP level elsewhere in the input: submitted {strictest}"
