@@ -442,9 +442,14 @@ pub fn current_encryption_key(m: &pb::Member) -> String {
         None => "no encryption key".to_string(),
         Some(k) => match intelmesh_core::sealed::EncryptionPublic::from_bytes(&k.public_key) {
             Ok(key) => format!(
-                "encryption key {} (since version {})",
+                "encryption key {} (since version {}{})",
                 key.id(),
-                k.since_version
+                k.since_version,
+                if k.reported_compromised {
+                    ", reported compromised: nothing sealed to it"
+                } else {
+                    ""
+                }
             ),
             Err(e) => format!("encryption key invalid: {e}"),
         },

@@ -275,49 +275,6 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
         "{err}"
     );
 
-    // A compromise report names the key by the id operators see; an id the member does not
-    // hold is refused before anything is proposed.
-    let public = std::fs::read_to_string(au.join("signing.pub")).unwrap();
-    let key = intelmesh_node::keys::parse_public_key(&public).unwrap();
-    let id = intelmesh_core::KeyId::of(&key).to_string();
-    let unknown = run(&fed.admin(
-        "alice",
-        &[
-            "members",
-            "report-compromise",
-            AGENCY,
-            "--key",
-            "0123456789abcdef",
-            "--last-good-seq",
-            "1",
-        ],
-    ));
-    assert_eq!(unknown.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("no signing key of AU-AFP"),
-        "{}",
-        String::from_utf8_lossy(&unknown.stderr)
-    );
-    let reported = run_ok(&fed.admin(
-        "alice",
-        &[
-            "members",
-            "report-compromise",
-            AGENCY,
-            "--key",
-            &id,
-            "--last-good-seq",
-            "1",
-            "--reason",
-            "laptop stolen",
-            "--sign-with",
-            &fed.key("alice"),
-        ],
-    ));
-    assert!(reported.contains("published"), "{reported}");
-    let audit = run_ok(&fed.admin("alice", &["audit", "--org", AGENCY]));
-    assert!(audit.contains("(laptop stolen)"), "{audit}");
-
     // A renewal whose record is still unsigned, revoked at once (its bundle went astray): the
     // roster ties the serial to no member, yet the hub knows it issued it to AGENCY.
     let astray = run_ok(&fed.admin(
@@ -366,7 +323,57 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     let bare = run(&fed.admin("alice", &["members", "revoke-cert", serial]));
     assert_eq!(bare.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bare.stderr).contains("needs --reason"));
-    let revoked = run_ok(&fed.admin(
+    // A compromise report names the key by the id operators see; an id the member does not
+    // hold is refused before anything is proposed.
+    let public = std::fs::read_to_string(au.join("signing.pub")).unwrap();
+    let key = intelmesh_node::keys::parse_public_key(&public).unwrap();
+    let id = intelmesh_core::KeyId::of(&key).to_string();
+    let unknown = run(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "report-compromise",
+            AGENCY,
+            "--key",
+            "0123456789abcdef",
+            "--last-good-seq",
+            "1",
+        ],
+    ));
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no signing key of AU-AFP"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let reported = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "report-compromise",
+            AGENCY,
+            "--key",
+            &id,
+            "--last-good-seq",
+            "1",
+            "--reason",
+            "laptop stolen",
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(reported.contains("published"), "{reported}");
+    // The thief took the node's certificate with the key: the report revokes it.
+    assert!(
+        reported.contains(&format!(
+            "certificate {serial} ({AGENCY}) revoked: signing key {id} reported compromised"
+        )),
+        "{reported}"
+    );
+    let audit = run_ok(&fed.admin("alice", &["audit", "--org", AGENCY]));
+    assert!(audit.contains("(laptop stolen)"), "{audit}");
+
+    let twice = run(&fed.admin(
         "alice",
         &[
             "members",
@@ -378,10 +385,12 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
             &fed.key("alice"),
         ],
     ));
-    assert!(revoked.contains("published"), "{revoked}");
+    assert_eq!(twice.status.code(), Some(2));
     assert!(
-        revoked.contains(serial),
-        "the diff names the serial: {revoked}"
+        String::from_utf8_lossy(&twice.stderr)
+            .contains(&format!("certificate {serial} is already revoked")),
+        "{}",
+        String::from_utf8_lossy(&twice.stderr)
     );
     // Its enrolment key may be in other hands now: a renewal does not certify it again.
     let renewed = run(&fed.admin(
@@ -848,4 +857,67 @@ fn a_member_gets_no_more_bundles_while_too_many_issued_are_unrecorded() {
     let hub = intelmesh_node::NodeConfig::load(&dir.join("fed/hub/node.toml")).unwrap();
     let ledger = intelmesh_node::admin::issued::dir(&hub.data_dir);
     assert_eq!(std::fs::read_dir(ledger).unwrap().count(), max);
+}
+
+#[test]
+fn a_member_whose_key_was_reported_compromised_gets_no_bundle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fed = Federation::init(dir, &["alice"], 1);
+    let au = dir.join("au");
+    run_ok(&args(&[
+        "node",
+        "init",
+        "--org",
+        AGENCY,
+        "--name",
+        "AFP",
+        "--dir",
+        &s(&au),
+    ]));
+    run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "add",
+            "--request",
+            &s(&au.join("enrolment.request")),
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    let bundle = s(&dir.join("au.bundle"));
+    // Once its key is reported compromised, its enrolment request (whose certificate key sat
+    // beside the stolen one) is not certified again, though no certificate was recorded.
+    let public = std::fs::read_to_string(au.join("signing.pub")).unwrap();
+    let key = intelmesh_node::keys::parse_public_key(&public).unwrap();
+    let id = intelmesh_core::KeyId::of(&key).to_string();
+    run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "report-compromise",
+            AGENCY,
+            "--key",
+            &id,
+            "--last-good-seq",
+            "0",
+            "--reason",
+            "node seized",
+            "--sign-with",
+            &fed.key("alice"),
+        ],
+    ));
+    let refused = run(&fed.admin(
+        "alice",
+        &[
+            "members", "bundle", AGENCY, "--days", "30", "--out", &bundle,
+        ],
+    ));
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains(&format!("a signing key of {AGENCY} was reported compromised, so the key of its enrolment request is not certified again")),
+        "{err}"
+    );
 }

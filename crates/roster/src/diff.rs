@@ -254,6 +254,19 @@ fn diff_encryption_keys(org: &str, old: &pb::Member, new: &pb::Member, out: &mut
             encryption_key_label(&k.public_key)
         ));
     }
+    let marked = |m: &pb::Member| -> BTreeSet<Vec<u8>> {
+        (m.encryption_keys.iter())
+            .filter(|k| k.reported_compromised)
+            .map(|k| k.public_key.clone())
+            .collect()
+    };
+    let already = marked(old);
+    for k in marked(new).difference(&already) {
+        out.push(format!(
+            "member {org}: encryption key {} reported compromised, nothing new sealed to it",
+            encryption_key_label(k)
+        ));
+    }
     let current = |m: &pb::Member| m.encryption_keys.last().map(|k| k.public_key.clone());
     if let (Some(a), Some(b)) = (current(old), current(new)) {
         if a != b {

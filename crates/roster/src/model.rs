@@ -203,6 +203,7 @@ pub fn encryption_key(key: &EncryptionPublic, version: u64) -> pb::EncryptionKey
     pb::EncryptionKey {
         public_key: key.as_bytes().to_vec(),
         since_version: version,
+        reported_compromised: false,
     }
 }
 

@@ -153,11 +153,21 @@ impl Roster {
     }
 
     /// The key new payloads for `org` are sealed to: the current (last listed) encryption key of
-    /// an active member. `None` for a suspended, removed or unknown member and for one without
-    /// an encryption key, so nothing new is sealed to a member the federation shut out.
+    /// an active member. `None` for a suspended, removed or unknown member, for one without an
+    /// encryption key, and for one whose current key a compromise report marked (it lives where
+    /// the stolen signing key did), so nothing new is sealed to a member the federation shut
+    /// out or to a key a thief may hold.
     pub fn encryption_key(&self, org: &OrgId) -> Option<EncryptionPublic> {
         let m = self.checked.members.get(org)?;
         if m.status != MemberStatus::Active || self.compromised_without_key(org) {
+            return None;
+        }
+        let listed = self.checked.document.members.get(m.index)?;
+        if listed
+            .encryption_keys
+            .last()
+            .is_some_and(|k| k.reported_compromised)
+        {
             return None;
         }
         m.encryption_keys.last().copied()

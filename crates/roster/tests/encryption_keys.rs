@@ -68,6 +68,7 @@ fn entry(n: u8, since_version: u64) -> pb::EncryptionKey {
     pb::EncryptionKey {
         public_key: enc_key(n).as_bytes().to_vec(),
         since_version,
+        reported_compromised: false,
     }
 }
 
@@ -91,6 +92,7 @@ fn document_refuses_a_key_of_wrong_length_or_small_order() {
             defect(|d| d.members[1].encryption_keys.push(pb::EncryptionKey {
                 public_key: point.to_vec(),
                 since_version: 2,
+                reported_compromised: false,
             })),
             DocumentDefect::EncryptionKeyInvalid {
                 org: org("AG"),
@@ -457,4 +459,114 @@ fn an_old_encryption_key_request_is_refused() {
     // A fresh one is taken.
     let v3 = apply(&v2, vec![set_key(&key(20), "AG", 51)], &no_heads);
     assert_eq!(listed(&v3, "AG").len(), 2);
+}
+
+fn report(signing: u8, replacement: Option<u8>) -> A {
+    let (replacement_key, replacement_proof) = match replacement {
+        None => (Vec::new(), Vec::new()),
+        Some(n) => (
+            key(n).verifying_key().to_bytes().to_vec(),
+            intelmesh_roster::enrolment::sign_replacement(&org("AG"), &key(n), 1),
+        ),
+    };
+    A::ReportCompromise(pb::ReportCompromise {
+        org: "AG".into(),
+        public_key: key(signing).verifying_key().to_bytes().to_vec(),
+        last_good_seq: 0,
+        replacement_key,
+        replacement_proof,
+    })
+}
+
+fn record(serial: &str, not_after_unix_ms: i64) -> A {
+    A::RecordCert(pb::RecordCert {
+        org: "AG".into(),
+        cert: Some(pb::IssuedCert {
+            serial: serial.into(),
+            not_after_unix_ms,
+        }),
+    })
+}
+
+#[test]
+fn a_compromise_report_stops_sealing_to_the_keys_the_thief_may_hold() {
+    let v2 = with_keyed_agency();
+    let v3 = apply(&v2, vec![report(20, Some(22))], &no_heads);
+    assert_eq!(
+        v3.encryption_key(&org("AG")),
+        None,
+        "the encryption key lived beside the stolen signing key"
+    );
+    assert_eq!(ReaderKeys::current(&v3, &org("AG")), None);
+    // Still listed, as history: only nothing new is sealed to it.
+    assert_eq!(listed(&v3, "AG"), vec![(enc_key(50), 2)]);
+    let changes = diff(v2.document(), v3.document());
+    assert!(
+        changes.contains(&format!(
+            "member AG: encryption key {} reported compromised, nothing new sealed to it",
+            enc_key(50).id()
+        )),
+        "{changes:?}"
+    );
+    // The stolen signing key cannot list a key of the thief's; the replacement lists a fresh one.
+    assert!(matches!(
+        action_error(try_propose(
+            &v3,
+            vec![set_key(&key(20), "AG", 51)],
+            &no_heads
+        )),
+        ActionError::EncryptionKeyRequest(RequestError::BadSignature { .. })
+    ));
+    let v4 = apply(&v3, vec![set_key(&key(22), "AG", 51)], &no_heads);
+    assert_eq!(v4.encryption_key(&org("AG")), Some(enc_key(51)));
+    // In one proposal, report first: the fresh key stays current and unmarked.
+    let at_once = apply(
+        &v2,
+        vec![report(20, Some(22)), set_key(&key(22), "AG", 52)],
+        &no_heads,
+    );
+    assert_eq!(at_once.encryption_key(&org("AG")), Some(enc_key(52)));
+    // A key listed just before the report, in the same proposal, is marked with the rest.
+    let before = apply(
+        &v2,
+        vec![set_key(&key(20), "AG", 53), report(20, Some(22))],
+        &no_heads,
+    );
+    assert_eq!(before.encryption_key(&org("AG")), None);
+}
+
+#[test]
+fn a_compromise_report_revokes_the_members_certificates_in_force() {
+    let v2 = with_keyed_agency();
+    let v3 = apply(
+        &v2,
+        vec![
+            record("a01", NOW + 86_400_000),
+            record("a02", NOW - 1),
+            record("a03", NOW + 86_400_000),
+            A::RevokeCert(pb::RevokeCert {
+                serial: "a03".into(),
+                reason: "lost".into(),
+            }),
+        ],
+        &no_heads,
+    );
+    let v4 = apply(&v3, vec![report(20, None)], &no_heads);
+    let revoked: Vec<(&str, &str, &str)> = v4
+        .document()
+        .revoked
+        .iter()
+        .map(|r| (r.serial.as_str(), r.org.as_str(), r.reason.as_str()))
+        .collect();
+    let reason = format!(
+        "signing key {} reported compromised",
+        intelmesh_core::KeyId::of(&key(20).verifying_key())
+    );
+    assert_eq!(
+        revoked,
+        vec![("a03", "AG", "lost"), ("a01", "AG", reason.as_str())],
+        "the one in force is revoked; the expired and the already revoked are left as they were"
+    );
+    let line = &v4.document().change.as_ref().expect("change").actions[0];
+    assert!(line.ends_with("; certificates revoked: a01"), "{line}");
 }

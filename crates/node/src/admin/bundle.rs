@@ -39,12 +39,21 @@ pub fn issue_bundle(
     // The bundle certifies the key of the enrolment request again. Once a certificate of the
     // member was revoked, that key may be in other hands: certifying it again would readmit
     // whoever holds it.
+    // Likewise once one of its signing keys was reported compromised: the node that held it
+    // held the certificate request's key too.
     let ledger = issued::dir(&state.cfg.data_dir);
-    if issued::revoked_for(&current.document().revoked, org, |serial| {
+    let why = if issued::revoked_for(&current.document().revoked, org, |serial| {
         issued::issued_to(&ledger, serial)
     })? {
+        Some(format!("a certificate of {org} was revoked"))
+    } else if (member.signing_keys.iter()).any(|k| k.ended_by == pb::KeyEnd::Compromise as i32) {
+        Some(format!("a signing key of {org} was reported compromised"))
+    } else {
+        None
+    };
+    if let Some(why) = why {
         return Err(AdminError::Precondition(format!(
-            "a certificate of {org} was revoked, so the key of its enrolment request is not certified again: have {org} make a new key and request (`intelmesh pki request-node`) and sign it with `intelmesh pki sign-node`"
+            "{why}, so the key of its enrolment request is not certified again: have {org} make a new key and request (`intelmesh pki request-node`) and sign it with `intelmesh pki sign-node`"
         )));
     }
     // Each bundle signs a certificate and writes a ledger file: bounded per member until the

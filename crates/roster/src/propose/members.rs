@@ -311,9 +311,15 @@ pub(super) fn rotate_key(
     ))
 }
 
+/// Ends the reported key at the last seq the member vouches for, and with it what the thief
+/// took from the same node: the member's certificates still in force are revoked (they would
+/// let the thief dial in as the member) and its encryption keys are marked (nothing new is
+/// sealed to them). A replacement key, if given, signs from the next seq; with it the member
+/// asks for a fresh certificate (`pki request-node`) and lists a fresh encryption key.
 pub(super) fn report_compromise(
     doc: &mut pb::RosterDocument,
     a: &pb::ReportCompromise,
+    now_unix_ms: i64,
 ) -> Result<String, ActionError> {
     let (org, m) = member(doc, &a.org)?;
     // A suspended or removed member has no open key; a replacement would give it one.
@@ -358,6 +364,17 @@ pub(super) fn report_compromise(
         "report compromise of key {key_id} of {org}: valid for seqs {} only; later entries under it are refused",
         seq_range(k.first_seq, k.last_seq)
     );
+    let marked = mark_encryption_keys(m);
+    if marked > 0 {
+        line.push_str(&format!(
+            "; its {marked} encryption key(s) marked, nothing new sealed to them"
+        ));
+    }
+    let revoked = revoke_certificates_of(doc, &org, &key_id, now_unix_ms);
+    if !revoked.is_empty() {
+        line.push_str(&format!("; certificates revoked: {}", revoked.join(", ")));
+    }
+    let (_, m) = member(doc, org.as_str())?;
     if !a.replacement_key.is_empty() {
         let first_seq = a
             .last_good_seq
@@ -387,4 +404,47 @@ pub(super) fn report_compromise(
         ));
     }
     Ok(line)
+}
+
+/// Marks every encryption key of `m` not yet marked; how many it marked.
+fn mark_encryption_keys(m: &mut pb::Member) -> usize {
+    let mut marked = 0;
+    for k in m
+        .encryption_keys
+        .iter_mut()
+        .filter(|k| !k.reported_compromised)
+    {
+        k.reported_compromised = true;
+        marked += 1;
+    }
+    marked
+}
+
+/// Revokes the certificates recorded for `org` that are neither expired nor revoked yet; their
+/// serials.
+fn revoke_certificates_of(
+    doc: &mut pb::RosterDocument,
+    org: &OrgId,
+    key_id: &KeyId,
+    now_unix_ms: i64,
+) -> Vec<String> {
+    let Some(m) = doc.members.iter().find(|m| m.org == org.as_str()) else {
+        return Vec::new();
+    };
+    let in_force: Vec<String> = m
+        .certificates
+        .iter()
+        .filter(|c| c.not_after_unix_ms > now_unix_ms)
+        .filter(|c| !doc.revoked.iter().any(|r| r.serial == c.serial))
+        .map(|c| c.serial.clone())
+        .collect();
+    for serial in &in_force {
+        doc.revoked.push(pb::RevokedCert {
+            serial: serial.clone(),
+            org: org.to_string(),
+            reason: format!("signing key {key_id} reported compromised"),
+            revoked_at_unix_ms: now_unix_ms,
+        });
+    }
+    in_force
 }

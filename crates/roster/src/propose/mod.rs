@@ -274,7 +274,7 @@ fn apply(
         A::Reinstate(a) => reinstate(doc, &a.org),
         A::Remove(a) => remove(doc, a, ctx),
         A::RotateKey(a) => rotate_key(doc, a, ctx),
-        A::ReportCompromise(a) => report_compromise(doc, a),
+        A::ReportCompromise(a) => report_compromise(doc, a, ctx.now_unix_ms),
         A::RevokeCert(a) => revoke_cert(doc, a, ctx.now_unix_ms),
         A::RecordCert(a) => record_cert(doc, a),
         A::SetAuthority(a) => set_authority(doc, a),
