@@ -110,14 +110,20 @@ enum MembersCmd {
         #[command(flatten)]
         propose: ProposeOpts,
     },
-    /// End a stolen key at the last seq the member vouches for.
+    /// End a stolen key at the last seq the member vouches for. Every certificate of the
+    /// member issued before the report is refused and nothing new is sealed to its encryption
+    /// keys. With --replacement (the member's `intelmesh node replacement-key` file, which
+    /// names the key and seq) the member signs on with a new key.
     ReportCompromise {
         org: String,
-        /// The compromised public key (hex, or a .pub file).
-        #[arg(long, value_name = "PUB")]
-        key: String,
-        #[arg(long, value_name = "N")]
-        last_good_seq: u64,
+        /// The compromised public key (hex, a .pub file, or its key id).
+        #[arg(long, value_name = "PUB", required_unless_present = "replacement")]
+        key: Option<String>,
+        #[arg(long, value_name = "N", required_unless_present = "replacement")]
+        last_good_seq: Option<u64>,
+        /// The member's replacement key and its proof (`intelmesh node replacement-key`).
+        #[arg(long, value_name = "FILE")]
+        replacement: Option<PathBuf>,
         #[command(flatten)]
         propose: ProposeOpts,
     },
@@ -343,20 +349,33 @@ async fn members(hub: &Hub, which: MembersCmd) -> anyhow::Result<ExitCode> {
             org,
             key,
             last_good_seq,
+            replacement,
             propose,
         } => {
-            let public_key = compromised_key(hub, &org, &key).await?;
-            (
-                vec![action(A::ReportCompromise(pb::ReportCompromise {
-                    org,
-                    public_key,
-                    last_good_seq,
-                    // Not offered by the CLI yet: a replacement key with its proof of
-                    // possession (the stolen key cannot sign a rotation request).
-                    ..Default::default()
-                }))],
-                propose,
-            )
+            let report = match replacement {
+                Some(file) => {
+                    let report = read_message::<pb::ReportCompromise>("--replacement", &file)?;
+                    let given = match &key {
+                        Some(key) => Some(compromised_key(hub, &org, key).await?),
+                        None => None,
+                    };
+                    replacement_report(report, &org, given, last_good_seq)?
+                }
+                None => {
+                    let (Some(key), Some(last_good_seq)) = (key, last_good_seq) else {
+                        return Err(usage(
+                            "report-compromise needs --key and --last-good-seq, or --replacement",
+                        ));
+                    };
+                    pb::ReportCompromise {
+                        public_key: compromised_key(hub, &org, &key).await?,
+                        org,
+                        last_good_seq,
+                        ..Default::default()
+                    }
+                }
+            };
+            (vec![action(A::ReportCompromise(report))], propose)
         }
         MembersCmd::RevokeCert { serial, propose } => {
             if propose.reason.trim().is_empty() {
@@ -374,6 +393,35 @@ async fn members(hub: &Hub, which: MembersCmd) -> anyhow::Result<ExitCode> {
     };
     hub.propose(actions, &opts).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The member's report with its replacement key, checked against what the operator typed:
+/// the org, and the key and seq when given too (the file names them).
+fn replacement_report(
+    report: pb::ReportCompromise,
+    org: &str,
+    key: Option<Vec<u8>>,
+    last_good_seq: Option<u64>,
+) -> anyhow::Result<pb::ReportCompromise> {
+    if report.org != org {
+        return Err(usage(format!(
+            "--replacement is {}'s, not {org}'s",
+            report.org
+        )));
+    }
+    if report.replacement_key.is_empty() {
+        return Err(usage("--replacement holds no replacement key"));
+    }
+    if key.is_some_and(|k| k != report.public_key) {
+        return Err(usage("--key is not the key the --replacement file reports"));
+    }
+    if last_good_seq.is_some_and(|n| n != report.last_good_seq) {
+        return Err(usage(format!(
+            "--last-good-seq differs from the --replacement file's ({})",
+            report.last_good_seq
+        )));
+    }
+    Ok(report)
 }
 
 /// The public key `--key` names: a .pub file, the key in hex, or its key id as `roster show`

@@ -140,7 +140,10 @@ async fn roster_async(o: RosterOpts) -> anyhow::Result<()> {
         let (who, gone) = (node.org().clone(), suspended.clone());
         waiters.spawn(async move {
             changes
-                .wait_for(|r| r.admits_peer(&gone, None).is_err())
+                .wait_for(|r| {
+                    r.admits_peer(&gone, intelmesh_roster::Presented::default())
+                        .is_err()
+                })
                 .await
                 .map(|_| (who, Instant::now()))
         });

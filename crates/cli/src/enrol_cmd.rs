@@ -92,6 +92,10 @@ pub enum NodeCmd {
     /// to it) and the request, signed with the current signing key, that asks the hub
     /// operators to list it (`admin members set-encryption-key`).
     RotateEncryptionKey(crate::enc_key_cmd::RotateEncryptionKeyArgs),
+    /// Member side, after its signing key was taken: a new key (the stopped node switched to
+    /// it) and its proof, for the hub operators to send with the compromise report
+    /// (`admin members report-compromise ORG --replacement FILE`).
+    ReplacementKey(crate::replacement_cmd::ReplacementKeyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -410,6 +414,7 @@ pub fn node(which: NodeCmd) -> anyhow::Result<ExitCode> {
             crate::current_thread()?.block_on(crate::rotate_cmd::rotate_key(a))
         }
         NodeCmd::RotateEncryptionKey(a) => crate::enc_key_cmd::rotate_encryption_key(a),
+        NodeCmd::ReplacementKey(a) => crate::replacement_cmd::replacement_key(a),
     }
 }
 

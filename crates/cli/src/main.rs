@@ -38,6 +38,7 @@ mod probe;
 mod profile;
 mod publish;
 mod render;
+mod replacement_cmd;
 mod rotate_cmd;
 mod run;
 mod submit_cmd;

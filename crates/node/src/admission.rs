@@ -4,7 +4,7 @@
 //! admits is cut at once, and API callers with a revoked certificate are refused.
 
 use intelmesh_core::OrgId;
-use intelmesh_roster::{MemberRole, Refusal};
+use intelmesh_roster::{MemberRole, Presented, Refusal};
 use tonic::{Request, Status};
 
 use crate::state::NodeState;
@@ -16,10 +16,12 @@ pub fn certificate_ended(end_unix_ms: i64) -> String {
 }
 
 /// What a peer's certificate (its leaf, DER) says that its link is held against: the serial
-/// the roster may revoke, and when it ends.
+/// the roster may revoke, when it starts (a compromise report refuses those issued before it)
+/// and when it ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PeerCert {
     pub serial: Option<String>,
+    pub not_before_unix_ms: Option<i64>,
     pub not_after_unix_ms: Option<i64>,
 }
 
@@ -29,6 +31,7 @@ impl PeerCert {
         match crate::cert_facts::cert_facts(der) {
             Ok(facts) => PeerCert {
                 serial: Some(facts.serial_hex),
+                not_before_unix_ms: Some(facts.not_before_unix_ms),
                 not_after_unix_ms: Some(facts.not_after_unix_ms),
             },
             Err(_) => PeerCert::default(),
@@ -40,6 +43,14 @@ impl PeerCert {
         (request.peer_certs())
             .and_then(|certs| certs.first().map(|leaf| PeerCert::of_leaf(leaf.as_ref())))
             .unwrap_or_default()
+    }
+
+    /// What the roster judges of it.
+    pub fn presented(&self) -> Presented<'_> {
+        Presented {
+            serial_hex: self.serial.as_deref(),
+            not_before_unix_ms: self.not_before_unix_ms,
+        }
     }
 
     /// Resolves when the certificate ends (never for one whose end is unknown): a link, or a
@@ -54,15 +65,15 @@ impl PeerCert {
     }
 }
 
-/// Whether `peer` (presenting a certificate with `serial`) may hold a federation link now:
-/// whether it relays (a hub) if so, why not otherwise.
-pub fn admit_peer(state: &NodeState, peer: &OrgId, serial: Option<&str>) -> Result<bool, Status> {
+/// Whether `peer` (presenting `cert`) may hold a federation link now: whether it relays (a
+/// hub) if so, why not otherwise.
+pub fn admit_peer(state: &NodeState, peer: &OrgId, cert: &PeerCert) -> Result<bool, Status> {
     match state.roster() {
         None => state.peer_config(peer).map(|p| p.relay).ok_or_else(|| {
             Status::permission_denied(format!("{peer} is not a configured peer of {}", state.org))
         }),
         Some(roster) => roster
-            .admits_peer(peer, serial)
+            .admits_peer(peer, cert.presented())
             .map(|role| role == MemberRole::Hub)
             .map_err(|refusal| Status::permission_denied(refusal.to_string())),
     }
@@ -70,12 +81,14 @@ pub fn admit_peer(state: &NodeState, peer: &OrgId, serial: Option<&str>) -> Resu
 
 /// Resolves when a roster change means `peer` may no longer hold its link (never in static
 /// mode), with why. Woken by the roster's watch channel: no polling.
-pub async fn refused_later(state: &NodeState, peer: &OrgId, serial: Option<&str>) -> Refusal {
+pub async fn refused_later(state: &NodeState, peer: &OrgId, cert: &PeerCert) -> Refusal {
     let Some(mut changes) = state.roster_changes() else {
         return std::future::pending().await;
     };
     loop {
-        let refusal = changes.borrow_and_update().admits_peer(peer, serial).err();
+        let refusal = (changes.borrow_and_update())
+            .admits_peer(peer, cert.presented())
+            .err();
         if let Some(refusal) = refusal {
             return refusal;
         }
@@ -100,7 +113,8 @@ pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<()
 /// check that; a connection kept open past it does not), the roster revoked its serial, or it
 /// names another org the roster shut out (suspended, removed, or its key reported compromised
 /// with none open: a node's service CA may certify other orgs' services, which read as their
-/// org). `None` when none of these holds.
+/// org) or whose key was reported compromised after it was issued. `None` when none of these
+/// holds.
 pub fn refused_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
     let cert = PeerCert::of_leaf(leaf);
     if let Some(end) = cert.not_after_unix_ms {
@@ -119,6 +133,12 @@ pub fn refused_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
     let org = crate::identity::identity_of(leaf).ok()?.org().clone();
     if org == state.org {
         return None;
+    }
+    if roster.issued_before_compromise(&org, cert.not_before_unix_ms) {
+        return Some(format!(
+            "{org}'s key was reported compromised after this certificate was issued (roster version {}): ask for a new certificate",
+            roster.version()
+        ));
     }
     use intelmesh_roster::model::MemberStatus;
     let status = match roster.member_rules(&org)?.status {

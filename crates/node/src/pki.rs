@@ -76,8 +76,8 @@ pub const MAX_BUNDLE_DAYS: u32 = 397;
 /// Days a CA certificate is valid: ten years, since replacing a CA means re-issuing everything.
 pub const CA_DAYS: u32 = 3650;
 /// How far back a certificate's validity starts, so a verifier whose clock runs a little behind
-/// the issuer's accepts it at once.
-const BACKDATE_SECS: i64 = 3600;
+/// the issuer's accepts it at once. The roster's compromise cut-off counts on it.
+const BACKDATE_SECS: i64 = intelmesh_roster::model::CERT_BACKDATE_MS / 1000;
 
 /// The period a certificate is valid for, from now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

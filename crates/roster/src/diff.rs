@@ -172,6 +172,12 @@ fn diff_member(org: &str, old: &pb::Member, new: &pb::Member, out: &mut Vec<Stri
             old.display_name, old.country, new.display_name, new.country
         ));
     }
+    if old.certificates_from_unix_ms != new.certificates_from_unix_ms {
+        out.push(format!(
+            "member {org}: certificates whose validity starts before {} (unix ms) refused",
+            new.certificates_from_unix_ms
+        ));
+    }
     if old.node_identity != new.node_identity {
         out.push(format!(
             "member {org}: node identity {} -> {}",

@@ -65,8 +65,10 @@ pub enum Refusal {
     Suspended { org: OrgId, version: u64 },
     #[error("{org} was removed in or before roster version {version}")]
     Removed { org: OrgId, version: u64 },
-    #[error("{org}'s signing key is reported compromised in roster version {version} and it holds no other: it re-enrols")]
+    #[error("{org}'s signing key is reported compromised in roster version {version} and it holds no other: the report is made again with a replacement key (`intelmesh node replacement-key`)")]
     Compromised { org: OrgId, version: u64 },
+    #[error("{org}'s certificate was issued before its key was reported compromised (roster version {version}): ask for a new certificate")]
+    CertificateBeforeCompromise { org: OrgId, version: u64 },
     #[error("certificate {serial} of {org} is revoked in roster version {version}")]
     CertificateRevoked {
         org: OrgId,

@@ -28,5 +28,5 @@ pub use hash::{roster_hash, sign_document, signature_message};
 pub use model::{Authority, AuthorityKey, MemberKey, MemberRole, MemberStatus};
 pub use policy::Policy;
 pub use propose::{propose, ActionError, ProposeContext, ProposeError};
-pub use roster::Roster;
+pub use roster::{Presented, Roster};
 pub use thresholds::{genesis_thresholds, signs, thresholds, Thresholds};

@@ -191,8 +191,15 @@ pub fn new_member(
         withdrawn: false,
         certificates: Vec::new(),
         encryption_keys: Vec::new(),
+        certificates_from_unix_ms: 0,
     }
 }
+
+/// How far back the federation CA starts a certificate's validity (`pki`), so that a verifier
+/// whose clock runs a little behind the issuer's accepts it at once. A compromise report
+/// refuses certificates whose validity starts before the report's time less this: those
+/// issued before it.
+pub const CERT_BACKDATE_MS: i64 = 3_600_000;
 
 /// How many encryption keys a member lists at most (its current one and the recent history):
 /// a rotation beyond this drops the oldest.

@@ -336,13 +336,19 @@ impl Roster {
         compromised && m.keys.iter().all(|k| k.last_seq.is_some())
     }
 
-    /// Whether `org` may hold a federation link, presenting a certificate with
-    /// `cert_serial_hex` (any common spelling): its role if so, why not otherwise.
-    pub fn admits_peer(
-        &self,
-        org: &OrgId,
-        cert_serial_hex: Option<&str>,
-    ) -> Result<MemberRole, Refusal> {
+    /// Whether a certificate naming `org` whose validity starts at `not_before_unix_ms`
+    /// (`None`: unknown) was issued before a compromise report of `org`'s key, and is refused
+    /// for it, recorded or not.
+    pub fn issued_before_compromise(&self, org: &OrgId, not_before_unix_ms: Option<i64>) -> bool {
+        let from = (self.checked.members.get(org))
+            .and_then(|m| self.checked.document.members.get(m.index))
+            .map_or(0, |raw| raw.certificates_from_unix_ms);
+        from > 0 && not_before_unix_ms.is_none_or(|start| start < from)
+    }
+
+    /// Whether `org` may hold a federation link, presenting `cert`: its role if so, why not
+    /// otherwise.
+    pub fn admits_peer(&self, org: &OrgId, cert: Presented<'_>) -> Result<MemberRole, Refusal> {
         let version = self.version();
         let member = self
             .checked
@@ -373,7 +379,7 @@ impl Roster {
                 version,
             });
         }
-        if let Some(serial) = cert_serial_hex.map(normalize_serial) {
+        if let Some(serial) = cert.serial_hex.map(normalize_serial) {
             if self.checked.revoked.contains(&serial) {
                 return Err(Refusal::CertificateRevoked {
                     org: org.clone(),
@@ -381,6 +387,12 @@ impl Roster {
                     version,
                 });
             }
+        }
+        if self.issued_before_compromise(org, cert.not_before_unix_ms) {
+            return Err(Refusal::CertificateBeforeCompromise {
+                org: org.clone(),
+                version,
+            });
         }
         Ok(member.role)
     }
@@ -393,6 +405,15 @@ impl Roster {
             .map(|(org, m)| (org, (m.role, m.status)))
             .collect()
     }
+}
+
+/// What the roster judges of a certificate a peer presents; `None` for what could not be read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Presented<'a> {
+    /// Its serial, in any common spelling.
+    pub serial_hex: Option<&'a str>,
+    /// When its validity starts.
+    pub not_before_unix_ms: Option<i64>,
 }
 
 impl ReaderKeys for Roster {

@@ -9,8 +9,9 @@ use intelmesh_core::verify::{KeyLookup, KeyRegistry};
 use intelmesh_core::{KeyId, OrgId};
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::enrolment::{sign_replacement, sign_rotation, RequestError};
+use intelmesh_roster::model::CERT_BACKDATE_MS;
 use intelmesh_roster::{ActionError, ProposeError};
-use intelmesh_roster::{MemberRole, Policy, Refusal, Roster};
+use intelmesh_roster::{MemberRole, Policy, Presented, Refusal, Roster};
 use pb::action::Action as A;
 
 fn lookup(roster: &Roster, origin: &str, key: &SigningKey, seq: u64) -> KeyLookup {
@@ -21,6 +22,13 @@ fn lookup(roster: &Roster, origin: &str, key: &SigningKey, seq: u64) -> KeyLooku
 
 fn valid(roster: &Roster, origin: &str, key: &SigningKey, seq: u64) -> bool {
     lookup(roster, origin, key, seq) == KeyLookup::Valid(key.verifying_key())
+}
+
+fn serial(serial_hex: &str) -> Presented<'_> {
+    Presented {
+        serial_hex: Some(serial_hex),
+        not_before_unix_ms: Some(NOW),
+    }
 }
 
 fn heads(n: u64) -> impl Fn(&OrgId) -> u64 {
@@ -134,6 +142,51 @@ fn a_replacement_key_sent_with_a_compromise_report_signs_after_the_cut_off() {
 }
 
 #[test]
+fn a_compromise_report_refuses_the_certificates_issued_before_it() {
+    let v2 = with_agency();
+    let issued = |not_before_unix_ms| Presented {
+        serial_hex: Some("ab"),
+        not_before_unix_ms,
+    };
+    let before = issued(Some(NOW - CERT_BACKDATE_MS - 1));
+    assert_eq!(v2.admits_peer(&org("AG"), before), Ok(MemberRole::Agency));
+    let v3 = apply(&v2, vec![report_compromise(20, 0, Some(22))], &no_heads);
+    let refused = Err(Refusal::CertificateBeforeCompromise {
+        org: org("AG"),
+        version: 3,
+    });
+    assert_eq!(v3.admits_peer(&org("AG"), before), refused);
+    assert_eq!(
+        v3.admits_peer(&org("AG"), issued(None)),
+        refused,
+        "a certificate of unknown validity may be the thief's"
+    );
+    // One the federation CA signs from the report's time on (backdated as it does) is admitted.
+    for after in [NOW - CERT_BACKDATE_MS, NOW] {
+        assert_eq!(
+            v3.admits_peer(&org("AG"), issued(Some(after))),
+            Ok(MemberRole::Agency)
+        );
+    }
+    assert!(v3.issued_before_compromise(&org("AG"), Some(NOW - CERT_BACKDATE_MS - 1)));
+    assert!(
+        !v3.issued_before_compromise(&org("HUB"), Some(0)),
+        "other members keep theirs"
+    );
+    let line = &v3.document().change.as_ref().expect("change").actions[0];
+    assert!(
+        line.contains("; its certificates issued until now are refused"),
+        "{line}"
+    );
+    assert!(
+        intelmesh_roster::diff(v2.document(), v3.document()).contains(&format!(
+            "member AG: certificates whose validity starts before {} (unix ms) refused",
+            NOW - CERT_BACKDATE_MS
+        ))
+    );
+}
+
+#[test]
 fn a_suspended_member_gets_no_replacement_key_with_a_compromise_report() {
     let v2 = with_agency();
     let ag = org("AG");
@@ -204,7 +257,10 @@ fn suspension_cuts_at_the_hub_head_and_reinstatement_reopens() {
         &heads(30),
     );
     assert!(valid(&v4, "AG", &key(20), 31));
-    assert_eq!(v4.admits_peer(&org("AG"), None), Ok(MemberRole::Agency));
+    assert_eq!(
+        v4.admits_peer(&org("AG"), Presented::default()),
+        Ok(MemberRole::Agency)
+    );
 }
 
 #[test]
@@ -246,16 +302,19 @@ fn suspension_right_after_a_rotation_gives_the_new_key_an_empty_range() {
 #[test]
 fn admission_says_why_a_peer_is_refused() {
     let v2 = with_agency();
-    assert_eq!(v2.admits_peer(&org("HUB"), None), Ok(MemberRole::Hub));
     assert_eq!(
-        v2.admits_peer(&org("NOBODY"), None),
+        v2.admits_peer(&org("HUB"), Presented::default()),
+        Ok(MemberRole::Hub)
+    );
+    assert_eq!(
+        v2.admits_peer(&org("NOBODY"), Presented::default()),
         Err(Refusal::NotMember {
             org: org("NOBODY"),
             version: 2
         })
     );
     assert_eq!(
-        v2.admits_peer(&org("FED"), None),
+        v2.admits_peer(&org("FED"), Presented::default()),
         Err(Refusal::NotMember {
             org: org("FED"),
             version: 2
@@ -267,7 +326,7 @@ fn admission_says_why_a_peer_is_refused() {
         &no_heads,
     );
     assert_eq!(
-        v3.admits_peer(&org("AG"), None),
+        v3.admits_peer(&org("AG"), Presented::default()),
         Err(Refusal::Suspended {
             org: org("AG"),
             version: 3
@@ -279,7 +338,7 @@ fn admission_says_why_a_peer_is_refused() {
     });
     let v4 = apply(&v3, vec![remove], &no_heads);
     assert_eq!(
-        v4.admits_peer(&org("AG"), None),
+        v4.admits_peer(&org("AG"), Presented::default()),
         Err(Refusal::Removed {
             org: org("AG"),
             version: 4
@@ -299,7 +358,7 @@ fn a_refused_certificate_is_refused_in_any_spelling() {
     assert!(v3.revoked_serials().contains("abcd"));
     for spelling in ["abcd", "ABCD", "00abcd", "ab:cd"] {
         assert_eq!(
-            v3.admits_peer(&org("AG"), Some(spelling)),
+            v3.admits_peer(&org("AG"), serial(spelling)),
             Err(Refusal::CertificateRevoked {
                 org: org("AG"),
                 serial: "abcd".into(),
@@ -309,7 +368,7 @@ fn a_refused_certificate_is_refused_in_any_spelling() {
         );
     }
     assert_eq!(
-        v3.admits_peer(&org("AG"), Some("abce")),
+        v3.admits_peer(&org("AG"), serial("abce")),
         Ok(MemberRole::Agency)
     );
 }

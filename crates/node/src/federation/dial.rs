@@ -194,7 +194,7 @@ async fn dial_once(
     // The accepting side checks our certificate against the roster; we check theirs (a
     // revoked hub certificate in other hands must not be dialled into).
     let cert = presented.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    crate::admission::admit_peer(state, peer, cert.serial.as_deref())
+    crate::admission::admit_peer(state, peer, &cert)
         .map_err(|s| Failed::Error(format!("{peer} at {addr}: {}", s.message())))?;
     let max = state.cfg.limits.max_message_bytes;
     let mut client = FederationClient::new(channel)

@@ -340,7 +340,7 @@ where
         _ = state.stopped() => Err(LinkError::ShuttingDown),
         Ok(()) = resends.changed() => Err(LinkError::Resend),
         end = cert.ended() => Err(LinkError::CertificateEnded(crate::cert_facts::utc_text(end / 1000))),
-        refusal = refused_later(&state, &peer, cert.serial.as_deref()) => {
+        refusal = refused_later(&state, &peer, &cert) => {
             tracing::warn!(%peer, %refusal, "roster no longer admits the peer: link cut");
             Err(LinkError::NotAdmitted(refusal))
         }

@@ -34,7 +34,7 @@ impl Federation for FederationService {
             return Err(Status::internal("a node certificate names no node"));
         };
         let cert = PeerCert::of_caller(&request);
-        let relay = admit_peer(&state, &peer, cert.serial.as_deref()).inspect_err(|refused| {
+        let relay = admit_peer(&state, &peer, &cert).inspect_err(|refused| {
             tracing::warn!(%peer, reason = %refused.message(), "federation stream refused");
         })?;
         let address = request

@@ -13,7 +13,7 @@ use crate::enrolment::{
 };
 use crate::model::{
     encryption_key, encryption_key_holder, encryption_key_label, new_member, parse_key, seq_range,
-    MemberRole, MemberStatus, MAX_ENCRYPTION_KEYS,
+    MemberRole, MemberStatus, CERT_BACKDATE_MS, MAX_ENCRYPTION_KEYS,
 };
 
 /// Refuses an encryption key some member (this one included) already lists: one key, one
@@ -312,10 +312,10 @@ pub(super) fn rotate_key(
 }
 
 /// Ends the reported key at the last seq the member vouches for, and with it what the thief
-/// took from the same node: the member's certificates still in force are revoked (they would
-/// let the thief dial in as the member) and its encryption keys are marked (nothing new is
-/// sealed to them). A replacement key, if given, signs from the next seq; with it the member
-/// asks for a fresh certificate (`pki request-node`) and lists a fresh encryption key.
+/// took from the same node: the member's certificates issued until now are refused (they
+/// would let the thief dial in as the member) and its encryption keys are marked (nothing new
+/// is sealed to them). A replacement key, if given, signs from the next seq; with it the
+/// member asks for a fresh certificate (`pki request-node`) and lists a fresh encryption key.
 pub(super) fn report_compromise(
     doc: &mut pb::RosterDocument,
     a: &pb::ReportCompromise,
@@ -358,23 +358,18 @@ pub(super) fn report_compromise(
             requested: a.last_good_seq,
         });
     }
+    // A key reported before had its node's credentials cut then: a report that only shortens
+    // its range again must not cut those of the node the member has since recovered on.
+    let first_report = k.ended_by != pb::KeyEnd::Compromise as i32;
     k.last_seq = Some(a.last_good_seq);
     k.ended_by = pb::KeyEnd::Compromise as i32;
     let mut line = format!(
         "report compromise of key {key_id} of {org}: valid for seqs {} only; later entries under it are refused",
         seq_range(k.first_seq, k.last_seq)
     );
-    let marked = mark_encryption_keys(m);
-    if marked > 0 {
-        line.push_str(&format!(
-            "; its {marked} encryption key(s) marked, nothing new sealed to them"
-        ));
+    if first_report {
+        line.push_str(&cut_credentials(m, now_unix_ms));
     }
-    let revoked = revoke_certificates_of(doc, &org, &key_id, now_unix_ms);
-    if !revoked.is_empty() {
-        line.push_str(&format!("; certificates revoked: {}", revoked.join(", ")));
-    }
-    let (_, m) = member(doc, org.as_str())?;
     if !a.replacement_key.is_empty() {
         let first_seq = a
             .last_good_seq
@@ -406,45 +401,24 @@ pub(super) fn report_compromise(
     Ok(line)
 }
 
-/// Marks every encryption key of `m` not yet marked; how many it marked.
-fn mark_encryption_keys(m: &mut pb::Member) -> usize {
+/// Cuts what a thief took from the node with a member's key: its certificates issued until
+/// now are refused (recorded or not) and its encryption keys marked, so nothing new is sealed
+/// to them. What it did, for the action's line.
+fn cut_credentials(m: &mut pb::Member, now_unix_ms: i64) -> String {
+    // In whole seconds, as certificates state their validity: one the CA signs in the second
+    // of the report, backdated as it does, is admitted.
+    let from = now_unix_ms.saturating_sub(CERT_BACKDATE_MS) / 1000 * 1000;
+    m.certificates_from_unix_ms = m.certificates_from_unix_ms.max(from);
     let mut marked = 0;
-    for k in m
-        .encryption_keys
-        .iter_mut()
-        .filter(|k| !k.reported_compromised)
-    {
+    for k in (m.encryption_keys.iter_mut()).filter(|k| !k.reported_compromised) {
         k.reported_compromised = true;
         marked += 1;
     }
-    marked
-}
-
-/// Revokes the certificates recorded for `org` that are neither expired nor revoked yet; their
-/// serials.
-fn revoke_certificates_of(
-    doc: &mut pb::RosterDocument,
-    org: &OrgId,
-    key_id: &KeyId,
-    now_unix_ms: i64,
-) -> Vec<String> {
-    let Some(m) = doc.members.iter().find(|m| m.org == org.as_str()) else {
-        return Vec::new();
-    };
-    let in_force: Vec<String> = m
-        .certificates
-        .iter()
-        .filter(|c| c.not_after_unix_ms > now_unix_ms)
-        .filter(|c| !doc.revoked.iter().any(|r| r.serial == c.serial))
-        .map(|c| c.serial.clone())
-        .collect();
-    for serial in &in_force {
-        doc.revoked.push(pb::RevokedCert {
-            serial: serial.clone(),
-            org: org.to_string(),
-            reason: format!("signing key {key_id} reported compromised"),
-            revoked_at_unix_ms: now_unix_ms,
-        });
+    let mut line = "; its certificates issued until now are refused".to_string();
+    if marked > 0 {
+        line.push_str(&format!(
+            " and its {marked} encryption key(s) marked, nothing new sealed to them"
+        ));
     }
-    in_force
+    line
 }

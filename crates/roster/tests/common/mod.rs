@@ -171,3 +171,26 @@ pub fn add_agency(org_id: &str, signing: &SigningKey) -> pb::action::Action {
 pub fn with_agency() -> Roster {
     apply(&genesis(), vec![add_agency("AG", &key(20))], &no_heads)
 }
+
+/// `AG`'s key `signing` reported compromised after `last_good_seq`, with key `replacement`
+/// (and its proof) to sign from the next seq if given.
+pub fn report_compromise(
+    signing: u8,
+    last_good_seq: u64,
+    replacement: Option<u8>,
+) -> pb::action::Action {
+    let (replacement_key, replacement_proof) = match replacement {
+        None => (Vec::new(), Vec::new()),
+        Some(n) => (
+            key(n).verifying_key().to_bytes().to_vec(),
+            intelmesh_roster::enrolment::sign_replacement(&org("AG"), &key(n), last_good_seq + 1),
+        ),
+    };
+    pb::action::Action::ReportCompromise(pb::ReportCompromise {
+        org: "AG".into(),
+        public_key: key(signing).verifying_key().to_bytes().to_vec(),
+        last_good_seq,
+        replacement_key,
+        replacement_proof,
+    })
+}
