@@ -22,7 +22,7 @@ fn stderr(out: &std::process::Output) -> String {
 fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let fed = Federation::init(dir, &["alice"], 1);
+    let mut fed = Federation::init(dir, &["alice"], 1);
     let au = dir.join("au");
     run_ok(&args(&[
         "node",
@@ -235,4 +235,34 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
     });
     wait_until("the hub holds it", || hub_holds("after.example"));
     assert!(hub_holds("before.example").is_some());
+
+    // The hub's audit trail says what each operator call was about and what it made.
+    node.stop_all();
+    fed.procs.stop_all();
+    let hub = NodeConfig::load(&dir.join("fed/hub/node.toml")).unwrap();
+    let mut admin = Vec::new();
+    intelmesh_node::audit::trail::read(&intelmesh_node::audit::dir_of(&hub.data_dir), |r| {
+        if r.method.starts_with("Admin/") && r.method != "Admin/GetRoster" {
+            admin.push(format!("{} {}", r.method, r.result));
+        }
+    })
+    .unwrap();
+    let has = |needle: &str| admin.iter().any(|line| line.contains(needle));
+    assert!(
+        has(&format!(
+            "Admin/IssueBundle OK: bundle of {AGENCY} for 365 days: certificate "
+        )),
+        "{admin:#?}"
+    );
+    assert!(
+        has(&format!(
+            "Admin/IssueBundle FailedPrecondition: bundle of {AGENCY}"
+        )),
+        "{admin:#?}"
+    );
+    assert!(
+        has("Admin/Propose OK: actions: report compromise: proposal "),
+        "{admin:#?}"
+    );
+    assert!(has(", published"), "{admin:#?}");
 }

@@ -7,6 +7,7 @@
 //! so they survive a restart; published versions live in the roster log like any entry.
 
 pub mod audit;
+pub mod audited;
 pub mod book;
 pub mod bundle;
 pub mod health;

@@ -192,7 +192,8 @@ impl AdminService {
 }
 
 /// Each Admin method records its call (no values: its requests name orgs and proposals, not
-/// indicators) around the work of its `_call` method.
+/// indicators; what it names and made go in the result, `audited`) around the work of its
+/// `_call` method.
 macro_rules! audited {
     ($($name:ident $work:ident $method:literal $req:ty => $resp:ty;)*) => {
         #[tonic::async_trait]
@@ -201,8 +202,12 @@ macro_rules! audited {
                 async fn $name(&self, request: Request<$req>) -> Result<Response<$resp>, Status> {
                     // Every admin call is answered after its record is written: most change
                     // the roster, and all are rare.
-                    let call = self.state.audit().begin(&request, $method, Vec::new()).changing();
-                    call.end(self.$work(request).await).await
+                    use super::audited::{About as _, Came as _};
+                    let call = (self.state.audit().begin(&request, $method, Vec::new()))
+                        .changing()
+                        .about(&request.get_ref().about());
+                    let outcome = self.$work(request).await;
+                    call.end_described(outcome, |answer| answer.get_ref().came()).await
                 }
             )*
         }

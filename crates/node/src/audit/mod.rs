@@ -241,6 +241,7 @@ impl AuditLog {
             method,
             values,
             changes: false,
+            about: String::new(),
         }
     }
 }
@@ -255,6 +256,8 @@ pub struct Begun<'a> {
     values: Vec<Value>,
     /// Whether the call may change something: its answer waits for its record.
     changes: bool,
+    /// What the call was about (an org, a proposal), recorded with its result.
+    about: String,
 }
 
 impl Begun<'_> {
@@ -271,13 +274,35 @@ impl Begun<'_> {
         self
     }
 
+    /// What the call was about, recorded with its result whatever it is (its text is
+    /// bounded and kept to one line: a caller chose part of it).
+    pub fn about(mut self, about: &str) -> Self {
+        self.about = one_line(about);
+        self
+    }
+
     /// Records the call with the outcome the service gives (queued before the answer leaves)
     /// and returns that outcome.
     pub async fn end<R>(self, outcome: Result<R, tonic::Status>) -> Result<R, tonic::Status> {
-        let (code, result) = match &outcome {
-            Ok(_) => (0, "OK".to_string()),
-            Err(s) => (s.code() as u32, format!("{:?}", s.code())),
+        self.end_described(outcome, |_| String::new()).await
+    }
+
+    /// [`Begun::end`], with what came of a successful call (`describe` of its answer: the
+    /// version a proposal makes, the certificate a bundle carries) in its result.
+    pub async fn end_described<R>(
+        self,
+        outcome: Result<R, tonic::Status>,
+        describe: impl FnOnce(&R) -> String,
+    ) -> Result<R, tonic::Status> {
+        let (code, status, came) = match &outcome {
+            Ok(answer) => (0, "OK".to_string(), one_line(&describe(answer))),
+            Err(s) => (s.code() as u32, format!("{:?}", s.code()), String::new()),
         };
+        let result = [status, self.about.clone(), came]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
         let call = Pending {
             time_ms: self.time_ms,
             caller: self.caller,
@@ -293,6 +318,17 @@ impl Begun<'_> {
         }
         outcome
     }
+}
+
+/// Longest text a record's result takes from what a call was about.
+const MAX_ABOUT: usize = 200;
+
+/// `text` as one line of at most [`MAX_ABOUT`] characters, control characters replaced.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .take(MAX_ABOUT)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The caller as its certificate names it; role `none` when it names nobody (the call is
