@@ -68,6 +68,13 @@ pub fn replacement_key(args: ReplacementKeyArgs) -> anyhow::Result<ExitCode> {
             "this node's own log ends at seq {head}: it can vouch only for what it holds (--last-good-seq {head} or less), and would have no key for the seqs between"
         )));
     }
+    let staged = RotationFiles::of(&cfg.signing_key).next();
+    if staged.exists() {
+        return Err(usage(format!(
+            "{} is a key staged for a rotation, on the node whose key was taken: remove it (it must never sign) and run this again",
+            staged.display()
+        )));
+    }
     let out = report_path(&cfg.signing_key);
     if out.exists() {
         return Err(usage(format!(

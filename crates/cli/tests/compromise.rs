@@ -114,6 +114,16 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
         .and_then(|r| r.split(':').next())
         .and_then(|h| h.parse().ok())
         .unwrap_or_else(|| panic!("{err}"));
+    // A key staged for a rotation on the seized node may be the thief's too.
+    let staged = au.join("signing.key.next");
+    std::fs::write(&staged, "00\n").unwrap();
+    let refused = replace(&head.to_string());
+    assert!(
+        stderr(&refused).contains("is a key staged for a rotation"),
+        "{}",
+        stderr(&refused)
+    );
+    std::fs::remove_file(&staged).unwrap();
     let stolen = std::fs::read_to_string(au.join("signing.pub")).unwrap();
     let made = run_ok(&args(&[
         "node",
