@@ -67,13 +67,14 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
     let config = au.join("node.toml");
     let mut node = Procs(Vec::new());
     node.start(&config, &dir.join("au.log"));
-    let at_agency = Federation::service_args(&au, AGENCY, &au_api);
-    let submit = |value: &str| {
+    let submit_as = |service: &[String], value: &str| {
         let mut a = args(&["submit"]);
-        a.extend(at_agency.clone());
+        a.extend(service.to_vec());
         a.extend(args(&["--tlp", "green", value]));
-        run(&a).status.success().then_some(())
+        run(&a)
     };
+    let at_agency = Federation::service_args(&au, AGENCY, &au_api);
+    let submit = |value: &str| submit_as(&at_agency, value).status.success().then_some(());
     let at_hub = Federation::service_args(&dir.join("fed/hub"), support::enrol::HUB, &fed.hub_api);
     let hub_holds = |value: &str| {
         let mut get = args(&["get"]);
@@ -142,11 +143,14 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
             & 0o777
     };
     assert_eq!(mode(&au.join("signing.key")), 0o600);
+    // Made again, it writes the report again for the same new key: the file was not lost.
+    let report_bytes = std::fs::read(&report).unwrap();
     let again = replace(&head.to_string());
-    assert!(
-        stderr(&again).contains("a replacement key was made already"),
-        "{}",
-        stderr(&again)
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(std::fs::read(&report).unwrap(), report_bytes);
+    assert_eq!(
+        std::fs::read_to_string(au.join("signing.pub")).unwrap(),
+        new_pub
     );
 
     // The hub's operators report the compromise with it: a file for another org is refused.
@@ -162,15 +166,42 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
     ));
     assert_eq!(wrong.status.code(), Some(2));
     assert!(stderr(&wrong).contains("--replacement is AU-AFP's, not NZ-POL's"));
-    let reported = publish(&[
-        "members",
-        "report-compromise",
-        AGENCY,
-        "--replacement",
-        &report,
-        "--reason",
-        "node seized",
-    ]);
+    // Proposed, awaiting its signature: no bundle certifies the member's request meanwhile (its
+    // certificate would start after the cut-off the report sets).
+    let proposed = run_ok(&fed.admin(
+        "alice",
+        &[
+            "members",
+            "report-compromise",
+            AGENCY,
+            "--replacement",
+            &report,
+            "--reason",
+            "node seized",
+        ],
+    ));
+    let id = support::enrol::proposal_id(&proposed);
+    let meanwhile = run(&fed.admin("alice", &["members", "renew", AGENCY, "--out", &bundle]));
+    assert!(
+        stderr(&meanwhile).contains(&format!(
+            "a compromise report of {AGENCY} is proposed (proposal {id}"
+        )),
+        "{}",
+        stderr(&meanwhile)
+    );
+    let signed = run_ok(&fed.admin(
+        "alice",
+        &[
+            "roster",
+            "sign",
+            "--proposal",
+            &id,
+            "--key",
+            &fed.key("alice"),
+        ],
+    ));
+    assert!(signed.contains("published"), "{signed}");
+    let reported = proposed + &signed;
     let new_id =
         intelmesh_core::KeyId::of(&intelmesh_node::keys::parse_public_key(&new_pub).unwrap());
     assert!(
@@ -238,10 +269,38 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
     ]);
 
     // Started again, it federates: what it signs under the new key reaches the hub, and what
-    // it signed before the seizure stays.
+    // it signed before the seizure stays. Its own services' certificates were on the seized
+    // node too: those issued before the report are refused by the node itself.
     node.start(&config, &dir.join("au-again.log"));
+    wait_until("the node refuses its old service certificate", || {
+        stderr(&submit_as(&at_agency, "after.example"))
+            .contains("AU-AFP's key was reported compromised after this certificate was issued")
+            .then_some(())
+    });
+    run_ok(&args(&[
+        "pki",
+        "issue-service",
+        "--ca-dir",
+        &s(&au.join("service-ca")),
+        "--org",
+        AGENCY,
+        "--name",
+        "cli-new",
+        "--out",
+        &s(&fresh),
+    ]));
+    let renewed = support::enrol::api_flags(
+        &au_api,
+        AGENCY,
+        &au.join("service-ca/ca.pem"),
+        &fresh.join("cli-new.pem"),
+        &fresh.join("cli-new.key"),
+    );
     wait_until("the agency publishes under its new key", || {
-        submit("after.example")
+        submit_as(&renewed, "after.example")
+            .status
+            .success()
+            .then_some(())
     });
     wait_until("the hub holds it", || hub_holds("after.example"));
     assert!(hub_holds("before.example").is_some());

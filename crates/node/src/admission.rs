@@ -131,14 +131,15 @@ pub fn refused_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
         ));
     }
     let org = crate::identity::identity_of(leaf).ok()?.org().clone();
-    if org == state.org {
-        return None;
-    }
+    // This node's own services too: their certificates were on the seized node.
     if roster.issued_before_compromise(&org, cert.not_before_unix_ms) {
         return Some(format!(
             "{org}'s key was reported compromised after this certificate was issued (roster version {}): ask for a new certificate",
             roster.version()
         ));
+    }
+    if org == state.org {
+        return None;
     }
     use intelmesh_roster::model::MemberStatus;
     let status = match roster.member_rules(&org)?.status {

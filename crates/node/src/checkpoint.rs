@@ -250,6 +250,13 @@ pub async fn publish_periodically(state: Arc<NodeState>) {
                 }
             }
             Err(NodeError::NotAdmitted { .. }) => {}
+            // The version just followed is being cut in: checkpoint it right after.
+            Err(NodeError::CutDue) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => continue,
+                    _ = state.stopped() => return,
+                }
+            }
             Err(e @ (NodeError::OwnKeyEnded { .. } | NodeError::OwnLogBehind { .. })) => {
                 if !std::mem::replace(&mut key_ended, true) {
                     tracing::warn!(error = %e, "roster checkpoints stop: this node cannot sign its next entry");

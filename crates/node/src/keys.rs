@@ -36,14 +36,6 @@ pub fn write_private(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
     write_secret(path, text.as_bytes())
 }
 
-/// Puts `key` in place of the key file at `path` (a replacement after a compromise): written
-/// 0600 to a temporary file, synced and renamed over it, so a crash leaves the one or the other.
-pub fn replace_private(path: &Path, key: &SigningKey) -> anyhow::Result<()> {
-    let text = zeroize::Zeroizing::new(format!("{}\n", hex::encode(key.to_bytes())));
-    crate::durable::replace(path, text.as_bytes(), 0o600)
-        .with_context(|| format!("replacing {}", path.display()))
-}
-
 /// Writes a key file: created 0600 from the start, never over an existing file, synced.
 pub fn write_secret(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     crate::durable::create_new(path, content, 0o600).map_err(|e| {

@@ -47,6 +47,8 @@ pub enum NodeError {
         next: u64,
         mark: String,
     },
+    #[error("a roster version ended signing keys and the cut of what they signed past their end is not made yet: publishing resumes once it is; retry")]
+    CutDue,
     #[error("this node runs in static mode (no [roster] in its config): it follows no roster")]
     NotFollowing,
     #[error("{org} cannot sign roster log entries: its signing key is not the key of a hub member in roster v{version}")]

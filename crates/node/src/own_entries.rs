@@ -99,6 +99,9 @@ impl NodeState {
             // Under the cut lock, and against the key list in force: a compromise report
             // followed since `keys` was read may have ended the key and cut the log.
             let _cutting = me.cut_lock_shared();
+            if me.cut_due() {
+                return Err(NodeError::CutDue);
+            }
             let head = me.store.head(&me.org)?;
             me.own_mark.check(head.map_or(0, |h| h.seq))?;
             // Another publication may have been signed between the caller's check and the lock.

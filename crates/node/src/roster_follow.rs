@@ -313,6 +313,10 @@ impl NodeState {
                 Some(Ok(roster)) => {
                     let version = roster.version();
                     let keys = roster.key_set();
+                    // Due before the keys change: a key the version lists from a seq below
+                    // this node's head (a replacement after a compromise report) must not sign
+                    // here before the log is cut back to that seq (`own_entries`).
+                    follow.cut_due.store(true, Ordering::Release);
                     follow.install(roster);
                     // The keys go in after the roster is in place, so the entries that waited
                     // for them are checked under the version that brought them.
@@ -320,7 +324,6 @@ impl NodeState {
                     tracing::info!(version, verified_now = taken, "following roster version");
                     // Then what its key ends take out leaves the log: under the new keys
                     // nothing signed past a key's end comes back.
-                    follow.cut_due.store(true, Ordering::Release);
                     self.cut_for(follow).await?;
                 }
             }
@@ -338,8 +341,9 @@ impl NodeState {
         Ok(())
     }
 
-    /// Whether a cut failed and waits to be tried again.
-    fn cut_due(&self) -> bool {
+    /// Whether a cut is due (a version was just installed, or a cut failed and waits to be
+    /// tried again): nothing of this node's is signed meanwhile.
+    pub(crate) fn cut_due(&self) -> bool {
         self.follow()
             .is_some_and(|f| f.cut_due.load(Ordering::Acquire))
     }

@@ -49,7 +49,11 @@ pub fn issue_bundle(
     } else if (member.signing_keys.iter()).any(|k| k.ended_by == pb::KeyEnd::Compromise as i32) {
         Some(format!("a signing key of {org} was reported compromised"))
     } else {
-        None
+        // A report still collecting signatures: a certificate issued now would start after
+        // the cut-off its publication sets, and so be admitted.
+        reporting_proposal(state, org)?.map(|id| {
+            format!("a compromise report of {org} is proposed (proposal {id}; withdraw it if it is wrong)")
+        })
     };
     if let Some(why) = why {
         return Err(AdminError::Precondition(format!(
@@ -110,6 +114,19 @@ pub fn issue_bundle(
         current: Some(current.signed().clone()),
         hubs: current.hubs().into_iter().cloned().collect(),
     })
+}
+
+/// The id of a kept proposal that reports a key of `org` compromised, if any.
+fn reporting_proposal(state: &NodeState, org: &OrgId) -> Result<Option<String>, AdminError> {
+    let reports = |kept: &book::Kept| {
+        kept.request.actions.iter().any(|a| {
+            matches!(&a.action, Some(pb::action::Action::ReportCompromise(r)) if r.org == org.as_str())
+        })
+    };
+    Ok(book::list(&book::dir(&state.cfg.data_dir))?
+        .into_iter()
+        .find(reports)
+        .map(|kept| kept.id))
 }
 
 /// The certificate request of `org`'s enrolment request, from the proposal that admitted it:

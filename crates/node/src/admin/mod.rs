@@ -86,6 +86,7 @@ impl AdminError {
                 | NodeError::NotRosterPublisher { .. }
                 | NodeError::OwnLogBehind { .. },
             ) => Status::failed_precondition(msg),
+            AdminError::Publish(NodeError::CutDue) => Status::unavailable(msg),
             AdminError::Publish(_) | AdminError::Store(_) | AdminError::Internal(_) => {
                 Status::internal(msg)
             }

@@ -80,6 +80,7 @@ fn publish_error(e: NodeError) -> Status {
         | NodeError::OwnLogBehind { .. }
         | NodeError::Seal(_) => Status::failed_precondition(e.to_string()),
         NodeError::Rejudged(why) => Status::invalid_argument(why),
+        NodeError::CutDue => Status::unavailable(e.to_string()),
         e => internal(e),
     }
 }

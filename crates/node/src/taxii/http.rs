@@ -614,6 +614,7 @@ async fn add_objects(
             NodeError::NotAdmitted { .. }
             | NodeError::OwnKeyEnded { .. }
             | NodeError::OwnLogBehind { .. }
+            | NodeError::CutDue
             | NodeError::Seal(_) => refuse(StatusCode::SERVICE_UNAVAILABLE, "Not published", e),
             // Another POST signed first and took the audience this one needed.
             NodeError::Rejudged(_) => refuse(StatusCode::CONFLICT, "Not published", e),
