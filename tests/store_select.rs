@@ -1,7 +1,7 @@
 //! Selections read by queries: ranges of the on-disk index and its postings, paged by position,
 //! kept exact when a later entry changes an indicator's tags or times.
 
-use intelmesh_core::{IndicatorType, Signer};
+use intelmesh_core::{IndicatorType, OrgId, Signer};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{
     arrival, verify_store, Arrivals, DiskStore, IndexSource, Selection, Store, StoreConfig,
@@ -9,6 +9,11 @@ use intelmesh_store::{
 use intelmesh_tests::{chain, green, registry, seeded_signer, verified};
 
 const T0: i64 = 1_700_000_000_000;
+
+/// A member that reads what is shared with everyone.
+fn reader() -> OrgId {
+    OrgId::parse("NZ-POL").unwrap()
+}
 
 fn value(s: &pb::IndicatorState) -> String {
     s.indicator
@@ -22,7 +27,9 @@ fn all_pages(store: &DiskStore, selection: &Selection, page: usize) -> Vec<Strin
     let mut out = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let got = store.select(selection, after.as_deref(), page).unwrap();
+        let got = store
+            .select(selection, &reader(), after.as_deref(), page)
+            .unwrap();
         assert!(got.len() <= page);
         out.extend(got.iter().map(|(_, s)| value(s)));
         match got.last() {
@@ -91,7 +98,11 @@ fn tag_origin_and_type_selections_page_in_index_order_without_loss_or_repeat() {
     let every = all_pages(&t.store, &Selection::All, 11);
     assert_eq!(every.len(), 80);
     assert_eq!(every, sorted(every.clone()));
-    assert!(t.store.select(&Selection::All, None, 0).unwrap().is_empty());
+    assert!(t
+        .store
+        .select(&Selection::All, &reader(), None, 0)
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -143,14 +154,17 @@ fn a_forged_position_only_moves_within_the_range() {
     let t = two_origins();
     let tags = Selection::Tags(vec!["batch-1".into()]);
     for forged in [&b""[..], b"\xff\xff", b"I", b"Zzz"] {
-        let got = t.store.select(&tags, Some(forged), 100).unwrap();
+        let got = t.store.select(&tags, &reader(), Some(forged), 100).unwrap();
         assert!(
             got.iter().all(|(_, s)| value(s).starts_with("d1")),
             "{forged:?}"
         );
     }
     let recent = Selection::UpdatedSince(T0 + 45);
-    let got = t.store.select(&recent, Some(b"Qm"), 100).unwrap();
+    let got = t
+        .store
+        .select(&recent, &reader(), Some(b"Qm"), 100)
+        .unwrap();
     assert_eq!(
         got.len(),
         6,
@@ -164,7 +178,12 @@ fn arrivals(store: &DiskStore, since: i64) -> Vec<(i64, String)> {
     let mut after: Option<Vec<u8>> = None;
     loop {
         let got = store
-            .select(&Selection::ArrivedSince(since), after.as_deref(), 7)
+            .select(
+                &Selection::ArrivedSince(since),
+                &reader(),
+                after.as_deref(),
+                7,
+            )
             .unwrap();
         for (position, state) in &got {
             let (t, _, _) = arrival::parse_position(position).expect("an arrival position");
@@ -336,6 +355,53 @@ fn sightings_held_before_the_first_assertion_arrive_with_it() {
         ["seen-first.example", "seen-first.example"],
         "the assertion and the sightings it lets a reader see"
     );
+    let check = verify_store(&t.store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+}
+
+#[test]
+fn a_record_withheld_from_a_reader_is_no_candidate_of_its_selections() {
+    let t = two_origins();
+    let keys = registry(&[&t.au, &t.br]);
+    let head = t.store.head(t.au.org()).unwrap();
+    let hidden = pb::Payload {
+        body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
+            indicator: Some(pb::IndicatorRef {
+                r#type: pb::IndicatorType::Domain as i32,
+                value: "hidden.example".into(),
+            }),
+            confidence: 90,
+            tags: vec!["op-nightfall".into()],
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let red = intelmesh_core::Distribution {
+        tlp: intelmesh_core::Tlp::Red,
+        recipients: vec![OrgId::parse("SG-IGCI").unwrap()],
+    };
+    let (entry, _) = t.au.sign_next(head, T0 + 1000, &red, &hidden);
+    t.store.apply(verified(&keys, vec![entry])).unwrap();
+
+    let by_tag = Selection::Tags(vec!["OP-NIGHTFALL".into()]);
+    let by_origin = Selection::Origins(vec!["AU-AFP".into()]);
+    let domains = Selection::Types(vec![IndicatorType::Domain.code()]);
+    let read_as = |org: &str, selection: &Selection| -> Vec<String> {
+        let reader = OrgId::parse(org).unwrap();
+        let got = t.store.select(selection, &reader, None, 1000).unwrap();
+        got.iter().map(|(_, s)| value(s)).collect()
+    };
+    for org in ["SG-IGCI", "AU-AFP"] {
+        assert_eq!(read_as(org, &by_tag), ["hidden.example"], "{org}");
+        assert!(read_as(org, &by_origin).contains(&"hidden.example".to_string()));
+        assert_eq!(read_as(org, &Selection::All).len(), 81, "{org}");
+        assert_eq!(read_as(org, &domains).len(), 81, "{org}");
+    }
+    // Withheld from NZ: no read, no place in a page, whatever it selects by.
+    assert!(read_as("NZ-POL", &by_tag).is_empty());
+    assert_eq!(read_as("NZ-POL", &by_origin).len(), 50);
+    assert_eq!(read_as("NZ-POL", &Selection::All).len(), 80);
+    assert_eq!(read_as("NZ-POL", &domains).len(), 80);
     let check = verify_store(&t.store, Some(&keys)).unwrap();
     assert!(check.is_ok(), "{:?}", check.problems);
 }

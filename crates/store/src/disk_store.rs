@@ -188,8 +188,12 @@ impl DiskStore {
         let meta = if index_rebuild::pending(&store.db)? || stamp_all || stale_layout {
             tracing::info!("rebuilding the indicator index from the log");
             store.index_source = IndexSource::Rebuilt;
-            index_rebuild::rebuild(&store.db, &store.presence, store.arrivals.as_ref())?
+            let meta = index_rebuild::rebuild(&store.db, &store.presence, store.arrivals.as_ref())?;
+            // Rebuilt with this build's postings.
+            store.db.insert(keys::POSTINGS_SCOPED, Vec::new())?;
+            meta
         } else {
+            crate::postings::migrate(&store.db)?;
             IndexMeta::read(&store.db)?
         };
         tracing::info!(
@@ -537,10 +541,11 @@ impl Store for DiskStore {
     fn select(
         &self,
         selection: &Selection,
+        reader: &OrgId,
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Selected>, StoreError> {
-        select::select(&self.db, selection, after, limit)
+        select::select(&self.db, selection, reader.as_str(), after, limit)
     }
 
     fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError> {

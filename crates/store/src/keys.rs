@@ -33,6 +33,8 @@ pub const INDEX_LAYOUT: &[u8] = b"Mindex_layout";
 /// again. A state an older node wrote past either cap, which only hundreds of tags or
 /// audiences on one value make, stays as it is, and `verify-store` names it.)
 pub const INDEX_LAYOUT_VERSION: u32 = 2;
+/// Present once the tag and origin postings are scoped by audience (see `postings::migrate`).
+pub const POSTINGS_SCOPED: &[u8] = b"Mpostings_scoped";
 /// The number of indicators in the index.
 pub const INDEX_COUNT: &[u8] = b"Mcount";
 /// The prefix lengths of the CIDR blocks in the index.

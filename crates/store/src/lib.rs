@@ -188,10 +188,13 @@ pub trait Store: Send + Sync {
     }
     /// Up to `limit` indicator states of `selection` in its order, each with the position to
     /// resume after it; from the first when `after` is `None`. Reads an ordered range of the
-    /// index or of its postings: a page costs what it returns.
+    /// index's postings: a page costs what it returns. By tag, origin or type, and of the whole
+    /// index, only states with a record `reader` may read are candidates: what is withheld from
+    /// it costs it nothing it could time or count.
     fn select(
         &self,
         selection: &Selection,
+        reader: &OrgId,
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Selected>, StoreError>;

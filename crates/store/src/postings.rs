@@ -4,20 +4,31 @@
 //! A posting is a key with an empty value, derived from one indicator's state alone
 //! ([`postings_of`]), so the set of postings is a pure function of the index: a write replaces
 //! the postings of the states it changed by their difference, and `verify-store` derives them
-//! again from the rebuilt index and compares. Postings may name more indicators than a reader
-//! sees (a RED assertion's tag is posted too): a query reads candidates from them and shows each
-//! only through the reader's view, so they narrow what is read, never what is allowed.
+//! again from the rebuilt index and compares.
+//!
+//! Tag, origin and whole-index postings are scoped by audience: a record's go under the public
+//! scope when anyone may read it (CLEAR, GREEN), else under each org that may (its origin and
+//! recipients, the rule of `intelmesh_core::entry::allows_names`). A reader's selection reads
+//! the public scope and its own, so it never reads a candidate it may not see: a record
+//! withheld from it costs it no read, no time and no place in a page (a query by a tag only
+//! withheld records carry reads nothing). Readers still see each candidate only through their
+//! view, which also applies withdrawals and TLP ceilings.
 //!
 //! Layout (`Q` then a kind byte):
-//! - `Q t <len u16><tag, lowercase><index key>`: per tag of any assertion (its first
-//!   `MAX_TAGS`, each cut at [`MAX_POSTED_NAME`] bytes);
-//! - `Q o <len u16><origin><index key>`: per origin with an assertion or sightings;
+//! - `Q T <len u16><scope><len u16><tag, lowercase><index key>`: per tag of any assertion (its
+//!   first `MAX_TAGS`, each cut at [`MAX_POSTED_NAME`] bytes), per scope;
+//! - `Q O <len u16><scope><len u16><origin><index key>`: per origin with an assertion or
+//!   sightings, per scope;
+//! - `Q R <len u16><scope><index key>`: per scope with any record (the whole index, and a type's
+//!   part of it, for one reader);
 //! - `Q m <time, order-preserving u64><index key>`: the latest issue or sighting time;
 //! - `Q i <uuid, 16 bytes><index key>`: the object id of each origin's assertion and of each
 //!   reporter's sightings per TLP (`intelmesh_core::object_id`), so a STIX id finds its
 //!   indicator without a table of issued ids.
 //!
-//! Tags and origins are length-prefixed, so no tag can be read as a prefix of another.
+//! The public scope is empty; org ids never are. Names are length-prefixed, so no scope or tag
+//! can be read as a prefix of another. `Q t` and `Q o` were the unscoped tag and origin
+//! postings of earlier builds (see [`migrate`]).
 
 use std::collections::BTreeSet;
 
@@ -25,12 +36,24 @@ use intelmesh_core::object_id;
 use intelmesh_core::Tlp;
 use intelmesh_proto::v1 as pb;
 
-use crate::keys;
+use crate::{keys, StoreError};
 
-const TAG: u8 = b't';
-const ORIGIN: u8 = b'o';
+const TAG: u8 = b'T';
+const ORIGIN: u8 = b'O';
+const READABLE: u8 = b'R';
 const TIME: u8 = b'm';
 const OBJECT: u8 = b'i';
+/// The unscoped tag and origin postings of earlier builds.
+const UNSCOPED: [u8; 2] = [b't', b'o'];
+
+/// The scope of records anyone may read.
+const PUBLIC: &str = "";
+
+/// Most scoped tag postings of one record: its tags times its readers. An origin naming a
+/// hundred recipients on a record of 64 tags would otherwise make one write post thousands of
+/// keys; past this, the record's first readers (its origin first) find it by tag, the others
+/// by origin and in the whole index only.
+const MAX_SCOPED_TAGS: usize = 1024;
 
 /// What a query reads its candidates from, in the order they come out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,24 +75,56 @@ pub enum Selection {
     ObjectId([u8; 16]),
 }
 
+/// The scopes a record of `origin` under `distribution` is posted in: the public one, or each
+/// org that may read it; none when nobody may (a malformed distribution, which no view shows).
+fn scopes<'a>(distribution: Option<&'a pb::Distribution>, origin: &'a str) -> Vec<&'a str> {
+    let Some((d, tlp)) = distribution.and_then(|d| Some((d, Tlp::from_proto(d.tlp)?))) else {
+        return Vec::new();
+    };
+    let valid = intelmesh_core::OrgId::is_valid;
+    if !valid(origin) || !d.recipients.iter().all(|r| valid(r)) {
+        return Vec::new();
+    }
+    if !tlp.is_restricted() {
+        return vec![PUBLIC];
+    }
+    let mut readers = vec![origin];
+    for r in &d.recipients {
+        if !readers.contains(&r.as_str()) {
+            readers.push(r);
+        }
+    }
+    readers
+}
+
 /// Every posting key of `state`, stored under `index_key`.
 pub(crate) fn postings_of(index_key: &[u8], state: &pb::IndicatorState) -> BTreeSet<Vec<u8>> {
     let mut out = BTreeSet::new();
     let indicator = keys::indicator_of_index(index_key);
     for a in &state.assertions {
-        // The first tags only: a received entry may carry thousands (nodes sign at most
-        // these), and each posting holds the index key.
-        for tag in a.tags.iter().take(intelmesh_core::entry::MAX_TAGS) {
-            out.insert(named(TAG, &tag.to_lowercase(), index_key));
+        let mut tagged = 0;
+        for scope in scopes(a.distribution.as_ref(), &a.origin) {
+            // The first tags only: a received entry may carry thousands (nodes sign at most
+            // these), and each posting holds the index key.
+            for tag in a.tags.iter().take(intelmesh_core::entry::MAX_TAGS) {
+                if tagged < MAX_SCOPED_TAGS {
+                    out.insert(scoped(TAG, scope, Some(&tag.to_lowercase()), index_key));
+                    tagged += 1;
+                }
+            }
+            out.insert(scoped(ORIGIN, scope, Some(&a.origin), index_key));
+            out.insert(scoped(READABLE, scope, None, index_key));
         }
-        out.insert(named(ORIGIN, &a.origin, index_key));
         if let Some((ty, value)) = indicator {
             let id = object_id::assertion_uuid(&a.origin, ty, value);
             out.insert(object(&id, index_key));
         }
     }
     for s in &state.sightings {
-        out.insert(named(ORIGIN, &s.origin, index_key));
+        for scope in scopes(s.distribution.as_ref(), &s.origin) {
+            out.insert(scoped(ORIGIN, scope, Some(&s.origin), index_key));
+            out.insert(scoped(READABLE, scope, None, index_key));
+        }
         let tlp = s.distribution.as_ref().and_then(|d| Tlp::from_proto(d.tlp));
         if let (Some((ty, value)), Some(tlp)) = (indicator, tlp) {
             let id = object_id::sightings_uuid(&s.origin, tlp, ty, value);
@@ -110,8 +165,8 @@ fn object_range(id: &[u8; 16]) -> Vec<u8> {
     k
 }
 
-fn named(kind: u8, name: &str, index_key: &[u8]) -> Vec<u8> {
-    let mut k = range_of(kind, name);
+fn scoped(kind: u8, scope: &str, name: Option<&str>, index_key: &[u8]) -> Vec<u8> {
+    let mut k = scoped_range(kind, scope, name);
     k.extend_from_slice(index_key);
     k
 }
@@ -122,15 +177,29 @@ fn named(kind: u8, name: &str, index_key: &[u8]) -> Vec<u8> {
 /// limit whatever an entry held.
 const MAX_POSTED_NAME: usize = 1024;
 
-/// The prefix of every posting of one tag or origin. Longer names are cut at
-/// [`MAX_POSTED_NAME`] bytes: a cut one still posts under a single prefix.
-fn range_of(kind: u8, name: &str) -> Vec<u8> {
+/// Appends `name`, cut at [`MAX_POSTED_NAME`] bytes and prefixed with its length.
+fn push_name(k: &mut Vec<u8>, name: &str) {
     let name = &name.as_bytes()[..name.len().min(MAX_POSTED_NAME)];
-    let mut k = Vec::with_capacity(4 + name.len());
-    k.extend_from_slice(&[keys::POSTING, kind]);
     k.extend_from_slice(&(name.len() as u16).to_be_bytes());
     k.extend_from_slice(name);
+}
+
+/// The prefix of every posting of one kind in one scope (and of one tag or origin in it). Longer
+/// names are cut at [`MAX_POSTED_NAME`] bytes: a cut one still posts under a single prefix.
+fn scoped_range(kind: u8, scope: &str, name: Option<&str>) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + scope.len() + name.map_or(0, str::len));
+    k.extend_from_slice(&[keys::POSTING, kind]);
+    push_name(&mut k, scope);
+    if let Some(name) = name {
+        push_name(&mut k, name);
+    }
     k
+}
+
+/// The bytes after one length-prefixed name at the start of `bytes`.
+fn after_name(bytes: &[u8]) -> Option<&[u8]> {
+    let len = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?);
+    bytes.get(2 + usize::from(len)..)
 }
 
 /// The index key a posting key ends in; `None` for a key of no posting layout.
@@ -138,37 +207,48 @@ pub(crate) fn index_key_of(posting: &[u8]) -> Option<&[u8]> {
     match posting.get(..2)? {
         [keys::POSTING, TIME] => posting.get(10..),
         [keys::POSTING, OBJECT] => posting.get(18..),
-        [keys::POSTING, TAG | ORIGIN] => {
-            let len = u16::from_be_bytes(posting.get(2..4)?.try_into().ok()?);
-            posting.get(4 + usize::from(len)..)
-        }
+        [keys::POSTING, TAG | ORIGIN] => after_name(after_name(posting.get(2..)?)?),
+        [keys::POSTING, READABLE] => after_name(posting.get(2..)?),
         _ => None,
     }
 }
 
-/// The ranges a selection reads: each a key prefix whose keys end in an index key after
-/// `skip` bytes, and sorted in the selection's order within the range.
-pub(crate) fn ranges(selection: &Selection) -> Vec<Range> {
+/// The ranges a selection reads for `reader`: each a key prefix whose keys end in an index key
+/// after `skip` bytes, and sorted in the selection's order within the range. Tags, origins and
+/// the index (whole or by type) are read in the public scope and the reader's.
+pub(crate) fn ranges(selection: &Selection, reader: &str) -> Vec<Range> {
+    let scopes = [PUBLIC, reader];
+    let each_scope = |kind: u8, name: Option<&str>, then: &[u8]| {
+        scopes
+            .iter()
+            .map(|scope| {
+                let mut prefix = scoped_range(kind, scope, name);
+                let skip = prefix.len();
+                prefix.extend_from_slice(then);
+                Range { prefix, skip }
+            })
+            .collect::<Vec<_>>()
+    };
     match selection {
-        Selection::All => vec![Range::index(vec![keys::INDEX])],
+        Selection::All => each_scope(READABLE, None, &[]),
         Selection::Types(codes) => {
             let codes: BTreeSet<u8> = codes.iter().copied().collect();
             codes
                 .into_iter()
-                .map(|c| Range::index(vec![keys::INDEX, c]))
+                .flat_map(|c| each_scope(READABLE, None, &[keys::INDEX, c]))
                 .collect()
         }
         Selection::Tags(tags) => {
             let tags: BTreeSet<String> = tags.iter().map(|t| t.to_lowercase()).collect();
             tags.iter()
-                .map(|t| Range::posting(range_of(TAG, t)))
+                .flat_map(|t| each_scope(TAG, Some(t), &[]))
                 .collect()
         }
         Selection::Origins(origins) => {
             let origins: BTreeSet<&String> = origins.iter().collect();
             origins
                 .into_iter()
-                .map(|o| Range::posting(range_of(ORIGIN, o)))
+                .flat_map(|o| each_scope(ORIGIN, Some(o), &[]))
                 .collect()
         }
         Selection::ObjectId(id) => vec![Range::posting(object_range(id))],
@@ -179,6 +259,65 @@ pub(crate) fn ranges(selection: &Selection) -> Vec<Range> {
         // Read by time, as `UpdatedSince` (see `select`); its keys end in no index key alone.
         Selection::ArrivedSince(_) => Vec::new(),
     }
+}
+
+/// Rewrites the tag and origin postings of a store written by an earlier build, whose were
+/// unscoped: removes those and posts every indicator's scoped postings, in bounded batches.
+/// Idempotent, so a crash part way leaves the mark unset and the next open does it again.
+pub(crate) fn migrate(db: &crate::kv::Kv) -> Result<(), StoreError> {
+    if db.get(keys::POSTINGS_SCOPED)?.is_some() {
+        return Ok(());
+    }
+    const CHUNK: usize = 16_384;
+    for kind in UNSCOPED {
+        loop {
+            let chunk: Vec<_> = (db.scan_prefix([keys::POSTING, kind]).keys())
+                .take(CHUNK)
+                .collect::<Result<_, _>>()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let mut batch = crate::kv::Batch::default();
+            for k in chunk {
+                batch.remove(k.to_vec());
+            }
+            db.apply_batch(batch)?;
+        }
+    }
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let start = match &after {
+            Some(k) => std::ops::Bound::Excluded(k.clone()),
+            None => std::ops::Bound::Included(vec![keys::INDEX]),
+        };
+        let mut batch = crate::kv::Batch::default();
+        let mut read = 0;
+        for kv in db
+            .range::<Vec<u8>, _>((start, std::ops::Bound::Unbounded))
+            .take(CHUNK)
+        {
+            let (k, v) = kv?;
+            if k.first() != Some(&keys::INDEX) {
+                break;
+            }
+            let state = crate::index::decode_state(&v)?;
+            for p in postings_of(&k, &state) {
+                if matches!(p.get(1), Some(&(TAG | ORIGIN | READABLE))) {
+                    batch.insert(p, Vec::new());
+                }
+            }
+            after = Some(k.to_vec());
+            read += 1;
+        }
+        if read == 0 {
+            break;
+        }
+        db.apply_batch(batch)?;
+        if read < CHUNK {
+            break;
+        }
+    }
+    db.insert(keys::POSTINGS_SCOPED, Vec::new())
 }
 
 /// The key a time selection starts at (inclusive).
@@ -197,10 +336,6 @@ pub(crate) struct Range {
 }
 
 impl Range {
-    fn index(prefix: Vec<u8>) -> Range {
-        Range { prefix, skip: 0 }
-    }
-
     fn posting(prefix: Vec<u8>) -> Range {
         let skip = prefix.len();
         Range { prefix, skip }
@@ -211,22 +346,27 @@ impl Range {
 mod tests {
     use super::*;
 
+    fn dist(tlp: pb::Tlp, recipients: &[&str]) -> Option<pb::Distribution> {
+        Some(pb::Distribution {
+            tlp: tlp as i32,
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        })
+    }
+
     fn state(tags: &[&str], origin: &str, issued: i64, sighted: Option<i64>) -> pb::IndicatorState {
         pb::IndicatorState {
             assertions: vec![pb::OriginAssertion {
                 origin: origin.into(),
                 issued_at_unix_ms: issued,
                 tags: tags.iter().map(|t| t.to_string()).collect(),
+                distribution: dist(pb::Tlp::Green, &[]),
                 ..Default::default()
             }],
             sightings: sighted
                 .map(|t| pb::OriginSightings {
                     origin: "SG".into(),
                     last_seen_unix_ms: t,
-                    distribution: Some(pb::Distribution {
-                        tlp: pb::Tlp::Green as i32,
-                        ..Default::default()
-                    }),
+                    distribution: dist(pb::Tlp::Green, &[]),
                     ..Default::default()
                 })
                 .into_iter()
@@ -235,24 +375,36 @@ mod tests {
         }
     }
 
+    /// How many indicators of `p` the selection's ranges for `reader` find.
+    fn found(p: &BTreeSet<Vec<u8>>, selection: &Selection, reader: &str) -> usize {
+        let ranges = ranges(selection, reader);
+        let found: BTreeSet<&[u8]> = p
+            .iter()
+            .filter_map(|k| {
+                let r = ranges.iter().find(|r| k.starts_with(&r.prefix))?;
+                Some(&k[r.skip..])
+            })
+            .collect();
+        found.len()
+    }
+
     #[test]
     fn a_state_posts_its_tags_origins_and_latest_time() {
         let key = b"I\x04evil.example";
         let p = postings_of(key, &state(&["C2", "c2", "Phishing"], "AU", 10, Some(20)));
-        let tags: Vec<_> = ranges(&Selection::Tags(vec!["c2".into()]))
-            .iter()
-            .map(|r| p.iter().filter(|k| k.starts_with(&r.prefix)).count())
-            .collect();
-        assert_eq!(tags, [1], "C2 and c2 are one tag");
+        assert_eq!(
+            found(&p, &Selection::Tags(vec!["c2".into()]), "NZ"),
+            1,
+            "C2 and c2 are one tag"
+        );
         assert_eq!(
             p.len(),
-            2 + 2 + 1 + 2,
-            "two tags, two origins, one time, two object ids"
+            2 + 2 + 1 + 1 + 2,
+            "two tags, two origins, the whole index, one time, two object ids"
         );
         let id =
             object_id::assertion_uuid("AU", intelmesh_core::IndicatorType::Domain, "evil.example");
-        let by_id = &ranges(&Selection::ObjectId(id))[0];
-        assert_eq!(p.iter().filter(|k| k.starts_with(&by_id.prefix)).count(), 1);
+        assert_eq!(found(&p, &Selection::ObjectId(id), "NZ"), 1);
         let time = p
             .iter()
             .find(|k| k.starts_with(&[keys::POSTING, TIME]))
@@ -260,8 +412,66 @@ mod tests {
         assert_eq!(&time[..10], &time_start(20)[..]);
         assert_eq!(&time[10..], key);
         assert!(p.iter().all(|k| index_key_of(k) == Some(&key[..])));
-        assert_eq!(index_key_of(b"Qt\xff"), None);
+        assert_eq!(index_key_of(b"QT\xff"), None);
         assert_eq!(index_key_of(b"Ix"), None);
+    }
+
+    #[test]
+    fn a_withheld_record_is_a_candidate_only_for_its_readers() {
+        let key = b"I\x04hidden.example";
+        let mut s = state(&["op-nightfall"], "AU", 10, None);
+        s.assertions[0].distribution = dist(pb::Tlp::Red, &["SG", "SG"]);
+        s.sightings.push(pb::OriginSightings {
+            origin: "NZ".into(),
+            last_seen_unix_ms: 11,
+            distribution: dist(pb::Tlp::AmberStrict, &["FR"]),
+            ..Default::default()
+        });
+        let p = postings_of(key, &s);
+        let tag = Selection::Tags(vec!["OP-Nightfall".into()]);
+        let au = Selection::Origins(vec!["AU".into()]);
+        let domains = Selection::Types(vec![key[1]]);
+        for (reader, tags, origins, all) in [
+            ("AU", 1, 1, 1),
+            ("SG", 1, 1, 1),
+            ("NZ", 0, 0, 1),
+            ("FR", 0, 0, 1),
+            ("DE", 0, 0, 0),
+        ] {
+            assert_eq!(found(&p, &tag, reader), tags, "{reader}");
+            assert_eq!(found(&p, &au, reader), origins, "{reader}");
+            assert_eq!(found(&p, &Selection::All, reader), all, "{reader}");
+            assert_eq!(found(&p, &domains, reader), all, "{reader}");
+        }
+        // No reader but those: a malformed distribution posts in no scope.
+        s.assertions[0].distribution = dist(pb::Tlp::Red, &["not an org"]);
+        s.sightings.clear();
+        let p = postings_of(key, &s);
+        assert_eq!(found(&p, &tag, "AU"), 0);
+        assert!(p.iter().all(|k| index_key_of(k) == Some(&key[..])));
+    }
+
+    #[test]
+    fn a_record_of_many_readers_posts_a_bounded_number_of_tags() {
+        let tags: Vec<String> = (0..64).map(|i| format!("t{i}")).collect();
+        let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+        let readers: Vec<String> = (0..100).map(|i| format!("ORG{i}")).collect();
+        let readers: Vec<&str> = readers.iter().map(String::as_str).collect();
+        let mut s = state(&tags, "AU", 1, None);
+        s.assertions[0].distribution = dist(pb::Tlp::AmberStrict, &readers);
+        let p = postings_of(b"I\x04x.example", &s);
+        let posted = p
+            .iter()
+            .filter(|k| k.starts_with(&[keys::POSTING, TAG]))
+            .count();
+        assert_eq!(posted, MAX_SCOPED_TAGS);
+        // Every reader still finds it by origin and in the whole index.
+        assert_eq!(found(&p, &Selection::All, "ORG99"), 1);
+        assert_eq!(
+            found(&p, &Selection::Origins(vec!["AU".into()]), "ORG99"),
+            1
+        );
+        assert_eq!(found(&p, &Selection::Tags(vec!["t0".into()]), "AU"), 1);
     }
 
     #[test]
@@ -273,9 +483,8 @@ mod tests {
         let p = postings_of(&long_key, &state(&[&tag], "AU", 1, None));
         assert!(p
             .iter()
-            .all(|k| k.len() < 4 + MAX_POSTED_NAME + long_key.len() + 1));
-        let found = &ranges(&Selection::Tags(vec![tag]))[0];
-        assert_eq!(p.iter().filter(|k| k.starts_with(&found.prefix)).count(), 1);
+            .all(|k| k.len() < 6 + MAX_POSTED_NAME + long_key.len() + 1));
+        assert_eq!(found(&p, &Selection::Tags(vec![tag]), "NZ"), 1);
     }
 
     #[test]
@@ -293,8 +502,34 @@ mod tests {
     #[test]
     fn a_tag_is_never_read_as_the_prefix_of_another() {
         let p = postings_of(b"I\x04x.example", &state(&["apt"], "AU", 1, None));
-        let other = &ranges(&Selection::Tags(vec!["ap".into()]))[0];
-        assert!(!p.iter().any(|k| k.starts_with(&other.prefix)));
+        assert_eq!(found(&p, &Selection::Tags(vec!["ap".into()]), "NZ"), 0);
+    }
+
+    #[test]
+    fn a_store_of_an_earlier_build_gets_its_postings_scoped_once() {
+        use prost::Message;
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::kv::Kv::open(dir.path(), 1 << 20).unwrap();
+        let key = b"I\x04x.example";
+        let s = state(&["c2"], "AU", 1, None);
+        let mut old = vec![keys::POSTING, b't', 0, 2];
+        old.extend_from_slice(b"c2");
+        old.extend_from_slice(key);
+        let mut batch = crate::kv::Batch::default();
+        batch.insert(key.to_vec(), s.encode_to_vec());
+        batch.insert(old.clone(), Vec::new());
+        db.apply_batch(batch).unwrap();
+        migrate(&db).unwrap();
+        assert!(
+            db.get(&old).unwrap().is_none(),
+            "the unscoped posting is gone"
+        );
+        let posted = |kind: u8| db.scan_prefix([keys::POSTING, kind]).keys().count();
+        assert_eq!((posted(TAG), posted(ORIGIN), posted(READABLE)), (1, 1, 1));
+        // Marked: a second open changes nothing.
+        db.insert(old.clone(), Vec::new()).unwrap();
+        migrate(&db).unwrap();
+        assert!(db.get(&old).unwrap().is_some());
     }
 
     #[test]

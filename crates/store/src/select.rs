@@ -1,7 +1,6 @@
 //! Reading a [`Selection`] page by page: ordered key ranges of the index or its postings, so a
 //! page costs what it returns, never a scan of the whole index.
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use intelmesh_proto::v1 as pb;
@@ -14,10 +13,13 @@ use crate::StoreError;
 /// A state of a selection and the position to resume after it.
 pub type Selected = (Vec<u8>, pb::IndicatorState);
 
-/// Up to `limit` states of `selection` after the position `after` (see [`Selected`]).
+/// Up to `limit` states of `selection` for `reader` after the position `after` (see
+/// [`Selected`]): by tag, origin or type, and of the whole index, only states holding a record
+/// `reader` may read (`postings`).
 pub(crate) fn select(
     db: &crate::kv::Kv,
     selection: &Selection,
+    reader: &str,
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
@@ -27,7 +29,7 @@ pub(crate) fn select(
     match selection {
         Selection::UpdatedSince(since) => by_time(db, *since, after, limit),
         Selection::ArrivedSince(since) => by_arrival(db, *since, after, limit),
-        _ => by_index_key(db, &ranges(selection), after, limit),
+        _ => by_index_key(db, &ranges(selection, reader), after, limit),
     }
 }
 
@@ -39,8 +41,7 @@ fn by_index_key(
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
-    // Index key → the encoded state when the range held it (index ranges), else `None`.
-    let mut found: BTreeMap<Vec<u8>, Option<crate::kv::Bytes>> = BTreeMap::new();
+    let mut found: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
     for r in ranges {
         let start = match after {
             Some(a) => {
@@ -56,24 +57,21 @@ fn by_index_key(
         };
         for kv in db
             .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .keys()
             .take(limit)
         {
-            let (k, v) = kv?;
+            let k = kv?;
             if !k.starts_with(&r.prefix) {
                 break;
             }
-            let state = (r.skip == 0).then_some(v);
-            found.insert(k[r.skip..].to_vec(), state);
+            found.insert(k[r.skip..].to_vec());
         }
     }
     found
         .into_iter()
         .take(limit)
-        .map(|(key, state)| {
-            let state = match state {
-                Some(v) => decode_state(&v)?,
-                None => read_state(db, &key)?,
-            };
+        .map(|key| {
+            let state = read_state(db, &key)?;
             Ok((key, state))
         })
         .collect()

@@ -59,7 +59,7 @@ pub fn query(
     let mut states = Vec::new();
     let (mut scanned, mut bytes) = (0, 0);
     loop {
-        let chunk = store.select(&selection, after.as_deref(), QUERY_CHUNK)?;
+        let chunk = store.select(&selection, reader, after.as_deref(), QUERY_CHUNK)?;
         let (n, end) = (chunk.len(), chunk.len() < QUERY_CHUNK);
         for (i, (position, s)) in chunk.into_iter().enumerate() {
             scanned += 1;

@@ -225,7 +225,7 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
     let mut out = Vec::new();
     let (mut scanned, mut bytes) = (0, 0);
     loop {
-        let chunk = r.store.select(&selection, after.as_deref(), CHUNK)?;
+        let chunk = r.store.select(&selection, r.org, after.as_deref(), CHUNK)?;
         let end = chunk.len() < CHUNK;
         let n = chunk.len();
         for (i, (position, state)) in chunk.into_iter().enumerate() {
@@ -335,7 +335,10 @@ fn by_id_within(
     let mut found = Vec::new();
     // One id names one origin's assertion (or sightings) of one value; a few states at most
     // share a UUID prefix by chance, so a small read is the whole answer.
-    for (_, state) in r.store.select(&Selection::ObjectId(uuid), None, 16)? {
+    for (_, state) in r
+        .store
+        .select(&Selection::ObjectId(uuid), r.org, None, 16)?
+    {
         let Some(indicator) = indicator_of(&state) else {
             continue;
         };
@@ -410,7 +413,7 @@ fn shows_any_record_of(
     let mut after = None::<Vec<u8>>;
     while *budget > 0 {
         let want = CHUNK.min(*budget);
-        let chunk = r.store.select(&selection, after.as_deref(), want)?;
+        let chunk = r.store.select(&selection, r.org, after.as_deref(), want)?;
         let end = chunk.len() < want;
         for (position, state) in chunk {
             *budget = budget.saturating_sub(1);
