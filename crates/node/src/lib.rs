@@ -288,7 +288,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             IndicatorsServer::new(api::IndicatorsService {
                 tokens: Arc::clone(&tokens),
                 watches: Default::default(),
-                blocking_reads: Arc::new(tokio::sync::Semaphore::new(api::BLOCKING_READS_AT_ONCE)),
+                blocking_reads: Default::default(),
                 state: Arc::clone(&state),
             })
             .max_decoding_message_size(max)

@@ -39,15 +39,10 @@ pub struct IndicatorsService {
     pub tokens: Arc<crate::token::TokenKey>,
     /// Open `Watch` streams, bounded.
     pub watches: Arc<super::watches::Watches>,
-    /// Lookup chunks and Query pages on the blocking pool at once, for all callers together:
-    /// the pool is shared with applying received entries and publishing, and a certificate's
-    /// many calls (of many chunks each, or of pages that read up to 64 ranges each) must queue
-    /// here, not take every thread of it.
-    pub blocking_reads: Arc<tokio::sync::Semaphore>,
+    /// Lookup chunks, Query pages and Watch steps on the blocking pool at once, and each
+    /// caller's share of them (`read_shares`).
+    pub blocking_reads: Arc<super::read_shares::ReadShares>,
 }
-
-/// Lookup chunks and Query pages that run at once (see [`IndicatorsService::blocking_reads`]).
-pub const BLOCKING_READS_AT_ONCE: usize = 16;
 
 fn bad(e: Invalid) -> Status {
     Status::invalid_argument(e.0)
@@ -285,7 +280,8 @@ impl IndicatorsService {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
-        let reader = reader(&self.state, &request)?;
+        let (reader, name) = service(&self.state, &request)?;
+        let caller = format!("{reader}/{name}");
         let req = request.into_inner();
         let filter = Filter::parse(req.filter.as_ref())
             .map_err(bad)?
@@ -300,10 +296,7 @@ impl IndicatorsService {
             .map_err(bad)?;
         let size = view::page_size(req.page_size);
         let page_bytes = query::page_bytes(self.state.cfg.limits.max_message_bytes);
-        let permit = Arc::clone(&self.blocking_reads)
-            .acquire_owned()
-            .await
-            .map_err(internal)?;
+        let permit = self.blocking_reads.acquire(&caller).await?;
         let response = self
             .blocking(move |s| {
                 let _permit = permit;
@@ -321,7 +314,9 @@ impl IndicatorsService {
         &self,
         request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
-        let reader = Arc::new(reader(&self.state, &request)?);
+        let (reader, name) = service(&self.state, &request)?;
+        let caller = format!("{reader}/{name}");
+        let reader = Arc::new(reader);
         let mut values = request.into_inner().values;
         if values.len() > lookup::MAX_LOOKUPS {
             return Err(Status::invalid_argument(format!(
@@ -355,10 +350,7 @@ impl IndicatorsService {
                 Arc::clone(&budget),
             );
             // Held by the chunk until it ends, even if the call is dropped meanwhile.
-            let permit = Arc::clone(&self.blocking_reads)
-                .acquire_owned()
-                .await
-                .map_err(internal)?;
+            let permit = self.blocking_reads.acquire(&caller).await?;
             chunks.push(tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let l = lookup::Lookup {
@@ -400,6 +392,7 @@ impl IndicatorsService {
         let leaf = (request.peer_certs())
             .and_then(|c| c.first().map(|c| c.as_ref().to_vec()))
             .unwrap_or_default();
+        let reads_as = format!("{}/{}", caller.0, caller.1);
         let open = self.watches.open(caller)?;
         let req = request.into_inner();
         let filter = Filter::parse(req.filter.as_ref()).map_err(bad)?;
@@ -440,6 +433,7 @@ impl IndicatorsService {
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         let state = Arc::clone(&self.state);
         let tokens = Arc::clone(&self.tokens);
+        let reads = Arc::clone(&self.blocking_reads);
         tokio::spawn(async move {
             let watcher = watch_feed::Watcher {
                 reader,
@@ -447,6 +441,8 @@ impl IndicatorsService {
                 leaf,
                 filter,
                 tokens,
+                reads,
+                caller: reads_as,
             };
             watch_feed::watch_loop(state, watcher, cursor, tx).await;
             drop(open);

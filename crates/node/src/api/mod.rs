@@ -5,6 +5,7 @@ mod indicators;
 mod indicators_audited;
 pub mod lookup;
 mod query;
+pub mod read_shares;
 pub mod status;
 pub mod stix;
 pub mod submission;
@@ -16,5 +17,6 @@ mod watches;
 pub(crate) mod test_values;
 
 pub use indicators::audience_rejudge;
-pub use indicators::{IndicatorsService, BLOCKING_READS_AT_ONCE};
+pub use indicators::IndicatorsService;
+pub use read_shares::{READS_AT_ONCE, READS_PER_CALLER};
 pub use status::StatusService;

@@ -149,6 +149,9 @@ pub(super) struct Watcher {
     pub(super) filter: Filter,
     /// What its cursors' fill counts are sealed under.
     pub(super) tokens: Arc<crate::token::TokenKey>,
+    /// The blocking reads each step waits for, as the caller (`org/name`) it counts against.
+    pub(super) reads: Arc<super::read_shares::ReadShares>,
+    pub(super) caller: String,
 }
 
 impl Watcher {
@@ -217,7 +220,14 @@ pub(super) async fn watch_loop(
             }
             let (st, r, f) = (Arc::clone(&state), reader.clone(), Arc::clone(&filter));
             let key = Arc::clone(&watcher.tokens);
+            // A catch-up through the whole log is steps back to back: each takes a read of the
+            // caller's share, so one service's streams cannot keep every thread busy.
+            let permit = match watcher.reads.acquire(&watcher.caller).await {
+                Ok(p) => p,
+                Err(status) => return fail(&state, &tx, status).await,
+            };
             let step = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
                 let mut c = cursor;
                 let cursors = Cursors {
                     key: &key,
