@@ -402,6 +402,13 @@ fn a_record_withheld_from_a_reader_is_no_candidate_of_its_selections() {
     assert_eq!(read_as("NZ-POL", &by_origin).len(), 50);
     assert_eq!(read_as("NZ-POL", &Selection::All).len(), 80);
     assert_eq!(read_as("NZ-POL", &domains).len(), 80);
+    // Nor among what arrived: TAXII's collection reads by arrival.
+    let arrived = Selection::ArrivedSince(T0 * 1000);
+    let since_start = |org: &str| read_as(org, &Selection::ArrivedSince(0));
+    assert!(since_start("SG-IGCI").contains(&"hidden.example".to_string()));
+    assert!(!since_start("NZ-POL").contains(&"hidden.example".to_string()));
+    assert_eq!(since_start("NZ-POL").len(), 80);
+    assert!(read_as("NZ-POL", &arrived).len() <= 80);
     let check = verify_store(&t.store, Some(&keys)).unwrap();
     assert!(check.is_ok(), "{:?}", check.problems);
 }

@@ -15,9 +15,19 @@
 //! rebuild of the index stamps every record anew (a reader then sees everything once more,
 //! never less).
 //!
+//! Arrival postings are scoped as the other postings are (`postings`): a record's go under the
+//! public scope, or under each org that may read it, and a reader reads the public scope and
+//! its own, merged by time. A record withheld from a reader is no candidate of its reads: it
+//! costs it nothing it could time or count, and it takes no place in a page.
+//!
 //! Layout:
-//! - `A <time, order-preserving u64 µs><slot, 16 bytes><index key>`: ordered by time;
-//! - `a <slot, 16 bytes><index key>` → the time (i64 BE): finds a record's posting to move it.
+//! - `A <len u16><scope><time, order-preserving u64 µs><slot, 16 bytes><index key>`: ordered
+//!   by time within each scope;
+//! - `a <slot, 16 bytes><index key>` → the time (i64 BE): finds a record's postings to move
+//!   them.
+//!
+//! A position, what a read resumes after, is a posting without its scope: `A <time><slot>
+//! <index key>` ([`parse_position`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -26,7 +36,7 @@ use intelmesh_core::entry::sha256;
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::postings::ordered;
+use crate::postings::{ordered, scopes};
 use crate::{keys, Arrivals, StoreError};
 
 /// The id of one record of a state, unique within the indicator.
@@ -34,6 +44,13 @@ pub type Slot = [u8; 16];
 
 /// What identifies one version of a record: a write that changes the marker changes the record.
 type Marker = (u64, u64);
+
+/// One record of a state as its arrival is kept: its version, and the scopes it is posted in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) marker: Marker,
+    pub(crate) scopes: Vec<String>,
+}
 
 const ASSERTION: u8 = b'a';
 const SIGHTINGS: u8 = b's';
@@ -60,16 +77,20 @@ pub fn sightings_slot(s: &pb::OriginSightings) -> Slot {
     slot(SIGHTINGS, &s.origin, s.distribution.as_ref())
 }
 
-/// Every record of `state` with its marker.
-pub(crate) fn slots_of(state: &pb::IndicatorState) -> BTreeMap<Slot, Marker> {
-    let assertions = state
-        .assertions
-        .iter()
-        .map(|a| (assertion_slot(a), (a.seq, 0)));
-    let sightings = state
-        .sightings
-        .iter()
-        .map(|s| (sightings_slot(s), (s.last_seq, s.count)));
+/// Every record of `state` with its marker and scopes.
+pub(crate) fn slots_of(state: &pb::IndicatorState) -> BTreeMap<Slot, Record> {
+    let record = |marker, d: Option<&pb::Distribution>, origin: &str| Record {
+        marker,
+        scopes: scopes(d, origin).into_iter().map(str::to_string).collect(),
+    };
+    let assertions = state.assertions.iter().map(|a| {
+        let r = record((a.seq, 0), a.distribution.as_ref(), &a.origin);
+        (assertion_slot(a), r)
+    });
+    let sightings = state.sightings.iter().map(|s| {
+        let r = record((s.last_seq, s.count), s.distribution.as_ref(), &s.origin);
+        (sightings_slot(s), r)
+    });
     assertions.chain(sightings).collect()
 }
 
@@ -81,15 +102,12 @@ impl ArrivalClock {
     /// The clock of a store: it resumes after the newest stamp on disk (its record, or the
     /// newest posting, whichever is later).
     pub(crate) fn read(db: &crate::kv::Kv) -> Result<ArrivalClock, StoreError> {
-        let posted = match db.scan_prefix([keys::ARRIVAL]).keys().next_back() {
-            Some(k) => parse_position(&k?).map_or(0, |(t, _, _)| t),
-            None => 0,
-        };
+        // Written with every batch that stamps, so at least the newest time of any scope.
         let recorded = match db.get(keys::ARRIVAL_CLOCK)? {
             Some(v) => decode_time(&v)?,
             None => 0,
         };
-        Ok(ArrivalClock(AtomicI64::new(posted.max(recorded))))
+        Ok(ArrivalClock(AtomicI64::new(recorded)))
     }
 
     /// Records the newest time stamped in `batch`, so the clock survives a rebuild's clearing.
@@ -112,13 +130,34 @@ impl ArrivalClock {
     }
 }
 
-fn posting(time: i64, slot: &Slot, index_key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(25 + index_key.len());
+/// The prefix of every arrival posting in `scope`.
+pub(crate) fn scope_prefix(scope: &str) -> Vec<u8> {
+    let scope = &scope.as_bytes()[..scope.len().min(MAX_SCOPE)];
+    let mut k = Vec::with_capacity(3 + scope.len());
     k.push(keys::ARRIVAL);
+    k.extend_from_slice(&(scope.len() as u16).to_be_bytes());
+    k.extend_from_slice(scope);
+    k
+}
+
+/// Longest scope (an org id) a posting holds, in bytes; org ids are far shorter.
+const MAX_SCOPE: usize = 1024;
+
+fn posting(scope: &str, time: i64, slot: &Slot, index_key: &[u8]) -> Vec<u8> {
+    let mut k = scope_prefix(scope);
     k.extend_from_slice(&ordered(time).to_be_bytes());
     k.extend_from_slice(slot);
     k.extend_from_slice(index_key);
     k
+}
+
+/// The position a posting of the scope whose prefix is `prefix` stands for.
+pub(crate) fn position_of(prefix: &[u8], posting: &[u8]) -> Option<Vec<u8>> {
+    let rest = posting.strip_prefix(prefix)?;
+    let mut k = Vec::with_capacity(1 + rest.len());
+    k.push(keys::ARRIVAL);
+    k.extend_from_slice(rest);
+    Some(k)
 }
 
 pub(crate) fn record_key(slot: &Slot, index_key: &[u8]) -> Vec<u8> {
@@ -129,7 +168,8 @@ pub(crate) fn record_key(slot: &Slot, index_key: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The first position of a read of records arrived at or after `since` (µs).
+/// The first position of a read of records arrived at or after `since` (µs); within a scope,
+/// after its prefix (as every position).
 pub(crate) fn start(since: i64) -> Vec<u8> {
     let mut k = vec![keys::ARRIVAL];
     k.extend_from_slice(&ordered(since).to_be_bytes());
@@ -179,19 +219,21 @@ pub(crate) fn write_changes(
     db: &crate::kv::Kv,
     clock: &ArrivalClock,
     index_key: &[u8],
-    before: &BTreeMap<Slot, Marker>,
-    after: &BTreeMap<Slot, Marker>,
+    before: &BTreeMap<Slot, Record>,
+    after: &BTreeMap<Slot, Record>,
     restamp: &[Slot],
     batch: &mut crate::kv::Batch,
 ) -> Result<(), StoreError> {
-    let forget_old = |slot: &Slot, batch: &mut crate::kv::Batch| -> Result<(), StoreError> {
+    let forget_old = |slot: &Slot, r: &Record, batch: &mut crate::kv::Batch| {
         if let Some(old) = arrival_of(db, slot, index_key)? {
-            batch.remove(posting(old, slot, index_key));
+            for scope in &r.scopes {
+                batch.remove(posting(scope, old, slot, index_key));
+            }
         }
-        Ok(())
+        Ok::<(), StoreError>(())
     };
-    for slot in before.keys().filter(|s| !after.contains_key(*s)) {
-        forget_old(slot, batch)?;
+    for (slot, r) in before.iter().filter(|(s, _)| !after.contains_key(*s)) {
+        forget_old(slot, r, batch)?;
         batch.remove(record_key(slot, index_key));
     }
     // The records `restamp` names (sightings, when the value's first assertion comes) are
@@ -199,14 +241,16 @@ pub(crate) fn write_changes(
     // chance of their slots' order.
     let (restamped, rest): (Vec<_>, Vec<_>) =
         after.iter().partition(|(slot, _)| restamp.contains(slot));
-    for (slot, marker) in rest.into_iter().chain(restamped) {
+    for (slot, record) in rest.into_iter().chain(restamped) {
         match before.get(slot) {
-            Some(m) if m == marker && !restamp.contains(slot) => continue,
-            Some(_) => forget_old(slot, batch)?,
+            Some(r) if r.marker == record.marker && !restamp.contains(slot) => continue,
+            Some(r) => forget_old(slot, r, batch)?,
             None => {}
         }
         let now = clock.stamp();
-        batch.insert(posting(now, slot, index_key), &[][..]);
+        for scope in &record.scopes {
+            batch.insert(posting(scope, now, slot, index_key), &[][..]);
+        }
         batch.insert(record_key(slot, index_key), now.to_be_bytes());
     }
     Ok(())
@@ -266,6 +310,42 @@ pub(crate) fn drop_all(db: &crate::kv::Kv) -> Result<(), StoreError> {
     crate::index_rebuild::remove_prefix(db, keys::ARRIVED)
 }
 
+/// Posts every record's arrival anew in its scopes, at the time kept for it: for a store of an
+/// earlier build, whose arrival postings were unscoped (`postings::migrate`). Idempotent.
+pub(crate) fn repost(db: &crate::kv::Kv) -> Result<(), StoreError> {
+    crate::index_rebuild::remove_prefix(db, keys::ARRIVAL)?;
+    const CHUNK: usize = 16_384;
+    let mut batch = crate::kv::Batch::default();
+    let mut read: Option<(Vec<u8>, BTreeMap<Slot, Record>)> = None;
+    for kv in db.scan_prefix([keys::ARRIVED]) {
+        let (k, v) = kv?;
+        let Some((slot, index_key)) = parse_record_key(&k) else {
+            continue;
+        };
+        if read
+            .as_ref()
+            .is_none_or(|(key, _)| key.as_slice() != index_key)
+        {
+            let Some(state) = db.get(index_key)? else {
+                continue;
+            };
+            let slots = slots_of(&crate::index::decode_state(&state)?);
+            read = Some((index_key.to_vec(), slots));
+        }
+        let Some(record) = read.as_ref().and_then(|(_, slots)| slots.get(&slot)) else {
+            continue;
+        };
+        let time = decode_time(&v)?;
+        for scope in &record.scopes {
+            batch.insert(posting(scope, time, &slot, index_key), &[][..]);
+        }
+        if batch.len() >= CHUNK {
+            db.apply_batch(std::mem::take(&mut batch))?;
+        }
+    }
+    db.apply_batch(batch)
+}
+
 /// For `verify-store`: whether every record of the `rebuilt` index has exactly one arrival
 /// time and one posting at it (none at all in a store that does not keep them), and no time or
 /// posting names anything else; what differs if not.
@@ -275,9 +355,15 @@ pub(crate) fn check(
     rebuilt: &BTreeMap<Vec<u8>, pb::IndicatorState>,
     kept: bool,
 ) -> Result<Option<String>, StoreError> {
-    let expected: usize = match kept {
-        true => rebuilt.values().map(|s| slots_of(s).len()).sum(),
-        false => 0,
+    let (expected, expected_postings): (usize, usize) = match kept {
+        true => rebuilt.values().fold((0, 0), |(n, p), s| {
+            let slots = slots_of(s);
+            (
+                n + slots.len(),
+                p + slots.values().map(|r| r.scopes.len()).sum::<usize>(),
+            )
+        }),
+        false => (0, 0),
     };
     let (mut times, mut stray, mut unposted) = (0usize, 0usize, 0usize);
     for kv in db.scan_prefix([keys::ARRIVED]) {
@@ -287,21 +373,22 @@ pub(crate) fn check(
             stray += 1;
             continue;
         };
-        let known = rebuilt
+        let Some(record) = rebuilt
             .get(index_key)
-            .is_some_and(|s| slots_of(s).contains_key(&slot));
-        if !known {
+            .and_then(|s| slots_of(s).remove(&slot))
+        else {
             stray += 1;
-        }
-        if db
-            .get(posting(decode_time(&v)?, &slot, index_key))?
-            .is_none()
-        {
-            unposted += 1;
+            continue;
+        };
+        let time = decode_time(&v)?;
+        for scope in &record.scopes {
+            if db.get(posting(scope, time, &slot, index_key))?.is_none() {
+                unposted += 1;
+            }
         }
     }
     let postings = db.scan_prefix([keys::ARRIVAL]).keys().count();
-    if times == expected && stray == 0 && unposted == 0 && postings == times {
+    if times == expected && stray == 0 && unposted == 0 && postings == expected_postings {
         return Ok(None);
     }
     Ok(Some(format!(
@@ -317,10 +404,12 @@ mod tests {
     #[test]
     fn positions_parse_back_and_sort_by_time() {
         let s = [7u8; 16];
-        let (a, b) = (
-            posting(-3, &s, b"I\x04x"),
-            posting(1_700_000_000_000_000, &s, b"I\x04a"),
-        );
+        let public = scope_prefix(crate::postings::PUBLIC);
+        let at = |t: i64, index_key: &[u8]| {
+            position_of(&public, &posting(crate::postings::PUBLIC, t, &s, index_key))
+                .expect("a posting of the scope")
+        };
+        let (a, b) = (at(-3, b"I\x04x"), at(1_700_000_000_000_000, b"I\x04a"));
         assert!(a < b);
         assert_eq!(
             parse_position(&b),
@@ -328,7 +417,11 @@ mod tests {
         );
         assert!(start(-3) <= a && start(-2) > a);
         assert_eq!(parse_position(b"A\0\0"), None);
-        assert_eq!(parse_position(&posting(1, &s, b"")), None);
+        assert_eq!(parse_position(&at(1, b"")), None);
+        // A posting of another scope is no position of this one.
+        let other = posting("AU-AFP", 1, &s, b"I\x04x");
+        assert_eq!(position_of(&public, &other), None);
+        assert!(position_of(&scope_prefix("AU-AFP"), &other).is_some());
         assert_eq!(
             parse_record_key(&record_key(&s, b"I\x04x")),
             Some((s, &b"I\x04x"[..]))
@@ -369,8 +462,16 @@ mod tests {
         };
         let slots = slots_of(&state);
         assert_eq!(slots.len(), 3, "two distributions and the sightings");
-        assert_eq!(slots[&sightings_slot(&state.sightings[0])], (5, 2));
-        assert_eq!(slots[&assertion_slot(&state.assertions[1])], (4, 0));
+        let sighted = &slots[&sightings_slot(&state.sightings[0])];
+        assert_eq!(
+            (sighted.marker, sighted.scopes.as_slice()),
+            ((5, 2), &[String::new()][..])
+        );
+        let red = &slots[&assertion_slot(&state.assertions[1])];
+        assert_eq!(
+            (red.marker, red.scopes.as_slice()),
+            ((4, 0), &["AU".to_string()][..])
+        );
     }
 
     #[test]

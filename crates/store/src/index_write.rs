@@ -67,7 +67,7 @@ struct Touched {
     postings_before: BTreeSet<Vec<u8>>,
     /// Whether the state held an assertion before.
     asserted_before: bool,
-    slots_before: BTreeMap<Slot, (u64, u64)>,
+    slots_before: BTreeMap<Slot, arrival::Record>,
     state: pb::IndicatorState,
 }
 

@@ -240,6 +240,11 @@ impl Batch {
         self.0.insert(key.into(), None);
     }
 
+    /// How many keys it writes or removes.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// The index keys the batch writes or removes.
     fn index_keys(&self) -> impl Iterator<Item = &[u8]> {
         self.index_entries().map(|(k, _)| k)

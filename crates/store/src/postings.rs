@@ -47,7 +47,7 @@ const OBJECT: u8 = b'i';
 const UNSCOPED: [u8; 2] = [b't', b'o'];
 
 /// The scope of records anyone may read.
-const PUBLIC: &str = "";
+pub(crate) const PUBLIC: &str = "";
 
 /// Most scoped tag postings of one record: its tags times its readers. An origin naming a
 /// hundred recipients on a record of 64 tags would otherwise make one write post thousands of
@@ -77,7 +77,10 @@ pub enum Selection {
 
 /// The scopes a record of `origin` under `distribution` is posted in: the public one, or each
 /// org that may read it; none when nobody may (a malformed distribution, which no view shows).
-fn scopes<'a>(distribution: Option<&'a pb::Distribution>, origin: &'a str) -> Vec<&'a str> {
+pub(crate) fn scopes<'a>(
+    distribution: Option<&'a pb::Distribution>,
+    origin: &'a str,
+) -> Vec<&'a str> {
     let Some((d, tlp)) = distribution.and_then(|d| Some((d, Tlp::from_proto(d.tlp)?))) else {
         return Vec::new();
     };
@@ -261,8 +264,9 @@ pub(crate) fn ranges(selection: &Selection, reader: &str) -> Vec<Range> {
     }
 }
 
-/// Rewrites the tag and origin postings of a store written by an earlier build, whose were
-/// unscoped: removes those and posts every indicator's scoped postings, in bounded batches.
+/// Rewrites the tag, origin and arrival postings of a store written by an earlier build, whose
+/// were unscoped: removes those and posts every indicator's scoped postings, in bounded batches
+/// (arrivals at the times kept for them).
 /// Idempotent, so a crash part way leaves the mark unset and the next open does it again.
 pub(crate) fn migrate(db: &crate::kv::Kv) -> Result<(), StoreError> {
     if db.get(keys::POSTINGS_SCOPED)?.is_some() {
@@ -316,6 +320,9 @@ pub(crate) fn migrate(db: &crate::kv::Kv) -> Result<(), StoreError> {
         if read < CHUNK {
             break;
         }
+    }
+    if db.get(keys::ARRIVALS_KEPT)?.is_some() {
+        crate::arrival::repost(db)?;
     }
     db.insert(keys::POSTINGS_SCOPED, Vec::new())
 }
@@ -530,6 +537,46 @@ mod tests {
         db.insert(old.clone(), Vec::new()).unwrap();
         migrate(&db).unwrap();
         assert!(db.get(&old).unwrap().is_some());
+    }
+
+    #[test]
+    fn arrivals_of_an_earlier_build_are_posted_in_their_scopes_at_their_times() {
+        use prost::Message;
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::kv::Kv::open(dir.path(), 1 << 20).unwrap();
+        let key = b"I\x04x.example";
+        let mut s = state(&["c2"], "AU", 1, None);
+        s.assertions[0].distribution = dist(pb::Tlp::Red, &["SG"]);
+        let slot = crate::arrival::assertion_slot(&s.assertions[0]);
+        let time: i64 = 1_700_000_000_000_000;
+        let mut unscoped = vec![keys::ARRIVAL];
+        unscoped.extend_from_slice(&ordered(time).to_be_bytes());
+        unscoped.extend_from_slice(&slot);
+        unscoped.extend_from_slice(key);
+        let mut batch = crate::kv::Batch::default();
+        batch.insert(key.to_vec(), s.encode_to_vec());
+        batch.insert(crate::arrival::record_key(&slot, key), time.to_be_bytes());
+        batch.insert(unscoped.clone(), Vec::new());
+        batch.insert(keys::ARRIVALS_KEPT, Vec::new());
+        db.apply_batch(batch).unwrap();
+        migrate(&db).unwrap();
+        assert!(db.get(&unscoped).unwrap().is_none());
+        for (reader, found) in [("AU", true), ("SG", true), ("NZ", false)] {
+            let prefix = crate::arrival::scope_prefix(reader);
+            let at: Vec<_> = (db.scan_prefix(&prefix).keys())
+                .map(|k| {
+                    let k = k.unwrap();
+                    crate::arrival::position_of(&prefix, &k)
+                        .and_then(|p| crate::arrival::parse_position(&p).map(|(t, s, _)| (t, s)))
+                })
+                .collect();
+            let want = if found {
+                vec![Some((time, slot))]
+            } else {
+                vec![]
+            };
+            assert_eq!(at, want, "{reader}");
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use intelmesh_proto::v1 as pb;
 
 use crate::arrival;
 use crate::index::decode_state;
-use crate::postings::{ranges, time_start, Range, Selection};
+use crate::postings::{ranges, time_start, Range, Selection, PUBLIC};
 use crate::StoreError;
 
 /// A state of a selection and the position to resume after it.
@@ -28,7 +28,7 @@ pub(crate) fn select(
     }
     match selection {
         Selection::UpdatedSince(since) => by_time(db, *since, after, limit),
-        Selection::ArrivedSince(since) => by_arrival(db, *since, after, limit),
+        Selection::ArrivedSince(since) => by_arrival(db, *since, reader, after, limit),
         _ => by_index_key(db, &ranges(selection, reader), after, limit),
     }
 }
@@ -100,22 +100,49 @@ fn by_time(
     Ok(out)
 }
 
-/// The arrival selection: arrival postings from `since` on (or after the position `after`, an
-/// arrival posting), oldest first; a state once per record of it that arrived.
+/// The arrival selection for `reader`: arrival postings from `since` on (or after the position
+/// `after`) in the public scope and the reader's, merged by time, oldest first; a state once
+/// per record of it that arrived.
 fn by_arrival(
     db: &crate::kv::Kv,
     since: i64,
+    reader: &str,
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
-    let start = resume_at(&arrival::start(since), after);
-    let mut out: Vec<Selected> = Vec::new();
-    for kv in db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
-        let (k, _) = kv?;
-        if out.len() == limit {
-            break;
+    let first = arrival::start(since);
+    let mut positions: Vec<Vec<u8>> = Vec::new();
+    let scopes: &[&str] = if reader == PUBLIC {
+        &[PUBLIC]
+    } else {
+        &[PUBLIC, reader]
+    };
+    for scope in scopes {
+        let prefix = arrival::scope_prefix(scope);
+        let within = |position: &[u8]| [prefix.as_slice(), &position[1..]].concat();
+        let start = match resume_at(&first, after) {
+            Bound::Excluded(a) => Bound::Excluded(within(&a)),
+            Bound::Included(f) => Bound::Included(within(&f)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        for k in db
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .keys()
+            .take(limit)
+        {
+            let k = k?;
+            let Some(position) = arrival::position_of(&prefix, &k) else {
+                break;
+            };
+            positions.push(position);
         }
-        let Some((_, _, index_key)) = arrival::parse_position(&k) else {
+    }
+    // Each scope's are in time order; a record is in one scope a reader reads.
+    positions.sort();
+    positions.truncate(limit);
+    let mut out: Vec<Selected> = Vec::with_capacity(positions.len());
+    for position in positions {
+        let Some((_, _, index_key)) = arrival::parse_position(&position) else {
             break;
         };
         // Records of one indicator that arrived together are read once.
@@ -125,7 +152,7 @@ fn by_arrival(
             }
             _ => read_state(db, index_key)?,
         };
-        out.push((k.to_vec(), state));
+        out.push((position, state));
     }
     Ok(out)
 }
