@@ -49,11 +49,11 @@ const UNSCOPED: [u8; 2] = [b't', b'o'];
 /// The scope of records anyone may read.
 pub(crate) const PUBLIC: &str = "";
 
-/// Most scoped tag postings of one record: its tags times its readers. An origin naming a
+/// Most scoped tag postings of one record: its tags times its scopes. An origin naming a
 /// hundred recipients on a record of 64 tags would otherwise make one write post thousands of
-/// keys; past this, the record's first readers (its origin first) find it by tag, the others
-/// by origin and in the whole index only.
-const MAX_SCOPED_TAGS: usize = 1024;
+/// keys. Shared out evenly: each reader of a record of more than eight readers finds it by its
+/// first `512 / readers` tags (and always by origin and in the whole index).
+const MAX_SCOPED_TAGS: usize = 512;
 
 /// What a query reads its candidates from, in the order they come out.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,15 +105,20 @@ pub(crate) fn postings_of(index_key: &[u8], state: &pb::IndicatorState) -> BTree
     let mut out = BTreeSet::new();
     let indicator = keys::indicator_of_index(index_key);
     for a in &state.assertions {
-        let mut tagged = 0;
-        for scope in scopes(a.distribution.as_ref(), &a.origin) {
-            // The first tags only: a received entry may carry thousands (nodes sign at most
-            // these), and each posting holds the index key.
-            for tag in a.tags.iter().take(intelmesh_core::entry::MAX_TAGS) {
-                if tagged < MAX_SCOPED_TAGS {
-                    out.insert(scoped(TAG, scope, Some(&tag.to_lowercase()), index_key));
-                    tagged += 1;
-                }
+        // The first tags only: a received entry may carry thousands (nodes sign at most
+        // these), and each posting holds the index key. Tags differing in case are one.
+        let mut tags: Vec<String> = Vec::new();
+        for tag in a.tags.iter().take(intelmesh_core::entry::MAX_TAGS) {
+            let tag = tag.to_lowercase();
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        let scopes = scopes(a.distribution.as_ref(), &a.origin);
+        let per_scope = (MAX_SCOPED_TAGS / scopes.len().max(1)).max(1);
+        for scope in scopes {
+            for tag in tags.iter().take(per_scope) {
+                out.insert(scoped(TAG, scope, Some(tag), index_key));
             }
             out.insert(scoped(ORIGIN, scope, Some(&a.origin), index_key));
             out.insert(scoped(READABLE, scope, None, index_key));
@@ -200,12 +205,14 @@ fn scoped_range(kind: u8, scope: &str, name: Option<&str>) -> Vec<u8> {
 }
 
 /// The bytes after one length-prefixed name at the start of `bytes`.
+#[cfg(test)]
 fn after_name(bytes: &[u8]) -> Option<&[u8]> {
     let len = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?);
     bytes.get(2 + usize::from(len)..)
 }
 
 /// The index key a posting key ends in; `None` for a key of no posting layout.
+#[cfg(test)]
 pub(crate) fn index_key_of(posting: &[u8]) -> Option<&[u8]> {
     match posting.get(..2)? {
         [keys::POSTING, TIME] => posting.get(10..),
@@ -264,12 +271,32 @@ pub(crate) fn ranges(selection: &Selection, reader: &str) -> Vec<Range> {
     }
 }
 
+/// Whether the store holds postings of an earlier build: it ran again after this one migrated
+/// the store (a rollback), and wrote some. Its arrival postings began with a time, whose first
+/// byte is 0x80 or more for any time after 1970; a scope's length never is.
+fn unscoped_left(db: &crate::kv::Kv) -> Result<bool, StoreError> {
+    for kind in UNSCOPED {
+        if let Some(k) = db.scan_prefix([keys::POSTING, kind]).keys().next() {
+            k?;
+            return Ok(true);
+        }
+    }
+    let old_arrival = (
+        std::ops::Bound::Included(vec![keys::ARRIVAL, 0x80]),
+        std::ops::Bound::Excluded(vec![keys::ARRIVAL + 1]),
+    );
+    match db.range::<Vec<u8>, _>(old_arrival).keys().next() {
+        Some(k) => k.map(|_| true),
+        None => Ok(false),
+    }
+}
+
 /// Rewrites the tag, origin and arrival postings of a store written by an earlier build, whose
 /// were unscoped: removes those and posts every indicator's scoped postings, in bounded batches
 /// (arrivals at the times kept for them).
 /// Idempotent, so a crash part way leaves the mark unset and the next open does it again.
 pub(crate) fn migrate(db: &crate::kv::Kv) -> Result<(), StoreError> {
-    if db.get(keys::POSTINGS_SCOPED)?.is_some() {
+    if db.get(keys::POSTINGS_SCOPED)?.is_some() && !unscoped_left(db)? {
         return Ok(());
     }
     const CHUNK: usize = 16_384;
@@ -471,14 +498,20 @@ mod tests {
             .iter()
             .filter(|k| k.starts_with(&[keys::POSTING, TAG]))
             .count();
-        assert_eq!(posted, MAX_SCOPED_TAGS);
-        // Every reader still finds it by origin and in the whole index.
-        assert_eq!(found(&p, &Selection::All, "ORG99"), 1);
-        assert_eq!(
-            found(&p, &Selection::Origins(vec!["AU".into()]), "ORG99"),
-            1
-        );
-        assert_eq!(found(&p, &Selection::Tags(vec!["t0".into()]), "AU"), 1);
+        assert!(posted <= MAX_SCOPED_TAGS, "{posted}");
+        // Every reader finds it by its first tags, by origin and in the whole index.
+        let first = MAX_SCOPED_TAGS / 101;
+        for reader in ["AU", "ORG0", "ORG99"] {
+            assert_eq!(found(&p, &Selection::All, reader), 1);
+            assert_eq!(found(&p, &Selection::Origins(vec!["AU".into()]), reader), 1);
+            let tag = |i: usize| Selection::Tags(vec![format!("t{i}")]);
+            assert_eq!(found(&p, &tag(first - 1), reader), 1, "{reader}");
+            assert_eq!(found(&p, &tag(first), reader), 0, "{reader}");
+        }
+        // A record of a few readers is found by every tag.
+        s.assertions[0].distribution = dist(pb::Tlp::AmberStrict, &readers[..7]);
+        let p = postings_of(b"I\x04x.example", &s);
+        assert_eq!(found(&p, &Selection::Tags(vec!["t63".into()]), "ORG6"), 1);
     }
 
     #[test]
@@ -533,10 +566,20 @@ mod tests {
         );
         let posted = |kind: u8| db.scan_prefix([keys::POSTING, kind]).keys().count();
         assert_eq!((posted(TAG), posted(ORIGIN), posted(READABLE)), (1, 1, 1));
-        // Marked: a second open changes nothing.
+        // Marked: a second open changes nothing, unless an earlier build ran on the store
+        // since (a rollback) and wrote unscoped postings.
+        let scoped_before = db.scan_prefix([keys::POSTING]).keys().count();
+        migrate(&db).unwrap();
+        assert_eq!(
+            db.scan_prefix([keys::POSTING]).keys().count(),
+            scoped_before
+        );
         db.insert(old.clone(), Vec::new()).unwrap();
         migrate(&db).unwrap();
-        assert!(db.get(&old).unwrap().is_some());
+        assert!(
+            db.get(&old).unwrap().is_none(),
+            "migrated again after a rollback"
+        );
     }
 
     #[test]
@@ -577,6 +620,10 @@ mod tests {
             };
             assert_eq!(at, want, "{reader}");
         }
+        // An arrival posting an earlier build wrote since (a rollback) is reposted too.
+        db.insert(unscoped.clone(), Vec::new()).unwrap();
+        migrate(&db).unwrap();
+        assert!(db.get(&unscoped).unwrap().is_none());
     }
 
     #[test]

@@ -496,11 +496,19 @@ mod tests {
     fn readers_never_miss_a_key_added_before_while_the_chain_grows() {
         let p = Arc::new(Presence::filled_empty());
         let added = Arc::new(AtomicU64::new(0));
+        // Set once the reader has checked keys: the writer waits for it half way, before the
+        // chain grows, so reads and growth overlap however the threads are scheduled.
+        let reading = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let n = FIRST_CAPACITY * 3 / 2;
         let writer = {
-            let (p, added) = (Arc::clone(&p), Arc::clone(&added));
+            let (p, added, reading) = (Arc::clone(&p), Arc::clone(&added), Arc::clone(&reading));
             std::thread::spawn(move || {
                 for i in 0..n {
+                    if i == FIRST_CAPACITY / 2 {
+                        while !reading.load(Ordering::Acquire) {
+                            std::thread::yield_now();
+                        }
+                    }
                     p.add(&key(i));
                     added.store(i + 1, Ordering::Release);
                 }
@@ -512,6 +520,9 @@ mod tests {
             for i in upto.saturating_sub(64)..upto {
                 assert!(p.may_hold(&key(i)), "key {i} added, then not held");
                 checked += 1;
+            }
+            if checked > 0 {
+                reading.store(true, Ordering::Release);
             }
         }
         writer.join().expect("writer");
