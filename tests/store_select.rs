@@ -161,15 +161,17 @@ fn a_forged_position_only_moves_within_the_range() {
         );
     }
     let recent = Selection::UpdatedSince(T0 + 45);
-    let got = t
-        .store
-        .select(&recent, &reader(), Some(b"Qm"), 100)
-        .unwrap();
-    assert_eq!(
-        got.len(),
-        6,
-        "a position before `since` does not widen the range"
-    );
+    for forged in [&b"QM"[..], b"QM\0\0\0\0\0\0\0\0", b"Qm", b"A", b"\xff"] {
+        let got = t
+            .store
+            .select(&recent, &reader(), Some(forged), 100)
+            .unwrap();
+        assert_eq!(
+            got.len(),
+            6,
+            "a position before `since`, or of another kind, does not widen the range: {forged:?}"
+        );
+    }
 }
 
 /// The records of `selection` in arrival order, with their arrival times, read in pages of 7.
@@ -402,6 +404,10 @@ fn a_record_withheld_from_a_reader_is_no_candidate_of_its_selections() {
     assert_eq!(read_as("NZ-POL", &by_origin).len(), 50);
     assert_eq!(read_as("NZ-POL", &Selection::All).len(), 80);
     assert_eq!(read_as("NZ-POL", &domains).len(), 80);
+    // Nor among what changed since: its change moves nothing for NZ.
+    let changed = Selection::UpdatedSince(T0 + 1000);
+    assert_eq!(read_as("SG-IGCI", &changed), ["hidden.example"]);
+    assert!(read_as("NZ-POL", &changed).is_empty());
     // Nor among what arrived: TAXII's collection reads by arrival.
     let arrived = Selection::ArrivedSince(T0 * 1000);
     let since_start = |org: &str| read_as(org, &Selection::ArrivedSince(0));

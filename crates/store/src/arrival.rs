@@ -152,6 +152,7 @@ fn posting(scope: &str, time: i64, slot: &Slot, index_key: &[u8]) -> Vec<u8> {
 }
 
 /// The position a posting of the scope whose prefix is `prefix` stands for.
+#[cfg(test)]
 pub(crate) fn position_of(prefix: &[u8], posting: &[u8]) -> Option<Vec<u8>> {
     let rest = posting.strip_prefix(prefix)?;
     let mut k = Vec::with_capacity(1 + rest.len());

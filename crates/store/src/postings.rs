@@ -6,7 +6,7 @@
 //! the postings of the states it changed by their difference, and `verify-store` derives them
 //! again from the rebuilt index and compares.
 //!
-//! Tag, origin and whole-index postings are scoped by audience: a record's go under the public
+//! Tag, origin, time and whole-index postings are scoped by audience: a record's go under the public
 //! scope when anyone may read it (CLEAR, GREEN), else under each org that may (its origin and
 //! recipients, the rule of `intelmesh_core::entry::allows_names`). A reader's selection reads
 //! the public scope and its own, so it never reads a candidate it may not see: a record
@@ -21,14 +21,15 @@
 //!   sightings, per scope;
 //! - `Q R <len u16><scope><index key>`: per scope with any record (the whole index, and a type's
 //!   part of it, for one reader);
-//! - `Q m <time, order-preserving u64><index key>`: the latest issue or sighting time;
+//! - `Q M <len u16><scope><time, order-preserving u64><index key>`: per scope, the latest issue
+//!   or sighting time of its records;
 //! - `Q i <uuid, 16 bytes><index key>`: the object id of each origin's assertion and of each
 //!   reporter's sightings per TLP (`intelmesh_core::object_id`), so a STIX id finds its
 //!   indicator without a table of issued ids.
 //!
 //! The public scope is empty; org ids never are. Names are length-prefixed, so no scope or tag
-//! can be read as a prefix of another. `Q t` and `Q o` were the unscoped tag and origin
-//! postings of earlier builds (see [`migrate`]).
+//! can be read as a prefix of another. `Q t`, `Q o` and `Q m` were the unscoped tag, origin and
+//! time postings of earlier builds (see [`migrate`]).
 
 use std::collections::BTreeSet;
 
@@ -41,10 +42,10 @@ use crate::{keys, StoreError};
 const TAG: u8 = b'T';
 const ORIGIN: u8 = b'O';
 const READABLE: u8 = b'R';
-const TIME: u8 = b'm';
+const TIME: u8 = b'M';
 const OBJECT: u8 = b'i';
-/// The unscoped tag and origin postings of earlier builds.
-const UNSCOPED: [u8; 2] = [b't', b'o'];
+/// The unscoped tag, origin and time postings of earlier builds.
+const UNSCOPED: [u8; 3] = [b't', b'o', b'm'];
 
 /// The scope of records anyone may read.
 pub(crate) const PUBLIC: &str = "";
@@ -139,15 +140,32 @@ pub(crate) fn postings_of(index_key: &[u8], state: &pb::IndicatorState) -> BTree
             out.insert(object(&id, index_key));
         }
     }
-    let latest = state
-        .assertions
-        .iter()
-        .map(|a| a.issued_at_unix_ms)
-        .chain(state.sightings.iter().map(|s| s.last_seen_unix_ms))
-        .max();
-    if let Some(t) = latest {
-        let mut k = Vec::with_capacity(10 + index_key.len());
-        k.extend_from_slice(&[keys::POSTING, TIME]);
+    // Per scope, the latest time of its records: a reader's changes are ordered by what it
+    // may read, never moved by a change withheld from it.
+    let mut latest: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    let times = (state.assertions.iter())
+        .map(|a| {
+            (
+                a.distribution.as_ref(),
+                a.origin.as_str(),
+                a.issued_at_unix_ms,
+            )
+        })
+        .chain((state.sightings.iter()).map(|s| {
+            (
+                s.distribution.as_ref(),
+                s.origin.as_str(),
+                s.last_seen_unix_ms,
+            )
+        }));
+    for (d, origin, t) in times {
+        for scope in scopes(d, origin) {
+            let at = latest.entry(scope).or_insert(t);
+            *at = (*at).max(t);
+        }
+    }
+    for (scope, t) in latest {
+        let mut k = scoped_range(TIME, scope, None);
         k.extend_from_slice(&ordered(t).to_be_bytes());
         k.extend_from_slice(index_key);
         out.insert(k);
@@ -215,7 +233,7 @@ fn after_name(bytes: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 pub(crate) fn index_key_of(posting: &[u8]) -> Option<&[u8]> {
     match posting.get(..2)? {
-        [keys::POSTING, TIME] => posting.get(10..),
+        [keys::POSTING, TIME] => after_name(posting.get(2..)?)?.get(8..),
         [keys::POSTING, OBJECT] => posting.get(18..),
         [keys::POSTING, TAG | ORIGIN] => after_name(after_name(posting.get(2..)?)?),
         [keys::POSTING, READABLE] => after_name(posting.get(2..)?),
@@ -262,12 +280,8 @@ pub(crate) fn ranges(selection: &Selection, reader: &str) -> Vec<Range> {
                 .collect()
         }
         Selection::ObjectId(id) => vec![Range::posting(object_range(id))],
-        Selection::UpdatedSince(_) => vec![Range {
-            prefix: vec![keys::POSTING, TIME],
-            skip: 10,
-        }],
-        // Read by time, as `UpdatedSince` (see `select`); its keys end in no index key alone.
-        Selection::ArrivedSince(_) => Vec::new(),
+        // Read by time (see `select`); their keys end in no index key alone.
+        Selection::UpdatedSince(_) | Selection::ArrivedSince(_) => Vec::new(),
     }
 }
 
@@ -354,7 +368,12 @@ pub(crate) fn migrate(db: &crate::kv::Kv) -> Result<(), StoreError> {
     db.insert(keys::POSTINGS_SCOPED, Vec::new())
 }
 
-/// The key a time selection starts at (inclusive).
+/// The prefix of the time postings of `scope`.
+pub(crate) fn time_scope(scope: &str) -> Vec<u8> {
+    scoped_range(TIME, scope, None)
+}
+
+/// The position a time selection starts at (inclusive): a time posting without its scope.
 pub(crate) fn time_start(since: i64) -> Vec<u8> {
     let mut k = vec![keys::POSTING, TIME];
     k.extend_from_slice(&ordered(since).to_be_bytes());
@@ -443,8 +462,9 @@ mod tests {
             .iter()
             .find(|k| k.starts_with(&[keys::POSTING, TIME]))
             .unwrap();
-        assert_eq!(&time[..10], &time_start(20)[..]);
-        assert_eq!(&time[10..], key);
+        let public = time_scope(PUBLIC);
+        assert_eq!(&time[public.len()..public.len() + 8], &time_start(20)[2..]);
+        assert_eq!(&time[public.len() + 8..], key);
         assert!(p.iter().all(|k| index_key_of(k) == Some(&key[..])));
         assert_eq!(index_key_of(b"QT\xff"), None);
         assert_eq!(index_key_of(b"Ix"), None);
@@ -477,6 +497,17 @@ mod tests {
             assert_eq!(found(&p, &Selection::All, reader), all, "{reader}");
             assert_eq!(found(&p, &domains, reader), all, "{reader}");
         }
+        // The latest time per scope: AU's RED record at 10 is none of FR's, whose is 11.
+        let time_of = |scope: &str| {
+            let prefix = time_scope(scope);
+            p.iter()
+                .find_map(|k| k.strip_prefix(prefix.as_slice()))
+                .map(|rest| rest[..8].to_vec())
+        };
+        assert_eq!(time_of("AU"), Some(ordered(10).to_be_bytes().to_vec()));
+        assert_eq!(time_of("FR"), Some(ordered(11).to_be_bytes().to_vec()));
+        assert_eq!(time_of("DE"), None);
+        assert_eq!(time_of(PUBLIC), None);
         // No reader but those: a malformed distribution posts in no scope.
         s.assertions[0].distribution = dist(pb::Tlp::Red, &["not an org"]);
         s.sightings.clear();

@@ -7,7 +7,7 @@ use intelmesh_proto::v1 as pb;
 
 use crate::arrival;
 use crate::index::decode_state;
-use crate::postings::{ranges, time_start, Range, Selection, PUBLIC};
+use crate::postings::{ranges, time_scope, time_start, Range, Selection, PUBLIC};
 use crate::StoreError;
 
 /// A state of a selection and the position to resume after it.
@@ -27,7 +27,7 @@ pub(crate) fn select(
         return Ok(Vec::new());
     }
     match selection {
-        Selection::UpdatedSince(since) => by_time(db, *since, after, limit),
+        Selection::UpdatedSince(since) => by_time(db, *since, reader, after, limit),
         Selection::ArrivedSince(since) => by_arrival(db, *since, reader, after, limit),
         _ => by_index_key(db, &ranges(selection, reader), after, limit),
     }
@@ -77,27 +77,74 @@ fn by_index_key(
         .collect()
 }
 
-/// The time selection: time postings from `since` on (or after the position `after`, a
-/// posting key), oldest first.
+/// The time selection for `reader`: time postings from `since` on (or after the position
+/// `after`) in the public scope and the reader's, merged, oldest first; an indicator once per
+/// page (a later change of it the reader may read comes again on a later page).
 fn by_time(
     db: &crate::kv::Kv,
     since: i64,
+    reader: &str,
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
     let first = time_start(since);
-    let start = resume_at(&first, after);
-    let prefix = &first[..2];
-    let mut out = Vec::new();
-    for kv in db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
-        let (k, _) = kv?;
-        if !k.starts_with(prefix) || out.len() == limit {
-            break;
+    let positions = merged_scopes(db, reader, &first, after, limit, time_scope)?;
+    let mut out: Vec<Selected> = Vec::with_capacity(positions.len());
+    for position in positions {
+        let index_key = &position[first.len()..];
+        if out.iter().any(|(p, _)| &p[first.len()..] == index_key) {
+            continue;
         }
-        let state = read_state(db, &k[first.len()..])?;
-        out.push((k.to_vec(), state));
+        let state = read_state(db, index_key)?;
+        out.push((position, state));
     }
     Ok(out)
+}
+
+/// Positions (postings without their scope: a kind byte or two, then what follows the scope)
+/// of the public scope's range and `reader`'s from `first` on, or after `after`, merged in
+/// order; at most `limit`. `prefix_of` gives a scope's prefix.
+fn merged_scopes(
+    db: &crate::kv::Kv,
+    reader: &str,
+    first: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+    prefix_of: fn(&str) -> Vec<u8>,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let kind = first.len() - 8;
+    let scopes: &[&str] = if reader == PUBLIC {
+        &[PUBLIC]
+    } else {
+        &[PUBLIC, reader]
+    };
+    // A position of another kind (forged) resumes nothing: the read starts at `first`.
+    let after = after.filter(|a| a.len() > kind && a[..kind] == first[..kind]);
+    let mut positions = Vec::new();
+    for scope in scopes {
+        let prefix = prefix_of(scope);
+        let within = |position: &[u8]| [prefix.as_slice(), &position[kind..]].concat();
+        let start = match resume_at(first, after) {
+            Bound::Excluded(a) => Bound::Excluded(within(&a)),
+            Bound::Included(f) => Bound::Included(within(&f)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        for k in db
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .keys()
+            .take(limit)
+        {
+            let k = k?;
+            let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
+                break;
+            };
+            positions.push([&first[..kind], rest].concat());
+        }
+    }
+    // Each scope's are in order; a record is in one scope a reader reads.
+    positions.sort();
+    positions.truncate(limit);
+    Ok(positions)
 }
 
 /// The arrival selection for `reader`: arrival postings from `since` on (or after the position
@@ -111,35 +158,7 @@ fn by_arrival(
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
     let first = arrival::start(since);
-    let mut positions: Vec<Vec<u8>> = Vec::new();
-    let scopes: &[&str] = if reader == PUBLIC {
-        &[PUBLIC]
-    } else {
-        &[PUBLIC, reader]
-    };
-    for scope in scopes {
-        let prefix = arrival::scope_prefix(scope);
-        let within = |position: &[u8]| [prefix.as_slice(), &position[1..]].concat();
-        let start = match resume_at(&first, after) {
-            Bound::Excluded(a) => Bound::Excluded(within(&a)),
-            Bound::Included(f) => Bound::Included(within(&f)),
-            Bound::Unbounded => Bound::Unbounded,
-        };
-        for k in db
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .keys()
-            .take(limit)
-        {
-            let k = k?;
-            let Some(position) = arrival::position_of(&prefix, &k) else {
-                break;
-            };
-            positions.push(position);
-        }
-    }
-    // Each scope's are in time order; a record is in one scope a reader reads.
-    positions.sort();
-    positions.truncate(limit);
+    let positions = merged_scopes(db, reader, &first, after, limit, arrival::scope_prefix)?;
     let mut out: Vec<Selected> = Vec::with_capacity(positions.len());
     for position in positions {
         let Some((_, _, index_key)) = arrival::parse_position(&position) else {
