@@ -172,6 +172,34 @@ fn a_forged_position_only_moves_within_the_range() {
             "a position before `since`, or of another kind, does not widen the range: {forged:?}"
         );
     }
+    // A position an earlier build gave (`Qm`, the same time and key) resumes where it did.
+    let all = t.store.select(&recent, &reader(), None, 100).unwrap();
+    let (position, _) = &all[2];
+    let earlier = [&b"Qm"[..], &position[2..]].concat();
+    let value_list = |got: Vec<(Vec<u8>, pb::IndicatorState)>| -> Vec<String> {
+        got.iter().map(|(_, s)| value(s)).collect()
+    };
+    assert_eq!(
+        value_list(
+            t.store
+                .select(&recent, &reader(), Some(&earlier), 100)
+                .unwrap()
+        ),
+        value_list(
+            t.store
+                .select(&recent, &reader(), Some(position), 100)
+                .unwrap()
+        )
+    );
+    assert_eq!(
+        value_list(
+            t.store
+                .select(&recent, &reader(), Some(position), 100)
+                .unwrap()
+        )
+        .len(),
+        3
+    );
 }
 
 /// The records of `selection` in arrival order, with their arrival times, read in pages of 7.

@@ -46,6 +46,8 @@ const TIME: u8 = b'M';
 const OBJECT: u8 = b'i';
 /// The unscoped tag, origin and time postings of earlier builds.
 const UNSCOPED: [u8; 3] = [b't', b'o', b'm'];
+/// The scoped postings (all but object ids, which are not scoped).
+const SCOPED: [u8; 4] = [TAG, ORIGIN, READABLE, TIME];
 
 /// The scope of records anyone may read.
 pub(crate) const PUBLIC: &str = "";
@@ -314,7 +316,9 @@ pub(crate) fn migrate(db: &crate::kv::Kv) -> Result<(), StoreError> {
         return Ok(());
     }
     const CHUNK: usize = 16_384;
-    for kind in UNSCOPED {
+    // The scoped ones too: an earlier build run since (a rollback) left them as they were
+    // when it changed their states.
+    for kind in UNSCOPED.into_iter().chain(SCOPED) {
         loop {
             let chunk: Vec<_> = (db.scan_prefix([keys::POSTING, kind]).keys())
                 .take(CHUNK)
@@ -347,7 +351,7 @@ pub(crate) fn migrate(db: &crate::kv::Kv) -> Result<(), StoreError> {
             }
             let state = crate::index::decode_state(&v)?;
             for p in postings_of(&k, &state) {
-                if matches!(p.get(1), Some(&(TAG | ORIGIN | READABLE))) {
+                if p.get(1).is_some_and(|kind| SCOPED.contains(kind)) {
                     batch.insert(p, Vec::new());
                 }
             }
@@ -596,7 +600,10 @@ mod tests {
             "the unscoped posting is gone"
         );
         let posted = |kind: u8| db.scan_prefix([keys::POSTING, kind]).keys().count();
-        assert_eq!((posted(TAG), posted(ORIGIN), posted(READABLE)), (1, 1, 1));
+        assert_eq!(
+            (posted(TAG), posted(ORIGIN), posted(READABLE), posted(TIME)),
+            (1, 1, 1, 1)
+        );
         // Marked: a second open changes nothing, unless an earlier build ran on the store
         // since (a rollback) and wrote unscoped postings.
         let scoped_before = db.scan_prefix([keys::POSTING]).keys().count();
@@ -605,11 +612,19 @@ mod tests {
             db.scan_prefix([keys::POSTING]).keys().count(),
             scoped_before
         );
+        // The rollback left a scoped posting stale (a tag its state no longer has).
+        let stale = scoped(TAG, PUBLIC, Some("gone"), key);
         db.insert(old.clone(), Vec::new()).unwrap();
+        db.insert(stale.clone(), Vec::new()).unwrap();
         migrate(&db).unwrap();
         assert!(
             db.get(&old).unwrap().is_none(),
             "migrated again after a rollback"
+        );
+        assert!(db.get(&stale).unwrap().is_none(), "and scoped anew");
+        assert_eq!(
+            db.scan_prefix([keys::POSTING]).keys().count(),
+            scoped_before
         );
     }
 

@@ -78,8 +78,9 @@ fn by_index_key(
 }
 
 /// The time selection for `reader`: time postings from `since` on (or after the position
-/// `after`) in the public scope and the reader's, merged, oldest first; an indicator once per
-/// page (a later change of it the reader may read comes again on a later page).
+/// `after`) in the public scope and the reader's, merged, oldest first. An indicator whose
+/// records in the two scopes changed at different times comes at both (callers show it once
+/// per page).
 fn by_time(
     db: &crate::kv::Kv,
     since: i64,
@@ -88,14 +89,21 @@ fn by_time(
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
     let first = time_start(since);
+    // A position of an earlier build (`Q m`, unscoped) resumes as the same time and key.
+    let earlier = after
+        .filter(|a| a.starts_with(b"Qm"))
+        .map(|a| [&first[..2], &a[2..]].concat());
+    let after = earlier.as_deref().or(after);
     let positions = merged_scopes(db, reader, &first, after, limit, time_scope)?;
     let mut out: Vec<Selected> = Vec::with_capacity(positions.len());
     for position in positions {
         let index_key = &position[first.len()..];
-        if out.iter().any(|(p, _)| &p[first.len()..] == index_key) {
-            continue;
-        }
-        let state = read_state(db, index_key)?;
+        // One entry per position, so a short answer still means the range ended; an
+        // indicator met again (its change in the other scope) is read once.
+        let state = match out.iter().find(|(p, _)| &p[first.len()..] == index_key) {
+            Some((_, s)) => s.clone(),
+            None => read_state(db, index_key)?,
+        };
         out.push((position, state));
     }
     Ok(out)

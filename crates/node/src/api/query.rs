@@ -57,13 +57,20 @@ pub fn query(
     let reader = tokens.reader;
     let selection = selection(filter);
     let mut states = Vec::new();
+    // By change time an indicator may come twice (its public and its restricted records
+    // changed at different times): a page shows it once.
+    let mut shown = std::collections::BTreeSet::new();
     let (mut scanned, mut bytes) = (0, 0);
     loop {
         let chunk = store.select(&selection, reader, after.as_deref(), QUERY_CHUNK)?;
         let (n, end) = (chunk.len(), chunk.len() < QUERY_CHUNK);
         for (i, (position, s)) in chunk.into_iter().enumerate() {
             scanned += 1;
-            if let Some(v) = filter.view(&s, reader) {
+            let first_time = s
+                .indicator
+                .as_ref()
+                .is_none_or(|i| shown.insert((i.r#type, i.value.clone())));
+            if let Some(v) = filter.view(&s, reader).filter(|_| first_time) {
                 bytes += v.encoded_len();
                 states.push(v);
             }
