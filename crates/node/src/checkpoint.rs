@@ -250,10 +250,11 @@ pub async fn publish_periodically(state: Arc<NodeState>) {
                 }
             }
             Err(NodeError::NotAdmitted { .. }) => {}
-            // The version just followed is being cut in: checkpoint it right after.
+            // The version just followed is being cut in: checkpoint it right after (a cut that
+            // keeps failing is retried every 10 s, and logged there).
             Err(NodeError::CutDue) => {
                 tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => continue,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
                     _ = state.stopped() => return,
                 }
             }

@@ -318,6 +318,11 @@ pub(crate) fn repost(db: &crate::kv::Kv) -> Result<(), StoreError> {
     const CHUNK: usize = 16_384;
     let mut batch = crate::kv::Batch::default();
     let mut read: Option<(Vec<u8>, BTreeMap<Slot, Record>)> = None;
+    // The clock resumes after the newest time kept, as it did from the unscoped postings.
+    let mut newest = match db.get(keys::ARRIVAL_CLOCK)? {
+        Some(v) => decode_time(&v)?,
+        None => i64::MIN,
+    };
     for kv in db.scan_prefix([keys::ARRIVED]) {
         let (k, v) = kv?;
         let Some((slot, index_key)) = parse_record_key(&k) else {
@@ -337,12 +342,16 @@ pub(crate) fn repost(db: &crate::kv::Kv) -> Result<(), StoreError> {
             continue;
         };
         let time = decode_time(&v)?;
+        newest = newest.max(time);
         for scope in &record.scopes {
             batch.insert(posting(scope, time, &slot, index_key), &[][..]);
         }
         if batch.len() >= CHUNK {
             db.apply_batch(std::mem::take(&mut batch))?;
         }
+    }
+    if newest > i64::MIN {
+        batch.insert(keys::ARRIVAL_CLOCK, newest.to_be_bytes());
     }
     db.apply_batch(batch)
 }

@@ -7,7 +7,7 @@
 //! again from the rebuilt index and compares.
 //!
 //! Tag, origin, time and whole-index postings are scoped by audience: a record's go under the public
-//! scope when anyone may read it (CLEAR, GREEN), else under each org that may (its origin and
+//! scope when anyone may read it (CLEAR, GREEN, AMBER), else under each org that may (its origin and
 //! recipients, the rule of `intelmesh_core::entry::allows_names`). A reader's selection reads
 //! the public scope and its own, so it never reads a candidate it may not see: a record
 //! withheld from it costs it no read, no time and no place in a page (a query by a tag only
@@ -315,6 +315,11 @@ pub(crate) fn migrate(db: &crate::kv::Kv) -> Result<(), StoreError> {
     if db.get(keys::POSTINGS_SCOPED)?.is_some() && !unscoped_left(db)? {
         return Ok(());
     }
+    // Unmarked first, in a batch of its own: a crash once keys are gone (on a second run,
+    // after a rollback, the mark was set) makes the next open migrate again.
+    let mut unmark = crate::kv::Batch::default();
+    unmark.remove(keys::POSTINGS_SCOPED);
+    db.apply_batch(unmark)?;
     const CHUNK: usize = 16_384;
     // The scoped ones too: an earlier build run since (a rollback) left them as they were
     // when it changed their states.
@@ -650,6 +655,11 @@ mod tests {
         db.apply_batch(batch).unwrap();
         migrate(&db).unwrap();
         assert!(db.get(&unscoped).unwrap().is_none());
+        let clock = db
+            .get(keys::ARRIVAL_CLOCK)
+            .unwrap()
+            .expect("the clock kept");
+        assert_eq!(crate::arrival::decode_time(&clock).unwrap(), time);
         for (reader, found) in [("AU", true), ("SG", true), ("NZ", false)] {
             let prefix = crate::arrival::scope_prefix(reader);
             let at: Vec<_> = (db.scan_prefix(&prefix).keys())

@@ -222,9 +222,17 @@ pub(super) async fn watch_loop(
             let key = Arc::clone(&watcher.tokens);
             // A catch-up through the whole log is steps back to back: each takes a read of the
             // caller's share, so one service's streams cannot keep every thread busy.
-            let permit = match watcher.reads.acquire(&watcher.caller).await {
-                Ok(p) => p,
-                Err(status) => return fail(&state, &tx, status).await,
+            // A stream waits as long as it must (a busy node ends no stream), but not for a
+            // client gone or a node stopping.
+            let permit = loop {
+                tokio::select! {
+                    got = watcher.reads.acquire(&watcher.caller) => match got {
+                        Ok(p) => break p,
+                        Err(_) => continue,
+                    },
+                    _ = tx.closed() => return,
+                    _ = state.stopped() => return,
+                }
             };
             let step = tokio::task::spawn_blocking(move || {
                 let _permit = permit;
