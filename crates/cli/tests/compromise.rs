@@ -9,7 +9,7 @@
 mod support;
 
 use intelmesh_node::config::NodeConfig;
-use support::enrol::{addr, args, run, run_ok, s, Federation, Procs};
+use support::enrol::{addr, args, run, run_ok, s, signing_key_id, Federation, Procs};
 use support::wait_until;
 
 const AGENCY: &str = "AU-AFP";
@@ -24,16 +24,7 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
     let dir = tmp.path();
     let mut fed = Federation::init(dir, &["alice"], 1);
     let au = dir.join("au");
-    run_ok(&args(&[
-        "node",
-        "init",
-        "--org",
-        AGENCY,
-        "--name",
-        "AFP",
-        "--dir",
-        &s(&au),
-    ]));
+    fed.admit(AGENCY, "AFP", &au);
     let publish = |what: &[&str]| {
         let mut a = args(what);
         a.extend(args(&["--sign-with", &fed.key("alice")]));
@@ -41,12 +32,6 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
         assert!(out.contains("published"), "{out}");
         out
     };
-    publish(&[
-        "members",
-        "add",
-        "--request",
-        &s(&au.join("enrolment.request")),
-    ]);
     let bundle = s(&dir.join("au.bundle"));
     publish(&["members", "bundle", AGENCY, "--out", &bundle]);
     let au_api = addr();
@@ -202,8 +187,7 @@ fn a_member_whose_node_was_seized_federates_again_under_a_replacement_key() {
     ));
     assert!(signed.contains("published"), "{signed}");
     let reported = proposed + &signed;
-    let new_id =
-        intelmesh_core::KeyId::of(&intelmesh_node::keys::parse_public_key(&new_pub).unwrap());
+    let new_id = signing_key_id(&au);
     assert!(
         reported.contains(&format!("key {new_id} added, seqs {}..", head + 1)),
         "{reported}"

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use support::enrol::{addr, api_flags, args, proposal_id, run, run_ok, s, Federation, FED, HUB};
+use support::enrol::{
+    addr, api_flags, args, proposal_id, run, run_ok, s, signing_key_id, Federation, FED, HUB,
+};
 use support::wait_until;
 
 const AGENCY: &str = "AU-AFP";
@@ -77,9 +79,7 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     assert!(added.contains("published"), "{added}");
     assert!(added.contains(AGENCY), "the diff names the member: {added}");
     // The key ids `node init` told the agency to read out are the ones the proposal names.
-    let public = std::fs::read_to_string(au.join("signing.pub")).unwrap();
-    let key_id =
-        intelmesh_core::KeyId::of(&intelmesh_node::keys::parse_public_key(&public).unwrap());
+    let key_id = signing_key_id(&au);
     assert!(init.contains(&format!("signing key {key_id}")), "{init}");
     assert!(added.contains(&format!("keys {key_id}")), "{added}");
 
@@ -325,9 +325,7 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     assert!(String::from_utf8_lossy(&bare.stderr).contains("needs --reason"));
     // A compromise report names the key by the id operators see; an id the member does not
     // hold is refused before anything is proposed.
-    let public = std::fs::read_to_string(au.join("signing.pub")).unwrap();
-    let key = intelmesh_node::keys::parse_public_key(&public).unwrap();
-    let id = intelmesh_core::KeyId::of(&key).to_string();
+    let id = signing_key_id(&au);
     let unknown = run(&fed.admin(
         "alice",
         &[
@@ -805,27 +803,7 @@ fn a_member_gets_no_more_bundles_while_too_many_issued_are_unrecorded() {
     let dir = tmp.path();
     let fed = Federation::init(dir, &["alice"], 1);
     let au = dir.join("au");
-    run_ok(&args(&[
-        "node",
-        "init",
-        "--org",
-        AGENCY,
-        "--name",
-        "AFP",
-        "--dir",
-        &s(&au),
-    ]));
-    run_ok(&fed.admin(
-        "alice",
-        &[
-            "members",
-            "add",
-            "--request",
-            &s(&au.join("enrolment.request")),
-            "--sign-with",
-            &fed.key("alice"),
-        ],
-    ));
+    fed.admit(AGENCY, "AFP", &au);
     let bundle = s(&dir.join("au.bundle"));
     let max = intelmesh_node::admin::issued::MAX_UNRECORDED;
     for n in 0..max {
@@ -863,33 +841,11 @@ fn a_member_whose_key_was_reported_compromised_gets_no_bundle() {
     let dir = tmp.path();
     let fed = Federation::init(dir, &["alice"], 1);
     let au = dir.join("au");
-    run_ok(&args(&[
-        "node",
-        "init",
-        "--org",
-        AGENCY,
-        "--name",
-        "AFP",
-        "--dir",
-        &s(&au),
-    ]));
-    run_ok(&fed.admin(
-        "alice",
-        &[
-            "members",
-            "add",
-            "--request",
-            &s(&au.join("enrolment.request")),
-            "--sign-with",
-            &fed.key("alice"),
-        ],
-    ));
+    fed.admit(AGENCY, "AFP", &au);
     let bundle = s(&dir.join("au.bundle"));
     // Once its key is reported compromised, its enrolment request (whose certificate key sat
     // beside the stolen one) is not certified again, though no certificate was recorded.
-    let public = std::fs::read_to_string(au.join("signing.pub")).unwrap();
-    let key = intelmesh_node::keys::parse_public_key(&public).unwrap();
-    let id = intelmesh_core::KeyId::of(&key).to_string();
+    let id = signing_key_id(&au);
     run_ok(&fed.admin(
         "alice",
         &[

@@ -54,6 +54,22 @@ fn listed(r: &Roster, org_id: &str) -> Vec<(EncryptionPublic, u64)> {
         .collect()
 }
 
+/// `AG`'s encryption key 51, refused when signed with signing key `ended` and listed when signed
+/// with `current`: the version that lists it.
+fn set_only_by(r: &Roster, ended: u8, current: u8) -> Roster {
+    assert!(matches!(
+        action_error(try_propose(
+            r,
+            vec![set_key(&key(ended), "AG", 51)],
+            &no_heads
+        )),
+        ActionError::EncryptionKeyRequest(RequestError::BadSignature { .. })
+    ));
+    let next = apply(r, vec![set_key(&key(current), "AG", 51)], &no_heads);
+    assert_eq!(next.encryption_key(&org("AG")), Some(enc_key(51)));
+    next
+}
+
 fn action_error(result: Result<Vec<u8>, ProposeError>) -> ActionError {
     match result {
         Err(ProposeError::Action { error, .. }) => error,
@@ -296,16 +312,7 @@ fn set_encryption_key_after_a_signing_key_rotation_needs_the_new_signing_key() {
         )),
     });
     let v3 = apply(&v2, vec![rotate], &no_heads);
-    assert!(matches!(
-        action_error(try_propose(
-            &v3,
-            vec![set_key(&key(20), "AG", 51)],
-            &no_heads
-        )),
-        ActionError::EncryptionKeyRequest(RequestError::BadSignature { .. })
-    ));
-    let v4 = apply(&v3, vec![set_key(&key(21), "AG", 51)], &no_heads);
-    assert_eq!(v4.encryption_key(&org("AG")), Some(enc_key(51)));
+    set_only_by(&v3, 20, 21);
 }
 
 #[test]
@@ -486,16 +493,7 @@ fn a_compromise_report_stops_sealing_to_the_keys_the_thief_may_hold() {
         "{changes:?}"
     );
     // The stolen signing key cannot list a key of the thief's; the replacement lists a fresh one.
-    assert!(matches!(
-        action_error(try_propose(
-            &v3,
-            vec![set_key(&key(20), "AG", 51)],
-            &no_heads
-        )),
-        ActionError::EncryptionKeyRequest(RequestError::BadSignature { .. })
-    ));
-    let v4 = apply(&v3, vec![set_key(&key(22), "AG", 51)], &no_heads);
-    assert_eq!(v4.encryption_key(&org("AG")), Some(enc_key(51)));
+    set_only_by(&v3, 20, 22);
     // In one proposal, report first: the fresh key stays current and unmarked.
     let at_once = apply(
         &v2,

@@ -59,6 +59,13 @@ pub fn api_flags(api: &str, org: &str, ca: &Path, cert: &Path, key: &Path) -> Ve
     ])
 }
 
+/// The id of the signing key a node directory's `signing.pub` holds, as operators see it.
+pub fn signing_key_id(node_dir: &Path) -> String {
+    let public = std::fs::read_to_string(node_dir.join("signing.pub")).unwrap();
+    let key = intelmesh_node::keys::parse_public_key(&public).unwrap();
+    intelmesh_core::KeyId::of(&key).to_string()
+}
+
 pub fn addr() -> String {
     intelmesh_node::provision::free_loopback_addr()
         .unwrap()
@@ -200,6 +207,33 @@ impl Federation {
 
     pub fn key(&self, op: &str) -> String {
         s(&self.dir.join(format!("{op}.key")))
+    }
+
+    /// A node made by `node init` for `org` in `dir`, admitted by alice's signature alone (a
+    /// threshold of one).
+    pub fn admit(&self, org: &str, name: &str, dir: &Path) {
+        run_ok(&args(&[
+            "node",
+            "init",
+            "--org",
+            org,
+            "--name",
+            name,
+            "--dir",
+            &s(dir),
+        ]));
+        let added = run_ok(&self.admin(
+            "alice",
+            &[
+                "members",
+                "add",
+                "--request",
+                &s(&dir.join("enrolment.request")),
+                "--sign-with",
+                &self.key("alice"),
+            ],
+        ));
+        assert!(added.contains("published"), "{added}");
     }
 
     /// Connection options for a node's API with its `cli` service certificate.

@@ -42,6 +42,7 @@ pub fn issue_bundle(
     // Likewise once one of its signing keys was reported compromised: the node that held it
     // held the certificate request's key too.
     let ledger = issued::dir(&state.cfg.data_dir);
+    let kept = book::list(&book::dir(&state.cfg.data_dir))?;
     let why = if issued::revoked_for(&current.document().revoked, org, |serial| {
         issued::issued_to(&ledger, serial)
     })? {
@@ -51,7 +52,7 @@ pub fn issue_bundle(
     } else {
         // A report still collecting signatures: a certificate issued now would start after
         // the cut-off its publication sets, and so be admitted.
-        reporting_proposal(state, org)?.map(|id| {
+        reporting_proposal(&kept, org).map(|id| {
             format!("a compromise report of {org} is proposed (proposal {id}; withdraw it if it is wrong)")
         })
     };
@@ -81,7 +82,7 @@ pub fn issue_bundle(
             pending.join(", ")
         )));
     }
-    let csr_pem = admitted_request(state, org, &member.signing_keys)?;
+    let csr_pem = admitted_request(&kept, org, &member.signing_keys)?;
     let admin = state.cfg.admin.as_ref().ok_or_else(|| {
         AdminError::Precondition(
             "this hub's config has no [admin] federation_ca_cert and federation_ca_key: the hub cannot sign certificates".into(),
@@ -117,29 +118,23 @@ pub fn issue_bundle(
 }
 
 /// The id of a kept proposal that reports a key of `org` compromised, if any.
-fn reporting_proposal(state: &NodeState, org: &OrgId) -> Result<Option<String>, AdminError> {
+fn reporting_proposal<'k>(kept: &'k [book::Kept], org: &OrgId) -> Option<&'k str> {
     let reports = |kept: &book::Kept| {
         kept.request.actions.iter().any(|a| {
             matches!(&a.action, Some(pb::action::Action::ReportCompromise(r)) if r.org == org.as_str())
         })
     };
-    Ok(book::list(&book::dir(&state.cfg.data_dir))?
-        .into_iter()
-        .find(reports)
-        .map(|kept| kept.id))
+    kept.iter().find(|k| reports(k)).map(|k| k.id.as_str())
 }
 
 /// The certificate request of `org`'s enrolment request, from the proposal that admitted it:
 /// the one whose signing key the roster holds for `org`.
 fn admitted_request(
-    state: &NodeState,
+    kept: &[book::Kept],
     org: &OrgId,
     keys: &[pb::MemberKey],
 ) -> Result<String, AdminError> {
-    for kept in book::list(&book::dir(&state.cfg.data_dir))?
-        .into_iter()
-        .rev()
-    {
+    for kept in kept.iter().rev() {
         for action in &kept.request.actions {
             let Some(pb::action::Action::AddMember(add)) = &action.action else {
                 continue;
