@@ -467,8 +467,12 @@ async fn a_federation_connection_holds_a_bounded_number_of_streams() {
         "the node's bound on one connection's streams (none sent: usize::MAX)"
     );
     tokio::spawn(connection);
-    let mut send = send.ready().await.expect("connection up");
-    let mut check = |end: bool| {
+    let send = send.ready().await.expect("connection up");
+    // Each stream is asked on a handle of its own: one handle refuses a second stream while
+    // its first still waits for the connection task to open it (h2's `Rejected`), which is a
+    // race with that task, not the node's bound.
+    let check = |end: bool| {
+        let mut send = send.clone();
         let request = http::Request::post(format!(
             "https://{}/grpc.health.v1.Health/Check",
             net.node(&hub).federation_addr
