@@ -508,3 +508,133 @@ async fn a_federation_connection_holds_a_bounded_number_of_streams() {
         .expect("an answer");
     assert_eq!(answer.status(), http::StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_holds_only_its_share_of_handshakes() {
+    let hub = org(HUB);
+    let net = hub_alone(Limits {
+        handshakes_per_address: 2,
+        ..fast_limits()
+    })
+    .await;
+    let api = net.node(&hub).api_addr;
+    // Two connections that never say a word hold this address's two handshakes.
+    let silent = [
+        TcpStream::connect(api).await.unwrap(),
+        TcpStream::connect(api).await.unwrap(),
+    ];
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // A third is closed at once, not left waiting for the handshake deadline.
+    let mut third = TcpStream::connect(api).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = timeout(std::time::Duration::from_secs(5), third.read(&mut byte)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "a connection past the address's handshakes is closed at once: {read:?}"
+    );
+    // Once they go, the address is served again.
+    drop(silent);
+    let p = &net.fed.nodes[&hub];
+    let deadline = Instant::now() + PATIENCE;
+    while !status_served(&net, &hub, &p.client_cert, &p.client_key).await {
+        assert!(
+            Instant::now() < deadline,
+            "closed connections kept their handshake slots"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_holds_a_few_federation_calls_in_flight_and_probes_stay_small() {
+    let net = TestNet::star(HUB, &[AU]).await;
+    let (hub, au) = (org(HUB), org(AU));
+    let p = &net.fed.nodes[&au];
+    let tls = intelmesh_node::tls::client_for(
+        &hub,
+        &net.fed.federation_ca,
+        &p.dir.join("node.pem"),
+        &p.dir.join("node.key"),
+    )
+    .expect("client TLS config");
+    let addr = net.node(&hub).federation_addr;
+    let connect = || async {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+            .connect(tls.server_name.clone(), tcp)
+            .await
+            .expect("TLS handshake");
+        let (send, connection) = h2::client::handshake(stream).await.unwrap();
+        tokio::spawn(connection);
+        send.ready().await.expect("connection up")
+    };
+    let health = |send: &h2::client::SendRequest<prost::bytes::Bytes>, prefix: [u8; 5]| {
+        let request = http::Request::post(format!("https://{addr}/grpc.health.v1.Health/Check"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        let (answer, mut body) = send.clone().send_request(request, false).expect("stream");
+        // A gRPC length prefix, then nothing: the body never ends.
+        body.send_data(prost::bytes::Bytes::copy_from_slice(&prefix), false)
+            .expect("prefix sent");
+        (answer, body)
+    };
+    // A health request claiming 1 MiB is refused for its size, not held while it trickles in.
+    let send = connect().await;
+    let (answer, _body) = health(&send, [0, 0, 0x10, 0, 0]);
+    let answer = timeout(PATIENCE, answer)
+        .await
+        .expect("answered")
+        .expect("an answer");
+    let header = |name: &str| {
+        let value = answer.headers().get(name).and_then(|v| v.to_str().ok());
+        value.map(str::to_owned)
+    };
+    assert_eq!(
+        header("grpc-status").as_deref(),
+        Some("11"),
+        "OUT_OF_RANGE: {answer:?}"
+    );
+    assert!(
+        header("grpc-message").is_some_and(|m| m.contains("too%20large")),
+        "{answer:?}"
+    );
+    // Calls that never end hold the member's share, over several connections.
+    let (mut held, mut connections) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        let send = connect().await;
+        held.push(health(&send, [0, 0, 0, 0, 8]));
+        held.push(health(&send, [0, 0, 0, 0, 8]));
+        connections.push(send);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let send = connect().await;
+    let (answer, _body) = health(&send, [0, 0, 0, 0, 8]);
+    let answer = timeout(PATIENCE, answer)
+        .await
+        .expect("answered")
+        .expect("an answer");
+    let status = answer
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(
+        status,
+        Some("8"),
+        "a ninth call in flight is refused: {answer:?}"
+    );
+    let message = answer
+        .headers()
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok());
+    assert!(
+        message.is_some_and(|m| m.contains("calls%20in%20flight%20(a%20member's")),
+        "{message:?}"
+    );
+    // The link itself is unaffected: the member's node still exchanges with the hub.
+    let at = net.publish_domains(&au, "calls", 1).await;
+    net.wait_for(&au, at[0], PATIENCE)
+        .await
+        .expect("the link carries on");
+}

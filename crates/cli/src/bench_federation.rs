@@ -59,11 +59,13 @@ pub fn federation(o: FederationOpts) -> anyhow::Result<()> {
     net::runtime()?.block_on(federation_async(o))
 }
 
-/// Short reconnect backoff: agencies start while the hubs come up.
+/// Short reconnect backoff: agencies start while the hubs come up. Every node dials from
+/// 127.0.0.1, so the hubs take all their handshakes from one address.
 fn bench_limits() -> Limits {
     Limits {
         backoff_min_ms: 50,
         backoff_max_ms: 1_000,
+        handshakes_per_address: 1024,
         ..Limits::default()
     }
 }

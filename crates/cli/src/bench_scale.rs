@@ -194,6 +194,7 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     let limits = Limits {
         connections_per_client: defaults.connections_per_client.max(o.lookup_clients + 8),
         calls_per_client: defaults.calls_per_client.max(o.lookup_clients + 8),
+        handshakes_per_address: defaults.handshakes_per_address.max(o.lookup_clients + 8),
         ..defaults
     };
     // The feeder (this bench) dials; the node only accepts, so it never dials a peer that

@@ -17,6 +17,11 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 pub const MAX_TAGS: usize = 64;
 /// Longest tag a node signs, in bytes.
 pub const MAX_TAG_BYTES: usize = 256;
+/// Most recipients an AMBER+STRICT or RED entry names beside its origin. Each reader costs
+/// every node that indexes the entry keys of its own (what that reader may select), so a
+/// received header naming more is refused, as `Submit` refuses to sign it: a 4 KiB header
+/// would otherwise name a thousand made-up orgs.
+pub const MAX_RECIPIENTS: usize = 64;
 /// Prefix of every signed message, so an intelmesh signature can never be replayed as a
 /// signature over anything else made with the same key.
 pub const SIGNING_CONTEXT: &[u8] = b"intelmesh/v1 entry-header\0";

@@ -48,6 +48,14 @@ pub enum IndicatorType {
 }
 
 impl IndicatorType {
+    /// Whether values of this type are file hashes.
+    pub fn is_hash(self) -> bool {
+        matches!(
+            self,
+            IndicatorType::Md5 | IndicatorType::Sha1 | IndicatorType::Sha256
+        )
+    }
+
     pub const ALL: [IndicatorType; 9] = [
         IndicatorType::Ipv4,
         IndicatorType::Ipv6,

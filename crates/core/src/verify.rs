@@ -360,6 +360,10 @@ fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
     let tlp = dist
         .and_then(|d| Tlp::from_proto(d.tlp))
         .ok_or_else(|| fail(HeaderDefect::Tlp))?;
+    let named = dist.map_or(0, |d| d.recipients.len());
+    if named > crate::entry::MAX_RECIPIENTS {
+        return Err(fail(HeaderDefect::TooManyRecipients(named)));
+    }
     let recipients: Vec<OrgId> = dist
         .map(|d| d.recipients.iter().map(|r| OrgId::parse(r)).collect())
         .transpose()

@@ -162,6 +162,8 @@ pub enum HeaderDefect {
     Tlp,
     #[error("invalid recipient: {0}")]
     Recipient(crate::entry::InvalidOrgId),
+    #[error("{0} recipients named; at most {max}", max = crate::entry::MAX_RECIPIENTS)]
+    TooManyRecipients(usize),
     #[error("signature must be 64 bytes, or 64 and a batch path of at most {max} bytes; got {0}", max = crate::batch_tree::MAX_PATH_BYTES)]
     SignatureLength(usize),
     #[error("only AMBER+STRICT and RED payloads are sealed")]

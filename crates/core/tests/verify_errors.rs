@@ -3,7 +3,9 @@
 mod common;
 
 use ed25519_dalek::SigningKey;
-use intelmesh_core::entry::{payload_commitment, signed_message, MAX_PAYLOAD_BYTES, ZERO_HASH};
+use intelmesh_core::entry::{
+    payload_commitment, signed_message, MAX_PAYLOAD_BYTES, MAX_RECIPIENTS, ZERO_HASH,
+};
 use intelmesh_core::verify::{
     verify_batch, verify_batch_parallel, verify_entry, HeaderDefect, PayloadDefect,
 };
@@ -180,6 +182,18 @@ fn header_defects_are_named() {
                 ..base()
             },
             HeaderDefect::RecipientsUnrestricted,
+        ),
+        (
+            // A header names at most MAX_RECIPIENTS readers, each costing every indexing node
+            // keys: 65 short made-up ids fit in a header easily.
+            pb::EntryHeader {
+                distribution: Some(pb::Distribution {
+                    tlp: pb::Tlp::Red as i32,
+                    recipients: (0..=MAX_RECIPIENTS).map(|i| format!("X{i}")).collect(),
+                }),
+                ..base()
+            },
+            HeaderDefect::TooManyRecipients(MAX_RECIPIENTS + 1),
         ),
     ];
     for (header, defect) in cases {

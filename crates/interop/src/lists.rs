@@ -389,7 +389,14 @@ struct Columns {
 /// names, and parts that only such names contain. Kept narrow: a notes or source column may
 /// well hold a value (`source_ip`), and a value in it is read as before.
 const IGNORED_NAMES: &[&str] = &["id", "tags", "tag", "threat", "status", "reporter"];
-const IGNORED_PARTS: &[&str] = &["link", "reference", "reporter", "filename", "file_name"];
+const IGNORED_PARTS: &[&str] = &[
+    "link",
+    "reference",
+    "reporter",
+    "filename",
+    "file_name",
+    "package",
+];
 const TYPE_NAMES: &[&str] = &[
     "type",
     "entity_type",
@@ -563,13 +570,21 @@ pub fn read_csv(text: &str) -> TextRead {
             comment_means = columns.as_ref().is_some_and(Columns::names_row_meaning);
         }
         let columns_now = columns.as_ref();
-        if let Some(kind) = columns_now.and_then(|c| c.unshared_type(&cells)) {
-            out.leave(LeftOut {
-                line: n + 1,
-                text: line.to_string(),
-                reason: LeftReason::TypeNotShared(kind),
+        // A row of a type the mesh does not share (a file, a mutex) still gives the hashes it
+        // holds: feeds type a sample's row `file` and put its SHA-256 in the value column.
+        let unshared = columns_now.and_then(|c| c.unshared_type(&cells));
+        if let Some(kind) = &unshared {
+            let hashed = cells.iter().any(|c| {
+                value_of(without_formula_guard(c.trim())).is_some_and(|i| i.ty().is_hash())
             });
-            continue;
+            if !hashed {
+                out.leave(LeftOut {
+                    line: n + 1,
+                    text: line.to_string(),
+                    reason: LeftReason::TypeNotShared(kind.clone()),
+                });
+                continue;
+            }
         }
         if columns_now.is_some_and(|c| c.revoked(&cells)) {
             out.leave(LeftOut {
@@ -597,7 +612,9 @@ pub fn read_csv(text: &str) -> TextRead {
             if cell.is_empty() || columns_now.is_some_and(|cols| cols.ignored.contains(&c)) {
                 continue;
             }
-            if let Some(indicator) = value_of(cell) {
+            if let Some(indicator) =
+                value_of(cell).filter(|i| unshared.is_none() || i.ty().is_hash())
+            {
                 found += 1;
                 out.found.push(Found {
                     indicator,

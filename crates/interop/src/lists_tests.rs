@@ -349,6 +349,27 @@ fn a_row_whose_type_is_not_shared_is_left_out_with_its_type() {
 }
 
 #[test]
+fn a_row_of_an_unshared_type_still_gives_its_hashes_and_nothing_else() {
+    // As Volexity's IOC sheets type a sample's row (interop-samples/csv).
+    let sha256 = "2ffe1e4f4df34e1aca3b8a8e7c06b6b6a1b0e1a7dfb7f4e3e2c1d0b9a8f7e6d5";
+    let r = read_csv(&format!(
+        "value,type,notes\n\
+         {sha256},file,GOVERSHELL Sample dropped by evil.example\n\
+         sample.docx,file,lure\n"
+    ));
+    assert_eq!(values(&r), [sha256]);
+    assert_eq!(r.left.len(), 1);
+    assert_eq!(r.left[0].reason, LeftReason::TypeNotShared("file".into()));
+    // An Android package column names no domain.
+    let apk = read_csv(
+        "sha256,apk_package_name\n{sha256},com.android.henbox\n"
+            .replace("{sha256}", sha256)
+            .as_str(),
+    );
+    assert_eq!(values(&apk), [sha256]);
+}
+
+#[test]
 fn columns_a_header_names_for_values_are_still_read() {
     let r = read_csv("timestamp,source_ip,comment\n2024-01-02,203.0.113.7,phish@evil.example\n");
     assert_eq!(values(&r), ["203.0.113.7", "phish@evil.example"]);

@@ -19,15 +19,19 @@ const MAX_CALLS: usize = 16_384;
 #[derive(Clone)]
 pub struct CallSlots {
     slots: Arc<Slots<[u8; 32]>>,
+    /// What sets the bound, for the refusal's message.
+    bound_by: &'static str,
 }
 
 impl CallSlots {
-    pub fn new(per_client: usize) -> CallSlots {
+    /// `per_client` calls per certificate, a bound `bound_by` names (a setting).
+    pub fn new(per_client: usize, bound_by: &'static str) -> CallSlots {
         CallSlots {
             slots: Slots::new(Bounds {
                 per_client,
                 total: MAX_CALLS,
             }),
+            bound_by,
         }
     }
 }
@@ -39,6 +43,7 @@ impl<S> tower::Layer<S> for CallSlots {
         Slotted {
             inner,
             slots: Arc::clone(&self.slots),
+            bound_by: self.bound_by,
         }
     }
 }
@@ -47,6 +52,7 @@ impl<S> tower::Layer<S> for CallSlots {
 pub struct Slotted<S> {
     inner: S,
     slots: Arc<Slots<[u8; 32]>>,
+    bound_by: &'static str,
 }
 
 /// The digest of the caller's leaf certificate, as the connection's TLS session gave it.
@@ -77,8 +83,8 @@ where
             Err(full) => {
                 let why = match full {
                     Full::Client(n) => format!(
-                        "this client certificate already has {n} calls in flight \
-                         ([limits] calls_per_client)"
+                        "this client certificate already has {n} calls in flight ({})",
+                        self.bound_by
                     ),
                     Full::Listener(n) => format!("{n} calls are already in flight"),
                 };

@@ -259,6 +259,12 @@ pub struct Limits {
     /// connections; one more is answered RESOURCE_EXHAUSTED before its request is read. Each
     /// holds up to `max_message_bytes` while it is received.
     pub calls_per_client: usize,
+    /// TLS handshakes one client address (an IPv4 address, an IPv6 /64) may have under way at
+    /// once on each gRPC listener; one more connection is closed at once. A host opening
+    /// connections that never finish their handshake must not hold every handshake slot and
+    /// keep members from dialling in. Nodes sharing one address (a bench of many on loopback)
+    /// need it higher.
+    pub handshakes_per_address: usize,
 }
 
 impl Default for Limits {
@@ -278,6 +284,7 @@ impl Default for Limits {
             http_idle_ms: 60_000,
             connections_per_client: 64,
             calls_per_client: 128,
+            handshakes_per_address: 16,
         }
     }
 }
@@ -323,6 +330,7 @@ impl Limits {
         at_least_one("unverified_total_bytes", self.unverified_total_bytes as u64);
         at_least_one("connections_per_client", self.connections_per_client as u64);
         at_least_one("calls_per_client", self.calls_per_client as u64);
+        at_least_one("handshakes_per_address", self.handshakes_per_address as u64);
         let durations = [
             ("heartbeat_ms", self.heartbeat_ms),
             ("dead_after_ms", self.dead_after_ms),

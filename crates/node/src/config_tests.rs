@@ -24,6 +24,7 @@ fn limits_that_would_stop_a_node_are_each_named() {
         http_idle_ms: 0,
         connections_per_client: 0,
         calls_per_client: 0,
+        handshakes_per_address: 0,
     };
     let mut named = settings(&zero);
     named.sort();
@@ -36,6 +37,7 @@ fn limits_that_would_stop_a_node_are_each_named() {
             "connect_timeout_ms",
             "connections_per_client",
             "dead_after_ms",
+            "handshakes_per_address",
             "heartbeat_ms",
             "http_idle_ms",
             "max_batch_entries",

@@ -82,6 +82,18 @@ pub enum IdentityError {
     NoIdentity,
     #[error("certificate names an invalid org id: {0}")]
     BadOrg(String),
+    #[error("certificate names a service or admin {0:?}: a name is 1-63 letters, digits, '-', '_' or '.'")]
+    BadName(String),
+}
+
+/// Whether `name` may name a service or an admin: 1-63 of letters, digits, `-`, `_` and `.`.
+/// Names are shown and kept beside others (`org/name`, a TAXII user's `user:name`), so none
+/// may hold a separator or pass for another kind of caller.
+pub fn valid_leaf_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// Reads the identity from a DER certificate (the leaf the peer presented).
@@ -130,11 +142,14 @@ fn parse_uri(uri: &str) -> Result<Option<Identity>, IdentityError> {
     let org = OrgId::parse(org).map_err(|e| IdentityError::BadOrg(e.to_string()))?;
     match (parts.next(), parts.next()) {
         (Some("node"), None) => Ok(Some(Identity::Node(org))),
-        (Some("service"), Some(name)) if !name.is_empty() => Ok(Some(Identity::Service {
+        (Some("service" | "admin"), Some(name)) if !valid_leaf_name(name) => {
+            Err(IdentityError::BadName(name.chars().take(80).collect()))
+        }
+        (Some("service"), Some(name)) => Ok(Some(Identity::Service {
             org,
             name: name.to_string(),
         })),
-        (Some("admin"), Some(name)) if !name.is_empty() => Ok(Some(Identity::Admin {
+        (Some("admin"), Some(name)) => Ok(Some(Identity::Admin {
             org,
             name: name.to_string(),
         })),
@@ -243,5 +258,24 @@ mod tests {
             parse_uri("spiffe://intelmesh/org/bad org/node"),
             Err(IdentityError::BadOrg(_))
         ));
+        // A name that would pass for a TAXII user's (`user:soc`), hold a separator, or be
+        // empty names no caller.
+        for name in ["user:soc", "a/b", "", "sp ace", &"x".repeat(64)] {
+            for role in ["service", "admin"] {
+                let uri = format!("spiffe://intelmesh/org/SG-IGCI/{role}/{name}");
+                let got = parse_uri(&uri);
+                assert!(
+                    matches!(got, Err(IdentityError::BadName(_))),
+                    "{uri}: {got:?}"
+                );
+            }
+        }
+        assert_eq!(
+            parse_uri("spiffe://intelmesh/org/SG-IGCI/service/soc-tool_1.b"),
+            Ok(Some(Identity::Service {
+                org: OrgId::parse("SG-IGCI").unwrap(),
+                name: "soc-tool_1.b".into()
+            }))
+        );
     }
 }

@@ -41,6 +41,7 @@ pub mod private_files;
 mod probe_gate;
 pub mod provision;
 pub mod provision_roster;
+pub mod read_shares;
 mod refused_lately;
 mod roster_admission;
 pub mod roster_follow;
@@ -144,6 +145,12 @@ const MAX_API_STREAMS: u32 = 128;
 /// Streams one federation connection may have open at once: its link's `Sync`, and health or
 /// reflection calls beside it.
 const MAX_FEDERATION_STREAMS: u32 = 8;
+/// Calls a member's certificate may have in flight on the federation listener at once, over
+/// all its connections: a link or two, and probes. Without it, 64 connections of 8 health
+/// calls each, their bodies trickled and never finished, would hold a message each.
+const FEDERATION_CALLS_PER_PEER: usize = 8;
+/// Largest health or reflection request: each is a few bytes (a service name, a symbol).
+const MAX_PROBE_MESSAGE: usize = 16 * 1024;
 
 /// Opens the store and starts both listeners and the dialers.
 pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
@@ -230,6 +237,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     let api_addr = api_listener.local_addr()?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
+    let health_service = health_service.max_decoding_message_size(MAX_PROBE_MESSAGE);
     tokio::spawn(health::report(Arc::clone(&state), health));
     // Both versions: grpcio's reflection client, Postman, evans and older grpcurl speak only
     // v1alpha.
@@ -253,10 +261,22 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         // frame crossed in many round trips, each waiting for this node's link to read on.
         .initial_stream_window_size(Some(cfg.limits.flow_window()))
         .initial_connection_window_size(Some(cfg.limits.flow_window()))
+        .layer(call_slots::CallSlots::new(
+            FEDERATION_CALLS_PER_PEER,
+            "a member's calls at once on the federation listener",
+        ))
         .layer(probe_gate::gate(Arc::clone(&state)))
         .add_service(health_service.clone())
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
+        .add_service(
+            reflection()
+                .build_v1()?
+                .max_decoding_message_size(MAX_PROBE_MESSAGE),
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()?
+                .max_decoding_message_size(MAX_PROBE_MESSAGE),
+        )
         .add_service(federation)
         .serve_with_incoming_shutdown(
             tls_accept::accepted(
@@ -278,12 +298,23 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         // Calls one connection may have open at once (tonic leaves HTTP/2's bound unset).
         .max_concurrent_streams(Some(MAX_API_STREAMS))
         .layer(api_calls::CountCalls::new(Arc::clone(&state)))
-        .layer(call_slots::CallSlots::new(cfg.limits.calls_per_client))
+        .layer(call_slots::CallSlots::new(
+            cfg.limits.calls_per_client,
+            "[limits] calls_per_client",
+        ))
         .layer(admin_gate::gate(Arc::clone(&state)))
         .layer(probe_gate::gate(Arc::clone(&state)))
         .add_service(health_service)
-        .add_service(reflection().build_v1()?)
-        .add_service(reflection().build_v1alpha()?)
+        .add_service(
+            reflection()
+                .build_v1()?
+                .max_decoding_message_size(MAX_PROBE_MESSAGE),
+        )
+        .add_service(
+            reflection()
+                .build_v1alpha()?
+                .max_decoding_message_size(MAX_PROBE_MESSAGE),
+        )
         .add_service(
             IndicatorsServer::new(api::IndicatorsService {
                 tokens: Arc::clone(&tokens),

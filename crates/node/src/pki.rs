@@ -347,6 +347,7 @@ impl Ca {
         name: &str,
         validity: Validity,
     ) -> anyhow::Result<Issued> {
+        check_leaf_name(name)?;
         self.sign(client_params(&service_uri(org, name), org, name)?, validity)
     }
 
@@ -395,12 +396,7 @@ fn client_params(uri: &str, org: &OrgId, name: &str) -> anyhow::Result<Certifica
 
 /// A service or admin name is the last part of its identity URI: one path segment.
 fn check_leaf_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-    if !ok {
+    if !crate::identity::valid_leaf_name(name) {
         anyhow::bail!("name {name:?}: use 1-63 characters of letters, digits, '-', '_' or '.'");
     }
     Ok(())

@@ -3,7 +3,9 @@
 //! counted: tonic's own acceptor drops them silently.
 //!
 //! Each connection gets the handshake deadline; at most [`MAX_HANDSHAKES`] handshakes run at
-//! once (more wait in the listen backlog), so a flood of half-open connections is bounded. A
+//! once (more wait in the listen backlog), so a flood of half-open connections is bounded, and
+//! one address holds at most `limits.handshakes_per_address` of them, so its flood is not
+//! (past it a connection is closed at once, not left in the backlog before honest dialers). A
 //! finished connection is served only while its client certificate holds fewer than
 //! `limits.connections_per_client` others, and the listener fewer than [`MAX_OPEN`]: its slot
 //! travels with the stream tonic serves and is given back when tonic drops it.
@@ -22,11 +24,12 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::conn_slots::{Bounds, Slot, Slots};
+use crate::conn_slots::{Bounds, Slot, Slots, Source};
 use crate::state::NodeState;
 
 /// Handshakes in progress at once per listener.
 const MAX_HANDSHAKES: usize = 256;
+
 /// Connections served at once per listener: a hub's members and their services, with room.
 pub const MAX_OPEN: usize = 4096;
 /// Connections handed to the server not yet taken by it.
@@ -79,6 +82,11 @@ pub fn accepted(
         per_client: state.cfg.limits.connections_per_client,
         total: MAX_OPEN,
     });
+    let per_address = state.cfg.limits.handshakes_per_address;
+    let handshaking = Slots::new(Bounds {
+        per_client: per_address,
+        total: MAX_HANDSHAKES,
+    });
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         loop {
@@ -97,6 +105,11 @@ pub fn accepted(
                     continue;
                 }
             };
+            let Ok(source) = Slots::take(&handshaking, Source::of(peer.ip())) else {
+                state.metrics.connection_refused(name);
+                tracing::debug!(listener = name, %peer, "connection closed: its address holds {per_address} handshakes already");
+                continue;
+            };
             // tonic sets TCP_NODELAY only on listeners it binds itself; without it, a reply
             // written in pieces waits for the client's delayed ACK (about 40 ms per call).
             let _ = tcp.set_nodelay(true);
@@ -108,8 +121,9 @@ pub fn accepted(
             let open = Arc::clone(&open);
             tokio::spawn(async move {
                 let _slot = slot;
-                let Some(tls) = handshake(&state, &acceptor, tcp, peer, deadline, name).await
-                else {
+                let handshake = handshake(&state, &acceptor, tcp, peer, deadline, name).await;
+                drop(source);
+                let Some(tls) = handshake else {
                     return;
                 };
                 match Slots::take(&open, client_of(&tls)) {

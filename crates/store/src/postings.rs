@@ -94,13 +94,12 @@ pub(crate) fn scopes<'a>(
     if !tlp.is_restricted() {
         return vec![PUBLIC];
     }
-    let mut readers = vec![origin];
-    for r in &d.recipients {
-        if !readers.contains(&r.as_str()) {
-            readers.push(r);
-        }
-    }
-    readers
+    // A set: a header names at most `MAX_RECIPIENTS`, but a state decoded from an older
+    // store may name more, and a repeat must cost no key and no quadratic search.
+    let readers: BTreeSet<&str> = std::iter::once(origin)
+        .chain(d.recipients.iter().map(String::as_str))
+        .collect();
+    readers.into_iter().collect()
 }
 
 /// Every posting key of `state`, stored under `index_key`.

@@ -381,6 +381,20 @@ fn normalize_url_table() {
             Err("invalid_url"),
         ),
         (Url, "http://", Err("invalid_url")),
+        // A truncated, zero-padded or hex address is no address of the IPv4 type: the URL
+        // parser would read each as another address.
+        (Url, "107.183.86", Err("invalid_url")),
+        (Url, "182.86.133:8880", Err("invalid_url")),
+        (Url, "http://010.1.1.1/x", Err("invalid_url")),
+        (Url, "http://0x7f.1/", Err("invalid_url")),
+        (Url, "http://2130706433/", Err("invalid_url")),
+        (
+            Url,
+            "http://user@1.2.3.4:81/x",
+            Ok("http://user@1.2.3.4:81/x"),
+        ),
+        (Url, "http://1.2.3.4./", Ok("http://1.2.3.4/")),
+        (Url, "HTTP:\\\\5.6.7.8\\a", Ok("http://5.6.7.8/a")),
     ];
     check(cases);
 }

@@ -49,7 +49,7 @@ pub(crate) fn url(value: &str) -> Result<String, NormalizeError> {
     };
     let mut url = Url::parse(&full).map_err(|err| invalid(err.to_string()))?;
     url.set_fragment(None);
-    if let Some(host) = canonical_host(&url, value)? {
+    if let Some(host) = canonical_host(&url, &full, value)? {
         url.set_host(Some(&host))
             .map_err(|err| invalid(err.to_string()))?;
     }
@@ -96,14 +96,43 @@ fn scheme_of(value: &str) -> Option<&str> {
     (!is_port && !head.contains('.')).then_some(head)
 }
 
-/// The host to put in place of the parsed one, if it is not canonical yet.
-fn canonical_host(url: &Url, shown: &str) -> Result<Option<String>, NormalizeError> {
+/// The host as written in `full` (a URL with its scheme): after the scheme and any slashes,
+/// before the path, query or fragment, without user info and port.
+fn written_host(full: &str) -> &str {
+    let rest = full.split_once(':').map_or(full, |(_, rest)| rest);
+    let rest = rest.trim_start_matches(['/', '\\']);
+    let authority = rest.split(['/', '\\', '?', '#']).next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.split(':').next().unwrap_or(host)
+}
+
+/// The host to put in place of the parsed one, if it is not canonical yet. `full` is the URL
+/// as parsed (with its scheme), `shown` as given.
+fn canonical_host(url: &Url, full: &str, shown: &str) -> Result<Option<String>, NormalizeError> {
     let missing = || NormalizeError::MissingHost {
         value: shown.to_owned(),
     };
     let host = match url.host() {
         None => return Err(missing()),
-        Some(Host::Ipv4(_) | Host::Ipv6(_)) => return Ok(None),
+        // The WHATWG parser reads `107.183.86` as 107.183.0.86, `010.1.1.1` as 8.1.1.1 and
+        // `0x7f.1` as 127.0.0.1: a list's truncated or padded address would block an
+        // unrelated one. Only the dotted quad the address type takes is read as one.
+        Some(Host::Ipv4(addr)) => {
+            let written = written_host(full);
+            let written = written.strip_suffix('.').unwrap_or(written);
+            return match written.parse::<Ipv4Addr>() {
+                Ok(a) if a == addr => Ok(None),
+                _ => Err(NormalizeError::InvalidUrl {
+                    value: shown.to_owned(),
+                    reason: format!(
+                        "the host {written:?} is no dotted-quad IPv4 address (a browser reads it as {addr})"
+                    ),
+                }),
+            };
+        }
+        Some(Host::Ipv6(_)) => return Ok(None),
         Some(Host::Domain(host)) => host,
     };
     if host.is_empty() {

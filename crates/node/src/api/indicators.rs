@@ -41,7 +41,7 @@ pub struct IndicatorsService {
     pub watches: Arc<super::watches::Watches>,
     /// Lookup chunks, Query pages and Watch steps on the blocking pool at once, and each
     /// caller's share of them (`read_shares`).
-    pub blocking_reads: Arc<super::read_shares::ReadShares>,
+    pub blocking_reads: Arc<crate::read_shares::ReadShares>,
 }
 
 fn bad(e: Invalid) -> Status {

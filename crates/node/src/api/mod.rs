@@ -5,7 +5,6 @@ mod indicators;
 mod indicators_audited;
 pub mod lookup;
 mod query;
-pub mod read_shares;
 pub mod status;
 pub mod stix;
 pub mod submission;
@@ -16,7 +15,7 @@ mod watches;
 #[cfg(test)]
 pub(crate) mod test_values;
 
+pub use crate::read_shares::{READS_AT_ONCE, READS_PER_CALLER};
 pub use indicators::audience_rejudge;
 pub use indicators::IndicatorsService;
-pub use read_shares::{READS_AT_ONCE, READS_PER_CALLER};
 pub use status::StatusService;

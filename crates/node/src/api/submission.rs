@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use intelmesh_core::entry::{MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, MAX_TAGS, MAX_TAG_BYTES};
+use intelmesh_core::entry::{
+    MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, MAX_RECIPIENTS, MAX_TAGS, MAX_TAG_BYTES,
+};
 use intelmesh_core::indicator::{detect, normalize};
 use intelmesh_core::payload::sealed_len;
 use intelmesh_core::sealed::MAX_SEALED_PLAINTEXT;
@@ -71,6 +73,12 @@ fn parse_distribution(
         if !recipients.contains(&org) {
             recipients.push(org);
         }
+    }
+    if recipients.len() > MAX_RECIPIENTS {
+        return Err(invalid(format!(
+            "distribution.recipients: {} orgs named; at most {MAX_RECIPIENTS}",
+            recipients.len()
+        )));
     }
     if !recipients.is_empty() && !tlp.is_restricted() {
         return Err(invalid(format!(

@@ -553,3 +553,25 @@ fn the_same_value_written_otherwise_is_found() {
     );
     assert!(twins(ind(IndicatorType::Domain, "evil.example")).is_empty());
 }
+
+#[test]
+fn a_restricted_entry_names_at_most_the_recipients_every_node_indexes() {
+    use intelmesh_core::entry::MAX_RECIPIENTS;
+    let me = org("AU-AFP");
+    let names: Vec<String> = (0..=MAX_RECIPIENTS).map(|i| format!("M-{i}")).collect();
+    let m: BTreeSet<OrgId> = names.iter().map(|n| org(n)).chain([me.clone()]).collect();
+    let p = Publisher {
+        org: &me,
+        members: &m,
+        now: NOW,
+    };
+    let to = |n: usize| {
+        let r: Vec<&str> = names[..n].iter().map(String::as_str).collect();
+        upsert(Ty::Domain, "a.example", pb::Tlp::Red, &r)
+    };
+    assert!(submission(&to(MAX_RECIPIENTS), &p).is_ok());
+    assert_eq!(
+        submission(&to(MAX_RECIPIENTS + 1), &p).unwrap_err().0,
+        format!("distribution.recipients: 65 orgs named; at most {MAX_RECIPIENTS}")
+    );
+}

@@ -150,7 +150,7 @@ pub(super) struct Watcher {
     /// What its cursors' fill counts are sealed under.
     pub(super) tokens: Arc<crate::token::TokenKey>,
     /// The blocking reads each step waits for, as the caller (`org/name`) it counts against.
-    pub(super) reads: Arc<super::read_shares::ReadShares>,
+    pub(super) reads: Arc<crate::read_shares::ReadShares>,
     pub(super) caller: String,
 }
 

@@ -19,7 +19,10 @@ use intelmesh_core::OrgId;
 use sha2::{Digest, Sha256};
 
 use super::config::{hash_password, Permission, TaxiiUser};
-use super::throttle::{source, Failures, USER_FAILURES_PER_WINDOW, USER_WINDOW};
+use super::throttle::{
+    network, source, Failures, Network, NETWORK_FAILURES_PER_WINDOW, USER_FAILURES_PER_WINDOW,
+    USER_WINDOW, WINDOW,
+};
 use crate::admission::refused_certificate;
 use crate::conn_slots::Source;
 use crate::identity::{identity_of, Identity};
@@ -78,8 +81,12 @@ pub struct Users {
     /// argon2 runs at most this many at once (each takes ~19 MiB and tens of ms): a flood of
     /// wrong passwords waits here instead of taking the node's memory and cores.
     hashing: std::sync::Arc<tokio::sync::Semaphore>,
-    /// Wrong passwords by client address: a guessing host is refused before it waits here.
-    failures: Mutex<Failures<Source>>,
+    /// One more check, only for a configured user from an address it signed in from before:
+    /// a flood of guesses from elsewhere keeps `hashing` busy, not its tools out.
+    hashing_known: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Wrong passwords by client address and by its network: a guessing host (or site) is
+    /// refused before it waits here.
+    failures: Mutex<(Failures<Source>, Failures<Network>)>,
     /// Wrong passwords by user name: a configured user's in a table no other name can push it
     /// out of; unknown names in one of their own, so a name's refusal does not tell it exists.
     user_failures: Mutex<(Failures<usize>, Failures<String>)>,
@@ -108,7 +115,11 @@ impl Users {
             users,
             verified: Mutex::new(HashMap::new()),
             hashing: std::sync::Arc::new(tokio::sync::Semaphore::new(HASHING_AT_ONCE)),
-            failures: Mutex::default(),
+            hashing_known: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            failures: Mutex::new((
+                Failures::default(),
+                Failures::new(NETWORK_FAILURES_PER_WINDOW, WINDOW),
+            )),
             user_failures: Mutex::new((
                 Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
                 Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
@@ -126,14 +137,16 @@ impl Users {
         user: Option<usize>,
     ) -> Result<(), AuthError> {
         let now = Instant::now();
+        let known_here = self.known_here(from, user);
         let by_address = {
             let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            failures.refused_until(&source(from), now)
+            let host = failures.0.refused_until(&source(from), now);
+            // A site's guesses do not lock out a user from the address it signed in from.
+            let site = (!known_here)
+                .then(|| failures.1.refused_until(&network(from), now))
+                .flatten();
+            host.max(site)
         };
-        let known_here = user.is_some_and(|i| {
-            let good = self.good_sources.lock().unwrap_or_else(|e| e.into_inner());
-            good.get(&i).is_some_and(|s| s.contains(&source(from)))
-        });
         let by_user = {
             let users = self.user_failures.lock().unwrap_or_else(|e| e.into_inner());
             match user {
@@ -150,11 +163,20 @@ impl Users {
         }
     }
 
+    /// Whether configured user `user` signed in from `from`'s address lately.
+    fn known_here(&self, from: IpAddr, user: Option<usize>) -> bool {
+        user.is_some_and(|i| {
+            let good = self.good_sources.lock().unwrap_or_else(|e| e.into_inner());
+            good.get(&i).is_some_and(|s| s.contains(&source(from)))
+        })
+    }
+
     /// Counts a wrong password from `from` for `name`.
     fn failed(&self, from: IpAddr, name: &str, user: Option<usize>) {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.failed(source(from), now);
+        failures.0.failed(source(from), now);
+        failures.1.failed(network(from), now);
         drop(failures);
         let mut users = self.user_failures.lock().unwrap_or_else(|e| e.into_inner());
         match user {
@@ -201,7 +223,11 @@ impl Users {
             }
         }
         self.not_throttled(from, name, index)?;
-        let _permit = super::busy::permit(&self.hashing).await?;
+        let pool = match self.known_here(from, index) {
+            true => &self.hashing_known,
+            false => &self.hashing,
+        };
+        let _permit = super::busy::permit(pool).await?;
         // Again once a check is ours: guesses sent all at once waited together.
         self.not_throttled(from, name, index)?;
         let (hash, password) = (hash.to_string(), password.to_string());
@@ -320,7 +346,8 @@ mod tests {
     #[tokio::test]
     async fn guesses_for_one_user_from_many_addresses_are_refused_past_the_users_bound() {
         let users = soc(Permission::Read);
-        let address = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        // Each from a network of its own, so only the user's bound can refuse them.
+        let address = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + (i << 8)));
         // The user's tool signed in from HOST before the guessing began.
         let right = basic("soc", "correct horse battery");
         assert!(users.check_basic(&right, HOST).await.is_ok());
@@ -348,6 +375,39 @@ mod tests {
             users.check_basic(&right, HOST).await,
             Ok((Permission::Read, "soc".to_string()))
         );
+    }
+
+    /// Guesses from many hosts of one network, each under its own bound: past the network's,
+    /// no password is checked from it, except a user's from the address it signed in from.
+    #[tokio::test]
+    async fn a_networks_guesses_are_refused_past_its_bound_but_lock_out_no_known_user() {
+        let users = soc(Permission::Read);
+        let right = basic("soc", "correct horse battery");
+        assert!(users.check_basic(&right, HOST).await.is_ok());
+        users.verified.lock().unwrap().clear();
+        // HOST is 192.0.2.7: the guesses come from its /24, a few from each host.
+        let neighbour =
+            |i: u32| IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 100 + (i % 50) as u8));
+        for i in 0..NETWORK_FAILURES_PER_WINDOW {
+            let wrong = users
+                .check_basic(&basic(&format!("n{i}"), "guess"), neighbour(i))
+                .await;
+            assert_eq!(wrong, Err(AuthError::BadCredentials), "#{i}");
+        }
+        let unknown_host = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 250));
+        let refused = users.check_basic(&right, unknown_host).await;
+        assert!(
+            matches!(refused, Err(AuthError::Throttled(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            users.check_basic(&right, HOST).await,
+            Ok((Permission::Read, "soc".to_string()))
+        );
+        // Another network is not refused.
+        let other = IpAddr::V4(std::net::Ipv4Addr::new(198, 51, 100, 9));
+        users.verified.lock().unwrap().clear();
+        assert!(users.check_basic(&right, other).await.is_ok());
     }
 
     fn basic(user: &str, password: &str) -> String {

@@ -29,6 +29,7 @@ use crate::api::submission::Publisher;
 use crate::api::view::Filter;
 use crate::audit;
 use crate::https::Connection;
+use crate::read_shares::{self, ReadPermit, ReadShares};
 use crate::state::{NodeError, NodeState};
 
 /// The API root's path segment.
@@ -44,17 +45,23 @@ struct Gateway {
     statuses: Arc<Statuses>,
     tokens: Arc<TokenKey>,
     /// Requests doing store work (reads, plans) at once: the rest wait here, not on the
-    /// blocking pool the node's other work shares.
-    working: Arc<tokio::sync::Semaphore>,
+    /// blocking pool the node's other work shares; each caller holds at most its share.
+    working: Arc<ReadShares>,
     /// POST bodies being received and parsed at once: a body is up to `max_content_length`
     /// and its parsed JSON several times that, so callers sending many at once must wait here
-    /// rather than each hold one in memory.
-    bodies: Arc<tokio::sync::Semaphore>,
+    /// rather than each hold one in memory; each caller holds at most its share.
+    bodies: Arc<ReadShares>,
     collection_id: String,
 }
 
-/// Requests of the gateway reading or planning at once.
-const WORKING_AT_ONCE: usize = 4;
+/// Requests of the gateway reading or planning (or bodies being received) at once, and what
+/// one caller may hold of them: a caller keeping many requests going, with one certificate or
+/// one user's password, waits on its own share and shuts nobody else out.
+const SHARES: read_shares::Bounds = read_shares::Bounds {
+    at_once: 4,
+    per_caller: 2,
+    patience: busy::WAIT_FOR_WORK,
+};
 
 pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig, tokens: Arc<TokenKey>) -> Router {
     let collection_id = format_uuid(&name_uuid(&["taxii-collection", state.org.as_str()]));
@@ -64,8 +71,8 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig, tokens: Arc<TokenKey>) ->
         cfg: Arc::new(cfg),
         statuses: Arc::new(Statuses::default()),
         tokens,
-        working: Arc::new(tokio::sync::Semaphore::new(WORKING_AT_ONCE)),
-        bodies: Arc::new(tokio::sync::Semaphore::new(WORKING_AT_ONCE)),
+        working: Arc::new(ReadShares::new(SHARES)),
+        bodies: Arc::new(ReadShares::new(SHARES)),
         collection_id,
         state,
     };
@@ -173,8 +180,14 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-fn too_busy(e: busy::Busy) -> Refusal {
+fn too_busy(e: read_shares::Shortage) -> Refusal {
     refuse(StatusCode::SERVICE_UNAVAILABLE, "Busy", e)
+}
+
+/// Whose share a request takes: no two callers have the same (a service's name cannot hold
+/// the `user:` of a basic user's, see `identity::valid_leaf_name`).
+fn share_of(caller: &Caller) -> String {
+    format!("{}/{}", caller.org, caller.name)
 }
 
 fn internal(e: impl std::fmt::Display) -> Refusal {
@@ -334,7 +347,11 @@ async fn reading<T: Send + 'static>(
     let tokens = Arc::clone(&g.tokens);
     // Held by the blocking task, not the handler: a client resetting its request drops the
     // handler while the read runs on.
-    let working = busy::permit(&g.working).await.map_err(too_busy)?;
+    let working = g
+        .working
+        .acquire(&share_of(&caller))
+        .await
+        .map_err(too_busy)?;
     let answer = tokio::task::spawn_blocking(move || {
         let _working = working;
         let view = Filter::default().hiding(state.withdrawn());
@@ -510,7 +527,7 @@ async fn posted(
     headers: &HeaderMap,
     collection: &str,
     body: Body,
-) -> Result<(Caller, Value, tokio::sync::OwnedSemaphorePermit), Refusal> {
+) -> Result<(Caller, Value, ReadPermit), Refusal> {
     let caller = admit(g, c, headers).await?;
     check_collection(g, collection)?;
     if !caller.can_write {
@@ -527,7 +544,11 @@ async fn posted(
             format!("post an envelope as {}", protocol::TAXII_MEDIA_TYPE),
         ));
     }
-    let held = busy::permit(&g.bodies).await.map_err(too_busy)?;
+    let held = g
+        .bodies
+        .acquire(&share_of(&caller))
+        .await
+        .map_err(too_busy)?;
     let max = g.cfg.max_content_length;
     // A body trickled in holds its permit at most as long as a silent connection stays open.
     let idle = g.state.cfg.limits.http_idle();
@@ -557,7 +578,11 @@ async fn add_objects(
     let (caller, envelope, body_held) = posted(&g, &c, &headers, &collection, body).await?;
     let request_time = now_unix_ms();
     let state = Arc::clone(&g.state);
-    let working = busy::permit(&g.working).await.map_err(too_busy)?;
+    let working = g
+        .working
+        .acquire(&share_of(&caller))
+        .await
+        .map_err(too_busy)?;
     let plan = tokio::task::spawn_blocking(move || {
         let (_working, _body_held) = (working, body_held);
         let members = state.keys().members().clone();

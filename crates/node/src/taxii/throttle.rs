@@ -3,7 +3,9 @@
 //! window ends, so one host guessing passwords cannot hold the few argon2 checks the node runs
 //! at once; a user past [`USER_FAILURES_PER_WINDOW`] in [`USER_WINDOW`] likewise, so guesses
 //! spread over many addresses (a whole IPv6 /48) cannot try one user's password at the rate
-//! the checks allow (a password remembered as right is still taken: see `auth`).
+//! the checks allow (a password remembered as right is still taken: see `auth`); and a
+//! network past [`NETWORK_FAILURES_PER_WINDOW`], so a site with many addresses cannot keep
+//! every check busy with made-up names.
 //!
 //! Data in, data out: the caller passes the time; each table is bounded ([`MAX_KEYS`]).
 
@@ -19,6 +21,26 @@ pub const FAILURES_PER_WINDOW: u32 = 10;
 
 /// How long failures count against an address.
 pub const WINDOW: Duration = Duration::from_secs(60);
+
+/// Wrong passwords a network (an IPv4 /24, an IPv6 /48: one site's usual share) may send in
+/// one [`WINDOW`], whatever addresses of it they come from: a site with a /48 has 65,536 /64s,
+/// each of which would otherwise get its own [`FAILURES_PER_WINDOW`].
+pub const NETWORK_FAILURES_PER_WINDOW: u32 = 50;
+
+/// Where a client connects from, by its network: an IPv4 /24 or an IPv6 /48.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Network {
+    V4([u8; 3]),
+    V6([u8; 6]),
+}
+
+/// The network table's key for `ip` (IPv4-mapped as IPv4).
+pub fn network(ip: IpAddr) -> Network {
+    match Source::of(ip) {
+        Source::V4([a, b, c, _]) => Network::V4([a, b, c]),
+        Source::V6(p) => Network::V6([p[0], p[1], p[2], p[3], p[4], p[5]]),
+    }
+}
 
 /// Wrong passwords for one user in one [`USER_WINDOW`], from anywhere: about 7,000 guesses a
 /// day at most, where the checks alone would allow millions.
@@ -90,6 +112,25 @@ pub fn source(ip: IpAddr) -> Source {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_of_one_network_share_its_failures() {
+        let mut f = Failures::new(NETWORK_FAILURES_PER_WINDOW, WINDOW);
+        let t0 = Instant::now();
+        // One guess from each of many /64s of one /48.
+        for i in 0..NETWORK_FAILURES_PER_WINDOW {
+            f.failed(network(ip(&format!("2001:db8:7:{i:x}::1"))), t0);
+        }
+        assert!(f
+            .refused_until(&network(ip("2001:db8:7:ffff::9")), t0)
+            .is_some());
+        assert!(f.refused_until(&network(ip("2001:db8:8::1")), t0).is_none());
+        assert_eq!(
+            network(ip("::ffff:198.51.100.7")),
+            network(ip("198.51.100.200"))
+        );
+        assert_ne!(network(ip("198.51.100.7")), network(ip("198.51.101.7")));
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -127,7 +127,15 @@ pub fn plan(
     let options = ImportOptions {
         default_tlp: Tlp::Amber,
     };
-    let objects = stix_objects(body).map_err(|e| PlanError::NotAnEnvelope(e.to_string()))?;
+    // Every property of an envelope is optional (TAXII 2.1, 3.7): one with no objects adds
+    // nothing and is a success, not a malformed body.
+    let empty = body
+        .as_object()
+        .is_some_and(|m| m.keys().all(|k| k == "more" || k == "next"));
+    let objects = match empty {
+        true => &[][..],
+        false => stix_objects(body).map_err(|e| PlanError::NotAnEnvelope(e.to_string()))?,
+    };
     if objects.len() > MAX_ENVELOPE_OBJECTS {
         return Err(PlanError::TooManyObjects {
             objects: objects.len(),

@@ -696,3 +696,23 @@ fn an_object_shared_wider_than_its_value_is_known_here_fails() {
         }
     }
 }
+
+#[test]
+fn an_envelope_without_objects_adds_nothing_and_is_no_error() {
+    let me = org("SG-IGCI");
+    let members = [me.clone()].into();
+    let publisher = publisher_of(&me, &members);
+    let lists = Warninglists::default();
+    for body in [
+        json!({}),
+        json!({"more": false}),
+        json!({"more": false, "next": "x"}),
+    ] {
+        let planned = plan(&body, &publisher, &lists, nothing_held).expect("an envelope");
+        assert!(planned.to_sign.is_empty() && planned.successes.is_empty());
+        assert!(planned.failures.is_empty(), "{body}");
+    }
+    // An object naming anything else is still no envelope.
+    let other = plan(&json!({"id": "x"}), &publisher, &lists, nothing_held);
+    assert!(matches!(other, Err(PlanError::NotAnEnvelope(_))));
+}
