@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 
 use intelmesh_core::indicator::detect;
 use intelmesh_core::Indicator;
-use intelmesh_interop::lists::{csv_cells, read_csv, read_plain, strip_comment, TextRead};
+use intelmesh_interop::lists::{
+    csv_cells, csv_rows, read_csv, read_plain, strip_comment, TextRead,
+};
 use intelmesh_interop::{
     import_misp_str, import_stix_str, parse_pattern, parse_warninglist, pattern_of, ImportOptions,
     MispOptions, Warninglists,
@@ -175,17 +177,20 @@ pub fn text(data: &[u8]) {
 pub fn csv(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let read = read_csv(&text);
-    let lines = numbered(&text);
-    let wanted: BTreeSet<usize> = lines
+    // Rows by the line they start on: a quoted cell may span lines.
+    let rows: std::collections::BTreeMap<usize, String> =
+        csv_rows(text.strip_prefix('\u{feff}').unwrap_or(&text))
+            .map(|(n, row)| (n + 1, row.into_owned()))
+            .collect();
+    let wanted: BTreeSet<usize> = rows
         .iter()
-        .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .map(|(n, _)| n + 1)
+        .map(|(n, _)| *n)
         .collect();
     assert_lines_accounted(&read, &wanted);
     for found in &read.found {
         assert_canonical(&found.indicator);
-        let line = lines.get(found.line - 1).copied().unwrap_or_default();
+        let line = rows.get(&found.line).map_or("", String::as_str);
         let cells = csv_cells(line);
         let cell = found
             .column
@@ -199,8 +204,8 @@ pub fn csv(data: &[u8]) {
     }
     for left in &read.left {
         assert_eq!(
-            Some(&left.text.as_str()),
-            lines.get(left.line - 1),
+            Some(&left.text),
+            rows.get(&left.line),
             "left out not as read"
         );
     }

@@ -111,7 +111,7 @@ pub fn read(
         };
     }
     let bytes = read_bounded(path).map_err(|e| anyhow::anyhow!(e))?;
-    let text = String::from_utf8_lossy(&bytes);
+    let text = text_of(&bytes);
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let format = match format {
         Some(Format::MispFeed) => {
@@ -474,11 +474,27 @@ fn read_feed_event(
 ) -> Result<FileRead, String> {
     let bytes = read_bounded(path)?;
     spent.read(bytes.len());
-    let text = String::from_utf8_lossy(&bytes);
+    let text = text_of(&bytes);
     let value: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text))
         .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
     read_misp(&value, default_tlp, &format!("{file}: "), spent)
         .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A file's text. Bytes that are no UTF-8 are read as spaces: lists saved by older tools end
+/// values with a legacy no-break space (0xA0 in Latin-1, 0xCA in Mac Roman), which would
+/// otherwise stick to the value as U+FFFD and spoil it; a value with such a byte inside is
+/// split there, and neither half is mistaken for it.
+fn text_of(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        text.extend(std::iter::repeat_n(' ', chunk.invalid().len()));
+    }
+    std::borrow::Cow::Owned(text)
 }
 
 fn plain_candidate(indicator: Indicator, origin: String) -> Candidate {
@@ -515,6 +531,7 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
             | LeftReason::RevokedInRow
             | LeftReason::UnreadableTlp(_)
             | LeftReason::FileName(_)
+            | LeftReason::Reference(_)
             | LeftReason::HostsLineWithoutName => {
                 format!("{}: {text:?}", origin(left.line))
             }
@@ -541,6 +558,29 @@ fn read_csv(path: &Path, text: &str) -> FileRead {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_that_are_no_utf8_are_read_as_spaces() {
+        // As corpus/lists/unit42 has them: a Mac Roman and a Latin-1 no-break space after the
+        // value.
+        let csv = b"abastostelano.com\xCA,2018\n022672d9ab6a6b5d8a4e5a5c4e3d2b1a0f9e8d7c6b5a4938271605f4e3d2c1b0\xA0\n";
+        let text = text_of(csv);
+        let r = intelmesh_interop::lists::read_csv(&text);
+        let values: Vec<&str> = r.found.iter().map(|f| f.indicator.value()).collect();
+        assert_eq!(
+            values,
+            [
+                "abastostelano.com",
+                "022672d9ab6a6b5d8a4e5a5c4e3d2b1a0f9e8d7c6b5a4938271605f4e3d2c1b0"
+            ]
+        );
+        // Inside a value, the byte splits it: no half is taken for the value.
+        assert_eq!(text_of(b"evil\xE9.com"), "evil .com");
+        assert!(matches!(
+            text_of(b"plain"),
+            std::borrow::Cow::Borrowed("plain")
+        ));
+    }
 
     #[test]
     fn formats_are_told_apart_by_shape() {

@@ -48,6 +48,9 @@ pub enum LeftReason {
     /// A line that is one word naming a file (`svchost.exe`): it reads as a domain, but its
     /// last label is a file extension that is no top-level domain.
     FileName(String),
+    /// A link (URL or domain) written plainly in a report that defangs its indicators: the
+    /// report's own reference (its blog post, a tool's repository), not an indicator.
+    Reference(String),
 }
 
 impl LeftReason {
@@ -68,6 +71,9 @@ impl LeftReason {
             // Without the cell: a hostile text would make a reason of each row.
             LeftReason::UnreadableTlp(_) => "CSV row whose TLP cell names no TLP level".into(),
             LeftReason::FileName(_) => "a file name, not a domain".into(),
+            LeftReason::Reference(_) => {
+                "a link not defanged in a report that defangs its indicators (a reference)".into()
+            }
         }
     }
 }
@@ -162,18 +168,25 @@ fn value_of(word: &str) -> Option<Indicator> {
 /// `report.pdf`, `e.g.` or `README.md` (Moldova's TLD) would become indicators shared with
 /// every member; nor a bare address of four one-digit parts, which prose writes as a version
 /// (`Studio HD 4.0.9.3`): defanged, it is taken.
-fn deliberate(word: &str, indicator: &Indicator) -> bool {
+///
+/// In a report that defangs its indicators (`defanging`), a URL written plainly is its own
+/// reference (the blog post it is from, a tool's repository), not one of them.
+fn deliberate(word: &str, indicator: &Indicator, defanging: bool) -> bool {
     use intelmesh_core::IndicatorType as T;
     let lower = word.to_ascii_lowercase();
-    // Defanged: refanging changes it (every form core undoes, as a list line takes it).
-    let defanged = *intelmesh_core::indicator::refang(word) != *word;
-    defanged
+    defanged(word)
         || match indicator.ty() {
             T::Domain => false,
-            T::Url => lower.contains("://"),
+            T::Url => lower.contains("://") && !defanging,
             T::Ipv4 => !reads_as_version(word),
             T::Ipv6 | T::Cidr | T::Email | T::Md5 | T::Sha1 | T::Sha256 => true,
         }
+}
+
+/// Whether `text` is written defanged: refanging changes it (every form core undoes, as a list
+/// line takes it).
+fn defanged(text: &str) -> bool {
+    *intelmesh_core::indicator::refang(text) != *text
 }
 
 /// Whether `word` is four one-digit parts (`4.0.9.3`), as software versions are written.
@@ -184,7 +197,7 @@ fn reads_as_version(word: &str) -> bool {
 }
 
 /// The indicators a line of prose names deliberately ([`deliberate`]), each once, in order.
-fn prose_values(line: &str) -> Vec<Indicator> {
+fn prose_values(line: &str, defanging: bool) -> Vec<Indicator> {
     let mut found: Vec<Indicator> = Vec::new();
     for word in line.split_whitespace().take(MAX_PROSE_WORDS) {
         // Sentence punctuation around a value is not part of it.
@@ -196,7 +209,7 @@ fn prose_values(line: &str) -> Vec<Indicator> {
             continue;
         }
         if let Some(i) = value_of(word) {
-            if deliberate(word, &i) && !found.contains(&i) {
+            if deliberate(word, &i, defanging) && !found.contains(&i) {
                 found.push(i);
             }
         }
@@ -232,18 +245,23 @@ pub fn read_plain(text: &str) -> TextRead {
             .map(|(n, line)| (n + 1, strip_comment(line).trim()))
             .filter(|(_, value)| !value.is_empty())
     };
-    let (mut count, mut leading) = (0, 0);
+    let (mut count, mut leading, mut defanging) = (0, 0, false);
     for (_, value) in lines() {
         count += 1;
         leading += usize::from(value_of(first_word(value)).is_some());
+        defanging = defanging || defanged(value);
     }
     let list = 2 * leading >= count;
+    let reading = Reading {
+        list,
+        defanging: defanging && !list,
+    };
     let mut out = TextRead {
         lines: count,
         ..TextRead::default()
     };
     for (line, value) in lines() {
-        match read_plain_line(value, list) {
+        match read_plain_line(value, reading) {
             Ok(found) => out.found.extend(found.into_iter().map(|indicator| Found {
                 indicator,
                 line,
@@ -285,11 +303,27 @@ fn is_address(word: &str) -> bool {
     address.parse::<std::net::IpAddr>().is_ok()
 }
 
+/// How a plain text reads.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// At least half its lines start with a value.
+    list: bool,
+    /// A report (no list) defanging some of what it names.
+    defanging: bool,
+}
+
 /// The indicators of one plain line (not blank, without its comment), in order, each once.
-fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason> {
+fn read_plain_line(value: &str, reading: Reading) -> Result<Vec<Indicator>, LeftReason> {
+    use intelmesh_core::IndicatorType as T;
+    let Reading { list, defanging } = reading;
     let whole = match detect(value) {
         Ok(indicator) if is_file_name(&indicator) => {
             return Err(LeftReason::FileName(indicator.value().to_owned()))
+        }
+        Ok(indicator)
+            if defanging && matches!(indicator.ty(), T::Url | T::Domain) && !defanged(value) =>
+        {
+            return Err(LeftReason::Reference(indicator.value().to_owned()))
         }
         Ok(indicator) => return Ok(vec![indicator]),
         Err(e) => e,
@@ -326,10 +360,10 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
         // In a list, what follows the value annotates it (a source, a reference URL, a
         // reporter's address): none of it is taken.
         Some(i) if list => return Ok(vec![i]),
-        Some(i) if deliberate(first, &i) => vec![i],
+        Some(i) if deliberate(first, &i, defanging) => vec![i],
         _ => Vec::new(),
     };
-    let named = prose_values(if found.is_empty() { value } else { rest });
+    let named = prose_values(if found.is_empty() { value } else { rest }, defanging);
     for i in named {
         if !found.contains(&i) {
             found.push(i);
@@ -346,6 +380,40 @@ fn read_plain_line(value: &str, list: bool) -> Result<Vec<Indicator>, LeftReason
 /// of separators alone would otherwise cost an allocation per byte (a 512 MiB line of commas,
 /// about 12 GB).
 pub const MAX_CSV_CELLS: usize = 4096;
+
+/// Physical lines a quoted cell may span (RFC 4180 lets a quoted cell hold line breaks, as
+/// spreadsheets write a cell of several lines), and the bytes of such a row: a stray quote
+/// that never closes then spoils only its own line, not the rest of the file.
+const MAX_ROW_LINES: usize = 16;
+const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// The rows of a CSV text with the line each starts on (0-based): a line ending inside a
+/// quoted cell is joined with the lines that close it, if they do within the bounds above.
+pub fn csv_rows(text: &str) -> impl Iterator<Item = (usize, std::borrow::Cow<'_, str>)> {
+    let open = |s: &str| s.bytes().filter(|&b| b == b'"').count() % 2 == 1;
+    let mut lines = text.lines().enumerate();
+    std::iter::from_fn(move || {
+        let (n, first) = lines.next()?;
+        if !open(first) || first.trim_start().starts_with('#') {
+            return Some((n, std::borrow::Cow::Borrowed(first)));
+        }
+        let mut probe = lines.clone();
+        let mut row = first.to_string();
+        for joined in 1..MAX_ROW_LINES {
+            let Some((_, next)) = probe.next() else { break };
+            row.push('\n');
+            row.push_str(next);
+            if row.len() > MAX_ROW_BYTES {
+                break;
+            }
+            if !open(&row) {
+                lines.nth(joined - 1);
+                return Some((n, std::borrow::Cow::Owned(row)));
+            }
+        }
+        Some((n, std::borrow::Cow::Borrowed(first)))
+    })
+}
 
 /// Cells of one CSV row: split at `,`, `;` or tab outside double quotes; double quotes group
 /// and `""` inside them is a quote. An unclosed quote runs to the end of the line.
@@ -539,13 +607,16 @@ pub fn read_csv(text: &str) -> TextRead {
     // a type, TLP or revoked column.
     let (mut commented, mut comment_means) = (false, false);
     let mut last_comment = None::<&str>;
-    for (n, line) in without_bom(text).lines().enumerate() {
+    for (n, row) in csv_rows(without_bom(text)) {
+        let line = row.as_ref();
         if line.trim().is_empty() {
             last_comment = None;
             continue;
         }
         if line.trim_start().starts_with('#') {
-            last_comment = Some(line);
+            if let std::borrow::Cow::Borrowed(comment) = row {
+                last_comment = Some(comment);
+            }
             continue;
         }
         out.lines += 1;

@@ -464,3 +464,82 @@ fn a_file_name_is_no_domain_in_a_list_in_prose_or_in_csv() {
     let r = read_csv("value,file\nbad.zip,invoice.docm\n");
     assert_eq!(values(&r), ["bad.zip"]);
 }
+
+#[test]
+fn a_quoted_cell_may_span_lines_and_a_stray_quote_spoils_only_its_line() {
+    // As corpus/lists/unit42/dearjoohn_dearjoohn_iocs.csv writes a cell of two file names.
+    let r = read_csv(
+        "SHA256,Filename,URL\n\
+         f1e2bcea0a6b2a4a2e8f7c6d5b4a39281706f5e4d3c2b1a0f9e8d7c6b5a494a5,\"crash list.docx\n\
+         second name.docx\t\",http://188.241.58.170/live/owa/office.dotm\n\
+         6ad3eb8b5622145a70bec67b3d14868a1c13864864afd651fe70689c95b1399a,one.docx,http://evil.example/a\n",
+    );
+    let lines: Vec<(usize, &str)> = r
+        .found
+        .iter()
+        .map(|f| (f.line, f.indicator.value()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                2,
+                "f1e2bcea0a6b2a4a2e8f7c6d5b4a39281706f5e4d3c2b1a0f9e8d7c6b5a494a5"
+            ),
+            (2, "http://188.241.58.170/live/owa/office.dotm"),
+            (
+                4,
+                "6ad3eb8b5622145a70bec67b3d14868a1c13864864afd651fe70689c95b1399a"
+            ),
+            (4, "http://evil.example/a"),
+        ]
+    );
+    assert!(r.left.is_empty(), "{:?}", r.left);
+    // A quote never closed: the rows after it are read as rows.
+    let mut text = String::from("evil.example,\"note\n");
+    for i in 0..40 {
+        text.push_str(&format!("d{i}.example\n"));
+    }
+    let r = read_csv(&text);
+    assert_eq!(r.found.len(), 41);
+}
+
+#[test]
+fn a_report_that_defangs_its_indicators_keeps_its_plain_links_as_references() {
+    // As ESET's apt_c_60 README opens (corpus/lists/eset/reports).
+    let report = "= APT-C-60 - Indicators of Compromise\n\
+                  \n\
+                  The blog post \"Analysis of two vulnerabilities\" is available at\n\
+                  https://www.welivesecurity.com/en/eset-research/analysis/.\n\
+                  A patch is provided here:\n\
+                  https://github.com/eset/malware-research/blob/master/x.patch\n\
+                  github.com\n\
+                  == C&C servers\n\
+                  - `rammenale[.]com`\n\
+                  - `162.222.214[.]48`\n\
+                  - `hxxps://g5wcesdfjzne7255.onion.to/`\n\
+                  Stage two is fetched from http://198.51.100.23/x.bin as well.\n";
+    let r = read_plain(report);
+    assert_eq!(
+        values(&r),
+        [
+            "rammenale.com",
+            "162.222.214.48",
+            "https://g5wcesdfjzne7255.onion.to/",
+        ]
+    );
+    // A plain URL in its prose is a reference too: the line names nothing.
+    assert!(r.left.iter().any(|l| l.text.starts_with("Stage two")));
+    let references: Vec<&LeftReason> = r
+        .left
+        .iter()
+        .map(|l| &l.reason)
+        .filter(|r| matches!(r, LeftReason::Reference(_)))
+        .collect();
+    assert_eq!(references.len(), 3, "{:?}", r.left);
+    // A report that defangs nothing keeps its URLs: there is no telling them apart.
+    let plain = read_plain(
+        "Stage two is fetched from http://198.51.100.23/x.bin as well.\nSee the blog.\n",
+    );
+    assert_eq!(values(&plain), ["http://198.51.100.23/x.bin"]);
+}
