@@ -589,3 +589,48 @@ async fn sightings_are_added_with_the_first_assertion_the_reader_sees() {
         .expect("a date-added header");
     assert!(last > between.as_str(), "{last} after {between}");
 }
+
+/// A reporter's sightings at one TLP are one object, though its records for several recipient
+/// sets are kept apart: one id never stands for two objects in a collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reporters_sightings_for_several_audiences_are_one_object() {
+    let net = net().await;
+    let (au, br, hub) = (org("AU-AFP"), org("BR-PF"), org("SG-IGCI"));
+    let value = "seen-twice.example";
+    let mut at_au = net.client(&au).await;
+    submit(
+        &mut at_au,
+        vec![upsert(Ty::Domain, value, Tlp::Green, &["x"])],
+    )
+    .await;
+    let mut at_br = net.client(&br).await;
+    for (count, recipients) in [(2, vec!["AU-AFP"]), (3, vec!["AU-AFP", "SG-IGCI"])] {
+        let mut s = intelmesh_tests::api::sighting(value, count);
+        s.distribution = dist(Tlp::Red, &recipients);
+        at_br
+            .report_sighting(s)
+            .await
+            .expect("BR reports a sighting");
+    }
+    net.wait_converged(PATIENCE).await.expect("converged");
+    let g = gateway(&net, &au).await;
+    let read = run_tool(&g, &["read", &g.collection, "--limit", "1"], &g.reader).await;
+    let objects = read["objects"].as_array().expect("objects");
+    let sightings: Vec<&Value> = objects.iter().filter(|o| o["type"] == "sighting").collect();
+    assert_eq!(sightings.len(), 1, "{read}");
+    assert_eq!(sightings[0]["count"], 5, "{read}");
+    let ids: std::collections::BTreeSet<&str> =
+        objects.iter().filter_map(|o| o["id"].as_str()).collect();
+    assert_eq!(ids.len(), objects.len(), "an id twice: {read}");
+    // The hub reads only the second record: its own count.
+    let g = gateway(&net, &hub).await;
+    let read = run_tool(&g, &["read", &g.collection], &g.reader).await;
+    let at_hub: Vec<&Value> = read["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter(|o| o["type"] == "sighting")
+        .collect();
+    assert_eq!(at_hub.len(), 1, "{read}");
+    assert_eq!(at_hub[0]["count"], 3, "{read}");
+}

@@ -58,18 +58,34 @@ pub fn add_state(parts: &mut StixParts, state: &pb::IndicatorState) {
     }
     // A sighting names an indicator object: the first origin's assertion the reader sees; a
     // sighting of nothing the reader sees has nothing to name.
+    // A reporter's sightings at one TLP are one object, as its id names them: the records of
+    // several recipient sets a reader may see (RED to {X} and RED to {X, Y}) are merged, or
+    // one id would stand for two objects in a page.
     if let Some(first) = state.assertions.first() {
+        let mut merged: Vec<ExportSighting> = Vec::new();
         for x in &state.sightings {
-            parts.sightings.push(ExportSighting {
-                indicator: indicator.clone(),
-                indicator_origin: first.origin.clone(),
-                reporter: x.origin.clone(),
-                tlp: tlp_of(x.distribution.as_ref()),
-                first_seen_unix_ms: x.first_seen_unix_ms,
-                seen_at_unix_ms: x.last_seen_unix_ms,
-                count: x.count,
-            });
+            let tlp = tlp_of(x.distribution.as_ref());
+            match merged
+                .iter_mut()
+                .find(|m| m.reporter == x.origin && m.tlp == tlp)
+            {
+                Some(m) => {
+                    m.first_seen_unix_ms = m.first_seen_unix_ms.min(x.first_seen_unix_ms);
+                    m.seen_at_unix_ms = m.seen_at_unix_ms.max(x.last_seen_unix_ms);
+                    m.count = m.count.saturating_add(x.count);
+                }
+                None => merged.push(ExportSighting {
+                    indicator: indicator.clone(),
+                    indicator_origin: first.origin.clone(),
+                    reporter: x.origin.clone(),
+                    tlp,
+                    first_seen_unix_ms: x.first_seen_unix_ms,
+                    seen_at_unix_ms: x.last_seen_unix_ms,
+                    count: x.count,
+                }),
+            }
         }
+        parts.sightings.extend(merged);
     }
 }
 
@@ -94,4 +110,85 @@ pub fn objects_of(state: &pb::IndicatorState) -> Vec<(i64, Value)> {
         .iter()
         .map(|s| (s.seen_at_unix_ms, sighting_object(s)));
     indicators.chain(sightings).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn distribution(tlp: pb::Tlp, recipients: &[&str]) -> Option<pb::Distribution> {
+        Some(pb::Distribution {
+            tlp: tlp as i32,
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+        })
+    }
+
+    fn sightings(
+        origin: &str,
+        d: Option<pb::Distribution>,
+        seen: (i64, i64),
+        count: u64,
+    ) -> pb::OriginSightings {
+        pb::OriginSightings {
+            origin: origin.into(),
+            count,
+            first_seen_unix_ms: seen.0,
+            last_seen_unix_ms: seen.1,
+            last_seq: 1,
+            distribution: d,
+        }
+    }
+
+    #[test]
+    fn a_reporters_sightings_at_one_tlp_are_one_object_whatever_their_recipients() {
+        let state = pb::IndicatorState {
+            indicator: Some(pb::IndicatorRef {
+                r#type: pb::IndicatorType::Domain as i32,
+                value: "evil.example".into(),
+            }),
+            assertions: vec![pb::OriginAssertion {
+                origin: "AU-AFP".into(),
+                distribution: distribution(pb::Tlp::Green, &[]),
+                issued_at_unix_ms: 1_000,
+                ..Default::default()
+            }],
+            sightings: vec![
+                sightings(
+                    "BR-PF",
+                    distribution(pb::Tlp::Red, &["SG-IGCI"]),
+                    (10, 20),
+                    2,
+                ),
+                sightings(
+                    "BR-PF",
+                    distribution(pb::Tlp::Red, &["AU-AFP", "SG-IGCI"]),
+                    (5, 15),
+                    3,
+                ),
+                sightings("BR-PF", distribution(pb::Tlp::Green, &[]), (7, 8), 1),
+            ],
+        };
+        let objects = objects_of(&state);
+        let sightings: Vec<&Value> = objects
+            .iter()
+            .map(|(_, o)| o)
+            .filter(|o| o["type"] == "sighting")
+            .collect();
+        assert_eq!(sightings.len(), 2, "{sightings:?}");
+        let ids: std::collections::BTreeSet<String> =
+            sightings.iter().map(|o| o["id"].to_string()).collect();
+        assert_eq!(ids.len(), 2, "one object per id");
+        let red = sightings
+            .iter()
+            .find(|o| o["count"] == 5)
+            .expect("the RED records merged: 2 + 3");
+        assert_eq!(
+            red["first_seen"],
+            intelmesh_interop::time::format_timestamp(5)
+        );
+        assert_eq!(
+            red["last_seen"],
+            intelmesh_interop::time::format_timestamp(20)
+        );
+    }
 }

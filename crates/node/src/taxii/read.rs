@@ -117,16 +117,32 @@ impl Reader<'_> {
             .map(|i| lists_of(self.warninglists, &i))
             .unwrap_or_default();
         // `objects_of` makes one indicator per assertion, then, when there is one to name,
-        // one sighting per reporter's sightings: the records in that order.
-        let sightings = visible
+        // one sighting per reporter and TLP (its records of several recipient sets merged),
+        // in the order of their first records.
+        let mut groups: Vec<((&str, i32), Vec<Slot>)> = Vec::new();
+        for x in visible
             .sightings
             .iter()
-            .filter(|_| !visible.assertions.is_empty());
+            .filter(|_| !visible.assertions.is_empty())
+        {
+            let key = (
+                x.origin.as_str(),
+                x.distribution.as_ref().map_or(0, |d| d.tlp),
+            );
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, slots)) => slots.push(sightings_slot(x)),
+                None => groups.push((key, vec![sightings_slot(x)])),
+            }
+        }
+        let indicator = indicator_of(&visible);
         let slots: Vec<Slot> = visible
             .assertions
             .iter()
             .map(assertion_slot)
-            .chain(sightings.map(sightings_slot))
+            .chain(
+                (groups.into_iter())
+                    .filter_map(|(_, slots)| self.latest(indicator.as_ref(), slots)),
+            )
             .collect();
         let objects = objects_of(&visible);
         if objects.len() != slots.len() {
@@ -149,6 +165,20 @@ impl Reader<'_> {
             .filter(|s| q.matches(&s.object))
             .filter(|s| !q.versions.select(&[(s.version, &s.object)]).is_empty())
             .collect()
+    }
+}
+
+impl Reader<'_> {
+    /// Of the records `slots` one object shows (a reporter's sightings at one TLP), the one
+    /// that arrived last: the object is added at its arrival, once, as it stands then.
+    fn latest(&self, indicator: Option<&Indicator>, slots: Vec<Slot>) -> Option<Slot> {
+        match (indicator, slots.as_slice()) {
+            (Some(indicator), [_, _, ..]) => {
+                let arrived = |slot: &Slot| self.store.arrival(indicator, slot).ok().flatten();
+                slots.into_iter().max_by_key(arrived)
+            }
+            _ => slots.last().copied(),
+        }
     }
 }
 
