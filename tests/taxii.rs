@@ -634,3 +634,41 @@ async fn a_reporters_sightings_for_several_audiences_are_one_object() {
     assert_eq!(at_hub.len(), 1, "{read}");
     assert_eq!(at_hub[0]["count"], 3, "{read}");
 }
+
+/// `match[id]` answers page by `limit` as every read does, each page with `more` and a `next`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_matched_by_id_come_in_pages_of_the_limit() {
+    let net = net().await;
+    let au = org("AU-AFP");
+    let values: Vec<String> = (0..5).map(|i| format!("by-id-{i}.example")).collect();
+    let mut c = net.client(&au).await;
+    let subs = values
+        .iter()
+        .map(|v| upsert(Ty::Domain, v, Tlp::Green, &["x"]))
+        .collect();
+    submit(&mut c, subs).await;
+    let g = gateway(&net, &au).await;
+    let all = run_tool(&g, &["read", &g.collection, "--limit", "100"], &g.reader).await;
+    let ids: Vec<&str> = all["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 5, "{all}");
+    let wanted = ids.join(",");
+    let paged = run_tool(
+        &g,
+        &["read", &g.collection, "--limit", "2", "--match-id", &wanted],
+        &g.reader,
+    )
+    .await;
+    assert_eq!(paged["pages"], 3, "2 + 2 + 1: {paged}");
+    let got: Vec<&str> = paged["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    assert_eq!(got, ids, "every object once, in the order asked");
+}

@@ -38,6 +38,7 @@ def main():
     p.add_argument("--key")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--added-after")
+    p.add_argument("--match-id", help="comma-separated object ids (match[id])")
     p.add_argument(
         "--page-by-date",
         action="store_true",
@@ -51,6 +52,8 @@ def main():
             params = {"limit": a.limit}
             if a.added_after:
                 params["added_after"] = a.added_after
+            if a.match_id:
+                params["match[id]"] = a.match_id
             if nxt:
                 params["next"] = nxt
             r = s.get(a.url + "objects/", params=params, timeout=30)

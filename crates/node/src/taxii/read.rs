@@ -214,8 +214,23 @@ impl Reader<'_> {
     }
 }
 
+/// What a `match[id]` page's token opens to: this mark, then the objects before it (u64).
+const ID_PAGE: &[u8] = b"match[id] page";
+
+/// The objects a `match[id]` token's opened bytes say its request's earlier pages held.
+fn id_page_offset(plain: &[u8]) -> Result<usize, ReadError> {
+    let count = plain
+        .strip_prefix(ID_PAGE)
+        .and_then(|n| <[u8; 8]>::try_from(n).ok())
+        .ok_or(ReadError::BadToken("not a match[id] page"))?;
+    usize::try_from(u64::from_be_bytes(count)).map_err(|_| ReadError::BadToken("past the end"))
+}
+
 /// The arrival position a token's opened bytes name, if they name one.
 fn position_of(after: Vec<u8>) -> Result<Vec<u8>, ReadError> {
+    if after.starts_with(ID_PAGE) {
+        return Err(ReadError::BadToken("a match[id] page's, not a position"));
+    }
     if after.len() < SHORTEST_POSITION || parse_position(&after).is_none() {
         return Err(ReadError::BadToken("not a position"));
     }
@@ -236,10 +251,22 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
                 }
             }
         }
-        return Ok(Page {
-            objects,
-            next: None,
+        // In pages of `limit` too, in the order of the ids asked: a token says how many of
+        // the objects its request's earlier pages held.
+        let skip = match q.next.as_deref() {
+            Some(token) => {
+                id_page_offset(&r.tokens.open(r.org, token).map_err(ReadError::BadToken)?)?
+            }
+            None => 0,
+        };
+        let rest = objects.len().saturating_sub(skip);
+        let next = (rest > limit).then(|| {
+            let mut plain = ID_PAGE.to_vec();
+            plain.extend_from_slice(&((skip + limit) as u64).to_be_bytes());
+            r.tokens.seal(r.org, &plain)
         });
+        let objects = objects.into_iter().skip(skip).take(limit).collect();
+        return Ok(Page { objects, next });
     }
     let since = q.added_after_us.map_or(i64::MIN, |t| t.saturating_add(1));
     let selection = Selection::ArrivedSince(since);
