@@ -672,3 +672,61 @@ async fn objects_matched_by_id_come_in_pages_of_the_limit() {
         .collect();
     assert_eq!(got, ids, "every object once, in the order asked");
 }
+
+/// `match[type]=identity` lists the identity of every origin whose records the reader sees
+/// (what `created_by_ref` names), in pages of the limit; none of an origin it sees nothing of.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_identities_objects_name_are_listed_by_type() {
+    let net = net().await;
+    let (au, br) = (org("AU-AFP"), org("BR-PF"));
+    let mut c = net.client(&au).await;
+    submit(
+        &mut c,
+        vec![upsert(Ty::Domain, "listed.example", Tlp::Green, &["x"])],
+    )
+    .await;
+    // BR's only record is RED to itself: no reader at AU sees it.
+    let mut c = net.client(&br).await;
+    let mut red = upsert(Ty::Domain, "hidden.example", Tlp::Red, &["x"]);
+    red.distribution = dist(Tlp::Red, &[]);
+    submit(&mut c, vec![red]).await;
+    net.wait_converged(PATIENCE).await.expect("converged");
+    let g = gateway(&net, &au).await;
+    let read = run_tool(
+        &g,
+        &[
+            "read",
+            &g.collection,
+            "--limit",
+            "1",
+            "--match-type",
+            "identity",
+        ],
+        &g.reader,
+    )
+    .await;
+    let names: Vec<&str> = read["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|o| {
+            assert_eq!(o["type"], "identity", "{o}");
+            o["name"].as_str().unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(names, ["AU-AFP"], "{read}");
+    // Every indicator's creator is among them.
+    let all = run_tool(&g, &["read", &g.collection], &g.reader).await;
+    let listed: Vec<&Value> = read["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .map(|o| &o["id"])
+        .collect();
+    for o in all["objects"].as_array().expect("objects") {
+        assert!(
+            listed.contains(&&o["created_by_ref"]),
+            "{o} not listed in {read}"
+        );
+    }
+}

@@ -39,6 +39,7 @@ def main():
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--added-after")
     p.add_argument("--match-id", help="comma-separated object ids (match[id])")
+    p.add_argument("--match-type", help="comma-separated object types (match[type])")
     p.add_argument(
         "--page-by-date",
         action="store_true",
@@ -54,6 +55,8 @@ def main():
                 params["added_after"] = a.added_after
             if a.match_id:
                 params["match[id]"] = a.match_id
+            if a.match_type:
+                params["match[type]"] = a.match_type
             if nxt:
                 params["next"] = nxt
             r = s.get(a.url + "objects/", params=params, timeout=30)

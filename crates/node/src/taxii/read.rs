@@ -214,22 +214,62 @@ impl Reader<'_> {
     }
 }
 
-/// What a `match[id]` page's token opens to: this mark, then the objects before it (u64).
+/// What the token of a page of a `match[id]` answer, or of the identities, opens to: this
+/// mark, then how many objects the request's earlier pages held (u64).
 const ID_PAGE: &[u8] = b"match[id] page";
+const IDENTITY_PAGE: &[u8] = b"identity page";
 
-/// The objects a `match[id]` token's opened bytes say its request's earlier pages held.
-fn id_page_offset(plain: &[u8]) -> Result<usize, ReadError> {
-    let count = plain
-        .strip_prefix(ID_PAGE)
-        .and_then(|n| <[u8; 8]>::try_from(n).ok())
-        .ok_or(ReadError::BadToken("not a match[id] page"))?;
-    usize::try_from(u64::from_be_bytes(count)).map_err(|_| ReadError::BadToken("past the end"))
+/// The page of `objects` (the whole answer, in a fixed order) a token of `mark` resumes, or
+/// the first: a token says how many objects its request's earlier pages held.
+fn counted_page(
+    r: &Reader,
+    q: &ObjectsQuery,
+    objects: Vec<Dated>,
+    limit: usize,
+    mark: &[u8],
+) -> Result<Page, ReadError> {
+    let skip = match q.next.as_deref() {
+        Some(token) => {
+            let plain = r.tokens.open(r.org, token).map_err(ReadError::BadToken)?;
+            let count = plain
+                .strip_prefix(mark)
+                .and_then(|n| <[u8; 8]>::try_from(n).ok())
+                .ok_or(ReadError::BadToken("not a token of this kind of page"))?;
+            usize::try_from(u64::from_be_bytes(count))
+                .map_err(|_| ReadError::BadToken("past the end"))?
+        }
+        None => 0,
+    };
+    let next = (objects.len().saturating_sub(skip) > limit).then(|| {
+        let mut plain = mark.to_vec();
+        plain.extend_from_slice(&((skip + limit) as u64).to_be_bytes());
+        r.tokens.seal(r.org, &plain)
+    });
+    let objects = objects.into_iter().skip(skip).take(limit).collect();
+    Ok(Page { objects, next })
+}
+
+/// The identity of every origin whose records the reader sees (what `created_by_ref` and
+/// `where_sighted_refs` name), for `match[type]=identity`: by date added, then id.
+fn identities(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadError> {
+    let mut budget = SCAN_BUDGET;
+    let mut objects = Vec::new();
+    for origin in r.store.heads()?.keys() {
+        objects.extend(identity_of(r, origin, q, &mut budget)?);
+    }
+    objects.sort_by(|a, b| {
+        let id = |d: &Dated| d.object["id"].as_str().unwrap_or_default().to_string();
+        (a.date_added_us, id(a)).cmp(&(b.date_added_us, id(b)))
+    });
+    counted_page(r, q, objects, limit, IDENTITY_PAGE)
 }
 
 /// The arrival position a token's opened bytes name, if they name one.
 fn position_of(after: Vec<u8>) -> Result<Vec<u8>, ReadError> {
-    if after.starts_with(ID_PAGE) {
-        return Err(ReadError::BadToken("a match[id] page's, not a position"));
+    if after.starts_with(ID_PAGE) || after.starts_with(IDENTITY_PAGE) {
+        return Err(ReadError::BadToken(
+            "another kind of page's, not a position",
+        ));
     }
     if after.len() < SHORTEST_POSITION || parse_position(&after).is_none() {
         return Err(ReadError::BadToken("not a position"));
@@ -251,22 +291,11 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
                 }
             }
         }
-        // In pages of `limit` too, in the order of the ids asked: a token says how many of
-        // the objects its request's earlier pages held.
-        let skip = match q.next.as_deref() {
-            Some(token) => {
-                id_page_offset(&r.tokens.open(r.org, token).map_err(ReadError::BadToken)?)?
-            }
-            None => 0,
-        };
-        let rest = objects.len().saturating_sub(skip);
-        let next = (rest > limit).then(|| {
-            let mut plain = ID_PAGE.to_vec();
-            plain.extend_from_slice(&((skip + limit) as u64).to_be_bytes());
-            r.tokens.seal(r.org, &plain)
-        });
-        let objects = objects.into_iter().skip(skip).take(limit).collect();
-        return Ok(Page { objects, next });
+        // In pages of `limit` too, in the order of the ids asked.
+        return counted_page(r, q, objects, limit, ID_PAGE);
+    }
+    if !q.types.is_empty() && q.types.iter().all(|t| t == "identity") {
+        return identities(r, q, limit);
     }
     let since = q.added_after_us.map_or(i64::MIN, |t| t.saturating_add(1));
     let selection = Selection::ArrivedSince(since);
@@ -434,15 +463,22 @@ fn identity(
     budget: &mut usize,
 ) -> Result<Vec<Dated>, ReadError> {
     let heads = r.store.heads()?;
-    let Some(origin) = heads
-        .keys()
-        .find(|o| identity_id(o.as_str()) == id && r.view.shows_origin(o.as_str()))
-    else {
+    let Some(origin) = heads.keys().find(|o| identity_id(o.as_str()) == id) else {
         return Ok(Vec::new());
     };
+    identity_of(r, origin, q, budget)
+}
+
+/// [`identity`] of `origin`.
+fn identity_of(
+    r: &Reader,
+    origin: &intelmesh_core::OrgId,
+    q: &ObjectsQuery,
+    budget: &mut usize,
+) -> Result<Vec<Dated>, ReadError> {
     // An origin whose records the reader may not see is not named to it (not even that it
     // has entries here, nor since when).
-    if !shows_any_record_of(r, origin, budget)? {
+    if !r.view.shows_origin(origin.as_str()) || !shows_any_record_of(r, origin, budget)? {
         return Ok(Vec::new());
     }
     let created = identity_created(r, origin)?;
