@@ -507,6 +507,13 @@ async fn a_federation_connection_holds_a_bounded_number_of_streams() {
         .expect("served once a stream ended")
         .expect("an answer");
     assert_eq!(answer.status(), http::StatusCode::OK);
+    // Served, not refused: a gRPC refusal is an HTTP 200 too, with its status in the headers
+    // (trailers-only), and an answer has none there.
+    let status = answer.headers().get("grpc-status");
+    assert!(
+        status.is_none_or(|s| s == "0"),
+        "the ninth call was refused: {answer:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -238,3 +238,88 @@ async fn a_stopped_member_is_switched_on_its_store_and_a_second_rotation_waits_f
         net.stop(&o).await;
     }
 }
+
+/// Publishes `actions` as the next roster version on `hub`.
+async fn hub_publishes(net: &RosterNet, hub: &OrgId, actions: Vec<pb::action::Action>) {
+    let hub_state = net.node(hub).state();
+    let heads = |o: &OrgId| hub_state.store.head(o).ok().flatten().map_or(0, |h| h.seq);
+    let actions: Vec<pb::Action> = actions
+        .into_iter()
+        .map(|a| pb::Action { action: Some(a) })
+        .collect();
+    let document = propose(
+        &net.roster(hub),
+        &actions,
+        &ProposeContext {
+            proposed_by: "test operator",
+            reason: "test",
+            now_unix_ms: now_unix_ms(),
+            member_heads: &heads,
+        },
+    )
+    .expect("proposed");
+    let signed = pb::SignedRoster {
+        signatures: vec![sign_document(&document, &net.authority, now_unix_ms())],
+        document,
+    };
+    hub_state
+        .publish_roster(signed)
+        .await
+        .expect("hub publishes");
+}
+
+/// The roster publisher rotates its own key while it runs; the roster lists the new key, and
+/// the old one is then reported stolen (a hub rotates when it fears a leak): the hub signs the
+/// roster log with the key the version in force lets sign it, so it goes on publishing, where
+/// a key fixed at start would have every later version refused and the roster frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publisher_that_rotated_goes_on_signing_the_roster_after_its_old_key_is_reported() {
+    let (net, hub, _sg) = RosterNet::with_one_agency("SG-IGCI").await;
+    let new = SigningKey::generate(&mut rand::rngs::OsRng);
+    let files = RotationFiles::of(&net.node(&hub).state().cfg.signing_key);
+    stage_next_key(&files, &new).expect("new key staged");
+    let start = Instant::now();
+    while net.node(&hub).state().pending_key().is_none() {
+        assert!(start.elapsed() < PATIENCE, "the hub never took the new key");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let request = pb::SignedRotationRequest::decode(
+        std::fs::read(files.request())
+            .expect("rotation request written")
+            .as_slice(),
+    )
+    .unwrap();
+    let rotation = verify_rotation(&request).expect("a valid request");
+    hub_publishes(
+        &net,
+        &hub,
+        vec![pb::action::Action::RotateKey(pb::RotateKey {
+            request: Some(request),
+        })],
+    )
+    .await;
+    hub_publishes(
+        &net,
+        &hub,
+        vec![pb::action::Action::ReportCompromise(pb::ReportCompromise {
+            org: hub.to_string(),
+            public_key: rotation.old_key.to_bytes().to_vec(),
+            last_good_seq: rotation.last_seq,
+            ..Default::default()
+        })],
+    )
+    .await;
+    let reported = net.roster(&hub);
+    // The next version: signed with the new key, which the roster lets sign it.
+    let mut policy = reported.document().policy.expect("a policy");
+    policy.cert_warn_days += 1;
+    hub_publishes(
+        &net,
+        &hub,
+        vec![pb::action::Action::SetPolicy(pb::SetPolicy {
+            policy: Some(policy),
+        })],
+    )
+    .await;
+    assert_eq!(net.roster(&hub).version(), reported.version() + 1);
+}

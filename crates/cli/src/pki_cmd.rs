@@ -313,10 +313,11 @@ fn create_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 fn check_name(flag: &str, name: &str) -> anyhow::Result<()> {
-    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if name.is_empty() || name.len() > 64 || !name.chars().all(ok) || name.starts_with('.') {
+    // The names a certificate may carry (`identity::valid_leaf_name`), and no file name
+    // starting with a dot.
+    if !intelmesh_node::identity::valid_leaf_name(name) || name.starts_with('.') {
         return Err(usage(format!(
-            "{flag} {name:?}: use 1 to 64 letters, digits, '-', '_' or '.' (not starting with '.')"
+            "{flag} {name:?}: use 1 to 63 letters, digits, '-', '_' or '.' (not starting with '.')"
         )));
     }
     Ok(())

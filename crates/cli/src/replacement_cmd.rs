@@ -116,7 +116,7 @@ pub fn replacement_key(args: ReplacementKeyArgs) -> anyhow::Result<ExitCode> {
             (stolen, new)
         }
         None => {
-            let stolen = listed_key(&cfg, roster_cfg, &store, &org, &in_place)?;
+            let stolen = listed_key(&cfg, roster_cfg, &store, &org, &in_place, n)?;
             // Kept before anything else changes: the stolen key is the one in place.
             let kept = files.old(KeyId::of(&in_place.verifying_key()));
             if !kept.exists() {
@@ -175,8 +175,8 @@ fn read_report(path: &Path) -> anyhow::Result<Option<pb::ReportCompromise>> {
     }
 }
 
-/// The key to report: the one in place, if the roster this node last followed lists it for
-/// `org`; else the old key of the rotation to it that the roster has not taken yet (the key it
+/// The key to report: the one the roster this node last followed lets sign `last_good + 1` for
+/// `org`; else the one in place, if that roster lists it; else the old key of the rotation to it that the roster has not taken yet (the key it
 /// lists, and the one the thief could sign with everywhere; the new one was never listed).
 fn listed_key(
     cfg: &NodeConfig,
@@ -184,6 +184,7 @@ fn listed_key(
     store: &DiskStore,
     org: &OrgId,
     in_place: &SigningKey,
+    last_good: u64,
 ) -> anyhow::Result<VerifyingKey> {
     let genesis = intelmesh_node::roster_follow::load_genesis(roster_cfg)?;
     let federation = genesis.federation_id().clone();
@@ -198,6 +199,18 @@ fn listed_key(
             .flat_map(|m| &m.signing_keys)
             .any(|k| k.public_key == key.as_bytes())
     };
+    // The key the roster lets sign the first seq this node does not vouch for: what the thief
+    // signed first was signed with it. An earlier key of this node's when the theft began
+    // before a rotation (the report then ends the keys after it too).
+    let first_bad = last_good.saturating_add(1);
+    let signing_first_bad = (document.members.iter())
+        .filter(|m| m.org == org.as_str())
+        .flat_map(|m| &m.signing_keys)
+        .filter(|k| k.first_seq <= first_bad && k.last_seq.is_none_or(|last| first_bad <= last))
+        .find_map(|k| VerifyingKey::try_from(k.public_key.as_slice()).ok());
+    if let Some(key) = signing_first_bad {
+        return Ok(key);
+    }
     let current = in_place.verifying_key();
     if listed(&current) {
         return Ok(current);

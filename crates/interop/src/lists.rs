@@ -390,11 +390,10 @@ const MAX_ROW_BYTES: usize = 64 * 1024;
 /// The rows of a CSV text with the line each starts on (0-based): a line ending inside a
 /// quoted cell is joined with the lines that close it, if they do within the bounds above.
 pub fn csv_rows(text: &str) -> impl Iterator<Item = (usize, std::borrow::Cow<'_, str>)> {
-    let open = |s: &str| s.bytes().filter(|&b| b == b'"').count() % 2 == 1;
     let mut lines = text.lines().enumerate();
     std::iter::from_fn(move || {
         let (n, first) = lines.next()?;
-        if !open(first) || first.trim_start().starts_with('#') {
+        if first.trim_start().starts_with('#') || !ends_quoted(false, first) {
             return Some((n, std::borrow::Cow::Borrowed(first)));
         }
         let mut probe = lines.clone();
@@ -406,13 +405,38 @@ pub fn csv_rows(text: &str) -> impl Iterator<Item = (usize, std::borrow::Cow<'_,
             if row.len() > MAX_ROW_BYTES {
                 break;
             }
-            if !open(&row) {
+            if !ends_quoted(true, next) {
                 lines.nth(joined - 1);
                 return Some((n, std::borrow::Cow::Owned(row)));
             }
         }
         Some((n, std::borrow::Cow::Borrowed(first)))
     })
+}
+
+/// Whether a line read from inside a quoted cell (`quoted`) or not ends inside one, as RFC
+/// 4180 quotes: a quote opens a cell only at its start (`5" disk` is an inch mark), `""`
+/// inside is a quote, and a lone one closes it.
+fn ends_quoted(mut quoted: bool, line: &str) -> bool {
+    let mut cell_start = !quoted;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+            }
+            '"' if quoted => quoted = false,
+            '"' if cell_start => quoted = true,
+            ',' | ';' | '\t' if !quoted => {
+                cell_start = true;
+                continue;
+            }
+            ' ' if cell_start => continue,
+            _ => {}
+        }
+        cell_start = false;
+    }
+    quoted
 }
 
 /// Cells of one CSV row: split at `,`, `;` or tab outside double quotes; double quotes group
@@ -472,6 +496,16 @@ const TYPE_NAMES: &[&str] = &[
     "ioc_type",
     "attribute_type",
     "kind",
+];
+
+/// Of [`UNSHARED_TYPES`], those naming a file: their rows' hashes are the file's.
+const FILE_TYPES: &[&str] = &[
+    "filename",
+    "file_name",
+    "file",
+    "filepath",
+    "file_path",
+    "path",
 ];
 
 /// Types a row may name that are no kind of indicator the mesh shares.
@@ -644,10 +678,15 @@ pub fn read_csv(text: &str) -> TextRead {
         // A row of a type the mesh does not share (a file, a mutex) still gives the hashes it
         // holds: feeds type a sample's row `file` and put its SHA-256 in the value column.
         let unshared = columns_now.and_then(|c| c.unshared_type(&cells));
+        // Only a file's row: an import hash or a JA3 fingerprint reads as an MD5 too.
+        let keep_hashes = unshared
+            .as_deref()
+            .is_some_and(|k| FILE_TYPES.contains(&column_name(k).as_str()));
         if let Some(kind) = &unshared {
-            let hashed = cells.iter().any(|c| {
-                value_of(without_formula_guard(c.trim())).is_some_and(|i| i.ty().is_hash())
-            });
+            let hashed = keep_hashes
+                && cells.iter().any(|c| {
+                    value_of(without_formula_guard(c.trim())).is_some_and(|i| i.ty().is_hash())
+                });
             if !hashed {
                 out.leave(LeftOut {
                     line: n + 1,

@@ -360,6 +360,10 @@ fn a_row_of_an_unshared_type_still_gives_its_hashes_and_nothing_else() {
     assert_eq!(values(&r), [sha256]);
     assert_eq!(r.left.len(), 1);
     assert_eq!(r.left[0].reason, LeftReason::TypeNotShared("file".into()));
+    // An import hash or a JA3 fingerprint reads as an MD5, and is none.
+    let imphash = read_csv("value,type\nf34d5f2d4577ed6d9ceec516c1f5a744,imphash\ne7d705a3286e19ea42f587b344ee6865,ja3\n");
+    assert!(imphash.found.is_empty(), "{:?}", imphash.found);
+    assert_eq!(imphash.left.len(), 2);
     // An Android package column names no domain.
     let apk = read_csv(
         "sha256,apk_package_name\n{sha256},com.android.henbox\n"
@@ -502,6 +506,9 @@ fn a_quoted_cell_may_span_lines_and_a_stray_quote_spoils_only_its_line() {
     }
     let r = read_csv(&text);
     assert_eq!(r.found.len(), 41);
+    // Inch marks are no quotes: every row is its own.
+    let r = read_csv("value,notes\na.example,5\" disk\nb.example,ok\nc.example,3\" floppy\n");
+    assert_eq!(values(&r), ["a.example", "b.example", "c.example"]);
 }
 
 #[test]

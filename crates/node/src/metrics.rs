@@ -292,7 +292,7 @@ impl Metrics {
         );
         r.register(
             "intelmesh_tls_handshakes_refused",
-            "TLS handshakes refused or timed out, by listener",
+            "TLS handshakes refused or timed out, by listener (and connections closed before their handshake because their address had limits.handshakes_per_address under way)",
             self.handshakes_refused.clone(),
         );
         r.register(

@@ -89,13 +89,15 @@ impl ReadShares {
             ..
         } = self.bounds;
         let secs = patience.as_secs();
+        // One deadline for both waits: a read waits at most `patience` in all.
+        let deadline = tokio::time::Instant::now() + patience;
         // Neither semaphore is ever closed: an error is as good as no permit in time.
-        let own = tokio::time::timeout(patience, mine.acquire_owned())
+        let own = tokio::time::timeout_at(deadline, mine.acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
             .ok_or(Shortage::Caller(per_caller, secs))?;
-        let all = tokio::time::timeout(patience, Arc::clone(&self.all).acquire_owned())
+        let all = tokio::time::timeout_at(deadline, Arc::clone(&self.all).acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)

@@ -85,9 +85,11 @@ pub struct Follow {
     /// (`roster_admission`): shown in status while no version at or past it is followed,
     /// never consulted when the stored log is followed.
     pub(crate) rejected: Mutex<Option<Refused>>,
-    /// Signs roster log entries when this node is a hub: the node's own signing key, under
-    /// the federation id.
-    pub(crate) authority_signer: Arc<Signer>,
+    /// What may sign roster log entries when this node is a hub, under the federation id: its
+    /// own signing key, then the key it rotated from if a rotation is pending. Which one signs
+    /// is judged against the version in force each time ([`Follow::authority_signer`]): after a
+    /// rotation the roster lists the new key, and a report of the old one ends its right.
+    authority_signers: Vec<Arc<Signer>>,
     /// One advance (or publication) at a time.
     advancing: tokio::sync::Mutex<()>,
     /// Held shared while entries verified under some key list are applied (their keys judged
@@ -105,7 +107,14 @@ pub struct Follow {
 
 impl Follow {
     /// Follows `genesis`, then every version of the authority log in `store` that passes.
-    pub fn start(store: &DiskStore, genesis: Roster, own: &Signer) -> Result<Follow, FollowError> {
+    /// `own` is this node's signing key, `older` the key it rotated from if a rotation is
+    /// pending: both may sign the roster log (see [`Follow::authority_signer`]).
+    pub fn start(
+        store: &DiskStore,
+        genesis: Roster,
+        own: &Signer,
+        older: Option<&Signer>,
+    ) -> Result<Follow, FollowError> {
         let fed = genesis.federation_id().clone();
         if let Some(first) = stored_version(store, &fed, 1)? {
             let found = intelmesh_roster::roster_hash(&first.document);
@@ -121,7 +130,9 @@ impl Follow {
             current: watch::channel(Arc::new(genesis)).0,
             refused: Mutex::new(None),
             rejected: Mutex::new(None),
-            authority_signer: Arc::new(Signer::new(fed, own.signing_key().clone())),
+            authority_signers: (std::iter::once(own).chain(older))
+                .map(|s| Arc::new(Signer::new(fed.clone(), s.signing_key().clone())))
+                .collect(),
             advancing: tokio::sync::Mutex::new(()),
             cutting: std::sync::RwLock::new(()),
             cuts: CutLog::default(),
@@ -403,7 +414,8 @@ impl NodeState {
         }
         let keys = self.keys();
         let publisher = follow.current().roster_publisher();
-        if !keys.holds(&fed, &follow.authority_signer.verifying_key())
+        let signer = follow.authority_signer(&self.org, &keys, &self.signer());
+        if !signer.is_some_and(|s| keys.holds(&fed, &s.verifying_key()))
             || publisher.as_ref() != Some(&self.org)
         {
             // Not the hub that publishes the log (an agency, or another hub): it receives the
@@ -441,12 +453,15 @@ impl NodeState {
             }
         }
         let keys = self.keys();
-        let signer = Arc::clone(&follow.authority_signer);
+        let not_signer = || NodeError::NotAuthoritySigner {
+            org: self.org.clone(),
+            version: follow.current().version(),
+        };
+        let signer = follow
+            .authority_signer(&self.org, &keys, &self.signer())
+            .ok_or_else(not_signer)?;
         if !keys.holds(signer.org(), &signer.verifying_key()) {
-            return Err(NodeError::NotAuthoritySigner {
-                org: self.org.clone(),
-                version: follow.current().version(),
-            });
+            return Err(not_signer());
         }
         let me = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
@@ -488,6 +503,41 @@ impl NodeState {
         .map_err(|e| NodeError::Join(e.to_string()))??;
         self.bump();
         Ok(())
+    }
+}
+
+impl Follow {
+    /// Which of this hub's keys signs the next roster log entry: of its signing key now
+    /// (`current`, which a rotation while running changes) and the keys it started with
+    /// ([`authority_signers`](Follow::authority_signers)), the first the version in force
+    /// lists for `me` and lets sign later versions (`keys`, its key set, grants the roster log
+    /// to it); else the current one, whose entry the rules then refuse with a clear error.
+    pub(crate) fn authority_signer(
+        &self,
+        me: &OrgId,
+        keys: &StaticKeys,
+        current: &Signer,
+    ) -> Option<Arc<Signer>> {
+        let fed = self.current().federation_id().clone();
+        let now = Arc::new(Signer::new(fed, current.signing_key().clone()));
+        let candidates: Vec<Arc<Signer>> = std::iter::once(now)
+            .chain(self.authority_signers.iter().cloned())
+            .collect();
+        let roster = self.current();
+        let listed = roster
+            .document()
+            .members
+            .iter()
+            .find(|m| m.org == me.as_str())
+            .map(|m| m.signing_keys.as_slice())
+            .unwrap_or_default();
+        let allowed = |s: &&Arc<Signer>| {
+            let key = s.verifying_key();
+            let index = listed.iter().position(|k| k.public_key == key.as_bytes());
+            index.is_some_and(|i| roster.signs_later_versions(me, i)) && keys.holds(s.org(), &key)
+        };
+        let chosen = candidates.iter().find(allowed);
+        chosen.or(candidates.first()).cloned()
     }
 }
 

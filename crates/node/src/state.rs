@@ -195,20 +195,16 @@ impl NodeState {
         let roster_cfg = cfg.roster.as_ref().ok_or(NodeError::NotFollowing)?;
         let genesis = load_genesis(roster_cfg).map_err(|e| NodeError::Follow(e.to_string()))?;
         let pending = crate::rotation::pending_at_start(&cfg, &signer)?;
-        // A hub signs roster-log entries with a key the roster lists: after a restart with a
-        // rotated key, the old one, until a version lists the new (a publisher's keys ended
-        // by rotation stay authority keys, so it may go on with the old one after that too).
-        let roster_log_signer = match &pending {
+        // A hub signs roster-log entries with a key the roster in force lists and lets sign
+        // (`Follow::authority_signer`): after a restart with a rotated key, the old one until
+        // a version lists the new, the new one after (and always once the old is reported).
+        let roster_log_old = match &pending {
             Some(p) => crate::rotation::kept_old_key(&cfg, p)?
                 .map(|k| Signer::new(signer.org().clone(), k)),
             None => None,
         };
-        let follow = Follow::start(
-            &store,
-            genesis,
-            roster_log_signer.as_ref().unwrap_or(&signer),
-        )
-        .map_err(|e| NodeError::Follow(e.to_string()))?;
+        let follow = Follow::start(&store, genesis, &signer, roster_log_old.as_ref())
+            .map_err(|e| NodeError::Follow(e.to_string()))?;
         let mut keys = follow.current().key_set();
         let pending = pending.filter(|p| p.overlay(&mut keys));
         let decryption = crate::sealing::load_decryption(&cfg)?;
@@ -237,10 +233,9 @@ impl NodeState {
             signer.org(),
             &signer.key_id(),
         );
-        let authority = follow.as_ref().map(|f| {
-            let signer = &f.authority_signer;
-            (signer.org().clone(), signer.key_id())
-        });
+        let authority = (follow.as_ref())
+            .and_then(|f| f.authority_signer(signer.org(), &keys, &signer))
+            .map(|signer| (signer.org().clone(), signer.key_id()));
         let (federation, authority_key) =
             authority.unwrap_or_else(|| (signer.org().clone(), signer.key_id()));
         let authority_mark = OwnMark::in_dir(

@@ -106,8 +106,13 @@ pub fn accepted(
                 }
             };
             let Ok(source) = Slots::take(&handshaking, Source::of(peer.ip())) else {
-                state.metrics.connection_refused(name);
-                tracing::debug!(listener = name, %peer, "connection closed: its address holds {per_address} handshakes already");
+                // A handshake refused before it began: counted and logged as one (at most a
+                // line per host and interval).
+                state.metrics.handshake_refused(name);
+                let logs = &state.handshake_logs;
+                if let Some(held_back) = logs.pass(peer.ip(), "busy", std::time::Instant::now()) {
+                    tracing::warn!(listener = name, %peer, held_back, "connection closed before its TLS handshake: its address has {per_address} handshakes under way ([limits] handshakes_per_address)");
+                }
                 continue;
             };
             // tonic sets TCP_NODELAY only on listeners it binds itself; without it, a reply

@@ -517,8 +517,15 @@ fn a_compromise_report_stops_sealing_to_the_keys_the_thief_may_hold() {
     // The key reported again (its range shortened) cuts nothing of the node recovered since.
     let late = apply(&v2, vec![report_compromise(20, 5, Some(22))], &heads(5));
     let recovered = apply(&late, vec![set_key(&key(22), "AG", 54)], &no_heads);
-    let again = apply(&recovered, vec![report_compromise(20, 3, None)], &no_heads);
-    assert_eq!(again.encryption_key(&org("AG")), Some(enc_key(54)));
-    let line = &again.document().change.as_ref().expect("change").actions[0];
+    // Moved back below the replacement's start, the replacement (whose entries chained onto
+    // the thief's) ends and another replaces it; the recovered node's encryption key stays.
+    let earlier = apply(
+        &recovered,
+        vec![report_compromise(20, 3, Some(23))],
+        &no_heads,
+    );
+    assert_eq!(earlier.encryption_key(&org("AG")), Some(enc_key(54)));
+    let line = &earlier.document().change.as_ref().expect("change").actions[0];
     assert!(!line.contains("certificates"), "{line}");
+    assert!(line.contains("later key(s)"), "{line}");
 }

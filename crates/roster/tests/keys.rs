@@ -477,3 +477,45 @@ fn one_hub_publishes_the_roster_log_and_the_authority_can_move_the_role() {
     assert!(valid(&suspended, "FED", &key(30), 4));
     assert!(!valid(&suspended, "FED", &hub_key(), 4));
 }
+
+/// A key reported again with its end moved back below its successor's start (the thief began
+/// earlier than first thought): the successor ends before signing anything, so the member is
+/// not left with an open key that can never sign the next seq, and a replacement signs from
+/// the seq after the last good one.
+#[test]
+fn a_report_moving_an_end_below_a_successor_ends_the_successor_and_admits_a_replacement() {
+    let v2 = with_agency();
+    let rotate = A::RotateKey(pb::RotateKey {
+        request: Some(sign_rotation(&org("AG"), &key(20), &key(21), 40, NOW)),
+    });
+    let v3 = apply(&v2, vec![rotate], &heads(35));
+    // Key 20 is found stolen from seq 31 on: 21's entries from 41 chained onto the thief's.
+    let v4 = apply(&v3, vec![report_compromise(20, 30, Some(22))], &heads(45));
+    assert!(valid(&v4, "AG", &key(20), 30));
+    assert!(!valid(&v4, "AG", &key(20), 31));
+    assert!(
+        !valid(&v4, "AG", &key(21), 41),
+        "the successor signs nothing"
+    );
+    assert!(
+        valid(&v4, "AG", &key(22), 31),
+        "the replacement signs from 31"
+    );
+    assert!(valid(&v4, "AG", &key(22), 41));
+    let line = &v4.document().change.as_ref().expect("change").actions[0];
+    assert!(line.contains("later key(s)"), "{line}");
+    // Without a replacement, the member is left with no open key (shut out until one comes),
+    // never with one that cannot sign its next seq.
+    let v4 = apply(&v3, vec![report_compromise(20, 30, None)], &heads(45));
+    let keys = &v4
+        .document()
+        .members
+        .iter()
+        .find(|m| m.org == "AG")
+        .expect("AG")
+        .signing_keys;
+    assert!(keys.iter().all(|k| k.last_seq.is_some()), "{keys:?}");
+    // A report that keeps the end at the successor's start leaves the successor alone.
+    let v4 = apply(&v3, vec![report_compromise(20, 40, None)], &heads(45));
+    assert!(valid(&v4, "AG", &key(21), 41));
+}

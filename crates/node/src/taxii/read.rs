@@ -278,7 +278,8 @@ fn position_of(after: Vec<u8>) -> Result<Vec<u8>, ReadError> {
 }
 
 /// One page of at most `limit` objects. Pages follow the arrival postings from `added_after`
-/// on; `match[id]` reads the object-id postings instead (at most 100 ids, one page).
+/// on; `match[id]` reads the object-id postings instead (at most 100 ids), and
+/// `match[type]=identity` the origins' identities, each in pages of `limit` by count.
 pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadError> {
     if !q.ids.is_empty() {
         let mut objects = Vec::new();

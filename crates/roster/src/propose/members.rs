@@ -367,6 +367,7 @@ pub(super) fn report_compromise(
         "report compromise of key {key_id} of {org}: valid for seqs {} only; later entries under it are refused",
         seq_range(k.first_seq, k.last_seq)
     );
+    line.push_str(&end_successors(m, a.last_good_seq));
     if first_report {
         line.push_str(&cut_credentials(m, now_unix_ms));
     }
@@ -399,6 +400,32 @@ pub(super) fn report_compromise(
         ));
     }
     Ok(line)
+}
+
+/// Ends, before they sign anything, the member's keys that start after `last_good + 1`: a
+/// report that moves a key's end back below a successor's start (the thief began earlier than
+/// first thought) cuts the log to `last_good`, and what the successors signed chained onto
+/// what is cut. Left open, a successor would keep the member from a replacement, yet could
+/// never sign `last_good + 1`, and the member could never publish again. What it did, for the
+/// action's line.
+fn end_successors(m: &mut pb::Member, last_good: u64) -> String {
+    let mut ended = Vec::new();
+    for k in m.signing_keys.iter_mut() {
+        let later = k.first_seq > last_good.saturating_add(1);
+        let signs = k.last_seq.is_none_or(|last| last >= k.first_seq);
+        if later && signs {
+            k.last_seq = Some(k.first_seq - 1);
+            k.ended_by = pb::KeyEnd::Compromise as i32;
+            ended.push(key_id_of(&k.public_key));
+        }
+    }
+    match ended.is_empty() {
+        true => String::new(),
+        false => format!(
+            "; its later key(s) {} end before signing anything (what they signed chained onto what is cut)",
+            ended.join(", ")
+        ),
+    }
 }
 
 /// Cuts what a thief took from the node with a member's key: its certificates issued until
