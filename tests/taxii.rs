@@ -730,3 +730,42 @@ async fn the_identities_objects_name_are_listed_by_type() {
         );
     }
 }
+
+/// A report of an earlier sighting adds to a sighting's count and leaves its last sighting
+/// where it was: the object still gets a new version, so a client keeping one copy per
+/// version takes the new count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sighting_whose_count_grows_gets_a_new_version() {
+    let net = net().await;
+    let (au, br) = (org("AU-AFP"), org("BR-PF"));
+    let value = "counted.example";
+    let mut at_au = net.client(&au).await;
+    submit(&mut at_au, vec![upsert(Ty::Domain, value, Tlp::Green, &["x"])]).await;
+    let mut at_br = net.client(&br).await;
+    let now = intelmesh_core::now_unix_ms();
+    let report = |count: u64, seen_at: i64| {
+        let mut s = intelmesh_tests::api::sighting(value, count);
+        s.seen_at_unix_ms = seen_at;
+        s
+    };
+    at_br.report_sighting(report(2, now - 60_000)).await.expect("first report");
+    net.wait_converged(PATIENCE).await.expect("converged");
+    let g = gateway(&net, &au).await;
+    let sighting = |read: &Value| -> Value {
+        (read["objects"].as_array().expect("objects").iter())
+            .find(|o| o["type"] == "sighting")
+            .cloned()
+            .expect("a sighting")
+    };
+    let before = sighting(&run_tool(&g, &["read", &g.collection], &g.reader).await);
+    // A report of a sighting an hour earlier: the last sighting stays.
+    at_br.report_sighting(report(3, now - 3_600_000)).await.expect("second report");
+    net.wait_converged(PATIENCE).await.expect("converged");
+    let after = sighting(&run_tool(&g, &["read", &g.collection], &g.reader).await);
+    assert_eq!(after["count"], 5, "{after}");
+    assert_eq!(after["last_seen"], before["last_seen"]);
+    assert!(
+        after["modified"].as_str() > before["modified"].as_str(),
+        "{before} then {after}"
+    );
+}

@@ -152,9 +152,22 @@ impl Reader<'_> {
         slots
             .into_iter()
             .zip(objects)
-            .map(|(slot, (version, mut object))| {
+            .map(|(slot, (mut version, mut object))| {
                 if !lists.is_empty() && object["type"] == "indicator" {
                     object["x_intelmesh_warninglists"] = Value::from(lists.clone());
+                }
+                // A sighting's count grows by reports of earlier sightings too, which leave its
+                // last one where it was: its version is then when the change reached this node,
+                // so a client keeping one copy per version takes the new count.
+                if object["type"] == "sighting" {
+                    let arrived = (indicator.as_ref())
+                        .and_then(|i| self.store.arrival(i, &slot).ok().flatten())
+                        .map(|us| us.div_euclid(1000));
+                    if let Some(ms) = arrived.filter(|ms| *ms > version) {
+                        version = ms;
+                        object["modified"] =
+                            Value::from(intelmesh_interop::time::format_timestamp(ms));
+                    }
                 }
                 Shown {
                     slot,
