@@ -740,7 +740,11 @@ async fn a_sighting_whose_count_grows_gets_a_new_version() {
     let (au, br) = (org("AU-AFP"), org("BR-PF"));
     let value = "counted.example";
     let mut at_au = net.client(&au).await;
-    submit(&mut at_au, vec![upsert(Ty::Domain, value, Tlp::Green, &["x"])]).await;
+    submit(
+        &mut at_au,
+        vec![upsert(Ty::Domain, value, Tlp::Green, &["x"])],
+    )
+    .await;
     let mut at_br = net.client(&br).await;
     let now = intelmesh_core::now_unix_ms();
     let report = |count: u64, seen_at: i64| {
@@ -748,7 +752,10 @@ async fn a_sighting_whose_count_grows_gets_a_new_version() {
         s.seen_at_unix_ms = seen_at;
         s
     };
-    at_br.report_sighting(report(2, now - 60_000)).await.expect("first report");
+    at_br
+        .report_sighting(report(2, now - 60_000))
+        .await
+        .expect("first report");
     net.wait_converged(PATIENCE).await.expect("converged");
     let g = gateway(&net, &au).await;
     let sighting = |read: &Value| -> Value {
@@ -759,7 +766,10 @@ async fn a_sighting_whose_count_grows_gets_a_new_version() {
     };
     let before = sighting(&run_tool(&g, &["read", &g.collection], &g.reader).await);
     // A report of a sighting an hour earlier: the last sighting stays.
-    at_br.report_sighting(report(3, now - 3_600_000)).await.expect("second report");
+    at_br
+        .report_sighting(report(3, now - 3_600_000))
+        .await
+        .expect("second report");
     net.wait_converged(PATIENCE).await.expect("converged");
     let after = sighting(&run_tool(&g, &["read", &g.collection], &g.reader).await);
     assert_eq!(after["count"], 5, "{after}");

@@ -202,13 +202,21 @@ fn listed_key(
     // The key the roster lets sign the first seq this node does not vouch for: what the thief
     // signed first was signed with it. An earlier key of this node's when the theft began
     // before a rotation (the report then ends the keys after it too).
+    // Else (the operators reported it first, ending it at `last_good`) the key a report at
+    // `last_good` may name: the roster refuses one ending before its first seq or after its end.
     let first_bad = last_good.saturating_add(1);
-    let signing_first_bad = (document.members.iter())
+    let keys: Vec<&pb::MemberKey> = (document.members.iter())
         .filter(|m| m.org == org.as_str())
         .flat_map(|m| &m.signing_keys)
-        .filter(|k| k.first_seq <= first_bad && k.last_seq.is_none_or(|last| first_bad <= last))
-        .find_map(|k| VerifyingKey::try_from(k.public_key.as_slice()).ok());
-    if let Some(key) = signing_first_bad {
+        .collect();
+    let covers = |k: &&&pb::MemberKey| {
+        k.first_seq <= first_bad && k.last_seq.is_none_or(|last| first_bad <= last)
+    };
+    let reportable = |k: &&&pb::MemberKey| {
+        k.first_seq.saturating_sub(1) <= last_good && k.last_seq.is_none_or(|l| last_good <= l)
+    };
+    let key = (keys.iter().find(covers)).or_else(|| keys.iter().find(reportable));
+    if let Some(key) = key.and_then(|k| VerifyingKey::try_from(k.public_key.as_slice()).ok()) {
         return Ok(key);
     }
     let current = in_place.verifying_key();

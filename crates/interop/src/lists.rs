@@ -439,12 +439,14 @@ fn ends_quoted(mut quoted: bool, line: &str) -> bool {
     quoted
 }
 
-/// Cells of one CSV row: split at `,`, `;` or tab outside double quotes; double quotes group
-/// and `""` inside them is a quote. An unclosed quote runs to the end of the line.
+/// Cells of one CSV row: split at `,`, `;` or tab outside double quotes; a double quote at a
+/// cell's start (after any spaces) groups up to the next lone one, `""` inside being a quote;
+/// elsewhere a quote is a character (`5" disk`, an inch mark). An unclosed quote runs to the
+/// end of the row.
 pub fn csv_cells(line: &str) -> Vec<String> {
     let mut cells = Vec::new();
     let mut cell = String::new();
-    let mut quoted = false;
+    let (mut quoted, mut cell_start) = (false, true);
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -452,12 +454,16 @@ pub fn csv_cells(line: &str) -> Vec<String> {
                 cell.push('"');
                 chars.next();
             }
-            '"' => quoted = !quoted,
+            '"' if quoted => quoted = false,
+            '"' if cell_start => quoted = true,
             ',' | ';' | '\t' if !quoted && cells.len() + 1 < MAX_CSV_CELLS => {
-                cells.push(std::mem::take(&mut cell))
+                cells.push(std::mem::take(&mut cell));
+                cell_start = true;
+                continue;
             }
             c => cell.push(c),
         }
+        cell_start = cell_start && c == ' ';
     }
     cells.push(cell);
     cells

@@ -509,6 +509,13 @@ fn a_quoted_cell_may_span_lines_and_a_stray_quote_spoils_only_its_line() {
     // Inch marks are no quotes: every row is its own.
     let r = read_csv("value,notes\na.example,5\" disk\nb.example,ok\nc.example,3\" floppy\n");
     assert_eq!(values(&r), ["a.example", "b.example", "c.example"]);
+    // Nor inside a row: the cells after one are cells.
+    let r = read_csv("a.example,5\" disk,b.example,domain\n");
+    assert_eq!(values(&r), ["a.example", "b.example"]);
+    assert_eq!(
+        csv_cells("a,5\" disk,\"x, \"\"y\"\"\",z"),
+        ["a", "5\" disk", "x, \"y\"", "z"]
+    );
 }
 
 #[test]

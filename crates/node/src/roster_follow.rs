@@ -89,7 +89,7 @@ pub struct Follow {
     /// own signing key, then the key it rotated from if a rotation is pending. Which one signs
     /// is judged against the version in force each time ([`Follow::authority_signer`]): after a
     /// rotation the roster lists the new key, and a report of the old one ends its right.
-    authority_signers: Vec<Arc<Signer>>,
+    authority_signers: Mutex<Vec<Arc<Signer>>>,
     /// One advance (or publication) at a time.
     advancing: tokio::sync::Mutex<()>,
     /// Held shared while entries verified under some key list are applied (their keys judged
@@ -130,9 +130,11 @@ impl Follow {
             current: watch::channel(Arc::new(genesis)).0,
             refused: Mutex::new(None),
             rejected: Mutex::new(None),
-            authority_signers: (std::iter::once(own).chain(older))
-                .map(|s| Arc::new(Signer::new(fed.clone(), s.signing_key().clone())))
-                .collect(),
+            authority_signers: Mutex::new(
+                (std::iter::once(own).chain(older))
+                    .map(|s| Arc::new(Signer::new(fed.clone(), s.signing_key().clone())))
+                    .collect(),
+            ),
             advancing: tokio::sync::Mutex::new(()),
             cutting: std::sync::RwLock::new(()),
             cuts: CutLog::default(),
@@ -507,6 +509,18 @@ impl NodeState {
 }
 
 impl Follow {
+    /// Keeps `outgoing`, the signing key a rotation while running replaced, among the keys
+    /// that may sign the roster log: the roster lists it, not the new one, until a version
+    /// takes the rotation.
+    pub(crate) fn keep_authority_candidate(&self, outgoing: &Signer) {
+        let fed = self.current().federation_id().clone();
+        let mut kept = lock(&self.authority_signers);
+        let key = outgoing.verifying_key();
+        if !kept.iter().any(|s| s.verifying_key() == key) {
+            kept.push(Arc::new(Signer::new(fed, outgoing.signing_key().clone())));
+        }
+    }
+
     /// Which of this hub's keys signs the next roster log entry: of its signing key now
     /// (`current`, which a rotation while running changes) and the keys it started with
     /// ([`authority_signers`](Follow::authority_signers)), the first the version in force
@@ -521,7 +535,7 @@ impl Follow {
         let fed = self.current().federation_id().clone();
         let now = Arc::new(Signer::new(fed, current.signing_key().clone()));
         let candidates: Vec<Arc<Signer>> = std::iter::once(now)
-            .chain(self.authority_signers.iter().cloned())
+            .chain(lock(&self.authority_signers).iter().cloned())
             .collect();
         let roster = self.current();
         let listed = roster

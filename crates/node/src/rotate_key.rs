@@ -41,6 +41,7 @@ impl NodeState {
         }
         self.may_sign(self.keys().as_ref())?;
         let old = self.signer();
+        let outgoing = Arc::clone(&old);
         let me = Arc::clone(self);
         let next = new.clone();
         let rotated = tokio::task::spawn_blocking(move || -> Result<Rotated, NodeError> {
@@ -60,6 +61,9 @@ impl NodeState {
         })
         .await
         .map_err(|e| NodeError::Join(e.to_string()))??;
+        if let Some(follow) = self.follow() {
+            follow.keep_authority_candidate(&outgoing);
+        }
         self.set_signer(Signer::new(self.org.clone(), new));
         {
             let mut pending = lock(&self.pending_key);

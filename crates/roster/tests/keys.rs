@@ -518,4 +518,38 @@ fn a_report_moving_an_end_below_a_successor_ends_the_successor_and_admits_a_repl
     // A report that keeps the end at the successor's start leaves the successor alone.
     let v4 = apply(&v3, vec![report_compromise(20, 40, None)], &heads(45));
     assert!(valid(&v4, "AG", &key(21), 41));
+    // The successor ends as superseded, not as stolen: a later reinstatement of a suspended
+    // member does not reopen it (a suspension's empty end would be).
+    let suspended = apply(
+        &v3,
+        vec![A::Suspend(pb::Suspend { org: "AG".into() })],
+        &heads(40),
+    );
+    let reported = apply(
+        &suspended,
+        vec![report_compromise(20, 30, None)],
+        &heads(40),
+    );
+    let back = apply(
+        &reported,
+        vec![A::Reinstate(pb::Reinstate { org: "AG".into() })],
+        &heads(30),
+    );
+    assert!(
+        !valid(&back, "AG", &key(21), 41),
+        "the successor stays ended"
+    );
+    let keys = &back
+        .document()
+        .members
+        .iter()
+        .find(|m| m.org == "AG")
+        .expect("AG")
+        .signing_keys;
+    assert!(
+        keys.iter()
+            .all(|k| k.ended_by != pb::KeyEnd::Compromise as i32
+                || k.public_key == key(20).verifying_key().to_bytes()),
+        "only the reported key ends as stolen: {keys:?}"
+    );
 }

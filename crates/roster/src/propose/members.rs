@@ -408,14 +408,18 @@ pub(super) fn report_compromise(
 /// what is cut. Left open, a successor would keep the member from a replacement, yet could
 /// never sign `last_good + 1`, and the member could never publish again. What it did, for the
 /// action's line.
+///
+/// They end as superseded (`Rotation`), not as stolen: a hub's successor keeps its right to
+/// sign the roster log, and no reinstatement reopens them (a suspension's empty end would be).
 fn end_successors(m: &mut pb::Member, last_good: u64) -> String {
     let mut ended = Vec::new();
     for k in m.signing_keys.iter_mut() {
         let later = k.first_seq > last_good.saturating_add(1);
         let signs = k.last_seq.is_none_or(|last| last >= k.first_seq);
-        if later && signs {
+        let reopens = k.ended_by == pb::KeyEnd::Suspension as i32;
+        if later && (signs || reopens) {
             k.last_seq = Some(k.first_seq - 1);
-            k.ended_by = pb::KeyEnd::Compromise as i32;
+            k.ended_by = pb::KeyEnd::Rotation as i32;
             ended.push(key_id_of(&k.public_key));
         }
     }
