@@ -53,11 +53,10 @@ pub async fn rotate_key(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
         );
     };
     // What the operators and `report-compromise --key` may need: the public key in use.
-    std::fs::write(
+    intelmesh_node::durable::replace_public(
         &public,
-        format!("{}\n", hex::encode(rotated.new_key.as_bytes())),
-    )
-    .with_context(|| format!("writing {}", public.display()))?;
+        format!("{}\n", hex::encode(rotated.new_key.as_bytes())).as_bytes(),
+    )?;
     out!(
         "{} now signs with key {} from seq {} (the old key is kept as {}).\nSend {} to the hub operators: `intelmesh admin members rotate-key --request FILE`. Until they publish it, peers hold this node's new entries; none is lost.",
         rotated.org,

@@ -77,7 +77,11 @@ fn old_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for item in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let item = item.with_context(|| format!("listing {}", dir.display()))?;
-        if item.file_name().to_string_lossy().starts_with(&prefix) {
+        // `<file>.old-<KEYID>` only: a copy being written under a temporary name beside it
+        // (`durable::create_new`), left by a kill, is no key.
+        let name = item.file_name().to_string_lossy().into_owned();
+        let id = name.strip_prefix(&prefix).unwrap_or_default();
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) {
             out.push(item.path());
         }
     }

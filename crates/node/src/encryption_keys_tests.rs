@@ -152,3 +152,21 @@ fn keep_current_refuses_an_old_file_holding_another_key() {
     assert!(format!("{e:#}").contains("does not hold key"), "{e:#}");
     assert_eq!(current_public(&path).unwrap(), current);
 }
+
+#[test]
+fn a_copy_a_kill_left_half_written_is_no_old_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("encryption.key");
+    let first = generate(&path).unwrap();
+    rotate(&path).unwrap();
+    // As `durable::create_new` names its temporary file beside the copy it makes.
+    let leftover = dir.path().join(format!(
+        "encryption.key.old-{}.4242-00000000deadbeef.tmp",
+        first.id()
+    ));
+    std::fs::write(&leftover, "0123").unwrap();
+    std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let keys = load(&path).expect("the node starts");
+    assert_eq!(old_files(&path).unwrap().len(), 1, "the kept copy only");
+    drop(keys);
+}

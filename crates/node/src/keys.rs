@@ -22,11 +22,10 @@ pub fn generate(org: &OrgId, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     let private = dir.join(format!("{org}.key"));
     let public = dir.join(format!("{org}.pub"));
     write_private(&private, &key)?;
-    std::fs::write(
+    crate::durable::replace_public(
         &public,
-        format!("{}\n", hex::encode(key.verifying_key().as_bytes())),
-    )
-    .with_context(|| format!("writing {}", public.display()))?;
+        format!("{}\n", hex::encode(key.verifying_key().as_bytes())).as_bytes(),
+    )?;
     Ok((private, public))
 }
 
