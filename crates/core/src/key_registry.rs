@@ -64,6 +64,9 @@ pub struct StaticKeys {
     orgs: BTreeSet<OrgId>,
     authority: Option<OrgId>,
     encryption: BTreeMap<OrgId, EncryptionPublic>,
+    /// The federation seals even with no key to seal to in `encryption` (every keyed member
+    /// suspended, or its key reported): see [`StaticKeys::seals`].
+    sealing: bool,
 }
 
 impl StaticKeys {
@@ -121,10 +124,17 @@ impl StaticKeys {
         self.encryption.insert(org, key);
     }
 
-    /// Whether this federation seals restricted payloads: some member has an encryption key.
-    /// Then every reader of a restricted entry needs one.
+    /// Whether this federation seals restricted payloads: some member has an encryption key,
+    /// or ever listed one ([`StaticKeys::mark_sealing`]). Then every reader of a restricted
+    /// entry needs one: a federation that seals never falls back to clear relaying because
+    /// the keyed members were suspended or their keys reported.
     pub fn seals(&self) -> bool {
-        !self.encryption.is_empty()
+        self.sealing || !self.encryption.is_empty()
+    }
+
+    /// The federation seals whatever keys are in force now (a roster lists encryption keys).
+    pub fn mark_sealing(&mut self) {
+        self.sealing = true;
     }
 
     /// The seqs `org` may sign with `key`, if it holds it.

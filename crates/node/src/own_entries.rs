@@ -102,6 +102,10 @@ impl NodeState {
             if me.cut_due() {
                 return Err(NodeError::CutDue);
             }
+            // The key list in force now, under the cut lock: what it lets sign, what is sealed
+            // to (a member suspended, or its key reported, since the caller's read gets
+            // nothing new) and what verifies are one list.
+            let keys = me.keys();
             let head = me.store.head(&me.org)?;
             me.own_mark.check(head.map_or(0, |h| h.seq))?;
             // Another publication may have been signed between the caller's check and the lock.
@@ -112,7 +116,6 @@ impl NodeState {
                 let first = head.map_or(1, |h| h.seq + 1);
                 let last = first + (items.len() as u64 - 1);
                 me.may_sign_seqs(&keys, &signer, first..=last)?;
-                me.may_sign_seqs(&me.keys(), &signer, first..=last)?;
             }
             let now = intelmesh_core::now_unix_ms();
             let first = head.map_or(1, |h| h.seq + 1);

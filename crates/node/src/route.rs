@@ -18,8 +18,11 @@ pub struct LinkReach {
     pub relay: bool,
 }
 
-/// Whether the payload of an entry with this header may travel over `link`.
-pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach) -> bool {
+/// Whether the payload of an entry with this header may travel over `link`, `sealing` when
+/// the federation seals restricted payloads (`StaticKeys::seals`): a relay then carries only
+/// sealed ones for others, and a restricted payload signed before sealing began, in clear,
+/// goes only to its origin and recipients.
+pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach, sealing: bool) -> bool {
     let dist = header.distribution.as_ref();
     let tlp = dist.and_then(|d| Tlp::from_proto(d.tlp));
     let Some(tlp) = tlp else {
@@ -30,7 +33,8 @@ pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach) -> bool {
         return true;
     }
     let recipients = dist.map_or(&[][..], |d| d.recipients.as_slice());
-    if header.origin == link.peer.as_str() || (link.relay && !recipients.is_empty()) {
+    let relayed = link.relay && !recipients.is_empty() && (header.sealed || !sealing);
+    if header.origin == link.peer.as_str() || relayed {
         return true;
     }
     recipients.iter().any(|r| r == link.peer.as_str())
@@ -41,8 +45,9 @@ pub fn for_link(
     entry: pb::SignedEntry,
     header: &pb::EntryHeader,
     link: &LinkReach,
+    sealing: bool,
 ) -> pb::SignedEntry {
-    if entry.payload.is_none() || payload_may_travel(header, link) {
+    if entry.payload.is_none() || payload_may_travel(header, link, sealing) {
         entry
     } else {
         intelmesh_core::entry::withheld_stub(&entry)
@@ -76,7 +81,8 @@ mod tests {
         for tlp in [pb::Tlp::Clear, pb::Tlp::Green, pb::Tlp::Amber] {
             assert!(payload_may_travel(
                 &header("AU-AFP", tlp, &[]),
-                &link("BR-PF", false)
+                &link("BR-PF", false),
+                false
             ));
         }
     }
@@ -86,28 +92,50 @@ mod tests {
         for tlp in [pb::Tlp::AmberStrict, pb::Tlp::Red] {
             let h = header("AU-AFP", tlp, &["BR-PF"]);
             assert!(
-                payload_may_travel(&h, &link("BR-PF", false)),
+                payload_may_travel(&h, &link("BR-PF", false), false),
                 "to the recipient"
             );
             assert!(
-                !payload_may_travel(&h, &link("FR-OCLCTIC", false)),
+                !payload_may_travel(&h, &link("FR-OCLCTIC", false), false),
                 "not to others"
             );
             assert!(
-                payload_may_travel(&h, &link("SG-IGCI", true)),
+                payload_may_travel(&h, &link("SG-IGCI", true), false),
                 "through a relay"
             );
             assert!(
-                payload_may_travel(&h, &link("AU-AFP", false)),
+                payload_may_travel(&h, &link("AU-AFP", false), false),
                 "back to its origin"
             );
             let alone = header("AU-AFP", tlp, &[]);
             assert!(
-                !payload_may_travel(&alone, &link("SG-IGCI", true)),
+                !payload_may_travel(&alone, &link("SG-IGCI", true), false),
                 "for its origin alone: not even to a relay"
             );
-            assert!(payload_may_travel(&alone, &link("AU-AFP", false)));
+            assert!(payload_may_travel(&alone, &link("AU-AFP", false), false));
         }
+    }
+
+    #[test]
+    fn once_the_federation_seals_a_relay_carries_only_sealed_payloads_for_others() {
+        let mut h = header("AU-AFP", pb::Tlp::Red, &["BR-PF"]);
+        assert!(
+            !payload_may_travel(&h, &link("SG-IGCI", true), true),
+            "signed in clear before sealing began: not through a relay"
+        );
+        assert!(
+            payload_may_travel(&h, &link("BR-PF", true), true),
+            "to its recipient"
+        );
+        assert!(
+            payload_may_travel(&h, &link("AU-AFP", true), true),
+            "back to its origin"
+        );
+        h.sealed = true;
+        assert!(
+            payload_may_travel(&h, &link("SG-IGCI", true), true),
+            "sealed: relayed"
+        );
     }
 
     #[test]
@@ -118,12 +146,17 @@ mod tests {
             signature: vec![2].into(),
             payload: Some(vec![3].into()),
         };
-        assert!(for_link(entry.clone(), &h, &link("FR-OCLCTIC", false))
-            .payload
-            .is_none());
-        assert_eq!(for_link(entry.clone(), &h, &link("BR-PF", false)), entry);
+        assert!(
+            for_link(entry.clone(), &h, &link("FR-OCLCTIC", false), false)
+                .payload
+                .is_none()
+        );
+        assert_eq!(
+            for_link(entry.clone(), &h, &link("BR-PF", false), false),
+            entry
+        );
         let missing = header("AU-AFP", pb::Tlp::Unspecified, &[]);
-        assert!(for_link(entry, &missing, &link("BR-PF", true))
+        assert!(for_link(entry, &missing, &link("BR-PF", true), false)
             .payload
             .is_none());
     }

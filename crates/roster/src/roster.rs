@@ -292,6 +292,11 @@ impl Roster {
                 keys.set_encryption_key(org.clone(), key);
             }
         }
+        // Once any member listed a key, restricted payloads are sealed for good: suspending
+        // the keyed members, or reporting their keys, must not turn relaying back to clear.
+        if (self.checked.document.members.iter()).any(|m| !m.encryption_keys.is_empty()) {
+            keys.mark_sealing();
+        }
         keys
     }
 

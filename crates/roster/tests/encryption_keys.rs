@@ -174,6 +174,10 @@ fn current_key_only_for_active_members() {
         &no_heads,
     );
     assert_eq!(suspended.encryption_key(&org("AG")), None);
+    // The only keyed member suspended, the federation still seals: nothing restricted goes
+    // to a relay in clear, and a reader without a key is refused.
+    assert!(suspended.key_set().seals());
+    assert!(!genesis().key_set().seals(), "no key ever listed");
     let reinstated = apply(
         &suspended,
         vec![A::Reinstate(pb::Reinstate { org: "AG".into() })],

@@ -70,7 +70,9 @@ fn parse_distribution(
                 "distribution.recipients[{i}]: {org} is not a member of this federation"
             )));
         }
-        if !recipients.contains(&org) {
+        // The origin reads its own entries: named, it would only make a relay carry the
+        // entry (RED for the origin alone never leaves it in full).
+        if !recipients.contains(&org) && &org != p.org {
             recipients.push(org);
         }
     }
