@@ -237,10 +237,11 @@ impl Distribution {
         }
     }
 
-    /// Whether a relay may carry the payload: an open level, or a restricted one with a
-    /// recipient to reach. A RED entry for nobody but its origin never leaves it in full.
-    pub fn relayed(&self) -> bool {
-        !self.tlp.is_restricted() || !self.recipients.is_empty()
+    /// Whether a relay may carry the payload of `origin`'s entry: an open level, or a
+    /// restricted one with a recipient other than the origin to reach. A RED entry for nobody
+    /// but its origin (named or not) never leaves it in full.
+    pub fn relayed(&self, origin: &OrgId) -> bool {
+        !self.tlp.is_restricted() || self.recipients.iter().any(|r| r != origin)
     }
 
     /// Whether `reader` may see the payload of an entry that `origin` published.

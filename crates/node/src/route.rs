@@ -33,7 +33,10 @@ pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach, sealing: b
         return true;
     }
     let recipients = dist.map_or(&[][..], |d| d.recipients.as_slice());
-    let relayed = link.relay && !recipients.is_empty() && (header.sealed || !sealing);
+    // A recipient to reach other than the origin: RED for the origin alone, named or not,
+    // never leaves it in full.
+    let others = recipients.iter().any(|r| *r != header.origin);
+    let relayed = link.relay && others && (header.sealed || !sealing);
     if header.origin == link.peer.as_str() || relayed {
         return true;
     }
@@ -113,6 +116,11 @@ mod tests {
                 "for its origin alone: not even to a relay"
             );
             assert!(payload_may_travel(&alone, &link("AU-AFP", false), false));
+            let named_alone = header("AU-AFP", tlp, &["AU-AFP"]);
+            assert!(
+                !payload_may_travel(&named_alone, &link("SG-IGCI", true), false),
+                "for its origin alone, named: not to a relay either"
+            );
         }
     }
 

@@ -156,7 +156,8 @@ impl Wants {
 /// a restricted payload signed before sealing began is plaintext, for its readers alone.
 pub fn owed(header: &Header, me: &OrgId, relay: Relay) -> bool {
     let relays = relay.hub && (header.sealed || !relay.sealing);
-    (relays && header.distribution.relayed()) || header.distribution.allows(&header.origin, me)
+    (relays && header.distribution.relayed(&header.origin))
+        || header.distribution.allows(&header.origin, me)
 }
 
 /// What a node relays: whether it is a hub, and whether the federation seals restricted
@@ -402,6 +403,12 @@ mod tests {
         assert!(
             owed(&red, &hub, sealing),
             "sealed: the hub relays what it cannot read"
+        );
+        let mut alone = header("AU-AFP", Tlp::Red, &["AU-AFP"]);
+        alone.sealed = true;
+        assert!(
+            !owed(&alone, &hub, sealing),
+            "for its origin alone, named: never relayed"
         );
     }
 

@@ -70,9 +70,7 @@ fn parse_distribution(
                 "distribution.recipients[{i}]: {org} is not a member of this federation"
             )));
         }
-        // The origin reads its own entries: named, it would only make a relay carry the
-        // entry (RED for the origin alone never leaves it in full).
-        if !recipients.contains(&org) && &org != p.org {
+        if !recipients.contains(&org) {
             recipients.push(org);
         }
     }

@@ -47,23 +47,6 @@ fn submissions_are_made_canonical() {
     let got = submission(&s, &p).unwrap();
     assert_eq!(got.indicator.value(), "evil.example");
     assert_eq!(got.distribution.recipients, [org("BR-PF")]);
-    // The origin named among the recipients is dropped: RED for itself alone stays home.
-    let own = upsert(Ty::Domain, "evil.example", pb::Tlp::Red, &["AU-AFP"]);
-    assert!(submission(&own, &p)
-        .unwrap()
-        .distribution
-        .recipients
-        .is_empty());
-    let both = upsert(
-        Ty::Domain,
-        "evil.example",
-        pb::Tlp::Red,
-        &["AU-AFP", "BR-PF"],
-    );
-    assert_eq!(
-        submission(&both, &p).unwrap().distribution.recipients,
-        [org("BR-PF")]
-    );
     let Some(pb::payload::Body::Upsert(u)) = &got.payload.body else {
         panic!("an upsert: {:?}", got.payload);
     };
