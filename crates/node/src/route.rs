@@ -18,11 +18,8 @@ pub struct LinkReach {
     pub relay: bool,
 }
 
-/// Whether the payload of an entry with this header may travel over `link`, `sealing` when
-/// the federation seals restricted payloads (`StaticKeys::seals`): a relay then carries only
-/// sealed ones for others, and a restricted payload signed before sealing began, in clear,
-/// goes only to its origin and recipients.
-pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach, sealing: bool) -> bool {
+/// Whether the payload of an entry with this header may travel over `link`.
+pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach) -> bool {
     let dist = header.distribution.as_ref();
     let tlp = dist.and_then(|d| Tlp::from_proto(d.tlp));
     let Some(tlp) = tlp else {
@@ -36,8 +33,7 @@ pub fn payload_may_travel(header: &pb::EntryHeader, link: &LinkReach, sealing: b
     // A recipient to reach other than the origin: RED for the origin alone, named or not,
     // never leaves it in full.
     let others = recipients.iter().any(|r| *r != header.origin);
-    let relayed = link.relay && others && (header.sealed || !sealing);
-    if header.origin == link.peer.as_str() || relayed {
+    if header.origin == link.peer.as_str() || (link.relay && others) {
         return true;
     }
     recipients.iter().any(|r| r == link.peer.as_str())
@@ -48,9 +44,8 @@ pub fn for_link(
     entry: pb::SignedEntry,
     header: &pb::EntryHeader,
     link: &LinkReach,
-    sealing: bool,
 ) -> pb::SignedEntry {
-    if entry.payload.is_none() || payload_may_travel(header, link, sealing) {
+    if entry.payload.is_none() || payload_may_travel(header, link) {
         entry
     } else {
         intelmesh_core::entry::withheld_stub(&entry)
@@ -84,8 +79,7 @@ mod tests {
         for tlp in [pb::Tlp::Clear, pb::Tlp::Green, pb::Tlp::Amber] {
             assert!(payload_may_travel(
                 &header("AU-AFP", tlp, &[]),
-                &link("BR-PF", false),
-                false
+                &link("BR-PF", false)
             ));
         }
     }
@@ -95,55 +89,33 @@ mod tests {
         for tlp in [pb::Tlp::AmberStrict, pb::Tlp::Red] {
             let h = header("AU-AFP", tlp, &["BR-PF"]);
             assert!(
-                payload_may_travel(&h, &link("BR-PF", false), false),
+                payload_may_travel(&h, &link("BR-PF", false)),
                 "to the recipient"
             );
             assert!(
-                !payload_may_travel(&h, &link("FR-OCLCTIC", false), false),
+                !payload_may_travel(&h, &link("FR-OCLCTIC", false)),
                 "not to others"
             );
             assert!(
-                payload_may_travel(&h, &link("SG-IGCI", true), false),
+                payload_may_travel(&h, &link("SG-IGCI", true)),
                 "through a relay"
             );
             assert!(
-                payload_may_travel(&h, &link("AU-AFP", false), false),
+                payload_may_travel(&h, &link("AU-AFP", false)),
                 "back to its origin"
             );
             let alone = header("AU-AFP", tlp, &[]);
             assert!(
-                !payload_may_travel(&alone, &link("SG-IGCI", true), false),
+                !payload_may_travel(&alone, &link("SG-IGCI", true)),
                 "for its origin alone: not even to a relay"
             );
-            assert!(payload_may_travel(&alone, &link("AU-AFP", false), false));
+            assert!(payload_may_travel(&alone, &link("AU-AFP", false)));
             let named_alone = header("AU-AFP", tlp, &["AU-AFP"]);
             assert!(
-                !payload_may_travel(&named_alone, &link("SG-IGCI", true), false),
+                !payload_may_travel(&named_alone, &link("SG-IGCI", true)),
                 "for its origin alone, named: not to a relay either"
             );
         }
-    }
-
-    #[test]
-    fn once_the_federation_seals_a_relay_carries_only_sealed_payloads_for_others() {
-        let mut h = header("AU-AFP", pb::Tlp::Red, &["BR-PF"]);
-        assert!(
-            !payload_may_travel(&h, &link("SG-IGCI", true), true),
-            "signed in clear before sealing began: not through a relay"
-        );
-        assert!(
-            payload_may_travel(&h, &link("BR-PF", true), true),
-            "to its recipient"
-        );
-        assert!(
-            payload_may_travel(&h, &link("AU-AFP", true), true),
-            "back to its origin"
-        );
-        h.sealed = true;
-        assert!(
-            payload_may_travel(&h, &link("SG-IGCI", true), true),
-            "sealed: relayed"
-        );
     }
 
     #[test]
@@ -154,17 +126,12 @@ mod tests {
             signature: vec![2].into(),
             payload: Some(vec![3].into()),
         };
-        assert!(
-            for_link(entry.clone(), &h, &link("FR-OCLCTIC", false), false)
-                .payload
-                .is_none()
-        );
-        assert_eq!(
-            for_link(entry.clone(), &h, &link("BR-PF", false), false),
-            entry
-        );
+        assert!(for_link(entry.clone(), &h, &link("FR-OCLCTIC", false))
+            .payload
+            .is_none());
+        assert_eq!(for_link(entry.clone(), &h, &link("BR-PF", false)), entry);
         let missing = header("AU-AFP", pb::Tlp::Unspecified, &[]);
-        assert!(for_link(entry, &missing, &link("BR-PF", true), false)
+        assert!(for_link(entry, &missing, &link("BR-PF", true))
             .payload
             .is_none());
     }

@@ -711,10 +711,10 @@ impl NodeState {
             }
         }
         // Entries held for a gap and logged now: owed stubs among them are wanted too.
-        let relay = self.relay();
+        let hub = self.cfg.role == Role::Hub;
         for (origin, seq) in &applied.released {
             for raw in self.store.range(origin, *seq, 1)? {
-                if crate::wants::owed_stub(&raw, &self.org, relay)?.is_some() {
+                if crate::wants::owed_stub(&raw, &self.org, hub)?.is_some() {
                     self.wants.add((origin.clone(), *seq));
                 }
             }
@@ -722,18 +722,10 @@ impl NodeState {
         Ok(())
     }
 
-    /// What this node relays now (the federation may start sealing at any roster version).
-    pub fn relay(&self) -> crate::wants::Relay {
-        crate::wants::Relay {
-            hub: self.cfg.role == Role::Hub,
-            sealing: self.keys().seals(),
-        }
-    }
-
     /// The entries of a batch that change what this node is owed, by position: stubs it may
     /// hold in full (`true`), and full entries for stubs it is waiting on (`false`).
     fn stubs_to_watch(&self, batch: &[VerifiedEntry]) -> Vec<(usize, EntryKey, bool)> {
-        let relay = self.relay();
+        let hub = self.cfg.role == Role::Hub;
         let waiting = !self.wants.is_empty();
         let key = |e: &VerifiedEntry| (e.header().origin.clone(), e.header().seq);
         batch
@@ -741,7 +733,7 @@ impl NodeState {
             .enumerate()
             .filter_map(|(i, e)| {
                 if !e.has_payload() {
-                    owed(e.header(), &self.org, relay).then(|| (i, key(e), true))
+                    owed(e.header(), &self.org, hub).then(|| (i, key(e), true))
                 } else if waiting && self.wants.contains(&key(e)) {
                     Some((i, key(e), false))
                 } else {

@@ -13,6 +13,7 @@ use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{DiskStore, Store, StoreError};
 
+use crate::config::Role;
 use crate::state::{NodeError, NodeState};
 
 /// An entry by origin and seq.
@@ -151,39 +152,23 @@ impl Wants {
 ///
 /// A stub of an unrestricted entry is owed too: only the header is signed, so any relay can
 /// strip a payload, and a node that logged the stub is sent the entry by no one unless it asks.
-///
-/// Once the federation seals (`relay.sealing`), a hub is owed only sealed payloads of others:
-/// a restricted payload signed before sealing began is plaintext, for its readers alone.
-pub fn owed(header: &Header, me: &OrgId, relay: Relay) -> bool {
-    let relays = relay.hub && (header.sealed || !relay.sealing);
-    (relays && header.distribution.relayed(&header.origin))
+pub fn owed(header: &Header, me: &OrgId, hub: bool) -> bool {
+    (hub && header.distribution.relayed(&header.origin))
         || header.distribution.allows(&header.origin, me)
 }
 
-/// What a node relays: whether it is a hub, and whether the federation seals restricted
-/// payloads (`StaticKeys::seals`).
-#[derive(Clone, Copy, Debug)]
-pub struct Relay {
-    pub hub: bool,
-    pub sealing: bool,
-}
-
 /// The seq of a stored entry if it is a stub whose payload this node is owed.
-pub fn owed_stub(
-    raw: &pb::SignedEntry,
-    me: &OrgId,
-    relay: Relay,
-) -> Result<Option<u64>, StoreError> {
+pub fn owed_stub(raw: &pb::SignedEntry, me: &OrgId, hub: bool) -> Result<Option<u64>, StoreError> {
     if raw.payload.is_some() {
         return Ok(None);
     }
     let (header, _) = intelmesh_core::verify::read_stored(raw)
         .map_err(|e| StoreError::Corrupt(format!("stored stub unreadable: {e}")))?;
-    Ok(owed(&header, me, relay).then_some(header.seq))
+    Ok(owed(&header, me, hub).then_some(header.seq))
 }
 
 /// The stubs in `store` this node is owed the payloads of, up to [`MAX_WANTS`].
-pub fn scan(store: &DiskStore, me: &OrgId, relay: Relay) -> Result<Vec<EntryKey>, StoreError> {
+pub fn scan(store: &DiskStore, me: &OrgId, hub: bool) -> Result<Vec<EntryKey>, StoreError> {
     const CHUNK: usize = 1024;
     let mut found = Vec::new();
     for (origin, head) in store.vector()? {
@@ -196,7 +181,7 @@ pub fn scan(store: &DiskStore, me: &OrgId, relay: Relay) -> Result<Vec<EntryKey>
             }
             next += entries.len() as u64;
             for raw in &entries {
-                if let Some(seq) = owed_stub(raw, me, relay)? {
+                if let Some(seq) = owed_stub(raw, me, hub)? {
                     found.push((origin.clone(), seq));
                     of_origin += 1;
                 }
@@ -210,9 +195,10 @@ pub fn scan(store: &DiskStore, me: &OrgId, relay: Relay) -> Result<Vec<EntryKey>
 /// wakes the links to ask for them.
 pub async fn find_wants(state: &Arc<NodeState>) -> Result<(), NodeError> {
     let me = Arc::clone(state);
-    let found = tokio::task::spawn_blocking(move || scan(&me.store, &me.org, me.relay()))
-        .await
-        .map_err(|e| NodeError::Join(e.to_string()))??;
+    let found =
+        tokio::task::spawn_blocking(move || scan(&me.store, &me.org, me.cfg.role == Role::Hub))
+            .await
+            .map_err(|e| NodeError::Join(e.to_string()))??;
     if !found.is_empty() {
         tracing::info!(
             stubs = found.len(),
@@ -364,54 +350,6 @@ mod tests {
         assert!(wants.take_rescan());
     }
 
-    const NODE: Relay = Relay {
-        hub: false,
-        sealing: false,
-    };
-    const HUB: Relay = Relay {
-        hub: true,
-        sealing: false,
-    };
-
-    #[test]
-    fn once_the_federation_seals_a_hub_is_owed_only_sealed_payloads_of_others() {
-        let (me, hub) = (
-            OrgId::parse("BR-PF").unwrap(),
-            OrgId::parse("SG-IGCI").unwrap(),
-        );
-        let sealing = Relay {
-            hub: true,
-            sealing: true,
-        };
-        let mut red = header("AU-AFP", Tlp::Red, &["BR-PF"]);
-        assert!(
-            !owed(&red, &hub, sealing),
-            "signed in clear before sealing began"
-        );
-        assert!(
-            owed(
-                &red,
-                &me,
-                Relay {
-                    hub: false,
-                    sealing: true
-                }
-            ),
-            "its recipient still is"
-        );
-        red.sealed = true;
-        assert!(
-            owed(&red, &hub, sealing),
-            "sealed: the hub relays what it cannot read"
-        );
-        let mut alone = header("AU-AFP", Tlp::Red, &["AU-AFP"]);
-        alone.sealed = true;
-        assert!(
-            !owed(&alone, &hub, sealing),
-            "for its origin alone, named: never relayed"
-        );
-    }
-
     #[test]
     fn stubs_one_may_read_are_owed_unrestricted_ones_too() {
         let (me, other) = (
@@ -420,26 +358,30 @@ mod tests {
         );
         for tlp in [Tlp::Clear, Tlp::Green, Tlp::Amber] {
             // A relay may have stripped it: someone else holds it in full.
-            assert!(owed(&header("AU-AFP", tlp, &[]), &me, NODE), "{tlp:?}");
+            assert!(owed(&header("AU-AFP", tlp, &[]), &me, false), "{tlp:?}");
             assert!(
-                owed(&header("AU-AFP", tlp, &[]), &me, HUB),
+                owed(&header("AU-AFP", tlp, &[]), &me, true),
                 "{tlp:?} at a hub"
             );
         }
         for tlp in [Tlp::AmberStrict, Tlp::Red] {
             let to_me = header("AU-AFP", tlp, &["BR-PF"]);
-            assert!(owed(&to_me, &me, NODE), "{tlp:?}");
-            assert!(!owed(&to_me, &other, NODE), "{tlp:?} for another");
+            assert!(owed(&to_me, &me, false), "{tlp:?}");
+            assert!(!owed(&to_me, &other, false), "{tlp:?} for another");
             assert!(
-                owed(&to_me, &other, HUB),
+                owed(&to_me, &other, true),
                 "{tlp:?} at a hub, with a recipient"
             );
             assert!(
-                !owed(&header("AU-AFP", tlp, &[]), &other, HUB),
+                !owed(&header("AU-AFP", tlp, &[]), &other, true),
                 "{tlp:?} for no one"
             );
             assert!(
-                owed(&header("BR-PF", tlp, &[]), &me, NODE),
+                !owed(&header("AU-AFP", tlp, &["AU-AFP"]), &other, true),
+                "{tlp:?} for its origin alone, named: never relayed"
+            );
+            assert!(
+                owed(&header("BR-PF", tlp, &[]), &me, false),
                 "{tlp:?} of its origin"
             );
         }

@@ -124,7 +124,6 @@ pub(super) fn serve_asked(
         keys.fills_at = fills;
     }
     let vector = state.vector().map_err(|e| local(&e))?;
-    let sealing = state.keys().seals();
     let mut settled = Vec::new();
     let mut stubs = Vec::new();
     for key in keys.open.iter().filter(|k| !keys.stubs.contains(*k)) {
@@ -145,7 +144,7 @@ pub(super) fn serve_asked(
         };
         let header = header_of(&entry)
             .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))?;
-        if !payload_may_travel(&header, link, sealing) {
+        if !payload_may_travel(&header, link) {
             state.metrics.refused(crate::metrics::Refusal::Tlp, 1);
             settled.push(key.clone());
         } else if entry.payload.is_some() {

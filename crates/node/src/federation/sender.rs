@@ -278,12 +278,11 @@ fn next_batch(
     limits: &Limits,
 ) -> Result<Batch, LinkError> {
     let heads = state.store.heads().map_err(local)?;
-    let sealing = state.keys().seals();
     let mut batch = Batch::new(limits);
     for (origin, seq) in view.split_views(&heads) {
         if let Some(e) = state.store.range(&origin, seq, 1).map_err(local)?.pop() {
             let h = decoded(&e, &origin)?;
-            let routed = for_link(e, &h, link, sealing);
+            let routed = for_link(e, &h, link);
             if batch.fits(&routed) {
                 tracing::warn!(peer = %link.peer, %origin, seq, "peer holds another entry at this seq: sending ours so both can prove the fork");
                 batch.push(routed);
@@ -312,7 +311,7 @@ fn next_batch(
         let mut full = false;
         for e in entries {
             let h = decoded(&e, origin)?;
-            let routed = for_link(e, &h, link, sealing);
+            let routed = for_link(e, &h, link);
             if !batch.fits(&routed) {
                 full = true;
                 break;
