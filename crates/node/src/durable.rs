@@ -74,8 +74,10 @@ fn replace_with(path: &Path, bytes: &[u8], mode: u32, exactly: Mode) -> Result<(
 /// Creates `path` holding `bytes` (with `mode`), never over an existing file (nor through a
 /// symlink): written and synced under a temporary name of its own, then linked to `path`, so a
 /// crash leaves no file or the whole one, never an empty or partial key. On a file system
-/// without hard links (vfat, some network and FUSE mounts) it is created in place instead, and
-/// removed again if its writing fails. An existing `path` is an error of kind `AlreadyExists`.
+/// without hard links (vfat, some network and FUSE mounts) the synced temporary file is
+/// renamed over `path` once `path` is found absent instead: a crash still leaves the whole
+/// file or none, and only a writer racing between that check and the rename could be
+/// overwritten. An existing `path` is an error of kind `AlreadyExists`.
 pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError> {
     // Named for this call: two writers of one path must not link each other's bytes.
     let tmp = with_suffix(
@@ -83,24 +85,31 @@ pub fn create_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FileError>
         &format!(".{}-{:016x}.tmp", std::process::id(), rand::random::<u64>()),
     );
     write_synced(&tmp, bytes, mode)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => {}
+    let placed = match std::fs::hard_link(&tmp, path) {
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::Unsupported | std::io::ErrorKind::PermissionDenied
             ) =>
         {
-            write_synced(path, bytes, mode).inspect_err(|e| {
-                if e.what == "writing" {
-                    let _ = std::fs::remove_file(path);
+            match std::fs::symlink_metadata(path) {
+                Ok(_) => Err(std::io::Error::from(std::io::ErrorKind::AlreadyExists)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Renamed, the temporary name is gone: nothing to remove after.
+                    return std::fs::rename(&tmp, path)
+                        .map_err(failed("creating", path))
+                        .inspect_err(|_| {
+                            let _ = std::fs::remove_file(&tmp);
+                        })
+                        .and_then(|()| sync_parent(path));
                 }
-            })?;
+                Err(e) => Err(e),
+            }
         }
-        Err(e) => return Err(failed("creating", path)(e)),
-    }
+        linked => linked,
+    };
+    let _ = std::fs::remove_file(&tmp);
+    placed.map_err(failed("creating", path))?;
     sync_parent(path)
 }
 
