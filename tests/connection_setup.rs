@@ -432,26 +432,58 @@ async fn a_certificate_of_no_admin_is_refused_admin_calls_before_its_request_is_
 /// A federation connection carries its link's `Sync` and a few calls beside it: a peer's
 /// streams that never end (health checks without a body) cannot pile up past the bound, and
 /// a call past it is served only once one of them ends.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_federation_connection_holds_a_bounded_number_of_streams() {
-    let net = TestNet::star(HUB, &["AU-AFP"]).await;
-    let (hub, au) = (org(HUB), org("AU-AFP"));
-    let p = &net.fed.nodes[&au];
+/// An HTTP/2 connection to `hub`'s federation listener with `member`'s node certificate, its
+/// connection task not yet running.
+async fn member_h2(
+    net: &TestNet,
+    member: &OrgId,
+    hub: &OrgId,
+) -> (
+    h2::client::SendRequest<prost::bytes::Bytes>,
+    h2::client::Connection<tokio_rustls::client::TlsStream<TcpStream>, prost::bytes::Bytes>,
+) {
+    let p = &net.fed.nodes[member];
     let tls = intelmesh_node::tls::client_for(
-        &hub,
+        hub,
         &net.fed.federation_ca,
         &p.dir.join("node.pem"),
         &p.dir.join("node.key"),
     )
     .expect("client TLS config");
-    let tcp = tokio::net::TcpStream::connect(net.node(&hub).federation_addr)
+    let tcp = TcpStream::connect(net.node(hub).federation_addr)
         .await
         .expect("connect");
     let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
         .connect(tls.server_name.clone(), tcp)
         .await
         .expect("TLS handshake");
-    let (send, mut connection) = h2::client::handshake(stream).await.unwrap();
+    h2::client::handshake(stream).await.expect("HTTP/2")
+}
+
+/// A `grpc.health.v1.Health/Check` stream opened on `send` (a handle of its own: one handle
+/// refuses a second stream while its first still waits to be opened), its body not begun.
+fn health_check(
+    send: &h2::client::SendRequest<prost::bytes::Bytes>,
+    addr: std::net::SocketAddr,
+) -> (
+    h2::client::ResponseFuture,
+    h2::SendStream<prost::bytes::Bytes>,
+) {
+    let request = http::Request::post(format!("https://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    send.clone()
+        .send_request(request, false)
+        .expect("stream asked")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_federation_connection_holds_a_bounded_number_of_streams() {
+    let net = TestNet::star(HUB, &["AU-AFP"]).await;
+    let (hub, au) = (org(HUB), org("AU-AFP"));
+    let (send, mut connection) = member_h2(&net, &au, &hub).await;
     // The node's settings come with its first frames; until they are read, h2 would send
     // streams past the bound, which the node refuses.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
@@ -468,20 +500,11 @@ async fn a_federation_connection_holds_a_bounded_number_of_streams() {
     );
     tokio::spawn(connection);
     let send = send.ready().await.expect("connection up");
-    // Each stream is asked on a handle of its own: one handle refuses a second stream while
-    // its first still waits for the connection task to open it (h2's `Rejected`), which is a
-    // race with that task, not the node's bound.
+    // Each stream is asked on a handle of its own (`health_check`): one handle refuses a
+    // second stream while its first still waits for the connection task to open it (h2's
+    // `Rejected`), which is a race with that task, not the node's bound.
     let check = |end: bool| {
-        let mut send = send.clone();
-        let request = http::Request::post(format!(
-            "https://{}/grpc.health.v1.Health/Check",
-            net.node(&hub).federation_addr
-        ))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
-        let (answer, mut body) = send.send_request(request, false).expect("stream asked");
+        let (answer, mut body) = health_check(&send, net.node(&hub).federation_addr);
         if end {
             // An empty HealthCheckRequest, gRPC-framed.
             let empty = prost::bytes::Bytes::from_static(&[0, 0, 0, 0, 0]);
@@ -556,32 +579,14 @@ async fn one_address_holds_only_its_share_of_handshakes() {
 async fn a_member_holds_a_few_federation_calls_in_flight_and_probes_stay_small() {
     let net = TestNet::star(HUB, &[AU]).await;
     let (hub, au) = (org(HUB), org(AU));
-    let p = &net.fed.nodes[&au];
-    let tls = intelmesh_node::tls::client_for(
-        &hub,
-        &net.fed.federation_ca,
-        &p.dir.join("node.pem"),
-        &p.dir.join("node.key"),
-    )
-    .expect("client TLS config");
     let addr = net.node(&hub).federation_addr;
     let connect = || async {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
-            .connect(tls.server_name.clone(), tcp)
-            .await
-            .expect("TLS handshake");
-        let (send, connection) = h2::client::handshake(stream).await.unwrap();
+        let (send, connection) = member_h2(&net, &au, &hub).await;
         tokio::spawn(connection);
         send.ready().await.expect("connection up")
     };
     let health = |send: &h2::client::SendRequest<prost::bytes::Bytes>, prefix: [u8; 5]| {
-        let request = http::Request::post(format!("https://{addr}/grpc.health.v1.Health/Check"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
-        let (answer, mut body) = send.clone().send_request(request, false).expect("stream");
+        let (answer, mut body) = health_check(send, addr);
         // A gRPC length prefix, then nothing: the body never ends.
         body.send_data(prost::bytes::Bytes::copy_from_slice(&prefix), false)
             .expect("prefix sent");

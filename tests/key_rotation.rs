@@ -44,6 +44,12 @@ fn assert_store_verifies(net: &RosterNet, at: &OrgId) {
     assert!(check.is_ok(), "{at}'s store verifies: {check:?}");
 }
 
+/// The rotation request the node wrote beside its key.
+fn written_request(files: &RotationFiles) -> pb::SignedRotationRequest {
+    let bytes = std::fs::read(files.request()).expect("rotation request written");
+    pb::SignedRotationRequest::decode(bytes.as_slice()).expect("a rotation request")
+}
+
 fn waits_for(s: &pb::StatusResponse, origin: &OrgId, key: KeyId) -> bool {
     s.unverified
         .iter()
@@ -92,12 +98,7 @@ async fn a_member_rotates_its_key_while_running_and_no_entry_is_lost() {
             .verifying_key(),
         new.verifying_key()
     );
-    let request = pb::SignedRotationRequest::decode(
-        std::fs::read(files.request())
-            .expect("rotation request written")
-            .as_slice(),
-    )
-    .unwrap();
+    let request = written_request(&files);
     let verified = verify_rotation(&request).expect("both keys signed the request");
     assert_eq!(
         (verified.old_key, verified.new_key),
@@ -129,31 +130,14 @@ async fn a_member_rotates_its_key_while_running_and_no_entry_is_lost() {
     assert_store_verifies(&net, &sg);
 
     // The hub operators publish the request they were sent.
-    let hub_state = net.node(&hub).state();
-    let heads = |o: &OrgId| hub_state.store.head(o).ok().flatten().map_or(0, |h| h.seq);
-    let document = propose(
-        &net.roster(&hub),
-        &[pb::Action {
-            action: Some(pb::action::Action::RotateKey(pb::RotateKey {
-                request: Some(request),
-            })),
-        }],
-        &ProposeContext {
-            proposed_by: "test operator",
-            reason: "scheduled rotation",
-            now_unix_ms: now_unix_ms(),
-            member_heads: &heads,
-        },
+    hub_publishes(
+        &net,
+        &hub,
+        vec![pb::action::Action::RotateKey(pb::RotateKey {
+            request: Some(request),
+        })],
     )
-    .expect("the rotation is proposed from the member's request");
-    let signed = pb::SignedRoster {
-        signatures: vec![sign_document(&document, &net.authority, now_unix_ms())],
-        document,
-    };
-    hub_state
-        .publish_roster(signed)
-        .await
-        .expect("hub publishes");
+    .await;
 
     let last = *restarted.last().unwrap();
     for o in [&hub, &au] {
@@ -283,12 +267,7 @@ async fn a_publisher_that_rotated_goes_on_signing_the_roster_after_its_old_key_i
         assert!(start.elapsed() < PATIENCE, "the hub never took the new key");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let request = pb::SignedRotationRequest::decode(
-        std::fs::read(files.request())
-            .expect("rotation request written")
-            .as_slice(),
-    )
-    .unwrap();
+    let request = written_request(&files);
     let rotation = verify_rotation(&request).expect("a valid request");
     hub_publishes(
         &net,

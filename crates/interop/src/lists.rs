@@ -414,56 +414,90 @@ pub fn csv_rows(text: &str) -> impl Iterator<Item = (usize, std::borrow::Cow<'_,
     })
 }
 
-/// Whether a line read from inside a quoted cell (`quoted`) or not ends inside one, as RFC
-/// 4180 quotes: a quote opens a cell only at its start (`5" disk` is an inch mark), `""`
+/// How one character of a CSV row reads, as RFC 4180 quotes: a quote opens a cell only at
+/// its start (after any spaces; elsewhere it is a character, `5" disk` an inch mark), `""`
 /// inside is a quote, and a lone one closes it.
-fn ends_quoted(mut quoted: bool, line: &str) -> bool {
-    let mut cell_start = !quoted;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                chars.next();
-            }
-            '"' if quoted => quoted = false,
-            '"' if cell_start => quoted = true,
-            ',' | ';' | '\t' if !quoted => {
-                cell_start = true;
-                continue;
-            }
-            ' ' if cell_start => continue,
-            _ => {}
-        }
-        cell_start = false;
-    }
-    quoted
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// Part of the cell.
+    Char(char),
+    /// `""` inside a quoted cell: one quote of the cell, the next character taken with it.
+    EscapedQuote,
+    /// Between two cells.
+    Separator,
+    /// A quote opening or closing a quoted cell.
+    Quoting,
 }
 
-/// Cells of one CSV row: split at `,`, `;` or tab outside double quotes; a double quote at a
-/// cell's start (after any spaces) groups up to the next lone one, `""` inside being a quote;
-/// elsewhere a quote is a character (`5" disk`, an inch mark). An unclosed quote runs to the
-/// end of the row.
+/// Where a row's reading stands: inside a quoted cell, and at a cell's start.
+struct Quoting {
+    quoted: bool,
+    cell_start: bool,
+}
+
+impl Quoting {
+    /// A line read from inside a quoted cell (`quoted`, a row spanning lines) or not.
+    fn new(quoted: bool) -> Quoting {
+        Quoting {
+            quoted,
+            cell_start: !quoted,
+        }
+    }
+
+    /// Reads `c`, followed by `next`; a separator splits only if `split` (a row's cells are
+    /// bounded, the rest being its last cell).
+    fn read(&mut self, c: char, next: Option<char>, split: bool) -> Read {
+        let read = match c {
+            '"' if self.quoted && next == Some('"') => Read::EscapedQuote,
+            '"' if self.quoted => {
+                self.quoted = false;
+                Read::Quoting
+            }
+            '"' if self.cell_start => {
+                self.quoted = true;
+                Read::Quoting
+            }
+            ',' | ';' | '\t' if !self.quoted && split => {
+                self.cell_start = true;
+                return Read::Separator;
+            }
+            c => Read::Char(c),
+        };
+        self.cell_start = self.cell_start && c == ' ';
+        read
+    }
+}
+
+/// Whether a line read from inside a quoted cell (`quoted`) or not ends inside one.
+fn ends_quoted(quoted: bool, line: &str) -> bool {
+    let mut q = Quoting::new(quoted);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if q.read(c, chars.peek().copied(), true) == Read::EscapedQuote {
+            chars.next();
+        }
+    }
+    q.quoted
+}
+
+/// Cells of one CSV row: split at `,`, `;` or tab outside double quotes, quoted as
+/// [`Quoting`] reads them. An unclosed quote runs to the end of the row.
 pub fn csv_cells(line: &str) -> Vec<String> {
     let mut cells = Vec::new();
     let mut cell = String::new();
-    let (mut quoted, mut cell_start) = (false, true);
+    let mut q = Quoting::new(false);
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
-        match c {
-            '"' if quoted && chars.peek() == Some(&'"') => {
+        let split = cells.len() + 1 < MAX_CSV_CELLS;
+        match q.read(c, chars.peek().copied(), split) {
+            Read::Char(c) => cell.push(c),
+            Read::EscapedQuote => {
                 cell.push('"');
                 chars.next();
             }
-            '"' if quoted => quoted = false,
-            '"' if cell_start => quoted = true,
-            ',' | ';' | '\t' if !quoted && cells.len() + 1 < MAX_CSV_CELLS => {
-                cells.push(std::mem::take(&mut cell));
-                cell_start = true;
-                continue;
-            }
-            c => cell.push(c),
+            Read::Separator => cells.push(std::mem::take(&mut cell)),
+            Read::Quoting => {}
         }
-        cell_start = cell_start && c == ' ';
     }
     cells.push(cell);
     cells
@@ -504,7 +538,8 @@ const TYPE_NAMES: &[&str] = &[
     "kind",
 ];
 
-/// Of [`UNSHARED_TYPES`], those naming a file: their rows' hashes are the file's.
+/// Types a row may name that are a file: no kind of indicator the mesh shares, but their
+/// rows' hashes are the file's.
 const FILE_TYPES: &[&str] = &[
     "filename",
     "file_name",
@@ -514,14 +549,8 @@ const FILE_TYPES: &[&str] = &[
     "path",
 ];
 
-/// Types a row may name that are no kind of indicator the mesh shares.
+/// Other types a row may name that are no kind of indicator the mesh shares.
 const UNSHARED_TYPES: &[&str] = &[
-    "filename",
-    "file_name",
-    "file",
-    "filepath",
-    "file_path",
-    "path",
     "mutex",
     "registry",
     "registry_key",
@@ -582,8 +611,8 @@ impl Columns {
     /// share.
     fn unshared_type(&self, cells: &[String]) -> Option<String> {
         let kind = cells.get(self.kind?)?;
-        UNSHARED_TYPES
-            .contains(&column_name(kind).as_str())
+        let name = column_name(kind);
+        (FILE_TYPES.contains(&name.as_str()) || UNSHARED_TYPES.contains(&name.as_str()))
             .then(|| kind.trim().to_string())
     }
 

@@ -246,6 +246,12 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             .register_encoded_file_descriptor_set(intelmesh_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
+    let reflection_v1 = reflection()
+        .build_v1()?
+        .max_decoding_message_size(MAX_PROBE_MESSAGE);
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()?
+        .max_decoding_message_size(MAX_PROBE_MESSAGE);
 
     let federation = FederationServer::new(federation::FederationService {
         state: Arc::clone(&state),
@@ -267,16 +273,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         ))
         .layer(probe_gate::gate(Arc::clone(&state)))
         .add_service(health_service.clone())
-        .add_service(
-            reflection()
-                .build_v1()?
-                .max_decoding_message_size(MAX_PROBE_MESSAGE),
-        )
-        .add_service(
-            reflection()
-                .build_v1alpha()?
-                .max_decoding_message_size(MAX_PROBE_MESSAGE),
-        )
+        .add_service(reflection_v1.clone())
+        .add_service(reflection_v1alpha.clone())
         .add_service(federation)
         .serve_with_incoming_shutdown(
             tls_accept::accepted(
@@ -305,16 +303,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .layer(admin_gate::gate(Arc::clone(&state)))
         .layer(probe_gate::gate(Arc::clone(&state)))
         .add_service(health_service)
-        .add_service(
-            reflection()
-                .build_v1()?
-                .max_decoding_message_size(MAX_PROBE_MESSAGE),
-        )
-        .add_service(
-            reflection()
-                .build_v1alpha()?
-                .max_decoding_message_size(MAX_PROBE_MESSAGE),
-        )
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             IndicatorsServer::new(api::IndicatorsService {
                 tokens: Arc::clone(&tokens),
