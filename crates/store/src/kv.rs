@@ -13,7 +13,7 @@ use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 use crate::presence::Presence;
 use crate::state_table::{self, count_of, StateTables};
@@ -102,12 +102,16 @@ impl Kv {
         }
     }
 
+    // Every read goes through a snapshot of what is published: the keyspace's own reads look
+    // at every sequence number, and a batch inserts its keys one by one before publishing its
+    // number, so they could see half a batch (a head before its segment, an index before its
+    // postings). The snapshot also keeps compaction from dropping the versions it reads.
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.space.get(key)?)
+        Ok(self.db.snapshot().get(&self.space, key)?)
     }
 
     pub(crate) fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool, StoreError> {
-        Ok(self.space.contains_key(key)?)
+        Ok(self.db.snapshot().contains_key(&self.space, key)?)
     }
 
     /// Writes one key, durably.
@@ -123,16 +127,16 @@ impl Kv {
 
     /// Whether the space holds no key at all.
     pub(crate) fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.space.first_key_value().is_none())
+        Ok(self.db.snapshot().first_key_value(&self.space).is_none())
     }
 
     /// Every key starting with `prefix`, in order (and in reverse with `rev`/`next_back`).
     pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
-        Iter(self.space.prefix(prefix))
+        Iter(self.db.snapshot().prefix(&self.space, prefix))
     }
 
     pub(crate) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        Iter(self.space.range(range))
+        Iter(self.db.snapshot().range(&self.space, range))
     }
 
     /// Writes `batch` atomically and durably: the journal holds it on disk (fsynced) before
@@ -255,5 +259,63 @@ impl Batch {
         self.0
             .range(vec![keys::INDEX]..vec![keys::INDEX + 1])
             .map(|(k, v)| (k.as_slice(), v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    const KEYS: usize = 64;
+    const BATCHES: u64 = 1_000;
+
+    fn key(i: usize) -> Vec<u8> {
+        format!("k{i:03}").into_bytes()
+    }
+
+    fn value_of(kv: &Kv, i: usize) -> u64 {
+        kv.get(key(i))
+            .unwrap()
+            .map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap()))
+    }
+
+    /// Every batch writes all keys with one number, so a reader reading the first key and then
+    /// the last sees the last at least as new: a batch is seen whole or not at all.
+    #[test]
+    fn a_batch_is_read_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = Kv::open(dir.path(), 1 << 20).unwrap();
+        let done = AtomicBool::new(false);
+        let torn = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut torn = 0u32;
+                while !done.load(Ordering::Acquire) {
+                    let first = value_of(&kv, 0);
+                    let last = value_of(&kv, KEYS - 1);
+                    let scanned: Vec<u64> = kv
+                        .scan_prefix(b"k")
+                        .map(|kv| u64::from_be_bytes(kv.unwrap().1.as_ref().try_into().unwrap()))
+                        .collect();
+                    let whole = scanned.is_empty()
+                        || (scanned.len() == KEYS && scanned.iter().all(|v| *v == scanned[0]));
+                    if last < first || !whole {
+                        torn += 1;
+                    }
+                }
+                torn
+            });
+            for n in 1..=BATCHES {
+                let mut batch = Batch::default();
+                for i in 0..KEYS {
+                    batch.insert(key(i), n.to_be_bytes());
+                }
+                kv.apply_batch(batch).unwrap();
+            }
+            done.store(true, Ordering::Release);
+            reader.join().unwrap()
+        });
+        assert_eq!(torn, 0, "reads that saw part of a batch");
+        assert_eq!(value_of(&kv, 0), BATCHES);
     }
 }
