@@ -12,7 +12,7 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::admin_client::AdminClient;
 use intelmesh_proto::v1::node_status_client::NodeStatusClient;
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
-use intelmesh_tests::api::{submit, upsert};
+use intelmesh_tests::api::{submit, submit_refused, upsert};
 use intelmesh_tests::net::{fast_limits, org, TestNet};
 use intelmesh_tests::taxii::{gateway, run_tool};
 
@@ -236,6 +236,36 @@ async fn a_call_refused_for_its_size_is_recorded_naming_no_value() {
         (lookup.values, lookup.digests.len(), lookup.code),
         (0, 0, 3),
         "{lookup:?}"
+    );
+}
+
+/// A write by a service that may only read is refused before its values are read: the trail
+/// names none of them, however many it sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_by_a_read_only_service_is_recorded_naming_no_value() {
+    let mut net = net(1 << 20).await;
+    let au = org(AGENCY);
+    net.stop(&au).await;
+    if let Some(p) = net.fed.nodes.get_mut(&au) {
+        p.config.read_only_services = vec!["client".into()];
+    }
+    net.start(&au).await;
+    let mut client = net.client(&au).await;
+    let refused = submit_refused(
+        &mut client,
+        (0..100)
+            .map(|i| upsert(Ty::Domain, &format!("refused-{i}.example"), Tlp::Green, &[]))
+            .collect(),
+    )
+    .await;
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+    net.stop(&au).await;
+    let all = records(&trail_dir(&net));
+    let submitted = one(&all, "Indicators/Submit");
+    assert_eq!(
+        (submitted.values, submitted.digests.len(), submitted.code),
+        (0, 0, 7),
+        "{submitted:?}"
     );
 }
 

@@ -1,19 +1,34 @@
-//! Calls one client certificate may have in flight on the API at once (`[limits]
-//! calls_per_client`): each call holds a slot while its handler runs, which is while its
-//! request (up to the message size) is received and decoded, so one certificate cannot make
-//! the node hold thousands of requests at once. A call past its share is answered
-//! `RESOURCE_EXHAUSTED` before its body is read.
+//! Calls one client certificate may have in flight on a listener at once (`[limits]
+//! calls_per_client` on the API): each call holds a slot while its handler runs, which is
+//! while its request (up to the message size) is received and decoded, and on the API until
+//! its answer is sent, so one certificate cannot make the node hold thousands of requests, nor
+//! of answers it never reads. A call past its share is answered `RESOURCE_EXHAUSTED` before
+//! its body is read.
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use http_body::{Frame, SizeHint};
+use prost::bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::conn_slots::{Bounds, Full, Slots};
+use crate::conn_slots::{Bounds, Full, Slot, Slots};
 
 /// Calls in flight on one listener, from everyone.
 const MAX_CALLS: usize = 16_384;
+
+/// How long a call holds its slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// While its handler runs: the federation listener, whose long `Sync` streams send only
+    /// what the link's own bounded queue holds.
+    WhileHandled,
+    /// Until its answer is sent, or dropped: the API. An answer waits in memory for its
+    /// client's flow-control window, so a client that never reads would otherwise pin one
+    /// answer (up to the message size) per call it makes.
+    UntilAnswered,
+}
 
 /// The layer: a slot per call, per client certificate.
 #[derive(Clone)]
@@ -21,17 +36,20 @@ pub struct CallSlots {
     slots: Arc<Slots<[u8; 32]>>,
     /// What sets the bound, for the refusal's message.
     bound_by: &'static str,
+    held: Held,
 }
 
 impl CallSlots {
-    /// `per_client` calls per certificate, a bound `bound_by` names (a setting).
-    pub fn new(per_client: usize, bound_by: &'static str) -> CallSlots {
+    /// `per_client` calls per certificate, a bound `bound_by` names (a setting), each holding
+    /// its slot as `held` says.
+    pub fn new(per_client: usize, bound_by: &'static str, held: Held) -> CallSlots {
         CallSlots {
             slots: Slots::new(Bounds {
                 per_client,
                 total: MAX_CALLS,
             }),
             bound_by,
+            held,
         }
     }
 }
@@ -44,6 +62,7 @@ impl<S> tower::Layer<S> for CallSlots {
             inner,
             slots: Arc::clone(&self.slots),
             bound_by: self.bound_by,
+            held: self.held,
         }
     }
 }
@@ -53,6 +72,7 @@ pub struct Slotted<S> {
     inner: S,
     slots: Arc<Slots<[u8; 32]>>,
     bound_by: &'static str,
+    held: Held,
 }
 
 /// The digest of the caller's leaf certificate, as the connection's TLS session gave it.
@@ -93,9 +113,48 @@ where
             }
         };
         let call = self.inner.call(request);
+        let held = self.held;
         Box::pin(async move {
-            let _slot = slot;
-            call.await
+            let answer = call.await?;
+            Ok(match held {
+                Held::WhileHandled => answer,
+                Held::UntilAnswered => answer.map(|body| {
+                    tonic::body::Body::new(Answer {
+                        body,
+                        slot: Some(slot),
+                    })
+                }),
+            })
         })
+    }
+}
+
+/// An answer holding its call's slot until its last frame is taken, or it is dropped.
+struct Answer {
+    body: tonic::body::Body,
+    slot: Option<Slot<[u8; 32]>>,
+}
+
+impl http_body::Body for Answer {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
+            self.slot = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -257,7 +257,8 @@ pub struct Limits {
     pub connections_per_client: usize,
     /// API calls one client certificate may have in flight at once, over all its
     /// connections; one more is answered RESOURCE_EXHAUSTED before its request is read. Each
-    /// holds up to `max_message_bytes` while it is received.
+    /// holds up to `max_message_bytes` while it is received, and its answer until it is sent
+    /// (a Watch holds one while it runs).
     pub calls_per_client: usize,
     /// TLS handshakes one client address (an IPv4 address, an IPv6 /64) may have under way at
     /// once on each gRPC listener; one more connection is closed at once. A host opening

@@ -270,6 +270,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .layer(call_slots::CallSlots::new(
             FEDERATION_CALLS_PER_PEER,
             "a member's calls at once on the federation listener",
+            call_slots::Held::WhileHandled,
         ))
         .layer(probe_gate::gate(Arc::clone(&state)))
         .add_service(health_service.clone())
@@ -299,6 +300,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .layer(call_slots::CallSlots::new(
             cfg.limits.calls_per_client,
             "[limits] calls_per_client",
+            call_slots::Held::UntilAnswered,
         ))
         .layer(admin_gate::gate(Arc::clone(&state)))
         .layer(probe_gate::gate(Arc::clone(&state)))

@@ -116,9 +116,10 @@ pub(crate) fn remove_prefix(db: &crate::kv::Kv, prefix: u8) -> Result<(), StoreE
     }
 }
 
-/// Removes every index state, posting, arrival time and counter.
+/// Removes every index state, posting, arrival time and counter. Postings and arrival times
+/// go first: a reader following one to its state while this runs finds the state still there.
 fn clear(db: &crate::kv::Kv) -> Result<(), StoreError> {
-    for prefix in [keys::INDEX, keys::POSTING, keys::ARRIVAL, keys::ARRIVED] {
+    for prefix in [keys::POSTING, keys::ARRIVAL, keys::ARRIVED, keys::INDEX] {
         remove_prefix(db, prefix)?;
     }
     let mut batch = crate::kv::Batch::default();

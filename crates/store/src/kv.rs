@@ -102,12 +102,17 @@ impl Kv {
         }
     }
 
-    // Every read goes through a snapshot of what is published: the keyspace's own reads look
-    // at every sequence number, and a batch inserts its keys one by one before publishing its
-    // number, so they could see half a batch (a head before its segment, an index before its
-    // postings). The snapshot also keeps compaction from dropping the versions it reads.
+    /// What is published now, for reads that must see one state (a page of postings and the
+    /// states they name, a seek and the scan after it).
+    pub(crate) fn view(&self) -> View<'_> {
+        View {
+            snapshot: self.db.snapshot(),
+            space: &self.space,
+        }
+    }
+
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, StoreError> {
-        Ok(self.db.snapshot().get(&self.space, key)?)
+        self.view().get(key)
     }
 
     pub(crate) fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool, StoreError> {
@@ -132,11 +137,11 @@ impl Kv {
 
     /// Every key starting with `prefix`, in order (and in reverse with `rev`/`next_back`).
     pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
-        Iter(self.db.snapshot().prefix(&self.space, prefix))
+        self.view().scan_prefix(prefix)
     }
 
     pub(crate) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
-        Iter(self.db.snapshot().range(&self.space, range))
+        self.view().range(range)
     }
 
     /// Writes `batch` atomically and durably: the journal holds it on disk (fsynced) before
@@ -166,6 +171,31 @@ impl Kv {
         }
         write.commit()?;
         Ok(())
+    }
+}
+
+/// The space as it was when the view was taken: every batch published then, whole, and none
+/// after. Every read of the space goes through one: fjall's own keyspace reads look at every
+/// sequence number, and a batch inserts its keys one by one before publishing its number, so
+/// they could see half a batch (a head before its segment, a posting before its state). A view
+/// also keeps compaction from dropping the versions it reads; hold it briefly.
+pub(crate) struct View<'a> {
+    snapshot: fjall::Snapshot,
+    space: &'a Keyspace,
+}
+
+impl View<'_> {
+    pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.snapshot.get(self.space, key)?)
+    }
+
+    /// Every key starting with `prefix`, in order (and in reverse with `rev`/`next_back`).
+    pub(crate) fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Iter {
+        Iter(self.snapshot.prefix(self.space, prefix))
+    }
+
+    pub(crate) fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Iter {
+        Iter(self.snapshot.range(self.space, range))
     }
 }
 

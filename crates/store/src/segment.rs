@@ -171,14 +171,17 @@ pub(crate) fn segments_from<'a>(
     origin: &'a OrgId,
     from_seq: u64,
 ) -> Result<impl Iterator<Item = Result<Segment, StoreError>> + 'a, StoreError> {
-    let start = match db
+    // The seek and the scan in one view: apart, a segment written between them (an origin's
+    // first, or one cut short and filled again) holding `from_seq` could be passed over.
+    let view = db.view();
+    let start = match view
         .range(keys::log(origin, 0)..=keys::log(origin, from_seq))
         .next_back()
     {
         Some(kv) => kv?.0.to_vec(),
         None => keys::log(origin, from_seq),
     };
-    Ok(db
+    Ok(view
         .range(start..=keys::log(origin, u64::MAX))
         .map(move |kv| {
             let (k, v) = kv?;

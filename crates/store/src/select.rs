@@ -1,12 +1,15 @@
 //! Reading a [`Selection`] page by page: ordered key ranges of the index or its postings, so a
 //! page costs what it returns, never a scan of the whole index.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Bound;
 
 use intelmesh_proto::v1 as pb;
 
 use crate::arrival;
 use crate::index::decode_state;
+use crate::kv::View;
 use crate::postings::{ranges, time_scope, time_start, Range, Selection, PUBLIC};
 use crate::StoreError;
 
@@ -26,50 +29,71 @@ pub(crate) fn select(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    // One view for the postings of every scope and the states they name: read apart, a batch
+    // landing between two scopes' ranges could show its later record and not its earlier one,
+    // and the page's position would pass the earlier one for good.
+    let view = db.view();
     match selection {
-        Selection::UpdatedSince(since) => by_time(db, *since, reader, after, limit),
-        Selection::ArrivedSince(since) => by_arrival(db, *since, reader, after, limit),
-        _ => by_index_key(db, &ranges(selection, reader), after, limit),
+        Selection::UpdatedSince(since) => by_time(&view, *since, reader, after, limit),
+        Selection::ArrivedSince(since) => by_arrival(&view, *since, reader, after, limit),
+        _ => by_index_key(&view, &ranges(selection, reader), after, limit),
     }
 }
 
-/// Selections in index order: each range read from just after `after`'s index key, merged,
-/// each indicator once.
+/// Selections in index order: each range read from just after `after`'s index key, merged
+/// lazily (a heap of each range's next key), each indicator once: a page reads about `limit`
+/// keys however many ranges (tags, origins, types) the selection names.
 fn by_index_key(
-    db: &crate::kv::Kv,
+    db: &View,
     ranges: &[Range],
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<Selected>, StoreError> {
-    let mut found: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
-    for r in ranges {
-        let start = match after {
-            Some(a) => {
-                let mut k = r.prefix[..r.skip].to_vec();
-                k.extend_from_slice(a);
-                if k >= r.prefix {
-                    Bound::Excluded(k)
-                } else {
-                    Bound::Included(r.prefix.clone())
+    let mut scans: Vec<_> = ranges
+        .iter()
+        .map(|r| {
+            let start = match after {
+                Some(a) => {
+                    let mut k = r.prefix[..r.skip].to_vec();
+                    k.extend_from_slice(a);
+                    if k >= r.prefix {
+                        Bound::Excluded(k)
+                    } else {
+                        Bound::Included(r.prefix.clone())
+                    }
                 }
-            }
-            None => Bound::Included(r.prefix.clone()),
+                None => Bound::Included(r.prefix.clone()),
+            };
+            let (prefix, skip) = (r.prefix.clone(), r.skip);
+            db.range::<Vec<u8>, _>((start, Bound::Unbounded))
+                .keys()
+                .map_while(move |k| match k {
+                    Ok(k) if k.starts_with(&prefix) => Some(Ok(k[skip..].to_vec())),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+        })
+        .collect();
+    let mut next = BinaryHeap::new();
+    for (i, scan) in scans.iter_mut().enumerate() {
+        if let Some(k) = scan.next() {
+            next.push(Reverse((k?, i)));
+        }
+    }
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    while found.len() < limit {
+        let Some(Reverse((key, i))) = next.pop() else {
+            break;
         };
-        for kv in db
-            .range::<Vec<u8>, _>((start, Bound::Unbounded))
-            .keys()
-            .take(limit)
-        {
-            let k = kv?;
-            if !k.starts_with(&r.prefix) {
-                break;
-            }
-            found.insert(k[r.skip..].to_vec());
+        if let Some(k) = scans[i].next() {
+            next.push(Reverse((k?, i)));
+        }
+        if found.last() != Some(&key) {
+            found.push(key);
         }
     }
     found
         .into_iter()
-        .take(limit)
         .map(|key| {
             let state = read_state(db, &key)?;
             Ok((key, state))
@@ -82,7 +106,7 @@ fn by_index_key(
 /// records in the two scopes changed at different times comes at both (callers show it once
 /// per page).
 fn by_time(
-    db: &crate::kv::Kv,
+    db: &View,
     since: i64,
     reader: &str,
     after: Option<&[u8]>,
@@ -113,7 +137,7 @@ fn by_time(
 /// of the public scope's range and `reader`'s from `first` on, or after `after`, merged in
 /// order; at most `limit`. `prefix_of` gives a scope's prefix.
 fn merged_scopes(
-    db: &crate::kv::Kv,
+    db: &View,
     reader: &str,
     first: &[u8],
     after: Option<&[u8]>,
@@ -159,7 +183,7 @@ fn merged_scopes(
 /// `after`) in the public scope and the reader's, merged by time, oldest first; a state once
 /// per record of it that arrived.
 fn by_arrival(
-    db: &crate::kv::Kv,
+    db: &View,
     since: i64,
     reader: &str,
     after: Option<&[u8]>,
@@ -193,7 +217,7 @@ fn resume_at(first: &[u8], after: Option<&[u8]>) -> Bound<Vec<u8>> {
     }
 }
 
-fn read_state(db: &crate::kv::Kv, index_key: &[u8]) -> Result<pb::IndicatorState, StoreError> {
+fn read_state(db: &View, index_key: &[u8]) -> Result<pb::IndicatorState, StoreError> {
     let v = db.get(index_key)?.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "a posting names {:?}, which the index does not hold",

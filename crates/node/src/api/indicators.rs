@@ -129,18 +129,7 @@ impl IndicatorsService {
         request: Request<T>,
         prepare: impl FnOnce(&T, &Publisher) -> Result<Vec<Prepared>, Invalid> + Send + 'static,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        let (org, name) = service(&self.state, &request)?;
-        if org != self.state.org {
-            return Err(Status::permission_denied(format!(
-                "services of {org} cannot publish as {}",
-                self.state.org
-            )));
-        }
-        if self.state.cfg.read_only_services.contains(&name) {
-            return Err(Status::permission_denied(format!(
-                "service {name} may read, not publish (read_only_services in the node's config)"
-            )));
-        }
+        let (org, name) = publishing_service(&self.state, &request)?;
         let r = request.into_inner();
         let once = idempotency::receipt_key(&org, &name, r.idempotency_key())
             .map_err(bad)?
@@ -159,9 +148,15 @@ impl IndicatorsService {
             }
         }
         // Normalizing up to 10,000 values and reading what each revocation revokes is
-        // blocking work: off the runtime's threads, which serve every link and stream.
+        // blocking work: off the runtime's threads, which serve every link and stream, and
+        // within the caller's share of the reads, like a query's.
+        let permit = self
+            .blocking_reads
+            .acquire(&format!("{org}/{name}"))
+            .await?;
         let state = Arc::clone(&self.state);
         let (judged_at, items) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let members: BTreeSet<OrgId> = state.keys().members().clone();
             let p = Publisher {
                 org: &state.org,
@@ -451,6 +446,27 @@ impl IndicatorsService {
     }
 }
 
+/// The caller's org and service name, if it may publish as this node's org: a service of
+/// that org not listed as read-only.
+pub(super) fn publishing_service<T>(
+    state: &NodeState,
+    request: &Request<T>,
+) -> Result<(OrgId, String), Status> {
+    let (org, name) = service(state, request)?;
+    if org != state.org {
+        return Err(Status::permission_denied(format!(
+            "services of {org} cannot publish as {}",
+            state.org
+        )));
+    }
+    if state.cfg.read_only_services.contains(&name) {
+        return Err(Status::permission_denied(format!(
+            "service {name} may read, not publish (read_only_services in the node's config)"
+        )));
+    }
+    Ok((org, name))
+}
+
 /// The `Get` answer: the visible state, its verdict, and the entry behind each assertion.
 fn get(
     store: &dyn Store,
@@ -459,24 +475,40 @@ fn get(
     hidden: &BTreeSet<String>,
     now: i64,
 ) -> Result<pb::GetResponse, StoreError> {
-    let state = store
+    let mut state = store
         .indicator(indicator)?
         .and_then(|s| view::reader_view(&s, hidden, reader));
     let mut provenance = Vec::new();
+    let mut cut = BTreeSet::new();
     for a in state.iter().flat_map(|s| &s.assertions) {
         let origin = OrgId::parse(&a.origin)
             .map_err(|e| StoreError::Corrupt(format!("index names a bad origin: {e}")))?;
         let entry = store.range(&origin, a.seq, 1)?.into_iter().next();
-        let entry = entry
-            .filter(|e| header_of(e).is_some_and(|h| h.seq == a.seq))
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!("{origin}#{}: indexed but not in the log", a.seq))
-            })?;
-        provenance.push(pb::Provenance {
-            origin: a.origin.clone(),
-            seq: a.seq,
-            header_hash: hex::encode(header_hash(&entry.header)),
-        });
+        match entry.filter(|e| header_of(e).is_some_and(|h| h.seq == a.seq)) {
+            Some(entry) => provenance.push(pb::Provenance {
+                origin: a.origin.clone(),
+                seq: a.seq,
+                header_hash: hex::encode(header_hash(&entry.header)),
+            }),
+            // Cut from the log since the state was read (a compromise cut, whose index rebuild
+            // is still running): what it asserted no longer stands.
+            None if store.head(&origin)?.is_none_or(|h| h.seq < a.seq) => {
+                cut.insert((a.origin.clone(), a.seq));
+            }
+            None => {
+                return Err(StoreError::Corrupt(format!(
+                    "{origin}#{}: indexed but not in the log",
+                    a.seq
+                )))
+            }
+        }
+    }
+    if !cut.is_empty() {
+        if let Some(s) = state.as_mut() {
+            s.assertions
+                .retain(|a| !cut.contains(&(a.origin.clone(), a.seq)));
+        }
+        state = state.filter(|s| !s.assertions.is_empty() || !s.sightings.is_empty());
     }
     Ok(pb::GetResponse {
         found: state.is_some(),

@@ -1,14 +1,15 @@
 //! `Indicators` as gRPC serves it: each method records its call in the audit trail (the
 //! values it names, its outcome) around the work of [`IndicatorsService`]'s `_call` method. A
 //! call naming more values than it may is refused and recorded naming none, as is a caller the
-//! roster refuses (revoked, shut out): normalizing and recording what it sent would be work
-//! and trail space such a certificate could command at will.
+//! roster refuses (revoked, shut out) and a write by a caller that may not publish (read-only,
+//! another org's): normalizing and recording what it sent would be work and trail space such
+//! a certificate could command at will.
 
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_server::Indicators;
 use tonic::{Request, Response, Status};
 
-use super::indicators::{IndicatorsService, WatchStream};
+use super::indicators::{publishing_service, IndicatorsService, WatchStream};
 use super::lookup::MAX_LOOKUPS;
 use super::submission::MAX_SUBMISSIONS;
 use crate::admission::check_api_caller;
@@ -22,8 +23,30 @@ impl IndicatorsService {
         method: &'static str,
     ) -> Option<Result<Response<R>, Status>> {
         let refusal = check_api_caller(&self.state, request).err()?;
+        Some(self.refuse(request, method, refusal).await)
+    }
+
+    /// The recorded refusal of a write by a caller that may not publish, if it is one.
+    async fn refused_write<T, R>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+    ) -> Option<Result<Response<R>, Status>> {
+        if let Some(refused) = self.refused(request, method).await {
+            return Some(refused);
+        }
+        let refusal = publishing_service(&self.state, request).err()?;
+        Some(self.refuse(request, method, refusal).await)
+    }
+
+    async fn refuse<T, R>(
+        &self,
+        request: &Request<T>,
+        method: &'static str,
+        refusal: Status,
+    ) -> Result<Response<R>, Status> {
         let call = self.state.audit().begin(request, method, Vec::new());
-        Some(call.end(Err(refusal)).await)
+        call.end(Err(refusal)).await
     }
 }
 
@@ -33,7 +56,7 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::SubmitRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        if let Some(refused) = self.refused(&request, "Indicators/Submit").await {
+        if let Some(refused) = self.refused_write(&request, "Indicators/Submit").await {
             return refused;
         }
         let submissions = &request.get_ref().submissions;
@@ -56,7 +79,10 @@ impl Indicators for IndicatorsService {
         &self,
         request: Request<pb::ReportSightingRequest>,
     ) -> Result<Response<pb::SubmitResponse>, Status> {
-        if let Some(refused) = self.refused(&request, "Indicators/ReportSighting").await {
+        if let Some(refused) = self
+            .refused_write(&request, "Indicators/ReportSighting")
+            .await
+        {
             return refused;
         }
         let r = request.get_ref();

@@ -232,6 +232,8 @@ pub fn refuse_unasserted(
     asserted: impl Fn(&Indicator) -> bool,
 ) -> Result<(), Invalid> {
     let mut upserted = std::collections::HashSet::new();
+    // Each value's state is read once however often the call names it.
+    let mut read = std::collections::HashMap::new();
     let mut never = Vec::new();
     for (i, p) in items.iter().enumerate() {
         match p.payload.body {
@@ -239,7 +241,10 @@ pub fn refuse_unasserted(
                 upserted.insert(&p.indicator);
             }
             Some(pb::payload::Body::Revoke(_))
-                if !upserted.contains(&p.indicator) && !asserted(&p.indicator) =>
+                if !upserted.contains(&p.indicator)
+                    && !*read
+                        .entry(&p.indicator)
+                        .or_insert_with(|| asserted(&p.indicator)) =>
             {
                 never.push(format!("submissions[{i}]: {}", p.indicator.value()));
             }
@@ -561,7 +566,15 @@ pub fn wider_than_known_all(
     held: impl Fn(&Indicator) -> Result<Option<pb::IndicatorState>, String>,
 ) -> Result<Vec<String>, Invalid> {
     let mut why = Vec::new();
+    // An item like one judged already (value and distribution) is judged alike: not again,
+    // which would read each of its forms' states once more.
+    let mut judged: std::collections::HashMap<&Indicator, Vec<&Distribution>> = Default::default();
     for p in items {
+        let seen = judged.entry(&p.indicator).or_default();
+        if seen.contains(&&p.distribution) {
+            continue;
+        }
+        seen.push(&p.distribution);
         let mut own = None;
         for named in std::iter::once(p.indicator.clone()).chain(same_value(&p.indicator)) {
             // Not read, not judged: nothing is shared on a guess.

@@ -1,0 +1,160 @@
+//! The API's calls in flight per client certificate (`[limits] calls_per_client`): a call
+//! holds its slot while its request is read and handled, and until its answer is sent, so a
+//! client can hold neither requests nor unread answers past its share.
+
+use intelmesh_core::OrgId;
+use intelmesh_node::config::Limits;
+use intelmesh_node::provision::loopback_specs;
+use intelmesh_proto::v1 as pb;
+use intelmesh_tests::net::{fast_limits, org, TestNet};
+use intelmesh_tests::raw_peer::PATIENCE;
+use prost::Message;
+use tokio::time::Instant;
+
+const HUB: &str = "SG-IGCI";
+
+async fn hub_alone(limits: Limits) -> TestNet {
+    TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await
+}
+
+/// A `Lookup` asked on a connection of its own that lets the node send no answer data (a
+/// stream window of 0): the node answers, and the answer waits for a window never opened.
+async fn unread_answer(
+    net: &TestNet,
+    node: &OrgId,
+) -> (
+    h2::client::SendRequest<prost::bytes::Bytes>,
+    h2::client::ResponseFuture,
+) {
+    let stream = net.service_tls(node, net.node(node).api_addr).await;
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake(stream)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    let request = http::Request::post(format!(
+        "https://{}/intelmesh.v1.Indicators/Lookup",
+        net.node(node).api_addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let message = pb::LookupRequest {
+        values: vec!["evil.example".into()],
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let (answer, mut body) = send.send_request(request, false).unwrap();
+    body.send_data(frame.into(), true).unwrap();
+    (send, answer)
+}
+
+/// Calls a client may make once `held` are gone, within [`PATIENCE`].
+async fn served_again(net: &TestNet, node: &OrgId) {
+    let mut client = net.client(node).await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let call = client.lookup(pb::LookupRequest {
+            values: vec!["evil.example".into()],
+        });
+        match call.await {
+            Ok(_) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the ended calls kept their slots: {e}"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The call past the share: refused, naming why.
+async fn assert_refused(net: &TestNet, node: &OrgId) {
+    let refused = net
+        .client(node)
+        .await
+        .lookup(pb::LookupRequest {
+            values: vec!["evil.example".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("calls in flight"),
+        "{}",
+        refused.message()
+    );
+}
+
+/// A call to the node's API whose request never ends: its handler waits for the body.
+async fn unfinished_call(
+    net: &TestNet,
+    node: &OrgId,
+) -> (
+    h2::client::SendRequest<prost::bytes::Bytes>,
+    h2::SendStream<prost::bytes::Bytes>,
+) {
+    let stream = net.service_tls(node, net.node(node).api_addr).await;
+    let (send, connection) = h2::client::handshake(stream).await.unwrap();
+    tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    let request = http::Request::post(format!(
+        "https://{}/intelmesh.v1.Indicators/Lookup",
+        net.node(node).api_addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (_answer, body) = send.send_request(request, false).unwrap();
+    (send, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
+    let hub = org(HUB);
+    let net = hub_alone(Limits {
+        calls_per_client: 2,
+        ..fast_limits()
+    })
+    .await;
+    let held = [
+        unfinished_call(&net, &hub).await,
+        unfinished_call(&net, &hub).await,
+    ];
+    // Both handlers are running (waiting for their bodies) once the node counts them.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_refused(&net, &hub).await;
+    // The calls end (their clients go away): the share is free again.
+    drop(held);
+    served_again(&net, &hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_its_client_does_not_read_keeps_its_call_slot() {
+    let hub = org(HUB);
+    let net = hub_alone(Limits {
+        calls_per_client: 2,
+        ..fast_limits()
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (send, answer) = unread_answer(&net, &hub).await;
+        // The node answered: its headers came, its message waits for the window.
+        let answer = tokio::time::timeout(PATIENCE, answer)
+            .await
+            .expect("the node answers")
+            .expect("an answer");
+        assert_eq!(answer.status(), http::StatusCode::OK);
+        held.push((send, answer));
+    }
+    assert_refused(&net, &hub).await;
+    drop(held);
+    served_again(&net, &hub).await;
+}
