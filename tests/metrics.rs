@@ -348,3 +348,54 @@ fn monitoring_names_exist<'a>(names: impl Iterator<Item = &'a str>) {
         assert!(queried > 10, "{file} queries {queried} series");
     }
 }
+
+/// A client that asked once and then only sends HTTP/2 pings (which the node answers) holds
+/// its connection no longer than the idle deadline: bytes alone are not work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_that_only_pings_is_closed_when_idle() {
+    let idle = Duration::from_millis(1_500);
+    let limits = intelmesh_node::config::Limits {
+        http_idle_ms: idle.as_millis() as u64,
+        ..fast_limits()
+    };
+    let mut net = RosterNet::provisioned("HUB", &["AG-A"], &limits);
+    let hub = net.hub.clone();
+    net.fed.nodes.get_mut(&hub).unwrap().config.metrics = Some(MetricsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hosts: Vec::new(),
+    });
+    net.start(&hub).await;
+    let addr = net.node(&hub).metrics_addr.expect("metrics listener");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut pings = connection.ping_pong().expect("a ping handle");
+    let ended = tokio::spawn(async move {
+        let _ = connection.await;
+        Instant::now()
+    });
+    let mut send = send.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{addr}/livez"))
+        .body(())
+        .unwrap();
+    let (answer, _) = send.send_request(request, true).unwrap();
+    let answer = answer.await.expect("an answer");
+    assert_eq!(answer.status(), http::StatusCode::OK);
+    let mut body = answer.into_body();
+    while body.data().await.is_some() {}
+    let asked = Instant::now();
+    let pinging = tokio::spawn(async move {
+        while pings.ping(h2::Ping::opaque()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let ended = tokio::time::timeout(idle * 6, ended)
+        .await
+        .expect("a connection kept alive by pings alone was held")
+        .unwrap();
+    assert!(
+        ended.duration_since(asked) >= idle - Duration::from_millis(100),
+        "closed {:?} after its answer, before the idle deadline",
+        ended.duration_since(asked)
+    );
+    pinging.abort();
+}

@@ -237,10 +237,14 @@ pub fn edit(
     {
         return Err(usage(f.to_string()));
     }
-    // Replaced whole, keeping the file's mode (it holds the users' password hashes).
+    // Replaced whole, keeping the file's mode, but never readable by others once it holds
+    // users' password hashes (guessed offline from a copy): the node's user owns the file or
+    // is in its group.
     let mode = std::fs::metadata(config)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
         .unwrap_or(0o600);
+    let holds_hashes = edited.taxii.as_ref().is_some_and(|t| !t.user.is_empty());
+    let mode = if holds_hashes { mode & 0o770 } else { mode };
     Ok(intelmesh_node::durable::replace_exact(
         config,
         text.as_bytes(),

@@ -409,6 +409,41 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("taxii.listen"));
     assert_eq!(std::fs::read(&config).unwrap(), before);
+    // A config that holds password hashes is not left readable by others.
+    let copy = d.join("taxii-node.toml");
+    std::fs::write(&copy, &before).unwrap();
+    let perms = std::os::unix::fs::PermissionsExt::from_mode(0o644);
+    std::fs::set_permissions(&copy, perms).unwrap();
+    let free = intelmesh_node::provision::free_loopback_addr().unwrap();
+    let copy_s = copy.to_str().unwrap();
+    for args in [
+        &[
+            "taxii",
+            "enable",
+            "--config",
+            copy_s,
+            "--listen",
+            &free.to_string(),
+        ][..],
+        &[
+            "taxii",
+            "user",
+            "--config",
+            copy_s,
+            "--name",
+            "opencti",
+            "--permission",
+            "read",
+        ],
+    ] {
+        let out = intelmesh(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+    }
+    let mode = std::fs::metadata(&copy).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o640
+    );
     let empty = d.join("empty.toml");
     std::fs::write(&empty, "").unwrap();
     let out = intelmesh(&[

@@ -247,9 +247,10 @@ pub struct Limits {
     pub unverified_per_origin: usize,
     /// Bytes of such entries kept across all origins.
     pub unverified_total_bytes: usize,
-    /// An HTTPS connection (TAXII, console) on which no byte moves either way for this long is
-    /// closed, and a request's headers must arrive within it: a client that opens connections
-    /// and sends nothing, or a byte now and then, must not hold the listener's slots.
+    /// An HTTP connection (TAXII, console, metrics) on which no request is worked on and no
+    /// piece of an answer taken for this long is closed, and a request's headers must arrive
+    /// within it: a client that opens connections and sends nothing, a byte now and then, or
+    /// only HTTP/2 pings, must not hold the listener's slots.
     pub http_idle_ms: u64,
     /// Connections one client certificate may hold open at once on each gRPC listener (API,
     /// federation); one more is closed once its handshake shows whose it is. A stolen

@@ -3,8 +3,8 @@
 //! certificate, client certificates checked against the API's client CA (optional or required), HTTP/1.1 and HTTP/2, a handshake deadline, a cap
 //! on open connections (and on those of one client address), a deadline for a connection's
 //! first request (`limits.connect_timeout_ms` from the accept), an idle deadline per connection
-//! (no byte either way, or a request's headers not all in, for `limits.http_idle_ms`) and a
-//! graceful stop.
+//! (no request worked on nor piece of an answer taken, or a request's headers not all in, for
+//! `limits.http_idle_ms`) and a graceful stop.
 //!
 //! Each request carries the [`Connection`] it came on (the client's leaf certificate), as an
 //! axum extension, so handlers can tell who is calling.
@@ -20,7 +20,7 @@ use anyhow::Context as _;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -149,7 +149,13 @@ impl HttpsServer {
             let slot = match Slots::take(&per_address, Source::of(peer.ip())) {
                 Ok(slot) => slot,
                 Err(full) => {
-                    tracing::warn!(%peer, "{name} connection refused: {full}");
+                    // Counted, and logged at most once per host and interval: a connect loop
+                    // must not write a line per refusal.
+                    self.state.metrics.handshake_refused(name);
+                    let logs = &self.state.handshake_logs;
+                    if let Some(held_back) = logs.pass(peer.ip(), "busy", Instant::now()) {
+                        tracing::warn!(%peer, held_back, "{name} connection refused: {full}");
+                    }
                     continue;
                 }
             };
@@ -216,20 +222,23 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
-    let (io, moved) = Watched::new(stream);
-    // A request being worked on keeps its connection from counting as idle.
+    let moved = Moved::new();
+    // A request being worked on, or its answer's pieces being taken, keeps its connection from
+    // counting as idle; bytes alone do not: a client answering pings, or sending its own,
+    // would hold its slot for ever.
     let working = Arc::clone(&moved);
     let service = service.layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
             let busy = Busy::new(&working);
             async move {
                 let response = next.run(request).await;
+                let moved = Arc::clone(&busy.0);
                 drop(busy);
-                response
+                response.map(|body| axum::body::Body::new(Answer { body, moved }))
             }
         },
     ));
-    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -254,8 +263,8 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-/// When bytes last moved on a connection, either way (milliseconds since it was accepted), and
-/// how many of its requests are being worked on.
+/// When a connection last did work: a request ended, or a piece of an answer was taken
+/// (milliseconds since it was accepted); and how many of its requests are being worked on.
 struct Moved {
     since: Instant,
     last_ms: AtomicU64,
@@ -283,6 +292,15 @@ impl Drop for Busy {
 }
 
 impl Moved {
+    fn new() -> Arc<Moved> {
+        Arc::new(Moved {
+            since: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+        })
+    }
+
     fn note(&self) {
         let ms = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
@@ -297,7 +315,8 @@ impl Moved {
         }
     }
 
-    /// Returns once no byte has moved, and no request was being worked on, for `idle`.
+    /// Returns once no request was being worked on, and no piece of an answer taken, for
+    /// `idle`.
     async fn idle_for(&self, idle: Duration) {
         loop {
             if self.busy.load(Ordering::Relaxed) > 0 {
@@ -313,78 +332,34 @@ impl Moved {
     }
 }
 
-/// A connection's stream, noting in [`Moved`] each read or write that moved bytes.
-struct Watched<S> {
-    inner: S,
+/// An answer, noting each piece taken as its connection's activity: a client reading a large
+/// answer is not idle, one that stopped reading is.
+struct Answer {
+    body: axum::body::Body,
     moved: Arc<Moved>,
 }
 
-impl<S> Watched<S> {
-    fn new(inner: S) -> (Watched<S>, Arc<Moved>) {
-        let moved = Arc::new(Moved {
-            since: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            busy: AtomicU64::new(0),
-            begun: AtomicU64::new(0),
-        });
-        let watched = Watched {
-            inner,
-            moved: Arc::clone(&moved),
-        };
-        (watched, moved)
-    }
-}
+impl http_body::Body for Answer {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
 
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
+    fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if frame.is_ready() {
             self.moved.note();
         }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved.note();
-        }
-        polled
+        frame
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.moved.note();
-        }
-        polled
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
     }
 
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 
