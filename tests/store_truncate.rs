@@ -282,3 +282,139 @@ fn every_listed_block_is_held_by_the_block_filter_after_a_reopen() {
         .count();
     assert!(absent < 10, "{absent} of 256 unlisted blocks said held");
 }
+
+/// `signer`'s entries after `head` carrying `payloads`, in order.
+fn signed(
+    signer: &Signer,
+    mut head: Option<intelmesh_core::Head>,
+    payloads: &[pb::Payload],
+) -> Vec<pb::SignedEntry> {
+    let mut out = Vec::new();
+    for p in payloads {
+        let seq = head.map_or(1, |h| h.seq + 1);
+        let (e, next) = signer.sign_next(head, 1_700_000_000_000 + seq as i64, &green(), p);
+        out.push(e);
+        head = Some(next);
+    }
+    out
+}
+
+fn reference(ty: pb::IndicatorType, value: &str) -> Option<pb::IndicatorRef> {
+    Some(pb::IndicatorRef {
+        r#type: ty as i32,
+        value: value.into(),
+    })
+}
+
+fn asserting(ty: pb::IndicatorType, value: &str, confidence: u32) -> pb::Payload {
+    pb::Payload {
+        body: Some(pb::payload::Body::Upsert(pb::IndicatorUpsert {
+            indicator: reference(ty, value),
+            confidence,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn seeing(value: &str, count: u64) -> pb::Payload {
+    pb::Payload {
+        body: Some(pb::payload::Body::Sighting(pb::Sighting {
+            indicator: reference(pb::IndicatorType::Domain, value),
+            seen_at_unix_ms: 1_700_000_000_000,
+            count,
+        })),
+        ..Default::default()
+    }
+}
+
+/// A cut folds again only what its entries named: the cut origin's records of a value shared
+/// with another origin go back to what its kept entries say, the other's stay; a cut that
+/// leaves a listed block with no record rebuilds the index (prefix lengths only grow). Either
+/// way the index is the fold of what stays, and the arrival times of untouched records stay.
+#[test]
+fn a_cut_folds_again_what_its_entries_named() {
+    use pb::IndicatorType::{Cidr, Domain};
+    let cut = seeded_signer(1, "SG-IGCI");
+    let other = seeded_signer(2, "AU-AFP");
+    let keys = registry(&[&cut, &other]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path());
+    config.arrivals = intelmesh_store::Arrivals::Kept;
+    let store = DiskStore::open(config).unwrap();
+    append_all(
+        &store,
+        &keys,
+        &signed(
+            &cut,
+            None,
+            &[
+                asserting(Domain, "shared.example", 10),
+                seeing("shared.example", 3),
+                asserting(Cidr, "10.9.0.0/16", 50),
+                asserting(Domain, "shared.example", 90),
+                seeing("shared.example", 100),
+            ],
+        ),
+    );
+    append_all(
+        &store,
+        &keys,
+        &signed(
+            &other,
+            None,
+            &[
+                asserting(Domain, "shared.example", 70),
+                asserting(Domain, "untouched.example", 70),
+            ],
+        ),
+    );
+    let shared = intelmesh_core::indicator::normalize(
+        intelmesh_core::IndicatorType::Domain,
+        "shared.example",
+    )
+    .unwrap();
+    let untouched = intelmesh_core::indicator::normalize(
+        intelmesh_core::IndicatorType::Domain,
+        "untouched.example",
+    )
+    .unwrap();
+    let block =
+        intelmesh_core::indicator::normalize(intelmesh_core::IndicatorType::Cidr, "10.9.0.0/16")
+            .unwrap();
+    let arrival_of_untouched = || {
+        let state = store.indicator(&untouched).unwrap().expect("listed");
+        let slot = intelmesh_store::arrival::assertion_slot(&state.assertions[0]);
+        store.arrival(&untouched, &slot).unwrap()
+    };
+    let untouched_arrival = arrival_of_untouched();
+    assert!(untouched_arrival.is_some());
+
+    store.truncate_origin(cut.org(), 3).expect("cut");
+    assert_clean(&store);
+    let state = store.indicator(&shared).unwrap().expect("still listed");
+    let of = |origin: &Signer| {
+        let a = state
+            .assertions
+            .iter()
+            .find(|a| a.origin == origin.org().as_str());
+        a.map(|a| (a.seq, a.confidence))
+    };
+    assert_eq!(of(&cut), Some((1, 10)), "back to its kept assertion");
+    assert_eq!(of(&other), Some((1, 70)), "the other origin's stays");
+    let counts: Vec<u64> = state.sightings.iter().map(|s| s.count).collect();
+    assert_eq!(counts, vec![3], "the cut sighting's count is gone");
+    assert!(store.indicator(&block).unwrap().is_some());
+    assert_eq!(store.indicator_count(), 3);
+    assert_eq!(
+        arrival_of_untouched(),
+        untouched_arrival,
+        "a record the cut did not touch keeps its arrival time"
+    );
+
+    // The block's only record goes: the whole index is rebuilt, and lists it no more.
+    store.truncate_origin(cut.org(), 2).expect("cut");
+    assert_clean(&store);
+    assert!(store.indicator(&block).unwrap().is_none());
+    assert_eq!(store.indicator_count(), 2);
+}

@@ -5,6 +5,8 @@
 //! leaves either the old complete index being replaced or a complete new one.
 
 use intelmesh_core::verify::read_stored_opened;
+use intelmesh_core::OrgId;
+use intelmesh_proto::v1 as pb;
 
 use crate::arrival::ArrivalClock;
 use crate::index::IndexUpdate;
@@ -63,22 +65,10 @@ pub(crate) fn rebuild(
     for item in all_segments(db) {
         let (origin, seg) = item?;
         for (seq, raw) in seg.into_entries() {
-            if raw.payload.is_none() {
+            let Some(update) = update_of(db, &origin, seq, &raw)? else {
                 continue;
-            }
-            let opened = crate::disk_store::opened_of(db, &origin, seq, &raw)?;
-            let (header, payload) = read_stored_opened(&raw, opened.as_deref()).map_err(|e| {
-                StoreError::Corrupt(format!("{origin}#{seq}: stored entry unreadable: {e}"))
-            })?;
-            let Some(payload) = payload else { continue };
-            index.merge(
-                db,
-                IndexUpdate {
-                    key: keys::index(&payload.indicator),
-                    header,
-                    payload,
-                },
-            )?;
+            };
+            index.merge(db, update)?;
             if index.len() >= CHUNK_INDICATORS {
                 let mut batch = crate::kv::Batch::default();
                 let meta = index.write(db, &mut batch)?;
@@ -98,6 +88,28 @@ pub(crate) fn rebuild(
         "indicator index rebuilt from the log"
     );
     Ok(meta)
+}
+
+/// What a logged entry folds into the index: nothing for a stub or a sealed payload this
+/// node cannot open.
+pub(crate) fn update_of(
+    db: &crate::kv::Kv,
+    origin: &OrgId,
+    seq: u64,
+    raw: &pb::SignedEntry,
+) -> Result<Option<IndexUpdate>, StoreError> {
+    if raw.payload.is_none() {
+        return Ok(None);
+    }
+    let opened = crate::disk_store::opened_of(db, origin, seq, raw)?;
+    let (header, payload) = read_stored_opened(raw, opened.as_deref()).map_err(|e| {
+        StoreError::Corrupt(format!("{origin}#{seq}: stored entry unreadable: {e}"))
+    })?;
+    Ok(payload.map(|payload| IndexUpdate {
+        key: keys::index(&payload.indicator),
+        header,
+        payload,
+    }))
 }
 
 /// Removes every key that starts with `prefix`, in batches.

@@ -105,39 +105,75 @@ impl<'a> IndexBatch<'a> {
             header,
             payload,
         } = update;
-        if !self.touched.contains_key(&key) {
-            let stored = match self.presence.may_hold(&key) {
-                true => db.get(&key)?,
-                false => None,
-            };
-            let touched = match stored {
-                Some(v) => {
-                    let state = decode_state(&v)?;
-                    self.meta.digest.remove(&key, &v);
-                    Touched {
-                        postings_before: postings_of(&key, &state),
-                        asserted_before: !state.assertions.is_empty(),
-                        slots_before: arrival::slots_of(&state),
-                        state,
-                    }
-                }
-                None => {
-                    self.meta.count += 1;
-                    self.meta.lengths.record(&payload.indicator);
-                    Touched {
-                        postings_before: BTreeSet::new(),
-                        asserted_before: false,
-                        slots_before: BTreeMap::new(),
-                        state: pb::IndicatorState::default(),
-                    }
-                }
-            };
-            self.touched.insert(key.clone(), touched);
+        if !self.touched.contains_key(&key) && !self.touch_stored(db, &key)? {
+            self.meta.count += 1;
+            self.meta.lengths.record(&payload.indicator);
+            self.touched.insert(
+                key.clone(),
+                Touched {
+                    postings_before: BTreeSet::new(),
+                    asserted_before: false,
+                    slots_before: BTreeMap::new(),
+                    state: pb::IndicatorState::default(),
+                },
+            );
         }
         if let Some(t) = self.touched.get_mut(&key) {
             merge_payload(&mut t.state, &header, payload);
         }
         Ok(())
+    }
+
+    /// Takes `origin`'s records (assertions and sightings) out of the state under `key`, so
+    /// that its entries still in the log can be folded in again after a cut. No state, no
+    /// change.
+    pub(crate) fn forget_origin(
+        &mut self,
+        db: &crate::kv::Kv,
+        key: &[u8],
+        origin: &str,
+    ) -> Result<(), StoreError> {
+        if !self.touched.contains_key(key) && !self.touch_stored(db, key)? {
+            return Ok(());
+        }
+        if let Some(t) = self.touched.get_mut(key) {
+            t.state.assertions.retain(|a| a.origin != origin);
+            t.state.sightings.retain(|x| x.origin != origin);
+        }
+        Ok(())
+    }
+
+    /// Whether a touched state is left with no record and names a CIDR block: the index's
+    /// prefix lengths only grow, so only a rebuild can drop the block's length.
+    pub(crate) fn empties_a_block(&self) -> bool {
+        self.touched.values().any(|t| {
+            is_empty(&t.state)
+                && (t.state.indicator.as_ref())
+                    .is_some_and(|i| i.r#type == pb::IndicatorType::Cidr as i32)
+        })
+    }
+
+    /// Reads the state under `key` into the batch, if the store holds one; says whether it did.
+    fn touch_stored(&mut self, db: &crate::kv::Kv, key: &[u8]) -> Result<bool, StoreError> {
+        let stored = match self.presence.may_hold(key) {
+            true => db.get(key)?,
+            false => None,
+        };
+        let Some(v) = stored else {
+            return Ok(false);
+        };
+        let state = decode_state(&v)?;
+        self.meta.digest.remove(key, &v);
+        self.touched.insert(
+            key.to_vec(),
+            Touched {
+                postings_before: postings_of(key, &state),
+                asserted_before: !state.assertions.is_empty(),
+                slots_before: arrival::slots_of(&state),
+                state,
+            },
+        );
+        Ok(true)
     }
 
     /// Puts the new states, the changed postings and arrival times, and the counters in
@@ -178,6 +214,12 @@ impl<'a> IndexBatch<'a> {
                 };
                 arrival::write_changes(db, clock, &key, &t.slots_before, &slots, &restamp, batch)?;
             }
+            // Left with no record (its origin's entries cut): no longer indexed.
+            if is_empty(&t.state) {
+                self.meta.count = self.meta.count.saturating_sub(1);
+                batch.remove(key);
+                continue;
+            }
             let state = t.state.encode_to_vec();
             self.meta.digest.add(&key, &state);
             batch.insert(key, state);
@@ -193,4 +235,9 @@ impl<'a> IndexBatch<'a> {
     pub(crate) fn len(&self) -> usize {
         self.touched.len()
     }
+}
+
+/// Whether a state holds no record at all.
+fn is_empty(state: &pb::IndicatorState) -> bool {
+    state.assertions.is_empty() && state.sightings.is_empty()
 }

@@ -17,6 +17,7 @@ mod hold;
 mod huge_pages;
 mod index;
 mod index_rebuild;
+mod index_refold;
 mod index_write;
 mod keys;
 mod kv;

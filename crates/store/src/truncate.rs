@@ -5,10 +5,12 @@
 //!
 //! Like `apply`, it holds the `held` lock (so no write interleaves) and writes one durable batch:
 //! the trimmed segment, the later segments removed,
-//! the head moved back (removed at 0), the log generation raised, and the index marked for a
-//! rebuild. Only then is the index rebuilt from the log (it is a pure function of the log, and
-//! entries leaving it cannot be unfolded). A crash before the rebuild ends leaves the mark, and
-//! the next open rebuilds the index (see `index_rebuild`).
+//! the head moved back (removed at 0), the log generation raised, and the indicators the cut
+//! entries named folded again without them (`index_refold`). A cut too wide for that is marked
+//! for a rebuild in the batch instead, and only then is the whole index rebuilt from the log
+//! (it is a pure function of the log, and entries leaving it cannot be unfolded). A crash
+//! before the rebuild ends leaves the mark, and the next open rebuilds the index (see
+//! `index_rebuild`).
 
 use std::sync::atomic::Ordering;
 
@@ -17,7 +19,7 @@ use intelmesh_core::{Head, OrgId, VerifiedEntry};
 use prost::Message;
 
 use crate::segment::{segment_at, segments_from};
-use crate::{index_rebuild, keys, DiskStore, Store, StoreError};
+use crate::{index_rebuild, index_refold, keys, DiskStore, Store, StoreError};
 
 /// What [`DiskStore::truncate_origin`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -133,17 +135,31 @@ impl DiskStore {
         }
         let generation = self.generation.load(Ordering::Acquire) + 1;
         batch.insert(keys::GENERATION, generation.to_be_bytes());
-        index_rebuild::mark(&mut batch);
+        // What the cut entries named is folded again in the cut's own batch when it can be;
+        // else the index is marked, and rebuilt from the log once the cut is durable.
+        let refolded = match index_refold::cut_keys(&self.db, origin, keep_through)? {
+            Some(cut) => {
+                let with = (self.index_meta(), &*self.presence, self.arrivals.as_ref());
+                index_refold::refold(&self.db, origin, keep_through, &cut, with, &mut batch)?
+            }
+            None => None,
+        };
+        if refolded.is_none() {
+            index_rebuild::mark(&mut batch);
+        }
         let publishing = self.publishing();
         self.db.apply_batch(batch)?;
         self.generation.store(generation, Ordering::Release);
-        // The index folded the removed entries in: fold the log again. On an error the mark
-        // stays, and the next open rebuilds it.
-        self.set_index_meta(index_rebuild::rebuild(
-            &self.db,
-            &self.presence,
-            self.arrivals.as_ref(),
-        )?);
+        match refolded {
+            Some(meta) => self.set_index_meta(meta),
+            // The index folded the removed entries in: fold the log again. On an error the
+            // mark stays, and the next open rebuilds it.
+            None => self.set_index_meta(index_rebuild::rebuild(
+                &self.db,
+                &self.presence,
+                self.arrivals.as_ref(),
+            )?),
+        }
         publishing.done();
         Ok(TruncateReport {
             removed: old.seq - keep_through,
