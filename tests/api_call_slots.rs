@@ -157,4 +157,19 @@ async fn an_answer_its_client_does_not_read_keeps_its_call_slot() {
     assert_refused(&net, &hub).await;
     drop(held);
     served_again(&net, &hub).await;
+
+    // Streams that run on (a Watch) hold no slot once they are set up: a client watching
+    // still makes its calls.
+    let mut watches = Vec::new();
+    for _ in 0..2 {
+        let mut client = net.client(&hub).await;
+        let stream = client
+            .watch(pb::WatchRequest::default())
+            .await
+            .expect("a watch")
+            .into_inner();
+        watches.push((client, stream));
+    }
+    served_again(&net, &hub).await;
+    drop(watches);
 }

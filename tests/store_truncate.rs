@@ -354,6 +354,7 @@ fn a_cut_folds_again_what_its_entries_named() {
                 asserting(Cidr, "10.9.0.0/16", 50),
                 asserting(Domain, "shared.example", 90),
                 seeing("shared.example", 100),
+                asserting(Domain, "only-cut.example", 90),
             ],
         ),
     );
@@ -389,6 +390,13 @@ fn a_cut_folds_again_what_its_entries_named() {
     };
     let untouched_arrival = arrival_of_untouched();
     assert!(untouched_arrival.is_some());
+    let only_cut = intelmesh_core::indicator::normalize(
+        intelmesh_core::IndicatorType::Domain,
+        "only-cut.example",
+    )
+    .unwrap();
+    assert!(store.indicator(&only_cut).unwrap().is_some());
+    assert_eq!(store.indicator_count(), 4);
 
     store.truncate_origin(cut.org(), 3).expect("cut");
     assert_clean(&store);
@@ -405,6 +413,10 @@ fn a_cut_folds_again_what_its_entries_named() {
     let counts: Vec<u64> = state.sightings.iter().map(|s| s.count).collect();
     assert_eq!(counts, vec![3], "the cut sighting's count is gone");
     assert!(store.indicator(&block).unwrap().is_some());
+    assert!(
+        store.indicator(&only_cut).unwrap().is_none(),
+        "named by cut entries alone: no longer listed"
+    );
     assert_eq!(store.indicator_count(), 3);
     assert_eq!(
         arrival_of_untouched(),

@@ -237,19 +237,29 @@ pub fn edit(
     {
         return Err(usage(f.to_string()));
     }
-    // Replaced whole, keeping the file's mode, but never readable by others once it holds
-    // users' password hashes (guessed offline from a copy): the node's user owns the file or
-    // is in its group.
-    let mode = std::fs::metadata(config)
-        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
-        .unwrap_or(0o600);
+    // Replaced whole, keeping the file's mode, owner and group, but never readable by others
+    // once it holds users' password hashes (guessed offline from a copy): the node's user owns
+    // the file or is in its group.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let old = std::fs::metadata(config)
+        .map_err(|e| usage(format!("--config {}: {e}", config.display())))?;
+    let mode = old.permissions().mode() & 0o777;
     let holds_hashes = edited.taxii.as_ref().is_some_and(|t| !t.user.is_empty());
-    let mode = if holds_hashes { mode & 0o770 } else { mode };
-    Ok(intelmesh_node::durable::replace_exact(
-        config,
-        text.as_bytes(),
-        mode,
-    )?)
+    let narrowed = if holds_hashes { mode & 0o770 } else { mode };
+    intelmesh_node::durable::replace_exact(config, text.as_bytes(), narrowed)?;
+    let new = std::fs::metadata(config)?;
+    if (new.uid(), new.gid()) != (old.uid(), old.gid())
+        && std::os::unix::fs::chown(config, Some(old.uid()), Some(old.gid())).is_err()
+    {
+        // Written by another user who cannot give it back (not root): readable as before,
+        // or the node's user might read it no more.
+        std::fs::set_permissions(config, std::fs::Permissions::from_mode(mode | 0o044))?;
+        eprintln!(
+            "{}: now owned by this user, not its owner before; left readable by others:              run this command as its owner",
+            config.display()
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@ pub enum Held {
     WhileHandled,
     /// Until its answer is sent, or dropped: the API. An answer waits in memory for its
     /// client's flow-control window, so a client that never reads would otherwise pin one
-    /// answer (up to the message size) per call it makes.
+    /// answer (up to the message size) per call it makes. Streams that run on (Watch, health
+    /// Watch, reflection) hold theirs while handled only: they have bounds of their own, and
+    /// a client's streams must not take the slots its calls need.
     UntilAnswered,
 }
 
@@ -112,8 +114,11 @@ where
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         };
+        let held = match self.held {
+            Held::UntilAnswered if runs_on(request.uri().path()) => Held::WhileHandled,
+            held => held,
+        };
         let call = self.inner.call(request);
-        let held = self.held;
         Box::pin(async move {
             let answer = call.await?;
             Ok(match held {
@@ -127,6 +132,11 @@ where
             })
         })
     }
+}
+
+/// Whether the method at `path` answers with a stream that runs on while its client listens.
+fn runs_on(path: &str) -> bool {
+    path.ends_with("/Watch") || path.contains(".ServerReflection/")
 }
 
 /// An answer holding its call's slot until its last frame is taken, or it is dropped.

@@ -3,7 +3,7 @@
 //! certificate, client certificates checked against the API's client CA (optional or required), HTTP/1.1 and HTTP/2, a handshake deadline, a cap
 //! on open connections (and on those of one client address), a deadline for a connection's
 //! first request (`limits.connect_timeout_ms` from the accept), an idle deadline per connection
-//! (no request worked on nor piece of an answer taken, or a request's headers not all in, for
+//! (no request worked on nor answer sent, or a request's headers not all in, for
 //! `limits.http_idle_ms`) and a graceful stop.
 //!
 //! Each request carries the [`Connection`] it came on (the client's leaf certificate), as an
@@ -222,23 +222,23 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
-    let moved = Moved::new();
-    // A request being worked on, or its answer's pieces being taken, keeps its connection from
-    // counting as idle; bytes alone do not: a client answering pings, or sending its own,
-    // would hold its slot for ever.
+    let (io, moved) = Watched::new(stream);
+    // A request being worked on, or an answer being sent (its pieces taken, or bytes written
+    // while it lasts), keeps its connection from counting as idle; bytes alone do not: a
+    // client answering pings, or sending its own, would hold its slot for ever.
     let working = Arc::clone(&moved);
     let service = service.layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
             let busy = Busy::new(&working);
             async move {
                 let response = next.run(request).await;
-                let moved = Arc::clone(&busy.0);
+                let answer = Answer::new(&busy.0);
                 drop(busy);
-                response.map(|body| axum::body::Body::new(Answer { body, moved }))
+                response.map(|body| axum::body::Body::new(answer(body)))
             }
         },
     ));
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -263,12 +263,14 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-/// When a connection last did work: a request ended, or a piece of an answer was taken
-/// (milliseconds since it was accepted); and how many of its requests are being worked on.
+/// When a connection last did work: a request ended, or a piece of an answer was taken or
+/// written (milliseconds since it was accepted); how many of its requests are being worked on,
+/// and how many answers are being sent.
 struct Moved {
     since: Instant,
     last_ms: AtomicU64,
     busy: AtomicU64,
+    answering: AtomicU64,
     /// Requests begun on the connection.
     begun: AtomicU64,
 }
@@ -297,6 +299,7 @@ impl Moved {
             since: Instant::now(),
             last_ms: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            answering: AtomicU64::new(0),
             begun: AtomicU64::new(0),
         })
     }
@@ -332,11 +335,96 @@ impl Moved {
     }
 }
 
-/// An answer, noting each piece taken as its connection's activity: a client reading a large
-/// answer is not idle, one that stopped reading is.
+/// An answer, noting each piece taken, and while it lasts each write to the connection, as
+/// its connection's work: a client reading a large answer is not idle, one that stopped
+/// reading is.
 struct Answer {
     body: axum::body::Body,
     moved: Arc<Moved>,
+}
+
+impl Answer {
+    /// An answer of `moved`'s connection, counted as being sent from now on.
+    fn new(moved: &Arc<Moved>) -> impl FnOnce(axum::body::Body) -> Answer {
+        moved.answering.fetch_add(1, Ordering::Relaxed);
+        let moved = Arc::clone(moved);
+        move |body| Answer { body, moved }
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.moved.answering.fetch_sub(1, Ordering::Relaxed);
+        self.moved.note();
+    }
+}
+
+/// A connection's stream, noting in [`Moved`] each write while an answer is being sent.
+struct Watched<S> {
+    inner: S,
+    moved: Arc<Moved>,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S) -> (Watched<S>, Arc<Moved>) {
+        let moved = Moved::new();
+        let watched = Watched {
+            inner,
+            moved: Arc::clone(&moved),
+        };
+        (watched, moved)
+    }
+
+    fn wrote(&self, polled: &Poll<std::io::Result<usize>>) {
+        let answering = self.moved.answering.load(Ordering::Relaxed) > 0;
+        if answering && matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.moved.note();
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.wrote(&polled);
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&polled);
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 impl http_body::Body for Answer {

@@ -274,6 +274,11 @@ impl Batch {
         self.0.insert(key.into(), None);
     }
 
+    /// Adds `other`'s writes, after this batch's own.
+    pub(crate) fn extend(&mut self, other: Batch) {
+        self.0.extend(other.0);
+    }
+
     /// How many keys it writes or removes.
     pub(crate) fn len(&self) -> usize {
         self.0.len()

@@ -137,15 +137,27 @@ impl DiskStore {
         batch.insert(keys::GENERATION, generation.to_be_bytes());
         // What the cut entries named is folded again in the cut's own batch when it can be;
         // else the index is marked, and rebuilt from the log once the cut is durable.
-        let refolded = match index_refold::cut_keys(&self.db, origin, keep_through)? {
-            Some(cut) => {
+        // One that cannot be (an entry or a state that does not read) is rebuilt too: the
+        // rebuild reads only the kept log, and the cut must go through.
+        let mut index = crate::kv::Batch::default();
+        let refolded = match index_refold::cut_keys(&self.db, origin, keep_through) {
+            Ok(Some(cut)) => {
                 let with = (self.index_meta(), &*self.presence, self.arrivals.as_ref());
-                index_refold::refold(&self.db, origin, keep_through, &cut, with, &mut batch)?
+                index_refold::refold(&self.db, origin, keep_through, &cut, with, &mut index)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(%origin, error = %e, "a cut's indicators could not be folded again; rebuilding the index");
+                        None
+                    })
             }
-            None => None,
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(%origin, error = %e, "a cut entry could not be read; rebuilding the index");
+                None
+            }
         };
-        if refolded.is_none() {
-            index_rebuild::mark(&mut batch);
+        match refolded {
+            Some(_) => batch.extend(index),
+            None => index_rebuild::mark(&mut batch),
         }
         let publishing = self.publishing();
         self.db.apply_batch(batch)?;

@@ -41,8 +41,11 @@ fn watch_step(
             }
             let entries = store.range(&origin, at + 1, WATCH_STEP_ENTRIES - read)?;
             if entries.is_empty() {
-                // Cut since the head was read (a compromise cut): nothing past `at` to watch.
-                if store.head(&origin)?.is_none_or(|h| h.seq <= at) {
+                // Cut since the head was read (a compromise cut): nothing past `at` to watch,
+                // and the origin's next entries take the seqs from its new head on.
+                let now = store.head(&origin)?.map_or(0, |h| h.seq);
+                if now <= at {
+                    cursor.log.insert(origin.clone(), now);
                     break;
                 }
                 return Err(StoreError::Corrupt(format!(
