@@ -296,6 +296,7 @@ fn federation_init(mut a: FederationInit) -> anyhow::Result<ExitCode> {
             key: hub_dir.join("api.key"),
         },
         read_only_services: Vec::new(),
+        revoked_serials: Vec::new(),
         peer: Vec::new(),
         warninglists: Vec::new(),
         taxii: None,

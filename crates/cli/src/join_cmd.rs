@@ -208,6 +208,7 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
             key: a.dir.join("api.key"),
         },
         read_only_services: Vec::new(),
+        revoked_serials: Vec::new(),
         peer: Vec::new(),
         warninglists: Vec::new(),
         taxii: None,

@@ -98,7 +98,7 @@ pub async fn refused_later(state: &NodeState, peer: &OrgId, cert: &PeerCert) -> 
     }
 }
 
-/// Refuses an API caller whose certificate the roster revoked (roster mode).
+/// Refuses an API caller whose certificate this node or the roster revoked.
 pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<(), Status> {
     match request.peer_certs().and_then(|c| c.first().cloned()) {
         Some(leaf) => match refused_certificate(state, leaf.as_ref()) {
@@ -110,7 +110,8 @@ pub fn check_api_caller<T>(state: &NodeState, request: &Request<T>) -> Result<()
 }
 
 /// Why a caller presenting the certificate `leaf` (DER) is refused: it has ended (handshakes
-/// check that; a connection kept open past it does not), the roster revoked its serial, or it
+/// check that; a connection kept open past it does not), this node's config or the roster
+/// revoked its serial, or it
 /// names another org the roster shut out (suspended, removed, or its key reported compromised
 /// with none open: a node's service CA may certify other orgs' services, which read as their
 /// org) or whose key was reported compromised after it was issued. `None` when none of these
@@ -122,8 +123,17 @@ pub fn refused_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
             return Some(certificate_ended(end));
         }
     }
-    let roster = state.roster()?;
     let serial = (cert.serial).map(|s| intelmesh_roster::model::normalize_serial(&s));
+    let revoked_here = |s: &String| {
+        (state.cfg.revoked_serials.iter())
+            .any(|r| intelmesh_roster::model::normalize_serial(r) == *s)
+    };
+    if let Some(serial) = serial.as_ref().filter(|s| revoked_here(s)) {
+        return Some(format!(
+            "certificate {serial} is revoked by this node (revoked_serials in its config): ask for a new certificate"
+        ));
+    }
+    let roster = state.roster()?;
     if let Some(serial) = serial.filter(|s| roster.revoked_serials().contains(s)) {
         return Some(format!(
             "certificate {serial} is revoked in roster version {}: ask for a new certificate",

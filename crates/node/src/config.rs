@@ -49,6 +49,12 @@ pub struct NodeConfig {
     /// `ReportSighting` and TAXII POSTs are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_only_services: Vec<String>,
+    /// Client certificates (services, admins) this node refuses on every listener, by serial
+    /// (hex, colons allowed, as `openssl x509 -noout -serial` prints it), whatever the roster
+    /// says: a stolen certificate cut off by the node's own operator at the next start, with
+    /// no roster version to wait for (in static mode, the only way short of a new client CA).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoked_serials: Vec<String>,
     #[serde(default)]
     pub peer: Vec<PeerConfig>,
     /// MISP warninglists (files, or directories of `*.json`) of known-benign values: Submit
@@ -591,6 +597,15 @@ impl NodeConfig {
                 found.push(Finding::new(
                     "[[peer]] org",
                     format!("{peer} is listed twice: keep one [[peer]] for it"),
+                ));
+            }
+        }
+        for serial in &self.revoked_serials {
+            let hex = intelmesh_roster::model::normalize_serial(serial);
+            if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.len() > 40 {
+                found.push(Finding::new(
+                    "revoked_serials",
+                    format!("{serial:?} is not a certificate serial: give it in hex, as `openssl x509 -noout -serial` prints it"),
                 ));
             }
         }

@@ -126,3 +126,18 @@ fn an_empty_data_dir_and_a_signing_key_doubling_as_encryption_key_are_named() {
     let err = NodeConfig::from_text(&empty, path).expect_err("an empty data_dir");
     assert!(err.to_string().contains("data_dir is empty"), "{err}");
 }
+
+#[test]
+fn a_revoked_serial_that_is_no_serial_is_named() {
+    let base = include_str!("../../../deploy/agency.toml");
+    let path = Path::new("/etc/intelmesh/node.toml");
+    let revoked = |serials: &str| {
+        let text = format!("revoked_serials = [{serials}]\n{base}");
+        let cfg = NodeConfig::from_text(&text, path).expect("parses");
+        (cfg.problems().into_iter())
+            .filter(|f| f.setting == "revoked_serials")
+            .count()
+    };
+    assert_eq!(revoked("\"4F:3A:00:19\", \"0x\", \"\", \"4f3a 19\""), 3);
+    assert_eq!(revoked("\"4F:3A:00:19\", \"4f3a0019\""), 0);
+}

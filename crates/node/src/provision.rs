@@ -166,6 +166,7 @@ pub fn provision(
                 key: nd.join("api.key"),
             },
             read_only_services: Vec::new(),
+            revoked_serials: Vec::new(),
             peer,
             warninglists: Vec::new(),
             taxii: taxii.as_ref().map(|(c, _)| c.clone()),
