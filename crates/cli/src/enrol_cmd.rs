@@ -483,7 +483,7 @@ pub(crate) fn distinct_listeners(
     federation: std::net::SocketAddr,
     api: std::net::SocketAddr,
 ) -> anyhow::Result<()> {
-    if federation == api && api.port() != 0 {
+    if intelmesh_node::config::clashes(federation, api) {
         return Err(usage(format!(
             "--api-listen {api} is also the federation listener: give each its own port (peers and services never share a listener)"
         )));
@@ -503,6 +503,14 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(intelmesh_node::durable::replace_public(path, bytes)?)
 }
 
-fn create_dir(dir: &Path) -> anyhow::Result<()> {
+/// Creates `dir` (and its parents) for files a command writes; a file in its place is a
+/// usage error.
+pub(crate) fn create_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(usage(format!(
+            "{} is a file: give a directory",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }

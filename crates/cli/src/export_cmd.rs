@@ -369,24 +369,31 @@ fn holds_restricted(states: &[pb::IndicatorState]) -> bool {
     })
 }
 
-/// Writes an export to `path`; one holding restricted records readable by its owner alone
-/// (whatever the umask, and an existing file narrowed too), since the shell's umask would
-/// give every local user a copy of RED values.
+/// Writes an export to `path` whole: a file is replaced at once (a firewall reading it sees the
+/// old list or the new one, and a failed export leaves the old one), one holding restricted
+/// records readable by its owner alone (whatever the umask), since the shell's umask would
+/// give every local user a copy of RED values. What is not a plain file (a pipe, a device) is
+/// written in place.
 fn write_export(path: &std::path::Path, text: &str, restricted: bool) -> anyhow::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let writing = || format!("writing {}", path.display());
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    if restricted {
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).with_context(writing)?;
-    if restricted {
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+    let existing = std::fs::metadata(path).ok();
+    if existing.as_ref().is_some_and(|m| !m.is_file()) {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
             .with_context(writing)?;
+        return file.write_all(text.as_bytes()).with_context(writing);
     }
-    file.write_all(text.as_bytes()).with_context(writing)?;
-    Ok(())
+    let replaced = match (restricted, existing) {
+        (true, _) => intelmesh_node::durable::replace_exact(path, text.as_bytes(), 0o600),
+        (false, Some(m)) => {
+            let mode = m.permissions().mode() & 0o777;
+            intelmesh_node::durable::replace_exact(path, text.as_bytes(), mode)
+        }
+        (false, None) => intelmesh_node::durable::replace(path, text.as_bytes(), 0o666),
+    };
+    replaced.with_context(writing)
 }
 
 pub async fn export(mut args: ExportArgs) -> anyhow::Result<ExitCode> {

@@ -179,8 +179,9 @@ fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let cli = Cli::parse();
     // A node logs what it does; the other commands print their results and log only problems.
-    let default_level = match cli.command {
-        Command::Run(_) => "info",
+    let default_level = match &cli.command {
+        // `run --check` prints its findings alone.
+        Command::Run(args) if !args.check => "info",
         _ => "warn",
     };
     let format = cli
@@ -208,14 +209,13 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let text = one_line(&e);
+            // One line whatever the cause: a TOML error draws its source under it.
+            eprintln!("error: {}", without_snippets(&text));
             if e.chain().any(|c| c.is::<publish::OutcomeUnknown>()) {
-                eprintln!("error: {text}");
                 ExitCode::from(publish::EXIT_OUTCOME_UNKNOWN)
             } else if e.chain().any(|c| c.is::<UsageError>()) {
-                eprintln!("error: {}", without_snippets(&text));
                 ExitCode::from(2)
             } else {
-                eprintln!("error: {text}");
                 ExitCode::FAILURE
             }
         }
@@ -278,6 +278,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => current_thread()?.block_on(demo::run(args)),
         Command::Keygen { org, out } => {
             let org = intelmesh_core::OrgId::parse(&org).map_err(|e| usage(e.to_string()))?;
+            enrol_cmd::create_dir(&out)?;
             let (private, public) = intelmesh_node::keys::generate(&org, &out)?;
             out!(
                 "wrote {} (private, 0600) and {}",

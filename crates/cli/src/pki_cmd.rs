@@ -5,11 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use intelmesh_core::OrgId;
 use intelmesh_node::pki::{Ca, CaRole, Validity, DEFAULT_LEAF_DAYS};
 
+use crate::enrol_cmd::create_dir;
 use crate::input::parse_org;
 use crate::usage;
 
@@ -306,10 +306,6 @@ fn refuse_file(path: &Path) -> anyhow::Result<()> {
         )));
     }
     Ok(())
-}
-
-fn create_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
 fn check_name(flag: &str, name: &str) -> anyhow::Result<()> {

@@ -517,6 +517,12 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     ]);
     assert!(!out.status.success());
     assert!(one_error_line(&out).contains("its directory does not exist"));
+    // A file where a directory is wanted is named as such.
+    let a_file = d.join("a-file");
+    std::fs::write(&a_file, "x").unwrap();
+    let out = intelmesh(&["keygen", "--org", "AU-AFP", "--out", a_file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_error_line(&out).contains("is a file: give a directory"));
     // A profile's timeout is bounded as --timeout is.
     let profile = d.join("slow.toml");
     std::fs::write(

@@ -362,6 +362,28 @@ impl Limits {
                 ),
             ));
         }
+        // Shorter than a round trip and a TLS handshake on a slow link, these would cut every
+        // connection, or every request, before it could do anything.
+        for (setting, ms) in [
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("http_idle_ms", self.http_idle_ms),
+        ] {
+            if (1..MIN_DEADLINE_MS).contains(&ms) {
+                found.push(Finding::new(
+                    format!("limits.{setting}"),
+                    format!("is {ms} ms: give at least {MIN_DEADLINE_MS} ms"),
+                ));
+            }
+        }
+        if self.stall_after_ms < self.heartbeat_ms {
+            found.push(Finding::new(
+                "limits.stall_after_ms",
+                format!(
+                    "is {} ms, less than heartbeat_ms ({} ms): every quiet link would be taken for stalled between two heartbeats",
+                    self.stall_after_ms, self.heartbeat_ms
+                ),
+            ));
+        }
         for (setting, ms) in durations {
             if ms > MAX_DURATION_MS {
                 found.push(Finding::new(
@@ -412,6 +434,8 @@ pub const MIN_MESSAGE_BYTES: usize = 256 << 10;
 pub const MAX_MESSAGE_BYTES: usize = 1 << 30;
 /// Longest duration a limit may name (a day): beyond that it is a mistake, not a choice.
 const MAX_DURATION_MS: u64 = 86_400_000;
+/// The shortest connect and idle deadlines a node takes.
+const MIN_DEADLINE_MS: u64 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -635,7 +659,7 @@ impl NodeConfig {
                 "is the signing key's file: give the encryption key `intelmesh node init` (or `node rotate-encryption-key`) made; one key never serves both",
             ));
         }
-        if self.federation.listen == self.api.listen && self.api.listen.port() != 0 {
+        if clashes(self.federation.listen, self.api.listen) {
             found.push(Finding::new(
                 "api.listen",
                 format!(
@@ -660,9 +684,12 @@ impl NodeConfig {
             found.extend(t.problems(&listeners));
             listeners.push(("taxii.listen", t.listen));
         }
+        if let Some(c) = &self.console {
+            listeners.push(("console.listen", c.listen));
+        }
         if let Some(m) = &self.metrics {
             for (setting, addr) in &listeners {
-                if *addr == m.listen && addr.port() != 0 {
+                if clashes(*addr, m.listen) {
                     found.push(Finding::new(
                         "metrics.listen",
                         format!("{addr} is also {setting}: give the metrics listener its own port"),
@@ -693,3 +720,11 @@ impl NodeConfig {
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
+
+/// Whether two listeners cannot both bind: the same port (not 0, which picks a free one) on
+/// the same address, or on any address where one listens on all of them (`0.0.0.0`, `[::]`).
+pub fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}

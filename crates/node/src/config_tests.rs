@@ -72,6 +72,20 @@ fn limits_that_would_stop_a_node_are_each_named() {
             "limits.backoff_max_ms"
         ]
     );
+    let tiny = Limits {
+        connect_timeout_ms: 1,
+        http_idle_ms: 99,
+        stall_after_ms: 1_000,
+        ..Limits::default()
+    };
+    assert_eq!(
+        settings(&tiny),
+        [
+            "limits.connect_timeout_ms",
+            "limits.http_idle_ms",
+            "limits.stall_after_ms"
+        ]
+    );
     let smallest = Limits {
         max_message_bytes: MIN_MESSAGE_BYTES,
         ..Limits::default()
@@ -140,4 +154,34 @@ fn a_revoked_serial_that_is_no_serial_is_named() {
     };
     assert_eq!(revoked("\"4F:3A:00:19\", \"0x\", \"\", \"4f3a 19\""), 3);
     assert_eq!(revoked("\"4F:3A:00:19\", \"4f3a0019\""), 0);
+}
+
+#[test]
+fn listeners_on_one_port_clash_when_one_listens_on_every_address() {
+    let base = include_str!("../../../deploy/agency.toml");
+    let path = Path::new("/etc/intelmesh/node.toml");
+    let api_clashes = |api: &str| {
+        let text = base.replacen(
+            "listen = \"10.20.0.5:7701\"",
+            &format!("listen = \"{api}\""),
+            1,
+        );
+        let cfg = NodeConfig::from_text(&text, path).expect("parses");
+        cfg.problems().iter().any(|f| f.setting == "api.listen")
+    };
+    assert!(
+        api_clashes("10.20.0.5:7700"),
+        "the federation listens on 0.0.0.0:7700"
+    );
+    assert!(api_clashes("0.0.0.0:7700"));
+    assert!(!api_clashes("10.20.0.5:7701"));
+    let text = format!(
+        "{base}\n[metrics]\nlisten = \"0.0.0.0:9464\"\n\n[console]\nlisten = \"127.0.0.1:9464\"\n"
+    );
+    let cfg = NodeConfig::from_text(&text, path).expect("parses");
+    assert!(
+        cfg.problems().iter().any(|f| f.setting == "metrics.listen"),
+        "{:?}",
+        cfg.problems()
+    );
 }

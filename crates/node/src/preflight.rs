@@ -398,6 +398,12 @@ fn read_key(
 /// its entries with the list's keys.
 fn check_signing_key(cfg: &NodeConfig, org: &OrgId, found: &mut Vec<Finding>) {
     if let Some(roster) = &cfg.roster {
+        // The key itself must load in either mode.
+        if cfg.signing_key.is_file() {
+            if let Err(e) = crate::keys::load_signing_key(&cfg.signing_key) {
+                found.push(Finding::new("signing_key", format!("{e:#}")));
+            }
+        }
         // A member enrolled after the genesis is not in it: the node starts and waits for the
         // roster version that admits it. What can be checked here is the genesis itself.
         if roster.genesis.is_file() {

@@ -53,14 +53,27 @@ pub fn server_config(l: &ListenerConfig) -> anyhow::Result<rustls::ServerConfig>
 
 /// A listener's TLS: its certificate and key, client certificates checked against its
 /// `client_ca` (`clients` says whether one is required), and the protocols offered by ALPN.
+/// The certificate chain (PEM) in `path`; a file holding none (a key given for the
+/// certificate) is named as such.
+fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_slice_iter(&read(path, "certificate")?)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("certificate {}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "certificate {} holds no certificate (is it the key?)",
+            path.display()
+        );
+    }
+    Ok(certs)
+}
+
 pub fn listener_config(
     l: &ListenerConfig,
     clients: ClientCerts,
     alpn: &[&[u8]],
 ) -> anyhow::Result<rustls::ServerConfig> {
-    let certs = CertificateDer::pem_slice_iter(&read(&l.cert, "certificate")?)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("certificate {}", l.cert.display()))?;
+    let certs = certificates(&l.cert)?;
     let key = PrivateKeyDer::from_pem_slice(&read(&l.key, "key")?)
         .with_context(|| format!("key {}", l.key.display()))?;
     let mut roots = RootCertStore::empty();
@@ -122,9 +135,7 @@ pub fn client_for(
             server_ca.display()
         );
     }
-    let chain = CertificateDer::pem_slice_iter(&read(cert, "certificate")?)
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("certificate {}", cert.display()))?;
+    let chain = certificates(cert)?;
     let private = PrivateKeyDer::from_pem_slice(&read(key, "key")?)
         .with_context(|| format!("key {}", key.display()))?;
 

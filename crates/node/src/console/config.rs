@@ -36,7 +36,7 @@ impl ConsoleConfig {
             ));
         }
         for (setting, addr) in other_listeners {
-            if *addr == self.listen && addr.port() != 0 {
+            if crate::config::clashes(*addr, self.listen) {
                 found.push(Finding::new(
                     "console.listen",
                     format!("{addr} is also {setting}: give the console its own port"),

@@ -70,7 +70,7 @@ impl TaxiiConfig {
     pub fn problems(&self, other_listeners: &[(&str, SocketAddr)]) -> Vec<Finding> {
         let mut found = Vec::new();
         for (setting, addr) in other_listeners {
-            if *addr == self.listen && addr.port() != 0 {
+            if crate::config::clashes(*addr, self.listen) {
                 found.push(Finding::new(
                     "taxii.listen",
                     format!("{addr} is also {setting}: give the gateway its own port"),
