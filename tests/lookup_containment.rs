@@ -262,6 +262,75 @@ async fn addresses_blocks_and_domains_are_answered_by_what_contains_them() {
     assert_eq!(g.verdict(), Verdict::Unknown);
 }
 
+/// A value listed in one form answers its other forms: an address and its whole-length block,
+/// an IPv4 address and its IPv4-mapped IPv6 form (and the blocks around each, the mapped
+/// blocks only from /96 on: `::/0` lists no IPv4 address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_value_listed_in_one_form_answers_its_other_forms() {
+    let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let au = org("AU-AFP");
+    let mut at_au = net.client(&au).await;
+    submit(
+        &mut at_au,
+        vec![
+            listed(Ty::Cidr, "10.20.0.0/16", 80),
+            listed(Ty::Cidr, "::ffff:203.0.113.0/120", 70),
+            listed(Ty::Ipv4, "198.51.100.9", 60),
+            listed(Ty::Ipv6, "2001:db8::99", 50),
+            listed(Ty::Cidr, "2001:db8:ffff::/48", 40),
+        ],
+    )
+    .await;
+    let values = [
+        "::ffff:10.20.1.1",
+        "203.0.113.7",
+        "198.51.100.9/32",
+        "::ffff:198.51.100.9",
+        "2001:db8::99/128",
+        "10.20.1.1",
+        "10.21.0.1",
+    ];
+    let r = lookup(&mut at_au, &values).await;
+    let got: Vec<(&str, Vec<String>)> = r.iter().map(|r| (r.input.as_str(), matches(r))).collect();
+    let m = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let listed_as = |value: &str| {
+        r.iter()
+            .flat_map(|x| &x.matches)
+            .filter_map(|x| x.indicator.as_ref())
+            .find(|i| i.value.contains(value))
+            .map(|i| i.value.clone())
+            .unwrap_or_default()
+    };
+    let mapped_block = listed_as("203.0.113.0");
+    assert_eq!(
+        got,
+        vec![
+            (
+                "::ffff:10.20.1.1",
+                m(&["10.20.0.0/16 Cidr Malicious 80 [AU-AFP]"])
+            ),
+            (
+                "203.0.113.7",
+                m(&[&format!("{mapped_block} Cidr Malicious 70 [AU-AFP]")])
+            ),
+            (
+                "198.51.100.9/32",
+                m(&["198.51.100.9 Exact Malicious 60 [AU-AFP]"])
+            ),
+            (
+                "::ffff:198.51.100.9",
+                m(&["198.51.100.9 Exact Malicious 60 [AU-AFP]"])
+            ),
+            (
+                "2001:db8::99/128",
+                m(&["2001:db8::99 Exact Malicious 50 [AU-AFP]"])
+            ),
+            ("10.20.1.1", m(&["10.20.0.0/16 Cidr Malicious 80 [AU-AFP]"])),
+            ("10.21.0.1", vec![]),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_large_lookup_answers_every_value_in_request_order() {
     let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;

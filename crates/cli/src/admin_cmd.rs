@@ -462,6 +462,20 @@ async fn compromised_key(hub: &Hub, org: &str, given: &str) -> anyhow::Result<Ve
 }
 
 async fn bundle(hub: &Hub, b: BundleArgs) -> anyhow::Result<ExitCode> {
+    // Judged before the hub issues a certificate, which is recorded only once it is written.
+    let parent = b.out.parent().filter(|p| !p.as_os_str().is_empty());
+    if b.out.is_dir() {
+        return Err(usage(format!(
+            "--out {} is a directory: give the bundle's file",
+            b.out.display()
+        )));
+    }
+    if parent.is_some_and(|p| !p.is_dir()) {
+        return Err(usage(format!(
+            "--out {}: its directory does not exist",
+            b.out.display()
+        )));
+    }
     let bundle = hub
         .client()
         .issue_bundle(request(
@@ -474,7 +488,7 @@ async fn bundle(hub: &Hub, b: BundleArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|s| hub.error("IssueBundle", s))?
         .into_inner();
-    std::fs::write(&b.out, bundle.encode_to_vec())
+    intelmesh_node::durable::replace(&b.out, &bundle.encode_to_vec(), 0o644)
         .map_err(|e| usage(format!("--out {}: {e}", b.out.display())))?;
     let facts = intelmesh_node::cert_facts::cert_facts_pem(&bundle.node_cert_pem)?;
     out!(

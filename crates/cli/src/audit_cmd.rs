@@ -59,7 +59,13 @@ struct SearchArgs {
 
 /// A point in time: RFC 3339, Unix ms, or an age before now.
 fn when(s: &str) -> Result<i64, String> {
-    input::parse_time(s).or_else(|_| input::parse_since(s))
+    input::parse_time(s).or_else(|time| {
+        input::parse_since(s).map_err(|age| match s.contains(['-', ':', 'T']) {
+            // Meant as a time: say what is wrong with it as one.
+            true => time,
+            false => age,
+        })
+    })
 }
 
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {

@@ -520,7 +520,13 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     // A file where a directory is wanted is named as such.
     let a_file = d.join("a-file");
     std::fs::write(&a_file, "x").unwrap();
-    let out = intelmesh(&["keygen", "--org", "AU-AFP", "--out", a_file.to_str().unwrap()]);
+    let out = intelmesh(&[
+        "keygen",
+        "--org",
+        "AU-AFP",
+        "--out",
+        a_file.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(one_error_line(&out).contains("is a file: give a directory"));
     // A profile's timeout is bounded as --timeout is.

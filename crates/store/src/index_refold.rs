@@ -4,8 +4,9 @@
 //!
 //! So the index never shows a cut half done, and the rest of the index is left as it is (a
 //! whole rebuild takes minutes at 10M indicators, during which lookups and pages find nothing).
-//! A cut naming more than [`MAX_REFOLDED`] indicators, or leaving a CIDR block with no record
-//! (the index's prefix lengths only grow), has the whole index rebuilt instead
+//! A block left with no record keeps its prefix length in the index's counters (they only
+//! grow; a lookup probes the length for nothing, and `verify_store` takes a superset). A cut
+//! naming more than [`MAX_REFOLDED`] indicators has the whole index rebuilt instead
 //! (`index_rebuild`).
 
 use std::collections::BTreeSet;
@@ -47,9 +48,8 @@ pub(crate) fn cut_keys(
 }
 
 /// The index as it is once `origin`'s entries after `keep_through` are gone, for the
-/// indicators `keys` (what they named), written into `batch`; returns the counters after it,
-/// or `None` when only a rebuild can give the index the cut calls for. Reads the log before
-/// the cut is applied (the kept entries are the same either way).
+/// indicators `keys` (what they named), written into `batch`; returns the counters after it.
+/// Reads the log before the cut is applied (the kept entries are the same either way).
 pub(crate) fn refold(
     db: &crate::kv::Kv,
     origin: &OrgId,
@@ -57,7 +57,7 @@ pub(crate) fn refold(
     keys: &BTreeSet<Vec<u8>>,
     (meta, presence, clock): (IndexMeta, &Presence, Option<&ArrivalClock>),
     batch: &mut crate::kv::Batch,
-) -> Result<Option<IndexMeta>, StoreError> {
+) -> Result<IndexMeta, StoreError> {
     let mut index = IndexBatch::new(meta, presence, clock);
     for key in keys {
         index.forget_origin(db, key, origin.as_str())?;
@@ -73,8 +73,5 @@ pub(crate) fn refold(
             }
         }
     }
-    if index.empties_a_block() {
-        return Ok(None);
-    }
-    Ok(Some(index.write(db, batch)?))
+    index.write(db, batch)
 }

@@ -143,16 +143,6 @@ impl<'a> IndexBatch<'a> {
         Ok(())
     }
 
-    /// Whether a touched state is left with no record and names a CIDR block: the index's
-    /// prefix lengths only grow, so only a rebuild can drop the block's length.
-    pub(crate) fn empties_a_block(&self) -> bool {
-        self.touched.values().any(|t| {
-            is_empty(&t.state)
-                && (t.state.indicator.as_ref())
-                    .is_some_and(|i| i.r#type == pb::IndicatorType::Cidr as i32)
-        })
-    }
-
     /// Reads the state under `key` into the batch, if the store holds one; says whether it did.
     fn touch_stored(&mut self, db: &crate::kv::Kv, key: &[u8]) -> Result<bool, StoreError> {
         let stored = match self.presence.may_hold(key) {

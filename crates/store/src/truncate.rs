@@ -144,10 +144,10 @@ impl DiskStore {
             Ok(Some(cut)) => {
                 let with = (self.index_meta(), &*self.presence, self.arrivals.as_ref());
                 index_refold::refold(&self.db, origin, keep_through, &cut, with, &mut index)
-                    .unwrap_or_else(|e| {
+                    .map_err(|e| {
                         tracing::warn!(%origin, error = %e, "a cut's indicators could not be folded again; rebuilding the index");
-                        None
                     })
+                    .ok()
             }
             Ok(None) => None,
             Err(e) => {
