@@ -168,6 +168,81 @@ pub fn containers_where(
     }
 }
 
+/// An address's or block's other forms, as a lookup probes them: what names the same
+/// addresses written otherwise (an address's whole-length block and the reverse, an IPv4
+/// address or block and its IPv4-mapped IPv6 form and the reverse), block forms only where
+/// `may_hold`; and its form in the other address family, whose surrounding blocks also
+/// contain it (`None` for other types, and for IPv6 outside the mapped range).
+pub fn other_forms(
+    value: &Indicator,
+    may_hold: &dyn Fn(&BlockBits) -> bool,
+) -> (Vec<Indicator>, Option<Indicator>) {
+    let parsed = match value.ty() {
+        IndicatorType::Ipv4 | IndicatorType::Ipv6 => value
+            .value()
+            .parse::<IpAddr>()
+            .ok()
+            .map(|a| (a, max_len(a))),
+        IndicatorType::Cidr => block(value),
+        _ => None,
+    };
+    let Some((addr, len)) = parsed else {
+        return (Vec::new(), None);
+    };
+    let mut forms = Vec::new();
+    whole_forms(addr, len, Some(value.ty()), may_hold, &mut forms);
+    let other = match addr {
+        IpAddr::V4(a) => Some((IpAddr::V6(a.to_ipv6_mapped()), len + 96)),
+        IpAddr::V6(a) => (a.to_ipv4_mapped())
+            .zip(len.checked_sub(96))
+            .map(|(v4, len)| (IpAddr::V4(v4), len)),
+    };
+    let Some((other, other_len)) = other else {
+        return (forms, None);
+    };
+    let seed = if other_len == max_len(other) {
+        let address = Indicator::canonical(address_type(other), other.to_string());
+        whole_forms(other, other_len, None, may_hold, &mut forms);
+        address
+    } else {
+        let block = Indicator::canonical(IndicatorType::Cidr, block_text(other, other_len));
+        if may_hold(&BlockBits::of_network(other, other_len)) {
+            forms.push(block.clone());
+        }
+        block
+    };
+    (forms, Some(seed))
+}
+
+/// An address of whole length and its whole-length block, but the form of type `not`.
+fn whole_forms(
+    addr: IpAddr,
+    len: u8,
+    not: Option<IndicatorType>,
+    may_hold: &dyn Fn(&BlockBits) -> bool,
+    forms: &mut Vec<Indicator>,
+) {
+    if len != max_len(addr) {
+        return;
+    }
+    if not != Some(address_type(addr)) {
+        forms.push(Indicator::canonical(address_type(addr), addr.to_string()));
+    }
+    if not != Some(IndicatorType::Cidr) && may_hold(&BlockBits::of_network(addr, len)) {
+        forms.push(Indicator::canonical(
+            IndicatorType::Cidr,
+            block_text(addr, len),
+        ));
+    }
+}
+
+fn address_type(addr: IpAddr) -> IndicatorType {
+    match addr {
+        IpAddr::V4(_) => IndicatorType::Ipv4,
+        IpAddr::V6(_) => IndicatorType::Ipv6,
+    }
+}
+
 fn max_len(addr: IpAddr) -> u8 {
     match addr {
         IpAddr::V4(_) => 32,
@@ -283,6 +358,68 @@ mod tests {
 
     fn ind(ty: IndicatorType, v: &str) -> Indicator {
         normalize(ty, v).unwrap()
+    }
+
+    #[test]
+    fn other_forms_name_the_same_addresses_and_agree_with_normalize() {
+        use IndicatorType::{Cidr, Ipv4, Ipv6};
+        let all = |_: &BlockBits| true;
+        let none = |_: &BlockBits| false;
+        let text = |(forms, other): (Vec<Indicator>, Option<Indicator>)| {
+            let forms: Vec<String> = forms.iter().map(|f| f.value().to_string()).collect();
+            (forms, other.map(|o| o.value().to_string()))
+        };
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let cases: [(IndicatorType, &str, Vec<String>, Option<&str>); 6] = [
+            (
+                Ipv4,
+                "10.1.2.3",
+                s(&["10.1.2.3/32", "::ffff:10.1.2.3", "::ffff:10.1.2.3/128"]),
+                Some("::ffff:10.1.2.3"),
+            ),
+            (
+                Ipv6,
+                "::ffff:10.1.2.3",
+                s(&["::ffff:10.1.2.3/128", "10.1.2.3", "10.1.2.3/32"]),
+                Some("10.1.2.3"),
+            ),
+            (Ipv6, "2001:db8::1", s(&["2001:db8::1/128"]), None),
+            (
+                Cidr,
+                "10.0.0.0/8",
+                s(&["::ffff:10.0.0.0/104"]),
+                Some("::ffff:10.0.0.0/104"),
+            ),
+            (
+                Cidr,
+                "::ffff:203.0.113.0/120",
+                s(&["203.0.113.0/24"]),
+                Some("203.0.113.0/24"),
+            ),
+            (Cidr, "::/0", s(&[]), None),
+        ];
+        for (ty, value, forms, other) in cases {
+            let got = text(other_forms(&ind(ty, value), &all));
+            assert_eq!(got, (forms.clone(), other.map(str::to_string)), "{value}");
+            // Every form is what normalize makes of it.
+            for f in other_forms(&ind(ty, value), &all).0 {
+                assert_eq!(normalize(f.ty(), f.value()).unwrap(), f, "{value}");
+            }
+        }
+        // Blocks no filter holds are not probed; addresses are.
+        let got = text(other_forms(&ind(Ipv4, "10.1.2.3"), &none));
+        assert_eq!(
+            got,
+            (s(&["::ffff:10.1.2.3"]), Some("::ffff:10.1.2.3".into()))
+        );
+        let got = text(other_forms(&ind(Cidr, "10.1.2.3/32"), &none));
+        assert_eq!(
+            got,
+            (
+                s(&["10.1.2.3", "::ffff:10.1.2.3"]),
+                Some("::ffff:10.1.2.3".into())
+            )
+        );
     }
 
     fn lengths(cidrs: &[&str]) -> PrefixLengths {

@@ -12,7 +12,9 @@
 
 use std::collections::BTreeSet;
 
-use intelmesh_core::containment::{containers_where, BlockBits, MatchKind, PrefixLengths};
+use intelmesh_core::containment::{
+    containers_where, other_forms, BlockBits, MatchKind, PrefixLengths,
+};
 use intelmesh_core::indicator::{detect, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
 use intelmesh_proto::v1 as pb;
@@ -174,44 +176,41 @@ pub fn candidates(
     }
 }
 
-/// An address's or block's candidates: its other forms (`10.1.2.3/32`, `::ffff:10.1.2.3`, as
-/// `same_value` gives them, each an exact match: a value listed in one form is listed in
-/// all), then the blocks around it, and around its form in the other address family. Around
-/// an IPv4-mapped form only the mapped blocks (/96 and longer) count: `::/0` lists no IPv4
+/// An address's or block's candidates: its other forms (`containment::other_forms`), each an
+/// exact match (a value listed in one form is listed in all) unless it is a block around the
+/// value, then the blocks around it and around its form in the other family. Around an
+/// IPv4-mapped form only the mapped blocks (/96 and longer) count: `::/0` lists no IPv4
 /// address. Of the blocks, only those `may_hold` says may be listed.
 fn address_candidates(
     value: &Indicator,
     lengths: &PrefixLengths,
     may_hold: &dyn Fn(&BlockBits) -> bool,
 ) -> Vec<(Indicator, pb::MatchKind)> {
-    let is_v6 = |i: &Indicator| i.value().contains(':');
-    let twins = super::submission::same_value(value);
-    // The blocks around one form of each family: a form of the value's own family has the
-    // same blocks around it as the value.
-    let other = twins.iter().find(|t| is_v6(t) != is_v6(value));
+    let (forms, other) = other_forms(value, may_hold);
     let mapped = |b: &BlockBits| b.as_bytes().get(1).is_some_and(|&len| len >= 96) && may_hold(b);
-    let around: Vec<(Indicator, pb::MatchKind)> = containers_where(value, lengths, may_hold)
+    let mut around: Vec<(Indicator, pb::MatchKind)> = containers_where(value, lengths, may_hold)
         .into_iter()
-        .chain(other.into_iter().flat_map(|t| match is_v6(t) {
-            true => containers_where(t, lengths, &mapped),
-            false => containers_where(t, lengths, may_hold),
-        }))
         .map(|(i, k)| (i, kind(k)))
         .collect();
-    // A form that is also a block around the value (`10.1.2.3/32` of `10.1.2.3`) is that.
-    let mut out: Vec<(Indicator, pb::MatchKind)> = (twins.iter())
-        .filter(|t| !around.iter().any(|(b, _)| b == *t))
-        .filter(|t| {
-            t.ty() != IndicatorType::Cidr
-                || BlockBits::of_cidr(t.value()).is_some_and(|b| may_hold(&b))
-        })
-        .map(|t| (t.clone(), pb::MatchKind::Exact))
-        .collect();
-    for (block, k) in around {
-        if block != *value && !out.iter().any(|(o, _)| *o == block) {
-            out.push((block, k));
+    if let Some(other) = other {
+        let other_may_hold: &dyn Fn(&BlockBits) -> bool = match value.ty() {
+            IndicatorType::Ipv4 => &mapped,
+            IndicatorType::Cidr if !value.value().contains(':') => &mapped,
+            _ => may_hold,
+        };
+        for (block, k) in containers_where(&other, lengths, other_may_hold) {
+            if !around.iter().any(|(b, _)| *b == block) {
+                around.push((block, kind(k)));
+            }
         }
     }
+    // A form that is also a block around the value (`10.1.2.3/32` of `10.1.2.3`) is that.
+    let mut out: Vec<(Indicator, pb::MatchKind)> = forms
+        .into_iter()
+        .filter(|f| !around.iter().any(|(b, _)| b == f))
+        .map(|f| (f, pb::MatchKind::Exact))
+        .collect();
+    out.extend(around.into_iter().filter(|(b, _)| b != value));
     out
 }
 
