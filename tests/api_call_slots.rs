@@ -17,6 +17,18 @@ async fn hub_alone(limits: Limits) -> TestNet {
     TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await
 }
 
+/// The headers of a `Lookup` call to `node`'s API.
+fn lookup_request(net: &TestNet, node: &OrgId) -> http::Request<()> {
+    http::Request::post(format!(
+        "https://{}/intelmesh.v1.Indicators/Lookup",
+        net.node(node).api_addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap()
+}
+
 /// A `Lookup` asked on a connection of its own that lets the node send no answer data (a
 /// stream window of 0): the node answers, and the answer waits for a window never opened.
 async fn unread_answer(
@@ -34,14 +46,7 @@ async fn unread_answer(
         .unwrap();
     tokio::spawn(connection);
     let mut send = send.ready().await.unwrap();
-    let request = http::Request::post(format!(
-        "https://{}/intelmesh.v1.Indicators/Lookup",
-        net.node(node).api_addr
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(())
-    .unwrap();
+    let request = lookup_request(net, node);
     let message = pb::LookupRequest {
         values: vec!["evil.example".into()],
     }
@@ -103,14 +108,7 @@ async fn unfinished_call(
     let (send, connection) = h2::client::handshake(stream).await.unwrap();
     tokio::spawn(connection);
     let mut send = send.ready().await.unwrap();
-    let request = http::Request::post(format!(
-        "https://{}/intelmesh.v1.Indicators/Lookup",
-        net.node(node).api_addr
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(())
-    .unwrap();
+    let request = lookup_request(net, node);
     let (_answer, body) = send.send_request(request, false).unwrap();
     (send, body)
 }

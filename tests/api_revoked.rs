@@ -2,9 +2,11 @@
 //! call, whatever mode the node runs in, while the org's other certificates are served.
 
 use intelmesh_node::admission::PeerCert;
+use intelmesh_node::pki::Validity;
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use intelmesh_proto::v1::node_status_client::NodeStatusClient;
+use intelmesh_tests::api::{client_with, service_cert};
 use intelmesh_tests::net::{org, TestNet};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -49,24 +51,13 @@ async fn a_certificate_the_node_revokes_is_refused_on_every_call() {
 
     // Another certificate of the org is served.
     let p = &net.fed.nodes[&au];
-    let ca = intelmesh_node::pki::Ca::load(&p.api_ca, &p.dir.join("service-ca.key")).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    ca.issue_service(&au, "soc")
-        .unwrap()
-        .write(dir.path(), "soc")
-        .unwrap();
-    let channel = intelmesh_node::client::api_channel(
-        net.node(&au).api_addr,
-        &au,
-        &p.api_ca,
-        &dir.path().join("soc.pem"),
-        &dir.path().join("soc.key"),
-    )
-    .await
-    .unwrap();
-    let status = NodeStatusClient::new(channel)
-        .status(pb::StatusRequest {})
+    let certs = service_cert(p, &au, "soc", Validity::default());
+    let mut soc = client_with(net.node(&au), p, certs.path(), "soc").await;
+    let status = soc
+        .lookup(pb::LookupRequest {
+            values: vec!["evil.example".into()],
+        })
         .await
         .expect("another certificate is served");
-    assert_eq!(status.into_inner().org_id, "AU-AFP");
+    assert_eq!(status.into_inner().results.len(), 1);
 }

@@ -488,8 +488,8 @@ async fn bundle(hub: &Hub, b: BundleArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|s| hub.error("IssueBundle", s))?
         .into_inner();
-    intelmesh_node::durable::replace(&b.out, &bundle.encode_to_vec(), 0o644)
-        .map_err(|e| usage(format!("--out {}: {e}", b.out.display())))?;
+    crate::export_cmd::write_export(&b.out, &bundle.encode_to_vec(), false)
+        .map_err(|e| usage(format!("--out {}: {e:#}", b.out.display())))?;
     let facts = intelmesh_node::cert_facts::cert_facts_pem(&bundle.node_cert_pem)?;
     out!(
         "wrote {}: the bundle of {} (certificate {} valid until {} ms since epoch); send it to the member",

@@ -333,7 +333,8 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("narrowing {} to its owner", dir.display()))?;
     }
-    let write = |name: String, text: String| write_export(&dir.join(name), &text, restricted);
+    let write =
+        |name: String, text: String| write_export(&dir.join(name), text.as_bytes(), restricted);
     for (uuid, event) in &feed.events {
         write(format!("{uuid}.json"), serde_json::to_string_pretty(event)?)?;
     }
@@ -369,31 +370,57 @@ fn holds_restricted(states: &[pb::IndicatorState]) -> bool {
     })
 }
 
-/// Writes an export to `path` whole: a file is replaced at once (a firewall reading it sees the
-/// old list or the new one, and a failed export leaves the old one), one holding restricted
-/// records readable by its owner alone (whatever the umask), since the shell's umask would
-/// give every local user a copy of RED values. What is not a plain file (a pipe, a device) is
-/// written in place.
-fn write_export(path: &std::path::Path, text: &str, restricted: bool) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+/// Writes an export to `path`, whole where it can: a new file, or a plain file of this user
+/// and group, is replaced at once (a firewall reading it sees the old list or the new one, and
+/// a failed export leaves the old one). Anything else (a link, a pipe, a file of another owner
+/// or group, one in a directory this user may not write) is written in place, so it keeps what
+/// the operator set up. One holding restricted records is readable by its owner alone
+/// (whatever the umask), since the shell's umask would give every local user a copy of RED
+/// values.
+pub(crate) fn write_export(
+    path: &std::path::Path,
+    text: &[u8],
+    restricted: bool,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let writing = || format!("writing {}", path.display());
-    let existing = std::fs::metadata(path).ok();
-    if existing.as_ref().is_some_and(|m| !m.is_file()) {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .with_context(writing)?;
-        return file.write_all(text.as_bytes()).with_context(writing);
-    }
-    let replaced = match (restricted, existing) {
-        (true, _) => intelmesh_node::durable::replace_exact(path, text.as_bytes(), 0o600),
-        (false, Some(m)) => {
-            let mode = m.permissions().mode() & 0o777;
-            intelmesh_node::durable::replace_exact(path, text.as_bytes(), mode)
-        }
-        (false, None) => intelmesh_node::durable::replace(path, text.as_bytes(), 0o666),
+    let this_user = std::fs::metadata("/proc/self")
+        .ok()
+        .map(|m| (m.uid(), m.gid()));
+    let whole = match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0o666),
+        Err(_) => None,
+        Ok(m) => (m.file_type().is_file() && Some((m.uid(), m.gid())) == this_user)
+            .then(|| m.permissions().mode() & 0o777),
     };
-    replaced.with_context(writing)
+    if let Some(mode) = whole {
+        let replaced = match restricted {
+            true => intelmesh_node::durable::replace_exact(path, text, 0o600),
+            false if mode == 0o666 => intelmesh_node::durable::replace(path, text, mode),
+            false => intelmesh_node::durable::replace_exact(path, text, mode),
+        };
+        match replaced {
+            Ok(()) => return Ok(()),
+            // A directory this user may not write: in place, as before.
+            Err(e) if e.source.kind() == std::io::ErrorKind::PermissionDenied => {}
+            Err(e) => return Err(e).with_context(writing),
+        }
+    }
+    write_in_place(path, text, restricted).with_context(writing)
+}
+
+fn write_in_place(path: &std::path::Path, text: &[u8], restricted: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    if restricted {
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    if restricted && file.metadata()?.is_file() {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(text)
 }
 
 pub async fn export(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -423,7 +450,7 @@ pub async fn export(mut args: ExportArgs) -> anyhow::Result<ExitCode> {
     match &args.out {
         Some(path) => {
             let restricted = holds_restricted(&states);
-            write_export(path, &text, restricted)?;
+            write_export(path, text.as_bytes(), restricted)?;
             if restricted {
                 eprintln!(
                     "{} holds AMBER+STRICT or RED assertions: written for its owner alone (0600)",

@@ -125,8 +125,7 @@ pub fn refused_certificate(state: &NodeState, leaf: &[u8]) -> Option<String> {
     }
     let serial = (cert.serial).map(|s| intelmesh_roster::model::normalize_serial(&s));
     let revoked_here = |s: &String| {
-        (state.cfg.revoked_serials.iter())
-            .any(|r| intelmesh_roster::model::normalize_serial(r) == *s)
+        (state.cfg.revoked_serials.iter()).any(|r| crate::config::revoked_serial(r) == *s)
     };
     if let Some(serial) = serial.as_ref().filter(|s| revoked_here(s)) {
         return Some(format!(

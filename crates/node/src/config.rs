@@ -49,10 +49,11 @@ pub struct NodeConfig {
     /// `ReportSighting` and TAXII POSTs are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub read_only_services: Vec<String>,
-    /// Client certificates (services, admins) this node refuses on every listener, by serial
-    /// (hex, colons allowed, as `openssl x509 -noout -serial` prints it), whatever the roster
-    /// says: a stolen certificate cut off by the node's own operator at the next start, with
-    /// no roster version to wait for (in static mode, the only way short of a new client CA).
+    /// Client certificates (services, admins) this node refuses on its API, TAXII gateway and
+    /// console, by serial (hex, colons allowed, or as `openssl x509 -noout -serial` prints it),
+    /// whatever the roster says: a stolen certificate cut off by the node's own operator at
+    /// the next start, with no roster version to wait for (in static mode, the only way short
+    /// of a new client CA). A peer node's certificate is the roster's, or `[[peer]]`'s, to end.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoked_serials: Vec<String>,
     #[serde(default)]
@@ -375,15 +376,6 @@ impl Limits {
                 ));
             }
         }
-        if self.stall_after_ms < self.heartbeat_ms {
-            found.push(Finding::new(
-                "limits.stall_after_ms",
-                format!(
-                    "is {} ms, less than heartbeat_ms ({} ms): every quiet link would be taken for stalled between two heartbeats",
-                    self.stall_after_ms, self.heartbeat_ms
-                ),
-            ));
-        }
         for (setting, ms) in durations {
             if ms > MAX_DURATION_MS {
                 found.push(Finding::new(
@@ -625,11 +617,11 @@ impl NodeConfig {
             }
         }
         for serial in &self.revoked_serials {
-            let hex = intelmesh_roster::model::normalize_serial(serial);
+            let hex = revoked_serial(serial);
             if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) || hex.len() > 40 {
                 found.push(Finding::new(
                     "revoked_serials",
-                    format!("{serial:?} is not a certificate serial: give it in hex, as `openssl x509 -noout -serial` prints it"),
+                    format!("{serial:?} is not a certificate serial: give it in hex, as `openssl x509 -noout -serial` prints it (serial=4F3A0019)"),
                 ));
             }
         }
@@ -722,9 +714,21 @@ impl NodeConfig {
 mod tests;
 
 /// Whether two listeners cannot both bind: the same port (not 0, which picks a free one) on
-/// the same address, or on any address where one listens on all of them (`0.0.0.0`, `[::]`).
+/// the same address, or where one listens on every address of the other's family
+/// (`0.0.0.0` for IPv4, `[::]` for both).
 pub fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
-    a.port() == b.port()
-        && a.port() != 0
-        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    // `[::]` takes IPv4 too (dual stack); `0.0.0.0` only IPv4.
+    let covers = |all: SocketAddr, one: SocketAddr| match all.ip() {
+        std::net::IpAddr::V4(v4) => v4.is_unspecified() && one.is_ipv4(),
+        std::net::IpAddr::V6(v6) => v6.is_unspecified(),
+    };
+    a.port() == b.port() && a.port() != 0 && (a.ip() == b.ip() || covers(a, b) || covers(b, a))
+}
+
+/// A serial as `revoked_serials` lists it, in the roster's form (hex, lower case, no colons or
+/// leading zeros); `serial=`, as openssl prints it, left out.
+pub fn revoked_serial(listed: &str) -> String {
+    let listed = listed.trim();
+    let hex = listed.strip_prefix("serial=").unwrap_or(listed);
+    intelmesh_roster::model::normalize_serial(hex)
 }

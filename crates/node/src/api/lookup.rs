@@ -160,10 +160,18 @@ pub fn candidates(
             let Some(host) = host else {
                 return Vec::new();
             };
-            let around = containers_where(&host, lengths, may_hold);
+            let around = match host.ty() {
+                IndicatorType::Ipv4 | IndicatorType::Ipv6 => {
+                    address_candidates(&host, lengths, may_hold)
+                }
+                _ => containers_where(&host, lengths, may_hold)
+                    .into_iter()
+                    .map(|(i, k)| (i, kind(k)))
+                    .collect(),
+            };
             let mut out = Vec::with_capacity(1 + around.len());
             out.push((host, pb::MatchKind::Host));
-            out.extend(around.into_iter().map(|(i, k)| (i, kind(k))));
+            out.extend(around);
             out
         }
         IndicatorType::Ipv4 | IndicatorType::Ipv6 | IndicatorType::Cidr => {
@@ -204,14 +212,29 @@ fn address_candidates(
             }
         }
     }
-    // A form that is also a block around the value (`10.1.2.3/32` of `10.1.2.3`) is that.
+    // A form that is also a block around the value (`10.1.2.3/32` of `10.1.2.3`) is that; a
+    // block around the other form that is a form of the value (the `/128` of the mapped form
+    // of `10.1.2.3/32`) is a form.
+    let own_family = |b: &Indicator| b.value().contains(':') == value.value().contains(':');
+    around.retain(|(b, _)| b != value && (own_family(b) || !forms.contains(b)));
     let mut out: Vec<(Indicator, pb::MatchKind)> = forms
         .into_iter()
         .filter(|f| !around.iter().any(|(b, _)| b == f))
         .map(|f| (f, pb::MatchKind::Exact))
         .collect();
-    out.extend(around.into_iter().filter(|(b, _)| b != value));
+    // Most specific first across both families: an IPv4 /p is the mapped /(p+96).
+    around.sort_by_key(|(b, _)| std::cmp::Reverse(mapped_length(b)));
+    out.extend(around);
     out
+}
+
+/// A block's length counted as IPv6 bits, an IPv4 /p as its mapped /(p+96).
+fn mapped_length(block: &Indicator) -> u16 {
+    let len = (block.value().rsplit_once('/')).and_then(|(_, l)| l.parse::<u16>().ok());
+    match block.value().contains(':') {
+        true => len.unwrap_or(0),
+        false => len.map_or(0, |l| l + 96),
+    }
 }
 
 fn kind(k: MatchKind) -> pb::MatchKind {

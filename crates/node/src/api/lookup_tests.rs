@@ -37,14 +37,22 @@ fn a_url_or_email_is_answered_by_its_host_and_what_contains_the_host() {
             "evil.example MATCH_KIND_PARENT_DOMAIN"
         ]
     );
+    // An address host is also answered by its other forms, as a looked-up address is.
     assert_eq!(
         c("http://192.0.2.7/a"),
-        ["192.0.2.7 MATCH_KIND_HOST", "192.0.2.0/24 MATCH_KIND_CIDR"]
+        [
+            "192.0.2.7 MATCH_KIND_HOST",
+            "192.0.2.7/32 MATCH_KIND_EXACT",
+            "::ffff:192.0.2.7 MATCH_KIND_EXACT",
+            "::ffff:192.0.2.7/128 MATCH_KIND_EXACT",
+            "192.0.2.0/24 MATCH_KIND_CIDR"
+        ]
     );
     assert_eq!(
         c("http://[2001:db8::1]:8080/"),
         [
             "2001:db8::1 MATCH_KIND_HOST",
+            "2001:db8::1/128 MATCH_KIND_EXACT",
             "2001:db8::/32 MATCH_KIND_CIDR"
         ]
     );
@@ -64,7 +72,39 @@ fn a_url_or_email_is_answered_by_its_host_and_what_contains_the_host() {
     // A store's filter of held blocks rules out blocks, never the host.
     let url = detect("http://192.0.2.7/a").unwrap();
     let none_held = named(candidates(&url, url.host(), &l, &|_| false));
-    assert_eq!(none_held, ["192.0.2.7 MATCH_KIND_HOST"]);
+    assert_eq!(
+        none_held,
+        [
+            "192.0.2.7 MATCH_KIND_HOST",
+            "::ffff:192.0.2.7 MATCH_KIND_EXACT"
+        ]
+    );
+}
+
+#[test]
+fn blocks_of_both_families_come_most_specific_first_and_forms_stay_exact() {
+    let l = lengths(&["10.0.0.0/8", "::ffff:10.1.2.0/120", "::ffff:10.1.2.3/128"]);
+    let c = |v: &str| named(candidates(&detect(v).unwrap(), None, &l, &|_| true));
+    assert_eq!(
+        c("10.1.2.3"),
+        [
+            "10.1.2.3/32 MATCH_KIND_EXACT",
+            "::ffff:10.1.2.3 MATCH_KIND_EXACT",
+            "::ffff:10.1.2.3/128 MATCH_KIND_EXACT",
+            "::ffff:10.1.2.0/120 MATCH_KIND_CIDR",
+            "10.0.0.0/8 MATCH_KIND_CIDR"
+        ]
+    );
+    assert_eq!(
+        c("10.1.2.3/32"),
+        [
+            "10.1.2.3 MATCH_KIND_EXACT",
+            "::ffff:10.1.2.3 MATCH_KIND_EXACT",
+            "::ffff:10.1.2.3/128 MATCH_KIND_EXACT",
+            "::ffff:10.1.2.0/120 MATCH_KIND_CIDR",
+            "10.0.0.0/8 MATCH_KIND_CIDR"
+        ]
+    );
 }
 
 fn assertion(origin: &str, confidence: u32, revoked: bool) -> pb::OriginAssertion {
