@@ -4,7 +4,6 @@
 
 use intelmesh_core::OrgId;
 use intelmesh_node::config::Limits;
-use intelmesh_node::provision::loopback_specs;
 use intelmesh_proto::v1 as pb;
 use intelmesh_tests::net::{fast_limits, org, TestNet};
 use intelmesh_tests::raw_peer::PATIENCE;
@@ -12,10 +11,6 @@ use prost::Message;
 use tokio::time::Instant;
 
 const HUB: &str = "SG-IGCI";
-
-async fn hub_alone(limits: Limits) -> TestNet {
-    TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await
-}
 
 /// The headers of a `Lookup` call to `node`'s API.
 fn lookup_request(net: &TestNet, node: &OrgId) -> http::Request<()> {
@@ -116,10 +111,13 @@ async fn unfinished_call(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
     let hub = org(HUB);
-    let net = hub_alone(Limits {
-        calls_per_client: 2,
-        ..fast_limits()
-    })
+    let net = TestNet::alone(
+        HUB,
+        Limits {
+            calls_per_client: 2,
+            ..fast_limits()
+        },
+    )
     .await;
     let held = [
         unfinished_call(&net, &hub).await,
@@ -136,10 +134,13 @@ async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_answer_its_client_does_not_read_keeps_its_call_slot() {
     let hub = org(HUB);
-    let net = hub_alone(Limits {
-        calls_per_client: 2,
-        ..fast_limits()
-    })
+    let net = TestNet::alone(
+        HUB,
+        Limits {
+            calls_per_client: 2,
+            ..fast_limits()
+        },
+    )
     .await;
     let mut held = Vec::new();
     for _ in 0..2 {

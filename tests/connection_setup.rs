@@ -228,17 +228,16 @@ async fn status_served(net: &TestNet, node: &OrgId, cert: &Path, key: &Path) -> 
 }
 
 /// The hub alone, with `limits`.
-async fn hub_alone(limits: Limits) -> TestNet {
-    TestNet::new(loopback_specs(HUB, &[]).unwrap(), Vec::new(), limits).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_certificate_holds_at_most_its_share_of_api_connections() {
     let hub = org(HUB);
-    let net = hub_alone(Limits {
-        connections_per_client: 2,
-        ..fast_limits()
-    })
+    let net = TestNet::alone(
+        HUB,
+        Limits {
+            connections_per_client: 2,
+            ..fast_limits()
+        },
+    )
     .await;
     let p = &net.fed.nodes[&hub];
     let (cert, key) = (p.client_cert.clone(), p.client_key.clone());
@@ -304,10 +303,13 @@ async fn silent_h2_connection(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_of_a_vanished_client_give_their_slots_back() {
     let hub = org(HUB);
-    let net = hub_alone(Limits {
-        connections_per_client: 2,
-        ..fast_limits()
-    })
+    let net = TestNet::alone(
+        HUB,
+        Limits {
+            connections_per_client: 2,
+            ..fast_limits()
+        },
+    )
     .await;
     let p = &net.fed.nodes[&hub];
     let silent = [
@@ -473,10 +475,13 @@ async fn a_federation_connection_holds_a_bounded_number_of_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_address_holds_only_its_share_of_handshakes() {
     let hub = org(HUB);
-    let net = hub_alone(Limits {
-        handshakes_per_address: 2,
-        ..fast_limits()
-    })
+    let net = TestNet::alone(
+        HUB,
+        Limits {
+            handshakes_per_address: 2,
+            ..fast_limits()
+        },
+    )
     .await;
     let api = net.node(&hub).api_addr;
     // Two connections that never say a word hold this address's two handshakes.

@@ -64,6 +64,12 @@ impl TestNet {
         TestNet::new(specs, links, fast_limits()).await
     }
 
+    /// One node alone, with `limits`.
+    pub async fn alone(org: &str, limits: intelmesh_node::config::Limits) -> TestNet {
+        let specs = intelmesh_node::provision::loopback_specs(org, &[]).expect("ports");
+        TestNet::new(specs, Vec::new(), limits).await
+    }
+
     pub async fn start(&mut self, org: &OrgId) {
         let cfg = self.fed.nodes[org].config.clone();
         let node = intelmesh_node::start(cfg).await.expect("node starts");
