@@ -18,7 +18,8 @@ pub struct RotateKeyArgs {
     #[arg(long, value_name = "FILE")]
     config: PathBuf,
     /// How long to wait for a running node to take the new key.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    #[arg(long, value_name = "SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout_secs: u64,
 }
 

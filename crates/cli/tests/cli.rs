@@ -517,6 +517,15 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     ]);
     assert!(!out.status.success());
     assert!(one_error_line(&out).contains("its directory does not exist"));
+    let out = intelmesh(&[
+        "node",
+        "rotate-key",
+        "--config",
+        "x.toml",
+        "--timeout-secs",
+        "18446744073709551615",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
     // A file where a directory is wanted is named as such.
     let a_file = d.join("a-file");
     std::fs::write(&a_file, "x").unwrap();

@@ -106,7 +106,7 @@ impl<'a> IndexBatch<'a> {
             payload,
         } = update;
         if !self.touched.contains_key(&key) && !self.touch_stored(db, &key)? {
-            self.meta.count += 1;
+            self.meta.count = self.meta.count.saturating_add(1);
             self.meta.lengths.record(&payload.indicator);
             self.touched.insert(
                 key.clone(),

@@ -49,6 +49,9 @@ const REGROW_AT: usize = 3;
 const REGROWN_ROOM: u64 = 4;
 /// Bits per key at capacity: about 1% false positives per filter with [`BITS_SET`] bits.
 const BITS_PER_KEY: u64 = 12;
+/// Most keys one filter is sized for (384 MiB of bits): a count read from a damaged store must
+/// not ask for more memory than a machine has; a larger index takes a chain of filters.
+const MAX_CAPACITY: u64 = 1 << 28;
 /// Bits set per key, within its block; each picked by 9 bits of the hash (63 of 64).
 const BITS_SET: u32 = 7;
 /// Filters a chain may grow to: 2^20 keys in the first, 2^43 in the last.
@@ -84,6 +87,7 @@ fn hash(key: &[u8]) -> Hash {
 
 impl Filter {
     fn new(capacity: u64) -> Filter {
+        let capacity = capacity.min(MAX_CAPACITY);
         let blocks = (capacity * BITS_PER_KEY).div_ceil(512).max(1);
         // Every probe is a random line of it: asked for 2 MiB pages before it is written, so
         // they are its first pages, not a copy of 4 KiB ones (a chain grows on a write's path).

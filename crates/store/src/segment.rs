@@ -38,7 +38,7 @@ impl Segment {
 
     /// Seq of the last entry; `first - 1` when empty.
     pub(crate) fn last_seq(&self) -> u64 {
-        self.first + self.entries.len() as u64 - 1
+        (self.first.saturating_add(self.entries.len() as u64)).saturating_sub(1)
     }
 
     pub(crate) fn contains(&self, seq: u64) -> bool {

@@ -121,10 +121,16 @@ fn by_time(
     let positions = merged_scopes(db, reader, &first, after, limit, time_scope)?;
     let mut out: Vec<Selected> = Vec::with_capacity(positions.len());
     for position in positions {
-        let index_key = &position[first.len()..];
+        // A posting too short to name an indicator (a damaged store) ends the page.
+        let Some(index_key) = position.get(first.len()..) else {
+            break;
+        };
         // One entry per position, so a short answer still means the range ended; an
         // indicator met again (its change in the other scope) is read once.
-        let state = match out.iter().find(|(p, _)| &p[first.len()..] == index_key) {
+        let state = match out
+            .iter()
+            .find(|(p, _)| p.get(first.len()..) == Some(index_key))
+        {
             Some((_, s)) => s.clone(),
             None => read_state(db, index_key)?,
         };

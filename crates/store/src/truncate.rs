@@ -133,7 +133,7 @@ impl DiskStore {
             Some(h) => batch.insert(keys::head(origin), h.to_proto().encode_to_vec()),
             None => batch.remove(keys::head(origin)),
         }
-        let generation = self.generation.load(Ordering::Acquire) + 1;
+        let generation = self.generation.load(Ordering::Acquire).saturating_add(1);
         batch.insert(keys::GENERATION, generation.to_be_bytes());
         // What the cut entries named is folded again in the cut's own batch when it can be;
         // else the index is marked, and rebuilt from the log once the cut is durable.
