@@ -168,11 +168,12 @@ pub fn containers_where(
     }
 }
 
-/// An address's or block's other forms, as a lookup probes them: what names the same
-/// addresses written otherwise (an address's whole-length block and the reverse, an IPv4
-/// address or block and its IPv4-mapped IPv6 form and the reverse), block forms only where
-/// `may_hold`; and its form in the other address family, whose surrounding blocks also
-/// contain it (`None` for other types, and for IPv6 outside the mapped range).
+/// An address's or block's other forms, as a lookup probes them: the addresses and blocks that
+/// name the same addresses written otherwise (a whole-length block's address; an IPv4 address
+/// or block and its IPv4-mapped IPv6 form, and the reverse; a block form only where `may_hold`),
+/// but the whole-length blocks around an address, which its containers (and those of its form
+/// in the other family) already are; and that form in the other address family, whose
+/// containers also contain it (`None` for other types, and for IPv6 outside the mapped range).
 pub fn other_forms(
     value: &Indicator,
     may_hold: &dyn Fn(&BlockBits) -> bool,
@@ -189,8 +190,11 @@ pub fn other_forms(
     let Some((addr, len)) = parsed else {
         return (Vec::new(), None);
     };
+    let address = |a: IpAddr| Indicator::canonical(address_type(a), a.to_string());
     let mut forms = Vec::new();
-    whole_forms(addr, len, Some(value.ty()), may_hold, &mut forms);
+    if value.ty() == IndicatorType::Cidr && len == max_len(addr) {
+        forms.push(address(addr));
+    }
     let other = match addr {
         IpAddr::V4(a) => Some((IpAddr::V6(a.to_ipv6_mapped()), len + 96)),
         IpAddr::V6(a) => (a.to_ipv4_mapped())
@@ -201,39 +205,14 @@ pub fn other_forms(
         return (forms, None);
     };
     let seed = if other_len == max_len(other) {
-        let address = Indicator::canonical(address_type(other), other.to_string());
-        whole_forms(other, other_len, None, may_hold, &mut forms);
-        address
+        address(other)
     } else {
-        let block = Indicator::canonical(IndicatorType::Cidr, block_text(other, other_len));
-        if may_hold(&BlockBits::of_network(other, other_len)) {
-            forms.push(block.clone());
-        }
-        block
+        Indicator::canonical(IndicatorType::Cidr, block_text(other, other_len))
     };
+    if other_len == max_len(other) || may_hold(&BlockBits::of_network(other, other_len)) {
+        forms.push(seed.clone());
+    }
     (forms, Some(seed))
-}
-
-/// An address of whole length and its whole-length block, but the form of type `not`.
-fn whole_forms(
-    addr: IpAddr,
-    len: u8,
-    not: Option<IndicatorType>,
-    may_hold: &dyn Fn(&BlockBits) -> bool,
-    forms: &mut Vec<Indicator>,
-) {
-    if len != max_len(addr) {
-        return;
-    }
-    if not != Some(address_type(addr)) {
-        forms.push(Indicator::canonical(address_type(addr), addr.to_string()));
-    }
-    if not != Some(IndicatorType::Cidr) && may_hold(&BlockBits::of_network(addr, len)) {
-        forms.push(Indicator::canonical(
-            IndicatorType::Cidr,
-            block_text(addr, len),
-        ));
-    }
 }
 
 fn address_type(addr: IpAddr) -> IndicatorType {
@@ -370,20 +349,21 @@ mod tests {
             (forms, other.map(|o| o.value().to_string()))
         };
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let cases: [(IndicatorType, &str, Vec<String>, Option<&str>); 6] = [
+        let cases: [(IndicatorType, &str, Vec<String>, Option<&str>); 7] = [
             (
                 Ipv4,
                 "10.1.2.3",
-                s(&["10.1.2.3/32", "::ffff:10.1.2.3", "::ffff:10.1.2.3/128"]),
+                s(&["::ffff:10.1.2.3"]),
                 Some("::ffff:10.1.2.3"),
             ),
+            (Ipv6, "::ffff:10.1.2.3", s(&["10.1.2.3"]), Some("10.1.2.3")),
+            (Ipv6, "2001:db8::1", s(&[]), None),
             (
-                Ipv6,
-                "::ffff:10.1.2.3",
-                s(&["::ffff:10.1.2.3/128", "10.1.2.3", "10.1.2.3/32"]),
-                Some("10.1.2.3"),
+                Cidr,
+                "10.1.2.3/32",
+                s(&["10.1.2.3", "::ffff:10.1.2.3"]),
+                Some("::ffff:10.1.2.3"),
             ),
-            (Ipv6, "2001:db8::1", s(&["2001:db8::1/128"]), None),
             (
                 Cidr,
                 "10.0.0.0/8",
@@ -407,18 +387,12 @@ mod tests {
             }
         }
         // Blocks no filter holds are not probed; addresses are.
+        let got = text(other_forms(&ind(Cidr, "10.0.0.0/8"), &none));
+        assert_eq!(got, (s(&[]), Some("::ffff:10.0.0.0/104".into())));
         let got = text(other_forms(&ind(Ipv4, "10.1.2.3"), &none));
         assert_eq!(
             got,
             (s(&["::ffff:10.1.2.3"]), Some("::ffff:10.1.2.3".into()))
-        );
-        let got = text(other_forms(&ind(Cidr, "10.1.2.3/32"), &none));
-        assert_eq!(
-            got,
-            (
-                s(&["10.1.2.3", "::ffff:10.1.2.3"]),
-                Some("::ffff:10.1.2.3".into())
-            )
         );
     }
 

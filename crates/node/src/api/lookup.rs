@@ -185,8 +185,8 @@ pub fn candidates(
 }
 
 /// An address's or block's candidates: its other forms (`containment::other_forms`), each an
-/// exact match (a value listed in one form is listed in all) unless it is a block around the
-/// value, then the blocks around it and around its form in the other family. Around an
+/// exact match (a value listed in one form is listed in all), then the blocks around it and
+/// around its form in the other family (an address's whole-length blocks among them). Around an
 /// IPv4-mapped form only the mapped blocks (/96 and longer) count: `::/0` lists no IPv4
 /// address. Of the blocks, only those `may_hold` says may be listed.
 fn address_candidates(
@@ -212,11 +212,7 @@ fn address_candidates(
             }
         }
     }
-    // A form that is also a block around the value (`10.1.2.3/32` of `10.1.2.3`) is that; a
-    // block around the other form that is a form of the value (the `/128` of the mapped form
-    // of `10.1.2.3/32`) is a form.
-    let own_family = |b: &Indicator| b.value().contains(':') == value.value().contains(':');
-    around.retain(|(b, _)| b != value && (own_family(b) || !forms.contains(b)));
+    around.retain(|(b, _)| b != value);
     let mut out: Vec<(Indicator, pb::MatchKind)> = forms
         .into_iter()
         .filter(|f| !around.iter().any(|(b, _)| b == f))
