@@ -12,6 +12,22 @@ use tokio::time::Instant;
 
 const HUB: &str = "SG-IGCI";
 
+/// A node alone whose client certificates may have 2 calls in flight, and its org.
+async fn two_calls_per_client() -> (TestNet, OrgId) {
+    let limits = Limits {
+        calls_per_client: 2,
+        ..fast_limits()
+    };
+    (TestNet::alone(HUB, limits).await, org(HUB))
+}
+
+/// A lookup of one value.
+fn one_lookup() -> pb::LookupRequest {
+    pb::LookupRequest {
+        values: vec!["evil.example".into()],
+    }
+}
+
 /// The headers of a `Lookup` call to `node`'s API.
 fn lookup_request(net: &TestNet, node: &OrgId) -> http::Request<()> {
     http::Request::post(format!(
@@ -42,10 +58,7 @@ async fn unread_answer(
     tokio::spawn(connection);
     let mut send = send.ready().await.unwrap();
     let request = lookup_request(net, node);
-    let message = pb::LookupRequest {
-        values: vec!["evil.example".into()],
-    }
-    .encode_to_vec();
+    let message = one_lookup().encode_to_vec();
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
     frame.extend_from_slice(&message);
@@ -59,9 +72,7 @@ async fn served_again(net: &TestNet, node: &OrgId) {
     let mut client = net.client(node).await;
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let call = client.lookup(pb::LookupRequest {
-            values: vec!["evil.example".into()],
-        });
+        let call = client.lookup(one_lookup());
         match call.await {
             Ok(_) => break,
             Err(e) => assert!(
@@ -78,9 +89,7 @@ async fn assert_refused(net: &TestNet, node: &OrgId) {
     let refused = net
         .client(node)
         .await
-        .lookup(pb::LookupRequest {
-            values: vec!["evil.example".into()],
-        })
+        .lookup(one_lookup())
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
@@ -110,15 +119,7 @@ async fn unfinished_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
-    let hub = org(HUB);
-    let net = TestNet::alone(
-        HUB,
-        Limits {
-            calls_per_client: 2,
-            ..fast_limits()
-        },
-    )
-    .await;
+    let (net, hub) = two_calls_per_client().await;
     let held = [
         unfinished_call(&net, &hub).await,
         unfinished_call(&net, &hub).await,
@@ -133,15 +134,7 @@ async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_answer_its_client_does_not_read_keeps_its_call_slot() {
-    let hub = org(HUB);
-    let net = TestNet::alone(
-        HUB,
-        Limits {
-            calls_per_client: 2,
-            ..fast_limits()
-        },
-    )
-    .await;
+    let (net, hub) = two_calls_per_client().await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let (send, answer) = unread_answer(&net, &hub).await;

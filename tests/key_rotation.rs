@@ -130,14 +130,7 @@ async fn a_member_rotates_its_key_while_running_and_no_entry_is_lost() {
     assert_store_verifies(&net, &sg);
 
     // The hub operators publish the request they were sent.
-    hub_publishes(
-        &net,
-        &hub,
-        vec![pb::action::Action::RotateKey(pb::RotateKey {
-            request: Some(request),
-        })],
-    )
-    .await;
+    hub_publishes_rotation(&net, &hub, request).await;
 
     let last = *restarted.last().unwrap();
     for o in [&hub, &au] {
@@ -224,6 +217,14 @@ async fn a_stopped_member_is_switched_on_its_store_and_a_second_rotation_waits_f
 }
 
 /// Publishes `actions` as the next roster version on `hub`.
+/// The hub publishes the rotation `request` a member sent it.
+async fn hub_publishes_rotation(net: &RosterNet, hub: &OrgId, request: pb::SignedRotationRequest) {
+    let rotate = pb::RotateKey {
+        request: Some(request),
+    };
+    hub_publishes(net, hub, vec![pb::action::Action::RotateKey(rotate)]).await;
+}
+
 async fn hub_publishes(net: &RosterNet, hub: &OrgId, actions: Vec<pb::action::Action>) {
     let hub_state = net.node(hub).state();
     let heads = |o: &OrgId| hub_state.store.head(o).ok().flatten().map_or(0, |h| h.seq);
@@ -269,14 +270,7 @@ async fn a_publisher_that_rotated_goes_on_signing_the_roster_after_its_old_key_i
     }
     let request = written_request(&files);
     let rotation = verify_rotation(&request).expect("a valid request");
-    hub_publishes(
-        &net,
-        &hub,
-        vec![pb::action::Action::RotateKey(pb::RotateKey {
-            request: Some(request),
-        })],
-    )
-    .await;
+    hub_publishes_rotation(&net, &hub, request).await;
     hub_publishes(
         &net,
         &hub,

@@ -592,17 +592,18 @@ async fn sightings_are_added_with_the_first_assertion_the_reader_sees() {
 
 /// A reporter's sightings at one TLP are one object, though its records for several recipient
 /// sets are kept apart: one id never stands for two objects in a collection.
+/// `value` asserted GREEN by `org` (tagged "x").
+async fn asserted_green(net: &TestNet, org: &intelmesh_core::OrgId, value: &str) {
+    let mut c = net.client(org).await;
+    submit(&mut c, vec![upsert(Ty::Domain, value, Tlp::Green, &["x"])]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_reporters_sightings_for_several_audiences_are_one_object() {
     let net = net().await;
     let (au, br, hub) = (org("AU-AFP"), org("BR-PF"), org("SG-IGCI"));
     let value = "seen-twice.example";
-    let mut at_au = net.client(&au).await;
-    submit(
-        &mut at_au,
-        vec![upsert(Ty::Domain, value, Tlp::Green, &["x"])],
-    )
-    .await;
+    asserted_green(&net, &au, value).await;
     let mut at_br = net.client(&br).await;
     for (count, recipients) in [(2, vec!["AU-AFP"]), (3, vec!["AU-AFP", "SG-IGCI"])] {
         let mut s = intelmesh_tests::api::sighting(value, count);
@@ -739,12 +740,7 @@ async fn a_sighting_whose_count_grows_gets_a_new_version() {
     let net = net().await;
     let (au, br) = (org("AU-AFP"), org("BR-PF"));
     let value = "counted.example";
-    let mut at_au = net.client(&au).await;
-    submit(
-        &mut at_au,
-        vec![upsert(Ty::Domain, value, Tlp::Green, &["x"])],
-    )
-    .await;
+    asserted_green(&net, &au, value).await;
     let mut at_br = net.client(&br).await;
     let now = intelmesh_core::now_unix_ms();
     let report = |count: u64, seen_at: i64| {

@@ -232,9 +232,9 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             let busy = Busy::new(&working);
             async move {
                 let response = next.run(request).await;
-                let answer = Answer::new(&busy.0);
+                let moved = Arc::clone(&busy.0);
                 drop(busy);
-                response.map(|body| axum::body::Body::new(answer(body)))
+                response.map(|body| axum::body::Body::new(Answer::new(body, moved)))
             }
         },
     ));
@@ -344,11 +344,10 @@ struct Answer {
 }
 
 impl Answer {
-    /// An answer of `moved`'s connection, counted as being sent from now on.
-    fn new(moved: &Arc<Moved>) -> impl FnOnce(axum::body::Body) -> Answer {
+    /// `body`, an answer on `moved`'s connection, counted as being sent from now on.
+    fn new(body: axum::body::Body, moved: Arc<Moved>) -> Answer {
         moved.answering.fetch_add(1, Ordering::Relaxed);
-        let moved = Arc::clone(moved);
-        move |body| Answer { body, moved }
+        Answer { body, moved }
     }
 }
 

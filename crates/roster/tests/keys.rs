@@ -57,12 +57,17 @@ fn the_authority_origin_takes_the_hub_keys_for_all_seqs() {
     assert_eq!(lookup(&r, "FED", &key(20), 1), KeyLookup::Unknown);
 }
 
+/// AG's rotation from key 20 to key 21 at seq 40.
+fn rotation_20_to_21_at_40() -> A {
+    A::RotateKey(pb::RotateKey {
+        request: Some(sign_rotation(&org("AG"), &key(20), &key(21), 40, NOW)),
+    })
+}
+
 #[test]
 fn rotation_ends_the_old_key_and_starts_the_new_one() {
     let v2 = with_agency();
-    let rotate = A::RotateKey(pb::RotateKey {
-        request: Some(sign_rotation(&org("AG"), &key(20), &key(21), 40, NOW)),
-    });
+    let rotate = rotation_20_to_21_at_40();
     let v3 = apply(&v2, vec![rotate], &heads(35));
     assert!(valid(&v3, "AG", &key(20), 1));
     assert!(valid(&v3, "AG", &key(20), 40));
@@ -290,9 +295,7 @@ fn reinstatement_keeps_a_compromise_reported_while_suspended() {
 #[test]
 fn suspension_right_after_a_rotation_gives_the_new_key_an_empty_range() {
     let v2 = with_agency();
-    let rotate = A::RotateKey(pb::RotateKey {
-        request: Some(sign_rotation(&org("AG"), &key(20), &key(21), 40, NOW)),
-    });
+    let rotate = rotation_20_to_21_at_40();
     let suspend = A::Suspend(pb::Suspend { org: "AG".into() });
     let v3 = apply(&v2, vec![rotate, suspend], &heads(10));
     assert!(valid(&v3, "AG", &key(20), 40));
@@ -485,9 +488,7 @@ fn one_hub_publishes_the_roster_log_and_the_authority_can_move_the_role() {
 #[test]
 fn a_report_moving_an_end_below_a_successor_ends_the_successor_and_admits_a_replacement() {
     let v2 = with_agency();
-    let rotate = A::RotateKey(pb::RotateKey {
-        request: Some(sign_rotation(&org("AG"), &key(20), &key(21), 40, NOW)),
-    });
+    let rotate = rotation_20_to_21_at_40();
     let v3 = apply(&v2, vec![rotate], &heads(35));
     // Key 20 is found stolen from seq 31 on: 21's entries from 41 chained onto the thief's.
     let v4 = apply(&v3, vec![report_compromise(20, 30, Some(22))], &heads(45));

@@ -116,7 +116,7 @@ impl Kv {
     }
 
     pub(crate) fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool, StoreError> {
-        Ok(self.db.snapshot().contains_key(&self.space, key)?)
+        self.view().contains_key(key)
     }
 
     /// Writes one key, durably.
@@ -132,7 +132,7 @@ impl Kv {
 
     /// Whether the space holds no key at all.
     pub(crate) fn is_empty(&self) -> Result<bool, StoreError> {
-        Ok(self.db.snapshot().first_key_value(&self.space).is_none())
+        Ok(self.view().scan_prefix([]).keys().next().is_none())
     }
 
     /// Every key starting with `prefix`, in order (and in reverse with `rev`/`next_back`).
@@ -187,6 +187,10 @@ pub(crate) struct View<'a> {
 impl View<'_> {
     pub(crate) fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>, StoreError> {
         Ok(self.snapshot.get(self.space, key)?)
+    }
+
+    pub(crate) fn contains_key(&self, key: impl AsRef<[u8]>) -> Result<bool, StoreError> {
+        Ok(self.snapshot.contains_key(self.space, key)?)
     }
 
     /// Every key starting with `prefix`, in order (and in reverse with `rev`/`next_back`).

@@ -201,10 +201,10 @@ fn address_candidates(
         .map(|(i, k)| (i, kind(k)))
         .collect();
     if let Some(other) = other {
-        let other_may_hold: &dyn Fn(&BlockBits) -> bool = match value.ty() {
-            IndicatorType::Ipv4 => &mapped,
-            IndicatorType::Cidr if !value.value().contains(':') => &mapped,
-            _ => may_hold,
+        // The other form of an IPv4 value is its IPv4-mapped IPv6 form.
+        let other_may_hold: &dyn Fn(&BlockBits) -> bool = match other.value().contains(':') {
+            true => &mapped,
+            false => may_hold,
         };
         for (block, k) in containers_where(&other, lengths, other_may_hold) {
             if !around.iter().any(|(b, _)| *b == block) {
