@@ -331,3 +331,42 @@ fn a_write_reports_where_its_time_went() {
         ]
     );
 }
+
+#[test]
+fn a_receipt_is_kept_only_for_a_publication_that_went_in_whole() {
+    use intelmesh_store::receipt::Receipt;
+    let f = fixture(7, |c| c);
+    let (entries, head1) = chain(&f.signer, None, 1, 8);
+    f.store.apply(f.verified(entries)).unwrap();
+    let sign_second = |n| {
+        f.signer
+            .sign_next(head1, 1_700_000_000_002, &green(), &upsert("SG-IGCI", n, 0))
+            .0
+    };
+    let receipt = |n: u8| Receipt {
+        request: [n; 32],
+        at_unix_ms: 1_700_000_000_002,
+        answer: vec![n],
+    };
+    // Peers relayed seq 2 before this node's own store held it: signing seq 2 again makes
+    // a fork, the publication fails, and a repeat of its request must not be answered.
+    f.store.apply(f.verified(vec![sign_second(2)])).unwrap();
+    let report = f
+        .store
+        .apply_own(
+            f.verified(vec![sign_second(99)]),
+            b"forked".to_vec(),
+            receipt(1),
+        )
+        .unwrap();
+    assert!(matches!(report.outcomes[..], [Outcome::Rejected(_)]));
+    assert_eq!(f.store.receipt(b"forked").unwrap(), None);
+
+    let (third, _) = chain(&f.signer, f.store.head(f.signer.org()).unwrap(), 1, 8);
+    let report = f
+        .store
+        .apply_own(f.verified(third), b"whole".to_vec(), receipt(2))
+        .unwrap();
+    assert_eq!(report.outcomes, vec![Outcome::Appended]);
+    assert_eq!(f.store.receipt(b"whole").unwrap(), Some(receipt(2)));
+}

@@ -338,7 +338,7 @@ fn a_store_keeps_arrival_times_only_when_told_and_stamps_every_record_when_told_
 }
 
 #[test]
-fn sightings_held_before_the_first_assertion_arrive_with_it() {
+fn a_first_assertion_leaves_the_arrival_of_earlier_sightings_alone() {
     let t = two_origins();
     let keys = registry(&[&t.au, &t.br]);
     let value = pb::IndicatorRef {
@@ -380,11 +380,11 @@ fn sightings_held_before_the_first_assertion_arrive_with_it() {
         .into_iter()
         .map(|(_, v)| v)
         .collect();
-    assert_eq!(
-        since,
-        ["seen-first.example", "seen-first.example"],
-        "the assertion and the sightings it lets a reader see"
-    );
+    // Only the assertion arrived: the sightings keep their own time, for a reader may not
+    // see the assertion (a TAXII read adds them with the first assertion it sees).
+    assert_eq!(since, ["seen-first.example"]);
+    let sightings = (before_assertion, "seen-first.example".to_string());
+    assert!(arrivals(&t.store, i64::MIN).contains(&sightings));
     let check = verify_store(&t.store, Some(&keys)).unwrap();
     assert!(check.is_ok(), "{:?}", check.problems);
 }
@@ -444,5 +444,62 @@ fn a_record_withheld_from_a_reader_is_no_candidate_of_its_selections() {
     assert_eq!(since_start("NZ-POL").len(), 80);
     assert!(read_as("NZ-POL", &arrived).len() <= 80);
     let check = verify_store(&t.store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+}
+
+/// Stamps are consecutive within a write, so a record withheld from a reader stamped between
+/// two it reads would leave a gap that counts it: a write stamps what anyone may read first
+/// (CLEAR, GREEN, AMBER), then what only named readers may.
+#[test]
+fn a_write_stamps_what_everyone_reads_before_what_few_do() {
+    use intelmesh_core::{Distribution, Tlp};
+    let au = seeded_signer(1, "AU-AFP");
+    let keys = registry(&[&au]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+    let order = [Tlp::Red, Tlp::Amber, Tlp::Green, Tlp::Clear];
+    let (mut entries, mut head) = (Vec::new(), None);
+    for n in 1..=40u64 {
+        let tlp = order[n as usize % order.len()];
+        let d = Distribution {
+            tlp,
+            recipients: vec![],
+        };
+        let payload = intelmesh_tests::upsert("AU-AFP", n, 0);
+        let (entry, next) = au.sign_next(head, T0 + n as i64, &d, &payload);
+        entries.push(entry);
+        head = Some(next);
+    }
+    store.apply(verified(&keys, entries)).unwrap();
+    // AU reads all of it: the public scope and its own.
+    let mut seen = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let got = (store.select(
+            &Selection::ArrivedSince(i64::MIN),
+            au.org(),
+            after.as_deref(),
+            16,
+        ))
+        .unwrap();
+        for (position, state) in &got {
+            let (time, _, _) = arrival::parse_position(position).expect("a position");
+            let tlp = state.assertions[0]
+                .distribution
+                .as_ref()
+                .map_or(0, |d| d.tlp);
+            seen.push((time, tlp));
+        }
+        match got.last() {
+            Some((position, _)) if got.len() == 16 => after = Some(position.clone()),
+            _ => break,
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    let tlps: Vec<i32> = seen.iter().map(|(_, tlp)| *tlp).collect();
+    let mut in_order = tlps.clone();
+    in_order.sort();
+    assert_eq!(tlps, in_order, "CLEAR, GREEN, AMBER, then RED");
+    let check = verify_store(&store, Some(&keys)).unwrap();
     assert!(check.is_ok(), "{:?}", check.problems);
 }

@@ -556,6 +556,8 @@ async fn sightings_are_added_with_the_first_assertion_the_reader_sees() {
     let mut at_au = net.client(&au).await;
     let mut red = upsert(Ty::Domain, value, Tlp::Red, &["op"]);
     red.distribution = dist(Tlp::Red, &[]);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let before_red = intelmesh_interop::time::format_timestamp(intelmesh_core::now_unix_ms());
     submit(&mut at_au, vec![red]).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let between =
@@ -582,6 +584,15 @@ async fn sightings_are_added_with_the_first_assertion_the_reader_sees() {
     assert!(
         types.contains(&"sighting"),
         "the sighting comes with the GREEN assertion: {read}"
+    );
+    // Its version is its own: nothing in it dates the RED assertion BR may not read.
+    let sighting = (read["objects"].as_array().expect("objects").iter())
+        .find(|o| o["type"] == "sighting")
+        .expect("a sighting");
+    let modified = sighting["modified"].as_str().expect("modified");
+    assert!(
+        modified < before_red.as_str(),
+        "{modified} before {before_red}"
     );
     // Its date is that assertion's, after the hidden RED one.
     let last = read["date_added_last"]

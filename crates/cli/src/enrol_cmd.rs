@@ -127,11 +127,9 @@ pub fn admin_keygen(args: AdminKeygen) -> anyhow::Result<ExitCode> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     write_private(&args.out, &key)?;
     let public = pub_path(&args.out);
-    std::fs::write(
-        &public,
-        format!("{}\n", hex::encode(key.verifying_key().as_bytes())),
-    )
-    .with_context(|| format!("writing {}", public.display()))?;
+    let hex_key = format!("{}\n", hex::encode(key.verifying_key().as_bytes()));
+    write_file(&public, hex_key.as_bytes())
+        .with_context(|| format!("writing {}", public.display()))?;
     out!(
         "wrote {} (private, 0600: keep it offline) and {} (give it to `federation init --authority {}={}`)",
         args.out.display(),
@@ -389,10 +387,8 @@ fn node_files(dir: &Path, org: &OrgId) -> anyhow::Result<NodeFiles> {
     write_pem(&dir.join("node.csr"), &request.csr_pem, false)?;
     let signing_key = SigningKey::generate(&mut rand::rngs::OsRng);
     write_private(&dir.join("signing.key"), &signing_key)?;
-    std::fs::write(
-        dir.join("signing.pub"),
-        format!("{}\n", hex::encode(signing_key.verifying_key().as_bytes())),
-    )?;
+    let hex_key = format!("{}\n", hex::encode(signing_key.verifying_key().as_bytes()));
+    write_file(&dir.join("signing.pub"), hex_key.as_bytes())?;
     let encryption_key = intelmesh_node::encryption_keys::generate(&dir.join(ENCRYPTION_KEY_FILE))?;
     let service_ca = Ca::generate(&CaRole::Service(org.clone()))?;
     let ca_dir = dir.join("service-ca");

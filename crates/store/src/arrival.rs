@@ -50,6 +50,8 @@ type Marker = (u64, u64);
 pub(crate) struct Record {
     pub(crate) marker: Marker,
     pub(crate) scopes: Vec<String>,
+    /// Its TLP's code (0 when it has none), which orders a write's stamps.
+    pub(crate) tlp: i32,
 }
 
 const ASSERTION: u8 = b'a';
@@ -82,6 +84,7 @@ pub(crate) fn slots_of(state: &pb::IndicatorState) -> BTreeMap<Slot, Record> {
     let record = |marker, d: Option<&pb::Distribution>, origin: &str| Record {
         marker,
         scopes: scopes(d, origin).into_iter().map(str::to_string).collect(),
+        tlp: d.map_or(0, |d| d.tlp),
     };
     let assertions = state.assertions.iter().map(|a| {
         let r = record((a.seq, 0), a.distribution.as_ref(), &a.origin);
@@ -214,15 +217,15 @@ pub(crate) fn arrival_of(
 }
 
 /// Puts in `batch` the arrival changes of one indicator whose records went from `before` to
-/// `after`: a changed or new record, or one in `restamp`, is stamped now (its old posting
-/// removed), a record gone loses its posting. `db` is read for the old times, under the store's write lock.
+/// `after`: a record gone loses its posting, a changed one its old posting; the changed and
+/// new records are added to `due`, to be stamped with the write's others ([`Due::stamp`]).
+/// `db` is read for the old times, under the store's write lock.
 pub(crate) fn write_changes(
     db: &crate::kv::Kv,
-    clock: &ArrivalClock,
     index_key: &[u8],
     before: &BTreeMap<Slot, Record>,
     after: &BTreeMap<Slot, Record>,
-    restamp: &[Slot],
+    due: &mut Due,
     batch: &mut crate::kv::Batch,
 ) -> Result<(), StoreError> {
     let forget_old = |slot: &Slot, r: &Record, batch: &mut crate::kv::Batch| {
@@ -237,24 +240,40 @@ pub(crate) fn write_changes(
         forget_old(slot, r, batch)?;
         batch.remove(record_key(slot, index_key));
     }
-    // The records `restamp` names (sightings, when the value's first assertion comes) are
-    // stamped after the rest, so they are added after that assertion, not before it by the
-    // chance of their slots' order.
-    let (restamped, rest): (Vec<_>, Vec<_>) =
-        after.iter().partition(|(slot, _)| restamp.contains(slot));
-    for (slot, record) in rest.into_iter().chain(restamped) {
+    for (slot, record) in after {
         match before.get(slot) {
-            Some(r) if r.marker == record.marker && !restamp.contains(slot) => continue,
+            Some(r) if r.marker == record.marker => continue,
             Some(r) => forget_old(slot, r, batch)?,
             None => {}
         }
-        let now = clock.stamp();
-        for scope in &record.scopes {
-            batch.insert(posting(scope, now, slot, index_key), &[][..]);
-        }
-        batch.insert(record_key(slot, index_key), now.to_be_bytes());
+        due.0.push((*slot, record.clone(), index_key.to_vec()));
     }
     Ok(())
+}
+
+/// The records one write stamps.
+#[derive(Default)]
+pub(crate) struct Due(Vec<(Slot, Record, Vec<u8>)>);
+
+impl Due {
+    /// Stamps every record due, in an order a reader learns nothing from: the records anyone
+    /// may read first (CLEAR, then GREEN, then AMBER, so a reader held to a lower TLP sees
+    /// the first of them), then the restricted ones grouped by who reads them. Stamps are
+    /// consecutive within a write, so a record withheld from a reader stamped between two it
+    /// sees would leave a gap in their times that counts it.
+    pub(crate) fn stamp(mut self, clock: &ArrivalClock, batch: &mut crate::kv::Batch) {
+        let public = |r: &Record| r.scopes.iter().all(|s| s == crate::postings::PUBLIC);
+        self.0.sort_by(|(_, a, _), (_, b, _)| {
+            (!public(a), &a.scopes, a.tlp).cmp(&(!public(b), &b.scopes, b.tlp))
+        });
+        for (slot, record, index_key) in self.0 {
+            let now = clock.stamp();
+            for scope in &record.scopes {
+                batch.insert(posting(scope, now, &slot, &index_key), &[][..]);
+            }
+            batch.insert(record_key(&slot, &index_key), now.to_be_bytes());
+        }
+    }
 }
 
 /// Makes the store keep arrival times or not, as `want`s; whether every record must be

@@ -65,8 +65,6 @@ impl IndexMeta {
 /// One indicator touched by the batch: its postings and records before, and its state now.
 struct Touched {
     postings_before: BTreeSet<Vec<u8>>,
-    /// Whether the state held an assertion before.
-    asserted_before: bool,
     slots_before: BTreeMap<Slot, arrival::Record>,
     state: pb::IndicatorState,
 }
@@ -112,7 +110,6 @@ impl<'a> IndexBatch<'a> {
                 key.clone(),
                 Touched {
                     postings_before: BTreeSet::new(),
-                    asserted_before: false,
                     slots_before: BTreeMap::new(),
                     state: pb::IndicatorState::default(),
                 },
@@ -158,7 +155,6 @@ impl<'a> IndexBatch<'a> {
             key.to_vec(),
             Touched {
                 postings_before: postings_of(key, &state),
-                asserted_before: !state.assertions.is_empty(),
                 slots_before: arrival::slots_of(&state),
                 state,
             },
@@ -178,6 +174,7 @@ impl<'a> IndexBatch<'a> {
         if self.touched.is_empty() {
             return Ok(self.meta);
         }
+        let mut due = arrival::Due::default();
         for (key, t) in self.touched {
             let after = postings_of(&key, &t.state);
             for gone in t.postings_before.difference(&after) {
@@ -186,23 +183,13 @@ impl<'a> IndexBatch<'a> {
             for new in after.difference(&t.postings_before) {
                 batch.insert(new.as_slice(), &[][..]);
             }
-            if let Some(clock) = self.clock {
+            if self.clock.is_some() {
                 let slots = arrival::slots_of(&t.state);
-                // Sightings are shown only beside an assertion: those held before the first
-                // assertion arrived are added to the collection with it. (Once one exists,
-                // a reader who could see none is not told of another by re-sent sightings,
-                // which would show it that something it may not read changed.)
-                let restamp: Vec<Slot> = match !t.asserted_before && !t.state.assertions.is_empty()
-                {
-                    true => t
-                        .state
-                        .sightings
-                        .iter()
-                        .map(arrival::sightings_slot)
-                        .collect(),
-                    false => Vec::new(),
-                };
-                arrival::write_changes(db, clock, &key, &t.slots_before, &slots, &restamp, batch)?;
+                // Only a record's own change stamps it. Sightings held before a value's first
+                // assertion are added to a reader's collection with the first assertion it
+                // sees (the TAXII read does it): stamping them again with the value's first
+                // assertion would date, in their versions, an assertion the reader may not see.
+                arrival::write_changes(db, &key, &t.slots_before, &slots, &mut due, batch)?;
             }
             // Left with no record (its origin's entries cut): no longer indexed.
             if is_empty(&t.state) {
@@ -215,6 +202,7 @@ impl<'a> IndexBatch<'a> {
             batch.insert(key, state);
         }
         if let Some(clock) = self.clock {
+            due.stamp(clock, batch);
             clock.record(batch);
         }
         self.meta.write(batch);

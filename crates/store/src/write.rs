@@ -112,8 +112,13 @@ impl DiskStore {
             fills,
             forks,
         } = work.finish(self.fills.load(Ordering::Acquire))?;
+        // A receipt answers a repeat with this publication's seqs: kept only when every entry
+        // went in as signed. One that did not (an own log behind what peers relayed makes it
+        // a fork, or held) fails the call, and a repeat must not be told it was published.
         if let Some((key, r)) = extra.receipt {
-            self.add_receipt(&mut batch, &key, &r)?;
+            if outcomes.iter().all(|o| *o == Outcome::Appended) {
+                self.add_receipt(&mut batch, &key, &r)?;
+            }
         }
         let mut phase = now;
         timings.placing = lap(&mut phase);
