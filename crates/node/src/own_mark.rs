@@ -44,15 +44,16 @@ struct Mark {
 }
 
 impl OwnMark {
-    /// The mark of `org`'s log in `dir` (none without a directory), read from its `file`. A
+    /// The mark of `org`'s log in `dir` (none without a directory), read from its `file`,
+    /// taken when one of `keys` (the keys this node signs that log with, or holds) wrote it. A
     /// missing mark is 0, as is one of another org (a directory used again); an unreadable
     /// one is 0 too, logged: refusing to start would stop a node over a file that only guards
     /// against a lost store.
-    pub fn in_dir(dir: Option<&Path>, file: &str, org: &OrgId, key: &KeyId) -> OwnMark {
+    pub fn in_dir(dir: Option<&Path>, file: &str, org: &OrgId, keys: &[KeyId]) -> OwnMark {
         let path = dir.map(|d| d.join(file));
         let mark = match path.as_deref().map(std::fs::read_to_string) {
             None => Mark::default(),
-            Some(Ok(text)) => parse(&text, org, key).unwrap_or_else(|why| {
+            Some(Ok(text)) => parse(&text, org, keys).unwrap_or_else(|why| {
                 tracing::warn!(path = ?path, %why, "own-log mark not taken: 0 instead");
                 Mark::default()
             }),
@@ -167,40 +168,40 @@ impl OwnMark {
 /// The file of the mark `file` (`OWN_MARK_FILE`, `AUTHORITY_MARK_FILE`) kept by the node of
 /// `node` in `dir`: named by that org, so nodes given one directory keep their marks apart. A
 /// mark kept under the bare name (before marks were named) is renamed to it when it is this
-/// node's: of `log` (the log the mark counts) and its `key`, so an upgraded node keeps its
-/// guard and no other node sharing the directory takes it.
+/// node's: of `log` (the log the mark counts) and one of its `keys`, so an upgraded node keeps
+/// its guard and no other node sharing the directory takes it.
 pub fn named_file(
     dir: Option<&Path>,
     file: &str,
     node: &OrgId,
-    (log, key): (&OrgId, &KeyId),
+    (log, keys): (&OrgId, &[KeyId]),
 ) -> String {
     let named = format!("{node}.{file}");
     if let Some(dir) = dir {
-        adopt_unnamed(&dir.join(file), &dir.join(&named), log, key);
+        adopt_unnamed(&dir.join(file), &dir.join(&named), log, keys);
     }
     named
 }
 
-fn adopt_unnamed(unnamed: &Path, named: &Path, log: &OrgId, key: &KeyId) {
+fn adopt_unnamed(unnamed: &Path, named: &Path, log: &OrgId, keys: &[KeyId]) {
     if named.exists() {
         return;
     }
     let Ok(text) = std::fs::read_to_string(unnamed) else {
         return;
     };
-    if parse(&text, log, key).is_ok() {
+    if parse(&text, log, keys).is_ok() {
         if let Err(e) = std::fs::rename(unnamed, named) {
             tracing::warn!(from = %unnamed.display(), to = %named.display(), error = %e, "own-log mark not renamed");
         }
     }
 }
 
-/// `SEQ ORG KEY` (`-` for no key); a mark of another org, or of a key this node does not sign
-/// with (a federation provisioned again, with new keys, over the same directory), is none. A
-/// key rotated since the mark was written forgoes it until the new key signs: the price of not
-/// stopping a redeployed node.
-fn parse(text: &str, org: &OrgId, signer: &KeyId) -> Result<Mark, String> {
+/// `SEQ ORG KEY` (`-` for no key); a mark of another org, or of a key none of `signers` is
+/// (a federation provisioned again, with new keys, over the same directory), is none. A key
+/// rotated since the mark was written, and no longer held, forgoes it until the new key
+/// signs: the price of not stopping a redeployed node.
+fn parse(text: &str, org: &OrgId, signers: &[KeyId]) -> Result<Mark, String> {
     let mut words = text.split_whitespace();
     let seq = words
         .next()
@@ -213,8 +214,15 @@ fn parse(text: &str, org: &OrgId, signer: &KeyId) -> Result<Mark, String> {
         None => return Err("no org".to_string()),
     }
     let key = words.next().filter(|k| *k != "-").map(str::to_string);
-    if key.as_deref().is_some_and(|k| k != signer.to_string()) {
-        return Err(format!("it is of another key than this node's {signer}"));
+    if key
+        .as_deref()
+        .is_some_and(|k| !signers.iter().any(|s| k == s.to_string()))
+    {
+        let held: Vec<String> = signers.iter().map(KeyId::to_string).collect();
+        return Err(format!(
+            "it is of another key than this node's {}",
+            held.join(" or ")
+        ));
     }
     Ok(Mark { seq, key })
 }
@@ -241,18 +249,18 @@ mod tests {
         )
         .unwrap();
         // Another org's node leaves it, as does a node of the org signing with another key.
-        let au_file = named_file(Some(dir.path()), OWN_MARK_FILE, &au, (&au, &key_id(1)));
-        named_file(Some(dir.path()), OWN_MARK_FILE, &sg, (&sg, &key_id(2)));
+        let au_file = named_file(Some(dir.path()), OWN_MARK_FILE, &au, (&au, &[key_id(1)]));
+        named_file(Some(dir.path()), OWN_MARK_FILE, &sg, (&sg, &[key_id(2)]));
         assert!(dir.path().join(OWN_MARK_FILE).exists());
         assert_eq!(
-            OwnMark::in_dir(Some(dir.path()), &au_file, &au, &key_id(1)).signed(),
+            OwnMark::in_dir(Some(dir.path()), &au_file, &au, &[key_id(1)]).signed(),
             0
         );
-        let sg_file = named_file(Some(dir.path()), OWN_MARK_FILE, &sg, (&sg, &key_id(1)));
+        let sg_file = named_file(Some(dir.path()), OWN_MARK_FILE, &sg, (&sg, &[key_id(1)]));
         assert_eq!(sg_file, "SG-IGCI.own-log.mark");
         assert!(!dir.path().join(OWN_MARK_FILE).exists());
         assert_eq!(
-            OwnMark::in_dir(Some(dir.path()), &sg_file, &sg, &key_id(1)).signed(),
+            OwnMark::in_dir(Some(dir.path()), &sg_file, &sg, &[key_id(1)]).signed(),
             5
         );
     }
@@ -262,7 +270,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marks = dir.path().join("marks");
         let org = OrgId::parse("AU-AFP").unwrap();
-        let open = |org: &OrgId| OwnMark::in_dir(Some(&marks), OWN_MARK_FILE, org, &key_id(1));
+        let open = |org: &OrgId| OwnMark::in_dir(Some(&marks), OWN_MARK_FILE, org, &[key_id(1)]);
         let mark = open(&org);
         assert_eq!(mark.signed(), 0);
         assert!(mark.check(0).is_ok(), "a node that never signed");
@@ -285,7 +293,7 @@ mod tests {
         // Another org's mark, or another key's (a directory used again), guards nothing.
         let other = OrgId::parse("BR-PF").unwrap();
         assert_eq!(open(&other).signed(), 0);
-        let redeployed = OwnMark::in_dir(Some(&marks), OWN_MARK_FILE, &org, &key_id(9));
+        let redeployed = OwnMark::in_dir(Some(&marks), OWN_MARK_FILE, &org, &[key_id(9)]);
         assert_eq!(redeployed.signed(), 0);
         // Nor does an unreadable one.
         let file = marks.join(OWN_MARK_FILE);
@@ -297,16 +305,33 @@ mod tests {
         std::fs::write(&file, "garbage").unwrap();
         assert_eq!(open(&org).signed(), 0);
         // Without a directory, no marks: nothing is refused, nothing written.
-        let none = OwnMark::in_dir(None, OWN_MARK_FILE, &org, &key_id(1));
+        let none = OwnMark::in_dir(None, OWN_MARK_FILE, &org, &[key_id(1)]);
         none.record(5, &key_id(1));
         assert!(none.check(0).is_ok());
+    }
+
+    #[test]
+    fn a_mark_holds_for_every_key_the_node_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let org = OrgId::parse("SG-IGCI").unwrap();
+        // The rotated-to key signed the authority log up to 40.
+        OwnMark::in_dir(Some(dir.path()), AUTHORITY_MARK_FILE, &org, &[key_id(2)])
+            .record(40, &key_id(2));
+        // The store restored to before the roster listed it: the node signs with the older
+        // key again, and the mark still holds it back.
+        let older_first = [key_id(1), key_id(2)];
+        let mark = OwnMark::in_dir(Some(dir.path()), AUTHORITY_MARK_FILE, &org, &older_first);
+        assert_eq!(mark.signed(), 40);
+        assert!(mark.check(30).is_err());
+        let other = OwnMark::in_dir(Some(dir.path()), AUTHORITY_MARK_FILE, &org, &[key_id(1)]);
+        assert_eq!(other.signed(), 0, "a key this node does not hold");
     }
 
     #[test]
     fn a_key_the_roster_ended_lowers_the_mark_only_for_what_that_key_signed() {
         let dir = tempfile::tempdir().unwrap();
         let org = OrgId::parse("AU-AFP").unwrap();
-        let mark = OwnMark::in_dir(Some(dir.path()), OWN_MARK_FILE, &org, &key_id(1));
+        let mark = OwnMark::in_dir(Some(dir.path()), OWN_MARK_FILE, &org, &[key_id(1)]);
         mark.record(100, &key_id(1));
         // Another key ended: nothing to do with what the mark says.
         mark.key_ended(&key_id(2), 80, 0);

@@ -224,25 +224,30 @@ impl NodeState {
         let peers = PeerTable::new(cfg.peer.iter().filter_map(|p| OrgId::parse(&p.org).ok()));
         use crate::own_mark::{named_file, OwnMark, AUTHORITY_MARK_FILE, OWN_MARK_FILE};
         let marks = cfg.store.marks_dir.as_deref();
-        let named = |file: &str, log: &OrgId, key: &KeyId| {
-            named_file(marks, file, signer.org(), (log, key))
+        let named = |file: &str, log: &OrgId, keys: &[KeyId]| {
+            named_file(marks, file, signer.org(), (log, keys))
         };
+        let own_keys = [signer.key_id()];
         let own_mark = OwnMark::in_dir(
             marks,
-            &named(OWN_MARK_FILE, signer.org(), &signer.key_id()),
+            &named(OWN_MARK_FILE, signer.org(), &own_keys),
             signer.org(),
-            &signer.key_id(),
+            &own_keys,
         );
         let authority = (follow.as_ref())
             .and_then(|f| f.authority_signer(signer.org(), &keys, &signer))
             .map(|signer| (signer.org().clone(), signer.key_id()));
         let (federation, authority_key) =
             authority.unwrap_or_else(|| (signer.org().clone(), signer.key_id()));
+        // Either key this node holds may have written the authority mark: one signing the log
+        // after a rotation, then a store restored to before the roster listed it, makes the
+        // node sign with the older key again, and the mark must still hold it back.
+        let authority_keys = [authority_key, signer.key_id()];
         let authority_mark = OwnMark::in_dir(
             marks,
-            &named(AUTHORITY_MARK_FILE, &federation, &authority_key),
+            &named(AUTHORITY_MARK_FILE, &federation, &authority_keys),
             &federation,
-            &authority_key,
+            &authority_keys,
         );
         NodeState {
             own_certs: crate::cert_watch::OwnCerts::read(&cfg),

@@ -74,6 +74,17 @@ impl DiskStore {
         let held_dropped = held.drop_after(origin, keep_through);
         let head = Store::head(self, origin)?;
         let Some(old) = head.filter(|h| h.seq > keep_through) else {
+            // A cut made before whose rebuild failed (the mark still set): the log is cut,
+            // the index is not yet; a cut asked again finishes it rather than wait for a
+            // restart. (The failed write left the publishing count odd: digests are read
+            // under the lock, which this holds.)
+            if index_rebuild::pending(&self.db)? {
+                self.set_index_meta(index_rebuild::rebuild(
+                    &self.db,
+                    &self.presence,
+                    self.arrivals.as_ref(),
+                )?);
+            }
             return Ok(TruncateReport {
                 removed: 0,
                 held_dropped,

@@ -34,7 +34,10 @@ pub fn selection(filter: &Filter) -> Selection {
     if !filter.tags().is_empty() {
         Selection::Tags(filter.tags().iter().cloned().collect())
     } else if !filter.origins().is_empty() {
-        Selection::Origins(filter.origins().iter().cloned().collect())
+        // A withdrawn origin's records are never shown, so its range is not read: its
+        // records would take the scan budget, and pages coming back empty would count them.
+        let shown = filter.origins().iter().filter(|o| filter.shows_origin(o));
+        Selection::Origins(shown.cloned().collect())
     } else if !filter.types().is_empty() {
         Selection::Types(filter.types().iter().map(|t| t.code()).collect())
     } else if filter.since() > 0 {
@@ -201,7 +204,7 @@ mod tests {
         );
         let types = pb::Filter {
             origins: vec![],
-            ..no_tags
+            ..no_tags.clone()
         };
         let code = IndicatorType::Domain.code();
         assert_eq!(
@@ -214,6 +217,9 @@ mod tests {
         };
         assert_eq!(selection(&filter(since)), Selection::UpdatedSince(5));
         assert_eq!(selection(&Filter::default()), Selection::All);
+        // Only withdrawn origins named: no range at all, not the next narrowest.
+        let withdrawn = filter(no_tags).hiding(["AU-AFP".to_string()].into());
+        assert_eq!(selection(&withdrawn), Selection::Origins(vec![]));
     }
 
     #[test]
