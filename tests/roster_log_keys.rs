@@ -472,3 +472,70 @@ async fn a_genesis_entry_another_hubs_key_signed_is_refused_and_the_real_log_fol
         .await
         .expect("the agency follows the real log");
 }
+
+/// The genesis publisher's key may sign the roster log's first seqs on a node that knows only
+/// the genesis. In other hands (a hub since removed, a key rotated out), it could hand a new
+/// member the real versions under headers of its own, and the real log would never follow
+/// them. A member that joined with the log the hub held when it issued its bundle
+/// (`roster.log_pins`) takes no other entry at those seqs, and follows the real log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pinned_roster_log_refuses_the_publishers_key_signing_other_entries() {
+    let (mut net, hub, sg) = pinned_at_sg().await;
+    net.start(&sg).await;
+    let genesis = net.roster(&sg).signed().clone();
+    let forged = net.log_entry(&sg, signing_key(&net.fed.nodes[&hub].dir), genesis);
+    refused_whole(&net, &sg, forged, |e| {
+        matches!(e, VerifyError::RosterVersionRefused { seq: 1, reason, .. }
+            if reason.contains("roster.log_pins"))
+    })
+    .await;
+    net.start(&hub).await;
+    net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .expect("the agency follows the real log");
+}
+
+/// HUB admits SG (the roster log: the genesis and version 2), and stops; SG's config pins that
+/// log, as `node join` writes it from the bundle.
+async fn pinned_at_sg() -> (RosterNet, OrgId, OrgId) {
+    let mut net = RosterNet::provisioned_hubs(&["HUB"], &["SG-IGCI"], &fast_limits());
+    let (hub, sg) = (org("HUB"), org("SG-IGCI"));
+    net.start(&hub).await;
+    net.admit_all(&[&sg]).await;
+    let fed = org(FEDERATION);
+    let pins: Vec<String> = (net.node(&hub).state().store.range(&fed, 1, 8).unwrap())
+        .iter()
+        .map(|e| hex::encode(intelmesh_core::entry::header_hash(&e.header)))
+        .collect();
+    assert_eq!(
+        pins.len(),
+        2,
+        "the genesis and the version that admitted SG"
+    );
+    net.stop(&hub).await;
+    let roster = net.fed.nodes.get_mut(&sg).unwrap().config.roster.as_mut();
+    roster.expect("roster mode").log_pins = pins;
+    (net, hub, sg)
+}
+
+/// A store that took another entry at a pinned seq (before the pins were set) is refused at
+/// start, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_holding_another_entry_at_a_pinned_seq_is_refused_at_start() {
+    let (mut net, hub, sg) = pinned_at_sg().await;
+    let pinned = net.fed.nodes[&sg].config.clone();
+    let roster = net.fed.nodes.get_mut(&sg).unwrap().config.roster.as_mut();
+    roster.expect("roster mode").log_pins.clear();
+    net.start(&sg).await;
+    let genesis = net.roster(&sg).signed().clone();
+    let forged = net.log_entry(&sg, signing_key(&net.fed.nodes[&hub].dir), genesis);
+    let report = net.node(&sg).state().ingest(vec![forged]).await.unwrap();
+    assert_eq!(report.appended, 1, "unpinned, the publisher's key is taken");
+    net.stop(&sg).await;
+    let refused = intelmesh_node::start(pinned).await.err().expect("refused");
+    let why = format!("{refused:#}");
+    assert!(
+        why.contains("another entry at seq 1") && why.contains("move the data directory aside"),
+        "{why}"
+    );
+}

@@ -269,6 +269,7 @@ fn federation_init(mut a: FederationInit) -> anyhow::Result<ExitCode> {
         roster: Some(RosterConfig {
             genesis: a.dir.join("genesis.roster"),
             genesis_hash: pin.clone(),
+            log_pins: Vec::new(),
         }),
         admin: Some(AdminConfig {
             federation_ca_cert: a

@@ -191,6 +191,9 @@ pub fn node_join(mut a: NodeJoin) -> anyhow::Result<ExitCode> {
         roster: Some(RosterConfig {
             genesis: a.dir.join("genesis.roster"),
             genesis_hash: pin.clone(),
+            // The roster log as the issuing hub held it: a hub key in other hands cannot hand
+            // this node entries of its own at those seqs.
+            log_pins: bundle.roster_log.iter().map(hex::encode).collect(),
         }),
         admin: None,
         roster_version: 0,

@@ -144,6 +144,14 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
     );
     let joined = run(&join(&fed.genesis_pin.to_uppercase()));
     assert!(joined.status.success());
+    // The roster log as the hub held it when it issued the bundle (the genesis and the version
+    // that admitted the agency): the node takes no other entries at those seqs, and follows
+    // the hub's below (it publishes once admitted).
+    let roster = intelmesh_node::NodeConfig::load(&au.join("node.toml"))
+        .unwrap()
+        .roster
+        .expect("roster mode");
+    assert_eq!(roster.log_pins().unwrap().len(), 2, "{:?}", roster.log_pins);
     // Joining again (how a renewal's bundle is installed) keeps the config the operator
     // edited, and checks the bundle against the federation that config pins.
     let config = au.join("node.toml");

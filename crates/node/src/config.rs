@@ -171,6 +171,10 @@ pub struct RosterConfig {
     /// Hex roster hash of the genesis, as given at enrolment: a genesis with another hash is
     /// another federation's (or forged).
     pub genesis_hash: String,
+    /// Hex header hashes of the roster log's entries from seq 1, from the enrolment bundle:
+    /// the node takes no other entry at those seqs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_pins: Vec<String>,
 }
 
 /// A hub's Admin settings: the federation CA that signs members' node certificates.
@@ -185,15 +189,28 @@ pub struct AdminConfig {
 impl RosterConfig {
     /// The pinned hash, or what is wrong with the setting.
     pub fn pin(&self) -> Result<intelmesh_core::Hash, String> {
-        let bytes = hex::decode(self.genesis_hash.trim())
-            .map_err(|e| format!("is not hex ({e}): give the 64 hex digits of the genesis hash"))?;
-        intelmesh_core::Hash::try_from(bytes.as_slice()).map_err(|_| {
-            format!(
-                "has {} bytes: a roster hash is 32 bytes (64 hex digits)",
-                bytes.len()
-            )
-        })
+        hash_of(&self.genesis_hash, "the genesis hash")
     }
+
+    /// The pinned roster log entries (header hashes, from seq 1), or what is wrong with one.
+    pub fn log_pins(&self) -> Result<Vec<intelmesh_core::Hash>, String> {
+        (self.log_pins.iter().enumerate())
+            .map(|(i, pin)| {
+                hash_of(pin, "a header hash").map_err(|why| format!("at seq {}: {why}", i + 1))
+            })
+            .collect()
+    }
+}
+
+fn hash_of(text: &str, what: &str) -> Result<intelmesh_core::Hash, String> {
+    let bytes = hex::decode(text.trim())
+        .map_err(|e| format!("is not hex ({e}): give the 64 hex digits of {what}"))?;
+    intelmesh_core::Hash::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "has {} bytes: a hash is 32 bytes (64 hex digits)",
+            bytes.len()
+        )
+    })
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -572,6 +589,9 @@ impl NodeConfig {
             Some(roster) => {
                 if let Err(problem) = roster.pin() {
                     found.push(Finding::new("roster.genesis_hash", problem));
+                }
+                if let Err(problem) = roster.log_pins() {
+                    found.push(Finding::new("roster.log_pins", problem));
                 }
                 if !self.peer.is_empty() {
                     found.push(Finding::new(

@@ -109,6 +109,7 @@ pub fn provision_roster(
         node.config.roster = Some(RosterConfig {
             genesis: genesis.clone(),
             genesis_hash: genesis_hash.clone(),
+            log_pins: Vec::new(),
         });
         std::fs::write(&node.config_path, toml::to_string_pretty(&node.config)?)
             .with_context(|| format!("writing {}", node.config_path.display()))?;

@@ -8,6 +8,7 @@
 //! would then be a second entry at that seq, and the roster frozen for good, with no way left
 //! to suspend the thief or report the key.
 
+use intelmesh_core::entry::header_hash;
 use intelmesh_core::verify::Control;
 use intelmesh_core::{VerifiedEntry, VerifyError};
 use intelmesh_roster::{roster_hash, Roster};
@@ -49,7 +50,26 @@ impl NodeState {
             .into_iter()
             .filter(|e| {
                 let h = e.header();
-                if h.origin != fed || (h.seq > followed && h.seq < next) {
+                if h.origin != fed {
+                    return true;
+                }
+                if let Some(pin) = follow.log_pin(h.seq) {
+                    if header_hash(&e.raw().header) != *pin {
+                        let reason = format!(
+                            "it is not the entry at seq {} that roster.log_pins names (from the enrolment bundle)",
+                            h.seq
+                        );
+                        tracing::warn!(origin = %fed, seq = h.seq, %reason, "roster log entry refused before it was stored");
+                        refused_next |= h.seq == next;
+                        refused.push(VerifyError::RosterVersionRefused {
+                            origin: fed.clone(),
+                            seq: h.seq,
+                            reason,
+                        });
+                        return false;
+                    }
+                }
+                if h.seq > followed && h.seq < next {
                     // Stored already and not followed yet: the store keeps one entry a seq.
                     return true;
                 }

@@ -47,6 +47,8 @@ pub enum FollowError {
     },
     #[error("the roster log in the data directory starts with version 1 of hash {found}, not the pinned genesis {pinned}: this store belongs to another federation")]
     OtherFederation { pinned: String, found: String },
+    #[error("the roster log in the data directory holds another entry at seq {seq} than roster.log_pins names (a hub key in other hands signed it): move the data directory aside and start again, to take the log from the hubs")]
+    OtherLogEntry { seq: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -103,19 +105,37 @@ pub struct Follow {
     /// until it is made, or what the version's key ends take out would stay.
     cut_due: std::sync::atomic::AtomicBool,
     pub checkpoints: Checkpoints,
+    /// The roster log's entries as the enrolment bundle named them (header hashes, from seq
+    /// 1): no other entry is taken at those seqs.
+    log_pins: Vec<Hash>,
 }
 
 impl Follow {
-    /// Follows `genesis`, then every version of the authority log in `store` that passes.
+    /// The header hash the enrolment bundle pinned for the roster log's entry at `seq`.
+    pub(crate) fn log_pin(&self, seq: u64) -> Option<&Hash> {
+        let index = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.log_pins.get(index)
+    }
+
+    /// Follows `genesis`, then every version of the authority log in `store` that passes;
+    /// refuses a store whose log differs from `log_pins`.
     /// `own` is this node's signing key, `older` the key it rotated from if a rotation is
     /// pending: both may sign the roster log (see [`Follow::authority_signer`]).
     pub fn start(
         store: &DiskStore,
-        genesis: Roster,
+        (genesis, log_pins): (Roster, Vec<Hash>),
         own: &Signer,
         older: Option<&Signer>,
     ) -> Result<Follow, FollowError> {
         let fed = genesis.federation_id().clone();
+        let held = store.range(&fed, 1, log_pins.len())?;
+        if let Some(seq) = (held.iter().zip(&log_pins))
+            .position(|(e, pin)| intelmesh_core::entry::header_hash(&e.header) != *pin)
+        {
+            return Err(FollowError::OtherLogEntry {
+                seq: seq as u64 + 1,
+            });
+        }
         if let Some(first) = stored_version(store, &fed, 1)? {
             let found = intelmesh_roster::roster_hash(&first.document);
             if found != *genesis.hash() {
@@ -140,6 +160,7 @@ impl Follow {
             cuts: CutLog::default(),
             cut_due: std::sync::atomic::AtomicBool::new(false),
             checkpoints: Checkpoints::default(),
+            log_pins,
         };
         loop {
             // A roster log entry a key the version retired signed past it (taken in under an

@@ -203,8 +203,14 @@ impl NodeState {
                 .map(|k| Signer::new(signer.org().clone(), k)),
             None => None,
         };
-        let follow = Follow::start(&store, genesis, &signer, roster_log_old.as_ref())
-            .map_err(|e| NodeError::Follow(e.to_string()))?;
+        let log_pins = roster_cfg.log_pins().map_err(NodeError::Follow)?;
+        let follow = Follow::start(
+            &store,
+            (genesis, log_pins),
+            &signer,
+            roster_log_old.as_ref(),
+        )
+        .map_err(|e| NodeError::Follow(e.to_string()))?;
         let mut keys = follow.current().key_set();
         let pending = pending.filter(|p| p.overlay(&mut keys));
         let decryption = crate::sealing::load_decryption(&cfg)?;

@@ -7,10 +7,12 @@
 //! (a roster change needs the authority's signatures); the CLI proposes a `RecordCert` action
 //! next to it (`intelmesh admin members bundle|renew`), so expiry shows in status everywhere.
 
+use intelmesh_core::entry::header_hash;
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::enrolment::verify_enrolment;
 use intelmesh_roster::roster_hash;
+use intelmesh_store::Store;
 
 use super::proposals::current_roster as current;
 use super::roster_log::stored_version;
@@ -106,6 +108,12 @@ pub fn issue_bundle(
     issued::record(&ledger, &serial, org)?;
     let genesis = stored_version(state.store.as_ref(), current.federation_id(), 1)?
         .ok_or(AdminError::NoSuchVersion(1))?;
+    let roster_log = state
+        .store
+        .range(current.federation_id(), 1, current.version() as usize)?
+        .iter()
+        .map(|e| header_hash(&e.header).to_vec())
+        .collect();
     Ok(pb::EnrolmentBundle {
         org: org.to_string(),
         node_cert_pem,
@@ -114,6 +122,7 @@ pub fn issue_bundle(
         genesis: Some(genesis),
         current: Some(current.signed().clone()),
         hubs: current.hubs().into_iter().cloned().collect(),
+        roster_log,
     })
 }
 
