@@ -567,9 +567,9 @@ async fn two_publications_judged_at_once_cannot_pass_the_audience_cap_together()
     );
 }
 
-/// A recipient's sighting of a value it was told under RED names the value: at the tools'
-/// default AMBER it would publish it in the clear to every member and the hub. The node
-/// refuses it, naming who may read the value; a RED sighting to those readers goes out, and
+/// A recipient's sighting of a value it was told under RED names the value (so does one of a
+/// value within it: a subdomain, a URL on one): at the tools' default AMBER it would publish
+/// it in the clear to every member and the hub. The node refuses it, naming who may read the value; a RED sighting to those readers goes out, and
 /// none of the others can read the value; `share_wider` (what the agency knows on its own)
 /// lets a wider one through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -605,6 +605,21 @@ async fn a_sighting_wider_than_its_value_is_known_here_is_refused() {
             && why.contains("share_wider"),
         "{why}"
     );
+    // Nor of a value within it, which shows it: a subdomain, a URL on one.
+    let within = pb::ReportSightingRequest {
+        distribution: dist(Tlp::Amber, &[]),
+        ..sighting("c2.told.example", 1)
+    };
+    let refused = (at_br.report_sighting(within).await)
+        .expect_err("an AMBER sighting of a subdomain of a value told under RED");
+    let why = refused.message();
+    assert!(
+        why.contains("told.example (named by c2.told.example)") && why.contains("AU-AFP, BR-PF"),
+        "{why}"
+    );
+    let url = upsert(Ty::Url, "http://c2.told.example/gate", Tlp::Green, &[]);
+    let refused = submit_refused(&mut at_br, vec![url]).await;
+    assert!(refused.message().contains("told.example (named by"), "{refused:?}");
     // Nor an upsert of it to every member.
     let refused = submit_refused(
         &mut at_br,

@@ -55,9 +55,9 @@ pub fn taxii_envelope(data: &[u8]) {
         members: &members,
         now: NOW_UNIX_MS,
     };
-    let Ok(planned) = plan(&body, &publisher, &Warninglists::new(), |_| {
-        Default::default()
-    }) else {
+    let held = |_: &intelmesh_core::Indicator| Default::default();
+    let containers = |_: &intelmesh_core::Indicator| Vec::new();
+    let Ok(planned) = plan(&body, &publisher, &Warninglists::new(), (held, containers)) else {
         assert!(
             import_stix(&body, &ImportOptions::default()).is_err(),
             "refused an envelope the importer reads"

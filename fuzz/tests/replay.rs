@@ -247,9 +247,16 @@ fn the_taxii_seeds_reach_the_query_reader_and_the_planner() {
         now: fixtures::NOW_UNIX_MS,
     };
     let lists = intelmesh_interop::Warninglists::new();
-    let planned =
-        intelmesh_node::taxii::write::plan(&body, &publisher, &lists, |_| Default::default())
-            .expect("the seed bundle plans");
+    let planned = intelmesh_node::taxii::write::plan(
+        &body,
+        &publisher,
+        &lists,
+        (
+            |_: &intelmesh_core::Indicator| Default::default(),
+            |_: &intelmesh_core::Indicator| Vec::new(),
+        ),
+    )
+    .expect("the seed bundle plans");
     assert!(!planned.to_sign.is_empty(), "the seed signs nothing");
     // The export's identities are not kept (the mesh names origins itself); nothing else fails.
     assert!(

@@ -226,7 +226,13 @@ impl IndicatorsService {
             })?;
             submission::refuse_past_audience_cap(&items, |i, kind| own_audiences(&state, i, kind))?;
             if !r.share_wider {
-                submission::refuse_wider_than_known(&items, &state.org, |i| held_state(&state, i))?;
+                let containers = |i: &Indicator| submission::containers_in(state.store.as_ref(), i);
+                submission::refuse_wider_than_known(
+                    &items,
+                    &state.org,
+                    |i| held_state(&state, i),
+                    &containers,
+                )?;
             }
             Ok(items)
         })
@@ -242,7 +248,13 @@ impl IndicatorsService {
             let items = vec![submission::sighting(r, p)?];
             submission::refuse_past_audience_cap(&items, |i, kind| own_audiences(&state, i, kind))?;
             if !r.share_wider {
-                submission::refuse_wider_than_known(&items, &state.org, |i| held_state(&state, i))?;
+                let containers = |i: &Indicator| submission::containers_in(state.store.as_ref(), i);
+                submission::refuse_wider_than_known(
+                    &items,
+                    &state.org,
+                    |i| held_state(&state, i),
+                    &containers,
+                )?;
             }
             Ok(items)
         })

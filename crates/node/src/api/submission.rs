@@ -546,8 +546,9 @@ pub fn refuse_wider_than_known(
     items: &[Prepared],
     me: &OrgId,
     held: impl Fn(&Indicator) -> Result<Option<pb::IndicatorState>, String>,
+    containers: &dyn Fn(&Indicator) -> Vec<Indicator>,
 ) -> Result<(), Invalid> {
-    let why = wider_than_known_all(items, me, held)?;
+    let why = wider_than_known_all(items, me, held, containers)?;
     if why.is_empty() {
         return Ok(());
     }
@@ -559,11 +560,16 @@ pub fn refuse_wider_than_known(
 }
 
 /// Why each of `items` shared wider than its value is known here would show it (see
-/// [`refuse_wider_than_known`]), in order; a state that could not be read refuses all.
+/// [`refuse_wider_than_known`]), in order; a state that could not be read refuses all. The
+/// value's other forms ([`same_value`]) and the listed values that hold it (`containers`: its
+/// parent domains, the blocks around an address, a URL's or e-mail's host and what holds that,
+/// see [`containers_in`]) are judged as the value is: `c2.evil.example` shared wider shows
+/// `evil.example`, told here under RED.
 pub fn wider_than_known_all(
     items: &[Prepared],
     me: &OrgId,
     held: impl Fn(&Indicator) -> Result<Option<pb::IndicatorState>, String>,
+    containers: &dyn Fn(&Indicator) -> Vec<Indicator>,
 ) -> Result<Vec<String>, Invalid> {
     let mut why = Vec::new();
     // An item like one judged already (value and distribution) is judged alike: not again,
@@ -576,7 +582,16 @@ pub fn wider_than_known_all(
         }
         seen.push(&p.distribution);
         let mut own = None;
-        for named in std::iter::once(p.indicator.clone()).chain(same_value(&p.indicator)) {
+        let mut named_all = vec![p.indicator.clone()];
+        for form in same_value(&p.indicator)
+            .into_iter()
+            .chain(containers(&p.indicator))
+        {
+            if !named_all.contains(&form) {
+                named_all.push(form);
+            }
+        }
+        for named in named_all {
             // Not read, not judged: nothing is shared on a guess.
             let state = held(&named).map_err(|e| {
                 invalid(format!(
@@ -600,6 +615,17 @@ pub fn wider_than_known_all(
         }
     }
     Ok(why)
+}
+
+/// The values `store` may list that hold `i`, as a lookup finds them (parent domains, the
+/// blocks of held lengths around an address or block, a URL's or e-mail's host and what holds
+/// it): publishing `i` shows part of each.
+pub fn containers_in(store: &dyn intelmesh_store::Store, i: &Indicator) -> Vec<Indicator> {
+    let lengths = store.prefix_lengths();
+    super::lookup::candidates(i, i.host(), &lengths, &|b| store.may_hold_block(b))
+        .into_iter()
+        .map(|(held, _)| held)
+        .collect()
 }
 
 /// The first [`ERRORS_SHOWN`] of `named`, and how many more there were.

@@ -474,14 +474,16 @@ fn an_entry_shared_wider_than_its_value_is_known_here_is_refused() {
     );
     // The whole request, naming the value; nothing known here: nothing refused.
     let items = vec![prepared(pb::Tlp::Amber, &[])];
-    let err = refuse_wider_than_known(&items, &me, |_| Ok(Some(red_from_au.clone()))).unwrap_err();
+    let err = refuse_wider_than_known(&items, &me, |_| Ok(Some(red_from_au.clone())), &|_| vec![])
+        .unwrap_err();
     assert!(
         err.0.contains("secret.example") && err.0.contains("share_wider"),
         "{err}"
     );
-    assert!(refuse_wider_than_known(&items, &me, |_| Ok(None)).is_ok());
+    assert!(refuse_wider_than_known(&items, &me, |_| Ok(None), &|_| vec![]).is_ok());
     // A state that cannot be read is not taken for one known wide: refused, saying why.
-    let err = refuse_wider_than_known(&items, &me, |_| Err("disk gone".into())).unwrap_err();
+    let err =
+        refuse_wider_than_known(&items, &me, |_| Err("disk gone".into()), &|_| vec![]).unwrap_err();
     assert!(
         err.0.contains("could not read") && err.0.contains("disk gone"),
         "{err}"
@@ -493,7 +495,7 @@ fn an_entry_shared_wider_than_its_value_is_known_here_is_refused() {
         &p,
     )
     .unwrap();
-    let err = refuse_wider_than_known(&block, &me, told_ip).unwrap_err();
+    let err = refuse_wider_than_known(&block, &me, told_ip, &|_| vec![]).unwrap_err();
     assert!(err.0.contains("203.0.113.7/32"), "{err}");
 }
 

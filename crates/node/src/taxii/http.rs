@@ -597,15 +597,17 @@ async fn add_objects(
         // A value whose state cannot be read is not judged as one never asserted here: that
         // would publish an unmarked upsert AMBER over the narrower audience it has.
         let unread = std::sync::Mutex::new(None);
-        let plan = write::plan(&envelope, &publisher, &lists, |i| {
-            match state.store.indicator(i) {
-                Ok(held) => held.unwrap_or_default(),
-                Err(e) => {
-                    *crate::rotation::lock(&unread) = Some(e);
-                    intelmesh_proto::v1::IndicatorState::default()
-                }
+        let held = |i: &intelmesh_core::Indicator| match state.store.indicator(i) {
+            Ok(held) => held.unwrap_or_default(),
+            Err(e) => {
+                *crate::rotation::lock(&unread) = Some(e);
+                intelmesh_proto::v1::IndicatorState::default()
             }
-        });
+        };
+        let containers = |i: &intelmesh_core::Indicator| {
+            crate::api::submission::containers_in(state.store.as_ref(), i)
+        };
+        let plan = write::plan(&envelope, &publisher, &lists, (held, containers));
         match unread.into_inner().unwrap_or_else(|p| p.into_inner()) {
             Some(e) => Err(internal(e)),
             None => Ok(plan.map(|plan| (judged_at, plan))),

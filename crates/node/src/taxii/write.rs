@@ -115,12 +115,16 @@ const MAX_DETAIL_ID_BYTES: usize = 256;
 const MAX_DETAIL_MESSAGE_BYTES: usize = 1024;
 
 /// What to sign for `body` and each object's outcome. `held(i)` is what this node's index
-/// holds of `i`: its assertions (this node's, one per audience) and everyone's it may read.
+/// holds of `i`: its assertions (this node's, one per audience) and everyone's it may read;
+/// `containers(i)` the values it may list that hold `i` (`submission::containers_in`).
 pub fn plan(
     body: &Value,
     publisher: &Publisher,
     warninglists: &Warninglists,
-    held: impl Fn(&Indicator) -> pb::IndicatorState + Sync,
+    (held, containers): (
+        impl Fn(&Indicator) -> pb::IndicatorState + Sync,
+        impl Fn(&Indicator) -> Vec<Indicator> + Sync,
+    ),
 ) -> Result<Plan, PlanError> {
     use rayon::prelude::*;
     // Unmarked objects were not declared shareable further: AMBER, as on import.
@@ -190,7 +194,7 @@ pub fn plan(
                         Some(why) => vec![Judged::Refused(why)],
                         None => std::mem::take(values)
                             .iter()
-                            .map(|v| judge(v, publisher, warninglists, &held))
+                            .map(|v| judge(v, publisher, warninglists, (&held, &containers)))
                             .collect(),
                     },
                     _ => Vec::new(),
@@ -393,7 +397,10 @@ fn judge(
     v: &StixIndicator,
     publisher: &Publisher,
     warninglists: &Warninglists,
-    held: &(impl Fn(&Indicator) -> pb::IndicatorState + Sync),
+    (held, containers): (
+        &(impl Fn(&Indicator) -> pb::IndicatorState + Sync),
+        &(impl Fn(&Indicator) -> Vec<Indicator> + Sync),
+    ),
 ) -> Judged {
     let lists = lists_of(warninglists, &v.indicator);
     if !v.revoked && !lists.is_empty() {
@@ -488,7 +495,7 @@ fn judge(
             true => Ok(Some(state.clone())),
             false => Ok(Some(held(i))),
         };
-        wider_than_known_all(ps, publisher.org, known)
+        wider_than_known_all(ps, publisher.org, known, containers)
     });
     if let Some(why) = wider
         .and_then(|w| w.ok())

@@ -45,6 +45,11 @@ fn asserting(
 }
 
 /// `plan` of an envelope of `objects` posted to SG-IGCI, which holds nothing yet.
+/// No value holds another here (a test naming none).
+fn no_containers(_: &intelmesh_core::Indicator) -> Vec<intelmesh_core::Indicator> {
+    Vec::new()
+}
+
 fn plan_of(objects: Vec<Value>, lists: &Warninglists) -> Result<super::Plan, PlanError> {
     let me = org("SG-IGCI");
     let members = [me.clone()].into();
@@ -53,7 +58,7 @@ fn plan_of(objects: Vec<Value>, lists: &Warninglists) -> Result<super::Plan, Pla
         &json!({ "objects": objects }),
         &publisher,
         lists,
-        nothing_held,
+        (nothing_held, no_containers),
     )
 }
 
@@ -105,7 +110,7 @@ fn a_large_envelope_is_planned_in_order_with_one_outcome_per_object() {
         &json!({ "objects": objects }),
         &publisher,
         &lists,
-        asserting(held),
+        (asserting(held), no_containers),
     )
     .unwrap();
 
@@ -405,10 +410,13 @@ fn a_post_judges_a_bounded_number_of_values_however_its_objects_are_sized() {
         &json!({ "objects": objects }),
         &publisher_of(&me, &members),
         &Warninglists::default(),
-        |_: &intelmesh_core::Indicator| {
-            looked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            pb::IndicatorState::default()
-        },
+        (
+            |_: &intelmesh_core::Indicator| {
+                looked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                pb::IndicatorState::default()
+            },
+            no_containers,
+        ),
     )
     .unwrap();
     let looked = looked.into_inner();
@@ -480,7 +488,13 @@ fn an_unmarked_object_keeps_the_distribution_of_what_this_node_asserts() {
         gone_green,
     ];
     let body = json!({ "objects": objects });
-    let plan = plan(&body, &publisher, &Warninglists::new(), asserting(held)).unwrap();
+    let plan = plan(
+        &body,
+        &publisher,
+        &Warninglists::new(),
+        (asserting(held), no_containers),
+    )
+    .unwrap();
     let signed: Vec<(&str, intelmesh_core::Tlp, Vec<String>)> = plan
         .to_sign
         .iter()
@@ -553,7 +567,7 @@ fn a_marked_revocation_revokes_the_audiences_at_its_level_or_fails() {
             &json!({ "objects": [o] }),
             &publisher,
             &Warninglists::new(),
-            asserting(held),
+            (asserting(held), no_containers),
         )
         .unwrap()
     };
@@ -613,7 +627,7 @@ fn a_later_object_changing_a_value_an_earlier_one_changed_fails() {
     let mut upsert = indicator(3, pattern);
     upsert["confidence"] = json!(80);
     let body = json!({ "objects": [upsert, revoked] });
-    let p = plan(&body, &publisher, &lists, asserting(held)).unwrap();
+    let p = plan(&body, &publisher, &lists, (asserting(held), no_containers)).unwrap();
     assert_eq!(p.to_sign.len(), 1);
     assert!(matches!(
         p.to_sign[0].payload.body,
@@ -644,7 +658,13 @@ fn a_later_object_changing_a_value_an_earlier_one_changed_fails() {
     let mut revoked = indicator(6, pattern);
     revoked["revoked"] = json!(true);
     let body = json!({ "objects": [indicator(5, pattern), revoked] });
-    let p = plan(&body, &publisher, &lists, asserting(held_revoked)).unwrap();
+    let p = plan(
+        &body,
+        &publisher,
+        &lists,
+        (asserting(held_revoked), no_containers),
+    )
+    .unwrap();
     let counts = (p.to_sign.len(), p.successes.len(), p.failures.len());
     assert_eq!(counts, (1, 1, 1), "{:?}", p.failures);
     let why = p.failures[0].message.as_deref().unwrap_or_default();
@@ -683,7 +703,7 @@ fn an_object_shared_wider_than_its_value_is_known_here_fails() {
             &json!({ "objects": [object] }),
             &publisher,
             &Warninglists::new(),
-            told,
+            (told, no_containers),
         )
         .unwrap();
         assert_eq!(p.to_sign.len(), usize::from(signed), "{:?}", p.failures);
@@ -708,11 +728,17 @@ fn an_envelope_without_objects_adds_nothing_and_is_no_error() {
         json!({"more": false}),
         json!({"more": false, "next": "x"}),
     ] {
-        let planned = plan(&body, &publisher, &lists, nothing_held).expect("an envelope");
+        let planned =
+            plan(&body, &publisher, &lists, (nothing_held, no_containers)).expect("an envelope");
         assert!(planned.to_sign.is_empty() && planned.successes.is_empty());
         assert!(planned.failures.is_empty(), "{body}");
     }
     // An object naming anything else is still no envelope.
-    let other = plan(&json!({"id": "x"}), &publisher, &lists, nothing_held);
+    let other = plan(
+        &json!({"id": "x"}),
+        &publisher,
+        &lists,
+        (nothing_held, no_containers),
+    );
     assert!(matches!(other, Err(PlanError::NotAnEnvelope(_))));
 }
