@@ -619,7 +619,10 @@ async fn a_sighting_wider_than_its_value_is_known_here_is_refused() {
     );
     let url = upsert(Ty::Url, "http://c2.told.example/gate", Tlp::Green, &[]);
     let refused = submit_refused(&mut at_br, vec![url]).await;
-    assert!(refused.message().contains("told.example (named by"), "{refused:?}");
+    assert!(
+        refused.message().contains("told.example (named by"),
+        "{refused:?}"
+    );
     // Nor an upsert of it to every member.
     let refused = submit_refused(
         &mut at_br,

@@ -372,3 +372,42 @@ async fn restricted_entries_signed_before_sealing_stay_readable() {
     let mut at_br = net.client(&br).await;
     eventually_reads(&mut at_br, Ty::Domain, "legacy-red.example", "BR").await;
 }
+
+/// A recipient whose encryption key was missing when a RED entry came keeps it unopened (a
+/// valid link of its origin's chain, which no peer sends again); once its key is back, the
+/// next start opens it, and it reads the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_that_did_not_open_opens_once_the_key_is_back() {
+    let mut net = TestNet::star("SG-IGCI", &["AU-AFP", "BR-PF"]).await;
+    let (au, br) = (org("AU-AFP"), org("BR-PF"));
+    net.stop(&br).await;
+    let br_key = net.fed.nodes[&br].config.encryption_key.clone().unwrap();
+    let kept = br_key.with_extension("kept");
+    std::fs::rename(&br_key, &kept).unwrap();
+    intelmesh_node::encryption_keys::write(&br_key, &EncryptionSecret::generate()).unwrap();
+    net.start(&br).await;
+    let mut at_au = net.client(&au).await;
+    submit(
+        &mut at_au,
+        vec![restricted(Ty::Ipv4, RED_VALUE, PbTlp::Red, &["BR-PF"])],
+    )
+    .await;
+    net.wait_converged(PATIENCE).await.unwrap();
+    let mut at_br = net.client(&br).await;
+    assert!(
+        !reads(&mut at_br, Ty::Ipv4, RED_VALUE).await,
+        "opened without its key"
+    );
+    assert!(sealed(&stored(&net, &br, &au, 1)), "kept as the envelope");
+
+    net.stop(&br).await;
+    std::fs::rename(&kept, &br_key).unwrap();
+    net.start(&br).await;
+    let mut at_br = net.client(&br).await;
+    assert!(
+        reads(&mut at_br, Ty::Ipv4, RED_VALUE).await,
+        "opened at start, with the key back"
+    );
+    let check = intelmesh_store::verify_store(&net.node(&br).state().store, None).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+}

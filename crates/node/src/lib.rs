@@ -198,6 +198,13 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         tracing::info!(lists = lists.len(), "warninglists loaded");
     }
     state.set_warninglists(lists);
+    // What did not open when it came (this node's key missing or unreadable then) may open
+    // with the keys read now.
+    let reopening = Arc::clone(&state);
+    let reopened = tokio::task::spawn_blocking(move || reopening.reopen_sealed()).await?;
+    if let Err(e) = reopened {
+        tracing::warn!(error = %e, "sealed entries that did not open before were not tried again");
+    }
     let tokens = Arc::new(
         token::TokenKey::load_or_create(&state.cfg.data_dir)
             .context("the key paging tokens are sealed under")?,

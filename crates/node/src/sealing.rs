@@ -10,12 +10,16 @@ use std::sync::Arc;
 
 use intelmesh_core::opened::OpenFailure;
 use intelmesh_core::sealed::{DecryptionKeys, OpenError};
-use intelmesh_core::VerifiedEntry;
+use intelmesh_core::verify::verify_entry;
+use intelmesh_core::{OrgId, VerifiedEntry};
 use rayon::prelude::*;
 
 use crate::config::NodeConfig;
 use crate::metrics::Refusal;
 use crate::state::{NodeError, NodeState};
+
+/// Marked entries read, checked and opened at a time by [`NodeState::reopen_sealed`].
+const REOPENED_AT_ONCE: usize = 1024;
 
 /// The encryption keys the config names (none without `encryption_key`).
 pub(crate) fn load_decryption(cfg: &NodeConfig) -> Result<DecryptionKeys, NodeError> {
@@ -32,11 +36,51 @@ impl NodeState {
         Arc::clone(&self.decryption.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Reads the key files again (after a rotation put a new key in place).
+    /// Reads the key files again (after a rotation put a new key in place), and opens with
+    /// them what did not open before ([`NodeState::reopen_sealed`]).
     pub fn reload_decryption_keys(&self) -> Result<(), NodeError> {
         let keys = load_decryption(&self.cfg)?;
         *self.decryption.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        self.reopen_sealed()?;
         Ok(())
+    }
+
+    /// Opens, with the keys this node holds now, the sealed entries it reads that did not
+    /// open when they came (its key missing or unreadable then: the store marked them), and
+    /// folds them into the index; returns how many opened. One that still does not open
+    /// stays marked, for the next keys.
+    pub fn reopen_sealed(&self) -> Result<usize, NodeError> {
+        let keys = self.decryption_keys();
+        let registry = self.keys();
+        let cfg = intelmesh_core::VerifyConfig::at(intelmesh_core::now_unix_ms());
+        let (mut after, mut opened) = (None, 0);
+        loop {
+            let marked = self.store.unopened(
+                after.as_ref().map(|(o, s): &(OrgId, u64)| (o, *s)),
+                REOPENED_AT_ONCE,
+            )?;
+            let Some(last) = marked.last().map(|u| (u.origin.clone(), u.seq)) else {
+                break;
+            };
+            let full = marked.len() == REOPENED_AT_ONCE;
+            let now_open: Vec<VerifiedEntry> = marked
+                .into_par_iter()
+                .filter_map(|u| {
+                    let entry = verify_entry(u.raw, registry.as_ref(), &cfg).ok()?;
+                    entry.open_as(&self.org, &keys).ok()
+                })
+                .collect();
+            opened += self.store.apply_opened(now_open)?;
+            after = Some(last);
+            if !full {
+                break;
+            }
+        }
+        if opened > 0 {
+            tracing::info!(opened, "sealed entries that did not open before opened now");
+            self.bump();
+        }
+        Ok(opened)
     }
 
     /// Opens, on all cores, the sealed entries of `good` this node is a reader of. One it

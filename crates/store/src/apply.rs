@@ -72,6 +72,8 @@ pub(crate) struct Finished {
 
 pub(crate) struct Work<'a> {
     db: &'a crate::kv::Kv,
+    /// The store's node: a sealed entry it reads and did not open is marked (`reopen`).
+    owner: Option<&'a OrgId>,
     batch: crate::kv::Batch,
     origins: HashMap<OrgId, OriginWork>,
     index: Vec<IndexUpdate>,
@@ -82,9 +84,10 @@ pub(crate) struct Work<'a> {
 }
 
 impl<'a> Work<'a> {
-    pub(crate) fn new(db: &'a crate::kv::Kv, entries: usize) -> Work<'a> {
+    pub(crate) fn new(db: &'a crate::kv::Kv, owner: Option<&'a OrgId>, entries: usize) -> Work<'a> {
         Work {
             db,
+            owner,
             batch: crate::kv::Batch::default(),
             origins: HashMap::new(),
             index: Vec::with_capacity(entries),
@@ -208,12 +211,18 @@ impl<'a> Work<'a> {
     /// Logs `entry`: appended after the head, or replacing the stub stored at its seq.
     fn write_entry(&mut self, entry: VerifiedEntry, append: bool) -> Result<(), StoreError> {
         let opened = entry.opened().map(<[u8]>::to_vec);
+        let unopened = opened.is_none()
+            && entry.is_sealed()
+            && self.owner.is_some_and(|me| entry.is_reader(me));
         let (raw, header, _hash, payload, key) = entry.into_parts();
         let (origin, seq) = (&header.origin, header.seq);
         if let Some(opened) = opened {
             // In the same batch as the envelope: the index is rebuilt from the log without
             // this node's keys.
             self.batch.insert(keys::opened(origin, seq), opened);
+        }
+        if unopened {
+            self.batch.insert(keys::unopened(origin, seq), &[][..]);
         }
         if append {
             self.append(origin, seq, raw)?;

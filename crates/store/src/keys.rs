@@ -15,6 +15,9 @@ pub const FILL: u8 = b'P';
 pub const POSTING: u8 = b'Q';
 /// What a sealed payload opened to at this node (a reader), beside the envelope in the log.
 pub const OPENED: u8 = b'U';
+/// A sealed entry this node is a reader of and could not open when it took it in (see
+/// `reopen`): opened again when the node's keys change.
+pub const UNOPENED: u8 = b'W';
 /// Arrival postings, by time (see `arrival`).
 pub const ARRIVAL: u8 = b'A';
 /// Arrival times, by record (see `arrival`).
@@ -68,6 +71,18 @@ pub fn opened(origin: &OrgId, seq: u64) -> Vec<u8> {
     let mut k = with_origin(OPENED, origin, 8);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// The mark of `origin`'s entry `seq`, sealed to this node and not opened.
+pub fn unopened(origin: &OrgId, seq: u64) -> Vec<u8> {
+    let mut k = with_origin(UNOPENED, origin, 8);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The prefix of every unopened mark of `origin`.
+pub fn unopened_prefix(origin: &OrgId) -> Vec<u8> {
+    with_origin(UNOPENED, origin, 0)
 }
 
 /// The prefix of every opened payload of `origin`.

@@ -96,17 +96,20 @@ impl DiskStore {
         self.tails.forget(origin);
         let mut batch = crate::kv::Batch::default();
         let mut new_head: Option<Head> = None;
-        // What the cut entries opened to goes with them: another entry may take their seqs.
-        for kv in self
-            .db
-            .range(keys::opened(origin, keep_through.saturating_add(1))..)
-            .keys()
-        {
-            let k = kv?;
-            if !k.starts_with(&keys::opened_prefix(origin)) {
-                break;
+        // What the cut entries opened to goes with them, and so do the marks of those that
+        // did not open: another entry may take their seqs.
+        let after = keep_through.saturating_add(1);
+        for (from, prefix) in [
+            (keys::opened(origin, after), keys::opened_prefix(origin)),
+            (keys::unopened(origin, after), keys::unopened_prefix(origin)),
+        ] {
+            for kv in self.db.range(from..).keys() {
+                let k = kv?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                batch.remove(k.to_vec());
             }
-            batch.remove(k.to_vec());
         }
         for seg in segments_from(&self.db, origin, keep_through.saturating_add(1))? {
             let mut seg = seg?;
