@@ -404,10 +404,7 @@ async fn an_entry_that_did_not_open_opens_once_the_key_is_back() {
     std::fs::rename(&kept, &br_key).unwrap();
     net.start(&br).await;
     let mut at_br = net.client(&br).await;
-    assert!(
-        reads(&mut at_br, Ty::Ipv4, RED_VALUE).await,
-        "opened at start, with the key back"
-    );
+    eventually_reads(&mut at_br, Ty::Ipv4, RED_VALUE, "BR, its key back").await;
     let check = intelmesh_store::verify_store(&net.node(&br).state().store, None).unwrap();
     assert!(check.is_ok(), "{:?}", check.problems);
 }

@@ -370,13 +370,18 @@ async fn a_publisher_that_lost_its_store_takes_the_roster_log_back_before_signin
     net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
         .await
         .expect("the agency follows its admission");
+    // The other hub too: a hub that lost its store follows the genesis, which does not list the
+    // agency, so it takes the log back from the other hub only.
+    net.wait_status(&hub_b, PATIENCE, |s| s.roster_version == 2)
+        .await
+        .expect("the other hub follows the agency's admission");
     net.stop(&hub).await;
     let data = net.fed.nodes[&hub].config.data_dir.clone();
     std::fs::rename(&data, data.with_extension("aside")).unwrap();
     net.start(&hub).await;
     net.wait_status(&hub, PATIENCE, |s| s.roster_version == 2)
         .await
-        .expect("the hub takes the roster log back from the agency");
+        .expect("the hub takes the roster log back from the other hub");
     next_version_follows(&net, &sg, 3, "the hub publishes on the log it took back").await;
     for at in [&hub, &hub_b, &sg] {
         let proofs = net.node(at).state().store.fork_proofs().unwrap();

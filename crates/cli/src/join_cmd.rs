@@ -259,6 +259,13 @@ fn check_federation(
     }
     Roster::genesis(genesis, None)
         .map_err(|e| usage(format!("the bundle's genesis is not valid: {e}")))?;
+    if let Some(seq) = bundle.roster_log.iter().position(|h| h.len() != 32) {
+        return Err(usage(format!(
+            "the bundle's roster log names seq {} by {} bytes, not a 32-byte hash: ask the hub operators for a new bundle",
+            seq + 1,
+            bundle.roster_log[seq].len()
+        )));
+    }
     // The CAs the pinned genesis names. Not those of the bundle's later version: the genesis
     // authority's signatures on a document say nothing of which federation, version or chain
     // it belongs to (a document made up and signed by a genesis threshold since lowered in

@@ -117,6 +117,11 @@ pub(crate) fn ended_key_cuts(
     roster: &Roster,
     own: &OrgId,
 ) -> Result<Vec<Cut>, StoreError> {
+    // A cut asked again after its rebuild failed finds nothing left to cut: its index is
+    // finished here.
+    if store.finish_index_rebuild()? {
+        tracing::info!("the index a cut left to rebuild is rebuilt");
+    }
     let mut cuts = Vec::new();
     for member in roster.members() {
         let Ok(origin) = OrgId::parse(&member.org) else {

@@ -26,8 +26,12 @@ impl NodeState {
             .map_err(|e| NodeError::Join(e.to_string()))?;
         // A new key list may name a new encryption key of this node (a rotation it made):
         // its files are read again, so what is sealed to the new key opens.
-        if let Err(e) = self.reload_decryption_keys() {
-            tracing::error!(error = %e, "encryption keys not reloaded; the old ones stay");
+        match self.reload_decryption_keys() {
+            Ok(true) => self.reopen_sealed_in_background(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "encryption keys not reloaded; the old ones stay")
+            }
         }
         let taken = self.recheck_unverified().await;
         // Held entries the new list dropped count as dropped from the hold queue: links

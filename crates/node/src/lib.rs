@@ -199,12 +199,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     }
     state.set_warninglists(lists);
     // What did not open when it came (this node's key missing or unreadable then) may open
-    // with the keys read now.
-    let reopening = Arc::clone(&state);
-    let reopened = tokio::task::spawn_blocking(move || reopening.reopen_sealed()).await?;
-    if let Err(e) = reopened {
-        tracing::warn!(error = %e, "sealed entries that did not open before were not tried again");
-    }
+    // with the keys read now; in the background, so many marks never hold the start back.
+    state.reopen_sealed_in_background();
     let tokens = Arc::new(
         token::TokenKey::load_or_create(&state.cfg.data_dir)
             .context("the key paging tokens are sealed under")?,

@@ -128,14 +128,6 @@ impl Follow {
         older: Option<&Signer>,
     ) -> Result<Follow, FollowError> {
         let fed = genesis.federation_id().clone();
-        let held = store.range(&fed, 1, log_pins.len())?;
-        if let Some(seq) = (held.iter().zip(&log_pins))
-            .position(|(e, pin)| intelmesh_core::entry::header_hash(&e.header) != *pin)
-        {
-            return Err(FollowError::OtherLogEntry {
-                seq: seq as u64 + 1,
-            });
-        }
         if let Some(first) = stored_version(store, &fed, 1)? {
             let found = intelmesh_roster::roster_hash(&first.document);
             if found != *genesis.hash() {
@@ -144,6 +136,14 @@ impl Follow {
                     found: hex::encode(found),
                 });
             }
+        }
+        let held = store.range(&fed, 1, log_pins.len())?;
+        if let Some(seq) = (held.iter().zip(&log_pins))
+            .position(|(e, pin)| intelmesh_core::entry::header_hash(&e.header) != *pin)
+        {
+            return Err(FollowError::OtherLogEntry {
+                seq: seq as u64 + 1,
+            });
         }
         let follow = Follow {
             hashes: Mutex::new(BTreeMap::from([(1, *genesis.hash())])),

@@ -36,33 +36,30 @@ impl NodeState {
         Arc::clone(&self.decryption.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Reads the key files again (after a rotation put a new key in place), and opens with
-    /// them what did not open before ([`NodeState::reopen_sealed`]).
-    pub fn reload_decryption_keys(&self) -> Result<(), NodeError> {
+    /// Reads the key files again (after a rotation put a new key in place); says whether they
+    /// hold other keys than before (what did not open may open now: [`Self::reopen_sealed`]).
+    pub fn reload_decryption_keys(&self) -> Result<bool, NodeError> {
         let keys = load_decryption(&self.cfg)?;
-        *self.decryption.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
-        self.reopen_sealed()?;
-        Ok(())
+        let mut held = self.decryption.write().unwrap_or_else(|p| p.into_inner());
+        let ids = |k: &DecryptionKeys| k.ids().cloned().collect::<Vec<_>>();
+        let changed = ids(&held) != ids(&keys);
+        *held = Arc::new(keys);
+        Ok(changed)
     }
 
     /// Opens, with the keys this node holds now, the sealed entries it reads that did not
     /// open when they came (its key missing or unreadable then: the store marked them), and
     /// folds them into the index; returns how many opened. One that still does not open
-    /// stays marked, for the next keys.
+    /// stays marked, for the next keys. Run at start and when the key files hold new keys,
+    /// never on what a peer sends (each call reads every mark).
     pub fn reopen_sealed(&self) -> Result<usize, NodeError> {
         let keys = self.decryption_keys();
         let registry = self.keys();
         let cfg = intelmesh_core::VerifyConfig::at(intelmesh_core::now_unix_ms());
-        let (mut after, mut opened) = (None, 0);
+        let (mut after, mut opened) = (None::<(OrgId, u64)>, 0);
         loop {
-            let marked = self.store.unopened(
-                after.as_ref().map(|(o, s): &(OrgId, u64)| (o, *s)),
-                REOPENED_AT_ONCE,
-            )?;
-            let Some(last) = marked.last().map(|u| (u.origin.clone(), u.seq)) else {
-                break;
-            };
-            let full = marked.len() == REOPENED_AT_ONCE;
+            let from = after.as_ref().map(|(o, s)| (o, *s));
+            let (marked, last) = self.store.unopened(from, REOPENED_AT_ONCE)?;
             let now_open: Vec<VerifiedEntry> = marked
                 .into_par_iter()
                 .filter_map(|u| {
@@ -71,9 +68,9 @@ impl NodeState {
                 })
                 .collect();
             opened += self.store.apply_opened(now_open)?;
-            after = Some(last);
-            if !full {
-                break;
+            match last {
+                Some(last) => after = Some(last),
+                None => break,
             }
         }
         if opened > 0 {
@@ -81,6 +78,17 @@ impl NodeState {
             self.bump();
         }
         Ok(opened)
+    }
+
+    /// [`Self::reopen_sealed`] on a blocking thread, its failure logged: for async callers
+    /// that read new keys.
+    pub fn reopen_sealed_in_background(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = me.reopen_sealed() {
+                tracing::warn!(error = %e, "sealed entries that did not open before were not tried again");
+            }
+        });
     }
 
     /// Opens, on all cores, the sealed entries of `good` this node is a reader of. One it
@@ -111,10 +119,18 @@ impl NodeState {
         let any_no_key = opened
             .iter()
             .any(|r| r.as_ref().is_err_and(|f| no_key(&f.1)));
-        let keys = if any_no_key && self.reload_decryption_keys().is_ok() {
-            Some(self.decryption_keys())
-        } else {
-            None
+        // Keys new since the marked entries were tried may open them too: tried once per
+        // change of the key files (a peer's batch alone changes nothing there).
+        let keys = match any_no_key.then(|| self.reload_decryption_keys()) {
+            Some(Ok(changed)) => {
+                if changed {
+                    if let Err(e) = self.reopen_sealed() {
+                        tracing::warn!(error = %e, "sealed entries that did not open before were not tried again");
+                    }
+                }
+                Some(self.decryption_keys())
+            }
+            _ => None,
         };
         opened
             .into_iter()

@@ -212,6 +212,7 @@ impl<'a> Work<'a> {
     fn write_entry(&mut self, entry: VerifiedEntry, append: bool) -> Result<(), StoreError> {
         let opened = entry.opened().map(<[u8]>::to_vec);
         let unopened = opened.is_none()
+            && entry.raw().payload.is_some()
             && entry.is_sealed()
             && self.owner.is_some_and(|me| entry.is_reader(me));
         let (raw, header, _hash, payload, key) = entry.into_parts();

@@ -256,11 +256,12 @@ pub(crate) fn write_changes(
 pub(crate) struct Due(Vec<(Slot, Record, Vec<u8>)>);
 
 impl Due {
-    /// Stamps every record due, in an order a reader learns nothing from: the records anyone
-    /// may read first (CLEAR, then GREEN, then AMBER, so a reader held to a lower TLP sees
-    /// the first of them), then the restricted ones grouped by who reads them. Stamps are
-    /// consecutive within a write, so a record withheld from a reader stamped between two it
-    /// sees would leave a gap in their times that counts it.
+    /// Stamps every record due: the records anyone may read first (CLEAR, then GREEN, then
+    /// AMBER, so a reader held to a lower TLP sees the first of them), then the restricted
+    /// ones grouped by who reads them. Stamps are consecutive within a write, so a record
+    /// withheld from a reader stamped between two it sees would leave a gap in their times
+    /// that counts it: none does for a reader of the public scope; for one of several
+    /// overlapping reader sets, one can.
     pub(crate) fn stamp(mut self, clock: &ArrivalClock, batch: &mut crate::kv::Batch) {
         let public = |r: &Record| r.scopes.iter().all(|s| s == crate::postings::PUBLIC);
         self.0.sort_by(|(_, a, _), (_, b, _)| {

@@ -61,6 +61,23 @@ impl DiskStore {
         dropped
     }
 
+    /// Rebuilds the index if a cut's rebuild failed after the cut was written (its mark still
+    /// set): the log is cut, the index not yet; the cuts asked again finish it rather than
+    /// wait for a restart. Says whether it rebuilt. (The failed write left the publishing
+    /// count odd: digests are read under the lock, which this holds.)
+    pub fn finish_index_rebuild(&self) -> Result<bool, StoreError> {
+        let _held = self.lock();
+        if !index_rebuild::pending(&self.db)? {
+            return Ok(false);
+        }
+        self.set_index_meta(index_rebuild::rebuild(
+            &self.db,
+            &self.presence,
+            self.arrivals.as_ref(),
+        )?);
+        Ok(true)
+    }
+
     /// Removes `origin`'s log entries with seq > `keep_through`: the head becomes entry
     /// `keep_through` (no head at 0), held entries beyond it are dropped, and the indicator
     /// index is rebuilt from the log. Nothing to remove is not an error (`removed` 0). Durable
@@ -74,17 +91,6 @@ impl DiskStore {
         let held_dropped = held.drop_after(origin, keep_through);
         let head = Store::head(self, origin)?;
         let Some(old) = head.filter(|h| h.seq > keep_through) else {
-            // A cut made before whose rebuild failed (the mark still set): the log is cut,
-            // the index is not yet; a cut asked again finishes it rather than wait for a
-            // restart. (The failed write left the publishing count odd: digests are read
-            // under the lock, which this holds.)
-            if index_rebuild::pending(&self.db)? {
-                self.set_index_meta(index_rebuild::rebuild(
-                    &self.db,
-                    &self.presence,
-                    self.arrivals.as_ref(),
-                )?);
-            }
             return Ok(TruncateReport {
                 removed: 0,
                 held_dropped,
@@ -192,5 +198,29 @@ impl DiskStore {
             held_dropped,
             head: new_head,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreConfig;
+
+    #[test]
+    fn a_rebuild_a_failed_cut_left_is_finished_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+        assert!(
+            !store.finish_index_rebuild().unwrap(),
+            "nothing left to rebuild"
+        );
+        // As a cut whose rebuild failed leaves it: the mark written with the cut.
+        let mut batch = crate::kv::Batch::default();
+        index_rebuild::mark(&mut batch);
+        store.db.apply_batch(batch).unwrap();
+        assert!(index_rebuild::pending(&store.db).unwrap());
+        assert!(store.finish_index_rebuild().unwrap());
+        assert!(!index_rebuild::pending(&store.db).unwrap());
+        assert!(!store.finish_index_rebuild().unwrap());
     }
 }
