@@ -198,9 +198,6 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         tracing::info!(lists = lists.len(), "warninglists loaded");
     }
     state.set_warninglists(lists);
-    // What did not open when it came (this node's key missing or unreadable then) may open
-    // with the keys read now; in the background, so many marks never hold the start back.
-    state.reopen_sealed_in_background();
     let tokens = Arc::new(
         token::TokenKey::load_or_create(&state.cfg.data_dir)
             .context("the key paging tokens are sealed under")?,
@@ -381,6 +378,10 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         servers.push(tokio::spawn(console.serve(stop.subscribe())));
     }
     let dialers = federation::dial_peers(&state);
+    // What did not open when it came (this node's key missing or unreadable then) may open
+    // with the keys read now; in the background (it stops when the node does), so many marks
+    // never hold the start back.
+    state.reopen_sealed_in_background();
     tracing::info!(org = %state.org, %federation_addr, %api_addr, taxii_addr = ?taxii_addr, metrics_addr = ?metrics_addr, console_addr = ?console_addr, "node started");
     Ok(RunningNode {
         federation_addr,

@@ -137,13 +137,14 @@ impl Follow {
                 });
             }
         }
-        let held = store.range(&fed, 1, log_pins.len())?;
-        if let Some(seq) = (held.iter().zip(&log_pins))
-            .position(|(e, pin)| intelmesh_core::entry::header_hash(&e.header) != *pin)
-        {
-            return Err(FollowError::OtherLogEntry {
-                seq: seq as u64 + 1,
-            });
+        // One version at a time: a roster log entry carries a whole roster.
+        for (seq, pin) in (1u64..).zip(&log_pins) {
+            let Some(held) = store.range(&fed, seq, 1)?.pop() else {
+                break;
+            };
+            if intelmesh_core::entry::header_hash(&held.header) != *pin {
+                return Err(FollowError::OtherLogEntry { seq });
+            }
         }
         let follow = Follow {
             hashes: Mutex::new(BTreeMap::from([(1, *genesis.hash())])),

@@ -12,6 +12,7 @@ use intelmesh_core::opened::OpenFailure;
 use intelmesh_core::sealed::{DecryptionKeys, OpenError};
 use intelmesh_core::verify::verify_entry;
 use intelmesh_core::{OrgId, VerifiedEntry};
+use intelmesh_store::reopen::Mark;
 use rayon::prelude::*;
 
 use crate::config::NodeConfig;
@@ -58,16 +59,45 @@ impl NodeState {
         let cfg = intelmesh_core::VerifyConfig::at(intelmesh_core::now_unix_ms());
         let (mut after, mut opened) = (None::<(OrgId, u64)>, 0);
         loop {
+            if self.is_stopping() {
+                break;
+            }
             let from = after.as_ref().map(|(o, s)| (o, *s));
             let (marked, last) = self.store.unopened(from, REOPENED_AT_ONCE)?;
-            let now_open: Vec<VerifiedEntry> = marked
+            let tried: Vec<Result<VerifiedEntry, Option<Mark>>> = marked
                 .into_par_iter()
                 .filter_map(|u| {
+                    let mark = (u.origin.clone(), u.seq);
                     let entry = verify_entry(u.raw, registry.as_ref(), &cfg).ok()?;
-                    entry.open_as(&self.org, &keys).ok()
+                    Some(match entry.open_as(&self.org, &keys) {
+                        Ok(e) => Ok(e),
+                        // Sealed to a key this node may hold later: tried again then.
+                        Err(f)
+                            if matches!(
+                                f.1,
+                                OpenFailure::Open {
+                                    error: OpenError::NoKey(_),
+                                    ..
+                                }
+                            ) =>
+                        {
+                            Err(None)
+                        }
+                        // An envelope that opens with no key: its mark is dropped, so a
+                        // member sending such entries does not make every later try longer.
+                        Err(_) => Err(Some(mark)),
+                    })
                 })
                 .collect();
-            opened += self.store.apply_opened(now_open)?;
+            let (now_open, never): (Vec<_>, Vec<_>) = tried.into_iter().partition(Result::is_ok);
+            let never: Vec<Mark> = never
+                .into_iter()
+                .filter_map(|r| r.err().flatten())
+                .collect();
+            self.store.forget_unopened(&never)?;
+            opened += self
+                .store
+                .apply_opened(now_open.into_iter().flatten().collect())?;
             match last {
                 Some(last) => after = Some(last),
                 None => break,
@@ -94,7 +124,7 @@ impl NodeState {
     /// Opens, on all cores, the sealed entries of `good` this node is a reader of. One it
     /// cannot open stays in the batch unopened (it is a valid link of its origin's chain,
     /// which every relay accepted) and is logged and counted.
-    pub(crate) fn open_received(&self, good: Vec<VerifiedEntry>) -> Vec<VerifiedEntry> {
+    pub(crate) fn open_received(self: &Arc<Self>, good: Vec<VerifiedEntry>) -> Vec<VerifiedEntry> {
         if !good.iter().any(|e| e.is_sealed() && e.is_reader(&self.org)) {
             return good;
         }
@@ -119,14 +149,13 @@ impl NodeState {
         let any_no_key = opened
             .iter()
             .any(|r| r.as_ref().is_err_and(|f| no_key(&f.1)));
-        // Keys new since the marked entries were tried may open them too: tried once per
-        // change of the key files (a peer's batch alone changes nothing there).
+        // Keys new since the marked entries were tried may open them too: tried in the
+        // background, once per change of the key files (a peer's batch alone changes nothing
+        // there).
         let keys = match any_no_key.then(|| self.reload_decryption_keys()) {
             Some(Ok(changed)) => {
                 if changed {
-                    if let Err(e) = self.reopen_sealed() {
-                        tracing::warn!(error = %e, "sealed entries that did not open before were not tried again");
-                    }
+                    self.reopen_sealed_in_background();
                 }
                 Some(self.decryption_keys())
             }

@@ -26,7 +26,7 @@ mod postings;
 mod presence;
 mod private_dir;
 pub mod receipt;
-mod reopen;
+pub mod reopen;
 mod segment;
 mod select;
 mod state_sum;

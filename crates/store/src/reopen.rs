@@ -63,6 +63,19 @@ impl DiskStore {
         Ok((out, last))
     }
 
+    /// Drops the marks `marks` (entries that will not open with any key).
+    pub fn forget_unopened(&self, marks: &[Mark]) -> Result<(), StoreError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let _held = self.lock();
+        let mut batch = crate::kv::Batch::default();
+        for (origin, seq) in marks {
+            batch.remove(keys::unopened(origin, *seq));
+        }
+        self.db.apply_batch(batch)
+    }
+
     /// Keeps what `entries` (marked unopened, opened now) opened to, folds them into the index
     /// (the fold does not depend on order) and drops their marks, in one atomic batch; each is
     /// counted as a fill, so a Watch past its seq sends it. Returns how many went in. One
@@ -74,12 +87,15 @@ impl DiskStore {
         let mut index = IndexBatch::new(self.index_meta(), &self.presence, self.arrivals.as_ref());
         let fills_made = self.fills.load(Ordering::Acquire);
         let mut opened = 0u64;
+        let mut taken = std::collections::BTreeSet::new();
         for e in entries {
             let (origin, seq) = (e.header().origin.clone(), e.header().seq);
             let (Some(bytes), Some(payload)) = (e.opened(), e.payload()) else {
                 continue;
             };
-            if !self.db.contains_key(keys::unopened(&origin, seq))? {
+            if !self.db.contains_key(keys::unopened(&origin, seq))?
+                || !taken.insert((origin.clone(), seq))
+            {
                 continue;
             }
             let held = Store::range(self, &origin, seq, 1)?;

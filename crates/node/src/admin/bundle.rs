@@ -108,12 +108,13 @@ pub fn issue_bundle(
     issued::record(&ledger, &serial, org)?;
     let genesis = stored_version(state.store.as_ref(), current.federation_id(), 1)?
         .ok_or(AdminError::NoSuchVersion(1))?;
-    let roster_log = state
-        .store
-        .range(current.federation_id(), 1, current.version() as usize)?
-        .iter()
-        .map(|e| header_hash(&e.header).to_vec())
-        .collect();
+    // One version at a time: a roster log entry carries a whole roster.
+    let mut roster_log = Vec::new();
+    for seq in 1..=current.version() {
+        let held = state.store.range(current.federation_id(), seq, 1)?.pop();
+        let entry = held.ok_or(AdminError::NoSuchVersion(seq))?;
+        roster_log.push(header_hash(&entry.header).to_vec());
+    }
     Ok(pb::EnrolmentBundle {
         org: org.to_string(),
         node_cert_pem,
