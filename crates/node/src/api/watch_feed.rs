@@ -30,6 +30,9 @@ fn watch_step(
 ) -> Result<(Vec<pb::WatchEvent>, bool), StoreError> {
     let mut events = Vec::new();
     let mut read = 0;
+    // Entries this step sent in full from the log: a fill of one of them, recorded since it
+    // was read, is not sent again.
+    let mut sent = std::collections::HashSet::new();
     for (origin, head) in store.vector()? {
         loop {
             let at = cursor.log.get(&origin).copied().unwrap_or(0);
@@ -59,6 +62,7 @@ fn watch_step(
                 })?;
                 cursor.log.insert(origin.clone(), header.seq);
                 if let Some(ev) = watch_event(store, cursors, filter, &header, &e, cursor)? {
+                    sent.insert((origin.clone(), header.seq));
                     events.push(ev);
                 }
             }
@@ -69,7 +73,9 @@ fn watch_step(
     for fill in store.fills_after(cursor.fills, WATCH_STEP_ENTRIES - read)? {
         read += 1;
         cursor.fills = fill.n;
-        if cursor.log.get(&fill.origin).is_none_or(|at| *at < fill.seq) {
+        if cursor.log.get(&fill.origin).is_none_or(|at| *at < fill.seq)
+            || sent.contains(&(fill.origin.clone(), fill.seq))
+        {
             continue;
         }
         // A compromise cut (`DiskStore::truncate_origin`) may have removed a filled entry
