@@ -494,10 +494,16 @@ async fn a_pinned_roster_log_refuses_the_publishers_key_signing_other_entries() 
             if reason.contains("roster.log_pins"))
     })
     .await;
+    let refused = net.status(&sg).roster_refused;
+    assert!(
+        refused.contains("seq 1") && refused.contains("log_pins"),
+        "{refused}"
+    );
     net.start(&hub).await;
     net.wait_status(&sg, PATIENCE, |s| s.roster_version == 2)
         .await
         .expect("the agency follows the real log");
+    assert_eq!(net.status(&sg).roster_refused, "", "followed past it");
 }
 
 /// HUB admits SG (the roster log: the genesis and version 2), and stops; SG's config pins that

@@ -60,6 +60,7 @@ impl NodeState {
                             h.seq
                         );
                         tracing::warn!(origin = %fed, seq = h.seq, %reason, "roster log entry refused before it was stored");
+                        *crate::rotation::lock(&follow.pin_refused) = Some(h.seq);
                         refused_next |= h.seq == next;
                         refused.push(VerifyError::RosterVersionRefused {
                             origin: fed.clone(),

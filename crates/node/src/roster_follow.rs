@@ -87,6 +87,9 @@ pub struct Follow {
     /// (`roster_admission`): shown in status while no version at or past it is followed,
     /// never consulted when the stored log is followed.
     pub(crate) rejected: Mutex<Option<Refused>>,
+    /// The last roster-log seq a received entry was refused at for not being the pinned one
+    /// (`log_pins`): shown in status while the store holds no entry there.
+    pub(crate) pin_refused: Mutex<Option<u64>>,
     /// What may sign roster log entries when this node is a hub, under the federation id: its
     /// own signing key, then the key it rotated from if a rotation is pending. Which one signs
     /// is judged against the version in force each time ([`Follow::authority_signer`]): after a
@@ -151,6 +154,7 @@ impl Follow {
             current: watch::channel(Arc::new(genesis)).0,
             refused: Mutex::new(None),
             rejected: Mutex::new(None),
+            pin_refused: Mutex::new(None),
             authority_signers: Mutex::new(
                 (std::iter::once(own).chain(older))
                     .map(|s| Arc::new(Signer::new(fed.clone(), s.signing_key().clone())))
@@ -309,6 +313,16 @@ impl NodeState {
             let rejected = lock(&follow.rejected).clone()?;
             (rejected.version > follow.current().version()).then_some(rejected)
         })
+    }
+
+    /// The last roster-log seq an entry was refused at for not being the one `log_pins`
+    /// names, while the store holds no entry there yet.
+    pub fn roster_pin_refused(&self) -> Option<u64> {
+        let follow = self.follow()?;
+        let seq = (*lock(&follow.pin_refused))?;
+        let fed = follow.current().federation_id().clone();
+        let held = self.store.head(&fed).ok().flatten().map_or(0, |h| h.seq);
+        (seq > held).then_some(seq)
     }
 
     /// Advances the followed roster through every new version of the authority log, in order.

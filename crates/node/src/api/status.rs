@@ -50,9 +50,13 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
             .as_ref()
             .map(|r| hex::encode(r.hash()))
             .unwrap_or_default(),
-        roster_refused: state
-            .roster_refused()
+        roster_refused: (state.roster_refused())
             .map(|r| format!("version {}: {}", r.version, r.error))
+            .or_else(|| {
+                state.roster_pin_refused().map(|seq| {
+                    format!("roster log seq {seq}: a received entry is not the one roster.log_pins names (from the enrolment bundle); the real one has not come yet")
+                })
+            })
             .unwrap_or_default(),
         roster_conflicts: follow
             .map(|f| f.checkpoints.conflicts())
