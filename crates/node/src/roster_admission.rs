@@ -53,22 +53,15 @@ impl NodeState {
                 if h.origin != fed {
                     return true;
                 }
-                if let Some(pin) = follow.log_pin(h.seq) {
-                    if header_hash(&e.raw().header) != *pin {
-                        let reason = format!(
-                            "it is not the entry at seq {} that roster.log_pins names (from the enrolment bundle)",
-                            h.seq
-                        );
-                        tracing::warn!(origin = %fed, seq = h.seq, %reason, "roster log entry refused before it was stored");
-                        *crate::rotation::lock(&follow.pin_refused) = Some(h.seq);
-                        refused_next |= h.seq == next;
-                        refused.push(VerifyError::RosterVersionRefused {
-                            origin: fed.clone(),
-                            seq: h.seq,
-                            reason,
-                        });
-                        return false;
-                    }
+                if follow.log_pin(h.seq).is_some_and(|pin| header_hash(&e.raw().header) != *pin) {
+                    *crate::rotation::lock(&follow.pin_refused) = Some(h.seq);
+                    refused_next |= h.seq == next;
+                    let reason = format!(
+                        "it is not the entry at seq {} that roster.log_pins names (from the enrolment bundle)",
+                        h.seq
+                    );
+                    refused.push(refusal(&fed, h.seq, reason));
+                    return false;
                 }
                 if h.seq > followed && h.seq < next {
                     // Stored already and not followed yet: the store keeps one entry a seq.
@@ -133,12 +126,7 @@ impl NodeState {
                     }
                     Err(reason) => {
                         refused_next |= h.seq == next;
-                        tracing::warn!(origin = %fed, seq = h.seq, %reason, "roster log entry refused before it was stored: a hub key signed it, the roster's rules do not take it");
-                        refused.push(VerifyError::RosterVersionRefused {
-                            origin: fed.clone(),
-                            seq: h.seq,
-                            reason,
-                        });
+                        refused.push(refusal(&fed, h.seq, reason));
                         false
                     }
                 }
@@ -181,6 +169,17 @@ impl NodeState {
                 h.seq
             )),
         }
+    }
+}
+
+/// An authority-log entry refused before it was stored, logged: a hub key signed it, and the
+/// roster's rules (or the pinned log) do not take it.
+fn refusal(fed: &intelmesh_core::OrgId, seq: u64, reason: String) -> VerifyError {
+    tracing::warn!(origin = %fed, seq, %reason, "roster log entry refused before it was stored: a hub key signed it, the roster's rules do not take it");
+    VerifyError::RosterVersionRefused {
+        origin: fed.clone(),
+        seq,
+        reason,
     }
 }
 

@@ -22,6 +22,18 @@ use crate::state::{NodeError, NodeState};
 /// Marked entries read, checked and opened at a time by [`NodeState::reopen_sealed`].
 const REOPENED_AT_ONCE: usize = 1024;
 
+/// Whether an entry did not open for want of a key this node may hold later (sealed to a key
+/// id it does not hold now).
+fn for_lack_of_key(f: &OpenFailure) -> bool {
+    matches!(
+        f,
+        OpenFailure::Open {
+            error: OpenError::NoKey(_),
+            ..
+        }
+    )
+}
+
 /// The encryption keys the config names (none without `encryption_key`).
 pub(crate) fn load_decryption(cfg: &NodeConfig) -> Result<DecryptionKeys, NodeError> {
     match &cfg.encryption_key {
@@ -64,40 +76,24 @@ impl NodeState {
             }
             let from = after.as_ref().map(|(o, s)| (o, *s));
             let (marked, last) = self.store.unopened(from, REOPENED_AT_ONCE)?;
-            let tried: Vec<Result<VerifiedEntry, Option<Mark>>> = marked
+            let (now_open, never): (Vec<Option<VerifiedEntry>>, Vec<Option<Mark>>) = marked
                 .into_par_iter()
                 .filter_map(|u| {
                     let mark = (u.origin.clone(), u.seq);
                     let entry = verify_entry(u.raw, registry.as_ref(), &cfg).ok()?;
                     Some(match entry.open_as(&self.org, &keys) {
-                        Ok(e) => Ok(e),
+                        Ok(e) => (Some(e), None),
                         // Sealed to a key this node may hold later: tried again then.
-                        Err(f)
-                            if matches!(
-                                f.1,
-                                OpenFailure::Open {
-                                    error: OpenError::NoKey(_),
-                                    ..
-                                }
-                            ) =>
-                        {
-                            Err(None)
-                        }
+                        Err(f) if for_lack_of_key(&f.1) => (None, None),
                         // An envelope that opens with no key: its mark is dropped, so a
                         // member sending such entries does not make every later try longer.
-                        Err(_) => Err(Some(mark)),
+                        Err(_) => (None, Some(mark)),
                     })
                 })
-                .collect();
-            let (now_open, never): (Vec<_>, Vec<_>) = tried.into_iter().partition(Result::is_ok);
-            let never: Vec<Mark> = never
-                .into_iter()
-                .filter_map(|r| r.err().flatten())
-                .collect();
+                .unzip();
+            let never: Vec<Mark> = never.into_iter().flatten().collect();
             self.store.forget_unopened(&never)?;
-            opened += self
-                .store
-                .apply_opened(now_open.into_iter().flatten().collect())?;
+            opened += (self.store).apply_opened(now_open.into_iter().flatten().collect())?;
             match last {
                 Some(last) => after = Some(last),
                 None => break,
@@ -137,18 +133,9 @@ impl NodeState {
         // roster listing it reached the sender first (the node rereads its files only when it
         // follows that version). Reread once for the batch, every such entry opens; kept
         // unopened, it would stay so for good.
-        let no_key = |f: &OpenFailure| {
-            matches!(
-                f,
-                OpenFailure::Open {
-                    error: OpenError::NoKey(_),
-                    ..
-                }
-            )
-        };
         let any_no_key = opened
             .iter()
-            .any(|r| r.as_ref().is_err_and(|f| no_key(&f.1)));
+            .any(|r| r.as_ref().is_err_and(|f| for_lack_of_key(&f.1)));
         // Keys new since the marked entries were tried may open them too: tried in the
         // background, once per change of the key files (a peer's batch alone changes nothing
         // there).
@@ -165,7 +152,9 @@ impl NodeState {
             .into_iter()
             .map(|r| match (r, &keys) {
                 (Ok(e), _) => e,
-                (Err(failed), Some(keys)) if no_key(&failed.1) => self.open_one(failed.0, keys),
+                (Err(failed), Some(keys)) if for_lack_of_key(&failed.1) => {
+                    self.open_one(failed.0, keys)
+                }
                 (Err(failed), _) => self.kept_unopened(*failed),
             })
             .collect()

@@ -226,13 +226,7 @@ impl IndicatorsService {
             })?;
             submission::refuse_past_audience_cap(&items, |i, kind| own_audiences(&state, i, kind))?;
             if !r.share_wider {
-                let containers = |i: &Indicator| submission::containers_in(state.store.as_ref(), i);
-                submission::refuse_wider_than_known(
-                    &items,
-                    &state.org,
-                    |i| held_state(&state, i),
-                    &containers,
-                )?;
+                refuse_wider_than_known_here(&state, &items)?;
             }
             Ok(items)
         })
@@ -248,13 +242,7 @@ impl IndicatorsService {
             let items = vec![submission::sighting(r, p)?];
             submission::refuse_past_audience_cap(&items, |i, kind| own_audiences(&state, i, kind))?;
             if !r.share_wider {
-                let containers = |i: &Indicator| submission::containers_in(state.store.as_ref(), i);
-                submission::refuse_wider_than_known(
-                    &items,
-                    &state.org,
-                    |i| held_state(&state, i),
-                    &containers,
-                )?;
+                refuse_wider_than_known_here(&state, &items)?;
             }
             Ok(items)
         })
@@ -548,6 +536,15 @@ fn held_state(
     indicator: &Indicator,
 ) -> Result<Option<pb::IndicatorState>, String> {
     state.store.indicator(indicator).map_err(|e| e.to_string())
+}
+
+/// [`submission::refuse_wider_than_known`] against what this node's store holds.
+fn refuse_wider_than_known_here(
+    state: &NodeState,
+    items: &[submission::Prepared],
+) -> Result<(), Invalid> {
+    let containers = |i: &Indicator| submission::containers_in(state.store.as_ref(), i);
+    submission::refuse_wider_than_known(items, &state.org, |i| held_state(state, i), &containers)
 }
 
 /// This node's audiences for `indicator`'s slots of `kind`, as its index holds them; none if
