@@ -242,6 +242,16 @@ impl DiskStore {
         self.db.get(key)?.map(|v| decode_state(&v)).transpose()
     }
 
+    /// The state a lookup reads under index key `key`, which the presence filter says may be
+    /// held: from the lookup table where it answers, else from the index.
+    fn held_state(&self, key: &[u8]) -> Result<Option<pb::IndicatorState>, StoreError> {
+        match self.db.state_tables().lookup(key)? {
+            Answer::Found(state) => Ok(Some(state)),
+            Answer::Absent => Ok(None),
+            Answer::AskLsm => self.db.get(key)?.map(|v| decode_state(&v)).transpose(),
+        }
+    }
+
     /// Indicators in the lookup table in force (see `state_table`); `None` while lookups read
     /// the index alone.
     pub fn lookup_table_size(&self) -> Option<usize> {
@@ -531,11 +541,22 @@ impl Store for DiskStore {
         if !self.presence.may_hold(&key) {
             return Ok(None);
         }
-        match self.db.state_tables().lookup(&key)? {
-            Answer::Found(state) => Ok(Some(state)),
-            Answer::Absent => Ok(None),
-            Answer::AskLsm => self.stored_state(&key),
-        }
+        self.held_state(&key)
+    }
+
+    fn lookup_states(
+        &self,
+        indicators: &[&Indicator],
+    ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
+        let keys: Vec<Vec<u8>> = indicators.iter().map(|i| keys::index(i)).collect();
+        let held = self.presence.may_hold_each(&keys);
+        keys.iter()
+            .zip(held)
+            .map(|(key, held)| match held {
+                true => self.held_state(key),
+                false => Ok(None),
+            })
+            .collect()
     }
 
     fn select(
@@ -594,8 +615,8 @@ impl Store for DiskStore {
         self.index_meta().lengths
     }
 
-    fn may_hold_block(&self, block: &intelmesh_core::containment::BlockBits) -> bool {
-        self.presence.may_hold_block(block)
+    fn may_hold_blocks(&self, blocks: &[intelmesh_core::containment::BlockBits]) -> Vec<bool> {
+        self.presence.may_hold_blocks(blocks)
     }
 
     fn opened(&self, origin: &OrgId, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {

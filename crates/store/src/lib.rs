@@ -189,6 +189,14 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<pb::IndicatorState>, StoreError> {
         self.indicator(indicator)
     }
+    /// [`Store::lookup_state`] of each of `indicators`, in order: the probes of one looked-up
+    /// value asked together, so a store can read its filters for all of them at once.
+    fn lookup_states(
+        &self,
+        indicators: &[&Indicator],
+    ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
+        indicators.iter().map(|i| self.lookup_state(i)).collect()
+    }
     /// Up to `limit` indicator states of `selection` in its order, each with the position to
     /// resume after it; from the first when `after` is `None`. Reads an ordered range of the
     /// index's postings: a page costs what it returns. By tag, origin or type, and of the whole
@@ -214,10 +222,10 @@ pub trait Store: Send + Sync {
     /// The prefix lengths of the CIDR blocks in the index, so containment lookups probe only
     /// those (see `intelmesh_core::containment`).
     fn prefix_lengths(&self) -> PrefixLengths;
-    /// False only if the index certainly holds no CIDR block `block`, so a containment lookup
-    /// need not read it (see `intelmesh_core::containment::containers_where`).
-    fn may_hold_block(&self, _block: &BlockBits) -> bool {
-        true
+    /// Per block of `blocks`, false only if the index certainly holds no CIDR block of it, so a
+    /// containment lookup need not read it (see `intelmesh_core::containment::HeldBlocks`).
+    fn may_hold_blocks(&self, blocks: &[BlockBits]) -> Vec<bool> {
+        vec![true; blocks.len()]
     }
     /// What `origin`'s sealed entry `seq` opened to at this node, if this node is one of its
     /// readers and opened it (see `intelmesh_core::opened`).

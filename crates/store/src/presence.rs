@@ -122,6 +122,15 @@ impl Filter {
             .all(|(w, m)| w.load(Ordering::Acquire) & m == m)
     }
 
+    /// [`Filter::may_hold`] with no branch on what it reads: in a loop over many hashes, the
+    /// reads of all of them are then in flight at once.
+    fn may_hold_unbranched(&self, h: Hash) -> bool {
+        let (block, words) = self.mask(h);
+        block.0.iter().zip(words).fold(true, |held, (w, m)| {
+            held & (w.load(Ordering::Acquire) & m == m)
+        })
+    }
+
     fn add(&self, h: Hash) {
         let (block, words) = self.mask(h);
         for (w, m) in block.0.iter().zip(words) {
@@ -186,9 +195,22 @@ impl Presence {
         !self.filled() || self.keys.may_hold(hash(key))
     }
 
-    /// False only if the index certainly holds no CIDR block `block`.
-    pub(crate) fn may_hold_block(&self, block: &BlockBits) -> bool {
-        !self.filled() || self.blocks.may_hold(hash(block.as_bytes()))
+    /// Per block of `blocks`, false only if the index certainly holds no CIDR block of it.
+    pub(crate) fn may_hold_blocks(&self, blocks: &[BlockBits]) -> Vec<bool> {
+        if !self.filled() {
+            return vec![true; blocks.len()];
+        }
+        let hashes: Vec<Hash> = blocks.iter().map(|b| hash(b.as_bytes())).collect();
+        self.blocks.may_hold_each(&hashes)
+    }
+
+    /// Per key of `keys`, false only if the index certainly does not hold it.
+    pub(crate) fn may_hold_each(&self, keys: &[Vec<u8>]) -> Vec<bool> {
+        if !self.filled() {
+            return vec![true; keys.len()];
+        }
+        let hashes: Vec<Hash> = keys.iter().map(|k| hash(k)).collect();
+        self.keys.may_hold_each(&hashes)
     }
 
     /// Records that the index holds `key` (from before the write that creates it is applied),
@@ -308,6 +330,17 @@ impl Chain {
 
     fn may_hold(&self, h: Hash) -> bool {
         self.filters().any(|f| f.may_hold(h))
+    }
+
+    /// [`Chain::may_hold`] of each of `hashes`, asked of each filter for all of them at once.
+    fn may_hold_each(&self, hashes: &[Hash]) -> Vec<bool> {
+        let mut held = vec![false; hashes.len()];
+        for f in self.filters() {
+            for (h, held) in hashes.iter().zip(&mut held) {
+                *held |= f.may_hold_unbranched(*h);
+            }
+        }
+        held
     }
 
     fn add(&self, h: Hash) {
@@ -570,6 +603,24 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_is_answered_as_each_key_alone_across_a_chain() {
+        let p = Presence::filled_empty();
+        let held = FIRST_CAPACITY * 4;
+        for i in 0..held {
+            p.add(&key(i));
+        }
+        assert_eq!(p.filter_count(), 3, "keys in every filter of a chain");
+        // Held keys from each filter, interleaved with absent ones.
+        let asked: Vec<Vec<u8>> = (0..held + 2_000).step_by(7).map(key).collect();
+        let each: Vec<bool> = asked.iter().map(|k| p.may_hold(k)).collect();
+        assert_eq!(p.may_hold_each(&asked), each);
+        assert!(each[..(held as usize / 7)].iter().all(|h| *h));
+        assert!(each.iter().any(|h| !*h), "some absent key is told absent");
+        let unfilled = Presence::default();
+        assert_eq!(unfilled.may_hold_each(&asked[..3]), vec![true; 3]);
+    }
+
+    #[test]
     fn absent_keys_are_mostly_answered_not_held() {
         let p = Presence::filled_empty();
         for i in 0..FIRST_CAPACITY {
@@ -595,10 +646,17 @@ mod tests {
         p.add(&cidr("2001:db8::/32"));
         p.add(&key(7));
         let bits = |v: &str| BlockBits::of_cidr(v).expect("a block");
-        assert!(p.may_hold_block(&bits("10.1.0.0/16")));
-        assert!(p.may_hold_block(&bits("2001:db8::/32")));
-        let absent = (0..=255u8)
-            .filter(|i| p.may_hold_block(&bits(&format!("10.{i}.0.0/24"))))
+        assert_eq!(
+            p.may_hold_blocks(&[bits("10.1.0.0/16"), bits("2001:db8::/32")]),
+            vec![true, true]
+        );
+        let others: Vec<BlockBits> = (0..=255u8)
+            .map(|i| bits(&format!("10.{i}.0.0/24")))
+            .collect();
+        let absent = p
+            .may_hold_blocks(&others)
+            .into_iter()
+            .filter(|h| *h)
             .count();
         assert!(absent < 10, "{absent} of 256 absent blocks said held");
         assert!(
@@ -606,7 +664,10 @@ mod tests {
             "the key itself is held too"
         );
         let unfilled = Presence::default();
-        assert!(unfilled.may_hold_block(&bits("10.9.0.0/16")));
+        assert_eq!(
+            unfilled.may_hold_blocks(&[bits("10.9.0.0/16"), bits("10.8.0.0/16")]),
+            vec![true, true]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use intelmesh_core::containment::{
-    containers_where, other_forms, BlockBits, MatchKind, PrefixLengths,
+    containers_where, other_forms, BlockBits, HeldBlocks, MatchKind, PrefixLengths,
 };
 use intelmesh_core::indicator::{detect, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
@@ -109,39 +109,58 @@ impl Lookup<'_> {
             Ok(i) => i,
             Err(e) => return Ok(error(input, &e)),
         };
-        let mut matches = Vec::new();
-        self.probe(&indicator, pb::MatchKind::Exact, &mut matches)?;
-        let may_hold = |b: &BlockBits| self.store.may_hold_block(b);
         // A URL's host costs a URL parse: worked out once for the probes and the lists.
         let host = indicator.host();
-        for (candidate, kind) in candidates(&indicator, host.clone(), &self.lengths, &may_hold) {
-            self.probe(&candidate, kind, &mut matches)?;
-        }
+        let around = candidates(
+            &indicator,
+            host.clone(),
+            &self.lengths,
+            &BlocksOf(self.store),
+        );
+        // Every probe at once: the store reads its filter for all of them together.
+        let probes: Vec<&Indicator> = std::iter::once(&indicator)
+            .chain(around.iter().map(|(i, _)| i))
+            .collect();
+        let states = self.store.lookup_states(&probes)?;
+        let kinds = std::iter::once(pb::MatchKind::Exact).chain(around.iter().map(|(_, k)| *k));
+        let matches: Vec<pb::LookupMatch> = probes
+            .iter()
+            .zip(kinds)
+            .zip(states)
+            .filter_map(|((probe, kind), state)| {
+                matched(probe, kind, &state?, self.hidden, self.reader, self.now)
+            })
+            .collect();
         let lists =
             crate::warninglists::lists_of_with_host(self.warninglists, &indicator, host.as_ref());
         let mut answer = result(input, indicator, matches);
         answer.warninglists = lists;
         Ok(answer)
     }
+}
 
-    /// Adds `candidate`'s match if it is listed and the reader may see any of it.
-    fn probe(
-        &self,
-        candidate: &Indicator,
-        kind: pb::MatchKind,
-        out: &mut Vec<pb::LookupMatch>,
-    ) -> Result<(), StoreError> {
-        if let Some(state) = self.store.lookup_state(candidate)? {
-            out.extend(matched(
-                candidate,
-                kind,
-                &state,
-                self.hidden,
-                self.reader,
-                self.now,
-            ));
-        }
-        Ok(())
+/// A store as [`HeldBlocks`]: its filter of held CIDR blocks.
+pub struct BlocksOf<'a>(pub &'a dyn Store);
+
+impl HeldBlocks for BlocksOf<'_> {
+    fn may_hold_each(&self, blocks: &[BlockBits]) -> Vec<bool> {
+        self.0.may_hold_blocks(blocks)
+    }
+}
+
+/// Only the IPv4-mapped blocks (/96 and longer) of another [`HeldBlocks`]: around an
+/// IPv4-mapped form, `::/0` lists no IPv4 address.
+struct MappedOnly<'a>(&'a dyn HeldBlocks);
+
+impl HeldBlocks for MappedOnly<'_> {
+    fn may_hold_each(&self, blocks: &[BlockBits]) -> Vec<bool> {
+        let mapped = |b: &BlockBits| b.as_bytes().get(1).is_some_and(|&len| len >= 96);
+        let asked: Vec<BlockBits> = blocks.iter().copied().filter(mapped).collect();
+        let mut answers = self.0.may_hold_each(&asked).into_iter();
+        blocks
+            .iter()
+            .map(|b| mapped(b) && answers.next().unwrap_or(true))
+            .collect()
     }
 }
 
@@ -153,7 +172,7 @@ pub fn candidates(
     value: &Indicator,
     host: Option<Indicator>,
     lengths: &PrefixLengths,
-    may_hold: &dyn Fn(&BlockBits) -> bool,
+    may_hold: &dyn HeldBlocks,
 ) -> Vec<(Indicator, pb::MatchKind)> {
     match value.ty() {
         IndicatorType::Url | IndicatorType::Email => {
@@ -192,17 +211,17 @@ pub fn candidates(
 fn address_candidates(
     value: &Indicator,
     lengths: &PrefixLengths,
-    may_hold: &dyn Fn(&BlockBits) -> bool,
+    may_hold: &dyn HeldBlocks,
 ) -> Vec<(Indicator, pb::MatchKind)> {
     let (forms, other) = other_forms(value, may_hold);
-    let mapped = |b: &BlockBits| b.as_bytes().get(1).is_some_and(|&len| len >= 96) && may_hold(b);
+    let mapped = MappedOnly(may_hold);
     let mut around: Vec<(Indicator, pb::MatchKind)> = containers_where(value, lengths, may_hold)
         .into_iter()
         .map(|(i, k)| (i, kind(k)))
         .collect();
     if let Some(other) = other {
         // The other form of an IPv4 value is its IPv4-mapped IPv6 form.
-        let other_may_hold: &dyn Fn(&BlockBits) -> bool = match other.value().contains(':') {
+        let other_may_hold: &dyn HeldBlocks = match other.value().contains(':') {
             true => &mapped,
             false => may_hold,
         };

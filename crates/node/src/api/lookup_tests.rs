@@ -28,7 +28,7 @@ fn a_url_or_email_is_answered_by_its_host_and_what_contains_the_host() {
     let c = |v: &str| {
         let value = detect(v).unwrap();
         let host = value.host();
-        named(candidates(&value, host, &l, &|_| true))
+        named(candidates(&value, host, &l, &|_: &BlockBits| true))
     };
     assert_eq!(
         c("hxxps://user:p%40ss@Login.Evil[.]Example:8443/x?q=1"),
@@ -68,7 +68,7 @@ fn a_url_or_email_is_answered_by_its_host_and_what_contains_the_host() {
     );
     // A store's filter of held blocks rules out blocks, never the host.
     let url = detect("http://192.0.2.7/a").unwrap();
-    let none_held = named(candidates(&url, url.host(), &l, &|_| false));
+    let none_held = named(candidates(&url, url.host(), &l, &|_: &BlockBits| false));
     assert_eq!(
         none_held,
         [
@@ -81,7 +81,14 @@ fn a_url_or_email_is_answered_by_its_host_and_what_contains_the_host() {
 #[test]
 fn blocks_of_both_families_come_most_specific_first() {
     let l = lengths(&["10.0.0.0/8", "::ffff:10.1.2.0/120", "::ffff:10.1.2.3/128"]);
-    let c = |v: &str| named(candidates(&detect(v).unwrap(), None, &l, &|_| true));
+    let c = |v: &str| {
+        named(candidates(
+            &detect(v).unwrap(),
+            None,
+            &l,
+            &|_: &BlockBits| true,
+        ))
+    };
     assert_eq!(
         c("10.1.2.3"),
         [

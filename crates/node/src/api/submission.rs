@@ -622,7 +622,7 @@ pub fn wider_than_known_all(
 /// it): publishing `i` shows part of each.
 pub fn containers_in(store: &dyn intelmesh_store::Store, i: &Indicator) -> Vec<Indicator> {
     let lengths = store.prefix_lengths();
-    super::lookup::candidates(i, i.host(), &lengths, &|b| store.may_hold_block(b))
+    super::lookup::candidates(i, i.host(), &lengths, &super::lookup::BlocksOf(store))
         .into_iter()
         .map(|(held, _)| held)
         .collect()
