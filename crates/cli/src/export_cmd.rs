@@ -344,6 +344,20 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
         "manifest.json".into(),
         serde_json::to_string_pretty(&feed.manifest)?,
     )?;
+    // An event of an earlier export that this one does not hold (an origin now all above the
+    // ceiling, filtered out or withdrawn) would still be served to whoever fetches it by its
+    // name: the names are predictable, so it goes.
+    let kept: std::collections::HashSet<String> = feed
+        .events
+        .iter()
+        .map(|(uuid, _)| format!("{uuid}.json"))
+        .collect();
+    let removed = remove_stale_events(dir, &kept)?;
+    if removed > 0 {
+        eprintln!(
+            "removed {removed} event file(s) of an earlier export that this one does not hold"
+        );
+    }
     eprintln!(
         "wrote {} attributes in {} event(s) to {} (and {} revoked assertion(s) as deleted attributes)",
         feed.attributes,
@@ -352,6 +366,36 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
         feed.revoked
     );
     Ok(())
+}
+
+/// Removes from `dir` every MISP event file (`UUID.json`) not named in `kept`; how many.
+fn remove_stale_events(
+    dir: &std::path::Path,
+    kept: &std::collections::HashSet<String>,
+) -> anyhow::Result<usize> {
+    let listing = |e: std::io::Error| anyhow::anyhow!("listing {}: {e}", dir.display());
+    let mut removed = 0;
+    for file in std::fs::read_dir(dir).map_err(listing)? {
+        let file = file.map_err(listing)?;
+        let name = file.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_event = name.strip_suffix(".json").is_some_and(is_uuid);
+        if is_event && !kept.contains(name) {
+            std::fs::remove_file(file.path())
+                .with_context(|| format!("removing {}", file.path().display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether `text` is a UUID written as MISP names event files (8-4-4-4-12 hex digits).
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Whether any record of `states` is AMBER+STRICT or RED.
@@ -411,14 +455,20 @@ pub(crate) fn write_export(
 
 fn write_in_place(path: &std::path::Path, text: &[u8], restricted: bool) -> std::io::Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    // Not truncated on open: a file this user may write but not narrow (another owner's, through
+    // its group) is refused with its content intact, not left empty for the resolver reading it.
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create(true);
     if restricted {
         options.mode(0o600);
     }
     let mut file = options.open(path)?;
-    if restricted && file.metadata()?.is_file() {
+    let is_file = file.metadata()?.is_file();
+    if restricted && is_file {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    if is_file {
+        file.set_len(0)?;
     }
     file.write_all(text)
 }

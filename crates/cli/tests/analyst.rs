@@ -502,4 +502,34 @@ fn misp_feed_export_reads_back_with_each_tlp() {
         7,
         "{got:#}"
     );
+
+    // Refreshed in place with nothing of this origin left under the ceiling: its event of the
+    // RED export goes too, not only its line in the manifest (its name is predictable).
+    let unrelated = feed.join("notes.json");
+    std::fs::write(&unrelated, "{}").unwrap();
+    let out = plain(
+        &nodes,
+        &[
+            "export",
+            "--format",
+            "misp-feed",
+            "--type",
+            "email",
+            "--out",
+            feed_s,
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("removed 1 event file"), "{stderr}");
+    let left: Vec<String> = std::fs::read_dir(&feed)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!left.contains(&format!("{}.json", uuids[0])), "{left:?}");
+    assert!(left.contains(&"notes.json".to_string()), "other files stay");
+    for file in std::fs::read_dir(&feed).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        assert!(!text.contains("phish@evil.example"), "{text}");
+    }
 }

@@ -199,6 +199,9 @@ fn reads_as_version(word: &str) -> bool {
 /// The indicators a line of prose names deliberately ([`deliberate`]), each once, in order.
 fn prose_values(line: &str, defanging: bool) -> Vec<Indicator> {
     let mut found: Vec<Indicator> = Vec::new();
+    // Kept once each by a set: 4,096 distinct values on a line must not cost a comparison of
+    // each against each.
+    let mut seen = std::collections::HashSet::new();
     for word in line.split_whitespace().take(MAX_PROSE_WORDS) {
         // Sentence punctuation around a value is not part of it.
         let word = word
@@ -209,7 +212,7 @@ fn prose_values(line: &str, defanging: bool) -> Vec<Indicator> {
             continue;
         }
         if let Some(i) = value_of(word) {
-            if deliberate(word, &i, defanging) && !found.contains(&i) {
+            if deliberate(word, &i, defanging) && seen.insert(i.clone()) {
                 found.push(i);
             }
         }
@@ -364,11 +367,9 @@ fn read_plain_line(value: &str, reading: Reading) -> Result<Vec<Indicator>, Left
         _ => Vec::new(),
     };
     let named = prose_values(if found.is_empty() { value } else { rest }, defanging);
-    for i in named {
-        if !found.contains(&i) {
-            found.push(i);
-        }
-    }
+    // `named` holds each value once; only the line's first value may be among them.
+    let first = found.first().cloned();
+    found.extend(named.into_iter().filter(|i| Some(i) != first.as_ref()));
     if found.is_empty() {
         Err(LeftReason::NotAnIndicator(whole))
     } else {
