@@ -112,6 +112,11 @@ impl StaticKeys {
         self.orgs.contains(org)
     }
 
+    /// Whether `org` has a key whose id is `key_id` (at some seq).
+    pub fn has_key_id(&self, org: &OrgId, key_id: KeyId) -> bool {
+        self.keys.contains_key(&(org.clone(), key_id))
+    }
+
     /// Whether `org` may sign with `key` (at some seq).
     pub fn holds(&self, org: &OrgId, key: &VerifyingKey) -> bool {
         self.keys

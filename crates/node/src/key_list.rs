@@ -40,7 +40,8 @@ impl NodeState {
         self.resend_if_hold_expired();
         // After the recheck, whose take of the queue drops (and notes) what waited past its
         // hour: noted before, those would never be sent again.
-        let dropped = self.unverified.clear_dropped();
+        let keys = self.keys();
+        let dropped = (self.unverified).clear_dropped(|origin, key| keys.has_key_id(origin, *key));
         if forgot_refusals && !dropped {
             // Entries refused past their key's end came on links that took the refusal as
             // final: this list lets their key sign them, and only a restart brings them.

@@ -678,12 +678,14 @@ impl NodeState {
     /// Keeps entries whose key is unknown until the key list changes; how many were kept.
     fn keep_unverified(&self, unknown: Vec<UnknownKey>) -> usize {
         let limits = self.unverified_limits();
+        let keys = self.keys();
         let mut kept = 0;
         for u in unknown {
             let (origin, seq, key_id) = (u.origin.clone(), u.seq, u.key_id);
+            let member = keys.is_member(&origin);
             match self
                 .unverified
-                .add(u.origin, u.seq, u.key_id, u.entry, &limits)
+                .add(u.origin, u.seq, u.key_id, u.entry, &limits, member)
             {
                 Added::Kept { new_key } => {
                     kept += 1;

@@ -4,12 +4,14 @@
 //! changes, while the link that brought it stays up. Only an entry proved bad (a known key, a
 //! signature that fails) ends a link.
 //!
-//! Bounded because peers feed it: entries per origin, bytes in all, and time; what does not fit
+//! Bounded because peers feed it: entries and a quarter of the bytes per origin (one share for
+//! all origins the key list does not name, whose names cost a peer nothing), bytes in all, and
+//! time (counted from an entry's first arrival, not from its last recheck); what does not fit
 //! is dropped and comes again when the link restarts (the peer's view of this node comes from
 //! its hello then), which the next key-list change makes happen (`resends`). Status shows
 //! what waits, per origin and key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,21 @@ const CANDIDATES_PER_SEQ: usize = 4;
 /// Where a waiting entry sits: its seq, then its header's hash (several may claim one seq).
 type Slot = (u64, Hash);
 
+/// The most of the queue's bytes one share may take: a peer filling it under one origin (its
+/// own, or a made-up one) leaves room for the others' entries.
+const SHARE_OF_BYTES: usize = 4;
+
+/// Whose share an entry counts against: its origin's when the key list names that origin,
+/// else (`None`) the one share of every origin it does not.
+type Share = Option<OrgId>;
+
+/// What one share holds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Usage {
+    entries: usize,
+    bytes: usize,
+}
+
 /// Bounds of the queue (from the node's `Limits`).
 #[derive(Clone, Copy, Debug)]
 pub struct UnverifiedLimits {
@@ -39,12 +56,18 @@ struct Waiting {
     entry: pb::SignedEntry,
     key_id: KeyId,
     since: Instant,
+    /// Counted against its origin's share (else the share of origins not listed).
+    member: bool,
 }
 
 #[derive(Default)]
 struct Inner {
     by_origin: BTreeMap<OrgId, BTreeMap<Slot, Waiting>>,
     bytes: usize,
+    shares: BTreeMap<Share, Usage>,
+    /// When each entry the last [`Unverified::take_all`] took had first arrived: one kept
+    /// again after its recheck keeps its time, so rechecks do not keep it forever.
+    arrived: HashMap<(OrgId, Slot), Instant>,
     /// When the queue was last scanned for entries past [`UNVERIFIED_TTL`].
     scanned: Option<Instant>,
     /// (origin, key) pairs some of whose entries were dropped for lack of room: at most
@@ -91,24 +114,32 @@ impl Inner {
             return;
         }
         self.scanned = Some(now);
-        let mut freed = 0;
         let mut expired = Vec::new();
         self.by_origin.retain(|origin, queue| {
             queue.retain(|_, w| {
                 let keep = now.saturating_duration_since(w.since) <= UNVERIFIED_TTL;
                 if !keep {
-                    freed += size(&w.entry);
-                    expired.push((origin.clone(), w.key_id));
+                    expired.push((origin.clone(), w.key_id, w.member, size(&w.entry)));
                 }
                 keep
             });
             !queue.is_empty()
         });
-        self.bytes = self.bytes.saturating_sub(freed);
+        for (origin, _, member, bytes) in &expired {
+            self.bytes = self.bytes.saturating_sub(*bytes);
+            let share = member.then(|| origin.clone());
+            if let Some(usage) = self.shares.get_mut(&share) {
+                usage.entries = usage.entries.saturating_sub(1);
+                usage.bytes = usage.bytes.saturating_sub(*bytes);
+                if usage.entries == 0 {
+                    self.shares.remove(&share);
+                }
+            }
+        }
         // Counted as dropped, as for lack of room: the sender counts them delivered, so when
         // the key comes (a roster published after an hour) links restart and they are sent
         // again, instead of every later entry of the origin waiting on a gap.
-        for (origin, key_id) in expired {
+        for (origin, key_id, _, _) in expired {
             self.note_dropped(origin, key_id);
         }
     }
@@ -134,9 +165,10 @@ impl Unverified {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `entry` (origin, seq and key id as its checked header says). A second copy of a
-    /// waiting entry replaces nothing; a different entry claiming the same (origin, seq) waits
-    /// beside it (up to [`CANDIDATES_PER_SEQ`]), so whichever verifies later is taken.
+    /// Keeps `entry` (origin, seq and key id as its checked header says; `member` when the
+    /// key list names its origin). A second copy of a waiting entry replaces nothing; a
+    /// different entry claiming the same (origin, seq) waits beside it (up to
+    /// [`CANDIDATES_PER_SEQ`]), so whichever verifies later is taken.
     pub fn add(
         &self,
         origin: OrgId,
@@ -144,9 +176,11 @@ impl Unverified {
         key_id: KeyId,
         entry: pb::SignedEntry,
         limits: &UnverifiedLimits,
+        member: bool,
     ) -> Added {
         let mut inner = self.lock();
-        inner.expire(Instant::now());
+        let now = Instant::now();
+        inner.expire(now);
         let bytes = size(&entry);
         let slot = (seq, header_hash(&entry.header));
         let queue = inner.by_origin.get(&origin);
@@ -154,11 +188,13 @@ impl Unverified {
             return Added::Kept { new_key: false };
         }
         let new_key = !queue.is_some_and(|q| q.values().any(|w| w.key_id == key_id));
-        let queued = queue.map_or(0, BTreeMap::len);
         let claims = queue.map_or(0, |q| {
             q.range((seq, [0; 32])..=(seq, [u8::MAX; 32])).count()
         });
-        if queued >= limits.per_origin
+        let share = member.then(|| origin.clone());
+        let used = inner.shares.get(&share).copied().unwrap_or_default();
+        if used.entries >= limits.per_origin
+            || used.bytes + bytes > limits.total_bytes / SHARE_OF_BYTES
             || claims >= CANDIDATES_PER_SEQ
             || inner.bytes + bytes > limits.total_bytes
         {
@@ -167,13 +203,18 @@ impl Unverified {
             };
         }
         inner.bytes += bytes;
+        let usage = inner.shares.entry(share).or_default();
+        usage.entries += 1;
+        usage.bytes += bytes;
+        let since = inner.arrived.remove(&(origin.clone(), slot)).unwrap_or(now);
         inner.by_origin.entry(origin).or_default().insert(
             slot,
             Waiting {
                 // Kept up to an hour: not a slice of the frame it came in.
                 entry: entry.detached(),
                 key_id,
-                since: Instant::now(),
+                since,
+                member,
             },
         );
         Added::Kept { new_key }
@@ -186,11 +227,17 @@ impl Unverified {
         inner.scanned = None;
         inner.expire(Instant::now());
         inner.bytes = 0;
-        std::mem::take(&mut inner.by_origin)
-            .into_values()
-            .flat_map(BTreeMap::into_values)
-            .map(|w| w.entry)
-            .collect()
+        inner.shares.clear();
+        let mut arrived = HashMap::new();
+        let mut taken = Vec::new();
+        for (origin, queue) in std::mem::take(&mut inner.by_origin) {
+            for (slot, w) in queue {
+                arrived.insert((origin.clone(), slot), w.since);
+                taken.push(w.entry);
+            }
+        }
+        inner.arrived = arrived;
+        taken
     }
 
     pub fn is_empty(&self) -> bool {
@@ -224,11 +271,18 @@ impl Unverified {
             .collect()
     }
 
-    /// Forgets what was dropped (after the key list changed); whether anything was.
-    pub fn clear_dropped(&self) -> bool {
+    /// After the key list changed: forgets what was dropped under the (origin, key) pairs
+    /// `signable` now says the list holds, and under pairs not named (those beyond the
+    /// summary's rows); whether any such was, so that links restart and peers send them again.
+    /// Pairs whose key is still unknown stay: a restart would bring them only to wait again,
+    /// and a peer sending made-up keys on purpose would restart every link at each change.
+    pub fn clear_dropped(&self, signable: impl Fn(&OrgId, &KeyId) -> bool) -> bool {
         let mut inner = self.lock();
-        let any = !inner.dropped.is_empty() || inner.dropped_elsewhere > 0;
-        inner.dropped.clear();
+        let before = inner.dropped.len();
+        inner
+            .dropped
+            .retain(|(origin, key_id), _| !signable(origin, key_id));
+        let any = inner.dropped.len() < before || inner.dropped_elsewhere > 0;
         inner.dropped_elsewhere = 0;
         any
     }
@@ -287,9 +341,9 @@ mod tests {
         let q = Unverified::default();
         let limits = UnverifiedLimits {
             per_origin: 2,
-            total_bytes: 1000,
+            total_bytes: 2000,
         };
-        q.add(org("AU"), 1, KeyId([1; 8]), sliced.clone(), &limits);
+        q.add(org("AU"), 1, KeyId([1; 8]), sliced.clone(), &limits, true);
         let kept = q.take_all();
         assert_eq!(kept, [sliced]);
         let in_frame = frame.as_ptr_range();
@@ -307,27 +361,97 @@ mod tests {
         let q = Unverified::default();
         let limits = UnverifiedLimits {
             per_origin: 2,
-            total_bytes: 1000,
+            total_bytes: 2000,
         };
         let k = KeyId([1; 8]);
         let kept = |new_key| Added::Kept { new_key };
-        assert_eq!(q.add(org("AU"), 1, k, entry(100), &limits), kept(true));
-        assert_eq!(q.add(org("AU"), 2, k, entry(100), &limits), kept(false));
-        assert_eq!(q.add(org("AU"), 2, k, entry(100), &limits), kept(false));
+        let add = |origin: &str, seq, n| q.add(org(origin), seq, k, entry(n), &limits, true);
+        assert_eq!(add("AU", 1, 100), kept(true));
+        assert_eq!(add("AU", 2, 100), kept(false));
+        assert_eq!(add("AU", 2, 100), kept(false));
         let dropped = |first| Added::Dropped { first };
-        assert_eq!(q.add(org("AU"), 3, k, entry(100), &limits), dropped(true));
-        assert_eq!(q.add(org("AU"), 4, k, entry(100), &limits), dropped(false));
-        assert_eq!(q.add(org("BR"), 1, k, entry(100), &limits), kept(true));
-        assert_eq!(q.add(org("FR"), 1, k, entry(900), &limits), dropped(true));
-        assert_eq!(q.len(), 3);
+        // Past the entries of one origin.
+        assert_eq!(add("AU", 3, 100), dropped(true));
+        assert_eq!(add("AU", 4, 100), dropped(false));
+        assert_eq!(add("BR", 1, 100), kept(true));
+        // Past FR's share of the bytes (a quarter: 500).
+        assert_eq!(add("FR", 1, 400), kept(true));
+        assert_eq!(add("FR", 2, 100), dropped(true));
+        // Past the queue's bytes.
+        assert_eq!(add("CA", 1, 400), kept(true));
+        assert_eq!(add("DE", 1, 400), kept(true));
+        assert_eq!(add("NL", 1, 400), dropped(true));
+        assert_eq!(q.len(), 6);
         let rows = q.summary();
-        let au = rows.iter().find(|r| r.origin == "AU").unwrap();
-        assert_eq!((au.entries, au.dropped), (2, true));
-        let fr = rows.iter().find(|r| r.origin == "FR").unwrap();
-        assert_eq!((fr.entries, fr.dropped), (0, true));
-        assert_eq!(q.take_all().len(), 3);
+        let row = |o: &str| {
+            let r = rows.iter().find(|r| r.origin == o).unwrap();
+            (r.entries, r.dropped)
+        };
+        assert_eq!(row("AU"), (2, true));
+        assert_eq!(row("FR"), (1, true));
+        assert_eq!(row("NL"), (0, true));
+        assert_eq!(q.take_all().len(), 6);
         assert!(q.is_empty());
-        assert_eq!(q.add(org("FR"), 1, k, entry(900), &limits), kept(true));
+        assert_eq!(add("FR", 2, 100), kept(true));
+    }
+
+    #[test]
+    fn one_origin_takes_at_most_its_share_and_unlisted_origins_share_one() {
+        let q = Unverified::default();
+        let limits = UnverifiedLimits {
+            per_origin: 100,
+            total_bytes: 4000,
+        };
+        let k = KeyId([1; 8]);
+        let add =
+            |origin: &str, seq, member| q.add(org(origin), seq, k, entry(400), &limits, member);
+        // A member's share is a quarter of the bytes (two entries of 400 and their signatures).
+        assert!(matches!(add("AU", 1, true), Added::Kept { .. }));
+        assert!(matches!(add("AU", 2, true), Added::Kept { .. }));
+        assert!(matches!(add("AU", 3, true), Added::Dropped { .. }));
+        // Made-up origins, each new, share one quarter between them.
+        assert!(matches!(add("X1", 1, false), Added::Kept { .. }));
+        assert!(matches!(add("X2", 1, false), Added::Kept { .. }));
+        assert!(matches!(add("X3", 1, false), Added::Dropped { .. }));
+        // Room is left for the other members.
+        assert!(matches!(add("BR", 1, true), Added::Kept { .. }));
+        assert!(matches!(add("CA", 1, true), Added::Kept { .. }));
+        assert_eq!(q.len(), 6);
+        // Taken out and kept again (a recheck): shares start over.
+        assert_eq!(q.take_all().len(), 6);
+        assert!(matches!(add("AU", 3, true), Added::Kept { .. }));
+    }
+
+    #[test]
+    fn a_recheck_keeps_the_time_an_entry_first_arrived() {
+        let q = Unverified::default();
+        let limits = UnverifiedLimits {
+            per_origin: 4,
+            total_bytes: 10_000,
+        };
+        let k = KeyId([1; 8]);
+        q.add(org("AU"), 1, k, entry(100), &limits, true);
+        let first = q.lock().by_origin[&org("AU")]
+            .values()
+            .next()
+            .map(|w| w.since);
+        std::thread::sleep(Duration::from_millis(20));
+        // Checked again and still unknown: kept again, as it came.
+        for e in q.take_all() {
+            q.add(org("AU"), 1, k, e, &limits, true);
+        }
+        let again = q.lock().by_origin[&org("AU")]
+            .values()
+            .next()
+            .map(|w| w.since);
+        assert_eq!(again, first);
+        // A new entry is timed from now.
+        q.add(org("AU"), 2, k, entry(101), &limits, true);
+        let times: Vec<Instant> = q.lock().by_origin[&org("AU")]
+            .values()
+            .map(|w| w.since)
+            .collect();
+        assert!(times[1] > times[0]);
     }
 
     #[test]
@@ -340,32 +464,32 @@ mod tests {
         let (fake, real) = (KeyId([9; 8]), KeyId([1; 8]));
         // Someone relays a made-up entry at AU's next seq first.
         assert_eq!(
-            q.add(org("AU"), 5, fake, entry_marked(100, 1), &limits),
+            q.add(org("AU"), 5, fake, entry_marked(100, 1), &limits, true),
             Added::Kept { new_key: true }
         );
         // AU's own entry at that seq, under its new key, still waits.
         assert_eq!(
-            q.add(org("AU"), 5, real, entry_marked(100, 2), &limits),
+            q.add(org("AU"), 5, real, entry_marked(100, 2), &limits, true),
             Added::Kept { new_key: true }
         );
         assert_eq!(
-            q.add(org("AU"), 5, real, entry_marked(100, 2), &limits),
+            q.add(org("AU"), 5, real, entry_marked(100, 2), &limits, true),
             Added::Kept { new_key: false }
         );
         assert_eq!(q.len(), 2);
         // Claims on one seq are bounded: past them, a new one is dropped and said so.
         for mark in 3..=4 {
             assert_eq!(
-                q.add(org("AU"), 5, fake, entry_marked(100, mark), &limits),
+                q.add(org("AU"), 5, fake, entry_marked(100, mark), &limits, true),
                 Added::Kept { new_key: false }
             );
         }
         assert_eq!(
-            q.add(org("AU"), 5, fake, entry_marked(100, 5), &limits),
+            q.add(org("AU"), 5, fake, entry_marked(100, 5), &limits, true),
             Added::Dropped { first: true }
         );
         assert_eq!(
-            q.add(org("AU"), 6, fake, entry_marked(100, 5), &limits),
+            q.add(org("AU"), 6, fake, entry_marked(100, 5), &limits, true),
             Added::Kept { new_key: false }
         );
         let headers: Vec<u8> = q.take_all().iter().map(|e| e.header[0]).collect();
@@ -383,12 +507,12 @@ mod tests {
             per_origin: 4,
             total_bytes: 10_000,
         };
-        q.add(org("AU"), 1, KeyId([1; 8]), entry(100), &limits);
+        q.add(org("AU"), 1, KeyId([1; 8]), entry(100), &limits, true);
         let later = Instant::now() + UNVERIFIED_TTL + Duration::from_secs(120);
         q.lock().expire(later);
         assert!(q.take_all().is_empty());
         assert!(
-            q.clear_dropped(),
+            q.clear_dropped(|_, _| true),
             "the key's arrival restarts the links, so the peer sends it again"
         );
     }
@@ -399,11 +523,11 @@ mod tests {
         let q = Unverified::default();
         let limits = UnverifiedLimits {
             per_origin: 1,
-            total_bytes: 200,
+            total_bytes: 800,
         };
         let k = KeyId([1; 8]);
         assert_eq!(
-            q.add(org("AU"), 1, k, entry(100), &limits),
+            q.add(org("AU"), 1, k, entry(100), &limits, true),
             Added::Kept { new_key: true }
         );
         let pairs = 10 * SUMMARY_ROWS;
@@ -412,7 +536,7 @@ mod tests {
             let key = KeyId((i as u64).to_be_bytes());
             let first = i < SUMMARY_ROWS;
             assert_eq!(
-                q.add(origin, 1, key, entry(150), &limits),
+                q.add(origin, 1, key, entry(150), &limits, true),
                 Added::Dropped { first }
             );
         }
@@ -421,8 +545,21 @@ mod tests {
         assert_eq!(q.lock().dropped.len(), SUMMARY_ROWS);
         assert_eq!(q.dropped_elsewhere(), (pairs - SUMMARY_ROWS) as u64);
         let resends = q.resends();
-        assert!(q.clear_dropped(), "entries were dropped");
-        assert!(!q.clear_dropped(), "nothing since");
+        // A key list holding none of their keys: only those not named restart the links.
+        assert!(
+            q.clear_dropped(|_, _| false),
+            "pairs beyond the rows were dropped"
+        );
+        assert!(
+            !q.clear_dropped(|_, _| false),
+            "none of their keys known: no restart"
+        );
+        assert_eq!(q.lock().dropped.len(), SUMMARY_ROWS, "still remembered");
+        let x3 = org("X3");
+        assert!(q.clear_dropped(|o, _| *o == x3), "X3's key came");
+        assert_eq!(q.lock().dropped.len(), SUMMARY_ROWS - 1);
+        assert!(q.clear_dropped(|_, _| true), "entries were dropped");
+        assert!(!q.clear_dropped(|_, _| true), "nothing since");
         assert_eq!(q.dropped_elsewhere(), 0);
         q.ask_resend();
         assert!(resends.has_changed().unwrap());
