@@ -81,11 +81,55 @@ impl Asked {
     }
 }
 
-/// Fills read to find the asks they answer; more since the last round, and every ask is read.
+/// Fills read per store read, to find the asks they answer.
 const FILLS_READ: usize = 1024;
+/// Most fills since the last round read one by one; past this, every ask is read instead
+/// (not more often than [`REREAD_AFTER_MANY_FILLS`]).
+const MAX_FILLS_READ: u64 = 16 * FILLS_READ as u64;
 /// How often every ask held as a stub is read again when the sender runs (a stub whose entry
 /// was cut and appended again whole leaves no fill record).
-const REREAD_ALL_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const REREAD_ALL_EVERY: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+/// Least time between two reads of every ask forced by many fills: a peer publishing stubs and
+/// then their payloads in bulk must not make each sender round read every open ask again.
+const REREAD_AFTER_MANY_FILLS: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Most asks one round finds still held as stubs before it leaves the rest to the next round:
+/// reading 16,384 asks a peer can never see answered is no round's work.
+const STUB_READS_PER_ROUND: usize = 2048;
+
+/// Which asks held as stubs a sender round reads again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reread {
+    /// None: no payload was filled since the last round.
+    Nothing,
+    /// Those the fills since the last round name.
+    Filled,
+    /// Every one (the periodic read, or more fills than are read one by one).
+    All,
+    /// None yet: too many fills to read one by one, and every ask was read lately.
+    Later,
+}
+
+/// What a round reads again, with `fills` made by the store, `fills_at` when the asks were
+/// last brought up to date, and every ask last read at `cleared_at`.
+fn reread(
+    fills: u64,
+    fills_at: u64,
+    cleared_at: Option<std::time::Instant>,
+    now: std::time::Instant,
+) -> Reread {
+    let since = |at: std::time::Instant| now.saturating_duration_since(at);
+    if cleared_at.is_none_or(|at| since(at) >= REREAD_ALL_EVERY) {
+        return Reread::All;
+    }
+    match fills.checked_sub(fills_at) {
+        Some(0) => Reread::Nothing,
+        Some(new) if new <= MAX_FILLS_READ => Reread::Filled,
+        // Many, or a count that went back (a store opened anew): every ask, not too often.
+        _ if cleared_at.is_some_and(|at| since(at) < REREAD_AFTER_MANY_FILLS) => Reread::Later,
+        _ => Reread::All,
+    }
+}
 
 /// Adds to `batch`, as far as it has room, the full entries the peer asked for that this node
 /// now holds and may send over the link. Asks it can never serve (the payload may not travel
@@ -102,32 +146,39 @@ pub(super) fn serve_asked(
     }
     let local = |e: &dyn std::fmt::Display| LinkError::Local(e.to_string());
     let fills = state.store.fill_count();
-    let stale = keys
-        .cleared_at
-        .is_none_or(|at| at.elapsed() >= REREAD_ALL_EVERY);
-    if stale {
-        keys.stubs.clear();
-        keys.cleared_at = Some(std::time::Instant::now());
-        keys.fills_at = fills;
-    } else if fills != keys.fills_at {
-        // Only the asks whose stub was filled since are read again (a peer filling stubs one
-        // at a time must not make each fill cost a read of every ask); past a bound, all are.
-        let new = fills.checked_sub(keys.fills_at).unwrap_or(u64::MAX);
-        if new > FILLS_READ as u64 {
+    let now = std::time::Instant::now();
+    match reread(fills, keys.fills_at, keys.cleared_at, now) {
+        Reread::Nothing | Reread::Later => {}
+        Reread::All => {
             keys.stubs.clear();
-        } else {
-            let filled = state.store.fills_after(keys.fills_at, FILLS_READ);
-            for f in filled.map_err(|e| local(&e))? {
-                keys.stubs.remove(&(f.origin, f.seq));
-            }
+            keys.cleared_at = Some(now);
+            keys.fills_at = fills;
         }
-        keys.fills_at = fills;
+        Reread::Filled => {
+            let mut at = keys.fills_at;
+            while at < fills {
+                let filled = state
+                    .store
+                    .fills_after(at, FILLS_READ)
+                    .map_err(|e| local(&e))?;
+                // Fills come in order, each past `at`; a store that says otherwise ends the read.
+                let Some(last) = filled.last().map(|f| f.n).filter(|&n| n > at) else {
+                    break;
+                };
+                for f in filled {
+                    keys.stubs.remove(&(f.origin, f.seq));
+                }
+                at = last;
+            }
+            keys.fills_at = fills;
+        }
     }
     let vector = state.vector().map_err(|e| local(&e))?;
     let mut settled = Vec::new();
     let mut stubs = Vec::new();
     for key in keys.open.iter().filter(|k| !keys.stubs.contains(*k)) {
-        if batch.is_full() {
+        // The rest wait for the next round (a change, an ask, or the heartbeat at the latest).
+        if batch.is_full() || stubs.len() >= STUB_READS_PER_ROUND {
             break;
         }
         let (origin, seq) = key;
@@ -216,6 +267,38 @@ mod tests {
                 origin: "AU-AFP".into(),
                 seq,
             }],
+        }
+    }
+
+    #[test]
+    fn a_round_reads_again_what_was_filled_and_every_ask_seldom() {
+        use std::time::{Duration, Instant};
+        let now = Instant::now();
+        let ago = |s: u64| now.checked_sub(Duration::from_secs(s));
+        let Some(lately) = ago(1) else { return };
+        assert_eq!(reread(5, 0, None, now), Reread::All, "the first round");
+        assert_eq!(reread(5, 5, Some(lately), now), Reread::Nothing);
+        assert_eq!(reread(6, 5, Some(lately), now), Reread::Filled);
+        assert_eq!(
+            reread(5 + MAX_FILLS_READ, 5, Some(lately), now),
+            Reread::Filled
+        );
+        // A peer filling its stubs in bulk, round after round: every ask at most once in
+        // REREAD_AFTER_MANY_FILLS.
+        assert_eq!(
+            reread(6 + MAX_FILLS_READ, 5, Some(lately), now),
+            Reread::Later
+        );
+        assert_eq!(reread(3, 5, Some(lately), now), Reread::Later);
+        if let Some(a_while) = ago(REREAD_AFTER_MANY_FILLS.as_secs() + 1) {
+            assert_eq!(
+                reread(6 + MAX_FILLS_READ, 5, Some(a_while), now),
+                Reread::All
+            );
+            assert_eq!(reread(6, 5, Some(a_while), now), Reread::Filled);
+        }
+        if let Some(long) = ago(REREAD_ALL_EVERY.as_secs()) {
+            assert_eq!(reread(5, 5, Some(long), now), Reread::All);
         }
     }
 
