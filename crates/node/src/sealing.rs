@@ -9,7 +9,8 @@
 use std::sync::Arc;
 
 use intelmesh_core::opened::OpenFailure;
-use intelmesh_core::sealed::{DecryptionKeys, OpenError};
+use intelmesh_core::sealed::{DecryptionKeys, EncKeyId, OpenError};
+use intelmesh_core::sign::ReaderKeys;
 use intelmesh_core::verify::verify_entry;
 use intelmesh_core::{OrgId, VerifiedEntry};
 use intelmesh_store::reopen::Mark;
@@ -21,6 +22,17 @@ use crate::state::{NodeError, NodeState};
 
 /// Marked entries read, checked and opened at a time by [`NodeState::reopen_sealed`].
 const REOPENED_AT_ONCE: usize = 1024;
+
+/// The key id an entry was sealed to for this node, when it did not open for want of that key.
+fn missing_key(f: &OpenFailure) -> Option<EncKeyId> {
+    match f {
+        OpenFailure::Open {
+            error: OpenError::NoKey(id),
+            ..
+        } => Some(*id),
+        _ => None,
+    }
+}
 
 /// Whether an entry did not open for want of a key this node may hold later (sealed to a key
 /// id it does not hold now).
@@ -132,14 +144,18 @@ impl NodeState {
         // Sealed to a key this node does not hold yet: its operator rotated the key and the
         // roster listing it reached the sender first (the node rereads its files only when it
         // follows that version). Reread once for the batch, every such entry opens; kept
-        // unopened, it would stay so for good.
-        let any_no_key = opened
-            .iter()
-            .any(|r| r.as_ref().is_err_and(|f| for_lack_of_key(&f.1)));
+        // unopened, it would stay so for good. Only for the key the roster lists for this
+        // node: a key id anyone may make up must not make every batch read the key files (one
+        // the roster lists later is read when this node follows that version).
+        let listed = self.keys().current(&self.org).map(|k| k.id());
+        let any_listed_missing = opened.iter().any(|r| {
+            r.as_ref()
+                .is_err_and(|f| listed.is_some() && missing_key(&f.1) == listed)
+        });
         // Keys new since the marked entries were tried may open them too: tried in the
         // background, once per change of the key files (a peer's batch alone changes nothing
         // there).
-        let keys = match any_no_key.then(|| self.reload_decryption_keys()) {
+        let keys = match any_listed_missing.then(|| self.reload_decryption_keys()) {
             Some(Ok(changed)) => {
                 if changed {
                     self.reopen_sealed_in_background();
@@ -171,7 +187,15 @@ impl NodeState {
     /// which every relay accepted, kept without what it would open to.
     fn kept_unopened(&self, failed: (VerifiedEntry, OpenFailure)) -> VerifiedEntry {
         let (entry, why) = failed;
-        tracing::warn!(error = %why, "a sealed entry for this node does not open; kept unopened");
+        // Sealed to a key id the roster does not list for this node: anyone may send those,
+        // as many as they like, so they are counted (and logged at debug), not a warning each.
+        let listed = self.keys().current(&self.org).map(|k| k.id());
+        match missing_key(&why) {
+            Some(id) if Some(id) != listed => {
+                tracing::debug!(error = %why, "a sealed entry for this node is sealed to a key it does not hold; kept unopened")
+            }
+            _ => tracing::warn!(error = %why, "a sealed entry for this node does not open; kept unopened"),
+        }
         self.metrics.refused(Refusal::Unopened, 1);
         entry
     }
