@@ -434,7 +434,7 @@ impl Limits {
 
 /// Largest `max_batch_entries`: the most payloads any node asks for in one `Want`, and the
 /// most any node takes in one (`federation::link::screen`).
-pub const MAX_BATCH_ENTRIES: usize = 16_384;
+pub const MAX_BATCH_ENTRIES: usize = intelmesh_proto::shape::MAX_FRAME_ENTRIES;
 
 /// Smallest `max_message_bytes`: a batch frame holding one entry of the largest legal size
 /// (4 KiB header, 64 KiB payload) with room to spare.

@@ -194,7 +194,9 @@ impl NodeState {
             Some(id) if Some(id) != listed => {
                 tracing::debug!(error = %why, "a sealed entry for this node is sealed to a key it does not hold; kept unopened")
             }
-            _ => tracing::warn!(error = %why, "a sealed entry for this node does not open; kept unopened"),
+            _ => {
+                tracing::warn!(error = %why, "a sealed entry for this node does not open; kept unopened")
+            }
         }
         self.metrics.refused(Refusal::Unopened, 1);
         entry

@@ -22,6 +22,14 @@ pub const MIN_REF_BYTES: usize = 5;
 /// than any federation has members, few enough that decoding them costs a few MiB.
 pub const MAX_VECTOR_ORIGINS: usize = 65_536;
 
+/// Most entries one frame may carry: the largest batch any node sends or takes
+/// (`max_batch_entries` is at most this).
+pub const MAX_FRAME_ENTRIES: usize = 16_384;
+/// Most asks one `Want` may carry: an honest node asks for at most its batch's worth.
+pub const MAX_FRAME_ASKS: usize = 16_384;
+/// Most fork proofs one `Evidence` frame may carry (each costs two signature checks).
+pub const MAX_FRAME_PROOFS: usize = 256;
+
 /// Field numbers of `SyncFrame` and of the messages its repeated elements sit in.
 const FRAME_HELLO: u32 = 1;
 const FRAME_PROGRESS: u32 = 3;
@@ -47,6 +55,9 @@ pub enum ShapeError {
     },
     /// More origins in a vector or list than [`MAX_VECTOR_ORIGINS`].
     TooManyOrigins { what: &'static str, max: usize },
+    /// More elements of one kind than a frame may carry ([`MAX_FRAME_ENTRIES`],
+    /// [`MAX_FRAME_ASKS`], [`MAX_FRAME_PROOFS`]): refused before they are decoded.
+    TooManyElements { what: &'static str, max: usize },
     /// An API request that would decode to more than `max` bytes ([`crate::api_shape`]).
     TooLarge { max: usize },
 }
@@ -61,6 +72,9 @@ impl std::fmt::Display for ShapeError {
             ),
             ShapeError::TooManyOrigins { what, max } => {
                 write!(f, "frame names more than {max} origins in {what}")
+            }
+            ShapeError::TooManyElements { what, max } => {
+                write!(f, "frame holds more than {max} of {what}")
             }
             ShapeError::TooLarge { max } => write!(
                 f,
@@ -96,10 +110,20 @@ pub fn check_sync_frame(frame: &[u8]) -> Result<(), ShapeError> {
             }
             _ => {}
         }
-        let (what, min) = match field {
-            FRAME_ENTRIES => ("SignedEntry", MIN_ENTRY_BYTES),
-            FRAME_WANT => ("EntryRef", MIN_REF_BYTES),
-            FRAME_EVIDENCE => ("ForkProof", MIN_PROOF_BYTES),
+        let (what, min, max, seen) = match field {
+            FRAME_ENTRIES => (
+                "SignedEntry",
+                MIN_ENTRY_BYTES,
+                MAX_FRAME_ENTRIES,
+                &mut counts.entries,
+            ),
+            FRAME_WANT => ("EntryRef", MIN_REF_BYTES, MAX_FRAME_ASKS, &mut counts.asks),
+            FRAME_EVIDENCE => (
+                "ForkProof",
+                MIN_PROOF_BYTES,
+                MAX_FRAME_PROOFS,
+                &mut counts.proofs,
+            ),
             _ => return Ok(()),
         };
         let Some(inner) = value else { return Ok(()) };
@@ -109,6 +133,13 @@ pub fn check_sync_frame(frame: &[u8]) -> Result<(), ShapeError> {
                 len: e.len(),
                 min,
             }),
+            (ELEMENTS, _) => {
+                *seen += 1;
+                match *seen > max {
+                    true => Err(ShapeError::TooManyElements { what, max }),
+                    false => Ok(()),
+                }
+            }
             _ => Ok(()),
         })
     })
@@ -120,6 +151,10 @@ struct Counts {
     heads: usize,
     hashes: usize,
     reaches: usize,
+    /// Elements of the repeated messages, per kind.
+    entries: usize,
+    asks: usize,
+    proofs: usize,
 }
 
 /// A `VersionVector`: each of its maps (`heads`, `head_hashes`) names at most
@@ -348,6 +383,44 @@ mod tests {
             check_sync_frame(&twice),
             Err(ShapeError::TooManyOrigins { .. })
         ));
+    }
+
+    #[test]
+    fn elements_past_a_frames_cap_are_refused_before_decoding_even_split_in_two() {
+        use pb::sync_frame::Frame;
+        let asks = |n: usize| {
+            frame(Frame::Want(pb::Want {
+                entries: (0..n)
+                    .map(|i| pb::EntryRef {
+                        origin: "A".into(),
+                        seq: i as u64 + 1,
+                    })
+                    .collect(),
+            }))
+        };
+        assert_eq!(check_sync_frame(&asks(MAX_FRAME_ASKS)), Ok(()));
+        let over = Err(ShapeError::TooManyElements {
+            what: "EntryRef",
+            max: MAX_FRAME_ASKS,
+        });
+        assert_eq!(check_sync_frame(&asks(MAX_FRAME_ASKS + 1)), over);
+        // Two Want fields in one frame decode to one Want of both.
+        let mut twice = asks(MAX_FRAME_ASKS / 2 + 1);
+        twice.extend(asks(MAX_FRAME_ASKS / 2));
+        assert_eq!(check_sync_frame(&twice), over);
+        let entries = |n| {
+            frame(Frame::Entries(pb::EntryBatch {
+                entries: vec![entry(); n],
+            }))
+        };
+        assert_eq!(check_sync_frame(&entries(MAX_FRAME_ENTRIES)), Ok(()));
+        assert_eq!(
+            check_sync_frame(&entries(MAX_FRAME_ENTRIES + 1)),
+            Err(ShapeError::TooManyElements {
+                what: "SignedEntry",
+                max: MAX_FRAME_ENTRIES,
+            })
+        );
     }
 
     #[test]

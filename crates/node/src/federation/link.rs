@@ -36,7 +36,7 @@ use crate::route::LinkReach;
 use crate::state::{Checked, NodeState, VERIFY_AHEAD};
 
 /// Most fork proofs taken from one Evidence frame (each costs two signature checks).
-pub const MAX_PROOFS_PER_FRAME: usize = 256;
+pub const MAX_PROOFS_PER_FRAME: usize = intelmesh_proto::shape::MAX_FRAME_PROOFS;
 
 /// How a link ended badly. Each maps to the gRPC status the other side is told.
 #[derive(Debug, thiserror::Error)]
