@@ -173,6 +173,9 @@ struct Tally {
     repeated_in_input: usize,
     /// Each value's strictest TLP in the input, and whether any of it was its org's alone.
     strictest: HashMap<intelmesh_core::Indicator, (Tlp, bool)>,
+    /// Values some object or row gave under a TLP that could not be read: wherever else the
+    /// input gives them, they are submitted RED to this org alone.
+    withheld: std::collections::HashSet<intelmesh_core::Indicator>,
     warned: Reasons,
     rejected: Reasons,
     skipped: Reasons,
@@ -256,7 +259,9 @@ fn plan(
         rejected,
         skipped,
         rejected_beyond,
+        withheld,
     } = read;
+    tally.withheld.extend(withheld);
     left(&mut tally.rejected, rejected);
     for (reason, n) in rejected_beyond {
         tally.rejected.add_count(&reason, n);
@@ -328,8 +333,16 @@ fn narrow_repeats(plans: &mut [Plan], args: &ImportArgs, tally: &mut Tally) {
         for (s, indicator) in plan.submissions.iter_mut().zip(&plan.indicators) {
             let d = s.distribution.get_or_insert_with(Default::default);
             let now = Tlp::from_proto(d.tlp).unwrap_or(args.tlp);
-            let (strictest, org_only) =
-                (tally.strictest.get(indicator).copied()).unwrap_or((now, false));
+            let (strictest, org_only) = match tally.withheld.contains(indicator) {
+                true => {
+                    tally.warned.add(
+                        "given elsewhere in the input under a TLP that could not be read: submitted RED to this org alone",
+                        format!("{}: {} {}", plan.path.display(), indicator.ty(), indicator.value()),
+                    );
+                    (Tlp::Red, true)
+                }
+                false => (tally.strictest.get(indicator).copied()).unwrap_or((now, false)),
+            };
             // Its org's alone wherever the input gave it so.
             d.recipients = recipients_for(strictest.max(now), org_only, args);
             if strictest > now {

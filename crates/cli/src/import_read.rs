@@ -91,6 +91,9 @@ pub struct FileRead {
     pub skipped: Vec<Left>,
     /// How many more values were rejected, by reason, past those kept whole in `rejected`.
     pub rejected_beyond: BTreeMap<String, usize>,
+    /// Values of objects or rows rejected because their TLP could not be read: the same value
+    /// elsewhere in the input is not shared at a wider level than they may have meant.
+    pub withheld: Vec<Indicator>,
 }
 
 /// Reads `path` as `format`, or detects the format. An error means the whole file is unusable.
@@ -222,6 +225,8 @@ fn read_stix(
                         reason: "indicator whose TLP its markings do not tell".into(),
                         example: format!("{name}: {why}"),
                     });
+                    out.withheld
+                        .extend(found.iter().map(|i| i.indicator.clone()));
                     continue;
                 }
                 for i in found {
@@ -455,6 +460,7 @@ fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
                 out.candidates.extend(r.candidates);
                 out.rejected.extend(r.rejected);
                 out.skipped.extend(r.skipped);
+                out.withheld.extend(r.withheld);
             }
             Err(example) => out.rejected.push(Left {
                 reason: "feed event file missing or unreadable".into(),
@@ -542,6 +548,7 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
         });
     }
     out.rejected_beyond = read.left_beyond;
+    out.withheld = read.withheld;
     out
 }
 

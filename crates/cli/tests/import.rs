@@ -384,6 +384,9 @@ fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_
             // One value given GREEN, then RED: submitted once, RED.
             indicator(6, "twice.example", serde_json::json!({ "object_marking_refs": [GREEN] })),
             indicator(7, "twice.example", serde_json::json!({ "object_marking_refs": [RED] })),
+            // The value of a rejected object, again unmarked: not shared at the default, but
+            // RED to this org alone (what the unreadable marking meant is unknown).
+            indicator(8, "undefined.example", serde_json::json!({})),
         ]
     });
     let file = dir.path().join("marked.json");
@@ -393,7 +396,7 @@ fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(
         (got["imported"].as_u64(), got["rejected"].as_u64()),
-        (Some(2), Some(4)),
+        (Some(3), Some(4)),
         "{got:#}"
     );
     assert_eq!(got["duplicate_in_input"], 1, "{got:#}");
@@ -411,7 +414,14 @@ fn stix_indicators_whose_markings_do_not_tell_their_tlp_are_rejected_not_shared_
     );
     assert!(reasons.contains("fa42a846"), "{reasons}");
     assert!(assertion(&nodes, "granular.example").is_none());
-    assert!(assertion(&nodes, "undefined.example").is_none());
+    let again = assertion(&nodes, "undefined.example").expect("its unmarked repeat is imported");
+    assert_eq!(again["distribution"]["tlp"], Tlp::Red.as_str(), "{again}");
+    assert_eq!(
+        again["distribution"]["recipients"],
+        serde_json::json!([]),
+        "{again}"
+    );
+    assert!(warned.contains("could not be read"), "{warned}");
     let a = assertion(&nodes, "green.example").expect("the marked indicator is imported");
     assert_eq!(a["distribution"]["tlp"], Tlp::Green.as_str());
     nodes.stop_all();

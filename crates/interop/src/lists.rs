@@ -98,6 +98,9 @@ pub struct TextRead {
     /// How many more lines were left out, by reason ([`LeftReason::summary`]): a hostile text
     /// of a few bytes a line must not cost a copy and a reason of each.
     pub left_beyond: BTreeMap<String, usize>,
+    /// Values of rows left out because their TLP cell names no level: the same value elsewhere
+    /// in the input must not be shared at a wider level than that row may have meant.
+    pub withheld: Vec<Indicator>,
     /// Lines read: neither blank nor a comment. Each gave an indicator or a [`LeftOut`], except
     /// a CSV header (`header`).
     pub lines: usize,
@@ -740,8 +743,22 @@ pub fn read_csv(text: &str) -> TextRead {
             });
             continue;
         }
+        // The row's values, each with its column.
+        let values: Vec<(usize, Indicator)> = cells
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| !columns_now.is_some_and(|cols| cols.ignored.contains(c)))
+            .filter_map(|(c, cell)| {
+                let cell = without_formula_guard(cell.trim());
+                let indicator = value_of(cell).filter(|i| unshared.is_none() || i.ty().is_hash());
+                indicator.map(|i| (c, i))
+            })
+            .collect();
         let tlp = match columns_now.map(|c| c.tlp(&cells)) {
             Some(Err(cell)) => {
+                // Not imported, and a restriction this reader cannot read must not let the
+                // same value elsewhere in the input be shared wider.
+                out.withheld.extend(values.into_iter().map(|(_, i)| i));
                 out.leave(LeftOut {
                     line: n + 1,
                     text: line.to_string(),
@@ -752,23 +769,14 @@ pub fn read_csv(text: &str) -> TextRead {
             Some(Ok(tlp)) => tlp,
             None => None,
         };
-        let mut found = 0;
-        for (c, cell) in cells.iter().enumerate() {
-            let cell = without_formula_guard(cell.trim());
-            if cell.is_empty() || columns_now.is_some_and(|cols| cols.ignored.contains(&c)) {
-                continue;
-            }
-            if let Some(indicator) =
-                value_of(cell).filter(|i| unshared.is_none() || i.ty().is_hash())
-            {
-                found += 1;
-                out.found.push(Found {
-                    indicator,
-                    line: n + 1,
-                    column: Some(c + 1),
-                    tlp,
-                });
-            }
+        let found = values.len();
+        for (c, indicator) in values {
+            out.found.push(Found {
+                indicator,
+                line: n + 1,
+                column: Some(c + 1),
+                tlp,
+            });
         }
         if found > 0 {
             continue;

@@ -415,6 +415,9 @@ fn a_mesh_csv_export_reads_back_with_its_tlp_and_without_revoked_rows() {
             (7, LeftReason::UnreadableTlp("TLP: GREEN".into()))
         ]
     );
+    // Their values are named, so the same value elsewhere is not shared wider either.
+    let withheld: Vec<&str> = r.withheld.iter().map(|i| i.value()).collect();
+    assert_eq!(withheld, ["odd.example", "spaced.example"]);
 }
 
 /// A row of separators alone is cut at the most cells a row is split into: the rest is its

@@ -248,6 +248,40 @@ pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<St
     })
 }
 
+/// The values of `objects` that an indicator among them gives under markings whose TLP cannot
+/// be read ([`unreadable_marking`]): such an object is refused, and the same value in another
+/// object of the input must not be published wider than it may have meant. A cheap look at
+/// each object's marking references first; only the few with a reference `markings` cannot
+/// read (or granular markings) are imported to find their values.
+pub fn values_under_unreadable_markings(
+    objects: &[Value],
+    markings: &Markings,
+    options: &ImportOptions,
+) -> std::collections::HashSet<Indicator> {
+    let suspect = |o: &Value| {
+        let granular =
+            (o.get("granular_markings").and_then(Value::as_array)).is_some_and(|g| !g.is_empty());
+        let unread = (o.get("object_marking_refs").and_then(Value::as_array)).is_some_and(|refs| {
+            refs.iter().filter_map(Value::as_str).any(|id| {
+                !matches!(
+                    markings.kind(id),
+                    Some(crate::marking::MarkingKind::Tlp(_) | crate::marking::MarkingKind::Other)
+                )
+            })
+        });
+        granular || unread
+    };
+    let mut out = std::collections::HashSet::new();
+    for (index, object) in objects.iter().enumerate().filter(|(_, o)| suspect(o)) {
+        if let Outcome::Imported(values) = import_object(index, object, markings, options).outcome {
+            if unreadable_marking(object, &values).is_some() {
+                out.extend(values.into_iter().map(|v| v.indicator));
+            }
+        }
+    }
+    out
+}
+
 /// The objects of a bundle, a TAXII envelope, an array of objects or a single object: what
 /// [`import_stix`] reads, for a caller that imports them one by one with [`import_object`].
 pub fn stix_objects(value: &Value) -> Result<&[Value], StixError> {

@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 use intelmesh_core::{Distribution, Indicator, OrgId, Tlp};
 use intelmesh_interop::stix::{
-    import_object, stix_objects, unreadable_marking, ImportOptions, ObjectOutcome, Outcome,
-    SkipReason, StixIndicator,
+    import_object, stix_objects, unreadable_marking, values_under_unreadable_markings,
+    ImportOptions, ObjectOutcome, Outcome, SkipReason, StixIndicator,
 };
 use intelmesh_interop::stix_export::indicator_id;
 use intelmesh_interop::taxii::{StatusDetail, StatusResource};
@@ -147,6 +147,10 @@ pub fn plan(
         });
     }
     let markings = Markings::from_objects(objects);
+    // A value some object gives under markings that cannot be read fails wherever the
+    // envelope gives it: a restriction this node cannot read is no reason to share it at the
+    // default, or at another object's level.
+    let withheld = values_under_unreadable_markings(objects, &markings, &options);
     let mut settling = Settling {
         origin: publisher.org.to_string(),
         ..Settling::default()
@@ -192,10 +196,16 @@ pub fn plan(
                     Outcome::Imported(_) if !judge_it => vec![Judged::OverBudget],
                     Outcome::Imported(values) => match unreadable_marking(object, values) {
                         Some(why) => vec![Judged::Refused(why)],
-                        None => std::mem::take(values)
-                            .iter()
-                            .map(|v| judge(v, publisher, warninglists, (&held, &containers)))
-                            .collect(),
+                        None => match values.iter().find(|v| withheld.contains(&v.indicator)) {
+                            Some(v) => vec![Judged::Refused(format!(
+                                "another object of this envelope gives {} under markings whose TLP cannot be read: not published at any level",
+                                v.indicator.value()
+                            ))],
+                            None => std::mem::take(values)
+                                .iter()
+                                .map(|v| judge(v, publisher, warninglists, (&held, &containers)))
+                                .collect(),
+                        },
                     },
                     _ => Vec::new(),
                 };

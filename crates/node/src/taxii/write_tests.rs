@@ -315,13 +315,19 @@ fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
         "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed",
         "marking-definition--defined-in-an-earlier-post"
     ]);
+    // The values of the refused objects, unmarked, before and after them: refused too, not
+    // shared at the default.
+    let repeat_first = indicator(6, "[domain-name:value = 'a.example.org']");
+    let repeat_last = indicator(7, "[domain-name:value = 'b.example.org']");
     let objects = vec![
+        repeat_first,
         undefined,
         granular,
         with_tlp,
         beside_undefined,
         statement,
         beside_red,
+        repeat_last,
     ];
     let plan = plan_of(objects, &Warninglists::new()).unwrap();
     let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
@@ -332,7 +338,8 @@ fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
         .iter()
         .map(|d| (d.id.as_str(), d.message.as_deref().unwrap_or_default()))
         .collect();
-    assert_eq!(failed.len(), 3, "{failed:?}");
+    assert_eq!(failed.len(), 5, "{failed:?}");
+    let failed = &failed[1..4];
     assert_eq!(failed[2].0, "indicator--4");
     assert_eq!(failed[0].0, "indicator--1");
     assert!(
@@ -344,6 +351,17 @@ fn objects_whose_tlp_cannot_be_told_are_failures_not_amber() {
     );
     assert_eq!(failed[1].0, "indicator--2");
     assert!(failed[1].1.contains("granular markings"), "{}", failed[1].1);
+    let repeats: Vec<(&str, bool)> = [&plan.failures[0], &plan.failures[4]]
+        .iter()
+        .map(|d| {
+            let why = d.message.as_deref().unwrap_or_default();
+            (
+                d.id.as_str(),
+                why.contains("markings whose TLP cannot be read"),
+            )
+        })
+        .collect();
+    assert_eq!(repeats, [("indicator--6", true), ("indicator--7", true)]);
 }
 
 #[test]
