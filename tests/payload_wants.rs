@@ -251,7 +251,7 @@ async fn asking_for_a_payload_one_may_not_see_gets_nothing() {
     intelmesh_tests::raw_peer::check_status(
         &status,
         tonic::Code::ResourceExhausted,
-        "payloads in one frame",
+        "more than any node puts in one frame",
     )
     .unwrap();
 }

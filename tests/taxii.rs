@@ -727,6 +727,20 @@ async fn the_identities_objects_name_are_listed_by_type() {
         })
         .collect();
     assert_eq!(names, ["AU-AFP"], "{read}");
+    // Beside other types on a page by date added, identities would be missing silently.
+    let mixed = run_tool(
+        &g,
+        &["read", &g.collection, "--match-type", "identity,indicator"],
+        &g.reader,
+    )
+    .await;
+    assert_eq!(mixed["status"], 400, "{mixed}");
+    assert!(
+        mixed["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("identity is read in a request of its own")),
+        "{mixed}"
+    );
     // Every indicator's creator is among them.
     let all = run_tool(&g, &["read", &g.collection], &g.reader).await;
     let listed: Vec<&Value> = read["objects"]

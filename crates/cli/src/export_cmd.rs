@@ -53,7 +53,9 @@ pub struct ExportArgs {
     pub filter: FilterArgs,
     #[arg(long, value_enum, default_value = "stix")]
     pub format: ExportFormat,
-    /// Write to FILE instead of standard output (with misp-feed: the directory, required).
+    /// Write to FILE instead of standard output (with misp-feed: the directory, required; the
+    /// event files an earlier export's manifest there lists and this one does not hold are
+    /// removed, other files are left).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// With rpz: the zone's name, as the DNS server's configuration names it.
@@ -325,6 +327,8 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
     }
     let feed = misp_feed(&found);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // The events an earlier export's manifest lists, read before it is replaced.
+    let earlier = earlier_events(dir);
     // A feed holding restricted records is for its owner alone, as an --out file is: the
     // directory narrowed (an existing one too) and each file written 0600.
     let restricted = holds_restricted(states);
@@ -346,13 +350,14 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
     )?;
     // An event of an earlier export that this one does not hold (an origin now all above the
     // ceiling, filtered out or withdrawn) would still be served to whoever fetches it by its
-    // name: the names are predictable, so it goes.
+    // name: the names are predictable, so it goes. Only events the manifest listed: other
+    // files in the directory are not the feed's.
     let kept: std::collections::HashSet<String> = feed
         .events
         .iter()
         .map(|(uuid, _)| format!("{uuid}.json"))
         .collect();
-    let removed = remove_stale_events(dir, &kept)?;
+    let removed = remove_stale_events(dir, &earlier, &kept)?;
     if removed > 0 {
         eprintln!(
             "removed {removed} event file(s) of an earlier export that this one does not hold"
@@ -368,22 +373,41 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
     Ok(())
 }
 
-/// Removes from `dir` every MISP event file (`UUID.json`) not named in `kept`; how many.
+/// The event files the manifest in `dir` lists, if it has one that reads as a manifest.
+fn earlier_events(dir: &std::path::Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
+        return Vec::new();
+    };
+    intelmesh_interop::read_feed_manifest(&text)
+        .map(|entries| {
+            entries
+                .into_iter()
+                .filter_map(|e| match e {
+                    intelmesh_interop::ManifestEntry::Event(file) => Some(file),
+                    intelmesh_interop::ManifestEntry::NotAUuid(_) => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Removes from `dir` the event files of `earlier` (`UUID.json`) not in `kept`; how many.
 fn remove_stale_events(
     dir: &std::path::Path,
+    earlier: &[String],
     kept: &std::collections::HashSet<String>,
 ) -> anyhow::Result<usize> {
-    let listing = |e: std::io::Error| anyhow::anyhow!("listing {}: {e}", dir.display());
     let mut removed = 0;
-    for file in std::fs::read_dir(dir).map_err(listing)? {
-        let file = file.map_err(listing)?;
-        let name = file.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in earlier {
         let is_event = name.strip_suffix(".json").is_some_and(is_uuid);
-        if is_event && !kept.contains(name) {
-            std::fs::remove_file(file.path())
-                .with_context(|| format!("removing {}", file.path().display()))?;
-            removed += 1;
+        if !is_event || kept.contains(name) {
+            continue;
+        }
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
     }
     Ok(removed)

@@ -507,6 +507,9 @@ fn misp_feed_export_reads_back_with_each_tlp() {
     // RED export goes too, not only its line in the manifest (its name is predictable).
     let unrelated = feed.join("notes.json");
     std::fs::write(&unrelated, "{}").unwrap();
+    // An event file the manifest never listed (another feed's, say) is not this feed's.
+    let other_feed = feed.join("0b5c8e7e-2f1a-4c5d-9e8f-0a1b2c3d4e5f.json");
+    std::fs::write(&other_feed, "{}").unwrap();
     let out = plain(
         &nodes,
         &[
@@ -528,6 +531,10 @@ fn misp_feed_export_reads_back_with_each_tlp() {
         .collect();
     assert!(!left.contains(&format!("{}.json", uuids[0])), "{left:?}");
     assert!(left.contains(&"notes.json".to_string()), "other files stay");
+    assert!(
+        other_feed.exists(),
+        "an event the manifest did not list stays"
+    );
     for file in std::fs::read_dir(&feed).unwrap() {
         let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
         assert!(!text.contains("phish@evil.example"), "{text}");

@@ -275,7 +275,14 @@ fn blocks_around(
         .collect();
     around
         .into_iter()
-        .zip(may_hold.may_hold_each(&bits))
+        // An answer missing from an implementation counts as "may be held": never a block
+        // left out.
+        .zip(
+            may_hold
+                .may_hold_each(&bits)
+                .into_iter()
+                .chain(std::iter::repeat(true)),
+        )
         .filter(|(_, held)| *held)
         .map(|((network, p), _)| {
             let cidr = Indicator::canonical(IndicatorType::Cidr, block_text(network, p));

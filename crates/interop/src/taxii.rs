@@ -166,14 +166,6 @@ pub fn parse_objects_query(raw: Option<&str>) -> Result<ObjectsQuery, QueryError
             _ => {}
         }
     }
-    // Identities are paged on their own (they have no date added of their own): mixed with
-    // other types they would be missing from the pages without a word.
-    if q.types.len() > 1 && q.types.iter().any(|t| t == "identity") {
-        return Err(query_error(
-            "match[type]",
-            "identity is read in a request of its own, not beside other types",
-        ));
-    }
     Ok(q)
 }
 

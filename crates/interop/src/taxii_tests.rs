@@ -69,8 +69,6 @@ fn malformed_parameters_name_themselves() {
         ("match[id]=not-an-id", "match[id]"),
         ("match[id]=indicator--xyz", "match[id]"),
         ("match[type]=Indicator", "match[type]"),
-        ("match[type]=indicator,identity", "match[type]"),
-        ("match[type]=identity&match[type]=sighting", "match[type]"),
         ("match[spec_version]=3.0", "match[spec_version]"),
         ("next=", "next"),
         (long.as_str(), "(query string)"),

@@ -20,6 +20,7 @@ impl NodeState {
         if self.follow().is_none() {
             own_key_listed(&keys, &self.signer())?;
         }
+        let members_before = self.keys().members().clone();
         let me = Arc::clone(self);
         let forgot_refusals = tokio::task::spawn_blocking(move || me.install_keys(keys))
             .await
@@ -27,7 +28,7 @@ impl NodeState {
         // A new key list may name a new encryption key of this node (a rotation it made):
         // its files are read again, so what is sealed to the new key opens.
         match self.reload_decryption_keys() {
-            Ok(true) => self.reopen_sealed_in_background(),
+            Ok(true) => self.reopen_sealed_now_and_later(),
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "encryption keys not reloaded; the old ones stay")
@@ -41,7 +42,9 @@ impl NodeState {
         // After the recheck, whose take of the queue drops (and notes) what waited past its
         // hour: noted before, those would never be sent again.
         let keys = self.keys();
-        let dropped = (self.unverified).clear_dropped(|origin, key| keys.has_key_id(origin, *key));
+        let new_member = keys.members().iter().any(|m| !members_before.contains(m));
+        let dropped = (self.unverified)
+            .clear_dropped(|origin, key| keys.has_key_id(origin, *key), new_member);
         if forgot_refusals && !dropped {
             // Entries refused past their key's end came on links that took the refusal as
             // final: this list lets their key sign them, and only a restart brings them.

@@ -20,6 +20,10 @@ use crate::config::NodeConfig;
 use crate::metrics::Refusal;
 use crate::state::{NodeError, NodeState};
 
+/// How long after a key change the marked entries are tried a second time: longer than a
+/// batch takes from being opened to being stored.
+const REOPEN_AGAIN_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Marked entries read, checked and opened at a time by [`NodeState::reopen_sealed`].
 const REOPENED_AT_ONCE: usize = 1024;
 
@@ -129,6 +133,20 @@ impl NodeState {
         });
     }
 
+    /// [`Self::reopen_sealed_in_background`] now and once more a little later: a batch
+    /// opened with the keys held before a key change may be stored (and its entries marked)
+    /// only after the first pass read the marks.
+    pub fn reopen_sealed_now_and_later(self: &Arc<Self>) {
+        self.reopen_sealed_in_background();
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(REOPEN_AGAIN_AFTER) => me.reopen_sealed_in_background(),
+                _ = me.stopped() => {}
+            }
+        });
+    }
+
     /// Opens, on all cores, the sealed entries of `good` this node is a reader of. One it
     /// cannot open stays in the batch unopened (it is a valid link of its origin's chain,
     /// which every relay accepted) and is logged and counted.
@@ -155,11 +173,19 @@ impl NodeState {
         // Keys new since the marked entries were tried may open them too: tried in the
         // background, once per change of the key files (a peer's batch alone changes nothing
         // there).
+        let any_missing = opened
+            .iter()
+            .any(|r| r.as_ref().is_err_and(|f| for_lack_of_key(&f.1)));
         let keys = match any_listed_missing.then(|| self.reload_decryption_keys()) {
             Some(Ok(changed)) => {
                 if changed {
                     self.reopen_sealed_in_background();
                 }
+                Some(self.decryption_keys())
+            }
+            // Keys read again meanwhile (this node followed the version listing its new key
+            // while the batch was being opened): tried again with them.
+            _ if any_missing && !Arc::ptr_eq(&keys, &self.decryption_keys()) => {
                 Some(self.decryption_keys())
             }
             _ => None,

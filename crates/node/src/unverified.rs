@@ -76,6 +76,9 @@ struct Inner {
     dropped: BTreeMap<(OrgId, KeyId), u64>,
     /// Entries dropped under pairs beyond those `dropped` names.
     dropped_elsewhere: u64,
+    /// Entries of origins the key list does not name that were dropped: counted, never named
+    /// (a peer makes such names up at will, and would fill the rows with them for good).
+    dropped_unlisted: u64,
 }
 
 /// What [`Unverified::add`] did.
@@ -89,8 +92,14 @@ pub enum Added {
 }
 
 impl Inner {
-    /// Counts a dropped entry; whether its (origin, key) is newly named.
-    fn note_dropped(&mut self, origin: OrgId, key_id: KeyId) -> bool {
+    /// Counts a dropped entry (of an origin the key list names: `member`); whether its
+    /// (origin, key) is newly named, or for an unlisted origin whether it is the first since
+    /// the links last restarted.
+    fn note_dropped(&mut self, origin: OrgId, key_id: KeyId, member: bool) -> bool {
+        if !member {
+            self.dropped_unlisted += 1;
+            return self.dropped_unlisted == 1;
+        }
         let pair = (origin, key_id);
         if let Some(n) = self.dropped.get_mut(&pair) {
             *n += 1;
@@ -139,8 +148,8 @@ impl Inner {
         // Counted as dropped, as for lack of room: the sender counts them delivered, so when
         // the key comes (a roster published after an hour) links restart and they are sent
         // again, instead of every later entry of the origin waiting on a gap.
-        for (origin, key_id, _, _) in expired {
-            self.note_dropped(origin, key_id);
+        for (origin, key_id, member, _) in expired {
+            self.note_dropped(origin, key_id, member);
         }
     }
 }
@@ -199,7 +208,7 @@ impl Unverified {
             || inner.bytes + bytes > limits.total_bytes
         {
             return Added::Dropped {
-                first: inner.note_dropped(origin, key_id),
+                first: inner.note_dropped(origin, key_id, member),
             };
         }
         inner.bytes += bytes;
@@ -276,14 +285,25 @@ impl Unverified {
     /// summary's rows); whether any such was, so that links restart and peers send them again.
     /// Pairs whose key is still unknown stay: a restart would bring them only to wait again,
     /// and a peer sending made-up keys on purpose would restart every link at each change.
-    pub fn clear_dropped(&self, signable: impl Fn(&OrgId, &KeyId) -> bool) -> bool {
+    ///
+    /// Entries of unlisted origins that were dropped count only when the list gained a member
+    /// (`new_member`): only then can one of them verify.
+    pub fn clear_dropped(
+        &self,
+        signable: impl Fn(&OrgId, &KeyId) -> bool,
+        new_member: bool,
+    ) -> bool {
         let mut inner = self.lock();
         let before = inner.dropped.len();
         inner
             .dropped
             .retain(|(origin, key_id), _| !signable(origin, key_id));
-        let any = inner.dropped.len() < before || inner.dropped_elsewhere > 0;
+        let unlisted = new_member && inner.dropped_unlisted > 0;
+        let any = inner.dropped.len() < before || inner.dropped_elsewhere > 0 || unlisted;
         inner.dropped_elsewhere = 0;
+        if unlisted {
+            inner.dropped_unlisted = 0;
+        }
         any
     }
 
@@ -417,6 +437,20 @@ mod tests {
         assert!(matches!(add("BR", 1, true), Added::Kept { .. }));
         assert!(matches!(add("CA", 1, true), Added::Kept { .. }));
         assert_eq!(q.len(), 6);
+        // The made-up origins' drops name no row, and restart links only once the list gains
+        // a member.
+        let made_up: Vec<(String, bool)> = (q.summary().into_iter())
+            .filter(|r| r.origin.starts_with('X'))
+            .map(|r| (r.origin, r.dropped))
+            .collect();
+        assert_eq!(made_up, [("X1".into(), false), ("X2".into(), false)]);
+        assert!(
+            !q.clear_dropped(|_, _| false, false),
+            "no key came, no member joined"
+        );
+        assert!(q.clear_dropped(|_, _| false, true), "a member joined");
+        assert!(!q.clear_dropped(|_, _| false, true), "counted once");
+        assert!(q.clear_dropped(|_, _| true, false), "AU's key came");
         // Taken out and kept again (a recheck): shares start over.
         assert_eq!(q.take_all().len(), 6);
         assert!(matches!(add("AU", 3, true), Added::Kept { .. }));
@@ -512,7 +546,7 @@ mod tests {
         q.lock().expire(later);
         assert!(q.take_all().is_empty());
         assert!(
-            q.clear_dropped(|_, _| true),
+            q.clear_dropped(|_, _| true, false),
             "the key's arrival restarts the links, so the peer sends it again"
         );
     }
@@ -547,19 +581,19 @@ mod tests {
         let resends = q.resends();
         // A key list holding none of their keys: only those not named restart the links.
         assert!(
-            q.clear_dropped(|_, _| false),
+            q.clear_dropped(|_, _| false, false),
             "pairs beyond the rows were dropped"
         );
         assert!(
-            !q.clear_dropped(|_, _| false),
+            !q.clear_dropped(|_, _| false, false),
             "none of their keys known: no restart"
         );
         assert_eq!(q.lock().dropped.len(), SUMMARY_ROWS, "still remembered");
         let x3 = org("X3");
-        assert!(q.clear_dropped(|o, _| *o == x3), "X3's key came");
+        assert!(q.clear_dropped(|o, _| *o == x3, false), "X3's key came");
         assert_eq!(q.lock().dropped.len(), SUMMARY_ROWS - 1);
-        assert!(q.clear_dropped(|_, _| true), "entries were dropped");
-        assert!(!q.clear_dropped(|_, _| true), "nothing since");
+        assert!(q.clear_dropped(|_, _| true, false), "entries were dropped");
+        assert!(!q.clear_dropped(|_, _| true, false), "nothing since");
         assert_eq!(q.dropped_elsewhere(), 0);
         q.ask_resend();
         assert!(resends.has_changed().unwrap());

@@ -12,7 +12,7 @@ use tonic::{Code, Status};
 use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 
 use crate::api_shape::check_request;
-use crate::shape::check_sync_frame;
+use crate::shape::{check_sync_frame, ShapeError};
 use crate::v1::SyncFrame;
 
 /// What the generated services and clients use (`codec_path` in `build.rs`).
@@ -104,7 +104,11 @@ impl<U: Message + Default + 'static> Decoder for BoundedDecoder<U> {
         } else {
             check_request::<U>(whole)
         };
-        checked.map_err(|e| Status::invalid_argument(e.to_string()))?;
+        checked.map_err(|e| match e {
+            // Too much, as a message over the size cap is: counted as a size refusal.
+            ShapeError::TooManyElements { .. } => Status::resource_exhausted(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        })?;
         // Prost's decoder calls a message that does not decode an INTERNAL error, which
         // blames the receiver; a request's sender is at fault. (A response that does not
         // decode stays INTERNAL: the client's caller did nothing wrong.)

@@ -73,9 +73,10 @@ impl std::fmt::Display for ShapeError {
             ShapeError::TooManyOrigins { what, max } => {
                 write!(f, "frame names more than {max} origins in {what}")
             }
-            ShapeError::TooManyElements { what, max } => {
-                write!(f, "frame holds more than {max} of {what}")
-            }
+            ShapeError::TooManyElements { what, max } => write!(
+                f,
+                "frame holds more than {max} of {what}: more than any node puts in one frame"
+            ),
             ShapeError::TooLarge { max } => write!(
                 f,
                 "request of elements too many and too small: it would decode to more than \

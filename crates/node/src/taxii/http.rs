@@ -368,7 +368,9 @@ async fn reading<T: Send + 'static>(
     .await
     .map_err(internal)?;
     answer.map_err(|e| match e {
-        ReadError::BadToken(_) => refuse(StatusCode::BAD_REQUEST, "Bad query parameter", e),
+        ReadError::BadToken(_) | ReadError::MixedIdentity => {
+            refuse(StatusCode::BAD_REQUEST, "Bad query parameter", e)
+        }
         ReadError::Store(e) => internal(e),
     })
 }

@@ -79,6 +79,10 @@ pub enum ReadError {
     Store(#[from] StoreError),
     #[error("next is not a token this server issued: {0}")]
     BadToken(&'static str),
+    /// Identities are paged on their own (they have no date added of their own): beside other
+    /// types on a page by date added they would be missing without a word.
+    #[error("match[type]: identity is read in a request of its own, not beside other types")]
+    MixedIdentity,
 }
 
 /// What a reader may see: its org and the members hidden from every read.
@@ -310,6 +314,9 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
     }
     if !q.types.is_empty() && q.types.iter().all(|t| t == "identity") {
         return identities(r, q, limit);
+    }
+    if q.types.iter().any(|t| t == "identity") {
+        return Err(ReadError::MixedIdentity);
     }
     let since = q.added_after_us.map_or(i64::MIN, |t| t.saturating_add(1));
     let selection = Selection::ArrivedSince(since);
