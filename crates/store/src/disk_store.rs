@@ -550,11 +550,24 @@ impl Store for DiskStore {
     ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
         let keys: Vec<Vec<u8>> = indicators.iter().map(|i| keys::index(i)).collect();
         let held = self.presence.may_hold_each(&keys);
+        let asked: Vec<&[u8]> = (keys.iter().zip(&held))
+            .filter(|(_, held)| **held)
+            .map(|(k, _)| k.as_slice())
+            .collect();
+        let mut answers = self.db.state_tables().lookup_many(&asked)?.into_iter();
         keys.iter()
             .zip(held)
-            .map(|(key, held)| match held {
-                true => self.held_state(key),
-                false => Ok(None),
+            .map(|(key, held)| {
+                if !held {
+                    return Ok(None);
+                }
+                match answers.next() {
+                    Some(Answer::Found(state)) => Ok(Some(state)),
+                    Some(Answer::Absent) => Ok(None),
+                    Some(Answer::AskLsm) | None => {
+                        self.db.get(key)?.map(|v| decode_state(&v)).transpose()
+                    }
+                }
             })
             .collect()
     }

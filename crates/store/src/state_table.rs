@@ -182,18 +182,38 @@ impl StateTables {
 
     /// What the table says of `key`.
     pub(crate) fn lookup(&self, key: &[u8]) -> Result<Answer, StoreError> {
-        let h = self.hasher.hash_one(key);
-        let table = {
+        Ok(self.lookup_many(&[key])?.pop().unwrap_or(Answer::AskLsm))
+    }
+
+    /// What the table says of each of `keys`, in order: under one read of the table in force
+    /// (its lock word is written by every reader, so taken once a batch, not once a key), and
+    /// with the memory reads of all of them issued before any record is read.
+    pub(crate) fn lookup_many(&self, keys: &[&[u8]]) -> Result<Vec<Answer>, StoreError> {
+        let hashes: Vec<u64> = keys.iter().map(|k| self.hasher.hash_one(k)).collect();
+        let (table, ask_lsm) = {
             let cur = self.read();
-            match &cur.table {
-                Some(t) if cur.marks.is_empty() || !cur.marks.contains(&h) => Arc::clone(t),
-                _ => return Ok(Answer::AskLsm),
-            }
+            let Some(table) = &cur.table else {
+                return Ok(keys.iter().map(|_| Answer::AskLsm).collect());
+            };
+            let marked: Vec<bool> = hashes
+                .iter()
+                .map(|h| !cur.marks.is_empty() && cur.marks.contains(h))
+                .collect();
+            (Arc::clone(table), marked)
         };
-        match table.state(h, key)? {
-            Some(state) => Ok(Answer::Found(state)),
-            None => Ok(Answer::Absent),
-        }
+        let asked: Vec<(u64, &[u8])> = (hashes.iter().zip(keys).zip(&ask_lsm))
+            .filter(|(_, marked)| !**marked)
+            .map(|((h, k), _)| (*h, *k))
+            .collect();
+        let mut found = table.states(&asked)?.into_iter();
+        Ok(ask_lsm
+            .iter()
+            .map(|marked| match (marked, found.next()) {
+                (true, _) => Answer::AskLsm,
+                (false, Some(Some(state))) => Answer::Found(state),
+                (false, _) => Answer::Absent,
+            })
+            .collect())
     }
 
     /// Most keys a table may have had written since its copy before it is dropped.
@@ -492,17 +512,42 @@ impl Table {
     }
 
     /// The reduced state of `key` (hash `h`), if the table holds it.
-    fn state(&self, h: u64, key: &[u8]) -> Result<Option<pb::IndicatorState>, StoreError> {
+    /// The slots of `h`'s bucket.
+    fn bucket(&self, h: u64) -> &[(u64, u64)] {
         let bucket = (h >> self.shift) as usize;
-        let (Some(&lo), Some(&hi)) = (self.radix.get(bucket), self.radix.get(bucket + 1)) else {
-            return Ok(None);
-        };
-        let in_bucket = self.slots.get(lo as usize..hi as usize).unwrap_or_default();
-        let first = in_bucket.partition_point(|s| s.0 < h);
+        match (self.radix.get(bucket), self.radix.get(bucket + 1)) {
+            (Some(&lo), Some(&hi)) => self.slots.get(lo as usize..hi as usize).unwrap_or_default(),
+            _ => &[],
+        }
+    }
+
+    /// The state of each of `asked` (a key's hash and the key), in order: the buckets of all
+    /// are found, then their slots searched, then the records read, so that the cache misses
+    /// of each step overlap across keys.
+    fn states(
+        &self,
+        asked: &[(u64, &[u8])],
+    ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
+        let buckets: Vec<&[(u64, u64)]> = asked.iter().map(|(h, _)| self.bucket(*h)).collect();
+        let candidates: Vec<&[(u64, u64)]> = (asked.iter().zip(buckets))
+            .map(|((h, _), in_bucket)| &in_bucket[in_bucket.partition_point(|s| s.0 < *h)..])
+            .collect();
+        (asked.iter().zip(candidates))
+            .map(|((h, key), from)| self.record(from, *h, key))
+            .collect()
+    }
+
+    /// The state of `key` among the slots `from` on (its bucket's, from the first of hash `h`).
+    fn record(
+        &self,
+        from: &[(u64, u64)],
+        h: u64,
+        key: &[u8],
+    ) -> Result<Option<pb::IndicatorState>, StoreError> {
         // Nearly every record fits here: no allocation per read.
         let mut small = [0u8; SMALL_RECORD];
         let mut large = Vec::new();
-        for &(_, packed) in in_bucket[first..].iter().take_while(|s| s.0 == h) {
+        for &(_, packed) in from.iter().take_while(|s| s.0 == h) {
             let (offset, len) = (packed >> LEN_BITS, (packed as usize) & MAX_RECORD);
             let buf = match small.get_mut(..len) {
                 Some(buf) => buf,

@@ -359,10 +359,16 @@ impl IndicatorsService {
                 // Collected into a vector of the chunk's size: a collect through `Result`
                 // grows it from empty, copying the answers so far at each doubling.
                 let mut answers = Vec::with_capacity(chunk.len());
-                for value in chunk {
-                    let answer = l.answer(value)?;
-                    budget.take(&answer)?;
-                    answers.push(answer);
+                let mut values = chunk.into_iter();
+                loop {
+                    let group: Vec<String> = values.by_ref().take(lookup::GROUP).collect();
+                    if group.is_empty() {
+                        break;
+                    }
+                    for answer in l.answer_all(group)? {
+                        budget.take(&answer)?;
+                        answers.push(answer);
+                    }
                 }
                 Ok::<_, lookup::LookupError>(answers)
             }));

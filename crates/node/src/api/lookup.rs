@@ -25,6 +25,11 @@ use super::view;
 /// Most values in one `Lookup` call.
 pub const MAX_LOOKUPS: usize = 10_000;
 
+/// Values whose probes are read from the store together ([`Lookup::answer_all`]): enough that
+/// hundreds of filter and table reads are in flight at once, few enough that a call ends soon
+/// after its answer outgrows the message limit.
+pub const GROUP: usize = 64;
+
 /// What is left of the bytes one request's answers may take, shared by its chunks: a value
 /// inside many listed blocks and parent domains answers with a match for each, so ten thousand
 /// of them can outgrow any message; the call ends when the answer would, not after all the
@@ -103,11 +108,56 @@ pub struct Lookup<'a> {
 }
 
 impl Lookup<'_> {
-    /// The answer for one raw value (taken, not copied: it goes back in the result).
-    pub fn answer(&self, input: String) -> Result<pb::LookupResult, StoreError> {
+    /// The answers for a group of raw values (taken, not copied: each goes back in its
+    /// result), in order. The probes of the whole group are read from the store together, so
+    /// the memory reads of its filters and lookup table overlap across values instead of
+    /// waiting on each in turn.
+    pub fn answer_all(&self, inputs: Vec<String>) -> Result<Vec<pb::LookupResult>, StoreError> {
+        let asked: Vec<Result<Asked, pb::LookupResult>> =
+            inputs.into_iter().map(|input| self.asked(input)).collect();
+        let probes: Vec<&Indicator> = asked
+            .iter()
+            .filter_map(|a| a.as_ref().ok())
+            .flat_map(Asked::probes)
+            .collect();
+        let mut states = self.store.lookup_states(&probes)?.into_iter();
+        let mut out = Vec::with_capacity(asked.len());
+        for a in asked {
+            let a = match a {
+                Ok(a) => a,
+                Err(unreadable) => {
+                    out.push(unreadable);
+                    continue;
+                }
+            };
+            // `zip` asks `states` only while the value has probes left: exactly its share.
+            let kinds =
+                std::iter::once(pb::MatchKind::Exact).chain(a.around.iter().map(|(_, k)| *k));
+            let matches: Vec<pb::LookupMatch> = a
+                .probes()
+                .zip(kinds)
+                .zip(states.by_ref())
+                .filter_map(|((probe, kind), state)| {
+                    matched(probe, kind, &state?, self.hidden, self.reader, self.now)
+                })
+                .collect();
+            let lists = crate::warninglists::lists_of_with_host(
+                self.warninglists,
+                &a.indicator,
+                a.host.as_ref(),
+            );
+            let mut answer = result(a.input, a.indicator, matches);
+            answer.warninglists = lists;
+            out.push(answer);
+        }
+        Ok(out)
+    }
+
+    /// One raw value read and its candidates found, or its answer if it is no indicator.
+    fn asked(&self, input: String) -> Result<Asked, pb::LookupResult> {
         let indicator = match detect(&input) {
             Ok(i) => i,
-            Err(e) => return Ok(error(input, &e)),
+            Err(e) => return Err(error(input, &e)),
         };
         // A URL's host costs a URL parse: worked out once for the probes and the lists.
         let host = indicator.host();
@@ -117,25 +167,28 @@ impl Lookup<'_> {
             &self.lengths,
             &BlocksOf(self.store),
         );
-        // Every probe at once: the store reads its filter for all of them together.
-        let probes: Vec<&Indicator> = std::iter::once(&indicator)
-            .chain(around.iter().map(|(i, _)| i))
-            .collect();
-        let states = self.store.lookup_states(&probes)?;
-        let kinds = std::iter::once(pb::MatchKind::Exact).chain(around.iter().map(|(_, k)| *k));
-        let matches: Vec<pb::LookupMatch> = probes
-            .iter()
-            .zip(kinds)
-            .zip(states)
-            .filter_map(|((probe, kind), state)| {
-                matched(probe, kind, &state?, self.hidden, self.reader, self.now)
-            })
-            .collect();
-        let lists =
-            crate::warninglists::lists_of_with_host(self.warninglists, &indicator, host.as_ref());
-        let mut answer = result(input, indicator, matches);
-        answer.warninglists = lists;
-        Ok(answer)
+        Ok(Asked {
+            input,
+            indicator,
+            host,
+            around,
+        })
+    }
+}
+
+/// A looked-up value with what would answer it.
+struct Asked {
+    input: String,
+    indicator: Indicator,
+    host: Option<Indicator>,
+    /// Its candidates other than itself, in listing order ([`candidates`]).
+    around: Vec<(Indicator, pb::MatchKind)>,
+}
+
+impl Asked {
+    /// What the store is asked for this value: itself, then its candidates.
+    fn probes(&self) -> impl Iterator<Item = &Indicator> {
+        std::iter::once(&self.indicator).chain(self.around.iter().map(|(i, _)| i))
     }
 }
 
