@@ -239,6 +239,56 @@ async fn a_call_refused_for_its_size_is_recorded_naming_no_value() {
     );
 }
 
+/// A caller that goes away before its answer (its deadline passes) may not stop what it asked
+/// (a publication under way runs to its end by itself): the trail records the call, with the
+/// values it named and an outcome not known, never nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_whose_caller_went_away_is_recorded_with_its_values() {
+    let mut net = net(1 << 20).await;
+    let au = org(AGENCY);
+    let mut client = net.client(&au).await;
+    let n = 5_000;
+    let submissions: Vec<pb::Submission> = (0..n)
+        .map(|i| upsert(Ty::Domain, &format!("left{i}.example"), Tlp::Green, &[]))
+        .collect();
+    let mut request = tonic::Request::new(pb::SubmitRequest {
+        submissions,
+        ..Default::default()
+    });
+    // Long enough for the request to arrive, far shorter than signing 5,000 entries.
+    request.set_timeout(std::time::Duration::from_millis(40));
+    let gone = client.submit(request).await.expect_err("past its deadline");
+    assert!(
+        matches!(
+            gone.code(),
+            tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+        ),
+        "{gone:?}"
+    );
+    // Whatever came of it (a publication under way runs to its end), the call is recorded.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    net.stop(&au).await;
+    let all = records(&trail_dir(&net));
+    // One call, in parts of a bounded number of digests.
+    let parts: Vec<&Record> = all
+        .iter()
+        .filter(|r| r.method == "Indicators/Submit")
+        .collect();
+    let outcomes: Vec<(u64, u32, bool)> = parts
+        .iter()
+        .map(|r| (r.values, r.code, r.result.starts_with("CANCELLED")))
+        .collect();
+    assert!(!parts.is_empty());
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| *o == (n as u64, tonic::Code::Cancelled as u32, true)),
+        "{outcomes:?}"
+    );
+    let named: usize = parts.iter().map(|r| r.digests.len()).sum();
+    assert_eq!(named, n, "every value it named");
+}
+
 /// A write by a service that may only read is refused before its values are read: the trail
 /// names none of them, however many it sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

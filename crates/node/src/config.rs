@@ -721,6 +721,16 @@ impl NodeConfig {
             found.extend(c.problems(self.role, self.roster.is_some(), &others));
         }
         found.extend(self.limits.problems());
+        if self.audit.enabled && self.audit.max_file_bytes < crate::audit::MIN_FILE_BYTES {
+            found.push(Finding::new(
+                "audit.max_file_bytes",
+                format!(
+                    "is {}: at least {} (a smaller one would close, sync and begin a file at every call)",
+                    self.audit.max_file_bytes,
+                    crate::audit::MIN_FILE_BYTES
+                ),
+            ));
+        }
         found
     }
 

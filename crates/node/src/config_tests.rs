@@ -104,6 +104,16 @@ fn metrics_and_log_format_read_from_the_file_and_a_shared_port_is_named() {
         "{:?}",
         cfg.problems()
     );
+    let tiny = base.replace("max_file_bytes = 67108864", "max_file_bytes = 1");
+    assert_ne!(tiny, base);
+    let cfg = NodeConfig::from_text(&tiny, Path::new("/n.toml")).expect("parses");
+    assert!(
+        cfg.problems()
+            .iter()
+            .any(|f| f.setting == "audit.max_file_bytes"),
+        "{:?}",
+        cfg.problems()
+    );
     let bad = format!("log_format = \"yaml\"\n{base}");
     assert!(NodeConfig::from_text(&bad, Path::new("/n.toml")).is_err());
     assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));

@@ -113,7 +113,7 @@ impl Lookup<'_> {
     /// the memory reads of its filters and lookup table overlap across values instead of
     /// waiting on each in turn.
     pub fn answer_all(&self, inputs: Vec<String>) -> Result<Vec<pb::LookupResult>, StoreError> {
-        let asked: Vec<Result<Asked, pb::LookupResult>> =
+        let asked: Vec<Result<Asked, Box<pb::LookupResult>>> =
             inputs.into_iter().map(|input| self.asked(input)).collect();
         let probes: Vec<&Indicator> = asked
             .iter()
@@ -126,7 +126,7 @@ impl Lookup<'_> {
             let a = match a {
                 Ok(a) => a,
                 Err(unreadable) => {
-                    out.push(unreadable);
+                    out.push(*unreadable);
                     continue;
                 }
             };
@@ -154,10 +154,10 @@ impl Lookup<'_> {
     }
 
     /// One raw value read and its candidates found, or its answer if it is no indicator.
-    fn asked(&self, input: String) -> Result<Asked, pb::LookupResult> {
+    fn asked(&self, input: String) -> Result<Asked, Box<pb::LookupResult>> {
         let indicator = match detect(&input) {
             Ok(i) => i,
-            Err(e) => return Err(error(input, &e)),
+            Err(e) => return Err(Box::new(error(input, &e))),
         };
         // A URL's host costs a URL parse: worked out once for the probes and the lists.
         let host = indicator.host();

@@ -33,6 +33,9 @@ const BATCH: usize = 512;
 /// Longest time a written record waits for its fsync.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
+/// Smallest `max_file_bytes` a config may give.
+pub const MIN_FILE_BYTES: u64 = 1024;
+
 /// `[audit]` in the node config. On by default: a police unit must be able to show who saw
 /// what.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -242,6 +245,17 @@ impl AuditLog {
             values,
             changes: false,
             about: String::new(),
+            ended: false,
+        }
+    }
+
+    /// Queues `call` without waiting (from a `Drop`, which cannot): a full queue loses it,
+    /// loudly.
+    pub(crate) fn queue_now(&self, call: Pending) {
+        let Some(tx) = &self.tx else { return };
+        let method = call.method.clone();
+        if tx.try_send(Msg::Call(call, None)).is_err() {
+            tracing::error!(%method, "audit trail queue full or closed: a cancelled call is not recorded");
         }
     }
 }
@@ -258,6 +272,31 @@ pub struct Begun<'a> {
     changes: bool,
     /// What the call was about (an org, a proposal), recorded with its result.
     about: String,
+    /// Handed to the trail by [`Begun::end_described`]; else its `Drop` records it.
+    ended: bool,
+}
+
+/// The result recorded for a call whose caller went away before its answer.
+pub const CANCELLED_RESULT: &str =
+    "CANCELLED: the caller went away before the answer; what it asked may have been done";
+
+impl Drop for Begun<'_> {
+    /// A call dropped before it ended: its caller reset the stream or its deadline passed.
+    /// What it started (a publication runs to its end by itself) may still be done, so it is
+    /// recorded with what it named and an outcome not known.
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.log.queue_now(Pending {
+            time_ms: self.time_ms,
+            caller: std::mem::take(&mut self.caller),
+            method: self.method.to_string(),
+            values: std::mem::take(&mut self.values),
+            code: tonic::Code::Cancelled as u32,
+            result: CANCELLED_RESULT.into(),
+        });
+    }
 }
 
 impl Begun<'_> {
@@ -290,10 +329,11 @@ impl Begun<'_> {
     /// [`Begun::end`], with what came of a successful call (`describe` of its answer: the
     /// version a proposal makes, the certificate a bundle carries) in its result.
     pub async fn end_described<R>(
-        self,
+        mut self,
         outcome: Result<R, tonic::Status>,
         describe: impl FnOnce(&R) -> String,
     ) -> Result<R, tonic::Status> {
+        self.ended = true;
         let (code, status, came) = match &outcome {
             Ok(answer) => (0, "OK".to_string(), one_line(&describe(answer))),
             Err(s) => (s.code() as u32, format!("{:?}", s.code()), String::new()),
@@ -305,9 +345,9 @@ impl Begun<'_> {
             .join(": ");
         let call = Pending {
             time_ms: self.time_ms,
-            caller: self.caller,
+            caller: std::mem::take(&mut self.caller),
             method: self.method.to_string(),
-            values: self.values,
+            values: std::mem::take(&mut self.values),
             code,
             result,
         };
@@ -487,7 +527,10 @@ impl NodeState {
 #[derive(Debug, Default)]
 pub struct Note {
     pub(crate) caller: Option<intelmesh_audit::Caller>,
+    /// What a POST asks to publish, noted before it publishes.
     pub(crate) values: Vec<Value>,
+    /// Set once those are published: the answer then waits for the record.
+    pub(crate) published: bool,
 }
 
 /// One request's note, shared between the layer and the handler (through

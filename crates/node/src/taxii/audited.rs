@@ -26,9 +26,48 @@ pub fn note_caller(n: &Noted, c: &TaxiiCaller) {
     });
 }
 
-/// Notes the values a request published.
+/// Notes the values a request asks to publish (before it publishes them).
 pub fn note_values(n: &Noted, values: Vec<Value>) {
     lock(n).values = values;
+}
+
+/// Notes that the values noted are published: the answer waits for the record.
+pub fn note_published(n: &Noted) {
+    lock(n).published = true;
+}
+
+/// Records a request whose response never came: the layer's future was dropped (the client
+/// went away), while what it started, a publication, runs to its end by itself.
+struct Unanswered {
+    state: Arc<NodeState>,
+    time_ms: i64,
+    method: String,
+    note: Noted,
+    leaf: Option<Arc<Vec<u8>>>,
+    answered: bool,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if self.answered {
+            return;
+        }
+        let Note { caller, values, .. } = std::mem::take(&mut *lock(&self.note));
+        // Only a caller who proved who it is: anyone can open and drop connections.
+        let caller = match (caller, &self.leaf) {
+            (Some(c), _) => c,
+            (None, Some(der)) => caller_of_certificate(der),
+            (None, None) => return,
+        };
+        self.state.audit().queue_now(Pending {
+            time_ms: self.time_ms,
+            caller,
+            method: std::mem::take(&mut self.method),
+            values,
+            code: 499,
+            result: crate::audit::CANCELLED_RESULT.into(),
+        });
+    }
 }
 
 /// The route layer: gives the handler a fresh note, then records the request.
@@ -52,8 +91,21 @@ pub async fn record(
         leaf = c.leaf.clone();
         source = Some(crate::conn_slots::Source::of(c.peer));
     }
+    let mut unanswered = Unanswered {
+        state: Arc::clone(&state),
+        time_ms,
+        method: method.clone(),
+        note: Arc::clone(&note),
+        leaf: leaf.clone(),
+        answered: false,
+    };
     let response = next.run(request).await;
-    let Note { caller, values } = std::mem::take(&mut *lock(&note));
+    unanswered.answered = true;
+    let Note {
+        caller,
+        values,
+        published,
+    } = std::mem::take(&mut *lock(&note));
     let status = response.status();
     let anonymous = caller.is_none() && leaf.is_none();
     let source = source.unwrap_or(crate::conn_slots::Source::V4([0; 4]));
@@ -65,8 +117,7 @@ pub async fn record(
         Some(der) => caller_of_certificate(der),
         None => crate::audit::caller_of_identity(None),
     });
-    // Values are noted only once a POST published them: its status waits for its record.
-    let published = !values.is_empty();
+    // A POST that published: its status waits for its record.
     let call = Pending {
         time_ms,
         caller,

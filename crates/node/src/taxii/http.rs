@@ -625,11 +625,14 @@ async fn add_objects(
     })?;
     let (judged_at, plan) = plan;
     let rejudge = Some(audience_rejudge(judged_at, &plan.to_sign));
-    let published: Vec<_> = plan
+    let asked: Vec<_> = plan
         .to_sign
         .iter()
         .map(|p| audit::Value::Canonical(p.indicator.value().to_string()))
         .collect();
+    // Noted before publishing: a client that goes away meanwhile does not stop the
+    // publication, and its record (written as the request is dropped) names them.
+    super::audited::note_values(&c.note, asked);
     let items = plan
         .to_sign
         .into_iter()
@@ -650,7 +653,7 @@ async fn add_objects(
             e => internal(e),
         })?;
     // Recorded as published only once they are.
-    super::audited::note_values(&c.note, published);
+    super::audited::note_published(&c.note);
     let status = StatusResource {
         id: format_uuid(&random_uuid()),
         request_unix_ms: request_time,
