@@ -72,6 +72,9 @@ impl Indicators for IndicatorsService {
             .audit()
             .begin(&request, "Indicators/Submit", values)
             .changing();
+        if let Some(refused) = call.refusal() {
+            return call.end(Err(refused)).await;
+        }
         call.end(self.submit_call(request).await).await
     }
 
@@ -92,6 +95,9 @@ impl Indicators for IndicatorsService {
             .audit()
             .begin(&request, "Indicators/ReportSighting", values)
             .changing();
+        if let Some(refused) = call.refusal() {
+            return call.end(Err(refused)).await;
+        }
         call.end(self.report_sighting_call(request).await).await
     }
 

@@ -118,6 +118,9 @@ enum Msg {
 pub struct AuditLog {
     tx: Option<mpsc::Sender<Msg>>,
     anonymous: Arc<AnonymousBudget>,
+    /// Set while the last write of the trail failed (a full disk): calls that change
+    /// something are refused until one succeeds ([`Begun::refusal`]).
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Refusals of callers who proved no identity (no certificate, no valid password) recorded
@@ -158,10 +161,17 @@ impl AuditLog {
                 why: e.to_string(),
             })??;
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(trail, rx));
+        let failing = Arc::<std::sync::atomic::AtomicBool>::default();
+        let writer = Writer {
+            failing: Arc::clone(&failing),
+            dir: dir_of(data_dir),
+            max,
+        };
+        tokio::spawn(write_loop(trail, rx, writer));
         Ok(AuditLog {
             tx: Some(tx),
             anonymous: Arc::default(),
+            failing,
         })
     }
 
@@ -218,6 +228,11 @@ impl AuditLog {
             return false;
         }
         true
+    }
+
+    /// Whether the last write of the trail failed.
+    pub fn failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Writes and syncs everything queued, then stops the writer (at node shutdown).
@@ -300,6 +315,17 @@ impl Drop for Begun<'_> {
 }
 
 impl Begun<'_> {
+    /// Why a call that changes something must not go ahead: the trail cannot be written now
+    /// (a full disk), and a change must never be made without its record.
+    pub fn refusal(&self) -> Option<tonic::Status> {
+        (self.changes && self.log.failing()).then(|| {
+            tonic::Status::unavailable(
+                "the audit trail cannot be written (is its disk full? see the node's log): \
+                 no change is made until it can",
+            )
+        })
+    }
+
     /// Marks a call that may change something ([`AuditLog::record_written`]).
     pub fn changing(mut self) -> Self {
         self.changes = true;
@@ -408,8 +434,33 @@ pub fn caller_of_certificate(der: &[u8]) -> Caller {
 
 /// Takes queued calls in batches: digests and writes each batch on a blocking thread, and
 /// syncs within [`SYNC_EVERY`] of the first unsynced write, and before closing.
-async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>) {
+/// What the writer needs beside the trail: where to open it again after its task failed, and
+/// the flag that says its writes fail.
+struct Writer {
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    dir: PathBuf,
+    max: u64,
+}
+
+/// The record that says how many calls before it could not be written: the chain runs on
+/// over the gap, so without it the loss would not show.
+fn gap(lost: u64) -> Pending {
+    Pending {
+        time_ms: intelmesh_core::now_unix_ms(),
+        caller: Caller::default(),
+        method: "audit/unrecorded".into(),
+        values: Vec::new(),
+        code: tonic::Code::DataLoss as u32,
+        result: format!(
+            "{lost} calls before this record were not recorded: the trail could not be written"
+        ),
+    }
+}
+
+async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>, writer: Writer) {
     let mut trail = Some(trail);
+    // Calls not recorded since the last write that succeeded.
+    let mut lost: u64 = 0;
     let mut queued = Vec::with_capacity(BATCH);
     let mut sync_at: Option<tokio::time::Instant> = None;
     loop {
@@ -437,15 +488,29 @@ async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>) {
         }
         // Calls whose answers wait go first, and are told before the rest of the batch (a
         // lookup's thousands of digests) is written.
-        for batch in [changes, calls] {
+        for mut batch in [changes, calls] {
             if batch.is_empty() {
                 continue;
             }
-            on_trail(&mut trail, move |t| {
+            if trail.is_none() {
+                // Its task failed (a panic): opened again from its files, as at start.
+                let (dir, max) = (writer.dir.clone(), writer.max);
+                trail = tokio::task::spawn_blocking(move || Trail::open(&dir, max))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
+            }
+            let count = batch.len() as u64;
+            if lost > 0 {
+                batch.insert(0, gap(lost));
+            }
+            let written = on_trail(&mut trail, move |t| {
                 let sealed: Vec<Call> = batch.into_iter().map(|p| digested(t, p)).collect();
                 t.append(&sealed)
             })
             .await;
+            lost = if written { 0 } else { lost + count };
+            (writer.failing).store(!written, std::sync::atomic::Ordering::Release);
             sync_at.get_or_insert_with(|| tokio::time::Instant::now() + SYNC_EVERY);
             // Written, or its failure logged: either way the callers go on.
             for done in waiting.drain(..) {
@@ -486,8 +551,10 @@ fn digested(t: &Trail, p: Pending) -> Call {
 async fn on_trail(
     slot: &mut Option<Trail>,
     f: impl FnOnce(&mut Trail) -> Result<(), TrailError> + Send + 'static,
-) {
-    let Some(mut trail) = slot.take() else { return };
+) -> bool {
+    let Some(mut trail) = slot.take() else {
+        return false;
+    };
     match tokio::task::spawn_blocking(move || {
         let r = f(&mut trail);
         (trail, r)
@@ -495,13 +562,18 @@ async fn on_trail(
     .await
     {
         Ok((trail, r)) => {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "audit trail write failed: records of API calls are lost");
-            }
             *slot = Some(trail);
+            match r {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit trail write failed: records of API calls are lost (counted in the next record written); changes are refused until a write succeeds");
+                    false
+                }
+            }
         }
         Err(e) => {
-            tracing::error!(error = %e, "audit trail writer failed: API calls are no longer recorded")
+            tracing::error!(error = %e, "audit trail writer failed: the trail is opened again for the next calls");
+            false
         }
     }
 }

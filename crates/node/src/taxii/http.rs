@@ -624,6 +624,14 @@ async fn add_objects(
         }
     })?;
     let (judged_at, plan) = plan;
+    // A change is never made without its record.
+    if !plan.to_sign.is_empty() && g.state.audit().failing() {
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not published",
+            "the audit trail cannot be written (is its disk full?): nothing is published until it can",
+        ));
+    }
     let rejudge = Some(audience_rejudge(judged_at, &plan.to_sign));
     let asked: Vec<_> = plan
         .to_sign
