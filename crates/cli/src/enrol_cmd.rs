@@ -490,6 +490,15 @@ pub(crate) fn distinct_listeners(
 
 pub(crate) fn write_config(path: &Path, config: &NodeConfig) -> anyhow::Result<()> {
     let text = toml::to_string_pretty(config).context("encoding the node config")?;
+    // One holding TAXII users' password hashes (guessed offline from a copy) is never
+    // readable by others: its owner and group (the node's user) only.
+    if config.taxii.as_ref().is_some_and(|t| !t.user.is_empty()) {
+        return Ok(intelmesh_node::durable::replace_exact(
+            path,
+            text.as_bytes(),
+            0o640,
+        )?);
+    }
     write_file(path, text.as_bytes())
 }
 

@@ -252,10 +252,11 @@ pub fn edit(
         && std::os::unix::fs::chown(config, Some(old.uid()), Some(old.gid())).is_err()
     {
         // Written by another user who cannot give it back (not root): readable as before,
-        // or the node's user might read it no more.
-        std::fs::set_permissions(config, std::fs::Permissions::from_mode(mode | 0o044))?;
+        // or the node's user might read it no more; by its group only once it holds hashes.
+        let readable = if holds_hashes { 0o040 } else { 0o044 };
+        std::fs::set_permissions(config, std::fs::Permissions::from_mode(narrowed | readable))?;
         eprintln!(
-            "{}: now owned by this user, not its owner before; left readable by others:              run this command as its owner",
+            "{}: now owned by this user, not its owner before; left readable by its group (and by others unless it holds password hashes):              run this command as its owner",
             config.display()
         );
     }
