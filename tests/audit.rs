@@ -122,6 +122,23 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     let path = envelope.path().display().to_string();
     let posted = run_tool(&g, &["post", &g.collection, &path], &g.writer).await;
     assert_eq!(posted["status"], 202, "{posted}");
+    // Read back by its id: an id names one origin's value, so the read names the value.
+    let all_objects = run_tool(&g, &["read", &g.collection], &g.reader).await;
+    let id = all_objects["objects"]
+        .as_array()
+        .expect("objects")
+        .iter()
+        .find(|o| o["pattern"].as_str().is_some_and(|p| p.contains("posted.example")))
+        .and_then(|o| o["id"].as_str())
+        .expect("the posted indicator is read")
+        .to_string();
+    let by_id = run_tool(
+        &g,
+        &["get", &format!("{}objects/{id}/", g.collection)],
+        &g.reader,
+    )
+    .await;
+    assert_eq!(by_id["status"], 200, "{by_id}");
 
     // Shutting down writes and syncs every queued record.
     net.stop(&au).await;
@@ -160,7 +177,7 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     assert_eq!(admin.result, "PermissionDenied");
     let objects = "TAXII GET /intelmesh/collections/{collection}/objects/";
     let taxii: Vec<&Record> = all.iter().filter(|r| r.method == objects).collect();
-    assert_eq!(taxii.len(), 2, "{taxii:?}");
+    assert_eq!(taxii.len(), 3, "{taxii:?}");
     assert_eq!(
         service(taxii[0]),
         (AGENCY, g.reader.0.as_str(), "taxii-user")
@@ -209,7 +226,10 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
     assert_eq!(asked("not an address"), ["Indicators/Get"]);
     assert_eq!(
         asked("posted[.]example"),
-        ["TAXII POST /intelmesh/collections/{collection}/objects/"]
+        [
+            "TAXII POST /intelmesh/collections/{collection}/objects/",
+            "TAXII GET /intelmesh/collections/{collection}/objects/{id}/"
+        ]
     );
     assert!(asked("1.2.3.5").is_empty());
     net.stop(&org("SG-IGCI")).await;

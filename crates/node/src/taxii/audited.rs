@@ -31,6 +31,25 @@ pub fn note_values(n: &Noted, values: Vec<Value>) {
     lock(n).values = values;
 }
 
+/// Notes the values of the indicators a read by id found (object by id, its versions,
+/// `match[id]`): an id names one origin's value, so asking for it is a lookup of that value.
+pub fn note_found(n: &Noted, found: &[super::read::Dated]) {
+    let mut values: Vec<String> = Vec::new();
+    for d in found {
+        let pattern = d.object.get("pattern").and_then(serde_json::Value::as_str);
+        let Some(indicators) = pattern.and_then(|p| intelmesh_interop::parse_pattern(p).ok())
+        else {
+            continue;
+        };
+        for i in indicators {
+            if !values.iter().any(|v| v == i.value()) {
+                values.push(i.value().to_string());
+            }
+        }
+    }
+    lock(n).values = values.into_iter().map(Value::Canonical).collect();
+}
+
 /// Notes that the values noted are published: the answer waits for the record.
 pub fn note_published(n: &Noted) {
     lock(n).published = true;

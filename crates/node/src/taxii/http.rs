@@ -410,7 +410,12 @@ async fn page_of(
 ) -> Result<Page, Refusal> {
     let (caller, q) = read_request(g, c, headers, collection, query).await?;
     let n = limit(g, &q);
-    reading(g, caller, move |r| read::page(r, &q, n)).await
+    let by_id = !q.ids.is_empty();
+    let page = reading(g, caller, move |r| read::page(r, &q, n)).await?;
+    if by_id {
+        super::audited::note_found(&c.note, &page.objects);
+    }
+    Ok(page)
 }
 
 async fn objects(
@@ -463,6 +468,7 @@ async fn one_object(
     }
     let id = id.to_string();
     let found = reading(g, caller, move |r| read::by_id(r, &id, &q)).await?;
+    super::audited::note_found(&c.note, &found);
     if found.is_empty() {
         return Err(missing(
             "no object with this id (and these filters) is visible to this caller".into(),
