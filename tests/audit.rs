@@ -128,7 +128,11 @@ async fn every_api_call_is_in_the_trail_with_caller_method_values_and_result() {
         .as_array()
         .expect("objects")
         .iter()
-        .find(|o| o["pattern"].as_str().is_some_and(|p| p.contains("posted.example")))
+        .find(|o| {
+            o["pattern"]
+                .as_str()
+                .is_some_and(|p| p.contains("posted.example"))
+        })
         .and_then(|o| o["id"].as_str())
         .expect("the posted indicator is read")
         .to_string();
