@@ -99,18 +99,63 @@ fn upsert_assertion(state: &mut pb::IndicatorState, mut new: pb::OriginAssertion
         .binary_search_by(|a| slot(&a.origin, a.distribution.as_ref()).cmp(&key))
     {
         Ok(i) => {
+            let origin = new.origin.clone();
             let old = &mut state.assertions[i];
             let first = first_issued(old).min(new.issued_at_unix_ms);
             if old.seq < new.seq {
                 *old = new;
             }
             old.first_issued_at_unix_ms = first;
+            strip_past_full_slots(&mut state.assertions, &origin);
         }
         Err(i) => {
             let origin = new.origin.clone();
             state.assertions.insert(i, new);
             keep_first_slots(&mut state.assertions, &origin, |a| &a.origin);
+            strip_past_full_slots(&mut state.assertions, &origin);
         }
+    }
+}
+
+/// Slots of one origin in one state that keep their assertion's text whole (description,
+/// references, every tag and threat type); the later ones in slot order keep what a verdict
+/// and a query by tag read. Every write to the indicator, by any origin, decodes and writes
+/// the whole state, so a member filling 16 audiences with 64 KiB payloads would otherwise make
+/// every other origin's write to that value cost a megabyte. The signed entries keep all of it
+/// (Get's provenance names them).
+pub const FULL_SLOTS_PER_ORIGIN: usize = 2;
+/// Tags (and threat types) a slot past [`FULL_SLOTS_PER_ORIGIN`] keeps, each cut at
+/// `intelmesh_core::entry::MAX_TAG_BYTES`.
+const TAGS_PAST_FULL_SLOTS: usize = 8;
+
+/// Strips the text of `origin`'s assertions past its first [`FULL_SLOTS_PER_ORIGIN`] in slot
+/// order. Which are stripped depends only on the origin's set of slots (a slot only moves
+/// later as slots are added before it), and stripping again changes nothing, so any order of
+/// the same entries (a rebuild, a payload filled late) gives the same state.
+fn strip_past_full_slots(slots: &mut [pb::OriginAssertion], origin: &str) {
+    let max_tag = intelmesh_core::entry::MAX_TAG_BYTES;
+    let clip = |t: &mut String| {
+        if t.len() > max_tag {
+            let mut end = max_tag;
+            while !t.is_char_boundary(end) {
+                end -= 1;
+            }
+            t.truncate(end);
+        }
+    };
+    for a in slots
+        .iter_mut()
+        .filter(|a| a.origin == origin)
+        .skip(FULL_SLOTS_PER_ORIGIN)
+    {
+        a.description.clear();
+        a.external_references.clear();
+        a.tags.truncate(TAGS_PAST_FULL_SLOTS);
+        a.threat_types.truncate(TAGS_PAST_FULL_SLOTS);
+        a.tags
+            .iter_mut()
+            .chain(a.threat_types.iter_mut())
+            .for_each(clip);
     }
 }
 
@@ -394,6 +439,61 @@ mod tests {
             2 + 2,
             "both R00 sightings, in any order"
         );
+    }
+
+    #[test]
+    fn an_origins_slots_past_its_first_two_keep_no_text_in_any_order() {
+        // A member filling audiences with long payloads: past its first two slots in slot
+        // order only what verdicts and tag queries read stays, whatever the order; another
+        // origin's text is whole.
+        let long = |seq: u64| {
+            pb::payload::Body::Upsert(pb::IndicatorUpsert {
+                confidence: 50,
+                description: format!("{seq}:{}", "d".repeat(5_000)),
+                tags: (0..20).map(|t| format!("{}{t}", "t".repeat(300))).collect(),
+                external_references: vec![pb::ExternalReference::default(); 3],
+                ..Default::default()
+            })
+        };
+        let updates = || {
+            let mut u = vec![update("BB", 1, Tlp::Green, &[], long(1))];
+            for i in 0..6u64 {
+                let name = format!("R{i}");
+                u.push(update("AA", i + 1, Tlp::Amber, &[&name], long(i + 1)));
+            }
+            // A later entry of a stripped slot is stripped too.
+            u.push(update("AA", 9, Tlp::Amber, &["R5"], long(9)));
+            u
+        };
+        let state = merged_both_ways(updates);
+        let shape: Vec<(String, usize, usize, usize, usize)> = state
+            .assertions
+            .iter()
+            .map(|a| {
+                let longest = a.tags.iter().map(String::len).max().unwrap_or(0);
+                (
+                    a.origin.clone(),
+                    a.description.len(),
+                    a.tags.len(),
+                    longest,
+                    a.external_references.len(),
+                )
+            })
+            .collect();
+        let full = |o: &str| (o.to_string(), 5_002, 20, 302, 3);
+        let stripped = (
+            "AA".to_string(),
+            0,
+            8,
+            intelmesh_core::entry::MAX_TAG_BYTES,
+            0,
+        );
+        let mut expected = vec![full("AA"), full("AA")];
+        expected.extend(std::iter::repeat_n(stripped, 4));
+        expected.push(full("BB"));
+        assert_eq!(shape, expected);
+        assert_eq!(state.assertions[5].seq, 9, "the latest entry of the slot");
+        assert!(state.assertions.iter().all(|a| a.confidence == 50));
     }
 
     #[test]
