@@ -145,6 +145,23 @@ fn fork_proofs_are_capped_per_origin_and_the_flag_keeps_the_first_seq() {
 }
 
 #[test]
+fn the_same_fork_twice_in_one_batch_is_one_proof() {
+    let f = fixture(11, |c| c);
+    let (entries, _) = chain(&f.signer, None, 3, 0);
+    let head = Some(Head {
+        seq: 2,
+        hash: intelmesh_core::entry::header_hash(&entries[1].header),
+    });
+    f.store.apply(f.verified(entries)).unwrap();
+    let (other, _) = fork_after(&f, head, 3);
+    f.store
+        .apply(f.verified(vec![other.clone(), other]))
+        .unwrap();
+    assert_eq!(f.store.fork_proofs().unwrap().len(), 1);
+    assert_eq!(f.store.fork_count(), 1, "counted once");
+}
+
+#[test]
 fn one_origins_held_entries_leave_room_for_the_others() {
     // A hold queue of 400 KiB: an origin may take a quarter of it.
     let f = fixture(11, |mut c| {

@@ -299,6 +299,9 @@ impl<'a> Work<'a> {
     /// per origin, and flags their origins at the first seq found. Returns how many it added.
     fn write_forks(&mut self) -> Result<u64, StoreError> {
         let mut added_for: HashMap<OrgId, usize> = HashMap::new();
+        // Proofs this call put in the batch: the same proof twice in one call (a frame
+        // repeating it) is one proof, not two against the origin's cap and the count.
+        let mut in_batch: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let mut added = 0;
         for proof in std::mem::take(&mut self.forks) {
             let (Ok(origin), Some(conflicting)) =
@@ -307,7 +310,7 @@ impl<'a> Work<'a> {
                 continue;
             };
             let key = keys::fork(&origin, proof.seq, &header_hash(&conflicting.header));
-            if self.db.contains_key(&key)? {
+            if in_batch.contains(&key) || self.db.contains_key(&key)? {
                 continue;
             }
             let have = match added_for.get(&origin) {
@@ -322,7 +325,8 @@ impl<'a> Work<'a> {
                     .insert(keys::flag(&origin), proof.seq.to_be_bytes().to_vec());
             }
             added_for.insert(origin, have + 1);
-            self.batch.insert(key, proof.encode_to_vec());
+            self.batch.insert(key.clone(), proof.encode_to_vec());
+            in_batch.insert(key);
             added += 1;
         }
         Ok(added)

@@ -82,9 +82,7 @@ pub fn verify_store(
         check.entries += 1;
         let (last_seq, last_hash) = tails.get(&origin).copied().unwrap_or((0, ZERO_HASH));
         if seq != last_seq + 1 {
-            check
-                .problems
-                .push(format!("{origin}: seq {seq} follows {last_seq}"));
+            check.problem(format!("{origin}: seq {seq} follows {last_seq}"));
         }
         let hash = header_hash(&raw.header);
         tails.insert(origin.clone(), (seq, hash));

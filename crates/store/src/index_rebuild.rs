@@ -62,11 +62,24 @@ pub(crate) fn rebuild(
     db.apply_batch(start)?;
     clear(db)?;
     let mut index = IndexBatch::new(IndexMeta::default(), presence, clock);
+    // Entries whose payload does not read back: left out of the index (it is derived; `verify-
+    // store` names them), not a store that no longer opens, as one would be if every open
+    // rebuilt and failed on them.
+    let mut unreadable = 0u64;
     for item in all_segments(db) {
         let (origin, seg) = item?;
         for (seq, raw) in seg.into_entries() {
-            let Some(update) = update_of(db, &origin, seq, &raw)? else {
-                continue;
+            let update = match update_of(db, &origin, seq, &raw) {
+                Ok(Some(update)) => update,
+                Ok(None) => continue,
+                Err(StoreError::Corrupt(why)) => {
+                    if unreadable < 10 {
+                        tracing::warn!(%why, "left out of the rebuilt index");
+                    }
+                    unreadable += 1;
+                    continue;
+                }
+                Err(e) => return Err(e),
             };
             index.merge(db, update)?;
             if index.len() >= CHUNK_INDICATORS {
@@ -84,6 +97,7 @@ pub(crate) fn rebuild(
     db.apply_batch(last)?;
     tracing::info!(
         indicators = meta.count,
+        unreadable,
         ms = t.elapsed().as_millis() as u64,
         "indicator index rebuilt from the log"
     );

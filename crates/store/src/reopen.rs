@@ -83,6 +83,7 @@ impl DiskStore {
     /// since) is left out.
     pub fn apply_opened(&self, entries: Vec<VerifiedEntry>) -> Result<usize, StoreError> {
         let _held = self.lock();
+        self.rebuild_if_marked()?;
         let mut batch = crate::kv::Batch::default();
         let mut index = IndexBatch::new(self.index_meta(), &self.presence, self.arrivals.as_ref());
         let fills_made = self.fills.load(Ordering::Acquire);

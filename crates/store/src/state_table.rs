@@ -323,7 +323,9 @@ impl StateTables {
         };
         // Room for every slot at once: growing by doubling would, at 10M, hold up to twice
         // the slots' memory (and copy them) on the way.
-        let room = expected.saturating_add(SLACK);
+        // A count read back from a damaged store must not ask for more than any machine has
+        // (the presence filter clamps it likewise): past this the vector grows as it fills.
+        let room = expected.min(1 << 28).saturating_add(SLACK);
         table
             .slots
             .reserve_exact(usize::try_from(room).unwrap_or(usize::MAX));

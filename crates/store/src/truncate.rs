@@ -67,6 +67,14 @@ impl DiskStore {
     /// count odd: digests are read under the lock, which this holds.)
     pub fn finish_index_rebuild(&self) -> Result<bool, StoreError> {
         let _held = self.lock();
+        self.rebuild_if_marked()
+    }
+
+    /// [`Self::finish_index_rebuild`] with the write lock held by the caller: every write
+    /// calls it first, so nothing is folded onto an index a failed rebuild left half cleared
+    /// (a write on it would take a held indicator for a new one); while the rebuild fails,
+    /// writes fail with it.
+    pub(crate) fn rebuild_if_marked(&self) -> Result<bool, StoreError> {
         if !index_rebuild::pending(&self.db)? {
             return Ok(false);
         }
@@ -88,6 +96,7 @@ impl DiskStore {
         keep_through: u64,
     ) -> Result<TruncateReport, StoreError> {
         let mut held = self.lock();
+        self.rebuild_if_marked()?;
         let held_dropped = held.drop_after(origin, keep_through);
         let head = Store::head(self, origin)?;
         let Some(old) = head.filter(|h| h.seq > keep_through) else {
@@ -181,9 +190,13 @@ impl DiskStore {
         }
         let publishing = self.publishing();
         self.db.apply_batch(batch)?;
+        // The index's lengths before the heads that name the cut (a rebuild sets them after).
+        if let Some(meta) = &refolded {
+            self.set_index_meta(*meta);
+        }
         self.generation.store(generation, Ordering::Release);
         match refolded {
-            Some(meta) => self.set_index_meta(meta),
+            Some(_) => {}
             // The index folded the removed entries in: fold the log again. On an error the
             // mark stays, and the next open rebuilds it.
             None => self.set_index_meta(index_rebuild::rebuild(
@@ -222,5 +235,11 @@ mod tests {
         assert!(store.finish_index_rebuild().unwrap());
         assert!(!index_rebuild::pending(&store.db).unwrap());
         assert!(!store.finish_index_rebuild().unwrap());
+        // A write finishes it first: nothing is folded onto a half-cleared index.
+        let mut batch = crate::kv::Batch::default();
+        index_rebuild::mark(&mut batch);
+        store.db.apply_batch(batch).unwrap();
+        crate::Store::apply(&store, Vec::new()).unwrap();
+        assert!(!index_rebuild::pending(&store.db).unwrap());
     }
 }

@@ -65,6 +65,7 @@ impl DiskStore {
     ) -> Result<ApplyReport, StoreError> {
         let asked = Instant::now();
         let mut held = self.lock();
+        self.rebuild_if_marked()?;
         let now = Instant::now();
         let mut timings = ApplyTimings {
             lock_wait: now - asked,
@@ -141,13 +142,15 @@ impl DiskStore {
         timings.commit = lap(&mut phase);
         // Durable now: range reads of these tails may be answered from memory.
         self.tails.written(tails);
+        // The prefix lengths before the heads: a reader told of a new block by the new heads
+        // (a Watch) and looking an address up at once must find the block's length.
+        self.set_index_meta(index_meta);
         if log_changed {
             self.advance_heads(before, generation, heads);
         }
         self.generation.store(generation, Ordering::Release);
         self.fills.fetch_add(fills, Ordering::AcqRel);
         self.forks.fetch_add(forks, Ordering::AcqRel);
-        self.set_index_meta(index_meta);
         publishing.done();
         Ok(ApplyReport {
             outcomes,
