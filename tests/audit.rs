@@ -271,7 +271,8 @@ async fn a_call_whose_caller_went_away_is_recorded_with_its_values() {
     let mut net = net(1 << 20).await;
     let au = org(AGENCY);
     let mut client = net.client(&au).await;
-    let n = 5_000;
+    // The most one call may name: signing them takes far longer than the deadline below.
+    let n = intelmesh_node::api::submission::MAX_SUBMISSIONS;
     let submissions: Vec<pb::Submission> = (0..n)
         .map(|i| upsert(Ty::Domain, &format!("left{i}.example"), Tlp::Green, &[]))
         .collect();
@@ -279,7 +280,7 @@ async fn a_call_whose_caller_went_away_is_recorded_with_its_values() {
         submissions,
         ..Default::default()
     });
-    // Long enough for the request to arrive, far shorter than signing 5,000 entries.
+    // Long enough for the request to arrive, far shorter than signing 10,000 entries.
     request.set_timeout(std::time::Duration::from_millis(40));
     let gone = client.submit(request).await.expect_err("past its deadline");
     assert!(

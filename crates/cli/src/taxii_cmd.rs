@@ -251,12 +251,18 @@ pub fn edit(
     if (new.uid(), new.gid()) != (old.uid(), old.gid())
         && std::os::unix::fs::chown(config, Some(old.uid()), Some(old.gid())).is_err()
     {
-        // Written by another user who cannot give it back (not root): readable as before,
-        // or the node's user might read it no more; by its group only once it holds hashes.
-        let readable = if holds_hashes { 0o040 } else { 0o044 };
+        // Written by another user who cannot give it back (not root). Its group back (a member
+        // may give a file to its group), the node's user reads it through the group, as before;
+        // without that, readable by others, or the node's user might read it no more.
+        let group_back = std::os::unix::fs::chown(config, None, Some(old.gid())).is_ok();
+        let readable = if holds_hashes && group_back {
+            0o040
+        } else {
+            0o044
+        };
         std::fs::set_permissions(config, std::fs::Permissions::from_mode(narrowed | readable))?;
         eprintln!(
-            "{}: now owned by this user, not its owner before; left readable by its group (and by others unless it holds password hashes):              run this command as its owner",
+            "{}: now owned by this user, not its owner before; left readable by its group (and by others unless it holds password hashes and its group could be given back):              run this command as its owner",
             config.display()
         );
     }

@@ -103,6 +103,10 @@ pub struct DiskStore {
     pub(crate) held: Mutex<HoldQueue>,
     /// Entries and bytes in `held` when the lock was last released.
     held_sizes: (AtomicUsize, AtomicUsize),
+    /// When a rebuild of the index (left by a failed cut) last failed: writes fail fast until
+    /// [`crate::truncate::REBUILD_RETRY`] has passed, rather than each one clearing and folding
+    /// the whole log again under the lock.
+    pub(crate) rebuild_failed: Mutex<Option<std::time::Instant>>,
     /// The index's counters as flushed; changed only by `apply` and `truncate_origin`, while
     /// they hold `held`, after their batch is flushed.
     index_meta: Mutex<IndexMeta>,
@@ -158,6 +162,7 @@ impl DiskStore {
             cfg,
             held: Mutex::new(HoldQueue::default()),
             held_sizes: (AtomicUsize::new(0), AtomicUsize::new(0)),
+            rebuild_failed: Mutex::new(None),
             index_meta: Mutex::new(IndexMeta::default()),
             generation: AtomicU64::new(0),
             fills: AtomicU64::new(0),

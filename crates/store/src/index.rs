@@ -123,7 +123,7 @@ fn upsert_assertion(state: &mut pb::IndicatorState, mut new: pb::OriginAssertion
 /// the whole state, so a member filling 16 audiences with 64 KiB payloads would otherwise make
 /// every other origin's write to that value cost a megabyte. The signed entries keep all of it
 /// (Get's provenance names them).
-pub const FULL_SLOTS_PER_ORIGIN: usize = 2;
+pub const FULL_SLOTS_PER_ORIGIN: usize = 4;
 /// Tags (and threat types) a slot past [`FULL_SLOTS_PER_ORIGIN`] keeps, each cut at
 /// `intelmesh_core::entry::MAX_TAG_BYTES`.
 const TAGS_PAST_FULL_SLOTS: usize = 8;
@@ -442,8 +442,8 @@ mod tests {
     }
 
     #[test]
-    fn an_origins_slots_past_its_first_two_keep_no_text_in_any_order() {
-        // A member filling audiences with long payloads: past its first two slots in slot
+    fn an_origins_slots_past_its_first_four_keep_no_text_in_any_order() {
+        // A member filling audiences with long payloads: past its first four slots in slot
         // order only what verdicts and tag queries read stays, whatever the order; another
         // origin's text is whole.
         let long = |seq: u64| {
@@ -488,8 +488,8 @@ mod tests {
             intelmesh_core::entry::MAX_TAG_BYTES,
             0,
         );
-        let mut expected = vec![full("AA"), full("AA")];
-        expected.extend(std::iter::repeat_n(stripped, 4));
+        let mut expected = vec![full("AA"); 4];
+        expected.extend(std::iter::repeat_n(stripped, 2));
         expected.push(full("BB"));
         assert_eq!(shape, expected);
         assert_eq!(state.assertions[5].seq, 9, "the latest entry of the slot");

@@ -34,7 +34,10 @@ pub const INDEX_LAYOUT: &[u8] = b"Mindex_layout";
 /// (Not raised for the caps on an origin's slots per state and on posted tags: a rebuild
 /// stamps every record's arrival anew, so every TAXII poller would read the whole collection
 /// again. A state an older node wrote past either cap, which only hundreds of tags or
-/// audiences on one value make, stays as it is, and `verify-store` names it.)
+/// audiences on one value make, stays as it is, and `verify-store` names it. Nor for the
+/// stripping of an origin's slots past its fourth, `index::FULL_SLOTS_PER_ORIGIN`: a state an
+/// older node wrote with five audiences of one origin keeps their text until the value is
+/// next written, and `verify-store` names it.)
 pub const INDEX_LAYOUT_VERSION: u32 = 2;
 /// Present once the tag and origin postings are scoped by audience (see `postings::migrate`).
 pub const POSTINGS_SCOPED: &[u8] = b"Mpostings_scoped";

@@ -139,6 +139,9 @@ pub enum StoreError {
     Engine(#[from] fjall::Error),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// A cut left the index to rebuild and the last try failed: writes wait for the next.
+    #[error("the index is being rebuilt after a cut and its last try failed: writes wait for the next try, within 10 s")]
+    RebuildPending,
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,

@@ -326,9 +326,10 @@ impl StateTables {
         // A count read back from a damaged store must not ask for more than any machine has
         // (the presence filter clamps it likewise): past this the vector grows as it fills.
         let room = expected.min(1 << 28).saturating_add(SLACK);
-        table
+        // Not had: the vector grows as it fills instead.
+        let _ = table
             .slots
-            .reserve_exact(usize::try_from(room).unwrap_or(usize::MAX));
+            .try_reserve_exact(usize::try_from(room).unwrap_or(usize::MAX));
         let mut oversize = Vec::new();
         let end = vec![keys::INDEX + 1];
         let mut start = vec![keys::INDEX];

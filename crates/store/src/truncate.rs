@@ -32,6 +32,9 @@ pub struct TruncateReport {
     pub head: Option<Head>,
 }
 
+/// Least time between two tries of an index rebuild that failed.
+pub(crate) const REBUILD_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl DiskStore {
     /// Drops the entries of `origin` held for their predecessors at seqs after `keep_through`
     /// that `public_key` signed; returns how many. For a key ended at `keep_through` while the
@@ -78,12 +81,24 @@ impl DiskStore {
         if !index_rebuild::pending(&self.db)? {
             return Ok(false);
         }
-        self.set_index_meta(index_rebuild::rebuild(
-            &self.db,
-            &self.presence,
-            self.arrivals.as_ref(),
-        )?);
-        Ok(true)
+        let mut failed = self
+            .rebuild_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if failed.is_some_and(|at| at.elapsed() < REBUILD_RETRY) {
+            return Err(StoreError::RebuildPending);
+        }
+        match index_rebuild::rebuild(&self.db, &self.presence, self.arrivals.as_ref()) {
+            Ok(meta) => {
+                *failed = None;
+                self.set_index_meta(meta);
+                Ok(true)
+            }
+            Err(e) => {
+                *failed = Some(std::time::Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// Removes `origin`'s log entries with seq > `keep_through`: the head becomes entry

@@ -4,7 +4,9 @@
 //! `intelmesh_audit`).
 //!
 //! Services hand a finished call to [`AuditLog::record`], which queues it to one writer task
-//! (a bounded queue: when it is full the call waits, so no record is dropped). The writer
+//! (a bounded queue: when it is full the call waits for room; a call dropped before it ends is
+//! recorded by its guard without waiting, and one that finds no room then is counted in the
+//! next record written, `audit/unrecorded`). The writer
 //! digests the values and writes each batch to the OS at once, and fsyncs (then moves the
 //! head) at least every second and at shutdown: an answer may leave before its record is
 //! durable, by at most a second of records if the machine crashes. The answer of a call that
@@ -106,7 +108,7 @@ pub struct Pending {
     pub result: String,
 }
 
-enum Msg {
+pub(crate) enum Msg {
     /// A call, and whom to tell once its record is written (to the OS: a killed process
     /// loses it no more).
     Call(Pending, Option<oneshot::Sender<()>>),
@@ -121,6 +123,28 @@ pub struct AuditLog {
     /// Set while the last write of the trail failed (a full disk): calls that change
     /// something are refused until one succeeds ([`Begun::refusal`]).
     failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Records of dropped calls that found the queue full: the writer counts them in its
+    /// next `audit/unrecorded` record.
+    unqueued: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Room for one record in the queue, taken before a call is marked ended: a call dropped
+/// while it waits for room is then still recorded by its guard, and once it has room its
+/// record is queued whatever happens to the call.
+pub(crate) struct Room<'a>(Option<mpsc::Permit<'a, Msg>>);
+
+impl Room<'_> {
+    /// Queues `call`; when `written`, waits until it is written to the OS.
+    pub(crate) async fn record(self, call: Pending, written: bool) {
+        let Some(permit) = self.0 else { return };
+        if written {
+            let (done, wait) = oneshot::channel();
+            permit.send(Msg::Call(call, Some(done)));
+            let _ = wait.await;
+        } else {
+            permit.send(Msg::Call(call, None));
+        }
+    }
 }
 
 /// Refusals of callers who proved no identity (no certificate, no valid password) recorded
@@ -162,8 +186,10 @@ impl AuditLog {
             })??;
         let (tx, rx) = mpsc::channel(QUEUE);
         let failing = Arc::<std::sync::atomic::AtomicBool>::default();
+        let unqueued = Arc::<std::sync::atomic::AtomicU64>::default();
         let writer = Writer {
             failing: Arc::clone(&failing),
+            unqueued: Arc::clone(&unqueued),
             dir: dir_of(data_dir),
             max,
         };
@@ -172,6 +198,7 @@ impl AuditLog {
             tx: Some(tx),
             anonymous: Arc::default(),
             failing,
+            unqueued,
         })
     }
 
@@ -270,8 +297,17 @@ impl AuditLog {
         let Some(tx) = &self.tx else { return };
         let method = call.method.clone();
         if tx.try_send(Msg::Call(call, None)).is_err() {
-            tracing::error!(%method, "audit trail queue full or closed: a cancelled call is not recorded");
+            (self.unqueued).fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            tracing::error!(%method, "audit trail queue full or closed: a cancelled call is not recorded (counted in the next record written)");
         }
+    }
+
+    /// Room for one record ([`Room`]); none when the trail is off or closed.
+    pub(crate) async fn room(&self) -> Room<'_> {
+        Room(match &self.tx {
+            Some(tx) => tx.reserve().await.ok(),
+            None => None,
+        })
     }
 }
 
@@ -315,8 +351,9 @@ impl Drop for Begun<'_> {
 }
 
 impl Begun<'_> {
-    /// Why a call that changes something must not go ahead: the trail cannot be written now
-    /// (a full disk), and a change must never be made without its record.
+    /// Why a call that publishes must not go ahead: the trail cannot be written now (a full
+    /// disk), and no publication is made without its record. (Asked by Submit and
+    /// ReportSighting; Admin calls, rare and an operator's, go on and are logged.)
     pub fn refusal(&self) -> Option<tonic::Status> {
         (self.changes && self.log.failing()).then(|| {
             tonic::Status::unavailable(
@@ -359,6 +396,8 @@ impl Begun<'_> {
         outcome: Result<R, tonic::Status>,
         describe: impl FnOnce(&R) -> String,
     ) -> Result<R, tonic::Status> {
+        // Room first: dropped while waiting for it, the call is still recorded by `Drop`.
+        let room = self.log.room().await;
         self.ended = true;
         let (code, status, came) = match &outcome {
             Ok(answer) => (0, "OK".to_string(), one_line(&describe(answer))),
@@ -377,11 +416,7 @@ impl Begun<'_> {
             code,
             result,
         };
-        if self.changes {
-            self.log.record_written(call).await;
-        } else {
-            self.log.record(call).await;
-        }
+        room.record(call, self.changes).await;
         outcome
     }
 }
@@ -438,6 +473,7 @@ pub fn caller_of_certificate(der: &[u8]) -> Caller {
 /// the flag that says its writes fail.
 struct Writer {
     failing: Arc<std::sync::atomic::AtomicBool>,
+    unqueued: Arc<std::sync::atomic::AtomicU64>,
     dir: PathBuf,
     max: u64,
 }
@@ -461,6 +497,9 @@ async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>, writer: Writer) {
     let mut trail = Some(trail);
     // Calls not recorded since the last write that succeeded.
     let mut lost: u64 = 0;
+    // When opening the trail again last failed: tried again at most every 10 s (each try
+    // reads its last file through).
+    let mut reopen_failed: Option<tokio::time::Instant> = None;
     let mut queued = Vec::with_capacity(BATCH);
     let mut sync_at: Option<tokio::time::Instant> = None;
     loop {
@@ -492,15 +531,18 @@ async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>, writer: Writer) {
             if batch.is_empty() {
                 continue;
             }
-            if trail.is_none() {
+            let retry = reopen_failed.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+            if trail.is_none() && retry {
                 // Its task failed (a panic): opened again from its files, as at start.
                 let (dir, max) = (writer.dir.clone(), writer.max);
                 trail = tokio::task::spawn_blocking(move || Trail::open(&dir, max))
                     .await
                     .ok()
                     .and_then(Result::ok);
+                reopen_failed = trail.is_none().then(tokio::time::Instant::now);
             }
             let count = batch.len() as u64;
+            lost += (writer.unqueued).swap(0, std::sync::atomic::Ordering::AcqRel);
             if lost > 0 {
                 batch.insert(0, gap(lost));
             }

@@ -119,6 +119,9 @@ pub async fn record(
         answered: false,
     };
     let response = next.run(request).await;
+    // Room first: dropped while waiting for it, the request is still recorded by the guard.
+    let audit = state.audit();
+    let room = audit.room().await;
     unanswered.answered = true;
     let Note {
         caller,
@@ -145,10 +148,6 @@ pub async fn record(
         code: u32::from(status.as_u16()),
         result: format!("HTTP {}", status.as_u16()),
     };
-    if published {
-        state.audit().record_written(call).await;
-    } else {
-        state.audit().record(call).await;
-    }
+    room.record(call, published).await;
     response
 }
