@@ -107,6 +107,9 @@ pub struct DiskStore {
     /// [`crate::truncate::REBUILD_RETRY`] has passed, rather than each one clearing and folding
     /// the whole log again under the lock.
     pub(crate) rebuild_failed: Mutex<Option<std::time::Instant>>,
+    /// Set while the store's rebuild mark may be set (a cut marked it, or a look found it):
+    /// the write path reads this, not the store, before every write.
+    pub(crate) rebuild_marked: std::sync::atomic::AtomicBool,
     /// The index's counters as flushed; changed only by `apply` and `truncate_origin`, while
     /// they hold `held`, after their batch is flushed.
     index_meta: Mutex<IndexMeta>,
@@ -163,6 +166,7 @@ impl DiskStore {
             held: Mutex::new(HoldQueue::default()),
             held_sizes: (AtomicUsize::new(0), AtomicUsize::new(0)),
             rebuild_failed: Mutex::new(None),
+            rebuild_marked: std::sync::atomic::AtomicBool::new(false),
             index_meta: Mutex::new(IndexMeta::default()),
             generation: AtomicU64::new(0),
             fills: AtomicU64::new(0),
