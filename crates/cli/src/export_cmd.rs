@@ -373,7 +373,9 @@ fn misp_feed_dir(dir: &std::path::Path, states: &[pb::IndicatorState]) -> anyhow
     Ok(())
 }
 
-/// The event files the manifest in `dir` lists, if it has one that reads as a manifest.
+/// The event files the manifest in `dir` lists (`UUID.json`: `read_feed_manifest` names only
+/// keys of hex digits and dashes, so never a path out of `dir`), if it has one that reads as a
+/// manifest.
 fn earlier_events(dir: &std::path::Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
         return Vec::new();
@@ -391,7 +393,7 @@ fn earlier_events(dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Removes from `dir` the event files of `earlier` (`UUID.json`) not in `kept`; how many.
+/// Removes from `dir` the event files of `earlier` not in `kept`; how many.
 fn remove_stale_events(
     dir: &std::path::Path,
     earlier: &[String],
@@ -399,8 +401,7 @@ fn remove_stale_events(
 ) -> anyhow::Result<usize> {
     let mut removed = 0;
     for name in earlier {
-        let is_event = name.strip_suffix(".json").is_some_and(is_uuid);
-        if !is_event || kept.contains(name) {
+        if kept.contains(name) {
             continue;
         }
         let path = dir.join(name);
@@ -411,15 +412,6 @@ fn remove_stale_events(
         }
     }
     Ok(removed)
-}
-
-/// Whether `text` is a UUID written as MISP names event files (8-4-4-4-12 hex digits).
-fn is_uuid(text: &str) -> bool {
-    let groups: Vec<&str> = text.split('-').collect();
-    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
-        && groups
-            .iter()
-            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Whether any record of `states` is AMBER+STRICT or RED.

@@ -41,13 +41,7 @@ fn missing_key(f: &OpenFailure) -> Option<EncKeyId> {
 /// Whether an entry did not open for want of a key this node may hold later (sealed to a key
 /// id it does not hold now).
 fn for_lack_of_key(f: &OpenFailure) -> bool {
-    matches!(
-        f,
-        OpenFailure::Open {
-            error: OpenError::NoKey(_),
-            ..
-        }
-    )
+    missing_key(f).is_some()
 }
 
 /// The encryption keys the config names (none without `encryption_key`).

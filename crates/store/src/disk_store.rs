@@ -251,16 +251,6 @@ impl DiskStore {
         self.db.get(key)?.map(|v| decode_state(&v)).transpose()
     }
 
-    /// The state a lookup reads under index key `key`, which the presence filter says may be
-    /// held: from the lookup table where it answers, else from the index.
-    fn held_state(&self, key: &[u8]) -> Result<Option<pb::IndicatorState>, StoreError> {
-        match self.db.state_tables().lookup(key)? {
-            Answer::Found(state) => Ok(Some(state)),
-            Answer::Absent => Ok(None),
-            Answer::AskLsm => self.db.get(key)?.map(|v| decode_state(&v)).transpose(),
-        }
-    }
-
     /// Indicators in the lookup table in force (see `state_table`); `None` while lookups read
     /// the index alone.
     pub fn lookup_table_size(&self) -> Option<usize> {
@@ -540,24 +530,13 @@ impl Store for DiskStore {
         crate::arrival::arrival_of(&self.db, slot, &keys::index(indicator))
     }
 
-    fn lookup_state(
-        &self,
-        indicator: &Indicator,
-    ) -> Result<Option<pb::IndicatorState>, StoreError> {
-        let key = keys::index(indicator);
-        // Most probes of a lookup are for indicators nobody listed: the filter's one cache
-        // line answers those, where the table's search missed the cache two or three times.
-        if !self.presence.may_hold(&key) {
-            return Ok(None);
-        }
-        self.held_state(&key)
-    }
-
     fn lookup_states(
         &self,
         indicators: &[&Indicator],
     ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
         let keys: Vec<Vec<u8>> = indicators.iter().map(|i| keys::index(i)).collect();
+        // Most probes of a lookup are for indicators nobody listed: the filter's one cache
+        // line answers those, where the table's search missed the cache two or three times.
         let held = self.presence.may_hold_each(&keys);
         let asked: Vec<&[u8]> = (keys.iter().zip(&held))
             .filter(|(_, held)| **held)

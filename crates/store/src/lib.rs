@@ -182,23 +182,16 @@ pub trait Store: Send + Sync {
         indicator: &Indicator,
         slot: &arrival::Slot,
     ) -> Result<Option<i64>, StoreError>;
-    /// `indicator`'s state as a lookup needs it: at least what its verdict, confidence and
-    /// origins rest on (each assertion's origin, seq, distribution, revocation, confidence and
-    /// validity; who saw it under which distribution). Descriptions, tags, references and
-    /// sighting counts may be left out.
-    fn lookup_state(
-        &self,
-        indicator: &Indicator,
-    ) -> Result<Option<pb::IndicatorState>, StoreError> {
-        self.indicator(indicator)
-    }
-    /// [`Store::lookup_state`] of each of `indicators`, in order: the probes of one looked-up
-    /// value asked together, so a store can read its filters for all of them at once.
+    /// Each of `indicators`' states as a lookup needs it, in order: at least what its verdict,
+    /// confidence and origins rest on (each assertion's origin, seq, distribution, revocation,
+    /// confidence and validity; who saw it under which distribution); descriptions, tags,
+    /// references and sighting counts may be left out. Asked many at once, so a store can
+    /// read its filters and tables for all of them together.
     fn lookup_states(
         &self,
         indicators: &[&Indicator],
     ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
-        indicators.iter().map(|i| self.lookup_state(i)).collect()
+        indicators.iter().map(|i| self.indicator(i)).collect()
     }
     /// Up to `limit` indicator states of `selection` in its order, each with the position to
     /// resume after it; from the first when `after` is `None`. Reads an ordered range of the

@@ -180,7 +180,8 @@ impl StateTables {
         self.writes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// What the table says of `key`.
+    /// What the table says of `key` (the store asks [`Self::lookup_many`]).
+    #[cfg(test)]
     pub(crate) fn lookup(&self, key: &[u8]) -> Result<Answer, StoreError> {
         Ok(self.lookup_many(&[key])?.pop().unwrap_or(Answer::AskLsm))
     }

@@ -6,7 +6,7 @@
 //! Every answer comes from point reads: `core::containment` names the few blocks and parent
 //! domains that could contain a value (one per prefix length the store holds that its filter
 //! of held blocks does not rule out, one per parent label), and each is read like an exact
-//! lookup, through `Store::lookup_state` (the store's lookup table where it has one). A match
+//! lookup, through `Store::lookup_states` (the store's lookup table where it has one). A match
 //! the reader may not see is left out before anything is combined, so it cannot change the
 //! verdict, confidence or origins.
 

@@ -233,7 +233,7 @@ impl AuditLog {
 
     /// Queues a finished call; waits while the queue is full.
     pub async fn record(&self, call: Pending) {
-        self.queue(call, None).await;
+        self.room().await.record(call, false).await;
     }
 
     /// Queues a call that changed something (a publication, a roster proposal) and waits until
@@ -241,20 +241,7 @@ impl AuditLog {
     /// would have done what its trail does not show. Written is enough (a killed process's
     /// writes stay in the OS); the sync follows within [`SYNC_EVERY`].
     pub async fn record_written(&self, call: Pending) {
-        let (done, written) = oneshot::channel();
-        if self.queue(call, Some(done)).await {
-            let _ = written.await;
-        }
-    }
-
-    async fn queue(&self, call: Pending, done: Option<oneshot::Sender<()>>) -> bool {
-        let Some(tx) = &self.tx else { return false };
-        let method = call.method.clone();
-        if tx.send(Msg::Call(call, done)).await.is_err() {
-            tracing::error!(%method, "audit trail closed: this call is not recorded");
-            return false;
-        }
-        true
+        self.room().await.record(call, true).await;
     }
 
     /// Whether the last write of the trail failed.
@@ -304,10 +291,14 @@ impl AuditLog {
 
     /// Room for one record ([`Room`]); none when the trail is off or closed.
     pub(crate) async fn room(&self) -> Room<'_> {
-        Room(match &self.tx {
-            Some(tx) => tx.reserve().await.ok(),
-            None => None,
-        })
+        let Some(tx) = &self.tx else {
+            return Room(None);
+        };
+        let permit = tx.reserve().await;
+        if permit.is_err() {
+            tracing::error!("audit trail closed: this call is not recorded");
+        }
+        Room(permit.ok())
     }
 }
 
