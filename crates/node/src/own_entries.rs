@@ -91,6 +91,15 @@ impl NodeState {
         receipt: Option<(Idempotent, AnswerFn)>,
         rejudge: Option<Rejudge>,
     ) -> Result<Vec<u64>, NodeError> {
+        if self.cut_due() {
+            // A roster version was just installed and its cut is on its way: make it here
+            // rather than refuse a caller that saw the version (in Status) before the cut.
+            // (Lock order: the publish lock, then the roster's; nothing takes them the other
+            // way.) A cut that fails leaves it due, and the check under the cut lock refuses.
+            if let Err(e) = self.advance_roster().await {
+                tracing::debug!(error = %e, "the due cut could not be made before publishing");
+            }
+        }
         let keys = self.keys();
         self.may_sign(&keys)?;
         let signer = self.signer();
