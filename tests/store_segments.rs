@@ -336,3 +336,30 @@ fn a_range_read_from_a_head_just_written_finds_it() {
         "heads read with no entry at them"
     );
 }
+
+#[test]
+fn entries_that_trickle_in_do_not_rewrite_a_full_segment_each_and_a_batch_fills_its_own() {
+    let origin = seeded_signer(1, "AU-AFP");
+    let keys = registry(&[&origin]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+    // About 450 bytes an entry: three fit under the 1 KiB a stored tail is extended to, and
+    // thirteen in a 6 KiB segment.
+    let (trickled, head) = chain(&origin, None, 60, 200);
+    apply_in_batches(&store, &keys, &trickled, &[1]);
+    let check = verify_store(&store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert_eq!(check.segments, 20, "one entry a write: segments of three");
+
+    let (batched, _) = chain(&origin, head, 130, 200);
+    apply_in_batches(&store, &keys, &batched, &[130]);
+    let check = verify_store(&store, Some(&keys)).unwrap();
+    assert!(check.is_ok(), "{:?}", check.problems);
+    assert!(
+        (29..=31).contains(&check.segments),
+        "one write of 130 entries fills segments of the target size: {} in all",
+        check.segments
+    );
+    let all = store.range(origin.org(), 1, 1000).unwrap();
+    assert_eq!(all, [trickled, batched].concat(), "read back byte for byte");
+}

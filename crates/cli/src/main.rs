@@ -345,10 +345,11 @@ fn verify_store(
             .map(|r| r as &dyn intelmesh_core::KeyRegistry),
     )?;
     out!(
-        "{} origins, {} entries ({} withheld stubs), {} indicators",
+        "{} origins, {} entries ({} withheld stubs) in {} log segments, {} indicators",
         check.origins,
         check.entries,
         check.stubs,
+        check.segments,
         check.indicators
     );
     if check.is_ok() {

@@ -16,7 +16,7 @@ use prost::Message;
 
 use crate::disk_store::decode_head;
 use crate::index::IndexUpdate;
-use crate::segment::{last_segment, segment_at, Segment};
+use crate::segment::{segment_at, tail_segment, Segment, Tail, REOPEN_BYTES};
 use crate::{keys, Outcome, StoreError};
 
 /// Fork proofs kept per origin: one proves the fork, a few show its extent; an origin that
@@ -260,15 +260,24 @@ impl<'a> Work<'a> {
         let db = self.db;
         let o = self.origin(origin)?;
         if o.tail.is_none() && o.head.is_some() {
-            let seg = last_segment(db, origin)?
+            let tail = tail_segment(db, origin)?
                 .ok_or_else(|| StoreError::Corrupt(format!("{origin}: head without a log")))?;
-            o.tail = Some(seg.first());
-            o.segments.entry(seg.first()).or_insert((seg, false));
+            match tail {
+                Tail::Open(seg) => {
+                    o.tail = Some(seg.first());
+                    o.segments.entry(seg.first()).or_insert((seg, false));
+                }
+                // Not in `segments` (unless this call read it for another reason): the append
+                // below starts a new segment.
+                Tail::Closed(first) => o.tail = Some(first),
+            }
         }
+        // A segment this call rewrites anyway (dirty) fills to the target; one an earlier
+        // write left, only while small (`REOPEN_BYTES`).
         let open = o
             .tail
             .and_then(|first| o.segments.get(&first))
-            .is_some_and(|(s, _)| !s.is_full());
+            .is_some_and(|(s, dirty)| !s.is_full() && (*dirty || s.bytes() < REOPEN_BYTES));
         if !open {
             o.segments.insert(seq, (Segment::new(seq), true));
             o.tail = Some(seq);

@@ -30,6 +30,8 @@ pub struct StoreCheck {
     pub entries: u64,
     pub stubs: u64,
     pub indicators: usize,
+    /// The values the log is stored in (`segment`): how finely it is cut.
+    pub segments: u64,
     /// The first [`PROBLEMS_LISTED`] problems found.
     pub problems: Vec<String>,
     /// Problems found past those listed: a store damaged throughout must not make the check
@@ -120,6 +122,10 @@ pub fn verify_store(
         }
     }
     check.origins = tails.len();
+    for segment in store.db.scan_prefix([keys::LOG]) {
+        segment?;
+        check.segments += 1;
+    }
     let heads = store.stored_heads()?;
     for (origin, head) in &heads {
         match tails.get(origin) {

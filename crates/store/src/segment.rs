@@ -2,7 +2,8 @@
 //!
 //! A segment is keyed by (origin, seq of its first entry) and entry `i` has seq `first + i`.
 //! Appends fill an origin's last segment up to [`SEGMENT_TARGET_BYTES`], then start a new one,
-//! so a batch costs a few writes rather than one per entry, and a range read decodes runs.
+//! so a batch costs a few writes rather than one per entry, and a range read decodes runs; a
+//! segment an earlier write left is extended only while under [`REOPEN_BYTES`].
 
 use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
@@ -72,6 +73,11 @@ impl Segment {
         self.bytes = self.bytes - slot.encoded_len() + entry.encoded_len();
         *slot = entry;
         true
+    }
+
+    /// About the bytes it holds (its entries' encodings).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -155,6 +161,40 @@ pub(crate) fn segment_at(
         }
         None => Ok(None),
     }
+}
+
+/// An origin's last segment, as an append finds it.
+pub(crate) enum Tail {
+    /// Small enough to take more entries: decoded.
+    Open(Segment),
+    /// Left by an earlier write at [`REOPEN_BYTES`] or more: appends start a new segment, so
+    /// it is not decoded. Where it starts.
+    Closed(u64),
+}
+
+/// A tail segment an earlier write left takes more entries only while it holds fewer bytes
+/// than this. Entries that trickle in (a federation's normal flow: a frame of a few entries
+/// of each origin) would otherwise rewrite a segment of up to [`SEGMENT_TARGET_BYTES`] per
+/// entry, a write of several times the entry's size into the memtable and the journal, and
+/// a sender would decode a segment that size to send one entry. A batch still fills the
+/// segments it starts to the target.
+pub(crate) const REOPEN_BYTES: usize = 1024;
+
+/// `origin`'s last segment, decoded only if appends may extend it (see [`Tail`]).
+pub(crate) fn tail_segment(db: &crate::kv::Kv, origin: &OrgId) -> Result<Option<Tail>, StoreError> {
+    let Some(kv) = db
+        .range(keys::log(origin, 0)..=keys::log(origin, u64::MAX))
+        .next_back()
+    else {
+        return Ok(None);
+    };
+    let (k, v) = kv?;
+    if v.len() < REOPEN_BYTES {
+        return decode_kv(origin, &k, &v).map(|s| Some(Tail::Open(s)));
+    }
+    let first = keys::seq_of_log(&k)
+        .ok_or_else(|| StoreError::Corrupt(format!("{origin}: bad log key {k:?}")))?;
+    Ok(Some(Tail::Closed(first)))
 }
 
 /// The last segment of `origin`'s log.

@@ -26,11 +26,23 @@ use crate::route::{for_link, LinkReach};
 use crate::state::{header_of, NodeState};
 
 /// The least time between two rounds of entry and progress frames on one link while appends
-/// keep coming. A hub taking in one entry at a time from each of 190 members would otherwise
-/// send each member a frame of one entry and a progress frame of the whole vector (190 heads
-/// and hashes) per append: 36k of each a second across the mesh, each applied and flushed on
-/// its own at the receiver. A round after a quiet spell goes at once.
-const LINGER: Duration = Duration::from_millis(20);
+/// keep coming, for a node with `links` links up. A hub taking in one entry at a time from
+/// each of 190 members would otherwise send each member a frame of one entry and a progress
+/// frame per append: 36k of each a second across the mesh, each applied and flushed on its own
+/// at the receiver. So the pause grows with the links, keeping a busy node's rounds near
+/// [`ROUNDS_PER_SEC`] over all its links (a hub of 190 members: about 240 ms per link, a
+/// second or so for an entry to reach every member in all), between [`LINGER_MIN`] (a node
+/// of a few links, where a frame per append costs little and latency shows) and
+/// [`LINGER_MAX`]. A round after a quiet spell goes at once.
+pub(super) fn linger(links: usize) -> Duration {
+    let spread = Duration::from_secs(1).mul_f64(links as f64 / ROUNDS_PER_SEC);
+    spread.clamp(LINGER_MIN, LINGER_MAX)
+}
+
+/// See [`linger`].
+const ROUNDS_PER_SEC: f64 = 800.0;
+const LINGER_MIN: Duration = Duration::from_millis(20);
+const LINGER_MAX: Duration = Duration::from_millis(250);
 
 /// Room kept in every frame for the frame's own encoding around its entries.
 const FRAME_OVERHEAD: usize = 1024;
@@ -104,7 +116,7 @@ pub(super) async fn send_loop(
     let limits = state.cfg.limits.clone();
     let mut changes = state.subscribe();
     let mut last_sent = Instant::now();
-    // When the last round sent entries or progress (see `LINGER`).
+    // When the last round sent entries or progress (see [`linger`]).
     let mut last_round: Option<Instant> = None;
     // What this node asked the peer for on this link; a new link asks again.
     // The number of the last owed payload asked for on this link (see `Wants::added_after`).
@@ -184,7 +196,8 @@ pub(super) async fn send_loop(
                     return Err(LinkError::ShuttingDown);
                 }
                 // Appends that follow closely on a round wait for the next one, together.
-                if let Some(gap) = last_round.map(|at| LINGER.saturating_sub(at.elapsed())) {
+                let pause = linger(state.peers.connected_count());
+                if let Some(gap) = last_round.map(|at| pause.saturating_sub(at.elapsed())) {
                     tokio::time::sleep(gap).await;
                 }
             }
@@ -330,4 +343,22 @@ fn next_batch(
 fn decoded(e: &pb::SignedEntry, origin: &OrgId) -> Result<pb::EntryHeader, LinkError> {
     header_of(e)
         .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pause_between_rounds_grows_with_the_links_within_its_bounds() {
+        assert_eq!(linger(0), LINGER_MIN);
+        assert_eq!(linger(5), LINGER_MIN, "a demo's hub keeps its latency");
+        let hub = linger(190);
+        assert!(
+            hub > Duration::from_millis(200) && hub < LINGER_MAX,
+            "{hub:?}"
+        );
+        assert!(linger(100) < hub);
+        assert_eq!(linger(100_000), LINGER_MAX);
+    }
 }
