@@ -17,6 +17,7 @@ use prost::Message;
 use crate::disk_store::decode_head;
 use crate::index::IndexUpdate;
 use crate::segment::{segment_at, tail_segment, Segment, Tail, REOPEN_BYTES};
+use crate::tail_cache::TailCache;
 use crate::{keys, Outcome, StoreError};
 
 /// Fork proofs kept per origin: one proves the fork, a few show its extent; an origin that
@@ -72,6 +73,8 @@ pub(crate) struct Finished {
 
 pub(crate) struct Work<'a> {
     db: &'a crate::kv::Kv,
+    /// The tails as stored (the write lock is held), so an append need not read them.
+    cached_tails: &'a TailCache,
     /// The store's node: a sealed entry it reads and did not open is marked (`reopen`).
     owner: Option<&'a OrgId>,
     batch: crate::kv::Batch,
@@ -84,9 +87,15 @@ pub(crate) struct Work<'a> {
 }
 
 impl<'a> Work<'a> {
-    pub(crate) fn new(db: &'a crate::kv::Kv, owner: Option<&'a OrgId>, entries: usize) -> Work<'a> {
+    pub(crate) fn new(
+        db: &'a crate::kv::Kv,
+        cached_tails: &'a TailCache,
+        owner: Option<&'a OrgId>,
+        entries: usize,
+    ) -> Work<'a> {
         Work {
             db,
+            cached_tails,
             owner,
             batch: crate::kv::Batch::default(),
             origins: HashMap::new(),
@@ -257,11 +266,21 @@ impl<'a> Work<'a> {
 
     /// Adds the entry after the head to the origin's last segment, or starts a new one.
     fn append(&mut self, origin: &OrgId, seq: u64, raw: pb::SignedEntry) -> Result<(), StoreError> {
-        let db = self.db;
+        let (db, cached_tails) = (self.db, self.cached_tails);
         let o = self.origin(origin)?;
-        if o.tail.is_none() && o.head.is_some() {
-            let tail = tail_segment(db, origin)?
-                .ok_or_else(|| StoreError::Corrupt(format!("{origin}: head without a log")))?;
+        if let (None, Some(head)) = (o.tail, o.head) {
+            let cached = cached_tails
+                .tail(origin)
+                .filter(|t| t.last_seq() == head.seq)
+                .map(|t| match t.bytes() < REOPEN_BYTES {
+                    true => Tail::Open(Segment::clone(&t)),
+                    false => Tail::Closed(t.first()),
+                });
+            let tail = match cached {
+                Some(tail) => tail,
+                None => tail_segment(db, origin)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("{origin}: head without a log")))?,
+            };
             match tail {
                 Tail::Open(seg) => {
                     o.tail = Some(seg.first());

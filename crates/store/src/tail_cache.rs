@@ -39,6 +39,11 @@ impl TailCache {
             .then(|| tail.entries_from(from_seq).take(limit).cloned().collect())
     }
 
+    /// `origin`'s tail as stored, if cached (asked under the write lock, it is the stored one).
+    pub(crate) fn tail(&self, origin: &OrgId) -> Option<Arc<Segment>> {
+        self.lock().get(origin).cloned()
+    }
+
     /// The tails a durable write left: each the segment now holding its origin's head (or
     /// `None`, to forget it).
     pub(crate) fn written(&self, tails: Vec<(OrgId, Option<Segment>)>) {
