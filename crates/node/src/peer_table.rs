@@ -12,6 +12,8 @@ pub struct PeerTable {
     /// The last link number given out: each link marks its peer down only if it is still the
     /// one marked up (an older link ending late must not mark a newer one down).
     links: std::sync::atomic::AtomicU64,
+    /// How many peers are marked connected (asked by every link's sender at every round).
+    up: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -41,6 +43,7 @@ impl PeerTable {
         PeerTable {
             inner: Mutex::new(orgs.map(|o| (o, PeerState::default())).collect()),
             links: std::sync::atomic::AtomicU64::new(0),
+            up: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -62,6 +65,7 @@ impl PeerTable {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
         s.connected = true;
+        self.up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s.link = link;
         s.address = address;
         s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
@@ -77,6 +81,7 @@ impl PeerTable {
             return;
         }
         s.connected = false;
+        self.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(e) = error {
             s.last_error = e;
         }
@@ -110,7 +115,7 @@ impl PeerTable {
 
     /// How many links are up.
     pub fn connected_count(&self) -> usize {
-        self.lock().values().filter(|s| s.connected).count()
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> BTreeMap<OrgId, PeerState> {
@@ -128,10 +133,13 @@ mod tests {
         let table = PeerTable::new(std::iter::once(hub.clone()));
         let first = table.connect(&hub, "a".into()).expect("first link");
         assert_eq!(table.connect(&hub, "b".into()), None, "already up");
+        assert_eq!(table.connected_count(), 1);
         table.disconnect(&hub, first, Some("closed".into()));
+        assert_eq!(table.connected_count(), 0);
         let second = table.connect(&hub, "b".into()).expect("second link");
         // The first link ending again (late) leaves the second up.
         table.disconnect(&hub, first, Some("late".into()));
+        assert_eq!(table.connected_count(), 1);
         let s = &table.snapshot()[&hub];
         assert!(s.connected && s.last_error.is_empty(), "{s:?}");
         // Why a hub is not dialed is not said of an inbound link that is up.

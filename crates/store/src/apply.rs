@@ -287,8 +287,15 @@ impl<'a> Work<'a> {
                     o.segments.entry(seg.first()).or_insert((seg, false));
                 }
                 // Not in `segments` (unless this call read it for another reason): the append
-                // below starts a new segment.
-                Tail::Closed(first) => o.tail = Some(first),
+                // below starts a new segment. Not decoded, so where it ends is not checked
+                // against the head here (the open checks every tail, `check_tails`).
+                Tail::Closed(first) if first <= head.seq => o.tail = Some(first),
+                Tail::Closed(first) => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{origin}: the last log segment starts at #{first}, past the head #{}",
+                        head.seq
+                    )))
+                }
             }
         }
         // A segment this call rewrites anyway (dirty) fills to the target; one an earlier
@@ -370,6 +377,8 @@ impl<'a> Work<'a> {
         for (origin, o) in &self.origins {
             let head = o.head.map(|h| h.seq);
             let last = o.segments.keys().next_back().copied();
+            let mut tail = None;
+            let mut others_written = false;
             for (first, (seg, dirty)) in &o.segments {
                 if *dirty {
                     let encoded = seg.encode();
@@ -379,12 +388,21 @@ impl<'a> Work<'a> {
                     if Some(*first) == last && head == Some(seg.last_seq()) {
                         // Not decoded (it was just encoded): the tail is forgotten, not kept
                         // stale.
-                        let tail = Segment::decode(*first, &encoded).ok();
-                        tails.push((origin.clone(), tail));
+                        tail = Some(Segment::decode(*first, &encoded).ok());
+                    } else {
+                        others_written = true;
                     }
                     self.batch.insert(keys::log(origin, *first), encoded);
                     log_changed = true;
                 }
+            }
+            // Any other segment written (a fill, or a batch's earlier segments) may be one the
+            // cache holds: the origin's cached segments are forgotten, then the tail taken.
+            if others_written {
+                tails.push((origin.clone(), None));
+            }
+            if let Some(tail) = tail {
+                tails.push((origin.clone(), tail));
             }
             if let (true, Some(head)) = (o.head_changed, o.head) {
                 self.batch

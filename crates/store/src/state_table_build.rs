@@ -45,6 +45,9 @@ impl Default for StateTableConfig {
 /// How often the builder looks whether a build is due.
 pub(crate) const TICK: Duration = Duration::from_millis(200);
 
+/// How long an index found too small for a table without writes since is not counted again.
+const RECOUNT: Duration = Duration::from_secs(10);
+
 /// Starts the thread building `db`'s state table in `dir` whenever `cfg` says one is due;
 /// stopped and joined when dropped.
 pub(crate) fn keep_built(db: Kv, dir: PathBuf, cfg: StateTableConfig) -> Background {
@@ -67,6 +70,11 @@ fn run_builder(db: &Kv, dir: &Path, cfg: &StateTableConfig, stop: &AtomicBool) {
     // After a build given up for the writes during it, the next waits for quiet.
     let mut wait_for_quiet = false;
     let mut number = 0u64;
+    // The writes count (and when) the index was last found too small for a table: it grows
+    // with writes, so it is read again after one, or after `RECOUNT` for a path that wrote
+    // without counting (a store per member of a federation, each reading the count five times
+    // a second, adds up).
+    let mut small_at: Option<(u64, Instant)> = None;
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(TICK);
         let writes = tables.writes();
@@ -83,10 +91,14 @@ fn run_builder(db: &Kv, dir: &Path, cfg: &StateTableConfig, stop: &AtomicBool) {
                     || (idle && marks >= cfg.min_stale.max(len / 64)),
                 marks >= tables.max_marks() / 2,
             ),
-            None => (
-                index_count(db).is_ok_and(|n| n >= cfg.min_indicators),
-                false,
-            ),
+            None if small_at.is_some_and(|(w, at)| w == writes && at.elapsed() < RECOUNT) => {
+                (false, false)
+            }
+            None => {
+                let big = index_count(db).is_ok_and(|n| n >= cfg.min_indicators);
+                small_at = (!big).then(|| (writes, Instant::now()));
+                (big, false)
+            }
         };
         if !due {
             due_since = None;

@@ -138,7 +138,10 @@ impl DiskStore {
         let publishing = self.publishing();
         // A reader that sees the new heads must not be answered from the tails before them.
         self.tails.writing(&tails);
-        self.db.apply_batch(batch)?;
+        if let Err(e) = self.db.apply_batch(batch) {
+            self.tails.failed(&tails);
+            return Err(e);
+        }
         timings.commit = lap(&mut phase);
         // Durable now: range reads of these tails may be answered from memory.
         self.tails.written(tails);
