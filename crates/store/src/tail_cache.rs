@@ -34,7 +34,7 @@ impl Recent {
         let last = self.segments.back();
         if last.is_some_and(|l| l.first() == tail.first()) {
             self.segments.pop_back();
-        } else if !last.is_some_and(|l| l.last_seq().checked_add(1) == Some(tail.first())) {
+        } else if last.is_none_or(|l| l.last_seq().checked_add(1) != Some(tail.first())) {
             self.segments.clear();
         }
         self.segments.push_back(Arc::new(tail));
