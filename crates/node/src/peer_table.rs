@@ -36,6 +36,8 @@ pub struct PeerState {
     pub roster_hash: Vec<u8>,
     /// The number of the link marked up (see [`PeerTable::connect`]).
     link: u64,
+    /// A link is up or being opened (`connected` once the peer took it): a second is refused.
+    reserved: bool,
 }
 
 impl PeerTable {
@@ -52,36 +54,51 @@ impl PeerTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Marks the peer connected, clearing the error of its last failure; the link's number,
-    /// which [`PeerTable::disconnect`] takes, or `None` if a link to it is already up.
+    /// Takes the peer's one link for a link being opened at `address`; the link's number,
+    /// which [`PeerTable::established`] and [`PeerTable::disconnect`] take, or `None` if a
+    /// link with it is already up or being opened.
     pub fn connect(&self, org: &OrgId, address: String) -> Option<u64> {
         let mut t = self.lock();
         let s = t.entry(org.clone()).or_default();
-        if s.connected {
+        if s.reserved {
             return None;
         }
         let link = self
             .links
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        s.connected = true;
-        self.up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.reserved = true;
         s.link = link;
         s.address = address;
-        s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
-        s.last_error.clear();
         Some(link)
     }
 
-    /// Marks the peer down if `link` is the link marked up, with `error` as its last failure.
+    /// Marks the peer connected once it took `link` (a dialer: when the peer accepted the
+    /// stream; a peer refusing every dial must never show up, even briefly), clearing the
+    /// error of its last failure.
+    pub fn established(&self, org: &OrgId, link: u64) {
+        let mut t = self.lock();
+        let s = t.entry(org.clone()).or_default();
+        if !s.reserved || s.link != link || s.connected {
+            return;
+        }
+        s.connected = true;
+        self.up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
+        s.last_error.clear();
+    }
+
+    /// Marks the peer down if `link` is its link, with `error` as its last failure.
     pub fn disconnect(&self, org: &OrgId, link: u64, error: Option<String>) {
         let mut t = self.lock();
         let s = t.entry(org.clone()).or_default();
-        if !s.connected || s.link != link {
+        if !s.reserved || s.link != link {
             return;
         }
-        s.connected = false;
-        self.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        s.reserved = false;
+        if std::mem::take(&mut s.connected) {
+            self.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Some(e) = error {
             s.last_error = e;
         }
@@ -91,7 +108,7 @@ impl PeerTable {
     pub fn not_dialed(&self, org: &OrgId, why: String) {
         let mut t = self.lock();
         let s = t.entry(org.clone()).or_default();
-        if !s.connected {
+        if !s.reserved {
             s.last_error = why;
         }
     }
@@ -132,12 +149,19 @@ mod tests {
         let hub = OrgId::parse("SG-IGCI").unwrap();
         let table = PeerTable::new(std::iter::once(hub.clone()));
         let first = table.connect(&hub, "a".into()).expect("first link");
+        assert_eq!(table.connect(&hub, "b".into()), None, "being opened");
+        assert!(!table.is_connected(&hub), "not up before the peer took it");
+        assert_eq!(table.connected_count(), 0);
+        table.established(&hub, first);
         assert_eq!(table.connect(&hub, "b".into()), None, "already up");
         assert_eq!(table.connected_count(), 1);
         table.disconnect(&hub, first, Some("closed".into()));
         assert_eq!(table.connected_count(), 0);
         let second = table.connect(&hub, "b".into()).expect("second link");
-        // The first link ending again (late) leaves the second up.
+        // A late word of the first link neither marks the second up nor down.
+        table.established(&hub, first);
+        assert_eq!(table.connected_count(), 0);
+        table.established(&hub, second);
         table.disconnect(&hub, first, Some("late".into()));
         assert_eq!(table.connected_count(), 1);
         let s = &table.snapshot()[&hub];

@@ -107,6 +107,10 @@ pub struct Follow {
     /// Whether the cut of the version in force failed (a write error): it is tried again
     /// until it is made, or what the version's key ends take out would stay.
     cut_due: std::sync::atomic::AtomicBool,
+    /// The version in force: its keys taken in and its cut made (`current` is set before
+    /// both, so that entries waiting for the keys are judged under it). What Status reports:
+    /// a client that saw a version there finds its keys, suspensions and cuts in effect.
+    in_force: Mutex<Arc<Roster>>,
     pub checkpoints: Checkpoints,
     /// The roster log's entries as the enrolment bundle named them (header hashes, from seq
     /// 1): no other entry is taken at those seqs.
@@ -149,9 +153,11 @@ impl Follow {
                 return Err(FollowError::OtherLogEntry { seq });
             }
         }
+        let genesis = Arc::new(genesis);
         let follow = Follow {
             hashes: Mutex::new(BTreeMap::from([(1, *genesis.hash())])),
-            current: watch::channel(Arc::new(genesis)).0,
+            in_force: Mutex::new(Arc::clone(&genesis)),
+            current: watch::channel(genesis).0,
             refused: Mutex::new(None),
             rejected: Mutex::new(None),
             pin_refused: Mutex::new(None),
@@ -192,11 +198,18 @@ impl Follow {
         for cut in ended_key_cuts(store, &follow.current(), own.org())? {
             cut.log(follow.current().version());
         }
+        // The node's first key list is made from the version followed now.
+        *lock(&follow.in_force) = follow.current();
         Ok(follow)
     }
 
     pub fn current(&self) -> Arc<Roster> {
         Arc::clone(&self.current.borrow())
+    }
+
+    /// The version in force (see the field): what Status and the metrics report.
+    pub fn in_force(&self) -> Arc<Roster> {
+        Arc::clone(&lock(&self.in_force))
     }
 
     pub fn changes(&self) -> watch::Receiver<Arc<Roster>> {
@@ -292,6 +305,11 @@ impl NodeState {
         self.follow().map(Follow::current)
     }
 
+    /// The roster version in force ([`Follow::in_force`]): the one to report to clients.
+    pub fn roster_in_force(&self) -> Option<Arc<Roster>> {
+        self.follow().map(Follow::in_force)
+    }
+
     /// Resolves on each new roster version (roster mode); `None` in static mode.
     pub fn roster_changes(&self) -> Option<watch::Receiver<Arc<Roster>>> {
         self.follow().map(Follow::changes)
@@ -383,10 +401,13 @@ impl NodeState {
     async fn cut_for(self: &Arc<Self>, follow: &Follow) -> Result<(), NodeError> {
         let me = Arc::clone(self);
         let roster = follow.current();
-        tokio::task::spawn_blocking(move || me.cut_ended_keys(&roster))
+        let cut_for = Arc::clone(&roster);
+        tokio::task::spawn_blocking(move || me.cut_ended_keys(&cut_for))
             .await
             .map_err(|e| NodeError::Join(e.to_string()))??;
         follow.cut_due.store(false, Ordering::Release);
+        // Its keys went in before the cut (`advance_locked`): the version is in force now.
+        *lock(&follow.in_force) = roster;
         Ok(())
     }
 

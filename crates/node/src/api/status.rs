@@ -40,7 +40,9 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
             }
         })
         .collect();
-    let roster = state.roster();
+    // The version in force, not the one being taken in: a client that sees a version here
+    // finds its keys and cuts in effect.
+    let roster = state.roster_in_force();
     let follow = state.follow();
     let now = intelmesh_core::now_unix_ms();
     let readiness = crate::health::of_state(state);

@@ -213,6 +213,8 @@ async fn dial_once(
             .await
             .map_err(|_| format!("{peer} at {addr} did not open the link within {within:?}"))?
             .map_err(|s| Failed::Error(error_line(&s)))?;
+        // The peer answered the stream: it took the link.
+        up.established();
         let linked = run_link(
             Arc::clone(state),
             peer.clone(),

@@ -160,7 +160,8 @@ pub(super) struct LinkUp {
 }
 
 impl LinkUp {
-    /// Marks `peer` up at `address`; `None` if a link with it is already up.
+    /// Takes `peer`'s one link, at `address` ([`LinkUp::established`] marks it up); `None`
+    /// if a link with it is already up or being opened.
     pub(super) fn open(state: &Arc<NodeState>, peer: &OrgId, address: String) -> Option<LinkUp> {
         let link = state.peers.connect(peer, address)?;
         Some(LinkUp {
@@ -169,6 +170,11 @@ impl LinkUp {
             link,
             ended: false,
         })
+    }
+
+    /// The peer took the link: it shows as connected from now on.
+    pub(super) fn established(&self) {
+        self.state.peers.established(&self.peer, self.link);
     }
 
     /// The link ended, with `error` if it failed.

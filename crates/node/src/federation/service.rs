@@ -46,6 +46,8 @@ impl Federation for FederationService {
                 "a link with {peer} is already up"
             )));
         };
+        // Accepted here: the stream is answered below.
+        up.established();
         let (tx, rx) = mpsc::channel(state.cfg.limits.peer_queue_frames);
         // The link's final status travels outside the frame queue: when the link ends because
         // that queue is full (a stalled peer), the status would not fit in it, and the peer
