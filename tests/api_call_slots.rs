@@ -100,35 +100,49 @@ async fn assert_refused(net: &TestNet, node: &OrgId) {
     );
 }
 
-/// A call to the node's API whose request never ends: its handler waits for the body.
+/// A call to the node's API whose request never ends: its handler waits for the body. With
+/// the answer, which comes only if the node refuses the call.
 async fn unfinished_call(
     net: &TestNet,
     node: &OrgId,
 ) -> (
     h2::client::SendRequest<prost::bytes::Bytes>,
     h2::SendStream<prost::bytes::Bytes>,
+    h2::client::ResponseFuture,
 ) {
     let stream = net.service_tls(node, net.node(node).api_addr).await;
     let (send, connection) = h2::client::handshake(stream).await.unwrap();
     tokio::spawn(connection);
     let mut send = send.ready().await.unwrap();
     let request = lookup_request(net, node);
-    let (_answer, body) = send.send_request(request, false).unwrap();
-    (send, body)
+    let (answer, body) = send.send_request(request, false).unwrap();
+    (send, body, answer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_certificate_holds_at_most_its_share_of_calls_in_flight() {
     let (net, hub) = two_calls_per_client().await;
-    let held = [
-        unfinished_call(&net, &hub).await,
-        unfinished_call(&net, &hub).await,
-    ];
-    // Both handlers are running (waiting for their bodies) once the node counts them.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        calls.push(unfinished_call(&net, &hub).await);
+    }
+    // Whichever of the three reaches the node last is past the share of two and answered at
+    // once: then the other two hold their slots, however slowly the machine runs.
+    let answers = calls.iter_mut().map(|(_, _, answer)| answer);
+    let (answer, refused, _) = tokio::time::timeout(PATIENCE, futures::future::select_all(answers))
+        .await
+        .expect("the call past the share is answered");
+    let answer = answer.expect("an answer");
+    assert_eq!(
+        answer.headers().get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"8"[..]),
+        "RESOURCE_EXHAUSTED: {:?}",
+        answer.headers()
+    );
+    drop(calls.remove(refused));
     assert_refused(&net, &hub).await;
     // The calls end (their clients go away): the share is free again.
-    drop(held);
+    drop(calls);
     served_again(&net, &hub).await;
 }
 
