@@ -344,12 +344,23 @@ impl NodeState {
     }
 
     /// Advances the followed roster through every new version of the authority log, in order.
+    /// To its end even if the caller goes away (a link's receive loop, dropped when the
+    /// version it takes in refuses the link's peer): a version installed and left half taken
+    /// in (keys, decryption keys, the unverified queue's recheck) would be cut and reported in
+    /// force by the next advance without the rest.
     pub async fn advance_roster(self: &Arc<Self>) -> Result<(), NodeError> {
-        let Some(follow) = self.follow() else {
+        if self.follow().is_none() {
             return Ok(());
-        };
-        let _advancing = follow.advancing.lock().await;
-        self.advance_locked(follow).await
+        }
+        let me = Arc::clone(self);
+        crate::own_entries::run_to_end(async move {
+            let Some(follow) = me.follow() else {
+                return Ok(());
+            };
+            let _advancing = follow.advancing.lock().await;
+            me.advance_locked(follow).await
+        })
+        .await
     }
 
     async fn advance_locked(self: &Arc<Self>, follow: &Follow) -> Result<(), NodeError> {
