@@ -461,3 +461,47 @@ fn below_an_eighth_a_store_that_is_not_idle_long_enough_keeps_its_table() {
         Answer::AskLsm
     );
 }
+
+#[test]
+fn lookups_racing_a_build_and_its_regrowth_never_call_a_held_key_absent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open(dir.path(), 1_000_000);
+    let presence = Arc::clone(db.presence());
+    presence.mark_filled();
+    let held = 14_000;
+    for from in (0..held).step_by(500) {
+        put(&db, from..from + 500, 1);
+    }
+    assert!(build(&db, dir.path(), 1));
+    // Keys written since the first copy, and a chain long enough to regrow.
+    for from in (held..2 * held).step_by(500) {
+        put(&db, from..from + 500, 1);
+    }
+    let keys: Vec<Vec<u8>> = (0..2 * held).map(key).collect();
+    let building = AtomicBool::new(true);
+    let mut rounds = 0;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for number in 2..=4 {
+                assert!(build(&db, dir.path(), number));
+            }
+            building.store(false, Ordering::Release);
+        });
+        while building.load(Ordering::Acquire) || rounds == 0 {
+            rounds += 1;
+            for group in keys.chunks(64) {
+                let may = presence.may_hold_each(group);
+                let refs: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+                let answers = db.state_tables().lookup_many(&refs).expect("lookup");
+                for ((k, may), answer) in group.iter().zip(may).zip(answers) {
+                    assert!(may, "presence: {k:?} held, said absent (round {rounds})");
+                    assert!(
+                        !matches!(answer, Answer::Absent),
+                        "table: {k:?} held, said absent (round {rounds})"
+                    );
+                }
+            }
+        }
+    });
+    assert!(rounds > 1, "the lookups did not overlap the builds");
+}
