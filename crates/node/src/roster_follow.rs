@@ -412,8 +412,8 @@ impl NodeState {
     async fn cut_for(self: &Arc<Self>, follow: &Follow) -> Result<(), NodeError> {
         let me = Arc::clone(self);
         let roster = follow.current();
-        let cut_for = Arc::clone(&roster);
-        tokio::task::spawn_blocking(move || me.cut_ended_keys(&cut_for))
+        let judged = Arc::clone(&roster);
+        tokio::task::spawn_blocking(move || me.cut_ended_keys(&judged))
             .await
             .map_err(|e| NodeError::Join(e.to_string()))??;
         follow.cut_due.store(false, Ordering::Release);

@@ -272,9 +272,12 @@ impl<'a> Work<'a> {
             let cached = cached_tails
                 .tail(origin)
                 .filter(|t| t.last_seq() == head.seq)
-                .map(|t| match t.bytes() < REOPEN_BYTES {
-                    true => Tail::Open(Segment::clone(&t)),
-                    false => Tail::Closed(t.first()),
+                .map(|t| {
+                    if t.bytes() < REOPEN_BYTES {
+                        Tail::Open(Segment::clone(&t))
+                    } else {
+                        Tail::Closed(t.first())
+                    }
                 });
             let tail = match cached {
                 Some(tail) => tail,

@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::background::Background;
 use crate::kv::Batch;
+use crate::presence::Presence;
 use crate::state_table_build::{keep_built, StateTableConfig, TICK};
 
 fn key(i: u64) -> Vec<u8> {
@@ -269,16 +270,28 @@ fn writes_racing_a_build_never_leave_a_stale_answer() {
     }
 }
 
-#[test]
-fn a_build_regrows_a_long_presence_chain_with_every_key_written_meanwhile() {
+/// Writes the states of `keys` 500 to a batch.
+fn put_in_batches(db: &Kv, keys: std::ops::Range<u64>) {
+    for from in keys.clone().step_by(500) {
+        put(db, from..(from + 500).min(keys.end), 1);
+    }
+}
+
+/// A space whose presence filter is filled (every key written goes into its chain), holding
+/// the states of `keys`.
+fn with_presence(keys: std::ops::Range<u64>) -> (tempfile::TempDir, Kv, Arc<Presence>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open(dir.path(), 1_000_000);
     let presence = Arc::clone(db.presence());
     presence.mark_filled();
+    put_in_batches(&db, keys);
+    (dir, db, presence)
+}
+
+#[test]
+fn a_build_regrows_a_long_presence_chain_with_every_key_written_meanwhile() {
     let before = 14_000;
-    for from in (0..before).step_by(500) {
-        put(&db, from..from + 500, 1);
-    }
+    let (dir, db, presence) = with_presence(0..before);
     let long = presence.filter_count();
     assert!(long >= 3, "{long} filters: not long enough to regrow");
     let written = AtomicU64::new(before);
@@ -464,19 +477,15 @@ fn below_an_eighth_a_store_that_is_not_idle_long_enough_keeps_its_table() {
 
 #[test]
 fn lookups_racing_a_build_and_its_regrowth_never_call_a_held_key_absent() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open(dir.path(), 1_000_000);
-    let presence = Arc::clone(db.presence());
-    presence.mark_filled();
-    let held = 14_000;
-    for from in (0..held).step_by(500) {
-        put(&db, from..from + 500, 1);
-    }
+    // A table over a chain of two filters (too short to regrow), then as many keys again:
+    // written since the table's copy (marked), and a chain long enough for the next build to
+    // regrow while the lookups run.
+    let held = 10_000;
+    let (dir, db, presence) = with_presence(0..held);
+    assert!(!presence.regrowth_due());
     assert!(build(&db, dir.path(), 1));
-    // Keys written since the first copy, and a chain long enough to regrow.
-    for from in (held..2 * held).step_by(500) {
-        put(&db, from..from + 500, 1);
-    }
+    put_in_batches(&db, held..2 * held);
+    assert!(presence.regrowth_due());
     let keys: Vec<Vec<u8>> = (0..2 * held).map(key).collect();
     let building = AtomicBool::new(true);
     let mut rounds = 0;
@@ -504,4 +513,5 @@ fn lookups_racing_a_build_and_its_regrowth_never_call_a_held_key_absent() {
         }
     });
     assert!(rounds > 1, "the lookups did not overlap the builds");
+    assert_eq!(presence.filter_count(), 1, "regrown while the lookups ran");
 }
