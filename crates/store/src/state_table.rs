@@ -206,13 +206,16 @@ impl StateTables {
             .filter(|(_, marked)| !**marked)
             .map(|((h, k), _)| (*h, *k))
             .collect();
+        // One answer per key asked of the table: a marked key takes none of them.
         let mut found = table.states(&asked)?.into_iter();
         Ok(ask_lsm
             .iter()
-            .map(|marked| match (marked, found.next()) {
-                (true, _) => Answer::AskLsm,
-                (false, Some(Some(state))) => Answer::Found(state),
-                (false, _) => Answer::Absent,
+            .map(|marked| match marked {
+                true => Answer::AskLsm,
+                false => match found.next() {
+                    Some(Some(state)) => Answer::Found(state),
+                    _ => Answer::Absent,
+                },
             })
             .collect())
     }

@@ -206,6 +206,29 @@ fn keys_written_after_the_copy_are_read_from_the_lsm() {
 }
 
 #[test]
+fn a_batch_with_marked_keys_among_others_answers_each_key_its_own() {
+    // Every third key written since the copy: in a batch, each marked key sits before
+    // unmarked ones, whose answers must not shift onto their neighbours.
+    let (_dir, db) = with_table(300, 1000);
+    for i in (0..300).step_by(3) {
+        put(&db, i..i + 1, 2);
+    }
+    let asked: Vec<u64> = (0..300).chain(300..310).rev().collect();
+    let keys: Vec<Vec<u8>> = asked.iter().map(|i| key(*i)).collect();
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let answers = db.state_tables().lookup_many(&refs).expect("lookup");
+    assert_eq!(answers.len(), asked.len());
+    for (i, answer) in asked.iter().zip(answers) {
+        let expected = match i {
+            300.. => Answer::Absent,
+            i if i.is_multiple_of(3) => Answer::AskLsm,
+            i => Answer::Found(reduce(&state(*i, 1))),
+        };
+        assert_eq!(answer, expected, "key {i}");
+    }
+}
+
+#[test]
 fn past_its_limit_of_marks_the_table_is_dropped_and_a_new_build_replaces_it() {
     let (dir, db) = with_table(200, 50);
     assert_eq!(table_files(dir.path()), vec!["state-table.1"]);
