@@ -39,6 +39,8 @@ pub(crate) const MIN_INDICATORS: u64 = 100_000;
 /// How long the node may take to come up (a restart rebuilds an in-memory index from the
 /// log: about a minute per ten million entries) or a frame to be answered.
 const START_PATIENCE: Duration = Duration::from_secs(600);
+/// How long the lookups wait for the node's lookup table to cover its index.
+const TABLE_PATIENCE: Duration = Duration::from_secs(120);
 /// How often memory is sampled while the node serves lookups or restarts.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
@@ -365,10 +367,21 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     // Lookups, with memory sampled while the node serves them, once the node is idle again:
     // the probes' writes may have made a copy of the lookup table due, which would otherwise
     // share the cores with the lookups timed.
-    let idle_before_lookups = settle(pid, Duration::from_secs(300)).await?;
-    let gauges = metrics_text(metrics).await?;
-    let index_len = gauge(&gauges, "intelmesh_indicators").unwrap_or(0.0);
-    let table_len = gauge(&gauges, "intelmesh_lookup_table_indicators").unwrap_or(0.0);
+    // A store idle for `idle_refresh` (5 s) copies its lookup table again once the writes
+    // since its copy are a sixty-fourth of it, as the probes' are: the lookups are timed after
+    // that copy, not during it (it took a core from them, a third of the rate).
+    let waiting = Instant::now();
+    let mut idle_before_lookups = settle(pid, Duration::from_secs(300)).await?;
+    let (index_len, table_len) = loop {
+        let gauges = metrics_text(metrics).await?;
+        let index_len = gauge(&gauges, "intelmesh_indicators").unwrap_or(0.0);
+        let table_len = gauge(&gauges, "intelmesh_lookup_table_indicators").unwrap_or(0.0);
+        if table_len >= index_len || waiting.elapsed() > TABLE_PATIENCE {
+            break (index_len, table_len);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        idle_before_lookups = waiting.elapsed() + settle(pid, Duration::from_secs(300)).await?;
+    };
     let table_share = table_len / index_len.max(1.0);
     say(format!(
         "the node went idle {:.1}s after the probes; its lookup table holds {table_len:.0} of the index's {index_len:.0} indicators",

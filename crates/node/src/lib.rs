@@ -19,6 +19,7 @@ pub mod config;
 mod conn_slots;
 pub mod connect;
 pub mod console;
+pub mod cpu_pool;
 pub mod durable;
 pub mod encryption_keys;
 pub mod federation;
@@ -155,6 +156,7 @@ const MAX_PROBE_MESSAGE: usize = 16 * 1024;
 /// Opens the store and starts both listeners and the dialers.
 pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
     tls::install_crypto_provider();
+    cpu_pool::start();
     private_files::restrict_umask();
     private_files::check_key_files(&cfg)?;
     // An expired (or not yet valid) certificate would be served, and refused by every peer.
