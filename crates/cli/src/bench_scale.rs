@@ -364,15 +364,13 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
         entry_bytes as f64 / (1 << 20) as f64
     ));
 
-    // Lookups, with memory sampled while the node serves them, once the node is idle again:
-    // the probes' writes may have made a copy of the lookup table due, which would otherwise
-    // share the cores with the lookups timed.
-    // A store idle for `idle_refresh` (5 s) copies its lookup table again once the writes
-    // since its copy are a sixty-fourth of it, as the probes' are: the lookups are timed after
-    // that copy, not during it (it took a core from them, a third of the rate).
+    // Lookups, with memory sampled while the node serves them, once the node is idle and its
+    // lookup table covers the index: a store idle for `idle_refresh` (5 s) copies its table
+    // again once the writes since its copy are a sixty-fourth of it, as the probes' are, and a
+    // copy during the lookups took a core from them (a third of the rate).
     let waiting = Instant::now();
-    let mut idle_before_lookups = settle(pid, Duration::from_secs(300)).await?;
     let (index_len, table_len) = loop {
+        settle(pid, Duration::from_secs(300)).await?;
         let gauges = metrics_text(metrics).await?;
         let index_len = gauge(&gauges, "intelmesh_indicators").unwrap_or(0.0);
         let table_len = gauge(&gauges, "intelmesh_lookup_table_indicators").unwrap_or(0.0);
@@ -380,11 +378,11 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
             break (index_len, table_len);
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        idle_before_lookups = waiting.elapsed() + settle(pid, Duration::from_secs(300)).await?;
     };
+    let idle_before_lookups = waiting.elapsed();
     let table_share = table_len / index_len.max(1.0);
     say(format!(
-        "the node went idle {:.1}s after the probes; its lookup table holds {table_len:.0} of the index's {index_len:.0} indicators",
+        "the node was idle, its lookup table copied, {:.1}s after the probes; the table holds {table_len:.0} of the index's {index_len:.0} indicators",
         idle_before_lookups.as_secs_f64()
     ));
     // What the store keeps once its merges are done: an LSM tree holds overwritten and
