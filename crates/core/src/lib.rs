@@ -17,6 +17,7 @@ pub mod payload;
 pub mod sealed;
 pub mod sign;
 pub mod signature;
+pub mod trusted;
 pub mod verify;
 mod verify_error;
 

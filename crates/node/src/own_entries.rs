@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use intelmesh_core::sign::ReaderKeys;
-use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
+use intelmesh_core::verify::{accept_signed_here, VerifyConfig};
 use intelmesh_core::{Distribution, Hash};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::receipt::Receipt;
 use intelmesh_store::{Outcome, Store};
 
-use crate::state::{NodeError, NodeState, VERIFY_CHUNK};
+use crate::state::{NodeError, NodeState};
 
 impl NodeState {
     /// Signs payloads as this node's org and appends them; returns their seqs once durable.
@@ -140,7 +140,7 @@ impl NodeState {
             let (raws, _) = signer.sign_chain_sealing(head, now, &items, seal)?;
             let seqs: Vec<u64> = (first..first + raws.len() as u64).collect();
             let cfg = VerifyConfig::at(now);
-            let verified = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK)
+            let verified = accept_signed_here(raws, &signer.verifying_key(), keys.as_ref(), &cfg)
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(NodeError::OwnVerify)?;
