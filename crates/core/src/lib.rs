@@ -17,7 +17,6 @@ pub mod payload;
 pub mod sealed;
 pub mod sign;
 pub mod signature;
-pub mod trusted;
 pub mod verify;
 mod verify_error;
 

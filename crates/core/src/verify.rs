@@ -21,10 +21,8 @@ use crate::indicator::{normalize, Indicator, IndicatorType};
 use crate::payload::{is_bucket, MAX_NONCE_LEN, MIN_NONCE_LEN};
 use crate::signature::{self, ComponentChecks};
 
-// The keys, the errors and the entries taken without a signature check live in their own
-// modules; their paths under `verify` stay.
+// The keys and the errors live in their own modules; their paths under `verify` stay.
 pub use crate::key_registry::{KeyLookup, KeyRegistry, SeqRange, StaticKeys};
-pub use crate::trusted::{accept_signed_here, read_stored, read_stored_opened};
 pub use crate::verify_error::{HeaderDefect, PayloadDefect, SignatureDefect, VerifyError};
 
 /// What the receiver allows; `now_unix_ms` is passed in so verification stays pure.
@@ -151,7 +149,7 @@ impl VerifiedEntry {
 }
 
 /// Checks everything but the signature and returns the entry with the message to verify.
-pub(crate) struct Prechecked {
+struct Prechecked {
     raw: pb::SignedEntry,
     header: Header,
     hash: Hash,
@@ -162,12 +160,6 @@ pub(crate) struct Prechecked {
     message: Vec<u8>,
     /// The root of the entry's signed batch, if it is signed as one.
     root: Option<Hash>,
-}
-
-impl Prechecked {
-    pub(crate) fn key(&self) -> &VerifyingKey {
-        &self.key
-    }
 }
 
 /// Whether `header` is issued past the clock and skew `cfg` allows.
@@ -185,22 +177,12 @@ fn future(origin: &OrgId, seq: u64, header: &Header, cfg: &VerifyConfig) -> Veri
     }
 }
 
-/// What [`precheck`] checks of an entry's signature.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum SignatureScope {
-    /// Its components, its batch path and root, for the signature check that follows.
-    Full,
-    /// Only its length: the entry was signed in this process (see `trusted`).
-    SignedHere,
-}
-
-pub(crate) fn precheck(
+fn precheck(
     raw: pb::SignedEntry,
     keys: &dyn KeyRegistry,
     cfg: &VerifyConfig,
-    (scope, components): (SignatureScope, &mut ComponentChecks),
+    components: &mut ComponentChecks,
 ) -> Result<Prechecked, VerifyError> {
-    let full = scope == SignatureScope::Full;
     if raw.header.len() > MAX_HEADER_BYTES {
         return Err(VerifyError::HeaderTooLarge {
             len: raw.header.len(),
@@ -230,19 +212,13 @@ pub(crate) fn precheck(
         seq,
         defect,
     };
-    let (root, message) = match full {
-        false => (None, Vec::new()),
-        true => {
-            let root = match batch_tree::path_in(&raw.signature).map_err(bad_path)? {
-                None => None,
-                Some(path) => Some(batch_tree::root_of(&hash, &path).map_err(bad_path)?),
-            };
-            let message = match &root {
-                None => signed_message(&raw.header),
-                Some(root) => batch_tree::signed_root(root),
-            };
-            (root, message)
-        }
+    let root = match batch_tree::path_in(&raw.signature).map_err(bad_path)? {
+        None => None,
+        Some(path) => Some(batch_tree::root_of(&hash, &path).map_err(bad_path)?),
+    };
+    let message = match &root {
+        None => signed_message(&raw.header),
+        Some(root) => batch_tree::signed_root(root),
     };
     let content = match &raw.payload {
         None => None,
@@ -273,7 +249,7 @@ pub(crate) fn precheck(
         } => {
             // Refused either way; but only an entry the origin did sign is the origin's fault
             // (the link stays). Anyone can name an ended key: a forgery is the sender's.
-            if full && !signature::verify_one(&key, &message, &signature) {
+            if !signature::verify_one(&key, &message, &signature) {
                 return Err(VerifyError::BadSignature {
                     origin: origin.clone(),
                     seq,
@@ -288,19 +264,17 @@ pub(crate) fn precheck(
             });
         }
     };
-    if full {
-        components
-            .check(&signature, &key)
-            .map_err(|defect| VerifyError::MalformedSignature {
-                origin: origin.clone(),
-                seq,
-                defect,
-            })?;
-    }
+    components
+        .check(&signature, &key)
+        .map_err(|defect| VerifyError::MalformedSignature {
+            origin: origin.clone(),
+            seq,
+            defect,
+        })?;
     if from_future(&header, cfg) {
         // Refused either way; but only an entry the origin did sign tells of its clock (the
         // link stays). Anyone can date an entry: a forgery is the sender's.
-        if full && !signature::verify_one(&key, &message, &signature) {
+        if !signature::verify_one(&key, &message, &signature) {
             return Err(VerifyError::BadSignature {
                 origin: origin.clone(),
                 seq,
@@ -351,7 +325,7 @@ fn check_content_origin(
     }
 }
 
-pub(crate) fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
+fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError> {
     let fail = |defect| VerifyError::InvalidHeader {
         origin: wire.origin.chars().take(80).collect(),
         seq: wire.seq,
@@ -426,7 +400,7 @@ pub(crate) fn check_header(wire: &pb::EntryHeader) -> Result<Header, VerifyError
     })
 }
 
-pub(crate) fn check_payload(header: &Header, bytes: &[u8]) -> Result<Content, VerifyError> {
+fn check_payload(header: &Header, bytes: &[u8]) -> Result<Content, VerifyError> {
     let (origin, seq) = (header.origin.clone(), header.seq);
     if bytes.len() > MAX_PAYLOAD_BYTES {
         return Err(VerifyError::PayloadTooLarge {
@@ -509,7 +483,7 @@ fn canonical_indicator(wire: &pb::IndicatorRef) -> Result<Indicator, PayloadDefe
     Ok(indicator)
 }
 
-pub(crate) fn finish(p: Prechecked) -> VerifiedEntry {
+fn finish(p: Prechecked) -> VerifiedEntry {
     let (payload, control) = match p.content {
         None => (None, None),
         Some(Content::Indicator(payload)) => (Some(payload), None),
@@ -557,14 +531,52 @@ pub fn verify_entry(
     keys: &dyn KeyRegistry,
     cfg: &VerifyConfig,
 ) -> Result<VerifiedEntry, VerifyError> {
-    let p = precheck(
-        raw,
-        keys,
-        cfg,
-        (SignatureScope::Full, &mut ComponentChecks::default()),
-    )?;
+    let p = precheck(raw, keys, cfg, &mut ComponentChecks::default())?;
     verify_one(&p)?;
     Ok(finish(p))
+}
+
+/// Reads back an entry this node verified before it stored it: the header and payload are
+/// decoded and checked as on receipt, the signature is not checked again (`verify-store` does
+/// that). Used to rebuild derived state from the log. The payload is the indicator payload;
+/// `None` for stubs and control entries.
+pub fn read_stored(raw: &pb::SignedEntry) -> Result<(Header, Option<Payload>), VerifyError> {
+    read_stored_opened(raw, None)
+}
+
+/// [`read_stored`] of an entry whose sealed payload this node opened when it took it in:
+/// `opened` is what it opened to (kept by the store beside the envelope), decoded and checked
+/// as any payload. Without it a sealed entry reads as a stub does.
+pub fn read_stored_opened(
+    raw: &pb::SignedEntry,
+    opened: Option<&[u8]>,
+) -> Result<(Header, Option<Payload>), VerifyError> {
+    let wire =
+        pb::EntryHeader::decode(raw.header.as_ref()).map_err(|e| VerifyError::MalformedHeader {
+            reason: e.to_string(),
+        })?;
+    let header = check_header(&wire)?;
+    let payload = match (&raw.payload, opened) {
+        (None, _) => None,
+        (Some(bytes), opened) => match (check_payload(&header, bytes)?, opened) {
+            (Content::Sealed, Some(inner)) => {
+                crate::opened::check_opened(inner).map_err(|defect| {
+                    VerifyError::InvalidPayload {
+                        origin: header.origin.clone(),
+                        seq: header.seq,
+                        defect,
+                    }
+                })?;
+                decode_payload(inner).map_err(|defect| VerifyError::InvalidPayload {
+                    origin: header.origin.clone(),
+                    seq: header.seq,
+                    defect,
+                })?
+            }
+            (content, _) => content.indicator(),
+        },
+    };
+    Ok((header, payload))
 }
 
 /// Verifies a batch on the calling thread, with one ed25519 batch check for all signatures
@@ -580,7 +592,7 @@ pub fn verify_batch(
     let mut components = ComponentChecks::default();
     let checked: Vec<Result<Prechecked, VerifyError>> = raws
         .into_iter()
-        .map(|r| precheck(r, keys, cfg, (SignatureScope::Full, &mut components)))
+        .map(|r| precheck(r, keys, cfg, &mut components))
         .collect();
     let mut batch = signature::Batch::default();
     let mut queued: HashSet<BatchCheck> = HashSet::new();

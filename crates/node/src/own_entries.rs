@@ -5,13 +5,13 @@
 use std::sync::Arc;
 
 use intelmesh_core::sign::ReaderKeys;
-use intelmesh_core::verify::{accept_signed_here, VerifyConfig};
+use intelmesh_core::verify::{verify_batch_parallel, VerifyConfig};
 use intelmesh_core::{Distribution, Hash};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::receipt::Receipt;
 use intelmesh_store::{Outcome, Store};
 
-use crate::state::{NodeError, NodeState};
+use crate::state::{NodeError, NodeState, VERIFY_CHUNK};
 
 impl NodeState {
     /// Signs payloads as this node's org and appends them; returns their seqs once durable.
@@ -140,7 +140,12 @@ impl NodeState {
             let (raws, _) = signer.sign_chain_sealing(head, now, &items, seal)?;
             let seqs: Vec<u64> = (first..first + raws.len() as u64).collect();
             let cfg = VerifyConfig::at(now);
-            let verified = accept_signed_here(raws, &signer.verifying_key(), keys.as_ref(), &cfg)
+            // Checked in full as a peer will check them, signatures too, before anything is
+            // written: an entry stored and sent with a bad signature (a fault while signing, a
+            // header changed after) would be refused by every peer for good, and its seq could
+            // not be signed again without a fork. Skipping the signature check was measured (a
+            // 1000-object TAXII POST, about 1-2 ms of its 20) and not kept.
+            let verified = verify_batch_parallel(raws, keys.as_ref(), &cfg, VERIFY_CHUNK)
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(NodeError::OwnVerify)?;
