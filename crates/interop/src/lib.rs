@@ -8,6 +8,7 @@
 //! STIX object and MISP attribute gives an outcome, imported or refused with its reason, and
 //! every list line an indicator or its reason.
 
+mod csv_list;
 pub mod lists;
 pub mod marking;
 pub mod misp;
