@@ -1,7 +1,7 @@
 //! The chain check: reads a trail's files in order, line by line, and stops at the first line
 //! that shows the trail was edited, cut, reordered or rewritten, naming the file and line.
 
-use crate::record::{file_name, parse_line, Head, LineError, Record};
+use crate::record::{file_name, parse_line, Head, LineError, Record, Start};
 
 /// What is wrong with a trail.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -20,13 +20,10 @@ pub enum Defect {
     Reordered { expected: u64, found: u64 },
     #[error("record seq {seq} does not link to the record before it: that record was replaced (or this one inserted)")]
     Relinked { seq: u64 },
-    #[error("the trail starts at seq {seq}, not 1: its first records were removed")]
-    StartMissing { seq: u64 },
-    #[error(
-        "the trail starts with {found}, not {}: earlier files were removed",
-        file_name(1)
-    )]
-    FirstFileMissing { found: String },
+    #[error("the trail starts at seq {seq}, not {expected}: its first records were removed")]
+    StartMissing { seq: u64, expected: u64 },
+    #[error("the trail starts with {found}, not {expected}: earlier files were removed")]
+    FirstFileMissing { found: String, expected: String },
     #[error("{missing} is missing between {before} and {found}: a file was removed")]
     FileMissing {
         missing: String,
@@ -57,11 +54,14 @@ pub struct Summary {
     /// The last record's seq and hash: write it down elsewhere to catch a rewrite of the whole
     /// trail by someone holding the disk.
     pub last: Head,
+    /// Where it began, when its earliest files were archived.
+    pub start: Option<Start>,
 }
 
 /// Checks a trail fed to it file by file ([`Checker::file`]) and line by line.
 pub struct Checker {
     head: Option<Head>,
+    start: Option<Start>,
     last: Head,
     records: u64,
     files: u64,
@@ -69,11 +69,19 @@ pub struct Checker {
 }
 
 impl Checker {
-    /// A check against the trail's head (`None` when its file is missing).
+    /// A check against the trail's head (`None` when its file is missing), of a trail that
+    /// begins at the first file and seq 1.
     pub fn new(head: Option<Head>) -> Checker {
+        Checker::starting(head, None)
+    }
+
+    /// A check against the trail's head, of a trail that begins where `start` says (its
+    /// earliest files archived), or at the first file and seq 1 without one.
+    pub fn starting(head: Option<Head>, start: Option<Start>) -> Checker {
         Checker {
             head,
-            last: Head::default(),
+            start,
+            last: start.map_or_else(Head::default, |s| s.after),
             records: 0,
             files: 0,
             file: None,
@@ -87,13 +95,15 @@ impl Checker {
         }
     }
 
-    /// The next file, by its number: files must follow each other from 1.
+    /// The next file, by its number: files must follow each other from the start's (1).
     pub fn file(&mut self, number: u64) -> Result<(), Break> {
         let name = file_name(number);
-        let expected = self.file.as_ref().map_or(1, |(n, _)| n + 1);
+        let first = self.start.map_or(1, |s| s.file);
+        let expected = self.file.as_ref().map_or(first, |(n, _)| n + 1);
         let broken = match &self.file {
-            None if number != 1 => Some(Defect::FirstFileMissing {
+            None if number != first => Some(Defect::FirstFileMissing {
                 found: name.clone(),
+                expected: file_name(first),
             }),
             Some((_, before)) if number != expected => Some(Defect::FileMissing {
                 missing: file_name(expected),
@@ -131,7 +141,10 @@ impl Checker {
         let expected = self.last.seq + 1;
         if r.seq != expected {
             let defect = match (self.records, r.seq > expected) {
-                (0, _) => Defect::StartMissing { seq: r.seq },
+                (0, _) => Defect::StartMissing {
+                    seq: r.seq,
+                    expected,
+                },
                 (_, true) => Defect::Removed {
                     after: self.last.seq,
                     found: r.seq,
@@ -179,6 +192,7 @@ impl Checker {
             records: self.records,
             files: self.files,
             last: self.last,
+            start: self.start,
         })
     }
 }

@@ -29,9 +29,18 @@ fn trail() -> (Vec<Vec<String>>, Head) {
     (files, head)
 }
 
-/// Checks files numbered from `first` (or as given) against `head`.
+/// Checks numbered files against `head`.
 fn check_numbered(files: &[(u64, Vec<String>)], head: Option<Head>) -> Result<Summary, Break> {
-    let mut c = Checker::new(head);
+    check_from(files, head, None)
+}
+
+/// Checks numbered files against `head`, the trail beginning where `start` says.
+fn check_from(
+    files: &[(u64, Vec<String>)],
+    head: Option<Head>,
+    start: Option<Start>,
+) -> Result<Summary, Break> {
+    let mut c = Checker::starting(head, start);
     for (n, lines) in files {
         c.file(*n)?;
         for (i, l) in lines.iter().enumerate() {
@@ -198,7 +207,8 @@ fn a_missing_file_is_named() {
         Err(Break {
             place: None,
             defect: Defect::FirstFileMissing {
-                found: crate::file_name(2)
+                found: crate::file_name(2),
+                expected: crate::file_name(1),
             }
         })
     );
@@ -218,7 +228,14 @@ fn a_cut_start_or_end_is_named() {
     files[0].remove(0);
     assert_eq!(
         check(&files, Some(head)),
-        Err(at(1, 1, Defect::StartMissing { seq: 2 }))
+        Err(at(
+            1,
+            1,
+            Defect::StartMissing {
+                seq: 2,
+                expected: 1
+            }
+        ))
     );
     let (mut files, head) = trail();
     files[2].pop();
@@ -267,4 +284,81 @@ fn file_names_round_trip() {
     ] {
         assert_eq!(crate::file_number(other), None, "{other}");
     }
+}
+
+/// The last record of `lines` as a head.
+fn end_of(lines: &[String]) -> Head {
+    let last = parse_line(lines.last().expect("a record")).expect("a record");
+    Head {
+        seq: last.record.seq,
+        hash: last.hash,
+    }
+}
+
+#[test]
+fn a_trail_whose_first_files_were_archived_checks_from_its_start_and_the_archive_to_it() {
+    let (files, head) = trail();
+    let start = Start {
+        file: 2,
+        after: end_of(&files[0]),
+    };
+    let kept = [(2, files[1].clone()), (3, files[2].clone())];
+    let summary = check_from(&kept, Some(head), Some(start)).expect("the kept part checks");
+    assert_eq!((summary.records, summary.files), (6, 2));
+    assert_eq!((summary.last, summary.start), (head, Some(start)));
+    // The archive is a trail of its own, ending where the kept part starts.
+    let archived = check(&files[..1], Some(start.after)).expect("the archive checks");
+    assert_eq!((archived.records, archived.last), (3, start.after));
+    assert_eq!(Start::decode(&start.encode()), Ok(start));
+    assert!(Start::decode(&Start { file: 0, ..start }.encode()).is_err());
+}
+
+#[test]
+fn a_start_that_does_not_fit_the_trail_is_named() {
+    let (files, head) = trail();
+    let kept = [(2, files[1].clone()), (3, files[2].clone())];
+    // The file it names is not the first there.
+    let later = Start {
+        file: 3,
+        after: end_of(&files[1]),
+    };
+    assert_eq!(
+        check_from(&kept, Some(head), Some(later)),
+        Err(Break {
+            place: None,
+            defect: Defect::FirstFileMissing {
+                found: crate::file_name(2),
+                expected: crate::file_name(3),
+            }
+        })
+    );
+    // A start after a record other than the one the first kept record links to.
+    let forged = Start {
+        file: 2,
+        after: Head {
+            hash: [7; 32],
+            ..end_of(&files[0])
+        },
+    };
+    assert_eq!(
+        check_from(&kept, Some(head), Some(forged)),
+        Err(at(2, 1, Defect::Relinked { seq: 4 }))
+    );
+    // Records of the first kept file removed as well.
+    let cut = [(2, files[1][1..].to_vec()), (3, files[2].clone())];
+    let start = Start {
+        file: 2,
+        after: end_of(&files[0]),
+    };
+    assert_eq!(
+        check_from(&cut, Some(head), Some(start)),
+        Err(at(
+            2,
+            1,
+            Defect::StartMissing {
+                seq: 5,
+                expected: 4
+            }
+        ))
+    );
 }

@@ -6,7 +6,9 @@
 //! A trail is a sequence of files `trail-NNNNNN.jsonl`, one record per line; every record
 //! carries a `seq` (1, 2, … across files), the `hash` of the previous record (`prev`, zero for
 //! the first) and its own `hash`. A separate head (the last durable seq and hash) anchors the
-//! end, so removing the last records or files is seen too.
+//! end, so removing the last records or files is seen too. A trail whose earliest files were
+//! archived begins where its [`Start`] says (the first file kept, and the last archived record
+//! its first record links to); the archive, a trail of its own, ends at that record.
 
 mod chain;
 mod digest;
@@ -17,6 +19,6 @@ pub use chain::{Break, Checker, Defect, Summary};
 pub use digest::{AuditKey, KEY_LEN};
 pub use filter::Filter;
 pub use record::{
-    file_name, file_number, parse_line, seal, Call, Caller, Head, LineError, Record, Sealed,
+    file_name, file_number, parse_line, seal, Call, Caller, Head, LineError, Record, Sealed, Start,
     DIGESTS_PER_RECORD,
 };

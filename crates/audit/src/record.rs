@@ -96,6 +96,31 @@ impl Head {
     }
 }
 
+/// Where a trail begins once its earliest files were archived (`intelmesh audit archive`): its
+/// first file, and the last archived record, which the first record kept links to. A trail
+/// without one begins at the first file and seq 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Start {
+    pub file: u64,
+    pub after: Head,
+}
+
+impl Start {
+    /// As its file holds it (one JSON line).
+    pub fn encode(&self) -> String {
+        // A struct of integers and a string always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn decode(text: &str) -> Result<Start, String> {
+        let start: Start = serde_json::from_str(text.trim()).map_err(|e| e.to_string())?;
+        match start.file {
+            0 => Err("file 0: trail files are numbered from 1".into()),
+            _ => Ok(start),
+        }
+    }
+}
+
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(text).ok()?;
     <[u8; 32]>::try_from(bytes.as_slice()).ok()

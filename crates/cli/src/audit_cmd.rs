@@ -1,6 +1,7 @@
 //! `intelmesh audit`: searches the node's audit trail of API calls (by time, caller, method,
-//! and value through the node's audit key), and `intelmesh audit verify` checks its whole hash
-//! chain. Both only read, so they run beside the node.
+//! and value through the node's audit key), `intelmesh audit verify` checks its whole hash
+//! chain, and `intelmesh audit archive` moves its earliest files into an archive that checks
+//! on its own. All run beside the node; the first two only read, and read an archive too.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,10 +26,36 @@ pub struct AuditArgs {
 enum AuditCmd {
     /// Check the whole chain: OK with the count, or the file and line where it breaks (exit 1).
     Verify {
+        #[command(flatten)]
+        trail: TrailArgs,
+    },
+    /// Move the trail's earliest files into an archive directory (to keep or take to other
+    /// storage); both the archive and the trail kept check on their own, and the trail kept
+    /// says where it begins. Refused, moving nothing, if the trail does not check out.
+    Archive {
         /// The node's config file (the trail is in its data_dir/audit).
         #[arg(long)]
         config: PathBuf,
+        /// The archive: an empty directory, or the one this trail was archived to before.
+        #[arg(long)]
+        to: PathBuf,
+        /// How many of the most recent files stay (at least 1; the one the node writes and the
+        /// last holding a record always stay).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        keep_files: u64,
     },
+}
+
+/// Which trail: a node's (by its config) or one in a directory (an archive).
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct TrailArgs {
+    /// The node's config file (the trail is in its data_dir/audit).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A trail's directory: an archive made by `intelmesh audit archive`.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -36,6 +63,9 @@ struct SearchArgs {
     /// The node's config file (the trail is in its data_dir/audit).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// A trail's directory instead: an archive made by `intelmesh audit archive`.
+    #[arg(long, conflicts_with = "config")]
+    dir: Option<PathBuf>,
     /// Calls from this time: RFC 3339, Unix ms, or an age (15m, 12h, 7d).
     #[arg(long, value_parser = when)]
     since: Option<i64>,
@@ -70,7 +100,12 @@ fn when(s: &str) -> Result<i64, String> {
 
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.which {
-        Some(AuditCmd::Verify { config }) => verify(&config),
+        Some(AuditCmd::Verify { trail }) => verify(&trail),
+        Some(AuditCmd::Archive {
+            config,
+            to,
+            keep_files,
+        }) => archive(&config, &to, keep_files),
         None => search(args.search),
     }
 }
@@ -87,12 +122,33 @@ fn trail_dir(config: &std::path::Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn verify(config: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let dir = trail_dir(config)?;
+/// The directory of the trail `t` names.
+fn dir_of_args(t: &TrailArgs) -> anyhow::Result<PathBuf> {
+    match (&t.config, &t.dir) {
+        (Some(config), _) => trail_dir(config),
+        (None, Some(dir)) if dir.is_dir() => Ok(dir.clone()),
+        (None, Some(dir)) => Err(usage(format!("{}: no such directory", dir.display()))),
+        (None, None) => Err(usage(
+            "--config: give the node's config file (or --dir, an archive's directory)",
+        )),
+    }
+}
+
+fn verify(t: &TrailArgs) -> anyhow::Result<ExitCode> {
+    let dir = dir_of_args(t)?;
     match trail::read(&dir, |_| {}) {
         Ok(s) => {
+            let begins = match s.start {
+                None => String::new(),
+                Some(start) => format!(
+                    " from {} (the records up to seq {} were archived; the first here links to hash {})",
+                    intelmesh_audit::file_name(start.file),
+                    start.after.seq,
+                    hex::encode(start.after.hash)
+                ),
+            };
             out!(
-                "audit trail OK: {} records in {} files, last seq {} hash {}",
+                "audit trail OK: {} records in {} files{begins}, last seq {} hash {}",
                 s.records,
                 s.files,
                 s.last.seq,
@@ -107,11 +163,43 @@ fn verify(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn archive(config: &std::path::Path, to: &std::path::Path, keep: u64) -> anyhow::Result<ExitCode> {
+    let dir = trail_dir(config)?;
+    let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+    match intelmesh_node::audit::archive::archive(&dir, to, keep) {
+        Ok(None) => {
+            out!(
+                "nothing to archive: the trail in {} keeps its last {keep} file(s) and the last holding a record",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Some(a)) => {
+            let (first, last) = (a.files[0], a.files[a.files.len() - 1]);
+            out!(
+                "archived {} files ({} to {}, records up to seq {}) to {}; the trail in {} now begins at {}",
+                a.files.len(),
+                intelmesh_audit::file_name(first),
+                intelmesh_audit::file_name(last),
+                a.start.after.seq,
+                to.display(),
+                dir.display(),
+                intelmesh_audit::file_name(a.start.file)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("audit trail not archived: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let config = args
-        .config
-        .ok_or_else(|| usage("--config: give the node's config file"))?;
-    let dir = trail_dir(&config)?;
+    let dir = dir_of_args(&TrailArgs {
+        config: args.config,
+        dir: args.dir,
+    })?;
     let (org, name) = match args.caller.as_deref().map(|c| c.split_once('/')) {
         None => (None, None),
         Some(None) => (args.caller.clone(), None),

@@ -92,3 +92,97 @@ fn audit_finds_who_asked_about_a_value_and_verify_names_an_edit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes::provision(dir.path(), &[ORG]);
+    let config = nodes.config(ORG);
+    // Small trail files, so a few calls fill several.
+    let provisioned = std::fs::read_to_string(&config).unwrap();
+    let small = provisioned.replace("max_file_bytes = 67108864", "max_file_bytes = 1024");
+    assert_ne!(
+        small, provisioned,
+        "the provisioned config names the audit file size"
+    );
+    std::fs::write(&config, small).unwrap();
+    nodes.start_all();
+    let trail = intelmesh_node::audit::dir_of(&nodes.data_dir(ORG));
+    let look_up = |value: &str| {
+        let mut args = vec!["lookup".to_string(), value.to_string()];
+        args.extend(nodes.api_args(ORG));
+        let out = intelmesh_owned(&args);
+        assert!(out.status.success(), "{:?}", text(&out));
+    };
+    for i in 1..=8 {
+        look_up(&format!("198.51.100.{i}"));
+    }
+    let files = || intelmesh_node::audit::trail::trail_files(&trail).unwrap();
+    wait_until("the lookups fill several trail files", || {
+        (files().len() >= 3).then_some(())
+    });
+
+    // While the node runs.
+    let archive = dir.path().join("archive");
+    let archive_arg = archive.display().to_string();
+    let out = intelmesh(&[
+        "audit",
+        "archive",
+        "--config",
+        &config,
+        "--to",
+        &archive_arg,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("archived "), "{stdout}");
+    assert!(!files().contains(&1), "the first file moved: {:?}", files());
+    assert!(archive.join("trail-000001.jsonl").exists());
+
+    let out = intelmesh(&["audit", "verify", "--config", &config]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("were archived"), "{stdout}");
+    let out = intelmesh(&["audit", "verify", "--dir", &archive_arg]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("audit trail OK: "), "{stdout}");
+
+    // The first lookup is found in the archive (by the archived key), not in the trail kept.
+    let first = "198.51.100.1";
+    let out = intelmesh(&["audit", "--dir", &archive_arg, "--value", first, "--json"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let out = intelmesh(&["audit", "--config", &config, "--value", first]);
+    assert_eq!(text(&out).0, "", "archived, so not in the trail kept");
+
+    // The node chains on after the archive.
+    look_up("198.51.100.9");
+    wait_until("the last lookup is in the trail kept", || {
+        let out = intelmesh(&["audit", "--config", &config, "--value", "198.51.100.9"]);
+        (!text(&out).0.is_empty()).then_some(())
+    });
+    nodes.stop_all();
+    let out = intelmesh(&["audit", "verify", "--config", &config]);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    // Bad arguments are refused with a usage error, moving nothing.
+    let kept = files();
+    let out = intelmesh(&["audit", "archive", "--config", &config]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let out = intelmesh(&[
+        "audit",
+        "archive",
+        "--config",
+        &config,
+        "--to",
+        &archive_arg,
+        "--keep-files",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let out = intelmesh(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert_eq!(files(), kept);
+}

@@ -13,6 +13,7 @@
 //! changes something waits until its record is written to the OS ([`Begun::changing`]), so a
 //! killed process never answered a publication its trail does not show.
 
+pub mod archive;
 pub mod trail;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! The trail's files in `DATA_DIR/audit`: `trail-NNNNNN.jsonl` (appended, rotated by size),
-//! `head` (the last durable seq and hash, replaced atomically after each fsync) and `key` (the
-//! node's random audit key, 0600, never logged). Writing (`Trail`, on blocking threads only)
+//! `head` (the last durable seq and hash, replaced atomically after each fsync), `key` (the
+//! node's random audit key, 0600, never logged) and, once its earliest files were archived
+//! (`super::archive`), `start` (where the trail kept begins). Writing (`Trail`, on blocking threads only)
 //! and reading back with the chain check (`read`, for `intelmesh audit` and tests; read-only,
 //! safe while the node writes).
 
@@ -10,7 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use intelmesh_audit::{
-    file_name, file_number, parse_line, seal, AuditKey, Break, Call, Checker, Head, Record,
+    file_name, file_number, parse_line, seal, AuditKey, Break, Call, Checker, Head, Record, Start,
     Summary, KEY_LEN,
 };
 
@@ -18,6 +19,8 @@ use intelmesh_audit::{
 pub const HEAD_FILE: &str = "head";
 /// The audit key's file name in the audit directory.
 pub const KEY_FILE: &str = "key";
+/// The start's file name in the audit directory ([`Start`]).
+pub const START_FILE: &str = "start";
 
 /// Why the trail cannot be opened or read.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,18 @@ pub fn read_head(dir: &Path) -> Result<Option<Head>, TrailError> {
     }
 }
 
+/// The start file, `None` if there is none (the trail begins at its first file).
+pub fn read_start(dir: &Path) -> Result<Option<Start>, TrailError> {
+    let path = dir.join(START_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Start::decode(&text)
+            .map(Some)
+            .map_err(|why| TrailError::Bad { path, why }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
 /// The trail files in `dir`, by number.
 pub fn trail_files(dir: &Path) -> Result<Vec<u64>, TrailError> {
     let mut numbers = Vec::new();
@@ -104,8 +119,11 @@ pub fn trail_files(dir: &Path) -> Result<Vec<u64>, TrailError> {
 pub fn read(dir: &Path, mut each: impl FnMut(&Record)) -> Result<Summary, TrailError> {
     // The head first: what the trail holds later is never behind it.
     let head = read_head(dir)?;
-    let mut checker = Checker::new(head);
-    for n in trail_files(dir)? {
+    let start = read_start(dir)?;
+    let mut checker = Checker::starting(head, start);
+    // Files before the start are copies an interrupted archive has yet to remove.
+    let kept = trail_files(dir)?.into_iter();
+    for n in kept.filter(|n| start.is_none_or(|s| *n >= s.file)) {
         checker.file(n)?;
         let path = dir.join(file_name(n));
         let mut reader = BufReader::new(File::open(&path).map_err(io(&path))?);
