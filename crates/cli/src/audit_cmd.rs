@@ -28,6 +28,10 @@ enum AuditCmd {
     Verify {
         #[command(flatten)]
         trail: TrailArgs,
+        /// The archive the trail's earliest files went to: checked too, and that it ends
+        /// where the trail begins (a trail's `start` alone proves nothing of what it cut).
+        #[arg(long, requires = "config")]
+        archive: Option<PathBuf>,
     },
     /// Move the trail's earliest files into an archive directory (to keep or take to other
     /// storage); both the archive and the trail kept check on their own, and the trail kept
@@ -100,7 +104,7 @@ fn when(s: &str) -> Result<i64, String> {
 
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.which {
-        Some(AuditCmd::Verify { trail }) => verify(&trail),
+        Some(AuditCmd::Verify { trail, archive }) => verify(&trail, archive.as_deref()),
         Some(AuditCmd::Archive {
             config,
             to,
@@ -126,17 +130,48 @@ fn trail_dir(config: &std::path::Path) -> anyhow::Result<PathBuf> {
 fn dir_of_args(t: &TrailArgs) -> anyhow::Result<PathBuf> {
     match (&t.config, &t.dir) {
         (Some(config), _) => trail_dir(config),
-        (None, Some(dir)) if dir.is_dir() => Ok(dir.clone()),
-        (None, Some(dir)) => Err(usage(format!("{}: no such directory", dir.display()))),
+        (None, Some(dir)) => trail_in(dir),
         (None, None) => Err(usage(
             "--config: give the node's config file (or --dir, an archive's directory)",
         )),
     }
 }
 
-fn verify(t: &TrailArgs) -> anyhow::Result<ExitCode> {
+/// `dir` if it holds a trail (a head or a trail file): an archive's directory.
+fn trail_in(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let holds_one = (trail::read_head(dir).ok().flatten().is_some())
+        || trail::trail_files(dir).is_ok_and(|f| !f.is_empty());
+    match holds_one {
+        true => Ok(dir.to_path_buf()),
+        false => Err(usage(format!(
+            "{}: no audit trail there (no head, no trail-NNNNNN.jsonl)",
+            dir.display()
+        ))),
+    }
+}
+
+fn verify(t: &TrailArgs, archive: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     let dir = dir_of_args(t)?;
+    let archived = match archive {
+        None => None,
+        Some(a) => match trail::read(&trail_in(a)?, |_| {}) {
+            Ok(s) => Some(s.last),
+            Err(e) => {
+                eprintln!("audit archive BROKEN in {}: {e}", a.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+    };
     match trail::read(&dir, |_| {}) {
+        Ok(s) if archived.is_some() && archived != s.start.map(|s| s.after) => {
+            eprintln!(
+                "audit trail BROKEN in {}: the archive ends at seq {}, but the trail begins after {}",
+                dir.display(),
+                archived.map_or(0, |a| a.seq),
+                s.start.map_or("nothing (it was never archived)".to_string(), |s| format!("seq {}", s.after.seq))
+            );
+            Ok(ExitCode::FAILURE)
+        }
         Ok(s) => {
             let begins = match s.start {
                 None => String::new(),
@@ -147,8 +182,12 @@ fn verify(t: &TrailArgs) -> anyhow::Result<ExitCode> {
                     hex::encode(start.after.hash)
                 ),
             };
+            let joined = match archived {
+                Some(_) => "; the archive checks out and ends where it begins",
+                None => "",
+            };
             out!(
-                "audit trail OK: {} records in {} files{begins}, last seq {} hash {}",
+                "audit trail OK: {} records in {} files{begins}, last seq {} hash {}{joined}",
                 s.records,
                 s.files,
                 s.last.seq,

@@ -122,20 +122,30 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
         (files().len() >= 3).then_some(())
     });
 
-    // While the node runs.
+    // While the node runs. A file moves once the next one's first record is durable (the
+    // node syncs its trail within a second): until then there is nothing to archive.
     let archive = dir.path().join("archive");
     let archive_arg = archive.display().to_string();
-    let out = intelmesh(&[
+    let run_archive = [
         "audit",
         "archive",
         "--config",
         &config,
         "--to",
         &archive_arg,
-    ]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.starts_with("archived "), "{stdout}");
+    ];
+    wait_until("a file can be archived", || {
+        let out = intelmesh(&run_archive);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        match stdout.starts_with("archived ") {
+            true => Some(()),
+            false => {
+                assert!(stdout.starts_with("nothing to archive"), "{stdout}");
+                None
+            }
+        }
+    });
     assert!(!files().contains(&1), "the first file moved: {:?}", files());
     assert!(archive.join("trail-000001.jsonl").exists());
 
@@ -147,6 +157,19 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.starts_with("audit trail OK: "), "{stdout}");
+    // Together: the archive ends where the trail kept begins.
+    let both = [
+        "audit",
+        "verify",
+        "--config",
+        &config,
+        "--archive",
+        &archive_arg,
+    ];
+    let out = intelmesh(&both);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("ends where it begins"), "{stdout}");
 
     // The first lookup is found in the archive (by the archived key), not in the trail kept.
     let first = "198.51.100.1";
@@ -155,6 +178,7 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let out = intelmesh(&["audit", "--config", &config, "--value", first]);
+    assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(text(&out).0, "", "archived, so not in the trail kept");
 
     // The node chains on after the archive.
@@ -184,5 +208,37 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     let out = intelmesh(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let empty_arg = empty.display().to_string();
+    let out = intelmesh(&["audit", "verify", "--dir", &empty_arg]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no trail there: {:?}",
+        text(&out)
+    );
+    let out = intelmesh(&[
+        "audit",
+        "verify",
+        "--config",
+        &config,
+        "--archive",
+        &empty_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    // A trail that is not where this one's earliest files went: the join does not hold.
+    let trail_arg = trail.display().to_string();
+    let out = intelmesh(&[
+        "audit",
+        "verify",
+        "--config",
+        &config,
+        "--archive",
+        &trail_arg,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("the archive ends at seq"), "{stderr}");
     assert_eq!(files(), kept);
 }

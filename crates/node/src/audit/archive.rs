@@ -4,19 +4,28 @@
 //! own if the trail had one) that ends at the last record moved, and the trail kept begins
 //! after that record (its `start`).
 //!
-//! Run beside the node: only files before the last one holding a record move, and the node
-//! writes only the last. Each step is durable before the next, so an interrupted archive
-//! leaves both parts checking: the files are copied and the archive checked before the kept
-//! trail's `start` is written, and the copies left in the trail after that are removed by the
-//! next run (and skipped by every read meanwhile).
+//! Run beside the node: a file moves only if it comes before the last file holding a record
+//! (the node writes only the last) and the next file's first record is durable (in the trail's
+//! head), so a power loss never leaves the trail kept without a record its head names. Nothing
+//! is removed before the trail has checked out, and each step is durable before the next:
+//! the files are copied and the archive checked before the trail kept gets its `start`, and
+//! only then are the files removed. A run stopped anywhere is finished by the next into the
+//! same archive (copies there of files still in the trail are made again, copies left in the
+//! trail of files archived are removed once found identical in the archive).
+//!
+//! A `start` is no proof: whoever can write the audit directory can cut the trail's first
+//! records and write one (as they could rewrite the whole trail, which only a last hash kept
+//! elsewhere shows). The archive is: `intelmesh audit verify --archive DIR` checks that it
+//! ends where the trail kept begins.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use intelmesh_audit::{file_name, parse_line, Head, Start};
+use intelmesh_audit::{file_name, parse_line, Checker, Head, Start};
 
 use super::trail::{
-    read, read_head, read_start, trail_files, TrailError, HEAD_FILE, KEY_FILE, START_FILE,
+    check_files, read, read_head, read_start, trail_files, TrailError, HEAD_FILE, KEY_FILE,
+    START_FILE,
 };
 use crate::durable;
 
@@ -55,26 +64,27 @@ pub enum ArchiveError {
 
 /// Moves the files of the trail in `dir` that come before its last `keep_files` (at least one)
 /// and before the last file holding a record into the archive `to`, which must be empty or
-/// hold this trail's files up to the first moved. `None` when nothing is to move.
+/// hold this trail's files up to the first moved. `None` when nothing is to move (copies an
+/// interrupted run left in the trail are removed then too).
 pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archived>, ArchiveError> {
-    let start = read_start(dir)?;
-    // Copies an interrupted run left: archived already (the start is written after them).
-    for n in trail_files(dir)? {
-        if start.is_some_and(|s| n < s.file) {
-            durable::remove(&dir.join(file_name(n)))?;
-        }
-    }
     read(dir, |_| {}).map_err(|source| ArchiveError::Broken {
         dir: dir.to_path_buf(),
         source: Box::new(source),
     })?;
-    let numbers = trail_files(dir)?;
-    let last_held = last_holding_a_record(dir, &numbers)?;
-    let movable: Vec<u64> = numbers[..numbers.len().saturating_sub(keep_files.max(1))]
-        .iter()
-        .copied()
-        .filter(|n| last_held.is_some_and(|l| *n < l))
-        .collect();
+    let (start, head) = (read_start(dir)?, read_head(dir)?);
+    let (left, numbers): (Vec<u64>, Vec<u64>) = trail_files(dir)?
+        .into_iter()
+        .partition(|n| start.is_some_and(|s| *n < s.file));
+    let movable = movable(dir, &numbers, head, keep_files)?;
+    if movable.is_empty() && left.is_empty() {
+        return Ok(None);
+    }
+    let first_of_trail = numbers.first().copied().or(start.map(|s| s.file));
+    prepare(to, dir, start, first_of_trail.unwrap_or(1))?;
+    // Copies an interrupted run left in the trail: in the archive as they are (`prepare`).
+    for n in left {
+        durable::remove(&dir.join(file_name(n)))?;
+    }
     let Some(&last_moved) = movable.last() else {
         return Ok(None);
     };
@@ -83,7 +93,6 @@ pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archiv
         file: first_kept,
         after: before_first_record(&dir.join(file_name(first_kept)))?,
     };
-    prepare(to, dir, start, movable[0])?;
     for &n in &movable {
         let bytes = std::fs::read(dir.join(file_name(n))).map_err(io(dir, n))?;
         durable::replace(&to.join(file_name(n)), &bytes, 0o600)?;
@@ -93,21 +102,19 @@ pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archiv
         new_start.after.encode().as_bytes(),
         0o600,
     )?;
-    let archived = read(to, |_| {}).map_err(|source| ArchiveError::CopyBroken {
+    let copy_broken = |source| ArchiveError::CopyBroken {
         to: to.to_path_buf(),
         source: Box::new(source),
-    })?;
+    };
+    let archived = read(to, |_| {}).map_err(copy_broken)?;
     if archived.last != new_start.after {
-        return Err(ArchiveError::CopyBroken {
-            to: to.to_path_buf(),
-            source: Box::new(TrailError::Bad {
-                path: to.join(HEAD_FILE),
-                why: format!(
-                    "the archive ends at seq {}, the trail kept begins after seq {}",
-                    archived.last.seq, new_start.after.seq
-                ),
-            }),
-        });
+        return Err(copy_broken(TrailError::Bad {
+            path: to.join(HEAD_FILE),
+            why: format!(
+                "the archive ends at seq {}, the trail kept begins after seq {}",
+                archived.last.seq, new_start.after.seq
+            ),
+        }));
     }
     durable::replace(&dir.join(START_FILE), new_start.encode().as_bytes(), 0o600)?;
     for &n in &movable {
@@ -119,9 +126,40 @@ pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archiv
     }))
 }
 
+/// The files of `numbers` (the trail's, in order) that may move: before its last `keep_files`
+/// and the last holding a record, each followed by a file whose first record the durable
+/// `head` covers.
+fn movable(
+    dir: &Path,
+    numbers: &[u64],
+    head: Option<Head>,
+    keep_files: usize,
+) -> Result<Vec<u64>, TrailError> {
+    let last_held = last_holding_a_record(dir, numbers)?;
+    let candidates = &numbers[..numbers.len().saturating_sub(keep_files.max(1))];
+    let mut out = Vec::new();
+    for (i, &n) in candidates.iter().enumerate() {
+        let Some(&next) = numbers.get(i + 1) else {
+            break;
+        };
+        if last_held.is_none_or(|l| n >= l) {
+            break;
+        }
+        let first_of_next = before_first_record(&dir.join(file_name(next)))?.seq + 1;
+        if head.is_none_or(|h| first_of_next > h.seq) {
+            break;
+        }
+        out.push(n);
+    }
+    Ok(out)
+}
+
 /// Readies `to` for the files from `first_moved` on of the trail in `dir` (which begins where
 /// `start` says): created (0700) with the trail's key and start if new, else checked to hold
-/// this trail up to just before them.
+/// this trail up to just before them. Copies there of `first_moved` and later files (an
+/// interrupted run's) must be the trail's files as they are: they are removed, to be made
+/// again. Copies left in the trail of files before its start must be in the archive as they
+/// are.
 fn prepare(
     to: &Path,
     dir: &Path,
@@ -132,10 +170,12 @@ fn prepare(
         to: to.to_path_buf(),
         why,
     };
-    std::fs::create_dir_all(to).map_err(|e| refuse(e.to_string()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))
+    if !to.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(to)
             .map_err(|e| refuse(e.to_string()))?;
     }
     let key = std::fs::read(dir.join(KEY_FILE)).map_err(|e| refuse(format!("{KEY_FILE}: {e}")))?;
@@ -151,34 +191,74 @@ fn prepare(
         }
         Err(e) => return Err(refuse(format!("{KEY_FILE}: {e}"))),
     }
-    let theirs = trail_files(to)?;
-    let Some(&last) = theirs.last() else {
-        // A new archive begins where the trail did.
-        if let Some(start) = start {
-            durable::replace(&to.join(START_FILE), start.encode().as_bytes(), 0o600)?;
+    let (before, copies): (Vec<u64>, Vec<u64>) =
+        trail_files(to)?.into_iter().partition(|n| *n < first_moved);
+    for n in trail_files(dir)?.into_iter().filter(|n| *n < first_moved) {
+        if !same_file(dir, to, n)? {
+            return Err(refuse(format!(
+                "{} was archived (the trail begins after it) but is not in this archive as it                  is in the trail: give the archive the earlier run went to",
+                file_name(n)
+            )));
         }
-        return Ok(());
+    }
+    for &n in &copies {
+        if !same_file(dir, to, n)? {
+            return Err(refuse(format!(
+                "it holds a {} other than the trail's",
+                file_name(n)
+            )));
+        }
+    }
+    let Some(&last) = before.last() else {
+        // A new archive (or one an interrupted first run began) begins where the trail did.
+        match start {
+            Some(start) => {
+                durable::replace(&to.join(START_FILE), start.encode().as_bytes(), 0o600)?
+            }
+            None => durable::remove(&to.join(START_FILE))?,
+        }
+        return remove_copies(to, &copies);
     };
-    // Checked whole before anything is added to it: a damaged archive is not written on.
-    read(to, |_| {}).map_err(|e| refuse(format!("it does not check out ({e})")))?;
-    if last + 1 != first_moved {
+    let Some(begins) = start.filter(|_| last + 1 == first_moved) else {
         return Err(refuse(format!(
-            "its last file is {}, and the first to move is {}: give the archive this trail's \
-             files went to before, or an empty directory",
+            "it ends with {}, and the trail kept begins with {}: give the archive this trail's              files went to before, or an empty directory",
             file_name(last),
             file_name(first_moved)
         )));
-    }
-    let ends_at = read_head(to)?;
-    let begins_after = start.map(|s| s.after);
-    if ends_at != begins_after {
-        return Err(refuse(format!(
-            "it ends at seq {}, and the trail kept begins after seq {}",
-            ends_at.map_or(0, |h| h.seq),
-            begins_after.map_or(0, |h| h.seq)
-        )));
+    };
+    // Its files before the trail kept must check out and end where the trail kept begins (its
+    // head may be an interrupted run's, past them).
+    let mut checker = Checker::starting(Some(begins.after), read_start(to)?);
+    check_files(to, &before, &mut checker, &mut |_| {})
+        .and_then(|()| checker.finish().map_err(TrailError::from))
+        .map_err(|e| refuse(format!("it does not check out ({e})")))
+        .and_then(|archived| match archived.last == begins.after {
+            true => Ok(()),
+            false => Err(refuse(format!(
+                "it ends at seq {}, and the trail kept begins after seq {}",
+                archived.last.seq, begins.after.seq
+            ))),
+        })?;
+    remove_copies(to, &copies)
+}
+
+/// Removes the archive's copies of files still in the trail (made again after).
+fn remove_copies(to: &Path, copies: &[u64]) -> Result<(), ArchiveError> {
+    for &n in copies {
+        durable::remove(&to.join(file_name(n)))?;
     }
     Ok(())
+}
+
+/// Whether file `n` holds the same bytes in `dir` and in `to` (absent from `to`: no).
+fn same_file(dir: &Path, to: &Path, n: u64) -> Result<bool, TrailError> {
+    let theirs = match std::fs::read(to.join(file_name(n))) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(to, n)(e)),
+    };
+    let ours = std::fs::read(dir.join(file_name(n))).map_err(io(dir, n))?;
+    Ok(theirs == ours)
 }
 
 /// The last of `numbers` whose file holds a whole record (a line ended by its newline).

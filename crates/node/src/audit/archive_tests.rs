@@ -118,14 +118,29 @@ fn a_broken_trail_or_a_foreign_archive_moves_nothing() {
     assert_eq!(trail_files(&dir).unwrap(), files);
     assert_eq!(read_start(&dir).unwrap(), None);
 
-    // An archive that does not end where this trail begins (its files removed since).
+    // An archive that does not end where this trail begins: a later run went elsewhere.
     let fresh = tmp.path().join("fresh");
-    let moved = archive(&dir, &fresh, 2).unwrap().expect("files to move");
-    std::fs::remove_file(fresh.join(file_name(moved.files[0]))).unwrap();
+    archive(&dir, &fresh, 3).unwrap().expect("files to move");
     write(&dir, 9, 13);
+    archive(&dir, &tmp.path().join("later"), 2)
+        .unwrap()
+        .expect("files to move");
     let kept = trail_files(&dir).unwrap();
     let err = archive(&dir, &fresh, 1).unwrap_err();
-    assert!(matches!(err, ArchiveError::NotThisArchive { .. }), "{err}");
+    assert!(
+        matches!(&err, ArchiveError::NotThisArchive { why, .. } if why.contains("ends with")),
+        "{err}"
+    );
+    assert_eq!(trail_files(&dir).unwrap(), kept);
+    // An archive damaged since (its first file removed): not written on.
+    let later = tmp.path().join("later");
+    let first = trail_files(&later).unwrap()[0];
+    std::fs::remove_file(later.join(file_name(first))).unwrap();
+    let err = archive(&dir, &later, 1).unwrap_err();
+    assert!(
+        matches!(&err, ArchiveError::NotThisArchive { why, .. } if why.contains("does not check out")),
+        "{err}"
+    );
     assert_eq!(trail_files(&dir).unwrap(), kept);
 
     // A record edited in the trail: nothing moves, the files stay as evidence.
@@ -136,4 +151,85 @@ fn a_broken_trail_or_a_foreign_archive_moves_nothing() {
     assert!(matches!(err, ArchiveError::Broken { .. }), "{err}");
     assert_eq!(trail_files(&dir).unwrap(), kept);
     assert!(!tmp.path().join("third").exists());
+}
+
+#[test]
+fn an_archive_stopped_before_the_trails_start_is_made_again_by_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, to) = (tmp.path().join("audit"), tmp.path().join("archive"));
+    write(&dir, 1, 9);
+    let files = trail_files(&dir).unwrap();
+    // As if a first run stopped after copying (and writing the archive's head), before the
+    // trail's start: the copies and a head are there, the trail is whole.
+    archive(&dir, &to, 1).unwrap().expect("files to move");
+    for n in &files {
+        if !dir.join(file_name(*n)).exists() {
+            std::fs::copy(to.join(file_name(*n)), dir.join(file_name(*n))).unwrap();
+        }
+    }
+    std::fs::remove_file(dir.join(super::super::trail::START_FILE)).unwrap();
+    assert_eq!(trail_files(&dir).unwrap(), files);
+    write(&dir, 9, 13);
+    let moved = archive(&dir, &to, 1).unwrap().expect("files to move");
+    assert_eq!(moved.files[0], 1);
+    let (archived, kept) = (seqs(&to), seqs(&dir));
+    assert_eq!(
+        archived.iter().chain(&kept).copied().collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<u64>>()
+    );
+}
+
+#[test]
+fn copies_left_in_the_trail_go_only_if_the_archive_holds_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, to) = (tmp.path().join("audit"), tmp.path().join("archive"));
+    write(&dir, 1, 9);
+    let moved = archive(&dir, &to, 1).unwrap().expect("files to move");
+    for n in &moved.files {
+        std::fs::copy(to.join(file_name(*n)), dir.join(file_name(*n))).unwrap();
+    }
+    // Another directory: it does not hold them, so they stay.
+    let elsewhere = tmp.path().join("elsewhere");
+    let err = archive(&dir, &elsewhere, 1).unwrap_err();
+    assert!(matches!(err, ArchiveError::NotThisArchive { .. }), "{err}");
+    for n in &moved.files {
+        assert!(dir.join(file_name(*n)).exists(), "{n} kept");
+    }
+    // A start naming a file past every file: every file is a "copy left", and none goes.
+    let start_path = dir.join(super::super::trail::START_FILE);
+    let far = intelmesh_audit::Start {
+        file: 999_999,
+        ..moved.start
+    };
+    let real = std::fs::read(&start_path).unwrap();
+    std::fs::write(&start_path, far.encode()).unwrap();
+    let all = trail_files(&dir).unwrap();
+    assert!(archive(&dir, &elsewhere, 1).is_err());
+    assert_eq!(trail_files(&dir).unwrap(), all, "nothing removed");
+    std::fs::write(&start_path, real).unwrap();
+    // The archive they went to: removed, and nothing else to move.
+    assert_eq!(archive(&dir, &to, 1).unwrap(), None);
+    for n in &moved.files {
+        assert!(!dir.join(file_name(*n)).exists(), "{n} removed");
+    }
+    assert_eq!(seqs(&dir).first().copied(), Some(moved.start.after.seq + 1));
+}
+
+#[test]
+fn only_files_before_a_durable_record_move() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, to) = (tmp.path().join("audit"), tmp.path().join("archive"));
+    write(&dir, 1, 5);
+    let durable_files = trail_files(&dir).unwrap();
+    // Written to the OS, not synced: the head stays at seq 4.
+    let mut t = Trail::open(&dir, 600).unwrap();
+    t.append(&(5..13).map(call).collect::<Vec<_>>()).unwrap();
+    drop(t);
+    assert_eq!(read_head(&dir).unwrap().map(|h| h.seq), Some(4));
+    let all = trail_files(&dir).unwrap();
+    assert!(all.len() > durable_files.len() + 1, "{all:?}");
+    let moved = archive(&dir, &to, 1).unwrap().expect("files to move");
+    // The first file kept begins with a record the head covers.
+    assert!(moved.start.after.seq < 4, "{moved:?}");
+    assert!(moved.files.len() < all.len() - 1, "{moved:?} of {all:?}");
 }

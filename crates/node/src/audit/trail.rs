@@ -122,8 +122,22 @@ pub fn read(dir: &Path, mut each: impl FnMut(&Record)) -> Result<Summary, TrailE
     let start = read_start(dir)?;
     let mut checker = Checker::starting(head, start);
     // Files before the start are copies an interrupted archive has yet to remove.
-    let kept = trail_files(dir)?.into_iter();
-    for n in kept.filter(|n| start.is_none_or(|s| *n >= s.file)) {
+    let kept: Vec<u64> = trail_files(dir)?
+        .into_iter()
+        .filter(|n| start.is_none_or(|s| *n >= s.file))
+        .collect();
+    check_files(dir, &kept, &mut checker, &mut each)?;
+    Ok(checker.finish()?)
+}
+
+/// Feeds the files `numbers` of `dir` to `checker`, line by line, each record to `each`.
+pub(crate) fn check_files(
+    dir: &Path,
+    numbers: &[u64],
+    checker: &mut Checker,
+    each: &mut impl FnMut(&Record),
+) -> Result<(), TrailError> {
+    for &n in numbers {
         checker.file(n)?;
         let path = dir.join(file_name(n));
         let mut reader = BufReader::new(File::open(&path).map_err(io(&path))?);
@@ -142,7 +156,7 @@ pub fn read(dir: &Path, mut each: impl FnMut(&Record)) -> Result<Summary, TrailE
             each(&checker.line(number, &text)?);
         }
     }
-    Ok(checker.finish()?)
+    Ok(())
 }
 
 /// The last complete record of the trail's last non-empty file, cutting off a torn last line
