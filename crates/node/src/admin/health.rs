@@ -8,14 +8,16 @@ use intelmesh_core::OrgId;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
 
-use super::proposals::current_roster as current;
 use super::AdminError;
 use crate::state::{header_of, NodeState};
 
 const DAY_MS: i64 = 86_400_000;
 
 pub fn federation_status(state: &NodeState) -> Result<pb::FederationStatusResponse, AdminError> {
-    let roster = current(state)?;
+    // The version in force, as Status reports it: its keys taken in and its cut made. The
+    // version just followed may still be on its way there, and members reported under it
+    // (suspended, say) would show what is not in effect yet.
+    let roster = state.roster_in_force().ok_or(AdminError::NotFollowing)?;
     let now = intelmesh_core::now_unix_ms();
     let peers = state.peers.snapshot();
     let heads = state.store.heads()?;
