@@ -11,6 +11,7 @@ pub mod submission;
 pub mod view;
 mod watch_feed;
 mod watches;
+mod wider;
 
 #[cfg(test)]
 pub(crate) mod test_values;
