@@ -155,7 +155,7 @@ fn verify(t: &TrailArgs, archive: Option<&std::path::Path>) -> anyhow::Result<Ex
     let archived = match archive {
         None => None,
         Some(a) => match trail::read(&trail_in(a)?, |_| {}) {
-            Ok(s) => Some(s.last),
+            Ok(s) => Some((s.last, s.start)),
             Err(e) => {
                 eprintln!("audit archive BROKEN in {}: {e}", a.display());
                 return Ok(ExitCode::FAILURE);
@@ -163,11 +163,11 @@ fn verify(t: &TrailArgs, archive: Option<&std::path::Path>) -> anyhow::Result<Ex
         },
     };
     match trail::read(&dir, |_| {}) {
-        Ok(s) if archived.is_some() && archived != s.start.map(|s| s.after) => {
+        Ok(s) if archived.is_some() && archived.map(|a| a.0) != s.start.map(|s| s.after) => {
             eprintln!(
                 "audit trail BROKEN in {}: the archive ends at seq {}, but the trail begins after {}",
                 dir.display(),
-                archived.map_or(0, |a| a.seq),
+                archived.map_or(0, |a| a.0.seq),
                 s.start.map_or("nothing (it was never archived)".to_string(), |s| format!("seq {}", s.after.seq))
             );
             Ok(ExitCode::FAILURE)
@@ -183,8 +183,13 @@ fn verify(t: &TrailArgs, archive: Option<&std::path::Path>) -> anyhow::Result<Ex
                 ),
             };
             let joined = match archived {
-                Some(_) => "; the archive checks out and ends where it begins",
-                None => "",
+                None => String::new(),
+                Some((_, None)) => "; the archive checks out and ends where it begins".into(),
+                // An archive made after an earlier one went elsewhere: that one holds the rest.
+                Some((_, Some(own))) => format!(
+                    "; the archive checks out and ends where it begins, and itself begins after seq {} (an earlier archive holds those)",
+                    own.after.seq
+                ),
             };
             out!(
                 "audit trail OK: {} records in {} files{begins}, last seq {} hash {}{joined}",

@@ -67,6 +67,14 @@ pub enum ArchiveError {
 /// hold this trail's files up to the first moved. `None` when nothing is to move (copies an
 /// interrupted run left in the trail are removed then too).
 pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archived>, ArchiveError> {
+    // One run at a time: two would each take the other's copies for an interrupted run's.
+    let _running = lock_exclusive(dir)?;
+    if same_directory(dir, to) {
+        return Err(ArchiveError::NotThisArchive {
+            to: to.to_path_buf(),
+            why: "it is the trail's own directory: give another".into(),
+        });
+    }
     read(dir, |_| {}).map_err(|source| ArchiveError::Broken {
         dir: dir.to_path_buf(),
         source: Box::new(source),
@@ -75,12 +83,27 @@ pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archiv
     let (left, numbers): (Vec<u64>, Vec<u64>) = trail_files(dir)?
         .into_iter()
         .partition(|n| start.is_some_and(|s| *n < s.file));
+    if numbers.is_empty() && !left.is_empty() {
+        // A start past every file: the node could not open a trail with none left.
+        return Err(ArchiveError::Broken {
+            dir: dir.to_path_buf(),
+            source: Box::new(TrailError::Bad {
+                path: dir.join(START_FILE),
+                why: "it names a file after every file of the trail".into(),
+            }),
+        });
+    }
     let movable = movable(dir, &numbers, head, keep_files)?;
     if movable.is_empty() && left.is_empty() {
         return Ok(None);
     }
     let first_of_trail = numbers.first().copied().or(start.map(|s| s.file));
-    prepare(to, dir, start, first_of_trail.unwrap_or(1))?;
+    prepare(
+        to,
+        dir,
+        start,
+        (first_of_trail.unwrap_or(1), movable.last().copied()),
+    )?;
     // Copies an interrupted run left in the trail: in the archive as they are (`prepare`).
     for n in left {
         durable::remove(&dir.join(file_name(n)))?;
@@ -157,14 +180,14 @@ fn movable(
 /// Readies `to` for the files from `first_moved` on of the trail in `dir` (which begins where
 /// `start` says): created (0700) with the trail's key and start if new, else checked to hold
 /// this trail up to just before them. Copies there of `first_moved` and later files (an
-/// interrupted run's) must be the trail's files as they are: they are removed, to be made
-/// again. Copies left in the trail of files before its start must be in the archive as they
-/// are.
+/// interrupted run's) must be the trail's files as they are: those up to `last_moved` stay (to
+/// be written again, the same), those past it are removed. Copies left in the trail of files
+/// before its start must be in the archive as they are.
 fn prepare(
     to: &Path,
     dir: &Path,
     start: Option<Start>,
-    first_moved: u64,
+    (first_moved, last_moved): (u64, Option<u64>),
 ) -> Result<(), ArchiveError> {
     let refuse = |why: String| ArchiveError::NotThisArchive {
         to: to.to_path_buf(),
@@ -177,6 +200,13 @@ fn prepare(
             .mode(0o700)
             .create(to)
             .map_err(|e| refuse(e.to_string()))?;
+        // Its name durable before files in it are relied on.
+        durable::sync_parent(to)?;
+    }
+    // Again once it exists: a path through a directory that did not exist yet (`new/..`) is
+    // only known once made.
+    if same_directory(dir, to) {
+        return Err(refuse("it is the trail's own directory: give another".into()));
     }
     let key = std::fs::read(dir.join(KEY_FILE)).map_err(|e| refuse(format!("{KEY_FILE}: {e}")))?;
     match std::fs::read(to.join(KEY_FILE)) {
@@ -196,7 +226,8 @@ fn prepare(
     for n in trail_files(dir)?.into_iter().filter(|n| *n < first_moved) {
         if !same_file(dir, to, n)? {
             return Err(refuse(format!(
-                "{} was archived (the trail begins after it) but is not in this archive as it                  is in the trail: give the archive the earlier run went to",
+                "{} was archived (the trail begins after it) but is not in this archive as it \
+                 is in the trail: give the archive the earlier run went to",
                 file_name(n)
             )));
         }
@@ -217,11 +248,12 @@ fn prepare(
             }
             None => durable::remove(&to.join(START_FILE))?,
         }
-        return remove_copies(to, &copies);
+        return remove_copies(to, &copies, last_moved);
     };
     let Some(begins) = start.filter(|_| last + 1 == first_moved) else {
         return Err(refuse(format!(
-            "it ends with {}, and the trail kept begins with {}: give the archive this trail's              files went to before, or an empty directory",
+            "it ends with {}, and the trail kept begins with {}: give the archive this trail's \
+             files went to before, or an empty directory",
             file_name(last),
             file_name(first_moved)
         )));
@@ -239,15 +271,44 @@ fn prepare(
                 archived.last.seq, begins.after.seq
             ))),
         })?;
-    remove_copies(to, &copies)
+    remove_copies(to, &copies, last_moved)
 }
 
-/// Removes the archive's copies of files still in the trail (made again after).
-fn remove_copies(to: &Path, copies: &[u64]) -> Result<(), ArchiveError> {
-    for &n in copies {
+/// Removes the archive's copies of files still in the trail that this run does not move (a
+/// stopped run may have moved more); those it moves are written again, the same.
+fn remove_copies(to: &Path, copies: &[u64], last_moved: Option<u64>) -> Result<(), ArchiveError> {
+    for &n in copies.iter().filter(|n| last_moved.is_none_or(|l| **n > l)) {
         durable::remove(&to.join(file_name(n)))?;
     }
     Ok(())
+}
+
+/// An exclusive lock on the trail's directory for one archive run, released when dropped;
+/// refused at once if another run holds it.
+fn lock_exclusive(dir: &Path) -> Result<std::fs::File, ArchiveError> {
+    use std::os::fd::AsRawFd;
+    let handle = std::fs::File::open(dir).map_err(|source| TrailError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: flock on a descriptor this function owns, open for the call.
+    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(ArchiveError::NotThisArchive {
+            to: dir.to_path_buf(),
+            why: "another `intelmesh audit archive` is running on this trail".into(),
+        });
+    }
+    Ok(handle)
+}
+
+/// Whether `a` and `b` name one directory (by device and inode: the same path written
+/// otherwise, or a link to it).
+fn same_directory(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Whether file `n` holds the same bytes in `dir` and in `to` (absent from `to`: no).

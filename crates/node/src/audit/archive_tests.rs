@@ -233,3 +233,30 @@ fn only_files_before_a_durable_record_move() {
     assert!(moved.start.after.seq < 4, "{moved:?}");
     assert!(moved.files.len() < all.len() - 1, "{moved:?} of {all:?}");
 }
+
+#[test]
+fn the_trails_own_directory_or_a_second_run_at_once_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    write(&dir, 1, 9);
+    let files = trail_files(&dir).unwrap();
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let written_otherwise = tmp.path().join("x").join("..").join("audit");
+    for to in [dir.clone(), link, written_otherwise] {
+        let err = archive(&dir, &to, 1).unwrap_err();
+        assert!(
+            matches!(&err, ArchiveError::NotThisArchive { why, .. } if why.contains("own directory")),
+            "{}: {err}",
+            to.display()
+        );
+        assert_eq!(trail_files(&dir).unwrap(), files);
+    }
+    let to = tmp.path().join("archive");
+    let running = lock_exclusive(&dir).unwrap();
+    let err = archive(&dir, &to, 1).unwrap_err();
+    assert!(err.to_string().contains("another"), "{err}");
+    assert!(!to.exists());
+    drop(running);
+    assert!(archive(&dir, &to, 1).unwrap().is_some());
+}
