@@ -28,10 +28,12 @@ enum AuditCmd {
     Verify {
         #[command(flatten)]
         trail: TrailArgs,
-        /// The archive the trail's earliest files went to: checked too, and that it ends
-        /// where the trail begins (a trail's `start` alone proves nothing of what it cut).
+        /// An archive the trail's earliest files went to: checked too, and that it ends where
+        /// the trail begins (a trail's `start` alone proves nothing of what it cut). Give
+        /// several, oldest first, when runs went to different directories: each must end
+        /// where the next begins.
         #[arg(long, requires = "config")]
-        archive: Option<PathBuf>,
+        archive: Vec<PathBuf>,
     },
     /// Move the trail's earliest files into an archive directory (to keep or take to other
     /// storage); both the archive and the trail kept check on their own, and the trail kept
@@ -104,7 +106,7 @@ fn when(s: &str) -> Result<i64, String> {
 
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     match args.which {
-        Some(AuditCmd::Verify { trail, archive }) => verify(&trail, archive.as_deref()),
+        Some(AuditCmd::Verify { trail, archive }) => verify(&trail, &archive),
         Some(AuditCmd::Archive {
             config,
             to,
@@ -150,24 +152,38 @@ fn trail_in(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn verify(t: &TrailArgs, archive: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+fn verify(t: &TrailArgs, archives: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let dir = dir_of_args(t)?;
-    let archived = match archive {
-        None => None,
-        Some(a) => match trail::read(&trail_in(a)?, |_| {}) {
-            Ok(s) => Some((s.last, s.start)),
+    // The archives, oldest first: each checks out and begins where the one before ended.
+    let (mut first_begins, mut ended) = (None, None);
+    for (i, a) in archives.iter().enumerate() {
+        let s = match trail::read(&trail_in(a)?, |_| {}) {
+            Ok(s) => s,
             Err(e) => {
                 eprintln!("audit archive BROKEN in {}: {e}", a.display());
                 return Ok(ExitCode::FAILURE);
             }
-        },
-    };
-    match trail::read(&dir, |_| {}) {
-        Ok(s) if archived.is_some() && archived.map(|a| a.0) != s.start.map(|s| s.after) => {
+        };
+        let begins = s.start.map(|st| st.after);
+        if i == 0 {
+            first_begins = begins;
+        } else if begins != ended {
             eprintln!(
-                "audit trail BROKEN in {}: the archive ends at seq {}, but the trail begins after {}",
+                "audit archive BROKEN in {}: it begins after seq {}, but the archive before it ends at seq {}",
+                a.display(),
+                begins.map_or(0, |h| h.seq),
+                ended.map_or(0, |h: intelmesh_audit::Head| h.seq)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        ended = Some(s.last);
+    }
+    match trail::read(&dir, |_| {}) {
+        Ok(s) if !archives.is_empty() && ended != s.start.map(|s| s.after) => {
+            eprintln!(
+                "audit trail BROKEN in {}: the last archive ends at seq {}, but the trail begins after {}",
                 dir.display(),
-                archived.map_or(0, |a| a.0.seq),
+                ended.map_or(0, |h| h.seq),
                 s.start.map_or("nothing (it was never archived)".to_string(), |s| format!("seq {}", s.after.seq))
             );
             Ok(ExitCode::FAILURE)
@@ -182,13 +198,15 @@ fn verify(t: &TrailArgs, archive: Option<&std::path::Path>) -> anyhow::Result<Ex
                     hex::encode(start.after.hash)
                 ),
             };
-            let joined = match archived {
-                None => String::new(),
-                Some((_, None)) => "; the archive checks out and ends where it begins".into(),
-                // An archive made after an earlier one went elsewhere: that one holds the rest.
-                Some((_, Some(own))) => format!(
-                    "; the archive checks out and ends where it begins, and itself begins after seq {} (an earlier archive holds those)",
-                    own.after.seq
+            let joined = match (archives.len(), first_begins) {
+                (0, _) => String::new(),
+                (n, None) => format!(
+                    "; {n} archive(s) check out from seq 1, each ending where the next part begins"
+                ),
+                // Runs went to another directory before: that one holds the rest.
+                (n, Some(own)) => format!(
+                    "; {n} archive(s) check out, each ending where the next part begins, from seq {} (an earlier archive not given holds those before)",
+                    own.seq + 1
                 ),
             };
             out!(

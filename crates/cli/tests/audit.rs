@@ -169,7 +169,10 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
     let out = intelmesh(&both);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("ends where it begins"), "{stdout}");
+    assert!(
+        stdout.contains("1 archive(s) check out from seq 1"),
+        "{stdout}"
+    );
 
     // The first lookup is found in the archive (by the archived key), not in the trail kept.
     let first = "198.51.100.1";
@@ -187,9 +190,67 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
         let out = intelmesh(&["audit", "--config", &config, "--value", "198.51.100.9"]);
         (!text(&out).0.is_empty()).then_some(())
     });
+    // A later run into another directory: both archives, oldest first, then the trail join.
+    for i in 10..=17 {
+        look_up(&format!("198.51.100.{i}"));
+    }
+    let second = dir.path().join("archive-2");
+    let second_arg = second.display().to_string();
+    let run_second = ["audit", "archive", "--config", &config, "--to", &second_arg];
+    wait_until("a later file can be archived", || {
+        let out = intelmesh(&run_second);
+        assert!(out.status.success(), "{:?}", text(&out));
+        text(&out).0.starts_with("archived ").then_some(())
+    });
     nodes.stop_all();
     let out = intelmesh(&["audit", "verify", "--config", &config]);
     assert!(out.status.success(), "{:?}", text(&out));
+    let both = [
+        "audit",
+        "verify",
+        "--config",
+        &config,
+        "--archive",
+        &archive_arg,
+        "--archive",
+        &second_arg,
+    ];
+    let out = intelmesh(&both);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("2 archive(s) check out from seq 1"),
+        "{stdout}"
+    );
+    let only_second = [
+        "audit",
+        "verify",
+        "--config",
+        &config,
+        "--archive",
+        &second_arg,
+    ];
+    let out = intelmesh(&only_second);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("an earlier archive not given"), "{stdout}");
+    let reversed = [
+        "audit",
+        "verify",
+        "--config",
+        &config,
+        "--archive",
+        &second_arg,
+        "--archive",
+        &archive_arg,
+    ];
+    let out = intelmesh(&reversed);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("but the archive before it ends"),
+        "{stderr}"
+    );
 
     // Bad arguments are refused with a usage error, moving nothing.
     let kept = files();
@@ -239,6 +300,6 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
     ]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(stderr.contains("the archive ends at seq"), "{stderr}");
+    assert!(stderr.contains("the last archive ends at seq"), "{stderr}");
     assert_eq!(files(), kept);
 }

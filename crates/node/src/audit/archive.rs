@@ -206,7 +206,9 @@ fn prepare(
     // Again once it exists: a path through a directory that did not exist yet (`new/..`) is
     // only known once made.
     if same_directory(dir, to) {
-        return Err(refuse("it is the trail's own directory: give another".into()));
+        return Err(refuse(
+            "it is the trail's own directory: give another".into(),
+        ));
     }
     let key = std::fs::read(dir.join(KEY_FILE)).map_err(|e| refuse(format!("{KEY_FILE}: {e}")))?;
     match std::fs::read(to.join(KEY_FILE)) {
