@@ -190,16 +190,18 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
         let out = intelmesh(&["audit", "--config", &config, "--value", "198.51.100.9"]);
         (!text(&out).0.is_empty()).then_some(())
     });
-    // A later run into another directory: both archives, oldest first, then the trail join.
-    for i in 10..=17 {
-        look_up(&format!("198.51.100.{i}"));
-    }
+    // A later run into another directory, as deploy/'s systemd unit runs it: both archives,
+    // oldest first, then the trail join.
     let second = dir.path().join("archive-2");
     let second_arg = second.display().to_string();
-    let run_second = ["audit", "archive", "--config", &config, "--to", &second_arg];
+    let run_second = unit_command(&config, &second_arg);
+    let mut i = 10;
     wait_until("a later file can be archived", || {
-        let out = intelmesh(&run_second);
+        let out = intelmesh_owned(&run_second);
         assert!(out.status.success(), "{:?}", text(&out));
+        // More calls until there is a file to move past the ones the unit keeps.
+        look_up(&format!("198.51.100.{i}"));
+        i += 1;
         text(&out).0.starts_with("archived ").then_some(())
     });
     nodes.stop_all();
@@ -302,4 +304,36 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(stderr.contains("the last archive ends at seq"), "{stderr}");
     assert_eq!(files(), kept);
+}
+
+/// The command deploy/intelmesh-audit-archive.service runs (a oneshot, started by its timer),
+/// with the node's config and the archive directory of this test in place of the unit's.
+fn unit_command(config: &str, archive: &str) -> Vec<String> {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let unit = std::fs::read_to_string(deploy.join("intelmesh-audit-archive.service")).unwrap();
+    let timer = std::fs::read_to_string(deploy.join("intelmesh-audit-archive.timer")).unwrap();
+    assert!(unit.lines().any(|l| l == "Type=oneshot"), "{unit}");
+    assert!(
+        timer.lines().any(|l| l.starts_with("OnCalendar=")),
+        "{timer}"
+    );
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    let mut words = exec.split_whitespace();
+    assert_eq!(words.next(), Some("/usr/local/bin/intelmesh"), "{exec}");
+    let args: Vec<String> = words
+        .map(|w| match w {
+            "/etc/intelmesh/node.toml" => config.to_string(),
+            "/var/lib/intelmesh/audit-archive" => archive.to_string(),
+            w => w.to_string(),
+        })
+        .collect();
+    assert_eq!(args[..2], ["audit", "archive"], "{exec}");
+    assert!(
+        args.iter().any(|a| a == config) && args.iter().any(|a| a == archive),
+        "{exec}"
+    );
+    args
 }
