@@ -56,6 +56,9 @@ pub enum ArchiveError {
         to: PathBuf,
         source: Box<TrailError>,
     },
+    /// Another archive run holds the trail.
+    #[error("another `intelmesh audit archive` is running on the trail in {0}: try again once it is done")]
+    Busy(PathBuf),
     #[error(transparent)]
     Trail(#[from] TrailError),
     #[error(transparent)]
@@ -294,13 +297,18 @@ fn lock_exclusive(dir: &Path) -> Result<std::fs::File, ArchiveError> {
         source,
     })?;
     // SAFETY: flock on a descriptor this function owns, open for the call.
-    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(ArchiveError::NotThisArchive {
-            to: dir.to_path_buf(),
-            why: "another `intelmesh audit archive` is running on this trail".into(),
-        });
+    if unsafe { libc::flock(handle.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(handle);
     }
-    Ok(handle)
+    let e = std::io::Error::last_os_error();
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock => Err(ArchiveError::Busy(dir.to_path_buf())),
+        _ => Err(TrailError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        }
+        .into()),
+    }
 }
 
 /// Whether `a` and `b` name one directory (by device and inode: the same path written

@@ -255,7 +255,7 @@ fn the_trails_own_directory_or_a_second_run_at_once_is_refused() {
     let to = tmp.path().join("archive");
     let running = lock_exclusive(&dir).unwrap();
     let err = archive(&dir, &to, 1).unwrap_err();
-    assert!(err.to_string().contains("another"), "{err}");
+    assert!(matches!(err, ArchiveError::Busy(_)), "{err}");
     assert!(!to.exists());
     drop(running);
     assert!(archive(&dir, &to, 1).unwrap().is_some());
