@@ -9,6 +9,14 @@ use support::{intelmesh, intelmesh_owned, wait_until, Nodes};
 
 const ORG: &str = "SG-IGCI";
 
+/// The standard output of `intelmesh args`, which must succeed.
+fn succeeds(args: &[&str]) -> String {
+    let out = intelmesh(args);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+    stdout
+}
+
 fn text(out: &std::process::Output) -> (String, String) {
     (
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -72,9 +80,7 @@ fn audit_finds_who_asked_about_a_value_and_verify_names_an_edit() {
         "{stdout}"
     );
 
-    let out = intelmesh(&["audit", "verify", "--config", &config]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stdout = succeeds(&["audit", "verify", "--config", &config]);
     assert!(stdout.starts_with("audit trail OK: "), "{stdout}");
 
     let trail = intelmesh_node::audit::dir_of(&nodes.data_dir(ORG)).join("trail-000001.jsonl");
@@ -149,13 +155,9 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
     assert!(!files().contains(&1), "the first file moved: {:?}", files());
     assert!(archive.join("trail-000001.jsonl").exists());
 
-    let out = intelmesh(&["audit", "verify", "--config", &config]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stdout = succeeds(&["audit", "verify", "--config", &config]);
     assert!(stdout.contains("were archived"), "{stdout}");
-    let out = intelmesh(&["audit", "verify", "--dir", &archive_arg]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stdout = succeeds(&["audit", "verify", "--dir", &archive_arg]);
     assert!(stdout.starts_with("audit trail OK: "), "{stdout}");
     // Together: the archive ends where the trail kept begins.
     let both = [
@@ -166,9 +168,7 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
         "--archive",
         &archive_arg,
     ];
-    let out = intelmesh(&both);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stdout = succeeds(&both);
     assert!(
         stdout.contains("1 archive(s) check out from seq 1"),
         "{stdout}"
@@ -176,9 +176,7 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
 
     // The first lookup is found in the archive (by the archived key), not in the trail kept.
     let first = "198.51.100.1";
-    let out = intelmesh(&["audit", "--dir", &archive_arg, "--value", first, "--json"]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stdout = succeeds(&["audit", "--dir", &archive_arg, "--value", first, "--json"]);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let out = intelmesh(&["audit", "--config", &config, "--value", first]);
     assert!(out.status.success(), "{:?}", text(&out));
@@ -217,9 +215,7 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
         "--archive",
         &second_arg,
     ];
-    let out = intelmesh(&both);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stdout = succeeds(&both);
     assert!(
         stdout.contains("2 archive(s) check out from seq 1"),
         "{stdout}"
@@ -232,9 +228,7 @@ fn audit_archive_moves_the_earliest_files_and_both_parts_verify_and_search() {
         "--archive",
         &second_arg,
     ];
-    let out = intelmesh(&only_second);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
+    let stdout = succeeds(&only_second);
     assert!(stdout.contains("an earlier archive not given"), "{stdout}");
     let reversed = [
         "audit",

@@ -18,14 +18,14 @@
 //! elsewhere shows). The archive is: `intelmesh audit verify --archive DIR` checks that it
 //! ends where the trail kept begins.
 
-use std::io::BufRead;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use intelmesh_audit::{file_name, parse_line, Checker, Head, Start};
+use intelmesh_audit::{file_name, Checker, Head, Start};
 
 use super::trail::{
-    check_files, read, read_head, read_start, trail_files, TrailError, HEAD_FILE, KEY_FILE,
-    START_FILE,
+    check_files, read, read_by_file, read_head, read_start, trail_files, TrailError, HEAD_FILE,
+    KEY_FILE, START_FILE,
 };
 use crate::durable;
 
@@ -72,13 +72,20 @@ pub enum ArchiveError {
 pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archived>, ArchiveError> {
     // One run at a time: two would each take the other's copies for an interrupted run's.
     let _running = lock_exclusive(dir)?;
-    if same_directory(dir, to) {
-        return Err(ArchiveError::NotThisArchive {
-            to: to.to_path_buf(),
-            why: "it is the trail's own directory: give another".into(),
-        });
-    }
-    read(dir, |_| {}).map_err(|source| ArchiveError::Broken {
+    refuse_own_directory(dir, to)?;
+    // The whole trail checked, and where each file's first record links to (files holding none
+    // are left out): what the files to move, and the start after them, are read from.
+    let mut firsts: BTreeMap<u64, Head> = BTreeMap::new();
+    read_by_file(dir, |n, r| {
+        if firsts.contains_key(&n) {
+            return;
+        }
+        if let Some(hash) = r.prev_hash() {
+            let seq = r.seq.saturating_sub(1);
+            firsts.insert(n, Head { seq, hash });
+        }
+    })
+    .map_err(|source| ArchiveError::Broken {
         dir: dir.to_path_buf(),
         source: Box::new(source),
     })?;
@@ -96,7 +103,7 @@ pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archiv
             }),
         });
     }
-    let movable = movable(dir, &numbers, head, keep_files)?;
+    let movable = movable(&numbers, &firsts, head, keep_files);
     if movable.is_empty() && left.is_empty() {
         return Ok(None);
     }
@@ -117,7 +124,8 @@ pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archiv
     let first_kept = last_moved + 1;
     let new_start = Start {
         file: first_kept,
-        after: before_first_record(&dir.join(file_name(first_kept)))?,
+        // `movable` moves a file only before one holding a record.
+        after: firsts[&first_kept],
     };
     for &n in &movable {
         let bytes = std::fs::read(dir.join(file_name(n))).map_err(io(dir, n))?;
@@ -153,31 +161,28 @@ pub fn archive(dir: &Path, to: &Path, keep_files: usize) -> Result<Option<Archiv
 }
 
 /// The files of `numbers` (the trail's, in order) that may move: before its last `keep_files`
-/// and the last holding a record, each followed by a file whose first record the durable
-/// `head` covers.
+/// and the last holding a record, each followed by a file whose first record (`firsts`: the
+/// record each file's first links to) the durable `head` covers.
 fn movable(
-    dir: &Path,
     numbers: &[u64],
+    firsts: &BTreeMap<u64, Head>,
     head: Option<Head>,
     keep_files: usize,
-) -> Result<Vec<u64>, TrailError> {
-    let last_held = last_holding_a_record(dir, numbers)?;
+) -> Vec<u64> {
+    let last_held = firsts.keys().next_back().copied();
     let candidates = &numbers[..numbers.len().saturating_sub(keep_files.max(1))];
     let mut out = Vec::new();
     for (i, &n) in candidates.iter().enumerate() {
-        let Some(&next) = numbers.get(i + 1) else {
+        let next = numbers.get(i + 1).and_then(|next| firsts.get(next));
+        let (Some(next), Some(last_held), Some(head)) = (next, last_held, head) else {
             break;
         };
-        if last_held.is_none_or(|l| n >= l) {
-            break;
-        }
-        let first_of_next = before_first_record(&dir.join(file_name(next)))?.seq + 1;
-        if head.is_none_or(|h| first_of_next > h.seq) {
+        if n >= last_held || next.seq + 1 > head.seq {
             break;
         }
         out.push(n);
     }
-    Ok(out)
+    out
 }
 
 /// Readies `to` for the files from `first_moved` on of the trail in `dir` (which begins where
@@ -208,11 +213,7 @@ fn prepare(
     }
     // Again once it exists: a path through a directory that did not exist yet (`new/..`) is
     // only known once made.
-    if same_directory(dir, to) {
-        return Err(refuse(
-            "it is the trail's own directory: give another".into(),
-        ));
-    }
+    refuse_own_directory(dir, to)?;
     let key = std::fs::read(dir.join(KEY_FILE)).map_err(|e| refuse(format!("{KEY_FILE}: {e}")))?;
     match std::fs::read(to.join(KEY_FILE)) {
         Ok(theirs) if theirs != key => {
@@ -266,7 +267,7 @@ fn prepare(
     // Its files before the trail kept must check out and end where the trail kept begins (its
     // head may be an interrupted run's, past them).
     let mut checker = Checker::starting(Some(begins.after), read_start(to)?);
-    check_files(to, &before, &mut checker, &mut |_| {})
+    check_files(to, &before, &mut checker, &mut |_, _| {})
         .and_then(|()| checker.finish().map_err(TrailError::from))
         .map_err(|e| refuse(format!("it does not check out ({e})")))
         .and_then(|archived| match archived.last == begins.after {
@@ -311,13 +312,18 @@ fn lock_exclusive(dir: &Path) -> Result<std::fs::File, ArchiveError> {
     }
 }
 
-/// Whether `a` and `b` name one directory (by device and inode: the same path written
-/// otherwise, or a link to it).
-fn same_directory(a: &Path, b: &Path) -> bool {
+/// Refuses `to` if it is the trail's directory `dir` (by device and inode: the same path
+/// written otherwise, or a link to it).
+fn refuse_own_directory(dir: &Path, to: &Path) -> Result<(), ArchiveError> {
     use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
+    match (std::fs::metadata(dir), std::fs::metadata(to)) {
+        (Ok(a), Ok(b)) if a.dev() == b.dev() && a.ino() == b.ino() => {
+            Err(ArchiveError::NotThisArchive {
+                to: to.to_path_buf(),
+                why: "it is the trail's own directory: give another".into(),
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -330,43 +336,6 @@ fn same_file(dir: &Path, to: &Path, n: u64) -> Result<bool, TrailError> {
     };
     let ours = std::fs::read(dir.join(file_name(n))).map_err(io(dir, n))?;
     Ok(theirs == ours)
-}
-
-/// The last of `numbers` whose file holds a whole record (a line ended by its newline).
-fn last_holding_a_record(dir: &Path, numbers: &[u64]) -> Result<Option<u64>, TrailError> {
-    for &n in numbers.iter().rev() {
-        let bytes = std::fs::read(dir.join(file_name(n))).map_err(io(dir, n))?;
-        if bytes.contains(&b'\n') {
-            return Ok(Some(n));
-        }
-    }
-    Ok(None)
-}
-
-/// The record before the first of the file at `path` (checked by [`read`] already), as the
-/// first record names it: its seq and hash.
-fn before_first_record(path: &Path) -> Result<Head, TrailError> {
-    let bad = |why: String| TrailError::Bad {
-        path: path.to_path_buf(),
-        why,
-    };
-    let file = std::fs::File::open(path).map_err(|source| TrailError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut line = String::new();
-    std::io::BufReader::new(file)
-        .read_line(&mut line)
-        .map_err(|e| bad(e.to_string()))?;
-    let sealed = parse_line(line.trim_end_matches('\n')).map_err(|e| bad(e.to_string()))?;
-    let hash = hex::decode(&sealed.record.prev)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-        .ok_or_else(|| bad("the first record's prev is not a hash".into()))?;
-    Ok(Head {
-        seq: sealed.record.seq.saturating_sub(1),
-        hash,
-    })
 }
 
 fn io(dir: &Path, n: u64) -> impl FnOnce(std::io::Error) -> TrailError {

@@ -2,25 +2,10 @@
 //! and chains on, an archive continues in the same directory, an interrupted one is finished,
 //! and what does not fit (a broken trail, another trail's archive) moves nothing.
 
-use super::super::trail::{read, read_start, trail_files, Trail};
+use super::super::trail::tests::{call, seqs};
+use super::super::trail::{read_start, trail_files, Trail};
 use super::*;
-use intelmesh_audit::{Call, Caller};
-
-fn call(i: i64) -> Call {
-    Call {
-        time_ms: i,
-        caller: Caller {
-            org: "SG-IGCI".into(),
-            name: "soc".into(),
-            role: "service".into(),
-        },
-        method: "NodeStatus/Status".into(),
-        values: 0,
-        digests: Vec::new(),
-        code: 0,
-        result: "OK".into(),
-    }
-}
+use intelmesh_audit::Call;
 
 /// Appends calls `from..to` to the trail in `dir` (files of about two records), synced.
 fn write(dir: &Path, from: i64, to: i64) {
@@ -30,10 +15,14 @@ fn write(dir: &Path, from: i64, to: i64) {
     t.sync().unwrap();
 }
 
-fn seqs(dir: &Path) -> Vec<u64> {
-    let mut all = Vec::new();
-    read(dir, |r| all.push(r.seq)).unwrap();
-    all
+/// The archive in `to` and the trail in `dir` hold records 1 to `last` between them, each
+/// once, in order.
+fn assert_whole(to: &Path, dir: &Path, last: u64) {
+    let (archived, kept) = (seqs(to), seqs(dir));
+    assert_eq!(
+        archived.iter().chain(&kept).copied().collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<u64>>()
+    );
 }
 
 #[test]
@@ -48,12 +37,8 @@ fn the_earliest_files_move_and_both_parts_check() {
     assert_eq!(trail_files(&dir).unwrap(), before[before.len() - 2..]);
     assert_eq!(trail_files(&to).unwrap(), moved.files);
     // Together they hold every record once, in order.
-    let (archived, kept) = (seqs(&to), seqs(&dir));
-    assert_eq!(archived.last().copied(), Some(moved.start.after.seq));
-    assert_eq!(
-        archived.iter().chain(&kept).copied().collect::<Vec<_>>(),
-        (1..=10).collect::<Vec<u64>>()
-    );
+    assert_eq!(seqs(&to).last().copied(), Some(moved.start.after.seq));
+    assert_whole(&to, &dir, 10);
     assert_eq!(read_start(&dir).unwrap(), Some(moved.start));
     let mode = |p: &Path| {
         use std::os::unix::fs::PermissionsExt;
@@ -68,11 +53,7 @@ fn the_earliest_files_move_and_both_parts_check() {
     assert_eq!(seqs(&dir).last().copied(), Some(16));
     let again = archive(&dir, &to, 1).unwrap().expect("more files to move");
     assert_eq!(again.files[0], moved.files.last().unwrap() + 1);
-    let (archived, kept) = (seqs(&to), seqs(&dir));
-    assert_eq!(
-        archived.iter().chain(&kept).copied().collect::<Vec<_>>(),
-        (1..=16).collect::<Vec<u64>>()
-    );
+    assert_whole(&to, &dir, 16);
     // Nothing more to move: the last file holding a record stays.
     assert_eq!(archive(&dir, &to, 1).unwrap(), None);
 }
@@ -93,11 +74,7 @@ fn an_archive_interrupted_after_its_start_is_finished_and_read_meanwhile() {
     assert!(archive(&dir, &to, 1).unwrap().is_some());
     let files = trail_files(&dir).unwrap();
     assert!(files.iter().all(|n| !moved.files.contains(n)), "{files:?}");
-    let (archived, kept) = (seqs(&to), seqs(&dir));
-    assert_eq!(
-        archived.iter().chain(&kept).copied().collect::<Vec<_>>(),
-        (1..=12).collect::<Vec<u64>>()
-    );
+    assert_whole(&to, &dir, 12);
 }
 
 #[test]
@@ -172,11 +149,7 @@ fn an_archive_stopped_before_the_trails_start_is_made_again_by_the_next_run() {
     write(&dir, 9, 13);
     let moved = archive(&dir, &to, 1).unwrap().expect("files to move");
     assert_eq!(moved.files[0], 1);
-    let (archived, kept) = (seqs(&to), seqs(&dir));
-    assert_eq!(
-        archived.iter().chain(&kept).copied().collect::<Vec<_>>(),
-        (1..=12).collect::<Vec<u64>>()
-    );
+    assert_whole(&to, &dir, 12);
 }
 
 #[test]

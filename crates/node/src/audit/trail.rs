@@ -1,9 +1,9 @@
 //! The trail's files in `DATA_DIR/audit`: `trail-NNNNNN.jsonl` (appended, rotated by size),
 //! `head` (the last durable seq and hash, replaced atomically after each fsync), `key` (the
 //! node's random audit key, 0600, never logged) and, once its earliest files were archived
-//! (`super::archive`), `start` (where the trail kept begins). Writing (`Trail`, on blocking threads only)
-//! and reading back with the chain check (`read`, for `intelmesh audit` and tests; read-only,
-//! safe while the node writes).
+//! (`super::archive`), `start` (where the trail kept begins). Writing (`Trail`, on blocking
+//! threads only) and reading back with the chain check (`read`, for `intelmesh audit` and
+//! tests; read-only, safe while the node writes).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -79,21 +79,23 @@ pub fn load_key(dir: &Path) -> Result<AuditKey, TrailError> {
 
 /// The head file, `None` if there is none.
 pub fn read_head(dir: &Path) -> Result<Option<Head>, TrailError> {
-    let path = dir.join(HEAD_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Head::decode(&text)
-            .map(Some)
-            .map_err(|why| TrailError::Bad { path, why }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(&path)(e)),
-    }
+    read_optional(dir, HEAD_FILE, Head::decode)
 }
 
 /// The start file, `None` if there is none (the trail begins at its first file).
 pub fn read_start(dir: &Path) -> Result<Option<Start>, TrailError> {
-    let path = dir.join(START_FILE);
+    read_optional(dir, START_FILE, Start::decode)
+}
+
+/// The one-line file `name` of `dir` decoded, `None` if there is none.
+fn read_optional<T>(
+    dir: &Path,
+    name: &str,
+    decode: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, TrailError> {
+    let path = dir.join(name);
     match std::fs::read_to_string(&path) {
-        Ok(text) => Start::decode(&text)
+        Ok(text) => decode(&text)
             .map(Some)
             .map_err(|why| TrailError::Bad { path, why }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -117,6 +119,14 @@ pub fn trail_files(dir: &Path) -> Result<Vec<u64>, TrailError> {
 /// Reads the whole trail with the chain check, handing each record to `each`; stops at the
 /// first break. A last line without its newline is one being written: it is left out.
 pub fn read(dir: &Path, mut each: impl FnMut(&Record)) -> Result<Summary, TrailError> {
+    read_by_file(dir, |_, r| each(r))
+}
+
+/// [`read`], each record handed over with the number of its file.
+pub(crate) fn read_by_file(
+    dir: &Path,
+    mut each: impl FnMut(u64, &Record),
+) -> Result<Summary, TrailError> {
     // The head first: what the trail holds later is never behind it.
     let head = read_head(dir)?;
     let start = read_start(dir)?;
@@ -130,12 +140,13 @@ pub fn read(dir: &Path, mut each: impl FnMut(&Record)) -> Result<Summary, TrailE
     Ok(checker.finish()?)
 }
 
-/// Feeds the files `numbers` of `dir` to `checker`, line by line, each record to `each`.
+/// Feeds the files `numbers` of `dir` to `checker`, line by line, each record to `each` with
+/// its file's number.
 pub(crate) fn check_files(
     dir: &Path,
     numbers: &[u64],
     checker: &mut Checker,
-    each: &mut impl FnMut(&Record),
+    each: &mut impl FnMut(u64, &Record),
 ) -> Result<(), TrailError> {
     for &n in numbers {
         checker.file(n)?;
@@ -153,7 +164,7 @@ pub(crate) fn check_files(
             }
             number += 1;
             let text = String::from_utf8_lossy(&line);
-            each(&checker.line(number, &text)?);
+            each(n, &checker.line(number, &text)?);
         }
     }
     Ok(())
@@ -368,4 +379,4 @@ fn open_append(path: &Path) -> Result<(File, u64), TrailError> {
 
 #[cfg(test)]
 #[path = "trail_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -4,7 +4,8 @@
 use super::*;
 use intelmesh_audit::Caller;
 
-fn call(i: i64) -> Call {
+/// A call at time `i` (also the archive's tests').
+pub(in crate::audit) fn call(i: i64) -> Call {
     Call {
         time_ms: i,
         caller: Caller {
@@ -20,7 +21,8 @@ fn call(i: i64) -> Call {
     }
 }
 
-fn seqs(dir: &Path) -> Vec<u64> {
+/// The seqs of the trail in `dir`, checked.
+pub(in crate::audit) fn seqs(dir: &Path) -> Vec<u64> {
     let mut all = Vec::new();
     read(dir, |r| all.push(r.seq)).unwrap();
     all
