@@ -43,7 +43,15 @@ impl AuditKey {
         let mut mac = self.0.clone();
         mac.update(VALUE_CONTEXT);
         mac.update(canonical.as_bytes());
-        hex::encode(&mac.finalize().into_bytes()[..DIGEST_BYTES])
+        // Digit by digit into a sized string, not `hex::encode`, whose collect of chars was a
+        // third of a digest's time (a lookup of 10,000 values digests each).
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = String::with_capacity(2 * DIGEST_BYTES);
+        for b in &mac.finalize().into_bytes()[..DIGEST_BYTES] {
+            text.push(char::from(DIGITS[usize::from(b >> 4)]));
+            text.push(char::from(DIGITS[usize::from(b & 0xf)]));
+        }
+        text
     }
 
     /// The digest of a value a call named: of its canonical form under `ty` (detected when

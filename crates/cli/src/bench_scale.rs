@@ -16,7 +16,6 @@ use intelmesh_core::OrgId;
 use intelmesh_node::config::Limits;
 use intelmesh_node::provision::{loopback_specs, provision, Federation, ProvisionedNode};
 use intelmesh_proto::v1 as pb;
-use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use intelmesh_proto::v1::node_status_client::NodeStatusClient;
 use tonic::transport::Channel;
 
@@ -26,7 +25,7 @@ use super::lookup::{self, Found};
 use super::net::{self, add_members, org, provisioned_keys, round2};
 use super::peer::{self, Credentials, PeerLink, Target};
 use super::store_share::{gauge, metrics_text, WriteClock};
-use super::sys::{cpu_seconds, dir_bytes, mib, settle, ProcMem};
+use super::sys::{cpu_seconds, dir_bytes, mib, process_cpu_seconds, settle, ProcMem};
 use crate::fleet::Fleet;
 
 /// Origins of the load, and of each probe.
@@ -397,20 +396,23 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     let calls = lookup::calls(o.lookups, n)?;
     let mut clients = Vec::with_capacity(o.lookup_clients);
     for _ in 0..o.lookup_clients {
-        clients.push(IndicatorsClient::new(node.api().await?).max_decoding_message_size(64 << 20));
+        clients.push(lookup::LookupClient::new(node.api().await?));
     }
     let warm = lookup::calls(lookup::MAX_LOOKUPS, n)?;
     lookup::run(warm, clients[..1].to_vec()).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let sampler = sample_rss(pid, stopped);
-    let cpu = cpu_seconds();
+    let (cpu, node_cpu) = (cpu_seconds(), process_cpu_seconds(pid)?);
     let (took, found) = lookup::run(calls, clients).await?;
     let client_cpu = cpu_seconds() - cpu;
+    // The node's CPU per value: steadier from run to run than the rate, which moves with
+    // whatever else the machine's two cores are doing.
+    let node_us_per_value = (process_cpu_seconds(pid)? - node_cpu) * 1e6 / o.lookups as f64;
     let _ = stop.send(());
     let steady_kib = sampler.await.context("the memory sampler failed")?;
     let lookup_rate = o.lookups as f64 / took.as_secs_f64();
     say(format!(
-        "lookups: {} values ({}) in calls of {}, {} in flight: {lookup_rate:.0} values/s; found {:.1}% of listed, {:.1}% of unlisted, {:.1}% of addresses inside listed blocks; node RSS while serving: up to {} MiB; the bench's own CPU (building calls, reading answers): {:.2} of the {:.1}s",
+        "lookups: {} values ({}) in calls of {}, {} in flight: {lookup_rate:.0} values/s; found {:.1}% of listed, {:.1}% of unlisted, {:.1}% of addresses inside listed blocks; node RSS while serving: up to {} MiB; the bench's own CPU (building calls, reading answers): {:.2} of the {:.1}s; the node's CPU: {node_us_per_value:.2} µs per value",
         o.lookups,
         lookup::MIX_TEXT,
         lookup::MAX_LOOKUPS,
@@ -502,6 +504,7 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
             "lookups": o.lookups,
             "lookup_clients": o.lookup_clients,
             "lookup_client_cpu_share": round2(client_cpu / took.as_secs_f64()),
+            "lookup_node_cpu_us_per_value": round2(node_us_per_value),
             "lookup_found": {
                 "listed": Found::fraction(found.listed),
                 "unlisted": Found::fraction(found.unlisted),

@@ -1,15 +1,21 @@
 //! The lookup phase of `bench scale`: bulk `Indicators.Lookup` calls of the API's largest
 //! size, several in flight on connections of their own, over a mix of listed values, unlisted
 //! values of the same shapes, and addresses inside listed CIDR blocks.
+//!
+//! The bench reads of each answer what a firewall acts on, each result's verdict and error,
+//! and skips the rest of it unread ([`Verdicts`]): it shares the node's two cores, and
+//! decoding every match, reference and origin took about 0.3 of a core from the node it
+//! measures.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use intelmesh_proto::codec::BoundedCodec;
 use intelmesh_proto::v1 as pb;
-use intelmesh_proto::v1::indicators_client::IndicatorsClient;
 use rand::{Rng, SeedableRng};
 use tokio::sync::Mutex;
+use tonic::transport::Channel;
 
 use super::shapes;
 
@@ -77,6 +83,47 @@ impl Found {
     }
 }
 
+/// A `LookupResponse` as the bench reads it: the fields of each result it does not name are
+/// skipped by the decoder, not copied.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Verdicts {
+    #[prost(message, repeated, tag = "1")]
+    results: Vec<VerdictOnly>,
+}
+
+/// A `LookupResult`'s `verdict` and `error` (its tags 3 and 4).
+#[derive(Clone, PartialEq, prost::Message)]
+struct VerdictOnly {
+    #[prost(enumeration = "pb::Verdict", tag = "3")]
+    verdict: i32,
+    #[prost(string, tag = "4")]
+    error: String,
+}
+
+/// A client of `Indicators.Lookup` decoding answers as [`Verdicts`], on its own connection.
+#[derive(Clone)]
+pub(crate) struct LookupClient(tonic::client::Grpc<Channel>);
+
+impl LookupClient {
+    pub(crate) fn new(channel: Channel) -> LookupClient {
+        LookupClient(tonic::client::Grpc::new(channel).max_decoding_message_size(64 << 20))
+    }
+
+    async fn lookup(&mut self, request: pb::LookupRequest) -> Result<Verdicts, tonic::Status> {
+        self.0
+            .ready()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("not ready: {e}")))?;
+        let path = http::uri::PathAndQuery::from_static("/intelmesh.v1.Indicators/Lookup");
+        let codec = BoundedCodec::<pb::LookupRequest, Verdicts>::default();
+        Ok(self
+            .0
+            .unary(tonic::Request::new(request), path, codec)
+            .await?
+            .into_inner())
+    }
+}
+
 /// One call's values and what each is.
 pub(crate) struct Call {
     request: pb::LookupRequest,
@@ -125,7 +172,7 @@ pub(crate) fn calls(total: usize, listed: u64) -> anyhow::Result<Vec<Call>> {
 /// the time from the first call to the last answer, and what was found.
 pub(crate) async fn run(
     calls: Vec<Call>,
-    clients: Vec<IndicatorsClient<tonic::transport::Channel>>,
+    clients: Vec<LookupClient>,
 ) -> anyhow::Result<(Duration, Found)> {
     let queue = Arc::new(Mutex::new(calls.into_iter()));
     let started = Instant::now();
@@ -141,8 +188,7 @@ pub(crate) async fn run(
                 let answer = client
                     .lookup(call.request)
                     .await
-                    .map_err(|s| anyhow::anyhow!("Lookup: {:?}: {}", s.code(), s.message()))?
-                    .into_inner();
+                    .map_err(|s| anyhow::anyhow!("Lookup: {:?}: {}", s.code(), s.message()))?;
                 if answer.results.len() != call.classes.len() {
                     anyhow::bail!(
                         "Lookup answered {} results for {} values",
