@@ -40,6 +40,10 @@ const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 /// Memtable size: a full one is written out as a sorted table by a background worker.
 const MEMTABLE_BYTES: u64 = 16 << 20;
 
+/// How many times larger each level of the LSM tree is than the one above it (fjall's
+/// default: 10).
+const LEVEL_RATIO: f32 = 4.0;
+
 /// Background workers (memtable flushes and compactions) per store. One: with more, fjall
 /// 3.1's first worker hands every compaction request back to the queue so as to stay free for
 /// flushes, and while the others compact it takes the same request straight back, spinning
@@ -70,7 +74,12 @@ impl Kv {
             .map_err(|e| open_error(path, e))?;
         let space = db
             .keyspace(SPACE, || {
-                KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES)
+                KeyspaceCreateOptions::default()
+                    .max_memtable_size(MEMTABLE_BYTES)
+                    .compaction_strategy(Arc::new(
+                        fjall::compaction::Leveled::default()
+                            .with_level_ratio_policy(vec![LEVEL_RATIO]),
+                    ))
             })
             .map_err(|e| open_error(path, e))?;
         // Sized for the index on disk, so it holds it in one filter (see `presence`).
