@@ -215,6 +215,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn verdicts_read_a_lookup_responses_verdict_and_error() {
+        use prost::Message as _;
+        let full = pb::LookupResponse {
+            results: vec![
+                pb::LookupResult {
+                    input: "198.51.100.7".into(),
+                    verdict: pb::Verdict::Malicious as i32,
+                    max_confidence: 80,
+                    origins: vec!["AU-AFP".into()],
+                    ..Default::default()
+                },
+                pb::LookupResult {
+                    input: "not a value".into(),
+                    verdict: pb::Verdict::Unknown as i32,
+                    error: "unrecognized".into(),
+                    ..Default::default()
+                },
+            ],
+        };
+        let read = Verdicts::decode(full.encode_to_vec().as_slice()).expect("decodes");
+        let seen: Vec<(i32, &str)> = read
+            .results
+            .iter()
+            .map(|r| (r.verdict, r.error.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (pb::Verdict::Malicious as i32, ""),
+                (pb::Verdict::Unknown as i32, "unrecognized")
+            ]
+        );
+    }
+
+    #[test]
     fn calls_are_full_sized_and_mixed() {
         let calls = calls(MAX_LOOKUPS + 10, 50_000).expect("calls");
         assert_eq!(calls.len(), 2);

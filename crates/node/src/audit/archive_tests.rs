@@ -25,6 +25,14 @@ fn assert_whole(to: &Path, dir: &Path, last: u64) {
     );
 }
 
+/// Copies the archived `files` from `to` back into the trail in `dir`: what a run stopped
+/// before removing its copies from the trail leaves there.
+fn copy_back(to: &Path, dir: &Path, files: &[u64]) {
+    for n in files {
+        std::fs::copy(to.join(file_name(*n)), dir.join(file_name(*n))).unwrap();
+    }
+}
+
 #[test]
 fn the_earliest_files_move_and_both_parts_check() {
     let tmp = tempfile::tempdir().unwrap();
@@ -65,9 +73,7 @@ fn an_archive_interrupted_after_its_start_is_finished_and_read_meanwhile() {
     write(&dir, 1, 9);
     let moved = archive(&dir, &to, 1).unwrap().expect("files to move");
     // As if the run stopped before removing its copies from the trail.
-    for n in &moved.files {
-        std::fs::copy(to.join(file_name(*n)), dir.join(file_name(*n))).unwrap();
-    }
+    copy_back(&to, &dir, &moved.files);
     let kept = seqs(&dir);
     assert_eq!(kept.first().copied(), Some(moved.start.after.seq + 1));
     write(&dir, 9, 13);
@@ -138,12 +144,8 @@ fn an_archive_stopped_before_the_trails_start_is_made_again_by_the_next_run() {
     let files = trail_files(&dir).unwrap();
     // As if a first run stopped after copying (and writing the archive's head), before the
     // trail's start: the copies and a head are there, the trail is whole.
-    archive(&dir, &to, 1).unwrap().expect("files to move");
-    for n in &files {
-        if !dir.join(file_name(*n)).exists() {
-            std::fs::copy(to.join(file_name(*n)), dir.join(file_name(*n))).unwrap();
-        }
-    }
+    let moved = archive(&dir, &to, 1).unwrap().expect("files to move");
+    copy_back(&to, &dir, &moved.files);
     std::fs::remove_file(dir.join(super::super::trail::START_FILE)).unwrap();
     assert_eq!(trail_files(&dir).unwrap(), files);
     write(&dir, 9, 13);
@@ -158,9 +160,7 @@ fn copies_left_in_the_trail_go_only_if_the_archive_holds_them() {
     let (dir, to) = (tmp.path().join("audit"), tmp.path().join("archive"));
     write(&dir, 1, 9);
     let moved = archive(&dir, &to, 1).unwrap().expect("files to move");
-    for n in &moved.files {
-        std::fs::copy(to.join(file_name(*n)), dir.join(file_name(*n))).unwrap();
-    }
+    copy_back(&to, &dir, &moved.files);
     // Another directory: it does not hold them, so they stay.
     let elsewhere = tmp.path().join("elsewhere");
     let err = archive(&dir, &elsewhere, 1).unwrap_err();
