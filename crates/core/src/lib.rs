@@ -19,6 +19,7 @@ pub mod sign;
 pub mod signature;
 pub mod verify;
 mod verify_error;
+mod zip215;
 
 pub use entry::{Distribution, Hash, Head, KeyId, OrgId, Tlp};
 pub use indicator::{Indicator, IndicatorType};
