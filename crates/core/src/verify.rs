@@ -19,7 +19,7 @@ use crate::entry::{
 };
 use crate::indicator::{normalize, Indicator, IndicatorType};
 use crate::payload::{is_bucket, MAX_NONCE_LEN, MIN_NONCE_LEN};
-use crate::signature::{self, ComponentChecks};
+use crate::signature;
 
 // The keys and the errors live in their own modules; their paths under `verify` stay.
 pub use crate::key_registry::{KeyLookup, KeyRegistry, SeqRange, StaticKeys};
@@ -181,7 +181,6 @@ fn precheck(
     raw: pb::SignedEntry,
     keys: &dyn KeyRegistry,
     cfg: &VerifyConfig,
-    components: &mut ComponentChecks,
 ) -> Result<Prechecked, VerifyError> {
     if raw.header.len() > MAX_HEADER_BYTES {
         return Err(VerifyError::HeaderTooLarge {
@@ -264,13 +263,13 @@ fn precheck(
             });
         }
     };
-    components
-        .check(&signature, &key)
-        .map_err(|defect| VerifyError::MalformedSignature {
+    signature::check_components(&signature, &key).map_err(|defect| {
+        VerifyError::MalformedSignature {
             origin: origin.clone(),
             seq,
             defect,
-        })?;
+        }
+    })?;
     if from_future(&header, cfg) {
         // Refused either way; but only an entry the origin did sign tells of its clock (the
         // link stays). Anyone can date an entry: a forgery is the sender's.
@@ -531,7 +530,7 @@ pub fn verify_entry(
     keys: &dyn KeyRegistry,
     cfg: &VerifyConfig,
 ) -> Result<VerifiedEntry, VerifyError> {
-    let p = precheck(raw, keys, cfg, &mut ComponentChecks::default())?;
+    let p = precheck(raw, keys, cfg)?;
     verify_one(&p)?;
     Ok(finish(p))
 }
@@ -589,11 +588,8 @@ pub fn verify_batch(
     keys: &dyn KeyRegistry,
     cfg: &VerifyConfig,
 ) -> Vec<Result<VerifiedEntry, VerifyError>> {
-    let mut components = ComponentChecks::default();
-    let checked: Vec<Result<Prechecked, VerifyError>> = raws
-        .into_iter()
-        .map(|r| precheck(r, keys, cfg, &mut components))
-        .collect();
+    let checked: Vec<Result<Prechecked, VerifyError>> =
+        raws.into_iter().map(|r| precheck(r, keys, cfg)).collect();
     let mut batch = signature::Batch::default();
     let mut queued: HashSet<BatchCheck> = HashSet::new();
     for p in checked.iter().filter_map(|c| c.as_ref().ok()) {

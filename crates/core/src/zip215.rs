@@ -147,6 +147,30 @@ mod tests {
             });
             out.push((vk, message, Signature::from_bytes(&r_off_curve)));
         }
+        // R the identity in its two other encodings (x = 0 with the sign bit set, and y = p + 1),
+        // with s = k·a over R's bytes as sent: passes only if R is hashed as sent.
+        let sk = SigningKey::from_bytes(&[77; 32]);
+        let mut p_plus_1 = [0xff; 32];
+        p_plus_1[0] = 0xee;
+        p_plus_1[31] = 0x7f;
+        let mut negative_zero = [0u8; 32];
+        negative_zero[0] = 1;
+        negative_zero[31] = 0x80;
+        for r in [negative_zero, p_plus_1] {
+            let message = b"odd R".to_vec();
+            let digest = Sha512::new()
+                .chain_update(r)
+                .chain_update(sk.verifying_key().as_bytes())
+                .chain_update(&message)
+                .finalize();
+            let mut wide = [0u8; 64];
+            wide.copy_from_slice(&digest);
+            let s = Scalar::from_bytes_mod_order_wide(&wide) * sk.to_scalar();
+            let mut bytes = [0u8; 64];
+            bytes[..32].copy_from_slice(&r);
+            bytes[32..].copy_from_slice(&s.to_bytes());
+            out.push((sk.verifying_key(), message, Signature::from_bytes(&bytes)));
+        }
         // A key of small order, with a signature of the identity: passes every ZIP-215 check.
         let weak = VerifyingKey::from_bytes(&EIGHT_TORSION[1].compress().to_bytes())
             .expect("a torsion point is a point");
@@ -191,8 +215,9 @@ mod tests {
                 verify(key, message, sig)
             );
         }
-        // Honest, small-order R, mixed-order R (six keys each) and the weak key's identity.
-        assert_eq!(passing, 6 * 3 + 1);
+        // Honest, small-order R, mixed-order R (six keys each), the identity as R in two other
+        // encodings, and the weak key's identity.
+        assert_eq!(passing, 6 * 3 + 2 + 1);
     }
 
     #[test]
