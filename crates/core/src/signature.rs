@@ -229,8 +229,12 @@ pub mod craft {
     }
 
     fn signature(r: &EdwardsPoint, s: Scalar) -> Signature {
+        encoded_signature(r.compress().to_bytes(), s)
+    }
+
+    fn encoded_signature(r: [u8; 32], s: Scalar) -> Signature {
         let mut bytes = [0u8; 64];
-        bytes[..32].copy_from_slice(&r.compress().to_bytes());
+        bytes[..32].copy_from_slice(&r);
         bytes[32..].copy_from_slice(&s.to_bytes());
         Signature::from_bytes(&bytes)
     }
@@ -238,9 +242,14 @@ pub mod craft {
     /// R is a point of order 8 and s = k·x: passes the cofactored equation, fails the
     /// cofactorless one, and passed a cofactorless batch check one time in eight.
     pub fn small_order_r(key: &SigningKey, message: &[u8]) -> Signature {
-        let r = EIGHT_TORSION[1];
-        let k = challenge(&r.compress().to_bytes(), key, message);
-        signature(&r, k * key.to_scalar())
+        small_order_r_encoded(key, message, EIGHT_TORSION[1].compress().to_bytes())
+    }
+
+    /// [`small_order_r`] with R given by its encoding `r`, canonical or not, and k taken over
+    /// those bytes: passes the cofactored equation only where R is hashed as sent.
+    pub fn small_order_r_encoded(key: &SigningKey, message: &[u8], r: [u8; 32]) -> Signature {
+        let k = challenge(&r, key, message);
+        encoded_signature(r, k * key.to_scalar())
     }
 
     /// R = r·B + T with T of order 8 (so R has a small-order part, but not small order).

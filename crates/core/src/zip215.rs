@@ -58,7 +58,6 @@ pub struct Batch {
     /// Each distinct key (by encoding) with the challenges and signatures queued under it.
     keys: Vec<(EdwardsPoint, Vec<(Scalar, Signature)>)>,
     slot_of: HashMap<[u8; 32], usize>,
-    len: usize,
 }
 
 impl Batch {
@@ -70,11 +69,11 @@ impl Batch {
             keys.len() - 1
         });
         self.keys[slot].1.push((k, *sig));
-        self.len += 1;
     }
 
+    /// A key is listed only with a signature queued under it.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.keys.is_empty()
     }
 
     /// True iff every queued signature would pass [`verify`] (an empty batch passes), up to
@@ -87,10 +86,11 @@ impl Batch {
                 return holds(a, *k, sig);
             }
         }
+        let signatures = self.keys.iter().map(|(_, sigs)| sigs.len()).sum();
         let mut b_coeff = Scalar::ZERO;
         let mut a_coeffs = Vec::with_capacity(self.keys.len());
-        let mut r_coeffs = Vec::with_capacity(self.len);
-        let mut rs = Vec::with_capacity(self.len);
+        let mut r_coeffs = Vec::with_capacity(signatures);
+        let mut rs = Vec::with_capacity(signatures);
         for (_, sigs) in &self.keys {
             let mut a_coeff = Scalar::ZERO;
             for (k, sig) in sigs {
@@ -158,18 +158,8 @@ mod tests {
         negative_zero[31] = 0x80;
         for r in [negative_zero, p_plus_1] {
             let message = b"odd R".to_vec();
-            let digest = Sha512::new()
-                .chain_update(r)
-                .chain_update(sk.verifying_key().as_bytes())
-                .chain_update(&message)
-                .finalize();
-            let mut wide = [0u8; 64];
-            wide.copy_from_slice(&digest);
-            let s = Scalar::from_bytes_mod_order_wide(&wide) * sk.to_scalar();
-            let mut bytes = [0u8; 64];
-            bytes[..32].copy_from_slice(&r);
-            bytes[32..].copy_from_slice(&s.to_bytes());
-            out.push((sk.verifying_key(), message, Signature::from_bytes(&bytes)));
+            let sig = craft::small_order_r_encoded(&sk, &message, r);
+            out.push((sk.verifying_key(), message, sig));
         }
         // A key of small order, with a signature of the identity: passes every ZIP-215 check.
         let weak = VerifyingKey::from_bytes(&EIGHT_TORSION[1].compress().to_bytes())
