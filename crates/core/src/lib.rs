@@ -7,6 +7,7 @@
 pub mod batch_tree;
 pub mod chain;
 pub mod containment;
+mod content;
 pub mod entry;
 pub mod evidence;
 pub mod indicator;

@@ -17,11 +17,12 @@ use crate::entry::{
     header_hash, payload_commitment, signed_message, Distribution, Hash, Header, KeyId, OrgId, Tlp,
     MAX_HEADER_BYTES, MAX_PAYLOAD_BYTES, ZERO_HASH,
 };
-use crate::indicator::{normalize, Indicator, IndicatorType};
-use crate::payload::{is_bucket, MAX_NONCE_LEN, MIN_NONCE_LEN};
+use crate::payload::is_bucket;
 use crate::signature;
 
-// The keys and the errors live in their own modules; their paths under `verify` stay.
+// The keys, the payload's content and the errors live in their own modules; their paths under
+// `verify` stay.
+pub use crate::content::{decode_content, decode_payload, Content, Control, Payload};
 pub use crate::key_registry::{KeyLookup, KeyRegistry, SeqRange, StaticKeys};
 pub use crate::verify_error::{HeaderDefect, PayloadDefect, SignatureDefect, VerifyError};
 
@@ -40,40 +41,6 @@ impl VerifyConfig {
         VerifyConfig {
             now_unix_ms,
             max_clock_skew_ms: Self::DEFAULT_SKEW_MS,
-        }
-    }
-}
-
-/// The decoded, checked content of an indicator payload.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Payload {
-    pub indicator: Indicator,
-    pub body: pb::payload::Body,
-}
-
-/// The payload of a control-plane entry: a roster version (only in the authority's log) or a
-/// member's roster checkpoint. Neither names an indicator.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Control {
-    Roster(pb::SignedRoster),
-    Checkpoint(pb::RosterCheckpoint),
-}
-
-/// What a payload carries.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Content {
-    Indicator(Payload),
-    Control(Control),
-    /// An envelope sealed to the origin and the recipients, well-formed; only a reader can
-    /// open it ([`VerifiedEntry::open_as`]).
-    Sealed,
-}
-
-impl Content {
-    pub fn indicator(self) -> Option<Payload> {
-        match self {
-            Content::Indicator(p) => Some(p),
-            Content::Control(_) | Content::Sealed => None,
         }
     }
 }
@@ -434,52 +401,6 @@ fn check_payload(header: &Header, bytes: &[u8]) -> Result<Content, VerifyError> 
         seq,
         defect,
     })
-}
-
-/// Decodes a payload and checks its nonce and, for an indicator payload, that its indicator is
-/// in canonical form.
-pub fn decode_content(bytes: &[u8]) -> Result<Content, PayloadDefect> {
-    use pb::payload::Body;
-    let payload =
-        pb::Payload::decode(bytes).map_err(|e| PayloadDefect::Undecodable(e.to_string()))?;
-    if !(MIN_NONCE_LEN..=MAX_NONCE_LEN).contains(&payload.nonce.len()) {
-        return Err(PayloadDefect::Nonce(payload.nonce.len()));
-    }
-    let body = payload.body.ok_or(PayloadDefect::MissingBody)?;
-    let indicator = match &body {
-        Body::Roster(r) => return Ok(Content::Control(Control::Roster(r.clone()))),
-        Body::Checkpoint(c) => return Ok(Content::Control(Control::Checkpoint(c.clone()))),
-        Body::Upsert(u) if u.confidence > 100 => {
-            return Err(PayloadDefect::Confidence(u.confidence))
-        }
-        Body::Sighting(s) if s.count == 0 => return Err(PayloadDefect::ZeroCount),
-        Body::Upsert(pb::IndicatorUpsert { indicator, .. })
-        | Body::Revoke(pb::IndicatorRevoke { indicator, .. })
-        | Body::Sighting(pb::Sighting { indicator, .. }) => {
-            indicator.as_ref().ok_or(PayloadDefect::MissingIndicator)?
-        }
-    };
-    let indicator = canonical_indicator(indicator)?;
-    Ok(Content::Indicator(Payload { indicator, body }))
-}
-
-/// [`decode_content`] of a payload that must carry an indicator; `Ok(None)` for a control
-/// payload (a roster version or checkpoint), which has none.
-pub fn decode_payload(bytes: &[u8]) -> Result<Option<Payload>, PayloadDefect> {
-    decode_content(bytes).map(Content::indicator)
-}
-
-fn canonical_indicator(wire: &pb::IndicatorRef) -> Result<Indicator, PayloadDefect> {
-    let ty =
-        IndicatorType::from_proto(wire.r#type).ok_or(PayloadDefect::UnknownType(wire.r#type))?;
-    let indicator = normalize(ty, &wire.value).map_err(PayloadDefect::InvalidValue)?;
-    if indicator.value() != wire.value {
-        return Err(PayloadDefect::NotCanonical {
-            value: wire.value.chars().take(256).collect(),
-            canonical: indicator.into_value(),
-        });
-    }
-    Ok(indicator)
 }
 
 fn finish(p: Prechecked) -> VerifiedEntry {

@@ -9,11 +9,16 @@
 //!   ends the key at the head the hub held when it was proposed, and the member may have
 //!   published past it before the version spread; its own node keeps those entries, which
 //!   reach the others again if it is reinstated (the same entries, so no fork).
+//!
+//! Entries verified under an earlier key list are judged again under the one in force before
+//! they are applied (`drop_ended`, under the cut lock), so an entry verified before the version
+//! that ends its key cannot put back what the cut removed.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use intelmesh_core::{KeyId, OrgId};
+use intelmesh_core::verify::{KeyLookup, KeyRegistry, VerifyError};
+use intelmesh_core::{KeyId, OrgId, StaticKeys, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::Roster;
 use intelmesh_store::{DiskStore, Store, StoreError};
@@ -277,6 +282,79 @@ impl NodeState {
             }
         }
         Ok(())
+    }
+}
+
+impl NodeState {
+    /// Held while entries verified under some key list are judged again and applied (see
+    /// `Follow::cutting`); `None` in static mode, where no key is ever cut.
+    pub(crate) fn cut_lock_shared(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
+        self.follow()
+            .map(|f| f.cutting.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The first of `refused` that was refused for its key's range and that the key may sign
+    /// once this node follows its roster log to the head: refused only because the version
+    /// that opens the range (a reinstatement) came in the same batch, or was verified after
+    /// it. The peer counts it delivered, so the link restarts to have it sent again.
+    pub(crate) async fn signable_once_followed(
+        self: &Arc<Self>,
+        refused: &[VerifyError],
+    ) -> Result<Option<VerifyError>, NodeError> {
+        if !refused.iter().any(VerifyError::is_origin_fault) {
+            return Ok(None);
+        }
+        self.advance_roster().await?;
+        let keys = self.keys();
+        Ok(refused
+            .iter()
+            .find(|e| match e {
+                VerifyError::KeyNotValidAtSeq {
+                    origin,
+                    seq,
+                    key_id,
+                    ..
+                } => matches!(keys.key(origin, key_id, *seq), KeyLookup::Valid(_)),
+                _ => false,
+            })
+            .cloned())
+    }
+
+    /// `good` without the entries whose seq the key list in force no longer lets their key
+    /// sign (a compromise report, suspension or rotation followed since they were verified
+    /// under `verified_with`); those join `refused`, as verification under it would refuse them.
+    pub(crate) fn drop_ended(
+        &self,
+        good: Vec<VerifiedEntry>,
+        verified_with: Option<&Arc<StaticKeys>>,
+        refused: &mut Vec<VerifyError>,
+    ) -> Vec<VerifiedEntry> {
+        let now = self.keys();
+        if verified_with.is_some_and(|k| Arc::ptr_eq(k, &now)) {
+            return good;
+        }
+        good.into_iter()
+            .filter(|e| {
+                let h = e.header();
+                match now.key(&h.origin, &h.key_id, h.seq) {
+                    KeyLookup::OutOfRange {
+                        first_seq,
+                        last_seq,
+                        ..
+                    } => {
+                        refused.push(VerifyError::KeyNotValidAtSeq {
+                            origin: h.origin.clone(),
+                            seq: h.seq,
+                            key_id: h.key_id,
+                            first_seq,
+                            last_seq,
+                        });
+                        false
+                    }
+                    KeyLookup::Valid(_) | KeyLookup::Unknown => true,
+                }
+            })
+            .collect()
     }
 }
 

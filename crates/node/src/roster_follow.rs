@@ -10,10 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use intelmesh_core::verify::{
-    decode_content, verify_batch_parallel, Content, Control, KeyLookup, KeyRegistry, VerifyConfig,
-    VerifyError,
+    decode_content, verify_batch_parallel, Content, Control, VerifyConfig,
 };
-use intelmesh_core::{Distribution, Hash, OrgId, Signer, StaticKeys, Tlp, VerifiedEntry};
+use intelmesh_core::{Distribution, Hash, OrgId, Signer, Tlp};
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::{Roster, RosterError};
 use intelmesh_store::{DiskStore, Outcome, Store, StoreError};
@@ -24,6 +23,9 @@ use crate::checkpoint::Checkpoints;
 use crate::config::RosterConfig;
 use crate::key_end_cut::{ended_key_cuts, roster_log_cut, CutLog};
 use crate::state::{NodeError, NodeState, VERIFY_CHUNK};
+
+#[path = "roster_authority.rs"]
+mod authority;
 
 /// Why a node cannot start following its roster.
 #[derive(Debug, thiserror::Error)]
@@ -573,126 +575,6 @@ impl NodeState {
         .map_err(|e| NodeError::Join(e.to_string()))??;
         self.bump();
         Ok(())
-    }
-}
-
-impl Follow {
-    /// Keeps `outgoing`, the signing key a rotation while running replaced, among the keys
-    /// that may sign the roster log: the roster lists it, not the new one, until a version
-    /// takes the rotation.
-    pub(crate) fn keep_authority_candidate(&self, outgoing: &Signer) {
-        let fed = self.current().federation_id().clone();
-        let mut kept = lock(&self.authority_signers);
-        let key = outgoing.verifying_key();
-        if !kept.iter().any(|s| s.verifying_key() == key) {
-            kept.push(Arc::new(Signer::new(fed, outgoing.signing_key().clone())));
-        }
-    }
-
-    /// Which of this hub's keys signs the next roster log entry: of its signing key now
-    /// (`current`, which a rotation while running changes) and the keys it started with
-    /// ([`authority_signers`](Follow::authority_signers)), the first the version in force
-    /// lists for `me` and lets sign later versions (`keys`, its key set, grants the roster log
-    /// to it); else the current one, whose entry the rules then refuse with a clear error.
-    pub(crate) fn authority_signer(
-        &self,
-        me: &OrgId,
-        keys: &StaticKeys,
-        current: &Signer,
-    ) -> Option<Arc<Signer>> {
-        let fed = self.current().federation_id().clone();
-        let now = Arc::new(Signer::new(fed, current.signing_key().clone()));
-        let candidates: Vec<Arc<Signer>> = std::iter::once(now)
-            .chain(lock(&self.authority_signers).iter().cloned())
-            .collect();
-        let roster = self.current();
-        let listed = roster
-            .document()
-            .members
-            .iter()
-            .find(|m| m.org == me.as_str())
-            .map(|m| m.signing_keys.as_slice())
-            .unwrap_or_default();
-        let allowed = |s: &&Arc<Signer>| {
-            let key = s.verifying_key();
-            let index = listed.iter().position(|k| k.public_key == key.as_bytes());
-            index.is_some_and(|i| roster.signs_later_versions(me, i)) && keys.holds(s.org(), &key)
-        };
-        let chosen = candidates.iter().find(allowed);
-        chosen.or(candidates.first()).cloned()
-    }
-}
-
-impl NodeState {
-    /// Held while entries verified under some key list are judged again and applied (see
-    /// `Follow::cutting`); `None` in static mode, where no key is ever cut.
-    pub(crate) fn cut_lock_shared(&self) -> Option<std::sync::RwLockReadGuard<'_, ()>> {
-        self.follow()
-            .map(|f| f.cutting.read().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// The first of `refused` that was refused for its key's range and that the key may sign
-    /// once this node follows its roster log to the head: refused only because the version
-    /// that opens the range (a reinstatement) came in the same batch, or was verified after
-    /// it. The peer counts it delivered, so the link restarts to have it sent again.
-    pub(crate) async fn signable_once_followed(
-        self: &Arc<Self>,
-        refused: &[VerifyError],
-    ) -> Result<Option<VerifyError>, NodeError> {
-        if !refused.iter().any(VerifyError::is_origin_fault) {
-            return Ok(None);
-        }
-        self.advance_roster().await?;
-        let keys = self.keys();
-        Ok(refused
-            .iter()
-            .find(|e| match e {
-                VerifyError::KeyNotValidAtSeq {
-                    origin,
-                    seq,
-                    key_id,
-                    ..
-                } => matches!(keys.key(origin, key_id, *seq), KeyLookup::Valid(_)),
-                _ => false,
-            })
-            .cloned())
-    }
-
-    /// `good` without the entries whose seq the key list in force no longer lets their key
-    /// sign (a compromise report, suspension or rotation followed since they were verified
-    /// under `verified_with`); those join `refused`, as verification under it would refuse them.
-    pub(crate) fn drop_ended(
-        &self,
-        good: Vec<VerifiedEntry>,
-        verified_with: Option<&Arc<StaticKeys>>,
-        refused: &mut Vec<VerifyError>,
-    ) -> Vec<VerifiedEntry> {
-        let now = self.keys();
-        if verified_with.is_some_and(|k| Arc::ptr_eq(k, &now)) {
-            return good;
-        }
-        good.into_iter()
-            .filter(|e| {
-                let h = e.header();
-                match now.key(&h.origin, &h.key_id, h.seq) {
-                    KeyLookup::OutOfRange {
-                        first_seq,
-                        last_seq,
-                        ..
-                    } => {
-                        refused.push(VerifyError::KeyNotValidAtSeq {
-                            origin: h.origin.clone(),
-                            seq: h.seq,
-                            key_id: h.key_id,
-                            first_seq,
-                            last_seq,
-                        });
-                        false
-                    }
-                    KeyLookup::Valid(_) | KeyLookup::Unknown => true,
-                }
-            })
-            .collect()
     }
 }
 

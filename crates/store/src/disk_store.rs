@@ -2,10 +2,9 @@
 //! queue for entries that arrived before their predecessors.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use intelmesh_core::entry::header_hash;
 use intelmesh_core::{Hash, Head, Indicator, OrgId, StaticKeys, VerifiedEntry};
@@ -14,7 +13,7 @@ use prost::Message;
 
 use crate::arrival::ArrivalClock;
 use crate::background::Background;
-use crate::hold::{HoldLimits, HoldQueue};
+use crate::hold::HoldQueue;
 use crate::index::decode_state;
 use crate::index_write::IndexMeta;
 use crate::open::{open_db, open_kv};
@@ -23,78 +22,12 @@ use crate::presence::{fill_in_background, Presence};
 use crate::segment::{last_segment, segments_from};
 use crate::select::Selected;
 use crate::state_table::Answer;
-use crate::state_table_build::{keep_built, StateTableConfig};
+use crate::state_table_build::keep_built;
+pub use crate::store_config::{Arrivals, StoreConfig};
 use crate::write::Extra;
 use crate::write_lock::Held;
 use crate::{index_rebuild, keys, private_dir, receipt, select};
 use crate::{ApplyReport, Fill, Store, StoreError, VersionVector};
-
-/// Where and how a store keeps its data.
-#[derive(Clone, Debug)]
-pub struct StoreConfig {
-    /// The data directory: created 0700, its files kept 0600.
-    pub path: PathBuf,
-    /// The org of the node the store belongs to. A new store records it; a store recorded for
-    /// another org is refused (a data directory mixed up between nodes). `None`: any store.
-    pub owner: Option<OrgId>,
-    /// Block cache size of the key-value space.
-    pub cache_bytes: u64,
-    /// Most entries held per origin while waiting for predecessors.
-    pub hold_per_origin: usize,
-    /// Most bytes held across all origins.
-    pub hold_total_bytes: usize,
-    /// How long an entry is held for its predecessors before it is dropped.
-    pub hold_ttl: Duration,
-    /// When the read-optimised copy of the index that lookups read is built.
-    pub state_table: StateTableConfig,
-    /// Whether the store keeps arrival times (see `arrival`).
-    pub arrivals: Arrivals,
-}
-
-/// Whether a store keeps arrival times: TAXII's collection reads them, and they cost every
-/// write two keys per changed record, so a node serving no TAXII does without.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Arrivals {
-    /// As the store has them (a new store keeps them): for tools that open a store and must
-    /// not change what it keeps.
-    #[default]
-    AsFound,
-    /// Kept: a store without them rebuilds its index once as it opens, to stamp every record.
-    Kept,
-    /// Not kept: a store with them drops them as it opens.
-    NotKept,
-}
-
-impl StoreConfig {
-    pub fn new(path: impl Into<PathBuf>) -> StoreConfig {
-        StoreConfig {
-            path: path.into(),
-            owner: None,
-            cache_bytes: 256 << 20,
-            hold_per_origin: 4096,
-            hold_total_bytes: 64 << 20,
-            hold_ttl: Duration::from_secs(15 * 60),
-            state_table: StateTableConfig::default(),
-            arrivals: Arrivals::AsFound,
-        }
-    }
-
-    /// The same store, recorded for (or checked against) `org`.
-    pub fn owned_by(self, org: OrgId) -> StoreConfig {
-        StoreConfig {
-            owner: Some(org),
-            ..self
-        }
-    }
-
-    pub(crate) fn hold_limits(&self) -> HoldLimits {
-        HoldLimits {
-            per_origin: self.hold_per_origin,
-            total_bytes: self.hold_total_bytes,
-            ttl: self.hold_ttl,
-        }
-    }
-}
 
 pub struct DiskStore {
     pub(crate) db: crate::kv::Kv,

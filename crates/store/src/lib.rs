@@ -32,6 +32,7 @@ mod select;
 mod state_sum;
 mod state_table;
 mod state_table_build;
+mod store_config;
 mod tail_cache;
 mod truncate;
 mod write;

@@ -15,12 +15,13 @@
 
 pub mod archive;
 pub mod trail;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use intelmesh_audit::{Call, Caller};
+use intelmesh_audit::Caller;
 use intelmesh_core::IndicatorType;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
@@ -28,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::identity::{identity_of, Identity};
 use crate::state::NodeState;
 use trail::{Trail, TrailError};
+use writer::{write_loop, Writer};
 
 /// Calls queued towards the writer before callers wait.
 const QUEUE: usize = 4096;
@@ -459,159 +461,6 @@ pub fn caller_of_certificate(der: &[u8]) -> Caller {
     caller_of_identity(identity_of(der).ok())
 }
 
-/// Takes queued calls in batches: digests and writes each batch on a blocking thread, and
-/// syncs within [`SYNC_EVERY`] of the first unsynced write, and before closing.
-/// What the writer needs beside the trail: where to open it again after its task failed, and
-/// the flag that says its writes fail.
-struct Writer {
-    failing: Arc<std::sync::atomic::AtomicBool>,
-    unqueued: Arc<std::sync::atomic::AtomicU64>,
-    dir: PathBuf,
-    max: u64,
-}
-
-/// The record that says how many calls before it could not be written: the chain runs on
-/// over the gap, so without it the loss would not show.
-fn gap(lost: u64) -> Pending {
-    Pending {
-        time_ms: intelmesh_core::now_unix_ms(),
-        caller: Caller::default(),
-        method: "audit/unrecorded".into(),
-        values: Vec::new(),
-        code: tonic::Code::DataLoss as u32,
-        result: format!(
-            "{lost} calls before this record were not recorded: the trail could not be written"
-        ),
-    }
-}
-
-async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>, writer: Writer) {
-    let mut trail = Some(trail);
-    // Calls not recorded since the last write that succeeded.
-    let mut lost: u64 = 0;
-    // When opening the trail again last failed: tried again at most every 10 s (each try
-    // reads its last file through).
-    let mut reopen_failed: Option<tokio::time::Instant> = None;
-    let mut queued = Vec::with_capacity(BATCH);
-    let mut sync_at: Option<tokio::time::Instant> = None;
-    loop {
-        let wake = sync_at.unwrap_or_else(|| tokio::time::Instant::now() + SYNC_EVERY);
-        let n = tokio::select! {
-            n = rx.recv_many(&mut queued, BATCH) => n,
-            _ = tokio::time::sleep_until(wake), if sync_at.is_some() => {
-                sync_at = None;
-                on_trail(&mut trail, |t| t.sync()).await;
-                continue;
-            }
-        };
-        let mut closing = None;
-        let (mut changes, mut calls) = (Vec::new(), Vec::with_capacity(n));
-        let mut waiting = Vec::new();
-        for msg in queued.drain(..) {
-            match msg {
-                Msg::Call(p, Some(done)) => {
-                    changes.push(p);
-                    waiting.push(done);
-                }
-                Msg::Call(p, None) => calls.push(p),
-                Msg::Close(done) => closing = Some(done),
-            }
-        }
-        // Calls whose answers wait go first, and are told before the rest of the batch (a
-        // lookup's thousands of digests) is written.
-        for mut batch in [changes, calls] {
-            if batch.is_empty() {
-                continue;
-            }
-            let retry = reopen_failed.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
-            if trail.is_none() && retry {
-                // Its task failed (a panic): opened again from its files, as at start.
-                let (dir, max) = (writer.dir.clone(), writer.max);
-                trail = tokio::task::spawn_blocking(move || Trail::open(&dir, max))
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                reopen_failed = trail.is_none().then(tokio::time::Instant::now);
-            }
-            let count = batch.len() as u64;
-            lost += (writer.unqueued).swap(0, std::sync::atomic::Ordering::AcqRel);
-            if lost > 0 {
-                batch.insert(0, gap(lost));
-            }
-            let written = on_trail(&mut trail, move |t| {
-                let sealed: Vec<Call> = batch.into_iter().map(|p| digested(t, p)).collect();
-                t.append(&sealed)
-            })
-            .await;
-            lost = if written { 0 } else { lost + count };
-            (writer.failing).store(!written, std::sync::atomic::Ordering::Release);
-            sync_at.get_or_insert_with(|| tokio::time::Instant::now() + SYNC_EVERY);
-            // Written, or its failure logged: either way the callers go on.
-            for done in waiting.drain(..) {
-                let _ = done.send(());
-            }
-        }
-        if n == 0 || closing.is_some() {
-            on_trail(&mut trail, |t| t.sync()).await;
-            if let Some(done) = closing {
-                let _ = done.send(());
-            }
-            return;
-        }
-    }
-}
-
-fn digested(t: &Trail, p: Pending) -> Call {
-    Call {
-        time_ms: p.time_ms,
-        caller: p.caller,
-        method: p.method,
-        values: p.values.len() as u64,
-        digests: p
-            .values
-            .iter()
-            .map(|v| match v {
-                Value::Raw(ty, raw) => t.key().digest(*ty, raw),
-                Value::Canonical(c) => t.key().digest_canonical(c),
-            })
-            .collect(),
-        code: p.code,
-        result: p.result,
-    }
-}
-
-/// Runs `f` on the trail on a blocking thread; a failure is logged at ERROR (the records it
-/// concerned are lost, loudly), and the trail is kept for the next batch.
-async fn on_trail(
-    slot: &mut Option<Trail>,
-    f: impl FnOnce(&mut Trail) -> Result<(), TrailError> + Send + 'static,
-) -> bool {
-    let Some(mut trail) = slot.take() else {
-        return false;
-    };
-    match tokio::task::spawn_blocking(move || {
-        let r = f(&mut trail);
-        (trail, r)
-    })
-    .await
-    {
-        Ok((trail, r)) => {
-            *slot = Some(trail);
-            match r {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "audit trail write failed: records of API calls are lost (counted in the next record written); changes are refused until a write succeeds");
-                    false
-                }
-            }
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "audit trail writer failed: the trail is opened again for the next calls");
-            false
-        }
-    }
-}
-
 static DISABLED: OnceLock<AuditLog> = OnceLock::new();
 
 impl NodeState {
@@ -648,77 +497,7 @@ pub(crate) fn lock_note(n: &Noted) -> std::sync::MutexGuard<'_, Note> {
 }
 
 #[cfg(test)]
-mod anonymous_tests {
-    use super::*;
-
-    #[test]
-    fn refusals_of_no_identity_are_recorded_up_to_a_budget_per_source_a_minute() {
-        use crate::conn_slots::Source;
-        let log = AuditLog::default();
-        let minute = 29_000_000 * 60_000;
-        let (junk, other) = (Source::V4([192, 0, 2, 1]), Source::V4([192, 0, 2, 2]));
-        let taken = (0..100)
-            .filter(|i| log.takes_anonymous_refusal(junk, minute + i * 100))
-            .count();
-        assert_eq!(taken, ANONYMOUS_REFUSALS_PER_SOURCE as usize);
-        assert!(
-            log.takes_anonymous_refusal(other, minute + 20_000),
-            "another source's"
-        );
-        assert!(
-            log.takes_anonymous_refusal(junk, minute + 60_000),
-            "the next minute"
-        );
-        // Clones share one budget (each service holds one); all sources together are bounded.
-        let clone = log.clone();
-        let mut all = 1;
-        for i in 0..10_000u32 {
-            let source = Source::V4(i.to_be_bytes());
-            all += usize::from(clone.takes_anonymous_refusal(source, minute + 60_001));
-        }
-        assert_eq!(all, ANONYMOUS_REFUSALS_PER_MINUTE as usize);
-    }
-}
+mod anonymous_tests;
 
 #[cfg(test)]
-mod written_tests {
-    use super::*;
-
-    fn pending(method: &str) -> Pending {
-        Pending {
-            time_ms: 1,
-            caller: caller_of_identity(None),
-            method: method.into(),
-            values: Vec::new(),
-            code: 0,
-            result: "OK".into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_change_is_answered_only_once_its_record_is_in_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::open(&AuditConfig::default(), dir.path())
-            .await
-            .unwrap();
-        let audit = dir_of(dir.path());
-        // What the trail's files hold now, synced or not.
-        let written = || -> String {
-            let files = trail::trail_files(&audit).unwrap();
-            let text =
-                |n: &u64| std::fs::read_to_string(audit.join(intelmesh_audit::file_name(*n)));
-            files.iter().map(|n| text(n).unwrap()).collect()
-        };
-        log.record(pending("Indicators/Get")).await;
-        assert!(
-            !written().contains("Indicators/Get"),
-            "a read is only queued"
-        );
-        log.record_written(pending("Indicators/Submit")).await;
-        assert!(
-            written().contains("Indicators/Submit"),
-            "written before the answer"
-        );
-        log.close().await;
-    }
-}
+mod written_tests;

@@ -6,6 +6,7 @@ mod asked;
 mod dial;
 pub mod inspect;
 pub mod link;
+mod link_error;
 pub mod peer_view;
 mod sender;
 mod service;

@@ -176,12 +176,12 @@ async fn hold(budget: &AnswerBudget, caller: &str, answer: Response) -> Response
             bytes = size,
             "TAXII answer not sent: answers in flight hold the budget, or this caller's part"
         );
-        return super::http::error(StatusCode::SERVICE_UNAVAILABLE, "Busy", Busy);
+        return super::answer::error(StatusCode::SERVICE_UNAVAILABLE, "Busy", Busy);
     };
     let (parts, body) = answer.into_parts();
     // Built in memory already: collecting it only takes the one frame out.
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        return super::http::error(StatusCode::INTERNAL_SERVER_ERROR, "Server error", "");
+        return super::answer::error(StatusCode::INTERNAL_SERVER_ERROR, "Server error", "");
     };
     Response::from_parts(parts, Body::new(Pieces::new(bytes, share)))
 }

@@ -1,5 +1,6 @@
-//! HTTP glue of the gateway: routes, content negotiation, authentication, and TAXII error
-//! bodies; each handler decodes, calls a plain function of `read` or `write`, and encodes.
+//! HTTP glue of the gateway: routes, content negotiation and authentication (answers and TAXII
+//! error bodies: `answer`); each handler decodes, calls a plain function of `read` or `write`,
+//! and encodes.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use intelmesh_core::now_unix_ms;
@@ -15,6 +16,9 @@ use intelmesh_core::object_id::{format_uuid, name_uuid, random_uuid};
 use intelmesh_interop::taxii::{self as protocol, ManifestRecord, ObjectsQuery, StatusResource};
 use serde_json::Value;
 
+use super::answer::{
+    internal, method_not_allowed, not_found, refuse, taxii, taxii_text, too_busy, Answer, Refusal,
+};
 use super::auth::{authenticate, Caller, Users};
 use super::busy;
 use super::config::TaxiiConfig;
@@ -111,92 +115,10 @@ pub fn router(state: Arc<NodeState>, cfg: TaxiiConfig, tokens: Arc<TokenKey>) ->
         ))
 }
 
-fn taxii(status: StatusCode, body: &Value) -> Response {
-    taxii_text(status, body.to_string())
-}
-
-fn taxii_text(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(protocol::TAXII_MEDIA_TYPE),
-    );
-    r
-}
-
-pub(super) fn error(
-    status: StatusCode,
-    title: &str,
-    description: impl std::fmt::Display,
-) -> Response {
-    let body = protocol::error_body(status.as_u16(), title, &description.to_string());
-    let mut r = taxii(status, &body);
-    if status == StatusCode::UNAUTHORIZED {
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"intelmesh TAXII\""),
-        );
-    }
-    if let Some(secs) = busy::retry_after(status) {
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    r
-}
-
-/// A request refused: its status and the TAXII error body's title and description.
-#[derive(Debug)]
-struct Refusal {
-    status: StatusCode,
-    title: &'static str,
-    description: String,
-}
-
-fn refuse(status: StatusCode, title: &'static str, description: impl std::fmt::Display) -> Refusal {
-    Refusal {
-        status,
-        title,
-        description: description.to_string(),
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        error(self.status, self.title, self.description)
-    }
-}
-
-type Answer = Result<Response, Refusal>;
-
-async fn not_found() -> Response {
-    error(StatusCode::NOT_FOUND, "Not found", "no such TAXII resource")
-}
-
-async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "Method not allowed",
-        "this resource does not take that method",
-    )
-}
-
-fn too_busy(e: read_shares::Shortage) -> Refusal {
-    refuse(StatusCode::SERVICE_UNAVAILABLE, "Busy", e)
-}
-
 /// Whose share a request takes: no two callers have the same (a service's name cannot hold
 /// the `user:` of a basic user's, see `identity::valid_leaf_name`).
 fn share_of(caller: &Caller) -> String {
     format!("{}/{}", caller.org, caller.name)
-}
-
-fn internal(e: impl std::fmt::Display) -> Refusal {
-    tracing::error!(error = %e, "TAXII request failed");
-    refuse(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Server error",
-        "the node could not answer; see its log",
-    )
 }
 
 /// Checks the `Accept` header and authenticates: the caller, or the answer refusing it.

@@ -6,6 +6,7 @@
 //! credentials are the alternative). `http` decodes requests and encodes answers around the plain
 //! functions of `read` and `write`; the protocol's own rules are `intelmesh_interop::taxii`.
 
+mod answer;
 mod audited;
 mod auth;
 mod busy;

@@ -21,7 +21,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
         match Path::<T>::from_request_parts(parts, state).await {
             Ok(Path(t)) => Ok(Segments(t)),
-            Err(e) => Err(super::http::error(
+            Err(e) => Err(super::answer::error(
                 StatusCode::BAD_REQUEST,
                 "Bad path",
                 e.body_text(),
