@@ -14,6 +14,7 @@ pub mod config;
 mod http;
 pub mod read;
 mod segments;
+mod statuses;
 mod throttle;
 pub mod write;
 
