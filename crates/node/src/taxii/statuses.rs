@@ -64,3 +64,7 @@ impl Statuses {
             .map(|(_, _, s)| s.clone())
     }
 }
+
+#[cfg(test)]
+#[path = "statuses_tests.rs"]
+mod tests;

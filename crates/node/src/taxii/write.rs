@@ -30,8 +30,6 @@ use crate::api::view::Invalid;
 use crate::warninglists::lists_of;
 
 pub use super::statuses::Statuses;
-#[cfg(test)]
-use super::statuses::STATUSES_KEPT;
 
 /// What to sign for a POST, and the status it will have once signed.
 #[derive(Debug, Default)]
