@@ -215,17 +215,9 @@ pub mod craft {
     use curve25519_dalek::edwards::EdwardsPoint;
     use curve25519_dalek::scalar::Scalar;
     use ed25519_dalek::{Signature, SigningKey};
-    use sha2::{Digest, Sha512};
 
     fn challenge(r: &[u8; 32], key: &SigningKey, message: &[u8]) -> Scalar {
-        let digest = Sha512::new()
-            .chain_update(r)
-            .chain_update(key.verifying_key().as_bytes())
-            .chain_update(message)
-            .finalize();
-        let mut wide = [0u8; 64];
-        wide.copy_from_slice(&digest);
-        Scalar::from_bytes_mod_order_wide(&wide)
+        crate::zip215::challenge_of(r, key.verifying_key().as_bytes(), message)
     }
 
     fn signature(r: &EdwardsPoint, s: Scalar) -> Signature {

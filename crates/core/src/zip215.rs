@@ -18,9 +18,15 @@ use sha2::{Digest, Sha512};
 
 /// k = H(R ‖ A ‖ M) mod l, with A as the key's own encoding.
 fn challenge(key: &VerifyingKey, message: &[u8], sig: &Signature) -> Scalar {
+    challenge_of(sig.r_bytes(), key.as_bytes(), message)
+}
+
+/// k = H(R ‖ A ‖ M) mod l over R's and A's encodings as given (also what `signature::craft`
+/// signs with).
+pub(crate) fn challenge_of(r: &[u8; 32], key: &[u8; 32], message: &[u8]) -> Scalar {
     let digest = Sha512::new()
-        .chain_update(sig.r_bytes())
-        .chain_update(key.as_bytes())
+        .chain_update(r)
+        .chain_update(key)
         .chain_update(message)
         .finalize();
     let mut wide = [0u8; 64];

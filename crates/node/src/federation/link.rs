@@ -26,7 +26,7 @@ use tonic::Status;
 
 use super::announce::{Announcer, Style, When};
 use super::asked::Asked;
-pub use super::link_error::{LinkError, SHUTTING_DOWN};
+pub use super::link_error::LinkError;
 use super::peer_view::{read_vector, to_wire, PeerView, Reported};
 use super::sender::send_loop;
 use crate::admission::{refused_later, PeerCert};
