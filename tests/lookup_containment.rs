@@ -374,3 +374,49 @@ async fn a_large_lookup_answers_every_value_in_request_order() {
         assert_eq!(r.error.is_empty(), i % 4 != 3, "{v}");
     }
 }
+
+/// An answer that would pass the message limit ends the call with RESOURCE_EXHAUSTED and a
+/// message that says what to do, rather than a response no client could read; the same values
+/// in smaller calls are answered, every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_past_the_message_limit_is_refused_and_smaller_calls_are_answered() {
+    let limits = intelmesh_node::config::Limits {
+        max_message_bytes: 262_144,
+        ..intelmesh_tests::net::fast_limits()
+    };
+    let net = TestNet::alone("AU-AFP", limits).await;
+    let mut c = net.client(&org("AU-AFP")).await;
+    submit(&mut c, vec![listed(Ty::Domain, "evil.example", 80)]).await;
+    // About 200 KiB asked; each answer repeats its value twice and names its match.
+    let values: Vec<String> = (0..9_000)
+        .map(|i| format!("host{i:05}.evil.example"))
+        .collect();
+    let refused = c
+        .lookup(pb::LookupRequest {
+            values: values.clone(),
+        })
+        .await
+        .expect_err("past the message limit");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("send fewer values per call"),
+        "{refused:?}"
+    );
+    let mut answered = Vec::new();
+    for part in values.chunks(1_000) {
+        answered.extend(lookup(&mut c, &part.iter().map(String::as_str).collect::<Vec<_>>()).await);
+    }
+    assert_eq!(answered.len(), values.len());
+    for (r, v) in answered.iter().zip(&values) {
+        assert_eq!(&r.input, v);
+        assert_eq!(r.verdict(), Verdict::Malicious, "{v}");
+        assert_eq!(
+            r.matches.first().map(|m| m.kind()),
+            Some(pb::MatchKind::ParentDomain)
+        );
+    }
+}

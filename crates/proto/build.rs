@@ -22,6 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("intelmesh_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .bytes(".intelmesh.v1.SignedEntry")
+        // Hand-written, so a server can send answers it encoded where it made them
+        // (`src/lookup_response.rs`).
+        .extern_path(
+            ".intelmesh.v1.LookupResponse",
+            "crate::lookup_response::LookupResponse",
+        )
         // Prost's codec with a frame's shape checked before decoding (`src/codec.rs`).
         .codec_path("crate::codec::BoundedCodec")
         .compile_fds(fds)?;

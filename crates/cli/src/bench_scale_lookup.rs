@@ -233,6 +233,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
+            ..Default::default()
         };
         let read = Verdicts::decode(full.encode_to_vec().as_slice()).expect("decodes");
         let seen: Vec<(i32, &str)> = read

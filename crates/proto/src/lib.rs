@@ -4,10 +4,13 @@
 
 pub mod api_shape;
 pub mod codec;
+pub mod lookup_response;
 pub mod shape;
 
 pub mod v1 {
     tonic::include_proto!("intelmesh.v1");
+
+    pub use crate::lookup_response::LookupResponse;
 
     impl SignedEntry {
         /// A copy holding its own bytes. A decoded entry's fields are slices of the whole

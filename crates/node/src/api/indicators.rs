@@ -15,7 +15,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::idempotency::{self, Repeatable};
-use super::lookup;
 use super::query;
 use super::submission::{self, Prepared, Publisher};
 use super::view::{self, Filter, Invalid, WatchCursor};
@@ -27,10 +26,6 @@ use crate::state::{header_of, Idempotent, NodeError, NodeState, Publication};
 
 /// Events queued towards one watcher; a slow one makes its task wait, not the queue grow.
 const WATCH_QUEUE: usize = 64;
-/// Values of one `Lookup` request answered by one blocking task: large enough that a task's
-/// cost dwarfs its spawning, small enough that a full request spreads over several cores.
-const LOOKUP_CHUNK: usize = 2_500;
-
 pub(super) type WatchStream = ReceiverStream<Result<pb::WatchEvent, Status>>;
 
 pub struct IndicatorsService {
@@ -54,7 +49,10 @@ pub(super) fn internal(e: impl std::fmt::Display) -> Status {
 
 /// The calling service's org and name; node and admin certificates have no business here,
 /// and a certificate the roster revoked is refused.
-fn service<T>(state: &NodeState, request: &Request<T>) -> Result<(OrgId, String), Status> {
+pub(super) fn service<T>(
+    state: &NodeState,
+    request: &Request<T>,
+) -> Result<(OrgId, String), Status> {
     check_api_caller(state, request)?;
     match require_role(request, Role::Service, "Indicators")? {
         Identity::Service { org, name } => Ok((org, name)),
@@ -109,7 +107,7 @@ fn replayed(answer: &[u8]) -> Result<pb::SubmitResponse, Status> {
 
 impl IndicatorsService {
     /// Runs `f` on a blocking thread with the node state.
-    async fn blocking<T: Send + 'static>(
+    pub(super) async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&NodeState) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
@@ -303,84 +301,6 @@ impl IndicatorsService {
             })
             .await?;
         Ok(Response::new(response))
-    }
-
-    pub(super) async fn lookup_call(
-        &self,
-        request: Request<pb::LookupRequest>,
-    ) -> Result<Response<pb::LookupResponse>, Status> {
-        let (reader, name) = service(&self.state, &request)?;
-        let caller = format!("{reader}/{name}");
-        let reader = Arc::new(reader);
-        let mut values = request.into_inner().values;
-        if values.len() > lookup::MAX_LOOKUPS {
-            return Err(Status::invalid_argument(format!(
-                "{} values, over the {} allowed per lookup; split the batch",
-                values.len(),
-                lookup::MAX_LOOKUPS
-            )));
-        }
-        // Read once per request, so every chunk answers against the same withdrawn set and
-        // block lengths.
-        let (hidden, lengths) = self
-            .blocking(|s| Ok((Arc::new(s.withdrawn()), s.store.prefix_lengths())))
-            .await?;
-        let lists = self.state.warninglists();
-        let now = now_unix_ms();
-        let budget = Arc::new(lookup::AnswerBudget::new(
-            self.state.cfg.limits.max_message_bytes,
-        ));
-        let _cancel_if_gone = lookup::CancelOnDrop(Arc::clone(&budget));
-        // A large request is answered in chunks on the blocking pool at once, so it uses every
-        // core rather than one; the chunks are joined back in request order.
-        let mut chunks = Vec::with_capacity(values.len().div_ceil(LOOKUP_CHUNK));
-        while !values.is_empty() {
-            let rest = values.split_off(values.len().min(LOOKUP_CHUNK));
-            let chunk = std::mem::replace(&mut values, rest);
-            let (state, reader, hidden, lists, budget) = (
-                Arc::clone(&self.state),
-                Arc::clone(&reader),
-                Arc::clone(&hidden),
-                Arc::clone(&lists),
-                Arc::clone(&budget),
-            );
-            // Held by the chunk until it ends, even if the call is dropped meanwhile.
-            let permit = self.blocking_reads.acquire(&caller).await?;
-            chunks.push(tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let l = lookup::Lookup {
-                    store: state.store.as_ref(),
-                    reader: &reader,
-                    hidden: &hidden,
-                    lengths,
-                    now,
-                    warninglists: &lists,
-                };
-                // Collected into a vector of the chunk's size: a collect through `Result`
-                // grows it from empty, copying the answers so far at each doubling.
-                let mut answers = Vec::with_capacity(chunk.len());
-                let mut values = chunk.into_iter();
-                loop {
-                    let group: Vec<String> = values.by_ref().take(lookup::GROUP).collect();
-                    if group.is_empty() {
-                        break;
-                    }
-                    for answer in l.answer_all(group)? {
-                        budget.take(&answer)?;
-                        answers.push(answer);
-                    }
-                }
-                Ok::<_, lookup::LookupError>(answers)
-            }));
-        }
-        let mut results = Vec::with_capacity(chunks.len() * LOOKUP_CHUNK);
-        for chunk in chunks {
-            results.extend(chunk.await.map_err(internal)?.map_err(|e| match e {
-                lookup::LookupError::Store(e) => internal(e),
-                too_large => Status::resource_exhausted(too_large.to_string()),
-            })?);
-        }
-        Ok(Response::new(pb::LookupResponse { results }))
     }
 
     pub(super) async fn watch_call(

@@ -136,8 +136,9 @@ impl Indicators for IndicatorsService {
         if let Some(refused) = self.refused(&request, "Indicators/Lookup").await {
             return refused;
         }
-        // The raw values, for a call refused whole; an answered one names each value in the
-        // canonical form its answer found.
+        // The raw values, for a call dropped before its end (its caller went away); an
+        // ended one names each value in the canonical form its answer found, else as given
+        // (none for a request refused for its size).
         let values = &request.get_ref().values;
         let values = if values.len() <= MAX_LOOKUPS {
             audit::untyped(values)
@@ -148,12 +149,8 @@ impl Indicators for IndicatorsService {
             .state
             .audit()
             .begin(&request, "Indicators/Lookup", values);
-        let outcome = self.lookup_call(request).await;
-        let call = match &outcome {
-            Ok(r) => call.naming(audit::answered(&r.get_ref().results)),
-            Err(_) => call,
-        };
-        call.end(outcome).await
+        let named = self.lookup_call(request).await;
+        call.naming(named.values).end(named.outcome).await
     }
 
     type WatchStream = WatchStream;

@@ -12,15 +12,18 @@
 
 use std::collections::BTreeSet;
 
+use bytes::Bytes;
 use intelmesh_core::containment::{
     containers_where, other_forms, BlockBits, HeldBlocks, MatchKind, PrefixLengths,
 };
 use intelmesh_core::indicator::{detect, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
+use intelmesh_proto::lookup_response::encode_result;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{Store, StoreError};
 
 use super::view;
+use crate::audit;
 
 /// Most values in one `Lookup` call.
 pub const MAX_LOOKUPS: usize = 10_000;
@@ -48,9 +51,7 @@ pub struct CancelOnDrop(pub std::sync::Arc<AnswerBudget>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0
-            .cancelled
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0.cancel();
     }
 }
 
@@ -76,15 +77,19 @@ impl AnswerBudget {
         }
     }
 
-    /// Takes `answer`'s bytes from what is left; an error once that is spent.
-    pub fn take(&self, answer: &pb::LookupResult) -> Result<(), LookupError> {
-        use prost::Message as _;
+    /// Stops the call's chunks at their next value.
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Takes an answer's `bytes` (encoded, its field's tag and length included) from what is
+    /// left; an error once that is spent.
+    pub fn take(&self, bytes: usize) -> Result<(), LookupError> {
         use std::sync::atomic::Ordering;
         if self.cancelled.load(Ordering::Relaxed) {
             return Err(LookupError::Cancelled);
         }
-        // A field's tag and length come on top of the result.
-        let bytes = answer.encoded_len() + 8;
         self.left
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
                 left.checked_sub(bytes)
@@ -107,12 +112,65 @@ pub struct Lookup<'a> {
     pub warninglists: &'a intelmesh_interop::Warninglists,
 }
 
+/// A chunk of a call's values answered ([`Lookup::answer_chunk`]).
+pub struct Chunk {
+    /// The answers as `LookupResponse.results` encodes them, or why the call ends.
+    pub encoded: Result<Bytes, LookupError>,
+    /// Every value of the chunk, in order, for the audit trail: in the canonical form its
+    /// answer found, else as given (also those left unanswered when the chunk failed).
+    pub named: Vec<audit::Value>,
+}
+
+/// A group's values handed back with the store error that left them unanswered.
+pub struct Unanswered {
+    pub error: StoreError,
+    pub inputs: Vec<String>,
+}
+
+/// About what an answer takes encoded, to size a chunk's buffer once.
+const ANSWER_BYTES: usize = 96;
+
 impl Lookup<'_> {
+    /// The answers for a chunk of raw values, encoded where they are made: each answer is
+    /// freed by the thread that built it, and the bytes it adds are what it takes from
+    /// `budget`.
+    pub fn answer_chunk(&self, values: Vec<String>, budget: &AnswerBudget) -> Chunk {
+        let mut named = Vec::with_capacity(values.len());
+        let mut out = Vec::with_capacity(values.len() * ANSWER_BYTES);
+        let mut values = values.into_iter();
+        let encoded = loop {
+            let group: Vec<String> = values.by_ref().take(GROUP).collect();
+            if group.is_empty() {
+                break Ok(Bytes::from(out));
+            }
+            let answers = match self.answer_all(group) {
+                Ok(answers) => answers,
+                Err(Unanswered { error, inputs }) => {
+                    named.extend(inputs.into_iter().map(audit::raw));
+                    break Err(error.into());
+                }
+            };
+            let mut answers = answers.into_iter();
+            let over = answers.by_ref().find_map(|answer| {
+                let before = out.len();
+                encode_result(&answer, &mut out);
+                named.push(audit::named(answer));
+                budget.take(out.len() - before).err()
+            });
+            if let Some(e) = over {
+                named.extend(answers.map(audit::named));
+                break Err(e);
+            }
+        };
+        named.extend(values.map(audit::raw));
+        Chunk { encoded, named }
+    }
+
     /// The answers for a group of raw values (taken, not copied: each goes back in its
     /// result), in order. The probes of the whole group are read from the store together, so
     /// the memory reads of its filters and lookup table overlap across values instead of
     /// waiting on each in turn.
-    pub fn answer_all(&self, inputs: Vec<String>) -> Result<Vec<pb::LookupResult>, StoreError> {
+    pub fn answer_all(&self, inputs: Vec<String>) -> Result<Vec<pb::LookupResult>, Unanswered> {
         let asked: Vec<Result<Asked, Box<pb::LookupResult>>> =
             inputs.into_iter().map(|input| self.asked(input)).collect();
         let probes: Vec<&Indicator> = asked
@@ -120,7 +178,18 @@ impl Lookup<'_> {
             .filter_map(|a| a.as_ref().ok())
             .flat_map(Asked::probes)
             .collect();
-        let mut states = self.store.lookup_states(&probes)?.into_iter();
+        let states = match self.store.lookup_states(&probes) {
+            Ok(states) => states,
+            Err(error) => {
+                drop(probes);
+                let inputs = asked
+                    .into_iter()
+                    .map(|a| a.map_or_else(|r| r.input, |a| a.input))
+                    .collect();
+                return Err(Unanswered { error, inputs });
+            }
+        };
+        let mut states = states.into_iter();
         let mut out = Vec::with_capacity(asked.len());
         for a in asked {
             let a = match a {

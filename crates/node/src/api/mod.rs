@@ -4,6 +4,7 @@ mod idempotency;
 mod indicators;
 mod indicators_audited;
 pub mod lookup;
+mod lookup_call;
 mod query;
 pub mod status;
 pub mod stix;

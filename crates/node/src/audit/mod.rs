@@ -88,16 +88,18 @@ pub fn typed(ty: i32, value: &str) -> Value {
     Value::Raw(IndicatorType::from_proto(ty), value.to_string())
 }
 
-/// The values a lookup answered, each in the canonical form its answer names (the raw text
-/// of a value with none).
-pub fn answered(results: &[intelmesh_proto::v1::LookupResult]) -> Vec<Value> {
-    results
-        .iter()
-        .map(|r| match &r.indicator {
-            Some(i) => Value::Canonical(i.value.clone()),
-            None => Value::Raw(None, r.input.clone()),
-        })
-        .collect()
+/// A value a lookup answered, in the canonical form its answer names (the raw text of a
+/// value with none).
+pub fn named(result: intelmesh_proto::v1::LookupResult) -> Value {
+    match result.indicator {
+        Some(i) => Value::Canonical(i.value),
+        None => raw(result.input),
+    }
+}
+
+/// A value given without a type and not answered (Lookup).
+pub fn raw(value: String) -> Value {
+    Value::Raw(None, value)
 }
 
 /// A call as a service hands it over; the writer digests its values.
