@@ -31,6 +31,38 @@ pub fn encode_result(result: &LookupResult, out: &mut impl BufMut) {
     message::encode(RESULTS, result, out);
 }
 
+/// Appends `result` as [`encode_result`] would with its `input` set to `input`, so an answer
+/// need not own a copy of the value it answers; `result.input` is left empty. `scratch` is a
+/// buffer reused from one answer to the next.
+pub fn encode_result_for(
+    input: &str,
+    result: &LookupResult,
+    scratch: &mut Vec<u8>,
+    out: &mut impl BufMut,
+) {
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len};
+    use prost::Message as _;
+    debug_assert!(result.input.is_empty(), "the input is written from `input`");
+    scratch.clear();
+    result.encode_raw(scratch);
+    // `input` is field 1 of the result, so prost writes it first: the bytes are the same.
+    let input_field = match input.len() {
+        0 => 0,
+        len => key_len(INPUT) + encoded_len_varint(len as u64) + len,
+    };
+    encode_key(RESULTS, WireType::LengthDelimited, out);
+    encode_varint((input_field + scratch.len()) as u64, out);
+    if !input.is_empty() {
+        encode_key(INPUT, WireType::LengthDelimited, out);
+        encode_varint(input.len() as u64, out);
+        out.put_slice(input.as_bytes());
+    }
+    out.put_slice(scratch);
+}
+
+/// The field number of `LookupResult.input`.
+const INPUT: u32 = 1;
+
 impl prost::Message for LookupResponse {
     fn encode_raw(&self, buf: &mut impl BufMut) {
         for result in &self.results {
@@ -124,6 +156,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(listed.encode_to_vec(), encoded.encode_to_vec());
+    }
+
+    #[test]
+    fn an_answer_encoded_for_a_borrowed_input_is_the_answer_encoded_with_it() {
+        let mut scratch = Vec::new();
+        for input in ["1.2.3.4", "", &"x".repeat(300)] {
+            let with = LookupResult {
+                input: input.to_owned(),
+                ..answer("", crate::v1::Verdict::Malicious)
+            };
+            let without = LookupResult {
+                input: String::new(),
+                ..with.clone()
+            };
+            let (mut owned, mut borrowed) = (Vec::new(), Vec::new());
+            encode_result(&with, &mut owned);
+            encode_result_for(input, &without, &mut scratch, &mut borrowed);
+            assert_eq!(borrowed, owned, "input of {} bytes", input.len());
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! another org's): normalizing and recording what it sent would be work and trail space such
 //! a certificate could command at will.
 
+use std::sync::Arc;
+
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::indicators_server::Indicators;
 use tonic::{Request, Response, Status};
@@ -136,20 +138,21 @@ impl Indicators for IndicatorsService {
         if let Some(refused) = self.refused(&request, "Indicators/Lookup").await {
             return refused;
         }
-        // The raw values, for a call dropped before its end (its caller went away); an
-        // ended one names each value in the canonical form its answer found, else as given
-        // (none for a request refused for its size).
-        let values = &request.get_ref().values;
-        let values = if values.len() <= MAX_LOOKUPS {
-            audit::untyped(values)
-        } else {
-            Vec::new()
-        };
+        // Shared with the chunks that answer them, and named as given if the call is dropped
+        // before its end (its caller went away); an ended call names each value in the
+        // canonical form its answer found, else as given (none for a request refused for its
+        // size).
+        let mut request = request;
+        let values = Arc::new(std::mem::take(&mut request.get_mut().values));
         let call = self
             .state
             .audit()
-            .begin(&request, "Indicators/Lookup", values);
-        let named = self.lookup_call(request).await;
+            .begin(&request, "Indicators/Lookup", Vec::new());
+        let call = match values.len() <= MAX_LOOKUPS {
+            true => call.raw_if_dropped(Arc::clone(&values)),
+            false => call,
+        };
+        let named = self.lookup_call(&request, values).await;
         call.naming(named.values).end(named.outcome).await
     }
 

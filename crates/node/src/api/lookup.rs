@@ -18,7 +18,7 @@ use intelmesh_core::containment::{
 };
 use intelmesh_core::indicator::{detect, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
-use intelmesh_proto::lookup_response::encode_result;
+use intelmesh_proto::lookup_response::encode_result_for;
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::{Store, StoreError};
 
@@ -121,75 +121,58 @@ pub struct Chunk {
     pub named: Vec<audit::Value>,
 }
 
-/// A group's values handed back with the store error that left them unanswered.
-pub struct Unanswered {
-    pub error: StoreError,
-    pub inputs: Vec<String>,
-}
-
 /// About what an answer takes encoded, to size a chunk's buffer once.
 const ANSWER_BYTES: usize = 96;
 
 impl Lookup<'_> {
     /// The answers for a chunk of raw values, encoded where they are made: each answer is
-    /// freed by the thread that built it, and the bytes it adds are what it takes from
-    /// `budget`.
-    pub fn answer_chunk(&self, values: Vec<String>, budget: &AnswerBudget) -> Chunk {
+    /// freed by the thread that built it, the bytes it adds are what it takes from `budget`,
+    /// and the values are only borrowed (the call's thread, which decoded them, frees them).
+    pub fn answer_chunk(&self, values: &[String], budget: &AnswerBudget) -> Chunk {
         let mut named = Vec::with_capacity(values.len());
         let mut out = Vec::with_capacity(values.len() * ANSWER_BYTES);
-        let mut values = values.into_iter();
+        let mut scratch = Vec::new();
+        let mut groups = values.chunks(GROUP);
         let encoded = loop {
-            let group: Vec<String> = values.by_ref().take(GROUP).collect();
-            if group.is_empty() {
+            let Some(group) = groups.next() else {
                 break Ok(Bytes::from(out));
-            }
+            };
             let answers = match self.answer_all(group) {
                 Ok(answers) => answers,
-                Err(Unanswered { error, inputs }) => {
-                    named.extend(inputs.into_iter().map(audit::raw));
-                    break Err(error.into());
+                Err(e) => {
+                    named.extend(group.iter().map(|v| audit::raw(v.clone())));
+                    break Err(e.into());
                 }
             };
-            let mut answers = answers.into_iter();
-            let over = answers.by_ref().find_map(|answer| {
+            let mut answered = group.iter().zip(answers);
+            let over = answered.by_ref().find_map(|(input, answer)| {
                 let before = out.len();
-                encode_result(&answer, &mut out);
-                named.push(audit::named(answer));
+                encode_result_for(input, &answer, &mut scratch, &mut out);
+                named.push(audit::named(input, answer));
                 budget.take(out.len() - before).err()
             });
             if let Some(e) = over {
-                named.extend(answers.map(audit::named));
+                named.extend(answered.map(|(input, answer)| audit::named(input, answer)));
                 break Err(e);
             }
         };
-        named.extend(values.map(audit::raw));
+        named.extend(groups.flatten().map(|v| audit::raw(v.clone())));
         Chunk { encoded, named }
     }
 
-    /// The answers for a group of raw values (taken, not copied: each goes back in its
-    /// result), in order. The probes of the whole group are read from the store together, so
-    /// the memory reads of its filters and lookup table overlap across values instead of
-    /// waiting on each in turn.
-    pub fn answer_all(&self, inputs: Vec<String>) -> Result<Vec<pb::LookupResult>, Unanswered> {
+    /// The answers for a group of raw values, in order, each with its `input` left empty
+    /// (the caller has the values). The probes of the whole group are read from the store
+    /// together, so the memory reads of its filters and lookup table overlap across values
+    /// instead of waiting on each in turn.
+    pub fn answer_all(&self, inputs: &[String]) -> Result<Vec<pb::LookupResult>, StoreError> {
         let asked: Vec<Result<Asked, Box<pb::LookupResult>>> =
-            inputs.into_iter().map(|input| self.asked(input)).collect();
+            inputs.iter().map(|input| self.asked(input)).collect();
         let probes: Vec<&Indicator> = asked
             .iter()
             .filter_map(|a| a.as_ref().ok())
             .flat_map(Asked::probes)
             .collect();
-        let states = match self.store.lookup_states(&probes) {
-            Ok(states) => states,
-            Err(error) => {
-                drop(probes);
-                let inputs = asked
-                    .into_iter()
-                    .map(|a| a.map_or_else(|r| r.input, |a| a.input))
-                    .collect();
-                return Err(Unanswered { error, inputs });
-            }
-        };
-        let mut states = states.into_iter();
+        let mut states = self.store.lookup_states(&probes)?.into_iter();
         let mut out = Vec::with_capacity(asked.len());
         for a in asked {
             let a = match a {
@@ -215,18 +198,19 @@ impl Lookup<'_> {
                 &a.indicator,
                 a.host.as_ref(),
             );
-            let mut answer = result(a.input, a.indicator, matches);
+            let mut answer = result(String::new(), a.indicator, matches);
             answer.warninglists = lists;
             out.push(answer);
         }
         Ok(out)
     }
 
-    /// One raw value read and its candidates found, or its answer if it is no indicator.
-    fn asked(&self, input: String) -> Result<Asked, Box<pb::LookupResult>> {
-        let indicator = match detect(&input) {
+    /// One raw value read and its candidates found, or its answer (its input left empty) if
+    /// it is no indicator.
+    fn asked(&self, input: &str) -> Result<Asked, Box<pb::LookupResult>> {
+        let indicator = match detect(input) {
             Ok(i) => i,
-            Err(e) => return Err(Box::new(error(input, &e))),
+            Err(e) => return Err(Box::new(error(String::new(), &e))),
         };
         // A URL's host costs a URL parse: worked out once for the probes and the lists.
         let host = indicator.host();
@@ -237,7 +221,6 @@ impl Lookup<'_> {
             &BlocksOf(self.store),
         );
         Ok(Asked {
-            input,
             indicator,
             host,
             around,
@@ -245,9 +228,8 @@ impl Lookup<'_> {
     }
 }
 
-/// A looked-up value with what would answer it.
+/// A looked-up value's canonical form with what would answer it.
 struct Asked {
-    input: String,
     indicator: Indicator,
     host: Option<Indicator>,
     /// Its candidates other than itself, in listing order ([`candidates`]).

@@ -25,19 +25,24 @@ pub(super) struct Named {
 }
 
 impl IndicatorsService {
-    pub(super) async fn lookup_call(&self, request: Request<pb::LookupRequest>) -> Named {
-        let (reader, name) = match service(&self.state, &request) {
+    /// Answers `values`, the request's (taken out of it, so its chunks share them rather than
+    /// each value moving to the thread that answers it).
+    pub(super) async fn lookup_call(
+        &self,
+        request: &Request<pb::LookupRequest>,
+        values: Arc<Vec<String>>,
+    ) -> Named {
+        let (reader, name) = match service(&self.state, request) {
             Ok(caller) => caller,
-            Err(refused) => return unanswered(refused, request.into_inner().values),
+            Err(refused) => return unanswered(refused, &values),
         };
-        let values = request.into_inner().values;
         if values.len() > lookup::MAX_LOOKUPS {
             let refused = Status::invalid_argument(format!(
                 "{} values, over the {} allowed per lookup; split the batch",
                 values.len(),
                 lookup::MAX_LOOKUPS
             ));
-            return unanswered(refused, Vec::new());
+            return unanswered(refused, &[]);
         }
         // Read once per request, so every chunk answers against the same withdrawn set and
         // block lengths.
@@ -46,7 +51,7 @@ impl IndicatorsService {
             .await
         {
             Ok(read) => read,
-            Err(failed) => return unanswered(failed, values),
+            Err(failed) => return unanswered(failed, &values),
         };
         let caller = format!("{reader}/{name}");
         let shared = Shared {
@@ -59,10 +64,10 @@ impl IndicatorsService {
             )),
         };
         let _cancel_if_gone = lookup::CancelOnDrop(Arc::clone(&shared.budget));
-        let mut values = values;
         let mut chunks = Vec::with_capacity(values.len().div_ceil(LOOKUP_CHUNK));
         let mut short = None;
-        while !values.is_empty() {
+        let mut dispatched = 0;
+        while dispatched < values.len() {
             // Held by the chunk until it ends, even if the call is dropped meanwhile.
             let permit = match self.blocking_reads.acquire(&caller).await {
                 Ok(permit) => permit,
@@ -73,9 +78,10 @@ impl IndicatorsService {
                     break;
                 }
             };
-            let rest = values.split_off(values.len().min(LOOKUP_CHUNK));
-            let chunk = std::mem::replace(&mut values, rest);
-            let (state, shared) = (Arc::clone(&self.state), shared.clone());
+            let part = dispatched..values.len().min(dispatched + LOOKUP_CHUNK);
+            dispatched = part.end;
+            let (state, shared, values) =
+                (Arc::clone(&self.state), shared.clone(), Arc::clone(&values));
             chunks.push(tokio::task::spawn_blocking(move || {
                 let _permit = permit;
                 let l = lookup::Lookup {
@@ -86,10 +92,10 @@ impl IndicatorsService {
                     now: shared.now,
                     warninglists: &shared.lists,
                 };
-                l.answer_chunk(chunk, &shared.budget)
+                l.answer_chunk(&values[part], &shared.budget)
             }));
         }
-        let mut named = Vec::with_capacity(chunks.len() * LOOKUP_CHUNK + values.len());
+        let mut named = Vec::with_capacity(values.len());
         let mut response = pb::LookupResponse::default();
         let mut failed = short;
         for chunk in chunks {
@@ -108,7 +114,7 @@ impl IndicatorsService {
                 }
             }
         }
-        named.extend(values.into_iter().map(audit::raw));
+        named.extend(values[dispatched..].iter().map(|v| audit::raw(v.clone())));
         let outcome = match failed {
             Some(status) => Err(status),
             None => Ok(Response::new(response)),
@@ -130,10 +136,10 @@ struct Shared {
     budget: Arc<lookup::AnswerBudget>,
 }
 
-fn unanswered(status: Status, values: Vec<String>) -> Named {
+fn unanswered(status: Status, values: &[String]) -> Named {
     Named {
         outcome: Err(status),
-        values: values.into_iter().map(audit::raw).collect(),
+        values: values.iter().map(|v| audit::raw(v.clone())).collect(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use intelmesh_core::indicator::normalize;
+use intelmesh_proto::lookup_response::encode_result;
 use intelmesh_proto::v1::{IndicatorType as Ty, Verdict};
 
 use crate::api::test_values::{dist, org, NOW};

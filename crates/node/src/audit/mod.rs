@@ -77,23 +77,18 @@ pub enum Value {
     Canonical(String),
 }
 
-/// Values given without a type (Lookup).
-pub fn untyped(values: &[String]) -> Vec<Value> {
-    values.iter().map(|v| Value::Raw(None, v.clone())).collect()
-}
-
 /// A value given with its protobuf type (Get, Submit, ReportSighting); `Unspecified` is
 /// detected, as the node does.
 pub fn typed(ty: i32, value: &str) -> Value {
     Value::Raw(IndicatorType::from_proto(ty), value.to_string())
 }
 
-/// A value a lookup answered, in the canonical form its answer names (the raw text of a
-/// value with none).
-pub fn named(result: intelmesh_proto::v1::LookupResult) -> Value {
+/// A value a lookup answered, `input`, in the canonical form its answer names (the raw text
+/// of a value with none).
+pub fn named(input: &str, result: intelmesh_proto::v1::LookupResult) -> Value {
     match result.indicator {
         Some(i) => Value::Canonical(i.value),
-        None => raw(result.input),
+        None => raw(input.to_owned()),
     }
 }
 
@@ -280,6 +275,7 @@ impl AuditLog {
             changes: false,
             about: String::new(),
             ended: false,
+            raw_if_dropped: None,
         }
     }
 
@@ -321,6 +317,9 @@ pub struct Begun<'a> {
     about: String,
     /// Handed to the trail by [`Begun::end_described`]; else its `Drop` records it.
     ended: bool,
+    /// Values given without a type, named as given if the call is dropped before it names
+    /// any: shared with the work that answers them, copied only then.
+    raw_if_dropped: Option<std::sync::Arc<Vec<String>>>,
 }
 
 /// The result recorded for a call whose caller went away before its answer.
@@ -335,11 +334,15 @@ impl Drop for Begun<'_> {
         if self.ended {
             return;
         }
+        let mut values = std::mem::take(&mut self.values);
+        if let Some(raw) = self.raw_if_dropped.take() {
+            values.extend(raw.iter().map(|v| self::raw(v.clone())));
+        }
         self.log.queue_now(Pending {
             time_ms: self.time_ms,
             caller: std::mem::take(&mut self.caller),
             method: self.method.to_string(),
-            values: std::mem::take(&mut self.values),
+            values,
             code: tonic::Code::Cancelled as u32,
             result: CANCELLED_RESULT.into(),
         });
@@ -369,6 +372,13 @@ impl Begun<'_> {
     /// answered, in canonical form).
     pub fn naming(mut self, values: Vec<Value>) -> Self {
         self.values = values;
+        self.raw_if_dropped = None;
+        self
+    }
+
+    /// Names `values` (given without a type) if the call is dropped before it names any.
+    pub fn raw_if_dropped(mut self, values: std::sync::Arc<Vec<String>>) -> Self {
+        self.raw_if_dropped = Some(values);
         self
     }
 
