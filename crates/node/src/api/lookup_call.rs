@@ -105,11 +105,15 @@ impl IndicatorsService {
                     match encoded {
                         Ok(run) => response.encoded_results.push(run),
                         Err(e) => {
+                            // The call ends with this error: the chunks after it need not
+                            // work on (they stop at their next value).
+                            shared.budget.cancel();
                             failed.get_or_insert(lookup_status(e));
                         }
                     }
                 }
                 Err(panicked) => {
+                    shared.budget.cancel();
                     failed.get_or_insert(internal(panicked));
                 }
             }
