@@ -133,7 +133,7 @@ impl Indicators for IndicatorsService {
 
     async fn lookup(
         &self,
-        request: Request<pb::LookupRequest>,
+        mut request: Request<pb::LookupRequest>,
     ) -> Result<Response<pb::LookupResponse>, Status> {
         if let Some(refused) = self.refused(&request, "Indicators/Lookup").await {
             return refused;
@@ -142,7 +142,6 @@ impl Indicators for IndicatorsService {
         // before its end (its caller went away); an ended call names each value in the
         // canonical form its answer found, else as given (none for a request refused for its
         // size).
-        let mut request = request;
         let values = Arc::new(std::mem::take(&mut request.get_mut().values));
         let call = self
             .state

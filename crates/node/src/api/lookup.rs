@@ -140,7 +140,7 @@ impl Lookup<'_> {
             let answers = match self.answer_all(group) {
                 Ok(answers) => answers,
                 Err(e) => {
-                    named.extend(group.iter().map(|v| audit::raw(v.clone())));
+                    named.extend(group.iter().map(|v| audit::raw(v)));
                     break Err(e.into());
                 }
             };
@@ -156,7 +156,7 @@ impl Lookup<'_> {
                 break Err(e);
             }
         };
-        named.extend(groups.flatten().map(|v| audit::raw(v.clone())));
+        named.extend(groups.flatten().map(|v| audit::raw(v)));
         Chunk { encoded, named }
     }
 

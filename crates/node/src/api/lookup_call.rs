@@ -118,7 +118,7 @@ impl IndicatorsService {
                 }
             }
         }
-        named.extend(values[dispatched..].iter().map(|v| audit::raw(v.clone())));
+        named.extend(values[dispatched..].iter().map(|v| audit::raw(v)));
         let outcome = match failed {
             Some(status) => Err(status),
             None => Ok(Response::new(response)),
@@ -143,7 +143,7 @@ struct Shared {
 fn unanswered(status: Status, values: &[String]) -> Named {
     Named {
         outcome: Err(status),
-        values: values.iter().map(|v| audit::raw(v.clone())).collect(),
+        values: values.iter().map(|v| audit::raw(v)).collect(),
     }
 }
 

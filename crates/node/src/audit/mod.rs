@@ -88,13 +88,13 @@ pub fn typed(ty: i32, value: &str) -> Value {
 pub fn named(input: &str, result: intelmesh_proto::v1::LookupResult) -> Value {
     match result.indicator {
         Some(i) => Value::Canonical(i.value),
-        None => raw(input.to_owned()),
+        None => raw(input),
     }
 }
 
 /// A value given without a type and not answered (Lookup).
-pub fn raw(value: String) -> Value {
-    Value::Raw(None, value)
+pub fn raw(value: &str) -> Value {
+    Value::Raw(None, value.to_owned())
 }
 
 /// A call as a service hands it over; the writer digests its values.
@@ -336,7 +336,7 @@ impl Drop for Begun<'_> {
         }
         let mut values = std::mem::take(&mut self.values);
         if let Some(raw) = self.raw_if_dropped.take() {
-            values.extend(raw.iter().map(|v| self::raw(v.clone())));
+            values.extend(raw.iter().map(|v| self::raw(v)));
         }
         self.log.queue_now(Pending {
             time_ms: self.time_ms,
