@@ -217,6 +217,14 @@ pub fn normalize(ty: IndicatorType, raw: &str) -> Result<Indicator, NormalizeErr
 /// An `ip:port` is thus a URL, which keeps the port, not an IP.
 pub fn detect(raw: &str) -> Result<Indicator, NormalizeError> {
     let value = prepare(raw)?;
+    // Addresses are most of what bulk lookups ask: one parse, not one to guess and another to
+    // normalize (what std reads is already canonical, see `net::ipv4`; no hash has a dot).
+    if value.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Ok(Indicator {
+            ty: IndicatorType::Ipv4,
+            value: value.into_owned(),
+        });
+    }
     let ty = guess(&value).ok_or_else(|| NormalizeError::Unrecognized {
         value: value.to_string(),
     })?;

@@ -41,7 +41,8 @@ const MAX_JOURNAL_BYTES: u64 = 64 << 20;
 const MEMTABLE_BYTES: u64 = 16 << 20;
 
 /// How many times larger each level of the LSM tree is than the one above it (fjall's
-/// default: 10).
+/// default: 10). fjall keeps a keyspace's strategy from its creation: a store made under
+/// another ratio opens with its own.
 const LEVEL_RATIO: f32 = 4.0;
 
 /// Background workers (memtable flushes and compactions) per store. One: with more, fjall
