@@ -217,8 +217,9 @@ pub fn normalize(ty: IndicatorType, raw: &str) -> Result<Indicator, NormalizeErr
 /// An `ip:port` is thus a URL, which keeps the port, not an IP.
 pub fn detect(raw: &str) -> Result<Indicator, NormalizeError> {
     let value = prepare(raw)?;
-    // Addresses are most of what bulk lookups ask: one parse, not one to guess and another to
-    // normalize (what std reads is already canonical, see `net::ipv4`; no hash has a dot).
+    // Addresses are most of what bulk lookups ask: one parse, here, rather than one to guess
+    // and another to normalize (what std reads is already canonical, see `net::ipv4`; no hash
+    // has a dot). A near miss (`01.2.3.4`) is left to `guess`, for the IPv4 error.
     if value.parse::<std::net::Ipv4Addr>().is_ok() {
         return Ok(Indicator {
             ty: IndicatorType::Ipv4,
@@ -331,9 +332,7 @@ fn guess(value: &str) -> Option<IndicatorType> {
         .strip_prefix('[')
         .and_then(|v| v.strip_suffix(']'))
         .unwrap_or(value);
-    if value.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Some(IndicatorType::Ipv4);
-    }
+    // A dotted quad std reads never gets here: `detect` takes it first.
     if bare_v6.parse::<std::net::Ipv6Addr>().is_ok() {
         return Some(IndicatorType::Ipv6);
     }

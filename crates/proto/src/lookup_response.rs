@@ -26,6 +26,9 @@ pub struct LookupResponse {
 /// The field number of `results` (`repeated LookupResult results = 1`).
 const RESULTS: u32 = 1;
 
+/// The field number of `LookupResult.input`.
+const INPUT: u32 = 1;
+
 /// Appends `result` to `out` as one element of `results` would be encoded.
 pub fn encode_result(result: &LookupResult, out: &mut impl BufMut) {
     message::encode(RESULTS, result, out);
@@ -59,9 +62,6 @@ pub fn encode_result_for(
     }
     out.put_slice(scratch);
 }
-
-/// The field number of `LookupResult.input`.
-const INPUT: u32 = 1;
 
 impl prost::Message for LookupResponse {
     fn encode_raw(&self, buf: &mut impl BufMut) {
