@@ -370,3 +370,81 @@ fn a_receipt_is_kept_only_for_a_publication_that_went_in_whole() {
     assert_eq!(report.outcomes, vec![Outcome::Appended]);
     assert_eq!(f.store.receipt(b"whole").unwrap(), Some(receipt(2)));
 }
+
+/// Callers applying at once are written together (`group_commit`): each still gets exactly the
+/// outcomes of its own entries, in its order, and the store ends as if they had been written one
+/// by one: every chain whole, each of two racing copies of one chain appended once.
+#[test]
+fn concurrent_applies_each_get_their_own_outcomes() {
+    let signers: Vec<_> = (0..6)
+        .map(|i| seeded_signer(40 + i, &format!("ORG-{i}")))
+        .collect();
+    let keys = registry(&signers.iter().collect::<Vec<_>>());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = DiskStore::open(StoreConfig::new(dir.path())).expect("open store");
+    let verified = |raws: Vec<_>| {
+        verify_batch(
+            raws,
+            &keys,
+            &VerifyConfig::at(intelmesh_core::now_unix_ms()),
+        )
+        .into_iter()
+        .map(|r| r.expect("entries verify"))
+        .collect::<Vec<_>>()
+    };
+    const LEN: u64 = 24;
+    let chains: Vec<_> = signers.iter().map(|s| chain(s, None, LEN, 8).0).collect();
+    // Six callers, one per origin, in batches of one and two; two more race to apply the
+    // first origin's chain again, one entry at a time.
+    let outcomes: Vec<Vec<Outcome>> = std::thread::scope(|scope| {
+        let mut callers = Vec::new();
+        for (i, entries) in chains.iter().enumerate() {
+            let (store, verified) = (&store, &verified);
+            callers.push(scope.spawn(move || {
+                let mut got = Vec::new();
+                for part in entries.chunks(1 + i % 2) {
+                    let report = store.apply(verified(part.to_vec())).expect("apply");
+                    assert_eq!(report.outcomes.len(), part.len(), "one outcome per entry");
+                    got.extend(report.outcomes);
+                }
+                got
+            }));
+        }
+        for _ in 0..2 {
+            let (store, verified, entries) = (&store, &verified, &chains[0]);
+            callers.push(scope.spawn(move || {
+                entries
+                    .iter()
+                    .flat_map(|e| {
+                        let report = store.apply(verified(vec![e.clone()])).expect("apply");
+                        assert_eq!(report.outcomes.len(), 1);
+                        report.outcomes
+                    })
+                    .collect()
+            }));
+        }
+        callers
+            .into_iter()
+            .map(|c| c.join().expect("caller"))
+            .collect()
+    });
+    // The first origin's three callers appended each seq once between them; every other seq of
+    // theirs is a duplicate or was held for a gap the others filled.
+    let racing = [&outcomes[0], &outcomes[6], &outcomes[7]];
+    for (seq, of_seq) in (1..=LEN).zip((0..LEN as usize).map(|i| racing.map(|o| &o[i]))) {
+        let appended = of_seq.iter().filter(|o| ***o == Outcome::Appended).count();
+        let held = of_seq.iter().filter(|o| ***o == Outcome::Held).count();
+        assert!(
+            appended + held >= 1 && appended <= 1,
+            "seq {seq}: {appended} appended, {held} held"
+        );
+    }
+    for (i, got) in outcomes.iter().enumerate().take(6).skip(1) {
+        assert_eq!(got, &vec![Outcome::Appended; LEN as usize], "caller {i}");
+    }
+    for s in &signers {
+        assert_eq!(store.head(s.org()).unwrap().map(|h| h.seq), Some(LEN));
+    }
+    assert_eq!(store.held_count(), 0);
+    assert!(verify_store(&store, Some(&keys)).unwrap().is_ok());
+}

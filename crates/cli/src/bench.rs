@@ -169,8 +169,9 @@ pub enum Which {
         /// M: agencies besides the hubs.
         #[arg(long, default_value_t = 190)]
         members: usize,
-        /// Hubs: each agency links to every hub, and the hubs to each other.
-        #[arg(long, default_value_t = 1)]
+        /// Hubs: each agency links to every hub, and the hubs to each other. Two by default,
+        /// as a federation that must survive the loss of a hub runs.
+        #[arg(long, default_value_t = 2)]
         hubs: usize,
         /// Submissions per second at each agency (fractions allowed: 0.5 is one every 2 s).
         #[arg(long, default_value_t = 1.0)]

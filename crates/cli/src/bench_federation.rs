@@ -35,6 +35,8 @@ pub struct FederationOpts {
     pub json: bool,
 }
 
+/// How often, while waiting, the bench says what the mesh still waits for.
+const SAY_EVERY: Duration = Duration::from_secs(1);
 /// How often the hubs are asked whether the mesh has converged.
 const POLL: Duration = Duration::from_millis(5);
 
@@ -215,7 +217,7 @@ async fn federation_async(o: FederationOpts) -> anyhow::Result<()> {
         .collect();
     call_ms.sort_by(f64::total_cmp);
 
-    let converged = converged_at_hubs(&mut apis, &hubs, &target, &mut fleet).await?;
+    let converged = converged_at_hubs(&mut apis, &hubs, &target, &mut fleet, &say).await?;
     let converge_ms = converged
         .saturating_duration_since(last_submit)
         .as_secs_f64()
@@ -354,9 +356,11 @@ async fn converged_at_hubs(
     hubs: &[OrgId],
     target: &BTreeMap<String, u64>,
     fleet: &mut Fleet,
+    say: &dyn Fn(String),
 ) -> anyhow::Result<Instant> {
     let start = Instant::now();
     let mut rounds = 0u32;
+    let mut last_said = Instant::now();
     loop {
         let mut behind = None;
         for hub in hubs {
@@ -367,12 +371,18 @@ async fn converged_at_hubs(
                 behind = Some(format!("{hub} answered Status late"));
                 break;
             };
-            let holds = target
+            let lacking: Vec<(&String, u64, u64)> = target
                 .iter()
-                .all(|(o, seq)| s.vector.get(o).copied().unwrap_or(0) >= *seq);
+                .map(|(o, seq)| (o, s.vector.get(o).copied().unwrap_or(0), *seq))
+                .filter(|(_, held, seq)| held < seq)
+                .collect();
             let lagging = s.peers.iter().find(|p| !p.connected || p.lag > 0);
-            if !holds {
-                behind = Some(format!("{hub} lacks entries"));
+            if let Some((first, held, seq)) = lacking.first() {
+                let missing: u64 = lacking.iter().map(|(_, held, seq)| seq - held).sum();
+                behind = Some(format!(
+                    "{hub} lacks {missing} entries of {} origins ({first} at {held} of {seq})",
+                    lacking.len()
+                ));
             } else if let Some(p) = lagging {
                 behind = Some(format!("{hub}'s peer {} lags by {}", p.org_id, p.lag));
             }
@@ -389,6 +399,13 @@ async fn converged_at_hubs(
         }
         if start.elapsed() > PATIENCE {
             bail!("not converged {PATIENCE:?} after the last submit: {why}");
+        }
+        if last_said.elapsed() >= SAY_EVERY {
+            last_said = Instant::now();
+            say(format!(
+                "  {:.1}s after the last submit: {why}",
+                start.elapsed().as_secs_f64()
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
