@@ -13,7 +13,6 @@ pub mod arrival;
 mod background;
 mod check;
 mod disk_store;
-mod group_commit;
 mod hold;
 mod huge_pages;
 mod index;
@@ -141,9 +140,6 @@ pub enum StoreError {
     Engine(#[from] fjall::Error),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
-    /// The write this batch was grouped with (`group_commit`) failed; nothing of it is stored.
-    #[error("the store's write of this batch with others failed: {0}")]
-    Grouped(String),
     /// A cut left the index to rebuild and the last try failed: writes wait for the next.
     #[error("the index is being rebuilt after a cut and its last try failed: writes wait for the next try, within 10 s")]
     RebuildPending,
@@ -165,9 +161,7 @@ pub enum StoreError {
 /// The node's durable state.
 pub trait Store: Send + Sync {
     /// Applies verified entries in (origin, seq) order, atomically, and flushes before
-    /// returning: every [`Outcome::Appended`] is durable when this returns `Ok`. Batches of
-    /// callers applying at once may share one write (`group_commit`); the outcomes returned
-    /// are this batch's, in its order.
+    /// returning: every [`Outcome::Appended`] is durable when this returns `Ok`.
     fn apply(&self, batch: Vec<VerifiedEntry>) -> Result<ApplyReport, StoreError>;
     fn head(&self, origin: &OrgId) -> Result<Option<Head>, StoreError>;
     /// Every origin's head: seq and header hash. Shared: every link reads them after every
