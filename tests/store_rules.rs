@@ -382,16 +382,7 @@ fn concurrent_applies_each_get_their_own_outcomes() {
     let keys = registry(&signers.iter().collect::<Vec<_>>());
     let dir = tempfile::tempdir().expect("temp dir");
     let store = DiskStore::open(StoreConfig::new(dir.path())).expect("open store");
-    let verified = |raws: Vec<_>| {
-        verify_batch(
-            raws,
-            &keys,
-            &VerifyConfig::at(intelmesh_core::now_unix_ms()),
-        )
-        .into_iter()
-        .map(|r| r.expect("entries verify"))
-        .collect::<Vec<_>>()
-    };
+    let verified = |raws| intelmesh_tests::verified(&keys, raws);
     const LEN: u64 = 24;
     let chains: Vec<_> = signers.iter().map(|s| chain(s, None, LEN, 8).0).collect();
     // Six callers, one per origin, in batches of one and two; two more race to apply the
