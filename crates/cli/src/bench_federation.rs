@@ -248,6 +248,21 @@ async fn federation_async(o: FederationOpts) -> anyhow::Result<()> {
         first.state_digest
     ));
 
+    // What the hubs were sent: each agency's own entries once per hub; the rest is copies
+    // of what one hub relayed, passed on to another (`federation::sender::RELAY_STILL`).
+    let is_hub = |name: &str| hubs.iter().any(|h| h.as_str() == name);
+    let to_hubs: u64 = statuses
+        .iter()
+        .filter(|s| !is_hub(&s.org_id))
+        .flat_map(|s| s.peers.iter())
+        .filter(|p| is_hub(&p.org_id))
+        .map(|p| p.entries_sent)
+        .sum();
+    let copies = to_hubs as f64 / (entries * o.hubs as u64).max(1) as f64;
+    say(format!(
+        "the agencies sent the hubs {to_hubs} entries: {copies:.2} per entry and hub"
+    ));
+
     let mut hub_rss = Vec::new();
     let mut rss = Vec::new();
     for (org, pid) in fleet.pids() {
@@ -283,6 +298,7 @@ async fn federation_async(o: FederationOpts) -> anyhow::Result<()> {
             "secs": o.secs,
             "entries": entries,
             "converge_ms": converge_ms.round(),
+            "hub_copies_per_entry": round2(copies),
             "rss_mib_min": min,
             "rss_mib_median": median,
             "rss_mib_max": max,

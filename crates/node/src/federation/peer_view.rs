@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use intelmesh_core::{Hash, Head, OrgId, StaticKeys};
 use intelmesh_proto::v1 as pb;
@@ -62,6 +63,9 @@ struct Inner {
     answered: BTreeMap<OrgId, u64>,
     /// Falls taken in per origin on this link ([`MAX_FALLS`]).
     falls: BTreeMap<OrgId, u32>,
+    /// Since when the peer has held each origin at the same seq while this node found it
+    /// behind there ([`PeerView::stalled`]); dropped whenever what it holds rises.
+    still_since: BTreeMap<OrgId, Instant>,
 }
 
 /// Falls of one origin's head a link takes in: a cut is rare (a roster version ending a
@@ -100,7 +104,11 @@ impl PeerView {
                 }
             }
             let known = inner.known.entry(origin.clone()).or_insert(0);
-            *known = if fell { *seq } else { (*known).max(*seq) };
+            let now_known = if fell { *seq } else { (*known).max(*seq) };
+            if now_known != *known {
+                *known = now_known;
+                inner.still_since.remove(origin);
+            }
         }
     }
 
@@ -108,14 +116,34 @@ impl PeerView {
     pub fn raise(&self, origin: &OrgId, seq: u64) {
         let mut inner = self.lock();
         let known = inner.known.entry(origin.clone()).or_insert(0);
-        *known = (*known).max(seq);
+        if seq > *known {
+            *known = seq;
+            inner.still_since.remove(origin);
+        }
     }
 
     /// Notes that the peer holds `origin` at most up to `seq`: this node cut the origin's log
     /// there, so what it sent past `seq` may be refused by a peer that cut too.
     pub fn lower(&self, origin: &OrgId, seq: u64) {
-        if let Some(known) = self.lock().known.get_mut(origin) {
-            *known = (*known).min(seq);
+        let mut inner = self.lock();
+        if let Some(known) = inner.known.get_mut(origin) {
+            if seq < *known {
+                *known = seq;
+                inner.still_since.remove(origin);
+            }
+        }
+    }
+
+    /// Whether the peer, found behind this node on `origin`, has held it at the same seq for
+    /// `after` as of `now`: `Err` with the time left if not. The first call after what it
+    /// holds rose starts the clock. A relay that keeps taking an origin in, however far
+    /// behind, is never stalled: another path is feeding it.
+    pub fn stalled(&self, origin: &OrgId, now: Instant, after: Duration) -> Result<(), Duration> {
+        let mut inner = self.lock();
+        let since = *inner.still_since.entry(origin.clone()).or_insert(now);
+        match after.checked_sub(now.saturating_duration_since(since)) {
+            Some(left) if !left.is_zero() => Err(left),
+            _ => Ok(()),
         }
     }
 
@@ -185,6 +213,44 @@ mod tests {
             );
         }
         k
+    }
+
+    #[test]
+    fn a_peer_is_stalled_on_an_origin_once_it_held_still_there_for_the_time() {
+        let view = PeerView::default();
+        let (au, br) = (org("AU"), org("BR"));
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        let after = secs(2);
+        assert_eq!(
+            view.stalled(&au, t0, after),
+            Err(after),
+            "the first look starts the clock"
+        );
+        assert_eq!(view.stalled(&au, t0 + secs(1), after), Err(secs(1)));
+        assert_eq!(view.stalled(&au, t0 + secs(2), after), Ok(()));
+        assert_eq!(view.stalled(&au, t0 + secs(9), after), Ok(()));
+
+        // Sent to it: what it holds rose, the clock starts again at the next look.
+        view.raise(&au, 3);
+        assert_eq!(view.stalled(&au, t0 + secs(10), after), Err(after));
+        // A report of no more than it was known to hold leaves the clock running.
+        let report = |seq| Reported {
+            heads: [(au.clone(), seq)].into_iter().collect(),
+            ..Reported::default()
+        };
+        view.learn(&report(3));
+        view.raise(&au, 2);
+        assert_eq!(view.stalled(&au, t0 + secs(11), after), Err(secs(1)));
+        // One that raises it restarts it.
+        view.learn(&report(4));
+        assert_eq!(view.stalled(&au, t0 + secs(11), after), Err(after));
+        // So does a cut lowering it: what follows the cut is owed again.
+        view.lower(&au, 1);
+        assert_eq!(view.stalled(&au, t0 + secs(12), after), Err(after));
+        // Each origin has its own clock.
+        assert_eq!(view.stalled(&br, t0 + secs(13), after), Err(after));
+        assert_eq!(view.stalled(&au, t0 + secs(13), after), Err(secs(1)));
     }
 
     #[test]
