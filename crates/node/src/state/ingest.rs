@@ -26,7 +26,8 @@ pub const VERIFY_CHUNK: usize = 256;
 /// How many received batches a link verifies ahead of the one being applied: an entry batch is
 /// verified (on all cores) as soon as it is read, so the next batches verify while the current
 /// one is applied and flushed (one core, then the disk), and no core waits for the slowest
-/// chunk of a batch. Bounds what a link holds in memory.
+/// chunk of a batch. As many verified batches may wait for the link's receive loop, which
+/// applies those waiting in one write. Bounds what a link holds in memory.
 pub const VERIFY_AHEAD: usize = 4;
 
 /// What became of a batch received from a peer.
@@ -76,6 +77,26 @@ pub struct Checked {
     pub held_already: Vec<(OrgId, u64)>,
     /// Entries refused lately, refused again without a signature check.
     pub refused_again: Vec<VerifyError>,
+}
+
+impl Checked {
+    /// Whether `other` was verified under the same key list.
+    pub fn same_keys(&self, other: &Checked) -> bool {
+        match (&self.keys, &other.keys) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Takes in `other`'s entries, after this one's.
+    pub fn merge(&mut self, other: Checked) {
+        self.good.extend(other.good);
+        self.unknown_key.extend(other.unknown_key);
+        self.refused.extend(other.refused);
+        self.held_already.extend(other.held_already);
+        self.refused_again.extend(other.refused_again);
+    }
 }
 
 /// An entry signed with a key not in this node's key list, as its checked header names it.
@@ -446,4 +467,39 @@ pub fn check_entries(
     }
     checked.keys = Some(keys);
     checked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org(s: &str) -> OrgId {
+        OrgId::parse(s).expect("org id")
+    }
+
+    #[test]
+    fn batches_merge_in_order_and_only_when_checked_under_one_key_list() {
+        let keys = Arc::new(StaticKeys::default());
+        let checked = |held: &[(&str, u64)], keys: Option<&Arc<StaticKeys>>| Checked {
+            keys: keys.cloned(),
+            held_already: held.iter().map(|(o, s)| (org(o), *s)).collect(),
+            ..Checked::default()
+        };
+        let mut first = checked(&[("AU", 1)], Some(&keys));
+        let second = checked(&[("AU", 2), ("BR", 1)], Some(&keys));
+        let other_list = checked(&[], Some(&Arc::new(StaticKeys::default())));
+        assert!(first.same_keys(&second));
+        assert!(
+            !first.same_keys(&other_list),
+            "an equal list, another version"
+        );
+        assert!(!first.same_keys(&checked(&[], None)));
+        assert!(checked(&[], None).same_keys(&checked(&[], None)));
+        first.merge(second);
+        assert_eq!(
+            first.held_already,
+            [(org("AU"), 1), (org("AU"), 2), (org("BR"), 1)]
+        );
+        assert!(Arc::ptr_eq(first.keys.as_ref().expect("keys"), &keys));
+    }
 }
