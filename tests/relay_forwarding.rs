@@ -14,20 +14,6 @@ use intelmesh_tests::net::{fast_limits, org, TestNet};
 /// Patience for links, catch-up and the hold-back, which these tests do not measure.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// Entries `from` sent `to` on the link between them, by `from`'s own count.
-fn entries_sent(net: &TestNet, from: &OrgId, to: &OrgId) -> u64 {
-    net.node(from).state().peers.snapshot()[to].entries_sent
-}
-
-/// Waits until `from` has its link with `to` up.
-async fn linked(net: &TestNet, from: &OrgId, to: &OrgId) {
-    let start = std::time::Instant::now();
-    while !net.node(from).state().peers.snapshot()[to].connected {
-        assert!(start.elapsed() < PATIENCE, "{from} never linked with {to}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_agency_leaves_a_hub_to_take_third_origins_from_their_origin() {
     // No hub link, so the order of events is the test's: HUB-A lacks BR-PF's entries while
@@ -49,17 +35,17 @@ async fn an_agency_leaves_a_hub_to_take_third_origins_from_their_origin() {
         .expect("AU-AFP takes BR-PF's entries from HUB-B");
     net.stop(&br).await;
     net.start(&late).await;
-    linked(&net, &au, &late).await;
+    net.wait_for_link(&au, &late).await;
     net.start(&br).await;
     net.wait_converged(PATIENCE)
         .await
         .expect("HUB-A catches up");
     assert!(
-        entries_sent(&net, &br, &late) >= last,
+        net.peer_state(&br, &late).entries_sent >= last,
         "BR-PF sent HUB-A its entries"
     );
     assert_eq!(
-        entries_sent(&net, &au, &late),
+        net.peer_state(&au, &late).entries_sent,
         0,
         "AU-AFP published nothing and passed on none of BR-PF's entries to HUB-A"
     );
@@ -69,8 +55,8 @@ async fn an_agency_leaves_a_hub_to_take_third_origins_from_their_origin() {
     net.wait_converged(PATIENCE)
         .await
         .expect("AU-AFP's entries spread");
-    assert_eq!(entries_sent(&net, &au, &late), own.len() as u64);
-    assert_eq!(entries_sent(&net, &au, &hub_b), own.len() as u64);
+    assert_eq!(net.peer_state(&au, &late).entries_sent, own.len() as u64);
+    assert_eq!(net.peer_state(&au, &hub_b).entries_sent, own.len() as u64);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -102,7 +88,7 @@ async fn an_agency_carries_third_origins_to_a_hub_no_other_path_feeds() {
         .await
         .expect("NZ-POL gets BR-PF's entries through AU-AFP and HUB-A");
     assert!(
-        entries_sent(&net, &au, &hub_a) >= last,
+        net.peer_state(&au, &hub_a).entries_sent >= last,
         "AU-AFP carried BR-PF's entries to HUB-A"
     );
     net.wait_converged(PATIENCE).await.expect("one vector");

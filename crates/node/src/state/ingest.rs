@@ -222,9 +222,9 @@ impl NodeState {
         self: &Arc<Self>,
         checked: Checked,
     ) -> Result<IngestReport, NodeError> {
-        // Nothing to write (a peer sent again what this node holds, as every agency does
-        // with what one hub relays before the other hub shows it held): no write, so no
-        // wait for the store's writer behind every other link's batch.
+        // Nothing to write (a peer sent again what this node holds: two hubs relaying the
+        // same entries, a replay): no write, so no wait for the store's writer behind every
+        // other link's batch.
         if checked.good.is_empty() && checked.unknown_key.is_empty() && checked.refused.is_empty() {
             return Ok(IngestReport {
                 duplicates: checked.held_already.len(),
