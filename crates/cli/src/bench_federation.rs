@@ -262,6 +262,30 @@ async fn federation_async(o: FederationOpts) -> anyhow::Result<()> {
     say(format!(
         "the agencies sent the hubs {to_hubs} entries: {copies:.2} per entry and hub"
     ));
+    // What the agencies were sent by the hubs: each other origin's entries once per agency
+    // at least; with several hubs the rest are copies an agency already held from another.
+    let sent_by_hub: Vec<(&str, u64)> = statuses
+        .iter()
+        .filter(|s| is_hub(&s.org_id))
+        .map(|s| {
+            let sent = (s.peers.iter())
+                .filter(|p| !is_hub(&p.org_id))
+                .map(|p| p.entries_sent)
+                .sum();
+            (s.org_id.as_str(), sent)
+        })
+        .collect();
+    let to_agencies: u64 = sent_by_hub.iter().map(|(_, n)| n).sum();
+    let needed = entries * members.saturating_sub(1);
+    let agency_copies = to_agencies as f64 / needed.max(1) as f64;
+    say(format!(
+        "the hubs sent the agencies {to_agencies} entries ({}): {agency_copies:.2} per entry an agency lacked",
+        sent_by_hub
+            .iter()
+            .map(|(hub, n)| format!("{hub} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
 
     let mut hub_rss = Vec::new();
     let mut rss = Vec::new();
@@ -299,6 +323,7 @@ async fn federation_async(o: FederationOpts) -> anyhow::Result<()> {
             "entries": entries,
             "converge_ms": converge_ms.round(),
             "hub_copies_per_entry": round2(copies),
+            "agency_copies_per_entry": round2(agency_copies),
             "rss_mib_min": min,
             "rss_mib_median": median,
             "rss_mib_max": max,

@@ -1,7 +1,7 @@
 //! Live facts about each peer (configured, or admitted by the roster), for `status` and for
 //! refusing a second link.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use intelmesh_core::OrgId;
@@ -14,6 +14,9 @@ pub struct PeerTable {
     links: std::sync::atomic::AtomicU64,
     /// How many peers are marked connected (asked by every link's sender at every round).
     up: std::sync::atomic::AtomicUsize,
+    /// The relay (hub) peers marked connected: a hub's senders ask it at every round
+    /// (`federation::fan_out`), so it is kept apart from the whole table.
+    relays: Mutex<BTreeSet<OrgId>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -46,6 +49,7 @@ impl PeerTable {
             inner: Mutex::new(orgs.map(|o| (o, PeerState::default())).collect()),
             links: std::sync::atomic::AtomicU64::new(0),
             up: std::sync::atomic::AtomicUsize::new(0),
+            relays: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -75,14 +79,17 @@ impl PeerTable {
 
     /// Marks the peer connected once it took `link` (a dialer: when the peer accepted the
     /// stream; a peer refusing every dial must never show up, even briefly), clearing the
-    /// error of its last failure.
-    pub fn established(&self, org: &OrgId, link: u64) {
+    /// error of its last failure. `relay`: the peer is a hub ([`PeerTable::relays_up`]).
+    pub fn established(&self, org: &OrgId, link: u64, relay: bool) {
         let mut t = self.lock();
         let s = t.entry(org.clone()).or_default();
         if !s.reserved || s.link != link || s.connected {
             return;
         }
         s.connected = true;
+        if relay {
+            self.relays_lock().insert(org.clone());
+        }
         self.up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
         s.last_error.clear();
@@ -98,6 +105,7 @@ impl PeerTable {
         s.reserved = false;
         if std::mem::take(&mut s.connected) {
             self.up.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            self.relays_lock().remove(org);
         }
         if let Some(e) = error {
             s.last_error = e;
@@ -130,6 +138,15 @@ impl PeerTable {
         self.lock().get(org).is_some_and(|s| s.connected)
     }
 
+    /// The relay (hub) peers whose links are up.
+    pub fn relays_up(&self) -> Vec<OrgId> {
+        self.relays_lock().iter().cloned().collect()
+    }
+
+    fn relays_lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<OrgId>> {
+        self.relays.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// How many links are up.
     pub fn connected_count(&self) -> usize {
         self.up.load(std::sync::atomic::Ordering::Relaxed)
@@ -152,18 +169,26 @@ mod tests {
         assert_eq!(table.connect(&hub, "b".into()), None, "being opened");
         assert!(!table.is_connected(&hub), "not up before the peer took it");
         assert_eq!(table.connected_count(), 0);
-        table.established(&hub, first);
+        table.established(&hub, first, true);
         assert_eq!(table.connect(&hub, "b".into()), None, "already up");
         assert_eq!(table.connected_count(), 1);
+        assert_eq!(table.relays_up(), std::slice::from_ref(&hub));
         table.disconnect(&hub, first, Some("closed".into()));
         assert_eq!(table.connected_count(), 0);
+        assert!(table.relays_up().is_empty());
         let second = table.connect(&hub, "b".into()).expect("second link");
         // A late word of the first link neither marks the second up nor down.
-        table.established(&hub, first);
+        table.established(&hub, first, true);
         assert_eq!(table.connected_count(), 0);
-        table.established(&hub, second);
+        assert!(table.relays_up().is_empty());
+        table.established(&hub, second, true);
         table.disconnect(&hub, first, Some("late".into()));
         assert_eq!(table.connected_count(), 1);
+        assert_eq!(
+            table.relays_up(),
+            std::slice::from_ref(&hub),
+            "a late end leaves the new link listed"
+        );
         let s = &table.snapshot()[&hub];
         assert!(s.connected && s.last_error.is_empty(), "{s:?}");
         // Why a hub is not dialed is not said of an inbound link that is up.
@@ -171,8 +196,26 @@ mod tests {
         let s = &table.snapshot()[&hub];
         assert!(s.connected && s.last_error.is_empty(), "{s:?}");
         table.disconnect(&hub, second, None);
+        assert!(table.relays_up().is_empty());
         table.not_dialed(&hub, "not dialed".into());
         let s = &table.snapshot()[&hub];
         assert!(!s.connected && s.last_error == "not dialed", "{s:?}");
+    }
+
+    #[test]
+    fn only_relay_peers_are_listed_as_relays_up() {
+        let (hub, agency) = (
+            OrgId::parse("HUB-B").unwrap(),
+            OrgId::parse("AU-AFP").unwrap(),
+        );
+        let table = PeerTable::new([hub.clone(), agency.clone()].into_iter());
+        let to_hub = table.connect(&hub, "a".into()).expect("hub link");
+        let to_agency = table.connect(&agency, "b".into()).expect("agency link");
+        table.established(&hub, to_hub, true);
+        table.established(&agency, to_agency, false);
+        assert_eq!(table.connected_count(), 2);
+        assert_eq!(table.relays_up(), std::slice::from_ref(&hub));
+        table.disconnect(&agency, to_agency, None);
+        assert_eq!(table.relays_up(), [hub]);
     }
 }

@@ -205,7 +205,7 @@ async fn dial_once(
     let (shut_out, cut) = super::link::ShutOut::new();
     let outbound =
         futures::StreamExt::take_until(ReceiverStream::new(rx).map_while(Result::ok), cut);
-    let Some(up) = super::link::LinkUp::open(state, peer, addr.to_string()) else {
+    let Some(up) = super::link::LinkUp::open(state, peer, addr.to_string(), relay) else {
         return Err(format!("a link with {peer} is already up").into());
     };
     let result = async {

@@ -48,31 +48,48 @@ pub(super) struct LinkUp {
     state: Arc<NodeState>,
     peer: OrgId,
     link: u64,
+    /// The peer is a hub: its link going up or down changes which agencies a hub sends to
+    /// first (`fan_out`), so every sender looks again.
+    relay: bool,
     ended: bool,
 }
 
 impl LinkUp {
     /// Takes `peer`'s one link, at `address` ([`LinkUp::established`] marks it up); `None`
-    /// if a link with it is already up or being opened.
-    pub(super) fn open(state: &Arc<NodeState>, peer: &OrgId, address: String) -> Option<LinkUp> {
+    /// if a link with it is already up or being opened. `relay`: the peer is a hub.
+    pub(super) fn open(
+        state: &Arc<NodeState>,
+        peer: &OrgId,
+        address: String,
+        relay: bool,
+    ) -> Option<LinkUp> {
         let link = state.peers.connect(peer, address)?;
         Some(LinkUp {
             state: Arc::clone(state),
             peer: peer.clone(),
             link,
+            relay,
             ended: false,
         })
     }
 
     /// The peer took the link: it shows as connected from now on.
     pub(super) fn established(&self) {
-        self.state.peers.established(&self.peer, self.link);
+        (self.state.peers).established(&self.peer, self.link, self.relay);
+        self.wake_senders();
     }
 
     /// The link ended, with `error` if it failed.
     pub(super) fn end(mut self, error: Option<String>) {
         self.ended = true;
         self.state.peers.disconnect(&self.peer, self.link, error);
+        self.wake_senders();
+    }
+
+    fn wake_senders(&self) {
+        if self.relay {
+            self.state.bump();
+        }
     }
 }
 
@@ -88,6 +105,7 @@ impl Drop for LinkUp {
             "the link's task ended abnormally (see the log)".to_string()
         });
         self.state.peers.disconnect(&self.peer, self.link, why);
+        self.wake_senders();
     }
 }
 

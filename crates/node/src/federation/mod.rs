@@ -4,6 +4,7 @@
 mod announce;
 mod asked;
 mod dial;
+pub mod fan_out;
 pub mod inspect;
 pub mod link;
 mod link_error;

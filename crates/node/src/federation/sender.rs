@@ -18,6 +18,7 @@ use prost::Message;
 
 use super::announce::{Announcer, When};
 use super::asked::{serve_asked, Asked};
+use super::fan_out;
 use super::link::{frame, local, send, LinkError, Outbound};
 use super::peer_view::PeerView;
 use crate::config::{Limits, Role};
@@ -340,15 +341,21 @@ fn next_batch(
         let roster_log = behind.remove(at);
         behind.insert(0, roster_log);
     }
-    let hold_for_relay = link.relay && state.cfg.role != Role::Hub;
+    let hold_back = if state.cfg.role == Role::Hub {
+        let served_first =
+            link.relay || fan_out::sends_first(&state.org, &state.peers.relays_up(), &link.peer);
+        (!served_first).then_some(fan_out::HUB_STILL)
+    } else {
+        link.relay.then_some(RELAY_STILL)
+    };
     let now = Instant::now();
     for (origin, have, head) in behind {
         let origin = &origin;
         if batch.is_full() {
             break;
         }
-        if hold_for_relay && *origin != state.org {
-            if let Err(left) = view.stalled(origin, now, RELAY_STILL) {
+        if let Some(still) = hold_back.filter(|_| *origin != state.org) {
+            if let Err(left) = view.stalled(origin, now, still) {
                 batch.hold_back(left);
                 continue;
             }

@@ -41,7 +41,7 @@ impl Federation for FederationService {
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        let Some(up) = LinkUp::open(&state, &peer, address) else {
+        let Some(up) = LinkUp::open(&state, &peer, address, relay) else {
             return Err(Status::already_exists(format!(
                 "a link with {peer} is already up"
             )));

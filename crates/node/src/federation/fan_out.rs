@@ -1,0 +1,110 @@
+//! Which hub sends an agency other origins' entries at once, when several hubs are linked to
+//! each other: the split of the hubs' fan-out.
+//!
+//! Every hub holds everything and every agency links to every hub, so with each hub sending
+//! each agency all it lacked, an agency received every entry once per hub (1.92 copies of each
+//! entry an agency lacked in `bench federation --members 190`, two hubs) and each hub did the
+//! whole fan-out on its own. The hubs that see each other now share the agencies out by a hash
+//! of the agency's name, which each computes alike: one sends an agency what it lacks at once,
+//! the others only once the agency has sat still behind on an origin for [`HUB_STILL`] (its
+//! first hub cannot reach it, or is gone without its link to this hub showing it yet). A hub
+//! whose link to another hub ends takes that hub's agencies at once: its senders are woken by
+//! the link's end (`link::LinkUp`). Where the hubs' views differ for a moment (one link up on
+//! one side only), the hub that sees fewer hubs sends more, never less.
+
+use std::time::Duration;
+
+use intelmesh_core::OrgId;
+
+/// How long a hub lets an agency that another hub serves sit still behind on an origin before
+/// it sends that origin's entries itself. Longer than a loaded hub takes to pass an entry on
+/// (a second or so on two cores with 190 agencies), short against the five seconds within
+/// which agencies must keep exchanging when a hub is lost without its links showing it.
+pub const HUB_STILL: Duration = Duration::from_secs(5);
+
+/// Whether `me` sends `agency` other origins' entries at once, given the hubs whose links to
+/// `me` are up (`linked`, `me` not needed among them).
+pub fn sends_first(me: &OrgId, linked: &[OrgId], agency: &OrgId) -> bool {
+    if linked.iter().all(|h| h == me) {
+        return true;
+    }
+    let mut hubs: Vec<&OrgId> = linked.iter().chain([me]).collect();
+    hubs.sort();
+    hubs.dedup();
+    let at = spread(agency) % hubs.len() as u64;
+    hubs.get(at as usize).is_some_and(|h| *h == me)
+}
+
+/// A hash of an org's name that every hub computes alike (FNV-1a): std's hasher is keyed per
+/// process.
+fn spread(org: &OrgId) -> u64 {
+    org.as_str().bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn org(name: &str) -> OrgId {
+        OrgId::parse(name).expect("org")
+    }
+
+    fn agencies(n: usize) -> Vec<OrgId> {
+        (1..=n).map(|i| org(&format!("AGENCY-{i:03}"))).collect()
+    }
+
+    #[test]
+    fn hubs_that_see_each_other_share_every_agency_out_once() {
+        let hubs = [org("HUB-1"), org("HUB-2"), org("HUB-3")];
+        for n in [2, 3] {
+            let linked = &hubs[..n];
+            let mut served = vec![0; n];
+            for a in agencies(190) {
+                let first: Vec<usize> = (0..n)
+                    .filter(|&i| sends_first(&hubs[i], linked, &a))
+                    .collect();
+                assert_eq!(
+                    first.len(),
+                    1,
+                    "{a} is served first by exactly one hub: {first:?}"
+                );
+                served[first[0]] += 1;
+            }
+            for (hub, count) in hubs.iter().zip(&served) {
+                assert!(
+                    *count >= 190 / n / 2,
+                    "{n} hubs: {hub} serves {count} of 190 agencies first"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_hub_alone_or_cut_off_from_the_others_serves_every_agency_first() {
+        let (one, two) = (org("HUB-1"), org("HUB-2"));
+        for a in agencies(20) {
+            assert!(sends_first(&one, &[], &a));
+            assert!(sends_first(&one, std::slice::from_ref(&one), &a));
+        }
+        // HUB-1 sees HUB-2 but HUB-2 has not seen HUB-1 yet: HUB-2 sends to all, so no agency
+        // is left without a first hub.
+        for a in agencies(20) {
+            assert!(
+                sends_first(&two, &[], &a) || sends_first(&one, std::slice::from_ref(&two), &a)
+            );
+        }
+    }
+
+    #[test]
+    fn the_share_does_not_depend_on_the_order_hubs_are_listed_in() {
+        let hubs = [org("HUB-1"), org("HUB-2"), org("HUB-3")];
+        let reversed: Vec<OrgId> = hubs.iter().rev().cloned().collect();
+        for a in agencies(50) {
+            for h in &hubs {
+                assert_eq!(sends_first(h, &hubs, &a), sends_first(h, &reversed, &a));
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Hubs linked to each other share the agencies out (`federation::fan_out`): each agency is
+//! sent other origins' entries by one hub at once, not by every hub; a hub sends the agencies
+//! of a hub it lost at once; an agency its first hub cannot reach still gets everything from
+//! another, once it has sat still behind for `fan_out::HUB_STILL`.
+
+use std::time::{Duration, Instant};
+
+use intelmesh_core::OrgId;
+use intelmesh_node::federation::fan_out::{sends_first, HUB_STILL};
+use intelmesh_node::provision::{loopback_specs_hubs, star_links};
+use intelmesh_tests::net::{fast_limits, org, TestNet};
+
+const HUBS: [&str; 2] = ["HUB-A", "HUB-B"];
+const AGENCIES: [&str; 6] = [
+    "AU-AFP",
+    "BR-PF",
+    "CA-RCMP",
+    "DE-BKA",
+    "FR-OCLCTIC",
+    "NZ-POL",
+];
+/// Patience for links and catch-up, which these tests do not measure.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// Entries each agency publishes.
+const EACH: usize = 20;
+
+fn orgs(names: &[&str]) -> Vec<OrgId> {
+    names.iter().map(|n| org(n)).collect()
+}
+
+/// Starts every node and waits until each link of `links` is up at both ends.
+async fn started(net: &mut TestNet, links: &[(OrgId, OrgId)]) {
+    let all: Vec<OrgId> = net.fed.nodes.keys().cloned().collect();
+    for o in &all {
+        net.start(o).await;
+    }
+    for (a, b) in links {
+        net.wait_for_link(a, b).await;
+        net.wait_for_link(b, a).await;
+    }
+}
+
+/// What `hub` sent the agencies, per agency.
+fn sent_by(net: &TestNet, hub: &OrgId, agencies: &[OrgId]) -> Vec<u64> {
+    (agencies.iter())
+        .map(|a| net.peer_state(hub, a).entries_sent)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linked_hubs_send_each_agency_each_entry_once() {
+    let specs = loopback_specs_hubs(&HUBS, &AGENCIES).expect("ports");
+    let links = star_links(&specs);
+    let mut net = TestNet::provisioned(&specs, &links, &fast_limits());
+    started(&mut net, &links).await;
+    let (hubs, agencies) = (orgs(&HUBS), orgs(&AGENCIES));
+    for a in &agencies {
+        net.publish_domains(a, "shared", EACH).await;
+    }
+    net.wait_converged(PATIENCE).await.expect("converged");
+
+    let needed = (EACH * (agencies.len() - 1)) as u64;
+    let mut total = 0;
+    for hub in &hubs {
+        let sent = sent_by(&net, hub, &agencies);
+        let theirs = (agencies.iter())
+            .filter(|a| sends_first(hub, std::slice::from_ref(other(&hubs, hub)), a))
+            .count();
+        assert!(theirs > 0, "{hub} serves some agencies first");
+        assert!(sent.iter().any(|n| *n > 0), "{hub} sent entries: {sent:?}");
+        total += sent.iter().sum::<u64>();
+    }
+    // Each hub sending each agency all it lacked would be twice this.
+    let lacked = needed * agencies.len() as u64;
+    assert!(
+        total <= lacked + lacked / 4,
+        "the hubs sent the agencies {total} entries for {lacked} lacked"
+    );
+}
+
+fn other<'a>(hubs: &'a [OrgId], hub: &OrgId) -> &'a OrgId {
+    hubs.iter().find(|h| *h != hub).expect("two hubs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hub_sends_the_agencies_of_a_hub_it_lost_at_once() {
+    let specs = loopback_specs_hubs(&HUBS, &AGENCIES).expect("ports");
+    let links = star_links(&specs);
+    let mut net = TestNet::provisioned(&specs, &links, &fast_limits());
+    started(&mut net, &links).await;
+    let (hubs, agencies) = (orgs(&HUBS), orgs(&AGENCIES));
+    let (lost, survivor) = (&hubs[0], &hubs[1]);
+    let theirs: Vec<&OrgId> = (agencies.iter())
+        .filter(|a| !sends_first(survivor, std::slice::from_ref(lost), a))
+        .collect();
+    assert!(!theirs.is_empty(), "{lost} serves some agencies first");
+    net.stop(lost).await;
+    net.wait_link_down(survivor, lost).await;
+
+    let from = agencies
+        .iter()
+        .find(|a| !theirs.contains(a))
+        .expect("an agency the survivor serves");
+    let at = Instant::now();
+    let seq = *net
+        .publish_domains(from, "after", 1)
+        .await
+        .last()
+        .expect("one");
+    for a in &theirs {
+        // Well inside HUB_STILL: the survivor did not wait for them to sit still.
+        let took = wait_holds(&net, a, from, seq, HUB_STILL - Duration::from_millis(1500)).await;
+        assert!(
+            took.is_ok(),
+            "{a} got {from}#{seq} from {survivor}: {took:?}"
+        );
+    }
+    assert!(at.elapsed() < HUB_STILL, "{:?}", at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agency_its_first_hub_cannot_reach_gets_everything_from_another() {
+    let (hubs, agencies) = (orgs(&HUBS), orgs(&AGENCIES));
+    // An agency that HUB-A serves first, linked to HUB-B only.
+    let cut_off = agencies
+        .iter()
+        .find(|a| sends_first(&hubs[0], std::slice::from_ref(&hubs[1]), a))
+        .expect("HUB-A serves some agency first");
+    let specs = loopback_specs_hubs(&HUBS, &AGENCIES).expect("ports");
+    let links: Vec<(OrgId, OrgId)> = star_links(&specs)
+        .into_iter()
+        .filter(|(a, b)| !(a == cut_off && *b == hubs[0]))
+        .collect();
+    let mut net = TestNet::provisioned(&specs, &links, &fast_limits());
+    started(&mut net, &links).await;
+    let from = agencies.iter().find(|a| *a != cut_off).expect("another");
+    let seq = *net
+        .publish_domains(from, "far", 3)
+        .await
+        .last()
+        .expect("three");
+    let took = wait_holds(&net, cut_off, from, seq, PATIENCE).await;
+    assert!(
+        took.is_ok(),
+        "{cut_off} got {from}#{seq} through HUB-B: {took:?}"
+    );
+    net.wait_converged(PATIENCE).await.expect("converged");
+    assert_eq!(
+        net.peer_state(&hubs[0], cut_off).entries_sent,
+        0,
+        "HUB-A has no link with {cut_off}"
+    );
+}
+
+/// Waits until `at` holds `origin` up to `seq`; how long that took.
+async fn wait_holds(
+    net: &TestNet,
+    at: &OrgId,
+    origin: &OrgId,
+    seq: u64,
+    within: Duration,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        let held = net.vector(at).get(origin).copied().unwrap_or(0);
+        if held >= seq {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return Err(format!("{at} holds {origin} up to {held} after {within:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
