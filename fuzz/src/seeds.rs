@@ -306,6 +306,13 @@ fn frames() -> Vec<Vec<u8>> {
             ],
         })),
         frame(Frame::Evidence(pb::ForkEvidence { proofs: fork })),
+        frame(Frame::Relays(pb::Relays {
+            orgs: vec![
+                fixtures::PEER.into(),
+                "not an org".into(),
+                fixtures::PEER.into(),
+            ],
+        })),
     ]);
     frames
 }

@@ -10,6 +10,7 @@ use intelmesh_node::federation::inspect::{inspect_frame, InspectConfig, Inspecte
 use intelmesh_node::federation::Asked;
 use intelmesh_node::keys::parse_registry;
 use intelmesh_node::NodeConfig;
+use intelmesh_proto::shape::MAX_FRAME_RELAYS;
 use intelmesh_proto::v1 as pb;
 use intelmesh_roster::{check_document, Roster};
 use prost::Message;
@@ -98,6 +99,10 @@ pub fn frame(data: &[u8]) {
             );
         }
         Inspected::Want { kept } => assert!(kept <= Asked::MAX, "asks kept beyond the cap"),
+        Inspected::Relays(orgs) => {
+            assert!(orgs.len() <= MAX_FRAME_RELAYS, "relays kept beyond the cap");
+            assert!(orgs.windows(2).all(|w| w[0] < w[1]), "a relay kept twice");
+        }
         Inspected::Entries(checked) => {
             for v in &checked.good {
                 assert!(cfg.keys.is_member(&v.header().origin));

@@ -134,10 +134,17 @@ fn seed_frames_reach_verification_and_the_fork_proof_holds() {
             }
             Inspected::Want { kept } => assert_eq!(kept, 1, "the non-member's ask is dropped"),
             Inspected::Heartbeat => {}
+            Inspected::Relays(orgs) => {
+                assert_eq!(
+                    orgs.len(),
+                    1,
+                    "a bad name dropped, a repeated one kept once"
+                )
+            }
             other => panic!("a seed frame is refused: {other:?}"),
         }
     }
-    assert_eq!(kinds, 12);
+    assert_eq!(kinds, 13);
     assert_eq!(verified, 8, "every seed entry of a frame verifies");
     assert_eq!(proofs, 1);
 }

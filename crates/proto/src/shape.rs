@@ -29,6 +29,8 @@ pub const MAX_FRAME_ENTRIES: usize = 16_384;
 pub const MAX_FRAME_ASKS: usize = 16_384;
 /// Most fork proofs one `Evidence` frame may carry (each costs two signature checks).
 pub const MAX_FRAME_PROOFS: usize = 256;
+/// Most orgs one `Relays` frame may name: a federation has a few hubs.
+pub const MAX_FRAME_RELAYS: usize = 64;
 
 /// Field numbers of `SyncFrame` and of the messages its repeated elements sit in.
 const FRAME_HELLO: u32 = 1;
@@ -39,6 +41,7 @@ const PROGRESS_VECTOR: u32 = 1;
 const FRAME_ENTRIES: u32 = 2;
 const FRAME_WANT: u32 = 5;
 const FRAME_EVIDENCE: u32 = 6;
+const FRAME_RELAYS: u32 = 7;
 /// `EntryBatch.entries`, `Want.entries`, `ForkEvidence.proofs`: field 1 each.
 const ELEMENTS: u32 = 1;
 
@@ -56,7 +59,8 @@ pub enum ShapeError {
     /// More origins in a vector or list than [`MAX_VECTOR_ORIGINS`].
     TooManyOrigins { what: &'static str, max: usize },
     /// More elements of one kind than a frame may carry ([`MAX_FRAME_ENTRIES`],
-    /// [`MAX_FRAME_ASKS`], [`MAX_FRAME_PROOFS`]): refused before they are decoded.
+    /// [`MAX_FRAME_ASKS`], [`MAX_FRAME_PROOFS`], [`MAX_FRAME_RELAYS`]): refused before they
+    /// are decoded.
     TooManyElements { what: &'static str, max: usize },
     /// An API request that would decode to more than `max` bytes ([`crate::api_shape`]).
     TooLarge { max: usize },
@@ -125,6 +129,7 @@ pub fn check_sync_frame(frame: &[u8]) -> Result<(), ShapeError> {
                 MAX_FRAME_PROOFS,
                 &mut counts.proofs,
             ),
+            FRAME_RELAYS => ("relay org", 1, MAX_FRAME_RELAYS, &mut counts.relays),
             _ => return Ok(()),
         };
         let Some(inner) = value else { return Ok(()) };
@@ -156,6 +161,7 @@ struct Counts {
     entries: usize,
     asks: usize,
     proofs: usize,
+    relays: usize,
 }
 
 /// A `VersionVector`: each of its maps (`heads`, `head_hashes`) names at most
@@ -420,6 +426,29 @@ mod tests {
             Err(ShapeError::TooManyElements {
                 what: "SignedEntry",
                 max: MAX_FRAME_ENTRIES,
+            })
+        );
+        let relays = |n: usize| {
+            frame(Frame::Relays(pb::Relays {
+                orgs: (0..n).map(|i| format!("HUB-{i}")).collect(),
+            }))
+        };
+        assert_eq!(check_sync_frame(&relays(MAX_FRAME_RELAYS)), Ok(()));
+        assert_eq!(
+            check_sync_frame(&relays(MAX_FRAME_RELAYS + 1)),
+            Err(ShapeError::TooManyElements {
+                what: "relay org",
+                max: MAX_FRAME_RELAYS,
+            })
+        );
+        assert_eq!(
+            check_sync_frame(&frame(Frame::Relays(pb::Relays {
+                orgs: vec![String::new()],
+            }))),
+            Err(ShapeError::ShortElement {
+                what: "relay org",
+                len: 0,
+                min: 1,
             })
         );
     }

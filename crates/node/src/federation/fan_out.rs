@@ -15,6 +15,8 @@
 use std::time::Duration;
 
 use intelmesh_core::OrgId;
+use intelmesh_proto::shape::MAX_FRAME_RELAYS;
+use intelmesh_proto::v1 as pb;
 
 /// How long a hub lets an agency that another hub serves sit still behind on an origin before
 /// it sends that origin's entries itself. Longer than a loaded hub takes to pass an entry on
@@ -33,6 +35,32 @@ pub fn sends_first(me: &OrgId, linked: &[OrgId], agency: &OrgId) -> bool {
     hubs.dedup();
     let at = spread(agency) % hubs.len() as u64;
     hubs.get(at as usize).is_some_and(|h| *h == me)
+}
+
+/// The hubs that share `agency` out, as this hub sees them: those it has links up with
+/// (`linked`) that the agency said it has links with too (`reported`, its `Relays` frames). An
+/// agency that said nothing (a node from before the frame) shares with none: every hub sends
+/// to it at once, as before.
+pub fn sharing(linked: &[OrgId], reported: Option<&[OrgId]>) -> Vec<OrgId> {
+    let Some(reported) = reported else {
+        return Vec::new();
+    };
+    (linked.iter())
+        .filter(|h| reported.contains(h))
+        .cloned()
+        .collect()
+}
+
+/// The relays a `Relays` frame names, as a hub keeps them: valid org ids, each once, at most
+/// [`MAX_FRAME_RELAYS`] whatever the peer sent (the wire check refuses more before decoding).
+pub fn relays_of(frame: pb::Relays) -> Vec<OrgId> {
+    let mut orgs: Vec<OrgId> = (frame.orgs.iter())
+        .take(MAX_FRAME_RELAYS)
+        .filter_map(|o| OrgId::parse(o).ok())
+        .collect();
+    orgs.sort();
+    orgs.dedup();
+    orgs
 }
 
 /// A hash of an org's name that every hub computes alike (FNV-1a): std's hasher is keyed per
@@ -95,6 +123,44 @@ mod tests {
                 sends_first(&two, &[], &a) || sends_first(&one, std::slice::from_ref(&two), &a)
             );
         }
+    }
+
+    #[test]
+    fn only_hubs_linked_to_both_share_an_agency_and_one_that_said_nothing_shares_with_none() {
+        let (a, b, c) = (org("HUB-A"), org("HUB-B"), org("HUB-C"));
+        let linked = [b.clone(), c.clone()];
+        assert_eq!(sharing(&linked, None), Vec::<OrgId>::new());
+        assert_eq!(sharing(&linked, Some(&[])), Vec::<OrgId>::new());
+        assert_eq!(
+            sharing(&linked, Some(&[a.clone(), b.clone()])),
+            std::slice::from_ref(&b)
+        );
+        assert_eq!(sharing(&linked, Some(&[a, b.clone(), c.clone()])), [b, c]);
+        // Reported alone, the hub serves every agency first.
+        for agency in agencies(20) {
+            assert!(sends_first(
+                &org("HUB-A"),
+                &sharing(&linked, Some(&[])),
+                &agency
+            ));
+        }
+    }
+
+    #[test]
+    fn a_relays_frame_keeps_valid_names_once_within_the_cap() {
+        let frame = pb::Relays {
+            orgs: ["HUB-B", "not an org!", "HUB-A", "HUB-B", ""]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        };
+        assert_eq!(relays_of(frame), [org("HUB-A"), org("HUB-B")]);
+        let many = pb::Relays {
+            orgs: (0..10 * MAX_FRAME_RELAYS)
+                .map(|i| format!("HUB-{i}"))
+                .collect(),
+        };
+        assert_eq!(relays_of(many).len(), MAX_FRAME_RELAYS);
     }
 
     #[test]

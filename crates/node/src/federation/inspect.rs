@@ -47,6 +47,8 @@ pub enum Inspected {
         invalid: usize,
     },
     Entries(Checked),
+    /// The relays a `Relays` frame named, as kept.
+    Relays(Vec<intelmesh_core::OrgId>),
 }
 
 /// Decodes and checks one frame as the receive loop would.
@@ -89,6 +91,7 @@ pub fn inspect_frame(bytes: &[u8], cfg: &InspectConfig) -> Inspected {
                 invalid,
             }
         }
+        Ok(Screened::Relays(r)) => Inspected::Relays(r),
         Ok(Screened::Entries(entries)) => {
             Inspected::Entries(check_entries(entries, Arc::clone(&cfg.keys), &cfg.verify))
         }

@@ -343,6 +343,7 @@ enum Received {
     Batch(Checked),
     Want(pb::Want),
     Evidence(pb::ForkEvidence),
+    Relays(Vec<OrgId>),
 }
 
 /// Reads one frame: its encoded size, and what it holds, verifying entry batches (the batch
@@ -382,6 +383,7 @@ async fn prepare(
         Screened::Progress(p) => Received::Progress(p),
         Screened::Want(w) => Received::Want(w),
         Screened::Evidence(e) => Received::Evidence(e),
+        Screened::Relays(r) => Received::Relays(r),
         // No honest sender sends an empty batch: it earns no work and no acknowledgement
         // (each would otherwise cost a verify task and a progress frame, for two bytes).
         Screened::Entries(entries) if entries.is_empty() => Received::Heartbeat,
@@ -401,6 +403,7 @@ pub enum Screened {
     Want(pb::Want),
     Evidence(pb::ForkEvidence),
     Entries(Vec<pb::SignedEntry>),
+    Relays(Vec<OrgId>),
 }
 
 /// Checks a frame's counts against the caps before anything costly is done with it.
@@ -427,6 +430,7 @@ pub fn screen(f: pb::sync_frame::Frame, max_batch: usize) -> Result<Screened, Li
             }
             Screened::Evidence(e)
         }
+        pb::sync_frame::Frame::Relays(r) => Screened::Relays(super::fan_out::relays_of(r)),
         pb::sync_frame::Frame::Entries(batch) => {
             let count = batch.entries.len();
             if count > max_batch {
@@ -536,6 +540,7 @@ where
             Received::Hello => return Err(LinkError::SecondHello),
             Received::Heartbeat => {}
             Received::Want(w) => asked.add(w, &state.keys()),
+            Received::Relays(r) => view.set_relays(r),
             Received::Progress(p) => {
                 let reported = read_vector(p.vector, &state.keys());
                 take_in_vector(state, peer, view, &reported, Whole::Changes, 0);

@@ -66,6 +66,8 @@ struct Inner {
     /// Since when the peer has held each origin at the same seq while this node found it
     /// behind there ([`PeerView::stalled`]); dropped whenever what it holds rises.
     still_since: BTreeMap<OrgId, Instant>,
+    /// The relays (hubs) the peer said it has links with (`Relays` frames), if it said.
+    relays: Option<Vec<OrgId>>,
 }
 
 /// Falls of one origin's head a link takes in: a cut is rare (a roster version ending a
@@ -77,6 +79,9 @@ const MAX_FALLS: u32 = 4;
 #[derive(Default)]
 pub struct PeerView {
     inner: Mutex<Inner>,
+    /// Wakes the link's sender when what the peer said changes what it is sent
+    /// ([`PeerView::set_relays`]).
+    pub(super) changed: tokio::sync::Notify,
 }
 
 impl PeerView {
@@ -145,6 +150,20 @@ impl PeerView {
             Some(left) if !left.is_zero() => Err(left),
             _ => Ok(()),
         }
+    }
+
+    /// Keeps the relays the peer said it has links with; wakes the sender if they changed.
+    pub fn set_relays(&self, relays: Vec<OrgId>) {
+        let mut inner = self.lock();
+        if inner.relays.as_ref() != Some(&relays) {
+            inner.relays = Some(relays);
+            self.changed.notify_one();
+        }
+    }
+
+    /// The relays the peer said it has links with, if it said.
+    pub fn relays(&self) -> Option<Vec<OrgId>> {
+        self.lock().relays.clone()
     }
 
     #[cfg(test)]

@@ -145,7 +145,19 @@ pub(super) async fn send_loop(
     // The wants' revision when this link last asked for everything owed.
     let mut wants_seen: Option<u64> = None;
     let mut cuts_seen = state.follow().map_or(0, |f| f.cuts.count());
+    // What this agency last told the hub of its hub links (`fan_out`).
+    let tell_relays = link.relay && state.cfg.role != Role::Hub;
+    let mut relays_told: Option<Vec<OrgId>> = None;
     loop {
+        if tell_relays {
+            let relays = state.peers.relays_up();
+            if relays_told.as_ref() != Some(&relays) {
+                let orgs = relays.iter().map(OrgId::to_string).collect();
+                let told = frame(pb::sync_frame::Frame::Relays(pb::Relays { orgs }));
+                send(&out, told, &limits).await?;
+                relays_told = Some(relays);
+            }
+        }
         changes.borrow_and_update();
         // When to look again at origins held back for a relay, if any were.
         let held_back = loop {
@@ -221,6 +233,7 @@ pub(super) async fn send_loop(
                 }
             }
             () = asked.added.notified() => {}
+            () = view.changed.notified() => {}
             () = sleep_if(held_back) => {}
             _ = tokio::time::sleep(wait) => {
                 let hb = pb::Heartbeat { sent_at_unix_ms: intelmesh_core::now_unix_ms() };
@@ -342,8 +355,10 @@ fn next_batch(
         behind.insert(0, roster_log);
     }
     let hold_back = if state.cfg.role == Role::Hub {
-        let served_first =
-            link.relay || fan_out::sends_first(&state.org, &state.peers.relays_up(), &link.peer);
+        let served_first = link.relay || {
+            let hubs = fan_out::sharing(&state.peers.relays_up(), view.relays().as_deref());
+            fan_out::sends_first(&state.org, &hubs, &link.peer)
+        };
         (!served_first).then_some(fan_out::HUB_STILL)
     } else {
         link.relay.then_some(RELAY_STILL)
