@@ -67,6 +67,11 @@ async fn linked_hubs_send_each_agency_each_entry_once() {
             .filter(|a| sends_first(hub, std::slice::from_ref(other(&hubs, hub)), a))
             .count();
         assert!(theirs > 0, "{hub} serves some agencies first");
+        // Its status says which agencies another hub serves first.
+        let told = (agencies.iter())
+            .filter(|a| net.peer_state(hub, a).other_hub_serves_first)
+            .count();
+        assert_eq!(told, agencies.len() - theirs, "{hub}'s status");
         assert!(sent.iter().any(|n| *n > 0), "{hub} sent entries: {sent:?}");
         total += sent.iter().sum::<u64>();
     }
@@ -116,6 +121,13 @@ async fn a_hub_sends_the_agencies_of_a_hub_it_lost_at_once() {
         );
     }
     assert!(at.elapsed() < HUB_STILL, "{:?}", at.elapsed());
+    let deferred: Vec<&OrgId> = (agencies.iter())
+        .filter(|a| net.peer_state(survivor, a).other_hub_serves_first)
+        .collect();
+    assert!(
+        deferred.is_empty(),
+        "{survivor} defers {deferred:?} to a hub it lost"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -202,6 +202,7 @@ pub fn status_json(s: &pb::StatusResponse) -> Value {
                 "last_error": p.last_error,
                 "entries_sent": p.entries_sent,
                 "entries_received": p.entries_received,
+                "other_hub_serves_first": p.other_hub_serves_first,
             })
         })
         .collect();
@@ -310,6 +311,9 @@ pub fn status_text(s: &pb::StatusResponse, now_ms: i64) -> String {
             p.entries_sent,
             p.entries_received
         ));
+        if p.other_hub_serves_first {
+            out.push_str(", another hub serves it first");
+        }
         if !p.last_error.is_empty() {
             // A peer's words (a hello's claimed name, a status it sent) may carry escapes.
             out.push_str(&format!(", last error: {}", printable(&p.last_error)));
@@ -510,6 +514,36 @@ mod tests {
         assert_eq!(warnings[1]["subject"], "BR-PF");
         assert_eq!(warnings[1]["expired"], true);
         assert_eq!(warnings[1]["member"], true);
+    }
+
+    #[test]
+    fn status_names_the_agencies_another_hub_serves_first() {
+        let peer = |org: &str, other: bool| pb::PeerStatus {
+            org_id: org.into(),
+            connected: true,
+            other_hub_serves_first: other,
+            ..pb::PeerStatus::default()
+        };
+        let s = pb::StatusResponse {
+            org_id: "HUB-A".into(),
+            peers: vec![peer("AU-AFP", true), peer("BR-PF", false)],
+            ..pb::StatusResponse::default()
+        };
+        let text = status_text(&s, 0);
+        let line = |org: &str| {
+            (text.lines())
+                .find(|l| l.contains(&format!("peer {org} ")))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            line("AU-AFP").ends_with(", another hub serves it first"),
+            "{text}"
+        );
+        assert!(!line("BR-PF").contains("another hub"), "{text}");
+        let json = status_json(&s);
+        assert_eq!(json["peers"][0]["other_hub_serves_first"], true);
+        assert_eq!(json["peers"][1]["other_hub_serves_first"], false);
     }
 
     #[test]

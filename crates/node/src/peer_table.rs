@@ -37,6 +37,9 @@ pub struct PeerState {
     /// The roster version and hash the peer announced in its hello (roster mode).
     pub roster_version: u64,
     pub roster_hash: Vec<u8>,
+    /// At a hub, for an agency: another hub sends it other origins' entries first
+    /// (`federation::fan_out`), as of this link's last round.
+    pub other_hub_serves_first: bool,
     /// The number of the link marked up (see [`PeerTable::connect`]).
     link: u64,
     /// A link is up or being opened (`connected` once the peer took it): a second is refused.

@@ -37,6 +37,7 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
                 entries_received: p.entries_received,
                 roster_version: p.roster_version,
                 roster_hash: hex::encode(&p.roster_hash),
+                other_hub_serves_first: p.connected && p.other_hub_serves_first,
             }
         })
         .collect();

@@ -359,6 +359,7 @@ fn next_batch(
             let hubs = fan_out::sharing(&state.peers.relays_up(), view.relays().as_deref());
             fan_out::sends_first(&state.org, &hubs, &link.peer)
         };
+        (state.peers).update_known(&link.peer, |s| s.other_hub_serves_first = !served_first);
         (!served_first).then_some(fan_out::HUB_STILL)
     } else {
         link.relay.then_some(RELAY_STILL)
