@@ -40,6 +40,16 @@ async fn started(net: &mut TestNet, links: &[(OrgId, OrgId)]) {
     }
 }
 
+/// Both hubs and every agency started, every agency linked with both hubs and the hubs with
+/// each other.
+async fn star_net() -> (TestNet, Vec<OrgId>, Vec<OrgId>) {
+    let specs = loopback_specs_hubs(&HUBS, &AGENCIES).expect("ports");
+    let links = star_links(&specs);
+    let mut net = TestNet::provisioned(&specs, &links, &fast_limits());
+    started(&mut net, &links).await;
+    (net, orgs(&HUBS), orgs(&AGENCIES))
+}
+
 /// What `hub` sent the agencies, per agency.
 fn sent_by(net: &TestNet, hub: &OrgId, agencies: &[OrgId]) -> Vec<u64> {
     (agencies.iter())
@@ -49,11 +59,7 @@ fn sent_by(net: &TestNet, hub: &OrgId, agencies: &[OrgId]) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn linked_hubs_send_each_agency_each_entry_once() {
-    let specs = loopback_specs_hubs(&HUBS, &AGENCIES).expect("ports");
-    let links = star_links(&specs);
-    let mut net = TestNet::provisioned(&specs, &links, &fast_limits());
-    started(&mut net, &links).await;
-    let (hubs, agencies) = (orgs(&HUBS), orgs(&AGENCIES));
+    let (net, hubs, agencies) = star_net().await;
     for a in &agencies {
         net.publish_domains(a, "shared", EACH).await;
     }
@@ -89,11 +95,7 @@ fn other<'a>(hubs: &'a [OrgId], hub: &OrgId) -> &'a OrgId {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hub_sends_the_agencies_of_a_hub_it_lost_at_once() {
-    let specs = loopback_specs_hubs(&HUBS, &AGENCIES).expect("ports");
-    let links = star_links(&specs);
-    let mut net = TestNet::provisioned(&specs, &links, &fast_limits());
-    started(&mut net, &links).await;
-    let (hubs, agencies) = (orgs(&HUBS), orgs(&AGENCIES));
+    let (mut net, hubs, agencies) = star_net().await;
     let (lost, survivor) = (&hubs[0], &hubs[1]);
     let theirs: Vec<&OrgId> = (agencies.iter())
         .filter(|a| !sends_first(survivor, std::slice::from_ref(lost), a))
@@ -112,14 +114,13 @@ async fn a_hub_sends_the_agencies_of_a_hub_it_lost_at_once() {
         .await
         .last()
         .expect("one");
-    for a in &theirs {
-        // Well inside HUB_STILL: the survivor did not wait for them to sit still.
-        let took = wait_holds(&net, a, from, seq, HUB_STILL - Duration::from_millis(1500)).await;
-        assert!(
-            took.is_ok(),
-            "{a} got {from}#{seq} from {survivor}: {took:?}"
-        );
-    }
+    // Every node, `theirs` among them, well inside HUB_STILL: the survivor did not wait for
+    // them to sit still.
+    let took = (net.wait_for(from, seq, HUB_STILL - Duration::from_millis(1500))).await;
+    assert!(
+        took.is_ok(),
+        "{theirs:?} got {from}#{seq} from {survivor}: {took:?}"
+    );
     assert!(at.elapsed() < HUB_STILL, "{:?}", at.elapsed());
     let deferred: Vec<&OrgId> = (agencies.iter())
         .filter(|a| net.peer_state(survivor, a).other_hub_serves_first)
@@ -153,7 +154,7 @@ async fn an_agency_with_no_link_to_its_first_hub_is_served_at_once_by_another() 
         .last()
         .expect("three");
     let within = HUB_STILL - Duration::from_millis(1500);
-    let took = wait_holds(&net, cut_off, from, seq, within).await;
+    let took = net.wait_for(from, seq, within).await;
     assert!(
         took.is_ok(),
         "{cut_off} got {from}#{seq} through HUB-B at once: {took:?}"
@@ -164,25 +165,4 @@ async fn an_agency_with_no_link_to_its_first_hub_is_served_at_once_by_another() 
         0,
         "HUB-A has no link with {cut_off}"
     );
-}
-
-/// Waits until `at` holds `origin` up to `seq`; how long that took.
-async fn wait_holds(
-    net: &TestNet,
-    at: &OrgId,
-    origin: &OrgId,
-    seq: u64,
-    within: Duration,
-) -> Result<Duration, String> {
-    let start = Instant::now();
-    loop {
-        let held = net.vector(at).get(origin).copied().unwrap_or(0);
-        if held >= seq {
-            return Ok(start.elapsed());
-        }
-        if start.elapsed() > within {
-            return Err(format!("{at} holds {origin} up to {held} after {within:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -148,6 +148,8 @@ pub(super) async fn send_loop(
     // What this agency last told the hub of its hub links (`fan_out`).
     let tell_relays = link.relay && state.cfg.role != Role::Hub;
     let mut relays_told: Option<Vec<OrgId>> = None;
+    // What the peer table last showed of who serves this peer first.
+    let mut other_first_shown = false;
     loop {
         if tell_relays {
             let relays = state.peers.relays_up();
@@ -159,10 +161,16 @@ pub(super) async fn send_loop(
             }
         }
         changes.borrow_and_update();
+        let hold = hold_back(&state, &link, &view);
+        if hold.other_hub_first != other_first_shown {
+            other_first_shown = hold.other_hub_first;
+            (state.peers)
+                .update_known(&link.peer, |s| s.other_hub_serves_first = other_first_shown);
+        }
         // When to look again at origins held back for a relay, if any were.
         let held_back = loop {
             lower_for_cuts(&state, &view, &mut cuts_seen)?;
-            let mut batch = next_batch(&state, &link, &view, &limits)?;
+            let mut batch = next_batch(&state, &link, &view, &limits, hold.until_still)?;
             if !batch.is_full() {
                 serve_asked(&state, &link, &asked, &mut batch)?;
             }
@@ -321,15 +329,44 @@ fn new_proofs(
     Ok(frames)
 }
 
+/// Which other origins' entries wait before they go to the peer of `link`, as of this round.
+struct Hold {
+    /// Held back until the peer has sat still behind on the origin this long.
+    until_still: Option<Duration>,
+    /// At a hub: the peer is an agency another hub serves first (`fan_out`).
+    other_hub_first: bool,
+}
+
+/// An agency holds back from a hub ([`RELAY_STILL`]); a hub from an agency another hub serves
+/// first ([`fan_out::HUB_STILL`]). Worked out once a round, as the hub links change rarely.
+fn hold_back(state: &NodeState, link: &LinkReach, view: &PeerView) -> Hold {
+    if state.cfg.role != Role::Hub {
+        return Hold {
+            until_still: link.relay.then_some(RELAY_STILL),
+            other_hub_first: false,
+        };
+    }
+    let other_hub_first = !link.relay && {
+        let hubs = fan_out::sharing(&state.peers.relays_up(), view.relays().as_deref());
+        !fan_out::sends_first(&state.org, &hubs, &link.peer)
+    };
+    Hold {
+        until_still: other_hub_first.then_some(fan_out::HUB_STILL),
+        other_hub_first,
+    }
+}
+
 /// Entries the peer lacks, within the frame's caps: first this node's entries where the peer
 /// showed a split view, then per origin the range after what the peer holds, in seq order,
-/// routed for the link. Marks them as known to the peer (it will have them, or the link breaks
+/// routed for the link, other origins held back as `hold_back` says ([`Hold`]). Marks them as
+/// known to the peer (it will have them, or the link breaks
 /// and the next hello tells the truth).
 fn next_batch(
     state: &NodeState,
     link: &LinkReach,
     view: &PeerView,
     limits: &Limits,
+    hold_back: Option<Duration>,
 ) -> Result<Batch, LinkError> {
     let heads = state.store.heads().map_err(local)?;
     let mut batch = Batch::new(limits);
@@ -354,16 +391,6 @@ fn next_batch(
         let roster_log = behind.remove(at);
         behind.insert(0, roster_log);
     }
-    let hold_back = if state.cfg.role == Role::Hub {
-        let served_first = link.relay || {
-            let hubs = fan_out::sharing(&state.peers.relays_up(), view.relays().as_deref());
-            fan_out::sends_first(&state.org, &hubs, &link.peer)
-        };
-        (state.peers).update_known(&link.peer, |s| s.other_hub_serves_first = !served_first);
-        (!served_first).then_some(fan_out::HUB_STILL)
-    } else {
-        link.relay.then_some(RELAY_STILL)
-    };
     let now = Instant::now();
     for (origin, have, head) in behind {
         let origin = &origin;
