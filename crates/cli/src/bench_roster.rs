@@ -270,7 +270,7 @@ fn vector_diff(
     b: &intelmesh_store::VersionVector,
 ) -> Vec<(String, u64)> {
     a.iter()
-        .filter(|(o, seq)| b.get(o) != Some(seq))
+        .filter(|(o, seq)| b.get(*o) != Some(seq))
         .map(|(o, seq)| (o.to_string(), *seq))
         .collect()
 }

@@ -100,6 +100,14 @@ impl fmt::Display for OrgId {
     }
 }
 
+// Derived order and equality are the inner string's, so maps keyed by org id can be searched
+// with a name as received, without parsing or allocating one first.
+impl std::borrow::Borrow<str> for OrgId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl std::str::FromStr for OrgId {
     type Err = InvalidOrgId;
 

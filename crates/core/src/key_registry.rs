@@ -112,6 +112,12 @@ impl StaticKeys {
         self.orgs.contains(org)
     }
 
+    /// The member named `name` exactly, if there is one: a name read from a peer's frame is
+    /// checked without parsing it (every member's id is a valid one).
+    pub fn member(&self, name: &str) -> Option<&OrgId> {
+        self.orgs.get(name)
+    }
+
     /// Whether `org` has a key whose id is `key_id` (at some seq).
     pub fn has_key_id(&self, org: &OrgId, key_id: KeyId) -> bool {
         self.keys.contains_key(&(org.clone(), key_id))

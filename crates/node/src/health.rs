@@ -93,13 +93,7 @@ pub fn facts_of(state: &NodeState) -> Facts {
             .filter_map(|p| OrgId::parse(&p.org).ok())
             .collect(),
     };
-    let linked = state
-        .peers
-        .snapshot()
-        .into_iter()
-        .filter(|(_, p)| p.connected)
-        .map(|(o, _)| o)
-        .collect();
+    let linked = state.peers.connected();
     Facts {
         stopping: state.is_stopping(),
         role: state.cfg.role,

@@ -158,6 +158,20 @@ impl PeerTable {
     pub fn snapshot(&self) -> BTreeMap<OrgId, PeerState> {
         self.lock().clone()
     }
+
+    /// `f` of each peer, in org order, read in place: a hub's table holds every member's
+    /// vector, which a snapshot for each `Status` call or readiness check copied whole.
+    pub fn map<R>(&self, mut f: impl FnMut(&OrgId, &PeerState) -> R) -> Vec<R> {
+        self.lock().iter().map(|(o, p)| f(o, p)).collect()
+    }
+
+    /// The peers whose links are up.
+    pub fn connected(&self) -> BTreeSet<OrgId> {
+        (self.lock().iter())
+            .filter(|(_, p)| p.connected)
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
 }
 
 #[cfg(test)]

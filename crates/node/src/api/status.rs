@@ -1,5 +1,6 @@
 //! `NodeStatus`: own vector, state digest, peers and their lag.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use intelmesh_proto::v1 as pb;
@@ -17,30 +18,19 @@ pub struct StatusService {
 /// The status as plain data, for the service and for in-process callers.
 pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::StoreError> {
     let vector = state.store.vector()?;
-    let peers = state
-        .peers
-        .snapshot()
-        .into_iter()
-        .map(|(org, p)| {
-            let lag = vector
-                .iter()
-                .map(|(o, seq)| seq.saturating_sub(p.vector.get(o.as_str()).copied().unwrap_or(0)))
-                .sum();
-            pb::PeerStatus {
-                org_id: org.to_string(),
-                connected: p.connected,
-                address: p.address,
-                lag,
-                last_heard_unix_ms: p.last_heard_unix_ms,
-                last_error: p.last_error,
-                entries_sent: p.entries_sent,
-                entries_received: p.entries_received,
-                roster_version: p.roster_version,
-                roster_hash: hex::encode(&p.roster_hash),
-                other_hub_serves_first: p.connected && p.other_hub_serves_first,
-            }
-        })
-        .collect();
+    let peers = state.peers.map(|org, p| pb::PeerStatus {
+        org_id: org.to_string(),
+        connected: p.connected,
+        address: p.address.clone(),
+        lag: lag(&vector, &p.vector),
+        last_heard_unix_ms: p.last_heard_unix_ms,
+        last_error: p.last_error.clone(),
+        entries_sent: p.entries_sent,
+        entries_received: p.entries_received,
+        roster_version: p.roster_version,
+        roster_hash: hex::encode(&p.roster_hash),
+        other_hub_serves_first: p.connected && p.other_hub_serves_first,
+    });
     // The version in force, not the one being taken in: a client that sees a version here
     // finds its keys and cuts in effect.
     let roster = state.roster_in_force();
@@ -115,6 +105,25 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
     })
 }
 
+/// How many entries `ours` holds past `theirs`, summed over origins. Both are in name order,
+/// so they are walked side by side: a hub answers this for every member at every `Status`.
+fn lag(ours: &intelmesh_store::VersionVector, theirs: &BTreeMap<String, u64>) -> u64 {
+    let mut theirs = theirs.iter().peekable();
+    let mut lag = 0u64;
+    for (origin, seq) in ours {
+        while theirs
+            .next_if(|(o, _)| o.as_str() < origin.as_str())
+            .is_some()
+        {}
+        let held = match theirs.peek() {
+            Some((o, held)) if o.as_str() == origin.as_str() => **held,
+            _ => 0,
+        };
+        lag = lag.saturating_add(seq.saturating_sub(held));
+    }
+    lag
+}
+
 #[tonic::async_trait]
 impl NodeStatus for StatusService {
     async fn status(
@@ -152,5 +161,20 @@ impl StatusService {
             response.state_digest = String::new();
         }
         Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_sums_what_the_peer_lacks_of_each_origin() {
+        let org = |s: &str| intelmesh_core::OrgId::parse(s).expect("org");
+        let ours = [(org("AU"), 5), (org("BR"), 3), (org("SG"), 7)].into();
+        let theirs = [("AA".to_string(), 9), ("BR".into(), 1), ("SG".into(), 9)].into();
+        assert_eq!(lag(&ours, &theirs), 5 + 2);
+        assert_eq!(lag(&ours, &BTreeMap::new()), 15);
+        assert_eq!(lag(&BTreeMap::new(), &theirs), 0);
     }
 }

@@ -277,11 +277,19 @@ fn take_in_vector(
         tracing::debug!(%peer, ignored = reported.ignored, "vector names origins that are not members; ignored");
     }
     view.learn(reported);
-    let heads = reported.heads.iter().map(|(o, s)| (o.to_string(), *s));
     state.peers.update(peer, |p| {
-        match whole {
-            Whole::Hello => p.vector = heads.collect(),
-            Whole::Changes => p.vector.extend(heads),
+        if let Whole::Hello = whole {
+            p.vector.clear();
+        }
+        // In place where the origin is listed: names are allocated once per link, not once
+        // per head of every progress frame.
+        for (o, seq) in &reported.heads {
+            match p.vector.get_mut(o.as_str()) {
+                Some(held) => *held = *seq,
+                None => {
+                    p.vector.insert(o.to_string(), *seq);
+                }
+            }
         }
         p.bytes_received += frame_bytes;
     });

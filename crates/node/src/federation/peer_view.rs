@@ -26,18 +26,19 @@ pub struct Reported {
 pub fn read_vector(wire: Option<pb::VersionVector>, keys: &StaticKeys) -> Reported {
     let mut out = Reported::default();
     let Some(wire) = wire else { return out };
-    let member = |name: &str| OrgId::parse(name).ok().filter(|o| keys.is_member(o));
+    // A hub takes in every member's progress frames: names are looked up as received, not
+    // parsed, and each member's id cloned from the key list.
     for (name, seq) in wire.heads {
-        match member(&name) {
+        match keys.member(&name) {
             Some(o) => {
-                out.heads.insert(o, seq);
+                out.heads.insert(o.clone(), seq);
             }
             None => out.ignored += 1,
         }
     }
     for (name, hash) in wire.head_hashes {
-        if let (Some(o), Ok(h)) = (member(&name), Hash::try_from(hash.as_slice())) {
-            out.hashes.insert(o, h);
+        if let (Some(o), Ok(h)) = (keys.member(&name), Hash::try_from(hash.as_slice())) {
+            out.hashes.insert(o.clone(), h);
         }
     }
     out
@@ -96,11 +97,16 @@ impl PeerView {
     /// the seqs after it are sent again when this node has entries there.
     pub fn learn(&self, reported: &Reported) {
         let mut inner = self.lock();
+        let inner = &mut *inner;
         for (origin, seq) in &reported.heads {
-            let mut fell = inner
-                .reported
-                .insert(origin.clone(), (*seq, reported.hashes.get(origin).copied()))
-                .is_some_and(|(before, _)| *seq < before);
+            let head = (*seq, reported.hashes.get(origin).copied());
+            // Origins already listed are updated in place: a hub learns every member's
+            // progress frames, and a clone of the name per head was most of this.
+            let before = match inner.reported.get_mut(origin) {
+                Some(slot) => Some(std::mem::replace(slot, head)),
+                None => inner.reported.insert(origin.clone(), head),
+            };
+            let mut fell = before.is_some_and(|(before, _)| *seq < before);
             if fell {
                 let falls = inner.falls.entry(origin.clone()).or_insert(0);
                 *falls = falls.saturating_add(1);
@@ -108,7 +114,10 @@ impl PeerView {
                     fell = false;
                 }
             }
-            let known = inner.known.entry(origin.clone()).or_insert(0);
+            let known = match inner.known.get_mut(origin) {
+                Some(known) => known,
+                None => inner.known.entry(origin.clone()).or_insert(0),
+            };
             let now_known = if fell { *seq } else { (*known).max(*seq) };
             if now_known != *known {
                 *known = now_known;
@@ -120,7 +129,11 @@ impl PeerView {
     /// Notes that the peer holds `origin` up to `seq` (it sent, or was sent, that far).
     pub fn raise(&self, origin: &OrgId, seq: u64) {
         let mut inner = self.lock();
-        let known = inner.known.entry(origin.clone()).or_insert(0);
+        let inner = &mut *inner;
+        let known = match inner.known.get_mut(origin) {
+            Some(known) => known,
+            None => inner.known.entry(origin.clone()).or_insert(0),
+        };
         if seq > *known {
             *known = seq;
             inner.still_since.remove(origin);
