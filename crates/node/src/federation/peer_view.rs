@@ -158,7 +158,12 @@ impl PeerView {
     /// behind, is never stalled: another path is feeding it.
     pub fn stalled(&self, origin: &OrgId, now: Instant, after: Duration) -> Result<(), Duration> {
         let mut inner = self.lock();
-        let since = *inner.still_since.entry(origin.clone()).or_insert(now);
+        // Asked for every held-back origin of every round: the name is cloned only when the
+        // clock starts.
+        let since = match inner.still_since.get(origin) {
+            Some(since) => *since,
+            None => *inner.still_since.entry(origin.clone()).or_insert(now),
+        };
         match after.checked_sub(now.saturating_duration_since(since)) {
             Some(left) if !left.is_zero() => Err(left),
             _ => Ok(()),
@@ -187,7 +192,7 @@ impl PeerView {
     /// The origins of `ours` the peer is not known to hold up to their head, each with the seq
     /// it is known to hold and our head's seq. One pass over both maps side by side: a sender
     /// runs this each round over every member's head.
-    pub fn behind(&self, ours: &BTreeMap<OrgId, Head>) -> Vec<(OrgId, u64, u64)> {
+    pub fn behind<'a>(&self, ours: &'a BTreeMap<OrgId, Head>) -> Vec<(&'a OrgId, u64, u64)> {
         let inner = self.lock();
         let mut known = inner.known.iter().peekable();
         let mut out = Vec::new();
@@ -197,7 +202,7 @@ impl PeerView {
                 .next_if(|(o, _)| *o == origin)
                 .map_or(0, |(_, seq)| *seq);
             if have < head.seq {
-                out.push((origin.clone(), have, head.seq));
+                out.push((origin, have, head.seq));
             }
         }
         out
@@ -344,7 +349,7 @@ mod tests {
         });
         assert_eq!(
             view.behind(&ours),
-            vec![(org("BR"), 1, 2), (org("DE"), 0, 7), (org("SG"), 0, 1)]
+            vec![(&org("BR"), 1, 2), (&org("DE"), 0, 7), (&org("SG"), 0, 1)]
         );
         assert!(PeerView::default().behind(&BTreeMap::new()).is_empty());
     }

@@ -386,14 +386,13 @@ fn next_batch(
     let mut behind = view.behind(&heads);
     if let Some(at) = behind
         .iter()
-        .position(|(o, _, _)| Some(o) == authority.as_ref())
+        .position(|(o, _, _)| Some(*o) == authority.as_ref())
     {
         let roster_log = behind.remove(at);
         behind.insert(0, roster_log);
     }
     let now = Instant::now();
     for (origin, have, head) in behind {
-        let origin = &origin;
         if batch.is_full() {
             break;
         }
