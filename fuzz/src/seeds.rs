@@ -283,6 +283,7 @@ fn frames() -> Vec<Vec<u8>> {
             reaches: vec![fixtures::PEER.into(), fixtures::ORIGIN.into()],
             roster_hash: vec![2; 32],
             progress_changes: true,
+            progress_omits_sent: true,
         })),
         frame(Frame::Entries(pb::EntryBatch {
             entries: entries.iter().take(2).cloned().collect(),

@@ -212,6 +212,8 @@ impl RawPeer {
             reaches: vec![org_id.to_string()],
             roster_hash: Vec::new(),
             progress_changes,
+            // As a peer written before `progress_omits_sent`: told every changed head.
+            progress_omits_sent: false,
         }))
         .await
     }

@@ -93,6 +93,7 @@ pub(crate) async fn open(
         reaches: vec![me.org.to_string()],
         // `feed` reads how far the node got from each progress frame alone.
         progress_changes: false,
+        progress_omits_sent: false,
     }))
     .await?;
     match link.next().await? {

@@ -30,13 +30,40 @@ pub(super) struct Announcer {
     style: Style,
 }
 
-/// What a progress frame carries, as the peer's hello asked (`progress_changes`).
+/// What a progress frame carries, as the peer's hello asked (`progress_changes`,
+/// `progress_omits_sent`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Style {
     /// The heads changed since the previous frame.
     Changes,
+    /// The heads changed since the previous frame, less those whose entry the sender just
+    /// sent the peer on the link: it holds them.
+    ChangesNotSent,
     /// The whole vector (a peer that did not ask for changes only).
     Whole,
+}
+
+impl Style {
+    /// The style a peer's hello asks for.
+    pub(super) fn of(hello: &pb::Hello) -> Style {
+        match (hello.progress_changes, hello.progress_omits_sent) {
+            (false, _) => Style::Whole,
+            (true, false) => Style::Changes,
+            (true, true) => Style::ChangesNotSent,
+        }
+    }
+}
+
+/// The heads of the entries sent to the peer on the link since the last progress frame: the
+/// highest seq sent of each origin.
+pub(super) type Sent = BTreeMap<OrgId, u64>;
+
+/// `delta` without the heads the peer was sent the entry of (see [`Style::ChangesNotSent`]).
+fn without_sent(mut delta: BTreeMap<OrgId, Head>, sent: &Sent) -> BTreeMap<OrgId, Head> {
+    if !sent.is_empty() {
+        delta.retain(|origin, head| sent.get(origin) != Some(&head.seq));
+    }
+    delta
 }
 
 /// The heads of `now` that differ from `told`, and the origins `told` names that `now` no
@@ -97,6 +124,19 @@ impl Announcer {
         limits: &Limits,
         when: When,
     ) -> Result<bool, LinkError> {
+        self.announce_after(state, out, limits, when, &Sent::new())
+            .await
+    }
+
+    /// [`Announcer::announce`] after a round that sent the peer the entries `sent` names.
+    pub(super) async fn announce_after(
+        &self,
+        state: &NodeState,
+        out: &Outbound,
+        limits: &Limits,
+        when: When,
+        sent: &Sent,
+    ) -> Result<bool, LinkError> {
         let mut told = self.told.lock().await;
         let now = state.store.heads().map_err(local)?;
         let delta = match told.as_ref() {
@@ -104,13 +144,17 @@ impl Announcer {
             Some(before) => changed(before, &now),
             None => changed(&BTreeMap::new(), &now),
         };
+        let delta = match self.style {
+            Style::ChangesNotSent => without_sent(delta, sent),
+            Style::Changes | Style::Whole => delta,
+        };
         if delta.is_empty() && when == When::Changed {
             // The same heads: keep these, so the next look is a pointer comparison.
             *told = Some(now);
             return Ok(false);
         }
         let vector = match self.style {
-            Style::Changes => to_wire(&delta),
+            Style::Changes | Style::ChangesNotSent => to_wire(&delta),
             Style::Whole => to_wire(&now),
         };
         let progress = pb::Progress {
@@ -159,5 +203,26 @@ mod tests {
             now,
             "the first frame names all"
         );
+    }
+
+    #[test]
+    fn a_head_sent_as_its_entry_is_left_out_and_one_past_it_is_kept() {
+        let delta = heads(&[("AU", 3, 1), ("BR", 6, 4), ("DE", 1, 5)]);
+        let org = |s: &str| OrgId::parse(s).unwrap();
+        // AU's head went as its entry; BR was sent up to 5 of 6; DE not at all.
+        let sent: Sent = [(org("AU"), 3), (org("BR"), 5)].into();
+        assert_eq!(
+            without_sent(delta.clone(), &sent),
+            heads(&[("BR", 6, 4), ("DE", 1, 5)])
+        );
+        assert_eq!(without_sent(delta.clone(), &Sent::new()), delta);
+        let hello = |changes, omits| pb::Hello {
+            progress_changes: changes,
+            progress_omits_sent: omits,
+            ..pb::Hello::default()
+        };
+        assert_eq!(Style::of(&hello(false, true)), Style::Whole);
+        assert_eq!(Style::of(&hello(true, false)), Style::Changes);
+        assert_eq!(Style::of(&hello(true, true)), Style::ChangesNotSent);
     }
 }

@@ -192,6 +192,7 @@ where
         reaches: reaches(&state),
         roster_hash: roster.map(|r| r.hash().to_vec()).unwrap_or_default(),
         progress_changes: true,
+        progress_omits_sent: true,
     };
     send(&out, frame(pb::sync_frame::Frame::Hello(hello)), &limits).await?;
 
@@ -220,6 +221,7 @@ where
             certified: peer,
         });
     }
+    let style = Style::of(&peer_hello);
     let view = Arc::new(PeerView::default());
     let reported = read_vector(peer_hello.vector, &state.keys());
     take_in_vector(&state, &peer, &view, &reported, Whole::Hello, hello_bytes);
@@ -234,11 +236,7 @@ where
         relay,
     };
     let asked = Arc::new(Asked::default());
-    let announcer = Arc::new(Announcer::new(if peer_hello.progress_changes {
-        Style::Changes
-    } else {
-        Style::Whole
-    }));
+    let announcer = Arc::new(Announcer::new(style));
     let mut sender = AbortOnDrop(tokio::spawn(send_loop(
         Arc::clone(&state),
         link,
@@ -584,9 +582,22 @@ where
                     let top = sent.entry(origin).or_insert(0);
                     *top = (*top).max(seq);
                 }
-                for (origin, seq) in sent {
-                    view.raise(origin, seq);
+                for (origin, seq) in &sent {
+                    view.raise(origin, *seq);
                 }
+                // Its vector as shown in status too: a peer that leaves out of its progress
+                // frames the heads it sent as entries (`progress_omits_sent`) would otherwise
+                // show a lag it does not have.
+                state.peers.update(peer, |p| {
+                    for (origin, seq) in &sent {
+                        match p.vector.get_mut(origin.as_str()) {
+                            Some(held) => *held = (*held).max(*seq),
+                            None => {
+                                p.vector.insert(origin.to_string(), *seq);
+                            }
+                        }
+                    }
+                });
                 let report = state.apply_checked(checked).await.map_err(local)?;
                 state
                     .peers

@@ -16,7 +16,7 @@ use intelmesh_proto::v1 as pb;
 use intelmesh_store::Store;
 use prost::Message;
 
-use super::announce::{Announcer, When};
+use super::announce::{Announcer, Sent, When};
 use super::asked::{serve_asked, Asked};
 use super::fan_out;
 use super::link::{frame, local, send, LinkError, Outbound};
@@ -72,6 +72,8 @@ pub(super) struct Batch {
     max_bytes: usize,
     /// The soonest an origin held back for the relay ([`RELAY_STILL`]) may go.
     held_back: Option<Duration>,
+    /// The highest seq of each origin sent in the batch after what the peer held.
+    sent: Sent,
 }
 
 /// What an entry adds to an EntryBatch: its encoding, tag and length prefix.
@@ -88,6 +90,7 @@ impl Batch {
             max_entries: limits.max_batch_entries,
             max_bytes: batch_bytes(limits),
             held_back: None,
+            sent: Sent::new(),
         }
     }
 
@@ -167,6 +170,8 @@ pub(super) async fn send_loop(
             (state.peers)
                 .update_known(&link.peer, |s| s.other_hub_serves_first = other_first_shown);
         }
+        // The heads sent as entries this round, which its progress frame may leave out.
+        let mut sent_round = Sent::new();
         // When to look again at origins held back for a relay, if any were.
         let held_back = loop {
             lower_for_cuts(&state, &view, &mut cuts_seen)?;
@@ -176,6 +181,10 @@ pub(super) async fn send_loop(
             }
             if batch.entries.is_empty() {
                 break batch.held_back;
+            }
+            for (origin, seq) in std::mem::take(&mut batch.sent) {
+                let top = sent_round.entry(origin).or_insert(0);
+                *top = (*top).max(seq);
             }
             let n = batch.entries.len() as u64;
             let entries = pb::EntryBatch {
@@ -222,7 +231,7 @@ pub(super) async fn send_loop(
         // Tell the peer what this node now holds, so it does not send it what arrived by
         // another path.
         if announcer
-            .announce(&state, &out, &limits, When::Changed)
+            .announce_after(&state, &out, &limits, When::Changed, &sent_round)
             .await?
         {
             last_sent = Instant::now();
@@ -417,6 +426,9 @@ fn next_batch(
             batch.push(routed);
         }
         view.raise(origin, last);
+        if last > have {
+            batch.sent.insert(origin.clone(), last);
+        }
         if full {
             break;
         }
