@@ -87,6 +87,25 @@ async fn linked_hubs_send_each_agency_each_entry_once() {
         total <= lacked + lacked / 4,
         "the hubs sent the agencies {total} entries for {lacked} lacked"
     );
+    // Hubs leave out of their progress frames the heads they just sent as entries
+    // (`progress_omits_sent`): every node's status still shows every peer caught up.
+    let lagging = |net: &TestNet| -> Vec<String> {
+        let mut out = Vec::new();
+        for at in hubs.iter().chain(&agencies) {
+            let status = intelmesh_node::api::status::status(net.node(at).state()).expect("status");
+            out.extend(
+                (status.peers.iter())
+                    .filter(|p| p.connected && p.lag > 0)
+                    .map(|p| format!("{at} sees {} {} behind", p.org_id, p.lag)),
+            );
+        }
+        out
+    };
+    let since = Instant::now();
+    while !lagging(&net).is_empty() && since.elapsed() < PATIENCE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(lagging(&net), Vec::<String>::new());
 }
 
 fn other<'a>(hubs: &'a [OrgId], hub: &OrgId) -> &'a OrgId {

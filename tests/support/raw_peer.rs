@@ -202,6 +202,19 @@ impl RawPeer {
         vector: BTreeMap<String, u64>,
         progress_changes: bool,
     ) -> bool {
+        self.hello_with(org_id, vector, progress_changes, false)
+            .await
+    }
+
+    /// A hello; `progress_omits_sent` (with `progress_changes`): progress frames leave out the
+    /// heads the node just sent this peer as entries.
+    pub async fn hello_with(
+        &self,
+        org_id: &str,
+        vector: BTreeMap<String, u64>,
+        progress_changes: bool,
+        progress_omits_sent: bool,
+    ) -> bool {
         self.send(pb::sync_frame::Frame::Hello(pb::Hello {
             org_id: org_id.to_string(),
             roster_version: 1,
@@ -212,8 +225,7 @@ impl RawPeer {
             reaches: vec![org_id.to_string()],
             roster_hash: Vec::new(),
             progress_changes,
-            // As a peer written before `progress_omits_sent`: told every changed head.
-            progress_omits_sent: false,
+            progress_omits_sent,
         }))
         .await
     }
