@@ -19,7 +19,7 @@ use tonic::transport::Channel;
 
 use super::net::{self, hubs_and_agencies, percentile, round2, PATIENCE};
 use super::shapes;
-use super::sys::{mib, raise_open_files_limit, ProcMem};
+use super::sys::{mib, process_cpu_seconds, raise_open_files_limit, ProcMem};
 use crate::conn::Target;
 use crate::fleet::Fleet;
 use crate::probe::{self, ApiNode};
@@ -291,10 +291,17 @@ async fn federation_async(o: FederationOpts) -> anyhow::Result<()> {
 
     let mut hub_rss = Vec::new();
     let mut rss = Vec::new();
+    // CPU each role used from its start to convergence: firmer than `converge_ms`, which
+    // varies more between runs of one build than between builds.
+    let (mut hub_cpu, mut agency_cpu) = (0.0, 0.0);
     for (org, pid) in fleet.pids() {
         let m = ProcMem::of(pid).with_context(|| format!("memory of node {org}"))?;
+        let cpu = process_cpu_seconds(pid).with_context(|| format!("CPU time of node {org}"))?;
         if hubs.contains(&org) {
             hub_rss.push(mib(m.rss_kib));
+            hub_cpu += cpu;
+        } else {
+            agency_cpu += cpu;
         }
         rss.push(mib(m.rss_kib));
     }
@@ -308,6 +315,9 @@ async fn federation_async(o: FederationOpts) -> anyhow::Result<()> {
     say(format!(
         "RSS per node process (VmRSS): min {min} MiB, median {median} MiB, max {max} MiB; hub {hub_max} MiB; all nodes {:.0} MiB",
         rss.iter().sum::<f64>()
+    ));
+    say(format!(
+        "CPU (user and system) from each node's start to now: the hubs {hub_cpu:.1} s, the agencies {agency_cpu:.1} s"
     ));
 
     // A node's shutdown waits for its API connections to close: close ours first.
@@ -330,6 +340,8 @@ async fn federation_async(o: FederationOpts) -> anyhow::Result<()> {
             "rss_mib_median": median,
             "rss_mib_max": max,
             "rss_mib_hub": hub_max,
+            "cpu_s_hubs": round2(hub_cpu),
+            "cpu_s_agencies": round2(agency_cpu),
             "submit_p50_ms": round2(percentile(&call_ms, 0.50)),
             "submit_p99_ms": round2(percentile(&call_ms, 0.99)),
         })
