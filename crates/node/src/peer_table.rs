@@ -1,6 +1,7 @@
 //! Live facts about each peer (configured, or admitted by the roster), for `status` and for
 //! refusing a second link.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
@@ -44,6 +45,25 @@ pub struct PeerState {
     link: u64,
     /// A link is up or being opened (`connected` once the peer took it): a second is refused.
     reserved: bool,
+}
+
+/// `f` of `map`'s value at `key`, inserted as the default first if absent: the key is cloned
+/// only then. Peer facts keyed by origin (a peer's vector here, its view in `peer_view`) are
+/// updated for every head of every progress frame a hub takes in.
+pub(crate) fn update_or_default<K, Q, V, R>(
+    map: &mut BTreeMap<K, V>,
+    key: &Q,
+    f: impl FnOnce(&mut V) -> R,
+) -> R
+where
+    K: Borrow<Q> + Ord,
+    Q: ToOwned<Owned = K> + Ord + ?Sized,
+    V: Default,
+{
+    match map.get_mut(key) {
+        Some(v) => f(v),
+        None => f(map.entry(key.to_owned()).or_default()),
+    }
 }
 
 impl PeerTable {
@@ -217,6 +237,22 @@ mod tests {
         table.not_dialed(&hub, "not dialed".into());
         let s = &table.snapshot()[&hub];
         assert!(!s.connected && s.last_error == "not dialed", "{s:?}");
+    }
+
+    #[test]
+    fn a_value_is_updated_in_place_or_inserted_from_its_default() {
+        let mut vector: BTreeMap<String, u64> = [("AU".to_string(), 3)].into();
+        update_or_default(&mut vector, "AU", |held| *held = (*held).max(2));
+        update_or_default(&mut vector, "BR", |held| *held = (*held).max(5));
+        let raised = update_or_default(&mut vector, "AU", |held| {
+            *held += 1;
+            *held
+        });
+        assert_eq!(raised, 4);
+        assert_eq!(
+            vector,
+            [("AU".to_string(), 4), ("BR".to_string(), 5)].into()
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ use super::sender::send_loop;
 use crate::admission::{refused_later, PeerCert};
 use crate::config::MAX_BATCH_ENTRIES;
 use crate::metrics::Refusal;
+use crate::peer_table::update_or_default;
 use crate::route::LinkReach;
 use crate::state::{Checked, NodeState, VERIFY_AHEAD};
 
@@ -282,12 +283,7 @@ fn take_in_vector(
         // In place where the origin is listed: names are allocated once per link, not once
         // per head of every progress frame.
         for (o, seq) in &reported.heads {
-            match p.vector.get_mut(o.as_str()) {
-                Some(held) => *held = *seq,
-                None => {
-                    p.vector.insert(o.to_string(), *seq);
-                }
-            }
+            update_or_default(&mut p.vector, o.as_str(), |held| *held = *seq);
         }
         p.bytes_received += frame_bytes;
     });
@@ -590,12 +586,9 @@ where
                 // show a lag it does not have.
                 state.peers.update(peer, |p| {
                     for (origin, seq) in &sent {
-                        match p.vector.get_mut(origin.as_str()) {
-                            Some(held) => *held = (*held).max(*seq),
-                            None => {
-                                p.vector.insert(origin.to_string(), *seq);
-                            }
-                        }
+                        update_or_default(&mut p.vector, origin.as_str(), |held| {
+                            *held = (*held).max(*seq)
+                        });
                     }
                 });
                 let report = state.apply_checked(checked).await.map_err(local)?;

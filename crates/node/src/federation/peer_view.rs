@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use intelmesh_core::{Hash, Head, OrgId, StaticKeys};
 use intelmesh_proto::v1 as pb;
 
+use crate::peer_table::update_or_default;
+
 /// A peer's vector as it reported it, members only.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reported {
@@ -114,15 +116,14 @@ impl PeerView {
                     fell = false;
                 }
             }
-            let known = match inner.known.get_mut(origin) {
-                Some(known) => known,
-                None => inner.known.entry(origin.clone()).or_insert(0),
-            };
-            let now_known = if fell { *seq } else { (*known).max(*seq) };
-            if now_known != *known {
-                *known = now_known;
-                inner.still_since.remove(origin);
-            }
+            let still_since = &mut inner.still_since;
+            update_or_default(&mut inner.known, origin, |known| {
+                let now_known = if fell { *seq } else { (*known).max(*seq) };
+                if now_known != *known {
+                    *known = now_known;
+                    still_since.remove(origin);
+                }
+            });
         }
     }
 
@@ -130,14 +131,13 @@ impl PeerView {
     pub fn raise(&self, origin: &OrgId, seq: u64) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let known = match inner.known.get_mut(origin) {
-            Some(known) => known,
-            None => inner.known.entry(origin.clone()).or_insert(0),
-        };
-        if seq > *known {
-            *known = seq;
-            inner.still_since.remove(origin);
-        }
+        let still_since = &mut inner.still_since;
+        update_or_default(&mut inner.known, origin, |known| {
+            if seq > *known {
+                *known = seq;
+                still_since.remove(origin);
+            }
+        });
     }
 
     /// Notes that the peer holds `origin` at most up to `seq`: this node cut the origin's log

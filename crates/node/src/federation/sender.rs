@@ -182,10 +182,8 @@ pub(super) async fn send_loop(
             if batch.entries.is_empty() {
                 break batch.held_back;
             }
-            for (origin, seq) in std::mem::take(&mut batch.sent) {
-                let top = sent_round.entry(origin).or_insert(0);
-                *top = (*top).max(seq);
-            }
+            // A later batch of the round goes on from where the one before stopped.
+            sent_round.append(&mut batch.sent);
             let n = batch.entries.len() as u64;
             let entries = pb::EntryBatch {
                 entries: batch.entries,
