@@ -14,6 +14,7 @@
 //! killed process never answered a publication its trail does not show.
 
 pub mod archive;
+mod head_file;
 pub mod trail;
 mod writer;
 

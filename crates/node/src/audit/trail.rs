@@ -1,5 +1,5 @@
 //! The trail's files in `DATA_DIR/audit`: `trail-NNNNNN.jsonl` (appended, rotated by size),
-//! `head` (the last durable seq and hash, replaced atomically after each fsync), `key` (the
+//! `head` (the last durable seq and hash, written after each fsync: `super::head_file`), `key` (the
 //! node's random audit key, 0600, never logged) and, once its earliest files were archived
 //! (`super::archive`), `start` (where the trail kept begins). Writing (`Trail`, on blocking
 //! threads only) and reading back with the chain check (`read`, for `intelmesh audit` and
@@ -14,6 +14,8 @@ use intelmesh_audit::{
     file_name, file_number, parse_line, seal, AuditKey, Break, Call, Checker, Head, Record, Start,
     Summary, KEY_LEN,
 };
+
+use super::head_file::{self, HeadFile};
 
 /// The head file's name in the audit directory.
 pub const HEAD_FILE: &str = "head";
@@ -79,7 +81,7 @@ pub fn load_key(dir: &Path) -> Result<AuditKey, TrailError> {
 
 /// The head file, `None` if there is none.
 pub fn read_head(dir: &Path) -> Result<Option<Head>, TrailError> {
-    read_optional(dir, HEAD_FILE, Head::decode)
+    read_optional(dir, HEAD_FILE, head_file::decode)
 }
 
 /// The start file, `None` if there is none (the trail begins at its first file).
@@ -215,6 +217,10 @@ pub struct Trail {
     torn: bool,
     /// Whether `head` lags `last`.
     unsynced: bool,
+    head: HeadFile,
+    /// Whether a file was started since the last sync: its name is durable once the
+    /// directory is synced, which must come before a head naming a record in it.
+    new_file: bool,
 }
 
 impl Trail {
@@ -255,7 +261,17 @@ impl Trail {
         }
         let number = numbers.last().copied().unwrap_or(1);
         let (file, size) = open_append(&dir.join(file_name(number)))?;
-        let mut trail = Trail {
+        // Without a head there is no record either (refused above): the head is seq 0. The
+        // file is written whole, its directory synced, which makes the trail file's name
+        // durable too.
+        let head_path = dir.join(HEAD_FILE);
+        let head_file = HeadFile::create(&head_path, &head.unwrap_or_default()).map_err(|e| {
+            TrailError::Io {
+                path: e.path,
+                source: e.source,
+            }
+        })?;
+        Ok(Trail {
             dir: dir.to_path_buf(),
             key,
             max_file_bytes,
@@ -263,13 +279,11 @@ impl Trail {
             number,
             size,
             last: last.unwrap_or_default(),
-            unsynced: head.is_none(),
+            unsynced: false,
             torn: false,
-        };
-        if head.is_none() {
-            trail.sync()?;
-        }
-        Ok(trail)
+            head: head_file,
+            new_file: false,
+        })
     }
 
     pub fn key(&self) -> &AuditKey {
@@ -335,6 +349,7 @@ impl Trail {
         let (file, size) = open_append(&path)?;
         self.file = file;
         self.size = size;
+        self.new_file = true;
         Ok(())
     }
 
@@ -344,23 +359,15 @@ impl Trail {
             return Ok(());
         }
         self.file.sync_data().map_err(io(&self.current()))?;
-        let tmp = self.dir.join("head.tmp");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(self.last.encode().as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io(&tmp))?;
-        let head = self.dir.join(HEAD_FILE);
-        std::fs::rename(&tmp, &head).map_err(io(&head))?;
-        // The rename and any new trail file are durable once the directory is.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(&self.dir))?;
+        if self.new_file {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(&self.dir))?;
+            self.new_file = false;
+        }
+        self.head
+            .write(&self.last)
+            .map_err(io(&self.dir.join(HEAD_FILE)))?;
         self.unsynced = false;
         Ok(())
     }

@@ -112,3 +112,29 @@ fn a_failed_write_leaves_the_chain_on_its_last_written_line() {
     read(&dir, |r| times.push((r.seq, r.time_ms))).expect("an unbroken chain");
     assert_eq!(times, [(1, 1), (2, 2), (3, 4)]);
 }
+
+#[test]
+fn a_head_torn_by_a_crash_falls_back_to_the_slot_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let mut t = Trail::open(&dir, 1 << 20).unwrap();
+    for i in 1..=2 {
+        t.append(&[call(i)]).unwrap();
+        t.sync().unwrap();
+    }
+    drop(t);
+    // The slot written last (seq 2) torn in the middle of its hash.
+    let path = dir.join(HEAD_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = String::from_utf8_lossy(&bytes).find("\"seq\":2,").unwrap();
+    bytes[at + 30..at + 60].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(read_head(&dir).unwrap().map(|h| h.seq), Some(1));
+    // The trail reaches the head left: it opens and chains on.
+    let mut t = Trail::open(&dir, 1 << 20).unwrap();
+    t.append(&[call(3)]).unwrap();
+    t.sync().unwrap();
+    assert_eq!(seqs(&dir), [1, 2, 3]);
+    assert_eq!(read_head(&dir).unwrap().map(|h| h.seq), Some(3));
+    assert!(!dir.join("head.tmp").exists());
+}
