@@ -14,7 +14,6 @@ use intelmesh_core::{Head, KeyId, OrgId, VerifiedEntry};
 use intelmesh_proto::v1 as pb;
 use prost::Message;
 
-use crate::disk_store::decode_head;
 use crate::index::IndexUpdate;
 use crate::segment::{segment_at, tail_segment, Segment, Tail, REOPEN_BYTES};
 use crate::tail_cache::TailCache;
@@ -75,6 +74,9 @@ pub(crate) struct Work<'a> {
     db: &'a crate::kv::Kv,
     /// The tails as stored (the write lock is held), so an append need not read them.
     cached_tails: &'a TailCache,
+    /// The heads as stored (the write lock is held), so an origin's first entry in a call need
+    /// not read its head.
+    stored_heads: &'a BTreeMap<OrgId, Head>,
     /// The store's node: a sealed entry it reads and did not open is marked (`reopen`).
     owner: Option<&'a OrgId>,
     batch: crate::kv::Batch,
@@ -90,12 +92,14 @@ impl<'a> Work<'a> {
     pub(crate) fn new(
         db: &'a crate::kv::Kv,
         cached_tails: &'a TailCache,
+        stored_heads: &'a BTreeMap<OrgId, Head>,
         owner: Option<&'a OrgId>,
         entries: usize,
     ) -> Work<'a> {
         Work {
             db,
             cached_tails,
+            stored_heads,
             owner,
             batch: crate::kv::Batch::default(),
             origins: HashMap::new(),
@@ -107,12 +111,8 @@ impl<'a> Work<'a> {
 
     fn origin(&mut self, origin: &OrgId) -> Result<&mut OriginWork, StoreError> {
         if !self.origins.contains_key(origin) {
-            let head = match self.db.get(keys::head(origin))? {
-                Some(v) => Some(decode_head(&v)?),
-                None => None,
-            };
             let fresh = OriginWork {
-                head,
+                head: self.stored_heads.get(origin).copied(),
                 segments: BTreeMap::new(),
                 tail: None,
                 keys: Vec::new(),

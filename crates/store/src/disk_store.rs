@@ -352,7 +352,7 @@ impl DiskStore {
     /// The heads, read from disk once per log generation. `apply` raises the generation only
     /// after its batch is flushed, so a caller whose write returned reads its own heads; a
     /// reader racing a write sees the heads from before or after it, as with a scan.
-    fn current_heads(&self) -> Result<SharedHeads, StoreError> {
+    pub(crate) fn current_heads(&self) -> Result<SharedHeads, StoreError> {
         let generation = self.generation.load(Ordering::Acquire);
         let cached = self
             .heads_at

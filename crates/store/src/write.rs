@@ -89,7 +89,14 @@ impl DiskStore {
         let mut slots: Vec<Option<VerifiedEntry>> = batch.into_iter().map(Some).collect();
         let mut outcomes: Vec<Outcome> = vec![Outcome::Duplicate; slots.len()];
         let mut released = Vec::new();
-        let mut work = Work::new(&self.db, &self.tails, self.cfg.owner.as_ref(), slots.len());
+        let heads = self.current_heads()?;
+        let mut work = Work::new(
+            &self.db,
+            &self.tails,
+            &heads,
+            self.cfg.owner.as_ref(),
+            slots.len(),
+        );
         work.add_forks(extra.forks);
         for i in order {
             let Some(entry) = slots[i].take() else {
