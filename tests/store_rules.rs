@@ -371,9 +371,9 @@ fn a_receipt_is_kept_only_for_a_publication_that_went_in_whole() {
     assert_eq!(f.store.receipt(b"whole").unwrap(), Some(receipt(2)));
 }
 
-/// Callers applying at once (a hub's links) each get exactly the outcomes of their own entries,
-/// in their order, and the store ends whole: every chain complete, each of two racing copies of
-/// one chain appended once.
+/// Callers applying at once are written together (`group_commit`): each still gets exactly the
+/// outcomes of its own entries, in its order, and the store ends as if they had been written one
+/// by one: every chain whole, each of two racing copies of one chain appended once.
 #[test]
 fn concurrent_applies_each_get_their_own_outcomes() {
     let signers: Vec<_> = (0..6)

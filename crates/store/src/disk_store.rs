@@ -34,6 +34,8 @@ pub struct DiskStore {
     pub(crate) cfg: StoreConfig,
     /// Serializes `apply` (chain decisions read heads they then change) and guards holds.
     pub(crate) held: Mutex<HoldQueue>,
+    /// Batches of `apply` waiting to be written together (`group_commit`).
+    group: crate::group_commit::GroupCommit<VerifiedEntry>,
     /// Entries and bytes in `held` when the lock was last released.
     held_sizes: (AtomicUsize, AtomicUsize),
     /// When a rebuild of the index (left by a failed cut) last failed: writes fail fast until
@@ -97,6 +99,7 @@ impl DiskStore {
             db,
             cfg,
             held: Mutex::new(HoldQueue::default()),
+            group: Default::default(),
             held_sizes: (AtomicUsize::new(0), AtomicUsize::new(0)),
             rebuild_failed: Mutex::new(None),
             rebuild_marked: std::sync::atomic::AtomicBool::new(false),
@@ -405,7 +408,8 @@ pub(crate) fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
 
 impl Store for DiskStore {
     fn apply(&self, batch: Vec<VerifiedEntry>) -> Result<ApplyReport, StoreError> {
-        self.apply_with(batch, Extra::default())
+        self.group
+            .apply(batch, |all| self.apply_with(all, Extra::default()))
     }
 
     fn head(&self, origin: &OrgId) -> Result<Option<Head>, StoreError> {

@@ -13,6 +13,7 @@ pub mod arrival;
 mod background;
 mod check;
 mod disk_store;
+mod group_commit;
 mod hold;
 mod huge_pages;
 mod index;
@@ -140,6 +141,9 @@ pub enum StoreError {
     Engine(#[from] fjall::Error),
     #[error("store is corrupt: {0}")]
     Corrupt(String),
+    /// The write this batch was grouped with (`group_commit`) failed; nothing of it is stored.
+    #[error("the store's write of this batch with others failed: {0}")]
+    Grouped(String),
     /// A cut left the index to rebuild and the last try failed: writes wait for the next.
     #[error("the index is being rebuilt after a cut and its last try failed: writes wait for the next try, within 10 s")]
     RebuildPending,
