@@ -23,8 +23,8 @@ use super::link::{frame, local, send, LinkError, Outbound};
 use super::peer_view::PeerView;
 use crate::config::{Limits, Role};
 use crate::key_end_cut::CutsSince;
-use crate::route::{for_link, LinkReach};
-use crate::state::{header_of, NodeState};
+use crate::route::{for_link, LinkReach, Routing};
+use crate::state::NodeState;
 
 /// The least time between two rounds of entry and progress frames on one link while appends
 /// keep coming, for a node with `links` links up. A hub taking in one entry at a time from
@@ -379,8 +379,8 @@ fn next_batch(
     let mut batch = Batch::new(limits);
     for (origin, seq) in view.split_views(&heads) {
         if let Some(e) = state.store.range(&origin, seq, 1).map_err(local)?.pop() {
-            let h = decoded(&e, &origin)?;
-            let routed = for_link(e, &h, link);
+            let r = routing(&e, &origin)?;
+            let routed = for_link(e, &origin, &r, link);
             if batch.fits(&routed) {
                 tracing::warn!(peer = %link.peer, %origin, seq, "peer holds another entry at this seq: sending ours so both can prove the fork");
                 batch.push(routed);
@@ -414,13 +414,13 @@ fn next_batch(
         let mut last = have;
         let mut full = false;
         for e in entries {
-            let h = decoded(&e, origin)?;
-            let routed = for_link(e, &h, link);
+            let r = routing(&e, origin)?;
+            let routed = for_link(e, origin, &r, link);
             if !batch.fits(&routed) {
                 full = true;
                 break;
             }
-            last = h.seq;
+            last = r.seq;
             batch.push(routed);
         }
         view.raise(origin, last);
@@ -434,8 +434,8 @@ fn next_batch(
     Ok(batch)
 }
 
-fn decoded(e: &pb::SignedEntry, origin: &OrgId) -> Result<pb::EntryHeader, LinkError> {
-    header_of(e)
+fn routing(e: &pb::SignedEntry, origin: &OrgId) -> Result<Routing, LinkError> {
+    Routing::of(e)
         .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))
 }
 
