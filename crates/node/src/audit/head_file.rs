@@ -186,7 +186,7 @@ mod tests {
             let other = text
                 .lines()
                 .find(|l| !l.contains(&format!("\"seq\":{seq},")));
-            assert_eq!(other.map(|l| decode(l)), Some(Ok(head(seq - 1))));
+            assert_eq!(other.map(decode), Some(Ok(head(seq - 1))));
         }
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(&path).unwrap().permissions(),
