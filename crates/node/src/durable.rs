@@ -19,7 +19,8 @@ pub struct FileError {
     pub source: std::io::Error,
 }
 
-fn failed(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
+/// Turns an I/O error of `what` on `path` into a [`FileError`] (for `map_err`).
+pub(crate) fn failed(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> FileError {
     let path = path.to_path_buf();
     move |source| FileError { what, path, source }
 }

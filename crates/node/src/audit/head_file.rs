@@ -102,11 +102,7 @@ impl HeadFile {
         let file = OpenOptions::new()
             .write(true)
             .open(path)
-            .map_err(|source| FileError {
-                what: "opening",
-                path: path.to_path_buf(),
-                source,
-            })?;
+            .map_err(durable::failed("opening", path))?;
         Ok(HeadFile { file, next: 0 })
     }
 
