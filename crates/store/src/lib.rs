@@ -30,6 +30,7 @@ pub mod receipt;
 pub mod reopen;
 mod segment;
 mod select;
+mod state_record;
 mod state_sum;
 mod state_table;
 mod state_table_build;

@@ -1,13 +1,16 @@
 //! The state table: a read-optimised copy of the indicator index for lookups. Each state,
-//! reduced to what a verdict rests on, sits in a flat file found through a sorted array of key
-//! hashes in memory, so a lookup reads it with one positioned read instead of an LSM search.
-//! Keys written since the copy began are read from the key-value space instead.
+//! reduced to what a verdict rests on and packed small (`state_record`), sits in a flat file
+//! mapped into memory and found through a sorted array of key hashes, so a lookup reads it
+//! with a memory read instead of an LSM search. Keys written since the copy began are read
+//! from the key-value space instead.
 //!
 //! Why: at 10M indicators an LSM point read searches the filter, index and data blocks of
 //! several levels, mostly outside the block cache, and decodes the whole state (README,
-//! `bench scale`). The table costs about 20 bytes of memory per indicator, about the size of a key
-//! and a reduced state on disk, and a scan of the index in the background, never on the write
-//! path.
+//! `bench scale`). A positioned read of each record instead was still a sixth of a lookup's
+//! CPU, most of it the kernel finding and copying the page. The table costs about 16 bytes of
+//! memory per indicator for its hashes and about 20 bytes of file per indicator, whose pages
+//! count in the node's RSS once read and which the kernel may drop and read again under memory
+//! pressure; and a scan of the index in the background, never on the write path.
 //!
 //! Invariants:
 //! - The table never answers for a key written after its copy began: `Kv::apply_batch` marks
@@ -18,22 +21,29 @@
 //!   table is dropped (every read goes to the LSM) or the build given up.
 //! - Neither durable nor trusted across opens: the builder of each open first removes what an
 //!   earlier process left, then builds anew.
+//! - A record is taken for a key only if its slot's hash and the record's check (keyed hashes
+//!   of two messages under a key drawn per process, 96 bits together) are the key's: two keys of
+//!   10M agree on both with odds of about one in 10^21 a lookup, and a peer choosing values
+//!   cannot aim at the keys it does not know.
+//! - The file is written whole and synced before it is mapped, and only this process writes
+//!   it (0600, in the store's private directory): a mapped page that cannot be read back
+//!   (a failing disk) ends the process, as the engine's own reads would fail then too.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use intelmesh_proto::v1 as pb;
-use prost::Message;
 
 use crate::index::decode_state;
 use crate::kv::Kv;
 use crate::presence::Regrowth;
+use crate::state_record::Names;
 use crate::{keys, StoreError};
 
 /// Most keys written since a table's copy (or a build's scan) began before it is dropped (or
@@ -49,12 +59,13 @@ const LEN_BITS: u32 = 24;
 const MAX_RECORD: usize = (1 << LEN_BITS) - 1;
 const MAX_OFFSET: u64 = 1 << (64 - LEN_BITS);
 
-/// Records up to this long are read into a buffer on the stack.
-const SMALL_RECORD: usize = 512;
-
 /// Index keys read by one scan of a build (see `StateTables::copy`); fewer in unit tests, so
 /// their builds cross chunks.
 const SCAN_CHUNK: usize = if cfg!(test) { 1_000 } else { 65_536 };
+
+/// Told apart from the slot's hash of a key, its record's check is the hash of the key and
+/// this.
+const CHECK_TAG: u8 = 0xc4;
 
 /// Slots reserved beyond the index's count at the start of a build, for what it gains meanwhile.
 const SLACK: u64 = 1 << 16;
@@ -202,9 +213,9 @@ impl StateTables {
                 .collect();
             (Arc::clone(table), marked)
         };
-        let asked: Vec<(u64, &[u8])> = (hashes.iter().zip(keys).zip(&ask_lsm))
+        let asked: Vec<(u64, u32)> = (hashes.iter().zip(keys).zip(&ask_lsm))
             .filter(|(_, marked)| !**marked)
-            .map(|((h, k), _)| (*h, *k))
+            .map(|((h, k), _)| (*h, self.check(k)))
             .collect();
         // One answer per key asked of the table: a marked key takes none of them.
         let mut found = table.states(&asked)?.into_iter();
@@ -218,6 +229,12 @@ impl StateTables {
                 },
             })
             .collect())
+    }
+
+    /// The check a record of `key` carries: the keyed hash of another message than the
+    /// slot's (the key and a tag), so as independent of it as a second key's would be.
+    fn check(&self, key: &[u8]) -> u32 {
+        self.hasher.hash_one((key, CHECK_TAG)) as u32
     }
 
     /// Most keys a table may have had written since its copy before it is dropped.
@@ -264,8 +281,9 @@ impl StateTables {
             .map_err(io)?;
         // From here the table owns the file and removes it if the build stops.
         let mut table = Table {
-            file,
             path,
+            map: None,
+            names: Names::default(),
             slots: Vec::new(),
             radix: Vec::new(),
             shift: 0,
@@ -282,7 +300,7 @@ impl StateTables {
                 .regrowth_due()
                 .then(|| presence.start_regrowth(expected))
         };
-        let copied = self.copy(db, &mut table, expected, regrowth.as_ref(), stop);
+        let copied = self.copy(db, &mut table, file, expected, regrowth.as_ref(), stop);
         let oversize = match copied {
             Ok(Some(oversize)) => oversize,
             other => {
@@ -318,15 +336,16 @@ impl StateTables {
         &self,
         db: &Kv,
         table: &mut Table,
+        file: File,
         expected: u64,
         regrowth: Option<&Regrowth>,
         stop: &AtomicBool,
     ) -> Result<Option<Vec<u64>>, StoreError> {
-        let file = table.file.try_clone().map_err(|e| table.io(e))?;
         let mut out = RecordWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             offset: 0,
             record: Vec::new(),
+            names: std::mem::take(&mut table.names),
         };
         // Room for every slot at once: growing by doubling would, at 10M, hold up to twice
         // the slots' memory (and copy them) on the way.
@@ -351,7 +370,10 @@ impl StateTables {
                 if let Some(regrowth) = regrowth {
                     regrowth.add(&key);
                 }
-                match out.write(&key, &value).map_err(|e| table.io(e))? {
+                match out
+                    .write(self.check(&key), &value)
+                    .map_err(|e| table.io(e))?
+                {
                     Some(slot) => table.slots.push((h, slot)),
                     None => oversize.push(h),
                 }
@@ -368,7 +390,33 @@ impl StateTables {
                 break;
             }
         }
-        out.out.flush().map_err(|e| table.io(e))?;
+        let file = out.out.into_inner().map_err(|e| table.io(e.into_error()))?;
+        // Written back before it is mapped: a write the disk refuses fails the build here,
+        // rather than a lookup's read of the page later.
+        file.sync_data().map_err(|e| table.io(e))?;
+        table.names = out.names;
+        table.map = match out.offset {
+            // A file of nothing cannot be mapped, and no slot points into it.
+            0 => None,
+            // SAFETY: the file is this process's own (created here, 0600, in the store's
+            // private directory), written whole above and never written again; nothing
+            // truncates it while the table, which owns the mapping, lives.
+            _ => Some(unsafe { memmap2::Mmap::map(&file) }.map_err(|e| table.io(e))?),
+        };
+        if let Some(map) = &table.map {
+            // Lookups read records at random: a page dropped under memory pressure is read
+            // back alone, not with its neighbours.
+            let _ = map.advise(memmap2::Advice::Random);
+        }
+        let [(origins, origin_bytes), (distributions, distribution_bytes)] = table.names.size();
+        tracing::debug!(
+            bytes = out.offset,
+            origins,
+            origin_bytes,
+            distributions,
+            distribution_bytes,
+            "state table written"
+        );
         Ok(Some(oversize))
     }
 }
@@ -379,19 +427,18 @@ struct RecordWriter {
     offset: u64,
     /// The record being built, reused.
     record: Vec<u8>,
+    /// The names the records refer to by number.
+    names: Names,
 }
 
 impl RecordWriter {
-    /// Writes the record of `key` and its stored `state`; returns its slot (packed offset and
-    /// length), `None` if it is too long to be slotted.
-    fn write(&mut self, key: &[u8], state: &[u8]) -> Result<Option<u64>, RecordError> {
+    /// Writes the record of the key whose check is `check` and its stored `state`; returns
+    /// its slot (packed offset and length), `None` if it is too long to be slotted.
+    fn write(&mut self, check: u32, state: &[u8]) -> Result<Option<u64>, RecordError> {
         let record = &mut self.record;
         record.clear();
-        record.extend_from_slice(&(key.len() as u32).to_le_bytes());
-        record.extend_from_slice(key);
-        reduce(&decode_state(state)?)
-            .encode(record)
-            .map_err(|e| StoreError::Corrupt(format!("reduced state does not encode: {e}")))?;
+        self.names
+            .write(check, &reduce(&decode_state(state)?), record);
         if record.len() > MAX_RECORD {
             return Ok(None);
         }
@@ -478,8 +525,11 @@ pub(crate) fn remove_stale(dir: &Path) -> Result<(), StoreError> {
 /// One copy of the index: records `[key length: u32 LE][key][reduced state]` back to back in
 /// `file`, found through `slots` (key hash, packed offset and length) sorted by hash.
 struct Table {
-    file: File,
     path: PathBuf,
+    /// The file of records; `None` when it is empty.
+    map: Option<memmap2::Mmap>,
+    /// The origins and distributions its records name by number.
+    names: Names,
     slots: Vec<(u64, u64)>,
     /// `radix[b]` is the first slot whose hash's top bits are `b` or more.
     radix: Vec<u32>,
@@ -531,55 +581,61 @@ impl Table {
         }
     }
 
-    /// The state of each of `asked` (a key's hash and the key), in order: the buckets of all
+    /// The state of each of `asked` (a key's hash and check), in order: the buckets of all
     /// are found, then their slots searched, then the records read, so that the cache misses
     /// of each step overlap across keys.
-    fn states(
-        &self,
-        asked: &[(u64, &[u8])],
-    ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
+    fn states(&self, asked: &[(u64, u32)]) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
         let buckets: Vec<&[(u64, u64)]> = asked.iter().map(|(h, _)| self.bucket(*h)).collect();
         let candidates: Vec<&[(u64, u64)]> = (asked.iter().zip(buckets))
             .map(|((h, _), in_bucket)| &in_bucket[in_bucket.partition_point(|s| s.0 < *h)..])
             .collect();
+        // The first record of each key is loaded before any is read, so that their cache
+        // misses overlap too.
+        let records = self.records();
+        let mut loaded = 0u8;
+        for ((h, _), from) in asked.iter().zip(&candidates) {
+            if let Some(&(_, packed)) = from.first().filter(|s| s.0 == *h) {
+                loaded ^= records.get(offset_of(packed)).copied().unwrap_or_default();
+            }
+        }
+        std::hint::black_box(loaded);
         (asked.iter().zip(candidates))
-            .map(|((h, key), from)| self.record(from, *h, key))
+            .map(|((h, check), from)| self.record(from, *h, *check))
             .collect()
     }
 
-    /// The state of `key` among the slots `from` on (its bucket's, from the first of hash `h`).
+    /// The table's records, mapped.
+    fn records(&self) -> &[u8] {
+        self.map.as_deref().unwrap_or_default()
+    }
+
+    /// The state of the key whose hash is `h` and check `check` among the slots `from` on
+    /// (its bucket's, from the first of hash `h`).
     fn record(
         &self,
         from: &[(u64, u64)],
         h: u64,
-        key: &[u8],
+        check: u32,
     ) -> Result<Option<pb::IndicatorState>, StoreError> {
-        // Nearly every record fits here: no allocation per read.
-        let mut small = [0u8; SMALL_RECORD];
-        let mut large = Vec::new();
+        let records = self.records();
         for &(_, packed) in from.iter().take_while(|s| s.0 == h) {
-            let (offset, len) = (packed >> LEN_BITS, (packed as usize) & MAX_RECORD);
-            let buf = match small.get_mut(..len) {
-                Some(buf) => buf,
-                None => {
-                    large.resize(len, 0);
-                    &mut large[..]
-                }
-            };
-            self.file
-                .read_exact_at(buf, offset)
-                .map_err(|e| self.io(e))?;
-            let key_len = buf
-                .get(..4)
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(|b| u32::from_le_bytes(b) as usize)
-                .ok_or_else(|| StoreError::Corrupt("state table record too short".into()))?;
-            if buf.get(4..4 + key_len) == Some(key) {
-                return Ok(Some(decode_state(&buf[4 + key_len..])?));
+            let offset = offset_of(packed);
+            let len = (packed as usize) & MAX_RECORD;
+            let record = offset
+                .checked_add(len)
+                .and_then(|end| records.get(offset..end))
+                .ok_or_else(|| StoreError::Corrupt("state table slot beyond its file".into()))?;
+            if let Some(state) = self.names.read(record, check)? {
+                return Ok(Some(state));
             }
         }
         Ok(None)
     }
+}
+
+/// The offset a slot packs.
+fn offset_of(packed: u64) -> usize {
+    usize::try_from(packed >> LEN_BITS).unwrap_or(usize::MAX)
 }
 
 impl Drop for Table {
