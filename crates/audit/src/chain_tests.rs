@@ -99,6 +99,30 @@ fn a_large_call_spans_records_and_keeps_every_digest() {
     assert_eq!(check(&[lines], Some(head)).unwrap().records, 3);
 }
 
+#[test]
+fn a_sealed_line_is_the_record_it_parses_to_written_again() {
+    let mut head = Head::default();
+    let c = call(4, 3);
+    let lines = seal(&mut head, &c);
+    let r = parse_line_ok(&lines[0]);
+    assert_eq!(
+        (&r.org, &r.name, &r.role, &r.method, &r.result, &r.digests),
+        (
+            &c.caller.org,
+            &c.caller.name,
+            &c.caller.role,
+            &c.method,
+            &c.result,
+            &c.digests
+        )
+    );
+    assert_eq!((r.seq, r.time_ms, r.values, r.code), (1, c.time_ms, 3, 0));
+    // Field for field and byte for byte: the record written from the call's borrowed fields
+    // is the one a reader's `Record` writes.
+    let body = serde_json::to_string(&r).unwrap();
+    assert!(lines[0].starts_with(&body[..body.len() - 1]), "{}", lines[0]);
+}
+
 fn parse_line_ok(l: &str) -> Record {
     crate::parse_line(l).unwrap().record
 }

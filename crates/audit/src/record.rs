@@ -160,19 +160,20 @@ pub fn seal(head: &mut Head, call: &Call) -> Vec<String> {
     let parts = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
     let mut lines = Vec::with_capacity(chunks.len());
     for (i, chunk) in chunks.into_iter().enumerate() {
-        let record = Record {
-            seq: head.seq + 1,
+        let seq = head.seq + 1;
+        let record = RecordOut {
+            seq,
             time_ms: call.time_ms,
-            org: call.caller.org.clone(),
-            name: call.caller.name.clone(),
-            role: call.caller.role.clone(),
-            method: call.method.clone(),
+            org: &call.caller.org,
+            name: &call.caller.name,
+            role: &call.caller.role,
+            method: &call.method,
             values: call.values,
             part: u32::try_from(i + 1).unwrap_or(u32::MAX),
             parts,
-            digests: chunk.to_vec(),
+            digests: chunk,
             code: call.code,
-            result: call.result.clone(),
+            result: &call.result,
             prev: hex::encode(head.hash),
         };
         // Strings, integers and a list of strings always serialize.
@@ -180,12 +181,28 @@ pub fn seal(head: &mut Head, call: &Call) -> Vec<String> {
         let hash = record_hash(&body);
         let open = &body[..body.len() - 1];
         lines.push(format!("{open}{HASH_FIELD}{}\"}}", hex::encode(hash)));
-        *head = Head {
-            seq: record.seq,
-            hash,
-        };
+        *head = Head { seq, hash };
     }
     lines
+}
+
+/// A [`Record`] as [`seal`] writes it, borrowing the call's fields: a lookup's record holds a
+/// thousand digests, which a `Record` would copy one by one.
+#[derive(Serialize)]
+struct RecordOut<'a> {
+    seq: u64,
+    time_ms: i64,
+    org: &'a str,
+    name: &'a str,
+    role: &'a str,
+    method: &'a str,
+    values: u64,
+    part: u32,
+    parts: u32,
+    digests: &'a [String],
+    code: u32,
+    result: &'a str,
+    prev: String,
 }
 
 /// Reads one line (without its newline): the record, if its bytes hash to the hash it states.
