@@ -262,13 +262,15 @@ fn blocks_around(
     lengths: &PrefixLengths,
     may_hold: &dyn HeldBlocks,
 ) -> Vec<(Indicator, MatchKind)> {
-    let around: Vec<(IpAddr, u8)> = match addr {
-        IpAddr::V4(_) => lengths.v4().filter(|&p| p < below).collect::<Vec<u8>>(),
-        IpAddr::V6(_) => lengths.v6().filter(|&p| p < below).collect(),
-    }
-    .into_iter()
-    .map(|p| (masked(addr, p), p))
-    .collect();
+    let (mut v4, mut v6) = (lengths.v4(), lengths.v6());
+    let held: &mut dyn Iterator<Item = u8> = match addr {
+        IpAddr::V4(_) => &mut v4,
+        IpAddr::V6(_) => &mut v6,
+    };
+    let around: Vec<(IpAddr, u8)> = held
+        .filter(|&p| p < below)
+        .map(|p| (masked(addr, p), p))
+        .collect();
     let bits: Vec<BlockBits> = around
         .iter()
         .map(|&(network, p)| BlockBits::of_network(network, p))
