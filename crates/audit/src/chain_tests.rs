@@ -120,7 +120,11 @@ fn a_sealed_line_is_the_record_it_parses_to_written_again() {
     // Field for field and byte for byte: the record written from the call's borrowed fields
     // is the one a reader's `Record` writes.
     let body = serde_json::to_string(&r).unwrap();
-    assert!(lines[0].starts_with(&body[..body.len() - 1]), "{}", lines[0]);
+    assert!(
+        lines[0].starts_with(&body[..body.len() - 1]),
+        "{}",
+        lines[0]
+    );
 }
 
 fn parse_line_ok(l: &str) -> Record {

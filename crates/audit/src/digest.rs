@@ -74,6 +74,11 @@ impl AuditKey {
         self.mac(canonical)
     }
 
+    /// Whether `other` is this key: two keys agree on a digest only if they are one.
+    pub fn same_as(&self, other: &AuditKey) -> bool {
+        self.mac("") == other.mac("")
+    }
+
     /// Every digest a call naming `raw` may have recorded: its detected canonical form, its
     /// canonical form under each type that takes it (a call may have named the type), and
     /// its trimmed text.
@@ -116,6 +121,14 @@ mod tests {
         let key = AuditKey::from_bytes([7; KEY_LEN]);
         assert_eq!(key.digest(None, "1.2.3.4"), expected);
         assert_eq!(key.digest_canonical("1.2.3.4"), expected);
+    }
+
+    #[test]
+    fn a_key_is_the_same_as_itself_and_its_copies_only() {
+        let key = AuditKey::from_bytes([7; KEY_LEN]);
+        assert!(key.same_as(&key.clone()));
+        assert!(key.same_as(&AuditKey::from_bytes([7; KEY_LEN])));
+        assert!(!key.same_as(&AuditKey::from_bytes([8; KEY_LEN])));
     }
 
     #[test]

@@ -110,6 +110,8 @@ pub struct Lookup<'a> {
     pub now: i64,
     /// Known-benign values: a value on one is marked with the lists' names.
     pub warninglists: &'a intelmesh_interop::Warninglists,
+    /// The audit trail's key: each answered value is digested where it was answered.
+    pub audit_key: Option<&'a intelmesh_audit::AuditKey>,
 }
 
 /// A chunk of a call's values answered ([`Lookup::answer_chunk`]).
@@ -148,11 +150,13 @@ impl Lookup<'_> {
             let over = answered.by_ref().find_map(|(input, answer)| {
                 let before = out.len();
                 encode_result_for(input, &answer, &mut scratch, &mut out);
-                named.push(audit::named(input, answer));
+                named.push(audit::named(self.audit_key, input, answer));
                 budget.take(out.len() - before).err()
             });
             if let Some(e) = over {
-                named.extend(answered.map(|(input, answer)| audit::named(input, answer)));
+                named.extend(
+                    answered.map(|(input, answer)| audit::named(self.audit_key, input, answer)),
+                );
                 break Err(e);
             }
         };

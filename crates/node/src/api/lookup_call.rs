@@ -62,6 +62,7 @@ impl IndicatorsService {
             budget: Arc::new(lookup::AnswerBudget::new(
                 self.state.cfg.limits.max_message_bytes,
             )),
+            audit_key: self.state.audit().key().cloned(),
         };
         let _cancel_if_gone = lookup::CancelOnDrop(Arc::clone(&shared.budget));
         let mut chunks = Vec::with_capacity(values.len().div_ceil(LOOKUP_CHUNK));
@@ -91,6 +92,7 @@ impl IndicatorsService {
                     lengths,
                     now: shared.now,
                     warninglists: &shared.lists,
+                    audit_key: shared.audit_key.as_deref(),
                 };
                 l.answer_chunk(&values[part], &shared.budget)
             }));
@@ -138,6 +140,7 @@ struct Shared {
     lists: Arc<intelmesh_interop::Warninglists>,
     now: i64,
     budget: Arc<lookup::AnswerBudget>,
+    audit_key: Option<Arc<intelmesh_audit::AuditKey>>,
 }
 
 fn unanswered(status: Status, values: &[String]) -> Named {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use intelmesh_audit::{Call, Caller};
+use intelmesh_audit::{AuditKey, Call, Caller};
 use tokio::sync::mpsc;
 
 use super::trail::{Trail, TrailError};
@@ -19,6 +19,9 @@ pub(super) struct Writer {
     pub(super) unqueued: Arc<std::sync::atomic::AtomicU64>,
     pub(super) dir: PathBuf,
     pub(super) max: u64,
+    /// The key the trail was opened with, which calls digest under too: a trail opened again
+    /// with another key (its file replaced under the running node) is not written to.
+    pub(super) key: Arc<AuditKey>,
 }
 
 /// The record that says how many calls before it could not be written: the chain runs on
@@ -83,7 +86,14 @@ pub(super) async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>, writer
                 trail = tokio::task::spawn_blocking(move || Trail::open(&dir, max))
                     .await
                     .ok()
-                    .and_then(Result::ok);
+                    .and_then(Result::ok)
+                    .filter(|t| {
+                        let same = t.key().same_as(&writer.key);
+                        if !same {
+                            tracing::error!("audit trail not opened again: its key file changed under the running node, so the digests calls made would not match it; restart the node");
+                        }
+                        same
+                    });
                 reopen_failed = trail.is_none().then(tokio::time::Instant::now);
             }
             let count = batch.len() as u64;
@@ -122,10 +132,11 @@ fn digested(t: &Trail, p: Pending) -> Call {
         values: p.values.len() as u64,
         digests: p
             .values
-            .iter()
+            .into_iter()
             .map(|v| match v {
-                Value::Raw(ty, raw) => t.key().digest(*ty, raw),
-                Value::Canonical(c) => t.key().digest_canonical(c),
+                Value::Raw(ty, raw) => t.key().digest(ty, &raw),
+                Value::Canonical(c) => t.key().digest_canonical(&c),
+                Value::Digested(d) => d,
             })
             .collect(),
         code: p.code,
