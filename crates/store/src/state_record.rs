@@ -24,8 +24,10 @@ use crate::StoreError;
 
 /// Most names a list holds; past it (or [`MAX_NAME_BYTES`]) names are written in place.
 const MAX_NAMES: usize = 1 << 16;
-/// Most bytes the names of a list hold together.
-const MAX_NAME_BYTES: usize = 8 << 20;
+/// Most bytes the encoded names of a list hold together. A name costs about three times its
+/// encoding in memory (its form as the map's key, its item, and their allocations), so a
+/// table's lists stay under about 25 MiB whatever names peers choose.
+const MAX_NAME_BYTES: usize = 4 << 20;
 
 /// Bytes of a record's key check.
 pub(crate) const CHECK_BYTES: usize = 4;

@@ -124,6 +124,27 @@ fn past_its_lists_limit_names_are_written_in_place_and_read_back() {
 }
 
 #[test]
+fn past_its_bytes_limit_long_names_are_written_in_place() {
+    let mut names = Names::default();
+    let records: Vec<(String, Vec<u8>)> = (0..5000)
+        .map(|i| {
+            let origin = format!("{i:01000}");
+            let record = written(&mut names, 3, &state(&origin, None));
+            (origin, record)
+        })
+        .collect();
+    let (listed, bytes) = names.size()[0];
+    assert!(
+        listed < 5000 && bytes <= MAX_NAME_BYTES,
+        "{listed} names, {bytes} bytes"
+    );
+    let (origin, record) = records.last().expect("written");
+    assert!(record.len() > 1000);
+    let read = names.read(record, 3).expect("read").expect("its key");
+    assert_eq!(&read.assertions[0].origin, origin);
+}
+
+#[test]
 fn a_damaged_record_is_an_error_never_a_panic_or_a_wrong_state() {
     let mut names = Names::default();
     let s = state("ORG-A", Some(5));
