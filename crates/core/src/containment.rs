@@ -44,6 +44,16 @@ impl PrefixLengths {
         }
     }
 
+    /// Only the IPv6 lengths of 96 and more, the blocks that may hold an IPv4-mapped address
+    /// (`::/0` lists no IPv4 address), and the IPv4 lengths.
+    pub fn mapped_range(&self) -> PrefixLengths {
+        let mut v6 = self.v6;
+        // Lengths 0 to 63, then 64 to 95.
+        v6[0] = 0;
+        v6[1] &= !((1u64 << 32) - 1);
+        PrefixLengths { v4: self.v4, v6 }
+    }
+
     /// The IPv4 lengths held, longest first.
     pub fn v4(&self) -> impl Iterator<Item = u8> + '_ {
         (0..=32u8).rev().filter(|&p| self.v4 & (1 << p) != 0)
@@ -442,6 +452,26 @@ mod tests {
 
     fn values(found: Vec<(Indicator, MatchKind)>) -> Vec<String> {
         found.into_iter().map(|(i, _)| i.into_value()).collect()
+    }
+
+    #[test]
+    fn the_mapped_range_keeps_ipv6_lengths_from_96_and_every_ipv4_length() {
+        let all = lengths(&[
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "::/0",
+            "2001:db8::/32",
+            "2001:db8::/63",
+            "2001:db8::/64",
+            "2001:db8::/95",
+            "::ffff:0:0/96",
+            "::ffff:10.0.0.0/104",
+            "::1/128",
+        ]);
+        let mapped = all.mapped_range();
+        assert_eq!(mapped.v6().collect::<Vec<_>>(), [128, 104, 96]);
+        assert_eq!(mapped.v4().collect::<Vec<_>>(), [8, 0]);
+        assert_eq!(all.v6().count(), 8);
     }
 
     #[test]

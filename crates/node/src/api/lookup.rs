@@ -256,22 +256,6 @@ impl HeldBlocks for BlocksOf<'_> {
     }
 }
 
-/// Only the IPv4-mapped blocks (/96 and longer) of another [`HeldBlocks`]: around an
-/// IPv4-mapped form, `::/0` lists no IPv4 address.
-struct MappedOnly<'a>(&'a dyn HeldBlocks);
-
-impl HeldBlocks for MappedOnly<'_> {
-    fn may_hold_each(&self, blocks: &[BlockBits]) -> Vec<bool> {
-        let mapped = |b: &BlockBits| b.as_bytes().get(1).is_some_and(|&len| len >= 96);
-        let asked: Vec<BlockBits> = blocks.iter().copied().filter(mapped).collect();
-        let mut answers = self.0.may_hold_each(&asked).into_iter();
-        blocks
-            .iter()
-            .map(|b| mapped(b) && answers.next().unwrap_or(true))
-            .collect()
-    }
-}
-
 /// The indicators other than `value` itself that would answer it, in the order their matches
 /// are listed: a URL's host or an e-mail's domain, then what contains the value (or that
 /// host), most specific first; of the blocks, only those `may_hold` says may be listed.
@@ -315,25 +299,25 @@ pub fn candidates(
 /// exact match (a value listed in one form is listed in all), then the blocks around it and
 /// around its form in the other family (an address's whole-length blocks among them). Around an
 /// IPv4-mapped form only the mapped blocks (/96 and longer) count: `::/0` lists no IPv4
-/// address. Of the blocks, only those `may_hold` says may be listed.
+/// address, so only their lengths are probed. Of the blocks, only those `may_hold` says may be
+/// listed.
 fn address_candidates(
     value: &Indicator,
     lengths: &PrefixLengths,
     may_hold: &dyn HeldBlocks,
 ) -> Vec<(Indicator, pb::MatchKind)> {
     let (forms, other) = other_forms(value, may_hold);
-    let mapped = MappedOnly(may_hold);
     let mut around: Vec<(Indicator, pb::MatchKind)> = containers_where(value, lengths, may_hold)
         .into_iter()
         .map(|(i, k)| (i, kind(k)))
         .collect();
     if let Some(other) = other {
         // The other form of an IPv4 value is its IPv4-mapped IPv6 form.
-        let other_may_hold: &dyn HeldBlocks = match other.value().contains(':') {
-            true => &mapped,
-            false => may_hold,
+        let other_lengths = match other.value().contains(':') {
+            true => lengths.mapped_range(),
+            false => *lengths,
         };
-        for (block, k) in containers_where(&other, lengths, other_may_hold) {
+        for (block, k) in containers_where(&other, &other_lengths, may_hold) {
             if !around.iter().any(|(b, _)| *b == block) {
                 around.push((block, kind(k)));
             }
