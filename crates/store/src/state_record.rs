@@ -30,7 +30,7 @@ const MAX_NAMES: usize = 1 << 16;
 const MAX_NAME_BYTES: usize = 4 << 20;
 
 /// Bytes of a record's key check.
-pub(crate) const CHECK_BYTES: usize = 4;
+const CHECK_BYTES: usize = 4;
 
 const REVOKED: u8 = 1;
 const HAS_VALID_UNTIL: u8 = 2;

@@ -8,7 +8,7 @@
 //! several levels, mostly outside the block cache, and decodes the whole state (README,
 //! `bench scale`). A positioned read of each record instead was still a sixth of a lookup's
 //! CPU, most of it the kernel finding and copying the page. The table costs about 16 bytes of
-//! memory per indicator for its hashes and about 20 bytes of file per indicator, whose pages
+//! memory per indicator for its hashes and about 24 bytes of file per indicator, whose pages
 //! count in the node's RSS once read and which the kernel may drop and read again under memory
 //! pressure; and a scan of the index in the background, never on the write path.
 //!
@@ -345,7 +345,7 @@ impl StateTables {
             out: BufWriter::with_capacity(1 << 20, file),
             offset: 0,
             record: Vec::new(),
-            names: std::mem::take(&mut table.names),
+            names: Names::default(),
         };
         // Room for every slot at once: growing by doubling would, at 10M, hold up to twice
         // the slots' memory (and copy them) on the way.
@@ -522,8 +522,8 @@ pub(crate) fn remove_stale(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// One copy of the index: records `[key length: u32 LE][key][reduced state]` back to back in
-/// `file`, found through `slots` (key hash, packed offset and length) sorted by hash.
+/// One copy of the index: records (`state_record`) back to back in the file at `path`, mapped,
+/// found through `slots` (key hash, packed offset and length) sorted by hash.
 struct Table {
     path: PathBuf,
     /// The file of records; `None` when it is empty.
