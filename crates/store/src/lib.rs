@@ -34,6 +34,7 @@ mod state_record;
 mod state_sum;
 mod state_table;
 mod state_table_build;
+mod state_table_file;
 mod store_config;
 mod tail_cache;
 mod truncate;

@@ -4,9 +4,11 @@ use prost::Message;
 
 use super::*;
 use crate::background::Background;
+use crate::index::decode_state;
 use crate::kv::Batch;
 use crate::presence::Presence;
 use crate::state_table_build::{keep_built, StateTableConfig, TICK};
+use crate::state_table_file::{reduce, FILE_PREFIX};
 
 fn key(i: u64) -> Vec<u8> {
     let mut k = vec![keys::INDEX, 3];

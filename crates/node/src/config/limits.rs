@@ -196,7 +196,7 @@ impl Limits {
 }
 
 /// Largest `max_batch_entries`: the most payloads any node asks for in one `Want`, and the
-/// most any node takes in one (`federation::link::screen`).
+/// most any node takes in one (`federation::inbound::screen`).
 pub const MAX_BATCH_ENTRIES: usize = intelmesh_proto::shape::MAX_FRAME_ENTRIES;
 
 /// Smallest `max_message_bytes`: a batch frame holding one entry of the largest legal size

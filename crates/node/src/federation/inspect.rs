@@ -9,7 +9,8 @@ use intelmesh_proto::v1 as pb;
 use prost::Message;
 
 use super::asked::Asked;
-use super::link::{screen, LinkError, Screened};
+use super::inbound::{screen, Screened};
+use super::link::LinkError;
 use super::peer_view::{read_vector, Reported};
 use crate::config::Limits;
 use crate::state::{check_entries, Checked};
