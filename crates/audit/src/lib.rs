@@ -16,7 +16,7 @@ mod filter;
 mod record;
 
 pub use chain::{Break, Checker, Defect, Summary};
-pub use digest::{AuditKey, KEY_LEN};
+pub use digest::{AuditKey, ValueDigest, KEY_LEN};
 pub use filter::Filter;
 pub use record::{
     file_name, file_number, parse_line, seal, Call, Caller, Head, LineError, Record, Sealed, Start,

@@ -79,7 +79,7 @@ pub enum Value {
     /// Its digest under the trail's key ([`AuditLog::key`]), made by the call where its
     /// canonical form was still in the cache of the core that made it: handed to the writer,
     /// each form was a cache miss there, a third of a digest's time at 10M lookups.
-    Digested(String),
+    Digested(intelmesh_audit::ValueDigest),
 }
 
 /// A value given with its protobuf type (Get, Submit, ReportSighting); `Unspecified` is
@@ -96,7 +96,7 @@ pub fn named(
     result: intelmesh_proto::v1::LookupResult,
 ) -> Value {
     match (result.indicator, key) {
-        (Some(i), Some(key)) => Value::Digested(key.digest_canonical(&i.value)),
+        (Some(i), Some(key)) => Value::Digested(key.value_digest(&i.value)),
         (Some(i), None) => Value::Canonical(i.value),
         (None, _) => raw(input),
     }

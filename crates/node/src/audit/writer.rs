@@ -136,7 +136,7 @@ fn digested(t: &Trail, p: Pending) -> Call {
             .map(|v| match v {
                 Value::Raw(ty, raw) => t.key().digest(ty, &raw),
                 Value::Canonical(c) => t.key().digest_canonical(&c),
-                Value::Digested(d) => d,
+                Value::Digested(d) => d.hex(),
             })
             .collect(),
         code: p.code,
