@@ -13,7 +13,9 @@
 //! bytes per indicator, 29 MiB at 10M): a miss then asks one filter, not the four a chain
 //! grows to by 10M. A second chain holds the CIDR blocks by their bits, which a lookup of an
 //! address asks about at every prefix length the store holds: nearly always absent, and so told
-//! without building the block's text, key and state-table probe. Keys are never removed: an
+//! without building the block's text, key and state-table probe. Before it, an exact set of the
+//! /16s that hold a block of length 16 or more (16 KiB) tells most of them without a hash or a
+//! cache miss: real lists' blocks cluster in few /16s. Keys are never removed: an
 //! indicator gone from the index (a truncation) costs a disk read that finds nothing, never a
 //! wrong answer.
 //!
@@ -33,7 +35,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use intelmesh_core::containment::BlockBits;
+use intelmesh_core::containment::{BlockBits, REGIONS};
 use intelmesh_core::IndicatorType;
 
 use crate::background::Background;
@@ -162,6 +164,8 @@ pub(crate) struct Presence {
     /// The blocks of the CIDR keys by their bits ([`BlockBits`]), so a containment lookup
     /// passes over a block nobody listed without formatting its key.
     blocks: Chain,
+    /// The /16s holding a block of length 16 or more, asked before `blocks`.
+    regions: Regions,
     /// The filter of keys being regrown, if any: every key added goes to it too.
     regrowth: RwLock<Option<Arc<Filter>>>,
 }
@@ -186,6 +190,7 @@ impl Presence {
             filled: AtomicBool::new(false),
             keys: Chain::with_first(keys.saturating_mul(2).max(FIRST_CAPACITY)),
             blocks: Chain::default(),
+            regions: Regions::default(),
             regrowth: RwLock::default(),
         }
     }
@@ -200,8 +205,21 @@ impl Presence {
         if !self.filled() {
             return vec![true; blocks.len()];
         }
-        let hashes: Vec<Hash> = blocks.iter().map(|b| hash(b.as_bytes())).collect();
-        self.blocks.may_hold_each(&hashes)
+        // A block in a /16 that holds none of its length is told without its hash or a
+        // filter's cache line: most addresses looked up lie outside every listed /16.
+        let in_region: Vec<bool> = blocks
+            .iter()
+            .map(|b| b.region().is_none_or(|r| self.regions.holds(r)))
+            .collect();
+        let hashes: Vec<Hash> = (blocks.iter().zip(&in_region))
+            .filter(|(_, in_region)| **in_region)
+            .map(|(b, _)| hash(b.as_bytes()))
+            .collect();
+        let mut held = self.blocks.may_hold_each(&hashes).into_iter();
+        in_region
+            .into_iter()
+            .map(|in_region| in_region && held.next().unwrap_or(true))
+            .collect()
     }
 
     /// Per key of `keys`, false only if the index certainly does not hold it.
@@ -232,6 +250,9 @@ impl Presence {
         }
         let block = keys::indicator_of_index(key).and_then(|(_, value)| BlockBits::of_cidr(value));
         if let Some(block) = block {
+            if let Some(region) = block.region() {
+                self.regions.add(region);
+            }
             self.blocks.add(hash(block.as_bytes()));
         }
     }
@@ -243,7 +264,7 @@ impl Presence {
 
     /// Memory held by the filters, in bytes.
     pub(crate) fn bytes(&self) -> usize {
-        self.keys.bytes() + self.blocks.bytes()
+        self.keys.bytes() + self.blocks.bytes() + REGIONS / 8
     }
 
     fn regrowing(&self) -> std::sync::RwLockReadGuard<'_, Option<Arc<Filter>>> {
@@ -293,6 +314,32 @@ impl Presence {
     /// Drops a regrowth its scan did not fill (the build was stopped or given up).
     pub(crate) fn abandon_regrowth(&self) {
         self.set_regrowing(None);
+    }
+}
+
+/// The /16s of each address family ([`BlockBits::region`]) that hold a block of length 16 or
+/// more: an exact set of 16 KiB, which stays in the cache where a filter of blocks is a miss
+/// per probe. Like the filters, only ever added to.
+struct Regions(Box<[AtomicU64]>);
+
+impl Default for Regions {
+    fn default() -> Regions {
+        Regions((0..REGIONS / 64).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
+impl Regions {
+    fn add(&self, region: usize) {
+        if let Some(word) = self.0.get(region / 64) {
+            word.fetch_or(1 << (region % 64), Ordering::AcqRel);
+        }
+    }
+
+    /// Whether `region` holds a block; a number out of range may hold any.
+    fn holds(&self, region: usize) -> bool {
+        self.0
+            .get(region / 64)
+            .is_none_or(|w| w.load(Ordering::Acquire) & (1 << (region % 64)) != 0)
     }
 }
 

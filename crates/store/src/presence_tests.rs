@@ -160,14 +160,16 @@ fn absent_keys_are_mostly_answered_not_held() {
     assert!(rate < 0.02, "false positive rate {rate} at capacity");
 }
 
+/// The index key of the canonical CIDR block `v`.
+fn cidr(v: &str) -> Vec<u8> {
+    let mut k = vec![keys::INDEX, IndicatorType::Cidr.code()];
+    k.extend_from_slice(v.as_bytes());
+    k
+}
+
 #[test]
 fn a_cidr_key_adds_its_block_and_other_keys_add_none() {
     let p = Presence::filled_empty();
-    let cidr = |v: &str| {
-        let mut k = vec![keys::INDEX, IndicatorType::Cidr.code()];
-        k.extend_from_slice(v.as_bytes());
-        k
-    };
     p.add(&cidr("10.1.0.0/16"));
     p.add(&cidr("2001:db8::/32"));
     p.add(&key(7));
@@ -207,4 +209,42 @@ fn before_it_is_filled_everything_may_be_held() {
     );
     p.filled.store(true, Ordering::Release);
     assert!(p.may_hold(&key(2)));
+}
+
+#[test]
+fn a_block_outside_every_listed_sixteen_is_never_held_and_shorter_ones_ask_the_filter() {
+    let p = Presence::filled_empty();
+    let bits = |v: &str| BlockBits::of_cidr(v).expect("a block");
+    p.add(&cidr("10.1.2.0/24"));
+    p.add(&cidr("2001:db8::/32"));
+    p.add(&cidr("172.16.0.0/12"));
+    // Every other /16 of either family is told exactly, whatever the filter would say.
+    let elsewhere: Vec<BlockBits> = (0..=255u8)
+        .filter(|i| *i != 1)
+        .flat_map(|i| {
+            [
+                bits(&format!("10.{i}.2.0/24")),
+                bits(&format!("10.{i}.0.0/16")),
+                bits(&format!("2001:{i:x}::/32")),
+            ]
+        })
+        .collect();
+    assert!(p.may_hold_blocks(&elsewhere).iter().all(|held| !held));
+    // Held blocks are held, in their /16 or shorter than /16.
+    assert_eq!(
+        p.may_hold_blocks(&[
+            bits("10.1.2.0/24"),
+            bits("2001:db8::/32"),
+            bits("172.16.0.0/12"),
+        ]),
+        vec![true, true, true]
+    );
+    // A block in a listed /16 and one shorter than /16 are the filter's to tell, mostly not held.
+    let asked: Vec<BlockBits> = (0..=255u8)
+        .map(|i| bits(&format!("10.1.{i}.0/24")))
+        .filter(|b| *b != bits("10.1.2.0/24"))
+        .chain((0..=127u8).map(|i| bits(&format!("{}.0.0.0/8", i + 1))))
+        .collect();
+    let said_held = p.may_hold_blocks(&asked).into_iter().filter(|h| *h).count();
+    assert!(said_held < 12, "{said_held} of {} said held", asked.len());
 }
