@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
-use super::{detect, normalize, refang, IndicatorType};
+use super::{detect, detect_with_host, normalize, refang, IndicatorType};
 
 fn label() -> impl Strategy<Value = String> {
     "[a-z0-9]([a-z0-9_-]{0,12}[a-z0-9])?".prop_filter("not punycode", |l| !l.starts_with("xn--"))
@@ -104,6 +104,19 @@ proptest! {
         let detected = detect(&raw);
         prop_assert_eq!(detected.as_ref().map(|i| i.ty()), Ok(ty));
         prop_assert_eq!(detected, normalize(ty, &raw));
+    }
+
+    /// The host read off a URL as parsed is the host of its canonical form parsed again, for
+    /// clean values and for anything else alike.
+    #[test]
+    fn detect_with_host_is_detect_and_its_host(
+        raw in prop_oneof![typed_value().prop_map(|(_, raw)| raw), tricky()],
+    ) {
+        let expected = detect(&raw).map(|i| {
+            let host = i.host();
+            (i, host)
+        });
+        prop_assert_eq!(detect_with_host(&raw), expected);
     }
 
     #[test]

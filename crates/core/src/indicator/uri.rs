@@ -23,7 +23,8 @@ const SCHEMES: &[&str] = &[
 /// The others get an opaque host, which is checked here instead.
 const SPECIAL: &[&str] = &["http", "https", "ftp", "ws", "wss"];
 
-pub(crate) fn url(value: &str) -> Result<String, NormalizeError> {
+/// `value` as a canonical URL, parsed (its serialization is the canonical form).
+pub(crate) fn url(value: &str) -> Result<Url, NormalizeError> {
     let full = match scheme_of(value) {
         Some(scheme) => {
             let scheme = scheme.to_ascii_lowercase();
@@ -53,14 +54,19 @@ pub(crate) fn url(value: &str) -> Result<String, NormalizeError> {
         url.set_host(Some(&host))
             .map_err(|err| invalid(err.to_string()))?;
     }
-    Ok(url.into())
+    Ok(url)
 }
 
 /// The host of a canonical URL as an address or domain indicator, read by the same parser
 /// that made it canonical (so user info, ports and bracketed IPv6 hosts are taken apart as
 /// the URL means them).
 pub(crate) fn host(canonical: &str) -> Option<Indicator> {
-    let url = Url::parse(canonical).ok()?;
+    host_of(&Url::parse(canonical).ok()?)
+}
+
+/// [`host`] of a URL already parsed, as [`url`] returns it: parsing its serialization again
+/// gives the same URL.
+pub(crate) fn host_of(url: &Url) -> Option<Indicator> {
     match url.host()? {
         Host::Ipv4(addr) => normalize(IndicatorType::Ipv4, &addr.to_string()).ok(),
         Host::Ipv6(addr) => normalize(IndicatorType::Ipv6, &addr.to_string()).ok(),

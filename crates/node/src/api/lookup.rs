@@ -16,7 +16,7 @@ use bytes::Bytes;
 use intelmesh_core::containment::{
     containers_where, other_forms, BlockBits, HeldBlocks, MatchKind, PrefixLengths,
 };
-use intelmesh_core::indicator::{detect, NormalizeError};
+use intelmesh_core::indicator::{detect_with_host, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
 use intelmesh_proto::lookup_response::encode_result_for;
 use intelmesh_proto::v1 as pb;
@@ -212,12 +212,11 @@ impl Lookup<'_> {
     /// One raw value read and its candidates found, or its answer (its input left empty) if
     /// it is no indicator.
     fn asked(&self, input: &str) -> Result<Asked, Box<pb::LookupResult>> {
-        let indicator = match detect(input) {
-            Ok(i) => i,
+        // A URL's host is read off the URL as parsed, once for the probes and the lists.
+        let (indicator, host) = match detect_with_host(input) {
+            Ok(detected) => detected,
             Err(e) => return Err(Box::new(error(String::new(), &e))),
         };
-        // A URL's host costs a URL parse: worked out once for the probes and the lists.
-        let host = indicator.host();
         let around = candidates(
             &indicator,
             host.clone(),

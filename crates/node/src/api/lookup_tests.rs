@@ -2,7 +2,7 @@
 //! matches combine into one answer.
 
 use super::*;
-use intelmesh_core::indicator::normalize;
+use intelmesh_core::indicator::{detect, normalize};
 use intelmesh_proto::lookup_response::encode_result;
 use intelmesh_proto::v1::{IndicatorType as Ty, Verdict};
 
