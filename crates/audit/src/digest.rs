@@ -60,10 +60,6 @@ impl AuditKey {
         AuditKey(<Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into()))
     }
 
-    fn mac(&self, canonical: &str) -> String {
-        self.value_digest(canonical).hex()
-    }
-
     /// The digest of a value already in canonical form, as bytes: what a call that names many
     /// values makes where it answers them, the writer writing each as hex
     /// ([`ValueDigest::hex`], what [`AuditKey::digest_canonical`] gives).
@@ -85,15 +81,15 @@ impl AuditKey {
             None => detect(raw),
         };
         match canonical {
-            Ok(i) => self.mac(i.value()),
-            Err(_) => self.mac(raw.trim()),
+            Ok(i) => self.digest_canonical(i.value()),
+            Err(_) => self.digest_canonical(raw.trim()),
         }
     }
 
     /// The digest of a value already in canonical form: what [`AuditKey::digest`] gives for any
     /// spelling of it.
     pub fn digest_canonical(&self, canonical: &str) -> String {
-        self.mac(canonical)
+        self.value_digest(canonical).hex()
     }
 
     /// Whether `other` is this key: two keys agree on a digest only if they are one.
@@ -114,7 +110,7 @@ impl AuditKey {
         forms.push(raw.trim().to_string());
         forms.sort();
         forms.dedup();
-        forms.iter().map(|f| self.mac(f)).collect()
+        forms.iter().map(|f| self.digest_canonical(f)).collect()
     }
 }
 
