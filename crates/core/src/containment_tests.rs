@@ -269,3 +269,49 @@ fn a_block_lies_in_the_one_sixteen_of_its_family_its_network_starts() {
         assert_eq!(BlockBits::around(addr, p).region(), Some(0x0a01), "/{p}");
     }
 }
+
+#[test]
+fn held_lengths_are_walked_longest_first_whatever_the_words_hold() {
+    // Edges of each word (0, 63, 64, 127, 128) and a dense run, in both families.
+    let cases: [&[u8]; 5] = [
+        &[],
+        &[0],
+        &[0, 1, 31, 32],
+        &[0, 63, 64, 65, 96, 127, 128],
+        &[
+            8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24,
+        ],
+    ];
+    for held in cases {
+        let mut l = PrefixLengths::default();
+        for &p in held {
+            if p <= 32 {
+                l.record(&ind(IndicatorType::Cidr, &format!("0.0.0.0/{p}")));
+            }
+            l.record(&ind(IndicatorType::Cidr, &format!("::/{p}")));
+        }
+        let v6: Vec<u8> = held.iter().rev().copied().collect();
+        let v4: Vec<u8> = v6.iter().copied().filter(|p| *p <= 32).collect();
+        assert_eq!(l.v6().collect::<Vec<_>>(), v6, "IPv6 lengths of {held:?}");
+        assert_eq!(l.v4().collect::<Vec<_>>(), v4, "IPv4 lengths of {held:?}");
+    }
+}
+
+#[test]
+fn a_block_gives_back_its_network_and_length() {
+    for cidr in [
+        "0.0.0.0/0",
+        "10.1.2.0/24",
+        "1.2.3.4/32",
+        "::/0",
+        "2001:db8::/32",
+        "::1/128",
+    ] {
+        let (addr, len) = parse_block(cidr).expect("a block");
+        assert_eq!(
+            BlockBits::around(addr, len).network(),
+            (addr, len),
+            "{cidr}"
+        );
+    }
+}

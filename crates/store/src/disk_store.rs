@@ -471,13 +471,23 @@ impl Store for DiskStore {
         &self,
         indicators: &[&Indicator],
     ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
-        let keys: Vec<Vec<u8>> = indicators.iter().map(|i| keys::index(i)).collect();
+        // The keys side by side in one buffer: one allocation for a group, not one a probe.
+        let mut buffer = Vec::with_capacity(indicators.iter().map(|i| 2 + i.value().len()).sum());
+        let mut ends = Vec::with_capacity(indicators.len());
+        for i in indicators {
+            keys::push_index(&mut buffer, i);
+            ends.push(buffer.len());
+        }
+        let keys: Vec<&[u8]> = (std::iter::once(0).chain(ends.iter().copied()))
+            .zip(&ends)
+            .map(|(start, &end)| &buffer[start..end])
+            .collect();
         // Most probes of a lookup are for indicators nobody listed: the filter's one cache
         // line answers those, where the table's search missed the cache two or three times.
         let held = self.presence.may_hold_each(&keys);
         let asked: Vec<&[u8]> = (keys.iter().zip(&held))
             .filter(|(_, held)| **held)
-            .map(|(k, _)| k.as_slice())
+            .map(|(k, _)| *k)
             .collect();
         let mut answers = self.db.state_tables().lookup_many(&asked)?.into_iter();
         keys.iter()
@@ -553,8 +563,12 @@ impl Store for DiskStore {
         self.index_meta().lengths
     }
 
-    fn may_hold_blocks(&self, blocks: &[intelmesh_core::containment::BlockBits]) -> Vec<bool> {
-        self.presence.may_hold_blocks(blocks)
+    fn may_hold_blocks(
+        &self,
+        blocks: &[intelmesh_core::containment::BlockBits],
+        held: &mut [bool],
+    ) {
+        self.presence.may_hold_blocks(blocks, held)
     }
 
     fn opened(&self, origin: &OrgId, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {

@@ -152,10 +152,15 @@ pub fn parse_fill(key: &[u8], record: &[u8]) -> Option<(u64, OrgId, u64)> {
 /// The key of an indicator's state in the index.
 pub fn index(indicator: &Indicator) -> Vec<u8> {
     let mut k = Vec::with_capacity(2 + indicator.value().len());
-    k.push(INDEX);
-    k.push(indicator.ty().code());
-    k.extend_from_slice(indicator.value().as_bytes());
+    push_index(&mut k, indicator);
     k
+}
+
+/// Appends `indicator`'s index key to `out`.
+pub fn push_index(out: &mut Vec<u8>, indicator: &Indicator) {
+    out.push(INDEX);
+    out.push(indicator.ty().code());
+    out.extend_from_slice(indicator.value().as_bytes());
 }
 
 /// The type of an index key, without reading its value; `None` for another key.

@@ -225,10 +225,10 @@ pub trait Store: Send + Sync {
     /// The prefix lengths of the CIDR blocks in the index, so containment lookups probe only
     /// those (see `intelmesh_core::containment`).
     fn prefix_lengths(&self) -> PrefixLengths;
-    /// Per block of `blocks`, false only if the index certainly holds no CIDR block of it, so a
+    /// Clears `held[i]` where the index certainly holds no CIDR block `blocks[i]`, so a
     /// containment lookup need not read it (see `intelmesh_core::containment::HeldBlocks`).
-    fn may_hold_blocks(&self, blocks: &[BlockBits]) -> Vec<bool> {
-        vec![true; blocks.len()]
+    fn may_hold_blocks(&self, blocks: &[BlockBits], held: &mut [bool]) {
+        let _ = (blocks, held);
     }
     /// What `origin`'s sealed entry `seq` opened to at this node, if this node is one of its
     /// readers and opened it (see `intelmesh_core::opened`).

@@ -35,7 +35,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use intelmesh_core::containment::{BlockBits, REGIONS};
+use intelmesh_core::containment::{BlockBits, MAX_BLOCKS_AROUND, REGIONS};
 use intelmesh_core::IndicatorType;
 
 use crate::background::Background;
@@ -73,7 +73,7 @@ struct Filter {
 }
 
 /// A key's hash: the low half picks the block, the high half the bits in it.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Hash {
     block: u64,
     bits: u64,
@@ -200,35 +200,54 @@ impl Presence {
         !self.filled() || self.keys.may_hold(hash(key))
     }
 
-    /// Per block of `blocks`, false only if the index certainly holds no CIDR block of it.
-    pub(crate) fn may_hold_blocks(&self, blocks: &[BlockBits]) -> Vec<bool> {
+    /// Clears `held[i]` where the index certainly holds no CIDR block `blocks[i]` (`held` as
+    /// long as `blocks`, all true when asked; see `HeldBlocks`).
+    pub(crate) fn may_hold_blocks(&self, blocks: &[BlockBits], held: &mut [bool]) {
         if !self.filled() {
-            return vec![true; blocks.len()];
+            return;
         }
-        // A block in a /16 that holds none of its length is told without its hash or a
-        // filter's cache line: most addresses looked up lie outside every listed /16.
-        let in_region: Vec<bool> = blocks
-            .iter()
-            .map(|b| b.region().is_none_or(|r| self.regions.holds(r)))
-            .collect();
-        let hashes: Vec<Hash> = (blocks.iter().zip(&in_region))
-            .filter(|(_, in_region)| **in_region)
-            .map(|(b, _)| hash(b.as_bytes()))
-            .collect();
-        let mut held = self.blocks.may_hold_each(&hashes).into_iter();
-        in_region
-            .into_iter()
-            .map(|in_region| in_region && held.next().unwrap_or(true))
-            .collect()
+        // On the stack, [`MAX_BLOCKS_AROUND`] (all the blocks around one address) at a time.
+        for (blocks, held) in blocks
+            .chunks(MAX_BLOCKS_AROUND)
+            .zip(held.chunks_mut(MAX_BLOCKS_AROUND))
+        {
+            self.may_hold_some_blocks(blocks, held);
+        }
+    }
+
+    /// [`Presence::may_hold_blocks`] of at most [`MAX_BLOCKS_AROUND`] blocks.
+    fn may_hold_some_blocks(&self, blocks: &[BlockBits], held: &mut [bool]) {
+        let mut hashes = [Hash::default(); MAX_BLOCKS_AROUND];
+        let mut asked = [0usize; MAX_BLOCKS_AROUND];
+        let mut count = 0;
+        for (i, (block, held)) in blocks.iter().zip(held.iter_mut()).enumerate() {
+            // A block in a /16 that holds none of its length is told without its hash or a
+            // filter's cache line: most addresses looked up lie outside every listed /16.
+            if !block.region().is_none_or(|r| self.regions.holds(r)) {
+                *held = false;
+            } else if let (Some(h), Some(a)) = (hashes.get_mut(count), asked.get_mut(count)) {
+                *h = hash(block.as_bytes());
+                *a = i;
+                count += 1;
+            }
+        }
+        let mut in_filter = [false; MAX_BLOCKS_AROUND];
+        let in_filter = &mut in_filter[..count];
+        self.blocks.may_hold_each(&hashes[..count], in_filter);
+        for (&i, &in_filter) in asked[..count].iter().zip(in_filter.iter()) {
+            held[i] = in_filter;
+        }
     }
 
     /// Per key of `keys`, false only if the index certainly does not hold it.
-    pub(crate) fn may_hold_each(&self, keys: &[Vec<u8>]) -> Vec<bool> {
+    pub(crate) fn may_hold_each<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<bool> {
         if !self.filled() {
             return vec![true; keys.len()];
         }
-        let hashes: Vec<Hash> = keys.iter().map(|k| hash(k)).collect();
-        self.keys.may_hold_each(&hashes)
+        let hashes: Vec<Hash> = keys.iter().map(|k| hash(k.as_ref())).collect();
+        let mut held = vec![false; hashes.len()];
+        self.keys.may_hold_each(&hashes, &mut held);
+        held
     }
 
     /// Records that the index holds `key` (from before the write that creates it is applied),
@@ -379,15 +398,14 @@ impl Chain {
         self.filters().any(|f| f.may_hold(h))
     }
 
-    /// [`Chain::may_hold`] of each of `hashes`, asked of each filter for all of them at once.
-    fn may_hold_each(&self, hashes: &[Hash]) -> Vec<bool> {
-        let mut held = vec![false; hashes.len()];
+    /// [`Chain::may_hold`] of each of `hashes` into `held` (all false when asked), asked of
+    /// each filter for all of them at once.
+    fn may_hold_each(&self, hashes: &[Hash], held: &mut [bool]) {
         for f in self.filters() {
-            for (h, held) in hashes.iter().zip(&mut held) {
+            for (h, held) in hashes.iter().zip(held.iter_mut()) {
                 *held |= f.may_hold_unbranched(*h);
             }
         }
-        held
     }
 
     fn add(&self, h: Hash) {

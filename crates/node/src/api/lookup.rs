@@ -263,8 +263,8 @@ impl Asked {
 pub struct BlocksOf<'a>(pub &'a dyn Store);
 
 impl HeldBlocks for BlocksOf<'_> {
-    fn may_hold_each(&self, blocks: &[BlockBits]) -> Vec<bool> {
-        self.0.may_hold_blocks(blocks)
+    fn may_hold_each(&self, blocks: &[BlockBits], held: &mut [bool]) {
+        self.0.may_hold_blocks(blocks, held)
     }
 }
 
