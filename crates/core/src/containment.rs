@@ -262,17 +262,87 @@ pub fn containers_where(
     may_hold: &dyn HeldBlocks,
 ) -> Vec<(Indicator, MatchKind)> {
     match value.ty() {
-        IndicatorType::Ipv4 | IndicatorType::Ipv6 => match value.value().parse::<IpAddr>() {
-            Ok(addr) => blocks_around(addr, max_len(addr) + 1, lengths, may_hold),
-            Err(_) => Vec::new(),
-        },
-        IndicatorType::Cidr => match block(value) {
-            Some((addr, len)) => blocks_around(addr, len, lengths, may_hold),
-            None => Vec::new(),
-        },
+        IndicatorType::Ipv4 | IndicatorType::Ipv6 | IndicatorType::Cidr => Network::of(value)
+            .map(|n| containers_of(n, lengths, may_hold))
+            .unwrap_or_default(),
         IndicatorType::Domain => parent_domains(value.value()),
         _ => Vec::new(),
     }
+}
+
+/// An address or a block read from its canonical text once: a lookup asks for its other forms,
+/// what contains it and what contains its form in the other family, and reading the text for
+/// each (the other form's IPv6 text above all) was a fiftieth of a lookup's CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    len: u8,
+    /// A block (a CIDR value), not an address; a whole-length block is one too.
+    is_block: bool,
+}
+
+impl Network {
+    /// The address or block `value` names; `None` for other types and values that name none.
+    pub fn of(value: &Indicator) -> Option<Network> {
+        match value.ty() {
+            IndicatorType::Ipv4 | IndicatorType::Ipv6 => {
+                let addr = value.value().parse::<IpAddr>().ok()?;
+                Some(Network {
+                    addr,
+                    len: max_len(addr),
+                    is_block: false,
+                })
+            }
+            IndicatorType::Cidr => block(value).map(|(addr, len)| Network {
+                addr,
+                len,
+                is_block: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The same addresses in the other family: an IPv4 address or block as IPv4-mapped IPv6,
+    /// and the reverse (`None` for IPv6 outside the mapped range); an address when it is one
+    /// address.
+    pub fn other(&self) -> Option<Network> {
+        let (addr, len) = match self.addr {
+            IpAddr::V4(a) => (IpAddr::V6(a.to_ipv6_mapped()), self.len + 96),
+            IpAddr::V6(a) => (IpAddr::V4(a.to_ipv4_mapped()?), self.len.checked_sub(96)?),
+        };
+        Some(Network {
+            addr,
+            len,
+            is_block: len < max_len(addr),
+        })
+    }
+
+    /// Whether it is in the IPv6 family.
+    pub fn is_v6(&self) -> bool {
+        self.addr.is_ipv6()
+    }
+
+    /// Its canonical indicator.
+    fn indicator(&self) -> Indicator {
+        match self.is_block {
+            true => Indicator::canonical(IndicatorType::Cidr, block_text(self.addr, self.len)),
+            false => Indicator::canonical(address_type(self.addr), address_text(self.addr)),
+        }
+    }
+}
+
+/// [`containers_where`] of an address or a block: the held blocks strictly shorter than a
+/// block, or up to the whole length around an address.
+pub fn containers_of(
+    n: Network,
+    lengths: &PrefixLengths,
+    may_hold: &dyn HeldBlocks,
+) -> Vec<(Indicator, MatchKind)> {
+    let below = match n.is_block {
+        true => n.len,
+        false => max_len(n.addr) + 1,
+    };
+    blocks_around(n.addr, below, lengths, may_hold)
 }
 
 /// An address's or block's other forms, as a lookup probes them: the addresses and blocks that
@@ -285,43 +355,38 @@ pub fn other_forms(
     value: &Indicator,
     may_hold: &dyn HeldBlocks,
 ) -> (Vec<Indicator>, Option<Indicator>) {
-    let parsed = match value.ty() {
-        IndicatorType::Ipv4 | IndicatorType::Ipv6 => value
-            .value()
-            .parse::<IpAddr>()
-            .ok()
-            .map(|a| (a, max_len(a))),
-        IndicatorType::Cidr => block(value),
-        _ => None,
-    };
-    let Some((addr, len)) = parsed else {
-        return (Vec::new(), None);
-    };
-    let address = |a: IpAddr| Indicator::canonical(address_type(a), address_text(a));
-    let mut forms = Vec::new();
-    if value.ty() == IndicatorType::Cidr && len == max_len(addr) {
-        forms.push(address(addr));
+    match Network::of(value) {
+        Some(n) => {
+            let (forms, other) = other_forms_of(n, may_hold);
+            (forms, other.map(|(seed, _)| seed))
+        }
+        None => (Vec::new(), None),
     }
-    let other = match addr {
-        IpAddr::V4(a) => Some((IpAddr::V6(a.to_ipv6_mapped()), len + 96)),
-        IpAddr::V6(a) => (a.to_ipv4_mapped())
-            .zip(len.checked_sub(96))
-            .map(|(v4, len)| (IpAddr::V4(v4), len)),
-    };
-    let Some((other, other_len)) = other else {
+}
+
+/// [`other_forms`] of an address or a block, the other form given also as read.
+pub fn other_forms_of(
+    n: Network,
+    may_hold: &dyn HeldBlocks,
+) -> (Vec<Indicator>, Option<(Indicator, Network)>) {
+    let mut forms = Vec::new();
+    if n.is_block && n.len == max_len(n.addr) {
+        forms.push(
+            Network {
+                is_block: false,
+                ..n
+            }
+            .indicator(),
+        );
+    }
+    let Some(other) = n.other() else {
         return (forms, None);
     };
-    let seed = if other_len == max_len(other) {
-        address(other)
-    } else {
-        Indicator::canonical(IndicatorType::Cidr, block_text(other, other_len))
-    };
-    if other_len == max_len(other)
-        || may_hold_one(may_hold, BlockBits::of_network(other, other_len))
-    {
+    let seed = other.indicator();
+    if !other.is_block || may_hold_one(may_hold, BlockBits::of_network(other.addr, other.len)) {
         forms.push(seed.clone());
     }
-    (forms, Some(seed))
+    (forms, Some((seed, other)))
 }
 
 fn address_type(addr: IpAddr) -> IndicatorType {

@@ -14,7 +14,8 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use intelmesh_core::containment::{
-    containers_where, other_forms, BlockBits, HeldBlocks, MatchKind, PrefixLengths,
+    containers_of, containers_where, other_forms_of, BlockBits, HeldBlocks, MatchKind, Network,
+    PrefixLengths,
 };
 use intelmesh_core::indicator::{detect_with_host, NormalizeError};
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
@@ -318,18 +319,22 @@ fn address_candidates(
     lengths: &PrefixLengths,
     may_hold: &dyn HeldBlocks,
 ) -> Vec<(Indicator, pb::MatchKind)> {
-    let (forms, other) = other_forms(value, may_hold);
-    let mut around: Vec<(Indicator, pb::MatchKind)> = containers_where(value, lengths, may_hold)
+    // Read once for its forms and both families' blocks.
+    let Some(network) = Network::of(value) else {
+        return Vec::new();
+    };
+    let (forms, other) = other_forms_of(network, may_hold);
+    let mut around: Vec<(Indicator, pb::MatchKind)> = containers_of(network, lengths, may_hold)
         .into_iter()
         .map(|(i, k)| (i, kind(k)))
         .collect();
-    if let Some(other) = other {
+    if let Some((_, other)) = other {
         // The other form of an IPv4 value is its IPv4-mapped IPv6 form.
-        let other_lengths = match other.value().contains(':') {
+        let other_lengths = match other.is_v6() {
             true => lengths.mapped_range(),
             false => *lengths,
         };
-        for (block, k) in containers_where(&other, &other_lengths, may_hold) {
+        for (block, k) in containers_of(other, &other_lengths, may_hold) {
             if !around.iter().any(|(b, _)| *b == block) {
                 around.push((block, kind(k)));
             }

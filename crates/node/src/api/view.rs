@@ -10,6 +10,7 @@ use intelmesh_core::{Indicator, IndicatorType, OrgId, Tlp};
 use intelmesh_proto::v1 as pb;
 use intelmesh_store::VersionVector;
 use prost::Message;
+use smallvec::SmallVec;
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1_000;
@@ -86,8 +87,9 @@ fn visible_within(
 /// The records of a state a reader is shown, borrowed from it: what [`visible`] copies, for
 /// reads that only sum it up (a lookup's match). Never empty.
 pub struct Shown<'a> {
-    assertions: Vec<&'a pb::OriginAssertion>,
-    sightings: Vec<&'a pb::OriginSightings>,
+    // Inline: a lookup builds one per match, and most states hold a record or two.
+    assertions: SmallVec<[&'a pb::OriginAssertion; 4]>,
+    sightings: SmallVec<[&'a pb::OriginSightings; 4]>,
 }
 
 /// The one rule of what a reader is shown of `state`, for [`visible`], [`reader_view`] and
@@ -103,13 +105,13 @@ fn shown<'a>(
     let shows = |d: Option<&pb::Distribution>, origin: &str| {
         !hidden.contains(origin) && readable(d, origin, reader) && tlp_within(d, ceiling)
     };
-    let mut assertions: Vec<&pb::OriginAssertion> = state
+    let mut assertions: SmallVec<[&pb::OriginAssertion; 4]> = state
         .assertions
         .iter()
         .filter(|a| shows(a.distribution.as_ref(), &a.origin))
         .collect();
     latest_per_origin(&mut assertions);
-    let sightings: Vec<&pb::OriginSightings> = state
+    let sightings: SmallVec<[&pb::OriginSightings; 4]> = state
         .sightings
         .iter()
         .filter(|s| shows(s.distribution.as_ref(), &s.origin))
@@ -197,7 +199,7 @@ pub fn shown_to<'a>(
 
 /// Keeps one assertion per origin, the one it signed last: an origin's later assertion (a
 /// revocation, a new confidence) replaces its earlier ones whatever their distributions.
-fn latest_per_origin(assertions: &mut Vec<&pb::OriginAssertion>) {
+fn latest_per_origin(assertions: &mut SmallVec<[&pb::OriginAssertion; 4]>) {
     // Stable: slots of one origin become adjacent, in index order otherwise.
     assertions.sort_by(|a, b| a.origin.cmp(&b.origin));
     assertions.dedup_by(|next, kept| {
@@ -271,7 +273,7 @@ fn origins_of<'a>(
     assertions: impl Iterator<Item = &'a pb::OriginAssertion>,
     sightings: impl Iterator<Item = &'a pb::OriginSightings>,
 ) -> Vec<String> {
-    let mut names: Vec<&str> = assertions
+    let mut names: SmallVec<[&str; 4]> = assertions
         .map(|a| a.origin.as_str())
         .chain(sightings.map(|s| s.origin.as_str()))
         .collect();
