@@ -362,14 +362,16 @@ fn hash(value: &str, len: usize) -> Result<String, NormalizeError> {
 
 /// The type [`detect`] tries for a prepared value; see there for the order.
 fn guess(value: &str) -> Option<IndicatorType> {
-    let is_hex = value.bytes().all(|b| b.is_ascii_hexdigit());
+    // What the rules below ask of the characters, read in one pass: a lookup guesses the type
+    // of every value not an IPv4 address, and a scan per question was a thirtieth of its CPU.
+    let seen = Seen::of(value);
     let hash = [
         IndicatorType::Md5,
         IndicatorType::Sha1,
         IndicatorType::Sha256,
     ]
     .into_iter()
-    .find(|ty| is_hex && ty.hash_len() == Some(value.len()));
+    .find(|ty| seen.all_hex && ty.hash_len() == Some(value.len()));
     if hash.is_some() {
         return hash;
     }
@@ -378,39 +380,81 @@ fn guess(value: &str) -> Option<IndicatorType> {
         .strip_prefix('[')
         .and_then(|v| v.strip_suffix(']'))
         .unwrap_or(value);
-    // A dotted quad std reads never gets here: `detect` takes it first.
-    if bare_v6.parse::<std::net::Ipv6Addr>().is_ok() {
+    // A dotted quad std reads never gets here: `detect` takes it first. Every IPv6 address,
+    // port and scheme has a colon.
+    if seen.colon && bare_v6.parse::<std::net::Ipv6Addr>().is_ok() {
         return Some(IndicatorType::Ipv6);
     }
-    if value.rsplit_once('/').is_some_and(|(addr, prefix)| {
-        is_ip(addr) && !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit())
-    }) {
+    if seen.slash
+        && value.rsplit_once('/').is_some_and(|(addr, prefix)| {
+            is_ip(addr) && !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit())
+        })
+    {
         return Some(IndicatorType::Cidr);
     }
-    if has_url_scheme(value) {
+    if seen.colon && has_url_scheme(value) {
         return Some(IndicatorType::Url);
     }
-    if value.contains('@') && !value.contains(['/', '?', '#']) {
+    let path_like = seen.slash || seen.query_or_fragment;
+    if seen.at && !path_like {
         return Some(IndicatorType::Email);
     }
-    if value.contains(['/', '?', '#']) || has_port(value) {
+    if path_like || (seen.colon && has_port(value)) {
         return Some(IndicatorType::Url);
     }
     // Near misses get the error of the type they resemble rather than "unrecognized".
-    if value.bytes().all(|b| b.is_ascii_digit() || b == b'.') && value.contains('.') {
+    if seen.all_digits_or_dots && seen.dot {
         return Some(IndicatorType::Ipv4);
     }
-    if value.contains(':')
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
-    {
+    if seen.colon && seen.all_hex_colons_or_dots {
         return Some(IndicatorType::Ipv6);
     }
-    if value.contains('.') || !value.is_ascii() {
+    if seen.dot || !seen.all_ascii {
         return Some(IndicatorType::Domain);
     }
     None
+}
+
+/// Which characters a value holds, as [`guess`] asks.
+struct Seen {
+    all_hex: bool,
+    all_digits_or_dots: bool,
+    all_hex_colons_or_dots: bool,
+    all_ascii: bool,
+    at: bool,
+    colon: bool,
+    dot: bool,
+    slash: bool,
+    query_or_fragment: bool,
+}
+
+impl Seen {
+    fn of(value: &str) -> Seen {
+        let mut seen = Seen {
+            all_hex: true,
+            all_digits_or_dots: true,
+            all_hex_colons_or_dots: true,
+            all_ascii: true,
+            at: false,
+            colon: false,
+            dot: false,
+            slash: false,
+            query_or_fragment: false,
+        };
+        for b in value.bytes() {
+            let hex = b.is_ascii_hexdigit();
+            seen.all_hex &= hex;
+            seen.all_digits_or_dots &= b.is_ascii_digit() || b == b'.';
+            seen.all_hex_colons_or_dots &= hex || b == b':' || b == b'.';
+            seen.all_ascii &= b.is_ascii();
+            seen.at |= b == b'@';
+            seen.colon |= b == b':';
+            seen.dot |= b == b'.';
+            seen.slash |= b == b'/';
+            seen.query_or_fragment |= b == b'?' || b == b'#';
+        }
+        seen
+    }
 }
 
 /// `scheme://`, where the scheme is letters, digits, `+`, `-` or `.` after a letter.

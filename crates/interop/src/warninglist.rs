@@ -144,16 +144,21 @@ pub struct AddReport {
     pub unusable: Vec<(String, &'static str)>,
 }
 
+/// The lists' hash maps: foldhash rather than SipHash. Their keys come from the operator's lists,
+/// not from a peer or a caller, and a lookup hashes every value (each parent of a domain, each
+/// listed block length around an address) against them.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Many lists, indexed for lookup.
 #[derive(Clone, Debug, Default)]
 pub struct Warninglists {
     names: Vec<String>,
     applies: Vec<Option<Vec<IndicatorType>>>,
-    exact: HashMap<String, Vec<usize>>,
-    hostnames: HashMap<String, Vec<usize>>,
+    exact: Map<String, Vec<usize>>,
+    hostnames: Map<String, Vec<usize>>,
     substrings: Vec<(String, usize)>,
-    v4: BTreeMap<u8, HashMap<u32, Vec<usize>>>,
-    v6: BTreeMap<u8, HashMap<u128, Vec<usize>>>,
+    v4: BTreeMap<u8, Map<u32, Vec<usize>>>,
+    v6: BTreeMap<u8, Map<u128, Vec<usize>>>,
     /// Per list, where its blocks start: a wider block holding one covers it.
     /// Per list, where its blocks start and their prefix lengths: a block holding one covers
     /// it.

@@ -6,7 +6,9 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
-use super::{detect, detect_with_host, normalize, refang, IndicatorType};
+use super::{
+    detect, detect_with_host, guess, has_port, has_url_scheme, normalize, refang, IndicatorType,
+};
 
 fn label() -> impl Strategy<Value = String> {
     "[a-z0-9]([a-z0-9_-]{0,12}[a-z0-9])?".prop_filter("not punycode", |l| !l.starts_with("xn--"))
@@ -67,7 +69,66 @@ fn tricky() -> impl Strategy<Value = String> {
     ]
 }
 
+/// [`guess`] as first written, a scan of the value per question: the one-pass form must
+/// answer as it does.
+fn guess_one_question_at_a_time(value: &str) -> Option<IndicatorType> {
+    let is_hex = value.bytes().all(|b| b.is_ascii_hexdigit());
+    let hash = [
+        IndicatorType::Md5,
+        IndicatorType::Sha1,
+        IndicatorType::Sha256,
+    ]
+    .into_iter()
+    .find(|ty| is_hex && ty.hash_len() == Some(value.len()));
+    if hash.is_some() {
+        return hash;
+    }
+    let is_ip = |s: &str| s.parse::<std::net::IpAddr>().is_ok();
+    let bare_v6 = value
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(value);
+    if bare_v6.parse::<Ipv6Addr>().is_ok() {
+        return Some(IndicatorType::Ipv6);
+    }
+    if value.rsplit_once('/').is_some_and(|(addr, prefix)| {
+        is_ip(addr) && !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit())
+    }) {
+        return Some(IndicatorType::Cidr);
+    }
+    if has_url_scheme(value) {
+        return Some(IndicatorType::Url);
+    }
+    if value.contains('@') && !value.contains(['/', '?', '#']) {
+        return Some(IndicatorType::Email);
+    }
+    if value.contains(['/', '?', '#']) || has_port(value) {
+        return Some(IndicatorType::Url);
+    }
+    if value.bytes().all(|b| b.is_ascii_digit() || b == b'.') && value.contains('.') {
+        return Some(IndicatorType::Ipv4);
+    }
+    if value.contains(':')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    {
+        return Some(IndicatorType::Ipv6);
+    }
+    if value.contains('.') || !value.is_ascii() {
+        return Some(IndicatorType::Domain);
+    }
+    None
+}
+
 proptest! {
+    #[test]
+    fn guess_in_one_pass_answers_as_one_question_at_a_time(
+        raw in prop_oneof![typed_value().prop_map(|(_, raw)| raw), tricky(), "[0-9a-f:./\\[\\]]{0,40}"],
+    ) {
+        prop_assert_eq!(guess(&raw), guess_one_question_at_a_time(&raw), "{:?}", raw);
+    }
+
     #[test]
     fn clean_values_are_accepted_and_fixed((ty, raw) in typed_value()) {
         let indicator = normalize(ty, &raw);
