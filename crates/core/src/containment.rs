@@ -11,6 +11,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::indicator::{Indicator, IndicatorType};
+use smallvec::{smallvec, SmallVec};
 
 /// The prefix lengths of the CIDR blocks a store holds, per address family.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -145,12 +146,6 @@ pub struct BlockBits {
 }
 
 impl BlockBits {
-    /// A placeholder naming no block (family 0), for arrays filled before use.
-    const NONE: BlockBits = BlockBits {
-        bytes: [0; 18],
-        len: 0,
-    };
-
     /// The block's network address and prefix length.
     fn network(&self) -> (IpAddr, u8) {
         let b = &self.bytes;
@@ -244,8 +239,9 @@ fn may_hold_one(held: &dyn HeldBlocks, block: BlockBits) -> bool {
     answer[0]
 }
 
-/// Most blocks around one address: one per IPv6 prefix length, /0 to /128.
-pub const MAX_BLOCKS_AROUND: usize = 129;
+/// Blocks around one address held without an allocation: every IPv4 length, /0 to /32, and
+/// as many IPv6 ones (more spill to the heap).
+const INLINE_BLOCKS: usize = 33;
 
 /// The listed indicators that would contain `value`, most specific first, not `value` itself:
 /// for an address, each block of a held length around it; for a block, each shorter held block
@@ -415,18 +411,15 @@ fn blocks_around(
         IpAddr::V4(_) => &mut v4,
         IpAddr::V6(_) => &mut v6,
     };
-    // On the stack: most addresses have no block around them listed, and then this allocates
-    // nothing.
-    let mut bits = [BlockBits::NONE; MAX_BLOCKS_AROUND];
-    let mut count = 0;
-    for (slot, p) in bits.iter_mut().zip(held.filter(|&p| p < below)) {
-        *slot = BlockBits::of_network(masked(addr, p), p);
-        count += 1;
-    }
-    let bits = &bits[..count];
-    let mut held = [true; MAX_BLOCKS_AROUND];
-    let held = &mut held[..count];
-    may_hold.may_hold_each(bits, held);
+    // On the stack (and not zeroed first: a full array of them cost a memset as large as
+    // the rest of this): most addresses have no block around them listed, and then this
+    // allocates nothing.
+    let bits: SmallVec<[BlockBits; INLINE_BLOCKS]> = held
+        .filter(|&p| p < below)
+        .map(|p| BlockBits::of_network(masked(addr, p), p))
+        .collect();
+    let mut held: SmallVec<[bool; INLINE_BLOCKS]> = smallvec![true; bits.len()];
+    may_hold.may_hold_each(&bits, &mut held);
     (bits.iter().zip(held.iter()))
         .filter(|(_, held)| **held)
         .map(|(block, _)| {

@@ -35,8 +35,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use intelmesh_core::containment::{BlockBits, MAX_BLOCKS_AROUND, REGIONS};
+use intelmesh_core::containment::{BlockBits, REGIONS};
 use intelmesh_core::IndicatorType;
+use smallvec::{smallvec, SmallVec};
 
 use crate::background::Background;
 use crate::kv::Kv;
@@ -206,35 +207,23 @@ impl Presence {
         if !self.filled() {
             return;
         }
-        // On the stack, [`MAX_BLOCKS_AROUND`] (all the blocks around one address) at a time.
-        for (blocks, held) in blocks
-            .chunks(MAX_BLOCKS_AROUND)
-            .zip(held.chunks_mut(MAX_BLOCKS_AROUND))
-        {
-            self.may_hold_some_blocks(blocks, held);
-        }
-    }
-
-    /// [`Presence::may_hold_blocks`] of at most [`MAX_BLOCKS_AROUND`] blocks.
-    fn may_hold_some_blocks(&self, blocks: &[BlockBits], held: &mut [bool]) {
-        let mut hashes = [Hash::default(); MAX_BLOCKS_AROUND];
-        let mut asked = [0usize; MAX_BLOCKS_AROUND];
-        let mut count = 0;
+        // On the stack for the blocks around an address (not zeroed first, which cost a
+        // memset as large as the rest).
+        let mut hashes: SmallVec<[Hash; 33]> = SmallVec::new();
+        let mut asked: SmallVec<[usize; 33]> = SmallVec::new();
         for (i, (block, held)) in blocks.iter().zip(held.iter_mut()).enumerate() {
             // A block in a /16 that holds none of its length is told without its hash or a
             // filter's cache line: most addresses looked up lie outside every listed /16.
-            if !block.region().is_none_or(|r| self.regions.holds(r)) {
+            if block.region().is_none_or(|r| self.regions.holds(r)) {
+                hashes.push(hash(block.as_bytes()));
+                asked.push(i);
+            } else {
                 *held = false;
-            } else if let (Some(h), Some(a)) = (hashes.get_mut(count), asked.get_mut(count)) {
-                *h = hash(block.as_bytes());
-                *a = i;
-                count += 1;
             }
         }
-        let mut in_filter = [false; MAX_BLOCKS_AROUND];
-        let in_filter = &mut in_filter[..count];
-        self.blocks.may_hold_each(&hashes[..count], in_filter);
-        for (&i, &in_filter) in asked[..count].iter().zip(in_filter.iter()) {
+        let mut in_filter: SmallVec<[bool; 33]> = smallvec![false; hashes.len()];
+        self.blocks.may_hold_each(&hashes, &mut in_filter);
+        for (&i, &in_filter) in asked.iter().zip(in_filter.iter()) {
             held[i] = in_filter;
         }
     }
