@@ -12,6 +12,23 @@ const MAX_LABEL: usize = 63;
 const MAX_DOMAIN: usize = 253;
 
 pub(crate) fn domain(value: &str) -> Result<String, NormalizeError> {
+    // Most names arrive canonical already: lower-case label characters and dots, no punycode.
+    // For those every step below but the label checks finds nothing to do (each a scan of the
+    // value; a lookup normalizes every domain it is asked).
+    let plain = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_'));
+    let short = value.len() <= 4 * MAX_DOMAIN;
+    if plain && short && !value.split('.').any(|label| label.starts_with("xn--")) {
+        let name = value.strip_suffix('.').unwrap_or(value);
+        check_ascii(name, value)?;
+        return Ok(name.to_owned());
+    }
+    domain_by_every_rule(value)
+}
+
+/// [`domain`] step by step, for any value.
+pub(crate) fn domain_by_every_rule(value: &str) -> Result<String, NormalizeError> {
     if let Some(err) = url_part(value) {
         return Err(err);
     }

@@ -123,6 +123,13 @@ fn guess_one_question_at_a_time(value: &str) -> Option<IndicatorType> {
 
 proptest! {
     #[test]
+    fn a_plain_name_is_normalized_as_by_every_rule(
+        raw in prop_oneof![domain(), "[a-z0-9._-]{0,30}", "[a-z.]{1005,1020}", "(xn--|[a-z0-9]|[.]|-|_){0,20}", tricky()],
+    ) {
+        prop_assert_eq!(super::domain::domain(&raw), super::domain::domain_by_every_rule(&raw), "{:?}", raw);
+    }
+
+    #[test]
     fn guess_in_one_pass_answers_as_one_question_at_a_time(
         raw in prop_oneof![typed_value().prop_map(|(_, raw)| raw), tricky(), "[0-9a-f:./\\[\\]]{0,40}"],
     ) {
