@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::record::{seal, Call, Caller};
+use crate::ValueDigest;
 
 fn call(i: u64, digests: usize) -> Call {
     Call {
@@ -13,7 +14,9 @@ fn call(i: u64, digests: usize) -> Call {
         },
         method: "Indicators/Lookup".into(),
         values: digests as u64,
-        digests: (0..digests).map(|d| format!("{d:032x}")).collect(),
+        digests: (0..digests)
+            .map(|d| ValueDigest::from_bytes((d as u128).to_be_bytes()))
+            .collect(),
         code: 0,
         result: "OK".into(),
     }
@@ -113,7 +116,7 @@ fn a_sealed_line_is_the_record_it_parses_to_written_again() {
             &c.caller.role,
             &c.method,
             &c.result,
-            &c.digests
+            &c.digests.iter().map(ValueDigest::hex).collect::<Vec<_>>()
         )
     );
     assert_eq!((r.seq, r.time_ms, r.values, r.code), (1, c.time_ms, 3, 0));
@@ -168,7 +171,9 @@ fn an_edited_and_rehashed_line_breaks_the_next_link() {
             },
             method: r.method,
             values: r.values,
-            digests: r.digests,
+            digests: (r.digests.iter())
+                .map(|d| ValueDigest::from_hex(d).expect("a digest"))
+                .collect(),
             code: r.code,
             result: r.result,
         },

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::ValueDigest;
+
 /// Value digests one record holds at most: a bulk lookup of 300k values is recorded as one
 /// call over several records (`part` 1..=`parts`), each line about 35 KB, so a reader or the
 /// writer never holds a line of megabytes, and no digest is dropped.
@@ -34,8 +36,9 @@ pub struct Call {
     pub method: String,
     /// Values the call asked about or published (0 for filters and other calls).
     pub values: u64,
-    /// Keyed digests of those values (see [`crate::AuditKey`]), in request order.
-    pub digests: Vec<String>,
+    /// Keyed digests of those values (see [`crate::AuditKey`]), in request order; written as
+    /// hex straight into the record (a lookup's call names thousands).
+    pub digests: Vec<ValueDigest>,
     /// gRPC status code (0 = OK) or HTTP status.
     pub code: u32,
     /// The code's name (`OK`, `PermissionDenied`, `HTTP 401`); never the error message,
@@ -152,7 +155,7 @@ fn record_hash(body: &str) -> [u8; 32] {
 /// Turns `call` into its lines (one per [`DIGESTS_PER_RECORD`] digests, at least one), each
 /// chained onto `head`, which moves to the last.
 pub fn seal(head: &mut Head, call: &Call) -> Vec<String> {
-    let chunks: Vec<&[String]> = if call.digests.is_empty() {
+    let chunks: Vec<&[ValueDigest]> = if call.digests.is_empty() {
         vec![&[]]
     } else {
         call.digests.chunks(DIGESTS_PER_RECORD).collect()
@@ -199,7 +202,7 @@ struct RecordOut<'a> {
     values: u64,
     part: u32,
     parts: u32,
-    digests: &'a [String],
+    digests: &'a [ValueDigest],
     code: u32,
     result: &'a str,
     prev: String,

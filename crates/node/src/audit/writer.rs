@@ -134,9 +134,9 @@ fn digested(t: &Trail, p: Pending) -> Call {
             .values
             .into_iter()
             .map(|v| match v {
-                Value::Raw(ty, raw) => t.key().digest(ty, &raw),
-                Value::Canonical(c) => t.key().digest_canonical(&c),
-                Value::Digested(d) => d.hex(),
+                Value::Raw(ty, raw) => t.key().raw_digest(ty, &raw),
+                Value::Canonical(c) => t.key().value_digest(&c),
+                Value::Digested(d) => d,
             })
             .collect(),
         code: p.code,
