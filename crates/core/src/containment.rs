@@ -239,9 +239,9 @@ fn may_hold_one(held: &dyn HeldBlocks, block: BlockBits) -> bool {
     answer[0]
 }
 
-/// Blocks around one address held without an allocation: every IPv4 length, /0 to /32, and
-/// as many IPv6 ones (more spill to the heap).
-const INLINE_BLOCKS: usize = 33;
+/// Blocks around one address held without an allocation (here and by a `HeldBlocks` asked of
+/// them): every IPv4 length, /0 to /32, and as many IPv6 ones (more spill to the heap).
+pub const INLINE_BLOCKS: usize = 33;
 
 /// The listed indicators that would contain `value`, most specific first, not `value` itself:
 /// for an address, each block of a held length around it; for a block, each shorter held block
@@ -354,17 +354,15 @@ pub fn other_forms(
     match Network::of(value) {
         Some(n) => {
             let (forms, other) = other_forms_of(n, may_hold);
-            (forms, other.map(|(seed, _)| seed))
+            (forms, other.map(|o| o.indicator()))
         }
         None => (Vec::new(), None),
     }
 }
 
-/// [`other_forms`] of an address or a block, the other form given also as read.
-pub fn other_forms_of(
-    n: Network,
-    may_hold: &dyn HeldBlocks,
-) -> (Vec<Indicator>, Option<(Indicator, Network)>) {
+/// [`other_forms`] of an address or a block, the form in the other family given as read (a
+/// lookup asks for its blocks, not its text).
+pub fn other_forms_of(n: Network, may_hold: &dyn HeldBlocks) -> (Vec<Indicator>, Option<Network>) {
     let mut forms = Vec::new();
     if n.is_block && n.len == max_len(n.addr) {
         forms.push(
@@ -378,11 +376,10 @@ pub fn other_forms_of(
     let Some(other) = n.other() else {
         return (forms, None);
     };
-    let seed = other.indicator();
     if !other.is_block || may_hold_one(may_hold, BlockBits::of_network(other.addr, other.len)) {
-        forms.push(seed.clone());
+        forms.push(other.indicator());
     }
-    (forms, Some((seed, other)))
+    (forms, Some(other))
 }
 
 fn address_type(addr: IpAddr) -> IndicatorType {

@@ -35,7 +35,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use intelmesh_core::containment::{BlockBits, REGIONS};
+use intelmesh_core::containment::{BlockBits, INLINE_BLOCKS, REGIONS};
 use intelmesh_core::IndicatorType;
 use smallvec::{smallvec, SmallVec};
 
@@ -74,7 +74,7 @@ struct Filter {
 }
 
 /// A key's hash: the low half picks the block, the high half the bits in it.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Hash {
     block: u64,
     bits: u64,
@@ -209,8 +209,8 @@ impl Presence {
         }
         // On the stack for the blocks around an address (not zeroed first, which cost a
         // memset as large as the rest).
-        let mut hashes: SmallVec<[Hash; 33]> = SmallVec::new();
-        let mut asked: SmallVec<[usize; 33]> = SmallVec::new();
+        let mut hashes: SmallVec<[Hash; INLINE_BLOCKS]> = SmallVec::new();
+        let mut asked: SmallVec<[usize; INLINE_BLOCKS]> = SmallVec::new();
         for (i, (block, held)) in blocks.iter().zip(held.iter_mut()).enumerate() {
             // A block in a /16 that holds none of its length is told without its hash or a
             // filter's cache line: most addresses looked up lie outside every listed /16.
@@ -221,7 +221,7 @@ impl Presence {
                 *held = false;
             }
         }
-        let mut in_filter: SmallVec<[bool; 33]> = smallvec![false; hashes.len()];
+        let mut in_filter: SmallVec<[bool; INLINE_BLOCKS]> = smallvec![false; hashes.len()];
         self.blocks.may_hold_each(&hashes, &mut in_filter);
         for (&i, &in_filter) in asked.iter().zip(in_filter.iter()) {
             held[i] = in_filter;

@@ -328,7 +328,7 @@ fn address_candidates(
         .into_iter()
         .map(|(i, k)| (i, kind(k)))
         .collect();
-    if let Some((_, other)) = other {
+    if let Some(other) = other {
         // The other form of an IPv4 value is its IPv4-mapped IPv6 form.
         let other_lengths = match other.is_v6() {
             true => lengths.mapped_range(),
