@@ -161,16 +161,18 @@ async fn probe(link: &mut PeerLink, signed: Signed, window: usize) -> anyhow::Re
     Ok(signed.entries as f64 / took.as_secs_f64())
 }
 
-/// Samples the node's memory until `stop` fires; returns the highest RSS seen, in KiB.
+/// Samples the node's memory until `stop` fires; returns the sample of the highest RSS seen.
 fn sample_rss(
     pid: u32,
     mut stop: tokio::sync::oneshot::Receiver<()>,
-) -> tokio::task::JoinHandle<u64> {
+) -> tokio::task::JoinHandle<ProcMem> {
     tokio::spawn(async move {
-        let mut highest = 0;
+        let mut highest = ProcMem::default();
         loop {
             if let Ok(m) = ProcMem::of(pid) {
-                highest = highest.max(m.rss_kib);
+                if m.rss_kib > highest.rss_kib {
+                    highest = m;
+                }
             }
             tokio::select! {
                 _ = &mut stop => return highest,
@@ -409,10 +411,11 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     // whatever else the machine's two cores are doing.
     let node_us_per_value = (process_cpu_seconds(pid)? - node_cpu) * 1e6 / o.lookups as f64;
     let _ = stop.send(());
-    let steady_kib = sampler.await.context("the memory sampler failed")?;
+    let steady = sampler.await.context("the memory sampler failed")?;
+    let steady_kib = steady.rss_kib;
     let lookup_rate = o.lookups as f64 / took.as_secs_f64();
     say(format!(
-        "lookups: {} values ({}) in calls of {}, {} in flight: {lookup_rate:.0} values/s; found {:.1}% of listed, {:.1}% of unlisted, {:.1}% of addresses inside listed blocks; node RSS while serving: up to {} MiB; the bench's own CPU (building calls, reading answers): {:.2} of the {:.1}s; the node's CPU: {node_us_per_value:.2} µs per value",
+        "lookups: {} values ({}) in calls of {}, {} in flight: {lookup_rate:.0} values/s; found {:.1}% of listed, {:.1}% of unlisted, {:.1}% of addresses inside listed blocks; node RSS while serving: up to {} MiB ({} anonymous, {} of mapped files); the bench's own CPU (building calls, reading answers): {:.2} of the {:.1}s; the node's CPU: {node_us_per_value:.2} µs per value",
         o.lookups,
         lookup::MIX_TEXT,
         lookup::MAX_LOOKUPS,
@@ -421,6 +424,8 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
         Found::fraction(found.unlisted) * 100.0,
         Found::fraction(found.in_block) * 100.0,
         mib(steady_kib),
+        mib(steady.anon_kib),
+        mib(steady.file_kib),
         client_cpu / took.as_secs_f64(),
         took.as_secs_f64()
     ));
@@ -449,7 +454,7 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
     let restart_time = api_time.max(federate_time);
     let restart_mem = ProcMem::of(pid)?;
     let _ = stop.send(());
-    let restart_rss_kib = sampler.await.context("the memory sampler failed")?;
+    let restart_rss_kib = sampler.await.context("the memory sampler failed")?.rss_kib;
     say(format!(
         "SIGKILL and restart: Status answered after {:.1} ms, a new entry sent over a new link was applied after {:.1} ms; peak RSS of the new process (VmHWM) {} MiB",
         api_time.as_secs_f64() * 1e3,
@@ -479,6 +484,8 @@ async fn scale_async(o: ScaleOpts) -> anyhow::Result<()> {
             "indicators": n,
             "entries": expected.values().sum::<u64>(),
             "rss_steady_mib": mib(steady_kib),
+            "rss_steady_anon_mib": mib(steady.anon_kib),
+            "rss_steady_file_mib": mib(steady.file_kib),
             "rss_peak_restart_mib": mib(restart_mem.hwm_kib.max(restart_rss_kib)),
             "restart_ms": (restart_time.as_secs_f64() * 1e3).round(),
             "lookup_rate": lookup_rate.round(),

@@ -50,6 +50,11 @@ pub(crate) struct ProcMem {
     pub rss_kib: u64,
     /// The highest resident set size the process has had (`VmHWM`, its high-water mark).
     pub hwm_kib: u64,
+    /// Of `rss_kib`, anonymous memory (`RssAnon`: the heap, the block cache, the filters).
+    pub anon_kib: u64,
+    /// Of `rss_kib`, pages of mapped files (`RssFile`: the binary, a mapped lookup table),
+    /// which the kernel may drop and read back under memory pressure.
+    pub file_kib: u64,
 }
 
 impl ProcMem {
@@ -70,6 +75,9 @@ impl ProcMem {
         Some(ProcMem {
             rss_kib: kib("VmRSS:")?,
             hwm_kib: kib("VmHWM:")?,
+            // Absent before Linux 4.5: then unknown, not an error.
+            anon_kib: kib("RssAnon:").unwrap_or(0),
+            file_kib: kib("RssFile:").unwrap_or(0),
         })
     }
 }
@@ -155,10 +163,17 @@ mod tests {
     fn reads_rss_and_high_water_mark_from_proc_status() {
         let text = "Name:\tintelmesh\nVmPeak:\t  900 kB\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
         let m = ProcMem::parse(text).expect("both lines");
-        assert_eq!((m.rss_kib, m.hwm_kib), (1024, 2048));
+        assert_eq!(
+            (m.rss_kib, m.hwm_kib, m.anon_kib, m.file_kib),
+            (1024, 2048, 0, 0)
+        );
+        let split = format!("{text}RssAnon:\t  1000 kB\nRssFile:\t    24 kB\n");
+        let m = ProcMem::parse(&split).expect("every line");
+        assert_eq!((m.rss_kib, m.anon_kib, m.file_kib), (1024, 1000, 24));
         assert!(ProcMem::parse("Name:\tx\n").is_none());
         let own = ProcMem::of(std::process::id()).expect("this process");
         assert!(own.rss_kib > 0 && own.hwm_kib >= own.rss_kib);
+        assert!(own.anon_kib + own.file_kib <= own.rss_kib);
     }
 
     #[test]
