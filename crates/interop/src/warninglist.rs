@@ -159,7 +159,6 @@ pub struct Warninglists {
     substrings: Vec<(String, usize)>,
     v4: BTreeMap<u8, Map<u32, Vec<usize>>>,
     v6: BTreeMap<u8, Map<u128, Vec<usize>>>,
-    /// Per list, where its blocks start: a wider block holding one covers it.
     /// Per list, where its blocks start and their prefix lengths: a block holding one covers
     /// it.
     v4_starts: BTreeMap<usize, BTreeSet<(u32, u8)>>,
@@ -267,19 +266,36 @@ impl Warninglists {
     /// [`Warninglists::matches`] for a caller that has `indicator.host()` at hand already
     /// (a URL's host costs a URL parse).
     pub fn matches_with_host(&self, indicator: &Indicator, host: Option<&Indicator>) -> Vec<&str> {
+        // A node without lists answers every lookup: not a parse or a probe of each value.
+        if self.is_empty() {
+            return Vec::new();
+        }
         let mut hits = Vec::new();
-        // Parsed once, for what it is on and what it covers.
-        let block = block_of(indicator);
+        // Parsed once, for what it is on and what it covers; not at all without listed blocks.
+        let block = self.block_of(indicator);
         self.collect(indicator, block, &mut hits);
         // A URL or e-mail address is specific: only the value itself can cover listed ones.
         self.collect_covered(indicator, block, &mut hits);
         if let Some(host) = host {
-            self.collect(host, block_of(host), &mut hits);
+            self.collect(host, self.block_of(host), &mut hits);
         }
         let mut names: Vec<&str> = hits.into_iter().map(|i| self.names[i].as_str()).collect();
         names.sort_unstable();
         names.dedup();
         names
+    }
+
+    /// `indicator`'s block when some list holds blocks or addresses (else nothing could be
+    /// found by it).
+    fn block_of(&self, indicator: &Indicator) -> Option<Block> {
+        let no_blocks = self.v4.is_empty()
+            && self.v6.is_empty()
+            && self.v4_starts.is_empty()
+            && self.v6_starts.is_empty();
+        if no_blocks {
+            return None;
+        }
+        block_of(indicator)
     }
 
     fn applies(&self, list: usize, ty: IndicatorType) -> bool {
@@ -347,7 +363,7 @@ impl Warninglists {
             }
         };
         take(self.exact.get(value));
-        if ty == IndicatorType::Domain {
+        if ty == IndicatorType::Domain && !self.hostnames.is_empty() {
             let mut name = value;
             loop {
                 take(self.hostnames.get(name));

@@ -193,3 +193,48 @@ fn a_string_lists_address_is_found_as_a_whole_length_block_or_mapped() {
     assert_eq!(w.matches(&ind(ty, "2001:db8::1/128")), ["v6"]);
     assert!(w.matches(&ind(ty, "2001:db8::2/128")).is_empty());
 }
+
+#[test]
+fn lists_of_one_kind_find_what_they_hold_and_no_lists_find_nothing() {
+    use IndicatorType as T;
+    let names = list(json!({"name": "google", "type": "hostname", "list": ["google.com"]}));
+    let blocks = list(json!({"name": "dns", "type": "cidr", "list": ["8.8.8.0/24"]}));
+    let only = |l: &Warninglist| {
+        let mut w = Warninglists::new();
+        w.add(l);
+        w
+    };
+    let (none, names_only, blocks_only) = (Warninglists::new(), only(&names), only(&blocks));
+    let asked = [
+        ind(T::Domain, "mail.google.com"),
+        ind(T::Url, "https://www.google.com/q"),
+        ind(T::Ipv4, "8.8.8.8"),
+        ind(T::Cidr, "8.8.0.0/16"),
+        ind(T::Ipv6, "::ffff:8.8.8.8"),
+    ];
+    fn found<'w>(w: &'w Warninglists, asked: &[Indicator]) -> Vec<Vec<&'w str>> {
+        asked.iter().map(|i| w.matches(i)).collect()
+    }
+    let nothing: Vec<&str> = Vec::new();
+    assert_eq!(found(&none, &asked), vec![nothing.clone(); asked.len()]);
+    assert_eq!(
+        found(&names_only, &asked),
+        vec![
+            vec!["google"],
+            vec!["google"],
+            nothing.clone(),
+            nothing.clone(),
+            nothing.clone()
+        ]
+    );
+    assert_eq!(
+        found(&blocks_only, &asked),
+        vec![
+            nothing.clone(),
+            nothing.clone(),
+            vec!["dns"],
+            vec!["dns"],
+            vec!["dns"]
+        ]
+    );
+}

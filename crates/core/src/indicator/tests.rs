@@ -29,6 +29,10 @@ fn refang_table() {
         ("hXXps://example.com", "https://example.com"),
         ("HXXP://example.com", "http://example.com"),
         ("fxp://files.example.com/a", "ftp://files.example.com/a"),
+        // The longest defanged name; one letter more is a name of no scheme.
+        ("HTXXPS://example.com/x", "https://example.com/x"),
+        ("ahtxxps://example.com/x", "ahtxxps://example.com/x"),
+        ("hxxps:/example.com", "hxxps:/example.com"),
         (
             "128[.]199[.]72[.]218[:]4700/wp-content/",
             "128.199.72.218:4700/wp-content/",
