@@ -228,9 +228,15 @@ pub fn detect_with_host(raw: &str) -> Result<(Indicator, Option<Indicator>), Nor
     let value = prepare(raw)?;
     match detected(&value)? {
         Detected::Guessed(IndicatorType::Url) => {
-            let url = settled_url(&value)?;
-            let host = uri::host_of(&url);
-            Ok((within_max_len(IndicatorType::Url, url.into())?, host))
+            let (url, host) = match uri::plain_host(&value) {
+                Some(host) => (value.to_string(), uri::plain_host_indicator(host)),
+                None => {
+                    let url = settled_url(&value)?;
+                    let host = uri::host_of(&url);
+                    (url.into(), host)
+                }
+            };
+            Ok((within_max_len(IndicatorType::Url, url)?, host))
         }
         other => {
             let indicator = from_detected(other, value)?;
@@ -304,7 +310,10 @@ fn normalize_prepared(ty: IndicatorType, value: &str) -> Result<Indicator, Norma
         IndicatorType::Ipv6 => net::ipv6(value)?,
         IndicatorType::Cidr => net::cidr(value)?,
         IndicatorType::Domain => domain::domain(value)?,
-        IndicatorType::Url => settled_url(value)?.into(),
+        IndicatorType::Url => match uri::plain_host(value) {
+            Some(_) => value.to_owned(),
+            None => settled_url(value)?.into(),
+        },
         IndicatorType::Email => email::email(value)?,
         IndicatorType::Md5 | IndicatorType::Sha1 | IndicatorType::Sha256 => {
             hash(value, ty.hash_len().unwrap_or_default())?

@@ -60,6 +60,35 @@ fn typed_value() -> impl Strategy<Value = (IndicatorType, String)> {
     ]
 }
 
+/// URLs near the plain form `uri::plain_host` reads without the parser: mostly plain, with
+/// one or more of what takes a URL off it (case, ports, punycode and numeric labels, dot
+/// segments, escapes, characters the parser escapes or drops).
+fn near_plain_url() -> impl Strategy<Value = String> {
+    let scheme = prop::sample::select(vec![
+        "http", "https", "http", "https", "HTTP", "hTTps", "ftp", "ws",
+    ]);
+    let label = prop_oneof![
+        4 => "[a-z][a-z0-9-]{0,8}",
+        1 => "[a-zA-Z0-9_-]{0,6}",
+        1 => "xn--[a-z0-9-]{1,8}",
+        1 => "[0-9]{1,3}",
+        1 => "0x[0-9a-f]{1,2}",
+    ];
+    let host = prop::collection::vec(label, 1..5).prop_map(|l| l.join("."));
+    let trailer = prop::sample::select(vec!["", "", "", "", ".", ":80", ":8080", "@x.com"]);
+    let segment = prop_oneof![
+        6 => "[a-zA-Z0-9._~!$&'*+,;=:@-]{0,8}",
+        1 => r#"[a-z%\\ \t\n"<>^`{}|()\[\]#é]{0,4}"#,
+        1 => prop::sample::select(vec![".", "..", "%2e", ".%2E", "%2e%2e"]).prop_map(String::from),
+    ];
+    let path = prop::collection::vec(segment, 0..4).prop_map(|s| s.join("/"));
+    let query = prop::option::of("[a-zA-Z0-9=&?/.:@'%#-]{0,10}");
+    (scheme, host, trailer, path, query).prop_map(|(scheme, host, trailer, path, query)| {
+        let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+        format!("{scheme}://{host}{trailer}/{path}{query}")
+    })
+}
+
 /// Strings made of the characters the rules care about, to reach their edge cases.
 fn tricky() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -159,6 +188,21 @@ proptest! {
             (i, host)
         });
         prop_assert_eq!(detect_with_host(&raw), expected);
+    }
+
+    /// A URL read as plain (its host taken without the parser) is one the `url` crate gives
+    /// back unchanged, with that host.
+    #[test]
+    fn a_plain_url_is_what_the_parser_makes_of_it(
+        raw in prop_oneof![near_plain_url(), url(), tricky()],
+    ) {
+        if let Some(host) = super::uri::plain_host(&raw) {
+            let parsed = super::settled_url(&raw);
+            prop_assert!(parsed.is_ok(), "{:?}: {:?}", raw, parsed);
+            let Ok(parsed) = parsed else { unreachable!() };
+            prop_assert_eq!(parsed.as_str(), raw.as_str());
+            prop_assert_eq!(super::uri::plain_host_indicator(host), super::uri::host_of(&parsed), "{:?}", raw);
+        }
     }
 
     #[test]

@@ -415,3 +415,60 @@ fn values_too_long_for_dns_are_refused_before_idna() {
         "xn--bcher-kva.example"
     );
 }
+
+/// Which URLs are read as plain, without the parser: canonical http(s) URLs with a host name;
+/// anything the parser would change, or whose host is not a plain name, is not.
+#[test]
+fn plain_urls_are_read_without_the_parser() {
+    let cases = [
+        ("https://login12.com/wp/a.php?id=5&x=y", Some("login12.com")),
+        ("http://a-b.example.co/", Some("a-b.example.co")),
+        (
+            "http://1.2.example.com/x//y/.hidden",
+            Some("1.2.example.com"),
+        ),
+        (
+            "https://example.com/a;b,c=d:e@f!$&'*+~",
+            Some("example.com"),
+        ),
+        (
+            "https://example.com/Upper/Case?Q=1?2/3",
+            Some("example.com"),
+        ),
+        ("https://example.com", None),
+        ("HTTPS://example.com/", None),
+        ("ftp://example.com/", None),
+        ("https://Example.com/", None),
+        ("https://example.com./", None),
+        ("https://example.com:443/", None),
+        ("https://user@example.com/", None),
+        ("https://1.2.3.4/", None),
+        ("https://example.123/", None),
+        ("https://xn--bcher-kva.de/", None),
+        ("https://exa_mple.com/", None),
+        ("https://-example.com/", None),
+        ("https://localhost/", None),
+        ("https://example.com/a/../b", None),
+        ("https://example.com/a/./b", None),
+        ("https://example.com/a/%2e/b", None),
+        ("https://example.com/a b", None),
+        ("https://example.com/a\\b", None),
+        ("https://example.com/(x)", None),
+        ("https://example.com/a#frag", None),
+        ("https://example.com/a?", None),
+        ("https://example.com/a?it's", None),
+        ("https://example.com/caf\u{e9}", None),
+    ];
+    for (url, host) in cases {
+        assert_eq!(super::uri::plain_host(url), host, "{url:?}");
+        if host.is_some() {
+            let indicator = normalize(IndicatorType::Url, url).expect("a plain URL is valid");
+            assert_eq!(
+                indicator.value(),
+                url,
+                "a plain URL is canonical as written"
+            );
+            assert_eq!(indicator.host().as_ref().map(|h| h.value()), host);
+        }
+    }
+}
