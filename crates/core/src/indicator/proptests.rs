@@ -74,7 +74,11 @@ fn near_plain_url() -> impl Strategy<Value = String> {
         1 => "[0-9]{1,3}",
         1 => "0x[0-9a-f]{1,2}",
     ];
-    let host = prop::collection::vec(label, 1..5).prop_map(|l| l.join("."));
+    let host = prop_oneof![
+        3 => prop::collection::vec(label, 1..5).prop_map(|l| l.join(".")),
+        1 => ipv4().prop_map(|a| a.to_string()),
+        1 => "[0-9]{1,4}(\\.[0-9]{1,3}){0,4}",
+    ];
     let trailer = prop::sample::select(vec!["", "", "", "", ".", ":80", ":8080", "@x.com"]);
     let segment = prop_oneof![
         6 => "[a-zA-Z0-9._~!$&'*+,;=:@-]{0,8}",

@@ -67,14 +67,14 @@ pub(crate) fn host(canonical: &str) -> Option<Indicator> {
     }
 }
 
-/// The host of `value` if it is a URL already in the form [`url`] would give it, read
-/// without the `url` crate: scheme `http` or `https`, a host name of lower-case letters,
-/// digits, dots and hyphens whose last label starts with a letter (the WHATWG parser reads a
-/// host ending in a number as an IPv4 address) and holds no punycode label, a path, and a
-/// path and query of characters the parser neither escapes nor reads as dot segments, a
-/// fragment, a port or user info. `None` says nothing of validity: such a value goes through
-/// [`url`]. URLs are about a fifth of a bulk lookup's values, and the parse was most of
-/// their cost.
+/// The host of `value` if it is a URL already in the form [`url`] gives, read without the
+/// `url` crate: scheme `http` or `https`; as host a dotted-quad IPv4 address, or a name of
+/// lower-case letters, digits, dots and hyphens whose last label starts with a letter (the
+/// WHATWG parser reads a host ending in a number as an IPv4 address) and none punycode; no
+/// port or user info; then a path and maybe a query, of characters the parser keeps as they
+/// are, with no dot segment or fragment. `None` says nothing of validity: such a value goes
+/// through [`url`]. URLs are about a fifth of a bulk lookup's values, and the parse was most
+/// of their cost.
 pub(crate) fn plain_host(value: &str) -> Option<&str> {
     let rest = value
         .strip_prefix("https://")
@@ -86,12 +86,16 @@ pub(crate) fn plain_host(value: &str) -> Option<&str> {
     if !host.bytes().all(host_byte) {
         return None;
     }
-    let last = host.rsplit('.').next()?;
-    if !last.bytes().next()?.is_ascii_lowercase() || host.split('.').any(|l| l.starts_with("xn--"))
-    {
-        return None;
+    // A dotted quad as std reads it is written as the parser writes it back (no leading
+    // zeros); any other host ending in a number (`1.2.3`, `0x7f.1`) the parser reads its way.
+    if host.parse::<Ipv4Addr>().is_err() {
+        let last = host.rsplit('.').next()?;
+        let punycode = host.split('.').any(|l| l.starts_with("xn--"));
+        if !last.bytes().next()?.is_ascii_lowercase() || punycode {
+            return None;
+        }
+        domain::check_ascii(host, value).ok()?;
     }
-    domain::check_ascii(host, value).ok()?;
     let (path, query) = match path_and_query.split_once('?') {
         Some((path, query)) => (path, Some(query)),
         None => (path_and_query, None),
@@ -133,7 +137,11 @@ fn plain_query_byte(b: u8) -> bool {
 
 /// The host indicator of a URL whose host [`plain_host`] read: as [`host_of`] makes it.
 pub(crate) fn plain_host_indicator(host: &str) -> Option<Indicator> {
-    normalize(IndicatorType::Domain, host).ok()
+    let ty = match host.parse::<Ipv4Addr>() {
+        Ok(_) => IndicatorType::Ipv4,
+        Err(_) => IndicatorType::Domain,
+    };
+    normalize(ty, host).ok()
 }
 
 /// [`host`] of a URL already parsed, as [`url`] returns it: parsing its serialization again
