@@ -229,7 +229,7 @@ pub fn detect_with_host(raw: &str) -> Result<(Indicator, Option<Indicator>), Nor
     match detected(&value)? {
         Detected::Guessed(IndicatorType::Url) => {
             let (url, host) = match uri::plain_host(&value) {
-                Some(host) => (value.to_string(), uri::plain_host_indicator(host)),
+                Some(host) => (value.to_string(), host.indicator()),
                 None => {
                     let url = settled_url(&value)?;
                     let host = uri::host_of(&url);

@@ -272,12 +272,12 @@ impl Warninglists {
         }
         let mut hits = Vec::new();
         // Parsed once, for what it is on and what it covers; not at all without listed blocks.
-        let block = self.block_of(indicator);
+        let block = self.probed_block(indicator);
         self.collect(indicator, block, &mut hits);
         // A URL or e-mail address is specific: only the value itself can cover listed ones.
         self.collect_covered(indicator, block, &mut hits);
         if let Some(host) = host {
-            self.collect(host, self.block_of(host), &mut hits);
+            self.collect(host, self.probed_block(host), &mut hits);
         }
         let mut names: Vec<&str> = hits.into_iter().map(|i| self.names[i].as_str()).collect();
         names.sort_unstable();
@@ -287,7 +287,7 @@ impl Warninglists {
 
     /// `indicator`'s block when some list holds blocks or addresses (else nothing could be
     /// found by it).
-    fn block_of(&self, indicator: &Indicator) -> Option<Block> {
+    fn probed_block(&self, indicator: &Indicator) -> Option<Block> {
         let no_blocks = self.v4.is_empty()
             && self.v6.is_empty()
             && self.v4_starts.is_empty()

@@ -205,7 +205,7 @@ proptest! {
             prop_assert!(parsed.is_ok(), "{:?}: {:?}", raw, parsed);
             let Ok(parsed) = parsed else { unreachable!() };
             prop_assert_eq!(parsed.as_str(), raw.as_str());
-            prop_assert_eq!(super::uri::plain_host_indicator(host), super::uri::host_of(&parsed), "{:?}", raw);
+            prop_assert_eq!(host.indicator(), super::uri::host_of(&parsed), "{:?}", raw);
         }
     }
 

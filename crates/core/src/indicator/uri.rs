@@ -62,7 +62,7 @@ pub(crate) fn url(value: &str) -> Result<Url, NormalizeError> {
 /// the URL means them).
 pub(crate) fn host(canonical: &str) -> Option<Indicator> {
     match plain_host(canonical) {
-        Some(host) => plain_host_indicator(host),
+        Some(host) => host.indicator(),
         None => host_of(&Url::parse(canonical).ok()?),
     }
 }
@@ -75,7 +75,7 @@ pub(crate) fn host(canonical: &str) -> Option<Indicator> {
 /// are, with no dot segment or fragment. `None` says nothing of validity: such a value goes
 /// through [`url`]. URLs are about a fifth of a bulk lookup's values, and the parse was most
 /// of their cost.
-pub(crate) fn plain_host(value: &str) -> Option<&str> {
+pub(crate) fn plain_host(value: &str) -> Option<PlainHost<'_>> {
     let rest = value
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"))?;
@@ -88,7 +88,11 @@ pub(crate) fn plain_host(value: &str) -> Option<&str> {
     }
     // A dotted quad as std reads it is written as the parser writes it back (no leading
     // zeros); any other host ending in a number (`1.2.3`, `0x7f.1`) the parser reads its way.
-    if host.parse::<Ipv4Addr>().is_err() {
+    let ty = match host.parse::<Ipv4Addr>() {
+        Ok(_) => IndicatorType::Ipv4,
+        Err(_) => IndicatorType::Domain,
+    };
+    if ty == IndicatorType::Domain {
         let last = host.rsplit('.').next()?;
         let punycode = host.split('.').any(|l| l.starts_with("xn--"));
         if !last.bytes().next()?.is_ascii_lowercase() || punycode {
@@ -102,7 +106,22 @@ pub(crate) fn plain_host(value: &str) -> Option<&str> {
     };
     let dot_segment = path.split('/').any(|s| s == "." || s == "..");
     let query_plain = query.is_none_or(|q| !q.is_empty() && q.bytes().all(plain_query_byte));
-    (!dot_segment && path.bytes().all(plain_path_byte) && query_plain).then_some(host)
+    let plain = !dot_segment && path.bytes().all(plain_path_byte) && query_plain;
+    plain.then_some(PlainHost { name: host, ty })
+}
+
+/// The host of a URL [`plain_host`] read: its text and whether it is an address or a name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PlainHost<'a> {
+    pub name: &'a str,
+    pub ty: IndicatorType,
+}
+
+impl PlainHost<'_> {
+    /// The host as an indicator, as [`host_of`] makes it from the parsed URL.
+    pub(crate) fn indicator(&self) -> Option<Indicator> {
+        normalize(self.ty, self.name).ok()
+    }
 }
 
 /// A byte the WHATWG parser keeps as it is in the path of an http(s) URL (unreserved
@@ -133,15 +152,6 @@ fn plain_path_byte(b: u8) -> bool {
 /// which the special-query set escapes.
 fn plain_query_byte(b: u8) -> bool {
     (plain_path_byte(b) && b != b'\'') || b == b'?'
-}
-
-/// The host indicator of a URL whose host [`plain_host`] read: as [`host_of`] makes it.
-pub(crate) fn plain_host_indicator(host: &str) -> Option<Indicator> {
-    let ty = match host.parse::<Ipv4Addr>() {
-        Ok(_) => IndicatorType::Ipv4,
-        Err(_) => IndicatorType::Domain,
-    };
-    normalize(ty, host).ok()
 }
 
 /// [`host`] of a URL already parsed, as [`url`] returns it: parsing its serialization again
