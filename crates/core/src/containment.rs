@@ -10,7 +10,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::indicator::{Indicator, IndicatorType};
+use crate::indicator::{text_with_room, Indicator, IndicatorType, IPV6_TEXT};
 use smallvec::{smallvec, SmallVec};
 
 /// The prefix lengths of the CIDR blocks a store holds, per address family.
@@ -432,7 +432,7 @@ fn blocks_around(
 /// `format!` was a tenth of a lookup's candidates (perf, `bench scale`).
 fn block_text(network: IpAddr, prefix: u8) -> String {
     let IpAddr::V4(v4) = network else {
-        return format!("{network}/{prefix}");
+        return text_with_room(format_args!("{network}/{prefix}"), IPV6_TEXT + 4);
     };
     let mut out = String::with_capacity(18);
     push_ipv4(&mut out, v4);
@@ -458,7 +458,7 @@ fn address_text(addr: IpAddr) -> String {
                 push_ipv4(&mut out, v4);
                 out
             }
-            None => v6.to_string(),
+            None => text_with_room(v6, IPV6_TEXT),
         },
     }
 }

@@ -13,6 +13,7 @@ mod domain;
 mod email;
 mod error;
 mod net;
+pub(crate) use net::{text_with_room, IPV6_TEXT};
 mod refang;
 mod uri;
 

@@ -490,21 +490,22 @@ impl Store for DiskStore {
             .map(|(k, _)| *k)
             .collect();
         let mut answers = self.db.state_tables().lookup_many(&asked)?.into_iter();
-        keys.iter()
-            .zip(held)
-            .map(|(key, held)| {
-                if !held {
-                    return Ok(None);
+        // Pushed into room for all: a collect through `Result` grew the vector by doubling.
+        let mut states = Vec::with_capacity(keys.len());
+        for (key, held) in keys.iter().zip(held) {
+            if !held {
+                states.push(None);
+                continue;
+            }
+            states.push(match answers.next() {
+                Some(Answer::Found(state)) => Some(state),
+                Some(Answer::Absent) => None,
+                Some(Answer::AskLsm) | None => {
+                    self.db.get(key)?.map(|v| decode_state(&v)).transpose()?
                 }
-                match answers.next() {
-                    Some(Answer::Found(state)) => Ok(Some(state)),
-                    Some(Answer::Absent) => Ok(None),
-                    Some(Answer::AskLsm) | None => {
-                        self.db.get(key)?.map(|v| decode_state(&v)).transpose()
-                    }
-                }
-            })
-            .collect()
+            });
+        }
+        Ok(states)
     }
 
     fn select(

@@ -11,8 +11,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use intelmesh_audit::{
-    file_name, file_number, parse_line, seal, AuditKey, Break, Call, Checker, Head, Record, Start,
-    Summary, KEY_LEN,
+    file_name, file_number, parse_line, seal_into, AuditKey, Break, Call, Checker, Head, Record,
+    Start, Summary, KEY_LEN,
 };
 
 use super::head_file::{self, HeadFile};
@@ -305,10 +305,7 @@ impl Trail {
                 self.write_out(&mut out, sealed)?;
                 self.rotate()?;
             }
-            for line in seal(&mut sealed, call) {
-                out.extend_from_slice(line.as_bytes());
-                out.push(b'\n');
-            }
+            seal_into(&mut sealed, call, &mut out);
         }
         self.write_out(&mut out, sealed)
     }
