@@ -76,7 +76,10 @@ pub(crate) fn cidr(value: &str) -> Result<String, NormalizeError> {
             IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
         }
     };
-    Ok(text_with_room(format_args!("{network}/{prefix}"), IPV6_TEXT + 4))
+    Ok(text_with_room(
+        format_args!("{network}/{prefix}"),
+        IPV6_TEXT + 4,
+    ))
 }
 
 fn check_prefix(prefix: u32, max: u8) -> Result<(), NormalizeError> {
