@@ -130,6 +130,27 @@ fn a_sealed_line_is_the_record_it_parses_to_written_again() {
     );
 }
 
+#[test]
+fn calls_sealed_into_one_buffer_are_the_lines_each_seals_to_and_chain() {
+    let calls = [
+        call(0, 2),
+        call(1, crate::DIGESTS_PER_RECORD + 1),
+        call(2, 0),
+    ];
+    let (mut one, mut each) = (Head::default(), Head::default());
+    let mut buffer = b"written before\n".to_vec();
+    for c in &calls {
+        crate::record::seal_into(&mut one, c, &mut buffer);
+    }
+    let alone: Vec<String> = calls.iter().flat_map(|c| seal(&mut each, c)).collect();
+    let text = String::from_utf8(buffer).unwrap();
+    let lines: Vec<String> = text.lines().skip(1).map(str::to_string).collect();
+    assert!(text.starts_with("written before\n") && text.ends_with('\n'));
+    assert_eq!(lines, alone);
+    assert_eq!((one, lines.len()), (each, 4));
+    assert_eq!(check(&[lines], Some(one)).unwrap().records, 4);
+}
+
 fn parse_line_ok(l: &str) -> Record {
     crate::parse_line(l).unwrap().record
 }
