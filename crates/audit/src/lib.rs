@@ -19,6 +19,6 @@ pub use chain::{Break, Checker, Defect, Summary};
 pub use digest::{AuditKey, ValueDigest, KEY_LEN};
 pub use filter::Filter;
 pub use record::{
-    file_name, file_number, parse_line, seal, seal_into, Call, Caller, Head, LineError, Record,
-    Sealed, Start, DIGESTS_PER_RECORD,
+    file_name, file_number, parse_line, seal_into, Call, Caller, Head, LineError, Record, Sealed,
+    Start, DIGESTS_PER_RECORD,
 };

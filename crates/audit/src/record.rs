@@ -152,9 +152,9 @@ fn record_hash(body: &[u8]) -> [u8; 32] {
         .into()
 }
 
-/// Turns `call` into its lines (one per [`DIGESTS_PER_RECORD`] digests, at least one), each
-/// chained onto `head`, which moves to the last.
-pub fn seal(head: &mut Head, call: &Call) -> Vec<String> {
+/// [`seal_into`]'s lines one by one, for tests that edit a trail line by line.
+#[cfg(test)]
+pub(crate) fn seal(head: &mut Head, call: &Call) -> Vec<String> {
     let mut out = Vec::new();
     seal_into(head, call, &mut out);
     // Each line is JSON text and its newline.
@@ -169,11 +169,12 @@ const DIGEST_TEXT: usize = 35;
 /// About what a record takes besides its digests.
 const RECORD_TEXT: usize = 512;
 
-/// [`seal`]'s lines appended to `out`, each ended by a newline: a record is serialized once,
-/// straight into the buffer the trail writes, its hash written after it in place. (Serialized
-/// into a string of its own, then copied with its hash into a line, then into the buffer, a
-/// lookup's record of a thousand digests was copied three times and its string grown by
-/// doubling: 1% of a lookup's CPU at 10M.)
+/// Turns `call` into its lines (one per [`DIGESTS_PER_RECORD`] digests, at least one), each
+/// chained onto `head`, which moves to the last, and appends them to `out`, each ended by a
+/// newline. A record is serialized once, straight into the buffer the trail writes, its hash
+/// written after it in place. (Serialized into a string of its own, then copied with its hash
+/// into a line, then into the buffer, a lookup's record of a thousand digests was copied three
+/// times and its string grown by doubling: 1% of a lookup's CPU at 10M.)
 pub fn seal_into(head: &mut Head, call: &Call, out: &mut Vec<u8>) {
     let chunks: Vec<&[ValueDigest]> = if call.digests.is_empty() {
         vec![&[]]
@@ -219,7 +220,7 @@ pub fn seal_into(head: &mut Head, call: &Call, out: &mut Vec<u8>) {
     }
 }
 
-/// A [`Record`] as [`seal`] writes it, borrowing the call's fields: a lookup's record holds a
+/// A [`Record`] as [`seal_into`] writes it, borrowing the call's fields: a lookup's record holds a
 /// thousand digests, which a `Record` would copy one by one.
 #[derive(Serialize)]
 struct RecordOut<'a> {
