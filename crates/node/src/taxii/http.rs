@@ -20,6 +20,7 @@ use super::answer::{
     internal, method_not_allowed, not_found, refuse, taxii, taxii_text, too_busy, Answer, Refusal,
 };
 use super::auth::{authenticate, Caller, Users};
+use super::body::{read_within, BodyError};
 use super::busy;
 use super::config::TaxiiConfig;
 use super::read::{self, Dated, Page, ReadError, Reader};
@@ -482,11 +483,15 @@ async fn posted(
     let max = g.cfg.max_content_length;
     // A body trickled in holds its permit at most as long as a silent connection stays open.
     let idle = g.state.cfg.limits.http_idle();
-    let bytes = match tokio::time::timeout(idle, axum::body::to_bytes(body, max)).await {
+    let declared =
+        (headers.get(header::CONTENT_LENGTH)).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let bytes = match tokio::time::timeout(idle, read_within(body, declared, max)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            let why = format!("the body is over max_content_length ({max} bytes)");
-            return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too large", why));
+        Ok(Err(e @ BodyError::TooLarge { .. })) => {
+            return Err(refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too large", e));
+        }
+        Ok(Err(e @ BodyError::Broken(_))) => {
+            return Err(refuse(StatusCode::BAD_REQUEST, "Body unreadable", e));
         }
         Err(_) => {
             let why = format!("the body did not all arrive within {idle:?}");

@@ -9,6 +9,7 @@
 mod answer;
 mod audited;
 mod auth;
+mod body;
 mod busy;
 pub mod config;
 mod http;
