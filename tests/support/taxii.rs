@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use intelmesh_core::OrgId;
+use intelmesh_node::provision::ProvisionedNode;
 use serde_json::Value;
 
 use crate::net::TestNet;
@@ -37,8 +38,13 @@ pub struct Gateway {
 }
 
 pub async fn gateway(net: &TestNet, at: &OrgId) -> Gateway {
-    let p = &net.fed.nodes[at];
     let addr = net.node(at).taxii_addr.expect("the gateway listens");
+    gateway_at(&net.fed.nodes[at], addr).await
+}
+
+/// The gateway of provisioned node `p` listening on `addr`, wherever the node runs (in this
+/// process or a child).
+pub async fn gateway_at(p: &ProvisionedNode, addr: std::net::SocketAddr) -> Gateway {
     let base = format!("https://{addr}");
     let credentials = p.taxii.clone().expect("provisioned credentials");
     let mut g = Gateway {
