@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use intelmesh_core::{Distribution, OrgId, Tlp};
-use intelmesh_node::config::Role;
+use intelmesh_node::config::{Limits, Role};
+use intelmesh_node::federation::fan_out::sends_first;
 use intelmesh_node::provision::{loopback_specs_hubs, star_links, ProvisionedNode};
 use intelmesh_node::state::NodeError;
 use intelmesh_node::RunningNode;
@@ -96,6 +97,74 @@ async fn roster_mode_agencies_carry_on_when_the_publishing_hub_dies() {
     kill_a_hub_mid_sync(&net.running, child, &hub, &other).await;
 }
 
+/// A hub that hangs (SIGSTOP) is lost without its links showing it: they stay up, silent, until
+/// `dead_after_ms` (10 s by default, kept here) cuts them. The agencies it served first still
+/// get each other's entries within the 5 s the federation promises, from the other hub, which
+/// waits on the hung one only `fan_out::HUB_STILL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agencies_carry_on_when_a_hub_hangs_with_its_links_up() {
+    let specs = loopback_specs_hubs(&HUBS, &AGENCIES).expect("ports");
+    let limits = Limits {
+        heartbeat_ms: Limits::default().heartbeat_ms,
+        dead_after_ms: Limits::default().dead_after_ms,
+        stall_after_ms: Limits::default().stall_after_ms,
+        ..fast_limits()
+    };
+    let mut net = TestNet::provisioned(&specs, &star_links(&specs), &limits);
+    let (hung, survivor) = (org(HUBS[0]), org(HUBS[1]));
+    let child = NodeProcess::spawn(NODE_PROCESS, &net.fed.nodes[&hung]).await;
+    for o in std::iter::once(&survivor).chain(agencies().iter()) {
+        net.start(o).await;
+    }
+    let nodes = &net.running;
+    all_linked(nodes, [&hung, &survivor]).await;
+    let agencies = agencies();
+    let served_by_hung: Vec<&OrgId> = (agencies.iter())
+        .filter(|a| sends_first(&hung, std::slice::from_ref(&survivor), a))
+        .collect();
+    assert!(
+        !served_by_hung.is_empty(),
+        "{hung} serves some agency first"
+    );
+
+    child.pause();
+    let at = Instant::now();
+    let mut published = Vec::new();
+    for from in &agencies {
+        let domain = format!("while-hung.{}.example", from.as_str().to_ascii_lowercase());
+        let seq = nodes[from]
+            .state()
+            .publish(vec![(green(), domain_upsert(&domain))])
+            .await
+            .expect("publish while a hub hangs")[0];
+        published.push((from, seq));
+    }
+    let (published, agencies) = (&published, &agencies);
+    let took = eventually(FAILOVER, || async move {
+        let missing: Vec<String> = (published.iter())
+            .flat_map(|(from, seq)| {
+                (agencies.iter())
+                    .filter(move |a| *a != *from && held(&nodes[*a], from) < *seq)
+                    .map(move |a| format!("{from}#{seq} at {a}"))
+            })
+            .collect();
+        (!missing.is_empty()).then(|| format!("missing {missing:?}"))
+    })
+    .await;
+    let since_pause = at.elapsed();
+    // The premise: nothing showed the hub gone in that time.
+    let cut: Vec<&OrgId> = (nodes.keys())
+        .filter(|n| !nodes[*n].state().peers.is_connected(&hung))
+        .collect();
+    child.resume();
+    took.expect("the agencies exchange through the other hub while one hangs");
+    assert!(since_pause < FAILOVER, "{since_pause:?}");
+    assert!(
+        cut.is_empty(),
+        "links to the hung hub ended early at {cut:?}"
+    );
+}
+
 fn agencies() -> Vec<OrgId> {
     AGENCIES.iter().map(|a| org(a)).collect()
 }
@@ -111,20 +180,7 @@ async fn kill_a_hub_mid_sync(
     let killed = &hub.spec.org;
     let agencies: Vec<OrgId> = nodes.keys().filter(|o| *o != survivor).cloned().collect();
     let agencies = &agencies;
-    eventually(PATIENCE, || async move {
-        let down: Vec<String> = nodes
-            .iter()
-            .flat_map(|(at, n)| {
-                [killed, survivor]
-                    .into_iter()
-                    .filter(move |h| *h != at && !n.state().peers.is_connected(h))
-                    .map(move |h| format!("{at} to {h}"))
-            })
-            .collect();
-        (!down.is_empty()).then(|| format!("links down: {down:?}"))
-    })
-    .await
-    .expect("every agency links with both hubs, and the hubs with each other");
+    all_linked(nodes, [killed, survivor]).await;
 
     let submitters = Submitters::start(nodes, agencies);
     // Mid-sync: the hub holds some of every agency's entries, and more are on their way.
@@ -236,6 +292,23 @@ async fn kill_a_hub_mid_sync(
         let flagged = n.state().store.flagged_origins().expect("flags");
         assert!(flagged.is_empty(), "{} flags {flagged:?}", n.org());
     }
+}
+
+/// Waits until each of `nodes` has its links with both `hubs` up (but with itself).
+async fn all_linked(nodes: &BTreeMap<OrgId, RunningNode>, hubs: [&OrgId; 2]) {
+    eventually(PATIENCE, || async move {
+        let down: Vec<String> = nodes
+            .iter()
+            .flat_map(|(at, n)| {
+                hubs.into_iter()
+                    .filter(move |h| *h != at && !n.state().peers.is_connected(h))
+                    .map(move |h| format!("{at} to {h}"))
+            })
+            .collect();
+        (!down.is_empty()).then(|| format!("links down: {down:?}"))
+    })
+    .await
+    .expect("every agency links with both hubs, and the hubs with each other");
 }
 
 /// Agencies publishing one entry after another until stopped, each counting what its node

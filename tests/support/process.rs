@@ -56,6 +56,25 @@ impl NodeProcess {
         let _ = self.child.wait();
     }
 
+    /// SIGSTOP: the node hangs with every socket open, so its peers' links stay up and only
+    /// its silence (past `dead_after_ms`) tells them anything.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`NodeProcess::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let status = std::process::Command::new("kill")
+            .args([which, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {which} failed: {status}");
+    }
+
     /// The node's status over its API, with its provisioned service certificate.
     pub async fn status(&self) -> Result<pb::StatusResponse, String> {
         let channel = intelmesh_node::client::api_channel(

@@ -20,9 +20,12 @@ use intelmesh_proto::v1 as pb;
 
 /// How long a hub lets an agency that another hub serves sit still behind on an origin before
 /// it sends that origin's entries itself. Longer than a loaded hub takes to pass an entry on
-/// (a second or so on two cores with 190 agencies), short against the five seconds within
-/// which agencies must keep exchanging when a hub is lost without its links showing it.
-pub const HUB_STILL: Duration = Duration::from_secs(5);
+/// (a second or so on two cores with 190 agencies), and short enough that when a hub is lost
+/// without its links showing it (hung, or cut off with its connections left open: a silent
+/// link ends only after `dead_after_ms`, 10 s by default) the agencies it served first still
+/// exchange through another hub within the five seconds the federation promises: this wait,
+/// then a round of the other hub's sender. (At 5 s, they did not.)
+pub const HUB_STILL: Duration = Duration::from_secs(3);
 
 /// Whether `me` sends `agency` other origins' entries at once, given the hubs whose links to
 /// `me` are up (`linked`, `me` not needed among them).
