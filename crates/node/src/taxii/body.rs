@@ -39,8 +39,11 @@ pub async fn read_within(
     if declared.is_some_and(|n| n > drain_until as u64) {
         return Err(too_large);
     }
-    // Room for the declared length once, rather than regrowing by doubling as chunks come.
-    let room = declared.map_or(0, |n| n.min(max as u64) as usize);
+    // Room for the declared length once, rather than regrowing by doubling as chunks come; none
+    // for a body declared over the limit, which is only drained.
+    let room = declared
+        .filter(|n| *n <= max as u64)
+        .map_or(0, |n| n as usize);
     let mut kept = BytesMut::with_capacity(room);
     let mut read = 0usize;
     let mut chunks = body.into_data_stream();
