@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 
 use intelmesh_audit::{Break, Defect, Record};
 use intelmesh_node::audit::{dir_of, trail};
+use intelmesh_node::pki::{Ca, Validity};
 use intelmesh_node::provision::{free_loopback_addr, loopback_specs, star_links};
 use intelmesh_proto::v1 as pb;
 use intelmesh_proto::v1::admin_client::AdminClient;
 use intelmesh_proto::v1::node_status_client::NodeStatusClient;
 use intelmesh_proto::v1::{IndicatorType as Ty, Tlp};
-use intelmesh_tests::api::{submit, submit_refused, upsert};
+use intelmesh_tests::api::{client_with, submit, submit_refused, upsert};
 use intelmesh_tests::net::{fast_limits, org, TestNet};
 use intelmesh_tests::taxii::{gateway, run_tool};
 
@@ -261,6 +262,42 @@ async fn a_call_refused_for_its_size_is_recorded_naming_no_value() {
         (0, 0, 3),
         "{lookup:?}"
     );
+}
+
+/// A lookup by a certificate that is not a service's (here an admin certificate from the
+/// node's own service CA) is refused by role, and the trail names none of its values, however
+/// many it sent (over the lookup limit too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lookup_by_a_caller_that_is_not_a_service_is_recorded_naming_no_value() {
+    let mut net = net(1 << 20).await;
+    let au = org(AGENCY);
+    let p = &net.fed.nodes[&au];
+    let ca = Ca::load(&p.dir.join("service-ca.pem"), &p.dir.join("service-ca.key"))
+        .expect("the node's service CA");
+    let certs = tempfile::tempdir().expect("temp dir");
+    (ca.issue_admin(&au, "alice", Validity::default()))
+        .expect("an admin certificate")
+        .write(certs.path(), "alice")
+        .expect("written");
+    let mut admin = client_with(&net.running[&au], p, certs.path(), "alice").await;
+    let max = intelmesh_node::api::lookup::MAX_LOOKUPS;
+    for n in [3, max + 1] {
+        let refused = admin
+            .lookup(pb::LookupRequest {
+                values: vec!["1.2.3.4".into(); n],
+            })
+            .await
+            .expect_err("an admin certificate may not look up");
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    }
+    net.stop(&au).await;
+    let all = records(&trail_dir(&net));
+    let named: Vec<(u64, usize, u32)> = (all.iter())
+        .filter(|r| r.method == "Indicators/Lookup")
+        .map(|r| (r.values, r.digests.len(), r.code))
+        .collect();
+    let denied = tonic::Code::PermissionDenied as u32;
+    assert_eq!(named, [(0, 0, denied), (0, 0, denied)]);
 }
 
 /// A caller that goes away before its answer (its deadline passes) may not stop what it asked

@@ -1,8 +1,9 @@
 //! `Indicators` as gRPC serves it: each method records its call in the audit trail (the
 //! values it names, its outcome) around the work of [`IndicatorsService`]'s `_call` method. A
 //! call naming more values than it may is refused and recorded naming none, as is a caller the
-//! roster refuses (revoked, shut out) and a write by a caller that may not publish (read-only,
-//! another org's): normalizing and recording what it sent would be work and trail space such
+//! roster refuses (revoked, shut out), a lookup by a caller that is not a service (an admin or
+//! node certificate), and a write by a caller that may not publish (read-only, another org's):
+//! normalizing and recording what it sent would be work and trail space such
 //! a certificate could command at will.
 
 use std::sync::Arc;
