@@ -179,3 +179,35 @@ async fn an_answer_its_client_does_not_read_keeps_its_call_slot() {
     served_again(&net, &hub).await;
     drop(watches);
 }
+
+/// Reflection streams answer as long as their client keeps them open, each answer waiting for
+/// the client's window like any call's, and have no bound of their own: each holds its slot
+/// until it ends, so a client cannot make the node keep thousands of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reflection_stream_holds_its_call_slot_while_open() {
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    let (net, hub) = two_calls_per_client().await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let (asks, asked) = tokio::sync::mpsc::channel(1);
+        let list = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        asks.send(list).await.expect("queued");
+        let mut client = ServerReflectionClient::new(net.channel(&hub).await);
+        let mut answers = (client
+            .server_reflection_info(tokio_stream::wrappers::ReceiverStream::new(asked)))
+        .await
+        .expect("a reflection stream")
+        .into_inner();
+        let answer = answers.message().await.expect("answered");
+        assert!(answer.is_some(), "one answer, the stream still open");
+        open.push((asks, answers, client));
+    }
+    assert_refused(&net, &hub).await;
+    drop(open);
+    served_again(&net, &hub).await;
+}

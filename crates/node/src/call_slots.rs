@@ -27,8 +27,9 @@ pub enum Held {
     /// Until its answer is sent, or dropped: the API. An answer waits in memory for its
     /// client's flow-control window, so a client that never reads would otherwise pin one
     /// answer (up to the message size) per call it makes. Streams that run on (Watch, health
-    /// Watch, reflection) hold theirs while handled only: they have bounds of their own, and
-    /// a client's streams must not take the slots its calls need.
+    /// Watch) hold theirs while handled only: they have bounds of their own, and a client's
+    /// streams must not take the slots its calls need. Reflection streams, bounded by nothing
+    /// else, hold theirs until they end, on either listener.
     UntilAnswered,
 }
 
@@ -114,8 +115,10 @@ where
                 return Box::pin(std::future::ready(Ok(status.into_http())));
             }
         };
+        let path = request.uri().path();
         let held = match self.held {
-            Held::UntilAnswered if runs_on(request.uri().path()) => Held::WhileHandled,
+            _ if is_reflection(path) => Held::UntilAnswered,
+            Held::UntilAnswered if runs_on(path) => Held::WhileHandled,
             held => held,
         };
         let call = self.inner.call(request);
@@ -134,9 +137,16 @@ where
     }
 }
 
-/// Whether the method at `path` answers with a stream that runs on while its client listens.
+/// Whether the method at `path` answers with a stream that runs on while its client listens,
+/// within bounds of its own (Watch: per service and in all).
 fn runs_on(path: &str) -> bool {
-    path.ends_with("/Watch") || path.contains(".ServerReflection/")
+    path.ends_with("/Watch")
+}
+
+/// Whether `path` is a reflection call: a stream that answers while its client keeps it open,
+/// with no bound of its own, so it holds its slot until it ends on every listener.
+fn is_reflection(path: &str) -> bool {
+    path.contains(".ServerReflection/")
 }
 
 /// An answer holding its call's slot until its last frame is taken, or it is dropped.
