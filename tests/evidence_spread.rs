@@ -91,7 +91,7 @@ async fn an_equivocation_shown_to_two_nodes_is_proven_everywhere() {
     assert_ne!(to_hub[0].header, to_br[0].header);
 
     // Both nodes hold AU at seq 1: by seqs alone they are in sync.
-    let _hub = show(&net, HUB, to_hub).await;
+    let _hub = show(&net, HUB, to_hub.clone()).await;
     let _br = show(&net, BR, to_br).await;
     every_node_proves(&net, ForkKind::Equivocation).await;
     let fr: OrgId = org(FR);
@@ -100,6 +100,22 @@ async fn an_equivocation_shown_to_two_nodes_is_proven_everywhere() {
         Some(&1),
         "FR still took one version"
     );
+
+    // A proof of a third version, sent to FR 256 times in one frame and then again, costs FR
+    // one check: a peer cannot make a node check one proof over and over.
+    let (third, _) = signed_chain(&signer, None, 1, "third");
+    let proof = pb::ForkProof {
+        origin: AU.into(),
+        seq: 1,
+        kept: Some(to_hub[0].clone()),
+        conflicting: Some(third[0].clone()),
+        detected_at_unix_ms: 0,
+    };
+    let state = net.node(&fr).state();
+    let first = (state.receive_evidence(vec![proof.clone(); 256]).await).expect("evidence taken");
+    assert_eq!((first.checked, first.added), (1, 1), "{first:?}");
+    let again = (state.receive_evidence(vec![proof; 256]).await).expect("evidence taken");
+    assert_eq!((again.checked, again.added), (0, 0), "{again:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -111,7 +127,7 @@ async fn a_signed_chain_break_is_proven_everywhere() {
 
     // Wherever the hub's AU#1 meets BR's AU#2 (at the hub, through BR's link; or at BR, when the
     // hub relayed its AU#1 there first), AU#2 does not follow it: a signed chain break.
-    let _hub = show(&net, HUB, to_hub).await;
+    let _hub = show(&net, HUB, to_hub.clone()).await;
     let _br = show(&net, BR, to_br).await;
     every_node_proves(&net, ForkKind::ChainBreak).await;
 }

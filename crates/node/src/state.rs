@@ -2,6 +2,7 @@
 //! the change signal, and the peer table. Entries enter the store only through [`NodeState`]:
 //! received ones by `ingest`, its own by `crate::own_entries`.
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, RwLock};
 
 use intelmesh_core::evidence::{self, CheckedProof, EvidenceError};
@@ -98,6 +99,9 @@ pub struct EvidenceReport {
     pub invalid: Vec<EvidenceError>,
     /// Proofs naming a key this node does not know yet; skipped.
     pub unverifiable: usize,
+    /// Proofs whose signatures were checked: a proof checked lately, or again in the same
+    /// frame, is not.
+    pub checked: usize,
 }
 
 impl NodeState {
@@ -315,14 +319,20 @@ impl NodeState {
             let mut report = EvidenceReport::default();
             let mut checked: Vec<CheckedProof> = Vec::new();
             let mut stored_now = Vec::new();
+            // Moot proofs stay moot (a key's end is never lifted): remembered like stored ones.
+            let mut moot = Vec::new();
+            let mut this_frame = BTreeSet::new();
             for proof in proofs {
-                // A proof checked lately (the same fork, from any peer) is not checked again:
-                // any member may pass the proofs it holds on, again and again, at two
-                // signature checks each.
+                // A proof checked lately (the same fork, from any peer), or already in this
+                // frame, is not checked again: any member may pass the proofs it holds on,
+                // again and again, at two signature checks each.
                 let fork = proof_identity(&proof);
-                if crate::rotation::lock(&me.proofs_checked).contains(&fork) {
+                if !this_frame.insert(fork.clone())
+                    || crate::rotation::lock(&me.proofs_checked).contains(&fork)
+                {
                     continue;
                 }
+                report.checked += 1;
                 match evidence::check(proof, keys.as_ref()) {
                     Ok(c) => {
                         stored_now.push(fork);
@@ -332,6 +342,7 @@ impl NodeState {
                     // Moot, not forged: skipped, whoever passed it on.
                     Err(e) if e.is_past_key_end() => {
                         tracing::debug!(error = %e, "fork proof skipped: an entry lies past its key's end");
+                        moot.push(fork);
                     }
                     Err(e) => report.invalid.push(e),
                 }
@@ -343,7 +354,7 @@ impl NodeState {
             report.added = me.store.add_fork_proofs(checked)?;
             // Only once stored: a proof whose write failed is checked again when it comes.
             let mut recent = crate::rotation::lock(&me.proofs_checked);
-            for fork in &stored_now {
+            for fork in stored_now.iter().chain(&moot) {
                 recent.insert(fork);
             }
             Ok(report)
