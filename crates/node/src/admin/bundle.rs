@@ -52,10 +52,18 @@ pub fn issue_bundle(
     } else if (member.signing_keys.iter()).any(|k| k.ended_by == pb::KeyEnd::Compromise as i32) {
         Some(format!("a signing key of {org} was reported compromised"))
     } else {
-        // A report still collecting signatures: a certificate issued now would start after
-        // the cut-off its publication sets, and so be admitted.
-        reporting_proposal(&kept, org).map(|id| {
-            format!("a compromise report of {org} is proposed (proposal {id}; withdraw it if it is wrong)")
+        // A report or revocation still collecting signatures: a certificate issued now would
+        // start after the cut-off the report sets, or certify the revoked certificate's key
+        // under a serial the revocation does not name, and so be admitted.
+        let members = |serial: &str| -> Result<bool, AdminError> {
+            let serial = normalize_serial(serial);
+            Ok(
+                (member.certificates.iter()).any(|c| normalize_serial(&c.serial) == serial)
+                    || issued::issued_to(&ledger, &serial)?.as_deref() == Some(org.as_str()),
+            )
+        };
+        pending_cut(&kept, org, members)?.map(|(id, what)| {
+            format!("a {what} of {org} is proposed (proposal {id}; withdraw it if it is wrong)")
         })
     };
     if let Some(why) = why {
@@ -127,14 +135,28 @@ pub fn issue_bundle(
     })
 }
 
-/// The id of a kept proposal that reports a key of `org` compromised, if any.
-fn reporting_proposal<'k>(kept: &'k [book::Kept], org: &OrgId) -> Option<&'k str> {
-    let reports = |kept: &book::Kept| {
-        kept.request.actions.iter().any(|a| {
-            matches!(&a.action, Some(pb::action::Action::ReportCompromise(r)) if r.org == org.as_str())
-        })
-    };
-    kept.iter().find(|k| reports(k)).map(|k| k.id.as_str())
+/// A kept proposal that reports a key of `org` compromised or revokes one of its certificates
+/// (a serial `members` says is `org`'s), if any: its id, and which it is.
+fn pending_cut<'k>(
+    kept: &'k [book::Kept],
+    org: &OrgId,
+    members: impl Fn(&str) -> Result<bool, AdminError>,
+) -> Result<Option<(&'k str, &'static str)>, AdminError> {
+    for k in kept {
+        for action in &k.request.actions {
+            let what = match &action.action {
+                Some(pb::action::Action::ReportCompromise(r)) if r.org == org.as_str() => {
+                    "compromise report"
+                }
+                Some(pb::action::Action::RevokeCert(r)) if members(&r.serial)? => {
+                    "revocation of a certificate"
+                }
+                _ => continue,
+            };
+            return Ok(Some((k.id.as_str(), what)));
+        }
+    }
+    Ok(None)
 }
 
 /// The certificate request of `org`'s enrolment request, from the proposal that admitted it:
@@ -161,4 +183,64 @@ fn admitted_request(
     Err(AdminError::Precondition(format!(
         "this hub holds no enrolment request of {org} (members are admitted on the hub that keeps their request): issue its bundle there"
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kept(id: &str, action: pb::action::Action) -> book::Kept {
+        book::Kept {
+            id: id.into(),
+            request: pb::ProposeRequest {
+                actions: vec![pb::Action {
+                    action: Some(action),
+                }],
+                ..Default::default()
+            },
+            roster: pb::SignedRoster::default(),
+        }
+    }
+
+    fn revoke(serial: &str) -> pb::action::Action {
+        pb::action::Action::RevokeCert(pb::RevokeCert {
+            serial: serial.into(),
+            reason: "key compromise".into(),
+        })
+    }
+
+    fn report(org: &str) -> pb::action::Action {
+        pb::action::Action::ReportCompromise(pb::ReportCompromise {
+            org: org.into(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_pending_revocation_or_report_of_the_member_stops_its_bundle_and_others_do_not() {
+        let au = OrgId::parse("AU-AFP").expect("org");
+        let of_au = |serial: &str| Ok(serial == "0a1b");
+        let cases: [(Vec<book::Kept>, Option<(&str, &str)>); 5] = [
+            (vec![], None),
+            (vec![kept("p1", revoke("ffff"))], None),
+            (vec![kept("p1", report("NZ-POL"))], None),
+            (
+                vec![kept("p1", report("NZ-POL")), kept("p2", revoke("0a1b"))],
+                Some(("p2", "revocation of a certificate")),
+            ),
+            (
+                vec![kept("p3", report("AU-AFP"))],
+                Some(("p3", "compromise report")),
+            ),
+        ];
+        for (book, expected) in cases {
+            assert_eq!(
+                pending_cut(&book, &au, of_au).expect("judged"),
+                expected,
+                "{book:?}"
+            );
+        }
+        let broken = |_: &str| Err(AdminError::Internal("ledger unreadable".into()));
+        assert!(pending_cut(&[kept("p1", revoke("0a1b"))], &au, broken).is_err());
+    }
 }
