@@ -405,6 +405,12 @@ class Check:
         self.expect_error(resp, 413, f"POST of {len(body)} bytes (max_content_length {limit})")
         after = self.raw("GET", self.collection.url + "objects/", params={"limit": 1})
         self.expect(after.status_code == 200, f"GET after the refused POST: HTTP {after.status_code}")
+        # Within the byte limit, but a million JSON values: refused before it is built in memory.
+        values = b'{"objects":[' + b"0," * 1_000_000 + b"0]}"
+        self.expect(len(values) < limit, f"{len(values)} bytes fit max_content_length {limit}")
+        resp = self.raw("POST", self.collection.url + "objects/", data=values,
+                        headers={"Accept": TAXII, "Content-Type": TAXII})
+        self.expect_error(resp, 413, f"POST of {len(values)} bytes of a million JSON values")
 
     def run(self):
         for name in ("discovery", "api_root", "collections", "post", "repost", "read_back", "headers_and_media",

@@ -21,6 +21,7 @@ use super::answer::{
 };
 use super::auth::{authenticate, Caller, Users};
 use super::body::{read_within, BodyError};
+use super::body_json::{parse_within, JsonError, MAX_VALUES};
 use super::busy;
 use super::config::TaxiiConfig;
 use super::read::{self, Dated, Page, ReadError, Reader};
@@ -498,8 +499,10 @@ async fn posted(
             return Err(refuse(StatusCode::REQUEST_TIMEOUT, "Body too slow", why));
         }
     };
-    let envelope = serde_json::from_slice(&bytes)
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "Not JSON", e))?;
+    let envelope = parse_within(&bytes, MAX_VALUES).map_err(|e| match e {
+        JsonError::TooManyValues { .. } => refuse(StatusCode::PAYLOAD_TOO_LARGE, "Too large", e),
+        JsonError::Malformed(_) => refuse(StatusCode::BAD_REQUEST, "Not JSON", e),
+    })?;
     Ok((caller, envelope, held))
 }
 
