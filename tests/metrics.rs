@@ -398,4 +398,43 @@ async fn a_connection_that_only_pings_is_closed_when_idle() {
         ended.duration_since(asked)
     );
     pinging.abort();
+
+    // Nor does a client that never opens its window for the answer it asked, pinging all the
+    // while: the node writes its acknowledgements, but the answer waits untaken, which is not
+    // work; the connection and the answer go at the idle deadline.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, mut connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, prost::bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    let mut pings = connection.ping_pong().expect("a ping handle");
+    let ended = tokio::spawn(async move {
+        let _ = connection.await;
+        Instant::now()
+    });
+    let mut send = send.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{addr}/metrics"))
+        .body(())
+        .unwrap();
+    let (answer, _) = send.send_request(request, true).unwrap();
+    let answer = answer.await.expect("the answer's headers");
+    assert_eq!(answer.status(), http::StatusCode::OK);
+    let asked = Instant::now();
+    let pinging = tokio::spawn(async move {
+        while pings.ping(h2::Ping::opaque()).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let ended = tokio::time::timeout(idle * 6, ended)
+        .await
+        .expect("a connection holding an unread answer was kept alive by pings")
+        .unwrap();
+    assert!(
+        ended.duration_since(asked) >= idle - Duration::from_millis(100),
+        "closed {:?} after its answer's headers, before the idle deadline",
+        ended.duration_since(asked)
+    );
+    pinging.abort();
+    drop(answer);
 }

@@ -222,10 +222,11 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS);
-    let (io, moved) = Watched::new(stream);
-    // A request being worked on, or an answer being sent (its pieces taken, or bytes written
-    // while it lasts), keeps its connection from counting as idle; bytes alone do not: a
-    // client answering pings, or sending its own, would hold its slot for ever.
+    let (io, moved) = (stream, Moved::new());
+    // A request being worked on, or an answer being sent (its pieces taken: see `PIECE`),
+    // keeps its connection from counting as idle; bytes alone do not: a client answering
+    // pings, or sending its own (which the server acknowledges, writing while an answer it
+    // never reads waits), would hold its slot and the answer for ever.
     let working = Arc::clone(&moved);
     let service = service.layer(axum::middleware::from_fn(
         move |request: axum::extract::Request, next: axum::middleware::Next| {
@@ -263,8 +264,8 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     }
 }
 
-/// When a connection last did work: a request ended, or a piece of an answer was taken or
-/// written (milliseconds since it was accepted); how many of its requests are being worked on,
+/// When a connection last did work: a request ended, or a piece of an answer was taken
+/// (milliseconds since it was accepted); how many of its requests are being worked on,
 /// and how many answers are being sent.
 struct Moved {
     since: Instant,
@@ -335,19 +336,38 @@ impl Moved {
     }
 }
 
-/// An answer, noting each piece taken, and while it lasts each write to the connection, as
-/// its connection's work: a client reading a large answer is not idle, one that stopped
-/// reading is.
+/// Most bytes of an answer handed to the connection at a time. hyper asks for an answer's
+/// next piece only once it has room to send it (the stream's HTTP/2 window, the socket's
+/// buffer), so each piece taken is the client reading; an answer made of one large piece was
+/// taken whole at once and left nothing to tell a client reading it from one that stopped.
+const PIECE: usize = 16 << 10;
+
+/// An answer handed out in pieces of at most [`PIECE`] bytes, noting each piece taken as its
+/// connection's work: a client reading a large answer is not idle, one that stopped reading
+/// is.
 struct Answer {
     body: axum::body::Body,
     moved: Arc<Moved>,
+    /// What is left of the last data frame the body gave.
+    rest: axum::body::Bytes,
 }
 
 impl Answer {
     /// `body`, an answer on `moved`'s connection, counted as being sent from now on.
     fn new(body: axum::body::Body, moved: Arc<Moved>) -> Answer {
         moved.answering.fetch_add(1, Ordering::Relaxed);
-        Answer { body, moved }
+        Answer {
+            body,
+            moved,
+            rest: axum::body::Bytes::new(),
+        }
+    }
+
+    /// The next piece of `rest`, noted as work.
+    fn piece(&mut self) -> http_body::Frame<axum::body::Bytes> {
+        let rest = self.rest.split_off(self.rest.len().min(PIECE));
+        self.moved.note();
+        http_body::Frame::data(std::mem::replace(&mut self.rest, rest))
     }
 }
 
@@ -355,74 +375,6 @@ impl Drop for Answer {
     fn drop(&mut self) {
         self.moved.answering.fetch_sub(1, Ordering::Relaxed);
         self.moved.note();
-    }
-}
-
-/// A connection's stream, noting in [`Moved`] each write while an answer is being sent.
-struct Watched<S> {
-    inner: S,
-    moved: Arc<Moved>,
-}
-
-impl<S> Watched<S> {
-    fn new(inner: S) -> (Watched<S>, Arc<Moved>) {
-        let moved = Moved::new();
-        let watched = Watched {
-            inner,
-            moved: Arc::clone(&moved),
-        };
-        (watched, moved)
-    }
-
-    fn wrote(&self, polled: &Poll<std::io::Result<usize>>) {
-        let answering = self.moved.answering.load(Ordering::Relaxed) > 0;
-        if answering && matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
-            self.moved.note();
-        }
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
-        self.wrote(&polled);
-        polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.wrote(&polled);
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -434,19 +386,41 @@ impl http_body::Body for Answer {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let frame = Pin::new(&mut self.body).poll_frame(cx);
-        if frame.is_ready() {
-            self.moved.note();
+        if !self.rest.is_empty() {
+            return Poll::Ready(Some(Ok(self.piece())));
         }
-        frame
+        let frame = std::task::ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    self.rest = data;
+                    Poll::Ready(Some(Ok(self.piece())))
+                }
+                Err(trailers) => {
+                    self.moved.note();
+                    Poll::Ready(Some(Ok(trailers)))
+                }
+            },
+            ended => {
+                self.moved.note();
+                Poll::Ready(ended)
+            }
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
+        let inner = self.body.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = http_body::SizeHint::new();
+        hint.set_lower(inner.lower().saturating_add(rest));
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper.saturating_add(rest));
+        }
+        hint
     }
 }
 
