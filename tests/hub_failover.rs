@@ -100,7 +100,7 @@ async fn roster_mode_agencies_carry_on_when_the_publishing_hub_dies() {
 /// A hub that hangs (SIGSTOP) is lost without its links showing it: they stay up, silent, until
 /// `dead_after_ms` (10 s by default, kept here) cuts them. The agencies it served first still
 /// get each other's entries within the 5 s the federation promises, from the other hub, which
-/// waits on the hung one only `fan_out::HUB_STILL`.
+/// takes them once it has not heard the hung one for `fan_out::HUB_SILENT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn agencies_carry_on_when_a_hub_hangs_with_its_links_up() {
     let specs = loopback_specs_hubs(&HUBS, &AGENCIES).expect("ports");

@@ -53,9 +53,49 @@ impl LogGate {
     }
 }
 
+/// One source's WARN lines of one kind (a link's refusals), at most one per [`INTERVAL`]: the
+/// rest are counted and said with the next line let through. A peer that sends a frame of a
+/// thousand refused entries, frame after frame, writes a line every ten seconds, not one per
+/// entry.
+#[derive(Default)]
+pub struct LineGate {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl LineGate {
+    /// Whether to write a line for `count` more events at `now`; if so, how many events the
+    /// line stands for (those held back since the last line, and these).
+    pub fn pass(&mut self, count: usize, now: Instant) -> Option<u64> {
+        self.held += count as u64;
+        if count == 0
+            || self
+                .last
+                .is_some_and(|l| now.saturating_duration_since(l) < INTERVAL)
+        {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_gate_lets_one_line_through_per_interval_counting_the_rest() {
+        let mut gate = LineGate::default();
+        let t0 = Instant::now();
+        assert_eq!(gate.pass(0, t0), None, "nothing to say");
+        assert_eq!(gate.pass(1024, t0), Some(1024));
+        assert_eq!(gate.pass(1024, t0 + Duration::from_secs(1)), None);
+        assert_eq!(gate.pass(5, t0 + INTERVAL / 2), None);
+        assert_eq!(gate.pass(1, t0 + INTERVAL), Some(1030));
+        assert_eq!(gate.pass(0, t0 + INTERVAL * 3), None);
+        assert_eq!(gate.pass(2, t0 + INTERVAL * 3), Some(2));
+    }
 
     #[test]
     fn one_line_per_host_and_kind_per_interval_and_the_rest_counted() {

@@ -4,6 +4,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use intelmesh_core::OrgId;
 
@@ -15,9 +16,10 @@ pub struct PeerTable {
     links: std::sync::atomic::AtomicU64,
     /// How many peers are marked connected (asked by every link's sender at every round).
     up: std::sync::atomic::AtomicUsize,
-    /// The relay (hub) peers marked connected: a hub's senders ask it at every round
+    /// The relay (hub) peers marked connected, each with since when its link has waited on
+    /// it for a frame, if it is waiting: a hub's senders ask it at every round
     /// (`federation::fan_out`), so it is kept apart from the whole table.
-    relays: Mutex<BTreeSet<OrgId>>,
+    relays: Mutex<BTreeMap<OrgId, Option<Instant>>>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -72,7 +74,7 @@ impl PeerTable {
             inner: Mutex::new(orgs.map(|o| (o, PeerState::default())).collect()),
             links: std::sync::atomic::AtomicU64::new(0),
             up: std::sync::atomic::AtomicUsize::new(0),
-            relays: Mutex::new(BTreeSet::new()),
+            relays: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -111,7 +113,7 @@ impl PeerTable {
         }
         s.connected = true;
         if relay {
-            self.relays_lock().insert(org.clone());
+            self.relays_lock().insert(org.clone(), None);
         }
         self.up.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         s.last_heard_unix_ms = intelmesh_core::now_unix_ms();
@@ -163,10 +165,24 @@ impl PeerTable {
 
     /// The relay (hub) peers whose links are up.
     pub fn relays_up(&self) -> Vec<OrgId> {
-        self.relays_lock().iter().cloned().collect()
+        self.relays_lock().keys().cloned().collect()
     }
 
-    fn relays_lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<OrgId>> {
+    /// Notes that the link to the relay `org`, if up, starts (or stops) waiting on it for a
+    /// frame (`federation::heard`).
+    pub fn relay_waiting(&self, org: &OrgId, waiting: bool) {
+        if let Some(since) = self.relays_lock().get_mut(org) {
+            *since = waiting.then(Instant::now);
+        }
+    }
+
+    /// How long the link to the relay `org` has waited on it for a frame (zero if it is not
+    /// waiting); `None` if the link is down.
+    pub fn relay_unheard_for(&self, org: &OrgId) -> Option<Duration> {
+        (self.relays_lock().get(org)).map(|since| since.map_or(Duration::ZERO, |t| t.elapsed()))
+    }
+
+    fn relays_lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<OrgId, Option<Instant>>> {
         self.relays.lock().unwrap_or_else(|p| p.into_inner())
     }
 

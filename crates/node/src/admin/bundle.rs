@@ -220,7 +220,8 @@ mod tests {
     fn a_pending_revocation_or_report_of_the_member_stops_its_bundle_and_others_do_not() {
         let au = OrgId::parse("AU-AFP").expect("org");
         let of_au = |serial: &str| Ok(serial == "0a1b");
-        let cases: [(Vec<book::Kept>, Option<(&str, &str)>); 5] = [
+        type Case = (Vec<book::Kept>, Option<(&'static str, &'static str)>);
+        let cases: [Case; 5] = [
             (vec![], None),
             (vec![kept("p1", revoke("ffff"))], None),
             (vec![kept("p1", report("NZ-POL"))], None),

@@ -26,12 +26,14 @@ use tonic::Status;
 
 use super::announce::{Announcer, Style, When};
 use super::asked::Asked;
+use super::heard::Heard;
 use super::inbound::{read_ahead, Received};
 pub use super::inbound::{screen, Screened};
 pub use super::link_error::LinkError;
 use super::peer_view::{read_vector, to_wire, PeerView, Reported};
 use super::sender::send_loop;
 use crate::admission::{refused_later, PeerCert};
+use crate::log_gate::LineGate;
 use crate::metrics::Refusal;
 use crate::peer_table::update_or_default;
 use crate::route::LinkReach;
@@ -247,6 +249,7 @@ where
         Arc::clone(&announcer),
         out.clone(),
     )));
+    let inbound = Heard::new(inbound, Arc::clone(&state), peer.clone(), relay);
     tokio::select! {
         r = receive_loop(&state, &peer, inbound, &out, &view, &asked, &announcer) => r,
         r = &mut sender.0 => match r {
@@ -353,6 +356,9 @@ where
     let limits = state.cfg.limits.clone();
     let mut frames = read_ahead(Arc::clone(state), inbound);
     let mut stashed = None;
+    // Refusals of what an origin signed keep the link and cost the peer nothing to cause:
+    // their lines are gated, not written per entry.
+    let (mut chain_lines, mut origin_lines) = (LineGate::default(), LineGate::default());
     loop {
         let next = match stashed.take() {
             Some(x) => Some(x),
@@ -455,10 +461,14 @@ where
                 state
                     .metrics
                     .refused(Refusal::Chain, report.chain_rejected.len());
-                for e in &report.chain_rejected {
-                    // A fork or chain break is the origin's doing, not necessarily this
-                    // peer's: keep the link; the store keeps the proof and links pass it on.
-                    tracing::warn!(%peer, error = %e, "entry refused by chain rules");
+                // A fork or chain break is the origin's doing, not necessarily this peer's:
+                // keep the link; the store keeps the proof and links pass it on.
+                let now = std::time::Instant::now();
+                if let (Some(entries), Some(e)) = (
+                    chain_lines.pass(report.chain_rejected.len(), now),
+                    report.chain_rejected.first(),
+                ) {
+                    tracing::warn!(%peer, entries, error = %e, "entries refused by chain rules (the first here)");
                 }
                 let (mut origin_faults, refused): (Vec<_>, Vec<_>) = report
                     .refused
@@ -471,11 +481,14 @@ where
                     .refused(Refusal::KeyEnded, origin_faults.len());
                 state.metrics.refused(Refusal::FromFuture, early.len());
                 state.metrics.refused(Refusal::Verification, forged.len());
-                for e in &origin_faults {
-                    // A key the roster ended: the relay may have forwarded it under an older
-                    // roster in good faith. The entry is refused; the link stays, unless the
-                    // roster this node follows now lets the key sign it (below).
-                    tracing::warn!(%peer, error = %e, "entry refused for what its origin signed, not for this peer's doing");
+                // A key the roster ended: the relay may have forwarded it under an older roster
+                // in good faith. The entry is refused; the link stays, unless the roster this
+                // node follows now lets the key sign it (below).
+                if let (Some(entries), Some(e)) = (
+                    origin_lines.pass(origin_faults.len(), now),
+                    origin_faults.first(),
+                ) {
+                    tracing::warn!(%peer, entries, error = %e, "entries refused for what their origin signed, not for this peer's doing (the first here)");
                 }
                 // Refused lately already, and logged then: judged as before, said once.
                 if !report.refused_again.is_empty() {

@@ -5,6 +5,7 @@ mod announce;
 mod asked;
 mod dial;
 pub mod fan_out;
+mod heard;
 mod inbound;
 pub mod inspect;
 pub mod link;

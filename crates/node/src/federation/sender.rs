@@ -153,6 +153,12 @@ pub(super) async fn send_loop(
     let mut relays_told: Option<Vec<OrgId>> = None;
     // What the peer table last showed of who serves this peer first.
     let mut other_first_shown = false;
+    // Hubs hear from each other often enough to tell one gone silent (`fan_out`).
+    let heartbeat = if link.relay && state.cfg.role == Role::Hub {
+        limits.heartbeat().min(fan_out::HUB_HEARTBEAT)
+    } else {
+        limits.heartbeat()
+    };
     loop {
         if tell_relays {
             let relays = state.peers.relays_up();
@@ -163,6 +169,7 @@ pub(super) async fn send_loop(
                 relays_told = Some(relays);
             }
         }
+        let round_start = Instant::now();
         changes.borrow_and_update();
         let hold = hold_back(&state, &link, &view);
         if hold.other_hub_first != other_first_shown {
@@ -235,26 +242,31 @@ pub(super) async fn send_loop(
             last_sent = Instant::now();
             last_round = Some(last_sent);
         }
-        let wait = limits.heartbeat().saturating_sub(last_sent.elapsed());
-        tokio::select! {
+        let wait = heartbeat.saturating_sub(last_sent.elapsed());
+        // Appends that follow closely on a round wait for the next one, together (after the
+        // last round that sent something); so does a wake by the peer's asks or view, after
+        // the last round whatever it sent: else a peer could start a round (a walk of its open
+        // asks) with every frame it sends.
+        let since = tokio::select! {
             r = changes.changed() => {
                 if r.is_err() {
                     return Err(LinkError::ShuttingDown);
                 }
-                // Appends that follow closely on a round wait for the next one, together.
-                let pause = linger(state.peers.connected_count());
-                if let Some(gap) = last_round.map(|at| pause.saturating_sub(at.elapsed())) {
-                    tokio::time::sleep(gap).await;
-                }
+                last_round
             }
-            () = asked.added.notified() => {}
-            () = view.changed.notified() => {}
-            () = sleep_if(held_back) => {}
+            () = asked.added.notified() => Some(round_start),
+            () = view.changed.notified() => Some(round_start),
+            () = sleep_if(held_back.map(|h| hold.recheck.map_or(h, |r| h.min(r)))) => None,
             _ = tokio::time::sleep(wait) => {
                 let hb = pb::Heartbeat { sent_at_unix_ms: intelmesh_core::now_unix_ms() };
                 send(&out, frame(pb::sync_frame::Frame::Heartbeat(hb)), &limits).await?;
                 last_sent = Instant::now();
+                None
             }
+        };
+        if let Some(at) = since {
+            let pause = linger(state.peers.connected_count());
+            tokio::time::sleep(pause.saturating_sub(at.elapsed())).await;
         }
     }
 }
@@ -342,24 +354,39 @@ struct Hold {
     until_still: Option<Duration>,
     /// At a hub: the peer is an agency another hub serves first (`fan_out`).
     other_hub_first: bool,
+    /// When to look again at whether that hub has gone silent, if anything is held back.
+    recheck: Option<Duration>,
 }
 
-/// An agency holds back from a hub ([`RELAY_STILL`]); a hub from an agency another hub serves
-/// first ([`fan_out::HUB_STILL`]). Worked out once a round, as the hub links change rarely.
+/// An agency holds back from a hub ([`RELAY_STILL`]); a hub from an agency another hub it
+/// still hears serves first ([`fan_out::serve`]). Worked out once a round.
 fn hold_back(state: &NodeState, link: &LinkReach, view: &PeerView) -> Hold {
     if state.cfg.role != Role::Hub {
         return Hold {
             until_still: link.relay.then_some(RELAY_STILL),
             other_hub_first: false,
+            recheck: None,
         };
     }
-    let other_hub_first = !link.relay && {
+    let serve = if link.relay {
+        fan_out::Serve::AtOnce
+    } else {
         let hubs = fan_out::sharing(&state.peers.relays_up(), view.relays().as_deref());
-        !fan_out::sends_first(&state.org, &hubs, &link.peer)
+        fan_out::serve(&state.org, &hubs, &link.peer, |hub| {
+            state.peers.relay_unheard_for(hub)
+        })
     };
-    Hold {
-        until_still: other_hub_first.then_some(fan_out::HUB_STILL),
-        other_hub_first,
+    match serve {
+        fan_out::Serve::AtOnce => Hold {
+            until_still: None,
+            other_hub_first: false,
+            recheck: None,
+        },
+        fan_out::Serve::AfterStill { still, recheck } => Hold {
+            until_still: Some(still),
+            other_hub_first: true,
+            recheck: Some(recheck),
+        },
     }
 }
 
