@@ -176,15 +176,19 @@ pub(super) fn serve_asked(
     let vector = state.vector().map_err(|e| local(&e))?;
     let mut settled = Vec::new();
     let mut stubs = Vec::new();
-    for key in keys.open.iter().filter(|k| !keys.stubs.contains(*k)) {
+    // Only asks this node can serve now, those at or below its head of their origin, are
+    // visited: a peer may keep thousands of asks past every head open (16,384), and each round
+    // walking all of them would be its to command.
+    let due = (vector.iter()).flat_map(|(origin, head)| {
+        keys.open
+            .range((origin.clone(), 0)..=(origin.clone(), *head))
+    });
+    for key in due.filter(|k| !keys.stubs.contains(*k)) {
         // The rest wait for the next round (a change, an ask, or the heartbeat at the latest).
         if batch.is_full() || stubs.len() >= STUB_READS_PER_ROUND {
             break;
         }
         let (origin, seq) = key;
-        if vector.get(origin).is_none_or(|head| head < seq) {
-            continue;
-        }
         let Some(entry) = state
             .store
             .range(origin, *seq, 1)
