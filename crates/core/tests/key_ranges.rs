@@ -137,6 +137,46 @@ fn an_entry_naming_an_ended_key_is_the_origins_fault_only_if_the_origin_signed_i
     assert!(err.is_origin_fault(), "{err}");
 }
 
+/// A member signs one batch (one signature over a hash tree) of entries at seqs its key no
+/// longer covers: each is refused as the origin's, and the signature they share is checked
+/// once for the whole frame, not once per entry; a forged one among them is still the
+/// sender's.
+#[test]
+fn entries_past_a_keys_range_under_one_batch_signature_cost_one_check() {
+    let old = signer("FR-ANSSI", 1);
+    let mut keys = StaticKeys::default();
+    keys.insert_range(
+        old.org().clone(),
+        old.verifying_key(),
+        SeqRange {
+            first: 1,
+            last: Some(3),
+        },
+    );
+    let items: Vec<(Distribution, pb::Payload)> = (0..32).map(|_| (clear(), upsert())).collect();
+    let (mut batch, _) = old.sign_chain(None, NOW, &items);
+    let mut forged = batch[31].clone();
+    forged.signature = vec![7u8; 64].into();
+    batch.push(forged);
+    let before = intelmesh_core::signature::checked_alone();
+    let verdicts = intelmesh_core::verify::verify_batch(batch, &keys, &VerifyConfig::at(NOW));
+    let checks = intelmesh_core::signature::checked_alone() - before;
+    assert!(verdicts[..3].iter().all(Result::is_ok));
+    for v in &verdicts[3..32] {
+        let err = v.as_ref().map(|_| ()).expect_err("past the key's range");
+        assert!(
+            matches!(err, VerifyError::KeyNotValidAtSeq { .. }) && err.is_origin_fault(),
+            "{err}"
+        );
+    }
+    assert!(
+        matches!(verdicts[32], Err(VerifyError::BadSignature { seq: 32, .. })),
+        "{:?}",
+        verdicts[32].as_ref().map(|_| ())
+    );
+    assert_eq!(checks, 2, "the batch's signature once, the forged one once");
+}
+
 #[test]
 fn an_unknown_key_is_unverifiable_yet_not_out_of_range() {
     let member = signer("FR-ANSSI", 1);
