@@ -4,11 +4,12 @@
 //! `max_content_length` bounds a body's bytes, not what parsing it builds: a 10 MiB body of
 //! `{"objects":[0,0,0,…]}` holds 5 million values, each a 32-byte `serde_json::Value` in
 //! arrays grown by doubling, about 300 MB before the envelope's object count is even looked at,
-//! and four POSTs parse at once. So the body is first walked without building anything,
-//! counting its values (each array or object, key, string, number, literal), and refused past
-//! [`MAX_VALUES`]; only then is it parsed.
+//! and four POSTs parse at once. So the tree is built counting its values (each array or
+//! object, key, string, number, literal) as they are read, and the parse stops past
+//! [`MAX_VALUES`], having built at most that many.
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 use std::cell::Cell;
 use std::fmt;
 
@@ -30,84 +31,93 @@ pub enum JsonError {
 }
 
 /// The body as JSON, if it is JSON of at most `max` values.
-pub fn parse_within(bytes: &[u8], max: usize) -> Result<serde_json::Value, JsonError> {
+pub fn parse_within(bytes: &[u8], max: usize) -> Result<Value, JsonError> {
     let seen = Cell::new(0);
-    let mut walk = serde_json::Deserializer::from_slice(bytes);
-    let walked = Count { seen: &seen, max }
-        .deserialize(&mut walk)
-        .and_then(|()| walk.end());
-    match walked {
-        Err(_) if seen.get() > max => return Err(JsonError::TooManyValues { max }),
-        Err(e) => return Err(JsonError::Malformed(e)),
-        Ok(()) => {}
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Build { seen: &seen, max }
+        .deserialize(&mut json)
+        .and_then(|value| json.end().map(|()| value));
+    match parsed {
+        Err(_) if seen.get() > max => Err(JsonError::TooManyValues { max }),
+        Err(e) => Err(JsonError::Malformed(e)),
+        Ok(value) => Ok(value),
     }
-    serde_json::from_slice(bytes).map_err(JsonError::Malformed)
 }
 
-/// Counts the values it visits into `seen`, failing once they pass `max`.
+/// Builds the value it visits as `serde_json` would, counting each value into `seen` and
+/// failing once they pass `max`.
 #[derive(Clone, Copy)]
-struct Count<'a> {
+struct Build<'a> {
     seen: &'a Cell<usize>,
     max: usize,
 }
 
-impl Count<'_> {
-    fn take<E: serde::de::Error>(self) -> Result<(), E> {
+impl Build<'_> {
+    fn take<E: serde::de::Error>(self, value: Value) -> Result<Value, E> {
         let n = self.seen.get() + 1;
         self.seen.set(n);
         match n > self.max {
             true => Err(E::custom("too many values")),
-            false => Ok(()),
+            false => Ok(value),
         }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Count<'_> {
-    type Value = ();
+impl<'de> DeserializeSeed<'de> for Build<'_> {
+    type Value = Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Count<'_> {
-    type Value = ();
+impl<'de> Visitor<'de> for Build<'_> {
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
 
-    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
-        self.take()
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Value, E> {
+        self.take(Value::Bool(b))
     }
-    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
-        self.take()
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Value, E> {
+        self.take(Value::Number(n.into()))
     }
-    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
-        self.take()
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Value, E> {
+        self.take(Value::Number(n.into()))
     }
-    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
-        self.take()
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Value, E> {
+        self.take(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
     }
-    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
-        self.take()
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Value, E> {
+        self.take(Value::String(s.to_owned()))
     }
-    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
-        self.take()
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Value, E> {
+        self.take(Value::String(s))
     }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.take()?;
-        while seq.next_element_seed(self)?.is_some() {}
-        Ok(())
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.take(Value::Null)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.take()?;
-        while map.next_key_seed(self)?.is_some() {
-            map.next_value_seed(self)?;
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.take::<A::Error>(Value::Null)?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(self)? {
+            items.push(item);
         }
-        Ok(())
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.take::<A::Error>(Value::Null)?;
+        let mut members = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.take::<A::Error>(Value::Null)?;
+            let value = map.next_value_seed(self)?;
+            members.insert(key, value);
+        }
+        Ok(Value::Object(members))
     }
 }
 
@@ -123,6 +133,22 @@ mod tests {
             parsed,
             serde_json::from_slice::<serde_json::Value>(body).expect("JSON")
         );
+    }
+
+    #[test]
+    fn what_it_builds_is_what_serde_json_builds() {
+        let bodies = [
+            &br#"{"b":1,"a":[1,-2,18446744073709551615,-9223372036854775808,1.5e300,0.1,-0.0]}"#[..],
+            br#"{"k":"first","k":"last","esc":"\u00e9\ud83d\ude00\n\"","empty":{},"none":[]}"#,
+            br#"[null,true,false,"x",[[[]]],{"deep":{"er":[{"est":null}]}}]"#,
+            br#"  "just a string"  "#,
+            b"42",
+        ];
+        for body in bodies {
+            let expected: Value = serde_json::from_slice(body).expect("JSON");
+            let built = parse_within(body, MAX_VALUES).expect("within the budget");
+            assert_eq!(built, expected, "{}", String::from_utf8_lossy(body));
+        }
     }
 
     #[test]
