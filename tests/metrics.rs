@@ -366,45 +366,38 @@ async fn a_connection_that_only_pings_is_closed_when_idle() {
     });
     net.start(&hub).await;
     let addr = net.node(&hub).metrics_addr.expect("metrics listener");
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, mut connection) = h2::client::handshake(tcp).await.unwrap();
-    let mut pings = connection.ping_pong().expect("a ping handle");
-    let ended = tokio::spawn(async move {
-        let _ = connection.await;
-        Instant::now()
-    });
-    let mut send = send.ready().await.unwrap();
-    let request = http::Request::get(format!("http://{addr}/livez"))
-        .body(())
-        .unwrap();
-    let (answer, _) = send.send_request(request, true).unwrap();
-    let answer = answer.await.expect("an answer");
-    assert_eq!(answer.status(), http::StatusCode::OK);
+    // Asked once and read to the end: the answer is done, the pings alone keep nothing.
+    let (answer, pinged) = asked_then_pinging(addr, "/livez", h2::client::Builder::new()).await;
     let mut body = answer.into_body();
     while body.data().await.is_some() {}
-    let asked = Instant::now();
-    let pinging = tokio::spawn(async move {
-        while pings.ping(h2::Ping::opaque()).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
-    let ended = tokio::time::timeout(idle * 6, ended)
-        .await
-        .expect("a connection kept alive by pings alone was held")
-        .unwrap();
-    assert!(
-        ended.duration_since(asked) >= idle - Duration::from_millis(100),
-        "closed {:?} after its answer, before the idle deadline",
-        ended.duration_since(asked)
-    );
-    pinging.abort();
+    pinged
+        .closed_at_idle(idle, "a connection kept alive by pings alone was held")
+        .await;
 
     // Nor does a client that never opens its window for the answer it asked, pinging all the
     // while: the node writes its acknowledgements, but the answer waits untaken, which is not
     // work; the connection and the answer go at the idle deadline.
+    let mut unread = h2::client::Builder::new();
+    unread.initial_window_size(0);
+    let (answer, pinged) = asked_then_pinging(addr, "/metrics", unread).await;
+    pinged
+        .closed_at_idle(
+            idle,
+            "a connection holding an unread answer was kept alive by pings",
+        )
+        .await;
+    drop(answer);
+}
+
+/// A plain HTTP/2 connection to `addr` (built by `builder`) that asks `path` and, once the
+/// answer's headers came, pings every 200 ms: the answer, and the pinging connection.
+async fn asked_then_pinging(
+    addr: std::net::SocketAddr,
+    path: &str,
+    builder: h2::client::Builder,
+) -> (http::Response<h2::RecvStream>, Pinged) {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, mut connection) = h2::client::Builder::new()
-        .initial_window_size(0)
+    let (send, mut connection) = builder
         .handshake::<_, prost::bytes::Bytes>(tcp)
         .await
         .unwrap();
@@ -414,27 +407,45 @@ async fn a_connection_that_only_pings_is_closed_when_idle() {
         Instant::now()
     });
     let mut send = send.ready().await.unwrap();
-    let request = http::Request::get(format!("http://{addr}/metrics"))
+    let request = http::Request::get(format!("http://{addr}{path}"))
         .body(())
         .unwrap();
     let (answer, _) = send.send_request(request, true).unwrap();
     let answer = answer.await.expect("the answer's headers");
     assert_eq!(answer.status(), http::StatusCode::OK);
-    let asked = Instant::now();
     let pinging = tokio::spawn(async move {
         while pings.ping(h2::Ping::opaque()).await.is_ok() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    let ended = tokio::time::timeout(idle * 6, ended)
-        .await
-        .expect("a connection holding an unread answer was kept alive by pings")
-        .unwrap();
-    assert!(
-        ended.duration_since(asked) >= idle - Duration::from_millis(100),
-        "closed {:?} after its answer's headers, before the idle deadline",
-        ended.duration_since(asked)
-    );
-    pinging.abort();
-    drop(answer);
+    let pinged = Pinged {
+        asked: Instant::now(),
+        ended,
+        pinging,
+    };
+    (answer, pinged)
+}
+
+/// A connection pinging since its answer's headers came (`asked`).
+struct Pinged {
+    asked: Instant,
+    ended: tokio::task::JoinHandle<Instant>,
+    pinging: tokio::task::JoinHandle<()>,
+}
+
+impl Pinged {
+    /// Asserts the node closes the connection at its idle deadline, not before and not much
+    /// after (`held` says what a connection never closed means).
+    async fn closed_at_idle(self, idle: Duration, held: &str) {
+        let ended = tokio::time::timeout(idle * 6, self.ended)
+            .await
+            .expect(held)
+            .unwrap();
+        let after = ended.duration_since(self.asked);
+        assert!(
+            after >= idle - Duration::from_millis(100),
+            "closed {after:?} after the answer's headers, before the idle deadline"
+        );
+        self.pinging.abort();
+    }
 }

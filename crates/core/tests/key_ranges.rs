@@ -51,6 +51,20 @@ fn chain<'a>(n: u64, key_for: impl Fn(u64) -> &'a Signer) -> Vec<pb::SignedEntry
         .collect()
 }
 
+/// A key list holding `old`'s key for seqs 1 to 3 only.
+fn ended_after_three(old: &Signer) -> StaticKeys {
+    let mut keys = StaticKeys::default();
+    keys.insert_range(
+        old.org().clone(),
+        old.verifying_key(),
+        SeqRange {
+            first: 1,
+            last: Some(3),
+        },
+    );
+    keys
+}
+
 fn verdict(entry: &pb::SignedEntry, keys: &StaticKeys) -> Result<(), VerifyError> {
     verify_entry(entry.clone(), keys, &VerifyConfig::at(NOW)).map(|_| ())
 }
@@ -112,15 +126,7 @@ fn a_rotated_key_verifies_its_own_range_and_nothing_after() {
 #[test]
 fn an_entry_naming_an_ended_key_is_the_origins_fault_only_if_the_origin_signed_it() {
     let old = signer("FR-ANSSI", 1);
-    let mut keys = StaticKeys::default();
-    keys.insert_range(
-        old.org().clone(),
-        old.verifying_key(),
-        SeqRange {
-            first: 1,
-            last: Some(3),
-        },
-    );
+    let keys = ended_after_three(&old);
     let signed = chain(5, |_| &old);
     // Anyone can name the ended key at seq 5 and put any signature beside it: that is the
     // sender's forgery, not the origin's fault, however the header reads.
@@ -144,15 +150,7 @@ fn an_entry_naming_an_ended_key_is_the_origins_fault_only_if_the_origin_signed_i
 #[test]
 fn entries_past_a_keys_range_under_one_batch_signature_cost_one_check() {
     let old = signer("FR-ANSSI", 1);
-    let mut keys = StaticKeys::default();
-    keys.insert_range(
-        old.org().clone(),
-        old.verifying_key(),
-        SeqRange {
-            first: 1,
-            last: Some(3),
-        },
-    );
+    let keys = ended_after_three(&old);
     let items: Vec<(Distribution, pb::Payload)> = (0..32).map(|_| (clear(), upsert())).collect();
     let (mut batch, _) = old.sign_chain(None, NOW, &items);
     let mut forged = batch[31].clone();
