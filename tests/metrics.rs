@@ -449,3 +449,54 @@ impl Pinged {
         self.pinging.abort();
     }
 }
+
+/// One network (an IPv4 /24) holds at most 128 of a web listener's 512 connections, whichever
+/// of its addresses they come from (each holding at most 64): a connection from a third
+/// address of the full network is closed at once, one from another network is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_network_holds_at_most_its_share_of_a_listeners_connections() {
+    let mut net = RosterNet::provisioned("HUB", &["AG-A"], &fast_limits());
+    let hub = net.hub.clone();
+    net.fed.nodes.get_mut(&hub).unwrap().config.metrics = Some(MetricsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hosts: Vec::new(),
+    });
+    net.start(&hub).await;
+    let addr = net.node(&hub).metrics_addr.expect("metrics listener");
+    let from = |source: &str| {
+        let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(source).expect("a loopback source address");
+            socket.connect(addr).await.expect("connected")
+        }
+    };
+    let mut held = Vec::new();
+    for source in ["127.0.0.2", "127.0.0.3"] {
+        for _ in 0..64 {
+            held.push(from(source).await);
+        }
+    }
+    // Each connection is taken in turn by the accept loop; an open one is not answered at all.
+    let stays_open = |mut tcp: tokio::net::TcpStream| async move {
+        use tokio::io::AsyncReadExt;
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_millis(700), tcp.read(&mut byte))
+            .await
+            .is_err()
+    };
+    assert!(
+        stays_open(from("127.0.1.4").await).await,
+        "another network is served"
+    );
+    assert!(
+        !stays_open(from("127.0.0.4").await).await,
+        "a third address of a network holding 128 connections is closed at once"
+    );
+    drop(held);
+    // The network's connections gone, its addresses are served again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stays_open(from("127.0.0.4").await).await {
+        assert!(Instant::now() < deadline, "the network's share came back");
+    }
+}

@@ -31,6 +31,24 @@ impl Source {
     }
 }
 
+/// The network a client connects from: an IPv4 /24 or an IPv6 /48, one site's usual share (a
+/// site with a /48 has 65,536 /64s, each a [`Source`] of its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Network {
+    V4([u8; 3]),
+    V6([u8; 6]),
+}
+
+impl Network {
+    /// The network of `ip` (IPv4-mapped as IPv4).
+    pub fn of(ip: std::net::IpAddr) -> Network {
+        match Source::of(ip) {
+            Source::V4([a, b, c, _]) => Network::V4([a, b, c]),
+            Source::V6(p) => Network::V6([p[0], p[1], p[2], p[3], p[4], p[5]]),
+        }
+    }
+}
+
 /// How many connections one listener keeps open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Bounds {

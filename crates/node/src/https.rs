@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerConfig;
-use crate::conn_slots::{Bounds, Slots, Source};
+use crate::conn_slots::{Bounds, Full, Network, Slots, Source};
 use crate::state::NodeState;
 
 /// How long open connections get to finish their requests once the node stops.
@@ -37,6 +37,9 @@ const MAX_CONNECTIONS: usize = 512;
 /// Connections one client address may hold at once: one host holding every slot would shut
 /// out every other client (HTTP/2 multiplexes a client's requests over one connection).
 const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
+/// Connections one network (an IPv4 /24, an IPv6 /48) may hold at once: a few addresses of
+/// one site, or the /64s of one IPv6 site, cannot take every slot.
+const MAX_CONNECTIONS_PER_NETWORK: usize = 128;
 /// Requests one HTTP/2 connection may have open at once.
 const MAX_STREAMS: u32 = 64;
 
@@ -132,6 +135,10 @@ impl HttpsServer {
             per_client: MAX_CONNECTIONS_PER_ADDRESS,
             total: MAX_CONNECTIONS,
         });
+        let per_network = Slots::new(Bounds {
+            per_client: MAX_CONNECTIONS_PER_NETWORK,
+            total: MAX_CONNECTIONS,
+        });
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -146,7 +153,17 @@ impl HttpsServer {
                     continue;
                 }
             };
-            let slot = match Slots::take(&per_address, Source::of(peer.ip())) {
+            let taken = match Slots::take(&per_address, Source::of(peer.ip())) {
+                Err(full) => Err(full.to_string()),
+                Ok(address) => match Slots::take(&per_network, Network::of(peer.ip())) {
+                    Ok(network) => Ok((address, network)),
+                    Err(Full::Client(n)) => Err(format!(
+                        "its network (an IPv4 /24, an IPv6 /48) already holds {n} open connections"
+                    )),
+                    Err(full) => Err(full.to_string()),
+                },
+            };
+            let slot = match taken {
                 Ok(slot) => slot,
                 Err(full) => {
                     // Counted, and logged at most once per host and interval: a connect loop

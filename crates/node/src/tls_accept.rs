@@ -4,8 +4,9 @@
 //!
 //! Each connection gets the handshake deadline; at most [`MAX_HANDSHAKES`] handshakes run at
 //! once (more wait in the listen backlog), so a flood of half-open connections is bounded, and
-//! one address holds at most `limits.handshakes_per_address` of them, so its flood is not
-//! (past it a connection is closed at once, not left in the backlog before honest dialers). A
+//! one address holds at most `limits.handshakes_per_address` of them, and one network (an
+//! IPv4 /24, an IPv6 /48) four times that, so its flood is not (past it a connection is closed
+//! at once, not left in the backlog before honest dialers). A
 //! finished connection is served only while its client certificate holds fewer than
 //! `limits.connections_per_client` others, and the listener fewer than [`MAX_OPEN`]: its slot
 //! travels with the stream tonic serves and is given back when tonic drops it.
@@ -24,11 +25,16 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::conn_slots::{Bounds, Slot, Slots, Source};
+use crate::conn_slots::{Bounds, Network, Slot, Slots, Source};
 use crate::state::NodeState;
 
 /// Handshakes in progress at once per listener.
 const MAX_HANDSHAKES: usize = 256;
+
+/// A network (an IPv4 /24, an IPv6 /48) may have this many times an address's handshakes
+/// under way at once: four networks, not sixteen addresses, to fill [`MAX_HANDSHAKES`] at the
+/// default of 16 an address.
+const ADDRESSES_PER_NETWORK: usize = 4;
 
 /// Connections served at once per listener: a hub's members and their services, with room.
 pub const MAX_OPEN: usize = 4096;
@@ -87,6 +93,12 @@ pub fn accepted(
         per_client: per_address,
         total: MAX_HANDSHAKES,
     });
+    // A few addresses of one site (or the /64s of one IPv6 site) cannot take every handshake.
+    let per_network = per_address.saturating_mul(ADDRESSES_PER_NETWORK);
+    let network_handshaking = Slots::new(Bounds {
+        per_client: per_network,
+        total: MAX_HANDSHAKES,
+    });
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         loop {
@@ -105,15 +117,26 @@ pub fn accepted(
                     continue;
                 }
             };
-            let Ok(source) = Slots::take(&handshaking, Source::of(peer.ip())) else {
-                // A handshake refused before it began: counted and logged as one (at most a
-                // line per host and interval).
-                state.metrics.handshake_refused(name);
-                let logs = &state.handshake_logs;
-                if let Some(held_back) = logs.pass(peer.ip(), "busy", std::time::Instant::now()) {
-                    tracing::warn!(listener = name, %peer, held_back, "connection closed before its TLS handshake: its address has {per_address} handshakes under way ([limits] handshakes_per_address)");
+            let taken = match Slots::take(&handshaking, Source::of(peer.ip())) {
+                Err(_) => Err(format!("its address has {per_address} handshakes under way ([limits] handshakes_per_address)")),
+                Ok(address) => match Slots::take(&network_handshaking, Network::of(peer.ip())) {
+                    Ok(network) => Ok((address, network)),
+                    Err(_) => Err(format!("its network (an IPv4 /24, an IPv6 /48) has {per_network} handshakes under way ({ADDRESSES_PER_NETWORK} × [limits] handshakes_per_address)")),
+                },
+            };
+            let source = match taken {
+                Ok(source) => source,
+                Err(why) => {
+                    // A handshake refused before it began: counted and logged as one (at most
+                    // a line per host and interval).
+                    state.metrics.handshake_refused(name);
+                    let logs = &state.handshake_logs;
+                    if let Some(held_back) = logs.pass(peer.ip(), "busy", std::time::Instant::now())
+                    {
+                        tracing::warn!(listener = name, %peer, held_back, "connection closed before its TLS handshake: {why}");
+                    }
+                    continue;
                 }
-                continue;
             };
             // tonic sets TCP_NODELAY only on listeners it binds itself; without it, a reply
             // written in pieces waits for the client's delayed ACK (about 40 ms per call).

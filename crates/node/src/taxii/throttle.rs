@@ -27,19 +27,11 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// each of which would otherwise get its own [`FAILURES_PER_WINDOW`].
 pub const NETWORK_FAILURES_PER_WINDOW: u32 = 50;
 
-/// Where a client connects from, by its network: an IPv4 /24 or an IPv6 /48.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Network {
-    V4([u8; 3]),
-    V6([u8; 6]),
-}
+pub use crate::conn_slots::Network;
 
 /// The network table's key for `ip` (IPv4-mapped as IPv4).
 pub fn network(ip: IpAddr) -> Network {
-    match Source::of(ip) {
-        Source::V4([a, b, c, _]) => Network::V4([a, b, c]),
-        Source::V6(p) => Network::V6([p[0], p[1], p[2], p[3], p[4], p[5]]),
-    }
+    Network::of(ip)
 }
 
 /// Wrong passwords for one user in one [`USER_WINDOW`], from anywhere: about 7,000 guesses a
