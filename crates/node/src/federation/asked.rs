@@ -2,6 +2,7 @@
 //! holds and may send over the link, as soon as it holds them.
 
 use std::collections::BTreeSet;
+use std::ops::Bound;
 use std::sync::Mutex;
 
 use intelmesh_core::{OrgId, StaticKeys};
@@ -173,16 +174,22 @@ pub(super) fn serve_asked(
             keys.fills_at = fills;
         }
     }
+    // Most rounds of most links have no ask open: nothing to read, not even the vector.
+    if keys.open.is_empty() {
+        return Ok(());
+    }
     let vector = state.vector().map_err(|e| local(&e))?;
     let mut settled = Vec::new();
     let mut stubs = Vec::new();
     // Only asks this node can serve now, those at or below its head of their origin, are
     // visited: a peer may keep thousands of asks past every head open (16,384), and each round
     // walking all of them would be its to command.
-    let due = (vector.iter()).flat_map(|(origin, head)| {
-        keys.open
-            .range((origin.clone(), 0)..=(origin.clone(), *head))
-    });
+    let due = (open_origins(&keys.open).into_iter())
+        .filter_map(|origin| Some((origin, *vector.get(origin)?)))
+        .flat_map(|(origin, head)| {
+            keys.open
+                .range((origin.clone(), 0)..=(origin.clone(), head))
+        });
     for key in due.filter(|k| !keys.stubs.contains(*k)) {
         // The rest wait for the next round (a change, an ask, or the heartbeat at the latest).
         if batch.is_full() || stubs.len() >= STUB_READS_PER_ROUND {
@@ -220,10 +227,39 @@ pub(super) fn serve_asked(
     Ok(())
 }
 
+/// The origins `open` holds asks of, each once: a step per origin, however many asks it holds.
+fn open_origins(open: &BTreeSet<EntryKey>) -> Vec<&OrgId> {
+    let mut origins = Vec::new();
+    let mut next = open.first();
+    while let Some((origin, _)) = next {
+        origins.push(origin);
+        let past = (origin.clone(), u64::MAX);
+        next = open.range((Bound::Excluded(past), Bound::Unbounded)).next();
+    }
+    origins
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
+
+    #[test]
+    fn open_origins_names_each_origin_once_whatever_its_asks() {
+        let org = |o: &str| OrgId::parse(o).expect("org");
+        let open: BTreeSet<EntryKey> = [
+            (org("AU-AFP"), 1),
+            (org("AU-AFP"), u64::MAX),
+            (org("BR-PF"), 7),
+            (org("FR-OCLCTIC"), 0),
+            (org("FR-OCLCTIC"), 9),
+        ]
+        .into_iter()
+        .collect();
+        let names: Vec<&str> = open_origins(&open).iter().map(|o| o.as_str()).collect();
+        assert_eq!(names, ["AU-AFP", "BR-PF", "FR-OCLCTIC"]);
+        assert!(open_origins(&BTreeSet::new()).is_empty());
+    }
 
     #[test]
     fn asks_are_kept_for_members_only_and_bounded() {
