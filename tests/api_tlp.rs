@@ -433,3 +433,42 @@ async fn pages_of_one(c: &mut Client, tags: &[&str]) -> Vec<(Vec<String>, bool)>
 
 /// The members of the audience tests' federation.
 const MEMBERS: [&str; 3] = ["AU-AFP", "BR-PF", "SG-IGCI"];
+
+/// The state digest sums every state the node holds, restricted ones it opened included: a
+/// service of the node's own org gets it, one of another org gets none (and the node does not
+/// read it for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_nodes_own_org_is_given_its_state_digest() {
+    use intelmesh_proto::v1::node_status_client::NodeStatusClient;
+    let net = TestNet::star("SG-IGCI", &["AU-AFP"]).await;
+    let au = org("AU-AFP");
+    let own = (NodeStatusClient::new(net.channel(&au).await))
+        .status(pb::StatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(own.state_digest.len(), 64, "{own:?}");
+    let p = &net.fed.nodes[&au];
+    let certs = service_cert(
+        p,
+        &org("SG-IGCI"),
+        "soc",
+        intelmesh_node::pki::Validity::default(),
+    );
+    let channel = intelmesh_node::client::api_channel(
+        net.node(&au).api_addr,
+        net.node(&au).org(),
+        &p.api_ca,
+        &certs.path().join("soc.pem"),
+        &certs.path().join("soc.key"),
+    )
+    .await
+    .expect("API channel");
+    let other = (NodeStatusClient::new(channel))
+        .status(pb::StatusRequest {})
+        .await
+        .expect("status for another org's service")
+        .into_inner();
+    assert_eq!(other.state_digest, "");
+    assert_eq!(other.org_id, own.org_id);
+}

@@ -383,7 +383,8 @@ fn size_on_disk(dir: &Path) -> u64 {
 
 /// Every metric of `state`, in the OpenMetrics text format.
 pub fn render(state: &NodeState) -> anyhow::Result<String> {
-    let status = crate::api::status::status(state).context("reading the store for metrics")?;
+    let status = crate::api::status::status_with(state, crate::api::status::Digest::Withheld)
+        .context("reading the store for metrics")?;
     let now = intelmesh_core::now_unix_ms();
     let mut r = Registry::default();
     state.metrics.register(&mut r);

@@ -15,8 +15,25 @@ pub struct StatusService {
     pub state: Arc<NodeState>,
 }
 
-/// The status as plain data, for the service and for in-process callers.
+/// Whether a status carries the state digest. It sums every state the node holds, so it is a
+/// consistent read of the index, which under steady ingest ends by taking the store's write
+/// lock; and only the node's own org may have it. So it is read only where it is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Digest {
+    Included,
+    Withheld,
+}
+
+/// The status as plain data, with its state digest, for in-process callers.
 pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::StoreError> {
+    status_with(state, Digest::Included)
+}
+
+/// The status as plain data, its state digest read only if `digest` says so (else empty).
+pub fn status_with(
+    state: &NodeState,
+    digest: Digest,
+) -> Result<pb::StatusResponse, intelmesh_store::StoreError> {
     let vector = state.store.vector()?;
     let peers = state.peers.map(|org, p| pb::PeerStatus {
         org_id: org.to_string(),
@@ -88,7 +105,10 @@ pub fn status(state: &NodeState) -> Result<pb::StatusResponse, intelmesh_store::
         org_id: state.org.to_string(),
         vector: vector.iter().map(|(o, s)| (o.to_string(), *s)).collect(),
         peers,
-        state_digest: hex::encode(state.store.state_digest()?),
+        state_digest: match digest {
+            Digest::Included => hex::encode(state.store.state_digest()?),
+            Digest::Withheld => String::new(),
+        },
         flagged_origins: state
             .store
             .flagged_origins()?
@@ -149,17 +169,18 @@ impl StatusService {
             crate::identity::caller(&request),
             Ok(Identity::Service { org, .. }) if org == self.state.org
         );
+        // The digest sums every state this node holds, restricted slots it opened included: a
+        // service of another org could test guesses of a value it may not read against it.
+        let digest = if own {
+            Digest::Included
+        } else {
+            Digest::Withheld
+        };
         let state = Arc::clone(&self.state);
-        let mut response = tokio::task::spawn_blocking(move || status(&state))
+        let response = tokio::task::spawn_blocking(move || status_with(&state, digest))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        if !own {
-            // The digest sums every state this node holds, restricted slots it opened
-            // included: a service of another org could test guesses of a value it may not read
-            // against it.
-            response.state_digest = String::new();
-        }
         Ok(Response::new(response))
     }
 }

@@ -187,7 +187,7 @@ fn snapshot(console: &Shared) -> Result<Arc<Snapshot>, ConsoleError> {
 fn make_snapshot(state: &NodeState) -> Result<Snapshot, ConsoleError> {
     let roster = proposals::current_roster(state)?;
     let health = health::federation_status(state)?;
-    let status = crate::api::status::status(state)?;
+    let status = crate::api::status::status_with(state, crate::api::status::Digest::Withheld)?;
     let now = intelmesh_core::now_unix_ms();
     let sources = view::Sources {
         hub: state.org.as_str(),
