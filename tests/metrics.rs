@@ -358,14 +358,7 @@ async fn a_connection_that_only_pings_is_closed_when_idle() {
         http_idle_ms: idle.as_millis() as u64,
         ..fast_limits()
     };
-    let mut net = RosterNet::provisioned("HUB", &["AG-A"], &limits);
-    let hub = net.hub.clone();
-    net.fed.nodes.get_mut(&hub).unwrap().config.metrics = Some(MetricsConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        hosts: Vec::new(),
-    });
-    net.start(&hub).await;
-    let addr = net.node(&hub).metrics_addr.expect("metrics listener");
+    let (_net, addr) = hub_with_metrics(&limits).await;
     // Asked once and read to the end: the answer is done, the pings alone keep nothing.
     let (answer, pinged) = asked_then_pinging(addr, "/livez", h2::client::Builder::new()).await;
     let mut body = answer.into_body();
@@ -455,14 +448,7 @@ impl Pinged {
 /// address of the full network is closed at once, one from another network is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_network_holds_at_most_its_share_of_a_listeners_connections() {
-    let mut net = RosterNet::provisioned("HUB", &["AG-A"], &fast_limits());
-    let hub = net.hub.clone();
-    net.fed.nodes.get_mut(&hub).unwrap().config.metrics = Some(MetricsConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        hosts: Vec::new(),
-    });
-    net.start(&hub).await;
-    let addr = net.node(&hub).metrics_addr.expect("metrics listener");
+    let (_net, addr) = hub_with_metrics(&fast_limits()).await;
     let from = |source: &str| {
         let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
         async move {
@@ -499,4 +485,20 @@ async fn one_network_holds_at_most_its_share_of_a_listeners_connections() {
     while !stays_open(from("127.0.0.4").await).await {
         assert!(Instant::now() < deadline, "the network's share came back");
     }
+}
+
+/// A roster federation's hub alone, started under `limits` with a metrics listener: the net
+/// (which stops it when dropped) and the listener's address.
+async fn hub_with_metrics(
+    limits: &intelmesh_node::config::Limits,
+) -> (RosterNet, std::net::SocketAddr) {
+    let mut net = RosterNet::provisioned("HUB", &["AG-A"], limits);
+    let hub = net.hub.clone();
+    net.fed.nodes.get_mut(&hub).unwrap().config.metrics = Some(MetricsConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        hosts: Vec::new(),
+    });
+    net.start(&hub).await;
+    let addr = net.node(&hub).metrics_addr.expect("metrics listener");
+    (net, addr)
 }
