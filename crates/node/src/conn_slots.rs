@@ -114,6 +114,60 @@ impl<K: Eq + Hash + Clone> Slots<K> {
     }
 }
 
+/// Slots counted per address ([`Source`]) and per network ([`Network`]) under one total: a
+/// connection takes one of each, so neither one host nor a few hosts of one site can take
+/// every slot.
+pub(crate) struct SourceSlots {
+    per_address: Arc<Slots<Source>>,
+    per_network: Arc<Slots<Network>>,
+}
+
+/// A connection's slots, given back when dropped.
+pub(crate) type SourceSlot = (Slot<Source>, Slot<Network>);
+
+/// Why a connection got no slot, by what is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourceFull {
+    /// The listener, with this many open.
+    Listener(usize),
+    /// Its address, holding this many.
+    Address(usize),
+    /// Its network, holding this many.
+    Network(usize),
+}
+
+impl SourceSlots {
+    /// `per_address` and `per_network` at once from one address and one network, `total` in
+    /// all.
+    pub(crate) fn new(per_address: usize, per_network: usize, total: usize) -> SourceSlots {
+        SourceSlots {
+            per_address: Slots::new(Bounds {
+                per_client: per_address,
+                total,
+            }),
+            per_network: Slots::new(Bounds {
+                per_client: per_network,
+                total,
+            }),
+        }
+    }
+
+    /// Slots for one more connection from `ip`, if the bounds allow it.
+    pub(crate) fn take(&self, ip: std::net::IpAddr) -> Result<SourceSlot, SourceFull> {
+        let address =
+            Slots::take(&self.per_address, Source::of(ip)).map_err(|full| match full {
+                Full::Listener(n) => SourceFull::Listener(n),
+                Full::Client(n) => SourceFull::Address(n),
+            })?;
+        let network =
+            Slots::take(&self.per_network, Network::of(ip)).map_err(|full| match full {
+                Full::Listener(n) => SourceFull::Listener(n),
+                Full::Client(n) => SourceFull::Network(n),
+            })?;
+        Ok((address, network))
+    }
+}
+
 impl<K: Eq + Hash> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut open = self.slots.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -130,6 +184,33 @@ impl<K: Eq + Hash> Drop for Slot<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_takes_a_slot_of_its_address_and_of_its_network() {
+        let slots = SourceSlots::new(2, 3, 5);
+        let ip = |s: &str| -> std::net::IpAddr { s.parse().unwrap() };
+        let a1 = slots.take(ip("192.0.2.1")).expect("first of its address");
+        let _a2 = slots.take(ip("192.0.2.1")).expect("second of its address");
+        assert_eq!(
+            slots.take(ip("192.0.2.1")).err(),
+            Some(SourceFull::Address(2))
+        );
+        let _b = slots.take(ip("192.0.2.9")).expect("third of its network");
+        assert_eq!(
+            slots.take(ip("192.0.2.10")).err(),
+            Some(SourceFull::Network(3))
+        );
+        let _c = slots.take(ip("198.51.100.1")).expect("another network");
+        let _d = slots.take(ip("203.0.113.1")).expect("the fifth in all");
+        assert_eq!(
+            slots.take(ip("203.0.113.2")).err(),
+            Some(SourceFull::Listener(5))
+        );
+        drop(a1);
+        slots
+            .take(ip("192.0.2.10"))
+            .expect("its network's slot given back");
+    }
 
     #[test]
     fn an_ipv6_host_counts_once_per_64_and_a_mapped_ipv4_as_itself() {

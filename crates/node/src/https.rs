@@ -27,7 +27,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerConfig;
-use crate::conn_slots::{Bounds, Full, Network, Slots, Source};
+use crate::conn_slots::{SourceFull, SourceSlots};
 use crate::state::NodeState;
 
 /// How long open connections get to finish their requests once the node stops.
@@ -131,14 +131,11 @@ impl HttpsServer {
     pub async fn serve(self, mut stopped: watch::Receiver<bool>) {
         let name = self.name;
         let mut connections = JoinSet::new();
-        let per_address = Slots::new(Bounds {
-            per_client: MAX_CONNECTIONS_PER_ADDRESS,
-            total: MAX_CONNECTIONS,
-        });
-        let per_network = Slots::new(Bounds {
-            per_client: MAX_CONNECTIONS_PER_NETWORK,
-            total: MAX_CONNECTIONS,
-        });
+        let sources = SourceSlots::new(
+            MAX_CONNECTIONS_PER_ADDRESS,
+            MAX_CONNECTIONS_PER_NETWORK,
+            MAX_CONNECTIONS,
+        );
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -153,19 +150,18 @@ impl HttpsServer {
                     continue;
                 }
             };
-            let taken = match Slots::take(&per_address, Source::of(peer.ip())) {
-                Err(full) => Err(full.to_string()),
-                Ok(address) => match Slots::take(&per_network, Network::of(peer.ip())) {
-                    Ok(network) => Ok((address, network)),
-                    Err(Full::Client(n)) => Err(format!(
-                        "its network (an IPv4 /24, an IPv6 /48) already holds {n} open connections"
-                    )),
-                    Err(full) => Err(full.to_string()),
-                },
-            };
-            let slot = match taken {
+            let slot = match sources.take(peer.ip()) {
                 Ok(slot) => slot,
                 Err(full) => {
+                    let full = match full {
+                        SourceFull::Listener(n) => format!("{n} connections are already open"),
+                        SourceFull::Address(n) => {
+                            format!("its address already holds {n} open connections")
+                        }
+                        SourceFull::Network(n) => format!(
+                            "its network (an IPv4 /24, an IPv6 /48) already holds {n} open connections"
+                        ),
+                    };
                     // Counted, and logged at most once per host and interval: a connect loop
                     // must not write a line per refusal.
                     self.state.metrics.handshake_refused(name);

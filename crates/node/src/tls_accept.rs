@@ -25,7 +25,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::conn_slots::{Bounds, Network, Slot, Slots, Source};
+use crate::conn_slots::{Bounds, Slot, Slots, SourceFull, SourceSlots};
 use crate::state::NodeState;
 
 /// Handshakes in progress at once per listener.
@@ -89,16 +89,9 @@ pub fn accepted(
         total: MAX_OPEN,
     });
     let per_address = state.cfg.limits.handshakes_per_address;
-    let handshaking = Slots::new(Bounds {
-        per_client: per_address,
-        total: MAX_HANDSHAKES,
-    });
     // A few addresses of one site (or the /64s of one IPv6 site) cannot take every handshake.
     let per_network = per_address.saturating_mul(ADDRESSES_PER_NETWORK);
-    let network_handshaking = Slots::new(Bounds {
-        per_client: per_network,
-        total: MAX_HANDSHAKES,
-    });
+    let handshaking = SourceSlots::new(per_address, per_network, MAX_HANDSHAKES);
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         loop {
@@ -117,16 +110,14 @@ pub fn accepted(
                     continue;
                 }
             };
-            let taken = match Slots::take(&handshaking, Source::of(peer.ip())) {
-                Err(_) => Err(format!("its address has {per_address} handshakes under way ([limits] handshakes_per_address)")),
-                Ok(address) => match Slots::take(&network_handshaking, Network::of(peer.ip())) {
-                    Ok(network) => Ok((address, network)),
-                    Err(_) => Err(format!("its network (an IPv4 /24, an IPv6 /48) has {per_network} handshakes under way ({ADDRESSES_PER_NETWORK} × [limits] handshakes_per_address)")),
-                },
-            };
-            let source = match taken {
+            let source = match handshaking.take(peer.ip()) {
                 Ok(source) => source,
-                Err(why) => {
+                Err(full) => {
+                    let why = match full {
+                        SourceFull::Listener(n) => format!("{n} handshakes are under way"),
+                        SourceFull::Address(_) => format!("its address has {per_address} handshakes under way ([limits] handshakes_per_address)"),
+                        SourceFull::Network(_) => format!("its network (an IPv4 /24, an IPv6 /48) has {per_network} handshakes under way ({ADDRESSES_PER_NETWORK} × [limits] handshakes_per_address)"),
+                    };
                     // A handshake refused before it began: counted and logged as one (at most
                     // a line per host and interval).
                     state.metrics.handshake_refused(name);

@@ -12,8 +12,8 @@
 //! a hub whose link to another hub has waited [`HUB_SILENT`] for that hub's next frame (that
 //! hub hung, or cut off with its connections left open, which the link shows only after
 //! `dead_after_ms`): hubs send each other a frame at least every [`HUB_HEARTBEAT`], so a hub
-//! that is merely busy is still heard (`heard`). Where the hubs' views differ for a moment (one link up
-//! on one side only), the hub that sees fewer hubs sends more, never less.
+//! that is merely busy is still heard (`heard`). Where the hubs' views differ for a moment
+//! (one link up on one side only), the hub that sees fewer hubs sends more, never less.
 
 use std::time::Duration;
 
@@ -33,10 +33,10 @@ pub const HUB_STILL: Duration = Duration::from_secs(5);
 pub const HUB_HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// How long this hub's link to another hub may wait on it for a frame before this hub takes
-/// the agencies that hub served first: two and a half of its heartbeats. A hub lost with its links left open is then
-/// covered within this and a round of this hub's sender, inside the five seconds the
-/// federation promises, where waiting for the link to end (`dead_after_ms`, 10 s by default)
-/// or for an agency to sit still for [`HUB_STILL`] was not.
+/// the agencies that hub served first: two and a half of its heartbeats. A hub lost with its
+/// links left open is then covered within this and a round of this hub's sender, inside the
+/// five seconds the federation promises, where waiting for the link to end (`dead_after_ms`,
+/// 10 s by default) or for an agency to sit still for [`HUB_STILL`] was not.
 pub const HUB_SILENT: Duration = Duration::from_millis(2_500);
 
 /// How a hub serves an agency other origins' entries, as of now.

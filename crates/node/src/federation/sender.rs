@@ -172,8 +172,8 @@ pub(super) async fn send_loop(
         let round_start = Instant::now();
         changes.borrow_and_update();
         let hold = hold_back(&state, &link, &view);
-        if hold.other_hub_first != other_first_shown {
-            other_first_shown = hold.other_hub_first;
+        if hold.other_hub_first() != other_first_shown {
+            other_first_shown = hold.other_hub_first();
             (state.peers)
                 .update_known(&link.peer, |s| s.other_hub_serves_first = other_first_shown);
         }
@@ -352,10 +352,16 @@ fn new_proofs(
 struct Hold {
     /// Held back until the peer has sat still behind on the origin this long.
     until_still: Option<Duration>,
-    /// At a hub: the peer is an agency another hub serves first (`fan_out`).
-    other_hub_first: bool,
-    /// When to look again at whether that hub has gone silent, if anything is held back.
+    /// At a hub, for an agency another hub it still hears serves first (`fan_out`): when to
+    /// look again at whether that hub has gone silent, if anything is held back.
     recheck: Option<Duration>,
+}
+
+impl Hold {
+    /// At a hub: the peer is an agency another hub serves first.
+    fn other_hub_first(&self) -> bool {
+        self.recheck.is_some()
+    }
 }
 
 /// An agency holds back from a hub ([`RELAY_STILL`]); a hub from an agency another hub it
@@ -364,7 +370,6 @@ fn hold_back(state: &NodeState, link: &LinkReach, view: &PeerView) -> Hold {
     if state.cfg.role != Role::Hub {
         return Hold {
             until_still: link.relay.then_some(RELAY_STILL),
-            other_hub_first: false,
             recheck: None,
         };
     }
@@ -379,12 +384,10 @@ fn hold_back(state: &NodeState, link: &LinkReach, view: &PeerView) -> Hold {
     match serve {
         fan_out::Serve::AtOnce => Hold {
             until_still: None,
-            other_hub_first: false,
             recheck: None,
         },
         fan_out::Serve::AfterStill { still, recheck } => Hold {
             until_still: Some(still),
-            other_hub_first: true,
             recheck: Some(recheck),
         },
     }

@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 use super::config::{hash_password, Permission, TaxiiUser};
 use super::throttle::{
-    network, source, Failures, Network, NETWORK_FAILURES_PER_WINDOW, USER_FAILURES_PER_WINDOW,
-    USER_WINDOW, WINDOW,
+    source, Failures, Network, NETWORK_FAILURES_PER_WINDOW, USER_FAILURES_PER_WINDOW, USER_WINDOW,
+    WINDOW,
 };
 use crate::admission::refused_certificate;
 use crate::conn_slots::Source;
@@ -143,7 +143,7 @@ impl Users {
             let host = failures.0.refused_until(&source(from), now);
             // A site's guesses do not lock out a user from the address it signed in from.
             let site = (!known_here)
-                .then(|| failures.1.refused_until(&network(from), now))
+                .then(|| failures.1.refused_until(&Network::of(from), now))
                 .flatten();
             host.max(site)
         };
@@ -176,7 +176,7 @@ impl Users {
         let now = Instant::now();
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.0.failed(source(from), now);
-        failures.1.failed(network(from), now);
+        failures.1.failed(Network::of(from), now);
         drop(failures);
         let mut users = self.user_failures.lock().unwrap_or_else(|e| e.into_inner());
         match user {

@@ -53,13 +53,19 @@ struct Build<'a> {
 }
 
 impl Build<'_> {
-    fn take<E: serde::de::Error>(self, value: Value) -> Result<Value, E> {
+    /// Counts one more value, failing past the budget.
+    fn count<E: serde::de::Error>(self) -> Result<(), E> {
         let n = self.seen.get() + 1;
         self.seen.set(n);
         match n > self.max {
             true => Err(E::custom("too many values")),
-            false => Ok(value),
+            false => Ok(()),
         }
+    }
+
+    /// `value`, counted.
+    fn take<E: serde::de::Error>(self, value: Value) -> Result<Value, E> {
+        self.count().map(|()| value)
     }
 }
 
@@ -101,7 +107,7 @@ impl<'de> Visitor<'de> for Build<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        self.take::<A::Error>(Value::Null)?;
+        self.count::<A::Error>()?;
         let mut items = Vec::new();
         while let Some(item) = seq.next_element_seed(self)? {
             items.push(item);
@@ -110,10 +116,10 @@ impl<'de> Visitor<'de> for Build<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        self.take::<A::Error>(Value::Null)?;
+        self.count::<A::Error>()?;
         let mut members = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            self.take::<A::Error>(Value::Null)?;
+            self.count::<A::Error>()?;
             let value = map.next_value_seed(self)?;
             members.insert(key, value);
         }

@@ -29,11 +29,6 @@ pub const NETWORK_FAILURES_PER_WINDOW: u32 = 50;
 
 pub use crate::conn_slots::Network;
 
-/// The network table's key for `ip` (IPv4-mapped as IPv4).
-pub fn network(ip: IpAddr) -> Network {
-    Network::of(ip)
-}
-
 /// Wrong passwords for one user in one [`USER_WINDOW`], from anywhere: about 7,000 guesses a
 /// day at most, where the checks alone would allow millions.
 pub const USER_FAILURES_PER_WINDOW: u32 = 50;
@@ -111,17 +106,22 @@ mod tests {
         let t0 = Instant::now();
         // One guess from each of many /64s of one /48.
         for i in 0..NETWORK_FAILURES_PER_WINDOW {
-            f.failed(network(ip(&format!("2001:db8:7:{i:x}::1"))), t0);
+            f.failed(Network::of(ip(&format!("2001:db8:7:{i:x}::1"))), t0);
         }
         assert!(f
-            .refused_until(&network(ip("2001:db8:7:ffff::9")), t0)
+            .refused_until(&Network::of(ip("2001:db8:7:ffff::9")), t0)
             .is_some());
-        assert!(f.refused_until(&network(ip("2001:db8:8::1")), t0).is_none());
+        assert!(f
+            .refused_until(&Network::of(ip("2001:db8:8::1")), t0)
+            .is_none());
         assert_eq!(
-            network(ip("::ffff:198.51.100.7")),
-            network(ip("198.51.100.200"))
+            Network::of(ip("::ffff:198.51.100.7")),
+            Network::of(ip("198.51.100.200"))
         );
-        assert_ne!(network(ip("198.51.100.7")), network(ip("198.51.101.7")));
+        assert_ne!(
+            Network::of(ip("198.51.100.7")),
+            Network::of(ip("198.51.101.7"))
+        );
     }
 
     fn ip(s: &str) -> IpAddr {
