@@ -20,8 +20,8 @@ use sha2::{Digest, Sha256};
 
 use super::config::{hash_password, Permission, TaxiiUser};
 use super::throttle::{
-    source, Failures, Network, NETWORK_FAILURES_PER_WINDOW, USER_FAILURES_PER_WINDOW, USER_WINDOW,
-    WINDOW,
+    source, Failures, Network, UnknownNames, NETWORK_FAILURES_PER_WINDOW, USER_FAILURES_PER_WINDOW,
+    USER_WINDOW, WINDOW,
 };
 use crate::admission::refused_certificate;
 use crate::conn_slots::Source;
@@ -88,8 +88,9 @@ pub struct Users {
     /// refused before it waits here.
     failures: Mutex<(Failures<Source>, Failures<Network>)>,
     /// Wrong passwords by user name: a configured user's in a table no other name can push it
-    /// out of; unknown names in one of their own, so a name's refusal does not tell it exists.
-    user_failures: Mutex<(Failures<usize>, Failures<String>)>,
+    /// out of; unknown names in buckets of their own, none pushed out either, so a name's
+    /// refusal, or its end, does not tell it exists.
+    user_failures: Mutex<(Failures<usize>, UnknownNames)>,
     /// Per configured user, the addresses it last signed in from (at most
     /// [`GOOD_SOURCES_PER_USER`]): a user refused for guesses made elsewhere is still checked
     /// from these, so whoever knows a name cannot lock its tools out.
@@ -122,7 +123,7 @@ impl Users {
             )),
             user_failures: Mutex::new((
                 Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
-                Failures::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
+                UnknownNames::new(USER_FAILURES_PER_WINDOW, USER_WINDOW),
             )),
             good_sources: Mutex::default(),
         }
@@ -152,7 +153,7 @@ impl Users {
             match user {
                 _ if known_here => None,
                 Some(i) => users.0.refused_until(&i, now),
-                None => users.1.refused_until(&name.to_string(), now),
+                None => users.1.refused_until(name, now),
             }
         };
         match by_address.max(by_user) {
@@ -181,7 +182,7 @@ impl Users {
         let mut users = self.user_failures.lock().unwrap_or_else(|e| e.into_inner());
         match user {
             Some(i) => users.0.failed(i, now),
-            None => users.1.failed(name.to_string(), now),
+            None => users.1.failed(name, now),
         }
     }
 

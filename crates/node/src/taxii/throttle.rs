@@ -91,6 +91,41 @@ impl<K: Hash + Eq + Clone> Failures<K> {
     }
 }
 
+/// Unknown user names share [`MAX_KEYS`] buckets, a name's chosen by a hash keyed at random
+/// per process. The table of names therefore never evicts one: were unknown names kept by
+/// name in a bounded table, enough other names would push out one refused lately, and a
+/// guesser would see it answered again where a configured user (in a table no name can push
+/// out of) stays refused, and so tell which names exist.
+pub struct UnknownNames {
+    failures: Failures<u16>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl UnknownNames {
+    pub fn new(allowed: u32, window: Duration) -> UnknownNames {
+        UnknownNames {
+            failures: Failures::new(allowed, window),
+            hasher: Default::default(),
+        }
+    }
+
+    fn bucket(&self, name: &str) -> u16 {
+        use std::hash::BuildHasher;
+        (self.hasher.hash_one(name) % MAX_KEYS as u64) as u16
+    }
+
+    /// When `name` may be tried again, if it is refused now.
+    pub fn refused_until(&self, name: &str, now: Instant) -> Option<Instant> {
+        self.failures.refused_until(&self.bucket(name), now)
+    }
+
+    /// Counts a wrong password for `name`.
+    pub fn failed(&mut self, name: &str, now: Instant) {
+        let bucket = self.bucket(name);
+        self.failures.failed(bucket, now);
+    }
+}
+
 /// The address table's key for `ip` (an IPv6 host by its /64, IPv4-mapped as IPv4).
 pub fn source(ip: IpAddr) -> Source {
     Source::of(ip)
@@ -171,6 +206,26 @@ mod tests {
             f.failed(source(IpAddr::V4(i.to_be_bytes().into())), at);
         }
         assert!(f.by_key.len() <= MAX_KEYS);
+    }
+
+    /// However many other unknown names fail after it, an unknown name refused stays refused
+    /// until its window ends, as a configured user does.
+    #[test]
+    fn an_unknown_name_refused_is_not_pushed_out_by_other_names() {
+        let mut names = UnknownNames::new(USER_FAILURES_PER_WINDOW, USER_WINDOW);
+        let t0 = Instant::now();
+        for _ in 0..USER_FAILURES_PER_WINDOW {
+            names.failed("nobody", t0);
+        }
+        assert!(names.refused_until("nobody", t0).is_some());
+        for i in 0..4 * MAX_KEYS {
+            let at = t0 + Duration::from_millis(i as u64);
+            names.failed(&format!("n{i}"), at);
+        }
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(names.refused_until("nobody", later), Some(t0 + USER_WINDOW));
+        assert!(names.failures.by_key.len() <= MAX_KEYS);
+        assert_eq!(names.refused_until("nobody", t0 + USER_WINDOW), None);
     }
 
     #[test]
