@@ -292,6 +292,8 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
 
     // A request may decode to a few times the message size the node takes.
     intelmesh_proto::api_shape::allow_decoded(cfg.limits.max_message_bytes.saturating_mul(4));
+    // One share of the blocking reads per caller across the API's services.
+    let api_reads = Arc::new(read_shares::ReadShares::default());
     let api_server = Server::builder()
         // A connection whose client stopped answering is closed (20 s after an unanswered
         // ping), giving its slot back: each client certificate holds only so many.
@@ -313,7 +315,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
             IndicatorsServer::new(api::IndicatorsService {
                 tokens: Arc::clone(&tokens),
                 watches: Default::default(),
-                blocking_reads: Default::default(),
+                blocking_reads: Arc::clone(&api_reads),
                 state: Arc::clone(&state),
             })
             .max_decoding_message_size(max)
@@ -322,6 +324,7 @@ pub async fn start(cfg: NodeConfig) -> anyhow::Result<RunningNode> {
         .add_service(
             NodeStatusServer::new(api::StatusService {
                 state: Arc::clone(&state),
+                blocking_reads: api_reads,
             })
             .max_decoding_message_size(max),
         )

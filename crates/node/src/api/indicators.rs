@@ -60,11 +60,6 @@ pub(super) fn service<T>(
     }
 }
 
-/// The org of the calling service.
-fn reader<T>(state: &NodeState, request: &Request<T>) -> Result<OrgId, Status> {
-    service(state, request).map(|(org, _)| org)
-}
-
 fn publish_error(e: NodeError) -> Status {
     match e {
         NodeError::KeyReused
@@ -251,11 +246,18 @@ impl IndicatorsService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let reader = reader(&self.state, &request)?;
+        let (reader, name) = service(&self.state, &request)?;
         let req = request.into_inner();
         let indicator = submission::parse_indicator(req.r#type, &req.value).map_err(bad)?;
+        // A point read, but on the blocking pool that applying entries needs: within the
+        // caller's share of the reads, so a flood of calls queues behind its own permits.
+        let permit = self
+            .blocking_reads
+            .acquire(&format!("{reader}/{name}"))
+            .await?;
         let response = self
             .blocking(move |s| {
+                let _permit = permit;
                 let hidden = s.withdrawn();
                 get(
                     s.store.as_ref(),

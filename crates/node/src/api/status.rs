@@ -13,6 +13,8 @@ use crate::state::NodeState;
 
 pub struct StatusService {
     pub state: Arc<NodeState>,
+    /// The API's read shares, which `Indicators` takes from too.
+    pub blocking_reads: Arc<crate::read_shares::ReadShares>,
 }
 
 /// Whether a status carries the state digest. It sums every state the node holds, so it is a
@@ -163,12 +165,12 @@ impl StatusService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        require_role(&request, Role::Service, "NodeStatus")?;
+        let Identity::Service { org, name } = require_role(&request, Role::Service, "NodeStatus")?
+        else {
+            return Err(Status::internal("a caller not a service passed as one"));
+        };
         crate::admission::check_api_caller(&self.state, &request)?;
-        let own = matches!(
-            crate::identity::caller(&request),
-            Ok(Identity::Service { org, .. }) if org == self.state.org
-        );
+        let own = org == self.state.org;
         // The digest sums every state this node holds, restricted slots it opened included: a
         // service of another org could test guesses of a value it may not read against it.
         let digest = if own {
@@ -176,11 +178,20 @@ impl StatusService {
         } else {
             Digest::Withheld
         };
+        // Off the runtime, on the blocking pool that applying entries needs: within the
+        // caller's share of the reads, as every other read of the API.
+        let permit = self
+            .blocking_reads
+            .acquire(&format!("{org}/{name}"))
+            .await?;
         let state = Arc::clone(&self.state);
-        let response = tokio::task::spawn_blocking(move || status_with(&state, digest))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let response = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            status_with(&state, digest)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(response))
     }
 }
