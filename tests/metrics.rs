@@ -449,42 +449,82 @@ impl Pinged {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_network_holds_at_most_its_share_of_a_listeners_connections() {
     let (_net, addr) = hub_with_metrics(&fast_limits()).await;
-    let from = |source: &str| {
-        let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
-        async move {
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket.bind(source).expect("a loopback source address");
-            socket.connect(addr).await.expect("connected")
-        }
-    };
+    let from = |source: &'static str| connect_from(addr, source);
     let mut held = Vec::new();
     for source in ["127.0.0.2", "127.0.0.3"] {
         for _ in 0..64 {
             held.push(from(source).await);
         }
     }
-    // Each connection is taken in turn by the accept loop; an open one is not answered at all.
-    let stays_open = |mut tcp: tokio::net::TcpStream| async move {
-        use tokio::io::AsyncReadExt;
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(Duration::from_millis(700), tcp.read(&mut byte))
-            .await
-            .is_err()
-    };
     assert!(
-        stays_open(from("127.0.1.4").await).await,
+        stays_open(&mut from("127.0.1.4").await).await,
         "another network is served"
     );
     assert!(
-        !stays_open(from("127.0.0.4").await).await,
+        !stays_open(&mut from("127.0.0.4").await).await,
         "a third address of a network holding 128 connections is closed at once"
     );
     drop(held);
     // The network's connections gone, its addresses are served again.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !stays_open(from("127.0.0.4").await).await {
+    while !stays_open(&mut from("127.0.0.4").await).await {
         assert!(Instant::now() < deadline, "the network's share came back");
     }
+}
+
+/// A web listener full of connections that never ask anything (4 networks × 128, the
+/// listener's 512) still serves a newcomer from another network: the oldest of the flood is
+/// closed to make room, and the newcomer's request is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_listener_closes_the_floods_oldest_connection_for_a_newcomer() {
+    let (_net, addr) = hub_with_metrics(&fast_limits()).await;
+    let mut flood = Vec::new();
+    for network in 1..=4 {
+        for host in [1, 2] {
+            let source = format!("127.0.{network}.{host}");
+            for _ in 0..64 {
+                flood.push(connect_from(addr, &source).await);
+            }
+        }
+    }
+    // Every flood connection is accepted (and kept) before the newcomer comes.
+    let last = flood.last_mut().expect("the flood");
+    assert!(stays_open(last).await, "the 512th connection is kept");
+    let mut newcomer = connect_from(addr, "127.0.9.1").await;
+    newcomer
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("asked");
+    let mut answer = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), newcomer.read_exact(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("an answer, not a closed connection");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    // The four networks hold 128 each: the oldest connection of all went.
+    let mut oldest = flood.swap_remove(0);
+    let closed = tokio::time::timeout(Duration::from_secs(5), oldest.read(&mut [0u8; 1])).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the flood's oldest connection is closed: {closed:?}"
+    );
+}
+
+/// A TCP connection to `addr` from the loopback address `source`.
+async fn connect_from(addr: SocketAddr, source: &str) -> tokio::net::TcpStream {
+    let source: SocketAddr = format!("{source}:0").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(source).expect("a loopback source address");
+    socket.connect(addr).await.expect("connected")
+}
+
+/// Whether `tcp` stays open, unanswered, for 700 ms (each connection is taken in turn by the
+/// accept loop; an open one is not answered at all).
+async fn stays_open(tcp: &mut tokio::net::TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(Duration::from_millis(700), tcp.read(&mut byte))
+        .await
+        .is_err()
 }
 
 /// A roster federation's hub alone, started under `limits` with a metrics listener: the net

@@ -28,12 +28,17 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerConfig;
 use crate::conn_slots::{SourceFull, SourceSlots};
+use crate::crowding::Crowd;
 use crate::state::NodeState;
 
 /// How long open connections get to finish their requests once the node stops.
 const DRAIN: Duration = Duration::from_secs(5);
-/// Connections served at once; more wait in the listen backlog.
+/// Connections served at once; past it, a connection whose caller never proved who it is
+/// makes room (see `crowding`), or the newcomer is closed.
 const MAX_CONNECTIONS: usize = 512;
+/// Connections closed to make room whose tasks may not have ended yet: slots past
+/// [`MAX_CONNECTIONS`] they hold meanwhile.
+const CLOSING: usize = 64;
 /// Connections one client address may hold at once: one host holding every slot would shut
 /// out every other client (HTTP/2 multiplexes a client's requests over one connection).
 const MAX_CONNECTIONS_PER_ADDRESS: usize = 64;
@@ -54,6 +59,16 @@ pub struct Connection {
     pub leaf: Option<Arc<Vec<u8>>>,
     /// The current request's note for the audit trail (set per request by an audit layer).
     pub note: crate::audit::Noted,
+    /// Set by a handler once a request on the connection authenticated its caller: the
+    /// listener then never closes it to make room.
+    pub proven: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Connection {
+    /// Marks the connection's caller as authenticated.
+    pub fn prove(&self) {
+        self.proven.store(true, Ordering::Relaxed);
+    }
 }
 
 /// TLS with the API listener's certificate and key, client certificates of its client CA,
@@ -134,8 +149,9 @@ impl HttpsServer {
         let sources = SourceSlots::new(
             MAX_CONNECTIONS_PER_ADDRESS,
             MAX_CONNECTIONS_PER_NETWORK,
-            MAX_CONNECTIONS,
+            MAX_CONNECTIONS + CLOSING,
         );
+        let crowd = Crowd::new(MAX_CONNECTIONS);
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -150,18 +166,29 @@ impl HttpsServer {
                     continue;
                 }
             };
-            let slot = match sources.take(peer.ip()) {
-                Ok(slot) => slot,
+            let taken = match sources.take(peer.ip()) {
+                Ok(slot) => Crowd::enter(&crowd, peer.ip())
+                    .map(|place| (slot, place))
+                    .ok_or_else(|| {
+                        format!(
+                            "all {MAX_CONNECTIONS} connections open are of callers that signed in"
+                        )
+                    }),
+                Err(full) => Err(match full {
+                    SourceFull::Listener(n) => {
+                        format!("{n} connections are already open or closing")
+                    }
+                    SourceFull::Address(n) => {
+                        format!("its address already holds {n} open connections")
+                    }
+                    SourceFull::Network(n) => format!(
+                        "its network (an IPv4 /24, an IPv6 /48) already holds {n} open connections"
+                    ),
+                }),
+            };
+            let (slot, place) = match taken {
+                Ok(taken) => taken,
                 Err(full) => {
-                    let full = match full {
-                        SourceFull::Listener(n) => format!("{n} connections are already open"),
-                        SourceFull::Address(n) => {
-                            format!("its address already holds {n} open connections")
-                        }
-                        SourceFull::Network(n) => format!(
-                            "its network (an IPv4 /24, an IPv6 /48) already holds {n} open connections"
-                        ),
-                    };
                     // Counted, and logged at most once per host and interval: a connect loop
                     // must not write a line per refusal.
                     self.state.metrics.handshake_refused(name);
@@ -183,32 +210,47 @@ impl HttpsServer {
             connections.spawn(async move {
                 let _slot = slot;
                 let idle = state.cfg.limits.http_idle();
-                let Some(acceptor) = acceptor else {
+                let (proven, close) = (Arc::clone(&place.proven), Arc::clone(&place.close));
+                let _place = place;
+                let served = async move {
+                    let Some(acceptor) = acceptor else {
+                        let service = router.layer(axum::Extension(Connection {
+                            peer: peer.ip(),
+                            leaf: None,
+                            note: Default::default(),
+                            proven,
+                        }));
+                        return serve_connection(name, tcp, service, stopped, (deadline, idle))
+                            .await;
+                    };
+                    let Some(tls) =
+                        crate::tls_accept::handshake(&state, &acceptor, tcp, peer, deadline, name)
+                            .await
+                    else {
+                        return;
+                    };
+                    let leaf = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.as_ref().to_vec());
                     let service = router.layer(axum::Extension(Connection {
                         peer: peer.ip(),
-                        leaf: None,
+                        leaf: leaf.map(Arc::new),
                         note: Default::default(),
+                        proven,
                     }));
-                    return serve_connection(name, tcp, service, stopped, (deadline, idle)).await;
+                    serve_connection(name, tls, service, stopped, (deadline, idle)).await;
                 };
-                let Some(tls) =
-                    crate::tls_accept::handshake(&state, &acceptor, tcp, peer, deadline, name)
-                        .await
-                else {
-                    return;
-                };
-                let leaf = tls
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| c.as_ref().to_vec());
-                let service = router.layer(axum::Extension(Connection {
-                    peer: peer.ip(),
-                    leaf: leaf.map(Arc::new),
-                    note: Default::default(),
-                }));
-                serve_connection(name, tls, service, stopped, (deadline, idle)).await;
+                // Closed for room: at once, in the handshake or not; its caller never signed
+                // in, so nothing it asked was for anyone's work.
+                tokio::select! {
+                    _ = served => {}
+                    _ = close.notified() => {
+                        tracing::debug!(%peer, "{name} connection closed to make room");
+                    }
+                }
             });
         }
         let drain = async { while connections.join_next().await.is_some() {} };

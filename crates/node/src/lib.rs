@@ -20,6 +20,7 @@ mod conn_slots;
 pub mod connect;
 pub mod console;
 pub mod cpu_pool;
+mod crowding;
 pub mod durable;
 pub mod encryption_keys;
 pub mod federation;

@@ -140,6 +140,7 @@ async fn guard(
     };
     let mut response = match admitted {
         Ok(operator) => {
+            conn.prove();
             tracing::debug!(%operator, path = %request.uri().path(), "console request");
             next.run(request).await
         }

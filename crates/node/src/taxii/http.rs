@@ -145,7 +145,10 @@ async fn admit(g: &Gateway, conn: &Connection, headers: &HeaderMap) -> Result<Ca
         conn.peer,
     )
     .await
-    .inspect(|caller| super::audited::note_caller(&conn.note, caller))
+    .inspect(|caller| {
+        super::audited::note_caller(&conn.note, caller);
+        conn.prove();
+    })
     .map_err(|e| {
         let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
         let title = match status {
