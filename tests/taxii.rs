@@ -523,3 +523,56 @@ async fn discovery_over_http2_names_the_authority_the_caller_used() {
     assert_eq!(discovery["api_roots"], json!([root]), "{discovery}");
     assert_eq!(discovery["default"], json!(root));
 }
+
+/// A service that signed in keeps its connection when the gateway is full: 511 connections
+/// from as many networks, each holding one, fill it behind the service's (the oldest of
+/// all); a newcomer closes the oldest of the flood, not the service's, which is answered
+/// again on the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_caller_that_signed_in_keeps_its_connection_when_the_gateway_is_full() {
+    let net = net().await;
+    let au = org("AU-AFP");
+    let addr = net.node(&au).taxii_addr.expect("the gateway listens");
+    let p = &net.fed.nodes[&au];
+    let service = console::Pem {
+        cert: p.client_cert.clone(),
+        key: p.client_key.clone(),
+    };
+    let from = |source: String| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        let source: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+        socket.bind(source).expect("a loopback source address");
+        socket.connect(addr).await.expect("connected")
+    };
+    let mut signed_in = console::tls_over(
+        from("127.1.0.1".into()).await,
+        addr,
+        &p.api_ca,
+        Some(&service),
+    )
+    .await
+    .expect("TLS");
+    let (host, accept) = (
+        addr.to_string(),
+        "Accept: application/taxii+json;version=2.1\r\n",
+    );
+    let ask = intelmesh_tests::http1::get_kept;
+    let discovery = ask(&mut signed_in, &host, "/taxii2/", accept).await;
+    assert_eq!(discovery.expect("answered").status, 200);
+    let mut flood = Vec::new();
+    for i in 0..511u32 {
+        flood.push(from(format!("127.{}.{}.1", 2 + i / 256, i % 256)).await);
+    }
+    // The flood's last connection is accepted, so all are: the gateway is full.
+    let mut last = flood.pop().expect("the flood");
+    let mut byte = [0u8; 1];
+    let kept = tokio::time::timeout(Duration::from_millis(700), last.read(&mut byte)).await;
+    assert!(kept.is_err(), "the 512th connection is kept: {kept:?}");
+    let _newcomer = from("127.9.0.1".into()).await;
+    assert!(
+        closed_by_peer(&mut flood[0]).await,
+        "the flood's oldest is closed for the newcomer"
+    );
+    let again = ask(&mut signed_in, &host, "/taxii2/", accept).await;
+    assert_eq!(again.expect("answered again").status, 200);
+}

@@ -134,10 +134,20 @@ pub async fn tls_stream(
     ca: &Path,
     client: Option<&Pem>,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(ca, client)));
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    tls_over(tcp, addr, ca, client).await
+}
+
+/// [`tls_stream`] over `tcp`, a connection to `addr` already made (from a chosen address).
+pub async fn tls_over(
+    tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+    ca: &Path,
+    client: Option<&Pem>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_client(ca, client)));
     let name = ServerName::IpAddress(addr.ip().into());
     connector
         .connect(name, tcp)

@@ -52,6 +52,25 @@ pub async fn exchange_with<S: AsyncRead + AsyncWrite + Unpin>(
     );
     stream.write_all(request.as_bytes()).await?;
     stream.flush().await?;
+    read_answer(stream).await
+}
+
+/// `GET path` with `headers` (each line ending in `\r\n`), the connection kept open for
+/// more.
+pub async fn get_kept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    host: &str,
+    path: &str,
+    headers: &str,
+) -> std::io::Result<Answer> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
+    read_answer(stream).await
+}
+
+/// Reads one whole answer from `stream`.
+async fn read_answer<S: AsyncRead + Unpin>(stream: &mut S) -> std::io::Result<Answer> {
     // Read until the answer is whole: chromedriver keeps the connection open whatever
     // `Connection: close` says, so the end of the stream cannot mark it.
     let mut raw = Vec::new();
