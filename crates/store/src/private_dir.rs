@@ -28,15 +28,34 @@ pub(crate) fn prepare(dir: &Path) -> Result<(), StoreError> {
 pub(crate) fn restrict(dir: &Path) -> Result<(), StoreError> {
     set_mode(dir, 0o700)?;
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let path = entry.map_err(io(dir))?.path();
-        let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
-        if meta.is_dir() {
-            restrict(&path)?;
-        } else if meta.is_file() {
-            set_mode(&path, 0o600)?;
-        }
+        restrict_entry(&entry.map_err(io(dir))?.path())?;
     }
     Ok(())
+}
+
+/// [`restrict`] for one entry of a directory being walked. The engine's background work,
+/// started by the open (flushing what a crash left in the journal, compacting), deletes
+/// journals and tables meanwhile: an entry gone since it was listed is skipped, not a failed
+/// start.
+fn restrict_entry(path: &Path) -> Result<(), StoreError> {
+    let vanished = |e: &StoreError| {
+        matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    };
+    let restricted = std::fs::symlink_metadata(path)
+        .map_err(io(path))
+        .and_then(|meta| {
+            if meta.is_dir() {
+                restrict(path)
+            } else if meta.is_file() {
+                set_mode(path, 0o600)
+            } else {
+                Ok(())
+            }
+        });
+    match restricted {
+        Err(e) if vanished(&e) => Ok(()),
+        other => other,
+    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
@@ -49,4 +68,25 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), StoreError> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_made_private_and_one_gone_since_listed_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("journal");
+        std::fs::write(&file, b"x").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::create_dir(dir.path().join("tables")).unwrap();
+        restrict(dir.path()).expect("restricted");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&dir.path().join("tables")), 0o700);
+        // Deleted by the engine between the listing and its turn.
+        assert!(restrict_entry(&dir.path().join("compacted-away")).is_ok());
+        assert!(restrict_entry(&dir.path().join("gone/with/its/dir")).is_ok());
+    }
 }
