@@ -146,6 +146,20 @@ pub fn sync_parent(path: &Path) -> Result<(), FileError> {
         .map_err(failed("syncing directory", dir))
 }
 
+/// Creates directory `dir` 0700 with any missing parents, each new one's name made durable in
+/// its parent: a file then replaced in it survives a crash with the directories that hold it.
+pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(failed("creating", dir))?;
+    // From the outermost down: each name is synced in a directory already durable.
+    missing.iter().rev().try_for_each(|d| sync_parent(d))
+}
+
 /// `path` with `suffix` added to its name (not replacing an extension, which may be meaningful).
 pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -161,6 +175,22 @@ fn temporary(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn private_dirs_are_made_with_their_parents_0700_and_an_existing_one_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("admin/proposals");
+        create_private_dir(&nested).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&nested), 0o700);
+        assert_eq!(mode(&dir.path().join("admin")), 0o700);
+        replace(&nested.join("p1"), b"kept", 0o600).unwrap();
+        create_private_dir(&nested).unwrap();
+        assert_eq!(std::fs::read(nested.join("p1")).unwrap(), b"kept");
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(create_private_dir(&file.join("under")).is_err());
+    }
 
     #[test]
     fn a_replaced_file_holds_the_new_bytes_with_the_mode_asked_and_no_temporary_is_left() {

@@ -38,9 +38,7 @@ pub(crate) fn restrict(dir: &Path) -> Result<(), StoreError> {
 /// journals and tables meanwhile: an entry gone since it was listed is skipped, not a failed
 /// start.
 fn restrict_entry(path: &Path) -> Result<(), StoreError> {
-    let vanished = |e: &StoreError| {
-        matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
-    };
+    let vanished = |e: &StoreError| matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
     let restricted = std::fs::symlink_metadata(path)
         .map_err(io(path))
         .and_then(|meta| {

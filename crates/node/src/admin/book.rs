@@ -133,12 +133,7 @@ pub fn version_of(roster: &pb::SignedRoster) -> u64 {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), AdminError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| io("creating", dir, e))
+    crate::durable::create_private_dir(dir).map_err(|e| io(e.what, &e.path, e.source))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AdminError> {

@@ -30,14 +30,7 @@ fn file_of(dir: &Path, serial: &str) -> Option<PathBuf> {
 pub fn record(dir: &Path, serial: &str, org: &OrgId) -> Result<(), AdminError> {
     let path = file_of(dir, serial)
         .ok_or_else(|| AdminError::Internal(format!("serial {serial:?} is not lowercase hex")))?;
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| AdminError::Internal(format!("creating {}: {e}", dir.display())))?;
-    }
+    crate::durable::create_private_dir(dir).map_err(|e| AdminError::Internal(e.to_string()))?;
     crate::durable::replace(&path, org.as_str().as_bytes(), 0o600)
         .map_err(|e| AdminError::Internal(e.to_string()))
 }

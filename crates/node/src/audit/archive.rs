@@ -202,14 +202,8 @@ fn prepare(
         why,
     };
     if !to.exists() {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(to)
-            .map_err(|e| refuse(e.to_string()))?;
         // Its name durable before files in it are relied on.
-        durable::sync_parent(to)?;
+        durable::create_private_dir(to).map_err(|e| refuse(e.to_string()))?;
     }
     // Again once it exists: a path through a directory that did not exist yet (`new/..`) is
     // only known once made.
