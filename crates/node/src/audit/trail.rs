@@ -40,6 +40,11 @@ pub enum TrailError {
     Tampered { dir: PathBuf, why: String },
     #[error("{0}")]
     Broken(#[from] Break),
+    /// A sync of the trail failed: what was written since the last sync may not be on disk,
+    /// and a later sync would report success over the loss (the kernel reports a write-back
+    /// error once), so nothing is written on, nor the head moved past it.
+    #[error("a sync of the audit trail in {} failed earlier ({why}): records written since may not be on disk; no record is written and changes are refused until the node is restarted", dir.display())]
+    SyncFailed { dir: PathBuf, why: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrailError + '_ {
@@ -221,6 +226,8 @@ pub struct Trail {
     /// Whether a file was started since the last sync: its name is durable once the
     /// directory is synced, which must come before a head naming a record in it.
     new_file: bool,
+    /// Why a sync failed, if one did: the trail then takes nothing more.
+    sync_failed: Option<String>,
 }
 
 impl Trail {
@@ -283,6 +290,7 @@ impl Trail {
             torn: false,
             head: head_file,
             new_file: false,
+            sync_failed: None,
         })
     }
 
@@ -296,6 +304,7 @@ impl Trail {
     /// line and the next records chain onto that, so the trail stays verifiable, not marked as
     /// edited for good.
     pub fn append(&mut self, calls: &[Call]) -> Result<(), TrailError> {
+        self.check_synced()?;
         let mut out = Vec::new();
         let mut sealed = self.last;
         for call in calls {
@@ -338,9 +347,28 @@ impl Trail {
         Ok(())
     }
 
+    /// Refuses to go on after a failed sync.
+    fn check_synced(&self) -> Result<(), TrailError> {
+        match &self.sync_failed {
+            Some(why) => Err(TrailError::SyncFailed {
+                dir: self.dir.clone(),
+                why: why.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Remembers a failed sync (see [`TrailError::SyncFailed`]).
+    fn failed_sync(&mut self, e: TrailError) -> TrailError {
+        self.sync_failed.get_or_insert_with(|| e.to_string());
+        e
+    }
+
     /// Closes the full file (synced) and starts the next; the chain runs on across them.
     fn rotate(&mut self) -> Result<(), TrailError> {
-        self.file.sync_data().map_err(io(&self.current()))?;
+        if let Err(e) = self.file.sync_data() {
+            return Err(self.failed_sync(io(&self.current())(e)));
+        }
         self.number += 1;
         let path = self.current();
         let (file, size) = open_append(&path)?;
@@ -352,14 +380,17 @@ impl Trail {
 
     /// Makes what was written durable, then moves the head to it.
     pub fn sync(&mut self) -> Result<(), TrailError> {
+        self.check_synced()?;
         if !self.unsynced {
             return Ok(());
         }
-        self.file.sync_data().map_err(io(&self.current()))?;
+        if let Err(e) = self.file.sync_data() {
+            return Err(self.failed_sync(io(&self.current())(e)));
+        }
         if self.new_file {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io(&self.dir))?;
+            if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+                return Err(self.failed_sync(io(&self.dir)(e)));
+            }
             self.new_file = false;
         }
         self.head

@@ -113,6 +113,36 @@ fn a_failed_write_leaves_the_chain_on_its_last_written_line() {
     assert_eq!(times, [(1, 1), (2, 2), (3, 4)]);
 }
 
+/// A failed sync may have lost what was written since the last one, and the next sync would
+/// not say so: the trail takes nothing more, and its head stays on the last synced record.
+#[test]
+fn after_a_failed_sync_nothing_is_written_and_the_head_stays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("audit");
+    let mut t = Trail::open(&dir, 1 << 20).unwrap();
+    t.append(&[call(1), call(2)]).unwrap();
+    t.sync().unwrap();
+    // A file that cannot be synced (fsync on /dev/null is EINVAL): a write-back error.
+    let unsyncable = OpenOptions::new().append(true).open("/dev/null").unwrap();
+    let kept = std::mem::replace(&mut t.file, unsyncable);
+    t.append(&[call(3)]).unwrap();
+    assert!(matches!(t.sync(), Err(TrailError::Io { .. })));
+    t.file = kept;
+    assert!(matches!(
+        t.append(&[call(4)]),
+        Err(TrailError::SyncFailed { .. })
+    ));
+    assert!(matches!(t.sync(), Err(TrailError::SyncFailed { .. })));
+    drop(t);
+    // Opened again (a restart), the trail goes on from its last synced record.
+    let mut t = Trail::open(&dir, 1 << 20).unwrap();
+    t.append(&[call(5)]).unwrap();
+    t.sync().unwrap();
+    let mut times = Vec::new();
+    read(&dir, |r| times.push((r.seq, r.time_ms))).expect("an unbroken chain");
+    assert_eq!(times, [(1, 1), (2, 2), (3, 5)]);
+}
+
 #[test]
 fn a_head_torn_by_a_crash_falls_back_to_the_slot_before() {
     let tmp = tempfile::tempdir().unwrap();

@@ -56,7 +56,11 @@ pub(super) async fn write_loop(trail: Trail, mut rx: mpsc::Receiver<Msg>, writer
             n = rx.recv_many(&mut queued, BATCH) => n,
             _ = tokio::time::sleep_until(wake), if sync_at.is_some() => {
                 sync_at = None;
-                on_trail(&mut trail, |t| t.sync()).await;
+                // What a failed sync wrote may be lost: changes are refused from now on (the
+                // trail takes nothing more), not from the next batch on.
+                if !on_trail(&mut trail, |t| t.sync()).await {
+                    (writer.failing).store(true, std::sync::atomic::Ordering::Release);
+                }
                 continue;
             }
         };
