@@ -98,6 +98,12 @@ const REREAD_AFTER_MANY_FILLS: std::time::Duration = std::time::Duration::from_s
 /// reading 16,384 asks a peer can never see answered is no round's work.
 const STUB_READS_PER_ROUND: usize = 2048;
 
+/// Most asks one round reads and then refuses (their payload may not travel over the link)
+/// before it leaves the rest to the next round. An honest peer asks only for what it is owed,
+/// so this is rarely reached; a peer naming thousands of restricted entries it may not read
+/// would otherwise buy a store read of each (a segment decoded) with 17 bytes, every round.
+const REFUSED_READS_PER_ROUND: usize = 64;
+
 /// Which asks held as stubs a sender round reads again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Reread {
@@ -181,6 +187,7 @@ pub(super) fn serve_asked(
     let vector = state.vector().map_err(|e| local(&e))?;
     let mut settled = Vec::new();
     let mut stubs = Vec::new();
+    let mut refused = 0;
     // Only asks this node can serve now, those at or below its head of their origin, are
     // visited: a peer may keep thousands of asks past every head open (16,384), and each round
     // walking all of them would be its to command.
@@ -192,7 +199,10 @@ pub(super) fn serve_asked(
         });
     for key in due.filter(|k| !keys.stubs.contains(*k)) {
         // The rest wait for the next round (a change, an ask, or the heartbeat at the latest).
-        if batch.is_full() || stubs.len() >= STUB_READS_PER_ROUND {
+        if batch.is_full()
+            || stubs.len() >= STUB_READS_PER_ROUND
+            || refused >= REFUSED_READS_PER_ROUND
+        {
             break;
         }
         let (origin, seq) = key;
@@ -207,6 +217,7 @@ pub(super) fn serve_asked(
         let header = header_of(&entry)
             .ok_or_else(|| LinkError::Local(format!("stored entry of {origin} does not decode")))?;
         if !payload_may_travel(&header, link) {
+            refused += 1;
             state.metrics.refused(crate::metrics::Refusal::Tlp, 1);
             settled.push(key.clone());
         } else if entry.payload.is_some() {
