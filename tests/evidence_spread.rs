@@ -112,10 +112,38 @@ async fn an_equivocation_shown_to_two_nodes_is_proven_everywhere() {
         detected_at_unix_ms: 0,
     };
     let state = net.node(&fr).state();
+    let first_proof = proof.clone();
     let first = (state.receive_evidence(vec![proof.clone(); 256]).await).expect("evidence taken");
     assert_eq!((first.checked, first.added), (1, 1), "{first:?}");
     let again = (state.receive_evidence(vec![proof; 256]).await).expect("evidence taken");
     assert_eq!((again.checked, again.added), (0, 0), "{again:?}");
+
+    // AU's key signs new forks of AU without end: once FR keeps all it keeps of AU, more are
+    // not checked at all (they would only be dropped), in the frame that fills it or after.
+    let fork_of = |i: usize| {
+        let (other, _) = signed_chain(&signer, None, 1, &format!("fork-{i}"));
+        pb::ForkProof {
+            conflicting: Some(other[0].clone()),
+            ..first_proof.clone()
+        }
+    };
+    let kept = state.store.fork_proof_count(&org(AU)).unwrap();
+    let room = intelmesh_store::MAX_FORK_PROOFS_PER_ORIGIN - kept;
+    let filling = (state.receive_evidence((0..20).map(fork_of).collect()).await).unwrap();
+    assert_eq!(
+        (filling.checked, filling.added as usize, filling.capped),
+        (room, room, 20 - room),
+        "{filling:?}"
+    );
+    let past = (state
+        .receive_evidence((20..40).map(fork_of).collect())
+        .await)
+        .unwrap();
+    assert_eq!(
+        (past.checked, past.added, past.capped),
+        (0, 0, 20),
+        "{past:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,7 +2,7 @@
 //! the change signal, and the peer table. Entries enter the store only through [`NodeState`]:
 //! received ones by `ingest`, its own by `crate::own_entries`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use intelmesh_core::evidence::{self, CheckedProof, EvidenceError};
@@ -102,6 +102,8 @@ pub struct EvidenceReport {
     /// Proofs whose signatures were checked: a proof checked lately, or again in the same
     /// frame, is not.
     pub checked: usize,
+    /// Proofs not checked because the store already keeps all it keeps of their origin.
+    pub capped: usize,
 }
 
 impl NodeState {
@@ -322,6 +324,10 @@ impl NodeState {
             // Moot proofs stay moot (a key's end is never lifted): remembered like stored ones.
             let mut moot = Vec::new();
             let mut this_frame = BTreeSet::new();
+            // Origins whose proofs the store holds all it keeps: more of them would be checked
+            // (two signature checks each) only to be dropped, and the origin's own member can
+            // sign new forks of itself without end.
+            let mut held: BTreeMap<String, usize> = BTreeMap::new();
             for proof in proofs {
                 // A proof checked lately (the same fork, from any peer), or already in this
                 // frame, is not checked again: any member may pass the proofs it holds on,
@@ -332,9 +338,25 @@ impl NodeState {
                 {
                     continue;
                 }
+                let of_origin = match held.get(&proof.origin) {
+                    Some(&n) => n,
+                    None => {
+                        let n = OrgId::parse(&proof.origin)
+                            .ok()
+                            .map_or(Ok(0), |o| me.store.fork_proof_count(&o))?;
+                        // Bounded by the frame's proofs (256 at most).
+                        held.insert(proof.origin.clone(), n);
+                        n
+                    }
+                };
+                if of_origin >= intelmesh_store::MAX_FORK_PROOFS_PER_ORIGIN {
+                    report.capped += 1;
+                    continue;
+                }
                 report.checked += 1;
                 match evidence::check(proof, keys.as_ref()) {
                     Ok(c) => {
+                        *held.entry(c.fork().origin.to_string()).or_default() += 1;
                         stored_now.push(fork);
                         checked.push(c)
                     }
@@ -351,7 +373,11 @@ impl NodeState {
                 let f = c.fork();
                 tracing::debug!(origin = %f.origin, seq = f.seq, kind = f.kind.as_str(), "fork proof received");
             }
-            report.added = me.store.add_fork_proofs(checked)?;
+            // Nothing to keep (an empty frame, or every proof known): no write, which would
+            // wait for the store's lock behind every link's commits.
+            if !checked.is_empty() {
+                report.added = me.store.add_fork_proofs(checked)?;
+            }
             // Only once stored: a proof whose write failed is checked again when it comes.
             let mut recent = crate::rotation::lock(&me.proofs_checked);
             for fork in stored_now.iter().chain(&moot) {

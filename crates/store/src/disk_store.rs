@@ -518,6 +518,15 @@ impl Store for DiskStore {
         select::select(&self.db, selection, reader.as_str(), after, limit)
     }
 
+    fn fork_proof_count(&self, origin: &OrgId) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for kv in self.db.scan_prefix(keys::fork_prefix(origin)) {
+            kv?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError> {
         self.db
             .scan_prefix([keys::FORK])

@@ -213,6 +213,9 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Selected>, StoreError>;
     fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError>;
+    /// How many fork proofs of `origin` the store keeps (at most
+    /// [`MAX_FORK_PROOFS_PER_ORIGIN`]).
+    fn fork_proof_count(&self, origin: &OrgId) -> Result<usize, StoreError>;
     /// Origins caught equivocating.
     fn flagged_origins(&self) -> Result<Vec<OrgId>, StoreError>;
     /// SHA-256 over the heads and the indicator index: equal on two nodes iff they hold the
