@@ -302,6 +302,42 @@ fn suspension_right_after_a_rotation_gives_the_new_key_an_empty_range() {
     assert!(!valid(&v3, "AG", &key(21), 41));
 }
 
+/// A rotation ending the old key far past what the hub holds of the member is refused: a
+/// suspension later ends only open keys at the hub's head, so the old key would sign on.
+#[test]
+fn a_rotation_may_not_end_the_old_key_far_past_the_hubs_head() {
+    use intelmesh_roster::ROTATION_LEAD_MAX;
+    let v2 = with_agency();
+    let rotation = |last_seq| {
+        vec![A::RotateKey(pb::RotateKey {
+            request: Some(sign_rotation(&org("AG"), &key(20), &key(21), last_seq, NOW)),
+        })]
+    };
+    let err = try_propose(&v2, rotation(10 + ROTATION_LEAD_MAX + 1), &heads(10)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProposeError::Action {
+                error: ActionError::LastSeqAhead { last_seq, head: 10, .. },
+                ..
+            } if last_seq == 10 + ROTATION_LEAD_MAX + 1
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("wait until the hub has caught up"),
+        "{err}"
+    );
+    let v3 = apply(&v2, rotation(10 + ROTATION_LEAD_MAX), &heads(10));
+    let v4 = apply(
+        &v3,
+        vec![A::Suspend(pb::Suspend { org: "AG".into() })],
+        &heads(10),
+    );
+    assert!(!valid(&v4, "AG", &key(20), 11 + ROTATION_LEAD_MAX));
+    assert!(!valid(&v4, "AG", &key(21), 11 + ROTATION_LEAD_MAX));
+}
+
 #[test]
 fn admission_says_why_a_peer_is_refused() {
     let v2 = with_agency();

@@ -151,6 +151,10 @@ pub(super) fn set_encryption_key(
     Ok(line)
 }
 
+/// How far past the hub's head of a member a rotation may end the member's old key: what an
+/// honest node signed that has not reached the hub yet.
+pub const ROTATION_LEAD_MAX: u64 = 10_000;
+
 /// Ends every open key of `m` at `cut` (or just before its start), marked with `end`; the
 /// key ids and ranges, for the action line.
 fn end_open_keys(m: &mut pb::Member, cut: u64, end: pb::KeyEnd) -> Vec<String> {
@@ -296,6 +300,16 @@ pub(super) fn rotate_key(
             org,
             last_seq,
             known,
+        });
+    }
+    // A key ended by rotation is past the reach of a later suspension or removal, which end
+    // only open keys at the hub's head: were its end far ahead of what the hub holds, its
+    // holder could sign on with it after either.
+    if last_seq > head.saturating_add(ROTATION_LEAD_MAX) {
+        return Err(ActionError::LastSeqAhead {
+            org,
+            last_seq,
+            head,
         });
     }
     old.last_seq = Some(last_seq);

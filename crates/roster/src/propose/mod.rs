@@ -22,6 +22,7 @@ use crate::model::{parse_key, MemberStatus};
 use crate::roster::Roster;
 
 mod members;
+pub use members::ROTATION_LEAD_MAX;
 mod settings;
 
 use members::{
@@ -130,6 +131,12 @@ pub enum ActionError {
     },
     #[error("the old key would end at seq {0}: no seq follows it for the new key")]
     LastSeqTooLarge(u64),
+    #[error("the old key would end at seq {last_seq}, more than {} past the {head} entries of {org} the hub holds: wait until the hub has caught up with {org}, then propose the rotation again", members::ROTATION_LEAD_MAX)]
+    LastSeqAhead {
+        org: OrgId,
+        last_seq: u64,
+        head: u64,
+    },
     #[error("key {key_id} is already a signing key of {org}")]
     KeyInUse { key_id: KeyId, org: String },
     #[error("{org} has no signing key {key_id}")]
