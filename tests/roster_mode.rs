@@ -203,10 +203,11 @@ async fn a_checkpoint_naming_another_roster_is_a_conflict() {
         tlp: intelmesh_core::Tlp::Clear,
         recipients: vec![],
     };
+    let before = net.node(&sg).state().store.head(&sg).unwrap();
     let seqs = net
         .node(&sg)
         .state()
-        .publish(vec![(clear, forged)])
+        .publish(vec![(clear.clone(), forged)])
         .await
         .unwrap();
     let s = net
@@ -220,6 +221,23 @@ async fn a_checkpoint_naming_another_roster_is_a_conflict() {
     );
     assert_eq!(c.theirs, hex::encode([7u8; 32]));
     assert_eq!(c.ours, hex::encode(net.roster(&hub).hash()));
+    // Another version of that entry, naming yet another roster, signed with SG's key: the
+    // store refuses it (an equivocation), and what it claims is not taken as a checkpoint, so
+    // a member cannot raise an alarm per copy it replays.
+    let other = pb::Payload {
+        body: Some(pb::payload::Body::Checkpoint(pb::RosterCheckpoint {
+            version: 2,
+            roster_hash: vec![8; 32],
+        })),
+        ..pb::Payload::default()
+    };
+    let copy = Signer::new(sg.clone(), signing_key(&net.fed.nodes[&sg].dir))
+        .sign_next(before, now_unix_ms(), &clear, &other)
+        .0;
+    let report = net.node(&hub).state().ingest(vec![copy]).await.unwrap();
+    assert_eq!(report.appended, 0, "{report:?}");
+    let conflicts = net.status(&hub).roster_conflicts;
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
     for o in [hub, sg] {
         net.stop(&o).await;
     }

@@ -153,6 +153,11 @@ fn record(inner: &mut Inner, member: OrgId, seen: &Seen, ours: Hash) {
     {
         return;
     }
+    // Past the first few of a member, a conflict says nothing new, and a member's key could
+    // otherwise bury the alarm under one line per entry it signs.
+    if kept.len() >= MAX_CONFLICTS_PER_MEMBER {
+        return;
+    }
     tracing::error!(
         %member,
         version = seen.version,
@@ -161,16 +166,14 @@ fn record(inner: &mut Inner, member: OrgId, seen: &Seen, ours: Hash) {
         seq = seen.seq,
         "ROSTER CONFLICT: a member follows another roster at the same version (the authority or a hub showed two rosters)"
     );
-    if kept.len() < MAX_CONFLICTS_PER_MEMBER {
-        kept.push_back(Conflict {
-            member,
-            version: seen.version,
-            ours,
-            theirs: seen.hash,
-            seq: seen.seq,
-            seen_at_unix_ms: intelmesh_core::now_unix_ms(),
-        });
-    }
+    kept.push_back(Conflict {
+        member,
+        version: seen.version,
+        ours,
+        theirs: seen.hash,
+        seq: seen.seq,
+        seen_at_unix_ms: intelmesh_core::now_unix_ms(),
+    });
 }
 
 /// A checkpoint entry taken in from a member's log.

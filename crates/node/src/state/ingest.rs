@@ -279,6 +279,18 @@ impl NodeState {
             let applied = me.store.apply(good)?;
             me.metrics.applied_batch(started.elapsed());
             me.metrics.store_written(&applied.timings);
+            // Only from entries the store took: a member replaying copies of its own entries
+            // with other contents (refused as equivocations, each time) must not move what
+            // this node believes of its roster, nor raise an alarm per copy.
+            let checkpoints = (checkpoints.into_iter())
+                .filter(|(i, _)| {
+                    matches!(
+                        applied.outcomes.get(*i),
+                        Some(Outcome::Appended | Outcome::Held)
+                    )
+                })
+                .map(|(_, c)| c)
+                .collect();
             me.take_checkpoints(checkpoints);
             me.settle_wants(watched, &applied)?;
             report.appended = applied.released.len();
@@ -421,17 +433,21 @@ impl NodeState {
     }
 }
 
-/// The members' roster checkpoints in a verified batch.
-fn received_checkpoints(batch: &[VerifiedEntry]) -> Vec<crate::checkpoint::Received> {
+/// The members' roster checkpoints in a verified batch, each with its entry's place in it.
+fn received_checkpoints(batch: &[VerifiedEntry]) -> Vec<(usize, crate::checkpoint::Received)> {
     batch
         .iter()
-        .filter_map(|e| match e.control() {
-            Some(Control::Checkpoint(c)) => Some(crate::checkpoint::Received {
-                member: e.header().origin.clone(),
-                seq: e.header().seq,
-                issued_at_unix_ms: e.header().issued_at_unix_ms,
-                checkpoint: c.clone(),
-            }),
+        .enumerate()
+        .filter_map(|(i, e)| match e.control() {
+            Some(Control::Checkpoint(c)) => Some((
+                i,
+                crate::checkpoint::Received {
+                    member: e.header().origin.clone(),
+                    seq: e.header().seq,
+                    issued_at_unix_ms: e.header().issued_at_unix_ms,
+                    checkpoint: c.clone(),
+                },
+            )),
             _ => None,
         })
         .collect()
