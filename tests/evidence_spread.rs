@@ -144,6 +144,19 @@ async fn an_equivocation_shown_to_two_nodes_is_proven_everywhere() {
         (0, 0, 20),
         "{past:?}"
     );
+    // Nor is another version of AU#1 verified, to be refused as an equivocation once more: it
+    // is set aside with the entries FR holds.
+    let (yet_another, _) = signed_chain(&signer, None, 1, "fork-again");
+    let report = state.ingest(yet_another).await.expect("ingested");
+    assert_eq!(
+        (
+            report.duplicates,
+            report.chain_rejected.len(),
+            report.appended
+        ),
+        (1, 0, 0),
+        "{report:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -215,7 +215,12 @@ impl NodeState {
                 tracing::debug!(error = %why, "a sealed entry for this node is sealed to a key it does not hold; kept unopened")
             }
             _ => {
-                tracing::warn!(error = %why, "a sealed entry for this node does not open; kept unopened")
+                // At most a line per interval: a member may send such entries by the thousand.
+                let gate =
+                    crate::rotation::lock(&self.unopened_lines).pass(1, std::time::Instant::now());
+                if let Some(count) = gate {
+                    tracing::warn!(error = %why, count, "a sealed entry for this node does not open; kept unopened (count: since the last such line)")
+                }
             }
         }
         self.metrics.refused(Refusal::Unopened, 1);

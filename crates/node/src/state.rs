@@ -45,6 +45,8 @@ pub struct NodeState {
     /// Fork proofs that checked out lately, so a proof passed on again costs no signature
     /// check.
     proofs_checked: Mutex<crate::seen_lately::SeenLately<ProofIdentity>>,
+    /// Lines about sealed entries that do not open: any member may send such entries.
+    pub(crate) unopened_lines: Mutex<crate::log_gate::LineGate>,
     /// Refused handshakes' WARN lines, at most one per host and interval (`log_gate`).
     pub(crate) handshake_logs: crate::log_gate::LogGate,
     /// Entries refused lately for their key's range (see `refused_lately`).
@@ -206,6 +208,7 @@ impl NodeState {
             authority_mark,
             pending_key: Mutex::new(None),
             proofs_checked: Mutex::default(),
+            unopened_lines: Mutex::default(),
             refused_lately: Mutex::default(),
             handshake_logs: Default::default(),
             hold_resend: Mutex::default(),

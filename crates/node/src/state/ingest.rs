@@ -150,8 +150,9 @@ impl NodeState {
     /// `raws` without the entries this node holds already, byte for byte (header, signature,
     /// and the payload if the entry brings one): those cost a store read, not a signature
     /// check, so a peer sending again what it sent (two hubs, a replay) makes no verification
-    /// work. Anything else at a held seq goes on to be verified: another header (a fork),
-    /// changed bytes (a forgery), a payload for a stub held.
+    /// work. Anything else at a held seq goes on to be verified: another header (a fork, but
+    /// not once its origin's forks are proven to the store's cap), changed bytes (a forgery),
+    /// a payload for a stub held.
     fn without_held(
         &self,
         raws: Vec<pb::SignedEntry>,
@@ -186,6 +187,14 @@ impl NodeState {
         let mut held = Vec::new();
         let mut rest = Vec::with_capacity(raws.len());
         let mut read: HashMap<(OrgId, u64), pb::SignedEntry> = HashMap::new();
+        let mut proven: HashMap<OrgId, bool> = HashMap::new();
+        let forks_proven = |origin: &OrgId, proven: &mut HashMap<OrgId, bool>| {
+            *proven.entry(origin.clone()).or_insert_with(|| {
+                self.store
+                    .fork_proof_count(origin)
+                    .is_ok_and(|n| n >= intelmesh_store::MAX_FORK_PROOFS_PER_ORIGIN)
+            })
+        };
         for ((raw, key), run) in raws.into_iter().zip(named).zip(run) {
             let stored = key.and_then(|key| {
                 if !read.contains_key(&key) && budget > 0 {
@@ -208,6 +217,13 @@ impl NodeState {
                         && (raw.payload.is_none() || raw.payload == s.payload)
                         && !(raw.payload.is_some() && self.wants.contains(&key)) =>
                 {
+                    held.push(key)
+                }
+                // Another version of an entry held, from an origin whose forks the store keeps
+                // all the proofs of that it keeps: verified (and opened, if sealed here), it
+                // could only be refused again, and its origin's key may sign such versions
+                // without end. Set aside with what is held; the origin is flagged already.
+                Some((key, s)) if s.header != raw.header && forks_proven(&key.0, &mut proven) => {
                     held.push(key)
                 }
                 _ => rest.push(raw),
