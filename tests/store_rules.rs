@@ -7,7 +7,7 @@ use intelmesh_core::verify::{verify_batch, verify_entry};
 use intelmesh_core::{Indicator, IndicatorType, OrgId, StaticKeys, VerifyConfig};
 use intelmesh_store::{verify_store, DiskStore, Outcome, Store, StoreConfig};
 use intelmesh_tests::store::fixture;
-use intelmesh_tests::{chain, green, registry, seeded_signer, upsert};
+use intelmesh_tests::{chain, green, registry, seeded_signer, upsert, verified};
 
 fn domain(n: u64) -> Indicator {
     intelmesh_core::indicator::normalize(IndicatorType::Domain, &format!("d{n}.sg-igci.example"))
@@ -369,6 +369,46 @@ fn a_receipt_is_kept_only_for_a_publication_that_went_in_whole() {
         .unwrap();
     assert_eq!(report.outcomes, vec![Outcome::Appended]);
     assert_eq!(f.store.receipt(b"whole").unwrap(), Some(receipt(2)));
+}
+
+/// A cut of the node's own log (a compromise report of its key) may remove what a receipt
+/// names: receipts made before it no longer answer repeats, which are then signed again; one
+/// made after it does. A cut of another origin's log leaves them be.
+#[test]
+fn receipts_made_before_a_cut_of_the_own_log_answer_no_more() {
+    use intelmesh_store::receipt::Receipt;
+    let f = fixture(8, |c| StoreConfig {
+        owner: OrgId::parse("SG-IGCI").ok(),
+        ..c
+    });
+    let other = seeded_signer(9, "AU-AFP");
+    let keys = registry(&[&f.signer, &other]);
+    let before = Receipt {
+        request: [1; 32],
+        at_unix_ms: intelmesh_core::now_unix_ms() - 1,
+        answer: vec![1],
+    };
+    let (own, _) = chain(&f.signer, None, 3, 8);
+    (f.store
+        .apply_own(f.verified(own), b"before".to_vec(), before.clone()))
+    .unwrap();
+    let (theirs, _) = chain(&other, None, 3, 8);
+    f.store.apply(verified(&keys, theirs)).unwrap();
+    f.store.truncate_origin(other.org(), 1).unwrap();
+    assert_eq!(f.store.receipt(b"before").unwrap(), Some(before.clone()));
+    f.store.truncate_origin(f.signer.org(), 1).unwrap();
+    assert_eq!(f.store.receipt(b"before").unwrap(), None);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let (next, _) = chain(&f.signer, f.store.head(f.signer.org()).unwrap(), 1, 8);
+    let after = Receipt {
+        request: [2; 32],
+        at_unix_ms: intelmesh_core::now_unix_ms(),
+        answer: vec![2],
+    };
+    (f.store
+        .apply_own(f.verified(next), b"after".to_vec(), after.clone()))
+    .unwrap();
+    assert_eq!(f.store.receipt(b"after").unwrap(), Some(after));
 }
 
 /// Callers applying at once are written together (`group_commit`): each still gets exactly the

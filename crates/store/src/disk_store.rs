@@ -310,12 +310,19 @@ impl DiskStore {
         self.held_sizes.1.load(Ordering::Acquire)
     }
 
-    /// The receipt of an earlier publication under `key` (see `receipt`).
+    /// The receipt of an earlier publication under `key` (see `receipt`); none for one made
+    /// before a cut of this node's own log, whose entries the cut may have removed.
     pub fn receipt(&self, key: &[u8]) -> Result<Option<receipt::Receipt>, StoreError> {
-        self.db
-            .get(receipt::key(key))?
-            .map(|v| receipt::decode(&v))
-            .transpose()
+        let Some(found) = self.db.get(receipt::key(key))? else {
+            return Ok(None);
+        };
+        let found = receipt::decode(&found)?;
+        let cut_at = self
+            .db
+            .get(keys::OWN_CUT_AT)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(i64::from_be_bytes);
+        Ok(Some(found).filter(|r| cut_at.is_none_or(|cut| r.at_unix_ms > cut)))
     }
 
     /// The seq at which `origin` was first found to have forked, if it was.

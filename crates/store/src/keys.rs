@@ -49,6 +49,9 @@ pub const PREFIX_LENGTHS: &[u8] = b"Mlengths";
 pub const INDEX_DIGEST: &[u8] = b"Mdigest";
 /// Present while the index is being rebuilt from the log (see `index_rebuild`).
 pub const INDEX_REBUILD: &[u8] = b"Mrebuild";
+/// When the store's owner's own log was last cut (i64 BE ms): receipts of publications up to
+/// then may name entries the cut removed, so they no longer answer repeats (see `receipt`).
+pub const OWN_CUT_AT: &[u8] = b"Mown_cut_at";
 /// The one key holding the log generation: raised with every change to the log, so cached
 /// heads can tell whether they are current.
 pub const GENERATION: &[u8] = b"G";

@@ -185,6 +185,12 @@ impl DiskStore {
         }
         let generation = self.generation.load(Ordering::Acquire).saturating_add(1);
         batch.insert(keys::GENERATION, generation.to_be_bytes());
+        // A cut of this node's own log: a client repeating a publication the cut removed
+        // must have it signed again, not be told the seqs it was given, which the cut freed.
+        if self.owner()?.as_ref() == Some(origin) {
+            let now = intelmesh_core::now_unix_ms();
+            batch.insert(keys::OWN_CUT_AT, now.to_be_bytes());
+        }
         // What the cut entries named is folded again in the cut's own batch when it can be;
         // else the index is marked, and rebuilt from the log once the cut is durable.
         // One that cannot be (an entry or a state that does not read) is rebuilt too: the
