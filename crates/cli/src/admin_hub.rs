@@ -79,8 +79,15 @@ impl Hub {
             .map_err(|s| self.error("Propose", s))?
             .into_inner();
         self.print_changes(&proposal).await?;
+        // What the hub noted of the version as proposed: once published it notes nothing.
+        let noted = proposal.notices.clone();
         for key in &opts.sign_with {
             proposal = self.sign(&proposal, key).await?;
+        }
+        if proposal.notices.is_empty() {
+            for notice in &noted {
+                out!("  note: {notice}");
+            }
         }
         print_standing(&proposal);
         Ok(proposal)
@@ -155,5 +162,8 @@ pub(crate) fn print_standing(p: &pb::Proposal) {
             line.push_str(&format!(", {} of {} new", p.signed_new, p.needed_new));
         }
         out!("{line}");
+        for notice in &p.notices {
+            out!("  note: {notice}");
+        }
     }
 }

@@ -312,6 +312,15 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
         ],
     ));
     assert!(unrecorded.contains("(no member) revoked"), "{unrecorded}");
+    // The member's bundled certificate certifies the same key, and stays admitted: the hub
+    // says so, naming it.
+    assert!(
+        unrecorded.contains(&format!(
+            "note: {AGENCY} keeps certificates this version does not revoke: serial {}",
+            intelmesh_roster::model::normalize_serial(serial_in(&bundled))
+        )),
+        "{unrecorded}"
+    );
     let again = run(&fed.admin(
         "alice",
         &[
@@ -399,6 +408,7 @@ fn an_agency_enrols_from_its_own_request_and_federates_without_a_file_changed_on
         revoked.contains(serial),
         "the diff names the serial: {revoked}"
     );
+
     // Its enrolment key may be in other hands now: a renewal does not certify it again.
     let renewed = run(&fed.admin(
         "alice",

@@ -12,6 +12,7 @@ pub mod book;
 pub mod bundle;
 pub mod health;
 pub mod issued;
+pub mod notices;
 pub mod proposals;
 pub mod roster_log;
 pub mod service;

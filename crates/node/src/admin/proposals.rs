@@ -313,6 +313,24 @@ pub fn view(state: &NodeState, current: &Roster, kept: &Kept) -> Result<pb::Prop
         }
         Standing::Stale(why) => proposal.stale = why,
         Standing::Pending => {
+            let proposed =
+                <pb::RosterDocument as prost::Message>::decode(kept.roster.document.as_slice())
+                    .map_err(|e| {
+                        AdminError::Internal(format!("a kept proposal does not decode: {e}"))
+                    })?;
+            let ledger = super::issued::dir(&state.cfg.data_dir);
+            // The ledger is read in full; a serial it cannot read is left out of the notice,
+            // which is advice, not a check.
+            let issued = |org: &OrgId| {
+                super::issued::unrecorded(&ledger, org, |_| false).unwrap_or_default()
+            };
+            proposal.notices = super::notices::left_admitted(
+                current.document(),
+                &proposed,
+                intelmesh_core::now_unix_ms(),
+                issued,
+                |serial| super::issued::issued_to(&ledger, serial).ok().flatten(),
+            );
             let t = count(current, &kept.roster)?;
             proposal.signed_current = t.signed_current;
             proposal.needed_current = t.needed_current;
