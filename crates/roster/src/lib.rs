@@ -27,6 +27,9 @@ pub use genesis::{build_genesis, GenesisSpec, HubMember};
 pub use hash::{roster_hash, sign_document, signature_message};
 pub use model::{Authority, AuthorityKey, MemberKey, MemberRole, MemberStatus};
 pub use policy::Policy;
-pub use propose::{propose, ActionError, ProposeContext, ProposeError, ROTATION_LEAD_MAX};
+pub use propose::{
+    propose, ActionError, ProposeContext, ProposeError, MAX_ENROLMENT_REQUEST_AGE_MS,
+    ROTATION_LEAD_MAX,
+};
 pub use roster::{Presented, Roster};
 pub use thresholds::{genesis_thresholds, signs, thresholds, Thresholds};

@@ -95,6 +95,47 @@ fn add_member_refusals() {
     );
 }
 
+/// An enrolment request is good for 90 days: one turned down, withdrawn or forgotten cannot
+/// bring in keys its owner may have discarded or leaked since; one dated ahead neither.
+#[test]
+fn an_old_or_future_enrolment_request_is_refused() {
+    use intelmesh_roster::MAX_ENROLMENT_REQUEST_AGE_MS;
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    let v1 = genesis();
+    let dated = |at: i64| {
+        let details = EnrolmentDetails {
+            org: org("AG"),
+            display_name: "AG agency".into(),
+            country: "AU".into(),
+            csr_pem: "-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"
+                .into(),
+            encryption_key: None,
+        };
+        A::AddMember(pb::AddMember {
+            request: Some(sign_enrolment(&details, &key(20), at)),
+            role: pb::MemberRole::Agency as i32,
+        })
+    };
+    assert_eq!(
+        refusal(&v1, vec![dated(NOW - MAX_ENROLMENT_REQUEST_AGE_MS - DAY)]).2,
+        ActionError::StaleEnrolment {
+            org: org("AG"),
+            age_days: 91,
+            max_days: 90
+        }
+    );
+    assert!(matches!(
+        refusal(&v1, vec![dated(NOW + 2 * DAY)]).2,
+        ActionError::StaleEnrolment { age_days: -2, .. }
+    ));
+    let v2 = apply(
+        &v1,
+        vec![dated(NOW - MAX_ENROLMENT_REQUEST_AGE_MS)],
+        &no_heads,
+    );
+    assert!(v2.member(&org("AG")).is_some());
+}
+
 #[test]
 fn forged_enrolment_proof_is_refused() {
     let v1 = genesis();

@@ -31,14 +31,29 @@ fn encryption_key_unused(
     }
 }
 
+/// How old an enrolment request may be when it is proposed: long enough for an agency's
+/// application to be weighed, short enough that a request turned down, withdrawn or forgotten
+/// cannot bring in keys its owner may have discarded or leaked since.
+pub const MAX_ENROLMENT_REQUEST_AGE_MS: i64 = 90 * DAY_MS;
+
 pub(super) fn add_member(
     doc: &mut pb::RosterDocument,
     federation_id: &OrgId,
     a: &pb::AddMember,
+    now_unix_ms: i64,
 ) -> Result<String, ActionError> {
     let request = a.request.as_ref().ok_or(ActionError::Missing("request"))?;
     let enrolment = verify_enrolment(request).map_err(ActionError::Enrolment)?;
     let org = enrolment.org;
+    let age_ms = now_unix_ms.saturating_sub(enrolment.request.created_at_unix_ms);
+    // Dated ahead by more than a clock's error, it would stay fresh for ever.
+    if !(-DAY_MS..=MAX_ENROLMENT_REQUEST_AGE_MS).contains(&age_ms) {
+        return Err(ActionError::StaleEnrolment {
+            org,
+            age_days: age_ms / DAY_MS,
+            max_days: MAX_ENROLMENT_REQUEST_AGE_MS / DAY_MS,
+        });
+    }
     if org == *federation_id {
         return Err(ActionError::FederationId(org));
     }

@@ -22,7 +22,7 @@ use crate::model::{parse_key, MemberStatus};
 use crate::roster::Roster;
 
 mod members;
-pub use members::ROTATION_LEAD_MAX;
+pub use members::{MAX_ENROLMENT_REQUEST_AGE_MS, ROTATION_LEAD_MAX};
 mod settings;
 
 use members::{
@@ -89,6 +89,12 @@ pub enum ActionError {
     Rotation(RequestError),
     #[error("encryption key request refused: {0}")]
     EncryptionKeyRequest(RequestError),
+    #[error("the enrolment request of {org} is dated {age_days} days ago, outside the {max_days} a request is good for: ask the agency for a new one (its keys may have been discarded, or leaked, since)")]
+    StaleEnrolment {
+        org: OrgId,
+        age_days: i64,
+        max_days: i64,
+    },
     #[error("the encryption key request for {org} is dated {age_days} days ago, outside the {max_days} a request is good for: ask the member for a new one (an old request could bring back a key rotated out)")]
     StaleRequest {
         org: OrgId,
@@ -276,7 +282,7 @@ fn apply(
     ctx: &ProposeContext<'_>,
 ) -> Result<String, ActionError> {
     match action.action.as_ref().ok_or(ActionError::Empty)? {
-        A::AddMember(a) => add_member(doc, federation_id, a),
+        A::AddMember(a) => add_member(doc, federation_id, a, ctx.now_unix_ms),
         A::Suspend(a) => suspend(doc, &a.org, ctx),
         A::Reinstate(a) => reinstate(doc, &a.org),
         A::Remove(a) => remove(doc, a, ctx),
