@@ -183,7 +183,14 @@ impl Lookup<'_> {
             .filter_map(|a| a.as_ref().ok())
             .flat_map(Asked::probes)
             .collect();
-        let mut states = self.store.lookup_states(&probes)?.into_iter();
+        // Each distinct probe is read once: a value sent ten thousand times must not time ten
+        // thousand reads of a state the caller may not see (a value nobody holds stops at the
+        // filters), which would tell it the node holds the value under another audience.
+        let (unique, slots) = distinct(&probes);
+        let read = self.store.lookup_states(&unique)?;
+        let mut states = slots
+            .into_iter()
+            .map(|i| read.get(i).and_then(Option::as_ref));
         let mut out = Vec::with_capacity(asked.len());
         for a in asked {
             let a = match a {
@@ -201,7 +208,7 @@ impl Lookup<'_> {
                 .zip(kinds)
                 .zip(states.by_ref())
                 .filter_map(|((probe, kind), state)| {
-                    matched(probe, kind, &state?, self.hidden, self.reader, self.now)
+                    matched(probe, kind, state?, self.hidden, self.reader, self.now)
                 })
                 .collect();
             let lists = crate::warninglists::lists_of_with_host(
@@ -452,6 +459,22 @@ pub fn error(input: String, error: &NormalizeError) -> pb::LookupResult {
         error: format!("{} ({})", error, error.kind()),
         ..Default::default()
     }
+}
+
+/// `probes` once each, in first-seen order, and for each probe its place among them.
+fn distinct<'a>(probes: &[&'a Indicator]) -> (Vec<&'a Indicator>, Vec<usize>) {
+    let mut unique: Vec<&Indicator> = Vec::new();
+    let mut at: std::collections::HashMap<&Indicator, usize> = std::collections::HashMap::new();
+    let slots = probes
+        .iter()
+        .map(|p| {
+            *at.entry(*p).or_insert_with(|| {
+                unique.push(*p);
+                unique.len() - 1
+            })
+        })
+        .collect();
+    (unique, slots)
 }
 
 #[cfg(test)]

@@ -259,3 +259,16 @@ fn a_call_gone_stops_its_chunks_at_the_next_value() {
     drop(call);
     assert!(matches!(budget.take(2), Err(LookupError::Cancelled)));
 }
+
+/// A value sent many times in one call is read once: its copies cost the filters nothing more,
+/// so their time cannot tell whether the node holds it under an audience the caller may not see.
+#[test]
+fn probes_are_read_once_each_in_first_seen_order() {
+    let v = |s: &str| detect(s).expect("a value");
+    let (a, b) = (v("198.51.100.7"), v("evil.example"));
+    let probes = [&a, &b, &a, &a, &b];
+    let (unique, slots) = distinct(&probes);
+    assert_eq!(unique, vec![&a, &b]);
+    assert_eq!(slots, vec![0, 1, 0, 0, 1]);
+    assert_eq!(distinct(&[]), (Vec::new(), Vec::new()));
+}

@@ -12,6 +12,8 @@
 //! A page reads an ordered range of arrival postings (no scan of the collection), so it costs
 //! the same however large the collection grows.
 
+use std::collections::HashMap;
+
 use intelmesh_core::indicator::normalize;
 use intelmesh_core::object_id::parse_uuid;
 use intelmesh_core::{Indicator, IndicatorType, OrgId};
@@ -302,8 +304,9 @@ pub fn page(r: &Reader, q: &ObjectsQuery, limit: usize) -> Result<Page, ReadErro
         let mut objects = Vec::new();
         // One budget for the whole request: a hundred identity ids scan no more than one.
         let mut budget = SCAN_BUDGET;
+        let mut read = HashMap::new();
         for id in &q.ids {
-            for d in by_id_within(r, id, q, &mut budget)? {
+            for d in by_id_within(r, id, q, &mut budget, &mut read)? {
                 if !objects.iter().any(|o: &Dated| o.object == d.object) {
                     objects.push(d);
                 }
@@ -423,33 +426,50 @@ fn at_posting(
 /// (the `created_by_ref` of its objects).
 pub fn by_id(r: &Reader, id: &str, q: &ObjectsQuery) -> Result<Vec<Dated>, ReadError> {
     let mut budget = SCAN_BUDGET;
-    by_id_within(r, id, q, &mut budget)
+    by_id_within(r, id, q, &mut budget, &mut HashMap::new())
 }
 
-/// [`by_id`], an identity's scan taking from `budget` (indicators read).
+/// The states read by object-id UUID for one request.
+type ReadById = HashMap<[u8; 16], Vec<(Vec<u8>, pb::IndicatorState)>>;
+
+/// [`by_id`], an identity's scan taking from `budget` (indicators read), the states of each
+/// UUID read once per request (`read`).
 fn by_id_within(
     r: &Reader,
     id: &str,
     q: &ObjectsQuery,
     budget: &mut usize,
+    read: &mut ReadById,
 ) -> Result<Vec<Dated>, ReadError> {
     if id.starts_with("identity--") {
         return identity(r, id, q, budget);
     }
-    let Some(uuid) = id.split_once("--").and_then(|(_, u)| parse_uuid(u)) else {
+    // Only indicators and sightings are kept by UUID; and a UUID asked again under another
+    // type is not read again: a hundred spellings of one id would otherwise time a hundred
+    // reads of a state the reader may not see, telling it the node holds the record.
+    let Some((ty, uuid)) = id.split_once("--") else {
         return Ok(Vec::new());
     };
+    let Some(uuid) = parse_uuid(uuid).filter(|_| matches!(ty, "indicator" | "sighting")) else {
+        return Ok(Vec::new());
+    };
+    let states = match read.entry(uuid) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            // One id names one origin's assertion (or sightings) of one value; a few states
+            // at most share a UUID prefix by chance, so a small read is the whole answer.
+            e.insert(
+                r.store
+                    .select(&Selection::ObjectId(uuid), r.org, None, 16)?,
+            )
+        }
+    };
     let mut found = Vec::new();
-    // One id names one origin's assertion (or sightings) of one value; a few states at most
-    // share a UUID prefix by chance, so a small read is the whole answer.
-    for (_, state) in r
-        .store
-        .select(&Selection::ObjectId(uuid), r.org, None, 16)?
-    {
-        let Some(indicator) = indicator_of(&state) else {
+    for (_, state) in states.iter() {
+        let Some(indicator) = indicator_of(state) else {
             continue;
         };
-        for s in r.shown(&state, q) {
+        for s in r.shown(state, q) {
             if s.object.get("id").and_then(Value::as_str) != Some(id) {
                 continue;
             }
@@ -460,7 +480,7 @@ fn by_id_within(
                 .unwrap_or(s.version.saturating_mul(1000));
             // Sightings are added with the first assertion the reader sees (see `at_posting`).
             let date_added_us = match is_sighting(&s) {
-                true => own.max(r.seen_assertions(&state)?.1.unwrap_or(i64::MIN)),
+                true => own.max(r.seen_assertions(state)?.1.unwrap_or(i64::MIN)),
                 false => own,
             };
             if q.added_after_us.is_none_or(|a| date_added_us > a) {
