@@ -351,6 +351,16 @@ fn read_misp(
             match &a.outcome {
                 AttributeOutcome::Imported(found) => {
                     for i in found {
+                        // Under a tlp: tag that names no level: not submitted, and any other
+                        // copy of the value in the input goes RED to this org alone.
+                        if i.tlp_source == TlpSource::UnreadableTag {
+                            out.withheld.push(i.indicator.clone());
+                            out.rejected.push(Left {
+                                reason: "MISP attribute under a tlp: tag that names no TLP level (its attribute's, object's or event's)".into(),
+                                example: name.clone(),
+                            });
+                            continue;
+                        }
                         *described = described.saturating_add(info.len());
                         if *described > described_bound {
                             out.rejected.push(Left {

@@ -108,6 +108,10 @@ pub enum TlpSource {
     ObjectDistribution(u8),
     EventDistribution(u8),
     Default,
+    /// A `tlp:` tag of the attribute, its object or its event names no TLP level this reads
+    /// (`tlp:unclear`, a typo): RED, and the importer withholds the value, as it does one under
+    /// a STIX marking it cannot read; never the distribution's wider level.
+    UnreadableTag,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -370,6 +374,7 @@ fn read_event(
     let event_distribution = distribution(event.get("distribution"));
     let event_level = Level {
         tlp_tag: event_tags.tlp,
+        unreadable_tlp: event_tags.unreadable_tlp,
         distribution: event_distribution,
     };
     let mut attributes = Vec::new();
@@ -409,6 +414,7 @@ fn read_event(
             event: event_level,
             object: Some(Level {
                 tlp_tag: object_tags.tlp,
+                unreadable_tlp: object_tags.unreadable_tlp,
                 distribution: distribution(object.get("distribution")),
             }),
             tags: &tags,

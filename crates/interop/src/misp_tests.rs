@@ -514,3 +514,33 @@ fn events_of_many_small_attributes_carry_a_bounded_weight_of_tags() {
         })
     )));
 }
+
+/// A `tlp:` tag naming no level this reads, at any level, may be stricter than anything else
+/// said: the value is marked to be withheld (RED), never taken at the distribution's level.
+/// The Chatham House extension adds to a level and stays a plain tag.
+#[test]
+fn a_tlp_tag_naming_no_level_withholds_its_values() {
+    let unclear = json!({"distribution": "3", "Tag": [{"name": "tlp:unclear"}], "Attribute": [
+        {"type": "ip-dst", "value": "192.0.2.1", "to_ids": true},
+    ]});
+    assert_eq!(tlps(&unclear), vec![(Tlp::Red, TlpSource::UnreadableTag)]);
+    let typo = json!({"distribution": 3, "Attribute": [
+        {"type": "domain", "value": "x.example", "to_ids": true,
+         "Tag": [{"name": "TLP:amber strict"}]},
+    ]});
+    assert_eq!(tlps(&typo), vec![(Tlp::Red, TlpSource::UnreadableTag)]);
+    let in_object = json!({"distribution": 3, "Object": [
+        {"name": "url", "Tag": [{"name": "tlp:amber-ish"}], "Attribute": [
+            {"type": "url", "value": "http://x.example/", "to_ids": true},
+        ]},
+    ]});
+    assert_eq!(tlps(&in_object), vec![(Tlp::Red, TlpSource::UnreadableTag)]);
+    let chr = json!({"distribution": 3, "Tag": [{"name": "tlp:amber"}, {"name": "tlp:ex:chr"}],
+        "Attribute": [{"type": "domain", "value": "x.example", "to_ids": true}]});
+    assert_eq!(tlps(&chr), vec![(Tlp::Amber, TlpSource::EventTag)]);
+    let tags: Vec<String> = one_event(&chr)
+        .indicators()
+        .flat_map(|i| i.tags.clone())
+        .collect();
+    assert_eq!(tags, ["tlp:ex:chr"]);
+}

@@ -8,6 +8,8 @@ use super::*;
 #[derive(Clone, Copy)]
 pub(super) struct Level {
     pub(super) tlp_tag: Option<Tlp>,
+    /// Whether a `tlp:` tag here names no level this reads.
+    pub(super) unreadable_tlp: bool,
     pub(super) distribution: Option<u8>,
 }
 
@@ -108,6 +110,7 @@ pub(super) fn attribute_outcome(
     let attr_tags = Tags::of(attribute);
     let own = Level {
         tlp_tag: attr_tags.tlp,
+        unreadable_tlp: attr_tags.unreadable_tlp,
         distribution: distribution(attribute.get("distribution")),
     };
     let (tlp, tlp_source) = strictest(own, context);
@@ -169,8 +172,13 @@ pub(super) fn attribute_outcome(
 pub(super) fn strictest(attribute: Level, context: &Context<'_>) -> (Tlp, TlpSource) {
     let object = context.object.unwrap_or(Level {
         tlp_tag: None,
+        unreadable_tlp: false,
         distribution: None,
     });
+    // A marking that cannot be read may be stricter than anything else said: never widened.
+    if attribute.unreadable_tlp || object.unreadable_tlp || context.event.unreadable_tlp {
+        return (Tlp::Red, TlpSource::UnreadableTag);
+    }
     let tag = attribute
         .tlp_tag
         .map(|t| (t, TlpSource::AttributeTag))
@@ -226,6 +234,9 @@ pub fn tlp_of_distribution(distribution: u8) -> Option<Tlp> {
 pub(super) struct Tags {
     /// The most restrictive `tlp:` tag of all of them, however many come before it.
     pub(super) tlp: Option<Tlp>,
+    /// Whether a `tlp:` tag names no level this reads (`tlp:ex:chr`, the Chatham House
+    /// extension, adds to a level and is kept as a plain tag).
+    pub(super) unreadable_tlp: bool,
     /// The first other names, trimmed, cut and without repeats, as many as an indicator keeps.
     pub(super) names: Vec<String>,
 }
@@ -240,6 +251,7 @@ impl Tags {
             .filter_map(|w| w.get("Tag"));
         let mut tags = Tags {
             tlp: None,
+            unreadable_tlp: false,
             names: Vec::new(),
         };
         for tag in direct.chain(wrapped) {
@@ -254,10 +266,15 @@ impl Tags {
                 .get(..4)
                 .filter(|p| p.eq_ignore_ascii_case("tlp:"))
                 .and_then(|_| name.get(4..));
-            // Unknown tlp: values (tlp:ex:chr, tlp:unclear) are kept as plain tags.
             if let Some(t) = level.and_then(Tlp::parse) {
                 tags.tlp = tags.tlp.max(Some(t));
                 continue;
+            }
+            // Other tlp: values (tlp:unclear, a typo) may mean stricter than any level read:
+            // the value is withheld (see `TlpSource::UnreadableTag`), never taken at the
+            // distribution's level. The Chatham House extension adds to a level.
+            if level.is_some_and(|l| !l.eq_ignore_ascii_case("ex:chr")) {
+                tags.unreadable_tlp = true;
             }
             if tags.names.len() < MAX_TAGS_PER_INDICATOR {
                 let name = crate::text::clip(name.to_owned(), MAX_TAG_BYTES);
