@@ -225,13 +225,11 @@ pub fn import_stix(value: &Value, options: &ImportOptions) -> Result<StixImport,
 /// published at the default TLP, nor at a wider one marked beside it: a RED defined elsewhere
 /// would reach every member as AMBER, or as the GREEN next to it.
 pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<String> {
-    let granular = object
-        .get("granular_markings")
-        .and_then(Value::as_array)
-        .is_some_and(|g| !g.is_empty());
-    if granular {
+    if granular_or_malformed(object) {
         return Some(
-            "granular markings are not read: mark the whole object with object_marking_refs".into(),
+            "granular markings are not read, nor marking references not given as a list: mark \
+             the whole object with a list of object_marking_refs"
+                .into(),
         );
     }
     let first = values.first()?;
@@ -248,6 +246,22 @@ pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<St
     })
 }
 
+/// Whether `object` has granular markings (any but an empty list: a list is not read, and
+/// anything else is no list of markings at all), or `object_marking_refs` that are not a list:
+/// either may restrict it in a way that cannot be read, so it is never taken as unmarked.
+fn granular_or_malformed(object: &Value) -> bool {
+    let granular = match object.get("granular_markings") {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(g)) => !g.is_empty(),
+        Some(_) => true,
+    };
+    let refs_malformed = matches!(
+        object.get("object_marking_refs"),
+        Some(v) if !v.is_null() && !v.is_array()
+    );
+    granular || refs_malformed
+}
+
 /// The values of `objects` that an indicator among them gives under markings whose TLP cannot
 /// be read ([`unreadable_marking`]): such an object is refused, and the same value in another
 /// object of the input must not be published wider than it may have meant. A cheap look at
@@ -259,8 +273,7 @@ pub fn values_under_unreadable_markings(
     options: &ImportOptions,
 ) -> std::collections::HashSet<Indicator> {
     let suspect = |o: &Value| {
-        let granular =
-            (o.get("granular_markings").and_then(Value::as_array)).is_some_and(|g| !g.is_empty());
+        let granular = granular_or_malformed(o);
         let unread = (o.get("object_marking_refs").and_then(Value::as_array)).is_some_and(|refs| {
             refs.iter().filter_map(Value::as_str).any(|id| {
                 !matches!(

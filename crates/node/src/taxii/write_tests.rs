@@ -411,3 +411,27 @@ fn an_envelope_without_objects_adds_nothing_and_is_no_error() {
     );
     assert!(matches!(other, Err(PlanError::NotAnEnvelope(_))));
 }
+
+/// Markings given in a shape that is no list (granular markings as one object, marking
+/// references as one string) may restrict the object all the same: failures, never signed at
+/// the default TLP.
+#[test]
+fn markings_not_given_as_lists_are_failures_not_amber() {
+    let red = "marking-definition--5e57c739-391a-4eb3-b6be-7d15ca92d5ed";
+    let mut granular = indicator(1, "[domain-name:value = 'a.example.org']");
+    granular["granular_markings"] = json!({"marking_ref": red, "selectors": ["pattern"]});
+    let mut one_ref = indicator(2, "[domain-name:value = 'b.example.org']");
+    one_ref["object_marking_refs"] = json!(red);
+    let mut empty = indicator(3, "[domain-name:value = 'c.example.org']");
+    empty["granular_markings"] = json!([]);
+    let plan = plan_of(vec![granular, one_ref, empty], &Warninglists::new()).unwrap();
+    let signed: Vec<&str> = plan.to_sign.iter().map(|p| p.indicator.value()).collect();
+    assert_eq!(signed, ["c.example.org"]);
+    let failed: Vec<&str> = plan.failures.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(failed, ["indicator--1", "indicator--2"]);
+    let why: Vec<&str> = (plan.failures.iter())
+        .map(|d| d.message.as_deref().unwrap_or_default())
+        .collect();
+    assert!(why[0].contains("granular markings are not read"), "{why:?}");
+    assert!(why[1].contains("a list was expected"), "{why:?}");
+}
