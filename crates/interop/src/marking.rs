@@ -78,20 +78,23 @@ pub fn read_marking_definition(object: &Value) -> Option<(String, MarkingKind)> 
         (object.get("definition_type").and_then(Value::as_str)).map(str::to_ascii_lowercase);
     let definition = object.get("definition");
     let field = |name: &str| definition.and_then(|d| d.get(name).or(Some(d)));
-    let tlp = match definition_type.as_deref() {
+    let defined = match definition_type.as_deref() {
         Some("tlp") => text(field("tlp")),
         Some("statement") => text(field("statement")),
         _ => None,
-    }
-    .or_else(|| {
-        text(
-            object
-                .get("extensions")
-                .and_then(|e| e.get(TLP2_EXTENSION))
-                .and_then(|e| e.get("tlp_2_0")),
-        )
-    })
-    .or_else(|| text(object.get("name")));
+    };
+    let extended = text(
+        object
+            .get("extensions")
+            .and_then(|e| e.get(TLP2_EXTENSION))
+            .and_then(|e| e.get("tlp_2_0")),
+    );
+    // The strictest of what the definition, the TLP 2.0 extension and the name say: a STIX
+    // 2.0 `tlp` field cannot say AMBER+STRICT, so producers put it in the name beside "amber".
+    let tlp = [defined, extended, text(object.get("name"))]
+        .into_iter()
+        .flatten()
+        .max();
     if let Some(tlp) = tlp {
         return Some((id, MarkingKind::Tlp(tlp)));
     }
@@ -224,12 +227,20 @@ mod tests {
             json!({"type": "marking-definition", "id": "marking-definition--5",
                    "definition_type": "statement",
                    "definition": {"statement": "Copyright (c) Stark Industries 2017."}}),
+            // Fields that disagree: the strictest holds (a STIX 2.0 `tlp` cannot say
+            // AMBER+STRICT; an extension may say more than the definition).
+            json!({"type": "marking-definition", "id": "marking-definition--6",
+                   "definition_type": "tlp", "definition": {"tlp": "amber"},
+                   "name": "TLP:AMBER+STRICT"}),
+            json!({"type": "marking-definition", "id": "marking-definition--7",
+                   "definition_type": "tlp", "definition": {"tlp": "green"},
+                   "extensions": {TLP2_EXTENSION: {"tlp_2_0": "red"}}}),
             // A bundle that calls the TLP 1.0 WHITE id "AMBER" does not change the standard.
             json!({"type": "marking-definition", "id": TLP1_WHITE, "name": "TLP:AMBER"}),
-            json!({"type": "indicator", "id": "indicator--6"}),
+            json!({"type": "indicator", "id": "indicator--8"}),
         ];
         let markings = Markings::from_objects(&objects);
-        let kinds: Vec<_> = (1..=5)
+        let kinds: Vec<_> = (1..=7)
             .map(|n| markings.kind(&format!("marking-definition--{n}")))
             .collect();
         assert_eq!(
@@ -240,13 +251,15 @@ mod tests {
                 Some(MarkingKind::Tlp(Tlp::Red)),
                 Some(MarkingKind::Tlp(Tlp::Green)),
                 Some(MarkingKind::Other),
+                Some(MarkingKind::Tlp(Tlp::AmberStrict)),
+                Some(MarkingKind::Tlp(Tlp::Red)),
             ]
         );
         assert_eq!(
             markings.kind(TLP1_WHITE),
             Some(MarkingKind::Tlp(Tlp::Clear))
         );
-        assert_eq!(markings.kind("indicator--6"), None);
+        assert_eq!(markings.kind("indicator--8"), None);
     }
 
     /// The type in capitals, or a definition that is the level's text: still the level; one
