@@ -450,11 +450,13 @@ fn block_of(indicator: &Indicator) -> Option<Block> {
 }
 
 /// The block of `len` bits at `addr`; an IPv4-mapped IPv6 one as the IPv4 one it reaches.
+/// The whole mapped range, `::ffff:0:0/96` (listed among IANA's special-purpose blocks), stays
+/// an IPv6 block: as IPv4 it would be `0.0.0.0/0` and flag every IPv4 value.
 fn block_at(addr: IpAddr, len: u8) -> Block {
     match addr {
         IpAddr::V4(a) => Block::V4(u32::from(a) & mask32(len), len),
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) if len >= 96 => Block::V4(u32::from(v4) & mask32(len - 96), len - 96),
+            Some(v4) if len > 96 => Block::V4(u32::from(v4) & mask32(len - 96), len - 96),
             _ => Block::V6(u128::from(a) & mask128(len), len),
         },
     }

@@ -194,6 +194,24 @@ fn a_string_lists_address_is_found_as_a_whole_length_block_or_mapped() {
     assert!(w.matches(&ind(ty, "2001:db8::2/128")).is_empty());
 }
 
+/// IANA's special-purpose list names the whole IPv4-mapped range: it must not become
+/// `0.0.0.0/0`, flagging every IPv4 value; a mapped block inside it is still its IPv4 block.
+#[test]
+fn the_whole_ipv4_mapped_range_flags_no_ipv4_value() {
+    let special = list(json!({"name": "special", "type": "cidr",
+        "list": ["::ffff:0:0/96", "::ffff:192.0.2.0/120"]}));
+    let mut w = Warninglists::new();
+    w.add(&special);
+    assert!(w.matches(&ind(IndicatorType::Ipv4, "8.8.8.8")).is_empty());
+    assert!(w
+        .matches(&ind(IndicatorType::Cidr, "10.0.0.0/8"))
+        .is_empty());
+    assert_eq!(
+        w.matches(&ind(IndicatorType::Ipv4, "192.0.2.7")),
+        ["special"]
+    );
+}
+
 #[test]
 fn lists_of_one_kind_find_what_they_hold_and_no_lists_find_nothing() {
     use IndicatorType as T;
