@@ -11,7 +11,9 @@ use intelmesh_core::indicator::Indicator;
 use intelmesh_core::Tlp;
 use intelmesh_interop::lists::{self, LeftReason, TextRead};
 use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip, TlpSource};
-use intelmesh_interop::stix::{stix_objects, unreadable_marking, ObjectError, Outcome, SkipReason};
+use intelmesh_interop::stix::{
+    stix_objects, superseded, unreadable_marking, ObjectError, Outcome, SkipReason,
+};
 use intelmesh_interop::text::clip;
 use intelmesh_interop::{
     import_misp_within, import_stix, ImportOptions, ManifestEntry, MispOptions, PatternError,
@@ -211,11 +213,19 @@ fn read_stix(
 ) -> Result<FileRead, intelmesh_interop::stix::StixError> {
     let import = import_stix(value, &ImportOptions { default_tlp })?;
     let mut out = FileRead::default();
+    let later = stix_objects(value).map(superseded).unwrap_or_default();
     for object in &import.objects {
         let name = object
             .id
             .clone()
             .unwrap_or_else(|| format!("object {}", object.index));
+        if later.contains(&object.index) {
+            out.skipped.push(Left {
+                reason: "an older version of an object the file gives again later (only the latest is read)".into(),
+                example: name,
+            });
+            continue;
+        }
         match &object.outcome {
             Outcome::Imported(found) => {
                 // A restriction this reader cannot read is no reason to share at `--tlp`.

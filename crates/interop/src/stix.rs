@@ -8,6 +8,8 @@
 //! marking definitions; with no TLP marking the caller's default applies and the outcome
 //! says so.
 
+use std::collections::HashMap;
+
 use intelmesh_core::entry::{MAX_PAYLOAD_BYTES, MAX_TAGS, MAX_TAG_BYTES};
 use intelmesh_core::{Indicator, Tlp};
 use serde_json::Value;
@@ -244,6 +246,34 @@ pub fn unreadable_marking(object: &Value, values: &[StixIndicator]) -> Option<St
             first.unknown_markings.join(", ")
         )
     })
+}
+
+/// The positions of `objects` that a later version of the same object in the same input
+/// supersedes: another with its `id` and a later `modified` (else `created`), or as late and
+/// after it. Only the latest is applied: an older version read first must not publish a value
+/// a later version revokes, nor with an end or confidence the later one changed.
+pub fn superseded(objects: &[Value]) -> std::collections::HashSet<usize> {
+    let mut latest: HashMap<&str, (Option<i64>, usize)> = HashMap::new();
+    let mut out = std::collections::HashSet::new();
+    for (index, object) in objects.iter().enumerate() {
+        let Some(id) = object.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        let version = crate::taxii::object_version(object);
+        match latest.get_mut(id) {
+            None => {
+                latest.insert(id, (version, index));
+            }
+            Some(kept) if version >= kept.0 => {
+                out.insert(kept.1);
+                *kept = (version, index);
+            }
+            Some(_) => {
+                out.insert(index);
+            }
+        }
+    }
+    out
 }
 
 /// Whether `object` has granular markings (any but an empty list: a list is not read, and

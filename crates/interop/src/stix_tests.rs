@@ -310,3 +310,25 @@ fn labels_past_what_an_entry_carries_are_cut_not_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Of several versions of one object, only the latest counts: by `modified` (else `created`),
+/// and of two as late, the one given last.
+#[test]
+fn older_versions_of_an_object_given_again_are_superseded() {
+    let v = |id: &str, modified: Option<&str>| match modified {
+        Some(m) => json!({"type": "indicator", "id": id, "modified": m}),
+        None => json!({"type": "indicator", "id": id}),
+    };
+    let objects = [
+        v("indicator--a", Some("2024-06-01T00:00:00Z")),
+        v("indicator--a", Some("2024-01-01T00:00:00.000Z")),
+        v("indicator--b", Some("2024-01-01T00:00:00Z")),
+        v("indicator--c", None),
+        v("indicator--b", Some("2024-01-01T00:00:00.000Z")),
+        v("indicator--c", Some("2020-01-01T00:00:00Z")),
+        json!({"type": "indicator"}),
+    ];
+    let mut found: Vec<usize> = superseded(&objects).into_iter().collect();
+    found.sort();
+    assert_eq!(found, [1, 2, 3]);
+}

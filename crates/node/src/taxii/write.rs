@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use intelmesh_core::{Distribution, Indicator, Tlp};
 use intelmesh_interop::stix::{
-    import_object, stix_objects, unreadable_marking, values_under_unreadable_markings,
+    import_object, stix_objects, superseded, unreadable_marking, values_under_unreadable_markings,
     ImportOptions, ObjectOutcome, Outcome, SkipReason, StixIndicator,
 };
 use intelmesh_interop::stix_export::indicator_id;
@@ -149,6 +149,8 @@ pub fn plan(
     // envelope gives it: a restriction this node cannot read is no reason to share it at the
     // default, or at another object's level.
     let withheld = values_under_unreadable_markings(objects, &markings, &options);
+    // Only the latest version of an object the envelope gives more than once is applied.
+    let later = superseded(objects);
     let mut settling = Settling {
         origin: publisher.org.to_string(),
         ..Settling::default()
@@ -191,6 +193,9 @@ pub fn plan(
                 // The values are taken out of the outcome, so they are also dropped here, on
                 // every core, not in the pass that settles duplicates.
                 let values = match &mut o.outcome {
+                    Outcome::Imported(_) if later.contains(&o.index) => vec![Judged::Refused(
+                        "a later version of this object in the envelope supersedes it: only that one is applied".into(),
+                    )],
                     Outcome::Imported(_) if !judge_it => vec![Judged::OverBudget],
                     Outcome::Imported(values) => match unreadable_marking(object, values) {
                         Some(why) => vec![Judged::Refused(why)],

@@ -435,3 +435,27 @@ fn markings_not_given_as_lists_are_failures_not_amber() {
     assert!(why[0].contains("granular markings are not read"), "{why:?}");
     assert!(why[1].contains("a list was expected"), "{why:?}");
 }
+
+/// An envelope giving an indicator and, later or earlier in it, a newer version that revokes
+/// it: the older version is not published (it would publish a value the newer one revokes).
+#[test]
+fn an_older_version_of_an_object_is_not_applied_over_a_newer_one() {
+    let pattern = "[domain-name:value = 'revoked.example.org']";
+    let older = indicator(9, pattern);
+    let mut newer = indicator(9, pattern);
+    newer["modified"] = json!("2026-11-02T00:00:00.000Z");
+    newer["revoked"] = json!(true);
+    for objects in [vec![older.clone(), newer.clone()], vec![newer, older]] {
+        let plan = plan_of(objects, &Warninglists::new()).unwrap();
+        let upserts = (plan.to_sign.iter())
+            .filter(|p| p.indicator.value() == "revoked.example.org")
+            .filter(|p| matches!(p.payload.body, Some(pb::payload::Body::Upsert(_))))
+            .count();
+        assert_eq!(upserts, 0);
+        let superseded = (plan.failures.iter())
+            .filter(|d| (d.message.as_deref()).is_some_and(|m| m.contains("supersedes it")))
+            .map(|d| d.version.clone())
+            .collect::<Vec<_>>();
+        assert_eq!(superseded, [Some("2026-11-01T00:00:00.000Z".to_string())]);
+    }
+}
