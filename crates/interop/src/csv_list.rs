@@ -220,7 +220,9 @@ impl Columns {
             let name = column_name(cell);
             if TYPE_NAMES.contains(&name.as_str()) {
                 columns.kind.get_or_insert(i);
-            } else if ["tlp", "tlp_level"].contains(&name.as_str()) {
+            } else if name.contains("tlp") {
+                // `tlp`, `tlp_level`, `tlp_marking`, `TLP Label`, `share_tlp`: a column that
+                // names TLP holds it; read as any other column, a RED row came in at `--tlp`.
                 columns.tlp.get_or_insert(i);
                 columns.ignored.insert(i);
             } else if ["revoked", "is_revoked"].contains(&name.as_str()) {

@@ -292,6 +292,16 @@ fn csv_after_a_leading_comment_has_its_header_on_the_first_row() {
     assert_eq!(r.header, Some(2));
     assert_eq!(values(&r), ["http://bad.example/x"]);
     assert_eq!(r.found[0].tlp, Some(Tlp::Red));
+    // Any column naming TLP holds it, however it is spelt.
+    for name in ["tlp_marking", "TLP Label", "share-tlp"] {
+        let r = read_csv(&format!(
+            "indicator,{name}
+evil.example,TLP:RED
+"
+        ));
+        assert_eq!(values(&r), ["evil.example"], "{name}");
+        assert_eq!(r.found[0].tlp, Some(Tlp::Red), "{name}");
+    }
 }
 
 #[test]
