@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::ops::Bound;
 
-use intelmesh_core::indicator::detect;
+use intelmesh_core::indicator::{detect, normalize};
 use intelmesh_core::{Indicator, IndicatorType};
 use serde_json::Value;
 use thiserror::Error;
@@ -203,7 +203,10 @@ impl Warninglists {
                     push(self.exact.entry(key).or_default(), idx);
                 }
                 ListKind::Hostname => {
-                    let key = lower.trim_matches('.').to_owned();
+                    // As domain values are kept: an IDN entry (`bücher.example`) in punycode.
+                    let key = normalize(IndicatorType::Domain, trimmed)
+                        .map(Indicator::into_value)
+                        .unwrap_or_else(|_| lower.trim_matches('.').to_owned());
                     push(self.names_reversed.entry(reversed(&key)).or_default(), idx);
                     push(self.hostnames.entry(key).or_default(), idx);
                 }

@@ -194,6 +194,26 @@ fn a_string_lists_address_is_found_as_a_whole_length_block_or_mapped() {
     assert!(w.matches(&ind(ty, "2001:db8::2/128")).is_empty());
 }
 
+/// A hostname list's IDN entry finds the domain as values are kept (punycode), spelt either way.
+#[test]
+fn an_idn_hostname_entry_finds_its_domain() {
+    let idn = list(json!({"name": "idn", "type": "hostname", "list": ["Bücher.example."]}));
+    let mut w = Warninglists::new();
+    w.add(&idn);
+    assert_eq!(
+        w.matches(&ind(IndicatorType::Domain, "bücher.example")),
+        ["idn"]
+    );
+    assert_eq!(
+        w.matches(&ind(IndicatorType::Domain, "xn--bcher-kva.example")),
+        ["idn"]
+    );
+    assert_eq!(
+        w.matches(&ind(IndicatorType::Domain, "shop.bücher.example")),
+        ["idn"]
+    );
+}
+
 /// IANA's special-purpose list names the whole IPv4-mapped range: it must not become
 /// `0.0.0.0/0`, flagging every IPv4 value; a mapped block inside it is still its IPv4 block.
 #[test]
