@@ -259,6 +259,7 @@ fn plan(
         rejected,
         skipped,
         rejected_beyond,
+        skipped_beyond,
         withheld,
     } = read;
     tally.withheld.extend(withheld);
@@ -267,6 +268,9 @@ fn plan(
         tally.rejected.add_count(&reason, n);
     }
     left(&mut tally.skipped, skipped);
+    for (reason, n) in skipped_beyond {
+        tally.skipped.add_count(&reason, n);
+    }
     let (mut submissions, mut indicators) = (Vec::new(), Vec::new());
     for c in candidates {
         let tlp = c.tlp.unwrap_or(args.tlp);

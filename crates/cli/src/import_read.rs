@@ -9,7 +9,7 @@ use std::path::Path;
 use clap::ValueEnum;
 use intelmesh_core::indicator::Indicator;
 use intelmesh_core::Tlp;
-use intelmesh_interop::lists::{self, LeftReason, TextRead};
+use intelmesh_interop::lists::{self, LeftReason, TextRead, MAX_LEFT_KEPT};
 use intelmesh_interop::misp::{AttributeError, AttributeOutcome, MispSkip, TlpSource};
 use intelmesh_interop::stix::{
     stix_objects, superseded, unreadable_marking, ObjectError, Outcome, SkipReason,
@@ -93,9 +93,33 @@ pub struct FileRead {
     pub skipped: Vec<Left>,
     /// How many more values were rejected, by reason, past those kept whole in `rejected`.
     pub rejected_beyond: BTreeMap<String, usize>,
+    /// How many more were skipped, by reason, past those kept whole in `skipped`.
+    pub skipped_beyond: BTreeMap<String, usize>,
     /// Values of objects or rows rejected because their TLP could not be read: the same value
     /// elsewhere in the input is not shared at a wider level than they may have meant.
     pub withheld: Vec<Indicator>,
+}
+
+impl FileRead {
+    /// Notes something rejected: kept whole while fewer than [`MAX_LEFT_KEPT`] are, else
+    /// counted by reason, so a file of millions of empty objects costs a count, not a record
+    /// each.
+    fn reject(&mut self, left: Left) {
+        keep_or_count(&mut self.rejected, &mut self.rejected_beyond, left);
+    }
+
+    /// [`FileRead::reject`] for what is skipped.
+    fn skip(&mut self, left: Left) {
+        keep_or_count(&mut self.skipped, &mut self.skipped_beyond, left);
+    }
+}
+
+fn keep_or_count(kept: &mut Vec<Left>, beyond: &mut BTreeMap<String, usize>, left: Left) {
+    if kept.len() < MAX_LEFT_KEPT {
+        kept.push(left);
+    } else {
+        *beyond.entry(left.reason).or_default() += 1;
+    }
 }
 
 /// Reads `path` as `format`, or detects the format. An error means the whole file is unusable.
@@ -220,7 +244,7 @@ fn read_stix(
             .clone()
             .unwrap_or_else(|| format!("object {}", object.index));
         if later.contains(&object.index) {
-            out.skipped.push(Left {
+            out.skip(Left {
                 reason: "an older version of an object the file gives again later (only the latest is read)".into(),
                 example: name,
             });
@@ -231,7 +255,7 @@ fn read_stix(
                 // A restriction this reader cannot read is no reason to share at `--tlp`.
                 let raw = stix_objects(value).ok().and_then(|o| o.get(object.index));
                 if let Some(why) = raw.and_then(|raw| unreadable_marking(raw, found)) {
-                    out.rejected.push(Left {
+                    out.reject(Left {
                         reason: "indicator whose TLP its markings do not tell".into(),
                         example: format!("{name}: {why}"),
                     });
@@ -241,7 +265,7 @@ fn read_stix(
                 }
                 for i in found {
                     if i.revoked {
-                        out.skipped.push(Left {
+                        out.skip(Left {
                             reason: "indicator revoked in the file".into(),
                             example: format!("{name}: {}", i.indicator.value()),
                         });
@@ -271,7 +295,7 @@ fn read_stix(
                     });
                 }
             }
-            Outcome::Skipped(reason) => out.skipped.push(Left {
+            Outcome::Skipped(reason) => out.skip(Left {
                 reason: match reason {
                     SkipReason::MarkingDefinition => "marking-definition (read for TLP)".into(),
                     SkipReason::NotAnIndicator => format!(
@@ -281,7 +305,7 @@ fn read_stix(
                 },
                 example: name,
             }),
-            Outcome::Failed(e) => out.rejected.push(Left {
+            Outcome::Failed(e) => out.reject(Left {
                 reason: stix_reason(e),
                 example: format!("{name}: {e}"),
             }),
@@ -365,7 +389,7 @@ fn read_misp(
                         // copy of the value in the input goes RED to this org alone.
                         if i.tlp_source == TlpSource::UnreadableTag {
                             out.withheld.push(i.indicator.clone());
-                            out.rejected.push(Left {
+                            out.reject(Left {
                                 reason: "MISP attribute under a tlp: tag that names no TLP level (its attribute's, object's or event's)".into(),
                                 example: name.clone(),
                             });
@@ -373,7 +397,7 @@ fn read_misp(
                         }
                         *described = described.saturating_add(info.len());
                         if *described > described_bound {
-                            out.rejected.push(Left {
+                            out.reject(Left {
                                 reason: format!("the input's values already carry {described_bound} bytes of event descriptions"),
                                 example: name.clone(),
                             });
@@ -402,7 +426,7 @@ fn read_misp(
                         });
                     }
                 }
-                AttributeOutcome::Skipped(skip) => out.skipped.push(Left {
+                AttributeOutcome::Skipped(skip) => out.skip(Left {
                     reason: match skip {
                         MispSkip::NotForIds => "attribute not flagged to_ids".into(),
                         MispSkip::Deleted => "attribute deleted".into(),
@@ -412,7 +436,7 @@ fn read_misp(
                     },
                     example: name,
                 }),
-                AttributeOutcome::Failed(e) => out.rejected.push(Left {
+                AttributeOutcome::Failed(e) => out.reject(Left {
                     reason: match e {
                         AttributeError::CompositeParts { attribute_type, .. } => {
                             format!("{attribute_type} attribute with the wrong number of |-separated parts")
@@ -478,11 +502,19 @@ fn read_feed(dir: &Path, default_tlp: Tlp) -> anyhow::Result<FileRead> {
         match read {
             Ok(r) => {
                 out.candidates.extend(r.candidates);
-                out.rejected.extend(r.rejected);
-                out.skipped.extend(r.skipped);
+                r.rejected.into_iter().for_each(|l| out.reject(l));
+                r.skipped.into_iter().for_each(|l| out.skip(l));
+                for (into, from) in [
+                    (&mut out.rejected_beyond, r.rejected_beyond),
+                    (&mut out.skipped_beyond, r.skipped_beyond),
+                ] {
+                    for (reason, n) in from {
+                        *into.entry(reason).or_default() += n;
+                    }
+                }
                 out.withheld.extend(r.withheld);
             }
-            Err(example) => out.rejected.push(Left {
+            Err(example) => out.reject(Left {
                 reason: "feed event file missing or unreadable".into(),
                 example,
             }),
@@ -562,7 +594,7 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
                 format!("{}: {text:?}", origin(left.line))
             }
         };
-        out.rejected.push(Left {
+        out.reject(Left {
             reason: left.reason.summary(),
             example,
         });

@@ -68,6 +68,24 @@ fn a_misp_file_of_many_small_attributes_carries_a_bounded_weight_of_descriptions
     assert!(r.rejected[0].reason.contains("bytes of event descriptions"));
 }
 
+/// Millions of objects that are no indicators (or fail) cost a count each past the first
+/// thousand, not a record with its example.
+#[test]
+fn objects_left_out_past_a_thousand_are_counted_by_reason() {
+    let objects: Vec<Value> = (0..MAX_LEFT_KEPT + 500)
+        .map(|i| serde_json::json!({"type": "relationship", "id": format!("relationship--{i}")}))
+        .chain(
+            (0..MAX_LEFT_KEPT + 7)
+                .map(|i| serde_json::json!({"type": "indicator", "id": format!("indicator--{i}")})),
+        )
+        .collect();
+    let r = read_stix(&Value::Array(objects), Tlp::Green).unwrap();
+    assert_eq!(r.skipped.len(), MAX_LEFT_KEPT);
+    assert_eq!(r.skipped_beyond.values().sum::<usize>(), 500);
+    assert_eq!(r.rejected.len(), MAX_LEFT_KEPT);
+    assert_eq!(r.rejected_beyond.values().sum::<usize>(), 7);
+}
+
 #[test]
 fn plain_lines_are_refanged_and_bad_ones_rejected_with_a_line() {
     let r = read_plain(
