@@ -190,8 +190,21 @@ fn unreachable_feed(path: &Path) -> anyhow::Result<FileRead> {
 }
 
 fn parse_json(path: &Path, text: &str) -> anyhow::Result<Value> {
-    serde_json::from_str(text)
-        .map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", path.display()))
+    json_within(text, MAX_FILE_VALUES).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Most JSON values one file may hold: a 512 MiB export of real events holds about twenty
+/// million; a file of empty objects as large would hold ten times that, each a value built in
+/// memory (see `json_budget`).
+pub const MAX_FILE_VALUES: usize = 32 << 20;
+
+/// `text` as JSON of at most `max` values; the error says which limit it broke.
+fn json_within(text: &str, max: usize) -> Result<Value, String> {
+    use intelmesh_interop::json_budget::{parse_within, JsonError};
+    parse_within(text.as_bytes(), max).map_err(|e| match e {
+        JsonError::TooManyValues { .. } => format!("{e}: split it into smaller files"),
+        JsonError::Malformed(e) => format!("not valid JSON: {e}"),
+    })
 }
 
 /// JSON with a STIX shape is stix, with a MISP shape misp; JSON of neither is an error; a
@@ -533,8 +546,11 @@ fn read_feed_event(
     let bytes = read_bounded(path)?;
     spent.read(bytes.len());
     let text = text_of(&bytes);
-    let value: Value = serde_json::from_str(text.strip_prefix('\u{feff}').unwrap_or(&text))
-        .map_err(|e| format!("{}: not valid JSON: {e}", path.display()))?;
+    let value = json_within(
+        text.strip_prefix('\u{feff}').unwrap_or(&text),
+        MAX_FILE_VALUES,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))?;
     read_misp(&value, default_tlp, &format!("{file}: "), spent)
         .map_err(|e| format!("{}: {e}", path.display()))
 }

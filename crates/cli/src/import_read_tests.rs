@@ -86,6 +86,21 @@ fn objects_left_out_past_a_thousand_are_counted_by_reason() {
     assert_eq!(r.rejected_beyond.values().sum::<usize>(), 7);
 }
 
+/// A file is parsed within a budget of values (empty objects by the million would each be
+/// built in memory), and says so when past it; malformed JSON says that instead.
+#[test]
+fn json_past_its_budget_of_values_is_refused_saying_so() {
+    let empties = format!("[{}{{}}]", "{},".repeat(999));
+    assert!(json_within(&empties, 1_001).is_ok());
+    let refused = json_within(&empties, 1_000).unwrap_err();
+    assert!(
+        refused.contains("more than 1000 JSON values: split it"),
+        "{refused}"
+    );
+    let broken = json_within("[{}", 10).unwrap_err();
+    assert!(broken.starts_with("not valid JSON"), "{broken}");
+}
+
 #[test]
 fn plain_lines_are_refanged_and_bad_ones_rejected_with_a_line() {
     let r = read_plain(

@@ -9,6 +9,7 @@
 //! every list line an indicator or its reason.
 
 mod csv_list;
+pub mod json_budget;
 pub mod lists;
 pub mod marking;
 pub mod misp;

@@ -21,13 +21,13 @@ use super::answer::{
 };
 use super::auth::{authenticate, Caller, Users};
 use super::body::{read_within, BodyError};
-use super::body_json::{parse_within, JsonError, MAX_VALUES};
 use super::busy;
 use super::config::TaxiiConfig;
 use super::read::{self, Dated, Page, ReadError, Reader};
 use super::segments::Segments;
 use super::write::{self, Statuses};
 use crate::token::TokenKey;
+use intelmesh_interop::json_budget::{parse_within, JsonError};
 use intelmesh_store::Store;
 
 use crate::api::audience_rejudge;
@@ -37,6 +37,11 @@ use crate::audit;
 use crate::https::Connection;
 use crate::read_shares::{self, ReadPermit, ReadShares};
 use crate::state::{NodeError, NodeState};
+
+/// Most JSON values one POSTed body may hold: fifty for each object an envelope may carry (an
+/// indicator with its markings and labels holds twenty to thirty), so four POSTs parsed at
+/// once hold a small multiple of their bytes (see `json_budget`).
+pub const MAX_VALUES: usize = super::write::MAX_ENVELOPE_OBJECTS * 50;
 
 /// The API root's path segment.
 const API_ROOT: &str = "intelmesh";

@@ -10,7 +10,6 @@ mod answer;
 mod audited;
 mod auth;
 mod body;
-mod body_json;
 mod busy;
 pub mod config;
 mod http;

@@ -1,36 +1,29 @@
-//! A POSTed body parsed as JSON within a budget of values, so its tree in memory stays a small
-//! multiple of its bytes.
+//! JSON parsed within a budget of values, so its tree in memory stays a small multiple of its
+//! bytes: a POSTed TAXII envelope, a file given to `intelmesh import`.
 //!
-//! `max_content_length` bounds a body's bytes, not what parsing it builds: a 10 MiB body of
+//! A bound on bytes is no bound on what parsing builds: a 10 MiB body of
 //! `{"objects":[0,0,0,…]}` holds 5 million values, each a 32-byte `serde_json::Value` in
-//! arrays grown by doubling, about 300 MB before the envelope's object count is even looked at,
-//! and four POSTs parse at once. So the tree is built counting its values (each array or
-//! object, key, string, number, literal) as they are read, and the parse stops past
-//! [`MAX_VALUES`], having built at most that many.
+//! arrays grown by doubling, about 300 MB before anything looks at the objects. So the tree is
+//! built counting its values (each array or object, key, string, number, literal) as they are
+//! read, and the parse stops past the budget, having built at most that many.
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::cell::Cell;
 use std::fmt;
 
-use super::write::MAX_ENVELOPE_OBJECTS;
-
-/// Most JSON values one POSTed body may hold: fifty for each object an envelope may carry (an
-/// indicator with its markings and labels holds twenty to thirty).
-pub const MAX_VALUES: usize = MAX_ENVELOPE_OBJECTS * 50;
-
-/// Why a body was not parsed.
+/// Why JSON was not parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
-    /// More values than [`MAX_VALUES`] (413).
-    #[error("the body holds more than {max} JSON values")]
+    /// More values than the budget.
+    #[error("it holds more than {max} JSON values")]
     TooManyValues { max: usize },
-    /// Not JSON (400).
+    /// Not JSON.
     #[error("{0}")]
     Malformed(serde_json::Error),
 }
 
-/// The body as JSON, if it is JSON of at most `max` values.
+/// `bytes` as JSON, if it is JSON of at most `max` values.
 pub fn parse_within(bytes: &[u8], max: usize) -> Result<Value, JsonError> {
     let seen = Cell::new(0);
     let mut json = serde_json::Deserializer::from_slice(bytes);
@@ -130,6 +123,8 @@ impl<'de> Visitor<'de> for Build<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAX_VALUES: usize = 1 << 20;
 
     #[test]
     fn a_body_within_the_budget_parses_as_serde_json_would() {
