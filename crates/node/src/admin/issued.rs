@@ -110,10 +110,10 @@ pub fn revoked_for(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn revoked(serial: &str, org: &str) -> pb::RevokedCert {
+    pub(in crate::admin) fn revoked(serial: &str, org: &str) -> pb::RevokedCert {
         pb::RevokedCert {
             serial: serial.into(),
             org: org.into(),

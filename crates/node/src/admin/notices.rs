@@ -72,6 +72,7 @@ pub fn left_admitted(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::admin::issued::tests::revoked;
 
     fn member(org: &str, certs: &[(&str, i64)]) -> pb::Member {
         pb::Member {
@@ -83,14 +84,6 @@ mod tests {
                     not_after_unix_ms: *until,
                 })
                 .collect(),
-            ..Default::default()
-        }
-    }
-
-    fn revoked(serial: &str, org: &str) -> pb::RevokedCert {
-        pb::RevokedCert {
-            serial: serial.into(),
-            org: org.into(),
             ..Default::default()
         }
     }

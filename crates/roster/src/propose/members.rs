@@ -45,13 +45,13 @@ pub(super) fn add_member(
     let request = a.request.as_ref().ok_or(ActionError::Missing("request"))?;
     let enrolment = verify_enrolment(request).map_err(ActionError::Enrolment)?;
     let org = enrolment.org;
-    let age_ms = now_unix_ms.saturating_sub(enrolment.request.created_at_unix_ms);
-    // Dated ahead by more than a clock's error, it would stay fresh for ever.
-    if !(-DAY_MS..=MAX_ENROLMENT_REQUEST_AGE_MS).contains(&age_ms) {
+    let created_at = enrolment.request.created_at_unix_ms;
+    if let Err((age_days, max_days)) = fresh(created_at, now_unix_ms, MAX_ENROLMENT_REQUEST_AGE_MS)
+    {
         return Err(ActionError::StaleEnrolment {
             org,
-            age_days: age_ms / DAY_MS,
-            max_days: MAX_ENROLMENT_REQUEST_AGE_MS / DAY_MS,
+            age_days,
+            max_days,
         });
     }
     if org == *federation_id {
@@ -107,6 +107,17 @@ pub(super) fn add_member(
 /// active member can ask.
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// Whether a request made at `created_at` is at most `max_ms` old at `now`, and not dated
+/// ahead by more than a clock's error (it would stay fresh for ever); if not, its age and the
+/// most allowed, in days.
+fn fresh(created_at: i64, now: i64, max_ms: i64) -> Result<(), (i64, i64)> {
+    let age_ms = now.saturating_sub(created_at);
+    match (-DAY_MS..=max_ms).contains(&age_ms) {
+        true => Ok(()),
+        false => Err((age_ms / DAY_MS, max_ms / DAY_MS)),
+    }
+}
+
 /// How old an encryption key request may be when it is proposed.
 pub const MAX_ENCRYPTION_REQUEST_AGE_MS: i64 = 7 * DAY_MS;
 
@@ -137,13 +148,13 @@ pub(super) fn set_encryption_key(
     // Only listed keys are checked for reuse (at most `MAX_ENCRYPTION_KEYS` per member): a
     // request must be recent, or one whose key was rotated out long ago (and may have leaked
     // since) could be proposed again.
-    let age_ms = now_unix_ms.saturating_sub(verified.request.created_at_unix_ms);
-    // Dated ahead by more than a clock's error, it would stay fresh for ever.
-    if !(-DAY_MS..=MAX_ENCRYPTION_REQUEST_AGE_MS).contains(&age_ms) {
+    let created_at = verified.request.created_at_unix_ms;
+    if let Err((age_days, max_days)) = fresh(created_at, now_unix_ms, MAX_ENCRYPTION_REQUEST_AGE_MS)
+    {
         return Err(ActionError::StaleRequest {
             org,
-            age_days: age_ms / DAY_MS,
-            max_days: MAX_ENCRYPTION_REQUEST_AGE_MS / DAY_MS,
+            age_days,
+            max_days,
         });
     }
     encryption_key_unused(doc, &verified.new_key)?;
