@@ -594,6 +594,9 @@ fn from_text(path: &Path, read: TextRead) -> FileRead {
     for found in read.found {
         let mut candidate = plain_candidate(found.indicator, origin(found.line));
         candidate.tlp = found.tlp;
+        candidate.confidence = found.facts.confidence;
+        candidate.valid_from_unix_ms = found.facts.valid_from_unix_ms;
+        candidate.valid_until_unix_ms = found.facts.valid_until_unix_ms;
         out.candidates.push(candidate);
     }
     for left in read.left {

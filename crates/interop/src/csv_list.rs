@@ -7,7 +7,7 @@
 use intelmesh_core::indicator::detect;
 use intelmesh_core::{Indicator, Tlp};
 
-use crate::lists::{value_of, without_bom, Found, LeftOut, LeftReason, TextRead};
+use crate::lists::{value_of, without_bom, Found, LeftOut, LeftReason, RowFacts, TextRead};
 
 /// Cells one CSV row is split into at most: the rest of a longer row is its last cell. A row
 /// of separators alone would otherwise cost an allocation per byte (a 512 MiB line of commas,
@@ -148,6 +148,11 @@ struct Columns {
     /// 0-based cells giving the row's TLP, and whether it is revoked.
     tlp: Option<usize>,
     revoked: Option<usize>,
+    /// 0-based cells giving the row's confidence and validity, with whether a bare number in
+    /// them is milliseconds (a name ending in `_ms`) or seconds.
+    confidence: Option<usize>,
+    valid_from: Option<(usize, bool)>,
+    valid_until: Option<(usize, bool)>,
 }
 
 /// Header names (lowercase, `_` for spaces) of columns holding no values to share: whole
@@ -225,6 +230,24 @@ impl Columns {
                 // names TLP holds it; read as any other column, a RED row came in at `--tlp`.
                 columns.tlp.get_or_insert(i);
                 columns.ignored.insert(i);
+            } else if name == "confidence" {
+                columns.confidence.get_or_insert(i);
+                columns.ignored.insert(i);
+            } else if ["valid_from", "valid_from_unix_ms"].contains(&name.as_str()) {
+                columns.valid_from.get_or_insert((i, name.ends_with("_ms")));
+                columns.ignored.insert(i);
+            } else if [
+                "valid_until",
+                "valid_until_unix_ms",
+                "expires",
+                "expiration",
+            ]
+            .contains(&name.as_str())
+            {
+                columns
+                    .valid_until
+                    .get_or_insert((i, name.ends_with("_ms")));
+                columns.ignored.insert(i);
             } else if ["revoked", "is_revoked"].contains(&name.as_str()) {
                 columns.revoked.get_or_insert(i);
                 columns.ignored.insert(i);
@@ -259,6 +282,31 @@ impl Columns {
 
     /// The TLP the row's `tlp` cell gives (none for an empty cell), or the cell it cannot
     /// read.
+    /// The row's confidence and validity; a cell that does not read as one is none.
+    fn facts(&self, cells: &[String]) -> RowFacts {
+        let cell = |c: Option<usize>| {
+            c.and_then(|c| cells.get(c))
+                .map(|c| without_formula_guard(c.trim()))
+                .filter(|c| !c.is_empty())
+        };
+        let time = |c: Option<(usize, bool)>| {
+            let (at, in_ms) = c?;
+            let text = cell(Some(at))?;
+            match text.parse::<i64>() {
+                Ok(n) if in_ms => Some(n),
+                Ok(n) => n.checked_mul(1000),
+                Err(_) => crate::time::parse_timestamp(text).ok(),
+            }
+        };
+        RowFacts {
+            confidence: cell(self.confidence)
+                .and_then(|c| c.parse::<u32>().ok())
+                .filter(|c| *c <= 100),
+            valid_from_unix_ms: time(self.valid_from),
+            valid_until_unix_ms: time(self.valid_until),
+        }
+    }
+
     fn tlp(&self, cells: &[String]) -> Result<Option<Tlp>, String> {
         let Some(cell) = self
             .tlp
@@ -401,12 +449,14 @@ pub fn read_csv(text: &str) -> TextRead {
             None => None,
         };
         let found = values.len();
+        let facts = columns_now.map(|c| c.facts(&cells)).unwrap_or_default();
         for (c, indicator) in values {
             out.found.push(Found {
                 indicator,
                 line: n + 1,
                 column: Some(c + 1),
                 tlp,
+                facts,
             });
         }
         if found > 0 {

@@ -25,6 +25,19 @@ pub struct Found {
     pub column: Option<usize>,
     /// The TLP its CSV row gives in a `tlp` column (an export of this mesh, say).
     pub tlp: Option<Tlp>,
+    /// What else its CSV row says of it (an export of this mesh gives all three).
+    pub facts: RowFacts,
+}
+
+/// A CSV row's confidence and validity, from columns that name them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RowFacts {
+    /// 0 to 100, from a `confidence` column.
+    pub confidence: Option<u32>,
+    /// From a `valid_from` (a timestamp, or Unix seconds) or `valid_from_unix_ms` column.
+    pub valid_from_unix_ms: Option<i64>,
+    /// From a `valid_until`, `expires`, `expiration` or `valid_until_unix_ms` column.
+    pub valid_until_unix_ms: Option<i64>,
 }
 
 /// Why a line gave no indicator.
@@ -277,6 +290,7 @@ pub fn read_plain(text: &str) -> TextRead {
                 line,
                 column: None,
                 tlp: None,
+                facts: RowFacts::default(),
             })),
             Err(reason) => out.leave(LeftOut {
                 line,

@@ -428,6 +428,39 @@ fn a_mesh_csv_export_reads_back_with_its_tlp_and_without_revoked_rows() {
     // Their values are named, so the same value elsewhere is not shared wider either.
     let withheld: Vec<&str> = r.withheld.iter().map(|i| i.value()).collect();
     assert_eq!(withheld, ["odd.example", "spaced.example"]);
+    // Confidence and validity come back as the export gave them.
+    let r = read_csv(
+        "type,value,origin,tlp,confidence,revoked,valid_from_unix_ms,valid_until_unix_ms,tags
+         domain,evil.example,AU-AFP,RED,80,false,1700000000000,1800000000000,c2
+         domain,odd.example,AU-AFP,RED,180,false,,later,
+",
+    );
+    let facts: Vec<RowFacts> = r.found.iter().map(|f| f.facts).collect();
+    assert_eq!(
+        facts,
+        [
+            RowFacts {
+                confidence: Some(80),
+                valid_from_unix_ms: Some(1_700_000_000_000),
+                valid_until_unix_ms: Some(1_800_000_000_000),
+            },
+            RowFacts::default(),
+        ]
+    );
+    // Other spellings: a timestamp, Unix seconds.
+    let r = read_csv(
+        "indicator,confidence,valid_until,valid_from
+evil.example,55,2026-12-31T00:00:00Z,1700000000
+",
+    );
+    assert_eq!(
+        r.found[0].facts,
+        RowFacts {
+            confidence: Some(55),
+            valid_from_unix_ms: Some(1_700_000_000_000),
+            valid_until_unix_ms: Some(1_798_675_200_000),
+        }
+    );
 }
 
 /// A row of separators alone is cut at the most cells a row is split into: the rest is its
