@@ -173,6 +173,9 @@ struct Tally {
     repeated_in_input: usize,
     /// Each value's strictest TLP in the input, and whether any of it was its org's alone.
     strictest: HashMap<intelmesh_core::Indicator, (Tlp, bool)>,
+    /// Values a copy of which is settled: submitted, or held back for a warninglist. A copy
+    /// refused (outside its validity, say) settles nothing: a later valid copy is submitted.
+    settled: std::collections::HashSet<intelmesh_core::Indicator>,
     /// Values some object or row gave under a TLP that could not be read: wherever else the
     /// input gives them, they are submitted RED to this org alone.
     withheld: std::collections::HashSet<intelmesh_core::Indicator>,
@@ -274,15 +277,15 @@ fn plan(
     let (mut submissions, mut indicators) = (Vec::new(), Vec::new());
     for c in candidates {
         let tlp = c.tlp.unwrap_or(args.tlp);
-        if let Some((first, org_only)) = tally.strictest.get_mut(&c.indicator) {
-            *first = (*first).max(tlp);
-            *org_only |= c.org_only;
+        let (first, org_only) = (tally.strictest)
+            .entry(c.indicator.clone())
+            .or_insert((tlp, c.org_only));
+        *first = (*first).max(tlp);
+        *org_only |= c.org_only;
+        if tally.settled.contains(&c.indicator) {
             tally.repeated_in_input += 1;
             continue;
         }
-        tally
-            .strictest
-            .insert(c.indicator.clone(), (tlp, c.org_only));
         let example = format!("{}: {} {}", c.origin, c.indicator.ty(), c.indicator.value());
         if let Some(w) = &c.warning {
             tally.warned.add(w, example.clone());
@@ -300,6 +303,7 @@ fn plan(
                     example.clone(),
                 );
                 if !args.force {
+                    tally.settled.insert(c.indicator);
                     continue;
                 }
             }
@@ -307,6 +311,7 @@ fn plan(
         match submission(&c, args) {
             Ok(s) => {
                 submissions.push(s);
+                tally.settled.insert(c.indicator.clone());
                 indicators.push(c.indicator);
             }
             Err(reason) => tally.rejected.add(reason, example),

@@ -502,3 +502,31 @@ fn misp_organisation_only_values_are_given_no_recipient() {
     );
     nodes.stop_all();
 }
+
+/// A CSV row's confidence and validity are the assertion's; a copy of a value refused for its
+/// validity does not keep a later valid copy of it from being submitted.
+#[test]
+fn a_csv_rows_validity_and_confidence_are_kept_and_a_refused_copy_settles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Nodes::provision(dir.path(), &[ORG]);
+    nodes.start_all();
+    let csv = dir.path().join("export.csv");
+    std::fs::write(
+        &csv,
+        "type,value,tlp,confidence,valid_from_unix_ms,valid_until_unix_ms\n\
+         domain,kept.example,GREEN,40,1700000000000,1700000000000\n\
+         domain,kept.example,GREEN,60,1700000000000,4102444800000\n",
+    )
+    .unwrap();
+    let (code, got, stderr) = run_json(&nodes, &["import", &s(&csv)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(got["imported"], 1, "{got:#}");
+    assert_eq!(got["rejected"], 1, "{got:#}");
+    let kept = assertion(&nodes, "kept.example").expect("the valid copy imported");
+    assert_eq!(kept["confidence"], 60, "{kept}");
+    assert_eq!(
+        kept["valid_until_unix_ms"].as_i64(),
+        Some(4_102_444_800_000),
+        "{kept}"
+    );
+}
