@@ -463,6 +463,7 @@ impl Store for DiskStore {
     }
 
     fn indicator(&self, indicator: &Indicator) -> Result<Option<pb::IndicatorState>, StoreError> {
+        self.index_readable()?;
         self.stored_state(&keys::index(indicator))
     }
 
@@ -478,6 +479,7 @@ impl Store for DiskStore {
         &self,
         indicators: &[&Indicator],
     ) -> Result<Vec<Option<pb::IndicatorState>>, StoreError> {
+        self.index_readable()?;
         // The keys side by side in one buffer: one allocation for a group, not one a probe.
         let mut buffer = Vec::with_capacity(indicators.iter().map(|i| 2 + i.value().len()).sum());
         let mut ends = Vec::with_capacity(indicators.len());
@@ -522,6 +524,7 @@ impl Store for DiskStore {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Selected>, StoreError> {
+        self.index_readable()?;
         select::select(&self.db, selection, reader.as_str(), after, limit)
     }
 
@@ -593,6 +596,7 @@ impl Store for DiskStore {
     }
 
     fn state_digest(&self) -> Result<Hash, StoreError> {
+        self.index_readable()?;
         self.consistent_digest()
     }
 }

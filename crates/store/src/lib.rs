@@ -146,8 +146,9 @@ pub enum StoreError {
     /// The write this batch was grouped with (`group_commit`) failed; nothing of it is stored.
     #[error("the store's write of this batch with others failed: {0}")]
     Grouped(String),
-    /// A cut left the index to rebuild and the last try failed: writes wait for the next.
-    #[error("the index is being rebuilt after a cut and its last try failed: writes wait for the next try, within 10 s")]
+    /// A cut left the index to rebuild and the last try failed: reads of the index and writes
+    /// wait for the next.
+    #[error("the index is being rebuilt after a cut and its last try failed: reads of the index and writes wait for the next try, within 10 s")]
     RebuildPending,
     #[error("{path}: {source}")]
     Io {

@@ -76,6 +76,23 @@ impl DiskStore {
         self.rebuild_if_marked()
     }
 
+    /// Refuses a read of the index while a cut's rebuild of it failed and is not yet done: the
+    /// index is half cleared, and would answer "not listed" for values the log lists. (While
+    /// a rebuild runs, reads see its progress; one that fails leaves that until retried.)
+    pub(crate) fn index_readable(&self) -> Result<(), StoreError> {
+        if !self.rebuild_marked.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let failed = self
+            .rebuild_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match failed.is_some() {
+            true => Err(StoreError::RebuildPending),
+            false => Ok(()),
+        }
+    }
+
     /// [`Self::finish_index_rebuild`] with the write lock held by the caller: every write
     /// calls it first, so nothing is folded onto an index a failed rebuild left half cleared
     /// (a write on it would take a held indicator for a new one); while the rebuild fails,
@@ -273,5 +290,38 @@ mod tests {
         store.rebuild_marked.store(true, Ordering::Release);
         crate::Store::apply(&store, Vec::new()).unwrap();
         assert!(!index_rebuild::pending(&store.db).unwrap());
+    }
+
+    /// Once a cut's rebuild has failed, the half-cleared index answers no read until a retry
+    /// rebuilds it: "not listed" would be wrong for values the log lists.
+    #[test]
+    fn reads_of_an_index_whose_rebuild_failed_are_refused_until_it_is_rebuilt() {
+        use crate::Store;
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(StoreConfig::new(dir.path())).unwrap();
+        let value = intelmesh_core::indicator::detect("evil.example").unwrap();
+        assert_eq!(store.indicator(&value).unwrap(), None);
+        let mut batch = crate::kv::Batch::default();
+        index_rebuild::mark(&mut batch);
+        store.db.apply_batch(batch).unwrap();
+        store.rebuild_marked.store(true, Ordering::Release);
+        // A rebuild in progress: reads go on.
+        assert!(store.indicator(&value).is_ok());
+        *store.rebuild_failed.lock().unwrap() = Some(std::time::Instant::now());
+        assert!(matches!(
+            store.indicator(&value),
+            Err(StoreError::RebuildPending)
+        ));
+        assert!(matches!(
+            store.lookup_states(&[&value]),
+            Err(StoreError::RebuildPending)
+        ));
+        assert!(matches!(
+            store.state_digest(),
+            Err(StoreError::RebuildPending)
+        ));
+        *store.rebuild_failed.lock().unwrap() = None;
+        assert!(store.finish_index_rebuild().unwrap());
+        assert_eq!(store.indicator(&value).unwrap(), None);
     }
 }
