@@ -353,7 +353,7 @@ impl<'a> Work<'a> {
             }
             let have = match added_for.get(&origin) {
                 Some(n) => *n,
-                None => self.db.scan_prefix(keys::fork_prefix(&origin)).count(),
+                None => fork_proofs_of(self.db, &origin)?,
             };
             if have >= MAX_FORK_PROOFS_PER_ORIGIN {
                 continue;
@@ -434,4 +434,14 @@ impl<'a> Work<'a> {
     pub(crate) fn add_forks(&mut self, proofs: impl IntoIterator<Item = pb::ForkProof>) {
         self.forks.extend(proofs);
     }
+}
+
+/// How many fork proofs of `origin` the store keeps (at most [`MAX_FORK_PROOFS_PER_ORIGIN`]).
+pub(crate) fn fork_proofs_of(db: &crate::kv::Kv, origin: &OrgId) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for kv in db.scan_prefix(keys::fork_prefix(origin)) {
+        kv?;
+        n += 1;
+    }
+    Ok(n)
 }

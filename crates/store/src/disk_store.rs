@@ -529,12 +529,7 @@ impl Store for DiskStore {
     }
 
     fn fork_proof_count(&self, origin: &OrgId) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for kv in self.db.scan_prefix(keys::fork_prefix(origin)) {
-            kv?;
-            n += 1;
-        }
-        Ok(n)
+        crate::apply::fork_proofs_of(&self.db, origin)
     }
 
     fn fork_proofs(&self) -> Result<Vec<pb::ForkProof>, StoreError> {
